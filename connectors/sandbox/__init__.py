@@ -1,0 +1,1 @@
+"""Local imitation of the Vitally and Salesforce REST APIs (a real HTTP server on loopback)."""

@@ -1,0 +1,130 @@
+"""Typed records the rules decide on: plain frozen data, parsed at the connector boundary.
+
+A field that is ``None`` is *unknown* (absent or null at the source), never zero: a rule that
+needs it does not fire and names it in its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+__all__ = ["Account", "Invoice", "Lead", "Opportunity", "SfAccount", "SfUser"]
+
+
+@dataclass(frozen=True)
+class Invoice:
+    month: str  # "YYYY-MM"
+    amount: float
+
+
+@dataclass(frozen=True)
+class Account:
+    """A Vitally account with its traits under canonical names (data-model.md)."""
+
+    id: str
+    name: str
+    updated_at: datetime
+    external_id: str | None = None
+    created_at: datetime | None = None
+    mrr: float | None = None
+    segments: frozenset[str] = frozenset()
+    key_roles: Mapping[str, str] = field(default_factory=dict)  # role label -> Vitally user id
+    domain: str | None = None
+    forecasted_mrr: float | None = None
+    invoices: tuple[Invoice, ...] | None = None
+    product_spend: Mapping[str, float] | None = None
+    paid_products: tuple[str, ...] | None = None
+    activated_products: tuple[str, ...] | None = None
+    plan: str | None = None
+    annual_plan: bool | None = None
+    first_paid_at: date | None = None
+    startup_plan_ends_at: date | None = None
+    startup_credits_total: float | None = None
+    startup_credits_used: float | None = None
+    billing_limits: Mapping[str, float] | None = None
+    employee_count: int | None = None
+    harmonic_headcount: int | None = None
+    harmonic_headcount_180d: int | None = None
+    harmonic_last_funding_date: date | None = None
+    estimated_revenue: float | None = None
+    industry: str | None = None
+    country: str | None = None  # ISO 3166-1 alpha-2 after normalisation
+    icp_score: int | None = None
+    user_count: int | None = None
+    users_by_country: Mapping[str, int] | None = None  # ISO2 -> count
+    business_email: bool | None = None
+    autocapture_pct: float | None = None
+    custom_event_pct: float | None = None
+    actions_count: int | None = None
+    project_count: int | None = None
+    data_destinations: tuple[str, ...] | None = None
+    billing_page_views_30d: int | None = None
+    slack_channel: str | None = None
+    lead_disqualified_at: date | None = None
+    is_b2b: bool | None = None
+    has_mobile_app: bool | None = None
+    is_ai_product: bool | None = None
+    # What the daemon itself writes, as read back (trait name -> value), for diffing.
+    written: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def arr(self) -> float | None:
+        return None if self.mrr is None else 12 * self.mrr
+
+
+@dataclass(frozen=True)
+class Lead:
+    """A Salesforce Lead."""
+
+    id: str
+    system_modstamp: datetime
+    email: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    title: str | None = None
+    role: str | None = None
+    sub_role: str | None = None
+    country: str | None = None
+    employees: int | None = None
+    annual_revenue: float | None = None
+    industry: str | None = None
+    lead_source: str | None = None
+    status: str | None = None
+    owner_id: str | None = None
+    is_converted: bool = False
+    form_text: str | None = None
+    vitally_account_id: str | None = None
+    created_date: datetime | None = None
+    lead_score: float | None = None
+    sync_key: str | None = None
+    routing_rule: str | None = None
+    classification: str | None = None
+
+
+@dataclass(frozen=True)
+class SfUser:
+    id: str
+    name: str
+    email: str | None
+    is_active: bool
+
+
+@dataclass(frozen=True)
+class Opportunity:
+    id: str
+    account_id: str | None
+    stage_name: str | None
+    close_date: date | None
+    loss_reason: str | None
+    owner_id: str | None
+
+
+@dataclass(frozen=True)
+class SfAccount:
+    id: str
+    name: str | None
+    website: str | None
+    vitally_account_id: str | None
+    owner_id: str | None
