@@ -1,1 +1,8 @@
+"""Persistence: the SQLite state database (sqlite-utils) and the one-instance lock."""
 
+from __future__ import annotations
+
+from state.db import OutboxRow, PlannedWrite, StateDB, write_key
+from state.lock import InstanceLockedError, StateLock
+
+__all__ = ["InstanceLockedError", "OutboxRow", "PlannedWrite", "StateDB", "StateLock", "write_key"]

@@ -1,0 +1,175 @@
+"""The one retry policy and the HTTP plumbing shared by both adapters.
+
+`call_with_retry` is the single choke point where a request is repeated: it retries only
+`RetriableError`, only when the operation is safe to repeat, waits what a 429 asked for or backs
+off exponentially with jitter, and turns a network failure that outlives every attempt into
+`UnreachableError`. Adapters decide what is retriable (their `classify`); this module decides how.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
+
+from connectors.errors import ConfigError, RateLimitedError, RetriableError, UnreachableError
+
+__all__ = [
+    "PlainHTTPAdapter",
+    "TimeoutHTTPAdapter",
+    "backoff_wait",
+    "call_with_retry",
+    "make_session",
+]
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+_Timeout = float | tuple[float, float] | tuple[float, None] | None
+_Cert = bytes | str | tuple[bytes | str, bytes | str] | None
+
+
+def backoff_wait(attempt: int, *, max_wait: float = 60.0) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1-based): 1, 2, 4, … plus up to 1 s
+    of jitter, capped at `max_wait`. The one backoff curve, also used for per-record re-sends."""
+    exponent = min(max(attempt - 1, 0), 32)
+    return min(float(2**exponent) + random.uniform(0.0, 1.0), max_wait)
+
+
+def _wait(max_wait: float) -> Callable[[RetryCallState], float]:
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(error, RateLimitedError) and error.wait_seconds is not None:
+            # The service told us when the window reopens (Vitally's RateLimit-Reset): waiting
+            # less only burns an attempt on another 429; waiting longer than max_wait stalls a cycle.
+            return min(max(error.wait_seconds, 0.0), max_wait)
+        return backoff_wait(state.attempt_number, max_wait=max_wait)
+
+    return wait
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    wait = state.next_action.sleep if state.next_action is not None else 0.0
+    # Error messages are built secret-free by the adapters, so they may be logged.
+    log.warning("attempt %d failed (%s); retrying in %.1fs", state.attempt_number, error, wait)
+
+
+def call_with_retry(
+    fn: Callable[[], T],
+    *,
+    sleep: Callable[[float], None],
+    max_attempts: int = 5,
+    max_wait: float = 60.0,
+    is_safe: bool = True,
+) -> T:
+    """Call `fn` until it returns, under the one retry policy of crm-sync.
+
+    - Only `RetriableError` is retried, and only when `is_safe` (the operation may be repeated
+      without effect: reads, upserts by external id, idempotent PUTs); otherwise `fn` runs once.
+      Any other exception propagates at once, unchanged.
+    - Between attempts: `RateLimitedError.wait_seconds` when the service gave one, else
+      exponential backoff with jitter (1, 2, 4 … s plus up to 1 s); every wait is capped at
+      `max_wait` and spent through `sleep`.
+    - After the last attempt a network failure (a `RetriableError` without an HTTP status)
+      becomes `UnreachableError`; an HTTP one (5xx, 429) is re-raised as it is.
+    """
+    if max_attempts < 1:
+        raise ConfigError([f"max_attempts: must be at least 1, got {max_attempts}"])
+    retrying = Retrying(
+        sleep=sleep,
+        stop=stop_after_attempt(max_attempts if is_safe else 1),
+        wait=_wait(max_wait),
+        retry=retry_if_exception_type(RetriableError),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+    try:
+        return retrying(fn)
+    except RetriableError as error:
+        if error.status is None:
+            raise UnreachableError(str(error), system=error.system) from error
+        raise
+
+
+class TimeoutHTTPAdapter(HTTPAdapter):
+    """An `HTTPAdapter` with a default timeout: neither requests nor simple-salesforce sets one."""
+
+    def __init__(self, timeout: float, *, pool_maxsize: int = 10) -> None:
+        self.timeout = timeout
+        # No urllib3 retries (max_retries stays 0): `call_with_retry` is the only retry policy.
+        super().__init__(pool_maxsize=pool_maxsize)
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: _Timeout = None,
+        verify: bool | str = True,
+        cert: _Cert = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        return super().send(
+            request,
+            stream=stream,
+            timeout=self.timeout if timeout is None else timeout,
+            verify=verify,
+            cert=cert,
+            proxies=proxies,
+        )
+
+
+class PlainHTTPAdapter(TimeoutHTTPAdapter):
+    """Sends `https://` requests over plain `http://`.
+
+    simple-salesforce keeps only host and port of `instance_url` and always builds
+    `https://host:port/...`; the local sandbox speaks plain HTTP. Mount this adapter for the
+    sandbox's `https://host:port/` prefix only, never for a real service.
+    """
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: _Timeout = None,
+        verify: bool | str = True,
+        cert: _Cert = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        if request.url is not None and request.url.startswith("https://"):
+            request.url = "http://" + request.url[len("https://") :]
+        return super().send(
+            request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+        )
+
+
+def make_session(base_url: str, timeout: float) -> requests.Session:
+    """A session whose every request has a default timeout of `timeout` seconds.
+
+    For an `https://` base URL both schemes get a `TimeoutHTTPAdapter`. For a plain `http://` base
+    URL (the local sandbox) requests to `https://<same host:port>/` are also sent over plain HTTP
+    through a `PlainHTTPAdapter`, because simple-salesforce rewrites the scheme to https.
+    """
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError([f"base_url: {base_url!r} is not an http(s) URL"])
+    session = requests.Session()
+    session.mount("https://", TimeoutHTTPAdapter(timeout))
+    session.mount("http://", TimeoutHTTPAdapter(timeout))
+    if parts.scheme == "http":
+        # simple-salesforce leaves the port out when it is 443 or absent, so match what it builds.
+        netloc = parts.hostname if parts.port in (None, 443) else f"{parts.hostname}:{parts.port}"
+        session.mount(f"https://{netloc}/", PlainHTTPAdapter(timeout))
+    return session

@@ -1,0 +1,57 @@
+"""Cursor pagination as an object: a token, a finished flag, and loop detection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
+
+from connectors.errors import ContractError
+
+__all__ = ["CursorPaginator"]
+
+T = TypeVar("T")
+
+
+class CursorPaginator:
+    """Follows an opaque "next page" cursor until the service says there is none.
+
+    `token` is the cursor for the next request (None for the first page), `finished` turns true
+    once a page came back without a next cursor. A cursor seen before means the service would
+    send us round in circles: `advance` raises `ContractError` instead of looping forever.
+    """
+
+    def __init__(self, start_token: str | None = None, *, system: str = "") -> None:
+        self.token: str | None = start_token
+        self.finished = False
+        self.pages_read = 0
+        self._system = system
+        self._seen: set[str] = set() if start_token is None else {start_token}
+
+    def advance(self, next_token: str | None) -> None:
+        """Record the cursor returned with the page just read (None or "" = that was the last)."""
+        if self.finished:
+            raise ContractError("paginator advanced after the last page", system=self._system)
+        self.pages_read += 1
+        if not next_token:
+            self.finished = True
+            self.token = None
+            return
+        if next_token in self._seen:
+            # Cursors are opaque and may be long: report where, not the value.
+            raise ContractError(
+                f"pagination loop: page {self.pages_read} returned a cursor already followed",
+                system=self._system,
+            )
+        self._seen.add(next_token)
+        self.token = next_token
+
+    def pages(self, fetch: Callable[[str | None], tuple[Sequence[T], str | None]]) -> Iterator[Sequence[T]]:
+        """Lazily yield pages: `fetch(token)` returns one page's items and the next cursor.
+
+        The next page is requested only when the consumer asks for it, so stopping early
+        (an incremental read reaching its watermark) costs no extra request.
+        """
+        while not self.finished:
+            items, next_token = fetch(self.token)
+            self.advance(next_token)
+            yield items

@@ -1,0 +1,388 @@
+"""Parse the services' raw records into typed records, at the connector boundary.
+
+A malformed record raises `RecordError` naming the record and the field at fault; the caller
+reports it and skips the record. Absent or null traits are unknown (None), never zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+from connectors.errors import RecordError
+from rules.countries import normalise_country
+from rules.model import Account, Invoice, Lead, Opportunity, SfAccount, SfUser
+
+__all__ = [
+    "DEFAULT_TRAIT_KEYS",
+    "parse_account",
+    "parse_lead",
+    "parse_opportunity",
+    "parse_sf_account",
+    "parse_timestamp",
+    "parse_user",
+]
+
+# Canonical field -> Vitally trait key (data-model.md); a deployment overrides these in the config.
+DEFAULT_TRAIT_KEYS: Mapping[str, str] = {
+    "domain": "domain",
+    "forecasted_mrr": "forecasted_mrr",
+    "invoices": "invoices",
+    "product_spend": "product_spend",
+    "paid_products": "paidProducts",
+    "activated_products": "activated_products",
+    "plan": "plan",
+    "annual_plan": "annual_plan",
+    "first_paid_at": "first_paid_at",
+    "startup_plan_ends_at": "startup_plan_ends_at",
+    "startup_credits_total": "startup_credits_total",
+    "startup_credits_used": "startup_credits_used",
+    "billing_limits": "billing_limits",
+    "employee_count": "employee_count",
+    "harmonic_headcount": "harmonic_headcount",
+    "harmonic_headcount_180d": "harmonic_headcount_180d",
+    "harmonic_last_funding_date": "harmonic_last_funding_date",
+    "estimated_revenue": "estimated_revenue",
+    "industry": "industry",
+    "country": "country",
+    "icp_score": "icp_score",
+    "user_count": "user_count",
+    "users_by_country": "users_by_country",
+    "business_email": "business_email",
+    "autocapture_pct": "autocapture_pct",
+    "custom_event_pct": "custom_event_pct",
+    "actions_count": "actions_count",
+    "project_count": "project_count",
+    "data_destinations": "data_destinations",
+    "billing_page_views_30d": "billing_page_views_30d",
+    "slack_channel": "slack_channel",
+    "lead_disqualified_at": "lead_disqualified_at",
+    "is_b2b": "is_b2b",
+    "has_mobile_app": "has_mobile_app",
+    "is_ai_product": "is_ai_product",
+}
+
+T = TypeVar("T")
+
+
+class _Bad(Exception):
+    """A value of the wrong shape; turned into a RecordError with the field's name."""
+
+
+def parse_timestamp(value: object) -> datetime:
+    """ISO 8601 (with `Z`, an offset, or Salesforce's `+0000`) → aware datetime (naive = UTC)."""
+    if not isinstance(value, str) or not value:
+        raise _Bad(f"expected an ISO 8601 timestamp, got {_show(value)}")
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    elif len(text) > 5 and text[-5] in "+-" and text[-4:].isdigit() and text[-3] != ":":
+        text = f"{text[:-2]}:{text[-2:]}"  # Salesforce writes +0000
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise _Bad(f"expected an ISO 8601 timestamp, got {_show(value)}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool):
+        raise _Bad(f"expected a number, got {_show(value)}")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.replace(",", "").strip())
+        except ValueError:
+            raise _Bad(f"expected a number, got {_show(value)}") from None
+    else:
+        raise _Bad(f"expected a number, got {_show(value)}")
+    if not math.isfinite(number):
+        raise _Bad(f"expected a finite number, got {_show(value)}")
+    return number
+
+
+def _money(value: object) -> float:
+    number = _number(value)
+    if number < 0:
+        raise _Bad(f"expected an amount ≥ 0, got {_show(value)}")
+    return number
+
+
+def _signed_int(value: object) -> int:
+    number = _number(value)
+    if not number.is_integer():
+        raise _Bad(f"expected a whole number, got {_show(value)}")
+    return int(number)
+
+
+def _count(value: object) -> int:
+    number = _signed_int(value)
+    if number < 0:
+        raise _Bad(f"expected a count ≥ 0, got {_show(value)}")
+    return number
+
+
+def _percent(value: object) -> float:
+    number = _number(value)
+    if not 0 <= number <= 100:
+        raise _Bad(f"expected a percentage in [0, 100], got {_show(value)}")
+    return number
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+        return value.strip().lower() == "true"
+    raise _Bad(f"expected true or false, got {_show(value)}")
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise _Bad(f"expected text, got {_show(value)}")
+    return value
+
+
+def _date(value: object) -> date:
+    if not isinstance(value, str):
+        raise _Bad(f"expected a date, got {_show(value)}")
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        raise _Bad(f"expected a date (YYYY-MM-DD), got {_show(value)}") from None
+
+
+def _country(value: object) -> str:
+    code = normalise_country(_text(value))
+    if code is None:
+        raise _Bad(f"unknown country {_show(value)}")
+    return code
+
+
+def _str_list(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Bad(f"expected a list of text, got {_show(value)}")
+    return tuple(value)
+
+
+def _money_map(value: object) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise _Bad(f"expected an object of amounts, got {_show(value)}")
+    return {str(k): _money(v) for k, v in value.items()}
+
+
+def _country_counts(value: object) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise _Bad(f"expected an object of country → count, got {_show(value)}")
+    counts: dict[str, int] = {}
+    for key, count in value.items():
+        code = _country(key)
+        counts[code] = counts.get(code, 0) + _count(count)
+    return counts
+
+
+def _invoices(value: object) -> tuple[Invoice, ...]:
+    if not isinstance(value, list):
+        raise _Bad(f"expected a list of invoices, got {_show(value)}")
+    invoices = []
+    for item in value:
+        if not isinstance(item, dict) or "month" not in item or "amount" not in item:
+            raise _Bad(f"expected invoices as {{month, amount}}, got {_show(item)}")
+        month = _text(item["month"])
+        if len(month) != 7 or month[4] != "-" or not (month[:4] + month[5:]).isdigit():
+            raise _Bad(f"expected an invoice month YYYY-MM, got {_show(month)}")
+        invoices.append(Invoice(month, _money(item["amount"])))
+    return tuple(invoices)
+
+
+_TRAIT_PARSERS: Mapping[str, Callable[[object], object]] = {
+    "domain": _text,
+    "forecasted_mrr": _money,
+    "invoices": _invoices,
+    "product_spend": _money_map,
+    "paid_products": _str_list,
+    "activated_products": _str_list,
+    "plan": _text,
+    "annual_plan": _bool,
+    "first_paid_at": _date,
+    "startup_plan_ends_at": _date,
+    "startup_credits_total": _money,
+    "startup_credits_used": _money,
+    "billing_limits": _money_map,
+    "employee_count": _count,
+    "harmonic_headcount": _count,
+    "harmonic_headcount_180d": _count,
+    "harmonic_last_funding_date": _date,
+    "estimated_revenue": _money,
+    "industry": _text,
+    "country": _country,
+    "icp_score": _signed_int,
+    "user_count": _count,
+    "users_by_country": _country_counts,
+    "business_email": _bool,
+    "autocapture_pct": _percent,
+    "custom_event_pct": _percent,
+    "actions_count": _count,
+    "project_count": _count,
+    "data_destinations": _str_list,
+    "billing_page_views_30d": _count,
+    "slack_channel": _text,
+    "lead_disqualified_at": _date,
+    "is_b2b": _bool,
+    "has_mobile_app": _bool,
+    "is_ai_product": _bool,
+}
+
+
+def _field(system: str, record_id: str, name: str, value: object, parse: Callable[[object], T]) -> T:
+    try:
+        return parse(value)
+    except _Bad as bad:
+        raise RecordError(system, record_id, name, str(bad)) from None
+
+
+def parse_account(
+    raw: Mapping[str, Any],
+    trait_keys: Mapping[str, str] = DEFAULT_TRAIT_KEYS,
+    written_keys: tuple[str, ...] = (),
+) -> Account:
+    """A Vitally account object → `Account`; `written_keys` are the traits the daemon writes, kept
+    as read so the engine can diff against them."""
+    record_id = raw.get("id")
+    if not isinstance(record_id, str) or not record_id:
+        raise RecordError("vitally", _show(record_id), "id", "missing account id")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise RecordError("vitally", record_id, "name", f"expected a name, got {_show(name)}")
+    updated_at = _field("vitally", record_id, "updatedAt", raw.get("updatedAt"), parse_timestamp)
+    created = raw.get("createdAt")
+    created_at = None if created is None else _field("vitally", record_id, "createdAt", created, parse_timestamp)
+    mrr_raw = raw.get("mrr")
+    mrr = None if mrr_raw is None else _field("vitally", record_id, "mrr", mrr_raw, _money)
+    external = raw.get("externalId")
+    traits = raw.get("traits")
+    if traits is None:
+        traits = {}
+    if not isinstance(traits, dict):
+        raise RecordError("vitally", record_id, "traits", f"expected an object, got {_show(traits)}")
+
+    values: dict[str, object] = {}
+    for canonical, parse in _TRAIT_PARSERS.items():
+        key = trait_keys.get(canonical, canonical)
+        value = traits.get(key)
+        if value is not None:
+            values[canonical] = _field("vitally", record_id, f"traits.{key}", value, parse)
+
+    segments = frozenset(
+        s["name"] for s in raw.get("segments") or [] if isinstance(s, dict) and isinstance(s.get("name"), str)
+    )
+    key_roles: dict[str, str] = {}
+    for role in raw.get("keyRoles") or []:
+        if not isinstance(role, dict):
+            raise RecordError("vitally", record_id, "keyRoles", f"expected key role objects, got {_show(role)}")
+        label = (role.get("keyRole") or {}).get("label")
+        user = role.get("vitallyUser") or {}
+        if isinstance(label, str) and isinstance(user, dict):
+            key_roles[label] = str(user.get("id") or user.get("name") or "")
+    written = {key: traits.get(key) for key in written_keys}
+    return Account(
+        id=record_id,
+        name=name,
+        updated_at=updated_at,
+        external_id=external if isinstance(external, str) else None,
+        created_at=created_at,
+        mrr=mrr,
+        segments=segments,
+        key_roles=key_roles,
+        written=written,
+        **values,  # type: ignore[arg-type]
+    )
+
+
+def _sf_get(raw: Mapping[str, Any], obj: str, name: str, parse: Callable[[object], T]) -> T | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    return _field(f"salesforce {obj}", str(raw.get("Id")), name, value, parse)
+
+
+def _sf_id(raw: Mapping[str, Any], obj: str) -> str:
+    record_id = raw.get("Id")
+    if not isinstance(record_id, str) or not record_id:
+        raise RecordError(f"salesforce {obj}", _show(record_id), "Id", "missing Id")
+    return record_id
+
+
+def parse_lead(raw: Mapping[str, Any]) -> Lead:
+    """A Salesforce Lead record → `Lead`."""
+    record_id = _sf_id(raw, "Lead")
+    modstamp = _sf_get(raw, "Lead", "SystemModstamp", parse_timestamp)
+    if modstamp is None:
+        raise RecordError("salesforce Lead", record_id, "SystemModstamp", "missing SystemModstamp")
+    country = raw.get("Country")
+    return Lead(
+        id=record_id,
+        system_modstamp=modstamp,
+        email=_sf_get(raw, "Lead", "Email", _text),
+        last_name=_sf_get(raw, "Lead", "LastName", _text),
+        company=_sf_get(raw, "Lead", "Company", _text),
+        title=_sf_get(raw, "Lead", "Title", _text),
+        role=_sf_get(raw, "Lead", "Role__c", _text),
+        sub_role=_sf_get(raw, "Lead", "Sub_Role__c", _text),
+        country=None if country in (None, "") else _sf_get(raw, "Lead", "Country", _country),
+        employees=_sf_get(raw, "Lead", "NumberOfEmployees", _count),
+        annual_revenue=_sf_get(raw, "Lead", "AnnualRevenue", _money),
+        industry=_sf_get(raw, "Lead", "Industry", _text),
+        lead_source=_sf_get(raw, "Lead", "LeadSource", _text),
+        status=_sf_get(raw, "Lead", "Status", _text),
+        owner_id=_sf_get(raw, "Lead", "OwnerId", _text),
+        is_converted=bool(_sf_get(raw, "Lead", "IsConverted", _bool)),
+        form_text=_sf_get(raw, "Lead", "Form_Text__c", _text),
+        vitally_account_id=_sf_get(raw, "Lead", "Vitally_Account_Id__c", _text),
+        created_date=_sf_get(raw, "Lead", "CreatedDate", parse_timestamp),
+        lead_score=_sf_get(raw, "Lead", "Lead_Score__c", _number),
+        sync_key=_sf_get(raw, "Lead", "Sync_Key__c", _text),
+        routing_rule=_sf_get(raw, "Lead", "Routing_Rule__c", _text),
+        classification=_sf_get(raw, "Lead", "Classification__c", _text),
+    )
+
+
+def parse_user(raw: Mapping[str, Any]) -> SfUser:
+    record_id = _sf_id(raw, "User")
+    return SfUser(
+        id=record_id,
+        name=_sf_get(raw, "User", "Name", _text) or record_id,
+        email=_sf_get(raw, "User", "Email", _text),
+        is_active=bool(_sf_get(raw, "User", "IsActive", _bool)),
+    )
+
+
+def parse_opportunity(raw: Mapping[str, Any]) -> Opportunity:
+    record_id = _sf_id(raw, "Opportunity")
+    return Opportunity(
+        id=record_id,
+        account_id=_sf_get(raw, "Opportunity", "AccountId", _text),
+        stage_name=_sf_get(raw, "Opportunity", "StageName", _text),
+        close_date=_sf_get(raw, "Opportunity", "CloseDate", _date),
+        loss_reason=_sf_get(raw, "Opportunity", "Loss_Reason__c", _text),
+        owner_id=_sf_get(raw, "Opportunity", "OwnerId", _text),
+    )
+
+
+def parse_sf_account(raw: Mapping[str, Any]) -> SfAccount:
+    record_id = _sf_id(raw, "Account")
+    return SfAccount(
+        id=record_id,
+        name=_sf_get(raw, "Account", "Name", _text),
+        website=_sf_get(raw, "Account", "Website", _text),
+        vitally_account_id=_sf_get(raw, "Account", "Vitally_Account_Id__c", _text),
+        owner_id=_sf_get(raw, "Account", "OwnerId", _text),
+    )

@@ -1,0 +1,581 @@
+"""Salesforce REST adapter on simple-salesforce: SOQL reads and sObject-collection writes.
+
+Every request goes through `SalesforceClient._call`, which counts it, checks the API budget
+before a write, maps any failure through the one `_classify`, logs in again once on a 401 when
+the client holds OAuth client credentials, and repeats it under the one retry policy
+(`connectors.http.call_with_retry`). Writes are only upserts by external id and updates by Id,
+both safe to repeat; this adapter never POST-creates.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import requests
+from simple_salesforce.api import Salesforce
+from simple_salesforce.exceptions import SalesforceError
+from simple_salesforce.format import format_soql
+
+from connectors.base import RequestCounter, WriteResult, parse_iso_utc
+from connectors.errors import (
+    AuthError,
+    ConfigError,
+    ContractError,
+    QuotaExhaustedError,
+    RateLimitedError,
+    RetriableError,
+    SyncError,
+)
+from connectors.http import backoff_wait, call_with_retry, make_session
+from connectors.paging import CursorPaginator
+
+__all__ = ["COLLECTION_LIMIT", "SalesforceClient", "SalesforceObject"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SYSTEM = "salesforce"
+COLLECTION_LIMIT = 200  # records per sObject Collections request (Salesforce's maximum)
+
+_NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+_FIELD_PATH = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*\Z")
+_ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}\Z")
+_API_VERSION = re.compile(r"\d{2,3}\.\d\Z")
+# Per-record codes worth sending again: another transaction held the row.
+_TRANSIENT_RECORD_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
+
+
+class SalesforceClient:
+    """A Salesforce REST client for one org.
+
+    Authentication: a bare `token` (a 401 is then `AuthError`), or OAuth client credentials
+    (`client_id` + `client_secret`), with which the client logs in at
+    `{instance_url}/services/oauth2/token` on first use and once more after a 401; a token given
+    with credentials is used until it expires. `instance_url` stays the base of every call. An
+    `http://` instance URL (the local sandbox) is served over plain HTTP although simple-salesforce
+    writes `https://`. Secrets never appear in a message or a log.
+
+    `requests` counts every attempt by `(method, path template)`. Before each write request the
+    API usage seen in `Sforce-Limit-Info` is checked against `budget_share` of the daily allocation.
+    """
+
+    def __init__(
+        self,
+        instance_url: str,
+        *,
+        token: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        api_version: str = "59.0",
+        timeout: float = 30,
+        sleep: Callable[[float], None] = time.sleep,
+        max_attempts: int = 5,
+        budget_share: float = 0.8,
+        session: requests.Session | None = None,
+        lock_retries: int = 3,
+    ) -> None:
+        problems = []
+        if bool(client_id) != bool(client_secret):
+            problems.append("salesforce.client_id/client_secret: give both or neither")
+        if not token and not (client_id and client_secret):
+            problems.append("salesforce: a token or client_id + client_secret is required")
+        if not _API_VERSION.match(api_version):
+            problems.append(f"salesforce.api_version: expected like '59.0', got {api_version!r}")
+        if not 0 < budget_share <= 1:
+            problems.append(f"salesforce.budget_share: must be in (0, 1], got {budget_share}")
+        if max_attempts < 1:
+            problems.append(f"salesforce.max_attempts: must be at least 1, got {max_attempts}")
+        if lock_retries < 0:
+            problems.append(f"salesforce.lock_retries: must not be negative, got {lock_retries}")
+        if problems:
+            raise ConfigError(problems)
+        self.instance_url = instance_url.rstrip("/")
+        self.api_version = api_version
+        self.budget_share = budget_share
+        self._session = session if session is not None else make_session(self.instance_url, timeout)
+        self._token = token or None
+        self._client_id = client_id or None
+        self._client_secret = client_secret or None
+        self._timeout = timeout
+        self._sleep = sleep
+        self._max_attempts = max_attempts
+        self._lock_retries = lock_retries
+        self._sf: Salesforce | None = None
+        self._data_path = f"/services/data/v{api_version}"
+        self.requests = RequestCounter()
+
+    def __repr__(self) -> str:
+        return f"SalesforceClient({self.instance_url!r})"
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def query(self, soql_template: str, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Run a SOQL query built by `format_soql(soql_template, *args, **kwargs)`; yield its records.
+
+        Values are quoted by `format_soql`; never put outside data through `{:literal}`. Pages
+        (`nextRecordsUrl`) are fetched lazily, each under the retry policy, and `attributes` is
+        removed from every record, nested ones included.
+        """
+        try:
+            soql = format_soql(soql_template, *args, **kwargs)
+        except (ValueError, KeyError, IndexError) as error:
+            raise ConfigError([f"soql: cannot format the query ({type(error).__name__})"]) from error
+        return self._records(soql)
+
+    def iter_changed(
+        self, sobject: str, fields: Sequence[str], since: str | None, *, lookback_seconds: int = 300
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the `sobject` records with `SystemModstamp >= since - lookback_seconds`, ordered
+        by `(SystemModstamp, Id)`; `since=None` yields every record.
+
+        `Id` and `SystemModstamp` are always selected. The look-back re-reads records whose
+        transaction committed after a later one was already visible; callers drop the repeats by
+        key. `sobject` and `fields` come from our configuration and are checked to be names
+        (`Owner.Name` paths allowed) before they reach the query.
+        """
+        _check_name(sobject, "sobject")
+        for field in fields:
+            _check_field(field)
+        if lookback_seconds < 0:
+            raise ConfigError([f"salesforce.lookback_seconds: must not be negative, got {lookback_seconds}"])
+        selected: dict[str, str] = {}
+        for field in ("Id", *fields, "SystemModstamp"):
+            selected.setdefault(field.lower(), field)  # SOQL refuses a field selected twice
+        columns = ", ".join(selected.values())
+        # Names checked above are our configuration, not outside data: safe as literals.
+        if since is None:
+            return self.query(
+                "SELECT {:literal} FROM {:literal} ORDER BY SystemModstamp, Id", columns, sobject
+            )
+        start = _since(since) - timedelta(seconds=lookback_seconds)
+        return self.query(
+            "SELECT {:literal} FROM {:literal} WHERE SystemModstamp >= {} ORDER BY SystemModstamp, Id",
+            columns,
+            sobject,
+            start,
+        )
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def upsert(
+        self, sobject: str, external_id_field: str, records: Sequence[Mapping[str, Any]], *, set_owner: bool
+    ) -> list[WriteResult]:
+        """Upsert `records` by `external_id_field`; one result per record, in order, keyed by
+        the external id value.
+
+        Sent as `PATCH composite/sobjects/<sobject>/<external_id_field>` with `allOrNone: false`
+        in chunks of 200. See `_write` for per-record errors, locks and the budget.
+        """
+        _check_name(sobject, "sobject")
+        _check_name(external_id_field, "external_id_field")
+        path = f"composite/sobjects/{sobject}/{external_id_field}"
+        return self._write(path, sobject, external_id_field, records, set_owner=set_owner)
+
+    def update(
+        self, sobject: str, records: Sequence[Mapping[str, Any]], *, set_owner: bool
+    ) -> list[WriteResult]:
+        """Update `records` (each carries its `Id`); one result per record, in order, keyed by Id.
+
+        Sent as `PATCH composite/sobjects` with `allOrNone: false` in chunks of 200.
+        """
+        _check_name(sobject, "sobject")
+        return self._write("composite/sobjects", sobject, "Id", records, set_owner=set_owner)
+
+    def sobject(
+        self, name: str, fields: Sequence[str], external_id_field: str, *, lookback_seconds: int = 300
+    ) -> SalesforceObject:
+        """A `Connector` view of one sObject type of this org."""
+        return SalesforceObject(self, name, fields, external_id_field, lookback_seconds=lookback_seconds)
+
+    # -- budget ----------------------------------------------------------------------------------
+
+    def api_usage(self) -> tuple[int, int] | None:
+        """`(used, max)` of the daily API allocation from the last `Sforce-Limit-Info` seen."""
+        if self._sf is None:
+            return None
+        usage = self._sf.api_usage.get("api-usage")
+        if usage is None:
+            return None
+        return int(usage.used), int(usage.total)
+
+    def check_budget(self) -> None:
+        """Raise `QuotaExhaustedError` once `used / max >= budget_share`; unknown usage passes."""
+        usage = self.api_usage()
+        if usage is None:
+            return
+        used, total = usage
+        if total > 0 and used / total >= self.budget_share:
+            share = f"{self.budget_share:.0%}"
+            raise QuotaExhaustedError(
+                f"salesforce API budget spent: {used}/{total} calls used, our share is {share}"
+            )
+
+    # -- the one classification --------------------------------------------------------------------
+
+    def classify(self, error: BaseException) -> SyncError:
+        """Map a failure talking to Salesforce onto the error tree; see `_classify`."""
+        return _classify(error)
+
+    # -- the one request loop ----------------------------------------------------------------------
+
+    def _call(self, method: str, template: str, fn: Callable[[Salesforce], T], *, write: bool = False) -> T:
+        """Run `fn(sf)` (one HTTP request) under the retry policy, with one re-login on a 401."""
+        sf = self._client()
+        relogged = False
+
+        def attempt() -> T:
+            if write:
+                self.check_budget()
+            self.requests.add(method, template)
+            try:
+                return fn(sf)
+            except (SalesforceError, requests.exceptions.JSONDecodeError, *_NETWORK_ERRORS) as error:
+                raise _classify(error) from error
+
+        def attempt_with_relogin() -> T:
+            nonlocal relogged
+            try:
+                return attempt()
+            except AuthError as error:
+                if relogged or error.status != 401 or not self._can_login:
+                    raise
+                relogged = True
+                log.info("salesforce session refused; logging in again")
+                self._login()
+                return attempt()
+
+        return call_with_retry(attempt_with_relogin, sleep=self._sleep, max_attempts=self._max_attempts)
+
+    @property
+    def _can_login(self) -> bool:
+        return self._client_id is not None and self._client_secret is not None
+
+    def _client(self) -> Salesforce:
+        if self._sf is None:
+            if self._token is None:
+                self._login()
+            self._sf = Salesforce(
+                instance_url=self.instance_url,
+                session_id=self._token,
+                version=self.api_version,
+                session=self._session,
+            )
+        return self._sf
+
+    def _login(self) -> None:
+        """OAuth 2.0 client-credentials flow; keeps the new access token for every later call."""
+        url = f"{self.instance_url}/services/oauth2/token"
+        template = "/services/oauth2/token"
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self._client_id or "",
+            "client_secret": self._client_secret or "",
+        }
+
+        def attempt() -> str:
+            self.requests.add("POST", template)
+            try:
+                response = self._session.post(url, data=form, timeout=self._timeout)
+            except _NETWORK_ERRORS as error:
+                raise _classify(error) from error
+            status = response.status_code
+            if status in (400, 401, 403):
+                # OAuth errors are {"error": "invalid_client", ...}: the code alone is safe to show.
+                code = _oauth_error(response)
+                raise AuthError(
+                    f"salesforce login refused: HTTP {status}{code}", system=SYSTEM, status=status
+                )
+            if status == 429:
+                raise RateLimitedError("salesforce login: HTTP 429", system=SYSTEM)
+            if status == 408 or status >= 500:
+                raise RetriableError(f"salesforce login: HTTP {status}", system=SYSTEM, status=status)
+            if not 200 <= status < 300:
+                raise ContractError(
+                    f"salesforce login: unexpected HTTP {status}", system=SYSTEM, status=status
+                )
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            token = body.get("access_token") if isinstance(body, dict) else None
+            if not isinstance(token, str) or not token:
+                raise ContractError("salesforce login: no access_token in the answer", system=SYSTEM)
+            return token
+
+        self._token = call_with_retry(attempt, sleep=self._sleep, max_attempts=self._max_attempts)
+        if self._sf is not None:
+            self._sf.session_id = self._token
+            self._sf.headers["Authorization"] = f"Bearer {self._token}"
+
+    def _records(self, soql: str) -> Iterator[dict[str, Any]]:
+        paginator = CursorPaginator(system=SYSTEM)
+
+        def fetch(locator: str | None) -> tuple[list[Any], str | None]:
+            if locator is None:
+                body = self._call("GET", f"{self._data_path}/query", lambda sf: sf.query(soql))
+            else:
+                # nextRecordsUrl is a path on the instance: simple-salesforce prefixes https://host.
+                body = self._call(
+                    "GET",
+                    f"{self._data_path}/query/{{locator}}",
+                    lambda sf: sf.query_more(locator, identifier_is_url=True),
+                )
+            return _query_page(body)
+
+        # Written out rather than `query_all_iter`: a generator that raised cannot resume, so each
+        # page must be its own retried call for a failure on page 7 not to restart at page 1.
+        for page in paginator.pages(fetch):
+            for record in page:
+                yield _strip_attributes(record)
+
+    def _write(
+        self,
+        path: str,
+        sobject: str,
+        key_field: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        set_owner: bool,
+    ) -> list[WriteResult]:
+        """Send `records` in collections of 200 and return one result per record, in order.
+
+        - A record without `key_field` is not sent: `MISSING_KEY`.
+        - Per-record `UNABLE_TO_LOCK_ROW` → only those records are sent again, up to
+          `lock_retries` more rounds with backoff; then a transient result.
+        - Other per-record errors (`DUPLICATES_DETECTED`, `REQUIRED_FIELD_MISSING`, …) → a
+          permanent result; nothing is ever re-sent as a create.
+        - Budget spent (our share, or 403 `REQUEST_LIMIT_EXCEEDED`) before the first request →
+          `QuotaExhaustedError`; after some requests went out → the unsent records come back as
+          transient `QUOTA_EXHAUSTED` results (the next write call raises).
+        - Any other whole-request failure raises after the retry policy gave up.
+        """
+        headers = {"Sforce-Auto-Assign": "FALSE"} if set_owner else {}
+        template = f"{self._data_path}/{path}"
+        results: list[WriteResult | None] = [None] * len(records)
+        pending: list[tuple[int, str, dict[str, Any]]] = []
+        for index, record in enumerate(records):
+            value = record.get(key_field)
+            if value is None or value == "":
+                results[index] = WriteResult(key="", ok=False, code="MISSING_KEY", message=f"no {key_field}")
+                continue
+            body = {name: field for name, field in record.items() if name != "attributes"}
+            pending.append((index, str(value), {"attributes": {"type": sobject}, **body}))
+
+        sent_any = False
+        for round_number in range(self._lock_retries + 1):
+            if not pending:
+                break
+            if round_number > 0:
+                self._sleep(backoff_wait(round_number))
+            locked: list[tuple[int, str, dict[str, Any]]] = []
+            for start in range(0, len(pending), COLLECTION_LIMIT):
+                chunk = pending[start : start + COLLECTION_LIMIT]
+                payload = {"allOrNone": False, "records": [item for _, _, item in chunk]}
+
+                def send(sf: Salesforce, payload: dict[str, Any] = payload) -> Any:
+                    return sf.restful(path, method="PATCH", json=payload, headers=headers)
+
+                try:
+                    answer = self._call("PATCH", template, send, write=True)
+                except QuotaExhaustedError as error:
+                    if not sent_any:
+                        raise
+                    for index, key, _ in pending[start:]:
+                        results[index] = WriteResult(
+                            key=key, ok=False, code="QUOTA_EXHAUSTED", message=str(error), transient=True
+                        )
+                    return _complete(results)
+                sent_any = True
+                if not isinstance(answer, list) or len(answer) != len(chunk):
+                    raise ContractError(
+                        f"salesforce PATCH {path}: expected one result per record", system=SYSTEM
+                    )
+                for (index, key, item), outcome in zip(chunk, answer, strict=True):
+                    result = _record_result(key, outcome)
+                    results[index] = result
+                    if result.code in _TRANSIENT_RECORD_CODES:
+                        locked.append((index, key, item))
+            pending = locked
+        return _complete(results)
+
+
+class SalesforceObject:
+    """One sObject type of an org as a `Connector`: incremental reads and upserts by external id.
+
+    `write_batch` sends `Sforce-Auto-Assign: FALSE` whenever a record in the batch sets `OwnerId`,
+    so the org's assignment rules do not replace the owner we chose.
+    """
+
+    def __init__(
+        self,
+        client: SalesforceClient,
+        name: str,
+        fields: Sequence[str],
+        external_id_field: str,
+        *,
+        lookback_seconds: int = 300,
+    ) -> None:
+        _check_name(name, "sobject")
+        _check_name(external_id_field, "external_id_field")
+        for field in fields:
+            _check_field(field)
+        self.client = client
+        self.name = name
+        self.fields = tuple(fields)
+        self.external_id_field = external_id_field
+        self.lookback_seconds = lookback_seconds
+
+    def read_changed(self, since: str | None) -> Iterator[dict[str, Any]]:
+        """`Connector.read_changed`: `SalesforceClient.iter_changed` for this object."""
+        return self.client.iter_changed(self.name, self.fields, since, lookback_seconds=self.lookback_seconds)
+
+    def write_batch(self, records: Sequence[Mapping[str, Any]]) -> list[WriteResult]:
+        """`Connector.write_batch`: `SalesforceClient.upsert` by the external id field."""
+        set_owner = any("OwnerId" in record for record in records)
+        return self.client.upsert(self.name, self.external_id_field, records, set_owner=set_owner)
+
+    def classify(self, error: BaseException) -> SyncError:
+        """`Connector.classify`: the client's classification."""
+        return self.client.classify(error)
+
+
+def _classify(error: BaseException) -> SyncError:
+    """The one mapping of Salesforce failures onto the error tree.
+
+    401 → AuthError; 403 `REQUEST_LIMIT_EXCEEDED` → QuotaExhaustedError, other 403 → AuthError;
+    429 → RateLimitedError; 408/5xx and network failures (resets, timeouts) → RetriableError;
+    300/400/404 and anything unexpected → ContractError (our request or the org's schema is wrong).
+    Messages carry the status and the error codes only, never the response text or URL.
+    """
+    if isinstance(error, SyncError):
+        return error
+    if isinstance(error, SalesforceError):
+        status = int(error.status)
+        codes = _error_codes(error.content)
+        where = f"salesforce {error.resource_name or 'request'}: HTTP {status}"
+        detail = f"{where} {','.join(codes)}".rstrip()
+        if status == 401:
+            return AuthError(detail, system=SYSTEM, status=status)
+        if status == 403:
+            if "REQUEST_LIMIT_EXCEEDED" in codes:
+                return QuotaExhaustedError(detail, system=SYSTEM)
+            return AuthError(detail, system=SYSTEM, status=status)
+        if status == 429:
+            return RateLimitedError(detail, system=SYSTEM)
+        if status == 408 or status >= 500:
+            return RetriableError(detail, system=SYSTEM, status=status)
+        return ContractError(detail, system=SYSTEM, status=status)
+    if isinstance(error, _NETWORK_ERRORS):
+        # str(error) would carry the URL; the kind of failure is enough to act on.
+        return RetriableError(f"salesforce: network error ({type(error).__name__})", system=SYSTEM)
+    if isinstance(error, ValueError):
+        return ContractError("salesforce: response is not valid JSON", system=SYSTEM)
+    return ContractError(f"salesforce: unexpected {type(error).__name__}", system=SYSTEM)
+
+
+def _error_codes(content: Any) -> list[str]:
+    """The `errorCode`s of Salesforce's error array, whatever shape the body really has."""
+    items = content if isinstance(content, list) else [content]
+    codes = []
+    for item in items:
+        if isinstance(item, Mapping):
+            code = item.get("errorCode") or item.get("statusCode")
+            if isinstance(code, str) and _ERROR_CODE.match(code):
+                codes.append(code)
+    return codes
+
+
+def _oauth_error(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    code = body.get("error") if isinstance(body, dict) else None
+    return f" {code}" if isinstance(code, str) and _ERROR_CODE.match(code) else ""
+
+
+def _record_result(key: str, outcome: Any) -> WriteResult:
+    """One item of an sObject Collections answer: `{id, success, created?, errors: [...]}`."""
+    if not isinstance(outcome, Mapping):
+        raise ContractError("salesforce composite/sobjects: a result is not an object", system=SYSTEM)
+    record_id = outcome.get("id") if isinstance(outcome.get("id"), str) else None
+    if outcome.get("success") is True:
+        created = outcome.get("created")
+        return WriteResult(
+            key=key, ok=True, id=record_id, created=created if isinstance(created, bool) else None
+        )
+    errors = [item for item in outcome.get("errors") or [] if isinstance(item, Mapping)]
+    codes = [str(item.get("statusCode") or item.get("errorCode") or "UNKNOWN_ERROR") for item in errors]
+    permanent = [code for code in codes if code not in _TRANSIENT_RECORD_CODES]
+    code = (permanent or codes or ["UNKNOWN_ERROR"])[0]
+    messages = [str(item["message"]) for item in errors if item.get("message")]
+    fields: list[str] = []
+    for item in errors:
+        for field in item.get("fields") or []:
+            if str(field) not in fields:
+                fields.append(str(field))
+    return WriteResult(
+        key=key,
+        ok=False,
+        id=record_id,
+        code=code,
+        message="; ".join(messages) or None,
+        fields=tuple(fields),
+        transient=not permanent and bool(codes),
+    )
+
+
+def _complete(results: list[WriteResult | None]) -> list[WriteResult]:
+    done = [result for result in results if result is not None]
+    if len(done) != len(results):  # every path above fills every slot; this guards refactors
+        raise ContractError("salesforce: a record got no result", system=SYSTEM)
+    return done
+
+
+def _query_page(body: Any) -> tuple[list[Any], str | None]:
+    """`{records, done, nextRecordsUrl}` → the records and the next locator (None when done)."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("records"), list):
+        raise ContractError("salesforce query: expected {records, done}", system=SYSTEM)
+    if not all(isinstance(record, Mapping) for record in body["records"]):
+        raise ContractError("salesforce query: records must be objects", system=SYSTEM)
+    if body.get("done") is True:
+        return body["records"], None
+    next_url = body.get("nextRecordsUrl")
+    if not isinstance(next_url, str) or not next_url:
+        raise ContractError("salesforce query: not done but no nextRecordsUrl", system=SYSTEM)
+    return body["records"], next_url
+
+
+def _strip_attributes(value: Any) -> Any:
+    """Drop the `attributes` Salesforce adds to every record (nested ones too); plain dicts out."""
+    if isinstance(value, Mapping):
+        return {key: _strip_attributes(item) for key, item in value.items() if key != "attributes"}
+    if isinstance(value, list):
+        return [_strip_attributes(item) for item in value]
+    return value
+
+
+def _since(value: str) -> datetime:
+    try:
+        return parse_iso_utc(value)
+    except ValueError:
+        raise ContractError(
+            f"salesforce: cursor {value[:40]!r} is not an ISO-8601 timestamp", system=SYSTEM
+        ) from None
+
+
+def _check_name(value: str, what: str) -> None:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ConfigError([f"salesforce.{what}: {value!r} is not an API name"])
+
+
+def _check_field(value: str) -> None:
+    if not isinstance(value, str) or not _FIELD_PATH.match(value):
+        raise ConfigError([f"salesforce.fields: {value!r} is not a field name"])

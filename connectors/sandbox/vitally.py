@@ -1,0 +1,431 @@
+"""The Vitally half of the sandbox: accounts, users, tasks and notes under `/resources/`.
+
+Imitates what the connectors rely on (see /work/shared/spec/apis.md): keyset
+pagination newest-first with opaque cursors, traits merged by PUT with `null`
+deleting, read-only segments driven by emulated Playbooks, tasks and notes
+upserted on `externalId`, Basic auth with the key as user name, and a sliding
+window rate limit whose state every response reports in `RateLimit-*` headers.
+
+Not thread-safe: the server calls `handle` and the other methods under its lock,
+except `admit`, which guards the rate limiter with its own lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import copy
+import json
+import math
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from connectors.sandbox.store import (
+    Clock,
+    Reply,
+    Request,
+    SandboxConfig,
+    parse_timestamp,
+    vitally_timestamp,
+)
+
+__all__ = ["VitallyService", "segment_id"]
+
+_MAX_LIMIT = 100
+_STATUSES = ("active", "churned", "activeOrChurned")
+_SORTS = ("updatedAt", "createdAt")
+_TASK_FIELDS = ("name", "description", "dueDate", "assignedToId", "tags", "completedAt", "type")
+_NOTE_FIELDS = ("note", "noteDate", "subject", "authorId", "categoryId", "tags")
+
+
+def segment_id(name: str) -> str:
+    """The stable id the sandbox gives a segment: `seg_` + a slug of its name."""
+    return "seg_" + re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+class _VitallyError(Exception):
+    """Ends a request with Vitally's error body `{"statusCode", "message"}`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(message)
+
+
+class _Collection:
+    """Records keyed by `id`, with an `externalId` index and cached newest-first orderings."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, dict[str, Any]] = {}
+        self.by_external: dict[str, str] = {}
+        self._version = 0
+        self._sorted: dict[str, tuple[int, list[tuple[str, str]]]] = {}
+
+    def put(self, record: dict[str, Any]) -> None:
+        old = self.by_id.get(record["id"])
+        if old is not None and old.get("externalId") is not None:
+            self.by_external.pop(str(old["externalId"]), None)
+        self.by_id[record["id"]] = record
+        if record.get("externalId") is not None:
+            self.by_external[str(record["externalId"])] = record["id"]
+        self._version += 1
+
+    def touched(self) -> None:
+        """A record changed in place (its sort keys may have moved)."""
+        self._version += 1
+
+    def find(self, key: str) -> dict[str, Any] | None:
+        """By Vitally id first, then by externalId (the API accepts either)."""
+        record = self.by_id.get(key)
+        if record is None and key in self.by_external:
+            record = self.by_id.get(self.by_external[key])
+        return record
+
+    def ascending(self, sort_by: str) -> list[tuple[str, str]]:
+        """(sort value, id) pairs in ascending order, rebuilt only after a change."""
+        cached = self._sorted.get(sort_by)
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        keys = sorted((_sort_value(r.get(sort_by)), r["id"]) for r in self.by_id.values())
+        self._sorted[sort_by] = (self._version, keys)
+        return keys
+
+
+def _sort_value(value: Any) -> str:
+    # Canonical timestamps sort as strings; anything malformed sorts as its text (or first).
+    return value if isinstance(value, str) else ""
+
+
+class VitallyService:
+    """State and wire behaviour of the imitated Vitally REST API."""
+
+    def __init__(self, config: SandboxConfig, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.accounts = _Collection()
+        self.users = _Collection()
+        self.tasks = _Collection()
+        self.notes = _Collection()
+        self._next_id = 1
+        self._rate_lock = threading.Lock()
+        self._windows: dict[str, deque[float]] = {}
+
+    # ----------------------------------------------------------------- seeding
+
+    def load(self, seed: Mapping[str, Any]) -> None:
+        """Add the records of a seed's `vitally` section, then run the Playbooks.
+
+        Timestamps that parse are rewritten in Vitally's canonical spelling (so they
+        sort correctly); ones that do not are kept verbatim, as a malformed record.
+        """
+        now = vitally_timestamp(self.clock.now())
+        for name, coll in (("accounts", self.accounts), ("users", self.users),
+                           ("tasks", self.tasks), ("notes", self.notes)):
+            for raw in seed.get(name) or []:
+                record = copy.deepcopy(dict(raw))
+                record.setdefault("id", self._new_id(name[:-1]))
+                record["id"] = str(record["id"])
+                for key in ("createdAt", "updatedAt"):
+                    parsed = parse_timestamp(record.get(key))
+                    if parsed is not None:
+                        record[key] = vitally_timestamp(parsed)
+                    elif record.get(key) is None:
+                        record[key] = record.get("createdAt") or now
+                if name == "accounts":
+                    record.setdefault("traits", {})
+                    record.setdefault("segments", [])
+                    record.setdefault("keyRoles", [])
+                    record.setdefault("churnedAt", None)
+                coll.put(record)
+        for account in self.accounts.by_id.values():
+            if "usersCount" not in account:
+                account["usersCount"] = sum(
+                    1 for u in self.users.by_id.values() if account["id"] in (u.get("accountIds") or [])
+                )
+            self._run_playbooks(account)
+        self.accounts.touched()
+
+    def _new_id(self, kind: str) -> str:
+        while True:
+            candidate = f"{kind}_{self._next_id:08d}"
+            self._next_id += 1
+            if not any(candidate in c.by_id for c in (self.accounts, self.users, self.tasks, self.notes)):
+                return candidate
+
+    def snapshot(self) -> dict[str, list[dict[str, Any]]]:
+        """Every record, in the seed format (deep copies)."""
+        return {
+            "accounts": copy.deepcopy(list(self.accounts.by_id.values())),
+            "users": copy.deepcopy(list(self.users.by_id.values())),
+            "tasks": copy.deepcopy(list(self.tasks.by_id.values())),
+            "notes": copy.deepcopy(list(self.notes.by_id.values())),
+        }
+
+    # --------------------------------------------------------------- playbooks
+
+    def _run_playbooks(self, account: dict[str, Any]) -> None:
+        """Segment S holds the account iff its Playbook trait is exactly `true`.
+
+        Only the Playbook-managed segments move; hand-set ones (AM referral…) stay.
+        """
+        traits = account.get("traits") or {}
+        segments: list[dict[str, Any]] = list(account.get("segments") or [])
+        for name, trait in self.config.playbooks:
+            present = any(isinstance(s, dict) and s.get("name") == name for s in segments)
+            wanted = traits.get(trait) is True
+            if wanted and not present:
+                segments.append({"id": segment_id(name), "name": name})
+            elif present and not wanted:
+                segments = [s for s in segments if not (isinstance(s, dict) and s.get("name") == name)]
+        account["segments"] = segments
+
+    # ------------------------------------------------------------ simulation
+
+    def add_generated(self, section: Mapping[str, Any]) -> tuple[int, int]:
+        """Add generated accounts and users whose ids are free; return (accounts, users) added."""
+        fresh_accounts = [a for a in section.get("accounts") or [] if str(a.get("id")) not in self.accounts.by_id]
+        fresh_users = [u for u in section.get("users") or [] if str(u.get("id")) not in self.users.by_id]
+        self.load({"accounts": fresh_accounts, "users": fresh_users})
+        return len(fresh_accounts), len(fresh_users)
+
+    def change_mrr(self, account_id: str, mrr: float) -> None:
+        """Set an account's MRR as the product's billing sync would, bumping `updatedAt`."""
+        account = self.accounts.by_id[account_id]
+        account["mrr"] = mrr
+        account["updatedAt"] = vitally_timestamp(self.clock.stamp())
+        self.accounts.touched()
+
+    # ------------------------------------------------------------ rate limit
+
+    def admit(self, key: str) -> tuple[bool, dict[str, str]]:
+        """Count one request against `key`'s sliding window.
+
+        Returns (admitted, RateLimit-* headers). A refused request does not take a slot.
+        Real time (monotonic), not the sandbox clock: clients really wait `RateLimit-Reset`.
+        """
+        limit = self.config.vitally_rate_limit
+        window = self.config.vitally_rate_window_s
+        now = time.monotonic()
+        with self._rate_lock:
+            stamps = self._windows.setdefault(key, deque())
+            while stamps and stamps[0] <= now - window:
+                stamps.popleft()
+            admitted = len(stamps) < limit
+            if admitted:
+                stamps.append(now)
+            reset = math.ceil(stamps[0] + window - now) if stamps else 0
+            headers = {
+                "RateLimit-Limit": str(limit),
+                "RateLimit-Remaining": str(max(0, limit - len(stamps))),
+                "RateLimit-Reset": str(max(0, reset)),
+            }
+        return admitted, headers
+
+    # ------------------------------------------------------------- dispatch
+
+    @staticmethod
+    def template(path: str) -> str:
+        """The path with ids replaced by `:id`, for the call counters."""
+        parts = path.rstrip("/").split("/")
+        # /resources/<collection>/<id>/<sub>: position 3 is always an id.
+        if len(parts) > 3:
+            parts[3] = ":id"
+        return "/".join(parts)
+
+    def handle(self, request: Request) -> Reply:
+        """Answer one `/resources/...` request (auth, rate limit, routing)."""
+        key = _basic_user(request.headers.get("authorization"))
+        admitted, headers = self.admit(key or "")
+        try:
+            if not key or (self.config.vitally_api_key is not None and key != self.config.vitally_api_key):
+                raise _VitallyError(401, "Unauthorized")
+            if not admitted:
+                raise _VitallyError(429, "Too Many Requests")
+            status, body = self._route(request)
+        except _VitallyError as exc:
+            status, body = exc.status, {"statusCode": exc.status, "message": exc.message}
+        return Reply(status, body, headers)
+
+    def _route(self, request: Request) -> tuple[int, Any]:
+        parts = [p for p in request.path.split("/") if p][1:]  # drop "resources"
+        method, depth = request.method, len(parts)
+        if not parts or parts[0] not in ("accounts", "users", "tasks", "notes"):
+            raise _VitallyError(404, "Not Found")
+        name = parts[0]
+        coll: _Collection = getattr(self, name)
+        if depth == 1 and method == "GET":
+            return 200, self._list(request, coll, name)
+        if depth == 1 and method == "POST" and name in ("tasks", "notes"):
+            return self._upsert_activity(request, name)
+        if depth == 2 and method == "GET":
+            return 200, self._get(coll, parts[1], name)
+        if depth == 2 and method == "PUT" and name == "accounts":
+            return 200, self._put_account(parts[1], request)
+        if depth == 3 and method == "GET" and name == "accounts" and parts[2] in ("users", "tasks", "notes"):
+            return 200, self._account_children(request, parts[1], parts[2])
+        if depth <= 2:
+            raise _VitallyError(405, "Method Not Allowed")
+        raise _VitallyError(404, "Not Found")
+
+    # -------------------------------------------------------------- handlers
+
+    def _get(self, coll: _Collection, key: str, name: str) -> dict[str, Any]:
+        record = coll.find(key)
+        if record is None:
+            raise _VitallyError(404, f"{name[:-1].capitalize()} not found")
+        return copy.deepcopy(record)
+
+    def _put_account(self, key: str, request: Request) -> dict[str, Any]:
+        account = self.accounts.find(key)
+        if account is None:
+            raise _VitallyError(404, "Account not found")
+        body = _json_object(request.body)
+        traits = body.get("traits", {})
+        if not isinstance(traits, dict):
+            raise _VitallyError(400, "traits must be an object")
+        if "name" in body:
+            if not isinstance(body["name"], str) or not body["name"]:
+                raise _VitallyError(400, "name must be a non-empty string")
+            account["name"] = body["name"]
+        # `segments` and `accountOwnerId` are read-only over REST: silently ignored, as Vitally does.
+        merged = dict(account.get("traits") or {})
+        for trait, value in traits.items():
+            if value is None:
+                merged.pop(trait, None)
+            else:
+                merged[trait] = copy.deepcopy(value)
+        account["traits"] = merged
+        account["updatedAt"] = vitally_timestamp(self.clock.stamp())
+        self._run_playbooks(account)
+        self.accounts.touched()
+        return copy.deepcopy(account)
+
+    def _account_children(self, request: Request, key: str, sub: str) -> dict[str, Any]:
+        account = self.accounts.find(key)
+        if account is None:
+            raise _VitallyError(404, "Account not found")
+        account_id = account["id"]
+        if sub == "users":
+            return self._list(request, self.users, sub,
+                              lambda u: account_id in (u.get("accountIds") or []))
+        return self._list(request, getattr(self, sub), sub, lambda r: r.get("accountId") == account_id)
+
+    def _upsert_activity(self, request: Request, name: str) -> tuple[int, dict[str, Any]]:
+        """POST a task or note; a known `externalId` updates that record instead of adding one."""
+        body = _json_object(request.body)
+        coll: _Collection = getattr(self, name)
+        required = "name" if name == "tasks" else "note"
+        fields = _TASK_FIELDS if name == "tasks" else _NOTE_FIELDS
+        external = body.get("externalId")
+        if external is not None and not isinstance(external, str):
+            raise _VitallyError(400, "externalId must be a string")
+        existing = coll.by_id.get(coll.by_external.get(external, "")) if external is not None else None
+        record: dict[str, Any] = copy.deepcopy(existing) if existing is not None else {}
+        if "accountId" in body or existing is None:
+            if not isinstance(body.get("accountId"), str) or not body["accountId"]:
+                raise _VitallyError(400, "accountId is required")
+            account = self.accounts.find(body["accountId"])
+            if account is None:
+                raise _VitallyError(404, "Account not found")
+            record["accountId"] = account["id"]
+        for key in fields:
+            if key in body:
+                record[key] = copy.deepcopy(body[key])
+        if not record.get(required):
+            raise _VitallyError(400, f"{required} is required")
+        stamp = vitally_timestamp(self.clock.stamp())
+        if existing is None:
+            record["id"] = self._new_id(name[:-1])
+            record["externalId"] = external
+            record["createdAt"] = stamp
+        record["updatedAt"] = stamp
+        coll.put(record)
+        return 200, copy.deepcopy(record)
+
+    def _list(self, request: Request, coll: _Collection, name: str,
+              keep: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """One page newest-first; the cursor is the (sort value, id) of the page's last record."""
+        limit_text = request.param("limit")
+        try:
+            limit = _MAX_LIMIT if limit_text is None else int(limit_text)
+        except ValueError:
+            raise _VitallyError(400, "limit must be an integer") from None
+        if not 1 <= limit <= _MAX_LIMIT:
+            raise _VitallyError(400, f"limit must be between 1 and {_MAX_LIMIT}")
+        sort_by = request.param("sortBy") or "updatedAt"
+        if sort_by not in _SORTS:
+            raise _VitallyError(400, "sortBy must be updatedAt or createdAt")
+        filters: list[Callable[[dict[str, Any]], bool]] = [keep] if keep is not None else []
+        if name == "accounts":
+            status = request.param("status") or "active"
+            if status not in _STATUSES:
+                raise _VitallyError(400, "status must be active, churned or activeOrChurned")
+            if status == "active":
+                filters.append(lambda a: a.get("churnedAt") is None)
+            elif status == "churned":
+                filters.append(lambda a: a.get("churnedAt") is not None)
+        keys = coll.ascending(sort_by)
+        cursor = request.param("from")
+        position = len(keys) if not cursor else bisect.bisect_left(keys, _decode_cursor(cursor, sort_by))
+        results: list[dict[str, Any]] = []
+        last: tuple[str, str] | None = None
+        more = False
+        for key in _descending(keys, position):
+            record = coll.by_id[key[1]]
+            if not all(f(record) for f in filters):
+                continue
+            if len(results) == limit:
+                more = True
+                break
+            results.append(copy.deepcopy(record))
+            last = key
+        next_cursor = _encode_cursor(last, sort_by) if more and last is not None else None
+        return {"results": results, "next": next_cursor}
+
+
+def _descending(keys: list[tuple[str, str]], position: int) -> Iterator[tuple[str, str]]:
+    for index in range(position - 1, -1, -1):
+        yield keys[index]
+
+
+def _encode_cursor(key: tuple[str, str], sort_by: str) -> str:
+    raw = json.dumps([sort_by, key[0], key[1]], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort_by: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        sort, value, record_id = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise _VitallyError(400, "Invalid cursor") from None
+    if sort != sort_by or not isinstance(value, str) or not isinstance(record_id, str):
+        raise _VitallyError(400, "Invalid cursor for this sortBy")
+    return value, record_id
+
+
+def _basic_user(header: str | None) -> str | None:
+    """The user-name part of a Basic credential (Vitally's secret key), or None."""
+    if not header or not header[:6].lower() == "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.split(":", 1)[0] or None
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise _VitallyError(400, "Invalid JSON body") from None
+    if not isinstance(value, dict):
+        raise _VitallyError(400, "Body must be a JSON object")
+    return value
+

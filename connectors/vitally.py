@@ -1,0 +1,378 @@
+"""Vitally REST adapter: raw account, user and task JSON in and out.
+
+Every request goes through `VitallyClient._request`, which counts it, classifies the response
+once (`classify`) and repeats it under the one retry policy (`connectors.http.call_with_retry`).
+Every operation offered here is safe to repeat: reads, `PUT` of traits (a merge), and task
+upserts keyed by `externalId`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import quote
+
+import requests
+
+from connectors.base import RequestCounter, WriteResult, parse_iso_utc
+from connectors.errors import (
+    AuthError,
+    ConfigError,
+    ContractError,
+    RateLimitedError,
+    RecordError,
+    RetriableError,
+    SyncError,
+    WriteRejectedError,
+)
+from connectors.http import call_with_retry, make_session
+from connectors.paging import CursorPaginator
+
+__all__ = ["VitallyClient"]
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "vitally"
+MAX_PAGE_SIZE = 100  # Vitally's documented maximum (and default) for `limit`
+
+SortBy = Literal["updatedAt", "createdAt"]
+AccountStatus = Literal["active", "churned", "activeOrChurned"]
+
+_NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+# Statuses that refuse one write for good: the record is parked, the cycle goes on.
+_REJECTING_STATUSES = {400: "HTTP_400", 404: "NOT_FOUND", 409: "HTTP_409", 422: "HTTP_422"}
+
+
+class VitallyClient:
+    """A Vitally REST client for one API key.
+
+    `base_url` is the API root (`https://<subdomain>.rest.vitally.io`, or the sandbox's
+    `http://127.0.0.1:<port>`); paths under `/resources/` are appended to it. The key is sent as
+    the Basic-auth user name with an empty password and never appears in a message or a log.
+
+    `requests` counts every attempt by `(method, path template)`. After each response the latest
+    `RateLimit-Limit`/`-Remaining`/`-Reset` are kept in `rate_limit_limit`,
+    `rate_limit_remaining` and `rate_limit_reset` (seconds), None until first seen.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        max_attempts: int = 5,
+        page_size: int = 100,
+    ) -> None:
+        problems = []
+        if not api_key:
+            problems.append("vitally.api_key: must not be empty")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            problems.append(f"vitally.page_size: must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
+        if max_attempts < 1:
+            problems.append(f"vitally.max_attempts: must be at least 1, got {max_attempts}")
+        if problems:
+            raise ConfigError(problems)
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._timeout = timeout
+        self._session = session if session is not None else make_session(self.base_url, timeout)
+        self._sleep = sleep
+        self._max_attempts = max_attempts
+        self._page_size = page_size
+        self.requests = RequestCounter()
+        self.rate_limit_limit: int | None = None
+        self.rate_limit_remaining: int | None = None
+        self.rate_limit_reset: float | None = None
+
+    def __repr__(self) -> str:
+        return f"VitallyClient({self.base_url!r})"
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def iter_accounts(
+        self, *, sort_by: SortBy = "updatedAt", status: AccountStatus | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every account, page by page (`limit`/`from`/`next`), fetching a page only when needed.
+
+        With `sort_by="updatedAt"` (Vitally's default) the newest change comes first.
+        """
+        if sort_by not in ("updatedAt", "createdAt"):
+            raise ConfigError([f"vitally.sort_by: unknown value {sort_by!r}"])
+        if status not in (None, "active", "churned", "activeOrChurned"):
+            raise ConfigError([f"vitally.status: unknown value {status!r}"])
+        params: dict[str, str] = {"sortBy": sort_by}
+        if status is not None:
+            params["status"] = status
+        yield from self._paged("/resources/accounts", "/resources/accounts", params)
+
+    def iter_accounts_since(
+        self, watermark: str | None, *, status: AccountStatus | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the accounts with `updatedAt >= watermark`, newest first; None = every account.
+
+        The bound is closed: accounts updated exactly at the watermark are yielded again, and the
+        caller drops those boundary duplicates by key. Vitally has no "updated since" filter, so
+        this pages newest-first and stops requesting pages at the first account older than the
+        watermark. Timestamps are compared as instants, not strings. An account whose `updatedAt`
+        cannot be read is yielded (the record parser reports it) but never stops the read.
+        """
+        bound = None if watermark is None else _watermark(watermark)
+        for account in self.iter_accounts(sort_by="updatedAt", status=status):
+            if bound is None:
+                yield account
+                continue
+            updated = _updated_at(account)
+            if updated is not None and updated < bound:
+                return
+            yield account
+
+    def read_changed(self, since: str | None) -> Iterator[dict[str, Any]]:
+        """`Connector.read_changed`: the accounts changed at or after `since`."""
+        return self.iter_accounts_since(since)
+
+    def get_account(self, id_or_external_id: str) -> dict[str, Any] | None:
+        """The account with this Vitally id or externalId; None only when Vitally answers 404."""
+        path = f"/resources/accounts/{_segment(id_or_external_id)}"
+        body = self._request("GET", "/resources/accounts/{id}", path, allow_not_found=True)
+        if body is None:
+            return None
+        return _object(body, "/resources/accounts/{id}")
+
+    def iter_account_users(self, account_id: str) -> Iterator[dict[str, Any]]:
+        """Yield the users of one account, page by page."""
+        path = f"/resources/accounts/{_segment(account_id)}/users"
+        yield from self._paged("/resources/accounts/{id}/users", path, {})
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def put_traits(self, account_id: str, traits: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge `traits` into the account (a trait sent as None is deleted); return the account.
+
+        Idempotent, hence retried. A refusal of this one write (400, 404, 409, 422) raises
+        `WriteRejectedError` keyed by `account_id`.
+        """
+        template = "/resources/accounts/{id}"
+        path = f"/resources/accounts/{_segment(account_id)}"
+        body = self._request("PUT", template, path, json={"traits": dict(traits)}, record_key=account_id)
+        return _object(body, template)
+
+    def upsert_task(self, task: Mapping[str, Any]) -> dict[str, Any]:
+        """Create or update the task named by its `externalId` (required); return the task.
+
+        Vitally keeps tasks unique on `externalId`, so a repeated POST updates instead of
+        duplicating: that is what makes this safe to retry.
+        """
+        external_id = task.get("externalId")
+        if not isinstance(external_id, str) or not external_id:
+            raise RecordError(
+                SYSTEM, str(task.get("name", "task")), "externalId", "required: it is the idempotency key"
+            )
+        body = self._request(
+            "POST", "/resources/tasks", "/resources/tasks", json=dict(task), record_key=external_id
+        )
+        return _object(body, "/resources/tasks")
+
+    def write_batch(self, records: Sequence[Mapping[str, Any]]) -> list[WriteResult]:
+        """`Connector.write_batch`: `put_traits` for each `{"id": ..., "traits": {...}}`, in order.
+
+        A refused write becomes `WriteResult(ok=False, transient=False)`; anything that stops the
+        whole service (auth, retries exhausted, unreachable) raises.
+        """
+        results: list[WriteResult] = []
+        for record in records:
+            key = record.get("id")
+            traits = record.get("traits")
+            if not isinstance(key, str) or not key:
+                results.append(WriteResult(key=str(key or ""), ok=False, code="MISSING_KEY", message="no id"))
+                continue
+            if not isinstance(traits, Mapping):
+                results.append(
+                    WriteResult(key=key, ok=False, code="INVALID_RECORD", message="traits not an object")
+                )
+                continue
+            try:
+                account = self.put_traits(key, traits)
+            except WriteRejectedError as error:
+                results.append(
+                    WriteResult(key=key, ok=False, code=error.code, message=str(error), fields=error.fields)
+                )
+                continue
+            account_id = account.get("id")
+            results.append(
+                WriteResult(
+                    key=key, ok=True, id=account_id if isinstance(account_id, str) else None, created=False
+                )
+            )
+        return results
+
+    # -- the one request loop and the one classification ----------------------------------------------
+
+    def classify(self, error: BaseException) -> SyncError:
+        """Map a failure talking to Vitally onto the error tree (reads; see `_classify_response`)."""
+        if isinstance(error, SyncError):
+            return error
+        if isinstance(error, requests.HTTPError) and error.response is not None:
+            request = error.response.request
+            return self._classify_response(error.response, method=request.method or "", template="")
+        if isinstance(error, _NETWORK_ERRORS):
+            # str(error) would carry the URL; the kind of failure is enough to act on.
+            return RetriableError(f"vitally: network error ({type(error).__name__})", system=SYSTEM)
+        if isinstance(error, ValueError):
+            return ContractError("vitally: response is not valid JSON", system=SYSTEM)
+        return ContractError(f"vitally: unexpected {type(error).__name__}", system=SYSTEM)
+
+    def _classify_response(
+        self, response: requests.Response, *, method: str, template: str, record_key: str | None = None
+    ) -> SyncError:
+        """401/403 → AuthError; 429 → RateLimitedError(wait = RateLimit-Reset); 408/5xx →
+        RetriableError; for a write (`record_key` given) 400/404/409/422 → WriteRejectedError;
+        anything else → ContractError. The body is only quoted, never relied upon."""
+        status = response.status_code
+        where = f"vitally {method} {template}".rstrip()
+        if status in (401, 403):
+            return AuthError(f"{where}: HTTP {status}: API key refused", system=SYSTEM, status=status)
+        if status == 429:
+            wait = _seconds(response.headers.get("RateLimit-Reset"))
+            if wait is None:
+                wait = _seconds(response.headers.get("Retry-After"))
+            return RateLimitedError(f"{where}: HTTP 429: rate limited", system=SYSTEM, wait_seconds=wait)
+        if status == 408 or status >= 500:
+            return RetriableError(f"{where}: HTTP {status}", system=SYSTEM, status=status)
+        if record_key is not None and status in _REJECTING_STATUSES:
+            return WriteRejectedError(record_key, _REJECTING_STATUSES[status], self._quote_body(response))
+        return ContractError(f"{where}: unexpected HTTP {status}", system=SYSTEM, status=status)
+
+    def _request(
+        self,
+        method: str,
+        template: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json: Any = None,
+        record_key: str | None = None,
+        allow_not_found: bool = False,
+    ) -> Any:
+        url = self.base_url + path
+
+        def attempt() -> Any:
+            self.requests.add(method, template)
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    auth=(self._api_key, ""),
+                    timeout=self._timeout,
+                )
+            except _NETWORK_ERRORS as error:
+                raise self.classify(error) from error
+            self._observe_rate_limit(response)
+            if response.status_code == 404 and allow_not_found:
+                return None
+            if not 200 <= response.status_code < 300:
+                raise self._classify_response(
+                    response, method=method, template=template, record_key=record_key
+                )
+            try:
+                return response.json()
+            except ValueError as error:
+                raise ContractError(
+                    f"vitally {method} {template}: response is not valid JSON", system=SYSTEM
+                ) from error
+
+        return call_with_retry(attempt, sleep=self._sleep, max_attempts=self._max_attempts)
+
+    def _paged(self, template: str, path: str, params: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+        paginator = CursorPaginator(system=SYSTEM)
+
+        def fetch(token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+            query: dict[str, str | int] = {**params, "limit": self._page_size}
+            if token is not None:
+                query["from"] = token
+            return _page(self._request("GET", template, path, params=query), template)
+
+        for page in paginator.pages(fetch):
+            yield from page
+
+    def _observe_rate_limit(self, response: requests.Response) -> None:
+        limit = _seconds(response.headers.get("RateLimit-Limit"))
+        remaining = _seconds(response.headers.get("RateLimit-Remaining"))
+        reset = _seconds(response.headers.get("RateLimit-Reset"))
+        if limit is not None:
+            self.rate_limit_limit = int(limit)
+        if remaining is not None:
+            self.rate_limit_remaining = int(remaining)
+        if reset is not None:
+            self.rate_limit_reset = reset
+
+    def _quote_body(self, response: requests.Response) -> str:
+        """Vitally's own words for a refusal, if it gave any, without our key."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        message = body.get("message") if isinstance(body, dict) else None
+        text = message if isinstance(message, str) and message else f"HTTP {response.status_code}"
+        return text.replace(self._api_key, "***")[:300]
+
+
+def _segment(value: str) -> str:
+    """One URL path segment: ids and externalIds are outside data."""
+    return quote(value, safe="")
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 and seconds == seconds else None
+
+
+def _watermark(value: str) -> datetime:
+    try:
+        return parse_iso_utc(value)
+    except ValueError:
+        raise ContractError(
+            f"vitally: watermark {value[:40]!r} is not an ISO-8601 timestamp", system=SYSTEM
+        ) from None
+
+
+def _updated_at(account: Mapping[str, Any]) -> datetime | None:
+    value = account.get("updatedAt")
+    if isinstance(value, str):
+        try:
+            return parse_iso_utc(value)
+        except ValueError:
+            pass
+    log.warning("vitally account %s has no readable updatedAt", account.get("id"))
+    return None
+
+
+def _object(body: Any, template: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ContractError(f"vitally {template}: expected a JSON object", system=SYSTEM)
+    return body
+
+
+def _page(body: Any, template: str) -> tuple[list[dict[str, Any]], str | None]:
+    """`{"results": [...], "next": "<cursor>" | null}`, or ContractError."""
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        raise ContractError(f"vitally GET {template}: expected {{results, next}}", system=SYSTEM)
+    results = body["results"]
+    if not all(isinstance(item, dict) for item in results):
+        raise ContractError(f"vitally GET {template}: results must be objects", system=SYSTEM)
+    next_token = body.get("next")
+    if next_token is not None and not isinstance(next_token, str):
+        raise ContractError(f"vitally GET {template}: next must be a string or null", system=SYSTEM)
+    return results, next_token

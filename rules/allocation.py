@@ -1,0 +1,114 @@
+"""Account allocation: which team and region should own a $20k+ account (account-allocation.md)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rules.base import Decision, fmt_num, product_key
+from rules.model import Account
+from rules.policy import Policy
+
+__all__ = ["new_owner", "owner_region"]
+
+RULE_ID = "allocation.new_owner"
+
+
+def owner_region(account: Account, policy: Policy) -> tuple[str | None, str]:
+    """The region where most of the account's users are; a tie or no users → the HQ country's region.
+
+    Returns (region or None when unknown, explanation).
+    """
+    territories = policy.territories
+    by_region: Counter[str] = Counter()
+    for country, count in (account.users_by_country or {}).items():
+        if count > 0:
+            by_region[territories.region_of(country)] += count
+    detail = ", ".join(
+        f"{c} {n}" for c, n in sorted((account.users_by_country or {}).items(), key=lambda kv: -kv[1]) if n > 0
+    )
+    ranked = by_region.most_common()
+    if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
+        return ranked[0][0], f"most users in {ranked[0][0]} ({detail})"
+    why = f"users tied ({detail})" if ranked else "no users by country"
+    if account.country is None:
+        return None, f"{why} and HQ country unknown"
+    region = territories.region_of(account.country)
+    return region, f"{why}; HQ country {account.country} → {region}"
+
+
+def new_owner(account: Account, policy: Policy) -> Decision:
+    """Accounts paying $20k+ a year that have no owner, are still with their Account Executive after
+    the sale, or have grown to 3+ primary products under a TAM get a New Owner: TAM for 1–2 primary
+    products, CSM for 3+, in the region where most of their users are."""
+    rules = policy.allocation
+    manages = frozenset({rules.segment})
+    inputs: dict[str, object] = {
+        "mrr": account.mrr,
+        "paid_products": account.paid_products,
+        "key_roles": dict(account.key_roles),
+        "users_by_country": account.users_by_country,
+        "country": account.country,
+    }
+
+    def no(reason: str, unknown: tuple[str, ...] = ()) -> Decision:
+        return Decision(RULE_ID, account.id, False, reason, inputs, unknown, manages=manages)
+
+    if account.arr is None:
+        return no("MRR unknown", ("mrr",))
+    threshold = rules.arr_threshold
+    if account.arr < threshold:
+        return no(f"ARR {fmt_num(account.arr)} < {fmt_num(threshold)}")
+    if account.paid_products is None:
+        return no("paid products unknown", ("paid_products",))
+
+    primary = {product_key(p) for p in rules.primary_products}
+    paying = sorted({product_key(p) for p in account.paid_products} & primary)
+    team = "CSM" if len(paying) >= rules.csm_min_primary_products else "TAM"
+    roles = account.key_roles
+    if "CSM" in roles:
+        return no(f"already owned by a CSM ({roles['CSM']})")
+    if "TAM" in roles:
+        if team != "CSM":
+            return no(
+                f"TAM-owned and pays for {len(paying)} primary products "
+                f"(< {rules.csm_min_primary_products}: stays with the TAM)"
+            )
+        situation = "TAM → CSM handover"
+    elif "Account Executive" in roles:
+        situation = "post-sale handover from the Account Executive"
+    else:
+        situation = "no owner"
+
+    region, region_why = owner_region(account, policy)
+    if region is None:
+        return no(f"region unknown: {region_why}", ("users_by_country", "country"))
+
+    choice = f"{region} {team}"
+    review = False
+    fallback_note = ""
+    if choice not in rules.owner_options:
+        fallback = rules.fallbacks.get(choice)
+        if fallback is None or fallback not in rules.owner_options:
+            return no(f"no owner option for {choice} and no fallback configured")
+        fallback_note = f"; no {choice} → {fallback} (review)"
+        choice, review = fallback, True
+
+    comparison = "≥" if team == "CSM" else "<"
+    reason = (
+        f"ARR {fmt_num(account.arr)} ≥ {fmt_num(threshold)}; {situation}; "
+        f"pays for {len(paying)} primary products ({comparison} {rules.csm_min_primary_products} → {team}); "
+        f"{region_why}{fallback_note}"
+    )
+    return Decision(
+        RULE_ID,
+        account.id,
+        True,
+        reason,
+        inputs,
+        traits={"new_owner": choice},
+        segments=manages,
+        manages=manages,
+        team="CSM" if choice.endswith("CSM") else "TAM",
+        region=region,
+        review=review,
+    )

@@ -1,0 +1,67 @@
+"""What every rule returns: a decision with its reason, its inputs and the writes it wants."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal
+
+__all__ = ["Decision", "Team", "fmt_money", "fmt_num", "months_between", "product_key"]
+
+Team = Literal["TAE", "TAM", "CSM", "BDR", "Onboarding"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One rule's verdict on one record.
+
+    `traits` maps canonical written-trait names (``new_owner``, ``routing_reason``, ...) to the
+    value the rule wants; `segments` are the managed segments it wants the record in; `manages`
+    are the managed segments this rule is responsible for (so they are removed when it stops
+    holding). A rule that did not fire still explains why (`reason`) and which inputs were
+    unknown.
+    """
+
+    rule: str
+    record: str
+    fired: bool
+    reason: str
+    inputs: Mapping[str, object] = field(default_factory=dict)
+    unknown: tuple[str, ...] = ()
+    traits: Mapping[str, object] = field(default_factory=dict)
+    segments: frozenset[str] = frozenset()
+    manages: frozenset[str] = frozenset()
+    team: Team | None = None
+    region: str | None = None
+    review: bool = False
+    guarded_by: str | None = None
+
+
+def fmt_num(value: float) -> str:
+    """1234.5 -> '1,234.5'; 30000.0 -> '30,000'."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
+def fmt_money(value: float) -> str:
+    return fmt_num(round(value, 2))
+
+
+def product_key(name: str) -> str:
+    """Product names compare case- and separator-insensitively ('Session replay' == 'session_replay')."""
+    return "_".join(name.strip().casefold().replace("-", " ").split())
+
+
+def months_between(start: date, now: datetime | date) -> int:
+    """Whole calendar months from `start` to `now` (a month counts once its day is reached)."""
+    end = now.date() if isinstance(now, datetime) else now
+    months = (end.year - start.year) * 12 + (end.month - start.month)
+    if end.day < start.day:
+        months -= 1
+    return months
+
+
+def unknown_reason(names: Iterable[str]) -> str:
+    return "unknown: " + ", ".join(names)

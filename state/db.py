@@ -1,0 +1,333 @@
+"""The daemon's memory in SQLite: mirror, cursors, last-written values, outbox, run history.
+
+Every method that changes several tables is meant to be called inside `with state.atomic():`
+so that planned writes and the state that caused them commit together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlite_utils
+
+from state.migrations import migrate
+
+__all__ = ["OutboxRow", "PlannedWrite", "StateDB", "write_key"]
+
+OutboxStatus = Literal["pending", "done", "parked", "superseded"]
+
+
+@dataclass(frozen=True)
+class PlannedWrite:
+    """One change the engine wants made, with the rule and the reason behind it.
+
+    `payload` is what goes on the wire (Vitally traits, Lead fields); `fields` is what the plan
+    shows (cli.md); `previous` holds the current values of those fields when known.
+    """
+
+    system: str
+    op: str
+    record: str
+    fields: Mapping[str, Any]
+    rule: str
+    reason: str
+    payload: Mapping[str, Any]
+    account: str | None = None
+    previous: Mapping[str, Any] | None = None
+    owner: Mapping[str, Any] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The plan line of cli.md (keys that are unknown are left out)."""
+        line: dict[str, Any] = {"system": self.system, "op": self.op, "record": self.record}
+        if self.account is not None:
+            line["account"] = self.account
+        line["fields"] = dict(self.fields)
+        if self.previous is not None:
+            line["previous"] = dict(self.previous)
+        line["rule"] = self.rule
+        line["reason"] = self.reason
+        if self.owner is not None:
+            line["owner"] = dict(self.owner)
+        return line
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    key: str
+    run_id: int
+    write: PlannedWrite
+    status: OutboxStatus
+    attempts: int
+    last_error: str | None
+
+
+def write_key(write: PlannedWrite) -> str:
+    """Identity of a write's target and content: the same change planned twice has the same key."""
+    body = json.dumps([write.system, write.op, write.record, write.payload], sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def _target(write: PlannedWrite) -> str:
+    """What a write touches: a newer pending write to the same target supersedes an older one."""
+    body = json.dumps([write.system, write.record, sorted(write.payload)], default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+class StateDB:
+    """Typed access to the state tables. Construct with `open`, `snapshot` or `memory`."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+        migrate(db)
+
+    @classmethod
+    def open(cls, path: Path) -> StateDB:
+        """Open (creating if needed) the state file for a real run."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=30)
+        conn.execute("PRAGMA journal_mode=DELETE")
+        conn.execute("PRAGMA synchronous=FULL")
+        return cls(sqlite_utils.Database(conn))
+
+    @classmethod
+    def snapshot(cls, path: Path) -> StateDB:
+        """An in-memory copy of the state file for dry runs: the file is opened read-only and
+        never written, so a dry run leaves it byte-for-byte as it was."""
+        memory = sqlite3.connect(":memory:")
+        if path.exists():
+            source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                source.backup(memory)
+            finally:
+                source.close()
+        return cls(sqlite_utils.Database(memory))
+
+    @classmethod
+    def memory(cls) -> StateDB:
+        return cls(sqlite_utils.Database(sqlite3.connect(":memory:")))
+
+    def atomic(self) -> AbstractContextManager[sqlite_utils.Database]:
+        return self.db.atomic()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- mirror ---------------------------------------------------------------------------------
+
+    def account_versions(self) -> dict[str, str]:
+        """Account id → the `updatedAt` we hold, to drop boundary duplicates of incremental reads."""
+        return dict(self.db.execute("SELECT id, updated_at FROM accounts").fetchall())
+
+    def upsert_accounts(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Rows of {id, updated_at, raw (JSON text), error}."""
+        self.db["accounts"].upsert_all(rows, pk="id", batch_size=500)
+
+    def iter_accounts(self) -> Iterator[tuple[str, str, str | None]]:
+        """(id, raw JSON, parse error or None) for every mirrored account."""
+        yield from self.db.execute("SELECT id, raw, error FROM accounts ORDER BY id")
+
+    def account_raw(self, account_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT raw FROM accounts WHERE id = ?", [account_id]).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def sf_versions(self, sobject: str) -> dict[str, str]:
+        return dict(self.db.execute("SELECT id, modstamp FROM sf_records WHERE object = ?", [sobject]).fetchall())
+
+    def upsert_sf(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Rows of {object, id, modstamp, raw, error}."""
+        self.db["sf_records"].upsert_all(rows, pk=("object", "id"), batch_size=500)
+
+    def iter_sf(self, sobject: str) -> Iterator[tuple[str, str, str | None]]:
+        yield from self.db.execute(
+            "SELECT id, raw, error FROM sf_records WHERE object = ? ORDER BY id", [sobject]
+        )
+
+    def sf_raw(self, sobject: str, record_id: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT raw FROM sf_records WHERE object = ? AND id = ?", [sobject, record_id]
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    # -- cursors --------------------------------------------------------------------------------
+
+    def cursor(self, name: str) -> str | None:
+        row = self.db.execute("SELECT value FROM cursors WHERE name = ?", [name]).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_cursor(self, name: str, value: str) -> None:
+        """Move a cursor forward (never back: an older value is ignored)."""
+        current = self.cursor(name)
+        if current is not None and current >= value:
+            return
+        self.db["cursors"].upsert({"name": name, "value": value}, pk="name")
+
+    # -- last written ---------------------------------------------------------------------------
+
+    def last_written(self, system: str) -> dict[tuple[str, str], Any]:
+        """(record, field) → the value we last wrote there."""
+        rows = self.db.execute(
+            "SELECT record, field, value FROM last_written WHERE system = ?", [system]
+        ).fetchall()
+        return {(record, field): json.loads(value) for record, field, value in rows}
+
+    def set_last_written(self, system: str, record: str, values: Mapping[str, Any], run_id: int, at: str) -> None:
+        self.db["last_written"].upsert_all(
+            (
+                {
+                    "system": system,
+                    "record": record,
+                    "field": field,
+                    "value": json.dumps(value),
+                    "run_id": run_id,
+                    "written_at": at,
+                }
+                for field, value in values.items()
+            ),
+            pk=("system", "record", "field"),
+        )
+
+    # -- outbox ---------------------------------------------------------------------------------
+
+    def enqueue(self, writes: Iterable[PlannedWrite], run_id: int, at: str) -> int:
+        """Queue writes; one already pending with the same content is kept (no duplicate), and a
+        pending write to the same target with other content is superseded. Returns how many rows
+        were added."""
+        pending: set[str] = set()
+        pending_targets: dict[str, int] = {}
+        for row in self.db.query("SELECT * FROM outbox WHERE status = 'pending'"):
+            pending.add(row["key"])
+            pending_targets[_target(self._row(row).write)] = row["id"]
+        added = 0
+        for write in writes:
+            key = write_key(write)
+            if key in pending:
+                continue
+            old = pending_targets.get(_target(write))
+            if old is not None:
+                self.db.execute(
+                    "UPDATE outbox SET status = 'superseded', updated_at = ? WHERE id = ?", [at, old]
+                )
+            self.db["outbox"].insert(
+                {
+                    "key": key,
+                    "run_id": run_id,
+                    "system": write.system,
+                    "op": write.op,
+                    "record": write.record,
+                    "account": write.account,
+                    "fields": json.dumps(write.fields),
+                    "previous": None if write.previous is None else json.dumps(write.previous),
+                    "rule": write.rule,
+                    "reason": write.reason,
+                    "owner": None if write.owner is None else json.dumps(write.owner),
+                    "payload": json.dumps(write.payload),
+                    "status": "pending",
+                    "attempts": 0,
+                    "last_error": None,
+                    "created_at": at,
+                    "updated_at": at,
+                }
+            )
+            pending.add(key)
+            added += 1
+        return added
+
+    def outbox(self, status: OutboxStatus, system: str | None = None) -> list[OutboxRow]:
+        sql = "SELECT * FROM outbox WHERE status = ?"
+        params: list[Any] = [status]
+        if system is not None:
+            sql += " AND system = ?"
+            params.append(system)
+        return [self._row(row) for row in self.db.query(sql + " ORDER BY id", params)]
+
+    def outbox_row(self, row_id: int) -> OutboxRow | None:
+        rows = list(self.db.query("SELECT * FROM outbox WHERE id = ?", [row_id]))
+        return self._row(rows[0]) if rows else None
+
+    @staticmethod
+    def _row(row: Mapping[str, Any]) -> OutboxRow:
+        write = PlannedWrite(
+            system=row["system"],
+            op=row["op"],
+            record=row["record"],
+            account=row["account"],
+            fields=json.loads(row["fields"]),
+            previous=None if row["previous"] is None else json.loads(row["previous"]),
+            rule=row["rule"],
+            reason=row["reason"],
+            owner=None if row["owner"] is None else json.loads(row["owner"]),
+            payload=json.loads(row["payload"]),
+        )
+        return OutboxRow(
+            id=row["id"],
+            key=row["key"],
+            run_id=row["run_id"],
+            write=write,
+            status=row["status"],
+            attempts=row["attempts"],
+            last_error=row["last_error"],
+        )
+
+    def mark_done(self, row_ids: Iterable[int], at: str) -> None:
+        ids = list(row_ids)
+        self.db.execute(
+            f"UPDATE outbox SET status = 'done', attempts = attempts + 1, last_error = NULL, updated_at = ? "
+            f"WHERE id IN ({','.join('?' * len(ids))})",
+            [at, *ids],
+        )
+
+    def mark_failed(self, row_ids: Iterable[int], error: str, at: str, *, park: bool) -> None:
+        """Record a failed attempt; a permanent failure parks the write until `retry`."""
+        ids = list(row_ids)
+        status = "parked" if park else "pending"
+        self.db.execute(
+            f"UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?, updated_at = ? "
+            f"WHERE id IN ({','.join('?' * len(ids))})",
+            [status, error, at, *ids],
+        )
+
+    def unpark(self, row_id: int | None, at: str) -> int:
+        """Send parked writes again (one, or all when `row_id` is None); returns how many."""
+        if row_id is None:
+            cursor = self.db.execute(
+                "UPDATE outbox SET status = 'pending', updated_at = ? WHERE status = 'parked'", [at]
+            )
+        else:
+            cursor = self.db.execute(
+                "UPDATE outbox SET status = 'pending', updated_at = ? WHERE status = 'parked' AND id = ?",
+                [at, row_id],
+            )
+        return int(cursor.rowcount)
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def begin_run(self, started_at: str, mode: str, now: str) -> int:
+        table = self.db["runs"]
+        table.insert({"started_at": started_at, "mode": mode, "status": "running", "now": now, "counts": "{}"})
+        return int(table.last_pk)  # type: ignore[attr-defined]
+
+    def finish_run(self, run_id: int, finished_at: str, status: str, counts: Mapping[str, int], error: str | None) -> None:
+        self.db["runs"].update(
+            run_id, {"finished_at": finished_at, "status": status, "counts": json.dumps(counts), "error": error}
+        )
+
+    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self.db.query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", [limit])
+        return [{**row, "counts": json.loads(row["counts"] or "{}")} for row in rows]
+
+    def record_decisions(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> None:
+        self.db["decisions"].insert_all(({**row, "run_id": run_id} for row in rows), batch_size=500)
+
+    def record_errors(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> None:
+        self.db["record_errors"].insert_all(({**row, "run_id": run_id} for row in rows), batch_size=500)
+
+    def record_conflicts(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> None:
+        self.db["conflicts"].insert_all(({**row, "run_id": run_id} for row in rows), batch_size=500)

@@ -1,0 +1,104 @@
+"""Schema migrations, applied in order at start; the schema changes only here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+__all__ = ["MIGRATIONS", "migrate"]
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db["accounts"].create(
+        {"id": str, "updated_at": str, "raw": str, "error": str},
+        pk="id",
+    )
+    db["sf_records"].create(
+        {"object": str, "id": str, "modstamp": str, "raw": str, "error": str},
+        pk=("object", "id"),
+    )
+    db["cursors"].create({"name": str, "value": str}, pk="name")
+    db["last_written"].create(
+        {"system": str, "record": str, "field": str, "value": str, "run_id": int, "written_at": str},
+        pk=("system", "record", "field"),
+    )
+    db["runs"].create(
+        {
+            "id": int,
+            "started_at": str,
+            "finished_at": str,
+            "mode": str,
+            "status": str,
+            "now": str,
+            "counts": str,
+            "error": str,
+        },
+        pk="id",
+    )
+    db["outbox"].create(
+        {
+            "id": int,
+            "key": str,
+            "run_id": int,
+            "system": str,
+            "op": str,
+            "record": str,
+            "account": str,
+            "fields": str,
+            "previous": str,
+            "rule": str,
+            "reason": str,
+            "owner": str,
+            "payload": str,
+            "status": str,
+            "attempts": int,
+            "last_error": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+    )
+    # The same change may be planned again after it was done, but never queued twice at once.
+    db.execute("CREATE UNIQUE INDEX outbox_pending_key ON outbox (key) WHERE status = 'pending'")
+    db["outbox"].create_index(["status"])
+    db["decisions"].create(
+        {
+            "run_id": int,
+            "record": str,
+            "rule": str,
+            "fired": int,
+            "reason": str,
+            "review": int,
+            "guarded_by": str,
+        },
+    )
+    db["decisions"].create_index(["run_id"])
+    db["decisions"].create_index(["record"])
+    db["record_errors"].create(
+        {"run_id": int, "system": str, "record": str, "field": str, "message": str, "seen": str},
+    )
+    db["record_errors"].create_index(["run_id"])
+    db["conflicts"].create(
+        {"run_id": int, "system": str, "record": str, "field": str, "ours": str, "theirs": str, "rule": str},
+    )
+    db["conflicts"].create_index(["run_id"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Apply the migrations the database has not seen yet; returns the schema version."""
+    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = db.execute("SELECT version FROM schema_version").fetchone()
+    version = int(row[0]) if row else 0
+    if version >= len(MIGRATIONS):
+        return version
+    with db.atomic():
+        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+            step(db)
+            version = number
+        db.execute("DELETE FROM schema_version")
+        db.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+    return version

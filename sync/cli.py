@@ -1,0 +1,280 @@
+"""The command line of cli.md: `crm-sync` and `python -m sync` are the same program.
+
+Exit status: 0 done; 1 done but some writes wait to be retried; 2 usage or configuration error;
+3 a service could not be reached or refused the credentials; 4 another instance holds the state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from connectors.errors import ConfigError, FatalError, QuotaExhaustedError, SyncError
+from rules import ACCOUNT_RULES
+from state import InstanceLockedError, StateDB, StateLock
+from sync.config import Config, load_config
+from sync.engine import CycleReport, Engine
+from sync.output import render_plan
+
+__all__ = ["main"]
+
+EXAMPLES = """\
+examples:
+  python -m sync --dry-run                       audit: print every change and why, change nothing
+  python -m sync --dry-run --format json         the same plan as JSON lines
+  python -m sync run                             one real cycle
+  python -m sync daemon                          cycle on the configured schedule until stopped
+  python -m sync sandbox --generate 500          local Vitally + Salesforce on port 8765
+  python -m sync demo                            sandbox + sample book + a few cycles + summary
+"""
+
+_COMMANDS = ("run", "daemon", "explain", "report", "sandbox", "demo", "failed", "retry")
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 timestamp: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crm-sync",
+        description="Route and sync B2B accounts between Vitally and Salesforce, following the sales handbook.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, help="config file (default ./config.toml, else the packaged example)")
+    parser.add_argument("--state", type=Path, help="SQLite state file (overrides [state] path)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, summary: str, example: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    run = command("run", "one sync cycle", "python -m sync run --dry-run --format json --now 2026-11-22T09:00:00Z")
+    run.add_argument("--dry-run", action="store_true", help="print the plan and why; change nothing anywhere")
+    run.add_argument("--format", choices=("table", "json", "csv"), help="plan format (default: table on a terminal, else json)")
+    run.add_argument("--now", type=_timestamp, help="fix the rules' clock (ISO 8601) for reproducible audits")
+
+    command("daemon", "cycle on the configured schedule until stopped (SIGTERM finishes the cycle)", "python -m sync daemon")
+
+    explain = command("explain", "every rule's verdict for one account or lead, with its inputs", "python -m sync explain acc_123")
+    explain.add_argument("id", help="Vitally account id (or a Lead Id)")
+    explain.add_argument("--now", type=_timestamp, help="fix the rules' clock (ISO 8601)")
+
+    report = command("report", "run history: when, how long, what was read and written", "python -m sync report --format json")
+    report.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    report.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+
+    sandbox = command("sandbox", "local imitation of the Vitally and Salesforce APIs", "python -m sync sandbox --generate 500 --port 8765")
+    source = sandbox.add_mutually_exclusive_group()
+    source.add_argument("--seed", type=Path, help="seed file: {vitally: {...}, salesforce: {...}}")
+    source.add_argument("--generate", type=int, metavar="N", help="generate a realistic book of N accounts")
+    sandbox.add_argument("--random-seed", type=int, default=0, help="seed of the generator (default 0)")
+    sandbox.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765)")
+
+    demo = command("demo", "sandbox + sample book + a few cycles, then a summary", "python -m sync demo --accounts 300")
+    demo.add_argument("--accounts", type=int, default=300, help="size of the generated book (default 300)")
+
+    command("failed", "writes parked after permanent errors", "python -m sync failed")
+    retry = command("retry", "send parked writes again (all, or one by its outbox id)", "python -m sync retry 42")
+    retry.add_argument("id", nargs="?", type=int, help="outbox id from `failed` (default: all)")
+    return parser
+
+
+def _normalise_argv(argv: list[str]) -> list[str]:
+    """`python -m sync --dry-run ...` is `python -m sync run --dry-run ...` (cli.md)."""
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg in ("--config", "--state"):
+            index += 2
+            continue
+        if arg.startswith(("--config=", "--state=")):
+            index += 1
+            continue
+        if arg in _COMMANDS or arg in ("-h", "--help"):
+            return argv
+        if arg.startswith("--"):
+            return [*argv[:index], "run", *argv[index:]]
+        return argv
+    return argv
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(args.config, tuple(ACCOUNT_RULES))
+    if args.state is not None:
+        config = replace(config, state_path=args.state)
+    return config
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _print_summary(report: CycleReport, err: TextIO) -> None:
+    for error in report.record_errors:
+        err.write(f"record error: {error}\n")
+    for conflict in report.conflicts:
+        verb = "overwritten" if conflict.overwritten else "left alone"
+        err.write(
+            f"conflict: {conflict.system} {conflict.record} {conflict.field}: someone set "
+            f"{json.dumps(conflict.theirs)}, rule {conflict.rule} wants {json.dumps(conflict.ours)} ({verb})\n"
+        )
+    counts = report.counts
+    what = "would change" if report.dry_run else "planned"
+    err.write(
+        f"{'dry run' if report.dry_run else 'run'} {report.run_id}: read {counts.get('accounts_read', 0)} account(s), "
+        f"evaluated {counts.get('accounts_evaluated', 0)}; {what} {len(report.plan)} write(s); "
+        f"applied {counts.get('applied', 0)}, failed {counts.get('failed', 0)}, parked {counts.get('parked', 0)}; "
+        f"{len(report.conflicts)} conflict(s), {len(report.record_errors)} malformed record(s)\n"
+    )
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from sync.app import make_salesforce, make_vitally
+
+    config = _load(args)
+    fmt = args.format or ("table" if out.isatty() else "json")
+    if args.dry_run:
+        state = StateDB.snapshot(config.state_path)
+        engine = Engine(config, state, make_vitally(config), make_salesforce(config), clock=_now, now=args.now, dry_run=True)
+        report = engine.run_cycle()
+        render_plan(report.plan, fmt, out)
+        _print_summary(report, err)
+        return report.exit_code
+    with StateLock(config.state_path):
+        state = StateDB.open(config.state_path)
+        try:
+            engine = Engine(config, state, make_vitally(config), make_salesforce(config), clock=_now, now=args.now)
+            report = engine.run_cycle()
+        finally:
+            state.close()
+    render_plan(report.plan, fmt, out)
+    _print_summary(report, err)
+    return report.exit_code
+
+
+def cmd_daemon(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from sync.daemon import run_daemon
+
+    return run_daemon(_load(args), err)
+
+
+def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from sync.explain import explain
+
+    config = _load(args)
+    state = StateDB.snapshot(config.state_path)
+    return explain(config, state, args.id, args.now or _now(), out, err)
+
+
+def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from sync.report import run_history
+
+    config = _load(args)
+    state = StateDB.snapshot(config.state_path)
+    run_history(state, args.format, args.limit, out)
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from connectors.sandbox.generator import generate_book
+    from connectors.sandbox.server import serve
+
+    seed = None
+    if args.seed is not None:
+        try:
+            seed = json.loads(args.seed.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError([f"--seed {args.seed}: {exc}"]) from None
+    elif args.generate is not None:
+        seed = generate_book(args.generate, seed=args.random_seed, now=_now())
+    serve(seed, args.port)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from sync.demo import run_demo
+
+    return run_demo(args.accounts, out)
+
+
+def cmd_failed(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    config = _load(args)
+    state = StateDB.snapshot(config.state_path)
+    rows = state.outbox("parked")
+    if not rows:
+        out.write("no parked writes\n")
+    for row in rows:
+        out.write(
+            f"{row.id}\t{row.write.system}\t{row.write.op}\t{row.write.record}\t{row.write.rule}\t"
+            f"attempts {row.attempts}\t{row.last_error}\n"
+        )
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    config = _load(args)
+    with StateLock(config.state_path):
+        state = StateDB.open(config.state_path)
+        with state.atomic():
+            count = state.unpark(args.id, _now().isoformat())
+        state.close()
+    out.write(f"{count} parked write(s) queued again; the next cycle sends them\n")
+    return 0
+
+
+_HANDLERS = {
+    "run": cmd_run,
+    "daemon": cmd_daemon,
+    "explain": cmd_explain,
+    "report": cmd_report,
+    "sandbox": cmd_sandbox,
+    "demo": cmd_demo,
+    "failed": cmd_failed,
+    "retry": cmd_retry,
+}
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = _parser()
+    args = parser.parse_args(_normalise_argv(list(sys.argv[1:] if argv is None else argv)))
+    if args.command is None:
+        parser.print_help(out)
+        return 2
+    try:
+        return _HANDLERS[args.command](args, out, err)
+    except ConfigError as exc:
+        err.write("configuration error:\n" + "".join(f"  {problem}\n" for problem in exc.problems))
+        return 2
+    except InstanceLockedError as exc:
+        err.write(f"error: {exc}\n")
+        return 4
+    except FatalError as exc:
+        err.write(f"error: {exc}\n")
+        return 3
+    except QuotaExhaustedError as exc:
+        err.write(f"error: {exc}\n")
+        return 1
+    except SyncError as exc:
+        err.write(f"error: {exc}\n")
+        return 3
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,358 @@
+"""Typed configuration: read once, validated once, every problem reported together.
+
+Secrets are never read from the TOML file: only from the environment or from a file that only
+its owner can read. Against a loopback sandbox a missing secret falls back to a placeholder,
+because the sandbox accepts any non-empty credential.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from connectors.errors import ConfigError
+from connectors.records import DEFAULT_TRAIT_KEYS
+from rules.countries import normalise_country
+from rules.policy import (
+    DEFAULT_REGIONS,
+    AllocationPolicy,
+    GuardPolicy,
+    Policy,
+    ProductLedPolicy,
+    Territories,
+)
+
+__all__ = ["Config", "SalesforceConfig", "VitallyConfig", "load_config", "packaged_example"]
+
+OnConflict = Literal["report", "overwrite"]
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_PLACEHOLDER_SECRET = "sandbox-placeholder"
+
+
+@dataclass(frozen=True)
+class VitallyConfig:
+    base_url: str
+    api_key: str = field(repr=False)
+    timeout_seconds: float = 10
+    max_attempts: int = 5
+    trait_keys: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TRAIT_KEYS))
+    segment_traits: Mapping[str, str] = field(default_factory=dict)
+    written_traits: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SalesforceConfig:
+    instance_url: str
+    token: str | None = field(default=None, repr=False)
+    client_id: str | None = field(default=None, repr=False)
+    client_secret: str | None = field(default=None, repr=False)
+    api_version: str = "59.0"
+    timeout_seconds: float = 30
+    max_attempts: int = 5
+    budget_share: float = 0.8
+    lookback_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class Config:
+    vitally: VitallyConfig
+    salesforce: SalesforceConfig
+    state_path: Path
+    policy: Policy
+    rule_order: tuple[str, ...]
+    on_conflict: OnConflict = "report"
+    interval_seconds: float = 900
+    source: Path | None = None
+
+
+def packaged_example() -> Path:
+    """The example config shipped inside the package (used when ./config.toml is absent)."""
+    return Path(__file__).with_name("config.example.toml")
+
+
+class _Reader:
+    """Typed access to a TOML document that records every problem instead of stopping."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.data = data
+        self.problems: list[str] = []
+
+    def table(self, path: str) -> Mapping[str, Any]:
+        node: Any = self.data
+        for part in path.split("."):
+            node = node.get(part, {}) if isinstance(node, Mapping) else None
+            if not isinstance(node, Mapping):
+                self.problems.append(f"{path}: expected a table")
+                return {}
+        return node
+
+    def get(self, path: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        section, _, key = path.rpartition(".")
+        table = self.table(section) if section else self.data
+        if key not in table:
+            return default
+        value = table[key]
+        if isinstance(value, bool) and kind in (int, float, (int, float)):
+            self.problems.append(f"{path}: expected a number, got {value!r}")
+            return default
+        if not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            self.problems.append(f"{path}: expected {names}, got {type(value).__name__} {value!r}")
+            return default
+        return value
+
+    def number(self, path: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
+        value = float(self.get(path, (int, float), default))
+        if minimum is not None and value < minimum:
+            self.problems.append(f"{path}: must be ≥ {minimum:g}, got {value:g}")
+        if maximum is not None and value > maximum:
+            self.problems.append(f"{path}: must be ≤ {maximum:g}, got {value:g}")
+        return value
+
+    def whole(self, path: str, default: int, *, minimum: int = 0) -> int:
+        value = self.get(path, int, default)
+        if value < minimum:
+            self.problems.append(f"{path}: must be ≥ {minimum}, got {value}")
+        return int(value)
+
+    def text(self, path: str, default: str) -> str:
+        value = self.get(path, str, default)
+        return str(value)
+
+    def strings(self, path: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.get(path, list, list(default))
+        bad = [v for v in value if not isinstance(v, str)]
+        if bad:
+            self.problems.append(f"{path}: expected a list of strings, got {bad[0]!r}")
+            return default
+        return tuple(value)
+
+    def mapping(self, path: str, default: Mapping[str, str]) -> dict[str, str]:
+        section = self.table(path)
+        result = dict(default)
+        for key, value in section.items():
+            if not isinstance(value, str):
+                self.problems.append(f"{path}.{key}: expected a string, got {value!r}")
+            else:
+                result[key] = value
+        return result
+
+    def countries(self, path: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        codes = []
+        for name in self.strings(path, default):
+            code = normalise_country(name)
+            if code is None:
+                self.problems.append(f"{path}: unknown country {name!r}")
+            else:
+                codes.append(code)
+        return tuple(codes)
+
+    def url(self, path: str, default: str) -> str:
+        value = self.text(path, default)
+        parsed = urlparse(value)
+        if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+            self.problems.append(f"{path}: expected an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    def secret(self, path: str, url: str, *, required: bool) -> str | None:
+        """Resolve `<path>_env` / `<path>_file`; never read a secret from the TOML itself."""
+        section, _, key = path.rpartition(".")
+        table = self.table(section)
+        if key in table:
+            self.problems.append(f"{path}: secrets are not read from the config file; use {key}_env or {key}_file")
+        env_name = table.get(f"{key}_env")
+        file_name = table.get(f"{key}_file")
+        if env_name is not None and not isinstance(env_name, str):
+            self.problems.append(f"{path}_env: expected the name of an environment variable")
+            env_name = None
+        if isinstance(env_name, str) and os.environ.get(env_name):
+            return os.environ[env_name]
+        if isinstance(file_name, str):
+            return self._secret_file(f"{path}_file", Path(file_name).expanduser())
+        if not required:
+            return None
+        if urlparse(url).hostname in _LOOPBACK:
+            return _PLACEHOLDER_SECRET
+        where = f"environment variable {env_name}" if env_name else f"{key}_env or {key}_file"
+        self.problems.append(f"{path}: no secret found (set {where})")
+        return None
+
+    def _secret_file(self, path: str, file: Path) -> str | None:
+        try:
+            info = file.stat()
+        except OSError as exc:
+            self.problems.append(f"{path}: cannot read {file}: {exc.strerror}")
+            return None
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            self.problems.append(f"{path}: {file} must be readable by its owner only (chmod 600)")
+            return None
+        value = file.read_text(encoding="utf-8").strip()
+        if not value:
+            self.problems.append(f"{path}: {file} is empty")
+            return None
+        return value
+
+
+def _territories(reader: _Reader) -> Territories:
+    table = reader.table("territories")
+    default_region = reader.text("territories.default_region", "EU")
+    regions = dict(DEFAULT_REGIONS)
+    for region, countries in table.items():
+        if region == "default_region":
+            continue
+        for code in reader.countries(f"territories.{region}", ()):
+            regions[code] = region
+        if not isinstance(countries, list):
+            continue
+    return Territories(regions=regions, default_region=default_region)
+
+
+def _policy(reader: _Reader) -> Policy:
+    a_defaults = AllocationPolicy()
+    allocation = AllocationPolicy(
+        arr_threshold=reader.number("rules.allocation.arr_threshold", a_defaults.arr_threshold, minimum=0),
+        csm_min_primary_products=reader.whole(
+            "rules.allocation.csm_min_primary_products", a_defaults.csm_min_primary_products, minimum=1
+        ),
+        primary_products=reader.strings("rules.allocation.primary_products", a_defaults.primary_products),
+        owner_options=reader.strings("rules.allocation.owner_options", a_defaults.owner_options),
+        fallbacks=reader.mapping("rules.allocation.fallbacks", {})
+        if "fallbacks" in reader.table("rules.allocation")
+        else dict(a_defaults.fallbacks),
+        segment=reader.text("rules.allocation.segment", a_defaults.segment),
+    )
+    for choice, fallback in allocation.fallbacks.items():
+        if fallback not in allocation.owner_options:
+            reader.problems.append(
+                f"rules.allocation.fallbacks.{choice}: {fallback!r} is not one of owner_options"
+            )
+    p_defaults = ProductLedPolicy()
+    product_led = ProductLedPolicy(
+        mrr_min=reader.number("rules.product_led.mrr_min", p_defaults.mrr_min, minimum=0),
+        mrr_max=reader.number("rules.product_led.mrr_max", p_defaults.mrr_max, minimum=0),
+        employees_above=reader.whole("rules.product_led.employees_above", p_defaults.employees_above),
+        users_above=reader.whole("rules.product_led.users_above", p_defaults.users_above),
+        min_paying_months=reader.whole("rules.product_led.min_paying_months", p_defaults.min_paying_months),
+        segment=reader.text("rules.product_led.segment", p_defaults.segment),
+    )
+    if product_led.mrr_min > product_led.mrr_max:
+        reader.problems.append("rules.product_led: mrr_min must not exceed mrr_max")
+    g_defaults = GuardPolicy()
+    guards = GuardPolicy(
+        owned_segments=reader.strings("rules.guards.owned_segments", g_defaults.owned_segments),
+        active_sales_segments=reader.strings(
+            "rules.guards.active_sales_segments", g_defaults.active_sales_segments
+        ),
+        cool_off_days=reader.whole("rules.guards.cool_off_days", g_defaults.cool_off_days),
+    )
+    defaults = Policy()
+    return Policy(
+        allocation=allocation,
+        product_led=product_led,
+        territories=_territories(reader),
+        guards=guards,
+        tier1_countries=reader.countries("rules.countries.tier1", defaults.tier1_countries),
+        tier2_countries=reader.countries("rules.countries.tier2", defaults.tier2_countries),
+    )
+
+
+def _build(data: Mapping[str, Any], source: Path | None, known_rules: tuple[str, ...]) -> Config:
+    reader = _Reader(data)
+    for section in data:
+        if section not in {"vitally", "salesforce", "state", "sync", "daemon", "rules", "territories"}:
+            reader.problems.append(f"{section}: unknown section")
+
+    vitally_url = reader.url("vitally.base_url", "http://127.0.0.1:8765")
+    vitally_key = reader.secret("vitally.api_key", vitally_url, required=True)
+    segment_traits = reader.mapping(
+        "vitally.segment_traits",
+        {
+            "TAM/CSM Candidate": "segment_tam_csm_candidate",
+            "Product-led lead": "segment_product_led_lead",
+            "Account review": "segment_account_review",
+            "Onboarding": "segment_onboarding",
+            "Nurture": "segment_nurture",
+        },
+    )
+    written_traits = reader.mapping(
+        "vitally.written_traits",
+        {"new_owner": "new_owner", "routing_reason": "routing_reason", "lifecycle_stage": "lifecycle_stage"},
+    )
+    trait_keys = reader.mapping("vitally.traits", DEFAULT_TRAIT_KEYS)
+    for canonical in set(trait_keys) - set(DEFAULT_TRAIT_KEYS):
+        reader.problems.append(f"vitally.traits.{canonical}: not a field of the data model")
+    vitally = VitallyConfig(
+        base_url=vitally_url,
+        api_key=vitally_key or "",
+        timeout_seconds=reader.number("vitally.timeout_seconds", 10, minimum=0.1),
+        max_attempts=reader.whole("vitally.max_attempts", 5, minimum=1),
+        trait_keys=trait_keys,
+        segment_traits=segment_traits,
+        written_traits=written_traits,
+    )
+
+    sf_url = reader.url("salesforce.instance_url", "http://127.0.0.1:8765")
+    client_id = reader.secret("salesforce.client_id", sf_url, required=False)
+    client_secret = reader.secret("salesforce.client_secret", sf_url, required=False)
+    if (client_id is None) != (client_secret is None):
+        reader.problems.append("salesforce: client_id and client_secret go together")
+    token = reader.secret("salesforce.token", sf_url, required=client_id is None)
+    version = reader.text("salesforce.api_version", "59.0")
+    if not version.replace(".", "").isdigit():
+        reader.problems.append(f"salesforce.api_version: expected a version like 59.0, got {version!r}")
+    salesforce = SalesforceConfig(
+        instance_url=sf_url,
+        token=token,
+        client_id=client_id,
+        client_secret=client_secret,
+        api_version=version,
+        timeout_seconds=reader.number("salesforce.timeout_seconds", 30, minimum=0.1),
+        max_attempts=reader.whole("salesforce.max_attempts", 5, minimum=1),
+        budget_share=reader.number("salesforce.budget_share", 0.8, minimum=0.01, maximum=1),
+        lookback_seconds=reader.whole("salesforce.lookback_seconds", 300),
+    )
+
+    on_conflict = reader.text("sync.on_conflict", "report")
+    if on_conflict not in ("report", "overwrite"):
+        reader.problems.append(f"sync.on_conflict: expected 'report' or 'overwrite', got {on_conflict!r}")
+        on_conflict = "report"
+    order = reader.strings("rules.order", known_rules)
+    for rule_id in order:
+        if rule_id not in known_rules:
+            reader.problems.append(f"rules.order: unknown rule {rule_id!r} (known: {', '.join(known_rules)})")
+    policy = _policy(reader)
+    state_path = Path(reader.text("state.path", "crm-sync.db")).expanduser()
+    interval = reader.number("daemon.interval_seconds", 900, minimum=1)
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return Config(
+        vitally=vitally,
+        salesforce=salesforce,
+        state_path=state_path,
+        policy=policy,
+        rule_order=order,
+        on_conflict="overwrite" if on_conflict == "overwrite" else "report",
+        interval_seconds=interval,
+        source=source,
+    )
+
+
+def load_config(path: Path | None, known_rules: tuple[str, ...]) -> Config:
+    """Load `path` (default ./config.toml, else the packaged example) or raise ConfigError."""
+    if path is None:
+        local = Path("config.toml")
+        path = local if local.exists() else packaged_example()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: {exc}"]) from None
+    return _build(data, path, known_rules)

@@ -1,0 +1,91 @@
+"""`demo`: the built-in sandbox with a generated book, a dry-run audit, an applied cycle, a second
+cycle that has nothing to do, and a summary. Ends by itself with exit 0 when all went as it should."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from rich.console import Console
+
+from connectors.sandbox.generator import generate_book
+from connectors.sandbox.server import Sandbox
+from rules import ACCOUNT_RULES
+from state import StateDB
+from sync.app import make_salesforce, make_vitally
+from sync.config import Config, load_config, packaged_example
+from sync.engine import CycleReport, Engine
+from sync.output import render_plan
+
+__all__ = ["run_demo"]
+
+_SHOWN = 15
+
+
+def _cycle(config: Config, state: StateDB, *, dry_run: bool) -> CycleReport:
+    engine = Engine(
+        config, state, make_vitally(config), make_salesforce(config), clock=lambda: datetime.now(UTC), dry_run=dry_run
+    )
+    return engine.run_cycle()
+
+
+def run_demo(accounts: int, out: TextIO) -> int:
+    console = Console(file=out, width=160)
+    now = datetime.now(UTC)
+    book = generate_book(accounts, seed=7, now=now)
+    with Sandbox(book) as sandbox, tempfile.TemporaryDirectory(prefix="crm-sync-demo-") as tmp:
+        base = load_config(packaged_example(), tuple(ACCOUNT_RULES))
+        config = replace(
+            base,
+            vitally=replace(base.vitally, base_url=sandbox.url),
+            salesforce=replace(base.salesforce, instance_url=sandbox.url),
+            state_path=Path(tmp) / "demo.db",
+        )
+        console.rule(f"crm-sync demo: sandbox at {sandbox.url} with {accounts} generated accounts")
+
+        console.print("\n[bold]1. Dry-run audit[/bold]: every change the daemon would make, and why (nothing is written)")
+        audit = _cycle(config, StateDB.snapshot(config.state_path), dry_run=True)
+        render_plan(audit.plan[:_SHOWN], "table", out)
+        if len(audit.plan) > _SHOWN:
+            console.print(f"... and {len(audit.plan) - _SHOWN} more (run `python -m sync --dry-run` to see all)")
+        for error in audit.record_errors[:5]:
+            console.print(f"[yellow]malformed, skipped:[/yellow] {error}")
+        writes_after_audit = sandbox.write_count()
+
+        state = StateDB.open(config.state_path)
+        console.print("\n[bold]2. Applied cycle[/bold]")
+        applied = _cycle(config, state, dry_run=False)
+        console.print(
+            f"applied {applied.counts.get('applied', 0)} of {len(applied.plan)} planned write(s) "
+            f"in {applied.counts.get('vitally_puts', 0)} Vitally PUT(s); "
+            f"{applied.counts.get('failed', 0)} failed"
+        )
+
+        console.print("\n[bold]3. Second cycle[/bold]: nothing changed, so nothing to do")
+        before = sandbox.write_count()
+        second = _cycle(config, state, dry_run=False)
+        sent = sandbox.write_count() - before
+        console.print(f"planned {len(second.plan)} write(s), sent {sent} write request(s)")
+        state.close()
+
+        console.print("\n[bold]Summary[/bold]")
+        by_rule = Counter(write.rule for write in applied.plan)
+        for rule, count in sorted(by_rule.items()):
+            console.print(f"  {rule}: {count} change(s)")
+        console.print(
+            f"  malformed records reported and skipped: {len(audit.record_errors)}; "
+            f"conflicts left alone: {len(applied.conflicts)}"
+        )
+        ok = (
+            writes_after_audit == 0
+            and applied.exit_code == 0
+            and len(applied.plan) == len(audit.plan)
+            and not second.plan
+            and sent == 0
+        )
+        console.print("[green]demo finished: all as expected[/green]" if ok else "[red]demo found a problem[/red]")
+        return 0 if ok else 1

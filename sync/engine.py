@@ -1,0 +1,463 @@
+"""One sync cycle: read changes → update the mirror → evaluate every rule over the whole mirror →
+diff against what is there and what we last wrote → plan → (apply) → remember.
+
+A dry run does all of it on an in-memory copy of the state and applies nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from connectors.errors import (
+    AuthError,
+    ContractError,
+    QuotaExhaustedError,
+    RecordError,
+    RetriableError,
+    UnreachableError,
+    WriteRejectedError,
+)
+from connectors.records import (
+    parse_account,
+    parse_lead,
+    parse_opportunity,
+    parse_sf_account,
+    parse_timestamp,
+    parse_user,
+)
+from rules import ACCOUNT_RULES, Account, Decision
+from state import PlannedWrite, StateDB
+from sync.config import Config
+
+__all__ = ["SF_OBJECTS", "Conflict", "CycleReport", "Engine", "SalesforceReader", "VitallyPort"]
+
+# Salesforce objects mirrored each cycle and the fields read (data-model.md).
+SF_OBJECTS: Mapping[str, tuple[str, ...]] = {
+    "Lead": (
+        "Id", "FirstName", "LastName", "Email", "Company", "Title", "Role__c", "Sub_Role__c", "Country",
+        "NumberOfEmployees", "AnnualRevenue", "Industry", "LeadSource", "Status", "OwnerId", "IsConverted",
+        "Form_Text__c", "Vitally_Account_Id__c", "CreatedDate", "SystemModstamp", "Lead_Score__c",
+        "Sync_Key__c", "Routing_Rule__c", "Classification__c",
+    ),
+    "User": ("Id", "Name", "Email", "IsActive", "SystemModstamp"),
+    "Opportunity": ("Id", "AccountId", "StageName", "CloseDate", "Loss_Reason__c", "OwnerId", "SystemModstamp"),
+    "Account": ("Id", "Name", "Website", "Vitally_Account_Id__c", "OwnerId", "SystemModstamp"),
+}  # fmt: skip
+_SF_PARSERS: Mapping[str, Callable[[Mapping[str, Any]], object]] = {
+    "Lead": parse_lead,
+    "User": parse_user,
+    "Opportunity": parse_opportunity,
+    "Account": parse_sf_account,
+}
+_MISSING = object()
+
+
+class VitallyPort(Protocol):
+    """What the engine needs from the Vitally connector."""
+
+    def iter_accounts_since(self, watermark: str | None) -> Iterator[dict[str, Any]]: ...
+
+    def put_traits(self, account_id: str, traits: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class SalesforceReader(Protocol):
+    """What the engine needs from the Salesforce connector (reads; writes come with routing)."""
+
+    def iter_changed(
+        self, sobject: str, fields: Iterable[str], since: str | None, *, lookback_seconds: int = ...
+    ) -> Iterator[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A value a person changed since our last write (or set without us): reported, not overwritten."""
+
+    system: str
+    record: str
+    field: str
+    ours: Any
+    theirs: Any
+    rule: str
+    overwritten: bool = False
+
+
+@dataclass
+class CycleReport:
+    run_id: int
+    dry_run: bool
+    now: datetime
+    plan: list[PlannedWrite] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    record_errors: list[RecordError] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    failures: list[str] = field(default_factory=list)
+    quota_exhausted: bool = False
+    # Decisions worth remembering: fired, or stopped by a guard.
+    decisions: list[Decision] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """cli.md: 0 all applied (or a dry run); 1 some writes failed and wait to be retried."""
+        if self.dry_run:
+            return 0
+        return 1 if self.counts.get("failed", 0) or self.counts.get("parked", 0) or self.quota_exhausted else 0
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Engine:
+    """Runs cycles against the given connectors and state. Time is an input: `clock` gives the
+    wall time (run history, cursors), `now` fixes the rules' "today" (defaults to the clock)."""
+
+    def __init__(
+        self,
+        config: Config,
+        state: StateDB,
+        vitally: VitallyPort,
+        salesforce: SalesforceReader | None,
+        *,
+        clock: Callable[[], datetime],
+        now: datetime | None = None,
+        dry_run: bool = False,
+        log: Callable[[str, Mapping[str, Any]], None] = lambda event, data: None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.vitally = vitally
+        self.salesforce = salesforce
+        self.clock = clock
+        self.fixed_now = now
+        self.dry_run = dry_run
+        self.log = log
+        self.should_stop = should_stop
+        segment_keys = tuple(config.vitally.segment_traits.values())
+        self._written_keys = tuple(config.vitally.written_traits.values()) + segment_keys
+        order = [ACCOUNT_RULES[r] for r in config.rule_order if r in ACCOUNT_RULES]
+        self._rules = order
+
+    # -- the cycle ------------------------------------------------------------------------------
+
+    def run_cycle(self) -> CycleReport:
+        started = self.clock()
+        now = self.fixed_now or started
+        mode = "dry-run" if self.dry_run else "run"
+        with self.state.atomic():
+            run_id = self.state.begin_run(_iso(started), mode, _iso(now))
+        report = CycleReport(run_id=run_id, dry_run=self.dry_run, now=now)
+        self.log("cycle_started", {"run_id": run_id, "mode": mode, "now": _iso(now)})
+        status, error = "failed", None
+        try:
+            accounts, vitally_cursor = self._read_vitally(report)
+            sf_rows, sf_cursors = self._read_salesforce(report)
+            # Planned writes and the state that caused them commit together.
+            with self.state.atomic():
+                self.state.upsert_accounts(accounts)
+                self.state.upsert_sf(sf_rows)
+                if vitally_cursor:
+                    self.state.set_cursor("vitally.accounts", vitally_cursor)
+                for name, value in sf_cursors.items():
+                    self.state.set_cursor(name, value)
+                self._plan(report, now)
+                report.counts["queued"] = self.state.enqueue(report.plan, run_id, _iso(self.clock()))
+                self._remember(report)
+            if not self.dry_run:
+                self._apply(report)
+            status = "ok" if report.exit_code == 0 else "partial"
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            with self.state.atomic():
+                self.state.finish_run(run_id, _iso(self.clock()), status, dict(report.counts), error)
+            self.log("cycle_finished", {"run_id": run_id, "status": status, **report.counts})
+        return report
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def _read_vitally(self, report: CycleReport) -> tuple[list[dict[str, Any]], str | None]:
+        """Changed accounts since the cursor; boundary duplicates (same id and updatedAt) dropped."""
+        watermark = self.state.cursor("vitally.accounts")
+        held = self.state.account_versions()
+        rows: list[dict[str, Any]] = []
+        newest: str | None = None
+        newest_at: datetime | None = None
+        for raw in self.vitally.iter_accounts_since(watermark):
+            report.counts["accounts_read"] += 1
+            record_id = raw.get("id")
+            updated = raw.get("updatedAt")
+            if not isinstance(record_id, str) or not isinstance(updated, str):
+                report.record_errors.append(
+                    RecordError("vitally", str(record_id), "id" if not isinstance(record_id, str) else "updatedAt",
+                                "missing id or updatedAt")
+                )
+                continue
+            if held.get(record_id) == updated:
+                report.counts["accounts_unchanged"] += 1
+                continue
+            error = None
+            try:
+                parse_account(raw, self.config.vitally.trait_keys, self._written_keys)
+                moment = parse_timestamp(updated)
+                if newest_at is None or moment > newest_at:
+                    newest, newest_at = updated, moment
+            except RecordError as bad:
+                report.record_errors.append(bad)
+                error = json.dumps({"field": bad.field, "message": bad.message})
+            except ValueError:
+                error = json.dumps({"field": "updatedAt", "message": "unreadable timestamp"})
+            rows.append({"id": record_id, "updated_at": updated, "raw": json.dumps(raw), "error": error})
+            held[record_id] = updated
+        return rows, newest
+
+    def _read_salesforce(self, report: CycleReport) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        if self.salesforce is None:
+            return [], {}
+        rows: list[dict[str, Any]] = []
+        cursors: dict[str, str] = {}
+        for sobject, fields in SF_OBJECTS.items():
+            name = f"salesforce.{sobject}"
+            held = self.state.sf_versions(sobject)
+            newest: str | None = None
+            for raw in self.salesforce.iter_changed(
+                sobject, fields, self.state.cursor(name), lookback_seconds=self.config.salesforce.lookback_seconds
+            ):
+                report.counts[f"sf_{sobject.lower()}_read"] += 1
+                record_id = str(raw.get("Id"))
+                stamp = raw.get("SystemModstamp")
+                if not isinstance(stamp, str):
+                    report.record_errors.append(
+                        RecordError(f"salesforce {sobject}", record_id, "SystemModstamp", "missing SystemModstamp")
+                    )
+                    continue
+                if held.get(record_id) == stamp:
+                    continue
+                error = None
+                try:
+                    _SF_PARSERS[sobject](raw)
+                except RecordError as bad:
+                    report.record_errors.append(bad)
+                    error = json.dumps({"field": bad.field, "message": bad.message})
+                rows.append({"object": sobject, "id": record_id, "modstamp": stamp, "raw": json.dumps(raw), "error": error})
+                held[record_id] = stamp
+                # ORDER BY SystemModstamp: the last record read is the newest.
+                newest = stamp if newest is None or parse_timestamp(stamp) >= parse_timestamp(newest) else newest
+            if newest:
+                cursors[name] = newest
+        return rows, cursors
+
+    # -- deciding -------------------------------------------------------------------------------
+
+    def iter_accounts(self) -> Iterator[Account]:
+        """Every well-formed account of the mirror, parsed."""
+        for _record_id, raw, error in self.state.iter_accounts():
+            if error:
+                continue
+            try:
+                yield parse_account(json.loads(raw), self.config.vitally.trait_keys, self._written_keys)
+            except RecordError:
+                continue  # reported when it was read
+
+    def decide(self, account: Account, now: datetime) -> list[Decision]:
+        """Every configured rule's verdict on one account, in the configured order."""
+        return [rule(account, self.config.policy, now) for rule in self._rules]
+
+    def _plan(self, report: CycleReport, now: datetime) -> None:
+        last = self.state.last_written("vitally")
+        for account in self.iter_accounts():
+            report.counts["accounts_evaluated"] += 1
+            decisions = self.decide(account, now)
+            report.decisions.extend(d for d in decisions if d.fired or d.guarded_by)
+            self._plan_account(account, decisions, last, report)
+
+    def _plan_account(
+        self,
+        account: Account,
+        decisions: list[Decision],
+        last: Mapping[tuple[str, str], Any],
+        report: CycleReport,
+    ) -> None:
+        vitally = self.config.vitally
+        claimed: set[str] = set()
+        for decision in decisions:
+            if not decision.fired:
+                continue
+            fields: dict[str, Any] = {}
+            previous: dict[str, Any] = {}
+            for canonical, value in decision.traits.items():
+                key = vitally.written_traits.get(canonical, canonical)
+                if key in claimed:
+                    continue  # an earlier rule in the configured order decided this trait
+                claimed.add(key)
+                current = account.written.get(key)
+                if current == value or not self._may_write(account.id, key, value, current, last, decision, report):
+                    continue
+                fields[key] = value
+                previous[key] = current
+            if fields:
+                report.plan.append(
+                    PlannedWrite(
+                        system="vitally",
+                        op="set_traits",
+                        record=account.id,
+                        account=account.id,
+                        fields=fields,
+                        previous=previous,
+                        rule=decision.rule,
+                        reason=decision.reason,
+                        payload=fields,
+                    )
+                )
+        wanted: dict[str, Decision] = {}
+        managers: dict[str, Decision] = {}
+        for decision in decisions:
+            for segment in decision.manages:
+                managers.setdefault(segment, decision)
+            if decision.fired:
+                for segment in decision.segments:
+                    wanted.setdefault(segment, decision)
+        for segment, manager in managers.items():
+            key = vitally.segment_traits.get(segment)
+            if key is None:
+                continue
+            current = account.written.get(key)
+            want = segment in wanted
+            value: bool | None = True if want else None
+            if (current is True) == want:
+                continue
+            decision = wanted.get(segment, manager)
+            if not self._may_write(account.id, key, value, current, last, decision, report):
+                continue
+            report.plan.append(
+                PlannedWrite(
+                    system="vitally",
+                    op="add_segment" if want else "remove_segment",
+                    record=account.id,
+                    account=account.id,
+                    fields={"segment": segment},
+                    previous={"segment": segment if segment in account.segments else None},
+                    rule=decision.rule,
+                    reason=decision.reason if want else f"no longer holds: {decision.reason}",
+                    payload={key: value},
+                )
+            )
+
+    def _may_write(
+        self,
+        record: str,
+        key: str,
+        value: Any,
+        current: Any,
+        last: Mapping[tuple[str, str], Any],
+        decision: Decision,
+        report: CycleReport,
+    ) -> bool:
+        """A value someone else set (or changed since our last write) is a conflict: reported,
+        and overwritten only when the config says so."""
+        ours = last.get((record, key), _MISSING)
+        changed_by_someone = (ours is not _MISSING and current != ours) or (ours is _MISSING and current is not None)
+        if not changed_by_someone:
+            return True
+        overwrite = self.config.on_conflict == "overwrite"
+        report.conflicts.append(
+            Conflict("vitally", record, key, value, current, decision.rule, overwritten=overwrite)
+        )
+        return overwrite
+
+    def _remember(self, report: CycleReport) -> None:
+        report.counts["planned"] = len(report.plan)
+        report.counts["conflicts"] = len(report.conflicts)
+        report.counts["record_errors"] = len(report.record_errors)
+        decisions = report.decisions
+        self.state.record_decisions(
+            report.run_id,
+            (
+                {
+                    "record": d.record,
+                    "rule": d.rule,
+                    "fired": int(d.fired),
+                    "reason": d.reason,
+                    "review": int(d.review),
+                    "guarded_by": d.guarded_by,
+                }
+                for d in decisions
+            ),
+        )
+        self.state.record_errors(
+            report.run_id,
+            (
+                {"system": e.system, "record": e.record_id, "field": e.field, "message": e.message}
+                for e in report.record_errors
+            ),
+        )
+        self.state.record_conflicts(
+            report.run_id,
+            (
+                {
+                    "system": c.system,
+                    "record": c.record,
+                    "field": c.field,
+                    "ours": json.dumps(c.ours),
+                    "theirs": json.dumps(c.theirs),
+                    "rule": c.rule,
+                }
+                for c in report.conflicts
+            ),
+        )
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def _apply(self, report: CycleReport) -> None:
+        """Send every pending Vitally write (this cycle's and earlier failures'), one PUT per
+        account with all its trait changes; mark each done with its last-written values."""
+        groups: dict[str, list[Any]] = defaultdict(list)
+        for row in self.state.outbox("pending", "vitally"):
+            groups[row.write.record].append(row)
+        for record, rows in groups.items():
+            if self.should_stop():
+                # Asked to stop: what is not sent stays pending for the next start.
+                report.counts["deferred"] += sum(len(r) for r in groups.values()) - report.counts["applied"]
+                return
+            traits: dict[str, Any] = {}
+            for row in rows:
+                traits.update(row.write.payload)
+            ids = [row.id for row in rows]
+            try:
+                updated = self.vitally.put_traits(record, traits)
+            except (WriteRejectedError, ContractError) as exc:
+                self._failed(report, ids, str(exc), park=True)
+                continue
+            except RetriableError as exc:
+                self._failed(report, ids, str(exc), park=False)
+                continue
+            except (AuthError, UnreachableError) as exc:
+                self._failed(report, ids, str(exc), park=False)
+                raise
+            except QuotaExhaustedError as exc:
+                self._failed(report, ids, str(exc), park=False)
+                report.quota_exhausted = True
+                return
+            at = _iso(self.clock())
+            with self.state.atomic():
+                self.state.mark_done(ids, at)
+                self.state.set_last_written("vitally", record, traits, report.run_id, at)
+                if isinstance(updated, dict) and updated.get("id") == record and isinstance(updated.get("updatedAt"), str):
+                    self.state.upsert_accounts(
+                        [{"id": record, "updated_at": updated["updatedAt"], "raw": json.dumps(updated), "error": None}]
+                    )
+            report.counts["applied"] += len(ids)
+            report.counts["vitally_puts"] += 1
+
+    def _failed(self, report: CycleReport, ids: list[int], error: str, *, park: bool) -> None:
+        with self.state.atomic():
+            self.state.mark_failed(ids, error, _iso(self.clock()), park=park)
+        report.counts["parked" if park else "failed"] += len(ids)
+        report.failures.append(error)
+        self.log("write_failed", {"rows": ids, "error": error, "parked": park})

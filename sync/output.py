@@ -1,0 +1,56 @@
+"""Rendering plans for people (table) and for programs (json lines, csv), per cli.md."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from typing import Any, Literal, TextIO
+
+from rich.console import Console
+from rich.table import Table
+
+from state import PlannedWrite
+
+__all__ = ["CSV_COLUMNS", "Format", "render_plan"]
+
+Format = Literal["table", "json", "csv"]
+CSV_COLUMNS = ("system", "op", "record", "account", "fields", "previous", "rule", "reason", "owner")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def render_plan(plan: Iterable[PlannedWrite], fmt: Format, out: TextIO) -> None:
+    """Write one line per planned write (json, csv) or a table."""
+    if fmt == "json":
+        for write in plan:
+            out.write(json.dumps(write.as_json(), ensure_ascii=False) + "\n")
+        return
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for write in plan:
+            line = write.as_json()
+            writer.writerow({column: _cell(line.get(column)) for column in CSV_COLUMNS})
+        return
+    writes = list(plan)
+    table = Table(title=f"Plan: {len(writes)} change(s)", show_lines=False, expand=False)
+    for column in ("system", "op", "record", "fields", "rule", "reason"):
+        table.add_column(column, overflow="fold")
+    for write in writes:
+        line = write.as_json()
+        fields = line["fields"]
+        if "previous" in line:
+            shown = ", ".join(
+                f"{k}: {_cell(line['previous'].get(k)) or '∅'} → {_cell(v) or '∅'}" for k, v in fields.items()
+            )
+        else:
+            shown = _cell(fields)
+        table.add_row(write.system, write.op, write.record, shown, write.rule, write.reason)
+    Console(file=out, width=max(160, Console(file=out).width), soft_wrap=False).print(table)

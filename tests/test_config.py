@@ -1,0 +1,108 @@
+"""Config: typed, validated once, every problem listed; secrets never from the TOML."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from connectors.errors import ConfigError
+from rules import ACCOUNT_RULES
+from sync.config import load_config, packaged_example
+
+KNOWN = tuple(ACCOUNT_RULES)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_config_example_loads_and_points_at_the_sandbox() -> None:
+    config = load_config(Path("config.example.toml"), KNOWN)
+    assert config.vitally.base_url == "http://127.0.0.1:8765"
+    assert config.salesforce.instance_url == "http://127.0.0.1:8765"
+    assert config.policy.allocation.arr_threshold == 20000
+    assert config.rule_order == KNOWN
+
+
+def test_config_packaged_example_matches_the_repository_copy() -> None:
+    assert packaged_example().read_text() == Path("config.example.toml").read_text()
+
+
+def test_config_lists_every_problem_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[vitally]
+base_url = "ftp://nowhere"
+api_key = "sk_live_do_not_put_me_here"
+timeout_seconds = "soon"
+[sync]
+on_conflict = "sometimes"
+[rules]
+order = ["product_led.mrr_band", "no.such_rule"]
+[rules.product_led]
+mrr_min = 2000
+[rules.countries]
+tier1 = ["Atlantis"]
+[bogus]
+""",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, KNOWN)
+    problems = caught.value.problems
+    expected = [
+        "bogus: unknown section",
+        "vitally.base_url: expected an http(s) URL, got 'ftp://nowhere'",
+        "vitally.api_key: secrets are not read from the config file; use api_key_env or api_key_file",
+        "vitally.timeout_seconds: expected int or float, got str 'soon'",
+        "sync.on_conflict: expected 'report' or 'overwrite', got 'sometimes'",
+        "rules.order: unknown rule 'no.such_rule' (known: product_led.mrr_band, allocation.new_owner)",
+        "rules.product_led: mrr_min must not exceed mrr_max",
+        "rules.countries.tier1: unknown country 'Atlantis'",
+    ]
+    for problem in expected:
+        assert problem in problems
+    assert not any("sk_live_do_not_put_me_here" in p for p in problems)
+
+
+def test_config_secret_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, '[vitally]\nbase_url = "https://acme.rest.vitally.io"\napi_key_env = "TEST_VITALLY_KEY"\n'
+                 '[salesforce]\ninstance_url = "https://acme.my.salesforce.com"\ntoken_env = "TEST_SF_TOKEN"\n')
+    monkeypatch.setenv("TEST_VITALLY_KEY", "sk_123")
+    monkeypatch.setenv("TEST_SF_TOKEN", "00Dtoken")
+    config = load_config(path, KNOWN)
+    assert config.vitally.api_key == "sk_123"
+    assert "sk_123" not in repr(config)
+    assert "00Dtoken" not in repr(config)
+
+
+def test_config_missing_secret_for_a_real_service_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOPE_KEY", raising=False)
+    path = write(tmp_path, '[vitally]\nbase_url = "https://acme.rest.vitally.io"\napi_key_env = "NOPE_KEY"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, KNOWN)
+    assert "vitally.api_key: no secret found (set environment variable NOPE_KEY)" in caught.value.problems
+
+
+def test_config_secret_file_must_be_owner_only(tmp_path: Path) -> None:
+    key = tmp_path / "vitally.key"
+    key.write_text("sk_file\n")
+    os.chmod(key, 0o644)
+    path = write(tmp_path, f'[vitally]\nbase_url = "https://a.rest.vitally.io"\napi_key_file = "{key}"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, KNOWN)
+    assert f"vitally.api_key_file: {key} must be readable by its owner only (chmod 600)" in caught.value.problems
+    os.chmod(key, 0o600)
+    assert load_config(path, KNOWN).vitally.api_key == "sk_file"
+
+
+def test_config_territories_extend_the_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path, '[territories]\ndefault_region = "EU"\nSingapore = ["India", "AE"]\n')
+    regions = load_config(path, KNOWN).policy.territories
+    assert regions.region_of("AE") == "Singapore"
+    assert regions.region_of("US") == "US"
+    assert regions.region_of("DE") == "EU"

@@ -1,0 +1,273 @@
+"""The shared plumbing of both adapters: the retry policy, the HTTP adapters, pagination."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import requests
+import responses
+
+from connectors.base import RequestCounter, WriteResult, parse_iso_utc
+from connectors.errors import (
+    ConfigError,
+    ContractError,
+    RateLimitedError,
+    RetriableError,
+    SyncError,
+    UnreachableError,
+    WriteRejectedError,
+)
+from connectors.http import PlainHTTPAdapter, TimeoutHTTPAdapter, backoff_wait, call_with_retry, make_session
+from connectors.paging import CursorPaginator
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        yield mock
+
+
+class Script:
+    """A callable that raises or returns the scripted outcomes in turn, counting calls."""
+
+    def __init__(self, *outcomes: object) -> None:
+        self.outcomes = list(outcomes)
+        self.calls = 0
+
+    def __call__(self) -> object:
+        outcome = self.outcomes[self.calls]
+        self.calls += 1
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+
+def _http(status: int) -> RetriableError:
+    return RetriableError(f"HTTP {status}", system="test", status=status)
+
+
+def _net() -> RetriableError:
+    return RetriableError("network error (ConnectionError)", system="test")
+
+
+# -- call_with_retry -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "calls", "wait_bounds"),
+    [
+        pytest.param([_http(500), "ok"], 2, [(1, 2)], id="500-then-ok"),
+        pytest.param([_http(503), _http(502), "ok"], 3, [(1, 2), (2, 3)], id="503-502-then-ok"),
+        pytest.param([_net(), "ok"], 2, [(1, 2)], id="reset-then-ok"),
+        pytest.param([RateLimitedError("429", wait_seconds=7), "ok"], 2, [(7, 7)], id="429-waits-reset"),
+        pytest.param([RateLimitedError("429", wait_seconds=600), "ok"], 2, [(60, 60)], id="429-wait-capped"),
+        pytest.param([RateLimitedError("429"), "ok"], 2, [(1, 2)], id="429-without-reset-backs-off"),
+        pytest.param([_http(500)] * 4 + ["ok"], 5, [(1, 2), (2, 3), (4, 5), (8, 9)], id="exponential"),
+    ],
+)
+def test_call_with_retry_retries_transient_failures_then_succeeds(
+    outcomes: list[object], calls: int, wait_bounds: list[tuple[float, float]]
+) -> None:
+    script, sleeps = Script(*outcomes), []
+    assert call_with_retry(script, sleep=sleeps.append) == "ok"
+    assert script.calls == calls
+    assert len(sleeps) == len(wait_bounds)
+    for wait, (low, high) in zip(sleeps, wait_bounds, strict=True):
+        assert low <= wait <= high
+
+
+@pytest.mark.parametrize(
+    ("error", "raised"),
+    [
+        pytest.param(_net(), UnreachableError, id="network-becomes-unreachable"),
+        pytest.param(_http(503), RetriableError, id="http-status-reraised"),
+        pytest.param(RateLimitedError("429", wait_seconds=1), RateLimitedError, id="rate-limit-reraised"),
+    ],
+)
+def test_call_with_retry_gives_up_after_max_attempts(error: RetriableError, raised: type[SyncError]) -> None:
+    script, sleeps = Script(*[error] * 3), []
+    with pytest.raises(raised) as caught:
+        call_with_retry(script, sleep=sleeps.append, max_attempts=3)
+    assert type(caught.value) is raised
+    assert script.calls == 3
+    assert len(sleeps) == 2
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ContractError("HTTP 400"),
+        WriteRejectedError("k", "DUPLICATES_DETECTED", "dup"),
+        ValueError("a bug is not retried either"),
+    ],
+)
+def test_call_with_retry_does_not_retry_other_errors(error: Exception) -> None:
+    script, sleeps = Script(error, "ok"), []
+    with pytest.raises(type(error)):
+        call_with_retry(script, sleep=sleeps.append)
+    assert (script.calls, sleeps) == (1, [])
+
+
+def test_call_with_retry_runs_unsafe_operations_once() -> None:
+    script, sleeps = Script(_http(500), "ok"), []
+    with pytest.raises(RetriableError):
+        call_with_retry(script, sleep=sleeps.append, is_safe=False)
+    assert (script.calls, sleeps) == (1, [])
+
+
+def test_call_with_retry_rejects_zero_attempts() -> None:
+    with pytest.raises(ConfigError):
+        call_with_retry(Script("ok"), sleep=lambda _: None, max_attempts=0)
+
+
+def test_backoff_wait_grows_and_is_capped() -> None:
+    assert 1 <= backoff_wait(1) <= 2
+    assert 16 <= backoff_wait(5) <= 17
+    assert backoff_wait(50, max_wait=60) == 60
+
+
+# -- adapters and sessions ---------------------------------------------------------------------------
+
+
+def test_make_session_sets_a_default_timeout(rsps: responses.RequestsMock) -> None:
+    rsps.add(responses.GET, "https://api.example.com/a", json={})
+    rsps.add(responses.GET, "https://api.example.com/b", json={})
+    session = make_session("https://api.example.com", timeout=4.5)
+    session.get("https://api.example.com/a")
+    session.get("https://api.example.com/b", timeout=1)
+    assert [call.request.req_kwargs["timeout"] for call in rsps.calls] == [4.5, 1]
+
+
+def test_plain_http_adapter_sends_https_requests_over_http(rsps: responses.RequestsMock) -> None:
+    # simple-salesforce builds https://host:port from the sandbox's http:// instance URL.
+    rsps.add(responses.GET, "http://127.0.0.1:8765/services/data/v59.0/query", json={"ok": True})
+    session = make_session("http://127.0.0.1:8765", timeout=3)
+    response = session.get("https://127.0.0.1:8765/services/data/v59.0/query")
+    assert response.json() == {"ok": True}
+    assert rsps.calls[0].request.url == "http://127.0.0.1:8765/services/data/v59.0/query"
+    assert rsps.calls[0].request.req_kwargs["timeout"] == 3
+
+
+def test_plain_http_adapter_leaves_other_hosts_alone(rsps: responses.RequestsMock) -> None:
+    rsps.add(responses.GET, "https://login.example.com/x", json={})
+    rsps.add(responses.GET, "https://127.0.0.1:8765/x", json={})
+    session = make_session("http://127.0.0.1:876", timeout=3)
+    session.get("https://login.example.com/x")
+    session.get("https://127.0.0.1:8765/x")  # a longer port must not match the prefix
+    assert [call.request.url for call in rsps.calls] == [
+        "https://login.example.com/x",
+        "https://127.0.0.1:8765/x",
+    ]
+
+
+def test_make_session_never_downgrades_an_https_base(rsps: responses.RequestsMock) -> None:
+    rsps.add(responses.GET, "https://org.my.salesforce.com/x", json={})
+    session = make_session("https://org.my.salesforce.com", timeout=3)
+    session.get("https://org.my.salesforce.com/x")
+    assert rsps.calls[0].request.url == "https://org.my.salesforce.com/x"
+    adapter = session.get_adapter("https://org.my.salesforce.com/x")
+    assert type(adapter) is TimeoutHTTPAdapter
+
+
+def test_make_session_mounts_the_plain_adapter_for_the_sandbox_only() -> None:
+    session = make_session("http://localhost:8080", timeout=3)
+    assert isinstance(session.get_adapter("https://localhost:8080/services"), PlainHTTPAdapter)
+    assert not isinstance(session.get_adapter("https://localhost:9090/services"), PlainHTTPAdapter)
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com", "example.com", "https://"])
+def test_make_session_rejects_a_non_http_base_url(url: str) -> None:
+    with pytest.raises(ConfigError):
+        make_session(url, timeout=3)
+
+
+def test_timeout_adapter_applies_to_real_connections() -> None:
+    # No mock: a refused connection still goes through our adapter and raises requests' error.
+    session = make_session("http://127.0.0.1:9", timeout=0.5)
+    with pytest.raises(requests.ConnectionError):
+        session.get("https://127.0.0.1:9/")
+
+
+# -- pagination ------------------------------------------------------------------------------------
+
+
+def test_cursor_paginator_follows_cursors_until_none() -> None:
+    pages = {None: ([1, 2], "b"), "b": ([3], "c"), "c": ([], None)}
+    asked: list[str | None] = []
+
+    def fetch(token: str | None) -> tuple[list[int], str | None]:
+        asked.append(token)
+        return pages[token]
+
+    paginator = CursorPaginator()
+    assert [list(page) for page in paginator.pages(fetch)] == [[1, 2], [3], []]
+    assert asked == [None, "b", "c"]
+    assert paginator.finished and paginator.pages_read == 3
+
+
+def test_cursor_paginator_is_lazy() -> None:
+    asked: list[str | None] = []
+
+    def fetch(token: str | None) -> tuple[list[int], str | None]:
+        asked.append(token)
+        return [1], f"{token}x"
+
+    pages = CursorPaginator().pages(fetch)
+    next(pages)
+    assert asked == [None]
+
+
+@pytest.mark.parametrize(
+    ("cursors", "pages_before_error"),
+    [
+        pytest.param(["a", "a"], 1, id="same-cursor-twice"),
+        pytest.param(["a", "b", "a"], 2, id="cycle"),
+    ],
+)
+def test_cursor_paginator_detects_loops(cursors: list[str], pages_before_error: int) -> None:
+    returned = iter(cursors)
+    seen = 0
+    with pytest.raises(ContractError, match="pagination loop"):
+        for _ in CursorPaginator().pages(lambda token: ([token], next(returned))):
+            seen += 1
+    assert seen == pages_before_error
+
+
+def test_cursor_paginator_refuses_to_advance_after_the_end() -> None:
+    paginator = CursorPaginator()
+    paginator.advance(None)
+    with pytest.raises(ContractError):
+        paginator.advance("x")
+
+
+# -- base ------------------------------------------------------------------------------------------
+
+
+def test_request_counter_counts_by_method_and_template() -> None:
+    counter = RequestCounter()
+    counter.add("get", "/resources/accounts")
+    counter.add("GET", "/resources/accounts")
+    counter.add("PUT", "/resources/accounts/{id}")
+    assert counter["GET", "/resources/accounts"] == 2
+    assert counter.snapshot() == {("GET", "/resources/accounts"): 2, ("PUT", "/resources/accounts/{id}"): 1}
+    assert counter.total == 3
+
+
+def test_write_result_is_frozen() -> None:
+    result = WriteResult(key="k", ok=True)
+    with pytest.raises(AttributeError):
+        result.ok = False  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "iso"),
+    [
+        ("2024-03-01T10:00:00Z", "2024-03-01T10:00:00+00:00"),
+        ("2024-03-01T10:00:00.000+0000", "2024-03-01T10:00:00+00:00"),
+        ("2024-03-01T11:00:00+01:00", "2024-03-01T10:00:00+00:00"),
+        ("2024-03-01T10:00:00", "2024-03-01T10:00:00+00:00"),
+    ],
+)
+def test_parse_iso_utc_reads_both_services_formats(text: str, iso: str) -> None:
+    assert parse_iso_utc(text).isoformat() == iso

@@ -1,0 +1,73 @@
+"""Parsing at the boundary: typed records, or a RecordError naming the record and the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from connectors.errors import RecordError
+from connectors.records import parse_account, parse_lead
+
+BASE: dict[str, Any] = {"id": "acc_9", "name": "Acme", "updatedAt": "2026-11-20T09:30:00.000Z", "mrr": 800, "traits": {}}
+
+
+def test_parse_account_normalises_countries_and_keeps_unknowns_unknown() -> None:
+    raw = {**BASE, "traits": {"country": "United States", "users_by_country": {"UK": 2, "Deutschland": 3}}}
+    account = parse_account(raw)
+    assert account.country == "US"
+    assert account.users_by_country == {"GB": 2, "DE": 3}
+    assert account.employee_count is None
+    assert account.arr == 9600
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"mrr": "lots"}, "mrr"),
+        ({"mrr": -5}, "mrr"),
+        ({"mrr": float("nan")}, "mrr"),
+        ({"name": None}, "name"),
+        ({"updatedAt": "yesterday"}, "updatedAt"),
+        ({"traits": {"employee_count": "many"}}, "traits.employee_count"),
+        ({"traits": {"invoices": "none"}}, "traits.invoices"),
+        ({"traits": {"invoices": [{"month": "May", "amount": 3}]}}, "traits.invoices"),
+        ({"traits": {"country": "Atlantis"}}, "traits.country"),
+        ({"traits": {"users_by_country": {"US": "x"}}}, "traits.users_by_country"),
+        ({"traits": {"paidProducts": "session_replay"}}, "traits.paidProducts"),
+        ({"traits": {"autocapture_pct": 140}}, "traits.autocapture_pct"),
+        ({"traits": []}, "traits"),
+    ],
+)
+def test_parse_account_malformed_names_record_and_field(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(RecordError) as caught:
+        parse_account({**BASE, **change})
+    assert caught.value.record_id == "acc_9"
+    assert caught.value.field == field
+
+
+def test_parse_account_reads_key_roles_and_segments() -> None:
+    raw = {
+        **BASE,
+        "keyRoles": [{"keyRole": {"label": "TAM"}, "vitallyUser": {"id": "vu_1", "name": "Tess"}}],
+        "segments": [{"id": "seg_am", "name": "AM referral"}],
+    }
+    account = parse_account(raw)
+    assert account.key_roles == {"TAM": "vu_1"}
+    assert account.segments == {"AM referral"}
+
+
+def test_parse_lead_salesforce_timestamps_and_fields() -> None:
+    lead = parse_lead(
+        {"Id": "00Q1", "SystemModstamp": "2026-11-20T09:30:00.000+0000", "LeadSource": "Demo request",
+         "Country": "Germany", "NumberOfEmployees": 40, "IsConverted": False}
+    )
+    assert lead.system_modstamp.utcoffset() is not None
+    assert lead.country == "DE"
+    assert lead.employees == 40
+
+
+def test_parse_lead_malformed_employees() -> None:
+    with pytest.raises(RecordError) as caught:
+        parse_lead({"Id": "00Q2", "SystemModstamp": "2026-11-20T09:30:00.000+0000", "NumberOfEmployees": "lots"})
+    assert (caught.value.record_id, caught.value.field) == ("00Q2", "NumberOfEmployees")

@@ -1,0 +1,83 @@
+"""allocation.new_owner, case by case (account-allocation.md, rules.md §4)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from rules import Account, Policy
+from rules.allocation import new_owner, owner_region
+
+NOW = datetime(2026, 11, 22, tzinfo=UTC)
+ALL = ("product_analytics", "session_replay", "feature_flags", "surveys")
+
+
+def account(**kw: Any) -> Account:
+    base: dict[str, Any] = {"id": "acc_1", "name": "Acme", "updated_at": NOW, "country": "US"}
+    base.update(kw)
+    return Account(**base)
+
+
+@pytest.mark.parametrize(
+    ("kw", "fired", "owner"),
+    [
+        ({"mrr": 2500, "paid_products": ALL[:2], "users_by_country": {"DE": 10, "US": 2}}, True, "EU TAM"),
+        ({"mrr": 2500, "paid_products": ALL, "users_by_country": {"DE": 10, "US": 2}}, True, "EU CSM"),
+        ({"mrr": 1666.67, "paid_products": ALL, "users_by_country": {"US": 3}}, True, "US CSM"),
+        ({"mrr": 1666, "paid_products": ALL, "users_by_country": {"US": 3}}, False, None),  # ARR 19,992
+        ({"mrr": 5000, "paid_products": ("session_replay",), "users_by_country": {"SG": 4, "AU": 1}}, True, "Singapore TAM"),
+        ({"mrr": 5000, "paid_products": ALL, "users_by_country": {"SG": 4}}, True, "Singapore TAM"),  # CSM fallback
+        ({"mrr": 5000, "paid_products": ALL, "key_roles": {"CSM": "u1"}}, False, None),
+        ({"mrr": 5000, "paid_products": ALL[:2], "key_roles": {"TAM": "u1"}}, False, None),
+        ({"mrr": 5000, "paid_products": ALL[:3], "key_roles": {"TAM": "u1"}, "users_by_country": {"US": 1}}, True, "US CSM"),
+        ({"mrr": 5000, "paid_products": ALL[:1], "key_roles": {"Account Executive": "u2"}}, True, "US TAM"),
+        ({"mrr": None, "paid_products": ALL}, False, None),
+        ({"mrr": 5000, "paid_products": None}, False, None),
+    ],
+)
+def test_new_owner_table(kw: dict[str, Any], fired: bool, owner: str | None) -> None:
+    decision = new_owner(account(**kw), Policy())
+    assert decision.fired is fired, decision.reason
+    assert decision.traits.get("new_owner") == owner
+
+
+def test_new_owner_singapore_csm_falls_back_and_is_flagged_for_review() -> None:
+    decision = new_owner(account(mrr=5000, paid_products=ALL, users_by_country={"SG": 4}), Policy())
+    assert decision.review is True
+    assert "no Singapore CSM → Singapore TAM (review)" in decision.reason
+
+
+def test_new_owner_reason_names_inputs_and_thresholds() -> None:
+    decision = new_owner(account(mrr=2500, paid_products=ALL, users_by_country={"DE": 10, "US": 2}), Policy())
+    assert decision.reason == (
+        "ARR 30,000 ≥ 20,000; no owner; pays for 4 primary products (≥ 3 → CSM); most users in EU (DE 10, US 2)"
+    )
+
+
+def test_new_owner_manages_the_candidate_segment_both_ways() -> None:
+    fired = new_owner(account(mrr=2500, paid_products=ALL), Policy())
+    quiet = new_owner(account(mrr=100, paid_products=ALL), Policy())
+    assert fired.segments == {"TAM/CSM Candidate"}
+    assert quiet.segments == frozenset() and quiet.manages == {"TAM/CSM Candidate"}
+
+
+def test_new_owner_unknown_mrr_is_named_not_zero() -> None:
+    decision = new_owner(account(mrr=None), Policy())
+    assert decision.unknown == ("mrr",)
+    assert not decision.fired
+
+
+@pytest.mark.parametrize(
+    ("users", "country", "region"),
+    [
+        ({"DE": 3, "US": 3}, "GB", "EU"),  # tie → HQ
+        ({}, "JP", "Singapore"),  # no users → HQ
+        ({"US": 1, "CA": 1, "DE": 1}, "DE", "US"),  # regions, not countries, are counted
+        ({"BR": 5, "FR": 2}, "FR", "US"),
+        (None, None, None),
+    ],
+)
+def test_owner_region_majority_then_hq(users: dict[str, int] | None, country: str | None, region: str | None) -> None:
+    assert owner_region(account(users_by_country=users, country=country), Policy())[0] == region
