@@ -66,7 +66,7 @@ class Connector(Protocol):
 class RequestCounter:
     """Counts HTTP requests (every attempt, retries included) by `(method, path template)`.
 
-    Path templates name the endpoint, not the record: `("GET", "/resources/accounts/{id}")`.
+    Path templates name the endpoint, not the record: `("GET", "/resources/accounts/:id")`.
     Thread-safe, because a bounded parallel writer may share one client.
     """
 

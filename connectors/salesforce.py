@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -130,7 +130,7 @@ class SalesforceClient:
         return self._records(soql)
 
     def iter_changed(
-        self, sobject: str, fields: Sequence[str], since: str | None, *, lookback_seconds: int = 300
+        self, sobject: str, fields: Iterable[str], since: str | None, *, lookback_seconds: int = 300
     ) -> Iterator[dict[str, Any]]:
         """Yield the `sobject` records with `SystemModstamp >= since - lookback_seconds`, ordered
         by `(SystemModstamp, Id)`; `since=None` yields every record.
@@ -141,14 +141,14 @@ class SalesforceClient:
         (`Owner.Name` paths allowed) before they reach the query.
         """
         _check_name(sobject, "sobject")
+        fields = tuple(fields)
         for field in fields:
             _check_field(field)
         if lookback_seconds < 0:
             raise ConfigError([f"salesforce.lookback_seconds: must not be negative, got {lookback_seconds}"])
-        selected: dict[str, str] = {}
-        for field in ("Id", *fields, "SystemModstamp"):
-            selected.setdefault(field.lower(), field)  # SOQL refuses a field selected twice
-        columns = ", ".join(selected.values())
+        # SOQL refuses a field selected twice (case-insensitively); the cursor fields keep their
+        # canonical spelling so that callers find them under that key.
+        columns = ", ".join(["Id", *_unique(fields, skip={"id", "systemmodstamp"}), "SystemModstamp"])
         # Names checked above are our configuration, not outside data: safe as literals.
         if since is None:
             return self.query(
@@ -189,7 +189,7 @@ class SalesforceClient:
         return self._write("composite/sobjects", sobject, "Id", records, set_owner=set_owner)
 
     def sobject(
-        self, name: str, fields: Sequence[str], external_id_field: str, *, lookback_seconds: int = 300
+        self, name: str, fields: Iterable[str], external_id_field: str, *, lookback_seconds: int = 300
     ) -> SalesforceObject:
         """A `Connector` view of one sObject type of this org."""
         return SalesforceObject(self, name, fields, external_id_field, lookback_seconds=lookback_seconds)
@@ -324,7 +324,7 @@ class SalesforceClient:
                 # nextRecordsUrl is a path on the instance: simple-salesforce prefixes https://host.
                 body = self._call(
                     "GET",
-                    f"{self._data_path}/query/{{locator}}",
+                    f"{self._data_path}/query/:locator",
                     lambda sf: sf.query_more(locator, identifier_is_url=True),
                 )
             return _query_page(body)
@@ -417,13 +417,14 @@ class SalesforceObject:
         self,
         client: SalesforceClient,
         name: str,
-        fields: Sequence[str],
+        fields: Iterable[str],
         external_id_field: str,
         *,
         lookback_seconds: int = 300,
     ) -> None:
         _check_name(name, "sobject")
         _check_name(external_id_field, "external_id_field")
+        fields = tuple(fields)
         for field in fields:
             _check_field(field)
         self.client = client
@@ -569,6 +570,17 @@ def _since(value: str) -> datetime:
         raise ContractError(
             f"salesforce: cursor {value[:40]!r} is not an ISO-8601 timestamp", system=SYSTEM
         ) from None
+
+
+def _unique(names: Iterable[str], *, skip: set[str]) -> list[str]:
+    """`names` without case-insensitive repeats or anything in `skip` (lower-case)."""
+    seen = set(skip)
+    unique = []
+    for name in names:
+        if name.lower() not in seen:
+            seen.add(name.lower())
+            unique.append(name)
+    return unique
 
 
 def _check_name(value: str, what: str) -> None:

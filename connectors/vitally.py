@@ -139,15 +139,15 @@ class VitallyClient:
     def get_account(self, id_or_external_id: str) -> dict[str, Any] | None:
         """The account with this Vitally id or externalId; None only when Vitally answers 404."""
         path = f"/resources/accounts/{_segment(id_or_external_id)}"
-        body = self._request("GET", "/resources/accounts/{id}", path, allow_not_found=True)
+        body = self._request("GET", "/resources/accounts/:id", path, allow_not_found=True)
         if body is None:
             return None
-        return _object(body, "/resources/accounts/{id}")
+        return _object(body, "/resources/accounts/:id")
 
     def iter_account_users(self, account_id: str) -> Iterator[dict[str, Any]]:
         """Yield the users of one account, page by page."""
         path = f"/resources/accounts/{_segment(account_id)}/users"
-        yield from self._paged("/resources/accounts/{id}/users", path, {})
+        yield from self._paged("/resources/accounts/:id/users", path, {})
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -157,7 +157,7 @@ class VitallyClient:
         Idempotent, hence retried. A refusal of this one write (400, 404, 409, 422) raises
         `WriteRejectedError` keyed by `account_id`.
         """
-        template = "/resources/accounts/{id}"
+        template = "/resources/accounts/:id"
         path = f"/resources/accounts/{_segment(account_id)}"
         body = self._request("PUT", template, path, json={"traits": dict(traits)}, record_key=account_id)
         return _object(body, template)

@@ -69,7 +69,8 @@ def _net() -> RetriableError:
 def test_call_with_retry_retries_transient_failures_then_succeeds(
     outcomes: list[object], calls: int, wait_bounds: list[tuple[float, float]]
 ) -> None:
-    script, sleeps = Script(*outcomes), []
+    script = Script(*outcomes)
+    sleeps: list[float] = []
     assert call_with_retry(script, sleep=sleeps.append) == "ok"
     assert script.calls == calls
     assert len(sleeps) == len(wait_bounds)
@@ -86,7 +87,8 @@ def test_call_with_retry_retries_transient_failures_then_succeeds(
     ],
 )
 def test_call_with_retry_gives_up_after_max_attempts(error: RetriableError, raised: type[SyncError]) -> None:
-    script, sleeps = Script(*[error] * 3), []
+    script = Script(*[error] * 3)
+    sleeps: list[float] = []
     with pytest.raises(raised) as caught:
         call_with_retry(script, sleep=sleeps.append, max_attempts=3)
     assert type(caught.value) is raised
@@ -103,14 +105,16 @@ def test_call_with_retry_gives_up_after_max_attempts(error: RetriableError, rais
     ],
 )
 def test_call_with_retry_does_not_retry_other_errors(error: Exception) -> None:
-    script, sleeps = Script(error, "ok"), []
+    script = Script(error, "ok")
+    sleeps: list[float] = []
     with pytest.raises(type(error)):
         call_with_retry(script, sleep=sleeps.append)
     assert (script.calls, sleeps) == (1, [])
 
 
 def test_call_with_retry_runs_unsafe_operations_once() -> None:
-    script, sleeps = Script(_http(500), "ok"), []
+    script = Script(_http(500), "ok")
+    sleeps: list[float] = []
     with pytest.raises(RetriableError):
         call_with_retry(script, sleep=sleeps.append, is_safe=False)
     assert (script.calls, sleeps) == (1, [])
@@ -248,9 +252,9 @@ def test_request_counter_counts_by_method_and_template() -> None:
     counter = RequestCounter()
     counter.add("get", "/resources/accounts")
     counter.add("GET", "/resources/accounts")
-    counter.add("PUT", "/resources/accounts/{id}")
+    counter.add("PUT", "/resources/accounts/:id")
     assert counter["GET", "/resources/accounts"] == 2
-    assert counter.snapshot() == {("GET", "/resources/accounts"): 2, ("PUT", "/resources/accounts/{id}"): 1}
+    assert counter.snapshot() == {("GET", "/resources/accounts"): 2, ("PUT", "/resources/accounts/:id"): 1}
     assert counter.total == 3
 
 

@@ -506,12 +506,11 @@ class _Parser:
             return first
         word = tok.text.upper()
         operands = [first]
+        # Only the operator that started the chain continues it: Salesforce refuses to
+        # guess precedence, so the other one is left to the caller as an unexpected token.
         while self.is_keyword(self.peek(), word):
             self.take()
             operands.append(self.unit())
-        if self.is_keyword(self.peek(), "AND", "OR"):
-            # Salesforce refuses to guess precedence between AND and OR.
-            raise self.unexpected(self.peek())
         return _And(tuple(operands)) if word == "AND" else _Or(tuple(operands))
 
     def unit(self) -> _Condition:

@@ -7,6 +7,7 @@ Nothing here knows about Vitally or Salesforce wire formats; `vitally.py` and
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -101,7 +102,13 @@ class SandboxConfig:
         return out
 
 
-_OPTIONAL_STR = {"vitally_api_key", "sf_token", "sf_client_id", "sf_client_secret", "assignment_rule_owner_id"}
+_OPTIONAL_STR = {
+    "vitally_api_key",
+    "sf_token",
+    "sf_client_id",
+    "sf_client_secret",
+    "assignment_rule_owner_id",
+}
 _NUMBERS = {"latency_ms", "fault_timeout_s", "vitally_rate_window_s"}
 _INTS = {"vitally_rate_limit", "sf_daily_quota", "sf_page_size"}
 _PAIRS = {"playbooks", "sf_unique_fields"}
@@ -153,11 +160,23 @@ class Request:
 
 @dataclass
 class Reply:
-    """What a service answers: status, a JSON-able body (None = no body) and extra headers."""
+    """What a service answers: status, a JSON-able body (None = no body) and extra headers.
+
+    A service's body may share objects with its live state (copying every record read
+    would halve throughput); `encode()` must therefore run under the server lock.
+    """
 
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    _payload: bytes | None = None
+
+    def encode(self) -> bytes:
+        """The body as compact JSON bytes (empty for no body); computed once."""
+        if self._payload is None:
+            body = self.body
+            self._payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        return self._payload
 
 
 class Clock:

@@ -124,8 +124,12 @@ class VitallyService:
         sort correctly); ones that do not are kept verbatim, as a malformed record.
         """
         now = vitally_timestamp(self.clock.now())
-        for name, coll in (("accounts", self.accounts), ("users", self.users),
-                           ("tasks", self.tasks), ("notes", self.notes)):
+        for name, coll in (
+            ("accounts", self.accounts),
+            ("users", self.users),
+            ("tasks", self.tasks),
+            ("notes", self.notes),
+        ):
             for raw in seed.get(name) or []:
                 record = copy.deepcopy(dict(raw))
                 record.setdefault("id", self._new_id(name[:-1]))
@@ -187,11 +191,20 @@ class VitallyService:
     # ------------------------------------------------------------ simulation
 
     def add_generated(self, section: Mapping[str, Any]) -> tuple[int, int]:
-        """Add generated accounts and users whose ids are free; return (accounts, users) added."""
-        fresh_accounts = [a for a in section.get("accounts") or [] if str(a.get("id")) not in self.accounts.by_id]
-        fresh_users = [u for u in section.get("users") or [] if str(u.get("id")) not in self.users.by_id]
-        self.load({"accounts": fresh_accounts, "users": fresh_users})
-        return len(fresh_accounts), len(fresh_users)
+        """Add generated accounts and users as brand-new signups; return (accounts, users) added.
+
+        Records whose id is taken are skipped; the rest get `createdAt` = `updatedAt` = now.
+        """
+        fresh: dict[str, list[dict[str, Any]]] = {}
+        for name, coll in (("accounts", self.accounts), ("users", self.users)):
+            fresh[name] = []
+            for raw in section.get(name) or []:
+                if str(raw.get("id")) in coll.by_id:
+                    continue
+                stamp = vitally_timestamp(self.clock.stamp())
+                fresh[name].append({**raw, "createdAt": stamp, "updatedAt": stamp})
+        self.load(fresh)
+        return len(fresh["accounts"]), len(fresh["users"])
 
     def change_mrr(self, account_id: str, mrr: float) -> None:
         """Set an account's MRR as the product's billing sync would, bumping `updatedAt`."""
@@ -278,7 +291,7 @@ class VitallyService:
         record = coll.find(key)
         if record is None:
             raise _VitallyError(404, f"{name[:-1].capitalize()} not found")
-        return copy.deepcopy(record)
+        return record
 
     def _put_account(self, key: str, request: Request) -> dict[str, Any]:
         account = self.accounts.find(key)
@@ -303,7 +316,7 @@ class VitallyService:
         account["updatedAt"] = vitally_timestamp(self.clock.stamp())
         self._run_playbooks(account)
         self.accounts.touched()
-        return copy.deepcopy(account)
+        return account
 
     def _account_children(self, request: Request, key: str, sub: str) -> dict[str, Any]:
         account = self.accounts.find(key)
@@ -311,8 +324,7 @@ class VitallyService:
             raise _VitallyError(404, "Account not found")
         account_id = account["id"]
         if sub == "users":
-            return self._list(request, self.users, sub,
-                              lambda u: account_id in (u.get("accountIds") or []))
+            return self._list(request, self.users, sub, lambda u: account_id in (u.get("accountIds") or []))
         return self._list(request, getattr(self, sub), sub, lambda r: r.get("accountId") == account_id)
 
     def _upsert_activity(self, request: Request, name: str) -> tuple[int, dict[str, Any]]:
@@ -345,10 +357,15 @@ class VitallyService:
             record["createdAt"] = stamp
         record["updatedAt"] = stamp
         coll.put(record)
-        return 200, copy.deepcopy(record)
+        return 200, record
 
-    def _list(self, request: Request, coll: _Collection, name: str,
-              keep: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    def _list(
+        self,
+        request: Request,
+        coll: _Collection,
+        name: str,
+        keep: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any]:
         """One page newest-first; the cursor is the (sort value, id) of the page's last record."""
         limit_text = request.param("limit")
         try:
@@ -382,7 +399,7 @@ class VitallyService:
             if len(results) == limit:
                 more = True
                 break
-            results.append(copy.deepcopy(record))
+            results.append(record)
             last = key
         next_cursor = _encode_cursor(last, sort_by) if more and last is not None else None
         return {"results": results, "next": next_cursor}
@@ -411,7 +428,7 @@ def _decode_cursor(cursor: str, sort_by: str) -> tuple[str, str]:
 
 def _basic_user(header: str | None) -> str | None:
     """The user-name part of a Basic credential (Vitally's secret key), or None."""
-    if not header or not header[:6].lower() == "basic ":
+    if not header or header[:6].lower() != "basic ":
         return None
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
@@ -428,4 +445,3 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _VitallyError(400, "Body must be a JSON object")
     return value
-

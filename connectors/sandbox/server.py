@@ -1,0 +1,804 @@
+"""The sandbox server: one threaded HTTP server on loopback speaking Vitally and Salesforce.
+
+`Sandbox` owns the HTTP side (keep-alive, TCP_NODELAY, one thread per connection),
+the single lock around the two services' state, and everything tests and demos
+steer it with: a call log and counters, latency, fault injection, per-record
+errors, session expiry, the clock, a state dump and simulated activity. Each
+control is both a Python method and a JSON endpoint under `/_sandbox/` (no auth,
+never logged):
+
+    GET  /_sandbox/calls?since=N     {"calls": [{seq, system, method, path, template, status, at, fault?}],
+                                      "next": N'}
+    GET  /_sandbox/counters          {"vitally": {"GET /resources/accounts": n}, "salesforce": {...}}
+    POST /_sandbox/reset             clear call log and counters
+    GET|POST /_sandbox/config        read / change SandboxConfig fields ({"latency_ms": 5, ...})
+    GET|POST|DELETE /_sandbox/faults {"method","path_prefix","kind","status","count" | "share"+"random_seed",
+                                      "reset_seconds"}
+    GET|POST|DELETE /_sandbox/record_errors  {"object","code","count","match"?,"message"?}
+    POST /_sandbox/expire_sessions   every Salesforce token seen or issued so far gets 401
+    POST /_sandbox/api_usage         {"used": n}: set the Salesforce daily request counter
+    GET|POST /_sandbox/clock         {"now": iso} | {"advance_seconds": s} | {"real": true}
+    GET  /_sandbox/state             the whole state, in the seed format
+    POST /_sandbox/simulate          {"steps": 1, "random_seed": S}: MRR changes, signups, inbound leads
+
+Fault kinds: `status` answers with the status (429 with `RateLimit-Reset`), `timeout`
+waits `fault_timeout_s` then closes without answering, `reset` closes the socket at
+once with a TCP reset, `drop_response` applies the request and then closes without
+answering (the write took effect but the client never hears so).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import signal
+import socket
+import struct
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from connectors.sandbox import generator
+from connectors.sandbox.salesforce import SalesforceService
+from connectors.sandbox.store import (
+    Clock,
+    ControlError,
+    Reply,
+    Request,
+    SandboxConfig,
+    parse_timestamp,
+    vitally_timestamp,
+)
+from connectors.sandbox.vitally import VitallyService
+
+__all__ = ["ControlError", "Sandbox", "SandboxConfig", "serve"]
+
+_log = logging.getLogger(__name__)
+
+_System = Literal["vitally", "salesforce"]
+_FaultKind = Literal["status", "timeout", "reset", "drop_response"]
+_FAULT_KINDS: tuple[_FaultKind, ...] = ("status", "timeout", "reset", "drop_response")
+_Action = Literal["reply", "timeout", "reset", "drop"]
+_CALL_LOG_MAX = 200_000
+_SF_STATUS_CODES = {
+    400: "BAD_REQUEST",
+    401: "INVALID_SESSION_ID",
+    403: "REQUEST_LIMIT_EXCEEDED",
+    404: "NOT_FOUND",
+    429: "REQUEST_LIMIT_EXCEEDED",
+    500: "UNKNOWN_EXCEPTION",
+    502: "SERVER_UNAVAILABLE",
+    503: "SERVER_UNAVAILABLE",
+    504: "SERVER_UNAVAILABLE",
+}
+
+
+@dataclass
+class _Fault:
+    """One injected fault: requests matching method and path prefix, `count` times or by `share`."""
+
+    kind: _FaultKind
+    method: str | None
+    path_prefix: str
+    status: int
+    count: int | None
+    share: float | None
+    random_seed: int
+    reset_seconds: int
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.random_seed)
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method) and path.startswith(self.path_prefix)
+
+    def fires(self) -> bool:
+        """Whether this matching request is hit; consumes one of `count`."""
+        if self.share is not None:
+            return self._rng.random() < self.share
+        if self.count is not None and self.count > 0:
+            self.count -= 1
+            return True
+        return False
+
+    def spent(self) -> bool:
+        return self.share is None and (self.count or 0) <= 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "method": self.method,
+            "path_prefix": self.path_prefix,
+            "status": self.status,
+            "count": self.count,
+            "share": self.share,
+            "random_seed": self.random_seed,
+            "reset_seconds": self.reset_seconds,
+        }
+
+
+class Sandbox:
+    """A seeded Vitally + Salesforce imitation served over HTTP on loopback.
+
+    `with Sandbox(seed) as sb:` starts it on an ephemeral port (`sb.url`) in a daemon
+    thread and stops it on exit; `serve_forever()` serves in the calling thread (the CLI).
+    All methods are thread-safe. `now` freezes the clock from the start (seed
+    timestamps that are missing are filled from it).
+    """
+
+    def __init__(
+        self,
+        seed: Mapping[str, Any] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        config: SandboxConfig | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._clock = Clock(now)
+        self._config = config or SandboxConfig()
+        self._vitally = VitallyService(self._config, self._clock)
+        self._salesforce = SalesforceService(self._config, self._clock)
+        self._host = host
+        self._port = port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._calls: list[dict[str, Any]] = []
+        self._calls_base = 0
+        self._counters: dict[str, dict[str, int]] = {"vitally": {}, "salesforce": {}}
+        self._faults: list[_Fault] = []
+        if seed:
+            self.load(seed)
+
+    # ------------------------------------------------------------- lifecycle
+
+    def load(self, seed: Mapping[str, Any]) -> None:
+        """Add a seed's records (`{"vitally": {...}, "salesforce": {...}}`; other keys ignored)."""
+        with self._lock:
+            self._vitally.load(seed.get("vitally") or {})
+            self._salesforce.load(seed.get("salesforce") or {})
+
+    @property
+    def url(self) -> str:
+        """`http://host:port` once bound (after `start()` or inside `with`)."""
+        if self._server is None:
+            raise RuntimeError(
+                "the sandbox is not listening yet: call start() or use it as a context manager"
+            )
+        return f"http://{self._host}:{self._server.server_address[1]}"
+
+    def _bind(self) -> _Server:
+        if self._server is None:
+            self._server = _Server((self._host, self._port), self)
+        return self._server
+
+    def start(self) -> Sandbox:
+        """Listen and serve in a daemon thread; returns self."""
+        server = self._bind()
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox-http", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, drop open keep-alive connections and release the port."""
+        server = self._server
+        if server is None:
+            return
+        if self._thread is not None:
+            server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        server.close_connections()
+        server.server_close()
+        self._server = None
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until interrupted (KeyboardInterrupt propagates)."""
+        server = self._bind()
+        try:
+            server.serve_forever(poll_interval=0.2)
+        finally:
+            server.close_connections()
+            server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -------------------------------------------------------------- controls
+
+    @property
+    def config(self) -> SandboxConfig:
+        return self._config
+
+    def configure(self, changes: Mapping[str, Any] | None = None, **settings: Any) -> SandboxConfig:
+        """Change settings by name (see SandboxConfig); raises ControlError listing every bad one."""
+        merged = {**(changes or {}), **settings}
+        with self._lock:
+            self._config = self._config.updated(merged)
+            self._vitally.config = self._config
+            self._salesforce.config = self._config
+            return self._config
+
+    def calls(self, since: int = 0) -> list[dict[str, Any]]:
+        """Logged API calls with `seq >= since` (control calls are never logged)."""
+        with self._lock:
+            start = max(0, since - self._calls_base)
+            return [dict(c) for c in self._calls[start:]]
+
+    def calls_total(self) -> int:
+        """How many API calls were logged since the last reset (the next call's `seq`)."""
+        with self._lock:
+            return self._calls_base + len(self._calls)
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Call counts by system, then by `METHOD path-template`."""
+        with self._lock:
+            return {system: dict(counts) for system, counts in self._counters.items()}
+
+    def reset(self) -> None:
+        """Clear the call log and the counters (state, faults and config stay)."""
+        with self._lock:
+            self._calls = []
+            self._calls_base = 0
+            self._counters = {"vitally": {}, "salesforce": {}}
+
+    def add_fault(
+        self,
+        kind: _FaultKind,
+        *,
+        method: str | None = None,
+        path_prefix: str = "/",
+        status: int = 503,
+        count: int | None = None,
+        share: float | None = None,
+        random_seed: int = 0,
+        reset_seconds: int = 1,
+    ) -> dict[str, Any]:
+        """Inject a fault on matching API calls: the next `count` (default 1) or a `share` of them."""
+        if kind not in _FAULT_KINDS:
+            raise ControlError(f"kind: expected one of {', '.join(_FAULT_KINDS)}")
+        if not 100 <= status <= 599:
+            raise ControlError("status: expected an HTTP status code")
+        if share is not None and not 0.0 <= share <= 1.0:
+            raise ControlError("share: expected a number between 0 and 1")
+        if count is not None and count < 1:
+            raise ControlError("count: expected an integer >= 1")
+        if count is None and share is None:
+            count = 1
+        fault = _Fault(
+            kind,
+            method.upper() if method else None,
+            path_prefix,
+            status,
+            count,
+            share,
+            random_seed,
+            reset_seconds,
+        )
+        with self._lock:
+            self._faults.append(fault)
+        return fault.to_json()
+
+    def faults(self) -> list[dict[str, Any]]:
+        """The faults still armed."""
+        with self._lock:
+            return [f.to_json() for f in self._faults]
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def add_record_errors(
+        self,
+        sobject: str,
+        code: str,
+        *,
+        count: int = 1,
+        match: Mapping[str, Any] | None = None,
+        message: str | None = None,
+    ) -> dict[str, Any]:
+        """The next `count` writes of `sobject` records matching `match` fail with per-record `code`."""
+        spec = {
+            "object": sobject,
+            "code": code,
+            "count": count,
+            "match": dict(match or {}),
+            "message": message,
+        }
+        with self._lock:
+            return self._salesforce.add_record_errors(spec).to_json()
+
+    def record_errors(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r.to_json() for r in self._salesforce.record_errors]
+
+    def clear_record_errors(self) -> None:
+        with self._lock:
+            self._salesforce.record_errors.clear()
+
+    def expire_sessions(self) -> None:
+        """Every Salesforce session token seen or issued so far now answers 401 INVALID_SESSION_ID."""
+        with self._lock:
+            self._salesforce.expire_sessions()
+
+    def set_api_usage(self, used: int) -> None:
+        """Set today's Salesforce request counter (e.g. close to the quota for a demo)."""
+        if isinstance(used, bool) or not isinstance(used, int) or used < 0:
+            raise ControlError("used: expected an integer >= 0")
+        with self._lock:
+            self._salesforce.limit_header()  # roll the day first, so the value sticks to today
+            self._salesforce.api_used = used
+
+    def now(self) -> datetime:
+        """The sandbox clock's current time."""
+        return self._clock.now()
+
+    def set_clock(
+        self, now: datetime | None = None, *, advance_seconds: float | None = None, real: bool = False
+    ) -> datetime:
+        """Freeze the clock at `now`, move it by `advance_seconds`, or go back to `real` time."""
+        if real:
+            self._clock.use_real()
+        if now is not None:
+            self._clock.set(now)
+        if advance_seconds is not None:
+            self._clock.advance(advance_seconds)
+        return self._clock.now()
+
+    def state(self) -> dict[str, Any]:
+        """The whole state in the seed format, plus `clock` and `api_usage`."""
+        with self._lock:
+            return {
+                "vitally": self._vitally.snapshot(),
+                "salesforce": self._salesforce.snapshot(),
+                "clock": vitally_timestamp(self._clock.now()),
+                "api_usage": {"used": self._salesforce.api_used, "max": self._config.sf_daily_quota},
+            }
+
+    def simulate(self, steps: int = 1, random_seed: int = 0) -> dict[str, int]:
+        """Advance the business by `steps`: MRR moves, new signups and new inbound Leads.
+
+        Per step: about 2 % of active accounts (at least one) get a new MRR and a fresh
+        `updatedAt`; 1-3 accounts sign up (with their users); 1-3 inbound Leads arrive
+        (owned per the assignment rule when it is on, else by an active user).
+        Deterministic for a given `random_seed` and state.
+        """
+        if steps < 1:
+            raise ControlError("steps: expected an integer >= 1")
+        rng = random.Random(random_seed)
+        totals = {"mrr_changes": 0, "new_accounts": 0, "new_users": 0, "new_leads": 0}
+        with self._lock:
+            for _ in range(steps):
+                active = sorted(
+                    a for a, r in self._vitally.accounts.by_id.items() if r.get("churnedAt") is None
+                )
+                for account_id in rng.sample(active, min(len(active), max(1, len(active) // 50))):
+                    old = self._vitally.accounts.by_id[account_id].get("mrr")
+                    base = float(old) if isinstance(old, int | float) and not isinstance(old, bool) else 0.0
+                    new = round(
+                        max(0.0, base * rng.uniform(0.8, 1.3) + rng.choice((0.0, 0.0, 50.0, 250.0))), 2
+                    )
+                    self._vitally.change_mrr(account_id, new)
+                    totals["mrr_changes"] += 1
+                book = generator.generate_book(
+                    rng.randint(1, 3),
+                    seed=rng.randrange(2**31),
+                    now=self._clock.now(),
+                    malformed_share=0.0,
+                    id_offset=len(self._vitally.accounts.by_id),
+                )
+                added_accounts, added_users = self._vitally.add_generated(book.get("vitally") or {})
+                totals["new_accounts"] += added_accounts
+                totals["new_users"] += added_users
+                totals["new_leads"] += self._simulate_leads(rng)
+        return totals
+
+    def _simulate_leads(self, rng: random.Random) -> int:
+        """1-3 inbound Leads taken from a generated book (small books hold about one lead per
+        five accounts, hence the larger book); leads pointing at accounts we lack lose the link."""
+        wanted = rng.randint(1, 3)
+        book = generator.generate_book(
+            10 * wanted, seed=rng.randrange(2**31), now=self._clock.now(), malformed_share=0.0
+        )
+        leads = []
+        for lead in list((book.get("salesforce") or {}).get("Lead") or [])[:wanted]:
+            account = lead.get("Vitally_Account_Id__c")
+            if account is not None and self._vitally.accounts.find(str(account)) is None:
+                lead = {**lead, "Vitally_Account_Id__c": None}
+            leads.append(lead)
+        users = self._salesforce.table_rows("User")
+        owners = sorted(u["Id"] for u in users if u.get("IsActive") is not False)
+        return len(self._salesforce.add_leads(leads, owner_ids=owners))
+
+    # --------------------------------------------------------- request path
+
+    def _handle_api(self, system: _System, request: Request) -> tuple[_Action, Reply | None]:
+        """Run one API call through faults, latency and the service; log and count it."""
+        template = (self._vitally.template if system == "vitally" else self._salesforce.template)(
+            request.path
+        )
+        with self._lock:
+            fault = self._pick_fault(request.method, request.path)
+            latency = self._config.latency_ms
+        if latency:
+            time.sleep(latency / 1000)
+        if fault is not None and fault.kind != "drop_response":
+            reply = self._fault_reply(system, fault) if fault.kind == "status" else None
+            with self._lock:
+                self._record(system, request, template, reply.status if reply else 0, fault.kind)
+            action: _Action = "reply" if fault.kind == "status" else fault.kind
+            return action, reply
+        with self._lock:
+            service = self._vitally if system == "vitally" else self._salesforce
+            reply = service.handle(request)
+            reply.encode()  # the body may share objects with live state: serialise under the lock
+            self._record(system, request, template, reply.status, fault.kind if fault else None)
+        return ("drop" if fault is not None else "reply"), reply
+
+    def _pick_fault(self, method: str, path: str) -> _Fault | None:
+        for fault in self._faults:
+            if fault.matches(method, path) and fault.fires():
+                if fault.spent():
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    def _fault_reply(self, system: _System, fault: _Fault) -> Reply:
+        try:
+            phrase = HTTPStatus(fault.status).phrase
+        except ValueError:
+            phrase = "Injected fault"
+        headers: dict[str, str] = {}
+        if fault.status == 429:
+            headers["RateLimit-Reset"] = str(fault.reset_seconds)
+        if system == "vitally":
+            if fault.status == 429:
+                headers["RateLimit-Limit"] = str(self._config.vitally_rate_limit)
+                headers["RateLimit-Remaining"] = "0"
+            return Reply(fault.status, {"statusCode": fault.status, "message": phrase}, headers)
+        with self._lock:
+            headers["Sforce-Limit-Info"] = self._salesforce.limit_header()
+        code = _SF_STATUS_CODES.get(fault.status, "UNKNOWN_EXCEPTION")
+        return Reply(fault.status, [{"message": phrase, "errorCode": code, "fields": []}], headers)
+
+    def _record(
+        self, system: _System, request: Request, template: str, status: int, fault: str | None
+    ) -> None:
+        entry: dict[str, Any] = {
+            "seq": self._calls_base + len(self._calls),
+            "system": system,
+            "method": request.method,
+            "path": request.path,
+            "template": template,
+            "status": status,
+            "at": vitally_timestamp(self._clock.now()),
+        }
+        if fault is not None:
+            entry["fault"] = fault
+        self._calls.append(entry)
+        if len(self._calls) > _CALL_LOG_MAX:
+            # A long demo must not grow without bound; `seq` stays absolute so `since` keeps working.
+            drop = _CALL_LOG_MAX // 2
+            del self._calls[:drop]
+            self._calls_base += drop
+        key = f"{request.method} {template}"
+        counts = self._counters[system]
+        counts[key] = counts.get(key, 0) + 1
+
+    # --------------------------------------------------------- control path
+
+    def _handle_control(self, method: str, name: str, query: Mapping[str, list[str]], body: bytes) -> Reply:
+        """Answer `/_sandbox/<name>`; bad input is a 400 with `{"error": ...}`."""
+        try:
+            payload = json.loads(body) if body.strip() else {}
+        except (ValueError, UnicodeDecodeError):
+            return Reply(400, {"error": "body is not valid JSON"})
+        if not isinstance(payload, dict):
+            return Reply(400, {"error": "body must be a JSON object"})
+        try:
+            return self._control(method, name, query, payload)
+        except ControlError as exc:
+            return Reply(400, {"error": exc.message})
+
+    def _control(
+        self, method: str, name: str, query: Mapping[str, list[str]], payload: dict[str, Any]
+    ) -> Reply:
+        ok = Reply(200, {"ok": True})
+        route = (method, name)
+        if route == ("GET", "calls"):
+            since = _int_param(query, "since", 0)
+            with self._lock:
+                return Reply(200, {"calls": self.calls(since), "next": self.calls_total()})
+        if route == ("GET", "counters"):
+            return Reply(200, self.counters())
+        if route == ("POST", "reset"):
+            self.reset()
+            return ok
+        if route == ("GET", "config"):
+            return Reply(200, self._config.to_json())
+        if route == ("POST", "config"):
+            return Reply(200, self.configure(payload).to_json())
+        if route == ("GET", "faults"):
+            return Reply(200, self.faults())
+        if route == ("POST", "faults"):
+            return Reply(200, self._add_fault_json(payload))
+        if route == ("DELETE", "faults"):
+            self.clear_faults()
+            return ok
+        if route == ("GET", "record_errors"):
+            return Reply(200, self.record_errors())
+        if route == ("POST", "record_errors"):
+            with self._lock:
+                return Reply(200, self._salesforce.add_record_errors(payload).to_json())
+        if route == ("DELETE", "record_errors"):
+            self.clear_record_errors()
+            return ok
+        if route == ("POST", "expire_sessions"):
+            self.expire_sessions()
+            return ok
+        if route == ("POST", "api_usage"):
+            self.set_api_usage(payload.get("used"))  # type: ignore[arg-type]  # validated inside
+            return ok
+        if route in (("GET", "clock"), ("POST", "clock")):
+            if method == "POST":
+                self._set_clock_json(payload)
+            return Reply(200, {"now": vitally_timestamp(self._clock.now()), "fixed": self._clock.is_fixed()})
+        if route == ("GET", "state"):
+            return Reply(200, self.state())
+        if route == ("POST", "simulate"):
+            steps, seed = payload.get("steps", 1), payload.get("random_seed", 0)
+            if not _is_int(steps) or not _is_int(seed):
+                raise ControlError("steps and random_seed: expected integers")
+            return Reply(200, self.simulate(steps, seed))
+        return Reply(404, {"error": f"no control {method} /_sandbox/{name}"})
+
+    def _add_fault_json(self, spec: dict[str, Any]) -> dict[str, Any]:
+        known = {"kind", "method", "path_prefix", "status", "count", "share", "random_seed", "reset_seconds"}
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise ControlError(f"unknown fault keys: {', '.join(unknown)}")
+        kind = spec.get("kind", "status")
+        method, prefix = spec.get("method"), spec.get("path_prefix", "/")
+        if method is not None and not isinstance(method, str):
+            raise ControlError("method: expected a string")
+        if not isinstance(prefix, str):
+            raise ControlError("path_prefix: expected a string")
+        share = spec.get("share")
+        if share is not None and (isinstance(share, bool) or not isinstance(share, int | float)):
+            raise ControlError("share: expected a number")
+        ints = {k: spec.get(k, d) for k, d in (("status", 503), ("random_seed", 0), ("reset_seconds", 1))}
+        count = spec.get("count")
+        if not all(_is_int(v) for v in ints.values()) or (count is not None and not _is_int(count)):
+            raise ControlError("status, count, random_seed and reset_seconds: expected integers")
+        return self.add_fault(
+            kind,
+            method=method,
+            path_prefix=prefix,
+            status=ints["status"],
+            count=count,
+            share=None if share is None else float(share),
+            random_seed=ints["random_seed"],
+            reset_seconds=ints["reset_seconds"],
+        )
+
+    def _set_clock_json(self, payload: dict[str, Any]) -> None:
+        now_text, advance, real = (
+            payload.get("now"),
+            payload.get("advance_seconds"),
+            payload.get("real", False),
+        )
+        now = None
+        if now_text is not None:
+            now = parse_timestamp(now_text)
+            if now is None:
+                raise ControlError("now: expected an ISO 8601 timestamp")
+        if advance is not None and (isinstance(advance, bool) or not isinstance(advance, int | float)):
+            raise ControlError("advance_seconds: expected a number")
+        if not isinstance(real, bool):
+            raise ControlError("real: expected true or false")
+        if now is None and advance is None and not real:
+            raise ControlError('expected "now", "advance_seconds" or "real"')
+        self.set_clock(now, advance_seconds=advance, real=real)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_param(query: Mapping[str, list[str]], name: str, default: int) -> int:
+    values = query.get(name)
+    if not values:
+        return default
+    try:
+        return int(values[0])
+    except ValueError:
+        raise ControlError(f"{name}: expected an integer") from None
+
+
+# ------------------------------------------------------------------ HTTP layer
+
+
+class _Server(ThreadingHTTPServer):
+    """Thread per connection; tracks open sockets so that `stop()` can drop keep-alive ones."""
+
+    daemon_threads = True
+    # Joining handler threads on close would wait for idle keep-alive clients forever.
+    block_on_close = False
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                continue  # already closed by its handler: nothing left to drop
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Parses HTTP/1.1 with keep-alive and hands requests to the Sandbox."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "crm-sync-sandbox/1.0"
+    sys_version = ""
+    # Nagle's algorithm plus the client's delayed ACK costs ~40 ms per keep-alive response.
+    disable_nagle_algorithm = True
+    # An idle keep-alive connection is closed after this many seconds.
+    timeout = 120
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Per-request stderr lines would drown test and demo output; the call log replaces them."""
+
+    def _serve(self) -> None:
+        try:
+            self._serve_unsafe()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True  # the client went away mid-request: nothing to answer
+        except Exception:
+            _log.exception("sandbox: internal error on %s %s", self.command, self.path)
+            self.close_connection = True
+            self._send(Reply(500, {"message": "sandbox internal error (see the server log)"}))
+
+    def _serve_unsafe(self) -> None:
+        sandbox = self.server.sandbox
+        split = urlsplit(self.path)
+        path = split.path
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self._send(Reply(400, {"message": "bad Content-Length"}))
+            return
+        body = self.rfile.read(length) if length else b""
+        query = parse_qs(split.query, keep_blank_values=True)
+        if path.startswith("/_sandbox/"):
+            self._send(
+                sandbox._handle_control(self.command, path[len("/_sandbox/") :].strip("/"), query, body)
+            )
+            return
+        system: _System
+        if path.startswith("/resources/"):
+            system = "vitally"
+        elif path.startswith("/services/"):
+            system = "salesforce"
+        else:
+            self._send(Reply(404, {"message": "Not Found"}))
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        action, reply = sandbox._handle_api(system, Request(self.command, path, query, headers, body))
+        if action == "reply" and reply is not None:
+            self._send(reply)
+        elif action == "timeout":
+            time.sleep(sandbox.config.fault_timeout_s)
+            self._abort(reset=False)
+        else:
+            self._abort(reset=action == "reset")
+
+    def _send(self, reply: Reply) -> None:
+        payload = reply.encode()
+        try:
+            phrase = HTTPStatus(reply.status).phrase
+        except ValueError:
+            phrase = ""
+        lines = [
+            f"HTTP/1.1 {reply.status} {phrase}",
+            f"Date: {self.date_time_string()}",
+            f"Server: {self.server_version}",
+        ]
+        if reply.status not in (204, 304):
+            lines.append("Content-Type: application/json;charset=UTF-8")
+            lines.append(f"Content-Length: {len(payload)}")
+        lines.extend(f"{k}: {v}" for k, v in reply.headers.items())
+        if self.close_connection:
+            lines.append("Connection: close")
+        # One write per response: headers and body in a single segment.
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
+
+    def _abort(self, *, reset: bool) -> None:
+        """Close without answering; with `reset`, abortively (RST) like a crashed proxy."""
+        self.close_connection = True
+        if reset:
+            # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.rfile.close()
+        self.connection.close()
+
+
+# -------------------------------------------------------------------- CLI entry
+
+
+def serve(seed: Mapping[str, Any] | None, port: int, config: SandboxConfig | None = None) -> None:
+    """Serve the sandbox on 127.0.0.1:`port` in this thread until SIGINT or SIGTERM.
+
+    Prints one line, `sandbox listening on http://127.0.0.1:PORT (N accounts, M leads)`.
+    """
+    sandbox = Sandbox(seed, port=port, config=config)
+    sandbox._bind()
+    with sandbox._lock:
+        accounts = len(sandbox._vitally.accounts.by_id)
+        leads = sum(1 for _ in sandbox._salesforce.table_rows("Lead"))
+    print(f"sandbox listening on {sandbox.url} ({accounts} accounts, {leads} leads)", flush=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        sandbox.serve_forever()
+    except KeyboardInterrupt:
+        return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM ends the server the same way Ctrl-C does.
+    raise KeyboardInterrupt
