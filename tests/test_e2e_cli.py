@@ -1,0 +1,222 @@
+"""End to end: the real CLI in a subprocess against the sandbox (a real HTTP server on loopback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from connectors.sandbox.server import Sandbox
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAN_KEYS = {"system", "op", "record", "fields", "rule", "reason"}
+OPTIONAL_KEYS = {"account", "previous", "owner"}
+STAMP = "2026-11-20T09:00:00.000Z"
+
+
+def vitally_account(account_id: str, mrr: float, **traits: Any) -> dict[str, Any]:
+    return {
+        "id": account_id,
+        "externalId": f"org_{account_id}",
+        "name": f"Company {account_id}",
+        "createdAt": "2025-01-01T00:00:00.000Z",
+        "updatedAt": STAMP,
+        "mrr": mrr,
+        "traits": traits,
+        "accountOwnerId": None,
+        "usersCount": 3,
+        "churnedAt": None,
+        "keyRoles": [],
+        "segments": [],
+    }
+
+
+SEED: dict[str, Any] = {
+    "vitally": {
+        "accounts": [
+            vitally_account(
+                "acc_alloc",
+                2500,
+                paidProducts=["product_analytics", "session_replay", "feature_flags", "surveys"],
+                users_by_country={"DE": 10, "US": 2},
+                country="DE",
+            ),
+            vitally_account(
+                "acc_pl",
+                812,
+                employee_count=64,
+                user_count=9,
+                country="DE",
+                first_paid_at="2026-06-01",
+            ),
+            vitally_account("acc_quiet", 40, employee_count=3, country="US"),
+            vitally_account("acc_bad", 900, employee_count="many", country="US"),
+        ],
+        "users": [],
+    },
+    "salesforce": {
+        "User": [{"Id": "005000000000000001", "Name": "Tess TAM", "Email": "tess@example.com", "IsActive": True}],
+        "Lead": [],
+        "Opportunity": [],
+        "Account": [],
+    },
+}
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(json.loads(json.dumps(SEED))) as sb:
+        yield sb
+
+
+@pytest.fixture
+def config(tmp_path: Path, sandbox: Sandbox) -> Path:
+    text = (ROOT / "config.example.toml").read_text().replace("http://127.0.0.1:8765", sandbox.url)
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def cli(config: Path, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("VITALLY_API_KEY", "SALESFORCE_TOKEN")}
+    return subprocess.run(
+        [sys.executable, "-m", "sync", "--config", str(config), "--state", str(state), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def writes(sandbox: Sandbox) -> list[dict[str, Any]]:
+    return [call for call in sandbox.calls() if call["method"] != "GET"]
+
+
+def plan_lines(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+NOW = "2026-11-22T09:00:00Z"
+
+
+def test_cli_dry_run_prints_json_plan_and_changes_nothing(sandbox: Sandbox, config: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    assert cli(config, state, "run", "--now", NOW).returncode == 0  # a real state file to compare against
+    sandbox.reset()
+    # Make something to plan: the allocation account grows past CSM and the band account appears anew.
+    requests.put(f"{sandbox.url}/resources/accounts/acc_quiet", json={"traits": {"paidProducts": ["surveys"]}},
+                 auth=("k", ""), timeout=5).raise_for_status()
+    sandbox.reset()
+    before = state.read_bytes()
+
+    result = cli(config, state, "--dry-run", "--format", "json", "--now", NOW)
+
+    assert result.returncode == 0, result.stderr
+    assert writes(sandbox) == []
+    assert state.read_bytes() == before
+    assert not Path(str(state) + "-journal").exists()
+
+
+def test_cli_dry_run_plan_has_the_keys_of_cli_md(sandbox: Sandbox, config: Path, tmp_path: Path) -> None:
+    result = cli(config, tmp_path / "state.db", "--dry-run", "--format", "json", "--now", NOW)
+    assert result.returncode == 0, result.stderr
+    lines = plan_lines(result.stdout)
+    assert lines, result.stderr
+    for line in lines:
+        assert PLAN_KEYS <= set(line) <= PLAN_KEYS | OPTIONAL_KEYS
+    owner = [line for line in lines if line["rule"] == "allocation.new_owner" and line["op"] == "set_traits"]
+    assert owner == [
+        {
+            "system": "vitally",
+            "op": "set_traits",
+            "record": "acc_alloc",
+            "account": "acc_alloc",
+            "fields": {"new_owner": "EU CSM"},
+            "previous": {"new_owner": None},
+            "rule": "allocation.new_owner",
+            "reason": "ARR 30,000 ≥ 20,000; no owner; pays for 4 primary products (≥ 3 → CSM); "
+            "most users in EU (DE 10, US 2)",
+        }
+    ]
+    ops = {(line["record"], line["op"], json.dumps(line["fields"], sort_keys=True)) for line in lines}
+    assert ("acc_alloc", "add_segment", '{"segment": "TAM/CSM Candidate"}') in ops
+    assert ("acc_pl", "add_segment", '{"segment": "Product-led lead"}') in ops
+    assert not any(line["record"] in ("acc_quiet", "acc_bad") for line in lines)
+    assert not (tmp_path / "state.db").exists()
+    assert writes(sandbox) == []
+
+
+def test_cli_run_applies_then_next_run_plans_nothing(sandbox: Sandbox, config: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    first = cli(config, state, "run", "--format", "json", "--now", NOW)
+    assert first.returncode == 0, first.stderr
+    planned = plan_lines(first.stdout)
+    assert sorted((line["record"], line["op"]) for line in planned) == [
+        ("acc_alloc", "add_segment"),
+        ("acc_alloc", "set_traits"),
+        ("acc_pl", "add_segment"),
+        ("acc_pl", "set_traits"),
+    ]
+    put = [c for c in writes(sandbox) if c["method"] == "PUT"]
+    assert sorted(c["path"] for c in put) == ["/resources/accounts/acc_alloc", "/resources/accounts/acc_pl"]
+    alloc = requests.get(f"{sandbox.url}/resources/accounts/acc_alloc", auth=("k", ""), timeout=5).json()
+    assert alloc["traits"]["new_owner"] == "EU CSM"
+    assert {s["name"] for s in alloc["segments"]} == {"TAM/CSM Candidate"}  # the Playbook followed the trait
+
+    sandbox.reset()
+    second = cli(config, state, "run", "--format", "json", "--now", NOW)
+    assert second.returncode == 0, second.stderr
+    assert plan_lines(second.stdout) == []
+    assert writes(sandbox) == []
+
+
+def test_cli_human_edit_is_a_conflict_left_alone(sandbox: Sandbox, config: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    assert cli(config, state, "run", "--now", NOW).returncode == 0
+    requests.put(f"{sandbox.url}/resources/accounts/acc_alloc", json={"traits": {"new_owner": "US TAM"}},
+                 auth=("person", ""), timeout=5).raise_for_status()
+    sandbox.reset()
+
+    result = cli(config, state, "run", "--format", "json", "--now", NOW)
+
+    assert result.returncode == 0, result.stderr
+    assert "conflict: vitally acc_alloc new_owner: someone set \"US TAM\"" in result.stderr
+    assert "(left alone)" in result.stderr
+    assert writes(sandbox) == []
+    alloc = requests.get(f"{sandbox.url}/resources/accounts/acc_alloc", auth=("k", ""), timeout=5).json()
+    assert alloc["traits"]["new_owner"] == "US TAM"
+
+
+def test_cli_malformed_account_is_reported_and_others_processed(sandbox: Sandbox, config: Path, tmp_path: Path) -> None:
+    result = cli(config, tmp_path / "state.db", "run", "--format", "json", "--now", NOW)
+    assert result.returncode == 0, result.stderr
+    assert "record error: vitally record acc_bad: field traits.employee_count: expected a number, got 'many'" in result.stderr
+    assert {line["record"] for line in plan_lines(result.stdout)} == {"acc_alloc", "acc_pl"}
+
+
+def test_cli_bad_config_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[vitally]\nbase_url = "nope"\n[sync]\non_conflict = "maybe"\n')
+    result = cli(bad, tmp_path / "s.db", "--dry-run")
+    assert result.returncode == 2
+    assert "vitally.base_url: expected an http(s) URL, got 'nope'" in result.stderr
+    assert "sync.on_conflict: expected 'report' or 'overwrite', got 'maybe'" in result.stderr
+
+
+def test_cli_unreachable_service_exits_3(tmp_path: Path) -> None:
+    text = (ROOT / "config.example.toml").read_text().replace("http://127.0.0.1:8765", "http://127.0.0.1:9")
+    text = text.replace("max_attempts = 5", "max_attempts = 1")
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    result = cli(path, tmp_path / "s.db", "--dry-run")
+    assert result.returncode == 3, result.stderr
