@@ -264,7 +264,9 @@ def parse_account(
         raise RecordError("vitally", record_id, "name", f"expected a name, got {_show(name)}")
     updated_at = _field("vitally", record_id, "updatedAt", raw.get("updatedAt"), parse_timestamp)
     created = raw.get("createdAt")
-    created_at = None if created is None else _field("vitally", record_id, "createdAt", created, parse_timestamp)
+    created_at = (
+        None if created is None else _field("vitally", record_id, "createdAt", created, parse_timestamp)
+    )
     mrr_raw = raw.get("mrr")
     mrr = None if mrr_raw is None else _field("vitally", record_id, "mrr", mrr_raw, _money)
     external = raw.get("externalId")
@@ -287,7 +289,9 @@ def parse_account(
     key_roles: dict[str, str] = {}
     for role in raw.get("keyRoles") or []:
         if not isinstance(role, dict):
-            raise RecordError("vitally", record_id, "keyRoles", f"expected key role objects, got {_show(role)}")
+            raise RecordError(
+                "vitally", record_id, "keyRoles", f"expected key role objects, got {_show(role)}"
+            )
         label = (role.get("keyRole") or {}).get("label")
         user = role.get("vitallyUser") or {}
         if isinstance(label, str) and isinstance(user, dict):

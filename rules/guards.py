@@ -28,7 +28,5 @@ def routing_guard(account: Account, policy: Policy, now: datetime) -> str | None
     if account.lead_disqualified_at is not None:
         since = now.date() - account.lead_disqualified_at
         if since < timedelta(days=guards.cool_off_days):
-            return (
-                f"lead disqualified {since.days} days ago (cool-off {guards.cool_off_days} days)"
-            )
+            return f"lead disqualified {since.days} days ago (cool-off {guards.cool_off_days} days)"
     return None

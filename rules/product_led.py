@@ -14,6 +14,9 @@ __all__ = ["mrr_band", "paying_months"]
 
 RULE_ID = "product_led.mrr_band"
 
+# (input name, passed: True / False / None when unknown, text for the reason)
+Check = tuple[str, bool | None, str]
+
 
 def paying_months(account: Account, now: datetime) -> tuple[int | None, str]:
     """Months the account has been paying: from `first_paid_at`, else its paid invoices."""
@@ -24,70 +27,58 @@ def paying_months(account: Account, now: datetime) -> tuple[int | None, str]:
     return None, ""
 
 
+def _above(name: str, label: str, value: int | None, limit: int) -> Check:
+    if value is None:
+        return name, None, f"{label} unknown"
+    ok = value > limit
+    return name, ok, f"{label} {value} {'>' if ok else '≤'} {limit}"
+
+
+def _checks(account: Account, policy: Policy, now: datetime) -> list[Check]:
+    rules = policy.product_led
+    checks: list[Check] = []
+    mrr = account.mrr
+    band = f"[{fmt_num(rules.mrr_min)}, {fmt_num(rules.mrr_max)}]"
+    if mrr is None:
+        checks.append(("mrr", None, "mrr unknown"))
+    else:
+        inside = rules.mrr_min <= mrr <= rules.mrr_max
+        checks.append(("mrr", inside, f"mrr {fmt_num(mrr)} {'in' if inside else 'not in'} {band}"))
+    checks.append(_above("employee_count", "employees", account.employee_count, rules.employees_above))
+    checks.append(_above("user_count", "users", account.user_count, rules.users_above))
+    country = account.country
+    if country is None:
+        checks.append(("country", None, "country unknown"))
+    else:
+        icp = country in policy.icp_countries
+        checks.append(("country", icp, f"country {country} {'is' if icp else 'is not'} ICP"))
+    months, source = paying_months(account, now)
+    if months is None:
+        checks.append(("paying_months", None, "paying months unknown (no first_paid_at or invoices)"))
+    else:
+        ok = months >= rules.min_paying_months
+        checks.append(
+            (
+                "paying_months",
+                ok,
+                f"paying {months} months ({source}) {'≥' if ok else '<'} {rules.min_paying_months}",
+            )
+        )
+    return checks
+
+
 def mrr_band(account: Account, policy: Policy, now: datetime) -> Decision:
     """Customers with MRR between $500 and $1,667, more than 50 employees and 7 users, in an ICP
     country and paying for at least 3 months become a product-led lead for a TAM."""
-    rules = policy.product_led
-    manages = frozenset({rules.segment})
-    months, months_source = paying_months(account, now)
+    manages = frozenset({policy.product_led.segment})
+    checks = _checks(account, policy, now)
     inputs: dict[str, object] = {
         "mrr": account.mrr,
         "employee_count": account.employee_count,
         "user_count": account.user_count,
         "country": account.country,
-        "paying_months": months,
+        "paying_months": paying_months(account, now)[0],
     }
-    checks: list[tuple[str, bool | None, str]] = []
-    mrr = account.mrr
-    checks.append(
-        (
-            "mrr",
-            None if mrr is None else rules.mrr_min <= mrr <= rules.mrr_max,
-            f"mrr {fmt_num(mrr)} {'in' if mrr is not None and rules.mrr_min <= mrr <= rules.mrr_max else 'not in'} "
-            f"[{fmt_num(rules.mrr_min)}, {fmt_num(rules.mrr_max)}]"
-            if mrr is not None
-            else "mrr unknown",
-        )
-    )
-    emp = account.employee_count
-    checks.append(
-        (
-            "employee_count",
-            None if emp is None else emp > rules.employees_above,
-            f"employees {emp} {'>' if emp is not None and emp > rules.employees_above else '≤'} {rules.employees_above}"
-            if emp is not None
-            else "employees unknown",
-        )
-    )
-    users = account.user_count
-    checks.append(
-        (
-            "user_count",
-            None if users is None else users > rules.users_above,
-            f"users {users} {'>' if users is not None and users > rules.users_above else '≤'} {rules.users_above}"
-            if users is not None
-            else "users unknown",
-        )
-    )
-    country = account.country
-    icp = policy.icp_countries
-    checks.append(
-        (
-            "country",
-            None if country is None else country in icp,
-            f"country {country} {'is' if country in icp else 'is not'} ICP" if country else "country unknown",
-        )
-    )
-    checks.append(
-        (
-            "paying_months",
-            None if months is None else months >= rules.min_paying_months,
-            f"paying {months} months ({months_source}) "
-            f"{'≥' if months is not None and months >= rules.min_paying_months else '<'} {rules.min_paying_months}"
-            if months is not None
-            else "paying months unknown (no first_paid_at or invoices)",
-        )
-    )
     unknown = tuple(name for name, ok, _ in checks if ok is None)
     failed = [text for _, ok, text in checks if ok is False]
     if failed or unknown:

@@ -126,9 +126,9 @@ class StateDB:
         """Account id → the `updatedAt` we hold, to drop boundary duplicates of incremental reads."""
         return dict(self.db.execute("SELECT id, updated_at FROM accounts").fetchall())
 
-    def upsert_accounts(self, rows: Iterable[Mapping[str, Any]]) -> None:
+    def upsert_accounts(self, rows: Iterable[dict[str, Any]]) -> None:
         """Rows of {id, updated_at, raw (JSON text), error}."""
-        self.db["accounts"].upsert_all(rows, pk="id", batch_size=500)
+        self.db.table("accounts").upsert_all(rows, pk="id", batch_size=500)
 
     def iter_accounts(self) -> Iterator[tuple[str, str, str | None]]:
         """(id, raw JSON, parse error or None) for every mirrored account."""
@@ -139,11 +139,13 @@ class StateDB:
         return None if row is None else dict(json.loads(row[0]))
 
     def sf_versions(self, sobject: str) -> dict[str, str]:
-        return dict(self.db.execute("SELECT id, modstamp FROM sf_records WHERE object = ?", [sobject]).fetchall())
+        return dict(
+            self.db.execute("SELECT id, modstamp FROM sf_records WHERE object = ?", [sobject]).fetchall()
+        )
 
-    def upsert_sf(self, rows: Iterable[Mapping[str, Any]]) -> None:
+    def upsert_sf(self, rows: Iterable[dict[str, Any]]) -> None:
         """Rows of {object, id, modstamp, raw, error}."""
-        self.db["sf_records"].upsert_all(rows, pk=("object", "id"), batch_size=500)
+        self.db.table("sf_records").upsert_all(rows, pk=("object", "id"), batch_size=500)
 
     def iter_sf(self, sobject: str) -> Iterator[tuple[str, str, str | None]]:
         yield from self.db.execute(
@@ -167,7 +169,7 @@ class StateDB:
         current = self.cursor(name)
         if current is not None and current >= value:
             return
-        self.db["cursors"].upsert({"name": name, "value": value}, pk="name")
+        self.db.table("cursors").upsert({"name": name, "value": value}, pk="name")
 
     # -- last written ---------------------------------------------------------------------------
 
@@ -178,8 +180,10 @@ class StateDB:
         ).fetchall()
         return {(record, field): json.loads(value) for record, field, value in rows}
 
-    def set_last_written(self, system: str, record: str, values: Mapping[str, Any], run_id: int, at: str) -> None:
-        self.db["last_written"].upsert_all(
+    def set_last_written(
+        self, system: str, record: str, values: Mapping[str, Any], run_id: int, at: str
+    ) -> None:
+        self.db.table("last_written").upsert_all(
             (
                 {
                     "system": system,
@@ -215,7 +219,7 @@ class StateDB:
                 self.db.execute(
                     "UPDATE outbox SET status = 'superseded', updated_at = ? WHERE id = ?", [at, old]
                 )
-            self.db["outbox"].insert(
+            self.db.table("outbox").insert(
                 {
                     "key": key,
                     "run_id": run_id,
@@ -310,13 +314,18 @@ class StateDB:
     # -- runs -----------------------------------------------------------------------------------
 
     def begin_run(self, started_at: str, mode: str, now: str) -> int:
-        table = self.db["runs"]
-        table.insert({"started_at": started_at, "mode": mode, "status": "running", "now": now, "counts": "{}"})
-        return int(table.last_pk)  # type: ignore[attr-defined]
+        table = self.db.table("runs")
+        table.insert(
+            {"started_at": started_at, "mode": mode, "status": "running", "now": now, "counts": "{}"}
+        )
+        return int(str(table.last_pk))
 
-    def finish_run(self, run_id: int, finished_at: str, status: str, counts: Mapping[str, int], error: str | None) -> None:
-        self.db["runs"].update(
-            run_id, {"finished_at": finished_at, "status": status, "counts": json.dumps(counts), "error": error}
+    def finish_run(
+        self, run_id: int, finished_at: str, status: str, counts: Mapping[str, int], error: str | None
+    ) -> None:
+        self.db.table("runs").update(
+            run_id,
+            {"finished_at": finished_at, "status": status, "counts": json.dumps(counts), "error": error},
         )
 
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -324,10 +333,10 @@ class StateDB:
         return [{**row, "counts": json.loads(row["counts"] or "{}")} for row in rows]
 
     def record_decisions(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> None:
-        self.db["decisions"].insert_all(({**row, "run_id": run_id} for row in rows), batch_size=500)
+        self.db.table("decisions").insert_all(({**row, "run_id": run_id} for row in rows), batch_size=500)
 
     def record_errors(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> None:
-        self.db["record_errors"].insert_all(({**row, "run_id": run_id} for row in rows), batch_size=500)
+        self.db.table("record_errors").insert_all(({**row, "run_id": run_id} for row in rows), batch_size=500)
 
     def record_conflicts(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> None:
-        self.db["conflicts"].insert_all(({**row, "run_id": run_id} for row in rows), batch_size=500)
+        self.db.table("conflicts").insert_all(({**row, "run_id": run_id} for row in rows), batch_size=500)

@@ -10,20 +10,20 @@ __all__ = ["MIGRATIONS", "migrate"]
 
 
 def _v1(db: sqlite_utils.Database) -> None:
-    db["accounts"].create(
+    db.table("accounts").create(
         {"id": str, "updated_at": str, "raw": str, "error": str},
         pk="id",
     )
-    db["sf_records"].create(
+    db.table("sf_records").create(
         {"object": str, "id": str, "modstamp": str, "raw": str, "error": str},
         pk=("object", "id"),
     )
-    db["cursors"].create({"name": str, "value": str}, pk="name")
-    db["last_written"].create(
+    db.table("cursors").create({"name": str, "value": str}, pk="name")
+    db.table("last_written").create(
         {"system": str, "record": str, "field": str, "value": str, "run_id": int, "written_at": str},
         pk=("system", "record", "field"),
     )
-    db["runs"].create(
+    db.table("runs").create(
         {
             "id": int,
             "started_at": str,
@@ -36,7 +36,7 @@ def _v1(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["outbox"].create(
+    db.table("outbox").create(
         {
             "id": int,
             "key": str,
@@ -61,8 +61,8 @@ def _v1(db: sqlite_utils.Database) -> None:
     )
     # The same change may be planned again after it was done, but never queued twice at once.
     db.execute("CREATE UNIQUE INDEX outbox_pending_key ON outbox (key) WHERE status = 'pending'")
-    db["outbox"].create_index(["status"])
-    db["decisions"].create(
+    db.table("outbox").create_index(["status"])
+    db.table("decisions").create(
         {
             "run_id": int,
             "record": str,
@@ -73,16 +73,16 @@ def _v1(db: sqlite_utils.Database) -> None:
             "guarded_by": str,
         },
     )
-    db["decisions"].create_index(["run_id"])
-    db["decisions"].create_index(["record"])
-    db["record_errors"].create(
+    db.table("decisions").create_index(["run_id"])
+    db.table("decisions").create_index(["record"])
+    db.table("record_errors").create(
         {"run_id": int, "system": str, "record": str, "field": str, "message": str, "seen": str},
     )
-    db["record_errors"].create_index(["run_id"])
-    db["conflicts"].create(
+    db.table("record_errors").create_index(["run_id"])
+    db.table("conflicts").create(
         {"run_id": int, "system": str, "record": str, "field": str, "ours": str, "theirs": str, "rule": str},
     )
-    db["conflicts"].create_index(["run_id"])
+    db.table("conflicts").create_index(["run_id"])
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]

@@ -20,7 +20,7 @@ from rules import ACCOUNT_RULES
 from state import InstanceLockedError, StateDB, StateLock
 from sync.config import Config, load_config
 from sync.engine import CycleReport, Engine
-from sync.output import render_plan
+from sync.output import Format, render_plan
 
 __all__ = ["main"]
 
@@ -52,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, help="config file (default ./config.toml, else the packaged example)")
+    parser.add_argument(
+        "--config", type=Path, help="config file (default ./config.toml, else the packaged example)"
+    )
     parser.add_argument("--state", type=Path, help="SQLite state file (overrides [state] path)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -65,33 +67,59 @@ def _parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
-    run = command("run", "one sync cycle", "python -m sync run --dry-run --format json --now 2026-11-22T09:00:00Z")
+    run = command(
+        "run", "one sync cycle", "python -m sync run --dry-run --format json --now 2026-11-22T09:00:00Z"
+    )
     run.add_argument("--dry-run", action="store_true", help="print the plan and why; change nothing anywhere")
-    run.add_argument("--format", choices=("table", "json", "csv"), help="plan format (default: table on a terminal, else json)")
+    run.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        help="plan format (default: table on a terminal, else json)",
+    )
     run.add_argument("--now", type=_timestamp, help="fix the rules' clock (ISO 8601) for reproducible audits")
 
-    command("daemon", "cycle on the configured schedule until stopped (SIGTERM finishes the cycle)", "python -m sync daemon")
+    command(
+        "daemon",
+        "cycle on the configured schedule until stopped (SIGTERM finishes the cycle)",
+        "python -m sync daemon",
+    )
 
-    explain = command("explain", "every rule's verdict for one account or lead, with its inputs", "python -m sync explain acc_123")
+    explain = command(
+        "explain",
+        "every rule's verdict for one account or lead, with its inputs",
+        "python -m sync explain acc_123",
+    )
     explain.add_argument("id", help="Vitally account id (or a Lead Id)")
     explain.add_argument("--now", type=_timestamp, help="fix the rules' clock (ISO 8601)")
 
-    report = command("report", "run history: when, how long, what was read and written", "python -m sync report --format json")
+    report = command(
+        "report",
+        "run history: when, how long, what was read and written",
+        "python -m sync report --format json",
+    )
     report.add_argument("--format", choices=("table", "json", "csv"), default="table")
     report.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
 
-    sandbox = command("sandbox", "local imitation of the Vitally and Salesforce APIs", "python -m sync sandbox --generate 500 --port 8765")
+    sandbox = command(
+        "sandbox",
+        "local imitation of the Vitally and Salesforce APIs",
+        "python -m sync sandbox --generate 500 --port 8765",
+    )
     source = sandbox.add_mutually_exclusive_group()
     source.add_argument("--seed", type=Path, help="seed file: {vitally: {...}, salesforce: {...}}")
     source.add_argument("--generate", type=int, metavar="N", help="generate a realistic book of N accounts")
     sandbox.add_argument("--random-seed", type=int, default=0, help="seed of the generator (default 0)")
     sandbox.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765)")
 
-    demo = command("demo", "sandbox + sample book + a few cycles, then a summary", "python -m sync demo --accounts 300")
+    demo = command(
+        "demo", "sandbox + sample book + a few cycles, then a summary", "python -m sync demo --accounts 300"
+    )
     demo.add_argument("--accounts", type=int, default=300, help="size of the generated book (default 300)")
 
     command("failed", "writes parked after permanent errors", "python -m sync failed")
-    retry = command("retry", "send parked writes again (all, or one by its outbox id)", "python -m sync retry 42")
+    retry = command(
+        "retry", "send parked writes again (all, or one by its outbox id)", "python -m sync retry 42"
+    )
     retry.add_argument("id", nargs="?", type=int, help="outbox id from `failed` (default: all)")
     return parser
 
@@ -149,10 +177,18 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from sync.app import make_salesforce, make_vitally
 
     config = _load(args)
-    fmt = args.format or ("table" if out.isatty() else "json")
+    fmt: Format = args.format or ("table" if out.isatty() else "json")
     if args.dry_run:
         state = StateDB.snapshot(config.state_path)
-        engine = Engine(config, state, make_vitally(config), make_salesforce(config), clock=_now, now=args.now, dry_run=True)
+        engine = Engine(
+            config,
+            state,
+            make_vitally(config),
+            make_salesforce(config),
+            clock=_now,
+            now=args.now,
+            dry_run=True,
+        )
         report = engine.run_cycle()
         render_plan(report.plan, fmt, out)
         _print_summary(report, err)
@@ -160,7 +196,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with StateLock(config.state_path):
         state = StateDB.open(config.state_path)
         try:
-            engine = Engine(config, state, make_vitally(config), make_salesforce(config), clock=_now, now=args.now)
+            engine = Engine(
+                config, state, make_vitally(config), make_salesforce(config), clock=_now, now=args.now
+            )
             report = engine.run_cycle()
         finally:
             state.close()

@@ -91,7 +91,8 @@ class _Reader:
             if not isinstance(node, Mapping):
                 self.problems.append(f"{path}: expected a table")
                 return {}
-        return node
+        table: Mapping[str, Any] = node
+        return table
 
     def get(self, path: str, kind: type | tuple[type, ...], default: Any) -> Any:
         section, _, key = path.rpartition(".")
@@ -108,7 +109,9 @@ class _Reader:
             return default
         return value
 
-    def number(self, path: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    def number(
+        self, path: str, default: float, *, minimum: float | None = None, maximum: float | None = None
+    ) -> float:
         value = float(self.get(path, (int, float), default))
         if minimum is not None and value < minimum:
             self.problems.append(f"{path}: must be ≥ {minimum:g}, got {value:g}")
@@ -166,7 +169,9 @@ class _Reader:
         section, _, key = path.rpartition(".")
         table = self.table(section)
         if key in table:
-            self.problems.append(f"{path}: secrets are not read from the config file; use {key}_env or {key}_file")
+            self.problems.append(
+                f"{path}: secrets are not read from the config file; use {key}_env or {key}_file"
+            )
         env_name = table.get(f"{key}_env")
         file_name = table.get(f"{key}_file")
         if env_name is not None and not isinstance(env_name, str):

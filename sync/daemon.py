@@ -77,7 +77,7 @@ def run_daemon(config: Config, err: TextIO, *, max_cycles: int | None = None) ->
             stats["cycles"] += 1
 
         scheduler = schedule.Scheduler()
-        scheduler.every(config.interval_seconds).seconds.do(cycle)
+        scheduler.every(max(1, round(config.interval_seconds))).seconds.do(cycle)
         log("daemon_started", {"interval_seconds": config.interval_seconds, "state": str(config.state_path)})
         cycle()
         while not stop.is_set() and (max_cycles is None or stats["cycles"] < max_cycles):
@@ -87,5 +87,3 @@ def run_daemon(config: Config, err: TextIO, *, max_cycles: int | None = None) ->
         state.close()
     log("daemon_stopped", stats)
     return 0
-
-

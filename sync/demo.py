@@ -38,7 +38,12 @@ def _writes(sandbox: Sandbox) -> int:
 
 def _cycle(config: Config, state: StateDB, *, dry_run: bool) -> CycleReport:
     engine = Engine(
-        config, state, make_vitally(config), make_salesforce(config), clock=lambda: datetime.now(UTC), dry_run=dry_run
+        config,
+        state,
+        make_vitally(config),
+        make_salesforce(config),
+        clock=lambda: datetime.now(UTC),
+        dry_run=dry_run,
     )
     return engine.run_cycle()
 
@@ -57,11 +62,15 @@ def run_demo(accounts: int, out: TextIO) -> int:
         )
         console.rule(f"crm-sync demo: sandbox at {sandbox.url} with {accounts} generated accounts")
 
-        console.print("\n[bold]1. Dry-run audit[/bold]: every change the daemon would make, and why (nothing is written)")
+        console.print(
+            "\n[bold]1. Dry-run audit[/bold]: every change the daemon would make, and why (nothing is written)"
+        )
         audit = _cycle(config, StateDB.snapshot(config.state_path), dry_run=True)
         render_plan(audit.plan[:_SHOWN], "table", out)
         if len(audit.plan) > _SHOWN:
-            console.print(f"... and {len(audit.plan) - _SHOWN} more (run `python -m sync --dry-run` to see all)")
+            console.print(
+                f"... and {len(audit.plan) - _SHOWN} more (run `python -m sync --dry-run` to see all)"
+            )
         for error in audit.record_errors[:5]:
             console.print(f"[yellow]malformed, skipped:[/yellow] {error}")
         writes_after_audit = _writes(sandbox)
@@ -97,5 +106,7 @@ def run_demo(accounts: int, out: TextIO) -> int:
             and not second.plan
             and sent == 0
         )
-        console.print("[green]demo finished: all as expected[/green]" if ok else "[red]demo found a problem[/red]")
+        console.print(
+            "[green]demo finished: all as expected[/green]" if ok else "[red]demo found a problem[/red]"
+        )
         return 0 if ok else 1

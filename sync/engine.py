@@ -105,7 +105,9 @@ class CycleReport:
         """cli.md: 0 all applied (or a dry run); 1 some writes failed and wait to be retried."""
         if self.dry_run:
             return 0
-        return 1 if self.counts.get("failed", 0) or self.counts.get("parked", 0) or self.quota_exhausted else 0
+        return (
+            1 if self.counts.get("failed", 0) or self.counts.get("parked", 0) or self.quota_exhausted else 0
+        )
 
 
 def _iso(moment: datetime) -> str:
@@ -195,8 +197,12 @@ class Engine:
             updated = raw.get("updatedAt")
             if not isinstance(record_id, str) or not isinstance(updated, str):
                 report.record_errors.append(
-                    RecordError("vitally", str(record_id), "id" if not isinstance(record_id, str) else "updatedAt",
-                                "missing id or updatedAt")
+                    RecordError(
+                        "vitally",
+                        str(record_id),
+                        "id" if not isinstance(record_id, str) else "updatedAt",
+                        "missing id or updatedAt",
+                    )
                 )
                 continue
             if held.get(record_id) == updated:
@@ -227,14 +233,19 @@ class Engine:
             held = self.state.sf_versions(sobject)
             newest: str | None = None
             for raw in self.salesforce.iter_changed(
-                sobject, fields, self.state.cursor(name), lookback_seconds=self.config.salesforce.lookback_seconds
+                sobject,
+                fields,
+                self.state.cursor(name),
+                lookback_seconds=self.config.salesforce.lookback_seconds,
             ):
                 report.counts[f"sf_{sobject.lower()}_read"] += 1
                 record_id = str(raw.get("Id"))
                 stamp = raw.get("SystemModstamp")
                 if not isinstance(stamp, str):
                     report.record_errors.append(
-                        RecordError(f"salesforce {sobject}", record_id, "SystemModstamp", "missing SystemModstamp")
+                        RecordError(
+                            f"salesforce {sobject}", record_id, "SystemModstamp", "missing SystemModstamp"
+                        )
                     )
                     continue
                 if held.get(record_id) == stamp:
@@ -245,10 +256,20 @@ class Engine:
                 except RecordError as bad:
                     report.record_errors.append(bad)
                     error = json.dumps({"field": bad.field, "message": bad.message})
-                rows.append({"object": sobject, "id": record_id, "modstamp": stamp, "raw": json.dumps(raw), "error": error})
+                rows.append(
+                    {
+                        "object": sobject,
+                        "id": record_id,
+                        "modstamp": stamp,
+                        "raw": json.dumps(raw),
+                        "error": error,
+                    }
+                )
                 held[record_id] = stamp
                 # ORDER BY SystemModstamp: the last record read is the newest.
-                newest = stamp if newest is None or parse_timestamp(stamp) >= parse_timestamp(newest) else newest
+                newest = (
+                    stamp if newest is None or parse_timestamp(stamp) >= parse_timestamp(newest) else newest
+                )
             if newest:
                 cursors[name] = newest
         return rows, cursors
@@ -297,7 +318,9 @@ class Engine:
                     continue  # an earlier rule in the configured order decided this trait
                 claimed.add(key)
                 current = account.written.get(key)
-                if current == value or not self._may_write(account.id, key, value, current, last, decision, report):
+                if current == value or not self._may_write(
+                    account.id, key, value, current, last, decision, report
+                ):
                     continue
                 fields[key] = value
                 previous[key] = current
@@ -324,16 +347,16 @@ class Engine:
                 for segment in decision.segments:
                     wanted.setdefault(segment, decision)
         for segment, manager in managers.items():
-            key = vitally.segment_traits.get(segment)
-            if key is None:
+            trait = vitally.segment_traits.get(segment)
+            if trait is None:
                 continue
-            current = account.written.get(key)
+            held = account.written.get(trait)
             want = segment in wanted
-            value: bool | None = True if want else None
-            if (current is True) == want:
+            member: bool | None = True if want else None
+            if (held is True) == want:
                 continue
             decision = wanted.get(segment, manager)
-            if not self._may_write(account.id, key, value, current, last, decision, report):
+            if not self._may_write(account.id, trait, member, held, last, decision, report):
                 continue
             report.plan.append(
                 PlannedWrite(
@@ -345,7 +368,7 @@ class Engine:
                     previous={"segment": segment if segment in account.segments else None},
                     rule=decision.rule,
                     reason=decision.reason if want else f"no longer holds: {decision.reason}",
-                    payload={key: value},
+                    payload={trait: member},
                 )
             )
 
@@ -362,7 +385,9 @@ class Engine:
         """A value someone else set (or changed since our last write) is a conflict: reported,
         and overwritten only when the config says so."""
         ours = last.get((record, key), _MISSING)
-        changed_by_someone = (ours is not _MISSING and current != ours) or (ours is _MISSING and current is not None)
+        changed_by_someone = (ours is not _MISSING and current != ours) or (
+            ours is _MISSING and current is not None
+        )
         if not changed_by_someone:
             return True
         overwrite = self.config.on_conflict == "overwrite"
@@ -448,9 +473,20 @@ class Engine:
             with self.state.atomic():
                 self.state.mark_done(ids, at)
                 self.state.set_last_written("vitally", record, traits, report.run_id, at)
-                if isinstance(updated, dict) and updated.get("id") == record and isinstance(updated.get("updatedAt"), str):
+                if (
+                    isinstance(updated, dict)
+                    and updated.get("id") == record
+                    and isinstance(updated.get("updatedAt"), str)
+                ):
                     self.state.upsert_accounts(
-                        [{"id": record, "updated_at": updated["updatedAt"], "raw": json.dumps(updated), "error": None}]
+                        [
+                            {
+                                "id": record,
+                                "updated_at": updated["updatedAt"],
+                                "raw": json.dumps(updated),
+                                "error": None,
+                            }
+                        ]
                     )
             report.counts["applied"] += len(ids)
             report.counts["vitally_puts"] += 1

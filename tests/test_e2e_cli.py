@@ -64,7 +64,9 @@ SEED: dict[str, Any] = {
         "users": [],
     },
     "salesforce": {
-        "User": [{"Id": "005000000000000001", "Name": "Tess TAM", "Email": "tess@example.com", "IsActive": True}],
+        "User": [
+            {"Id": "005000000000000001", "Name": "Tess TAM", "Email": "tess@example.com", "IsActive": True}
+        ],
         "Lead": [],
         "Opportunity": [],
         "Account": [],
@@ -109,13 +111,19 @@ def plan_lines(stdout: str) -> list[dict[str, Any]]:
 NOW = "2026-11-22T09:00:00Z"
 
 
-def test_cli_dry_run_prints_json_plan_and_changes_nothing(sandbox: Sandbox, config: Path, tmp_path: Path) -> None:
+def test_cli_dry_run_prints_json_plan_and_changes_nothing(
+    sandbox: Sandbox, config: Path, tmp_path: Path
+) -> None:
     state = tmp_path / "state.db"
     assert cli(config, state, "run", "--now", NOW).returncode == 0  # a real state file to compare against
     sandbox.reset()
     # Make something to plan: the allocation account grows past CSM and the band account appears anew.
-    requests.put(f"{sandbox.url}/resources/accounts/acc_quiet", json={"traits": {"paidProducts": ["surveys"]}},
-                 auth=("k", ""), timeout=5).raise_for_status()
+    requests.put(
+        f"{sandbox.url}/resources/accounts/acc_quiet",
+        json={"traits": {"paidProducts": ["surveys"]}},
+        auth=("k", ""),
+        timeout=5,
+    ).raise_for_status()
     sandbox.reset()
     before = state.read_bytes()
 
@@ -183,24 +191,33 @@ def test_cli_run_applies_then_next_run_plans_nothing(sandbox: Sandbox, config: P
 def test_cli_human_edit_is_a_conflict_left_alone(sandbox: Sandbox, config: Path, tmp_path: Path) -> None:
     state = tmp_path / "state.db"
     assert cli(config, state, "run", "--now", NOW).returncode == 0
-    requests.put(f"{sandbox.url}/resources/accounts/acc_alloc", json={"traits": {"new_owner": "US TAM"}},
-                 auth=("person", ""), timeout=5).raise_for_status()
+    requests.put(
+        f"{sandbox.url}/resources/accounts/acc_alloc",
+        json={"traits": {"new_owner": "US TAM"}},
+        auth=("person", ""),
+        timeout=5,
+    ).raise_for_status()
     sandbox.reset()
 
     result = cli(config, state, "run", "--format", "json", "--now", NOW)
 
     assert result.returncode == 0, result.stderr
-    assert "conflict: vitally acc_alloc new_owner: someone set \"US TAM\"" in result.stderr
+    assert 'conflict: vitally acc_alloc new_owner: someone set "US TAM"' in result.stderr
     assert "(left alone)" in result.stderr
     assert writes(sandbox) == []
     alloc = requests.get(f"{sandbox.url}/resources/accounts/acc_alloc", auth=("k", ""), timeout=5).json()
     assert alloc["traits"]["new_owner"] == "US TAM"
 
 
-def test_cli_malformed_account_is_reported_and_others_processed(sandbox: Sandbox, config: Path, tmp_path: Path) -> None:
+def test_cli_malformed_account_is_reported_and_others_processed(
+    sandbox: Sandbox, config: Path, tmp_path: Path
+) -> None:
     result = cli(config, tmp_path / "state.db", "run", "--format", "json", "--now", NOW)
     assert result.returncode == 0, result.stderr
-    assert "record error: vitally record acc_bad: field traits.employee_count: expected a number, got 'many'" in result.stderr
+    assert (
+        "record error: vitally record acc_bad: field traits.employee_count: expected a number, got 'many'"
+        in result.stderr
+    )
     assert {line["record"] for line in plan_lines(result.stdout)} == {"acc_alloc", "acc_pl"}
 
 

@@ -9,7 +9,13 @@ import pytest
 from connectors.errors import RecordError
 from connectors.records import parse_account, parse_lead
 
-BASE: dict[str, Any] = {"id": "acc_9", "name": "Acme", "updatedAt": "2026-11-20T09:30:00.000Z", "mrr": 800, "traits": {}}
+BASE: dict[str, Any] = {
+    "id": "acc_9",
+    "name": "Acme",
+    "updatedAt": "2026-11-20T09:30:00.000Z",
+    "mrr": 800,
+    "traits": {},
+}
 
 
 def test_parse_account_normalises_countries_and_keeps_unknowns_unknown() -> None:
@@ -59,8 +65,14 @@ def test_parse_account_reads_key_roles_and_segments() -> None:
 
 def test_parse_lead_salesforce_timestamps_and_fields() -> None:
     lead = parse_lead(
-        {"Id": "00Q1", "SystemModstamp": "2026-11-20T09:30:00.000+0000", "LeadSource": "Demo request",
-         "Country": "Germany", "NumberOfEmployees": 40, "IsConverted": False}
+        {
+            "Id": "00Q1",
+            "SystemModstamp": "2026-11-20T09:30:00.000+0000",
+            "LeadSource": "Demo request",
+            "Country": "Germany",
+            "NumberOfEmployees": 40,
+            "IsConverted": False,
+        }
     )
     assert lead.system_modstamp.utcoffset() is not None
     assert lead.country == "DE"
@@ -69,5 +81,7 @@ def test_parse_lead_salesforce_timestamps_and_fields() -> None:
 
 def test_parse_lead_malformed_employees() -> None:
     with pytest.raises(RecordError) as caught:
-        parse_lead({"Id": "00Q2", "SystemModstamp": "2026-11-20T09:30:00.000+0000", "NumberOfEmployees": "lots"})
+        parse_lead(
+            {"Id": "00Q2", "SystemModstamp": "2026-11-20T09:30:00.000+0000", "NumberOfEmployees": "lots"}
+        )
     assert (caught.value.record_id, caught.value.field) == ("00Q2", "NumberOfEmployees")

@@ -27,11 +27,28 @@ def account(**kw: Any) -> Account:
         ({"mrr": 2500, "paid_products": ALL, "users_by_country": {"DE": 10, "US": 2}}, True, "EU CSM"),
         ({"mrr": 1666.67, "paid_products": ALL, "users_by_country": {"US": 3}}, True, "US CSM"),
         ({"mrr": 1666, "paid_products": ALL, "users_by_country": {"US": 3}}, False, None),  # ARR 19,992
-        ({"mrr": 5000, "paid_products": ("session_replay",), "users_by_country": {"SG": 4, "AU": 1}}, True, "Singapore TAM"),
-        ({"mrr": 5000, "paid_products": ALL, "users_by_country": {"SG": 4}}, True, "Singapore TAM"),  # CSM fallback
+        (
+            {"mrr": 5000, "paid_products": ("session_replay",), "users_by_country": {"SG": 4, "AU": 1}},
+            True,
+            "Singapore TAM",
+        ),
+        (
+            {"mrr": 5000, "paid_products": ALL, "users_by_country": {"SG": 4}},
+            True,
+            "Singapore TAM",
+        ),  # CSM fallback
         ({"mrr": 5000, "paid_products": ALL, "key_roles": {"CSM": "u1"}}, False, None),
         ({"mrr": 5000, "paid_products": ALL[:2], "key_roles": {"TAM": "u1"}}, False, None),
-        ({"mrr": 5000, "paid_products": ALL[:3], "key_roles": {"TAM": "u1"}, "users_by_country": {"US": 1}}, True, "US CSM"),
+        (
+            {
+                "mrr": 5000,
+                "paid_products": ALL[:3],
+                "key_roles": {"TAM": "u1"},
+                "users_by_country": {"US": 1},
+            },
+            True,
+            "US CSM",
+        ),
         ({"mrr": 5000, "paid_products": ALL[:1], "key_roles": {"Account Executive": "u2"}}, True, "US TAM"),
         ({"mrr": None, "paid_products": ALL}, False, None),
         ({"mrr": 5000, "paid_products": None}, False, None),
@@ -79,5 +96,7 @@ def test_new_owner_unknown_mrr_is_named_not_zero() -> None:
         (None, None, None),
     ],
 )
-def test_owner_region_majority_then_hq(users: dict[str, int] | None, country: str | None, region: str | None) -> None:
+def test_owner_region_majority_then_hq(
+    users: dict[str, int] | None, country: str | None, region: str | None
+) -> None:
     assert owner_region(account(users_by_country=users, country=country), Policy())[0] == region

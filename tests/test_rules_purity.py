@@ -7,7 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-FORBIDDEN = {"requests", "simple_salesforce", "sqlite_utils", "sqlite3", "connectors", "state", "sync", "socket", "urllib"}
+FORBIDDEN = {
+    "requests",
+    "simple_salesforce",
+    "sqlite_utils",
+    "sqlite3",
+    "connectors",
+    "state",
+    "sync",
+    "socket",
+    "urllib",
+}
 RULES = Path(__file__).resolve().parent.parent / "rules"
 
 
