@@ -26,6 +26,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _short(text: str, width: int = 48) -> str:
+    """Long trait values (a routing reason) are cut in the table; json and csv keep them whole."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def render_plan(plan: Iterable[PlannedWrite], fmt: Format, out: TextIO) -> None:
     """Write one line per planned write (json, csv) or a table."""
     if fmt == "json":
@@ -48,7 +53,8 @@ def render_plan(plan: Iterable[PlannedWrite], fmt: Format, out: TextIO) -> None:
         fields = line["fields"]
         if "previous" in line:
             shown = ", ".join(
-                f"{k}: {_cell(line['previous'].get(k)) or '∅'} → {_cell(v) or '∅'}" for k, v in fields.items()
+                f"{k}: {_short(_cell(line['previous'].get(k))) or '∅'} → {_short(_cell(v)) or '∅'}"
+                for k, v in fields.items()
             )
         else:
             shown = _cell(fields)

@@ -122,16 +122,28 @@ class SeedBuilder:
 
     def sf_user(self, i: int, *, active: bool = True) -> str:
         self.sf["User"].append(
-            {"Id": sf_id("005", i), "FirstName": "Rep", "LastName": str(i), "Email": f"rep{i}@corp.example",
-             "IsActive": active}
+            {
+                "Id": sf_id("005", i),
+                "FirstName": "Rep",
+                "LastName": str(i),
+                "Email": f"rep{i}@corp.example",
+                "IsActive": active,
+            }
         )
         return sf_id("005", i)
 
     def lead(self, i: int, **fields: Any) -> dict[str, Any]:
-        record = {"Id": sf_id("00Q", i), "FirstName": "Lee", "LastName": f"Lead{i}", "Company": f"Company {i}",
-                  "Email": f"lead{i}@company{i}.example", "Status": "Open - Not Contacted", "IsConverted": False,
-                  "CreatedDate": "2026-11-01T00:00:00.000+0000",
-                  "SystemModstamp": "2026-11-01T00:00:00.000+0000"}
+        record = {
+            "Id": sf_id("00Q", i),
+            "FirstName": "Lee",
+            "LastName": f"Lead{i}",
+            "Company": f"Company {i}",
+            "Email": f"lead{i}@company{i}.example",
+            "Status": "Open - Not Contacted",
+            "IsConverted": False,
+            "CreatedDate": "2026-11-01T00:00:00.000+0000",
+            "SystemModstamp": "2026-11-01T00:00:00.000+0000",
+        }
         record.update(fields)
         self.sf["Lead"].append(record)
         return record

@@ -5,16 +5,12 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
+from conftest import T0, VITALLY_KEY, SeedBuilder, plain_http_session
 
 from connectors.sandbox.server import Sandbox
-
-if TYPE_CHECKING:
-    from conftest import SeedBuilder
-
-from conftest import T0, VITALLY_KEY, plain_http_session
 
 
 def _pages(session: requests.Session, url: str, **params: Any) -> list[dict[str, Any]]:
@@ -199,8 +195,15 @@ def test_playbooks_run_on_the_seed_and_are_configurable(
 
 def test_tasks_upsert_on_external_id(sandbox: Sandbox, vitally: requests.Session) -> None:
     url = f"{sandbox.url}/resources/tasks"
-    task = {"accountId": "acc_0", "name": "Circle back", "description": "d", "dueDate": "2026-12-01",
-            "assignedToId": "adm_1", "externalId": "circle:acc_0:2026-11", "tags": ["crm-sync"]}
+    task = {
+        "accountId": "acc_0",
+        "name": "Circle back",
+        "description": "d",
+        "dueDate": "2026-12-01",
+        "assignedToId": "adm_1",
+        "externalId": "circle:acc_0:2026-11",
+        "tags": ["crm-sync"],
+    }
 
     created = vitally.post(url, json=task).json()
     updated = vitally.post(url, json={**task, "name": "Circle back (again)"}).json()

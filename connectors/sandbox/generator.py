@@ -16,14 +16,16 @@ which record exercises which situation of the handbook:
   `createdAt`, `NumberOfEmployees`, ...). Malformed records keep a valid id and `updatedAt` /
   `SystemModstamp`, and the whole book is plain JSON (no NaN).
 
-With `n >= MIN_FULL_COVERAGE` every case in `CASE_NAMES` is present, deliberately constructed;
-for smaller books the constructed accounts are cut short in the order of `CASE_NAMES`. The rest of
-the book is random filler, mostly small self-serve accounts.
+With `n >= MIN_FULL_COVERAGE` every case in `CASE_NAMES` is present, deliberately
+constructed, at random positions in the book; smaller books (such as the few accounts a running
+sandbox adds) are all random filler. Random filler is mostly small self-serve accounts that
+trigger nothing; it is realistic, not neutral, so it may match any rule by chance.
 
 Determinism: everything comes from `random.Random(seed)` and `now`; the same arguments give the
-same book. Ids derive from the record's index plus `id_offset`, so books generated with offsets
-that are at least `n` apart have disjoint ids. The sales team (Salesforce `User`s and the Vitally
-admins in key roles) is the same in every book, so such books can be merged.
+same book. Ids derive from the record's index (per object, and no object has more than `n`
+records) plus `id_offset`, so books generated with offsets at least `n` apart have disjoint ids.
+The sales team (Salesforce `User`s and the Vitally admins in key roles) is the same in every book,
+so such books can be merged.
 """
 
 from __future__ import annotations
@@ -131,9 +133,7 @@ _INDUSTRIES = (
 )  # fmt: skip
 _PERSONAL_DOMAINS = ("gmail.com", "outlook.com", "yahoo.com", "proton.me")
 # HQ countries, weighted by repetition; a share is written as a name, as people type them.
-_HQ: tuple[str, ...] = (
-    ("US",) * 14 + ("GB",) * 4 + ("DE",) * 4 + ("FR", "FR", "CA", "CA", "NL", "IN", "IN", "BR", "BR")
-)
+_HQ: tuple[str, ...] = ("US",) * 14 + ("GB",) * 4 + ("DE",) * 4 + ("FR", "FR", "CA", "CA", "NL", "IN", "IN", "BR", "BR")
 _HQ += ("SG", "AU", "ES", "SE", "PL", "JP", "IT", "MX", "NG", "IL")
 _COUNTRY_NAMES = {
     "US": ("United States", "USA"),
@@ -172,9 +172,7 @@ _LEAD_SOURCES = (
     ("Demo request",) * 6 + ("Campaign",) * 4 + ("Product-led",) * 3 + ("BDR",) * 2 + ("Sales email",) * 2
     + ("Onboarding referral", "AE referral", "AM referral", "Trust center")
 )  # fmt: skip
-_LEAD_STATUSES = (
-    ("Working",) * 3 + ("Open - Not Contacted",) * 2 + ("Qualified",) * 2 + ("Unqualified", "Disqualified")
-)
+_LEAD_STATUSES = ("Working",) * 3 + ("Open - Not Contacted",) * 2 + ("Qualified",) * 2 + ("Unqualified", "Disqualified")
 _FORM_TEXTS = {
     "sales": (
         "We're evaluating product analytics for our 40-person engineering team and would like to "
@@ -473,11 +471,11 @@ _LEAD_SPECS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
                                  "Sub_Role__c": "ceo", "Country": "Deutschland"}),
 )  # fmt: skip
 
-MIN_FULL_COVERAGE: Final = len(_ACCOUNT_SPECS)
+# Room for every constructed account plus the one malformed account a book of 50+ always has.
+MIN_FULL_COVERAGE: Final = len(_ACCOUNT_SPECS) + 1
 CASE_NAMES: Final[tuple[str, ...]] = tuple(
     dict.fromkeys(
-        [case for spec in _ACCOUNT_SPECS for case in spec.cases]
-        + [case for cases, _ in _LEAD_SPECS for case in cases]
+        [case for spec in _ACCOUNT_SPECS for case in spec.cases] + [case for cases, _ in _LEAD_SPECS for case in cases]
     )
 )
 
@@ -613,9 +611,7 @@ class _Builder:
 
     # -- the team -------------------------------------------------------------------------
 
-    def _team_member(
-        self, k: int, role: str, region: str, first: str, last: str, active: bool
-    ) -> dict[str, Any]:
+    def _team_member(self, k: int, role: str, region: str, first: str, last: str, active: bool) -> dict[str, Any]:
         email = f"{first}.{last}".lower().replace(" ", "") + "@posthog.example"
         return {
             "Id": _sf_id("005", k),
@@ -638,12 +634,7 @@ class _Builder:
             return self.by_name[name]
         for wanted in (region, "US"):
             for m in self.team:
-                if (
-                    m["_role"] == role
-                    and m["_region"] == wanted
-                    and m["IsActive"]
-                    and m["Name"] != _CAPPED_TAM
-                ):
+                if m["_role"] == role and m["_region"] == wanted and m["IsActive"] and m["Name"] != _CAPPED_TAM:
                     return m
         raise AssertionError(f"no active {role} in the team table")
 
@@ -657,7 +648,7 @@ class _Builder:
 
     def build(self) -> dict[str, Any]:
         rng, n = self.rng, self.n
-        specs = _ACCOUNT_SPECS[: min(n, len(_ACCOUNT_SPECS))]
+        specs = _ACCOUNT_SPECS if n >= MIN_FULL_COVERAGE else ()
         slots = dict(zip(sorted(rng.sample(range(n), len(specs))), specs, strict=True))
         filler: list[int] = []
         for i in range(n):
@@ -805,9 +796,7 @@ class _Builder:
         traits: dict[str, Any] = {
             "domain": domain,
             "forecasted_mrr": spec.forecast if spec.forecast is not None else round(basis * 1.03, 2),
-            "invoices": [
-                {"month": clock.months[len(amounts) - k], "amount": a} for k, a in enumerate(amounts)
-            ],
+            "invoices": [{"month": clock.months[len(amounts) - k], "amount": a} for k, a in enumerate(amounts)],
             "product_spend": spend,
             "paidProducts": list(spend),
             "activated_products": list(dict.fromkeys([*spend, *spec.activated])) or [_PA],
@@ -834,9 +823,7 @@ class _Builder:
         if spec.months is not None:
             traits["first_paid_at"] = _months_back(clock.today, spec.months).isoformat()
         if employees is not None:
-            traits.update(
-                employee_count=employees, harmonic_headcount=employees, harmonic_headcount_180d=employees
-            )
+            traits.update(employee_count=employees, harmonic_headcount=employees, harmonic_headcount_180d=employees)
         if spec.startup is not None:
             ends_in, total, used = spec.startup
             traits.update(
@@ -859,10 +846,7 @@ class _Builder:
         if spec.country is None:
             del traits["country"]
         region = _region(iso)
-        roles = [
-            self._key_role(label, self._member(_KEY_ROLE_TEAM[label], region, spec.owner))
-            for label in spec.roles
-        ]
+        roles = [self._key_role(label, self._member(_KEY_ROLE_TEAM[label], region, spec.owner)) for label in spec.roles]
         created_ago = (
             int(spec.created_days * 86400)
             if spec.months is None

@@ -169,9 +169,7 @@ _INJECTED_MESSAGES = {
     "DUPLICATES_DETECTED": "Use one of these records?",
     "CANNOT_UPDATE_CONVERTED_LEAD": "cannot reference converted lead",
 }
-_ROLLED_BACK = (
-    "Record rolled back because not all records were valid and the request was using AllOrNone header"
-)
+_ROLLED_BACK = "Record rolled back because not all records were valid and the request was using AllOrNone header"
 _CHECKSUM_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -487,9 +485,7 @@ class SalesforceService:
             if self.api_used >= self.config.sf_daily_quota:
                 raise _SfError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
             self.api_used += 1
-            reply = self._route(
-                request, match.group(1), [unquote(p) for p in (match.group(2) or "").split("/") if p]
-            )
+            reply = self._route(request, match.group(1), [unquote(p) for p in (match.group(2) or "").split("/") if p])
         except _SfError as exc:
             reply = Reply(exc.status, exc.body(), headers)
         reply.headers["Sforce-Limit-Info"] = self.limit_header()
@@ -515,9 +511,7 @@ class SalesforceService:
         form = {k: v[0] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
         form.update({k: v[0] for k, v in request.query.items() if k not in form})
         if form.get("grant_type") != "client_credentials":
-            return Reply(
-                400, {"error": "unsupported_grant_type", "error_description": "grant type not supported"}
-            )
+            return Reply(400, {"error": "unsupported_grant_type", "error_description": "grant type not supported"})
         client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
         wanted_id, wanted_secret = self.config.sf_client_id, self.config.sf_client_secret
         if (
@@ -548,14 +542,10 @@ class SalesforceService:
         head = rest[0] if rest else ""
         if head == "" and method == "GET":
             base = f"/services/data/{version}"
-            return Reply(
-                200, {k: f"{base}/{k}" for k in ("sobjects", "query", "queryAll", "limits", "composite")}
-            )
+            return Reply(200, {k: f"{base}/{k}" for k in ("sobjects", "query", "queryAll", "limits", "composite")})
         if head == "limits" and len(rest) == 1 and method == "GET":
             quota = self.config.sf_daily_quota
-            return Reply(
-                200, {"DailyApiRequests": {"Max": quota, "Remaining": max(0, quota - self.api_used)}}
-            )
+            return Reply(200, {"DailyApiRequests": {"Max": quota, "Remaining": max(0, quota - self.api_used)}})
         if head in ("query", "queryAll") and method == "GET":
             if len(rest) == 1:
                 return self._query(request, version)
@@ -595,8 +585,7 @@ class SalesforceService:
                 total = soql.count(query, table.rows.values(), now=now)
             else:
                 records = [
-                    self._decorate(table, version, row)
-                    for row in soql.execute(query, table.rows.values(), now=now)
+                    self._decorate(table, version, row) for row in soql.execute(query, table.rows.values(), now=now)
                 ]
                 total = len(records)
         except soql.SoqlError as exc:
@@ -650,9 +639,7 @@ class SalesforceService:
         if not rest:
             if method != "GET":
                 raise _SfError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed")
-            return Reply(
-                200, {"sobjects": [{"name": t.name, "keyPrefix": t.prefix} for t in self.tables.values()]}
-            )
+            return Reply(200, {"sobjects": [{"name": t.name, "keyPrefix": t.prefix} for t in self.tables.values()]})
         table = self._table(rest[0])
         auto_assign = request.headers.get("sforce-auto-assign", "TRUE").strip().lower() != "false"
         if len(rest) == 1 and method == "POST":
@@ -694,9 +681,7 @@ class SalesforceService:
                     raise _SfError(404, "NOT_FOUND", "The requested resource does not exist")
                 if len(ids) > 1:
                     return Reply(300, [f"/services/data/{version}/sobjects/{table.name}/{i}" for i in ids])
-                return Reply(
-                    200, self._decorate(table, version, _project(table.rows[ids[0]], request.param("fields")))
-                )
+                return Reply(200, self._decorate(table, version, _project(table.rows[ids[0]], request.param("fields"))))
             if method == "PATCH":
                 outcome = self._apply_one(
                     table,
@@ -729,9 +714,7 @@ class SalesforceService:
     ) -> _Outcome:
         """One single-record write; a failure becomes the HTTP error a real org answers with."""
         undo: _Undo = []
-        outcome = self._write(
-            table, mode, body, record_id=record_id, ext=ext, auto_assign=auto_assign, undo=undo
-        )
+        outcome = self._write(table, mode, body, record_id=record_id, ext=ext, auto_assign=auto_assign, undo=undo)
         failure = outcome.failure
         if failure is None:
             return outcome
@@ -794,8 +777,7 @@ class SalesforceService:
                 raise _SfError(
                     400,
                     "INVALID_FIELD",
-                    f"Field name provided, {rest[1]} is not an External ID "
-                    f"or indexed field for {url_table.name}",
+                    f"Field name provided, {rest[1]} is not an External ID or indexed field for {url_table.name}",
                 )
         duplicated = _duplicate_values(records, ext_field) if ext_field is not None else set()
         undo: _Undo = []
@@ -847,9 +829,7 @@ class SalesforceService:
             return _Outcome(None, failure=_Failure("INVALID_TYPE", "Must send a concrete entity type."))
         table = self.tables.get(type_name.lower())
         if table is None or (url_table is not None and table is not url_table):
-            return _Outcome(
-                None, failure=_Failure("INVALID_TYPE", f"sObject type '{type_name}' is not supported.")
-            )
+            return _Outcome(None, failure=_Failure("INVALID_TYPE", f"sObject type '{type_name}' is not supported."))
         if mode == "create":
             return self._write(table, "create", fields, auto_assign=auto_assign, undo=undo)
         if mode == "update":
@@ -859,9 +839,7 @@ class SalesforceService:
                 return _Outcome(
                     None, failure=_Failure("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
                 )
-            outcome = self._write(
-                table, "update", fields, record_id=record_id, auto_assign=auto_assign, undo=undo
-            )
+            outcome = self._write(table, "update", fields, record_id=record_id, auto_assign=auto_assign, undo=undo)
             if outcome.failure is not None and outcome.failure.code == "NOT_FOUND":
                 # The single-record endpoint answers 404; a collection item reports a bad reference.
                 outcome.failure.code = "INVALID_CROSS_REFERENCE_KEY"
@@ -870,19 +848,13 @@ class SalesforceService:
         ext_key = next((k for k in fields if k.lower() == ext_field.lower()), None)
         value = fields.pop(ext_key) if ext_key is not None else None
         if value is None or value == "":
-            return _Outcome(
-                None, failure=_Failure("MISSING_ARGUMENT", f"{ext_field} not specified", [ext_field])
-            )
+            return _Outcome(None, failure=_Failure("MISSING_ARGUMENT", f"{ext_field} not specified", [ext_field]))
         if _hashable(value) in duplicated:
             return _Outcome(
                 None,
-                failure=_Failure(
-                    "DUPLICATE_EXTERNAL_ID", f"Duplicate external id specified: {value}", [ext_field]
-                ),
+                failure=_Failure("DUPLICATE_EXTERNAL_ID", f"Duplicate external id specified: {value}", [ext_field]),
             )
-        return self._write(
-            table, "upsert", fields, ext=(ext_field, value), auto_assign=auto_assign, undo=undo
-        )
+        return self._write(table, "upsert", fields, ext=(ext_field, value), auto_assign=auto_assign, undo=undo)
 
     def _composite_delete(self, request: Request) -> Reply:
         ids = [i for i in (request.param("ids") or "").split(",") if i]
@@ -902,9 +874,7 @@ class SalesforceService:
                     {
                         "id": record_id,
                         "success": False,
-                        "errors": [
-                            {"statusCode": "ENTITY_IS_DELETED", "message": "entity is deleted", "fields": []}
-                        ],
+                        "errors": [{"statusCode": "ENTITY_IS_DELETED", "message": "entity is deleted", "fields": []}],
                     }
                 )
                 continue
@@ -962,12 +932,8 @@ class SalesforceService:
             existing = table.get(record_id or "")
             if existing is None:
                 if record_id is not None and len(record_id) in (15, 18) and record_id[:3] != table.prefix:
-                    return _Outcome(
-                        record_id, failure=_Failure("MALFORMED_ID", f"malformed id {record_id}", ["Id"])
-                    )
-                return _Outcome(
-                    record_id, failure=_Failure("NOT_FOUND", "invalid cross reference id", ["Id"])
-                )
+                    return _Outcome(record_id, failure=_Failure("MALFORMED_ID", f"malformed id {record_id}", ["Id"]))
+                return _Outcome(record_id, failure=_Failure("NOT_FOUND", "invalid cross reference id", ["Id"]))
         elif mode == "upsert":
             assert ext is not None
             ext_field, ext_value = ext
@@ -1158,7 +1124,5 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):
         raise _SfError(400, "JSON_PARSER_ERROR", "Unexpected character in the request body") from None
     if not isinstance(value, dict):
-        raise _SfError(
-            400, "JSON_PARSER_ERROR", "Cannot deserialize instance of the sObject from a non-object"
-        )
+        raise _SfError(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of the sObject from a non-object")
     return value

@@ -171,9 +171,7 @@ class Sandbox:
     def url(self) -> str:
         """`http://host:port` once bound (after `start()` or inside `with`)."""
         if self._server is None:
-            raise RuntimeError(
-                "the sandbox is not listening yet: call start() or use it as a context manager"
-            )
+            raise RuntimeError("the sandbox is not listening yet: call start() or use it as a context manager")
         return f"http://{self._host}:{self._server.server_address[1]}"
 
     def _bind(self) -> _Server:
@@ -385,15 +383,11 @@ class Sandbox:
         totals = {"mrr_changes": 0, "new_accounts": 0, "new_users": 0, "new_leads": 0}
         with self._lock:
             for _ in range(steps):
-                active = sorted(
-                    a for a, r in self._vitally.accounts.by_id.items() if r.get("churnedAt") is None
-                )
+                active = sorted(a for a, r in self._vitally.accounts.by_id.items() if r.get("churnedAt") is None)
                 for account_id in rng.sample(active, min(len(active), max(1, len(active) // 50))):
                     old = self._vitally.accounts.by_id[account_id].get("mrr")
                     base = float(old) if isinstance(old, int | float) and not isinstance(old, bool) else 0.0
-                    new = round(
-                        max(0.0, base * rng.uniform(0.8, 1.3) + rng.choice((0.0, 0.0, 50.0, 250.0))), 2
-                    )
+                    new = round(max(0.0, base * rng.uniform(0.8, 1.3) + rng.choice((0.0, 0.0, 50.0, 250.0))), 2)
                     self._vitally.change_mrr(account_id, new)
                     totals["mrr_changes"] += 1
                 book = generator.generate_book(
@@ -430,9 +424,7 @@ class Sandbox:
 
     def _handle_api(self, system: _System, request: Request) -> tuple[_Action, Reply | None]:
         """Run one API call through faults, latency and the service; log and count it."""
-        template = (self._vitally.template if system == "vitally" else self._salesforce.template)(
-            request.path
-        )
+        template = (self._vitally.template if system == "vitally" else self._salesforce.template)(request.path)
         with self._lock:
             fault = self._pick_fault(request.method, request.path)
             latency = self._config.latency_ms
@@ -477,9 +469,7 @@ class Sandbox:
         code = _SF_STATUS_CODES.get(fault.status, "UNKNOWN_EXCEPTION")
         return Reply(fault.status, [{"message": phrase, "errorCode": code, "fields": []}], headers)
 
-    def _record(
-        self, system: _System, request: Request, template: str, status: int, fault: str | None
-    ) -> None:
+    def _record(self, system: _System, request: Request, template: str, status: int, fault: str | None) -> None:
         entry: dict[str, Any] = {
             "seq": self._calls_base + len(self._calls),
             "system": system,
@@ -516,9 +506,7 @@ class Sandbox:
         except ControlError as exc:
             return Reply(400, {"error": exc.message})
 
-    def _control(
-        self, method: str, name: str, query: Mapping[str, list[str]], payload: dict[str, Any]
-    ) -> Reply:
+    def _control(self, method: str, name: str, query: Mapping[str, list[str]], payload: dict[str, Any]) -> Reply:
         ok = Reply(200, {"ok": True})
         route = (method, name)
         if route == ("GET", "calls"):
@@ -724,9 +712,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         query = parse_qs(split.query, keep_blank_values=True)
         if path.startswith("/_sandbox/"):
-            self._send(
-                sandbox._handle_control(self.command, path[len("/_sandbox/") :].strip("/"), query, body)
-            )
+            self._send(sandbox._handle_control(self.command, path[len("/_sandbox/") :].strip("/"), query, body))
             return
         system: _System
         if path.startswith("/resources/"):

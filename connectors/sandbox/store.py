@@ -95,8 +95,11 @@ class SandboxConfig:
         return dataclasses.replace(self, **clean)
 
     def to_json(self) -> dict[str, Any]:
-        """The settings as a JSON object (tuples become lists)."""
+        """The settings as a JSON object (tuples become lists, credentials masked)."""
         out = dataclasses.asdict(self)
+        for key in _SECRETS:
+            if out[key] is not None:
+                out[key] = "***"  # the control API shows that a credential is set, never its value
         out["playbooks"] = [list(p) for p in self.playbooks]
         out["sf_unique_fields"] = [list(p) for p in self.sf_unique_fields]
         return out
@@ -109,6 +112,7 @@ _OPTIONAL_STR = {
     "sf_client_secret",
     "assignment_rule_owner_id",
 }
+_SECRETS = ("vitally_api_key", "sf_token", "sf_client_secret")
 _NUMBERS = {"latency_ms", "fault_timeout_s", "vitally_rate_window_s"}
 _INTS = {"vitally_rate_limit", "sf_daily_quota", "sf_page_size"}
 _PAIRS = {"playbooks", "sf_unique_fields"}
@@ -134,8 +138,7 @@ def _coerce(key: str, value: Any) -> Any:
         return value
     if key in _PAIRS:
         if not isinstance(value, list | tuple) or not all(
-            isinstance(p, list | tuple) and len(p) == 2 and all(isinstance(s, str) and s for s in p)
-            for p in value
+            isinstance(p, list | tuple) and len(p) == 2 and all(isinstance(s, str) and s for s in p) for p in value
         ):
             raise TypeError("expected a list of [string, string] pairs")
         return tuple((str(a), str(b)) for a, b in value)

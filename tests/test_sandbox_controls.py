@@ -1,0 +1,333 @@
+"""The sandbox's controls (`/_sandbox/...` and the same Python methods) and its HTTP server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from conftest import T0, VITALLY_KEY, plain_http_session, salesforce_client, sf_id, small_seed
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceMalformedRequest
+
+from connectors.sandbox.server import Sandbox
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _control(sandbox: Sandbox, method: str, name: str, body: dict[str, Any] | None = None) -> requests.Response:
+    return plain_http_session().request(method, f"{sandbox.url}/_sandbox/{name}", json=body)
+
+
+def _lead(key: str, **fields: Any) -> dict[str, Any]:
+    return {"attributes": {"type": "Lead"}, "Sync_Key__c": key, "LastName": "Smith", "Company": "Acme", **fields}
+
+
+# --------------------------------------------------------------------- log, counters
+
+
+def test_calls_log_every_api_call_but_no_control_call(
+    sandbox: Sandbox, vitally: requests.Session, sf: Salesforce
+) -> None:
+    vitally.get(f"{sandbox.url}/resources/accounts/acc_0")
+    vitally.get(f"{sandbox.url}/resources/accounts/nope")
+    _control(sandbox, "GET", "counters")
+    sf.query("SELECT Id FROM Lead")
+
+    log = _control(sandbox, "GET", "calls").json()
+    tail = _control(sandbox, "GET", "calls?since=2").json()
+
+    assert [(c["system"], c["method"], c["path"], c["status"]) for c in log["calls"]] == [
+        ("vitally", "GET", "/resources/accounts/acc_0", 200),
+        ("vitally", "GET", "/resources/accounts/nope", 404),
+        ("salesforce", "GET", "/services/data/v59.0/query/", 200),
+    ]
+    assert log["next"] == 3
+    assert [c["seq"] for c in tail["calls"]] == [2]
+    assert sandbox.calls(since=1)[0]["path"] == "/resources/accounts/nope"
+
+
+def test_counters_group_by_method_and_path_template(
+    sandbox: Sandbox, vitally: requests.Session, sf: Salesforce
+) -> None:
+    vitally.put(f"{sandbox.url}/resources/accounts/acc_0", json={"traits": {}})
+    vitally.put(f"{sandbox.url}/resources/accounts/acc_1", json={"traits": {}})
+    sf.restful("composite/sobjects/Lead/Sync_Key__c", method="PATCH", json={"records": [_lead("k")]})
+    sf.Lead.upsert("Sync_Key__c/k2", {"LastName": "A", "Company": "B"})
+    sf.Lead.get(sf_id("00Q", 1))
+
+    assert _control(sandbox, "GET", "counters").json() == {
+        "vitally": {"PUT /resources/accounts/:id": 2},
+        "salesforce": {
+            "PATCH /services/data/v59.0/composite/sobjects/Lead/Sync_Key__c": 1,
+            "PATCH /services/data/v59.0/sobjects/Lead/Sync_Key__c/:value": 1,
+            "GET /services/data/v59.0/sobjects/Lead/:id": 1,
+        },
+    }
+
+
+def test_reset_clears_log_and_counters_but_not_state(sandbox: Sandbox, vitally: requests.Session) -> None:
+    vitally.put(f"{sandbox.url}/resources/accounts/acc_0", json={"traits": {"kept": True}})
+
+    assert _control(sandbox, "POST", "reset").json() == {"ok": True}
+
+    assert sandbox.calls() == [] and sandbox.counters() == {"vitally": {}, "salesforce": {}}
+    assert sandbox.state()["vitally"]["accounts"][0]["traits"] == {"kept": True}
+
+
+# ------------------------------------------------------------------------------ config
+
+
+def test_config_changes_settings_and_rejects_unknown_ones(sandbox: Sandbox, vitally: requests.Session) -> None:
+    changed = _control(sandbox, "POST", "config", {"latency_ms": 60, "vitally_rate_limit": 50})
+    refused = _control(sandbox, "POST", "config", {"latency": 5, "sf_page_size": 0})
+
+    started = time.perf_counter()
+    response = vitally.get(f"{sandbox.url}/resources/accounts/acc_0")
+    elapsed = time.perf_counter() - started
+
+    assert changed.json()["latency_ms"] == 60 and sandbox.config.vitally_rate_limit == 50
+    assert refused.status_code == 400
+    assert "latency: unknown setting" in refused.json()["error"] and "sf_page_size" in refused.json()["error"]
+    assert response.headers["RateLimit-Limit"] == "50"
+    assert elapsed >= 0.06
+
+
+# ------------------------------------------------------------------------------ faults
+
+
+def test_fault_status_fails_the_next_matching_calls_then_clears(sandbox: Sandbox, sf: Salesforce) -> None:
+    _control(
+        sandbox,
+        "POST",
+        "faults",
+        {"method": "GET", "path_prefix": "/services/data", "kind": "status", "status": 503, "count": 2},
+    )
+    sandbox.add_fault("status", method="PATCH", status=500)  # armed, but never matches a GET
+
+    failures = []
+    for _ in range(2):
+        with pytest.raises(SalesforceGeneralError) as caught:
+            sf.query("SELECT Id FROM Lead")
+        failures.append(caught.value)
+    recovered = sf.query("SELECT Id FROM Lead")
+
+    assert [f.status for f in failures] == [503, 503]
+    assert failures[0].content[0]["errorCode"] == "SERVER_UNAVAILABLE"
+    assert recovered["totalSize"] == 5
+    assert [f["method"] for f in sandbox.faults()] == ["PATCH"]
+    assert [c.get("fault") for c in sandbox.calls()] == ["status", "status", None]
+
+
+def test_fault_429_carries_rate_limit_reset(sandbox: Sandbox, vitally: requests.Session) -> None:
+    sandbox.add_fault("status", path_prefix="/resources/", status=429, reset_seconds=7)
+
+    response = vitally.get(f"{sandbox.url}/resources/accounts")
+
+    assert response.status_code == 429
+    assert response.headers["RateLimit-Reset"] == "7" and response.headers["RateLimit-Remaining"] == "0"
+    assert response.json()["statusCode"] == 429
+    assert vitally.get(f"{sandbox.url}/resources/accounts").status_code == 200
+
+
+def test_fault_reset_closes_the_socket_and_applies_nothing(sandbox: Sandbox, sf: Salesforce) -> None:
+    sandbox.add_fault("reset", method="PATCH")
+
+    with pytest.raises(requests.ConnectionError):
+        sf.Lead.upsert("Sync_Key__c/lost", {"LastName": "A", "Company": "B"})
+
+    assert [r for r in sandbox.state()["salesforce"]["Lead"] if r.get("Sync_Key__c") == "lost"] == []
+    assert sf.Lead.upsert("Sync_Key__c/lost", {"LastName": "A", "Company": "B"}) == 201
+
+
+def test_fault_drop_response_applies_the_write_but_never_answers(sandbox: Sandbox, sf: Salesforce) -> None:
+    _control(
+        sandbox,
+        "POST",
+        "faults",
+        {"kind": "drop_response", "method": "PATCH", "path_prefix": "/services/data/v59.0/composite"},
+    )
+
+    with pytest.raises(requests.ConnectionError):
+        sf.restful("composite/sobjects/Lead/Sync_Key__c", method="PATCH", json={"records": [_lead("applied")]})
+    retried = sf.restful("composite/sobjects/Lead/Sync_Key__c", method="PATCH", json={"records": [_lead("applied")]})
+
+    assert [r for r in sandbox.state()["salesforce"]["Lead"] if r.get("Sync_Key__c") == "applied"] != []
+    assert retried[0]["created"] is False
+    assert sandbox.calls()[0]["fault"] == "drop_response" and sandbox.calls()[0]["status"] == 200
+
+
+def test_fault_timeout_holds_the_request_past_the_client_timeout(make_sandbox: Callable[..., Sandbox]) -> None:
+    sb = make_sandbox(small_seed(), fault_timeout_s=1.0)
+    sb.add_fault("timeout", path_prefix="/resources/")
+    session = plain_http_session(timeout=0.2)
+
+    with pytest.raises(requests.Timeout):
+        session.get(f"{sb.url}/resources/accounts", auth=(VITALLY_KEY, ""))
+
+    assert session.get(f"{sb.url}/resources/accounts", auth=(VITALLY_KEY, "")).status_code == 200
+
+
+def test_fault_share_is_reproducible_with_a_seed(make_sandbox: Callable[..., Sandbox]) -> None:
+    def pattern() -> list[int]:
+        sb = make_sandbox(None)
+        sb.add_fault("status", share=0.5, random_seed=42, status=502)
+        session = plain_http_session()
+        return [session.get(f"{sb.url}/resources/accounts", auth=("k", "")).status_code for _ in range(20)]
+
+    first, second = pattern(), pattern()
+
+    assert first == second
+    assert set(first) == {200, 502}
+
+
+def test_faults_delete_disarms_everything(sandbox: Sandbox, vitally: requests.Session) -> None:
+    sandbox.add_fault("status", share=1.0)
+
+    assert _control(sandbox, "DELETE", "faults").json() == {"ok": True}
+    assert vitally.get(f"{sandbox.url}/resources/accounts").status_code == 200
+
+
+# ----------------------------------------------------------------------- record errors
+
+
+def test_record_errors_fail_the_next_matching_records(sandbox: Sandbox, sf: Salesforce) -> None:
+    _control(
+        sandbox,
+        "POST",
+        "record_errors",
+        {"object": "Lead", "code": "UNABLE_TO_LOCK_ROW", "count": 1, "match": {"Sync_Key__c": "b"}},
+    )
+    sandbox.add_record_errors("Lead", "DUPLICATES_DETECTED", count=1, match={"Sync_Key__c": "single"})
+    records = [_lead("a"), _lead("b"), _lead("c")]
+
+    first = sf.restful("composite/sobjects/Lead/Sync_Key__c", method="PATCH", json={"records": records})
+    second = sf.restful("composite/sobjects/Lead/Sync_Key__c", method="PATCH", json={"records": records})
+    with pytest.raises(SalesforceMalformedRequest) as caught:
+        sf.Lead.upsert("Sync_Key__c/single", {"LastName": "A", "Company": "B"})
+
+    assert [r["success"] for r in first] == [True, False, True]
+    assert first[1]["errors"][0]["statusCode"] == "UNABLE_TO_LOCK_ROW"
+    assert [r["success"] for r in second] == [True, True, True]
+    assert caught.value.content[0]["errorCode"] == "DUPLICATES_DETECTED"
+    assert sandbox.record_errors() == []
+
+
+def test_record_errors_refuse_an_unknown_object(sandbox: Sandbox) -> None:
+    response = _control(sandbox, "POST", "record_errors", {"object": "Nope", "code": "X"})
+
+    assert response.status_code == 400 and "object" in response.json()["error"]
+
+
+# ------------------------------------------------------------------------------- clock
+
+
+def test_clock_can_be_frozen_advanced_and_made_real(sandbox: Sandbox, vitally: requests.Session) -> None:
+    frozen = _control(sandbox, "POST", "clock", {"now": "2027-01-01T00:00:00Z"}).json()
+    advanced = _control(sandbox, "POST", "clock", {"advance_seconds": 3600}).json()
+    stamped = vitally.put(f"{sandbox.url}/resources/accounts/acc_0", json={"traits": {}}).json()["updatedAt"]
+    real = _control(sandbox, "POST", "clock", {"real": True}).json()
+
+    assert frozen == {"now": "2027-01-01T00:00:00.000Z", "fixed": True}
+    assert advanced["now"] == "2027-01-01T01:00:00.000Z"
+    assert stamped == "2027-01-01T01:00:00.000Z"
+    assert real["fixed"] is False
+    assert abs(datetime.fromisoformat(real["now"]) - datetime.now(UTC)) < timedelta(seconds=5)
+    assert _control(sandbox, "POST", "clock", {"now": "not a date"}).status_code == 400
+
+
+def test_clock_drives_the_salesforce_daily_quota_reset(make_sandbox: Callable[..., Sandbox]) -> None:
+    sb = make_sandbox(None, now=T0, sf_daily_quota=1)
+    sf = salesforce_client(sb.url)
+    sf.limits()
+    sb.set_clock(advance_seconds=86400)
+
+    assert sf.limits() == {"DailyApiRequests": {"Max": 1, "Remaining": 0}}
+
+
+# ------------------------------------------------------------------- state, simulate
+
+
+def test_state_is_a_seed_that_rebuilds_the_same_sandbox(
+    sandbox: Sandbox, sf: Salesforce, vitally: requests.Session
+) -> None:
+    sf.Lead.upsert("Sync_Key__c/s", {"LastName": "A", "Company": "B"})
+    vitally.post(f"{sandbox.url}/resources/tasks", json={"accountId": "acc_0", "name": "t", "externalId": "t1"})
+    state = _control(sandbox, "GET", "state").json()
+
+    with Sandbox(state) as copy:
+        again = copy.state()
+
+    assert again["vitally"] == state["vitally"]
+    assert again["salesforce"] == state["salesforce"]
+    assert len(state["vitally"]["tasks"]) == 1
+
+
+def test_simulate_moves_mrr_and_adds_signups_and_leads_reproducibly(
+    make_sandbox: Callable[..., Sandbox], vitally: requests.Session
+) -> None:
+    def run() -> tuple[Sandbox, dict[str, Any]]:
+        sb = make_sandbox(small_seed(), now=T0)
+        return sb, _control(sb, "POST", "simulate", {"steps": 2, "random_seed": 9}).json()
+
+    (first, summary), (second, _) = run(), run()
+    state = first.state()
+
+    assert summary["mrr_changes"] >= 2 and summary["new_accounts"] >= 2 and summary["new_leads"] >= 2
+    assert len(state["vitally"]["accounts"]) == 5 + summary["new_accounts"]
+    assert len(state["salesforce"]["Lead"]) == 5 + summary["new_leads"]
+    assert state == second.state()
+    newest = vitally.get(f"{first.url}/resources/accounts", params={"limit": 1}).json()["results"][0]
+    assert newest["updatedAt"] >= "2026-11-22T10:00:00.000Z"
+
+
+# ------------------------------------------------------------------------ the server
+
+
+def test_stop_drops_keep_alive_connections_and_frees_the_port(make_sandbox: Callable[..., Sandbox]) -> None:
+    sb = make_sandbox(None)
+    session = plain_http_session(timeout=2)
+    assert session.get(f"{sb.url}/resources/accounts", auth=("k", "")).status_code == 200
+    port = int(sb.url.rsplit(":", 1)[1])
+
+    sb.stop()
+
+    with pytest.raises(requests.ConnectionError):
+        session.get(f"http://127.0.0.1:{port}/resources/accounts", auth=("k", ""))
+    with socket.create_server(("127.0.0.1", port)):
+        pass
+
+
+def test_unknown_paths_and_controls_are_404(sandbox: Sandbox) -> None:
+    session = plain_http_session()
+
+    assert session.get(f"{sandbox.url}/elsewhere").status_code == 404
+    assert _control(sandbox, "POST", "nothing").status_code == 404
+    assert session.get(f"{sandbox.url}/resources/accounts/acc_0/users/x", auth=("k", "")).status_code == 404
+
+
+def test_serve_prints_its_address_and_stops_on_sigterm() -> None:
+    code = "from connectors.sandbox.server import serve; serve(None, 0)"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env
+    ) as process:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        url = line.split()[3]
+        answered = plain_http_session(timeout=5).get(f"{url}/resources/accounts", auth=("k", ""))
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=10)
+
+    assert line.startswith("sandbox listening on http://127.0.0.1:") and line.endswith("(0 accounts, 0 leads)\n")
+    assert answered.status_code == 200
+    assert returncode == 0
