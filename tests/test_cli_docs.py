@@ -47,3 +47,24 @@ def test_cli_without_command_prints_help_and_exits_2() -> None:
     out = io.StringIO()
     assert main([], out=out) == 2
     assert "COMMAND" in out.getvalue()
+
+
+def test_readme_seed_example_loads_into_the_sandbox() -> None:
+    import json
+
+    import requests
+
+    from connectors.sandbox import Sandbox
+
+    block = README.split("**Seed file**")[1].split("```json")[1].split("```")[0]
+    seed = json.loads(block)
+    with Sandbox(seed) as sb:
+        account = requests.get(f"{sb.url}/resources/accounts/acc_1", auth=("k", ""), timeout=5).json()
+        assert account["segments"] == [{"id": "seg_am_referral", "name": "AM referral"}]
+        leads = requests.get(
+            f"{sb.url}/services/data/v59.0/query/",
+            params={"q": "SELECT Id, Company FROM Lead"},
+            headers={"Authorization": "Bearer t"},
+            timeout=5,
+        ).json()
+        assert [lead["Company"] for lead in leads["records"]] == ["Acme"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -265,3 +266,24 @@ def test_rate_limit_is_a_sliding_window_reported_in_headers(make_sandbox: Callab
     assert 1 <= int(answers[3].headers["RateLimit-Reset"]) <= 30
     assert answers[3].json()["statusCode"] == 429
     assert other_key.status_code == 200
+
+
+def test_concurrent_writes_get_distinct_increasing_stamps(
+    make_sandbox: Callable[..., Sandbox], seed: SeedBuilder
+) -> None:
+    sb = make_sandbox(seed.accounts(8).build(), now=T0)  # frozen clock: every write in one millisecond
+
+    def write(i: int) -> list[str]:
+        session = plain_http_session()
+        url = f"{sb.url}/resources/accounts/acc_{i}"
+        return [
+            session.put(url, json={"traits": {"n": n}}, auth=(VITALLY_KEY, "")).json()["updatedAt"] for n in range(10)
+        ]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        per_thread = list(pool.map(write, range(8)))
+
+    stamps = [s for thread in per_thread for s in thread]
+    assert len(set(stamps)) == 80
+    assert all(thread == sorted(thread) for thread in per_thread)
+    assert [a["traits"]["n"] for a in sb.state()["vitally"]["accounts"]] == [9] * 8

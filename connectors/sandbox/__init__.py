@@ -1,1 +1,11 @@
-"""Local imitation of the Vitally and Salesforce REST APIs (a real HTTP server on loopback)."""
+"""Local imitation of the Vitally and Salesforce REST APIs: a real HTTP server on loopback.
+
+A test double that speaks the real wire formats, never a shortcut inside the daemon.
+"""
+
+from __future__ import annotations
+
+from connectors.sandbox.generator import generate_book
+from connectors.sandbox.server import ControlError, Sandbox, SandboxConfig, serve
+
+__all__ = ["ControlError", "Sandbox", "SandboxConfig", "generate_book", "serve"]

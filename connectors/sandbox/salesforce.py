@@ -695,11 +695,9 @@ class SalesforceService:
                     201 if outcome.created else 200,
                     {"id": outcome.record_id, "success": True, "errors": [], "created": outcome.created},
                 )
-        raise _SfError(
-            405 if len(rest) <= 3 else 404,
-            "METHOD_NOT_ALLOWED" if len(rest) <= 3 else "NOT_FOUND",
-            f"HTTP Method '{method}' not allowed for this resource",
-        )
+        if len(rest) > 3:
+            raise _SfError(404, "NOT_FOUND", "The requested resource does not exist")
+        raise _SfError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed for this resource")
 
     def _apply_one(
         self,

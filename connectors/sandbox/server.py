@@ -68,6 +68,8 @@ _FaultKind = Literal["status", "timeout", "reset", "drop_response"]
 _FAULT_KINDS: tuple[_FaultKind, ...] = ("status", "timeout", "reset", "drop_response")
 _Action = Literal["reply", "timeout", "reset", "drop"]
 _CALL_LOG_MAX = 200_000
+# How often the accept loop notices stop(): short, because every test fixture stops a sandbox.
+_POLL_S = 0.02
 _SF_STATUS_CODES = {
     400: "BAD_REQUEST",
     401: "INVALID_SESSION_ID",
@@ -184,7 +186,7 @@ class Sandbox:
         server = self._bind()
         if self._thread is None:
             self._thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox-http", daemon=True
+                target=server.serve_forever, kwargs={"poll_interval": _POLL_S}, name="sandbox-http", daemon=True
             )
             self._thread.start()
         return self

@@ -132,8 +132,7 @@ class VitallyService:
         ):
             for raw in seed.get(name) or []:
                 record = copy.deepcopy(dict(raw))
-                record.setdefault("id", self._new_id(name[:-1]))
-                record["id"] = str(record["id"])
+                record["id"] = str(record["id"]) if record.get("id") else self._new_id(name[:-1])
                 for key in ("createdAt", "updatedAt"):
                     parsed = parse_timestamp(record.get(key))
                     if parsed is not None:
@@ -146,11 +145,15 @@ class VitallyService:
                     record.setdefault("keyRoles", [])
                     record.setdefault("churnedAt", None)
                 coll.put(record)
+        members: dict[str, int] | None = None
         for account in self.accounts.by_id.values():
             if "usersCount" not in account:
-                account["usersCount"] = sum(
-                    1 for u in self.users.by_id.values() if account["id"] in (u.get("accountIds") or [])
-                )
+                if members is None:
+                    members = {}
+                    for user in self.users.by_id.values():
+                        for account_id in user.get("accountIds") or []:
+                            members[account_id] = members.get(account_id, 0) + 1
+                account["usersCount"] = members.get(account["id"], 0)
             self._run_playbooks(account)
         self.accounts.touched()
 
