@@ -16,6 +16,7 @@ Team = Literal["TAE", "TAM", "CSM", "BDR", "Onboarding"]
 class Decision:
     """One rule's verdict on one record.
 
+    `record` is the Vitally account id for account rules and the Lead Id for lead rules.
     `traits` maps canonical written-trait names (``new_owner``, ``routing_reason``, ...) to the
     value the rule wants; `segments` are the managed segments it wants the record in; `manages`
     are the managed segments this rule is responsible for (so they are removed when it stops
@@ -36,6 +37,14 @@ class Decision:
     region: str | None = None
     review: bool = False
     guarded_by: str | None = None
+    # Salesforce Lead fields this decision wants written on the record (lead decisions).
+    lead_fields: Mapping[str, object] = field(default_factory=dict)
+    # A Vitally task to create (upserted on its `externalId`, so it is created once).
+    task: Mapping[str, object] | None = None
+    # Other routing rules that matched too (the first in the configured order wins).
+    also_matched: tuple[str, ...] = ()
+    # Named signals found (qualification's opening-message hooks, etc.).
+    signals: tuple[str, ...] = ()
 
 
 def fmt_num(value: float) -> str:
