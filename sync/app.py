@@ -15,9 +15,7 @@ __all__ = ["make_salesforce", "make_vitally"]
 
 def make_vitally(config: Config, *, sleep: Callable[[float], None] = time.sleep) -> VitallyClient:
     v = config.vitally
-    return VitallyClient(
-        v.base_url, v.api_key, timeout=v.timeout_seconds, max_attempts=v.max_attempts, sleep=sleep
-    )
+    return VitallyClient(v.base_url, v.api_key, timeout=v.timeout_seconds, max_attempts=v.max_attempts, sleep=sleep)
 
 
 def make_salesforce(config: Config, *, sleep: Callable[[float], None] = time.sleep) -> SalesforceClient:

@@ -53,9 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--config", type=Path, help="config file (default ./config.toml, else the packaged example)"
-    )
+    parser.add_argument("--config", type=Path, help="config file (default ./config.toml, else the packaged example)")
     parser.add_argument("--state", type=Path, help="SQLite state file (overrides [state] path)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -68,9 +66,7 @@ def _parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
-    run = command(
-        "run", "one sync cycle", "python -m sync run --dry-run --format json --now 2026-11-22T09:00:00Z"
-    )
+    run = command("run", "one sync cycle", "python -m sync run --dry-run --format json --now 2026-11-22T09:00:00Z")
     run.add_argument("--dry-run", action="store_true", help="print the plan and why; change nothing anywhere")
     run.add_argument(
         "--format",
@@ -78,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
         help="plan format (default: table on a terminal, else json)",
     )
     run.add_argument("--now", type=_timestamp, help="fix the rules' clock (ISO 8601) for reproducible audits")
+    run.add_argument(
+        "--compare-rules",
+        type=Path,
+        metavar="OTHER.toml",
+        help="with --dry-run: print, per record, the decisions that differ under OTHER.toml's [rules]",
+    )
 
     command(
         "daemon",
@@ -112,15 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--random-seed", type=int, default=0, help="seed of the generator (default 0)")
     sandbox.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765)")
 
-    demo = command(
-        "demo", "sandbox + sample book + a few cycles, then a summary", "python -m sync demo --accounts 300"
-    )
+    demo = command("demo", "sandbox + sample book + a few cycles, then a summary", "python -m sync demo --accounts 300")
     demo.add_argument("--accounts", type=int, default=300, help="size of the generated book (default 300)")
 
     command("failed", "writes parked after permanent errors", "python -m sync failed")
-    retry = command(
-        "retry", "send parked writes again (all, or one by its outbox id)", "python -m sync retry 42"
-    )
+    retry = command("retry", "send parked writes again (all, or one by its outbox id)", "python -m sync retry 42")
     retry.add_argument("id", nargs="?", type=int, help="outbox id from `failed` (default: all)")
     return parser
 
@@ -179,6 +177,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     config = _load(args)
     fmt: Format = args.format or ("table" if out.isatty() else "json")
+    if args.compare_rules is not None and not args.dry_run:
+        raise ConfigError(["--compare-rules: only with --dry-run (a what-if changes nothing)"])
     if args.dry_run:
         state = StateDB.snapshot(config.state_path)
         engine = Engine(
@@ -191,21 +191,33 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             dry_run=True,
         )
         report = engine.run_cycle()
+        if args.compare_rules is not None:
+            return _compare(config, args.compare_rules, engine, report.now, fmt, out, err)
         render_plan(report.plan, fmt, out)
         _print_summary(report, err)
         return report.exit_code
     with StateLock(config.state_path):
         state = StateDB.open(config.state_path)
         try:
-            engine = Engine(
-                config, state, make_vitally(config), make_salesforce(config), clock=_now, now=args.now
-            )
+            engine = Engine(config, state, make_vitally(config), make_salesforce(config), clock=_now, now=args.now)
             report = engine.run_cycle()
         finally:
             state.close()
     render_plan(report.plan, fmt, out)
     _print_summary(report, err)
     return report.exit_code
+
+
+def _compare(config: Config, other: Path, engine: Engine, now: datetime, fmt: str, out: TextIO, err: TextIO) -> int:
+    from sync.config import with_rules_from
+    from sync.whatif import compare, render_differences
+
+    alternative = with_rules_from(config, other, tuple(ACCOUNT_RULES))
+    other_engine = Engine(alternative, engine.state, engine.vitally, None, clock=_now, now=now, dry_run=True)
+    differences = compare(engine, other_engine, now)
+    render_differences(differences, fmt, out)
+    err.write(f"what-if: {len(differences)} decision(s) differ under {other}\n")
+    return 0
 
 
 def cmd_daemon(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

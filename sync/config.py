@@ -10,27 +10,31 @@ from __future__ import annotations
 import os
 import stat
 import tomllib
+from collections import abc
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlparse
 
 from connectors.errors import ConfigError
 from connectors.records import DEFAULT_TRAIT_KEYS
 from rules.countries import normalise_country
-from rules.policy import (
-    DEFAULT_REGIONS,
-    AllocationPolicy,
-    GuardPolicy,
-    Policy,
-    ProductLedPolicy,
-    Territories,
-)
+from rules.policy import DEFAULT_REGIONS, Policy, Territories
 
-__all__ = ["Config", "SalesforceConfig", "VitallyConfig", "load_config", "packaged_example"]
+__all__ = [
+    "Config",
+    "SalesforceConfig",
+    "VitallyConfig",
+    "load_config",
+    "load_section",
+    "packaged_example",
+    "with_rules_from",
+]
 
 OnConflict = Literal["report", "overwrite"]
+T = TypeVar("T")
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _PLACEHOLDER_SECRET = "sandbox-placeholder"
@@ -109,9 +113,7 @@ class _Reader:
             return default
         return value
 
-    def number(
-        self, path: str, default: float, *, minimum: float | None = None, maximum: float | None = None
-    ) -> float:
+    def number(self, path: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
         value = float(self.get(path, (int, float), default))
         if minimum is not None and value < minimum:
             self.problems.append(f"{path}: must be ≥ {minimum:g}, got {value:g}")
@@ -169,9 +171,7 @@ class _Reader:
         section, _, key = path.rpartition(".")
         table = self.table(section)
         if key in table:
-            self.problems.append(
-                f"{path}: secrets are not read from the config file; use {key}_env or {key}_file"
-            )
+            self.problems.append(f"{path}: secrets are not read from the config file; use {key}_env or {key}_file")
         env_name = table.get(f"{key}_env")
         file_name = table.get(f"{key}_file")
         if env_name is not None and not isinstance(env_name, str):
@@ -219,50 +219,100 @@ def _territories(reader: _Reader) -> Territories:
     return Territories(regions=regions, default_region=default_region)
 
 
+_BAD = object()
+
+
+def _coerce(reader: _Reader, path: str, kind: Any, value: Any) -> Any:
+    """A TOML value as the dataclass field's type, or _BAD after recording the problem."""
+    origin, args = get_origin(kind), get_args(kind)
+    if origin in (Union, UnionType):
+        options = [a for a in args if a is not type(None)]
+        return _coerce(reader, path, options[0], value) if len(options) == 1 else value
+    if origin is Literal:
+        if value not in args:
+            reader.problems.append(f"{path}: expected one of {', '.join(map(repr, args))}, got {value!r}")
+            return _BAD
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            reader.problems.append(f"{path}: expected true or false, got {value!r}")
+            return _BAD
+        return value
+    if kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and isinstance(value, float)):
+            reader.problems.append(f"{path}: expected {'a whole number' if kind is int else 'a number'}, got {value!r}")
+            return _BAD
+        if value < 0:
+            reader.problems.append(f"{path}: must be ≥ 0, got {value!r}")
+            return _BAD
+        return kind(value)
+    if kind is str:
+        if not isinstance(value, str):
+            reader.problems.append(f"{path}: expected a string, got {value!r}")
+            return _BAD
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            reader.problems.append(f"{path}: expected a list, got {value!r}")
+            return _BAD
+        if len(args) == 2 and args[1] is Ellipsis:
+            items = [_coerce(reader, f"{path}[{i}]", args[0], v) for i, v in enumerate(value)]
+        elif len(args) != len(value):
+            reader.problems.append(f"{path}: expected {len(args)} items, got {value!r}")
+            return _BAD
+        else:
+            items = [_coerce(reader, f"{path}[{i}]", a, v) for i, (a, v) in enumerate(zip(args, value, strict=True))]
+        return _BAD if any(i is _BAD for i in items) else tuple(items)
+    if origin in (Mapping, dict, abc.Mapping):
+        if not isinstance(value, Mapping):
+            reader.problems.append(f"{path}: expected a table, got {value!r}")
+            return _BAD
+        entries = {str(k): _coerce(reader, f"{path}.{k}", args[1] if args else Any, v) for k, v in value.items()}
+        return _BAD if _BAD in entries.values() else entries
+    return value
+
+
+def load_section(reader: _Reader, path: str, default: T) -> T:
+    """Override a frozen policy dataclass's defaults from the TOML table at `path`, by field type.
+
+    Unknown keys and values of the wrong type are problems; absent keys keep their default.
+    """
+    table = reader.table(path)
+    hints = get_type_hints(type(default))
+    names = {f.name for f in fields(default)}  # type: ignore[arg-type]
+    for key in table:
+        if key not in names:
+            reader.problems.append(f"{path}.{key}: unknown setting (known: {', '.join(sorted(names))})")
+    changes = {}
+    for name in names & set(table):
+        value = _coerce(reader, f"{path}.{name}", hints[name], table[name])
+        if value is not _BAD:
+            changes[name] = value
+    return replace(default, **changes)  # type: ignore[type-var]
+
+
+# Policy field -> the TOML table that tunes it.
+_POLICY_SECTIONS = {
+    "allocation": "rules.allocation",
+    "product_led": "rules.product_led",
+    "guards": "rules.guards",
+}
+
+
 def _policy(reader: _Reader) -> Policy:
-    a_defaults = AllocationPolicy()
-    allocation = AllocationPolicy(
-        arr_threshold=reader.number("rules.allocation.arr_threshold", a_defaults.arr_threshold, minimum=0),
-        csm_min_primary_products=reader.whole(
-            "rules.allocation.csm_min_primary_products", a_defaults.csm_min_primary_products, minimum=1
-        ),
-        primary_products=reader.strings("rules.allocation.primary_products", a_defaults.primary_products),
-        owner_options=reader.strings("rules.allocation.owner_options", a_defaults.owner_options),
-        fallbacks=reader.mapping("rules.allocation.fallbacks", {})
-        if "fallbacks" in reader.table("rules.allocation")
-        else dict(a_defaults.fallbacks),
-        segment=reader.text("rules.allocation.segment", a_defaults.segment),
-    )
+    defaults = Policy()
+    sections = {name: load_section(reader, path, getattr(defaults, name)) for name, path in _POLICY_SECTIONS.items()}
+    allocation = sections["allocation"]
     for choice, fallback in allocation.fallbacks.items():
         if fallback not in allocation.owner_options:
-            reader.problems.append(
-                f"rules.allocation.fallbacks.{choice}: {fallback!r} is not one of owner_options"
-            )
-    p_defaults = ProductLedPolicy()
-    product_led = ProductLedPolicy(
-        mrr_min=reader.number("rules.product_led.mrr_min", p_defaults.mrr_min, minimum=0),
-        mrr_max=reader.number("rules.product_led.mrr_max", p_defaults.mrr_max, minimum=0),
-        employees_above=reader.whole("rules.product_led.employees_above", p_defaults.employees_above),
-        users_above=reader.whole("rules.product_led.users_above", p_defaults.users_above),
-        min_paying_months=reader.whole("rules.product_led.min_paying_months", p_defaults.min_paying_months),
-        segment=reader.text("rules.product_led.segment", p_defaults.segment),
-    )
+            reader.problems.append(f"rules.allocation.fallbacks.{choice}: {fallback!r} is not one of owner_options")
+    product_led = sections["product_led"]
     if product_led.mrr_min > product_led.mrr_max:
         reader.problems.append("rules.product_led: mrr_min must not exceed mrr_max")
-    g_defaults = GuardPolicy()
-    guards = GuardPolicy(
-        owned_segments=reader.strings("rules.guards.owned_segments", g_defaults.owned_segments),
-        active_sales_segments=reader.strings(
-            "rules.guards.active_sales_segments", g_defaults.active_sales_segments
-        ),
-        cool_off_days=reader.whole("rules.guards.cool_off_days", g_defaults.cool_off_days),
-    )
-    defaults = Policy()
-    return Policy(
-        allocation=allocation,
-        product_led=product_led,
+    return replace(
+        defaults,
+        **sections,
         territories=_territories(reader),
-        guards=guards,
         tier1_countries=reader.countries("rules.countries.tier1", defaults.tier1_countries),
         tier2_countries=reader.countries("rules.countries.tier2", defaults.tier2_countries),
     )
@@ -349,15 +399,34 @@ def _build(data: Mapping[str, Any], source: Path | None, known_rules: tuple[str,
     )
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: {exc}"]) from None
+
+
+def with_rules_from(config: Config, other: Path, known_rules: tuple[str, ...]) -> Config:
+    """`config` with the rules of another file (its `[rules]` and `[territories]` tables), for
+    what-if comparisons; connections and state stay those of `config`."""
+    base = _read_toml(config.source) if config.source else {}
+    rules = _read_toml(other)
+    merged = {
+        **base,
+        "rules": rules.get("rules", {}),
+        "territories": rules.get("territories", base.get("territories", {})),
+    }
+    try:
+        return replace(_build(merged, config.source, known_rules), state_path=config.state_path)
+    except ConfigError as exc:
+        raise ConfigError([f"{other}: {problem}" for problem in exc.problems]) from None
+
+
 def load_config(path: Path | None, known_rules: tuple[str, ...]) -> Config:
     """Load `path` (default ./config.toml, else the packaged example) or raise ConfigError."""
     if path is None:
         local = Path("config.toml")
         path = local if local.exists() else packaged_example()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: no such file"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: {exc}"]) from None
-    return _build(data, path, known_rules)
+    return _build(_read_toml(path), path, known_rules)

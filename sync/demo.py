@@ -68,9 +68,7 @@ def run_demo(accounts: int, out: TextIO) -> int:
         audit = _cycle(config, StateDB.snapshot(config.state_path), dry_run=True)
         render_plan(audit.plan[:_SHOWN], "table", out)
         if len(audit.plan) > _SHOWN:
-            console.print(
-                f"... and {len(audit.plan) - _SHOWN} more (run `python -m sync --dry-run` to see all)"
-            )
+            console.print(f"... and {len(audit.plan) - _SHOWN} more (run `python -m sync --dry-run` to see all)")
         for error in audit.record_errors[:5]:
             console.print(f"[yellow]malformed, skipped:[/yellow] {error}")
         writes_after_audit = _writes(sandbox)
@@ -106,7 +104,5 @@ def run_demo(accounts: int, out: TextIO) -> int:
             and not second.plan
             and sent == 0
         )
-        console.print(
-            "[green]demo finished: all as expected[/green]" if ok else "[red]demo found a problem[/red]"
-        )
+        console.print("[green]demo finished: all as expected[/green]" if ok else "[red]demo found a problem[/red]")
         return 0 if ok else 1

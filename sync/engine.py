@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
+from connectors.base import WriteResult
 from connectors.errors import (
     AuthError,
     ContractError,
@@ -30,9 +32,11 @@ from connectors.records import (
     parse_timestamp,
     parse_user,
 )
-from rules import ACCOUNT_RULES, Account, Decision
-from state import PlannedWrite, StateDB
+from rules import ACCOUNT_RULES, Account, Decision, Lead
+from rules.context import EMPTY, AccountContext
+from state import OutboxRow, PlannedWrite, StateDB
 from sync.config import Config
+from sync.facts import SalesforceFacts
 
 __all__ = ["SF_OBJECTS", "Conflict", "CycleReport", "Engine", "SalesforceReader", "VitallyPort"]
 
@@ -55,6 +59,8 @@ _SF_PARSERS: Mapping[str, Callable[[Mapping[str, Any]], object]] = {
     "Account": parse_sf_account,
 }
 _MISSING = object()
+# Lead fields only crm-sync computes: a different value there is ours to correct, not a conflict.
+COMPUTED_LEAD_FIELDS = frozenset({"Lead_Score__c", "Classification__c", "Routing_Rule__c", "Routing_Reason__c"})
 
 
 class VitallyPort(Protocol):
@@ -64,13 +70,17 @@ class VitallyPort(Protocol):
 
     def put_traits(self, account_id: str, traits: dict[str, Any]) -> dict[str, Any]: ...
 
+    def upsert_task(self, task: Mapping[str, Any]) -> dict[str, Any]: ...
+
 
 class SalesforceReader(Protocol):
-    """What the engine needs from the Salesforce connector (reads; writes come with routing)."""
+    """What the engine needs from the Salesforce connector."""
 
     def iter_changed(
         self, sobject: str, fields: Iterable[str], since: str | None, *, lookback_seconds: int = ...
     ) -> Iterator[dict[str, Any]]: ...
+
+    def update(self, sobject: str, records: Sequence[Mapping[str, Any]], *, set_owner: bool) -> list[WriteResult]: ...
 
 
 @dataclass(frozen=True)
@@ -105,9 +115,7 @@ class CycleReport:
         """cli.md: 0 all applied (or a dry run); 1 some writes failed and wait to be retried."""
         if self.dry_run:
             return 0
-        return (
-            1 if self.counts.get("failed", 0) or self.counts.get("parked", 0) or self.quota_exhausted else 0
-        )
+        return 1 if self.counts.get("failed", 0) or self.counts.get("parked", 0) or self.quota_exhausted else 0
 
 
 def _iso(moment: datetime) -> str:
@@ -243,9 +251,7 @@ class Engine:
                 stamp = raw.get("SystemModstamp")
                 if not isinstance(stamp, str):
                     report.record_errors.append(
-                        RecordError(
-                            f"salesforce {sobject}", record_id, "SystemModstamp", "missing SystemModstamp"
-                        )
+                        RecordError(f"salesforce {sobject}", record_id, "SystemModstamp", "missing SystemModstamp")
                     )
                     continue
                 if held.get(record_id) == stamp:
@@ -267,9 +273,7 @@ class Engine:
                 )
                 held[record_id] = stamp
                 # ORDER BY SystemModstamp: the last record read is the newest.
-                newest = (
-                    stamp if newest is None or parse_timestamp(stamp) >= parse_timestamp(newest) else newest
-                )
+                newest = stamp if newest is None or parse_timestamp(stamp) >= parse_timestamp(newest) else newest
             if newest:
                 cursors[name] = newest
         return rows, cursors
@@ -286,17 +290,70 @@ class Engine:
             except RecordError:
                 continue  # reported when it was read
 
-    def decide(self, account: Account, now: datetime) -> list[Decision]:
+    def decide(self, account: Account, now: datetime, context: AccountContext = EMPTY) -> list[Decision]:
         """Every configured rule's verdict on one account, in the configured order."""
         return [rule(account, self.config.policy, now) for rule in self._rules]
 
+    def decide_lead(self, lead: Lead, now: datetime, facts: SalesforceFacts) -> list[Decision]:
+        """Every lead rule's verdict on one Salesforce lead."""
+        return []
+
     def _plan(self, report: CycleReport, now: datetime) -> None:
-        last = self.state.last_written("vitally")
+        facts = SalesforceFacts.load(self.state)
+        last_vitally = self.state.last_written("vitally")
+        last_salesforce = self.state.last_written("salesforce")
         for account in self.iter_accounts():
             report.counts["accounts_evaluated"] += 1
-            decisions = self.decide(account, now)
+            decisions = self.decide(account, now, facts.context_for(account.id))
             report.decisions.extend(d for d in decisions if d.fired or d.guarded_by)
-            self._plan_account(account, decisions, last, report)
+            self._plan_account(account, decisions, last_vitally, report)
+        for lead in facts.leads:
+            report.counts["leads_evaluated"] += 1
+            decisions = self.decide_lead(lead, now, facts)
+            report.decisions.extend(d for d in decisions if d.fired)
+            self._plan_lead(lead, facts.lead_fields(lead.id), decisions, last_salesforce, report)
+
+    def _plan_lead(
+        self,
+        lead: Lead,
+        current: Mapping[str, Any],
+        decisions: list[Decision],
+        last: Mapping[tuple[str, str], Any],
+        report: CycleReport,
+    ) -> None:
+        claimed: set[str] = set()
+        for decision in decisions:
+            if not decision.fired or not decision.lead_fields:
+                continue
+            fields: dict[str, Any] = {}
+            previous: dict[str, Any] = {}
+            for name, value in decision.lead_fields.items():
+                if name in claimed:
+                    continue
+                claimed.add(name)
+                now_value = current.get(name)
+                if now_value == value:
+                    continue
+                if name not in COMPUTED_LEAD_FIELDS and not self._may_write(
+                    "salesforce", lead.id, name, value, now_value, last, decision, report
+                ):
+                    continue
+                fields[name] = value
+                previous[name] = now_value
+            if fields:
+                report.plan.append(
+                    PlannedWrite(
+                        system="salesforce",
+                        op="update_lead",
+                        record=lead.id,
+                        account=lead.vitally_account_id,
+                        fields=fields,
+                        previous=previous,
+                        rule=decision.rule,
+                        reason=decision.reason,
+                        payload=fields,
+                    )
+                )
 
     def _plan_account(
         self,
@@ -310,6 +367,8 @@ class Engine:
         for decision in decisions:
             if not decision.fired:
                 continue
+            if decision.task is not None:
+                self._plan_task(account, decision, decision.task, last, report)
             fields: dict[str, Any] = {}
             previous: dict[str, Any] = {}
             for canonical, value in decision.traits.items():
@@ -319,7 +378,7 @@ class Engine:
                 claimed.add(key)
                 current = account.written.get(key)
                 if current == value or not self._may_write(
-                    account.id, key, value, current, last, decision, report
+                    "vitally", account.id, key, value, current, last, decision, report
                 ):
                     continue
                 fields[key] = value
@@ -356,7 +415,7 @@ class Engine:
             if (held is True) == want:
                 continue
             decision = wanted.get(segment, manager)
-            if not self._may_write(account.id, trait, member, held, last, decision, report):
+            if not self._may_write("vitally", account.id, trait, member, held, last, decision, report):
                 continue
             report.plan.append(
                 PlannedWrite(
@@ -372,8 +431,35 @@ class Engine:
                 )
             )
 
+    def _plan_task(
+        self,
+        account: Account,
+        decision: Decision,
+        task: Mapping[str, Any],
+        last: Mapping[tuple[str, str], Any],
+        report: CycleReport,
+    ) -> None:
+        """A task is created once: its externalId names the account and period, and once it was
+        sent we remember it and never plan it again."""
+        key = str(task.get("externalId") or "")
+        if not key or (key, "task") in last:
+            return
+        report.plan.append(
+            PlannedWrite(
+                system="vitally",
+                op="create_task",
+                record=key,
+                account=account.id,
+                fields=dict(task),
+                rule=decision.rule,
+                reason=decision.reason,
+                payload=dict(task),
+            )
+        )
+
     def _may_write(
         self,
+        system: str,
         record: str,
         key: str,
         value: Any,
@@ -385,15 +471,11 @@ class Engine:
         """A value someone else set (or changed since our last write) is a conflict: reported,
         and overwritten only when the config says so."""
         ours = last.get((record, key), _MISSING)
-        changed_by_someone = (ours is not _MISSING and current != ours) or (
-            ours is _MISSING and current is not None
-        )
+        changed_by_someone = (ours is not _MISSING and current != ours) or (ours is _MISSING and current is not None)
         if not changed_by_someone:
             return True
         overwrite = self.config.on_conflict == "overwrite"
-        report.conflicts.append(
-            Conflict("vitally", record, key, value, current, decision.rule, overwritten=overwrite)
-        )
+        report.conflicts.append(Conflict(system, record, key, value, current, decision.rule, overwritten=overwrite))
         return overwrite
 
     def _remember(self, report: CycleReport) -> None:
@@ -440,35 +522,34 @@ class Engine:
     # -- writing --------------------------------------------------------------------------------
 
     def _apply(self, report: CycleReport) -> None:
-        """Send every pending Vitally write (this cycle's and earlier failures'), one PUT per
-        account with all its trait changes; mark each done with its last-written values."""
-        groups: dict[str, list[Any]] = defaultdict(list)
+        """Send every pending write (this cycle's and earlier failures'): one Vitally PUT per
+        account with all its trait changes, tasks upserted on their externalId, Salesforce lead
+        updates in collections of 200. Each success is marked done together with the values it
+        wrote, in one transaction."""
+        try:
+            self._apply_vitally(report)
+            self._apply_salesforce(report)
+        except QuotaExhaustedError as exc:
+            report.quota_exhausted = True
+            report.failures.append(str(exc))
+            self.log("quota_exhausted", {"error": str(exc)})
+
+    def _apply_vitally(self, report: CycleReport) -> None:
+        groups: dict[str, list[OutboxRow]] = defaultdict(list)
+        tasks: list[OutboxRow] = []
         for row in self.state.outbox("pending", "vitally"):
-            groups[row.write.record].append(row)
+            (tasks if row.write.op == "create_task" else groups[row.write.record]).append(row)
         for record, rows in groups.items():
             if self.should_stop():
-                # Asked to stop: what is not sent stays pending for the next start.
-                report.counts["deferred"] += sum(len(r) for r in groups.values()) - report.counts["applied"]
-                return
+                report.counts["deferred"] += 1  # what is not sent stays pending for the next start
+                continue
             traits: dict[str, Any] = {}
             for row in rows:
                 traits.update(row.write.payload)
             ids = [row.id for row in rows]
-            try:
-                updated = self.vitally.put_traits(record, traits)
-            except (WriteRejectedError, ContractError) as exc:
-                self._failed(report, ids, str(exc), park=True)
+            updated = self._send(report, ids, partial(self.vitally.put_traits, record, traits))
+            if updated is None:
                 continue
-            except RetriableError as exc:
-                self._failed(report, ids, str(exc), park=False)
-                continue
-            except (AuthError, UnreachableError) as exc:
-                self._failed(report, ids, str(exc), park=False)
-                raise
-            except QuotaExhaustedError as exc:
-                self._failed(report, ids, str(exc), park=False)
-                report.quota_exhausted = True
-                return
             at = _iso(self.clock())
             with self.state.atomic():
                 self.state.mark_done(ids, at)
@@ -479,17 +560,85 @@ class Engine:
                     and isinstance(updated.get("updatedAt"), str)
                 ):
                     self.state.upsert_accounts(
-                        [
-                            {
-                                "id": record,
-                                "updated_at": updated["updatedAt"],
-                                "raw": json.dumps(updated),
-                                "error": None,
-                            }
-                        ]
+                        [{"id": record, "updated_at": updated["updatedAt"], "raw": json.dumps(updated), "error": None}]
                     )
             report.counts["applied"] += len(ids)
             report.counts["vitally_puts"] += 1
+        for row in tasks:
+            if self.should_stop():
+                report.counts["deferred"] += 1
+                continue
+            payload = dict(row.write.payload)
+            if self._send(report, [row.id], partial(self.vitally.upsert_task, payload)) is None:
+                continue
+            at = _iso(self.clock())
+            with self.state.atomic():
+                self.state.mark_done([row.id], at)
+                self.state.set_last_written("vitally", row.write.record, {"task": True}, report.run_id, at)
+            report.counts["applied"] += 1
+
+    def _send(self, report: CycleReport, ids: list[int], call: Callable[[], Any]) -> Any:
+        """One write request; on failure the rows stay pending (transient) or are parked
+        (refused for good). Returns None when it failed."""
+        try:
+            return call()
+        except (WriteRejectedError, ContractError) as exc:
+            self._failed(report, ids, str(exc), park=True)
+        except RetriableError as exc:
+            self._failed(report, ids, str(exc), park=False)
+        except (AuthError, UnreachableError, QuotaExhaustedError) as exc:
+            self._failed(report, ids, str(exc), park=False)
+            raise
+        return None
+
+    def _apply_salesforce(self, report: CycleReport) -> None:
+        salesforce = self.salesforce
+        if salesforce is None:
+            return
+        groups: dict[str, list[OutboxRow]] = defaultdict(list)
+        for row in self.state.outbox("pending", "salesforce"):
+            if row.write.op == "update_lead":
+                groups[row.write.record].append(row)
+        if not groups or self.should_stop():
+            return
+        merged = {
+            record: {k: v for row in rows for k, v in row.write.payload.items()} for record, rows in groups.items()
+        }
+        for set_owner in (False, True):
+            records = [
+                {"Id": record, **fields} for record, fields in merged.items() if ("OwnerId" in fields) == set_owner
+            ]
+            if not records:
+                continue
+            ids = [row.id for r in records for row in groups[r["Id"]]]
+            results = self._send(report, ids, partial(salesforce.update, "Lead", records, set_owner=set_owner))
+            if results is None:
+                continue
+            report.counts["salesforce_writes"] += 1
+            self._record_results(report, results, groups, merged)
+
+    def _record_results(
+        self,
+        report: CycleReport,
+        results: list[WriteResult],
+        groups: Mapping[str, list[OutboxRow]],
+        merged: Mapping[str, Mapping[str, Any]],
+    ) -> None:
+        at = _iso(self.clock())
+        with self.state.atomic():
+            for result in results:
+                ids = [row.id for row in groups.get(result.key, [])]
+                if not ids:
+                    continue
+                if result.ok:
+                    self.state.mark_done(ids, at)
+                    self.state.set_last_written("salesforce", result.key, merged[result.key], report.run_id, at)
+                    report.counts["applied"] += len(ids)
+                    continue
+                error = f"{result.key}: {result.code}: {result.message}"
+                self.state.mark_failed(ids, error, at, park=not result.transient)
+                report.counts["failed" if result.transient else "parked"] += len(ids)
+                report.failures.append(error)
 
     def _failed(self, report: CycleReport, ids: list[int], error: str, *, park: bool) -> None:
         with self.state.atomic():

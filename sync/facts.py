@@ -1,0 +1,94 @@
+"""What the Salesforce mirror says, indexed for the rules: leads and opportunities per account."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from connectors.errors import RecordError
+from connectors.records import parse_lead, parse_opportunity, parse_sf_account, parse_user
+from rules.context import EMPTY, AccountContext
+from rules.model import Lead, Opportunity, SfUser
+from state import StateDB
+
+__all__ = ["SalesforceFacts"]
+
+
+@dataclass
+class SalesforceFacts:
+    """Every well-formed Salesforce record of the mirror, joined to Vitally account ids.
+
+    Leads join on `Vitally_Account_Id__c`; opportunities through the Salesforce Account whose
+    `Vitally_Account_Id__c` names the Vitally account.
+    """
+
+    leads: list[Lead] = field(default_factory=list)
+    users: dict[str, SfUser] = field(default_factory=dict)
+    _leads_by_account: dict[str, list[Lead]] = field(default_factory=lambda: defaultdict(list))
+    _opps_by_account: dict[str, list[Opportunity]] = field(default_factory=lambda: defaultdict(list))
+    _disqualified_by_company: dict[str, date] = field(default_factory=dict)
+    _lead_raw: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, state: StateDB) -> SalesforceFacts:
+        facts = cls()
+        for _id, raw, error in state.iter_sf("User"):
+            if not error:
+                try:
+                    user = parse_user(json.loads(raw))
+                except RecordError:
+                    continue
+                facts.users[user.id] = user
+        vitally_of_sf_account: dict[str, str] = {}
+        for _id, raw, error in state.iter_sf("Account"):
+            if not error:
+                try:
+                    account = parse_sf_account(json.loads(raw))
+                except RecordError:
+                    continue
+                if account.vitally_account_id:
+                    vitally_of_sf_account[account.id] = account.vitally_account_id
+        for _id, raw, error in state.iter_sf("Opportunity"):
+            if not error:
+                try:
+                    opportunity = parse_opportunity(json.loads(raw))
+                except RecordError:
+                    continue
+                vitally_id = vitally_of_sf_account.get(opportunity.account_id or "")
+                if vitally_id:
+                    facts._opps_by_account[vitally_id].append(opportunity)
+        for _id, raw, error in state.iter_sf("Lead"):
+            if not error:
+                record = json.loads(raw)
+                try:
+                    lead = parse_lead(record)
+                except RecordError:
+                    continue
+                facts.leads.append(lead)
+                facts._lead_raw[lead.id] = record
+                if lead.vitally_account_id:
+                    facts._leads_by_account[lead.vitally_account_id].append(lead)
+                if lead.company and (lead.status or "") in ("Disqualified", "Unqualified"):
+                    # Salesforce keeps no disqualification date on a Lead; its last change is the best proxy.
+                    key = lead.company.casefold()
+                    day = lead.system_modstamp.date()
+                    facts._disqualified_by_company[key] = max(day, facts._disqualified_by_company.get(key, day))
+        return facts
+
+    def lead_fields(self, lead_id: str) -> dict[str, Any]:
+        """The lead's fields as Salesforce last showed them (for diffs)."""
+        return self._lead_raw.get(lead_id, {})
+
+    def context_for(self, account_id: str) -> AccountContext:
+        leads = self._leads_by_account.get(account_id)
+        opportunities = self._opps_by_account.get(account_id)
+        if not leads and not opportunities:
+            return EMPTY
+        return AccountContext(leads=tuple(leads or ()), opportunities=tuple(opportunities or ()))
+
+    def company_disqualified_at(self, company: str | None) -> date | None:
+        """The latest day a lead of this company was disqualified, when known."""
+        return None if not company else self._disqualified_by_company.get(company.casefold())

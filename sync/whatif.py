@@ -1,0 +1,99 @@
+"""What-if: the decisions that would change if the rules were those of another file.
+
+Both rule sets judge the same mirror at the same `now`; only differences are reported, so a team
+sees who would be affected before it changes a threshold.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TextIO
+
+from rules import Decision
+from sync.engine import Engine
+from sync.facts import SalesforceFacts
+
+__all__ = ["Difference", "compare", "render_differences"]
+
+
+@dataclass(frozen=True)
+class Difference:
+    record: str
+    rule: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
+def _summary(decision: Decision | None) -> dict[str, Any]:
+    if decision is None:
+        return {"fired": False, "reason": "rule not configured"}
+    summary: dict[str, Any] = {"fired": decision.fired, "reason": decision.reason}
+    if decision.fired:
+        for name, value in (
+            ("traits", dict(decision.traits)),
+            ("segments", sorted(decision.segments)),
+            ("lead_fields", dict(decision.lead_fields)),
+            ("team", decision.team),
+            ("review", decision.review or None),
+        ):
+            if value:
+                summary[name] = value
+    if decision.guarded_by:
+        summary["guarded_by"] = decision.guarded_by
+    return summary
+
+
+def _material(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a person would call a different decision: the reason's wording alone is not."""
+    return {k: v for k, v in summary.items() if k not in ("reason",)}
+
+
+def _pairs(before: list[Decision], after: list[Decision]) -> Iterator[tuple[str, Decision | None, Decision | None]]:
+    old = {d.rule: d for d in before}
+    new = {d.rule: d for d in after}
+    for rule in dict.fromkeys([*old, *new]):
+        yield rule, old.get(rule), new.get(rule)
+
+
+def compare(current: Engine, other: Engine, now: datetime) -> list[Difference]:
+    """Per record and rule, the decisions whose outcome differs between the two rule sets."""
+    differences = []
+    facts = SalesforceFacts.load(current.state)
+    for account in current.iter_accounts():
+        context = facts.context_for(account.id)
+        for rule, a, b in _pairs(current.decide(account, now, context), other.decide(account, now, context)):
+            before, after = _summary(a), _summary(b)
+            if _material(before) != _material(after):
+                differences.append(Difference(account.id, rule, before, after))
+    for lead in facts.leads:
+        for rule, a, b in _pairs(current.decide_lead(lead, now, facts), other.decide_lead(lead, now, facts)):
+            before, after = _summary(a), _summary(b)
+            if _material(before) != _material(after):
+                differences.append(Difference(lead.id, rule, before, after))
+    return differences
+
+
+def render_differences(differences: list[Difference], fmt: str, out: TextIO) -> None:
+    if fmt == "json":
+        for diff in differences:
+            line = {"record": diff.record, "rule": diff.rule, "before": diff.before, "after": diff.after}
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(differences)} decision(s) would change")
+    for column in ("record", "rule", "now", "with the other rules"):
+        table.add_column(column, overflow="fold")
+
+    def show(summary: dict[str, Any]) -> str:
+        verdict = "fires" if summary["fired"] else "does not fire"
+        extra = {k: v for k, v in summary.items() if k not in ("fired", "reason")}
+        return f"{verdict}: {summary['reason']}" + (f" {json.dumps(extra, ensure_ascii=False)}" if extra else "")
+
+    for diff in differences:
+        table.add_row(diff.record, diff.rule, show(diff.before), show(diff.after))
+    Console(file=out, width=160).print(table)
