@@ -1,21 +1,27 @@
 """Pure decisions: the handbook's rules over typed records, each with a reason.
 
-No clock, no network, no database: callers pass `now` and plain data.
+No clock, no network, no database: callers pass `now` and plain data. `evaluate_account` and
+`evaluate_lead` are the whole policy for one record, in the order its writes are claimed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from dataclasses import replace
+from datetime import date, datetime
 
-from rules import allocation, product_led
+from rules import allocation, demo, lifecycle, onboarding, scoring
 from rules.base import Decision
+from rules.context import EMPTY, AccountContext
 from rules.model import Account, Invoice, Lead, Opportunity, SfAccount, SfUser
 from rules.policy import AllocationPolicy, GuardPolicy, Policy, ProductLedPolicy, Territories
+from rules import routing as _routing
+from rules.routing import ROUTING_RULE_IDS
 
 __all__ = [
-    "ACCOUNT_RULES",
+    "ALL_RULE_IDS",
+    "EMPTY",
     "Account",
+    "AccountContext",
     "AllocationPolicy",
     "Decision",
     "GuardPolicy",
@@ -28,17 +34,77 @@ __all__ = [
     "SfUser",
     "Territories",
     "evaluate_account",
+    "evaluate_lead",
 ]
 
-AccountRule = Callable[[Account, Policy, datetime], Decision]
+# Every built-in rule id (rules.md), routing triggers first in their default order.
+ALL_RULE_IDS: tuple[str, ...] = (
+    *ROUTING_RULE_IDS,
+    "allocation.new_owner",
+    onboarding.LEAD,
+    onboarding.DIRECT_HANDOVER,
+    onboarding.CIRCLE_BACK,
+    lifecycle.ACCOUNT_REVIEW,
+    lifecycle.CSM_DOWNGRADE,
+    lifecycle.STAGE,
+    "scoring.lead_score",
+    "demo.classification",
+    "demo.instant_scheduler",
+)
 
-# Rule id -> rule, in the default evaluation order (rules.md).
-ACCOUNT_RULES: dict[str, AccountRule] = {
-    "product_led.mrr_band": product_led.mrr_band,
-    "allocation.new_owner": lambda account, policy, now: allocation.new_owner(account, policy),
-}
+
+def _also(decision: Decision, winner: Decision) -> Decision:
+    """A trigger that matched but lost to `winner`: kept for explain, writes nothing."""
+    return replace(
+        decision,
+        traits={},
+        segments=frozenset(),
+        lead_fields={},
+        reason=f"{decision.reason} (also matched; {winner.rule} wins)",
+    )
 
 
-def evaluate_account(account: Account, policy: Policy, now: datetime) -> list[Decision]:
-    """Every account rule's verdict on one account, fired or not, in rule order."""
-    return [rule(account, policy, now) for rule in ACCOUNT_RULES.values()]
+def evaluate_account(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> list[Decision]:
+    """Every account rule's verdict, fired or not: routing (first match in the configured order
+    wins), allocation, onboarding and lifecycle."""
+    winner, routing = _routing.route_account(account, ctx, policy, policy.routing, now)
+    owner = allocation.new_owner(account, policy)
+    handover = onboarding.direct_handover(account, ctx, policy, policy.onboarding, now)
+    if handover.fired and winner is not None:
+        handover = _also(handover, winner)
+    elif handover.fired:
+        winner = handover
+    decisions = [*routing, handover, owner]
+    decisions.append(
+        onboarding.lead(account, ctx, policy, policy.onboarding, now, otherwise_lead=winner is not None or owner.fired)
+    )
+    decisions.append(onboarding.circle_back(account, ctx, policy, policy.onboarding, now))
+    decisions.append(lifecycle.account_review(account, ctx, policy, policy.lifecycle, now))
+    decisions.append(lifecycle.csm_downgrade(account, ctx, policy, policy.lifecycle, now))
+    # The stage is that of the account as this cycle leaves it: with the segments it is about to get.
+    managed = frozenset().union(*(d.manages for d in decisions))
+    wanted = frozenset().union(*(d.segments for d in decisions if d.fired))
+    after = replace(account, segments=(account.segments - managed) | wanted)
+    decisions.append(lifecycle.stage(after, ctx, policy, policy.lifecycle, now))
+    return decisions
+
+
+def evaluate_lead(lead: Lead, policy: Policy, now: datetime, company_disqualified_at: date | None) -> list[Decision]:
+    """Every lead rule's verdict: the score out of 70, demo triage (support and spam skip the
+    round robin), the instant scheduler, and lead-source routing."""
+    classification = demo.classify_demo(lead, policy.demo)
+    decisions = [
+        scoring.lead_score(lead, policy.scoring),
+        classification,
+        demo.scheduler_eligible(lead, company_disqualified_at, policy.demo, now),
+    ]
+    winner, routing = _routing.route_lead(lead, policy.routing)
+    if winner is not None and classification.inputs.get("skip_round_robin"):
+        label = classification.inputs.get("label")
+        routing = [
+            replace(d, fired=False, lead_fields={}, reason=f"{d.reason}; but classified {label}: skips the round robin")
+            if d is winner
+            else d
+            for d in routing
+        ]
+    return decisions + routing

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from rules.base import Decision, fmt_num, product_key
 from rules.model import Account
-from rules.policy import Policy
+
+if TYPE_CHECKING:
+    from rules.policy import Policy
 
 __all__ = ["new_owner", "owner_region"]
 

@@ -1,18 +1,50 @@
 """Guards: an account that is already owned or being worked is not routed (lead-routing-and-scoring.md,
-plg-lead-qualification.md step 4, sales-handover.md)."""
+plg-lead-qualification.md step 4, sales-handover.md), and the one place where a routing trigger's checks
+become a decision.
+
+Guards are checked in this order, and the first that holds is the one reported: an owner key role, an
+owned segment, an open opportunity, an open lead, an active sales segment, a Slack channel, a recent
+disqualification (cool-off).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING
 
+from rules.base import Decision, Team
+from rules.context import AccountContext
 from rules.model import Account
-from rules.policy import Policy
 
-__all__ = ["routing_guard"]
+if TYPE_CHECKING:
+    from rules.policy import Policy
+
+__all__ = ["Check", "days_since", "routing_guard", "trigger_decision"]
+
+# (input name, passed: True / False / None when unknown, text for the reason)
+Check = tuple[str, bool | None, str]
 
 
-def routing_guard(account: Account, policy: Policy, now: datetime) -> str | None:
-    """The reason an account must not be routed, or None when nothing stands in the way."""
+def days_since(moment: date | datetime, now: datetime) -> int:
+    """Whole calendar days from `moment` to `now` (negative when `moment` is in the future), in `now`'s zone."""
+    if isinstance(moment, datetime):
+        if moment.tzinfo is not None and now.tzinfo is not None:
+            moment = moment.astimezone(now.tzinfo)
+        moment = moment.date()
+    return (now.date() - moment).days
+
+
+def routing_guard(
+    account: Account, ctx: AccountContext, policy: Policy, now: datetime, *, cool_off: bool = True
+) -> str | None:
+    """The reason an account must not be routed (already owned or already being worked), or None.
+
+    `cool_off=False` skips the recent-disqualification guard (manual referrals: a person asking again
+    is new information). An open lead the daemon created itself (it carries `Sync_Key__c`) is not
+    someone else's engagement: it is the lead an earlier cycle routed, and guarding on it would make
+    the routing flap between cycles.
+    """
     guards = policy.guards
     owners = [role for role in policy.owner_roles if role in account.key_roles]
     if owners:
@@ -20,13 +52,72 @@ def routing_guard(account: Account, policy: Policy, now: datetime) -> str | None
     for segment in guards.owned_segments:
         if segment in account.segments:
             return f"already owned (segment {segment})"
+    opportunities = ctx.open_opportunities
+    if opportunities:
+        opportunity = opportunities[0]
+        return f"open opportunity {opportunity.id} ({opportunity.stage_name or 'no stage'}) in Salesforce"
+    leads = [lead for lead in ctx.open_leads if not lead.sync_key]
+    if leads:
+        return f"open lead {leads[0].id} ({leads[0].status or 'no status'}) in Salesforce"
     for segment in guards.active_sales_segments:
         if segment in account.segments:
             return f"in active sales segment {segment}"
-    if account.slack_channel:
-        return f"existing engagement (Slack channel {account.slack_channel})"
-    if account.lead_disqualified_at is not None:
-        since = now.date() - account.lead_disqualified_at
-        if since < timedelta(days=guards.cool_off_days):
-            return f"lead disqualified {since.days} days ago (cool-off {guards.cool_off_days} days)"
+    if account.slack_channel and account.slack_channel.strip():
+        return f"existing engagement (Slack channel {account.slack_channel.strip()})"
+    if cool_off and account.lead_disqualified_at is not None:
+        since = days_since(account.lead_disqualified_at, now)
+        if since < guards.cool_off_days:
+            return f"lead disqualified {since} days ago (cool-off {guards.cool_off_days} days)"
     return None
+
+
+def trigger_decision(
+    rule: str,
+    account: Account,
+    ctx: AccountContext,
+    policy: Policy,
+    now: datetime,
+    checks: Sequence[Check],
+    inputs: Mapping[str, object],
+    *,
+    team: Team,
+    segment: str | None = None,
+    manual: bool = False,
+) -> Decision:
+    """A routing trigger's verdict from its checks: fired when every check passed and no guard holds.
+
+    Unknown checks stop it and are named (in `unknown` and the reason); a failed check is named in the
+    reason; a guard turns a match into `fired=False` with `guarded_by` and the reason
+    `<checks>; but <guard>`. `segment` is the managed segment the trigger adds when it fires (and is
+    responsible for). `manual` marks a person's referral: the cool-off guard does not apply.
+    """
+    manages = frozenset({segment}) if segment else frozenset()
+    unknown = tuple(name for name, ok, _ in checks if ok is None)
+    failed = [text for _, ok, text in checks if ok is False]
+    if failed or unknown:
+        reason = "; ".join(failed + [text for _, ok, text in checks if ok is None])
+        return Decision(rule, account.id, False, reason, inputs, unknown, manages=manages, team=team)
+    reason = "; ".join(text for _, _, text in checks)
+    guard = routing_guard(account, ctx, policy, now, cool_off=not manual)
+    if guard is not None:
+        return Decision(
+            rule,
+            account.id,
+            False,
+            f"{reason}; but {guard}",
+            inputs,
+            manages=manages,
+            team=team,
+            guarded_by=guard,
+        )
+    return Decision(
+        rule,
+        account.id,
+        True,
+        reason,
+        inputs,
+        traits={"routing_reason": f"{rule}: {reason}"},
+        segments=manages,
+        manages=manages,
+        team=team,
+    )

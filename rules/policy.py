@@ -5,6 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from rules.countries import TIER1_COUNTRIES, TIER2_COUNTRIES
+from rules.demo import DemoPolicy
+from rules.lifecycle import LifecyclePolicy
+from rules.onboarding import OnboardingPolicy
+from rules.routing import RoutingPolicy
+from rules.scoring import ScoringPolicy
+
 __all__ = [
     "DEFAULT_REGIONS",
     "PRIMARY_PRODUCTS",
@@ -25,9 +32,6 @@ PRIMARY_PRODUCTS = (
     "data_warehouse",
     "error_tracking",
 )
-# The two country tiers of the handbook's lead-scoring table; together they are the ICP countries.
-TIER1_COUNTRIES = ("AT", "CA", "FR", "DE", "JP", "NO", "SE", "GB", "US")
-TIER2_COUNTRIES = ("AU", "BE", "EE", "FI", "GE", "GG", "NL", "NZ", "PL", "PT", "SG")
 
 # Territory defaults: the Americas to the US team, Asia-Pacific to Singapore, everything else
 # (Europe, the Middle East, Africa) to the EU team.
@@ -172,6 +176,11 @@ class Policy:
     product_led: ProductLedPolicy = field(default_factory=ProductLedPolicy)
     territories: Territories = field(default_factory=Territories)
     guards: GuardPolicy = field(default_factory=GuardPolicy)
+    routing: RoutingPolicy = field(default_factory=RoutingPolicy)
+    scoring: ScoringPolicy = field(default_factory=ScoringPolicy)
+    demo: DemoPolicy = field(default_factory=DemoPolicy)
+    onboarding: OnboardingPolicy = field(default_factory=OnboardingPolicy)
+    lifecycle: LifecyclePolicy = field(default_factory=LifecyclePolicy)
     tier1_countries: tuple[str, ...] = TIER1_COUNTRIES
     tier2_countries: tuple[str, ...] = TIER2_COUNTRIES
     owner_roles: tuple[str, ...] = ("TAM", "CSM", "Account Executive")

@@ -4,18 +4,28 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from rules.base import Decision, fmt_num, months_between
-from rules.guards import routing_guard
+from rules.base import Decision, Team, fmt_num, months_between
+from rules.guards import Check, days_since, trigger_decision
 from rules.model import Account
-from rules.policy import Policy
 
-__all__ = ["mrr_band", "paying_months"]
+if TYPE_CHECKING:
+    from rules.context import AccountContext
+    from rules.policy import Policy
+    from rules.routing import RoutingPolicy
 
-RULE_ID = "product_led.mrr_band"
+__all__ = [
+    "am_referral",
+    "forecast_spike",
+    "last_invoice",
+    "mrr_band",
+    "paying_months",
+    "scale_high_icp",
+    "startup_rolloff",
+]
 
-# (input name, passed: True / False / None when unknown, text for the reason)
-Check = tuple[str, bool | None, str]
+TEAM: Team = "TAM"
 
 
 def paying_months(account: Account, now: datetime) -> tuple[int | None, str]:
@@ -67,11 +77,9 @@ def _checks(account: Account, policy: Policy, now: datetime) -> list[Check]:
     return checks
 
 
-def mrr_band(account: Account, policy: Policy, now: datetime) -> Decision:
+def mrr_band(account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime) -> Decision:
     """Customers with MRR between $500 and $1,667, more than 50 employees and 7 users, in an ICP
     country and paying for at least 3 months become a product-led lead for a TAM."""
-    manages = frozenset({policy.product_led.segment})
-    checks = _checks(account, policy, now)
     inputs: dict[str, object] = {
         "mrr": account.mrr,
         "employee_count": account.employee_count,
@@ -79,32 +87,138 @@ def mrr_band(account: Account, policy: Policy, now: datetime) -> Decision:
         "country": account.country,
         "paying_months": paying_months(account, now)[0],
     }
-    unknown = tuple(name for name, ok, _ in checks if ok is None)
-    failed = [text for _, ok, text in checks if ok is False]
-    if failed or unknown:
-        reason = "; ".join(failed + [text for _, ok, text in checks if ok is None])
-        return Decision(RULE_ID, account.id, False, reason, inputs, unknown, manages=manages, team="TAM")
-    reason = "; ".join(text for _, _, text in checks)
-    guard = routing_guard(account, policy, now)
-    if guard is not None:
-        return Decision(
-            RULE_ID,
-            account.id,
-            False,
-            f"{reason}; but {guard}",
-            inputs,
-            manages=manages,
-            team="TAM",
-            guarded_by=guard,
+    return _decide("product_led.mrr_band", account, ctx, policy, routing, now, _checks(account, policy, now), inputs)
+
+
+def scale_high_icp(
+    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
+) -> Decision:
+    """Customers with a high ICP score (10 or more) on the Scale plan become a product-led lead for a TAM."""
+    checks = [
+        _at_least("icp_score", "icp score", account.icp_score, routing.high_icp_threshold),
+        _plan_is(account, routing.scale_plan),
+    ]
+    inputs: dict[str, object] = {"icp_score": account.icp_score, "plan": account.plan}
+    return _decide("product_led.scale_high_icp", account, ctx, policy, routing, now, checks, inputs)
+
+
+def startup_rolloff(
+    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
+) -> Decision:
+    """Customers rolling off the startup plan in the next two months (60 days) whose last invoice was
+    more than $1,500 become a product-led lead for a TAM."""
+    checks = [_plan_is(account, routing.startup_plan)]
+    ends = account.startup_plan_ends_at
+    days_left: int | None = None
+    if ends is None:
+        checks.append(("startup_plan_ends_at", None, "startup plan end unknown"))
+    else:
+        days_left = -days_since(ends, now)
+        if days_left < 0:
+            checks.append(("startup_plan_ends_at", False, f"startup plan ended {ends} ({-days_left} days ago)"))
+        else:
+            ok = days_left <= routing.rolloff_days
+            checks.append(
+                (
+                    "startup_plan_ends_at",
+                    ok,
+                    f"startup plan ends {ends} in {days_left} days {'≤' if ok else '>'} {routing.rolloff_days}",
+                )
+            )
+    last = last_invoice(account)
+    checks.append(_money_above("last_invoice", "last invoice", last, routing.rolloff_last_invoice_above))
+    inputs: dict[str, object] = {
+        "plan": account.plan,
+        "startup_plan_ends_at": ends,
+        "days_left": days_left,
+        "last_invoice": last,
+    }
+    return _decide("product_led.startup_rolloff", account, ctx, policy, routing, now, checks, inputs)
+
+
+def forecast_spike(
+    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
+) -> Decision:
+    """Customers with MRR over $1,000 whose forecasted MRR this month is more than 50 % higher
+    become a product-led lead for a TAM."""
+    mrr, forecast = account.mrr, account.forecasted_mrr
+    checks = [_money_above("mrr", "mrr", mrr, routing.forecast_mrr_above)]
+    ratio = fmt_num(routing.forecast_ratio_above)
+    if forecast is None:
+        checks.append(("forecasted_mrr", None, "forecasted mrr unknown"))
+    elif mrr is not None:
+        limit = routing.forecast_ratio_above * mrr
+        ok = forecast > limit
+        checks.append(
+            (
+                "forecasted_mrr",
+                ok,
+                f"forecasted mrr {fmt_num(forecast)} {'>' if ok else '≤'} {ratio} × mrr = {fmt_num(round(limit, 2))}",
+            )
         )
-    return Decision(
-        RULE_ID,
-        account.id,
-        True,
-        reason,
+    inputs: dict[str, object] = {"mrr": mrr, "forecasted_mrr": forecast}
+    return _decide("product_led.forecast_spike", account, ctx, policy, routing, now, checks, inputs)
+
+
+def am_referral(
+    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
+) -> Decision:
+    """An account someone put in the `AM referral` segment becomes a product-led lead for a TAM
+    (a person's referral: the cool-off after a disqualification does not apply)."""
+    segment = routing.am_referral_segment
+    inside = segment in account.segments
+    checks: list[Check] = [("segments", inside, f"{'in' if inside else 'not in'} segment {segment}")]
+    inputs: dict[str, object] = {"segments": sorted(account.segments)}
+    return _decide("product_led.am_referral", account, ctx, policy, routing, now, checks, inputs, manual=True)
+
+
+def last_invoice(account: Account) -> float | None:
+    """The amount of the account's most recent invoice (invoices are oldest first), or None."""
+    return account.invoices[-1].amount if account.invoices else None
+
+
+def _decide(
+    rule: str,
+    account: Account,
+    ctx: AccountContext,
+    policy: Policy,
+    routing: RoutingPolicy,
+    now: datetime,
+    checks: list[Check],
+    inputs: dict[str, object],
+    *,
+    manual: bool = False,
+) -> Decision:
+    return trigger_decision(
+        rule,
+        account,
+        ctx,
+        policy,
+        now,
+        checks,
         inputs,
-        traits={"routing_reason": f"{RULE_ID}: {reason}"},
-        segments=manages,
-        manages=manages,
-        team="TAM",
+        team=TEAM,
+        segment=routing.product_led_segment,
+        manual=manual,
     )
+
+
+def _at_least(name: str, label: str, value: float | None, limit: float) -> Check:
+    if value is None:
+        return name, None, f"{label} unknown"
+    ok = value >= limit
+    return name, ok, f"{label} {fmt_num(value)} {'≥' if ok else '<'} {fmt_num(limit)}"
+
+
+def _money_above(name: str, label: str, value: float | None, limit: float) -> Check:
+    if value is None:
+        return name, None, f"{label} unknown"
+    ok = value > limit
+    return name, ok, f"{label} {fmt_num(value)} {'>' if ok else '≤'} {fmt_num(limit)}"
+
+
+def _plan_is(account: Account, plan: str) -> Check:
+    if account.plan is None:
+        return "plan", None, "plan unknown"
+    ok = account.plan.strip().casefold() == plan.casefold()
+    return "plan", ok, f"plan {account.plan}" + ("" if ok else f" is not {plan}")

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TextIO
 
 from connectors.errors import ConfigError, FatalError, QuotaExhaustedError, SyncError
-from rules import ACCOUNT_RULES
 from state import InstanceLockedError, StateDB, StateLock
 from sync.config import Config, load_config
 from sync.engine import CycleReport, Engine
@@ -143,7 +142,7 @@ def _normalise_argv(argv: list[str]) -> list[str]:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    config = load_config(args.config, tuple(ACCOUNT_RULES))
+    config = load_config(args.config)
     if args.state is not None:
         config = replace(config, state_path=args.state)
     return config
@@ -212,7 +211,7 @@ def _compare(config: Config, other: Path, engine: Engine, now: datetime, fmt: st
     from sync.config import with_rules_from
     from sync.whatif import compare, render_differences
 
-    alternative = with_rules_from(config, other, tuple(ACCOUNT_RULES))
+    alternative = with_rules_from(config, other)
     other_engine = Engine(alternative, engine.state, engine.vitally, None, clock=_now, now=now, dry_run=True)
     differences = compare(engine, other_engine, now)
     render_differences(differences, fmt, out)

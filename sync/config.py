@@ -22,6 +22,7 @@ from connectors.errors import ConfigError
 from connectors.records import DEFAULT_TRAIT_KEYS
 from rules.countries import normalise_country
 from rules.policy import DEFAULT_REGIONS, Policy, Territories
+from rules.routing import ROUTING_RULE_IDS
 
 __all__ = [
     "Config",
@@ -70,7 +71,6 @@ class Config:
     salesforce: SalesforceConfig
     state_path: Path
     policy: Policy
-    rule_order: tuple[str, ...]
     on_conflict: OnConflict = "report"
     interval_seconds: float = 900
     source: Path | None = None
@@ -296,6 +296,11 @@ _POLICY_SECTIONS = {
     "allocation": "rules.allocation",
     "product_led": "rules.product_led",
     "guards": "rules.guards",
+    "routing": "rules.routing",
+    "scoring": "rules.scoring",
+    "demo": "rules.demo",
+    "onboarding": "rules.onboarding",
+    "lifecycle": "rules.lifecycle",
 }
 
 
@@ -318,7 +323,7 @@ def _policy(reader: _Reader) -> Policy:
     )
 
 
-def _build(data: Mapping[str, Any], source: Path | None, known_rules: tuple[str, ...]) -> Config:
+def _build(data: Mapping[str, Any], source: Path | None) -> Config:
     reader = _Reader(data)
     for section in data:
         if section not in {"vitally", "salesforce", "state", "sync", "daemon", "rules", "territories"}:
@@ -378,11 +383,14 @@ def _build(data: Mapping[str, Any], source: Path | None, known_rules: tuple[str,
     if on_conflict not in ("report", "overwrite"):
         reader.problems.append(f"sync.on_conflict: expected 'report' or 'overwrite', got {on_conflict!r}")
         on_conflict = "report"
-    order = reader.strings("rules.order", known_rules)
-    for rule_id in order:
-        if rule_id not in known_rules:
-            reader.problems.append(f"rules.order: unknown rule {rule_id!r} (known: {', '.join(known_rules)})")
     policy = _policy(reader)
+    order = reader.strings("rules.order", ROUTING_RULE_IDS)
+    for rule_id in order:
+        if rule_id not in ROUTING_RULE_IDS:
+            reader.problems.append(
+                f"rules.order: unknown routing rule {rule_id!r} (known: {', '.join(ROUTING_RULE_IDS)})"
+            )
+    policy = replace(policy, routing=replace(policy.routing, order=order))
     state_path = Path(reader.text("state.path", "crm-sync.db")).expanduser()
     interval = reader.number("daemon.interval_seconds", 900, minimum=1)
     if reader.problems:
@@ -392,7 +400,6 @@ def _build(data: Mapping[str, Any], source: Path | None, known_rules: tuple[str,
         salesforce=salesforce,
         state_path=state_path,
         policy=policy,
-        rule_order=order,
         on_conflict="overwrite" if on_conflict == "overwrite" else "report",
         interval_seconds=interval,
         source=source,
@@ -408,7 +415,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"{path}: {exc}"]) from None
 
 
-def with_rules_from(config: Config, other: Path, known_rules: tuple[str, ...]) -> Config:
+def with_rules_from(config: Config, other: Path) -> Config:
     """`config` with the rules of another file (its `[rules]` and `[territories]` tables), for
     what-if comparisons; connections and state stay those of `config`."""
     base = _read_toml(config.source) if config.source else {}
@@ -419,14 +426,14 @@ def with_rules_from(config: Config, other: Path, known_rules: tuple[str, ...]) -
         "territories": rules.get("territories", base.get("territories", {})),
     }
     try:
-        return replace(_build(merged, config.source, known_rules), state_path=config.state_path)
+        return replace(_build(merged, config.source), state_path=config.state_path)
     except ConfigError as exc:
         raise ConfigError([f"{other}: {problem}" for problem in exc.problems]) from None
 
 
-def load_config(path: Path | None, known_rules: tuple[str, ...]) -> Config:
+def load_config(path: Path | None) -> Config:
     """Load `path` (default ./config.toml, else the packaged example) or raise ConfigError."""
     if path is None:
         local = Path("config.toml")
         path = local if local.exists() else packaged_example()
-    return _build(_read_toml(path), path, known_rules)
+    return _build(_read_toml(path), path)

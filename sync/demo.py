@@ -14,7 +14,6 @@ from rich.console import Console
 
 from connectors.sandbox.generator import generate_book
 from connectors.sandbox.server import Sandbox
-from rules import ACCOUNT_RULES
 from state import StateDB
 from sync.app import make_salesforce, make_vitally
 from sync.config import Config, load_config, packaged_example
@@ -53,7 +52,7 @@ def run_demo(accounts: int, out: TextIO) -> int:
     now = datetime.now(UTC)
     book = generate_book(accounts, seed=7, now=now)
     with Sandbox(book) as sandbox, tempfile.TemporaryDirectory(prefix="crm-sync-demo-") as tmp:
-        base = load_config(packaged_example(), tuple(ACCOUNT_RULES))
+        base = load_config(packaged_example())
         config = replace(
             base,
             vitally=replace(base.vitally, base_url=sandbox.url),

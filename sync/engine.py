@@ -32,7 +32,7 @@ from connectors.records import (
     parse_timestamp,
     parse_user,
 )
-from rules import ACCOUNT_RULES, Account, Decision, Lead
+from rules import Account, Decision, Lead, evaluate_account, evaluate_lead
 from rules.context import EMPTY, AccountContext
 from state import OutboxRow, PlannedWrite, StateDB
 from sync.config import Config
@@ -60,7 +60,7 @@ _SF_PARSERS: Mapping[str, Callable[[Mapping[str, Any]], object]] = {
 }
 _MISSING = object()
 # Lead fields only crm-sync computes: a different value there is ours to correct, not a conflict.
-COMPUTED_LEAD_FIELDS = frozenset({"Lead_Score__c", "Classification__c", "Routing_Rule__c", "Routing_Reason__c"})
+COMPUTED_LEAD_FIELDS = frozenset({"Lead_Score__c", "Routing_Rule__c", "Routing_Reason__c"})
 
 
 class VitallyPort(Protocol):
@@ -148,10 +148,10 @@ class Engine:
         self.dry_run = dry_run
         self.log = log
         self.should_stop = should_stop
+        # Fields that hold a person's decision: a value set without us is theirs, not ours to replace.
+        self._protected = frozenset({config.vitally.written_traits.get("new_owner", "new_owner"), "OwnerId"})
         segment_keys = tuple(config.vitally.segment_traits.values())
         self._written_keys = tuple(config.vitally.written_traits.values()) + segment_keys
-        order = [ACCOUNT_RULES[r] for r in config.rule_order if r in ACCOUNT_RULES]
-        self._rules = order
 
     # -- the cycle ------------------------------------------------------------------------------
 
@@ -291,12 +291,12 @@ class Engine:
                 continue  # reported when it was read
 
     def decide(self, account: Account, now: datetime, context: AccountContext = EMPTY) -> list[Decision]:
-        """Every configured rule's verdict on one account, in the configured order."""
-        return [rule(account, self.config.policy, now) for rule in self._rules]
+        """Every rule's verdict on one account (rules.evaluate_account)."""
+        return evaluate_account(account, context, self.config.policy, now)
 
     def decide_lead(self, lead: Lead, now: datetime, facts: SalesforceFacts) -> list[Decision]:
-        """Every lead rule's verdict on one Salesforce lead."""
-        return []
+        """Every lead rule's verdict on one Salesforce lead (rules.evaluate_lead)."""
+        return evaluate_lead(lead, self.config.policy, now, facts.company_disqualified_at(lead.company))
 
     def _plan(self, report: CycleReport, now: datetime) -> None:
         facts = SalesforceFacts.load(self.state)
@@ -468,10 +468,11 @@ class Engine:
         decision: Decision,
         report: CycleReport,
     ) -> bool:
-        """A value someone else set (or changed since our last write) is a conflict: reported,
-        and overwritten only when the config says so."""
+        """A value a person changed since our last write is a conflict: reported, and overwritten
+        only when the config says so. So is a person's decision we never made ourselves: a New
+        Owner or an OwnerId already set by someone else."""
         ours = last.get((record, key), _MISSING)
-        changed_by_someone = (ours is not _MISSING and current != ours) or (ours is _MISSING and current is not None)
+        changed_by_someone = (current is not None and key in self._protected) if ours is _MISSING else current != ours
         if not changed_by_someone:
             return True
         overwrite = self.config.on_conflict == "overwrite"

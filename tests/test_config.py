@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from connectors.errors import ConfigError
-from rules import ACCOUNT_RULES
+from rules.routing import ROUTING_RULE_IDS
 from sync.config import load_config, packaged_example
 
-KNOWN = tuple(ACCOUNT_RULES)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -21,11 +20,11 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_config_example_loads_and_points_at_the_sandbox() -> None:
-    config = load_config(Path("config.example.toml"), KNOWN)
+    config = load_config(Path("config.example.toml"))
     assert config.vitally.base_url == "http://127.0.0.1:8765"
     assert config.salesforce.instance_url == "http://127.0.0.1:8765"
     assert config.policy.allocation.arr_threshold == 20000
-    assert config.rule_order == KNOWN
+    assert config.policy.routing.order == ROUTING_RULE_IDS
 
 
 def test_config_packaged_example_matches_the_repository_copy() -> None:
@@ -52,7 +51,7 @@ tier1 = ["Atlantis"]
 """,
     )
     with pytest.raises(ConfigError) as caught:
-        load_config(path, KNOWN)
+        load_config(path)
     problems = caught.value.problems
     expected = [
         "bogus: unknown section",
@@ -60,7 +59,7 @@ tier1 = ["Atlantis"]
         "vitally.api_key: secrets are not read from the config file; use api_key_env or api_key_file",
         "vitally.timeout_seconds: expected int or float, got str 'soon'",
         "sync.on_conflict: expected 'report' or 'overwrite', got 'sometimes'",
-        "rules.order: unknown rule 'no.such_rule' (known: product_led.mrr_band, allocation.new_owner)",
+        f"rules.order: unknown routing rule 'no.such_rule' (known: {', '.join(ROUTING_RULE_IDS)})",
         "rules.product_led: mrr_min must not exceed mrr_max",
         "rules.countries.tier1: unknown country 'Atlantis'",
     ]
@@ -77,7 +76,7 @@ def test_config_secret_from_environment(tmp_path: Path, monkeypatch: pytest.Monk
     )
     monkeypatch.setenv("TEST_VITALLY_KEY", "sk_123")
     monkeypatch.setenv("TEST_SF_TOKEN", "00Dtoken")
-    config = load_config(path, KNOWN)
+    config = load_config(path)
     assert config.vitally.api_key == "sk_123"
     assert "sk_123" not in repr(config)
     assert "00Dtoken" not in repr(config)
@@ -89,7 +88,7 @@ def test_config_missing_secret_for_a_real_service_is_an_error(
     monkeypatch.delenv("NOPE_KEY", raising=False)
     path = write(tmp_path, '[vitally]\nbase_url = "https://acme.rest.vitally.io"\napi_key_env = "NOPE_KEY"\n')
     with pytest.raises(ConfigError) as caught:
-        load_config(path, KNOWN)
+        load_config(path)
     assert "vitally.api_key: no secret found (set environment variable NOPE_KEY)" in caught.value.problems
 
 
@@ -99,17 +98,17 @@ def test_config_secret_file_must_be_owner_only(tmp_path: Path) -> None:
     os.chmod(key, 0o644)
     path = write(tmp_path, f'[vitally]\nbase_url = "https://a.rest.vitally.io"\napi_key_file = "{key}"\n')
     with pytest.raises(ConfigError) as caught:
-        load_config(path, KNOWN)
+        load_config(path)
     assert (
         f"vitally.api_key_file: {key} must be readable by its owner only (chmod 600)" in caught.value.problems
     )
     os.chmod(key, 0o600)
-    assert load_config(path, KNOWN).vitally.api_key == "sk_file"
+    assert load_config(path).vitally.api_key == "sk_file"
 
 
 def test_config_territories_extend_the_defaults(tmp_path: Path) -> None:
     path = write(tmp_path, '[territories]\ndefault_region = "EU"\nSingapore = ["India", "AE"]\n')
-    regions = load_config(path, KNOWN).policy.territories
+    regions = load_config(path).policy.territories
     assert regions.region_of("AE") == "Singapore"
     assert regions.region_of("US") == "US"
     assert regions.region_of("DE") == "EU"

@@ -159,7 +159,11 @@ def test_cli_dry_run_plan_has_the_keys_of_cli_md(sandbox: Sandbox, config: Path,
     ops = {(line["record"], line["op"], json.dumps(line["fields"], sort_keys=True)) for line in lines}
     assert ("acc_alloc", "add_segment", '{"segment": "TAM/CSM Candidate"}') in ops
     assert ("acc_pl", "add_segment", '{"segment": "Product-led lead"}') in ops
-    assert not any(line["record"] in ("acc_quiet", "acc_bad") for line in lines)
+    quiet = [line for line in lines if line["record"] == "acc_quiet"]
+    assert [(line["rule"], line["fields"]) for line in quiet] == [
+        ("lifecycle.stage", {"lifecycle_stage": "Self serve"})
+    ]
+    assert not any(line["record"] == "acc_bad" for line in lines)
     assert not (tmp_path / "state.db").exists()
     assert writes(sandbox) == []
 
@@ -169,17 +173,26 @@ def test_cli_run_applies_then_next_run_plans_nothing(sandbox: Sandbox, config: P
     first = cli(config, state, "run", "--format", "json", "--now", NOW)
     assert first.returncode == 0, first.stderr
     planned = plan_lines(first.stdout)
-    assert sorted((line["record"], line["op"]) for line in planned) == [
-        ("acc_alloc", "add_segment"),
-        ("acc_alloc", "set_traits"),
-        ("acc_pl", "add_segment"),
-        ("acc_pl", "set_traits"),
+    assert sorted((line["record"], line["op"], line["rule"]) for line in planned) == [
+        ("acc_alloc", "add_segment", "allocation.new_owner"),
+        ("acc_alloc", "add_segment", "lifecycle.account_review"),
+        ("acc_alloc", "set_traits", "allocation.new_owner"),
+        ("acc_alloc", "set_traits", "lifecycle.stage"),
+        ("acc_pl", "add_segment", "product_led.mrr_band"),
+        ("acc_pl", "set_traits", "lifecycle.stage"),
+        ("acc_pl", "set_traits", "product_led.mrr_band"),
+        ("acc_quiet", "set_traits", "lifecycle.stage"),
     ]
     put = [c for c in writes(sandbox) if c["method"] == "PUT"]
-    assert sorted(c["path"] for c in put) == ["/resources/accounts/acc_alloc", "/resources/accounts/acc_pl"]
+    # One PUT per account, all its trait changes together.
+    assert sorted(c["path"] for c in put) == [
+        "/resources/accounts/acc_alloc",
+        "/resources/accounts/acc_pl",
+        "/resources/accounts/acc_quiet",
+    ]
     alloc = requests.get(f"{sandbox.url}/resources/accounts/acc_alloc", auth=("k", ""), timeout=5).json()
     assert alloc["traits"]["new_owner"] == "EU CSM"
-    assert {s["name"] for s in alloc["segments"]} == {"TAM/CSM Candidate"}  # the Playbook followed the trait
+    assert {s["name"] for s in alloc["segments"]} == {"TAM/CSM Candidate", "Account review"}  # Playbooks followed
 
     sandbox.reset()
     second = cli(config, state, "run", "--format", "json", "--now", NOW)
@@ -218,7 +231,7 @@ def test_cli_malformed_account_is_reported_and_others_processed(
         "record error: vitally record acc_bad: field traits.employee_count: expected a number, got 'many'"
         in result.stderr
     )
-    assert {line["record"] for line in plan_lines(result.stdout)} == {"acc_alloc", "acc_pl"}
+    assert {line["record"] for line in plan_lines(result.stdout)} == {"acc_alloc", "acc_pl", "acc_quiet"}
 
 
 def test_cli_bad_config_lists_every_problem_and_exits_2(tmp_path: Path) -> None:

@@ -7,10 +7,16 @@ from typing import Any
 
 import pytest
 
-from rules import Account, Policy
-from rules.product_led import mrr_band
+from rules import Account, Decision, Policy
+from rules.context import EMPTY
+from rules.product_led import mrr_band as _mrr_band
+from rules.routing import RoutingPolicy
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
+
+
+def mrr_band(acc: Account, policy: Policy, now: datetime) -> Decision:
+    return _mrr_band(acc, EMPTY, policy, RoutingPolicy(), now)
 
 
 def account(**kw: Any) -> Account:

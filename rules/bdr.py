@@ -1,0 +1,74 @@
+"""BDR routing: accounts worth a second outbound attempt (lead-routing-and-scoring.md, BDR team).
+
+Only the trigger the data can see is automated: the handbook's other BDR sources (self-generated
+Lemlist campaigns, job switchers, low-usage orgs) are worked by the BDRs themselves.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from rules.base import Decision, Team, fmt_num
+from rules.guards import Check, days_since, trigger_decision
+from rules.model import Account, Opportunity
+
+if TYPE_CHECKING:
+    from rules.context import AccountContext
+    from rules.policy import Policy
+    from rules.routing import RoutingPolicy
+
+__all__ = ["closed_lost_unresponsive"]
+
+RULE_ID = "bdr.closed_lost_unresponsive"
+TEAM: Team = "BDR"
+CLOSED_LOST = "Closed Lost"
+
+
+def closed_lost_unresponsive(
+    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
+) -> Decision:
+    """An account with an opportunity closed lost 4–6 months ago (120–180 days, inclusive) because the
+    customer was unresponsive goes to a BDR."""
+    low, high = routing.bdr_min_days, routing.bdr_max_days
+    window = f"[{fmt_num(low)}, {fmt_num(high)}] days"
+    lost = [o for o in ctx.opportunities if _same(o.stage_name, CLOSED_LOST)]
+    unresponsive = [o for o in lost if _same(o.loss_reason, routing.bdr_closed_lost_reason)]
+    dated = [(o, days_since(o.close_date, now)) for o in unresponsive if o.close_date is not None]
+    inputs: dict[str, object] = {
+        "opportunities": [
+            {"id": o.id, "stage": o.stage_name, "loss_reason": o.loss_reason, "close_date": o.close_date}
+            for o in ctx.opportunities
+        ]
+    }
+    checks: list[Check]
+    match = next(((o, age) for o, age in dated if low <= age <= high), None)
+    if match is not None:
+        opportunity, age = match
+        checks = [("opportunities", True, f"{_describe(opportunity, routing)} closed {age} days ago, in {window}")]
+    elif dated:
+        opportunity, age = min(dated, key=lambda pair: abs(pair[1] - (low + high) / 2))
+        checks = [("opportunities", False, f"{_describe(opportunity, routing)} closed {age} days ago, not in {window}")]
+    elif len(dated) < len(unresponsive):
+        checks = [("close_date", None, f"close date unknown on {_describe(unresponsive[0], routing)}")]
+    elif any(o.loss_reason is None for o in lost):
+        undated = next(o for o in lost if o.loss_reason is None)
+        checks = [("loss_reason", None, f"loss reason unknown on opportunity {undated.id} ({CLOSED_LOST})")]
+    else:
+        checks = [
+            (
+                "opportunities",
+                False,
+                f"no {CLOSED_LOST} opportunity with loss reason {routing.bdr_closed_lost_reason}"
+                + (f" ({len(lost)} {CLOSED_LOST} with other reasons)" if lost else ""),
+            )
+        ]
+    return trigger_decision(RULE_ID, account, ctx, policy, now, checks, inputs, team=TEAM)
+
+
+def _describe(opportunity: Opportunity, routing: RoutingPolicy) -> str:
+    return f"opportunity {opportunity.id} {CLOSED_LOST} ({opportunity.loss_reason or routing.bdr_closed_lost_reason})"
+
+
+def _same(value: str | None, expected: str) -> bool:
+    return value is not None and value.strip().casefold() == expected.casefold()

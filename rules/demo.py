@@ -1,0 +1,328 @@
+"""Demo booking: triage of demo-request forms and instant-scheduler eligibility
+(lead-routing-and-scoring.md, "Demo booking"; rules.md §3)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal, Protocol
+
+from rules.base import Decision, fmt_num
+from rules.context import CLOSED_LEAD_STATUSES
+from rules.model import Lead
+
+__all__ = [
+    "CLASSIFIERS",
+    "Classifier",
+    "DemoPolicy",
+    "KeywordClassifier",
+    "Label",
+    "classifier_for",
+    "classify_demo",
+    "scheduler_eligible",
+]
+
+CLASSIFICATION_RULE = "demo.classification"
+SCHEDULER_RULE = "demo.instant_scheduler"
+
+Label = Literal["sales", "support", "spam"]
+
+
+@dataclass(frozen=True)
+class DemoPolicy:
+    """Demo-request triage and instant-scheduler requirements; the config file overrides any of it.
+
+    Keywords match whole words or phrases, case-insensitively, with an optional plural "s"
+    ("bug" matches "bugs", "seo" does not match "Seoul"). Sales keywords only break ties: a form
+    with as many sales signals as support (or spam) signals stays with sales, because a lost deal
+    costs more than a TAE reading a support question.
+
+    `min_annual_revenue` is $10m: the handbook's scoring table starts valuing ability to pay at
+    10 points there, so the scheduler's revenue bar and the score agree on a "real budget".
+    Title keywords match at the start of a word ("engineer" matches "Engineering Manager").
+    Industries are compared case-insensitively as whole values.
+    """
+
+    lead_source: str = "Demo request"
+    classifier: str = "keywords"
+    spam_keywords: tuple[str, ...] = (
+        "seo",
+        "backlink",
+        "guest post",
+        "link building",
+        "domain authority",
+        "first page of google",
+        "crypto",
+        "bitcoin",
+        "casino",
+        "betting",
+        "forex",
+        "viagra",
+    )
+    support_keywords: tuple[str, ...] = (
+        "bug",
+        "broken",
+        "error",
+        "not working",
+        "doesn't work",
+        "does not work",
+        "stopped working",
+        "how do i",
+        "billing issue",
+        "refund",
+        "charged twice",
+        "login",
+        "log in",
+        "password",
+        "cancel my subscription",
+    )
+    sales_keywords: tuple[str, ...] = (
+        "pricing",
+        "quote",
+        "enterprise",
+        "contract",
+        "procurement",
+        "evaluating",
+        "migrate",
+        "migrating",
+        "seat",
+        "annual plan",
+        "sso",
+        "soc 2",
+        "budget",
+        "engineers",
+        "product analytics",
+        "session replay",
+        "feature flag",
+    )
+    # Spam signals besides keywords: this many links or more, or shouting (mostly upper-case letters).
+    spam_min_urls: int = 3
+    spam_caps_ratio: float = 0.8
+    spam_caps_min_letters: int = 20
+    spam_status: str = "Disqualified"
+    min_annual_revenue: float = 10_000_000
+    title_keywords: tuple[str, ...] = (
+        "cto",
+        "vp",
+        "head",
+        "director",
+        "founder",
+        "ceo",
+        "engineer",
+        "product",
+        "chief",
+        "lead",
+    )
+    industries: tuple[str, ...] = (
+        "Software",
+        "Computer Software",
+        "Internet",
+        "Internet Software & Services",
+        "Information Technology and Services",
+        "Technology",
+        "SaaS",
+        "Financial Technology",
+    )
+    scheduler_min_met: int = 2
+    disqualified_block_days: int = 30
+
+
+class Classifier(Protocol):
+    """Labels a demo-request form text; the reason is shown to people (explain, the plan)."""
+
+    def classify(self, text: str) -> tuple[Label, str]: ...
+
+
+def _words_pattern(phrase: str) -> re.Pattern[str]:
+    return re.compile(r"(?<![a-z0-9])" + re.escape(phrase.casefold()) + r"s?(?![a-z0-9])")
+
+
+def _normalise(text: str) -> str:
+    return text.casefold().replace("\u2019", "'")
+
+
+class KeywordClassifier:
+    """The offline default: keyword and shape signals, no network, no model.
+
+    Spam wins when its signals (keywords, many links, all caps) outnumber the sales keywords;
+    otherwise support wins when its keywords outnumber the sales keywords; everything else is sales.
+    """
+
+    def __init__(
+        self,
+        spam_keywords: tuple[str, ...],
+        support_keywords: tuple[str, ...],
+        sales_keywords: tuple[str, ...] = (),
+        min_urls: int = 3,
+        caps_ratio: float = 0.8,
+        caps_min_letters: int = 20,
+    ) -> None:
+        self._spam = [(k, _words_pattern(k)) for k in spam_keywords]
+        self._support = [(k, _words_pattern(k)) for k in support_keywords]
+        self._sales = [(k, _words_pattern(k)) for k in sales_keywords]
+        self._min_urls = min_urls
+        self._caps_ratio = caps_ratio
+        self._caps_min_letters = caps_min_letters
+
+    @classmethod
+    def from_policy(cls, policy: DemoPolicy) -> KeywordClassifier:
+        return cls(
+            policy.spam_keywords,
+            policy.support_keywords,
+            policy.sales_keywords,
+            policy.spam_min_urls,
+            policy.spam_caps_ratio,
+            policy.spam_caps_min_letters,
+        )
+
+    def classify(self, text: str) -> tuple[Label, str]:
+        if not text or not text.strip():
+            return "sales", "no form text"
+        folded = _normalise(text)
+        spam = [k for k, pattern in self._spam if pattern.search(folded)]
+        urls = len(re.findall(r"https?://|www\.", folded))
+        if urls >= self._min_urls:
+            spam.append(f"{urls} links")
+        letters = [c for c in text if c.isalpha()]
+        if len(letters) >= self._caps_min_letters:
+            upper = sum(1 for c in letters if c.isupper())
+            if upper / len(letters) >= self._caps_ratio:
+                spam.append("all caps")
+        support = [k for k, pattern in self._support if pattern.search(folded)]
+        sales = [k for k, pattern in self._sales if pattern.search(folded)]
+        if spam and len(spam) > len(sales):
+            return "spam", _signals("spam", spam, sales)
+        if support and len(support) > len(sales):
+            return "support", _signals("support", support, sales)
+        if sales:
+            return "sales", _signals("sales", sales, spam + support)
+        return "sales", "no spam or support signals"
+
+
+def _signals(kind: str, found: list[str], against: list[str]) -> str:
+    text = f"{kind} signals: {', '.join(found)}"
+    if against:
+        text += f" (outweighing {', '.join(against)})"
+    return text
+
+
+# Classifier names the config may choose, to a factory from the policy.
+CLASSIFIERS: Mapping[str, Callable[[DemoPolicy], Classifier]] = {"keywords": KeywordClassifier.from_policy}
+
+
+def classifier_for(policy: DemoPolicy) -> Classifier:
+    """The classifier the policy names; the config validates the name against `CLASSIFIERS`."""
+    try:
+        factory = CLASSIFIERS[policy.classifier]
+    except KeyError:
+        raise LookupError(f"unknown demo classifier {policy.classifier!r} (known: {', '.join(CLASSIFIERS)})") from None
+    return factory(policy)
+
+
+def classify_demo(lead: Lead, policy: DemoPolicy, classifier: Classifier | None = None) -> Decision:
+    """Every open demo request is classified sales, support or spam (Classification__c); support and spam
+    skip the round robin, and spam is dropped by setting its status to Disqualified."""
+    inputs: dict[str, object] = {
+        "lead_source": lead.lead_source,
+        "classification": lead.classification,
+        "form_text": lead.form_text,
+    }
+
+    def no(reason: str, unknown: tuple[str, ...] = ()) -> Decision:
+        return Decision(CLASSIFICATION_RULE, lead.id, False, reason, inputs, unknown)
+
+    if lead.lead_source is None:
+        return no("lead source unknown", ("lead_source",))
+    if lead.lead_source != policy.lead_source:
+        return no(f"not a demo request (LeadSource {lead.lead_source})")
+    if lead.is_converted:
+        return no("lead converted")
+    if (lead.status or "") in CLOSED_LEAD_STATUSES:
+        return no(f"lead closed (status {lead.status})")
+    label, why = (classifier or classifier_for(policy)).classify(lead.form_text or "")
+    skip = label != "sales"
+    inputs |= {"label": label, "skip_round_robin": skip}
+    reason = f"classified {label} ({why})"
+    if label == "support":
+        reason += "; skips the round robin (support ticket, no sales owner)"
+    elif label == "spam":
+        reason += f"; skips the round robin (dropped: status {policy.spam_status}, no owner)"
+    if lead.classification == label:
+        return no(f"{reason}; Classification__c already {label}")
+    fields: dict[str, object] = {"Classification__c": label}
+    if label == "spam":
+        fields["Status"] = policy.spam_status
+    was = f"; was {lead.classification}" if lead.classification else ""
+    return Decision(CLASSIFICATION_RULE, lead.id, True, reason + was, inputs, lead_fields=fields)
+
+
+def _title_matches(title: str, keywords: tuple[str, ...]) -> list[str]:
+    folded = _normalise(title)
+    return [k for k in keywords if re.search(r"(?<![a-z0-9])" + re.escape(k.casefold()), folded)]
+
+
+def scheduler_eligible(lead: Lead, company_disqualified_at: date | None, policy: DemoPolicy, now: datetime) -> Decision:
+    """A demo request sees the instant scheduler when it meets 2 of 3 requirements (revenue, title,
+    industry) and no lead of its company was disqualified in the last 30 days.
+
+    Informational: it writes nothing. An unknown requirement counts as not met and is named.
+    "In the last 30 days" means fewer than 30 whole days ago, as the routing cool-off counts.
+    """
+    inputs: dict[str, object] = {
+        "annual_revenue": lead.annual_revenue,
+        "title": lead.title,
+        "industry": lead.industry,
+        "company_disqualified_at": company_disqualified_at,
+    }
+    if lead.lead_source != policy.lead_source:
+        return Decision(SCHEDULER_RULE, lead.id, False, f"not a demo request (LeadSource {lead.lead_source})", inputs)
+    met: list[str] = []
+    unknown: list[str] = []
+    parts: list[str] = []
+    bar = fmt_num(policy.min_annual_revenue)
+    if lead.annual_revenue is None:
+        unknown.append("annual_revenue")
+        parts.append("revenue unknown")
+    elif lead.annual_revenue >= policy.min_annual_revenue:
+        met.append("revenue")
+        parts.append(f"revenue {fmt_num(lead.annual_revenue)} ≥ {bar}")
+    else:
+        parts.append(f"revenue {fmt_num(lead.annual_revenue)} < {bar}")
+    title = (lead.title or "").strip()
+    if not title:
+        unknown.append("title")
+        parts.append("title unknown")
+    else:
+        hits = _title_matches(title, policy.title_keywords)
+        if hits:
+            met.append("title")
+            parts.append(f"title {title!r} matches {', '.join(hits)}")
+        else:
+            parts.append(f"title {title!r} matches no keyword")
+    industry = (lead.industry or "").strip()
+    if not industry:
+        unknown.append("industry")
+        parts.append("industry unknown")
+    elif industry.casefold() in {i.casefold() for i in policy.industries}:
+        met.append("industry")
+        parts.append(f"industry {industry!r} is listed")
+    else:
+        parts.append(f"industry {industry!r} not listed")
+    enough = len(met) >= policy.scheduler_min_met
+    parts.append(f"{len(met)} of 3 met (need {policy.scheduler_min_met})")
+    blocked = False
+    if company_disqualified_at is not None:
+        days = (now.date() - company_disqualified_at).days
+        inputs["days_since_disqualified"] = days
+        blocked = days < policy.disqualified_block_days
+        if blocked:
+            parts.append(f"a company lead was disqualified {days} days ago (< {policy.disqualified_block_days})")
+        else:
+            parts.append(f"last company disqualification {days} days ago (≥ {policy.disqualified_block_days})")
+    inputs |= {"met": tuple(met), "blocked": blocked}
+    eligible = enough and not blocked
+    verdict = "instant scheduler shown" if eligible else "no instant scheduler: manual review"
+    reason = "; ".join(parts) + f"; {verdict}"
+    return Decision(SCHEDULER_RULE, lead.id, eligible, reason, inputs, tuple(unknown))

@@ -1,0 +1,207 @@
+"""Lifecycle: where an account stands in the accounts-overview flowchart, and the moves Simon reviews
+(accounts-overview.md, account-allocation.md, rules.md §5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, ClassVar
+
+from rules.base import Decision, fmt_num
+
+if TYPE_CHECKING:
+    from rules.context import AccountContext
+    from rules.model import Account, Lead
+    from rules.policy import Policy
+
+__all__ = [
+    "ACCOUNT_REVIEW",
+    "CSM_DOWNGRADE",
+    "STAGE",
+    "LifecyclePolicy",
+    "account_review",
+    "csm_downgrade",
+    "stage",
+]
+
+ACCOUNT_REVIEW = "lifecycle.account_review"
+CSM_DOWNGRADE = "lifecycle.csm_downgrade"
+STAGE = "lifecycle.stage"
+
+# The flowchart's nodes, as written to the `lifecycle_stage` trait.
+SELF_SERVE = "Self serve"
+ONBOARDING_SPECIALIST = "Onboarding specialist"
+TAE = "Technical account executive"
+TAM = "Technical account manager"
+CSM = "Customer success manager"
+REVIEW = "Account review"
+NEW_BUSINESS_LEAD = "New business lead"
+EXPANSION_LEAD = "Expansion lead"
+BDR = "BDR"
+
+
+@dataclass(frozen=True)
+class LifecyclePolicy:
+    """Tunables of the lifecycle rules (rules.md §5 defaults; the stage names are the flowchart's nodes).
+
+    `review_mrr`: a self-serve account at or above this MRR goes to Account review (2000, "organic
+    growth to $2k+ MRR"). `segment`: the managed segment of both review rules. The role labels name the
+    key roles (data-model.md). `tam_segments`: segments meaning a TAM/AM owns the account without a key
+    role (`AM Managed`). The lead sources and segments decide the lead stages; sources not listed as
+    expansion or BDR count as new business.
+    """
+
+    STAGES: ClassVar[tuple[str, ...]] = (
+        NEW_BUSINESS_LEAD,
+        EXPANSION_LEAD,
+        BDR,
+        ONBOARDING_SPECIALIST,
+        TAE,
+        SELF_SERVE,
+        REVIEW,
+        TAM,
+        CSM,
+    )
+
+    review_mrr: float = 2000
+    segment: str = "Account review"
+    csm_role: str = "CSM"
+    tam_role: str = "TAM"
+    ae_role: str = "Account Executive"
+    specialist_role: str = "Onboarding Specialist"
+    tam_segments: tuple[str, ...] = ("AM Managed",)
+    onboarding_segment: str = "Onboarding"
+    expansion_segments: tuple[str, ...] = ("Product-led lead", "AM referral")
+    new_business_segments: tuple[str, ...] = ("Onboarding referral", "AE referral")
+    expansion_lead_sources: tuple[str, ...] = ("Product-led", "AM referral")
+    bdr_lead_sources: tuple[str, ...] = ("BDR",)
+
+
+def _owner(account: Account, policy: Policy, rules: LifecyclePolicy) -> str | None:
+    owners = [role for role in policy.owner_roles if role in account.key_roles]
+    if owners:
+        return f"{', '.join(owners)} key role"
+    for segment in (*rules.tam_segments, *policy.guards.owned_segments):
+        if segment in account.segments:
+            return f"segment {segment}"
+    return None
+
+
+def account_review(
+    account: Account, ctx: AccountContext, policy: Policy, rules: LifecyclePolicy, now: datetime
+) -> Decision:
+    """A self-serve account (no TAM, CSM or Account Executive) that grows organically to $2,000+ MRR goes to
+    Account review, where Simon decides whether it meets the TAM criteria.
+
+    An Onboarding Specialist does not make an account owned; `AM Managed` does.
+    """
+    manages = frozenset({rules.segment})
+    inputs: dict[str, object] = {"mrr": account.mrr, "key_roles": dict(account.key_roles)}
+    owner = _owner(account, policy, rules)
+    if owner is not None:
+        return Decision(ACCOUNT_REVIEW, account.id, False, f"not self serve ({owner})", inputs, manages=manages)
+    if account.mrr is None:
+        return Decision(ACCOUNT_REVIEW, account.id, False, "mrr unknown", inputs, ("mrr",), manages=manages)
+    ok = account.mrr >= rules.review_mrr
+    reason = f"self serve; mrr {fmt_num(account.mrr)} {'≥' if ok else '<'} {fmt_num(rules.review_mrr)}"
+    if not ok:
+        return Decision(ACCOUNT_REVIEW, account.id, False, reason, inputs, manages=manages)
+    return Decision(ACCOUNT_REVIEW, account.id, True, reason, inputs, segments=manages, manages=manages)
+
+
+def csm_downgrade(
+    account: Account, ctx: AccountContext, policy: Policy, rules: LifecyclePolicy, now: datetime
+) -> Decision:
+    """A CSM-owned account whose ARR drops below $20,000 is flagged for review: back to self serve?"""
+    manages = frozenset({rules.segment})
+    csm = account.key_roles.get(rules.csm_role)
+    threshold = policy.allocation.arr_threshold
+    inputs: dict[str, object] = {"mrr": account.mrr, "arr": account.arr, "csm": csm}
+    if csm is None:
+        return Decision(CSM_DOWNGRADE, account.id, False, "not CSM-owned", inputs, manages=manages)
+    if account.arr is None:
+        return Decision(
+            CSM_DOWNGRADE, account.id, False, f"CSM-owned ({csm}); mrr unknown", inputs, ("mrr",), manages=manages
+        )
+    if account.arr >= threshold:
+        reason = f"CSM-owned ({csm}); ARR {fmt_num(round(account.arr, 2))} ≥ {fmt_num(threshold)}"
+        return Decision(CSM_DOWNGRADE, account.id, False, reason, inputs, manages=manages)
+    reason = f"CSM-owned ({csm}); ARR {fmt_num(round(account.arr, 2))} < {fmt_num(threshold)}: back to self serve?"
+    return Decision(CSM_DOWNGRADE, account.id, True, reason, inputs, segments=manages, manages=manages, review=True)
+
+
+def _newest(leads: tuple[Lead, ...]) -> Lead:
+    oldest = datetime.min.replace(tzinfo=UTC)
+
+    def created(lead: Lead) -> datetime:
+        when = lead.created_date or oldest
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+    return max(leads, key=created)
+
+
+def _lead_stage(source: str | None, rules: LifecyclePolicy) -> str:
+    if source in rules.bdr_lead_sources:
+        return BDR
+    if source in rules.expansion_lead_sources:
+        return EXPANSION_LEAD
+    return NEW_BUSINESS_LEAD
+
+
+def _stage(account: Account, ctx: AccountContext, rules: LifecyclePolicy) -> tuple[str | None, str]:
+    roles = account.key_roles
+    for role, name in ((rules.csm_role, CSM), (rules.tam_role, TAM), (rules.ae_role, TAE)):
+        if role in roles:
+            return name, f"{role} key role ({roles[role]})"
+    for segment in rules.tam_segments:
+        if segment in account.segments:
+            return TAM, f"segment {segment}"
+    if ctx.open_opportunities:
+        return TAE, f"open opportunity {ctx.open_opportunities[0].id}"
+    if ctx.open_leads:
+        lead = _newest(ctx.open_leads)
+        return _lead_stage(lead.lead_source, rules), f"open lead {lead.id} (source {lead.lead_source or 'unknown'})"
+    for segments, name in (
+        (rules.expansion_segments, EXPANSION_LEAD),
+        (rules.new_business_segments, NEW_BUSINESS_LEAD),
+    ):
+        for segment in segments:
+            if segment in account.segments:
+                return name, f"segment {segment}"
+    if rules.segment in account.segments:
+        return REVIEW, f"segment {rules.segment}"
+    if rules.specialist_role in roles:
+        return ONBOARDING_SPECIALIST, f"{rules.specialist_role} key role ({roles[rules.specialist_role]})"
+    if rules.onboarding_segment in account.segments:
+        return ONBOARDING_SPECIALIST, f"segment {rules.onboarding_segment}"
+    if account.mrr is None:
+        return None, "no owner, lead or lifecycle segment, and mrr unknown"
+    if account.mrr >= rules.review_mrr:
+        return REVIEW, f"no owner; mrr {fmt_num(account.mrr)} ≥ {fmt_num(rules.review_mrr)}"
+    return SELF_SERVE, f"no owner; mrr {fmt_num(account.mrr)} < {fmt_num(rules.review_mrr)}"
+
+
+def stage(account: Account, ctx: AccountContext, policy: Policy, rules: LifecyclePolicy, now: datetime) -> Decision:
+    """Every account's stage in the accounts-overview flowchart, written to the `lifecycle_stage` trait.
+
+    The first that holds decides: a CSM, TAM or Account Executive key role ("Customer success manager",
+    "Technical account manager", "Technical account executive"); an `AM Managed` segment ("Technical
+    account manager"); an open opportunity ("Technical account executive"); an open lead, the newest, by
+    its LeadSource ("BDR" for `BDR`, "Expansion lead" for `Product-led` and `AM referral`, otherwise
+    "New business lead"); a referral or product-led segment ("Expansion lead" for `Product-led lead` and
+    `AM referral`, "New business lead" for `Onboarding referral` and `AE referral`); the `Account review`
+    segment ("Account review"); an Onboarding Specialist key role or the `Onboarding` segment
+    ("Onboarding specialist"); then by MRR: ≥ 2,000 "Account review", below "Self serve". Only an
+    account that reaches the MRR step with MRR unknown has no stage (the rule does not fire).
+    """
+    name, why = _stage(account, ctx, rules)
+    inputs: dict[str, object] = {
+        "key_roles": dict(account.key_roles),
+        "segments": sorted(account.segments),
+        "open_leads": [lead.id for lead in ctx.open_leads],
+        "open_opportunities": [o.id for o in ctx.open_opportunities],
+        "mrr": account.mrr,
+    }
+    if name is None:
+        return Decision(STAGE, account.id, False, why, inputs, ("mrr",))
+    return Decision(STAGE, account.id, True, f"{why} → {name}", inputs, traits={"lifecycle_stage": name})

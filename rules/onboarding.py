@@ -1,0 +1,402 @@
+"""Onboarding and handover: new payers for the onboarding specialists, healthy high spenders straight to
+Sales, and growing accounts to circle back on (sales-handover.md, accounts-overview.md, rules.md §5)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from itertools import pairwise
+from statistics import median
+from typing import TYPE_CHECKING, Literal
+
+from rules.base import Decision, fmt_num
+from rules.guards import Check, routing_guard, trigger_decision
+from rules.model import Account, Invoice
+
+if TYPE_CHECKING:
+    from rules.context import AccountContext
+    from rules.policy import Policy
+
+__all__ = [
+    "CIRCLE_BACK",
+    "DIRECT_HANDOVER",
+    "LEAD",
+    "OnboardingPolicy",
+    "circle_back",
+    "direct_handover",
+    "lead",
+    "task_period",
+]
+
+LEAD = "onboarding.lead"
+DIRECT_HANDOVER = "onboarding.direct_handover"
+CIRCLE_BACK = "onboarding.circle_back"
+
+Period = Literal["month", "quarter"]
+
+
+@dataclass(frozen=True)
+class OnboardingPolicy:
+    """Tunables of the onboarding rules; defaults from rules.md §5, the rest chosen where the handbook is silent.
+
+    Onboarding lead ("first bill of $100 + business email, not otherwise a lead"):
+      `first_bill_min`: the first bill must be at least this (100).
+      `first_bill_skips_zero`: the "first bill" is the oldest invoice with a positive amount, so free
+        months before the first payment do not hide a new payer (True).
+      `first_bill_max_age_months`: the first bill must be at most this many whole months old (3), because
+        the onboarding program is for new payers; without it every long-standing self-serve account
+        would land in the Onboarding segment at once.
+    Direct handover ("more than $1,000 monthly ... stable and legitimate, not a spike or misconfiguration"):
+      `handover_mrr_above`: MRR strictly above this (1000).
+      `recent_invoices`: how many latest invoices must be stable (3; also the growth window of circle_back).
+      `stability_band`: the recent invoices' max / min must be at most this (1.25, i.e. within 25 %).
+      `spike_factor`, `spike_lookback`: MRR and every recent invoice must be at most `spike_factor` × the
+        median of the up to `spike_lookback` invoices before it (2.0 and 6), so a one-off event spike
+        or a sudden step up is left to a person.
+      `concentration_max`: no single product may carry more than this share of `product_spend` (0.8); one
+        product making up nearly all of a high bill is the typical misconfiguration (flags called on every
+        request, replay of every bot session), so such accounts are not passed without a person looking.
+    Circle back ("promising, positive growth trajectory, may achieve the $ threshold later"):
+      `circle_back_mrr_max`: MRR at most this (1000: the direct handover threshold).
+      `circle_back_min_last_invoice`: the latest invoice must be at least this (100, the onboarding lead
+        minimum), so tiny accounts growing from $5 to $9 raise no tasks.
+      `growth_min`, `growth_months`: growing means the recent invoices strictly increase, or the latest
+        invoice is at least `growth_min` (0.2) above the one `growth_months` (2) months earlier.
+      `task_due_days`: the task is due this many days after the run (30).
+      `task_period`: one task per account per calendar "quarter" (default) or "month"; the period is part
+        of the task's externalId, so re-runs within a period upsert the same task.
+    """
+
+    segment: str = "Onboarding"
+    specialist_role: str = "Onboarding Specialist"
+    first_bill_min: float = 100
+    first_bill_skips_zero: bool = True
+    first_bill_max_age_months: int = 3
+    handover_mrr_above: float = 1000
+    recent_invoices: int = 3
+    stability_band: float = 1.25
+    spike_factor: float = 2.0
+    spike_lookback: int = 6
+    concentration_max: float = 0.8
+    circle_back_mrr_max: float = 1000
+    circle_back_min_last_invoice: float = 100
+    growth_min: float = 0.2
+    growth_months: int = 2
+    task_due_days: int = 30
+    task_period: Period = "quarter"
+    task_name: str = "Circle back: growing account"
+    task_tags: tuple[str, ...] = ("crm-sync",)
+
+
+def task_period(now: datetime, period: Period) -> str:
+    """The calendar period `now` falls in: '2026-Q4' for a quarter, '2026-11' for a month."""
+    if period == "month":
+        return f"{now.year}-{now.month:02d}"
+    return f"{now.year}-Q{(now.month - 1) // 3 + 1}"
+
+
+def _month_start(month: str) -> date | None:
+    try:
+        return date(int(month[:4]), int(month[5:7]), 1)
+    except ValueError:
+        return None
+
+
+def _pct(share: float, beside: float | None = None) -> str:
+    """A share as a percentage with one decimal, more when that would print the same as `beside`."""
+
+    def show(value: float, digits: int) -> str:
+        return f"{value * 100:,.{digits}f}".rstrip("0").rstrip(".") + " %"
+
+    for digits in (1, 2, 3, 4):
+        text = show(share, digits)
+        if beside is None or share == beside or text != show(beside, digits):
+            break
+    return text
+
+
+def _already_a_lead(account: Account, ctx: AccountContext, policy: Policy) -> str | None:
+    """Why the account is already with Sales (owned, being worked, or has an open lead or opportunity)."""
+    owners = [role for role in policy.owner_roles if role in account.key_roles]
+    if owners:
+        return f"already owned ({', '.join(owners)} key role)"
+    for segment in (*policy.guards.owned_segments, *policy.guards.active_sales_segments):
+        if segment in account.segments:
+            return f"in segment {segment}"
+    if ctx.open_leads:
+        return f"open lead {ctx.open_leads[0].id} in Salesforce"
+    if ctx.open_opportunities:
+        return f"open opportunity {ctx.open_opportunities[0].id} in Salesforce"
+    return None
+
+
+def _first_bill(invoices: Sequence[Invoice], skip_zero: bool) -> Invoice | None:
+    for invoice in invoices:
+        if invoice.amount > 0 or not skip_zero:
+            return invoice
+    return None
+
+
+def lead(
+    account: Account,
+    ctx: AccountContext,
+    policy: Policy,
+    rules: OnboardingPolicy,
+    now: datetime,
+    *,
+    otherwise_lead: bool,
+) -> Decision:
+    """A new payer whose first bill is at least $100, with a business email and not otherwise a lead, is an
+    onboarding lead: segment Onboarding, and an onboarding specialist from the onboarding pool.
+
+    "Otherwise a lead" is `otherwise_lead` (the caller: a routing rule fired for the account this run) or
+    what the account shows: an owner key role (TAM, CSM, Account Executive), an owned or active-sales
+    segment, or an open lead or opportunity in Salesforce. An Onboarding Specialist key role does not stop
+    the rule (the account stays in the segment while the specialist works it); the reason names them.
+    """
+    manages = frozenset({rules.segment})
+    first = _first_bill(account.invoices, rules.first_bill_skips_zero) if account.invoices is not None else None
+    specialist = account.key_roles.get(rules.specialist_role)
+    inputs: dict[str, object] = {
+        "first_invoice": None if first is None else first.amount,
+        "first_invoice_month": None if first is None else first.month,
+        "business_email": account.business_email,
+        "otherwise_lead": otherwise_lead,
+        "onboarding_specialist": specialist,
+    }
+    checks: list[Check] = []
+    if account.invoices is None:
+        checks.append(("invoices", None, "invoices unknown"))
+    elif first is None:
+        checks.append(("invoices", False, "no paid invoice yet"))
+    else:
+        ok = first.amount >= rules.first_bill_min
+        sign = "≥" if ok else "<"
+        checks.append(
+            (
+                "first_invoice",
+                ok,
+                f"first invoice {fmt_num(first.amount)} ({first.month}) {sign} {fmt_num(rules.first_bill_min)}",
+            )
+        )
+        start = _month_start(first.month)
+        if start is None:
+            checks.append(("invoices", None, f"first invoice month {first.month!r} unreadable"))
+        else:
+            age = max(0, (now.year - start.year) * 12 + now.month - start.month)
+            recent = age <= rules.first_bill_max_age_months
+            checks.append(
+                (
+                    "first_invoice_month",
+                    recent,
+                    f"first billed {age} months ago {'≤' if recent else '>'} {rules.first_bill_max_age_months}",
+                )
+            )
+    if account.business_email is None:
+        checks.append(("business_email", None, "business email unknown"))
+    else:
+        checks.append(
+            (
+                "business_email",
+                account.business_email,
+                "business email" if account.business_email else "no business email",
+            )
+        )
+    unknown = tuple(dict.fromkeys(name for name, ok, _ in checks if ok is None))
+    failed = [text for _, ok, text in checks if ok is False]
+    if failed or unknown:
+        reason = "; ".join(failed + [text for _, ok, text in checks if ok is None])
+        return Decision(LEAD, account.id, False, reason, inputs, unknown, manages=manages, team="Onboarding")
+    reason = "; ".join(text for _, _, text in checks)
+    why_not = "a routing rule fired" if otherwise_lead else _already_a_lead(account, ctx, policy)
+    if why_not is not None:
+        return Decision(
+            LEAD,
+            account.id,
+            False,
+            f"{reason}; but otherwise a lead: {why_not}",
+            inputs,
+            manages=manages,
+            team="Onboarding",
+            guarded_by=why_not,
+        )
+    if specialist is not None:
+        reason += f"; with onboarding specialist {specialist}"
+    return Decision(
+        LEAD,
+        account.id,
+        True,
+        reason,
+        inputs,
+        segments=manages,
+        manages=manages,
+        team="Onboarding",
+    )
+
+
+def _stability(recent: Sequence[Invoice], band: float) -> Check:
+    low, high = min(i.amount for i in recent), max(i.amount for i in recent)
+    span = f"last {len(recent)} invoices {fmt_num(low)}–{fmt_num(high)}"
+    limit = _pct(band - 1)
+    if low <= 0:
+        return "invoices", False, f"{span} include a month without spend"
+    if high <= band * low:
+        return "invoices", True, f"{span} within {limit}"
+    return "invoices", False, f"{span} vary {_pct(high / low - 1, band - 1)} > {limit}"
+
+
+def _spike(mrr: float, invoices: Sequence[Invoice], recent: int, rules: OnboardingPolicy) -> Check:
+    factor, lookback = rules.spike_factor, max(1, rules.spike_lookback)
+    amounts = [i.amount for i in invoices]
+    # Each recent invoice against the months before it, then the current month's MRR against the invoices.
+    for index in range(len(amounts) - recent, len(amounts)):
+        before = amounts[max(0, index - lookback) : index]
+        if before and amounts[index] > factor * median(before):
+            return (
+                "invoices",
+                False,
+                f"spike: {invoices[index].month} invoice {fmt_num(amounts[index])} > {fmt_num(factor)}× "
+                f"median {fmt_num(median(before))} of the {len(before)} months before",
+            )
+    before = amounts[-lookback:]
+    if mrr > factor * median(before):
+        return (
+            "mrr",
+            False,
+            f"spike: mrr {fmt_num(mrr)} > {fmt_num(factor)}× median {fmt_num(median(before))} "
+            f"of the last {len(before)} invoices",
+        )
+    return "invoices", True, "no spike"
+
+
+def _concentration(spend: dict[str, float], limit: float) -> Check:
+    total = sum(v for v in spend.values() if v > 0)
+    if total <= 0:
+        return "product_spend", None, "product spend empty"
+    product, amount = max(spend.items(), key=lambda kv: (kv[1], kv[0]))
+    share = amount / total
+    if amount > limit * total:
+        return (
+            "product_spend",
+            False,
+            f"concentrated: {product} {_pct(share, limit)} of spend > {_pct(limit)} (possible misconfiguration)",
+        )
+    return "product_spend", True, f"largest product {product} {_pct(share)} of spend"
+
+
+def direct_handover(
+    account: Account, ctx: AccountContext, policy: Policy, rules: OnboardingPolicy, now: datetime
+) -> Decision:
+    """An account spending more than $1,000 a month whose spend is stable (last 3 invoices within 25 % of
+    each other), not an event spike and not concentrated in one possibly misconfigured product goes
+    straight to Sales as an onboarding referral, without waiting for the onboarding program."""
+    recent = max(1, rules.recent_invoices)
+    inputs: dict[str, object] = {
+        "mrr": account.mrr,
+        "invoices": None if account.invoices is None else [(i.month, i.amount) for i in account.invoices[-recent:]],
+        "product_spend": None if account.product_spend is None else dict(account.product_spend),
+    }
+    checks: list[Check] = []
+    mrr = account.mrr
+    if mrr is None:
+        checks.append(("mrr", None, "mrr unknown"))
+    else:
+        ok = mrr > rules.handover_mrr_above
+        checks.append(("mrr", ok, f"mrr {fmt_num(mrr)} {'>' if ok else '≤'} {fmt_num(rules.handover_mrr_above)}"))
+    invoices = account.invoices
+    if invoices is None:
+        checks.append(("invoices", None, "invoices unknown"))
+    elif len(invoices) < recent:
+        checks.append(("invoices", False, f"only {len(invoices)} invoices (need {recent})"))
+    else:
+        checks.append(_stability(invoices[-recent:], rules.stability_band))
+        if mrr is not None:
+            checks.append(_spike(mrr, invoices, recent, rules))
+    if account.product_spend is None:
+        checks.append(("product_spend", None, "product spend unknown"))
+    else:
+        checks.append(_concentration(dict(account.product_spend), rules.concentration_max))
+    return trigger_decision(DIRECT_HANDOVER, account, ctx, policy, now, checks, inputs, team="TAE")
+
+
+def _growth(invoices: Sequence[Invoice], rules: OnboardingPolicy) -> Check:
+    recent = invoices[-max(1, rules.recent_invoices) :]
+    amounts = [i.amount for i in recent]
+    path = " → ".join(fmt_num(a) for a in amounts)
+    increasing = len(amounts) > 1 and all(a < b for a, b in pairwise(amounts))
+    months = rules.growth_months
+    grown = False
+    if months > 0 and len(invoices) > months and invoices[-1 - months].amount > 0:
+        before, last = invoices[-1 - months].amount, invoices[-1].amount
+        grown = last >= (1 + rules.growth_min) * before  # multiplied, not divided: 600 vs 500 is exactly +20 %
+        growth = last / before - 1
+        sign = "≥" if grown else "<"
+        growth_text = f"growth {_pct(growth, rules.growth_min)} over {months} months {sign} {_pct(rules.growth_min)}"
+    else:
+        growth_text = f"growth over {months} months unknown (no spend {months} months ago)"
+    if increasing:
+        return "invoices", True, f"last {len(amounts)} invoices {path} strictly increasing; {growth_text}"
+    if grown:
+        return "invoices", True, f"last {len(amounts)} invoices {path}; {growth_text}"
+    return "invoices", False, f"not growing: last {len(amounts)} invoices {path} not strictly increasing; {growth_text}"
+
+
+def circle_back(
+    account: Account, ctx: AccountContext, policy: Policy, rules: OnboardingPolicy, now: datetime
+) -> Decision:
+    """A growing account still at or below $1,000 MRR gets a Vitally task for its onboarding specialist to
+    circle back in 30 days and see whether it is ready for Sales, once per account per quarter.
+
+    Growing: the last 3 invoices strictly increase, or the latest is at least 20 % above the one two
+    months earlier. The task goes to the Onboarding Specialist key role, unassigned when there is none.
+    Accounts already with Sales (the routing guard, an open lead or opportunity) get no task.
+    """
+    specialist = account.key_roles.get(rules.specialist_role)
+    recent = max(1, rules.recent_invoices)
+    needed = max(recent, rules.growth_months + 1)
+    inputs: dict[str, object] = {
+        "mrr": account.mrr,
+        "invoices": None if account.invoices is None else [(i.month, i.amount) for i in account.invoices[-needed:]],
+        "onboarding_specialist": specialist,
+    }
+    checks: list[Check] = []
+    mrr = account.mrr
+    if mrr is None:
+        checks.append(("mrr", None, "mrr unknown"))
+    else:
+        ok = mrr <= rules.circle_back_mrr_max
+        checks.append(("mrr", ok, f"mrr {fmt_num(mrr)} {'≤' if ok else '>'} {fmt_num(rules.circle_back_mrr_max)}"))
+    invoices = account.invoices
+    if invoices is None:
+        checks.append(("invoices", None, "invoices unknown"))
+    elif len(invoices) < needed:
+        checks.append(("invoices", False, f"only {len(invoices)} invoices (need {needed})"))
+    else:
+        last = invoices[-1].amount
+        big = last >= rules.circle_back_min_last_invoice
+        sign = "≥" if big else "<"
+        checks.append(
+            ("invoices", big, f"last invoice {fmt_num(last)} {sign} {fmt_num(rules.circle_back_min_last_invoice)}")
+        )
+        checks.append(_growth(invoices, rules))
+    unknown = tuple(dict.fromkeys(name for name, ok, _ in checks if ok is None))
+    failed = [text for _, ok, text in checks if ok is False]
+    if failed or unknown:
+        reason = "; ".join(failed + [text for _, ok, text in checks if ok is None])
+        return Decision(CIRCLE_BACK, account.id, False, reason, inputs, unknown)
+    reason = "; ".join(text for _, _, text in checks)
+    guard = routing_guard(account, ctx, policy, now)
+    if guard is not None:
+        return Decision(CIRCLE_BACK, account.id, False, f"{reason}; but {guard}", inputs, guarded_by=guard)
+    period = task_period(now, rules.task_period)
+    task: dict[str, object] = {
+        "externalId": f"crm-sync:{CIRCLE_BACK}:{account.id}:{period}",
+        "accountId": account.id,
+        "name": rules.task_name,
+        "description": reason,
+        "dueDate": (now + timedelta(days=rules.task_due_days)).date().isoformat(),
+        "assignedToId": specialist,
+        "tags": list(rules.task_tags),
+    }
+    return Decision(CIRCLE_BACK, account.id, True, reason, inputs, task=task)

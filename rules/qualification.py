@@ -1,0 +1,387 @@
+"""PLG lead qualification: disqualify, nurture or qualify a product-led lead, with the signals
+for the opening message (plg-lead-qualification.md, rules.md §6).
+
+Order of the verdict (first that holds wins):
+
+1. ``disqualify`` – already owned or worked (the caller passes the guard's text), or one of the
+   handbook's quick filters: MRR under 500 with no growth trend; all spend from one product and
+   under 200; startup credits with 12+ months left and low burn.
+2. ``nurture`` – spend growing but MRR under 1,000; implementation too early (mostly
+   autocapture, few custom events). The handbook says "don't add yet" for these even when the
+   account otherwise looks good, so they win over ``qualify``.
+3. ``qualify`` – all three of: a realistic path to 20k ARR from the trajectory of the last 3
+   invoices, a clear multi-product opportunity, a company profile that can grow.
+4. ``nurture`` – potential without an urgency signal: at least one of the three holds.
+5. ``disqualify`` – none of them: flat spend with no expansion lever, or a company too small.
+
+Unknown MRR or invoices make the rule not fire (and are named). Other unknown inputs make the
+check that needs them fail, and the reason says so.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
+
+from rules.base import Decision, fmt_num, months_between, product_key
+from rules.model import Account, Invoice
+
+if TYPE_CHECKING:
+    from rules.context import AccountContext
+    from rules.policy import Policy
+
+__all__ = ["RULE_ID", "SIGNALS", "QualificationPolicy", "Recommendation", "monthly_growth", "recommend"]
+
+RULE_ID = "qualification.recommendation"
+
+Recommendation = Literal["disqualify", "nurture", "qualify"]
+
+SIGNALS = (
+    "autocapture_no_actions",
+    "b2b_no_group_analytics",
+    "mobile_no_replay",
+    "ai_no_llm_analytics",
+    "flags_no_experiments",
+    "spend_jump",
+    "billing_page_views",
+    "billing_limits_close",
+    "competitor_destination",
+    "warehouse_destination",
+    "multi_project",
+)
+"""Every signal name `recommend` can report, in the order it reports them."""
+
+
+@dataclass(frozen=True)
+class QualificationPolicy:
+    """Thresholds of `qualification.recommendation` (plg-lead-qualification.md); money in USD.
+
+    Definitions the handbook leaves open:
+
+    - *growth trend*: the compound monthly growth over the last `growth_invoices` invoices
+      (oldest to newest) is at least `growth_trend_pct` %; with fewer than 2 invoices, or a
+      first one of 0, growth is not measurable and counts as no growth.
+    - *low burn*: startup credits used are under `low_burn_used_pct` % of the total.
+    - *realistic path*: current MRR grown at that monthly rate for `months_to_target` months,
+      times 12, reaches `target_arr` (negative growth is not projected: a shrinking account
+      has a path only if it is already there; growth above `max_projected_growth_pct` %/month,
+      e.g. from a first invoice of a few cents, is projected at that cap).
+    - *multi-product*: at least `unpaid_activated_min` primary products activated but not
+      paid for, or paying for at least `paid_products_min` primary products.
+    - *can grow*: employees ≥ `employees_min`, or funded within `funding_within_days`, or
+      headcount up ≥ `headcount_growth_pct` % (harmonic_headcount vs harmonic_headcount_180d).
+    """
+
+    low_mrr: float = 500
+    single_product_spend_under: float = 200
+    credits_months_left: int = 12
+    low_burn_used_pct: float = 25
+    nurture_mrr_under: float = 1000
+    early_autocapture_pct: float = 70
+    early_custom_event_pct: float = 10
+    target_arr: float = 20_000
+    months_to_target: int = 12
+    growth_invoices: int = 3
+    growth_trend_pct: float = 5
+    max_projected_growth_pct: float = 100
+    unpaid_activated_min: int = 1
+    paid_products_min: int = 2
+    employees_min: int = 50
+    funding_within_days: int = 365
+    headcount_growth_pct: float = 20
+    # Opening-message signals.
+    high_autocapture_pct: float = 70
+    billing_limit_margin_pct: float = 10
+    billing_page_views_min: int = 1
+    several_projects: int = 3
+    spend_jump_pct: float = 50
+    competitor_destinations: tuple[str, ...] = ("amplitude", "mixpanel", "heap", "fullstory", "pendo", "segment")
+    warehouse_destinations: tuple[str, ...] = ("snowflake", "bigquery", "redshift", "databricks", "s3", "clickhouse")
+    # Products whose absence is an opening-message hook (compared with rules.base.product_key).
+    group_analytics_product: str = "group_analytics"
+    mobile_replay_product: str = "mobile_replay"
+    llm_analytics_product: str = "llm_analytics"
+    flags_product: str = "feature_flags"
+    experiments_product: str = "experiments"
+    segment: str = "Nurture"
+    # None: the primary products of `policy.allocation`.
+    primary_products: tuple[str, ...] | None = field(default=None)
+
+
+def monthly_growth(invoices: tuple[Invoice, ...], window: int = 3) -> float | None:
+    """Compound monthly growth (0.3 = +30 %/month) over the last `window` invoices, oldest first.
+
+    None when it cannot be measured: fewer than 2 invoices, or the first of the window is 0.
+    """
+    recent = invoices[-window:]
+    if len(recent) < 2 or recent[0].amount <= 0:
+        return None
+    ratio = recent[-1].amount / recent[0].amount
+    return float(ratio ** (1 / (len(recent) - 1)) - 1)
+
+
+def _pct(value: float) -> str:
+    return f"{fmt_num(round(value, 1))} %"
+
+
+def _products(names: tuple[str, ...] | None) -> set[str] | None:
+    return None if names is None else {product_key(name) for name in names}
+
+
+def _tokens(destination: str) -> set[str]:
+    return set(re.split(r"[^a-z0-9]+", destination.casefold())) - {""}
+
+
+@dataclass
+class _Facts:
+    """What the checks found, as (holds, text) with the text always set."""
+
+    growth: float | None = None
+    growth_text: str = ""
+    growing: bool = False
+    path: tuple[bool, str] = (False, "")
+    multi: tuple[bool, str] = (False, "")
+    can_grow: tuple[bool, str] = (False, "")
+    inputs: dict[str, object] = field(default_factory=dict)
+
+
+def _growth(invoices: tuple[Invoice, ...], q: QualificationPolicy, facts: _Facts) -> None:
+    growth = monthly_growth(invoices, q.growth_invoices)
+    facts.growth = growth
+    facts.inputs["monthly_growth_pct"] = None if growth is None else round(100 * growth, 1)
+    if growth is None:
+        facts.growth_text = f"growth not measurable ({len(invoices)} invoices)"
+        return
+    facts.growing = 100 * growth >= q.growth_trend_pct
+    window = min(len(invoices), q.growth_invoices)
+    sign = "≥" if facts.growing else "<"
+    facts.growth_text = f"growth {_pct(100 * growth)}/month over {window} invoices {sign} {_pct(q.growth_trend_pct)}"
+
+
+def _path(mrr: float, q: QualificationPolicy, facts: _Facts) -> tuple[bool, str]:
+    rate = min(max(facts.growth or 0.0, 0.0), q.max_projected_growth_pct / 100)
+    projected = 12 * mrr * (1 + rate) ** q.months_to_target
+    facts.inputs["projected_arr"] = round(projected, 2)
+    ok = projected >= q.target_arr
+    return ok, (
+        f"projected ARR {fmt_num(round(projected))} in {q.months_to_target} months "
+        f"{'≥' if ok else '<'} {fmt_num(q.target_arr)}"
+    )
+
+
+def _multi(account: Account, primary: set[str], q: QualificationPolicy, facts: _Facts) -> tuple[bool, str]:
+    paid = _products(account.paid_products)
+    activated = _products(account.activated_products)
+    if paid is None and activated is None:
+        return False, "multi-product unknown (paid_products, activated_products unknown)"
+    paid_primary = sorted((paid or set()) & primary)
+    unpaid = sorted(((activated or set()) - (paid or set())) & primary)
+    facts.inputs["paid_primary_products"] = paid_primary
+    facts.inputs["unpaid_activated_products"] = unpaid
+    if len(unpaid) >= q.unpaid_activated_min:
+        return True, f"activated but not paying for {', '.join(unpaid)}"
+    if len(paid_primary) >= q.paid_products_min:
+        return True, f"paying for {len(paid_primary)} primary products ≥ {q.paid_products_min}"
+    return False, (
+        f"no multi-product opportunity (paying for {len(paid_primary)} primary products, "
+        f"{len(unpaid)} activated unpaid)"
+    )
+
+
+def _can_grow(account: Account, q: QualificationPolicy, now: datetime) -> tuple[bool, str]:
+    notes: list[str] = []
+    if account.employee_count is not None:
+        if account.employee_count >= q.employees_min:
+            return True, f"employees {account.employee_count} ≥ {q.employees_min}"
+        notes.append(f"employees {account.employee_count} < {q.employees_min}")
+    else:
+        notes.append("employees unknown")
+    funded = account.harmonic_last_funding_date
+    if funded is not None:
+        days = (now.date() - funded).days
+        if 0 <= days <= q.funding_within_days:
+            return True, f"funded {days} days ago ≤ {q.funding_within_days}"
+        notes.append(f"funded {days} days ago")
+    head, before = account.harmonic_headcount, account.harmonic_headcount_180d
+    if head is not None and before:
+        growth = round(100 * (head / before - 1), 9)  # 120 vs 100 is +20 %, not +19.999...
+        if growth >= q.headcount_growth_pct:
+            return True, f"headcount {before} → {head} (+{_pct(growth)}) ≥ {_pct(q.headcount_growth_pct)}"
+        notes.append(f"headcount {before} → {head}")
+    return False, "company profile can't grow yet (" + ", ".join(notes) + ")"
+
+
+def _quick_filters(account: Account, mrr: float, q: QualificationPolicy, facts: _Facts, now: datetime) -> list[str]:
+    found: list[str] = []
+    if mrr < q.low_mrr and not facts.growing:
+        found.append(f"mrr {fmt_num(mrr)} < {fmt_num(q.low_mrr)} with no growth ({facts.growth_text})")
+    spend = account.product_spend
+    if spend is not None:
+        paying = {name: amount for name, amount in spend.items() if amount > 0}
+        if len(paying) == 1:
+            (name, amount), *_ = paying.items()
+            if amount < q.single_product_spend_under:
+                found.append(f"all spend from {name} {fmt_num(amount)} < {fmt_num(q.single_product_spend_under)}")
+    total, used, ends = account.startup_credits_total, account.startup_credits_used, account.startup_plan_ends_at
+    if total and used is not None and ends is not None:
+        left = months_between(now.date(), ends)
+        burn = 100 * used / total
+        if left >= q.credits_months_left and burn < q.low_burn_used_pct:
+            found.append(
+                f"startup credits with {left} months left ≥ {q.credits_months_left} and low burn "
+                f"(used {_pct(burn)} < {_pct(q.low_burn_used_pct)})"
+            )
+    return found
+
+
+def _early(account: Account, q: QualificationPolicy) -> str | None:
+    auto, custom = account.autocapture_pct, account.custom_event_pct
+    if auto is None or custom is None:
+        return None
+    if auto >= q.early_autocapture_pct and custom <= q.early_custom_event_pct:
+        return (
+            f"implementation early (autocapture {_pct(auto)} ≥ {_pct(q.early_autocapture_pct)}, "
+            f"custom events {_pct(custom)} ≤ {_pct(q.early_custom_event_pct)})"
+        )
+    return None
+
+
+def _signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    if (
+        account.autocapture_pct is not None
+        and account.autocapture_pct >= q.high_autocapture_pct
+        and account.actions_count == 0
+    ):
+        found.append(("autocapture_no_actions", f"autocapture {_pct(account.autocapture_pct)} with 0 actions"))
+    paid, activated = _products(account.paid_products), _products(account.activated_products)
+    products = None if paid is None and activated is None else (paid or set()) | (activated or set())
+    if products is not None:
+        missing = (
+            ("b2b_no_group_analytics", account.is_b2b, q.group_analytics_product, "B2B"),
+            ("mobile_no_replay", account.has_mobile_app, q.mobile_replay_product, "mobile app"),
+            ("ai_no_llm_analytics", account.is_ai_product, q.llm_analytics_product, "AI product"),
+        )
+        for name, flag, product, what in missing:
+            if flag and product_key(product) not in products:
+                found.append((name, f"{what} without {product}"))
+        if product_key(q.flags_product) in products and product_key(q.experiments_product) not in products:
+            found.append(("flags_no_experiments", f"{q.flags_product} without {q.experiments_product}"))
+    invoices = account.invoices or ()
+    if len(invoices) >= 2 and invoices[-2].amount > 0:
+        prev, last = invoices[-2].amount, invoices[-1].amount
+        jump = 100 * (last / prev - 1)
+        if jump >= q.spend_jump_pct:
+            found.append(
+                ("spend_jump", f"invoice {invoices[-1].month} {fmt_num(last)} up {_pct(jump)} on {fmt_num(prev)}")
+            )
+    views = account.billing_page_views_30d
+    if views is not None and views >= q.billing_page_views_min:
+        found.append(("billing_page_views", f"{views} billing page views in 30 days"))
+    close = _limits_close(account.billing_limits, account.product_spend, q)
+    if close:
+        found.append(("billing_limits_close", "billing limit close to spend: " + ", ".join(close)))
+    destinations = account.data_destinations or ()
+    for name, listed, what in (
+        ("competitor_destination", q.competitor_destinations, "data to competitor"),
+        ("warehouse_destination", q.warehouse_destinations, "data to warehouse"),
+    ):
+        hits = [d for d in destinations if _tokens(d) & {item.casefold() for item in listed}]
+        if hits:
+            found.append((name, f"{what} {', '.join(hits)}"))
+    if account.project_count is not None and account.project_count >= q.several_projects:
+        found.append(("multi_project", f"{account.project_count} projects ≥ {q.several_projects}"))
+    return found
+
+
+def _limits_close(
+    limits: Mapping[str, float] | None, spend: Mapping[str, float] | None, q: QualificationPolicy
+) -> list[str]:
+    if not limits or not spend:
+        return []
+    by_key = {product_key(name): amount for name, amount in spend.items()}
+    close: list[str] = []
+    for name, limit in limits.items():
+        used = by_key.get(product_key(name))
+        if used and used > 0 and limit <= used * (1 + q.billing_limit_margin_pct / 100):
+            close.append(f"{name} limit {fmt_num(limit)} vs spend {fmt_num(used)}")
+    return close
+
+
+def recommend(
+    account: Account,
+    ctx: AccountContext,
+    policy: Policy,
+    q: QualificationPolicy,
+    now: datetime,
+    *,
+    already_worked: str | None = None,
+) -> Decision:
+    """A product-led lead is disqualified, nurtured or qualified the way a TAM would judge it:
+    a realistic path to $20k ARR, a clear multi-product opportunity and a company that can grow.
+
+    `ctx` is accepted for symmetry with the other account rules (engagement in Salesforce is
+    the guards' business: pass their text as `already_worked`).
+    """
+    del ctx
+    manages = frozenset({q.segment})
+    signals = _signals(account, q)
+    signal_names = tuple(name for name, _ in signals)
+    signal_text = "; signals: " + (", ".join(text for _, text in signals) if signals else "none")
+    facts = _Facts(inputs={"mrr": account.mrr})
+
+    def verdict(label: Recommendation, reasons: list[str]) -> Decision:
+        reason = f"{label}: {'; '.join(reasons)}{signal_text}"
+        return Decision(
+            RULE_ID,
+            account.id,
+            True,
+            reason,
+            {**facts.inputs, "recommendation": label},
+            traits={"routing_reason": f"{RULE_ID}: {reason}"},
+            segments=manages if label == "nurture" else frozenset(),
+            manages=manages,
+            team="TAM",
+            signals=signal_names,
+        )
+
+    if already_worked:
+        return verdict("disqualify", [f"already worked: {already_worked}"])
+    mrr, invoices = account.mrr, account.invoices
+    unknown = tuple(name for name, value in (("mrr", mrr), ("invoices", invoices)) if value is None)
+    if mrr is None or invoices is None:
+        reason = "unknown: " + ", ".join(unknown)
+        return Decision(
+            RULE_ID,
+            account.id,
+            False,
+            reason,
+            {**facts.inputs, "recommendation": None},
+            unknown,
+            manages=manages,
+            team="TAM",
+            signals=signal_names,
+        )
+    _growth(invoices, q, facts)
+    filters = _quick_filters(account, mrr, q, facts, now)
+    if filters:
+        return verdict("disqualify", filters)
+    nurture: list[str] = []
+    if facts.growing and mrr < q.nurture_mrr_under:
+        nurture.append(f"spend growing ({facts.growth_text}) but mrr {fmt_num(mrr)} < {fmt_num(q.nurture_mrr_under)}")
+    early = _early(account, q)
+    if early:
+        nurture.append(early)
+    primary = {product_key(p) for p in (q.primary_products or policy.allocation.primary_products)}
+    checks = [_path(mrr, q, facts), _multi(account, primary, q, facts), _can_grow(account, q, now)]
+    texts = [text for _, text in checks]
+    if nurture:
+        return verdict("nurture", nurture + texts)
+    if all(ok for ok, _ in checks):
+        return verdict("qualify", [facts.growth_text, *texts])
+    if any(ok for ok, _ in checks):
+        return verdict("nurture", ["potential without an urgency signal", facts.growth_text, *texts])
+    return verdict("disqualify", ["no expansion lever", facts.growth_text, *texts])

@@ -1,0 +1,178 @@
+"""Lead scoring: a score out of 70 from employees, revenue, role, sub-role and country
+(lead-routing-and-scoring.md, "Lead scoring"; rules.md §2)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from rules.base import Decision, fmt_num
+from rules.context import CLOSED_LEAD_STATUSES
+from rules.countries import TIER1_COUNTRIES, TIER2_COUNTRIES, normalise_country
+from rules.model import Lead
+
+__all__ = ["ScoreComponent", "ScoringPolicy", "lead_score", "score_components"]
+
+RULE_ID = "scoring.lead_score"
+
+# (lower bound inclusive, points), ascending. A value below the first bound falls in the first band.
+Bands = tuple[tuple[float, int], ...]
+
+
+@dataclass(frozen=True)
+class ScoringPolicy:
+    """The handbook's lead-scoring table as data; the config file overrides any of it.
+
+    Employees start at 0 rather than the handbook's 1 so that a lead with 0 employees scores in the
+    lowest band instead of being unscorable. Role and sub-role values are compared case-insensitively;
+    a value not listed scores the `other_*` points (it is known, just not valued).
+    """
+
+    employee_bands: Bands = ((0, 0), (11, 10), (1001, 20))
+    revenue_bands: Bands = ((0, 0), (1_000_000, 5), (10_000_000, 10), (100_000_000, 20))
+    role_points: Mapping[str, int] = field(
+        default_factory=lambda: {"engineering": 10, "product": 10, "leadership": 10, "founder": 10, "marketing": 5}
+    )
+    other_role_points: int = 0
+    sub_role_points: Mapping[str, int] = field(
+        default_factory=lambda: {
+            "data_science_engineer": 10,
+            "project_engineer": 10,
+            "software_engineer": 10,
+            "web_engineer": 10,
+            "founder": 10,
+            "ceo": 10,
+        }
+    )
+    other_sub_role_points: int = 0
+    tier1_countries: tuple[str, ...] = TIER1_COUNTRIES
+    tier2_countries: tuple[str, ...] = TIER2_COUNTRIES
+    tier1_points: int = 10
+    tier2_points: int = 5
+    other_country_points: int = 0
+    max_score: int = 70
+
+
+class ScoreComponent(NamedTuple):
+    """One line of the scoring table applied to one lead.
+
+    `name` is the Lead field scored; `value` the value as read (None when unknown, which scores 0);
+    `text` the fragment of the reason, e.g. ``employees 64 → 10``.
+    """
+
+    name: str
+    points: int
+    value: str | None
+    text: str
+
+
+def _band_points(value: float, bands: Bands) -> int:
+    ordered = sorted(bands)
+    points = ordered[0][1] if ordered else 0
+    for lower, band_points in ordered:
+        if value >= lower:
+            points = band_points
+    return points
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    return value.strip()
+
+
+def _listed(name: str, label: str, value: str | None, table: Mapping[str, int], other: int) -> ScoreComponent:
+    text = _clean(value)
+    if text is None:
+        return ScoreComponent(name, 0, None, f"{label} unknown → 0")
+    key = text.casefold()
+    points = {k.casefold(): v for k, v in table.items()}
+    if key in points:
+        return ScoreComponent(name, points[key], text, f"{label} {text} → {points[key]}")
+    return ScoreComponent(name, other, text, f"{label} {text} (other) → {other}")
+
+
+def _country(lead: Lead, policy: ScoringPolicy) -> ScoreComponent:
+    raw = _clean(lead.country)
+    if raw is None:
+        return ScoreComponent("country", 0, None, "country unknown → 0")
+    code = normalise_country(raw)
+    if code is None:
+        # A value that is not a country cannot be placed in a tier: unknown, not "other".
+        return ScoreComponent("country", 0, None, f"country {raw!r} not recognised → 0")
+    if code in policy.tier1_countries:
+        tier, points = "tier 1", policy.tier1_points
+    elif code in policy.tier2_countries:
+        tier, points = "tier 2", policy.tier2_points
+    else:
+        tier, points = "other", policy.other_country_points
+    # Name what was typed when it differs from the code, so a mistaken lookup is visible.
+    detail = tier if code == raw.upper() else f"{raw}, {tier}"
+    return ScoreComponent("country", points, code, f"country {code} ({detail}) → {points}")
+
+
+def score_components(lead: Lead, policy: ScoringPolicy) -> list[ScoreComponent]:
+    """The five lines of the scoring table for one lead, in the handbook's order."""
+    components: list[ScoreComponent] = []
+    if lead.employees is None:
+        components.append(ScoreComponent("employees", 0, None, "employees unknown → 0"))
+    else:
+        points = _band_points(lead.employees, policy.employee_bands)
+        components.append(
+            ScoreComponent("employees", points, str(lead.employees), f"employees {lead.employees} → {points}")
+        )
+    if lead.annual_revenue is None:
+        components.append(ScoreComponent("annual_revenue", 0, None, "revenue unknown → 0"))
+    else:
+        shown = fmt_num(lead.annual_revenue)
+        points = _band_points(lead.annual_revenue, policy.revenue_bands)
+        components.append(ScoreComponent("annual_revenue", points, shown, f"revenue {shown} → {points}"))
+    components.append(_listed("role", "role", lead.role, policy.role_points, policy.other_role_points))
+    components.append(
+        _listed("sub_role", "sub-role", lead.sub_role, policy.sub_role_points, policy.other_sub_role_points)
+    )
+    components.append(_country(lead, policy))
+    return components
+
+
+def lead_score(lead: Lead, policy: ScoringPolicy) -> Decision:
+    """Every open lead gets a score out of 70 (employees, revenue, role, sub-role, country) written to
+    Lead_Score__c when it changed; an unknown input scores 0 and marks the score incomplete."""
+    components = score_components(lead, policy)
+    score = sum(c.points for c in components)
+    unknown = tuple(c.name for c in components if c.value is None)
+    inputs: dict[str, object] = {
+        "employees": lead.employees,
+        "annual_revenue": lead.annual_revenue,
+        "role": lead.role,
+        "sub_role": lead.sub_role,
+        "country": lead.country,
+        "points": {c.name: c.points for c in components},
+    }
+    inputs |= {"score": score, "max_score": policy.max_score, "previous_score": lead.lead_score}
+    inputs["incomplete"] = bool(unknown)
+    total = f"{score}/{policy.max_score}"
+    if unknown:
+        total += f", incomplete (unknown: {', '.join(unknown)})"
+    lines = "; ".join(c.text for c in components)
+
+    def no(verdict: str) -> Decision:
+        return Decision(RULE_ID, lead.id, False, f"{lines}; {verdict}", inputs, unknown)
+
+    if lead.is_converted:
+        return no(f"score {total}; lead converted")
+    if (lead.status or "") in CLOSED_LEAD_STATUSES:
+        return no(f"score {total}; lead closed (status {lead.status})")
+    if lead.lead_score is not None and lead.lead_score == score:
+        return no(f"score unchanged at {total}")
+    was = "" if lead.lead_score is None else f" (was {fmt_num(lead.lead_score)})"
+    return Decision(
+        RULE_ID,
+        lead.id,
+        True,
+        f"{lines}; score {total}{was}",
+        inputs,
+        unknown,
+        lead_fields={"Lead_Score__c": score},
+    )

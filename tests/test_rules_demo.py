@@ -1,0 +1,243 @@
+"""demo.classification and demo.instant_scheduler (lead-routing-and-scoring.md "Demo booking", rules.md §3)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from rules.demo import (
+    Classifier,
+    DemoPolicy,
+    KeywordClassifier,
+    Label,
+    classifier_for,
+    classify_demo,
+    scheduler_eligible,
+)
+from rules.model import Lead
+
+NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
+POLICY = DemoPolicy()
+CLASSIFIER = KeywordClassifier.from_policy(POLICY)
+
+
+def lead(**kw: Any) -> Lead:
+    base: dict[str, Any] = {
+        "id": "00Q000000000007",
+        "system_modstamp": NOW,
+        "company": "Acme",
+        "lead_source": "Demo request",
+        "status": "Open - Not Contacted",
+        "title": "VP Engineering",
+        "annual_revenue": 25_000_000,
+        "industry": "Software",
+        "form_text": "We'd like pricing for 40 seats of product analytics.",
+    }
+    base.update(kw)
+    return Lead(**base)
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        # sales
+        ("We're a 200-person fintech evaluating product analytics; can we get enterprise pricing?", "sales"),
+        ("Looking to migrate from Amplitude, need SSO and SOC 2 before signing a contract.", "sales"),
+        ("Hi, interested in a demo.", "sales"),
+        ("", "sales"),
+        ("   ", "sales"),
+        # crypto company with real buying signals is a customer, not spam
+        ("We run a crypto exchange with 60 engineers and are evaluating session replay.", "sales"),
+        # mentions an error, but the buying signals outweigh it
+        ("Evaluating error tracking for our enterprise, need pricing and a quote.", "sales"),
+        ("Visiting Seoul office next month, would love a walkthrough.", "sales"),  # 'seo' is a whole word only
+        # support
+        ("Session replay is not working since yesterday, we get an error on every page.", "support"),
+        ("How do I reset my password? I can't log in.", "support"),
+        ("Billing issue: we were charged twice this month, please refund.", "support"),
+        ("Found a bug: funnels are broken after the last release", "support"),
+        ("The dashboard login doesn’t work anymore", "support"),  # curly apostrophe
+        # spam
+        ("We offer high quality backlinks and guest posts to boost your SEO.", "spam"),
+        ("Get your site on the first page of Google with our link building service!", "spam"),
+        ("Best online casino bonuses and betting tips", "spam"),
+        ("BUY NOW LIMITED OFFER CLICK THE LINK FOR FREE MONEY", "spam"),
+        ("see http://a.example http://b.example https://c.example www.d.example", "spam"),
+        # spam that pretends to ask for pricing: spam signals outnumber it
+        ("Guest post pricing: we sell backlinks on high domain authority sites.", "spam"),
+    ],
+)
+def test_keyword_classifier_labels(text: str, label: Label) -> None:
+    got, why = CLASSIFIER.classify(text)
+    assert got == label, why
+    assert why
+
+
+def test_keyword_classifier_empty_text_says_so() -> None:
+    assert CLASSIFIER.classify("") == ("sales", "no form text")
+
+
+def test_keyword_classifier_reason_names_the_signals() -> None:
+    label, why = CLASSIFIER.classify("We offer backlinks and guest posts. http://x.io http://y.io http://z.io")
+    assert label == "spam"
+    assert why == "spam signals: backlink, guest post, 3 links"
+
+
+def test_classifier_for_unknown_name_is_a_lookup_error() -> None:
+    with pytest.raises(LookupError, match="unknown demo classifier 'gpt'"):
+        classifier_for(DemoPolicy(classifier="gpt"))
+
+
+@pytest.mark.parametrize(
+    ("kw", "fired", "fields", "skip"),
+    [
+        ({}, True, {"Classification__c": "sales"}, False),
+        ({"classification": "sales"}, False, {}, False),
+        (
+            {"form_text": "Error: the SDK is broken, how do I fix it?"},
+            True,
+            {"Classification__c": "support"},
+            True,
+        ),
+        (
+            {"form_text": "Cheap backlinks, guest posts, SEO!"},
+            True,
+            {"Classification__c": "spam", "Status": "Disqualified"},
+            True,
+        ),
+        ({"form_text": "Cheap backlinks, guest posts, SEO!", "classification": "spam"}, False, {}, True),
+        ({"form_text": None, "classification": "support"}, True, {"Classification__c": "sales"}, False),
+    ],
+)
+def test_classify_demo_writes_the_label_when_it_differs(
+    kw: dict[str, Any], fired: bool, fields: dict[str, object], skip: bool
+) -> None:
+    decision = classify_demo(lead(**kw), POLICY)
+    assert decision.rule == "demo.classification"
+    assert decision.record == "00Q000000000007"
+    assert decision.fired is fired, decision.reason
+    assert dict(decision.lead_fields) == fields
+    assert decision.inputs["skip_round_robin"] is skip
+    assert ("skips the round robin" in decision.reason) is skip
+
+
+def test_classify_demo_spam_reason_says_dropped_and_skipped() -> None:
+    decision = classify_demo(lead(form_text="Cheap backlinks and guest posts"), POLICY)
+    assert decision.inputs["label"] == "spam"
+    assert decision.reason == (
+        "classified spam (spam signals: backlink, guest post); "
+        "skips the round robin (dropped: status Disqualified, no owner)"
+    )
+
+
+def test_classify_demo_uses_a_configured_spam_status() -> None:
+    decision = classify_demo(lead(form_text="casino casino"), DemoPolicy(spam_status="Spam"))
+    assert decision.lead_fields == {"Classification__c": "spam", "Status": "Spam"}
+
+
+@pytest.mark.parametrize(
+    ("kw", "reason"),
+    [
+        ({"lead_source": "Sales email"}, "not a demo request (LeadSource Sales email)"),
+        ({"lead_source": None}, "lead source unknown"),
+        ({"is_converted": True}, "lead converted"),
+        ({"status": "Disqualified"}, "lead closed (status Disqualified)"),
+    ],
+)
+def test_classify_demo_ignores_other_and_closed_leads(kw: dict[str, Any], reason: str) -> None:
+    decision = classify_demo(lead(**kw), POLICY)
+    assert not decision.fired
+    assert decision.reason == reason
+    assert decision.lead_fields == {}
+
+
+class _Always:
+    def __init__(self, label: Label) -> None:
+        self.label: Label = label
+        self.seen: list[str] = []
+
+    def classify(self, text: str) -> tuple[Label, str]:
+        self.seen.append(text)
+        return self.label, "stub"
+
+
+def test_classify_demo_uses_the_injected_classifier() -> None:
+    stub = _Always("support")
+    classifier: Classifier = stub
+    decision = classify_demo(lead(form_text="anything"), POLICY, classifier)
+    assert stub.seen == ["anything"]
+    assert decision.lead_fields == {"Classification__c": "support"}
+    assert decision.reason.startswith("classified support (stub); skips the round robin")
+
+
+def _days_ago(days: int) -> date:
+    return (NOW - timedelta(days=days)).date()
+
+
+@pytest.mark.parametrize(
+    ("kw", "eligible", "met"),
+    [
+        ({}, True, ("revenue", "title", "industry")),
+        ({"industry": "Retail"}, True, ("revenue", "title")),
+        ({"title": "Office Manager"}, True, ("revenue", "industry")),
+        ({"annual_revenue": 9_999_999}, True, ("title", "industry")),
+        ({"annual_revenue": 10_000_000, "title": "Intern", "industry": "Retail"}, False, ("revenue",)),
+        ({"annual_revenue": 1_000, "title": "Office Manager"}, False, ("industry",)),
+        ({"annual_revenue": None, "industry": None}, False, ("title",)),
+        ({"annual_revenue": None}, True, ("title", "industry")),
+        ({"title": "Sr. Software Engineer", "industry": "retail", "annual_revenue": 0}, False, ("title",)),
+        ({"title": "Co-founder", "industry": "computer software", "annual_revenue": 0}, True, ("title", "industry")),
+        ({"title": "Engineering Manager", "industry": None}, True, ("revenue", "title")),
+        ({"title": "Directrice", "industry": None}, False, ("revenue",)),  # no keyword at a word start
+    ],
+)
+def test_scheduler_eligible_needs_2_of_3(kw: dict[str, Any], eligible: bool, met: tuple[str, ...]) -> None:
+    decision = scheduler_eligible(lead(**kw), None, POLICY, NOW)
+    assert decision.rule == "demo.instant_scheduler"
+    assert decision.fired is eligible, decision.reason
+    assert decision.inputs["met"] == met
+    assert decision.lead_fields == {}
+
+
+def test_scheduler_eligible_reason_lists_met_and_unknown() -> None:
+    decision = scheduler_eligible(lead(industry=None), _days_ago(45), POLICY, NOW)
+    assert decision.unknown == ("industry",)
+    assert decision.reason == (
+        "revenue 25,000,000 ≥ 10,000,000; title 'VP Engineering' matches vp, engineer; industry unknown; "
+        "2 of 3 met (need 2); last company disqualification 45 days ago (≥ 30); instant scheduler shown"
+    )
+
+
+@pytest.mark.parametrize(
+    ("days", "eligible"),
+    [(0, False), (1, False), (29, False), (30, True), (31, True), (365, True), (-1, False)],
+)
+def test_scheduler_eligible_blocked_by_a_recent_disqualification(days: int, eligible: bool) -> None:
+    decision = scheduler_eligible(lead(), _days_ago(days), POLICY, NOW)
+    assert decision.fired is eligible, decision.reason
+    assert decision.inputs["blocked"] is not eligible
+    assert decision.inputs["days_since_disqualified"] == days
+
+
+def test_scheduler_eligible_block_reason_names_the_days() -> None:
+    decision = scheduler_eligible(lead(), _days_ago(12), POLICY, NOW)
+    assert decision.reason.endswith(
+        "a company lead was disqualified 12 days ago (< 30); no instant scheduler: manual review"
+    )
+
+
+def test_scheduler_eligible_follows_the_policy() -> None:
+    policy = DemoPolicy(min_annual_revenue=1_000, scheduler_min_met=3, disqualified_block_days=7)
+    assert not scheduler_eligible(lead(industry="Retail"), None, policy, NOW).fired
+    assert scheduler_eligible(lead(), _days_ago(7), policy, NOW).fired
+    assert scheduler_eligible(
+        lead(title="Office Manager", annual_revenue=5_000), None, DemoPolicy(min_annual_revenue=1_000), NOW
+    ).fired
+
+
+def test_scheduler_eligible_only_for_demo_requests() -> None:
+    decision = scheduler_eligible(lead(lead_source="Campaign"), None, POLICY, NOW)
+    assert not decision.fired
+    assert decision.reason == "not a demo request (LeadSource Campaign)"

@@ -1,0 +1,248 @@
+"""lifecycle.account_review, lifecycle.csm_downgrade and lifecycle.stage, case by case (rules.md §5,
+accounts-overview.md)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rules import Account, Lead, Opportunity, Policy
+from rules.context import EMPTY, AccountContext
+from rules.lifecycle import LifecyclePolicy, account_review, csm_downgrade, stage
+from rules.policy import AllocationPolicy
+
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+RULES = LifecyclePolicy()
+
+
+def account(**kw: Any) -> Account:
+    base: dict[str, Any] = {"id": "acc_1", "name": "Acme", "updated_at": NOW}
+    base.update(kw)
+    return Account(**base)
+
+
+def open_lead(source: str | None, lead_id: str = "00Q1", created: datetime | None = None) -> Lead:
+    return Lead(lead_id, NOW, lead_source=source, status="Open", created_date=created)
+
+
+OPEN_OPPORTUNITY = Opportunity("006A", "001A", "Discovery", None, None, "u1")
+
+
+# lifecycle.account_review
+
+
+@pytest.mark.parametrize(
+    ("kw", "fired", "unknown"),
+    [
+        ({"mrr": 2000}, True, ()),
+        ({"mrr": 1999.99}, False, ()),
+        ({"mrr": 1999}, False, ()),
+        ({"mrr": 8000}, True, ()),
+        ({"mrr": None}, False, ("mrr",)),
+        ({"mrr": 2500, "key_roles": {"TAM": "u1"}}, False, ()),
+        ({"mrr": 2500, "key_roles": {"CSM": "u1"}}, False, ()),
+        ({"mrr": 2500, "key_roles": {"Account Executive": "u1"}}, False, ()),
+        ({"mrr": 2500, "segments": frozenset({"AM Managed"})}, False, ()),
+        ({"mrr": 2500, "key_roles": {"Onboarding Specialist": "u9"}}, True, ()),  # a specialist is not an owner
+    ],
+)
+def test_account_review_table(kw: dict[str, Any], fired: bool, unknown: tuple[str, ...]) -> None:
+    decision = account_review(account(**kw), EMPTY, Policy(), RULES, NOW)
+    assert decision.fired is fired, decision.reason
+    assert decision.unknown == unknown
+    assert decision.segments == ({"Account review"} if fired else frozenset())
+    assert decision.manages == {"Account review"}
+
+
+def test_account_review_reason_names_mrr_and_threshold() -> None:
+    assert account_review(account(mrr=2150), EMPTY, Policy(), RULES, NOW).reason == "self serve; mrr 2,150 ≥ 2,000"
+    owned = account_review(account(mrr=2150, key_roles={"TAM": "u1"}), EMPTY, Policy(), RULES, NOW)
+    assert owned.reason == "not self serve (TAM key role)"
+
+
+def test_account_review_threshold_is_configurable() -> None:
+    decision = account_review(account(mrr=1500), EMPTY, Policy(), LifecyclePolicy(review_mrr=1500), NOW)
+    assert decision.fired is True
+
+
+# lifecycle.csm_downgrade
+
+
+@pytest.mark.parametrize(
+    ("kw", "fired", "unknown"),
+    [
+        ({"mrr": 19_999.99 / 12, "key_roles": {"CSM": "u1"}}, True, ()),
+        ({"mrr": 20_000 / 12, "key_roles": {"CSM": "u1"}}, False, ()),
+        ({"mrr": 1000, "key_roles": {"CSM": "u1"}}, True, ()),
+        ({"mrr": 5000, "key_roles": {"CSM": "u1"}}, False, ()),
+        ({"mrr": None, "key_roles": {"CSM": "u1"}}, False, ("mrr",)),
+        ({"mrr": 1000, "key_roles": {"TAM": "u1"}}, False, ()),
+        ({"mrr": 1000}, False, ()),
+    ],
+)
+def test_csm_downgrade_table(kw: dict[str, Any], fired: bool, unknown: tuple[str, ...]) -> None:
+    decision = csm_downgrade(account(**kw), EMPTY, Policy(), RULES, NOW)
+    assert decision.fired is fired, decision.reason
+    assert decision.review is fired
+    assert decision.unknown == unknown
+    assert decision.segments == ({"Account review"} if fired else frozenset())
+    assert decision.manages == {"Account review"}
+
+
+def test_csm_downgrade_reason_asks_back_to_self_serve() -> None:
+    decision = csm_downgrade(account(mrr=19_999.99 / 12, key_roles={"CSM": "u1"}), EMPTY, Policy(), RULES, NOW)
+    assert decision.reason == "CSM-owned (u1); ARR 19,999.99 < 20,000: back to self serve?"
+
+
+def test_csm_downgrade_follows_the_allocation_threshold() -> None:
+    policy = Policy(allocation=AllocationPolicy(arr_threshold=30_000))
+    decision = csm_downgrade(account(mrr=2000, key_roles={"CSM": "u1"}), EMPTY, policy, RULES, NOW)
+    assert decision.fired is True
+    assert "ARR 24,000 < 30,000" in decision.reason
+
+
+# lifecycle.stage
+
+
+@pytest.mark.parametrize(
+    ("kw", "ctx", "expected"),
+    [
+        ({"mrr": 100, "key_roles": {"CSM": "u1", "TAM": "u2"}}, EMPTY, "Customer success manager"),
+        ({"mrr": 100, "key_roles": {"TAM": "u2", "Account Executive": "u3"}}, EMPTY, "Technical account manager"),
+        ({"mrr": 100, "segments": frozenset({"AM Managed"})}, EMPTY, "Technical account manager"),
+        ({"mrr": 100, "key_roles": {"Account Executive": "u3"}}, EMPTY, "Technical account executive"),
+        ({"mrr": 100}, AccountContext(opportunities=(OPEN_OPPORTUNITY,)), "Technical account executive"),
+        ({"mrr": 100}, AccountContext(leads=(open_lead("Demo request"),)), "New business lead"),
+        ({"mrr": 100}, AccountContext(leads=(open_lead("Onboarding referral"),)), "New business lead"),
+        ({"mrr": 100}, AccountContext(leads=(open_lead(None),)), "New business lead"),
+        ({"mrr": 100}, AccountContext(leads=(open_lead("Product-led"),)), "Expansion lead"),
+        ({"mrr": 100}, AccountContext(leads=(open_lead("AM referral"),)), "Expansion lead"),
+        ({"mrr": 100}, AccountContext(leads=(open_lead("BDR"),)), "BDR"),
+        ({"mrr": 100, "segments": frozenset({"Product-led lead"})}, EMPTY, "Expansion lead"),
+        ({"mrr": 100, "segments": frozenset({"AE referral"})}, EMPTY, "New business lead"),
+        ({"mrr": 100, "segments": frozenset({"Account review"})}, EMPTY, "Account review"),
+        ({"mrr": 100, "key_roles": {"Onboarding Specialist": "u9"}}, EMPTY, "Onboarding specialist"),
+        ({"mrr": 100, "segments": frozenset({"Onboarding"})}, EMPTY, "Onboarding specialist"),
+        ({"mrr": None, "segments": frozenset({"Onboarding"})}, EMPTY, "Onboarding specialist"),
+        ({"mrr": 2000}, EMPTY, "Account review"),
+        ({"mrr": 1999.99}, EMPTY, "Self serve"),
+        ({"mrr": 0}, EMPTY, "Self serve"),
+        # A closed lead is history, not a stage.
+        (
+            {"mrr": 100},
+            AccountContext(leads=(Lead("00Q9", NOW, lead_source="BDR", status="Disqualified"),)),
+            "Self serve",
+        ),
+    ],
+)
+def test_stage_table(kw: dict[str, Any], ctx: AccountContext, expected: str) -> None:
+    decision = stage(account(**kw), ctx, Policy(), RULES, NOW)
+    assert decision.fired is True, decision.reason
+    assert decision.traits == {"lifecycle_stage": expected}
+    assert decision.reason.endswith(f"→ {expected}")
+
+
+def test_stage_covers_every_flowchart_stage() -> None:
+    assert set(LifecyclePolicy.STAGES) == {
+        "Self serve",
+        "Onboarding specialist",
+        "Technical account executive",
+        "Technical account manager",
+        "Customer success manager",
+        "Account review",
+        "New business lead",
+        "Expansion lead",
+        "BDR",
+    }
+
+
+def test_stage_newest_open_lead_decides() -> None:
+    older = open_lead("BDR", "00Q1", datetime(2026, 9, 1, tzinfo=UTC))
+    newer = open_lead("Product-led", "00Q2", datetime(2026, 11, 1, tzinfo=UTC))
+    decision = stage(account(mrr=100), AccountContext(leads=(newer, older)), Policy(), RULES, NOW)
+    assert decision.traits == {"lifecycle_stage": "Expansion lead"}
+    assert decision.reason == "open lead 00Q2 (source Product-led) → Expansion lead"
+
+
+def test_stage_unknown_mrr_without_other_signals_does_not_fire() -> None:
+    decision = stage(account(mrr=None), EMPTY, Policy(), RULES, NOW)
+    assert decision.fired is False
+    assert decision.unknown == ("mrr",)
+    assert decision.traits == {}
+
+
+def test_stage_reason_names_the_deciding_input() -> None:
+    decision = stage(account(mrr=2150), EMPTY, Policy(), RULES, NOW)
+    assert decision.reason == "no owner; mrr 2,150 ≥ 2,000 → Account review"
+    decision = stage(account(mrr=100, key_roles={"CSM": "u1"}), EMPTY, Policy(), RULES, NOW)
+    assert decision.reason == "CSM key role (u1) → Customer success manager"
+
+
+ROLES = st.dictionaries(
+    st.sampled_from(["CSM", "TAM", "Account Executive", "Onboarding Specialist", "Other"]), st.just("u1")
+)
+SEGMENTS = st.frozensets(
+    st.sampled_from(
+        [
+            "AM Managed",
+            "Account review",
+            "Onboarding",
+            "Product-led lead",
+            "AM referral",
+            "AE referral",
+            "Onboarding referral",
+            "Annual Plan",
+            "Nurture",
+        ]
+    )
+)
+LEADS = st.lists(
+    st.builds(
+        Lead,
+        id=st.sampled_from(["00Q1", "00Q2"]),
+        system_modstamp=st.just(NOW),
+        lead_source=st.none() | st.sampled_from(["BDR", "Product-led", "Demo request", "AM referral", "Campaign"]),
+        status=st.none() | st.sampled_from(["Open", "Working", "Disqualified", "Converted"]),
+        is_converted=st.booleans(),
+        created_date=st.none() | st.datetimes(timezones=st.just(UTC)),
+    ),
+    max_size=3,
+)
+OPPORTUNITIES = st.lists(
+    st.builds(
+        Opportunity,
+        id=st.just("006A"),
+        account_id=st.just("001A"),
+        stage_name=st.none() | st.sampled_from(["Discovery", "Closed Won", "Closed Lost"]),
+        close_date=st.none(),
+        loss_reason=st.none(),
+        owner_id=st.just("u1"),
+    ),
+    max_size=2,
+)
+
+
+@given(
+    mrr=st.none() | st.floats(min_value=0, max_value=1e7, allow_nan=False),
+    roles=ROLES,
+    segments=SEGMENTS,
+    leads=LEADS,
+    opportunities=OPPORTUNITIES,
+)
+def test_stage_is_always_a_configured_stage(
+    mrr: float | None,
+    roles: dict[str, str],
+    segments: frozenset[str],
+    leads: list[Lead],
+    opportunities: list[Opportunity],
+) -> None:
+    acc = account(mrr=mrr, key_roles=roles, segments=segments)
+    decision = stage(acc, AccountContext(tuple(leads), tuple(opportunities)), Policy(), RULES, NOW)
+    if decision.fired:
+        assert decision.traits["lifecycle_stage"] in LifecyclePolicy.STAGES
+    else:
+        assert mrr is None and decision.unknown == ("mrr",) and decision.traits == {}

@@ -1,0 +1,322 @@
+"""qualification.recommendation (plg-lead-qualification.md, rules.md §6)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rules import Account, Invoice, Policy
+from rules.context import EMPTY
+from rules.qualification import SIGNALS, QualificationPolicy, monthly_growth, recommend
+
+NOW = datetime(2026, 11, 22, tzinfo=UTC)
+Q = QualificationPolicy()
+
+
+def invoices(*amounts: float) -> tuple[Invoice, ...]:
+    return tuple(Invoice(f"2026-{month:02d}", amount) for month, amount in enumerate(amounts, start=8))
+
+
+def account(**kw: Any) -> Account:
+    """A lead that qualifies: $1,500 MRR growing ~22 %/month, two primary products, 64 people."""
+    base: dict[str, Any] = {
+        "id": "acc_1",
+        "name": "Acme",
+        "updated_at": NOW,
+        "mrr": 1500,
+        "invoices": invoices(1000, 1200, 1500),
+        "product_spend": {"product_analytics": 900, "session_replay": 600},
+        "paid_products": ("product_analytics", "session_replay"),
+        "activated_products": ("product_analytics", "session_replay"),
+        "employee_count": 64,
+        "autocapture_pct": 40,
+        "custom_event_pct": 30,
+        "actions_count": 5,
+        "project_count": 1,
+        "billing_page_views_30d": 0,
+        "data_destinations": (),
+    }
+    base.update(kw)
+    return Account(**base)
+
+
+def label(acc: Account, **kw: Any) -> str:
+    decision = recommend(acc, EMPTY, Policy(), Q, NOW, **kw)
+    assert decision.fired, decision.reason
+    return str(decision.inputs["recommendation"])
+
+
+def test_recommendation_qualifies_with_reason_and_trait() -> None:
+    decision = recommend(account(), EMPTY, Policy(), Q, NOW)
+    assert decision.fired
+    assert decision.rule == "qualification.recommendation"
+    assert decision.inputs["recommendation"] == "qualify"
+    assert decision.reason == (
+        "qualify: growth 22.5 %/month over 3 invoices ≥ 5 %; projected ARR 205,031 in 12 months ≥ 20,000; "
+        "paying for 2 primary products ≥ 2; employees 64 ≥ 50; signals: none"
+    )
+    assert decision.traits == {"routing_reason": f"qualification.recommendation: {decision.reason}"}
+    assert decision.segments == frozenset()
+    assert decision.manages == {"Nurture"}
+    assert decision.signals == ()
+
+
+LABELS: list[tuple[str, dict[str, Any], str]] = [
+    ("baseline", {}, "qualify"),
+    # Quick filter: MRR < 500 with no growth.
+    ("low mrr flat", {"mrr": 499, "invoices": invoices(499, 499, 499)}, "disqualify"),
+    ("low mrr shrinking", {"mrr": 300, "invoices": invoices(450, 400, 300)}, "disqualify"),
+    ("low mrr one invoice", {"mrr": 450, "invoices": invoices(450)}, "disqualify"),
+    ("mrr 500 flat: not the quick filter", {"mrr": 500, "invoices": invoices(500, 500, 500)}, "nurture"),
+    ("low mrr growing", {"mrr": 450, "invoices": invoices(300, 380, 450)}, "nurture"),
+    ("low mrr growing 4 %", {"mrr": 450, "invoices": invoices(416, 433, 450)}, "disqualify"),
+    # Quick filter: all spend from one product under 200.
+    ("one product 199", {"product_spend": {"product_analytics": 199, "surveys": 0}}, "disqualify"),
+    ("one product 200", {"product_spend": {"product_analytics": 200}}, "qualify"),
+    ("two products under 200", {"product_spend": {"product_analytics": 150, "surveys": 40}}, "qualify"),
+    # Quick filter: startup credits with 12+ months left and low burn.
+    (
+        "credits 13 months, 20 % used",
+        {"startup_credits_total": 50_000, "startup_credits_used": 10_000, "startup_plan_ends_at": date(2027, 12, 22)},
+        "disqualify",
+    ),
+    (
+        "credits 11 months left",
+        {"startup_credits_total": 50_000, "startup_credits_used": 10_000, "startup_plan_ends_at": date(2027, 11, 21)},
+        "qualify",
+    ),
+    (
+        "credits 25 % used is not low burn",
+        {"startup_credits_total": 50_000, "startup_credits_used": 12_500, "startup_plan_ends_at": date(2027, 12, 22)},
+        "qualify",
+    ),
+    # Nurture: spend growing but under 1,000 MRR.
+    ("growing 900", {"mrr": 900, "invoices": invoices(600, 750, 900)}, "nurture"),
+    ("growing 1000", {"mrr": 1000, "invoices": invoices(700, 850, 1000)}, "qualify"),
+    # Nurture: implementation early.
+    ("early implementation", {"autocapture_pct": 70, "custom_event_pct": 10}, "nurture"),
+    ("custom events 10.1 %", {"autocapture_pct": 70, "custom_event_pct": 10.1}, "qualify"),
+    ("autocapture 69.9 %", {"autocapture_pct": 69.9, "custom_event_pct": 5}, "qualify"),
+    # Qualify needs a realistic path to $20k ARR.
+    ("flat 1,600: 19,200 ARR", {"mrr": 1600, "invoices": invoices(1600, 1600, 1600)}, "nurture"),
+    ("flat 1,667: 20,004 ARR", {"mrr": 1667, "invoices": invoices(1667, 1667, 1667)}, "qualify"),
+    # ... a clear multi-product opportunity.
+    ("one paid product", {"paid_products": ("product_analytics",), "activated_products": ()}, "nurture"),
+    (
+        "activated but unpaid primary",
+        {"paid_products": ("product_analytics",), "activated_products": ("Feature flags",)},
+        "qualify",
+    ),
+    (
+        "activated non-primary only",
+        {"paid_products": ("product_analytics",), "activated_products": ("llm_analytics",)},
+        "nurture",
+    ),
+    ("products unknown", {"paid_products": None, "activated_products": None}, "nurture"),
+    # ... and a company that can grow.
+    ("49 employees", {"employee_count": 49}, "nurture"),
+    (
+        "49 employees, funded 365 days ago",
+        {"employee_count": 49, "harmonic_last_funding_date": date(2025, 11, 22)},
+        "qualify",
+    ),
+    (
+        "49 employees, funded 366 days ago",
+        {"employee_count": 49, "harmonic_last_funding_date": date(2025, 11, 21)},
+        "nurture",
+    ),
+    ("headcount +20 %", {"employee_count": None, "harmonic_headcount": 120, "harmonic_headcount_180d": 100}, "qualify"),
+    ("headcount +19 %", {"employee_count": None, "harmonic_headcount": 119, "harmonic_headcount_180d": 100}, "nurture"),
+    # None of the three and flat: no expansion lever.
+    (
+        "flat, one product, small",
+        {
+            "mrr": 800,
+            "invoices": invoices(800, 800, 800),
+            "paid_products": ("product_analytics",),
+            "activated_products": (),
+            "employee_count": 10,
+        },
+        "disqualify",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "kw", "expected"), LABELS, ids=[case for case, _, _ in LABELS])
+def test_recommendation_paths(case: str, kw: dict[str, Any], expected: str) -> None:
+    assert label(account(**kw)) == expected
+
+
+def test_recommendation_already_worked_disqualifies_and_says_why() -> None:
+    decision = recommend(account(), EMPTY, Policy(), Q, NOW, already_worked="already owned (TAM key role)")
+    assert decision.inputs["recommendation"] == "disqualify"
+    assert decision.reason.startswith("disqualify: already worked: already owned (TAM key role)")
+
+
+def test_recommendation_nurture_wants_the_nurture_segment() -> None:
+    decision = recommend(account(employee_count=10), EMPTY, Policy(), Q, NOW)
+    assert decision.inputs["recommendation"] == "nurture"
+    assert decision.segments == {"Nurture"}
+    assert "potential without an urgency signal" in decision.reason
+    assert "company profile can't grow yet (employees 10 < 50)" in decision.reason
+
+
+def test_recommendation_quick_filter_reasons_name_thresholds() -> None:
+    decision = recommend(
+        account(mrr=499, invoices=invoices(499, 499, 499), product_spend={"surveys": 150}), EMPTY, Policy(), Q, NOW
+    )
+    assert decision.reason.startswith(
+        "disqualify: mrr 499 < 500 with no growth (growth 0 %/month over 3 invoices < 5 %); "
+        "all spend from surveys 150 < 200"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kw", "unknown"),
+    [
+        ({"mrr": None}, ("mrr",)),
+        ({"invoices": None}, ("invoices",)),
+        ({"mrr": None, "invoices": None}, ("mrr", "invoices")),
+    ],
+)
+def test_recommendation_unknown_key_inputs_do_not_fire(kw: dict[str, Any], unknown: tuple[str, ...]) -> None:
+    decision = recommend(account(**kw), EMPTY, Policy(), Q, NOW)
+    assert not decision.fired
+    assert decision.unknown == unknown
+    assert decision.reason == "unknown: " + ", ".join(unknown)
+    assert decision.inputs["recommendation"] is None
+    assert decision.traits == {}
+
+
+SIGNAL_CASES: list[tuple[str, dict[str, Any], str | None]] = [
+    ("autocapture_no_actions", {"autocapture_pct": 70, "actions_count": 0}, "autocapture 70 % with 0 actions"),
+    ("autocapture_no_actions", {"autocapture_pct": 70, "actions_count": 1}, None),
+    ("autocapture_no_actions", {"autocapture_pct": 69, "actions_count": 0}, None),
+    ("b2b_no_group_analytics", {"is_b2b": True}, "B2B without group_analytics"),
+    ("b2b_no_group_analytics", {"is_b2b": True, "activated_products": ("Group analytics",)}, None),
+    ("b2b_no_group_analytics", {"is_b2b": False}, None),
+    ("mobile_no_replay", {"has_mobile_app": True}, "mobile app without mobile_replay"),
+    ("mobile_no_replay", {"has_mobile_app": True, "paid_products": ("mobile-replay",)}, None),
+    ("ai_no_llm_analytics", {"is_ai_product": True}, "AI product without llm_analytics"),
+    ("ai_no_llm_analytics", {"is_ai_product": True, "activated_products": ("llm_analytics",)}, None),
+    ("flags_no_experiments", {"paid_products": ("feature_flags",)}, "feature_flags without experiments"),
+    ("flags_no_experiments", {"paid_products": ("feature_flags",), "activated_products": ("experiments",)}, None),
+    ("spend_jump", {"invoices": invoices(1000, 1000, 1500)}, "invoice 2026-10 1,500 up 50 % on 1,000"),
+    ("spend_jump", {"invoices": invoices(1000, 1000, 1499)}, None),
+    ("billing_page_views", {"billing_page_views_30d": 1}, "1 billing page views in 30 days"),
+    ("billing_page_views", {"billing_page_views_30d": 0}, None),
+    (
+        "billing_limits_close",
+        {"billing_limits": {"product_analytics": 990}},
+        "billing limit close to spend: product_analytics limit 990 vs spend 900",
+    ),
+    ("billing_limits_close", {"billing_limits": {"product_analytics": 991}}, None),
+    ("competitor_destination", {"data_destinations": ("Amplitude",)}, "data to competitor Amplitude"),
+    (
+        "competitor_destination",
+        {"data_destinations": ("Mixpanel export", "Webhook")},
+        "data to competitor Mixpanel export",
+    ),
+    ("competitor_destination", {"data_destinations": ("amplitudes",)}, None),
+    ("warehouse_destination", {"data_destinations": ("Google BigQuery",)}, "data to warehouse Google BigQuery"),
+    ("warehouse_destination", {"data_destinations": ("Amazon S3",)}, "data to warehouse Amazon S3"),
+    ("warehouse_destination", {"data_destinations": ("bigqueryish",)}, None),
+    ("multi_project", {"project_count": 3}, "3 projects ≥ 3"),
+    ("multi_project", {"project_count": 2}, None),
+]
+
+
+@pytest.mark.parametrize(("signal", "kw", "text"), SIGNAL_CASES)
+def test_recommendation_signals(signal: str, kw: dict[str, Any], text: str | None) -> None:
+    decision = recommend(account(**kw), EMPTY, Policy(), Q, NOW)
+    if text is None:
+        assert signal not in decision.signals
+    else:
+        assert decision.signals == (signal,)
+        assert decision.reason.endswith(f"; signals: {text}")
+        assert decision.traits["routing_reason"] == f"qualification.recommendation: {decision.reason}"
+
+
+def test_recommendation_signals_are_reported_on_disqualified_leads_too() -> None:
+    decision = recommend(account(billing_page_views_30d=3), EMPTY, Policy(), Q, NOW, already_worked="open lead")
+    assert decision.inputs["recommendation"] == "disqualify"
+    assert decision.signals == ("billing_page_views",)
+
+
+def test_recommendation_policy_thresholds_are_tunable() -> None:
+    strict = QualificationPolicy(employees_min=100, several_projects=2)
+    decision = recommend(account(project_count=2), EMPTY, Policy(), strict, NOW)
+    assert decision.inputs["recommendation"] == "nurture"
+    assert decision.signals == ("multi_project",)
+
+
+@pytest.mark.parametrize(
+    ("amounts", "growth"),
+    [((), None), ((100,), None), ((0, 100, 200), None), ((100, 121), 0.21), ((50, 100, 110, 121), 0.1)],
+)
+def test_monthly_growth_is_compound_over_the_last_invoices(amounts: tuple[float, ...], growth: float | None) -> None:
+    result = monthly_growth(invoices(*amounts))
+    assert result == (None if growth is None else pytest.approx(growth))
+
+
+def test_signal_names_are_the_documented_ones() -> None:
+    assert set(SIGNALS) == {name for name, _, _ in SIGNAL_CASES}
+
+
+money = st.none() | st.floats(min_value=0, max_value=100_000, allow_nan=False)
+products = st.none() | st.lists(
+    st.sampled_from(
+        ["product_analytics", "session_replay", "feature_flags", "surveys", "experiments", "llm_analytics"]
+    ),
+    max_size=4,
+).map(tuple)
+
+
+@given(
+    mrr=money,
+    amounts=st.none() | st.lists(st.floats(min_value=0, max_value=100_000, allow_nan=False), max_size=5),
+    paid=products,
+    activated=products,
+    employees=st.none() | st.integers(min_value=0, max_value=5000),
+    spend=st.none() | st.dictionaries(st.sampled_from(["product_analytics", "surveys"]), st.floats(0, 5000)),
+    autocapture=st.none() | st.floats(0, 100),
+    custom=st.none() | st.floats(0, 100),
+    worked=st.none() | st.just("open lead"),
+)
+def test_recommendation_label_is_always_one_of_three(
+    mrr: float | None,
+    amounts: list[float] | None,
+    paid: tuple[str, ...] | None,
+    activated: tuple[str, ...] | None,
+    employees: int | None,
+    spend: dict[str, float] | None,
+    autocapture: float | None,
+    custom: float | None,
+    worked: str | None,
+) -> None:
+    acc = account(
+        mrr=mrr,
+        invoices=None if amounts is None else invoices(*amounts),
+        paid_products=paid,
+        activated_products=activated,
+        employee_count=employees,
+        product_spend=spend,
+        autocapture_pct=autocapture,
+        custom_event_pct=custom,
+    )
+    decision = recommend(acc, EMPTY, Policy(), Q, NOW, already_worked=worked)
+    recommendation = decision.inputs["recommendation"]
+    if decision.fired:
+        assert recommendation in ("disqualify", "nurture", "qualify")
+        assert decision.traits["routing_reason"] == f"qualification.recommendation: {decision.reason}"
+        assert decision.segments == (frozenset({"Nurture"}) if recommendation == "nurture" else frozenset())
+    else:
+        assert recommendation is None
+        assert decision.unknown
+    if mrr is None:
+        assert recommendation != "qualify"
+    assert set(decision.signals) <= set(SIGNALS)
