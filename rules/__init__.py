@@ -6,15 +6,18 @@ No clock, no network, no database: callers pass `now` and plain data. `evaluate_
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, datetime
 
-from rules import allocation, demo, lifecycle, onboarding, scoring
+from rules import allocation, demo, lifecycle, onboarding, qualification, scoring
+from rules import routing as _routing
 from rules.base import Decision
 from rules.context import EMPTY, AccountContext
+from rules.expressions import CompiledTrigger, CustomTrigger, ExpressionError, compile_trigger
+from rules import guards as _guards
 from rules.model import Account, Invoice, Lead, Opportunity, SfAccount, SfUser
 from rules.policy import AllocationPolicy, GuardPolicy, Policy, ProductLedPolicy, Territories
-from rules import routing as _routing
 from rules.routing import ROUTING_RULE_IDS
 
 __all__ = [
@@ -23,7 +26,10 @@ __all__ = [
     "Account",
     "AccountContext",
     "AllocationPolicy",
+    "CompiledTrigger",
+    "CustomTrigger",
     "Decision",
+    "ExpressionError",
     "GuardPolicy",
     "Invoice",
     "Lead",
@@ -33,6 +39,7 @@ __all__ = [
     "SfAccount",
     "SfUser",
     "Territories",
+    "compile_trigger",
     "evaluate_account",
     "evaluate_lead",
 ]
@@ -47,6 +54,7 @@ ALL_RULE_IDS: tuple[str, ...] = (
     lifecycle.ACCOUNT_REVIEW,
     lifecycle.CSM_DOWNGRADE,
     lifecycle.STAGE,
+    qualification.RULE_ID,
     "scoring.lead_score",
     "demo.classification",
     "demo.instant_scheduler",
@@ -64,17 +72,55 @@ def _also(decision: Decision, winner: Decision) -> Decision:
     )
 
 
-def evaluate_account(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> list[Decision]:
-    """Every account rule's verdict, fired or not: routing (first match in the configured order
-    wins), allocation, onboarding and lifecycle."""
+def _custom(account: Account, ctx: AccountContext, policy: Policy, now: datetime, trigger: CompiledTrigger) -> Decision:
+    """A config-defined trigger, held back by the same guards as the built-in ones."""
+    decision = trigger.evaluate(account, ctx, now)
+    if not decision.fired:
+        return decision
+    guard = _guards.routing_guard(account, ctx, policy, now)
+    if guard is not None:
+        return replace(decision, fired=False, traits={}, guarded_by=guard, reason=f"{decision.reason}; but {guard}")
+    if decision.team == "TAM":
+        segment = frozenset({policy.routing.product_led_segment})
+        return replace(decision, segments=segment, manages=segment)
+    return decision
+
+
+def evaluate_account(
+    account: Account,
+    ctx: AccountContext,
+    policy: Policy,
+    now: datetime,
+    custom: Sequence[CompiledTrigger] = (),
+) -> list[Decision]:
+    """Every account rule's verdict, fired or not, in the order their writes are claimed:
+    qualification of a product-led lead, routing (the first match in the configured order wins,
+    then config-defined triggers), onboarding handover, allocation, onboarding, lifecycle."""
     winner, routing = _routing.route_account(account, ctx, policy, policy.routing, now)
-    owner = allocation.new_owner(account, policy)
+    for trigger in custom:
+        decision = _custom(account, ctx, policy, now, trigger)
+        if decision.fired and winner is not None:
+            decision = _also(decision, winner)
+        elif decision.fired:
+            winner = decision
+        routing.append(decision)
     handover = onboarding.direct_handover(account, ctx, policy, policy.onboarding, now)
     if handover.fired and winner is not None:
         handover = _also(handover, winner)
     elif handover.fired:
         winner = handover
-    decisions = [*routing, handover, owner]
+    if winner is not None and winner.team == "TAM":
+        verdict = qualification.recommend(account, ctx, policy, policy.qualification, now)
+    else:
+        verdict = Decision(
+            qualification.RULE_ID,
+            account.id,
+            False,
+            "not a product-led lead",
+            manages=frozenset({policy.qualification.segment}),
+        )
+    owner = allocation.new_owner(account, policy)
+    decisions = [verdict, *routing, handover, owner]
     decisions.append(
         onboarding.lead(account, ctx, policy, policy.onboarding, now, otherwise_lead=winner is not None or owner.fired)
     )

@@ -27,9 +27,7 @@ def owner_region(account: Account, policy: Policy) -> tuple[str | None, str]:
         if count > 0:
             by_region[territories.region_of(country)] += count
     detail = ", ".join(
-        f"{c} {n}"
-        for c, n in sorted((account.users_by_country or {}).items(), key=lambda kv: -kv[1])
-        if n > 0
+        f"{c} {n}" for c, n in sorted((account.users_by_country or {}).items(), key=lambda kv: -kv[1]) if n > 0
     )
     ranked = by_region.most_common()
     if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):

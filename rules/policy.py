@@ -9,6 +9,7 @@ from rules.countries import TIER1_COUNTRIES, TIER2_COUNTRIES
 from rules.demo import DemoPolicy
 from rules.lifecycle import LifecyclePolicy
 from rules.onboarding import OnboardingPolicy
+from rules.qualification import QualificationPolicy
 from rules.routing import RoutingPolicy
 from rules.scoring import ScoringPolicy
 
@@ -181,6 +182,7 @@ class Policy:
     demo: DemoPolicy = field(default_factory=DemoPolicy)
     onboarding: OnboardingPolicy = field(default_factory=OnboardingPolicy)
     lifecycle: LifecyclePolicy = field(default_factory=LifecyclePolicy)
+    qualification: QualificationPolicy = field(default_factory=QualificationPolicy)
     tier1_countries: tuple[str, ...] = TIER1_COUNTRIES
     tier2_countries: tuple[str, ...] = TIER2_COUNTRIES
     owner_roles: tuple[str, ...] = ("TAM", "CSM", "Account Executive")

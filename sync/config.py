@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from connectors.errors import ConfigError
 from connectors.records import DEFAULT_TRAIT_KEYS
 from rules.countries import normalise_country
+from rules.expressions import CompiledTrigger, CustomTrigger, ExpressionError, compile_trigger
 from rules.policy import DEFAULT_REGIONS, Policy, Territories
 from rules.routing import ROUTING_RULE_IDS
 
@@ -74,6 +75,7 @@ class Config:
     on_conflict: OnConflict = "report"
     interval_seconds: float = 900
     source: Path | None = None
+    custom_triggers: tuple[CompiledTrigger, ...] = ()
 
 
 def packaged_example() -> Path:
@@ -301,6 +303,7 @@ _POLICY_SECTIONS = {
     "demo": "rules.demo",
     "onboarding": "rules.onboarding",
     "lifecycle": "rules.lifecycle",
+    "qualification": "rules.qualification",
 }
 
 
@@ -321,6 +324,39 @@ def _policy(reader: _Reader) -> Policy:
         tier1_countries=reader.countries("rules.countries.tier1", defaults.tier1_countries),
         tier2_countries=reader.countries("rules.countries.tier2", defaults.tier2_countries),
     )
+
+
+def _custom_triggers(reader: _Reader, policy: Policy) -> tuple[CompiledTrigger, ...]:
+    """`[[rules.custom]]` triggers, compiled once; a bad expression names the rule and position."""
+    rules_table = reader.table("rules")
+    entries = rules_table.get("custom", [])
+    if not isinstance(entries, list):
+        reader.problems.append("rules.custom: expected an array of tables ([[rules.custom]])")
+        return ()
+    compiled: list[CompiledTrigger] = []
+    seen: set[str] = set(ROUTING_RULE_IDS)
+    for index, entry in enumerate(entries):
+        path = f"rules.custom[{index}]"
+        if not isinstance(entry, dict):
+            reader.problems.append(f"{path}: expected a table")
+            continue
+        values = {key: entry.get(key) for key in ("id", "team", "when", "reason")}
+        missing = [key for key, value in values.items() if not isinstance(value, str) or not value.strip()]
+        unknown = sorted(set(entry) - set(values))
+        if unknown:
+            reader.problems.append(f"{path}: unknown setting(s) {', '.join(unknown)}")
+        if missing:
+            reader.problems.append(f"{path}: {', '.join(missing)} must be non-empty text")
+            continue
+        if values["id"] in seen:
+            reader.problems.append(f"{path}.id: {values['id']!r} is already a rule id")
+            continue
+        seen.add(str(values["id"]))
+        try:
+            compiled.append(compile_trigger(CustomTrigger(**{k: str(v) for k, v in values.items()}), policy=policy))
+        except ExpressionError as exc:
+            reader.problems.append(f"{path}: {exc}")
+    return tuple(compiled)
 
 
 def _build(data: Mapping[str, Any], source: Path | None) -> Config:
@@ -391,6 +427,7 @@ def _build(data: Mapping[str, Any], source: Path | None) -> Config:
                 f"rules.order: unknown routing rule {rule_id!r} (known: {', '.join(ROUTING_RULE_IDS)})"
             )
     policy = replace(policy, routing=replace(policy.routing, order=order))
+    custom = _custom_triggers(reader, policy)
     state_path = Path(reader.text("state.path", "crm-sync.db")).expanduser()
     interval = reader.number("daemon.interval_seconds", 900, minimum=1)
     if reader.problems:
@@ -403,6 +440,7 @@ def _build(data: Mapping[str, Any], source: Path | None) -> Config:
         on_conflict="overwrite" if on_conflict == "overwrite" else "report",
         interval_seconds=interval,
         source=source,
+        custom_triggers=custom,
     )
 
 

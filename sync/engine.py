@@ -292,7 +292,7 @@ class Engine:
 
     def decide(self, account: Account, now: datetime, context: AccountContext = EMPTY) -> list[Decision]:
         """Every rule's verdict on one account (rules.evaluate_account)."""
-        return evaluate_account(account, context, self.config.policy, now)
+        return evaluate_account(account, context, self.config.policy, now, self.config.custom_triggers)
 
     def decide_lead(self, lead: Lead, now: datetime, facts: SalesforceFacts) -> list[Decision]:
         """Every lead rule's verdict on one Salesforce lead (rules.evaluate_lead)."""

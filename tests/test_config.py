@@ -12,7 +12,6 @@ from rules.routing import ROUTING_RULE_IDS
 from sync.config import load_config, packaged_example
 
 
-
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(text)
