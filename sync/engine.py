@@ -151,7 +151,7 @@ class Engine:
         # Fields that hold a person's decision: a value set without us is theirs, not ours to replace.
         self._protected = frozenset({config.vitally.written_traits.get("new_owner", "new_owner"), "OwnerId"})
         segment_keys = tuple(config.vitally.segment_traits.values())
-        self._written_keys = tuple(config.vitally.written_traits.values()) + segment_keys
+        self.written_keys = tuple(config.vitally.written_traits.values()) + segment_keys
 
     # -- the cycle ------------------------------------------------------------------------------
 
@@ -218,7 +218,7 @@ class Engine:
                 continue
             error = None
             try:
-                parse_account(raw, self.config.vitally.trait_keys, self._written_keys)
+                parse_account(raw, self.config.vitally.trait_keys, self.written_keys)
                 moment = parse_timestamp(updated)
                 if newest_at is None or moment > newest_at:
                     newest, newest_at = updated, moment
@@ -286,7 +286,7 @@ class Engine:
             if error:
                 continue
             try:
-                yield parse_account(json.loads(raw), self.config.vitally.trait_keys, self._written_keys)
+                yield parse_account(json.loads(raw), self.config.vitally.trait_keys, self.written_keys)
             except RecordError:
                 continue  # reported when it was read
 

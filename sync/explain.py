@@ -1,4 +1,5 @@
-"""`explain ID`: every rule's verdict on one account, fired or not, with the inputs it used."""
+"""`explain ID`: every rule's verdict on one account or lead, fired or not, with the condition
+that failed, the inputs it used and those that were unknown."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from connectors.errors import RecordError
-from connectors.records import parse_account
+from connectors.records import parse_account, parse_lead
+from rules import Decision
 from state import StateDB
 from sync.config import Config
 from sync.engine import Engine
+from sync.facts import SalesforceFacts
 
 __all__ = ["explain"]
 
@@ -18,43 +21,85 @@ __all__ = ["explain"]
 def _show(value: Any) -> str:
     if value is None:
         return "unknown"
-    if isinstance(value, tuple | list | dict | frozenset | set):
-        return json.dumps(value if not isinstance(value, frozenset | set) else sorted(value), default=str)
+    if isinstance(value, frozenset | set):
+        value = sorted(value)
+    if isinstance(value, tuple | list | dict):
+        return json.dumps(value, default=str, ensure_ascii=False)
     return str(value)
 
 
+def _verdict(decision: Decision) -> str:
+    if decision.guarded_by:
+        return "GUARDED"
+    if decision.fired and "(also matched;" in decision.reason:
+        return "ALSO MATCHED"
+    return "FIRED" if decision.fired else "no"
+
+
+def _write(decisions: list[Decision], out: TextIO) -> None:
+    for decision in decisions:
+        out.write(f"\n{decision.rule}: {_verdict(decision)}{' (review)' if decision.review else ''}\n")
+        out.write(f"  reason: {decision.reason}\n")
+        if decision.guarded_by:
+            out.write(f"  guarded by: {decision.guarded_by}\n")
+        if decision.unknown:
+            out.write(f"  unknown inputs: {', '.join(decision.unknown)}\n")
+        for name, value in decision.inputs.items():
+            out.write(f"  input {name} = {_show(value)}\n")
+        if decision.also_matched:
+            out.write(f"  also matched: {', '.join(decision.also_matched)}\n")
+        if decision.signals:
+            out.write(f"  signals: {', '.join(decision.signals)}\n")
+        if decision.fired:
+            for key, value in decision.traits.items():
+                out.write(f"  wants trait {key} = {_show(value)}\n")
+            for segment in sorted(decision.segments):
+                out.write(f"  wants segment {segment}\n")
+            for key, value in decision.lead_fields.items():
+                out.write(f"  wants Lead field {key} = {_show(value)}\n")
+            if decision.task:
+                out.write(f"  wants task {_show(dict(decision.task))}\n")
+            if decision.team:
+                out.write(f"  team {decision.team}{' in ' + decision.region if decision.region else ''}\n")
+
+
 def explain(config: Config, state: StateDB, record_id: str, now: datetime, out: TextIO, err: TextIO) -> int:
-    """Explain from the mirror, or from Vitally itself when the account is not mirrored yet."""
+    """Explain an account (from the mirror, else from Vitally itself) or a lead (from the mirror)."""
     from sync.app import make_vitally
 
+    engine = Engine(config, state, make_vitally(config), None, clock=lambda: now, now=now, dry_run=True)
+    facts = SalesforceFacts.load(state)
+    lead_raw = state.sf_raw("Lead", record_id)
+    if lead_raw is not None:
+        try:
+            lead = parse_lead(lead_raw)
+        except RecordError as bad:
+            out.write(f"{record_id}: malformed: field {bad.field}: {bad.message}\n")
+            return 1
+        out.write(
+            f"lead {lead.id} ({lead.company or 'no company'}, LeadSource {lead.lead_source or 'unknown'}) "
+            f"from the state mirror, rules' clock {now.isoformat()}\n"
+        )
+        _write(engine.decide_lead(lead, now, facts), out)
+        return 0
     raw = state.account_raw(record_id)
     source = "state mirror"
     if raw is None:
         raw = make_vitally(config).get_account(record_id)
         source = "Vitally"
     if raw is None:
-        err.write(f"error: no account {record_id!r} in the mirror or in Vitally\n")
+        err.write(f"error: no account or lead {record_id!r} in the mirror, and no such account in Vitally\n")
         return 1
-    engine = Engine(config, state, make_vitally(config), None, clock=lambda: now, now=now, dry_run=True)
     try:
-        account = parse_account(raw, config.vitally.trait_keys, engine._written_keys)
+        account = parse_account(raw, config.vitally.trait_keys, engine.written_keys)
     except RecordError as bad:
         out.write(f"{record_id}: malformed: field {bad.field}: {bad.message}\n")
         return 1
+    context = facts.context_for(account.id)
     out.write(f"account {account.id} ({account.name}) from the {source}, rules' clock {now.isoformat()}\n")
-    for decision in engine.decide(account, now):
-        verdict = "FIRED" if decision.fired else ("GUARDED" if decision.guarded_by else "no")
-        out.write(f"\n{decision.rule}: {verdict}{' (review)' if decision.review else ''}\n")
-        out.write(f"  reason: {decision.reason}\n")
-        if decision.unknown:
-            out.write(f"  unknown inputs: {', '.join(decision.unknown)}\n")
-        for name, value in decision.inputs.items():
-            out.write(f"  input {name} = {_show(value)}\n")
-        if decision.fired:
-            for key, value in decision.traits.items():
-                out.write(f"  wants trait {key} = {_show(value)}\n")
-            for segment in sorted(decision.segments):
-                out.write(f"  wants segment {segment}\n")
-            if decision.team:
-                out.write(f"  team {decision.team}{' in ' + decision.region if decision.region else ''}\n")
+    out.write(
+        f"Salesforce: {len(context.leads)} lead(s) ({len(context.open_leads)} open), "
+        f"{len(context.opportunities)} opportunit(ies) ({len(context.open_opportunities)} open)\n"
+    )
+    _write(engine.decide(account, now, context), out)
     return 0
