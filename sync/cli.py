@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         "every rule's verdict for one account or lead, with its inputs",
         "python -m sync explain acc_123",
     )
-    explain.add_argument("id", help="Vitally account id (or a Lead Id)")
+    explain.add_argument("id", nargs="+", help="Vitally account id or Salesforce Lead Id (several allowed)")
     explain.add_argument("--now", type=_timestamp, help="fix the rules' clock (ISO 8601)")
 
     report = command(
@@ -230,7 +230,9 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     config = _load(args)
     state = StateDB.snapshot(config.state_path)
-    return explain(config, state, args.id, args.now or _now(), out, err)
+    now = args.now or _now()
+    statuses = [explain(config, state, record, now, out, err) for record in args.id]
+    return max(statuses)
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

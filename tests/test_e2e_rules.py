@@ -1,0 +1,67 @@
+"""End to end over the generated book: every rule id fires at least once and is explained."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from connectors.sandbox import Sandbox, generate_book
+from rules import ALL_RULE_IDS
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = "2026-11-22T09:00:00Z"
+# Rules that only inform (they write nothing, so they never appear in a plan).
+SILENT = {"demo.instant_scheduler"}
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(generate_book(300, seed=11, now=datetime(2026, 11, 22, 9, tzinfo=UTC))) as sb:
+        yield sb
+
+
+def cli(config: Path, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sync", "--config", str(config), "--state", str(state), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+
+
+def test_cli_every_rule_fires_and_is_explained(sandbox: Sandbox, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text((ROOT / "config.example.toml").read_text().replace("http://127.0.0.1:8765", sandbox.url))
+    state = tmp_path / "state.db"
+    run = cli(config, state, "run", "--format", "json", "--now", NOW)
+    assert run.returncode == 0, run.stderr
+    plan = [json.loads(line) for line in run.stdout.splitlines()]
+    example: dict[str, str] = {}
+    for line in plan:
+        assert line["reason"], line
+        example.setdefault(line["rule"], line["account"] if line["op"] == "create_task" else line["record"])
+    missing = sorted(set(ALL_RULE_IDS) - SILENT - set(example))
+    assert missing == [], f"rules that never planned a write over the generated book: {missing}"
+
+    lead = next(
+        record
+        for record in {line["record"] for line in plan if line["record"].startswith("00Q")}
+        if "demo.instant_scheduler: FIRED" in cli(config, state, "explain", record, "--now", NOW).stdout
+    )
+    example["demo.instant_scheduler"] = lead
+    explained = cli(config, state, "explain", *example.values(), "--now", NOW)
+    assert explained.returncode == 0, explained.stderr
+    blocks = explained.stdout.split("\n\n")
+    for rule in ALL_RULE_IDS:
+        verdicts = [b for b in blocks if b.startswith(f"{rule}: ")]
+        assert any("FIRED" in v.splitlines()[0] or "ALSO MATCHED" in v.splitlines()[0] for v in verdicts), rule
+        assert all("reason: " in v for v in verdicts), rule
