@@ -11,11 +11,11 @@ from dataclasses import replace
 from datetime import date, datetime
 
 from rules import allocation, demo, lifecycle, onboarding, qualification, scoring
+from rules import guards as _guards
 from rules import routing as _routing
 from rules.base import Decision
 from rules.context import EMPTY, AccountContext
 from rules.expressions import CompiledTrigger, CustomTrigger, ExpressionError, compile_trigger
-from rules import guards as _guards
 from rules.model import Account, Invoice, Lead, Opportunity, SfAccount, SfUser
 from rules.policy import AllocationPolicy, GuardPolicy, Policy, ProductLedPolicy, Territories
 from rules.routing import ROUTING_RULE_IDS

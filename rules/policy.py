@@ -157,7 +157,6 @@ class ProductLedPolicy:
     employees_above: int = 50
     users_above: int = 7
     min_paying_months: int = 3
-    segment: str = "Product-led lead"
 
 
 @dataclass(frozen=True)

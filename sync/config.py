@@ -244,9 +244,6 @@ def _coerce(reader: _Reader, path: str, kind: Any, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and isinstance(value, float)):
             reader.problems.append(f"{path}: expected {'a whole number' if kind is int else 'a number'}, got {value!r}")
             return _BAD
-        if value < 0:
-            reader.problems.append(f"{path}: must be ≥ 0, got {value!r}")
-            return _BAD
         return kind(value)
     if kind is str:
         if not isinstance(value, str):
@@ -317,12 +314,25 @@ def _policy(reader: _Reader) -> Policy:
     product_led = sections["product_led"]
     if product_led.mrr_min > product_led.mrr_max:
         reader.problems.append("rules.product_led: mrr_min must not exceed mrr_max")
+    tier1 = reader.countries("rules.countries.tier1", defaults.tier1_countries)
+    tier2 = reader.countries("rules.countries.tier2", defaults.tier2_countries)
+    # The score's country tiers are the ICP tiers unless [rules.scoring] names its own (names or codes).
+    scoring_table = reader.table("rules.scoring")
+    sections["scoring"] = replace(
+        sections["scoring"],
+        tier1_countries=reader.countries("rules.scoring.tier1_countries", tier1)
+        if "tier1_countries" in scoring_table
+        else tier1,
+        tier2_countries=reader.countries("rules.scoring.tier2_countries", tier2)
+        if "tier2_countries" in scoring_table
+        else tier2,
+    )
     return replace(
         defaults,
         **sections,
         territories=_territories(reader),
-        tier1_countries=reader.countries("rules.countries.tier1", defaults.tier1_countries),
-        tier2_countries=reader.countries("rules.countries.tier2", defaults.tier2_countries),
+        tier1_countries=tier1,
+        tier2_countries=tier2,
     )
 
 
