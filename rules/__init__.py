@@ -130,7 +130,8 @@ def evaluate_account(
     # The stage is that of the account as this cycle leaves it: with the segments it is about to get.
     managed = frozenset().union(*(d.manages for d in decisions))
     wanted = frozenset().union(*(d.segments for d in decisions if d.fired))
-    after = replace(account, segments=(account.segments - managed) | wanted)
+    segments = (account.segments - managed) | wanted
+    after = account if segments == account.segments else replace(account, segments=segments)
     decisions.append(lifecycle.stage(after, ctx, policy, policy.lifecycle, now))
     return decisions
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Literal
 
 __all__ = ["Decision", "Team", "fmt_money", "fmt_num", "months_between", "product_key"]
@@ -47,8 +48,9 @@ class Decision:
     signals: tuple[str, ...] = ()
 
 
+@lru_cache(maxsize=65536)
 def fmt_num(value: float) -> str:
-    """1234.5 -> '1,234.5'; 30000.0 -> '30,000'."""
+    """1234.5 -> '1,234.5'; 30000.0 -> '30,000'. (Cached: thresholds repeat in every reason.)"""
     if float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:,.2f}".rstrip("0").rstrip(".")
