@@ -18,7 +18,7 @@ from typing import TextIO
 
 from connectors.errors import ConfigError, FatalError, QuotaExhaustedError, SyncError
 from state import InstanceLockedError, StateDB, StateLock
-from sync.config import Config, load_config
+from sync.config import Config, load_config, with_rules_from
 from sync.engine import CycleReport, Engine
 from sync.output import Format, render_plan
 
@@ -178,6 +178,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     fmt: Format = args.format or ("table" if out.isatty() else "json")
     if args.compare_rules is not None and not args.dry_run:
         raise ConfigError(["--compare-rules: only with --dry-run (a what-if changes nothing)"])
+    # A bad rules file is reported before anything is read.
+    alternative = None if args.compare_rules is None else with_rules_from(config, args.compare_rules)
     if args.dry_run:
         state = StateDB.snapshot(config.state_path)
         engine = Engine(
@@ -190,8 +192,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             dry_run=True,
         )
         report = engine.run_cycle()
-        if args.compare_rules is not None:
-            return _compare(config, args.compare_rules, engine, report.now, fmt, out, err)
+        if alternative is not None:
+            return _compare(alternative, args.compare_rules, engine, report.now, fmt, out, err)
         render_plan(report.plan, fmt, out)
         _print_summary(report, err)
         return report.exit_code
@@ -207,11 +209,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return report.exit_code
 
 
-def _compare(config: Config, other: Path, engine: Engine, now: datetime, fmt: str, out: TextIO, err: TextIO) -> int:
-    from sync.config import with_rules_from
+def _compare(
+    alternative: Config, other: Path, engine: Engine, now: datetime, fmt: str, out: TextIO, err: TextIO
+) -> int:
     from sync.whatif import compare, render_differences
 
-    alternative = with_rules_from(config, other)
     other_engine = Engine(alternative, engine.state, engine.vitally, None, clock=_now, now=now, dry_run=True)
     differences = compare(engine, other_engine, now)
     render_differences(differences, fmt, out)

@@ -250,3 +250,32 @@ def test_cli_unreachable_service_exits_3(tmp_path: Path) -> None:
     path.write_text(text)
     result = cli(path, tmp_path / "s.db", "--dry-run")
     assert result.returncode == 3, result.stderr
+
+
+def test_cli_compare_rules_prints_the_decisions_that_would_change(
+    sandbox: Sandbox, config: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "stricter.toml"
+    other.write_text("[rules.product_led]\nmrr_min = 900\n[rules.allocation]\narr_threshold = 40000\n")
+    state = tmp_path / "state.db"
+
+    result = cli(config, state, "--dry-run", "--compare-rules", str(other), "--format", "json", "--now", NOW)
+
+    assert result.returncode == 0, result.stderr
+    changed = {(line["record"], line["rule"]): line for line in plan_lines(result.stdout)}
+    band = changed[("acc_pl", "product_led.mrr_band")]
+    assert band["before"]["fired"] is True and band["after"]["fired"] is False
+    assert "mrr 812 not in [900, 1,667]" in band["after"]["reason"]
+    owner = changed[("acc_alloc", "allocation.new_owner")]
+    assert owner["before"]["traits"] == {"new_owner": "EU CSM"} and owner["after"]["fired"] is False
+    assert ("acc_quiet", "lifecycle.stage") not in changed
+    assert writes(sandbox) == []
+    assert not state.exists()
+
+
+def test_cli_compare_rules_with_a_bad_rules_file_exits_2(config: Path, tmp_path: Path) -> None:
+    other = tmp_path / "bad.toml"
+    other.write_text("[rules.product_led]\nmrr_min = 'cheap'\n")
+    result = cli(config, tmp_path / "s.db", "--dry-run", "--compare-rules", str(other))
+    assert result.returncode == 2
+    assert f"{other}: rules.product_led.mrr_min: expected a number, got 'cheap'" in result.stderr
