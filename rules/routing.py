@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from rules import bdr, new_business, product_led
@@ -119,7 +120,12 @@ LEAD_TRIGGERS: Mapping[str, LeadTrigger] = {
 
 
 def route_account(
-    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
+    account: Account,
+    ctx: AccountContext,
+    policy: Policy,
+    routing: RoutingPolicy,
+    now: datetime,
+    only: Callable[[str], bool] | None = None,
 ) -> tuple[Decision | None, list[Decision]]:
     """The account's routing: (the winning decision or None, every account trigger's decision in
     `routing.order`, fired or not, for `explain`).
@@ -127,10 +133,15 @@ def route_account(
     The winner is the first fired trigger in `routing.order`; it carries `also_matched` (the other fired
     ids), the `routing_reason` trait and, for a TAM, the `Product-led lead` segment. The other fired
     decisions stay `fired=True` (they matched) but want no trait and no segment, so only the winner
-    writes. Ids in the order that are not account triggers (lead sources) are skipped.
+    writes. Ids in the order that are not account triggers (lead sources) are skipped, and so are
+    triggers for which `only(rule_id)` is false (a cycle's fast path: they cannot fire).
     """
     return _arbitrate(
-        [ACCOUNT_TRIGGERS[r](account, ctx, policy, routing, now) for r in _ids(routing, ACCOUNT_TRIGGERS)]
+        [
+            ACCOUNT_TRIGGERS[r](account, ctx, policy, routing, now)
+            for r in _ids(routing, ACCOUNT_TRIGGERS)
+            if only is None or only(r)
+        ]
     )
 
 
@@ -140,8 +151,14 @@ def route_lead(lead: Lead, routing: RoutingPolicy) -> tuple[Decision | None, lis
     return _arbitrate([LEAD_TRIGGERS[r](lead, routing) for r in _ids(routing, LEAD_TRIGGERS)])
 
 
-def _ids(routing: RoutingPolicy, triggers: Mapping[str, object]) -> list[str]:
-    return [rule for rule in dict.fromkeys(routing.order) if rule in triggers]
+def _ids(routing: RoutingPolicy, triggers: Mapping[str, object]) -> tuple[str, ...]:
+    return _ordered(routing.order, tuple(triggers))
+
+
+@lru_cache(maxsize=64)
+def _ordered(order: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:
+    """The configured order, deduplicated, of the rules in `known` (computed once per order)."""
+    return tuple(rule for rule in dict.fromkeys(order) if rule in known)
 
 
 def _arbitrate(decisions: list[Decision]) -> tuple[Decision | None, list[Decision]]:

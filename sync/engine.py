@@ -32,7 +32,7 @@ from connectors.records import (
     parse_timestamp,
     parse_user,
 )
-from rules import Account, Decision, Lead, evaluate_account, evaluate_lead
+from rules import Account, Decision, Lead, evaluate_account, evaluate_lead, managed_segments
 from rules.context import EMPTY, AccountContext
 from state import OutboxRow, PlannedWrite, StateDB
 from sync.config import Config
@@ -290,9 +290,12 @@ class Engine:
             except RecordError:
                 continue  # reported when it was read
 
-    def decide(self, account: Account, now: datetime, context: AccountContext = EMPTY) -> list[Decision]:
-        """Every rule's verdict on one account (rules.evaluate_account)."""
-        return evaluate_account(account, context, self.config.policy, now, self.config.custom_triggers)
+    def decide(
+        self, account: Account, now: datetime, context: AccountContext = EMPTY, *, full: bool = True
+    ) -> list[Decision]:
+        """Every rule's verdict on one account (rules.evaluate_account); `full=False` skips
+        explaining the rules that cannot fire, as a cycle does."""
+        return evaluate_account(account, context, self.config.policy, now, self.config.custom_triggers, full=full)
 
     def decide_lead(self, lead: Lead, now: datetime, facts: SalesforceFacts) -> list[Decision]:
         """Every lead rule's verdict on one Salesforce lead (rules.evaluate_lead)."""
@@ -304,9 +307,10 @@ class Engine:
         last_salesforce = self.state.last_written("salesforce")
         for account in self.iter_accounts():
             report.counts["accounts_evaluated"] += 1
-            decisions = self.decide(account, now, facts.context_for(account.id))
+            context = facts.context_for(account.id)
+            decisions = self.decide(account, now, context, full=False)
             report.decisions.extend(d for d in decisions if d.fired or d.guarded_by)
-            self._plan_account(account, decisions, last_vitally, report)
+            self._plan_account(account, decisions, last_vitally, report, partial(self.decide, account, now, context))
         for lead in facts.leads:
             report.counts["leads_evaluated"] += 1
             decisions = self.decide_lead(lead, now, facts)
@@ -361,7 +365,10 @@ class Engine:
         decisions: list[Decision],
         last: Mapping[tuple[str, str], Any],
         report: CycleReport,
+        explained: Callable[[], list[Decision]],
     ) -> None:
+        """Plan the account's trait, segment and task writes; `explained` gives every rule's full
+        verdict, needed only to say why a segment is removed."""
         vitally = self.config.vitally
         claimed: set[str] = set()
         for decision in decisions:
@@ -398,14 +405,11 @@ class Engine:
                     )
                 )
         wanted: dict[str, Decision] = {}
-        managers: dict[str, Decision] = {}
         for decision in decisions:
-            for segment in decision.manages:
-                managers.setdefault(segment, decision)
             if decision.fired:
                 for segment in decision.segments:
                     wanted.setdefault(segment, decision)
-        for segment, manager in managers.items():
+        for segment in sorted(managed_segments(self.config.policy)):
             trait = vitally.segment_traits.get(segment)
             if trait is None:
                 continue
@@ -414,7 +418,7 @@ class Engine:
             member: bool | None = True if want else None
             if (held is True) == want:
                 continue
-            decision = wanted.get(segment, manager)
+            decision = wanted[segment] if want else self._manager(segment, explained())
             if not self._may_write("vitally", account.id, trait, member, held, last, decision, report):
                 continue
             report.plan.append(
@@ -430,6 +434,11 @@ class Engine:
                     payload={trait: member},
                 )
             )
+
+    @staticmethod
+    def _manager(segment: str, decisions: list[Decision]) -> Decision:
+        """The rule responsible for a segment, with its full reason (why it no longer holds)."""
+        return next(d for d in decisions if segment in d.manages)
 
     def _plan_task(
         self,

@@ -1,0 +1,109 @@
+"""A cycle skips explaining rules that cannot fire; it must decide exactly what the full evaluation
+decides (explain and what-if always build every verdict)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connectors.errors import RecordError
+from connectors.records import parse_account
+from connectors.sandbox import generate_book
+from rules import EMPTY, Account, Decision, Invoice, Policy, evaluate_account
+from state import StateDB
+from sync.facts import SalesforceFacts
+
+NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
+
+
+def effects(decisions: list[Decision]) -> list[tuple[Any, ...]]:
+    """What a cycle acts on: the fired decisions and everything they want written."""
+    return [
+        (d.rule, d.reason, dict(d.traits), sorted(d.segments), dict(d.lead_fields), d.task, d.review, d.also_matched)
+        for d in decisions
+        if d.fired
+    ]
+
+
+@pytest.mark.parametrize("seed", [3, 11, 29])
+def test_fast_path_decides_what_full_evaluation_decides_on_a_generated_book(seed: int) -> None:
+    book = generate_book(1500, seed=seed, now=NOW)
+    state = StateDB.memory()
+    rows = [
+        {"object": obj, "id": r["Id"], "modstamp": r.get("SystemModstamp"), "raw": json.dumps(r), "error": None}
+        for obj, records in book["salesforce"].items()
+        for r in records
+    ]
+    state.upsert_sf(rows)
+    facts = SalesforceFacts.load(state)
+    policy = Policy()
+    compared = 0
+    for raw in book["vitally"]["accounts"]:
+        with contextlib.suppress(RecordError):
+            account = parse_account(raw)
+            context = facts.context_for(account.id)
+            fast = evaluate_account(account, context, policy, NOW, full=False)
+            full = evaluate_account(account, context, policy, NOW, full=True)
+            assert effects(fast) == effects(full), account.id
+            compared += 1
+    assert compared > 1400
+
+
+MONEY = st.one_of(st.none(), st.floats(min_value=0, max_value=50_000, allow_nan=False))
+COUNT = st.one_of(st.none(), st.integers(min_value=0, max_value=5_000))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    mrr=MONEY,
+    forecast=MONEY,
+    employees=COUNT,
+    users=COUNT,
+    icp=st.one_of(st.none(), st.integers(-10, 30)),
+    plan=st.sampled_from([None, "scale", "Scale ", "startup", "free"]),
+    amounts=st.lists(st.floats(min_value=0, max_value=5_000, allow_nan=False), max_size=6),
+    business_email=st.one_of(st.none(), st.booleans()),
+    segments=st.sets(st.sampled_from(["AM referral", "AE referral", "Onboarding referral", "Active Trial"])),
+    roles=st.sets(st.sampled_from(["TAM", "CSM", "Account Executive", "Onboarding Specialist"])),
+)
+def test_fast_path_matches_full_evaluation_for_any_account(
+    mrr: float | None,
+    forecast: float | None,
+    employees: int | None,
+    users: int | None,
+    icp: int | None,
+    plan: str | None,
+    amounts: list[float],
+    business_email: bool | None,
+    segments: set[str],
+    roles: set[str],
+) -> None:
+    months = [f"2026-{m:02d}" for m in range(12 - len(amounts) + 1, 12)] + ["2026-11"]
+    account = Account(
+        id="acc_p",
+        name="P",
+        updated_at=NOW,
+        mrr=mrr,
+        forecasted_mrr=forecast,
+        employee_count=employees,
+        user_count=users,
+        icp_score=icp,
+        plan=plan,
+        country="US",
+        invoices=tuple(Invoice(m, a) for m, a in zip(months[-len(amounts) :], amounts, strict=False))
+        if amounts
+        else None,
+        business_email=business_email,
+        segments=frozenset(segments),
+        key_roles={role: "u1" for role in roles},
+        paid_products=("session_replay",),
+    )
+    fast = evaluate_account(account, EMPTY, Policy(), NOW, full=False)
+    full = evaluate_account(account, EMPTY, Policy(), NOW, full=True)
+    assert effects(fast) == effects(full)
