@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench sandbox clean
+.PHONY: demo test lint bench-rules bench-sandbox sandbox clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -24,8 +24,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: $(STAMP)
-	$(BIN)/python bench/run.py
+bench-rules: $(STAMP)
+	$(BIN)/python bench/rule_set.py
+
+bench-sandbox: $(STAMP)
+	$(BIN)/python bench/sandbox_throughput.py
 
 sandbox: $(STAMP)
 	$(BIN)/python -m sync sandbox --generate 200
