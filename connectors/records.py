@@ -287,6 +287,7 @@ def parse_account(
         s["name"] for s in raw.get("segments") or [] if isinstance(s, dict) and isinstance(s.get("name"), str)
     )
     key_roles: dict[str, str] = {}
+    key_role_emails: dict[str, str] = {}
     for role in raw.get("keyRoles") or []:
         if not isinstance(role, dict):
             raise RecordError(
@@ -296,6 +297,8 @@ def parse_account(
         user = role.get("vitallyUser") or {}
         if isinstance(label, str) and isinstance(user, dict):
             key_roles[label] = str(user.get("id") or user.get("name") or "")
+            if isinstance(user.get("email"), str):
+                key_role_emails[label] = user["email"].casefold()
     written = {key: traits.get(key) for key in written_keys}
     return Account(
         id=record_id,
@@ -306,6 +309,7 @@ def parse_account(
         mrr=mrr,
         segments=segments,
         key_roles=key_roles,
+        key_role_emails=key_role_emails,
         written=written,
         **values,  # type: ignore[arg-type]
     )

@@ -31,6 +31,7 @@ class Account:
     mrr: float | None = None
     segments: frozenset[str] = frozenset()
     key_roles: Mapping[str, str] = field(default_factory=dict)  # role label -> Vitally user id
+    key_role_emails: Mapping[str, str] = field(default_factory=dict)  # role label -> that person's email
     domain: str | None = None
     forecasted_mrr: float | None = None
     invoices: tuple[Invoice, ...] | None = None

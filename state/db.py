@@ -311,6 +311,62 @@ class StateDB:
             )
         return int(cursor.rowcount)
 
+    # -- round robin ----------------------------------------------------------------------------
+
+    def credits(self, pool: str) -> dict[str, float]:
+        """The pool's smooth-weighted-round-robin credits (user id → credit)."""
+        rows = self.db.execute("SELECT user_id, credit FROM rr_credits WHERE pool = ?", [pool]).fetchall()
+        return {user: float(credit) for user, credit in rows}
+
+    def assigned_counts(self, pool: str) -> dict[str, int]:
+        rows = self.db.execute("SELECT user_id, assigned FROM rr_credits WHERE pool = ?", [pool]).fetchall()
+        return {user: int(count) for user, count in rows}
+
+    def save_credits(self, pool: str, credits: Mapping[str, float], charged: str | None) -> None:
+        """Store a pool's credits after a draw; `charged` (the chosen member) counts one more."""
+        counts = self.assigned_counts(pool)
+        self.db.execute("DELETE FROM rr_credits WHERE pool = ?", [pool])
+        self.db.table("rr_credits").insert_all(
+            {
+                "pool": pool,
+                "user_id": user,
+                "credit": credit,
+                "assigned": counts.get(user, 0) + (1 if user == charged else 0),
+            }
+            for user, credit in credits.items()
+        )
+
+    def assignment(self, key: str) -> dict[str, Any] | None:
+        """The owner chosen earlier for this lead key, if any (an owner is chosen once)."""
+        rows = list(self.db.query("SELECT * FROM assignments WHERE key = ?", [key]))
+        if not rows:
+            return None
+        row = rows[0]
+        return {**row, "candidates": json.loads(row["candidates"]), "skipped": json.loads(row["skipped"])}
+
+    def record_assignment(self, key: str, row: Mapping[str, Any], run_id: int, at: str) -> None:
+        self.db.table("assignments").insert(
+            {
+                "key": key,
+                "pool": row["pool"],
+                "user_id": row["user_id"],
+                "name": row["name"],
+                "fallback": int(bool(row["fallback"])),
+                "candidates": json.dumps(list(row["candidates"])),
+                "skipped": json.dumps(dict(row["skipped"])),
+                "reason": row["reason"],
+                "run_id": run_id,
+                "at": at,
+            }
+        )
+
+    def assignments_by_user(self, pool: str) -> dict[str | None, int]:
+        """How many leads each owner (or the fallback) received from the pool."""
+        rows = self.db.execute(
+            "SELECT user_id, count(*) FROM assignments WHERE pool = ? GROUP BY user_id", [pool]
+        ).fetchall()
+        return {user: int(count) for user, count in rows}
+
     # -- runs -----------------------------------------------------------------------------------
 
     def begin_run(self, started_at: str, mode: str, now: str) -> int:

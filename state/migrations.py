@@ -85,7 +85,30 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.table("conflicts").create_index(["run_id"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    """Round-robin memory: each pool member's SWRR credit and count, and every owner chosen."""
+    db.table("rr_credits").create(
+        {"pool": str, "user_id": str, "credit": float, "assigned": int},
+        pk=("pool", "user_id"),
+    )
+    db.table("assignments").create(
+        {
+            "key": str,
+            "pool": str,
+            "user_id": str,
+            "name": str,
+            "fallback": int,
+            "candidates": str,
+            "skipped": str,
+            "reason": str,
+            "run_id": int,
+            "at": str,
+        },
+        pk="key",
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 
 
 def migrate(db: sqlite_utils.Database) -> int:

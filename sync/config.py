@@ -18,6 +18,8 @@ from types import UnionType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlparse
 
+from rules.round_robin import Member, Pool
+
 from connectors.errors import ConfigError
 from connectors.records import DEFAULT_TRAIT_KEYS
 from rules.countries import normalise_country
@@ -76,6 +78,11 @@ class Config:
     interval_seconds: float = 900
     source: Path | None = None
     custom_triggers: tuple[CompiledTrigger, ...] = ()
+    # (team, region) -> pool; region "*" is a team's catch-all pool.
+    pools: Mapping[tuple[str, str], Pool] = field(default_factory=dict)
+
+    def pool_for(self, team: str, region: str) -> Pool | None:
+        return self.pools.get((team, region)) or self.pools.get((team, "*"))
 
 
 def packaged_example() -> Path:
@@ -369,10 +376,82 @@ def _custom_triggers(reader: _Reader, policy: Policy) -> tuple[CompiledTrigger, 
     return tuple(compiled)
 
 
+_TEAMS = ("TAE", "TAM", "CSM", "BDR", "Onboarding")
+
+
+def _pools(reader: _Reader, regions: set[str]) -> dict[tuple[str, str], Pool]:
+    """`[[pools]]`: who receives leads for a (team, region), with weights, pauses and caps."""
+    entries = reader.data.get("pools", [])
+    if not isinstance(entries, list):
+        reader.problems.append("pools: expected an array of tables ([[pools]])")
+        return {}
+    pools: dict[tuple[str, str], Pool] = {}
+    for index, entry in enumerate(entries):
+        path = f"pools[{index}]"
+        if not isinstance(entry, dict):
+            reader.problems.append(f"{path}: expected a table")
+            continue
+        for key in sorted(set(entry) - {"team", "region", "fallback_queue", "capacity", "members"}):
+            reader.problems.append(f"{path}.{key}: unknown setting")
+        team, region = entry.get("team"), entry.get("region")
+        if team not in _TEAMS:
+            reader.problems.append(f"{path}.team: expected one of {', '.join(_TEAMS)}, got {team!r}")
+            continue
+        if region != "*" and region not in regions:
+            known = ", ".join(sorted(regions))
+            reader.problems.append(f"{path}.region: expected one of {known} or '*', got {region!r}")
+            continue
+        queue = entry.get("fallback_queue")
+        if queue is not None and not (isinstance(queue, str) and queue.startswith("00G")):
+            reader.problems.append(f"{path}.fallback_queue: expected a Salesforce queue id (00G…), got {queue!r}")
+            queue = None
+        default_capacity = entry.get("capacity")
+        members: list[Member] = []
+        seen: set[str] = set()
+        for m_index, raw in enumerate(entry.get("members", [])):
+            m_path = f"{path}.members[{m_index}]"
+            if not isinstance(raw, dict):
+                reader.problems.append(f"{m_path}: expected a table")
+                continue
+            for key in sorted(set(raw) - {"user_id", "name", "weight", "active", "capacity", "email"}):
+                reader.problems.append(f"{m_path}.{key}: unknown setting")
+            user_id, name = raw.get("user_id"), raw.get("name")
+            weight, active = raw.get("weight", 1), raw.get("active", True)
+            capacity = raw.get("capacity", default_capacity)
+            if not (isinstance(user_id, str) and user_id.startswith("005")):
+                reader.problems.append(f"{m_path}.user_id: expected a Salesforce user id (005…), got {user_id!r}")
+                continue
+            if user_id in seen:
+                reader.problems.append(f"{m_path}.user_id: {user_id} is already in this pool")
+                continue
+            seen.add(user_id)
+            if not isinstance(name, str) or not name:
+                reader.problems.append(f"{m_path}.name: expected the person's name")
+                continue
+            if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+                reader.problems.append(f"{m_path}.weight: expected a whole number ≥ 1, got {weight!r}")
+                continue
+            if not isinstance(active, bool):
+                reader.problems.append(f"{m_path}.active: expected true or false, got {active!r}")
+                continue
+            if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0):
+                reader.problems.append(f"{m_path}.capacity: expected a whole number ≥ 0, got {capacity!r}")
+                continue
+            email = raw.get("email")
+            members.append(
+                Member(user_id, name, weight, active, capacity, email.casefold() if isinstance(email, str) else None)
+            )
+        if (team, region) in pools:
+            reader.problems.append(f"{path}: a pool for {team}/{region} is already defined")
+            continue
+        pools[(team, region)] = Pool(team, region, tuple(members), queue)
+    return pools
+
+
 def _build(data: Mapping[str, Any], source: Path | None) -> Config:
     reader = _Reader(data)
     for section in data:
-        if section not in {"vitally", "salesforce", "state", "sync", "daemon", "rules", "territories"}:
+        if section not in {"vitally", "salesforce", "state", "sync", "daemon", "rules", "territories", "pools"}:
             reader.problems.append(f"{section}: unknown section")
 
     vitally_url = reader.url("vitally.base_url", "http://127.0.0.1:8765")
@@ -438,6 +517,8 @@ def _build(data: Mapping[str, Any], source: Path | None) -> Config:
             )
     policy = replace(policy, routing=replace(policy.routing, order=order))
     custom = _custom_triggers(reader, policy)
+    regions = {*policy.territories.regions.values(), policy.territories.default_region}
+    pools = _pools(reader, regions)
     state_path = Path(reader.text("state.path", "crm-sync.db")).expanduser()
     interval = reader.number("daemon.interval_seconds", 900, minimum=1)
     if reader.problems:
@@ -451,6 +532,7 @@ def _build(data: Mapping[str, Any], source: Path | None) -> Config:
         interval_seconds=interval,
         source=source,
         custom_triggers=custom,
+        pools=pools,
     )
 
 

@@ -7,7 +7,7 @@ A dry run does all of it on an in-memory copy of the state and applies nothing.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,10 +33,13 @@ from connectors.records import (
     parse_user,
 )
 from rules import Account, Decision, Lead, evaluate_account, evaluate_lead, managed_segments
+from rules.allocation import owner_region
 from rules.context import EMPTY, AccountContext
+from rules.scoring import lead_score
 from state import OutboxRow, PlannedWrite, StateDB
 from sync.config import Config
 from sync.facts import SalesforceFacts
+from sync.owners import Owners
 
 __all__ = ["SF_OBJECTS", "Conflict", "CycleReport", "Engine", "SalesforceReader", "VitallyPort"]
 
@@ -59,6 +62,23 @@ _SF_PARSERS: Mapping[str, Callable[[Mapping[str, Any]], object]] = {
     "Account": parse_sf_account,
 }
 _MISSING = object()
+_ROUTED_TEAMS = ("TAM", "TAE", "BDR")
+# LeadSource of the lead created for an account routed by each rule (data-model.md's values).
+_LEAD_SOURCES = {
+    "product_led.am_referral": "AM referral",
+    "new_business.ae_referral": "AE referral",
+    "new_business.onboarding_referral": "Onboarding referral",
+    "onboarding.direct_handover": "Onboarding referral",
+    "bdr.closed_lost_unresponsive": "BDR",
+    "new_business.big_fish": "Product-led",
+    "new_business.startup_credits": "Product-led",
+}
+_REASON_MAX = 255  # a Salesforce text field
+
+
+def _unowned(lead: Lead) -> bool:
+    """Inbound leads wait unowned or in a queue (00G…) until the round robin gives them an owner."""
+    return lead.owner_id is None or lead.owner_id.startswith("00G")
 # Lead fields only crm-sync computes: a different value there is ours to correct, not a conflict.
 COMPUTED_LEAD_FIELDS = frozenset({"Lead_Score__c", "Routing_Rule__c", "Routing_Reason__c"})
 
@@ -81,6 +101,10 @@ class SalesforceReader(Protocol):
     ) -> Iterator[dict[str, Any]]: ...
 
     def update(self, sobject: str, records: Sequence[Mapping[str, Any]], *, set_owner: bool) -> list[WriteResult]: ...
+
+    def upsert(
+        self, sobject: str, external_id_field: str, records: Sequence[Mapping[str, Any]], *, set_owner: bool
+    ) -> list[WriteResult]: ...
 
 
 @dataclass(frozen=True)
@@ -107,6 +131,7 @@ class CycleReport:
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     failures: list[str] = field(default_factory=list)
     quota_exhausted: bool = False
+    fallbacks: list[str] = field(default_factory=list)
     # Decisions worth remembering: fired, or stopped by a guard.
     decisions: list[Decision] = field(default_factory=list)
 
@@ -305,17 +330,148 @@ class Engine:
         facts = SalesforceFacts.load(self.state)
         last_vitally = self.state.last_written("vitally")
         last_salesforce = self.state.last_written("salesforce")
+        policy = self.config.policy
+        routed: list[tuple[Account, AccountContext, Decision]] = []
+        onboarding: list[tuple[Account, Decision]] = []
+        managed_by_email: Counter[str] = Counter()
         for account in self.iter_accounts():
             report.counts["accounts_evaluated"] += 1
             context = facts.context_for(account.id)
             decisions = self.decide(account, now, context, full=False)
             report.decisions.extend(d for d in decisions if d.fired or d.guarded_by)
             self._plan_account(account, decisions, last_vitally, report, partial(self.decide, account, now, context))
+            if any(s in account.segments for s in policy.guards.owned_segments) and "TAM" in account.key_role_emails:
+                managed_by_email[account.key_role_emails["TAM"]] += 1
+            winner = next(
+                (d for d in decisions if d.fired and d.team in _ROUTED_TEAMS and "routing_reason" in d.traits), None
+            )
+            if winner is not None:
+                routed.append((account, context, winner))
+            specialist = next((d for d in decisions if d.fired and d.rule == "onboarding.lead"), None)
+            if specialist is not None:
+                onboarding.append((account, specialist))
+        inactive = frozenset(user.id for user in facts.users.values() if not user.is_active)
+        owners = Owners(self.config, self.state, inactive, managed_by_email, report.run_id, _iso(self.clock()))
+        for account, context, winner in sorted(routed, key=lambda item: item[0].id):
+            self._plan_new_lead(account, context, winner, owners, last_salesforce, report, now)
+        for account, decision in sorted(onboarding, key=lambda item: item[0].id):
+            self._plan_specialist(account, decision, owners, last_vitally, report)
         for lead in facts.leads:
             report.counts["leads_evaluated"] += 1
             decisions = self.decide_lead(lead, now, facts)
             report.decisions.extend(d for d in decisions if d.fired)
-            self._plan_lead(lead, facts.lead_fields(lead.id), decisions, last_salesforce, report)
+            self._plan_lead(lead, facts.lead_fields(lead.id), decisions, last_salesforce, report, owners)
+        report.fallbacks.extend(owners.fallbacks)
+
+    def _region(self, account: Account) -> str:
+        region, _ = owner_region(account, self.config.policy)
+        return region or self.config.policy.territories.default_region
+
+    def _plan_new_lead(
+        self,
+        account: Account,
+        context: AccountContext,
+        winner: Decision,
+        owners: Owners,
+        last: Mapping[tuple[str, str], Any],
+        report: CycleReport,
+        now: datetime,
+    ) -> None:
+        """A routed account becomes a Salesforce lead, upserted on a key per account and routing
+        episode (a retry can never create a second lead), owned by the round robin."""
+        prefix = f"crm-sync-{account.id}-"
+        ours = [lead for lead in context.leads if (lead.sync_key or "").startswith(prefix)]
+        if any(lead in context.open_leads for lead in ours):
+            return  # this episode's lead exists and is being worked
+        key = f"{prefix}{len(ours) + 1}"
+        if (key, "Sync_Key__c") in last:
+            return  # created already; Salesforce has not shown it to us yet
+        team = winner.team or "TAE"
+        region = self._region(account)
+        owner = owners.owner_for(key, team, region)
+        score = lead_score(
+            Lead(
+                id=key,
+                system_modstamp=now,
+                employees=account.employee_count,
+                annual_revenue=account.estimated_revenue,
+                country=account.country,
+            ),
+            self.config.policy.scoring,
+        ).inputs.get("score")
+        fields: dict[str, Any] = {
+            "LastName": account.name,
+            "Company": account.name,
+            "LeadSource": _LEAD_SOURCES.get(winner.rule, "Product-led" if team == "TAM" else "AE referral"),
+            "Routing_Rule__c": winner.rule,
+            "Routing_Reason__c": f"{winner.rule}: {winner.reason}"[:_REASON_MAX],
+            "Lead_Score__c": score,
+            "Vitally_Account_Id__c": account.id,
+            "Sync_Key__c": key,
+        }
+        # The company facts the score rests on go on the lead too, so Salesforce scores it the same.
+        for name, value in (
+            ("NumberOfEmployees", account.employee_count),
+            ("AnnualRevenue", account.estimated_revenue),
+            ("Country", account.country),
+            ("Industry", account.industry),
+        ):
+            if value is not None:
+                fields[name] = value
+        shown_owner = None
+        reason = winner.reason
+        if owner is not None:
+            if owner["user_id"] is not None:
+                fields["OwnerId"] = owner["user_id"]
+            shown_owner = {"pool": owner["pool"], "user_id": owner["user_id"], "name": owner["name"]}
+            reason = f"{winner.reason}; owner: {owner['reason']}"
+        else:
+            reason = f"{winner.reason}; no pool for {team}/{region}: Salesforce's default owner applies"
+        report.plan.append(
+            PlannedWrite(
+                system="salesforce",
+                op="upsert_lead",
+                record=key,
+                account=account.id,
+                fields=fields,
+                rule=winner.rule,
+                reason=reason,
+                payload=fields,
+                owner=shown_owner,
+            )
+        )
+
+    def _plan_specialist(
+        self,
+        account: Account,
+        decision: Decision,
+        owners: Owners,
+        last: Mapping[tuple[str, str], Any],
+        report: CycleReport,
+    ) -> None:
+        """An onboarding lead gets an onboarding specialist on the Vitally side (a trait)."""
+        trait = self.config.vitally.written_traits.get("onboarding_specialist", "onboarding_specialist")
+        if "Onboarding Specialist" in account.key_roles or account.written.get(trait):
+            return
+        owner = owners.owner_for(f"onboarding-{account.id}", "Onboarding", self._region(account))
+        if owner is None or owner["user_id"] is None:
+            return
+        if not self._may_write("vitally", account.id, trait, owner["name"], None, last, decision, report):
+            return
+        report.plan.append(
+            PlannedWrite(
+                system="vitally",
+                op="set_traits",
+                record=account.id,
+                account=account.id,
+                fields={trait: owner["name"]},
+                previous={trait: None},
+                rule=decision.rule,
+                reason=f"{decision.reason}; specialist: {owner['reason']}",
+                payload={trait: owner["name"]},
+                owner={"pool": owner["pool"], "user_id": owner["user_id"], "name": owner["name"]},
+            )
+        )
 
     def _plan_lead(
         self,
@@ -324,6 +480,7 @@ class Engine:
         decisions: list[Decision],
         last: Mapping[tuple[str, str], Any],
         report: CycleReport,
+        owners: Owners,
     ) -> None:
         claimed: set[str] = set()
         for decision in decisions:
@@ -331,7 +488,16 @@ class Engine:
                 continue
             fields: dict[str, Any] = {}
             previous: dict[str, Any] = {}
-            for name, value in decision.lead_fields.items():
+            shown_owner = None
+            wants = dict(decision.lead_fields)
+            if "Routing_Rule__c" in wants and decision.team and _unowned(lead):
+                territories = self.config.policy.territories
+                region = territories.region_of(lead.country) if lead.country else territories.default_region
+                owner = owners.owner_for(lead.id, decision.team, region)
+                if owner is not None and owner["user_id"] is not None:
+                    wants["OwnerId"] = owner["user_id"]
+                    shown_owner = {"pool": owner["pool"], "user_id": owner["user_id"], "name": owner["name"]}
+            for name, value in wants.items():
                 if name in claimed:
                     continue
                 claimed.add(name)
@@ -356,6 +522,7 @@ class Engine:
                         rule=decision.rule,
                         reason=decision.reason,
                         payload=fields,
+                        owner=shown_owner if "OwnerId" in fields else None,
                     )
                 )
 
@@ -606,11 +773,28 @@ class Engine:
         if salesforce is None:
             return
         groups: dict[str, list[OutboxRow]] = defaultdict(list)
+        upserts: dict[str, list[OutboxRow]] = defaultdict(list)
         for row in self.state.outbox("pending", "salesforce"):
             if row.write.op == "update_lead":
                 groups[row.write.record].append(row)
-        if not groups or self.should_stop():
+            elif row.write.op == "upsert_lead":
+                upserts[row.write.record].append(row)
+        if self.should_stop():
             return
+        if upserts:
+            # New leads: an upsert on Sync_Key__c, never a create, so a retry cannot duplicate them.
+            created = {
+                key: {k: v for row in rows for k, v in row.write.payload.items()} for key, rows in upserts.items()
+            }
+            ids = [row.id for rows in upserts.values() for row in rows]
+            results = self._send(
+                report,
+                ids,
+                partial(salesforce.upsert, "Lead", "Sync_Key__c", list(created.values()), set_owner=True),
+            )
+            if results is not None:
+                report.counts["salesforce_writes"] += 1
+                self._record_results(report, results, upserts, created)
         merged = {
             record: {k: v for row in rows for k, v in row.write.payload.items()} for record, rows in groups.items()
         }

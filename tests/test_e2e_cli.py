@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from connectors.sandbox.server import Sandbox
+from connectors.sandbox import Sandbox, generate_book
 
 pytestmark = pytest.mark.e2e
 
@@ -64,9 +65,8 @@ SEED: dict[str, Any] = {
         "users": [],
     },
     "salesforce": {
-        "User": [
-            {"Id": "005000000000000001", "Name": "Tess TAM", "Email": "tess@example.com", "IsActive": True}
-        ],
+        # The generated sales team: the users of config.example.toml's pools.
+        "User": generate_book(0, now=datetime(2026, 11, 22, tzinfo=UTC))["salesforce"]["User"],
         "Lead": [],
         "Opportunity": [],
         "Account": [],
@@ -182,7 +182,12 @@ def test_cli_run_applies_then_next_run_plans_nothing(sandbox: Sandbox, config: P
         ("acc_pl", "set_traits", "lifecycle.stage"),
         ("acc_pl", "set_traits", "product_led.mrr_band"),
         ("acc_quiet", "set_traits", "lifecycle.stage"),
+        ("crm-sync-acc_pl-1", "upsert_lead", "product_led.mrr_band"),
     ]
+    lead = next(line for line in planned if line["op"] == "upsert_lead")
+    assert lead["owner"]["pool"] == "TAM/EU" and lead["fields"]["OwnerId"] == lead["owner"]["user_id"]
+    created = sandbox.state()["salesforce"]["Lead"]
+    assert [(r["Sync_Key__c"], r["OwnerId"]) for r in created] == [("crm-sync-acc_pl-1", lead["owner"]["user_id"])]
     put = [c for c in writes(sandbox) if c["method"] == "PUT"]
     # One PUT per account, all its trait changes together.
     assert sorted(c["path"] for c in put) == [
@@ -231,7 +236,7 @@ def test_cli_malformed_account_is_reported_and_others_processed(
         "record error: vitally record acc_bad: field traits.employee_count: expected a number, got 'many'"
         in result.stderr
     )
-    assert {line["record"] for line in plan_lines(result.stdout)} == {"acc_alloc", "acc_pl", "acc_quiet"}
+    assert {line["account"] for line in plan_lines(result.stdout)} == {"acc_alloc", "acc_pl", "acc_quiet"}
 
 
 def test_cli_bad_config_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
