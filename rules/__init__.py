@@ -238,6 +238,15 @@ def evaluate_account(
     wanted = frozenset().union(*(d.segments for d in decisions if d.fired))
     segments = (account.segments - managed_segments(policy)) | wanted
     after = account if segments == account.segments else replace(account, segments=segments)
+    if winner is not None and not ctx.open_leads:
+        # ... and with the lead routing is about to create for it.
+        planned = Lead(
+            id=f"planned:{winner.rule}",
+            system_modstamp=now,
+            lead_source=_routing.lead_source_for(winner.rule),
+            status="Open - Not Contacted",
+        )
+        ctx = AccountContext(leads=(*ctx.leads, planned), opportunities=ctx.opportunities)
     decisions.append(lifecycle.stage(after, ctx, policy, policy.lifecycle, now))
     return decisions
 

@@ -33,6 +33,7 @@ __all__ = [
     "AccountTrigger",
     "LeadTrigger",
     "RoutingPolicy",
+    "lead_source_for",
     "route_account",
     "route_lead",
 ]
@@ -172,3 +173,20 @@ def _arbitrate(decisions: list[Decision]) -> tuple[Decision | None, list[Decisio
     for i in others:
         result[i] = replace(decisions[i], traits={}, segments=frozenset(), lead_fields={})
     return winner, result
+
+
+# LeadSource of the lead created for an account routed by a rule (data-model.md's values).
+_LEAD_SOURCES: Mapping[str, str] = {
+    "product_led.am_referral": "AM referral",
+    "new_business.ae_referral": "AE referral",
+    "new_business.onboarding_referral": "Onboarding referral",
+    "onboarding.direct_handover": "Onboarding referral",
+    "bdr.closed_lost_unresponsive": "BDR",
+}
+
+
+def lead_source_for(rule: str) -> str:
+    """The LeadSource a lead created by `rule` carries: referrals keep their name, the BDR rule is
+    "BDR", and every signal read from product usage (product-led triggers, big fish, startup
+    credits, config-defined triggers) is "Product-led"."""
+    return _LEAD_SOURCES.get(rule, "Product-led")

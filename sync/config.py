@@ -18,13 +18,12 @@ from types import UnionType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlparse
 
-from rules.round_robin import Member, Pool
-
 from connectors.errors import ConfigError
 from connectors.records import DEFAULT_TRAIT_KEYS
 from rules.countries import normalise_country
 from rules.expressions import CompiledTrigger, CustomTrigger, ExpressionError, compile_trigger
 from rules.policy import DEFAULT_REGIONS, Policy, Territories
+from rules.round_robin import Member, Pool
 from rules.routing import ROUTING_RULE_IDS
 
 __all__ = [
@@ -468,7 +467,12 @@ def _build(data: Mapping[str, Any], source: Path | None) -> Config:
     )
     written_traits = reader.mapping(
         "vitally.written_traits",
-        {"new_owner": "new_owner", "routing_reason": "routing_reason", "lifecycle_stage": "lifecycle_stage"},
+        {
+            "new_owner": "new_owner",
+            "routing_reason": "routing_reason",
+            "lifecycle_stage": "lifecycle_stage",
+            "onboarding_specialist": "onboarding_specialist",
+        },
     )
     trait_keys = reader.mapping("vitally.traits", DEFAULT_TRAIT_KEYS)
     for canonical in set(trait_keys) - set(DEFAULT_TRAIT_KEYS):

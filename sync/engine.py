@@ -35,6 +35,7 @@ from connectors.records import (
 from rules import Account, Decision, Lead, evaluate_account, evaluate_lead, managed_segments
 from rules.allocation import owner_region
 from rules.context import EMPTY, AccountContext
+from rules.routing import lead_source_for
 from rules.scoring import lead_score
 from state import OutboxRow, PlannedWrite, StateDB
 from sync.config import Config
@@ -63,22 +64,14 @@ _SF_PARSERS: Mapping[str, Callable[[Mapping[str, Any]], object]] = {
 }
 _MISSING = object()
 _ROUTED_TEAMS = ("TAM", "TAE", "BDR")
-# LeadSource of the lead created for an account routed by each rule (data-model.md's values).
-_LEAD_SOURCES = {
-    "product_led.am_referral": "AM referral",
-    "new_business.ae_referral": "AE referral",
-    "new_business.onboarding_referral": "Onboarding referral",
-    "onboarding.direct_handover": "Onboarding referral",
-    "bdr.closed_lost_unresponsive": "BDR",
-    "new_business.big_fish": "Product-led",
-    "new_business.startup_credits": "Product-led",
-}
 _REASON_MAX = 255  # a Salesforce text field
 
 
 def _unowned(lead: Lead) -> bool:
     """Inbound leads wait unowned or in a queue (00G…) until the round robin gives them an owner."""
     return lead.owner_id is None or lead.owner_id.startswith("00G")
+
+
 # Lead fields only crm-sync computes: a different value there is ours to correct, not a conflict.
 COMPUTED_LEAD_FIELDS = frozenset({"Lead_Score__c", "Routing_Rule__c", "Routing_Reason__c"})
 
@@ -402,7 +395,7 @@ class Engine:
         fields: dict[str, Any] = {
             "LastName": account.name,
             "Company": account.name,
-            "LeadSource": _LEAD_SOURCES.get(winner.rule, "Product-led" if team == "TAM" else "AE referral"),
+            "LeadSource": lead_source_for(winner.rule),
             "Routing_Rule__c": winner.rule,
             "Routing_Reason__c": f"{winner.rule}: {winner.reason}"[:_REASON_MAX],
             "Lead_Score__c": score,

@@ -54,9 +54,7 @@ class Owners:
             for member in pool.members
             if member.email and member.capacity is not None
         }
-        assignment, credits = choose(
-            pool, self.state.credits(pool.key), inactive_users=self.inactive_users, load=load
-        )
+        assignment, credits = choose(pool, self.state.credits(pool.key), inactive_users=self.inactive_users, load=load)
         self.state.save_credits(pool.key, credits, None if assignment.fallback else assignment.user_id)
         row = asdict(assignment)
         self.state.record_assignment(key, row, self.run_id, self.at)

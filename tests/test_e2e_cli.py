@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
