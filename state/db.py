@@ -139,23 +139,17 @@ class StateDB:
         return None if row is None else dict(json.loads(row[0]))
 
     def sf_versions(self, sobject: str) -> dict[str, str]:
-        return dict(
-            self.db.execute("SELECT id, modstamp FROM sf_records WHERE object = ?", [sobject]).fetchall()
-        )
+        return dict(self.db.execute("SELECT id, modstamp FROM sf_records WHERE object = ?", [sobject]).fetchall())
 
     def upsert_sf(self, rows: Iterable[dict[str, Any]]) -> None:
         """Rows of {object, id, modstamp, raw, error}."""
         self.db.table("sf_records").upsert_all(rows, pk=("object", "id"), batch_size=500)
 
     def iter_sf(self, sobject: str) -> Iterator[tuple[str, str, str | None]]:
-        yield from self.db.execute(
-            "SELECT id, raw, error FROM sf_records WHERE object = ? ORDER BY id", [sobject]
-        )
+        yield from self.db.execute("SELECT id, raw, error FROM sf_records WHERE object = ? ORDER BY id", [sobject])
 
     def sf_raw(self, sobject: str, record_id: str) -> dict[str, Any] | None:
-        row = self.db.execute(
-            "SELECT raw FROM sf_records WHERE object = ? AND id = ?", [sobject, record_id]
-        ).fetchone()
+        row = self.db.execute("SELECT raw FROM sf_records WHERE object = ? AND id = ?", [sobject, record_id]).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
     # -- cursors --------------------------------------------------------------------------------
@@ -175,14 +169,10 @@ class StateDB:
 
     def last_written(self, system: str) -> dict[tuple[str, str], Any]:
         """(record, field) → the value we last wrote there."""
-        rows = self.db.execute(
-            "SELECT record, field, value FROM last_written WHERE system = ?", [system]
-        ).fetchall()
+        rows = self.db.execute("SELECT record, field, value FROM last_written WHERE system = ?", [system]).fetchall()
         return {(record, field): json.loads(value) for record, field, value in rows}
 
-    def set_last_written(
-        self, system: str, record: str, values: Mapping[str, Any], run_id: int, at: str
-    ) -> None:
+    def set_last_written(self, system: str, record: str, values: Mapping[str, Any], run_id: int, at: str) -> None:
         self.db.table("last_written").upsert_all(
             (
                 {
@@ -216,9 +206,7 @@ class StateDB:
                 continue
             old = pending_targets.get(_target(write))
             if old is not None:
-                self.db.execute(
-                    "UPDATE outbox SET status = 'superseded', updated_at = ? WHERE id = ?", [at, old]
-                )
+                self.db.execute("UPDATE outbox SET status = 'superseded', updated_at = ? WHERE id = ?", [at, old])
             self.db.table("outbox").insert(
                 {
                     "key": key,
@@ -360,6 +348,11 @@ class StateDB:
             }
         )
 
+    def assignments_like(self, prefix: str) -> list[dict[str, Any]]:
+        """Owners chosen for lead keys starting with `prefix`, newest first."""
+        rows = self.db.query("SELECT key FROM assignments WHERE key LIKE ? ORDER BY at DESC, key DESC", [prefix + "%"])
+        return [row for row in (self.assignment(r["key"]) for r in rows) if row is not None]
+
     def assignments_by_user(self, pool: str) -> dict[str | None, int]:
         """How many leads each owner (or the fallback) received from the pool."""
         rows = self.db.execute(
@@ -371,9 +364,7 @@ class StateDB:
 
     def begin_run(self, started_at: str, mode: str, now: str) -> int:
         table = self.db.table("runs")
-        table.insert(
-            {"started_at": started_at, "mode": mode, "status": "running", "now": now, "counts": "{}"}
-        )
+        table.insert({"started_at": started_at, "mode": mode, "status": "running", "now": now, "counts": "{}"})
         return int(str(table.last_pk))
 
     def finish_run(

@@ -155,6 +155,8 @@ def _now() -> datetime:
 def _print_summary(report: CycleReport, err: TextIO) -> None:
     for error in report.record_errors:
         err.write(f"record error: {error}\n")
+    for fallback in report.fallbacks:
+        err.write(f"fallback: {fallback}\n")
     for conflict in report.conflicts:
         verb = "overwritten" if conflict.overwritten else "left alone"
         err.write(

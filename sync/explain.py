@@ -9,7 +9,9 @@ from typing import Any, TextIO
 
 from connectors.errors import RecordError
 from connectors.records import parse_account, parse_lead
-from rules import Decision
+from rules import Account, Decision
+from rules.allocation import owner_region
+from rules.round_robin import choose, explain_pool
 from state import StateDB
 from sync.config import Config
 from sync.engine import Engine
@@ -101,5 +103,38 @@ def explain(config: Config, state: StateDB, record_id: str, now: datetime, out: 
         f"Salesforce: {len(context.leads)} lead(s) ({len(context.open_leads)} open), "
         f"{len(context.opportunities)} opportunit(ies) ({len(context.open_opportunities)} open)\n"
     )
-    _write(engine.decide(account, now, context), out)
+    decisions = engine.decide(account, now, context)
+    _write(decisions, out)
+    _owner(config, state, facts, account, decisions, out)
     return 0
+
+
+def _owner(
+    config: Config, state: StateDB, facts: SalesforceFacts, account: Account, decisions: list[Decision], out: TextIO
+) -> None:
+    """For a routed account: the pool, the candidates and why its owner was (or would be) chosen."""
+    winner = next(
+        (d for d in decisions if d.fired and d.team in ("TAM", "TAE", "BDR") and "routing_reason" in d.traits), None
+    )
+    if winner is None or winner.team is None:
+        return
+    region = owner_region(account, config.policy)[0] or config.policy.territories.default_region
+    chosen = state.assignments_like(f"crm-sync-{account.id}-")
+    out.write(f"\nrouting: {winner.rule} → team {winner.team}, region {region}\n")
+    if chosen:
+        row = chosen[0]
+        out.write(f"  lead {row['key']}: owner: {row['reason']}\n")
+        out.write(f"  candidates: {', '.join(row['candidates']) or 'none'}\n")
+        for user, why in row["skipped"].items():
+            out.write(f"  skipped {user}: {why}\n")
+        return
+    pool = config.pool_for(winner.team, region)
+    if pool is None:
+        out.write(f"  no pool for {winner.team}/{region}: Salesforce's default owner would apply\n")
+        return
+    inactive = frozenset(user.id for user in facts.users.values() if not user.is_active)
+    assignment, _ = choose(pool, state.credits(pool.key), inactive_users=inactive)
+    out.write(f"  no owner chosen yet; next draw: owner: {assignment.reason}\n")
+    out.write(f"  candidates: {', '.join(assignment.candidates) or 'none'}\n")
+    for line in explain_pool(pool, state.credits(pool.key), inactive_users=inactive):
+        out.write(f"  member {line}\n")

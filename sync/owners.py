@@ -13,7 +13,6 @@ from dataclasses import asdict
 from typing import Any
 
 from rules.round_robin import choose
-
 from state import StateDB
 from sync.config import Config
 
