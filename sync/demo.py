@@ -92,6 +92,13 @@ def run_demo(accounts: int, out: TextIO) -> int:
         by_rule = Counter(write.rule for write in applied.plan)
         for rule, count in sorted(by_rule.items()):
             console.print(f"  {rule}: {count} change(s)")
+        owners = Counter(
+            f"{w.owner['pool']} → {w.owner['name']}" for w in applied.plan if w.owner and w.op == "upsert_lead"
+        )
+        created = sum(1 for w in applied.plan if w.op == "upsert_lead")
+        console.print(f"  leads created in Salesforce (upsert on Sync_Key__c): {created}, owners by round robin:")
+        for owner, count in sorted(owners.items()):
+            console.print(f"    {owner}: {count}")
         console.print(
             f"  malformed records reported and skipped: {len(audit.record_errors)}; "
             f"conflicts left alone: {len(applied.conflicts)}"

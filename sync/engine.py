@@ -10,7 +10,7 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
@@ -348,7 +348,7 @@ class Engine:
         for account, context, winner in sorted(routed, key=lambda item: item[0].id):
             self._plan_new_lead(account, context, winner, owners, last_salesforce, report, now)
         for account, decision in sorted(onboarding, key=lambda item: item[0].id):
-            self._plan_specialist(account, decision, owners, last_vitally, report)
+            self._plan_specialist(account, decision, owners, last_vitally, report, now)
         for lead in facts.leads:
             report.counts["leads_evaluated"] += 1
             decisions = self.decide_lead(lead, now, facts)
@@ -441,8 +441,10 @@ class Engine:
         owners: Owners,
         last: Mapping[tuple[str, str], Any],
         report: CycleReport,
+        now: datetime,
     ) -> None:
-        """An onboarding lead gets an onboarding specialist on the Vitally side (a trait)."""
+        """An onboarding lead gets an onboarding specialist on the Vitally side: a trait naming
+        them, and a task (created once: its externalId names the account)."""
         trait = self.config.vitally.written_traits.get("onboarding_specialist", "onboarding_specialist")
         if "Onboarding Specialist" in account.key_roles or account.written.get(trait):
             return
@@ -465,6 +467,15 @@ class Engine:
                 owner={"pool": owner["pool"], "user_id": owner["user_id"], "name": owner["name"]},
             )
         )
+        task = {
+            "externalId": f"crm-sync:onboarding.lead:{account.id}",
+            "accountId": account.id,
+            "name": f"Onboard {account.name} ({owner['name']})",
+            "description": decision.reason,
+            "dueDate": (now + timedelta(days=7)).date().isoformat(),
+            "tags": ["crm-sync", "onboarding"],
+        }
+        self._plan_task(account, decision, task, last, report)
 
     def _plan_lead(
         self,

@@ -65,3 +65,28 @@ def test_cli_every_rule_fires_and_is_explained(sandbox: Sandbox, tmp_path: Path)
         verdicts = [b for b in blocks if b.startswith(f"{rule}: ")]
         assert any("FIRED" in v.splitlines()[0] or "ALSO MATCHED" in v.splitlines()[0] for v in verdicts), rule
         assert all("reason: " in v for v in verdicts), rule
+
+
+@pytest.fixture
+def fresh() -> Iterator[Sandbox]:
+    with Sandbox(generate_book(300, seed=11, now=datetime(2026, 11, 22, 9, tzinfo=UTC))) as sb:
+        yield sb
+
+
+def test_cli_inbound_leads_get_an_owner_from_the_tae_pool(fresh: Sandbox, tmp_path: Path) -> None:
+    sandbox = fresh
+    config = tmp_path / "config.toml"
+    config.write_text((ROOT / "config.example.toml").read_text().replace("http://127.0.0.1:8765", sandbox.url))
+    before = {lead["Id"]: lead for lead in sandbox.state()["salesforce"]["Lead"]}
+    run = cli(config, tmp_path / "state.db", "run", "--format", "json", "--now", NOW)
+    assert run.returncode == 0, run.stderr
+    owned = [json.loads(line) for line in run.stdout.splitlines() if '"update_lead"' in line and '"OwnerId"' in line]
+    assert owned, "no inbound lead was given an owner"
+    after = {lead["Id"]: lead for lead in sandbox.state()["salesforce"]["Lead"]}
+    tae = {"005000000000010AAA", "005000000000011AAA", "005000000000012AAA", "005000000000013AAA"}
+    for line in owned:
+        assert before[line["record"]].get("OwnerId") in (None, "") or before[line["record"]]["OwnerId"].startswith(
+            "00G"
+        )
+        assert line["owner"]["pool"].startswith("TAE/")
+        assert after[line["record"]]["OwnerId"] == line["fields"]["OwnerId"] in tae
