@@ -111,3 +111,43 @@ def test_config_territories_extend_the_defaults(tmp_path: Path) -> None:
     assert regions.region_of("AE") == "Singapore"
     assert regions.region_of("US") == "US"
     assert regions.region_of("DE") == "EU"
+
+
+def test_config_pools_are_validated_with_every_problem_listed(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[[pools]]
+team = "Wizards"
+region = "US"
+
+[[pools]]
+team = "TAM"
+region = "Mars"
+
+[[pools]]
+team = "TAE"
+region = "US"
+fallback_queue = "005notaqueue"
+members = [
+    { user_id = "00Qwrong", name = "A" },
+    { user_id = "005000000000001AAA", name = "B", weight = 0 },
+    { user_id = "005000000000002AAA", name = "C", colour = "blue" },
+]
+""",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    problems = caught.value.problems
+    assert "pools[0].team: expected one of TAE, TAM, CSM, BDR, Onboarding, got 'Wizards'" in problems
+    assert "pools[1].region: expected one of EU, Singapore, US or '*', got 'Mars'" in problems
+    assert "pools[2].fallback_queue: expected a Salesforce queue id (00G…), got '005notaqueue'" in problems
+    assert "pools[2].members[0].user_id: expected a Salesforce user id (005…), got '00Qwrong'" in problems
+    assert "pools[2].members[1].weight: expected a whole number ≥ 1, got 0" in problems
+    assert "pools[2].members[2].colour: unknown setting" in problems
+
+
+def test_config_example_pools_cover_every_team() -> None:
+    pools = load_config(Path("config.example.toml")).pools
+    assert {team for team, _ in pools} == {"TAM", "TAE", "BDR", "Onboarding"}
+    assert load_config(Path("config.example.toml")).pool_for("TAE", "Singapore") is not None  # the "*" pool
