@@ -490,8 +490,6 @@ class Engine:
         for decision in decisions:
             if not decision.fired or not decision.lead_fields:
                 continue
-            fields: dict[str, Any] = {}
-            previous: dict[str, Any] = {}
             shown_owner = None
             wants = dict(decision.lead_fields)
             if "Routing_Rule__c" in wants and decision.team and _unowned(lead):
@@ -501,19 +499,9 @@ class Engine:
                 if owner is not None and owner["user_id"] is not None:
                     wants["OwnerId"] = owner["user_id"]
                     shown_owner = {"pool": owner["pool"], "user_id": owner["user_id"], "name": owner["name"]}
-            for name, value in wants.items():
-                if name in claimed:
-                    continue
-                claimed.add(name)
-                now_value = current.get(name)
-                if now_value == value:
-                    continue
-                if name not in COMPUTED_LEAD_FIELDS and not self._may_write(
-                    "salesforce", lead.id, name, value, now_value, last, decision, report
-                ):
-                    continue
-                fields[name] = value
-                previous[name] = now_value
+            fields, previous = self._changes(
+                "salesforce", lead.id, wants, current, claimed, last, decision, report, COMPUTED_LEAD_FIELDS
+            )
             if fields:
                 report.plan.append(
                     PlannedWrite(
@@ -547,20 +535,10 @@ class Engine:
                 continue
             if decision.task is not None:
                 self._plan_task(account, decision, decision.task, last, report)
-            fields: dict[str, Any] = {}
-            previous: dict[str, Any] = {}
-            for canonical, value in decision.traits.items():
-                key = vitally.written_traits.get(canonical, canonical)
-                if key in claimed:
-                    continue  # an earlier rule in the configured order decided this trait
-                claimed.add(key)
-                current = account.written.get(key)
-                if current == value or not self._may_write(
-                    "vitally", account.id, key, value, current, last, decision, report
-                ):
-                    continue
-                fields[key] = value
-                previous[key] = current
+            wants = {vitally.written_traits.get(name, name): value for name, value in decision.traits.items()}
+            fields, previous = self._changes(
+                "vitally", account.id, wants, account.written, claimed, last, decision, report
+            )
             if fields:
                 report.plan.append(
                     PlannedWrite(
@@ -636,6 +614,38 @@ class Engine:
                 payload=dict(task),
             )
         )
+
+    def _changes(
+        self,
+        system: str,
+        record: str,
+        wants: Mapping[str, Any],
+        current: Mapping[str, Any],
+        claimed: set[str],
+        last: Mapping[tuple[str, str], Any],
+        decision: Decision,
+        report: CycleReport,
+        computed: frozenset[str] = frozenset(),
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The fields of `wants` that must change (with their current values): not claimed by an
+        earlier rule in the configured order, different from what is there now, and not a
+        conflict. `computed` fields are ours alone and never a conflict."""
+        fields: dict[str, Any] = {}
+        previous: dict[str, Any] = {}
+        for name, value in wants.items():
+            if name in claimed:
+                continue
+            claimed.add(name)
+            now_value = current.get(name)
+            if now_value == value:
+                continue
+            if name not in computed and not self._may_write(
+                system, record, name, value, now_value, last, decision, report
+            ):
+                continue
+            fields[name] = value
+            previous[name] = now_value
+        return fields, previous
 
     def _may_write(
         self,

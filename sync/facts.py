@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from connectors.errors import RecordError
 from connectors.records import parse_lead, parse_opportunity, parse_sf_account, parse_user
@@ -15,6 +16,20 @@ from rules.model import Lead, Opportunity, SfUser
 from state import StateDB
 
 __all__ = ["SalesforceFacts"]
+
+T = TypeVar("T")
+
+
+def _parsed(state: StateDB, sobject: str, parse: Callable[[dict[str, Any]], T]) -> Iterator[tuple[T, dict[str, Any]]]:
+    """The mirror's well-formed records of one object, parsed (malformed ones were reported when read)."""
+    for _id, raw, error in state.iter_sf(sobject):
+        if error:
+            continue
+        record = json.loads(raw)
+        try:
+            yield parse(record), record
+        except RecordError:
+            continue
 
 
 @dataclass
@@ -35,47 +50,27 @@ class SalesforceFacts:
     @classmethod
     def load(cls, state: StateDB) -> SalesforceFacts:
         facts = cls()
-        for _id, raw, error in state.iter_sf("User"):
-            if not error:
-                try:
-                    user = parse_user(json.loads(raw))
-                except RecordError:
-                    continue
-                facts.users[user.id] = user
-        vitally_of_sf_account: dict[str, str] = {}
-        for _id, raw, error in state.iter_sf("Account"):
-            if not error:
-                try:
-                    account = parse_sf_account(json.loads(raw))
-                except RecordError:
-                    continue
-                if account.vitally_account_id:
-                    vitally_of_sf_account[account.id] = account.vitally_account_id
-        for _id, raw, error in state.iter_sf("Opportunity"):
-            if not error:
-                try:
-                    opportunity = parse_opportunity(json.loads(raw))
-                except RecordError:
-                    continue
-                vitally_id = vitally_of_sf_account.get(opportunity.account_id or "")
-                if vitally_id:
-                    facts._opps_by_account[vitally_id].append(opportunity)
-        for _id, raw, error in state.iter_sf("Lead"):
-            if not error:
-                record = json.loads(raw)
-                try:
-                    lead = parse_lead(record)
-                except RecordError:
-                    continue
-                facts.leads.append(lead)
-                facts._lead_raw[lead.id] = record
-                if lead.vitally_account_id:
-                    facts._leads_by_account[lead.vitally_account_id].append(lead)
-                if lead.company and (lead.status or "") in ("Disqualified", "Unqualified"):
-                    # Salesforce keeps no disqualification date on a Lead; its last change is the best proxy.
-                    key = lead.company.casefold()
-                    day = lead.system_modstamp.date()
-                    facts._disqualified_by_company[key] = max(day, facts._disqualified_by_company.get(key, day))
+        for user, _ in _parsed(state, "User", parse_user):
+            facts.users[user.id] = user
+        vitally_of_sf_account = {
+            account.id: account.vitally_account_id
+            for account, _ in _parsed(state, "Account", parse_sf_account)
+            if account.vitally_account_id
+        }
+        for opportunity, _ in _parsed(state, "Opportunity", parse_opportunity):
+            vitally_id = vitally_of_sf_account.get(opportunity.account_id or "")
+            if vitally_id:
+                facts._opps_by_account[vitally_id].append(opportunity)
+        for lead, record in _parsed(state, "Lead", parse_lead):
+            facts.leads.append(lead)
+            facts._lead_raw[lead.id] = record
+            if lead.vitally_account_id:
+                facts._leads_by_account[lead.vitally_account_id].append(lead)
+            if lead.company and (lead.status or "") in ("Disqualified", "Unqualified"):
+                # Salesforce keeps no disqualification date on a Lead; its last change is the best proxy.
+                key = lead.company.casefold()
+                day = lead.system_modstamp.date()
+                facts._disqualified_by_company[key] = max(day, facts._disqualified_by_company.get(key, day))
         return facts
 
     def lead_fields(self, lead_id: str) -> dict[str, Any]:
