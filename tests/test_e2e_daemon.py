@@ -48,18 +48,22 @@ def start(config: Path, state: Path) -> subprocess.Popen[str]:
     )
 
 
-def wait_for_cycles(state: Path, count: int, timeout: float = 60) -> None:
+def cycles_done(state: Path) -> int:
     import sqlite3
 
+    if not state.exists():
+        return 0
+    try:
+        return int(sqlite3.connect(state).execute("SELECT count(*) FROM runs WHERE status = 'ok'").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def wait_for_cycles(state: Path, count: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if state.exists():
-            try:
-                done = sqlite3.connect(state).execute("SELECT count(*) FROM runs WHERE status = 'ok'").fetchone()[0]
-            except sqlite3.OperationalError:
-                done = 0
-            if done >= count:
-                return
+        if cycles_done(state) >= count:
+            return
         time.sleep(0.1)
     raise AssertionError(f"fewer than {count} cycles finished in {timeout} s")
 
@@ -94,9 +98,10 @@ def test_daemon_second_instance_exits_4_and_kill_leaves_no_stale_lock(config: Pa
         assert "another crm-sync instance" in err
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
+        before = cycles_done(state)
         third = start(config, state)
         try:
-            wait_for_cycles(state, 2)
+            wait_for_cycles(state, before + 1)  # the new instance got the lock at once and cycled
         finally:
             third.send_signal(signal.SIGTERM)
             third.communicate(timeout=30)
