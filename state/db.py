@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -90,10 +91,18 @@ class StateDB:
 
     @classmethod
     def open(cls, path: Path) -> StateDB:
-        """Open (creating if needed) the state file for a real run."""
+        """Open (creating if needed, readable by its owner only) the state file for a real run.
+
+        WAL journal with `synchronous=FULL`: every commit is on disk before the call returns, and
+        the engine sends a write only after the commit that planned it (owner chosen, outbox
+        row). With NORMAL a power loss could forget a committed plan whose write was already
+        sent, and the next start would draw an owner again. FULL costs one fsync per commit; the
+        engine commits once per cycle plus once per write batch.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite's -wal/-shm inherit this mode
         conn = sqlite3.connect(str(path), timeout=30)
-        conn.execute("PRAGMA journal_mode=DELETE")
+        conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         return cls(sqlite_utils.Database(conn))
 
