@@ -64,6 +64,7 @@ class SalesforceClient:
 
     `requests` counts every attempt by `(method, path template)`. Before each write request the
     API usage seen in `Sforce-Limit-Info` is checked against `budget_share` of the daily allocation.
+    `max_wait` caps any single wait between two attempts, per-record lock re-sends included.
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class SalesforceClient:
         budget_share: float = 0.8,
         session: requests.Session | None = None,
         lock_retries: int = 3,
+        max_wait: float = 60.0,
     ) -> None:
         problems = []
         if bool(client_id) != bool(client_secret):
@@ -94,6 +96,8 @@ class SalesforceClient:
             problems.append(f"salesforce.max_attempts: must be at least 1, got {max_attempts}")
         if lock_retries < 0:
             problems.append(f"salesforce.lock_retries: must not be negative, got {lock_retries}")
+        if max_wait < 0:
+            problems.append(f"salesforce.max_wait_seconds: must not be negative, got {max_wait}")
         if problems:
             raise ConfigError(problems)
         self.instance_url = instance_url.rstrip("/")
@@ -106,6 +110,7 @@ class SalesforceClient:
         self._timeout = timeout
         self._sleep = sleep
         self._max_attempts = max_attempts
+        self._max_wait = max_wait
         self._lock_retries = lock_retries
         self._sf: Salesforce | None = None
         self._data_path = f"/services/data/v{api_version}"
@@ -251,7 +256,9 @@ class SalesforceClient:
                 self._login()
                 return attempt()
 
-        return call_with_retry(attempt_with_relogin, sleep=self._sleep, max_attempts=self._max_attempts)
+        return call_with_retry(
+            attempt_with_relogin, sleep=self._sleep, max_attempts=self._max_attempts, max_wait=self._max_wait
+        )
 
     @property
     def _can_login(self) -> bool:
@@ -309,7 +316,9 @@ class SalesforceClient:
                 raise ContractError("salesforce login: no access_token in the answer", system=SYSTEM)
             return token
 
-        self._token = call_with_retry(attempt, sleep=self._sleep, max_attempts=self._max_attempts)
+        self._token = call_with_retry(
+            attempt, sleep=self._sleep, max_attempts=self._max_attempts, max_wait=self._max_wait
+        )
         if self._sf is not None:
             self._sf.session_id = self._token
             self._sf.headers["Authorization"] = f"Bearer {self._token}"
@@ -373,7 +382,7 @@ class SalesforceClient:
             if not pending:
                 break
             if round_number > 0:
-                self._sleep(backoff_wait(round_number))
+                self._sleep(backoff_wait(round_number, max_wait=self._max_wait))
             locked: list[tuple[int, str, dict[str, Any]]] = []
             for start in range(0, len(pending), COLLECTION_LIMIT):
                 chunk = pending[start : start + COLLECTION_LIMIT]

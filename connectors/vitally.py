@@ -56,6 +56,9 @@ class VitallyClient:
     `requests` counts every attempt by `(method, path template)`. After each response the latest
     `RateLimit-Limit`/`-Remaining`/`-Reset` are kept in `rate_limit_limit`,
     `rate_limit_remaining` and `rate_limit_reset` (seconds), None until first seen.
+
+    `max_wait` caps any single wait between two attempts (a long `RateLimit-Reset` included), so a
+    cycle never stalls longer than that on one request.
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class VitallyClient:
         sleep: Callable[[float], None] = time.sleep,
         max_attempts: int = 5,
         page_size: int = 100,
+        max_wait: float = 60.0,
     ) -> None:
         problems = []
         if not api_key:
@@ -76,6 +80,8 @@ class VitallyClient:
             problems.append(f"vitally.page_size: must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
         if max_attempts < 1:
             problems.append(f"vitally.max_attempts: must be at least 1, got {max_attempts}")
+        if max_wait < 0:
+            problems.append(f"vitally.max_wait_seconds: must not be negative, got {max_wait}")
         if problems:
             raise ConfigError(problems)
         self.base_url = base_url.rstrip("/")
@@ -84,6 +90,7 @@ class VitallyClient:
         self._session = session if session is not None else make_session(self.base_url, timeout)
         self._sleep = sleep
         self._max_attempts = max_attempts
+        self._max_wait = max_wait
         self._page_size = page_size
         self.requests = RequestCounter()
         self.rate_limit_limit: int | None = None
@@ -288,7 +295,9 @@ class VitallyClient:
                     f"vitally {method} {template}: response is not valid JSON", system=SYSTEM
                 ) from error
 
-        return call_with_retry(attempt, sleep=self._sleep, max_attempts=self._max_attempts)
+        return call_with_retry(
+            attempt, sleep=self._sleep, max_attempts=self._max_attempts, max_wait=self._max_wait
+        )
 
     def _paged(self, template: str, path: str, params: Mapping[str, str]) -> Iterator[dict[str, Any]]:
         paginator = CursorPaginator(system=SYSTEM)

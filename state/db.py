@@ -209,6 +209,8 @@ class StateDB:
         for row in self.db.query("SELECT * FROM outbox WHERE status = 'pending'"):
             pending.add(row["key"])
             pending_targets[_target(self._row(row).write)] = row["id"]
+        # A write refused for good waits for `retry`: planning it again must not send it again.
+        pending |= {row[0] for row in self.db.execute("SELECT key FROM outbox WHERE status = 'parked'")}
         added = 0
         for write in writes:
             key = write_key(write)
@@ -297,7 +299,14 @@ class StateDB:
         )
 
     def unpark(self, row_id: int | None, at: str) -> int:
-        """Send parked writes again (one, or all when `row_id` is None); returns how many."""
+        """Send parked writes again (one, or all when `row_id` is None); returns how many. A
+        parked write with the same content as one already pending is superseded, not doubled."""
+        self.db.execute(
+            "UPDATE outbox SET status = 'superseded', updated_at = ? WHERE status = 'parked'"
+            + ("" if row_id is None else " AND id = ?")
+            + " AND key IN (SELECT key FROM outbox WHERE status = 'pending')",
+            [at] if row_id is None else [at, row_id],
+        )
         if row_id is None:
             cursor = self.db.execute(
                 "UPDATE outbox SET status = 'pending', updated_at = ? WHERE status = 'parked'", [at]

@@ -15,7 +15,14 @@ __all__ = ["make_salesforce", "make_vitally"]
 
 def make_vitally(config: Config, *, sleep: Callable[[float], None] = time.sleep) -> VitallyClient:
     v = config.vitally
-    return VitallyClient(v.base_url, v.api_key, timeout=v.timeout_seconds, max_attempts=v.max_attempts, sleep=sleep)
+    return VitallyClient(
+        v.base_url,
+        v.api_key,
+        timeout=v.timeout_seconds,
+        max_attempts=v.max_attempts,
+        max_wait=v.max_wait_seconds,
+        sleep=sleep,
+    )
 
 
 def make_salesforce(config: Config, *, sleep: Callable[[float], None] = time.sleep) -> SalesforceClient:
@@ -28,6 +35,7 @@ def make_salesforce(config: Config, *, sleep: Callable[[float], None] = time.sle
         api_version=s.api_version,
         timeout=s.timeout_seconds,
         max_attempts=s.max_attempts,
+        max_wait=s.max_wait_seconds,
         budget_share=s.budget_share,
         sleep=sleep,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -33,6 +34,10 @@ examples:
   python -m sync sandbox --generate 500          local Vitally + Salesforce on port 8765
   python -m sync demo                            sandbox + sample book + a few cycles + summary
 """
+
+# Opt-in diagnostics: `CRM_SYNC_LOG_LEVEL=DEBUG` sends every library's log records to stderr.
+LOG_LEVEL_ENV = "CRM_SYNC_LOG_LEVEL"
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 _COMMANDS = ("run", "daemon", "explain", "report", "sandbox", "demo", "failed", "retry")
 
@@ -148,6 +153,21 @@ def _load(args: argparse.Namespace) -> Config:
     return config
 
 
+def _configure_logging(err: TextIO) -> None:
+    """Route the `logging` root to `err` at the level named by CRM_SYNC_LOG_LEVEL (unset: Python's
+    default, warnings only). Connectors never log a secret, so DEBUG is safe to turn on."""
+    name = os.environ.get(LOG_LEVEL_ENV, "").strip().upper()
+    if not name:
+        return
+    if name not in _LOG_LEVELS:
+        raise ConfigError([f"{LOG_LEVEL_ENV}: expected one of {', '.join(_LOG_LEVELS)}, got {name!r}"])
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(name)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -155,6 +175,11 @@ def _now() -> datetime:
 def _print_summary(report: CycleReport, err: TextIO) -> None:
     for error in report.record_errors:
         err.write(f"record error: {error}\n")
+    if report.quota_exhausted:
+        err.write(
+            f"writes stopped: {report.failures[-1] if report.failures else 'API budget spent'}; "
+            "the rest stay pending for the next cycle\n"
+        )
     for fallback in report.fallbacks:
         err.write(f"fallback: {fallback}\n")
     for conflict in report.conflicts:
@@ -316,6 +341,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         parser.print_help(out)
         return 2
     try:
+        _configure_logging(err)
         return _HANDLERS[args.command](args, out, err)
     except ConfigError as exc:
         err.write("configuration error:\n" + "".join(f"  {problem}\n" for problem in exc.problems))

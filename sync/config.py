@@ -49,6 +49,7 @@ class VitallyConfig:
     api_key: str = field(repr=False)
     timeout_seconds: float = 10
     max_attempts: int = 5
+    max_wait_seconds: float = 60
     trait_keys: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TRAIT_KEYS))
     segment_traits: Mapping[str, str] = field(default_factory=dict)
     written_traits: Mapping[str, str] = field(default_factory=dict)
@@ -63,6 +64,7 @@ class SalesforceConfig:
     api_version: str = "59.0"
     timeout_seconds: float = 30
     max_attempts: int = 5
+    max_wait_seconds: float = 60
     budget_share: float = 0.8
     lookback_seconds: int = 300
 
@@ -482,6 +484,7 @@ def _build(data: Mapping[str, Any], source: Path | None) -> Config:
         api_key=vitally_key or "",
         timeout_seconds=reader.number("vitally.timeout_seconds", 10, minimum=0.1),
         max_attempts=reader.whole("vitally.max_attempts", 5, minimum=1),
+        max_wait_seconds=reader.number("vitally.max_wait_seconds", 60, minimum=0),
         trait_keys=trait_keys,
         segment_traits=segment_traits,
         written_traits=written_traits,
@@ -504,6 +507,7 @@ def _build(data: Mapping[str, Any], source: Path | None) -> Config:
         api_version=version,
         timeout_seconds=reader.number("salesforce.timeout_seconds", 30, minimum=0.1),
         max_attempts=reader.whole("salesforce.max_attempts", 5, minimum=1),
+        max_wait_seconds=reader.number("salesforce.max_wait_seconds", 60, minimum=0),
         budget_share=reader.number("salesforce.budget_share", 0.8, minimum=0.01, maximum=1),
         lookback_seconds=reader.whole("salesforce.lookback_seconds", 300),
     )

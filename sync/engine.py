@@ -231,15 +231,22 @@ class Engine:
                     )
                 )
                 continue
+            try:
+                moment: datetime | None = parse_timestamp(updated)
+            except ValueError:
+                moment = None
+            if moment is not None and (newest_at is None or moment > newest_at):
+                # Unchanged records (our own writes' echo) move the watermark too, so they are
+                # not read again next cycle.
+                newest, newest_at = updated, moment
             if held.get(record_id) == updated:
                 report.counts["accounts_unchanged"] += 1
                 continue
             error = None
             try:
                 parse_account(raw, self.config.vitally.trait_keys, self.written_keys)
-                moment = parse_timestamp(updated)
-                if newest_at is None or moment > newest_at:
-                    newest, newest_at = updated, moment
+                if moment is None:
+                    raise ValueError(updated)
             except RecordError as bad:
                 report.record_errors.append(bad)
                 error = json.dumps({"field": bad.field, "message": bad.message})
