@@ -185,6 +185,11 @@ class Engine:
         try:
             accounts, vitally_cursor = self._read_vitally(report)
             sf_rows, sf_cursors = self._read_salesforce(report)
+            if self.should_stop():
+                # Asked to stop while reading: nothing was planned or committed, the cursors did not
+                # move, so the next start reads the same changes again. Nothing is lost.
+                status = "stopped"
+                return report
             # Planned writes and the state that caused them commit together.
             with self.state.atomic():
                 self.state.upsert_accounts(accounts)
@@ -218,6 +223,8 @@ class Engine:
         newest: str | None = None
         newest_at: datetime | None = None
         for raw in self.vitally.iter_accounts_since(watermark):
+            if self.should_stop():
+                break  # run_cycle ends the cycle before planning anything
             report.counts["accounts_read"] += 1
             record_id = raw.get("id")
             updated = raw.get("updatedAt")
@@ -262,6 +269,8 @@ class Engine:
         rows: list[dict[str, Any]] = []
         cursors: dict[str, str] = {}
         for sobject, fields in SF_OBJECTS.items():
+            if self.should_stop():
+                break  # run_cycle ends the cycle before planning anything
             name = f"salesforce.{sobject}"
             held = self.state.sf_versions(sobject)
             newest: str | None = None
@@ -271,6 +280,8 @@ class Engine:
                 self.state.cursor(name),
                 lookback_seconds=self.config.salesforce.lookback_seconds,
             ):
+                if self.should_stop():
+                    break
                 report.counts[f"sf_{sobject.lower()}_read"] += 1
                 record_id = str(raw.get("Id"))
                 stamp = raw.get("SystemModstamp")
