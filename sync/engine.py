@@ -228,15 +228,19 @@ class Engine:
             report.counts["accounts_read"] += 1
             record_id = raw.get("id")
             updated = raw.get("updatedAt")
-            if not isinstance(record_id, str) or not isinstance(updated, str):
-                report.record_errors.append(
-                    RecordError(
-                        "vitally",
-                        str(record_id),
-                        "id" if not isinstance(record_id, str) else "updatedAt",
-                        "missing id or updatedAt",
+            if not isinstance(record_id, str):
+                report.record_errors.append(RecordError("vitally", str(record_id), "id", "missing account id"))
+                continue
+            if not isinstance(updated, str):
+                # Remembered under its odd value, so it is reported once, not every cycle.
+                version = json.dumps(updated)
+                if held.get(record_id) != version:
+                    report.record_errors.append(
+                        RecordError("vitally", record_id, "updatedAt", f"expected a timestamp, got {version[:60]}")
                     )
-                )
+                    problem = json.dumps({"field": "updatedAt", "message": "missing or not text"})
+                    rows.append({"id": record_id, "updated_at": version, "raw": json.dumps(raw), "error": problem})
+                    held[record_id] = version
                 continue
             try:
                 moment: datetime | None = parse_timestamp(updated)
@@ -249,7 +253,7 @@ class Engine:
             if held.get(record_id) == updated:
                 report.counts["accounts_unchanged"] += 1
                 continue
-            error = None
+            error: str | None = None
             try:
                 parse_account(raw, self.config.vitally.trait_keys, self.written_keys)
                 if moment is None:
@@ -293,11 +297,13 @@ class Engine:
                 if held.get(record_id) == stamp:
                     continue
                 error = None
+                bad_field = None
                 try:
                     _SF_PARSERS[sobject](raw)
                 except RecordError as bad:
                     report.record_errors.append(bad)
                     error = json.dumps({"field": bad.field, "message": bad.message})
+                    bad_field = bad.field
                 rows.append(
                     {
                         "object": sobject,
@@ -308,8 +314,13 @@ class Engine:
                     }
                 )
                 held[record_id] = stamp
-                # ORDER BY SystemModstamp: the last record read is the newest.
-                newest = stamp if newest is None or parse_timestamp(stamp) >= parse_timestamp(newest) else newest
+                if bad_field == "SystemModstamp":
+                    continue  # an unreadable stamp never becomes the cursor
+                try:
+                    if newest is None or parse_timestamp(stamp) >= parse_timestamp(newest):
+                        newest = stamp
+                except ValueError:
+                    continue
             if newest:
                 cursors[name] = newest
         return rows, cursors
