@@ -67,12 +67,14 @@ DEFAULT_TRAIT_KEYS: Mapping[str, str] = {
 T = TypeVar("T")
 
 
-class _Bad(Exception):
-    """A value of the wrong shape; turned into a RecordError with the field's name."""
+class _Bad(ValueError):
+    """A value of the wrong shape; turned into a RecordError with the field's name. A ValueError, so
+    that callers of `parse_timestamp` catch it as the standard parsers' failure."""
 
 
 def parse_timestamp(value: object) -> datetime:
-    """ISO 8601 (with `Z`, an offset, or Salesforce's `+0000`) → aware datetime (naive = UTC)."""
+    """ISO 8601 (with `Z`, an offset, or Salesforce's `+0000`) → aware datetime (naive = UTC);
+    anything else raises ValueError."""
     if not isinstance(value, str) or not value:
         raise _Bad(f"expected an ISO 8601 timestamp, got {_show(value)}")
     text = value.strip()
@@ -148,7 +150,19 @@ def _bool(value: object) -> bool:
 def _text(value: object) -> str:
     if not isinstance(value, str):
         raise _Bad(f"expected text, got {_show(value)}")
+    if not _encodable(value):
+        raise _Bad(f"expected text, got invalid Unicode (a lone surrogate) in {_show(value)}")
     return value
+
+
+def _encodable(text: str) -> bool:
+    """JSON can carry a lone UTF-16 surrogate (`"\\ud800"`), which is no character: nothing
+    downstream could print or store it as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _date(value: object) -> date:
@@ -257,16 +271,14 @@ def parse_account(
     """A Vitally account object → `Account`; `written_keys` are the traits the daemon writes, kept
     as read so the engine can diff against them."""
     record_id = raw.get("id")
-    if not isinstance(record_id, str) or not record_id:
+    if not isinstance(record_id, str) or not record_id or not _encodable(record_id):
         raise RecordError("vitally", _show(record_id), "id", "missing account id")
     name = raw.get("name")
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str) or not name.strip() or not _encodable(name):
         raise RecordError("vitally", record_id, "name", f"expected a name, got {_show(name)}")
     updated_at = _field("vitally", record_id, "updatedAt", raw.get("updatedAt"), parse_timestamp)
     created = raw.get("createdAt")
-    created_at = (
-        None if created is None else _field("vitally", record_id, "createdAt", created, parse_timestamp)
-    )
+    created_at = None if created is None else _field("vitally", record_id, "createdAt", created, parse_timestamp)
     mrr_raw = raw.get("mrr")
     mrr = None if mrr_raw is None else _field("vitally", record_id, "mrr", mrr_raw, _money)
     external = raw.get("externalId")
@@ -283,23 +295,31 @@ def parse_account(
         if value is not None:
             values[canonical] = _field("vitally", record_id, f"traits.{key}", value, parse)
 
-    segments = frozenset(
-        s["name"] for s in raw.get("segments") or [] if isinstance(s, dict) and isinstance(s.get("name"), str)
-    )
+    segment_list = raw.get("segments") or []
+    if not isinstance(segment_list, list):
+        raise RecordError("vitally", record_id, "segments", f"expected a list, got {_show(segment_list)}")
+    segments = frozenset(s["name"] for s in segment_list if isinstance(s, dict) and isinstance(s.get("name"), str))
+    role_list = raw.get("keyRoles") or []
+    if not isinstance(role_list, list):
+        raise RecordError("vitally", record_id, "keyRoles", f"expected a list, got {_show(role_list)}")
     key_roles: dict[str, str] = {}
     key_role_emails: dict[str, str] = {}
-    for role in raw.get("keyRoles") or []:
-        if not isinstance(role, dict):
-            raise RecordError(
-                "vitally", record_id, "keyRoles", f"expected key role objects, got {_show(role)}"
-            )
-        label = (role.get("keyRole") or {}).get("label")
-        user = role.get("vitallyUser") or {}
-        if isinstance(label, str) and isinstance(user, dict):
+    for role in role_list:
+        # {keyRole: {label}, vitallyUser: {id, name, email}}; either part may be null.
+        key_role = role.get("keyRole") if isinstance(role, dict) else None
+        user = role.get("vitallyUser") if isinstance(role, dict) else None
+        if not isinstance(role, dict) or not isinstance(key_role, dict | None) or not isinstance(user, dict | None):
+            raise RecordError("vitally", record_id, "keyRoles", f"expected key role objects, got {_show(role)}")
+        label = (key_role or {}).get("label")
+        user = user or {}
+        if isinstance(label, str):
             key_roles[label] = str(user.get("id") or user.get("name") or "")
             if isinstance(user.get("email"), str):
                 key_role_emails[label] = user["email"].casefold()
     written = {key: traits.get(key) for key in written_keys}
+    for key, value in written.items():
+        if isinstance(value, str) and not _encodable(value):  # shown in the plan as `previous`
+            _field("vitally", record_id, f"traits.{key}", value, _text)
     return Account(
         id=record_id,
         name=name,
@@ -324,7 +344,7 @@ def _sf_get(raw: Mapping[str, Any], obj: str, name: str, parse: Callable[[object
 
 def _sf_id(raw: Mapping[str, Any], obj: str) -> str:
     record_id = raw.get("Id")
-    if not isinstance(record_id, str) or not record_id:
+    if not isinstance(record_id, str) or not record_id or not _encodable(record_id):
         raise RecordError(f"salesforce {obj}", _show(record_id), "Id", "missing Id")
     return record_id
 
@@ -363,8 +383,16 @@ def parse_lead(raw: Mapping[str, Any]) -> Lead:
     )
 
 
+def _sf_id_and_stamp(raw: Mapping[str, Any], obj: str) -> str:
+    """The record's Id, once its SystemModstamp (when selected) is known to be readable: the
+    incremental read orders and resumes by it."""
+    record_id = _sf_id(raw, obj)
+    _sf_get(raw, obj, "SystemModstamp", parse_timestamp)
+    return record_id
+
+
 def parse_user(raw: Mapping[str, Any]) -> SfUser:
-    record_id = _sf_id(raw, "User")
+    record_id = _sf_id_and_stamp(raw, "User")
     return SfUser(
         id=record_id,
         name=_sf_get(raw, "User", "Name", _text) or record_id,
@@ -374,7 +402,7 @@ def parse_user(raw: Mapping[str, Any]) -> SfUser:
 
 
 def parse_opportunity(raw: Mapping[str, Any]) -> Opportunity:
-    record_id = _sf_id(raw, "Opportunity")
+    record_id = _sf_id_and_stamp(raw, "Opportunity")
     return Opportunity(
         id=record_id,
         account_id=_sf_get(raw, "Opportunity", "AccountId", _text),
@@ -386,7 +414,7 @@ def parse_opportunity(raw: Mapping[str, Any]) -> Opportunity:
 
 
 def parse_sf_account(raw: Mapping[str, Any]) -> SfAccount:
-    record_id = _sf_id(raw, "Account")
+    record_id = _sf_id_and_stamp(raw, "Account")
     return SfAccount(
         id=record_id,
         name=_sf_get(raw, "Account", "Name", _text),
