@@ -16,11 +16,9 @@ fault's connection open just longer than that.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import run_cli
 
 from connectors.sandbox import Sandbox, SandboxConfig, generate_book
 
@@ -102,21 +101,8 @@ def write_config(sandbox: Sandbox, path: Path, *, oauth: bool = False, budget_sh
 
 
 def cli(config: Path, state: Path, *args: str, oauth: bool = False) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("VITALLY_API_KEY", "SALESFORCE_TOKEN", "SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET")
-    }
-    if oauth:
-        env.update(SALESFORCE_CLIENT_ID=CLIENT_ID, SALESFORCE_CLIENT_SECRET=CLIENT_SECRET)
-    return subprocess.run(
-        [sys.executable, "-m", "sync", "--config", str(config), "--state", str(state), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        env=env,
-    )
+    env = {"SALESFORCE_CLIENT_ID": CLIENT_ID, "SALESFORCE_CLIENT_SECRET": CLIENT_SECRET} if oauth else None
+    return run_cli(config, state, *args, env=env)
 
 
 def run(config: Path, state: Path, *, oauth: bool = False) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,6 @@ import secrets
 import socket
 import stat
 import subprocess
-import sys
 import threading
 import traceback
 from collections import Counter
@@ -30,6 +29,7 @@ import pytest
 import requests
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
+from support import run_cli
 
 from connectors.errors import RecordError
 from connectors.http import make_session
@@ -527,15 +527,7 @@ def test_engine_malformed_records_reported_once_and_the_rest_processed(
 def _cli(
     config: Path, state: Path, *args: str, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("VITALLY_", "SALESFORCE_", "CRM_SYNC_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "sync", "--config", str(config), "--state", str(state), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={**base, **(env or {})},
-    )
+    return run_cli(config, state, *args, env=env, timeout=120)
 
 
 def _config_file(directory: Path, url: str, replacements: Mapping[str, str] | None = None) -> Path:

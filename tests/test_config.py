@@ -81,9 +81,7 @@ def test_config_secret_from_environment(tmp_path: Path, monkeypatch: pytest.Monk
     assert "00Dtoken" not in repr(config)
 
 
-def test_config_missing_secret_for_a_real_service_is_an_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_config_missing_secret_for_a_real_service_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOPE_KEY", raising=False)
     path = write(tmp_path, '[vitally]\nbase_url = "https://acme.rest.vitally.io"\napi_key_env = "NOPE_KEY"\n')
     with pytest.raises(ConfigError) as caught:
@@ -98,9 +96,7 @@ def test_config_secret_file_must_be_owner_only(tmp_path: Path) -> None:
     path = write(tmp_path, f'[vitally]\nbase_url = "https://a.rest.vitally.io"\napi_key_file = "{key}"\n')
     with pytest.raises(ConfigError) as caught:
         load_config(path)
-    assert (
-        f"vitally.api_key_file: {key} must be readable by its owner only (chmod 600)" in caught.value.problems
-    )
+    assert f"vitally.api_key_file: {key} must be readable by its owner only (chmod 600)" in caught.value.problems
     os.chmod(key, 0o600)
     assert load_config(path).vitally.api_key == "sk_file"
 

@@ -56,9 +56,7 @@ def sf(sleeps: list[float]) -> SalesforceClient:
 
 
 def _records(*ids: str, obj: str = "Lead") -> list[Body]:
-    return [
-        {"attributes": {"type": obj, "url": f"/services/data/v59.0/sobjects/{obj}/{i}"}, "Id": i} for i in ids
-    ]
+    return [{"attributes": {"type": obj, "url": f"/services/data/v59.0/sobjects/{obj}/{i}"}, "Id": i} for i in ids]
 
 
 def _query_body(records: list[Body], next_url: str | None = None) -> Body:
@@ -131,9 +129,7 @@ def test_query_sends_the_bearer_token(sf: SalesforceClient, rsps: responses.Requ
 
 
 def test_query_follows_next_records_url_lazily(sf: SalesforceClient, rsps: responses.RequestsMock) -> None:
-    rsps.add(
-        responses.GET, QUERY, json=_query_body(_records("1", "2"), "/services/data/v59.0/query/01g-2000")
-    )
+    rsps.add(responses.GET, QUERY, json=_query_body(_records("1", "2"), "/services/data/v59.0/query/01g-2000"))
     rsps.add(
         responses.GET,
         f"{DATA}/query/01g-2000",
@@ -145,9 +141,7 @@ def test_query_follows_next_records_url_lazily(sf: SalesforceClient, rsps: respo
     assert sf.requests["GET", "/services/data/v59.0/query/:locator"] == 1
 
 
-def test_query_stops_on_a_repeated_next_records_url(
-    sf: SalesforceClient, rsps: responses.RequestsMock
-) -> None:
+def test_query_stops_on_a_repeated_next_records_url(sf: SalesforceClient, rsps: responses.RequestsMock) -> None:
     locator = "/services/data/v59.0/query/01g-2000"
     rsps.add(responses.GET, QUERY, json=_query_body(_records("1"), locator))
     rsps.add(responses.GET, f"{DATA}/query/01g-2000", json=_query_body(_records("2"), locator))
@@ -306,9 +300,7 @@ def test_request_does_not_retry_permanent_failures(
     assert len(rsps.calls) == 1 and sleeps == []
 
 
-def test_request_error_message_names_the_error_code(
-    sf: SalesforceClient, rsps: responses.RequestsMock
-) -> None:
+def test_request_error_message_names_the_error_code(sf: SalesforceClient, rsps: responses.RequestsMock) -> None:
     rsps.add(responses.GET, QUERY, status=400, body=_sf_error("INVALID_FIELD", "No such column 'Foo__c'"))
     with pytest.raises(ContractError, match="INVALID_FIELD") as caught:
         list(sf.query("SELECT Foo__c FROM Lead"))
@@ -359,15 +351,11 @@ def _login(rsps: responses.RequestsMock, token: str, status: int = 200) -> None:
             "error_description": "invalid client credentials",
         }
     )
-    rsps.add(
-        responses.POST, TOKEN_URL, json=body, status=status, match=[matchers.urlencoded_params_matcher(form)]
-    )
+    rsps.add(responses.POST, TOKEN_URL, json=body, status=status, match=[matchers.urlencoded_params_matcher(form)])
 
 
 def _query_with(rsps: responses.RequestsMock, token: str, **kwargs: Any) -> None:
-    rsps.add(
-        responses.GET, QUERY, match=[matchers.header_matcher({"Authorization": f"Bearer {token}"})], **kwargs
-    )
+    rsps.add(responses.GET, QUERY, match=[matchers.header_matcher({"Authorization": f"Bearer {token}"})], **kwargs)
 
 
 def test_client_credentials_log_in_on_first_use(rsps: responses.RequestsMock) -> None:
@@ -392,9 +380,7 @@ def test_client_credentials_log_in_again_once_after_401(rsps: responses.Requests
 
 
 def test_client_credentials_second_401_is_an_auth_error(rsps: responses.RequestsMock) -> None:
-    sf = SalesforceClient(
-        INSTANCE, token="old", client_id="cid", client_secret="csecret", sleep=lambda _: None
-    )
+    sf = SalesforceClient(INSTANCE, token="old", client_id="cid", client_secret="csecret", sleep=lambda _: None)
     _query_with(rsps, "old", status=401, body=_sf_error("INVALID_SESSION_ID"))
     _login(rsps, "tok2")
     _query_with(rsps, "tok2", status=401, body=_sf_error("INVALID_SESSION_ID"))
@@ -410,9 +396,7 @@ def test_client_credentials_refused_is_an_auth_error(rsps: responses.RequestsMoc
         list(sf.query("SELECT Id FROM Lead"))
 
 
-def test_bare_token_401_is_an_auth_error_without_login(
-    sf: SalesforceClient, rsps: responses.RequestsMock
-) -> None:
+def test_bare_token_401_is_an_auth_error_without_login(sf: SalesforceClient, rsps: responses.RequestsMock) -> None:
     rsps.add(responses.GET, QUERY, status=401, body=_sf_error("INVALID_SESSION_ID"))
     with pytest.raises(AuthError) as caught:
         list(sf.query("SELECT Id FROM Lead"))
@@ -459,9 +443,7 @@ def test_upsert_sends_collections_of_200_with_auto_assign_off(
     assert sf.requests["PATCH", "/services/data/v59.0/composite/sobjects/Lead/Sync_Key__c"] == 3
 
 
-def test_upsert_without_owner_leaves_assignment_rules_alone(
-    sf: SalesforceClient, rsps: responses.RequestsMock
-) -> None:
+def test_upsert_without_owner_leaves_assignment_rules_alone(sf: SalesforceClient, rsps: responses.RequestsMock) -> None:
     seen: list[list[Body]] = []
     rsps.add_callback(responses.PATCH, UPSERT, callback=_collection_callback(seen))
     sf.upsert("Lead", "Sync_Key__c", _leads(1), set_owner=False)
@@ -577,9 +559,7 @@ def test_upsert_is_retried_whole_because_it_is_idempotent(
 
 
 def test_upsert_quota_exceeded_is_not_retried(sf: SalesforceClient, rsps: responses.RequestsMock) -> None:
-    rsps.add(
-        responses.PATCH, UPSERT, status=403, body=_sf_error("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit")
-    )
+    rsps.add(responses.PATCH, UPSERT, status=403, body=_sf_error("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit"))
     with pytest.raises(QuotaExhaustedError):
         sf.upsert("Lead", "Sync_Key__c", _leads(1), set_owner=False)
     assert len(rsps.calls) == 1
@@ -593,9 +573,7 @@ def test_update_patches_collections_by_id(sf: SalesforceClient, rsps: responses.
         callback=_collection_callback(seen, lambda record: {"success": True, "errors": []}),
         match=[matchers.header_matcher({"Sforce-Auto-Assign": "FALSE"})],
     )
-    results = sf.update(
-        "Lead", [{"Id": "00Q1", "OwnerId": "00G9"}, {"Id": "00Q2", "OwnerId": "005B"}], set_owner=True
-    )
+    results = sf.update("Lead", [{"Id": "00Q1", "OwnerId": "00G9"}, {"Id": "00Q2", "OwnerId": "005B"}], set_owner=True)
     assert seen == [
         [
             {"attributes": {"type": "Lead"}, "Id": "00Q1", "OwnerId": "00G9"},
@@ -605,12 +583,8 @@ def test_update_patches_collections_by_id(sf: SalesforceClient, rsps: responses.
     assert [(r.key, r.ok, r.created) for r in results] == [("00Q1", True, None), ("00Q2", True, None)]
 
 
-@pytest.mark.parametrize(
-    ("sobject", "field"), [("Lead/../../x", "Sync_Key__c"), ("Lead", "Sync_Key__c/x"), ("", "Id")]
-)
-def test_upsert_refuses_names_that_are_not_identifiers(
-    sf: SalesforceClient, sobject: str, field: str
-) -> None:
+@pytest.mark.parametrize(("sobject", "field"), [("Lead/../../x", "Sync_Key__c"), ("Lead", "Sync_Key__c/x"), ("", "Id")])
+def test_upsert_refuses_names_that_are_not_identifiers(sf: SalesforceClient, sobject: str, field: str) -> None:
     with pytest.raises(ConfigError):
         sf.upsert(sobject, field, _leads(1), set_owner=False)
 
@@ -733,9 +707,7 @@ def test_errors_never_contain_the_token(secret: str, status: int) -> None:
 @settings(max_examples=40, deadline=None)
 @given(secret=_SECRETS, status=st.sampled_from([400, 401, 500]))
 def test_login_errors_never_contain_the_client_secret(secret: str, status: int) -> None:
-    sf = SalesforceClient(
-        INSTANCE, client_id="cid", client_secret=secret, sleep=lambda _: None, max_attempts=2
-    )
+    sf = SalesforceClient(INSTANCE, client_id="cid", client_secret=secret, sleep=lambda _: None, max_attempts=2)
     body = {"error": "invalid_client", "error_description": f"secret {secret} is wrong"}
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
         mock.add(responses.POST, TOKEN_URL, status=status, json=body)

@@ -295,9 +295,7 @@ def test_request_gives_up_after_max_attempts(rsps: responses.RequestsMock, sleep
     assert len(rsps.calls) == 3 and len(sleeps) == 2
 
 
-def test_request_unreachable_after_network_failures(
-    rsps: responses.RequestsMock, sleeps: list[float]
-) -> None:
+def test_request_unreachable_after_network_failures(rsps: responses.RequestsMock, sleeps: list[float]) -> None:
     client = VitallyClient(BASE, KEY, sleep=sleeps.append, max_attempts=2)
     for _ in range(2):
         rsps.add(responses.GET, f"{ACCOUNTS}/a1", body=requests.exceptions.ConnectTimeout("no route"))
@@ -362,9 +360,7 @@ def test_request_exhausted_429_raises_rate_limited(rsps: responses.RequestsMock,
     assert sleeps == [12]
 
 
-def test_request_keeps_the_latest_rate_limit_headers(
-    client: VitallyClient, rsps: responses.RequestsMock
-) -> None:
+def test_request_keeps_the_latest_rate_limit_headers(client: VitallyClient, rsps: responses.RequestsMock) -> None:
     limits = {"RateLimit-Limit": "1000", "RateLimit-Remaining": "998", "RateLimit-Reset": "41"}
     rsps.add(responses.GET, f"{ACCOUNTS}/a1", json={"id": "a1"}, headers=limits)
     assert (client.rate_limit_limit, client.rate_limit_remaining, client.rate_limit_reset) == (
@@ -396,9 +392,7 @@ def test_request_uses_the_configured_timeout(rsps: responses.RequestsMock) -> No
 # -- writing ---------------------------------------------------------------------------------------
 
 
-def test_put_traits_sends_traits_and_returns_the_account(
-    client: VitallyClient, rsps: responses.RequestsMock
-) -> None:
+def test_put_traits_sends_traits_and_returns_the_account(client: VitallyClient, rsps: responses.RequestsMock) -> None:
     traits = {"new_owner": "005A", "segment_enterprise": True, "obsolete": None}
     rsps.add(
         responses.PUT,
@@ -410,9 +404,7 @@ def test_put_traits_sends_traits_and_returns_the_account(
     assert client.requests["PUT", "/resources/accounts/:id"] == 1
 
 
-def test_put_traits_is_retried_because_it_is_idempotent(
-    client: VitallyClient, rsps: responses.RequestsMock
-) -> None:
+def test_put_traits_is_retried_because_it_is_idempotent(client: VitallyClient, rsps: responses.RequestsMock) -> None:
     rsps.add(responses.PUT, f"{ACCOUNTS}/acc1", body=requests.exceptions.ReadTimeout())
     rsps.add(responses.PUT, f"{ACCOUNTS}/acc1", json={"id": "acc1"})
     assert client.put_traits("acc1", {"a": 1}) == {"id": "acc1"}
@@ -456,9 +448,7 @@ def test_upsert_task_requires_an_external_id(client: VitallyClient, external_id:
         client.upsert_task({"accountId": "acc1", "name": "Call", "externalId": external_id})
 
 
-def test_write_batch_reports_one_result_per_record(
-    client: VitallyClient, rsps: responses.RequestsMock
-) -> None:
+def test_write_batch_reports_one_result_per_record(client: VitallyClient, rsps: responses.RequestsMock) -> None:
     rsps.add(responses.PUT, f"{ACCOUNTS}/a", json={"id": "a"})
     rsps.add(responses.PUT, f"{ACCOUNTS}/b", status=422, json={"message": "bad trait"})
     results = client.write_batch(
@@ -539,9 +529,7 @@ def test_network_errors_never_contain_the_key(key: str) -> None:
     client = VitallyClient(BASE, key, sleep=lambda _: None, max_attempts=2)
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
         for _ in range(2):
-            mock.add(
-                responses.GET, f"{ACCOUNTS}/a1", body=requests.exceptions.ConnectionError(f"reset {key}")
-            )
+            mock.add(responses.GET, f"{ACCOUNTS}/a1", body=requests.exceptions.ConnectionError(f"reset {key}"))
         with pytest.raises(UnreachableError) as caught:
             client.get_account("a1")
     assert key not in str(caught.value)

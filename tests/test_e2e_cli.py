@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 
 import pytest
 import requests
+from support import example_config_for, run_cli
 
 from connectors.sandbox import Sandbox, generate_book
 
@@ -82,22 +81,11 @@ def sandbox() -> Iterator[Sandbox]:
 
 @pytest.fixture
 def config(tmp_path: Path, sandbox: Sandbox) -> Path:
-    text = (ROOT / "config.example.toml").read_text().replace("http://127.0.0.1:8765", sandbox.url)
-    path = tmp_path / "config.toml"
-    path.write_text(text)
-    return path
+    return example_config_for(sandbox.url, tmp_path / "config.toml")
 
 
 def cli(config: Path, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("VITALLY_API_KEY", "SALESFORCE_TOKEN")}
-    return subprocess.run(
-        [sys.executable, "-m", "sync", "--config", str(config), "--state", str(state), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env=env,
-    )
+    return run_cli(config, state, *args, timeout=120)
 
 
 def writes(sandbox: Sandbox) -> list[dict[str, Any]]:
@@ -111,9 +99,7 @@ def plan_lines(stdout: str) -> list[dict[str, Any]]:
 NOW = "2026-11-22T09:00:00Z"
 
 
-def test_cli_dry_run_prints_json_plan_and_changes_nothing(
-    sandbox: Sandbox, config: Path, tmp_path: Path
-) -> None:
+def test_cli_dry_run_prints_json_plan_and_changes_nothing(sandbox: Sandbox, config: Path, tmp_path: Path) -> None:
     state = tmp_path / "state.db"
     assert cli(config, state, "run", "--now", NOW).returncode == 0  # a real state file to compare against
     sandbox.reset()
@@ -227,9 +213,7 @@ def test_cli_human_edit_is_a_conflict_left_alone(sandbox: Sandbox, config: Path,
     assert alloc["traits"]["new_owner"] == "US TAM"
 
 
-def test_cli_malformed_account_is_reported_and_others_processed(
-    sandbox: Sandbox, config: Path, tmp_path: Path
-) -> None:
+def test_cli_malformed_account_is_reported_and_others_processed(sandbox: Sandbox, config: Path, tmp_path: Path) -> None:
     result = cli(config, tmp_path / "state.db", "run", "--format", "json", "--now", NOW)
     assert result.returncode == 0, result.stderr
     assert (
@@ -249,10 +233,7 @@ def test_cli_bad_config_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
 
 
 def test_cli_unreachable_service_exits_3(tmp_path: Path) -> None:
-    text = (ROOT / "config.example.toml").read_text().replace("http://127.0.0.1:8765", "http://127.0.0.1:9")
-    text = text.replace("max_attempts = 5", "max_attempts = 1")
-    path = tmp_path / "c.toml"
-    path.write_text(text)
+    path = example_config_for("http://127.0.0.1:9", tmp_path / "c.toml", {"max_attempts = 5": "max_attempts = 1"})
     result = cli(path, tmp_path / "s.db", "--dry-run")
     assert result.returncode == 3, result.stderr
 

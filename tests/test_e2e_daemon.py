@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import example_config_for
 
 from connectors.sandbox.generator import generate_book
 from connectors.sandbox.server import Sandbox
@@ -31,11 +32,7 @@ def sandbox() -> Iterator[Sandbox]:
 
 @pytest.fixture
 def config(tmp_path: Path, sandbox: Sandbox) -> Path:
-    text = (ROOT / "config.example.toml").read_text().replace("http://127.0.0.1:8765", sandbox.url)
-    text = text.replace("interval_seconds = 900", "interval_seconds = 1")
-    path = tmp_path / "config.toml"
-    path.write_text(text)
-    return path
+    return example_config_for(sandbox.url, tmp_path / "config.toml", {"interval_seconds = 900": "interval_seconds = 1"})
 
 
 def start(config: Path, state: Path) -> subprocess.Popen[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import run_cli
 
 from connectors.sandbox import Sandbox
 
@@ -112,14 +113,7 @@ def sandbox() -> Iterator[Sandbox]:
         yield sb
 
 
-def cli(config: Path, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sync", "--config", str(config), "--state", str(state), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+cli = run_cli
 
 
 def leads(sandbox: Sandbox) -> list[dict[str, Any]]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from support import example_config_for, run_cli
 
 from connectors.sandbox import Sandbox, generate_book
 from rules import ALL_RULE_IDS
@@ -28,19 +27,12 @@ def sandbox() -> Iterator[Sandbox]:
         yield sb
 
 
-def cli(config: Path, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sync", "--config", str(config), "--state", str(state), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+cli = run_cli
 
 
 def test_cli_every_rule_fires_and_is_explained(sandbox: Sandbox, tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
-    config.write_text((ROOT / "config.example.toml").read_text().replace("http://127.0.0.1:8765", sandbox.url))
+    example_config_for(sandbox.url, config)
     state = tmp_path / "state.db"
     run = cli(config, state, "run", "--format", "json", "--now", NOW)
     assert run.returncode == 0, run.stderr
@@ -76,7 +68,7 @@ def fresh() -> Iterator[Sandbox]:
 def test_cli_inbound_leads_get_an_owner_from_the_tae_pool(fresh: Sandbox, tmp_path: Path) -> None:
     sandbox = fresh
     config = tmp_path / "config.toml"
-    config.write_text((ROOT / "config.example.toml").read_text().replace("http://127.0.0.1:8765", sandbox.url))
+    example_config_for(sandbox.url, config)
     before = {lead["Id"]: lead for lead in sandbox.state()["salesforce"]["Lead"]}
     run = cli(config, tmp_path / "state.db", "run", "--format", "json", "--now", NOW)
     assert run.returncode == 0, run.stderr

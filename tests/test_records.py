@@ -81,7 +81,5 @@ def test_parse_lead_salesforce_timestamps_and_fields() -> None:
 
 def test_parse_lead_malformed_employees() -> None:
     with pytest.raises(RecordError) as caught:
-        parse_lead(
-            {"Id": "00Q2", "SystemModstamp": "2026-11-20T09:30:00.000+0000", "NumberOfEmployees": "lots"}
-        )
+        parse_lead({"Id": "00Q2", "SystemModstamp": "2026-11-20T09:30:00.000+0000", "NumberOfEmployees": "lots"})
     assert (caught.value.record_id, caught.value.field) == ("00Q2", "NumberOfEmployees")

@@ -96,7 +96,5 @@ def test_new_owner_unknown_mrr_is_named_not_zero() -> None:
         (None, None, None),
     ],
 )
-def test_owner_region_majority_then_hq(
-    users: dict[str, int] | None, country: str | None, region: str | None
-) -> None:
+def test_owner_region_majority_then_hq(users: dict[str, int] | None, country: str | None, region: str | None) -> None:
     assert owner_region(account(users_by_country=users, country=country), Policy())[0] == region

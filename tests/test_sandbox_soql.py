@@ -77,9 +77,7 @@ RECORDS: list[dict[str, Any]] = [
 ]
 
 
-def ids(
-    soql: str, records: Sequence[Mapping[str, Any]] = RECORDS, *, now: datetime | None = NOW
-) -> list[str]:
+def ids(soql: str, records: Sequence[Mapping[str, Any]] = RECORDS, *, now: datetime | None = NOW) -> list[str]:
     return [row["Id"] for row in execute(parse(soql), records, now=now)]
 
 
@@ -101,9 +99,7 @@ def same_ignoring_case(a: str, b: str) -> bool:
 
 
 def test_parse_reads_every_clause_case_insensitively() -> None:
-    query = parse(
-        "select id, NAME\n\tfrom lead where Score = 1 order by name desc nulls first, id limit 10 offset 5"
-    )
+    query = parse("select id, NAME\n\tfrom lead where Score = 1 order by name desc nulls first, id limit 10 offset 5")
     assert query.sobject == "lead"
     assert query.fields == ["id", "NAME"]
     assert not query.is_count

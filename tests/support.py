@@ -1,0 +1,41 @@
+"""Helpers shared by the end-to-end and chaos tests: the real CLI in a subprocess, and the
+example config pointed at a sandbox."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SANDBOX_DEFAULT_URL = "http://127.0.0.1:8765"
+# Credentials and settings the CLI would otherwise pick up from the developer's environment.
+_OUTER_PREFIXES = ("VITALLY_", "SALESFORCE_", "CRM_SYNC_")
+
+
+def run_cli(
+    config: Path, state: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python -m sync --config CONFIG --state STATE ARGS…`, with no credentials or crm-sync
+    settings from the outer environment except those in `env`."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(_OUTER_PREFIXES)}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "sync", "--config", str(config), "--state", str(state), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=environment,
+    )
+
+
+def example_config_for(url: str, path: Path, replacements: Mapping[str, str] | None = None) -> Path:
+    """Write config.example.toml pointed at the sandbox at `url` (plus text replacements) to `path`."""
+    text = (ROOT / "config.example.toml").read_text().replace(SANDBOX_DEFAULT_URL, url)
+    for old, new in (replacements or {}).items():
+        text = text.replace(old, new)
+    path.write_text(text)
+    return path
