@@ -15,7 +15,6 @@ from rules import ALL_RULE_IDS
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parent.parent
 NOW = "2026-11-22T09:00:00Z"
 # Rules that only inform (they write nothing, so they never appear in a plan).
 SILENT = {"demo.instant_scheduler"}
