@@ -1,7 +1,8 @@
 """Vitally REST adapter: raw account, user and task JSON in and out.
 
-Every request goes through `VitallyClient._request`, which counts it, classifies the response
-once (`classify`) and repeats it under the one retry policy (`connectors.http.call_with_retry`).
+Every request goes through `VitallyClient._request`, which waits for the client's `RateLimiter`,
+counts it, classifies the response once (`classify`) and repeats it under the one retry policy
+(`connectors.http.call_with_retry`).
 Every operation offered here is safe to repeat: reads, `PUT` of traits (a merge), and task
 upserts keyed by `externalId`.
 """
@@ -9,8 +10,10 @@ upserts keyed by `externalId`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
@@ -22,14 +25,17 @@ from connectors.errors import (
     AuthError,
     ConfigError,
     ContractError,
+    QuotaExhaustedError,
     RateLimitedError,
     RecordError,
     RetriableError,
     SyncError,
+    UnreachableError,
     WriteRejectedError,
 )
 from connectors.http import call_with_retry, make_session
 from connectors.paging import CursorPaginator
+from connectors.ratelimit import RateLimiter
 
 __all__ = ["VitallyClient"]
 
@@ -44,6 +50,9 @@ AccountStatus = Literal["active", "churned", "activeOrChurned"]
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 # Statuses that refuse one write for good: the record is parked, the cycle goes on.
 _REJECTING_STATUSES = {400: "HTTP_400", 404: "NOT_FOUND", 409: "HTTP_409", 422: "HTTP_422"}
+# Errors after which no other request can succeed: a parallel writer stops starting new ones. A
+# ContractError is about one answer (an odd body) and parks one write; the others go on.
+_STOPPING_ERRORS = (AuthError, UnreachableError, QuotaExhaustedError)
 
 
 class VitallyClient:
@@ -55,10 +64,15 @@ class VitallyClient:
 
     `requests` counts every attempt by `(method, path template)`. After each response the latest
     `RateLimit-Limit`/`-Remaining`/`-Reset` are kept in `rate_limit_limit`,
-    `rate_limit_remaining` and `rate_limit_reset` (seconds), None until first seen.
+    `rate_limit_remaining` and `rate_limit_reset` (seconds), None until first seen; they feed
+    `rate_limiter` (a `RateLimiter`, shared by every thread using this client), which holds each
+    request back while the announced budget is spent.
 
     `max_wait` caps any single wait between two attempts (a long `RateLimit-Reset` included), so a
-    cycle never stalls longer than that on one request.
+    cycle never stalls longer than that on one request; the rate limiter's waits share the cap.
+
+    Thread-safe for `put_traits_many`: when the client builds its own session, each worker thread
+    gets a session of its own; an injected `session` is shared by every thread.
     """
 
     def __init__(
@@ -72,6 +86,7 @@ class VitallyClient:
         max_attempts: int = 5,
         page_size: int = 100,
         max_wait: float = 60.0,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         problems = []
         if not api_key:
@@ -88,17 +103,32 @@ class VitallyClient:
         self._api_key = api_key
         self._timeout = timeout
         self._session = session if session is not None else make_session(self.base_url, timeout)
+        self._own_sessions = session is None
+        self._thread = threading.local()  # `session`: the session of a put_traits_many worker
         self._sleep = sleep
         self._max_attempts = max_attempts
         self._max_wait = max_wait
         self._page_size = page_size
         self.requests = RequestCounter()
-        self.rate_limit_limit: int | None = None
-        self.rate_limit_remaining: int | None = None
-        self.rate_limit_reset: float | None = None
+        self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter(sleep=sleep, max_wait=max_wait)
 
     def __repr__(self) -> str:
         return f"VitallyClient({self.base_url!r})"
+
+    @property
+    def rate_limit_limit(self) -> int | None:
+        """The latest `RateLimit-Limit`; None until seen."""
+        return self.rate_limiter.limit
+
+    @property
+    def rate_limit_remaining(self) -> int | None:
+        """The latest `RateLimit-Remaining`; None until seen."""
+        return self.rate_limiter.remaining
+
+    @property
+    def rate_limit_reset(self) -> float | None:
+        """The latest `RateLimit-Reset` (seconds); None until seen."""
+        return self.rate_limiter.reset
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -169,6 +199,69 @@ class VitallyClient:
         body = self._request("PUT", template, path, json={"traits": dict(traits)}, record_key=account_id)
         return _object(body, template)
 
+    def put_traits_many(
+        self, items: Iterable[tuple[str, Mapping[str, Any]]], *, workers: int = 4
+    ) -> Iterator[tuple[str, dict[str, Any] | SyncError]]:
+        """`put_traits` for each `(account_id, traits)`, at most `workers` at a time; yield
+        `(account_id, account)` or `(account_id, error)` as each one completes.
+
+        `items` is read lazily, one item per free worker. A failed write is yielded as its
+        `SyncError`, never raised. After an error that stops the whole service (`FatalError`:
+        auth, unreachable, contract; `QuotaExhaustedError`) no new request starts: the writes
+        already in flight finish and are yielded, then that error for its item, and the iterator
+        ends; items never started are not yielded. Closing the iterator early (a `break`) also
+        starts nothing new and returns once the writes in flight have finished.
+        """
+        if workers < 1:
+            raise ConfigError([f"vitally.workers: must be at least 1, got {workers}"])
+        source = iter(items)
+        sessions: list[requests.Session] = []
+        pending: dict[Future[dict[str, Any] | SyncError], str] = {}
+        stopped_by: tuple[str, SyncError] | None = None
+
+        def start_worker() -> None:
+            # A requests.Session is not documented as thread-safe: one per worker thread.
+            session = make_session(self.base_url, self._timeout)
+            self._thread.session = session
+            sessions.append(session)
+
+        pool = ThreadPoolExecutor(
+            max_workers=workers,
+            thread_name_prefix="vitally-put",
+            initializer=start_worker if self._own_sessions else None,
+        )
+        try:
+            while True:
+                while stopped_by is None and len(pending) < workers:
+                    item = next(source, None)
+                    if item is None:
+                        break
+                    account_id, traits = item
+                    pending[pool.submit(self._put_outcome, account_id, traits)] = account_id
+                if not pending:
+                    break
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    account_id = pending.pop(future)
+                    outcome = future.result()
+                    if stopped_by is None and isinstance(outcome, _STOPPING_ERRORS):
+                        stopped_by = (account_id, outcome)
+                        continue
+                    yield account_id, outcome
+            if stopped_by is not None:
+                yield stopped_by
+        finally:
+            # On an early close: nothing new starts, the writes in flight finish before we return.
+            pool.shutdown(wait=True, cancel_futures=True)
+            for session in sessions:
+                session.close()
+
+    def _put_outcome(self, account_id: str, traits: Mapping[str, Any]) -> dict[str, Any] | SyncError:
+        try:
+            return self.put_traits(account_id, traits)
+        except SyncError as error:
+            return error
+
     def upsert_task(self, task: Mapping[str, Any]) -> dict[str, Any]:
         """Create or update the task named by its `externalId` (required); return the task.
 
@@ -180,9 +273,7 @@ class VitallyClient:
             raise RecordError(
                 SYSTEM, str(task.get("name", "task")), "externalId", "required: it is the idempotency key"
             )
-        body = self._request(
-            "POST", "/resources/tasks", "/resources/tasks", json=dict(task), record_key=external_id
-        )
+        body = self._request("POST", "/resources/tasks", "/resources/tasks", json=dict(task), record_key=external_id)
         return _object(body, "/resources/tasks")
 
     def write_batch(self, records: Sequence[Mapping[str, Any]]) -> list[WriteResult]:
@@ -199,22 +290,16 @@ class VitallyClient:
                 results.append(WriteResult(key=str(key or ""), ok=False, code="MISSING_KEY", message="no id"))
                 continue
             if not isinstance(traits, Mapping):
-                results.append(
-                    WriteResult(key=key, ok=False, code="INVALID_RECORD", message="traits not an object")
-                )
+                results.append(WriteResult(key=key, ok=False, code="INVALID_RECORD", message="traits not an object"))
                 continue
             try:
                 account = self.put_traits(key, traits)
             except WriteRejectedError as error:
-                results.append(
-                    WriteResult(key=key, ok=False, code=error.code, message=str(error), fields=error.fields)
-                )
+                results.append(WriteResult(key=key, ok=False, code=error.code, message=str(error), fields=error.fields))
                 continue
             account_id = account.get("id")
             results.append(
-                WriteResult(
-                    key=key, ok=True, id=account_id if isinstance(account_id, str) else None, created=False
-                )
+                WriteResult(key=key, ok=True, id=account_id if isinstance(account_id, str) else None, created=False)
             )
         return results
 
@@ -267,27 +352,27 @@ class VitallyClient:
         allow_not_found: bool = False,
     ) -> Any:
         url = self.base_url + path
+        session: requests.Session = getattr(self._thread, "session", self._session)
 
         def attempt() -> Any:
-            self.requests.add(method, template)
-            try:
-                response = self._session.request(
-                    method,
-                    url,
-                    params=params,
-                    json=json,
-                    auth=(self._api_key, ""),
-                    timeout=self._timeout,
-                )
-            except _NETWORK_ERRORS as error:
-                raise self.classify(error) from error
-            self._observe_rate_limit(response)
+            with self.rate_limiter.slot():
+                self.requests.add(method, template)
+                try:
+                    response = session.request(
+                        method,
+                        url,
+                        params=params,
+                        json=json,
+                        auth=(self._api_key, ""),
+                        timeout=self._timeout,
+                    )
+                except _NETWORK_ERRORS as error:
+                    raise self.classify(error) from error
+                self._observe_rate_limit(response)
             if response.status_code == 404 and allow_not_found:
                 return None
             if not 200 <= response.status_code < 300:
-                raise self._classify_response(
-                    response, method=method, template=template, record_key=record_key
-                )
+                raise self._classify_response(response, method=method, template=template, record_key=record_key)
             try:
                 return response.json()
             except ValueError as error:
@@ -295,9 +380,7 @@ class VitallyClient:
                     f"vitally {method} {template}: response is not valid JSON", system=SYSTEM
                 ) from error
 
-        return call_with_retry(
-            attempt, sleep=self._sleep, max_attempts=self._max_attempts, max_wait=self._max_wait
-        )
+        return call_with_retry(attempt, sleep=self._sleep, max_attempts=self._max_attempts, max_wait=self._max_wait)
 
     def _paged(self, template: str, path: str, params: Mapping[str, str]) -> Iterator[dict[str, Any]]:
         paginator = CursorPaginator(system=SYSTEM)
@@ -314,13 +397,11 @@ class VitallyClient:
     def _observe_rate_limit(self, response: requests.Response) -> None:
         limit = _seconds(response.headers.get("RateLimit-Limit"))
         remaining = _seconds(response.headers.get("RateLimit-Remaining"))
-        reset = _seconds(response.headers.get("RateLimit-Reset"))
-        if limit is not None:
-            self.rate_limit_limit = int(limit)
-        if remaining is not None:
-            self.rate_limit_remaining = int(remaining)
-        if reset is not None:
-            self.rate_limit_reset = reset
+        self.rate_limiter.observe(
+            limit=None if limit is None else int(limit),
+            remaining=None if remaining is None else int(remaining),
+            reset=_seconds(response.headers.get("RateLimit-Reset")),
+        )
 
     def _quote_body(self, response: requests.Response) -> str:
         """Vitally's own words for a refusal, if it gave any, without our key."""
@@ -352,9 +433,7 @@ def _watermark(value: str) -> datetime:
     try:
         return parse_iso_utc(value)
     except ValueError:
-        raise ContractError(
-            f"vitally: watermark {value[:40]!r} is not an ISO-8601 timestamp", system=SYSTEM
-        ) from None
+        raise ContractError(f"vitally: watermark {value[:40]!r} is not an ISO-8601 timestamp", system=SYSTEM) from None
 
 
 def _updated_at(account: Mapping[str, Any]) -> datetime | None:
