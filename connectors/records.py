@@ -6,6 +6,7 @@ reports it and skips the record. Absent or null traits are unknown (None), never
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
@@ -95,6 +96,12 @@ def _show(value: object) -> str:
 
 
 def _number(value: object) -> float:
+    kind = type(value)
+    if kind is int or kind is float:  # the common case first: this runs millions of times a cycle
+        number = float(value)  # type: ignore[arg-type]
+        if not math.isfinite(number):
+            raise _Bad(f"expected a finite number, got {_show(value)}")
+        return number
     if isinstance(value, bool):
         raise _Bad(f"expected a number, got {_show(value)}")
     if isinstance(value, int | float):
@@ -256,6 +263,13 @@ _TRAIT_PARSERS: Mapping[str, Callable[[object], object]] = {
 }
 
 
+@functools.cache
+def _parsers_by_key(trait_keys: tuple[tuple[str, str], ...]) -> dict[str, tuple[str, Callable[[object], object]]]:
+    """Vitally trait key → (canonical field, parser), for the configured trait keys."""
+    renamed = dict(trait_keys)
+    return {renamed.get(canonical, canonical): (canonical, parse) for canonical, parse in _TRAIT_PARSERS.items()}
+
+
 def _field(system: str, record_id: str, name: str, value: object, parse: Callable[[object], T]) -> T:
     try:
         return parse(value)
@@ -289,11 +303,16 @@ def parse_account(
         raise RecordError("vitally", record_id, "traits", f"expected an object, got {_show(traits)}")
 
     values: dict[str, object] = {}
-    for canonical, parse in _TRAIT_PARSERS.items():
-        key = trait_keys.get(canonical, canonical)
-        value = traits.get(key)
-        if value is not None:
-            values[canonical] = _field("vitally", record_id, f"traits.{key}", value, parse)
+    parsers = _parsers_by_key(tuple(trait_keys.items()))
+    for key, value in traits.items():
+        entry = parsers.get(key)
+        if entry is None or value is None:
+            continue
+        canonical, parse = entry
+        try:
+            values[canonical] = parse(value)
+        except _Bad as bad:
+            raise RecordError("vitally", record_id, f"traits.{key}", str(bad)) from None
 
     segment_list = raw.get("segments") or []
     if not isinstance(segment_list, list):

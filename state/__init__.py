@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from state.db import OutboxRow, PlannedWrite, StateDB, write_key
+from state.db import OutboxRow, PlanLog, PlannedWrite, StateDB, write_key
 from state.lock import InstanceLockedError, StateLock
 
-__all__ = ["InstanceLockedError", "OutboxRow", "PlannedWrite", "StateDB", "StateLock", "write_key"]
+__all__ = ["InstanceLockedError", "OutboxRow", "PlanLog", "PlannedWrite", "StateDB", "StateLock", "write_key"]

@@ -6,21 +6,24 @@ so that planned writes and the state that caused them commit together.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import itertools
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import sqlite_utils
 
 from state.migrations import migrate
 
-__all__ = ["OutboxRow", "PlannedWrite", "StateDB", "write_key"]
+__all__ = ["OutboxRow", "PlanLog", "PlannedWrite", "StateDB", "target_of", "write_key"]
 
 OutboxStatus = Literal["pending", "done", "parked", "superseded"]
 
@@ -76,10 +79,103 @@ def write_key(write: PlannedWrite) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
-def _target(write: PlannedWrite) -> str:
+def target_of(system: str, record: str, payload: Mapping[str, Any]) -> str:
     """What a write touches: a newer pending write to the same target supersedes an older one."""
-    body = json.dumps([write.system, write.record, sorted(write.payload)], default=str)
+    body = json.dumps([system, record, sorted(payload)], default=str)
     return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def _encode(write: PlannedWrite) -> str:
+    return json.dumps(
+        [
+            write.system,
+            write.op,
+            write.record,
+            write.fields,
+            write.rule,
+            write.reason,
+            write.payload,
+            write.account,
+            write.previous,
+            write.owner,
+        ]
+    )
+
+
+def _decode(line: str) -> PlannedWrite:
+    system, op, record, fields, rule, reason, payload, account, previous, owner = json.loads(line)
+    return PlannedWrite(system, op, record, fields, rule, reason, payload, account, previous, owner)
+
+
+class PlanLog(Sequence[PlannedWrite]):
+    """The writes one cycle planned, in order. They are kept in a temporary table of the state's
+    connection (SQLite's temporary file, never the state file), not in memory, so a cold cycle's
+    100,000 planned writes cost no more memory than ten. Each batch is queued in the outbox as it
+    is flushed, inside the cycle's transaction (unless `queue` is False: a dry run's copy of the
+    state is thrown away). Readable until the next cycle on the same state."""
+
+    def __init__(self, state: StateDB, run_id: int, at: str, *, queue: bool = True, batch: int = 1000) -> None:
+        self._state = state
+        self._queue = queue
+        self._run_id = run_id
+        self._at = at
+        self._batch = batch
+        self._buffer: list[PlannedWrite] = []
+        self._count = 0
+        self.queued = 0
+        state.db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS plan_log "
+            "(run_id INTEGER, seq INTEGER, line TEXT, PRIMARY KEY (run_id, seq))"
+        )
+        state.db.execute("DELETE FROM temp.plan_log WHERE run_id != ?", [run_id])
+
+    def append(self, write: PlannedWrite) -> None:
+        self._buffer.append(write)
+        self._count += 1
+        if len(self._buffer) >= self._batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Store the buffered writes and queue them in the outbox."""
+        if not self._buffer:
+            return
+        start = self._count - len(self._buffer)
+        self._state.db.conn.executemany(
+            "INSERT INTO temp.plan_log (run_id, seq, line) VALUES (?, ?, ?)",
+            ((self._run_id, start + i, _encode(w)) for i, w in enumerate(self._buffer)),
+        )
+        if self._queue:
+            self.queued += self._state.enqueue(self._buffer, self._run_id, self._at)
+        self._buffer = []
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __iter__(self) -> Iterator[PlannedWrite]:
+        stored = self._state.db.conn.execute(
+            "SELECT line FROM temp.plan_log WHERE run_id = ? ORDER BY seq", [self._run_id]
+        )
+        for (line,) in stored:
+            yield _decode(line)
+        yield from list(self._buffer)
+
+    @overload
+    def __getitem__(self, index: int) -> PlannedWrite: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[PlannedWrite]: ...
+
+    def __getitem__(self, index: int | slice) -> PlannedWrite | list[PlannedWrite]:
+        """One write, or a slice of the plan (e.g. `plan[:15]` for a preview), read in order."""
+        if isinstance(index, slice):
+            return list(itertools.islice(self, index.start, index.stop, index.step))
+        position = index + len(self) if index < 0 else index
+        for write in itertools.islice(self, position, None):
+            return write
+        raise IndexError(index)
 
 
 class StateDB:
@@ -87,6 +183,8 @@ class StateDB:
 
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
+        self._temporary: Path | None = None
+        db.execute("PRAGMA temp_store=FILE")
         migrate(db)
 
     @classmethod
@@ -109,16 +207,26 @@ class StateDB:
 
     @classmethod
     def snapshot(cls, path: Path) -> StateDB:
-        """An in-memory copy of the state file for dry runs: the file is opened read-only and
-        never written, so a dry run leaves it byte-for-byte as it was."""
-        memory = sqlite3.connect(":memory:")
+        """A private copy of the state file for dry runs and reports: the file is opened read-only
+        and never written, so a dry run leaves it byte-for-byte as it was. The copy lives in a
+        temporary file readable by its owner only (not in memory: a 100,000-account mirror would
+        be hundreds of megabytes), removed on `close` or at exit."""
+        handle, name = tempfile.mkstemp(prefix="crm-sync-copy-", suffix=".db")
+        os.close(handle)
+        copy_path = Path(name)
+        atexit.register(copy_path.unlink, missing_ok=True)
+        copy = sqlite3.connect(name)
+        copy.execute("PRAGMA journal_mode=OFF")
+        copy.execute("PRAGMA synchronous=OFF")
         if path.exists():
             source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
             try:
-                source.backup(memory)
+                source.backup(copy)
             finally:
                 source.close()
-        return cls(sqlite_utils.Database(memory))
+        state = cls(sqlite_utils.Database(copy))
+        state._temporary = copy_path
+        return state
 
     @classmethod
     def memory(cls) -> StateDB:
@@ -129,31 +237,60 @@ class StateDB:
 
     def close(self) -> None:
         self.db.close()
+        if self._temporary is not None:
+            self._temporary.unlink(missing_ok=True)
 
     # -- mirror ---------------------------------------------------------------------------------
 
-    def account_versions(self) -> dict[str, str]:
-        """Account id → the `updatedAt` we hold, to drop boundary duplicates of incremental reads."""
-        return dict(self.db.execute("SELECT id, updated_at FROM accounts").fetchall())
+    def account_versions(self, ids: Iterable[str] | None = None) -> dict[str, str]:
+        """Account id → the `updatedAt` we hold, for these ids (all when None): to drop boundary
+        duplicates and unchanged records of an incremental read, a page at a time."""
+        return self._versions("SELECT id, updated_at FROM accounts WHERE 1", [], ids)
 
-    def upsert_accounts(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Rows of {id, updated_at, raw (JSON text), error}."""
-        self.db.table("accounts").upsert_all(rows, pk="id", batch_size=500)
+    def _versions(self, sql: str, params: list[Any], ids: Iterable[str] | None) -> dict[str, str]:
+        if ids is None:
+            return dict(self.db.execute(sql, params).fetchall())
+        wanted = list(ids)
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            found.update(self.db.execute(f"{sql} AND id IN ({','.join('?' * len(chunk))})", [*params, *chunk]))
+        return found
 
-    def iter_accounts(self) -> Iterator[tuple[str, str, str | None]]:
-        """(id, raw JSON, parse error or None) for every mirrored account."""
-        yield from self.db.execute("SELECT id, raw, error FROM accounts ORDER BY id")
+    def upsert_accounts(self, rows: Iterable[Mapping[str, Any]], read_run: int | None = None) -> None:
+        """Rows of {id, updated_at, raw (JSON text), error}; `read_run` marks them as read by that
+        run (a parse error found later in the cycle is reported by that run only)."""
+        self.db.conn.executemany(
+            "INSERT INTO accounts (id, updated_at, raw, error, read_run) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, raw = excluded.raw, "
+            "error = excluded.error, read_run = excluded.read_run",
+            ((row["id"], row["updated_at"], row["raw"], row.get("error"), read_run) for row in rows),
+        )
+
+    def mark_account_error(self, account_id: str, error: str) -> None:
+        self.db.execute("UPDATE accounts SET error = ? WHERE id = ?", [error, account_id])
+
+    def iter_accounts(self) -> Iterator[tuple[str, str, str | None, int | None]]:
+        """(id, raw JSON, parse error or None, the run that last read it) for every mirrored
+        account, streamed from the database in id order."""
+        yield from self.db.conn.execute("SELECT id, raw, error, read_run FROM accounts ORDER BY id")
 
     def account_raw(self, account_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT raw FROM accounts WHERE id = ?", [account_id]).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
-    def sf_versions(self, sobject: str) -> dict[str, str]:
-        return dict(self.db.execute("SELECT id, modstamp FROM sf_records WHERE object = ?", [sobject]).fetchall())
+    def sf_versions(self, sobject: str, ids: Iterable[str] | None = None) -> dict[str, str]:
+        """Record id → the SystemModstamp we hold, for these ids of `sobject` (all when None)."""
+        return self._versions("SELECT id, modstamp FROM sf_records WHERE object = ?", [sobject], ids)
 
-    def upsert_sf(self, rows: Iterable[dict[str, Any]]) -> None:
+    def upsert_sf(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Rows of {object, id, modstamp, raw, error}."""
-        self.db.table("sf_records").upsert_all(rows, pk=("object", "id"), batch_size=500)
+        self.db.conn.executemany(
+            "INSERT INTO sf_records (object, id, modstamp, raw, error) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (object, id) DO UPDATE SET modstamp = excluded.modstamp, raw = excluded.raw, "
+            "error = excluded.error",
+            ((row["object"], row["id"], row["modstamp"], row["raw"], row.get("error")) for row in rows),
+        )
 
     def iter_sf(self, sobject: str) -> Iterator[tuple[str, str, str | None]]:
         yield from self.db.execute("SELECT id, raw, error FROM sf_records WHERE object = ? ORDER BY id", [sobject])
@@ -202,47 +339,72 @@ class StateDB:
 
     def enqueue(self, writes: Iterable[PlannedWrite], run_id: int, at: str) -> int:
         """Queue writes; one already pending with the same content is kept (no duplicate), and a
-        pending write to the same target with other content is superseded. Returns how many rows
-        were added."""
-        pending: set[str] = set()
-        pending_targets: dict[str, int] = {}
-        for row in self.db.query("SELECT * FROM outbox WHERE status = 'pending'"):
-            pending.add(row["key"])
-            pending_targets[_target(self._row(row).write)] = row["id"]
-        # A write refused for good waits for `retry`: planning it again must not send it again.
-        pending |= {row[0] for row in self.db.execute("SELECT key FROM outbox WHERE status = 'parked'")}
-        added = 0
+        pending write of an earlier run to the same target with other content is superseded. A
+        write parked (refused for good) waits for `retry`: planning it again does not queue it.
+        Returns how many rows were added."""
+        parked = {row[0] for row in self.db.execute("SELECT key FROM outbox WHERE status = 'parked'")}
+        rows = []
         for write in writes:
             key = write_key(write)
-            if key in pending:
+            if key in parked:
                 continue
-            old = pending_targets.get(_target(write))
-            if old is not None:
-                self.db.execute("UPDATE outbox SET status = 'superseded', updated_at = ? WHERE id = ?", [at, old])
-            self.db.table("outbox").insert(
-                {
-                    "key": key,
-                    "run_id": run_id,
-                    "system": write.system,
-                    "op": write.op,
-                    "record": write.record,
-                    "account": write.account,
-                    "fields": json.dumps(write.fields),
-                    "previous": None if write.previous is None else json.dumps(write.previous),
-                    "rule": write.rule,
-                    "reason": write.reason,
-                    "owner": None if write.owner is None else json.dumps(write.owner),
-                    "payload": json.dumps(write.payload),
-                    "status": "pending",
-                    "attempts": 0,
-                    "last_error": None,
-                    "created_at": at,
-                    "updated_at": at,
-                }
+            rows.append(
+                (
+                    key,
+                    target_of(write.system, write.record, write.payload),
+                    run_id,
+                    write.system,
+                    write.op,
+                    write.record,
+                    write.account,
+                    json.dumps(write.fields),
+                    None if write.previous is None else json.dumps(write.previous),
+                    write.rule,
+                    write.reason,
+                    None if write.owner is None else json.dumps(write.owner),
+                    json.dumps(write.payload),
+                    at,
+                    at,
+                )
             )
-            pending.add(key)
-            added += 1
-        return added
+        conn = self.db.conn
+        conn.executemany(
+            "UPDATE outbox SET status = 'superseded', updated_at = ? "
+            "WHERE status = 'pending' AND target = ? AND key != ? AND run_id != ?",
+            ((at, row[1], row[0], run_id) for row in rows),
+        )
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT INTO outbox (key, target, run_id, system, op, record, account, fields, previous, rule, "
+            "reason, owner, payload, status, attempts, last_error, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, NULL, ?, ?) "
+            "ON CONFLICT (key) WHERE status = 'pending' DO NOTHING",
+            rows,
+        )
+        return conn.total_changes - before
+
+    def pending_records(
+        self, system: str, after: str = "", limit: int = 500, *, op: str | None = None
+    ) -> list[list[OutboxRow]]:
+        """The pending writes of `system` (and `op`, if given), grouped by record, for up to
+        `limit` records after `after` in record order: a page of the outbox, so sending 100,000
+        writes never holds them all in memory."""
+        where = "status = 'pending' AND system = ?" + ("" if op is None else " AND op = ?")
+        params: list[Any] = [system] if op is None else [system, op]
+        records = [
+            row[0]
+            for row in self.db.execute(
+                f"SELECT DISTINCT record FROM outbox WHERE {where} AND record > ? ORDER BY record LIMIT ?",
+                [*params, after, limit],
+            )
+        ]
+        if not records:
+            return []
+        rows = self.db.query(
+            f"SELECT * FROM outbox WHERE {where} AND record IN ({','.join('?' * len(records))}) ORDER BY record, id",
+            [*params, *records],
+        )
+        return [list(group) for _, group in itertools.groupby(map(self._row, rows), key=lambda r: r.write.record)]
 
     def outbox(self, status: OutboxStatus, system: str | None = None) -> list[OutboxRow]:
         sql = "SELECT * FROM outbox WHERE status = ?"
@@ -399,7 +561,11 @@ class StateDB:
         return [{**row, "counts": json.loads(row["counts"] or "{}")} for row in rows]
 
     def record_decisions(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> None:
-        self.db.table("decisions").insert_all(({**row, "run_id": run_id} for row in rows), batch_size=500)
+        self.db.conn.executemany(
+            "INSERT INTO decisions (run_id, record, rule, fired, reason, review, guarded_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ((run_id, r["record"], r["rule"], r["fired"], r["reason"], r["review"], r["guarded_by"]) for r in rows),
+        )
 
     def record_errors(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> None:
         self.db.table("record_errors").insert_all(({**row, "run_id": run_id} for row in rows), batch_size=500)

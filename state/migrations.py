@@ -108,7 +108,24 @@ def _v2(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    """Streaming cycles: which run last read an account (its parse errors are reported by that run
+    only), and each outbox row's target, so superseding a pending write is one indexed update."""
+    import json
+
+    from state.db import target_of
+
+    db.execute("ALTER TABLE accounts ADD COLUMN read_run INTEGER")
+    db.execute("ALTER TABLE outbox ADD COLUMN target TEXT")
+    rows = db.execute("SELECT id, system, record, payload FROM outbox WHERE status = 'pending'").fetchall()
+    for row_id, system, record, payload in rows:
+        target = target_of(system, record, json.loads(payload))
+        db.execute("UPDATE outbox SET target = ? WHERE id = ?", [target, row_id])
+    db.execute("CREATE INDEX outbox_pending_target ON outbox (target) WHERE status = 'pending'")
+    db.execute("CREATE INDEX outbox_status_system_record ON outbox (status, system, record, id)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 
 
 def migrate(db: sqlite_utils.Database) -> int:

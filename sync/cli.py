@@ -218,10 +218,13 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             now=args.now,
             dry_run=True,
         )
-        report = engine.run_cycle()
-        if alternative is not None:
-            return _compare(alternative, args.compare_rules, engine, report.now, fmt, out, err)
-        render_plan(report.plan, fmt, out)
+        try:
+            report = engine.run_cycle()
+            if alternative is not None:
+                return _compare(alternative, args.compare_rules, engine, report.now, fmt, out, err)
+            render_plan(report.plan, fmt, out)  # the plan is read back from the state's copy
+        finally:
+            state.close()
         _print_summary(report, err)
         return report.exit_code
     with StateLock(config.state_path):
@@ -229,9 +232,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         try:
             engine = Engine(config, state, make_vitally(config), make_salesforce(config), clock=_now, now=args.now)
             report = engine.run_cycle()
+            render_plan(report.plan, fmt, out)
         finally:
             state.close()
-    render_plan(report.plan, fmt, out)
     _print_summary(report, err)
     return report.exit_code
 

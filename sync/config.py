@@ -50,6 +50,7 @@ class VitallyConfig:
     timeout_seconds: float = 10
     max_attempts: int = 5
     max_wait_seconds: float = 60
+    write_workers: int = 4
     trait_keys: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TRAIT_KEYS))
     segment_traits: Mapping[str, str] = field(default_factory=dict)
     written_traits: Mapping[str, str] = field(default_factory=dict)
@@ -485,6 +486,7 @@ def _build(data: Mapping[str, Any], source: Path | None) -> Config:
         timeout_seconds=reader.number("vitally.timeout_seconds", 10, minimum=0.1),
         max_attempts=reader.whole("vitally.max_attempts", 5, minimum=1),
         max_wait_seconds=reader.number("vitally.max_wait_seconds", 60, minimum=0),
+        write_workers=reader.whole("vitally.write_workers", 4, minimum=1),
         trait_keys=trait_keys,
         segment_traits=segment_traits,
         written_traits=written_traits,

@@ -64,10 +64,13 @@ def run_demo(accounts: int, out: TextIO) -> int:
         console.print(
             "\n[bold]1. Dry-run audit[/bold]: every change the daemon would make, and why (nothing is written)"
         )
-        audit = _cycle(config, StateDB.snapshot(config.state_path), dry_run=True)
+        copy = StateDB.snapshot(config.state_path)
+        audit = _cycle(config, copy, dry_run=True)
+        audit_size = len(audit.plan)
         render_plan(audit.plan[:_SHOWN], "table", out)
-        if len(audit.plan) > _SHOWN:
-            console.print(f"... and {len(audit.plan) - _SHOWN} more (run `python -m sync --dry-run` to see all)")
+        if audit_size > _SHOWN:
+            console.print(f"... and {audit_size - _SHOWN} more (run `python -m sync --dry-run` to see all)")
+        copy.close()
         for error in audit.record_errors[:5]:
             console.print(f"[yellow]malformed, skipped:[/yellow] {error}")
         writes_after_audit = _writes(sandbox)
@@ -81,6 +84,14 @@ def run_demo(accounts: int, out: TextIO) -> int:
             f"{applied.counts.get('failed', 0)} failed"
         )
 
+        # A cycle's plan is readable until the next cycle on the same state: summarise it now.
+        applied_writes = list(applied.plan)
+        by_rule = Counter(write.rule for write in applied_writes)
+        owners = Counter(
+            f"{w.owner['pool']} → {w.owner['name']}" for w in applied_writes if w.owner and w.op == "upsert_lead"
+        )
+        created = sum(1 for w in applied_writes if w.op == "upsert_lead")
+
         console.print("\n[bold]3. Second cycle[/bold]: nothing changed, so nothing to do")
         before = _writes(sandbox)
         second = _cycle(config, state, dry_run=False)
@@ -89,13 +100,8 @@ def run_demo(accounts: int, out: TextIO) -> int:
         state.close()
 
         console.print("\n[bold]Summary[/bold]")
-        by_rule = Counter(write.rule for write in applied.plan)
         for rule, count in sorted(by_rule.items()):
             console.print(f"  {rule}: {count} change(s)")
-        owners = Counter(
-            f"{w.owner['pool']} → {w.owner['name']}" for w in applied.plan if w.owner and w.op == "upsert_lead"
-        )
-        created = sum(1 for w in applied.plan if w.op == "upsert_lead")
         console.print(f"  leads created in Salesforce (upsert on Sync_Key__c): {created}, owners by round robin:")
         for owner, count in sorted(owners.items()):
             console.print(f"    {owner}: {count}")
@@ -106,7 +112,7 @@ def run_demo(accounts: int, out: TextIO) -> int:
         ok = (
             writes_after_audit == 0
             and applied.exit_code == 0
-            and len(applied.plan) == len(audit.plan)
+            and len(applied_writes) == audit_size
             and not second.plan
             and sent == 0
         )

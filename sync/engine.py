@@ -7,6 +7,7 @@ A dry run does all of it on an in-memory copy of the state and applies nothing.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,12 +17,11 @@ from typing import Any, Protocol
 
 from connectors.base import WriteResult
 from connectors.errors import (
-    AuthError,
     ContractError,
     QuotaExhaustedError,
     RecordError,
     RetriableError,
-    UnreachableError,
+    SyncError,
     WriteRejectedError,
 )
 from connectors.records import (
@@ -37,7 +37,7 @@ from rules.allocation import owner_region
 from rules.context import EMPTY, AccountContext
 from rules.routing import lead_source_for
 from rules.scoring import lead_score
-from state import OutboxRow, PlannedWrite, StateDB
+from state import OutboxRow, PlanLog, PlannedWrite, StateDB
 from sync.config import Config
 from sync.facts import SalesforceFacts
 from sync.owners import Owners
@@ -63,6 +63,15 @@ _SF_PARSERS: Mapping[str, Callable[[Mapping[str, Any]], object]] = {
     "Account": parse_sf_account,
 }
 _MISSING = object()
+_PAGE = 1000  # records stored, decisions remembered, writes queued and sent per batch
+_COMMIT_EVERY = 100  # Vitally PUTs marked done per transaction, at most…
+_COMMIT_WITHIN = 0.02  # …and a success waits no longer than this (seconds) for its commit
+
+
+class _Stopped(Exception):
+    """Asked to stop while reading: the cycle's transaction is rolled back."""
+
+
 _ROUTED_TEAMS = ("TAM", "TAE", "BDR")
 _REASON_MAX = 255  # a Salesforce text field
 
@@ -81,7 +90,9 @@ class VitallyPort(Protocol):
 
     def iter_accounts_since(self, watermark: str | None) -> Iterator[dict[str, Any]]: ...
 
-    def put_traits(self, account_id: str, traits: dict[str, Any]) -> dict[str, Any]: ...
+    def put_traits_many(
+        self, items: Iterable[tuple[str, Mapping[str, Any]]], *, workers: int = ...
+    ) -> Iterator[tuple[str, dict[str, Any] | SyncError]]: ...
 
     def upsert_task(self, task: Mapping[str, Any]) -> dict[str, Any]: ...
 
@@ -118,14 +129,15 @@ class CycleReport:
     run_id: int
     dry_run: bool
     now: datetime
-    plan: list[PlannedWrite] = field(default_factory=list)
+    # Every write planned, in order (a PlanLog while the cycle runs; empty when it was stopped).
+    plan: Sequence[PlannedWrite] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     record_errors: list[RecordError] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     failures: list[str] = field(default_factory=list)
     quota_exhausted: bool = False
     fallbacks: list[str] = field(default_factory=list)
-    # Decisions worth remembering: fired, or stopped by a guard.
+    # Decisions worth remembering (fired, or stopped by a guard) not yet stored in the state.
     decisions: list[Decision] = field(default_factory=list)
 
     @property
@@ -170,6 +182,7 @@ class Engine:
         self._protected = frozenset({config.vitally.written_traits.get("new_owner", "new_owner"), "OwnerId"})
         segment_keys = tuple(config.vitally.segment_traits.values())
         self.written_keys = tuple(config.vitally.written_traits.values()) + segment_keys
+        self._planned: PlanLog  # the running cycle's plan, set by run_cycle
 
     # -- the cycle ------------------------------------------------------------------------------
 
@@ -183,27 +196,30 @@ class Engine:
         self.log("cycle_started", {"run_id": run_id, "mode": mode, "now": _iso(now)})
         status, error = "failed", None
         try:
-            accounts, vitally_cursor = self._read_vitally(report)
-            sf_rows, sf_cursors = self._read_salesforce(report)
-            if self.should_stop():
-                # Asked to stop while reading: nothing was planned or committed, the cursors did not
-                # move, so the next start reads the same changes again. Nothing is lost.
-                status = "stopped"
-                return report
-            # Planned writes and the state that caused them commit together.
+            # What was read goes into the mirror page by page, and the plan into the outbox batch by
+            # batch, all in one transaction: the planned writes and the state that caused them
+            # commit together, and memory does not grow with the number of accounts.
             with self.state.atomic():
-                self.state.upsert_accounts(accounts)
-                self.state.upsert_sf(sf_rows)
-                if vitally_cursor:
-                    self.state.set_cursor("vitally.accounts", vitally_cursor)
-                for name, value in sf_cursors.items():
-                    self.state.set_cursor(name, value)
+                self._planned = PlanLog(self.state, run_id, _iso(started), queue=not self.dry_run)
+                report.plan = self._planned
+                self._read_vitally(report)
+                self._read_salesforce(report)
+                if self.should_stop():
+                    # Asked to stop while reading: the transaction is rolled back, the cursors did
+                    # not move, so the next start reads the same changes again. Nothing is lost.
+                    raise _Stopped
                 self._plan(report, now)
-                report.counts["queued"] = self.state.enqueue(report.plan, run_id, _iso(self.clock()))
+                self._planned.flush()
+                report.counts["queued"] = self._planned.queued
                 self._remember(report)
             if not self.dry_run:
                 self._apply(report)
             status = "ok" if report.exit_code == 0 else "partial"
+        except _Stopped:
+            status = "stopped"
+            report.plan = []
+            report.record_errors.clear()
+            report.conflicts.clear()
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             raise
@@ -215,69 +231,71 @@ class Engine:
 
     # -- reading --------------------------------------------------------------------------------
 
-    def _read_vitally(self, report: CycleReport) -> tuple[list[dict[str, Any]], str | None]:
-        """Changed accounts since the cursor; boundary duplicates (same id and updatedAt) dropped."""
+    def _read_vitally(self, report: CycleReport) -> None:
+        """Changed accounts since the cursor into the mirror, a page at a time; boundary duplicates
+        and our own writes' echo (same id and updatedAt) are dropped. The records are parsed (and
+        a malformed one reported) when the rules read them, once."""
         watermark = self.state.cursor("vitally.accounts")
-        held = self.state.account_versions()
-        rows: list[dict[str, Any]] = []
         newest: str | None = None
         newest_at: datetime | None = None
+        page: list[dict[str, Any]] = []
         for raw in self.vitally.iter_accounts_since(watermark):
             if self.should_stop():
-                break  # run_cycle ends the cycle before planning anything
+                return  # run_cycle rolls back before planning anything
             report.counts["accounts_read"] += 1
+            updated = raw.get("updatedAt")
+            if isinstance(updated, str):
+                try:
+                    moment = parse_timestamp(updated)
+                except ValueError:
+                    pass  # reported with the record
+                else:
+                    if newest_at is None or moment > newest_at:
+                        # Unchanged records (our own writes' echo) move the watermark too, so they
+                        # are not read again next cycle.
+                        newest, newest_at = updated, moment
+            page.append(raw)
+            if len(page) >= _PAGE:
+                self._store_accounts(page, report)
+                page = []
+        self._store_accounts(page, report)
+        if newest:
+            self.state.set_cursor("vitally.accounts", newest)
+
+    def _store_accounts(self, page: list[dict[str, Any]], report: CycleReport) -> None:
+        held = self.state.account_versions(raw["id"] for raw in page if isinstance(raw.get("id"), str))
+        rows: dict[str, dict[str, Any]] = {}
+        for raw in page:
             record_id = raw.get("id")
             updated = raw.get("updatedAt")
             if not isinstance(record_id, str):
                 report.record_errors.append(RecordError("vitally", str(record_id), "id", "missing account id"))
                 continue
-            if not isinstance(updated, str):
-                # Remembered under its odd value, so it is reported once, not every cycle.
-                version = json.dumps(updated)
-                if held.get(record_id) != version:
-                    report.record_errors.append(
-                        RecordError("vitally", record_id, "updatedAt", f"expected a timestamp, got {version[:60]}")
-                    )
-                    problem = json.dumps({"field": "updatedAt", "message": "missing or not text"})
-                    rows.append({"id": record_id, "updated_at": version, "raw": json.dumps(raw), "error": problem})
-                    held[record_id] = version
-                continue
-            try:
-                moment: datetime | None = parse_timestamp(updated)
-            except ValueError:
-                moment = None
-            if moment is not None and (newest_at is None or moment > newest_at):
-                # Unchanged records (our own writes' echo) move the watermark too, so they are
-                # not read again next cycle.
-                newest, newest_at = updated, moment
-            if held.get(record_id) == updated:
+            error = None
+            version = updated if isinstance(updated, str) else json.dumps(updated)
+            if held.get(record_id) == version:
                 report.counts["accounts_unchanged"] += 1
                 continue
-            error: str | None = None
-            try:
-                parse_account(raw, self.config.vitally.trait_keys, self.written_keys)
-                if moment is None:
-                    raise ValueError(updated)
-            except RecordError as bad:
-                report.record_errors.append(bad)
-                error = json.dumps({"field": bad.field, "message": bad.message})
-            except ValueError:
-                error = json.dumps({"field": "updatedAt", "message": "unreadable timestamp"})
-            rows.append({"id": record_id, "updated_at": updated, "raw": json.dumps(raw), "error": error})
-            held[record_id] = updated
-        return rows, newest
+            if not isinstance(updated, str):
+                # Remembered under its odd value, so it is reported once, not every cycle.
+                report.record_errors.append(
+                    RecordError("vitally", record_id, "updatedAt", f"expected a timestamp, got {version[:60]}")
+                )
+                error = json.dumps({"field": "updatedAt", "message": "missing or not text"})
+            rows[record_id] = {"id": record_id, "updated_at": version, "raw": json.dumps(raw), "error": error}
+            held[record_id] = version
+        self.state.upsert_accounts(rows.values(), read_run=report.run_id)
 
-    def _read_salesforce(self, report: CycleReport) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    def _read_salesforce(self, report: CycleReport) -> None:
+        """Changed Salesforce records since each object's cursor into the mirror, a page at a time."""
         if self.salesforce is None:
-            return [], {}
-        rows: list[dict[str, Any]] = []
-        cursors: dict[str, str] = {}
+            return
         for sobject, fields in SF_OBJECTS.items():
             if self.should_stop():
-                break  # run_cycle ends the cycle before planning anything
+                return  # run_cycle rolls back before planning anything
             name = f"salesforce.{sobject}"
-            held = self.state.sf_versions(sobject)
             newest: str | None = None
+            page: list[dict[str, Any]] = []
             for raw in self.salesforce.iter_changed(
                 sobject,
                 fields,
@@ -285,57 +303,76 @@ class Engine:
                 lookback_seconds=self.config.salesforce.lookback_seconds,
             ):
                 if self.should_stop():
-                    break
+                    return
                 report.counts[f"sf_{sobject.lower()}_read"] += 1
-                record_id = str(raw.get("Id"))
-                stamp = raw.get("SystemModstamp")
-                if not isinstance(stamp, str):
-                    report.record_errors.append(
-                        RecordError(f"salesforce {sobject}", record_id, "SystemModstamp", "missing SystemModstamp")
-                    )
-                    continue
-                if held.get(record_id) == stamp:
-                    continue
-                error = None
-                bad_field = None
-                try:
-                    _SF_PARSERS[sobject](raw)
-                except RecordError as bad:
-                    report.record_errors.append(bad)
-                    error = json.dumps({"field": bad.field, "message": bad.message})
-                    bad_field = bad.field
-                rows.append(
-                    {
-                        "object": sobject,
-                        "id": record_id,
-                        "modstamp": stamp,
-                        "raw": json.dumps(raw),
-                        "error": error,
-                    }
-                )
-                held[record_id] = stamp
-                if bad_field == "SystemModstamp":
-                    continue  # an unreadable stamp never becomes the cursor
-                try:
-                    if newest is None or parse_timestamp(stamp) >= parse_timestamp(newest):
-                        newest = stamp
-                except ValueError:
-                    continue
+                page.append(raw)
+                if len(page) >= _PAGE:
+                    newest = self._store_sf(sobject, page, newest, report)
+                    page = []
+            newest = self._store_sf(sobject, page, newest, report)
             if newest:
-                cursors[name] = newest
-        return rows, cursors
+                self.state.set_cursor(name, newest)
+
+    def _store_sf(
+        self, sobject: str, page: list[dict[str, Any]], newest: str | None, report: CycleReport
+    ) -> str | None:
+        """Mirror one page of `sobject`; returns the newest readable SystemModstamp so far."""
+        held = self.state.sf_versions(sobject, (str(raw.get("Id")) for raw in page))
+        rows: dict[str, dict[str, Any]] = {}
+        for raw in page:
+            record_id = str(raw.get("Id"))
+            stamp = raw.get("SystemModstamp")
+            if not isinstance(stamp, str):
+                report.record_errors.append(
+                    RecordError(f"salesforce {sobject}", record_id, "SystemModstamp", "missing SystemModstamp")
+                )
+                continue
+            if held.get(record_id) == stamp:
+                continue
+            error = None
+            bad_field = None
+            try:
+                _SF_PARSERS[sobject](raw)
+            except RecordError as bad:
+                report.record_errors.append(bad)
+                error = json.dumps({"field": bad.field, "message": bad.message})
+                bad_field = bad.field
+            rows[record_id] = {
+                "object": sobject,
+                "id": record_id,
+                "modstamp": stamp,
+                "raw": json.dumps(raw),
+                "error": error,
+            }
+            held[record_id] = stamp
+            if bad_field == "SystemModstamp":
+                continue  # an unreadable stamp never becomes the cursor
+            try:
+                if newest is None or parse_timestamp(stamp) >= parse_timestamp(newest):
+                    newest = stamp
+            except ValueError:
+                continue
+        self.state.upsert_sf(rows.values())
+        return newest
 
     # -- deciding -------------------------------------------------------------------------------
 
-    def iter_accounts(self) -> Iterator[Account]:
-        """Every well-formed account of the mirror, parsed."""
-        for _record_id, raw, error in self.state.iter_accounts():
+    def iter_accounts(self, report: CycleReport | None = None) -> Iterator[Account]:
+        """Every well-formed account of the mirror, parsed, streamed. With a `report`, an account
+        this cycle read that turns out malformed is reported (id and field) and remembered as
+        such; one read earlier was reported then and is skipped quietly."""
+        bad: list[tuple[str, str]] = []
+        for record_id, raw, error, read_run in self.state.iter_accounts():
             if error:
                 continue
             try:
                 yield parse_account(json.loads(raw), self.config.vitally.trait_keys, self.written_keys)
-            except RecordError:
-                continue  # reported when it was read
+            except RecordError as problem:
+                if report is not None and read_run == report.run_id:
+                    report.record_errors.append(problem)
+                    bad.append((record_id, json.dumps({"field": problem.field, "message": problem.message})))
+        for record_id, problem_json in bad:
+            self.state.mark_account_error(record_id, problem_json)
 
     def decide(
         self, account: Account, now: datetime, context: AccountContext = EMPTY, *, full: bool = True
@@ -356,11 +393,11 @@ class Engine:
         routed: list[tuple[Account, AccountContext, Decision]] = []
         onboarding: list[tuple[Account, Decision]] = []
         managed_by_email: Counter[str] = Counter()
-        for account in self.iter_accounts():
+        for account in self.iter_accounts(report):
             report.counts["accounts_evaluated"] += 1
             context = facts.context_for(account.id)
             decisions = self.decide(account, now, context, full=False)
-            report.decisions.extend(d for d in decisions if d.fired or d.guarded_by)
+            self._keep_decisions(report, (d for d in decisions if d.fired or d.guarded_by))
             self._plan_account(account, decisions, last_vitally, report, partial(self.decide, account, now, context))
             if any(s in account.segments for s in policy.guards.owned_segments) and "TAM" in account.key_role_emails:
                 managed_by_email[account.key_role_emails["TAM"]] += 1
@@ -378,11 +415,11 @@ class Engine:
             self._plan_new_lead(account, context, winner, owners, last_salesforce, report, now)
         for account, decision in sorted(onboarding, key=lambda item: item[0].id):
             self._plan_specialist(account, decision, owners, last_vitally, report, now)
-        for lead in facts.leads:
+        for lead, fields in facts.iter_leads():
             report.counts["leads_evaluated"] += 1
             decisions = self.decide_lead(lead, now, facts)
-            report.decisions.extend(d for d in decisions if d.fired)
-            self._plan_lead(lead, facts.lead_fields(lead.id), decisions, last_salesforce, report, owners)
+            self._keep_decisions(report, (d for d in decisions if d.fired))
+            self._plan_lead(lead, fields, decisions, last_salesforce, report, owners)
         report.fallbacks.extend(owners.fallbacks)
 
     def _region(self, account: Account) -> str:
@@ -449,7 +486,7 @@ class Engine:
             reason = f"{winner.reason}; owner: {owner['reason']}"
         else:
             reason = f"{winner.reason}; no pool for {team}/{region}: Salesforce's default owner applies"
-        report.plan.append(
+        self._planned.append(
             PlannedWrite(
                 system="salesforce",
                 op="upsert_lead",
@@ -482,7 +519,7 @@ class Engine:
             return
         if not self._may_write("vitally", account.id, trait, owner["name"], None, last, decision, report):
             return
-        report.plan.append(
+        self._planned.append(
             PlannedWrite(
                 system="vitally",
                 op="set_traits",
@@ -532,7 +569,7 @@ class Engine:
                 "salesforce", lead.id, wants, current, claimed, last, decision, report, COMPUTED_LEAD_FIELDS
             )
             if fields:
-                report.plan.append(
+                self._planned.append(
                     PlannedWrite(
                         system="salesforce",
                         op="update_lead",
@@ -569,7 +606,7 @@ class Engine:
                 "vitally", account.id, wants, account.written, claimed, last, decision, report
             )
             if fields:
-                report.plan.append(
+                self._planned.append(
                     PlannedWrite(
                         system="vitally",
                         op="set_traits",
@@ -599,7 +636,7 @@ class Engine:
             decision = wanted[segment] if want else self._manager(segment, explained())
             if not self._may_write("vitally", account.id, trait, member, held, last, decision, report):
                 continue
-            report.plan.append(
+            self._planned.append(
                 PlannedWrite(
                     system="vitally",
                     op="add_segment" if want else "remove_segment",
@@ -631,7 +668,7 @@ class Engine:
         key = str(task.get("externalId") or "")
         if not key or (key, "task") in last:
             return
-        report.plan.append(
+        self._planned.append(
             PlannedWrite(
                 system="vitally",
                 op="create_task",
@@ -698,11 +735,17 @@ class Engine:
         report.conflicts.append(Conflict(system, record, key, value, current, decision.rule, overwritten=overwrite))
         return overwrite
 
-    def _remember(self, report: CycleReport) -> None:
-        report.counts["planned"] = len(report.plan)
-        report.counts["conflicts"] = len(report.conflicts)
-        report.counts["record_errors"] = len(report.record_errors)
-        decisions = report.decisions
+    def _keep_decisions(self, report: CycleReport, decisions: Iterable[Decision]) -> None:
+        """Decisions worth remembering (fired, or stopped by a guard) go to the state in batches."""
+        report.decisions.extend(decisions)
+        if len(report.decisions) >= _PAGE:
+            self._flush_decisions(report)
+
+    def _flush_decisions(self, report: CycleReport) -> None:
+        report.counts["decisions"] += len(report.decisions)
+        if self.dry_run:
+            report.decisions.clear()  # a dry run's copy of the state is thrown away
+            return
         self.state.record_decisions(
             report.run_id,
             (
@@ -714,9 +757,16 @@ class Engine:
                     "review": int(d.review),
                     "guarded_by": d.guarded_by,
                 }
-                for d in decisions
+                for d in report.decisions
             ),
         )
+        report.decisions.clear()
+
+    def _remember(self, report: CycleReport) -> None:
+        report.counts["planned"] = len(report.plan)
+        report.counts["conflicts"] = len(report.conflicts)
+        report.counts["record_errors"] = len(report.record_errors)
+        self._flush_decisions(report)
         self.state.record_errors(
             report.run_id,
             (
@@ -755,104 +805,151 @@ class Engine:
             self.log("quota_exhausted", {"error": str(exc)})
 
     def _apply_vitally(self, report: CycleReport) -> None:
-        groups: dict[str, list[OutboxRow]] = defaultdict(list)
-        tasks: list[OutboxRow] = []
-        for row in self.state.outbox("pending", "vitally"):
-            (tasks if row.write.op == "create_task" else groups[row.write.record]).append(row)
-        for record, rows in groups.items():
-            if self.should_stop():
-                report.counts["deferred"] += 1  # what is not sent stays pending for the next start
-                continue
-            traits: dict[str, Any] = {}
-            for row in rows:
-                traits.update(row.write.payload)
-            ids = [row.id for row in rows]
-            updated = self._send(report, ids, partial(self.vitally.put_traits, record, traits))
-            if updated is None:
-                continue
-            at = _iso(self.clock())
-            with self.state.atomic():
+        """Send the pending Vitally writes a page of the outbox at a time: one PUT per account with
+        all its trait changes, several in flight within the rate limit, each success marked done
+        with the values it wrote; then the page's tasks, upserted on their externalId."""
+        after = ""
+        while True:
+            page = self.state.pending_records("vitally", after, _PAGE)
+            if not page:
+                return
+            after = page[-1][0].write.record
+            groups = {rows[0].write.record: rows for rows in page if rows[0].write.op != "create_task"}
+            self._put_traits(report, groups)
+            for rows in page:
+                if rows[0].write.op != "create_task":
+                    continue
+                for row in rows:
+                    if self.should_stop():
+                        report.counts["deferred"] += 1  # what is not sent stays pending for the next start
+                        continue
+                    payload = dict(row.write.payload)
+                    if self._send(report, [row.id], partial(self.vitally.upsert_task, payload)) is None:
+                        continue
+                    at = _iso(self.clock())
+                    with self.state.atomic():
+                        self.state.mark_done([row.id], at)
+                        self.state.set_last_written("vitally", row.write.record, {"task": True}, report.run_id, at)
+                    report.counts["applied"] += 1
+
+    def _put_traits(self, report: CycleReport, groups: Mapping[str, list[OutboxRow]]) -> None:
+        """One PUT per account, through the connector's bounded pool. Each success is committed
+        within 20 ms, in batches of up to 100 when they come back faster than that (an unthrottled
+        sandbox); at Vitally's real pace every PUT commits alone. A crash between a PUT and its
+        commit only means the same idempotent PUT is sent again on restart."""
+        merged = {
+            record: {key: value for row in rows for key, value in row.write.payload.items()}
+            for record, rows in groups.items()
+        }
+        sent: set[str] = set()
+
+        def wanted() -> Iterator[tuple[str, dict[str, Any]]]:
+            for record, traits in merged.items():
+                if self.should_stop():
+                    return  # what is not sent stays pending for the next start
+                sent.add(record)
+                yield record, traits
+
+        done: list[tuple[str, Any]] = []
+        oldest = 0.0  # when the oldest success not yet committed came back
+        fatal: SyncError | None = None
+        try:
+            for record, outcome in self.vitally.put_traits_many(wanted(), workers=self.config.vitally.write_workers):
+                ids = [row.id for row in groups[record]]
+                if isinstance(outcome, SyncError):
+                    if self._failed_by(report, ids, outcome):
+                        fatal = outcome
+                    continue
+                if not done:
+                    oldest = time.monotonic()
+                done.append((record, outcome))
+                if len(done) >= _COMMIT_EVERY or time.monotonic() - oldest >= _COMMIT_WITHIN:
+                    self._traits_done(report, done, groups, merged)
+        finally:
+            self._traits_done(report, done, groups, merged)
+        report.counts["deferred"] += len(merged) - len(sent)
+        if fatal is not None:
+            raise fatal
+
+    def _traits_done(
+        self,
+        report: CycleReport,
+        done: list[tuple[str, Any]],
+        groups: Mapping[str, list[OutboxRow]],
+        merged: Mapping[str, Mapping[str, Any]],
+    ) -> None:
+        """Mark these PUTs done, with the values they wrote and the account Vitally answered."""
+        if not done:
+            return
+        at = _iso(self.clock())
+        with self.state.atomic():
+            echoes = []
+            for record, updated in done:
+                ids = [row.id for row in groups[record]]
                 self.state.mark_done(ids, at)
-                self.state.set_last_written("vitally", record, traits, report.run_id, at)
+                self.state.set_last_written("vitally", record, merged[record], report.run_id, at)
+                report.counts["applied"] += len(ids)
+                report.counts["vitally_puts"] += 1
                 if (
                     isinstance(updated, dict)
                     and updated.get("id") == record
                     and isinstance(updated.get("updatedAt"), str)
                 ):
-                    self.state.upsert_accounts(
-                        [{"id": record, "updated_at": updated["updatedAt"], "raw": json.dumps(updated), "error": None}]
+                    echoes.append(
+                        {"id": record, "updated_at": updated["updatedAt"], "raw": json.dumps(updated), "error": None}
                     )
-            report.counts["applied"] += len(ids)
-            report.counts["vitally_puts"] += 1
-        for row in tasks:
-            if self.should_stop():
-                report.counts["deferred"] += 1
-                continue
-            payload = dict(row.write.payload)
-            if self._send(report, [row.id], partial(self.vitally.upsert_task, payload)) is None:
-                continue
-            at = _iso(self.clock())
-            with self.state.atomic():
-                self.state.mark_done([row.id], at)
-                self.state.set_last_written("vitally", row.write.record, {"task": True}, report.run_id, at)
-            report.counts["applied"] += 1
+            self.state.upsert_accounts(echoes, read_run=report.run_id)
+        done.clear()
 
     def _send(self, report: CycleReport, ids: list[int], call: Callable[[], Any]) -> Any:
         """One write request; on failure the rows stay pending (transient) or are parked
         (refused for good). Returns None when it failed."""
         try:
             return call()
-        except (WriteRejectedError, ContractError) as exc:
-            self._failed(report, ids, str(exc), park=True)
-        except RetriableError as exc:
-            self._failed(report, ids, str(exc), park=False)
-        except (AuthError, UnreachableError, QuotaExhaustedError) as exc:
-            self._failed(report, ids, str(exc), park=False)
-            raise
+        except SyncError as exc:
+            if self._failed_by(report, ids, exc):
+                raise
         return None
 
+    def _failed_by(self, report: CycleReport, ids: list[int], error: SyncError) -> bool:
+        """Record a failed write: parked when refused for good, pending otherwise. True when the
+        error stops the whole service (auth, unreachable, quota) and the cycle must end."""
+        if isinstance(error, WriteRejectedError | ContractError | RecordError):
+            self._failed(report, ids, str(error), park=True)
+            return False
+        self._failed(report, ids, str(error), park=False)
+        return not isinstance(error, RetriableError)
+
     def _apply_salesforce(self, report: CycleReport) -> None:
+        """Send the pending lead writes a page of the outbox at a time, in collections of 200: new
+        leads as an upsert on Sync_Key__c (never a create, so a retry cannot duplicate them), then
+        lead updates, all their fields in one record. Every Lead write carries
+        `Sforce-Auto-Assign: FALSE`: the org's assignment rule never moves an owner behind us."""
         salesforce = self.salesforce
         if salesforce is None:
             return
-        groups: dict[str, list[OutboxRow]] = defaultdict(list)
-        upserts: dict[str, list[OutboxRow]] = defaultdict(list)
-        for row in self.state.outbox("pending", "salesforce"):
-            if row.write.op == "update_lead":
-                groups[row.write.record].append(row)
-            elif row.write.op == "upsert_lead":
-                upserts[row.write.record].append(row)
-        if self.should_stop():
-            return
-        if upserts:
-            # New leads: an upsert on Sync_Key__c, never a create, so a retry cannot duplicate them.
-            created = {
-                key: {k: v for row in rows for k, v in row.write.payload.items()} for key, rows in upserts.items()
-            }
-            ids = [row.id for rows in upserts.values() for row in rows]
-            results = self._send(
-                report,
-                ids,
-                partial(salesforce.upsert, "Lead", "Sync_Key__c", list(created.values()), set_owner=True),
-            )
-            if results is not None:
-                report.counts["salesforce_writes"] += 1
-                self._record_results(report, results, upserts, created)
-        merged = {
-            record: {k: v for row in rows for k, v in row.write.payload.items()} for record, rows in groups.items()
-        }
-        for set_owner in (False, True):
-            records = [
-                {"Id": record, **fields} for record, fields in merged.items() if ("OwnerId" in fields) == set_owner
-            ]
-            if not records:
-                continue
-            ids = [row.id for r in records for row in groups[r["Id"]]]
-            results = self._send(report, ids, partial(salesforce.update, "Lead", records, set_owner=set_owner))
-            if results is None:
-                continue
-            report.counts["salesforce_writes"] += 1
-            self._record_results(report, results, groups, merged)
+        for op in ("upsert_lead", "update_lead"):
+            after = ""
+            while not self.should_stop():
+                page = self.state.pending_records("salesforce", after, _PAGE, op=op)
+                if not page:
+                    break
+                after = page[-1][0].write.record
+                groups = {rows[0].write.record: rows for rows in page}
+                merged = {
+                    record: {key: value for row in rows for key, value in row.write.payload.items()}
+                    for record, rows in groups.items()
+                }
+                ids = [row.id for rows in page for row in rows]
+                if op == "upsert_lead":
+                    call = partial(salesforce.upsert, "Lead", "Sync_Key__c", list(merged.values()), set_owner=True)
+                else:
+                    records = [{"Id": record, **fields} for record, fields in merged.items()]
+                    call = partial(salesforce.update, "Lead", records, set_owner=True)
+                results = self._send(report, ids, call)
+                if results is not None:
+                    report.counts["salesforce_writes"] += 1
+                    self._record_results(report, results, groups, merged)
 
     def _record_results(
         self,

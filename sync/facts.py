@@ -34,22 +34,22 @@ def _parsed(state: StateDB, sobject: str, parse: Callable[[dict[str, Any]], T]) 
 
 @dataclass
 class SalesforceFacts:
-    """Every well-formed Salesforce record of the mirror, joined to Vitally account ids.
+    """The Salesforce mirror joined to Vitally account ids, as the rules need it.
 
     Leads join on `Vitally_Account_Id__c`; opportunities through the Salesforce Account whose
-    `Vitally_Account_Id__c` names the Vitally account.
+    `Vitally_Account_Id__c` names the Vitally account. Only what joins is held in memory; every
+    lead is streamed from the state by `iter_leads`.
     """
 
-    leads: list[Lead] = field(default_factory=list)
+    state: StateDB
     users: dict[str, SfUser] = field(default_factory=dict)
     _leads_by_account: dict[str, list[Lead]] = field(default_factory=lambda: defaultdict(list))
     _opps_by_account: dict[str, list[Opportunity]] = field(default_factory=lambda: defaultdict(list))
     _disqualified_by_company: dict[str, date] = field(default_factory=dict)
-    _lead_raw: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, state: StateDB) -> SalesforceFacts:
-        facts = cls()
+        facts = cls(state)
         for user, _ in _parsed(state, "User", parse_user):
             facts.users[user.id] = user
         vitally_of_sf_account = {
@@ -61,9 +61,7 @@ class SalesforceFacts:
             vitally_id = vitally_of_sf_account.get(opportunity.account_id or "")
             if vitally_id:
                 facts._opps_by_account[vitally_id].append(opportunity)
-        for lead, record in _parsed(state, "Lead", parse_lead):
-            facts.leads.append(lead)
-            facts._lead_raw[lead.id] = record
+        for lead, _ in _parsed(state, "Lead", parse_lead):
             if lead.vitally_account_id:
                 facts._leads_by_account[lead.vitally_account_id].append(lead)
             if lead.company and (lead.status or "") in ("Disqualified", "Unqualified"):
@@ -73,9 +71,10 @@ class SalesforceFacts:
                 facts._disqualified_by_company[key] = max(day, facts._disqualified_by_company.get(key, day))
         return facts
 
-    def lead_fields(self, lead_id: str) -> dict[str, Any]:
-        """The lead's fields as Salesforce last showed them (for diffs)."""
-        return self._lead_raw.get(lead_id, {})
+    def iter_leads(self) -> Iterator[tuple[Lead, dict[str, Any]]]:
+        """Every well-formed lead of the mirror with its fields as Salesforce last showed them
+        (for diffs), streamed."""
+        return _parsed(self.state, "Lead", parse_lead)
 
     def context_for(self, account_id: str) -> AccountContext:
         leads = self._leads_by_account.get(account_id)

@@ -68,7 +68,7 @@ def compare(current: Engine, other: Engine, now: datetime) -> list[Difference]:
             before, after = _summary(a), _summary(b)
             if _material(before) != _material(after):
                 differences.append(Difference(account.id, rule, before, after))
-    for lead in facts.leads:
+    for lead, _ in facts.iter_leads():
         for rule, a, b in _pairs(current.decide_lead(lead, now, facts), other.decide_lead(lead, now, facts)):
             before, after = _summary(a), _summary(b)
             if _material(before) != _material(after):

@@ -32,7 +32,7 @@ def test_engine_stop_while_reading_commits_nothing_and_the_next_cycle_reads_it_a
         stopped = Engine(
             config, state, make_vitally(config), make_salesforce(config), clock=lambda: NOW, should_stop=stop_after_50
         ).run_cycle()
-        assert stopped.plan == []
+        assert list(stopped.plan) == []
         assert state.cursor("vitally.accounts") is None
         assert state.account_versions() == {}
         assert state.outbox("pending") == []

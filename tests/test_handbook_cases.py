@@ -43,7 +43,7 @@ def judged() -> Iterator[dict[str, Any]]:
         decisions: dict[str, dict[str, Decision]] = {}
         for account in engine.iter_accounts():
             decisions[account.id] = {d.rule: d for d in engine.decide(account, NOW, facts.context_for(account.id))}
-        for lead in facts.leads:
+        for lead, _ in facts.iter_leads():
             decisions[lead.id] = {d.rule: d for d in engine.decide_lead(lead, NOW, facts)}
         yield {"decisions": decisions, "cases": book["_cases"]}
 
