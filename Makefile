@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-rules bench-sandbox sandbox clean
+.PHONY: demo test lint bench bench-rules bench-sandbox sandbox clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -23,6 +23,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/scenarios.py $(BENCH_ARGS)
 
 bench-rules: $(STAMP)
 	$(BIN)/python bench/rule_set.py

@@ -272,6 +272,42 @@ def test_state_is_a_seed_that_rebuilds_the_same_sandbox(
     assert len(state["vitally"]["tasks"]) == 1
 
 
+def test_load_adds_new_records_and_replaces_known_ones_by_id(
+    sandbox: Sandbox, vitally: requests.Session, sf: Salesforce
+) -> None:
+    changed = {**small_seed()["vitally"]["accounts"][0], "mrr": 2400, "updatedAt": "2026-11-22T11:00:00.000Z"}
+    seed = {
+        "vitally": {"accounts": [changed, {"id": "acc_new", "name": "New", "updatedAt": "2026-01-01T00:00:00.000Z"}]},
+        "salesforce": {"Lead": [{"LastName": "Ng", "Company": "Acme", "Sync_Key__c": "loaded"}]},
+    }
+
+    answer = _control(sandbox, "POST", "load", seed)
+
+    assert answer.status_code == 200
+    assert answer.json() == {"vitally": {"accounts": 2}, "salesforce": {"Lead": 1}}
+    newest = vitally.get(f"{sandbox.url}/resources/accounts", params={"limit": 1}).json()["results"][0]
+    assert (newest["id"], newest["mrr"]) == ("acc_0", 2400)
+    assert vitally.get(f"{sandbox.url}/resources/accounts/acc_new").json()["name"] == "New"
+    assert len(sandbox.state()["vitally"]["accounts"]) == 6
+    assert sf.query("SELECT Id FROM Lead WHERE Sync_Key__c = 'loaded'")["totalSize"] == 1
+    assert len(sandbox.calls()) == 3  # the three reads above: the load itself is a control, never logged
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [{"people": {}}, {"vitally": []}, {"vitally": {"accounts": {}}}, {"salesforce": {"Lead": ["x"]}}],
+)
+def test_load_refuses_a_body_that_is_not_a_seed(sandbox: Sandbox, seed: dict[str, Any]) -> None:
+    before = sandbox.state()
+
+    answer = _control(sandbox, "POST", "load", seed)
+
+    assert answer.status_code == 400
+    assert "error" in answer.json()
+    after = sandbox.state()
+    assert (after["vitally"], after["salesforce"]) == (before["vitally"], before["salesforce"])
+
+
 def test_simulate_moves_mrr_and_adds_signups_and_leads_reproducibly(
     make_sandbox: Callable[..., Sandbox], vitally: requests.Session
 ) -> None:

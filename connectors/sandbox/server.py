@@ -20,6 +20,8 @@ never logged):
     GET|POST /_sandbox/clock         {"now": iso} | {"advance_seconds": s} | {"real": true}
     GET  /_sandbox/state             the whole state, in the seed format
     POST /_sandbox/simulate          {"steps": 1, "random_seed": S}: MRR changes, signups, inbound leads
+    POST /_sandbox/load              a seed ({"vitally": {...}, "salesforce": {...}}): records added, or
+                                     replaced by id, as `load()` does
 
 Fault kinds: `status` answers with the status (429 with `RateLimit-Reset`), `timeout`
 waits `fault_timeout_s` then closes without answering, `reset` closes the socket at
@@ -551,6 +553,8 @@ class Sandbox:
             return Reply(200, {"now": vitally_timestamp(self._clock.now()), "fixed": self._clock.is_fixed()})
         if route == ("GET", "state"):
             return Reply(200, self.state())
+        if route == ("POST", "load"):
+            return Reply(200, self._load_json(payload))
         if route == ("POST", "simulate"):
             steps, seed = payload.get("steps", 1), payload.get("random_seed", 0)
             if not _is_int(steps) or not _is_int(seed):
@@ -586,6 +590,21 @@ class Sandbox:
             random_seed=ints["random_seed"],
             reset_seconds=ints["reset_seconds"],
         )
+
+    def _load_json(self, seed: dict[str, Any]) -> dict[str, dict[str, int]]:
+        """`load()` over HTTP, after checking the seed's shape; answers how many records each list held."""
+        unknown = sorted(set(seed) - {"vitally", "salesforce"})
+        if unknown:
+            raise ControlError(f"unknown seed keys: {', '.join(unknown)}")
+        counts: dict[str, dict[str, int]] = {}
+        for system, section in seed.items():
+            if not isinstance(section, dict) or not all(
+                isinstance(rows, list) and all(isinstance(row, dict) for row in rows) for rows in section.values()
+            ):
+                raise ControlError(f"{system}: expected an object of lists of records")
+            counts[system] = {name: len(rows) for name, rows in section.items()}
+        self.load(seed)
+        return counts
 
     def _set_clock_json(self, payload: dict[str, Any]) -> None:
         now_text, advance, real = (

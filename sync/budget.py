@@ -1,0 +1,147 @@
+"""The fewest API requests a sync cycle can make, by kind, and the call counters sorted into those kinds.
+
+A cycle's requests fall into these kinds:
+
+- `vitally_read`: pages of `GET /resources/accounts`, 100 accounts a page (Vitally's maximum);
+- `vitally_write`: `PUT /resources/accounts/:id`, one per account whose traits change, all its
+  trait changes in one body (a PUT merges traits, so nothing forces a second one);
+- `vitally_task`: `POST /resources/tasks`, one per task created (Vitally has no bulk endpoint);
+- `sf_read`: SOQL pages (`query`, then `query/:locator`), up to 2,000 records a page;
+- `sf_write`: sObject Collections (`composite/sobjects...`), up to 200 records a request;
+- `auth`: the Salesforce OAuth token request;
+- `other`: anything else, which a cycle never needs (its minimum is 0).
+
+The minimum assumes the APIs as they are (apis.md): Vitally has no "updated since" filter, so an
+incremental reader pages newest-first until it sees an account it already holds; a Salesforce
+query always costs one request, even when it returns nothing, because that is how the reader
+learns that nothing changed. Pure functions only: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from math import ceil
+from typing import Literal
+
+__all__ = [
+    "KINDS",
+    "SF_COLLECTION_SIZE",
+    "SF_PAGE_SIZE",
+    "VITALLY_PAGE_SIZE",
+    "Kind",
+    "Workload",
+    "batches",
+    "by_kind",
+    "classify",
+    "incremental_accounts_read",
+    "minimum",
+    "pages",
+]
+
+Kind = Literal["vitally_read", "vitally_write", "vitally_task", "sf_read", "sf_write", "auth", "other"]
+KINDS: tuple[Kind, ...] = ("vitally_read", "vitally_write", "vitally_task", "sf_read", "sf_write", "auth", "other")
+
+VITALLY_PAGE_SIZE = 100  # Vitally's largest `limit`
+SF_PAGE_SIZE = 2000  # records per SOQL page
+SF_COLLECTION_SIZE = 200  # records per sObject Collections request
+
+# `/services/data/v59.0/query/:locator` → `query/:locator`: the API version does not change the kind.
+_SF_DATA = re.compile(r"/services/data/v[0-9.]+/(?P<rest>.*)\Z")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What one cycle must move, counted in records, not requests.
+
+    `accounts_read`: the Vitally accounts the reader must see (every account on a cold read;
+    see `incremental_accounts_read` otherwise). `sf_read`: per polled Salesforce object, the
+    records its query must return (0 for an object with no change: it still costs one query).
+    `accounts_changed`: Vitally accounts whose traits change. `tasks`: Vitally tasks created.
+    `sf_upserts` / `sf_updates`: Salesforce records created by upsert on an external id, and
+    records updated by Id. `login`: the run logs in with OAuth client credentials (a one-off
+    process does; a long-lived daemon's later cycles do not).
+    """
+
+    accounts_read: int
+    sf_read: Mapping[str, int] = field(default_factory=dict)
+    accounts_changed: int = 0
+    tasks: int = 0
+    sf_upserts: int = 0
+    sf_updates: int = 0
+    login: bool = False
+
+
+def pages(records: int, page_size: int) -> int:
+    """Requests to read `records` records in pages of `page_size`: at least one, because reading an
+    empty (or unchanged) source still takes the request that says so."""
+    return max(1, ceil(records / page_size))
+
+
+def batches(records: int, batch_size: int) -> int:
+    """Requests to write `records` records in batches of `batch_size`: none when nothing changes."""
+    return ceil(records / batch_size)
+
+
+def incremental_accounts_read(changed: int, total: int) -> int:
+    """Accounts an incremental Vitally reader must see: every account changed since its last read,
+    plus the first unchanged one, which is how it learns it reached its watermark (Vitally cannot
+    filter by `updatedAt`). Never more than the `total` accounts listed."""
+    return min(total, changed + 1)
+
+
+def minimum(workload: Workload) -> dict[Kind, int]:
+    """The fewest requests of each kind that carry `workload`.
+
+    - `vitally_read`: ceil(accounts_read / 100), at least 1;
+    - `sf_read`: per object ceil(records / 2,000), at least 1 per object;
+    - `vitally_write`: one PUT per changed account; `vitally_task`: one POST per task;
+    - `sf_write`: ceil(upserts / 200) + ceil(updates / 200): upserts and updates are different
+      endpoints, but records needing or not needing `Sforce-Auto-Assign: FALSE` are not (the
+      header is harmless on a record that does not set an owner);
+    - `auth`: 1 when the run logs in, else 0; `other`: 0.
+    """
+    return {
+        "vitally_read": pages(workload.accounts_read, VITALLY_PAGE_SIZE),
+        "vitally_write": workload.accounts_changed,
+        "vitally_task": workload.tasks,
+        "sf_read": sum(pages(records, SF_PAGE_SIZE) for records in workload.sf_read.values()),
+        "sf_write": batches(workload.sf_upserts, SF_COLLECTION_SIZE) + batches(workload.sf_updates, SF_COLLECTION_SIZE),
+        "auth": 1 if workload.login else 0,
+        "other": 0,
+    }
+
+
+def classify(system: str, route: str) -> Kind:
+    """The kind of one counter route: `system` is `vitally` or `salesforce`, `route` is
+    `METHOD path-template` as the sandbox counts it (`GET /resources/accounts`)."""
+    method, _, path = route.partition(" ")
+    if system == "vitally":
+        if method == "GET" and path == "/resources/accounts":
+            return "vitally_read"
+        if method == "PUT" and path == "/resources/accounts/:id":
+            return "vitally_write"
+        if method == "POST" and path == "/resources/tasks":
+            return "vitally_task"
+        return "other"
+    if system == "salesforce":
+        if method == "POST" and path.rstrip("/") == "/services/oauth2/token":
+            return "auth"
+        match = _SF_DATA.match(path)
+        rest = match.group("rest").rstrip("/") if match else ""
+        if method == "GET" and rest in ("query", "query/:locator", "queryAll", "queryAll/:locator"):
+            return "sf_read"
+        if method in ("POST", "PATCH") and (rest == "composite/sobjects" or rest.startswith("composite/sobjects/")):
+            return "sf_write"
+    return "other"
+
+
+def by_kind(counters: Mapping[str, Mapping[str, int]]) -> dict[Kind, int]:
+    """Sandbox counters (`{"vitally": {route: n}, "salesforce": {route: n}}`) summed by kind;
+    every kind is present, zero when unused."""
+    totals: dict[Kind, int] = dict.fromkeys(KINDS, 0)
+    for system, routes in counters.items():
+        for route, count in routes.items():
+            totals[classify(system, route)] += count
+    return totals
