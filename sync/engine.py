@@ -76,6 +76,13 @@ _ROUTED_TEAMS = ("TAM", "TAE", "BDR")
 _REASON_MAX = 255  # a Salesforce text field
 
 
+def _detached(error: RecordError) -> RecordError:
+    """A caught record error, kept for the report without its traceback and context: their frames
+    hold the page of records being read, and would keep every such page alive until the end."""
+    error.__traceback__ = error.__context__ = error.__cause__ = None
+    return error
+
+
 def _unowned(lead: Lead) -> bool:
     """Inbound leads wait unowned or in a queue (00G…) until the round robin gives them an owner."""
     return lead.owner_id is None or lead.owner_id.startswith("00G")
@@ -334,7 +341,7 @@ class Engine:
             try:
                 _SF_PARSERS[sobject](raw)
             except RecordError as bad:
-                report.record_errors.append(bad)
+                report.record_errors.append(_detached(bad))
                 error = json.dumps({"field": bad.field, "message": bad.message})
                 bad_field = bad.field
             rows[record_id] = {
@@ -369,7 +376,7 @@ class Engine:
                 yield parse_account(json.loads(raw), self.config.vitally.trait_keys, self.written_keys)
             except RecordError as problem:
                 if report is not None and read_run == report.run_id:
-                    report.record_errors.append(problem)
+                    report.record_errors.append(_detached(problem))
                     bad.append((record_id, json.dumps({"field": problem.field, "message": problem.message})))
         for record_id, problem_json in bad:
             self.state.mark_account_error(record_id, problem_json)
@@ -390,8 +397,24 @@ class Engine:
         last_vitally = self.state.last_written("vitally")
         last_salesforce = self.state.last_written("salesforce")
         policy = self.config.policy
-        routed: list[tuple[Account, AccountContext, Decision]] = []
-        onboarding: list[tuple[Account, Decision]] = []
+        for lead in facts.linked_leads():
+            # The lead rules first: what they will change on a linked lead is part of the account's
+            # context now, not one cycle later.
+            wanted = {
+                name: value
+                for d in self.decide_lead(lead, now, facts)
+                if d.fired
+                for name, value in d.lead_fields.items()
+                if name not in COMPUTED_LEAD_FIELDS
+            }
+            current = (self.state.sf_raw("Lead", lead.id) or {}) if wanted else {}
+            changed = {name: value for name, value in wanted.items() if current.get(name) != value}
+            if changed:
+                facts.plan_lead_fields(lead, changed)
+        # Routed and onboarding accounts are remembered by id (re-read for their second pass), so
+        # memory does not grow with the number of accounts a cold cycle routes.
+        routed: list[tuple[str, Decision]] = []
+        onboarding: list[tuple[str, Decision]] = []
         managed_by_email: Counter[str] = Counter()
         for account in self.iter_accounts(report):
             report.counts["accounts_evaluated"] += 1
@@ -405,15 +428,15 @@ class Engine:
                 (d for d in decisions if d.fired and d.team in _ROUTED_TEAMS and "routing_reason" in d.traits), None
             )
             if winner is not None:
-                routed.append((account, context, winner))
+                routed.append((account.id, winner))
             specialist = next((d for d in decisions if d.fired and d.rule == "onboarding.lead"), None)
             if specialist is not None:
-                onboarding.append((account, specialist))
+                onboarding.append((account.id, specialist))
         inactive = frozenset(user.id for user in facts.users.values() if not user.is_active)
         owners = Owners(self.config, self.state, inactive, managed_by_email, report.run_id, _iso(self.clock()))
-        for account, context, winner in sorted(routed, key=lambda item: item[0].id):
-            self._plan_new_lead(account, context, winner, owners, last_salesforce, report, now)
-        for account, decision in sorted(onboarding, key=lambda item: item[0].id):
+        for account, winner in self._reread(routed):
+            self._plan_new_lead(account, facts.context_for(account.id), winner, owners, last_salesforce, report, now)
+        for account, decision in self._reread(onboarding):
             self._plan_specialist(account, decision, owners, last_vitally, report, now)
         for lead, fields in facts.iter_leads():
             report.counts["leads_evaluated"] += 1
@@ -421,6 +444,13 @@ class Engine:
             self._keep_decisions(report, (d for d in decisions if d.fired))
             self._plan_lead(lead, fields, decisions, last_salesforce, report, owners)
         report.fallbacks.extend(owners.fallbacks)
+
+    def _reread(self, chosen: list[tuple[str, Decision]]) -> Iterator[tuple[Account, Decision]]:
+        """The chosen accounts again, in id order (round-robin draws follow it), with their decision."""
+        for account_id, decision in sorted(chosen, key=lambda item: item[0]):
+            raw = self.state.account_raw(account_id)
+            if raw is not None:
+                yield parse_account(raw, self.config.vitally.trait_keys, self.written_keys), decision
 
     def _region(self, account: Account) -> str:
         region, _ = owner_region(account, self.config.policy)

@@ -71,6 +71,25 @@ class SalesforceFacts:
                 facts._disqualified_by_company[key] = max(day, facts._disqualified_by_company.get(key, day))
         return facts
 
+    def linked_leads(self) -> Iterator[Lead]:
+        """The leads joined to a Vitally account (they are part of that account's context)."""
+        for leads in list(self._leads_by_account.values()):
+            yield from list(leads)
+
+    def plan_lead_fields(self, lead: Lead, fields: dict[str, Any]) -> None:
+        """Show the accounts' rules a linked lead as this cycle's own writes will leave it (a lead
+        disqualified now is not an open lead for the lifecycle stage), so the next cycle does not
+        correct what this one decided."""
+        raw = self.state.sf_raw("Lead", lead.id)
+        if raw is None or not lead.vitally_account_id:
+            return
+        try:
+            planned = parse_lead({**raw, **fields})
+        except RecordError:
+            return
+        leads = self._leads_by_account[lead.vitally_account_id]
+        leads[:] = [planned if known.id == lead.id else known for known in leads]
+
     def iter_leads(self) -> Iterator[tuple[Lead, dict[str, Any]]]:
         """Every well-formed lead of the mirror with its fields as Salesforce last showed them
         (for diffs), streamed."""
