@@ -78,6 +78,13 @@ class Config:
     policy: Policy
     on_conflict: OnConflict = "report"
     interval_seconds: float = 900
+    # The daemon's /healthz and /metrics on loopback (port 0: off); /healthz fails once the last
+    # successful cycle is older than `healthy_within_seconds`.
+    health_host: str = "127.0.0.1"
+    health_port: int = 9465
+    healthy_within_seconds: float = 2700
+    # `report`: the conversion rate each routing rule is measured against.
+    conversion_target: float = 0.20
     source: Path | None = None
     custom_triggers: tuple[CompiledTrigger, ...] = ()
     # (team, region) -> pool; region "*" is a team's catch-all pool.
@@ -453,7 +460,17 @@ def _pools(reader: _Reader, regions: set[str]) -> dict[tuple[str, str], Pool]:
 def _build(data: Mapping[str, Any], source: Path | None) -> Config:
     reader = _Reader(data)
     for section in data:
-        if section not in {"vitally", "salesforce", "state", "sync", "daemon", "rules", "territories", "pools"}:
+        if section not in {
+            "vitally",
+            "salesforce",
+            "state",
+            "sync",
+            "daemon",
+            "report",
+            "rules",
+            "territories",
+            "pools",
+        }:
             reader.problems.append(f"{section}: unknown section")
 
     vitally_url = reader.url("vitally.base_url", "http://127.0.0.1:8765")
@@ -531,6 +548,14 @@ def _build(data: Mapping[str, Any], source: Path | None) -> Config:
     pools = _pools(reader, regions)
     state_path = Path(reader.text("state.path", "crm-sync.db")).expanduser()
     interval = reader.number("daemon.interval_seconds", 900, minimum=1)
+    health_host = reader.text("daemon.health_host", "127.0.0.1")
+    if health_host not in _LOOPBACK:
+        reader.problems.append(f"daemon.health_host: must be a loopback address ({', '.join(sorted(_LOOPBACK))})")
+    health_port = reader.whole("daemon.health_port", 9465)
+    if health_port > 65535:
+        reader.problems.append(f"daemon.health_port: must be ≤ 65535, got {health_port}")
+    healthy_within = reader.number("daemon.healthy_within_seconds", 3 * interval, minimum=1)
+    conversion_target = reader.number("report.conversion_target", 0.20, minimum=0, maximum=1)
     if reader.problems:
         raise ConfigError(reader.problems)
     return Config(
@@ -540,6 +565,10 @@ def _build(data: Mapping[str, Any], source: Path | None) -> Config:
         policy=policy,
         on_conflict="overwrite" if on_conflict == "overwrite" else "report",
         interval_seconds=interval,
+        health_host=health_host,
+        health_port=health_port,
+        healthy_within_seconds=healthy_within,
+        conversion_target=conversion_target,
         source=source,
         custom_triggers=custom,
         pools=pools,
