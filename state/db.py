@@ -267,6 +267,13 @@ class StateDB:
             ((row["id"], row["updated_at"], row["raw"], row.get("error"), read_run) for row in rows),
         )
 
+    def account_count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM accounts").fetchone()[0])
+
+    def pending_count(self) -> int:
+        """Outbox rows waiting to be sent."""
+        return int(self.db.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0])
+
     def mark_account_error(self, account_id: str, error: str) -> None:
         self.db.execute("UPDATE accounts SET error = ? WHERE id = ?", [error, account_id])
 

@@ -22,6 +22,7 @@ from state import InstanceLockedError, StateDB, StateLock
 from sync.config import Config, load_config, with_rules_from
 from sync.engine import CycleReport, Engine
 from sync.output import Format, render_plan
+from sync.progress import terminal_progress
 
 __all__ = ["main"]
 
@@ -209,17 +210,19 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     alternative = None if args.compare_rules is None else with_rules_from(config, args.compare_rules)
     if args.dry_run:
         state = StateDB.snapshot(config.state_path)
-        engine = Engine(
-            config,
-            state,
-            make_vitally(config),
-            make_salesforce(config),
-            clock=_now,
-            now=args.now,
-            dry_run=True,
-        )
         try:
-            report = engine.run_cycle()
+            with terminal_progress(err) as progress:
+                engine = Engine(
+                    config,
+                    state,
+                    make_vitally(config),
+                    make_salesforce(config),
+                    clock=_now,
+                    now=args.now,
+                    dry_run=True,
+                    progress=progress,
+                )
+                report = engine.run_cycle()
             if alternative is not None:
                 return _compare(alternative, args.compare_rules, engine, report.now, fmt, out, err)
             render_plan(report.plan, fmt, out)  # the plan is read back from the state's copy
@@ -230,8 +233,17 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with StateLock(config.state_path):
         state = StateDB.open(config.state_path)
         try:
-            engine = Engine(config, state, make_vitally(config), make_salesforce(config), clock=_now, now=args.now)
-            report = engine.run_cycle()
+            with terminal_progress(err) as progress:
+                engine = Engine(
+                    config,
+                    state,
+                    make_vitally(config),
+                    make_salesforce(config),
+                    clock=_now,
+                    now=args.now,
+                    progress=progress,
+                )
+                report = engine.run_cycle()
             render_plan(report.plan, fmt, out)
         finally:
             state.close()

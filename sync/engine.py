@@ -175,6 +175,7 @@ class Engine:
         dry_run: bool = False,
         log: Callable[[str, Mapping[str, Any]], None] = lambda event, data: None,
         should_stop: Callable[[], bool] = lambda: False,
+        progress: Callable[[str, int, int | None], None] = lambda phase, done, total: None,
     ) -> None:
         self.config = config
         self.state = state
@@ -185,11 +186,14 @@ class Engine:
         self.dry_run = dry_run
         self.log = log
         self.should_stop = should_stop
+        # (phase, done, total or None): called a page at a time, for progress bars.
+        self.progress = progress
         # Fields that hold a person's decision: a value set without us is theirs, not ours to replace.
         self._protected = frozenset({config.vitally.written_traits.get("new_owner", "new_owner"), "OwnerId"})
         segment_keys = tuple(config.vitally.segment_traits.values())
         self.written_keys = tuple(config.vitally.written_traits.values()) + segment_keys
         self._planned: PlanLog  # the running cycle's plan, set by run_cycle
+        self._to_send = 0  # pending outbox rows when the apply phase began
 
     # -- the cycle ------------------------------------------------------------------------------
 
@@ -265,7 +269,9 @@ class Engine:
             if len(page) >= _PAGE:
                 self._store_accounts(page, report)
                 page = []
+                self.progress("Vitally accounts read", report.counts["accounts_read"], None)
         self._store_accounts(page, report)
+        self.progress("Vitally accounts read", report.counts["accounts_read"], None)
         if newest:
             self.state.set_cursor("vitally.accounts", newest)
 
@@ -316,7 +322,9 @@ class Engine:
                 if len(page) >= _PAGE:
                     newest = self._store_sf(sobject, page, newest, report)
                     page = []
+                    self.progress(f"Salesforce {sobject} read", report.counts[f"sf_{sobject.lower()}_read"], None)
             newest = self._store_sf(sobject, page, newest, report)
+            self.progress(f"Salesforce {sobject} read", report.counts[f"sf_{sobject.lower()}_read"], None)
             if newest:
                 self.state.set_cursor(name, newest)
 
@@ -416,8 +424,11 @@ class Engine:
         routed: list[tuple[str, Decision]] = []
         onboarding: list[tuple[str, Decision]] = []
         managed_by_email: Counter[str] = Counter()
+        mirrored = self.state.account_count()
         for account in self.iter_accounts(report):
             report.counts["accounts_evaluated"] += 1
+            if report.counts["accounts_evaluated"] % _PAGE == 0:
+                self.progress("accounts evaluated", report.counts["accounts_evaluated"], mirrored)
             context = facts.context_for(account.id)
             decisions = self.decide(account, now, context, full=False)
             self._keep_decisions(report, (d for d in decisions if d.fired or d.guarded_by))
@@ -826,6 +837,7 @@ class Engine:
         account with all its trait changes, tasks upserted on their externalId, Salesforce lead
         updates in collections of 200. Each success is marked done together with the values it
         wrote, in one transaction."""
+        self._to_send = self.state.pending_count()
         try:
             self._apply_vitally(report)
             self._apply_salesforce(report)
@@ -911,6 +923,8 @@ class Engine:
         """Mark these PUTs done, with the values they wrote and the account Vitally answered."""
         if not done:
             return
+        sent_rows = report.counts["applied"] + sum(len(groups[record]) for record, _ in done)
+        self.progress("writes sent", sent_rows, self._to_send)
         at = _iso(self.clock())
         with self.state.atomic():
             echoes = []
@@ -980,6 +994,7 @@ class Engine:
                 if results is not None:
                     report.counts["salesforce_writes"] += 1
                     self._record_results(report, results, groups, merged)
+                self.progress("writes sent", report.counts["applied"], self._to_send)
 
     def _record_results(
         self,

@@ -1,0 +1,108 @@
+"""Progress bars: the engine reports each phase a page at a time; the CLI draws them on a
+terminal and prints nothing extra when stderr is a pipe."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import select
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from connectors.sandbox import Sandbox, generate_book
+from state import StateDB
+from sync.app import make_salesforce, make_vitally
+from sync.config import load_config, packaged_example
+from sync.engine import Engine
+from sync.progress import terminal_progress
+from tests.support import ROOT, example_config_for, run_cli
+
+NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_engine_reports_every_phase_with_its_final_count() -> None:
+    with Sandbox(generate_book(1_200, seed=3, now=NOW), now=NOW) as sandbox:
+        base = load_config(packaged_example())
+        config = replace(
+            base,
+            vitally=replace(base.vitally, base_url=sandbox.url),
+            salesforce=replace(base.salesforce, instance_url=sandbox.url),
+        )
+        state = StateDB.memory()
+        seen: dict[str, tuple[int, int | None]] = {}
+        calls: list[str] = []
+
+        def hook(phase: str, done: int, total: int | None) -> None:
+            calls.append(phase)
+            seen[phase] = (done, total)
+
+        report = Engine(
+            config, state, make_vitally(config), make_salesforce(config), clock=lambda: NOW, progress=hook
+        ).run_cycle()
+
+    assert seen["Vitally accounts read"] == (1_200, None)
+    assert calls.count("Vitally accounts read") == 2  # one page of 1,000, then the rest
+    for sobject in ("Lead", "User", "Opportunity", "Account"):
+        assert seen[f"Salesforce {sobject} read"][0] == report.counts[f"sf_{sobject.lower()}_read"]
+    assert seen["accounts evaluated"] == (1_000, 1_200)  # a page at a time: 1,000 of 1,200
+    sent, total = seen["writes sent"]
+    assert total == report.counts["queued"] and sent == report.counts["applied"] == total > 0
+
+
+def test_terminal_progress_draws_on_a_terminal_and_is_silent_on_a_pipe() -> None:
+    terminal, pipe = _Terminal(), io.StringIO()
+    with terminal_progress(terminal) as hook:
+        hook("Vitally accounts read", 500, None)
+        hook("writes sent", 3, 10)
+    with terminal_progress(pipe) as hook:
+        hook("Vitally accounts read", 500, None)
+    assert "Vitally accounts read" in terminal.getvalue() or "writes sent" in terminal.getvalue()
+    assert pipe.getvalue() == ""
+
+
+def _run_on_a_terminal(config: Path, state: Path) -> tuple[int, str]:
+    """The CLI with stderr on a pseudo-terminal (stdout piped): returns (exit, what stderr showed)."""
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VITALLY_", "SALESFORCE_", "CRM_SYNC_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sync", "--config", str(config), "--state", str(state), "run", "--dry-run"],
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+        cwd=ROOT,
+        env={**env, "COLUMNS": "120", "TERM": "xterm"},
+    )
+    os.close(follower)
+    shown = bytearray()
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown.extend(chunk)
+    os.close(leader)
+    return process.wait(timeout=60), shown.decode(errors="replace")
+
+
+def test_cli_shows_progress_on_a_terminal_and_only_the_summary_on_a_pipe(tmp_path: Path) -> None:
+    with Sandbox(generate_book(2_500, seed=4, now=NOW), now=NOW) as sandbox:
+        config = example_config_for(sandbox.url, tmp_path / "config.toml")
+        code, shown = _run_on_a_terminal(config, tmp_path / "state.db")
+        piped = run_cli(config, tmp_path / "state.db", "run", "--dry-run")
+    assert code == 0 and piped.returncode == 0
+    assert "Vitally accounts read" in shown and "dry run 1" in shown
+    assert "accounts read" not in piped.stderr and "\x1b[" not in piped.stderr
+    assert "dry run" in piped.stderr
