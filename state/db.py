@@ -274,6 +274,13 @@ class StateDB:
         """Outbox rows waiting to be sent."""
         return int(self.db.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0])
 
+    def outbox_counts(self) -> dict[str, int]:
+        """Outbox rows waiting (pending) and refused for good (parked)."""
+        rows = self.db.execute(
+            "SELECT status, count(*) FROM outbox WHERE status IN ('pending', 'parked') GROUP BY status"
+        ).fetchall()
+        return {"pending": 0, "parked": 0, **{str(status): int(count) for status, count in rows}}
+
     def mark_account_error(self, account_id: str, error: str) -> None:
         self.db.execute("UPDATE accounts SET error = ? WHERE id = ?", [error, account_id])
 

@@ -2,35 +2,64 @@
 
 A failing cycle is logged and counted and never kills the loop (the one catch-all of the
 program). SIGTERM or SIGINT lets the current unit of work finish, commits, and exits 0.
-Logs are one JSON object per line on stderr, with the run id, never a secret.
+Logs are one JSON object per line on stderr, never a secret; every event of a cycle carries its
+run id.
 
 The signal handler only records the signal: it takes no lock and writes nothing. A handler
 runs in the main thread between two bytecodes, or inside a system call the signal interrupted,
 so one that logged (or set a `threading.Event`, which takes a lock) would deadlock when the
 signal lands while the main thread holds that lock, e.g. blocked writing a log line to a full
 stderr pipe. The main thread logs `stopping` when it notices.
+
+`/healthz` and `/metrics` (`sync.health`) are served on `[daemon] health_host:health_port` once
+the instance lock is held, so a second instance exits 4 without binding. A port that cannot be
+bound is logged (`health_unavailable`) and the cycles go on. The main thread reads the state and
+the connectors after each cycle and hands the numbers to `Health`; the HTTP thread never touches
+the SQLite connection.
 """
 
 from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from types import FrameType
 from typing import Any, TextIO
 
 import schedule
 
-from connectors.errors import AuthError
+from connectors.errors import (
+    AuthError,
+    ContractError,
+    QuotaExhaustedError,
+    RetriableError,
+    SyncError,
+    UnreachableError,
+)
+from connectors.salesforce import SalesforceClient
+from connectors.vitally import VitallyClient
 from state import StateDB, StateLock
 from sync.config import Config
 from sync.engine import Engine
+from sync.health import OUTCOMES, Health, HealthServer, Outcome, serve
 
 __all__ = ["run_daemon"]
 
 _NAP_SECONDS = 0.2
+# What the caller should make of a failed cycle, for `cycle_failed` and /healthz (most specific first).
+_ERROR_KINDS: tuple[tuple[type[Exception], str], ...] = (
+    (AuthError, "auth"),
+    (UnreachableError, "unreachable"),
+    (ContractError, "contract"),
+    (RetriableError, "retriable"),
+    (QuotaExhaustedError, "quota"),
+    (SyncError, "sync"),
+)
 
 
 class _JsonLog:
@@ -43,6 +72,69 @@ class _JsonLog:
         with self.lock:
             self.out.write(json.dumps(line, default=str) + "\n")
             self.out.flush()
+
+
+class _RunLog:
+    """The log of one cycle: every event carries the cycle's run id, learnt from the engine's
+    `cycle_started`, the daemon's own (`cycle_failed`, `metrics_stale`) included. Before that,
+    e.g. when the run could not even be recorded, the id is null."""
+
+    def __init__(self, log: _JsonLog) -> None:
+        self._log = log
+        self.run_id: int | None = None
+
+    def __call__(self, event: str, data: Mapping[str, Any]) -> None:
+        if event == "cycle_started":
+            self.run_id = int(data["run_id"])
+        self._log(event, {"run_id": self.run_id, **data})
+
+
+def _error_kind(error: Exception) -> str:
+    return next((kind for cls, kind in _ERROR_KINDS if isinstance(error, cls)), "internal")
+
+
+def _version() -> str:
+    try:
+        return version("crm-sync")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def _api_usage(vitally: VitallyClient, salesforce: SalesforceClient) -> dict[str, float]:
+    """The share of each service's allowance used, as of the last response seen (unknown: absent)."""
+    usage: dict[str, float] = {}
+    limit, remaining = vitally.rate_limit_limit, vitally.rate_limit_remaining
+    if limit and remaining is not None:
+        usage["vitally"] = 1 - remaining / limit
+    daily = salesforce.api_usage()
+    if daily is not None and daily[1] > 0:
+        usage["salesforce"] = daily[0] / daily[1]
+    return usage
+
+
+def _finished_run(state: StateDB, run_id: int | None) -> tuple[Outcome, dict[str, int]]:
+    """The outcome and counts the engine recorded for `run_id` (even when the cycle raised, the
+    writes it made are counted); `failed` with no counts when the run was never recorded."""
+    latest = state.runs(1) if run_id is not None else []
+    if not latest or latest[0]["id"] != run_id:
+        return "failed", {}
+    status = latest[0]["status"]
+    outcome: Outcome = next((o for o in OUTCOMES if o == status), "failed")
+    return outcome, {str(k): int(v) for k, v in latest[0]["counts"].items()}
+
+
+def _serve_health(health: Health, config: Config, log: _JsonLog) -> HealthServer | None:
+    """Serve /healthz and /metrics unless `health_port` is 0; a bind error is logged, not fatal."""
+    if not config.health_port:
+        return None
+    where = {"host": config.health_host, "port": config.health_port}
+    try:
+        server = serve(health, config.health_host, config.health_port)
+    except OSError as exc:
+        log("health_unavailable", {**where, "error": str(exc)})
+        return None
+    log("health_serving", where)
+    return server
 
 
 def run_daemon(config: Config, err: TextIO, *, max_cycles: int | None = None) -> int:
@@ -70,36 +162,56 @@ def run_daemon(config: Config, err: TextIO, *, max_cycles: int | None = None) ->
         state = StateDB.open(config.state_path)
         vitally = make_vitally(config)
         salesforce = make_salesforce(config)
+        health = Health(config.healthy_within_seconds, version=_version())
 
         def cycle() -> None:
+            run_log = _RunLog(log)
             engine = Engine(
                 config,
                 state,
                 vitally,
                 salesforce,
                 clock=lambda: datetime.now(UTC),
-                log=log,
+                log=run_log,
                 should_stop=should_stop,
             )
+            started = time.monotonic()
+            error_kind: str | None = None
             try:
                 engine.run_cycle()
-            except AuthError as exc:
-                stats["failures"] += 1
-                log("cycle_failed", {"error": str(exc), "kind": "auth"})
             except Exception as exc:  # the job wrapper: a failed cycle never kills the loop
+                error_kind = _error_kind(exc)
                 stats["failures"] += 1
-                log("cycle_failed", {"error": f"{type(exc).__name__}: {exc}"})
+                error = str(exc) if isinstance(exc, AuthError) else f"{type(exc).__name__}: {exc}"
+                run_log("cycle_failed", {"error": error, "kind": error_kind})
             stats["cycles"] += 1
+            duration = time.monotonic() - started
+            try:
+                outcome, counts = _finished_run(state, run_log.run_id)
+                outbox = state.outbox_counts()
+            except sqlite3.Error as exc:  # this cycle is missing from the metrics; /healthz sees no success
+                run_log("metrics_stale", {"error": f"{type(exc).__name__}: {exc}"})
+                return
+            if outcome == "partial" and error_kind is None:
+                error_kind = "writes"  # some writes failed, were parked or were held back by the quota
+            health.record_cycle(outcome, duration_seconds=duration, counts=counts, error_kind=error_kind)
+            health.record_state(outbox=outbox, api_usage=_api_usage(vitally, salesforce))
 
         scheduler = schedule.Scheduler()
         scheduler.every(max(1, round(config.interval_seconds))).seconds.do(cycle)
         log("daemon_started", {"interval_seconds": config.interval_seconds, "state": str(config.state_path)})
-        cycle()
-        while not should_stop() and (max_cycles is None or stats["cycles"] < max_cycles):
-            scheduler.run_pending()
-            idle = scheduler.idle_seconds
-            # A signal does not cut a sleep short (PEP 475): short naps bound how late it is seen.
-            time.sleep(min(_NAP_SECONDS, max(idle or 0.0, 0.05)))
-        state.close()
+        server = _serve_health(health, config, log)
+        try:
+            health.record_state(outbox=state.outbox_counts(), api_usage={})  # what an earlier run left
+            cycle()
+            while not should_stop() and (max_cycles is None or stats["cycles"] < max_cycles):
+                scheduler.run_pending()
+                idle = scheduler.idle_seconds
+                # A signal does not cut a sleep short (PEP 475): short naps bound how late it is seen.
+                time.sleep(min(_NAP_SECONDS, max(idle or 0.0, 0.05)))
+        finally:
+            if server is not None:
+                server.close()
+            state.close()
     log("daemon_stopped", stats)
     return 0

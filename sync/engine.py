@@ -844,7 +844,7 @@ class Engine:
         except QuotaExhaustedError as exc:
             report.quota_exhausted = True
             report.failures.append(str(exc))
-            self.log("quota_exhausted", {"error": str(exc)})
+            self.log("quota_exhausted", {"run_id": report.run_id, "error": str(exc)})
 
     def _apply_vitally(self, report: CycleReport) -> None:
         """Send the pending Vitally writes a page of the outbox at a time: one PUT per account with
@@ -1024,4 +1024,4 @@ class Engine:
             self.state.mark_failed(ids, error, _iso(self.clock()), park=park)
         report.counts["parked" if park else "failed"] += len(ids)
         report.failures.append(error)
-        self.log("write_failed", {"rows": ids, "error": error, "parked": park})
+        self.log("write_failed", {"run_id": report.run_id, "rows": ids, "error": error, "parked": park})

@@ -11,6 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_DEFAULT_URL = "http://127.0.0.1:8765"
+HEALTH_DEFAULT = "health_port = 9465"
 # Credentials and settings the CLI would otherwise pick up from the developer's environment.
 _OUTER_PREFIXES = ("VITALLY_", "SALESFORCE_", "CRM_SYNC_")
 
@@ -35,7 +36,11 @@ def run_cli(
 def example_config_for(url: str, path: Path, replacements: Mapping[str, str] | None = None) -> Path:
     """Write config.example.toml pointed at the sandbox at `url` (plus text replacements) to `path`."""
     text = (ROOT / "config.example.toml").read_text().replace(SANDBOX_DEFAULT_URL, url)
-    for old, new in (replacements or {}).items():
+    replacements = dict(replacements or {})
+    # No /healthz and /metrics unless a test asks for them: daemons of other tests (or one a
+    # developer runs) may hold the default port.
+    replacements.setdefault(HEALTH_DEFAULT, "health_port = 0")
+    for old, new in replacements.items():
         text = text.replace(old, new)
     path.write_text(text)
     return path
