@@ -9,7 +9,7 @@ from rules.model import Lead, Opportunity
 __all__ = ["CLOSED_LEAD_STATUSES", "EMPTY", "AccountContext"]
 
 OPEN_OPPORTUNITY_EXCLUDED = ("Closed Won", "Closed Lost")
-CLOSED_LEAD_STATUSES = ("Unqualified", "Disqualified", "Converted", "Closed - Not Converted")
+CLOSED_LEAD_STATUSES = ("Unqualified", "Disqualified", "Converted", "Closed - Converted", "Closed - Not Converted")
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,10 @@ class PlanLog(Sequence[PlannedWrite]):
         raise IndexError(index)
 
 
+def _assignment(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {**row, "candidates": json.loads(row["candidates"]), "skipped": json.loads(row["skipped"])}
+
+
 class StateDB:
     """Typed access to the state tables. Construct with `open`, `snapshot` or `memory`."""
 
@@ -522,10 +526,7 @@ class StateDB:
     def assignment(self, key: str) -> dict[str, Any] | None:
         """The owner chosen earlier for this lead key, if any (an owner is chosen once)."""
         rows = list(self.db.query("SELECT * FROM assignments WHERE key = ?", [key]))
-        if not rows:
-            return None
-        row = rows[0]
-        return {**row, "candidates": json.loads(row["candidates"]), "skipped": json.loads(row["skipped"])}
+        return _assignment(rows[0]) if rows else None
 
     def record_assignment(self, key: str, row: Mapping[str, Any], run_id: int, at: str) -> None:
         self.db.table("assignments").insert(
@@ -544,9 +545,12 @@ class StateDB:
         )
 
     def assignments_like(self, prefix: str) -> list[dict[str, Any]]:
-        """Owners chosen for lead keys starting with `prefix`, newest first."""
-        rows = self.db.query("SELECT key FROM assignments WHERE key LIKE ? ORDER BY at DESC, key DESC", [prefix + "%"])
-        return [row for row in (self.assignment(r["key"]) for r in rows) if row is not None]
+        """Owners chosen for lead keys starting with `prefix` (all with ""), newest first."""
+        rows = self.db.query(
+            "SELECT * FROM assignments WHERE key LIKE ? ESCAPE '\\' ORDER BY at DESC, key DESC",
+            [prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"],
+        )
+        return [_assignment(row) for row in rows]
 
     def assignments_by_user(self, pool: str) -> dict[str | None, int]:
         """How many leads each owner (or the fallback) received from the pool."""

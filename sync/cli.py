@@ -100,13 +100,24 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("id", nargs="+", help="Vitally account id or Salesforce Lead Id (several allowed)")
     explain.add_argument("--now", type=_timestamp, help="fix the rules' clock (ISO 8601)")
 
+    from sync.report import DESCRIPTION, FORMATS, SECTIONS
+
     report = command(
         "report",
-        "run history: when, how long, what was read and written",
-        "python -m sync report --format json",
+        "run history; leads and conversion per routing rule; round-robin fairness per pool",
+        "python -m sync report --format html --output report.html\n"
+        "  python -m sync report --format csv --section rules > rules.csv",
     )
-    report.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    report.description = DESCRIPTION
+    report.add_argument("--format", choices=FORMATS, default="table", help="output format (default table; see above)")
     report.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    report.add_argument(
+        "--section",
+        action="append",
+        choices=SECTIONS,
+        help="only this section (repeat for several; default all three, in the order runs, rules, pools)",
+    )
+    report.add_argument("--output", type=Path, metavar="FILE", help="write to FILE instead of stdout (any format)")
 
     sandbox = command(
         "sandbox",
@@ -280,11 +291,20 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from sync.report import run_history
+    from sync.report import SECTIONS, build_report, render_report, save_report
 
     config = _load(args)
     state = StateDB.snapshot(config.state_path)
-    run_history(state, args.format, args.limit, out)
+    try:
+        report = build_report(config, state, args.limit)
+    finally:
+        state.close()
+    sections = [section for section in SECTIONS if section in (args.section or SECTIONS)]
+    if args.output is None:
+        render_report(report, args.format, out, sections)
+    else:
+        save_report(report, args.format, args.output, sections)
+        err.write(f"report written to {args.output}\n")
     return 0
 
 
