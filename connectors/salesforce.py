@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import requests
@@ -104,6 +105,11 @@ class SalesforceClient:
         self.api_version = api_version
         self.budget_share = budget_share
         self._session = session if session is not None else make_session(self.instance_url, timeout)
+        self._session.hooks["response"].append(self._observe_date)
+        self._last_date: datetime | None = None
+        self.last_query_time: datetime | None = None
+        """Salesforce's own clock (the `Date` header, whole seconds, so never late) when the latest
+        query's first page was answered: a query's pages are a snapshot of that moment."""
         self._token = token or None
         self._client_id = client_id or None
         self._client_secret = client_secret or None
@@ -323,12 +329,22 @@ class SalesforceClient:
             self._sf.session_id = self._token
             self._sf.headers["Authorization"] = f"Bearer {self._token}"
 
+    def _observe_date(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        try:
+            self._last_date = parsedate_to_datetime(response.headers["Date"])
+        except (KeyError, TypeError, ValueError):
+            self._last_date = None
+        if self._last_date is not None and self._last_date.tzinfo is None:
+            self._last_date = None  # a Date without a zone cannot be compared with SystemModstamps
+
     def _records(self, soql: str) -> Iterator[dict[str, Any]]:
         paginator = CursorPaginator(system=SYSTEM)
 
         def fetch(locator: str | None) -> tuple[list[Any], str | None]:
             if locator is None:
+                self._last_date = None
                 body = self._call("GET", f"{self._data_path}/query", lambda sf: sf.query(soql))
+                self.last_query_time = self._last_date
             else:
                 # nextRecordsUrl is a path on the instance: simple-salesforce prefixes https://host.
                 body = self._call(

@@ -111,6 +111,8 @@ class SalesforceReader(Protocol):
         self, sobject: str, fields: Iterable[str], since: str | None, *, lookback_seconds: int = ...
     ) -> Iterator[dict[str, Any]]: ...
 
+    last_query_time: datetime | None
+
     def update(self, sobject: str, records: Sequence[Mapping[str, Any]], *, set_owner: bool) -> list[WriteResult]: ...
 
     def upsert(
@@ -153,6 +155,16 @@ class CycleReport:
         if self.dry_run:
             return 0
         return 1 if self.counts.get("failed", 0) or self.counts.get("parked", 0) or self.quota_exhausted else 0
+
+
+def _later(first: str | None, second: str | None) -> str | None:
+    """The later of two timestamps (either may be missing or, from an old state, unreadable)."""
+    try:
+        if first is None or (second is not None and parse_timestamp(second) > parse_timestamp(first)):
+            return second
+    except ValueError:
+        return first
+    return first
 
 
 def _iso(moment: datetime) -> str:
@@ -312,7 +324,7 @@ class Engine:
             for raw in self.salesforce.iter_changed(
                 sobject,
                 fields,
-                self.state.cursor(name),
+                _later(self.state.cursor(name), self.state.cursor(f"{name}.queried_at")),
                 lookback_seconds=self.config.salesforce.lookback_seconds,
             ):
                 if self.should_stop():
@@ -327,6 +339,12 @@ class Engine:
             self.progress(f"Salesforce {sobject} read", report.counts[f"sf_{sobject.lower()}_read"], None)
             if newest:
                 self.state.set_cursor(name, newest)
+            queried = self.salesforce.last_query_time
+            if queried is not None:
+                # This read saw every record that was visible when it started: the next one need
+                # not look further back than `lookback_seconds` before that moment, even when the
+                # newest change is older (otherwise an idle cycle re-reads the last burst forever).
+                self.state.set_cursor(f"{name}.queried_at", _iso(queried))
 
     def _store_sf(
         self, sobject: str, page: list[dict[str, Any]], newest: str | None, report: CycleReport

@@ -279,6 +279,29 @@ def test_idle_cycle_is_one_vitally_page_and_one_query_per_object(sandbox: Sandbo
     assert_exited_cleanly(cold, second, idle)
 
 
+def test_idle_cycle_stops_rereading_a_burst_of_lead_writes_once_the_look_back_has_passed(
+    book: dict[str, Any], tmp_path: Path
+) -> None:
+    # Small Salesforce pages make the cold run's lead writes span several of them. Within
+    # `lookback_seconds` (300) of a read, the next read looks back over them on purpose (late
+    # commits); a read that started more than that after them never reads them again, even
+    # though no newer change moved the cursor.
+    with Sandbox(book, config=SandboxConfig(vitally_rate_limit=1_000_000, sf_page_size=50)) as sandbox:
+        config = example_config_for(sandbox.url, tmp_path / "config.toml")
+        cold, second = synced(sandbox, config, tmp_path / "state.db")
+        sandbox.set_clock(advance_seconds=301)
+        within = cycle(sandbox, config, tmp_path / "state.db")  # started 301 s after the writes
+        idle = cycle(sandbox, config, tmp_path / "state.db")
+
+    assert sum(leads_written(cold.before, cold.after)) > 50
+    assert within.counters["salesforce"]["GET /services/data/v59.0/query/:locator"] > 0  # the look-back
+    assert idle.counters == {
+        "vitally": {"GET /resources/accounts": 1},
+        "salesforce": {"GET /services/data/v59.0/query": len(SF_OBJECTS)},
+    }
+    assert_exited_cleanly(cold, second, within, idle)
+
+
 def test_incremental_cycle_reads_the_changes_and_puts_once_per_changed_account(
     sandbox: Sandbox, config: Path, state: Path, book: dict[str, Any]
 ) -> None:

@@ -42,6 +42,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import format_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
@@ -761,7 +762,8 @@ class _Handler(BaseHTTPRequestHandler):
             phrase = ""
         lines = [
             f"HTTP/1.1 {reply.status} {phrase}",
-            f"Date: {self.date_time_string()}",
+            # The sandbox's clock, like the SystemModstamps it writes: a client may rely on both.
+            f"Date: {format_datetime(self.server.sandbox.now(), usegmt=True)}",
             f"Server: {self.server_version}",
         ]
         if reply.status not in (204, 304):
