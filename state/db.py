@@ -23,7 +23,7 @@ import sqlite_utils
 
 from state.migrations import migrate
 
-__all__ = ["OutboxRow", "PlanLog", "PlannedWrite", "StateDB", "target_of", "write_key"]
+__all__ = ["LastWritten", "OutboxRow", "PlanLog", "PlannedWrite", "StateDB", "target_of", "write_key"]
 
 OutboxStatus = Literal["pending", "done", "parked", "superseded"]
 
@@ -182,6 +182,43 @@ def _assignment(row: Mapping[str, Any]) -> dict[str, Any]:
     return {**row, "candidates": json.loads(row["candidates"]), "skipped": json.loads(row["skipped"])}
 
 
+class LastWritten(Mapping[tuple[str, str], Any]):
+    """What crm-sync last wrote to one system, as a read-only mapping (record, field) → value.
+    Lookups load one record's values and keep only the latest record's, so the memory it takes
+    does not grow with the number of records (the engine asks record by record)."""
+
+    def __init__(self, state: StateDB, system: str) -> None:
+        self._state = state
+        self._system = system
+        self._record: str | None = None
+        self._values: dict[str, Any] = {}
+
+    def _load(self, record: str) -> dict[str, Any]:
+        if record != self._record:
+            rows = self._state.db.execute(
+                "SELECT field, value FROM last_written WHERE system = ? AND record = ?", [self._system, record]
+            ).fetchall()
+            self._record, self._values = record, {field: json.loads(value) for field, value in rows}
+        return self._values
+
+    def __getitem__(self, key: tuple[str, str]) -> Any:
+        record, field = key
+        return self._load(record)[field]
+
+    def __contains__(self, key: object) -> bool:
+        if not (isinstance(key, tuple) and len(key) == 2):
+            return False
+        return key[1] in self._load(str(key[0]))
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        rows = self._state.db.execute("SELECT record, field FROM last_written WHERE system = ?", [self._system])
+        return ((record, field) for record, field in rows)
+
+    def __len__(self) -> int:
+        query = "SELECT count(*) FROM last_written WHERE system = ?"
+        return int(self._state.db.execute(query, [self._system]).fetchone()[0])
+
+
 class StateDB:
     """Typed access to the state tables. Construct with `open`, `snapshot` or `memory`."""
 
@@ -332,10 +369,10 @@ class StateDB:
 
     # -- last written ---------------------------------------------------------------------------
 
-    def last_written(self, system: str) -> dict[tuple[str, str], Any]:
-        """(record, field) → the value we last wrote there."""
-        rows = self.db.execute("SELECT record, field, value FROM last_written WHERE system = ?", [system]).fetchall()
-        return {(record, field): json.loads(value) for record, field, value in rows}
+    def last_written(self, system: str) -> LastWritten:
+        """(record, field) → the value we last wrote there, read from the state a record at a time
+        when asked (the engine asks only where a value differs), never all at once."""
+        return LastWritten(self, system)
 
     def set_last_written(self, system: str, record: str, values: Mapping[str, Any], run_id: int, at: str) -> None:
         self.db.table("last_written").upsert_all(
