@@ -192,8 +192,12 @@ class LastWritten(Mapping[tuple[str, str], Any]):
         self._system = system
         self._record: str | None = None
         self._values: dict[str, Any] = {}
+        query = "SELECT 1 FROM last_written WHERE system = ? LIMIT 1"
+        self._none = state.db.execute(query, [system]).fetchone() is None  # a first sync asks nothing
 
     def _load(self, record: str) -> dict[str, Any]:
+        if self._none:
+            return self._values
         if record != self._record:
             rows = self._state.db.execute(
                 "SELECT field, value FROM last_written WHERE system = ? AND record = ?", [self._system, record]
@@ -549,15 +553,14 @@ class StateDB:
     def save_credits(self, pool: str, credits: Mapping[str, float], charged: str | None) -> None:
         """Store a pool's credits after a draw; `charged` (the chosen member) counts one more."""
         counts = self.assigned_counts(pool)
-        self.db.execute("DELETE FROM rr_credits WHERE pool = ?", [pool])
-        self.db.table("rr_credits").insert_all(
-            {
-                "pool": pool,
-                "user_id": user,
-                "credit": credit,
-                "assigned": counts.get(user, 0) + (1 if user == charged else 0),
-            }
-            for user, credit in credits.items()
+        conn = self.db.conn
+        conn.execute("DELETE FROM rr_credits WHERE pool = ?", [pool])
+        conn.executemany(
+            "INSERT INTO rr_credits (pool, user_id, credit, assigned) VALUES (?, ?, ?, ?)",
+            (
+                (pool, user, credit, counts.get(user, 0) + (1 if user == charged else 0))
+                for user, credit in credits.items()
+            ),
         )
 
     def assignment(self, key: str) -> dict[str, Any] | None:
@@ -566,19 +569,21 @@ class StateDB:
         return _assignment(rows[0]) if rows else None
 
     def record_assignment(self, key: str, row: Mapping[str, Any], run_id: int, at: str) -> None:
-        self.db.table("assignments").insert(
-            {
-                "key": key,
-                "pool": row["pool"],
-                "user_id": row["user_id"],
-                "name": row["name"],
-                "fallback": int(bool(row["fallback"])),
-                "candidates": json.dumps(list(row["candidates"])),
-                "skipped": json.dumps(dict(row["skipped"])),
-                "reason": row["reason"],
-                "run_id": run_id,
-                "at": at,
-            }
+        self.db.conn.execute(
+            "INSERT INTO assignments (key, pool, user_id, name, fallback, candidates, skipped, reason, run_id, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                key,
+                row["pool"],
+                row["user_id"],
+                row["name"],
+                int(bool(row["fallback"])),
+                json.dumps(list(row["candidates"])),
+                json.dumps(dict(row["skipped"])),
+                row["reason"],
+                run_id,
+                at,
+            ],
         )
 
     def assignments_like(self, prefix: str) -> list[dict[str, Any]]:
