@@ -210,9 +210,27 @@ def _print_summary(report: CycleReport, err: TextIO) -> None:
     )
 
 
-def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def _cycle(
+    config: Config, state: StateDB, now: datetime | None, err: TextIO, *, dry_run: bool
+) -> tuple[Engine, CycleReport]:
+    """One cycle against the configured services, with progress bars when stderr is a terminal."""
     from sync.app import make_salesforce, make_vitally
 
+    with terminal_progress(err) as progress:
+        engine = Engine(
+            config,
+            state,
+            make_vitally(config),
+            make_salesforce(config),
+            clock=_now,
+            now=now,
+            dry_run=dry_run,
+            progress=progress,
+        )
+        return engine, engine.run_cycle()
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = _load(args)
     fmt: Format = args.format or ("table" if out.isatty() else "json")
     if args.compare_rules is not None and not args.dry_run:
@@ -222,18 +240,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.dry_run:
         state = StateDB.snapshot(config.state_path)
         try:
-            with terminal_progress(err) as progress:
-                engine = Engine(
-                    config,
-                    state,
-                    make_vitally(config),
-                    make_salesforce(config),
-                    clock=_now,
-                    now=args.now,
-                    dry_run=True,
-                    progress=progress,
-                )
-                report = engine.run_cycle()
+            engine, report = _cycle(config, state, args.now, err, dry_run=True)
             if alternative is not None:
                 return _compare(alternative, args.compare_rules, engine, report.now, fmt, out, err)
             render_plan(report.plan, fmt, out)  # the plan is read back from the state's copy
@@ -244,17 +251,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with StateLock(config.state_path):
         state = StateDB.open(config.state_path)
         try:
-            with terminal_progress(err) as progress:
-                engine = Engine(
-                    config,
-                    state,
-                    make_vitally(config),
-                    make_salesforce(config),
-                    clock=_now,
-                    now=args.now,
-                    progress=progress,
-                )
-                report = engine.run_cycle()
+            _, report = _cycle(config, state, args.now, err, dry_run=False)
             render_plan(report.plan, fmt, out)
         finally:
             state.close()

@@ -99,6 +99,16 @@ def packaged_example() -> Path:
     return Path(__file__).with_name("config.example.toml")
 
 
+def example_against(url: str) -> Config:
+    """The packaged example config with both services at `url` (a sandbox's address)."""
+    base = load_config(packaged_example())
+    return replace(
+        base,
+        vitally=replace(base.vitally, base_url=url),
+        salesforce=replace(base.salesforce, instance_url=url),
+    )
+
+
 class _Reader:
     """Typed access to a TOML document that records every problem instead of stopping."""
 

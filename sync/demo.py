@@ -16,7 +16,7 @@ from connectors.sandbox.generator import generate_book
 from connectors.sandbox.server import Sandbox
 from state import StateDB
 from sync.app import make_salesforce, make_vitally
-from sync.config import Config, load_config, packaged_example
+from sync.config import Config, example_against
 from sync.engine import CycleReport, Engine
 from sync.output import render_plan
 
@@ -52,13 +52,7 @@ def run_demo(accounts: int, out: TextIO) -> int:
     now = datetime.now(UTC)
     book = generate_book(accounts, seed=7, now=now)
     with Sandbox(book) as sandbox, tempfile.TemporaryDirectory(prefix="crm-sync-demo-") as tmp:
-        base = load_config(packaged_example())
-        config = replace(
-            base,
-            vitally=replace(base.vitally, base_url=sandbox.url),
-            salesforce=replace(base.salesforce, instance_url=sandbox.url),
-            state_path=Path(tmp) / "demo.db",
-        )
+        config = replace(example_against(sandbox.url), state_path=Path(tmp) / "demo.db")
         console.rule(f"crm-sync demo: sandbox at {sandbox.url} with {accounts} generated accounts")
 
         console.print(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from connectors.sandbox import Sandbox, generate_book
 from state import StateDB
 from sync.app import make_salesforce, make_vitally
-from sync.config import load_config, packaged_example
+from sync.config import example_against
 from sync.engine import Engine
 
 NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
@@ -16,12 +15,7 @@ NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
 
 def test_engine_stop_while_reading_commits_nothing_and_the_next_cycle_reads_it_all() -> None:
     with Sandbox(generate_book(150, seed=2, now=NOW), now=NOW) as sandbox:
-        base = load_config(packaged_example())
-        config = replace(
-            base,
-            vitally=replace(base.vitally, base_url=sandbox.url),
-            salesforce=replace(base.salesforce, instance_url=sandbox.url),
-        )
+        config = example_against(sandbox.url)
         state = StateDB.memory()
         reads = {"n": 0}
 

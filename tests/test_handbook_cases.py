@@ -14,7 +14,7 @@ from rules import Decision
 from rules.routing import ROUTING_RULE_IDS
 from state import StateDB
 from sync.app import make_salesforce, make_vitally
-from sync.config import load_config, packaged_example
+from sync.config import example_against
 from sync.engine import Engine
 from sync.facts import SalesforceFacts
 
@@ -24,16 +24,10 @@ NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def judged() -> Iterator[dict[str, Any]]:
     """Decisions per record of a 300-account book, and its `_cases`."""
-    from dataclasses import replace
 
     book = generate_book(300, seed=11, now=NOW)
     with Sandbox(book, now=NOW) as sandbox:
-        base = load_config(packaged_example())
-        config = replace(
-            base,
-            vitally=replace(base.vitally, base_url=sandbox.url),
-            salesforce=replace(base.salesforce, instance_url=sandbox.url),
-        )
+        config = example_against(sandbox.url)
         state = StateDB.memory()
         engine = Engine(
             config, state, make_vitally(config), make_salesforce(config), clock=lambda: NOW, now=NOW, dry_run=True

@@ -9,14 +9,13 @@ import pty
 import select
 import subprocess
 import sys
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from connectors.sandbox import Sandbox, generate_book
 from state import StateDB
 from sync.app import make_salesforce, make_vitally
-from sync.config import load_config, packaged_example
+from sync.config import example_against
 from sync.engine import Engine
 from sync.progress import terminal_progress
 from tests.support import ROOT, example_config_for, run_cli
@@ -31,12 +30,7 @@ class _Terminal(io.StringIO):
 
 def test_engine_reports_every_phase_with_its_final_count() -> None:
     with Sandbox(generate_book(1_200, seed=3, now=NOW), now=NOW) as sandbox:
-        base = load_config(packaged_example())
-        config = replace(
-            base,
-            vitally=replace(base.vitally, base_url=sandbox.url),
-            salesforce=replace(base.salesforce, instance_url=sandbox.url),
-        )
+        config = example_against(sandbox.url)
         state = StateDB.memory()
         seen: dict[str, tuple[int, int | None]] = {}
         calls: list[str] = []
