@@ -115,9 +115,9 @@ def bench_custom_trigger(n: int) -> None:
     """The daemon's real path: `CompiledTrigger.evaluate` on `Account` records (variables + Decision)."""
     from datetime import UTC, datetime
 
+    from core.model import Account
     from rules.context import EMPTY
     from rules.expressions import CustomTrigger, compile_trigger
-    from rules.model import Account
 
     now = datetime(2026, 11, 22, tzinfo=UTC)
     trigger = CustomTrigger(

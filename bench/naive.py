@@ -30,9 +30,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from connectors.errors import RecordError, WriteRejectedError
-from connectors.records import parse_account, parse_lead, parse_opportunity, parse_sf_account
-from rules import Account, AccountContext, Decision, Lead, Opportunity, evaluate_account, evaluate_lead
+from core.errors import RecordError, WriteRejectedError
+from core.model import Account, Lead, Opportunity
+from core.records import parse_account, parse_lead, parse_opportunity, parse_sf_account
+from rules import AccountContext, Decision, evaluate_account, evaluate_lead
 from rules import managed_segments as managed_segments_of
 from rules.routing import lead_source_for
 from sync.app import make_salesforce, make_vitally

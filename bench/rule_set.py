@@ -12,10 +12,10 @@ import os
 import time
 from datetime import UTC, datetime
 
-from connectors.errors import RecordError
-from connectors.records import parse_account
-from connectors.sandbox.generator import generate_book
+from core.errors import RecordError
+from core.records import parse_account
 from rules import EMPTY, Policy, evaluate_account
+from sandbox.generator import generate_book
 
 
 def main() -> None:

@@ -53,11 +53,11 @@ from rich.console import Console, JustifyMethod
 from rich.markup import escape
 from rich.table import Table
 
-from connectors.errors import RecordError
-from connectors.records import parse_account
-from connectors.sandbox.generator import generate_book
-from connectors.sandbox.store import parse_timestamp, vitally_timestamp
+from core.errors import RecordError
+from core.records import parse_account
 from rules import EMPTY, evaluate_account
+from sandbox.generator import generate_book
+from sandbox.store import parse_timestamp, vitally_timestamp
 from sync.budget import KINDS, Kind, Workload, by_kind, incremental_accounts_read, minimum
 from sync.config import Config, load_config
 from sync.engine import SF_OBJECTS

@@ -1,42 +1,12 @@
-"""I/O in and out: the Vitally and Salesforce adapters, record parsing, the error tree.
+"""I/O in and out: the Vitally and Salesforce adapters, their HTTP retry policy, paging and rate limiting.
 
-`connectors.sandbox` (the local imitation of both services) is imported on its own.
+Records are parsed and errors named in `core`; the local imitation of both services is `sandbox`.
 """
 
 from __future__ import annotations
 
 from connectors.base import Connector, RequestCounter, WriteResult
-from connectors.errors import (
-    AuthError,
-    ConfigError,
-    ContractError,
-    FatalError,
-    QuotaExhaustedError,
-    RateLimitedError,
-    RecordError,
-    RetriableError,
-    SyncError,
-    UnreachableError,
-    WriteRejectedError,
-)
 from connectors.salesforce import SalesforceClient
 from connectors.vitally import VitallyClient
 
-__all__ = [
-    "AuthError",
-    "ConfigError",
-    "Connector",
-    "ContractError",
-    "FatalError",
-    "QuotaExhaustedError",
-    "RateLimitedError",
-    "RecordError",
-    "RequestCounter",
-    "RetriableError",
-    "SalesforceClient",
-    "SyncError",
-    "UnreachableError",
-    "VitallyClient",
-    "WriteRejectedError",
-    "WriteResult",
-]
+__all__ = ["Connector", "RequestCounter", "SalesforceClient", "VitallyClient", "WriteResult"]

@@ -1,7 +1,7 @@
 """What every connector offers: the `Connector` protocol, per-record `WriteResult`s and a request counter.
 
 A connector reads the records changed since a cursor, writes a batch and returns one result per
-record, and decides once how an I/O failure maps onto the `connectors.errors` tree. Adapters return
+record, and decides once how an I/O failure maps onto the `core.errors` tree. Adapters return
 raw service JSON (dicts); parsing into typed records happens elsewhere.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
-from connectors.errors import SyncError
+from core.errors import SyncError
 
 __all__ = ["Connector", "RequestCounter", "WriteResult", "parse_iso_utc"]
 

@@ -23,7 +23,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from connectors.errors import ConfigError, RateLimitedError, RetriableError, UnreachableError
+from core.errors import ConfigError, RateLimitedError, RetriableError, UnreachableError
 
 __all__ = [
     "PlainHTTPAdapter",

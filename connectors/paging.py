@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from connectors.errors import ContractError
+from core.errors import ContractError
 
 __all__ = ["CursorPaginator"]
 

@@ -23,7 +23,9 @@ from simple_salesforce.exceptions import SalesforceError
 from simple_salesforce.format import format_soql
 
 from connectors.base import RequestCounter, WriteResult, parse_iso_utc
-from connectors.errors import (
+from connectors.http import backoff_wait, call_with_retry, make_session
+from connectors.paging import CursorPaginator
+from core.errors import (
     AuthError,
     ConfigError,
     ContractError,
@@ -32,8 +34,6 @@ from connectors.errors import (
     RetriableError,
     SyncError,
 )
-from connectors.http import backoff_wait, call_with_retry, make_session
-from connectors.paging import CursorPaginator
 
 __all__ = ["COLLECTION_LIMIT", "SalesforceClient", "SalesforceObject"]
 

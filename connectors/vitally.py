@@ -21,7 +21,10 @@ from urllib.parse import quote
 import requests
 
 from connectors.base import RequestCounter, WriteResult, parse_iso_utc
-from connectors.errors import (
+from connectors.http import call_with_retry, make_session
+from connectors.paging import CursorPaginator
+from connectors.ratelimit import RateLimiter
+from core.errors import (
     AuthError,
     ConfigError,
     ContractError,
@@ -33,9 +36,6 @@ from connectors.errors import (
     UnreachableError,
     WriteRejectedError,
 )
-from connectors.http import call_with_retry, make_session
-from connectors.paging import CursorPaginator
-from connectors.ratelimit import RateLimiter
 
 __all__ = ["VitallyClient"]
 

@@ -10,20 +10,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 
+from core.model import Account, Lead
 from rules import allocation, demo, lifecycle, onboarding, qualification, scoring
 from rules import guards as _guards
 from rules import routing as _routing
 from rules.base import Decision
 from rules.context import EMPTY, AccountContext
 from rules.expressions import CompiledTrigger, CustomTrigger, ExpressionError, compile_trigger
-from rules.model import Account, Invoice, Lead, Opportunity, SfAccount, SfUser
-from rules.policy import AllocationPolicy, GuardPolicy, Policy, ProductLedPolicy, Territories
-from rules.routing import ROUTING_RULE_IDS
+from rules.policy import ROUTING_RULE_IDS, AllocationPolicy, GuardPolicy, Policy, ProductLedPolicy, Territories
 
 __all__ = [
     "ALL_RULE_IDS",
     "EMPTY",
-    "Account",
     "AccountContext",
     "AllocationPolicy",
     "CompiledTrigger",
@@ -31,13 +29,8 @@ __all__ = [
     "Decision",
     "ExpressionError",
     "GuardPolicy",
-    "Invoice",
-    "Lead",
-    "Opportunity",
     "Policy",
     "ProductLedPolicy",
-    "SfAccount",
-    "SfUser",
     "Territories",
     "compile_trigger",
     "evaluate_account",

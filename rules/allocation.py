@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from core.model import Account
 from rules.base import Decision, fmt_num, product_key
-from rules.model import Account
 
 if TYPE_CHECKING:
     from rules.policy import Policy

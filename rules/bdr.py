@@ -9,14 +9,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from core.model import Account, Opportunity
 from rules.base import Decision, Team, fmt_num
 from rules.guards import Check, days_since, trigger_decision
-from rules.model import Account, Opportunity
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
-    from rules.policy import Policy
-    from rules.routing import RoutingPolicy
+    from rules.policy import Policy, RoutingPolicy
 
 __all__ = ["closed_lost_unresponsive"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rules.model import Lead, Opportunity
+from core.model import Lead, Opportunity
 
 __all__ = ["CLOSED_LEAD_STATUSES", "EMPTY", "AccountContext"]
 

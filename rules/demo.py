@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal, Protocol
 
+from core.model import Lead
 from rules.base import Decision, fmt_num
 from rules.context import CLOSED_LEAD_STATUSES
-from rules.model import Lead
+from rules.policy import DemoPolicy
 
 __all__ = [
     "CLASSIFIERS",
     "Classifier",
-    "DemoPolicy",
     "KeywordClassifier",
     "Label",
     "classifier_for",
@@ -28,105 +27,6 @@ CLASSIFICATION_RULE = "demo.classification"
 SCHEDULER_RULE = "demo.instant_scheduler"
 
 Label = Literal["sales", "support", "spam"]
-
-
-@dataclass(frozen=True)
-class DemoPolicy:
-    """Demo-request triage and instant-scheduler requirements; the config file overrides any of it.
-
-    Keywords match whole words or phrases, case-insensitively, with an optional plural "s"
-    ("bug" matches "bugs", "seo" does not match "Seoul"). Sales keywords only break ties: a form
-    with as many sales signals as support (or spam) signals stays with sales, because a lost deal
-    costs more than a TAE reading a support question.
-
-    `min_annual_revenue` is $10m: the handbook's scoring table starts valuing ability to pay at
-    10 points there, so the scheduler's revenue bar and the score agree on a "real budget".
-    Title keywords match at the start of a word ("engineer" matches "Engineering Manager").
-    Industries are compared case-insensitively as whole values.
-    """
-
-    lead_source: str = "Demo request"
-    classifier: str = "keywords"
-    spam_keywords: tuple[str, ...] = (
-        "seo",
-        "backlink",
-        "guest post",
-        "link building",
-        "domain authority",
-        "first page of google",
-        "crypto",
-        "bitcoin",
-        "casino",
-        "betting",
-        "forex",
-        "viagra",
-    )
-    support_keywords: tuple[str, ...] = (
-        "bug",
-        "broken",
-        "error",
-        "not working",
-        "doesn't work",
-        "does not work",
-        "stopped working",
-        "how do i",
-        "billing issue",
-        "refund",
-        "charged twice",
-        "login",
-        "log in",
-        "password",
-        "cancel my subscription",
-    )
-    sales_keywords: tuple[str, ...] = (
-        "pricing",
-        "quote",
-        "enterprise",
-        "contract",
-        "procurement",
-        "evaluating",
-        "migrate",
-        "migrating",
-        "seat",
-        "annual plan",
-        "sso",
-        "soc 2",
-        "budget",
-        "engineers",
-        "product analytics",
-        "session replay",
-        "feature flag",
-    )
-    # Spam signals besides keywords: this many links or more, or shouting (mostly upper-case letters).
-    spam_min_urls: int = 3
-    spam_caps_ratio: float = 0.8
-    spam_caps_min_letters: int = 20
-    spam_status: str = "Disqualified"
-    min_annual_revenue: float = 10_000_000
-    title_keywords: tuple[str, ...] = (
-        "cto",
-        "vp",
-        "head",
-        "director",
-        "founder",
-        "ceo",
-        "engineer",
-        "product",
-        "chief",
-        "lead",
-    )
-    industries: tuple[str, ...] = (
-        "Software",
-        "Computer Software",
-        "Internet",
-        "Internet Software & Services",
-        "Information Technology and Services",
-        "Technology",
-        "SaaS",
-        "Financial Technology",
-    )
-    scheduler_min_met: int = 2
-    disqualified_block_days: int = 30
 
 
 class Classifier(Protocol):

@@ -62,9 +62,9 @@ from typing import Any, get_args
 
 from simpleeval import EvalWithCompoundTypes, InvalidExpression
 
+from core.model import Account, Invoice
 from rules.base import Decision, Team, fmt_num, product_key
 from rules.context import AccountContext
-from rules.model import Account, Invoice
 from rules.policy import Policy
 from rules.product_led import paying_months
 

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
+from core.model import Account
 from rules.base import Decision, Team
 from rules.context import AccountContext
-from rules.model import Account
 
 if TYPE_CHECKING:
     from rules.policy import Policy

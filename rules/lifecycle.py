@@ -3,22 +3,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from rules.base import Decision, fmt_num
+from rules.policy import (
+    BDR,
+    CSM,
+    EXPANSION_LEAD,
+    NEW_BUSINESS_LEAD,
+    ONBOARDING_SPECIALIST,
+    REVIEW,
+    SELF_SERVE,
+    TAE,
+    TAM,
+)
 
 if TYPE_CHECKING:
+    from core.model import Account, Lead
     from rules.context import AccountContext
-    from rules.model import Account, Lead
-    from rules.policy import Policy
+    from rules.policy import LifecyclePolicy, Policy
 
 __all__ = [
     "ACCOUNT_REVIEW",
     "CSM_DOWNGRADE",
     "STAGE",
-    "LifecyclePolicy",
     "account_review",
     "csm_downgrade",
     "stage",
@@ -27,55 +36,6 @@ __all__ = [
 ACCOUNT_REVIEW = "lifecycle.account_review"
 CSM_DOWNGRADE = "lifecycle.csm_downgrade"
 STAGE = "lifecycle.stage"
-
-# The flowchart's nodes, as written to the `lifecycle_stage` trait.
-SELF_SERVE = "Self serve"
-ONBOARDING_SPECIALIST = "Onboarding specialist"
-TAE = "Technical account executive"
-TAM = "Technical account manager"
-CSM = "Customer success manager"
-REVIEW = "Account review"
-NEW_BUSINESS_LEAD = "New business lead"
-EXPANSION_LEAD = "Expansion lead"
-BDR = "BDR"
-
-
-@dataclass(frozen=True)
-class LifecyclePolicy:
-    """Tunables of the lifecycle rules (rules.md §5 defaults; the stage names are the flowchart's nodes).
-
-    `review_mrr`: a self-serve account at or above this MRR goes to Account review (2000, "organic
-    growth to $2k+ MRR"). `segment`: the managed segment of both review rules. The role labels name the
-    key roles (data-model.md). `tam_segments`: segments meaning a TAM/AM owns the account without a key
-    role (`AM Managed`). The lead sources and segments decide the lead stages; sources not listed as
-    expansion or BDR count as new business.
-    """
-
-    STAGES: ClassVar[tuple[str, ...]] = (
-        NEW_BUSINESS_LEAD,
-        EXPANSION_LEAD,
-        BDR,
-        ONBOARDING_SPECIALIST,
-        TAE,
-        SELF_SERVE,
-        REVIEW,
-        TAM,
-        CSM,
-    )
-
-    review_mrr: float = 2000
-    segment: str = "Account review"
-    csm_role: str = "CSM"
-    tam_role: str = "TAM"
-    ae_role: str = "Account Executive"
-    specialist_role: str = "Onboarding Specialist"
-    tam_segments: tuple[str, ...] = ("AM Managed",)
-    onboarding_segment: str = "Onboarding"
-    expansion_segments: tuple[str, ...] = ("Product-led lead", "AM referral")
-    new_business_segments: tuple[str, ...] = ("Onboarding referral", "AE referral")
-    expansion_lead_sources: tuple[str, ...] = ("Product-led", "AM referral")
-    bdr_lead_sources: tuple[str, ...] = ("BDR",)
-
 
 def _owner(account: Account, policy: Policy, rules: LifecyclePolicy) -> str | None:
     owners = [role for role in policy.owner_roles if role in account.key_roles]

@@ -11,16 +11,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from core.model import Account, Lead
 from rules.base import Decision, Team, fmt_num
 from rules.context import CLOSED_LEAD_STATUSES
 from rules.guards import Check, days_since, trigger_decision
-from rules.model import Account, Lead
 from rules.product_led import last_invoice
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
-    from rules.policy import Policy
-    from rules.routing import RoutingPolicy
+    from rules.policy import Policy, RoutingPolicy
 
 __all__ = [
     "ae_referral",

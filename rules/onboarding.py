@@ -4,15 +4,15 @@ Sales, and growing accounts to circle back on (sales-handover.md, accounts-overv
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from itertools import pairwise
 from statistics import median
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
+from core.model import Account, Invoice
 from rules.base import Decision, fmt_num
 from rules.guards import Check, routing_guard, trigger_decision
-from rules.model import Account, Invoice
+from rules.policy import OnboardingPolicy, Period
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
@@ -22,7 +22,6 @@ __all__ = [
     "CIRCLE_BACK",
     "DIRECT_HANDOVER",
     "LEAD",
-    "OnboardingPolicy",
     "circle_back",
     "direct_handover",
     "lead",
@@ -32,62 +31,6 @@ __all__ = [
 LEAD = "onboarding.lead"
 DIRECT_HANDOVER = "onboarding.direct_handover"
 CIRCLE_BACK = "onboarding.circle_back"
-
-Period = Literal["month", "quarter"]
-
-
-@dataclass(frozen=True)
-class OnboardingPolicy:
-    """Tunables of the onboarding rules; defaults from rules.md §5, the rest chosen where the handbook is silent.
-
-    Onboarding lead ("first bill of $100 + business email, not otherwise a lead"):
-      `first_bill_min`: the first bill must be at least this (100).
-      `first_bill_skips_zero`: the "first bill" is the oldest invoice with a positive amount, so free
-        months before the first payment do not hide a new payer (True).
-      `first_bill_max_age_months`: the first bill must be at most this many whole months old (3), because
-        the onboarding program is for new payers; without it every long-standing self-serve account
-        would land in the Onboarding segment at once.
-    Direct handover ("more than $1,000 monthly ... stable and legitimate, not a spike or misconfiguration"):
-      `handover_mrr_above`: MRR strictly above this (1000).
-      `recent_invoices`: how many latest invoices must be stable (3; also the growth window of circle_back).
-      `stability_band`: the recent invoices' max / min must be at most this (1.25, i.e. within 25 %).
-      `spike_factor`, `spike_lookback`: MRR and every recent invoice must be at most `spike_factor` × the
-        median of the up to `spike_lookback` invoices before it (2.0 and 6), so a one-off event spike
-        or a sudden step up is left to a person.
-      `concentration_max`: no single product may carry more than this share of `product_spend` (0.8); one
-        product making up nearly all of a high bill is the typical misconfiguration (flags called on every
-        request, replay of every bot session), so such accounts are not passed without a person looking.
-    Circle back ("promising, positive growth trajectory, may achieve the $ threshold later"):
-      `circle_back_mrr_max`: MRR at most this (1000: the direct handover threshold).
-      `circle_back_min_last_invoice`: the latest invoice must be at least this (100, the onboarding lead
-        minimum), so tiny accounts growing from $5 to $9 raise no tasks.
-      `growth_min`, `growth_months`: growing means the recent invoices strictly increase, or the latest
-        invoice is at least `growth_min` (0.2) above the one `growth_months` (2) months earlier.
-      `task_due_days`: the task is due this many days after the run (30).
-      `task_period`: one task per account per calendar "quarter" (default) or "month"; the period is part
-        of the task's externalId, so re-runs within a period upsert the same task.
-    """
-
-    segment: str = "Onboarding"
-    specialist_role: str = "Onboarding Specialist"
-    first_bill_min: float = 100
-    first_bill_skips_zero: bool = True
-    first_bill_max_age_months: int = 3
-    handover_mrr_above: float = 1000
-    recent_invoices: int = 3
-    stability_band: float = 1.25
-    spike_factor: float = 2.0
-    spike_lookback: int = 6
-    concentration_max: float = 0.8
-    circle_back_mrr_max: float = 1000
-    circle_back_min_last_invoice: float = 100
-    growth_min: float = 0.2
-    growth_months: int = 2
-    task_due_days: int = 30
-    task_period: Period = "quarter"
-    task_name: str = "Circle back: growing account"
-    task_tags: tuple[str, ...] = ("crm-sync",)
-
 
 def task_period(now: datetime, period: Period) -> str:
     """The calendar period `now` falls in: '2026-Q4' for a quarter, '2026-11' for a month."""

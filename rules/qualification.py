@@ -26,14 +26,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
+from core.model import Account, Invoice
 from rules.base import Decision, fmt_num, months_between, product_key
-from rules.model import Account, Invoice
+from rules.policy import QualificationPolicy
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
     from rules.policy import Policy
 
-__all__ = ["RULE_ID", "SIGNALS", "QualificationPolicy", "Recommendation", "monthly_growth", "recommend"]
+__all__ = ["RULE_ID", "SIGNALS", "Recommendation", "monthly_growth", "recommend"]
 
 RULE_ID = "qualification.recommendation"
 
@@ -53,62 +54,6 @@ SIGNALS = (
     "multi_project",
 )
 """Every signal name `recommend` can report, in the order it reports them."""
-
-
-@dataclass(frozen=True)
-class QualificationPolicy:
-    """Thresholds of `qualification.recommendation` (plg-lead-qualification.md); money in USD.
-
-    Definitions the handbook leaves open:
-
-    - *growth trend*: the compound monthly growth over the last `growth_invoices` invoices
-      (oldest to newest) is at least `growth_trend_pct` %; with fewer than 2 invoices, or a
-      first one of 0, growth is not measurable and counts as no growth.
-    - *low burn*: startup credits used are under `low_burn_used_pct` % of the total.
-    - *realistic path*: current MRR grown at that monthly rate for `months_to_target` months,
-      times 12, reaches `target_arr` (negative growth is not projected: a shrinking account
-      has a path only if it is already there; growth above `max_projected_growth_pct` %/month,
-      e.g. from a first invoice of a few cents, is projected at that cap).
-    - *multi-product*: at least `unpaid_activated_min` primary products activated but not
-      paid for, or paying for at least `paid_products_min` primary products.
-    - *can grow*: employees ≥ `employees_min`, or funded within `funding_within_days`, or
-      headcount up ≥ `headcount_growth_pct` % (harmonic_headcount vs harmonic_headcount_180d).
-    """
-
-    low_mrr: float = 500
-    single_product_spend_under: float = 200
-    credits_months_left: int = 12
-    low_burn_used_pct: float = 25
-    nurture_mrr_under: float = 1000
-    early_autocapture_pct: float = 70
-    early_custom_event_pct: float = 10
-    target_arr: float = 20_000
-    months_to_target: int = 12
-    growth_invoices: int = 3
-    growth_trend_pct: float = 5
-    max_projected_growth_pct: float = 100
-    unpaid_activated_min: int = 1
-    paid_products_min: int = 2
-    employees_min: int = 50
-    funding_within_days: int = 365
-    headcount_growth_pct: float = 20
-    # Opening-message signals.
-    high_autocapture_pct: float = 70
-    billing_limit_margin_pct: float = 10
-    billing_page_views_min: int = 1
-    several_projects: int = 3
-    spend_jump_pct: float = 50
-    competitor_destinations: tuple[str, ...] = ("amplitude", "mixpanel", "heap", "fullstory", "pendo", "segment")
-    warehouse_destinations: tuple[str, ...] = ("snowflake", "bigquery", "redshift", "databricks", "s3", "clickhouse")
-    # Products whose absence is an opening-message hook (compared with rules.base.product_key).
-    group_analytics_product: str = "group_analytics"
-    mobile_replay_product: str = "mobile_replay"
-    llm_analytics_product: str = "llm_analytics"
-    flags_product: str = "feature_flags"
-    experiments_product: str = "experiments"
-    segment: str = "Nurture"
-    # None: the primary products of `policy.allocation`.
-    primary_products: tuple[str, ...] | None = field(default=None)
 
 
 def monthly_growth(invoices: tuple[Invoice, ...], window: int = 3) -> float | None:

@@ -13,15 +13,16 @@ reach-out the handbook warns about.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from core.model import Account, Lead
 from rules import bdr, new_business, product_led
 from rules.base import Decision
 from rules.context import AccountContext
-from rules.model import Account, Lead
+from rules.policy import RoutingPolicy
 
 if TYPE_CHECKING:
     from rules.policy import Policy
@@ -29,67 +30,12 @@ if TYPE_CHECKING:
 __all__ = [
     "ACCOUNT_TRIGGERS",
     "LEAD_TRIGGERS",
-    "ROUTING_RULE_IDS",
     "AccountTrigger",
     "LeadTrigger",
-    "RoutingPolicy",
     "lead_source_for",
     "route_account",
     "route_lead",
 ]
-
-# The rule ids of rules.md §1, in its order (the default evaluation order).
-ROUTING_RULE_IDS: tuple[str, ...] = (
-    "product_led.mrr_band",
-    "product_led.scale_high_icp",
-    "product_led.startup_rolloff",
-    "product_led.forecast_spike",
-    "product_led.am_referral",
-    "new_business.demo_request",
-    "new_business.sales_email",
-    "new_business.onboarding_referral",
-    "new_business.big_fish",
-    "new_business.startup_credits",
-    "new_business.trust_center",
-    "new_business.campaign",
-    "new_business.bdr_qualified",
-    "new_business.ae_referral",
-    "bdr.closed_lost_unresponsive",
-)
-
-
-@dataclass(frozen=True)
-class RoutingPolicy:
-    """The routing triggers' tunables (rules.md §1 defaults); `order` decides which trigger wins."""
-
-    high_icp_threshold: int = 10
-    scale_plan: str = "scale"
-    startup_plan: str = "startup"
-    rolloff_days: int = 60
-    rolloff_last_invoice_above: float = 1500
-    forecast_mrr_above: float = 1000
-    forecast_ratio_above: float = 1.5
-    big_fish_days: int = 14
-    big_fish_employees: int = 1000
-    credits_used_share: float = 0.5
-    credits_last_invoice_above: float = 5000
-    bdr_closed_lost_reason: str = "Unresponsive"
-    bdr_min_days: int = 120
-    bdr_max_days: int = 180
-    am_referral_segment: str = "AM referral"
-    ae_referral_segment: str = "AE referral"
-    onboarding_referral_segment: str = "Onboarding referral"
-    demo_request_source: str = "Demo request"
-    sales_email_source: str = "Sales email"
-    onboarding_referral_source: str = "Onboarding referral"
-    trust_center_source: str = "Trust center"
-    campaign_source: str = "Campaign"
-    bdr_qualified_source: str = "BDR"
-    # Salesforce queue ids start with 00G: a lead in a queue is still unowned.
-    queue_id_prefix: str = "00G"
-    product_led_segment: str = "Product-led lead"
-    order: tuple[str, ...] = ROUTING_RULE_IDS
-
 
 AccountTrigger = Callable[[Account, AccountContext, "Policy", RoutingPolicy, datetime], Decision]
 LeadTrigger = Callable[[Lead, RoutingPolicy], Decision]

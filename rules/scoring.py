@@ -4,55 +4,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from core.countries import normalise_country
+from core.model import Lead
 from rules.base import Decision, fmt_num
 from rules.context import CLOSED_LEAD_STATUSES
-from rules.countries import TIER1_COUNTRIES, TIER2_COUNTRIES, normalise_country
-from rules.model import Lead
+from rules.policy import Bands, ScoringPolicy
 
-__all__ = ["ScoreComponent", "ScoringPolicy", "lead_score", "score_components"]
+__all__ = ["ScoreComponent", "lead_score", "score_components"]
 
 RULE_ID = "scoring.lead_score"
-
-# (lower bound inclusive, points), ascending. A value below the first bound falls in the first band.
-Bands = tuple[tuple[float, int], ...]
-
-
-@dataclass(frozen=True)
-class ScoringPolicy:
-    """The handbook's lead-scoring table as data; the config file overrides any of it.
-
-    Employees start at 0 rather than the handbook's 1 so that a lead with 0 employees scores in the
-    lowest band instead of being unscorable. Role and sub-role values are compared case-insensitively;
-    a value not listed scores the `other_*` points (it is known, just not valued).
-    """
-
-    employee_bands: Bands = ((0, 0), (11, 10), (1001, 20))
-    revenue_bands: Bands = ((0, 0), (1_000_000, 5), (10_000_000, 10), (100_000_000, 20))
-    role_points: Mapping[str, int] = field(
-        default_factory=lambda: {"engineering": 10, "product": 10, "leadership": 10, "founder": 10, "marketing": 5}
-    )
-    other_role_points: int = 0
-    sub_role_points: Mapping[str, int] = field(
-        default_factory=lambda: {
-            "data_science_engineer": 10,
-            "project_engineer": 10,
-            "software_engineer": 10,
-            "web_engineer": 10,
-            "founder": 10,
-            "ceo": 10,
-        }
-    )
-    other_sub_role_points: int = 0
-    tier1_countries: tuple[str, ...] = TIER1_COUNTRIES
-    tier2_countries: tuple[str, ...] = TIER2_COUNTRIES
-    tier1_points: int = 10
-    tier2_points: int = 5
-    other_country_points: int = 0
-    max_score: int = 70
-
 
 class ScoreComponent(NamedTuple):
     """One line of the scoring table applied to one lead.

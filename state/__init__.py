@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from state.db import OutboxRow, PlanLog, PlannedWrite, StateDB, write_key
+from state.db import PlanLog, StateDB
 from state.lock import InstanceLockedError, StateLock
+from state.writes import OutboxRow, PlannedWrite, write_key
 
 __all__ = ["InstanceLockedError", "OutboxRow", "PlanLog", "PlannedWrite", "StateDB", "StateLock", "write_key"]

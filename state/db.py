@@ -7,7 +7,6 @@ so that planned writes and the state that caused them commit together.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import itertools
 import json
 import os
@@ -15,75 +14,15 @@ import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, overload
 
 import sqlite_utils
 
 from state.migrations import migrate
+from state.writes import OutboxRow, OutboxStatus, PlannedWrite, target_of, write_key
 
-__all__ = ["LastWritten", "OutboxRow", "PlanLog", "PlannedWrite", "StateDB", "target_of", "write_key"]
-
-OutboxStatus = Literal["pending", "done", "parked", "superseded"]
-
-
-@dataclass(frozen=True)
-class PlannedWrite:
-    """One change the engine wants made, with the rule and the reason behind it.
-
-    `payload` is what goes on the wire (Vitally traits, Lead fields); `fields` is what the plan
-    shows (cli.md); `previous` holds the current values of those fields when known.
-    """
-
-    system: str
-    op: str
-    record: str
-    fields: Mapping[str, Any]
-    rule: str
-    reason: str
-    payload: Mapping[str, Any]
-    account: str | None = None
-    previous: Mapping[str, Any] | None = None
-    owner: Mapping[str, Any] | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        """The plan line of cli.md (keys that are unknown are left out)."""
-        line: dict[str, Any] = {"system": self.system, "op": self.op, "record": self.record}
-        if self.account is not None:
-            line["account"] = self.account
-        line["fields"] = dict(self.fields)
-        if self.previous is not None:
-            line["previous"] = dict(self.previous)
-        line["rule"] = self.rule
-        line["reason"] = self.reason
-        if self.owner is not None:
-            line["owner"] = dict(self.owner)
-        return line
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    id: int
-    key: str
-    run_id: int
-    write: PlannedWrite
-    status: OutboxStatus
-    attempts: int
-    last_error: str | None
-
-
-def write_key(write: PlannedWrite) -> str:
-    """Identity of a write's target and content: the same change planned twice has the same key."""
-    body = json.dumps([write.system, write.op, write.record, write.payload], sort_keys=True, default=str)
-    return hashlib.sha256(body.encode()).hexdigest()[:32]
-
-
-def target_of(system: str, record: str, payload: Mapping[str, Any]) -> str:
-    """What a write touches: a newer pending write to the same target supersedes an older one."""
-    body = json.dumps([system, record, sorted(payload)], default=str)
-    return hashlib.sha256(body.encode()).hexdigest()[:32]
-
+__all__ = ["LastWritten", "PlanLog", "StateDB"]
 
 def _encode(write: PlannedWrite) -> str:
     return json.dumps(

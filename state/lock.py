@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from connectors.errors import SyncError
+from core.errors import SyncError
 
 __all__ = ["InstanceLockedError", "StateLock"]
 

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import sqlite_utils
 
+from state.writes import target_of
+
 __all__ = ["MIGRATIONS", "migrate"]
 
 
@@ -113,7 +115,6 @@ def _v3(db: sqlite_utils.Database) -> None:
     only), and each outbox row's target, so superseding a pending write is one indexed update."""
     import json
 
-    from state.db import target_of
 
     db.execute("ALTER TABLE accounts ADD COLUMN read_run INTEGER")
     db.execute("ALTER TABLE outbox ADD COLUMN target TEXT")

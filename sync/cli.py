@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from connectors.errors import ConfigError, FatalError, QuotaExhaustedError, SyncError
+from core.errors import ConfigError, FatalError, QuotaExhaustedError, SyncError
 from state import InstanceLockedError, StateDB, StateLock
 from sync.config import Config, load_config, with_rules_from
 from sync.engine import CycleReport, Engine
@@ -306,8 +306,8 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from connectors.sandbox.generator import generate_book
-    from connectors.sandbox.server import serve
+    from sandbox.generator import generate_book
+    from sandbox.server import serve
 
     seed = None
     if args.seed is not None:

@@ -18,13 +18,12 @@ from types import UnionType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlparse
 
-from connectors.errors import ConfigError
-from connectors.records import DEFAULT_TRAIT_KEYS
-from rules.countries import normalise_country
+from core.countries import normalise_country
+from core.errors import ConfigError
+from core.records import DEFAULT_TRAIT_KEYS
 from rules.expressions import CompiledTrigger, CustomTrigger, ExpressionError, compile_trigger
-from rules.policy import DEFAULT_REGIONS, Policy, Territories
+from rules.policy import DEFAULT_REGIONS, ROUTING_RULE_IDS, Policy, Territories
 from rules.round_robin import Member, Pool
-from rules.routing import ROUTING_RULE_IDS
 
 __all__ = [
     "Config",
@@ -340,8 +339,8 @@ def _policy(reader: _Reader) -> Policy:
     product_led = sections["product_led"]
     if product_led.mrr_min > product_led.mrr_max:
         reader.problems.append("rules.product_led: mrr_min must not exceed mrr_max")
-    tier1 = reader.countries("rules.countries.tier1", defaults.tier1_countries)
-    tier2 = reader.countries("rules.countries.tier2", defaults.tier2_countries)
+    tier1 = reader.countries("core.countries.tier1", defaults.tier1_countries)
+    tier2 = reader.countries("core.countries.tier2", defaults.tier2_countries)
     # The score's country tiers are the ICP tiers unless [rules.scoring] names its own (names or codes).
     scoring_table = reader.table("rules.scoring")
     sections["scoring"] = replace(

@@ -33,7 +33,9 @@ from typing import Any, TextIO
 
 import schedule
 
-from connectors.errors import (
+from connectors.salesforce import SalesforceClient
+from connectors.vitally import VitallyClient
+from core.errors import (
     AuthError,
     ContractError,
     QuotaExhaustedError,
@@ -41,8 +43,6 @@ from connectors.errors import (
     SyncError,
     UnreachableError,
 )
-from connectors.salesforce import SalesforceClient
-from connectors.vitally import VitallyClient
 from state import StateDB, StateLock
 from sync.config import Config
 from sync.engine import Engine

@@ -12,8 +12,8 @@ from typing import TextIO
 
 from rich.console import Console
 
-from connectors.sandbox.generator import generate_book
-from connectors.sandbox.server import Sandbox
+from sandbox.generator import generate_book
+from sandbox.server import Sandbox
 from state import StateDB
 from sync.app import make_salesforce, make_vitally
 from sync.config import Config, example_against

@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from connectors.base import WriteResult
-from connectors.errors import (
+from core.errors import (
     ContractError,
     QuotaExhaustedError,
     RecordError,
@@ -24,7 +24,8 @@ from connectors.errors import (
     SyncError,
     WriteRejectedError,
 )
-from connectors.records import (
+from core.model import Account, Lead
+from core.records import (
     parse_account,
     parse_lead,
     parse_opportunity,
@@ -32,7 +33,7 @@ from connectors.records import (
     parse_timestamp,
     parse_user,
 )
-from rules import Account, Decision, Lead, evaluate_account, evaluate_lead, managed_segments
+from rules import Decision, evaluate_account, evaluate_lead, managed_segments
 from rules.allocation import owner_region
 from rules.context import EMPTY, AccountContext
 from rules.routing import lead_source_for

@@ -7,9 +7,10 @@ import json
 from datetime import datetime
 from typing import Any, TextIO
 
-from connectors.errors import RecordError
-from connectors.records import parse_account, parse_lead
-from rules import Account, Decision
+from core.errors import RecordError
+from core.model import Account
+from core.records import parse_account, parse_lead
+from rules import Decision
 from rules.allocation import owner_region
 from rules.round_robin import choose, explain_pool
 from state import StateDB

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar
 
-from connectors.errors import RecordError
-from connectors.records import parse_lead, parse_opportunity, parse_sf_account, parse_user
+from core.errors import RecordError
+from core.model import Lead, Opportunity, SfUser
+from core.records import parse_lead, parse_opportunity, parse_sf_account, parse_user
 from rules.context import EMPTY, AccountContext
-from rules.model import Lead, Opportunity, SfUser
 from state import StateDB
 
 __all__ = ["SalesforceFacts"]

@@ -38,9 +38,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from connectors.errors import ConfigError, RecordError
-from connectors.records import parse_lead
-from rules import Lead
+from core.errors import ConfigError, RecordError
+from core.model import Lead
+from core.records import parse_lead
 from rules.round_robin import Pool
 from state import StateDB
 from sync.charts import Bar, Series, bar_chart, grouped_bar_chart

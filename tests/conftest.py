@@ -17,8 +17,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from simple_salesforce import Salesforce
 
-from connectors.sandbox.salesforce import case_safe_id
-from connectors.sandbox.server import Sandbox, SandboxConfig
+from sandbox.salesforce import case_safe_id
+from sandbox.server import Sandbox, SandboxConfig
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 VITALLY_KEY = "test-key"

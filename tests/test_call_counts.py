@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from support import example_config_for, run_cli
 
-from connectors.sandbox import Sandbox, SandboxConfig, generate_book
-from connectors.sandbox.store import vitally_timestamp
+from sandbox import Sandbox, SandboxConfig, generate_book
+from sandbox.store import vitally_timestamp
 from sync.budget import (
     SF_COLLECTION_SIZE,
     Kind,

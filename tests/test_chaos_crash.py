@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from connectors.sandbox import Sandbox
+from sandbox import Sandbox
 from state import StateDB
 
 pytestmark = pytest.mark.chaos

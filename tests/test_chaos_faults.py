@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 from support import run_cli
 
-from connectors.sandbox import Sandbox, SandboxConfig, generate_book
+from sandbox import Sandbox, SandboxConfig, generate_book
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
@@ -303,7 +303,7 @@ def test_config_max_wait_seconds_caps_every_retry_wait_of_both_clients(
 
 
 def _config_problems(text: str, tmp_path: Path) -> str:
-    from connectors.errors import ConfigError
+    from core.errors import ConfigError
     from sync.config import load_config
 
     path = tmp_path / "bad.toml"

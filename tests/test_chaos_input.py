@@ -31,9 +31,12 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 from support import run_cli
 
-from connectors.errors import RecordError
 from connectors.http import make_session
-from connectors.records import (
+from connectors.salesforce import SalesforceClient
+from connectors.vitally import VitallyClient
+from core.countries import normalise_country
+from core.errors import RecordError
+from core.records import (
     DEFAULT_TRAIT_KEYS,
     parse_account,
     parse_lead,
@@ -41,11 +44,8 @@ from connectors.records import (
     parse_sf_account,
     parse_user,
 )
-from connectors.salesforce import SalesforceClient
-from connectors.sandbox import Sandbox, generate_book
-from connectors.sandbox.salesforce import case_safe_id
-from connectors.vitally import VitallyClient
-from rules.countries import normalise_country
+from sandbox import Sandbox, generate_book
+from sandbox.salesforce import case_safe_id
 from state import StateDB
 from sync.config import Config, load_config
 from sync.engine import CycleReport, Engine

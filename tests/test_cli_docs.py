@@ -54,7 +54,7 @@ def test_readme_seed_example_loads_into_the_sandbox() -> None:
 
     import requests
 
-    from connectors.sandbox import Sandbox
+    from sandbox import Sandbox
 
     block = README.split("**Seed file**")[1].split("```json")[1].split("```")[0]
     seed = json.loads(block)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.errors import ConfigError
-from rules.routing import ROUTING_RULE_IDS
+from core.errors import ConfigError
+from rules.policy import ROUTING_RULE_IDS
 from sync.config import load_config, packaged_example
 
 
@@ -44,7 +44,7 @@ on_conflict = "sometimes"
 order = ["product_led.mrr_band", "no.such_rule"]
 [rules.product_led]
 mrr_min = 2000
-[rules.countries]
+[core.countries]
 tier1 = ["Atlantis"]
 [bogus]
 """,
@@ -60,7 +60,7 @@ tier1 = ["Atlantis"]
         "sync.on_conflict: expected 'report' or 'overwrite', got 'sometimes'",
         f"rules.order: unknown routing rule 'no.such_rule' (known: {', '.join(ROUTING_RULE_IDS)})",
         "rules.product_led: mrr_min must not exceed mrr_max",
-        "rules.countries.tier1: unknown country 'Atlantis'",
+        "core.countries.tier1: unknown country 'Atlantis'",
     ]
     for problem in expected:
         assert problem in problems

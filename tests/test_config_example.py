@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from connectors.errors import ConfigError
+from core.errors import ConfigError
+from core.model import Account
 from rules.context import EMPTY
-from rules.model import Account
 from rules.policy import Policy
 from sync.config import _POLICY_SECTIONS, load_config
 

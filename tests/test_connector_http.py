@@ -9,7 +9,9 @@ import requests
 import responses
 
 from connectors.base import RequestCounter, WriteResult, parse_iso_utc
-from connectors.errors import (
+from connectors.http import PlainHTTPAdapter, TimeoutHTTPAdapter, backoff_wait, call_with_retry, make_session
+from connectors.paging import CursorPaginator
+from core.errors import (
     ConfigError,
     ContractError,
     RateLimitedError,
@@ -18,8 +20,6 @@ from connectors.errors import (
     UnreachableError,
     WriteRejectedError,
 )
-from connectors.http import PlainHTTPAdapter, TimeoutHTTPAdapter, backoff_wait, call_with_retry, make_session
-from connectors.paging import CursorPaginator
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from responses import matchers
 
 from connectors.base import Connector, WriteResult
-from connectors.errors import (
+from connectors.salesforce import SalesforceClient
+from core.errors import (
     AuthError,
     ConfigError,
     ContractError,
@@ -25,7 +26,6 @@ from connectors.errors import (
     SyncError,
     UnreachableError,
 )
-from connectors.salesforce import SalesforceClient
 
 INSTANCE = "https://acme.my.salesforce.com"
 DATA = f"{INSTANCE}/services/data/v59.0"

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from responses import matchers
 
 from connectors.base import Connector, WriteResult
-from connectors.errors import (
+from connectors.vitally import VitallyClient
+from core.errors import (
     AuthError,
     ConfigError,
     ContractError,
@@ -27,7 +28,6 @@ from connectors.errors import (
     UnreachableError,
     WriteRejectedError,
 )
-from connectors.vitally import VitallyClient
 
 BASE = "https://acme.rest.vitally.io"
 ACCOUNTS = f"{BASE}/resources/accounts"

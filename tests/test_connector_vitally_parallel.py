@@ -20,10 +20,10 @@ import responses
 from conftest import VITALLY_KEY, SeedBuilder
 
 import connectors.vitally as vitally_module
-from connectors.errors import AuthError, ConfigError, SyncError, WriteRejectedError
 from connectors.ratelimit import RateLimiter
-from connectors.sandbox.server import Sandbox
 from connectors.vitally import VitallyClient
+from core.errors import AuthError, ConfigError, SyncError, WriteRejectedError
+from sandbox.server import Sandbox
 
 BASE = "https://acme.rest.vitally.io"
 ACCOUNTS = f"{BASE}/resources/accounts"

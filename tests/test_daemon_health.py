@@ -24,8 +24,8 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from support import example_config_for
 
-from connectors.sandbox.generator import generate_book
-from connectors.sandbox.server import Sandbox
+from sandbox.generator import generate_book
+from sandbox.server import Sandbox
 from sync.config import load_config
 from sync.daemon import run_daemon
 from sync.health import WRITE_KINDS, Health, make_app

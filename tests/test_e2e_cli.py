@@ -13,7 +13,7 @@ import pytest
 import requests
 from support import example_config_for, run_cli
 
-from connectors.sandbox import Sandbox, generate_book
+from sandbox import Sandbox, generate_book
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from support import example_config_for
 
-from connectors.sandbox.generator import generate_book
-from connectors.sandbox.server import Sandbox
+from sandbox.generator import generate_book
+from sandbox.server import Sandbox
 
 pytestmark = pytest.mark.e2e
 

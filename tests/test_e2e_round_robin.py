@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from support import run_cli
 
-from connectors.sandbox import Sandbox
+from sandbox import Sandbox
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from support import example_config_for, run_cli
 
-from connectors.sandbox import Sandbox, generate_book
 from rules import ALL_RULE_IDS
+from sandbox import Sandbox, generate_book
 
 pytestmark = pytest.mark.e2e
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from connectors.sandbox import Sandbox, generate_book
 from rules import Decision
-from rules.routing import ROUTING_RULE_IDS
+from rules.policy import ROUTING_RULE_IDS
+from sandbox import Sandbox, generate_book
 from state import StateDB
 from sync.app import make_salesforce, make_vitally
 from sync.config import example_against

@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 
-PACKAGES = ["connectors", "connectors.sandbox", "rules", "state", "sync"]
+PACKAGES = ["core", "connectors", "sandbox", "rules", "state", "sync"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

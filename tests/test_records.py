@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from connectors.errors import RecordError
-from connectors.records import parse_account, parse_lead
+from core.errors import RecordError
+from core.records import parse_account, parse_lead
 
 BASE: dict[str, Any] = {
     "id": "acc_9",

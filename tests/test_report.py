@@ -29,9 +29,9 @@ import pytest
 import requests
 from support import example_config_for, run_cli
 
-from connectors.sandbox import Sandbox, generate_book
-from connectors.sandbox.store import sf_timestamp
 from rules.round_robin import Member, Pool
+from sandbox import Sandbox, generate_book
+from sandbox.store import sf_timestamp
 from state import StateDB
 from sync.charts import Bar, Series, bar_chart, grouped_bar_chart, nice_ceiling
 from sync.cli import main

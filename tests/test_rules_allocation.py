@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from rules import Account, Policy
+from core.model import Account
+from rules import Policy
 from rules.allocation import new_owner, owner_region
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from core.model import Lead
 from rules.demo import (
     Classifier,
     DemoPolicy,
@@ -16,7 +17,6 @@ from rules.demo import (
     classify_demo,
     scheduler_eligible,
 )
-from rules.model import Lead
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
 POLICY = DemoPolicy()

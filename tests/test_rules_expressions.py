@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rules import Account, Invoice, Lead, Opportunity
+from core.model import Account, Invoice, Lead, Opportunity
 from rules.context import EMPTY, AccountContext
 from rules.expressions import (
     FUNCTIONS,

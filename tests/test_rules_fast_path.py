@@ -12,10 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.errors import RecordError
-from connectors.records import parse_account
-from connectors.sandbox import generate_book
-from rules import EMPTY, Account, Decision, Invoice, Policy, evaluate_account
+from core.errors import RecordError
+from core.model import Account, Invoice
+from core.records import parse_account
+from rules import EMPTY, Decision, Policy, evaluate_account
+from sandbox import generate_book
 from state import StateDB
 from sync.facts import SalesforceFacts
 

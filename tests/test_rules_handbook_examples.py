@@ -9,11 +9,13 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rules import Account, Invoice, Lead, Policy
+from core.model import Account, Invoice, Lead
+from rules import Policy
 from rules.allocation import new_owner
 from rules.context import EMPTY
-from rules.qualification import QualificationPolicy, recommend
-from rules.scoring import ScoringPolicy, lead_score
+from rules.policy import QualificationPolicy, ScoringPolicy
+from rules.qualification import recommend
+from rules.scoring import lead_score
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 RANK = {"disqualify": 0, "nurture": 1, "qualify": 2}

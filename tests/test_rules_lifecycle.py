@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rules import Account, Lead, Opportunity, Policy
+from core.model import Account, Lead, Opportunity
+from rules import Policy
 from rules.context import EMPTY, AccountContext
-from rules.lifecycle import LifecyclePolicy, account_review, csm_downgrade, stage
-from rules.policy import AllocationPolicy
+from rules.lifecycle import account_review, csm_downgrade, stage
+from rules.policy import AllocationPolicy, LifecyclePolicy
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 RULES = LifecyclePolicy()

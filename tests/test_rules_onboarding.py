@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
-from rules import Account, Invoice, Lead, Opportunity, Policy
+from core.model import Account, Invoice, Lead, Opportunity
+from rules import Policy
 from rules.context import EMPTY, AccountContext
-from rules.onboarding import OnboardingPolicy, circle_back, direct_handover, lead, task_period
+from rules.onboarding import circle_back, direct_handover, lead, task_period
+from rules.policy import OnboardingPolicy
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 RULES = OnboardingPolicy()

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from rules import Account, Decision, Policy
+from core.model import Account
+from rules import Decision, Policy
 from rules.context import EMPTY
+from rules.policy import RoutingPolicy
 from rules.product_led import mrr_band as _mrr_band
-from rules.routing import RoutingPolicy
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -81,7 +82,7 @@ def test_mrr_band_unknown_inputs_are_named() -> None:
 
 
 def test_mrr_band_counts_paid_invoices_without_first_paid_at() -> None:
-    from rules import Invoice
+    from core.model import Invoice
 
     invoices = tuple(Invoice(f"2026-0{m}", 600) for m in (7, 8, 9))
     assert mrr_band(account(first_paid_at=None, invoices=invoices), Policy(), NOW).fired

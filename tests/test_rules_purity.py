@@ -1,4 +1,4 @@
-"""`rules/` is pure: no network, no database (STYLE.md)."""
+"""`rules/` and `core/` are pure: no network, no database (STYLE.md)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,17 @@ FORBIDDEN = {
     "connectors",
     "state",
     "sync",
+    "sandbox",
     "socket",
     "urllib",
 }
-RULES = Path(__file__).resolve().parent.parent / "rules"
+ROOT = Path(__file__).resolve().parent.parent
+PURE = [ROOT / "rules", ROOT / "core"]
 
 
 def test_rules_sources_import_nothing_impure() -> None:
     offenders = []
-    for path in RULES.glob("*.py"):
+    for path in (p for folder in PURE for p in folder.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names: list[str] = []
             if isinstance(node, ast.Import):
@@ -36,7 +38,7 @@ def test_rules_sources_import_nothing_impure() -> None:
 
 def test_importing_rules_loads_no_io_library() -> None:
     code = (
-        "import sys, rules; "
+        "import sys, rules, core; "
         "bad = sorted(m for m in ('requests', 'simple_salesforce', 'sqlite_utils') if m in sys.modules); "
         "print(','.join(bad))"
     )

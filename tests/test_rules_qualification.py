@@ -9,9 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rules import Account, Invoice, Policy
+from core.model import Account, Invoice
+from rules import Policy
 from rules.context import EMPTY
-from rules.qualification import SIGNALS, QualificationPolicy, monthly_growth, recommend
+from rules.policy import QualificationPolicy
+from rules.qualification import SIGNALS, monthly_growth, recommend
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 Q = QualificationPolicy()

@@ -9,21 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules import Account, Decision, Invoice, Lead, Opportunity, Policy
+from core.model import Account, Invoice, Lead, Opportunity
+from rules import Decision, Policy
 from rules.bdr import closed_lost_unresponsive
 from rules.context import EMPTY, AccountContext
 from rules.guards import routing_guard
 from rules.new_business import ae_referral, big_fish, onboarding_referral, startup_credits
+from rules.policy import ROUTING_RULE_IDS, RoutingPolicy
 from rules.product_led import am_referral, forecast_spike, scale_high_icp, startup_rolloff
-from rules.routing import (
-    ACCOUNT_TRIGGERS,
-    LEAD_TRIGGERS,
-    ROUTING_RULE_IDS,
-    AccountTrigger,
-    RoutingPolicy,
-    route_account,
-    route_lead,
-)
+from rules.routing import ACCOUNT_TRIGGERS, LEAD_TRIGGERS, AccountTrigger, route_account, route_lead
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
 TODAY = NOW.date()

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rules.model import Lead
-from rules.scoring import ScoringPolicy, lead_score, score_components
+from core.model import Lead
+from rules.policy import ScoringPolicy
+from rules.scoring import lead_score, score_components
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 POLICY = ScoringPolicy()

@@ -19,7 +19,7 @@ from conftest import T0, VITALLY_KEY, plain_http_session, salesforce_client, sf_
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceMalformedRequest
 
-from connectors.sandbox.server import Sandbox
+from sandbox.server import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -352,7 +352,7 @@ def test_unknown_paths_and_controls_are_404(sandbox: Sandbox) -> None:
 
 
 def test_serve_prints_its_address_and_stops_on_sigterm() -> None:
-    code = "from connectors.sandbox.server import serve; serve(None, 0)"
+    code = "from sandbox.server import serve; serve(None, 0)"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from connectors.sandbox.generator import CASE_NAMES, MIN_FULL_COVERAGE, generate_book
+from sandbox.generator import CASE_NAMES, MIN_FULL_COVERAGE, generate_book
 
 NOW = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
 TODAY = NOW.date()

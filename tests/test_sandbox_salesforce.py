@@ -17,7 +17,7 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from connectors.sandbox.server import Sandbox
+from sandbox.server import Sandbox
 
 REP_0, REP_1, REP_INACTIVE = sf_id("005", 0), sf_id("005", 1), sf_id("005", 2)
 QUEUE = "00G8d000000AbCdEAA"

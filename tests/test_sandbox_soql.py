@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from simple_salesforce.format import format_soql
 
-from connectors.sandbox.soql import OrderBy, Query, SoqlError, count, execute, field_names, parse
+from sandbox.soql import OrderBy, Query, SoqlError, count, execute, field_names, parse
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

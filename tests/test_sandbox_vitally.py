@@ -11,7 +11,7 @@ from typing import Any
 import requests
 from conftest import T0, VITALLY_KEY, SeedBuilder, plain_http_session
 
-from connectors.sandbox.server import Sandbox
+from sandbox.server import Sandbox
 
 
 def _pages(session: requests.Session, url: str, **params: Any) -> list[dict[str, Any]]:

@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-from connectors.errors import RecordError
-from rules.countries import normalise_country
-from rules.model import Account, Invoice, Lead, Opportunity, SfAccount, SfUser
+from core.countries import normalise_country
+from core.errors import RecordError
+from core.model import Account, Invoice, Lead, Opportunity, SfAccount, SfUser
 
 __all__ = [
     "DEFAULT_TRAIT_KEYS",

@@ -5,7 +5,7 @@ A test double that speaks the real wire formats, never a shortcut inside the dae
 
 from __future__ import annotations
 
-from connectors.sandbox.generator import generate_book
-from connectors.sandbox.server import ControlError, Sandbox, SandboxConfig, serve
+from sandbox.generator import generate_book
+from sandbox.server import ControlError, Sandbox, SandboxConfig, serve
 
 __all__ = ["ControlError", "Sandbox", "SandboxConfig", "generate_book", "serve"]

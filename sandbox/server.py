@@ -49,9 +49,9 @@ from types import FrameType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from connectors.sandbox import generator
-from connectors.sandbox.salesforce import SalesforceService
-from connectors.sandbox.store import (
+from sandbox import generator
+from sandbox.salesforce import SalesforceService
+from sandbox.store import (
     Clock,
     ControlError,
     Reply,
@@ -60,7 +60,7 @@ from connectors.sandbox.store import (
     parse_timestamp,
     vitally_timestamp,
 )
-from connectors.sandbox.vitally import VitallyService
+from sandbox.vitally import VitallyService
 
 __all__ = ["ControlError", "Sandbox", "SandboxConfig", "serve"]
 

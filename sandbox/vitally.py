@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from connectors.sandbox.store import (
+from sandbox.store import (
     Clock,
     Reply,
     Request,

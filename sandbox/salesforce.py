@@ -24,8 +24,8 @@ from datetime import date
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote
 
-from connectors.sandbox import soql
-from connectors.sandbox.store import (
+from sandbox import soql
+from sandbox.store import (
     Clock,
     ControlError,
     Reply,

@@ -9,11 +9,7 @@ from functools import lru_cache
 
 import pycountry
 
-__all__ = ["TIER1_COUNTRIES", "TIER2_COUNTRIES", "normalise_country"]
-
-# The two country tiers of the handbook's lead-scoring table; together they are the ICP countries.
-TIER1_COUNTRIES = ("AT", "CA", "FR", "DE", "JP", "NO", "SE", "GB", "US")
-TIER2_COUNTRIES = ("AU", "BE", "EE", "FI", "GE", "GG", "NL", "NZ", "PL", "PT", "SG")
+__all__ = ["normalise_country"]
 
 # Names pycountry's lookup does not resolve but people type into CRMs.
 _ALIASES = {
