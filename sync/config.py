@@ -339,8 +339,8 @@ def _policy(reader: _Reader) -> Policy:
     product_led = sections["product_led"]
     if product_led.mrr_min > product_led.mrr_max:
         reader.problems.append("rules.product_led: mrr_min must not exceed mrr_max")
-    tier1 = reader.countries("core.countries.tier1", defaults.tier1_countries)
-    tier2 = reader.countries("core.countries.tier2", defaults.tier2_countries)
+    tier1 = reader.countries("rules.countries.tier1", defaults.tier1_countries)
+    tier2 = reader.countries("rules.countries.tier2", defaults.tier2_countries)
     # The score's country tiers are the ICP tiers unless [rules.scoring] names its own (names or codes).
     scoring_table = reader.table("rules.scoring")
     sections["scoring"] = replace(

@@ -44,7 +44,7 @@ on_conflict = "sometimes"
 order = ["product_led.mrr_band", "no.such_rule"]
 [rules.product_led]
 mrr_min = 2000
-[core.countries]
+[rules.countries]
 tier1 = ["Atlantis"]
 [bogus]
 """,
@@ -60,7 +60,7 @@ tier1 = ["Atlantis"]
         "sync.on_conflict: expected 'report' or 'overwrite', got 'sometimes'",
         f"rules.order: unknown routing rule 'no.such_rule' (known: {', '.join(ROUTING_RULE_IDS)})",
         "rules.product_led: mrr_min must not exceed mrr_max",
-        "core.countries.tier1: unknown country 'Atlantis'",
+        "rules.countries.tier1: unknown country 'Atlantis'",
     ]
     for problem in expected:
         assert problem in problems
@@ -147,3 +147,10 @@ def test_config_example_pools_cover_every_team() -> None:
     pools = load_config(Path("config.example.toml")).pools
     assert {team for team, _ in pools} == {"TAM", "TAE", "BDR", "Onboarding"}
     assert load_config(Path("config.example.toml")).pool_for("TAE", "Singapore") is not None  # the "*" pool
+
+
+def test_config_rules_countries_set_the_icp_tiers_and_the_score_tiers(tmp_path: Path) -> None:
+    path = write(tmp_path, '[rules.countries]\ntier1 = ["Germany", "FR"]\ntier2 = []\n')
+    policy = load_config(path).policy
+    assert (policy.tier1_countries, policy.tier2_countries) == (("DE", "FR"), ())
+    assert (policy.scoring.tier1_countries, policy.scoring.tier2_countries) == (("DE", "FR"), ())
