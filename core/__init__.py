@@ -5,6 +5,7 @@ records into typed ones. Pure: no I/O, and nothing of crm-sync's other packages 
     core.errors     the one exception tree, grouped by what the caller should do
     core.records    raw service JSON → typed records; a malformed record is a RecordError
     core.countries  country names and codes → ISO 3166-1 alpha-2 (pycountry)
+    core.settings   how a setting is declared: once, with its default, a one-line doc and limits
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
 """Every tunable of the rules (rules.md), with its default, as frozen data: the one place a rule's
-setting is declared. The config file's `[rules.*]` tables override any of them."""
+setting is declared, each field with `core.settings.setting` (default, one-line doc, limits). The
+config file's `[rules.*]` tables override any of them; the example config is written from them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from core.settings import section, setting
 
 __all__ = [
     "DEFAULT_REGIONS",
@@ -171,12 +174,61 @@ DEFAULT_REGIONS: Mapping[str, str] = {
 }
 
 
+# Limits shared by many tunables (README, "Configuration and secrets"). Every number a rule reads
+# is bounded, so no setting can make a rule overflow (a growth projection over months_to_target
+# months, a due date task_due_days ahead) or mean nothing (a share above 1, a negative count).
+MONEY_MAX = 1_000_000_000_000
+"""Dollars: a trillion, above any account's MRR or revenue."""
+DAYS_MAX = 36_500
+"""Days: a hundred years."""
+MONTHS_MAX = 1_200
+"""Months: a hundred years."""
+COUNT_MAX = 10_000_000
+"""People, users, products, projects, page views."""
+POINTS_MAX = 1_000
+"""Score points."""
+RATIO_MAX = 1_000
+"""Factors, ratios and percentages of growth (1,000 = a thousandfold, or 1,000 %)."""
+
+
+def _dollars(default: float, doc: str) -> Any:
+    return setting(default, doc, minimum=0, maximum=MONEY_MAX)
+
+
+def _days(default: int, doc: str) -> Any:
+    return setting(default, doc, minimum=0, maximum=DAYS_MAX)
+
+
+def _months(default: int, doc: str, *, minimum: int = 0, maximum: int = MONTHS_MAX) -> Any:
+    return setting(default, doc, minimum=minimum, maximum=maximum)
+
+
+def _count(default: int, doc: str, *, minimum: int = 0, maximum: int = COUNT_MAX) -> Any:
+    return setting(default, doc, minimum=minimum, maximum=maximum)
+
+
+def _share(default: float, doc: str) -> Any:
+    return setting(default, doc, minimum=0, maximum=1)
+
+
+def _percent(default: float, doc: str, *, maximum: float = 100) -> Any:
+    return setting(default, doc, minimum=0, maximum=maximum)
+
+
+def _points(default: int, doc: str, *, minimum: int = 0) -> Any:
+    return setting(default, doc, minimum=minimum, maximum=POINTS_MAX)
+
+
 @dataclass(frozen=True)
 class Territories:
     """Countries (ISO2) to sales regions; unlisted countries go to `default_region`."""
 
-    regions: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_REGIONS))
-    default_region: str = "EU"
+    regions: Mapping[str, str] = setting(
+        DEFAULT_REGIONS,
+        "Country (ISO code) -> sales region: the Americas in US and Asia-Pacific in Singapore; "
+        "lists in [territories] add to these.",
+    )
+    default_region: str = setting("EU", "The region of every country not listed.")
 
     def region_of(self, country: str) -> str:
         return self.regions.get(country.upper(), self.default_region)
@@ -184,40 +236,51 @@ class Territories:
 
 @dataclass(frozen=True)
 class AllocationPolicy:
-    """`allocation.new_owner`: who should own a $20k+ account (account-allocation.md)."""
+    """allocation.new_owner: who should own a $20k+ account (account-allocation.md)."""
 
-    arr_threshold: float = 20_000
-    csm_min_primary_products: int = 3
-    primary_products: tuple[str, ...] = PRIMARY_PRODUCTS
-    owner_options: tuple[str, ...] = ("US TAM", "US CSM", "EU TAM", "EU CSM", "Singapore TAM")
+    arr_threshold: float = _dollars(20_000, "Accounts at or above this ARR (12 x MRR), in dollars, need a TAM or CSM.")
+    csm_min_primary_products: int = _count(
+        3, "Paying for this many primary products or more makes the owner a CSM; fewer, a TAM.", maximum=100
+    )
+    primary_products: tuple[str, ...] = setting(PRIMARY_PRODUCTS, "The primary products counted for that choice.")
+    owner_options: tuple[str, ...] = setting(
+        ("US TAM", "US CSM", "EU TAM", "EU CSM", "Singapore TAM"), "The values the New Owner trait may take."
+    )
     # A (region, team) pair nobody covers falls back to another option and is flagged for review.
-    fallbacks: Mapping[str, str] = field(default_factory=lambda: {"Singapore CSM": "Singapore TAM"})
-    segment: str = "TAM/CSM Candidate"
+    fallbacks: Mapping[str, str] = setting(
+        {"Singapore CSM": "Singapore TAM"},
+        "A region and team nobody covers -> the owner option used instead; such decisions are flagged for review.",
+    )
+    segment: str = setting("TAM/CSM Candidate", "The Vitally segment of accounts that need a TAM or CSM.")
 
 
 @dataclass(frozen=True)
 class ProductLedPolicy:
-    """Product-led routing triggers (lead-routing-and-scoring.md, product-led sales team)."""
+    """product_led.mrr_band: product-led routing (lead-routing-and-scoring.md, product-led sales team)."""
 
-    mrr_min: float = 500
-    mrr_max: float = 1667
-    employees_above: int = 50
-    users_above: int = 7
-    min_paying_months: int = 3
+    mrr_min: float = _dollars(500, "The lowest MRR, in dollars (at most mrr_max).")
+    mrr_max: float = _dollars(1667, "The highest MRR, in dollars.")
+    employees_above: int = _count(50, "More than this many employees.")
+    users_above: int = _count(7, "More than this many users.")
+    min_paying_months: int = _months(3, "Paying for at least this many months (the account is also in an ICP country).")
 
 
 @dataclass(frozen=True)
 class GuardPolicy:
-    """What counts as already owned or already being worked (routing guards)."""
+    """The routing guards of every routing rule and custom trigger: already owned or being worked."""
 
-    owned_segments: tuple[str, ...] = ("AM Managed",)
-    active_sales_segments: tuple[str, ...] = ("Active Trial", "Annual Plan", "Leads")
-    cool_off_days: int = 90
+    owned_segments: tuple[str, ...] = setting(
+        ("AM Managed",), "Segments meaning an account is already owned: it is not routed."
+    )
+    active_sales_segments: tuple[str, ...] = setting(
+        ("Active Trial", "Annual Plan", "Leads"), "Segments meaning sales already works the account: it is not routed."
+    )
+    cool_off_days: int = _days(90, "Days after a lead was disqualified before its account can be routed again.")
 
 
 @dataclass(frozen=True)
 class DemoPolicy:
-    """Demo-request triage and instant-scheduler requirements; the config file overrides any of it.
+    """demo.classification and demo.instant_scheduler: demo-request triage and the instant scheduler.
 
     Keywords match whole words or phrases, case-insensitively, with an optional plural "s"
     ("bug" matches "bugs", "seo" does not match "Seoul"). Sales keywords only break ties: a form
@@ -230,99 +293,111 @@ class DemoPolicy:
     Industries are compared case-insensitively as whole values.
     """
 
-    lead_source: str = "Demo request"
-    classifier: str = "keywords"
-    spam_keywords: tuple[str, ...] = (
-        "seo",
-        "backlink",
-        "guest post",
-        "link building",
-        "domain authority",
-        "first page of google",
-        "crypto",
-        "bitcoin",
-        "casino",
-        "betting",
-        "forex",
-        "viagra",
+    lead_source: str = setting("Demo request", "The LeadSource of demo-request form leads.")
+    classifier: str = setting(
+        "keywords", 'How form texts are sorted into sales, support or spam; "keywords" (offline) is built in.'
     )
-    support_keywords: tuple[str, ...] = (
-        "bug",
-        "broken",
-        "error",
-        "not working",
-        "doesn't work",
-        "does not work",
-        "stopped working",
-        "how do i",
-        "billing issue",
-        "refund",
-        "charged twice",
-        "login",
-        "log in",
-        "password",
-        "cancel my subscription",
+    spam_keywords: tuple[str, ...] = setting(
+        (
+            "seo",
+            "backlink",
+            "guest post",
+            "link building",
+            "domain authority",
+            "first page of google",
+            "crypto",
+            "bitcoin",
+            "casino",
+            "betting",
+            "forex",
+            "viagra",
+        ),
+        'Words or phrases signalling spam (whole words, any case, optional plural "s").',
     )
-    sales_keywords: tuple[str, ...] = (
-        "pricing",
-        "quote",
-        "enterprise",
-        "contract",
-        "procurement",
-        "evaluating",
-        "migrate",
-        "migrating",
-        "seat",
-        "annual plan",
-        "sso",
-        "soc 2",
-        "budget",
-        "engineers",
-        "product analytics",
-        "session replay",
-        "feature flag",
+    support_keywords: tuple[str, ...] = setting(
+        (
+            "bug",
+            "broken",
+            "error",
+            "not working",
+            "doesn't work",
+            "does not work",
+            "stopped working",
+            "how do i",
+            "billing issue",
+            "refund",
+            "charged twice",
+            "login",
+            "log in",
+            "password",
+            "cancel my subscription",
+        ),
+        "Words or phrases signalling a support question.",
+    )
+    sales_keywords: tuple[str, ...] = setting(
+        (
+            "pricing",
+            "quote",
+            "enterprise",
+            "contract",
+            "procurement",
+            "evaluating",
+            "migrate",
+            "migrating",
+            "seat",
+            "annual plan",
+            "sso",
+            "soc 2",
+            "budget",
+            "engineers",
+            "product analytics",
+            "session replay",
+            "feature flag",
+        ),
+        "Words or phrases signalling sales; a tie with support or spam signals stays with sales.",
     )
     # Spam signals besides keywords: this many links or more, or shouting (mostly upper-case letters).
-    spam_min_urls: int = 3
-    spam_caps_ratio: float = 0.8
-    spam_caps_min_letters: int = 20
-    spam_status: str = "Disqualified"
-    min_annual_revenue: float = 10_000_000
-    title_keywords: tuple[str, ...] = (
-        "cto",
-        "vp",
-        "head",
-        "director",
-        "founder",
-        "ceo",
-        "engineer",
-        "product",
-        "chief",
-        "lead",
+    spam_min_urls: int = _count(3, "A text with at least this many links is spam.", minimum=1)
+    spam_caps_ratio: float = _share(
+        0.8, "A text with at least this share of upper-case letters (0.8 = 80 %) is spam (shouting) ..."
     )
-    industries: tuple[str, ...] = (
-        "Software",
-        "Computer Software",
-        "Internet",
-        "Internet Software & Services",
-        "Information Technology and Services",
-        "Technology",
-        "SaaS",
-        "Financial Technology",
+    spam_caps_min_letters: int = _count(20, "... when it has at least this many letters.")
+    spam_status: str = setting("Disqualified", "The lead status given to spam (it gets no owner).")
+    min_annual_revenue: float = _dollars(10_000_000, "Instant scheduler: estimated yearly revenue of at least this.")
+    title_keywords: tuple[str, ...] = setting(
+        ("cto", "vp", "head", "director", "founder", "ceo", "engineer", "product", "chief", "lead"),
+        "Instant scheduler: a word of the title starts with one of these (any case).",
     )
-    scheduler_min_met: int = 2
-    disqualified_block_days: int = 30
+    industries: tuple[str, ...] = setting(
+        (
+            "Software",
+            "Computer Software",
+            "Internet",
+            "Internet Software & Services",
+            "Information Technology and Services",
+            "Technology",
+            "SaaS",
+            "Financial Technology",
+        ),
+        "Instant scheduler: the industry is one of these (any case).",
+    )
+    scheduler_min_met: int = _count(
+        2, "Instant scheduler: at least this many of its 3 requirements met (revenue, title, industry).", maximum=3
+    )
+    disqualified_block_days: int = _days(
+        30, "Instant scheduler: and no lead of the same company disqualified in this many days."
+    )
 
 
 @dataclass(frozen=True)
 class LifecyclePolicy:
-    """Tunables of the lifecycle rules (rules.md §5 defaults; the stage names are the flowchart's nodes).
+    """lifecycle.account_review, lifecycle.csm_downgrade and lifecycle.stage (rules.md §5).
 
-    `review_mrr`: a self-serve account at or above this MRR goes to Account review (2000, "organic
-    growth to $2k+ MRR"). `segment`: the managed segment of both review rules. The role labels name the
-    key roles (data-model.md). `tam_segments`: segments meaning a TAM/AM owns the account without a key
-    role (`AM Managed`). The lead sources and segments decide the lead stages; sources not listed as
-    expansion or BDR count as new business.
+    The stage names are the flowchart's nodes. `review_mrr`: a self-serve account at or above this
+    MRR goes to Account review (2000, "organic growth to $2k+ MRR"). `segment`: the managed segment
+    of both review rules. The role labels name the key roles (data-model.md). `tam_segments`:
+    segments meaning a TAM/AM owns the account without a key role (`AM Managed`). The lead sources
+    and segments decide the lead stages; sources not listed as expansion or BDR count as new business.
     """
 
     STAGES: ClassVar[tuple[str, ...]] = (
@@ -337,23 +412,35 @@ class LifecyclePolicy:
         CSM,
     )
 
-    review_mrr: float = 2000
-    segment: str = "Account review"
-    csm_role: str = "CSM"
-    tam_role: str = "TAM"
-    ae_role: str = "Account Executive"
-    specialist_role: str = "Onboarding Specialist"
-    tam_segments: tuple[str, ...] = ("AM Managed",)
-    onboarding_segment: str = "Onboarding"
-    expansion_segments: tuple[str, ...] = ("Product-led lead", "AM referral")
-    new_business_segments: tuple[str, ...] = ("Onboarding referral", "AE referral")
-    expansion_lead_sources: tuple[str, ...] = ("Product-led", "AM referral")
-    bdr_lead_sources: tuple[str, ...] = ("BDR",)
+    review_mrr: float = _dollars(2000, "lifecycle.account_review: a self-serve account at or above this MRR.")
+    segment: str = setting("Account review", "The Vitally segment both review rules manage.")
+    csm_role: str = setting("CSM", "The key role naming an account's CSM, as labelled in Vitally.")
+    tam_role: str = setting("TAM", "The key role naming an account's TAM.")
+    ae_role: str = setting("Account Executive", "The key role naming an account's account executive.")
+    specialist_role: str = setting("Onboarding Specialist", "The key role naming an account's onboarding specialist.")
+    tam_segments: tuple[str, ...] = setting(
+        ("AM Managed",), "lifecycle.stage: segments meaning a TAM/AM owns the account even without a key role."
+    )
+    onboarding_segment: str = setting("Onboarding", "lifecycle.stage: the onboarding segment.")
+    expansion_segments: tuple[str, ...] = setting(
+        ("Product-led lead", "AM referral"), "lifecycle.stage: segments meaning an expansion lead."
+    )
+    new_business_segments: tuple[str, ...] = setting(
+        ("Onboarding referral", "AE referral"), "lifecycle.stage: segments meaning a new-business lead."
+    )
+    expansion_lead_sources: tuple[str, ...] = setting(
+        ("Product-led", "AM referral"), "lifecycle.stage: lead sources meaning an expansion lead."
+    )
+    bdr_lead_sources: tuple[str, ...] = setting(
+        ("BDR",), "lifecycle.stage: lead sources meaning a BDR lead (any other source is new business)."
+    )
 
 
 @dataclass(frozen=True)
 class OnboardingPolicy:
-    """Tunables of the onboarding rules; defaults from rules.md §5, the rest chosen where the handbook is silent.
+    """onboarding.lead, onboarding.direct_handover and onboarding.circle_back (rules.md §5).
+
+    Defaults from rules.md §5, the rest chosen where the handbook is silent.
 
     Onboarding lead ("first bill of $100 + business email, not otherwise a lead"):
       `first_bill_min`: the first bill must be at least this (100).
@@ -383,30 +470,52 @@ class OnboardingPolicy:
         of the task's externalId, so re-runs within a period upsert the same task.
     """
 
-    segment: str = "Onboarding"
-    specialist_role: str = "Onboarding Specialist"
-    first_bill_min: float = 100
-    first_bill_skips_zero: bool = True
-    first_bill_max_age_months: int = 3
-    handover_mrr_above: float = 1000
-    recent_invoices: int = 3
-    stability_band: float = 1.25
-    spike_factor: float = 2.0
-    spike_lookback: int = 6
-    concentration_max: float = 0.8
-    circle_back_mrr_max: float = 1000
-    circle_back_min_last_invoice: float = 100
-    growth_min: float = 0.2
-    growth_months: int = 2
-    task_due_days: int = 30
-    task_period: Period = "quarter"
-    task_name: str = "Circle back: growing account"
-    task_tags: tuple[str, ...] = ("crm-sync",)
+    segment: str = setting("Onboarding", "The Vitally segment of onboarding leads.")
+    specialist_role: str = setting("Onboarding Specialist", "The key role naming the account's onboarding specialist.")
+    first_bill_min: float = _dollars(100, "onboarding.lead: a first bill of at least this many dollars ...")
+    first_bill_skips_zero: bool = setting(
+        True, "... where the first bill is the first one above $0 (true) or the very first invoice (false) ..."
+    )
+    first_bill_max_age_months: int = _months(
+        3, "... and at most this many whole months old (the program is for new payers)."
+    )
+    handover_mrr_above: float = _dollars(1000, "onboarding.direct_handover: MRR above this many dollars ...")
+    recent_invoices: int = _months(
+        3, "... and the last this many invoices stable (also circle_back's growth window) ...", minimum=1, maximum=120
+    )
+    stability_band: float = setting(
+        1.25, "... their largest / smallest at most this (1.25 = within 25 %) ...", minimum=1, maximum=RATIO_MAX
+    )
+    spike_factor: float = setting(
+        2.0,
+        "... no spike: MRR and each recent invoice at most this x the median of the invoices before ...",
+        minimum=1,
+        maximum=RATIO_MAX,
+    )
+    spike_lookback: int = _months(
+        6, "... that median taken over up to this many earlier invoices ...", minimum=1, maximum=120
+    )
+    concentration_max: float = _share(0.8, "... and no single product carrying more than this share of the spend.")
+    circle_back_mrr_max: float = _dollars(1000, "onboarding.circle_back: MRR at most this many dollars ...")
+    circle_back_min_last_invoice: float = _dollars(100, "... a latest invoice of at least this many dollars ...")
+    growth_min: float = setting(
+        0.2,
+        "... and growing: invoices strictly rising, or the latest at least this much (0.2 = 20 %) above ...",
+        minimum=0,
+        maximum=RATIO_MAX,
+    )
+    growth_months: int = _months(2, "... the one this many months earlier.", minimum=1, maximum=120)
+    task_due_days: int = _days(30, "The specialist's circle-back task is due this many days after the run.")
+    task_period: Period = setting(
+        "quarter", "One circle-back task per account per quarter or month (re-runs within it update the same task)."
+    )
+    task_name: str = setting("Circle back: growing account", "The name of the circle-back task.")
+    task_tags: tuple[str, ...] = setting(("crm-sync",), "The tags of the circle-back task.")
 
 
 @dataclass(frozen=True)
 class QualificationPolicy:
-    """Thresholds of `qualification.recommendation` (plg-lead-qualification.md); money in USD.
+    """qualification.recommendation (plg-lead-qualification.md); money in dollars, percentages 0-100.
 
     Definitions the handbook leaves open:
 
@@ -424,126 +533,216 @@ class QualificationPolicy:
       headcount up ≥ `headcount_growth_pct` % (harmonic_headcount vs harmonic_headcount_180d).
     """
 
-    low_mrr: float = 500
-    single_product_spend_under: float = 200
-    credits_months_left: int = 12
-    low_burn_used_pct: float = 25
-    nurture_mrr_under: float = 1000
-    early_autocapture_pct: float = 70
-    early_custom_event_pct: float = 10
-    target_arr: float = 20_000
-    months_to_target: int = 12
-    growth_invoices: int = 3
-    growth_trend_pct: float = 5
-    max_projected_growth_pct: float = 100
-    unpaid_activated_min: int = 1
-    paid_products_min: int = 2
-    employees_min: int = 50
-    funding_within_days: int = 365
-    headcount_growth_pct: float = 20
+    low_mrr: float = _dollars(500, "Disqualify: MRR under this many dollars with no growth trend ...")
+    single_product_spend_under: float = _dollars(200, "... all spend on one product and under this many dollars ...")
+    credits_months_left: int = _months(12, "... startup credits with at least this many months left ...")
+    low_burn_used_pct: float = _percent(25, "... and under this % of them used.")
+    nurture_mrr_under: float = _dollars(1000, "Nurture: growing but MRR under this many dollars ...")
+    early_autocapture_pct: float = _percent(70, "... or implementation early: at least this % autocapture ...")
+    early_custom_event_pct: float = _percent(10, "... and at most this % custom events.")
+    target_arr: float = _dollars(
+        20_000, "Qualify needs a realistic path: MRR grown for months_to_target months, x 12, reaches this ARR ..."
+    )
+    months_to_target: int = _months(12, "... in this many months ...", maximum=120)
+    growth_invoices: int = _months(
+        3, "... growing at the compound monthly growth over the last this many invoices ...", minimum=2, maximum=120
+    )
+    growth_trend_pct: float = _percent(5, "A growth trend is at least this % a month ...", maximum=RATIO_MAX)
+    max_projected_growth_pct: float = _percent(
+        100, "... and projections are capped at this % a month.", maximum=RATIO_MAX
+    )
+    unpaid_activated_min: int = _count(
+        1,
+        "Qualify also needs a multi-product opportunity: this many primary products used, not paid for ...",
+        maximum=100,
+    )
+    paid_products_min: int = _count(2, "... or paying for at least this many ...", maximum=100)
+    employees_min: int = _count(50, "... and a company that can grow: at least this many employees ...")
+    funding_within_days: int = _days(365, "... funded in the last this many days ...")
+    headcount_growth_pct: float = _percent(20, "... or headcount up at least this % in 180 days.", maximum=RATIO_MAX)
     # Opening-message signals.
-    high_autocapture_pct: float = 70
-    billing_limit_margin_pct: float = 10
-    billing_page_views_min: int = 1
-    several_projects: int = 3
-    spend_jump_pct: float = 50
-    competitor_destinations: tuple[str, ...] = ("amplitude", "mixpanel", "heap", "fullstory", "pendo", "segment")
-    warehouse_destinations: tuple[str, ...] = ("snowflake", "bigquery", "redshift", "databricks", "s3", "clickhouse")
+    high_autocapture_pct: float = _percent(
+        70, "Opening-message signal: autocapture at least this % with no actions defined."
+    )
+    billing_limit_margin_pct: float = _percent(
+        10, "Opening-message signal: a billing limit within this % of a product's spend."
+    )
+    billing_page_views_min: int = _count(1, "Opening-message signal: at least this many billing page views in 30 days.")
+    several_projects: int = _count(3, "Opening-message signal: at least this many projects.")
+    spend_jump_pct: float = _percent(
+        50, "Opening-message signal: the last invoice up at least this % on the one before.", maximum=RATIO_MAX
+    )
+    competitor_destinations: tuple[str, ...] = setting(
+        ("amplitude", "mixpanel", "heap", "fullstory", "pendo", "segment"),
+        "Opening-message signal (a risk): data sent to one of these competitors.",
+    )
+    warehouse_destinations: tuple[str, ...] = setting(
+        ("snowflake", "bigquery", "redshift", "databricks", "s3", "clickhouse"),
+        "Opening-message signal (stickiness): data sent to one of these warehouses.",
+    )
     # Products whose absence is an opening-message hook (compared with rules.base.product_key).
-    group_analytics_product: str = "group_analytics"
-    mobile_replay_product: str = "mobile_replay"
-    llm_analytics_product: str = "llm_analytics"
-    flags_product: str = "feature_flags"
-    experiments_product: str = "experiments"
-    segment: str = "Nurture"
+    group_analytics_product: str = setting("group_analytics", "A hook: a B2B account without this product.")
+    mobile_replay_product: str = setting("mobile_replay", "A hook: a mobile app without this product.")
+    llm_analytics_product: str = setting("llm_analytics", "A hook: an AI product without this product.")
+    flags_product: str = setting(
+        "feature_flags", "A hook: this product (feature flags) used without experiments_product."
+    )
+    experiments_product: str = setting("experiments", "The experiments product of that hook.")
+    segment: str = setting("Nurture", "The Vitally segment of nurtured leads.")
     # None: the primary products of `policy.allocation`.
-    primary_products: tuple[str, ...] | None = field(default=None)
+    primary_products: tuple[str, ...] | None = setting(
+        None,
+        "The products counted as multi-product; unset: the primary_products of [rules.allocation].",
+        example=("surveys",),
+    )
 
 
 @dataclass(frozen=True)
 class RoutingPolicy:
-    """The routing triggers' tunables (rules.md §1 defaults); `order` decides which trigger wins."""
+    """product_led.scale_high_icp, .startup_rolloff, .forecast_spike, .am_referral, new_business.* and
+    bdr.closed_lost_unresponsive (rules.md §1 defaults); `order` decides which trigger wins."""
 
-    high_icp_threshold: int = 10
-    scale_plan: str = "scale"
-    startup_plan: str = "startup"
-    rolloff_days: int = 60
-    rolloff_last_invoice_above: float = 1500
-    forecast_mrr_above: float = 1000
-    forecast_ratio_above: float = 1.5
-    big_fish_days: int = 14
-    big_fish_employees: int = 1000
-    credits_used_share: float = 0.5
-    credits_last_invoice_above: float = 5000
-    bdr_closed_lost_reason: str = "Unresponsive"
-    bdr_min_days: int = 120
-    bdr_max_days: int = 180
-    am_referral_segment: str = "AM referral"
-    ae_referral_segment: str = "AE referral"
-    onboarding_referral_segment: str = "Onboarding referral"
-    demo_request_source: str = "Demo request"
-    sales_email_source: str = "Sales email"
-    onboarding_referral_source: str = "Onboarding referral"
-    trust_center_source: str = "Trust center"
-    campaign_source: str = "Campaign"
-    bdr_qualified_source: str = "BDR"
+    high_icp_threshold: int = _points(10, "product_led.scale_high_icp: an ICP score of at least this ...")
+    scale_plan: str = setting("scale", "... on the plan of this name.")
+    startup_plan: str = setting("startup", "product_led.startup_rolloff: on the plan of this name ...")
+    rolloff_days: int = _days(60, "... the startup plan ends within this many days ...")
+    rolloff_last_invoice_above: float = _dollars(1500, "... and the last invoice is above this many dollars.")
+    forecast_mrr_above: float = _dollars(1000, "product_led.forecast_spike: MRR above this many dollars ...")
+    forecast_ratio_above: float = setting(
+        1.5,
+        "... and forecasted MRR more than this x the current MRR (1.5 = 50 % higher).",
+        minimum=0,
+        maximum=RATIO_MAX,
+    )
+    big_fish_days: int = _days(14, "new_business.big_fish: an account created in the last this many days ...")
+    big_fish_employees: int = _count(1000, "... with at least this many employees.")
+    credits_used_share: float = _share(
+        0.5, "new_business.startup_credits: at least this share of the startup credits used (0.5 = 50 %) ..."
+    )
+    credits_last_invoice_above: float = _dollars(5000, "... and a last invoice above this many dollars.")
+    bdr_closed_lost_reason: str = setting(
+        "Unresponsive", "bdr.closed_lost_unresponsive: an Opportunity closed lost with this Loss_Reason__c ..."
+    )
+    bdr_min_days: int = _days(120, "... closed at least this many days ago ...")
+    bdr_max_days: int = _days(180, "... and at most this many days ago.")
+    am_referral_segment: str = setting("AM referral", "product_led.am_referral: the Vitally segment of AM referrals.")
+    ae_referral_segment: str = setting("AE referral", "new_business.ae_referral: the Vitally segment of AE referrals.")
+    onboarding_referral_segment: str = setting(
+        "Onboarding referral", "new_business.onboarding_referral: the Vitally segment of onboarding referrals."
+    )
+    demo_request_source: str = setting("Demo request", "new_business.demo_request: this LeadSource routes to a TAE.")
+    sales_email_source: str = setting("Sales email", "new_business.sales_email: this LeadSource routes to a TAE.")
+    onboarding_referral_source: str = setting(
+        "Onboarding referral", "new_business.onboarding_referral: this LeadSource routes to a TAE."
+    )
+    trust_center_source: str = setting("Trust center", "new_business.trust_center: this LeadSource routes to a TAE.")
+    campaign_source: str = setting("Campaign", "new_business.campaign: this LeadSource routes to a TAE.")
+    bdr_qualified_source: str = setting("BDR", "new_business.bdr_qualified: this LeadSource routes to a TAE.")
     # Salesforce queue ids start with 00G: a lead in a queue is still unowned.
-    queue_id_prefix: str = "00G"
-    product_led_segment: str = "Product-led lead"
-    order: tuple[str, ...] = ROUTING_RULE_IDS
+    queue_id_prefix: str = setting("00G", "A lead whose owner id starts with this is in a Salesforce queue: unowned.")
+    product_led_segment: str = setting(
+        "Product-led lead", "The Vitally segment of accounts a product-led (TAM) trigger or TAM custom trigger routes."
+    )
+    order: tuple[str, ...] = setting(
+        ROUTING_RULE_IDS,
+        'The order routing rules are tried in: the first that matches wins, later ones are "also matched".',
+        toml="rules.order",
+    )
 
 
 @dataclass(frozen=True)
 class ScoringPolicy:
-    """The handbook's lead-scoring table as data; the config file overrides any of it.
+    """scoring.lead_score (rules.md §2): the lead-scoring table as data, written to Lead_Score__c.
 
     Employees start at 0 rather than the handbook's 1 so that a lead with 0 employees scores in the
     lowest band instead of being unscorable. Role and sub-role values are compared case-insensitively;
     a value not listed scores the `other_*` points (it is known, just not valued).
     """
 
-    employee_bands: Bands = ((0, 0), (11, 10), (1001, 20))
-    revenue_bands: Bands = ((0, 0), (1_000_000, 5), (10_000_000, 10), (100_000_000, 20))
-    role_points: Mapping[str, int] = field(
-        default_factory=lambda: {"engineering": 10, "product": 10, "leadership": 10, "founder": 10, "marketing": 5}
+    employee_bands: Bands = setting(
+        ((0, 0), (11, 10), (1001, 20)),
+        "Employees -> points as [lowest value, points] pairs, ascending: a value scores the last band it reaches.",
+        minimum=0,
+        maximum=MONEY_MAX,
     )
-    other_role_points: int = 0
-    sub_role_points: Mapping[str, int] = field(
-        default_factory=lambda: {
+    revenue_bands: Bands = setting(
+        ((0, 0), (1_000_000, 5), (10_000_000, 10), (100_000_000, 20)),
+        "Estimated yearly revenue in dollars -> points, the same way.",
+        minimum=0,
+        maximum=MONEY_MAX,
+    )
+    role_points: Mapping[str, int] = setting(
+        {"engineering": 10, "product": 10, "leadership": 10, "founder": 10, "marketing": 5},
+        "Role -> points (any case).",
+        minimum=0,
+        maximum=POINTS_MAX,
+    )
+    other_role_points: int = _points(0, "Points for a role that is known but not in role_points.")
+    sub_role_points: Mapping[str, int] = setting(
+        {
             "data_science_engineer": 10,
             "project_engineer": 10,
             "software_engineer": 10,
             "web_engineer": 10,
             "founder": 10,
             "ceo": 10,
-        }
+        },
+        "Sub-role -> points (any case).",
+        minimum=0,
+        maximum=POINTS_MAX,
     )
-    other_sub_role_points: int = 0
-    tier1_countries: tuple[str, ...] = TIER1_COUNTRIES
-    tier2_countries: tuple[str, ...] = TIER2_COUNTRIES
-    tier1_points: int = 10
-    tier2_points: int = 5
-    other_country_points: int = 0
-    max_score: int = 70
+    other_sub_role_points: int = _points(0, "Points for a sub-role that is known but not in sub_role_points.")
+    tier1_countries: tuple[str, ...] = setting(
+        TIER1_COUNTRIES,
+        "Countries (ISO codes or names) scoring tier1_points; leave out to use tier1 of [rules.countries].",
+        countries=True,
+    )
+    tier2_countries: tuple[str, ...] = setting(
+        TIER2_COUNTRIES,
+        "Countries scoring tier2_points; leave out to use tier2 of [rules.countries].",
+        countries=True,
+    )
+    tier1_points: int = _points(10, "Points for a country of tier1_countries.")
+    tier2_points: int = _points(5, "Points for a country of tier2_countries.")
+    other_country_points: int = _points(0, "Points for any other country.")
+    max_score: int = _points(
+        70, 'The most a lead can score (shown as "score/70"); change it with the tables.', minimum=1
+    )
 
 
 @dataclass(frozen=True)
 class Policy:
     """Everything the rules read besides the records themselves."""
 
-    allocation: AllocationPolicy = field(default_factory=AllocationPolicy)
-    product_led: ProductLedPolicy = field(default_factory=ProductLedPolicy)
-    territories: Territories = field(default_factory=Territories)
-    guards: GuardPolicy = field(default_factory=GuardPolicy)
-    routing: RoutingPolicy = field(default_factory=RoutingPolicy)
-    scoring: ScoringPolicy = field(default_factory=ScoringPolicy)
-    demo: DemoPolicy = field(default_factory=DemoPolicy)
-    onboarding: OnboardingPolicy = field(default_factory=OnboardingPolicy)
-    lifecycle: LifecyclePolicy = field(default_factory=LifecyclePolicy)
-    qualification: QualificationPolicy = field(default_factory=QualificationPolicy)
-    tier1_countries: tuple[str, ...] = TIER1_COUNTRIES
-    tier2_countries: tuple[str, ...] = TIER2_COUNTRIES
-    owner_roles: tuple[str, ...] = ("TAM", "CSM", "Account Executive")
+    allocation: AllocationPolicy = section(AllocationPolicy, "Who should own a $20k+ account.", toml="rules.allocation")
+    product_led: ProductLedPolicy = section(ProductLedPolicy, "The product-led MRR band.", toml="rules.product_led")
+    territories: Territories = section(Territories, "Countries to sales regions.", toml="territories")
+    guards: GuardPolicy = section(GuardPolicy, "What stops any routing.", toml="rules.guards")
+    routing: RoutingPolicy = section(RoutingPolicy, "The routing triggers.", toml="rules.routing")
+    scoring: ScoringPolicy = section(ScoringPolicy, "The lead score.", toml="rules.scoring")
+    demo: DemoPolicy = section(DemoPolicy, "Demo-request triage and scheduling.", toml="rules.demo")
+    onboarding: OnboardingPolicy = section(OnboardingPolicy, "The onboarding rules.", toml="rules.onboarding")
+    lifecycle: LifecyclePolicy = section(LifecyclePolicy, "Review, downgrade and stage.", toml="rules.lifecycle")
+    qualification: QualificationPolicy = section(
+        QualificationPolicy, "Product-led lead qualification.", toml="rules.qualification"
+    )
+    tier1_countries: tuple[str, ...] = setting(
+        TIER1_COUNTRIES,
+        "The lead-scoring table's first country tier (ISO codes or names); with tier2, the ICP countries.",
+        countries=True,
+        toml="rules.countries.tier1",
+    )
+    tier2_countries: tuple[str, ...] = setting(
+        TIER2_COUNTRIES,
+        "Its second tier; the lead score uses both unless [rules.scoring] sets its own.",
+        countries=True,
+        toml="rules.countries.tier2",
+    )
+    owner_roles: tuple[str, ...] = setting(
+        ("TAM", "CSM", "Account Executive"),
+        "Key roles meaning a person owns the account: it is never routed, handed over or reviewed.",
+        toml="rules.owner_roles",
+    )
 
     @property
     def icp_countries(self) -> frozenset[str]:
