@@ -41,7 +41,7 @@ _Timeout = float | tuple[float, float] | tuple[float, None] | None
 _Cert = bytes | str | tuple[bytes | str, bytes | str] | None
 
 
-def backoff_wait(attempt: int, *, max_wait: float = 60.0) -> float:
+def backoff_wait(attempt: int, *, max_wait: float) -> float:
     """Seconds to wait after failed attempt number `attempt` (1-based): 1, 2, 4, … plus up to 1 s
     of jitter, capped at `max_wait`. The one backoff curve, also used for per-record re-sends."""
     exponent = min(max(attempt - 1, 0), 32)
@@ -71,11 +71,14 @@ def call_with_retry(
     fn: Callable[[], T],
     *,
     sleep: Callable[[float], None],
-    max_attempts: int = 5,
-    max_wait: float = 60.0,
+    max_attempts: int,
+    max_wait: float,
     is_safe: bool = True,
 ) -> T:
     """Call `fn` until it returns, under the one retry policy of crm-sync.
+
+    `max_attempts` and `max_wait` come from the adapter's settings (`max_attempts`,
+    `max_wait_seconds`), which `sync.config` has checked; this module has no defaults of its own.
 
     - Only `RetriableError` is retried, and only when `is_safe` (the operation may be repeated
       without effect: reads, upserts by external id, idempotent PUTs); otherwise `fn` runs once.
@@ -86,8 +89,6 @@ def call_with_retry(
     - After the last attempt a network failure (a `RetriableError` without an HTTP status)
       becomes `UnreachableError`; an HTTP one (5xx, 429) is re-raised as it is.
     """
-    if max_attempts < 1:
-        raise ConfigError([f"max_attempts: must be at least 1, got {max_attempts}"])
     retrying = Retrying(
         sleep=sleep,
         stop=stop_after_attempt(max_attempts if is_safe else 1),
@@ -150,9 +151,7 @@ class PlainHTTPAdapter(TimeoutHTTPAdapter):
     ) -> requests.Response:
         if request.url is not None and request.url.startswith("https://"):
             request.url = "http://" + request.url[len("https://") :]
-        return super().send(
-            request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
-        )
+        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
 
 
 def make_session(base_url: str, timeout: float) -> requests.Session:

@@ -46,7 +46,7 @@ class RateLimiter:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        max_wait: float = 60.0,
+        max_wait: float,
     ) -> None:
         self._clock = clock
         self._sleep = sleep

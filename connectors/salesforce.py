@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -34,8 +35,9 @@ from core.errors import (
     RetriableError,
     SyncError,
 )
+from core.settings import HTTP_URL, secret, setting
 
-__all__ = ["COLLECTION_LIMIT", "SalesforceClient", "SalesforceObject"]
+__all__ = ["COLLECTION_LIMIT", "SalesforceClient", "SalesforceObject", "SalesforceSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +50,65 @@ _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptio
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _FIELD_PATH = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*\Z")
 _ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}\Z")
-_API_VERSION = re.compile(r"\d{2,3}\.\d\Z")
 # Per-record codes worth sending again: another transaction held the row.
 _TRANSIENT_RECORD_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
 
 
+@dataclass(frozen=True)
+class SalesforceSettings:
+    """[salesforce]: which org, which credentials, how patiently, and how much of its API budget."""
+
+    instance_url: str = setting(
+        "http://127.0.0.1:8765",
+        "The org's instance URL (https://<my-domain>.my.salesforce.com); http:// only for the local sandbox.",
+        pattern=HTTP_URL,
+        hint="an http(s) URL",
+    )
+    api_version: str = setting("59.0", "The REST API version.", pattern=r"\d{2,3}\.\d", hint="a version like 59.0")
+    token: str | None = secret(
+        "An access token (any non-empty value for the sandbox; it expires): or the client credentials below.",
+        env="SALESFORCE_TOKEN",
+        required=True,
+        unless="client_id",
+    )
+    client_id: str | None = secret(
+        "OAuth client credentials of a dedicated integration user (re-login on expiry): the consumer key ...",
+        env="SALESFORCE_CLIENT_ID",
+    )
+    client_secret: str | None = secret("... and the consumer secret.", env="SALESFORCE_CLIENT_SECRET")
+    timeout_seconds: float = setting(30, "Seconds before one HTTP request gives up.", minimum=0.1, maximum=600)
+    max_attempts: int = setting(
+        5,
+        "Attempts for a request that failed transiently (429, 5xx, timeouts) before the cycle reports it.",
+        minimum=1,
+        maximum=100,
+    )
+    max_wait_seconds: float = setting(
+        60, "Longest single wait between two attempts (or record lock re-sends), in seconds.", minimum=0, maximum=3600
+    )
+    lock_retries: int = setting(
+        3,
+        "Re-sends of records Salesforce refused with UNABLE_TO_LOCK_ROW (another transaction held them).",
+        minimum=0,
+        maximum=20,
+    )
+    budget_share: float = setting(
+        0.8,
+        "Stop writing once this share of the org's daily API allocation is used (other integrations share it).",
+        minimum=0.01,
+        maximum=1,
+    )
+    lookback_seconds: int = setting(
+        300,
+        "Incremental reads look this many seconds behind the cursor, then drop what they already have.",
+        minimum=0,
+        maximum=86_400,
+    )
+
+
 class SalesforceClient:
-    """A Salesforce REST client for one org.
+    """A Salesforce REST client for one org, configured by `SalesforceSettings` (used as given:
+    `sync.config` has checked them; the client needs `token` or `client_id` + `client_secret`).
 
     Authentication: a bare `token` (a 401 is then `AuthError`), or OAuth client credentials
     (`client_id` + `client_secret`), with which the client logs in at
@@ -65,61 +119,36 @@ class SalesforceClient:
 
     `requests` counts every attempt by `(method, path template)`. Before each write request the
     API usage seen in `Sforce-Limit-Info` is checked against `budget_share` of the daily allocation.
-    `max_wait` caps any single wait between two attempts, per-record lock re-sends included.
+    `max_wait_seconds` caps any single wait between two attempts, per-record lock re-sends included.
     """
 
     def __init__(
         self,
-        instance_url: str,
+        settings: SalesforceSettings,
         *,
-        token: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | None = None,
-        api_version: str = "59.0",
-        timeout: float = 30,
         sleep: Callable[[float], None] = time.sleep,
-        max_attempts: int = 5,
-        budget_share: float = 0.8,
         session: requests.Session | None = None,
-        lock_retries: int = 3,
-        max_wait: float = 60.0,
     ) -> None:
-        problems = []
-        if bool(client_id) != bool(client_secret):
-            problems.append("salesforce.client_id/client_secret: give both or neither")
-        if not token and not (client_id and client_secret):
-            problems.append("salesforce: a token or client_id + client_secret is required")
-        if not _API_VERSION.match(api_version):
-            problems.append(f"salesforce.api_version: expected like '59.0', got {api_version!r}")
-        if not 0 < budget_share <= 1:
-            problems.append(f"salesforce.budget_share: must be in (0, 1], got {budget_share}")
-        if max_attempts < 1:
-            problems.append(f"salesforce.max_attempts: must be at least 1, got {max_attempts}")
-        if lock_retries < 0:
-            problems.append(f"salesforce.lock_retries: must not be negative, got {lock_retries}")
-        if max_wait < 0:
-            problems.append(f"salesforce.max_wait_seconds: must not be negative, got {max_wait}")
-        if problems:
-            raise ConfigError(problems)
-        self.instance_url = instance_url.rstrip("/")
-        self.api_version = api_version
-        self.budget_share = budget_share
-        self._session = session if session is not None else make_session(self.instance_url, timeout)
+        self.settings = settings
+        self.instance_url = settings.instance_url.rstrip("/")
+        self.api_version = settings.api_version
+        self.budget_share = settings.budget_share
+        self._session = session if session is not None else make_session(self.instance_url, settings.timeout_seconds)
         self._session.hooks["response"].append(self._observe_date)
         self._last_date: datetime | None = None
         self.last_query_time: datetime | None = None
         """Salesforce's own clock (the `Date` header, whole seconds, so never late) when the latest
         query's first page was answered: a query's pages are a snapshot of that moment."""
-        self._token = token or None
-        self._client_id = client_id or None
-        self._client_secret = client_secret or None
-        self._timeout = timeout
+        self._token = settings.token or None
+        self._client_id = settings.client_id or None
+        self._client_secret = settings.client_secret or None
+        self._timeout = settings.timeout_seconds
         self._sleep = sleep
-        self._max_attempts = max_attempts
-        self._max_wait = max_wait
-        self._lock_retries = lock_retries
+        self._max_attempts = settings.max_attempts
+        self._max_wait = settings.max_wait_seconds
+        self._lock_retries = settings.lock_retries
         self._sf: Salesforce | None = None
-        self._data_path = f"/services/data/v{api_version}"
+        self._data_path = f"/services/data/v{settings.api_version}"
         self.requests = RequestCounter()
 
     def __repr__(self) -> str:
@@ -141,10 +170,10 @@ class SalesforceClient:
         return self._records(soql)
 
     def iter_changed(
-        self, sobject: str, fields: Iterable[str], since: str | None, *, lookback_seconds: int = 300
+        self, sobject: str, fields: Iterable[str], since: str | None, *, lookback_seconds: int | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Yield the `sobject` records with `SystemModstamp >= since - lookback_seconds`, ordered
-        by `(SystemModstamp, Id)`; `since=None` yields every record.
+        """Yield the `sobject` records with `SystemModstamp >= since - lookback_seconds` (None: the
+        `lookback_seconds` setting), ordered by `(SystemModstamp, Id)`; `since=None` yields every record.
 
         `Id` and `SystemModstamp` are always selected. The look-back re-reads records whose
         transaction committed after a later one was already visible; callers drop the repeats by
@@ -155,16 +184,14 @@ class SalesforceClient:
         fields = tuple(fields)
         for field in fields:
             _check_field(field)
-        if lookback_seconds < 0:
-            raise ConfigError([f"salesforce.lookback_seconds: must not be negative, got {lookback_seconds}"])
+        if lookback_seconds is None:
+            lookback_seconds = self.settings.lookback_seconds
         # SOQL refuses a field selected twice (case-insensitively); the cursor fields keep their
         # canonical spelling so that callers find them under that key.
         columns = ", ".join(["Id", *_unique(fields, skip={"id", "systemmodstamp"}), "SystemModstamp"])
         # Names checked above are our configuration, not outside data: safe as literals.
         if since is None:
-            return self.query(
-                "SELECT {:literal} FROM {:literal} ORDER BY SystemModstamp, Id", columns, sobject
-            )
+            return self.query("SELECT {:literal} FROM {:literal} ORDER BY SystemModstamp, Id", columns, sobject)
         start = _since(since) - timedelta(seconds=lookback_seconds)
         return self.query(
             "SELECT {:literal} FROM {:literal} WHERE SystemModstamp >= {} ORDER BY SystemModstamp, Id",
@@ -189,9 +216,7 @@ class SalesforceClient:
         path = f"composite/sobjects/{sobject}/{external_id_field}"
         return self._write(path, sobject, external_id_field, records, set_owner=set_owner)
 
-    def update(
-        self, sobject: str, records: Sequence[Mapping[str, Any]], *, set_owner: bool
-    ) -> list[WriteResult]:
+    def update(self, sobject: str, records: Sequence[Mapping[str, Any]], *, set_owner: bool) -> list[WriteResult]:
         """Update `records` (each carries its `Id`); one result per record, in order, keyed by Id.
 
         Sent as `PATCH composite/sobjects` with `allOrNone: false` in chunks of 200.
@@ -200,7 +225,7 @@ class SalesforceClient:
         return self._write("composite/sobjects", sobject, "Id", records, set_owner=set_owner)
 
     def sobject(
-        self, name: str, fields: Iterable[str], external_id_field: str, *, lookback_seconds: int = 300
+        self, name: str, fields: Iterable[str], external_id_field: str, *, lookback_seconds: int | None = None
     ) -> SalesforceObject:
         """A `Connector` view of one sObject type of this org."""
         return SalesforceObject(self, name, fields, external_id_field, lookback_seconds=lookback_seconds)
@@ -224,9 +249,7 @@ class SalesforceClient:
         used, total = usage
         if total > 0 and used / total >= self.budget_share:
             share = f"{self.budget_share:.0%}"
-            raise QuotaExhaustedError(
-                f"salesforce API budget spent: {used}/{total} calls used, our share is {share}"
-            )
+            raise QuotaExhaustedError(f"salesforce API budget spent: {used}/{total} calls used, our share is {share}")
 
     # -- the one classification --------------------------------------------------------------------
 
@@ -302,17 +325,13 @@ class SalesforceClient:
             if status in (400, 401, 403):
                 # OAuth errors are {"error": "invalid_client", ...}: the code alone is safe to show.
                 code = _oauth_error(response)
-                raise AuthError(
-                    f"salesforce login refused: HTTP {status}{code}", system=SYSTEM, status=status
-                )
+                raise AuthError(f"salesforce login refused: HTTP {status}{code}", system=SYSTEM, status=status)
             if status == 429:
                 raise RateLimitedError("salesforce login: HTTP 429", system=SYSTEM)
             if status == 408 or status >= 500:
                 raise RetriableError(f"salesforce login: HTTP {status}", system=SYSTEM, status=status)
             if not 200 <= status < 300:
-                raise ContractError(
-                    f"salesforce login: unexpected HTTP {status}", system=SYSTEM, status=status
-                )
+                raise ContractError(f"salesforce login: unexpected HTTP {status}", system=SYSTEM, status=status)
             try:
                 body = response.json()
             except ValueError:
@@ -419,9 +438,7 @@ class SalesforceClient:
                     return _complete(results)
                 sent_any = True
                 if not isinstance(answer, list) or len(answer) != len(chunk):
-                    raise ContractError(
-                        f"salesforce PATCH {path}: expected one result per record", system=SYSTEM
-                    )
+                    raise ContractError(f"salesforce PATCH {path}: expected one result per record", system=SYSTEM)
                 for (index, key, item), outcome in zip(chunk, answer, strict=True):
                     result = _record_result(key, outcome)
                     results[index] = result
@@ -445,7 +462,7 @@ class SalesforceObject:
         fields: Iterable[str],
         external_id_field: str,
         *,
-        lookback_seconds: int = 300,
+        lookback_seconds: int | None = None,
     ) -> None:
         _check_name(name, "sobject")
         _check_name(external_id_field, "external_id_field")
@@ -534,9 +551,7 @@ def _record_result(key: str, outcome: Any) -> WriteResult:
     record_id = outcome.get("id") if isinstance(outcome.get("id"), str) else None
     if outcome.get("success") is True:
         created = outcome.get("created")
-        return WriteResult(
-            key=key, ok=True, id=record_id, created=created if isinstance(created, bool) else None
-        )
+        return WriteResult(key=key, ok=True, id=record_id, created=created if isinstance(created, bool) else None)
     errors = [item for item in outcome.get("errors") or [] if isinstance(item, Mapping)]
     codes = [str(item.get("statusCode") or item.get("errorCode") or "UNKNOWN_ERROR") for item in errors]
     permanent = [code for code in codes if code not in _TRANSIENT_RECORD_CODES]
@@ -592,9 +607,7 @@ def _since(value: str) -> datetime:
     try:
         return parse_iso_utc(value)
     except ValueError:
-        raise ContractError(
-            f"salesforce: cursor {value[:40]!r} is not an ISO-8601 timestamp", system=SYSTEM
-        ) from None
+        raise ContractError(f"salesforce: cursor {value[:40]!r} is not an ISO-8601 timestamp", system=SYSTEM) from None
 
 
 def _unique(names: Iterable[str], *, skip: set[str]) -> list[str]:

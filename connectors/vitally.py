@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
@@ -36,8 +37,10 @@ from core.errors import (
     UnreachableError,
     WriteRejectedError,
 )
+from core.records import DEFAULT_TRAIT_KEYS
+from core.settings import HTTP_URL, secret, setting
 
-__all__ = ["VitallyClient"]
+__all__ = ["VitallyClient", "VitallySettings"]
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +58,74 @@ _REJECTING_STATUSES = {400: "HTTP_400", 404: "NOT_FOUND", 409: "HTTP_409", 422: 
 _STOPPING_ERRORS = (AuthError, UnreachableError, QuotaExhaustedError)
 
 
-class VitallyClient:
-    """A Vitally REST client for one API key.
+@dataclass(frozen=True)
+class VitallySettings:
+    """[vitally]: where Vitally's REST API is, how patiently to talk to it, and its trait names."""
 
-    `base_url` is the API root (`https://<subdomain>.rest.vitally.io`, or the sandbox's
+    base_url: str = setting(
+        "http://127.0.0.1:8765",
+        "The Vitally REST API: https://<subdomain>.rest.vitally.io (US) or https://rest.vitally-eu.io (EU).",
+        pattern=HTTP_URL,
+        hint="an http(s) URL",
+    )
+    api_key: str | None = secret(
+        "The Vitally secret key (Settings > Integrations > REST API), sent as the Basic-auth user name.",
+        env="VITALLY_API_KEY",
+        file="/etc/crm-sync/vitally.key",
+        required=True,
+    )
+    timeout_seconds: float = setting(10, "Seconds before one HTTP request gives up.", minimum=0.1, maximum=600)
+    max_attempts: int = setting(
+        5,
+        "Attempts for a request that failed transiently (429, 5xx, timeouts) before the cycle reports it.",
+        minimum=1,
+        maximum=100,
+    )
+    max_wait_seconds: float = setting(
+        60,
+        "Longest single wait between two attempts, in seconds (caps the backoff and RateLimit-Reset too).",
+        minimum=0,
+        maximum=3600,
+    )
+    write_workers: int = setting(
+        4,
+        "Account PUTs in flight at once (always within Vitally's rate limit: more only help slow requests).",
+        minimum=1,
+        maximum=64,
+    )
+    segment_traits: Mapping[str, str] = setting(
+        {
+            "TAM/CSM Candidate": "segment_tam_csm_candidate",
+            "Product-led lead": "segment_product_led_lead",
+            "Account review": "segment_account_review",
+            "Onboarding": "segment_onboarding",
+            "Nurture": "segment_nurture",
+        },
+        "Managed segment -> the boolean trait a Vitally Playbook tests to put accounts in that segment.",
+        merge=True,
+    )
+    written_traits: Mapping[str, str] = setting(
+        {
+            "new_owner": "new_owner",
+            "routing_reason": "routing_reason",
+            "lifecycle_stage": "lifecycle_stage",
+            "onboarding_specialist": "onboarding_specialist",
+        },
+        "Canonical name -> the trait key crm-sync writes.",
+        merge=True,
+    )
+    trait_keys: Mapping[str, str] = setting(
+        DEFAULT_TRAIT_KEYS,
+        "Canonical field of the data model -> the trait key it is read from, where a deployment names it differently.",
+        merge=True,
+        toml="vitally.traits",
+    )
+
+
+class VitallyClient:
+    """A Vitally REST client for one API key, configured by `VitallySettings`.
+
+    `settings.base_url` is the API root (`https://<subdomain>.rest.vitally.io`, or the sandbox's
     `http://127.0.0.1:<port>`); paths under `/resources/` are appended to it. The key is sent as
     the Basic-auth user name with an empty password and never appears in a message or a log.
 
@@ -68,8 +135,9 @@ class VitallyClient:
     `rate_limiter` (a `RateLimiter`, shared by every thread using this client), which holds each
     request back while the announced budget is spent.
 
-    `max_wait` caps any single wait between two attempts (a long `RateLimit-Reset` included), so a
-    cycle never stalls longer than that on one request; the rate limiter's waits share the cap.
+    `settings.max_wait_seconds` caps any single wait between two attempts (a long `RateLimit-Reset`
+    included), so a cycle never stalls longer than that on one request; the rate limiter's waits
+    share the cap. The settings are used as given: `sync.config` has checked them.
 
     Thread-safe for `put_traits_many`: when the client builds its own session, each worker thread
     gets a session of its own; an injected `session` is shared by every thread.
@@ -77,40 +145,29 @@ class VitallyClient:
 
     def __init__(
         self,
-        base_url: str,
-        api_key: str,
+        settings: VitallySettings,
         *,
-        timeout: float = 10,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        max_attempts: int = 5,
-        page_size: int = 100,
-        max_wait: float = 60.0,
+        page_size: int = MAX_PAGE_SIZE,
         rate_limiter: RateLimiter | None = None,
     ) -> None:
-        problems = []
-        if not api_key:
-            problems.append("vitally.api_key: must not be empty")
+        # `page_size` is not a setting (the service's maximum is the fastest); tests page by 2.
         if not 1 <= page_size <= MAX_PAGE_SIZE:
-            problems.append(f"vitally.page_size: must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
-        if max_attempts < 1:
-            problems.append(f"vitally.max_attempts: must be at least 1, got {max_attempts}")
-        if max_wait < 0:
-            problems.append(f"vitally.max_wait_seconds: must not be negative, got {max_wait}")
-        if problems:
-            raise ConfigError(problems)
-        self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
-        self._timeout = timeout
-        self._session = session if session is not None else make_session(self.base_url, timeout)
+            raise ConfigError([f"vitally.page_size: must be between 1 and {MAX_PAGE_SIZE}, got {page_size}"])
+        self.settings = settings
+        self.base_url = settings.base_url.rstrip("/")
+        self._api_key = settings.api_key or ""
+        self._timeout = settings.timeout_seconds
+        self._session = session if session is not None else make_session(self.base_url, self._timeout)
         self._own_sessions = session is None
         self._thread = threading.local()  # `session`: the session of a put_traits_many worker
         self._sleep = sleep
-        self._max_attempts = max_attempts
-        self._max_wait = max_wait
         self._page_size = page_size
         self.requests = RequestCounter()
-        self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter(sleep=sleep, max_wait=max_wait)
+        self.rate_limiter = (
+            rate_limiter if rate_limiter is not None else RateLimiter(sleep=sleep, max_wait=settings.max_wait_seconds)
+        )
 
     def __repr__(self) -> str:
         return f"VitallyClient({self.base_url!r})"
@@ -200,10 +257,11 @@ class VitallyClient:
         return _object(body, template)
 
     def put_traits_many(
-        self, items: Iterable[tuple[str, Mapping[str, Any]]], *, workers: int = 4
+        self, items: Iterable[tuple[str, Mapping[str, Any]]], *, workers: int | None = None
     ) -> Iterator[tuple[str, dict[str, Any] | SyncError]]:
-        """`put_traits` for each `(account_id, traits)`, at most `workers` at a time; yield
-        `(account_id, account)` or `(account_id, error)` as each one completes.
+        """`put_traits` for each `(account_id, traits)`, at most `workers` at a time (None: the
+        `write_workers` setting); yield `(account_id, account)` or `(account_id, error)` as each
+        one completes.
 
         `items` is read lazily, one item per free worker. A failed write is yielded as its
         `SyncError`, never raised. After an error that stops the whole service (`FatalError`:
@@ -212,7 +270,9 @@ class VitallyClient:
         ends; items never started are not yielded. Closing the iterator early (a `break`) also
         starts nothing new and returns once the writes in flight have finished.
         """
-        if workers < 1:
+        if workers is None:
+            workers = self.settings.write_workers
+        elif workers < 1:  # an explicit argument; the setting itself is checked by sync.config
             raise ConfigError([f"vitally.workers: must be at least 1, got {workers}"])
         source = iter(items)
         sessions: list[requests.Session] = []
@@ -380,7 +440,12 @@ class VitallyClient:
                     f"vitally {method} {template}: response is not valid JSON", system=SYSTEM
                 ) from error
 
-        return call_with_retry(attempt, sleep=self._sleep, max_attempts=self._max_attempts, max_wait=self._max_wait)
+        return call_with_retry(
+            attempt,
+            sleep=self._sleep,
+            max_attempts=self.settings.max_attempts,
+            max_wait=self.settings.max_wait_seconds,
+        )
 
     def _paged(self, template: str, path: str, params: Mapping[str, str]) -> Iterator[dict[str, Any]]:
         paginator = CursorPaginator(system=SYSTEM)

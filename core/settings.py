@@ -16,9 +16,14 @@ from collections.abc import Callable
 from dataclasses import MISSING, Field, dataclass
 from typing import Any, Final
 
-__all__ = ["REQUIRED", "Secret", "Setting", "declared", "default_of", "describe_limits", "secret", "section", "setting"]
+__all__ = [
+    "HTTP_URL",
+    "REQUIRED", "Secret", "Setting", "declared", "default_of", "describe_limits", "secret", "section", "setting"]
 
 _KEY: Final = "crm_sync.setting"
+
+HTTP_URL: Final = r"https?://[^\s/?#]+(?:[/?#]\S*)?"
+"""The `pattern` of a service's URL: http or https, a host, no spaces."""
 
 REQUIRED: Final[Any] = MISSING
 """The default of a setting that has none: the file must give it (e.g. a pool member's user id)."""
@@ -53,11 +58,13 @@ class Setting:
 class Secret(Setting):
     """A secret: never read from the file itself, only from the environment variable named by
     `<key>_env` or the owner-only file named by `<key>_file`. `env`/`file` are what the example
-    config suggests; `required`: the service cannot be used without it."""
+    config suggests; `required`: the service cannot be used without it, unless the secret named
+    by `unless` is given."""
 
     env: str | None = None
     file: str | None = None
     required: bool = False
+    unless: str | None = None
 
 
 def setting(
@@ -89,9 +96,11 @@ def section(factory: Callable[[], Any], doc: str, *, toml: str) -> Any:
     return dataclasses.field(default_factory=factory, metadata={_KEY: Setting(doc, toml=toml)})
 
 
-def secret(doc: str, *, env: str | None = None, file: str | None = None, required: bool = False) -> Any:
+def secret(
+    doc: str, *, env: str | None = None, file: str | None = None, required: bool = False, unless: str | None = None
+) -> Any:
     """A dataclass field declaring a secret (see `Secret`): None until resolved, never in a repr."""
-    declaration = Secret(doc, env=env, file=file, required=required)
+    declaration = Secret(doc, env=env, file=file, required=required, unless=unless)
     return dataclasses.field(default=None, repr=False, metadata={_KEY: declaration})
 
 

@@ -14,28 +14,10 @@ __all__ = ["make_salesforce", "make_vitally"]
 
 
 def make_vitally(config: Config, *, sleep: Callable[[float], None] = time.sleep) -> VitallyClient:
-    v = config.vitally
-    return VitallyClient(
-        v.base_url,
-        v.api_key,
-        timeout=v.timeout_seconds,
-        max_attempts=v.max_attempts,
-        max_wait=v.max_wait_seconds,
-        sleep=sleep,
-    )
+    """The Vitally client of `config`'s `[vitally]` settings."""
+    return VitallyClient(config.vitally, sleep=sleep)
 
 
 def make_salesforce(config: Config, *, sleep: Callable[[float], None] = time.sleep) -> SalesforceClient:
-    s = config.salesforce
-    return SalesforceClient(
-        s.instance_url,
-        token=s.token,
-        client_id=s.client_id,
-        client_secret=s.client_secret,
-        api_version=s.api_version,
-        timeout=s.timeout_seconds,
-        max_attempts=s.max_attempts,
-        max_wait=s.max_wait_seconds,
-        budget_share=s.budget_share,
-        sleep=sleep,
-    )
+    """The Salesforce client of `config`'s `[salesforce]` settings."""
+    return SalesforceClient(config.salesforce, sleep=sleep)

@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -161,7 +160,7 @@ def _normalise_argv(argv: list[str]) -> list[str]:
 def _load(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
     if args.state is not None:
-        config = replace(config, state_path=args.state)
+        config = config.with_state(args.state)
     return config
 
 

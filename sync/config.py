@@ -1,5 +1,23 @@
 """Typed configuration: read once, validated once, every problem reported together.
 
+Every setting is declared once, with its default, a one-line doc and its limits
+(`core.settings.setting`), on the frozen dataclass that uses it:
+
+    [vitally]        connectors.vitally.VitallySettings
+    [salesforce]     connectors.salesforce.SalesforceSettings
+    [state] [sync] [daemon] [report]      StateSettings, SyncSettings, DaemonSettings, ReportSettings (here)
+    [rules.*]        rules.policy (one dataclass per table; `order`, `countries`, `owner_roles` in [rules])
+    [territories]    rules.policy.Territories
+    [[pools]], [[rules.custom]]           PoolSettings, MemberSettings, CustomTriggerSettings (here)
+
+One generic reader (`_Reader.section`) reads each table from its declaration: the field's type,
+its limits, its pattern. Every number must be finite and within its limits, every key must be
+declared (a typo anywhere is an error, with a suggestion), and every problem becomes one
+`path: message` line of the one `ConfigError` this module raises. The rules that tie settings
+together (a fallback among the owner options, a pool's region among the territories, a custom
+trigger's expression) are checked after that, in the functions below. `sync.example` writes the
+example config from the same declarations.
+
 Secrets are never read from the TOML file: only from the environment or from a file that only
 its owner can read. Against a loopback sandbox a missing secret falls back to a placeholder,
 because the sandbox accepts any non-empty credential.
@@ -7,83 +25,174 @@ because the sandbox accepts any non-empty credential.
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
+import re
 import stat
 import tomllib
 from collections import abc
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import Field, dataclass, field, is_dataclass, replace
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlparse
 
+from connectors.salesforce import SalesforceSettings
+from connectors.vitally import VitallySettings
 from core.countries import normalise_country
 from core.errors import ConfigError
 from core.records import DEFAULT_TRAIT_KEYS
+from core.settings import REQUIRED, Secret, Setting, declared, default_of, section, setting
+from rules.base import Team
+from rules.demo import CLASSIFIERS
 from rules.expressions import CompiledTrigger, CustomTrigger, ExpressionError, compile_trigger
-from rules.policy import DEFAULT_REGIONS, ROUTING_RULE_IDS, Policy, Territories
+from rules.policy import ROUTING_RULE_IDS, Policy, Territories
 from rules.round_robin import Member, Pool
 
 __all__ = [
     "Config",
-    "SalesforceConfig",
-    "VitallyConfig",
+    "CustomTriggerSettings",
+    "DaemonSettings",
+    "MemberSettings",
+    "PoolSettings",
+    "ReportSettings",
+    "StateSettings",
+    "SyncSettings",
     "load_config",
-    "load_section",
     "packaged_example",
+    "parse_config",
     "with_rules_from",
 ]
 
 OnConflict = Literal["report", "overwrite"]
-T = TypeVar("T")
+LoopbackHost = Literal["127.0.0.1", "localhost", "::1"]
+S = TypeVar("S")
 
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_LOOPBACK = set(get_args(LoopbackHost))
 _PLACEHOLDER_SECRET = "sandbox-placeholder"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_SHOWN = 60  # characters of a bad value quoted in a problem
+
+
+# -- sync's own settings ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class VitallyConfig:
-    base_url: str
-    api_key: str = field(repr=False)
-    timeout_seconds: float = 10
-    max_attempts: int = 5
-    max_wait_seconds: float = 60
-    write_workers: int = 4
-    trait_keys: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TRAIT_KEYS))
-    segment_traits: Mapping[str, str] = field(default_factory=dict)
-    written_traits: Mapping[str, str] = field(default_factory=dict)
+class StateSettings:
+    """Where crm-sync keeps what it knows."""
+
+    path: Path = setting(Path("crm-sync.db"), "The SQLite file holding the mirror, cursors, outbox and run history.")
 
 
 @dataclass(frozen=True)
-class SalesforceConfig:
-    instance_url: str
-    token: str | None = field(default=None, repr=False)
-    client_id: str | None = field(default=None, repr=False)
-    client_secret: str | None = field(default=None, repr=False)
-    api_version: str = "59.0"
-    timeout_seconds: float = 30
-    max_attempts: int = 5
-    max_wait_seconds: float = 60
-    budget_share: float = 0.8
-    lookback_seconds: int = 300
+class SyncSettings:
+    """What a cycle does about people's changes."""
+
+    on_conflict: OnConflict = setting(
+        "report", 'A value a person changed since crm-sync last wrote it: "report" (leave it) or "overwrite".'
+    )
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """How often the daemon runs a cycle, and its /healthz and /metrics."""
+
+    interval_seconds: float = setting(900, "Seconds between cycles.", minimum=1, maximum=86_400)
+    health_host: LoopbackHost = setting(
+        "127.0.0.1", "/healthz and /metrics (Prometheus text) while the daemon runs, on loopback only ..."
+    )
+    health_port: int = setting(9465, "... on this port; 0 turns them off.", minimum=0, maximum=65_535)
+    healthy_within_seconds: float | None = setting(
+        None,
+        "/healthz answers 503 once the last successful cycle is older than this; unset: 3 intervals.",
+        minimum=1,
+        maximum=604_800,
+        example=2700,
+    )
+
+    @property
+    def healthy_within(self) -> float:
+        """`healthy_within_seconds`, or three intervals when unset."""
+        if self.healthy_within_seconds is None:
+            return 3 * self.interval_seconds
+        return self.healthy_within_seconds
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """The `report` command."""
+
+    conversion_target: float = setting(
+        0.2, "Each routing rule's lead conversion rate is shown against this target (0.2 = 20 %).", minimum=0, maximum=1
+    )
+
+
+@dataclass(frozen=True)
+class MemberSettings:
+    """One person of a `[[pools]]` entry's `members`."""
+
+    user_id: str = setting(
+        REQUIRED, "The Salesforce user id.", pattern=r"005[A-Za-z0-9]*", hint="a Salesforce user id (005…)"
+    )
+    name: str = setting(REQUIRED, "The person's name.", pattern=r"(?s).*\S.*", hint="the person's name")
+    weight: int = setting(1, "Their share of the pool's leads, relative to the others'.", minimum=1, maximum=1000)
+    active: bool = setting(True, "false: paused (e.g. on leave); they keep their credit.")
+    capacity: int | None = setting(
+        None,
+        "A soft cap of managed accounts (those in segment AM Managed whose TAM key role has their email);"
+        " unset: the pool's.",
+        minimum=0,
+        maximum=1_000_000,
+    )
+    email: str | None = setting(None, "Their email, as in the TAM key role (counts their managed accounts).")
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """One `[[pools]]` entry: who receives leads for a team in a region."""
+
+    team: Team = setting(REQUIRED, "The team whose leads this pool receives.")
+    region: str = setting(REQUIRED, 'A region of [territories], or "*": the team\'s leads from regions without a pool.')
+    fallback_queue: str | None = setting(
+        None,
+        "The Salesforce queue receiving the lead when nobody is eligible.",
+        pattern=r"00G[A-Za-z0-9]*",
+        hint="a Salesforce queue id (00G…)",
+    )
+    capacity: int | None = setting(
+        None, "Each member's capacity unless they set their own.", minimum=0, maximum=1_000_000
+    )
+    members: tuple[MemberSettings, ...] = setting((), "The people of the pool, in the order that breaks ties.")
+
+
+@dataclass(frozen=True)
+class CustomTriggerSettings:
+    """One `[[rules.custom]]` entry: a routing rule written in the config."""
+
+    id: str = setting(
+        REQUIRED, "A new rule id, shown in plans, leads and reports.", pattern=r"(?s).*\S.*", hint="non-empty text"
+    )
+    team: str = setting(REQUIRED, "The team the rule routes to.", pattern=r"(?s).*\S.*", hint="non-empty text")
+    when: str = setting(REQUIRED, "A condition over the account.", pattern=r"(?s).*\S.*", hint="non-empty text")
+    reason: str = setting(
+        REQUIRED, "The decision's reason, with {variable} placeholders.", pattern=r"(?s).*\S.*", hint="non-empty text"
+    )
 
 
 @dataclass(frozen=True)
 class Config:
-    vitally: VitallyConfig
-    salesforce: SalesforceConfig
-    state_path: Path
-    policy: Policy
-    on_conflict: OnConflict = "report"
-    interval_seconds: float = 900
-    # The daemon's /healthz and /metrics on loopback (port 0: off); /healthz fails once the last
-    # successful cycle is older than `healthy_within_seconds`.
-    health_host: str = "127.0.0.1"
-    health_port: int = 9465
-    healthy_within_seconds: float = 2700
-    # `report`: the conversion rate each routing rule is measured against.
-    conversion_target: float = 0.20
+    """Everything a command needs: one section of settings per table of the config file."""
+
+    vitally: VitallySettings = section(VitallySettings, "The Vitally REST API.", toml="vitally")
+    salesforce: SalesforceSettings = section(SalesforceSettings, "The Salesforce org.", toml="salesforce")
+    state: StateSettings = section(StateSettings, "The state database.", toml="state")
+    sync: SyncSettings = section(SyncSettings, "A cycle.", toml="sync")
+    daemon: DaemonSettings = section(DaemonSettings, "The daemon.", toml="daemon")
+    report: ReportSettings = section(ReportSettings, "The report.", toml="report")
+    policy: Policy = section(Policy, "Every tunable of the rules.", toml="rules")
     source: Path | None = None
     custom_triggers: tuple[CompiledTrigger, ...] = ()
     # (team, region) -> pool; region "*" is a team's catch-all pool.
@@ -91,6 +200,64 @@ class Config:
 
     def pool_for(self, team: str, region: str) -> Pool | None:
         return self.pools.get((team, region)) or self.pools.get((team, "*"))
+
+    # Shorthands for the settings most callers read.
+    @property
+    def state_path(self) -> Path:
+        """`[state] path`."""
+        return self.state.path
+
+    @property
+    def on_conflict(self) -> OnConflict:
+        """`[sync] on_conflict`."""
+        return self.sync.on_conflict
+
+    @property
+    def interval_seconds(self) -> float:
+        """`[daemon] interval_seconds`."""
+        return self.daemon.interval_seconds
+
+    @property
+    def health_host(self) -> str:
+        """`[daemon] health_host`."""
+        return self.daemon.health_host
+
+    @property
+    def health_port(self) -> int:
+        """`[daemon] health_port`."""
+        return self.daemon.health_port
+
+    @property
+    def healthy_within_seconds(self) -> float:
+        """`[daemon] healthy_within_seconds`, or three intervals when unset."""
+        return self.daemon.healthy_within
+
+    @property
+    def conversion_target(self) -> float:
+        """`[report] conversion_target`."""
+        return self.report.conversion_target
+
+    def with_state(self, path: Path) -> Config:
+        """This config with the state database at `path` (`--state`, the demo's temporary copy)."""
+        return replace(self, state=replace(self.state, path=path))
+
+
+def _sections() -> dict[str, tuple[str, type]]:
+    """Config field -> (TOML table, settings class) for every section read as it is declared."""
+    hints = get_type_hints(Config)
+    return {f.name: (str(d.toml), hints[f.name]) for f, d in declared(Config) if f.name != "policy"}
+
+
+def _policy_sections() -> dict[str, tuple[str, type]]:
+    """Policy field -> (TOML table, policy class) for every `[rules.*]` table."""
+    hints = get_type_hints(Policy)
+    return {f.name: (str(d.toml), hints[f.name]) for f, d in declared(Policy) if is_dataclass(hints[f.name])}
+
+
+SECTIONS = _sections()
+# Policy field -> the TOML table that tunes it ([territories] has a shape of its own).
+_POLICY_SECTIONS = {name: path for name, (path, _) in _policy_sections().items() if name != "territories"}
+_TOP_LEVEL = {*(path for path, _ in SECTIONS.values()), "rules", "territories", "pools"}
 
 
 def packaged_example() -> Path:
@@ -108,6 +275,76 @@ def example_against(url: str) -> Config:
     )
 
 
+# -- reading ---------------------------------------------------------------------------------------
+
+_BAD: Any = object()  # a value that could not be read; its problem is recorded
+_ABSENT: Any = object()  # a key the file does not set: the declared default applies
+_COUNTRY_LIST = Setting("The countries of a region (ISO codes or names).", countries=True)
+_ARRAY_OF_TABLES = Setting("An array of tables.")
+
+
+def _key(path: str, key: object) -> str:
+    """`path.key`, quoting a key that is not a bare TOML key so that a problem stays one line."""
+    text = str(key)
+    shown = text if _BARE_KEY.fullmatch(text) else repr(text)[:_SHOWN]
+    return f"{path}.{shown}" if path else shown
+
+
+def _show(value: object) -> str:
+    """A bad value as quoted in a problem: its repr, shortened."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
+        return f"{'-' if value < 0 else ''}a {len(str(abs(value)))}-digit number"
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
+
+
+def _limit(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+def _choices(options: Iterable[object]) -> str:
+    shown = [repr(option) for option in options]
+    if len(shown) == 1:
+        return shown[0]
+    if len(shown) == 2:
+        return f"{shown[0]} or {shown[1]}"
+    return f"one of {', '.join(shown[:-1])} or {shown[-1]}"
+
+
+def _optional(kind: Any) -> Any:
+    """The X of `X | None`; `kind` itself when it is not optional."""
+    if get_origin(kind) in (Union, UnionType):
+        options = [a for a in get_args(kind) if a is not type(None)]
+        if len(options) == 1:
+            return options[0]
+    return kind
+
+
+def _declaration(owner: type, name: str) -> tuple[Field[Any], Setting]:
+    return next((f, d) for f, d in declared(owner) if f.name == name)
+
+
+def _keys(cls: type, path: str) -> dict[str, str]:
+    """Field name -> its key in the table at `path`, for the fields that live there."""
+    keys = {}
+    for f, d in declared(cls):
+        if d.toml is None:
+            keys[f.name] = f.name
+        elif d.toml.rpartition(".")[0] == path:
+            keys[f.name] = d.toml.rpartition(".")[2]
+    return keys
+
+
+def _known_keys(cls: type, path: str) -> set[str]:
+    """Every key the table at `path` may hold: a secret's `_env` and `_file` included (its own
+    name too, so that it is refused as a secret rather than as a typo)."""
+    known = set(_keys(cls, path).values())
+    for f, d in declared(cls):
+        if isinstance(d, Secret):
+            known |= {f"{f.name}_env", f"{f.name}_file"}
+    return known
+
+
 class _Reader:
     """Typed access to a TOML document that records every problem instead of stopping."""
 
@@ -115,472 +352,420 @@ class _Reader:
         self.data = data
         self.problems: list[str] = []
 
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
     def table(self, path: str) -> Mapping[str, Any]:
+        """The table at dotted `path` ({} when absent; a problem when it is not a table)."""
         node: Any = self.data
         for part in path.split("."):
             node = node.get(part, {}) if isinstance(node, Mapping) else None
             if not isinstance(node, Mapping):
-                self.problems.append(f"{path}: expected a table")
+                self.problem(path, f"expected a table, got {_show(node)}")
                 return {}
         table: Mapping[str, Any] = node
         return table
 
-    def get(self, path: str, kind: type | tuple[type, ...], default: Any) -> Any:
-        section, _, key = path.rpartition(".")
-        table = self.table(section) if section else self.data
+    def unknown(self, path: str, table: Mapping[str, Any], known: Iterable[str], *, what: str = "setting") -> None:
+        """A problem for every key of `table` that is not `known`, naming the closest known key."""
+        names = sorted(known)
+        for key in table:
+            if key in names:
+                continue
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            self.problem(_key(path, key), f"unknown {what}{hint}")
+
+    # -- a table, as its dataclass declares it ----------------------------------------------------
+
+    def section(self, path: str, cls: type[S], table: Mapping[str, Any] | None = None) -> S | None:
+        """The settings dataclass `cls` read from the table at `path` (or `table`, an element of an
+        array): each declared key by its type and limits, an absent key at its declared default.
+        None when a required key is missing or bad (the problem is recorded)."""
+        if table is None:
+            table = self.table(path)
+        self.unknown(path, table, _known_keys(cls, path))
+        hints = get_type_hints(cls)
+        keys = _keys(cls, path)
+        values: dict[str, Any] = {}
+        complete = True
+        for f, d in declared(cls):
+            if isinstance(d, Secret):
+                value = self._secret(path, table, f.name)
+            elif f.name in keys:
+                value = self._entry(path, table, keys[f.name], f, d, hints[f.name])
+            else:
+                continue  # it lives elsewhere in the file (`Setting.toml`)
+            if value is _BAD:
+                complete = complete and default_of(f) is not REQUIRED
+            elif value is not _ABSENT:
+                values[f.name] = value
+        return cls(**values) if complete else None
+
+    def _entry(self, path: str, table: Mapping[str, Any], key: str, f: Field[Any], d: Setting, kind: Any) -> Any:
         if key not in table:
-            return default
-        value = table[key]
-        if isinstance(value, bool) and kind in (int, float, (int, float)):
-            self.problems.append(f"{path}: expected a number, got {value!r}")
-            return default
-        if not isinstance(value, kind):
-            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            self.problems.append(f"{path}: expected {names}, got {type(value).__name__} {value!r}")
-            return default
+            if default_of(f) is REQUIRED:
+                self.problem(_key(path, key), f"missing ({d.doc})")
+                return _BAD
+            return _ABSENT
+        value = self.value(_key(path, key), kind, d, table[key])
+        if d.merge and isinstance(value, Mapping):
+            return {**default_of(f), **value}
         return value
 
-    def number(self, path: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
-        value = float(self.get(path, (int, float), default))
-        if minimum is not None and value < minimum:
-            self.problems.append(f"{path}: must be ≥ {minimum:g}, got {value:g}")
-        if maximum is not None and value > maximum:
-            self.problems.append(f"{path}: must be ≤ {maximum:g}, got {value:g}")
+    def at(self, path: str, owner: type, name: str) -> Any:
+        """The declared field `name` of `owner`, read from dotted `path`; its default when absent."""
+        parent, _, key = path.rpartition(".")
+        table = self.table(parent) if parent else self.data
+        f, d = _declaration(owner, name)
+        if key not in table:
+            return default_of(f)
+        value = self.value(path, get_type_hints(owner)[name], d, table[key])
+        return default_of(f) if value is _BAD else value
+
+    def tables(self, path: str, value: Any, cls: type[S]) -> list[tuple[str, S]]:
+        """An array of tables (`[[path]]`), each element read as `cls`; the elements that could
+        not be read are left out (their problems are recorded)."""
+        if not isinstance(value, list):
+            self.problem(path, f"expected an array of tables ([[{path}]]), got {_show(value)}")
+            return []
+        found = []
+        for index, entry in enumerate(value):
+            where = f"{path}[{index}]"
+            item = self.value(where, cls, _ARRAY_OF_TABLES, entry)
+            if item is not _BAD:
+                found.append((where, item))
+        return found
+
+    # -- a value, by its type ---------------------------------------------------------------------
+
+    def value(self, path: str, kind: Any, d: Setting, value: Any) -> Any:
+        """`value` as the type `kind`, within the limits of `d`; `_BAD` after recording why not."""
+        kind = _optional(kind)
+        origin = get_origin(kind)
+        if origin is Literal:
+            return self._choice(path, get_args(kind), value)
+        if kind in (bool, int, float):
+            return self._number(path, kind, d, value) if kind is not bool else self._bool(path, value)
+        if kind is str:
+            return self._text(path, d, value)
+        if kind is Path:
+            return self._path(path, value)
+        if origin is tuple:
+            return self._tuple(path, get_args(kind), d, value)
+        if origin in (abc.Mapping, dict):
+            return self._mapping(path, get_args(kind), d, value)
+        if isinstance(kind, type) and is_dataclass(kind):
+            return self._table(path, kind, value)
+        raise TypeError(f"{path}: no reader for settings of type {kind!r}")  # a mistake in a declaration
+
+    def _choice(self, path: str, options: tuple[Any, ...], value: Any) -> Any:
+        if not any(type(value) is type(option) and value == option for option in options):
+            self.problem(path, f"expected {_choices(options)}, got {_show(value)}")
+            return _BAD
         return value
 
-    def whole(self, path: str, default: int, *, minimum: int = 0) -> int:
-        value = self.get(path, int, default)
-        if value < minimum:
-            self.problems.append(f"{path}: must be ≥ {minimum}, got {value}")
-        return int(value)
+    def _bool(self, path: str, value: Any) -> Any:
+        if not isinstance(value, bool):
+            self.problem(path, f"expected true or false, got {_show(value)}")
+            return _BAD
+        return value
 
-    def text(self, path: str, default: str) -> str:
-        value = self.get(path, str, default)
-        return str(value)
-
-    def strings(self, path: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = self.get(path, list, list(default))
-        bad = [v for v in value if not isinstance(v, str)]
-        if bad:
-            self.problems.append(f"{path}: expected a list of strings, got {bad[0]!r}")
-            return default
-        return tuple(value)
-
-    def mapping(self, path: str, default: Mapping[str, str]) -> dict[str, str]:
-        section = self.table(path)
-        result = dict(default)
-        for key, value in section.items():
-            if not isinstance(value, str):
-                self.problems.append(f"{path}.{key}: expected a string, got {value!r}")
-            else:
-                result[key] = value
-        return result
-
-    def countries(self, path: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        codes = []
-        for name in self.strings(path, default):
-            code = normalise_country(name)
-            if code is None:
-                self.problems.append(f"{path}: unknown country {name!r}")
-            else:
-                codes.append(code)
-        return tuple(codes)
-
-    def url(self, path: str, default: str) -> str:
-        value = self.text(path, default)
-        parsed = urlparse(value)
-        if parsed.scheme not in {"http", "https"} or not parsed.netloc:
-            self.problems.append(f"{path}: expected an http(s) URL, got {value!r}")
-        return value.rstrip("/")
-
-    def secret(self, path: str, url: str, *, required: bool) -> str | None:
-        """Resolve `<path>_env` / `<path>_file`; never read a secret from the TOML itself."""
-        section, _, key = path.rpartition(".")
-        table = self.table(section)
-        if key in table:
-            self.problems.append(f"{path}: secrets are not read from the config file; use {key}_env or {key}_file")
-        env_name = table.get(f"{key}_env")
-        file_name = table.get(f"{key}_file")
-        if env_name is not None and not isinstance(env_name, str):
-            self.problems.append(f"{path}_env: expected the name of an environment variable")
-            env_name = None
-        if isinstance(env_name, str) and os.environ.get(env_name):
-            return os.environ[env_name]
-        if isinstance(file_name, str):
-            return self._secret_file(f"{path}_file", Path(file_name).expanduser())
-        if not required:
-            return None
-        if urlparse(url).hostname in _LOOPBACK:
-            return _PLACEHOLDER_SECRET
-        where = f"environment variable {env_name}" if env_name else f"{key}_env or {key}_file"
-        self.problems.append(f"{path}: no secret found (set {where})")
-        return None
-
-    def _secret_file(self, path: str, file: Path) -> str | None:
+    def _number(self, path: str, kind: type, d: Setting, value: Any) -> Any:
+        whole = kind is int
+        if isinstance(value, bool) or not isinstance(value, int | float) or (whole and isinstance(value, float)):
+            self.problem(path, f"expected {'a whole number' if whole else 'a number'}, got {_show(value)}")
+            return _BAD
+        if isinstance(value, float) and not math.isfinite(value):
+            self.problem(path, f"expected a finite number, got {_show(value)}")
+            return _BAD
+        # Compared before any conversion: an int too large for a float is just out of range.
+        if d.minimum is not None and value < d.minimum:
+            self.problem(path, f"must be ≥ {_limit(d.minimum)}, got {_show(value)}")
+            return _BAD
+        if d.maximum is not None and value > d.maximum:
+            self.problem(path, f"must be ≤ {_limit(d.maximum)}, got {_show(value)}")
+            return _BAD
         try:
+            return kind(value)
+        except OverflowError:
+            self.problem(path, f"expected a finite number, got {_show(value)}")
+            return _BAD
+
+    def _text(self, path: str, d: Setting, value: Any) -> Any:
+        if not isinstance(value, str):
+            self.problem(path, f"expected a string, got {_show(value)}")
+            return _BAD
+        if d.countries:
+            code = normalise_country(value)
+            if code is None:
+                self.problem(path.rpartition("[")[0] or path, f"unknown country {_show(value)}")
+                return _BAD
+            return code
+        if d.pattern is not None and not re.fullmatch(d.pattern, value):
+            self.problem(path, f"expected {d.hint or 'text matching ' + d.pattern}, got {_show(value)}")
+            return _BAD
+        return value
+
+    def _path(self, path: str, value: Any) -> Any:
+        if not isinstance(value, str) or not value or "\0" in value:
+            self.problem(path, f"expected a file name, got {_show(value)}")
+            return _BAD
+        try:
+            return Path(value).expanduser()
+        except RuntimeError:  # "~someone" whose home directory is unknown
+            self.problem(path, f"cannot expand {_show(value)}")
+            return _BAD
+
+    def _tuple(self, path: str, args: tuple[Any, ...], d: Setting, value: Any) -> Any:
+        if not isinstance(value, list):
+            self.problem(path, f"expected a list, got {_show(value)}")
+            return _BAD
+        if len(args) == 2 and args[1] is Ellipsis:
+            kinds = [args[0]] * len(value)
+        elif len(args) == len(value):
+            kinds = list(args)
+        else:
+            self.problem(path, f"expected {len(args)} items, got {_show(value)}")
+            return _BAD
+        items = [self.value(f"{path}[{i}]", k, d, v) for i, (k, v) in enumerate(zip(kinds, value, strict=True))]
+        return _BAD if any(item is _BAD for item in items) else tuple(items)
+
+    def _mapping(self, path: str, args: tuple[Any, ...], d: Setting, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            self.problem(path, f"expected a table, got {_show(value)}")
+            return _BAD
+        entries = {str(k): self.value(_key(path, k), args[1], d, v) for k, v in value.items()}
+        return _BAD if any(v is _BAD for v in entries.values()) else entries
+
+    def _table(self, path: str, cls: type, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            self.problem(path, f"expected a table, got {_show(value)}")
+            return _BAD
+        found = self.section(path, cls, value)
+        return _BAD if found is None else found
+
+    # -- secrets ----------------------------------------------------------------------------------
+
+    def _secret(self, path: str, table: Mapping[str, Any], key: str) -> Any:
+        """The secret `key` from the variable named by `<key>_env` or the file named by
+        `<key>_file`; `_ABSENT` when neither gives one. Never from the config file itself."""
+        if key in table:
+            self.problem(_key(path, key), f"secrets are not read from the config file; use {key}_env or {key}_file")
+        env_name = self.env_name(path, table, key)
+        if env_name is not None and os.environ.get(env_name):
+            return os.environ[env_name]
+        file_name = table.get(f"{key}_file")
+        if file_name is None:
+            return _ABSENT
+        if not isinstance(file_name, str) or not file_name or "\0" in file_name:
+            self.problem(_key(path, f"{key}_file"), f"expected the name of a file, got {_show(file_name)}")
+            return _ABSENT
+        found = self._secret_file(_key(path, f"{key}_file"), file_name)
+        return _ABSENT if found is None else found
+
+    def env_name(self, path: str, table: Mapping[str, Any], key: str) -> str | None:
+        """The environment variable `<key>_env` names, if it is a valid name."""
+        name = table.get(f"{key}_env")
+        if name is None:
+            return None
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+            self.problem(_key(path, f"{key}_env"), f"expected the name of an environment variable, got {_show(name)}")
+            return None
+        return name
+
+    def _secret_file(self, path: str, name: str) -> str | None:
+        try:
+            file = Path(name).expanduser()
             info = file.stat()
+            if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                self.problem(path, f"{file} must be readable by its owner only (chmod 600)")
+                return None
+            value = file.read_text(encoding="utf-8").strip()
+        except RuntimeError:
+            self.problem(path, f"cannot expand {_show(name)}")
+            return None
         except OSError as exc:
-            self.problems.append(f"{path}: cannot read {file}: {exc.strerror}")
+            self.problem(path, f"cannot read {name}: {exc.strerror or type(exc).__name__}")
             return None
-        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            self.problems.append(f"{path}: {file} must be readable by its owner only (chmod 600)")
+        except UnicodeDecodeError:
+            self.problem(path, f"{name} is not UTF-8 text")
             return None
-        value = file.read_text(encoding="utf-8").strip()
         if not value:
-            self.problems.append(f"{path}: {file} is empty")
+            self.problem(path, f"{name} is empty")
             return None
         return value
+
+
+# -- what ties settings together ---------------------------------------------------------------------
+
+
+def _credentials(reader: _Reader, path: str, settings: S, url: str) -> S:
+    """`settings` with each required secret that was not found replaced by the sandbox's
+    placeholder when `url` is on loopback, or a problem naming where it was looked for."""
+    table = reader.table(path)
+    found = {}
+    for f, d in declared(type(settings)):
+        if not isinstance(d, Secret) or not d.required or getattr(settings, f.name):
+            continue
+        if d.unless is not None and getattr(settings, d.unless):
+            continue
+        if urlparse(url).hostname in _LOOPBACK:
+            found[f.name] = _PLACEHOLDER_SECRET
+            continue
+        env_name = table.get(f"{f.name}_env")
+        where = f"environment variable {env_name}" if isinstance(env_name, str) else f"{f.name}_env or {f.name}_file"
+        reader.problem(_key(path, f.name), f"no secret found (set {where})")
+    return replace(settings, **found)  # type: ignore[type-var]
+
+
+def _services(reader: _Reader, sections: dict[str, Any]) -> None:
+    vitally, salesforce = sections["vitally"], sections["salesforce"]
+    if (salesforce.client_id is None) != (salesforce.client_secret is None):
+        reader.problem("salesforce", "client_id and client_secret go together")
+    sections["vitally"] = _credentials(reader, "vitally", vitally, vitally.base_url)
+    sections["salesforce"] = _credentials(reader, "salesforce", salesforce, salesforce.instance_url)
+    for canonical in set(vitally.trait_keys) - set(DEFAULT_TRAIT_KEYS):
+        reader.problem(_key("vitally.traits", canonical), "not a field of the data model")
+
+
+def _policy_section(reader: _Reader, path: str, cls: type[S]) -> S:
+    """One `[rules.*]` table, with its fields that live elsewhere in the file (`Setting.toml`)."""
+    found = reader.section(path, cls) or cls()
+    moved = {
+        f.name: reader.at(str(d.toml), cls, f.name)
+        for f, d in declared(cls)
+        if d.toml is not None and d.toml.rpartition(".")[0] != path
+    }
+    return replace(found, **moved)  # type: ignore[type-var]
 
 
 def _territories(reader: _Reader) -> Territories:
+    """[territories]: `default_region` and one list of countries per region, added to the built-in lists."""
     table = reader.table("territories")
-    default_region = reader.text("territories.default_region", "EU")
-    regions = dict(DEFAULT_REGIONS)
+    regions_field, _ = _declaration(Territories, "regions")
+    regions = dict(default_of(regions_field))
     for region, countries in table.items():
         if region == "default_region":
             continue
-        for code in reader.countries(f"territories.{region}", ()):
-            regions[code] = region
-        if not isinstance(countries, list):
-            continue
-    return Territories(regions=regions, default_region=default_region)
-
-
-_BAD = object()
-
-
-def _coerce(reader: _Reader, path: str, kind: Any, value: Any) -> Any:
-    """A TOML value as the dataclass field's type, or _BAD after recording the problem."""
-    origin, args = get_origin(kind), get_args(kind)
-    if origin in (Union, UnionType):
-        options = [a for a in args if a is not type(None)]
-        return _coerce(reader, path, options[0], value) if len(options) == 1 else value
-    if origin is Literal:
-        if value not in args:
-            reader.problems.append(f"{path}: expected one of {', '.join(map(repr, args))}, got {value!r}")
-            return _BAD
-        return value
-    if kind is bool:
-        if not isinstance(value, bool):
-            reader.problems.append(f"{path}: expected true or false, got {value!r}")
-            return _BAD
-        return value
-    if kind in (int, float):
-        if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and isinstance(value, float)):
-            reader.problems.append(f"{path}: expected {'a whole number' if kind is int else 'a number'}, got {value!r}")
-            return _BAD
-        return kind(value)
-    if kind is str:
-        if not isinstance(value, str):
-            reader.problems.append(f"{path}: expected a string, got {value!r}")
-            return _BAD
-        return value
-    if origin is tuple:
-        if not isinstance(value, list):
-            reader.problems.append(f"{path}: expected a list, got {value!r}")
-            return _BAD
-        if len(args) == 2 and args[1] is Ellipsis:
-            items = [_coerce(reader, f"{path}[{i}]", args[0], v) for i, v in enumerate(value)]
-        elif len(args) != len(value):
-            reader.problems.append(f"{path}: expected {len(args)} items, got {value!r}")
-            return _BAD
-        else:
-            items = [_coerce(reader, f"{path}[{i}]", a, v) for i, (a, v) in enumerate(zip(args, value, strict=True))]
-        return _BAD if any(i is _BAD for i in items) else tuple(items)
-    if origin in (Mapping, dict, abc.Mapping):
-        if not isinstance(value, Mapping):
-            reader.problems.append(f"{path}: expected a table, got {value!r}")
-            return _BAD
-        entries = {str(k): _coerce(reader, f"{path}.{k}", args[1] if args else Any, v) for k, v in value.items()}
-        return _BAD if _BAD in entries.values() else entries
-    return value
-
-
-def load_section(reader: _Reader, path: str, default: T) -> T:
-    """Override a frozen policy dataclass's defaults from the TOML table at `path`, by field type.
-
-    Unknown keys and values of the wrong type are problems; absent keys keep their default.
-    """
-    table = reader.table(path)
-    hints = get_type_hints(type(default))
-    names = {f.name for f in fields(default)}  # type: ignore[arg-type]
-    for key in table:
-        if key not in names:
-            reader.problems.append(f"{path}.{key}: unknown setting (known: {', '.join(sorted(names))})")
-    changes = {}
-    for name in names & set(table):
-        value = _coerce(reader, f"{path}.{name}", hints[name], table[name])
-        if value is not _BAD:
-            changes[name] = value
-    return replace(default, **changes)  # type: ignore[type-var]
-
-
-# Policy field -> the TOML table that tunes it.
-_POLICY_SECTIONS = {
-    "allocation": "rules.allocation",
-    "product_led": "rules.product_led",
-    "guards": "rules.guards",
-    "routing": "rules.routing",
-    "scoring": "rules.scoring",
-    "demo": "rules.demo",
-    "onboarding": "rules.onboarding",
-    "lifecycle": "rules.lifecycle",
-    "qualification": "rules.qualification",
-}
+        codes = reader.value(_key("territories", region), tuple[str, ...], _COUNTRY_LIST, countries)
+        if codes is not _BAD:
+            regions.update({code: str(region) for code in codes})
+    return Territories(
+        regions=regions, default_region=reader.at("territories.default_region", Territories, "default_region")
+    )
 
 
 def _policy(reader: _Reader) -> Policy:
-    defaults = Policy()
-    sections = {name: load_section(reader, path, getattr(defaults, name)) for name, path in _POLICY_SECTIONS.items()}
-    allocation = sections["allocation"]
+    rules = reader.table("rules")
+    tables = _policy_sections()
+    own = {str(d.toml).split(".")[1] for f, d in declared(Policy) if f.name not in tables}
+    subtables = {path.split(".")[1] for path in _POLICY_SECTIONS.values()}
+    reader.unknown("rules", rules, {"custom", "order", *own, *subtables})
+    reader.unknown("rules.countries", reader.table("rules.countries"), {"tier1", "tier2"})
+    sections: dict[str, Any] = {
+        name: _policy_section(reader, path, cls) for name, (path, cls) in tables.items() if name != "territories"
+    }
+    settings = {f.name: reader.at(str(d.toml), Policy, f.name) for f, d in declared(Policy) if f.name not in tables}
+    # The score's country tiers are the ICP tiers unless [rules.scoring] names its own.
+    scoring_table = reader.table("rules.scoring")
+    scoring = sections["scoring"]
+    sections["scoring"] = replace(
+        scoring,
+        tier1_countries=scoring.tier1_countries if "tier1_countries" in scoring_table else settings["tier1_countries"],
+        tier2_countries=scoring.tier2_countries if "tier2_countries" in scoring_table else settings["tier2_countries"],
+    )
+    policy = Policy(**sections, **settings, territories=_territories(reader))
+    _check_policy(reader, policy)
+    return policy
+
+
+def _check_policy(reader: _Reader, policy: Policy) -> None:
+    allocation = policy.allocation
     for choice, fallback in allocation.fallbacks.items():
         if fallback not in allocation.owner_options:
-            reader.problems.append(f"rules.allocation.fallbacks.{choice}: {fallback!r} is not one of owner_options")
-    product_led = sections["product_led"]
-    if product_led.mrr_min > product_led.mrr_max:
-        reader.problems.append("rules.product_led: mrr_min must not exceed mrr_max")
-    tier1 = reader.countries("rules.countries.tier1", defaults.tier1_countries)
-    tier2 = reader.countries("rules.countries.tier2", defaults.tier2_countries)
-    # The score's country tiers are the ICP tiers unless [rules.scoring] names its own (names or codes).
-    scoring_table = reader.table("rules.scoring")
-    sections["scoring"] = replace(
-        sections["scoring"],
-        tier1_countries=reader.countries("rules.scoring.tier1_countries", tier1)
-        if "tier1_countries" in scoring_table
-        else tier1,
-        tier2_countries=reader.countries("rules.scoring.tier2_countries", tier2)
-        if "tier2_countries" in scoring_table
-        else tier2,
-    )
-    return replace(
-        defaults,
-        **sections,
-        territories=_territories(reader),
-        tier1_countries=tier1,
-        tier2_countries=tier2,
-    )
+            reader.problem(_key("rules.allocation.fallbacks", choice), f"{fallback!r} is not one of owner_options")
+    if policy.product_led.mrr_min > policy.product_led.mrr_max:
+        reader.problem("rules.product_led", "mrr_min must not exceed mrr_max")
+    for rule_id in policy.routing.order:
+        if rule_id not in ROUTING_RULE_IDS:
+            known = ", ".join(ROUTING_RULE_IDS)
+            reader.problem("rules.order", f"unknown routing rule {_show(rule_id)} (known: {known})")
+    if policy.demo.classifier not in CLASSIFIERS:
+        wanted = _choices(CLASSIFIERS)
+        reader.problem("rules.demo.classifier", f"expected {wanted}, got {_show(policy.demo.classifier)}")
 
 
 def _custom_triggers(reader: _Reader, policy: Policy) -> tuple[CompiledTrigger, ...]:
     """`[[rules.custom]]` triggers, compiled once; a bad expression names the rule and position."""
-    rules_table = reader.table("rules")
-    entries = rules_table.get("custom", [])
-    if not isinstance(entries, list):
-        reader.problems.append("rules.custom: expected an array of tables ([[rules.custom]])")
-        return ()
     compiled: list[CompiledTrigger] = []
     seen: set[str] = set(ROUTING_RULE_IDS)
-    for index, entry in enumerate(entries):
-        path = f"rules.custom[{index}]"
-        if not isinstance(entry, dict):
-            reader.problems.append(f"{path}: expected a table")
+    entries = reader.table("rules").get("custom", [])
+    for path, entry in reader.tables("rules.custom", entries, CustomTriggerSettings):
+        if entry.id in seen:
+            reader.problem(f"{path}.id", f"{_show(entry.id)} is already a rule id")
             continue
-        values = {key: entry.get(key) for key in ("id", "team", "when", "reason")}
-        missing = [key for key, value in values.items() if not isinstance(value, str) or not value.strip()]
-        unknown = sorted(set(entry) - set(values))
-        if unknown:
-            reader.problems.append(f"{path}: unknown setting(s) {', '.join(unknown)}")
-        if missing:
-            reader.problems.append(f"{path}: {', '.join(missing)} must be non-empty text")
-            continue
-        if values["id"] in seen:
-            reader.problems.append(f"{path}.id: {values['id']!r} is already a rule id")
-            continue
-        seen.add(str(values["id"]))
+        seen.add(entry.id)
+        trigger = CustomTrigger(id=entry.id, team=entry.team, when=entry.when, reason=entry.reason)
         try:
-            compiled.append(compile_trigger(CustomTrigger(**{k: str(v) for k, v in values.items()}), policy=policy))
+            compiled.append(compile_trigger(trigger, policy=policy))
         except ExpressionError as exc:
-            reader.problems.append(f"{path}: {exc}")
+            reader.problem(path, str(exc))
     return tuple(compiled)
 
 
-_TEAMS = ("TAE", "TAM", "CSM", "BDR", "Onboarding")
-
-
-def _pools(reader: _Reader, regions: set[str]) -> dict[tuple[str, str], Pool]:
+def _pools(reader: _Reader, territories: Territories) -> list[PoolSettings]:
     """`[[pools]]`: who receives leads for a (team, region), with weights, pauses and caps."""
-    entries = reader.data.get("pools", [])
-    if not isinstance(entries, list):
-        reader.problems.append("pools: expected an array of tables ([[pools]])")
-        return {}
-    pools: dict[tuple[str, str], Pool] = {}
-    for index, entry in enumerate(entries):
-        path = f"pools[{index}]"
-        if not isinstance(entry, dict):
-            reader.problems.append(f"{path}: expected a table")
-            continue
-        for key in sorted(set(entry) - {"team", "region", "fallback_queue", "capacity", "members"}):
-            reader.problems.append(f"{path}.{key}: unknown setting")
-        team, region = entry.get("team"), entry.get("region")
-        if team not in _TEAMS:
-            reader.problems.append(f"{path}.team: expected one of {', '.join(_TEAMS)}, got {team!r}")
-            continue
-        if region != "*" and region not in regions:
-            known = ", ".join(sorted(regions))
-            reader.problems.append(f"{path}.region: expected one of {known} or '*', got {region!r}")
-            continue
-        queue = entry.get("fallback_queue")
-        if queue is not None and not (isinstance(queue, str) and queue.startswith("00G")):
-            reader.problems.append(f"{path}.fallback_queue: expected a Salesforce queue id (00G…), got {queue!r}")
-            queue = None
-        default_capacity = entry.get("capacity")
-        members: list[Member] = []
+    regions = {*territories.regions.values(), territories.default_region}
+    known = f"one of {', '.join(sorted(regions))} or '*'"
+    pools: dict[tuple[str, str], PoolSettings] = {}
+    for path, pool in reader.tables("pools", reader.data.get("pools", []), PoolSettings):
+        if pool.region != "*" and pool.region not in regions:
+            reader.problem(f"{path}.region", f"expected {known}, got {_show(pool.region)}")
+        elif (pool.team, pool.region) in pools:
+            reader.problem(path, f"a pool for {pool.team}/{pool.region} is already defined")
+        else:
+            pools[(pool.team, pool.region)] = pool
         seen: set[str] = set()
-        for m_index, raw in enumerate(entry.get("members", [])):
-            m_path = f"{path}.members[{m_index}]"
-            if not isinstance(raw, dict):
-                reader.problems.append(f"{m_path}: expected a table")
-                continue
-            for key in sorted(set(raw) - {"user_id", "name", "weight", "active", "capacity", "email"}):
-                reader.problems.append(f"{m_path}.{key}: unknown setting")
-            user_id, name = raw.get("user_id"), raw.get("name")
-            weight, active = raw.get("weight", 1), raw.get("active", True)
-            capacity = raw.get("capacity", default_capacity)
-            if not (isinstance(user_id, str) and user_id.startswith("005")):
-                reader.problems.append(f"{m_path}.user_id: expected a Salesforce user id (005…), got {user_id!r}")
-                continue
-            if user_id in seen:
-                reader.problems.append(f"{m_path}.user_id: {user_id} is already in this pool")
-                continue
-            seen.add(user_id)
-            if not isinstance(name, str) or not name:
-                reader.problems.append(f"{m_path}.name: expected the person's name")
-                continue
-            if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
-                reader.problems.append(f"{m_path}.weight: expected a whole number ≥ 1, got {weight!r}")
-                continue
-            if not isinstance(active, bool):
-                reader.problems.append(f"{m_path}.active: expected true or false, got {active!r}")
-                continue
-            if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0):
-                reader.problems.append(f"{m_path}.capacity: expected a whole number ≥ 0, got {capacity!r}")
-                continue
-            email = raw.get("email")
-            members.append(
-                Member(user_id, name, weight, active, capacity, email.casefold() if isinstance(email, str) else None)
-            )
-        if (team, region) in pools:
-            reader.problems.append(f"{path}: a pool for {team}/{region} is already defined")
-            continue
-        pools[(team, region)] = Pool(team, region, tuple(members), queue)
-    return pools
+        for index, member in enumerate(pool.members):
+            if member.user_id in seen:
+                reader.problem(f"{path}.members[{index}].user_id", f"{member.user_id} is already in this pool")
+            seen.add(member.user_id)
+    return list(pools.values())
 
 
-def _build(data: Mapping[str, Any], source: Path | None) -> Config:
+def _pool(settings: PoolSettings) -> Pool:
+    members = tuple(
+        Member(
+            m.user_id,
+            m.name,
+            m.weight,
+            m.active,
+            settings.capacity if m.capacity is None else m.capacity,
+            None if m.email is None else m.email.casefold(),
+        )
+        for m in settings.members
+    )
+    return Pool(settings.team, settings.region, members, settings.fallback_queue)
+
+
+def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
+    """The `Config` of a parsed TOML document, or `ConfigError` listing every problem."""
     reader = _Reader(data)
-    for section in data:
-        if section not in {
-            "vitally",
-            "salesforce",
-            "state",
-            "sync",
-            "daemon",
-            "report",
-            "rules",
-            "territories",
-            "pools",
-        }:
-            reader.problems.append(f"{section}: unknown section")
-
-    vitally_url = reader.url("vitally.base_url", "http://127.0.0.1:8765")
-    vitally_key = reader.secret("vitally.api_key", vitally_url, required=True)
-    segment_traits = reader.mapping(
-        "vitally.segment_traits",
-        {
-            "TAM/CSM Candidate": "segment_tam_csm_candidate",
-            "Product-led lead": "segment_product_led_lead",
-            "Account review": "segment_account_review",
-            "Onboarding": "segment_onboarding",
-            "Nurture": "segment_nurture",
-        },
-    )
-    written_traits = reader.mapping(
-        "vitally.written_traits",
-        {
-            "new_owner": "new_owner",
-            "routing_reason": "routing_reason",
-            "lifecycle_stage": "lifecycle_stage",
-            "onboarding_specialist": "onboarding_specialist",
-        },
-    )
-    trait_keys = reader.mapping("vitally.traits", DEFAULT_TRAIT_KEYS)
-    for canonical in set(trait_keys) - set(DEFAULT_TRAIT_KEYS):
-        reader.problems.append(f"vitally.traits.{canonical}: not a field of the data model")
-    vitally = VitallyConfig(
-        base_url=vitally_url,
-        api_key=vitally_key or "",
-        timeout_seconds=reader.number("vitally.timeout_seconds", 10, minimum=0.1),
-        max_attempts=reader.whole("vitally.max_attempts", 5, minimum=1),
-        max_wait_seconds=reader.number("vitally.max_wait_seconds", 60, minimum=0),
-        write_workers=reader.whole("vitally.write_workers", 4, minimum=1),
-        trait_keys=trait_keys,
-        segment_traits=segment_traits,
-        written_traits=written_traits,
-    )
-
-    sf_url = reader.url("salesforce.instance_url", "http://127.0.0.1:8765")
-    client_id = reader.secret("salesforce.client_id", sf_url, required=False)
-    client_secret = reader.secret("salesforce.client_secret", sf_url, required=False)
-    if (client_id is None) != (client_secret is None):
-        reader.problems.append("salesforce: client_id and client_secret go together")
-    token = reader.secret("salesforce.token", sf_url, required=client_id is None)
-    version = reader.text("salesforce.api_version", "59.0")
-    if not version.replace(".", "").isdigit():
-        reader.problems.append(f"salesforce.api_version: expected a version like 59.0, got {version!r}")
-    salesforce = SalesforceConfig(
-        instance_url=sf_url,
-        token=token,
-        client_id=client_id,
-        client_secret=client_secret,
-        api_version=version,
-        timeout_seconds=reader.number("salesforce.timeout_seconds", 30, minimum=0.1),
-        max_attempts=reader.whole("salesforce.max_attempts", 5, minimum=1),
-        max_wait_seconds=reader.number("salesforce.max_wait_seconds", 60, minimum=0),
-        budget_share=reader.number("salesforce.budget_share", 0.8, minimum=0.01, maximum=1),
-        lookback_seconds=reader.whole("salesforce.lookback_seconds", 300),
-    )
-
-    on_conflict = reader.text("sync.on_conflict", "report")
-    if on_conflict not in ("report", "overwrite"):
-        reader.problems.append(f"sync.on_conflict: expected 'report' or 'overwrite', got {on_conflict!r}")
-        on_conflict = "report"
+    reader.unknown("", data, _TOP_LEVEL, what="section")
+    sections: dict[str, Any] = {name: reader.section(path, cls) or cls() for name, (path, cls) in SECTIONS.items()}
+    _services(reader, sections)
     policy = _policy(reader)
-    order = reader.strings("rules.order", ROUTING_RULE_IDS)
-    for rule_id in order:
-        if rule_id not in ROUTING_RULE_IDS:
-            reader.problems.append(
-                f"rules.order: unknown routing rule {rule_id!r} (known: {', '.join(ROUTING_RULE_IDS)})"
-            )
-    policy = replace(policy, routing=replace(policy.routing, order=order))
     custom = _custom_triggers(reader, policy)
-    regions = {*policy.territories.regions.values(), policy.territories.default_region}
-    pools = _pools(reader, regions)
-    state_path = Path(reader.text("state.path", "crm-sync.db")).expanduser()
-    interval = reader.number("daemon.interval_seconds", 900, minimum=1)
-    health_host = reader.text("daemon.health_host", "127.0.0.1")
-    if health_host not in _LOOPBACK:
-        reader.problems.append(f"daemon.health_host: must be a loopback address ({', '.join(sorted(_LOOPBACK))})")
-    health_port = reader.whole("daemon.health_port", 9465)
-    if health_port > 65535:
-        reader.problems.append(f"daemon.health_port: must be ≤ 65535, got {health_port}")
-    healthy_within = reader.number("daemon.healthy_within_seconds", 3 * interval, minimum=1)
-    conversion_target = reader.number("report.conversion_target", 0.20, minimum=0, maximum=1)
+    pools = _pools(reader, policy.territories)
     if reader.problems:
         raise ConfigError(reader.problems)
     return Config(
-        vitally=vitally,
-        salesforce=salesforce,
-        state_path=state_path,
+        **sections,
         policy=policy,
-        on_conflict="overwrite" if on_conflict == "overwrite" else "report",
-        interval_seconds=interval,
-        health_host=health_host,
-        health_port=health_port,
-        healthy_within_seconds=healthy_within,
-        conversion_target=conversion_target,
         source=source,
         custom_triggers=custom,
-        pools=pools,
+        pools={(p.team, p.region): _pool(p) for p in pools},
     )
 
 
@@ -589,8 +774,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read it: {exc.strerror or type(exc).__name__}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path}: nested too deeply"]) from None
 
 
 def with_rules_from(config: Config, other: Path) -> Config:
@@ -604,7 +795,7 @@ def with_rules_from(config: Config, other: Path) -> Config:
         "territories": rules.get("territories", base.get("territories", {})),
     }
     try:
-        return replace(_build(merged, config.source), state_path=config.state_path)
+        return parse_config(merged, config.source).with_state(config.state_path)
     except ConfigError as exc:
         raise ConfigError([f"{other}: {problem}" for problem in exc.problems]) from None
 
@@ -614,4 +805,4 @@ def load_config(path: Path | None) -> Config:
     if path is None:
         local = Path("config.toml")
         path = local if local.exists() else packaged_example()
-    return _build(_read_toml(path), path)
+    return parse_config(_read_toml(path), path)

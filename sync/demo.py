@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -52,7 +51,7 @@ def run_demo(accounts: int, out: TextIO) -> int:
     now = datetime.now(UTC)
     book = generate_book(accounts, seed=7, now=now)
     with Sandbox(book) as sandbox, tempfile.TemporaryDirectory(prefix="crm-sync-demo-") as tmp:
-        config = replace(example_against(sandbox.url), state_path=Path(tmp) / "demo.db")
+        config = example_against(sandbox.url).with_state(Path(tmp) / "demo.db")
         console.rule(f"crm-sync demo: sandbox at {sandbox.url} with {accounts} generated accounts")
 
         console.print(

@@ -32,8 +32,8 @@ from hypothesis import strategies as st
 from support import run_cli
 
 from connectors.http import make_session
-from connectors.salesforce import SalesforceClient
-from connectors.vitally import VitallyClient
+from connectors.salesforce import SalesforceClient, SalesforceSettings
+from connectors.vitally import VitallyClient, VitallySettings
 from core.countries import normalise_country
 from core.errors import RecordError
 from core.records import (
@@ -86,8 +86,12 @@ def _clock() -> datetime:
 def _clients(
     url: str, vitally_session: requests.Session | None = None, sf_session: requests.Session | None = None
 ) -> tuple[VitallyClient, SalesforceClient]:
-    vitally = VitallyClient(url, "test-key", max_attempts=1, sleep=_no_sleep, session=vitally_session)
-    salesforce = SalesforceClient(url, token="test-token", max_attempts=1, sleep=_no_sleep, session=sf_session)
+    vitally = VitallyClient(
+        VitallySettings(base_url=url, api_key="test-key", max_attempts=1), sleep=_no_sleep, session=vitally_session
+    )
+    salesforce = SalesforceClient(
+        SalesforceSettings(instance_url=url, token="test-token", max_attempts=1), sleep=_no_sleep, session=sf_session
+    )
     return vitally, salesforce
 
 
@@ -721,8 +725,12 @@ def test_engine_exception_from_a_closing_port_holds_no_secret(closing_port: int,
     url = f"http://127.0.0.1:{closing_port}"
     state_path = tmp_path / "state.db"
     state = StateDB.open(state_path)
-    vitally = VitallyClient(url, key, max_attempts=2, sleep=_no_sleep, timeout=2)
-    salesforce = SalesforceClient(url, token=token, max_attempts=2, sleep=_no_sleep, timeout=2)
+    vitally = VitallyClient(
+        VitallySettings(base_url=url, api_key=key, max_attempts=2, timeout_seconds=2), sleep=_no_sleep
+    )
+    salesforce = SalesforceClient(
+        SalesforceSettings(instance_url=url, token=token, max_attempts=2, timeout_seconds=2), sleep=_no_sleep
+    )
     with pytest.raises(Exception) as raised:
         _cycle(state, vitally, salesforce)
     state.close()
@@ -834,7 +842,9 @@ def test_engine_vitally_tied_updated_at_across_pages_with_a_change_while_paging(
 
         session = make_session(sandbox.url, 10)
         session.hooks["response"].append(_once_after_first_page("/resources/accounts", edit))
-        vitally = VitallyClient(sandbox.url, "test-key", session=session, max_attempts=1, sleep=_no_sleep)
+        vitally = VitallyClient(
+            VitallySettings(base_url=sandbox.url, api_key="test-key", max_attempts=1), session=session, sleep=_no_sleep
+        )
         state = StateDB.memory()
         spy = _Spy(state)
         reports = []
@@ -880,8 +890,14 @@ def test_engine_salesforce_tied_modstamp_across_pages_with_a_change_while_paging
 
         session = make_session(sandbox.url, 10)
         session.hooks["response"].append(_once_after_first_page("/query", edit))
-        salesforce = SalesforceClient(sandbox.url, token="test-token", session=session, max_attempts=1, sleep=_no_sleep)
-        vitally = VitallyClient(sandbox.url, "test-key", max_attempts=1, sleep=_no_sleep)
+        salesforce = SalesforceClient(
+            SalesforceSettings(instance_url=sandbox.url, token="test-token", max_attempts=1),
+            session=session,
+            sleep=_no_sleep,
+        )
+        vitally = VitallyClient(
+            VitallySettings(base_url=sandbox.url, api_key="test-key", max_attempts=1), sleep=_no_sleep
+        )
         state = StateDB.memory()
         spy = _Spy(state)
         reports = []

@@ -56,7 +56,7 @@ tier1 = ["Atlantis"]
         "bogus: unknown section",
         "vitally.base_url: expected an http(s) URL, got 'ftp://nowhere'",
         "vitally.api_key: secrets are not read from the config file; use api_key_env or api_key_file",
-        "vitally.timeout_seconds: expected int or float, got str 'soon'",
+        "vitally.timeout_seconds: expected a number, got 'soon'",
         "sync.on_conflict: expected 'report' or 'overwrite', got 'sometimes'",
         f"rules.order: unknown routing rule 'no.such_rule' (known: {', '.join(ROUTING_RULE_IDS)})",
         "rules.product_led: mrr_min must not exceed mrr_max",
@@ -135,11 +135,11 @@ members = [
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     problems = caught.value.problems
-    assert "pools[0].team: expected one of TAE, TAM, CSM, BDR, Onboarding, got 'Wizards'" in problems
+    assert "pools[0].team: expected one of 'TAE', 'TAM', 'CSM', 'BDR' or 'Onboarding', got 'Wizards'" in problems
     assert "pools[1].region: expected one of EU, Singapore, US or '*', got 'Mars'" in problems
     assert "pools[2].fallback_queue: expected a Salesforce queue id (00G…), got '005notaqueue'" in problems
     assert "pools[2].members[0].user_id: expected a Salesforce user id (005…), got '00Qwrong'" in problems
-    assert "pools[2].members[1].weight: expected a whole number ≥ 1, got 0" in problems
+    assert "pools[2].members[1].weight: must be ≥ 1, got 0" in problems
     assert "pools[2].members[2].colour: unknown setting" in problems
 
 
@@ -154,3 +154,65 @@ def test_config_rules_countries_set_the_icp_tiers_and_the_score_tiers(tmp_path: 
     policy = load_config(path).policy
     assert (policy.tier1_countries, policy.tier2_countries) == (("DE", "FR"), ())
     assert (policy.scoring.tier1_countries, policy.scoring.tier2_countries) == (("DE", "FR"), ())
+
+
+REAL_SALESFORCE = '[salesforce]\ninstance_url = "https://acme.my.salesforce.com"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        pytest.param("", "salesforce.token: no secret found (set token_env or token_file)", id="no-credentials"),
+        pytest.param(
+            'client_id_env = "TEST_SF_ID"\ntoken_env = "TEST_SF_TOKEN"\n',
+            "salesforce: client_id and client_secret go together",
+            id="id-without-secret",
+        ),
+        pytest.param(
+            'token_env = "TEST_SF_TOKEN"\nbudget_share = 0\n',
+            "salesforce.budget_share: must be ≥ 0.01, got 0",
+            id="zero-budget",
+        ),
+        pytest.param(
+            'token_env = "TEST_SF_TOKEN"\napi_version = "v59"\n',
+            "salesforce.api_version: expected a version like 59.0, got 'v59'",
+            id="bad-version",
+        ),
+        pytest.param(
+            'token_env = "TEST_SF_TOKEN"\nmax_attempts = 0\n',
+            "salesforce.max_attempts: must be ≥ 1, got 0",
+            id="no-attempt",
+        ),
+    ],
+)
+def test_config_refuses_salesforce_settings_no_client_could_work_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, problem: str
+) -> None:
+    """The client takes its settings as given: these are refused here, before one is made."""
+    monkeypatch.setenv("TEST_SF_ID", "3MVGid")
+    monkeypatch.setenv("TEST_SF_TOKEN", "00Dtoken")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, REAL_SALESFORCE + text))
+    assert problem in caught.value.problems
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        pytest.param(
+            'api_key_env = "TEST_EMPTY_KEY"\n',
+            "vitally.api_key: no secret found (set environment variable TEST_EMPTY_KEY)",
+            id="empty-key",
+        ),
+        pytest.param("max_attempts = 0\n", "vitally.max_attempts: must be ≥ 1, got 0", id="no-attempt"),
+        pytest.param("write_workers = 0\n", "vitally.write_workers: must be ≥ 1, got 0", id="no-worker"),
+        pytest.param("max_wait_seconds = -1\n", "vitally.max_wait_seconds: must be ≥ 0, got -1", id="negative-wait"),
+    ],
+)
+def test_config_refuses_vitally_settings_no_client_could_work_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, problem: str
+) -> None:
+    monkeypatch.setenv("TEST_EMPTY_KEY", "")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, '[vitally]\nbase_url = "https://acme.rest.vitally.io"\n' + text))
+    assert problem in caught.value.problems

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from responses import matchers
 
 from connectors.base import Connector, WriteResult
-from connectors.salesforce import SalesforceClient
+from connectors.salesforce import SalesforceClient, SalesforceSettings
 from core.errors import (
     AuthError,
     ConfigError,
@@ -52,7 +52,7 @@ def sleeps() -> list[float]:
 
 @pytest.fixture
 def sf(sleeps: list[float]) -> SalesforceClient:
-    return SalesforceClient(INSTANCE, token=TOKEN, sleep=sleeps.append)
+    return SalesforceClient(SalesforceSettings(instance_url=INSTANCE, token=TOKEN), sleep=sleeps.append)
 
 
 def _records(*ids: str, obj: str = "Lead") -> list[Body]:
@@ -308,7 +308,7 @@ def test_request_error_message_names_the_error_code(sf: SalesforceClient, rsps: 
 
 
 def test_request_gives_up_after_max_attempts(rsps: responses.RequestsMock, sleeps: list[float]) -> None:
-    sf = SalesforceClient(INSTANCE, token=TOKEN, sleep=sleeps.append, max_attempts=3)
+    sf = SalesforceClient(SalesforceSettings(instance_url=INSTANCE, token=TOKEN, max_attempts=3), sleep=sleeps.append)
     for _ in range(3):
         rsps.add(responses.GET, QUERY, status=503, body=_sf_error("SERVER_UNAVAILABLE"))
     with pytest.raises(RetriableError) as caught:
@@ -318,7 +318,7 @@ def test_request_gives_up_after_max_attempts(rsps: responses.RequestsMock, sleep
 
 
 def test_request_unreachable_after_network_failures(rsps: responses.RequestsMock) -> None:
-    sf = SalesforceClient(INSTANCE, token=TOKEN, sleep=lambda _: None, max_attempts=2)
+    sf = SalesforceClient(SalesforceSettings(instance_url=INSTANCE, token=TOKEN, max_attempts=2), sleep=lambda _: None)
     for _ in range(2):
         rsps.add(responses.GET, QUERY, body=requests.exceptions.ConnectTimeout())
     with pytest.raises(UnreachableError):
@@ -326,7 +326,7 @@ def test_request_unreachable_after_network_failures(rsps: responses.RequestsMock
 
 
 def test_request_rate_limited_is_a_rate_limited_error(rsps: responses.RequestsMock) -> None:
-    sf = SalesforceClient(INSTANCE, token=TOKEN, sleep=lambda _: None, max_attempts=1)
+    sf = SalesforceClient(SalesforceSettings(instance_url=INSTANCE, token=TOKEN, max_attempts=1), sleep=lambda _: None)
     rsps.add(responses.GET, QUERY, status=429, body="[]")
     with pytest.raises(RateLimitedError):
         list(sf.query("SELECT Id FROM Lead"))
@@ -359,7 +359,9 @@ def _query_with(rsps: responses.RequestsMock, token: str, **kwargs: Any) -> None
 
 
 def test_client_credentials_log_in_on_first_use(rsps: responses.RequestsMock) -> None:
-    sf = SalesforceClient(INSTANCE, client_id="cid", client_secret="csecret", sleep=lambda _: None)
+    sf = SalesforceClient(
+        SalesforceSettings(instance_url=INSTANCE, client_id="cid", client_secret="csecret"), sleep=lambda _: None
+    )
     _login(rsps, "tok1")
     _query_with(rsps, "tok1", json=_query_body([]))
     assert list(sf.query("SELECT Id FROM Lead")) == []
@@ -367,7 +369,9 @@ def test_client_credentials_log_in_on_first_use(rsps: responses.RequestsMock) ->
 
 
 def test_client_credentials_log_in_again_once_after_401(rsps: responses.RequestsMock) -> None:
-    sf = SalesforceClient(INSTANCE, client_id="cid", client_secret="csecret", sleep=lambda _: None)
+    sf = SalesforceClient(
+        SalesforceSettings(instance_url=INSTANCE, client_id="cid", client_secret="csecret"), sleep=lambda _: None
+    )
     _login(rsps, "tok1")
     _query_with(rsps, "tok1", json=_query_body(_records("1")))
     _query_with(rsps, "tok1", status=401, body=_sf_error("INVALID_SESSION_ID", "Session expired or invalid"))
@@ -380,7 +384,10 @@ def test_client_credentials_log_in_again_once_after_401(rsps: responses.Requests
 
 
 def test_client_credentials_second_401_is_an_auth_error(rsps: responses.RequestsMock) -> None:
-    sf = SalesforceClient(INSTANCE, token="old", client_id="cid", client_secret="csecret", sleep=lambda _: None)
+    sf = SalesforceClient(
+        SalesforceSettings(instance_url=INSTANCE, token="old", client_id="cid", client_secret="csecret"),
+        sleep=lambda _: None,
+    )
     _query_with(rsps, "old", status=401, body=_sf_error("INVALID_SESSION_ID"))
     _login(rsps, "tok2")
     _query_with(rsps, "tok2", status=401, body=_sf_error("INVALID_SESSION_ID"))
@@ -390,7 +397,9 @@ def test_client_credentials_second_401_is_an_auth_error(rsps: responses.Requests
 
 
 def test_client_credentials_refused_is_an_auth_error(rsps: responses.RequestsMock) -> None:
-    sf = SalesforceClient(INSTANCE, client_id="cid", client_secret="csecret", sleep=lambda _: None)
+    sf = SalesforceClient(
+        SalesforceSettings(instance_url=INSTANCE, client_id="cid", client_secret="csecret"), sleep=lambda _: None
+    )
     _login(rsps, "", status=400)
     with pytest.raises(AuthError, match="invalid_client"):
         list(sf.query("SELECT Id FROM Lead"))
@@ -404,18 +413,8 @@ def test_bare_token_401_is_an_auth_error_without_login(sf: SalesforceClient, rsp
     assert [call.request.method for call in rsps.calls] == ["GET"]
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        pytest.param({}, id="no-credentials"),
-        pytest.param({"client_id": "cid"}, id="id-without-secret"),
-        pytest.param({"token": TOKEN, "budget_share": 0}, id="zero-budget"),
-        pytest.param({"token": TOKEN, "api_version": "v59"}, id="bad-version"),
-    ],
-)
-def test_salesforce_client_rejects_bad_configuration(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ConfigError):
-        SalesforceClient(INSTANCE, **kwargs)
+# Missing or half credentials, a budget share of 0 and a bad API version are refused where
+# settings are checked, before a client is made: tests/test_config.py.
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -474,7 +473,7 @@ def test_upsert_resends_only_locked_records(
 
 def test_upsert_reports_a_lock_that_never_clears_as_transient(rsps: responses.RequestsMock) -> None:
     sleeps: list[float] = []
-    sf = SalesforceClient(INSTANCE, token=TOKEN, sleep=sleeps.append, lock_retries=2)
+    sf = SalesforceClient(SalesforceSettings(instance_url=INSTANCE, token=TOKEN, lock_retries=2), sleep=sleeps.append)
     seen: list[list[Body]] = []
     locked = {"success": False, "errors": [{"statusCode": "UNABLE_TO_LOCK_ROW", "message": "locked"}]}
     rsps.add_callback(responses.PATCH, UPSERT, callback=_collection_callback(seen, lambda record: locked))
@@ -618,7 +617,9 @@ def test_api_usage_is_unknown_before_any_request(sf: SalesforceClient) -> None:
 
 
 def test_budget_spent_mid_call_returns_the_rest_as_transient(rsps: responses.RequestsMock) -> None:
-    sf = SalesforceClient(INSTANCE, token=TOKEN, sleep=lambda _: None, budget_share=0.5)
+    sf = SalesforceClient(
+        SalesforceSettings(instance_url=INSTANCE, token=TOKEN, budget_share=0.5), sleep=lambda _: None
+    )
     seen: list[list[Body]] = []
     rsps.add_callback(responses.PATCH, UPSERT, callback=_collection_callback(seen, headers=_usage(50, 100)))
     results = sf.upsert("Lead", "Sync_Key__c", _leads(250), set_owner=False)
@@ -656,7 +657,9 @@ def test_sobject_view_is_a_connector(sf: SalesforceClient, rsps: responses.Reque
 
 def test_plain_http_instance_is_called_over_http(rsps: responses.RequestsMock) -> None:
     sandbox = "http://127.0.0.1:8765"
-    sf = SalesforceClient(sandbox, token="anything", sleep=lambda _: None, timeout=7)
+    sf = SalesforceClient(
+        SalesforceSettings(instance_url=sandbox, token="anything", timeout_seconds=7), sleep=lambda _: None
+    )
     rsps.add(
         responses.GET,
         f"{sandbox}/services/data/v59.0/query/",
@@ -669,7 +672,9 @@ def test_plain_http_instance_is_called_over_http(rsps: responses.RequestsMock) -
 
 def test_plain_http_instance_logs_in_over_http(rsps: responses.RequestsMock) -> None:
     sandbox = "http://localhost:8765"
-    sf = SalesforceClient(sandbox, client_id="cid", client_secret="csecret", sleep=lambda _: None)
+    sf = SalesforceClient(
+        SalesforceSettings(instance_url=sandbox, client_id="cid", client_secret="csecret"), sleep=lambda _: None
+    )
     rsps.add(responses.POST, f"{sandbox}/services/oauth2/token", json={"access_token": "t"})
     rsps.add(responses.GET, f"{sandbox}/services/data/v59.0/query/", json=_query_body([]))
     assert list(sf.query("SELECT Id FROM Lead")) == []
@@ -687,7 +692,7 @@ _SECRETS = st.text(alphabet=string.ascii_letters + string.digits + "!.-_", min_s
 @settings(max_examples=40, deadline=None)
 @given(secret=_SECRETS, status=st.sampled_from([401, 403, 500, 503, 400]))
 def test_errors_never_contain_the_token(secret: str, status: int) -> None:
-    sf = SalesforceClient(INSTANCE, token=secret, sleep=lambda _: None, max_attempts=2)
+    sf = SalesforceClient(SalesforceSettings(instance_url=INSTANCE, token=secret, max_attempts=2), sleep=lambda _: None)
     # Even a server that echoes the token must not get it into our messages.
     body = _sf_error("INVALID_SESSION_ID" if status == 401 else "UNKNOWN_EXCEPTION", f"bad token {secret}")
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
@@ -707,7 +712,10 @@ def test_errors_never_contain_the_token(secret: str, status: int) -> None:
 @settings(max_examples=40, deadline=None)
 @given(secret=_SECRETS, status=st.sampled_from([400, 401, 500]))
 def test_login_errors_never_contain_the_client_secret(secret: str, status: int) -> None:
-    sf = SalesforceClient(INSTANCE, client_id="cid", client_secret=secret, sleep=lambda _: None, max_attempts=2)
+    sf = SalesforceClient(
+        SalesforceSettings(instance_url=INSTANCE, client_id="cid", client_secret=secret, max_attempts=2),
+        sleep=lambda _: None,
+    )
     body = {"error": "invalid_client", "error_description": f"secret {secret} is wrong"}
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
         mock.add(responses.POST, TOKEN_URL, status=status, json=body)

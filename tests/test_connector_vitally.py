@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from responses import matchers
 
 from connectors.base import Connector, WriteResult
-from connectors.vitally import VitallyClient
+from connectors.vitally import VitallyClient, VitallySettings
 from core.errors import (
     AuthError,
     ConfigError,
@@ -47,7 +47,7 @@ def sleeps() -> list[float]:
 
 @pytest.fixture
 def client(sleeps: list[float]) -> VitallyClient:
-    return VitallyClient(BASE, KEY, sleep=sleeps.append, page_size=2)
+    return VitallyClient(VitallySettings(base_url=BASE, api_key=KEY), sleep=sleeps.append, page_size=2)
 
 
 def _account(n: int, updated_at: str) -> dict[str, Any]:
@@ -286,7 +286,7 @@ def test_request_retries_transient_failures_then_succeeds(
 
 
 def test_request_gives_up_after_max_attempts(rsps: responses.RequestsMock, sleeps: list[float]) -> None:
-    client = VitallyClient(BASE, KEY, sleep=sleeps.append, max_attempts=3)
+    client = VitallyClient(VitallySettings(base_url=BASE, api_key=KEY, max_attempts=3), sleep=sleeps.append)
     for _ in range(3):
         rsps.add(responses.GET, f"{ACCOUNTS}/a1", status=503)
     with pytest.raises(RetriableError) as caught:
@@ -296,7 +296,7 @@ def test_request_gives_up_after_max_attempts(rsps: responses.RequestsMock, sleep
 
 
 def test_request_unreachable_after_network_failures(rsps: responses.RequestsMock, sleeps: list[float]) -> None:
-    client = VitallyClient(BASE, KEY, sleep=sleeps.append, max_attempts=2)
+    client = VitallyClient(VitallySettings(base_url=BASE, api_key=KEY, max_attempts=2), sleep=sleeps.append)
     for _ in range(2):
         rsps.add(responses.GET, f"{ACCOUNTS}/a1", body=requests.exceptions.ConnectTimeout("no route"))
     with pytest.raises(UnreachableError):
@@ -351,7 +351,7 @@ def test_request_backs_off_on_429_without_reset(
 
 
 def test_request_exhausted_429_raises_rate_limited(rsps: responses.RequestsMock, sleeps: list[float]) -> None:
-    client = VitallyClient(BASE, KEY, sleep=sleeps.append, max_attempts=2)
+    client = VitallyClient(VitallySettings(base_url=BASE, api_key=KEY, max_attempts=2), sleep=sleeps.append)
     for _ in range(2):
         rsps.add(responses.GET, f"{ACCOUNTS}/a1", status=429, headers={"RateLimit-Reset": "12"})
     with pytest.raises(RateLimitedError) as caught:
@@ -383,7 +383,7 @@ def test_request_refuses_a_non_json_success(client: VitallyClient, rsps: respons
 
 
 def test_request_uses_the_configured_timeout(rsps: responses.RequestsMock) -> None:
-    client = VitallyClient(BASE, KEY, timeout=2.5)
+    client = VitallyClient(VitallySettings(base_url=BASE, api_key=KEY, timeout_seconds=2.5))
     rsps.add(responses.GET, f"{ACCOUNTS}/a1", json={"id": "a1"})
     client.get_account("a1")
     assert rsps.calls[0].request.req_kwargs["timeout"] == 2.5
@@ -466,7 +466,7 @@ def test_write_batch_reports_one_result_per_record(client: VitallyClient, rsps: 
 
 
 def test_write_batch_raises_when_the_service_is_down(rsps: responses.RequestsMock) -> None:
-    client = VitallyClient(BASE, KEY, sleep=lambda _: None, max_attempts=2)
+    client = VitallyClient(VitallySettings(base_url=BASE, api_key=KEY, max_attempts=2), sleep=lambda _: None)
     rsps.add(responses.PUT, f"{ACCOUNTS}/a", status=401)
     with pytest.raises(AuthError):
         client.write_batch([{"id": "a", "traits": {}}])
@@ -475,17 +475,15 @@ def test_write_batch_raises_when_the_service_is_down(rsps: responses.RequestsMoc
 # -- configuration and secrets ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [{"api_key": ""}, {"api_key": KEY, "page_size": 0}, {"api_key": KEY, "page_size": 101}],
-)
-def test_vitally_client_rejects_bad_configuration(kwargs: dict[str, Any]) -> None:
+# An empty key is refused where settings are checked: tests/test_config.py.
+@pytest.mark.parametrize("page_size", [0, 101])
+def test_vitally_client_rejects_a_page_size_vitally_does_not_serve(page_size: int) -> None:
     with pytest.raises(ConfigError):
-        VitallyClient(BASE, **kwargs)
+        VitallyClient(VitallySettings(base_url=BASE, api_key=KEY), page_size=page_size)
 
 
 def test_vitally_client_repr_hides_the_key() -> None:
-    assert KEY not in repr(VitallyClient(BASE, KEY))
+    assert KEY not in repr(VitallyClient(VitallySettings(base_url=BASE, api_key=KEY)))
 
 
 # Printable ASCII (what fits in a Basic-auth header), long enough not to occur in a message by chance.
@@ -498,7 +496,7 @@ _KEYS = st.text(alphabet=string.ascii_letters + string.digits + "-_.~+/=", min_s
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=_KEYS, status=st.sampled_from([401, 403, 500, 503, 429]))
 def test_errors_never_contain_the_key(key: str, status: int) -> None:
-    client = VitallyClient(BASE, key, sleep=lambda _: None, max_attempts=2)
+    client = VitallyClient(VitallySettings(base_url=BASE, api_key=key, max_attempts=2), sleep=lambda _: None)
     # The server even echoes the key back: we must not repeat what it says on these paths.
     body = json.dumps({"statusCode": status, "message": f"bad key {key}"})
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
@@ -514,7 +512,7 @@ def test_errors_never_contain_the_key(key: str, status: int) -> None:
 @settings(max_examples=40, deadline=None)
 @given(key=_KEYS)
 def test_write_rejections_quote_the_body_without_the_key(key: str) -> None:
-    client = VitallyClient(BASE, key, sleep=lambda _: None)
+    client = VitallyClient(VitallySettings(base_url=BASE, api_key=key), sleep=lambda _: None)
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
         mock.add(responses.PUT, f"{ACCOUNTS}/a1", status=400, json={"message": f"invalid trait, key={key}"})
         with pytest.raises(WriteRejectedError) as caught:
@@ -526,7 +524,7 @@ def test_write_rejections_quote_the_body_without_the_key(key: str) -> None:
 @settings(max_examples=20, deadline=None)
 @given(key=_KEYS)
 def test_network_errors_never_contain_the_key(key: str) -> None:
-    client = VitallyClient(BASE, key, sleep=lambda _: None, max_attempts=2)
+    client = VitallyClient(VitallySettings(base_url=BASE, api_key=key, max_attempts=2), sleep=lambda _: None)
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
         for _ in range(2):
             mock.add(responses.GET, f"{ACCOUNTS}/a1", body=requests.exceptions.ConnectionError(f"reset {key}"))

@@ -21,7 +21,7 @@ from conftest import VITALLY_KEY, SeedBuilder
 
 import connectors.vitally as vitally_module
 from connectors.ratelimit import RateLimiter
-from connectors.vitally import VitallyClient
+from connectors.vitally import VitallyClient, VitallySettings
 from core.errors import AuthError, ConfigError, SyncError, WriteRejectedError
 from sandbox.server import Sandbox
 
@@ -50,7 +50,7 @@ def accounts_sandbox(make_sandbox: Callable[..., Sandbox], seed: SeedBuilder) ->
 
 
 def test_put_traits_many_writes_every_account_exactly_once(accounts_sandbox: Sandbox) -> None:
-    client = VitallyClient(accounts_sandbox.url, VITALLY_KEY)
+    client = VitallyClient(VitallySettings(base_url=accounts_sandbox.url, api_key=VITALLY_KEY))
     items = [(f"acc_{i}", {"batch": i}) for i in range(40)]
 
     outcomes = dict(client.put_traits_many(items, workers=4))
@@ -68,7 +68,7 @@ def test_put_traits_many_writes_every_account_exactly_once(accounts_sandbox: San
 
 def test_put_traits_many_waits_for_the_rate_limit_instead_of_hitting_429(accounts_sandbox: Sandbox) -> None:
     accounts_sandbox.configure(vitally_rate_limit=20, vitally_rate_window_s=1)
-    client = VitallyClient(accounts_sandbox.url, VITALLY_KEY)
+    client = VitallyClient(VitallySettings(base_url=accounts_sandbox.url, api_key=VITALLY_KEY))
 
     outcomes = dict(client.put_traits_many(((f"acc_{i}", {"n": i}) for i in range(40)), workers=4))
 
@@ -79,7 +79,7 @@ def test_put_traits_many_waits_for_the_rate_limit_instead_of_hitting_429(account
 
 
 def test_put_traits_many_yields_a_rejection_and_writes_the_rest(accounts_sandbox: Sandbox) -> None:
-    client = VitallyClient(accounts_sandbox.url, VITALLY_KEY)
+    client = VitallyClient(VitallySettings(base_url=accounts_sandbox.url, api_key=VITALLY_KEY))
     items = [("acc_0", {"x": 1}), ("acc_missing", {"x": 1}), ("acc_1", {"x": 1}), ("acc_2", {"x": 1})]
 
     outcomes = dict(client.put_traits_many(items, workers=4))
@@ -98,7 +98,7 @@ def test_put_traits_many_starts_nothing_new_after_an_auth_error(
     make_sandbox: Callable[..., Sandbox], seed: SeedBuilder
 ) -> None:
     sandbox = make_sandbox(seed.accounts(20).build(), vitally_api_key="the-right-key")
-    client = VitallyClient(sandbox.url, "a-wrong-key", sleep=lambda _: None)
+    client = VitallyClient(VitallySettings(base_url=sandbox.url, api_key="a-wrong-key"), sleep=lambda _: None)
     taken: list[str] = []
 
     outcomes = list(client.put_traits_many(_counted(((f"acc_{i}", {}) for i in range(20)), taken), workers=4))
@@ -113,7 +113,7 @@ def test_put_traits_many_starts_nothing_new_after_an_auth_error(
 
 def test_put_traits_many_closed_early_sends_only_the_requests_in_flight(accounts_sandbox: Sandbox) -> None:
     accounts_sandbox.configure(latency_ms=20)
-    client = VitallyClient(accounts_sandbox.url, VITALLY_KEY)
+    client = VitallyClient(VitallySettings(base_url=accounts_sandbox.url, api_key=VITALLY_KEY))
     taken: list[str] = []
     endless = _counted(((f"acc_{i % 40}", {"n": i}) for i in itertools.count()), taken)
 
@@ -163,7 +163,7 @@ class _InFlight:
 def test_put_traits_many_never_has_more_than_workers_in_flight(rsps: responses.RequestsMock) -> None:
     counter = _InFlight(workers=4)
     rsps.add_callback(responses.PUT, re.compile(f"{ACCOUNTS}/a\\d+"), callback=counter)
-    client = VitallyClient(BASE, "k")
+    client = VitallyClient(VitallySettings(base_url=BASE, api_key="k"))
 
     outcomes = dict(client.put_traits_many(((f"a{i}", {"n": i}) for i in range(12)), workers=4))
 
@@ -177,7 +177,7 @@ def test_put_traits_many_gives_each_worker_its_own_session(
 ) -> None:
     counter = _InFlight(workers=4)
     rsps.add_callback(responses.PUT, re.compile(f"{ACCOUNTS}/a\\d+"), callback=counter)
-    client = VitallyClient(BASE, "k")
+    client = VitallyClient(VitallySettings(base_url=BASE, api_key="k"))
     made: list[requests.Session] = []
     closed: list[requests.Session] = []
 
@@ -198,7 +198,7 @@ def test_put_traits_many_shares_an_injected_session(
     rsps: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rsps.add(responses.PUT, f"{ACCOUNTS}/a1", json={"id": "a1"})
-    client = VitallyClient(BASE, "k", session=requests.Session())
+    client = VitallyClient(VitallySettings(base_url=BASE, api_key="k"), session=requests.Session())
     monkeypatch.setattr(vitally_module, "make_session", pytest.fail)
 
     assert list(client.put_traits_many([("a1", {})])) == [("a1", {"id": "a1"})]
@@ -207,7 +207,7 @@ def test_put_traits_many_shares_an_injected_session(
 def test_put_traits_many_yields_the_stopping_error_last(rsps: responses.RequestsMock) -> None:
     rsps.add(responses.PUT, f"{ACCOUNTS}/bad", status=401)
     rsps.add(responses.PUT, f"{ACCOUNTS}/good", json={"id": "good"})
-    client = VitallyClient(BASE, "k")
+    client = VitallyClient(VitallySettings(base_url=BASE, api_key="k"))
 
     outcomes = list(client.put_traits_many([("bad", {}), ("good", {})], workers=2))
 
@@ -217,7 +217,7 @@ def test_put_traits_many_yields_the_stopping_error_last(rsps: responses.Requests
 
 def test_put_traits_many_yields_errors_as_values(rsps: responses.RequestsMock) -> None:
     rsps.add(responses.PUT, f"{ACCOUNTS}/a1", status=503)
-    client = VitallyClient(BASE, "k", sleep=lambda _: None, max_attempts=1)
+    client = VitallyClient(VitallySettings(base_url=BASE, api_key="k", max_attempts=1), sleep=lambda _: None)
 
     [(key, outcome)] = list(client.put_traits_many([("a1", {})]))
 
@@ -226,7 +226,7 @@ def test_put_traits_many_yields_errors_as_values(rsps: responses.RequestsMock) -
 
 @pytest.mark.parametrize("workers", [0, -1])
 def test_put_traits_many_refuses_fewer_than_one_worker(workers: int) -> None:
-    client = VitallyClient(BASE, "k")
+    client = VitallyClient(VitallySettings(base_url=BASE, api_key="k"))
     with pytest.raises(ConfigError):
         list(client.put_traits_many([("a1", {})], workers=workers))
 
@@ -235,8 +235,8 @@ def test_client_feeds_the_rate_limiter_from_reads_and_waits_before_the_next_requ
     rsps: responses.RequestsMock,
 ) -> None:
     clock = _FakeClock()
-    limiter = RateLimiter(clock=clock.now, sleep=clock.sleep)
-    client = VitallyClient(BASE, "k", rate_limiter=limiter)
+    limiter = RateLimiter(clock=clock.now, sleep=clock.sleep, max_wait=60)
+    client = VitallyClient(VitallySettings(base_url=BASE, api_key="k"), rate_limiter=limiter)
     headers = {"RateLimit-Limit": "20", "RateLimit-Remaining": "0", "RateLimit-Reset": "5"}
     rsps.add(responses.GET, f"{ACCOUNTS}/a1", json={"id": "a1"}, headers=headers)
     rsps.add(responses.PUT, f"{ACCOUNTS}/a1", json={"id": "a1"})

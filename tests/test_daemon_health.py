@@ -326,7 +326,7 @@ def test_daemon_events_of_a_cycle_all_carry_its_run_id_and_port_0_serves_nothing
 ) -> None:
     sandbox.add_fault("status", method="PUT", path_prefix=ACCOUNT_PUT, status=400, count=3)
     config = load_config(example_config_for(sandbox.url, tmp_path / "config.toml"))
-    config = replace(config, state_path=tmp_path / "state.db", health_port=0)
+    config = replace(config.with_state(tmp_path / "state.db"), daemon=replace(config.daemon, health_port=0))
     err = StringIO()
     assert run_daemon(config, err, max_cycles=1) == 0
     logged = events(err.getvalue())
@@ -342,7 +342,7 @@ def test_daemon_failed_cycle_event_names_its_run_and_error_kind(
 ) -> None:
     sandbox.add_fault("status", path_prefix="/resources/", status=401, share=1.0)
     config = load_config(example_config_for(sandbox.url, tmp_path / "config.toml"))
-    config = replace(config, state_path=tmp_path / "state.db", health_port=0)
+    config = replace(config.with_state(tmp_path / "state.db"), daemon=replace(config.daemon, health_port=0))
     err = StringIO()
     assert run_daemon(config, err, max_cycles=1) == 0
     failed = [e for e in events(err.getvalue()) if e["event"] == "cycle_failed"]

@@ -35,7 +35,7 @@ from sandbox.store import sf_timestamp
 from state import StateDB
 from sync.charts import Bar, Series, bar_chart, grouped_bar_chart, nice_ceiling
 from sync.cli import main
-from sync.config import load_config, packaged_example
+from sync.config import ReportSettings, load_config, packaged_example
 from sync.report import build_report, render_report
 
 NOW = "2026-11-22T09:00:00Z"
@@ -358,7 +358,7 @@ def _lead(n: int, rule: str | None, **fields: Any) -> dict[str, Any]:
 
 
 def test_report_counts_converted_by_flag_or_converted_status() -> None:
-    config = replace(load_config(packaged_example()), conversion_target=0.5, pools={})
+    config = replace(load_config(packaged_example()), report=ReportSettings(conversion_target=0.5), pools={})
     state = StateDB.memory()
     state.upsert_sf(
         [
