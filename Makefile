@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-rules bench-sandbox sandbox clean
+.PHONY: demo test lint example bench bench-rules bench-sandbox sandbox clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# The example config is written from the settings' declarations (sync/example.py); a test checks it.
+example: $(STAMP)
+	$(BIN)/python -m sync.example > sync/config.example.toml.new && mv sync/config.example.toml.new sync/config.example.toml
 
 bench: $(STAMP)
 	$(BIN)/python bench/scenarios.py $(BENCH_ARGS)

@@ -56,7 +56,7 @@ _TRANSIENT_RECORD_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
 
 @dataclass(frozen=True)
 class SalesforceSettings:
-    """[salesforce]: which org, which credentials, how patiently, and how much of its API budget."""
+    """Which org, with which credentials, how patiently, and how much of its daily API budget."""
 
     instance_url: str = setting(
         "http://127.0.0.1:8765",

@@ -60,7 +60,7 @@ _STOPPING_ERRORS = (AuthError, UnreachableError, QuotaExhaustedError)
 
 @dataclass(frozen=True)
 class VitallySettings:
-    """[vitally]: where Vitally's REST API is, how patiently to talk to it, and its trait names."""
+    """Where Vitally's REST API is, how patiently to talk to it, and the traits crm-sync reads and writes."""
 
     base_url: str = setting(
         "http://127.0.0.1:8765",
@@ -270,10 +270,7 @@ class VitallyClient:
         ends; items never started are not yielded. Closing the iterator early (a `break`) also
         starts nothing new and returns once the writes in flight have finished.
         """
-        if workers is None:
-            workers = self.settings.write_workers
-        elif workers < 1:  # an explicit argument; the setting itself is checked by sync.config
-            raise ConfigError([f"vitally.workers: must be at least 1, got {workers}"])
+        workers = self._workers(workers)
         source = iter(items)
         sessions: list[requests.Session] = []
         pending: dict[Future[dict[str, Any] | SyncError], str] = {}
@@ -315,6 +312,13 @@ class VitallyClient:
             pool.shutdown(wait=True, cancel_futures=True)
             for session in sessions:
                 session.close()
+
+    def _workers(self, workers: int | None) -> int:
+        if workers is None:
+            return self.settings.write_workers
+        if workers < 1:  # an explicit argument; the setting itself is checked by sync.config
+            raise ConfigError([f"vitally.workers: must be at least 1, got {workers}"])
+        return workers
 
     def _put_outcome(self, account_id: str, traits: Mapping[str, Any]) -> dict[str, Any] | SyncError:
         try:

@@ -599,8 +599,10 @@ class QualificationPolicy:
 
 @dataclass(frozen=True)
 class RoutingPolicy:
-    """product_led.scale_high_icp, .startup_rolloff, .forecast_spike, .am_referral, new_business.* and
-    bdr.closed_lost_unresponsive (rules.md §1 defaults); `order` decides which trigger wins."""
+    """The routing triggers product_led.* (but mrr_band), new_business.* and bdr.* (rules.md §1).
+
+    Defaults from rules.md §1; `order` (in [rules] of the config) decides which trigger wins.
+    """
 
     high_icp_threshold: int = _points(10, "product_led.scale_high_icp: an ICP score of at least this ...")
     scale_plan: str = setting("scale", "... on the plan of this name.")

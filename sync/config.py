@@ -142,8 +142,7 @@ class MemberSettings:
     active: bool = setting(True, "false: paused (e.g. on leave); they keep their credit.")
     capacity: int | None = setting(
         None,
-        "A soft cap of managed accounts (those in segment AM Managed whose TAM key role has their email);"
-        " unset: the pool's.",
+        "A soft cap of managed accounts (segment AM Managed, their email in the TAM key role); unset: the pool's.",
         minimum=0,
         maximum=1_000_000,
     )
@@ -154,7 +153,9 @@ class MemberSettings:
 class PoolSettings:
     """One `[[pools]]` entry: who receives leads for a team in a region."""
 
-    team: Team = setting(REQUIRED, "The team whose leads this pool receives.")
+    team: Team = setting(
+        REQUIRED, 'The team whose leads this pool receives: "TAE", "TAM", "CSM", "BDR" or "Onboarding".'
+    )
     region: str = setting(REQUIRED, 'A region of [territories], or "*": the team\'s leads from regions without a pool.')
     fallback_queue: str | None = setting(
         None,
@@ -759,7 +760,8 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
     custom = _custom_triggers(reader, policy)
     pools = _pools(reader, policy.territories)
     if reader.problems:
-        raise ConfigError(reader.problems)
+        # A table read by several settings reports its own problem once.
+        raise ConfigError(list(dict.fromkeys(reader.problems)))
     return Config(
         **sections,
         policy=policy,
