@@ -12,13 +12,23 @@ the check and the documentation cannot drift apart. Pure: no I/O, nothing of crm
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import MISSING, Field, dataclass
 from typing import Any, Final
 
 __all__ = [
     "HTTP_URL",
-    "REQUIRED", "Secret", "Setting", "declared", "default_of", "describe_limits", "secret", "section", "setting"]
+    "REQUIRED",
+    "Secret",
+    "Setting",
+    "declared",
+    "default_of",
+    "describe_limits",
+    "secret",
+    "section",
+    "setting",
+]
 
 _KEY: Final = "crm_sync.setting"
 
@@ -106,6 +116,11 @@ def secret(
 
 def declared(cls: type) -> tuple[tuple[Field[Any], Setting], ...]:
     """Every field of the dataclass `cls` declared with `setting` or `secret`, in field order."""
+    return _declared(cls)
+
+
+@functools.cache
+def _declared(cls: type) -> tuple[tuple[Field[Any], Setting], ...]:
     return tuple((f, f.metadata[_KEY]) for f in dataclasses.fields(cls) if isinstance(f.metadata.get(_KEY), Setting))
 
 

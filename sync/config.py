@@ -26,6 +26,7 @@ because the sandbox accepts any non-empty credential.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import os
 import re
@@ -71,6 +72,18 @@ LoopbackHost = Literal["127.0.0.1", "localhost", "::1"]
 S = TypeVar("S")
 
 _LOOPBACK = set(get_args(LoopbackHost))
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """The field types of `cls`, resolved once (the loader asks for them at every table)."""
+    return _resolved(cls)
+
+
+@functools.cache
+def _resolved(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
 _PLACEHOLDER_SECRET = "sandbox-placeholder"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -174,9 +187,12 @@ class CustomTriggerSettings:
     """One `[[rules.custom]]` entry: a routing rule written in the config."""
 
     id: str = setting(
-        REQUIRED, "A new rule id, shown in plans, leads and reports.", pattern=r"(?s).*\S.*", hint="non-empty text"
+        REQUIRED,
+        "A new rule id, shown in plans, leads and reports.",
+        pattern=r"[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*",
+        hint="one line of text",
     )
-    team: str = setting(REQUIRED, "The team the rule routes to.", pattern=r"(?s).*\S.*", hint="non-empty text")
+    team: Team = setting(REQUIRED, 'The team the rule routes to: "TAE", "TAM", "CSM", "BDR" or "Onboarding".')
     when: str = setting(REQUIRED, "A condition over the account.", pattern=r"(?s).*\S.*", hint="non-empty text")
     reason: str = setting(
         REQUIRED, "The decision's reason, with {variable} placeholders.", pattern=r"(?s).*\S.*", hint="non-empty text"
@@ -245,13 +261,13 @@ class Config:
 
 def _sections() -> dict[str, tuple[str, type]]:
     """Config field -> (TOML table, settings class) for every section read as it is declared."""
-    hints = get_type_hints(Config)
+    hints = _hints(Config)
     return {f.name: (str(d.toml), hints[f.name]) for f, d in declared(Config) if f.name != "policy"}
 
 
 def _policy_sections() -> dict[str, tuple[str, type]]:
     """Policy field -> (TOML table, policy class) for every `[rules.*]` table."""
-    hints = get_type_hints(Policy)
+    hints = _hints(Policy)
     return {f.name: (str(d.toml), hints[f.name]) for f, d in declared(Policy) if is_dataclass(hints[f.name])}
 
 
@@ -297,6 +313,17 @@ def _show(value: object) -> str:
         return f"{'-' if value < 0 else ''}a {len(str(abs(value)))}-digit number"
     text = repr(value)
     return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
+
+
+def _printable(text: str) -> str:
+    """A name from the file (a file name, a key) as shown in a problem: quoted if it holds
+    anything a terminal would not print as it is."""
+    return text if text.isprintable() else repr(text)[:_SHOWN]
+
+
+def _one_line(problem: str) -> str:
+    # A message built from text the file holds (a rule's expression error) must stay one line.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in problem)
 
 
 def _limit(value: float) -> str:
@@ -386,7 +413,7 @@ class _Reader:
         if table is None:
             table = self.table(path)
         self.unknown(path, table, _known_keys(cls, path))
-        hints = get_type_hints(cls)
+        hints = _hints(cls)
         keys = _keys(cls, path)
         values: dict[str, Any] = {}
         complete = True
@@ -421,7 +448,7 @@ class _Reader:
         f, d = _declaration(owner, name)
         if key not in table:
             return default_of(f)
-        value = self.value(path, get_type_hints(owner)[name], d, table[key])
+        value = self.value(path, _hints(owner)[name], d, table[key])
         return default_of(f) if value is _BAD else value
 
     def tables(self, path: str, value: Any, cls: type[S]) -> list[tuple[str, S]]:
@@ -580,20 +607,20 @@ class _Reader:
             file = Path(name).expanduser()
             info = file.stat()
             if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-                self.problem(path, f"{file} must be readable by its owner only (chmod 600)")
+                self.problem(path, f"{_printable(str(file))} must be readable by its owner only (chmod 600)")
                 return None
             value = file.read_text(encoding="utf-8").strip()
         except RuntimeError:
             self.problem(path, f"cannot expand {_show(name)}")
             return None
         except OSError as exc:
-            self.problem(path, f"cannot read {name}: {exc.strerror or type(exc).__name__}")
+            self.problem(path, f"cannot read {_printable(name)}: {exc.strerror or type(exc).__name__}")
             return None
         except UnicodeDecodeError:
-            self.problem(path, f"{name} is not UTF-8 text")
+            self.problem(path, f"{_printable(name)} is not UTF-8 text")
             return None
         if not value:
-            self.problem(path, f"{name} is empty")
+            self.problem(path, f"{_printable(name)} is empty")
             return None
         return value
 
@@ -761,7 +788,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
     pools = _pools(reader, policy.territories)
     if reader.problems:
         # A table read by several settings reports its own problem once.
-        raise ConfigError(list(dict.fromkeys(reader.problems)))
+        raise ConfigError([_one_line(problem) for problem in dict.fromkeys(reader.problems)])
     return Config(
         **sections,
         policy=policy,
