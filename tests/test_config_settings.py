@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import fields
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
@@ -350,3 +351,18 @@ def test_cli_daemon_exits_2_with_one_line_per_bad_setting(tmp_path: Path, text: 
     assert reported[0] == "configuration error:"
     assert sorted(reported[1:]) == sorted(f"  {line}" for line in lines)
     assert not (tmp_path / "state.db").exists()
+
+
+def test_every_field_of_every_settings_class_is_declared() -> None:
+    """A field added without `setting(...)` would be read, checked and documented by nobody."""
+    classes = [cls for _, cls in SECTIONS.values()] + [PoolSettings, MemberSettings, CustomTriggerSettings, Policy]
+    hints = get_type_hints(Policy)
+    classes += [kind for kind in hints.values() if hasattr(kind, "__dataclass_fields__")]
+    undeclared = [
+        f"{cls.__name__}.{f.name}"
+        for cls in classes
+        for f in fields(cls)
+        if f.name not in {g.name for g, _ in declared(cls)}
+    ]
+    assert undeclared == []
+    assert len(classes) == 20
