@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
-from connectors.base import WriteResult
+from connectors.base import SalesforcePort, VitallyPort, WriteResult
 from core.errors import (
     ContractError,
     QuotaExhaustedError,
@@ -43,7 +43,7 @@ from sync.config import Config
 from sync.facts import SalesforceFacts
 from sync.owners import Owners
 
-__all__ = ["SF_OBJECTS", "Conflict", "CycleReport", "Engine", "SalesforceReader", "VitallyPort"]
+__all__ = ["SF_OBJECTS", "Conflict", "CycleReport", "Engine"]
 
 # Salesforce objects mirrored each cycle and the fields read (data-model.md).
 SF_OBJECTS: Mapping[str, tuple[str, ...]] = {
@@ -91,34 +91,6 @@ def _unowned(lead: Lead) -> bool:
 
 # Lead fields only crm-sync computes: a different value there is ours to correct, not a conflict.
 COMPUTED_LEAD_FIELDS = frozenset({"Lead_Score__c", "Routing_Rule__c", "Routing_Reason__c"})
-
-
-class VitallyPort(Protocol):
-    """What the engine needs from the Vitally connector."""
-
-    def iter_accounts_since(self, watermark: str | None) -> Iterator[dict[str, Any]]: ...
-
-    def put_traits_many(
-        self, items: Iterable[tuple[str, Mapping[str, Any]]], *, workers: int = ...
-    ) -> Iterator[tuple[str, dict[str, Any] | SyncError]]: ...
-
-    def upsert_task(self, task: Mapping[str, Any]) -> dict[str, Any]: ...
-
-
-class SalesforceReader(Protocol):
-    """What the engine needs from the Salesforce connector."""
-
-    def iter_changed(
-        self, sobject: str, fields: Iterable[str], since: str | None, *, lookback_seconds: int = ...
-    ) -> Iterator[dict[str, Any]]: ...
-
-    last_query_time: datetime | None
-
-    def update(self, sobject: str, records: Sequence[Mapping[str, Any]], *, set_owner: bool) -> list[WriteResult]: ...
-
-    def upsert(
-        self, sobject: str, external_id_field: str, records: Sequence[Mapping[str, Any]], *, set_owner: bool
-    ) -> list[WriteResult]: ...
 
 
 @dataclass(frozen=True)
@@ -181,7 +153,7 @@ class Engine:
         config: Config,
         state: StateDB,
         vitally: VitallyPort,
-        salesforce: SalesforceReader | None,
+        salesforce: SalesforcePort | None,
         *,
         clock: Callable[[], datetime],
         now: datetime | None = None,
