@@ -82,7 +82,7 @@ def run_demo(accounts: int, out: TextIO) -> int:
         applied_writes = list(applied.plan)
         by_rule = Counter(write.rule for write in applied_writes)
         owners = Counter(
-            f"{w.owner['pool']} → {w.owner['name']}" for w in applied_writes if w.owner and w.op == "upsert_lead"
+            f"{w.owner.pool} → {w.owner.name}" for w in applied_writes if w.owner and w.op == "upsert_lead"
         )
         created = sum(1 for w in applied_writes if w.op == "upsert_lead")
 

@@ -512,10 +512,10 @@ class Engine:
         shown_owner = None
         reason = winner.reason
         if owner is not None:
-            if owner["user_id"] is not None:
-                fields["OwnerId"] = owner["user_id"]
-            shown_owner = {"pool": owner["pool"], "user_id": owner["user_id"], "name": owner["name"]}
-            reason = f"{winner.reason}; owner: {owner['reason']}"
+            if owner.user_id is not None:
+                fields["OwnerId"] = owner.user_id
+            shown_owner = owner.owner
+            reason = f"{winner.reason}; owner: {owner.reason}"
         else:
             reason = f"{winner.reason}; no pool for {team}/{region}: Salesforce's default owner applies"
         self._planned.append(
@@ -547,9 +547,9 @@ class Engine:
         if "Onboarding Specialist" in account.key_roles or account.written.get(trait):
             return
         owner = owners.owner_for(f"onboarding-{account.id}", "Onboarding", self._region(account))
-        if owner is None or owner["user_id"] is None:
+        if owner is None or owner.user_id is None:
             return
-        if not self._may_write("vitally", account.id, trait, owner["name"], None, last, decision, report):
+        if not self._may_write("vitally", account.id, trait, owner.name, None, last, decision, report):
             return
         self._planned.append(
             PlannedWrite(
@@ -557,18 +557,18 @@ class Engine:
                 op="set_traits",
                 record=account.id,
                 account=account.id,
-                fields={trait: owner["name"]},
+                fields={trait: owner.name},
                 previous={trait: None},
                 rule=decision.rule,
-                reason=f"{decision.reason}; specialist: {owner['reason']}",
-                payload={trait: owner["name"]},
-                owner={"pool": owner["pool"], "user_id": owner["user_id"], "name": owner["name"]},
+                reason=f"{decision.reason}; specialist: {owner.reason}",
+                payload={trait: owner.name},
+                owner=owner.owner,
             )
         )
         task = {
             "externalId": f"crm-sync:onboarding.lead:{account.id}",
             "accountId": account.id,
-            "name": f"Onboard {account.name} ({owner['name']})",
+            "name": f"Onboard {account.name} ({owner.name})",
             "description": decision.reason,
             "dueDate": (now + timedelta(days=7)).date().isoformat(),
             "tags": ["crm-sync", "onboarding"],
@@ -594,9 +594,9 @@ class Engine:
                 territories = self.config.policy.territories
                 region = territories.region_of(lead.country) if lead.country else territories.default_region
                 owner = owners.owner_for(lead.id, decision.team, region)
-                if owner is not None and owner["user_id"] is not None:
-                    wants["OwnerId"] = owner["user_id"]
-                    shown_owner = {"pool": owner["pool"], "user_id": owner["user_id"], "name": owner["name"]}
+                if owner is not None and owner.user_id is not None:
+                    wants["OwnerId"] = owner.user_id
+                    shown_owner = owner.owner
             fields, previous = self._changes(
                 "salesforce", lead.id, wants, current, claimed, last, decision, report, COMPUTED_LEAD_FIELDS
             )

@@ -123,10 +123,10 @@ def _owner(
     chosen = state.assignments_like(f"crm-sync-{account.id}-")
     out.write(f"\nrouting: {winner.rule} → team {winner.team}, region {region}\n")
     if chosen:
-        row = chosen[0]
-        out.write(f"  lead {row['key']}: owner: {row['reason']}\n")
-        out.write(f"  candidates: {', '.join(row['candidates']) or 'none'}\n")
-        for user, why in row["skipped"].items():
+        choice = chosen[0]
+        out.write(f"  lead {choice.key}: owner: {choice.reason}\n")
+        out.write(f"  candidates: {', '.join(choice.candidates) or 'none'}\n")
+        for user, why in choice.skipped.items():
             out.write(f"  skipped {user}: {why}\n")
         return
     pool = config.pool_for(winner.team, region)
