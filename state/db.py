@@ -136,7 +136,7 @@ def _choice(row: Mapping[str, Any]) -> OwnerChoice:
 class LastWritten(Mapping[tuple[str, str], Any]):
     """What crm-sync last wrote to one system, as a read-only mapping (record, field) → value.
     Lookups load one record's values and keep only the latest record's, so the memory it takes
-    does not grow with the number of records (the engine asks record by record)."""
+    does not grow with the number of records (the planner asks record by record)."""
 
     def __init__(self, state: StateDB, system: str) -> None:
         self._state = state
@@ -188,10 +188,10 @@ class StateDB:
         """Open (creating if needed, readable by its owner only) the state file for a real run.
 
         WAL journal with `synchronous=FULL`: every commit is on disk before the call returns, and
-        the engine sends a write only after the commit that planned it (owner chosen, outbox
+        a cycle sends a write only after the commit that planned it (owner chosen, outbox
         row). With NORMAL a power loss could forget a committed plan whose write was already
         sent, and the next start would draw an owner again. FULL costs one fsync per commit; the
-        engine commits once per cycle plus once per write batch.
+        cycle commits once for its plan plus once per write batch.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite's -wal/-shm inherit this mode
@@ -326,7 +326,7 @@ class StateDB:
 
     def last_written(self, system: str) -> LastWritten:
         """(record, field) → the value we last wrote there, read from the state a record at a time
-        when asked (the engine asks only where a value differs), never all at once."""
+        when asked (the planner asks only where a value differs), never all at once."""
         return LastWritten(self, system)
 
     def set_last_written(self, system: str, record: str, values: Mapping[str, Any], run_id: int, at: str) -> None:

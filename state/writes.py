@@ -57,7 +57,7 @@ class OwnerChoice:
 
 @dataclass(frozen=True)
 class PlannedWrite:
-    """One change the engine wants made, with the rule and the reason behind it.
+    """One change a cycle wants made, with the rule and the reason behind it.
 
     `payload` is what goes on the wire (Vitally traits, Lead fields); `fields` is what the plan
     shows (cli.md); `previous` holds the current values of those fields when known.

@@ -70,7 +70,7 @@ FORMATS: tuple[ReportFormat, ...] = ("table", "json", "csv", "html")
 SECTIONS: tuple[Section, ...] = ("runs", "rules", "pools")
 # Salesforce's default converted status is "Closed - Converted"; some orgs name it "Converted".
 CONVERTED_STATUSES = frozenset({"Converted", "Closed - Converted"})
-_CREATED_PREFIX = "crm-sync-"  # the engine's Sync_Key__c: crm-sync-<account>-<episode>
+_CREATED_PREFIX = "crm-sync-"  # the planner's Sync_Key__c: crm-sync-<account>-<episode>
 
 DESCRIPTION = """\
 Run history; leads and conversion per routing rule against [report] conversion_target; and, per
