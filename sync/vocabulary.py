@@ -65,6 +65,11 @@ class Conflict:
 
 @dataclass
 class CycleReport:
+    """What one cycle did, filled in by its steps as it runs: the plan, what it counted (records
+    read and evaluated, writes planned, queued, applied, failed, parked, deferred), the record
+    errors and conflicts it found, the writes that failed, and the pools that fell back to their
+    queue. `exit_code` is the command line's status for it."""
+
     run_id: int
     dry_run: bool
     now: datetime
