@@ -2,7 +2,7 @@
 
 A run reads every Vitally account page and every polled Salesforce object in full (no cursors,
 no memory of earlier runs), evaluates the same rules as crm-sync with the config's policy
-(`rules.evaluate_account` / `rules.evaluate_lead`, as sync/engine.py calls them), then writes
+(`rules.evaluate_account` / `rules.evaluate_lead`, as sync/decider.py calls them), then writes
 back every managed field of every record, whether or not it changed:
 
 - one Vitally `PUT` per account with all its managed traits: each segment trait (`true`, or
@@ -38,9 +38,9 @@ from rules import managed_segments as managed_segments_of
 from rules.routing import lead_source_for
 from sync.app import make_salesforce, make_vitally
 from sync.config import Config, load_config
-from sync.engine import SF_OBJECTS
+from sync.ingest import SF_OBJECTS
 
-_ROUTED_TEAMS = ("TAM", "TAE", "BDR")  # the teams a routed account's lead goes to (sync/engine.py)
+_ROUTED_TEAMS = ("TAM", "TAE", "BDR")  # the teams a routed account's lead goes to (sync/plan.py)
 _REASON_MAX = 255  # a Salesforce text field
 _CLOSED_STATUSES = ("Disqualified", "Unqualified")
 

@@ -60,7 +60,7 @@ from sandbox.generator import generate_book
 from sandbox.store import parse_timestamp, vitally_timestamp
 from sync.budget import KINDS, Kind, Workload, by_kind, incremental_accounts_read, minimum
 from sync.config import Config, load_config
-from sync.engine import SF_OBJECTS
+from sync.ingest import SF_OBJECTS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("cold-dry", "cold", "repeat", "idle", "incremental", "burst")
@@ -68,7 +68,7 @@ SCENARIOS = ("cold-dry", "cold", "repeat", "idle", "incremental", "burst")
 # minutes of waiting for the limit, which measures Vitally's limit, not crm-sync.
 LIFTED_RATE_LIMIT = 1_000_000_000
 BURST_ID_OFFSET = 10**9  # burst accounts get ids no book here reaches
-_ROUTED_TEAMS = ("TAM", "TAE", "BDR")  # a routed account's lead goes to one of these (sync/engine.py)
+_ROUTED_TEAMS = ("TAM", "TAE", "BDR")  # a routed account's lead goes to one of these (sync/plan.py)
 _EXAMPLE_URL = "http://127.0.0.1:8765"
 _OUTER_PREFIXES = ("VITALLY_", "SALESFORCE_", "CRM_SYNC_")  # no secrets or settings from our shell
 _SF_SYSTEM_FIELDS = frozenset({"SystemModstamp", "LastModifiedDate", "LastModifiedById"})
@@ -371,7 +371,7 @@ def apply_mrr_changes(sandbox: SandboxProcess, new_mrr: Mapping[str, float]) -> 
 
 
 def _routes(raw: Mapping[str, Any], config: Config, written: tuple[str, ...], now: datetime) -> bool:
-    """The engine's test for "becomes a lead": a routing rule with a team fires (no Salesforce
+    """The planner's test for "becomes a lead": a routing rule with a team fires (no Salesforce
     record knows a brand-new account, hence the empty context)."""
     try:
         account = parse_account(raw, config.vitally.trait_keys, written)

@@ -5,8 +5,15 @@ Records are parsed and errors named in `core`; the local imitation of both servi
 
 from __future__ import annotations
 
-from connectors.base import Connector, RequestCounter, WriteResult
+from connectors.base import RequestCounter, SalesforcePort, VitallyPort, WriteResult
 from connectors.salesforce import SalesforceClient
 from connectors.vitally import VitallyClient
 
-__all__ = ["Connector", "RequestCounter", "SalesforceClient", "VitallyClient", "WriteResult"]
+__all__ = [
+    "RequestCounter",
+    "SalesforceClient",
+    "SalesforcePort",
+    "VitallyClient",
+    "VitallyPort",
+    "WriteResult",
+]

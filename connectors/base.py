@@ -1,22 +1,25 @@
-"""What every connector offers: the `Connector` protocol, per-record `WriteResult`s and a request counter.
+"""What the connectors offer: the ports a sync cycle uses (`VitallyPort`, `SalesforcePort`),
+per-record `WriteResult`s and a request counter.
 
-A connector reads the records changed since a cursor, writes a batch and returns one result per
-record, and decides once how an I/O failure maps onto the `core.errors` tree. Adapters return
-raw service JSON (dicts); parsing into typed records happens elsewhere.
+A port reads the records changed since a cursor and writes a batch with one result per record;
+each adapter decides once how an I/O failure maps onto the `core.errors` tree. Adapters return
+raw service JSON (dicts); parsing into typed records happens in `core.records`. The cycle
+(`sync.cycle`) is typed against these protocols only, so a test can hand it any object that
+satisfies them.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from core.errors import SyncError
 
-__all__ = ["Connector", "RequestCounter", "WriteResult", "parse_iso_utc"]
+__all__ = ["RequestCounter", "SalesforcePort", "VitallyPort", "WriteResult", "parse_iso_utc"]
 
 
 @dataclass(frozen=True)
@@ -41,25 +44,52 @@ class WriteResult:
 
 
 @runtime_checkable
-class Connector(Protocol):
-    """One external system as the sync engine sees it."""
+class VitallyPort(Protocol):
+    """What a sync cycle needs from Vitally (`connectors.vitally.VitallyClient` is the adapter)."""
 
-    def read_changed(self, since: str | None) -> Iterator[dict[str, Any]]:
-        """Yield raw records changed at or after `since` (closed bound; None = everything).
+    def iter_accounts_since(self, watermark: str | None) -> Iterator[dict[str, Any]]:
+        """Raw accounts newest-first, down to `watermark` (closed bound; None = every account).
 
         Records on the boundary may be yielded again on the next read: callers drop them by key.
         """
         ...
 
-    def write_batch(self, records: Sequence[Mapping[str, Any]]) -> list[WriteResult]:
-        """Write `records`; return exactly one result per record, in input order.
-
-        Per-record refusals are results; failures of the whole request raise a `SyncError`.
-        """
+    def put_traits_many(
+        self, items: Iterable[tuple[str, Mapping[str, Any]]], *, workers: int = ...
+    ) -> Iterator[tuple[str, dict[str, Any] | SyncError]]:
+        """PUT each `(account id, traits)`, up to `workers` in flight, reading `items` lazily; yield
+        `(account id, the account Vitally answered)` or `(account id, the error)` as each ends. A
+        failed write is yielded, never raised; after one that stops the whole service nothing new
+        starts."""
         ...
 
-    def classify(self, error: BaseException) -> SyncError:
-        """Map an I/O failure of this service onto the error tree (an instance carrying data)."""
+    def upsert_task(self, task: Mapping[str, Any]) -> dict[str, Any]:
+        """Create the task, or update the one with the same `externalId` (created once)."""
+        ...
+
+
+@runtime_checkable
+class SalesforcePort(Protocol):
+    """What a sync cycle needs from Salesforce (`connectors.salesforce.SalesforceClient` is the adapter)."""
+
+    last_query_time: datetime | None
+    """When the latest query ran, by Salesforce's clock (its Date header); None before any."""
+
+    def iter_changed(
+        self, sobject: str, fields: Iterable[str], since: str | None, *, lookback_seconds: int = ...
+    ) -> Iterator[dict[str, Any]]:
+        """Raw records of `sobject` whose SystemModstamp is at or after `since` minus the look-back."""
+        ...
+
+    def update(self, sobject: str, records: Sequence[Mapping[str, Any]], *, set_owner: bool) -> list[WriteResult]:
+        """Update records by Id in collections; exactly one result per record, in input order.
+        Per-record refusals are results; a failure of the whole request raises a `SyncError`."""
+        ...
+
+    def upsert(
+        self, sobject: str, external_id_field: str, records: Sequence[Mapping[str, Any]], *, set_owner: bool
+    ) -> list[WriteResult]:
+        """Upsert records on an external id in collections; one result per record, in input order."""
         ...
 
 

@@ -227,7 +227,7 @@ class SalesforceClient:
     def sobject(
         self, name: str, fields: Iterable[str], external_id_field: str, *, lookback_seconds: int | None = None
     ) -> SalesforceObject:
-        """A `Connector` view of one sObject type of this org."""
+        """A view of one sObject type of this org (reads since a cursor, upserts on an external id)."""
         return SalesforceObject(self, name, fields, external_id_field, lookback_seconds=lookback_seconds)
 
     # -- budget ----------------------------------------------------------------------------------
@@ -449,7 +449,7 @@ class SalesforceClient:
 
 
 class SalesforceObject:
-    """One sObject type of an org as a `Connector`: incremental reads and upserts by external id.
+    """One sObject type of an org: incremental reads and upserts by external id.
 
     `write_batch` sends `Sforce-Auto-Assign: FALSE` whenever a record in the batch sets `OwnerId`,
     so the org's assignment rules do not replace the owner we chose.
@@ -476,16 +476,16 @@ class SalesforceObject:
         self.lookback_seconds = lookback_seconds
 
     def read_changed(self, since: str | None) -> Iterator[dict[str, Any]]:
-        """`Connector.read_changed`: `SalesforceClient.iter_changed` for this object."""
+        """`SalesforceClient.iter_changed` for this object."""
         return self.client.iter_changed(self.name, self.fields, since, lookback_seconds=self.lookback_seconds)
 
     def write_batch(self, records: Sequence[Mapping[str, Any]]) -> list[WriteResult]:
-        """`Connector.write_batch`: `SalesforceClient.upsert` by the external id field."""
+        """`SalesforceClient.upsert` by the external id field."""
         set_owner = any("OwnerId" in record for record in records)
         return self.client.upsert(self.name, self.external_id_field, records, set_owner=set_owner)
 
     def classify(self, error: BaseException) -> SyncError:
-        """`Connector.classify`: the client's classification."""
+        """The client's classification."""
         return self.client.classify(error)
 
 

@@ -227,7 +227,7 @@ class VitallyClient:
             yield account
 
     def read_changed(self, since: str | None) -> Iterator[dict[str, Any]]:
-        """`Connector.read_changed`: the accounts changed at or after `since`."""
+        """The accounts changed at or after `since` (`iter_accounts_since`)."""
         return self.iter_accounts_since(since)
 
     def get_account(self, id_or_external_id: str) -> dict[str, Any] | None:
@@ -341,7 +341,7 @@ class VitallyClient:
         return _object(body, "/resources/tasks")
 
     def write_batch(self, records: Sequence[Mapping[str, Any]]) -> list[WriteResult]:
-        """`Connector.write_batch`: `put_traits` for each `{"id": ..., "traits": {...}}`, in order.
+        """`put_traits` for each `{"id": ..., "traits": {...}}`, in order, one result per record.
 
         A refused write becomes `WriteResult(ok=False, transient=False)`; anything that stops the
         whole service (auth, retries exhausted, unreachable) raises.

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from state.db import PlanLog, StateDB
 from state.lock import InstanceLockedError, StateLock
-from state.writes import OutboxRow, PlannedWrite, write_key
+from state.writes import OutboxRow, Owner, OwnerChoice, PlannedWrite, write_key
 
-__all__ = ["InstanceLockedError", "OutboxRow", "PlanLog", "PlannedWrite", "StateDB", "StateLock", "write_key"]
+__all__ = [
+    "InstanceLockedError",
+    "OutboxRow",
+    "Owner",
+    "OwnerChoice",
+    "PlanLog",
+    "PlannedWrite",
+    "StateDB",
+    "StateLock",
+    "write_key",
+]

@@ -20,7 +20,7 @@ from typing import Any, overload
 import sqlite_utils
 
 from state.migrations import migrate
-from state.writes import OutboxRow, OutboxStatus, PlannedWrite, target_of, write_key
+from state.writes import OutboxRow, OutboxStatus, Owner, OwnerChoice, PlannedWrite, target_of, write_key
 
 __all__ = ["LastWritten", "PlanLog", "StateDB"]
 
@@ -36,14 +36,15 @@ def _encode(write: PlannedWrite) -> str:
             write.payload,
             write.account,
             write.previous,
-            write.owner,
+            None if write.owner is None else write.owner.as_json(),
         ]
     )
 
 
 def _decode(line: str) -> PlannedWrite:
     system, op, record, fields, rule, reason, payload, account, previous, owner = json.loads(line)
-    return PlannedWrite(system, op, record, fields, rule, reason, payload, account, previous, owner)
+    shown = None if owner is None else Owner.from_json(owner)
+    return PlannedWrite(system, op, record, fields, rule, reason, payload, account, previous, shown)
 
 
 class PlanLog(Sequence[PlannedWrite]):
@@ -117,14 +118,25 @@ class PlanLog(Sequence[PlannedWrite]):
         raise IndexError(index)
 
 
-def _assignment(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {**row, "candidates": json.loads(row["candidates"]), "skipped": json.loads(row["skipped"])}
+def _choice(row: Mapping[str, Any]) -> OwnerChoice:
+    return OwnerChoice(
+        key=row["key"],
+        pool=row["pool"],
+        user_id=row["user_id"],
+        name=row["name"],
+        fallback=bool(row["fallback"]),
+        reason=row["reason"],
+        run_id=row["run_id"],
+        at=row["at"],
+        candidates=tuple(json.loads(row["candidates"])),
+        skipped=json.loads(row["skipped"]),
+    )
 
 
 class LastWritten(Mapping[tuple[str, str], Any]):
     """What crm-sync last wrote to one system, as a read-only mapping (record, field) → value.
     Lookups load one record's values and keep only the latest record's, so the memory it takes
-    does not grow with the number of records (the engine asks record by record)."""
+    does not grow with the number of records (the planner asks record by record)."""
 
     def __init__(self, state: StateDB, system: str) -> None:
         self._state = state
@@ -176,10 +188,10 @@ class StateDB:
         """Open (creating if needed, readable by its owner only) the state file for a real run.
 
         WAL journal with `synchronous=FULL`: every commit is on disk before the call returns, and
-        the engine sends a write only after the commit that planned it (owner chosen, outbox
+        a cycle sends a write only after the commit that planned it (owner chosen, outbox
         row). With NORMAL a power loss could forget a committed plan whose write was already
         sent, and the next start would draw an owner again. FULL costs one fsync per commit; the
-        engine commits once per cycle plus once per write batch.
+        cycle commits once for its plan plus once per write batch.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite's -wal/-shm inherit this mode
@@ -314,7 +326,7 @@ class StateDB:
 
     def last_written(self, system: str) -> LastWritten:
         """(record, field) → the value we last wrote there, read from the state a record at a time
-        when asked (the engine asks only where a value differs), never all at once."""
+        when asked (the planner asks only where a value differs), never all at once."""
         return LastWritten(self, system)
 
     def set_last_written(self, system: str, record: str, values: Mapping[str, Any], run_id: int, at: str) -> None:
@@ -359,7 +371,7 @@ class StateDB:
                     None if write.previous is None else json.dumps(write.previous),
                     write.rule,
                     write.reason,
-                    None if write.owner is None else json.dumps(write.owner),
+                    None if write.owner is None else json.dumps(write.owner.as_json()),
                     json.dumps(write.payload),
                     at,
                     at,
@@ -427,7 +439,7 @@ class StateDB:
             previous=None if row["previous"] is None else json.loads(row["previous"]),
             rule=row["rule"],
             reason=row["reason"],
-            owner=None if row["owner"] is None else json.loads(row["owner"]),
+            owner=None if row["owner"] is None else Owner.from_json(json.loads(row["owner"])),
             payload=json.loads(row["payload"]),
         )
         return OutboxRow(
@@ -502,36 +514,37 @@ class StateDB:
             ),
         )
 
-    def assignment(self, key: str) -> dict[str, Any] | None:
+    def assignment(self, key: str) -> OwnerChoice | None:
         """The owner chosen earlier for this lead key, if any (an owner is chosen once)."""
         rows = list(self.db.query("SELECT * FROM assignments WHERE key = ?", [key]))
-        return _assignment(rows[0]) if rows else None
+        return _choice(rows[0]) if rows else None
 
-    def record_assignment(self, key: str, row: Mapping[str, Any], run_id: int, at: str) -> None:
+    def record_assignment(self, choice: OwnerChoice) -> None:
+        """Remember an owner chosen for `choice.key` (once: a second choice for a key is an error)."""
         self.db.conn.execute(
             "INSERT INTO assignments (key, pool, user_id, name, fallback, candidates, skipped, reason, run_id, at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                key,
-                row["pool"],
-                row["user_id"],
-                row["name"],
-                int(bool(row["fallback"])),
-                json.dumps(list(row["candidates"])),
-                json.dumps(dict(row["skipped"])),
-                row["reason"],
-                run_id,
-                at,
+                choice.key,
+                choice.pool,
+                choice.user_id,
+                choice.name,
+                int(choice.fallback),
+                json.dumps(list(choice.candidates)),
+                json.dumps(dict(choice.skipped)),
+                choice.reason,
+                choice.run_id,
+                choice.at,
             ],
         )
 
-    def assignments_like(self, prefix: str) -> list[dict[str, Any]]:
+    def assignments_like(self, prefix: str) -> list[OwnerChoice]:
         """Owners chosen for lead keys starting with `prefix` (all with ""), newest first."""
         rows = self.db.query(
             "SELECT * FROM assignments WHERE key LIKE ? ESCAPE '\\' ORDER BY at DESC, key DESC",
             [prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"],
         )
-        return [_assignment(row) for row in rows]
+        return [_choice(row) for row in rows]
 
     def assignments_by_user(self, pool: str) -> dict[str | None, int]:
         """How many leads each owner (or the fallback) received from the pool."""

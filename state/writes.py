@@ -1,21 +1,63 @@
-"""The vocabulary of writes: what the planner queues, the outbox holds and the applier sends."""
+"""The vocabulary of writes: what the planner queues, the outbox holds and the applier sends, and
+the owners the round robin chose for them."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["OutboxRow", "OutboxStatus", "PlannedWrite", "target_of", "write_key"]
+__all__ = ["OutboxRow", "OutboxStatus", "Owner", "OwnerChoice", "PlannedWrite", "target_of", "write_key"]
 
 OutboxStatus = Literal["pending", "done", "parked", "superseded"]
 
 
 @dataclass(frozen=True)
+class Owner:
+    """Who a write gives a record to: the pool drawn from, the Salesforce user (or, on fallback,
+    queue) id, and a name a person recognises."""
+
+    pool: str
+    user_id: str | None
+    name: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The `owner` of a plan line (cli.md): pool, user_id, name."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Owner:
+        return cls(pool=value["pool"], user_id=value["user_id"], name=value["name"])
+
+
+@dataclass(frozen=True)
+class OwnerChoice:
+    """The owner chosen once for a lead key (a routed account's lead, an inbound lead, an
+    onboarding specialist), as the state remembers it: who, from which pool, who else could have
+    had it (`candidates`), who was passed over and why (`skipped`: user id → reason), whether the
+    pool fell back to its queue, and the run that drew it."""
+
+    key: str
+    pool: str
+    user_id: str | None
+    name: str
+    fallback: bool
+    reason: str
+    run_id: int
+    at: str
+    candidates: tuple[str, ...] = ()
+    skipped: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def owner(self) -> Owner:
+        return Owner(pool=self.pool, user_id=self.user_id, name=self.name)
+
+
+@dataclass(frozen=True)
 class PlannedWrite:
-    """One change the engine wants made, with the rule and the reason behind it.
+    """One change a cycle wants made, with the rule and the reason behind it.
 
     `payload` is what goes on the wire (Vitally traits, Lead fields); `fields` is what the plan
     shows (cli.md); `previous` holds the current values of those fields when known.
@@ -30,7 +72,7 @@ class PlannedWrite:
     payload: Mapping[str, Any]
     account: str | None = None
     previous: Mapping[str, Any] | None = None
-    owner: Mapping[str, Any] | None = None
+    owner: Owner | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The plan line of cli.md (keys that are unknown are left out)."""
@@ -43,7 +85,7 @@ class PlannedWrite:
         line["rule"] = self.rule
         line["reason"] = self.reason
         if self.owner is not None:
-            line["owner"] = dict(self.owner)
+            line["owner"] = self.owner.as_json()
         return line
 
 

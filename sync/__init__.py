@@ -1,4 +1,4 @@
-"""Orchestration: the engine (one cycle), the command line, the daemon and the demo."""
+"""Orchestration: the cycle (ingest → plan → apply), the command line, the daemon and the demo."""
 
 from __future__ import annotations
 

@@ -19,9 +19,10 @@ from typing import TextIO
 from core.errors import ConfigError, FatalError, QuotaExhaustedError, SyncError
 from state import InstanceLockedError, StateDB, StateLock
 from sync.config import Config, load_config, with_rules_from
-from sync.engine import CycleReport, Engine
+from sync.cycle import run_cycle
 from sync.output import Format, render_plan
 from sync.progress import terminal_progress
+from sync.vocabulary import CycleReport
 
 __all__ = ["main"]
 
@@ -209,24 +210,13 @@ def _print_summary(report: CycleReport, err: TextIO) -> None:
     )
 
 
-def _cycle(
-    config: Config, state: StateDB, now: datetime | None, err: TextIO, *, dry_run: bool
-) -> tuple[Engine, CycleReport]:
+def _cycle(config: Config, state: StateDB, now: datetime | None, err: TextIO, *, dry_run: bool) -> CycleReport:
     """One cycle against the configured services, with progress bars when stderr is a terminal."""
     from sync.app import make_salesforce, make_vitally
 
     with terminal_progress(err) as progress:
-        engine = Engine(
-            config,
-            state,
-            make_vitally(config),
-            make_salesforce(config),
-            clock=_now,
-            now=now,
-            dry_run=dry_run,
-            progress=progress,
-        )
-        return engine, engine.run_cycle()
+        vitally, salesforce = make_vitally(config), make_salesforce(config)
+        return run_cycle(config, state, vitally, salesforce, clock=_now, now=now, dry_run=dry_run, progress=progress)
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -239,9 +229,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.dry_run:
         state = StateDB.snapshot(config.state_path)
         try:
-            engine, report = _cycle(config, state, args.now, err, dry_run=True)
+            report = _cycle(config, state, args.now, err, dry_run=True)
             if alternative is not None:
-                return _compare(alternative, args.compare_rules, engine, report.now, fmt, out, err)
+                return _compare(state, config, alternative, args.compare_rules, report.now, fmt, out, err)
             render_plan(report.plan, fmt, out)  # the plan is read back from the state's copy
         finally:
             state.close()
@@ -250,7 +240,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with StateLock(config.state_path):
         state = StateDB.open(config.state_path)
         try:
-            _, report = _cycle(config, state, args.now, err, dry_run=False)
+            report = _cycle(config, state, args.now, err, dry_run=False)
             render_plan(report.plan, fmt, out)
         finally:
             state.close()
@@ -259,12 +249,12 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _compare(
-    alternative: Config, other: Path, engine: Engine, now: datetime, fmt: str, out: TextIO, err: TextIO
+    state: StateDB, config: Config, alternative: Config, other: Path, now: datetime, fmt: str, out: TextIO, err: TextIO
 ) -> int:
+    """What-if: the dry run's mirror judged at the same `now` under both rule sets."""
     from sync.whatif import compare, render_differences
 
-    other_engine = Engine(alternative, engine.state, engine.vitally, None, clock=_now, now=now, dry_run=True)
-    differences = compare(engine, other_engine, now)
+    differences = compare(state, config, alternative, now)
     render_differences(differences, fmt, out)
     err.write(f"what-if: {len(differences)} decision(s) differ under {other}\n")
     return 0

@@ -45,7 +45,7 @@ from core.errors import (
 )
 from state import StateDB, StateLock
 from sync.config import Config
-from sync.engine import Engine
+from sync.cycle import run_cycle
 from sync.health import OUTCOMES, Health, HealthServer, Outcome, serve
 
 __all__ = ["run_daemon"]
@@ -75,7 +75,7 @@ class _JsonLog:
 
 
 class _RunLog:
-    """The log of one cycle: every event carries the cycle's run id, learnt from the engine's
+    """The log of one cycle: every event carries the cycle's run id, learnt from the cycle's
     `cycle_started`, the daemon's own (`cycle_failed`, `metrics_stale`) included. Before that,
     e.g. when the run could not even be recorded, the id is null."""
 
@@ -87,6 +87,10 @@ class _RunLog:
         if event == "cycle_started":
             self.run_id = int(data["run_id"])
         self._log(event, {"run_id": self.run_id, **data})
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 def _error_kind(error: Exception) -> str:
@@ -113,7 +117,7 @@ def _api_usage(vitally: VitallyClient, salesforce: SalesforceClient) -> dict[str
 
 
 def _finished_run(state: StateDB, run_id: int | None) -> tuple[Outcome, dict[str, int]]:
-    """The outcome and counts the engine recorded for `run_id` (even when the cycle raised, the
+    """The outcome and counts the cycle recorded for `run_id` (even when the cycle raised, the
     writes it made are counted); `failed` with no counts when the run was never recorded."""
     latest = state.runs(1) if run_id is not None else []
     if not latest or latest[0]["id"] != run_id:
@@ -166,19 +170,10 @@ def run_daemon(config: Config, err: TextIO, *, max_cycles: int | None = None) ->
 
         def cycle() -> None:
             run_log = _RunLog(log)
-            engine = Engine(
-                config,
-                state,
-                vitally,
-                salesforce,
-                clock=lambda: datetime.now(UTC),
-                log=run_log,
-                should_stop=should_stop,
-            )
             started = time.monotonic()
             error_kind: str | None = None
             try:
-                engine.run_cycle()
+                run_cycle(config, state, vitally, salesforce, clock=_wall_clock, log=run_log, should_stop=should_stop)
             except Exception as exc:  # the job wrapper: a failed cycle never kills the loop
                 error_kind = _error_kind(exc)
                 stats["failures"] += 1

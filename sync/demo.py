@@ -16,8 +16,9 @@ from sandbox.server import Sandbox
 from state import StateDB
 from sync.app import make_salesforce, make_vitally
 from sync.config import Config, example_against
-from sync.engine import CycleReport, Engine
+from sync.cycle import run_cycle
 from sync.output import render_plan
+from sync.vocabulary import CycleReport
 
 __all__ = ["run_demo"]
 
@@ -35,15 +36,8 @@ def _writes(sandbox: Sandbox) -> int:
 
 
 def _cycle(config: Config, state: StateDB, *, dry_run: bool) -> CycleReport:
-    engine = Engine(
-        config,
-        state,
-        make_vitally(config),
-        make_salesforce(config),
-        clock=lambda: datetime.now(UTC),
-        dry_run=dry_run,
-    )
-    return engine.run_cycle()
+    vitally, salesforce = make_vitally(config), make_salesforce(config)
+    return run_cycle(config, state, vitally, salesforce, clock=lambda: datetime.now(UTC), dry_run=dry_run)
 
 
 def run_demo(accounts: int, out: TextIO) -> int:
@@ -81,7 +75,7 @@ def run_demo(accounts: int, out: TextIO) -> int:
         applied_writes = list(applied.plan)
         by_rule = Counter(write.rule for write in applied_writes)
         owners = Counter(
-            f"{w.owner['pool']} → {w.owner['name']}" for w in applied_writes if w.owner and w.op == "upsert_lead"
+            f"{w.owner.pool} → {w.owner.name}" for w in applied_writes if w.owner and w.op == "upsert_lead"
         )
         created = sum(1 for w in applied_writes if w.op == "upsert_lead")
 

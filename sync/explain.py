@@ -9,13 +9,13 @@ from typing import Any, TextIO
 
 from core.errors import RecordError
 from core.model import Account
-from core.records import parse_account, parse_lead
+from core.records import parse_lead
 from rules import Decision
-from rules.allocation import owner_region
 from rules.round_robin import choose, explain_pool
 from state import StateDB
+from sync.accounts import parse_mirrored
 from sync.config import Config
-from sync.engine import Engine
+from sync.decider import Decider, routing_winner
 from sync.facts import SalesforceFacts
 
 __all__ = ["explain"]
@@ -41,37 +41,48 @@ def _verdict(decision: Decision) -> str:
 
 def _write(decisions: list[Decision], out: TextIO) -> None:
     for decision in decisions:
-        out.write(f"\n{decision.rule}: {_verdict(decision)}{' (review)' if decision.review else ''}\n")
-        out.write(f"  reason: {decision.reason}\n")
-        if decision.guarded_by:
-            out.write(f"  guarded by: {decision.guarded_by}\n")
-        if decision.unknown:
-            out.write(f"  unknown inputs: {', '.join(decision.unknown)}\n")
-        for name, value in decision.inputs.items():
-            out.write(f"  input {name} = {_show(value)}\n")
-        if decision.also_matched:
-            out.write(f"  also matched: {', '.join(decision.also_matched)}\n")
-        if decision.signals:
-            out.write(f"  signals: {', '.join(decision.signals)}\n")
+        _write_verdict(decision, out)
         if decision.fired:
-            for key, value in decision.traits.items():
-                out.write(f"  wants trait {key} = {_show(value)}\n")
-            for segment in sorted(decision.segments):
-                out.write(f"  wants segment {segment}\n")
-            for key, value in decision.lead_fields.items():
-                out.write(f"  wants Lead field {key} = {_show(value)}\n")
-            if decision.task:
-                out.write(f"  wants task {_show(dict(decision.task))}\n")
-            if decision.team:
-                out.write(f"  team {decision.team}{' in ' + decision.region if decision.region else ''}\n")
+            _write_wants(decision, out)
+
+
+def _write_verdict(decision: Decision, out: TextIO) -> None:
+    """Whether the rule fired, why, and what it looked at."""
+    out.write(f"\n{decision.rule}: {_verdict(decision)}{' (review)' if decision.review else ''}\n")
+    out.write(f"  reason: {decision.reason}\n")
+    if decision.guarded_by:
+        out.write(f"  guarded by: {decision.guarded_by}\n")
+    if decision.unknown:
+        out.write(f"  unknown inputs: {', '.join(decision.unknown)}\n")
+    for name, value in decision.inputs.items():
+        out.write(f"  input {name} = {_show(value)}\n")
+    if decision.also_matched:
+        out.write(f"  also matched: {', '.join(decision.also_matched)}\n")
+    if decision.signals:
+        out.write(f"  signals: {', '.join(decision.signals)}\n")
+
+
+def _write_wants(decision: Decision, out: TextIO) -> None:
+    """What a rule that fired wants written, and the team it routes to."""
+    for key, value in decision.traits.items():
+        out.write(f"  wants trait {key} = {_show(value)}\n")
+    for segment in sorted(decision.segments):
+        out.write(f"  wants segment {segment}\n")
+    for key, value in decision.lead_fields.items():
+        out.write(f"  wants Lead field {key} = {_show(value)}\n")
+    if decision.task:
+        out.write(f"  wants task {_show(dict(decision.task))}\n")
+    if decision.team:
+        out.write(f"  team {decision.team}{' in ' + decision.region if decision.region else ''}\n")
 
 
 def explain(config: Config, state: StateDB, record_id: str, now: datetime, out: TextIO, err: TextIO) -> int:
     """Explain an account (from the mirror, else from Vitally itself) or a lead (from the mirror)."""
     from sync.app import make_vitally
 
-    engine = Engine(config, state, make_vitally(config), None, clock=lambda: now, now=now, dry_run=True)
+    vitally = make_vitally(config)  # an account not in the mirror yet is read from Vitally
     facts = SalesforceFacts.load(state)
+    decider = Decider.of(config, facts, now)
     lead_raw = state.sf_raw("Lead", record_id)
     if lead_raw is not None:
         try:
@@ -83,18 +94,18 @@ def explain(config: Config, state: StateDB, record_id: str, now: datetime, out: 
             f"lead {lead.id} ({lead.company or 'no company'}, LeadSource {lead.lead_source or 'unknown'}) "
             f"from the state mirror, rules' clock {now.isoformat()}\n"
         )
-        _write(engine.decide_lead(lead, now, facts), out)
+        _write(decider.lead(lead), out)
         return 0
     raw = state.account_raw(record_id)
     source = "state mirror"
     if raw is None:
-        raw = make_vitally(config).get_account(record_id)
+        raw = vitally.get_account(record_id)
         source = "Vitally"
     if raw is None:
         err.write(f"error: no account or lead {record_id!r} in the mirror, and no such account in Vitally\n")
         return 1
     try:
-        account = parse_account(raw, config.vitally.trait_keys, engine.written_keys)
+        account = parse_mirrored(raw, config)
     except RecordError as bad:
         out.write(f"{record_id}: malformed: field {bad.field}: {bad.message}\n")
         return 1
@@ -104,36 +115,34 @@ def explain(config: Config, state: StateDB, record_id: str, now: datetime, out: 
         f"Salesforce: {len(context.leads)} lead(s) ({len(context.open_leads)} open), "
         f"{len(context.opportunities)} opportunit(ies) ({len(context.open_opportunities)} open)\n"
     )
-    decisions = engine.decide(account, now, context)
+    decisions = decider.account(account)
     _write(decisions, out)
-    _owner(config, state, facts, account, decisions, out)
+    _owner(config, state, decider, account, decisions, out)
     return 0
 
 
 def _owner(
-    config: Config, state: StateDB, facts: SalesforceFacts, account: Account, decisions: list[Decision], out: TextIO
+    config: Config, state: StateDB, decider: Decider, account: Account, decisions: list[Decision], out: TextIO
 ) -> None:
     """For a routed account: the pool, the candidates and why its owner was (or would be) chosen."""
-    winner = next(
-        (d for d in decisions if d.fired and d.team in ("TAM", "TAE", "BDR") and "routing_reason" in d.traits), None
-    )
+    winner = routing_winner(decisions)
     if winner is None or winner.team is None:
         return
-    region = owner_region(account, config.policy)[0] or config.policy.territories.default_region
+    region = decider.region(account)
     chosen = state.assignments_like(f"crm-sync-{account.id}-")
     out.write(f"\nrouting: {winner.rule} → team {winner.team}, region {region}\n")
     if chosen:
-        row = chosen[0]
-        out.write(f"  lead {row['key']}: owner: {row['reason']}\n")
-        out.write(f"  candidates: {', '.join(row['candidates']) or 'none'}\n")
-        for user, why in row["skipped"].items():
+        choice = chosen[0]
+        out.write(f"  lead {choice.key}: owner: {choice.reason}\n")
+        out.write(f"  candidates: {', '.join(choice.candidates) or 'none'}\n")
+        for user, why in choice.skipped.items():
             out.write(f"  skipped {user}: {why}\n")
         return
     pool = config.pool_for(winner.team, region)
     if pool is None:
         out.write(f"  no pool for {winner.team}/{region}: Salesforce's default owner would apply\n")
         return
-    inactive = frozenset(user.id for user in facts.users.values() if not user.is_active)
+    inactive = frozenset(user.id for user in decider.facts.users.values() if not user.is_active)
     assignment, _ = choose(pool, state.credits(pool.key), inactive_users=inactive)
     out.write(f"  no owner chosen yet; next draw: owner: {assignment.reason}\n")
     out.write(f"  candidates: {', '.join(assignment.candidates) or 'none'}\n")

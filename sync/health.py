@@ -34,7 +34,7 @@ __all__ = ["OUTCOMES", "WRITE_KINDS", "Health", "HealthServer", "Outcome", "make
 Outcome = Literal["ok", "partial", "failed", "stopped"]
 OUTCOMES: tuple[Outcome, ...] = ("ok", "partial", "failed", "stopped")
 _SUCCESSES = frozenset({"ok", "partial"})
-# Counts of the engine's cycle report (CycleReport.counts) added to crm_sync_writes_total{kind}.
+# Counts of the cycle's report (CycleReport.counts) added to crm_sync_writes_total{kind}.
 WRITE_KINDS = ("vitally_puts", "salesforce_writes", "applied", "failed", "parked", "queued")
 _OUTBOX_STATUSES = ("pending", "parked")
 _HANDLER_TIMEOUT_SECONDS = 10  # a client that connects and sends nothing is dropped after this

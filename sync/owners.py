@@ -8,12 +8,9 @@ owner and never draws again: no member is charged twice and none is skipped.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import asdict
-from typing import Any
 
 from rules.round_robin import choose
-from state import StateDB
+from state import OwnerChoice, StateDB
 from sync.config import Config
 
 __all__ = ["Owners"]
@@ -39,9 +36,9 @@ class Owners:
         self.at = at
         self.fallbacks: list[str] = []
 
-    def owner_for(self, key: str, team: str, region: str) -> Mapping[str, Any] | None:
+    def owner_for(self, key: str, team: str, region: str) -> OwnerChoice | None:
         """The owner of the lead `key`: the one chosen before, else a draw from the (team,
-        region) pool. None when no pool is configured for it."""
+        region) pool, remembered. None when no pool is configured for it."""
         earlier = self.state.assignment(key)
         if earlier is not None:
             return earlier
@@ -55,8 +52,19 @@ class Owners:
         }
         assignment, credits = choose(pool, self.state.credits(pool.key), inactive_users=self.inactive_users, load=load)
         self.state.save_credits(pool.key, credits, None if assignment.fallback else assignment.user_id)
-        row = asdict(assignment)
-        self.state.record_assignment(key, row, self.run_id, self.at)
+        choice = OwnerChoice(
+            key=key,
+            pool=assignment.pool,
+            user_id=assignment.user_id,
+            name=assignment.name,
+            fallback=assignment.fallback,
+            reason=assignment.reason,
+            run_id=self.run_id,
+            at=self.at,
+            candidates=tuple(assignment.candidates),
+            skipped=dict(assignment.skipped),
+        )
+        self.state.record_assignment(choice)
         if assignment.fallback:
             self.fallbacks.append(f"{key}: {assignment.reason}")
-        return self.state.assignment(key)
+        return choice

@@ -21,7 +21,7 @@ def _quiet(phase: str, done: int, total: int | None) -> None:
 
 @contextmanager
 def terminal_progress(err: TextIO) -> Iterator[ProgressHook]:
-    """A hook `(phase, done, total)` for `Engine(progress=...)`: one bar per phase (a counter when
+    """A hook `(phase, done, total)` for `run_cycle(progress=...)`: one bar per phase (a counter when
     the total is not known, as for Vitally, which does not say how many accounts there are).
     When `err` is not a terminal the hook does nothing."""
     if not err.isatty():

@@ -42,7 +42,7 @@ from core.errors import ConfigError, RecordError
 from core.model import Lead
 from core.records import parse_lead
 from rules.round_robin import Pool
-from state import StateDB
+from state import OwnerChoice, StateDB
 from sync.charts import Bar, Series, bar_chart, grouped_bar_chart
 from sync.config import Config
 
@@ -70,7 +70,7 @@ FORMATS: tuple[ReportFormat, ...] = ("table", "json", "csv", "html")
 SECTIONS: tuple[Section, ...] = ("runs", "rules", "pools")
 # Salesforce's default converted status is "Closed - Converted"; some orgs name it "Converted".
 CONVERTED_STATUSES = frozenset({"Converted", "Closed - Converted"})
-_CREATED_PREFIX = "crm-sync-"  # the engine's Sync_Key__c: crm-sync-<account>-<episode>
+_CREATED_PREFIX = "crm-sync-"  # the planner's Sync_Key__c: crm-sync-<account>-<episode>
 
 DESCRIPTION = """\
 Run history; leads and conversion per routing rule against [report] conversion_target; and, per
@@ -264,26 +264,26 @@ def _rules(state: StateDB, target: float) -> tuple[RuleLine, ...]:
 
 def _pools(configured: Iterable[Pool], state: StateDB) -> tuple[PoolLine, ...]:
     by_key = {pool.key: pool for pool in configured}
-    drawn: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in state.assignments_like(""):  # every owner chosen, newest first
-        drawn[row["pool"]].append(row)
+    drawn: defaultdict[str, list[OwnerChoice]] = defaultdict(list)
+    for choice in state.assignments_like(""):  # every owner chosen, newest first
+        drawn[choice.pool].append(choice)
     keys = [*by_key, *sorted(set(drawn) - set(by_key))]
     return tuple(_pool(key, by_key.get(key), drawn[key]) for key in keys)
 
 
-def _pool(key: str, pool: Pool | None, rows: Sequence[Mapping[str, Any]]) -> PoolLine:
+def _pool(key: str, pool: Pool | None, choices: Sequence[OwnerChoice]) -> PoolLine:
     assigned: Counter[str] = Counter()
     names: dict[str, str] = {}
     skipped: Counter[str] = Counter()
     reasons: dict[str, str] = {}
     fallback = 0
-    for row in rows:
-        if row["fallback"]:
+    for choice in choices:
+        if choice.fallback or choice.user_id is None:  # a draw not from the pool's members
             fallback += 1
         else:
-            assigned[row["user_id"]] += 1
-            names.setdefault(row["user_id"], row["name"])
-        for user, why in row["skipped"].items():
+            assigned[choice.user_id] += 1
+            names.setdefault(choice.user_id, choice.name)
+        for user, why in choice.skipped.items():
             skipped[user] += 1
             reasons.setdefault(user, why)
     members = pool.members if pool is not None else ()

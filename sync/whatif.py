@@ -13,7 +13,10 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from rules import Decision
-from sync.engine import Engine
+from state import StateDB
+from sync.accounts import iter_accounts
+from sync.config import Config
+from sync.decider import Decider
 from sync.facts import SalesforceFacts
 
 __all__ = ["Difference", "compare", "render_differences"]
@@ -58,21 +61,24 @@ def _pairs(before: list[Decision], after: list[Decision]) -> Iterator[tuple[str,
         yield rule, old.get(rule), new.get(rule)
 
 
-def compare(current: Engine, other: Engine, now: datetime) -> list[Difference]:
-    """Per record and rule, the decisions whose outcome differs between the two rule sets."""
-    differences = []
-    facts = SalesforceFacts.load(current.state)
-    for account in current.iter_accounts():
-        context = facts.context_for(account.id)
-        for rule, a, b in _pairs(current.decide(account, now, context), other.decide(account, now, context)):
-            before, after = _summary(a), _summary(b)
-            if _material(before) != _material(after):
-                differences.append(Difference(account.id, rule, before, after))
+def _differences(record: str, before: list[Decision], after: list[Decision]) -> Iterator[Difference]:
+    for rule, a, b in _pairs(before, after):
+        old, new = _summary(a), _summary(b)
+        if _material(old) != _material(new):
+            yield Difference(record, rule, old, new)
+
+
+def compare(state: StateDB, config: Config, other: Config, now: datetime) -> list[Difference]:
+    """Per record and rule, the decisions whose outcome differs when the mirror's accounts, then
+    its leads, are judged at `now` by `config`'s rules and by `other`'s (one `Decider` each, over
+    the same Salesforce facts)."""
+    facts = SalesforceFacts.load(state)
+    current, changed = Decider.of(config, facts, now), Decider.of(other, facts, now)
+    differences: list[Difference] = []
+    for account in iter_accounts(state, config):
+        differences.extend(_differences(account.id, current.account(account), changed.account(account)))
     for lead, _ in facts.iter_leads():
-        for rule, a, b in _pairs(current.decide_lead(lead, now, facts), other.decide_lead(lead, now, facts)):
-            before, after = _summary(a), _summary(b)
-            if _material(before) != _material(after):
-                differences.append(Difference(lead.id, rule, before, after))
+        differences.extend(_differences(lead.id, current.lead(lead), changed.lead(lead)))
     return differences
 
 

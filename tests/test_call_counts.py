@@ -32,7 +32,7 @@ from sync.budget import (
     minimum,
     pages,
 )
-from sync.engine import SF_OBJECTS
+from sync.ingest import SF_OBJECTS
 
 pytestmark = pytest.mark.e2e
 

@@ -1,7 +1,7 @@
 """Chaos: malformed input, secrets under DEBUG logging, cursor boundaries and our own echoes
 (issue 6 items 5, 8, 9, 10).
 
-Most scenarios drive `sync.engine.Engine` in-process (in-memory state, the real connectors, a
+Most scenarios drive `sync.cycle.run_cycle` in-process (in-memory state, the real connectors, a
 sandbox on loopback); one run of the real CLI per scenario checks what a person sees on stderr.
 """
 
@@ -47,9 +47,11 @@ from core.records import (
 from sandbox import Sandbox, generate_book
 from sandbox.salesforce import case_safe_id
 from state import StateDB
+from sync.accounts import iter_accounts
 from sync.config import Config, load_config
-from sync.engine import CycleReport, Engine
+from sync.cycle import run_cycle
 from sync.output import render_plan
+from sync.vocabulary import CycleReport
 
 pytestmark = pytest.mark.chaos
 
@@ -120,8 +122,7 @@ class _Spy:
 
 
 def _cycle(state: StateDB, vitally: Any, salesforce: Any, *, dry_run: bool = False) -> CycleReport:
-    engine = Engine(CONFIG, state, vitally, salesforce, clock=_clock, now=NOW, dry_run=dry_run)
-    return engine.run_cycle()
+    return run_cycle(CONFIG, state, vitally, salesforce, clock=_clock, now=NOW, dry_run=dry_run)
 
 
 # -- item 5: malformed input -----------------------------------------------------------------------
@@ -520,9 +521,7 @@ def test_engine_malformed_records_reported_once_and_the_rest_processed(
     assert _reported(second) == Counter()  # unchanged records are not reported again
     good_accounts = [rid for rid, f in expected_accounts.items() if f is None]
     good_leads = [rid for rid, f in expected_leads.items() if f is None]
-    assert sorted(a.id for a in Engine(CONFIG, state, vitally, None, clock=_clock).iter_accounts()) == sorted(
-        good_accounts
-    )
+    assert sorted(a.id for a in iter_accounts(state, CONFIG)) == sorted(good_accounts)
     assert first.counts["accounts_evaluated"] == len(good_accounts)
     assert first.counts["leads_evaluated"] == len(good_leads)
     decided = {row[0] for row in state.db.execute("SELECT record FROM decisions WHERE run_id = ?", [first.run_id])}

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from responses import matchers
 
-from connectors.base import Connector, WriteResult
+from connectors.base import SalesforcePort, WriteResult
 from connectors.salesforce import SalesforceClient, SalesforceSettings
 from core.errors import (
     AuthError,
@@ -630,12 +630,15 @@ def test_budget_spent_mid_call_returns_the_rest_as_transient(rsps: responses.Req
         sf.upsert("Lead", "Sync_Key__c", _leads(1), set_owner=False)
 
 
-# -- the Connector view ----------------------------------------------------------------------------
+# -- the cycle's port ------------------------------------------------------------------------------
 
 
-def test_sobject_view_is_a_connector(sf: SalesforceClient, rsps: responses.RequestsMock) -> None:
+def test_salesforce_client_is_the_cycles_salesforce_port(sf: SalesforceClient) -> None:
+    assert isinstance(sf, SalesforcePort)
+
+
+def test_sobject_view_reads_and_upserts_one_object(sf: SalesforceClient, rsps: responses.RequestsMock) -> None:
     leads = sf.sobject("Lead", ["Email"], "Sync_Key__c", lookback_seconds=0)
-    assert isinstance(leads, Connector)
     soql = (
         "SELECT Id, Email, SystemModstamp FROM Lead WHERE SystemModstamp >= 2024-03-01T00:00:00+00:00 "
         "ORDER BY SystemModstamp, Id"

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from responses import matchers
 
-from connectors.base import Connector, WriteResult
+from connectors.base import VitallyPort, WriteResult
 from connectors.vitally import VitallyClient, VitallySettings
 from core.errors import (
     AuthError,
@@ -218,8 +218,8 @@ def test_iter_accounts_since_refuses_a_bad_watermark(client: VitallyClient) -> N
         list(client.iter_accounts_since("yesterday"))
 
 
-def test_vitally_client_is_a_connector(client: VitallyClient, rsps: responses.RequestsMock) -> None:
-    assert isinstance(client, Connector)
+def test_vitally_client_is_the_cycles_vitally_port(client: VitallyClient, rsps: responses.RequestsMock) -> None:
+    assert isinstance(client, VitallyPort)
     _add_page(rsps, [_account(1, "2024-03-03T00:00:00Z")], None, None)
     assert [a["id"] for a in client.read_changed("2024-03-01T00:00:00Z")] == ["acc1"]
 

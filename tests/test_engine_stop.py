@@ -8,7 +8,7 @@ from sandbox import Sandbox, generate_book
 from state import StateDB
 from sync.app import make_salesforce, make_vitally
 from sync.config import example_against
-from sync.engine import Engine
+from sync.cycle import run_cycle
 
 NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
 
@@ -23,9 +23,9 @@ def test_engine_stop_while_reading_commits_nothing_and_the_next_cycle_reads_it_a
             reads["n"] += 1
             return reads["n"] > 50
 
-        stopped = Engine(
+        stopped = run_cycle(
             config, state, make_vitally(config), make_salesforce(config), clock=lambda: NOW, should_stop=stop_after_50
-        ).run_cycle()
+        )
         assert list(stopped.plan) == []
         assert state.cursor("vitally.accounts") is None
         assert state.account_versions() == {}
@@ -33,6 +33,6 @@ def test_engine_stop_while_reading_commits_nothing_and_the_next_cycle_reads_it_a
         assert state.runs(1)[0]["status"] == "stopped"
         assert [c for c in sandbox.calls() if c["method"] != "GET"] == []
 
-        full = Engine(config, state, make_vitally(config), make_salesforce(config), clock=lambda: NOW).run_cycle()
+        full = run_cycle(config, state, make_vitally(config), make_salesforce(config), clock=lambda: NOW)
         assert full.counts["accounts_read"] == 150
         assert full.plan

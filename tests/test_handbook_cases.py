@@ -1,5 +1,5 @@
 """The handbook, case by case: every situation the generator builds on purpose gets the decision
-the handbook asks for, through the real engine over a sandbox mirror."""
+the handbook asks for, through a real cycle's mirror of a sandbox and the cycle's `Decider`."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from rules import Decision
 from rules.policy import ROUTING_RULE_IDS
 from sandbox import Sandbox, generate_book
 from state import StateDB
+from sync.accounts import iter_accounts
 from sync.app import make_salesforce, make_vitally
 from sync.config import example_against
-from sync.engine import Engine
+from sync.cycle import run_cycle
+from sync.decider import Decider
 from sync.facts import SalesforceFacts
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -29,16 +31,16 @@ def judged() -> Iterator[dict[str, Any]]:
     with Sandbox(book, now=NOW) as sandbox:
         config = example_against(sandbox.url)
         state = StateDB.memory()
-        engine = Engine(
+        run_cycle(
             config, state, make_vitally(config), make_salesforce(config), clock=lambda: NOW, now=NOW, dry_run=True
         )
-        engine.run_cycle()
         facts = SalesforceFacts.load(state)
+        decider = Decider.of(config, facts, NOW)
         decisions: dict[str, dict[str, Decision]] = {}
-        for account in engine.iter_accounts():
-            decisions[account.id] = {d.rule: d for d in engine.decide(account, NOW, facts.context_for(account.id))}
+        for account in iter_accounts(state, config):
+            decisions[account.id] = {d.rule: d for d in decider.account(account)}
         for lead, _ in facts.iter_leads():
-            decisions[lead.id] = {d.rule: d for d in engine.decide_lead(lead, NOW, facts)}
+            decisions[lead.id] = {d.rule: d for d in decider.lead(lead)}
         yield {"decisions": decisions, "cases": book["_cases"]}
 
 

@@ -1,4 +1,4 @@
-"""Progress bars: the engine reports each phase a page at a time; the CLI draws them on a
+"""Progress bars: a cycle reports each phase a page at a time; the CLI draws them on a
 terminal and prints nothing extra when stderr is a pipe."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sandbox import Sandbox, generate_book
 from state import StateDB
 from sync.app import make_salesforce, make_vitally
 from sync.config import example_against
-from sync.engine import Engine
+from sync.cycle import run_cycle
 from sync.progress import terminal_progress
 from tests.support import ROOT, example_config_for, run_cli
 
@@ -39,9 +39,9 @@ def test_engine_reports_every_phase_with_its_final_count() -> None:
             calls.append(phase)
             seen[phase] = (done, total)
 
-        report = Engine(
+        report = run_cycle(
             config, state, make_vitally(config), make_salesforce(config), clock=lambda: NOW, progress=hook
-        ).run_cycle()
+        )
 
     assert seen["Vitally accounts read"] == (1_200, None)
     assert calls.count("Vitally accounts read") == 2  # one page of 1,000, then the rest

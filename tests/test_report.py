@@ -32,7 +32,7 @@ from support import example_config_for, run_cli
 from rules.round_robin import Member, Pool
 from sandbox import Sandbox, generate_book
 from sandbox.store import sf_timestamp
-from state import StateDB
+from state import OwnerChoice, StateDB
 from sync.charts import Bar, Series, bar_chart, grouped_bar_chart, nice_ceiling
 from sync.cli import main
 from sync.config import ReportSettings, load_config, packaged_example
@@ -390,18 +390,18 @@ def test_report_counts_converted_by_flag_or_converted_status() -> None:
 
 def _assign(state: StateDB, key: str, pool: str, user: str | None, *, skipped: dict[str, str] | None = None) -> None:
     state.record_assignment(
-        key,
-        {
-            "pool": pool,
-            "user_id": user,
-            "name": f"name of {user}",
-            "fallback": user is None or user.startswith("00G"),
-            "candidates": [],
-            "skipped": skipped or {},
-            "reason": "test",
-        },
-        1,
-        f"2026-11-22T09:00:{len(key):02d}Z",
+        OwnerChoice(
+            key=key,
+            pool=pool,
+            user_id=user,
+            name=f"name of {user}",
+            fallback=user is None or user.startswith("00G"),
+            reason="test",
+            run_id=1,
+            at=f"2026-11-22T09:00:{len(key):02d}Z",
+            candidates=(),
+            skipped=skipped or {},
+        )
     )
 
 

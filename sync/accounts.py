@@ -1,0 +1,52 @@
+"""The Vitally accounts of the mirror, parsed into typed `Account`s.
+
+A cycle parses each account once, here, as the planner streams the mirror (ordered by id); a
+malformed account is reported with its id and the field at fault and skipped, then and in every
+later cycle until Vitally sends it again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from connectors.vitally import VitallySettings
+from core.errors import RecordError
+from core.model import Account
+from core.records import parse_account
+from state import StateDB
+from sync.config import Config
+from sync.vocabulary import CycleReport, detached
+
+__all__ = ["iter_accounts", "parse_mirrored", "written_keys"]
+
+
+def written_keys(vitally: VitallySettings) -> tuple[str, ...]:
+    """The trait keys crm-sync writes (its traits, then one per managed segment): an account keeps
+    their values in `Account.written`, the side of the diff that is already there."""
+    return tuple(vitally.written_traits.values()) + tuple(vitally.segment_traits.values())
+
+
+def parse_mirrored(raw: Mapping[str, Any], config: Config) -> Account:
+    """One raw Vitally account, parsed with the configured trait keys; raises `RecordError`."""
+    return parse_account(raw, config.vitally.trait_keys, written_keys(config.vitally))
+
+
+def iter_accounts(state: StateDB, config: Config, report: CycleReport | None = None) -> Iterator[Account]:
+    """Every well-formed account of the mirror, parsed, streamed in id order. With a `report`, an
+    account this cycle read that turns out malformed is reported (id and field) and remembered as
+    such; one read earlier was reported then and is skipped quietly."""
+    trait_keys, written = config.vitally.trait_keys, written_keys(config.vitally)
+    bad: list[tuple[str, str]] = []
+    for record_id, raw, error, read_run in state.iter_accounts():
+        if error:
+            continue
+        try:
+            yield parse_account(json.loads(raw), trait_keys, written)
+        except RecordError as problem:
+            if report is not None and read_run == report.run_id:
+                report.record_errors.append(detached(problem))
+                bad.append((record_id, json.dumps({"field": problem.field, "message": problem.message})))
+    for record_id, problem_json in bad:
+        state.mark_account_error(record_id, problem_json)

@@ -1,0 +1,249 @@
+"""Apply, the last step of a cycle: send every pending write of the outbox (this cycle's and
+earlier failures') and record each result.
+
+Runs after the plan committed, so a write is only ever sent once the state that planned it (its
+owner chosen, its outbox row) is on disk. Each success is marked done together with the values it
+wrote, in a transaction of its own (per Vitally PUT or batch of them, per Salesforce collection):
+a crash between a request and its commit only means the same idempotent write is sent again. A
+transient failure stays pending for the next cycle; a permanent one is parked (`failed`,
+`retry`); one that stops the whole service ends the cycle.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from connectors.base import SalesforcePort, VitallyPort, WriteResult
+from core.errors import ContractError, QuotaExhaustedError, RecordError, RetriableError, SyncError, WriteRejectedError
+from state import OutboxRow, StateDB
+from sync.vocabulary import PAGE, CycleReport, Hooks, iso
+
+__all__ = ["Applier"]
+
+_COMMIT_EVERY = 100  # Vitally PUTs marked done per transaction, at most…
+_COMMIT_WITHIN = 0.02  # …and a success waits no longer than this (seconds) for its commit
+
+_Groups = Mapping[str, list[OutboxRow]]  # outbox rows by the record they write
+
+
+def _merged(groups: _Groups) -> dict[str, dict[str, Any]]:
+    """Every change of a record in one payload (later rows win)."""
+    return {
+        record: {key: value for row in rows for key, value in row.write.payload.items()}
+        for record, rows in groups.items()
+    }
+
+
+class Applier:
+    """Sends the outbox for one cycle and records the results in `report`."""
+
+    def __init__(
+        self,
+        state: StateDB,
+        vitally: VitallyPort,
+        salesforce: SalesforcePort | None,
+        report: CycleReport,
+        *,
+        write_workers: int,
+        clock: Callable[[], datetime],
+        hooks: Hooks,
+    ) -> None:
+        self.state = state
+        self.vitally = vitally
+        self.salesforce = salesforce
+        self.report = report
+        self.write_workers = write_workers
+        self.clock = clock
+        self.hooks = hooks
+        self._to_send = 0  # pending outbox rows when the apply step began
+
+    def run(self) -> None:
+        """Send every pending write: one Vitally PUT per account with all its trait changes, tasks
+        upserted on their externalId, Salesforce leads in collections of 200. A spent API quota
+        ends the step; what was not sent stays pending."""
+        self._to_send = self.state.pending_count()
+        try:
+            self._apply_vitally()
+            self._apply_salesforce()
+        except QuotaExhaustedError as exc:
+            self.report.quota_exhausted = True
+            self.report.failures.append(str(exc))
+            self.hooks.log("quota_exhausted", {"run_id": self.report.run_id, "error": str(exc)})
+
+    # -- Vitally --------------------------------------------------------------------------------
+
+    def _apply_vitally(self) -> None:
+        """Send the pending Vitally writes a page of the outbox at a time: one PUT per account with
+        all its trait changes, several in flight within the rate limit, each success marked done
+        with the values it wrote; then the page's tasks, upserted on their externalId."""
+        after = ""
+        while True:
+            page = self.state.pending_records("vitally", after, PAGE)
+            if not page:
+                return
+            after = page[-1][0].write.record
+            self._put_traits({rows[0].write.record: rows for rows in page if rows[0].write.op != "create_task"})
+            for rows in page:
+                if rows[0].write.op == "create_task":
+                    self._send_tasks(rows)
+
+    def _send_tasks(self, rows: list[OutboxRow]) -> None:
+        for row in rows:
+            if self.hooks.should_stop():
+                self.report.counts["deferred"] += 1  # what is not sent stays pending for the next start
+                continue
+            payload = dict(row.write.payload)
+            if self._send([row.id], partial(self.vitally.upsert_task, payload)) is None:
+                continue
+            at = iso(self.clock())
+            with self.state.atomic():
+                self.state.mark_done([row.id], at)
+                self.state.set_last_written("vitally", row.write.record, {"task": True}, self.report.run_id, at)
+            self.report.counts["applied"] += 1
+
+    def _put_traits(self, groups: _Groups) -> None:
+        """One PUT per account, through the connector's bounded pool. Each success is committed
+        within 20 ms, in batches of up to 100 when they come back faster than that (an unthrottled
+        sandbox); at Vitally's real pace every PUT commits alone. A crash between a PUT and its
+        commit only means the same idempotent PUT is sent again on restart."""
+        merged = _merged(groups)
+        sent: set[str] = set()
+
+        def wanted() -> Iterator[tuple[str, dict[str, Any]]]:
+            for record, traits in merged.items():
+                if self.hooks.should_stop():
+                    return  # what is not sent stays pending for the next start
+                sent.add(record)
+                yield record, traits
+
+        done: list[tuple[str, Any]] = []
+        oldest = 0.0  # when the oldest success not yet committed came back
+        fatal: SyncError | None = None
+        try:
+            for record, outcome in self.vitally.put_traits_many(wanted(), workers=self.write_workers):
+                if isinstance(outcome, SyncError):
+                    if self._failed_by([row.id for row in groups[record]], outcome):
+                        fatal = outcome
+                    continue
+                if not done:
+                    oldest = time.monotonic()
+                done.append((record, outcome))
+                if len(done) >= _COMMIT_EVERY or time.monotonic() - oldest >= _COMMIT_WITHIN:
+                    self._traits_done(done, groups, merged)
+        finally:
+            self._traits_done(done, groups, merged)
+        self.report.counts["deferred"] += len(merged) - len(sent)
+        if fatal is not None:
+            raise fatal
+
+    def _traits_done(
+        self, done: list[tuple[str, Any]], groups: _Groups, merged: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        """Mark these PUTs done, with the values they wrote and the account Vitally answered."""
+        if not done:
+            return
+        counts = self.report.counts
+        self.hooks.progress("writes sent", counts["applied"] + sum(len(groups[r]) for r, _ in done), self._to_send)
+        at = iso(self.clock())
+        with self.state.atomic():
+            echoes = []
+            for record, updated in done:
+                ids = [row.id for row in groups[record]]
+                self.state.mark_done(ids, at)
+                self.state.set_last_written("vitally", record, merged[record], self.report.run_id, at)
+                counts["applied"] += len(ids)
+                counts["vitally_puts"] += 1
+                if (
+                    isinstance(updated, dict)
+                    and updated.get("id") == record
+                    and isinstance(updated.get("updatedAt"), str)
+                ):
+                    # Our write's echo: mirrored now, so the next read drops it as unchanged.
+                    echoes.append(
+                        {"id": record, "updated_at": updated["updatedAt"], "raw": json.dumps(updated), "error": None}
+                    )
+            self.state.upsert_accounts(echoes, read_run=self.report.run_id)
+        done.clear()
+
+    # -- Salesforce -----------------------------------------------------------------------------
+
+    def _apply_salesforce(self) -> None:
+        """Send the pending lead writes a page of the outbox at a time, in collections of 200: new
+        leads as an upsert on Sync_Key__c (never a create, so a retry cannot duplicate them), then
+        lead updates, all their fields in one record. Every Lead write carries
+        `Sforce-Auto-Assign: FALSE`: the org's assignment rule never moves an owner behind us."""
+        salesforce = self.salesforce
+        if salesforce is None:
+            return
+        for op in ("upsert_lead", "update_lead"):
+            after = ""
+            while not self.hooks.should_stop():
+                page = self.state.pending_records("salesforce", after, PAGE, op=op)
+                if not page:
+                    break
+                after = page[-1][0].write.record
+                groups = {rows[0].write.record: rows for rows in page}
+                merged = _merged(groups)
+                if op == "upsert_lead":
+                    call = partial(salesforce.upsert, "Lead", "Sync_Key__c", list(merged.values()), set_owner=True)
+                else:
+                    records = [{"Id": record, **fields} for record, fields in merged.items()]
+                    call = partial(salesforce.update, "Lead", records, set_owner=True)
+                results = self._send([row.id for rows in page for row in rows], call)
+                if results is not None:
+                    self.report.counts["salesforce_writes"] += 1
+                    self._record_results(results, groups, merged)
+                self.hooks.progress("writes sent", self.report.counts["applied"], self._to_send)
+
+    def _record_results(
+        self, results: list[WriteResult], groups: _Groups, merged: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        at = iso(self.clock())
+        counts = self.report.counts
+        with self.state.atomic():
+            for result in results:
+                ids = [row.id for row in groups.get(result.key, [])]
+                if not ids:
+                    continue
+                if result.ok:
+                    self.state.mark_done(ids, at)
+                    self.state.set_last_written("salesforce", result.key, merged[result.key], self.report.run_id, at)
+                    counts["applied"] += len(ids)
+                    continue
+                error = f"{result.key}: {result.code}: {result.message}"
+                self.state.mark_failed(ids, error, at, park=not result.transient)
+                counts["failed" if result.transient else "parked"] += len(ids)
+                self.report.failures.append(error)
+
+    # -- failures -------------------------------------------------------------------------------
+
+    def _send(self, ids: list[int], call: Callable[[], Any]) -> Any:
+        """One write request; on failure the rows stay pending (transient) or are parked
+        (refused for good). Returns None when it failed."""
+        try:
+            return call()
+        except SyncError as exc:
+            if self._failed_by(ids, exc):
+                raise
+        return None
+
+    def _failed_by(self, ids: list[int], error: SyncError) -> bool:
+        """Record a failed write: parked when refused for good, pending otherwise. True when the
+        error stops the whole service (auth, unreachable, quota) and the cycle must end."""
+        if isinstance(error, WriteRejectedError | ContractError | RecordError):
+            self._failed(ids, str(error), park=True)
+            return False
+        self._failed(ids, str(error), park=False)
+        return not isinstance(error, RetriableError)
+
+    def _failed(self, ids: list[int], error: str, *, park: bool) -> None:
+        with self.state.atomic():
+            self.state.mark_failed(ids, error, iso(self.clock()), park=park)
+        self.report.counts["parked" if park else "failed"] += len(ids)
+        self.report.failures.append(error)
+        self.hooks.log("write_failed", {"run_id": self.report.run_id, "rows": ids, "error": error, "parked": park})

@@ -1,0 +1,126 @@
+"""One sync cycle: ingest (read changes → mirror, cursors) → plan (decide every record of the
+mirror → diff against what is there and what we last wrote → owners → outbox) → apply (outbox →
+services → results).
+
+Transactions, the cycle's guarantee of "exactly once":
+
+- the run's row is written when it begins and updated when it finishes, each in a transaction
+  of its own, whatever happened in between;
+- ingest and plan share one transaction: the mirror, the cursors, the owners drawn, the outbox,
+  the decisions, record errors and conflicts commit together or not at all. Asked to stop while
+  reading, the cycle rolls it back before planning: the cursors did not move, so the next start
+  reads the same changes again;
+- apply commits each success (or batch of them) as it comes back, after the plan committed.
+
+A dry run plans on a private copy of the state (`StateDB.snapshot`: a temporary file readable
+only by its owner, deleted afterwards), queues nothing and applies nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from connectors.base import SalesforcePort, VitallyPort
+from state import PlanLog, StateDB
+from sync.apply import Applier
+from sync.config import Config
+from sync.ingest import ingest
+from sync.plan import Planner
+from sync.vocabulary import CycleReport, Hooks, Log, Progress, iso
+
+__all__ = ["run_cycle"]
+
+_DEFAULTS = Hooks()
+
+
+class _Stopped(Exception):
+    """Asked to stop while reading: the cycle's transaction is rolled back."""
+
+
+def run_cycle(
+    config: Config,
+    state: StateDB,
+    vitally: VitallyPort,
+    salesforce: SalesforcePort | None,
+    *,
+    clock: Callable[[], datetime],
+    now: datetime | None = None,
+    dry_run: bool = False,
+    log: Log = _DEFAULTS.log,
+    should_stop: Callable[[], bool] = _DEFAULTS.should_stop,
+    progress: Progress = _DEFAULTS.progress,
+) -> CycleReport:
+    """Run one cycle against these services and this state. Time is an input: `clock` gives the
+    wall time (run history, cursors, when writes were done), `now` fixes the rules' "today"
+    (defaults to the clock at the start). Without Salesforce, only Vitally is read and written.
+
+    `log(event, data)` receives `cycle_started`, `write_failed`, `quota_exhausted` and
+    `cycle_finished`; `should_stop()` is asked between records and writes (what is not done stays
+    for the next start); `progress(phase, done, total)` is called a page at a time."""
+    hooks = Hooks(log=log, should_stop=should_stop, progress=progress)
+    started = clock()
+    rules_now = now or started
+    mode = "dry-run" if dry_run else "run"
+    with state.atomic():
+        run_id = state.begin_run(iso(started), mode, iso(rules_now))
+    report = CycleReport(run_id=run_id, dry_run=dry_run, now=rules_now)
+    hooks.log("cycle_started", {"run_id": run_id, "mode": mode, "now": iso(rules_now)})
+    status, error = "failed", None
+    try:
+        _read_and_plan(config, state, vitally, salesforce, report, started=started, clock=clock, hooks=hooks)
+        if not dry_run:
+            applier = Applier(
+                state,
+                vitally,
+                salesforce,
+                report,
+                write_workers=config.vitally.write_workers,
+                clock=clock,
+                hooks=hooks,
+            )
+            applier.run()
+        status = "ok" if report.exit_code == 0 else "partial"
+    except _Stopped:
+        status = "stopped"
+        report.plan = []
+        report.record_errors.clear()
+        report.conflicts.clear()
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        with state.atomic():
+            state.finish_run(run_id, iso(clock()), status, dict(report.counts), error)
+        hooks.log("cycle_finished", _finished(run_id, status, report.counts))
+    return report
+
+
+def _read_and_plan(
+    config: Config,
+    state: StateDB,
+    vitally: VitallyPort,
+    salesforce: SalesforcePort | None,
+    report: CycleReport,
+    *,
+    started: datetime,
+    clock: Callable[[], datetime],
+    hooks: Hooks,
+) -> None:
+    """Ingest and plan in one transaction. What was read goes into the mirror page by page and the
+    plan into the outbox batch by batch: the planned writes and the state that caused them commit
+    together, and memory does not grow with the number of accounts."""
+    with state.atomic():
+        plan = PlanLog(state, report.run_id, iso(started), queue=not report.dry_run)
+        report.plan = plan
+        ingest(
+            state, vitally, salesforce, lookback_seconds=config.salesforce.lookback_seconds, report=report, hooks=hooks
+        )
+        if hooks.should_stop():
+            raise _Stopped  # rolls the transaction back; nothing is lost
+        Planner(config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress).run()
+
+
+def _finished(run_id: int, status: str, counts: Mapping[str, int]) -> dict[str, Any]:
+    return {"run_id": run_id, "status": status, **counts}

@@ -1,0 +1,59 @@
+"""The rules' verdicts on one record: what a cycle's planner, `explain` and what-if share.
+
+A `Decider` is the policy (thresholds, pools' regions, custom triggers), what the Salesforce
+mirror says about the record (`SalesforceFacts`) and the rules' clock. It holds no state of a
+cycle and reads no service, so `explain` and `--compare-rules` judge a record exactly as a cycle
+would without running one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from core.model import Account, Lead
+from rules import CompiledTrigger, Decision, Policy, evaluate_account, evaluate_lead
+from rules.allocation import owner_region
+from sync.config import Config
+from sync.facts import SalesforceFacts
+
+__all__ = ["Decider", "routing_winner"]
+
+_ROUTED_TEAMS = ("TAM", "TAE", "BDR")
+
+
+def routing_winner(decisions: Sequence[Decision]) -> Decision | None:
+    """The decision that makes an account a Salesforce lead: the routing rule that fired (the
+    first in the configured order; the others only "also matched") for a team with a lead pool."""
+    return next((d for d in decisions if d.fired and d.team in _ROUTED_TEAMS and "routing_reason" in d.traits), None)
+
+
+@dataclass(frozen=True)
+class Decider:
+    policy: Policy
+    facts: SalesforceFacts
+    now: datetime
+    custom_triggers: Sequence[CompiledTrigger] = ()
+
+    @classmethod
+    def of(cls, config: Config, facts: SalesforceFacts, now: datetime) -> Decider:
+        """The configured rules (policy and custom triggers) over `facts`, judged at `now`."""
+        return cls(config.policy, facts, now, config.custom_triggers)
+
+    def account(self, account: Account, *, full: bool = True) -> list[Decision]:
+        """Every rule's verdict on one account, with its Salesforce context, in the configured
+        order (rules.evaluate_account); `full=False` skips explaining the rules that cannot fire,
+        as a cycle does."""
+        context = self.facts.context_for(account.id)
+        return evaluate_account(account, context, self.policy, self.now, self.custom_triggers, full=full)
+
+    def lead(self, lead: Lead) -> list[Decision]:
+        """Every lead rule's verdict on one Salesforce lead (rules.evaluate_lead)."""
+        return evaluate_lead(lead, self.policy, self.now, self.facts.company_disqualified_at(lead.company))
+
+    def region(self, account: Account) -> str:
+        """The region whose pools own the account's lead: where most of its users are, else its HQ
+        country's, else the configured default."""
+        region, _ = owner_region(account, self.policy)
+        return region or self.policy.territories.default_region

@@ -1,0 +1,219 @@
+"""Ingest, the first step of a cycle: what changed in Vitally and Salesforce since the cursors goes
+into the mirror a page at a time, and the cursors move.
+
+Runs inside the cycle's transaction (`sync.cycle`): the mirror and the cursors commit together
+with the plan they cause, or not at all. Nothing of the read is held in memory beyond a page.
+Records are stored raw; a Vitally account is parsed (and reported when malformed) once, when the
+planner reads it (`sync.accounts`); a Salesforce record is parsed here to report it at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from connectors.base import SalesforcePort, VitallyPort
+from core.errors import RecordError
+from core.records import parse_lead, parse_opportunity, parse_sf_account, parse_timestamp, parse_user
+from state import StateDB
+from sync.vocabulary import PAGE, CycleReport, Hooks, detached, iso
+
+__all__ = ["SF_OBJECTS", "ingest"]
+
+# Salesforce objects mirrored each cycle and the fields read (data-model.md).
+SF_OBJECTS: Mapping[str, tuple[str, ...]] = {
+    "Lead": (
+        "Id", "FirstName", "LastName", "Email", "Company", "Title", "Role__c", "Sub_Role__c", "Country",
+        "NumberOfEmployees", "AnnualRevenue", "Industry", "LeadSource", "Status", "OwnerId", "IsConverted",
+        "Form_Text__c", "Vitally_Account_Id__c", "CreatedDate", "SystemModstamp", "Lead_Score__c",
+        "Sync_Key__c", "Routing_Rule__c", "Classification__c",
+    ),
+    "User": ("Id", "Name", "Email", "IsActive", "SystemModstamp"),
+    "Opportunity": ("Id", "AccountId", "StageName", "CloseDate", "Loss_Reason__c", "OwnerId", "SystemModstamp"),
+    "Account": ("Id", "Name", "Website", "Vitally_Account_Id__c", "OwnerId", "SystemModstamp"),
+}  # fmt: skip
+_SF_PARSERS: Mapping[str, Callable[[Mapping[str, Any]], object]] = {
+    "Lead": parse_lead,
+    "User": parse_user,
+    "Opportunity": parse_opportunity,
+    "Account": parse_sf_account,
+}
+
+
+def ingest(
+    state: StateDB,
+    vitally: VitallyPort,
+    salesforce: SalesforcePort | None,
+    *,
+    lookback_seconds: int,
+    report: CycleReport,
+    hooks: Hooks,
+) -> None:
+    """Read Vitally's changed accounts, then each Salesforce object's changed records, into the
+    mirror. Returns early when `hooks.should_stop()`: the caller then rolls the cycle back."""
+    reader = _Reader(state, report, hooks)
+    reader.vitally(vitally)
+    if salesforce is not None:
+        reader.salesforce(salesforce, lookback_seconds)
+
+
+def _later(first: str | None, second: str | None) -> str | None:
+    """The later of two timestamps (either may be missing or, from an old state, unreadable)."""
+    try:
+        if first is None or (second is not None and parse_timestamp(second) > parse_timestamp(first)):
+            return second
+    except ValueError:
+        return first
+    return first
+
+
+def _newest(stamp: str, newest: str | None) -> str | None:
+    """`stamp` when it is readable and not older than `newest`, else `newest`."""
+    try:
+        if newest is None or parse_timestamp(stamp) >= parse_timestamp(newest):
+            return stamp
+    except ValueError:
+        pass
+    return newest
+
+
+class _Reader:
+    def __init__(self, state: StateDB, report: CycleReport, hooks: Hooks) -> None:
+        self.state = state
+        self.report = report
+        self.hooks = hooks
+
+    # -- Vitally --------------------------------------------------------------------------------
+
+    def vitally(self, vitally: VitallyPort) -> None:
+        """Changed accounts since the cursor into the mirror, a page at a time; boundary duplicates
+        and our own writes' echo (same id and updatedAt) are dropped. The records are parsed (and
+        a malformed one reported) when the rules read them, once."""
+        counts = self.report.counts
+        newest: str | None = None
+        newest_at: datetime | None = None
+        page: list[dict[str, Any]] = []
+        for raw in vitally.iter_accounts_since(self.state.cursor("vitally.accounts")):
+            if self.hooks.should_stop():
+                return  # the cycle rolls back before planning anything
+            counts["accounts_read"] += 1
+            moment = _moment(raw.get("updatedAt"))
+            if moment is not None and (newest_at is None or moment > newest_at):
+                # Unchanged records (our own writes' echo) move the watermark too, so they are
+                # not read again next cycle.
+                newest, newest_at = raw["updatedAt"], moment
+            page.append(raw)
+            if len(page) >= PAGE:
+                self._store_accounts(page)
+                page = []
+                self.hooks.progress("Vitally accounts read", counts["accounts_read"], None)
+        self._store_accounts(page)
+        self.hooks.progress("Vitally accounts read", counts["accounts_read"], None)
+        if newest:
+            self.state.set_cursor("vitally.accounts", newest)
+
+    def _store_accounts(self, page: list[dict[str, Any]]) -> None:
+        held = self.state.account_versions(raw["id"] for raw in page if isinstance(raw.get("id"), str))
+        rows: dict[str, dict[str, Any]] = {}
+        for raw in page:
+            record_id = raw.get("id")
+            updated = raw.get("updatedAt")
+            if not isinstance(record_id, str):
+                self.report.record_errors.append(RecordError("vitally", str(record_id), "id", "missing account id"))
+                continue
+            error = None
+            version = updated if isinstance(updated, str) else json.dumps(updated)
+            if held.get(record_id) == version:
+                self.report.counts["accounts_unchanged"] += 1
+                continue
+            if not isinstance(updated, str):
+                # Remembered under its odd value, so it is reported once, not every cycle.
+                self.report.record_errors.append(
+                    RecordError("vitally", record_id, "updatedAt", f"expected a timestamp, got {version[:60]}")
+                )
+                error = json.dumps({"field": "updatedAt", "message": "missing or not text"})
+            rows[record_id] = {"id": record_id, "updated_at": version, "raw": json.dumps(raw), "error": error}
+            held[record_id] = version
+        self.state.upsert_accounts(rows.values(), read_run=self.report.run_id)
+
+    # -- Salesforce -----------------------------------------------------------------------------
+
+    def salesforce(self, salesforce: SalesforcePort, lookback_seconds: int) -> None:
+        """Changed Salesforce records since each object's cursor into the mirror, a page at a time."""
+        for sobject, fields in SF_OBJECTS.items():
+            if self.hooks.should_stop() or not self._read_object(salesforce, sobject, fields, lookback_seconds):
+                return  # the cycle rolls back before planning anything
+
+    def _read_object(
+        self, salesforce: SalesforcePort, sobject: str, fields: tuple[str, ...], lookback_seconds: int
+    ) -> bool:
+        """Mirror one object's changes and move its cursors; False when asked to stop midway."""
+        name = f"salesforce.{sobject}"
+        counted = f"sf_{sobject.lower()}_read"
+        newest: str | None = None
+        page: list[dict[str, Any]] = []
+        since = _later(self.state.cursor(name), self.state.cursor(f"{name}.queried_at"))
+        for raw in salesforce.iter_changed(sobject, fields, since, lookback_seconds=lookback_seconds):
+            if self.hooks.should_stop():
+                return False
+            self.report.counts[counted] += 1
+            page.append(raw)
+            if len(page) >= PAGE:
+                newest = self._store_sf(sobject, page, newest)
+                page = []
+                self.hooks.progress(f"Salesforce {sobject} read", self.report.counts[counted], None)
+        newest = self._store_sf(sobject, page, newest)
+        self.hooks.progress(f"Salesforce {sobject} read", self.report.counts[counted], None)
+        if newest:
+            self.state.set_cursor(name, newest)
+        queried = salesforce.last_query_time
+        if queried is not None:
+            # This read saw every record that was visible when it started: the next one need not
+            # look further back than `lookback_seconds` before that moment, even when the newest
+            # change is older (otherwise an idle cycle re-reads the last burst forever).
+            self.state.set_cursor(f"{name}.queried_at", iso(queried))
+        return True
+
+    def _store_sf(self, sobject: str, page: list[dict[str, Any]], newest: str | None) -> str | None:
+        """Mirror one page of `sobject`; returns the newest readable SystemModstamp so far."""
+        held = self.state.sf_versions(sobject, (str(raw.get("Id")) for raw in page))
+        rows: dict[str, dict[str, Any]] = {}
+        for raw in page:
+            record_id = str(raw.get("Id"))
+            stamp = raw.get("SystemModstamp")
+            if not isinstance(stamp, str):
+                self.report.record_errors.append(
+                    RecordError(f"salesforce {sobject}", record_id, "SystemModstamp", "missing SystemModstamp")
+                )
+                continue
+            if held.get(record_id) == stamp:
+                continue
+            problem = self._problem(sobject, raw)
+            rows[record_id] = {"object": sobject, "id": record_id, "modstamp": stamp, "raw": json.dumps(raw)}
+            rows[record_id]["error"] = None if problem is None else json.dumps(problem)
+            held[record_id] = stamp
+            if problem is None or problem["field"] != "SystemModstamp":  # an unreadable stamp is no cursor
+                newest = _newest(stamp, newest)
+        self.state.upsert_sf(rows.values())
+        return newest
+
+    def _problem(self, sobject: str, raw: Mapping[str, Any]) -> dict[str, str] | None:
+        """What is wrong with a Salesforce record (reported now), or None when it parses."""
+        try:
+            _SF_PARSERS[sobject](raw)
+        except RecordError as bad:
+            self.report.record_errors.append(detached(bad))
+            return {"field": bad.field, "message": bad.message}
+        return None
+
+
+def _moment(updated: object) -> datetime | None:
+    """A readable `updatedAt`, else None (an unreadable one is reported with the record)."""
+    if not isinstance(updated, str):
+        return None
+    try:
+        return parse_timestamp(updated)
+    except ValueError:
+        return None
