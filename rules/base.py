@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -72,7 +72,3 @@ def months_between(start: date, now: datetime | date) -> int:
     if end.day < start.day:
         months -= 1
     return months
-
-
-def unknown_reason(names: Iterable[str]) -> str:
-    return "unknown: " + ", ".join(names)

@@ -44,18 +44,20 @@ def closed_lost_unresponsive(
     match = next(((o, age) for o, age in dated if low <= age <= high), None)
     if match is not None:
         opportunity, age = match
-        checks = [("opportunities", True, f"{_describe(opportunity, routing)} closed {age} days ago, in {window}")]
+        checks = [Check("opportunities", True, f"{_describe(opportunity, routing)} closed {age} days ago, in {window}")]
     elif dated:
         opportunity, age = min(dated, key=lambda pair: abs(pair[1] - (low + high) / 2))
-        checks = [("opportunities", False, f"{_describe(opportunity, routing)} closed {age} days ago, not in {window}")]
+        checks = [
+            Check("opportunities", False, f"{_describe(opportunity, routing)} closed {age} days ago, not in {window}")
+        ]
     elif len(dated) < len(unresponsive):
-        checks = [("close_date", None, f"close date unknown on {_describe(unresponsive[0], routing)}")]
+        checks = [Check("close_date", None, f"close date unknown on {_describe(unresponsive[0], routing)}")]
     elif any(o.loss_reason is None for o in lost):
         undated = next(o for o in lost if o.loss_reason is None)
-        checks = [("loss_reason", None, f"loss reason unknown on opportunity {undated.id} ({CLOSED_LOST})")]
+        checks = [Check("loss_reason", None, f"loss reason unknown on opportunity {undated.id} ({CLOSED_LOST})")]
     else:
         checks = [
-            (
+            Check(
                 "opportunities",
                 False,
                 f"no {CLOSED_LOST} opportunity with loss reason {routing.bdr_closed_lost_reason}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from core.model import Account
 from rules.base import Decision, Team
@@ -20,10 +20,34 @@ from rules.context import AccountContext
 if TYPE_CHECKING:
     from rules.policy import Policy
 
-__all__ = ["Check", "days_since", "routing_guard", "trigger_decision"]
+__all__ = ["Check", "days_since", "routing_guard", "summarise", "trigger_decision"]
 
-# (input name, passed: True / False / None when unknown, text for the reason)
-Check = tuple[str, bool | None, str]
+
+class Check(NamedTuple):
+    """One condition of a rule on one input, as the reason shows it.
+
+    `name` is the input checked (named in `Decision.unknown` when it is unknown); `passed` is True
+    or False, or None when the input is unknown; `text` is the reason's fragment, e.g.
+    ``mrr 812 in [500, 1,667]``.
+    """
+
+    name: str
+    passed: bool | None
+    text: str
+
+
+def summarise(checks: Sequence[Check]) -> tuple[bool, str, tuple[str, ...]]:
+    """(every check passed, the reason, the unknown inputs) of a rule made of checks.
+
+    When one failed or is unknown, the reason lists the failed checks, then the unknown ones;
+    otherwise it lists every check, in order. Unknown inputs are named once each.
+    """
+    failed = [check.text for check in checks if check.passed is False]
+    unknown = [check for check in checks if check.passed is None]
+    if failed or unknown:
+        reason = "; ".join(failed + [check.text for check in unknown])
+        return False, reason, tuple(dict.fromkeys(check.name for check in unknown))
+    return True, "; ".join(check.text for check in checks), ()
 
 
 def days_since(moment: date | datetime, now: datetime) -> int:
@@ -92,12 +116,9 @@ def trigger_decision(
     responsible for). `manual` marks a person's referral: the cool-off guard does not apply.
     """
     manages = frozenset({segment}) if segment else frozenset()
-    unknown = tuple(name for name, ok, _ in checks if ok is None)
-    failed = [text for _, ok, text in checks if ok is False]
-    if failed or unknown:
-        reason = "; ".join(failed + [text for _, ok, text in checks if ok is None])
+    passed, reason, unknown = summarise(checks)
+    if not passed:
         return Decision(rule, account.id, False, reason, inputs, unknown, manages=manages, team=team)
-    reason = "; ".join(text for _, _, text in checks)
     guard = routing_guard(account, ctx, policy, now, cool_off=not manual)
     if guard is not None:
         return Decision(

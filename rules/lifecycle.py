@@ -37,6 +37,7 @@ ACCOUNT_REVIEW = "lifecycle.account_review"
 CSM_DOWNGRADE = "lifecycle.csm_downgrade"
 STAGE = "lifecycle.stage"
 
+
 def _owner(account: Account, policy: Policy, rules: LifecyclePolicy) -> str | None:
     owners = [role for role in policy.owner_roles if role in account.key_roles]
     if owners:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from core.model import Account, Lead
 from rules.base import Decision, Team, fmt_num
 from rules.context import CLOSED_LEAD_STATUSES
-from rules.guards import Check, days_since, trigger_decision
+from rules.guards import Check, days_since, summarise, trigger_decision
 from rules.product_led import last_invoice
 
 if TYPE_CHECKING:
@@ -65,18 +65,18 @@ def big_fish(account: Account, ctx: AccountContext, policy: Policy, routing: Rou
     checks: list[Check] = []
     age: int | None = None
     if account.created_at is None:
-        checks.append(("created_at", None, "created at unknown"))
+        checks.append(Check("created_at", None, "created at unknown"))
     else:
         age = max(days_since(account.created_at, now), 0)
         ok = age <= routing.big_fish_days
-        checks.append(("created_at", ok, f"created {age} days ago {'≤' if ok else '>'} {routing.big_fish_days}"))
+        checks.append(Check("created_at", ok, f"created {age} days ago {'≤' if ok else '>'} {routing.big_fish_days}"))
     employees = account.employee_count
     if employees is None:
-        checks.append(("employee_count", None, "employees unknown"))
+        checks.append(Check("employee_count", None, "employees unknown"))
     else:
         ok = employees >= routing.big_fish_employees
         checks.append(
-            (
+            Check(
                 "employee_count",
                 ok,
                 f"employees {fmt_num(employees)} {'≥' if ok else '<'} {fmt_num(routing.big_fish_employees)}",
@@ -96,14 +96,14 @@ def startup_credits(
     checks: list[Check] = []
     if used is None or total is None:
         missing = [n for n, v in (("startup_credits_used", used), ("startup_credits_total", total)) if v is None]
-        checks += [(name, None, f"{name.replace('_', ' ')} unknown") for name in missing]
+        checks += [Check(name, None, f"{name.replace('_', ' ')} unknown") for name in missing]
     elif total <= 0:
-        checks.append(("startup_credits_total", False, f"no startup credits (total {fmt_num(total)})"))
+        checks.append(Check("startup_credits_total", False, f"no startup credits (total {fmt_num(total)})"))
     else:
         ok = used >= share * total
         pct = fmt_num(round(100 * used / total, 1))
         checks.append(
-            (
+            Check(
                 "startup_credits_used",
                 ok,
                 f"startup credits used {fmt_num(used)} of {fmt_num(total)} ({pct} %) "
@@ -113,10 +113,10 @@ def startup_credits(
     last = last_invoice(account)
     limit = routing.credits_last_invoice_above
     if last is None:
-        checks.append(("last_invoice", None, "last invoice unknown"))
+        checks.append(Check("last_invoice", None, "last invoice unknown"))
     else:
         ok = last > limit
-        checks.append(("last_invoice", ok, f"last invoice {fmt_num(last)} {'>' if ok else '≤'} {fmt_num(limit)}"))
+        checks.append(Check("last_invoice", ok, f"last invoice {fmt_num(last)} {'>' if ok else '≤'} {fmt_num(limit)}"))
     inputs: dict[str, object] = {
         "startup_credits_used": used,
         "startup_credits_total": total,
@@ -129,7 +129,7 @@ def _segment_referral(
     rule: str, segment: str, account: Account, ctx: AccountContext, policy: Policy, now: datetime
 ) -> Decision:
     inside = segment in account.segments
-    checks: list[Check] = [("segments", inside, f"{'in' if inside else 'not in'} segment {segment}")]
+    checks: list[Check] = [Check("segments", inside, f"{'in' if inside else 'not in'} segment {segment}")]
     inputs: dict[str, object] = {"segments": sorted(account.segments)}
     return trigger_decision(rule, account, ctx, policy, now, checks, inputs, team=TEAM, manual=True)
 
@@ -175,35 +175,32 @@ def lead_source_decision(rule: str, source: str, lead: Lead, routing: RoutingPol
     """
     checks: list[Check] = []
     if lead.lead_source is None or not lead.lead_source.strip():
-        checks.append(("lead_source", None, "LeadSource unknown"))
+        checks.append(Check("lead_source", None, "LeadSource unknown"))
     else:
         ok = _same(lead.lead_source, source)
-        checks.append(("lead_source", ok, f"LeadSource {lead.lead_source}" + ("" if ok else f" is not {source}")))
+        checks.append(Check("lead_source", ok, f"LeadSource {lead.lead_source}" + ("" if ok else f" is not {source}")))
     if lead.is_converted:
-        checks.append(("is_converted", False, "lead already converted"))
+        checks.append(Check("is_converted", False, "lead already converted"))
     elif (lead.status or "") in CLOSED_LEAD_STATUSES:
-        checks.append(("status", False, f"lead status {lead.status} is closed"))
+        checks.append(Check("status", False, f"lead status {lead.status} is closed"))
     else:
-        checks.append(("status", True, f"lead open (status {lead.status or 'none'})"))
+        checks.append(Check("status", True, f"lead open (status {lead.status or 'none'})"))
     owner = lead.owner_id
     if owner is None or not owner.strip():
-        checks.append(("owner_id", True, "unowned"))
+        checks.append(Check("owner_id", True, "unowned"))
     elif owner.startswith(routing.queue_id_prefix):
-        checks.append(("owner_id", True, f"in queue {owner}"))
+        checks.append(Check("owner_id", True, f"in queue {owner}"))
     else:
-        checks.append(("owner_id", False, f"already owned by {owner}"))
+        checks.append(Check("owner_id", False, f"already owned by {owner}"))
     inputs: dict[str, object] = {
         "lead_source": lead.lead_source,
         "status": lead.status,
         "is_converted": lead.is_converted,
         "owner_id": lead.owner_id,
     }
-    unknown = tuple(name for name, ok, _ in checks if ok is None)
-    failed = [text for _, ok, text in checks if ok is False]
-    if failed or unknown:
-        reason = "; ".join(failed + [text for _, ok, text in checks if ok is None])
+    passed, reason, unknown = summarise(checks)
+    if not passed:
         return Decision(rule, lead.id, False, reason, inputs, unknown, team=TEAM)
-    reason = "; ".join(text for _, _, text in checks)
     return Decision(
         rule,
         lead.id,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from core.model import Account, Invoice
 from rules.base import Decision, fmt_num
-from rules.guards import Check, routing_guard, trigger_decision
+from rules.guards import Check, routing_guard, summarise, trigger_decision
 from rules.policy import OnboardingPolicy, Period
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ __all__ = [
 LEAD = "onboarding.lead"
 DIRECT_HANDOVER = "onboarding.direct_handover"
 CIRCLE_BACK = "onboarding.circle_back"
+
 
 def task_period(now: datetime, period: Period) -> str:
     """The calendar period `now` falls in: '2026-Q4' for a quarter, '2026-11' for a month."""
@@ -110,14 +111,14 @@ def lead(
     }
     checks: list[Check] = []
     if account.invoices is None:
-        checks.append(("invoices", None, "invoices unknown"))
+        checks.append(Check("invoices", None, "invoices unknown"))
     elif first is None:
-        checks.append(("invoices", False, "no paid invoice yet"))
+        checks.append(Check("invoices", False, "no paid invoice yet"))
     else:
         ok = first.amount >= rules.first_bill_min
         sign = "≥" if ok else "<"
         checks.append(
-            (
+            Check(
                 "first_invoice",
                 ok,
                 f"first invoice {fmt_num(first.amount)} ({first.month}) {sign} {fmt_num(rules.first_bill_min)}",
@@ -125,33 +126,30 @@ def lead(
         )
         start = _month_start(first.month)
         if start is None:
-            checks.append(("invoices", None, f"first invoice month {first.month!r} unreadable"))
+            checks.append(Check("invoices", None, f"first invoice month {first.month!r} unreadable"))
         else:
             age = max(0, (now.year - start.year) * 12 + now.month - start.month)
             recent = age <= rules.first_bill_max_age_months
             checks.append(
-                (
+                Check(
                     "first_invoice_month",
                     recent,
                     f"first billed {age} months ago {'≤' if recent else '>'} {rules.first_bill_max_age_months}",
                 )
             )
     if account.business_email is None:
-        checks.append(("business_email", None, "business email unknown"))
+        checks.append(Check("business_email", None, "business email unknown"))
     else:
         checks.append(
-            (
+            Check(
                 "business_email",
                 account.business_email,
                 "business email" if account.business_email else "no business email",
             )
         )
-    unknown = tuple(dict.fromkeys(name for name, ok, _ in checks if ok is None))
-    failed = [text for _, ok, text in checks if ok is False]
-    if failed or unknown:
-        reason = "; ".join(failed + [text for _, ok, text in checks if ok is None])
+    passed, reason, unknown = summarise(checks)
+    if not passed:
         return Decision(LEAD, account.id, False, reason, inputs, unknown, manages=manages, team="Onboarding")
-    reason = "; ".join(text for _, _, text in checks)
     why_not = "a routing rule fired" if otherwise_lead else _already_a_lead(account, ctx, policy)
     if why_not is not None:
         return Decision(
@@ -183,10 +181,10 @@ def _stability(recent: Sequence[Invoice], band: float) -> Check:
     span = f"last {len(recent)} invoices {fmt_num(low)}–{fmt_num(high)}"
     limit = _pct(band - 1)
     if low <= 0:
-        return "invoices", False, f"{span} include a month without spend"
+        return Check("invoices", False, f"{span} include a month without spend")
     if high <= band * low:
-        return "invoices", True, f"{span} within {limit}"
-    return "invoices", False, f"{span} vary {_pct(high / low - 1, band - 1)} > {limit}"
+        return Check("invoices", True, f"{span} within {limit}")
+    return Check("invoices", False, f"{span} vary {_pct(high / low - 1, band - 1)} > {limit}")
 
 
 def _spike(mrr: float, invoices: Sequence[Invoice], recent: int, rules: OnboardingPolicy) -> Check:
@@ -196,7 +194,7 @@ def _spike(mrr: float, invoices: Sequence[Invoice], recent: int, rules: Onboardi
     for index in range(len(amounts) - recent, len(amounts)):
         before = amounts[max(0, index - lookback) : index]
         if before and amounts[index] > factor * median(before):
-            return (
+            return Check(
                 "invoices",
                 False,
                 f"spike: {invoices[index].month} invoice {fmt_num(amounts[index])} > {fmt_num(factor)}× "
@@ -204,28 +202,28 @@ def _spike(mrr: float, invoices: Sequence[Invoice], recent: int, rules: Onboardi
             )
     before = amounts[-lookback:]
     if mrr > factor * median(before):
-        return (
+        return Check(
             "mrr",
             False,
             f"spike: mrr {fmt_num(mrr)} > {fmt_num(factor)}× median {fmt_num(median(before))} "
             f"of the last {len(before)} invoices",
         )
-    return "invoices", True, "no spike"
+    return Check("invoices", True, "no spike")
 
 
 def _concentration(spend: dict[str, float], limit: float) -> Check:
     total = sum(v for v in spend.values() if v > 0)
     if total <= 0:
-        return "product_spend", None, "product spend empty"
+        return Check("product_spend", None, "product spend empty")
     product, amount = max(spend.items(), key=lambda kv: (kv[1], kv[0]))
     share = amount / total
     if amount > limit * total:
-        return (
+        return Check(
             "product_spend",
             False,
             f"concentrated: {product} {_pct(share, limit)} of spend > {_pct(limit)} (possible misconfiguration)",
         )
-    return "product_spend", True, f"largest product {product} {_pct(share)} of spend"
+    return Check("product_spend", True, f"largest product {product} {_pct(share)} of spend")
 
 
 def direct_handover(
@@ -243,21 +241,21 @@ def direct_handover(
     checks: list[Check] = []
     mrr = account.mrr
     if mrr is None:
-        checks.append(("mrr", None, "mrr unknown"))
+        checks.append(Check("mrr", None, "mrr unknown"))
     else:
         ok = mrr > rules.handover_mrr_above
-        checks.append(("mrr", ok, f"mrr {fmt_num(mrr)} {'>' if ok else '≤'} {fmt_num(rules.handover_mrr_above)}"))
+        checks.append(Check("mrr", ok, f"mrr {fmt_num(mrr)} {'>' if ok else '≤'} {fmt_num(rules.handover_mrr_above)}"))
     invoices = account.invoices
     if invoices is None:
-        checks.append(("invoices", None, "invoices unknown"))
+        checks.append(Check("invoices", None, "invoices unknown"))
     elif len(invoices) < recent:
-        checks.append(("invoices", False, f"only {len(invoices)} invoices (need {recent})"))
+        checks.append(Check("invoices", False, f"only {len(invoices)} invoices (need {recent})"))
     else:
         checks.append(_stability(invoices[-recent:], rules.stability_band))
         if mrr is not None:
             checks.append(_spike(mrr, invoices, recent, rules))
     if account.product_spend is None:
-        checks.append(("product_spend", None, "product spend unknown"))
+        checks.append(Check("product_spend", None, "product spend unknown"))
     else:
         checks.append(_concentration(dict(account.product_spend), rules.concentration_max))
     return trigger_decision(DIRECT_HANDOVER, account, ctx, policy, now, checks, inputs, team="TAE")
@@ -279,10 +277,12 @@ def _growth(invoices: Sequence[Invoice], rules: OnboardingPolicy) -> Check:
     else:
         growth_text = f"growth over {months} months unknown (no spend {months} months ago)"
     if increasing:
-        return "invoices", True, f"last {len(amounts)} invoices {path} strictly increasing; {growth_text}"
+        return Check("invoices", True, f"last {len(amounts)} invoices {path} strictly increasing; {growth_text}")
     if grown:
-        return "invoices", True, f"last {len(amounts)} invoices {path}; {growth_text}"
-    return "invoices", False, f"not growing: last {len(amounts)} invoices {path} not strictly increasing; {growth_text}"
+        return Check("invoices", True, f"last {len(amounts)} invoices {path}; {growth_text}")
+    return Check(
+        "invoices", False, f"not growing: last {len(amounts)} invoices {path} not strictly increasing; {growth_text}"
+    )
 
 
 def circle_back(
@@ -306,29 +306,26 @@ def circle_back(
     checks: list[Check] = []
     mrr = account.mrr
     if mrr is None:
-        checks.append(("mrr", None, "mrr unknown"))
+        checks.append(Check("mrr", None, "mrr unknown"))
     else:
         ok = mrr <= rules.circle_back_mrr_max
-        checks.append(("mrr", ok, f"mrr {fmt_num(mrr)} {'≤' if ok else '>'} {fmt_num(rules.circle_back_mrr_max)}"))
+        checks.append(Check("mrr", ok, f"mrr {fmt_num(mrr)} {'≤' if ok else '>'} {fmt_num(rules.circle_back_mrr_max)}"))
     invoices = account.invoices
     if invoices is None:
-        checks.append(("invoices", None, "invoices unknown"))
+        checks.append(Check("invoices", None, "invoices unknown"))
     elif len(invoices) < needed:
-        checks.append(("invoices", False, f"only {len(invoices)} invoices (need {needed})"))
+        checks.append(Check("invoices", False, f"only {len(invoices)} invoices (need {needed})"))
     else:
         last = invoices[-1].amount
         big = last >= rules.circle_back_min_last_invoice
         sign = "≥" if big else "<"
         checks.append(
-            ("invoices", big, f"last invoice {fmt_num(last)} {sign} {fmt_num(rules.circle_back_min_last_invoice)}")
+            Check("invoices", big, f"last invoice {fmt_num(last)} {sign} {fmt_num(rules.circle_back_min_last_invoice)}")
         )
         checks.append(_growth(invoices, rules))
-    unknown = tuple(dict.fromkeys(name for name, ok, _ in checks if ok is None))
-    failed = [text for _, ok, text in checks if ok is False]
-    if failed or unknown:
-        reason = "; ".join(failed + [text for _, ok, text in checks if ok is None])
+    passed, reason, unknown = summarise(checks)
+    if not passed:
         return Decision(CIRCLE_BACK, account.id, False, reason, inputs, unknown)
-    reason = "; ".join(text for _, _, text in checks)
     guard = routing_guard(account, ctx, policy, now)
     if guard is not None:
         return Decision(CIRCLE_BACK, account.id, False, f"{reason}; but {guard}", inputs, guarded_by=guard)

@@ -38,9 +38,9 @@ def paying_months(account: Account, now: datetime) -> tuple[int | None, str]:
 
 def _above(name: str, label: str, value: int | None, limit: int) -> Check:
     if value is None:
-        return name, None, f"{label} unknown"
+        return Check(name, None, f"{label} unknown")
     ok = value > limit
-    return name, ok, f"{label} {value} {'>' if ok else '≤'} {limit}"
+    return Check(name, ok, f"{label} {value} {'>' if ok else '≤'} {limit}")
 
 
 def _checks(account: Account, policy: Policy, now: datetime) -> list[Check]:
@@ -49,25 +49,25 @@ def _checks(account: Account, policy: Policy, now: datetime) -> list[Check]:
     mrr = account.mrr
     band = f"[{fmt_num(rules.mrr_min)}, {fmt_num(rules.mrr_max)}]"
     if mrr is None:
-        checks.append(("mrr", None, "mrr unknown"))
+        checks.append(Check("mrr", None, "mrr unknown"))
     else:
         inside = rules.mrr_min <= mrr <= rules.mrr_max
-        checks.append(("mrr", inside, f"mrr {fmt_num(mrr)} {'in' if inside else 'not in'} {band}"))
+        checks.append(Check("mrr", inside, f"mrr {fmt_num(mrr)} {'in' if inside else 'not in'} {band}"))
     checks.append(_above("employee_count", "employees", account.employee_count, rules.employees_above))
     checks.append(_above("user_count", "users", account.user_count, rules.users_above))
     country = account.country
     if country is None:
-        checks.append(("country", None, "country unknown"))
+        checks.append(Check("country", None, "country unknown"))
     else:
         icp = country in policy.icp_countries
-        checks.append(("country", icp, f"country {country} {'is' if icp else 'is not'} ICP"))
+        checks.append(Check("country", icp, f"country {country} {'is' if icp else 'is not'} ICP"))
     months, source = paying_months(account, now)
     if months is None:
-        checks.append(("paying_months", None, "paying months unknown (no first_paid_at or invoices)"))
+        checks.append(Check("paying_months", None, "paying months unknown (no first_paid_at or invoices)"))
     else:
         ok = months >= rules.min_paying_months
         checks.append(
-            (
+            Check(
                 "paying_months",
                 ok,
                 f"paying {months} months ({source}) {'≥' if ok else '<'} {rules.min_paying_months}",
@@ -110,15 +110,15 @@ def startup_rolloff(
     ends = account.startup_plan_ends_at
     days_left: int | None = None
     if ends is None:
-        checks.append(("startup_plan_ends_at", None, "startup plan end unknown"))
+        checks.append(Check("startup_plan_ends_at", None, "startup plan end unknown"))
     else:
         days_left = -days_since(ends, now)
         if days_left < 0:
-            checks.append(("startup_plan_ends_at", False, f"startup plan ended {ends} ({-days_left} days ago)"))
+            checks.append(Check("startup_plan_ends_at", False, f"startup plan ended {ends} ({-days_left} days ago)"))
         else:
             ok = days_left <= routing.rolloff_days
             checks.append(
-                (
+                Check(
                     "startup_plan_ends_at",
                     ok,
                     f"startup plan ends {ends} in {days_left} days {'≤' if ok else '>'} {routing.rolloff_days}",
@@ -144,12 +144,12 @@ def forecast_spike(
     checks = [_money_above("mrr", "mrr", mrr, routing.forecast_mrr_above)]
     ratio = fmt_num(routing.forecast_ratio_above)
     if forecast is None:
-        checks.append(("forecasted_mrr", None, "forecasted mrr unknown"))
+        checks.append(Check("forecasted_mrr", None, "forecasted mrr unknown"))
     elif mrr is not None:
         limit = routing.forecast_ratio_above * mrr
         ok = forecast > limit
         checks.append(
-            (
+            Check(
                 "forecasted_mrr",
                 ok,
                 f"forecasted mrr {fmt_num(forecast)} {'>' if ok else '≤'} {ratio} × mrr = {fmt_num(round(limit, 2))}",
@@ -166,7 +166,7 @@ def am_referral(
     (a person's referral: the cool-off after a disqualification does not apply)."""
     segment = routing.am_referral_segment
     inside = segment in account.segments
-    checks: list[Check] = [("segments", inside, f"{'in' if inside else 'not in'} segment {segment}")]
+    checks: list[Check] = [Check("segments", inside, f"{'in' if inside else 'not in'} segment {segment}")]
     inputs: dict[str, object] = {"segments": sorted(account.segments)}
     return _decide("product_led.am_referral", account, ctx, policy, routing, now, checks, inputs, manual=True)
 
@@ -204,20 +204,20 @@ def _decide(
 
 def _at_least(name: str, label: str, value: float | None, limit: float) -> Check:
     if value is None:
-        return name, None, f"{label} unknown"
+        return Check(name, None, f"{label} unknown")
     ok = value >= limit
-    return name, ok, f"{label} {fmt_num(value)} {'≥' if ok else '<'} {fmt_num(limit)}"
+    return Check(name, ok, f"{label} {fmt_num(value)} {'≥' if ok else '<'} {fmt_num(limit)}")
 
 
 def _money_above(name: str, label: str, value: float | None, limit: float) -> Check:
     if value is None:
-        return name, None, f"{label} unknown"
+        return Check(name, None, f"{label} unknown")
     ok = value > limit
-    return name, ok, f"{label} {fmt_num(value)} {'>' if ok else '≤'} {fmt_num(limit)}"
+    return Check(name, ok, f"{label} {fmt_num(value)} {'>' if ok else '≤'} {fmt_num(limit)}")
 
 
 def _plan_is(account: Account, plan: str) -> Check:
     if account.plan is None:
-        return "plan", None, "plan unknown"
+        return Check("plan", None, "plan unknown")
     ok = account.plan.strip().casefold() == plan.casefold()
-    return "plan", ok, f"plan {account.plan}" + ("" if ok else f" is not {plan}")
+    return Check("plan", ok, f"plan {account.plan}" + ("" if ok else f" is not {plan}"))

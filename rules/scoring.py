@@ -16,6 +16,7 @@ __all__ = ["ScoreComponent", "lead_score", "score_components"]
 
 RULE_ID = "scoring.lead_score"
 
+
 class ScoreComponent(NamedTuple):
     """One line of the scoring table applied to one lead.
 
