@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from core.errors import RecordError, WriteRejectedError
 from core.model import Account, Lead, Opportunity
 from core.records import parse_account, parse_lead, parse_opportunity, parse_sf_account
-from rules import AccountContext, Decision, evaluate_account, evaluate_lead
+from rules import AccountContext, Decision, LeadContext, evaluate_account, evaluate_lead
 from rules import managed_segments as managed_segments_of
 from rules.routing import lead_source_for
 from sync.app import make_salesforce, make_vitally
@@ -166,7 +166,7 @@ def plan(
             continue  # Salesforce refuses any update to a converted lead
         fields: dict[str, Any] = {}
         disqualified = facts.disqualified_by_company.get((lead.company or "").casefold())
-        for decision in evaluate_lead(lead, policy, now, disqualified):
+        for decision in evaluate_lead(lead, LeadContext(disqualified), policy, now):
             if decision.fired:
                 for name, value in decision.lead_fields.items():
                     fields.setdefault(name, value)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core.model import Account
-from rules.base import Decision, fmt_num, product_key
+from rules.base import AccountRule, Decision, Rule, fmt_num, product_key
 
 if TYPE_CHECKING:
+    from rules.context import AccountContext
     from rules.policy import Policy
 
-__all__ = ["new_owner", "owner_region"]
+__all__ = ["NEW_OWNER", "new_owner", "owner_region"]
 
 RULE_ID = "allocation.new_owner"
 
@@ -39,7 +41,12 @@ def owner_region(account: Account, policy: Policy) -> tuple[str | None, str]:
     return region, f"{why}; HQ country {account.country} → {region}"
 
 
-def new_owner(account: Account, policy: Policy) -> Decision:
+def _may_new_owner(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """A known ARR at or above the threshold."""
+    return account.mrr is not None and 12 * account.mrr >= policy.allocation.arr_threshold
+
+
+def new_owner(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """Accounts paying $20k+ a year that have no owner, are still with their Account Executive after
     the sale, or have grown to 3+ primary products under a TAM get a New Owner: TAM for 1–2 primary
     products, CSM for 3+, in the region where most of their users are."""
@@ -115,3 +122,6 @@ def new_owner(account: Account, policy: Policy) -> Decision:
         region=region,
         review=review,
     )
+
+
+NEW_OWNER: AccountRule = Rule(RULE_ID, new_owner, _may_new_owner)

@@ -1,19 +1,45 @@
-"""What every rule returns: a decision with its reason, its inputs and the writes it wants."""
+"""What a rule is and what it returns.
+
+A rule is a `Rule` record: its id, its verdict `decide(record, ctx, policy, now)` (one call
+signature for every rule, account and lead alike) and `may_fire`, a cheap necessary condition
+kept next to the rule it restates. The verdict is a `Decision`: fired or not, the reason, the
+inputs, and the writes it wants.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Generic, Literal, TypeAlias, TypeVar
 
-__all__ = ["Decision", "Team", "fmt_money", "fmt_num", "months_between", "product_key"]
+from core.model import Account, Lead
+from rules.context import AccountContext, LeadContext
+
+if TYPE_CHECKING:
+    from rules.policy import Policy
+
+__all__ = [
+    "AccountRule",
+    "Decision",
+    "LeadRule",
+    "Rule",
+    "Team",
+    "always",
+    "fmt_money",
+    "fmt_num",
+    "months_between",
+    "product_key",
+]
 
 Team = Literal["TAE", "TAM", "CSM", "BDR", "Onboarding"]
 
+RecordT = TypeVar("RecordT")
+ContextT = TypeVar("ContextT")
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)  # slots: a cycle builds one per rule and account
 class Decision:
     """One rule's verdict on one record.
 
@@ -46,6 +72,32 @@ class Decision:
     also_matched: tuple[str, ...] = ()
     # Named signals found (qualification's opening-message hooks, etc.).
     signals: tuple[str, ...] = ()
+
+
+def always(record: object, ctx: object, policy: Policy, now: datetime) -> bool:
+    """The necessary condition of a rule that has none cheaper than the rule itself."""
+    return True
+
+
+@dataclass(frozen=True)
+class Rule(Generic[RecordT, ContextT]):
+    """One rule: its id, its verdict and a cheap necessary condition.
+
+    `decide(record, ctx, policy, now)` is the verdict on one record (an `Account` or a `Lead`),
+    given what the rule may read besides it (`AccountContext` or `LeadContext`), the whole policy
+    (the rule reads its own part) and the rules' clock; its `Decision.rule` is `id`.
+    `may_fire(record, ctx, policy, now)` is false only when `decide` cannot fire: a cycle skips the
+    verdict of a rule that cannot fire instead of building its explanation
+    (tests/test_rules_fast_path.py checks it then decides exactly what the full evaluation does).
+    """
+
+    id: str
+    decide: Callable[[RecordT, ContextT, Policy, datetime], Decision]
+    may_fire: Callable[[RecordT, ContextT, Policy, datetime], bool] = always
+
+
+AccountRule: TypeAlias = Rule[Account, AccountContext]
+LeadRule: TypeAlias = Rule[Lead, LeadContext]
 
 
 @lru_cache(maxsize=65536)

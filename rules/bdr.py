@@ -10,25 +10,29 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core.model import Account, Opportunity
-from rules.base import Decision, Team, fmt_num
+from rules.base import AccountRule, Decision, Rule, Team, fmt_num
 from rules.guards import Check, days_since, trigger_decision
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
     from rules.policy import Policy, RoutingPolicy
 
-__all__ = ["closed_lost_unresponsive"]
+__all__ = ["CLOSED_LOST_UNRESPONSIVE", "closed_lost_unresponsive"]
 
 RULE_ID = "bdr.closed_lost_unresponsive"
 TEAM: Team = "BDR"
 CLOSED_LOST = "Closed Lost"
 
 
-def closed_lost_unresponsive(
-    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
-) -> Decision:
+def _may_closed_lost_unresponsive(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """Some opportunity in Salesforce."""
+    return bool(ctx.opportunities)
+
+
+def closed_lost_unresponsive(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """An account with an opportunity closed lost 4–6 months ago (120–180 days, inclusive) because the
     customer was unresponsive goes to a BDR."""
+    routing = policy.routing
     low, high = routing.bdr_min_days, routing.bdr_max_days
     window = f"[{fmt_num(low)}, {fmt_num(high)}] days"
     lost = [o for o in ctx.opportunities if _same(o.stage_name, CLOSED_LOST)]
@@ -65,6 +69,9 @@ def closed_lost_unresponsive(
             )
         ]
     return trigger_decision(RULE_ID, account, ctx, policy, now, checks, inputs, team=TEAM)
+
+
+CLOSED_LOST_UNRESPONSIVE: AccountRule = Rule(RULE_ID, closed_lost_unresponsive, _may_closed_lost_unresponsive)
 
 
 def _describe(opportunity: Opportunity, routing: RoutingPolicy) -> str:

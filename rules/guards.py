@@ -20,7 +20,7 @@ from rules.context import AccountContext
 if TYPE_CHECKING:
     from rules.policy import Policy
 
-__all__ = ["Check", "days_since", "routing_guard", "summarise", "trigger_decision"]
+__all__ = ["Check", "days_since", "may_be_routed", "routing_guard", "summarise", "trigger_decision"]
 
 
 class Check(NamedTuple):
@@ -42,12 +42,17 @@ def summarise(checks: Sequence[Check]) -> tuple[bool, str, tuple[str, ...]]:
     When one failed or is unknown, the reason lists the failed checks, then the unknown ones;
     otherwise it lists every check, in order. Unknown inputs are named once each.
     """
-    failed = [check.text for check in checks if check.passed is False]
-    unknown = [check for check in checks if check.passed is None]
+    failed: list[str] = []
+    unknown: list[Check] = []
+    for check in checks:  # one pass: every trigger of every account comes through here
+        if check.passed is False:
+            failed.append(check.text)
+        elif check.passed is None:
+            unknown.append(check)
     if failed or unknown:
-        reason = "; ".join(failed + [check.text for check in unknown])
-        return False, reason, tuple(dict.fromkeys(check.name for check in unknown))
-    return True, "; ".join(check.text for check in checks), ()
+        failed += [check.text for check in unknown]
+        return False, "; ".join(failed), tuple(dict.fromkeys([check.name for check in unknown]))
+    return True, "; ".join([check.text for check in checks]), ()
 
 
 def days_since(moment: date | datetime, now: datetime) -> int:
@@ -57,6 +62,12 @@ def days_since(moment: date | datetime, now: datetime) -> int:
             moment = moment.astimezone(now.tzinfo)
         moment = moment.date()
     return (now.date() - moment).days
+
+
+def may_be_routed(account: Account, policy: Policy) -> bool:
+    """False for an account with an owner key role: the first guard of every routing trigger holds it
+    back, so no trigger can fire (a cycle skips them all)."""
+    return not any(role in account.key_roles for role in policy.owner_roles)
 
 
 def routing_guard(

@@ -12,16 +12,26 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core.model import Account, Lead
-from rules.base import Decision, Team, fmt_num
+from rules.base import AccountRule, Decision, LeadRule, Rule, Team, fmt_num
 from rules.context import CLOSED_LEAD_STATUSES
 from rules.guards import Check, days_since, summarise, trigger_decision
 from rules.product_led import last_invoice
 
 if TYPE_CHECKING:
-    from rules.context import AccountContext
+    from rules.context import AccountContext, LeadContext
     from rules.policy import Policy, RoutingPolicy
 
 __all__ = [
+    "AE_REFERRAL",
+    "BDR_QUALIFIED",
+    "BIG_FISH",
+    "CAMPAIGN",
+    "DEMO_REQUEST",
+    "ONBOARDING_REFERRAL",
+    "ONBOARDING_REFERRAL_LEAD",
+    "SALES_EMAIL",
+    "STARTUP_CREDITS",
+    "TRUST_CENTER",
     "ae_referral",
     "bdr_qualified",
     "big_fish",
@@ -41,27 +51,47 @@ TEAM: Team = "TAE"
 # -- account triggers ---------------------------------------------------------------------------
 
 
-def onboarding_referral(
-    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
-) -> Decision:
+def _may_onboarding_referral(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """In the Onboarding referral segment."""
+    return policy.routing.onboarding_referral_segment in account.segments
+
+
+def onboarding_referral(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """An account an onboarding specialist put in the `Onboarding referral` segment becomes a new
     business lead for a TAE (a person's referral: the cool-off after a disqualification does not apply)."""
-    return _segment_referral(
-        "new_business.onboarding_referral", routing.onboarding_referral_segment, account, ctx, policy, now
-    )
+    segment = policy.routing.onboarding_referral_segment
+    return _segment_referral("new_business.onboarding_referral", segment, account, ctx, policy, now)
 
 
-def ae_referral(
-    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
-) -> Decision:
+ONBOARDING_REFERRAL: AccountRule = Rule(
+    "new_business.onboarding_referral", onboarding_referral, _may_onboarding_referral
+)
+
+
+def _may_ae_referral(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """In the AE referral segment."""
+    return policy.routing.ae_referral_segment in account.segments
+
+
+def ae_referral(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """An account someone put in the `AE referral` segment becomes a new business lead for a TAE
     (a person's referral: the cool-off after a disqualification does not apply)."""
-    return _segment_referral("new_business.ae_referral", routing.ae_referral_segment, account, ctx, policy, now)
+    segment = policy.routing.ae_referral_segment
+    return _segment_referral("new_business.ae_referral", segment, account, ctx, policy, now)
 
 
-def big_fish(account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime) -> Decision:
+AE_REFERRAL: AccountRule = Rule("new_business.ae_referral", ae_referral, _may_ae_referral)
+
+
+def _may_big_fish(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """Known employees at or above the Big Fish size."""
+    return account.employee_count is not None and account.employee_count >= policy.routing.big_fish_employees
+
+
+def big_fish(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """A signup in the last 14 days from a company with 1,000 or more employees ('Big Fish') becomes a
     new business lead for a TAE."""
+    routing = policy.routing
     checks: list[Check] = []
     age: int | None = None
     if account.created_at is None:
@@ -86,11 +116,18 @@ def big_fish(account: Account, ctx: AccountContext, policy: Policy, routing: Rou
     return trigger_decision("new_business.big_fish", account, ctx, policy, now, checks, inputs, team=TEAM)
 
 
-def startup_credits(
-    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
-) -> Decision:
+BIG_FISH: AccountRule = Rule("new_business.big_fish", big_fish, _may_big_fish)
+
+
+def _may_startup_credits(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """Known credits used, of a known, non-zero total."""
+    return account.startup_credits_used is not None and bool(account.startup_credits_total)
+
+
+def startup_credits(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """Customers who have used 50 % or more of their startup credits and whose last invoice was more
     than $5,000 become a new business lead for a TAE."""
+    routing = policy.routing
     used, total = account.startup_credits_used, account.startup_credits_total
     share = routing.credits_used_share
     checks: list[Check] = []
@@ -125,6 +162,9 @@ def startup_credits(
     return trigger_decision("new_business.startup_credits", account, ctx, policy, now, checks, inputs, team=TEAM)
 
 
+STARTUP_CREDITS: AccountRule = Rule("new_business.startup_credits", startup_credits, _may_startup_credits)
+
+
 def _segment_referral(
     rule: str, segment: str, account: Account, ctx: AccountContext, policy: Policy, now: datetime
 ) -> Decision:
@@ -137,34 +177,49 @@ def _segment_referral(
 # -- lead-source triggers -----------------------------------------------------------------------
 
 
-def demo_request(lead: Lead, routing: RoutingPolicy) -> Decision:
+def demo_request(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned lead that completed the book-a-demo form goes to a TAE."""
+    routing = policy.routing
     return lead_source_decision("new_business.demo_request", routing.demo_request_source, lead, routing)
 
 
-def sales_email(lead: Lead, routing: RoutingPolicy) -> Decision:
+def sales_email(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned lead that emailed sales@ goes to a TAE."""
+    routing = policy.routing
     return lead_source_decision("new_business.sales_email", routing.sales_email_source, lead, routing)
 
 
-def onboarding_referral_lead(lead: Lead, routing: RoutingPolicy) -> Decision:
+def onboarding_referral_lead(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned lead referred by an onboarding specialist goes to a TAE."""
+    routing = policy.routing
     return lead_source_decision("new_business.onboarding_referral", routing.onboarding_referral_source, lead, routing)
 
 
-def trust_center(lead: Lead, routing: RoutingPolicy) -> Decision:
+def trust_center(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned lead that requested Trust Center access (NDA) goes to a TAE."""
+    routing = policy.routing
     return lead_source_decision("new_business.trust_center", routing.trust_center_source, lead, routing)
 
 
-def campaign(lead: Lead, routing: RoutingPolicy) -> Decision:
+def campaign(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned lead from a self-generated campaign (e.g. Top10) goes to a TAE."""
+    routing = policy.routing
     return lead_source_decision("new_business.campaign", routing.campaign_source, lead, routing)
 
 
-def bdr_qualified(lead: Lead, routing: RoutingPolicy) -> Decision:
+def bdr_qualified(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned outbound lead manually qualified by a BDR goes to a TAE."""
+    routing = policy.routing
     return lead_source_decision("new_business.bdr_qualified", routing.bdr_qualified_source, lead, routing)
+
+
+# Lead-source triggers have no cheaper necessary condition than their own few checks.
+DEMO_REQUEST: LeadRule = Rule("new_business.demo_request", demo_request)
+SALES_EMAIL: LeadRule = Rule("new_business.sales_email", sales_email)
+ONBOARDING_REFERRAL_LEAD: LeadRule = Rule("new_business.onboarding_referral", onboarding_referral_lead)
+TRUST_CENTER: LeadRule = Rule("new_business.trust_center", trust_center)
+CAMPAIGN: LeadRule = Rule("new_business.campaign", campaign)
+BDR_QUALIFIED: LeadRule = Rule("new_business.bdr_qualified", bdr_qualified)
 
 
 def lead_source_decision(rule: str, source: str, lead: Lead, routing: RoutingPolicy) -> Decision:

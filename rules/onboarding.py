@@ -10,7 +10,7 @@ from statistics import median
 from typing import TYPE_CHECKING
 
 from core.model import Account, Invoice
-from rules.base import Decision, fmt_num
+from rules.base import AccountRule, Decision, Rule, fmt_num
 from rules.guards import Check, routing_guard, summarise, trigger_decision
 from rules.policy import OnboardingPolicy, Period
 
@@ -28,9 +28,9 @@ __all__ = [
     "task_period",
 ]
 
-LEAD = "onboarding.lead"
-DIRECT_HANDOVER = "onboarding.direct_handover"
-CIRCLE_BACK = "onboarding.circle_back"
+_LEAD = "onboarding.lead"
+_DIRECT_HANDOVER = "onboarding.direct_handover"
+_CIRCLE_BACK = "onboarding.circle_back"
 
 
 def task_period(now: datetime, period: Period) -> str:
@@ -82,23 +82,32 @@ def _first_bill(invoices: Sequence[Invoice], skip_zero: bool) -> Invoice | None:
     return None
 
 
-def lead(
-    account: Account,
-    ctx: AccountContext,
-    policy: Policy,
-    rules: OnboardingPolicy,
-    now: datetime,
-    *,
-    otherwise_lead: bool,
-) -> Decision:
+def _may_lead(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """A business email and a first bill of at least the minimum, recent enough."""
+    if account.business_email is not True:
+        return False
+    rules = policy.onboarding
+    first = next((i for i in account.invoices or () if i.amount > 0 or not rules.first_bill_skips_zero), None)
+    if first is None or first.amount < rules.first_bill_min:
+        return False
+    try:
+        age = now.year * 12 + now.month - (int(first.month[:4]) * 12 + int(first.month[5:7]))
+    except ValueError:
+        return True  # the rule itself reports the unreadable month
+    return age <= rules.first_bill_max_age_months
+
+
+def lead(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """A new payer whose first bill is at least $100, with a business email and not otherwise a lead, is an
     onboarding lead: segment Onboarding, and an onboarding specialist from the onboarding pool.
 
-    "Otherwise a lead" is `otherwise_lead` (the caller: a routing rule fired for the account this run) or
-    what the account shows: an owner key role (TAM, CSM, Account Executive), an owned or active-sales
+    "Otherwise a lead" is `ctx.otherwise_lead` (a routing rule or allocation fired for the account in this
+    evaluation) or what the account shows: an owner key role (TAM, CSM, Account Executive), an owned or active-sales
     segment, or an open lead or opportunity in Salesforce. An Onboarding Specialist key role does not stop
     the rule (the account stays in the segment while the specialist works it); the reason names them.
     """
+    rules = policy.onboarding
+    otherwise_lead = ctx.otherwise_lead
     manages = frozenset({rules.segment})
     first = _first_bill(account.invoices, rules.first_bill_skips_zero) if account.invoices is not None else None
     specialist = account.key_roles.get(rules.specialist_role)
@@ -149,11 +158,11 @@ def lead(
         )
     passed, reason, unknown = summarise(checks)
     if not passed:
-        return Decision(LEAD, account.id, False, reason, inputs, unknown, manages=manages, team="Onboarding")
+        return Decision(_LEAD, account.id, False, reason, inputs, unknown, manages=manages, team="Onboarding")
     why_not = "a routing rule fired" if otherwise_lead else _already_a_lead(account, ctx, policy)
     if why_not is not None:
         return Decision(
-            LEAD,
+            _LEAD,
             account.id,
             False,
             f"{reason}; but otherwise a lead: {why_not}",
@@ -165,7 +174,7 @@ def lead(
     if specialist is not None:
         reason += f"; with onboarding specialist {specialist}"
     return Decision(
-        LEAD,
+        _LEAD,
         account.id,
         True,
         reason,
@@ -174,6 +183,9 @@ def lead(
         manages=manages,
         team="Onboarding",
     )
+
+
+LEAD: AccountRule = Rule(_LEAD, lead, _may_lead)
 
 
 def _stability(recent: Sequence[Invoice], band: float) -> Check:
@@ -226,12 +238,16 @@ def _concentration(spend: dict[str, float], limit: float) -> Check:
     return Check("product_spend", True, f"largest product {product} {_pct(share)} of spend")
 
 
-def direct_handover(
-    account: Account, ctx: AccountContext, policy: Policy, rules: OnboardingPolicy, now: datetime
-) -> Decision:
+def _may_direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """A known MRR above the handover threshold."""
+    return account.mrr is not None and account.mrr > policy.onboarding.handover_mrr_above
+
+
+def direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """An account spending more than $1,000 a month whose spend is stable (last 3 invoices within 25 % of
     each other), not an event spike and not concentrated in one possibly misconfigured product goes
     straight to Sales as an onboarding referral, without waiting for the onboarding program."""
+    rules = policy.onboarding
     recent = max(1, rules.recent_invoices)
     inputs: dict[str, object] = {
         "mrr": account.mrr,
@@ -258,7 +274,10 @@ def direct_handover(
         checks.append(Check("product_spend", None, "product spend unknown"))
     else:
         checks.append(_concentration(dict(account.product_spend), rules.concentration_max))
-    return trigger_decision(DIRECT_HANDOVER, account, ctx, policy, now, checks, inputs, team="TAE")
+    return trigger_decision(_DIRECT_HANDOVER, account, ctx, policy, now, checks, inputs, team="TAE")
+
+
+DIRECT_HANDOVER: AccountRule = Rule(_DIRECT_HANDOVER, direct_handover, _may_direct_handover)
 
 
 def _growth(invoices: Sequence[Invoice], rules: OnboardingPolicy) -> Check:
@@ -285,9 +304,22 @@ def _growth(invoices: Sequence[Invoice], rules: OnboardingPolicy) -> Check:
     )
 
 
-def circle_back(
-    account: Account, ctx: AccountContext, policy: Policy, rules: OnboardingPolicy, now: datetime
-) -> Decision:
+def _may_circle_back(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """A known MRR at most the maximum and a latest invoice of at least the minimum that grew: above the
+    one before, or enough above the one `growth_months` earlier."""
+    rules = policy.onboarding
+    invoices = account.invoices
+    if account.mrr is None or account.mrr > rules.circle_back_mrr_max or not invoices or len(invoices) < 2:
+        return False
+    last = invoices[-1].amount
+    if last < rules.circle_back_min_last_invoice:
+        return False
+    months = rules.growth_months
+    earlier = invoices[-1 - months].amount if 0 < months < len(invoices) else 0
+    return last > invoices[-2].amount or (earlier > 0 and last >= (1 + rules.growth_min) * earlier)
+
+
+def circle_back(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """A growing account still at or below $1,000 MRR gets a Vitally task for its onboarding specialist to
     circle back in 30 days and see whether it is ready for Sales, once per account per quarter.
 
@@ -295,6 +327,7 @@ def circle_back(
     months earlier. The task goes to the Onboarding Specialist key role, unassigned when there is none.
     Accounts already with Sales (the routing guard, an open lead or opportunity) get no task.
     """
+    rules = policy.onboarding
     specialist = account.key_roles.get(rules.specialist_role)
     recent = max(1, rules.recent_invoices)
     needed = max(recent, rules.growth_months + 1)
@@ -325,13 +358,13 @@ def circle_back(
         checks.append(_growth(invoices, rules))
     passed, reason, unknown = summarise(checks)
     if not passed:
-        return Decision(CIRCLE_BACK, account.id, False, reason, inputs, unknown)
+        return Decision(_CIRCLE_BACK, account.id, False, reason, inputs, unknown)
     guard = routing_guard(account, ctx, policy, now)
     if guard is not None:
-        return Decision(CIRCLE_BACK, account.id, False, f"{reason}; but {guard}", inputs, guarded_by=guard)
+        return Decision(_CIRCLE_BACK, account.id, False, f"{reason}; but {guard}", inputs, guarded_by=guard)
     period = task_period(now, rules.task_period)
     task: dict[str, object] = {
-        "externalId": f"crm-sync:{CIRCLE_BACK}:{account.id}:{period}",
+        "externalId": f"crm-sync:{_CIRCLE_BACK}:{account.id}:{period}",
         "accountId": account.id,
         "name": rules.task_name,
         "description": reason,
@@ -339,4 +372,7 @@ def circle_back(
         "assignedToId": specialist,
         "tags": list(rules.task_tags),
     }
-    return Decision(CIRCLE_BACK, account.id, True, reason, inputs, task=task)
+    return Decision(_CIRCLE_BACK, account.id, True, reason, inputs, task=task)
+
+
+CIRCLE_BACK: AccountRule = Rule(_CIRCLE_BACK, circle_back, _may_circle_back)

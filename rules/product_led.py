@@ -7,14 +7,19 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core.model import Account
-from rules.base import Decision, Team, fmt_num, months_between
+from rules.base import AccountRule, Decision, Rule, Team, fmt_num, months_between
 from rules.guards import Check, days_since, trigger_decision
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
-    from rules.policy import Policy, RoutingPolicy
+    from rules.policy import Policy
 
 __all__ = [
+    "AM_REFERRAL",
+    "FORECAST_SPIKE",
+    "MRR_BAND",
+    "SCALE_HIGH_ICP",
+    "STARTUP_ROLLOFF",
     "am_referral",
     "forecast_spike",
     "last_invoice",
@@ -43,7 +48,7 @@ def _above(name: str, label: str, value: int | None, limit: int) -> Check:
     return Check(name, ok, f"{label} {value} {'>' if ok else '≤'} {limit}")
 
 
-def _checks(account: Account, policy: Policy, now: datetime) -> list[Check]:
+def _checks(account: Account, policy: Policy, months: int | None, source: str) -> list[Check]:
     rules = policy.product_led
     checks: list[Check] = []
     mrr = account.mrr
@@ -61,7 +66,6 @@ def _checks(account: Account, policy: Policy, now: datetime) -> list[Check]:
     else:
         icp = country in policy.icp_countries
         checks.append(Check("country", icp, f"country {country} {'is' if icp else 'is not'} ICP"))
-    months, source = paying_months(account, now)
     if months is None:
         checks.append(Check("paying_months", None, "paying months unknown (no first_paid_at or invoices)"))
     else:
@@ -76,36 +80,63 @@ def _checks(account: Account, policy: Policy, now: datetime) -> list[Check]:
     return checks
 
 
-def mrr_band(account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime) -> Decision:
+def _may_mrr_band(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """In the MRR band, with more employees and users than the floors (an unknown count is not more)."""
+    rules = policy.product_led
+    return (
+        account.mrr is not None
+        and rules.mrr_min <= account.mrr <= rules.mrr_max
+        and (account.employee_count or 0) > rules.employees_above
+        and (account.user_count or 0) > rules.users_above
+    )
+
+
+def mrr_band(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """Customers with MRR between $500 and $1,667, more than 50 employees and 7 users, in an ICP
     country and paying for at least 3 months become a product-led lead for a TAM."""
+    months, source = paying_months(account, now)
     inputs: dict[str, object] = {
         "mrr": account.mrr,
         "employee_count": account.employee_count,
         "user_count": account.user_count,
         "country": account.country,
-        "paying_months": paying_months(account, now)[0],
+        "paying_months": months,
     }
-    return _decide("product_led.mrr_band", account, ctx, policy, routing, now, _checks(account, policy, now), inputs)
+    checks = _checks(account, policy, months, source)
+    return _decide("product_led.mrr_band", account, ctx, policy, now, checks, inputs)
 
 
-def scale_high_icp(
-    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
-) -> Decision:
+MRR_BAND: AccountRule = Rule("product_led.mrr_band", mrr_band, _may_mrr_band)
+
+
+def _may_scale_high_icp(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """A known ICP score at or above the threshold."""
+    return account.icp_score is not None and account.icp_score >= policy.routing.high_icp_threshold
+
+
+def scale_high_icp(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """Customers with a high ICP score (10 or more) on the Scale plan become a product-led lead for a TAM."""
+    routing = policy.routing
     checks = [
         _at_least("icp_score", "icp score", account.icp_score, routing.high_icp_threshold),
         _plan_is(account, routing.scale_plan),
     ]
     inputs: dict[str, object] = {"icp_score": account.icp_score, "plan": account.plan}
-    return _decide("product_led.scale_high_icp", account, ctx, policy, routing, now, checks, inputs)
+    return _decide("product_led.scale_high_icp", account, ctx, policy, now, checks, inputs)
 
 
-def startup_rolloff(
-    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
-) -> Decision:
+SCALE_HIGH_ICP: AccountRule = Rule("product_led.scale_high_icp", scale_high_icp, _may_scale_high_icp)
+
+
+def _may_startup_rolloff(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """A known end of the startup plan."""
+    return account.startup_plan_ends_at is not None
+
+
+def startup_rolloff(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """Customers rolling off the startup plan in the next two months (60 days) whose last invoice was
     more than $1,500 become a product-led lead for a TAM."""
+    routing = policy.routing
     checks = [_plan_is(account, routing.startup_plan)]
     ends = account.startup_plan_ends_at
     days_left: int | None = None
@@ -132,14 +163,27 @@ def startup_rolloff(
         "days_left": days_left,
         "last_invoice": last,
     }
-    return _decide("product_led.startup_rolloff", account, ctx, policy, routing, now, checks, inputs)
+    return _decide("product_led.startup_rolloff", account, ctx, policy, now, checks, inputs)
 
 
-def forecast_spike(
-    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
-) -> Decision:
+STARTUP_ROLLOFF: AccountRule = Rule("product_led.startup_rolloff", startup_rolloff, _may_startup_rolloff)
+
+
+def _may_forecast_spike(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """MRR above the floor and a forecast above the ratio, both known."""
+    routing = policy.routing
+    return (
+        account.mrr is not None
+        and account.mrr > routing.forecast_mrr_above
+        and account.forecasted_mrr is not None
+        and account.forecasted_mrr > routing.forecast_ratio_above * account.mrr
+    )
+
+
+def forecast_spike(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """Customers with MRR over $1,000 whose forecasted MRR this month is more than 50 % higher
     become a product-led lead for a TAM."""
+    routing = policy.routing
     mrr, forecast = account.mrr, account.forecasted_mrr
     checks = [_money_above("mrr", "mrr", mrr, routing.forecast_mrr_above)]
     ratio = fmt_num(routing.forecast_ratio_above)
@@ -156,19 +200,28 @@ def forecast_spike(
             )
         )
     inputs: dict[str, object] = {"mrr": mrr, "forecasted_mrr": forecast}
-    return _decide("product_led.forecast_spike", account, ctx, policy, routing, now, checks, inputs)
+    return _decide("product_led.forecast_spike", account, ctx, policy, now, checks, inputs)
 
 
-def am_referral(
-    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
-) -> Decision:
+FORECAST_SPIKE: AccountRule = Rule("product_led.forecast_spike", forecast_spike, _may_forecast_spike)
+
+
+def _may_am_referral(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """In the AM referral segment."""
+    return policy.routing.am_referral_segment in account.segments
+
+
+def am_referral(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """An account someone put in the `AM referral` segment becomes a product-led lead for a TAM
     (a person's referral: the cool-off after a disqualification does not apply)."""
-    segment = routing.am_referral_segment
+    segment = policy.routing.am_referral_segment
     inside = segment in account.segments
     checks: list[Check] = [Check("segments", inside, f"{'in' if inside else 'not in'} segment {segment}")]
     inputs: dict[str, object] = {"segments": sorted(account.segments)}
-    return _decide("product_led.am_referral", account, ctx, policy, routing, now, checks, inputs, manual=True)
+    return _decide("product_led.am_referral", account, ctx, policy, now, checks, inputs, manual=True)
+
+
+AM_REFERRAL: AccountRule = Rule("product_led.am_referral", am_referral, _may_am_referral)
 
 
 def last_invoice(account: Account) -> float | None:
@@ -181,7 +234,6 @@ def _decide(
     account: Account,
     ctx: AccountContext,
     policy: Policy,
-    routing: RoutingPolicy,
     now: datetime,
     checks: list[Check],
     inputs: dict[str, object],
@@ -197,7 +249,7 @@ def _decide(
         checks,
         inputs,
         team=TEAM,
-        segment=routing.product_led_segment,
+        segment=policy.routing.product_led_segment,
         manual=manual,
     )
 

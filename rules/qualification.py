@@ -3,8 +3,8 @@ for the opening message (plg-lead-qualification.md, rules.md §6).
 
 Order of the verdict (first that holds wins):
 
-1. ``disqualify`` – already owned or worked (the caller passes the guard's text), or one of the
-   handbook's quick filters: MRR under 500 with no growth trend; all spend from one product and
+1. ``disqualify`` – already owned or worked (a routing guard holds, the cool-off aside), or one of
+   the handbook's quick filters: MRR under 500 with no growth trend; all spend from one product and
    under 200; startup credits with 12+ months left and low burn.
 2. ``nurture`` – spend growing but MRR under 1,000; implementation too early (mostly
    autocapture, few custom events). The handbook says "don't add yet" for these even when the
@@ -27,14 +27,23 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from core.model import Account, Invoice
-from rules.base import Decision, fmt_num, months_between, product_key
+from rules.base import AccountRule, Decision, Rule, fmt_num, months_between, product_key
+from rules.guards import routing_guard
 from rules.policy import QualificationPolicy
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
     from rules.policy import Policy
 
-__all__ = ["RULE_ID", "SIGNALS", "Recommendation", "monthly_growth", "recommend"]
+__all__ = [
+    "RECOMMENDATION",
+    "RULE_ID",
+    "SIGNALS",
+    "Recommendation",
+    "monthly_growth",
+    "not_product_led",
+    "recommend",
+]
 
 RULE_ID = "qualification.recommendation"
 
@@ -256,22 +265,16 @@ def _limits_close(
     return close
 
 
-def recommend(
-    account: Account,
-    ctx: AccountContext,
-    policy: Policy,
-    q: QualificationPolicy,
-    now: datetime,
-    *,
-    already_worked: str | None = None,
-) -> Decision:
+def recommend(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """A product-led lead is disqualified, nurtured or qualified the way a TAM would judge it:
     a realistic path to $20k ARR, a clear multi-product opportunity and a company that can grow.
 
-    `ctx` is accepted for symmetry with the other account rules (engagement in Salesforce is
-    the guards' business: pass their text as `already_worked`).
+    Already worked means a routing guard holds (an owner, an open lead or opportunity, ...), the
+    cool-off after a disqualification aside as for a person's referral. `evaluate_account` asks
+    only about an account a product-led trigger has just routed, which no guard held back.
     """
-    del ctx
+    q = policy.qualification
+    already_worked = routing_guard(account, ctx, policy, now, cool_off=False)
     manages = frozenset({q.segment})
     signals = _signals(account, q)
     signal_names = tuple(name for name, _ in signals)
@@ -330,3 +333,18 @@ def recommend(
     if any(ok for ok, _ in checks):
         return verdict("nurture", ["potential without an urgency signal", facts.growth_text, *texts])
     return verdict("disqualify", ["no expansion lever", facts.growth_text, *texts])
+
+
+# Asked by `evaluate_account` for the product-led lead routing has just chosen, and only then.
+RECOMMENDATION: AccountRule = Rule(RULE_ID, recommend)
+
+
+def not_product_led(account: Account, policy: Policy) -> Decision:
+    """The verdict `explain` shows for an account no product-led trigger routed: nothing to qualify."""
+    return Decision(
+        RULE_ID,
+        account.id,
+        False,
+        "not a product-led lead",
+        manages=frozenset({policy.qualification.segment}),
+    )

@@ -35,7 +35,7 @@ from core.records import (
 )
 from rules import Decision, evaluate_account, evaluate_lead, managed_segments
 from rules.allocation import owner_region
-from rules.context import EMPTY, AccountContext
+from rules.context import EMPTY, AccountContext, LeadContext
 from rules.routing import lead_source_for
 from rules.scoring import lead_score
 from state import OutboxRow, PlanLog, PlannedWrite, StateDB
@@ -417,7 +417,8 @@ class Engine:
 
     def decide_lead(self, lead: Lead, now: datetime, facts: SalesforceFacts) -> list[Decision]:
         """Every lead rule's verdict on one Salesforce lead (rules.evaluate_lead)."""
-        return evaluate_lead(lead, self.config.policy, now, facts.company_disqualified_at(lead.company))
+        context = LeadContext(facts.company_disqualified_at(lead.company))
+        return evaluate_lead(lead, context, self.config.policy, now)
 
     def _plan(self, report: CycleReport, now: datetime) -> None:
         facts = SalesforceFacts.load(self.state)
@@ -516,7 +517,9 @@ class Engine:
                 annual_revenue=account.estimated_revenue,
                 country=account.country,
             ),
-            self.config.policy.scoring,
+            LeadContext(),
+            self.config.policy,
+            now,
         ).inputs.get("score")
         fields: dict[str, Any] = {
             "LastName": account.name,

@@ -3,6 +3,7 @@ sales-handover.md)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +42,7 @@ STABLE = {
 
 
 def onboarding_lead(acc: Account, ctx: AccountContext = EMPTY, *, otherwise_lead: bool = False) -> Any:
-    return lead(acc, ctx, Policy(), RULES, NOW, otherwise_lead=otherwise_lead)
+    return lead(acc, replace(ctx, otherwise_lead=otherwise_lead), Policy(onboarding=RULES), NOW)
 
 
 @pytest.mark.parametrize(
@@ -121,9 +122,7 @@ def test_lead_keeps_the_segment_while_a_specialist_works_the_account() -> None:
 
 def test_lead_first_bill_can_include_free_months_when_configured() -> None:
     rules = OnboardingPolicy(first_bill_skips_zero=False)
-    decision = lead(
-        account(invoices=invoices(0, 150), business_email=True), EMPTY, Policy(), rules, NOW, otherwise_lead=False
-    )
+    decision = lead(account(invoices=invoices(0, 150), business_email=True), EMPTY, Policy(onboarding=rules), NOW)
     assert decision.fired is False
     assert "first invoice 0 (2026-09) < 100" in decision.reason
 
@@ -132,7 +131,7 @@ def test_lead_first_bill_can_include_free_months_when_configured() -> None:
 
 
 def handover(acc: Account, ctx: AccountContext = EMPTY, rules: OnboardingPolicy = RULES) -> Any:
-    return direct_handover(acc, ctx, Policy(), rules, NOW)
+    return direct_handover(acc, ctx, Policy(onboarding=rules), NOW)
 
 
 def test_direct_handover_reason_names_every_check() -> None:
@@ -262,7 +261,7 @@ def test_direct_handover_guarded_when_already_with_sales(kw: dict[str, Any], ctx
 
 
 def circle(acc: Account, now: datetime = NOW, rules: OnboardingPolicy = RULES) -> Any:
-    return circle_back(acc, EMPTY, Policy(), rules, now)
+    return circle_back(acc, EMPTY, Policy(onboarding=rules), now)
 
 
 @pytest.mark.parametrize(

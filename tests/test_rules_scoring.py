@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.model import Lead
-from rules.policy import ScoringPolicy
+from rules.context import LeadContext
+from rules.policy import Policy, ScoringPolicy
 from rules.scoring import lead_score, score_components
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -37,7 +38,7 @@ def points(name: str, **kw: Any) -> int:
 
 
 def test_lead_score_fires_with_the_reason_of_the_brief() -> None:
-    decision = lead_score(lead(), POLICY)
+    decision = lead_score(lead(), LeadContext(), Policy(scoring=POLICY), NOW)
     assert decision.rule == "scoring.lead_score"
     assert decision.record == "00Q000000000001"
     assert decision.fired
@@ -90,7 +91,7 @@ def test_score_components_revenue_band_edges(revenue: float, expected: int) -> N
 )
 def test_score_components_role_points(role: str, expected: int) -> None:
     assert points("role", role=role) == expected
-    assert "role" not in lead_score(lead(role=role), POLICY).unknown
+    assert "role" not in lead_score(lead(role=role), LeadContext(), Policy(scoring=POLICY), NOW).unknown
 
 
 @pytest.mark.parametrize(
@@ -131,7 +132,10 @@ def test_score_components_country_tiers_accept_names(country: str, expected: int
 
 def test_lead_score_maximum_is_70() -> None:
     decision = lead_score(
-        lead(employees=5000, annual_revenue=2e9, role="founder", sub_role="ceo", country="US"), POLICY
+        lead(employees=5000, annual_revenue=2e9, role="founder", sub_role="ceo", country="US"),
+        LeadContext(),
+        Policy(scoring=POLICY),
+        NOW,
     )
     assert decision.lead_fields == {"Lead_Score__c": 70}
     assert decision.reason.endswith("score 70/70")
@@ -149,7 +153,12 @@ def test_scoring_policy_default_maxima_sum_to_max_score() -> None:
 
 
 def test_lead_score_all_unknown_is_zero_and_incomplete() -> None:
-    decision = lead_score(lead(employees=None, annual_revenue=None, role=None, sub_role="  ", country=None), POLICY)
+    decision = lead_score(
+        lead(employees=None, annual_revenue=None, role=None, sub_role="  ", country=None),
+        LeadContext(),
+        Policy(scoring=POLICY),
+        NOW,
+    )
     assert decision.fired
     assert decision.lead_fields == {"Lead_Score__c": 0}
     assert decision.unknown == ("employees", "annual_revenue", "role", "sub_role", "country")
@@ -161,7 +170,7 @@ def test_lead_score_all_unknown_is_zero_and_incomplete() -> None:
 
 
 def test_lead_score_one_unknown_still_writes_the_partial_score() -> None:
-    decision = lead_score(lead(annual_revenue=None), POLICY)
+    decision = lead_score(lead(annual_revenue=None), LeadContext(), Policy(scoring=POLICY), NOW)
     assert decision.fired
     assert decision.lead_fields == {"Lead_Score__c": 40}
     assert decision.unknown == ("annual_revenue",)
@@ -183,7 +192,7 @@ def test_lead_score_one_unknown_still_writes_the_partial_score() -> None:
 def test_lead_score_fires_only_for_open_leads_whose_score_changed(
     kw: dict[str, Any], fired: bool, reason_end: str
 ) -> None:
-    decision = lead_score(lead(**kw), POLICY)
+    decision = lead_score(lead(**kw), LeadContext(), Policy(scoring=POLICY), NOW)
     assert decision.fired is fired
     assert decision.reason.endswith(reason_end)
     assert (decision.lead_fields != {}) is fired
@@ -191,7 +200,7 @@ def test_lead_score_fires_only_for_open_leads_whose_score_changed(
 
 def test_lead_score_follows_a_changed_table() -> None:
     policy = ScoringPolicy(employee_bands=((0, 0), (50, 15)), tier2_countries=("DE",), tier1_countries=(), max_score=60)
-    decision = lead_score(lead(), policy)
+    decision = lead_score(lead(), LeadContext(), Policy(scoring=policy), NOW)
     assert decision.lead_fields == {"Lead_Score__c": 15 + 10 + 10 + 10 + 5}
     assert "country DE (tier 2) → 5" in decision.reason
     assert decision.reason.endswith("score 50/60")
@@ -214,7 +223,7 @@ _leads = st.builds(
 
 @given(_leads)
 def test_lead_score_is_a_multiple_of_5_within_0_and_70(any_lead: Lead) -> None:
-    decision = lead_score(any_lead, POLICY)
+    decision = lead_score(any_lead, LeadContext(), Policy(scoring=POLICY), NOW)
     score = decision.inputs["score"]
     assert isinstance(score, int)
     assert 0 <= score <= 70
