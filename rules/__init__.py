@@ -71,7 +71,7 @@ def _also(decision: Decision, winner: Decision) -> Decision:
         decision,
         traits={},
         segments=frozenset(),
-        lead_fields={},
+        lead=None,
         reason=f"{decision.reason} (also matched; {winner.rule} wins)",
     )
 
@@ -198,7 +198,7 @@ def evaluate_lead(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -
     if winner is not None and classification.inputs.get("skip_round_robin"):
         label = classification.inputs.get("label")
         routing = [
-            replace(d, fired=False, lead_fields={}, reason=f"{d.reason}; but classified {label}: skips the round robin")
+            replace(d, fired=False, lead=None, reason=f"{d.reason}; but classified {label}: skips the round robin")
             if d is winner
             else d
             for d in routing

@@ -3,7 +3,8 @@
 A rule is a `Rule` record: its id, its verdict `decide(record, ctx, policy, now)` (one call
 signature for every rule, account and lead alike) and `may_fire`, a cheap necessary condition
 kept next to the rule it restates. The verdict is a `Decision`: fired or not, the reason, the
-inputs, and the writes it wants.
+inputs, and what it wants done, in canonical names (traits, segments, a `LeadIntent`, a
+`TaskIntent`); `sync/wire.py` turns the intents into the services' field names and JSON.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Generic, Literal, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeAlias, TypeVar, get_args
 
 from core.model import Account, Lead
 from rules.context import AccountContext, LeadContext
@@ -23,8 +24,11 @@ if TYPE_CHECKING:
 __all__ = [
     "AccountRule",
     "Decision",
+    "LeadField",
+    "LeadIntent",
     "LeadRule",
     "Rule",
+    "TaskIntent",
     "Team",
     "always",
     "fmt_money",
@@ -35,8 +39,46 @@ __all__ = [
 
 Team = Literal["TAE", "TAM", "CSM", "BDR", "Onboarding"]
 
+# The lead fields a rule may want, by canonical name (LeadIntent's fields).
+LeadField = Literal["score", "classification", "status", "routing_rule", "routing_reason"]
+_LEAD_FIELDS: tuple[LeadField, ...] = get_args(LeadField)
+
 RecordT = TypeVar("RecordT")
 ContextT = TypeVar("ContextT")
+
+
+@dataclass(frozen=True)
+class LeadIntent:
+    """What a lead rule wants written on its Salesforce lead, by canonical name; None leaves a
+    field alone. `sync/wire.py` names the Salesforce field of each (`score` is `Lead_Score__c`)."""
+
+    score: int | None = None
+    classification: str | None = None
+    status: str | None = None
+    routing_rule: str | None = None
+    routing_reason: str | None = None
+
+    def wanted(self) -> dict[LeadField, object]:
+        """The fields this intent sets, canonical name to value, in the order declared above."""
+        return {name: value for name in _LEAD_FIELDS if (value := getattr(self, name)) is not None}
+
+
+@dataclass(frozen=True)
+class TaskIntent:
+    """A task a rule wants a person to do on an account, created once per `key`.
+
+    `key` names the rule, the account and the period (the same all period long, so a re-run finds
+    the task it created instead of adding one); `assignee` is a Vitally user id, None leaves the
+    task unassigned. `sync/wire.py` makes it a Vitally task.
+    """
+
+    key: str
+    account_id: str
+    title: str
+    description: str
+    due: date
+    assignee: str | None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)  # slots: a cycle builds one per rule and account
@@ -47,8 +89,8 @@ class Decision:
     `traits` maps canonical written-trait names (``new_owner``, ``routing_reason``, ...) to the
     value the rule wants; `segments` are the managed segments it wants the record in; `manages`
     are the managed segments this rule is responsible for (so they are removed when it stops
-    holding). A rule that did not fire still explains why (`reason`) and which inputs were
-    unknown.
+    holding); `lead` is what a lead rule wants on its lead, `task` a task to create. A rule that
+    did not fire still explains why (`reason`) and which inputs were unknown.
     """
 
     rule: str
@@ -64,10 +106,8 @@ class Decision:
     region: str | None = None
     review: bool = False
     guarded_by: str | None = None
-    # Salesforce Lead fields this decision wants written on the record (lead decisions).
-    lead_fields: Mapping[str, object] = field(default_factory=dict)
-    # A Vitally task to create (upserted on its `externalId`, so it is created once).
-    task: Mapping[str, object] | None = None
+    lead: LeadIntent | None = None
+    task: TaskIntent | None = None
     # Other routing rules that matched too (the first in the configured order wins).
     also_matched: tuple[str, ...] = ()
     # Named signals found (qualification's opening-message hooks, etc.).

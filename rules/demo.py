@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from core.model import Lead
-from rules.base import Decision, LeadRule, Rule, fmt_num
+from rules.base import Decision, LeadIntent, LeadRule, Rule, fmt_num
 from rules.context import CLOSED_LEAD_STATUSES, LeadContext
 from rules.policy import DemoPolicy
 
@@ -160,11 +160,9 @@ def classify_demo(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -
         reason += f"; skips the round robin (dropped: status {demo.spam_status}, no owner)"
     if lead.classification == label:
         return no(f"{reason}; Classification__c already {label}")
-    fields: dict[str, object] = {"Classification__c": label}
-    if label == "spam":
-        fields["Status"] = demo.spam_status
+    intent = LeadIntent(classification=label, status=demo.spam_status if label == "spam" else None)
     was = f"; was {lead.classification}" if lead.classification else ""
-    return Decision(CLASSIFICATION_RULE, lead.id, True, reason + was, inputs, lead_fields=fields)
+    return Decision(CLASSIFICATION_RULE, lead.id, True, reason + was, inputs, lead=intent)
 
 
 CLASSIFICATION: LeadRule = Rule(CLASSIFICATION_RULE, classify_demo)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core.model import Account, Lead
-from rules.base import AccountRule, Decision, LeadRule, Rule, Team, fmt_num
+from rules.base import AccountRule, Decision, LeadIntent, LeadRule, Rule, Team, fmt_num
 from rules.context import CLOSED_LEAD_STATUSES
 from rules.guards import Check, days_since, summarise, trigger_decision
 from rules.product_led import last_invoice
@@ -226,7 +226,8 @@ def lead_source_decision(rule: str, source: str, lead: Lead, routing: RoutingPol
     """Fires when the lead's LeadSource is `source` (case- and space-insensitive) and the lead is open
     (not converted, status not closed) and unowned (no OwnerId, or a queue id); says why not otherwise.
 
-    A fired decision asks for `Routing_Rule__c` and `Routing_Reason__c` on the lead.
+    A fired decision wants the lead's routing rule and routing reason written (`Routing_Rule__c` and
+    `Routing_Reason__c`).
     """
     checks: list[Check] = []
     if lead.lead_source is None or not lead.lead_source.strip():
@@ -263,7 +264,7 @@ def lead_source_decision(rule: str, source: str, lead: Lead, routing: RoutingPol
         reason,
         inputs,
         team=TEAM,
-        lead_fields={"Routing_Rule__c": rule, "Routing_Reason__c": f"{rule}: {reason}"},
+        lead=LeadIntent(routing_rule=rule, routing_reason=f"{rule}: {reason}"),
     )
 
 

@@ -10,7 +10,7 @@ from statistics import median
 from typing import TYPE_CHECKING
 
 from core.model import Account, Invoice
-from rules.base import AccountRule, Decision, Rule, fmt_num
+from rules.base import AccountRule, Decision, Rule, TaskIntent, fmt_num
 from rules.guards import Check, routing_guard, summarise, trigger_decision
 from rules.policy import OnboardingPolicy, Period
 
@@ -362,16 +362,15 @@ def circle_back(account: Account, ctx: AccountContext, policy: Policy, now: date
     guard = routing_guard(account, ctx, policy, now)
     if guard is not None:
         return Decision(_CIRCLE_BACK, account.id, False, f"{reason}; but {guard}", inputs, guarded_by=guard)
-    period = task_period(now, rules.task_period)
-    task: dict[str, object] = {
-        "externalId": f"crm-sync:{_CIRCLE_BACK}:{account.id}:{period}",
-        "accountId": account.id,
-        "name": rules.task_name,
-        "description": reason,
-        "dueDate": (now + timedelta(days=rules.task_due_days)).date().isoformat(),
-        "assignedToId": specialist,
-        "tags": list(rules.task_tags),
-    }
+    task = TaskIntent(
+        key=f"{_CIRCLE_BACK}:{account.id}:{task_period(now, rules.task_period)}",
+        account_id=account.id,
+        title=rules.task_name,
+        description=reason,
+        due=(now + timedelta(days=rules.task_due_days)).date(),
+        assignee=specialist,
+        tags=rules.task_tags,
+    )
     return Decision(_CIRCLE_BACK, account.id, True, reason, inputs, task=task)
 
 

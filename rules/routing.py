@@ -90,7 +90,7 @@ def route_account(
 
 def route_lead(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> tuple[Decision | None, list[Decision]]:
     """The lead's routing by its LeadSource: (the winning decision or None, every lead-source trigger's
-    decision in `policy.routing.order`). The winner carries `also_matched` and its `lead_fields`."""
+    decision in `policy.routing.order`). The winner carries `also_matched` and its lead intent."""
     return _arbitrate([rule.decide(lead, ctx, policy, now) for rule in _lead_triggers(policy.routing.order)])
 
 
@@ -115,7 +115,7 @@ def _arbitrate(decisions: list[Decision]) -> tuple[Decision | None, list[Decisio
     result = list(decisions)
     result[first] = winner
     for i in others:
-        result[i] = replace(decisions[i], traits={}, segments=frozenset(), lead_fields={})
+        result[i] = replace(decisions[i], traits={}, segments=frozenset(), lead=None)
     return winner, result
 
 

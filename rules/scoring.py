@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from core.countries import normalise_country
 from core.model import Lead
-from rules.base import Decision, LeadRule, Rule, fmt_num
+from rules.base import Decision, LeadIntent, LeadRule, Rule, fmt_num
 from rules.context import CLOSED_LEAD_STATUSES, LeadContext
 from rules.policy import Bands, ScoringPolicy
 
@@ -142,7 +142,7 @@ def lead_score(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> D
         f"{lines}; score {total}{was}",
         inputs,
         unknown,
-        lead_fields={"Lead_Score__c": score},
+        lead=LeadIntent(score=score),
     )
 
 

@@ -42,6 +42,7 @@ from state import OutboxRow, PlanLog, PlannedWrite, StateDB
 from sync.config import Config
 from sync.facts import SalesforceFacts
 from sync.owners import Owners
+from sync.wire import lead_fields, vitally_task
 
 __all__ = ["SF_OBJECTS", "Conflict", "CycleReport", "Engine", "SalesforceReader", "VitallyPort"]
 
@@ -432,7 +433,7 @@ class Engine:
                 name: value
                 for d in self.decide_lead(lead, now, facts)
                 if d.fired
-                for name, value in d.lead_fields.items()
+                for name, value in lead_fields(d.lead).items()
                 if name not in COMPUTED_LEAD_FIELDS
             }
             current = (self.state.sf_raw("Lead", lead.id) or {}) if wanted else {}
@@ -617,11 +618,11 @@ class Engine:
     ) -> None:
         claimed: set[str] = set()
         for decision in decisions:
-            if not decision.fired or not decision.lead_fields:
+            if not decision.fired or decision.lead is None:
                 continue
             shown_owner = None
-            wants = dict(decision.lead_fields)
-            if "Routing_Rule__c" in wants and decision.team and _unowned(lead):
+            wants = lead_fields(decision.lead)
+            if decision.lead.routing_rule is not None and decision.team and _unowned(lead):
                 territories = self.config.policy.territories
                 region = territories.region_of(lead.country) if lead.country else territories.default_region
                 owner = owners.owner_for(lead.id, decision.team, region)
@@ -663,7 +664,7 @@ class Engine:
             if not decision.fired:
                 continue
             if decision.task is not None:
-                self._plan_task(account, decision, decision.task, last, report)
+                self._plan_task(account, decision, vitally_task(decision.task), last, report)
             wants = {vitally.written_traits.get(name, name): value for name, value in decision.traits.items()}
             fields, previous = self._changes(
                 "vitally", account.id, wants, account.written, claimed, last, decision, report

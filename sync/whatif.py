@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from rules import Decision
 from sync.engine import Engine
 from sync.facts import SalesforceFacts
+from sync.wire import lead_fields
 
 __all__ = ["Difference", "compare", "render_differences"]
 
@@ -35,7 +36,7 @@ def _summary(decision: Decision | None) -> dict[str, Any]:
         for name, value in (
             ("traits", dict(decision.traits)),
             ("segments", sorted(decision.segments)),
-            ("lead_fields", dict(decision.lead_fields)),
+            ("lead_fields", lead_fields(decision.lead)),
             ("team", decision.team),
             ("review", decision.review or None),
         ):

@@ -9,6 +9,7 @@ import pytest
 
 from core.model import Lead
 from rules import Policy
+from rules.base import LeadIntent
 from rules.context import LeadContext
 from rules.demo import (
     CLASSIFIERS,
@@ -94,34 +95,34 @@ def test_classifier_for_unknown_name_is_a_lookup_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kw", "fired", "fields", "skip"),
+    ("kw", "fired", "intent", "skip"),
     [
-        ({}, True, {"Classification__c": "sales"}, False),
-        ({"classification": "sales"}, False, {}, False),
+        ({}, True, LeadIntent(classification="sales"), False),
+        ({"classification": "sales"}, False, None, False),
         (
             {"form_text": "Error: the SDK is broken, how do I fix it?"},
             True,
-            {"Classification__c": "support"},
+            LeadIntent(classification="support"),
             True,
         ),
         (
             {"form_text": "Cheap backlinks, guest posts, SEO!"},
             True,
-            {"Classification__c": "spam", "Status": "Disqualified"},
+            LeadIntent(classification="spam", status="Disqualified"),
             True,
         ),
-        ({"form_text": "Cheap backlinks, guest posts, SEO!", "classification": "spam"}, False, {}, True),
-        ({"form_text": None, "classification": "support"}, True, {"Classification__c": "sales"}, False),
+        ({"form_text": "Cheap backlinks, guest posts, SEO!", "classification": "spam"}, False, None, True),
+        ({"form_text": None, "classification": "support"}, True, LeadIntent(classification="sales"), False),
     ],
 )
 def test_classify_demo_writes_the_label_when_it_differs(
-    kw: dict[str, Any], fired: bool, fields: dict[str, object], skip: bool
+    kw: dict[str, Any], fired: bool, intent: LeadIntent | None, skip: bool
 ) -> None:
     decision = classify_demo(lead(**kw), LeadContext(), Policy(demo=POLICY), NOW)
     assert decision.rule == "demo.classification"
     assert decision.record == "00Q000000000007"
     assert decision.fired is fired, decision.reason
-    assert dict(decision.lead_fields) == fields
+    assert decision.lead == intent
     assert decision.inputs["skip_round_robin"] is skip
     assert ("skips the round robin" in decision.reason) is skip
 
@@ -139,7 +140,7 @@ def test_classify_demo_uses_a_configured_spam_status() -> None:
     decision = classify_demo(
         lead(form_text="casino casino"), LeadContext(), Policy(demo=DemoPolicy(spam_status="Spam")), NOW
     )
-    assert decision.lead_fields == {"Classification__c": "spam", "Status": "Spam"}
+    assert decision.lead == LeadIntent(classification="spam", status="Spam")
 
 
 @pytest.mark.parametrize(
@@ -155,7 +156,7 @@ def test_classify_demo_ignores_other_and_closed_leads(kw: dict[str, Any], reason
     decision = classify_demo(lead(**kw), LeadContext(), Policy(demo=POLICY), NOW)
     assert not decision.fired
     assert decision.reason == reason
-    assert decision.lead_fields == {}
+    assert decision.lead is None
 
 
 class _Always:
@@ -174,7 +175,7 @@ def test_classify_demo_uses_the_classifier_the_policy_names(monkeypatch: pytest.
     monkeypatch.setitem(CLASSIFIERS, "stub", lambda policy: classifier)
     decision = classify_demo(lead(form_text="anything"), LeadContext(), Policy(demo=DemoPolicy(classifier="stub")), NOW)
     assert stub.seen == ["anything"]
-    assert decision.lead_fields == {"Classification__c": "support"}
+    assert decision.lead == LeadIntent(classification="support")
     assert decision.reason.startswith("classified support (stub); skips the round robin")
 
 
@@ -204,7 +205,7 @@ def test_scheduler_eligible_needs_2_of_3(kw: dict[str, Any], eligible: bool, met
     assert decision.rule == "demo.instant_scheduler"
     assert decision.fired is eligible, decision.reason
     assert decision.inputs["met"] == met
-    assert decision.lead_fields == {}
+    assert decision.lead is None
 
 
 def test_scheduler_eligible_reason_lists_met_and_unknown() -> None:

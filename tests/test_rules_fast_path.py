@@ -31,7 +31,7 @@ NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
 def effects(decisions: list[Decision]) -> list[tuple[Any, ...]]:
     """What a cycle acts on: the fired decisions and everything they want written."""
     return [
-        (d.rule, d.reason, dict(d.traits), sorted(d.segments), dict(d.lead_fields), d.task, d.review, d.also_matched)
+        (d.rule, d.reason, dict(d.traits), sorted(d.segments), d.lead, d.task, d.review, d.also_matched)
         for d in decisions
         if d.fired
     ]

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from core.model import Account, Invoice, Lead, Opportunity
 from rules import Decision, Policy
+from rules.base import LeadIntent
 from rules.bdr import closed_lost_unresponsive
 from rules.context import EMPTY, AccountContext, LeadContext
 from rules.guards import routing_guard
@@ -467,7 +468,7 @@ def test_route_lead_by_lead_source(source: str, rule: str | None) -> None:
     if winner is not None:
         assert winner.team == "TAE"
         assert winner.record == "00QA"
-        assert winner.lead_fields == {"Routing_Rule__c": rule, "Routing_Reason__c": f"{rule}: {winner.reason}"}
+        assert winner.lead == LeadIntent(routing_rule=rule, routing_reason=f"{rule}: {winner.reason}")
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.model import Lead
+from rules.base import LeadIntent
 from rules.context import LeadContext
 from rules.policy import Policy, ScoringPolicy
 from rules.scoring import lead_score, score_components
@@ -46,7 +47,7 @@ def test_lead_score_fires_with_the_reason_of_the_brief() -> None:
         "employees 64 → 10; revenue 12,000,000 → 10; role engineering → 10; sub-role software_engineer → 10; "
         "country DE (tier 1) → 10; score 50/70"
     )
-    assert decision.lead_fields == {"Lead_Score__c": 50}
+    assert decision.lead == LeadIntent(score=50)
     assert decision.unknown == ()
 
 
@@ -137,7 +138,7 @@ def test_lead_score_maximum_is_70() -> None:
         Policy(scoring=POLICY),
         NOW,
     )
-    assert decision.lead_fields == {"Lead_Score__c": 70}
+    assert decision.lead == LeadIntent(score=70)
     assert decision.reason.endswith("score 70/70")
 
 
@@ -160,7 +161,7 @@ def test_lead_score_all_unknown_is_zero_and_incomplete() -> None:
         NOW,
     )
     assert decision.fired
-    assert decision.lead_fields == {"Lead_Score__c": 0}
+    assert decision.lead == LeadIntent(score=0)
     assert decision.unknown == ("employees", "annual_revenue", "role", "sub_role", "country")
     assert decision.inputs["incomplete"] is True
     assert "employees unknown → 0" in decision.reason
@@ -172,7 +173,7 @@ def test_lead_score_all_unknown_is_zero_and_incomplete() -> None:
 def test_lead_score_one_unknown_still_writes_the_partial_score() -> None:
     decision = lead_score(lead(annual_revenue=None), LeadContext(), Policy(scoring=POLICY), NOW)
     assert decision.fired
-    assert decision.lead_fields == {"Lead_Score__c": 40}
+    assert decision.lead == LeadIntent(score=40)
     assert decision.unknown == ("annual_revenue",)
     assert "incomplete" in decision.reason
 
@@ -195,13 +196,13 @@ def test_lead_score_fires_only_for_open_leads_whose_score_changed(
     decision = lead_score(lead(**kw), LeadContext(), Policy(scoring=POLICY), NOW)
     assert decision.fired is fired
     assert decision.reason.endswith(reason_end)
-    assert (decision.lead_fields != {}) is fired
+    assert (decision.lead is not None) is fired
 
 
 def test_lead_score_follows_a_changed_table() -> None:
     policy = ScoringPolicy(employee_bands=((0, 0), (50, 15)), tier2_countries=("DE",), tier1_countries=(), max_score=60)
     decision = lead_score(lead(), LeadContext(), Policy(scoring=policy), NOW)
-    assert decision.lead_fields == {"Lead_Score__c": 15 + 10 + 10 + 10 + 5}
+    assert decision.lead == LeadIntent(score=15 + 10 + 10 + 10 + 5)
     assert "country DE (tier 2) → 5" in decision.reason
     assert decision.reason.endswith("score 50/60")
 
@@ -230,4 +231,4 @@ def test_lead_score_is_a_multiple_of_5_within_0_and_70(any_lead: Lead) -> None:
     assert score % 5 == 0
     assert decision.inputs["incomplete"] is bool(decision.unknown)
     if decision.fired:
-        assert decision.lead_fields == {"Lead_Score__c": score}
+        assert decision.lead == LeadIntent(score=score)
