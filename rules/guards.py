@@ -87,13 +87,9 @@ def routing_guard(
     for segment in guards.owned_segments:
         if segment in account.segments:
             return f"already owned (segment {segment})"
-    opportunities = ctx.open_opportunities
-    if opportunities:
-        opportunity = opportunities[0]
-        return f"open opportunity {opportunity.id} ({opportunity.stage_name or 'no stage'}) in Salesforce"
-    leads = [lead for lead in ctx.open_leads if not lead.sync_key]
-    if leads:
-        return f"open lead {leads[0].id} ({leads[0].status or 'no status'}) in Salesforce"
+    worked = _worked_in_salesforce(ctx)
+    if worked is not None:
+        return worked
     for segment in guards.active_sales_segments:
         if segment in account.segments:
             return f"in active sales segment {segment}"
@@ -103,6 +99,18 @@ def routing_guard(
         since = days_since(account.lead_disqualified_at, now)
         if since < guards.cool_off_days:
             return f"lead disqualified {since} days ago (cool-off {guards.cool_off_days} days)"
+    return None
+
+
+def _worked_in_salesforce(ctx: AccountContext) -> str | None:
+    """An open opportunity, or an open lead someone other than crm-sync created."""
+    opportunities = ctx.open_opportunities
+    if opportunities:
+        opportunity = opportunities[0]
+        return f"open opportunity {opportunity.id} ({opportunity.stage_name or 'no stage'}) in Salesforce"
+    leads = [lead for lead in ctx.open_leads if not lead.sync_key]
+    if leads:
+        return f"open lead {leads[0].id} ({leads[0].status or 'no status'}) in Salesforce"
     return None
 
 

@@ -123,7 +123,9 @@ def _lead_stage(source: str | None, rules: LifecyclePolicy) -> str:
     return NEW_BUSINESS_LEAD
 
 
-def _stage(account: Account, ctx: AccountContext, rules: LifecyclePolicy) -> tuple[str | None, str]:
+def _owned_stage(account: Account, ctx: AccountContext, rules: LifecyclePolicy) -> tuple[str, str] | None:
+    """The stage of an account someone owns or works: a key role, a TAM segment, an open opportunity
+    or lead."""
     roles = account.key_roles
     for role, name in ((rules.csm_role, CSM), (rules.tam_role, TAM), (rules.ae_role, TAE)):
         if role in roles:
@@ -136,6 +138,11 @@ def _stage(account: Account, ctx: AccountContext, rules: LifecyclePolicy) -> tup
     if ctx.open_leads:
         lead = _newest(ctx.open_leads)
         return _lead_stage(lead.lead_source, rules), f"open lead {lead.id} (source {lead.lead_source or 'unknown'})"
+    return None
+
+
+def _flagged_stage(account: Account, rules: LifecyclePolicy) -> tuple[str, str] | None:
+    """The stage a segment or the onboarding specialist gives an account nobody owns yet."""
     for segments, name in (
         (rules.expansion_segments, EXPANSION_LEAD),
         (rules.new_business_segments, NEW_BUSINESS_LEAD),
@@ -145,10 +152,18 @@ def _stage(account: Account, ctx: AccountContext, rules: LifecyclePolicy) -> tup
                 return name, f"segment {segment}"
     if rules.segment in account.segments:
         return REVIEW, f"segment {rules.segment}"
+    roles = account.key_roles
     if rules.specialist_role in roles:
         return ONBOARDING_SPECIALIST, f"{rules.specialist_role} key role ({roles[rules.specialist_role]})"
     if rules.onboarding_segment in account.segments:
         return ONBOARDING_SPECIALIST, f"segment {rules.onboarding_segment}"
+    return None
+
+
+def _stage(account: Account, ctx: AccountContext, rules: LifecyclePolicy) -> tuple[str | None, str]:
+    found = _owned_stage(account, ctx, rules) or _flagged_stage(account, rules)
+    if found is not None:
+        return found
     if account.mrr is None:
         return None, "no owner, lead or lifecycle segment, and mrr unknown"
     if account.mrr >= rules.review_mrr:

@@ -204,6 +204,12 @@ def _early(account: Account, q: QualificationPolicy) -> str | None:
 
 
 def _signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
+    """The opening-message hooks found, (name, text), in the order of `SIGNALS`."""
+    return [*_product_signals(account, q), *_billing_signals(account, q), *_data_signals(account, q)]
+
+
+def _product_signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
+    """How the product is used: autocapture without actions, a product missing for what they build."""
     found: list[tuple[str, str]] = []
     if (
         account.autocapture_pct is not None
@@ -212,18 +218,25 @@ def _signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
     ):
         found.append(("autocapture_no_actions", f"autocapture {_pct(account.autocapture_pct)} with 0 actions"))
     paid, activated = _products(account.paid_products), _products(account.activated_products)
-    products = None if paid is None and activated is None else (paid or set()) | (activated or set())
-    if products is not None:
-        missing = (
-            ("b2b_no_group_analytics", account.is_b2b, q.group_analytics_product, "B2B"),
-            ("mobile_no_replay", account.has_mobile_app, q.mobile_replay_product, "mobile app"),
-            ("ai_no_llm_analytics", account.is_ai_product, q.llm_analytics_product, "AI product"),
-        )
-        for name, flag, product, what in missing:
-            if flag and product_key(product) not in products:
-                found.append((name, f"{what} without {product}"))
-        if product_key(q.flags_product) in products and product_key(q.experiments_product) not in products:
-            found.append(("flags_no_experiments", f"{q.flags_product} without {q.experiments_product}"))
+    if paid is None and activated is None:
+        return found
+    products = (paid or set()) | (activated or set())
+    missing = (
+        ("b2b_no_group_analytics", account.is_b2b, q.group_analytics_product, "B2B"),
+        ("mobile_no_replay", account.has_mobile_app, q.mobile_replay_product, "mobile app"),
+        ("ai_no_llm_analytics", account.is_ai_product, q.llm_analytics_product, "AI product"),
+    )
+    for name, flag, product, what in missing:
+        if flag and product_key(product) not in products:
+            found.append((name, f"{what} without {product}"))
+    if product_key(q.flags_product) in products and product_key(q.experiments_product) not in products:
+        found.append(("flags_no_experiments", f"{q.flags_product} without {q.experiments_product}"))
+    return found
+
+
+def _billing_signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
+    """What billing shows: a jump in spend, visits to the billing page, limits close to spend."""
+    found: list[tuple[str, str]] = []
     invoices = account.invoices or ()
     if len(invoices) >= 2 and invoices[-2].amount > 0:
         prev, last = invoices[-2].amount, invoices[-1].amount
@@ -238,6 +251,12 @@ def _signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
     close = _limits_close(account.billing_limits, account.product_spend, q)
     if close:
         found.append(("billing_limits_close", "billing limit close to spend: " + ", ".join(close)))
+    return found
+
+
+def _data_signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
+    """Where their data goes (a competitor, a warehouse) and how many projects they run."""
+    found: list[tuple[str, str]] = []
     destinations = account.data_destinations or ()
     for name, listed, what in (
         ("competitor_destination", q.competitor_destinations, "data to competitor"),
