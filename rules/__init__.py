@@ -175,6 +175,7 @@ def evaluate_account(
     if full or allocation.NEW_OWNER.may_fire(account, ctx, policy, now):
         owner.append(allocation.NEW_OWNER.decide(account, ctx, policy, now))
     decisions = [*_qualification(account, ctx, policy, now, winner, full), *routing, *handover, *owner]
+    # onboarding.lead: a routing trigger, the handover or a New Owner already makes it a lead.
     claimed = ctx
     if (winner is not None or any(d.fired for d in owner)) and not ctx.otherwise_lead:
         claimed = AccountContext(ctx.leads, ctx.opportunities, otherwise_lead=True)

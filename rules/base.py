@@ -31,7 +31,6 @@ __all__ = [
     "TaskIntent",
     "Team",
     "always",
-    "fmt_money",
     "fmt_num",
     "months_between",
     "product_key",
@@ -146,10 +145,6 @@ def fmt_num(value: float) -> str:
     if float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:,.2f}".rstrip("0").rstrip(".")
-
-
-def fmt_money(value: float) -> str:
-    return fmt_num(round(value, 2))
 
 
 def product_key(name: str) -> str:
