@@ -10,8 +10,9 @@ disqualification (cool-off).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from core.model import Account
 from rules.base import Decision, Team
@@ -23,7 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["Check", "days_since", "may_be_routed", "routing_guard", "summarise", "trigger_decision"]
 
 
-class Check(NamedTuple):
+# Not frozen: every trigger of every account builds a few, and a frozen dataclass (or a named
+# tuple) costs several times a plain one to build; nothing keeps a Check past its rule's verdict.
+@dataclass(slots=True)
+class Check:
     """One condition of a rule on one input, as the reason shows it.
 
     `name` is the input checked (named in `Decision.unknown` when it is unknown); `passed` is True
