@@ -33,12 +33,13 @@ from typing import Any, TypeVar
 from core.errors import RecordError, WriteRejectedError
 from core.model import Account, Lead, Opportunity
 from core.records import parse_account, parse_lead, parse_opportunity, parse_sf_account
-from rules import AccountContext, Decision, evaluate_account, evaluate_lead
+from rules import AccountContext, Decision, LeadContext, evaluate_account, evaluate_lead
 from rules import managed_segments as managed_segments_of
 from rules.routing import lead_source_for
 from sync.app import make_salesforce, make_vitally
 from sync.config import Config, load_config
 from sync.ingest import SF_OBJECTS
+from sync.wire import lead_fields, vitally_task
 
 _ROUTED_TEAMS = ("TAM", "TAE", "BDR")  # the teams a routed account's lead goes to (sync/plan.py)
 _REASON_MAX = 255  # a Salesforce text field
@@ -155,7 +156,7 @@ def plan(
         context = facts.context_for(account.id)
         decisions = evaluate_account(account, context, policy, now, config.custom_triggers, full=False)
         out.puts.append((account.id, _managed_traits(decisions, config, managed)))
-        out.tasks.extend(dict(d.task) for d in decisions if d.fired and d.task and d.task.get("externalId"))
+        out.tasks.extend(vitally_task(d.task) for d in decisions if d.fired and d.task is not None)
         winner = next(
             (d for d in decisions if d.fired and d.team in _ROUTED_TEAMS and "routing_reason" in d.traits), None
         )
@@ -166,9 +167,9 @@ def plan(
             continue  # Salesforce refuses any update to a converted lead
         fields: dict[str, Any] = {}
         disqualified = facts.disqualified_by_company.get((lead.company or "").casefold())
-        for decision in evaluate_lead(lead, policy, now, disqualified):
+        for decision in evaluate_lead(lead, LeadContext(disqualified), policy, now):
             if decision.fired:
-                for name, value in decision.lead_fields.items():
+                for name, value in lead_fields(decision.lead).items():
                     fields.setdefault(name, value)
         if fields:
             out.lead_updates.append({"Id": lead.id, **fields})

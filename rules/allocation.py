@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core.model import Account
-from rules.base import Decision, fmt_num, product_key
+from rules.base import AccountRule, Decision, Rule, fmt_num, product_key
 
 if TYPE_CHECKING:
-    from rules.policy import Policy
+    from rules.context import AccountContext
+    from rules.policy import AllocationPolicy, Policy
 
-__all__ = ["new_owner", "owner_region"]
+__all__ = ["NEW_OWNER", "new_owner", "owner_region"]
 
 RULE_ID = "allocation.new_owner"
 
@@ -39,7 +41,41 @@ def owner_region(account: Account, policy: Policy) -> tuple[str | None, str]:
     return region, f"{why}; HQ country {account.country} → {region}"
 
 
-def new_owner(account: Account, policy: Policy) -> Decision:
+def _situation(account: Account, team: str, paying: int, rules: AllocationPolicy) -> tuple[bool, str]:
+    """(whether the account moves to a New Owner, the situation that moves it or why it stays): a CSM
+    keeps it, and so does a TAM unless the account needs a CSM now."""
+    roles = account.key_roles
+    if "CSM" in roles:
+        return False, f"already owned by a CSM ({roles['CSM']})"
+    if "TAM" in roles:
+        if team != "CSM":
+            return False, (
+                f"TAM-owned and pays for {paying} primary products "
+                f"(< {rules.csm_min_primary_products}: stays with the TAM)"
+            )
+        return True, "TAM → CSM handover"
+    if "Account Executive" in roles:
+        return True, "post-sale handover from the Account Executive"
+    return True, "no owner"
+
+
+def _option(wanted: str, rules: AllocationPolicy) -> tuple[str | None, str]:
+    """(the owner option for `wanted` or its configured fallback, the reason's note on a fallback);
+    (None, why) when nobody covers it."""
+    if wanted in rules.owner_options:
+        return wanted, ""
+    fallback = rules.fallbacks.get(wanted)
+    if fallback is None or fallback not in rules.owner_options:
+        return None, f"no owner option for {wanted} and no fallback configured"
+    return fallback, f"; no {wanted} → {fallback} (review)"
+
+
+def _may_new_owner(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """A known ARR at or above the threshold."""
+    return account.mrr is not None and 12 * account.mrr >= policy.allocation.arr_threshold
+
+
+def new_owner(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """Accounts paying $20k+ a year that have no owner, are still with their Account Executive after
     the sale, or have grown to 3+ primary products under a TAM get a New Owner: TAM for 1–2 primary
     products, CSM for 3+, in the region where most of their users are."""
@@ -67,34 +103,18 @@ def new_owner(account: Account, policy: Policy) -> Decision:
     primary = {product_key(p) for p in rules.primary_products}
     paying = sorted({product_key(p) for p in account.paid_products} & primary)
     team = "CSM" if len(paying) >= rules.csm_min_primary_products else "TAM"
-    roles = account.key_roles
-    if "CSM" in roles:
-        return no(f"already owned by a CSM ({roles['CSM']})")
-    if "TAM" in roles:
-        if team != "CSM":
-            return no(
-                f"TAM-owned and pays for {len(paying)} primary products "
-                f"(< {rules.csm_min_primary_products}: stays with the TAM)"
-            )
-        situation = "TAM → CSM handover"
-    elif "Account Executive" in roles:
-        situation = "post-sale handover from the Account Executive"
-    else:
-        situation = "no owner"
+    moves, situation = _situation(account, team, len(paying), rules)
+    if not moves:
+        return no(situation)
 
     region, region_why = owner_region(account, policy)
     if region is None:
         return no(f"region unknown: {region_why}", ("users_by_country", "country"))
 
-    choice = f"{region} {team}"
-    review = False
-    fallback_note = ""
-    if choice not in rules.owner_options:
-        fallback = rules.fallbacks.get(choice)
-        if fallback is None or fallback not in rules.owner_options:
-            return no(f"no owner option for {choice} and no fallback configured")
-        fallback_note = f"; no {choice} → {fallback} (review)"
-        choice, review = fallback, True
+    choice, fallback_note = _option(f"{region} {team}", rules)
+    if choice is None:
+        return no(fallback_note)
+    review = bool(fallback_note)
 
     comparison = "≥" if team == "CSM" else "<"
     reason = (
@@ -115,3 +135,6 @@ def new_owner(account: Account, policy: Policy) -> Decision:
         region=region,
         review=review,
     )
+
+
+NEW_OWNER: AccountRule = Rule(RULE_ID, new_owner, _may_new_owner)

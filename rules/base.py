@@ -1,19 +1,86 @@
-"""What every rule returns: a decision with its reason, its inputs and the writes it wants."""
+"""What a rule is and what it returns.
+
+A rule is a `Rule` record: its id, its verdict `decide(record, ctx, policy, now)` (one call
+signature for every rule, account and lead alike) and `may_fire`, a cheap necessary condition
+kept next to the rule it restates. The verdict is a `Decision`: fired or not, the reason, the
+inputs, and what it wants done, in canonical names (traits, segments, a `LeadIntent`, a
+`TaskIntent`); `sync/wire.py` turns the intents into the services' field names and JSON.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Generic, Literal, TypeAlias, TypeVar, get_args
 
-__all__ = ["Decision", "Team", "fmt_money", "fmt_num", "months_between", "product_key"]
+from core.model import Account, Lead
+from rules.context import AccountContext, LeadContext
+
+if TYPE_CHECKING:
+    from rules.policy import Policy
+
+__all__ = [
+    "AccountRule",
+    "Decision",
+    "LeadField",
+    "LeadIntent",
+    "LeadRule",
+    "Rule",
+    "TaskIntent",
+    "Team",
+    "always",
+    "fmt_num",
+    "months_between",
+    "product_key",
+]
 
 Team = Literal["TAE", "TAM", "CSM", "BDR", "Onboarding"]
 
+# The lead fields a rule may want, by canonical name (LeadIntent's fields).
+LeadField = Literal["score", "classification", "status", "routing_rule", "routing_reason"]
+_LEAD_FIELDS: tuple[LeadField, ...] = get_args(LeadField)
+
+RecordT = TypeVar("RecordT")
+ContextT = TypeVar("ContextT")
+
 
 @dataclass(frozen=True)
+class LeadIntent:
+    """What a lead rule wants written on its Salesforce lead, by canonical name; None leaves a
+    field alone. `sync/wire.py` names the Salesforce field of each (`score` is `Lead_Score__c`)."""
+
+    score: int | None = None
+    classification: str | None = None
+    status: str | None = None
+    routing_rule: str | None = None
+    routing_reason: str | None = None
+
+    def wanted(self) -> dict[LeadField, object]:
+        """The fields this intent sets, canonical name to value, in the order declared above."""
+        return {name: value for name in _LEAD_FIELDS if (value := getattr(self, name)) is not None}
+
+
+@dataclass(frozen=True)
+class TaskIntent:
+    """A task a rule wants a person to do on an account, created once per `key`.
+
+    `key` names the rule, the account and the period (the same all period long, so a re-run finds
+    the task it created instead of adding one); `assignee` is a Vitally user id, None leaves the
+    task unassigned. `sync/wire.py` makes it a Vitally task.
+    """
+
+    key: str
+    account_id: str
+    title: str
+    description: str
+    due: date
+    assignee: str | None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)  # slots: a cycle builds one per rule and account
 class Decision:
     """One rule's verdict on one record.
 
@@ -21,8 +88,8 @@ class Decision:
     `traits` maps canonical written-trait names (``new_owner``, ``routing_reason``, ...) to the
     value the rule wants; `segments` are the managed segments it wants the record in; `manages`
     are the managed segments this rule is responsible for (so they are removed when it stops
-    holding). A rule that did not fire still explains why (`reason`) and which inputs were
-    unknown.
+    holding); `lead` is what a lead rule wants on its lead, `task` a task to create. A rule that
+    did not fire still explains why (`reason`) and which inputs were unknown.
     """
 
     rule: str
@@ -38,14 +105,38 @@ class Decision:
     region: str | None = None
     review: bool = False
     guarded_by: str | None = None
-    # Salesforce Lead fields this decision wants written on the record (lead decisions).
-    lead_fields: Mapping[str, object] = field(default_factory=dict)
-    # A Vitally task to create (upserted on its `externalId`, so it is created once).
-    task: Mapping[str, object] | None = None
+    lead: LeadIntent | None = None
+    task: TaskIntent | None = None
     # Other routing rules that matched too (the first in the configured order wins).
     also_matched: tuple[str, ...] = ()
     # Named signals found (qualification's opening-message hooks, etc.).
     signals: tuple[str, ...] = ()
+
+
+def always(record: object, ctx: object, policy: Policy, now: datetime) -> bool:
+    """The necessary condition of a rule that has none cheaper than the rule itself."""
+    return True
+
+
+@dataclass(frozen=True)
+class Rule(Generic[RecordT, ContextT]):
+    """One rule: its id, its verdict and a cheap necessary condition.
+
+    `decide(record, ctx, policy, now)` is the verdict on one record (an `Account` or a `Lead`),
+    given what the rule may read besides it (`AccountContext` or `LeadContext`), the whole policy
+    (the rule reads its own part) and the rules' clock; its `Decision.rule` is `id`.
+    `may_fire(record, ctx, policy, now)` is false only when `decide` cannot fire: a cycle skips the
+    verdict of a rule that cannot fire instead of building its explanation
+    (tests/test_rules_fast_path.py checks it then decides exactly what the full evaluation does).
+    """
+
+    id: str
+    decide: Callable[[RecordT, ContextT, Policy, datetime], Decision]
+    may_fire: Callable[[RecordT, ContextT, Policy, datetime], bool] = always
+
+
+AccountRule: TypeAlias = Rule[Account, AccountContext]
+LeadRule: TypeAlias = Rule[Lead, LeadContext]
 
 
 @lru_cache(maxsize=65536)
@@ -54,10 +145,6 @@ def fmt_num(value: float) -> str:
     if float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:,.2f}".rstrip("0").rstrip(".")
-
-
-def fmt_money(value: float) -> str:
-    return fmt_num(round(value, 2))
 
 
 def product_key(name: str) -> str:
@@ -72,7 +159,3 @@ def months_between(start: date, now: datetime | date) -> int:
     if end.day < start.day:
         months -= 1
     return months
-
-
-def unknown_reason(names: Iterable[str]) -> str:
-    return "unknown: " + ", ".join(names)

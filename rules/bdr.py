@@ -10,25 +10,29 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core.model import Account, Opportunity
-from rules.base import Decision, Team, fmt_num
+from rules.base import AccountRule, Decision, Rule, Team, fmt_num
 from rules.guards import Check, days_since, trigger_decision
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
     from rules.policy import Policy, RoutingPolicy
 
-__all__ = ["closed_lost_unresponsive"]
+__all__ = ["CLOSED_LOST_UNRESPONSIVE", "closed_lost_unresponsive"]
 
 RULE_ID = "bdr.closed_lost_unresponsive"
 TEAM: Team = "BDR"
 CLOSED_LOST = "Closed Lost"
 
 
-def closed_lost_unresponsive(
-    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
-) -> Decision:
+def _may_closed_lost_unresponsive(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """Some opportunity in Salesforce."""
+    return bool(ctx.opportunities)
+
+
+def closed_lost_unresponsive(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """An account with an opportunity closed lost 4–6 months ago (120–180 days, inclusive) because the
     customer was unresponsive goes to a BDR."""
+    routing = policy.routing
     low, high = routing.bdr_min_days, routing.bdr_max_days
     window = f"[{fmt_num(low)}, {fmt_num(high)}] days"
     lost = [o for o in ctx.opportunities if _same(o.stage_name, CLOSED_LOST)]
@@ -44,18 +48,20 @@ def closed_lost_unresponsive(
     match = next(((o, age) for o, age in dated if low <= age <= high), None)
     if match is not None:
         opportunity, age = match
-        checks = [("opportunities", True, f"{_describe(opportunity, routing)} closed {age} days ago, in {window}")]
+        checks = [Check("opportunities", True, f"{_describe(opportunity, routing)} closed {age} days ago, in {window}")]
     elif dated:
         opportunity, age = min(dated, key=lambda pair: abs(pair[1] - (low + high) / 2))
-        checks = [("opportunities", False, f"{_describe(opportunity, routing)} closed {age} days ago, not in {window}")]
+        checks = [
+            Check("opportunities", False, f"{_describe(opportunity, routing)} closed {age} days ago, not in {window}")
+        ]
     elif len(dated) < len(unresponsive):
-        checks = [("close_date", None, f"close date unknown on {_describe(unresponsive[0], routing)}")]
+        checks = [Check("close_date", None, f"close date unknown on {_describe(unresponsive[0], routing)}")]
     elif any(o.loss_reason is None for o in lost):
         undated = next(o for o in lost if o.loss_reason is None)
-        checks = [("loss_reason", None, f"loss reason unknown on opportunity {undated.id} ({CLOSED_LOST})")]
+        checks = [Check("loss_reason", None, f"loss reason unknown on opportunity {undated.id} ({CLOSED_LOST})")]
     else:
         checks = [
-            (
+            Check(
                 "opportunities",
                 False,
                 f"no {CLOSED_LOST} opportunity with loss reason {routing.bdr_closed_lost_reason}"
@@ -63,6 +69,9 @@ def closed_lost_unresponsive(
             )
         ]
     return trigger_decision(RULE_ID, account, ctx, policy, now, checks, inputs, team=TEAM)
+
+
+CLOSED_LOST_UNRESPONSIVE: AccountRule = Rule(RULE_ID, closed_lost_unresponsive, _may_closed_lost_unresponsive)
 
 
 def _describe(opportunity: Opportunity, routing: RoutingPolicy) -> str:

@@ -1,12 +1,14 @@
-"""What Salesforce knows about one account, gathered by the engine for the rules that need it."""
+"""What a rule may read besides its record: for an account, what Salesforce knows about it; for a
+lead, what Salesforce knows about its company. The engine gathers both."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from core.model import Lead, Opportunity
 
-__all__ = ["CLOSED_LEAD_STATUSES", "EMPTY", "AccountContext"]
+__all__ = ["CLOSED_LEAD_STATUSES", "EMPTY", "AccountContext", "LeadContext"]
 
 OPEN_OPPORTUNITY_EXCLUDED = ("Closed Won", "Closed Lost")
 CLOSED_LEAD_STATUSES = ("Unqualified", "Disqualified", "Converted", "Closed - Converted", "Closed - Not Converted")
@@ -19,10 +21,15 @@ class AccountContext:
     `leads` are the Leads whose `Vitally_Account_Id__c` names the account; `opportunities` those
     of the Salesforce Account whose `Vitally_Account_Id__c` names it. Empty tuples mean "none
     known", which is what the engine passes when Salesforce has nothing for the account.
+
+    `otherwise_lead` is what `evaluate_account` tells the rules after routing and allocation: a
+    routing trigger or the direct handover won, or allocation chose a New Owner, in this
+    evaluation, so the account is already a lead for someone.
     """
 
     leads: tuple[Lead, ...] = ()
     opportunities: tuple[Opportunity, ...] = ()
+    otherwise_lead: bool = False
 
     @property
     def open_leads(self) -> tuple[Lead, ...]:
@@ -37,3 +44,11 @@ class AccountContext:
 
 
 EMPTY = AccountContext()
+
+
+@dataclass(frozen=True)
+class LeadContext:
+    """What the lead rules read besides the lead: the latest day a lead of the same company was
+    disqualified (None when none was, or it is unknown)."""
+
+    company_disqualified_at: date | None = None

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
-from typing import Literal, Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from core.model import Lead
-from rules.base import Decision, fmt_num
-from rules.context import CLOSED_LEAD_STATUSES
+from rules.base import Decision, LeadIntent, LeadRule, Rule, fmt_num
+from rules.context import CLOSED_LEAD_STATUSES, LeadContext
 from rules.policy import DemoPolicy
 
+if TYPE_CHECKING:
+    from rules.policy import Policy
+
 __all__ = [
+    "CLASSIFICATION",
     "CLASSIFIERS",
+    "INSTANT_SCHEDULER",
     "Classifier",
     "KeywordClassifier",
     "Label",
@@ -121,9 +126,13 @@ def classifier_for(policy: DemoPolicy) -> Classifier:
     return factory(policy)
 
 
-def classify_demo(lead: Lead, policy: DemoPolicy, classifier: Classifier | None = None) -> Decision:
+def classify_demo(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """Every open demo request is classified sales, support or spam (Classification__c); support and spam
-    skip the round robin, and spam is dropped by setting its status to Disqualified."""
+    skip the round robin, and spam is dropped by setting its status to Disqualified.
+
+    The classifier is the one `policy.demo.classifier` names in `CLASSIFIERS`.
+    """
+    demo = policy.demo
     inputs: dict[str, object] = {
         "lead_source": lead.lead_source,
         "classification": lead.classification,
@@ -135,27 +144,28 @@ def classify_demo(lead: Lead, policy: DemoPolicy, classifier: Classifier | None 
 
     if lead.lead_source is None:
         return no("lead source unknown", ("lead_source",))
-    if lead.lead_source != policy.lead_source:
+    if lead.lead_source != demo.lead_source:
         return no(f"not a demo request (LeadSource {lead.lead_source})")
     if lead.is_converted:
         return no("lead converted")
     if (lead.status or "") in CLOSED_LEAD_STATUSES:
         return no(f"lead closed (status {lead.status})")
-    label, why = (classifier or classifier_for(policy)).classify(lead.form_text or "")
+    label, why = classifier_for(demo).classify(lead.form_text or "")
     skip = label != "sales"
     inputs |= {"label": label, "skip_round_robin": skip}
     reason = f"classified {label} ({why})"
     if label == "support":
         reason += "; skips the round robin (support ticket, no sales owner)"
     elif label == "spam":
-        reason += f"; skips the round robin (dropped: status {policy.spam_status}, no owner)"
+        reason += f"; skips the round robin (dropped: status {demo.spam_status}, no owner)"
     if lead.classification == label:
         return no(f"{reason}; Classification__c already {label}")
-    fields: dict[str, object] = {"Classification__c": label}
-    if label == "spam":
-        fields["Status"] = policy.spam_status
+    intent = LeadIntent(classification=label, status=demo.spam_status if label == "spam" else None)
     was = f"; was {lead.classification}" if lead.classification else ""
-    return Decision(CLASSIFICATION_RULE, lead.id, True, reason + was, inputs, lead_fields=fields)
+    return Decision(CLASSIFICATION_RULE, lead.id, True, reason + was, inputs, lead=intent)
+
+
+CLASSIFICATION: LeadRule = Rule(CLASSIFICATION_RULE, classify_demo)
 
 
 def _title_matches(title: str, keywords: tuple[str, ...]) -> list[str]:
@@ -163,29 +173,31 @@ def _title_matches(title: str, keywords: tuple[str, ...]) -> list[str]:
     return [k for k in keywords if re.search(r"(?<![a-z0-9])" + re.escape(k.casefold()), folded)]
 
 
-def scheduler_eligible(lead: Lead, company_disqualified_at: date | None, policy: DemoPolicy, now: datetime) -> Decision:
+def scheduler_eligible(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """A demo request sees the instant scheduler when it meets 2 of 3 requirements (revenue, title,
-    industry) and no lead of its company was disqualified in the last 30 days.
+    industry) and no lead of its company was disqualified in the last 30 days (`ctx`).
 
     Informational: it writes nothing. An unknown requirement counts as not met and is named.
     "In the last 30 days" means fewer than 30 whole days ago, as the routing cool-off counts.
     """
+    demo = policy.demo
+    company_disqualified_at = ctx.company_disqualified_at
     inputs: dict[str, object] = {
         "annual_revenue": lead.annual_revenue,
         "title": lead.title,
         "industry": lead.industry,
         "company_disqualified_at": company_disqualified_at,
     }
-    if lead.lead_source != policy.lead_source:
+    if lead.lead_source != demo.lead_source:
         return Decision(SCHEDULER_RULE, lead.id, False, f"not a demo request (LeadSource {lead.lead_source})", inputs)
     met: list[str] = []
     unknown: list[str] = []
     parts: list[str] = []
-    bar = fmt_num(policy.min_annual_revenue)
+    bar = fmt_num(demo.min_annual_revenue)
     if lead.annual_revenue is None:
         unknown.append("annual_revenue")
         parts.append("revenue unknown")
-    elif lead.annual_revenue >= policy.min_annual_revenue:
+    elif lead.annual_revenue >= demo.min_annual_revenue:
         met.append("revenue")
         parts.append(f"revenue {fmt_num(lead.annual_revenue)} ≥ {bar}")
     else:
@@ -195,7 +207,7 @@ def scheduler_eligible(lead: Lead, company_disqualified_at: date | None, policy:
         unknown.append("title")
         parts.append("title unknown")
     else:
-        hits = _title_matches(title, policy.title_keywords)
+        hits = _title_matches(title, demo.title_keywords)
         if hits:
             met.append("title")
             parts.append(f"title {title!r} matches {', '.join(hits)}")
@@ -205,24 +217,28 @@ def scheduler_eligible(lead: Lead, company_disqualified_at: date | None, policy:
     if not industry:
         unknown.append("industry")
         parts.append("industry unknown")
-    elif industry.casefold() in {i.casefold() for i in policy.industries}:
+    elif industry.casefold() in {i.casefold() for i in demo.industries}:
         met.append("industry")
         parts.append(f"industry {industry!r} is listed")
     else:
         parts.append(f"industry {industry!r} not listed")
-    enough = len(met) >= policy.scheduler_min_met
-    parts.append(f"{len(met)} of 3 met (need {policy.scheduler_min_met})")
+    enough = len(met) >= demo.scheduler_min_met
+    parts.append(f"{len(met)} of 3 met (need {demo.scheduler_min_met})")
     blocked = False
     if company_disqualified_at is not None:
         days = (now.date() - company_disqualified_at).days
         inputs["days_since_disqualified"] = days
-        blocked = days < policy.disqualified_block_days
+        blocked = days < demo.disqualified_block_days
         if blocked:
-            parts.append(f"a company lead was disqualified {days} days ago (< {policy.disqualified_block_days})")
+            parts.append(f"a company lead was disqualified {days} days ago (< {demo.disqualified_block_days})")
         else:
-            parts.append(f"last company disqualification {days} days ago (≥ {policy.disqualified_block_days})")
+            parts.append(f"last company disqualification {days} days ago (≥ {demo.disqualified_block_days})")
     inputs |= {"met": tuple(met), "blocked": blocked}
     eligible = enough and not blocked
     verdict = "instant scheduler shown" if eligible else "no instant scheduler: manual review"
     reason = "; ".join(parts) + f"; {verdict}"
     return Decision(SCHEDULER_RULE, lead.id, eligible, reason, inputs, tuple(unknown))
+
+
+# Informational: it fires when the scheduler is shown, and writes nothing.
+INSTANT_SCHEDULER: LeadRule = Rule(SCHEDULER_RULE, scheduler_eligible)

@@ -10,6 +10,7 @@ disqualification (cool-off).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
@@ -20,10 +21,42 @@ from rules.context import AccountContext
 if TYPE_CHECKING:
     from rules.policy import Policy
 
-__all__ = ["Check", "days_since", "routing_guard", "trigger_decision"]
+__all__ = ["Check", "days_since", "may_be_routed", "routing_guard", "summarise", "trigger_decision"]
 
-# (input name, passed: True / False / None when unknown, text for the reason)
-Check = tuple[str, bool | None, str]
+
+# Not frozen: every trigger of every account builds a few, and a frozen dataclass (or a named
+# tuple) costs several times a plain one to build; nothing keeps a Check past its rule's verdict.
+@dataclass(slots=True)
+class Check:
+    """One condition of a rule on one input, as the reason shows it.
+
+    `name` is the input checked (named in `Decision.unknown` when it is unknown); `passed` is True
+    or False, or None when the input is unknown; `text` is the reason's fragment, e.g.
+    ``mrr 812 in [500, 1,667]``.
+    """
+
+    name: str
+    passed: bool | None
+    text: str
+
+
+def summarise(checks: Sequence[Check]) -> tuple[bool, str, tuple[str, ...]]:
+    """(every check passed, the reason, the unknown inputs) of a rule made of checks.
+
+    When one failed or is unknown, the reason lists the failed checks, then the unknown ones;
+    otherwise it lists every check, in order. Unknown inputs are named once each.
+    """
+    failed: list[str] = []
+    unknown: list[Check] = []
+    for check in checks:  # one pass: every trigger of every account comes through here
+        if check.passed is False:
+            failed.append(check.text)
+        elif check.passed is None:
+            unknown.append(check)
+    if failed or unknown:
+        failed += [check.text for check in unknown]
+        return False, "; ".join(failed), tuple(dict.fromkeys([check.name for check in unknown]))
+    return True, "; ".join([check.text for check in checks]), ()
 
 
 def days_since(moment: date | datetime, now: datetime) -> int:
@@ -33,6 +66,12 @@ def days_since(moment: date | datetime, now: datetime) -> int:
             moment = moment.astimezone(now.tzinfo)
         moment = moment.date()
     return (now.date() - moment).days
+
+
+def may_be_routed(account: Account, policy: Policy) -> bool:
+    """False for an account with an owner key role: the first guard of every routing trigger holds it
+    back, so no trigger can fire (a cycle skips them all)."""
+    return not any(role in account.key_roles for role in policy.owner_roles)
 
 
 def routing_guard(
@@ -52,13 +91,9 @@ def routing_guard(
     for segment in guards.owned_segments:
         if segment in account.segments:
             return f"already owned (segment {segment})"
-    opportunities = ctx.open_opportunities
-    if opportunities:
-        opportunity = opportunities[0]
-        return f"open opportunity {opportunity.id} ({opportunity.stage_name or 'no stage'}) in Salesforce"
-    leads = [lead for lead in ctx.open_leads if not lead.sync_key]
-    if leads:
-        return f"open lead {leads[0].id} ({leads[0].status or 'no status'}) in Salesforce"
+    worked = _worked_in_salesforce(ctx)
+    if worked is not None:
+        return worked
     for segment in guards.active_sales_segments:
         if segment in account.segments:
             return f"in active sales segment {segment}"
@@ -68,6 +103,18 @@ def routing_guard(
         since = days_since(account.lead_disqualified_at, now)
         if since < guards.cool_off_days:
             return f"lead disqualified {since} days ago (cool-off {guards.cool_off_days} days)"
+    return None
+
+
+def _worked_in_salesforce(ctx: AccountContext) -> str | None:
+    """An open opportunity, or an open lead someone other than crm-sync created."""
+    opportunities = ctx.open_opportunities
+    if opportunities:
+        opportunity = opportunities[0]
+        return f"open opportunity {opportunity.id} ({opportunity.stage_name or 'no stage'}) in Salesforce"
+    leads = [lead for lead in ctx.open_leads if not lead.sync_key]
+    if leads:
+        return f"open lead {leads[0].id} ({leads[0].status or 'no status'}) in Salesforce"
     return None
 
 
@@ -92,12 +139,9 @@ def trigger_decision(
     responsible for). `manual` marks a person's referral: the cool-off guard does not apply.
     """
     manages = frozenset({segment}) if segment else frozenset()
-    unknown = tuple(name for name, ok, _ in checks if ok is None)
-    failed = [text for _, ok, text in checks if ok is False]
-    if failed or unknown:
-        reason = "; ".join(failed + [text for _, ok, text in checks if ok is None])
+    passed, reason, unknown = summarise(checks)
+    if not passed:
         return Decision(rule, account.id, False, reason, inputs, unknown, manages=manages, team=team)
-    reason = "; ".join(text for _, _, text in checks)
     guard = routing_guard(account, ctx, policy, now, cool_off=not manual)
     if guard is not None:
         return Decision(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from rules.base import Decision, fmt_num
+from rules.base import AccountRule, Decision, Rule, fmt_num
 from rules.policy import (
     BDR,
     CSM,
@@ -33,9 +33,10 @@ __all__ = [
     "stage",
 ]
 
-ACCOUNT_REVIEW = "lifecycle.account_review"
-CSM_DOWNGRADE = "lifecycle.csm_downgrade"
-STAGE = "lifecycle.stage"
+_ACCOUNT_REVIEW = "lifecycle.account_review"
+_CSM_DOWNGRADE = "lifecycle.csm_downgrade"
+_STAGE = "lifecycle.stage"
+
 
 def _owner(account: Account, policy: Policy, rules: LifecyclePolicy) -> str | None:
     owners = [role for role in policy.owner_roles if role in account.key_roles]
@@ -47,47 +48,61 @@ def _owner(account: Account, policy: Policy, rules: LifecyclePolicy) -> str | No
     return None
 
 
-def account_review(
-    account: Account, ctx: AccountContext, policy: Policy, rules: LifecyclePolicy, now: datetime
-) -> Decision:
+def _may_account_review(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """A known MRR at or above the review threshold."""
+    return account.mrr is not None and account.mrr >= policy.lifecycle.review_mrr
+
+
+def account_review(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """A self-serve account (no TAM, CSM or Account Executive) that grows organically to $2,000+ MRR goes to
     Account review, where Simon decides whether it meets the TAM criteria.
 
     An Onboarding Specialist does not make an account owned; `AM Managed` does.
     """
+    rules = policy.lifecycle
     manages = frozenset({rules.segment})
     inputs: dict[str, object] = {"mrr": account.mrr, "key_roles": dict(account.key_roles)}
     owner = _owner(account, policy, rules)
     if owner is not None:
-        return Decision(ACCOUNT_REVIEW, account.id, False, f"not self serve ({owner})", inputs, manages=manages)
+        return Decision(_ACCOUNT_REVIEW, account.id, False, f"not self serve ({owner})", inputs, manages=manages)
     if account.mrr is None:
-        return Decision(ACCOUNT_REVIEW, account.id, False, "mrr unknown", inputs, ("mrr",), manages=manages)
+        return Decision(_ACCOUNT_REVIEW, account.id, False, "mrr unknown", inputs, ("mrr",), manages=manages)
     ok = account.mrr >= rules.review_mrr
     reason = f"self serve; mrr {fmt_num(account.mrr)} {'≥' if ok else '<'} {fmt_num(rules.review_mrr)}"
     if not ok:
-        return Decision(ACCOUNT_REVIEW, account.id, False, reason, inputs, manages=manages)
-    return Decision(ACCOUNT_REVIEW, account.id, True, reason, inputs, segments=manages, manages=manages)
+        return Decision(_ACCOUNT_REVIEW, account.id, False, reason, inputs, manages=manages)
+    return Decision(_ACCOUNT_REVIEW, account.id, True, reason, inputs, segments=manages, manages=manages)
 
 
-def csm_downgrade(
-    account: Account, ctx: AccountContext, policy: Policy, rules: LifecyclePolicy, now: datetime
-) -> Decision:
+ACCOUNT_REVIEW: AccountRule = Rule(_ACCOUNT_REVIEW, account_review, _may_account_review)
+
+
+def _may_csm_downgrade(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """A CSM key role."""
+    return policy.lifecycle.csm_role in account.key_roles
+
+
+def csm_downgrade(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """A CSM-owned account whose ARR drops below $20,000 is flagged for review: back to self serve?"""
+    rules = policy.lifecycle
     manages = frozenset({rules.segment})
     csm = account.key_roles.get(rules.csm_role)
     threshold = policy.allocation.arr_threshold
     inputs: dict[str, object] = {"mrr": account.mrr, "arr": account.arr, "csm": csm}
     if csm is None:
-        return Decision(CSM_DOWNGRADE, account.id, False, "not CSM-owned", inputs, manages=manages)
+        return Decision(_CSM_DOWNGRADE, account.id, False, "not CSM-owned", inputs, manages=manages)
     if account.arr is None:
         return Decision(
-            CSM_DOWNGRADE, account.id, False, f"CSM-owned ({csm}); mrr unknown", inputs, ("mrr",), manages=manages
+            _CSM_DOWNGRADE, account.id, False, f"CSM-owned ({csm}); mrr unknown", inputs, ("mrr",), manages=manages
         )
     if account.arr >= threshold:
         reason = f"CSM-owned ({csm}); ARR {fmt_num(round(account.arr, 2))} ≥ {fmt_num(threshold)}"
-        return Decision(CSM_DOWNGRADE, account.id, False, reason, inputs, manages=manages)
+        return Decision(_CSM_DOWNGRADE, account.id, False, reason, inputs, manages=manages)
     reason = f"CSM-owned ({csm}); ARR {fmt_num(round(account.arr, 2))} < {fmt_num(threshold)}: back to self serve?"
-    return Decision(CSM_DOWNGRADE, account.id, True, reason, inputs, segments=manages, manages=manages, review=True)
+    return Decision(_CSM_DOWNGRADE, account.id, True, reason, inputs, segments=manages, manages=manages, review=True)
+
+
+CSM_DOWNGRADE: AccountRule = Rule(_CSM_DOWNGRADE, csm_downgrade, _may_csm_downgrade)
 
 
 def _newest(leads: tuple[Lead, ...]) -> Lead:
@@ -108,7 +123,9 @@ def _lead_stage(source: str | None, rules: LifecyclePolicy) -> str:
     return NEW_BUSINESS_LEAD
 
 
-def _stage(account: Account, ctx: AccountContext, rules: LifecyclePolicy) -> tuple[str | None, str]:
+def _owned_stage(account: Account, ctx: AccountContext, rules: LifecyclePolicy) -> tuple[str, str] | None:
+    """The stage of an account someone owns or works: a key role, a TAM segment, an open opportunity
+    or lead."""
     roles = account.key_roles
     for role, name in ((rules.csm_role, CSM), (rules.tam_role, TAM), (rules.ae_role, TAE)):
         if role in roles:
@@ -121,6 +138,11 @@ def _stage(account: Account, ctx: AccountContext, rules: LifecyclePolicy) -> tup
     if ctx.open_leads:
         lead = _newest(ctx.open_leads)
         return _lead_stage(lead.lead_source, rules), f"open lead {lead.id} (source {lead.lead_source or 'unknown'})"
+    return None
+
+
+def _flagged_stage(account: Account, rules: LifecyclePolicy) -> tuple[str, str] | None:
+    """The stage a segment or the onboarding specialist gives an account nobody owns yet."""
     for segments, name in (
         (rules.expansion_segments, EXPANSION_LEAD),
         (rules.new_business_segments, NEW_BUSINESS_LEAD),
@@ -130,10 +152,18 @@ def _stage(account: Account, ctx: AccountContext, rules: LifecyclePolicy) -> tup
                 return name, f"segment {segment}"
     if rules.segment in account.segments:
         return REVIEW, f"segment {rules.segment}"
+    roles = account.key_roles
     if rules.specialist_role in roles:
         return ONBOARDING_SPECIALIST, f"{rules.specialist_role} key role ({roles[rules.specialist_role]})"
     if rules.onboarding_segment in account.segments:
         return ONBOARDING_SPECIALIST, f"segment {rules.onboarding_segment}"
+    return None
+
+
+def _stage(account: Account, ctx: AccountContext, rules: LifecyclePolicy) -> tuple[str | None, str]:
+    found = _owned_stage(account, ctx, rules) or _flagged_stage(account, rules)
+    if found is not None:
+        return found
     if account.mrr is None:
         return None, "no owner, lead or lifecycle segment, and mrr unknown"
     if account.mrr >= rules.review_mrr:
@@ -141,7 +171,7 @@ def _stage(account: Account, ctx: AccountContext, rules: LifecyclePolicy) -> tup
     return SELF_SERVE, f"no owner; mrr {fmt_num(account.mrr)} < {fmt_num(rules.review_mrr)}"
 
 
-def stage(account: Account, ctx: AccountContext, policy: Policy, rules: LifecyclePolicy, now: datetime) -> Decision:
+def stage(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """Every account's stage in the accounts-overview flowchart, written to the `lifecycle_stage` trait.
 
     The first that holds decides: a CSM, TAM or Account Executive key role ("Customer success manager",
@@ -154,7 +184,7 @@ def stage(account: Account, ctx: AccountContext, policy: Policy, rules: Lifecycl
     ("Onboarding specialist"); then by MRR: ≥ 2,000 "Account review", below "Self serve". Only an
     account that reaches the MRR step with MRR unknown has no stage (the rule does not fire).
     """
-    name, why = _stage(account, ctx, rules)
+    name, why = _stage(account, ctx, policy.lifecycle)
     inputs: dict[str, object] = {
         "key_roles": dict(account.key_roles),
         "segments": sorted(account.segments),
@@ -163,5 +193,9 @@ def stage(account: Account, ctx: AccountContext, policy: Policy, rules: Lifecycl
         "mrr": account.mrr,
     }
     if name is None:
-        return Decision(STAGE, account.id, False, why, inputs, ("mrr",))
-    return Decision(STAGE, account.id, True, f"{why} → {name}", inputs, traits={"lifecycle_stage": name})
+        return Decision(_STAGE, account.id, False, why, inputs, ("mrr",))
+    return Decision(_STAGE, account.id, True, f"{why} → {name}", inputs, traits={"lifecycle_stage": name})
+
+
+# Every account has a stage: no condition is cheaper than finding it.
+STAGE: AccountRule = Rule(_STAGE, stage)

@@ -12,16 +12,26 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core.model import Account, Lead
-from rules.base import Decision, Team, fmt_num
+from rules.base import AccountRule, Decision, LeadIntent, LeadRule, Rule, Team, fmt_num
 from rules.context import CLOSED_LEAD_STATUSES
-from rules.guards import Check, days_since, trigger_decision
+from rules.guards import Check, days_since, summarise, trigger_decision
 from rules.product_led import last_invoice
 
 if TYPE_CHECKING:
-    from rules.context import AccountContext
+    from rules.context import AccountContext, LeadContext
     from rules.policy import Policy, RoutingPolicy
 
 __all__ = [
+    "AE_REFERRAL",
+    "BDR_QUALIFIED",
+    "BIG_FISH",
+    "CAMPAIGN",
+    "DEMO_REQUEST",
+    "ONBOARDING_REFERRAL",
+    "ONBOARDING_REFERRAL_LEAD",
+    "SALES_EMAIL",
+    "STARTUP_CREDITS",
+    "TRUST_CENTER",
     "ae_referral",
     "bdr_qualified",
     "big_fish",
@@ -41,42 +51,62 @@ TEAM: Team = "TAE"
 # -- account triggers ---------------------------------------------------------------------------
 
 
-def onboarding_referral(
-    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
-) -> Decision:
+def _may_onboarding_referral(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """In the Onboarding referral segment."""
+    return policy.routing.onboarding_referral_segment in account.segments
+
+
+def onboarding_referral(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """An account an onboarding specialist put in the `Onboarding referral` segment becomes a new
     business lead for a TAE (a person's referral: the cool-off after a disqualification does not apply)."""
-    return _segment_referral(
-        "new_business.onboarding_referral", routing.onboarding_referral_segment, account, ctx, policy, now
-    )
+    segment = policy.routing.onboarding_referral_segment
+    return _segment_referral("new_business.onboarding_referral", segment, account, ctx, policy, now)
 
 
-def ae_referral(
-    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
-) -> Decision:
+ONBOARDING_REFERRAL: AccountRule = Rule(
+    "new_business.onboarding_referral", onboarding_referral, _may_onboarding_referral
+)
+
+
+def _may_ae_referral(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """In the AE referral segment."""
+    return policy.routing.ae_referral_segment in account.segments
+
+
+def ae_referral(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """An account someone put in the `AE referral` segment becomes a new business lead for a TAE
     (a person's referral: the cool-off after a disqualification does not apply)."""
-    return _segment_referral("new_business.ae_referral", routing.ae_referral_segment, account, ctx, policy, now)
+    segment = policy.routing.ae_referral_segment
+    return _segment_referral("new_business.ae_referral", segment, account, ctx, policy, now)
 
 
-def big_fish(account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime) -> Decision:
+AE_REFERRAL: AccountRule = Rule("new_business.ae_referral", ae_referral, _may_ae_referral)
+
+
+def _may_big_fish(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """Known employees at or above the Big Fish size."""
+    return account.employee_count is not None and account.employee_count >= policy.routing.big_fish_employees
+
+
+def big_fish(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """A signup in the last 14 days from a company with 1,000 or more employees ('Big Fish') becomes a
     new business lead for a TAE."""
+    routing = policy.routing
     checks: list[Check] = []
     age: int | None = None
     if account.created_at is None:
-        checks.append(("created_at", None, "created at unknown"))
+        checks.append(Check("created_at", None, "created at unknown"))
     else:
         age = max(days_since(account.created_at, now), 0)
         ok = age <= routing.big_fish_days
-        checks.append(("created_at", ok, f"created {age} days ago {'≤' if ok else '>'} {routing.big_fish_days}"))
+        checks.append(Check("created_at", ok, f"created {age} days ago {'≤' if ok else '>'} {routing.big_fish_days}"))
     employees = account.employee_count
     if employees is None:
-        checks.append(("employee_count", None, "employees unknown"))
+        checks.append(Check("employee_count", None, "employees unknown"))
     else:
         ok = employees >= routing.big_fish_employees
         checks.append(
-            (
+            Check(
                 "employee_count",
                 ok,
                 f"employees {fmt_num(employees)} {'≥' if ok else '<'} {fmt_num(routing.big_fish_employees)}",
@@ -86,24 +116,31 @@ def big_fish(account: Account, ctx: AccountContext, policy: Policy, routing: Rou
     return trigger_decision("new_business.big_fish", account, ctx, policy, now, checks, inputs, team=TEAM)
 
 
-def startup_credits(
-    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
-) -> Decision:
+BIG_FISH: AccountRule = Rule("new_business.big_fish", big_fish, _may_big_fish)
+
+
+def _may_startup_credits(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """Known credits used, of a known, non-zero total."""
+    return account.startup_credits_used is not None and bool(account.startup_credits_total)
+
+
+def startup_credits(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """Customers who have used 50 % or more of their startup credits and whose last invoice was more
     than $5,000 become a new business lead for a TAE."""
+    routing = policy.routing
     used, total = account.startup_credits_used, account.startup_credits_total
     share = routing.credits_used_share
     checks: list[Check] = []
     if used is None or total is None:
         missing = [n for n, v in (("startup_credits_used", used), ("startup_credits_total", total)) if v is None]
-        checks += [(name, None, f"{name.replace('_', ' ')} unknown") for name in missing]
+        checks += [Check(name, None, f"{name.replace('_', ' ')} unknown") for name in missing]
     elif total <= 0:
-        checks.append(("startup_credits_total", False, f"no startup credits (total {fmt_num(total)})"))
+        checks.append(Check("startup_credits_total", False, f"no startup credits (total {fmt_num(total)})"))
     else:
         ok = used >= share * total
         pct = fmt_num(round(100 * used / total, 1))
         checks.append(
-            (
+            Check(
                 "startup_credits_used",
                 ok,
                 f"startup credits used {fmt_num(used)} of {fmt_num(total)} ({pct} %) "
@@ -113,10 +150,10 @@ def startup_credits(
     last = last_invoice(account)
     limit = routing.credits_last_invoice_above
     if last is None:
-        checks.append(("last_invoice", None, "last invoice unknown"))
+        checks.append(Check("last_invoice", None, "last invoice unknown"))
     else:
         ok = last > limit
-        checks.append(("last_invoice", ok, f"last invoice {fmt_num(last)} {'>' if ok else '≤'} {fmt_num(limit)}"))
+        checks.append(Check("last_invoice", ok, f"last invoice {fmt_num(last)} {'>' if ok else '≤'} {fmt_num(limit)}"))
     inputs: dict[str, object] = {
         "startup_credits_used": used,
         "startup_credits_total": total,
@@ -125,11 +162,14 @@ def startup_credits(
     return trigger_decision("new_business.startup_credits", account, ctx, policy, now, checks, inputs, team=TEAM)
 
 
+STARTUP_CREDITS: AccountRule = Rule("new_business.startup_credits", startup_credits, _may_startup_credits)
+
+
 def _segment_referral(
     rule: str, segment: str, account: Account, ctx: AccountContext, policy: Policy, now: datetime
 ) -> Decision:
     inside = segment in account.segments
-    checks: list[Check] = [("segments", inside, f"{'in' if inside else 'not in'} segment {segment}")]
+    checks: list[Check] = [Check("segments", inside, f"{'in' if inside else 'not in'} segment {segment}")]
     inputs: dict[str, object] = {"segments": sorted(account.segments)}
     return trigger_decision(rule, account, ctx, policy, now, checks, inputs, team=TEAM, manual=True)
 
@@ -137,73 +177,86 @@ def _segment_referral(
 # -- lead-source triggers -----------------------------------------------------------------------
 
 
-def demo_request(lead: Lead, routing: RoutingPolicy) -> Decision:
+def demo_request(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned lead that completed the book-a-demo form goes to a TAE."""
+    routing = policy.routing
     return lead_source_decision("new_business.demo_request", routing.demo_request_source, lead, routing)
 
 
-def sales_email(lead: Lead, routing: RoutingPolicy) -> Decision:
+def sales_email(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned lead that emailed sales@ goes to a TAE."""
+    routing = policy.routing
     return lead_source_decision("new_business.sales_email", routing.sales_email_source, lead, routing)
 
 
-def onboarding_referral_lead(lead: Lead, routing: RoutingPolicy) -> Decision:
+def onboarding_referral_lead(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned lead referred by an onboarding specialist goes to a TAE."""
+    routing = policy.routing
     return lead_source_decision("new_business.onboarding_referral", routing.onboarding_referral_source, lead, routing)
 
 
-def trust_center(lead: Lead, routing: RoutingPolicy) -> Decision:
+def trust_center(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned lead that requested Trust Center access (NDA) goes to a TAE."""
+    routing = policy.routing
     return lead_source_decision("new_business.trust_center", routing.trust_center_source, lead, routing)
 
 
-def campaign(lead: Lead, routing: RoutingPolicy) -> Decision:
+def campaign(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned lead from a self-generated campaign (e.g. Top10) goes to a TAE."""
+    routing = policy.routing
     return lead_source_decision("new_business.campaign", routing.campaign_source, lead, routing)
 
 
-def bdr_qualified(lead: Lead, routing: RoutingPolicy) -> Decision:
+def bdr_qualified(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned outbound lead manually qualified by a BDR goes to a TAE."""
+    routing = policy.routing
     return lead_source_decision("new_business.bdr_qualified", routing.bdr_qualified_source, lead, routing)
+
+
+# Lead-source triggers have no cheaper necessary condition than their own few checks.
+DEMO_REQUEST: LeadRule = Rule("new_business.demo_request", demo_request)
+SALES_EMAIL: LeadRule = Rule("new_business.sales_email", sales_email)
+ONBOARDING_REFERRAL_LEAD: LeadRule = Rule("new_business.onboarding_referral", onboarding_referral_lead)
+TRUST_CENTER: LeadRule = Rule("new_business.trust_center", trust_center)
+CAMPAIGN: LeadRule = Rule("new_business.campaign", campaign)
+BDR_QUALIFIED: LeadRule = Rule("new_business.bdr_qualified", bdr_qualified)
 
 
 def lead_source_decision(rule: str, source: str, lead: Lead, routing: RoutingPolicy) -> Decision:
     """Fires when the lead's LeadSource is `source` (case- and space-insensitive) and the lead is open
     (not converted, status not closed) and unowned (no OwnerId, or a queue id); says why not otherwise.
 
-    A fired decision asks for `Routing_Rule__c` and `Routing_Reason__c` on the lead.
+    A fired decision wants the lead's routing rule and routing reason written (`Routing_Rule__c` and
+    `Routing_Reason__c`).
     """
     checks: list[Check] = []
     if lead.lead_source is None or not lead.lead_source.strip():
-        checks.append(("lead_source", None, "LeadSource unknown"))
+        checks.append(Check("lead_source", None, "LeadSource unknown"))
     else:
         ok = _same(lead.lead_source, source)
-        checks.append(("lead_source", ok, f"LeadSource {lead.lead_source}" + ("" if ok else f" is not {source}")))
+        checks.append(Check("lead_source", ok, f"LeadSource {lead.lead_source}" + ("" if ok else f" is not {source}")))
     if lead.is_converted:
-        checks.append(("is_converted", False, "lead already converted"))
+        checks.append(Check("is_converted", False, "lead already converted"))
     elif (lead.status or "") in CLOSED_LEAD_STATUSES:
-        checks.append(("status", False, f"lead status {lead.status} is closed"))
+        checks.append(Check("status", False, f"lead status {lead.status} is closed"))
     else:
-        checks.append(("status", True, f"lead open (status {lead.status or 'none'})"))
+        checks.append(Check("status", True, f"lead open (status {lead.status or 'none'})"))
     owner = lead.owner_id
     if owner is None or not owner.strip():
-        checks.append(("owner_id", True, "unowned"))
+        checks.append(Check("owner_id", True, "unowned"))
     elif owner.startswith(routing.queue_id_prefix):
-        checks.append(("owner_id", True, f"in queue {owner}"))
+        checks.append(Check("owner_id", True, f"in queue {owner}"))
     else:
-        checks.append(("owner_id", False, f"already owned by {owner}"))
+        checks.append(Check("owner_id", False, f"already owned by {owner}"))
     inputs: dict[str, object] = {
         "lead_source": lead.lead_source,
         "status": lead.status,
         "is_converted": lead.is_converted,
         "owner_id": lead.owner_id,
     }
-    unknown = tuple(name for name, ok, _ in checks if ok is None)
-    failed = [text for _, ok, text in checks if ok is False]
-    if failed or unknown:
-        reason = "; ".join(failed + [text for _, ok, text in checks if ok is None])
+    passed, reason, unknown = summarise(checks)
+    if not passed:
         return Decision(rule, lead.id, False, reason, inputs, unknown, team=TEAM)
-    reason = "; ".join(text for _, _, text in checks)
     return Decision(
         rule,
         lead.id,
@@ -211,7 +264,7 @@ def lead_source_decision(rule: str, source: str, lead: Lead, routing: RoutingPol
         reason,
         inputs,
         team=TEAM,
-        lead_fields={"Routing_Rule__c": rule, "Routing_Reason__c": f"{rule}: {reason}"},
+        lead=LeadIntent(routing_rule=rule, routing_reason=f"{rule}: {reason}"),
     )
 
 

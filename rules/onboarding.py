@@ -10,8 +10,8 @@ from statistics import median
 from typing import TYPE_CHECKING
 
 from core.model import Account, Invoice
-from rules.base import Decision, fmt_num
-from rules.guards import Check, routing_guard, trigger_decision
+from rules.base import AccountRule, Decision, Rule, TaskIntent, fmt_num
+from rules.guards import Check, routing_guard, summarise, trigger_decision
 from rules.policy import OnboardingPolicy, Period
 
 if TYPE_CHECKING:
@@ -28,9 +28,10 @@ __all__ = [
     "task_period",
 ]
 
-LEAD = "onboarding.lead"
-DIRECT_HANDOVER = "onboarding.direct_handover"
-CIRCLE_BACK = "onboarding.circle_back"
+_LEAD = "onboarding.lead"
+_DIRECT_HANDOVER = "onboarding.direct_handover"
+_CIRCLE_BACK = "onboarding.circle_back"
+
 
 def task_period(now: datetime, period: Period) -> str:
     """The calendar period `now` falls in: '2026-Q4' for a quarter, '2026-11' for a month."""
@@ -81,23 +82,32 @@ def _first_bill(invoices: Sequence[Invoice], skip_zero: bool) -> Invoice | None:
     return None
 
 
-def lead(
-    account: Account,
-    ctx: AccountContext,
-    policy: Policy,
-    rules: OnboardingPolicy,
-    now: datetime,
-    *,
-    otherwise_lead: bool,
-) -> Decision:
+def _may_lead(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """A business email and a first bill of at least the minimum, recent enough."""
+    if account.business_email is not True:
+        return False
+    rules = policy.onboarding
+    first = next((i for i in account.invoices or () if i.amount > 0 or not rules.first_bill_skips_zero), None)
+    if first is None or first.amount < rules.first_bill_min:
+        return False
+    try:
+        age = now.year * 12 + now.month - (int(first.month[:4]) * 12 + int(first.month[5:7]))
+    except ValueError:
+        return True  # the rule itself reports the unreadable month
+    return age <= rules.first_bill_max_age_months
+
+
+def lead(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """A new payer whose first bill is at least $100, with a business email and not otherwise a lead, is an
     onboarding lead: segment Onboarding, and an onboarding specialist from the onboarding pool.
 
-    "Otherwise a lead" is `otherwise_lead` (the caller: a routing rule fired for the account this run) or
-    what the account shows: an owner key role (TAM, CSM, Account Executive), an owned or active-sales
+    "Otherwise a lead" is `ctx.otherwise_lead` (a routing rule or allocation fired for the account in this
+    evaluation) or what the account shows: an owner key role (TAM, CSM, Account Executive), an owned or active-sales
     segment, or an open lead or opportunity in Salesforce. An Onboarding Specialist key role does not stop
     the rule (the account stays in the segment while the specialist works it); the reason names them.
     """
+    rules = policy.onboarding
+    otherwise_lead = ctx.otherwise_lead
     manages = frozenset({rules.segment})
     first = _first_bill(account.invoices, rules.first_bill_skips_zero) if account.invoices is not None else None
     specialist = account.key_roles.get(rules.specialist_role)
@@ -110,14 +120,14 @@ def lead(
     }
     checks: list[Check] = []
     if account.invoices is None:
-        checks.append(("invoices", None, "invoices unknown"))
+        checks.append(Check("invoices", None, "invoices unknown"))
     elif first is None:
-        checks.append(("invoices", False, "no paid invoice yet"))
+        checks.append(Check("invoices", False, "no paid invoice yet"))
     else:
         ok = first.amount >= rules.first_bill_min
         sign = "≥" if ok else "<"
         checks.append(
-            (
+            Check(
                 "first_invoice",
                 ok,
                 f"first invoice {fmt_num(first.amount)} ({first.month}) {sign} {fmt_num(rules.first_bill_min)}",
@@ -125,37 +135,34 @@ def lead(
         )
         start = _month_start(first.month)
         if start is None:
-            checks.append(("invoices", None, f"first invoice month {first.month!r} unreadable"))
+            checks.append(Check("invoices", None, f"first invoice month {first.month!r} unreadable"))
         else:
             age = max(0, (now.year - start.year) * 12 + now.month - start.month)
             recent = age <= rules.first_bill_max_age_months
             checks.append(
-                (
+                Check(
                     "first_invoice_month",
                     recent,
                     f"first billed {age} months ago {'≤' if recent else '>'} {rules.first_bill_max_age_months}",
                 )
             )
     if account.business_email is None:
-        checks.append(("business_email", None, "business email unknown"))
+        checks.append(Check("business_email", None, "business email unknown"))
     else:
         checks.append(
-            (
+            Check(
                 "business_email",
                 account.business_email,
                 "business email" if account.business_email else "no business email",
             )
         )
-    unknown = tuple(dict.fromkeys(name for name, ok, _ in checks if ok is None))
-    failed = [text for _, ok, text in checks if ok is False]
-    if failed or unknown:
-        reason = "; ".join(failed + [text for _, ok, text in checks if ok is None])
-        return Decision(LEAD, account.id, False, reason, inputs, unknown, manages=manages, team="Onboarding")
-    reason = "; ".join(text for _, _, text in checks)
+    passed, reason, unknown = summarise(checks)
+    if not passed:
+        return Decision(_LEAD, account.id, False, reason, inputs, unknown, manages=manages, team="Onboarding")
     why_not = "a routing rule fired" if otherwise_lead else _already_a_lead(account, ctx, policy)
     if why_not is not None:
         return Decision(
-            LEAD,
+            _LEAD,
             account.id,
             False,
             f"{reason}; but otherwise a lead: {why_not}",
@@ -167,7 +174,7 @@ def lead(
     if specialist is not None:
         reason += f"; with onboarding specialist {specialist}"
     return Decision(
-        LEAD,
+        _LEAD,
         account.id,
         True,
         reason,
@@ -178,15 +185,18 @@ def lead(
     )
 
 
+LEAD: AccountRule = Rule(_LEAD, lead, _may_lead)
+
+
 def _stability(recent: Sequence[Invoice], band: float) -> Check:
     low, high = min(i.amount for i in recent), max(i.amount for i in recent)
     span = f"last {len(recent)} invoices {fmt_num(low)}–{fmt_num(high)}"
     limit = _pct(band - 1)
     if low <= 0:
-        return "invoices", False, f"{span} include a month without spend"
+        return Check("invoices", False, f"{span} include a month without spend")
     if high <= band * low:
-        return "invoices", True, f"{span} within {limit}"
-    return "invoices", False, f"{span} vary {_pct(high / low - 1, band - 1)} > {limit}"
+        return Check("invoices", True, f"{span} within {limit}")
+    return Check("invoices", False, f"{span} vary {_pct(high / low - 1, band - 1)} > {limit}")
 
 
 def _spike(mrr: float, invoices: Sequence[Invoice], recent: int, rules: OnboardingPolicy) -> Check:
@@ -196,7 +206,7 @@ def _spike(mrr: float, invoices: Sequence[Invoice], recent: int, rules: Onboardi
     for index in range(len(amounts) - recent, len(amounts)):
         before = amounts[max(0, index - lookback) : index]
         if before and amounts[index] > factor * median(before):
-            return (
+            return Check(
                 "invoices",
                 False,
                 f"spike: {invoices[index].month} invoice {fmt_num(amounts[index])} > {fmt_num(factor)}× "
@@ -204,36 +214,40 @@ def _spike(mrr: float, invoices: Sequence[Invoice], recent: int, rules: Onboardi
             )
     before = amounts[-lookback:]
     if mrr > factor * median(before):
-        return (
+        return Check(
             "mrr",
             False,
             f"spike: mrr {fmt_num(mrr)} > {fmt_num(factor)}× median {fmt_num(median(before))} "
             f"of the last {len(before)} invoices",
         )
-    return "invoices", True, "no spike"
+    return Check("invoices", True, "no spike")
 
 
 def _concentration(spend: dict[str, float], limit: float) -> Check:
     total = sum(v for v in spend.values() if v > 0)
     if total <= 0:
-        return "product_spend", None, "product spend empty"
+        return Check("product_spend", None, "product spend empty")
     product, amount = max(spend.items(), key=lambda kv: (kv[1], kv[0]))
     share = amount / total
     if amount > limit * total:
-        return (
+        return Check(
             "product_spend",
             False,
             f"concentrated: {product} {_pct(share, limit)} of spend > {_pct(limit)} (possible misconfiguration)",
         )
-    return "product_spend", True, f"largest product {product} {_pct(share)} of spend"
+    return Check("product_spend", True, f"largest product {product} {_pct(share)} of spend")
 
 
-def direct_handover(
-    account: Account, ctx: AccountContext, policy: Policy, rules: OnboardingPolicy, now: datetime
-) -> Decision:
+def _may_direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """A known MRR above the handover threshold."""
+    return account.mrr is not None and account.mrr > policy.onboarding.handover_mrr_above
+
+
+def direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """An account spending more than $1,000 a month whose spend is stable (last 3 invoices within 25 % of
     each other), not an event spike and not concentrated in one possibly misconfigured product goes
     straight to Sales as an onboarding referral, without waiting for the onboarding program."""
+    rules = policy.onboarding
     recent = max(1, rules.recent_invoices)
     inputs: dict[str, object] = {
         "mrr": account.mrr,
@@ -243,24 +257,27 @@ def direct_handover(
     checks: list[Check] = []
     mrr = account.mrr
     if mrr is None:
-        checks.append(("mrr", None, "mrr unknown"))
+        checks.append(Check("mrr", None, "mrr unknown"))
     else:
         ok = mrr > rules.handover_mrr_above
-        checks.append(("mrr", ok, f"mrr {fmt_num(mrr)} {'>' if ok else '≤'} {fmt_num(rules.handover_mrr_above)}"))
+        checks.append(Check("mrr", ok, f"mrr {fmt_num(mrr)} {'>' if ok else '≤'} {fmt_num(rules.handover_mrr_above)}"))
     invoices = account.invoices
     if invoices is None:
-        checks.append(("invoices", None, "invoices unknown"))
+        checks.append(Check("invoices", None, "invoices unknown"))
     elif len(invoices) < recent:
-        checks.append(("invoices", False, f"only {len(invoices)} invoices (need {recent})"))
+        checks.append(Check("invoices", False, f"only {len(invoices)} invoices (need {recent})"))
     else:
         checks.append(_stability(invoices[-recent:], rules.stability_band))
         if mrr is not None:
             checks.append(_spike(mrr, invoices, recent, rules))
     if account.product_spend is None:
-        checks.append(("product_spend", None, "product spend unknown"))
+        checks.append(Check("product_spend", None, "product spend unknown"))
     else:
         checks.append(_concentration(dict(account.product_spend), rules.concentration_max))
-    return trigger_decision(DIRECT_HANDOVER, account, ctx, policy, now, checks, inputs, team="TAE")
+    return trigger_decision(_DIRECT_HANDOVER, account, ctx, policy, now, checks, inputs, team="TAE")
+
+
+DIRECT_HANDOVER: AccountRule = Rule(_DIRECT_HANDOVER, direct_handover, _may_direct_handover)
 
 
 def _growth(invoices: Sequence[Invoice], rules: OnboardingPolicy) -> Check:
@@ -279,15 +296,30 @@ def _growth(invoices: Sequence[Invoice], rules: OnboardingPolicy) -> Check:
     else:
         growth_text = f"growth over {months} months unknown (no spend {months} months ago)"
     if increasing:
-        return "invoices", True, f"last {len(amounts)} invoices {path} strictly increasing; {growth_text}"
+        return Check("invoices", True, f"last {len(amounts)} invoices {path} strictly increasing; {growth_text}")
     if grown:
-        return "invoices", True, f"last {len(amounts)} invoices {path}; {growth_text}"
-    return "invoices", False, f"not growing: last {len(amounts)} invoices {path} not strictly increasing; {growth_text}"
+        return Check("invoices", True, f"last {len(amounts)} invoices {path}; {growth_text}")
+    return Check(
+        "invoices", False, f"not growing: last {len(amounts)} invoices {path} not strictly increasing; {growth_text}"
+    )
 
 
-def circle_back(
-    account: Account, ctx: AccountContext, policy: Policy, rules: OnboardingPolicy, now: datetime
-) -> Decision:
+def _may_circle_back(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """A known MRR at most the maximum and a latest invoice of at least the minimum that grew: above the
+    one before, or enough above the one `growth_months` earlier."""
+    rules = policy.onboarding
+    invoices = account.invoices
+    if account.mrr is None or account.mrr > rules.circle_back_mrr_max or not invoices or len(invoices) < 2:
+        return False
+    last = invoices[-1].amount
+    if last < rules.circle_back_min_last_invoice:
+        return False
+    months = rules.growth_months
+    earlier = invoices[-1 - months].amount if 0 < months < len(invoices) else 0
+    return last > invoices[-2].amount or (earlier > 0 and last >= (1 + rules.growth_min) * earlier)
+
+
+def circle_back(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """A growing account still at or below $1,000 MRR gets a Vitally task for its onboarding specialist to
     circle back in 30 days and see whether it is ready for Sales, once per account per quarter.
 
@@ -295,6 +327,7 @@ def circle_back(
     months earlier. The task goes to the Onboarding Specialist key role, unassigned when there is none.
     Accounts already with Sales (the routing guard, an open lead or opportunity) get no task.
     """
+    rules = policy.onboarding
     specialist = account.key_roles.get(rules.specialist_role)
     recent = max(1, rules.recent_invoices)
     needed = max(recent, rules.growth_months + 1)
@@ -306,40 +339,39 @@ def circle_back(
     checks: list[Check] = []
     mrr = account.mrr
     if mrr is None:
-        checks.append(("mrr", None, "mrr unknown"))
+        checks.append(Check("mrr", None, "mrr unknown"))
     else:
         ok = mrr <= rules.circle_back_mrr_max
-        checks.append(("mrr", ok, f"mrr {fmt_num(mrr)} {'≤' if ok else '>'} {fmt_num(rules.circle_back_mrr_max)}"))
+        checks.append(Check("mrr", ok, f"mrr {fmt_num(mrr)} {'≤' if ok else '>'} {fmt_num(rules.circle_back_mrr_max)}"))
     invoices = account.invoices
     if invoices is None:
-        checks.append(("invoices", None, "invoices unknown"))
+        checks.append(Check("invoices", None, "invoices unknown"))
     elif len(invoices) < needed:
-        checks.append(("invoices", False, f"only {len(invoices)} invoices (need {needed})"))
+        checks.append(Check("invoices", False, f"only {len(invoices)} invoices (need {needed})"))
     else:
         last = invoices[-1].amount
         big = last >= rules.circle_back_min_last_invoice
         sign = "≥" if big else "<"
         checks.append(
-            ("invoices", big, f"last invoice {fmt_num(last)} {sign} {fmt_num(rules.circle_back_min_last_invoice)}")
+            Check("invoices", big, f"last invoice {fmt_num(last)} {sign} {fmt_num(rules.circle_back_min_last_invoice)}")
         )
         checks.append(_growth(invoices, rules))
-    unknown = tuple(dict.fromkeys(name for name, ok, _ in checks if ok is None))
-    failed = [text for _, ok, text in checks if ok is False]
-    if failed or unknown:
-        reason = "; ".join(failed + [text for _, ok, text in checks if ok is None])
-        return Decision(CIRCLE_BACK, account.id, False, reason, inputs, unknown)
-    reason = "; ".join(text for _, _, text in checks)
+    passed, reason, unknown = summarise(checks)
+    if not passed:
+        return Decision(_CIRCLE_BACK, account.id, False, reason, inputs, unknown)
     guard = routing_guard(account, ctx, policy, now)
     if guard is not None:
-        return Decision(CIRCLE_BACK, account.id, False, f"{reason}; but {guard}", inputs, guarded_by=guard)
-    period = task_period(now, rules.task_period)
-    task: dict[str, object] = {
-        "externalId": f"crm-sync:{CIRCLE_BACK}:{account.id}:{period}",
-        "accountId": account.id,
-        "name": rules.task_name,
-        "description": reason,
-        "dueDate": (now + timedelta(days=rules.task_due_days)).date().isoformat(),
-        "assignedToId": specialist,
-        "tags": list(rules.task_tags),
-    }
-    return Decision(CIRCLE_BACK, account.id, True, reason, inputs, task=task)
+        return Decision(_CIRCLE_BACK, account.id, False, f"{reason}; but {guard}", inputs, guarded_by=guard)
+    task = TaskIntent(
+        key=f"{_CIRCLE_BACK}:{account.id}:{task_period(now, rules.task_period)}",
+        account_id=account.id,
+        title=rules.task_name,
+        description=reason,
+        due=(now + timedelta(days=rules.task_due_days)).date(),
+        assignee=specialist,
+        tags=rules.task_tags,
+    )
+    return Decision(_CIRCLE_BACK, account.id, True, reason, inputs, task=task)
+
+
+CIRCLE_BACK: AccountRule = Rule(_CIRCLE_BACK, circle_back, _may_circle_back)

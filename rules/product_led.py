@@ -7,14 +7,19 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core.model import Account
-from rules.base import Decision, Team, fmt_num, months_between
+from rules.base import AccountRule, Decision, Rule, Team, fmt_num, months_between
 from rules.guards import Check, days_since, trigger_decision
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
-    from rules.policy import Policy, RoutingPolicy
+    from rules.policy import Policy
 
 __all__ = [
+    "AM_REFERRAL",
+    "FORECAST_SPIKE",
+    "MRR_BAND",
+    "SCALE_HIGH_ICP",
+    "STARTUP_ROLLOFF",
     "am_referral",
     "forecast_spike",
     "last_invoice",
@@ -38,36 +43,35 @@ def paying_months(account: Account, now: datetime) -> tuple[int | None, str]:
 
 def _above(name: str, label: str, value: int | None, limit: int) -> Check:
     if value is None:
-        return name, None, f"{label} unknown"
+        return Check(name, None, f"{label} unknown")
     ok = value > limit
-    return name, ok, f"{label} {value} {'>' if ok else '≤'} {limit}"
+    return Check(name, ok, f"{label} {value} {'>' if ok else '≤'} {limit}")
 
 
-def _checks(account: Account, policy: Policy, now: datetime) -> list[Check]:
+def _checks(account: Account, policy: Policy, months: int | None, source: str) -> list[Check]:
     rules = policy.product_led
     checks: list[Check] = []
     mrr = account.mrr
     band = f"[{fmt_num(rules.mrr_min)}, {fmt_num(rules.mrr_max)}]"
     if mrr is None:
-        checks.append(("mrr", None, "mrr unknown"))
+        checks.append(Check("mrr", None, "mrr unknown"))
     else:
         inside = rules.mrr_min <= mrr <= rules.mrr_max
-        checks.append(("mrr", inside, f"mrr {fmt_num(mrr)} {'in' if inside else 'not in'} {band}"))
+        checks.append(Check("mrr", inside, f"mrr {fmt_num(mrr)} {'in' if inside else 'not in'} {band}"))
     checks.append(_above("employee_count", "employees", account.employee_count, rules.employees_above))
     checks.append(_above("user_count", "users", account.user_count, rules.users_above))
     country = account.country
     if country is None:
-        checks.append(("country", None, "country unknown"))
+        checks.append(Check("country", None, "country unknown"))
     else:
         icp = country in policy.icp_countries
-        checks.append(("country", icp, f"country {country} {'is' if icp else 'is not'} ICP"))
-    months, source = paying_months(account, now)
+        checks.append(Check("country", icp, f"country {country} {'is' if icp else 'is not'} ICP"))
     if months is None:
-        checks.append(("paying_months", None, "paying months unknown (no first_paid_at or invoices)"))
+        checks.append(Check("paying_months", None, "paying months unknown (no first_paid_at or invoices)"))
     else:
         ok = months >= rules.min_paying_months
         checks.append(
-            (
+            Check(
                 "paying_months",
                 ok,
                 f"paying {months} months ({source}) {'≥' if ok else '<'} {rules.min_paying_months}",
@@ -76,49 +80,76 @@ def _checks(account: Account, policy: Policy, now: datetime) -> list[Check]:
     return checks
 
 
-def mrr_band(account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime) -> Decision:
+def _may_mrr_band(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """In the MRR band, with more employees and users than the floors (an unknown count is not more)."""
+    rules = policy.product_led
+    return (
+        account.mrr is not None
+        and rules.mrr_min <= account.mrr <= rules.mrr_max
+        and (account.employee_count or 0) > rules.employees_above
+        and (account.user_count or 0) > rules.users_above
+    )
+
+
+def mrr_band(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """Customers with MRR between $500 and $1,667, more than 50 employees and 7 users, in an ICP
     country and paying for at least 3 months become a product-led lead for a TAM."""
+    months, source = paying_months(account, now)
     inputs: dict[str, object] = {
         "mrr": account.mrr,
         "employee_count": account.employee_count,
         "user_count": account.user_count,
         "country": account.country,
-        "paying_months": paying_months(account, now)[0],
+        "paying_months": months,
     }
-    return _decide("product_led.mrr_band", account, ctx, policy, routing, now, _checks(account, policy, now), inputs)
+    checks = _checks(account, policy, months, source)
+    return _decide("product_led.mrr_band", account, ctx, policy, now, checks, inputs)
 
 
-def scale_high_icp(
-    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
-) -> Decision:
+MRR_BAND: AccountRule = Rule("product_led.mrr_band", mrr_band, _may_mrr_band)
+
+
+def _may_scale_high_icp(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """A known ICP score at or above the threshold."""
+    return account.icp_score is not None and account.icp_score >= policy.routing.high_icp_threshold
+
+
+def scale_high_icp(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """Customers with a high ICP score (10 or more) on the Scale plan become a product-led lead for a TAM."""
+    routing = policy.routing
     checks = [
         _at_least("icp_score", "icp score", account.icp_score, routing.high_icp_threshold),
         _plan_is(account, routing.scale_plan),
     ]
     inputs: dict[str, object] = {"icp_score": account.icp_score, "plan": account.plan}
-    return _decide("product_led.scale_high_icp", account, ctx, policy, routing, now, checks, inputs)
+    return _decide("product_led.scale_high_icp", account, ctx, policy, now, checks, inputs)
 
 
-def startup_rolloff(
-    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
-) -> Decision:
+SCALE_HIGH_ICP: AccountRule = Rule("product_led.scale_high_icp", scale_high_icp, _may_scale_high_icp)
+
+
+def _may_startup_rolloff(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """A known end of the startup plan."""
+    return account.startup_plan_ends_at is not None
+
+
+def startup_rolloff(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """Customers rolling off the startup plan in the next two months (60 days) whose last invoice was
     more than $1,500 become a product-led lead for a TAM."""
+    routing = policy.routing
     checks = [_plan_is(account, routing.startup_plan)]
     ends = account.startup_plan_ends_at
     days_left: int | None = None
     if ends is None:
-        checks.append(("startup_plan_ends_at", None, "startup plan end unknown"))
+        checks.append(Check("startup_plan_ends_at", None, "startup plan end unknown"))
     else:
         days_left = -days_since(ends, now)
         if days_left < 0:
-            checks.append(("startup_plan_ends_at", False, f"startup plan ended {ends} ({-days_left} days ago)"))
+            checks.append(Check("startup_plan_ends_at", False, f"startup plan ended {ends} ({-days_left} days ago)"))
         else:
             ok = days_left <= routing.rolloff_days
             checks.append(
-                (
+                Check(
                     "startup_plan_ends_at",
                     ok,
                     f"startup plan ends {ends} in {days_left} days {'≤' if ok else '>'} {routing.rolloff_days}",
@@ -132,43 +163,65 @@ def startup_rolloff(
         "days_left": days_left,
         "last_invoice": last,
     }
-    return _decide("product_led.startup_rolloff", account, ctx, policy, routing, now, checks, inputs)
+    return _decide("product_led.startup_rolloff", account, ctx, policy, now, checks, inputs)
 
 
-def forecast_spike(
-    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
-) -> Decision:
+STARTUP_ROLLOFF: AccountRule = Rule("product_led.startup_rolloff", startup_rolloff, _may_startup_rolloff)
+
+
+def _may_forecast_spike(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """MRR above the floor and a forecast above the ratio, both known."""
+    routing = policy.routing
+    return (
+        account.mrr is not None
+        and account.mrr > routing.forecast_mrr_above
+        and account.forecasted_mrr is not None
+        and account.forecasted_mrr > routing.forecast_ratio_above * account.mrr
+    )
+
+
+def forecast_spike(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """Customers with MRR over $1,000 whose forecasted MRR this month is more than 50 % higher
     become a product-led lead for a TAM."""
+    routing = policy.routing
     mrr, forecast = account.mrr, account.forecasted_mrr
     checks = [_money_above("mrr", "mrr", mrr, routing.forecast_mrr_above)]
     ratio = fmt_num(routing.forecast_ratio_above)
     if forecast is None:
-        checks.append(("forecasted_mrr", None, "forecasted mrr unknown"))
+        checks.append(Check("forecasted_mrr", None, "forecasted mrr unknown"))
     elif mrr is not None:
         limit = routing.forecast_ratio_above * mrr
         ok = forecast > limit
         checks.append(
-            (
+            Check(
                 "forecasted_mrr",
                 ok,
                 f"forecasted mrr {fmt_num(forecast)} {'>' if ok else '≤'} {ratio} × mrr = {fmt_num(round(limit, 2))}",
             )
         )
     inputs: dict[str, object] = {"mrr": mrr, "forecasted_mrr": forecast}
-    return _decide("product_led.forecast_spike", account, ctx, policy, routing, now, checks, inputs)
+    return _decide("product_led.forecast_spike", account, ctx, policy, now, checks, inputs)
 
 
-def am_referral(
-    account: Account, ctx: AccountContext, policy: Policy, routing: RoutingPolicy, now: datetime
-) -> Decision:
+FORECAST_SPIKE: AccountRule = Rule("product_led.forecast_spike", forecast_spike, _may_forecast_spike)
+
+
+def _may_am_referral(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """In the AM referral segment."""
+    return policy.routing.am_referral_segment in account.segments
+
+
+def am_referral(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """An account someone put in the `AM referral` segment becomes a product-led lead for a TAM
     (a person's referral: the cool-off after a disqualification does not apply)."""
-    segment = routing.am_referral_segment
+    segment = policy.routing.am_referral_segment
     inside = segment in account.segments
-    checks: list[Check] = [("segments", inside, f"{'in' if inside else 'not in'} segment {segment}")]
+    checks: list[Check] = [Check("segments", inside, f"{'in' if inside else 'not in'} segment {segment}")]
     inputs: dict[str, object] = {"segments": sorted(account.segments)}
-    return _decide("product_led.am_referral", account, ctx, policy, routing, now, checks, inputs, manual=True)
+    return _decide("product_led.am_referral", account, ctx, policy, now, checks, inputs, manual=True)
+
+
+AM_REFERRAL: AccountRule = Rule("product_led.am_referral", am_referral, _may_am_referral)
 
 
 def last_invoice(account: Account) -> float | None:
@@ -181,7 +234,6 @@ def _decide(
     account: Account,
     ctx: AccountContext,
     policy: Policy,
-    routing: RoutingPolicy,
     now: datetime,
     checks: list[Check],
     inputs: dict[str, object],
@@ -197,27 +249,27 @@ def _decide(
         checks,
         inputs,
         team=TEAM,
-        segment=routing.product_led_segment,
+        segment=policy.routing.product_led_segment,
         manual=manual,
     )
 
 
 def _at_least(name: str, label: str, value: float | None, limit: float) -> Check:
     if value is None:
-        return name, None, f"{label} unknown"
+        return Check(name, None, f"{label} unknown")
     ok = value >= limit
-    return name, ok, f"{label} {fmt_num(value)} {'≥' if ok else '<'} {fmt_num(limit)}"
+    return Check(name, ok, f"{label} {fmt_num(value)} {'≥' if ok else '<'} {fmt_num(limit)}")
 
 
 def _money_above(name: str, label: str, value: float | None, limit: float) -> Check:
     if value is None:
-        return name, None, f"{label} unknown"
+        return Check(name, None, f"{label} unknown")
     ok = value > limit
-    return name, ok, f"{label} {fmt_num(value)} {'>' if ok else '≤'} {fmt_num(limit)}"
+    return Check(name, ok, f"{label} {fmt_num(value)} {'>' if ok else '≤'} {fmt_num(limit)}")
 
 
 def _plan_is(account: Account, plan: str) -> Check:
     if account.plan is None:
-        return "plan", None, "plan unknown"
+        return Check("plan", None, "plan unknown")
     ok = account.plan.strip().casefold() == plan.casefold()
-    return "plan", ok, f"plan {account.plan}" + ("" if ok else f" is not {plan}")
+    return Check("plan", ok, f"plan {account.plan}" + ("" if ok else f" is not {plan}"))

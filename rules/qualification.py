@@ -3,8 +3,8 @@ for the opening message (plg-lead-qualification.md, rules.md §6).
 
 Order of the verdict (first that holds wins):
 
-1. ``disqualify`` – already owned or worked (the caller passes the guard's text), or one of the
-   handbook's quick filters: MRR under 500 with no growth trend; all spend from one product and
+1. ``disqualify`` – already owned or worked (a routing guard holds, the cool-off aside), or one of
+   the handbook's quick filters: MRR under 500 with no growth trend; all spend from one product and
    under 200; startup credits with 12+ months left and low burn.
 2. ``nurture`` – spend growing but MRR under 1,000; implementation too early (mostly
    autocapture, few custom events). The handbook says "don't add yet" for these even when the
@@ -27,14 +27,23 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from core.model import Account, Invoice
-from rules.base import Decision, fmt_num, months_between, product_key
+from rules.base import AccountRule, Decision, Rule, fmt_num, months_between, product_key
+from rules.guards import routing_guard
 from rules.policy import QualificationPolicy
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
     from rules.policy import Policy
 
-__all__ = ["RULE_ID", "SIGNALS", "Recommendation", "monthly_growth", "recommend"]
+__all__ = [
+    "RECOMMENDATION",
+    "RULE_ID",
+    "SIGNALS",
+    "Recommendation",
+    "monthly_growth",
+    "not_product_led",
+    "recommend",
+]
 
 RULE_ID = "qualification.recommendation"
 
@@ -195,6 +204,12 @@ def _early(account: Account, q: QualificationPolicy) -> str | None:
 
 
 def _signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
+    """The opening-message hooks found, (name, text), in the order of `SIGNALS`."""
+    return [*_product_signals(account, q), *_billing_signals(account, q), *_data_signals(account, q)]
+
+
+def _product_signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
+    """How the product is used: autocapture without actions, a product missing for what they build."""
     found: list[tuple[str, str]] = []
     if (
         account.autocapture_pct is not None
@@ -203,18 +218,25 @@ def _signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
     ):
         found.append(("autocapture_no_actions", f"autocapture {_pct(account.autocapture_pct)} with 0 actions"))
     paid, activated = _products(account.paid_products), _products(account.activated_products)
-    products = None if paid is None and activated is None else (paid or set()) | (activated or set())
-    if products is not None:
-        missing = (
-            ("b2b_no_group_analytics", account.is_b2b, q.group_analytics_product, "B2B"),
-            ("mobile_no_replay", account.has_mobile_app, q.mobile_replay_product, "mobile app"),
-            ("ai_no_llm_analytics", account.is_ai_product, q.llm_analytics_product, "AI product"),
-        )
-        for name, flag, product, what in missing:
-            if flag and product_key(product) not in products:
-                found.append((name, f"{what} without {product}"))
-        if product_key(q.flags_product) in products and product_key(q.experiments_product) not in products:
-            found.append(("flags_no_experiments", f"{q.flags_product} without {q.experiments_product}"))
+    if paid is None and activated is None:
+        return found
+    products = (paid or set()) | (activated or set())
+    missing = (
+        ("b2b_no_group_analytics", account.is_b2b, q.group_analytics_product, "B2B"),
+        ("mobile_no_replay", account.has_mobile_app, q.mobile_replay_product, "mobile app"),
+        ("ai_no_llm_analytics", account.is_ai_product, q.llm_analytics_product, "AI product"),
+    )
+    for name, flag, product, what in missing:
+        if flag and product_key(product) not in products:
+            found.append((name, f"{what} without {product}"))
+    if product_key(q.flags_product) in products and product_key(q.experiments_product) not in products:
+        found.append(("flags_no_experiments", f"{q.flags_product} without {q.experiments_product}"))
+    return found
+
+
+def _billing_signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
+    """What billing shows: a jump in spend, visits to the billing page, limits close to spend."""
+    found: list[tuple[str, str]] = []
     invoices = account.invoices or ()
     if len(invoices) >= 2 and invoices[-2].amount > 0:
         prev, last = invoices[-2].amount, invoices[-1].amount
@@ -229,6 +251,12 @@ def _signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
     close = _limits_close(account.billing_limits, account.product_spend, q)
     if close:
         found.append(("billing_limits_close", "billing limit close to spend: " + ", ".join(close)))
+    return found
+
+
+def _data_signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
+    """Where their data goes (a competitor, a warehouse) and how many projects they run."""
+    found: list[tuple[str, str]] = []
     destinations = account.data_destinations or ()
     for name, listed, what in (
         ("competitor_destination", q.competitor_destinations, "data to competitor"),
@@ -256,22 +284,16 @@ def _limits_close(
     return close
 
 
-def recommend(
-    account: Account,
-    ctx: AccountContext,
-    policy: Policy,
-    q: QualificationPolicy,
-    now: datetime,
-    *,
-    already_worked: str | None = None,
-) -> Decision:
+def recommend(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """A product-led lead is disqualified, nurtured or qualified the way a TAM would judge it:
     a realistic path to $20k ARR, a clear multi-product opportunity and a company that can grow.
 
-    `ctx` is accepted for symmetry with the other account rules (engagement in Salesforce is
-    the guards' business: pass their text as `already_worked`).
+    Already worked means a routing guard holds (an owner, an open lead or opportunity, ...), the
+    cool-off after a disqualification aside as for a person's referral. `evaluate_account` asks
+    only about an account a product-led trigger has just routed, which no guard held back.
     """
-    del ctx
+    q = policy.qualification
+    already_worked = routing_guard(account, ctx, policy, now, cool_off=False)
     manages = frozenset({q.segment})
     signals = _signals(account, q)
     signal_names = tuple(name for name, _ in signals)
@@ -330,3 +352,18 @@ def recommend(
     if any(ok for ok, _ in checks):
         return verdict("nurture", ["potential without an urgency signal", facts.growth_text, *texts])
     return verdict("disqualify", ["no expansion lever", facts.growth_text, *texts])
+
+
+# Asked by `evaluate_account` for the product-led lead routing has just chosen, and only then.
+RECOMMENDATION: AccountRule = Rule(RULE_ID, recommend)
+
+
+def not_product_led(account: Account, policy: Policy) -> Decision:
+    """The verdict `explain` shows for an account no product-led trigger routed: nothing to qualify."""
+    return Decision(
+        RULE_ID,
+        account.id,
+        False,
+        "not a product-led lead",
+        manages=frozenset({policy.qualification.segment}),
+    )

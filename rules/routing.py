@@ -12,7 +12,7 @@ reach-out the handbook warns about.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 
 from core.model import Account, Lead
 from rules import bdr, new_business, product_led
-from rules.base import Decision
-from rules.context import AccountContext
-from rules.policy import RoutingPolicy
+from rules.base import AccountRule, Decision, LeadRule
+from rules.context import AccountContext, LeadContext
+from rules.guards import may_be_routed
 
 if TYPE_CHECKING:
     from rules.policy import Policy
@@ -30,82 +30,80 @@ if TYPE_CHECKING:
 __all__ = [
     "ACCOUNT_TRIGGERS",
     "LEAD_TRIGGERS",
-    "AccountTrigger",
-    "LeadTrigger",
     "lead_source_for",
     "route_account",
     "route_lead",
 ]
 
-AccountTrigger = Callable[[Account, AccountContext, "Policy", RoutingPolicy, datetime], Decision]
-LeadTrigger = Callable[[Lead, RoutingPolicy], Decision]
-
 # Rule id -> account trigger. `new_business.onboarding_referral` is both an account trigger (segment)
 # and a lead-source trigger (LeadSource).
-ACCOUNT_TRIGGERS: Mapping[str, AccountTrigger] = {
-    "product_led.mrr_band": product_led.mrr_band,
-    "product_led.scale_high_icp": product_led.scale_high_icp,
-    "product_led.startup_rolloff": product_led.startup_rolloff,
-    "product_led.forecast_spike": product_led.forecast_spike,
-    "product_led.am_referral": product_led.am_referral,
-    "new_business.onboarding_referral": new_business.onboarding_referral,
-    "new_business.big_fish": new_business.big_fish,
-    "new_business.startup_credits": new_business.startup_credits,
-    "new_business.ae_referral": new_business.ae_referral,
-    "bdr.closed_lost_unresponsive": bdr.closed_lost_unresponsive,
+ACCOUNT_TRIGGERS: Mapping[str, AccountRule] = {
+    rule.id: rule
+    for rule in (
+        product_led.MRR_BAND,
+        product_led.SCALE_HIGH_ICP,
+        product_led.STARTUP_ROLLOFF,
+        product_led.FORECAST_SPIKE,
+        product_led.AM_REFERRAL,
+        new_business.ONBOARDING_REFERRAL,
+        new_business.BIG_FISH,
+        new_business.STARTUP_CREDITS,
+        new_business.AE_REFERRAL,
+        bdr.CLOSED_LOST_UNRESPONSIVE,
+    )
 }
 
 # Rule id -> lead-source trigger.
-LEAD_TRIGGERS: Mapping[str, LeadTrigger] = {
-    "new_business.demo_request": new_business.demo_request,
-    "new_business.sales_email": new_business.sales_email,
-    "new_business.onboarding_referral": new_business.onboarding_referral_lead,
-    "new_business.trust_center": new_business.trust_center,
-    "new_business.campaign": new_business.campaign,
-    "new_business.bdr_qualified": new_business.bdr_qualified,
+LEAD_TRIGGERS: Mapping[str, LeadRule] = {
+    rule.id: rule
+    for rule in (
+        new_business.DEMO_REQUEST,
+        new_business.SALES_EMAIL,
+        new_business.ONBOARDING_REFERRAL_LEAD,
+        new_business.TRUST_CENTER,
+        new_business.CAMPAIGN,
+        new_business.BDR_QUALIFIED,
+    )
 }
 
 
 def route_account(
-    account: Account,
-    ctx: AccountContext,
-    policy: Policy,
-    routing: RoutingPolicy,
-    now: datetime,
-    only: Callable[[str], bool] | None = None,
+    account: Account, ctx: AccountContext, policy: Policy, now: datetime, *, fast: bool = False
 ) -> tuple[Decision | None, list[Decision]]:
     """The account's routing: (the winning decision or None, every account trigger's decision in
-    `routing.order`, fired or not, for `explain`).
+    `policy.routing.order`, fired or not, for `explain`).
 
-    The winner is the first fired trigger in `routing.order`; it carries `also_matched` (the other fired
+    The winner is the first fired trigger in the order; it carries `also_matched` (the other fired
     ids), the `routing_reason` trait and, for a TAM, the `Product-led lead` segment. The other fired
     decisions stay `fired=True` (they matched) but want no trait and no segment, so only the winner
-    writes. Ids in the order that are not account triggers (lead sources) are skipped, and so are
-    triggers for which `only(rule_id)` is false (a cycle's fast path: they cannot fire).
+    writes. Ids in the order that are not account triggers (lead sources) are skipped. With `fast`
+    (a cycle), so is every trigger that cannot fire: all of them for an account with an owner key
+    role, otherwise those whose `may_fire` is false.
     """
-    return _arbitrate(
-        [
-            ACCOUNT_TRIGGERS[r](account, ctx, policy, routing, now)
-            for r in _ids(routing, ACCOUNT_TRIGGERS)
-            if only is None or only(r)
-        ]
-    )
+    triggers = _account_triggers(policy.routing.order)
+    if fast:
+        if not may_be_routed(account, policy):
+            return None, []
+        triggers = tuple(rule for rule in triggers if rule.may_fire(account, ctx, policy, now))
+    return _arbitrate([rule.decide(account, ctx, policy, now) for rule in triggers])
 
 
-def route_lead(lead: Lead, routing: RoutingPolicy) -> tuple[Decision | None, list[Decision]]:
+def route_lead(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> tuple[Decision | None, list[Decision]]:
     """The lead's routing by its LeadSource: (the winning decision or None, every lead-source trigger's
-    decision in `routing.order`). The winner carries `also_matched` and its `lead_fields`."""
-    return _arbitrate([LEAD_TRIGGERS[r](lead, routing) for r in _ids(routing, LEAD_TRIGGERS)])
-
-
-def _ids(routing: RoutingPolicy, triggers: Mapping[str, object]) -> tuple[str, ...]:
-    return _ordered(routing.order, tuple(triggers))
+    decision in `policy.routing.order`). The winner carries `also_matched` and its lead intent."""
+    return _arbitrate([rule.decide(lead, ctx, policy, now) for rule in _lead_triggers(policy.routing.order)])
 
 
 @lru_cache(maxsize=64)
-def _ordered(order: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:
-    """The configured order, deduplicated, of the rules in `known` (computed once per order)."""
-    return tuple(rule for rule in dict.fromkeys(order) if rule in known)
+def _account_triggers(order: tuple[str, ...]) -> tuple[AccountRule, ...]:
+    """The account triggers in the configured order, each once (computed once per order)."""
+    return tuple(ACCOUNT_TRIGGERS[rule] for rule in dict.fromkeys(order) if rule in ACCOUNT_TRIGGERS)
+
+
+@lru_cache(maxsize=64)
+def _lead_triggers(order: tuple[str, ...]) -> tuple[LeadRule, ...]:
+    """The lead-source triggers in the configured order, each once (computed once per order)."""
+    return tuple(LEAD_TRIGGERS[rule] for rule in dict.fromkeys(order) if rule in LEAD_TRIGGERS)
 
 
 def _arbitrate(decisions: list[Decision]) -> tuple[Decision | None, list[Decision]]:
@@ -117,7 +115,7 @@ def _arbitrate(decisions: list[Decision]) -> tuple[Decision | None, list[Decisio
     result = list(decisions)
     result[first] = winner
     for i in others:
-        result[i] = replace(decisions[i], traits={}, segments=frozenset(), lead_fields={})
+        result[i] = replace(decisions[i], traits={}, segments=frozenset(), lead=None)
     return winner, result
 
 

@@ -4,17 +4,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
+from datetime import datetime
+from typing import TYPE_CHECKING, NamedTuple
 
 from core.countries import normalise_country
 from core.model import Lead
-from rules.base import Decision, fmt_num
-from rules.context import CLOSED_LEAD_STATUSES
+from rules.base import Decision, LeadIntent, LeadRule, Rule, fmt_num
+from rules.context import CLOSED_LEAD_STATUSES, LeadContext
 from rules.policy import Bands, ScoringPolicy
 
-__all__ = ["ScoreComponent", "lead_score", "score_components"]
+if TYPE_CHECKING:
+    from rules.policy import Policy
+
+__all__ = ["LEAD_SCORE", "ScoreComponent", "lead_score", "score_components"]
 
 RULE_ID = "scoring.lead_score"
+
 
 class ScoreComponent(NamedTuple):
     """One line of the scoring table applied to one lead.
@@ -98,10 +103,11 @@ def score_components(lead: Lead, policy: ScoringPolicy) -> list[ScoreComponent]:
     return components
 
 
-def lead_score(lead: Lead, policy: ScoringPolicy) -> Decision:
+def lead_score(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """Every open lead gets a score out of 70 (employees, revenue, role, sub-role, country) written to
     Lead_Score__c when it changed; an unknown input scores 0 and marks the score incomplete."""
-    components = score_components(lead, policy)
+    scoring = policy.scoring
+    components = score_components(lead, scoring)
     score = sum(c.points for c in components)
     unknown = tuple(c.name for c in components if c.value is None)
     inputs: dict[str, object] = {
@@ -112,9 +118,9 @@ def lead_score(lead: Lead, policy: ScoringPolicy) -> Decision:
         "country": lead.country,
         "points": {c.name: c.points for c in components},
     }
-    inputs |= {"score": score, "max_score": policy.max_score, "previous_score": lead.lead_score}
+    inputs |= {"score": score, "max_score": scoring.max_score, "previous_score": lead.lead_score}
     inputs["incomplete"] = bool(unknown)
-    total = f"{score}/{policy.max_score}"
+    total = f"{score}/{scoring.max_score}"
     if unknown:
         total += f", incomplete (unknown: {', '.join(unknown)})"
     lines = "; ".join(c.text for c in components)
@@ -136,5 +142,8 @@ def lead_score(lead: Lead, policy: ScoringPolicy) -> Decision:
         f"{lines}; score {total}{was}",
         inputs,
         unknown,
-        lead_fields={"Lead_Score__c": score},
+        lead=LeadIntent(score=score),
     )
+
+
+LEAD_SCORE: LeadRule = Rule(RULE_ID, lead_score)

@@ -15,6 +15,7 @@ from datetime import datetime
 from core.model import Account, Lead
 from rules import CompiledTrigger, Decision, Policy, evaluate_account, evaluate_lead
 from rules.allocation import owner_region
+from rules.context import LeadContext
 from sync.config import Config
 from sync.facts import SalesforceFacts
 
@@ -50,7 +51,8 @@ class Decider:
 
     def lead(self, lead: Lead) -> list[Decision]:
         """Every lead rule's verdict on one Salesforce lead (rules.evaluate_lead)."""
-        return evaluate_lead(lead, self.policy, self.now, self.facts.company_disqualified_at(lead.company))
+        context = LeadContext(self.facts.company_disqualified_at(lead.company))
+        return evaluate_lead(lead, context, self.policy, self.now)
 
     def region(self, account: Account) -> str:
         """The region whose pools own the account's lead: where most of its users are, else its HQ

@@ -17,6 +17,7 @@ from sync.accounts import parse_mirrored
 from sync.config import Config
 from sync.decider import Decider, routing_winner
 from sync.facts import SalesforceFacts
+from sync.wire import lead_fields, vitally_task
 
 __all__ = ["explain"]
 
@@ -68,10 +69,10 @@ def _write_wants(decision: Decision, out: TextIO) -> None:
         out.write(f"  wants trait {key} = {_show(value)}\n")
     for segment in sorted(decision.segments):
         out.write(f"  wants segment {segment}\n")
-    for key, value in decision.lead_fields.items():
+    for key, value in lead_fields(decision.lead).items():
         out.write(f"  wants Lead field {key} = {_show(value)}\n")
-    if decision.task:
-        out.write(f"  wants task {_show(dict(decision.task))}\n")
+    if decision.task is not None:
+        out.write(f"  wants task {_show(vitally_task(decision.task))}\n")
     if decision.team:
         out.write(f"  team {decision.team}{' in ' + decision.region if decision.region else ''}\n")
 

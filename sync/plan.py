@@ -33,6 +33,7 @@ from typing import Any
 
 from core.model import Account, Lead
 from rules import Decision, managed_segments
+from rules.context import LeadContext
 from rules.scoring import lead_score
 from state import OwnerChoice, PlanLog, StateDB
 from sync import planned_writes as writes
@@ -43,6 +44,7 @@ from sync.facts import SalesforceFacts
 from sync.owners import Owners
 from sync.planned_writes import OnboardingAccount, RoutedAccount
 from sync.vocabulary import PAGE, Conflict, CycleReport, Progress, iso
+from sync.wire import lead_fields, vitally_task
 
 __all__ = ["COMPUTED_LEAD_FIELDS", "Planner"]
 
@@ -53,14 +55,14 @@ _SPECIALIST_RULE = "onboarding.lead"
 COMPUTED_LEAD_FIELDS = frozenset({"Lead_Score__c", "Routing_Rule__c", "Routing_Reason__c"})
 
 
-# The rules say what they want on the wire: Salesforce Lead fields and Vitally task JSON. These
-# two functions are the only places the planner reads them.
+# The rules say what they want as intents; sync/wire.py gives them the services' names. These two
+# functions are the only places the planner reads them.
 def _lead_fields(decision: Decision) -> Mapping[str, Any]:
-    return decision.lead_fields
+    return lead_fields(decision.lead)
 
 
 def _task(decision: Decision) -> Mapping[str, Any] | None:
-    return decision.task
+    return None if decision.task is None else vitally_task(decision.task)
 
 
 def _unowned(lead: Lead) -> bool:
@@ -260,7 +262,7 @@ class Planner:
             annual_revenue=routed.revenue,
             country=routed.country,
         )
-        score = lead_score(scored, self.config.policy.scoring).inputs.get("score")
+        score = lead_score(scored, LeadContext(), self.config.policy, self.now).inputs.get("score")
         self.plan.append(writes.new_lead(routed, key, score, owner))
 
     def _plan_specialist(self, onboarding: OnboardingAccount, owners: Owners) -> None:
@@ -283,7 +285,7 @@ class Planner:
             wants = dict(_lead_fields(decision)) if decision.fired else {}
             if not wants:
                 continue
-            owner = self._inbound_owner(lead, decision, wants, owners)
+            owner = self._inbound_owner(lead, decision, owners)
             if owner is not None and owner.user_id is not None:
                 wants["OwnerId"] = owner.user_id
             last = self._last_salesforce
@@ -296,11 +298,9 @@ class Planner:
             shown = owner.owner if owner is not None and owner.user_id is not None and "OwnerId" in fields else None
             self.plan.append(writes.lead_update(lead.id, lead.vitally_account_id, fields, previous, decision, shown))
 
-    def _inbound_owner(
-        self, lead: Lead, decision: Decision, wants: Mapping[str, Any], owners: Owners
-    ) -> OwnerChoice | None:
+    def _inbound_owner(self, lead: Lead, decision: Decision, owners: Owners) -> OwnerChoice | None:
         """The round robin's owner for an unowned inbound lead this decision routes."""
-        if "Routing_Rule__c" not in wants or not decision.team or not _unowned(lead):
+        if decision.lead is None or decision.lead.routing_rule is None or not decision.team or not _unowned(lead):
             return None
         territories = self.config.policy.territories
         region = territories.region_of(lead.country) if lead.country else territories.default_region

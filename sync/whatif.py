@@ -18,6 +18,7 @@ from sync.accounts import iter_accounts
 from sync.config import Config
 from sync.decider import Decider
 from sync.facts import SalesforceFacts
+from sync.wire import lead_fields
 
 __all__ = ["Difference", "compare", "render_differences"]
 
@@ -38,7 +39,7 @@ def _summary(decision: Decision | None) -> dict[str, Any]:
         for name, value in (
             ("traits", dict(decision.traits)),
             ("segments", sorted(decision.segments)),
-            ("lead_fields", dict(decision.lead_fields)),
+            ("lead_fields", lead_fields(decision.lead)),
             ("team", decision.team),
             ("review", decision.review or None),
         ):

@@ -19,6 +19,7 @@ from sync.config import example_against
 from sync.cycle import run_cycle
 from sync.decider import Decider
 from sync.facts import SalesforceFacts
+from sync.wire import lead_fields, vitally_task
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
@@ -73,7 +74,7 @@ def test_handbook_lead_source_routes_open_unowned_leads(judged: dict[str, Any], 
         if set(judged["cases"]["leads"][record]) & {"demo.classify_support", "demo.classify_spam"}:
             continue  # support and spam skip the round robin (test_handbook_demo_classification)
         assert decisions[rule].fired, f"{record}: {decisions[rule].reason}"
-        assert decisions[rule].lead_fields["Routing_Rule__c"] == rule
+        assert lead_fields(decisions[rule].lead)["Routing_Rule__c"] == rule
 
 
 NEAR_MISSES = [
@@ -155,7 +156,9 @@ def test_handbook_onboarding_and_lifecycle(judged: dict[str, Any], case: str, ru
 def test_handbook_circle_back_task_is_keyed_by_account_and_quarter(judged: dict[str, Any]) -> None:
     for record, decisions in records(judged, "accounts", "onboarding.circle_back"):
         task = decisions["onboarding.circle_back"].task
-        assert task is not None and task["externalId"] == f"crm-sync:onboarding.circle_back:{record}:2026-Q4"
+        assert (
+            task is not None and vitally_task(task)["externalId"] == f"crm-sync:onboarding.circle_back:{record}:2026-Q4"
+        )
 
 
 @pytest.mark.parametrize(
@@ -167,7 +170,7 @@ def test_handbook_demo_classification(judged: dict[str, Any], case: str, label: 
         decision = decisions["demo.classification"]
         assert decision.inputs["label"] == label, f"{record}: {decision.reason}"
         if label != "sales":
-            assert not decisions["new_business.demo_request"].lead_fields, "support and spam skip the round robin"
+            assert not lead_fields(decisions["new_business.demo_request"].lead), "support and spam skip the round robin"
 
 
 @pytest.mark.parametrize(

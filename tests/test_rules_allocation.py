@@ -10,6 +10,7 @@ import pytest
 from core.model import Account
 from rules import Policy
 from rules.allocation import new_owner, owner_region
+from rules.context import EMPTY
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 ALL = ("product_analytics", "session_replay", "feature_flags", "surveys")
@@ -56,33 +57,35 @@ def account(**kw: Any) -> Account:
     ],
 )
 def test_new_owner_table(kw: dict[str, Any], fired: bool, owner: str | None) -> None:
-    decision = new_owner(account(**kw), Policy())
+    decision = new_owner(account(**kw), EMPTY, Policy(), NOW)
     assert decision.fired is fired, decision.reason
     assert decision.traits.get("new_owner") == owner
 
 
 def test_new_owner_singapore_csm_falls_back_and_is_flagged_for_review() -> None:
-    decision = new_owner(account(mrr=5000, paid_products=ALL, users_by_country={"SG": 4}), Policy())
+    decision = new_owner(account(mrr=5000, paid_products=ALL, users_by_country={"SG": 4}), EMPTY, Policy(), NOW)
     assert decision.review is True
     assert "no Singapore CSM → Singapore TAM (review)" in decision.reason
 
 
 def test_new_owner_reason_names_inputs_and_thresholds() -> None:
-    decision = new_owner(account(mrr=2500, paid_products=ALL, users_by_country={"DE": 10, "US": 2}), Policy())
+    decision = new_owner(
+        account(mrr=2500, paid_products=ALL, users_by_country={"DE": 10, "US": 2}), EMPTY, Policy(), NOW
+    )
     assert decision.reason == (
         "ARR 30,000 ≥ 20,000; no owner; pays for 4 primary products (≥ 3 → CSM); most users in EU (DE 10, US 2)"
     )
 
 
 def test_new_owner_manages_the_candidate_segment_both_ways() -> None:
-    fired = new_owner(account(mrr=2500, paid_products=ALL), Policy())
-    quiet = new_owner(account(mrr=100, paid_products=ALL), Policy())
+    fired = new_owner(account(mrr=2500, paid_products=ALL), EMPTY, Policy(), NOW)
+    quiet = new_owner(account(mrr=100, paid_products=ALL), EMPTY, Policy(), NOW)
     assert fired.segments == {"TAM/CSM Candidate"}
     assert quiet.segments == frozenset() and quiet.manages == {"TAM/CSM Candidate"}
 
 
 def test_new_owner_unknown_mrr_is_named_not_zero() -> None:
-    decision = new_owner(account(mrr=None), Policy())
+    decision = new_owner(account(mrr=None), EMPTY, Policy(), NOW)
     assert decision.unknown == ("mrr",)
     assert not decision.fired
 

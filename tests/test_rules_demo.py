@@ -8,7 +8,11 @@ from typing import Any
 import pytest
 
 from core.model import Lead
+from rules import Policy
+from rules.base import LeadIntent
+from rules.context import LeadContext
 from rules.demo import (
+    CLASSIFIERS,
     Classifier,
     DemoPolicy,
     KeywordClassifier,
@@ -91,40 +95,40 @@ def test_classifier_for_unknown_name_is_a_lookup_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kw", "fired", "fields", "skip"),
+    ("kw", "fired", "intent", "skip"),
     [
-        ({}, True, {"Classification__c": "sales"}, False),
-        ({"classification": "sales"}, False, {}, False),
+        ({}, True, LeadIntent(classification="sales"), False),
+        ({"classification": "sales"}, False, None, False),
         (
             {"form_text": "Error: the SDK is broken, how do I fix it?"},
             True,
-            {"Classification__c": "support"},
+            LeadIntent(classification="support"),
             True,
         ),
         (
             {"form_text": "Cheap backlinks, guest posts, SEO!"},
             True,
-            {"Classification__c": "spam", "Status": "Disqualified"},
+            LeadIntent(classification="spam", status="Disqualified"),
             True,
         ),
-        ({"form_text": "Cheap backlinks, guest posts, SEO!", "classification": "spam"}, False, {}, True),
-        ({"form_text": None, "classification": "support"}, True, {"Classification__c": "sales"}, False),
+        ({"form_text": "Cheap backlinks, guest posts, SEO!", "classification": "spam"}, False, None, True),
+        ({"form_text": None, "classification": "support"}, True, LeadIntent(classification="sales"), False),
     ],
 )
 def test_classify_demo_writes_the_label_when_it_differs(
-    kw: dict[str, Any], fired: bool, fields: dict[str, object], skip: bool
+    kw: dict[str, Any], fired: bool, intent: LeadIntent | None, skip: bool
 ) -> None:
-    decision = classify_demo(lead(**kw), POLICY)
+    decision = classify_demo(lead(**kw), LeadContext(), Policy(demo=POLICY), NOW)
     assert decision.rule == "demo.classification"
     assert decision.record == "00Q000000000007"
     assert decision.fired is fired, decision.reason
-    assert dict(decision.lead_fields) == fields
+    assert decision.lead == intent
     assert decision.inputs["skip_round_robin"] is skip
     assert ("skips the round robin" in decision.reason) is skip
 
 
 def test_classify_demo_spam_reason_says_dropped_and_skipped() -> None:
-    decision = classify_demo(lead(form_text="Cheap backlinks and guest posts"), POLICY)
+    decision = classify_demo(lead(form_text="Cheap backlinks and guest posts"), LeadContext(), Policy(demo=POLICY), NOW)
     assert decision.inputs["label"] == "spam"
     assert decision.reason == (
         "classified spam (spam signals: backlink, guest post); "
@@ -133,8 +137,10 @@ def test_classify_demo_spam_reason_says_dropped_and_skipped() -> None:
 
 
 def test_classify_demo_uses_a_configured_spam_status() -> None:
-    decision = classify_demo(lead(form_text="casino casino"), DemoPolicy(spam_status="Spam"))
-    assert decision.lead_fields == {"Classification__c": "spam", "Status": "Spam"}
+    decision = classify_demo(
+        lead(form_text="casino casino"), LeadContext(), Policy(demo=DemoPolicy(spam_status="Spam")), NOW
+    )
+    assert decision.lead == LeadIntent(classification="spam", status="Spam")
 
 
 @pytest.mark.parametrize(
@@ -147,10 +153,10 @@ def test_classify_demo_uses_a_configured_spam_status() -> None:
     ],
 )
 def test_classify_demo_ignores_other_and_closed_leads(kw: dict[str, Any], reason: str) -> None:
-    decision = classify_demo(lead(**kw), POLICY)
+    decision = classify_demo(lead(**kw), LeadContext(), Policy(demo=POLICY), NOW)
     assert not decision.fired
     assert decision.reason == reason
-    assert decision.lead_fields == {}
+    assert decision.lead is None
 
 
 class _Always:
@@ -163,12 +169,13 @@ class _Always:
         return self.label, "stub"
 
 
-def test_classify_demo_uses_the_injected_classifier() -> None:
+def test_classify_demo_uses_the_classifier_the_policy_names(monkeypatch: pytest.MonkeyPatch) -> None:
     stub = _Always("support")
     classifier: Classifier = stub
-    decision = classify_demo(lead(form_text="anything"), POLICY, classifier)
+    monkeypatch.setitem(CLASSIFIERS, "stub", lambda policy: classifier)
+    decision = classify_demo(lead(form_text="anything"), LeadContext(), Policy(demo=DemoPolicy(classifier="stub")), NOW)
     assert stub.seen == ["anything"]
-    assert decision.lead_fields == {"Classification__c": "support"}
+    assert decision.lead == LeadIntent(classification="support")
     assert decision.reason.startswith("classified support (stub); skips the round robin")
 
 
@@ -194,15 +201,15 @@ def _days_ago(days: int) -> date:
     ],
 )
 def test_scheduler_eligible_needs_2_of_3(kw: dict[str, Any], eligible: bool, met: tuple[str, ...]) -> None:
-    decision = scheduler_eligible(lead(**kw), None, POLICY, NOW)
+    decision = scheduler_eligible(lead(**kw), LeadContext(), Policy(demo=POLICY), NOW)
     assert decision.rule == "demo.instant_scheduler"
     assert decision.fired is eligible, decision.reason
     assert decision.inputs["met"] == met
-    assert decision.lead_fields == {}
+    assert decision.lead is None
 
 
 def test_scheduler_eligible_reason_lists_met_and_unknown() -> None:
-    decision = scheduler_eligible(lead(industry=None), _days_ago(45), POLICY, NOW)
+    decision = scheduler_eligible(lead(industry=None), LeadContext(_days_ago(45)), Policy(demo=POLICY), NOW)
     assert decision.unknown == ("industry",)
     assert decision.reason == (
         "revenue 25,000,000 ≥ 10,000,000; title 'VP Engineering' matches vp, engineer; industry unknown; "
@@ -215,14 +222,14 @@ def test_scheduler_eligible_reason_lists_met_and_unknown() -> None:
     [(0, False), (1, False), (29, False), (30, True), (31, True), (365, True), (-1, False)],
 )
 def test_scheduler_eligible_blocked_by_a_recent_disqualification(days: int, eligible: bool) -> None:
-    decision = scheduler_eligible(lead(), _days_ago(days), POLICY, NOW)
+    decision = scheduler_eligible(lead(), LeadContext(_days_ago(days)), Policy(demo=POLICY), NOW)
     assert decision.fired is eligible, decision.reason
     assert decision.inputs["blocked"] is not eligible
     assert decision.inputs["days_since_disqualified"] == days
 
 
 def test_scheduler_eligible_block_reason_names_the_days() -> None:
-    decision = scheduler_eligible(lead(), _days_ago(12), POLICY, NOW)
+    decision = scheduler_eligible(lead(), LeadContext(_days_ago(12)), Policy(demo=POLICY), NOW)
     assert decision.reason.endswith(
         "a company lead was disqualified 12 days ago (< 30); no instant scheduler: manual review"
     )
@@ -230,14 +237,17 @@ def test_scheduler_eligible_block_reason_names_the_days() -> None:
 
 def test_scheduler_eligible_follows_the_policy() -> None:
     policy = DemoPolicy(min_annual_revenue=1_000, scheduler_min_met=3, disqualified_block_days=7)
-    assert not scheduler_eligible(lead(industry="Retail"), None, policy, NOW).fired
-    assert scheduler_eligible(lead(), _days_ago(7), policy, NOW).fired
+    assert not scheduler_eligible(lead(industry="Retail"), LeadContext(), Policy(demo=policy), NOW).fired
+    assert scheduler_eligible(lead(), LeadContext(_days_ago(7)), Policy(demo=policy), NOW).fired
     assert scheduler_eligible(
-        lead(title="Office Manager", annual_revenue=5_000), None, DemoPolicy(min_annual_revenue=1_000), NOW
+        lead(title="Office Manager", annual_revenue=5_000),
+        LeadContext(),
+        Policy(demo=DemoPolicy(min_annual_revenue=1_000)),
+        NOW,
     ).fired
 
 
 def test_scheduler_eligible_only_for_demo_requests() -> None:
-    decision = scheduler_eligible(lead(lead_source="Campaign"), None, POLICY, NOW)
+    decision = scheduler_eligible(lead(lead_source="Campaign"), LeadContext(), Policy(demo=POLICY), NOW)
     assert not decision.fired
     assert decision.reason == "not a demo request (LeadSource Campaign)"

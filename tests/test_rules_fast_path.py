@@ -1,10 +1,13 @@
 """A cycle skips explaining rules that cannot fire; it must decide exactly what the full evaluation
-decides (explain and what-if always build every verdict)."""
+decides (explain and what-if always build every verdict). Each rule's `may_fire` is a necessary
+condition of its own verdict: whenever the rule fires, it holds."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
+import pkgutil
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,10 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import rules
 from core.errors import RecordError
 from core.model import Account, Invoice
 from core.records import parse_account
-from rules import EMPTY, Decision, Policy, evaluate_account
+from rules import ALL_RULE_IDS, EMPTY, AccountContext, Decision, Policy, Rule, evaluate_account
+from rules.base import AccountRule, always
 from sandbox import generate_book
 from state import StateDB
 from sync.facts import SalesforceFacts
@@ -26,10 +31,39 @@ NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
 def effects(decisions: list[Decision]) -> list[tuple[Any, ...]]:
     """What a cycle acts on: the fired decisions and everything they want written."""
     return [
-        (d.rule, d.reason, dict(d.traits), sorted(d.segments), dict(d.lead_fields), d.task, d.review, d.also_matched)
+        (d.rule, d.reason, dict(d.traits), sorted(d.segments), d.lead, d.task, d.review, d.also_matched)
         for d in decisions
         if d.fired
     ]
+
+
+def _rules() -> list[Rule[Any, Any]]:
+    """Every rule record of the rules package."""
+    found: dict[str, Rule[Any, Any]] = {}
+    for info in pkgutil.iter_modules(rules.__path__):
+        module = importlib.import_module(f"rules.{info.name}")
+        for value in vars(module).values():
+            if isinstance(value, Rule):
+                found[f"{value.id} {value.decide.__qualname__}"] = value
+    return list(found.values())
+
+
+# The account rules with a necessary condition cheaper than themselves.
+GATED: list[AccountRule] = [rule for rule in _rules() if rule.may_fire is not always]
+
+
+def test_every_rule_id_is_a_known_rule_and_every_known_rule_has_a_record() -> None:
+    assert {rule.id for rule in _rules()} == set(ALL_RULE_IDS)
+    assert len(GATED) == 16
+
+
+def _assert_may_fire_is_necessary(account: Account, ctx: AccountContext, policy: Policy) -> None:
+    for claimed in (ctx, AccountContext(ctx.leads, ctx.opportunities, otherwise_lead=True)):
+        for rule in GATED:
+            decision = rule.decide(account, claimed, policy, NOW)
+            assert decision.rule == rule.id
+            if decision.fired:
+                assert rule.may_fire(account, claimed, policy, NOW), (rule.id, account.id, decision.reason)
 
 
 @pytest.mark.parametrize("seed", [3, 11, 29])
@@ -52,6 +86,7 @@ def test_fast_path_decides_what_full_evaluation_decides_on_a_generated_book(seed
             fast = evaluate_account(account, context, policy, NOW, full=False)
             full = evaluate_account(account, context, policy, NOW, full=True)
             assert effects(fast) == effects(full), account.id
+            _assert_may_fire_is_necessary(account, context, policy)
             compared += 1
     assert compared > 1400
 
@@ -108,3 +143,4 @@ def test_fast_path_matches_full_evaluation_for_any_account(
     fast = evaluate_account(account, EMPTY, Policy(), NOW, full=False)
     full = evaluate_account(account, EMPTY, Policy(), NOW, full=True)
     assert effects(fast) == effects(full)
+    _assert_may_fire_is_necessary(account, EMPTY, Policy())

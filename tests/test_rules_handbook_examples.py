@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from core.model import Account, Invoice, Lead
 from rules import Policy
 from rules.allocation import new_owner
-from rules.context import EMPTY
+from rules.context import EMPTY, LeadContext
 from rules.policy import QualificationPolicy, ScoringPolicy
 from rules.qualification import recommend
 from rules.scoring import lead_score
@@ -43,14 +43,14 @@ def account(**kw: Any) -> Account:
 
 
 def recommendation(acc: Account) -> str:
-    decision = recommend(acc, EMPTY, Policy(), QualificationPolicy(), NOW)
+    decision = recommend(acc, EMPTY, Policy(qualification=QualificationPolicy()), NOW)
     assert decision.fired, decision.reason
     return str(decision.inputs["recommendation"])
 
 
 def priority(acc: Account) -> tuple[int, float]:
     """How a TAM would order two leads: the recommendation, then the projected ARR it rests on."""
-    decision = recommend(acc, EMPTY, Policy(), QualificationPolicy(), NOW)
+    decision = recommend(acc, EMPTY, Policy(qualification=QualificationPolicy()), NOW)
     projected = decision.inputs["projected_arr"]
     assert isinstance(projected, int | float)
     return RANK[str(decision.inputs["recommendation"])], float(projected)
@@ -101,7 +101,7 @@ COUNTRIES = st.one_of(st.none(), st.sampled_from(["US", "DE", "SG", "PL", "BR", 
 
 
 def score(candidate: Lead) -> int:
-    return int(lead_score(candidate, ScoringPolicy()).inputs["score"])  # type: ignore[call-overload]
+    return int(lead_score(candidate, LeadContext(), Policy(scoring=ScoringPolicy()), NOW).inputs["score"])  # type: ignore[call-overload]
 
 
 @given(EMPLOYEES, REVENUE, ROLES, SUB_ROLES, COUNTRIES, st.data())
@@ -144,7 +144,7 @@ def test_every_unowned_20k_account_gets_exactly_one_new_owner_value(
     mrr: float, products: list[str], users: dict[str, int], country: str
 ) -> None:
     decision = new_owner(
-        account(mrr=mrr, paid_products=tuple(products), users_by_country=users, country=country), Policy()
+        account(mrr=mrr, paid_products=tuple(products), users_by_country=users, country=country), EMPTY, Policy(), NOW
     )
     assert decision.fired, decision.reason
     assert decision.traits["new_owner"] in OWNER_VALUES

@@ -17,7 +17,6 @@ from rules.lifecycle import account_review, csm_downgrade, stage
 from rules.policy import AllocationPolicy, LifecyclePolicy
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
-RULES = LifecyclePolicy()
 
 
 def account(**kw: Any) -> Account:
@@ -52,7 +51,7 @@ OPEN_OPPORTUNITY = Opportunity("006A", "001A", "Discovery", None, None, "u1")
     ],
 )
 def test_account_review_table(kw: dict[str, Any], fired: bool, unknown: tuple[str, ...]) -> None:
-    decision = account_review(account(**kw), EMPTY, Policy(), RULES, NOW)
+    decision = account_review(account(**kw), EMPTY, Policy(), NOW)
     assert decision.fired is fired, decision.reason
     assert decision.unknown == unknown
     assert decision.segments == ({"Account review"} if fired else frozenset())
@@ -60,13 +59,13 @@ def test_account_review_table(kw: dict[str, Any], fired: bool, unknown: tuple[st
 
 
 def test_account_review_reason_names_mrr_and_threshold() -> None:
-    assert account_review(account(mrr=2150), EMPTY, Policy(), RULES, NOW).reason == "self serve; mrr 2,150 ≥ 2,000"
-    owned = account_review(account(mrr=2150, key_roles={"TAM": "u1"}), EMPTY, Policy(), RULES, NOW)
+    assert account_review(account(mrr=2150), EMPTY, Policy(), NOW).reason == "self serve; mrr 2,150 ≥ 2,000"
+    owned = account_review(account(mrr=2150, key_roles={"TAM": "u1"}), EMPTY, Policy(), NOW)
     assert owned.reason == "not self serve (TAM key role)"
 
 
 def test_account_review_threshold_is_configurable() -> None:
-    decision = account_review(account(mrr=1500), EMPTY, Policy(), LifecyclePolicy(review_mrr=1500), NOW)
+    decision = account_review(account(mrr=1500), EMPTY, Policy(lifecycle=LifecyclePolicy(review_mrr=1500)), NOW)
     assert decision.fired is True
 
 
@@ -86,7 +85,7 @@ def test_account_review_threshold_is_configurable() -> None:
     ],
 )
 def test_csm_downgrade_table(kw: dict[str, Any], fired: bool, unknown: tuple[str, ...]) -> None:
-    decision = csm_downgrade(account(**kw), EMPTY, Policy(), RULES, NOW)
+    decision = csm_downgrade(account(**kw), EMPTY, Policy(), NOW)
     assert decision.fired is fired, decision.reason
     assert decision.review is fired
     assert decision.unknown == unknown
@@ -95,13 +94,13 @@ def test_csm_downgrade_table(kw: dict[str, Any], fired: bool, unknown: tuple[str
 
 
 def test_csm_downgrade_reason_asks_back_to_self_serve() -> None:
-    decision = csm_downgrade(account(mrr=19_999.99 / 12, key_roles={"CSM": "u1"}), EMPTY, Policy(), RULES, NOW)
+    decision = csm_downgrade(account(mrr=19_999.99 / 12, key_roles={"CSM": "u1"}), EMPTY, Policy(), NOW)
     assert decision.reason == "CSM-owned (u1); ARR 19,999.99 < 20,000: back to self serve?"
 
 
 def test_csm_downgrade_follows_the_allocation_threshold() -> None:
     policy = Policy(allocation=AllocationPolicy(arr_threshold=30_000))
-    decision = csm_downgrade(account(mrr=2000, key_roles={"CSM": "u1"}), EMPTY, policy, RULES, NOW)
+    decision = csm_downgrade(account(mrr=2000, key_roles={"CSM": "u1"}), EMPTY, policy, NOW)
     assert decision.fired is True
     assert "ARR 24,000 < 30,000" in decision.reason
 
@@ -141,7 +140,7 @@ def test_csm_downgrade_follows_the_allocation_threshold() -> None:
     ],
 )
 def test_stage_table(kw: dict[str, Any], ctx: AccountContext, expected: str) -> None:
-    decision = stage(account(**kw), ctx, Policy(), RULES, NOW)
+    decision = stage(account(**kw), ctx, Policy(), NOW)
     assert decision.fired is True, decision.reason
     assert decision.traits == {"lifecycle_stage": expected}
     assert decision.reason.endswith(f"→ {expected}")
@@ -164,22 +163,22 @@ def test_stage_covers_every_flowchart_stage() -> None:
 def test_stage_newest_open_lead_decides() -> None:
     older = open_lead("BDR", "00Q1", datetime(2026, 9, 1, tzinfo=UTC))
     newer = open_lead("Product-led", "00Q2", datetime(2026, 11, 1, tzinfo=UTC))
-    decision = stage(account(mrr=100), AccountContext(leads=(newer, older)), Policy(), RULES, NOW)
+    decision = stage(account(mrr=100), AccountContext(leads=(newer, older)), Policy(), NOW)
     assert decision.traits == {"lifecycle_stage": "Expansion lead"}
     assert decision.reason == "open lead 00Q2 (source Product-led) → Expansion lead"
 
 
 def test_stage_unknown_mrr_without_other_signals_does_not_fire() -> None:
-    decision = stage(account(mrr=None), EMPTY, Policy(), RULES, NOW)
+    decision = stage(account(mrr=None), EMPTY, Policy(), NOW)
     assert decision.fired is False
     assert decision.unknown == ("mrr",)
     assert decision.traits == {}
 
 
 def test_stage_reason_names_the_deciding_input() -> None:
-    decision = stage(account(mrr=2150), EMPTY, Policy(), RULES, NOW)
+    decision = stage(account(mrr=2150), EMPTY, Policy(), NOW)
     assert decision.reason == "no owner; mrr 2,150 ≥ 2,000 → Account review"
-    decision = stage(account(mrr=100, key_roles={"CSM": "u1"}), EMPTY, Policy(), RULES, NOW)
+    decision = stage(account(mrr=100, key_roles={"CSM": "u1"}), EMPTY, Policy(), NOW)
     assert decision.reason == "CSM key role (u1) → Customer success manager"
 
 
@@ -242,7 +241,7 @@ def test_stage_is_always_a_configured_stage(
     opportunities: list[Opportunity],
 ) -> None:
     acc = account(mrr=mrr, key_roles=roles, segments=segments)
-    decision = stage(acc, AccountContext(tuple(leads), tuple(opportunities)), Policy(), RULES, NOW)
+    decision = stage(acc, AccountContext(tuple(leads), tuple(opportunities)), Policy(), NOW)
     if decision.fired:
         assert decision.traits["lifecycle_stage"] in LifecyclePolicy.STAGES
     else:

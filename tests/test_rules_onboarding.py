@@ -3,13 +3,15 @@ sales-handover.md)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
 
 from core.model import Account, Invoice, Lead, Opportunity
 from rules import Policy
+from rules.base import TaskIntent
 from rules.context import EMPTY, AccountContext
 from rules.onboarding import circle_back, direct_handover, lead, task_period
 from rules.policy import OnboardingPolicy
@@ -41,7 +43,7 @@ STABLE = {
 
 
 def onboarding_lead(acc: Account, ctx: AccountContext = EMPTY, *, otherwise_lead: bool = False) -> Any:
-    return lead(acc, ctx, Policy(), RULES, NOW, otherwise_lead=otherwise_lead)
+    return lead(acc, replace(ctx, otherwise_lead=otherwise_lead), Policy(onboarding=RULES), NOW)
 
 
 @pytest.mark.parametrize(
@@ -121,9 +123,7 @@ def test_lead_keeps_the_segment_while_a_specialist_works_the_account() -> None:
 
 def test_lead_first_bill_can_include_free_months_when_configured() -> None:
     rules = OnboardingPolicy(first_bill_skips_zero=False)
-    decision = lead(
-        account(invoices=invoices(0, 150), business_email=True), EMPTY, Policy(), rules, NOW, otherwise_lead=False
-    )
+    decision = lead(account(invoices=invoices(0, 150), business_email=True), EMPTY, Policy(onboarding=rules), NOW)
     assert decision.fired is False
     assert "first invoice 0 (2026-09) < 100" in decision.reason
 
@@ -132,7 +132,7 @@ def test_lead_first_bill_can_include_free_months_when_configured() -> None:
 
 
 def handover(acc: Account, ctx: AccountContext = EMPTY, rules: OnboardingPolicy = RULES) -> Any:
-    return direct_handover(acc, ctx, Policy(), rules, NOW)
+    return direct_handover(acc, ctx, Policy(onboarding=rules), NOW)
 
 
 def test_direct_handover_reason_names_every_check() -> None:
@@ -262,7 +262,7 @@ def test_direct_handover_guarded_when_already_with_sales(kw: dict[str, Any], ctx
 
 
 def circle(acc: Account, now: datetime = NOW, rules: OnboardingPolicy = RULES) -> Any:
-    return circle_back(acc, EMPTY, Policy(), rules, now)
+    return circle_back(acc, EMPTY, Policy(onboarding=rules), now)
 
 
 @pytest.mark.parametrize(
@@ -301,20 +301,20 @@ def test_circle_back_task_for_the_specialist() -> None:
         "mrr 640 ≤ 1,000; last invoice 610 ≥ 100; last 3 invoices 400 → 520 → 610 strictly increasing; "
         "growth 52.5 % over 2 months ≥ 20 %"
     )
-    assert decision.task == {
-        "externalId": "crm-sync:onboarding.circle_back:acc_1:2026-Q4",
-        "accountId": "acc_1",
-        "name": "Circle back: growing account",
-        "description": decision.reason,
-        "dueDate": "2026-12-22",
-        "assignedToId": "u9",
-        "tags": ["crm-sync"],
-    }
+    assert decision.task == TaskIntent(
+        key="onboarding.circle_back:acc_1:2026-Q4",
+        account_id="acc_1",
+        title="Circle back: growing account",
+        description=decision.reason,
+        due=date(2026, 12, 22),
+        assignee="u9",
+        tags=("crm-sync",),
+    )
 
 
 def test_circle_back_task_unassigned_without_specialist() -> None:
     decision = circle(account(mrr=640, invoices=invoices(400, 520, 610)))
-    assert decision.task is not None and decision.task["assignedToId"] is None
+    assert decision.task is not None and decision.task.assignee is None
 
 
 @pytest.mark.parametrize(
@@ -327,7 +327,7 @@ def test_circle_back_task_unassigned_without_specialist() -> None:
 )
 def test_circle_back_due_in_30_days(now: datetime, due: str) -> None:
     decision = circle(account(mrr=640, invoices=invoices(400, 520, 610)), now)
-    assert decision.task is not None and decision.task["dueDate"] == due
+    assert decision.task is not None and decision.task.due.isoformat() == due
 
 
 @pytest.mark.parametrize(
@@ -339,20 +339,20 @@ def test_circle_back_due_in_30_days(now: datetime, due: str) -> None:
         (datetime(2026, 9, 30, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC), False),
     ],
 )
-def test_circle_back_external_id_stable_within_a_quarter(first: datetime, second: datetime, same: bool) -> None:
+def test_circle_back_task_key_stable_within_a_quarter(first: datetime, second: datetime, same: bool) -> None:
     acc = account(mrr=640, invoices=invoices(400, 520, 610))
     one, two = circle(acc, first).task, circle(acc, second).task
     assert one is not None and two is not None
-    assert (one["externalId"] == two["externalId"]) is same
+    assert (one.key == two.key) is same
 
 
-def test_circle_back_monthly_period_changes_the_external_id_every_month() -> None:
+def test_circle_back_monthly_period_changes_the_task_key_every_month() -> None:
     acc = account(mrr=640, invoices=invoices(400, 520, 610))
     rules = OnboardingPolicy(task_period="month")
     nov, dec = circle(acc, NOW, rules).task, circle(acc, datetime(2026, 12, 1, tzinfo=UTC), rules).task
     assert nov is not None and dec is not None
-    assert nov["externalId"] == "crm-sync:onboarding.circle_back:acc_1:2026-11"
-    assert dec["externalId"] == "crm-sync:onboarding.circle_back:acc_1:2026-12"
+    assert nov.key == "onboarding.circle_back:acc_1:2026-11"
+    assert dec.key == "onboarding.circle_back:acc_1:2026-12"
 
 
 @pytest.mark.parametrize(

@@ -10,14 +10,13 @@ import pytest
 from core.model import Account
 from rules import Decision, Policy
 from rules.context import EMPTY
-from rules.policy import RoutingPolicy
 from rules.product_led import mrr_band as _mrr_band
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
 
 def mrr_band(acc: Account, policy: Policy, now: datetime) -> Decision:
-    return _mrr_band(acc, EMPTY, policy, RoutingPolicy(), now)
+    return _mrr_band(acc, EMPTY, policy, now)
 
 
 def account(**kw: Any) -> Account:

@@ -9,14 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.model import Account, Invoice
+from core.model import Account, Invoice, Lead
 from rules import Policy
-from rules.context import EMPTY
+from rules.context import EMPTY, AccountContext
 from rules.policy import QualificationPolicy
 from rules.qualification import SIGNALS, monthly_growth, recommend
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
-Q = QualificationPolicy()
+# An open lead someone else is working in Salesforce: the account is already worked.
+WORKED = AccountContext(leads=(Lead("00Q1", NOW, status="Working"),))
 
 
 def invoices(*amounts: float) -> tuple[Invoice, ...]:
@@ -46,14 +47,14 @@ def account(**kw: Any) -> Account:
     return Account(**base)
 
 
-def label(acc: Account, **kw: Any) -> str:
-    decision = recommend(acc, EMPTY, Policy(), Q, NOW, **kw)
+def label(acc: Account) -> str:
+    decision = recommend(acc, EMPTY, Policy(), NOW)
     assert decision.fired, decision.reason
     return str(decision.inputs["recommendation"])
 
 
 def test_recommendation_qualifies_with_reason_and_trait() -> None:
-    decision = recommend(account(), EMPTY, Policy(), Q, NOW)
+    decision = recommend(account(), EMPTY, Policy(), NOW)
     assert decision.fired
     assert decision.rule == "qualification.recommendation"
     assert decision.inputs["recommendation"] == "qualify"
@@ -154,13 +155,19 @@ def test_recommendation_paths(case: str, kw: dict[str, Any], expected: str) -> N
 
 
 def test_recommendation_already_worked_disqualifies_and_says_why() -> None:
-    decision = recommend(account(), EMPTY, Policy(), Q, NOW, already_worked="already owned (TAM key role)")
+    decision = recommend(account(key_roles={"TAM": "u1"}), EMPTY, Policy(), NOW)
     assert decision.inputs["recommendation"] == "disqualify"
     assert decision.reason.startswith("disqualify: already worked: already owned (TAM key role)")
 
 
+def test_recommendation_already_worked_ignores_the_cool_off() -> None:
+    """A referral may follow a disqualification: the cool-off does not make the lead worked."""
+    decision = recommend(account(lead_disqualified_at=NOW.date()), EMPTY, Policy(), NOW)
+    assert decision.inputs["recommendation"] == "qualify"
+
+
 def test_recommendation_nurture_wants_the_nurture_segment() -> None:
-    decision = recommend(account(employee_count=10), EMPTY, Policy(), Q, NOW)
+    decision = recommend(account(employee_count=10), EMPTY, Policy(), NOW)
     assert decision.inputs["recommendation"] == "nurture"
     assert decision.segments == {"Nurture"}
     assert "potential without an urgency signal" in decision.reason
@@ -169,7 +176,7 @@ def test_recommendation_nurture_wants_the_nurture_segment() -> None:
 
 def test_recommendation_quick_filter_reasons_name_thresholds() -> None:
     decision = recommend(
-        account(mrr=499, invoices=invoices(499, 499, 499), product_spend={"surveys": 150}), EMPTY, Policy(), Q, NOW
+        account(mrr=499, invoices=invoices(499, 499, 499), product_spend={"surveys": 150}), EMPTY, Policy(), NOW
     )
     assert decision.reason.startswith(
         "disqualify: mrr 499 < 500 with no growth (growth 0 %/month over 3 invoices < 5 %); "
@@ -186,7 +193,7 @@ def test_recommendation_quick_filter_reasons_name_thresholds() -> None:
     ],
 )
 def test_recommendation_unknown_key_inputs_do_not_fire(kw: dict[str, Any], unknown: tuple[str, ...]) -> None:
-    decision = recommend(account(**kw), EMPTY, Policy(), Q, NOW)
+    decision = recommend(account(**kw), EMPTY, Policy(), NOW)
     assert not decision.fired
     assert decision.unknown == unknown
     assert decision.reason == "unknown: " + ", ".join(unknown)
@@ -234,7 +241,7 @@ SIGNAL_CASES: list[tuple[str, dict[str, Any], str | None]] = [
 
 @pytest.mark.parametrize(("signal", "kw", "text"), SIGNAL_CASES)
 def test_recommendation_signals(signal: str, kw: dict[str, Any], text: str | None) -> None:
-    decision = recommend(account(**kw), EMPTY, Policy(), Q, NOW)
+    decision = recommend(account(**kw), EMPTY, Policy(), NOW)
     if text is None:
         assert signal not in decision.signals
     else:
@@ -244,14 +251,14 @@ def test_recommendation_signals(signal: str, kw: dict[str, Any], text: str | Non
 
 
 def test_recommendation_signals_are_reported_on_disqualified_leads_too() -> None:
-    decision = recommend(account(billing_page_views_30d=3), EMPTY, Policy(), Q, NOW, already_worked="open lead")
+    decision = recommend(account(billing_page_views_30d=3), WORKED, Policy(), NOW)
     assert decision.inputs["recommendation"] == "disqualify"
     assert decision.signals == ("billing_page_views",)
 
 
 def test_recommendation_policy_thresholds_are_tunable() -> None:
     strict = QualificationPolicy(employees_min=100, several_projects=2)
-    decision = recommend(account(project_count=2), EMPTY, Policy(), strict, NOW)
+    decision = recommend(account(project_count=2), EMPTY, Policy(qualification=strict), NOW)
     assert decision.inputs["recommendation"] == "nurture"
     assert decision.signals == ("multi_project",)
 
@@ -287,7 +294,7 @@ products = st.none() | st.lists(
     spend=st.none() | st.dictionaries(st.sampled_from(["product_analytics", "surveys"]), st.floats(0, 5000)),
     autocapture=st.none() | st.floats(0, 100),
     custom=st.none() | st.floats(0, 100),
-    worked=st.none() | st.just("open lead"),
+    worked=st.booleans(),
 )
 def test_recommendation_label_is_always_one_of_three(
     mrr: float | None,
@@ -298,7 +305,7 @@ def test_recommendation_label_is_always_one_of_three(
     spend: dict[str, float] | None,
     autocapture: float | None,
     custom: float | None,
-    worked: str | None,
+    worked: bool,
 ) -> None:
     acc = account(
         mrr=mrr,
@@ -310,7 +317,7 @@ def test_recommendation_label_is_always_one_of_three(
         autocapture_pct=autocapture,
         custom_event_pct=custom,
     )
-    decision = recommend(acc, EMPTY, Policy(), Q, NOW, already_worked=worked)
+    decision = recommend(acc, WORKED if worked else EMPTY, Policy(), NOW)
     recommendation = decision.inputs["recommendation"]
     if decision.fired:
         assert recommendation in ("disqualify", "nurture", "qualify")

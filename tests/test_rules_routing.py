@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -11,13 +12,14 @@ from hypothesis import strategies as st
 
 from core.model import Account, Invoice, Lead, Opportunity
 from rules import Decision, Policy
+from rules.base import LeadIntent
 from rules.bdr import closed_lost_unresponsive
-from rules.context import EMPTY, AccountContext
+from rules.context import EMPTY, AccountContext, LeadContext
 from rules.guards import routing_guard
 from rules.new_business import ae_referral, big_fish, onboarding_referral, startup_credits
 from rules.policy import ROUTING_RULE_IDS, RoutingPolicy
 from rules.product_led import am_referral, forecast_spike, scale_high_icp, startup_rolloff
-from rules.routing import ACCOUNT_TRIGGERS, LEAD_TRIGGERS, AccountTrigger, route_account, route_lead
+from rules.routing import ACCOUNT_TRIGGERS, LEAD_TRIGGERS, route_account, route_lead
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
 TODAY = NOW.date()
@@ -55,8 +57,11 @@ def lead(**kw: Any) -> Lead:
     return Lead(**base)
 
 
+AccountTrigger = Callable[[Account, AccountContext, Policy, datetime], Decision]
+
+
 def run(trigger: AccountTrigger, acc: Account, ctx: AccountContext = EMPTY) -> Decision:
-    return trigger(acc, ctx, POLICY, ROUTING, NOW)
+    return trigger(acc, ctx, POLICY, NOW)
 
 
 # An account in the product-led MRR band (fires product_led.mrr_band).
@@ -336,7 +341,7 @@ def test_triggers_name_unknown_inputs(
 )  # fmt: skip
 def test_routing_guard_says_which_guard(kw: dict[str, Any], ctx: AccountContext, guard: str | None) -> None:
     assert routing_guard(account(**kw), ctx, POLICY, NOW) == guard
-    winner, decisions = route_account(account(**BAND, **kw), ctx, POLICY, ROUTING, NOW)
+    winner, decisions = route_account(account(**BAND, **kw), ctx, POLICY, NOW)
     band = decisions[0]
     assert band.rule == "product_led.mrr_band"
     assert band.guarded_by == guard
@@ -369,13 +374,13 @@ def test_manual_referrals_skip_only_the_cool_off(
     segment: str, rule: str, kw: dict[str, Any], ctx: AccountContext, fired: bool
 ) -> None:
     acc = account(**{**kw, "segments": frozenset({segment}) | kw.get("segments", frozenset())})
-    winner, _ = route_account(acc, ctx, POLICY, ROUTING, NOW)
+    winner, _ = route_account(acc, ctx, POLICY, NOW)
     assert (winner is not None and winner.rule == rule) is fired
 
 
 def test_automatic_triggers_respect_the_cool_off() -> None:
     acc = account(**BAND, forecasted_mrr=2000, lead_disqualified_at=days_ago(10))
-    winner, decisions = route_account(acc, EMPTY, POLICY, ROUTING, NOW)
+    winner, decisions = route_account(acc, EMPTY, POLICY, NOW)
     assert winner is None
     guarded = [d.rule for d in decisions if d.guarded_by]
     assert guarded == ["product_led.mrr_band", "product_led.forecast_spike"]
@@ -386,7 +391,7 @@ def test_automatic_triggers_respect_the_cool_off() -> None:
 
 def test_route_account_first_match_wins_and_lists_the_others() -> None:
     acc = account(**BAND, forecasted_mrr=2000, segments=frozenset({"AM referral", "AE referral"}))
-    winner, decisions = route_account(acc, EMPTY, POLICY, ROUTING, NOW)
+    winner, decisions = route_account(acc, EMPTY, POLICY, NOW)
     assert winner is not None
     assert winner.rule == "product_led.mrr_band"
     assert winner.also_matched == ("product_led.forecast_spike", "product_led.am_referral", "new_business.ae_referral")
@@ -399,7 +404,7 @@ def test_route_account_first_match_wins_and_lists_the_others() -> None:
 
 
 def test_route_account_returns_every_account_trigger_in_order() -> None:
-    _, decisions = route_account(account(), EMPTY, POLICY, ROUTING, NOW)
+    _, decisions = route_account(account(), EMPTY, POLICY, NOW)
     assert [d.rule for d in decisions] == [r for r in ROUTING_RULE_IDS if r in ACCOUNT_TRIGGERS]
     assert not any(d.fired for d in decisions)
 
@@ -407,7 +412,7 @@ def test_route_account_returns_every_account_trigger_in_order() -> None:
 def test_route_account_follows_the_configured_order() -> None:
     routing = RoutingPolicy(order=("new_business.ae_referral", "product_led.forecast_spike", "product_led.mrr_band"))
     acc = account(**BAND, forecasted_mrr=2000, segments=frozenset({"AE referral"}))
-    winner, decisions = route_account(acc, EMPTY, POLICY, routing, NOW)
+    winner, decisions = route_account(acc, EMPTY, Policy(routing=routing), NOW)
     assert winner is not None
     assert winner.rule == "new_business.ae_referral"
     assert winner.team == "TAE"
@@ -419,7 +424,7 @@ def test_route_account_follows_the_configured_order() -> None:
 
 
 def test_route_account_without_a_match_returns_none() -> None:
-    winner, decisions = route_account(account(**{**BAND, "mrr": 400}), EMPTY, POLICY, ROUTING, NOW)
+    winner, decisions = route_account(account(**{**BAND, "mrr": 400}), EMPTY, POLICY, NOW)
     assert winner is None
     assert decisions[0].reason.startswith("mrr 400 not in [500, 1,667]")
 
@@ -432,7 +437,7 @@ def test_routing_policy_defaults_match_rules_md() -> None:
 
 @pytest.mark.parametrize("rule", sorted(ACCOUNT_TRIGGERS))
 def test_account_triggers_report_their_own_id_and_team(rule: str) -> None:
-    decision = run(ACCOUNT_TRIGGERS[rule], account())
+    decision = run(ACCOUNT_TRIGGERS[rule].decide, account())
     assert decision.rule == rule
     assert decision.record == "acc_1"
     assert decision.team == {"product_led": "TAM", "new_business": "TAE", "bdr": "BDR"}[rule.split(".")[0]]
@@ -457,13 +462,13 @@ def test_account_triggers_report_their_own_id_and_team(rule: str) -> None:
     ],
 )
 def test_route_lead_by_lead_source(source: str, rule: str | None) -> None:
-    winner, decisions = route_lead(lead(lead_source=source), ROUTING)
+    winner, decisions = route_lead(lead(lead_source=source), LeadContext(), POLICY, NOW)
     assert (winner.rule if winner else None) == rule
     assert [d.rule for d in decisions] == [r for r in ROUTING_RULE_IDS if r in LEAD_TRIGGERS]
     if winner is not None:
         assert winner.team == "TAE"
         assert winner.record == "00QA"
-        assert winner.lead_fields == {"Routing_Rule__c": rule, "Routing_Reason__c": f"{rule}: {winner.reason}"}
+        assert winner.lead == LeadIntent(routing_rule=rule, routing_reason=f"{rule}: {winner.reason}")
 
 
 @pytest.mark.parametrize(
@@ -488,20 +493,22 @@ def test_lead_source_triggers_fire_only_for_open_unowned_leads(kw: dict[str, Any
             "new_business.campaign": "Campaign",
             "new_business.bdr_qualified": "BDR",
         }[rule]
-        decision = trigger(lead(lead_source=source, **kw), ROUTING)
+        decision = trigger.decide(lead(lead_source=source, **kw), LeadContext(), POLICY, NOW)
         assert decision.rule == rule
         assert decision.fired is fired, decision.reason
         assert text in decision.reason
 
 
 def test_lead_source_unknown_is_named() -> None:
-    winner, decisions = route_lead(lead(lead_source=None), ROUTING)
+    winner, decisions = route_lead(lead(lead_source=None), LeadContext(), POLICY, NOW)
     assert winner is None
     assert all(d.unknown == ("lead_source",) and "LeadSource unknown" in d.reason for d in decisions)
 
 
 def test_lead_source_reason() -> None:
-    decision = LEAD_TRIGGERS["new_business.trust_center"](lead(lead_source="Trust center"), ROUTING)
+    decision = LEAD_TRIGGERS["new_business.trust_center"].decide(
+        lead(lead_source="Trust center"), LeadContext(), POLICY, NOW
+    )
     assert decision.reason == "LeadSource Trust center; lead open (status Open); unowned"
 
 
@@ -576,7 +583,7 @@ def test_route_account_never_fires_for_an_owned_account(
         startup_credits_total=10_000,
         invoices=invoices(last_invoice),
     )
-    winner, decisions = route_account(acc, AccountContext(opportunities=tuple(opportunities)), POLICY, ROUTING, NOW)
+    winner, decisions = route_account(acc, AccountContext(opportunities=tuple(opportunities)), POLICY, NOW)
     assert winner is None
     assert not any(d.fired for d in decisions)
     assert all(d.guarded_by.startswith("already owned (") for d in decisions if d.guarded_by)

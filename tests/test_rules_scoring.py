@@ -10,7 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.model import Lead
-from rules.policy import ScoringPolicy
+from rules.base import LeadIntent
+from rules.context import LeadContext
+from rules.policy import Policy, ScoringPolicy
 from rules.scoring import lead_score, score_components
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -37,7 +39,7 @@ def points(name: str, **kw: Any) -> int:
 
 
 def test_lead_score_fires_with_the_reason_of_the_brief() -> None:
-    decision = lead_score(lead(), POLICY)
+    decision = lead_score(lead(), LeadContext(), Policy(scoring=POLICY), NOW)
     assert decision.rule == "scoring.lead_score"
     assert decision.record == "00Q000000000001"
     assert decision.fired
@@ -45,7 +47,7 @@ def test_lead_score_fires_with_the_reason_of_the_brief() -> None:
         "employees 64 → 10; revenue 12,000,000 → 10; role engineering → 10; sub-role software_engineer → 10; "
         "country DE (tier 1) → 10; score 50/70"
     )
-    assert decision.lead_fields == {"Lead_Score__c": 50}
+    assert decision.lead == LeadIntent(score=50)
     assert decision.unknown == ()
 
 
@@ -90,7 +92,7 @@ def test_score_components_revenue_band_edges(revenue: float, expected: int) -> N
 )
 def test_score_components_role_points(role: str, expected: int) -> None:
     assert points("role", role=role) == expected
-    assert "role" not in lead_score(lead(role=role), POLICY).unknown
+    assert "role" not in lead_score(lead(role=role), LeadContext(), Policy(scoring=POLICY), NOW).unknown
 
 
 @pytest.mark.parametrize(
@@ -131,9 +133,12 @@ def test_score_components_country_tiers_accept_names(country: str, expected: int
 
 def test_lead_score_maximum_is_70() -> None:
     decision = lead_score(
-        lead(employees=5000, annual_revenue=2e9, role="founder", sub_role="ceo", country="US"), POLICY
+        lead(employees=5000, annual_revenue=2e9, role="founder", sub_role="ceo", country="US"),
+        LeadContext(),
+        Policy(scoring=POLICY),
+        NOW,
     )
-    assert decision.lead_fields == {"Lead_Score__c": 70}
+    assert decision.lead == LeadIntent(score=70)
     assert decision.reason.endswith("score 70/70")
 
 
@@ -149,9 +154,14 @@ def test_scoring_policy_default_maxima_sum_to_max_score() -> None:
 
 
 def test_lead_score_all_unknown_is_zero_and_incomplete() -> None:
-    decision = lead_score(lead(employees=None, annual_revenue=None, role=None, sub_role="  ", country=None), POLICY)
+    decision = lead_score(
+        lead(employees=None, annual_revenue=None, role=None, sub_role="  ", country=None),
+        LeadContext(),
+        Policy(scoring=POLICY),
+        NOW,
+    )
     assert decision.fired
-    assert decision.lead_fields == {"Lead_Score__c": 0}
+    assert decision.lead == LeadIntent(score=0)
     assert decision.unknown == ("employees", "annual_revenue", "role", "sub_role", "country")
     assert decision.inputs["incomplete"] is True
     assert "employees unknown → 0" in decision.reason
@@ -161,9 +171,9 @@ def test_lead_score_all_unknown_is_zero_and_incomplete() -> None:
 
 
 def test_lead_score_one_unknown_still_writes_the_partial_score() -> None:
-    decision = lead_score(lead(annual_revenue=None), POLICY)
+    decision = lead_score(lead(annual_revenue=None), LeadContext(), Policy(scoring=POLICY), NOW)
     assert decision.fired
-    assert decision.lead_fields == {"Lead_Score__c": 40}
+    assert decision.lead == LeadIntent(score=40)
     assert decision.unknown == ("annual_revenue",)
     assert "incomplete" in decision.reason
 
@@ -183,16 +193,16 @@ def test_lead_score_one_unknown_still_writes_the_partial_score() -> None:
 def test_lead_score_fires_only_for_open_leads_whose_score_changed(
     kw: dict[str, Any], fired: bool, reason_end: str
 ) -> None:
-    decision = lead_score(lead(**kw), POLICY)
+    decision = lead_score(lead(**kw), LeadContext(), Policy(scoring=POLICY), NOW)
     assert decision.fired is fired
     assert decision.reason.endswith(reason_end)
-    assert (decision.lead_fields != {}) is fired
+    assert (decision.lead is not None) is fired
 
 
 def test_lead_score_follows_a_changed_table() -> None:
     policy = ScoringPolicy(employee_bands=((0, 0), (50, 15)), tier2_countries=("DE",), tier1_countries=(), max_score=60)
-    decision = lead_score(lead(), policy)
-    assert decision.lead_fields == {"Lead_Score__c": 15 + 10 + 10 + 10 + 5}
+    decision = lead_score(lead(), LeadContext(), Policy(scoring=policy), NOW)
+    assert decision.lead == LeadIntent(score=15 + 10 + 10 + 10 + 5)
     assert "country DE (tier 2) → 5" in decision.reason
     assert decision.reason.endswith("score 50/60")
 
@@ -214,11 +224,11 @@ _leads = st.builds(
 
 @given(_leads)
 def test_lead_score_is_a_multiple_of_5_within_0_and_70(any_lead: Lead) -> None:
-    decision = lead_score(any_lead, POLICY)
+    decision = lead_score(any_lead, LeadContext(), Policy(scoring=POLICY), NOW)
     score = decision.inputs["score"]
     assert isinstance(score, int)
     assert 0 <= score <= 70
     assert score % 5 == 0
     assert decision.inputs["incomplete"] is bool(decision.unknown)
     if decision.fired:
-        assert decision.lead_fields == {"Lead_Score__c": score}
+        assert decision.lead == LeadIntent(score=score)

@@ -1,0 +1,76 @@
+"""sync/wire.py: the rules' intents in the services' names, exactly as the services take them."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import date
+from typing import get_args
+
+import pytest
+
+from rules.base import LeadField, LeadIntent, TaskIntent
+from sync.wire import SALESFORCE_LEAD_FIELDS, lead_fields, vitally_task
+
+
+def test_wire_names_every_lead_field_a_rule_can_want() -> None:
+    names = set(get_args(LeadField))
+    assert {f.name for f in fields(LeadIntent)} == names
+    assert set(SALESFORCE_LEAD_FIELDS) == names
+    assert len(set(SALESFORCE_LEAD_FIELDS.values())) == len(names)
+
+
+@pytest.mark.parametrize(
+    ("intent", "wire"),
+    [
+        (None, []),
+        (LeadIntent(), []),
+        (LeadIntent(score=50), [("Lead_Score__c", 50)]),
+        (LeadIntent(score=0), [("Lead_Score__c", 0)]),
+        (LeadIntent(classification="support"), [("Classification__c", "support")]),
+        (
+            LeadIntent(status="Disqualified", classification="spam"),
+            [("Classification__c", "spam"), ("Status", "Disqualified")],
+        ),
+        (
+            LeadIntent(
+                routing_reason="new_business.campaign: LeadSource Campaign", routing_rule="new_business.campaign"
+            ),
+            [
+                ("Routing_Rule__c", "new_business.campaign"),
+                ("Routing_Reason__c", "new_business.campaign: LeadSource Campaign"),
+            ],
+        ),
+    ],
+)
+def test_wire_lead_fields_in_salesforce_names_and_order(
+    intent: LeadIntent | None, wire: list[tuple[str, object]]
+) -> None:
+    assert list(lead_fields(intent).items()) == wire
+
+
+def test_wire_vitally_task_is_the_body_vitally_takes() -> None:
+    task = TaskIntent(
+        key="onboarding.circle_back:acc_1:2026-Q4",
+        account_id="acc_1",
+        title="Circle back: growing account",
+        description="mrr 640 ≤ 1,000",
+        due=date(2026, 12, 22),
+        assignee="u9",
+        tags=("crm-sync",),
+    )
+    assert list(vitally_task(task).items()) == [
+        ("externalId", "crm-sync:onboarding.circle_back:acc_1:2026-Q4"),
+        ("accountId", "acc_1"),
+        ("name", "Circle back: growing account"),
+        ("description", "mrr 640 ≤ 1,000"),
+        ("dueDate", "2026-12-22"),
+        ("assignedToId", "u9"),
+        ("tags", ["crm-sync"]),
+    ]
+
+
+def test_wire_vitally_task_unassigned_says_null() -> None:
+    task = TaskIntent("k", "acc_1", "t", "d", date(2027, 1, 2), None)
+    body = vitally_task(task)
+    assert "assignedToId" in body and body["assignedToId"] is None
+    assert body["tags"] == []
