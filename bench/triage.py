@@ -43,11 +43,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.triage import LABELS, Label, Submission, Triage
 from rules.demo import KeywordClassifier
 from rules.policy import DemoPolicy
 from rules.triage_model import TRAINING_DATA, HybridTriage, NaiveBayes
 from rules.triage_rules import RuleTriage, Scores
-from rules.triage_types import LABELS, Label, Submission, Triage
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "triage"

@@ -21,9 +21,9 @@ so spam needs evidence of its own. No classifier here raises on any text.
 
 from __future__ import annotations
 
+from core.triage import LABELS, Label, Submission, Triage, TriageClassifier
 from rules.triage_model import HybridTriage, packaged_model
 from rules.triage_rules import RuleTriage
-from rules.triage_types import LABELS, Label, Submission, Triage, TriageClassifier
 
 __all__ = [
     "LABELS",

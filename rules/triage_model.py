@@ -23,8 +23,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from core.triage import LABELS, Label, Submission, Triage
 from rules.triage_rules import RuleTriage, Scores, fold
-from rules.triage_types import LABELS, Label, Submission, Triage
 
 __all__ = [
     "TRAINING_DATA",

@@ -21,8 +21,8 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from core.triage import LABELS, Label, Submission, Triage
 from rules.triage_lexicon import INJECTION, SIGNALS, Signal
-from rules.triage_types import LABELS, Label, Submission, Triage
 
 __all__ = ["MAX_TEXT", "RuleTriage", "Scores", "fold"]
 

@@ -1,4 +1,8 @@
-"""What a demo-form triage reads and returns, and the protocol every triage classifier follows."""
+"""What a demo-form triage reads and returns, and the protocol every triage classifier follows.
+
+Shared by the offline classifier (`rules.triage`) and the LLM adapter (`connectors.llm`), so
+neither imports the other.
+"""
 
 from __future__ import annotations
 
