@@ -156,7 +156,7 @@ SIGNALS: tuple[Signal, ...] = (
             r"\bdesde (ontem|a atualizacao|sexta)\b",
             r"\berrore\b",
             r"\bnon (funziona|vengono|carica|appare)\w*",
-            r"\b(da ieri|smesso di)\b",
+            r"\b(da ieri|da una settimana|smesso di)\b|\b(e|sono) vuot[oia]\b|\bcosa devo controllare\b",
             r"\brestituiscono\b",
             # Dutch, Polish, Swedish
             r"\bwerkt\b[^.\n]{0,15}\bniet\b",
@@ -174,6 +174,11 @@ SIGNALS: tuple[Signal, ...] = (
             "動作しない",
             "動きません",
             "を返します",
+            "できません",
+            "黒い画面",
+            "から再生",
+            "先週から",
+            "昨日から",
             "読み込めません",
             "錯誤",
             "错误",
@@ -215,7 +220,7 @@ SIGNALS: tuple[Signal, ...] = (
             r"\b(notre|mon) (projet|compte|tableau)\b",
             r"\b(nuestro|mi) (proyecto|cuenta)\b",
             r"\bya (tengo|tenemos|usamos|instalamos)\b",
-            r"\b(nosso|meu) (projeto|conta)\b|\bja (instalei|usamos)\b",
+            r"\b(nosso|meu) (projeto|conta)\b|\bja (instalei|usamos|temos)\b|\bo vosso codigo\b",
             r"\b(nostro|mio) (progetto|account)\b",
             r"\b(ons|onze|mijn) (project|account)\b|\bgebruik\w* (het|jullie product) al\b",
             "導入済み",
@@ -459,6 +464,18 @@ SIGNALS: tuple[Signal, ...] = (
         ),
     ),
     Signal(
+        "capability",
+        "sales",
+        1.0,
+        "asks what the product can do",
+        (
+            r"\b(do|does|can) (you|your (product|platform|tool))\b[^.\n]{0,20}\b(integrate|support|offer|have|handle|"
+            r"work with|provide)\b",
+            r"\bis (that|this|it) something your (product|platform|tool) can do\b|\bis (this|it) the right tool\b",
+            r"\bhow does your (product|platform|tool)\b|\bwhat makes you different\b",
+        ),
+    ),
+    Signal(
         "pricing",
         "sales",
         1.5,
@@ -564,6 +581,12 @@ SIGNALS: tuple[Signal, ...] = (
             r"\bexpand\w*\b",
             r"\bwechseln\b[^.\n]{0,20}\benterprise\b",
             r"\bpassar para um plano\b|\bcontratar el plan\b",
+            r"\bpasser a (une offre|un plan|l'offre|la version) (payante|entreprise|superieure|pro)\b",
+            r"\btoute l'entreprise\b",
+            r"\b(auf|in) (den|einen) (bezahlten|kostenpflichtigen) (plan|tarif)\b|\bupgraden\b",
+            r"\b(actualizar|pasar) al plan\b|\bpassare al piano\b|\bovergaan naar\b",
+            "升级",
+            "アップグレード",
         ),
     ),
     Signal(
@@ -654,6 +677,8 @@ SIGNALS: tuple[Signal, ...] = (
             r"\bdedicated (developers|teams?|resources|squads?)\b|\bstaff augmentation\b|\b(off|near)shore\b|"
             r"\boutsourc\w*",
             r"\b(paid ads|ads management|ppc|social media (management|marketing)|grow followers|growth hacking)\b",
+            r"\byour (google|meta|facebook|linkedin|tiktok) ads\b|\bad spend\b",
+            r"\bfree (strategy|discovery|growth) (session|call)\b",
             r"\b(explainer|testimonial|animated) videos?\b",
             r"\b(attendee|contact|email|mailing|leads) list\b|\bverified (contacts|emails)\b|\bdecision makers\b",
             r"\b(g2|capterra)\b|\breview site\b|\bfive-star reviews\b|\bfeatured listing\b",
@@ -731,11 +756,12 @@ SIGNALS: tuple[Signal, ...] = (
         2.0,
         "student or researcher, not a buyer",
         (
-            r"\b(student|students|thesis|dissertation|master's|phd|seminar paper|coursework|class project|"
-            r"school assignment|college project|research project|my research)\b",
+            r"\b(i'm|i am|we are|we're|as) (a |an )?(\w+ ){0,2}(student|students|phd candidate|researcher)\b",
+            r"\b(thesis|dissertation|master's|phd|seminar paper|coursework|class project|class assignment|"
+            r"school assignment|school project|college project|research project|my research|for my studies)\b",
             r"\bfree (licen[cs]e|account|access|pro account|enterprise account)\b",
             r"\b(fill out my survey|interview (with me|for my))\b",
-            r"\b(etudiant\w*|memoire|estudiante|tesis|studente|tesi|student\w* )\b",
+            r"\b(etudiant\w*|memoire|estudiante|tesis|studente|tesi|studentin)\b",
             "学生",
             "论文",
         ),

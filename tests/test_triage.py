@@ -60,11 +60,11 @@ def test_offline_triage_meets_the_issue_goals_cross_validated() -> None:
 
 def test_offline_triage_on_the_held_out_split_does_not_regress() -> None:
     """The held-out split was never tuned on. Measured when this classifier was chosen (docs/triage.md):
-    94.7 % accuracy, 91.4 % sales precision, 3 of 79 support or spam submissions given an owner; the
+    95.6 % accuracy, 91.7 % sales precision, 3 of 79 support or spam submissions given an owner; the
     sales-precision goal (97 %) is not met there, and this test keeps it from getting worse."""
     c = confusion([(label, CLASSIFIER.classify(s).label) for s, label in load("heldout.jsonl")])
-    assert accuracy(c) >= 0.947, c
-    assert sales_precision(c) >= 0.914, c
+    assert accuracy(c) >= 109 / 114, c
+    assert sales_precision(c) >= 33 / 36, c
     assert c[("support", "sales")] + c[("spam", "sales")] <= 3, c
 
 
