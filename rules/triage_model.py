@@ -170,7 +170,8 @@ class HybridTriage:
             scores.spam_in_text + self.weight * probabilities["spam"],
         )
         verdict = self.rules.weigh(mixed)
-        return Triage(verdict.label, verdict.confidence, f"{verdict.reason} (model {probabilities[verdict.label]:.2f})")
+        share = probabilities[verdict.label]
+        return Triage(verdict.label, verdict.confidence, f"{verdict.reason}; model {share:.0%} {verdict.label}")
 
 
 def packaged_examples() -> list[tuple[Submission, Label]]:
