@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint example bench bench-rules bench-sandbox sandbox clean
+.PHONY: demo test lint example bench bench-rules bench-sandbox bench-triage triage-data sandbox clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -36,6 +36,15 @@ bench-rules: $(STAMP)
 
 bench-sandbox: $(STAMP)
 	$(BIN)/python bench/sandbox_throughput.py
+
+# Demo-form triage: every classifier on the labelled corpus (cross-validated and held out).
+# `pip install -e '.[bench]'` first to include the scikit-learn baselines.
+bench-triage: $(STAMP)
+	$(BIN)/python bench/triage.py
+
+# Copy the tuning corpus (tests/data/triage/corpus.jsonl) into the package the model trains on.
+triage-data: $(STAMP)
+	$(BIN)/python bench/triage.py --write-training-data
 
 sandbox: $(STAMP)
 	$(BIN)/python -m sync sandbox --generate 200

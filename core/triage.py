@@ -1,0 +1,49 @@
+"""What a demo-form triage reads and returns, and the protocol every triage classifier follows.
+
+Shared by the offline classifier (`rules.triage`) and the LLM adapter (`connectors.llm`), so
+neither imports the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from core.model import Lead
+
+__all__ = ["LABELS", "Label", "Submission", "Triage", "TriageClassifier"]
+
+Label = Literal["sales", "support", "spam"]
+LABELS: tuple[Label, ...] = ("sales", "support", "spam")
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One demo-form submission: the form text and the lead fields the form asks for."""
+
+    text: str = ""
+    email: str = ""
+    company: str = ""
+    title: str = ""
+    employees: int | None = None
+
+    @classmethod
+    def of_lead(cls, lead: Lead) -> Submission:
+        """The submission a Salesforce demo-request lead carries (Form_Text__c and the lead fields)."""
+        return cls(lead.form_text or "", lead.email or "", lead.company or "", lead.title or "", lead.employees)
+
+
+@dataclass(frozen=True)
+class Triage:
+    """A classifier's verdict: the label, how sure it is (0 to 1) and why, in words."""
+
+    label: Label
+    confidence: float
+    reason: str
+
+
+class TriageClassifier(Protocol):
+    """Labels a demo-form submission sales, support or spam; never raises on any submission."""
+
+    def classify(self, submission: Submission) -> Triage: ...

@@ -1,0 +1,397 @@
+"""The rule half of the offline demo-form triage: hard rules, then weighed evidence.
+
+`RuleTriage` reads the evidence listed in `rules.triage_lexicon` in fourteen languages, plus the
+shape of the text (empty, gibberish, a test, an attempt to dictate the label) and the lead fields
+(a fake email, a placeholder company, a recruiter's title).
+
+The labels follow tests/data/triage/GUIDE.md. The costs behind the decisions: a support request or
+a pitch handed to a rep is the failure issue #15 measured, and a real prospect labelled support
+still reaches a person through the support ticket, so on equal evidence support wins over sales;
+a prospect labelled spam is dropped, so spam needs evidence of its own and outweighs sales only
+when the pitch is plain.
+
+It never raises on any text (Hypothesis checks huge, empty, control-character and lone-surrogate
+input) and keeps no state between calls.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from core.triage import LABELS, Label, Submission, Triage
+from rules.triage_lexicon import INJECTION, SIGNALS, Signal
+
+__all__ = ["MAX_TEXT", "RuleTriage", "Scores", "fold"]
+
+# Longer form texts are cut before matching: every signal shows in the first few thousand
+# characters of a genuine submission, and the cut bounds the time a hostile one can cost.
+MAX_TEXT = 8_000
+
+
+# --------------------------------------------------------------------------- text folding
+
+_LATIN_EXTRA = str.maketrans({"ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "đ": "d", "ı": "i", "ß": "ss", "’": "'"})
+
+
+def fold(text: str) -> str:
+    """Text as the patterns see it: NFKC (full-width letters become ASCII), casefolded, accents
+    removed from Latin letters only (Japanese kana keep their marks), curly apostrophes straight."""
+    text = unicodedata.normalize("NFKC", text[:MAX_TEXT]).casefold().translate(_LATIN_EXTRA)
+    out = []
+    for char in text:
+        if "\u00c0" <= char <= "\u024f":
+            char = unicodedata.normalize("NFKD", char)[0]
+        out.append(char)
+    return "".join(out)
+
+
+# `\b` in a lexicon pattern: a boundary between an ASCII letter or digit and anything else, so
+# "seo" matches in "SEO対策" but not in "Seoul".
+_BOUNDARY = r"(?:(?<![a-z0-9])(?=[a-z0-9])|(?<=[a-z0-9])(?![a-z0-9]))"
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern.replace(r"\b", _BOUNDARY))
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    signal: Signal
+    patterns: tuple[re.Pattern[str], ...]
+
+
+_SIGNALS = tuple(_Compiled(s, tuple(_compile(p) for p in s.patterns)) for s in SIGNALS)
+_INJECTION = tuple(_compile(p) for p in INJECTION)
+
+
+# --------------------------------------------------------------------------- shape of the text
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+_WORD = re.compile(r"[^\W\d_]+")
+_KEYBOARD_ROWS = (
+    "qwertyuiop",
+    "asdfghjkl",
+    "zxcvbnm",
+    "azertyuiop",
+    "qsdfghjklm",
+    "wxcvbn",
+    "qwertzuiop",
+    "yxcvbnm",
+    "йцукенгшщзх",
+    "фывапролджэ",
+    "ячсмитьбю",
+)
+_MASHED = frozenset(
+    run[i : i + 3] for row in ("asdfghjkl", "zxcvbnm") for run in (row, row[::-1]) for i in range(len(run) - 2)
+)
+_CONSONANTS = re.compile(r"[bcdfghjklmnpqrstvwxz]{6}")
+_VOWELS = set("aeiouyаеёиоуыэюя")
+# Words that show a text is language, in the languages the lexicon reads; a text made only of
+# unknown, unpronounceable tokens is gibberish.
+_COMMON = _words(
+    """
+    a an the and or but to of in on at for with from by as is are was be been we our us you your i my me it this
+    that they their he she his her can could would will should do does did have has had not no yes please thanks
+    thank hi hello hey dear team demo call pricing price product app website site company business need want like
+    looking interested info information about some more help question when what how why where who which new
+    analytics data users events contact meeting trial plan account feature features flags tool platform software
+    der die das und ist wir sie ein eine fur mit nicht bitte danke hallo guten tag unser unsere ich
+    le la les et est nous vous un une des pour avec pas bonjour merci je notre votre
+    el los las y es nosotros un una para con por favor hola gracias nuestro su
+    o os e eu nos um uma para com obrigado ola nosso
+    il lo gli e siamo un una per con grazie ciao buongiorno nostro
+    de het en is wij een voor met niet graag hoi hallo onze
+    i och vi en ett att och hej
+    """
+)
+_NONSENSE = _words("blah bla blabla foo bar baz qux xxx nothing nada idk lol asdf")
+_LOREM = re.compile(r"\blorem ipsum\b")
+_TEST = re.compile(
+    r"^\W*(test|testing|teste|tester|prueba|probe|essai|prova)\W*(\d+\W*)*$"
+    r"|\b(please (ignore|disregard)|do not contact|don't contact|ignore this|this is (just )?a test|test (submission|"
+    r"message|lead|entry)|testing (the|our) (demo )?form|checking the \w+ sync|verifying the form|form integration|"
+    r"uptime monitor|hello test|test test|(form|integration|staging|sandbox) test|test from)\b"
+)
+_GREETINGS = _words("hi hello hey hallo hola ola bonjour ciao hej yo ok okay hoi salut test testing")
+_FAKE_DOMAINS = _words(
+    "example.com example.org example.net test.com mailinator.com guerrillamail.com yopmail.com tempmail.com "
+    "10minutemail.com sharklasers.com trashmail.com"
+)
+_FREE_MAIL = _words(
+    "gmail.com googlemail.com hotmail.com outlook.com live.com yahoo.com icloud.com aol.com gmx.de gmx.net web.de "
+    "mail.ru yandex.ru protonmail.com proton.me qq.com 163.com 126.com naver.com"
+)
+_PLACEHOLDER_COMPANY = _words(
+    "- -- . n/a na none (none) null test tester testing company example example inc asdf x xx xxx abc self "
+    "private personal individual"
+)
+
+
+def _has_vowel(token: str) -> bool:
+    return any(c in _VOWELS for c in token)
+
+
+def _junk_token(token: str) -> bool:
+    """A token no language would write: keyboard runs, short repeated syllables, no vowels."""
+    if len(token) >= 4 and not _has_vowel(token) and not _CJK.search(token):
+        return True
+    if _CONSONANTS.search(token):
+        return True
+    for size in range(1, 5):
+        unit = token[:size]
+        if len(token) >= max(4, 2 * size) and len(token) % size == 0 and unit * (len(token) // size) == token:
+            return True
+    for row in _KEYBOARD_ROWS:
+        for run in (row, row[::-1]):
+            if any(token[i : i + 4] in run for i in range(len(token) - 3)):
+                return True
+    # Three keys in a row on the home or bottom row: no word of the languages read has them.
+    if any(token[i : i + 3] in _MASHED for i in range(len(token) - 2)):
+        return True
+    return len(token) >= 6 and set(token) <= set("asdfghjkl")
+
+
+def _junk(folded: str) -> str | None:
+    """Why the text is gibberish, or None when it reads as language."""
+    stripped = folded.strip()
+    if _LOREM.search(stripped):
+        return "lorem ipsum"
+    if not any(c.isalpha() for c in stripped):
+        return "no words"
+    if _CJK.search(stripped):
+        chars = [c for c in stripped if not c.isspace()]
+        top = max(chars.count(c) for c in set(chars))
+        return "one character repeated" if len(chars) >= 3 and top / len(chars) >= 0.6 else None
+    tokens = _WORD.findall(stripped)
+    if sum(len(t) for t in tokens) <= 2:
+        return "no words"
+    if all(t in _NONSENSE for t in tokens):
+        return "filler words"
+    if any(t in _COMMON for t in tokens):
+        return None
+    junk = [t for t in tokens if _junk_token(t)]
+    if junk and len(junk) * 2 >= len(tokens):
+        return "keyboard mashing"
+    return None
+
+
+def _domain(email: str) -> str:
+    return email.rpartition("@")[2].strip().casefold()
+
+
+def _fake_identity(submission: Submission) -> str | None:
+    """Why the lead fields look invented (a test address, a placeholder company), or None."""
+    email = submission.email.strip().casefold()
+    domain = _domain(email)
+    local = email.partition("@")[0]
+    company = submission.company.strip().casefold()
+    if domain in _FAKE_DOMAINS or domain.endswith((".test", ".local", ".invalid", ".example")):
+        return f"a test email domain ({domain})"
+    stem = domain.partition(".")[0]
+    if email and "@" in email and (len(stem) <= 1 or (len(local) >= 2 and local == stem)):
+        return f"an invented email ({email})"
+    if company in _PLACEHOLDER_COMPANY or (company and _junk(fold(company))):
+        return f"a placeholder company ({submission.company.strip()!r})"
+    return None
+
+
+def _real_company(submission: Submission) -> bool:
+    return bool(submission.company.strip()) and _fake_identity(submission) is None
+
+
+# --------------------------------------------------------------------------- lead-field priors
+
+_SPAMMY_TITLE = _compile(
+    r"\b(recruit\w*|talent|seo|outreach|link|affiliate|sponsorship|booking agent|business develop\w*|bizdev|"
+    r"bussiness|account executive|sales (director|manager|executive)|partnerships?|growth hacker|"
+    r"social media|aso|funding advisor|ejecutivo comercial|vertrieb\w*|営業|商务|客服|accountmanager|"
+    r"business developer)\b"
+)
+_STUDENT_TITLE = _compile(r"\b(student|phd|etudiant\w*|estudiante|studente|intern|学生)\b")
+_SPAMMY_COMPANY = _compile(
+    r"\b(agency|seo|leads?|lead ?gen|outsourc\w*|staffing|recruit\w*|talent\w*|web ?design|webdesign|"
+    r"software house|devs|marketing|media|digital|contact lists?|data pros|experts|agence|agencia|agenzia)\b"
+)
+_STUDENT_EMAIL = re.compile(r"(\.edu|\.ac\.[a-z]{2}|[@.](student|students|etu|stud)[.])")
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    label: Label
+    score: float
+    says: str
+    found: tuple[str, ...]
+    from_fields: bool = False  # from the lead fields (title, company, email), not the text
+
+
+def _field_evidence(submission: Submission) -> list[_Evidence]:
+    found: list[_Evidence] = []
+    title = fold(submission.title)
+    company = fold(submission.company)
+    email = submission.email.strip().casefold()
+    if hit := _SPAMMY_TITLE.search(title):
+        found.append(_Evidence("spam", 0.75, "sender's title", (hit.group(0),), True))
+    if hit := _STUDENT_TITLE.search(title):
+        found.append(_Evidence("spam", 1.5, "sender is a student", (hit.group(0),), True))
+    if _STUDENT_EMAIL.search(email):
+        found.append(_Evidence("spam", 1.0, "student email", (_domain(email),), True))
+    if hit := _SPAMMY_COMPANY.search(company):
+        found.append(_Evidence("spam", 0.5, "sender's company", (hit.group(0),), True))
+    if not submission.company.strip() and _domain(email) in _FREE_MAIL:
+        found.append(_Evidence("spam", 0.75, "free email and no company", (_domain(email),), True))
+    return found
+
+
+def _links(folded: str) -> int:
+    return len(re.findall(r"https?://|www\.|\b[a-z0-9-]+\.(?:com|io|net|co|me|xyz|org|pro|agency|media)/\S", folded))
+
+
+# --------------------------------------------------------------------------- the classifier
+
+
+def _signal_evidence(folded: str) -> list[_Evidence]:
+    found: list[_Evidence] = []
+    for compiled in _SIGNALS:
+        hits: list[str] = []
+        for pattern in compiled.patterns:
+            if match := pattern.search(folded):
+                hits.append(match.group(0).strip())
+        if hits:
+            # More distinct patterns of one kind add a little, up to double: "error", "since
+            # yesterday" and "not loading" together are stronger than one, not three times.
+            score = compiled.signal.weight * (1 + 0.25 * (min(len(hits), 5) - 1))
+            found.append(_Evidence(compiled.signal.label, score, compiled.signal.says, tuple(dict.fromkeys(hits))))
+    return found
+
+
+def _quote(found: Iterable[str], limit: int = 3) -> str:
+    shown = [f"'{_printable(f)[:40]}'" for f in list(found)[:limit]]
+    return ", ".join(shown)
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() and not ("\ud800" <= c <= "\udfff") else "?" for c in text)
+
+
+def _reason(label: Label, evidence: list[_Evidence], against: list[_Evidence]) -> str:
+    mine = sorted((e for e in evidence if e.label == label), key=lambda e: -e.score)
+    parts = [f"{e.says} ({_quote(e.found)})" for e in mine[:2]]
+    text = f"{label}: " + "; ".join(parts)
+    if against:
+        strongest = max(against, key=lambda e: e.score)
+        text += f"; outweighs {strongest.label} ({strongest.says})"
+    return text
+
+
+def _confidence(top: float, rest: float) -> float:
+    """A heuristic in [0.5, 0.99]: the winner's share of the evidence, pulled towards 0.5 when there is little."""
+    share = top / (top + rest + 1.0)
+    return round(min(0.99, 0.5 + share / 2), 2)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The summed evidence for each label, with the evidence itself (the bench and the hybrid read it)."""
+
+    sales: float
+    support: float
+    spam: float
+    evidence: tuple[_Evidence, ...]
+    spam_in_text: float = 0.0  # the spam evidence in the text alone
+
+    def of(self, label: Label) -> float:
+        return {"sales": self.sales, "support": self.support, "spam": self.spam}[label]
+
+
+class RuleTriage:
+    """The built-in offline triage: hard rules for what never needs weighing, then weighed evidence.
+
+    In order: text that tries to dictate the label is spam; an empty or greeting-only text is sales
+    from a real company and spam otherwise; gibberish and test submissions are spam; then the
+    evidence for each label is summed (`rules.triage_lexicon.SIGNALS` plus the lead fields) and
+    spam wins with a plain pitch (at least `spam_min`, some of it in the text, and at least
+    `spam_over_sales` times the sales evidence), support wins with at least `support_min` and at
+    least `support_over_sales` times the sales evidence, and everything else is sales: the form
+    exists to book demos.
+
+    The defaults were chosen by measurement (bench/triage.py, docs/triage.md): both ratios below 1
+    because a support request or a pitch given to a rep costs more than a prospect sent to support.
+    """
+
+    def __init__(
+        self,
+        spam_min: float = 1.5,
+        spam_over_sales: float = 0.5,
+        support_min: float = 1.0,
+        support_over_sales: float = 0.6,
+    ) -> None:
+        self.spam_min = spam_min
+        self.spam_over_sales = spam_over_sales
+        self.support_min = support_min
+        self.support_over_sales = support_over_sales
+
+    def hard(self, submission: Submission) -> Triage | None:
+        """The verdicts no weighing can change (injection, empty, gibberish, test), or None."""
+        text = submission.text[:MAX_TEXT]
+        folded = fold(text)
+        for pattern in _INJECTION:
+            if match := pattern.search(folded):
+                return Triage("spam", 0.97, f"spam: tries to dictate the label ({_quote([match.group(0)])})")
+        tokens = _WORD.findall(folded)
+        greeting_only = bool(tokens) and all(t in _GREETINGS for t in tokens) and len(tokens) <= 3
+        if not folded.strip() or (greeting_only and not _TEST.search(folded)):
+            what = "no form text" if not folded.strip() else "a greeting only"
+            if _real_company(submission):
+                return Triage("sales", 0.8, f"sales: {what}, from {_printable(submission.company.strip())[:60]}")
+            fake = _fake_identity(submission) or "no company given"
+            return Triage("spam", 0.8, f"spam: {what} and {fake}")
+        if _TEST.search(folded):
+            return Triage("spam", 0.9, f"spam: a test submission ({_quote([_TEST.search(folded).group(0)])})")  # type: ignore[union-attr]
+        if why := _junk(folded):
+            return Triage("spam", 0.9, f"spam: gibberish ({why})")
+        return None
+
+    def scores(self, submission: Submission) -> Scores:
+        folded = fold(submission.text)
+        evidence = _signal_evidence(folded) + _field_evidence(submission)
+        links = _links(folded)
+        if links >= 3:
+            evidence.append(_Evidence("spam", 2.0, "many links", (f"{links} links",)))
+        totals = {label: sum(e.score for e in evidence if e.label == label) for label in LABELS}
+        in_text = sum(e.score for e in evidence if e.label == "spam" and not e.from_fields)
+        return Scores(totals["sales"], totals["support"], totals["spam"], tuple(evidence), in_text)
+
+    def classify(self, submission: Submission) -> Triage:
+        if verdict := self.hard(submission):
+            return verdict
+        scores = self.scores(submission)
+        return self.weigh(scores)
+
+    def weigh(self, scores: Scores) -> Triage:
+        evidence = list(scores.evidence)
+        sales, support, spam = scores.sales, scores.support, scores.spam
+        # The lead fields (a student's address, a recruiter's title) weigh against sales, never
+        # against a support request the text makes: a student with a bug is a user.
+        if spam >= self.spam_min and 0 < scores.spam_in_text >= support and spam >= self.spam_over_sales * sales:
+            against = [e for e in evidence if e.label != "spam"]
+            return Triage("spam", _confidence(spam, sales + support), _reason("spam", evidence, against))
+        if support >= self.support_min and support >= self.support_over_sales * sales:
+            against = [e for e in evidence if e.label == "sales"]
+            return Triage("support", _confidence(support, sales + spam), _reason("support", evidence, against))
+        if sales > 0:
+            against = [e for e in evidence if e.label != "sales"]
+            return Triage("sales", _confidence(sales, support + spam), _reason("sales", evidence, against))
+        if evidence:
+            weak = max(evidence, key=lambda e: e.score)
+            return Triage(
+                "sales", 0.55, f"sales: only weak {weak.label} evidence ({weak.says}); a demo form defaults to sales"
+            )
+        return Triage("sales", 0.55, "sales: no support or spam evidence; a demo form defaults to sales")
