@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint example bench bench-rules bench-sandbox bench-triage triage-data sandbox clean
+.PHONY: demo test test-fast lint example bench bench-rules bench-sandbox bench-triage triage-data sandbox clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Unit tests only, in-process (the in-process sandbox included), in under a minute: no e2e run of
+# the CLI or daemon, no chaos trial, nothing `slow` (a process started, a real clock waited on).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not e2e and not chaos and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

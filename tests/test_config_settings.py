@@ -181,6 +181,7 @@ VALUES = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(location=st.sampled_from(LOCATIONS), value=VALUES)
 def test_config_raises_nothing_but_config_error_whatever_a_setting_holds(
@@ -201,6 +202,7 @@ DOCUMENTS = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(document=st.dictionaries(KEYS, DOCUMENTS, max_size=5))
 def test_config_raises_nothing_but_config_error_whatever_the_document_holds(document: Document) -> None:

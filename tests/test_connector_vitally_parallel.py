@@ -66,6 +66,7 @@ def test_put_traits_many_writes_every_account_exactly_once(accounts_sandbox: San
     assert all(traits[f"acc_{i}"] == {"batch": i} for i in range(40))
 
 
+@pytest.mark.slow
 def test_put_traits_many_waits_for_the_rate_limit_instead_of_hitting_429(accounts_sandbox: Sandbox) -> None:
     accounts_sandbox.configure(vitally_rate_limit=20, vitally_rate_window_s=1)
     client = VitallyClient(VitallySettings(base_url=accounts_sandbox.url, api_key=VITALLY_KEY))

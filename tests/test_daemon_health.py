@@ -385,6 +385,7 @@ def logged(err: Path, name: str) -> list[dict[str, Any]]:
     return [e for e in events(err.read_text()) if e["event"] == name]
 
 
+@pytest.mark.e2e
 def test_daemon_serves_metrics_and_healthz_that_change_after_each_cycle(sandbox: Sandbox, tmp_path: Path) -> None:
     port = free_port()
     config = daemon_config(sandbox, tmp_path, port)
@@ -442,6 +443,7 @@ def test_daemon_serves_metrics_and_healthz_that_change_after_each_cycle(sandbox:
     assert all("run_id" in e for e in events(err.read_text()) if e["event"] in {"write_failed", "cycle_finished"})
 
 
+@pytest.mark.e2e
 def test_daemon_healthz_turns_503_while_cycles_fail_and_200_once_they_succeed_again(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -465,6 +467,7 @@ def test_daemon_healthz_turns_503_while_cycles_fail_and_200_once_they_succeed_ag
             daemon.kill()
 
 
+@pytest.mark.e2e
 def test_daemon_keeps_cycling_when_the_health_port_is_busy(sandbox: Sandbox, tmp_path: Path) -> None:
     err = tmp_path / "daemon.log"
     with socket.socket() as busy:

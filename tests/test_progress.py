@@ -12,13 +12,15 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+from support import ROOT, example_config_for, run_cli
+
 from sandbox import Sandbox, generate_book
 from state import StateDB
 from sync.app import make_salesforce, make_vitally
 from sync.config import example_against
 from sync.cycle import run_cycle
 from sync.progress import terminal_progress
-from tests.support import ROOT, example_config_for, run_cli
 
 NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
 
@@ -28,6 +30,7 @@ class _Terminal(io.StringIO):
         return True
 
 
+@pytest.mark.slow
 def test_engine_reports_every_phase_with_its_final_count() -> None:
     with Sandbox(generate_book(1_200, seed=3, now=NOW), now=NOW) as sandbox:
         config = example_against(sandbox.url)
@@ -91,6 +94,7 @@ def _run_on_a_terminal(config: Path, state: Path) -> tuple[int, str]:
     return process.wait(timeout=60), shown.decode(errors="replace")
 
 
+@pytest.mark.e2e
 def test_cli_shows_progress_on_a_terminal_and_only_the_summary_on_a_pipe(tmp_path: Path) -> None:
     with Sandbox(generate_book(2_500, seed=4, now=NOW), now=NOW) as sandbox:
         config = example_config_for(sandbox.url, tmp_path / "config.toml")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 FORBIDDEN = {
     "requests",
     "simple_salesforce",
@@ -36,6 +38,7 @@ def test_rules_sources_import_nothing_impure() -> None:
     assert offenders == []
 
 
+@pytest.mark.slow
 def test_importing_rules_loads_no_io_library() -> None:
     code = (
         "import sys, rules, core; "

@@ -351,6 +351,7 @@ def test_unknown_paths_and_controls_are_404(sandbox: Sandbox) -> None:
     assert session.get(f"{sandbox.url}/resources/accounts/acc_0/users/x", auth=("k", "")).status_code == 404
 
 
+@pytest.mark.slow
 def test_serve_prints_its_address_and_stops_on_sigterm() -> None:
     code = "from sandbox.server import serve; serve(None, 0)"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -40,6 +40,7 @@ def sales_precision(c: Counter[tuple[str, str]]) -> float:
     return c[("sales", "sales")] / sum(n for (_, p), n in c.items() if p == "sales")
 
 
+@pytest.mark.slow
 def test_offline_triage_meets_the_issue_goals_cross_validated() -> None:
     """≥ 95 % accuracy and ≥ 97 % sales precision over 5 folds, the model trained on the other four."""
     corpus = load("corpus.jsonl")
