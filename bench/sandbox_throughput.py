@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any
 
 import requests
 
@@ -37,7 +38,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         session = requests.Session()
         session.post(f"{base}/_sandbox/config", json={"vitally_rate_limit": 10_000_000}, timeout=5)
-        routes = {
+        routes: dict[str, tuple[str, dict[str, Any]]] = {
             "vitally GET account": (f"{base}/resources/accounts/acc_1", {"auth": ("k", "")}),
             "salesforce GET lead": (
                 f"{base}/services/data/v59.0/query/",

@@ -163,6 +163,16 @@ def _cached(example: Example) -> tuple[Triage | None, Scores]:
     return _CACHE[key]
 
 
+def _by_rules(rules: RuleTriage) -> Callable[[Example], Label]:
+    """The rules alone: a hard rule's label, else the weighed evidence's."""
+
+    def predict(e: Example) -> Label:
+        hard, scores = _cached(e)
+        return hard.label if hard else rules.weigh(scores).label
+
+    return predict
+
+
 def choose_thresholds(
     examples: Sequence[Example], extra: Callable[[RuleTriage], Callable[[Example], Label]] | None = None
 ) -> RuleTriage:
@@ -170,14 +180,7 @@ def choose_thresholds(
     best: tuple[int, int, RuleTriage] | None = None
     for params in _grid():
         rules = RuleTriage(**params)
-        if extra is None:
-
-            def predict(e: Example, rules: RuleTriage = rules) -> Label:
-                hard, scores = _cached(e)
-                return hard.label if hard else rules.weigh(scores).label
-
-        else:
-            predict = extra(rules)
+        predict = (extra or _by_rules)(rules)
         m = metrics([e.label for e in examples], [predict(e) for e in examples])
         key = (m.cost, -round(m.accuracy * 10_000))
         if best is None or key < best[:2]:
@@ -262,7 +265,8 @@ def _sklearn(kind: str) -> Callable[[Sequence[Example]], Fitted] | None:
         head = LogisticRegression(C=20.0, max_iter=2000) if kind == "logreg" else LinearSVC(C=1.0)
         pipeline = make_pipeline(union, head)
         pipeline.fit([render(e.submission) for e in examples], [e.label for e in examples])
-        return lambda s: str(pipeline.predict([render(s)])[0])  # type: ignore[return-value]
+        # scikit-learn answers with a numpy string: the one label it equals.
+        return lambda s: next(label for label in LABELS if label == pipeline.predict([render(s)])[0])
 
     return fit
 
@@ -281,9 +285,9 @@ METHODS: dict[str, Callable[[Sequence[Example]], Fitted] | None] = {
 
 def cross_validate(
     fit: Callable[[Sequence[Example]], Fitted], examples: Sequence[Example]
-) -> tuple[Metrics, list[str]]:
+) -> tuple[Metrics, list[Label]]:
     folds = stratified_folds(examples)
-    predicted: dict[int, str] = {}
+    predicted: dict[int, Label] = {}
     for fold in range(FOLDS):
         train = [e for e, f in zip(examples, folds, strict=True) if f != fold]
         classify = fit(train)
@@ -370,7 +374,7 @@ def dependency_size() -> str:
             files = importlib.metadata.distribution(dist).files or []
         except importlib.metadata.PackageNotFoundError:
             return "scikit-learn not installed (pip install -e '.[bench]' to compare it)"
-        total += sum(f.locate().stat().st_size for f in files if f.locate().exists())
+        total += sum(path.stat().st_size for path in (Path(f.locate()) for f in files) if path.exists())
     return f"scikit-learn with numpy, scipy, joblib, threadpoolctl: {total / 1e6:.0f} MB installed"
 
 
@@ -403,11 +407,11 @@ def main() -> None:
     non_en = sum(e.lang not in ("en", "xx") for e in corpus + heldout)
     share = pct(non_en / (len(corpus) + len(heldout)))
     print(f"corpus: {len(corpus)} to tune on, {len(heldout)} held out; {share} not English")
-    tuning, held = dict(Counter(e.label for e in corpus)), dict(Counter(e.label for e in heldout))
-    print(f"labels (tuning): {tuning}; (held out): {held}\n")
+    tuning_labels, held_labels = dict(Counter(e.label for e in corpus)), dict(Counter(e.label for e in heldout))
+    print(f"labels (tuning): {tuning_labels}; (held out): {held_labels}\n")
     cv_rows: list[tuple[str, Metrics]] = []
     held_rows: list[tuple[str, Metrics]] = []
-    predictions: dict[str, tuple[list[str], list[str]]] = {}
+    predictions: dict[str, tuple[list[Label], list[Label]]] = {}
     for name, fit in METHODS.items():
         if fit is None:
             continue

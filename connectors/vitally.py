@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
@@ -258,7 +258,7 @@ class VitallyClient:
 
     def put_traits_many(
         self, items: Iterable[tuple[str, Mapping[str, Any]]], *, workers: int | None = None
-    ) -> Iterator[tuple[str, dict[str, Any] | SyncError]]:
+    ) -> Generator[tuple[str, dict[str, Any] | SyncError], None, None]:
         """`put_traits` for each `(account_id, traits)`, at most `workers` at a time (None: the
         `write_workers` setting); yield `(account_id, account)` or `(account_id, error)` as each
         one completes.

@@ -62,13 +62,14 @@ from sandbox.store import (
 )
 from sandbox.vitally import VitallyService
 
-__all__ = ["ControlError", "Sandbox", "SandboxConfig", "serve"]
+__all__ = ["ControlError", "FaultKind", "Sandbox", "SandboxConfig", "serve"]
 
 _log = logging.getLogger(__name__)
 
 _System = Literal["vitally", "salesforce"]
-_FaultKind = Literal["status", "timeout", "reset", "drop_response"]
-_FAULT_KINDS: tuple[_FaultKind, ...] = ("status", "timeout", "reset", "drop_response")
+FaultKind = Literal["status", "timeout", "reset", "drop_response"]
+"""What an injected fault does (`Sandbox.add_fault`)."""
+_FAULT_KINDS: tuple[FaultKind, ...] = ("status", "timeout", "reset", "drop_response")
 _Action = Literal["reply", "timeout", "reset", "drop"]
 _CALL_LOG_MAX = 200_000
 # How often the accept loop notices stop(): short, because every test fixture stops a sandbox.
@@ -90,7 +91,7 @@ _SF_STATUS_CODES = {
 class _Fault:
     """One injected fault: requests matching method and path prefix, `count` times or by `share`."""
 
-    kind: _FaultKind
+    kind: FaultKind
     method: str | None
     path_prefix: str
     status: int
@@ -263,7 +264,7 @@ class Sandbox:
 
     def add_fault(
         self,
-        kind: _FaultKind,
+        kind: FaultKind,
         *,
         method: str | None = None,
         path_prefix: str = "/",

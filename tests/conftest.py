@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import requests
 from requests.adapters import HTTPAdapter
-from simple_salesforce import Salesforce
+from simple_salesforce.api import Salesforce, SFType
+from simple_salesforce.exceptions import SalesforceError
 
 from sandbox.salesforce import case_safe_id
 from sandbox.server import Sandbox, SandboxConfig
@@ -54,6 +55,31 @@ def plain_http_session(timeout: float = 10.0) -> requests.Session:
 def salesforce_client(url: str, token: str = "tok", timeout: float = 10.0) -> Salesforce:
     """simple-salesforce pointed at the sandbox with a bare session id."""
     return Salesforce(instance_url=url, session_id=token, session=plain_http_session(timeout))
+
+
+def sobject(sf: Salesforce, name: str) -> SFType:
+    """`sf.<name>` (e.g. `sf.Lead`), typed: simple-salesforce's `__getattr__` is declared to return
+    its bulk handlers too, which only `bulk` and `bulk2` do."""
+    found = getattr(sf, name)
+    assert isinstance(found, SFType)
+    return found
+
+
+def sf_errors(error: SalesforceError) -> list[dict[str, Any]]:
+    """The error array of a refused request. simple-salesforce hands the exception the decoded JSON
+    body as `content` (declared `bytes`, which it is only when the body is not JSON)."""
+    content: object = error.content
+    assert isinstance(content, list), content
+    return content
+
+
+def sf_collection(
+    sf: Salesforce, path: str, method: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The per-record results of an sObject Collections request (`composite/sobjects…`)."""
+    answer = sf.restful(path, method=method, json=body, headers=headers or {})
+    assert isinstance(answer, list), answer
+    return answer
 
 
 def sf_id(prefix: str, n: int) -> str:

@@ -1,13 +1,17 @@
-"""Helpers shared by the end-to-end and chaos tests: the real CLI in a subprocess, and the
-example config pointed at a sandbox."""
+"""Helpers shared by the test modules: the real CLI in a subprocess, the example config pointed at
+a sandbox, and what `responses` recorded of a request."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_DEFAULT_URL = "http://127.0.0.1:8765"
@@ -44,3 +48,16 @@ def example_config_for(url: str, path: Path, replacements: Mapping[str, str] | N
         text = text.replace(old, new)
     path.write_text(text)
     return path
+
+
+def request_kwargs(request: requests.PreparedRequest) -> dict[str, Any]:
+    """The keyword arguments a request was sent with (`timeout`…), as `responses` records them on
+    the request it saw (`req_kwargs`, set at run time, so not part of requests' types)."""
+    recorded: dict[str, Any] = vars(request)["req_kwargs"]
+    return recorded
+
+
+def sent_json(request: requests.PreparedRequest) -> Any:
+    """The JSON body a request was sent with."""
+    assert request.body is not None
+    return json.loads(request.body)

@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from sandbox import Sandbox
+from sandbox.server import FaultKind
 from state import StateDB
 
 pytestmark = pytest.mark.chaos
@@ -247,7 +248,7 @@ class Trial:
     index: int
     scenario: str
     target: str = ""  # in flight: "vitally" (the account PUT) or "salesforce" (the lead upsert)
-    fault: str = ""  # in flight: "drop_response" (applied, answer lost) or "timeout" (never answered)
+    fault: FaultKind = "drop_response"  # in flight only: applied, answer lost; or "timeout" (never answered)
     delay: float = 0.0  # seconds between reaching the kill point and the kill
     after_writes: int = 0  # mid-batch: kill once this many write requests are answered
 
@@ -332,7 +333,8 @@ def _trials(scenario: str, write_requests: int) -> list[Trial]:
         if scenario == "queued":
             trials.append(Trial(index, scenario, delay=rng.uniform(0, 0.4)))
         elif scenario == "in_flight":
-            target, fault = ("vitally", "salesforce")[index % 2], ("drop_response", "timeout")[index // 2 % 2]
+            faults: tuple[FaultKind, FaultKind] = ("drop_response", "timeout")
+            target, fault = ("vitally", "salesforce")[index % 2], faults[index // 2 % 2]
             trials.append(Trial(index, scenario, target=target, fault=fault, delay=rng.uniform(0, 0.3)))
         else:
             # Leave a margin of several requests so the kill cannot miss the batch.

@@ -33,6 +33,7 @@ import pytest
 from support import run_cli
 
 from sandbox import Sandbox, SandboxConfig, generate_book
+from sandbox.server import FaultKind
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
@@ -190,7 +191,7 @@ def total(counters: dict[str, dict[str, int]]) -> int:
     return sum(n for per_system in counters.values() for n in per_system.values())
 
 
-def arm(sandbox: Sandbox, method: str, prefix: str, mix: list[tuple[str, int, float]], seed: int) -> None:
+def arm(sandbox: Sandbox, method: str, prefix: str, mix: list[tuple[FaultKind, int, float]], seed: int) -> None:
     """Faults on `method prefix`: each (kind, status, share) hits `share` of all matching requests.
 
     The sandbox tries faults in order and the first that fires wins, so each is armed with its
@@ -198,7 +199,7 @@ def arm(sandbox: Sandbox, method: str, prefix: str, mix: list[tuple[str, int, fl
     taken = 0.0
     for offset, (kind, status, share) in enumerate(mix):
         sandbox.add_fault(
-            kind,  # type: ignore[arg-type]
+            kind,
             method=method,
             path_prefix=prefix,
             status=status,
@@ -209,7 +210,7 @@ def arm(sandbox: Sandbox, method: str, prefix: str, mix: list[tuple[str, int, fl
         taken += share
 
 
-def mix(share: float, *, timeouts: float) -> list[tuple[str, int, float]]:
+def mix(share: float, *, timeouts: float) -> list[tuple[FaultKind, int, float]]:
     """`share` of requests fail: `timeouts` of them by a timeout, the rest evenly by 429, 500,
     503, a connection reset and a dropped answer (to a request that took effect)."""
     each = (share - timeouts) / 5

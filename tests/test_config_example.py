@@ -226,6 +226,7 @@ def test_config_example_shows_every_setting_at_its_default_with_its_type_and_doc
     for path, f, d, kind in _settings_in_the_file():
         table, _, key = path.rpartition(".")
         default = default_of(f)
+        value: Any
         if isinstance(default, Mapping):  # a sub-table: its doc right under its header
             lines, pattern, value = tables.get(path, []), None, _table(data, path)
         else:

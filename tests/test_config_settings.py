@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import fields
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
@@ -60,17 +61,17 @@ def _locations() -> Iterator[tuple[str, Any, Setting, Callable[[Any], Document]]
         if hasattr(kind, "__dataclass_fields__"):
             owners.append((str(d.toml), kind))
         else:
-            yield str(d.toml), kind, d, lambda value, path=str(d.toml): _nested(path, value)
+            yield str(d.toml), kind, d, partial(_nested, str(d.toml))
     for table, cls in owners:
         kinds = get_type_hints(cls)
         for f, d in declared(cls):
             path = d.toml or f"{table}.{f.name}"
             if isinstance(d, Secret):
                 for key in (f"{path}_env", f"{path}_file"):
-                    yield key, str, d, lambda value, key=key: _nested(key, value)
+                    yield key, str, d, partial(_nested, key)
             else:
-                yield path, kinds[f.name], d, lambda value, path=path: _nested(path, value)
-    yield "territories.Mars", tuple[str, ...], Setting("a region's countries"), lambda v: _nested("territories.Mars", v)
+                yield path, kinds[f.name], d, partial(_nested, path)
+    yield "territories.Mars", tuple[str, ...], Setting("a region's countries"), partial(_nested, "territories.Mars")
     for cls, where, build in (
         (PoolSettings, "pools[0]", _pool),
         (MemberSettings, "pools[0].members[0]", _member),
@@ -118,8 +119,8 @@ def test_config_refuses_every_non_finite_or_out_of_range_number(
         shaped = value if scalar else _shape(kind, value)
         problems = _problems(build(shaped))
         assert any(p.startswith(path) for p in problems), (path, value, problems)
-    for value in ("many", [1], {"a": 1} if scalar else {"a": "many"}, True):
-        assert any(p.startswith(path) for p in _problems(build(value))), (path, value)
+    for wrong in ("many", [1], {"a": 1} if scalar else {"a": "many"}, True):
+        assert any(p.startswith(path) for p in _problems(build(wrong))), (path, wrong)
 
 
 def _shape(kind: Any, number: float) -> Any:

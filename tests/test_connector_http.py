@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TypedDict
 
 import pytest
 import requests
 import responses
+from support import request_kwargs
 
 from connectors.base import RequestCounter, WriteResult, parse_iso_utc
 from connectors.http import PlainHTTPAdapter, TimeoutHTTPAdapter, backoff_wait, call_with_retry, make_session
@@ -21,9 +23,15 @@ from core.errors import (
     WriteRejectedError,
 )
 
+
 # The retry policy has no defaults of its own: the adapters pass their settings. These are the
 # declared defaults of both adapters (5 attempts, waits capped at 60 s), which the cases assume.
-RETRY = {"max_attempts": 5, "max_wait": 60.0}
+class _Retry(TypedDict):
+    max_attempts: int
+    max_wait: float
+
+
+RETRY: _Retry = {"max_attempts": 5, "max_wait": 60.0}
 
 
 @pytest.fixture
@@ -139,7 +147,7 @@ def test_make_session_sets_a_default_timeout(rsps: responses.RequestsMock) -> No
     session = make_session("https://api.example.com", timeout=4.5)
     session.get("https://api.example.com/a")
     session.get("https://api.example.com/b", timeout=1)
-    assert [call.request.req_kwargs["timeout"] for call in rsps.calls] == [4.5, 1]
+    assert [request_kwargs(call.request)["timeout"] for call in rsps.calls] == [4.5, 1]
 
 
 def test_plain_http_adapter_sends_https_requests_over_http(rsps: responses.RequestsMock) -> None:
@@ -149,7 +157,7 @@ def test_plain_http_adapter_sends_https_requests_over_http(rsps: responses.Reque
     response = session.get("https://127.0.0.1:8765/services/data/v59.0/query")
     assert response.json() == {"ok": True}
     assert rsps.calls[0].request.url == "http://127.0.0.1:8765/services/data/v59.0/query"
-    assert rsps.calls[0].request.req_kwargs["timeout"] == 3
+    assert request_kwargs(rsps.calls[0].request)["timeout"] == 3
 
 
 def test_plain_http_adapter_leaves_other_hosts_alone(rsps: responses.RequestsMock) -> None:

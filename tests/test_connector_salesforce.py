@@ -13,6 +13,7 @@ import responses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from responses import matchers
+from support import request_kwargs
 
 from connectors.base import SalesforcePort, WriteResult
 from connectors.salesforce import SalesforceClient, SalesforceSettings
@@ -670,7 +671,7 @@ def test_plain_http_instance_is_called_over_http(rsps: responses.RequestsMock) -
     )
     rsps.add(responses.GET, f"{sandbox}/services/data/v59.0/query/01g-2", json=_query_body(_records("2")))
     assert [r["Id"] for r in sf.query("SELECT Id FROM Lead")] == ["1", "2"]
-    assert all(call.request.req_kwargs["timeout"] == 7 for call in rsps.calls)
+    assert all(request_kwargs(call.request)["timeout"] == 7 for call in rsps.calls)
 
 
 def test_plain_http_instance_logs_in_over_http(rsps: responses.RequestsMock) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +14,7 @@ import responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from responses import matchers
+from support import request_kwargs
 
 from connectors.base import VitallyPort, WriteResult
 from connectors.vitally import VitallyClient, VitallySettings
@@ -386,7 +387,7 @@ def test_request_uses_the_configured_timeout(rsps: responses.RequestsMock) -> No
     client = VitallyClient(VitallySettings(base_url=BASE, api_key=KEY, timeout_seconds=2.5))
     rsps.add(responses.GET, f"{ACCOUNTS}/a1", json={"id": "a1"})
     client.get_account("a1")
-    assert rsps.calls[0].request.req_kwargs["timeout"] == 2.5
+    assert request_kwargs(rsps.calls[0].request)["timeout"] == 2.5
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -502,7 +503,11 @@ def test_errors_never_contain_the_key(key: str, status: int) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add(responses.GET, f"{ACCOUNTS}/a1", status=status, body=body)
         mock.add(responses.PUT, f"{ACCOUNTS}/a1", status=status, body=body)
-        for call in (lambda: client.get_account("a1"), lambda: client.put_traits("a1", {"t": key})):
+        calls: tuple[Callable[[], object], ...] = (
+            lambda: client.get_account("a1"),
+            lambda: client.put_traits("a1", {"t": key}),
+        )
+        for call in calls:
             with pytest.raises(SyncError) as caught:
                 call()
             assert key not in str(caught.value)

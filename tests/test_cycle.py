@@ -13,6 +13,7 @@ import pytest
 
 import sync.accounts
 from core.model import Account
+from core.records import parse_account
 from sandbox import Sandbox, generate_book
 from state import StateDB
 from sync.app import make_salesforce, make_vitally
@@ -24,11 +25,10 @@ NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
 
 def test_cycle_parses_each_account_once_routed_and_onboarding_included(monkeypatch: pytest.MonkeyPatch) -> None:
     parsed: Counter[str] = Counter()
-    parse = sync.accounts.parse_account
 
     def counting(raw: Mapping[str, Any], *args: Any, **kwargs: Any) -> Account:
         parsed[str(raw.get("id"))] += 1
-        return parse(raw, *args, **kwargs)
+        return parse_account(raw, *args, **kwargs)
 
     monkeypatch.setattr(sync.accounts, "parse_account", counting)
     with Sandbox(generate_book(300, seed=7, now=NOW), now=NOW) as sandbox:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
 import pytest
 import requests
@@ -29,15 +31,9 @@ def stub() -> Iterator[LLMStub]:
         yield running
 
 
-def classifier(stub: LLMStub, **settings: object) -> LLMTriage:
-    values: dict[str, object] = {
-        "base_url": stub.base_url,
-        "model": "stub-model",
-        "api_key": KEY,
-        "timeout_seconds": 5.0,
-    }
-    values.update(settings)
-    return LLMTriage(LLMSettings(**values), offline_triage())  # type: ignore[arg-type]
+def classifier(stub: LLMStub, **settings: Any) -> LLMTriage:
+    base = LLMSettings(base_url=stub.base_url, model="stub-model", api_key=KEY, timeout_seconds=5.0)
+    return LLMTriage(replace(base, **settings), offline_triage())
 
 
 def test_e2e_llm_triage_uses_the_endpoints_label(stub: LLMStub) -> None:

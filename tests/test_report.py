@@ -36,7 +36,7 @@ from state import OwnerChoice, StateDB
 from sync.charts import Bar, Series, bar_chart, grouped_bar_chart, nice_ceiling
 from sync.cli import main
 from sync.config import ReportSettings, load_config, packaged_example
-from sync.report import build_report, render_report
+from sync.report import ReportFormat, build_report, render_report
 
 NOW = "2026-11-22T09:00:00Z"
 SF = "/services/data/v59.0"
@@ -440,11 +440,11 @@ def test_report_fair_share_follows_weights_with_paused_and_removed_members() -> 
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "csv", "html"])
-def test_report_of_a_state_without_runs_renders_every_format(fmt: str) -> None:
+def test_report_of_a_state_without_runs_renders_every_format(fmt: ReportFormat) -> None:
     config = load_config(packaged_example())
     out = io.StringIO()
 
-    render_report(build_report(config, StateDB.memory()), fmt, out)  # type: ignore[arg-type]
+    render_report(build_report(config, StateDB.memory()), fmt, out)
 
     assert out.getvalue()
     if fmt == "json":
@@ -514,7 +514,8 @@ def test_chart_text_is_escaped() -> None:
     root = ET.fromstring(svg)
 
     assert "<b>" not in svg and [t.text for t in root.iter("text")][-1] == '"x" <y>'
-    assert root.find("title") is not None and root.find("title").text == "<title>"  # type: ignore[union-attr]
+    title = root.find("title")
+    assert title is not None and title.text == "<title>"
 
 
 @pytest.mark.parametrize(

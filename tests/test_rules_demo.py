@@ -14,13 +14,13 @@ from rules.context import LeadContext
 from rules.demo import (
     CLASSIFIERS,
     Classifier,
-    DemoPolicy,
     KeywordClassifier,
     Label,
     classifier_for,
     classify_demo,
     scheduler_eligible,
 )
+from rules.policy import DemoPolicy
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
 POLICY = DemoPolicy()

@@ -101,7 +101,9 @@ COUNTRIES = st.one_of(st.none(), st.sampled_from(["US", "DE", "SG", "PL", "BR", 
 
 
 def score(candidate: Lead) -> int:
-    return int(lead_score(candidate, LeadContext(), Policy(scoring=ScoringPolicy()), NOW).inputs["score"])  # type: ignore[call-overload]
+    value = lead_score(candidate, LeadContext(), Policy(scoring=ScoringPolicy()), NOW).inputs["score"]
+    assert isinstance(value, int)
+    return value
 
 
 @given(EMPLOYEES, REVENUE, ROLES, SUB_ROLES, COUNTRIES, st.data())

@@ -15,8 +15,18 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import T0, VITALLY_KEY, plain_http_session, salesforce_client, sf_id, small_seed
-from simple_salesforce import Salesforce
+from conftest import (
+    T0,
+    VITALLY_KEY,
+    plain_http_session,
+    salesforce_client,
+    sf_collection,
+    sf_errors,
+    sf_id,
+    small_seed,
+    sobject,
+)
+from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceMalformedRequest
 
 from sandbox.server import Sandbox
@@ -62,8 +72,8 @@ def test_counters_group_by_method_and_path_template(
     vitally.put(f"{sandbox.url}/resources/accounts/acc_0", json={"traits": {}})
     vitally.put(f"{sandbox.url}/resources/accounts/acc_1", json={"traits": {}})
     sf.restful("composite/sobjects/Lead/Sync_Key__c", method="PATCH", json={"records": [_lead("k")]})
-    sf.Lead.upsert("Sync_Key__c/k2", {"LastName": "A", "Company": "B"})
-    sf.Lead.get(sf_id("00Q", 1))
+    sobject(sf, "Lead").upsert("Sync_Key__c/k2", {"LastName": "A", "Company": "B"})
+    sobject(sf, "Lead").get(sf_id("00Q", 1))
 
     assert _control(sandbox, "GET", "counters").json() == {
         "vitally": {"PUT /resources/accounts/:id": 2},
@@ -122,7 +132,7 @@ def test_fault_status_fails_the_next_matching_calls_then_clears(sandbox: Sandbox
     recovered = sf.query("SELECT Id FROM Lead")
 
     assert [f.status for f in failures] == [503, 503]
-    assert failures[0].content[0]["errorCode"] == "SERVER_UNAVAILABLE"
+    assert sf_errors(failures[0])[0]["errorCode"] == "SERVER_UNAVAILABLE"
     assert recovered["totalSize"] == 5
     assert [f["method"] for f in sandbox.faults()] == ["PATCH"]
     assert [c.get("fault") for c in sandbox.calls()] == ["status", "status", None]
@@ -143,10 +153,10 @@ def test_fault_reset_closes_the_socket_and_applies_nothing(sandbox: Sandbox, sf:
     sandbox.add_fault("reset", method="PATCH")
 
     with pytest.raises(requests.ConnectionError):
-        sf.Lead.upsert("Sync_Key__c/lost", {"LastName": "A", "Company": "B"})
+        sobject(sf, "Lead").upsert("Sync_Key__c/lost", {"LastName": "A", "Company": "B"})
 
     assert [r for r in sandbox.state()["salesforce"]["Lead"] if r.get("Sync_Key__c") == "lost"] == []
-    assert sf.Lead.upsert("Sync_Key__c/lost", {"LastName": "A", "Company": "B"}) == 201
+    assert sobject(sf, "Lead").upsert("Sync_Key__c/lost", {"LastName": "A", "Company": "B"}) == 201
 
 
 def test_fault_drop_response_applies_the_write_but_never_answers(sandbox: Sandbox, sf: Salesforce) -> None:
@@ -159,7 +169,7 @@ def test_fault_drop_response_applies_the_write_but_never_answers(sandbox: Sandbo
 
     with pytest.raises(requests.ConnectionError):
         sf.restful("composite/sobjects/Lead/Sync_Key__c", method="PATCH", json={"records": [_lead("applied")]})
-    retried = sf.restful("composite/sobjects/Lead/Sync_Key__c", method="PATCH", json={"records": [_lead("applied")]})
+    retried = sf_collection(sf, "composite/sobjects/Lead/Sync_Key__c", "PATCH", {"records": [_lead("applied")]})
 
     assert [r for r in sandbox.state()["salesforce"]["Lead"] if r.get("Sync_Key__c") == "applied"] != []
     assert retried[0]["created"] is False
@@ -210,15 +220,15 @@ def test_record_errors_fail_the_next_matching_records(sandbox: Sandbox, sf: Sale
     sandbox.add_record_errors("Lead", "DUPLICATES_DETECTED", count=1, match={"Sync_Key__c": "single"})
     records = [_lead("a"), _lead("b"), _lead("c")]
 
-    first = sf.restful("composite/sobjects/Lead/Sync_Key__c", method="PATCH", json={"records": records})
-    second = sf.restful("composite/sobjects/Lead/Sync_Key__c", method="PATCH", json={"records": records})
+    first = sf_collection(sf, "composite/sobjects/Lead/Sync_Key__c", "PATCH", {"records": records})
+    second = sf_collection(sf, "composite/sobjects/Lead/Sync_Key__c", "PATCH", {"records": records})
     with pytest.raises(SalesforceMalformedRequest) as caught:
-        sf.Lead.upsert("Sync_Key__c/single", {"LastName": "A", "Company": "B"})
+        sobject(sf, "Lead").upsert("Sync_Key__c/single", {"LastName": "A", "Company": "B"})
 
     assert [r["success"] for r in first] == [True, False, True]
     assert first[1]["errors"][0]["statusCode"] == "UNABLE_TO_LOCK_ROW"
     assert [r["success"] for r in second] == [True, True, True]
-    assert caught.value.content[0]["errorCode"] == "DUPLICATES_DETECTED"
+    assert sf_errors(caught.value)[0]["errorCode"] == "DUPLICATES_DETECTED"
     assert sandbox.record_errors() == []
 
 
@@ -260,7 +270,7 @@ def test_clock_drives_the_salesforce_daily_quota_reset(make_sandbox: Callable[..
 def test_state_is_a_seed_that_rebuilds_the_same_sandbox(
     sandbox: Sandbox, sf: Salesforce, vitally: requests.Session
 ) -> None:
-    sf.Lead.upsert("Sync_Key__c/s", {"LastName": "A", "Company": "B"})
+    sobject(sf, "Lead").upsert("Sync_Key__c/s", {"LastName": "A", "Company": "B"})
     vitally.post(f"{sandbox.url}/resources/tasks", json={"accountId": "acc_0", "name": "t", "externalId": "t1"})
     state = _control(sandbox, "GET", "state").json()
 

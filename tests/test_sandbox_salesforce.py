@@ -8,14 +8,25 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import T0, SeedBuilder, plain_http_session, salesforce_client, sf_id, small_seed
-from simple_salesforce import Salesforce, format_soql
+from conftest import (
+    T0,
+    SeedBuilder,
+    plain_http_session,
+    salesforce_client,
+    sf_collection,
+    sf_errors,
+    sf_id,
+    small_seed,
+    sobject,
+)
+from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
     SalesforceMalformedRequest,
     SalesforceRefusedRequest,
     SalesforceResourceNotFound,
 )
+from simple_salesforce.format import format_soql
 
 from sandbox.server import Sandbox
 
@@ -69,8 +80,8 @@ def test_query_pages_are_a_snapshot_taken_at_query_time(
     sf = salesforce_client(sb.url)
 
     first = sf.query("SELECT Id FROM Lead ORDER BY Id")
-    sf.Lead.delete(first["records"][0]["Id"])
-    sf.Lead.create({"LastName": "New", "Company": "New Co"})
+    sobject(sf, "Lead").delete(first["records"][0]["Id"])
+    sobject(sf, "Lead").create({"LastName": "New", "Company": "New Co"})
     rest = sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)
 
     assert rest["totalSize"] == 30 and len(rest["records"]) == 10 and not rest["done"]
@@ -81,15 +92,15 @@ def test_query_bad_soql_is_malformed_query(sf: Salesforce) -> None:
     with pytest.raises(SalesforceMalformedRequest) as caught:
         sf.query("SELECT Id FROM Lead WHERE")
 
-    assert caught.value.content[0]["errorCode"] == "MALFORMED_QUERY"
+    assert sf_errors(caught.value)[0]["errorCode"] == "MALFORMED_QUERY"
 
 
 def test_query_unknown_field_is_invalid_field(sf: Salesforce) -> None:
     with pytest.raises(SalesforceMalformedRequest) as caught:
         sf.query("SELECT Id FROM Lead WHERE Nope__c = 1")
 
-    assert caught.value.content[0]["errorCode"] == "INVALID_FIELD"
-    assert "Nope__c" in caught.value.content[0]["message"]
+    assert sf_errors(caught.value)[0]["errorCode"] == "INVALID_FIELD"
+    assert "Nope__c" in sf_errors(caught.value)[0]["message"]
 
 
 @pytest.mark.parametrize(
@@ -97,10 +108,10 @@ def test_query_unknown_field_is_invalid_field(sf: Salesforce) -> None:
     ["O'Brien & Sons", "Back\\slash Ltd", "100% Pure_Co", 'Say "hi"', "it's 50%\\_off\n"],
 )
 def test_format_soql_values_round_trip_exactly(sf: Salesforce, company: str) -> None:
-    sf.Lead.create({"LastName": "Quote", "Company": company})
+    sobject(sf, "Lead").create({"LastName": "Quote", "Company": company})
     # The decoy matches the LIKE pattern only if the sandbox loses the escapes of % and _.
     decoy = company.replace("%", "% more").replace("_", "-")
-    sf.Lead.create({"LastName": "Decoy", "Company": decoy if decoy != company else company + " Holdings"})
+    sobject(sf, "Lead").create({"LastName": "Decoy", "Company": decoy if decoy != company else company + " Holdings"})
 
     equal = sf.query(format_soql("SELECT Company FROM Lead WHERE Company = {}", company))
     like = sf.query(format_soql("SELECT Company FROM Lead WHERE Company LIKE '{:like}'", company))
@@ -127,8 +138,8 @@ def test_query_datetime_filter_uses_system_modstamp(make_sandbox: Callable[..., 
 
 
 def test_upsert_twice_makes_one_record_201_then_200(sandbox: Sandbox, sf: Salesforce) -> None:
-    first = sf.Lead.upsert("Sync_Key__c/acc_0", {"LastName": "Smith", "Company": "Acme"}, raw_response=True)
-    second = sf.Lead.upsert("Sync_Key__c/acc_0", {"Title": "CTO"}, raw_response=True)
+    first = sobject(sf, "Lead").upsert("Sync_Key__c/acc_0", {"LastName": "Smith", "Company": "Acme"}, raw_response=True)
+    second = sobject(sf, "Lead").upsert("Sync_Key__c/acc_0", {"Title": "CTO"}, raw_response=True)
 
     assert first.status_code == 201 and first.json()["created"] is True
     assert second.status_code == 200 and second.json() == {
@@ -158,25 +169,27 @@ def test_upsert_with_several_matches_is_300(make_sandbox: Callable[..., Sandbox]
 
 
 def test_create_update_get_delete_a_lead(sandbox: Sandbox, sf: Salesforce) -> None:
-    created = sf.Lead.create({"LastName": "Doe", "FirstName": "Jane", "Company": "Initech", "OwnerId": REP_0})
-    status = sf.Lead.update(created["id"], {"Title": "VP"})
-    fetched = sf.Lead.get(created["id"])
-    sf.Lead.delete(created["id"])
+    created = sobject(sf, "Lead").create(
+        {"LastName": "Doe", "FirstName": "Jane", "Company": "Initech", "OwnerId": REP_0}
+    )
+    status = sobject(sf, "Lead").update(created["id"], {"Title": "VP"})
+    fetched = sobject(sf, "Lead").get(created["id"])
+    sobject(sf, "Lead").delete(created["id"])
 
     assert created["success"] is True and created["id"].startswith("00Q") and len(created["id"]) == 18
     assert status == 204
     assert (fetched["Name"], fetched["Title"], fetched["IsConverted"]) == ("Jane Doe", "VP", False)
     assert fetched["attributes"]["type"] == "Lead"
     with pytest.raises(SalesforceResourceNotFound) as caught:
-        sf.Lead.get(created["id"])
-    assert caught.value.content[0]["errorCode"] == "NOT_FOUND"
+        sobject(sf, "Lead").get(created["id"])
+    assert sf_errors(caught.value)[0]["errorCode"] == "NOT_FOUND"
 
 
 def test_create_lead_without_company_is_required_field_missing(sf: Salesforce) -> None:
     with pytest.raises(SalesforceMalformedRequest) as caught:
-        sf.Lead.create({"LastName": "Doe"})
+        sobject(sf, "Lead").create({"LastName": "Doe"})
 
-    assert caught.value.content == [
+    assert sf_errors(caught.value) == [
         {
             "message": "Required fields are missing: [Company]",
             "errorCode": "REQUIRED_FIELD_MISSING",
@@ -186,7 +199,7 @@ def test_create_lead_without_company_is_required_field_missing(sf: Salesforce) -
 
 
 def test_write_validation_errors(sf: Salesforce) -> None:
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "INVALID_CROSS_REFERENCE_KEY": {"OwnerId": sf_id("005", 99)},
         "INACTIVE_OWNER_OR_USER": {"OwnerId": REP_INACTIVE},
         "INVALID_FIELD": {"Nope__c": 1},
@@ -194,36 +207,36 @@ def test_write_validation_errors(sf: Salesforce) -> None:
     }
     for code, fields in cases.items():
         with pytest.raises(SalesforceMalformedRequest) as caught:
-            sf.Lead.create({"LastName": "Doe", "Company": "Acme", **fields})
-        assert caught.value.content[0]["errorCode"] == code
-    assert sf.Lead.create({"LastName": "Q", "Company": "Acme", "OwnerId": QUEUE})["success"] is True
+            sobject(sf, "Lead").create({"LastName": "Doe", "Company": "Acme", **fields})
+        assert sf_errors(caught.value)[0]["errorCode"] == code
+    assert sobject(sf, "Lead").create({"LastName": "Q", "Company": "Acme", "OwnerId": QUEUE})["success"] is True
 
 
 def test_update_unknown_id_is_404_and_converted_lead_is_refused(sf: Salesforce) -> None:
     with pytest.raises(SalesforceResourceNotFound):
-        sf.Lead.update(sf_id("00Q", 999), {"Title": "x"})
+        sobject(sf, "Lead").update(sf_id("00Q", 999), {"Title": "x"})
     with pytest.raises(SalesforceMalformedRequest) as caught:
-        sf.Lead.update(sf_id("00Q", 4), {"Title": "x"})
+        sobject(sf, "Lead").update(sf_id("00Q", 4), {"Title": "x"})
 
-    assert caught.value.content[0]["errorCode"] == "CANNOT_UPDATE_CONVERTED_LEAD"
+    assert sf_errors(caught.value)[0]["errorCode"] == "CANNOT_UPDATE_CONVERTED_LEAD"
 
 
 def test_create_with_a_taken_unique_external_id_is_duplicate_value(sf: Salesforce) -> None:
-    sf.Lead.create({"LastName": "A", "Company": "Acme", "Sync_Key__c": "k"})
+    sobject(sf, "Lead").create({"LastName": "A", "Company": "Acme", "Sync_Key__c": "k"})
 
     with pytest.raises(SalesforceMalformedRequest) as caught:
-        sf.Lead.create({"LastName": "B", "Company": "Acme", "Sync_Key__c": "k"})
+        sobject(sf, "Lead").create({"LastName": "B", "Company": "Acme", "Sync_Key__c": "k"})
 
-    assert caught.value.content[0]["errorCode"] == "DUPLICATE_VALUE"
+    assert sf_errors(caught.value)[0]["errorCode"] == "DUPLICATE_VALUE"
 
 
 def test_writes_maintain_system_timestamps_from_the_clock(sandbox: Sandbox, sf: Salesforce) -> None:
     sandbox.set_clock(T0)
-    created = sf.Lead.create({"LastName": "Doe", "Company": "Acme"})
+    created = sobject(sf, "Lead").create({"LastName": "Doe", "Company": "Acme"})
     sandbox.set_clock(advance_seconds=90)
-    sf.Lead.update(created["id"], {"Title": "CTO"})
+    sobject(sf, "Lead").update(created["id"], {"Title": "CTO"})
 
-    lead = sf.Lead.get(created["id"])
+    lead = sobject(sf, "Lead").get(created["id"])
 
     assert lead["CreatedDate"] == "2026-11-22T10:00:00.000+0000"
     assert lead["SystemModstamp"] == lead["LastModifiedDate"] == "2026-11-22T10:01:30.000+0000"
@@ -262,10 +275,11 @@ def test_collection_all_or_none_rolls_back_every_record(sandbox: Sandbox, sf: Sa
 
 
 def test_collection_create_and_update_by_id(sandbox: Sandbox, sf: Salesforce) -> None:
-    created = sf.restful(
+    created = sf_collection(
+        sf,
         "composite/sobjects",
-        method="POST",
-        json={
+        "POST",
+        {
             "allOrNone": False,
             "records": [
                 {"attributes": {"type": "Lead"}, "LastName": "A", "Company": "X"},
@@ -273,10 +287,11 @@ def test_collection_create_and_update_by_id(sandbox: Sandbox, sf: Salesforce) ->
             ],
         },
     )
-    updated = sf.restful(
+    updated = sf_collection(
+        sf,
         "composite/sobjects",
-        method="PATCH",
-        json={
+        "PATCH",
+        {
             "allOrNone": False,
             "records": [
                 {"attributes": {"type": "Lead"}, "Id": created[0]["id"], "Title": "Boss"},
@@ -292,14 +307,14 @@ def test_collection_create_and_update_by_id(sandbox: Sandbox, sf: Salesforce) ->
         "INVALID_CROSS_REFERENCE_KEY",
         "CANNOT_UPDATE_CONVERTED_LEAD",
     ]
-    assert sf.Lead.get(created[0]["id"])["Title"] == "Boss"
+    assert sobject(sf, "Lead").get(created[0]["id"])["Title"] == "Boss"
 
 
 def test_collection_over_200_records_is_400(sf: Salesforce) -> None:
     with pytest.raises(SalesforceMalformedRequest) as caught:
         _upsert(sf, [_lead(str(i)) for i in range(201)])
 
-    assert caught.value.content[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
+    assert sf_errors(caught.value)[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
 
 
 def test_collection_upsert_refuses_a_key_twice_in_one_request(sf: Salesforce) -> None:
@@ -317,15 +332,17 @@ def test_assignment_rule_overwrites_owner_unless_auto_assign_is_false(make_sandb
     sf = salesforce_client(sb.url)
     off = {"Sforce-Auto-Assign": "false"}
 
-    sf.Lead.upsert("Sync_Key__c/single-on", {"LastName": "A", "Company": "X", "OwnerId": REP_1})
-    sf.Lead.upsert("Sync_Key__c/single-off", {"LastName": "A", "Company": "X", "OwnerId": REP_1}, headers=off)
+    sobject(sf, "Lead").upsert("Sync_Key__c/single-on", {"LastName": "A", "Company": "X", "OwnerId": REP_1})
+    sobject(sf, "Lead").upsert(
+        "Sync_Key__c/single-off", {"LastName": "A", "Company": "X", "OwnerId": REP_1}, headers=off
+    )
     _upsert(sf, [_lead("coll-on", OwnerId=REP_1)])
     _upsert(sf, [_lead("coll-off", OwnerId=REP_1)], headers={"Sforce-Auto-Assign": "FALSE"})
-    created = sf.Lead.create({"LastName": "A", "Company": "X", "OwnerId": REP_1})
+    created = sobject(sf, "Lead").create({"LastName": "A", "Company": "X", "OwnerId": REP_1})
 
     owners = {k: _lead_by_key(sb, k)[0]["OwnerId"] for k in ("single-on", "single-off", "coll-on", "coll-off")}
     assert owners == {"single-on": QUEUE, "single-off": REP_1, "coll-on": QUEUE, "coll-off": REP_1}
-    assert sf.Lead.get(created["id"])["OwnerId"] == QUEUE
+    assert sobject(sf, "Lead").get(created["id"])["OwnerId"] == QUEUE
 
 
 # ---------------------------------------------------------------------- auth, limits
@@ -338,7 +355,7 @@ def test_expired_session_is_401_invalid_session_id(sandbox: Sandbox, sf: Salesfo
     with pytest.raises(SalesforceExpiredSession) as caught:
         sf.query("SELECT Id FROM Lead")
 
-    assert caught.value.content == [
+    assert sf_errors(caught.value) == [
         {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID", "fields": []}
     ]
 
@@ -382,7 +399,7 @@ def test_daily_quota_is_reported_then_refused_with_403(make_sandbox: Callable[..
 
     assert (usage_after_one.used, usage_after_one.total) == (1, 3)
     assert limits == {"DailyApiRequests": {"Max": 3, "Remaining": 1}}
-    assert caught.value.content == [
+    assert sf_errors(caught.value) == [
         {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED", "fields": []}
     ]
     raw = requests.get(f"{sb.url}/services/data/v59.0/limits/", headers={"Authorization": "Bearer t"}, timeout=5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.model import Lead
-from core.triage import LABELS, Submission
+from core.triage import LABELS, Label, Submission
 from rules.triage import offline_triage
 from rules.triage_model import HybridTriage, NaiveBayes
 from rules.triage_rules import RuleTriage, fold
@@ -22,12 +23,20 @@ DATA = Path(__file__).resolve().parent / "data" / "triage"
 CLASSIFIER = offline_triage()
 
 
-def load(name: str) -> list[tuple[Submission, str]]:
+def label_of(value: str) -> Label:
+    """A corpus row's label, checked to be one of the three."""
+    return next(label for label in LABELS if label == value)
+
+
+def load(name: str) -> list[tuple[Submission, Label]]:
     rows = [json.loads(line) for line in (DATA / name).read_text(encoding="utf-8").splitlines()]
-    return [(Submission(r["text"], r["email"], r["company"], r["title"], r["employees"]), r["label"]) for r in rows]
+    return [
+        (Submission(r["text"], r["email"], r["company"], r["title"], r["employees"]), label_of(r["label"]))
+        for r in rows
+    ]
 
 
-def confusion(pairs: list[tuple[str, str]]) -> Counter[tuple[str, str]]:
+def confusion(pairs: Iterable[tuple[str, str]]) -> Counter[tuple[str, str]]:
     return Counter(pairs)
 
 
@@ -51,7 +60,7 @@ def test_offline_triage_meets_the_issue_goals_cross_validated() -> None:
         seen[label] += 1
     pairs = []
     for k in range(5):
-        model = NaiveBayes.fit(ex for ex, f in zip(corpus, folds, strict=True) if f != k)  # type: ignore[misc]
+        model = NaiveBayes.fit(ex for ex, f in zip(corpus, folds, strict=True) if f != k)
         classifier = HybridTriage(RuleTriage(), model)
         pairs += [(label, classifier.classify(s).label) for (s, label), f in zip(corpus, folds, strict=True) if f == k]
     c = confusion(pairs)
