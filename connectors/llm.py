@@ -193,6 +193,12 @@ class LLMTriage:
 
 def parse_answer(body: object) -> tuple[Label, str]:
     """The label and reason of a chat-completions response body; `LLMAnswerError` says what is wrong."""
+    return _label_and_reason(_message_text(body))
+
+
+def _message_text(body: object) -> str:
+    """The text of the one choice's message: the envelope checked (one choice, a message, no
+    refusal, not cut short)."""
     if not isinstance(body, Mapping):
         raise LLMAnswerError("the response is not a JSON object")
     choices = body.get("choices")
@@ -209,6 +215,12 @@ def parse_answer(body: object) -> tuple[Label, str]:
     content = message.get("content")
     if not isinstance(content, str):
         raise LLMAnswerError("the message has no text content")
+    return content
+
+
+def _label_and_reason(content: str) -> tuple[Label, str]:
+    """The answer the message holds, exactly `{"label", "reason"}`; the reason on one line, cut
+    to MAX_REASON characters."""
     try:
         answer = json.loads(content)
     except ValueError:

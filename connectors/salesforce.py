@@ -52,6 +52,7 @@ _FIELD_PATH = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*\Z")
 _ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}\Z")
 # Per-record codes worth sending again: another transaction held the row.
 _TRANSIENT_RECORD_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
+_Pending = tuple[int, str, dict[str, Any]]  # a record to send: (its index in the call, its key, its body)
 
 
 @dataclass(frozen=True)
@@ -401,33 +402,18 @@ class SalesforceClient:
         - Any other whole-request failure raises after the retry policy gave up.
         """
         headers = {"Sforce-Auto-Assign": "FALSE"} if set_owner else {}
-        template = f"{self._data_path}/{path}"
         results: list[WriteResult | None] = [None] * len(records)
-        pending: list[tuple[int, str, dict[str, Any]]] = []
-        for index, record in enumerate(records):
-            value = record.get(key_field)
-            if value is None or value == "":
-                results[index] = WriteResult(key="", ok=False, code="MISSING_KEY", message=f"no {key_field}")
-                continue
-            body = {name: field for name, field in record.items() if name != "attributes"}
-            pending.append((index, str(value), {"attributes": {"type": sobject}, **body}))
-
+        pending = _keyed(sobject, key_field, records, results)
         sent_any = False
         for round_number in range(self._lock_retries + 1):
             if not pending:
                 break
             if round_number > 0:
                 self._sleep(backoff_wait(round_number, max_wait=self._max_wait))
-            locked: list[tuple[int, str, dict[str, Any]]] = []
+            locked: list[_Pending] = []
             for start in range(0, len(pending), COLLECTION_LIMIT):
-                chunk = pending[start : start + COLLECTION_LIMIT]
-                payload = {"allOrNone": False, "records": [item for _, _, item in chunk]}
-
-                def send(sf: Salesforce, payload: dict[str, Any] = payload) -> Any:
-                    return sf.restful(path, method="PATCH", json=payload, headers=headers)
-
                 try:
-                    answer = self._call("PATCH", template, send, write=True)
+                    locked += self._send_collection(path, headers, pending[start : start + COLLECTION_LIMIT], results)
                 except QuotaExhaustedError as error:
                     if not sent_any:
                         raise
@@ -437,15 +423,29 @@ class SalesforceClient:
                         )
                     return _complete(results)
                 sent_any = True
-                if not isinstance(answer, list) or len(answer) != len(chunk):
-                    raise ContractError(f"salesforce PATCH {path}: expected one result per record", system=SYSTEM)
-                for (index, key, item), outcome in zip(chunk, answer, strict=True):
-                    result = _record_result(key, outcome)
-                    results[index] = result
-                    if result.code in _TRANSIENT_RECORD_CODES:
-                        locked.append((index, key, item))
             pending = locked
         return _complete(results)
+
+    def _send_collection(
+        self, path: str, headers: dict[str, str], chunk: Sequence[_Pending], results: list[WriteResult | None]
+    ) -> list[_Pending]:
+        """One collection request: each record's result goes into `results`; returns the records
+        refused with a transient per-record error (`UNABLE_TO_LOCK_ROW`), to be sent again."""
+        payload = {"allOrNone": False, "records": [item for _, _, item in chunk]}
+
+        def send(sf: Salesforce) -> Any:
+            return sf.restful(path, method="PATCH", json=payload, headers=headers)
+
+        answer = self._call("PATCH", f"{self._data_path}/{path}", send, write=True)
+        if not isinstance(answer, list) or len(answer) != len(chunk):
+            raise ContractError(f"salesforce PATCH {path}: expected one result per record", system=SYSTEM)
+        locked: list[_Pending] = []
+        for (index, key, item), outcome in zip(chunk, answer, strict=True):
+            result = _record_result(key, outcome)
+            results[index] = result
+            if result.code in _TRANSIENT_RECORD_CODES:
+                locked.append((index, key, item))
+        return locked
 
 
 class SalesforceObject:
@@ -542,6 +542,22 @@ def _oauth_error(response: requests.Response) -> str:
         return ""
     code = body.get("error") if isinstance(body, dict) else None
     return f" {code}" if isinstance(code, str) and _ERROR_CODE.match(code) else ""
+
+
+def _keyed(
+    sobject: str, key_field: str, records: Sequence[Mapping[str, Any]], results: list[WriteResult | None]
+) -> list[_Pending]:
+    """The records to send, as `(index, key, body)`; one without `key_field` is not sent: its
+    result is `MISSING_KEY`."""
+    pending: list[_Pending] = []
+    for index, record in enumerate(records):
+        value = record.get(key_field)
+        if value is None or value == "":
+            results[index] = WriteResult(key="", ok=False, code="MISSING_KEY", message=f"no {key_field}")
+            continue
+        body = {name: field for name, field in record.items() if name != "attributes"}
+        pending.append((index, str(value), {"attributes": {"type": sobject}, **body}))
+    return pending
 
 
 def _record_result(key: str, outcome: Any) -> WriteResult:

@@ -296,12 +296,33 @@ def parse_account(
     mrr_raw = raw.get("mrr")
     mrr = None if mrr_raw is None else _field("vitally", record_id, "mrr", mrr_raw, _money)
     external = raw.get("externalId")
-    traits = raw.get("traits")
+    traits, values = _account_traits(record_id, raw.get("traits"), trait_keys)
+    segments = _account_segments(record_id, raw.get("segments"))
+    key_roles, key_role_emails = _account_key_roles(record_id, raw.get("keyRoles"))
+    written = _written_traits(record_id, traits, written_keys)
+    return Account(
+        id=record_id,
+        name=name,
+        updated_at=updated_at,
+        external_id=external if isinstance(external, str) else None,
+        created_at=created_at,
+        mrr=mrr,
+        segments=segments,
+        key_roles=key_roles,
+        key_role_emails=key_role_emails,
+        written=written,
+        **values,  # type: ignore[arg-type]
+    )
+
+
+def _account_traits(
+    record_id: str, traits: object, trait_keys: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, object]]:
+    """(the raw traits object, the typed values of the traits crm-sync reads, by canonical name)."""
     if traits is None:
         traits = {}
     if not isinstance(traits, dict):
         raise RecordError("vitally", record_id, "traits", f"expected an object, got {_show(traits)}")
-
     values: dict[str, object] = {}
     parsers = _parsers_by_key(tuple(trait_keys.items()))
     for key, value in traits.items():
@@ -313,12 +334,20 @@ def parse_account(
             values[canonical] = parse(value)
         except _Bad as bad:
             raise RecordError("vitally", record_id, f"traits.{key}", str(bad)) from None
+    return traits, values
 
-    segment_list = raw.get("segments") or []
+
+def _account_segments(record_id: str, segment_list: object) -> frozenset[str]:
+    """The names of the segments the account is in."""
+    segment_list = segment_list or []
     if not isinstance(segment_list, list):
         raise RecordError("vitally", record_id, "segments", f"expected a list, got {_show(segment_list)}")
-    segments = frozenset(s["name"] for s in segment_list if isinstance(s, dict) and isinstance(s.get("name"), str))
-    role_list = raw.get("keyRoles") or []
+    return frozenset(s["name"] for s in segment_list if isinstance(s, dict) and isinstance(s.get("name"), str))
+
+
+def _account_key_roles(record_id: str, role_list: object) -> tuple[dict[str, str], dict[str, str]]:
+    """(key role label -> the user's id or name, key role label -> the user's email, casefolded)."""
+    role_list = role_list or []
     if not isinstance(role_list, list):
         raise RecordError("vitally", record_id, "keyRoles", f"expected a list, got {_show(role_list)}")
     key_roles: dict[str, str] = {}
@@ -335,23 +364,16 @@ def parse_account(
             key_roles[label] = str(user.get("id") or user.get("name") or "")
             if isinstance(user.get("email"), str):
                 key_role_emails[label] = user["email"].casefold()
+    return key_roles, key_role_emails
+
+
+def _written_traits(record_id: str, traits: Mapping[str, Any], written_keys: tuple[str, ...]) -> dict[str, Any]:
+    """The traits crm-sync writes, as read (`None` when absent)."""
     written = {key: traits.get(key) for key in written_keys}
     for key, value in written.items():
         if isinstance(value, str) and not _encodable(value):  # shown in the plan as `previous`
             _field("vitally", record_id, f"traits.{key}", value, _text)
-    return Account(
-        id=record_id,
-        name=name,
-        updated_at=updated_at,
-        external_id=external if isinstance(external, str) else None,
-        created_at=created_at,
-        mrr=mrr,
-        segments=segments,
-        key_roles=key_roles,
-        key_role_emails=key_role_emails,
-        written=written,
-        **values,  # type: ignore[arg-type]
-    )
+    return written
 
 
 def _sf_get(raw: Mapping[str, Any], obj: str, name: str, parse: Callable[[object], T]) -> T | None:

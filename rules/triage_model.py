@@ -61,8 +61,18 @@ def is_terse(text: str) -> bool:
 def features(submission: Submission) -> frozenset[str]:
     """The features a submission shows: present or not (a word said twice counts once)."""
     text = fold(submission.text)
-    found: set[str] = set()
     words = [w for w in _LATIN.findall(_CJK_RUN.sub(" ", text)) if not w.isdigit()]
+    found = _word_features(words) | _cjk_features(text) | _field_features(submission)
+    if not text.strip():
+        found.add("shape:empty")
+    elif len(words) <= 3 and not _CJK_RUN.search(text):
+        found.add("shape:terse")
+    return frozenset(found)
+
+
+def _word_features(words: list[str]) -> set[str]:
+    """Each word, each pair of neighbours, and the 3- to 5-character pieces of each word."""
+    found: set[str] = set()
     for i, word in enumerate(words):
         found.add("w:" + word)
         if i:
@@ -70,22 +80,27 @@ def features(submission: Submission) -> frozenset[str]:
         padded = f" {word} "
         for size in (3, 4, 5):
             found.update("c:" + padded[j : j + size] for j in range(len(padded) - size + 1))
+    return found
+
+
+def _cjk_features(text: str) -> set[str]:
+    """Each character and each pair of characters of the Chinese or Japanese runs."""
+    found: set[str] = set()
     for run in _CJK_RUN.findall(text):
         found.update("j:" + run[j : j + 1] for j in range(len(run)))
         found.update("j:" + run[j : j + 2] for j in range(len(run) - 1))
-    if not text.strip():
-        found.add("shape:empty")
-    elif len(words) <= 3 and not _CJK_RUN.search(text):
-        found.add("shape:terse")
-    for word in _LATIN.findall(fold(submission.title)):
-        found.add("title:" + word)
-    for word in _LATIN.findall(fold(submission.company)):
-        found.add("company:" + word)
+    return found
+
+
+def _field_features(submission: Submission) -> set[str]:
+    """The words of the title and company, no company, a free-mail or school address."""
+    found = {"title:" + word for word in _LATIN.findall(fold(submission.title))}
+    found.update("company:" + word for word in _LATIN.findall(fold(submission.company)))
     if not submission.company.strip():
         found.add("company:none")
     if _FREE_OR_SCHOOL.search(submission.email.strip().casefold()):
         found.add("email:free-or-school")
-    return frozenset(found)
+    return found
 
 
 @dataclass(frozen=True)

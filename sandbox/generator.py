@@ -549,6 +549,48 @@ def _region(iso: str | None) -> str:
     return "EU"
 
 
+def _spec_invoices(spec: _Spec) -> list[float]:
+    """The case's monthly invoice amounts, oldest first: as given, else its MRR for each month
+    paid (at most six)."""
+    if spec.invoices is not None:
+        return list(spec.invoices)
+    if spec.months and spec.mrr:
+        return [spec.mrr] * min(spec.months, 6)
+    return []
+
+
+def _spec_spend(spec: _Spec, basis: float) -> dict[str, float]:
+    """The case's spend per product: as given, else `basis` split over its products."""
+    if spec.spend is not None:
+        return dict(spec.spend)
+    if spec.products and basis:
+        weights = _SPLITS[min(len(spec.products), len(_SPLITS)) - 1]
+        return {p: round(basis * w, 2) for p, w in zip(spec.products, weights, strict=False)}
+    return {}
+
+
+@dataclass(frozen=True)
+class _Size:
+    """How big a random account is: the draw `r` that chose its tier, its MRR, months paying,
+    primary products, employees, users and startup plan (days left, credits total, credits used)."""
+
+    r: float
+    mrr: float
+    months: int
+    products: int
+    employees: int
+    users: int
+    startup: tuple[int, float, float] | None
+
+    @property
+    def big(self) -> bool:
+        return 0.955 <= self.r < 0.985
+
+    @property
+    def mid_or_big(self) -> bool:
+        return 0.82 <= self.r < 0.985
+
+
 class _Clock:
     """Fast timestamp and date strings relative to `now` (UTC, whole seconds)."""
 
@@ -776,23 +818,11 @@ class _Builder:
         name, slug = self._company()
         domain = f"{slug}.com" if spec.business_email else "gmail.com"
         mrr = spec.mrr
-        if spec.invoices is not None:
-            amounts = list(spec.invoices)
-        elif spec.months and mrr:
-            amounts = [mrr] * min(spec.months, 6)
-        else:
-            amounts = []
+        amounts = _spec_invoices(spec)
         basis = mrr if mrr is not None else (amounts[-1] if amounts else 0.0)
-        if spec.spend is not None:
-            spend = dict(spec.spend)
-        elif spec.products and basis:
-            weights = _SPLITS[min(len(spec.products), len(_SPLITS)) - 1]
-            spend = {p: round(basis * w, 2) for p, w in zip(spec.products, weights, strict=False)}
-        else:
-            spend = {}
+        spend = _spec_spend(spec, basis)
         iso = _normalise(spec.country)
         ubc = dict(spec.ubc) if spec.ubc is not None else ({iso or "US": spec.users} if spec.users else {})
-        employees = spec.employees
         traits: dict[str, Any] = {
             "domain": domain,
             "forecasted_mrr": spec.forecast if spec.forecast is not None else round(basis * 1.03, 2),
@@ -820,9 +850,26 @@ class _Builder:
             "has_mobile_app": False,
             "is_ai_product": False,
         }
+        self._spec_traits(spec, slug, traits)
+        region = _region(iso)
+        roles = [self._key_role(label, self._member(_KEY_ROLE_TEAM[label], region, spec.owner)) for label in spec.roles]
+        created_ago = (
+            int(spec.created_days * 86400)
+            if spec.months is None
+            else max(int(spec.created_days * 86400), (spec.months * 31 + 20) * 86400)
+        )
+        account = self._account(i, name, created_ago, mrr, traits, roles, spec.segments)
+        self._spec_salesforce(i, spec, account, region)
+        return account
+
+    def _spec_traits(self, spec: _Spec, slug: str, traits: dict[str, Any]) -> None:
+        """What the case adds to (or takes from) the common traits: first payment, headcount,
+        startup plan, funding, disqualification, Slack channel, its own traits."""
+        clock = self.clock
         if spec.months is not None:
             traits["first_paid_at"] = _months_back(clock.today, spec.months).isoformat()
-        if employees is not None:
+        if spec.employees is not None:
+            employees = spec.employees
             traits.update(employee_count=employees, harmonic_headcount=employees, harmonic_headcount_180d=employees)
         if spec.startup is not None:
             ends_in, total, used = spec.startup
@@ -845,14 +892,9 @@ class _Builder:
                 traits[key] = copy.deepcopy(value)  # the spec table must never be shared with the book
         if spec.country is None:
             del traits["country"]
-        region = _region(iso)
-        roles = [self._key_role(label, self._member(_KEY_ROLE_TEAM[label], region, spec.owner)) for label in spec.roles]
-        created_ago = (
-            int(spec.created_days * 86400)
-            if spec.months is None
-            else max(int(spec.created_days * 86400), (spec.months * 31 + 20) * 86400)
-        )
-        account = self._account(i, name, created_ago, mrr, traits, roles, spec.segments)
+
+    def _spec_salesforce(self, i: int, spec: _Spec, account: dict[str, Any], region: str) -> None:
+        """The case's Salesforce records: a product-led lead, a disqualified one, an opportunity."""
         if spec.lead is not None:
             self._lead(
                 {"LeadSource": "Product-led", "_owner": "TAM", "Status": "Working"}
@@ -874,13 +916,35 @@ class _Builder:
         if spec.opp is not None:
             stage, closed_ago, reason = spec.opp
             self._opportunity(i, account, stage, closed_ago, reason, self._member("TAE", region))
-        return account
 
     def _filler(self, i: int) -> dict[str, Any]:
         """A random account: most are small self-serve, a few are big, owned, or on the startup plan."""
-        rng, clock = self.rng, self.clock
-        rand = rng.random
+        rand = self.rng.random
         name, slug = self._company()
+        size = self._filler_size()
+        hq = self._pick(_HQ)
+        names = _COUNTRY_NAMES.get(hq)
+        country = self._pick(names) if names and rand() < 0.15 else hq
+        ubc = self._filler_users_by_country(hq, size.users)
+        spend = self._filler_spend(size)
+        traits = self._filler_traits(slug, size, country, ubc, spend)
+        region = _region(hq)
+        roles, segments = self._filler_ownership(size, region, slug, traits)
+        if rand() < 0.02:
+            traits["lead_disqualified_at"] = self.clock.date(int(365 * rand()))
+        created_ago = (size.months * 31 + 20 + int(400 * rand())) * 86400 + int(86400 * rand())
+        account = self._account(i, name, created_ago, size.mrr, traits, roles, segments)
+        if size.mid_or_big and rand() < 0.55:
+            stage = self._pick(("Closed Won", "Closed Lost", self._pick(_OPEN_STAGES)))
+            closed_ago = -int(5 + 90 * rand()) if stage in _OPEN_STAGES else int(10 + 700 * rand())
+            reason = self._pick(_LOSS_REASONS) if stage == "Closed Lost" else None
+            self._opportunity(i, account, stage, closed_ago, reason, self._member("TAE", region))
+        return account
+
+    def _filler_size(self) -> _Size:
+        """A random account's size: free 40 %, small pay-as-you-go 42 %, mid 13.5 %, big 3 %,
+        startup plan 1.5 %."""
+        rand = self.rng.random
         r = rand()
         startup = None
         if r < 0.40:  # free
@@ -900,20 +964,33 @@ class _Builder:
             employees, users = 3 + int(60 * rand()), 2 + int(10 * rand())
             total = (50_000.0, 100_000.0)[rand() < 0.5]
             startup = (10 + int(355 * rand()), total, round(total * rand(), 2))
-        hq = self._pick(_HQ)
-        names = _COUNTRY_NAMES.get(hq)
-        country = self._pick(names) if names and rand() < 0.15 else hq
-        if users <= 2 or rand() < 0.6:
-            ubc = {hq: users}
-        else:
-            other = self._pick(_SECOND_COUNTRY)
-            ubc = {hq: users - users // 3}
-            ubc[other] = ubc.get(other, 0) + users // 3
+        return _Size(r, mrr, months, k, employees, users, startup)
+
+    def _filler_users_by_country(self, hq: str, users: int) -> dict[str, int]:
+        """Most accounts' users are all in the HQ country; some have a third of them elsewhere."""
+        if users <= 2 or self.rng.random() < 0.6:
+            return {hq: users}
+        other = self._pick(_SECOND_COUNTRY)
+        ubc = {hq: users - users // 3}
+        ubc[other] = ubc.get(other, 0) + users // 3
+        return ubc
+
+    def _filler_spend(self, size: _Size) -> dict[str, float]:
+        """The MRR split over the account's primary products, sometimes with a non-primary one."""
+        mrr, k = size.mrr, size.products
         products = self._pick(_ADOPTION)[:k]
         spend = {p: round(mrr * w, 2) for p, w in zip(products, _SPLITS[k - 1], strict=False)} if k else {}
-        if k >= 2 and rand() < 0.2:
+        if k >= 2 and self.rng.random() < 0.2:
             extra = self._pick(_NON_PRIMARY)
             spend[extra] = round(mrr * 0.05, 2)
+        return spend
+
+    def _filler_traits(
+        self, slug: str, size: _Size, country: str, ubc: dict[str, int], spend: dict[str, float]
+    ) -> dict[str, Any]:
+        """A random account's traits: invoices, email domain, company facts, product usage."""
+        rand, clock = self.rng.random, self.clock
+        mrr, months, employees, startup = size.mrr, size.months, size.employees, size.startup
         n_inv = min(months, 6)
         growth = 0.92 + 0.2 * rand()
         invoices = [
@@ -940,7 +1017,7 @@ class _Builder:
             "industry": self._pick(_INDUSTRIES),
             "country": country,
             "icp_score": int(31 * rand()) - 10,
-            "user_count": users,
+            "user_count": size.users,
             "users_by_country": ubc,
             "business_email": not personal,
             "autocapture_pct": auto,
@@ -963,12 +1040,19 @@ class _Builder:
             )
         if rand() < 0.25:
             traits["harmonic_last_funding_date"] = clock.date(int(1500 * rand()))
+        return traits
+
+    def _filler_ownership(
+        self, size: _Size, region: str, slug: str, traits: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+        """(key roles, segments): most big accounts have an owner, some an annual plan and a Slack
+        channel (set in `traits`); a few others an onboarding specialist or a hand-set segment."""
+        rand = self.rng.random
         segments: tuple[str, ...] = ()
         roles: list[dict[str, Any]] = []
-        region = _region(hq)
-        if 0.955 <= r < 0.985:  # big accounts: most have an owner, some an annual plan
+        if size.big:  # big accounts: most have an owner, some an annual plan
             if rand() < 0.65:
-                roles.append(self._filler_owner(k, region))
+                roles.append(self._filler_owner(size.products, region))
                 if roles[0]["keyRole"]["label"] == "TAM":
                     segments = ("AM Managed",)
             if rand() < 0.4:
@@ -980,16 +1064,7 @@ class _Builder:
             roles.append(self._key_role("Onboarding Specialist", self._member("Onboarding", region)))
         elif rand() < 0.01:
             segments = (self._pick(("Active Trial", "AM referral", "AE referral", "Leads")),)
-        if rand() < 0.02:
-            traits["lead_disqualified_at"] = clock.date(int(365 * rand()))
-        created_ago = (months * 31 + 20 + int(400 * rand())) * 86400 + int(86400 * rand())
-        account = self._account(i, name, created_ago, mrr, traits, roles, segments)
-        if 0.82 <= r < 0.985 and rand() < 0.55:
-            stage = self._pick(("Closed Won", "Closed Lost", self._pick(_OPEN_STAGES)))
-            closed_ago = -int(5 + 90 * rand()) if stage in _OPEN_STAGES else int(10 + 700 * rand())
-            reason = self._pick(_LOSS_REASONS) if stage == "Closed Lost" else None
-            self._opportunity(i, account, stage, closed_ago, reason, self._member("TAE", region))
-        return account
+        return roles, segments
 
     def _filler_owner(self, products: int, region: str) -> dict[str, Any]:
         """TAM for 1–2 primary products while a TAM has room under the soft cap, else CSM."""

@@ -137,12 +137,17 @@ def _coerce(key: str, value: Any) -> Any:
             raise TypeError("expected true or false")
         return value
     if key in _PAIRS:
-        if not isinstance(value, list | tuple) or not all(
-            isinstance(p, list | tuple) and len(p) == 2 and all(isinstance(s, str) and s for s in p) for p in value
-        ):
-            raise TypeError("expected a list of [string, string] pairs")
-        return tuple((str(a), str(b)) for a, b in value)
+        return _pairs(value)
     raise ValueError("not settable")  # pragma: no cover - every field is listed above
+
+
+def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    """A list of [string, string] pairs (`playbooks`, `sf_unique_fields`)."""
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(p, list | tuple) and len(p) == 2 and all(isinstance(s, str) and s for s in p) for p in value
+    ):
+        raise TypeError("expected a list of [string, string] pairs")
+    return tuple((str(a), str(b)) for a, b in value)
 
 
 @dataclass(frozen=True)

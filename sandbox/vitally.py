@@ -131,31 +131,40 @@ class VitallyService:
             ("notes", self.notes),
         ):
             for raw in seed.get(name) or []:
-                record = copy.deepcopy(dict(raw))
-                record["id"] = str(record["id"]) if record.get("id") else self._new_id(name[:-1])
-                for key in ("createdAt", "updatedAt"):
-                    parsed = parse_timestamp(record.get(key))
-                    if parsed is not None:
-                        record[key] = vitally_timestamp(parsed)
-                    elif record.get(key) is None:
-                        record[key] = record.get("createdAt") or now
-                if name == "accounts":
-                    record.setdefault("traits", {})
-                    record.setdefault("segments", [])
-                    record.setdefault("keyRoles", [])
-                    record.setdefault("churnedAt", None)
-                coll.put(record)
+                coll.put(self._seeded(name, raw, now))
         members: dict[str, int] | None = None
         for account in self.accounts.by_id.values():
             if "usersCount" not in account:
-                if members is None:
-                    members = {}
-                    for user in self.users.by_id.values():
-                        for account_id in user.get("accountIds") or []:
-                            members[account_id] = members.get(account_id, 0) + 1
+                members = self._members() if members is None else members
                 account["usersCount"] = members.get(account["id"], 0)
             self._run_playbooks(account)
         self.accounts.touched()
+
+    def _seeded(self, name: str, raw: Mapping[str, Any], now: str) -> dict[str, Any]:
+        """A seed record of collection `name` as stored: an id, both timestamps, and an account's
+        traits, segments, key roles and churn date when the seed leaves them out."""
+        record = copy.deepcopy(dict(raw))
+        record["id"] = str(record["id"]) if record.get("id") else self._new_id(name[:-1])
+        for key in ("createdAt", "updatedAt"):
+            parsed = parse_timestamp(record.get(key))
+            if parsed is not None:
+                record[key] = vitally_timestamp(parsed)
+            elif record.get(key) is None:
+                record[key] = record.get("createdAt") or now
+        if name == "accounts":
+            record.setdefault("traits", {})
+            record.setdefault("segments", [])
+            record.setdefault("keyRoles", [])
+            record.setdefault("churnedAt", None)
+        return record
+
+    def _members(self) -> dict[str, int]:
+        """How many users each account has, by account id."""
+        members: dict[str, int] = {}
+        for user in self.users.by_id.values():
+            for account_id in user.get("accountIds") or []:
+                members[account_id] = members.get(account_id, 0) + 1
+        return members
 
     def _new_id(self, kind: str) -> str:
         while True:
@@ -370,25 +379,13 @@ class VitallyService:
         keep: Callable[[dict[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
         """One page newest-first; the cursor is the (sort value, id) of the page's last record."""
-        limit_text = request.param("limit")
-        try:
-            limit = _MAX_LIMIT if limit_text is None else int(limit_text)
-        except ValueError:
-            raise _VitallyError(400, "limit must be an integer") from None
-        if not 1 <= limit <= _MAX_LIMIT:
-            raise _VitallyError(400, f"limit must be between 1 and {_MAX_LIMIT}")
+        limit = _page_limit(request)
         sort_by = request.param("sortBy") or "updatedAt"
         if sort_by not in _SORTS:
             raise _VitallyError(400, "sortBy must be updatedAt or createdAt")
         filters: list[Callable[[dict[str, Any]], bool]] = [keep] if keep is not None else []
         if name == "accounts":
-            status = request.param("status") or "active"
-            if status not in _STATUSES:
-                raise _VitallyError(400, "status must be active, churned or activeOrChurned")
-            if status == "active":
-                filters.append(lambda a: a.get("churnedAt") is None)
-            elif status == "churned":
-                filters.append(lambda a: a.get("churnedAt") is not None)
+            filters += _status_filter(request)
         keys = coll.ascending(sort_by)
         cursor = request.param("from")
         position = len(keys) if not cursor else bisect.bisect_left(keys, _decode_cursor(cursor, sort_by))
@@ -406,6 +403,30 @@ class VitallyService:
             last = key
         next_cursor = _encode_cursor(last, sort_by) if more and last is not None else None
         return {"results": results, "next": next_cursor}
+
+
+def _page_limit(request: Request) -> int:
+    """The `limit` parameter: 1 to 100, 100 when absent."""
+    limit_text = request.param("limit")
+    try:
+        limit = _MAX_LIMIT if limit_text is None else int(limit_text)
+    except ValueError:
+        raise _VitallyError(400, "limit must be an integer") from None
+    if not 1 <= limit <= _MAX_LIMIT:
+        raise _VitallyError(400, f"limit must be between 1 and {_MAX_LIMIT}")
+    return limit
+
+
+def _status_filter(request: Request) -> list[Callable[[dict[str, Any]], bool]]:
+    """The accounts' `status` parameter as a filter: active ones by default, churned ones, or both."""
+    status = request.param("status") or "active"
+    if status not in _STATUSES:
+        raise _VitallyError(400, "status must be active, churned or activeOrChurned")
+    if status == "active":
+        return [lambda a: a.get("churnedAt") is None]
+    if status == "churned":
+        return [lambda a: a.get("churnedAt") is not None]
+    return []
 
 
 def _descending(keys: list[tuple[str, str]], position: int) -> Iterator[tuple[str, str]]:
