@@ -122,22 +122,7 @@ class LLMStub:
             return 500, _error("The server had an error while processing your request.", "server_error", None)
         if self.fault == "http_429":
             return 429, _error("Rate limit reached for requests.", "requests", "rate_limit_exceeded")
-        answer = dict(self.answers.get(_form_text(messages), self.default))
-        content: str | None = json.dumps(answer)
-        refusal = None
-        finish = "stop"
-        if self.fault == "not_json":
-            content = f"The label is {answer['label']}."
-        elif self.fault == "refusal":
-            content, refusal = None, "I'm sorry, I can't help with that."
-        elif self.fault == "bad_label":
-            content = json.dumps({"label": "urgent", "reason": answer["reason"]})
-        elif self.fault == "extra_key":
-            content = json.dumps({**answer, "priority": "high"})
-        elif self.fault == "truncated":
-            content, finish = (content or "")[:12], "length"
-        elif self.fault == "fenced":
-            content = f"```json\n{content}\n```"
+        content, refusal, finish = self._message(dict(self.answers.get(_form_text(messages), self.default)))
         return 200, {
             "id": f"chatcmpl-stub{next(self._ids)}",
             "object": "chat.completion",
@@ -153,6 +138,25 @@ class LLMStub:
             ],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         }
+
+    def _message(self, answer: dict[str, Any]) -> tuple[str | None, str | None, str]:
+        """(content, refusal, finish_reason) of the answer to give, as the fault set makes it."""
+        content: str | None = json.dumps(answer)
+        refusal = None
+        finish = "stop"
+        if self.fault == "not_json":
+            content = f"The label is {answer['label']}."
+        elif self.fault == "refusal":
+            content, refusal = None, "I'm sorry, I can't help with that."
+        elif self.fault == "bad_label":
+            content = json.dumps({"label": "urgent", "reason": answer["reason"]})
+        elif self.fault == "extra_key":
+            content = json.dumps({**answer, "priority": "high"})
+        elif self.fault == "truncated":
+            content, finish = (content or "")[:12], "length"
+        elif self.fault == "fenced":
+            content = f"```json\n{content}\n```"
+        return content, refusal, finish
 
 
 def _error(message: str, kind: str, code: str | None) -> dict[str, Any]:

@@ -641,63 +641,82 @@ class SalesforceService:
                 raise _SfError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed")
             return Reply(200, {"sobjects": [{"name": t.name, "keyPrefix": t.prefix} for t in self.tables.values()]})
         table = self._table(rest[0])
-        auto_assign = request.headers.get("sforce-auto-assign", "TRUE").strip().lower() != "false"
-        if len(rest) == 1 and method == "POST":
-            outcome = self._apply_one(table, "create", _json_object(request.body), auto_assign=auto_assign)
-            return Reply(201, {"id": outcome.record_id, "success": True, "errors": []})
-        if len(rest) == 1 and method == "GET":
-            return Reply(200, {"objectDescribe": self._describe(table), "recentItems": []})
-        if len(rest) == 2 and rest[1] == "describe" and method == "GET":
-            return Reply(200, self._describe(table))
-        if len(rest) == 2:
-            record_id = rest[1]
-            if method == "GET":
-                row = table.get(record_id)
-                if row is None:
-                    raise _SfError(404, "NOT_FOUND", "The requested resource does not exist")
-                return Reply(200, self._decorate(table, version, _project(row, request.param("fields"))))
-            if method == "PATCH":
-                self._apply_one(
-                    table, "update", _json_object(request.body), record_id=record_id, auto_assign=auto_assign
-                )
-                return Reply(204)
-            if method == "DELETE":
-                row = table.get(record_id)
-                if row is None:
-                    raise _SfError(404, "NOT_FOUND", "The requested resource does not exist")
-                table.remove(row["Id"])
-                return Reply(204)
-        if len(rest) == 3:
-            ext_field = table.canonical(rest[1])
-            if ext_field is None:
-                raise _SfError(
-                    404,
-                    "NOT_FOUND",
-                    f"Provided external ID field does not exist or is not accessible: {rest[1]}",
-                )
-            if method == "GET":
-                ids = table.lookup(ext_field, rest[2])
-                if not ids:
-                    raise _SfError(404, "NOT_FOUND", "The requested resource does not exist")
-                if len(ids) > 1:
-                    return Reply(300, [f"/services/data/{version}/sobjects/{table.name}/{i}" for i in ids])
-                return Reply(200, self._decorate(table, version, _project(table.rows[ids[0]], request.param("fields"))))
-            if method == "PATCH":
-                outcome = self._apply_one(
-                    table,
-                    "upsert",
-                    _json_object(request.body),
-                    ext=(ext_field, rest[2]),
-                    auto_assign=auto_assign,
-                    version=version,
-                )
-                return Reply(
-                    201 if outcome.created else 200,
-                    {"id": outcome.record_id, "success": True, "errors": [], "created": outcome.created},
-                )
         if len(rest) > 3:
             raise _SfError(404, "NOT_FOUND", "The requested resource does not exist")
-        raise _SfError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed for this resource")
+        if len(rest) == 1:
+            reply = self._sobject_type(request, table)
+        elif len(rest) == 2:
+            reply = self._sobject_record(request, version, table, rest[1])
+        else:
+            reply = self._sobject_by_external_id(request, version, table, rest[1], rest[2])
+        if reply is None:
+            raise _SfError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed for this resource")
+        return reply
+
+    def _sobject_type(self, request: Request, table: _Table) -> Reply | None:
+        """`sobjects/Type`: create a record (POST) or describe the type in short (GET)."""
+        if request.method == "POST":
+            outcome = self._apply_one(table, "create", _json_object(request.body), auto_assign=_auto_assign(request))
+            return Reply(201, {"id": outcome.record_id, "success": True, "errors": []})
+        if request.method == "GET":
+            return Reply(200, {"objectDescribe": self._describe(table), "recentItems": []})
+        return None
+
+    def _sobject_record(self, request: Request, version: str, table: _Table, record_id: str) -> Reply | None:
+        """`sobjects/Type/describe` (GET), or `sobjects/Type/Id`: get, update or delete a record."""
+        method = request.method
+        if record_id == "describe" and method == "GET":
+            return Reply(200, self._describe(table))
+        if method == "GET":
+            row = table.get(record_id)
+            if row is None:
+                raise _SfError(404, "NOT_FOUND", "The requested resource does not exist")
+            return Reply(200, self._decorate(table, version, _project(row, request.param("fields"))))
+        if method == "PATCH":
+            self._apply_one(
+                table, "update", _json_object(request.body), record_id=record_id, auto_assign=_auto_assign(request)
+            )
+            return Reply(204)
+        if method == "DELETE":
+            row = table.get(record_id)
+            if row is None:
+                raise _SfError(404, "NOT_FOUND", "The requested resource does not exist")
+            table.remove(row["Id"])
+            return Reply(204)
+        return None
+
+    def _sobject_by_external_id(
+        self, request: Request, version: str, table: _Table, field_name: str, value: str
+    ) -> Reply | None:
+        """`sobjects/Type/Field/value`: get by external id (300 for several matches) or upsert."""
+        ext_field = table.canonical(field_name)
+        if ext_field is None:
+            raise _SfError(
+                404,
+                "NOT_FOUND",
+                f"Provided external ID field does not exist or is not accessible: {field_name}",
+            )
+        if request.method == "GET":
+            ids = table.lookup(ext_field, value)
+            if not ids:
+                raise _SfError(404, "NOT_FOUND", "The requested resource does not exist")
+            if len(ids) > 1:
+                return Reply(300, [f"/services/data/{version}/sobjects/{table.name}/{i}" for i in ids])
+            return Reply(200, self._decorate(table, version, _project(table.rows[ids[0]], request.param("fields"))))
+        if request.method == "PATCH":
+            outcome = self._apply_one(
+                table,
+                "upsert",
+                _json_object(request.body),
+                ext=(ext_field, value),
+                auto_assign=_auto_assign(request),
+                version=version,
+            )
+            return Reply(
+                201 if outcome.created else 200,
+                {"id": outcome.record_id, "success": True, "errors": [], "created": outcome.created},
+            )
+        return None
 
     def _apply_one(
         self,
@@ -755,28 +774,10 @@ class SalesforceService:
             raise _SfError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed for this resource")
         mode: _Mode = "upsert" if rest else ("create" if method == "POST" else "update")
         body = _json_object(request.body)
-        records = body.get("records")
-        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-            raise _SfError(400, "JSON_PARSER_ERROR", "records: expected a list of objects")
-        if len(records) > _MAX_COLLECTION:
-            raise _SfError(
-                400,
-                "EXCEEDED_ID_LIMIT",
-                f"record limit reached. cannot submit more than {_MAX_COLLECTION} records into this call",
-            )
+        records = _collection_records(body)
         all_or_none = bool(body.get("allOrNone", False))
-        auto_assign = request.headers.get("sforce-auto-assign", "TRUE").strip().lower() != "false"
-        ext_field: str | None = None
-        url_table: _Table | None = None
-        if rest:
-            url_table = self._table(rest[0], status=400)
-            ext_field = url_table.canonical(rest[1])
-            if ext_field is None:
-                raise _SfError(
-                    400,
-                    "INVALID_FIELD",
-                    f"Field name provided, {rest[1]} is not an External ID or indexed field for {url_table.name}",
-                )
+        auto_assign = _auto_assign(request)
+        url_table, ext_field = self._upsert_target(rest) if rest else (None, None)
         duplicated = _duplicate_values(records, ext_field) if ext_field is not None else set()
         undo: _Undo = []
         outcomes: list[_Outcome] = []
@@ -786,28 +787,26 @@ class SalesforceService:
                     record, mode, url_table, ext_field, duplicated, auto_assign=auto_assign, undo=undo
                 )
             )
-        failed = any(o.failure is not None for o in outcomes)
-        if all_or_none and failed:
+        rolled_back = all_or_none and any(o.failure is not None for o in outcomes)
+        if rolled_back:
             for table, record_id, previous in reversed(undo):
                 if previous is None:
                     table.remove(record_id)
                 else:
                     table.put(previous)
-        items = []
-        for outcome in outcomes:
-            item: dict[str, Any] = {"id": outcome.record_id, "success": outcome.failure is None, "errors": []}
-            if outcome.failure is not None:
-                item["errors"] = [outcome.failure.to_json()]
-            elif all_or_none and failed:
-                item["success"] = False
-                item["id"] = None if outcome.created or mode == "create" else outcome.record_id
-                item["errors"] = [
-                    {"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK", "message": _ROLLED_BACK, "fields": []}
-                ]
-            if mode == "upsert":
-                item["created"] = bool(item["success"] and outcome.created)
-            items.append(item)
-        return Reply(200, items)
+        return Reply(200, [_collection_result(outcome, mode, rolled_back=rolled_back) for outcome in outcomes])
+
+    def _upsert_target(self, rest: list[str]) -> tuple[_Table, str]:
+        """The sObject type and external-id field a collection upsert names in its URL."""
+        url_table = self._table(rest[0], status=400)
+        ext_field = url_table.canonical(rest[1])
+        if ext_field is None:
+            raise _SfError(
+                400,
+                "INVALID_FIELD",
+                f"Field name provided, {rest[1]} is not an External ID or indexed field for {url_table.name}",
+            )
+        return url_table, ext_field
 
     def _collection_item(
         self,
@@ -899,66 +898,12 @@ class SalesforceService:
         required fields, references, uniqueness, then injected errors; the assignment
         rule runs last, as the org's does after validation.
         """
-        clean: dict[str, Any] = {}
-        for key, value in body.items():
-            if key == "attributes":
-                continue
-            name = table.canonical(key)
-            if name is None:
-                if self.config.sf_strict_fields:
-                    return _Outcome(
-                        record_id,
-                        failure=_Failure(
-                            "INVALID_FIELD", f"No such column '{key}' on sobject of type {table.name}", [key]
-                        ),
-                    )
-                name = table.learn(key)
-            if not _writable(table, name):
-                return _Outcome(
-                    record_id,
-                    failure=_Failure(
-                        "INVALID_FIELD_FOR_INSERT_UPDATE",
-                        f"Unable to create/update fields: {name}. Please check the security settings of "
-                        "this field and verify that it is read/write for your profile or permission set.",
-                        [name],
-                    ),
-                )
-            clean[name] = copy.deepcopy(value)
-
-        existing: dict[str, Any] | None = None
-        if mode == "update":
-            existing = table.get(record_id or "")
-            if existing is None:
-                if record_id is not None and len(record_id) in (15, 18) and record_id[:3] != table.prefix:
-                    return _Outcome(record_id, failure=_Failure("MALFORMED_ID", f"malformed id {record_id}", ["Id"]))
-                return _Outcome(record_id, failure=_Failure("NOT_FOUND", "invalid cross reference id", ["Id"]))
-        elif mode == "upsert":
-            assert ext is not None
-            ext_field, ext_value = ext
-            if ext_field in clean and clean[ext_field] != ext_value:
-                return _Outcome(
-                    None,
-                    failure=_Failure(
-                        "INVALID_FIELD",
-                        f"{ext_field} in the body differs from the external id in the URL",
-                        [ext_field],
-                    ),
-                )
-            matches = table.lookup(ext_field, ext_value)
-            if len(matches) > 1:
-                return _Outcome(
-                    None,
-                    failure=_Failure(
-                        "DUPLICATE_EXTERNAL_ID",
-                        f"{ext_field}: more than one record found for external id field: {matches}",
-                        [ext_field],
-                        matches,
-                    ),
-                )
-            if matches:
-                existing = table.rows[matches[0]]
-            else:
-                clean[ext_field] = ext_value
+        clean, refused = self._clean_fields(table, body)
+        if refused is not None:
+            return _Outcome(record_id, failure=refused)
+        existing, missed = self._target(table, mode, clean, record_id=record_id, ext=ext)
+        if missed is not None:
+            return missed
         if existing is not None and table.name == "Lead" and existing.get("IsConverted") is True:
             return _Outcome(
                 existing["Id"],
@@ -968,36 +913,117 @@ class SalesforceService:
         merged: dict[str, Any] = dict(existing) if existing is not None else {}
         merged.update(clean)
         target_id = existing["Id"] if existing is not None else None
-        missing = [f for f in _REQUIRED.get(table.name, ()) if merged.get(f) is None or merged.get(f) == ""]
-        if missing:
-            return _Outcome(
-                target_id,
+        failure = self._validate(table, merged, clean, target_id)
+        if failure is not None:
+            return _Outcome(target_id, failure=failure)
+        return self._store(table, merged, existing, auto_assign=auto_assign, undo=undo)
+
+    def _clean_fields(self, table: _Table, body: Mapping[str, Any]) -> tuple[dict[str, Any], _Failure | None]:
+        """(the body's fields by their canonical names, or the first field the org refuses): an
+        unknown field is learnt unless `sf_strict_fields`; a system or formula field is refused."""
+        clean: dict[str, Any] = {}
+        for key, value in body.items():
+            if key == "attributes":
+                continue
+            name = table.canonical(key)
+            if name is None:
+                if self.config.sf_strict_fields:
+                    return clean, _Failure(
+                        "INVALID_FIELD", f"No such column '{key}' on sobject of type {table.name}", [key]
+                    )
+                name = table.learn(key)
+            if not _writable(table, name):
+                return clean, _Failure(
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    f"Unable to create/update fields: {name}. Please check the security settings of "
+                    "this field and verify that it is read/write for your profile or permission set.",
+                    [name],
+                )
+            clean[name] = copy.deepcopy(value)
+        return clean, None
+
+    def _target(
+        self,
+        table: _Table,
+        mode: _Mode,
+        clean: dict[str, Any],
+        *,
+        record_id: str | None,
+        ext: tuple[str, Any] | None,
+    ) -> tuple[dict[str, Any] | None, _Outcome | None]:
+        """(the record the write changes, None for a new one; or the outcome of a write with no
+        valid target). An upsert that creates gets its external id into `clean`."""
+        if mode == "update":
+            existing = table.get(record_id or "")
+            if existing is not None:
+                return existing, None
+            if record_id is not None and len(record_id) in (15, 18) and record_id[:3] != table.prefix:
+                return None, _Outcome(record_id, failure=_Failure("MALFORMED_ID", f"malformed id {record_id}", ["Id"]))
+            return None, _Outcome(record_id, failure=_Failure("NOT_FOUND", "invalid cross reference id", ["Id"]))
+        if mode != "upsert":
+            return None, None
+        assert ext is not None
+        ext_field, ext_value = ext
+        if ext_field in clean and clean[ext_field] != ext_value:
+            return None, _Outcome(
+                None,
                 failure=_Failure(
-                    "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing
+                    "INVALID_FIELD",
+                    f"{ext_field} in the body differs from the external id in the URL",
+                    [ext_field],
                 ),
             )
+        matches = table.lookup(ext_field, ext_value)
+        if len(matches) > 1:
+            return None, _Outcome(
+                None,
+                failure=_Failure(
+                    "DUPLICATE_EXTERNAL_ID",
+                    f"{ext_field}: more than one record found for external id field: {matches}",
+                    [ext_field],
+                    matches,
+                ),
+            )
+        if matches:
+            return table.rows[matches[0]], None
+        clean[ext_field] = ext_value
+        return None, None
+
+    def _validate(
+        self, table: _Table, merged: Mapping[str, Any], clean: Mapping[str, Any], target_id: str | None
+    ) -> _Failure | None:
+        """The first failure of the record as it would be (`merged`): required fields, references,
+        uniqueness, then injected errors."""
+        missing = [f for f in _REQUIRED.get(table.name, ()) if merged.get(f) is None or merged.get(f) == ""]
+        if missing:
+            return _Failure("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing)
         for fname, value in clean.items():
             failure = self._check_reference(table, fname, value)
             if failure is not None:
-                return _Outcome(target_id, failure=failure)
+                return failure
         for obj, fname in self.config.sf_unique_fields:
             value = merged.get(fname)
             if obj != table.name or value is None or fname not in clean:
                 continue
             others = [i for i in table.lookup(fname, value) if i != target_id]
             if others:
-                return _Outcome(
-                    target_id,
-                    failure=_Failure(
-                        "DUPLICATE_VALUE",
-                        f"duplicate value found: {fname} duplicates value on record with id: {others[0]}",
-                        [fname],
-                    ),
+                return _Failure(
+                    "DUPLICATE_VALUE",
+                    f"duplicate value found: {fname} duplicates value on record with id: {others[0]}",
+                    [fname],
                 )
-        injected = self._take_injected(table, merged)
-        if injected is not None:
-            return _Outcome(target_id, failure=injected)
+        return self._take_injected(table, merged)
 
+    def _store(
+        self,
+        table: _Table,
+        merged: dict[str, Any],
+        existing: dict[str, Any] | None,
+        *,
+        auto_assign: bool,
+        undo: _Undo,
+    ) -> _Outcome:
+        """Write the valid record: the assignment rule, the system fields, the undo entry."""
         if table.name == "Lead" and auto_assign and self.config.assignment_rule_owner_id is not None:
             # The org's assignment rule fires on every lead write unless the caller opts out.
             merged["OwnerId"] = self.config.assignment_rule_owner_id
@@ -1114,6 +1140,40 @@ def _duplicate_values(records: list[dict[str, Any]], ext_field: str) -> set[Any]
         key = _hashable(value)
         (dups if key in seen else seen).add(key)
     return dups
+
+
+def _collection_result(outcome: _Outcome, mode: _Mode, *, rolled_back: bool) -> dict[str, Any]:
+    """One record's result in a collection's answer; with `allOrNone`, a record written before
+    another failed is reported rolled back."""
+    item: dict[str, Any] = {"id": outcome.record_id, "success": outcome.failure is None, "errors": []}
+    if outcome.failure is not None:
+        item["errors"] = [outcome.failure.to_json()]
+    elif rolled_back:
+        item["success"] = False
+        item["id"] = None if outcome.created or mode == "create" else outcome.record_id
+        item["errors"] = [{"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK", "message": _ROLLED_BACK, "fields": []}]
+    if mode == "upsert":
+        item["created"] = bool(item["success"] and outcome.created)
+    return item
+
+
+def _auto_assign(request: Request) -> bool:
+    """Whether the org's assignment rule may run: unless the caller sends `Sforce-Auto-Assign: FALSE`."""
+    return request.headers.get("sforce-auto-assign", "TRUE").strip().lower() != "false"
+
+
+def _collection_records(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The `records` of a collection request: a list of objects, at most 200."""
+    records = body.get("records")
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise _SfError(400, "JSON_PARSER_ERROR", "records: expected a list of objects")
+    if len(records) > _MAX_COLLECTION:
+        raise _SfError(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            f"record limit reached. cannot submit more than {_MAX_COLLECTION} records into this call",
+        )
+    return records
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
