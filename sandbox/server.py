@@ -39,7 +39,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -513,56 +513,54 @@ class Sandbox:
             return Reply(400, {"error": exc.message})
 
     def _control(self, method: str, name: str, query: Mapping[str, list[str]], payload: dict[str, Any]) -> Reply:
-        ok = Reply(200, {"ok": True})
-        route = (method, name)
-        if route == ("GET", "calls"):
-            since = _int_param(query, "since", 0)
-            with self._lock:
-                return Reply(200, {"calls": self.calls(since), "next": self.calls_total()})
-        if route == ("GET", "counters"):
-            return Reply(200, self.counters())
-        if route == ("POST", "reset"):
-            self.reset()
-            return ok
-        if route == ("GET", "config"):
-            return Reply(200, self._config.to_json())
-        if route == ("POST", "config"):
-            return Reply(200, self.configure(payload).to_json())
-        if route == ("GET", "faults"):
-            return Reply(200, self.faults())
-        if route == ("POST", "faults"):
-            return Reply(200, self._add_fault_json(payload))
-        if route == ("DELETE", "faults"):
-            self.clear_faults()
-            return ok
-        if route == ("GET", "record_errors"):
-            return Reply(200, self.record_errors())
-        if route == ("POST", "record_errors"):
-            with self._lock:
-                return Reply(200, self._salesforce.add_record_errors(payload).to_json())
-        if route == ("DELETE", "record_errors"):
-            self.clear_record_errors()
-            return ok
-        if route == ("POST", "expire_sessions"):
-            self.expire_sessions()
-            return ok
-        if route == ("POST", "api_usage"):
-            self.set_api_usage(payload.get("used"))  # type: ignore[arg-type]  # validated inside
-            return ok
-        if route in (("GET", "clock"), ("POST", "clock")):
-            if method == "POST":
-                self._set_clock_json(payload)
-            return Reply(200, {"now": vitally_timestamp(self._clock.now()), "fixed": self._clock.is_fixed()})
-        if route == ("GET", "state"):
-            return Reply(200, self.state())
-        if route == ("POST", "load"):
-            return Reply(200, self._load_json(payload))
-        if route == ("POST", "simulate"):
-            steps, seed = payload.get("steps", 1), payload.get("random_seed", 0)
-            if not _is_int(steps) or not _is_int(seed):
-                raise ControlError("steps and random_seed: expected integers")
-            return Reply(200, self.simulate(steps, seed))
-        return Reply(404, {"error": f"no control {method} /_sandbox/{name}"})
+        handler = self._controls().get((method, name))
+        if handler is None:
+            return Reply(404, {"error": f"no control {method} /_sandbox/{name}"})
+        return handler(query, payload)
+
+    def _controls(self) -> dict[tuple[str, str], _Control]:
+        """Every control endpoint, `(method, name)` → what it does with the query and the payload."""
+        return {
+            ("GET", "calls"): lambda query, _: self._calls_json(_int_param(query, "since", 0)),
+            ("GET", "counters"): lambda *_: Reply(200, self.counters()),
+            ("POST", "reset"): lambda *_: _done(self.reset),
+            ("GET", "config"): lambda *_: Reply(200, self._config.to_json()),
+            ("POST", "config"): lambda _, payload: Reply(200, self.configure(payload).to_json()),
+            ("GET", "faults"): lambda *_: Reply(200, self.faults()),
+            ("POST", "faults"): lambda _, payload: Reply(200, self._add_fault_json(payload)),
+            ("DELETE", "faults"): lambda *_: _done(self.clear_faults),
+            ("GET", "record_errors"): lambda *_: Reply(200, self.record_errors()),
+            ("POST", "record_errors"): lambda _, payload: Reply(200, self._add_record_errors_json(payload)),
+            ("DELETE", "record_errors"): lambda *_: _done(self.clear_record_errors),
+            ("POST", "expire_sessions"): lambda *_: _done(self.expire_sessions),
+            # set_api_usage validates the value itself.
+            ("POST", "api_usage"): lambda _, payload: _done(lambda: self.set_api_usage(payload.get("used"))),
+            ("GET", "clock"): lambda *_: self._clock_json(),
+            ("POST", "clock"): lambda _, payload: self._clock_json(payload),
+            ("GET", "state"): lambda *_: Reply(200, self.state()),
+            ("POST", "load"): lambda _, payload: Reply(200, self._load_json(payload)),
+            ("POST", "simulate"): lambda _, payload: Reply(200, self._simulate_json(payload)),
+        }
+
+    def _calls_json(self, since: int) -> Reply:
+        with self._lock:
+            return Reply(200, {"calls": self.calls(since), "next": self.calls_total()})
+
+    def _add_record_errors_json(self, payload: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            return self._salesforce.add_record_errors(payload).to_json()
+
+    def _clock_json(self, payload: dict[str, Any] | None = None) -> Reply:
+        """The clock, after setting it from `payload` when there is one (POST)."""
+        if payload is not None:
+            self._set_clock_json(payload)
+        return Reply(200, {"now": vitally_timestamp(self._clock.now()), "fixed": self._clock.is_fixed()})
+
+    def _simulate_json(self, payload: dict[str, Any]) -> dict[str, Any]:
+        steps, seed = payload.get("steps", 1), payload.get("random_seed", 0)
+        if not _is_int(steps) or not _is_int(seed):
+            raise ControlError("steps and random_seed: expected integers")
+        return self.simulate(steps, seed)
 
     def _add_fault_json(self, spec: dict[str, Any]) -> dict[str, Any]:
         known = {"kind", "method", "path_prefix", "status", "count", "share", "random_seed", "reset_seconds"}
@@ -630,6 +628,15 @@ class Sandbox:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+_Control = Callable[[Mapping[str, list[str]], dict[str, Any]], Reply]
+
+
+def _done(action: Callable[[], object]) -> Reply:
+    """Do `action`; the control's answer is `{"ok": true}`."""
+    action()
+    return Reply(200, {"ok": True})
 
 
 def _int_param(query: Mapping[str, list[str]], name: str, default: int) -> int:
