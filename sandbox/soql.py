@@ -239,39 +239,40 @@ def _tokenize(src: str) -> Iterator[_Token]:
         if i >= n:
             yield _Token("end", "", n)
             return
-        ch = src[i]
-        if ch == "'":
-            lit, i = _read_string(src, i)
-            yield _Token("literal", src[lit.pos : i], lit.pos, lit)
-        elif ch in "(),":
-            yield _Token(ch, ch, i)  # type: ignore[arg-type]  # ch is one of the three
-            i += 1
-        elif (m := _DATETIME.match(src, i)) is not None:
-            yield _Token("literal", m.group(), i, _read_datetime(m.group(), m.group(1), i))
-            i = m.end()
-        elif (m := _DATE.match(src, i)) is not None:
-            try:
-                day = date.fromisoformat(m.group())
-            except ValueError:
-                raise SoqlError(f"invalid date literal '{m.group()}'", i) from None
-            yield _Token("literal", m.group(), i, _Date(day, i))
-            i = m.end()
-        elif (m := _NUMBER.match(src, i)) is not None:
-            text = m.group()
-            number: int | float = int(text) if text.lstrip("+-").isdigit() else float(text)
-            yield _Token("literal", text, i, _Number(number, i))
-            i = m.end()
-        elif (m := _IDENT.match(src, i)) is not None:
-            yield _Token("ident", m.group(), i)
-            i = m.end()
-        else:
-            for op in _OPERATORS:
-                if src.startswith(op, i):
-                    yield _Token("op", op, i)
-                    i += len(op)
-                    break
-            else:
-                raise SoqlError(f"unexpected character {ch!r}", i)
+        token = _token_at(src, i)
+        yield token
+        i = token.pos + len(token.text)
+
+
+def _token_at(src: str, i: int) -> _Token:
+    """The token that starts at `i` (not whitespace, not the end)."""
+    ch = src[i]
+    if ch == "'":
+        lit, end = _read_string(src, i)
+        return _Token("literal", src[lit.pos : end], lit.pos, lit)
+    if ch in "(),":
+        return _Token(ch, ch, i)  # type: ignore[arg-type]  # ch is one of the three
+    if (m := _DATETIME.match(src, i)) is not None:
+        return _Token("literal", m.group(), i, _read_datetime(m.group(), m.group(1), i))
+    if (m := _DATE.match(src, i)) is not None:
+        return _Token("literal", m.group(), i, _read_date(m.group(), i))
+    if (m := _NUMBER.match(src, i)) is not None:
+        text = m.group()
+        number: int | float = int(text) if text.lstrip("+-").isdigit() else float(text)
+        return _Token("literal", text, i, _Number(number, i))
+    if (m := _IDENT.match(src, i)) is not None:
+        return _Token("ident", m.group(), i)
+    for op in _OPERATORS:
+        if src.startswith(op, i):
+            return _Token("op", op, i)
+    raise SoqlError(f"unexpected character {ch!r}", i)
+
+
+def _read_date(text: str, pos: int) -> _Date:
+    try:
+        return _Date(date.fromisoformat(text), pos)
+    except ValueError:
+        raise SoqlError(f"invalid date literal '{text}'", pos) from None
 
 
 def _read_datetime(text: str, zone: str | None, pos: int) -> _DateTime:
@@ -319,20 +320,26 @@ def _read_string(src: str, start: int) -> tuple[_String, int]:
             length += 1
             i += 2
         elif code == "u":
-            hexdigits = _HEX4.match(src, i + 2)
-            if hexdigits is None:
-                raise SoqlError("invalid escape sequence: \\u needs four hex digits", i)
-            unit = int(hexdigits.group(), 16)
-            # \uD83D\uDE00 is one character (Java strings are UTF-16).
-            if 0xDC00 <= unit <= 0xDFFF and out and len(out[-1]) == 1 and 0xD800 <= ord(out[-1]) <= 0xDBFF:
-                high = ord(out.pop())
-                out.append(chr(0x10000 + ((high - 0xD800) << 10) + (unit - 0xDC00)))
-            else:
-                out.append(chr(unit))
-                length += 1
+            length += _read_unicode_escape(src, i, out)
             i += 6
         else:
             raise SoqlError(f"invalid escape sequence '\\{code}'", i)
+
+
+def _read_unicode_escape(src: str, i: int, out: list[str]) -> int:
+    """Append the character of the `\\uXXXX` escape at `i` to `out`; returns how many characters
+    the string grew by (0 when the escape completes a surrogate pair already counted)."""
+    hexdigits = _HEX4.match(src, i + 2)
+    if hexdigits is None:
+        raise SoqlError("invalid escape sequence: \\u needs four hex digits", i)
+    unit = int(hexdigits.group(), 16)
+    # \uD83D\uDE00 is one character (Java strings are UTF-16).
+    if 0xDC00 <= unit <= 0xDFFF and out and len(out[-1]) == 1 and 0xD800 <= ord(out[-1]) <= 0xDBFF:
+        high = ord(out.pop())
+        out.append(chr(0x10000 + ((high - 0xD800) << 10) + (unit - 0xDC00)))
+        return 0
+    out.append(chr(unit))
+    return 1
 
 
 # --------------------------------------------------------------------------- parser
@@ -417,27 +424,7 @@ class _Parser:
 
     def query(self) -> Query:
         self.expect_keyword("SELECT")
-        fields: list[str] = []
-        is_count = False
-        if self.is_keyword(self.peek(), "COUNT"):
-            count_tok = self.take()
-            self.expect("(")
-            if self.peek().kind != ")":
-                raise SoqlError("only COUNT() is supported, not COUNT(field)", count_tok.pos)
-            self.take()
-            is_count = True
-        else:
-            seen: set[str] = set()
-            while True:
-                pos = self.peek().pos
-                name = self.name()
-                if name.lower() in seen:
-                    raise SoqlError(f"duplicate field selected: {name}", pos)
-                seen.add(name.lower())
-                fields.append(name)
-                if self.peek().kind != ",":
-                    break
-                self.take()
+        fields, is_count = self.select_list()
         self.expect_keyword("FROM")
         sobject = self.name()
 
@@ -446,16 +433,7 @@ class _Parser:
             self.take()
             where = self.condition()
 
-        order_by: list[OrderBy] = []
-        if self.is_keyword(self.peek(), "ORDER"):
-            self.take()
-            self.expect_keyword("BY")
-            while True:
-                order_by.append(self.order_item())
-                if self.peek().kind != ",":
-                    break
-                self.take()
-
+        order_by = self.order_by()
         limit = offset = None
         if self.is_keyword(self.peek(), "LIMIT"):
             self.take()
@@ -471,7 +449,42 @@ class _Parser:
         end = self.take()
         if end.kind != "end":
             raise self.unexpected(end)
-        return Query(sobject, fields, is_count, where, tuple(order_by), limit, offset)
+        return Query(sobject, fields, is_count, where, order_by, limit, offset)
+
+    def select_list(self) -> tuple[list[str], bool]:
+        """(the fields selected, whether it is `COUNT()`): a field is selected once."""
+        if self.is_keyword(self.peek(), "COUNT"):
+            count_tok = self.take()
+            self.expect("(")
+            if self.peek().kind != ")":
+                raise SoqlError("only COUNT() is supported, not COUNT(field)", count_tok.pos)
+            self.take()
+            return [], True
+        fields: list[str] = []
+        seen: set[str] = set()
+        while True:
+            pos = self.peek().pos
+            name = self.name()
+            if name.lower() in seen:
+                raise SoqlError(f"duplicate field selected: {name}", pos)
+            seen.add(name.lower())
+            fields.append(name)
+            if self.peek().kind != ",":
+                return fields, False
+            self.take()
+
+    def order_by(self) -> tuple[OrderBy, ...]:
+        """The `ORDER BY` items, none when the clause is absent."""
+        order_by: list[OrderBy] = []
+        if self.is_keyword(self.peek(), "ORDER"):
+            self.take()
+            self.expect_keyword("BY")
+            while True:
+                order_by.append(self.order_item())
+                if self.peek().kind != ",":
+                    break
+                self.take()
+        return tuple(order_by)
 
     def order_item(self) -> OrderBy:
         name = self.name()
@@ -556,16 +569,9 @@ class _Parser:
         if tok.kind != "ident":
             raise self.unexpected(tok)
         word = tok.text.upper()
-        if word in ("TRUE", "FALSE"):
-            return _Bool(word == "TRUE", tok.pos)
-        if word == "NULL":
-            return _Null(tok.pos)
-        if word == "TODAY":
-            return _RelativeDate("TODAY", 0, tok.pos)
-        if word == "YESTERDAY":
-            return _RelativeDate("YESTERDAY", 0, tok.pos)
-        if word == "TOMORROW":
-            return _RelativeDate("TOMORROW", 0, tok.pos)
+        constant = _word_literal(word, tok.pos)
+        if constant is not None:
+            return constant
         m = _RELATIVE.match(word)
         if m:
             days = int(m.group(2))
@@ -577,6 +583,21 @@ class _Parser:
         if _OTHER_DATE_LITERAL.match(word):
             raise SoqlError(f"date literal {word} is not supported by the sandbox", tok.pos)
         raise self.unexpected(tok)
+
+
+def _word_literal(word: str, pos: int) -> _Literal | None:
+    """TRUE, FALSE, NULL, TODAY, YESTERDAY and TOMORROW (upper-cased `word`); None for another word."""
+    if word in ("TRUE", "FALSE"):
+        return _Bool(word == "TRUE", pos)
+    if word == "NULL":
+        return _Null(pos)
+    if word == "TODAY":
+        return _RelativeDate("TODAY", 0, pos)
+    if word == "YESTERDAY":
+        return _RelativeDate("YESTERDAY", 0, pos)
+    if word == "TOMORROW":
+        return _RelativeDate("TOMORROW", 0, pos)
+    return None
 
 
 def _check_comparable(op: _Op, value: _Literal) -> None:
@@ -715,6 +736,7 @@ _COMPARE: dict[_Op, Callable[[Any, Any], bool]] = {
 }
 
 _ValueTest: TypeAlias = Callable[[Any], bool]
+_Comparison: TypeAlias = Callable[[Any, Any], bool]
 _Record: TypeAlias = Mapping[str, Any]
 _Predicate: TypeAlias = Callable[[_Record], bool]
 
@@ -724,76 +746,89 @@ def _value_test(field: str, op: _Op, lit: _Literal, now: datetime) -> _ValueTest
     compare = _COMPARE[op]
     # Null is a value for = and != (so `!= 'x'` matches nulls); ordering never matches it.
     if_null = op == "!="
-
     if isinstance(lit, _Null):
         # Salesforce booleans are never null: `= null` is `= false` on them.
         want_null = op == "="
         return lambda v: (v is None or v is False) == want_null
-
     if isinstance(lit, _Bool):
-        wanted = lit.value
-
-        def test_bool(v: Any) -> bool:
-            if v is None:
-                v = False
-            elif not isinstance(v, bool):
-                raise _mismatch(field, v, lit)
-            return compare(v, wanted)
-
-        return test_bool
-
+        return _bool_test(field, compare, lit)
     if isinstance(lit, _String):
-        key = _fold(lit.value)
-
-        def test_string(v: Any) -> bool:
-            if isinstance(v, str):
-                return compare(_fold(v), key)
-            if v is None:
-                return if_null
-            raise _mismatch(field, v, lit)
-
-        return test_string
-
+        return _string_test(field, compare, lit, if_null)
     if isinstance(lit, _Number):
-        number = lit.value
-
-        def test_number(v: Any) -> bool:
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                return compare(v, number)
-            if v is None:
-                return if_null
-            raise _mismatch(field, v, lit)
-
-        return test_number
-
+        return _number_test(field, compare, lit, if_null)
     if isinstance(lit, _Date):
-        day = lit.value.isoformat()
-
-        def test_date(v: Any) -> bool:
-            # ISO dates with four-digit years order like their text.
-            if isinstance(v, str) and _is_date(v):
-                return compare(v, day)
-            if v is None:
-                return if_null
-            raise _mismatch(field, v, lit)
-
-        return test_date
-
+        return _date_test(field, compare, lit, if_null)
     if isinstance(lit, _DateTime):
-        moment = _utc_key(lit.value)
-
-        def test_datetime(v: Any) -> bool:
-            if isinstance(v, str):
-                key = _datetime_key(v)
-                if key is not None:
-                    return compare(key, moment)
-            elif v is None:
-                return if_null
-            raise _mismatch(field, v, lit)
-
-        return test_datetime
-
+        return _datetime_test(field, compare, lit, if_null)
     return _range_test(field, op, lit, now)
+
+
+def _bool_test(field: str, compare: _Comparison, lit: _Bool) -> _ValueTest:
+    wanted = lit.value
+
+    def test_bool(v: Any) -> bool:
+        if v is None:
+            v = False
+        elif not isinstance(v, bool):
+            raise _mismatch(field, v, lit)
+        return compare(v, wanted)
+
+    return test_bool
+
+
+def _string_test(field: str, compare: _Comparison, lit: _String, if_null: bool) -> _ValueTest:
+    key = _fold(lit.value)
+
+    def test_string(v: Any) -> bool:
+        if isinstance(v, str):
+            return compare(_fold(v), key)
+        if v is None:
+            return if_null
+        raise _mismatch(field, v, lit)
+
+    return test_string
+
+
+def _number_test(field: str, compare: _Comparison, lit: _Number, if_null: bool) -> _ValueTest:
+    number = lit.value
+
+    def test_number(v: Any) -> bool:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return compare(v, number)
+        if v is None:
+            return if_null
+        raise _mismatch(field, v, lit)
+
+    return test_number
+
+
+def _date_test(field: str, compare: _Comparison, lit: _Date, if_null: bool) -> _ValueTest:
+    day = lit.value.isoformat()
+
+    def test_date(v: Any) -> bool:
+        # ISO dates with four-digit years order like their text.
+        if isinstance(v, str) and _is_date(v):
+            return compare(v, day)
+        if v is None:
+            return if_null
+        raise _mismatch(field, v, lit)
+
+    return test_date
+
+
+def _datetime_test(field: str, compare: _Comparison, lit: _DateTime, if_null: bool) -> _ValueTest:
+    moment = _utc_key(lit.value)
+
+    def test_datetime(v: Any) -> bool:
+        if isinstance(v, str):
+            key = _datetime_key(v)
+            if key is not None:
+                return compare(key, moment)
+        elif v is None:
+            return if_null
+        raise _mismatch(field, v, lit)
+
+    return test_datetime
 
 
 def _day_range(lit: _RelativeDate, today: date) -> tuple[date, date]:
@@ -820,32 +855,35 @@ def _range_test(field: str, op: _Op, lit: _RelativeDate, now: datetime) -> _Valu
         _utc_key(datetime.combine(after, time(), tzinfo=zone)),
     )
 
-    def inside(key: str, bounds: tuple[str, str]) -> bool:
-        start, end = bounds
-        if op == "=":
-            return start <= key < end
-        if op == "!=":
-            return not start <= key < end
-        if op == "<":
-            return key < start
-        if op == "<=":
-            return key < end
-        if op == ">":
-            return key >= end
-        return key >= start
-
     def test_range(v: Any) -> bool:
         if isinstance(v, str):
             if _is_date(v):
-                return inside(v, day_bounds)
+                return _inside(op, v, day_bounds)
             key = _datetime_key(v)
             if key is not None:
-                return inside(key, moment_bounds)
+                return _inside(op, key, moment_bounds)
         elif v is None:
             return op == "!="
         raise _mismatch(field, v, lit)
 
     return test_range
+
+
+def _inside(op: _Op, key: str, bounds: tuple[str, str]) -> bool:
+    """`key <op> the range [start, end)`: = is inside, != outside, < before it, <= before its
+    end, > after it, >= from its start."""
+    start, end = bounds
+    if op == "=":
+        return start <= key < end
+    if op == "!=":
+        return not start <= key < end
+    if op == "<":
+        return key < start
+    if op == "<=":
+        return key < end
+    if op == ">":
+        return key >= end
+    return key >= start
 
 
 def _getter(field: str) -> Callable[[_Record], Any]:
