@@ -37,7 +37,7 @@ from core.errors import (
 )
 from core.settings import HTTP_URL, secret, setting
 
-__all__ = ["COLLECTION_LIMIT", "SalesforceClient", "SalesforceObject", "SalesforceSettings"]
+__all__ = ["COLLECTION_LIMIT", "SalesforceClient", "SalesforceSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -224,12 +224,6 @@ class SalesforceClient:
         """
         _check_name(sobject, "sobject")
         return self._write("composite/sobjects", sobject, "Id", records, set_owner=set_owner)
-
-    def sobject(
-        self, name: str, fields: Iterable[str], external_id_field: str, *, lookback_seconds: int | None = None
-    ) -> SalesforceObject:
-        """A view of one sObject type of this org (reads since a cursor, upserts on an external id)."""
-        return SalesforceObject(self, name, fields, external_id_field, lookback_seconds=lookback_seconds)
 
     # -- budget ----------------------------------------------------------------------------------
 
@@ -446,47 +440,6 @@ class SalesforceClient:
             if result.code in _TRANSIENT_RECORD_CODES:
                 locked.append((index, key, item))
         return locked
-
-
-class SalesforceObject:
-    """One sObject type of an org: incremental reads and upserts by external id.
-
-    `write_batch` sends `Sforce-Auto-Assign: FALSE` whenever a record in the batch sets `OwnerId`,
-    so the org's assignment rules do not replace the owner we chose.
-    """
-
-    def __init__(
-        self,
-        client: SalesforceClient,
-        name: str,
-        fields: Iterable[str],
-        external_id_field: str,
-        *,
-        lookback_seconds: int | None = None,
-    ) -> None:
-        _check_name(name, "sobject")
-        _check_name(external_id_field, "external_id_field")
-        fields = tuple(fields)
-        for field in fields:
-            _check_field(field)
-        self.client = client
-        self.name = name
-        self.fields = tuple(fields)
-        self.external_id_field = external_id_field
-        self.lookback_seconds = lookback_seconds
-
-    def read_changed(self, since: str | None) -> Iterator[dict[str, Any]]:
-        """`SalesforceClient.iter_changed` for this object."""
-        return self.client.iter_changed(self.name, self.fields, since, lookback_seconds=self.lookback_seconds)
-
-    def write_batch(self, records: Sequence[Mapping[str, Any]]) -> list[WriteResult]:
-        """`SalesforceClient.upsert` by the external id field."""
-        set_owner = any("OwnerId" in record for record in records)
-        return self.client.upsert(self.name, self.external_id_field, records, set_owner=set_owner)
-
-    def classify(self, error: BaseException) -> SyncError:
-        """The client's classification."""
-        return self.client.classify(error)
 
 
 def _classify(error: BaseException) -> SyncError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import requests
 
-from connectors.base import RequestCounter, WriteResult, parse_iso_utc
+from connectors.base import RequestCounter, parse_iso_utc
 from connectors.http import call_with_retry, make_session
 from connectors.paging import CursorPaginator
 from connectors.ratelimit import RateLimiter
@@ -226,10 +226,6 @@ class VitallyClient:
                 return
             yield account
 
-    def read_changed(self, since: str | None) -> Iterator[dict[str, Any]]:
-        """The accounts changed at or after `since` (`iter_accounts_since`)."""
-        return self.iter_accounts_since(since)
-
     def get_account(self, id_or_external_id: str) -> dict[str, Any] | None:
         """The account with this Vitally id or externalId; None only when Vitally answers 404."""
         path = f"/resources/accounts/{_segment(id_or_external_id)}"
@@ -237,11 +233,6 @@ class VitallyClient:
         if body is None:
             return None
         return _object(body, "/resources/accounts/:id")
-
-    def iter_account_users(self, account_id: str) -> Iterator[dict[str, Any]]:
-        """Yield the users of one account, page by page."""
-        path = f"/resources/accounts/{_segment(account_id)}/users"
-        yield from self._paged("/resources/accounts/:id/users", path, {})
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -339,33 +330,6 @@ class VitallyClient:
             )
         body = self._request("POST", "/resources/tasks", "/resources/tasks", json=dict(task), record_key=external_id)
         return _object(body, "/resources/tasks")
-
-    def write_batch(self, records: Sequence[Mapping[str, Any]]) -> list[WriteResult]:
-        """`put_traits` for each `{"id": ..., "traits": {...}}`, in order, one result per record.
-
-        A refused write becomes `WriteResult(ok=False, transient=False)`; anything that stops the
-        whole service (auth, retries exhausted, unreachable) raises.
-        """
-        results: list[WriteResult] = []
-        for record in records:
-            key = record.get("id")
-            traits = record.get("traits")
-            if not isinstance(key, str) or not key:
-                results.append(WriteResult(key=str(key or ""), ok=False, code="MISSING_KEY", message="no id"))
-                continue
-            if not isinstance(traits, Mapping):
-                results.append(WriteResult(key=key, ok=False, code="INVALID_RECORD", message="traits not an object"))
-                continue
-            try:
-                account = self.put_traits(key, traits)
-            except WriteRejectedError as error:
-                results.append(WriteResult(key=key, ok=False, code=error.code, message=str(error), fields=error.fields))
-                continue
-            account_id = account.get("id")
-            results.append(
-                WriteResult(key=key, ok=True, id=account_id if isinstance(account_id, str) else None, created=False)
-            )
-        return results
 
     # -- the one request loop and the one classification ----------------------------------------------
 

@@ -5,8 +5,8 @@ Pure Python, no dependency, deterministic: the same examples give the same model
 takes well under a second, so a model is trained when first used instead of being stored as
 weights (`bench/triage.py` measures it).
 
-`NaiveBayes.fit` learns from labelled submissions; `ModelTriage` classifies with it alone and
-`HybridTriage` adds its probabilities to `RuleTriage`'s weighed evidence, after the hard rules.
+`NaiveBayes.fit` learns from labelled submissions; `HybridTriage` adds its probabilities to
+`RuleTriage`'s weighed evidence, after the hard rules.
 `packaged_model()` is the model trained on the examples shipped with the package
 (`rules/triage_train.jsonl`, the tuning corpus of tests/data/triage/corpus.jsonl; a test keeps the
 two equal, `make triage-data` copies one to the other). Reading that file is the only I/O here.
@@ -30,7 +30,6 @@ __all__ = [
     "TERSE_WORDS",
     "TRAINING_DATA",
     "HybridTriage",
-    "ModelTriage",
     "NaiveBayes",
     "features",
     "is_terse",
@@ -137,18 +136,6 @@ class NaiveBayes:
         exp = {label: math.exp(value - top) for label, value in logs.items()}
         total = sum(exp.values())
         return {label: value / total for label, value in exp.items()}
-
-
-class ModelTriage:
-    """Naive Bayes alone: the most probable label."""
-
-    def __init__(self, model: NaiveBayes) -> None:
-        self.model = model
-
-    def classify(self, submission: Submission) -> Triage:
-        probabilities = self.model.probabilities(submission)
-        label = max(LABELS, key=lambda la: probabilities[la])
-        return Triage(label, round(probabilities[label], 2), f"{label}: model probability {probabilities[label]:.2f}")
 
 
 class HybridTriage:

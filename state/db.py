@@ -424,10 +424,6 @@ class StateDB:
             params.append(system)
         return [self._row(row) for row in self.db.query(sql + " ORDER BY id", params)]
 
-    def outbox_row(self, row_id: int) -> OutboxRow | None:
-        rows = list(self.db.query("SELECT * FROM outbox WHERE id = ?", [row_id]))
-        return self._row(rows[0]) if rows else None
-
     @staticmethod
     def _row(row: Mapping[str, Any]) -> OutboxRow:
         write = PlannedWrite(
@@ -545,13 +541,6 @@ class StateDB:
             [prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"],
         )
         return [_choice(row) for row in rows]
-
-    def assignments_by_user(self, pool: str) -> dict[str | None, int]:
-        """How many leads each owner (or the fallback) received from the pool."""
-        rows = self.db.execute(
-            "SELECT user_id, count(*) FROM assignments WHERE pool = ? GROUP BY user_id", [pool]
-        ).fetchall()
-        return {user: int(count) for user, count in rows}
 
     # -- runs -----------------------------------------------------------------------------------
 

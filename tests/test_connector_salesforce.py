@@ -638,24 +638,6 @@ def test_salesforce_client_is_the_cycles_salesforce_port(sf: SalesforceClient) -
     assert isinstance(sf, SalesforcePort)
 
 
-def test_sobject_view_reads_and_upserts_one_object(sf: SalesforceClient, rsps: responses.RequestsMock) -> None:
-    leads = sf.sobject("Lead", ["Email"], "Sync_Key__c", lookback_seconds=0)
-    soql = (
-        "SELECT Id, Email, SystemModstamp FROM Lead WHERE SystemModstamp >= 2024-03-01T00:00:00+00:00 "
-        "ORDER BY SystemModstamp, Id"
-    )
-    rsps.add(responses.GET, QUERY, json=_query_body(_records("1")), match=_soql(soql))
-    assert list(leads.read_changed("2024-03-01T00:00:00Z")) == [{"Id": "1"}]
-    seen: list[list[Body]] = []
-    rsps.add_callback(
-        responses.PATCH,
-        UPSERT,
-        callback=_collection_callback(seen),
-        match=[matchers.header_matcher({"Sforce-Auto-Assign": "FALSE"})],
-    )
-    assert leads.write_batch([{"Sync_Key__c": "k", "OwnerId": "005A"}])[0].ok
-
-
 # -- plain-HTTP sandbox ----------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from responses import matchers
 from support import request_kwargs
 
-from connectors.base import VitallyPort, WriteResult
+from connectors.base import VitallyPort
 from connectors.vitally import VitallyClient, VitallySettings
 from core.errors import (
     AuthError,
@@ -222,7 +222,7 @@ def test_iter_accounts_since_refuses_a_bad_watermark(client: VitallyClient) -> N
 def test_vitally_client_is_the_cycles_vitally_port(client: VitallyClient, rsps: responses.RequestsMock) -> None:
     assert isinstance(client, VitallyPort)
     _add_page(rsps, [_account(1, "2024-03-03T00:00:00Z")], None, None)
-    assert [a["id"] for a in client.read_changed("2024-03-01T00:00:00Z")] == ["acc1"]
+    assert [a["id"] for a in client.iter_accounts_since("2024-03-01T00:00:00Z")] == ["acc1"]
 
 
 def test_get_account_returns_the_account(client: VitallyClient, rsps: responses.RequestsMock) -> None:
@@ -246,22 +246,6 @@ def test_get_account_never_turns_a_failure_into_none(
     rsps.add(responses.GET, f"{ACCOUNTS}/x", status=status, body="<html>oops</html>")
     with pytest.raises(error):
         client.get_account("x")
-
-
-def test_iter_account_users_pages(client: VitallyClient, rsps: responses.RequestsMock) -> None:
-    url = f"{ACCOUNTS}/acc1/users"
-    rsps.add(responses.GET, url, json=_page([{"id": "u1"}, {"id": "u2"}], "n"))
-    rsps.add(
-        responses.GET,
-        url,
-        json=_page([{"id": "u3"}], None),
-        match=[matchers.query_param_matcher({"limit": "2", "from": "n"})],
-    )
-    assert [user["id"] for user in client.iter_account_users("acc1")] == ["u1", "u2", "u3"]
-    assert client.requests["GET", "/resources/accounts/:id/users"] == 2
-
-
-# -- failures and the retry policy -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -447,30 +431,6 @@ def test_upsert_task_requires_an_external_id(client: VitallyClient, external_id:
     # No request is registered: a POST would fail the test with a ConnectionError.
     with responses.RequestsMock(assert_all_requests_are_fired=True), pytest.raises(RecordError):
         client.upsert_task({"accountId": "acc1", "name": "Call", "externalId": external_id})
-
-
-def test_write_batch_reports_one_result_per_record(client: VitallyClient, rsps: responses.RequestsMock) -> None:
-    rsps.add(responses.PUT, f"{ACCOUNTS}/a", json={"id": "a"})
-    rsps.add(responses.PUT, f"{ACCOUNTS}/b", status=422, json={"message": "bad trait"})
-    results = client.write_batch(
-        [{"id": "a", "traits": {"x": 1}}, {"id": "b", "traits": {"x": 2}}, {"traits": {}}, {"id": "c"}]
-    )
-    assert results[0] == WriteResult(key="a", ok=True, id="a", created=False)
-    assert (results[1].key, results[1].ok, results[1].code, results[1].transient) == (
-        "b",
-        False,
-        "HTTP_422",
-        False,
-    )
-    assert "bad trait" in (results[1].message or "")
-    assert [(r.ok, r.code) for r in results[2:]] == [(False, "MISSING_KEY"), (False, "INVALID_RECORD")]
-
-
-def test_write_batch_raises_when_the_service_is_down(rsps: responses.RequestsMock) -> None:
-    client = VitallyClient(VitallySettings(base_url=BASE, api_key=KEY, max_attempts=2), sleep=lambda _: None)
-    rsps.add(responses.PUT, f"{ACCOUNTS}/a", status=401)
-    with pytest.raises(AuthError):
-        client.write_batch([{"id": "a", "traits": {}}])
 
 
 # -- configuration and secrets ---------------------------------------------------------------------
