@@ -857,12 +857,7 @@ class SalesforceService:
         ids = [i for i in (request.param("ids") or "").split(",") if i]
         if not ids:
             raise _SfError(400, "MISSING_ARGUMENT", "ids parameter is required")
-        if len(ids) > _MAX_COLLECTION:
-            raise _SfError(
-                400,
-                "EXCEEDED_ID_LIMIT",
-                f"record limit reached. cannot submit more than {_MAX_COLLECTION} records into this call",
-            )
+        _check_collection_size(len(ids))
         items = []
         for record_id in ids:
             table = next((t for t in self.tables.values() if t.get(record_id) is not None), None)
@@ -1167,13 +1162,18 @@ def _collection_records(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     records = body.get("records")
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise _SfError(400, "JSON_PARSER_ERROR", "records: expected a list of objects")
-    if len(records) > _MAX_COLLECTION:
+    _check_collection_size(len(records))
+    return records
+
+
+def _check_collection_size(count: int) -> None:
+    """A collection request carries at most 200 records (or ids)."""
+    if count > _MAX_COLLECTION:
         raise _SfError(
             400,
             "EXCEEDED_ID_LIMIT",
             f"record limit reached. cannot submit more than {_MAX_COLLECTION} records into this call",
         )
-    return records
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
