@@ -283,7 +283,7 @@ def parse_account(
     written_keys: tuple[str, ...] = (),
 ) -> Account:
     """A Vitally account object → `Account`; `written_keys` are the traits the daemon writes, kept
-    as read so the engine can diff against them."""
+    as read so the planner (`sync.plan`) can diff against them."""
     record_id = raw.get("id")
     if not isinstance(record_id, str) or not record_id or not _encodable(record_id):
         raise RecordError("vitally", _show(record_id), "id", "missing account id")

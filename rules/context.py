@@ -1,5 +1,5 @@
 """What a rule may read besides its record: for an account, what Salesforce knows about it; for a
-lead, what Salesforce knows about its company. The engine gathers both."""
+lead, what Salesforce knows about its company. `sync.facts` gathers both from the mirror."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class AccountContext:
 
     `leads` are the Leads whose `Vitally_Account_Id__c` names the account; `opportunities` those
     of the Salesforce Account whose `Vitally_Account_Id__c` names it. Empty tuples mean "none
-    known", which is what the engine passes when Salesforce has nothing for the account.
+    known", which is what a cycle passes when Salesforce has nothing for the account.
 
     `otherwise_lead` is what `evaluate_account` tells the rules after routing and allocation: a
     routing trigger or the direct handover won, or allocation chose a New Owner, in this

@@ -296,7 +296,7 @@ class CompiledTrigger:
     def evaluate(self, account: Account, ctx: AccountContext, now: datetime) -> Decision:
         """The trigger's verdict on one account: fires when `when` is true (rule id = trigger id).
 
-        Not thread-safe (one evaluator per trigger); the engine evaluates sequentially.
+        Not thread-safe (one evaluator per trigger); a cycle evaluates sequentially.
         """
         trigger = self.trigger
         team: Team = trigger.team  # type: ignore[assignment]  # checked in compile_trigger

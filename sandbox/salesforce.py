@@ -1,7 +1,7 @@
 """The Salesforce half of the sandbox: SOQL queries, sObject rows and collections, OAuth.
 
-Imitates what the connectors and simple-salesforce rely on (see
-/work/shared/spec/apis.md): bearer sessions that a control can expire, the daily
+Imitates what the connectors and simple-salesforce rely on, as Salesforce's REST API documents it
+(README, "The sandbox"): bearer sessions that a control can expire, the daily
 request quota reported in `Sforce-Limit-Info`, SOQL paged through
 `nextRecordsUrl` over a snapshot taken at query time, create / update / upsert by
 external id (single and sObject Collections with `allOrNone`), the validation

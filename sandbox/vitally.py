@@ -1,6 +1,6 @@
 """The Vitally half of the sandbox: accounts, users, tasks and notes under `/resources/`.
 
-Imitates what the connectors rely on (see /work/shared/spec/apis.md): keyset
+Imitates what the connectors rely on, as Vitally's REST API documents it (README, "The sandbox"): keyset
 pagination newest-first with opaque cursors, traits merged by PUT with `null`
 deleting, read-only segments driven by emulated Playbooks, tasks and notes
 upserted on `externalId`, Basic auth with the key as user name, and a sliding

@@ -402,14 +402,14 @@ def _cycles(seed: dict[str, Any], count: int) -> list[CycleReport]:
         return [_cycle(state, vitally, salesforce) for _ in range(count)]
 
 
-def test_engine_vitally_account_without_text_updated_at_is_reported_once() -> None:
+def test_cycle_vitally_account_without_text_updated_at_is_reported_once() -> None:
     seed, bad, _ = _one_bad(account={"updatedAt": 12345})
     first, second = _cycles(seed, 2)
     assert [(e.record_id, e.field) for e in first.record_errors] == [(bad, "updatedAt")]
     assert second.record_errors == []
 
 
-def test_engine_salesforce_unreadable_lead_modstamp_is_reported_not_fatal() -> None:
+def test_cycle_salesforce_unreadable_lead_modstamp_is_reported_not_fatal() -> None:
     # One cycle only: the sandbox's SOQL cannot compare such a stamp in the next cycle's WHERE
     # (400 INVALID_QUERY_FILTER_OPERATOR); a real org never holds one.
     seed, _, bad = _one_bad(lead={"SystemModstamp": "not a date"})
@@ -418,7 +418,7 @@ def test_engine_salesforce_unreadable_lead_modstamp_is_reported_not_fatal() -> N
     assert report.counts["leads_evaluated"] == 1
 
 
-def test_engine_salesforce_unreadable_user_modstamp_is_reported_not_fatal() -> None:
+def test_cycle_salesforce_unreadable_user_modstamp_is_reported_not_fatal() -> None:
     seed, _, _ = _one_bad(user={"SystemModstamp": "zzz not a date"})
     (report,) = _cycles(seed, 1)
     assert [(e.system, e.field) for e in report.record_errors] == [("salesforce User", "SystemModstamp")]
@@ -501,10 +501,10 @@ DERANDOMIZE = "CHAOS_RANDOM" not in os.environ  # set it to explore beyond the f
     accounts=st.lists(vitally_case(), min_size=BATCH_ACCOUNTS, max_size=BATCH_ACCOUNTS),
     leads=st.lists(lead_case(), min_size=BATCH_LEADS, max_size=BATCH_LEADS),
 )
-def test_engine_malformed_records_reported_once_and_the_rest_processed(
+def test_cycle_malformed_records_reported_once_and_the_rest_processed(
     accounts: list[tuple[dict[str, Any], str | None]], leads: list[tuple[dict[str, Any], str | None]]
 ) -> None:
-    generated_records["engine"] += len(accounts) + len(leads)
+    generated_records["cycle"] += len(accounts) + len(leads)
     seed, expected_accounts, expected_leads = _book("hyp", accounts, leads)
     with Sandbox(seed, now=T0) as sandbox:
         vitally, salesforce = _clients(sandbox.url)
@@ -515,7 +515,7 @@ def test_engine_malformed_records_reported_once_and_the_rest_processed(
         second = _cycle(state, vitally, salesforce)
 
     malformed = {rid: f for rid, f in {**expected_accounts, **expected_leads}.items() if f is not None}
-    generated_records["engine (malformed)"] += len(malformed)
+    generated_records["cycle (malformed)"] += len(malformed)
     records = {r.get("id") or r.get("Id"): r for r in [*seed["vitally"]["accounts"], *seed["salesforce"]["Lead"]]}
     _assert_reported(_reported(first), malformed, records)
     assert _reported(second) == Counter()  # unchanged records are not reported again
@@ -719,7 +719,7 @@ def closing_port() -> Iterator[int]:
     server.close()
 
 
-def test_engine_exception_from_a_closing_port_holds_no_secret(closing_port: int, tmp_path: Path) -> None:
+def test_cycle_exception_from_a_closing_port_holds_no_secret(closing_port: int, tmp_path: Path) -> None:
     key, token = "sk_" + secrets.token_urlsafe(32), "00D" + secrets.token_urlsafe(40)
     url = f"http://127.0.0.1:{closing_port}"
     state_path = tmp_path / "state.db"
@@ -819,7 +819,7 @@ def _once_after_first_page(path: str, action: Callable[[], None]) -> Callable[..
     return hook
 
 
-def test_engine_vitally_tied_updated_at_across_pages_with_a_change_while_paging() -> None:
+def test_cycle_vitally_tied_updated_at_across_pages_with_a_change_while_paging() -> None:
     with Sandbox(_tied_book(), now=T0) as sandbox:
         person = requests.Session()
         person.auth = ("someone", "")
@@ -868,7 +868,7 @@ def test_engine_vitally_tied_updated_at_across_pages_with_a_change_while_paging(
     assert all((state.account_raw(i) or {}).get("traits", {}).get("employee_count") == 77 for i in (seen, unseen))
 
 
-def test_engine_salesforce_tied_modstamp_across_pages_with_a_change_while_paging() -> None:
+def test_cycle_salesforce_tied_modstamp_across_pages_with_a_change_while_paging() -> None:
     # Salesforce's clock stands 2 minutes after the tied stamp: the late lead below commits within
     # the look-back window (`lookback_seconds` = 300), which is what the window is for.
     with Sandbox(_tied_book(), now=datetime(2026, 11, 21, 8, 2, tzinfo=UTC)) as sandbox:
@@ -924,7 +924,7 @@ def test_engine_salesforce_tied_modstamp_across_pages_with_a_change_while_paging
 # -- item 10: our own writes come back ------------------------------------------------------------
 
 
-def test_engine_own_writes_echo_back_and_the_next_cycle_sends_and_plans_nothing() -> None:
+def test_cycle_own_writes_echo_back_and_the_next_cycle_sends_and_plans_nothing() -> None:
     with Sandbox(generate_book(150, seed=11, now=T0), now=T0) as sandbox:
         vitally, salesforce = _clients(sandbox.url)
         state = StateDB.memory()

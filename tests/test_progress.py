@@ -31,7 +31,7 @@ class _Terminal(io.StringIO):
 
 
 @pytest.mark.slow
-def test_engine_reports_every_phase_with_its_final_count() -> None:
+def test_cycle_reports_every_phase_with_its_final_count() -> None:
     with Sandbox(generate_book(1_200, seed=3, now=NOW), now=NOW) as sandbox:
         config = example_against(sandbox.url)
         state = StateDB.memory()

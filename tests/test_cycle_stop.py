@@ -13,7 +13,7 @@ from sync.cycle import run_cycle
 NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
 
 
-def test_engine_stop_while_reading_commits_nothing_and_the_next_cycle_reads_it_all() -> None:
+def test_cycle_stop_while_reading_commits_nothing_and_the_next_cycle_reads_it_all() -> None:
     with Sandbox(generate_book(150, seed=2, now=NOW), now=NOW) as sandbox:
         config = example_against(sandbox.url)
         state = StateDB.memory()
