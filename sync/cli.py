@@ -51,6 +51,12 @@ def _timestamp(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _package_version() -> str:
+    from sync.app import package_version  # imported here like the other wiring of sync.app
+
+    return package_version()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crm-sync",
@@ -60,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=Path, help="config file (default ./config.toml, else the packaged example)")
     parser.add_argument("--state", type=Path, help="SQLite state file (overrides [state] path)")
+    parser.add_argument("--version", action="version", version=f"crm-sync {_package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, summary: str, example: str) -> argparse.ArgumentParser:
@@ -150,7 +157,7 @@ def _normalise_argv(argv: list[str]) -> list[str]:
         if arg.startswith(("--config=", "--state=")):
             index += 1
             continue
-        if arg in _COMMANDS or arg in ("-h", "--help"):
+        if arg in _COMMANDS or arg in ("-h", "--help", "--version"):
             return argv
         if arg.startswith("--"):
             return [*argv[:index], "run", *argv[index:]]

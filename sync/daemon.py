@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from types import FrameType
 from typing import Any, TextIO
 
@@ -97,13 +96,6 @@ def _error_kind(error: Exception) -> str:
     return next((kind for cls, kind in _ERROR_KINDS if isinstance(error, cls)), "internal")
 
 
-def _version() -> str:
-    try:
-        return version("crm-sync")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
-
-
 def _api_usage(vitally: VitallyClient, salesforce: SalesforceClient) -> dict[str, float]:
     """The share of each service's allowance used, as of the last response seen (unknown: absent)."""
     usage: dict[str, float] = {}
@@ -143,7 +135,7 @@ def _serve_health(health: Health, config: Config, log: _JsonLog) -> HealthServer
 
 def run_daemon(config: Config, err: TextIO, *, max_cycles: int | None = None) -> int:
     """Run cycles every `config.interval_seconds` until SIGTERM/SIGINT (or `max_cycles`)."""
-    from sync.app import make_salesforce, make_vitally
+    from sync.app import make_salesforce, make_vitally, package_version
 
     log = _JsonLog(err)
     received: list[int] = []  # appended by the handler: no lock, no I/O
@@ -166,7 +158,7 @@ def run_daemon(config: Config, err: TextIO, *, max_cycles: int | None = None) ->
         state = StateDB.open(config.state_path)
         vitally = make_vitally(config)
         salesforce = make_salesforce(config)
-        health = Health(config.healthy_within_seconds, version=_version())
+        health = Health(config.healthy_within_seconds, version=package_version())
 
         def cycle() -> None:
             run_log = _RunLog(log)
