@@ -1,0 +1,170 @@
+"""The project's own documents stay true: every module, path and `module.name` ARCHITECTURE.md
+names exists, the newest release of CHANGELOG.md is the package's version, and no tracked file
+names a path of one machine."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from sync.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+ARCHITECTURE = ROOT / "ARCHITECTURE.md"
+CHANGELOG = ROOT / "CHANGELOG.md"
+PACKAGES = ("core", "rules", "connectors", "state", "sync", "sandbox")
+
+_CODE = re.compile(r"`([^`\n]+)`")
+_PATH = re.compile(r"[\w.-]+(/[\w.-]*)+")  # a/b.py, a/ (a path: at least one slash)
+_DOTTED = re.compile(rf"(?:{'|'.join(PACKAGES)})(\.\w+)+")
+_MAKE = re.compile(r"make ([\w-]+)")
+
+
+def references(text: str) -> tuple[list[str], list[str], list[str]]:
+    """(paths, dotted names of our packages, make targets) named in backticks in `text`."""
+    spans = _CODE.findall(text)
+    paths = [s for s in spans if _PATH.fullmatch(s)]
+    dotted = [s for s in spans if _DOTTED.fullmatch(s)]
+    targets = [m.group(1) for s in spans if (m := _MAKE.fullmatch(s))]
+    return paths, dotted, targets
+
+
+def resolves(name: str) -> bool:
+    """Whether `name` is a module of ours, or an attribute (at any depth) of one."""
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found: object = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[cut:]:
+            if not hasattr(found, attribute):
+                return False
+            found = getattr(found, attribute)
+        return True
+    return False
+
+
+def make_targets() -> set[str]:
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    return set(re.findall(r"^([\w.-]+):", text, flags=re.MULTILINE))
+
+
+PATHS, DOTTED, TARGETS = references(ARCHITECTURE.read_text(encoding="utf-8"))
+
+
+def test_architecture_names_modules_paths_and_targets() -> None:
+    """The checks below are not vacuous: the page names what a newcomer looks for."""
+    assert {"rules/product_led.py", "rules/policy.py", "sync/plan.py", "tests/test_rules_routing.py"} <= set(PATHS)
+    assert {"rules.routing.ACCOUNT_TRIGGERS", "rules.policy.ROUTING_RULE_IDS", "state.migrations.MIGRATIONS"} <= set(
+        DOTTED
+    )
+    assert {"test-fast", "lint", "example"} <= set(TARGETS)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_architecture_path_exists(path: str) -> None:
+    assert (ROOT / path).exists()
+
+
+@pytest.mark.parametrize("name", DOTTED)
+def test_architecture_name_exists(name: str) -> None:
+    assert resolves(name)
+
+
+def test_architecture_make_targets_exist() -> None:
+    assert set(TARGETS) <= make_targets()
+
+
+@pytest.mark.parametrize(
+    "name", ["rules.routing.NO_SUCH_TRIGGERS", "sync.no_such_module", "state.db.StateDB.no_such_method"]
+)
+def test_architecture_check_fails_for_a_name_that_does_not_exist(name: str) -> None:
+    assert not resolves(name)
+
+
+def test_architecture_reference_finder_reads_paths_names_and_targets() -> None:
+    text = "see `sync/plan.py`, `tests/`, `sync.plan.Planner`, `make test-fast`, `decide(x)` and `[[rules.custom]]`"
+    assert references(text) == (["sync/plan.py", "tests/"], ["sync.plan.Planner"], ["test-fast"])
+
+
+def test_readme_links_the_architecture_and_the_changelog() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "(ARCHITECTURE.md)" in readme and "(CHANGELOG.md)" in readme
+
+
+# -- the version -------------------------------------------------------------------------------------
+
+_RELEASE = re.compile(r"^## \[(?P<version>[^\]]+)\](?: - (?P<date>\d{4}-\d{2}-\d{2}|Unreleased))?", re.MULTILINE)
+
+
+def releases() -> list[str]:
+    """The versions CHANGELOG.md lists, newest first."""
+    return [m.group("version") for m in _RELEASE.finditer(CHANGELOG.read_text(encoding="utf-8"))]
+
+
+def test_changelog_newest_release_is_the_package_version() -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    assert releases()[0] == declared == importlib.metadata.version("crm-sync")
+
+
+def test_cli_version_is_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"crm-sync {importlib.metadata.version('crm-sync')}\n"
+
+
+def test_changelog_releases_are_newest_first_and_each_once() -> None:
+    versions = [tuple(int(part) for part in v.split(".")) for v in releases()]
+    assert len(versions) >= 2
+    assert versions == sorted(set(versions), reverse=True)
+
+
+# -- no machine paths ----------------------------------------------------------------------------------
+
+# A home, a user profile or this machine's work tree: it names one computer, not the project.
+MACHINE_PATH = re.compile(r"(?<![\w.~-])(/(home|Users|root|work|mnt)/[\w.-]+|[A-Za-z]:\\(Users|Documents))")
+_SKIPPED = {".git", ".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis"}
+
+
+def _project_files() -> list[Path]:
+    """Every file of the project (not the virtual environment, caches or build output), except
+    this module: it holds the examples the pattern must catch."""
+    found = []
+    for directory, subdirectories, names in os.walk(ROOT):
+        subdirectories[:] = [d for d in subdirectories if d not in _SKIPPED and not d.endswith(".egg-info")]
+        kept = [name for name in names if name not in _SKIPPED and not name.endswith((".pyc", ".db"))]
+        found += [Path(directory) / name for name in kept]
+    return [path for path in found if path != Path(__file__).resolve()]
+
+
+def test_no_file_names_a_path_of_one_machine() -> None:
+    found = []
+    for path in _project_files():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        found += [f"{path.relative_to(ROOT)}: {m.group()}" for m in MACHINE_PATH.finditer(text)]
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    ("text", "machine"),
+    [
+        ("see /work/shared/spec/apis.md", True),
+        ("cd /home/alice/crm-sync", True),
+        (r"C:\Users\bob\crm-sync", True),
+        ("installed in /opt/crm-sync, state in /var/lib/crm-sync, config in /etc/crm-sync", False),
+        ("https://example.com/home/page and ~/work/notes", False),
+    ],
+)
+def test_machine_path_pattern(text: str, machine: bool) -> None:
+    assert bool(MACHINE_PATH.search(text)) == machine
