@@ -15,6 +15,7 @@ Only the commands that start the sandbox (`demo`, `sandbox`) may import it from 
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def _imports(name: str, path: Path, known: set[str]) -> Iterator[str]:
                 yield target
 
 
+@functools.cache  # three tests read it; the tree does not change during a run
 def _graph() -> dict[str, set[str]]:
     modules = _modules()
     known = set(modules)
