@@ -31,6 +31,7 @@ from sandbox.store import (
     Request,
     SandboxConfig,
     parse_timestamp,
+    raw_json_tokens,
     vitally_timestamp,
 )
 
@@ -131,7 +132,7 @@ class VitallyService:
             ("notes", self.notes),
         ):
             for raw in seed.get(name) or []:
-                record = copy.deepcopy(dict(raw))
+                record = raw_json_tokens(copy.deepcopy(dict(raw)))
                 record["id"] = str(record["id"]) if record.get("id") else self._new_id(name[:-1])
                 for key in ("createdAt", "updatedAt"):
                     parsed = parse_timestamp(record.get(key))
