@@ -194,6 +194,11 @@ def _print_summary(report: CycleReport, err: TextIO) -> None:
         )
     for fallback in report.fallbacks:
         err.write(f"fallback: {fallback}\n")
+    for decision in report.rule_errors:
+        err.write(f"rule error: {decision.rule} for account {decision.record}: {decision.reason} (skipped for it)\n")
+    rule_errors = report.counts.get("rule_errors", 0)
+    if rule_errors > len(report.rule_errors):
+        err.write(f"rule error: {rule_errors - len(report.rule_errors)} more, not shown (`explain ID` shows one)\n")
     for conflict in report.conflicts:
         verb = "overwritten" if conflict.overwritten else "left alone"
         err.write(
@@ -206,7 +211,9 @@ def _print_summary(report: CycleReport, err: TextIO) -> None:
         f"{'dry run' if report.dry_run else 'run'} {report.run_id}: read {counts.get('accounts_read', 0)} account(s), "
         f"evaluated {counts.get('accounts_evaluated', 0)}; {what} {len(report.plan)} write(s); "
         f"applied {counts.get('applied', 0)}, failed {counts.get('failed', 0)}, parked {counts.get('parked', 0)}; "
-        f"{len(report.conflicts)} conflict(s), {len(report.record_errors)} malformed record(s)\n"
+        f"{len(report.conflicts)} conflict(s), {len(report.record_errors)} malformed record(s)"
+        + (f", {rule_errors} rule error(s)" if rule_errors else "")
+        + "\n"
     )
 
 

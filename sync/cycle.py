@@ -87,6 +87,7 @@ def run_cycle(
         report.plan = []
         report.record_errors.clear()
         report.conflicts.clear()
+        report.rule_errors.clear()
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         raise

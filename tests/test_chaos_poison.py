@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,57 @@ def test_chaos_poison_records_among_2000_are_reported_and_the_rest_sync_as_witho
     for record in POISON_LEADS:
         assert got["leads"].pop(record) == seeded["leads"][record]
     assert got["leads"] == expected["leads"]
+
+
+# -- hostile custom triggers (issue #13, item 4) -------------------------------------------------------
+
+HOSTILE_AT_LOAD = {  # refused when the config is read: exit 2, the trigger's line, nothing read
+    "{mrr:999999999}": "width 999,999,999 is more than 100",
+    "{arr:,.999999999f}": "precision 999,999,999 is more than 20",
+}
+HOSTILE_AT_RUN = {  # bounded when evaluated: the trigger is skipped for the account and reported
+    "'ab' * 1000000000 == ''": "repetition longer than 10,000",
+    "'%0999999999d' % 1 == ''": "% on text (string formatting) is not allowed",
+    "round(mrr, -1000000000) > 0": "round() to more than 20 digits",
+}
+
+
+def _custom(when: str, reason: str, n: int) -> str:
+    return f'\n[[rules.custom]]\nid = "custom.hostile_{n}"\nteam = "TAM"\nwhen = "{when}"\nreason = "{reason}"\n'
+
+
+@pytest.mark.parametrize("reason", sorted(HOSTILE_AT_LOAD))
+def test_chaos_hostile_reason_template_is_refused_at_load_with_exit_2(reason: str, tmp_path: Path) -> None:
+    settings = example_config_for("http://127.0.0.1:9", tmp_path / "config.toml")
+    settings.write_text(settings.read_text() + _custom("mrr > 1", reason, 0))
+    result = run_cli(settings, tmp_path / "state.db", "--dry-run", "--now", NOW_TEXT, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert f"rules.custom[0]: custom.hostile_0: reason: position 0: '{reason}': {HOSTILE_AT_LOAD[reason]}" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "state.db").exists()
+
+
+@pytest.mark.timeout(120)
+def test_chaos_hostile_expressions_are_bounded_at_run_time_and_the_cycle_goes_on(tmp_path: Path) -> None:
+    with Sandbox(generate_book(200, seed=4, now=NOW), now=NOW) as sandbox:
+        settings = example_config_for(sandbox.url, tmp_path / "config.toml")
+        hostile = "".join(_custom(when.replace('"', '\\"'), "x", n) for n, when in enumerate(HOSTILE_AT_RUN))
+        settings.write_text(settings.read_text() + hostile)
+        result = run_cli(
+            settings, tmp_path / "state.db", "--dry-run", "--format", "json", "--now", NOW_TEXT, timeout=90
+        )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    shown = Counter(
+        line.split(" for account ")[0] for line in result.stderr.splitlines() if line.startswith("rule error: ")
+    )
+    for n, message in enumerate(HOSTILE_AT_RUN.values()):
+        assert shown[f"rule error: custom.hostile_{n}"] == 20  # the first 20 accounts of each, the rest counted
+        assert f"ExpressionLimitError: {message} (skipped for it)" in result.stderr
+    evaluated = int(re.search(r"evaluated (\d+)", result.stderr).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) rule error\(s\)", result.stderr).group(1))  # type: ignore[union-attr]
+    # The two constant ones fail for every account; round() for every account whose MRR is known.
+    assert 2 * evaluated < total <= 3 * evaluated
+    assert result.stdout.strip()  # the built-in rules still planned their writes

@@ -11,10 +11,11 @@ import pytest
 from core.decoding import MAX_DEPTH, MAX_RECORD_CHARS, JsonError, Unreadable, decode_json, decode_page
 
 DEEP = "[" * 1500 + "]" * 1500  # the issue's trait: RecursionError in the standard decoder
+HEAD = '{"id":"acc_p","updatedAt":"T",'
 
 
 def _page(*records: str, key: str = "results") -> str:
-    return '{"%s":[%s],"next":"cursor-2"}' % (key, ",".join(records))
+    return '{"' + key + '":[' + ",".join(records) + '],"next":"cursor-2"}'
 
 
 def _vitally(text: str | bytes) -> Any:
@@ -28,12 +29,12 @@ def _good(n: int) -> str:
 @pytest.mark.parametrize(
     ("record", "field", "message"),
     [
-        ('{"id":"acc_p","updatedAt":"T","traits":{"ok":1,"deep":%s}}' % DEEP, "traits.deep", "levels deep"),
-        ('{"id":"acc_p","updatedAt":"T","mrr":1%s}' % ("0" * 5000), "mrr", "4,300 digits"),
+        (HEAD + '"traits":{"ok":1,"deep":' + DEEP + "}}", "traits.deep", "levels deep"),
+        (HEAD + '"mrr":1' + "0" * 5000 + "}", "mrr", "4,300 digits"),
         ('{"id":"acc_p","updatedAt":"T","traits":{"x":NaN}}', "traits.x", "NaN"),
         ('{"id":"acc_p","updatedAt":"T","traits":{"x":-Infinity}}', "traits.x", "Infinity"),
-        ('{"id":"acc_p","updatedAt":"T","traits":{"x":%s}}' % ("[" * 40 + "]" * 40), "traits.x", "32 levels"),
-        ('{"id":"acc_p","updatedAt":"T","traits":{"x":"%s"}}' % ("a" * MAX_RECORD_CHARS), "traits.x", "characters"),
+        (HEAD + '"traits":{"x":' + "[" * 40 + "]" * 40 + "}}", "traits.x", "32 levels"),
+        (HEAD + '"traits":{"x":"' + "a" * MAX_RECORD_CHARS + '"}}', "traits.x", "characters"),
         ('{"id":"acc_p","updatedAt":"T","traits":{"x": tru}}', "traits.x", "not valid JSON"),
     ],
 )
@@ -58,8 +59,11 @@ def test_decode_page_record_at_the_depth_limit_is_kept() -> None:
 
 
 def test_decode_page_salesforce_records_and_bytes_that_are_not_utf8() -> None:
-    body = b'{"totalSize":2,"done":true,"records":[{"Id":"00Q1","Company":"\xff"},{"Id":"00Q2","SystemModstamp":"S","X":[%s]}]}' % (
-        b"[" * 40 + b"]" * 40
+    body = (
+        b'{"totalSize":2,"done":true,"records":[{"Id":"00Q1","Company":"\xff"},{"Id":"00Q2","SystemModstamp":"S","X":['
+        + b"[" * 40
+        + b"]" * 40
+        + b"]}]}"
     )
     page = decode_page(body, records_key="records", id_key="Id", stamp_key="SystemModstamp")
     assert page["records"][0] == {"Id": "00Q1", "Company": "\udcff"}  # the parser reports it as invalid text
@@ -68,7 +72,7 @@ def test_decode_page_salesforce_records_and_bytes_that_are_not_utf8() -> None:
 
 
 def test_decode_page_without_a_readable_id_still_isolates_the_record() -> None:
-    page = _vitally(_page('{"traits":%s,"id":5}' % DEEP, _good(1)))
+    page = _vitally(_page('{"traits":' + DEEP + ',"id":5}', _good(1)))
     assert page["results"][0] == Unreadable(None, None, "traits", f"nested more than {MAX_DEPTH} levels deep")
     assert page["results"][1]["id"] == "acc_1"
 
@@ -79,7 +83,7 @@ def test_decode_page_without_a_readable_id_still_isolates_the_record() -> None:
         '{"results":[{"id":"a"}',  # cut off
         '{"results":[{"id":"a"},,]}',
         '{"results":[{"id":"a"}]} trailing',
-        '{"results":[{"id":"a"}],"next":%s}' % DEEP,  # outside any record
+        '{"results":[{"id":"a"}],"next":' + DEEP + "}",  # outside any record
         "not json",
     ],
 )
