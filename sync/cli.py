@@ -22,6 +22,7 @@ from sync.config import Config, load_config, with_rules_from
 from sync.cycle import run_cycle
 from sync.output import Format, render_plan
 from sync.progress import terminal_progress
+from sync.safe import safe_stream
 from sync.vocabulary import CycleReport
 
 __all__ = ["main"]
@@ -184,7 +185,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _print_summary(report: CycleReport, err: TextIO) -> None:
+def _print_summary(report: CycleReport, stream: TextIO) -> None:
+    err = safe_stream(stream)  # record ids, names and messages are service data
     for error in report.record_errors:
         err.write(f"record error: {error}\n")
     if report.quota_exhausted:
@@ -279,6 +281,7 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = _load(args)
     state = StateDB.snapshot(config.state_path)
     now = args.now or _now()
+    out, err = safe_stream(out), safe_stream(err)  # names, reasons and inputs are service data
     statuses = [explain(config, state, record, now, out, err) for record in args.id]
     return max(statuses)
 
@@ -324,6 +327,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_failed(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    out = safe_stream(out)  # Salesforce's and Vitally's error messages are service data
     config = _load(args)
     state = StateDB.snapshot(config.state_path)
     rows = state.outbox("parked")
