@@ -34,6 +34,7 @@ from core.errors import (
     RateLimitedError,
     RecordError,
     RetriableError,
+    StopRequested,
     SyncError,
     UnreachableError,
     WriteRejectedError,
@@ -56,7 +57,7 @@ _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptio
 _REJECTING_STATUSES = {400: "HTTP_400", 404: "NOT_FOUND", 409: "HTTP_409", 422: "HTTP_422"}
 # Errors after which no other request can succeed: a parallel writer stops starting new ones. A
 # ContractError is about one answer (an odd body) and parks one write; the others go on.
-_STOPPING_ERRORS = (AuthError, UnreachableError, QuotaExhaustedError)
+_STOPPING_ERRORS = (AuthError, UnreachableError, QuotaExhaustedError, StopRequested)
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,7 @@ class VitallyClient:
 
         `items` is read lazily, one item per free worker. A failed write is yielded as its
         `SyncError`, never raised. After an error that stops the whole service (`FatalError`:
-        auth, unreachable, contract; `QuotaExhaustedError`) no new request starts: the writes
+        auth, unreachable, contract; `QuotaExhaustedError`; `StopRequested`) no new request starts: the writes
         already in flight finish and are yielded, then that error for its item, and the iterator
         ends; items never started are not yielded. Closing the iterator early (a `break`) also
         starts nothing new and returns once the writes in flight have finished.
