@@ -1,7 +1,8 @@
 """The command line of cli.md: `crm-sync` and `python -m sync` are the same program.
 
 Exit status: 0 done; 1 done but some writes wait to be retried; 2 usage or configuration error;
-3 a service could not be reached or refused the credentials; 4 another instance holds the state.
+3 a service could not be reached or refused the credentials; 4 another instance holds the state;
+5 the state file cannot be used (damaged, or not crm-sync's).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from core.errors import ConfigError, FatalError, QuotaExhaustedError, SyncError
-from state import InstanceLockedError, StateDB, StateLock
+from state import InstanceLockedError, StateDB, StateLock, StateUnusableError
 from sync.config import Config, load_config, with_rules_from
 from sync.cycle import run_cycle
 from sync.output import Format, render_plan
@@ -40,6 +41,13 @@ examples:
 # Opt-in diagnostics: `CRM_SYNC_LOG_LEVEL=DEBUG` sends every library's log records to stderr.
 LOG_LEVEL_ENV = "CRM_SYNC_LOG_LEVEL"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+RECOVERY = """\
+The file was left as it is. To recover, stop every crm-sync that uses it, then either
+  - restore the state file from a backup (copy it over {path}), or
+  - move it aside (mv {path} {path}.unusable) and start again: crm-sync creates a new state file
+    and reads both services in full (README, "Recovering the state file").
+"""
 
 _COMMANDS = ("run", "daemon", "explain", "report", "sandbox", "demo", "failed", "retry")
 
@@ -381,6 +389,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     except InstanceLockedError as exc:
         err.write(f"error: {exc}\n")
         return 4
+    except StateUnusableError as exc:
+        safe_stream(err).write(f"error: {exc}.\n{RECOVERY.format(path=exc.path)}")
+        return 5
     except FatalError as exc:
         err.write(f"error: {exc}\n")
         return 3

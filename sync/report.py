@@ -26,6 +26,8 @@ import csv
 import io
 import json
 import math
+import os
+import stat
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -563,11 +565,17 @@ def render_report(report: Report, fmt: ReportFormat, out: TextIO, sections: Sequ
 
 
 def save_report(report: Report, fmt: ReportFormat, path: Path, sections: Sequence[Section] = SECTIONS) -> None:
-    """Write the report to `path` whole (rendered first, so a failure leaves no half file); a
-    path that cannot be written is a usage error (`--output: …`, exit 2)."""
+    """Write the report to `path` whole (rendered first, so a failure leaves no half file),
+    readable by its owner only (0600, an existing file's mode tightened too: the report names
+    people and their leads); a path that cannot be written is a usage error (`--output: …`,
+    exit 2)."""
     text = io.StringIO()
     render_report(report, fmt, text, sections)
     try:
-        path.write_text(text.getvalue(), encoding="utf-8")
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            if stat.S_ISREG(os.fstat(handle).st_mode):  # not /dev/stdout or a pipe
+                os.fchmod(handle, 0o600)
+            out.write(text.getvalue())
     except OSError as exc:
         raise ConfigError([f"--output {path}: {exc.strerror or exc}"]) from None
