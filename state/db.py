@@ -73,14 +73,10 @@ def _in_use(path: Path) -> bool:
     return Path(f"{path}-wal").exists() or Path(f"{path}-shm").exists()
 
 
-def _sound(path: Path) -> bool:
-    check = sqlite3.connect(path)
-    try:
-        return bool(check.execute("PRAGMA quick_check(1)").fetchone() == ("ok",))
-    except sqlite3.DatabaseError:
-        return False
-    finally:
-        check.close()
+def _signature(path: Path) -> tuple[int, int, int]:
+    """What changes when a writer changes the file (a checkpoint writes it in place)."""
+    info = path.stat()
+    return info.st_ino, info.st_size, info.st_mtime_ns
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -88,11 +84,12 @@ def _copy(source: Path, target: Path) -> None:
     bytes when no connection has it open (no `-wal`, no `-shm`: reading it through SQLite would
     leave those two files behind it), else SQLite's online backup from a read-only connection."""
     if not _in_use(source):
+        before = _signature(source)
         shutil.copyfile(source, target)
         os.chmod(target, 0o600)
-        if _sound(target) or not _in_use(source):
-            return  # a sound copy; or the file itself is damaged, which the caller's check reports
-        target.unlink()  # torn by a writer that started meanwhile: copy it again through SQLite
+        if not _in_use(source) and _signature(source) == before:
+            return  # nobody wrote meanwhile: the copy is the file (the caller's check judges it)
+        target.unlink()  # a writer started meanwhile: copy it again through SQLite
     copy = sqlite3.connect(target)
     source_conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     try:
