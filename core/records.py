@@ -353,11 +353,7 @@ def parse_account(
             if isinstance(user.get("email"), str):
                 key_role_emails[label] = user["email"].casefold()
     written = {key: traits.get(key) for key in written_keys}
-    for key, value in written.items():  # shown in the plan as `previous`: text and numbers must print
-        if isinstance(value, str) and not _encodable(value):
-            _field("vitally", record_id, f"traits.{key}", value, _text)
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            _field("vitally", record_id, f"traits.{key}", value, _number)
+    _check_written(record_id, written)
     return Account(
         id=record_id,
         name=name,
@@ -371,6 +367,16 @@ def parse_account(
         written=written,
         **values,  # type: ignore[arg-type]
     )
+
+
+def _check_written(record_id: str, written: Mapping[str, object]) -> None:
+    """The traits crm-sync writes are shown in the plan as `previous`: text must be text and
+    numbers finite and in range."""
+    for key, value in written.items():
+        if isinstance(value, str) and not _encodable(value):
+            _field("vitally", record_id, f"traits.{key}", value, _text)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            _field("vitally", record_id, f"traits.{key}", value, _number)
 
 
 def _sf_get(raw: Mapping[str, Any], obj: str, name: str, parse: Callable[[object], T]) -> T | None:
