@@ -37,8 +37,9 @@ __all__ = ["MAX_DEPTH", "MAX_RECORD_CHARS", "JsonError", "Unreadable", "decode_j
 MAX_DEPTH = 32
 """Levels of objects and lists a record may nest (`{"traits": {"a": [1]}}` has 3)."""
 
-MAX_RECORD_CHARS = 1_000_000
-"""Characters of one record's JSON text (Salesforce's longest text field holds 131,072)."""
+MAX_RECORD_CHARS = 8_000_000
+"""Characters of one record's JSON text, escapes included (Salesforce's long text fields hold 131,072
+characters each, up to 12 characters of JSON apiece when escaped: several of them fit)."""
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 # A JSON string, escapes included (an unrolled loop: linear, with no backtracking).

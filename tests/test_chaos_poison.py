@@ -1,6 +1,6 @@
 """Poison in, report out (issue #13, item 3): records a service can send that the standard JSON
 decoder or the record parser could not hold (a trait nested 1,500 levels deep, numbers too large
-for a float, `NaN`, a number of 5,000 digits, a record of 2 MB) among 2,000 accounts. Each poison
+for a float, `NaN`, a number of 5,000 digits, a record of 9 MB) among 2,000 accounts. Each poison
 record is reported once with its id and field and skipped; the others sync exactly as they do in
 a book without the poison; every cycle (`--dry-run`, `run`, `run` again) exits as usual.
 
@@ -40,7 +40,7 @@ POISON_ACCOUNTS: dict[str, tuple[dict[str, Any], str, str]] = {
     "acc_poison_int400": ({"mrr": 10**400}, "mrr", "finite"),  # OverflowError in float()
     "acc_poison_int5000": ({"traits": {"icp_score": {"$raw_json": "9" * 5000}}}, "traits.icp_score", "4,300 digits"),
     "acc_poison_nan": ({"traits": {"forecasted_mrr": {"$raw_json": "NaN"}}}, "traits.forecasted_mrr", "NaN"),
-    "acc_poison_big": ({"traits": {"notes": "x" * 2_000_000}}, "traits.notes", "characters of JSON"),
+    "acc_poison_big": ({"traits": {"notes": "x" * 9_000_000}}, "traits.notes", "characters of JSON"),
     "acc_poison_owner": ({"traits": {"new_owner": {"$raw_json": "-1e400"}}}, "traits.new_owner", "finite"),
 }
 # Poison lead Id -> (fields, the field reported, words of the message).
