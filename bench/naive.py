@@ -180,9 +180,11 @@ def run(config: Config, now: datetime, *, dry_run: bool) -> dict[str, int]:
     """One naive run against the services in `config`; returns what it read and sent."""
     vitally = make_vitally(config)
     salesforce = make_salesforce(config)
-    raw_accounts = list(vitally.iter_accounts())
+    # A naive job reads what decodes and skips the rest (crm-sync reports it: core/decoding.py).
+    raw_accounts = [a for a in vitally.iter_accounts() if isinstance(a, dict)]
     sf_records = {
-        sobject: list(salesforce.iter_changed(sobject, fields, None)) for sobject, fields in SF_OBJECTS.items()
+        sobject: [r for r in salesforce.iter_changed(sobject, fields, None) if isinstance(r, dict)]
+        for sobject, fields in SF_OBJECTS.items()
     }
     work = plan(config, raw_accounts, sf_records, now)
     refused = 0

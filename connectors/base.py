@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
+from core.decoding import Unreadable
 from core.errors import SyncError
 
 __all__ = ["RequestCounter", "SalesforcePort", "VitallyPort", "WriteResult", "parse_iso_utc"]
@@ -47,10 +48,12 @@ class WriteResult:
 class VitallyPort(Protocol):
     """What a sync cycle needs from Vitally (`connectors.vitally.VitallyClient` is the adapter)."""
 
-    def iter_accounts_since(self, watermark: str | None) -> Iterator[dict[str, Any]]:
+    def iter_accounts_since(self, watermark: str | None) -> Iterator[dict[str, Any] | Unreadable]:
         """Raw accounts newest-first, down to `watermark` (closed bound; None = every account).
 
         Records on the boundary may be yielded again on the next read: callers drop them by key.
+        An account that could not be decoded within the limits comes as an `Unreadable`, in its
+        place.
         """
         ...
 
@@ -77,8 +80,9 @@ class SalesforcePort(Protocol):
 
     def iter_changed(
         self, sobject: str, fields: Iterable[str], since: str | None, *, lookback_seconds: int = ...
-    ) -> Iterator[dict[str, Any]]:
-        """Raw records of `sobject` whose SystemModstamp is at or after `since` minus the look-back."""
+    ) -> Iterator[dict[str, Any] | Unreadable]:
+        """Raw records of `sobject` whose SystemModstamp is at or after `since` minus the look-back
+        (an `Unreadable` in place of one that could not be decoded within the limits)."""
         ...
 
     def update(self, sobject: str, records: Sequence[Mapping[str, Any]], *, set_owner: bool) -> list[WriteResult]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -23,13 +24,14 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from core.errors import ConfigError, RateLimitedError, RetriableError, UnreachableError
+from core.errors import ConfigError, RateLimitedError, RetriableError, StopRequested, UnreachableError
 
 __all__ = [
     "PlainHTTPAdapter",
     "TimeoutHTTPAdapter",
     "backoff_wait",
     "call_with_retry",
+    "interruptible_sleep",
     "make_session",
 ]
 
@@ -46,6 +48,26 @@ def backoff_wait(attempt: int, *, max_wait: float) -> float:
     of jitter, capped at `max_wait`. The one backoff curve, also used for per-record re-sends."""
     exponent = min(max(attempt - 1, 0), 32)
     return min(float(2**exponent) + random.uniform(0.0, 1.0), max_wait)
+
+
+def interruptible_sleep(should_stop: Callable[[], bool], *, nap: float = 0.1) -> Callable[[float], None]:
+    """A `sleep` for the adapters that ends as soon as `should_stop()` is true, raising
+    `StopRequested`: a retry wait (a 429's `RateLimit-Reset` of 120 s included) or a rate-limiter
+    wait never delays a stop by more than `nap` seconds, and no attempt starts after it (the retry
+    policy sleeps before every new attempt). A wait of 0 still looks: a stop already asked for
+    raises at once."""
+
+    def sleep(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while True:
+            if should_stop():
+                raise StopRequested("stopping: the wait was cut short, the request is not sent again")
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(nap, left))
+
+    return sleep
 
 
 def _wait(max_wait: float) -> Callable[[RetryCallState], float]:

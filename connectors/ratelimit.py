@@ -26,7 +26,8 @@ class RateLimiter:
         remaining - in_flight > 0
 
     where `remaining` is the last `RateLimit-Remaining` (a higher value arriving before the reset
-    moment is a stale response and is ignored: within a window the count only goes down) and
+    moment is a stale response and is ignored, together with its `RateLimit-Reset`: within a
+    window the count only goes down, and a budget and its reset are only true together) and
     `in_flight` the requests started and not yet released (the server may not have counted them
     yet). Otherwise it waits:
 
@@ -75,13 +76,19 @@ class RateLimiter:
             before_reset = self._reset_at is not None and now < self._reset_at
             if limit is not None:
                 self.limit = limit
-            if remaining is not None:
-                self.remaining = remaining
-                if self._budget is None or not before_reset or remaining < self._budget:
-                    self._budget = remaining
             if reset is not None:
                 self.reset = reset
-                self._reset_at = now + reset
+            if remaining is not None:
+                self.remaining = remaining
+            stale = remaining is not None and before_reset and self._budget is not None and remaining > self._budget
+            # A response's remaining budget and its reset go together: a stale answer's reset is
+            # ignored with its count. Keeping the reset of an answer whose count was ignored
+            # stretched a 429's one-second wait to a minute (issue #13).
+            if not stale:
+                if remaining is not None:
+                    self._budget = remaining
+                if reset is not None:
+                    self._reset_at = now + reset
             self._changed.notify_all()
 
     def acquire(self) -> None:

@@ -26,6 +26,7 @@ from simple_salesforce.format import format_soql
 from connectors.base import RequestCounter, WriteResult, parse_iso_utc
 from connectors.http import backoff_wait, call_with_retry, make_session
 from connectors.paging import CursorPaginator
+from core.decoding import JsonError, Unreadable, decode_json, decode_page
 from core.errors import (
     AuthError,
     ConfigError,
@@ -157,12 +158,14 @@ class SalesforceClient:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def query(self, soql_template: str, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    def query(self, soql_template: str, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any] | Unreadable]:
         """Run a SOQL query built by `format_soql(soql_template, *args, **kwargs)`; yield its records.
 
         Values are quoted by `format_soql`; never put outside data through `{:literal}`. Pages
         (`nextRecordsUrl`) are fetched lazily, each under the retry policy, and `attributes` is
-        removed from every record, nested ones included.
+        removed from every record, nested ones included. Each page is decoded record by record
+        (`core.decoding.decode_page`): a record that cannot be decoded within the limits comes as
+        an `Unreadable` in its place, and the others as usual.
         """
         try:
             soql = format_soql(soql_template, *args, **kwargs)
@@ -172,7 +175,7 @@ class SalesforceClient:
 
     def iter_changed(
         self, sobject: str, fields: Iterable[str], since: str | None, *, lookback_seconds: int | None = None
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[dict[str, Any] | Unreadable]:
         """Yield the `sobject` records with `SystemModstamp >= since - lookback_seconds` (None: the
         `lookback_seconds` setting), ordered by `(SystemModstamp, Id)`; `since=None` yields every record.
 
@@ -265,7 +268,7 @@ class SalesforceClient:
             self.requests.add(method, template)
             try:
                 return fn(sf)
-            except (SalesforceError, requests.exceptions.JSONDecodeError, *_NETWORK_ERRORS) as error:
+            except (SalesforceError, JsonError, requests.exceptions.JSONDecodeError, *_NETWORK_ERRORS) as error:
                 raise _classify(error) from error
 
         def attempt_with_relogin() -> T:
@@ -292,7 +295,7 @@ class SalesforceClient:
         if self._sf is None:
             if self._token is None:
                 self._login()
-            self._sf = Salesforce(
+            self._sf = _Salesforce(
                 instance_url=self.instance_url,
                 session_id=self._token,
                 version=self.api_version,
@@ -328,8 +331,8 @@ class SalesforceClient:
             if not 200 <= status < 300:
                 raise ContractError(f"salesforce login: unexpected HTTP {status}", system=SYSTEM, status=status)
             try:
-                body = response.json()
-            except ValueError:
+                body = decode_json(response.content)
+            except JsonError:
                 body = None
             token = body.get("access_token") if isinstance(body, dict) else None
             if not isinstance(token, str) or not token:
@@ -351,7 +354,7 @@ class SalesforceClient:
         if self._last_date is not None and self._last_date.tzinfo is None:
             self._last_date = None  # a Date without a zone cannot be compared with SystemModstamps
 
-    def _records(self, soql: str) -> Iterator[dict[str, Any]]:
+    def _records(self, soql: str) -> Iterator[dict[str, Any] | Unreadable]:
         paginator = CursorPaginator(system=SYSTEM)
 
         def fetch(locator: str | None) -> tuple[list[Any], str | None]:
@@ -442,6 +445,16 @@ class SalesforceClient:
         return locked
 
 
+class _Salesforce(Salesforce):
+    """simple-salesforce, with every answer decoded under the limits of `core.decoding`: a query
+    page record by record (a poison record becomes an `Unreadable`), anything else as one document
+    (`JsonError` beyond the limits). Its default decoding (an `OrderedDict` per object, through a
+    Python hook) is also slower."""
+
+    def parse_result_to_json(self, result: requests.Response) -> Any:
+        return decode_page(result.content, records_key="records", id_key="Id", stamp_key="SystemModstamp")
+
+
 def _classify(error: BaseException) -> SyncError:
     """The one mapping of Salesforce failures onto the error tree.
 
@@ -472,8 +485,14 @@ def _classify(error: BaseException) -> SyncError:
         # str(error) would carry the URL; the kind of failure is enough to act on.
         return RetriableError(f"salesforce: network error ({type(error).__name__})", system=SYSTEM)
     if isinstance(error, ValueError):
-        return ContractError("salesforce: response is not valid JSON", system=SYSTEM)
+        return ContractError(_unreadable_answer(error), system=SYSTEM)
     return ContractError(f"salesforce: unexpected {type(error).__name__}", system=SYSTEM)
+
+
+def _unreadable_answer(error: ValueError) -> str:
+    if isinstance(error, JsonError):  # says what is wrong and where, never quotes the body
+        return f"salesforce: response {error}"
+    return "salesforce: response is not valid JSON"
 
 
 def _error_codes(content: Any) -> list[str]:
@@ -490,8 +509,8 @@ def _error_codes(content: Any) -> list[str]:
 
 def _oauth_error(response: requests.Response) -> str:
     try:
-        body = response.json()
-    except ValueError:
+        body = decode_json(response.content)
+    except JsonError:
         return ""
     code = body.get("error") if isinstance(body, dict) else None
     return f" {code}" if isinstance(code, str) and _ERROR_CODE.match(code) else ""
@@ -553,7 +572,7 @@ def _query_page(body: Any) -> tuple[list[Any], str | None]:
     """`{records, done, nextRecordsUrl}` → the records and the next locator (None when done)."""
     if not isinstance(body, Mapping) or not isinstance(body.get("records"), list):
         raise ContractError("salesforce query: expected {records, done}", system=SYSTEM)
-    if not all(isinstance(record, Mapping) for record in body["records"]):
+    if not all(isinstance(record, Mapping | Unreadable) for record in body["records"]):
         raise ContractError("salesforce query: records must be objects", system=SYSTEM)
     if body.get("done") is True:
         return body["records"], None

@@ -25,6 +25,7 @@ from connectors.base import RequestCounter, parse_iso_utc
 from connectors.http import call_with_retry, make_session
 from connectors.paging import CursorPaginator
 from connectors.ratelimit import RateLimiter
+from core.decoding import JsonError, Unreadable, decode_json, decode_page
 from core.errors import (
     AuthError,
     ConfigError,
@@ -33,6 +34,7 @@ from core.errors import (
     RateLimitedError,
     RecordError,
     RetriableError,
+    StopRequested,
     SyncError,
     UnreachableError,
     WriteRejectedError,
@@ -55,7 +57,7 @@ _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptio
 _REJECTING_STATUSES = {400: "HTTP_400", 404: "NOT_FOUND", 409: "HTTP_409", 422: "HTTP_422"}
 # Errors after which no other request can succeed: a parallel writer stops starting new ones. A
 # ContractError is about one answer (an odd body) and parks one write; the others go on.
-_STOPPING_ERRORS = (AuthError, UnreachableError, QuotaExhaustedError)
+_STOPPING_ERRORS = (AuthError, UnreachableError, QuotaExhaustedError, StopRequested)
 
 
 @dataclass(frozen=True)
@@ -191,10 +193,12 @@ class VitallyClient:
 
     def iter_accounts(
         self, *, sort_by: SortBy = "updatedAt", status: AccountStatus | None = None
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[dict[str, Any] | Unreadable]:
         """Yield every account, page by page (`limit`/`from`/`next`), fetching a page only when needed.
 
-        With `sort_by="updatedAt"` (Vitally's default) the newest change comes first.
+        With `sort_by="updatedAt"` (Vitally's default) the newest change comes first. Each page is
+        decoded record by record (`core.decoding.decode_page`): an account that cannot be decoded
+        within the limits comes as an `Unreadable` in its place, and the others as usual.
         """
         if sort_by not in ("updatedAt", "createdAt"):
             raise ConfigError([f"vitally.sort_by: unknown value {sort_by!r}"])
@@ -207,7 +211,7 @@ class VitallyClient:
 
     def iter_accounts_since(
         self, watermark: str | None, *, status: AccountStatus | None = None
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[dict[str, Any] | Unreadable]:
         """Yield the accounts with `updatedAt >= watermark`, newest first; None = every account.
 
         The bound is closed: accounts updated exactly at the watermark are yielded again, and the
@@ -256,7 +260,7 @@ class VitallyClient:
 
         `items` is read lazily, one item per free worker. A failed write is yielded as its
         `SyncError`, never raised. After an error that stops the whole service (`FatalError`:
-        auth, unreachable, contract; `QuotaExhaustedError`) no new request starts: the writes
+        auth, unreachable, contract; `QuotaExhaustedError`; `StopRequested`) no new request starts: the writes
         already in flight finish and are yielded, then that error for its item, and the iterator
         ends; items never started are not yielded. Closing the iterator early (a `break`) also
         starts nothing new and returns once the writes in flight have finished.
@@ -378,6 +382,7 @@ class VitallyClient:
         json: Any = None,
         record_key: str | None = None,
         allow_not_found: bool = False,
+        decode: Callable[[bytes], Any] = decode_json,
     ) -> Any:
         url = self.base_url + path
         session: requests.Session = getattr(self._thread, "session", self._session)
@@ -402,11 +407,9 @@ class VitallyClient:
             if not 200 <= response.status_code < 300:
                 raise self._classify_response(response, method=method, template=template, record_key=record_key)
             try:
-                return response.json()
-            except ValueError as error:
-                raise ContractError(
-                    f"vitally {method} {template}: response is not valid JSON", system=SYSTEM
-                ) from error
+                return decode(response.content)
+            except JsonError as error:  # says what is wrong and where, never quotes the body
+                raise ContractError(f"vitally {method} {template}: response {error}", system=SYSTEM) from error
 
         return call_with_retry(
             attempt,
@@ -415,14 +418,14 @@ class VitallyClient:
             max_wait=self.settings.max_wait_seconds,
         )
 
-    def _paged(self, template: str, path: str, params: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+    def _paged(self, template: str, path: str, params: Mapping[str, str]) -> Iterator[dict[str, Any] | Unreadable]:
         paginator = CursorPaginator(system=SYSTEM)
 
-        def fetch(token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        def fetch(token: str | None) -> tuple[list[dict[str, Any] | Unreadable], str | None]:
             query: dict[str, str | int] = {**params, "limit": self._page_size}
             if token is not None:
                 query["from"] = token
-            return _page(self._request("GET", template, path, params=query), template)
+            return _page(self._request("GET", template, path, params=query, decode=_decode_page), template)
 
         for page in paginator.pages(fetch):
             yield from page
@@ -439,8 +442,8 @@ class VitallyClient:
     def _quote_body(self, response: requests.Response) -> str:
         """Vitally's own words for a refusal, if it gave any, without our key."""
         try:
-            body = response.json()
-        except ValueError:
+            body = decode_json(response.content)
+        except JsonError:
             body = None
         message = body.get("message") if isinstance(body, dict) else None
         text = message if isinstance(message, str) and message else f"HTTP {response.status_code}"
@@ -469,7 +472,15 @@ def _watermark(value: str) -> datetime:
         raise ContractError(f"vitally: watermark {value[:40]!r} is not an ISO-8601 timestamp", system=SYSTEM) from None
 
 
-def _updated_at(account: Mapping[str, Any]) -> datetime | None:
+def _decode_page(content: bytes) -> Any:
+    return decode_page(content, records_key="results", id_key="id", stamp_key="updatedAt")
+
+
+def _updated_at(account: Mapping[str, Any] | Unreadable) -> datetime | None:
+    if isinstance(account, Unreadable):
+        if account.stamp is None:
+            return None
+        account = {"id": account.record_id, "updatedAt": account.stamp}
     value = account.get("updatedAt")
     if isinstance(value, str):
         try:
@@ -486,12 +497,12 @@ def _object(body: Any, template: str) -> dict[str, Any]:
     return body
 
 
-def _page(body: Any, template: str) -> tuple[list[dict[str, Any]], str | None]:
+def _page(body: Any, template: str) -> tuple[list[dict[str, Any] | Unreadable], str | None]:
     """`{"results": [...], "next": "<cursor>" | null}`, or ContractError."""
     if not isinstance(body, dict) or not isinstance(body.get("results"), list):
         raise ContractError(f"vitally GET {template}: expected {{results, next}}", system=SYSTEM)
     results = body["results"]
-    if not all(isinstance(item, dict) for item in results):
+    if not all(isinstance(item, dict | Unreadable) for item in results):
         raise ContractError(f"vitally GET {template}: results must be objects", system=SYSTEM)
     next_token = body.get("next")
     if next_token is not None and not isinstance(next_token, str):

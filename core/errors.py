@@ -10,8 +10,10 @@
     │   └── RateLimitedError       429; carries the seconds to wait
     ├── RecordError                one bad record: report it (id + field) and skip it
     ├── WriteRejectedError         one write refused for good (validation, duplicates): park it
-    └── QuotaExhaustedError        the daily API allocation (or our share of it) is used up:
-                                   stop writing and end the cycle cleanly
+    ├── QuotaExhaustedError        the daily API allocation (or our share of it) is used up:
+    │                              stop writing and end the cycle cleanly
+    └── StopRequested              a stop was asked for (SIGTERM) during a wait: the wait ends,
+                                   nothing new starts, what was not done stays pending
 
 Leaves carry data (record id, field, status code, error code) so that callers never
 parse messages. Messages never contain credentials.
@@ -28,6 +30,7 @@ __all__ = [
     "RateLimitedError",
     "RecordError",
     "RetriableError",
+    "StopRequested",
     "SyncError",
     "UnreachableError",
     "WriteRejectedError",
@@ -112,3 +115,9 @@ class QuotaExhaustedError(SyncError):
     def __init__(self, message: str, *, system: str = "salesforce") -> None:
         self.system = system
         super().__init__(message)
+
+
+class StopRequested(SyncError):
+    """A stop was asked for while waiting (a retry's backoff, a 429's reset, the rate limiter): the
+    wait ended at once and no new attempt starts. The write or read waited on is not done: a write
+    stays pending and is sent again on the next start (every write is idempotent)."""

@@ -91,30 +91,47 @@ def parse_timestamp(value: object) -> datetime:
 
 
 def _show(value: object) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an integer of more than 4,300 digits; a nesting too deep
+        return f"a {type(value).__name__} too large to show"
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+MAX_MAGNITUDE = 1e15
+"""The largest number a record may carry in a field crm-sync reads (amounts, counts, scores):
+beyond any real book, and small enough that no rule's arithmetic (12 × MRR, growth) overflows."""
 
 
 def _number(value: object) -> float:
     kind = type(value)
     if kind is int or kind is float:  # the common case first: this runs millions of times a cycle
-        number = float(value)  # type: ignore[arg-type]
-        if not math.isfinite(number):
-            raise _Bad(f"expected a finite number, got {_show(value)}")
+        number = _in_range(value)  # type: ignore[arg-type]
         return number
     if isinstance(value, bool):
         raise _Bad(f"expected a number, got {_show(value)}")
     if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
+        return _in_range(value)
+    if isinstance(value, str):
         try:
             number = float(value.replace(",", "").strip())
         except ValueError:
             raise _Bad(f"expected a number, got {_show(value)}") from None
-    else:
-        raise _Bad(f"expected a number, got {_show(value)}")
+        return _in_range(number, value)
+    raise _Bad(f"expected a number, got {_show(value)}")
+
+
+def _in_range(value: float, shown: object = None) -> float:
+    """`value` as a float when it is finite and within ±`MAX_MAGNITUDE`. An integer too large for
+    a float (JSON allows any number of digits) is out of range, not an OverflowError."""
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
     if not math.isfinite(number):
-        raise _Bad(f"expected a finite number, got {_show(value)}")
+        raise _Bad(f"expected a finite number, got {_show(value if shown is None else shown)}")
+    if abs(number) > MAX_MAGNITUDE:
+        raise _Bad(f"expected a number within ±10^15, got {_show(value if shown is None else shown)}")
     return number
 
 
@@ -370,10 +387,18 @@ def _account_key_roles(record_id: str, role_list: object) -> tuple[dict[str, str
 def _written_traits(record_id: str, traits: Mapping[str, Any], written_keys: tuple[str, ...]) -> dict[str, Any]:
     """The traits crm-sync writes, as read (`None` when absent)."""
     written = {key: traits.get(key) for key in written_keys}
-    for key, value in written.items():
-        if isinstance(value, str) and not _encodable(value):  # shown in the plan as `previous`
-            _field("vitally", record_id, f"traits.{key}", value, _text)
+    _check_written(record_id, written)
     return written
+
+
+def _check_written(record_id: str, written: Mapping[str, object]) -> None:
+    """The traits crm-sync writes are shown in the plan as `previous`: text must be text and
+    numbers finite and in range."""
+    for key, value in written.items():
+        if isinstance(value, str) and not _encodable(value):
+            _field("vitally", record_id, f"traits.{key}", value, _text)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            _field("vitally", record_id, f"traits.{key}", value, _number)
 
 
 def _sf_get(raw: Mapping[str, Any], obj: str, name: str, parse: Callable[[object], T]) -> T | None:

@@ -30,8 +30,18 @@ Syntax of `when` (a Python-like expression; anything not listed is rejected):
     =========================  ==========================================================
 
 Not allowed: attribute access (``x.y``), any other function, comprehensions, lambdas,
-assignments, ``**``, bit operators, ``is``. ``&&``, ``||`` and ``!`` are rejected with a
-hint to use ``and``, ``or``, ``not``.
+assignments, ``**``, bit operators, ``is``, ``%`` on text (string formatting). ``&&``, ``||`` and
+``!`` are rejected with a hint to use ``and``, ``or``, ``not``.
+
+Limits (a trigger is data from a config file, and must never exhaust the daemon): at load, `when`
+is at most 2,000 characters nesting at most `MAX_NESTING` levels, and every format spec of
+`reason` is one of Python's with a width of at most `MAX_FORMAT_WIDTH` and a precision of at most
+`MAX_FORMAT_PRECISION` (``{mrr:999999999}`` is refused at load). At run time every operator and
+function is guarded: text and lists built by ``+`` and ``*`` hold at most `MAX_LENGTH`
+characters or items, a whole number at most `MAX_INTEGER_BITS` bits, ``round`` at most 20 digits;
+and one evaluation may take at most `MAX_STEPS` steps and touch at most `MAX_WORK` characters or
+items in all. A trigger that goes past a run-time limit does not fire for that account and is
+reported (`review`, with the limit it reached), like any other evaluation error; the cycle goes on.
 
 Variables (see `VARIABLES` for the full list with descriptions): every `Account` field by its
 canonical name (data-model.md; dates and timestamps as ISO strings, which compare correctly as
@@ -79,6 +89,18 @@ __all__ = [
 ]
 
 MAX_EXPRESSION_LENGTH = 2000
+MAX_NESTING = 100  # levels of the syntax tree: the evaluator recurses once per level
+MAX_FORMAT_WIDTH = 100
+MAX_FORMAT_PRECISION = 20
+MAX_LENGTH = 10_000  # characters of text, items of a list, built by + or *
+MAX_INTEGER_BITS = 4_096  # about 1,200 digits
+MAX_ROUND_DIGITS = 20
+MAX_STEPS = 10_000  # syntax tree nodes evaluated in one evaluation
+MAX_WORK = 1_000_000  # characters and items the operators and functions of one evaluation touch
+
+
+class ExpressionLimitError(ValueError):
+    """An evaluation went past one of the run-time limits (see the module docstring)."""
 
 
 class ExpressionError(Exception):
@@ -113,23 +135,104 @@ def _get(mapping: object, key: object, default: object = None) -> object:
     return mapping.get(key, default)
 
 
+def _round(number: Any, digits: Any = None) -> object:
+    # round(5, -10**9) computes 10**(10**9): the digits are bounded before Python sees them.
+    if digits is not None and isinstance(digits, int) and abs(digits) > MAX_ROUND_DIGITS:
+        raise ExpressionLimitError(f"round() to more than {MAX_ROUND_DIGITS} digits")
+    return round(number) if digits is None else round(number, digits)
+
+
+def _size(value: object) -> int:
+    """What an operand costs to touch: its length (text, lists, maps), else 1."""
+    return len(value) if isinstance(value, str | list | tuple | dict) else 1
+
+
+def _sequence_times(value: object, times: object) -> None:
+    """`text * n` and `list * n` build at most MAX_LENGTH characters or items."""
+    if isinstance(value, str | list | tuple) and isinstance(times, int) and times * len(value) > MAX_LENGTH:
+        raise ExpressionLimitError(f"repetition longer than {MAX_LENGTH:,}")
+
+
+def _safe_mul(left: Any, right: Any) -> object:
+    _sequence_times(left, right)
+    _sequence_times(right, left)
+    if isinstance(left, int) and isinstance(right, int) and left.bit_length() + right.bit_length() > MAX_INTEGER_BITS:
+        raise ExpressionLimitError(f"a whole number of more than {MAX_INTEGER_BITS:,} bits")
+    return left * right
+
+
+def _safe_add(left: Any, right: Any) -> object:
+    sequences = isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple)
+    if sequences and len(left) + len(right) > MAX_LENGTH:
+        raise ExpressionLimitError(f"text or list longer than {MAX_LENGTH:,}")
+    return left + right
+
+
+def _safe_mod(left: Any, right: Any) -> object:
+    # `"%0999999999d" % 1` builds a gigabyte: % is arithmetic here, never string formatting.
+    if isinstance(left, str | bytes):
+        raise ExpressionLimitError("% on text (string formatting) is not allowed")
+    return left % right
+
+
+class _Budget:
+    """What one evaluation may spend: `MAX_STEPS` nodes, `MAX_WORK` characters and items."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.work = 0
+
+    def reset(self) -> None:
+        self.steps = self.work = 0
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise ExpressionLimitError(f"more than {MAX_STEPS:,} steps")
+
+    def charge(self, args: tuple[object, ...]) -> None:
+        self.work += sum(map(_size, args))
+        if self.work > MAX_WORK:
+            raise ExpressionLimitError(f"more than {MAX_WORK:,} characters and items touched")
+
+
+def _metered(fn: Callable[..., object], budget: _Budget) -> Callable[..., object]:
+    def metered(*args: object) -> object:
+        budget.charge(args)
+        return fn(*args)
+
+    return metered
+
+
+class _LimitedEval(EvalWithCompoundTypes):  # type: ignore[misc]  # simpleeval is untyped
+    """simpleeval's evaluator with a step budget: every node evaluated is one step."""
+
+    def __init__(self, budget: _Budget, operators: dict[type[ast.AST], Callable[..., object]]) -> None:
+        super().__init__(operators=operators)
+        self.budget = budget
+
+    def _eval(self, node: ast.AST) -> Any:
+        self.budget.step()
+        return super()._eval(node)
+
+
 FUNCTIONS: Mapping[str, Callable[..., object]] = {
     "len": len,
     "min": min,
     "max": max,
     "abs": abs,
-    "round": round,
+    "round": _round,
     "get": _get,
 }
 """The only functions an expression may call."""
 
 _OPERATORS: Mapping[type[ast.AST], Callable[..., object]] = {
-    ast.Add: operator.add,
+    ast.Add: _safe_add,
     ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
+    ast.Mult: _safe_mul,
     ast.Div: operator.truediv,
     ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
+    ast.Mod: _safe_mod,
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,
     ast.Gt: operator.gt,
@@ -287,7 +390,7 @@ class CompiledTrigger:
     template_names: tuple[str, ...]
     policy: Policy
     _tree: ast.Expression = field(repr=False, compare=False)
-    _evaluator: EvalWithCompoundTypes = field(repr=False, compare=False)
+    _evaluator: _LimitedEval = field(repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -308,9 +411,10 @@ class CompiledTrigger:
             reason = "unknown: " + ", ".join(unknown)
             return Decision(trigger.id, account.id, False, reason, inputs, unknown, team=team)
         self._evaluator.names = {**_CONSTANTS, **variables}
+        self._evaluator.budget.reset()
         try:
             result = self._evaluator.eval(trigger.when, previously_parsed=self._tree.body)
-        except (ArithmeticError, LookupError, TypeError, ValueError, InvalidExpression) as exc:
+        except (ArithmeticError, LookupError, TypeError, ValueError, InvalidExpression, RecursionError) as exc:
             # The expression is valid but cannot be computed for this record (a missing key,
             # text compared with a number): one bad record, reported for review, not a crash.
             reason = f"when could not be evaluated: {type(exc).__name__}: {exc}"
@@ -436,6 +540,42 @@ def _check_tree(rule_id: str, text: str, tree: ast.Expression) -> tuple[str, ...
     return tuple(dict.fromkeys(n.id for n in used))
 
 
+# Python's format spec mini-language: [[fill]align][sign][z][#][0][width][grouping][.precision][type]
+_SPEC = re.compile(
+    r"(?:(?P<fill>.)?[<>=^])?[-+ ]?z?#?0?(?P<width>\d+)?[,_]?(?:\.(?P<precision>\d+))?[bcdeEfFgGnosxX%]?",
+    re.DOTALL,
+)
+
+
+def _check_spec(rule_id: str, name: str, spec: str, position: int) -> None:
+    """A format spec Python understands, bounded: `{mrr:999999999}` would pad to a gigabyte."""
+    match = _SPEC.fullmatch(spec)
+    if match is None:
+        raise ExpressionError(rule_id, f"'{{{name}:{spec}}}': not a format spec", position, "reason")
+    width, precision = int(match["width"] or 0), int(match["precision"] or 0)
+    if width > MAX_FORMAT_WIDTH:
+        raise ExpressionError(
+            rule_id, f"'{{{name}:{spec}}}': width {width:,} is more than {MAX_FORMAT_WIDTH}", position, "reason"
+        )
+    if precision > MAX_FORMAT_PRECISION:
+        raise ExpressionError(
+            rule_id,
+            f"'{{{name}:{spec}}}': precision {precision:,} is more than {MAX_FORMAT_PRECISION}",
+            position,
+            "reason",
+        )
+
+
+def _check_nesting(rule_id: str, tree: ast.AST) -> None:
+    """At most `MAX_NESTING` levels (`not not … x`, `-(-(…))`): the evaluator recurses per level."""
+    stack = [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        if level > MAX_NESTING:
+            raise ExpressionError(rule_id, f"expression nested more than {MAX_NESTING} levels deep")
+        stack.extend((child, level + 1) for child in ast.iter_child_nodes(node))
+
+
 def _template_names(trigger: CustomTrigger) -> tuple[str, ...]:
     names: list[str] = []
     try:
@@ -457,6 +597,8 @@ def _template_names(trigger: CustomTrigger) -> tuple[str, ...]:
             raise _unknown_name(trigger.id, name, position, "reason")
         if spec and "{" in spec:
             raise ExpressionError(trigger.id, "nested fields are not allowed", position, "reason")
+        if spec:
+            _check_spec(trigger.id, name, spec, position)
         names.append(name)
         position += len(name) + 2 + (len(spec) + 1 if spec else 0)
     return tuple(dict.fromkeys(names))
@@ -489,13 +631,15 @@ def compile_trigger(trigger: CustomTrigger, *, policy: Policy | None = None) -> 
             raise _syntax_error(trigger.id, source, exc) from None
         except (RecursionError, MemoryError):
             raise ExpressionError(trigger.id, "expression nested too deeply") from None
+        _check_nesting(trigger.id, tree)
         names = _check_tree(trigger.id, source, tree)
     except ExpressionError as exc:
         if exc.position is None or not lead:
             raise
         raise ExpressionError(exc.rule_id, exc.message, exc.position + lead, exc.field) from None
-    evaluator = EvalWithCompoundTypes(operators=dict(_OPERATORS))
-    evaluator.functions = dict(FUNCTIONS)
+    budget = _Budget()
+    evaluator = _LimitedEval(budget, {op: _metered(fn, budget) for op, fn in _OPERATORS.items()})
+    evaluator.functions = {name: _metered(fn, budget) for name, fn in FUNCTIONS.items()}
     return CompiledTrigger(
         trigger=trigger,
         names=names,

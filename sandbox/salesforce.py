@@ -32,6 +32,7 @@ from sandbox.store import (
     Request,
     SandboxConfig,
     parse_timestamp,
+    raw_json_tokens,
     sf_timestamp,
 )
 
@@ -364,7 +365,7 @@ class SalesforceService:
                 for key, value in dict(raw).items():
                     if key == "attributes":
                         continue
-                    row[table.learn(key)] = copy.deepcopy(value)
+                    row[table.learn(key)] = raw_json_tokens(copy.deepcopy(value))
                 if not row.get("Id"):
                     row["Id"] = table.new_id()
                 for key in ("CreatedDate", "LastModifiedDate", "SystemModstamp"):

@@ -22,6 +22,7 @@ __all__ = [
     "Request",
     "SandboxConfig",
     "parse_timestamp",
+    "raw_json_tokens",
     "sf_timestamp",
     "vitally_timestamp",
 ]
@@ -33,6 +34,50 @@ DEFAULT_PLAYBOOKS: tuple[tuple[str, str], ...] = (
     ("Onboarding", "segment_onboarding"),
     ("Nurture", "segment_nurture"),
 )
+
+
+RAW_JSON_KEY = "$raw_json"
+
+
+class _RawFragments:
+    """JSON text that a real service could send but Python's encoder cannot write (a value nested
+    1,500 levels deep, `1e400`, a number of 5,000 digits): a seed holds it as
+    `{"$raw_json": "<text>"}`, the store holds a placeholder string, and `Reply.encode` splices the
+    text in its place, verbatim. Shared by every sandbox of the process; placeholders are unique."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._texts: dict[bytes, bytes] = {}  # the placeholder as JSON -> the text sent instead
+
+    def placeholder(self, text: str) -> str:
+        with self._lock:
+            token = f"\x00raw-json-{len(self._texts)}\x00"
+            self._texts[json.dumps(token).encode()] = text.encode()
+        return token
+
+    def splice(self, payload: bytes) -> bytes:
+        if not self._texts or b"\\u0000raw-json-" not in payload:
+            return payload
+        with self._lock:
+            texts = list(self._texts.items())
+        for token, text in texts:
+            payload = payload.replace(token, text)
+        return payload
+
+
+_RAW = _RawFragments()
+
+
+def raw_json_tokens(value: Any) -> Any:
+    """`value` (a seed record) with every `{"$raw_json": text}` replaced by a placeholder that
+    encodes as `text`, verbatim; everything else as it is."""
+    if isinstance(value, dict):
+        if set(value) == {RAW_JSON_KEY} and isinstance(value[RAW_JSON_KEY], str):
+            return _RAW.placeholder(value[RAW_JSON_KEY])
+        return {key: raw_json_tokens(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [raw_json_tokens(item) for item in value]
+    return value
 
 
 class ControlError(Exception):
@@ -183,7 +228,7 @@ class Reply:
         """The body as compact JSON bytes (empty for no body); computed once."""
         if self._payload is None:
             body = self.body
-            self._payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+            self._payload = b"" if body is None else _RAW.splice(json.dumps(body, separators=(",", ":")).encode())
         return self._payload
 
 

@@ -31,6 +31,7 @@ from sandbox.store import (
     Request,
     SandboxConfig,
     parse_timestamp,
+    raw_json_tokens,
     vitally_timestamp,
 )
 
@@ -143,7 +144,7 @@ class VitallyService:
     def _seeded(self, name: str, raw: Mapping[str, Any], now: str) -> dict[str, Any]:
         """A seed record of collection `name` as stored: an id, both timestamps, and an account's
         traits, segments, key roles and churn date when the seed leaves them out."""
-        record = copy.deepcopy(dict(raw))
+        record: dict[str, Any] = raw_json_tokens(copy.deepcopy(dict(raw)))
         record["id"] = str(record["id"]) if record.get("id") else self._new_id(name[:-1])
         for key in ("createdAt", "updatedAt"):
             parsed = parse_timestamp(record.get(key))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from state.db import PlanLog, StateDB
+from state.db import PlanLog, StateDB, StateUnusableError
 from state.lock import InstanceLockedError, StateLock
 from state.writes import OutboxRow, Owner, OwnerChoice, PlannedWrite, write_key
 
@@ -15,5 +15,6 @@ __all__ = [
     "PlannedWrite",
     "StateDB",
     "StateLock",
+    "StateUnusableError",
     "write_key",
 ]

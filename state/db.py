@@ -10,6 +10,7 @@ import atexit
 import itertools
 import json
 import os
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -19,10 +20,85 @@ from typing import Any, overload
 
 import sqlite_utils
 
-from state.migrations import migrate
+from core.errors import SyncError
+from state.migrations import MIGRATIONS, migrate
 from state.writes import OutboxRow, OutboxStatus, Owner, OwnerChoice, PlannedWrite, target_of, write_key
 
-__all__ = ["LastWritten", "PlanLog", "StateDB"]
+__all__ = ["LastWritten", "PlanLog", "StateDB", "StateUnusableError"]
+
+
+class StateUnusableError(SyncError):
+    """The state file cannot be used: not an SQLite database, damaged (a failed integrity check,
+    a truncated file), or not crm-sync's (another program's database, or a newer crm-sync's).
+    Exit status 5; the file is left as it is (README: "Recovering the state file")."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"the state file {path} cannot be used: {problem}")
+
+
+def _unreadable(error: sqlite3.DatabaseError) -> str:
+    if "malformed" in str(error):
+        return f"damaged ({error})"
+    return f"not a readable SQLite database ({error})"
+
+
+def _verify(conn: sqlite3.Connection, path: Path) -> None:
+    """Raise `StateUnusableError` unless `conn` is a sound crm-sync state (or an empty file).
+
+    `PRAGMA quick_check` reads every page (O(N), without the index cross-checks of
+    `integrity_check`): a damaged or truncated file is found before anything is planned on it.
+    """
+    try:
+        problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)")]
+        tables = {str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone() if "schema_version" in tables else None
+    except sqlite3.DatabaseError as error:  # "file is not a database", "database disk image is malformed"
+        raise StateUnusableError(path, _unreadable(error)) from None
+    if problems != ["ok"]:
+        raise StateUnusableError(path, "damaged (integrity check: " + "; ".join(problems) + ")")
+    if tables and "schema_version" not in tables:
+        shown = ", ".join(sorted(tables)[:5])
+        raise StateUnusableError(path, f"not a crm-sync state file (an SQLite database with the tables {shown})")
+    version = 0 if row is None or row[0] is None else int(row[0])
+    if version > len(MIGRATIONS):
+        raise StateUnusableError(
+            path, f"written by a newer crm-sync (schema version {version}; this one knows up to {len(MIGRATIONS)})"
+        )
+
+
+def _in_use(path: Path) -> bool:
+    """A connection has (or a crash left) the database open in WAL mode."""
+    return Path(f"{path}-wal").exists() or Path(f"{path}-shm").exists()
+
+
+def _signature(path: Path) -> tuple[int, int, int]:
+    """What changes when a writer changes the file (a checkpoint writes it in place)."""
+    info = path.stat()
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def _copy(source: Path, target: Path) -> None:
+    """A consistent copy of the state file `source` at `target`, without touching `source`: its
+    bytes when no connection has it open (no `-wal`, no `-shm`: reading it through SQLite would
+    leave those two files behind it), else SQLite's online backup from a read-only connection."""
+    if not _in_use(source):
+        before = _signature(source)
+        shutil.copyfile(source, target)
+        os.chmod(target, 0o600)
+        if not _in_use(source) and _signature(source) == before:
+            return  # nobody wrote meanwhile: the copy is the file (the caller's check judges it)
+        target.unlink()  # a writer started meanwhile: copy it again through SQLite
+    copy = sqlite3.connect(target)
+    source_conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    try:
+        source_conn.backup(copy)
+    except sqlite3.DatabaseError as error:
+        raise StateUnusableError(source, _unreadable(error)) from None
+    finally:
+        source_conn.close()
+        copy.close()
 
 def _encode(write: PlannedWrite) -> str:
     return json.dumps(
@@ -179,7 +255,7 @@ class StateDB:
 
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
-        self._temporary: Path | None = None
+        self._temporary: Path | None = None  # a snapshot's private directory, removed on close
         db.execute("PRAGMA temp_store=FILE")
         migrate(db)
 
@@ -195,33 +271,45 @@ class StateDB:
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite's -wal/-shm inherit this mode
-        os.chmod(path, 0o600)  # a file left by an older build with looser permissions is tightened
         conn = sqlite3.connect(str(path), timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        return cls(sqlite_utils.Database(conn))
+        try:
+            _verify(conn, path)  # before anything could write to it
+            os.chmod(path, 0o600)  # a file left by an older build with looser permissions is tightened
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            return cls(sqlite_utils.Database(conn))
+        except sqlite3.DatabaseError as error:  # a schema the migrations cannot take
+            conn.close()
+            raise StateUnusableError(path, f"not a crm-sync state file ({error})") from None
+        except StateUnusableError:
+            conn.close()
+            raise
 
     @classmethod
     def snapshot(cls, path: Path) -> StateDB:
-        """A private copy of the state file for dry runs and reports: the file is opened read-only
-        and never written, so a dry run leaves it byte-for-byte as it was. The copy lives in a
-        temporary file readable by its owner only (not in memory: a 100,000-account mirror would
-        be hundreds of megabytes), removed on `close` or at exit."""
-        handle, name = tempfile.mkstemp(prefix="crm-sync-copy-", suffix=".db")
-        os.close(handle)
-        copy_path = Path(name)
-        atexit.register(copy_path.unlink, missing_ok=True)
-        copy = sqlite3.connect(name)
-        copy.execute("PRAGMA journal_mode=OFF")
-        copy.execute("PRAGMA synchronous=OFF")
-        if path.exists():
-            source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-            try:
-                source.backup(copy)
-            finally:
-                source.close()
-        state = cls(sqlite_utils.Database(copy))
-        state._temporary = copy_path
+        """A private copy of the state file for dry runs and reports: the file is read and never
+        written, so a dry run leaves it (and the files beside it) byte-for-byte as they were. The
+        copy lives in a temporary directory only its owner can enter (not in memory: a
+        100,000-account mirror would be hundreds of megabytes), removed with every file SQLite
+        made in it on `close`, or at exit. A state file that cannot be used raises
+        `StateUnusableError`, as `open` does."""
+        directory = Path(tempfile.mkdtemp(prefix="crm-sync-copy-"))  # mode 0700
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        copy_path = directory / "state.db"
+        try:
+            if path.exists() and path.stat().st_size > 0:
+                _copy(path, copy_path)
+            copy = sqlite3.connect(copy_path)
+            _verify(copy, path)  # the copy's problems are the original's
+            copy.execute("PRAGMA journal_mode=OFF")
+            copy.execute("PRAGMA synchronous=OFF")
+            state = cls(sqlite_utils.Database(copy))
+        except (StateUnusableError, sqlite3.DatabaseError) as error:
+            shutil.rmtree(directory, ignore_errors=True)
+            if isinstance(error, StateUnusableError):
+                raise
+            raise StateUnusableError(path, f"not a crm-sync state file ({error})") from None
+        state._temporary = directory
         return state
 
     @classmethod
@@ -234,7 +322,7 @@ class StateDB:
     def close(self) -> None:
         self.db.close()
         if self._temporary is not None:
-            self._temporary.unlink(missing_ok=True)
+            shutil.rmtree(self._temporary, ignore_errors=True)
 
     # -- mirror ---------------------------------------------------------------------------------
 

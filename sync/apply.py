@@ -19,7 +19,15 @@ from functools import partial
 from typing import Any
 
 from connectors.base import SalesforcePort, VitallyPort, WriteResult
-from core.errors import ContractError, QuotaExhaustedError, RecordError, RetriableError, SyncError, WriteRejectedError
+from core.errors import (
+    ContractError,
+    QuotaExhaustedError,
+    RecordError,
+    RetriableError,
+    StopRequested,
+    SyncError,
+    WriteRejectedError,
+)
 from state import OutboxRow, StateDB
 from sync.vocabulary import PAGE, CycleReport, Hooks, iso
 
@@ -74,6 +82,8 @@ class Applier:
             self.report.quota_exhausted = True
             self.report.failures.append(str(exc))
             self.hooks.log("quota_exhausted", {"run_id": self.report.run_id, "error": str(exc)})
+        except StopRequested:
+            pass  # asked to stop during a wait: what was not sent stays pending, counted as deferred
 
     # -- Vitally --------------------------------------------------------------------------------
 
@@ -234,7 +244,12 @@ class Applier:
 
     def _failed_by(self, ids: list[int], error: SyncError) -> bool:
         """Record a failed write: parked when refused for good, pending otherwise. True when the
-        error stops the whole service (auth, unreachable, quota) and the cycle must end."""
+        error stops the whole service (auth, unreachable, quota) and the cycle must end. A write
+        whose wait a stop cut short (`StopRequested`) was not refused: it stays pending as it was,
+        counted as deferred, and the step ends."""
+        if isinstance(error, StopRequested):
+            self.report.counts["deferred"] += len(ids)
+            return True
         if isinstance(error, WriteRejectedError | ContractError | RecordError):
             self._failed(ids, str(error), park=True)
             return False

@@ -1,7 +1,8 @@
 """The command line of cli.md: `crm-sync` and `python -m sync` are the same program.
 
 Exit status: 0 done; 1 done but some writes wait to be retried; 2 usage or configuration error;
-3 a service could not be reached or refused the credentials; 4 another instance holds the state.
+3 a service could not be reached or refused the credentials; 4 another instance holds the state;
+5 the state file cannot be used (damaged, or not crm-sync's).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from pathlib import Path
 from typing import TextIO
 
 from core.errors import ConfigError, FatalError, QuotaExhaustedError, SyncError
-from state import InstanceLockedError, StateDB, StateLock
+from state import InstanceLockedError, StateDB, StateLock, StateUnusableError
 from sync.config import Config, load_config, with_rules_from
 from sync.cycle import run_cycle
 from sync.output import Format, render_plan
 from sync.progress import terminal_progress
+from sync.safe import safe_stream
 from sync.vocabulary import CycleReport
 
 __all__ = ["main"]
@@ -39,6 +41,13 @@ examples:
 # Opt-in diagnostics: `CRM_SYNC_LOG_LEVEL=DEBUG` sends every library's log records to stderr.
 LOG_LEVEL_ENV = "CRM_SYNC_LOG_LEVEL"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+RECOVERY = """\
+The file was left as it is. To recover, stop every crm-sync that uses it, then either
+  - restore the state file from a backup (copy it over {path}), or
+  - move it aside (mv {path} {path}.unusable) and start again: crm-sync creates a new state file
+    and reads both services in full (README, "Recovering the state file").
+"""
 
 _COMMANDS = ("run", "daemon", "explain", "report", "sandbox", "demo", "failed", "retry")
 
@@ -191,7 +200,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _print_summary(report: CycleReport, err: TextIO) -> None:
+def _print_summary(report: CycleReport, stream: TextIO) -> None:
+    err = safe_stream(stream)  # record ids, names and messages are service data
     for error in report.record_errors:
         err.write(f"record error: {error}\n")
     if report.quota_exhausted:
@@ -201,6 +211,11 @@ def _print_summary(report: CycleReport, err: TextIO) -> None:
         )
     for fallback in report.fallbacks:
         err.write(f"fallback: {fallback}\n")
+    for decision in report.rule_errors:
+        err.write(f"rule error: {decision.rule} for account {decision.record}: {decision.reason} (skipped for it)\n")
+    rule_errors = report.counts.get("rule_errors", 0)
+    if rule_errors > len(report.rule_errors):
+        err.write(f"rule error: {rule_errors - len(report.rule_errors)} more, not shown (`explain ID` shows one)\n")
     for conflict in report.conflicts:
         verb = "overwritten" if conflict.overwritten else "left alone"
         err.write(
@@ -213,7 +228,9 @@ def _print_summary(report: CycleReport, err: TextIO) -> None:
         f"{'dry run' if report.dry_run else 'run'} {report.run_id}: read {counts.get('accounts_read', 0)} account(s), "
         f"evaluated {counts.get('accounts_evaluated', 0)}; {what} {len(report.plan)} write(s); "
         f"applied {counts.get('applied', 0)}, failed {counts.get('failed', 0)}, parked {counts.get('parked', 0)}; "
-        f"{len(report.conflicts)} conflict(s), {len(report.record_errors)} malformed record(s)\n"
+        f"{len(report.conflicts)} conflict(s), {len(report.record_errors)} malformed record(s)"
+        + (f", {rule_errors} rule error(s)" if rule_errors else "")
+        + "\n"
     )
 
 
@@ -279,6 +296,7 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = _load(args)
     state = StateDB.snapshot(config.state_path)
     now = args.now or _now()
+    out, err = safe_stream(out), safe_stream(err)  # names, reasons and inputs are service data
     statuses = [explain(config, state, record, now, out, err) for record in args.id]
     return max(statuses)
 
@@ -324,6 +342,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_failed(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    out = safe_stream(out)  # Salesforce's and Vitally's error messages are service data
     config = _load(args)
     state = StateDB.snapshot(config.state_path)
     rows = state.outbox("parked")
@@ -377,6 +396,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     except InstanceLockedError as exc:
         err.write(f"error: {exc}\n")
         return 4
+    except StateUnusableError as exc:
+        safe_stream(err).write(f"error: {exc}.\n{RECOVERY.format(path=exc.path)}")
+        return 5
     except FatalError as exc:
         err.write(f"error: {exc}\n")
         return 3

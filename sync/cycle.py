@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors.base import SalesforcePort, VitallyPort
+from core.errors import StopRequested
 from state import PlanLog, StateDB
 from sync.apply import Applier
 from sync.config import Config
@@ -82,11 +83,12 @@ def run_cycle(
             )
             applier.run()
         status = "ok" if report.exit_code == 0 else "partial"
-    except _Stopped:
+    except (_Stopped, StopRequested):  # asked to stop while reading: rolled back, nothing planned
         status = "stopped"
         report.plan = []
         report.record_errors.clear()
         report.conflicts.clear()
+        report.rule_errors.clear()
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         raise

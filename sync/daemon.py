@@ -5,6 +5,16 @@ program). SIGTERM or SIGINT lets the current unit of work finish, commits, and e
 Logs are one JSON object per line on stderr, never a secret; every event of a cycle carries its
 run id.
 
+Stopping is bounded. The adapters sleep through `connectors.http.interruptible_sleep`: a retry
+wait (a 429's `RateLimit-Reset: 120`, a backoff) or a rate-limiter wait ends within 0.1 s of the
+signal and no new attempt starts; the write waited on stays pending. A request already on the wire
+(up to `timeout_seconds`, 30 s for Salesforce) is given until `STOP_GRACE_SECONDS` after the
+signal to come back; past that the process ends anyway (`os._exit(0)`, after a `daemon_stopped`
+event with `"abandoned": true`). That is as safe as a kill -9, which the chaos tests prove: every
+commit is durable (WAL, synchronous=FULL), the write whose answer never came stays pending, and
+the next start sends it again idempotently (PUT of traits, upsert on `Sync_Key__c` or
+`externalId`, update by Id), so it lands once.
+
 The signal handler only records the signal: it takes no lock and writes nothing. A handler
 runs in the main thread between two bytecodes, or inside a system call the signal interrupted,
 so one that logged (or set a `threading.Event`, which takes a lock) would deadlock when the
@@ -21,17 +31,19 @@ the SQLite connection.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, TextIO
 
 import schedule
 
+from connectors.http import interruptible_sleep
 from connectors.salesforce import SalesforceClient
 from connectors.vitally import VitallyClient
 from core.errors import (
@@ -50,6 +62,7 @@ from sync.health import OUTCOMES, Health, HealthServer, Outcome, serve
 __all__ = ["run_daemon"]
 
 _NAP_SECONDS = 0.2
+STOP_GRACE_SECONDS = 3.0  # after SIGTERM, the most a request in flight may delay the exit
 # What the caller should make of a failed cycle, for `cycle_failed` and /healthz (most specific first).
 _ERROR_KINDS: tuple[tuple[type[Exception], str], ...] = (
     (AuthError, "auth"),
@@ -66,11 +79,17 @@ class _JsonLog:
         self.out = out
         self.lock = threading.Lock()
 
-    def __call__(self, event: str, data: Any) -> None:
+    def __call__(self, event: str, data: Any, *, wait: float = -1) -> None:
+        """Write one event; with `wait` ≥ 0, give up after that many seconds if another thread
+        holds the log (blocked on a full pipe): the stop watchdog must never hang on it."""
         line = {"at": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event, **dict(data)}
-        with self.lock:
+        if not self.lock.acquire(timeout=wait):
+            return
+        try:
             self.out.write(json.dumps(line, default=str) + "\n")
             self.out.flush()
+        finally:
+            self.lock.release()
 
 
 class _RunLog:
@@ -133,16 +152,36 @@ def _serve_health(health: Health, config: Config, log: _JsonLog) -> HealthServer
     return server
 
 
-def run_daemon(config: Config, err: TextIO, *, max_cycles: int | None = None) -> int:
-    """Run cycles every `config.interval_seconds` until SIGTERM/SIGINT (or `max_cycles`)."""
-    from sync.app import make_salesforce, make_vitally, package_version
+def _stop_watchdog(
+    signalled: list[float], finished: threading.Event, log: _JsonLog, exit_now: Callable[[int], None]
+) -> None:
+    """Ends the process `STOP_GRACE_SECONDS` after the first signal if `run_daemon` has not
+    returned by then (a request in flight that does not come back)."""
+    while not signalled:
+        if finished.wait(_NAP_SECONDS):
+            return
+    if finished.wait(max(0.0, signalled[0] + STOP_GRACE_SECONDS - time.monotonic())):
+        return
+    log("daemon_stopped", {"abandoned": True, "grace_seconds": STOP_GRACE_SECONDS}, wait=0.5)
+    exit_now(0)
+
+
+def run_daemon(
+    config: Config, err: TextIO, *, max_cycles: int | None = None, exit_now: Callable[[int], None] = os._exit
+) -> int:
+    """Run cycles every `config.interval_seconds` until SIGTERM/SIGINT (or `max_cycles`); after a
+    signal the process ends within `STOP_GRACE_SECONDS` (`exit_now`, see the module docstring)."""
+    from sync.app import make_salesforce, make_vitally
 
     log = _JsonLog(err)
     received: list[int] = []  # appended by the handler: no lock, no I/O
+    signalled: list[float] = []  # when (monotonic), likewise
     noticed: list[int] = []
+    finished = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
+        signalled.append(time.monotonic())
 
     def should_stop() -> bool:
         if received and not noticed:
@@ -153,11 +192,32 @@ def run_daemon(config: Config, err: TextIO, *, max_cycles: int | None = None) ->
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     stats = {"cycles": 0, "failures": 0}
+    watchdog = threading.Thread(
+        target=_stop_watchdog, args=(signalled, finished, log, exit_now), name="stop-watchdog", daemon=True
+    )
+    watchdog.start()
+    try:
+        return _serve(config, log, stats, should_stop, max_cycles, make_vitally, make_salesforce)
+    finally:
+        finished.set()
 
+
+def _serve(
+    config: Config,
+    log: _JsonLog,
+    stats: dict[str, int],
+    should_stop: Callable[[], bool],
+    max_cycles: int | None,
+    make_vitally: Callable[..., VitallyClient],
+    make_salesforce: Callable[..., SalesforceClient],
+) -> int:
+    from sync.app import package_version
+
+    sleep = interruptible_sleep(should_stop)  # retry and rate-limit waits end when a stop is asked
     with StateLock(config.state_path):
         state = StateDB.open(config.state_path)
-        vitally = make_vitally(config)
-        salesforce = make_salesforce(config)
+        vitally = make_vitally(config, sleep=sleep)
+        salesforce = make_salesforce(config, sleep=sleep)
         health = Health(config.healthy_within_seconds, version=package_version())
 
         def cycle() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console
+from rich.text import Text
 
 from sandbox.generator import generate_book
 from sandbox.server import Sandbox
@@ -18,6 +19,7 @@ from sync.app import make_salesforce, make_vitally
 from sync.config import Config, example_against
 from sync.cycle import run_cycle
 from sync.output import render_plan
+from sync.safe import cell
 from sync.vocabulary import CycleReport
 
 __all__ = ["run_demo"]
@@ -59,7 +61,7 @@ def run_demo(accounts: int, out: TextIO) -> int:
             console.print(f"... and {audit_size - _SHOWN} more (run `python -m sync --dry-run` to see all)")
         copy.close()
         for error in audit.record_errors[:5]:
-            console.print(f"[yellow]malformed, skipped:[/yellow] {error}")
+            console.print(Text("malformed, skipped: ", style="yellow") + cell(error))
         writes_after_audit = _writes(sandbox)
 
         state = StateDB.open(config.state_path)

@@ -48,7 +48,8 @@ _CUSTOM = """\
 #   when   - a condition over the account, e.g. mrr > 800 and "surveys" not in paid_products, using
 #            numbers, "text", comparisons (== != < <= > >=, 500 <= mrr <= 1667), in / not in, and / or / not,
 #            + - * / // %, a if b else c, ["lists"], x["key"], and len, min, max, abs, round, get(map, key, default);
-#   reason - the text written on the decision, with {variable} placeholders ({mrr}, {arr:,.0f}).
+#   reason - the text written on the decision, with {variable} placeholders ({mrr}, {arr:,.0f}; a format
+#            spec's width at most 100, its precision at most 20).
 # Variables: every account field of data-model.md by its name (mrr, plan, country, employee_count,
 # paid_products, product_spend, invoices, segments, ...) plus arr, paying_months, primary_products_count,
 # last_invoice, first_invoice, mrr_growth_3m, has_owner, open_leads, open_opportunities, days_since_created.
@@ -56,6 +57,8 @@ _CUSTOM = """\
 # is tried after the built-in triggers of `order`. A mistake in a trigger (syntax, unknown variable,
 # unknown team, bad reason) is found when the config is loaded: every command stops with a
 # "configuration error" naming rules.custom[N], the rule id and the position in `when`, and exits with status 2.
+# At run time a trigger is bounded (% on text, text or lists over 10,000 by + or *, round() past 20
+# digits, more than 10,000 steps): it is then skipped for that account and listed as a "rule error".
 # [[rules.custom]]
 # id = "custom.surveys_upsell"
 # team = "TAM"

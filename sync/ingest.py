@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors.base import SalesforcePort, VitallyPort
+from core.decoding import Unreadable
 from core.errors import RecordError
 from core.records import parse_lead, parse_opportunity, parse_sf_account, parse_timestamp, parse_user
 from state import StateDB
@@ -94,16 +95,17 @@ class _Reader:
         counts = self.report.counts
         newest: str | None = None
         newest_at: datetime | None = None
-        page: list[dict[str, Any]] = []
+        page: list[dict[str, Any] | Unreadable] = []
         for raw in vitally.iter_accounts_since(self.state.cursor("vitally.accounts")):
             if self.hooks.should_stop():
                 return  # the cycle rolls back before planning anything
             counts["accounts_read"] += 1
-            moment = _moment(raw.get("updatedAt"))
+            stamp = raw.stamp if isinstance(raw, Unreadable) else raw.get("updatedAt")
+            moment = _moment(stamp)
             if moment is not None and (newest_at is None or moment > newest_at):
                 # Unchanged records (our own writes' echo) move the watermark too, so they are
                 # not read again next cycle.
-                newest, newest_at = raw["updatedAt"], moment
+                newest, newest_at = str(stamp), moment
             page.append(raw)
             if len(page) >= PAGE:
                 self._store_accounts(page)
@@ -114,10 +116,15 @@ class _Reader:
         if newest:
             self.state.set_cursor("vitally.accounts", newest)
 
-    def _store_accounts(self, page: list[dict[str, Any]]) -> None:
-        held = self.state.account_versions(raw["id"] for raw in page if isinstance(raw.get("id"), str))
+    def _store_accounts(self, page: list[dict[str, Any] | Unreadable]) -> None:
+        held = self.state.account_versions([i for raw in page if (i := _account_id(raw)) is not None])
         rows: dict[str, dict[str, Any]] = {}
         for raw in page:
+            if isinstance(raw, Unreadable):
+                row = self._unreadable("vitally", raw, held)
+                if row is not None:
+                    rows[row["id"]] = {**row, "updated_at": row.pop("modstamp")}
+                continue
             record_id = raw.get("id")
             updated = raw.get("updatedAt")
             if not isinstance(record_id, str):
@@ -153,7 +160,7 @@ class _Reader:
         name = f"salesforce.{sobject}"
         counted = f"sf_{sobject.lower()}_read"
         newest: str | None = None
-        page: list[dict[str, Any]] = []
+        page: list[dict[str, Any] | Unreadable] = []
         since = _later(self.state.cursor(name), self.state.cursor(f"{name}.queried_at"))
         for raw in salesforce.iter_changed(sobject, fields, since, lookback_seconds=lookback_seconds):
             if self.hooks.should_stop():
@@ -176,11 +183,17 @@ class _Reader:
             self.state.set_cursor(f"{name}.queried_at", iso(queried))
         return True
 
-    def _store_sf(self, sobject: str, page: list[dict[str, Any]], newest: str | None) -> str | None:
+    def _store_sf(self, sobject: str, page: list[dict[str, Any] | Unreadable], newest: str | None) -> str | None:
         """Mirror one page of `sobject`; returns the newest readable SystemModstamp so far."""
-        held = self.state.sf_versions(sobject, (str(raw.get("Id")) for raw in page))
+        held = self.state.sf_versions(sobject, (str(_sf_id(raw)) for raw in page))
         rows: dict[str, dict[str, Any]] = {}
         for raw in page:
+            if isinstance(raw, Unreadable):
+                row = self._unreadable(f"salesforce {sobject}", raw, held)
+                if row is not None:
+                    rows[row["id"]] = {**row, "object": sobject}
+                    newest = _newest(row["modstamp"], newest) if raw.stamp is not None else newest
+                continue
             record_id = str(raw.get("Id"))
             stamp = raw.get("SystemModstamp")
             if not isinstance(stamp, str):
@@ -199,6 +212,23 @@ class _Reader:
         self.state.upsert_sf(rows.values())
         return newest
 
+    def _unreadable(self, system: str, record: Unreadable, held: Mapping[str, str]) -> dict[str, Any] | None:
+        """A record the connector could not decode within the limits: reported (id and field) the
+        first time this version is read, then remembered in the mirror as malformed under its id
+        and timestamp (a stub holding only those), so that it is not reported again until the
+        service sends it changed. Returns that row (`id`, `modstamp`, `raw`, `error`), or None
+        when it was reported before, or has no id to remember it by."""
+        version = record.stamp if record.stamp is not None else "(unreadable)"
+        if record.record_id is not None and held.get(record.record_id) == version:
+            return None
+        error = RecordError(system, record.record_id or "(unknown id)", record.field, record.message)
+        self.report.record_errors.append(error)
+        if record.record_id is None:
+            return None
+        stub = {"Id" if system.startswith("salesforce") else "id": record.record_id}
+        problem = {"field": record.field, "message": record.message}
+        return {"id": record.record_id, "modstamp": version, "raw": json.dumps(stub), "error": json.dumps(problem)}
+
     def _problem(self, sobject: str, raw: Mapping[str, Any]) -> dict[str, str] | None:
         """What is wrong with a Salesforce record (reported now), or None when it parses."""
         try:
@@ -207,6 +237,15 @@ class _Reader:
             self.report.record_errors.append(detached(bad))
             return {"field": bad.field, "message": bad.message}
         return None
+
+
+def _account_id(raw: Mapping[str, Any] | Unreadable) -> str | None:
+    record_id = raw.record_id if isinstance(raw, Unreadable) else raw.get("id")
+    return record_id if isinstance(record_id, str) else None
+
+
+def _sf_id(raw: Mapping[str, Any] | Unreadable) -> object:
+    return raw.record_id if isinstance(raw, Unreadable) else raw.get("Id")
 
 
 def _moment(updated: object) -> datetime | None:

@@ -1,9 +1,12 @@
-"""Rendering plans for people (table) and for programs (json lines, csv), per cli.md."""
+"""Rendering plans for people (table) and for programs (json lines, csv), per cli.md.
+
+Every value comes from the services and is printed through `sync.safe`: the table shows it as
+plain text (never markup) with control characters escaped, a CSV cell never runs as a formula, and
+every JSON line is valid JSON."""
 
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterable
 from typing import Any, Literal, TextIO
 
@@ -11,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from state import PlannedWrite
+from sync.safe import cell, csv_cell, json_line
 
 __all__ = ["CSV_COLUMNS", "Format", "render_plan"]
 
@@ -22,7 +26,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+        return json_line(value, sort_keys=True)
     return str(value)
 
 
@@ -35,14 +39,14 @@ def render_plan(plan: Iterable[PlannedWrite], fmt: Format, out: TextIO) -> None:
     """Write one line per planned write (json, csv) or a table."""
     if fmt == "json":
         for write in plan:
-            out.write(json.dumps(write.as_json(), ensure_ascii=False) + "\n")
+            out.write(json_line(write.as_json()) + "\n")
         return
     if fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for write in plan:
             line = write.as_json()
-            writer.writerow({column: _cell(line.get(column)) for column in CSV_COLUMNS})
+            writer.writerow({column: csv_cell(_cell(line.get(column))) for column in CSV_COLUMNS})
         return
     writes = list(plan)
     table = Table(title=f"Plan: {len(writes)} change(s)", show_lines=False, expand=False)
@@ -58,5 +62,5 @@ def render_plan(plan: Iterable[PlannedWrite], fmt: Format, out: TextIO) -> None:
             )
         else:
             shown = _cell(fields)
-        table.add_row(write.system, write.op, write.record, shown, write.rule, write.reason)
+        table.add_row(*map(cell, (write.system, write.op, write.record, shown, write.rule, write.reason)))
     Console(file=out, width=max(160, Console(file=out).width), soft_wrap=False).print(table)

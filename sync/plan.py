@@ -159,7 +159,12 @@ class Planner:
             if counts["accounts_evaluated"] % PAGE == 0:
                 self.progress("accounts evaluated", counts["accounts_evaluated"], mirrored)
             decisions = decider.account(account, full=False)
-            self._keep_decisions(d for d in decisions if d.fired or d.guarded_by)
+            # A custom trigger that could not be evaluated for this account (`review`, not fired)
+            # is skipped for it and reported; the cycle goes on.
+            for decision in decisions:
+                if decision.review and not decision.fired:
+                    self.report.rule_error(decision)
+            self._keep_decisions(d for d in decisions if d.fired or d.guarded_by or d.review)
             self._plan_account(account, decisions, partial(decider.account, account))
             if any(s in account.segments for s in owned_segments) and "TAM" in account.key_role_emails:
                 waiting.managed_by_email[account.key_role_emails["TAM"]] += 1

@@ -26,6 +26,8 @@ import csv
 import io
 import json
 import math
+import os
+import stat
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -36,7 +38,6 @@ from typing import Any, Literal, TextIO
 
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from core.errors import ConfigError, RecordError
 from core.model import Lead
@@ -45,6 +46,7 @@ from rules.round_robin import Pool
 from state import OwnerChoice, StateDB
 from sync.charts import Bar, Series, bar_chart, grouped_bar_chart
 from sync.config import Config
+from sync.safe import cell, csv_cell, json_line, printable
 
 __all__ = [
     "CONVERTED_STATUSES",
@@ -385,7 +387,7 @@ def _rich_table(title: str, columns: Sequence[tuple[str, Callable[[Any], str]]],
     for header, _ in columns:
         table.add_column(header, overflow="fold")
     for line in lines:
-        table.add_row(*(Text(cell(line)) for _, cell in columns))  # names are data, never rich markup
+        table.add_row(*(cell(show(line)) for _, show in columns))  # names are data, never rich markup
     return table
 
 
@@ -431,7 +433,7 @@ def _render_csv(report: Report, sections: Sequence[Section], out: TextIO) -> Non
     header, rows = _csv_rows(report, sections)
     writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)
 
 
 _CSS = """
@@ -468,8 +470,8 @@ def _html_table(columns: Sequence[tuple[str, Callable[[Any], str]]], lines: Sequ
     body = []
     for line in lines:
         cells = []
-        for header, cell in columns:
-            text = cell(line)
+        for header, show in columns:
+            text = printable(show(line))
             # Numbers align right; a rule's verdict is coloured by its value (below, at, above).
             kind = "num" if header in _NUMERIC else text if header == "vs target" else None
             cells.append(f"<td>{escape(text)}</td>" if kind is None else f'<td class="{kind}">{escape(text)}</td>')
@@ -484,7 +486,7 @@ def _html_rules(report: Report) -> list[str]:
         return [*parts, '<p class="note">No lead in the Salesforce mirror carries a routing rule yet.</p>']
     bars = [
         Bar(
-            rule.rule,
+            printable(rule.rule),
             rule.conversion_rate,
             f"{_percent(rule.conversion_rate)} ({rule.converted}/{rule.leads})",
             _BELOW if rule.vs_target == "below" else _MET,
@@ -510,7 +512,7 @@ def _html_pools(report: Report) -> list[str]:
     if not report.pools:
         return [*parts, '<p class="note">No round-robin pool is configured, and no owner was drawn.</p>']
     for pool in report.pools:
-        names = [member.name for member in pool.members]
+        names = [printable(member.name) for member in pool.members]
         chart = grouped_bar_chart(
             names,
             [
@@ -546,7 +548,7 @@ def _render_html(report: Report, sections: Sequence[Section], out: TextIO) -> No
 
 def _render_json(report: Report, sections: Sequence[Section], out: TextIO) -> None:
     # One line: parses whole (`json.loads`) and as JSON lines, like every other `--format json`.
-    out.write(json.dumps(report.as_json(sections), ensure_ascii=False) + "\n")
+    out.write(json_line(report.as_json(sections)) + "\n")
 
 
 _RENDERERS: Mapping[ReportFormat, Callable[[Report, Sequence[Section], TextIO], None]] = {
@@ -563,11 +565,17 @@ def render_report(report: Report, fmt: ReportFormat, out: TextIO, sections: Sequ
 
 
 def save_report(report: Report, fmt: ReportFormat, path: Path, sections: Sequence[Section] = SECTIONS) -> None:
-    """Write the report to `path` whole (rendered first, so a failure leaves no half file); a
-    path that cannot be written is a usage error (`--output: …`, exit 2)."""
+    """Write the report to `path` whole (rendered first, so a failure leaves no half file),
+    readable by its owner only (0600, an existing file's mode tightened too: the report names
+    people and their leads); a path that cannot be written is a usage error (`--output: …`,
+    exit 2)."""
     text = io.StringIO()
     render_report(report, fmt, text, sections)
     try:
-        path.write_text(text.getvalue(), encoding="utf-8")
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            if stat.S_ISREG(os.fstat(handle).st_mode):  # not /dev/stdout or a pipe
+                os.fchmod(handle, 0o600)
+            out.write(text.getvalue())
     except OSError as exc:
         raise ConfigError([f"--output {path}: {exc.strerror or exc}"]) from None

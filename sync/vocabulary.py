@@ -17,8 +17,9 @@ from core.errors import RecordError
 from rules import Decision
 from state import PlannedWrite
 
-__all__ = ["PAGE", "Conflict", "CycleReport", "Hooks", "Log", "Progress", "detached", "iso"]
+__all__ = ["PAGE", "RULE_ERRORS_SHOWN", "Conflict", "CycleReport", "Hooks", "Log", "Progress", "detached", "iso"]
 
+RULE_ERRORS_SHOWN = 20  # per custom trigger and cycle; the rest are counted
 PAGE = 1000  # records stored, decisions remembered, writes queued and sent per batch
 
 Log = Callable[[str, Mapping[str, Any]], None]
@@ -81,8 +82,18 @@ class CycleReport:
     failures: list[str] = field(default_factory=list)
     quota_exhausted: bool = False
     fallbacks: list[str] = field(default_factory=list)
+    # Custom triggers that could not be evaluated for an account (skipped for it), with the reason:
+    # the first RULE_ERRORS_SHOWN of each trigger; `counts["rule_errors"]` counts them all.
+    rule_errors: list[Decision] = field(default_factory=list)
     # Decisions worth remembering (fired, or stopped by a guard) not yet stored in the state.
     decisions: list[Decision] = field(default_factory=list)
+
+    def rule_error(self, decision: Decision) -> None:
+        """A custom trigger could not be evaluated for one account: counted, and kept to be shown
+        unless RULE_ERRORS_SHOWN of the same trigger are already kept."""
+        self.counts["rule_errors"] += 1
+        if sum(1 for kept in self.rule_errors if kept.rule == decision.rule) < RULE_ERRORS_SHOWN:
+            self.rule_errors.append(decision)
 
     @property
     def exit_code(self) -> int:

@@ -6,7 +6,6 @@ sees who would be affected before it changes a threshold.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +17,7 @@ from sync.accounts import iter_accounts
 from sync.config import Config
 from sync.decider import Decider
 from sync.facts import SalesforceFacts
+from sync.safe import cell, json_line
 from sync.wire import lead_fields
 
 __all__ = ["Difference", "compare", "render_differences"]
@@ -87,7 +87,7 @@ def render_differences(differences: list[Difference], fmt: str, out: TextIO) -> 
     if fmt == "json":
         for diff in differences:
             line = {"record": diff.record, "rule": diff.rule, "before": diff.before, "after": diff.after}
-            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+            out.write(json_line(line) + "\n")
         return
     from rich.console import Console
     from rich.table import Table
@@ -99,8 +99,8 @@ def render_differences(differences: list[Difference], fmt: str, out: TextIO) -> 
     def show(summary: dict[str, Any]) -> str:
         verdict = "fires" if summary["fired"] else "does not fire"
         extra = {k: v for k, v in summary.items() if k not in ("fired", "reason")}
-        return f"{verdict}: {summary['reason']}" + (f" {json.dumps(extra, ensure_ascii=False)}" if extra else "")
+        return f"{verdict}: {summary['reason']}" + (f" {json_line(extra)}" if extra else "")
 
     for diff in differences:
-        table.add_row(diff.record, diff.rule, show(diff.before), show(diff.after))
+        table.add_row(*map(cell, (diff.record, diff.rule, show(diff.before), show(diff.after))))
     Console(file=out, width=160).print(table)

@@ -13,6 +13,8 @@ from typing import Any
 
 import requests
 
+from core.decoding import Unreadable
+
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_DEFAULT_URL = "http://127.0.0.1:8765"
 HEALTH_DEFAULT = "health_port = 9465"
@@ -61,3 +63,9 @@ def sent_json(request: requests.PreparedRequest) -> Any:
     """The JSON body a request was sent with."""
     assert request.body is not None
     return json.loads(request.body)
+
+
+def decoded(record: dict[str, Any] | Unreadable) -> dict[str, Any]:
+    """A record a connector yielded, which the test expects to have decoded within the limits."""
+    assert isinstance(record, dict), f"not decoded: {record}"
+    return record

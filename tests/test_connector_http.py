@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import TypedDict
 
@@ -282,3 +284,35 @@ def test_write_result_is_frozen() -> None:
 )
 def test_parse_iso_utc_reads_both_services_formats(text: str, iso: str) -> None:
     assert parse_iso_utc(text).isoformat() == iso
+
+
+def test_interruptible_sleep_ends_a_long_wait_within_a_nap_of_the_stop() -> None:
+    from connectors.http import interruptible_sleep
+    from core.errors import StopRequested
+
+    asked: list[bool] = []
+    sleep = interruptible_sleep(lambda: bool(asked), nap=0.01)
+    sleep(0.02)  # no stop: the whole wait
+    started = time.monotonic()
+    threading.Timer(0.05, lambda: asked.append(True)).start()
+    with pytest.raises(StopRequested):
+        sleep(120)
+    assert time.monotonic() - started < 1.0
+    with pytest.raises(StopRequested):  # once asked, no attempt starts: even a wait of 0 refuses
+        sleep(0)
+
+
+def test_call_with_retry_starts_no_attempt_after_a_stop_during_the_wait() -> None:
+    from connectors.http import interruptible_sleep
+    from core.errors import StopRequested
+
+    attempts: list[int] = []
+
+    def attempt() -> None:
+        attempts.append(1)
+        raise RateLimitedError("429", system="vitally", wait_seconds=120)
+
+    sleep = interruptible_sleep(lambda: len(attempts) >= 1, nap=0.01)
+    with pytest.raises(StopRequested):
+        call_with_retry(attempt, sleep=sleep, max_attempts=5, max_wait=120)
+    assert len(attempts) == 1

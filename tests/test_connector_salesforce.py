@@ -13,7 +13,7 @@ import responses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from responses import matchers
-from support import request_kwargs
+from support import decoded, request_kwargs
 
 from connectors.base import SalesforcePort, WriteResult
 from connectors.salesforce import SalesforceClient, SalesforceSettings
@@ -137,7 +137,7 @@ def test_query_follows_next_records_url_lazily(sf: SalesforceClient, rsps: respo
         json=_query_body(_records("3"), "/services/data/v59.0/query/01g-4000"),
     )
     rows = sf.query("SELECT Id FROM Lead")
-    assert [next(rows)["Id"], next(rows)["Id"], next(rows)["Id"]] == ["1", "2", "3"]
+    assert [decoded(next(rows))["Id"] for _ in range(3)] == ["1", "2", "3"]
     # The third page is never requested: nothing asked for it.
     assert sf.requests["GET", "/services/data/v59.0/query/:locator"] == 1
 
@@ -156,7 +156,7 @@ def test_query_retries_one_page_without_restarting(
     rsps.add(responses.GET, QUERY, json=_query_body(_records("1"), "/services/data/v59.0/query/01g-2000"))
     rsps.add(responses.GET, f"{DATA}/query/01g-2000", status=503, body=_sf_error("SERVER_UNAVAILABLE"))
     rsps.add(responses.GET, f"{DATA}/query/01g-2000", json=_query_body(_records("2")))
-    assert [r["Id"] for r in sf.query("SELECT Id FROM Lead")] == ["1", "2"]
+    assert [decoded(r)["Id"] for r in sf.query("SELECT Id FROM Lead")] == ["1", "2"]
     assert len(rsps.calls) == 3 and len(sleeps) == 1
 
 
@@ -270,7 +270,7 @@ def test_request_retries_transient_failures_then_succeeds(
 ) -> None:
     rsps.add(responses.GET, QUERY, **failure)
     rsps.add(responses.GET, QUERY, json=_query_body(_records("1")))
-    assert [r["Id"] for r in sf.query("SELECT Id FROM Lead")] == ["1"]
+    assert [decoded(r)["Id"] for r in sf.query("SELECT Id FROM Lead")] == ["1"]
     assert len(rsps.calls) == 2
     assert sf.requests["GET", "/services/data/v59.0/query"] == 2
     assert len(sleeps) == 1 and 1 <= sleeps[0] <= 2
@@ -378,8 +378,8 @@ def test_client_credentials_log_in_again_once_after_401(rsps: responses.Requests
     _query_with(rsps, "tok1", status=401, body=_sf_error("INVALID_SESSION_ID", "Session expired or invalid"))
     _login(rsps, "tok2")
     _query_with(rsps, "tok2", json=_query_body(_records("2")))
-    assert [r["Id"] for r in sf.query("SELECT Id FROM Lead")] == ["1"]
-    assert [r["Id"] for r in sf.query("SELECT Id FROM Lead")] == ["2"]
+    assert [decoded(r)["Id"] for r in sf.query("SELECT Id FROM Lead")] == ["1"]
+    assert [decoded(r)["Id"] for r in sf.query("SELECT Id FROM Lead")] == ["2"]
     assert sf.requests["POST", "/services/oauth2/token"] == 2
     assert sf.requests["GET", "/services/data/v59.0/query"] == 3
 
@@ -652,7 +652,7 @@ def test_plain_http_instance_is_called_over_http(rsps: responses.RequestsMock) -
         json=_query_body(_records("1"), "/services/data/v59.0/query/01g-2"),
     )
     rsps.add(responses.GET, f"{sandbox}/services/data/v59.0/query/01g-2", json=_query_body(_records("2")))
-    assert [r["Id"] for r in sf.query("SELECT Id FROM Lead")] == ["1", "2"]
+    assert [decoded(r)["Id"] for r in sf.query("SELECT Id FROM Lead")] == ["1", "2"]
     assert all(request_kwargs(call.request)["timeout"] == 7 for call in rsps.calls)
 
 

@@ -14,7 +14,7 @@ import responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from responses import matchers
-from support import request_kwargs
+from support import decoded, request_kwargs
 
 from connectors.base import VitallyPort
 from connectors.vitally import VitallyClient, VitallySettings
@@ -77,7 +77,7 @@ def _add_page(
 def test_iter_accounts_pages_with_from_and_next(client: VitallyClient, rsps: responses.RequestsMock) -> None:
     _add_page(rsps, [_account(1, "2024-03-03T00:00:00Z"), _account(2, "2024-03-02T00:00:00Z")], "c2", None)
     _add_page(rsps, [_account(3, "2024-03-01T00:00:00Z")], None, "c2")
-    ids = [account["id"] for account in client.iter_accounts()]
+    ids = [decoded(account)["id"] for account in client.iter_accounts()]
     assert ids == ["acc1", "acc2", "acc3"]
     assert client.requests["GET", "/resources/accounts"] == 2
 
@@ -104,7 +104,7 @@ def test_iter_accounts_passes_status_and_sort(client: VitallyClient, rsps: respo
 def test_iter_accounts_is_lazy(client: VitallyClient, rsps: responses.RequestsMock) -> None:
     _add_page(rsps, [_account(1, "2024-03-03T00:00:00Z")], "c2", None)
     accounts = client.iter_accounts()
-    assert next(accounts)["id"] == "acc1"  # the second page is never requested
+    assert decoded(next(accounts))["id"] == "acc1"  # the second page is never requested
 
 
 @pytest.mark.parametrize(
@@ -210,7 +210,7 @@ def test_iter_accounts_since_stops_at_the_watermark(
         records = [{"id": key, "updatedAt": updated} for key, updated in page]
         _add_page(rsps, records, next_cursor, cursor)
         cursor = next_cursor
-    assert [account["id"] for account in client.iter_accounts_since(watermark)] == expected
+    assert [decoded(account)["id"] for account in client.iter_accounts_since(watermark)] == expected
     assert client.requests.total == fetched
 
 
@@ -222,7 +222,7 @@ def test_iter_accounts_since_refuses_a_bad_watermark(client: VitallyClient) -> N
 def test_vitally_client_is_the_cycles_vitally_port(client: VitallyClient, rsps: responses.RequestsMock) -> None:
     assert isinstance(client, VitallyPort)
     _add_page(rsps, [_account(1, "2024-03-03T00:00:00Z")], None, None)
-    assert [a["id"] for a in client.iter_accounts_since("2024-03-01T00:00:00Z")] == ["acc1"]
+    assert [decoded(a)["id"] for a in client.iter_accounts_since("2024-03-01T00:00:00Z")] == ["acc1"]
 
 
 def test_get_account_returns_the_account(client: VitallyClient, rsps: responses.RequestsMock) -> None:

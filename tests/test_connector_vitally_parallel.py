@@ -370,3 +370,13 @@ def test_rate_limiter_without_a_reset_lets_the_server_decide(limiter: RateLimite
     limiter.observe(limit=20, remaining=0, reset=None)
     limiter.acquire()
     assert clock.sleeps == [] and limiter.in_flight == 1
+
+
+def test_rate_limiter_a_later_answer_never_stretches_a_short_429_wait(limiter: RateLimiter, clock: _FakeClock) -> None:
+    # Issue #13: one 429 with RateLimit-Reset: 1, then an answer from a request already in flight
+    # (a fuller window, reset in 60 s): the stale count was ignored but its reset kept, and every
+    # write waited 60 s. The count and its reset are taken, or ignored, together.
+    limiter.observe(limit=1000, remaining=0, reset=1)
+    limiter.observe(limit=1000, remaining=950, reset=60)
+    limiter.acquire()
+    assert clock.sleeps == [1.0]

@@ -27,11 +27,12 @@ def _secret_variables(config_text: str) -> set[str]:
     return set(re.findall(r'^#?\s*\w+_env\s*=\s*"(\w+)"', config_text, flags=re.MULTILINE))
 
 
-def test_the_unit_runs_the_daemon_as_its_own_user_and_never_restarts_on_config_or_lock_errors() -> None:
+def test_the_unit_runs_the_daemon_as_its_own_user_and_never_restarts_on_config_lock_or_state_errors() -> None:
     service = _unit()["Service"]
     assert service["ExecStart"].endswith("-m sync --config /etc/crm-sync/config.toml daemon")
     assert service["User"] == "crm-sync" and service["KillSignal"] == "SIGTERM"
-    assert set(service["RestartPreventExitStatus"].split()) == {"2", "4"}  # cli.md exit statuses
+    # cli.md exit statuses: configuration error, another instance, an unusable state file
+    assert set(service["RestartPreventExitStatus"].split()) == {"2", "4", "5"}
     assert service["ReadWritePaths"] == "/var/lib/crm-sync" and service["UMask"] == "0077"
     assert service["EnvironmentFile"] == "/etc/crm-sync/crm-sync.env"
 

@@ -83,3 +83,41 @@ def test_parse_lead_malformed_employees() -> None:
     with pytest.raises(RecordError) as caught:
         parse_lead({"Id": "00Q2", "SystemModstamp": "2026-11-20T09:30:00.000+0000", "NumberOfEmployees": "lots"})
     assert (caught.value.record_id, caught.value.field) == ("00Q2", "NumberOfEmployees")
+
+
+# Numbers JSON can carry that no float holds, or that no real book has: each is one malformed
+# field (issue #13: an integer of 400 digits raised OverflowError and stopped every cycle).
+HUGE_INTEGER = 10**400
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"mrr": HUGE_INTEGER}, "mrr"),
+        ({"mrr": 10**16}, "mrr"),
+        ({"mrr": "1e400"}, "mrr"),
+        ({"mrr": float("inf")}, "mrr"),
+        ({"traits": {"employee_count": HUGE_INTEGER}}, "traits.employee_count"),
+        ({"traits": {"icp_score": -(10**400)}}, "traits.icp_score"),
+        ({"traits": {"invoices": [{"month": "2026-01", "amount": HUGE_INTEGER}]}}, "traits.invoices"),
+        ({"traits": {"users_by_country": {"DE": HUGE_INTEGER}}}, "traits.users_by_country"),
+        ({"traits": {"new_owner": float("inf")}}, "traits.new_owner"),  # a trait crm-sync writes
+    ],
+)
+def test_parse_account_number_out_of_range_names_the_field(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(RecordError) as caught:
+        parse_account({**BASE, **change}, written_keys=("new_owner",))
+    assert (caught.value.record_id, caught.value.field) == ("acc_9", field)
+    assert "10^15" in caught.value.message or "finite" in caught.value.message
+
+
+def test_parse_account_largest_number_in_range_is_kept() -> None:
+    assert parse_account({**BASE, "mrr": 10**15}).mrr == 1e15
+
+
+def test_parse_lead_number_too_large_for_a_float_names_the_field() -> None:
+    raw = {"Id": "00Q3", "SystemModstamp": "2026-11-20T09:30:00.000+0000", "AnnualRevenue": HUGE_INTEGER}
+    with pytest.raises(RecordError) as caught:
+        parse_lead(raw)
+    assert (caught.value.record_id, caught.value.field) == ("00Q3", "AnnualRevenue")
+    assert "too large to show" not in caught.value.message  # 400 digits still print, cut short

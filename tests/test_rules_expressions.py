@@ -290,3 +290,66 @@ def test_reason_with_an_unsuitable_format_spec_still_fires() -> None:
     decision = compile_trigger(trigger("mrr > 0", reason="{paid_products:.0f}")).evaluate(account(), EMPTY, NOW)
     assert decision.fired
     assert decision.reason.startswith("{paid_products:.0f} (reason could not be formatted: ")
+
+
+# -- hostile triggers (issue #13, item 4): refused at load, or bounded at run time ----------------------
+
+
+@pytest.mark.parametrize(
+    ("when", "limit"),
+    [
+        ("'ab' * 1000000000 == ''", "repetition longer than 10,000"),
+        ("1000000000 * [1] == []", "repetition longer than 10,000"),
+        ("'%0999999999d' % 1 == ''", "% on text"),
+        ("plan % 1 == ''", "% on text"),  # the text comes from the record: refused at run time too
+        ("round(mrr, -1000000000) > 0", "round() to more than 20 digits"),
+        ("(mrr * 1" + "0" * 700 + ") * 1" + "0" * 700 + " > 0", "more than 4,096 bits"),
+        ("len(name + name + name) > 0", "longer than 10,000"),
+        (" or ".join(["name + name in name"] * 60), "characters and items touched"),
+    ],
+)
+def test_runtime_limits_stop_a_hostile_expression_at_once_and_ask_for_review(when: str, limit: str) -> None:
+    compiled = compile_trigger(trigger(when))
+    decision = compiled.evaluate(account(name="N" * 5_000, plan="%0999999999d"), EMPTY, NOW)
+    assert not decision.fired
+    assert decision.review
+    assert decision.reason.startswith("when could not be evaluated: ExpressionLimitError: ")
+    assert limit in decision.reason
+
+
+def test_runtime_budget_is_per_evaluation() -> None:
+    compiled = compile_trigger(trigger(" or ".join(["name + name in name"] * 60)))
+    assert compiled.evaluate(account(name="N" * 5_000), EMPTY, NOW).review  # over the budget once …
+    for _ in range(50):  # … and a small account after it is evaluated in full, again and again
+        decision = compiled.evaluate(account(name="Acme"), EMPTY, NOW)
+        assert not decision.review and not decision.fired
+    steps = compile_trigger(trigger(" and ".join(["mrr > 1"] * 150)))
+    for _ in range(50):  # ~450 steps each: 22,500 in all, beyond one budget of 10,000
+        assert steps.evaluate(account(), EMPTY, NOW).fired
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        ("{mrr:999999999}", "width 999,999,999 is more than 100"),
+        ("{mrr:,.999999999f}", "precision 999,999,999 is more than 20"),
+        ("{mrr:>0999999999}", "width 999,999,999 is more than 100"),
+        ("{mrr:!!}", "not a format spec"),
+        ("{name:xq}", "not a format spec"),
+    ],
+)
+def test_reason_format_spec_is_checked_at_load(reason: str, message: str) -> None:
+    problem = error("mrr > 1", reason)
+    assert problem.field == "reason"
+    assert message in problem.message
+
+
+def test_reason_format_specs_people_write_are_accepted() -> None:
+    for reason in ("{mrr:,.0f}", "{arr:>12,.2f}", "{name:<20}", "{mrr:.1%}", "{mrr:_}", "{country:*^10}"):
+        compile_trigger(trigger("mrr > 1", reason))
+
+
+def test_expression_nested_too_deep_is_refused_at_load() -> None:
+    problem = error("not " * 120 + "is_b2b")
+    assert "nested more than 100 levels" in problem.message
+    compile_trigger(trigger("not " * 40 + "is_b2b"))

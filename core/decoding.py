@@ -1,0 +1,349 @@
+"""Decode the services' JSON answers under limits, one record at a time.
+
+A service can send a record that the standard decoder cannot hold: nested 1,500 levels deep
+(`RecursionError`), an integer of more than 4,300 digits (`ValueError`), `NaN` (not JSON). Decoded
+as one document, such a record breaks the whole page it arrives in, and with it every cycle
+(issue #13). Here a page of records (Vitally's `{"results": [...]}`, Salesforce's
+`{"records": [...]}`) is decoded record by record, each with the C decoder
+(`JSONDecoder.raw_decode` from the record's offset), and each checked against the limits:
+
+- depth: a record nests at most `MAX_DEPTH` levels of objects and lists;
+- size: a record's JSON text is at most `MAX_RECORD_CHARS` characters;
+- numbers: every number is one a Python int or float holds (at most 4,300 digits), never
+  `NaN` or `Infinity` (the record parsers then check the range of the fields they read).
+
+A record that fails takes its place in the list as an `Unreadable` naming its id, its timestamp
+(`updatedAt`, `SystemModstamp`) when they can be read, the field at fault and what is wrong: the
+caller reports it and skips it, and the page's other records are decoded as usual. Finding that
+field costs something only for the failing record: an iterative scan (no recursion, whatever the
+depth) finds where the record ends and where each member starts.
+
+Anything wrong outside the records (a page that is not JSON, a record that never ends) raises
+`JsonError`, a `ValueError`: the answer as a whole cannot be understood.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from json.scanner import make_scanner
+from typing import Any
+
+__all__ = ["MAX_DEPTH", "MAX_RECORD_CHARS", "JsonError", "Unreadable", "decode_json", "decode_page"]
+
+MAX_DEPTH = 32
+"""Levels of objects and lists a record may nest (`{"traits": {"a": [1]}}` has 3)."""
+
+MAX_RECORD_CHARS = 8_000_000
+"""Characters of one record's JSON text, escapes included (Salesforce's long text fields hold 131,072
+characters each, up to 12 characters of JSON apiece when escaped: several of them fit)."""
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+# A JSON string, escapes included (an unrolled loop: linear, with no backtracking).
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_STRUCTURE = re.compile(r'["\[\]{}]')
+_SCALAR = re.compile(r"[^,:\[\]{}\s\"]+")
+_SPACE = frozenset(" \t\n\r")
+
+
+class JsonError(ValueError):
+    """An answer that is not JSON, or not JSON within the limits, outside any one record."""
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A record of a page that could not be decoded within the limits, in the place it had.
+
+    `record_id` and `stamp` (its `updatedAt` or `SystemModstamp`) are None when they could not be
+    read either; `field` is the member at fault (`traits.deep`), or `(record)` when the record as a
+    whole is.
+    """
+
+    record_id: str | None
+    stamp: str | None
+    field: str
+    message: str
+
+
+def _no_constant(name: str) -> Any:
+    raise JsonError(f"{name} is not a JSON number")
+
+
+# `parse_constant` is only called for NaN and Infinity literals: the C decoder keeps its speed.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+# What `raw_decode` calls, without its frame: (text, offset) -> (value, end).
+_SCAN: Callable[[str, int], tuple[Any, int]] = make_scanner(_DECODER)  # type: ignore[arg-type]
+
+
+def _text(data: bytes | str) -> str:
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        # Not UTF-8 somewhere: the bytes at fault become lone surrogates, which the record parsers
+        # report as invalid text in the field that holds them; the rest of the page is unaffected.
+        return data.decode("utf-8", "surrogateescape")
+
+
+def _skip_space(text: str, pos: int) -> int:
+    match = _WHITESPACE.match(text, pos)
+    return pos if match is None else match.end()
+
+
+def _depth(value: object, limit: int) -> int:
+    """How many levels of objects and lists `value` nests; stops counting past `limit`."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _within(text: str, start: int, end: int, value: object, depth: int) -> str | None:
+    """What is wrong with the decoded `value` of `text[start:end]` (None: nothing). Counting the
+    brackets is a C-speed scan that rules out a too deep value for nearly every record; only a
+    record with that many brackets is walked."""
+    if end - start > MAX_RECORD_CHARS:
+        return f"{end - start:,} characters of JSON, more than {MAX_RECORD_CHARS:,}"
+    if text.count("{", start, end) + text.count("[", start, end) > depth and _depth(value, depth) > depth:
+        return f"nested more than {depth} levels deep"
+    return None
+
+
+def _decode_at(text: str, pos: int) -> tuple[Any, int]:
+    """The value at `pos` and where it ends, or the decoder's error as a `JsonError`."""
+    try:
+        return _DECODER.raw_decode(text, pos)
+    except RecursionError:
+        raise JsonError(f"nested more than {MAX_DEPTH} levels deep") from None
+    except JsonError:
+        raise
+    except ValueError as error:  # JSONDecodeError, and an integer of more than 4,300 digits
+        raise JsonError(_reason(error)) from None
+
+
+def _reason(error: ValueError) -> str:
+    message = str(error)
+    if "integer string conversion" in message:
+        return "a number of more than 4,300 digits"
+    if isinstance(error, json.JSONDecodeError):
+        return f"not valid JSON ({error.msg})"
+    return message
+
+
+def decode_json(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
+    """One JSON document (an account, a write's answer) within `max_depth` levels; `JsonError`
+    otherwise."""
+    text = _text(data)
+    start = _skip_space(text, 0)
+    value, end = _decode_at(text, start)
+    if _skip_space(text, end) != len(text):
+        raise JsonError("not valid JSON (extra data after the document)")
+    if text.count("{") + text.count("[") > max_depth and _depth(value, max_depth) > max_depth:
+        raise JsonError(f"nested more than {max_depth} levels deep")
+    return value
+
+
+def decode_page(data: bytes | str, *, records_key: str, id_key: str, stamp_key: str) -> Any:
+    """A page of records: a JSON object whose `records_key` member is a list of records. Each
+    record is decoded on its own within the limits; one that is not becomes an `Unreadable` in
+    its place. Every other member is decoded within `MAX_DEPTH`. Anything that is not such an
+    object is decoded as one document (`decode_json`)."""
+    text = _text(data)
+    pos = _skip_space(text, 0)
+    if not text.startswith("{", pos):
+        return decode_json(text)
+    page: dict[str, Any] = {}
+
+    def member(key: str, start: int) -> int:
+        if key == records_key and text.startswith("[", start):
+            page[key], end = _records(text, start, id_key, stamp_key)
+            return end
+        page[key], end = _decode_at(text, start)
+        problem = _within(text, start, end, page[key], MAX_DEPTH)
+        if problem is not None:
+            raise JsonError(f"{key}: {problem}")
+        return end
+
+    end = _object(text, pos, member)
+    if _skip_space(text, end) != len(text):
+        raise JsonError("not valid JSON (extra data after the page)")
+    return page
+
+
+def _object(text: str, pos: int, member: Callable[[str, int], int]) -> int:
+    """Walk the members of the object at `pos`: `member(key, value_start)` decodes or skips each
+    value and returns where it ends. Returns where the object ends."""
+    pos = _skip_space(text, pos + 1)
+    if text.startswith("}", pos):
+        return pos + 1
+    while True:
+        key, pos = _key(text, pos)
+        if not text.startswith(":", pos):
+            raise JsonError("not valid JSON (expected ':')")
+        pos = _skip_space(text, member(key, _skip_space(text, pos + 1)))
+        if text.startswith(",", pos):
+            pos = _skip_space(text, pos + 1)
+        elif text.startswith("}", pos):
+            return pos + 1
+        else:
+            raise JsonError("not valid JSON (expected ',' or '}')")
+
+
+def _key(text: str, pos: int) -> tuple[str, int]:
+    match = _STRING.match(text, pos)
+    if match is None:
+        raise JsonError("not valid JSON (expected a member name)")
+    try:
+        key = json.loads(match.group())
+    except ValueError:
+        raise JsonError("not valid JSON (a member name)") from None
+    return str(key), _skip_space(text, match.end())
+
+
+def _records(text: str, pos: int, id_key: str, stamp_key: str) -> tuple[list[Any], int]:
+    """The list at `pos`, each element decoded on its own, and where it ends. The loop is the hot
+    path of a cold read (100,000 records): the C scanner is called directly, the separators are
+    read without a regex when the service writes compact JSON, and only a record that fails a
+    check goes through `_record`."""
+    records: list[Any] = []
+    scan = _SCAN
+    pos = _skip_space(text, pos + 1)
+    if text.startswith("]", pos):
+        return records, pos + 1
+    while True:
+        try:
+            record, end = scan(text, pos)
+        except (StopIteration, ValueError, RecursionError):
+            record, end = _record(text, pos, id_key, stamp_key)
+        else:
+            if end - pos > MAX_RECORD_CHARS or text.count("{", pos, end) + text.count("[", pos, end) > MAX_DEPTH:
+                record, end = _record(text, pos, id_key, stamp_key)
+        records.append(record)
+        separator = text[end : end + 1]
+        if separator not in (",", "]"):
+            end = _skip_space(text, end)
+            separator = text[end : end + 1]
+        if separator == "]":
+            return records, end + 1
+        if separator != ",":
+            raise JsonError("not valid JSON (expected ',' or ']')")
+        pos = end + 1
+        if text[pos : pos + 1] in _SPACE:
+            pos = _skip_space(text, pos)
+
+
+def _record(text: str, start: int, id_key: str, stamp_key: str) -> tuple[Any, int]:
+    """The record at `start`, decoded and checked (or its `Unreadable`), and where it ends."""
+    try:
+        value, end = _decode_at(text, start)
+    except JsonError as error:
+        end = _skip(text, start)
+        return _unreadable(text, start, str(error), id_key, stamp_key), end
+    problem = _within(text, start, end, value, MAX_DEPTH)
+    if problem is None:
+        return value, end
+    return _unreadable(text, start, problem, id_key, stamp_key), end
+
+
+def _skip(text: str, pos: int) -> int:
+    """Where the value at `pos` ends, found without decoding it: strings are skipped whole and
+    brackets counted, iteratively (any depth). `JsonError` when it never ends."""
+    if text.startswith('"', pos):
+        match = _STRING.match(text, pos)
+        if match is None:
+            raise JsonError("not valid JSON (a text that never ends)")
+        return match.end()
+    if not text.startswith(("{", "["), pos):
+        scalar = _SCALAR.match(text, pos)
+        if scalar is None:
+            raise JsonError("not valid JSON (expected a value)")
+        return scalar.end()
+    depth = 0
+    while True:
+        found = _STRUCTURE.search(text, pos)
+        if found is None:
+            raise JsonError("not valid JSON (a record that never ends)")
+        pos = found.start()
+        if found.group() == '"':
+            pos = _skip(text, pos)
+            continue
+        depth += 1 if found.group() in "[{" else -1
+        pos += 1
+        if depth == 0:
+            return pos
+
+
+# -- naming what is wrong with an unreadable record (only ever runs for one) ------------------------
+
+
+def _unreadable(text: str, start: int, message: str, id_key: str, stamp_key: str) -> Unreadable:
+    spans = _spans(text, start)
+    field = _culprit(text, spans, MAX_DEPTH - 1) or _largest(text, spans) or "(record)"
+    return Unreadable(_plain_text(text, spans.get(id_key)), _plain_text(text, spans.get(stamp_key)), field, message)
+
+
+def _spans(text: str, start: int) -> dict[str, tuple[int, int]]:
+    """Member name → where its value starts and ends, for the object at `start` (as far as it can
+    be read; {} for anything else)."""
+    spans: dict[str, tuple[int, int]] = {}
+    if not text.startswith("{", start):
+        return spans
+
+    def member(key: str, value_start: int) -> int:
+        end = _skip(text, value_start)
+        spans[key] = (value_start, end)
+        return end
+
+    with contextlib.suppress(JsonError):  # keep the members read before the fault
+        _object(text, start, member)
+    return spans
+
+
+def _fails(text: str, start: int, end: int, depth: int) -> bool:
+    try:
+        value, _ = _decode_at(text, start)
+    except JsonError:
+        return True
+    return _within(text, start, end, value, depth) is not None
+
+
+def _culprit(text: str, spans: dict[str, tuple[int, int]], depth: int, levels: int = 2) -> str | None:
+    """The first member that fails on its own (within `depth`), as `key` or `key.inner`."""
+    for key, (start, end) in spans.items():
+        if not _fails(text, start, end, depth):
+            continue
+        inner = _culprit(text, _spans(text, start), depth - 1, levels - 1) if levels > 1 else None
+        return key if inner is None else f"{key}.{inner}"
+    return None
+
+
+def _largest(text: str, spans: dict[str, tuple[int, int]], levels: int = 2) -> str | None:
+    """The largest member (`key.inner` within an object): where a record too large is large."""
+    if not spans:
+        return None
+    key = max(spans, key=lambda name: spans[name][1] - spans[name][0])
+    inner = _largest(text, _spans(text, spans[key][0]), levels - 1) if levels > 1 else None
+    return key if inner is None else f"{key}.{inner}"
+
+
+def _plain_text(text: str, span: tuple[int, int] | None) -> str | None:
+    """A member's value when it is a JSON string, else None."""
+    if span is None or not text.startswith('"', span[0]):
+        return None
+    try:
+        value = json.loads(text[span[0] : span[1]])
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None

@@ -1,0 +1,76 @@
+"""Printing service data safely (issue #13, item 6): shown, never obeyed."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from state import PlannedWrite
+from sync.output import render_plan
+from sync.safe import SafeWriter, cell, csv_cell, json_line, printable
+
+
+def test_printable_escapes_what_could_act_on_a_terminal_or_hide_text() -> None:
+    assert printable("a\x1b[2Jb\x07c\x9bd") == "a\\x1b[2Jb\\x07c\\x9bd"
+    assert printable("Evil \u202eCorp\u200b\ud800") == "Evil \\u202eCorp\\u200b\\ud800"
+    assert printable("line\nnext\ttab") == "line\\x0anext\\x09tab"
+    assert printable("line\nnext\ttab", keep_lines=True) == "line\nnext\ttab"
+    assert printable("Zürich 東京 😀 [bold]") == "Zürich 東京 😀 [bold]"  # ordinary text is untouched
+
+
+def test_cell_is_never_rich_markup() -> None:
+    assert cell("[/bold]").plain == "[/bold]"
+    assert cell("[red]x[/red]").spans == []
+    assert cell(None).plain == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ('=HYPERLINK("http://x","y")', '\'=HYPERLINK("http://x","y")'),
+        ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+        ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1", "'\t=1"),
+        ("\uff1d1+1", "'\uff1d1+1"),
+        ("-5", "-5"),
+        ("+1.5e3", "+1.5e3"),
+        ("Acme", "Acme"),
+        (None, ""),
+        ("a\x1bb", "a\\x1bb"),
+    ],
+)
+def test_csv_cell_neutralises_formulas_and_keeps_numbers(value: object, shown: str) -> None:
+    assert csv_cell(value) == shown
+
+
+def test_json_line_is_always_valid_json_and_keeps_the_data() -> None:
+    value = {"n": float("nan"), "i": [float("inf"), -float("inf")], "t": "a\u202eb\ud800\x1b\x7f"}
+    line = json_line(value)
+
+    def refuse(name: str) -> object:
+        raise AssertionError(name)
+
+    assert json.loads(line, parse_constant=refuse) == {
+        "n": "NaN",
+        "i": ["Infinity", "-Infinity"],
+        "t": "a\u202eb\ud800\x1b\x7f",
+    }
+    assert line.isascii() or all(ord(c) < 0xD800 for c in line)
+    line.encode("utf-8")  # printable to any UTF-8 stream
+
+
+def test_render_plan_json_with_a_nan_previous_is_valid_json() -> None:
+    fields = {"new_owner": "EU CSM"}
+    write = PlannedWrite("vitally", "set_traits", "acc_1", fields, "r", "why", fields, previous={"x": float("nan")})
+    out = io.StringIO()
+    render_plan([write], "json", out)
+    assert json.loads(out.getvalue())["previous"] == {"x": "NaN"}
+
+
+def test_safe_writer_keeps_lines_and_escapes_the_rest() -> None:
+    out = io.StringIO()
+    SafeWriter(out).write("record acc_1: \x1b]8;;http://x\x07name\n")
+    assert out.getvalue() == "record acc_1: \\x1b]8;;http://x\\x07name\n"
