@@ -243,6 +243,11 @@ class VitallyClient:
         path = f"/resources/accounts/{_segment(account_id)}/users"
         yield from self._paged("/resources/accounts/:id/users", path, {})
 
+    def iter_account_tasks(self, account_id: str) -> Iterator[dict[str, Any]]:
+        """Yield the tasks of one account, page by page (`GET /resources/accounts/:id/tasks`)."""
+        path = f"/resources/accounts/{_segment(account_id)}/tasks"
+        yield from self._paged("/resources/accounts/:id/tasks", path, {})
+
     # -- writing ---------------------------------------------------------------------------------
 
     def put_traits(self, account_id: str, traits: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -184,9 +185,20 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+_TRUNCATIONS_SHOWN = 5  # values cut to their Salesforce field's length shown one by one
+
+
 def _print_summary(report: CycleReport, err: TextIO) -> None:
+    for notice in report.notices:
+        err.write(f"{notice}\n")
     for error in report.record_errors:
         err.write(f"record error: {error}\n")
+    for cut in report.truncations[:_TRUNCATIONS_SHOWN]:
+        err.write(f"truncated: {cut}\n")
+    if len(report.truncations) > _TRUNCATIONS_SHOWN:
+        by_field = Counter(cut.field for cut in report.truncations[_TRUNCATIONS_SHOWN:])
+        fields = ", ".join(f"{name} {n}" for name, n in sorted(by_field.items()))
+        err.write(f"truncated: … and {sum(by_field.values())} more value(s): {fields}\n")
     if report.quota_exhausted:
         err.write(
             f"writes stopped: {report.failures[-1] if report.failures else 'API budget spent'}; "
@@ -208,6 +220,9 @@ def _print_summary(report: CycleReport, err: TextIO) -> None:
         f"applied {counts.get('applied', 0)}, failed {counts.get('failed', 0)}, parked {counts.get('parked', 0)}; "
         f"{len(report.conflicts)} conflict(s), {len(report.record_errors)} malformed record(s)\n"
     )
+    held = counts.get("conflicts_open", 0) - sum(not c.overwritten for c in report.conflicts)
+    if held > 0:
+        err.write(f"{held} conflict(s) reported by earlier cycles still left alone\n")
 
 
 def _cycle(config: Config, state: StateDB, now: datetime | None, err: TextIO, *, dry_run: bool) -> CycleReport:
