@@ -36,7 +36,7 @@ from sync.config import Config
 from sync.vocabulary import CycleReport, Hooks, iso
 from sync.wire import SYNC_KEY_PREFIX, WRITTEN_TRAIT
 
-__all__ = ["relearn"]
+__all__ = ["relearn", "replayed_memory"]
 
 # The team each family of routing rules hands its leads to (rules/*.py); custom triggers name
 # theirs in the config.
@@ -142,15 +142,18 @@ class _Relearner:
         self.learned.pools.add(pool.key)
 
     def _rebuild_memory(self, pool: Pool) -> None:
-        """Each member's count from the owners known, and the credit smooth weighted round robin
-        would hold after those draws (rules/round_robin.py: n·w − W·count), as if nobody had been
-        skipped: the next draws even out what the counts say."""
-        given = self.state.assignments_by_user(pool.key)
-        counts = Counter({m.user_id: given.get(m.user_id, 0) for m in pool.members})
-        draws = sum(counts.values())
-        total = sum(m.weight for m in pool.members)
-        memory = {m.user_id: (draws * m.weight - total * counts[m.user_id], counts[m.user_id]) for m in pool.members}
-        self.state.set_pool_memory(pool.key, memory)
+        self.state.set_pool_memory(pool.key, replayed_memory(pool, self.state.assignments_by_user(pool.key)))
+
+
+def replayed_memory(pool: Pool, given: Mapping[str | None, int]) -> dict[str, tuple[float, int]]:
+    """A pool's memory (user id → (credit, count)) rebuilt from how many leads each member was
+    given: the count, and the credit smooth weighted round robin holds after those draws when
+    nobody was skipped (rules/round_robin.py: n·w − W·count). With skips the credits differ from
+    the lost ones, but still sum to zero, so the next draws even out what the counts say."""
+    counts = Counter({m.user_id: given.get(m.user_id, 0) for m in pool.members})
+    draws = sum(counts.values())
+    total = sum(m.weight for m in pool.members)
+    return {m.user_id: (float(draws * m.weight - total * counts[m.user_id]), counts[m.user_id]) for m in pool.members}
 
 
 def _team_of(rule: object, config: Config) -> str | None:

@@ -405,4 +405,9 @@ def test_budget_minimum_counts_pages_and_batches_per_endpoint() -> None:
         "other": 0,
     }
     assert pages(0, 100) == 1 and batches(0, 200) == 0
+    # The last looks before writing (sync/freshness.py): a page per started 50 PUTs, a query per
+    # collection of lead updates; none when nothing is written.
+    looks = minimum(Workload(accounts_read=1, accounts_changed=101, sf_updates=401))
+    assert looks["vitally_read"] == 1 + 3 and looks["sf_read"] == 3
+    assert minimum(Workload(accounts_read=1))["vitally_read"] == 1
     assert incremental_accounts_read(0, 5) == 1 and incremental_accounts_read(9, 5) == 5
