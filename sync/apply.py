@@ -159,13 +159,29 @@ class Applier:
         for index, record in enumerate(records):
             if self.hooks.should_stop():
                 return  # what is not sent stays pending for the next start
-            if index % RECHECK_EVERY == 0:
-                self.look.accounts(remaining)
+            if index % RECHECK_EVERY == 0 and not self._looked_at(remaining):
+                return  # no last look, no write: the rest stays pending for the next cycle
             rows = remaining.pop(record, None)
             if rows is None:
                 continue  # overtaken by a person, or already there
             sent[record], merged[record] = rows, _payload(rows)
             yield record, {**merged[record], WRITTEN_TRAIT: self._written(record, merged[record])}
+
+    def _looked_at(self, remaining: _Groups) -> bool:
+        """The last look at the accounts about to be written; False when Vitally could not answer
+        it (those writes are counted as failed and stay pending). An error that stops the whole
+        service is raised."""
+        try:
+            self.look.accounts(remaining)
+        except RetriableError as exc:
+            rows = sum(len(rows) for rows in remaining.values())
+            self.report.counts["failed"] += rows
+            self.report.failures.append(f"vitally: the last look before writing failed ({exc}); {rows} write(s) wait")
+            self.hooks.log(
+                "write_failed", {"run_id": self.report.run_id, "rows": [], "error": str(exc), "parked": False}
+            )
+            return False
+        return True
 
     def _written(self, record: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """The `crm_sync_written` trait of an account: every value crm-sync has written there."""

@@ -470,7 +470,9 @@ def test_chaos_people_state_file_deleted_between_two_runs_relearns_and_undoes_no
     assert {(line["system"], line["record"], line["field"]) for line in conflict_lines([second, third])} == {
         edit.key for edit in edits
     }
-    print(f"re-learned {len(relearned)} owners; tasks sent again: 0; {figures}")
+    print(
+        f"re-learned {len(relearned)} owners; {len(tasks_edited)} tasks, {len(ours)} edited, sent again: 0; {figures}"
+    )
 
 
 # -- values set before crm-sync ever wrote the field; the two settings that let it take them -------
@@ -524,3 +526,29 @@ def test_chaos_people_values_set_before_crm_sync_wrote_them_are_theirs_unless_co
     verbs = {(line["record"], line["field"]): line["verb"] for line in conflict_lines([overwritten])}
     assert verbs == {(edit.record, edit.field): "overwritten" for edit in changed}
     assert all(held(sandbox, *edit.key) == wanted[(edit.record, edit.field)] for edit in changed)
+
+
+def test_chaos_people_no_last_look_no_write(sandboxes: Callable[..., Sandbox], tmp_path: Path) -> None:
+    """Vitally stops answering the accounts list after the cycle read it: without its last look
+    the cycle writes no trait (they wait, exit 1) and the next cycle sends them."""
+    sandbox = sandboxes(BOOK, 47)
+    config, state = write_config(sandbox, tmp_path / "config.toml"), tmp_path / "state.db"
+
+    def vitally_read_done(call: dict[str, Any]) -> bool:
+        return bool(call["system"] == "salesforce")  # Salesforce is read after every Vitally page
+
+    def list_down() -> None:
+        sandbox.add_fault("status", method="GET", path_prefix="/resources/accounts", status=503, count=10**6)
+
+    with when_called(sandbox, vitally_read_done, list_down) as down:
+        first = run(config, state)
+
+    assert down.is_set()
+    assert first.returncode == 1, first.stderr[-2000:]
+    assert re.search(r"failed [1-9][0-9]*, parked 0", first.stderr), first.stderr[-500:]
+    assert not any(call["method"] == "PUT" for call in sandbox.calls())
+    sandbox.clear_faults()
+    second = run(config, state)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert any(call["method"] == "PUT" for call in sandbox.calls())
+    assert pending_rows(state) == 0
