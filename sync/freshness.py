@@ -63,6 +63,9 @@ class LastLook:
         self.conflicts = Conflicts.of(state, report)
         # Where the previous look at Vitally stopped: first, where this cycle's read stopped.
         self._watermark = state.cursor("vitally.accounts")
+        # Accounts changed since this cycle's read, as the looks found them: an account written
+        # on a later page of the outbox is checked against what an earlier look saw.
+        self._changed: dict[str, Mapping[str, Any]] = {}
         self._tasks: dict[str, set[str]] = {}  # account → its tasks' externalIds, once looked up
 
     # -- Vitally accounts -----------------------------------------------------------------------
@@ -82,11 +85,10 @@ class LastLook:
                 newest = _later(newest, updated)
         self._watermark = newest
         held = self.state.account_versions(list(changed))
-        fresh: dict[str, Mapping[str, Any]] = {
-            record: _traits(raw)
-            for record, raw in changed.items()
-            if held.get(record) != raw["updatedAt"] and record in groups
-        }
+        self._changed.update(
+            (record, _traits(raw)) for record, raw in changed.items() if held.get(record) != raw["updatedAt"]
+        )
+        fresh = {record: traits for record, traits in self._changed.items() if record in groups}
         self._check(groups, fresh, exempt=frozenset())
 
     # -- Salesforce leads -----------------------------------------------------------------------

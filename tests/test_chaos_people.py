@@ -364,6 +364,28 @@ def test_chaos_people_edits_during_the_write_phase_are_never_undone(
     }
 
 
+def test_chaos_people_edits_during_the_write_phase_on_a_later_outbox_page_are_never_undone(
+    sandboxes: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    """The outbox is sent a page (1,000 records) at a time; an edit a look saw while an earlier
+    page was written still stops the write on its own page."""
+    sandbox = sandboxes(4 * BOOK, 48, latency_ms=1)
+    config, state = write_config(sandbox, tmp_path / "config.toml"), tmp_path / "state.db"
+    lines = audit(config, state)
+    order = sorted({line["record"] for line in lines if line["system"] == "vitally" and line["op"] != "create_task"})
+    assert len(order) > 1_100
+    second_page = [line for line in lines if line["record"] in order and order.index(line["record"]) >= 1_050]
+    edits = trait_edits(second_page, ("lifecycle_stage",), 5)
+
+    with when_called(sandbox, first_vitally_put, lambda: make_edits(sandbox, edits)) as edited:
+        first = run(config, state)
+
+    assert edited.is_set()
+    second = run(config, state)
+    assert [first.returncode, second.returncode] == [0, 0], second.stderr[-2000:]
+    assert_people_won(sandbox, state, edits, [first, second])
+
+
 # -- (e) the state file deleted between two runs ----------------------------------------------------
 
 
