@@ -224,7 +224,8 @@ class Applier:
         lead updates, all their fields in one record, each collection right after a last look at
         its leads. Every Lead write carries `Sforce-Auto-Assign: FALSE`: the org's assignment rule
         never moves an owner behind us."""
-        if self.salesforce is None:
+        salesforce = self.salesforce
+        if salesforce is None:
             return
         for op in ("upsert_lead", "update_lead"):
             after = ""
@@ -236,13 +237,12 @@ class Applier:
                 for start in range(0, len(page), COLLECTION):
                     if self.hooks.should_stop():
                         break
-                    self._send_leads(op, {rows[0].write.record: rows for rows in page[start : start + COLLECTION]})
+                    collection = {rows[0].write.record: rows for rows in page[start : start + COLLECTION]}
+                    self._send_leads(salesforce, op, collection)
                 self.hooks.progress("writes sent", self.report.counts["applied"], self._to_send)
 
-    def _send_leads(self, op: str, groups: dict[str, list[OutboxRow]]) -> None:
+    def _send_leads(self, salesforce: SalesforcePort, op: str, groups: _Groups) -> None:
         """One collection: upserts of new leads, or updates of leads a last look found unchanged."""
-        salesforce = self.salesforce
-        assert salesforce is not None
         if op == "update_lead":
             ids = [row.id for rows in groups.values() for row in rows]
             if self._send(ids, partial(self.look.leads, groups)) is None or not groups:

@@ -16,15 +16,14 @@ The passes, in order:
    member counts the accounts they manage): a new lead per routed account, a specialist per
    onboarding account.
 4. **Leads**, streamed: scores, demo triage, inbound routing with their owners.
-
-Every field follows one ownership rule (`sync.ownership`): a value crm-sync did not write is a
-person's, a conflict reported once and left alone unless the config says otherwise
-(`[sync] on_conflict`, `on_first_sight`).
-
 5. **Settle** the writes queued by earlier cycles that this plan did not want again (the person
    changed the field since, the rule's inputs changed, or the send took effect and only its
    answer was lost): none of them is ever sent as it is. Each is marked done when its values are
    already there, else dropped, and a person's change it would have undone is a conflict.
+
+Every field follows one ownership rule (`sync.ownership`): a value crm-sync did not write is a
+person's, a conflict reported once and left alone unless the config says otherwise
+(`[sync] on_conflict`, `on_first_sight`).
 """
 
 from __future__ import annotations
