@@ -24,7 +24,7 @@ from core.errors import ContractError, QuotaExhaustedError, RecordError, Retriab
 from state import OutboxRow, StateDB
 from sync.freshness import RECHECK_EVERY, LastLook
 from sync.vocabulary import PAGE, CycleReport, Hooks, iso
-from sync.wire import WRITTEN_TRAIT
+from sync.wire import WRITTEN_TRAIT, written_trait
 
 __all__ = ["Applier"]
 
@@ -183,9 +183,9 @@ class Applier:
             return False
         return True
 
-    def _written(self, record: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    def _written(self, record: str, fields: Mapping[str, Any]) -> str:
         """The `crm_sync_written` trait of an account: every value crm-sync has written there."""
-        return {**self.state.written_values("vitally", record), **fields}
+        return written_trait({**self.state.written_values("vitally", record), **fields})
 
     def _traits_done(
         self, done: list[tuple[str, Any]], groups: _Groups, merged: Mapping[str, Mapping[str, Any]]

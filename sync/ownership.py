@@ -151,7 +151,7 @@ def _row(conflict: Conflict) -> dict[str, Any]:
 
 def ours_in(last: Mapping[tuple[str, str], Any], record: str, name: str, trait: Any = None) -> list[Any]:
     """What crm-sync knows it wrote to (record, field): the state's last write, and the account's
-    `crm_sync_written` trait (`trait`, a mapping, for Vitally accounts)."""
+    `crm_sync_written` trait (`trait`, decoded: `sync.wire.read_written_trait`, for Vitally)."""
     known: list[Any] = []
     if (record, name) in last:
         known.append(last[(record, name)])

@@ -49,7 +49,16 @@ from sync.owners import Owners
 from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, Ownership, changed_fields, ours_in
 from sync.planned_writes import OnboardingAccount, RoutedAccount
 from sync.vocabulary import PAGE, Conflict, CycleReport, Progress, iso
-from sync.wire import WRITTEN_TRAIT, Truncation, fit_lead_fields, lead_fields, sync_key, sync_key_prefix, vitally_task
+from sync.wire import (
+    WRITTEN_TRAIT,
+    Truncation,
+    fit_lead_fields,
+    lead_fields,
+    read_written_trait,
+    sync_key,
+    sync_key_prefix,
+    vitally_task,
+)
 
 __all__ = ["COMPUTED_LEAD_FIELDS", "Planner"]
 
@@ -324,7 +333,8 @@ class Planner:
     def _ours_vitally(self, account: Account) -> _Ours:
         """What crm-sync knows it wrote to the account's traits: the state's record and the
         account's own `crm_sync_written` trait (what survives a lost state file)."""
-        return partial(ours_in, self._last_vitally, account.id, trait=account.written.get(WRITTEN_TRAIT))
+        trait = read_written_trait(account.written.get(WRITTEN_TRAIT))
+        return partial(ours_in, self._last_vitally, account.id, trait=trait)
 
     def _changes(
         self,

@@ -34,7 +34,7 @@ from rules.round_robin import Pool
 from state import OwnerChoice, StateDB
 from sync.config import Config
 from sync.vocabulary import CycleReport, Hooks, iso
-from sync.wire import SYNC_KEY_PREFIX, WRITTEN_TRAIT
+from sync.wire import SYNC_KEY_PREFIX, WRITTEN_TRAIT, read_written_trait
 
 __all__ = ["relearn", "replayed_memory"]
 
@@ -106,9 +106,8 @@ class _Relearner:
 
     def _specialist(self, account: Mapping[str, Any]) -> None:
         traits = account.get("traits")
-        written = traits.get(WRITTEN_TRAIT) if isinstance(traits, dict) else None
-        trait = self.config.vitally.written_traits.get("onboarding_specialist", "onboarding_specialist")
-        name = written.get(trait) if isinstance(written, dict) else None
+        written = read_written_trait(traits.get(WRITTEN_TRAIT) if isinstance(traits, dict) else None)
+        name = written.get(self.config.vitally.written_traits.get("onboarding_specialist", "onboarding_specialist"))
         key = f"onboarding-{account.get('id')}"
         if not isinstance(name, str) or self.state.assignment(key) is not None:
             return

@@ -10,6 +10,7 @@ org names its fields differently.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +26,11 @@ __all__ = [
     "Truncation",
     "fit_lead_fields",
     "lead_fields",
+    "read_written_trait",
     "sync_key",
     "sync_key_prefix",
     "vitally_task",
+    "written_trait",
 ]
 
 # Canonical lead field -> Salesforce Lead field (API name), data-model.md.
@@ -65,6 +68,7 @@ SYNC_KEY_PREFIX = "crm-sync-"
 
 # The Vitally trait in which crm-sync keeps, on each account it writes, the values it last wrote
 # there (sent in the same PUT, so it costs no request): what a lost state file re-learns from.
+# A JSON text, because text is the one trait type every Vitally workspace takes as it is.
 WRITTEN_TRAIT = "crm_sync_written"
 
 _EPISODE_ROOM = 6  # "-" and up to five digits of episode
@@ -94,6 +98,23 @@ def fit_lead_fields(record: str, fields: Mapping[str, Any]) -> tuple[dict[str, A
             fitted[name] = value[:limit]
             cut.append(Truncation(record, name, len(value), limit))
     return fitted, cut
+
+
+def written_trait(values: Mapping[str, Any]) -> str:
+    """The `crm_sync_written` trait's value for these trait values crm-sync wrote."""
+    return json.dumps(dict(values), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def read_written_trait(value: object) -> dict[str, Any]:
+    """What a `crm_sync_written` trait says crm-sync wrote (nothing when it is absent or was
+    edited into something else)."""
+    if not isinstance(value, str):
+        return {}
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
 
 
 def sync_key_prefix(account_id: str) -> str:

@@ -14,9 +14,11 @@ from sync.wire import (
     SALESFORCE_LEAD_FIELDS,
     fit_lead_fields,
     lead_fields,
+    read_written_trait,
     sync_key,
     sync_key_prefix,
     vitally_task,
+    written_trait,
 )
 
 
@@ -102,3 +104,12 @@ def test_wire_sync_keys_fit_their_field_stay_stable_and_unique(account: str) -> 
     assert sync_key(account + "y", 1) != sync_key(account, 1)
     if len(account) <= 60:
         assert keys[0] == f"crm-sync-{account}-1"  # the readable form whenever it fits
+
+
+def test_wire_written_trait_is_json_text_read_back_whole_or_not_at_all() -> None:
+    values = {"new_owner": "EU CSM", "segment_onboarding": None, "lifecycle_stage": "Self serve"}
+    text = written_trait(values)
+    assert isinstance(text, str) and read_written_trait(text) == values
+    assert written_trait(dict(reversed(values.items()))) == text  # the same values, the same trait
+    for edited in (None, 3, "", "not json", "[1, 2]", '"a string"'):
+        assert read_written_trait(edited) == {}
