@@ -70,6 +70,10 @@ class VitallyPort(Protocol):
         """Create the task, or update the one with the same `externalId` (created once)."""
         ...
 
+    def iter_account_tasks(self, account_id: str) -> Iterator[dict[str, Any] | Unreadable]:
+        """The raw tasks of one account, page by page."""
+        ...
+
 
 @runtime_checkable
 class SalesforcePort(Protocol):
@@ -83,6 +87,13 @@ class SalesforcePort(Protocol):
     ) -> Iterator[dict[str, Any] | Unreadable]:
         """Raw records of `sobject` whose SystemModstamp is at or after `since` minus the look-back
         (an `Unreadable` in place of one that could not be decoded within the limits)."""
+        ...
+
+    def read_by_ids(
+        self, sobject: str, fields: Iterable[str], ids: Sequence[str]
+    ) -> Iterator[dict[str, Any] | Unreadable]:
+        """The current `fields` (and `Id`) of these records of `sobject`, in one query per 200 ids;
+        a record that no longer exists is simply absent."""
         ...
 
     def update(self, sobject: str, records: Sequence[Mapping[str, Any]], *, set_owner: bool) -> list[WriteResult]:

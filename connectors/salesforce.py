@@ -204,6 +204,22 @@ class SalesforceClient:
             start,
         )
 
+    def read_by_ids(
+        self, sobject: str, fields: Iterable[str], ids: Sequence[str]
+    ) -> Iterator[dict[str, Any] | Unreadable]:
+        """Yield the records of `sobject` with these Ids (`Id` and `fields` selected), one query per
+        200 ids (`WHERE Id IN (...)`, well within SOQL's length limits); the ids are quoted by
+        `format_soql`, the names checked like `iter_changed`'s."""
+        _check_name(sobject, "sobject")
+        fields = tuple(fields)
+        for name in fields:
+            _check_field(name)
+        columns = ", ".join(["Id", *_unique(fields, skip={"id"})])
+        wanted = list(ids)
+        for start in range(0, len(wanted), COLLECTION_LIMIT):
+            chunk = wanted[start : start + COLLECTION_LIMIT]
+            yield from self.query("SELECT {:literal} FROM {:literal} WHERE Id IN {}", columns, sobject, chunk)
+
     # -- writing ---------------------------------------------------------------------------------
 
     def upsert(

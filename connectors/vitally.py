@@ -238,6 +238,11 @@ class VitallyClient:
             return None
         return _object(body, "/resources/accounts/:id")
 
+    def iter_account_tasks(self, account_id: str) -> Iterator[dict[str, Any] | Unreadable]:
+        """Yield the tasks of one account, page by page (`GET /resources/accounts/:id/tasks`)."""
+        path = f"/resources/accounts/{_segment(account_id)}/tasks"
+        yield from self._paged("/resources/accounts/:id/tasks", path, {})
+
     # -- writing ---------------------------------------------------------------------------------
 
     def put_traits(self, account_id: str, traits: Mapping[str, Any]) -> dict[str, Any]:

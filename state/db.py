@@ -100,6 +100,7 @@ def _copy(source: Path, target: Path) -> None:
         source_conn.close()
         copy.close()
 
+
 def _encode(write: PlannedWrite) -> str:
     return json.dumps(
         [
@@ -113,14 +114,19 @@ def _encode(write: PlannedWrite) -> str:
             write.account,
             write.previous,
             None if write.owner is None else write.owner.as_json(),
+            write.expects,
         ]
     )
 
 
 def _decode(line: str) -> PlannedWrite:
-    system, op, record, fields, rule, reason, payload, account, previous, owner = json.loads(line)
+    system, op, record, fields, rule, reason, payload, account, previous, owner, expects = json.loads(line)
     shown = None if owner is None else Owner.from_json(owner)
-    return PlannedWrite(system, op, record, fields, rule, reason, payload, account, previous, shown)
+    return PlannedWrite(system, op, record, fields, rule, reason, payload, account, previous, shown, expects)
+
+
+def _json_or_none(value: Mapping[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 class PlanLog(Sequence[PlannedWrite]):
@@ -417,6 +423,13 @@ class StateDB:
         when asked (the planner asks only where a value differs), never all at once."""
         return LastWritten(self, system)
 
+    def written_values(self, system: str, record: str) -> dict[str, Any]:
+        """Field → the value crm-sync last wrote there, for one record."""
+        rows = self.db.execute(
+            "SELECT field, value FROM last_written WHERE system = ? AND record = ?", [system, record]
+        ).fetchall()
+        return {field: json.loads(value) for field, value in rows}
+
     def set_last_written(self, system: str, record: str, values: Mapping[str, Any], run_id: int, at: str) -> None:
         self.db.table("last_written").upsert_all(
             (
@@ -436,50 +449,89 @@ class StateDB:
     # -- outbox ---------------------------------------------------------------------------------
 
     def enqueue(self, writes: Iterable[PlannedWrite], run_id: int, at: str) -> int:
-        """Queue writes; one already pending with the same content is kept (no duplicate), and a
+        """Queue writes; one already pending with the same content is kept (no duplicate) and
+        confirmed by this run: it takes this plan's `previous` and `expects`, read this cycle. A
         pending write of an earlier run to the same target with other content is superseded. A
         write parked (refused for good) waits for `retry`: planning it again does not queue it.
         Returns how many rows were added."""
-        parked = {row[0] for row in self.db.execute("SELECT key FROM outbox WHERE status = 'parked'")}
-        rows = []
-        for write in writes:
-            key = write_key(write)
-            if key in parked:
-                continue
-            rows.append(
-                (
-                    key,
-                    target_of(write.system, write.record, write.payload),
-                    run_id,
-                    write.system,
-                    write.op,
-                    write.record,
-                    write.account,
-                    json.dumps(write.fields),
-                    None if write.previous is None else json.dumps(write.previous),
-                    write.rule,
-                    write.reason,
-                    None if write.owner is None else json.dumps(write.owner.as_json()),
-                    json.dumps(write.payload),
-                    at,
-                    at,
-                )
-            )
+        batch = {write_key(write): write for write in writes}
+        keys = list(batch)
+        parked = self._keys_with_status("parked", keys)
+        pending = self._keys_with_status("pending", keys)
         conn = self.db.conn
         conn.executemany(
-            "UPDATE outbox SET status = 'superseded', updated_at = ? "
+            "UPDATE outbox SET previous = ?, expects = ?, confirmed_run = ? WHERE status = 'pending' AND key = ?",
+            (
+                (_json_or_none(write.previous), _json_or_none(write.expects), run_id, key)
+                for key, write in batch.items()
+                if key in pending
+            ),
+        )
+        rows = [
+            (
+                key,
+                target_of(write.system, write.record, write.payload),
+                run_id,
+                write.system,
+                write.op,
+                write.record,
+                write.account,
+                json.dumps(write.fields),
+                _json_or_none(write.previous),
+                _json_or_none(write.expects),
+                write.rule,
+                write.reason,
+                None if write.owner is None else json.dumps(write.owner.as_json()),
+                json.dumps(write.payload),
+                at,
+                at,
+            )
+            for key, write in batch.items()
+            if key not in parked and key not in pending
+        ]
+        conn.executemany(
+            "UPDATE outbox SET status = 'superseded', updated_at = ?, last_error = 'planned again with other values' "
             "WHERE status = 'pending' AND target = ? AND key != ? AND run_id != ?",
             ((at, row[1], row[0], run_id) for row in rows),
         )
-        before = conn.total_changes
         conn.executemany(
-            "INSERT INTO outbox (key, target, run_id, system, op, record, account, fields, previous, rule, "
-            "reason, owner, payload, status, attempts, last_error, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, NULL, ?, ?) "
-            "ON CONFLICT (key) WHERE status = 'pending' DO NOTHING",
+            "INSERT INTO outbox (key, target, run_id, system, op, record, account, fields, previous, expects, rule, "
+            "reason, owner, payload, status, attempts, last_error, created_at, updated_at, confirmed_run) "
+            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, NULL, ?, ?, {int(run_id)})",
             rows,
         )
-        return conn.total_changes - before
+        return len(rows)
+
+    def _keys_with_status(self, status: str, keys: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            found.update(
+                row[0]
+                for row in self.db.execute(
+                    f"SELECT key FROM outbox WHERE status = ? AND key IN ({','.join('?' * len(chunk))})",
+                    [status, *chunk],
+                )
+            )
+        return found
+
+    def unconfirmed(self, run_id: int) -> Iterator[OutboxRow]:
+        """Pending writes that the plan of `run_id` did not want again (queued by an earlier
+        cycle, then overtaken: by a person, by a change of the rules' inputs, or already applied
+        by a send whose answer was lost)."""
+        rows = self.db.query(
+            "SELECT * FROM outbox WHERE status = 'pending' AND coalesce(confirmed_run, run_id) != ? ORDER BY id",
+            [run_id],
+        )
+        yield from (self._row(row) for row in list(rows))
+
+    def supersede(self, row_ids: Iterable[int], reason: str, at: str) -> None:
+        """Never send these pending writes: `reason` says why (kept in `last_error`)."""
+        self.db.conn.executemany(
+            "UPDATE outbox SET status = 'superseded', last_error = ?, updated_at = ? "
+            "WHERE id = ? AND status = 'pending'",
+            ((reason, at, row_id) for row_id in row_ids),
+        )
 
     def pending_records(
         self, system: str, after: str = "", limit: int = 500, *, op: str | None = None
@@ -521,6 +573,7 @@ class StateDB:
             account=row["account"],
             fields=json.loads(row["fields"]),
             previous=None if row["previous"] is None else json.loads(row["previous"]),
+            expects=None if row["expects"] is None else json.loads(row["expects"]),
             rule=row["rule"],
             reason=row["reason"],
             owner=None if row["owner"] is None else Owner.from_json(json.loads(row["owner"])),
@@ -598,6 +651,15 @@ class StateDB:
             ),
         )
 
+    def set_pool_memory(self, pool: str, memory: Mapping[str, tuple[float, int]]) -> None:
+        """Replace a pool's memory: user id → (credit, leads assigned)."""
+        conn = self.db.conn
+        conn.execute("DELETE FROM rr_credits WHERE pool = ?", [pool])
+        conn.executemany(
+            "INSERT INTO rr_credits (pool, user_id, credit, assigned) VALUES (?, ?, ?, ?)",
+            ((pool, user, credit, assigned) for user, (credit, assigned) in memory.items()),
+        )
+
     def assignment(self, key: str) -> OwnerChoice | None:
         """The owner chosen earlier for this lead key, if any (an owner is chosen once)."""
         rows = list(self.db.query("SELECT * FROM assignments WHERE key = ?", [key]))
@@ -630,6 +692,13 @@ class StateDB:
         )
         return [_choice(row) for row in rows]
 
+    def assignments_by_user(self, pool: str) -> dict[str | None, int]:
+        """How many leads each owner (or the fallback) received from the pool."""
+        rows = self.db.execute(
+            "SELECT user_id, count(*) FROM assignments WHERE pool = ? GROUP BY user_id", [pool]
+        ).fetchall()
+        return {user: int(count) for user, count in rows}
+
     # -- runs -----------------------------------------------------------------------------------
 
     def begin_run(self, started_at: str, mode: str, now: str) -> int:
@@ -661,3 +730,63 @@ class StateDB:
 
     def record_conflicts(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> None:
         self.db.table("conflicts").insert_all(({**row, "run_id": run_id} for row in rows), batch_size=500)
+
+    # -- conflicts reported once ----------------------------------------------------------------
+
+    def open_conflicts(self) -> dict[tuple[str, str, str], tuple[str, int]]:
+        """(system, record, field) → (the person's value as JSON, the run that reported it), for
+        every conflict reported and still standing: the next cycles leave it alone quietly."""
+        rows = self.db.execute("SELECT system, record, field, theirs, run_id FROM open_conflicts").fetchall()
+        return {(system, record, field): (theirs, int(run)) for system, record, field, theirs, run in rows}
+
+    def open_conflict(self, system: str, record: str, field: str, theirs: str, run_id: int) -> None:
+        self.db.execute(
+            "INSERT INTO open_conflicts (system, record, field, theirs, run_id) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (system, record, field) DO UPDATE SET theirs = excluded.theirs, run_id = excluded.run_id",
+            [system, record, field, theirs, run_id],
+        )
+
+    def close_conflicts(self, keys: Iterable[tuple[str, str, str]]) -> None:
+        """Forget conflicts that no longer stand, so a new one on the same field is reported."""
+        self.db.conn.executemany(
+            "DELETE FROM open_conflicts WHERE system = ? AND record = ? AND field = ?", (tuple(k) for k in keys)
+        )
+
+    # -- what the state knows of crm-sync's own marks -------------------------------------------
+
+    def has_history(self) -> bool:
+        """Whether this state ever recorded a write, an owner drawn or a queued write (a new or
+        emptied state file has none)."""
+        for table in ("last_written", "assignments", "outbox"):
+            if self.db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
+                return True
+        return False
+
+    def unknown_sync_keys(self, prefix: str) -> list[str]:
+        """`Sync_Key__c` values starting with `prefix` on mirrored leads that this state neither
+        recorded as written nor holds in the outbox: leads crm-sync created that it does not know."""
+        like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self.db.execute(
+            "SELECT key FROM (SELECT json_extract(raw, '$.Sync_Key__c') AS key FROM sf_records "
+            "WHERE object = 'Lead' AND error IS NULL) "
+            "WHERE key LIKE ? ESCAPE '\\' "
+            "AND NOT EXISTS (SELECT 1 FROM last_written w WHERE w.system = 'salesforce' AND w.record = key "
+            "AND w.field = 'Sync_Key__c') "
+            "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.record = key) ORDER BY key",
+            [like],
+        ).fetchall()
+        return [str(key) for (key,) in rows]
+
+    def marked_accounts(self, trait: str) -> int:
+        """Mirrored accounts carrying crm-sync's `trait` (its record of what it wrote there)."""
+        path = "$.traits." + json.dumps(trait)
+        query = "SELECT count(*) FROM accounts WHERE json_extract(raw, ?) IS NOT NULL"
+        return int(self.db.execute(query, [path]).fetchone()[0])
+
+    def lead_by_sync_key(self, key: str) -> dict[str, Any] | None:
+        """The mirrored lead upserted on this `Sync_Key__c`, if Salesforce has shown it to us."""
+        row = self.db.execute(
+            "SELECT raw FROM sf_records WHERE object = 'Lead' AND json_extract(raw, '$.Sync_Key__c') = ? LIMIT 1",
+            [key],
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))

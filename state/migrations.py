@@ -115,7 +115,6 @@ def _v3(db: sqlite_utils.Database) -> None:
     only), and each outbox row's target, so superseding a pending write is one indexed update."""
     import json
 
-
     db.execute("ALTER TABLE accounts ADD COLUMN read_run INTEGER")
     db.execute("ALTER TABLE outbox ADD COLUMN target TEXT")
     rows = db.execute("SELECT id, system, record, payload FROM outbox WHERE status = 'pending'").fetchall()
@@ -126,7 +125,22 @@ def _v3(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX outbox_status_system_record ON outbox (status, system, record, id)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
+def _v4(db: sqlite_utils.Database) -> None:
+    """People win: what each queued write expects to replace and the latest run whose plan still
+    wanted it (a pending write no later plan wanted is not sent), and the conflicts already
+    reported, so that each is reported once until the person's value changes again."""
+    db.execute("ALTER TABLE outbox ADD COLUMN expects TEXT")
+    db.execute("ALTER TABLE outbox ADD COLUMN confirmed_run INTEGER")
+    db.execute("UPDATE outbox SET confirmed_run = run_id")
+    # A trait or lead update expects exactly the values it showed as `previous`.
+    db.execute("UPDATE outbox SET expects = previous WHERE op IN ('set_traits', 'update_lead')")
+    db.table("open_conflicts").create(
+        {"system": str, "record": str, "field": str, "theirs": str, "run_id": int},
+        pk=("system", "record", "field"),
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
 
 
 def migrate(db: sqlite_utils.Database) -> int:

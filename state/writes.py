@@ -60,7 +60,10 @@ class PlannedWrite:
     """One change a cycle wants made, with the rule and the reason behind it.
 
     `payload` is what goes on the wire (Vitally traits, Lead fields); `fields` is what the plan
-    shows (cli.md); `previous` holds the current values of those fields when known.
+    shows (cli.md); `previous` holds the current values of those fields when known. `expects`
+    holds, for the payload's keys, the values the write replaces as the cycle that planned it read
+    them: a write whose target no longer holds them was overtaken by a person and is not sent
+    (`sync.apply`). None for a write that replaces nothing (a new lead, a task).
     """
 
     system: str
@@ -73,6 +76,7 @@ class PlannedWrite:
     account: str | None = None
     previous: Mapping[str, Any] | None = None
     owner: Owner | None = None
+    expects: Mapping[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The plan line of cli.md (keys that are unknown are left out)."""
@@ -91,6 +95,9 @@ class PlannedWrite:
 
 @dataclass(frozen=True)
 class OutboxRow:
+    """One queued write. `attempts` counts the sends already tried: one that timed out or lost
+    its answer may have taken effect."""
+
     id: int
     key: str
     run_id: int

@@ -18,14 +18,16 @@ from core.records import parse_account
 from state import StateDB
 from sync.config import Config
 from sync.vocabulary import CycleReport, detached
+from sync.wire import WRITTEN_TRAIT
 
 __all__ = ["iter_accounts", "parse_mirrored", "written_keys"]
 
 
 def written_keys(vitally: VitallySettings) -> tuple[str, ...]:
-    """The trait keys crm-sync writes (its traits, then one per managed segment): an account keeps
-    their values in `Account.written`, the side of the diff that is already there."""
-    return tuple(vitally.written_traits.values()) + tuple(vitally.segment_traits.values())
+    """The trait keys crm-sync writes (its traits, then one per managed segment, then its record
+    of what it wrote, `crm_sync_written`): an account keeps their values in `Account.written`, the
+    side of the diff that is already there."""
+    return tuple(vitally.written_traits.values()) + tuple(vitally.segment_traits.values()) + (WRITTEN_TRAIT,)
 
 
 def parse_mirrored(raw: Mapping[str, Any], config: Config) -> Account:

@@ -1,12 +1,13 @@
-"""Apply, the last step of a cycle: send every pending write of the outbox (this cycle's and
-earlier failures') and record each result.
+"""Apply, the last step of a cycle: send every pending write of the outbox (this cycle's plan,
+earlier failures it confirmed) and record each result.
 
 Runs after the plan committed, so a write is only ever sent once the state that planned it (its
-owner chosen, its outbox row) is on disk. Each success is marked done together with the values it
-wrote, in a transaction of its own (per Vitally PUT or batch of them, per Salesforce collection):
-a crash between a request and its commit only means the same idempotent write is sent again. A
-transient failure stays pending for the next cycle; a permanent one is parked (`failed`,
-`retry`); one that stops the whole service ends the cycle.
+owner chosen, its outbox row) is on disk. Right before a write goes out, `sync.freshness` looks
+again at its target and drops a write a person overtook since the cycle's read. Each success is
+marked done together with the values it wrote, in a transaction of its own (per Vitally PUT or
+batch of them, per Salesforce collection): a crash between a request and its commit only means
+the same idempotent write is sent again. A transient failure stays pending for the next cycle; a
+permanent one is parked (`failed`, `retry`); one that stops the whole service ends the cycle.
 """
 
 from __future__ import annotations
@@ -29,22 +30,26 @@ from core.errors import (
     WriteRejectedError,
 )
 from state import OutboxRow, StateDB
+from sync.freshness import RECHECK_EVERY, LastLook
 from sync.vocabulary import PAGE, CycleReport, Hooks, iso
+from sync.wire import WRITTEN_TRAIT, written_trait
 
 __all__ = ["Applier"]
 
 _COMMIT_EVERY = 100  # Vitally PUTs marked done per transaction, at most…
 _COMMIT_WITHIN = 0.02  # …and a success waits no longer than this (seconds) for its commit
+COLLECTION = 200  # records per sObject Collections request (Salesforce's maximum)
 
-_Groups = Mapping[str, list[OutboxRow]]  # outbox rows by the record they write
+_Groups = dict[str, list[OutboxRow]]  # outbox rows by the record they write
 
 
 def _merged(groups: _Groups) -> dict[str, dict[str, Any]]:
     """Every change of a record in one payload (later rows win)."""
-    return {
-        record: {key: value for row in rows for key, value in row.write.payload.items()}
-        for record, rows in groups.items()
-    }
+    return {record: _payload(rows) for record, rows in groups.items()}
+
+
+def _payload(rows: list[OutboxRow]) -> dict[str, Any]:
+    return {key: value for row in rows for key, value in row.write.payload.items()}
 
 
 class Applier:
@@ -68,6 +73,7 @@ class Applier:
         self.write_workers = write_workers
         self.clock = clock
         self.hooks = hooks
+        self.look = LastLook(state, vitally, salesforce, report, clock)
         self._to_send = 0  # pending outbox rows when the apply step began
 
     def run(self) -> None:
@@ -107,49 +113,89 @@ class Applier:
             if self.hooks.should_stop():
                 self.report.counts["deferred"] += 1  # what is not sent stays pending for the next start
                 continue
-            payload = dict(row.write.payload)
-            if self._send([row.id], partial(self.vitally.upsert_task, payload)) is None:
+            exists = self._send([row.id], partial(self.look.task_exists, row))
+            if exists is None:
+                continue  # the look-up failed: the task stays pending, or is parked
+            if not exists and self._send([row.id], partial(self.vitally.upsert_task, dict(row.write.payload))) is None:
                 continue
+            self.report.counts["already_there" if exists else "applied"] += 1
             at = iso(self.clock())
             with self.state.atomic():
                 self.state.mark_done([row.id], at)
                 self.state.set_last_written("vitally", row.write.record, {"task": True}, self.report.run_id, at)
-            self.report.counts["applied"] += 1
 
     def _put_traits(self, groups: _Groups) -> None:
-        """One PUT per account, through the connector's bounded pool. Each success is committed
-        within 20 ms, in batches of up to 100 when they come back faster than that (an unthrottled
-        sandbox); at Vitally's real pace every PUT commits alone. A crash between a PUT and its
-        commit only means the same idempotent PUT is sent again on restart."""
-        merged = _merged(groups)
-        sent: set[str] = set()
-
-        def wanted() -> Iterator[tuple[str, dict[str, Any]]]:
-            for record, traits in merged.items():
-                if self.hooks.should_stop():
-                    return  # what is not sent stays pending for the next start
-                sent.add(record)
-                yield record, traits
-
+        """One PUT per account, through the connector's bounded pool, each carrying the
+        `crm_sync_written` trait (what crm-sync has written to the account, this PUT included).
+        Before every `RECHECK_EVERY` accounts, a last look drops the writes a person overtook.
+        Each success is committed within 20 ms, in batches of up to 100 when they come back
+        faster than that (an unthrottled sandbox); at Vitally's real pace every PUT commits alone.
+        A crash between a PUT and its commit only means the same idempotent PUT is sent again on
+        restart."""
+        remaining = dict(groups)
+        sent: dict[str, list[OutboxRow]] = {}
+        merged: dict[str, dict[str, Any]] = {}
+        wanted = self._to_put(list(groups), remaining, sent, merged)
         done: list[tuple[str, Any]] = []
         oldest = 0.0  # when the oldest success not yet committed came back
         fatal: SyncError | None = None
         try:
-            for record, outcome in self.vitally.put_traits_many(wanted(), workers=self.write_workers):
+            for record, outcome in self.vitally.put_traits_many(wanted, workers=self.write_workers):
                 if isinstance(outcome, SyncError):
-                    if self._failed_by([row.id for row in groups[record]], outcome):
+                    if self._failed_by([row.id for row in sent[record]], outcome):
                         fatal = outcome
                     continue
                 if not done:
                     oldest = time.monotonic()
                 done.append((record, outcome))
                 if len(done) >= _COMMIT_EVERY or time.monotonic() - oldest >= _COMMIT_WITHIN:
-                    self._traits_done(done, groups, merged)
+                    self._traits_done(done, sent, merged)
         finally:
-            self._traits_done(done, groups, merged)
-        self.report.counts["deferred"] += len(merged) - len(sent)
+            self._traits_done(done, sent, merged)
+        self.report.counts["deferred"] += len(remaining)
         if fatal is not None:
             raise fatal
+
+    def _to_put(
+        self,
+        records: list[str],
+        remaining: _Groups,
+        sent: dict[str, list[OutboxRow]],
+        merged: dict[str, dict[str, Any]],
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The PUTs to make, read lazily by the connector's pool: a last look before every
+        `RECHECK_EVERY` accounts drops from `remaining` what a person overtook; what is yielded
+        moves to `sent` (its rows) and `merged` (what it writes)."""
+        for index, record in enumerate(records):
+            if self.hooks.should_stop():
+                return  # what is not sent stays pending for the next start
+            if index % RECHECK_EVERY == 0 and not self._looked_at(remaining):
+                return  # no last look, no write: the rest stays pending for the next cycle
+            rows = remaining.pop(record, None)
+            if rows is None:
+                continue  # overtaken by a person, or already there
+            sent[record], merged[record] = rows, _payload(rows)
+            yield record, {**merged[record], WRITTEN_TRAIT: self._written(record, merged[record])}
+
+    def _looked_at(self, remaining: _Groups) -> bool:
+        """The last look at the accounts about to be written; False when Vitally could not answer
+        it (those writes are counted as failed and stay pending). An error that stops the whole
+        service is raised."""
+        try:
+            self.look.accounts(remaining)
+        except RetriableError as exc:
+            rows = sum(len(rows) for rows in remaining.values())
+            self.report.counts["failed"] += rows
+            self.report.failures.append(f"vitally: the last look before writing failed ({exc}); {rows} write(s) wait")
+            self.hooks.log(
+                "write_failed", {"run_id": self.report.run_id, "rows": [], "error": str(exc), "parked": False}
+            )
+            return False
+        return True
+
+    def _written(self, record: str, fields: Mapping[str, Any]) -> str:
+        """The `crm_sync_written` trait of an account: every value crm-sync has written there."""
+        return written_trait({**self.state.written_values("vitally", record), **fields})
 
     def _traits_done(
         self, done: list[tuple[str, Any]], groups: _Groups, merged: Mapping[str, Mapping[str, Any]]
@@ -185,8 +231,9 @@ class Applier:
     def _apply_salesforce(self) -> None:
         """Send the pending lead writes a page of the outbox at a time, in collections of 200: new
         leads as an upsert on Sync_Key__c (never a create, so a retry cannot duplicate them), then
-        lead updates, all their fields in one record. Every Lead write carries
-        `Sforce-Auto-Assign: FALSE`: the org's assignment rule never moves an owner behind us."""
+        lead updates, all their fields in one record, each collection right after a last look at
+        its leads. Every Lead write carries `Sforce-Auto-Assign: FALSE`: the org's assignment rule
+        never moves an owner behind us."""
         salesforce = self.salesforce
         if salesforce is None:
             return
@@ -197,18 +244,29 @@ class Applier:
                 if not page:
                     break
                 after = page[-1][0].write.record
-                groups = {rows[0].write.record: rows for rows in page}
-                merged = _merged(groups)
-                if op == "upsert_lead":
-                    call = partial(salesforce.upsert, "Lead", "Sync_Key__c", list(merged.values()), set_owner=True)
-                else:
-                    records = [{"Id": record, **fields} for record, fields in merged.items()]
-                    call = partial(salesforce.update, "Lead", records, set_owner=True)
-                results = self._send([row.id for rows in page for row in rows], call)
-                if results is not None:
-                    self.report.counts["salesforce_writes"] += 1
-                    self._record_results(results, groups, merged)
+                for start in range(0, len(page), COLLECTION):
+                    if self.hooks.should_stop():
+                        break
+                    collection = {rows[0].write.record: rows for rows in page[start : start + COLLECTION]}
+                    self._send_leads(salesforce, op, collection)
                 self.hooks.progress("writes sent", self.report.counts["applied"], self._to_send)
+
+    def _send_leads(self, salesforce: SalesforcePort, op: str, groups: _Groups) -> None:
+        """One collection: upserts of new leads, or updates of leads a last look found unchanged."""
+        if op == "update_lead":
+            ids = [row.id for rows in groups.values() for row in rows]
+            if self._send(ids, partial(self.look.leads, groups)) is None or not groups:
+                return
+        merged = _merged(groups)
+        if op == "upsert_lead":
+            call = partial(salesforce.upsert, "Lead", "Sync_Key__c", list(merged.values()), set_owner=True)
+        else:
+            records = [{"Id": record, **fields} for record, fields in merged.items()]
+            call = partial(salesforce.update, "Lead", records, set_owner=True)
+        results = self._send([row.id for rows in groups.values() for row in rows], call)
+        if results is not None:
+            self.report.counts["salesforce_writes"] += 1
+            self._record_results(results, groups, merged)
 
     def _record_results(
         self, results: list[WriteResult], groups: _Groups, merged: Mapping[str, Mapping[str, Any]]

@@ -2,11 +2,13 @@
 
 A cycle's requests fall into these kinds:
 
-- `vitally_read`: pages of `GET /resources/accounts`, 100 accounts a page (Vitally's maximum);
+- `vitally_read`: pages of `GET /resources/accounts`, 100 accounts a page (Vitally's maximum),
+  for the cycle's read and for the last looks before writing (below);
 - `vitally_write`: `PUT /resources/accounts/:id`, one per account whose traits change, all its
   trait changes in one body (a PUT merges traits, so nothing forces a second one);
 - `vitally_task`: `POST /resources/tasks`, one per task created (Vitally has no bulk endpoint);
-- `sf_read`: SOQL pages (`query`, then `query/:locator`), up to 2,000 records a page;
+- `sf_read`: SOQL pages (`query`, then `query/:locator`), up to 2,000 records a page, for the
+  cycle's read and for the last looks before writing (below);
 - `sf_write`: sObject Collections (`composite/sobjects...`), up to 200 records a request;
 - `auth`: the Salesforce OAuth token request;
 - `other`: anything else, which a cycle never needs (its minimum is 0).
@@ -14,7 +16,13 @@ A cycle's requests fall into these kinds:
 The minimum assumes the APIs as they are (apis.md): Vitally has no "updated since" filter, so an
 incremental reader pages newest-first until it sees an account it already holds; a Salesforce
 query always costs one request, even when it returns nothing, because that is how the reader
-learns that nothing changed. Pure functions only: no I/O, no clock.
+learns that nothing changed.
+
+It includes, on purpose, the last looks that keep crm-sync from undoing a person's change made
+after the cycle's read (`sync.freshness`): one page of Vitally's accounts list before every
+`RECHECK_EVERY` (50) account PUTs (it holds the previous 50 PUTs' echoes: one page), and one SOQL
+query before each collection of up to 200 lead updates. That is 2 % more Vitally requests and
+one Salesforce read per update collection. Pure functions only: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Literal
 
 __all__ = [
     "KINDS",
+    "RECHECK_EVERY",
     "SF_COLLECTION_SIZE",
     "SF_PAGE_SIZE",
     "VITALLY_PAGE_SIZE",
@@ -46,6 +55,7 @@ KINDS: tuple[Kind, ...] = ("vitally_read", "vitally_write", "vitally_task", "sf_
 VITALLY_PAGE_SIZE = 100  # Vitally's largest `limit`
 SF_PAGE_SIZE = 2000  # records per SOQL page
 SF_COLLECTION_SIZE = 200  # records per sObject Collections request
+RECHECK_EVERY = 50  # Vitally account PUTs between two last looks at the accounts list
 
 # `/services/data/v59.0/query/:locator` → `query/:locator`: the API version does not change the kind.
 _SF_DATA = re.compile(r"/services/data/v[0-9.]+/(?P<rest>.*)\Z")
@@ -94,8 +104,10 @@ def incremental_accounts_read(changed: int, total: int) -> int:
 def minimum(workload: Workload) -> dict[Kind, int]:
     """The fewest requests of each kind that carry `workload`.
 
-    - `vitally_read`: ceil(accounts_read / 100), at least 1;
-    - `sf_read`: per object ceil(records / 2,000), at least 1 per object;
+    - `vitally_read`: ceil(accounts_read / 100), at least 1, + one last look per started run of
+      50 changed accounts;
+    - `sf_read`: per object ceil(records / 2,000), at least 1 per object, + one last look per
+      collection of lead updates;
     - `vitally_write`: one PUT per changed account; `vitally_task`: one POST per task;
     - `sf_write`: ceil(upserts / 200) + ceil(updates / 200): upserts and updates are different
       endpoints, but records needing or not needing `Sforce-Auto-Assign: FALSE` are not (the
@@ -103,10 +115,12 @@ def minimum(workload: Workload) -> dict[Kind, int]:
     - `auth`: 1 when the run logs in, else 0; `other`: 0.
     """
     return {
-        "vitally_read": pages(workload.accounts_read, VITALLY_PAGE_SIZE),
+        "vitally_read": pages(workload.accounts_read, VITALLY_PAGE_SIZE)
+        + batches(workload.accounts_changed, RECHECK_EVERY),
         "vitally_write": workload.accounts_changed,
         "vitally_task": workload.tasks,
-        "sf_read": sum(pages(records, SF_PAGE_SIZE) for records in workload.sf_read.values()),
+        "sf_read": sum(pages(records, SF_PAGE_SIZE) for records in workload.sf_read.values())
+        + batches(workload.sf_updates, SF_COLLECTION_SIZE),
         "sf_write": batches(workload.sf_upserts, SF_COLLECTION_SIZE) + batches(workload.sf_updates, SF_COLLECTION_SIZE),
         "auth": 1 if workload.login else 0,
         "other": 0,

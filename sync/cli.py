@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,10 +201,26 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+_TRUNCATIONS_SHOWN = 5  # values cut to their Salesforce field's length shown one by one
+
+
+def _print_truncations(report: CycleReport, err: TextIO) -> None:
+    """Values cut to their Salesforce field's length: the first few, then a count per field."""
+    for cut in report.truncations[:_TRUNCATIONS_SHOWN]:
+        err.write(f"truncated: {cut}\n")
+    if len(report.truncations) > _TRUNCATIONS_SHOWN:
+        by_field = Counter(cut.field for cut in report.truncations[_TRUNCATIONS_SHOWN:])
+        fields = ", ".join(f"{name} {n}" for name, n in sorted(by_field.items()))
+        err.write(f"truncated: … and {sum(by_field.values())} more value(s): {fields}\n")
+
+
 def _print_summary(report: CycleReport, stream: TextIO) -> None:
     err = safe_stream(stream)  # record ids, names and messages are service data
+    for notice in report.notices:
+        err.write(f"{notice}\n")
     for error in report.record_errors:
         err.write(f"record error: {error}\n")
+    _print_truncations(report, err)
     if report.quota_exhausted:
         err.write(
             f"writes stopped: {report.failures[-1] if report.failures else 'API budget spent'}; "
@@ -232,6 +249,9 @@ def _print_summary(report: CycleReport, stream: TextIO) -> None:
         + (f", {rule_errors} rule error(s)" if rule_errors else "")
         + "\n"
     )
+    held = counts.get("conflicts_open", 0) - sum(not c.overwritten for c in report.conflicts)
+    if held > 0:
+        err.write(f"{held} conflict(s) reported by earlier cycles still left alone\n")
 
 
 def _cycle(config: Config, state: StateDB, now: datetime | None, err: TextIO, *, dry_run: bool) -> CycleReport:

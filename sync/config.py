@@ -57,6 +57,8 @@ __all__ = [
     "CustomTriggerSettings",
     "DaemonSettings",
     "MemberSettings",
+    "OnConflict",
+    "OnFirstSight",
     "PoolSettings",
     "ReportSettings",
     "StateSettings",
@@ -68,6 +70,7 @@ __all__ = [
 ]
 
 OnConflict = Literal["report", "overwrite"]
+OnFirstSight = Literal["respect", "adopt"]
 LoopbackHost = Literal["127.0.0.1", "localhost", "::1"]
 S = TypeVar("S")
 
@@ -106,6 +109,10 @@ class SyncSettings:
 
     on_conflict: OnConflict = setting(
         "report", 'A value a person changed since crm-sync last wrote it: "report" (leave it) or "overwrite".'
+    )
+    on_first_sight: OnFirstSight = setting(
+        "respect",
+        'A value in a field crm-sync never wrote: "respect" (a conflict, left alone) or "adopt" (take it over).',
     )
 
 
@@ -228,6 +235,11 @@ class Config:
     def on_conflict(self) -> OnConflict:
         """`[sync] on_conflict`."""
         return self.sync.on_conflict
+
+    @property
+    def on_first_sight(self) -> OnFirstSight:
+        """`[sync] on_first_sight`."""
+        return self.sync.on_first_sight
 
     @property
     def interval_seconds(self) -> float:

@@ -1,4 +1,5 @@
-"""One sync cycle: ingest (read changes → mirror, cursors) → plan (decide every record of the
+"""One sync cycle: ingest (read changes → mirror, cursors) → re-learn (only when the state does not
+know crm-sync's own marks in the services: `sync.relearn`) → plan (decide every record of the
 mirror → diff against what is there and what we last wrote → owners → outbox) → apply (outbox →
 services → results).
 
@@ -29,6 +30,7 @@ from sync.apply import Applier
 from sync.config import Config
 from sync.ingest import ingest
 from sync.plan import Planner
+from sync.relearn import relearn
 from sync.vocabulary import CycleReport, Hooks, Log, Progress, iso
 
 __all__ = ["run_cycle"]
@@ -121,6 +123,7 @@ def _read_and_plan(
         )
         if hooks.should_stop():
             raise _Stopped  # rolls the transaction back; nothing is lost
+        relearn(config, state, report, hooks, clock())
         Planner(config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress).run()
 
 

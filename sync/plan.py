@@ -16,14 +16,18 @@ The passes, in order:
    member counts the accounts they manage): a new lead per routed account, a specialist per
    onboarding account.
 4. **Leads**, streamed: scores, demo triage, inbound routing with their owners.
+5. **Settle** the writes queued by earlier cycles that this plan did not want again (the person
+   changed the field since, the rule's inputs changed, or the send took effect and only its
+   answer was lost): none of them is ever sent as it is. Each is marked done when its values are
+   already there, else dropped, and a person's change it would have undone is a conflict.
 
-A value a person changed since our last write (or set without us) is a conflict: reported, and
-left alone unless `[sync] on_conflict = "overwrite"`.
+Every field follows one ownership rule (`sync.ownership`): a value crm-sync did not write is a
+person's, a conflict reported once and left alone unless the config says otherwise
+(`[sync] on_conflict`, `on_first_sight`).
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,24 +39,32 @@ from core.model import Account, Lead
 from rules import Decision, managed_segments
 from rules.context import LeadContext
 from rules.scoring import lead_score
-from state import OwnerChoice, PlanLog, StateDB
+from state import OutboxRow, OwnerChoice, PlanLog, PlannedWrite, StateDB
 from sync import planned_writes as writes
 from sync.accounts import iter_accounts
 from sync.config import Config
 from sync.decider import Decider, routing_winner
 from sync.facts import SalesforceFacts
 from sync.owners import Owners
+from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, Ownership, changed_fields, ours_in
 from sync.planned_writes import OnboardingAccount, RoutedAccount
 from sync.vocabulary import PAGE, Conflict, CycleReport, Progress, iso
-from sync.wire import lead_fields, vitally_task
+from sync.wire import (
+    WRITTEN_TRAIT,
+    Truncation,
+    fit_lead_fields,
+    lead_fields,
+    read_written_trait,
+    sync_key,
+    sync_key_prefix,
+    vitally_task,
+)
 
 __all__ = ["COMPUTED_LEAD_FIELDS", "Planner"]
 
-_MISSING = object()
 _SPECIALIST_RULE = "onboarding.lead"
 
-# Lead fields only crm-sync computes: a different value there is ours to correct, not a conflict.
-COMPUTED_LEAD_FIELDS = frozenset({"Lead_Score__c", "Routing_Rule__c", "Routing_Reason__c"})
+_Ours = Callable[[str], list[Any]]  # field → the values crm-sync knows it wrote there
 
 
 # The rules say what they want as intents; sync/wire.py gives them the services' names. These two
@@ -102,8 +114,8 @@ class Planner:
         self.now = now
         self.clock = clock
         self.progress = progress
-        # Fields that hold a person's decision: a value set without us is theirs, not ours to replace.
-        self._protected = frozenset({config.vitally.written_traits.get("new_owner", "new_owner"), "OwnerId"})
+        self.ownership = Ownership(config.on_conflict, config.on_first_sight)
+        self.conflicts = Conflicts.of(state, report)
         self._specialist_trait = config.vitally.written_traits.get("onboarding_specialist", "onboarding_specialist")
         # What we last wrote, (record, field) → value, read a record at a time (state.last_written).
         self._last_vitally: Mapping[tuple[str, str], Any]
@@ -130,6 +142,8 @@ class Planner:
         self.report.fallbacks.extend(owners.fallbacks)
         self.plan.flush()
         self.report.counts["queued"] = self.plan.queued
+        if not self.report.dry_run:
+            self._settle_unconfirmed()
         self._remember()
 
     # -- the passes -----------------------------------------------------------------------------
@@ -208,7 +222,7 @@ class Planner:
                 self._plan_task(account.id, task, decision.rule, decision.reason)
             wants = {written_traits.get(name, name): value for name, value in decision.traits.items()}
             fields, previous = self._changes(
-                "vitally", account.id, wants, account.written, claimed, self._last_vitally, decision.rule
+                "vitally", account.id, wants, account.written, claimed, self._ours_vitally(account), decision.rule
             )
             if fields:
                 self.plan.append(writes.set_traits(account.id, fields, previous, decision.rule, decision.reason))
@@ -234,10 +248,12 @@ class Planner:
             # The rule responsible for a segment that no longer holds says why, in full.
             decision = wanted[segment] if join else next(d for d in explained() if segment in d.manages)
             member = True if join else None
-            if self._may_write("vitally", account.id, trait, member, held, self._last_vitally, decision.rule):
+            ours = self._ours_vitally(account)(trait)
+            if self._may_write("vitally", account.id, trait, member, held, ours, decision.rule):
+                was_in = segment in account.segments
                 self.plan.append(
                     writes.segment_change(
-                        account.id, segment, trait, join=join, was_in=segment in account.segments, decision=decision
+                        account.id, segment, trait, join=join, was_in=was_in, held=held, decision=decision
                     )
                 )
 
@@ -252,11 +268,11 @@ class Planner:
         """A routed account becomes a Salesforce lead, upserted on a key per account and routing
         episode (a retry can never create a second lead), owned by the round robin."""
         context = facts.context_for(routed.account_id)
-        prefix = f"crm-sync-{routed.account_id}-"
+        prefix = sync_key_prefix(routed.account_id)
         ours = [lead for lead in context.leads if (lead.sync_key or "").startswith(prefix)]
         if any(lead in context.open_leads for lead in ours):
             return  # this episode's lead exists and is being worked
-        key = f"{prefix}{len(ours) + 1}"
+        key = sync_key(routed.account_id, len(ours) + 1)
         if (key, "Sync_Key__c") in self._last_salesforce:
             return  # created already; Salesforce has not shown it to us yet
         owner = owners.owner_for(key, routed.team, routed.region)
@@ -268,7 +284,9 @@ class Planner:
             country=routed.country,
         )
         score = lead_score(scored, LeadContext(), self.config.policy, self.now).inputs.get("score")
-        self.plan.append(writes.new_lead(routed, key, score, owner))
+        write, cut = writes.new_lead(routed, key, score, owner)
+        self.plan.append(write)
+        self._truncated(cut)
 
     def _plan_specialist(self, onboarding: OnboardingAccount, owners: Owners) -> None:
         """An onboarding lead gets an onboarding specialist on the Vitally side: a trait naming
@@ -278,7 +296,8 @@ class Planner:
             return
         trait = self._specialist_trait
         rule = onboarding.rule
-        if not self._may_write("vitally", onboarding.account_id, trait, owner.name, None, self._last_vitally, rule):
+        # The owners' pass keeps only accounts whose specialist trait is empty: nobody's decision.
+        if not self._may_write("vitally", onboarding.account_id, trait, owner.name, None, [], rule):
             return
         self.plan.append(writes.specialist(onboarding, trait, owner))
         task = writes.specialist_task(onboarding, owner, self.now)
@@ -286,6 +305,7 @@ class Planner:
 
     def _plan_lead(self, lead: Lead, current: Mapping[str, Any], decisions: list[Decision], owners: Owners) -> None:
         claimed: set[str] = set()
+        ours = partial(ours_in, self._last_salesforce, lead.id)
         for decision in decisions:
             wants = dict(_lead_fields(decision)) if decision.fired else {}
             if not wants:
@@ -293,12 +313,14 @@ class Planner:
             owner = self._inbound_owner(lead, decision, owners)
             if owner is not None and owner.user_id is not None:
                 wants["OwnerId"] = owner.user_id
-            last = self._last_salesforce
+            # Cut to the fields' lengths before the diff, or a long value would differ every cycle.
+            wants, cut = fit_lead_fields(lead.id, wants)
             fields, previous = self._changes(
-                "salesforce", lead.id, wants, current, claimed, last, decision.rule, COMPUTED_LEAD_FIELDS
+                "salesforce", lead.id, wants, current, claimed, ours, decision.rule, COMPUTED_LEAD_FIELDS
             )
             if not fields:
                 continue
+            self._truncated(c for c in cut if c.field in fields)
             # The plan shows the owner only when this write sets it.
             shown = owner.owner if owner is not None and owner.user_id is not None and "OwnerId" in fields else None
             self.plan.append(writes.lead_update(lead.id, lead.vitally_account_id, fields, previous, decision, shown))
@@ -313,6 +335,12 @@ class Planner:
 
     # -- diff -----------------------------------------------------------------------------------
 
+    def _ours_vitally(self, account: Account) -> _Ours:
+        """What crm-sync knows it wrote to the account's traits: the state's record and the
+        account's own `crm_sync_written` trait (what survives a lost state file)."""
+        trait = read_written_trait(account.written.get(WRITTEN_TRAIT))
+        return partial(ours_in, self._last_vitally, account.id, trait=trait)
+
     def _changes(
         self,
         system: str,
@@ -320,13 +348,13 @@ class Planner:
         wants: Mapping[str, Any],
         current: Mapping[str, Any],
         claimed: set[str],
-        last: Mapping[tuple[str, str], Any],
+        ours: _Ours,
         rule: str,
         computed: frozenset[str] = frozenset(),
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The fields of `wants` that must change (with their current values): not claimed by an
-        earlier rule in the configured order, different from what is there now, and not a
-        conflict. `computed` fields are ours alone and never a conflict."""
+        earlier rule in the configured order, different from what is there now, and crm-sync's to
+        replace (`sync.ownership`). `computed` fields are crm-sync's alone and never a conflict."""
         fields: dict[str, Any] = {}
         previous: dict[str, Any] = {}
         for name, value in wants.items():
@@ -336,32 +364,73 @@ class Planner:
             now_value = current.get(name)
             if now_value == value:
                 continue
-            if name not in computed and not self._may_write(system, record, name, value, now_value, last, rule):
+            if name not in computed and not self._may_write(system, record, name, value, now_value, ours(name), rule):
                 continue
             fields[name] = value
             previous[name] = now_value
         return fields, previous
 
     def _may_write(
-        self,
-        system: str,
-        record: str,
-        key: str,
-        value: Any,
-        current: Any,
-        last: Mapping[tuple[str, str], Any],
-        rule: str,
+        self, system: str, record: str, key: str, value: Any, current: Any, ours: list[Any], rule: str
     ) -> bool:
-        """A value a person changed since our last write is a conflict: reported, and overwritten
-        only when the config says so. So is a person's decision we never made ourselves: a New
-        Owner or an OwnerId already set by someone else."""
-        ours = last.get((record, key), _MISSING)
-        changed_by_someone = (current is not None and key in self._protected) if ours is _MISSING else current != ours
-        if not changed_by_someone:
+        """Whether `current` is crm-sync's to replace with `value` (`sync.ownership.Ownership`); a
+        person's value is a conflict, reported once, and replaced only when the config says so."""
+        verdict = self.ownership.judge(key, current, ours)
+        if verdict == "adopt":
+            self.report.counts["adopted"] += 1
+        if verdict in ("write", "adopt"):
             return True
-        overwrite = self.config.on_conflict == "overwrite"
-        self.report.conflicts.append(Conflict(system, record, key, value, current, rule, overwritten=overwrite))
+        overwrite = verdict == "overwrite"
+        self.conflicts.found(Conflict(system, record, key, value, current, rule, overwritten=overwrite))
         return overwrite
+
+    def _truncated(self, cut: Iterable[Truncation]) -> None:
+        self.report.truncations.extend(cut)
+
+    # -- settling earlier cycles' writes --------------------------------------------------------
+
+    def _settle_unconfirmed(self) -> None:
+        """Writes queued by earlier cycles that this plan did not want again are never sent as
+        they are: done when their values are already there (the send took effect, its answer was
+        lost), else dropped; a person's change that one would have undone is a conflict."""
+        at = iso(self.clock())
+        for row in self.state.unconfirmed(self.report.run_id):
+            current = self._target_now(row.write)
+            if current is None:
+                self._drop(row, "not planned again: the rules no longer want it", at)
+                continue
+            applied, changed = changed_fields(row.write.payload, row.write.expects, current, COMPUTED_LEAD_FIELDS)
+            for name, theirs in changed.items():
+                self.conflicts.found(
+                    Conflict(row.write.system, row.write.record, name, row.write.payload[name], theirs, row.write.rule)
+                )
+            if applied or row.write.op == "upsert_lead":
+                # The lead exists under our key: our upsert was applied, whatever a person did since.
+                self.state.mark_done([row.id], at)
+                self.state.set_last_written(
+                    row.write.system, row.write.record, row.write.payload, self.report.run_id, at
+                )
+                self.report.counts["applied_earlier"] += 1
+            elif changed:
+                self._drop(row, f"a person changed {', '.join(sorted(changed))} since it was planned", at)
+            else:
+                self._drop(row, "not planned again: the rules no longer want it", at)
+
+    def _target_now(self, write: PlannedWrite) -> Mapping[str, Any] | None:
+        """What the write's target holds now, as this cycle read it (None: not in the mirror)."""
+        if write.op == "create_task":
+            return None
+        if write.system == "vitally":
+            raw = self.state.account_raw(write.record)
+            traits = None if raw is None else raw.get("traits")
+            return traits if isinstance(traits, dict) else None
+        if write.op == "upsert_lead":
+            return self.state.lead_by_sync_key(write.record)
+        return self.state.sf_raw("Lead", write.record)
+
+    def _drop(self, row: OutboxRow, reason: str, at: str) -> None:
+        self.state.supersede([row.id], reason, at)
+        self.report.counts["dropped"] += 1
 
     # -- remembering ----------------------------------------------------------------------------
 
@@ -394,7 +463,6 @@ class Planner:
     def _remember(self) -> None:
         report = self.report
         report.counts["planned"] = len(report.plan)
-        report.counts["conflicts"] = len(report.conflicts)
         report.counts["record_errors"] = len(report.record_errors)
         self._flush_decisions()
         self.state.record_errors(
@@ -404,17 +472,4 @@ class Planner:
                 for e in report.record_errors
             ),
         )
-        self.state.record_conflicts(
-            report.run_id,
-            (
-                {
-                    "system": c.system,
-                    "record": c.record,
-                    "field": c.field,
-                    "ours": json.dumps(c.ours),
-                    "theirs": json.dumps(c.theirs),
-                    "rule": c.rule,
-                }
-                for c in report.conflicts
-            ),
-        )
+        self.conflicts.save(close_unseen=True)

@@ -17,6 +17,7 @@ from core.model import Account
 from rules import Decision
 from rules.routing import lead_source_for
 from state import Owner, OwnerChoice, PlannedWrite
+from sync.wire import Truncation, fit_lead_fields
 
 __all__ = [
     "OnboardingAccount",
@@ -29,8 +30,6 @@ __all__ = [
     "specialist",
     "specialist_task",
 ]
-
-_REASON_MAX = 255  # a Salesforce text field
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,8 @@ def set_traits(
     *,
     owner: Owner | None = None,
 ) -> PlannedWrite:
-    """Vitally traits to set on an account (one PUT carries all of an account's changes)."""
+    """Vitally traits to set on an account (one PUT carries all of an account's changes), replacing
+    the `previous` values this cycle read."""
     return PlannedWrite(
         system="vitally",
         op="set_traits",
@@ -102,14 +102,16 @@ def set_traits(
         reason=reason,
         payload=fields,
         owner=owner,
+        expects=previous,
     )
 
 
 def segment_change(
-    account_id: str, segment: str, trait: str, *, join: bool, was_in: bool, decision: Decision
+    account_id: str, segment: str, trait: str, *, join: bool, was_in: bool, held: object, decision: Decision
 ) -> PlannedWrite:
     """Put an account in a managed segment or take it out: Vitally's API has no segment writes, so
-    its boolean `trait` is set (true) or cleared (null) and a Playbook follows it."""
+    its boolean `trait` is set (true) or cleared (null) and a Playbook follows it. `held` is the
+    trait's value this cycle read."""
     return PlannedWrite(
         system="vitally",
         op="add_segment" if join else "remove_segment",
@@ -120,6 +122,7 @@ def segment_change(
         rule=decision.rule,
         reason=decision.reason if join else f"no longer holds: {decision.reason}",
         payload={trait: True if join else None},
+        expects={trait: held},
     )
 
 
@@ -137,16 +140,19 @@ def create_task(account_id: str, task: Mapping[str, Any], rule: str, reason: str
     )
 
 
-def new_lead(routed: RoutedAccount, key: str, score: object, owner: OwnerChoice | None) -> PlannedWrite:
+def new_lead(
+    routed: RoutedAccount, key: str, score: object, owner: OwnerChoice | None
+) -> tuple[PlannedWrite, list[Truncation]]:
     """A routed account's Salesforce lead, upserted on `Sync_Key__c` = `key` (a retry can never
     create a second one), with the company facts its score rests on (so Salesforce scores it the
-    same) and the round robin's owner; without a pool, Salesforce's default owner applies."""
+    same) and the round robin's owner; without a pool, Salesforce's default owner applies. Text
+    too long for its field is cut to fit; the cuts are returned to be reported."""
     fields: dict[str, Any] = {
         "LastName": routed.name,
         "Company": routed.name,
         "LeadSource": lead_source_for(routed.rule),
         "Routing_Rule__c": routed.rule,
-        "Routing_Reason__c": f"{routed.rule}: {routed.reason}"[:_REASON_MAX],
+        "Routing_Reason__c": f"{routed.rule}: {routed.reason}",
         "Lead_Score__c": score,
         "Vitally_Account_Id__c": routed.account_id,
         "Sync_Key__c": key,
@@ -165,17 +171,19 @@ def new_lead(routed: RoutedAccount, key: str, score: object, owner: OwnerChoice 
         if owner.user_id is not None:
             fields["OwnerId"] = owner.user_id
         reason = f"{routed.reason}; owner: {owner.reason}"
-    return PlannedWrite(
+    fitted, cut = fit_lead_fields(key, fields)
+    write = PlannedWrite(
         system="salesforce",
         op="upsert_lead",
         record=key,
         account=routed.account_id,
-        fields=fields,
+        fields=fitted,
         rule=routed.rule,
         reason=reason,
-        payload=fields,
+        payload=fitted,
         owner=None if owner is None else owner.owner,
     )
+    return write, cut
 
 
 def lead_update(
@@ -187,7 +195,8 @@ def lead_update(
     owner: Owner | None,
 ) -> PlannedWrite:
     """Fields to update on an existing Salesforce lead (all of a lead's changes go in one record of
-    a collection); `owner` when the write sets `OwnerId`."""
+    a collection), replacing the `previous` values this cycle read; `owner` when the write sets
+    `OwnerId`."""
     return PlannedWrite(
         system="salesforce",
         op="update_lead",
@@ -199,6 +208,7 @@ def lead_update(
         reason=decision.reason,
         payload=fields,
         owner=owner,
+        expects=previous,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from core.errors import RecordError
 from rules import Decision
 from state import PlannedWrite
+from sync.wire import Truncation
 
 __all__ = ["PAGE", "RULE_ERRORS_SHOWN", "Conflict", "CycleReport", "Hooks", "Log", "Progress", "detached", "iso"]
 
@@ -53,7 +54,9 @@ class Hooks:
 
 @dataclass(frozen=True)
 class Conflict:
-    """A value a person changed since our last write (or set without us): reported, not overwritten."""
+    """A value a person changed since our last write (or set without us): reported, not
+    overwritten (unless `overwritten`: the config said to replace it). `ours` is what the rule
+    wants, `theirs` what the person's value is."""
 
     system: str
     record: str
@@ -85,6 +88,13 @@ class CycleReport:
     # Custom triggers that could not be evaluated for an account (skipped for it), with the reason:
     # the first RULE_ERRORS_SHOWN of each trigger; `counts["rule_errors"]` counts them all.
     rule_errors: list[Decision] = field(default_factory=list)
+    # Values cut to their Salesforce field's length, and what the cycle found about the state
+    # itself (a lost state file re-learned from crm-sync's marks in the services).
+    truncations: list[Truncation] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    # The state did not know crm-sync's own marks in the services: a task is looked up before it
+    # is sent, so one that exists is never sent again.
+    relearning: bool = False
     # Decisions worth remembering (fired, or stopped by a guard) not yet stored in the state.
     decisions: list[Decision] = field(default_factory=list)
 

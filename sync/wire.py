@@ -9,12 +9,29 @@ org names its fields differently.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from rules.base import LeadField, LeadIntent, TaskIntent
 
-__all__ = ["SALESFORCE_LEAD_FIELDS", "TASK_KEY_PREFIX", "lead_fields", "vitally_task"]
+__all__ = [
+    "SALESFORCE_FIELD_LENGTHS",
+    "SALESFORCE_LEAD_FIELDS",
+    "SYNC_KEY_PREFIX",
+    "TASK_KEY_PREFIX",
+    "WRITTEN_TRAIT",
+    "Truncation",
+    "fit_lead_fields",
+    "lead_fields",
+    "read_written_trait",
+    "sync_key",
+    "sync_key_prefix",
+    "vitally_task",
+    "written_trait",
+]
 
 # Canonical lead field -> Salesforce Lead field (API name), data-model.md.
 SALESFORCE_LEAD_FIELDS: Mapping[LeadField, str] = {
@@ -25,8 +42,97 @@ SALESFORCE_LEAD_FIELDS: Mapping[LeadField, str] = {
     "routing_reason": "Routing_Reason__c",
 }
 
+# The most characters each text field of a Lead crm-sync writes can hold (data-model.md and the
+# operator's guide: standard Lead fields at Salesforce's lengths, our custom fields as the guide
+# creates them). A longer value is cut to fit and the cut is reported; a real org would refuse the
+# whole record (STRING_TOO_LONG). One table, so it can later be filled from Lead's describe.
+SALESFORCE_FIELD_LENGTHS: Mapping[str, int] = {
+    "LastName": 80,
+    "Company": 255,
+    "Country": 80,
+    "Industry": 255,
+    "LeadSource": 255,
+    "Status": 255,
+    "Routing_Rule__c": 80,
+    "Routing_Reason__c": 255,
+    "Classification__c": 255,
+    "Vitally_Account_Id__c": 64,
+    "Sync_Key__c": 80,
+}
+
 # Our tasks' externalIds start with this, so they never collide with anyone else's.
 TASK_KEY_PREFIX = "crm-sync:"
+
+# The leads crm-sync creates are upserted on `Sync_Key__c` = this prefix, the account, the episode.
+SYNC_KEY_PREFIX = "crm-sync-"
+
+# The Vitally trait in which crm-sync keeps, on each account it writes, the values it last wrote
+# there (sent in the same PUT, so it costs no request): what a lost state file re-learns from.
+# A JSON text, because text is the one trait type every Vitally workspace takes as it is.
+WRITTEN_TRAIT = "crm_sync_written"
+
+_EPISODE_ROOM = 6  # "-" and up to five digits of episode
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """A value cut to the length its Salesforce field holds."""
+
+    record: str
+    field: str
+    length: int
+    limit: int
+
+    def __str__(self) -> str:
+        return f"salesforce {self.record} {self.field}: {self.length} characters, cut to the field's {self.limit}"
+
+
+def fit_lead_fields(record: str, fields: Mapping[str, Any]) -> tuple[dict[str, Any], list[Truncation]]:
+    """`fields` with every text value cut to its field's length (SALESFORCE_FIELD_LENGTHS), and
+    what was cut. `record` names the lead in the report."""
+    fitted = dict(fields)
+    cut: list[Truncation] = []
+    for name, value in fields.items():
+        limit = SALESFORCE_FIELD_LENGTHS.get(name)
+        if limit is not None and isinstance(value, str) and len(value) > limit:
+            fitted[name] = value[:limit]
+            cut.append(Truncation(record, name, len(value), limit))
+    return fitted, cut
+
+
+def written_trait(values: Mapping[str, Any]) -> str:
+    """The `crm_sync_written` trait's value for these trait values crm-sync wrote."""
+    return json.dumps(dict(values), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def read_written_trait(value: object) -> dict[str, Any]:
+    """What a `crm_sync_written` trait says crm-sync wrote (nothing when it is absent or was
+    edited into something else)."""
+    if not isinstance(value, str):
+        return {}
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
+
+
+def sync_key_prefix(account_id: str) -> str:
+    """What every `Sync_Key__c` of this account's leads starts with: `crm-sync-<account>-`, or,
+    when the account id is too long for the field, its first characters and a hash of the whole
+    (so the key stays unique and the same from one cycle to the next)."""
+    prefix = f"{SYNC_KEY_PREFIX}{account_id}-"
+    limit = SALESFORCE_FIELD_LENGTHS["Sync_Key__c"]
+    if len(prefix) + _EPISODE_ROOM <= limit:
+        return prefix
+    digest = hashlib.sha256(account_id.encode()).hexdigest()[:16]
+    keep = limit - _EPISODE_ROOM - len(SYNC_KEY_PREFIX) - len(digest) - 2
+    return f"{SYNC_KEY_PREFIX}{account_id[:keep]}~{digest}-"
+
+
+def sync_key(account_id: str, episode: int) -> str:
+    """The `Sync_Key__c` of the account's lead for this routing episode (1, 2, …)."""
+    return f"{sync_key_prefix(account_id)}{episode}"
 
 
 def lead_fields(intent: LeadIntent | None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from support import example_config_for, run_cli
 from sandbox import Sandbox, SandboxConfig, generate_book
 from sandbox.store import vitally_timestamp
 from sync.budget import (
+    RECHECK_EVERY,
     SF_COLLECTION_SIZE,
     Kind,
     Workload,
@@ -326,7 +327,9 @@ def test_incremental_cycle_reads_the_changes_and_puts_once_per_changed_account(
     changed = traits_changed(run.before, run.after)
     assert {a["id"] for a in grown} <= changed
     assert run.reads() == {
-        "vitally_read": pages(incremental_accounts_read(8, listed(run.before)), 100),
+        # The cycle's read, then one last look at the accounts list before the PUTs (sync.freshness).
+        "vitally_read": pages(incremental_accounts_read(8, listed(run.before)), 100)
+        + batches(len(changed), RECHECK_EVERY),
         "sf_read": len(SF_OBJECTS),
     }
     assert sorted(run.put_accounts()) == sorted(changed)  # one PUT per changed account, none to the others
@@ -393,13 +396,18 @@ def test_budget_minimum_counts_pages_and_batches_per_endpoint() -> None:
     )
 
     assert minimum(work) == {
-        "vitally_read": 101,
+        "vitally_read": 101 + 1,  # + one last look before the 7 PUTs
         "vitally_write": 7,
         "vitally_task": 2,
-        "sf_read": 3 + 1,  # an object with no change still costs the query that says so
+        "sf_read": 3 + 1 + 1,  # an object with no change still costs the query that says so; + one last look
         "sf_write": 2 + 1,
         "auth": 1,
         "other": 0,
     }
     assert pages(0, 100) == 1 and batches(0, 200) == 0
+    # The last looks before writing (sync/freshness.py): a page per started 50 PUTs, a query per
+    # collection of lead updates; none when nothing is written.
+    looks = minimum(Workload(accounts_read=1, accounts_changed=101, sf_updates=401))
+    assert looks["vitally_read"] == 1 + 3 and looks["sf_read"] == 3
+    assert minimum(Workload(accounts_read=1))["vitally_read"] == 1
     assert incremental_accounts_read(0, 5) == 1 and incremental_accounts_read(9, 5) == 5

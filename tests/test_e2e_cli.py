@@ -265,3 +265,18 @@ def test_cli_compare_rules_with_a_bad_rules_file_exits_2(config: Path, tmp_path:
     result = cli(config, tmp_path / "s.db", "--dry-run", "--compare-rules", str(other))
     assert result.returncode == 2
     assert f"{other}: rules.product_led.mrr_min: expected a number, got 'cheap'" in result.stderr
+
+
+def test_cli_text_too_long_for_its_salesforce_field_is_cut_and_reported(tmp_path: Path) -> None:
+    seed = json.loads(json.dumps(SEED))
+    name = "Ünïcode Holdings " * 20  # 340 characters: more than LastName (80) and Company (255) hold
+    next(a for a in seed["vitally"]["accounts"] if a["id"] == "acc_pl")["name"] = name
+    with Sandbox(seed) as sandbox:
+        config = example_config_for(sandbox.url, tmp_path / "config.toml")
+        result = cli(config, tmp_path / "state.db", "run", "--format", "json", "--now", NOW)
+        lead = next(r for r in sandbox.state()["salesforce"]["Lead"] if r.get("Vitally_Account_Id__c") == "acc_pl")
+
+    assert result.returncode == 0, result.stderr
+    assert (lead["LastName"], lead["Company"]) == (name[:80], name[:255])
+    assert "truncated: salesforce crm-sync-acc_pl-1 LastName: 340 characters, cut to the field's 80" in result.stderr
+    assert "truncated: salesforce crm-sync-acc_pl-1 Company: 340 characters, cut to the field's 255" in result.stderr

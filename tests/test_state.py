@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
 from state import InstanceLockedError, PlannedWrite, StateDB, StateLock
 from state.migrations import MIGRATIONS
@@ -93,3 +94,61 @@ def test_state_lock_second_holder_is_refused(tmp_path: Path) -> None:
         StateLock(path).acquire()
     with StateLock(path):
         pass  # released: a new holder gets it at once
+
+
+def test_state_planning_a_pending_write_again_confirms_it_with_this_cycles_expectation() -> None:
+    state = StateDB.memory()
+    state.enqueue([write("EU TAM")], 1, "t")
+    seen_now = PlannedWrite(
+        **{**write("EU TAM").__dict__, "previous": {"new_owner": "x"}, "expects": {"new_owner": "x"}}
+    )
+
+    assert state.enqueue([seen_now], 2, "t") == 0  # not a second row...
+    [row] = state.outbox("pending")
+    assert row.write.expects == {"new_owner": "x"} and row.write.previous == {"new_owner": "x"}  # ...the newer read
+    assert list(state.unconfirmed(2)) == []
+    assert [r.id for r in state.unconfirmed(3)] == [row.id]  # a later plan that did not want it again
+
+
+def test_state_superseded_write_keeps_the_reason_and_is_never_pending_again() -> None:
+    state = StateDB.memory()
+    state.enqueue([write("EU TAM")], 1, "t")
+    [row] = state.outbox("pending")
+    state.supersede([row.id], "a person changed new_owner since it was planned", "t")
+    assert [r.last_error for r in state.outbox("superseded")] == ["a person changed new_owner since it was planned"]
+    assert state.pending_count() == 0
+
+
+def test_state_migration_4_keeps_pending_writes_and_their_expectation(tmp_path: Path) -> None:
+    """A state written before writes carried `expects` (schema 3) is upgraded in place: its pending
+    trait writes expect what they showed as `previous`, confirmed by the run that queued them."""
+    path = tmp_path / "s.db"
+    db = sqlite_utils.Database(sqlite3.connect(path))
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for step in MIGRATIONS[:3]:
+        step(db)
+    db.execute("INSERT INTO schema_version (version) VALUES (3)")
+    owner, empty = '{"new_owner": "EU TAM"}', '{"new_owner": null}'
+    db.table("outbox").insert(
+        {
+            **dict.fromkeys(("key", "target", "rule", "reason", "created_at", "updated_at"), "x"),
+            **{"run_id": 7, "system": "vitally", "op": "set_traits", "record": "acc_1", "account": "acc_1"},
+            **{"fields": owner, "previous": empty, "payload": owner, "status": "pending", "attempts": 1},
+        }
+    )
+    db.conn.commit()
+    db.close()
+
+    state = StateDB.open(path)
+    [row] = state.outbox("pending")
+    assert row.write.expects == {"new_owner": None} and row.attempts == 1
+    assert [r.id for r in state.unconfirmed(8)] == [row.id] and list(state.unconfirmed(7)) == []
+    assert state.open_conflicts() == {}
+    state.close()
+
+
+def test_state_knows_whether_it_has_any_history() -> None:
+    state = StateDB.memory()
+    assert not state.has_history()
+    state.set_last_written("vitally", "acc_1", {"new_owner": "EU TAM"}, 1, "t")
+    assert state.has_history()

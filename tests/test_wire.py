@@ -9,7 +9,17 @@ from typing import get_args
 import pytest
 
 from rules.base import LeadField, LeadIntent, TaskIntent
-from sync.wire import SALESFORCE_LEAD_FIELDS, lead_fields, vitally_task
+from sync.wire import (
+    SALESFORCE_FIELD_LENGTHS,
+    SALESFORCE_LEAD_FIELDS,
+    fit_lead_fields,
+    lead_fields,
+    read_written_trait,
+    sync_key,
+    sync_key_prefix,
+    vitally_task,
+    written_trait,
+)
 
 
 def test_wire_names_every_lead_field_a_rule_can_want() -> None:
@@ -74,3 +84,32 @@ def test_wire_vitally_task_unassigned_says_null() -> None:
     body = vitally_task(task)
     assert "assignedToId" in body and body["assignedToId"] is None
     assert body["tags"] == []
+
+
+def test_wire_cuts_text_to_its_salesforce_field_and_says_so() -> None:
+    fields = {"LastName": "N" * 81, "Company": "C" * 255, "Routing_Reason__c": "r" * 300, "Lead_Score__c": 70}
+    fitted, cut = fit_lead_fields("crm-sync-acc_1-1", fields)
+    assert fitted == {"LastName": "N" * 80, "Company": "C" * 255, "Routing_Reason__c": "r" * 255, "Lead_Score__c": 70}
+    assert [(c.field, c.length, c.limit) for c in cut] == [("LastName", 81, 80), ("Routing_Reason__c", 300, 255)]
+    assert str(cut[0]) == "salesforce crm-sync-acc_1-1 LastName: 81 characters, cut to the field's 80"
+    assert SALESFORCE_FIELD_LENGTHS["Sync_Key__c"] == 80
+
+
+@pytest.mark.parametrize("account", ["acc_1", "a" * 60, "b" * 300, "0" * 65 + "x"])
+def test_wire_sync_keys_fit_their_field_stay_stable_and_unique(account: str) -> None:
+    keys = [sync_key(account, episode) for episode in (1, 2, 99999)]
+    assert all(len(key) <= SALESFORCE_FIELD_LENGTHS["Sync_Key__c"] for key in keys)
+    assert all(key.startswith(sync_key_prefix(account)) for key in keys)
+    assert sync_key(account, 1) == sync_key(account, 1) and len(set(keys)) == 3
+    assert sync_key(account + "y", 1) != sync_key(account, 1)
+    if len(account) <= 60:
+        assert keys[0] == f"crm-sync-{account}-1"  # the readable form whenever it fits
+
+
+def test_wire_written_trait_is_json_text_read_back_whole_or_not_at_all() -> None:
+    values = {"new_owner": "EU CSM", "segment_onboarding": None, "lifecycle_stage": "Self serve"}
+    text = written_trait(values)
+    assert isinstance(text, str) and read_written_trait(text) == values
+    assert written_trait(dict(reversed(values.items()))) == text  # the same values, the same trait
+    for edited in (None, 3, "", "not json", "[1, 2]", '"a string"'):
+        assert read_written_trait(edited) == {}

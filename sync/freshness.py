@@ -1,0 +1,189 @@
+"""The last look before a write is sent: a value a person changed since the cycle read it is
+never undone.
+
+Every pending write was planned, or confirmed, by this cycle's plan from this cycle's read
+(`sync.plan` settles the others), so what is left is the window between that read and the write.
+It is narrowed as far as the services allow:
+
+- **Salesforce**: right before each collection of up to 200 lead updates, one SOQL query re-reads
+  those leads' fields (`WHERE Id IN (...)`). What remains is the time between that query and the
+  collection's commit: one request. Salesforce's conditional request headers do not help here:
+  `If-Unmodified-Since` and `If-Match` apply to sObject Rows, one record per request (and ETags
+  exist for Account records only); sObject Collections take no precondition, so a conditional
+  write would cost a request per lead instead of one per 200. New leads need no look: their key
+  is crm-sync's own and did not exist when the cycle read the leads.
+- **Vitally** has no conditional PUT and no "changed since" filter, and a GET before each PUT
+  would double the write requests. Instead, before every `RECHECK_EVERY` (50) account PUTs, the
+  accounts list is read newest-first down to the previous look, usually one page (the echoes of
+  the previous 50 PUTs), and each account a person changed since is checked. What remains is at
+  most those 50 PUTs: about 3 s at Vitally's rate limit (1,000 requests a minute).
+- **Tasks** are created once, upserted on their `externalId`; a send that may have taken effect
+  (an earlier attempt failed after the request went out) or a state that is re-learning
+  (`sync.relearn`) looks the task up on its account first, and one that exists is not sent again.
+
+A write whose target no longer holds what it expects is not sent: it is dropped (superseded, with
+the reason), each field a person changed is a conflict (reported once), and the next cycle's rules
+decide again. A write whose values are all there already is marked done without a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, MutableMapping
+from datetime import datetime
+from typing import Any
+
+from connectors.base import SalesforcePort, VitallyPort
+from core.decoding import Unreadable
+from core.records import parse_timestamp
+from state import OutboxRow, StateDB
+from sync.budget import RECHECK_EVERY
+from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, changed_fields
+from sync.vocabulary import Conflict, CycleReport, iso
+
+__all__ = ["RECHECK_EVERY", "LastLook"]
+
+_Groups = MutableMapping[str, list[OutboxRow]]  # pending rows by the record they write
+
+
+class LastLook:
+    """The checks one apply step makes before sending (see the module's docstring)."""
+
+    def __init__(
+        self,
+        state: StateDB,
+        vitally: VitallyPort,
+        salesforce: SalesforcePort | None,
+        report: CycleReport,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.state = state
+        self._vitally = vitally
+        self._salesforce = salesforce
+        self.report = report
+        self.clock = clock
+        self.conflicts = Conflicts.of(state, report)
+        # Where the previous look at Vitally stopped: first, where this cycle's read stopped.
+        self._watermark = state.cursor("vitally.accounts")
+        # Accounts changed since this cycle's read, as the looks found them: an account written
+        # on a later page of the outbox is checked against what an earlier look saw.
+        self._changed: dict[str, Mapping[str, Any]] = {}
+        self._tasks: dict[str, set[str]] = {}  # account → its tasks' externalIds, once looked up
+
+    # -- Vitally accounts -----------------------------------------------------------------------
+
+    def accounts(self, groups: _Groups) -> None:
+        """Look at the accounts changed since the previous look; drop from `groups` the writes a
+        person overtook (and those already done). One page of the accounts list, newest first,
+        unless more accounts changed since."""
+        if self._watermark is None:
+            return  # this cycle read no account: there is nothing to write either
+        changed: dict[str, dict[str, Any]] = {}
+        newest = self._watermark
+        unreadable: set[str] = set()
+        for raw in self._vitally.iter_accounts_since(self._watermark):
+            if isinstance(raw, Unreadable):
+                # A person's change we cannot read is still a change: hold its writes (pending).
+                unreadable.add(raw.record_id or "")
+                continue
+            record, updated = raw.get("id"), raw.get("updatedAt")
+            if isinstance(record, str) and isinstance(updated, str):
+                changed[record] = raw
+                newest = _later(newest, updated)
+        self._watermark = newest
+        _hold(groups, unreadable)
+        held = self.state.account_versions(list(changed))
+        self._changed.update(
+            (record, _traits(raw)) for record, raw in changed.items() if held.get(record) != raw["updatedAt"]
+        )
+        fresh = {record: traits for record, traits in self._changed.items() if record in groups}
+        self._check(groups, fresh, exempt=frozenset())
+
+    # -- Salesforce leads -----------------------------------------------------------------------
+
+    def leads(self, groups: _Groups) -> int:
+        """Re-read the leads about to be updated (one query per 200) and drop from `groups` the
+        writes a person overtook (and those already done). Returns how many leads were read."""
+        if self._salesforce is None or not groups:
+            return 0
+        fields = sorted({name for rows in groups.values() for row in rows for name in (row.write.expects or {})})
+        fresh: dict[str, Mapping[str, Any]] = {}
+        unreadable: set[str] = set()
+        for raw in self._salesforce.read_by_ids("Lead", fields, list(groups)):
+            if isinstance(raw, Unreadable):
+                unreadable.add(raw.record_id or "")
+            else:
+                fresh[str(raw.get("Id"))] = raw
+        _hold(groups, unreadable)
+        self._check(groups, fresh, exempt=COMPUTED_LEAD_FIELDS)
+        return len(fresh)
+
+    # -- Vitally tasks --------------------------------------------------------------------------
+
+    def task_exists(self, row: OutboxRow) -> bool:
+        """Whether the task of `row` is in Vitally already, looked up only when an earlier send may
+        have created it or the state is re-learning (otherwise it cannot exist: its key is
+        crm-sync's and crm-sync never sent it). Raises the connector's `SyncError`."""
+        if row.attempts == 0 and not self.report.relearning:
+            return False
+        account = row.write.account or ""
+        if account not in self._tasks:
+            tasks = self._vitally.iter_account_tasks(account)
+            self._tasks[account] = {
+                str(task["externalId"]) for task in tasks if isinstance(task, dict) and task.get("externalId")
+            }
+        return row.write.record in self._tasks[account]
+
+    # -- the check --------------------------------------------------------------------------------
+
+    def _check(self, groups: _Groups, fresh: Mapping[str, Mapping[str, Any]], exempt: frozenset[str]) -> None:
+        at = iso(self.clock())
+        with self.state.atomic():
+            for record, current in fresh.items():
+                rows = groups.get(record)
+                if not rows:
+                    continue
+                kept = [row for row in rows if self._still_wanted(row, current, exempt, at)]
+                if kept:
+                    groups[record] = kept
+                else:
+                    del groups[record]
+            self.conflicts.save(close_unseen=False)
+
+    def _still_wanted(self, row: OutboxRow, current: Mapping[str, Any], exempt: frozenset[str], at: str) -> bool:
+        """False for a write a person overtook (dropped, its conflicts reported) or one whose values
+        are all there already (marked done); True for one to send."""
+        write = row.write
+        applied, changed = changed_fields(write.payload, write.expects, current, exempt)
+        if changed:
+            for name, theirs in changed.items():
+                wanted = write.payload[name]
+                self.conflicts.found(Conflict(write.system, write.record, name, wanted, theirs, write.rule))
+            self.state.supersede([row.id], f"a person changed {', '.join(sorted(changed))} before it was sent", at)
+            self.report.counts["dropped"] += 1
+            return False
+        if applied:
+            self.state.mark_done([row.id], at)
+            self.state.set_last_written(write.system, write.record, write.payload, self.report.run_id, at)
+            self.report.counts["already_there"] += 1
+            return False
+        return True
+
+
+def _hold(groups: _Groups, records: set[str]) -> None:
+    """Writes to records that came back unreadable are not sent now: they stay pending, and the
+    next cycle reads (and reports) the record before anything is written to it."""
+    for record in records & groups.keys():
+        del groups[record]
+
+
+def _traits(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    traits = raw.get("traits")
+    return traits if isinstance(traits, dict) else {}
+
+
+def _later(first: str, second: str) -> str:
+    """The later of two Vitally timestamps (an unreadable one never wins)."""
+    try:
+        return second if parse_timestamp(second) > parse_timestamp(first) else first
+    except ValueError:
+        return first
