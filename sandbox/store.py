@@ -273,13 +273,20 @@ class Reply:
     """What a service answers: status, a JSON-able body (None = no body) and extra headers.
 
     A service's body may share objects with its live state (copying every record read
-    would halve throughput); `encode()` must therefore run under the server lock.
+    would halve throughput); `encode()` must therefore run under the server lock. A reply
+    built with `Reply.raw` carries bytes of its own content type (an HTML page) instead.
     """
 
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     _payload: bytes | None = None
+    content_type: str = "application/json;charset=UTF-8"
+
+    @classmethod
+    def raw(cls, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None) -> Reply:
+        """A reply whose body is `payload` as is (empty: no body at all, not even JSON)."""
+        return cls(status, None, dict(headers or {}), payload, content_type)
 
     def encode(self) -> bytes:
         """The body as compact JSON bytes (empty for no body); computed once."""

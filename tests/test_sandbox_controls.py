@@ -98,7 +98,7 @@ def test_config_changes_settings_and_rejects_unknown_ones(sandbox: Sandbox, vita
     assert changed.json()["latency_ms"] == 60 and sandbox.config.vitally_rate_limit == 50
     assert refused.status_code == 400
     assert "latency: unknown setting" in refused.json()["error"] and "sf_page_size" in refused.json()["error"]
-    assert response.headers["RateLimit-Limit"] == "50"
+    assert response.headers["RateLimit-Limit"] == "50, 50;window=60"  # Vitally's format (V-overview)
     assert elapsed >= 0.06
 
 
