@@ -449,6 +449,7 @@ class Sandbox:
                     now=self._clock.now(),
                     malformed_share=0.0,
                     id_offset=len(self._vitally.accounts.by_id),
+                    real_org=self._config.real_org,
                 )
                 added_accounts, added_users = self._vitally.add_generated(book.get("vitally") or {})
                 totals["new_accounts"] += added_accounts
@@ -461,7 +462,8 @@ class Sandbox:
         five accounts, hence the larger book); leads pointing at accounts we lack lose the link."""
         wanted = rng.randint(1, 3)
         book = generator.generate_book(
-            10 * wanted, seed=rng.randrange(2**31), now=self._clock.now(), malformed_share=0.0
+            10 * wanted, seed=rng.randrange(2**31), now=self._clock.now(), malformed_share=0.0,
+            real_org=self._config.real_org,
         )
         leads = []
         for lead in list((book.get("salesforce") or {}).get("Lead") or [])[:wanted]:
