@@ -11,7 +11,9 @@ never logged):
                                       "next": N'}
     GET  /_sandbox/counters          {"vitally": {"GET /resources/accounts": n}, "salesforce": {...}}
     POST /_sandbox/reset             clear call log and counters
-    GET|POST /_sandbox/config        read / change SandboxConfig fields ({"latency_ms": 5, ...})
+    GET|POST /_sandbox/config        read / change SandboxConfig fields ({"latency_ms": 5, ...}, {"real_org":
+                                     true}, {"sf_schema": {...}}); the answer's `effective` resolves
+                                     the switches that follow `real_org`
     GET|POST|DELETE /_sandbox/faults {"method","path_prefix","kind","status","count" | "share"+"random_seed",
                                       "reset_seconds"}
     GET|POST|DELETE /_sandbox/record_errors  {"object","code","count","match"?,"message"?}
@@ -20,8 +22,9 @@ never logged):
     GET|POST /_sandbox/clock         {"now": iso} | {"advance_seconds": s} | {"real": true}
     GET  /_sandbox/state             the whole state, in the seed format
     POST /_sandbox/simulate          {"steps": 1, "random_seed": S}: MRR changes, signups, inbound leads
-    POST /_sandbox/load              a seed ({"vitally": {...}, "salesforce": {...}}): records added, or
-                                     replaced by id, as `load()` does
+    POST /_sandbox/load              a seed ({"vitally": {...}, "salesforce": {...}, "config"?: {...}}):
+                                     settings applied, then records added or replaced by id, as
+                                     `load()` does
 
 Fault kinds: `status` answers with the status and the service's JSON error body (429 with
 `RateLimit-Reset`), `empty` with the status and no body at all (Salesforce's 406), `html`

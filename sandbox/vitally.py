@@ -202,7 +202,9 @@ class VitallyService:
 
     def _link_seeded(self, record: dict[str, Any], links: Mapping[str, Mapping[str, set[str]]]) -> None:
         """Who added each segment of a seeded account (replacing what was known of it)."""
-        names = {s["name"] for s in record["segments"] if isinstance(s, dict) and isinstance(s.get("name"), str)}
+        segments = record.get("segments")
+        items = segments if isinstance(segments, list) else []  # a malformed seed keeps its shape
+        names = {s["name"] for s in items if isinstance(s, dict) and isinstance(s.get("name"), str)}
         given = links.get(record["id"])
         if given is not None:
             self._by_playbook[record["id"]] = set(given.get("playbook", set())) & names
@@ -242,7 +244,10 @@ class VitallyService:
         link; a segment stays while a person's link holds it.
         """
         traits = account.get("traits") or {}
-        segments: list[dict[str, Any]] = list(account.get("segments") or [])
+        current = account.get("segments")
+        if not isinstance(traits, dict) or not isinstance(current, list | None):
+            return False  # a malformed seed record keeps its shape (the reader must report it)
+        segments: list[dict[str, Any]] = list(current or [])
         before = [s.get("name") if isinstance(s, dict) else s for s in segments]
         links = self.config.segment_links
         ours = self._by_playbook.setdefault(account["id"], set()) if links else set()
@@ -312,7 +317,8 @@ class VitallyService:
         account = self.accounts.find(key)
         if account is None:
             raise KeyError(key)
-        segments = [s for s in account.get("segments") or [] if isinstance(s, dict)]
+        current = account.get("segments")
+        segments = [s for s in current if isinstance(s, dict)] if isinstance(current, list) else []
         people = self._by_person.setdefault(account["id"], set())
         held = any(s.get("name") == name for s in segments)
         if present:

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 from conftest import T0, plain_http_session, salesforce_client, sf_id, small_seed
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
@@ -270,3 +272,34 @@ def test_simulated_leads_in_a_real_org_use_integration_countries(make_sandbox: C
     leads = sb.state()["salesforce"]["Lead"]
     assert leads and all(lead["OwnerId"] == DEFAULT_OWNER_USER_ID for lead in leads)
     assert all(len(lead["Country"]) > 2 for lead in leads if lead.get("Country"))
+
+
+# ------------------------------------------------------------------ hostile seeds
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=60, deadline=None, database=None, derandomize=True)
+@given(
+    account=st.dictionaries(
+        st.sampled_from(["segments", "traits", "keyRoles", "accountOwnerId", "churnedAt", "csmId"]), _json
+    ),
+    lead=st.dictionaries(st.sampled_from(["Country", "CountryCode", "State", "StateCode", "OwnerId"]), _json),
+)
+def test_a_hostile_seed_loads_into_a_real_org(account: dict[str, Any], lead: dict[str, Any]) -> None:
+    seed = {
+        "vitally": {"accounts": [{"id": "acc_x", "name": "X", "updatedAt": "2026-11-01T00:00:00Z", **account}]},
+        "salesforce": {"Lead": [{"LastName": "L", "Company": "C", **lead}]},
+    }
+
+    with Sandbox(seed, config=SandboxConfig(real_org=True), now=T0) as sb:
+        state = sb.state()
+        sb.set_segment("acc_x", "Nurture")
+        sb.run_playbooks(everything=True)
+
+    assert [a["id"] for a in state["vitally"]["accounts"]] == ["acc_x"]
+    assert len(state["salesforce"]["Lead"]) == 1
