@@ -1,12 +1,14 @@
 """The Salesforce half of the sandbox: SOQL queries, sObject rows and collections, OAuth.
 
-Imitates what the connectors and simple-salesforce rely on (see
-/work/shared/spec/apis.md): bearer sessions that a control can expire, the daily
-request quota reported in `Sforce-Limit-Info`, SOQL paged through
-`nextRecordsUrl` over a snapshot taken at query time, create / update / upsert by
-external id (single and sObject Collections with `allOrNone`), the validation
-errors a real org returns, injected per-record errors, and an assignment rule
-that overwrites `OwnerId` unless the request says `Sforce-Auto-Assign: FALSE`.
+Imitates what the connectors and simple-salesforce rely on (Salesforce's REST docs and
+the recorded payloads cited in tests/fixtures/real/SOURCES.md): bearer sessions that a
+control can expire, the daily request quota reported in `Sforce-Limit-Info`, SOQL paged
+through `nextRecordsUrl` over a snapshot taken at query time, describe and write
+validation served from one field table per sObject (`sandbox.schema`, with the org's
+overrides), create / update / upsert by external id (single and sObject Collections with
+`allOrNone`), the error bodies a real org returns, injected per-record errors, lead
+ownership (the assignment rule unless `Sforce-Auto-Assign: FALSE`, the default lead
+owner, the API user, queues) and the State and Country/Territory picklists.
 
 Not thread-safe: the server calls `handle` and the other methods under its lock.
 """
@@ -152,9 +154,22 @@ class _Table:
         self.standard = standard
         self.defs: dict[str, FieldDef] = {}
         self.learned: dict[str, FieldDef] = {}
+        # Derived from `defs` by `set_defs` (checked on every write, so computed once).
+        self.required: tuple[str, ...] = ()
+        self.picklist_defaults: tuple[tuple[str, str], ...] = ()
         self.rows: dict[str, dict[str, Any]] = {}
         self._indexes: dict[str, dict[Any, set[str]]] = {}
         self._counter = 0
+
+    def set_defs(self, defs: Mapping[str, FieldDef]) -> None:
+        """Install the object's field definitions (name → definition, in describe order)."""
+        self.defs = {fdef.name.lower(): fdef for fdef in defs.values()}
+        self.required = tuple(f.name for f in self.defs.values() if f.required)
+        self.picklist_defaults = tuple(
+            (f.name, default)
+            for f in self.defs.values()
+            if f.type == "picklist" and f.defaulted_on_create and (default := f.default_value()) is not None
+        )
 
     def canonical(self, name: str) -> str | None:
         fdef = self.defs.get(name.lower())
@@ -167,7 +182,7 @@ class _Table:
         """Add a field to the schema (seed records and non-strict writes define their fields)."""
         fdef = self.defs.get(name.lower())
         if fdef is None:
-            fdef = self.learned[name.lower()] = self.defs[name.lower()] = learned_field(name, value)
+            fdef = self.learned[name.lower()] = self.defs[name.lower()] = learned_field(name, value)  # never required
         return fdef.name
 
     def new_id(self) -> str:
@@ -279,8 +294,7 @@ class SalesforceService:
                     defs[extra.name] = extra
             for fdef in table.learned.values():
                 defs.setdefault(fdef.name, fdef)
-            defs = apply_overrides(table.name, defs, config.sf_schema)
-            table.defs = {fdef.name.lower(): fdef for fdef in defs.values()}
+            table.set_defs(apply_overrides(table.name, defs, config.sf_schema))
 
     def _ensure_org_records(self) -> None:
         """An org that owns its leads has an API user, a default lead owner user and an inbound
@@ -1032,11 +1046,7 @@ class SalesforceService:
         schema enforced, or for `OwnerId` in an org that owns its leads, a non-nillable field
         cannot be emptied either."""
         config = self._config
-        missing = [
-            f.name
-            for f in table.defs.values()
-            if f.required and (merged.get(f.name) is None or merged.get(f.name) == "")
-        ]
+        missing = [name for name in table.required if merged.get(name) is None or merged.get(name) == ""]
         for name, value in clean.items():
             fdef = table.field(name)
             if fdef is None or fdef.nillable or fdef.required or name in missing or value not in (None, ""):
@@ -1311,11 +1321,9 @@ def _check_values(
     numeric and boolean text stored as the value it names; a new record's defaulted picklists
     (Lead Status) get their default."""
     if created:
-        for defined in table.defs.values():
-            if defined.type == "picklist" and defined.defaulted_on_create and merged.get(defined.name) in (None, ""):
-                default = defined.default_value()
-                if default is not None:
-                    merged[defined.name] = default
+        for name, default in table.picklist_defaults:
+            if merged.get(name) in (None, ""):
+                merged[name] = default
     for name, value in clean.items():
         fdef = table.field(name)
         if fdef is None or value is None or value == "":

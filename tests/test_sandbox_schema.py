@@ -28,7 +28,7 @@ CONTRACT_KEYS = (
 
 
 def _enforcing(make_sandbox: Callable[..., Sandbox], **settings: Any) -> tuple[Sandbox, Salesforce]:
-    sb = make_sandbox(small_seed(), sf_enforce_schema=True, **settings)
+    sb = make_sandbox(small_seed(), **settings)  # the schema is enforced by default
     return sb, salesforce_client(sb.url)
 
 
@@ -221,10 +221,15 @@ def test_unknown_field_in_a_write_is_invalid_field(sf: Salesforce) -> None:
     ]  # fmt: skip
 
 
-def test_legacy_default_does_not_enforce_values(sf: Salesforce) -> None:
-    created = sf.Lead.create({"LastName": "x" * 300, "Company": "Acme", "Country": "GB"})
+def test_values_are_enforced_by_default_and_can_be_let_through(
+    sf: Salesforce, make_sandbox: Callable[..., Sandbox]
+) -> None:
+    lax = salesforce_client(make_sandbox(small_seed(), sf_enforce_schema=False).url)
 
-    assert sf.Lead.get(created["id"])["LastName"] == "x" * 300
+    created = lax.Lead.create({"LastName": "x" * 300, "Company": "Acme", "Lead_Score__c": "high"})
+
+    assert _create_error(sf, LastName="x" * 300)[0]["errorCode"] == "STRING_TOO_LONG"
+    assert lax.Lead.get(created["id"])["LastName"] == "x" * 300
 
 
 # -------------------------------------------------------------------- org overrides

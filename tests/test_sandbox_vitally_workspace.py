@@ -164,11 +164,23 @@ def test_segment_links_survive_the_state_round_trip(make_sandbox: Callable[..., 
     assert copy.state()["vitally"]["segment_links"] == state["vitally"]["segment_links"]
 
 
-def test_legacy_playbooks_still_run_inside_the_put(sandbox: Sandbox) -> None:
+def test_by_default_playbooks_still_run_inside_the_put(sandbox: Sandbox) -> None:
     answer = _session().put(f"{sandbox.url}/resources/accounts/acc_0", json={"traits": {"segment_nurture": True}})
 
     assert _names(answer.json()) == ["Nurture"]
-    assert "segment_links" not in sandbox.state()["vitally"]
+
+
+def test_without_segment_links_a_playbook_removes_a_hand_set_segment(
+    make_sandbox: Callable[..., Sandbox], seed: SeedBuilder
+) -> None:
+    seed.account(0, segments=["Nurture"], traits={"segment_nurture": True})
+    sb = make_sandbox(seed.build(), vitally_segment_links=False)
+    session = _session()
+
+    answer = session.put(f"{sb.url}/resources/accounts/acc_0", json={"traits": {"segment_nurture": False}})
+
+    assert _names(answer.json()) == []
+    assert "segment_links" not in sb.state()["vitally"]
 
 
 # ------------------------------------------------------------------ headers and tasks
