@@ -436,7 +436,7 @@ class VitallyClient:
             yield from page
 
     def _observe_rate_limit(self, response: requests.Response) -> None:
-        limit = _seconds(response.headers.get("RateLimit-Limit"))
+        limit = _seconds((response.headers.get("RateLimit-Limit") or "").split(",")[0])  # "1000, 1000;window=60"
         remaining = _seconds(response.headers.get("RateLimit-Remaining"))
         self.rate_limiter.observe(
             limit=None if limit is None else int(limit),

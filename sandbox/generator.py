@@ -21,6 +21,15 @@ constructed, at random positions in the book; smaller books (such as the few acc
 sandbox adds) are all random filler. Random filler is mostly small self-serve accounts that
 trigger nothing; it is realistic, not neutral, so it may match any rule by chance.
 
+`real_org=True` builds the book a real org and workspace hold (issue 14): owners in Vitally's own
+fields (`accountOwnerId`, `csmId`, `accountExecutiveId`) beside key roles in their full shape, a
+share of churned accounts, inbound leads owned by the inbound queue or the default lead owner (never
+by nobody), leads' `Country` as integration values with their `CountryCode`, the org's API user,
+default owner and queue as records, and the cases of `REAL_ORG_CASE_NAMES` (accounts owned only
+through the owner fields, company names over 80 and 255 characters, a churned account that would
+otherwise be routed, demo requests waiting in the queue or on the default owner). A book of at
+least `MIN_FULL_COVERAGE_REAL_ORG` accounts holds every one of them. The default book is unchanged.
+
 Determinism: everything comes from `random.Random(seed)` and `now`; the same arguments give the
 same book. Ids derive from the record's index (per object, and no object has more than `n`
 records) plus `id_offset`, so books generated with offsets at least `n` apart have disjoint ids.
@@ -39,7 +48,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, TypeVar
 
-__all__ = ["CASE_NAMES", "MIN_FULL_COVERAGE", "generate_book"]
+from sandbox.schema import country_by_code
+from sandbox.store import API_USER_ID, DEFAULT_OWNER_USER_ID, INBOUND_QUEUE_ID
+
+__all__ = ["CASE_NAMES", "MIN_FULL_COVERAGE", "MIN_FULL_COVERAGE_REAL_ORG", "REAL_ORG_CASE_NAMES", "generate_book"]
 
 _T = TypeVar("_T")
 _ABSENT: Final[Any] = object()  # a trait or field to leave out of the record altogether
@@ -250,6 +262,9 @@ class _Spec:
     lead: str | None = None  # a linked Salesforce Lead: "Working" or "Converted"
     opp: tuple[str, int, str | None] | None = None  # (stage, closed days ago (< 0: future), loss reason)
     traits: Mapping[str, Any] = field(default_factory=dict)
+    owner_fields: tuple[str, ...] = ()  # Vitally owner attributes set (accountOwnerId, csmId, ...), no key role
+    name: str | None = None  # the company name as written (None = a random one)
+    churned_days: int | None = None  # churned this many days ago
 
 
 _QUIET = _Spec()
@@ -410,6 +425,26 @@ _ACCOUNT_SPECS: tuple[_Spec, ...] = (
     ),
 )  # fmt: skip
 
+# A company name real CRMs hold: legal suffixes, divisions, a translation in brackets.
+_LONG_NAME = (
+    "Example Holdings International Analytics and Data Platform Services Group GmbH & Co. KG (EMEA Division)"
+)
+_VERY_LONG_NAME = (
+    "Example Worldwide Consolidated Technology, Research, Analytics, Cloud Infrastructure, Security and "
+    "Professional Services Holdings Corporation Limited, acting for and on behalf of its subsidiaries in "
+    "Europe, the Middle East, Africa and Asia-Pacific (formerly Example Analytics Incorporated)"
+)
+# Cases only a real org and workspace hold (real_org=True); each would be a product_led.mrr_band lead.
+_REAL_ORG_ACCOUNT_SPECS: tuple[_Spec, ...] = (
+    _s(_GUARDED, "guard.owned_account_owner_id", owner_fields=("accountOwnerId",)),
+    _s(_GUARDED, "guard.owned_csm_id", owner_fields=("csmId",)),
+    _s(_GUARDED, "guard.owned_account_executive_id", owner_fields=("accountExecutiveId",)),
+    _s(_BAND, "product_led.mrr_band", "input.company_name_over_80", name=_LONG_NAME),
+    _s(_BAND, "product_led.mrr_band", "input.company_name_over_255", name=_VERY_LONG_NAME),
+    _s(_BAND, "lifecycle.churned", churned_days=20),
+)
+assert 80 < len(_LONG_NAME) <= 255 < len(_VERY_LONG_NAME)
+
 _STRONG_FIT: dict[str, Any] = {
     "AnnualRevenue": 40_000_000,
     "Title": "VP of Engineering",
@@ -471,13 +506,40 @@ _LEAD_SPECS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
                                  "Sub_Role__c": "ceo", "Country": "Deutschland"}),
 )  # fmt: skip
 
+# Inbound leads of a real org: waiting in the queue or on the default lead owner, never on nobody.
+_REAL_ORG_LEAD_SPECS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (("new_business.demo_request", "inbound.queue_owned"),
+     {**_OPEN, **_STRONG_FIT, "LeadSource": "Demo request", "_form": "sales", "_inbound": "queue"}),
+    (("new_business.demo_request", "inbound.default_owner_user"),
+     {**_OPEN, **_STRONG_FIT, "LeadSource": "Demo request", "_form": "sales", "_inbound": "user"}),
+    (("new_business.sales_email", "inbound.default_owner_user"),
+     {**_OPEN, "LeadSource": "Sales email", "_inbound": "user"}),
+)  # fmt: skip
+
 # Room for every constructed account plus the one malformed account a book of 50+ always has.
 MIN_FULL_COVERAGE: Final = len(_ACCOUNT_SPECS) + 1
+MIN_FULL_COVERAGE_REAL_ORG: Final = len(_ACCOUNT_SPECS) + len(_REAL_ORG_ACCOUNT_SPECS) + 1
 CASE_NAMES: Final[tuple[str, ...]] = tuple(
     dict.fromkeys(
         [case for spec in _ACCOUNT_SPECS for case in spec.cases] + [case for cases, _ in _LEAD_SPECS for case in cases]
     )
 )
+REAL_ORG_CASE_NAMES: Final[tuple[str, ...]] = tuple(
+    case
+    for case in dict.fromkeys(
+        [case for spec in _REAL_ORG_ACCOUNT_SPECS for case in spec.cases]
+        + [case for cases, _ in _REAL_ORG_LEAD_SPECS for case in cases]
+    )
+    if case not in CASE_NAMES
+)
+# Lead countries as people type them → ISO code (the real-org book stores integration values).
+_LEAD_COUNTRY_CODES = {"USA": "US", "UK": "GB", "United Kingdom": "GB", "United States": "US", "Germany": "DE",
+                       "France": "FR", "Canada": "CA", "Netherlands": "NL", "Singapore": "SG", "India": "IN",
+                       "Brazil": "BR", "Australia": "AU", "Spain": "ES", "Japan": "JP", "Poland": "PL",
+                       "Deutschland": "DE"}  # fmt: skip
+_CHURN_SHARE = 0.05
+# The team of the person each Vitally owner attribute names when a case sets it alone.
+_OWNER_FIELD_TEAM: Final[Mapping[str, str]] = {"accountOwnerId": "TAM", "csmId": "CSM", "accountExecutiveId": "TAE"}
 
 
 def generate_book(
@@ -487,11 +549,13 @@ def generate_book(
     now: datetime,
     malformed_share: float = 0.02,
     id_offset: int = 0,
+    real_org: bool = False,
 ) -> dict[str, Any]:
     """A book of `n` Vitally accounts with their users and Salesforce records, as sandbox seed data.
 
     Returns `{"vitally": {"accounts", "users"}, "salesforce": {"Lead", "User", "Opportunity",
-    "Account"}, "_cases": {"accounts", "leads", "malformed"}}`. Dates are relative to `now` (a naive
+    "Account"}, "_cases": {"accounts", "leads", "malformed"}}` (with `real_org`, also
+    `salesforce.Group` and `_cases.churned`; see the module docstring). Dates are relative to `now` (a naive
     `now` is taken as UTC). round(malformed_share × n) accounts and that share of the leads are
     malformed, always random filler (at least one of each when the share is positive and
     `n >= 50`). Salesforce leads number about n / 5, opportunities about n / 11. Same arguments,
@@ -508,7 +572,7 @@ def generate_book(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _Builder(n, seed, now, malformed_share, id_offset).build()
+        return _Builder(n, seed, now, malformed_share, id_offset, real_org).build()
     finally:
         if collecting:
             gc.enable()
@@ -627,8 +691,10 @@ class _Clock:
 class _Builder:
     """Builds one book; the order of random draws is part of the determinism contract."""
 
-    def __init__(self, n: int, seed: int, now: datetime, share: float, offset: int) -> None:
+    def __init__(self, n: int, seed: int, now: datetime, share: float, offset: int, real_org: bool = False) -> None:
         self.n = n
+        self.real_org = real_org
+        self.churned: list[str] = []
         self.rng = random.Random(seed)
         self._rand = self.rng.random
         self.clock = _Clock(now)
@@ -681,16 +747,27 @@ class _Builder:
         raise AssertionError(f"no active {role} in the team table")
 
     def _key_role(self, label: str, member: Mapping[str, Any]) -> dict[str, Any]:
+        user = {"id": member["_vitally_id"], "name": member["Name"], "email": member["Email"]}
+        if not self.real_org:
+            return {"keyRole": {"label": label}, "vitallyUser": user}
+        # The full shape of a key role (AB-vitally's accounts schema; fixture vitally_accounts_page.json).
+        stamp = self.clock.vitally(400 * 86400)
+        role_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"keyrole:{label}"))
         return {
-            "keyRole": {"label": label},
-            "vitallyUser": {"id": member["_vitally_id"], "name": member["Name"], "email": member["Email"]},
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{label}:{member['_vitally_id']}:{len(self.accounts)}")),
+            "createdAt": stamp,
+            "assignedAt": stamp,
+            "keyRole": {"id": role_id, "createdAt": self.clock.vitally(900 * 86400), "label": label},
+            "vitallyUser": {**user, "licenseStatus": "active" if member["IsActive"] else "inactive"},
         }
 
     # -- the book -------------------------------------------------------------------------
 
     def build(self) -> dict[str, Any]:
         rng, n = self.rng, self.n
-        specs = _ACCOUNT_SPECS if n >= MIN_FULL_COVERAGE else ()
+        specs: tuple[_Spec, ...] = _ACCOUNT_SPECS if n >= MIN_FULL_COVERAGE else ()
+        if self.real_org and n >= MIN_FULL_COVERAGE_REAL_ORG:
+            specs = (*_ACCOUNT_SPECS, *_REAL_ORG_ACCOUNT_SPECS)
         slots = dict(zip(sorted(rng.sample(range(n), len(specs))), specs, strict=True))
         filler: list[int] = []
         for i in range(n):
@@ -703,7 +780,10 @@ class _Builder:
                 self.accounts.append(account)
                 self.account_cases[account["id"]] = list(spec.cases)
         if n >= MIN_FULL_COVERAGE:
-            for cases, fields in _LEAD_SPECS:
+            lead_specs = _LEAD_SPECS
+            if self.real_org and n >= MIN_FULL_COVERAGE_REAL_ORG:
+                lead_specs = (*_LEAD_SPECS, *_REAL_ORG_LEAD_SPECS)
+            for cases, fields in lead_specs:
                 lead = self._lead(fields)
                 if cases:
                     self.lead_cases[lead["Id"]] = list(cases)
@@ -712,7 +792,7 @@ class _Builder:
             self._lead({}, account=self._maybe_account(filler))
         self._break_some(filler, first_filler_lead)
         users = [{k: v for k, v in m.items() if not k.startswith("_")} for m in self.team]
-        return {
+        book: dict[str, Any] = {
             "vitally": {"accounts": self.accounts, "users": self.users},
             "salesforce": {
                 "Lead": self.leads,
@@ -722,6 +802,45 @@ class _Builder:
             },
             "_cases": {"accounts": self.account_cases, "leads": self.lead_cases, "malformed": self.malformed},
         }
+        if self.real_org:
+            users.extend(self._org_users())
+            book["salesforce"]["Group"] = [
+                {
+                    "Id": INBOUND_QUEUE_ID,
+                    "Name": "Inbound Leads",
+                    "DeveloperName": "Inbound_Leads",
+                    "Type": "Queue",
+                    "CreatedDate": self.clock.salesforce(900 * 86400),
+                    "SystemModstamp": self.clock.salesforce(900 * 86400),
+                }
+            ]
+            book["_cases"]["churned"] = self.churned
+        return book
+
+    def _org_users(self) -> list[dict[str, Any]]:
+        """The org's integration user and default lead owner (the sandbox's defaults for both)."""
+        out = []
+        for record_id, first, last, alias, title in (
+            (API_USER_ID, "Integration", "User", "integ", "API integration user"),
+            (DEFAULT_OWNER_USER_ID, "Sales", "Operations", "salesops", "Default lead owner"),
+        ):
+            out.append(
+                {
+                    "Id": record_id,
+                    "FirstName": first,
+                    "LastName": last,
+                    "Name": f"{first} {last}",
+                    "Email": f"{alias}@org.example",
+                    "Username": f"{alias}@org.example",
+                    "Alias": alias,
+                    "IsActive": True,
+                    "Title": title,
+                    "Department": "Operations",
+                    "CreatedDate": self.clock.salesforce(900 * 86400),
+                    "SystemModstamp": self.clock.salesforce(900 * 86400),
+                }
+            )
+        return out
 
     def _maybe_account(self, filler: list[int]) -> dict[str, Any] | None:
         if not filler or self.rng.random() >= 0.4:
@@ -770,10 +889,11 @@ class _Builder:
         traits: dict[str, Any],
         key_roles: list[dict[str, Any]],
         segments: tuple[str, ...],
+        owners: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         g = i + self.offset
         updated_ago = int(self.rng.random() * min(created_ago, 30 * 86400))
-        account = {
+        account: dict[str, Any] = {
             "id": f"acc_{g}",
             "externalId": f"org_{g}",
             "name": name,
@@ -787,6 +907,13 @@ class _Builder:
             "keyRoles": key_roles,
             "segments": [{"id": f"seg_{_slug(s)}", "name": s} for s in segments],
         }
+        if self.real_org:
+            # Vitally's own owner attributes (V-accounts): the key roles' people, plus any given.
+            by_label = {r["keyRole"]["label"]: r["vitallyUser"]["id"] for r in key_roles}
+            account["csmId"] = by_label.get("CSM")
+            account["accountExecutiveId"] = by_label.get("Account Executive")
+            account["accountOwnerId"] = by_label.get("TAM") or by_label.get("CSM")
+            account.update(owners or {})
         self._add_users(g, account["id"], traits, created_ago)
         return account
 
@@ -816,6 +943,7 @@ class _Builder:
     def _from_spec(self, i: int, spec: _Spec) -> dict[str, Any]:
         clock = self.clock
         name, slug = self._company()
+        name = spec.name or name
         domain = f"{slug}.com" if spec.business_email else "gmail.com"
         mrr = spec.mrr
         amounts = _spec_invoices(spec)
@@ -858,9 +986,17 @@ class _Builder:
             if spec.months is None
             else max(int(spec.created_days * 86400), (spec.months * 31 + 20) * 86400)
         )
-        account = self._account(i, name, created_ago, mrr, traits, roles, spec.segments)
+        account = self._account(
+            i, name, created_ago, mrr, traits, roles, spec.segments, self._spec_owners(spec, region)
+        )
+        if spec.churned_days is not None:
+            self._churn(account, spec.churned_days)
         self._spec_salesforce(i, spec, account, region)
         return account
+
+    def _spec_owners(self, spec: _Spec, region: str) -> dict[str, str]:
+        """The Vitally owner attributes the case sets without a key role (real-org cases only)."""
+        return {attr: self._member(_OWNER_FIELD_TEAM[attr], region)["_vitally_id"] for attr in spec.owner_fields}
 
     def _spec_traits(self, spec: _Spec, slug: str, traits: dict[str, Any]) -> None:
         """What the case adds to (or takes from) the common traits: first payment, headcount,
@@ -934,6 +1070,8 @@ class _Builder:
             traits["lead_disqualified_at"] = self.clock.date(int(365 * rand()))
         created_ago = (size.months * 31 + 20 + int(400 * rand())) * 86400 + int(86400 * rand())
         account = self._account(i, name, created_ago, size.mrr, traits, roles, segments)
+        if self.real_org and rand() < _CHURN_SHARE:
+            self._churn(account, 1 + int(min(created_ago // 86400, 400) * rand()))
         if size.mid_or_big and rand() < 0.55:
             stage = self._pick(("Closed Won", "Closed Lost", self._pick(_OPEN_STAGES)))
             closed_ago = -int(5 + 90 * rand()) if stage in _OPEN_STAGES else int(10 + 700 * rand())
@@ -1066,6 +1204,13 @@ class _Builder:
             segments = (self._pick(("Active Trial", "AM referral", "AE referral", "Leads")),)
         return roles, segments
 
+    def _churn(self, account: dict[str, Any], days_ago: int) -> None:
+        """The account churned `days_ago` days ago: `churnedAt` set, no revenue since."""
+        account["churnedAt"] = self.clock.vitally(days_ago * 86400)
+        account["mrr"] = 0.0
+        account["updatedAt"] = max(account["updatedAt"], account["churnedAt"])
+        self.churned.append(account["id"])
+
     def _filler_owner(self, products: int, region: str) -> dict[str, Any]:
         """TAM for 1–2 primary products while a TAM has room under the soft cap, else CSM."""
         if products <= 2:
@@ -1142,6 +1287,11 @@ class _Builder:
             owner = self._pick(pool)
         else:
             owner = None
+        owner_id = None if owner is None else owner["Id"]
+        if self.real_org and owner_id is None and fields.get("OwnerId") is None:
+            # Web-to-lead: demo and contact forms wait in the queue, the rest on the default owner.
+            inbound = fields.get("_inbound") or ("queue" if source in ("Demo request", "Trust center") else "user")
+            owner_id = INBOUND_QUEUE_ID if inbound == "queue" else DEFAULT_OWNER_USER_ID
         age = fields.get("_age", int(1 + 400 * rng.random() ** 2))
         modified = min(age, fields.get("_modified", int(age * rng.random())))
         lead: dict[str, Any] = {
@@ -1159,7 +1309,7 @@ class _Builder:
             "Industry": self._pick(_INDUSTRIES),
             "LeadSource": source,
             "Status": status,
-            "OwnerId": None if owner is None else owner["Id"],
+            "OwnerId": owner_id,
             "IsConverted": converted,
             "Form_Text__c": None if form is None else self._pick(_FORM_TEXTS[form]),
             "Vitally_Account_Id__c": None if account is None else account["id"],
@@ -1172,8 +1322,26 @@ class _Builder:
             "Classification__c": None,
         }
         lead.update({key: value for key, value in fields.items() if not key.startswith("_")})
+        if self.real_org:
+            if lead["OwnerId"] is None:
+                lead["OwnerId"] = owner_id
+            self._integration_country(lead)
         self.leads.append(lead)
         return lead
+
+    @staticmethod
+    def _integration_country(lead: dict[str, Any]) -> None:
+        """With State and Country picklists on, `Country` holds the integration value and
+        `CountryCode` the ISO code (SF-picklists); a value the picklist cannot hold stays as typed."""
+        typed = lead.get("Country")
+        if not isinstance(typed, str):
+            lead["CountryCode"] = None
+            return
+        found = country_by_code(_LEAD_COUNTRY_CODES.get(typed, typed))
+        if found is None:
+            lead["CountryCode"] = None
+            return
+        lead["CountryCode"], lead["Country"] = found
 
 
 def _normalise(country: str | None) -> str | None:

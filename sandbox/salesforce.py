@@ -1,12 +1,14 @@
 """The Salesforce half of the sandbox: SOQL queries, sObject rows and collections, OAuth.
 
-Imitates what the connectors and simple-salesforce rely on, as Salesforce's REST API documents it
-(README, "The sandbox"): bearer sessions that a control can expire, the daily
-request quota reported in `Sforce-Limit-Info`, SOQL paged through
-`nextRecordsUrl` over a snapshot taken at query time, create / update / upsert by
-external id (single and sObject Collections with `allOrNone`), the validation
-errors a real org returns, injected per-record errors, and an assignment rule
-that overwrites `OwnerId` unless the request says `Sforce-Auto-Assign: FALSE`.
+Imitates what the connectors and simple-salesforce rely on (Salesforce's REST docs and
+the recorded payloads cited in tests/fixtures/real/SOURCES.md): bearer sessions that a
+control can expire, the daily request quota reported in `Sforce-Limit-Info`, SOQL paged
+through `nextRecordsUrl` over a snapshot taken at query time, describe and write
+validation served from one field table per sObject (`sandbox.schema`, with the org's
+overrides), create / update / upsert by external id (single and sObject Collections with
+`allOrNone`), the error bodies a real org returns, injected per-record errors, lead
+ownership (the assignment rule unless `Sforce-Auto-Assign: FALSE`, the default lead
+owner, the API user, queues) and the State and Country/Territory picklists.
 
 Not thread-safe: the server calls `handle` and the other methods under its lock.
 """
@@ -25,6 +27,18 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, unquote
 
 from sandbox import soql
+from sandbox.schema import (
+    STANDARD_OBJECTS,
+    FieldDef,
+    ObjectDef,
+    apply_overrides,
+    controlling_indexes,
+    country_by_code,
+    country_by_name,
+    learned_field,
+    picklist_fields,
+    state_options,
+)
 from sandbox.store import (
     Clock,
     ControlError,
@@ -42,129 +56,8 @@ _MAX_COLLECTION = 200
 _OPEN_CURSORS = 32
 _VERSION_RE = re.compile(r"^/services/data/(v\d+\.\d+)(?:/(.*))?$")
 
-_PREFIXES = {
-    "Lead": "00Q",
-    "User": "005",
-    "Opportunity": "006",
-    "Account": "001",
-    "Contact": "003",
-    "Group": "00G",
-    "Task": "00T",
-}
-_SYSTEM_FIELDS = (
-    "Id",
-    "IsDeleted",
-    "CreatedDate",
-    "CreatedById",
-    "LastModifiedDate",
-    "LastModifiedById",
-    "SystemModstamp",
-)
-_STANDARD_FIELDS: dict[str, tuple[str, ...]] = {
-    "Lead": (
-        "FirstName",
-        "LastName",
-        "Name",
-        "Email",
-        "Phone",
-        "Company",
-        "Title",
-        "Website",
-        "Country",
-        "State",
-        "City",
-        "NumberOfEmployees",
-        "AnnualRevenue",
-        "Industry",
-        "LeadSource",
-        "Status",
-        "Rating",
-        "Description",
-        "OwnerId",
-        "IsConverted",
-        "ConvertedDate",
-        "ConvertedAccountId",
-        "ConvertedContactId",
-        "ConvertedOpportunityId",
-        "Role__c",
-        "Sub_Role__c",
-        "Form_Text__c",
-        "Vitally_Account_Id__c",
-        "Lead_Score__c",
-        "Routing_Rule__c",
-        "Routing_Reason__c",
-        "Classification__c",
-        "Sync_Key__c",
-    ),
-    "User": (
-        "FirstName",
-        "LastName",
-        "Name",
-        "Email",
-        "Username",
-        "Alias",
-        "IsActive",
-        "Title",
-        "Department",
-        "UserRoleId",
-        "ProfileId",
-        "TimeZoneSidKey",
-        "Country",
-        "ManagerId",
-    ),
-    "Opportunity": (
-        "Name",
-        "AccountId",
-        "StageName",
-        "CloseDate",
-        "Amount",
-        "Probability",
-        "Type",
-        "LeadSource",
-        "IsClosed",
-        "IsWon",
-        "Description",
-        "OwnerId",
-        "Loss_Reason__c",
-    ),
-    "Account": (
-        "Name",
-        "Website",
-        "Industry",
-        "Type",
-        "BillingCountry",
-        "NumberOfEmployees",
-        "AnnualRevenue",
-        "Description",
-        "OwnerId",
-        "Vitally_Account_Id__c",
-    ),
-    "Contact": ("FirstName", "LastName", "Name", "Email", "Title", "AccountId", "OwnerId"),
-}
-_READ_ONLY = {
-    "Id",
-    "IsDeleted",
-    "CreatedDate",
-    "CreatedById",
-    "LastModifiedDate",
-    "LastModifiedById",
-    "SystemModstamp",
-    "IsConverted",
-    "ConvertedDate",
-    "ConvertedAccountId",
-    "ConvertedContactId",
-    "ConvertedOpportunityId",
-    "IsClosed",
-    "IsWon",
-}
+_PREFIXES = {name: obj.key_prefix for name, obj in STANDARD_OBJECTS.items()}
 _COMPOUND_NAME = {"Lead", "Contact", "User"}
-_REQUIRED: dict[str, tuple[str, ...]] = {
-    "Lead": ("LastName", "Company"),
-    "Contact": ("LastName",),
-    "Opportunity": ("Name", "StageName", "CloseDate"),
-    "Account": ("Name",),
-}
-_REFERENCES: dict[str, str] = {"OwnerId": "User", "AccountId": "Account", "ManagerId": "User"}
 _INJECTED_MESSAGES = {
     "UNABLE_TO_LOCK_ROW": "unable to obtain exclusive access to this record or 1 records",
     "DUPLICATES_DETECTED": "Use one of these records?",
@@ -187,18 +80,24 @@ def case_safe_id(id15: str) -> str:
 
 
 class _SfError(Exception):
-    """Ends a request with Salesforce's error array `[{"message", "errorCode", "fields"}]`."""
+    """Ends a request with Salesforce's error array `[{"message", "errorCode"(, "fields")}]`.
+
+    `fields` is None for errors about the whole request (session, quota, query, JSON), whose
+    bodies carry no `fields` key (see the fixtures under tests/fixtures/real/)."""
 
     def __init__(self, status: int, code: str, message: str, fields: list[str] | None = None) -> None:
         self.status = status
         self.code = code
         self.message = message
-        self.fields = fields or []
+        self.fields = fields
         super().__init__(message)
 
     def body(self) -> Any:
         """The JSON body of the error response."""
-        return [{"message": self.message, "errorCode": self.code, "fields": self.fields}]
+        item: dict[str, Any] = {"message": self.message, "errorCode": self.code}
+        if self.fields is not None:
+            item["fields"] = self.fields
+        return [item]
 
 
 @dataclass
@@ -243,24 +142,49 @@ class RecordErrorRule:
 
 
 class _Table:
-    """The rows of one sObject type, with its field schema and lazy value indexes."""
+    """The rows of one sObject type, with its field definitions and lazy value indexes.
 
-    def __init__(self, name: str, prefix: str) -> None:
+    `defs` (lower-cased name → definition) is the org's schema for this object, rebuilt by the
+    service whenever the configuration changes; `learned` holds the fields first seen in seed
+    records, which join the schema as they did before field tables existed.
+    """
+
+    def __init__(self, name: str, prefix: str, standard: ObjectDef | None) -> None:
         self.name = name
         self.prefix = prefix
-        self.fields: dict[str, str] = {}
-        for f in (*_SYSTEM_FIELDS, *_STANDARD_FIELDS.get(name, ())):
-            self.fields[f.lower()] = f
+        self.standard = standard
+        self.defs: dict[str, FieldDef] = {}
+        self.learned: dict[str, FieldDef] = {}
+        # Derived from `defs` by `set_defs` (checked on every write, so computed once).
+        self.required: tuple[str, ...] = ()
+        self.picklist_defaults: tuple[tuple[str, str], ...] = ()
         self.rows: dict[str, dict[str, Any]] = {}
         self._indexes: dict[str, dict[Any, set[str]]] = {}
         self._counter = 0
 
-    def canonical(self, name: str) -> str | None:
-        return self.fields.get(name.lower())
+    def set_defs(self, defs: Mapping[str, FieldDef]) -> None:
+        """Install the object's field definitions (name → definition, in describe order)."""
+        self.defs = {fdef.name.lower(): fdef for fdef in defs.values()}
+        self.required = tuple(f.name for f in self.defs.values() if f.required)
+        self.picklist_defaults = tuple(
+            (f.name, default)
+            for f in self.defs.values()
+            if f.type == "picklist" and f.defaulted_on_create and (default := f.default_value()) is not None
+        )
 
-    def learn(self, name: str) -> str:
+    def canonical(self, name: str) -> str | None:
+        fdef = self.defs.get(name.lower())
+        return None if fdef is None else fdef.name
+
+    def field(self, name: str) -> FieldDef | None:
+        return self.defs.get(name.lower())
+
+    def learn(self, name: str, value: Any = None) -> str:
         """Add a field to the schema (seed records and non-strict writes define their fields)."""
-        return self.fields.setdefault(name.lower(), name)
+        fdef = self.defs.get(name.lower())
+        if fdef is None:
+            fdef = self.learned[name.lower()] = self.defs[name.lower()] = learned_field(name, value)  # never required
+        return fdef.name
 
     def new_id(self) -> str:
         while True:
@@ -333,12 +257,10 @@ class SalesforceService:
     """State and wire behaviour of the imitated Salesforce REST API."""
 
     def __init__(self, config: SandboxConfig, clock: Clock) -> None:
-        self.config = config
         self.clock = clock
-        self.tables: dict[str, _Table] = {}
-        for name, prefix in _PREFIXES.items():
-            if name in _STANDARD_FIELDS:
-                self.tables[name.lower()] = _Table(name, prefix)
+        self.tables: dict[str, _Table] = {
+            name.lower(): _Table(name, obj.key_prefix, obj) for name, obj in STANDARD_OBJECTS.items()
+        }
         self.api_used = 0
         self._quota_day: date = clock.now().date()
         self._issued: set[str] = set()
@@ -346,6 +268,73 @@ class SalesforceService:
         self._expired: set[str] = set()
         self._cursors: OrderedDict[str, tuple[str, list[dict[str, Any]]]] = OrderedDict()
         self.record_errors: list[RecordErrorRule] = []
+        self.config = config
+
+    @property
+    def config(self) -> SandboxConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: SandboxConfig) -> None:
+        """A new configuration reshapes the org: its schema, and the principals its mode needs."""
+        self._config = config
+        self._rebuild_schema()
+        self._ensure_org_records()
+
+    def _rebuild_schema(self) -> None:
+        """Each table's field definitions: standard, then learned from seeds, then the State and
+        Country picklist fields when they are on, then the org's overrides."""
+        config = self._config
+        for table in self.tables.values():
+            defs: dict[str, FieldDef] = {}
+            for fdef in table.standard.fields if table.standard is not None else ():
+                defs[fdef.name] = fdef
+                if table.name == "Lead" and config.state_country_picklists and fdef.name in ("State", "Country"):
+                    country, state = picklist_fields()
+                    extra = state if fdef.name == "State" else country
+                    defs[extra.name] = extra
+            for fdef in table.learned.values():
+                defs.setdefault(fdef.name, fdef)
+            table.set_defs(apply_overrides(table.name, defs, config.sf_schema))
+
+    def _ensure_org_records(self) -> None:
+        """An org that owns its leads has an API user, a default lead owner user and an inbound
+        queue: add whichever of them the seed did not bring."""
+        config = self._config
+        if config.default_lead_owner == "none":
+            return
+        now = sf_timestamp(self.clock.now())
+        principals = (
+            ("user", config.sf_api_user_id,
+             {"FirstName": "Integration", "LastName": "User", "Alias": "integ", "Title": "API integration user"}),
+            ("user", config.sf_default_owner_user_id,
+             {"FirstName": "Sales", "LastName": "Operations", "Alias": "salesops", "Title": "Default lead owner"}),
+            ("group", config.sf_default_queue_id,
+             {"Name": "Inbound Leads", "DeveloperName": "Inbound_Leads", "Type": "Queue"}),
+        )  # fmt: skip
+        for kind, record_id, fields in principals:
+            table = self.tables[kind]
+            if table.get(record_id) is not None:
+                continue
+            row: dict[str, Any] = {"Id": record_id, **fields, "CreatedDate": now, "LastModifiedDate": now,
+                                   "SystemModstamp": now}  # fmt: skip
+            if kind == "user":
+                alias = fields["Alias"]
+                row.update(Username=f"{alias}@org.example", Email=f"{alias}@org.example", IsActive=True)
+                row["Name"] = _full_name(row)
+            table.put(row)
+
+    def _inbound_owner(self) -> str | None:
+        """The owner web-to-lead gives a new lead: the assignment rule's, else the default lead owner."""
+        config = self._config
+        if config.assignment_rule_owner_id is not None:
+            return config.assignment_rule_owner_id
+        mode = config.default_lead_owner
+        if mode == "user":
+            return config.sf_default_owner_user_id
+        if mode == "queue":
+            return config.sf_default_queue_id
+        return None
 
     # ----------------------------------------------------------------- seeding
 
@@ -355,58 +344,85 @@ class SalesforceService:
         Assigns an 18-character Id where missing and fills CreatedDate, LastModifiedDate
         and SystemModstamp from the clock where missing; every field seen joins the schema.
         Seeds are not validated, so they can hold states a write could not reach
-        (converted leads, duplicate external ids).
+        (converted leads, duplicate external ids). What a real org never stores is filled in
+        as it would be: a lead without an owner gets the inbound owner when the org owns its
+        leads, and with the State and Country picklists on a recognised `Country`/`State`
+        fills its code and the other way round.
         """
         now = sf_timestamp(self.clock.now())
         for name, rows in seed.items():
             table = self._table_for_seed(str(name))
             for raw in rows or []:
-                row: dict[str, Any] = {}
-                for key, value in dict(raw).items():
-                    if key == "attributes":
-                        continue
-                    row[table.learn(key)] = raw_json_tokens(copy.deepcopy(value))
-                if not row.get("Id"):
-                    row["Id"] = table.new_id()
-                for key in ("CreatedDate", "LastModifiedDate", "SystemModstamp"):
-                    parsed = parse_timestamp(row.get(key))
-                    if parsed is not None:
-                        row[key] = sf_timestamp(parsed)
-                    elif row.get(key) is None:
-                        row[key] = row.get("CreatedDate") or now
-                if table.name in _COMPOUND_NAME and "Name" not in row:
-                    row["Name"] = _full_name(row)
-                table.put(row)
+                table.put(self._seeded_row(table, raw, now))
+        self._ensure_org_records()
+
+    def _seeded_row(self, table: _Table, raw: Mapping[str, Any], now: str) -> dict[str, Any]:
+        """One seed record as stored (see `load`); its fields join the table's schema."""
+        row: dict[str, Any] = {}
+        for key, value in dict(raw).items():
+            if key == "attributes":
+                continue
+            row[table.learn(key, value)] = raw_json_tokens(copy.deepcopy(value))
+        if not row.get("Id"):
+            row["Id"] = table.new_id()
+        for key in ("CreatedDate", "LastModifiedDate", "SystemModstamp"):
+            parsed = parse_timestamp(row.get(key))
+            if parsed is not None:
+                row[key] = sf_timestamp(parsed)
+            elif row.get(key) is None:
+                row[key] = row.get("CreatedDate") or now
+        if table.name in _COMPOUND_NAME and "Name" not in row:
+            row["Name"] = _full_name(row)
+        if table.name == "Lead":
+            self._settle_seeded_lead(row)
+        return row
+
+    def _settle_seeded_lead(self, row: dict[str, Any]) -> None:
+        if row.get("OwnerId") is None and self._config.default_lead_owner != "none":
+            owner = self._inbound_owner()
+            if owner is not None:
+                row["OwnerId"] = owner
+        if self._config.state_country_picklists:
+            _fill_address(row)
 
     def _table_for_seed(self, name: str) -> _Table:
         table = self.tables.get(name.lower())
         if table is None:
             prefix = _PREFIXES.get(name, f"a{len(self.tables):02d}")
-            table = self.tables[name.lower()] = _Table(name, prefix)
+            table = self.tables[name.lower()] = _Table(name, prefix, None)
         return table
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
-        """Every row of every sObject, in the seed format (deep copies, no `attributes`)."""
-        return {t.name: copy.deepcopy(list(t.rows.values())) for t in self.tables.values()}
+        """Every row of every sObject, in the seed format (deep copies, no `attributes`); an
+        empty `Group` table (no queues: the legacy org) is left out."""
+        return {
+            t.name: copy.deepcopy(list(t.rows.values()))
+            for t in self.tables.values()
+            if t.rows or t.name != "Group"
+        }
 
     def add_leads(self, rows: list[dict[str, Any]], *, owner_ids: list[str]) -> list[str]:
         """Insert inbound Leads as web-to-lead would (fresh Ids, now as CreatedDate, no validation).
 
-        A lead whose OwnerId is not a known user gets one of `owner_ids`; the assignment
-        rule, when on, decides the owner as it would for any inbound lead.
+        The assignment rule, when on, decides the owner; otherwise an org that owns its leads
+        gives them its default lead owner (a user or the queue), and the legacy org gives a lead
+        whose OwnerId is not a known user one of `owner_ids`.
         """
         table = self.tables["lead"]
         users = self.tables["user"]
+        inbound = self._inbound_owner()
         added: list[str] = []
         for i, raw in enumerate(rows):
-            row = {table.learn(k): copy.deepcopy(v) for k, v in raw.items() if k not in ("attributes", "Id")}
+            row = {table.learn(k, v): copy.deepcopy(v) for k, v in raw.items() if k not in ("attributes", "Id")}
             stamp = sf_timestamp(self.clock.stamp())
             row.update(Id=table.new_id(), CreatedDate=stamp, LastModifiedDate=stamp, SystemModstamp=stamp)
             row.setdefault("IsConverted", False)
-            if self.config.assignment_rule_owner_id is not None:
-                row["OwnerId"] = self.config.assignment_rule_owner_id
+            if inbound is not None:
+                row["OwnerId"] = inbound
             elif users.get(str(row.get("OwnerId") or "")) is None and owner_ids:
                 row["OwnerId"] = owner_ids[i % len(owner_ids)]
+            if self._config.state_country_picklists:
+                _fill_address(row)
             row["Name"] = _full_name(row)
             table.put(row)
             added.append(row["Id"])
@@ -571,14 +587,9 @@ class SalesforceService:
         except soql.SoqlError as exc:
             raise _SfError(400, exc.code, exc.message) from None
         table = self._table(query.sobject, status=400)
-        for name in sorted(soql.field_names(query)):
-            if "." not in name and table.canonical(name) is None:
-                raise _SfError(
-                    400,
-                    "INVALID_FIELD",
-                    f"No such column '{name}' on entity '{table.name}'. If you are attempting to "
-                    "use a custom field, be sure to append the '__c' after the custom field name.",
-                )
+        unknown = [name for name in soql.field_names(query) if "." not in name and table.canonical(name) is None]
+        if unknown:
+            raise _SfError(400, "INVALID_FIELD", _no_such_column(text, unknown, table.name))
         now = self.clock.now()
         try:
             if query.is_count:
@@ -640,12 +651,12 @@ class SalesforceService:
         if not rest:
             if method != "GET":
                 raise _SfError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed")
-            return Reply(200, {"sobjects": [{"name": t.name, "keyPrefix": t.prefix} for t in self.tables.values()]})
+            return Reply(200, self._global_describe())
         table = self._table(rest[0])
         if len(rest) > 3:
             raise _SfError(404, "NOT_FOUND", "The requested resource does not exist")
         if len(rest) == 1:
-            reply = self._sobject_type(request, table)
+            reply = self._sobject_type(request, version, table)
         elif len(rest) == 2:
             reply = self._sobject_record(request, version, table, rest[1])
         else:
@@ -654,20 +665,24 @@ class SalesforceService:
             raise _SfError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed for this resource")
         return reply
 
-    def _sobject_type(self, request: Request, table: _Table) -> Reply | None:
+    def _sobject_type(self, request: Request, version: str, table: _Table) -> Reply | None:
         """`sobjects/Type`: create a record (POST) or describe the type in short (GET)."""
         if request.method == "POST":
-            outcome = self._apply_one(table, "create", _json_object(request.body), auto_assign=_auto_assign(request))
+            outcome = self._apply_one(
+                table, "create", _json_object(request.body), auto_assign=_auto_assign(request), raw=request.body
+            )
             return Reply(201, {"id": outcome.record_id, "success": True, "errors": []})
         if request.method == "GET":
-            return Reply(200, {"objectDescribe": self._describe(table), "recentItems": []})
+            whole = self._describe(table, version, _host(request))
+            basic = {k: v for k, v in whole.items() if k not in ("fields", "childRelationships", "recordTypeInfos")}
+            return Reply(200, {"objectDescribe": basic, "recentItems": []})
         return None
 
     def _sobject_record(self, request: Request, version: str, table: _Table, record_id: str) -> Reply | None:
         """`sobjects/Type/describe` (GET), or `sobjects/Type/Id`: get, update or delete a record."""
         method = request.method
         if record_id == "describe" and method == "GET":
-            return Reply(200, self._describe(table))
+            return Reply(200, self._describe(table, version, _host(request)))
         if method == "GET":
             row = table.get(record_id)
             if row is None:
@@ -675,7 +690,12 @@ class SalesforceService:
             return Reply(200, self._decorate(table, version, _project(row, request.param("fields"))))
         if method == "PATCH":
             self._apply_one(
-                table, "update", _json_object(request.body), record_id=record_id, auto_assign=_auto_assign(request)
+                table,
+                "update",
+                _json_object(request.body),
+                record_id=record_id,
+                auto_assign=_auto_assign(request),
+                raw=request.body,
             )
             return Reply(204)
         if method == "DELETE":
@@ -691,7 +711,7 @@ class SalesforceService:
     ) -> Reply | None:
         """`sobjects/Type/Field/value`: get by external id (300 for several matches) or upsert."""
         ext_field = table.canonical(field_name)
-        if ext_field is None:
+        if ext_field is None or not _upsert_key(table, ext_field):
             raise _SfError(
                 404,
                 "NOT_FOUND",
@@ -712,6 +732,7 @@ class SalesforceService:
                 ext=(ext_field, value),
                 auto_assign=_auto_assign(request),
                 version=version,
+                raw=request.body,
             )
             return Reply(
                 201 if outcome.created else 200,
@@ -729,8 +750,11 @@ class SalesforceService:
         ext: tuple[str, Any] | None = None,
         auto_assign: bool,
         version: str = "v59.0",
+        raw: bytes = b"",
     ) -> _Outcome:
         """One single-record write; a failure becomes the HTTP error a real org answers with."""
+        if self._config.enforce_schema:
+            _check_json_types(table, body, raw)
         undo: _Undo = []
         outcome = self._write(table, mode, body, record_id=record_id, ext=ext, auto_assign=auto_assign, undo=undo)
         failure = outcome.failure
@@ -743,25 +767,31 @@ class SalesforceService:
             raise _MultipleChoices(urls)
         raise _SfError(400, failure.code, failure.message, failure.fields)
 
-    def _describe(self, table: _Table) -> dict[str, Any]:
-        unique = {f for o, f in self.config.sf_unique_fields if o == table.name}
-        return {
-            "name": table.name,
-            "label": table.name,
-            "keyPrefix": table.prefix,
-            "fields": [
+    def _describe(self, table: _Table, version: str, host: str) -> dict[str, Any]:
+        """`GET /sobjects/{type}/describe`, from the same definitions writes are held to."""
+        obj = table.standard or ObjectDef(table.name, table.name, table.name, table.prefix, (), custom=True)
+        return obj.describe(version, table.defs.values(), host)
+
+    def _global_describe(self) -> dict[str, Any]:
+        """`GET /sobjects/`: every sObject with the identity keys of a describeGlobal answer."""
+        sobjects = []
+        for table in self.tables.values():
+            obj = table.standard
+            sobjects.append(
                 {
-                    "name": f,
-                    "type": _field_type(f),
-                    "externalId": f in unique,
-                    "unique": f in unique,
-                    "createable": _writable(table, f),
-                    "updateable": _writable(table, f),
-                    "nillable": f not in _REQUIRED.get(table.name, ()) and f not in _SYSTEM_FIELDS,
+                    "name": table.name,
+                    "label": obj.label if obj else table.name,
+                    "labelPlural": obj.label_plural if obj else table.name,
+                    "keyPrefix": table.prefix,
+                    "custom": obj.custom if obj else table.name.endswith("__c"),
+                    "createable": True,
+                    "updateable": True,
+                    "deletable": True,
+                    "queryable": True,
+                    "urls": {"sobject": f"/services/data/v59.0/sobjects/{table.name}"},
                 }
-                for f in table.fields.values()
-            ],
-        }
+            )
+        return {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": sobjects}
 
     # ----------------------------------------------------------- collections
 
@@ -779,6 +809,8 @@ class SalesforceService:
         all_or_none = bool(body.get("allOrNone", False))
         auto_assign = _auto_assign(request)
         url_table, ext_field = self._upsert_target(rest) if rest else (None, None)
+        if self._config.enforce_schema:
+            self._check_collection_types(records, request.body)
         duplicated = _duplicate_values(records, ext_field) if ext_field is not None else set()
         undo: _Undo = []
         outcomes: list[_Outcome] = []
@@ -797,11 +829,21 @@ class SalesforceService:
                     table.put(previous)
         return Reply(200, [_collection_result(outcome, mode, rolled_back=rolled_back) for outcome in outcomes])
 
+    def _check_collection_types(self, records: list[dict[str, Any]], raw: bytes) -> None:
+        """Every record's values readable into its fields, before any record is written (see
+        `_check_json_types`); a record of no known type fails on its own later."""
+        for record in records:
+            attributes = record.get("attributes")
+            kind = attributes.get("type") if isinstance(attributes, dict) else None
+            table = self.tables.get(kind.lower()) if isinstance(kind, str) else None
+            if table is not None:
+                _check_json_types(table, record, raw)
+
     def _upsert_target(self, rest: list[str]) -> tuple[_Table, str]:
         """The sObject type and external-id field a collection upsert names in its URL."""
         url_table = self._table(rest[0], status=400)
         ext_field = url_table.canonical(rest[1])
-        if ext_field is None:
+        if ext_field is None or not _upsert_key(url_table, ext_field):
             raise _SfError(
                 400,
                 "INVALID_FIELD",
@@ -891,12 +933,14 @@ class SalesforceService:
         """Validate and apply one record's create, update or upsert; never raises for a bad record.
 
         Checks run in the order a real org reports them: schema, target, converted lead,
-        required fields, references, uniqueness, then injected errors; the assignment
-        rule runs last, as the org's does after validation.
+        field access, required fields, field values (when the schema is enforced), country and
+        state integrity (with the picklists on), references, uniqueness, then injected errors;
+        ownership (the assignment rule, the default lead owner) is settled last, as the org's
+        assignment runs after validation.
         """
-        clean, refused = self._clean_fields(table, body)
-        if refused is not None:
-            return _Outcome(record_id, failure=refused)
+        clean = self._clean_fields(table, body)
+        if isinstance(clean, _Failure):
+            return _Outcome(record_id, failure=clean)
         existing, missed = self._target(table, mode, clean, record_id=record_id, ext=ext)
         if missed is not None:
             return missed
@@ -906,37 +950,31 @@ class SalesforceService:
                 failure=_Failure("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", []),
             )
 
+        created = existing is None
+        target_id = existing["Id"] if existing is not None else None
         merged: dict[str, Any] = dict(existing) if existing is not None else {}
         merged.update(clean)
-        target_id = existing["Id"] if existing is not None else None
-        failure = self._validate(table, merged, clean, target_id)
+        failure = _check_access(table, clean, created=created) or self._validate(
+            table, merged, clean, target_id, created=created
+        )
         if failure is not None:
             return _Outcome(target_id, failure=failure)
         return self._store(table, merged, existing, auto_assign=auto_assign, undo=undo)
 
-    def _clean_fields(self, table: _Table, body: Mapping[str, Any]) -> tuple[dict[str, Any], _Failure | None]:
-        """(the body's fields by their canonical names, or the first field the org refuses): an
-        unknown field is learnt unless `sf_strict_fields`; a system or formula field is refused."""
+    def _clean_fields(self, table: _Table, body: Mapping[str, Any]) -> dict[str, Any] | _Failure:
+        """The body's fields by their canonical names, or the failure for the first field the org
+        does not know: an unknown field is learnt unless `sf_strict_fields`."""
         clean: dict[str, Any] = {}
         for key, value in body.items():
             if key == "attributes":
                 continue
             name = table.canonical(key)
             if name is None:
-                if self.config.sf_strict_fields:
-                    return clean, _Failure(
-                        "INVALID_FIELD", f"No such column '{key}' on sobject of type {table.name}", [key]
-                    )
-                name = table.learn(key)
-            if not _writable(table, name):
-                return clean, _Failure(
-                    "INVALID_FIELD_FOR_INSERT_UPDATE",
-                    f"Unable to create/update fields: {name}. Please check the security settings of "
-                    "this field and verify that it is read/write for your profile or permission set.",
-                    [name],
-                )
+                if self._config.sf_strict_fields:
+                    return _Failure("INVALID_FIELD", f"No such column '{key}' on sobject of type {table.name}", [key])
+                name = table.learn(key, value)
             clean[name] = copy.deepcopy(value)
-        return clean, None
+        return clean
 
     def _target(
         self,
@@ -986,29 +1024,24 @@ class SalesforceService:
         return None, None
 
     def _validate(
-        self, table: _Table, merged: Mapping[str, Any], clean: Mapping[str, Any], target_id: str | None
+        self, table: _Table, merged: dict[str, Any], clean: Mapping[str, Any], target_id: str | None, *, created: bool
     ) -> _Failure | None:
-        """The first failure of the record as it would be (`merged`): required fields, references,
-        uniqueness, then injected errors."""
-        missing = [f for f in _REQUIRED.get(table.name, ()) if merged.get(f) is None or merged.get(f) == ""]
-        if missing:
-            return _Failure("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing)
-        for fname, value in clean.items():
-            failure = self._check_reference(table, fname, value)
-            if failure is not None:
-                return failure
-        for obj, fname in self.config.sf_unique_fields:
-            value = merged.get(fname)
-            if obj != table.name or value is None or fname not in clean:
-                continue
-            others = [i for i in table.lookup(fname, value) if i != target_id]
-            if others:
-                return _Failure(
-                    "DUPLICATE_VALUE",
-                    f"duplicate value found: {fname} duplicates value on record with id: {others[0]}",
-                    [fname],
-                )
-        return self._take_injected(table, merged)
+        """The first failure of the record as it would be (`merged`, which the field rules may
+        normalise): required fields, field values (when the schema is enforced), country and state
+        integrity (with the picklists on), references, uniqueness, then injected errors."""
+        config = self._config
+        failure = self._check_required(table, clean, merged, created=created)
+        if failure is None and config.enforce_schema:
+            failure = _check_values(table, clean, merged, created=created)
+        if failure is None and table.name == "Lead" and config.state_country_picklists:
+            failure = _settle_address(table, clean, merged)
+        if failure is None:
+            failure = next(
+                (f for f in (self._check_reference(table, n, v) for n, v in clean.items()) if f is not None), None
+            )
+        if failure is None:
+            failure = self._check_unique(table, clean, merged, target_id)
+        return failure if failure is not None else self._take_injected(table, merged)
 
     def _store(
         self,
@@ -1019,12 +1052,11 @@ class SalesforceService:
         auto_assign: bool,
         undo: _Undo,
     ) -> _Outcome:
-        """Write the valid record: the assignment rule, the system fields, the undo entry."""
-        if table.name == "Lead" and auto_assign and self.config.assignment_rule_owner_id is not None:
-            # The org's assignment rule fires on every lead write unless the caller opts out.
-            merged["OwnerId"] = self.config.assignment_rule_owner_id
-        stamp = sf_timestamp(self.clock.stamp())
+        """Write the valid record: its owner (the assignment rule, the default lead owner), the
+        system fields, the undo entry."""
         created = existing is None
+        self._settle_owner(table, merged, created=created, auto_assign=auto_assign)
+        stamp = sf_timestamp(self.clock.stamp())
         if created:
             merged["Id"] = table.new_id()
             merged["CreatedDate"] = stamp
@@ -1038,19 +1070,76 @@ class SalesforceService:
         table.put(merged)
         return _Outcome(merged["Id"], created=created)
 
+    def _check_required(
+        self, table: _Table, clean: Mapping[str, Any], merged: Mapping[str, Any], *, created: bool
+    ) -> _Failure | None:
+        """Required fields (describe: not nillable, not defaulted) must hold a value; with the
+        schema enforced, or for `OwnerId` in an org that owns its leads, a non-nillable field
+        cannot be emptied either."""
+        config = self._config
+        missing = [name for name in table.required if merged.get(name) is None or merged.get(name) == ""]
+        for name, value in clean.items():
+            fdef = table.field(name)
+            if fdef is None or fdef.nillable or fdef.required or name in missing or value not in (None, ""):
+                continue
+            if config.enforce_schema or (name == "OwnerId" and config.default_lead_owner != "none" and not created):
+                missing.append(name)
+        if not missing:
+            return None
+        return _Failure("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing)
+
+    def _check_unique(
+        self, table: _Table, clean: Mapping[str, Any], merged: Mapping[str, Any], target_id: str | None
+    ) -> _Failure | None:
+        for name in clean:
+            fdef = table.field(name)
+            value = merged.get(name)
+            if fdef is None or not fdef.unique or value is None or value == "":
+                continue
+            others = [i for i in table.lookup(fdef.name, value) if i != target_id]
+            if others:
+                # The recorded bodies give no field here (SOURCES.md: ERR-msgs, the create fixture).
+                return _Failure(
+                    "DUPLICATE_VALUE",
+                    f"duplicate value found: {fdef.name} duplicates value on record with id: {others[0]}",
+                    [],
+                )
+        return None
+
+    def _settle_owner(self, table: _Table, merged: dict[str, Any], *, created: bool, auto_assign: bool) -> None:
+        """Who owns the record after this write (SF-owner): the assignment rule's owner on any
+        Lead write that does not opt out; a new Lead without an owner goes to the default lead
+        owner (`Sforce-Auto-Assign` TRUE or absent) or to the API user (FALSE); any other new
+        record without one to the API user, who created it."""
+        config = self._config
+        if table.name == "Lead" and auto_assign and config.assignment_rule_owner_id is not None:
+            merged["OwnerId"] = config.assignment_rule_owner_id
+            return
+        mode = config.default_lead_owner
+        owner_field = table.field("OwnerId")
+        if mode == "none" or not created or owner_field is None or merged.get("OwnerId") not in (None, ""):
+            return
+        if table.name == "Lead" and auto_assign:
+            merged["OwnerId"] = config.sf_default_owner_user_id if mode == "user" else config.sf_default_queue_id
+        else:
+            merged["OwnerId"] = config.sf_api_user_id
+
     def _check_reference(self, table: _Table, fname: str, value: Any) -> _Failure | None:
-        target = _REFERENCES.get(fname)
-        if target is None or value is None:
+        fdef = table.field(fname)
+        if fdef is None or fdef.type != "reference" or value is None or value == "":
             return None
         if not isinstance(value, str):
             return _Failure("INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id: {fname}", [fname])
-        if fname == "OwnerId" and value.startswith("00G") and "group" not in self.tables:
-            return None  # a queue: the sandbox keeps no Group rows, so any queue id is accepted
-        owner_table = self.tables.get(target.lower())
-        row = owner_table.get(value) if owner_table is not None else None
-        if row is None:
+        targets = [self.tables[t.lower()] for t in fdef.reference_to if t.lower() in self.tables]
+        if not targets:
+            return None  # a reference to an object the sandbox does not keep (Profile, UserRole)
+        groups = self.tables["group"]
+        if value.startswith(groups.prefix) and "Group" in fdef.reference_to and not groups.rows:
+            return None  # a queue, in an org whose queues the sandbox does not keep: any id passes
+        row = next((r for r in (t.get(value) for t in targets) if r is not None), None)
+        if row is None or (value.startswith(groups.prefix) and fname == "OwnerId" and row.get("Type") != "Queue"):
             return _Failure("INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id: {fname}", [fname])
-        if target == "User" and row.get("IsActive") is False:
+        if fname == "OwnerId" and value.startswith("005") and row.get("IsActive") is False:
             return _Failure(
                 "INACTIVE_OWNER_OR_USER",
                 f"operation performed with inactive user [{value}] as owner of {table.name.lower()}",
@@ -1086,8 +1175,24 @@ class _MultipleChoices(_SfError):
         return self.urls
 
 
-def _writable(table: _Table, name: str) -> bool:
-    return name not in _READ_ONLY and not (name == "Name" and table.name in _COMPOUND_NAME)
+def _check_access(table: _Table, clean: Mapping[str, Any], *, created: bool) -> _Failure | None:
+    """The first field this write may not set: not createable on a create, not updateable on an
+    update (system, formula and read-only fields)."""
+    for name in clean:
+        fdef = table.field(name)
+        if fdef is not None and not (fdef.createable if created else fdef.updateable):
+            return _Failure(
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                f"Unable to create/update fields: {name}. Please check the security settings of "
+                "this field and verify that it is read/write for your profile or permission set.",
+                [name],
+            )
+    return None
+
+
+def _host(request: Request) -> str:
+    """The host the client called (describe answers carry absolute URLs)."""
+    return request.headers.get("host", "127.0.0.1")
 
 
 def _project(row: Mapping[str, Any], fields: str | None) -> dict[str, Any]:
@@ -1101,20 +1206,11 @@ def _full_name(row: Mapping[str, Any]) -> str:
     return " ".join(str(row[k]) for k in ("FirstName", "LastName") if row.get(k))
 
 
-def _field_type(name: str) -> str:
-    if name == "Id" or name.endswith("Id"):
-        return "id" if name == "Id" else "reference"
-    if name.endswith("Date") and name not in ("CloseDate", "ConvertedDate"):
-        return "datetime"
-    if name in ("CloseDate", "ConvertedDate"):
-        return "date"
-    if name.startswith("Is"):
-        return "boolean"
-    if name in ("NumberOfEmployees",):
-        return "int"
-    if name in ("AnnualRevenue", "Amount"):
-        return "currency"
-    return "string"
+def _upsert_key(table: _Table, name: str) -> bool:
+    """Whether a field can key an upsert: `Id`, an external id, or a field a seed brought (the
+    sandbox cannot know how a seed meant it)."""
+    fdef = table.field(name)
+    return fdef is not None and (fdef.name == "Id" or fdef.external_id or name.lower() in table.learned)
 
 
 def _hashable(value: Any) -> Any:
@@ -1185,3 +1281,291 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _SfError(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of the sObject from a non-object")
     return value
+
+
+# ------------------------------------------------------------------ field rules
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_NUMBER_TYPES = frozenset({"int", "double", "currency", "percent"})
+_COUNTRY_MESSAGE = (
+    "There's a problem with this country, even though it may appear correct. "
+    "Please select a country/territory from the list of valid countries.: {label}"
+)
+_STATE_MESSAGE = (
+    "There's a problem with this state, even though it may appear correct. "
+    "Please select a state from the list of valid states.: {label}"
+)
+
+
+def _no_such_column(text: str, unknown: list[str], entity: str) -> str:
+    """The real INVALID_FIELD text of a query (ERR-msgs): the SOQL line, a caret under the first
+    unknown field, its row and column, then the hint."""
+    found: list[tuple[int, str]] = []
+    for name in unknown:
+        match = re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", text)
+        found.append((match.start() if match else len(text), name))
+    position, name = min(found)
+    row = text.count("\n", 0, position) + 1
+    line_start = text.rfind("\n", 0, position) + 1
+    line_end = text.find("\n", position)
+    line = text[line_start : line_end if line_end >= 0 else len(text)]
+    column = position - line_start + 1
+    return (
+        f"\n{line}\n{' ' * (column - 1)}^\nERROR at Row:{row}:Column:{column}\n"
+        f"No such column '{name}' on entity '{entity}'. If you are attempting to use a custom field, be sure "
+        "to append the '__c' after the custom field name. Please reference your WSDL or the describe call for "
+        "the appropriate names."
+    )
+
+
+def _json_token(value: Any) -> str:
+    if isinstance(value, bool):
+        return "VALUE_TRUE" if value else "VALUE_FALSE"
+    if isinstance(value, int):
+        return "VALUE_NUMBER_INT"
+    if isinstance(value, float):
+        return "VALUE_NUMBER_FLOAT"
+    if isinstance(value, list):
+        return "START_ARRAY"
+    if isinstance(value, dict):
+        return "START_OBJECT"
+    return "VALUE_STRING"
+
+
+def _fits_type(fdef: FieldDef, value: Any) -> bool:
+    """Whether Salesforce can read this JSON value into the field (it converts numeric text)."""
+    kind = fdef.type
+    if value is None:
+        return True
+    if isinstance(value, list | dict):
+        return False
+    if fdef.is_text:
+        return True
+    if kind in ("id", "reference"):
+        return isinstance(value, str)
+    if kind == "boolean":
+        return isinstance(value, bool) or (isinstance(value, str) and value.lower() in ("true", "false"))
+    if kind in _NUMBER_TYPES:
+        number = _as_number(value)
+        return number is not None and (kind != "int" or float(number).is_integer())
+    if kind == "date":
+        return isinstance(value, str) and _is_date(value)
+    if kind == "datetime":
+        return isinstance(value, str) and parse_timestamp(value) is not None
+    return True
+
+
+def _as_number(value: Any) -> float | int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if number == number and abs(number) != float("inf") else None
+    return None
+
+
+def _is_date(value: str) -> bool:
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return len(value) == 10
+
+
+def _check_json_types(table: _Table, body: Mapping[str, Any], raw: bytes) -> None:
+    """A value Salesforce cannot read into its field fails the whole request before any record is
+    written: 400 `JSON_PARSER_ERROR` (no `fields`), the shape public threads record. The line and
+    column point at the first occurrence of the field's key in the body (approximately where
+    Salesforce's parser stops)."""
+    for key, value in body.items():
+        fdef = table.field(key) if key != "attributes" else None
+        if fdef is None or _fits_type(fdef, value):
+            continue
+        kind = "double" if fdef.type in ("currency", "percent") else fdef.type
+        token = _json_token(value)
+        text = raw.decode("utf-8", "replace")
+        index = max(0, text.find(f'"{key}"'))
+        line = text.count("\n", 0, index) + 1
+        column = index - (text.rfind("\n", 0, index) + 1) + len(key) + 3
+        where = f"[line:{line}, column:{column}]"
+        if token in ("START_ARRAY", "START_OBJECT"):
+            message = f"Cannot deserialize instance of {kind} from {token} value {where}"
+        else:
+            shown = json.dumps(value) if not isinstance(value, str) else value
+            message = (
+                f"Cannot deserialize instance of {kind} from {token} value {shown} or request may be missing "
+                f"a required field at {where}"
+            )
+        raise _SfError(400, "JSON_PARSER_ERROR", message)
+
+
+def _check_values(
+    table: _Table, clean: Mapping[str, Any], merged: dict[str, Any], *, created: bool
+) -> _Failure | None:
+    """Field values held to their definitions (ERR-msgs): length, restricted picklist, e-mail;
+    numeric and boolean text stored as the value it names; a new record's defaulted picklists
+    (Lead Status) get their default."""
+    if created:
+        for name, default in table.picklist_defaults:
+            if merged.get(name) in (None, ""):
+                merged[name] = default
+    for name, value in clean.items():
+        fdef = table.field(name)
+        if fdef is None or value is None or value == "":
+            continue
+        failure = _check_value(fdef, name, value, merged)
+        if failure is not None:
+            return failure
+    return None
+
+
+def _check_value(fdef: FieldDef, name: str, value: Any, merged: dict[str, Any]) -> _Failure | None:
+    """One non-empty value against its definition; the value as stored goes into `merged`."""
+    if fdef.type in _NUMBER_TYPES and isinstance(value, str):
+        number = float(value)
+        merged[name] = int(number) if fdef.type == "int" else number
+        return None
+    if fdef.type == "boolean" and isinstance(value, str):
+        merged[name] = value.lower() == "true"
+        return None
+    if not fdef.is_text:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value)
+    merged[name] = text
+    if fdef.length and len(text) > fdef.length:
+        return _Failure(
+            "STRING_TOO_LONG", f"{fdef.label}: data value too large: {text} (max length={fdef.length})", [name]
+        )
+    address_code = name in ("CountryCode", "StateCode")  # their own error: see _settle_address
+    if fdef.type == "picklist" and fdef.restricted and not address_code and text not in fdef.active_values():
+        return _Failure(
+            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+            f"{fdef.label}: bad value for restricted picklist field: {text}",
+            [name],
+        )
+    if fdef.type == "email" and not _EMAIL.match(text):
+        return _Failure("INVALID_EMAIL_ADDRESS", f"{fdef.label}: invalid email address: {text}", [name])
+    return None
+
+
+def _codes(table: _Table) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """The org's CountryCode picklist: code → name, lower-cased name → code, codes in order."""
+    field = table.field("CountryCode")
+    values = [p for p in field.picklist if p.active] if field is not None else []
+    ordered = [p.value for p in field.picklist] if field is not None else []
+    return {p.value: p.label for p in values}, {p.label.lower(): p.value for p in values}, ordered
+
+
+def _states_of(table: _Table, country: Any, ordered: list[str]) -> dict[str, str]:
+    """State code → name valid for `country`, read from StateCode's `validFor` bitmaps."""
+    field = table.field("StateCode")
+    if field is None or not isinstance(country, str) or country not in ordered:
+        return {}
+    index = ordered.index(country)
+    return {p.value: p.label for p in field.picklist if p.active and index in controlling_indexes(p.valid_for)}
+
+
+def _settle_address(table: _Table, clean: Mapping[str, Any], merged: dict[str, Any]) -> _Failure | None:
+    """State and Country/Territory picklists (SF-picklists, FI-msgs): `Country`/`State` take
+    integration values only, `CountryCode`/`StateCode` codes only; setting one fills the other;
+    anything else is `FIELD_INTEGRITY_EXCEPTION`. The country is settled first: the states a
+    lead may hold depend on it."""
+    by_code, by_name, ordered = _codes(table)
+    failure = _settle_country(table, clean, merged, by_code, by_name)
+    if failure is not None:
+        return failure
+    return _settle_state(table, clean, merged, _states_of(table, merged.get("CountryCode"), ordered))
+
+
+def _integrity_error(table: _Table, name: str, default_label: str, message: str) -> _Failure:
+    """`FIELD_INTEGRITY_EXCEPTION` on `Country` or `State`, its text naming the field's label."""
+    label = (table.field(name) or FieldDef(name, "string", default_label)).label
+    return _Failure("FIELD_INTEGRITY_EXCEPTION", message.format(label=label), [name])
+
+
+def _settle_country(
+    table: _Table,
+    clean: Mapping[str, Any],
+    merged: dict[str, Any],
+    by_code: Mapping[str, str],
+    by_name: Mapping[str, str],
+) -> _Failure | None:
+    """`CountryCode` and `Country` of the write, checked against the picklist and filled in pairs."""
+    code_value, name_value = clean.get("CountryCode"), clean.get("Country")
+    if code_value not in (None, ""):
+        code = str(code_value).upper()
+        if code not in by_code:
+            return _Failure(
+                "FIELD_INTEGRITY_EXCEPTION",
+                f"The CountryCode field contains {code_value}, which isn't an available country/territory. "
+                "Your administrator can add it for you.",
+                ["CountryCode"],
+            )
+        if name_value not in (None, "") and by_name.get(str(name_value).lower()) != code:
+            return _integrity_error(table, "Country", "Country", _COUNTRY_MESSAGE)
+        merged["CountryCode"], merged["Country"] = code, by_code[code]
+    elif name_value not in (None, ""):
+        named = by_name.get(str(name_value).strip().lower()) if isinstance(name_value, str) else None
+        if named is None:
+            return _integrity_error(table, "Country", "Country", _COUNTRY_MESSAGE)
+        merged["CountryCode"], merged["Country"] = named, by_code[named]
+    elif "Country" in clean or "CountryCode" in clean:
+        merged["CountryCode"] = merged["Country"] = None
+    return None
+
+
+def _settle_state(
+    table: _Table, clean: Mapping[str, Any], merged: dict[str, Any], options: Mapping[str, str]
+) -> _Failure | None:
+    """`StateCode` and `State` of the write among the `options` (code → name) of the lead's
+    country; a state the new country does not have fails too."""
+    state_code, state_name = clean.get("StateCode"), clean.get("State")
+    if state_code not in (None, ""):
+        code = str(state_code).upper()
+        if code not in options:
+            return _Failure(
+                "FIELD_INTEGRITY_EXCEPTION",
+                f"The StateCode field contains {state_code}, which isn't an available state/province. "
+                "Your administrator can add it for you.",
+                ["StateCode"],
+            )
+        merged["StateCode"], merged["State"] = code, options[code]
+    elif state_name not in (None, "") and options:
+        match = next((c for c, n in options.items() if isinstance(state_name, str) and n.lower() == state_name.lower()),
+                     None)  # fmt: skip
+        if match is None:
+            return _integrity_error(table, "State", "State/Province", _STATE_MESSAGE)
+        merged["StateCode"], merged["State"] = match, options[match]
+    elif "State" in clean or "StateCode" in clean:
+        if state_name in (None, ""):
+            merged["StateCode"] = merged["State"] = None
+    elif merged.get("StateCode") not in (None, "") and merged.get("StateCode") not in options:
+        return _integrity_error(table, "State", "State/Province", _STATE_MESSAGE)  # the country moved away
+    return None
+
+
+def _fill_address(row: dict[str, Any]) -> None:
+    """A seeded or web-to-lead Lead in an org with the picklists on: a recognised integration
+    value fills its code and a code fills its integration value (nothing is refused: seeds are
+    not validated)."""
+    country = row.get("Country")
+    code = row.get("CountryCode")
+    if isinstance(code, str) and code and not country:
+        found = country_by_code(code)
+        if found is not None:
+            row["Country"] = found[1]
+    elif isinstance(country, str) and country and not code:
+        found = country_by_name(country)
+        if found is not None:
+            row["CountryCode"] = found[0]
+    options = state_options(row.get("CountryCode"))
+    state, state_code = row.get("State"), row.get("StateCode")
+    if isinstance(state_code, str) and state_code in options and not state:
+        row["State"] = options[state_code]
+    elif isinstance(state, str) and state and not state_code:
+        row["StateCode"] = next((c for c, n in options.items() if n.lower() == state.lower()), None)

@@ -11,7 +11,9 @@ never logged):
                                       "next": N'}
     GET  /_sandbox/counters          {"vitally": {"GET /resources/accounts": n}, "salesforce": {...}}
     POST /_sandbox/reset             clear call log and counters
-    GET|POST /_sandbox/config        read / change SandboxConfig fields ({"latency_ms": 5, ...})
+    GET|POST /_sandbox/config        read / change SandboxConfig fields ({"latency_ms": 5, ...}, {"real_org":
+                                     true}, {"sf_schema": {...}}); the answer's `effective` resolves
+                                     the switches that follow `real_org`
     GET|POST|DELETE /_sandbox/faults {"method","path_prefix","kind","status","count" | "share"+"random_seed",
                                       "reset_seconds"}
     GET|POST|DELETE /_sandbox/record_errors  {"object","code","count","match"?,"message"?}
@@ -20,17 +22,26 @@ never logged):
     GET|POST /_sandbox/clock         {"now": iso} | {"advance_seconds": s} | {"real": true}
     GET  /_sandbox/state             the whole state, in the seed format
     POST /_sandbox/simulate          {"steps": 1, "random_seed": S}: MRR changes, signups, inbound leads
-    POST /_sandbox/load              a seed ({"vitally": {...}, "salesforce": {...}}): records added, or
-                                     replaced by id, as `load()` does
+    POST /_sandbox/load              a seed ({"vitally": {...}, "salesforce": {...}, "config"?: {...}}):
+                                     settings applied, then records added or replaced by id, as
+                                     `load()` does
 
-Fault kinds: `status` answers with the status (429 with `RateLimit-Reset`), `timeout`
-waits `fault_timeout_s` then closes without answering, `reset` closes the socket at
-once with a TCP reset, `drop_response` applies the request and then closes without
-answering (the write took effect but the client never hears so).
+Fault kinds: `status` answers with the status and the service's JSON error body (429 with
+`RateLimit-Reset`), `empty` with the status and no body at all (Salesforce's 406), `html`
+with the status and an HTML page (420: Salesforce Edge's "We are setting things up" page;
+any other status, 200 included: a maintenance page), `timeout` waits `fault_timeout_s`
+then closes without answering, `reset` closes the socket at once with a TCP reset,
+`drop_response` applies the request and then closes without answering (the write took
+effect but the client never hears so).
+
+    GET|POST /_sandbox/playbooks     pending delayed Playbook runs | {"run": "due" | "all"}: run them
+    POST /_sandbox/segments          {"account", "segment", "present": true|false}: a person adds or
+                                     removes a segment in the Vitally app
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
@@ -60,16 +71,33 @@ from sandbox.store import (
     parse_timestamp,
     vitally_timestamp,
 )
-from sandbox.vitally import VitallyService
+from sandbox.vitally import VitallyService, rate_limit_value
 
 __all__ = ["ControlError", "FaultKind", "Sandbox", "SandboxConfig", "serve"]
 
 _log = logging.getLogger(__name__)
 
 _System = Literal["vitally", "salesforce"]
-FaultKind = Literal["status", "timeout", "reset", "drop_response"]
+FaultKind = Literal["status", "empty", "html", "timeout", "reset", "drop_response"]
 """What an injected fault does (`Sandbox.add_fault`)."""
-_FAULT_KINDS: tuple[FaultKind, ...] = ("status", "timeout", "reset", "drop_response")
+_FAULT_KINDS: tuple[FaultKind, ...] = ("status", "empty", "html", "timeout", "reset", "drop_response")
+_REPLYING_KINDS = ("status", "empty", "html")
+# Salesforce's Edge answers 420 with this page while an org is being set up: the sentence is
+# quoted by Airbyte's source-salesforce (AB-sf-retry in tests/fixtures/real/SOURCES.md); the
+# markup around it is ours.
+_EDGE_PAGE = (
+    "<!DOCTYPE html>\n<html>\n<head><meta http-equiv=\"refresh\" content=\"30\"><title>Salesforce</title></head>\n"
+    "<body>\n<p>We are setting things up. This process can take a few minutes. This page will auto-refresh when "
+    "ready. If it takes too long, please contact support or visit our <a href=\"https://status.salesforce.com\">"
+    "status page</a> for more information.</p>\n</body>\n</html>\n"
+)
+# A maintenance or proxy page: what a load balancer answers when the service behind it is down
+# (our wording; no source records one verbatim).
+_MAINTENANCE_PAGE = (
+    "<!DOCTYPE html>\n<html>\n<head><title>Service Unavailable</title></head>\n<body>\n"
+    "<h1>Down for maintenance</h1>\n<p>We are performing scheduled maintenance and will be back shortly.</p>\n"
+    "</body>\n</html>\n"
+)
 _Action = Literal["reply", "timeout", "reset", "drop"]
 _CALL_LOG_MAX = 200_000
 # How often the accept loop notices stop(): short, because every test fixture stops a sandbox.
@@ -168,8 +196,12 @@ class Sandbox:
     # ------------------------------------------------------------- lifecycle
 
     def load(self, seed: Mapping[str, Any]) -> None:
-        """Add a seed's records (`{"vitally": {...}, "salesforce": {...}}`; other keys ignored)."""
+        """Add a seed's records (`{"vitally": {...}, "salesforce": {...}}`); a seed's `config`
+        (SandboxConfig settings, e.g. `real_org` or the org's `sf_schema`) is applied first, so
+        that the records land in the org it describes. Other keys are ignored."""
         with self._lock:
+            if seed.get("config"):
+                self.configure(seed["config"])
             self._vitally.load(seed.get("vitally") or {})
             self._salesforce.load(seed.get("salesforce") or {})
 
@@ -353,6 +385,25 @@ class Sandbox:
         """The sandbox clock's current time."""
         return self._clock.now()
 
+    def run_playbooks(self, *, everything: bool = False) -> int:
+        """Run the delayed Vitally Playbook runs that are due on the sandbox clock (or all of
+        them); returns how many accounts they processed."""
+        with self._lock:
+            return self._vitally.run_due_playbooks(everything=everything)
+
+    def pending_playbooks(self) -> list[dict[str, str]]:
+        """Delayed Playbook runs not yet due: `{accountId, due}`."""
+        with self._lock:
+            return self._vitally.pending_playbooks()
+
+    def set_segment(self, account: str, segment: str, *, present: bool = True) -> dict[str, Any]:
+        """A person adds (or removes) `segment` on `account` in the Vitally app; returns the account."""
+        with self._lock:
+            try:
+                return copy.deepcopy(self._vitally.set_segment(account, segment, present=present))
+            except KeyError:
+                raise ControlError(f"account: no account {account!r}") from None
+
     def set_clock(
         self, now: datetime | None = None, *, advance_seconds: float | None = None, real: bool = False
     ) -> datetime:
@@ -402,6 +453,7 @@ class Sandbox:
                     now=self._clock.now(),
                     malformed_share=0.0,
                     id_offset=len(self._vitally.accounts.by_id),
+                    real_org=self._config.real_org,
                 )
                 added_accounts, added_users = self._vitally.add_generated(book.get("vitally") or {})
                 totals["new_accounts"] += added_accounts
@@ -414,7 +466,8 @@ class Sandbox:
         five accounts, hence the larger book); leads pointing at accounts we lack lose the link."""
         wanted = rng.randint(1, 3)
         book = generator.generate_book(
-            10 * wanted, seed=rng.randrange(2**31), now=self._clock.now(), malformed_share=0.0
+            10 * wanted, seed=rng.randrange(2**31), now=self._clock.now(), malformed_share=0.0,
+            real_org=self._config.real_org,
         )
         leads = []
         for lead in list((book.get("salesforce") or {}).get("Lead") or [])[:wanted]:
@@ -437,10 +490,10 @@ class Sandbox:
         if latency:
             time.sleep(latency / 1000)
         if fault is not None and fault.kind != "drop_response":
-            reply = self._fault_reply(system, fault) if fault.kind == "status" else None
+            reply = self._fault_reply(system, fault) if fault.kind in _REPLYING_KINDS else None
             with self._lock:
                 self._record(system, request, template, reply.status if reply else 0, fault.kind)
-            action: _Action = "reply" if fault.kind == "status" else fault.kind
+            action: _Action = "reply" if reply is not None else ("timeout" if fault.kind == "timeout" else "reset")
             return action, reply
         with self._lock:
             service = self._vitally if system == "vitally" else self._salesforce
@@ -467,13 +520,22 @@ class Sandbox:
             headers["RateLimit-Reset"] = str(fault.reset_seconds)
         if system == "vitally":
             if fault.status == 429:
-                headers["RateLimit-Limit"] = str(self._config.vitally_rate_limit)
+                headers["RateLimit-Limit"] = rate_limit_value(
+                    self._config.vitally_rate_limit, self._config.vitally_rate_window_s
+                )
                 headers["RateLimit-Remaining"] = "0"
+        else:
+            with self._lock:
+                headers["Sforce-Limit-Info"] = self._salesforce.limit_header()
+        if fault.kind == "empty":
+            return Reply.raw(fault.status, b"", "", headers)
+        if fault.kind == "html":
+            page = _EDGE_PAGE if fault.status == 420 else _MAINTENANCE_PAGE
+            return Reply.raw(fault.status, page.encode(), "text/html;charset=UTF-8", headers)
+        if system == "vitally":
             return Reply(fault.status, {"statusCode": fault.status, "message": phrase}, headers)
-        with self._lock:
-            headers["Sforce-Limit-Info"] = self._salesforce.limit_header()
         code = _SF_STATUS_CODES.get(fault.status, "UNKNOWN_EXCEPTION")
-        return Reply(fault.status, [{"message": phrase, "errorCode": code, "fields": []}], headers)
+        return Reply(fault.status, [{"message": phrase, "errorCode": code}], headers)
 
     def _record(self, system: _System, request: Request, template: str, status: int, fault: str | None) -> None:
         entry: dict[str, Any] = {
@@ -539,6 +601,9 @@ class Sandbox:
             ("POST", "clock"): lambda _, payload: self._clock_json(payload),
             ("GET", "state"): lambda *_: Reply(200, self.state()),
             ("POST", "load"): lambda _, payload: Reply(200, self._load_json(payload)),
+            ("GET", "playbooks"): lambda *_: Reply(200, {"pending": self.pending_playbooks()}),
+            ("POST", "playbooks"): lambda _, payload: Reply(200, self._playbooks_json(payload)),
+            ("POST", "segments"): lambda _, payload: Reply(200, self._segments_json(payload)),
             ("POST", "simulate"): lambda _, payload: Reply(200, self._simulate_json(payload)),
         }
 
@@ -555,6 +620,22 @@ class Sandbox:
         if payload is not None:
             self._set_clock_json(payload)
         return Reply(200, {"now": vitally_timestamp(self._clock.now()), "fixed": self._clock.is_fixed()})
+
+    def _playbooks_json(self, payload: dict[str, Any]) -> dict[str, int]:
+        """Run the delayed Playbook runs that are due (`{"run": "due"}`, the default) or all of them."""
+        which = payload.get("run", "due")
+        if which not in ("due", "all"):
+            raise ControlError('run: expected "due" or "all"')
+        return {"ran": self.run_playbooks(everything=which == "all")}
+
+    def _segments_json(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A person adds or removes a segment: `{"account", "segment", "present": true | false}`."""
+        account, segment, present = payload.get("account"), payload.get("segment"), payload.get("present", True)
+        if not isinstance(account, str) or not isinstance(segment, str) or not segment:
+            raise ControlError("account and segment: expected strings")
+        if not isinstance(present, bool):
+            raise ControlError("present: expected true or false")
+        return self.set_segment(account, segment, present=present)
 
     def _simulate_json(self, payload: dict[str, Any]) -> dict[str, Any]:
         steps, seed = payload.get("steps", 1), payload.get("random_seed", 0)
@@ -593,11 +674,18 @@ class Sandbox:
 
     def _load_json(self, seed: dict[str, Any]) -> dict[str, dict[str, int]]:
         """`load()` over HTTP, after checking the seed's shape; answers how many records each list held."""
-        unknown = sorted(set(seed) - {"vitally", "salesforce"})
+        unknown = sorted(set(seed) - {"vitally", "salesforce", "config"})
         if unknown:
             raise ControlError(f"unknown seed keys: {', '.join(unknown)}")
+        config = seed.get("config")
+        if config is not None:
+            if not isinstance(config, dict):
+                raise ControlError("config: expected an object of SandboxConfig settings")
+            self._config.updated(config)  # every bad setting is refused before any record lands
         counts: dict[str, dict[str, int]] = {}
         for system, section in seed.items():
+            if system == "config":
+                continue
             if not isinstance(section, dict) or not all(
                 isinstance(rows, list) and all(isinstance(row, dict) for row in rows) for rows in section.values()
             ):
@@ -775,7 +863,8 @@ class _Handler(BaseHTTPRequestHandler):
             f"Server: {self.server_version}",
         ]
         if reply.status not in (204, 304):
-            lines.append("Content-Type: application/json;charset=UTF-8")
+            if payload:
+                lines.append(f"Content-Type: {reply.content_type}")
             lines.append(f"Content-Length: {len(payload)}")
         lines.extend(f"{k}: {v}" for k, v in reply.headers.items())
         if self.close_connection:

@@ -413,10 +413,12 @@ class _Parser:
             raise self.unexpected(tok)
         return tok
 
-    def name(self) -> str:
-        """A field or object name."""
+    def name(self, *, sobject: bool = False) -> str:
+        """A field or object name. `Group` (the queues' object) is a name after FROM although
+        GROUP is a reserved word elsewhere, as in real SOQL."""
         tok = self.take()
-        if tok.kind != "ident" or ":" in tok.text or tok.text.upper() in _RESERVED:
+        reserved = tok.text.upper() in _RESERVED and not (sobject and tok.text.upper() == "GROUP")
+        if tok.kind != "ident" or ":" in tok.text or reserved:
             raise self.unexpected(tok)
         if "." in tok.text:
             raise SoqlError("relationship queries are not supported", tok.pos)
@@ -426,7 +428,7 @@ class _Parser:
         self.expect_keyword("SELECT")
         fields, is_count = self.select_list()
         self.expect_keyword("FROM")
-        sobject = self.name()
+        sobject = self.name(sobject=True)
 
         where: _Condition | None = None
         if self.is_keyword(self.peek(), "WHERE"):

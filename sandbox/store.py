@@ -6,16 +6,23 @@ Nothing here knows about Vitally or Salesforce wire formats; `vitally.py` and
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final, Literal
+
+from sandbox.schema import check_overrides
 
 __all__ = [
+    "API_USER_ID",
+    "DEFAULT_OWNER_USER_ID",
     "DEFAULT_PLAYBOOKS",
+    "INBOUND_QUEUE_ID",
+    "REAL_ORG",
     "Clock",
     "ControlError",
     "Reply",
@@ -80,6 +87,27 @@ def raw_json_tokens(value: Any) -> Any:
     return value
 
 
+# The org's own principals (case-safe 18-character ids): the integration user the API calls run
+# as, the default lead owner of Lead Settings when it is a user, and the inbound queue.
+API_USER_ID: Final = "0058d000000APIUAA4"
+DEFAULT_OWNER_USER_ID: Final = "0058d000000OWNRAA4"
+INBOUND_QUEUE_ID: Final = "00G8d000000QUEUEA4"
+
+LeadOwnerMode = Literal["none", "user", "queue"]
+PlaybookMode = Literal["in_put", "delayed"]
+
+# What each switch that follows `real_org` resolves to: (default, real org). A default differs
+# from the real org only where today's product still fails against the real behaviour (issue 14);
+# the product's suite passes with the other two already real.
+REAL_ORG: Final[Mapping[str, tuple[Any, Any]]] = {
+    "sf_enforce_schema": (True, True),
+    "sf_default_lead_owner": ("none", "user"),
+    "sf_state_country_picklists": (False, True),
+    "vitally_playbooks": ("in_put", "delayed"),
+    "vitally_segment_links": (True, True),
+}
+
+
 class ControlError(Exception):
     """A control call (Python method or `/_sandbox/` endpoint) was given bad input.
 
@@ -93,9 +121,14 @@ class ControlError(Exception):
 
 @dataclass(frozen=True)
 class SandboxConfig:
-    """Every knob of the sandbox; the defaults imitate the real services.
+    """Every knob of the sandbox.
 
-    `None` for a credential means "accept any non-empty value".
+    `None` for a credential means "accept any non-empty value". The switches listed in `REAL_ORG`
+    are `None` by default, which means "as `real_org` says": the default of `REAL_ORG` (what the
+    product's test suite still needs) unless `real_org` is on, when each behaves as a real org
+    and workspace do. Setting one explicitly overrides `real_org` for that switch alone; read the
+    resolved value through the property of the same name without its prefix (`enforce_schema`,
+    `default_lead_owner`, `state_country_picklists`, `playbooks_delayed`, `segment_links`).
     """
 
     latency_ms: float = 0.0
@@ -116,8 +149,57 @@ class SandboxConfig:
     """When set, Lead writes without `Sforce-Auto-Assign: FALSE` get this OwnerId."""
     sf_strict_fields: bool = True
     """Reject fields the object's schema does not know (`INVALID_FIELD`), as a real org does."""
-    sf_unique_fields: tuple[tuple[str, str], ...] = (("Lead", "Sync_Key__c"),)
-    """(object, field) pairs declared unique external ids: writes that would duplicate fail."""
+    real_org: bool = False
+    """Every switch below that is left `None` behaves as a real org and workspace do."""
+    sf_enforce_schema: bool | None = None
+    """Hold writes to the field definitions: lengths (`STRING_TOO_LONG`), restricted picklists,
+    JSON types (`JSON_PARSER_ERROR`), e-mail format, non-nillable fields, picklist defaults."""
+    sf_default_lead_owner: LeadOwnerMode | None = None
+    """Who owns a lead created without `OwnerId`: `none` leaves it empty (never so in a real
+    org); `user` / `queue` is the org's default lead owner (`sf_default_owner_user_id` /
+    `sf_default_queue_id`), with `Sforce-Auto-Assign: FALSE` the API user."""
+    sf_api_user_id: str = API_USER_ID
+    sf_default_owner_user_id: str = DEFAULT_OWNER_USER_ID
+    sf_default_queue_id: str = INBOUND_QUEUE_ID
+    sf_state_country_picklists: bool | None = None
+    """State and Country/Territory picklists: `CountryCode`/`StateCode` exist and `Country`/`State`
+    take only integration values (`FIELD_INTEGRITY_EXCEPTION` otherwise)."""
+    sf_schema: Mapping[str, Any] = field(default_factory=dict)
+    """The org's differences from the standard field tables (see `sandbox.schema`)."""
+    vitally_playbooks: PlaybookMode | None = None
+    """`in_put`: segments follow traits inside the PUT; `delayed`: Playbooks run
+    `vitally_playbook_delay_s` (sandbox clock) after a trait write, as Vitally's hourly runs do."""
+    vitally_playbook_delay_s: float = 3600.0
+    vitally_segment_links: bool | None = None
+    """Each segment membership remembers who added it; a Playbook removes only its own."""
+
+    def _resolved(self, name: str) -> Any:
+        value = getattr(self, name)
+        if value is not None:
+            return value
+        legacy, real = REAL_ORG[name]
+        return real if self.real_org else legacy
+
+    @property
+    def enforce_schema(self) -> bool:
+        return bool(self._resolved("sf_enforce_schema"))
+
+    @property
+    def default_lead_owner(self) -> LeadOwnerMode:
+        mode: LeadOwnerMode = self._resolved("sf_default_lead_owner")
+        return mode
+
+    @property
+    def state_country_picklists(self) -> bool:
+        return bool(self._resolved("sf_state_country_picklists"))
+
+    @property
+    def playbooks_delayed(self) -> bool:
+        return bool(self._resolved("vitally_playbooks") == "delayed")
+
+    @property
+    def segment_links(self) -> bool:
+        return bool(self._resolved("vitally_segment_links"))
 
     def updated(self, changes: Mapping[str, Any]) -> SandboxConfig:
         """Return a copy with `changes` (JSON-ish values) applied.
@@ -146,7 +228,8 @@ class SandboxConfig:
             if out[key] is not None:
                 out[key] = "***"  # the control API shows that a credential is set, never its value
         out["playbooks"] = [list(p) for p in self.playbooks]
-        out["sf_unique_fields"] = [list(p) for p in self.sf_unique_fields]
+        out["sf_schema"] = copy.deepcopy(dict(self.sf_schema))
+        out["effective"] = {name: self._resolved(name) for name in REAL_ORG}
         return out
 
 
@@ -158,41 +241,97 @@ _OPTIONAL_STR = {
     "assignment_rule_owner_id",
 }
 _SECRETS = ("vitally_api_key", "sf_token", "sf_client_secret")
-_NUMBERS = {"latency_ms", "fault_timeout_s", "vitally_rate_window_s"}
+_NUMBERS = {"latency_ms", "fault_timeout_s", "vitally_rate_window_s", "vitally_playbook_delay_s"}
 _INTS = {"vitally_rate_limit", "sf_daily_quota", "sf_page_size"}
-_PAIRS = {"playbooks", "sf_unique_fields"}
+_PAIRS = {"playbooks"}
+_BOOLS = {"sf_strict_fields", "real_org"}
+_SWITCH_BOOLS = {"sf_enforce_schema", "sf_state_country_picklists", "vitally_segment_links"}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "sf_default_lead_owner": ("none", "user", "queue"),
+    "vitally_playbooks": ("in_put", "delayed"),
+}
+_IDS = {"sf_api_user_id": "005", "sf_default_owner_user_id": "005", "sf_default_queue_id": "00G"}
 
 
 def _coerce(key: str, value: Any) -> Any:
     """Check one setting's JSON value and convert it to the dataclass field's type."""
-    if key in _OPTIONAL_STR:
-        if value is None or (isinstance(value, str) and value):
-            return value
-        raise TypeError("expected a non-empty string or null")
-    if key in _NUMBERS:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise TypeError("expected a number >= 0")
-        return float(value)
-    if key in _INTS:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise TypeError("expected an integer >= 1")
-        return value
-    if key == "sf_strict_fields":
-        if not isinstance(value, bool):
-            raise TypeError("expected true or false")
-        return value
-    if key in _PAIRS:
-        return _pairs(value)
-    raise ValueError("not settable")  # pragma: no cover - every field is listed above
+    for keys, check in _CHECKS:
+        if key in keys:
+            return check(key, value)
+    raise ValueError("not settable")  # pragma: no cover - every field is listed in _CHECKS
 
 
-def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
-    """A list of [string, string] pairs (`playbooks`, `sf_unique_fields`)."""
+def _optional_str(key: str, value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise TypeError("expected a non-empty string or null")
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise TypeError("expected a number >= 0")
+    return float(value)
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TypeError("expected an integer >= 1")
+    return value
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("expected true or false")
+    return value
+
+
+def _switch_bool(key: str, value: Any) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise TypeError("expected true, false or null (null: as real_org says)")
+    return value
+
+
+def _choice(key: str, value: Any) -> str | None:
+    if value is not None and value not in _CHOICES[key]:
+        raise TypeError(f"expected one of {', '.join(_CHOICES[key])} or null (null: as real_org says)")
+    return None if value is None else str(value)
+
+
+def _org_id(key: str, value: Any) -> str:
+    prefix = _IDS[key]
+    if not isinstance(value, str) or len(value) not in (15, 18) or not value.startswith(prefix):
+        raise TypeError(f"expected a 15- or 18-character id starting {prefix}")
+    return value
+
+
+def _schema(key: str, value: Any) -> dict[str, Any]:
+    problems = check_overrides(value)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return copy.deepcopy(dict(value))
+
+
+def _pairs(key: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """A list of [string, string] pairs (`playbooks`)."""
     if not isinstance(value, list | tuple) or not all(
         isinstance(p, list | tuple) and len(p) == 2 and all(isinstance(s, str) and s for s in p) for p in value
     ):
         raise TypeError("expected a list of [string, string] pairs")
     return tuple((str(a), str(b)) for a, b in value)
+
+
+# Which check each settable field goes through (a field in no set is not settable).
+_CHECKS: tuple[tuple[Collection[str], Callable[[str, Any], Any]], ...] = (
+    (_OPTIONAL_STR, _optional_str),
+    (_NUMBERS, _number),
+    (_INTS, _positive_int),
+    (_BOOLS, _bool),
+    (_SWITCH_BOOLS, _switch_bool),
+    (_CHOICES, _choice),
+    (_IDS, _org_id),
+    ({"sf_schema"}, _schema),
+    (_PAIRS, _pairs),
+)
 
 
 @dataclass(frozen=True)
@@ -216,13 +355,20 @@ class Reply:
     """What a service answers: status, a JSON-able body (None = no body) and extra headers.
 
     A service's body may share objects with its live state (copying every record read
-    would halve throughput); `encode()` must therefore run under the server lock.
+    would halve throughput); `encode()` must therefore run under the server lock. A reply
+    built with `Reply.raw` carries bytes of its own content type (an HTML page) instead.
     """
 
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     _payload: bytes | None = None
+    content_type: str = "application/json;charset=UTF-8"
+
+    @classmethod
+    def raw(cls, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None) -> Reply:
+        """A reply whose body is `payload` as is (empty: no body at all, not even JSON)."""
+        return cls(status, None, dict(headers or {}), payload, content_type)
 
     def encode(self) -> bytes:
         """The body as compact JSON bytes (empty for no body); computed once."""

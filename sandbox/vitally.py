@@ -1,10 +1,13 @@
 """The Vitally half of the sandbox: accounts, users, tasks and notes under `/resources/`.
 
-Imitates what the connectors rely on, as Vitally's REST API documents it (README, "The sandbox"): keyset
-pagination newest-first with opaque cursors, traits merged by PUT with `null`
-deleting, read-only segments driven by emulated Playbooks, tasks and notes
-upserted on `externalId`, Basic auth with the key as user name, and a sliding
-window rate limit whose state every response reports in `RateLimit-*` headers.
+Imitates what the connectors rely on (Vitally's REST docs, cited in
+tests/fixtures/real/SOURCES.md): keyset pagination newest-first with opaque cursors,
+`status` filtering churned accounts out of default reads, traits merged by PUT with
+`null` deleting, read-only segments driven by emulated Playbooks (inside the PUT, or
+later on the sandbox clock as Vitally's hourly runs, with each membership remembering
+who added it), tasks and notes upserted on `externalId`, Basic auth with the key as user
+name, and a sliding window rate limit whose state every response reports in `RateLimit-*`
+headers, `RateLimit-Limit` in Vitally's own format (`1000, 1000;window=60`).
 
 Not thread-safe: the server calls `handle` and the other methods under its lock,
 except `admit`, which guards the rate limiter with its own lock.
@@ -16,6 +19,7 @@ import base64
 import binascii
 import bisect
 import copy
+import heapq
 import json
 import math
 import re
@@ -23,6 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from sandbox.store import (
@@ -35,13 +40,31 @@ from sandbox.store import (
     vitally_timestamp,
 )
 
-__all__ = ["VitallyService", "segment_id"]
+__all__ = ["VitallyService", "rate_limit_value", "segment_id"]
 
 _MAX_LIMIT = 100
 _STATUSES = ("active", "churned", "activeOrChurned")
 _SORTS = ("updatedAt", "createdAt")
-_TASK_FIELDS = ("name", "description", "dueDate", "assignedToId", "tags", "completedAt", "type")
+# The documented writable task attributes (V-tasks); anything else in a POST is ignored.
+_TASK_FIELDS = (
+    "name", "description", "dueDate", "assignedToId", "completedById", "completedAt", "categoryId", "tags",
+    "traits", "organizationId",
+)  # fmt: skip
+# What every task answer carries (V-tasks' object table), null or empty until set.
+_TASK_DEFAULTS: Mapping[str, Any] = {
+    "organizationId": None, "description": None, "createdById": None, "assignedToId": None,
+    "completedById": None, "categoryId": None, "dueDate": None, "completedAt": None, "projects": [],
+    "tags": [], "archivedAt": None, "traits": {},
+}  # fmt: skip
 _NOTE_FIELDS = ("note", "noteDate", "subject", "authorId", "categoryId", "tags")
+# Owner attributes of an account (V-accounts): Vitally user ids, edited in the app only.
+_OWNER_FIELDS = ("accountOwnerId", "csmId", "accountExecutiveId")
+
+
+def rate_limit_value(limit: int, window_s: float) -> str:
+    """`RateLimit-Limit` as Vitally sends it (V-overview): `1000, 1000;window=60`."""
+    window = int(window_s) if float(window_s).is_integer() else window_s
+    return f"{limit}, {limit};window={window}"
 
 
 def segment_id(name: str) -> str:
@@ -115,15 +138,25 @@ class VitallyService:
         self._next_id = 1
         self._rate_lock = threading.Lock()
         self._windows: dict[str, deque[float]] = {}
+        # Delayed Playbook runs: (when, account id), and the earliest pending run per account.
+        self._runs: list[tuple[datetime, str]] = []
+        self._due: dict[str, datetime] = {}
+        # Segment memberships by who added them: account id → segment names.
+        self._by_playbook: dict[str, set[str]] = {}
+        self._by_person: dict[str, set[str]] = {}
 
     # ----------------------------------------------------------------- seeding
 
     def load(self, seed: Mapping[str, Any]) -> None:
-        """Add the records of a seed's `vitally` section, then run the Playbooks.
+        """Add the records of a seed's `vitally` section, then run the Playbooks (a seed is a
+        settled workspace: its Playbooks have run, whatever their delay).
 
         Timestamps that parse are rewritten in Vitally's canonical spelling (so they
         sort correctly); ones that do not are kept verbatim, as a malformed record.
+        With segment links on, a seeded segment was added by a person unless the seed's
+        `segment_links` (as `snapshot` writes it) says a Playbook added it.
         """
+        links = _seed_links(seed.get("segment_links") or [])
         now = vitally_timestamp(self.clock.now())
         for name, coll in (
             ("accounts", self.accounts),
@@ -132,7 +165,7 @@ class VitallyService:
             ("notes", self.notes),
         ):
             for raw in seed.get(name) or []:
-                coll.put(self._seeded(name, raw, now))
+                coll.put(self._seeded(name, raw, now, links))
         members: dict[str, int] | None = None
         for account in self.accounts.by_id.values():
             if "usersCount" not in account:
@@ -141,9 +174,12 @@ class VitallyService:
             self._run_playbooks(account)
         self.accounts.touched()
 
-    def _seeded(self, name: str, raw: Mapping[str, Any], now: str) -> dict[str, Any]:
+    def _seeded(
+        self, name: str, raw: Mapping[str, Any], now: str, links: Mapping[str, Mapping[str, set[str]]]
+    ) -> dict[str, Any]:
         """A seed record of collection `name` as stored: an id, both timestamps, and an account's
-        traits, segments, key roles and churn date when the seed leaves them out."""
+        traits, segments, key roles, churn date and owner ids when the seed leaves them out (its
+        segments linked to who added them, from `links`)."""
         record: dict[str, Any] = raw_json_tokens(copy.deepcopy(dict(raw)))
         record["id"] = str(record["id"]) if record.get("id") else self._new_id(name[:-1])
         for key in ("createdAt", "updatedAt"):
@@ -157,6 +193,9 @@ class VitallyService:
             record.setdefault("segments", [])
             record.setdefault("keyRoles", [])
             record.setdefault("churnedAt", None)
+            for key in _OWNER_FIELDS:
+                record.setdefault(key, None)
+            self._link_seeded(record, links)
         return record
 
     def _members(self) -> dict[str, int]:
@@ -174,32 +213,140 @@ class VitallyService:
             if not any(candidate in c.by_id for c in (self.accounts, self.users, self.tasks, self.notes)):
                 return candidate
 
+    def _link_seeded(self, record: dict[str, Any], links: Mapping[str, Mapping[str, set[str]]]) -> None:
+        """Who added each segment of a seeded account (replacing what was known of it)."""
+        segments = record.get("segments")
+        items = segments if isinstance(segments, list) else []  # a malformed seed keeps its shape
+        names = {s["name"] for s in items if isinstance(s, dict) and isinstance(s.get("name"), str)}
+        given = links.get(record["id"])
+        if given is not None:
+            self._by_playbook[record["id"]] = set(given.get("playbook", set())) & names
+            self._by_person[record["id"]] = set(given.get("person", set())) & names
+            self._by_person[record["id"]] |= names - self._by_playbook[record["id"]]
+            return
+        self._by_playbook.pop(record["id"], None)
+        self._by_person[record["id"]] = names
+
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
-        """Every record, in the seed format (deep copies)."""
-        return {
+        """Every record, in the seed format (deep copies); with segment links on, also
+        `segment_links`: `{accountId, segment, addedBy: "playbook" | "person"}` per membership."""
+        self.run_due_playbooks()
+        out = {
             "accounts": copy.deepcopy(list(self.accounts.by_id.values())),
             "users": copy.deepcopy(list(self.users.by_id.values())),
             "tasks": copy.deepcopy(list(self.tasks.by_id.values())),
             "notes": copy.deepcopy(list(self.notes.by_id.values())),
         }
+        if self.config.segment_links:
+            out["segment_links"] = [
+                {"accountId": account_id, "segment": name, "addedBy": by}
+                for by, held in (("playbook", self._by_playbook), ("person", self._by_person))
+                for account_id, names in sorted(held.items())
+                for name in sorted(names)
+            ]
+        return out
 
     # --------------------------------------------------------------- playbooks
 
-    def _run_playbooks(self, account: dict[str, Any]) -> None:
-        """Segment S holds the account iff its Playbook trait is exactly `true`.
+    def _run_playbooks(self, account: dict[str, Any]) -> bool:
+        """Segment S holds the account while its Playbook trait is exactly `true`; returns whether
+        the segments changed.
 
-        Only the Playbook-managed segments move; hand-set ones (AM referral…) stay.
+        Legacy (segment links off): only the Playbook-managed segments move, by name, whoever
+        added them. With links (V-segments): a Playbook adds its own link and removes only that
+        link; a segment stays while a person's link holds it.
         """
         traits = account.get("traits") or {}
-        segments: list[dict[str, Any]] = list(account.get("segments") or [])
+        current = account.get("segments")
+        if not isinstance(traits, dict) or not isinstance(current, list | None):
+            return False  # a malformed seed record keeps its shape (the reader must report it)
+        segments: list[dict[str, Any]] = list(current or [])
+        before = [s.get("name") if isinstance(s, dict) else s for s in segments]
+        links = self.config.segment_links
+        ours = self._by_playbook.setdefault(account["id"], set()) if links else set()
+        people = self._by_person.get(account["id"], set())
         for name, trait in self.config.playbooks:
             present = any(isinstance(s, dict) and s.get("name") == name for s in segments)
             wanted = traits.get(trait) is True
+            if links:
+                if wanted:
+                    ours.add(name)
+                else:
+                    ours.discard(name)
+                wanted = wanted or name in people
             if wanted and not present:
                 segments.append({"id": segment_id(name), "name": name})
             elif present and not wanted:
                 segments = [s for s in segments if not (isinstance(s, dict) and s.get("name") == name)]
         account["segments"] = segments
+        return before != [s.get("name") if isinstance(s, dict) else s for s in segments]
+
+    def _schedule_playbooks(self, account: dict[str, Any]) -> None:
+        """After a trait write: run the Playbooks now (legacy) or once the delay has passed."""
+        if not self.config.playbooks_delayed:
+            self._run_playbooks(account)
+            return
+        account_id = account["id"]
+        if account_id in self._due:
+            return  # the pending run will read the traits as they are then
+        when = self.clock.now() + timedelta(seconds=self.config.vitally_playbook_delay_s)
+        self._due[account_id] = when
+        heapq.heappush(self._runs, (when, account_id))
+
+    def run_due_playbooks(self, *, everything: bool = False) -> int:
+        """Run the delayed Playbook runs whose time has come on the sandbox clock (all of them with
+        `everything`); an account whose segments change gets a new `updatedAt`, so an incremental
+        reader sees the change. Returns how many accounts were processed."""
+        if not self._runs:
+            return 0
+        now = self.clock.now()
+        done = 0
+        while self._runs and (everything or self._runs[0][0] <= now):
+            when, account_id = heapq.heappop(self._runs)
+            if self._due.get(account_id) != when:
+                continue
+            del self._due[account_id]
+            account = self.accounts.by_id.get(account_id)
+            if account is None:
+                continue
+            done += 1
+            if self._run_playbooks(account):
+                account["updatedAt"] = vitally_timestamp(self.clock.stamp())
+        if done:
+            self.accounts.touched()
+        return done
+
+    def pending_playbooks(self) -> list[dict[str, str]]:
+        """The delayed runs not yet due: `{accountId, due}`, earliest first."""
+        return [
+            {"accountId": account_id, "due": vitally_timestamp(when)}
+            for account_id, when in sorted(self._due.items(), key=lambda item: (item[1], item[0]))
+        ]
+
+    def set_segment(self, key: str, name: str, *, present: bool) -> dict[str, Any]:
+        """A person adds or removes a segment in the app (by account id or externalId); the
+        account's `updatedAt` moves. Removing it drops the person's link only: a Playbook
+        that holds it keeps it (with links on); with links off the segment simply goes."""
+        account = self.accounts.find(key)
+        if account is None:
+            raise KeyError(key)
+        current = account.get("segments")
+        segments = [s for s in current if isinstance(s, dict)] if isinstance(current, list) else []
+        people = self._by_person.setdefault(account["id"], set())
+        held = any(s.get("name") == name for s in segments)
+        if present:
+            people.add(name)
+            if not held:
+                segments.append({"id": segment_id(name), "name": name})
+        else:
+            people.discard(name)
+            kept = self.config.segment_links and name in self._by_playbook.get(account["id"], set())
+            if held and not kept:
+                segments = [s for s in segments if s.get("name") != name]
+        account["segments"] = segments
+        account["updatedAt"] = vitally_timestamp(self.clock.stamp())
+        self.accounts.touched()
+        return account
 
     # ------------------------------------------------------------ simulation
 
@@ -246,7 +393,7 @@ class VitallyService:
                 stamps.append(now)
             reset = math.ceil(stamps[0] + window - now) if stamps else 0
             headers = {
-                "RateLimit-Limit": str(limit),
+                "RateLimit-Limit": rate_limit_value(limit, window),
                 "RateLimit-Remaining": str(max(0, limit - len(stamps))),
                 "RateLimit-Reset": str(max(0, reset)),
             }
@@ -265,6 +412,7 @@ class VitallyService:
 
     def handle(self, request: Request) -> Reply:
         """Answer one `/resources/...` request (auth, rate limit, routing)."""
+        self.run_due_playbooks()
         key = _basic_user(request.headers.get("authorization"))
         admitted, headers = self.admit(key or "")
         try:
@@ -318,7 +466,10 @@ class VitallyService:
             if not isinstance(body["name"], str) or not body["name"]:
                 raise _VitallyError(400, "name must be a non-empty string")
             account["name"] = body["name"]
-        # `segments` and `accountOwnerId` are read-only over REST: silently ignored, as Vitally does.
+        # `segments`, `keyRoles` and the owner ids are edited in the app: ignored over REST, except
+        # that `accountOwnerId` "can be set to null" (V-accounts).
+        if "accountOwnerId" in body and body["accountOwnerId"] is None:
+            account["accountOwnerId"] = None
         merged = dict(account.get("traits") or {})
         for trait, value in traits.items():
             if value is None:
@@ -327,7 +478,7 @@ class VitallyService:
                 merged[trait] = copy.deepcopy(value)
         account["traits"] = merged
         account["updatedAt"] = vitally_timestamp(self.clock.stamp())
-        self._run_playbooks(account)
+        self._schedule_playbooks(account)
         self.accounts.touched()
         return account
 
@@ -352,12 +503,7 @@ class VitallyService:
         existing = coll.by_id.get(coll.by_external.get(external, "")) if external is not None else None
         record: dict[str, Any] = copy.deepcopy(existing) if existing is not None else {}
         if "accountId" in body or existing is None:
-            if not isinstance(body.get("accountId"), str) or not body["accountId"]:
-                raise _VitallyError(400, "accountId is required")
-            account = self.accounts.find(body["accountId"])
-            if account is None:
-                raise _VitallyError(404, "Account not found")
-            record["accountId"] = account["id"]
+            record["accountId"] = self._activity_account(body)
         for key in fields:
             if key in body:
                 record[key] = copy.deepcopy(body[key])
@@ -368,9 +514,21 @@ class VitallyService:
             record["id"] = self._new_id(name[:-1])
             record["externalId"] = external
             record["createdAt"] = stamp
+            if name == "tasks":
+                for key, default in _TASK_DEFAULTS.items():
+                    record.setdefault(key, copy.deepcopy(default))
         record["updatedAt"] = stamp
         coll.put(record)
         return 200, record
+
+    def _activity_account(self, body: Mapping[str, Any]) -> str:
+        """The id of the account a task or note body names (by id or externalId)."""
+        if not isinstance(body.get("accountId"), str) or not body["accountId"]:
+            raise _VitallyError(400, "accountId is required")
+        account = self.accounts.find(body["accountId"])
+        if account is None:
+            raise _VitallyError(404, "Account not found")
+        return str(account["id"])
 
     def _list(
         self,
@@ -449,6 +607,18 @@ def _decode_cursor(cursor: str, sort_by: str) -> tuple[str, str]:
     if sort != sort_by or not isinstance(value, str) or not isinstance(record_id, str):
         raise _VitallyError(400, "Invalid cursor for this sortBy")
     return value, record_id
+
+
+def _seed_links(items: list[Any]) -> dict[str, dict[str, set[str]]]:
+    """A seed's `segment_links` → account id → {"playbook": names, "person": names}."""
+    links: dict[str, dict[str, set[str]]] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        account, name, by = item.get("accountId"), item.get("segment"), item.get("addedBy")
+        if isinstance(account, str) and isinstance(name, str) and by in ("playbook", "person"):
+            links.setdefault(account, {}).setdefault(by, set()).add(name)
+    return links
 
 
 def _basic_user(header: str | None) -> str | None:

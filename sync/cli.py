@@ -146,6 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--generate", type=int, metavar="N", help="generate a realistic book of N accounts")
     sandbox.add_argument("--random-seed", type=int, default=0, help="seed of the generator (default 0)")
     sandbox.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765)")
+    sandbox.add_argument(
+        "--real-org", action="store_true", help="behave as a real org and workspace on every point (see README)"
+    )
 
     demo = command("demo", "sandbox + sample book + a few cycles, then a summary", "python -m sync demo --accounts 300")
     demo.add_argument("--accounts", type=int, default=300, help="size of the generated book (default 300)")
@@ -341,7 +344,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_sandbox(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from sandbox.generator import generate_book
-    from sandbox.server import serve
+    from sandbox.server import SandboxConfig, serve
 
     seed = None
     if args.seed is not None:
@@ -350,8 +353,8 @@ def cmd_sandbox(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except (OSError, ValueError) as exc:
             raise ConfigError([f"--seed {args.seed}: {exc}"]) from None
     elif args.generate is not None:
-        seed = generate_book(args.generate, seed=args.random_seed, now=_now())
-    serve(seed, args.port)
+        seed = generate_book(args.generate, seed=args.random_seed, now=_now(), real_org=args.real_org)
+    serve(seed, args.port, SandboxConfig(real_org=args.real_org))
     return 0
 
 

@@ -8,8 +8,10 @@ ones the connectors use: `requests` for Vitally, simple-salesforce for Salesforc
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +25,14 @@ from sandbox.server import Sandbox, SandboxConfig
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 VITALLY_KEY = "test-key"
+REAL_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "real"
+
+
+def real_fixture(name: str) -> Any:
+    """A payload of `tests/fixtures/real/` (JSON parsed, anything else as text); where each one
+    comes from is in that directory's SOURCES.md."""
+    text = (REAL_FIXTURES / name).read_text(encoding="utf-8")
+    return json.loads(text) if name.endswith(".json") else text
 
 
 class PlainHttpAdapter(HTTPAdapter):

@@ -19,6 +19,7 @@ from conftest import (
     T0,
     VITALLY_KEY,
     plain_http_session,
+    real_fixture,
     salesforce_client,
     sf_collection,
     sf_errors,
@@ -108,7 +109,7 @@ def test_config_changes_settings_and_rejects_unknown_ones(sandbox: Sandbox, vita
     assert changed.json()["latency_ms"] == 60 and sandbox.config.vitally_rate_limit == 50
     assert refused.status_code == 400
     assert "latency: unknown setting" in refused.json()["error"] and "sf_page_size" in refused.json()["error"]
-    assert response.headers["RateLimit-Limit"] == "50"
+    assert response.headers["RateLimit-Limit"] == "50, 50;window=60"  # Vitally's format (V-overview)
     assert elapsed >= 0.06
 
 
@@ -378,3 +379,52 @@ def test_serve_prints_its_address_and_stops_on_sigterm() -> None:
     assert line.startswith("sandbox listening on http://127.0.0.1:") and line.endswith("(0 accounts, 0 leads)\n")
     assert answered.status_code == 200
     assert returncode == 0
+
+
+# ------------------------------------------------------------- faults of the real kinds
+
+
+def test_fault_empty_is_a_status_without_any_body(sandbox: Sandbox) -> None:
+    # Salesforce's 406 comes "most of the time" with no body (AB-sf-retry in fixtures/real/SOURCES.md).
+    sandbox.add_fault("empty", path_prefix="/services/", status=406)
+
+    response = plain_http_session().get(
+        f"{sandbox.url}/services/data/v59.0/limits/", headers={"Authorization": "Bearer t"}
+    )
+
+    assert response.status_code == 406 and response.content == b""
+    assert "Content-Type" not in response.headers and response.headers["Content-Length"] == "0"
+    assert "Sforce-Limit-Info" in response.headers
+
+
+def test_fault_html_420_is_the_edge_page(sandbox: Sandbox, sf: Salesforce) -> None:
+    recorded = real_fixture("salesforce_420_edge_page.html")
+    sentence = recorded[recorded.index("We are setting things up") : recorded.index("</p>")]
+    _control(sandbox, "POST", "faults", {"kind": "html", "status": 420, "path_prefix": "/services/"})
+
+    with pytest.raises(SalesforceGeneralError) as caught:
+        sf.query("SELECT Id FROM Lead")
+
+    assert caught.value.status == 420
+    assert caught.value.content == recorded  # simple-salesforce keeps a non-JSON body as text
+    assert sentence in caught.value.content
+
+
+@pytest.mark.parametrize(("status", "path"), [(503, "/resources/accounts"), (200, "/resources/accounts")])
+def test_fault_html_elsewhere_is_a_maintenance_page(sandbox: Sandbox, status: int, path: str) -> None:
+    sandbox.add_fault("html", path_prefix="/resources/", status=status)
+
+    response = plain_http_session().get(f"{sandbox.url}{path}", auth=(VITALLY_KEY, ""))
+
+    assert response.status_code == status
+    assert response.headers["Content-Type"] == "text/html;charset=UTF-8"
+    assert response.text.startswith("<!DOCTYPE html>") and "maintenance" in response.text
+    with pytest.raises(ValueError):
+        response.json()
+    assert sandbox.calls()[-1]["fault"] == "html"
+
+
+def test_fault_unknown_kind_is_refused(sandbox: Sandbox) -> None:
+    answer = _control(sandbox, "POST", "faults", {"kind": "gremlins"})
+
+    assert answer.status_code == 400 and "empty" in answer.json()["error"] and "html" in answer.json()["error"]

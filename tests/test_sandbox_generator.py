@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 
-from sandbox.generator import CASE_NAMES, MIN_FULL_COVERAGE, generate_book
+from sandbox.generator import (
+    CASE_NAMES,
+    MIN_FULL_COVERAGE,
+    MIN_FULL_COVERAGE_REAL_ORG,
+    REAL_ORG_CASE_NAMES,
+    generate_book,
+)
 
 NOW = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
 TODAY = NOW.date()
@@ -576,3 +582,87 @@ def test_generate_book_is_fast() -> None:
     elapsed = time.perf_counter() - started
     assert len(book["vitally"]["accounts"]) == 20_000
     assert elapsed < 5.0, f"20,000 accounts took {elapsed:.1f} s"
+
+
+# -- real_org books (issue 14) ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_book() -> dict[str, Any]:
+    return generate_book(MIN_FULL_COVERAGE_REAL_ORG + 200, seed=7, now=NOW, real_org=True)
+
+
+def test_generate_book_real_org_covers_its_cases(real_book: dict[str, Any]) -> None:
+    present = _all_cases(real_book)
+    assert [c for c in (*CASE_NAMES, *REAL_ORG_CASE_NAMES) if c not in present] == []
+    assert not set(REAL_ORG_CASE_NAMES) & set(CASE_NAMES)
+    small = generate_book(MIN_FULL_COVERAGE_REAL_ORG, now=NOW, real_org=True)
+    assert set(REAL_ORG_CASE_NAMES) <= _all_cases(small)
+
+
+def test_generate_book_real_org_owners_live_in_vitallys_own_fields(real_book: dict[str, Any]) -> None:
+    for field in ("accountOwnerId", "csmId", "accountExecutiveId"):
+        (account,) = _accounts_with(real_book, f"guard.owned_{_snake(field)}")
+        assert account["keyRoles"] == [] and account[field] is not None
+        assert [f for f in ("accountOwnerId", "csmId", "accountExecutiveId") if account[f]] == [field]
+    team_ids = {r["vitallyUser"]["id"] for a in real_book["vitally"]["accounts"] for r in a["keyRoles"]}
+    for account in real_book["vitally"]["accounts"]:
+        roles = {r["keyRole"]["label"]: r["vitallyUser"]["id"] for r in account["keyRoles"]}
+        if "CSM" in roles:
+            assert account["csmId"] == roles["CSM"]
+        if "Account Executive" in roles:
+            assert account["accountExecutiveId"] == roles["Account Executive"]
+        for role in account["keyRoles"]:
+            # The full recorded shape (AB-vitally; fixture vitally_accounts_page.json).
+            assert set(role) == {"id", "createdAt", "assignedAt", "keyRole", "vitallyUser"}
+            assert set(role["keyRole"]) == {"id", "createdAt", "label"}
+            assert set(role["vitallyUser"]) == {"id", "name", "email", "licenseStatus"}
+    assert team_ids
+
+
+def test_generate_book_real_org_churns_a_share_and_the_churned_case(real_book: dict[str, Any]) -> None:
+    churned = set(real_book["_cases"]["churned"])
+    accounts = {a["id"]: a for a in real_book["vitally"]["accounts"]}
+    (case,) = _accounts_with(real_book, "lifecycle.churned")
+    assert case["id"] in churned
+    assert 0.02 * len(accounts) <= len(churned) <= 0.1 * len(accounts)
+    for account_id in churned:
+        account = accounts[account_id]
+        assert account["churnedAt"] is not None and account["mrr"] == 0.0
+        assert account["createdAt"] <= account["churnedAt"] <= account["updatedAt"]
+    assert all(a["churnedAt"] is None for i, a in accounts.items() if i not in churned)
+
+
+def test_generate_book_real_org_leads_are_owned_and_spell_countries_by_name(real_book: dict[str, Any]) -> None:
+    sf = real_book["salesforce"]
+    users = {u["Id"] for u in sf["User"]}
+    queues = {g["Id"] for g in sf["Group"] if g["Type"] == "Queue"}
+    owners = [lead["OwnerId"] for lead in sf["Lead"]]
+    assert all(owner in users | queues for owner in owners)
+    by_id = {lead["Id"]: lead for lead in sf["Lead"]}
+    cases = real_book["_cases"]["leads"]
+    queued = [by_id[i] for i, c in cases.items() if "inbound.queue_owned" in c]
+    default = [by_id[i] for i, c in cases.items() if "inbound.default_owner_user" in c]
+    assert queued and all(lead["OwnerId"] in queues for lead in queued)
+    assert default and all(lead["OwnerId"] not in queues and lead["OwnerId"] in users for lead in default)
+    malformed = real_book["_cases"]["malformed"]
+    for lead in sf["Lead"]:
+        if lead["Id"] in malformed or lead["Country"] is None:
+            continue
+        assert len(lead["Country"]) > 2 and len(lead["CountryCode"]) == 2, lead["Country"]
+
+
+def test_generate_book_real_org_long_company_names(real_book: dict[str, Any]) -> None:
+    (over_80,) = _accounts_with(real_book, "input.company_name_over_80")
+    (over_255,) = _accounts_with(real_book, "input.company_name_over_255")
+    assert 80 < len(over_80["name"]) <= 255 < len(over_255["name"])
+
+
+def test_generate_book_real_org_leaves_the_default_book_alone() -> None:
+    default = generate_book(300, seed=7, now=NOW)
+    assert "Group" not in default["salesforce"] and "churned" not in default["_cases"]
+    assert generate_book(300, seed=7, now=NOW, real_org=True) != default
+
+
+def _snake(field: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", field).lower().removesuffix("_id") + "_id"

@@ -12,6 +12,7 @@ from conftest import (
     T0,
     SeedBuilder,
     plain_http_session,
+    real_fixture,
     salesforce_client,
     sf_collection,
     sf_errors,
@@ -203,12 +204,17 @@ def test_write_validation_errors(sf: Salesforce) -> None:
         "INVALID_CROSS_REFERENCE_KEY": {"OwnerId": sf_id("005", 99)},
         "INACTIVE_OWNER_OR_USER": {"OwnerId": REP_INACTIVE},
         "INVALID_FIELD": {"Nope__c": 1},
-        "INVALID_FIELD_FOR_INSERT_UPDATE": {"IsConverted": True},
+        # Not createable (a lead's conversion date is Salesforce's to set). IsConverted is
+        # createable in a real org (the recorded describe), but never updateable: see below.
+        "INVALID_FIELD_FOR_INSERT_UPDATE": {"ConvertedDate": "2026-11-01"},
     }
     for code, fields in cases.items():
         with pytest.raises(SalesforceMalformedRequest) as caught:
             sobject(sf, "Lead").create({"LastName": "Doe", "Company": "Acme", **fields})
         assert sf_errors(caught.value)[0]["errorCode"] == code
+    with pytest.raises(SalesforceMalformedRequest) as caught:
+        sobject(sf, "Lead").update(sf_id("00Q", 0), {"IsConverted": True})
+    assert sf_errors(caught.value)[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
     assert sobject(sf, "Lead").create({"LastName": "Q", "Company": "Acme", "OwnerId": QUEUE})["success"] is True
 
 
@@ -355,9 +361,8 @@ def test_expired_session_is_401_invalid_session_id(sandbox: Sandbox, sf: Salesfo
     with pytest.raises(SalesforceExpiredSession) as caught:
         sf.query("SELECT Id FROM Lead")
 
-    assert sf_errors(caught.value) == [
-        {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID", "fields": []}
-    ]
+    # The body of a real 401 (SF-codes; fixture salesforce_error_invalid_session.json): no `fields`.
+    assert sf_errors(caught.value) == real_fixture("salesforce_error_invalid_session.json")
 
 
 def test_configured_token_only_and_missing_token_is_401(make_sandbox: Callable[..., Sandbox]) -> None:
@@ -399,9 +404,8 @@ def test_daily_quota_is_reported_then_refused_with_403(make_sandbox: Callable[..
 
     assert (usage_after_one.used, usage_after_one.total) == (1, 3)
     assert limits == {"DailyApiRequests": {"Max": 3, "Remaining": 1}}
-    assert sf_errors(caught.value) == [
-        {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED", "fields": []}
-    ]
+    # The body of a real 403 (SF-codes; fixture salesforce_error_request_limit_exceeded.json).
+    assert sf_errors(caught.value) == real_fixture("salesforce_error_request_limit_exceeded.json")
     raw = requests.get(f"{sb.url}/services/data/v59.0/limits/", headers={"Authorization": "Bearer t"}, timeout=5)
     assert raw.status_code == 403 and raw.headers["Sforce-Limit-Info"] == "api-usage=3/3"
 

@@ -262,7 +262,8 @@ def test_rate_limit_is_a_sliding_window_reported_in_headers(make_sandbox: Callab
 
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert [a.headers["RateLimit-Remaining"] for a in answers] == ["2", "1", "0", "0"]
-    assert all(a.headers["RateLimit-Limit"] == "3" for a in answers)
+    # Vitally's own format (V-overview; fixture vitally_ratelimit_headers.json): limit, limit;window.
+    assert all(a.headers["RateLimit-Limit"] == "3, 3;window=30" for a in answers)
     assert 1 <= int(answers[3].headers["RateLimit-Reset"]) <= 30
     assert answers[3].json()["statusCode"] == 429
     assert other_key.status_code == 200
