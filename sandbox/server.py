@@ -56,7 +56,6 @@ from datetime import datetime
 from email.utils import format_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -163,7 +162,7 @@ class Sandbox:
     """A seeded Vitally + Salesforce imitation served over HTTP on loopback.
 
     `with Sandbox(seed) as sb:` starts it on an ephemeral port (`sb.url`) in a daemon
-    thread and stops it on exit; `serve_forever()` serves in the calling thread (the CLI).
+    thread and stops it on exit; `serve()` runs one until a stop signal (the CLI).
     All methods are thread-safe. `now` freezes the clock from the start (seed
     timestamps that are missing are filled from it).
     """
@@ -239,16 +238,6 @@ class Sandbox:
         server.close_connections()
         server.server_close()
         self._server = None
-
-    def serve_forever(self) -> None:
-        """Serve in the calling thread until interrupted (KeyboardInterrupt propagates)."""
-        server = self._bind()
-        try:
-            server.serve_forever(poll_interval=0.2)
-        finally:
-            server.close_connections()
-            server.server_close()
-            self._server = None
 
     def __enter__(self) -> Sandbox:
         return self.start()
@@ -885,26 +874,29 @@ class _Handler(BaseHTTPRequestHandler):
 # -------------------------------------------------------------------- CLI entry
 
 
+# The signals that stop `serve`: Ctrl-C and a service manager's stop.
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def serve(seed: Mapping[str, Any] | None, port: int, config: SandboxConfig | None = None) -> None:
-    """Serve the sandbox on 127.0.0.1:`port` in this thread until SIGINT or SIGTERM.
+    """Serve the sandbox on 127.0.0.1:`port` until SIGINT or SIGTERM, then return (POSIX).
 
     Prints one line, `sandbox listening on http://127.0.0.1:PORT (N accounts, M leads)`.
+
+    The server runs in its own thread; this thread only waits for a stop signal, which every
+    thread blocks and this one takes with `signal.sigwait`. No Python signal handler runs, so a
+    stop never lands at an arbitrary point of the serving code: a handler that raised
+    KeyboardInterrupt there could interrupt lock code ("release unlocked lock") and be lost.
     """
     sandbox = Sandbox(seed, port=port, config=config)
-    sandbox._bind()
-    with sandbox._lock:
-        accounts = len(sandbox._vitally.accounts.by_id)
-        leads = sum(1 for _ in sandbox._salesforce.table_rows("Lead"))
-    print(f"sandbox listening on {sandbox.url} ({accounts} accounts, {leads} leads)", flush=True)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # threads started now inherit it
     try:
-        sandbox.serve_forever()
-    except KeyboardInterrupt:
-        return
+        sandbox.start()
+        with sandbox._lock:
+            accounts = len(sandbox._vitally.accounts.by_id)
+            leads = sum(1 for _ in sandbox._salesforce.table_rows("Lead"))
+        print(f"sandbox listening on {sandbox.url} ({accounts} accounts, {leads} leads)", flush=True)
+        signal.sigwait(_STOP_SIGNALS)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM ends the server the same way Ctrl-C does.
-    raise KeyboardInterrupt
+        sandbox.stop()
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)

@@ -8,7 +8,11 @@ ones the connectors use: `requests` for Vitally, simple-salesforce for Salesforc
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +29,7 @@ from sandbox.server import Sandbox, SandboxConfig
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 VITALLY_KEY = "test-key"
+ROOT = Path(__file__).resolve().parent.parent
 REAL_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "real"
 
 
@@ -33,6 +38,26 @@ def real_fixture(name: str) -> Any:
     comes from is in that directory's SOURCES.md."""
     text = (REAL_FIXTURES / name).read_text(encoding="utf-8")
     return json.loads(text) if name.endswith(".json") else text
+
+
+@contextlib.contextmanager
+def child_process(command: list[str], *, deadline_s: float = 60) -> Iterator[subprocess.Popen[str]]:
+    """`command` running from the repository root with its stdout piped (text), killed if it is
+    still running when the block ends or after `deadline_s`: a child that ignores its stop fails
+    the test instead of hanging the suite (`Popen`'s own `with` waits for it without a limit)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    watchdog = threading.Timer(deadline_s, process.kill)
+    watchdog.start()
+    try:
+        yield process
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 class PlainHttpAdapter(HTTPAdapter):

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +16,7 @@ import requests
 from conftest import (
     T0,
     VITALLY_KEY,
+    child_process,
     plain_http_session,
     real_fixture,
     salesforce_client,
@@ -31,8 +30,6 @@ from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceMalformedRequest
 
 from sandbox.server import Sandbox
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _control(sandbox: Sandbox, method: str, name: str, body: dict[str, Any] | None = None) -> requests.Response:
@@ -364,11 +361,7 @@ def test_unknown_paths_and_controls_are_404(sandbox: Sandbox) -> None:
 
 @pytest.mark.slow
 def test_serve_prints_its_address_and_stops_on_sigterm() -> None:
-    code = "from sandbox.server import serve; serve(None, 0)"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env
-    ) as process:
+    with child_process([sys.executable, "-c", "from sandbox.server import serve; serve(None, 0)"]) as process:
         assert process.stdout is not None
         line = process.stdout.readline()
         url = line.split()[3]
@@ -379,6 +372,46 @@ def test_serve_prints_its_address_and_stops_on_sigterm() -> None:
     assert line.startswith("sandbox listening on http://127.0.0.1:") and line.endswith("(0 accounts, 0 leads)\n")
     assert answered.status_code == 200
     assert returncode == 0
+
+
+_SERVE_A_BOOK = (
+    "from datetime import UTC, datetime; from sandbox.generator import generate_book; "
+    "from sandbox.server import serve; serve(generate_book(300, now=datetime.now(UTC)), 0)"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stops_cleanly_while_requests_are_in_flight(stop: signal.Signals) -> None:
+    # The stop once raised KeyboardInterrupt wherever the main thread was, lock code included,
+    # where it could be lost; it must now end the server whatever the server is doing.
+    with child_process([sys.executable, "-c", _SERVE_A_BOOK]) as process:
+        assert process.stdout is not None
+        url = process.stdout.readline().split()[3]
+        busy = threading.Event()
+        statuses: list[int] = []
+
+        def load() -> None:
+            session = plain_http_session(timeout=5)
+            try:
+                while True:
+                    statuses.append(session.get(f"{url}/resources/accounts", auth=("k", "")).status_code)
+                    busy.set()
+            except requests.RequestException:
+                return  # the server went away
+
+        clients = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+        for client in clients:
+            client.start()
+        assert busy.wait(timeout=30)
+        process.send_signal(stop)
+        returncode = process.wait(timeout=10)
+        for client in clients:
+            client.join(timeout=10)
+
+    assert returncode == 0
+    assert statuses and set(statuses) == {200}
+    assert not any(client.is_alive() for client in clients)
 
 
 # ------------------------------------------------------------- faults of the real kinds

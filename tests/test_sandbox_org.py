@@ -8,17 +8,15 @@ may be owned by a user or a queue; describe says not nillable), the research not
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import (
     T0,
+    child_process,
     plain_http_session,
     salesforce_client,
     sf_collection,
@@ -36,7 +34,6 @@ from sandbox.generator import MIN_FULL_COVERAGE_REAL_ORG, REAL_ORG_CASE_NAMES, g
 from sandbox.server import Sandbox, SandboxConfig
 from sandbox.store import API_USER_ID, DEFAULT_OWNER_USER_ID, INBOUND_QUEUE_ID
 
-ROOT = Path(__file__).resolve().parent.parent
 REP = sf_id("005", 0)
 FALSE = {"Sforce-Auto-Assign": "FALSE"}
 
@@ -264,10 +261,10 @@ def test_a_real_org_book_in_a_real_org_sandbox(make_sandbox: Callable[..., Sandb
     assert set(REAL_ORG_CASE_NAMES) <= cases
 
 
-def test_sandbox_command_real_org_serves_a_real_org(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+@pytest.mark.slow
+def test_sandbox_command_real_org_serves_a_real_org() -> None:
     command = [sys.executable, "-m", "sync", "sandbox", "--generate", "120", "--real-org", "--port", "0"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env) as process:
+    with child_process(command) as process:
         assert process.stdout is not None
         url = process.stdout.readline().split()[3]
         config = plain_http_session(timeout=5).get(f"{url}/_sandbox/config").json()
