@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -600,10 +599,11 @@ def test_execute_count_query_has_no_rows() -> None:
     assert execute(parse("SELECT COUNT() FROM Lead"), RECORDS) == []
 
 
-# --------------------------------------------------------------------------- performance
+# -------------------------------------------------------------------------- large inputs
 
 
-def test_execute_filters_and_sorts_100k_records_quickly() -> None:
+def test_execute_filters_and_sorts_100k_records() -> None:
+    # How long it takes is measured by bench/sandbox_throughput.py, never asserted here.
     rng = random.Random(7)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     records: list[dict[str, Any]] = [
@@ -621,12 +621,10 @@ def test_execute_filters_and_sorts_100k_records_quickly() -> None:
         "SELECT Id, LastName, SystemModstamp FROM Lead WHERE SystemModstamp >= 2026-06-01T00:00:00Z "
         "ORDER BY SystemModstamp ASC, Id ASC"
     )
-    began = time.perf_counter()
     rows = execute(query, records)
-    elapsed = time.perf_counter() - began
     expected = sorted(
         (r for r in records if r["SystemModstamp"] >= "2026-06-01T00:00:00.000+0000"),
         key=lambda r: (r["SystemModstamp"], r["Id"]),
     )
     assert [r["Id"] for r in rows] == [r["Id"] for r in expected]
-    assert elapsed < 2.0
+    assert all(list(r) == ["Id", "LastName", "SystemModstamp"] for r in rows)
