@@ -125,6 +125,17 @@ def _decode(line: str) -> PlannedWrite:
     return PlannedWrite(system, op, record, fields, rule, reason, payload, account, previous, shown, expects)
 
 
+def _field(path: str) -> str:
+    """SQL for the member at `path` (SQL text: a quoted literal or `?`) of a mirrored record's raw
+    JSON, NULL when SQLite cannot read that JSON: a record decoded with a number beyond a float
+    (`1e400`, stored by Python as `Infinity`) is reported by the record parser, and must not make
+    every query over the mirror fail with "malformed JSON"."""
+    return f"CASE WHEN json_valid(raw) THEN json_extract(raw, {path}) END"
+
+
+_SYNC_KEY = _field("'$.Sync_Key__c'")
+
+
 def _json_or_none(value: Mapping[str, Any] | None) -> str | None:
     return None if value is None else json.dumps(value)
 
@@ -767,7 +778,7 @@ class StateDB:
         recorded as written nor holds in the outbox: leads crm-sync created that it does not know."""
         like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = self.db.execute(
-            "SELECT key FROM (SELECT json_extract(raw, '$.Sync_Key__c') AS key FROM sf_records "
+            f"SELECT key FROM (SELECT {_SYNC_KEY} AS key FROM sf_records "
             "WHERE object = 'Lead' AND error IS NULL) "
             "WHERE key LIKE ? ESCAPE '\\' "
             "AND NOT EXISTS (SELECT 1 FROM last_written w WHERE w.system = 'salesforce' AND w.record = key "
@@ -780,13 +791,13 @@ class StateDB:
     def marked_accounts(self, trait: str) -> int:
         """Mirrored accounts carrying crm-sync's `trait` (its record of what it wrote there)."""
         path = "$.traits." + json.dumps(trait)
-        query = "SELECT count(*) FROM accounts WHERE json_extract(raw, ?) IS NOT NULL"
+        query = f"SELECT count(*) FROM accounts WHERE {_field('?')} IS NOT NULL"
         return int(self.db.execute(query, [path]).fetchone()[0])
 
     def lead_by_sync_key(self, key: str) -> dict[str, Any] | None:
         """The mirrored lead upserted on this `Sync_Key__c`, if Salesforce has shown it to us."""
         row = self.db.execute(
-            "SELECT raw FROM sf_records WHERE object = 'Lead' AND json_extract(raw, '$.Sync_Key__c') = ? LIMIT 1",
+            f"SELECT raw FROM sf_records WHERE object = 'Lead' AND {_SYNC_KEY} = ? LIMIT 1",
             [key],
         ).fetchone()
         return None if row is None else dict(json.loads(row[0]))

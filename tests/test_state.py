@@ -152,3 +152,29 @@ def test_state_knows_whether_it_has_any_history() -> None:
     assert not state.has_history()
     state.set_last_written("vitally", "acc_1", {"new_owner": "EU TAM"}, 1, "t")
     assert state.has_history()
+
+
+def test_state_queries_over_the_mirror_skip_a_record_sqlite_cannot_read() -> None:
+    # A record decoded with `1e400` holds a float infinity, which json.dumps writes as `Infinity`:
+    # SQLite's JSON functions refuse that text ("malformed JSON"). The record parser reports the
+    # record; the queries over the mirror must go on for every other one (the poison chaos test
+    # failed on marked_accounts).
+    state = StateDB.memory()
+    marked = '{"id": "acc_1", "traits": {"crm_sync_written": "{}"}}'
+    poison = '{"id": "acc_2", "traits": {"crm_sync_written": "{}", "employee_count": Infinity}}'
+    state.upsert_accounts(
+        [{"id": "acc_1", "updated_at": "t", "raw": marked}, {"id": "acc_2", "updated_at": "t", "raw": poison}]
+    )
+    lead = '{"Id": "00Q1", "Sync_Key__c": "crm-sync:lead:acc_1"}'
+    bad_lead = '{"Id": "00Q2", "Sync_Key__c": "crm-sync:lead:acc_2", "AnnualRevenue": Infinity}'
+    state.upsert_sf(
+        [
+            {"object": "Lead", "id": "00Q1", "modstamp": "t", "raw": lead},
+            {"object": "Lead", "id": "00Q2", "modstamp": "t", "raw": bad_lead},
+        ]
+    )
+
+    assert state.marked_accounts("crm_sync_written") == 1
+    assert state.unknown_sync_keys("crm-sync:lead:") == ["crm-sync:lead:acc_1"]
+    assert state.lead_by_sync_key("crm-sync:lead:acc_1") == {"Id": "00Q1", "Sync_Key__c": "crm-sync:lead:acc_1"}
+    assert state.lead_by_sync_key("crm-sync:lead:acc_2") is None
