@@ -256,6 +256,12 @@ class LastWritten(Mapping[tuple[str, str], Any]):
         return int(self._state.db.execute(query, [self._system]).fetchone()[0])
 
 
+# A member of a mirrored record, read by SQLite. The mirror keeps what Python's json module wrote,
+# which SQLite's JSON functions may refuse (a number beyond a double becomes `Infinity`: the record
+# is reported malformed when it is parsed); such a record has no member here, never an error.
+_JSON_FIELD = "CASE WHEN json_valid(raw) THEN json_extract(raw, {path}) END"
+
+
 class StateDB:
     """Typed access to the state tables. Construct with `open`, `snapshot` or `memory`."""
 
@@ -767,7 +773,7 @@ class StateDB:
         recorded as written nor holds in the outbox: leads crm-sync created that it does not know."""
         like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = self.db.execute(
-            "SELECT key FROM (SELECT json_extract(raw, '$.Sync_Key__c') AS key FROM sf_records "
+            "SELECT key FROM (SELECT " + _JSON_FIELD.format(path="'$.Sync_Key__c'") + " AS key FROM sf_records "
             "WHERE object = 'Lead' AND error IS NULL) "
             "WHERE key LIKE ? ESCAPE '\\' "
             "AND NOT EXISTS (SELECT 1 FROM last_written w WHERE w.system = 'salesforce' AND w.record = key "
@@ -780,13 +786,15 @@ class StateDB:
     def marked_accounts(self, trait: str) -> int:
         """Mirrored accounts carrying crm-sync's `trait` (its record of what it wrote there)."""
         path = "$.traits." + json.dumps(trait)
-        query = "SELECT count(*) FROM accounts WHERE json_extract(raw, ?) IS NOT NULL"
+        query = "SELECT count(*) FROM accounts WHERE " + _JSON_FIELD.format(path="?") + " IS NOT NULL"
         return int(self.db.execute(query, [path]).fetchone()[0])
 
     def lead_by_sync_key(self, key: str) -> dict[str, Any] | None:
         """The mirrored lead upserted on this `Sync_Key__c`, if Salesforce has shown it to us."""
         row = self.db.execute(
-            "SELECT raw FROM sf_records WHERE object = 'Lead' AND json_extract(raw, '$.Sync_Key__c') = ? LIMIT 1",
+            "SELECT raw FROM sf_records WHERE object = 'Lead' AND "
+            + _JSON_FIELD.format(path="'$.Sync_Key__c'")
+            + " = ? LIMIT 1",
             [key],
         ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
