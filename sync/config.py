@@ -69,6 +69,8 @@ __all__ = [
 
 OnConflict = Literal["report", "overwrite"]
 LoopbackHost = Literal["127.0.0.1", "localhost", "::1"]
+# Every interface: only where the network around the process is private (a Kubernetes pod).
+HealthHost = Literal["127.0.0.1", "localhost", "::1", "0.0.0.0", "::"]
 S = TypeVar("S")
 
 _LOOPBACK = set(get_args(LoopbackHost))
@@ -114,16 +116,31 @@ class DaemonSettings:
     """How often the daemon runs a cycle, and its /healthz and /metrics."""
 
     interval_seconds: float = setting(900, "Seconds between cycles.", minimum=1, maximum=86_400)
-    health_host: LoopbackHost = setting(
-        "127.0.0.1", "/healthz and /metrics (Prometheus text) while the daemon runs, on loopback only ..."
+    health_host: HealthHost = setting(
+        "127.0.0.1",
+        '/healthz, /livez and /metrics while the daemon runs, on loopback ("0.0.0.0": every interface, '
+        "only inside a private network such as a Kubernetes pod) ...",
     )
     health_port: int = setting(9465, "... on this port; 0 turns them off.", minimum=0, maximum=65_535)
     healthy_within_seconds: float | None = setting(
         None,
-        "/healthz answers 503 once the last successful cycle is older than this; unset: 3 intervals.",
+        "Between cycles /healthz answers 503 once the last successful cycle is older than this; unset: 3 intervals.",
         minimum=1,
         maximum=604_800,
         example=2700,
+    )
+    stalled_after_seconds: float = setting(
+        900,
+        "While a cycle runs, /healthz and /livez answer 503 once it has acknowledged no work for this long "
+        "(a request's retries can take max_attempts x (timeout_seconds + max_wait_seconds) = 450 s by default).",
+        minimum=1,
+        maximum=86_400,
+    )
+    progress_log_seconds: float = setting(
+        30,
+        "Seconds between two `cycle_progress` log lines of a running cycle (each phase also logs its end).",
+        minimum=1,
+        maximum=3_600,
     )
 
     @property
@@ -248,6 +265,11 @@ class Config:
     def healthy_within_seconds(self) -> float:
         """`[daemon] healthy_within_seconds`, or three intervals when unset."""
         return self.daemon.healthy_within
+
+    @property
+    def stalled_after_seconds(self) -> float:
+        """`[daemon] stalled_after_seconds`."""
+        return self.daemon.stalled_after_seconds
 
     @property
     def conversion_target(self) -> float:

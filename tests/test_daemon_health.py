@@ -163,6 +163,10 @@ def test_health_is_ok_while_the_last_success_is_fresh_and_503_once_it_is_older_t
         "healthy_within_seconds": 60,
         "cycles": 1,
         "last_error_kind": None,
+        "cycle_running": False,
+        "phase": None,
+        "since_progress_seconds": 59,
+        "stalled_after_seconds": 900,
     }
     clock.advance(1)
     code, body = health.check()
@@ -260,6 +264,13 @@ def test_metrics_have_help_texts_and_a_registry_of_their_own() -> None:
         "crm_sync_conflicts",
         "crm_sync_outbox_depth",
         "crm_sync_api_usage_ratio",
+        "crm_sync_cycle_running",
+        "crm_sync_last_progress_timestamp_seconds",
+        "crm_sync_phase_done",
+        "crm_sync_phase_total",
+        "crm_sync_phase_eta_seconds",
+        "crm_sync_waits",
+        "crm_sync_wait_seconds",
     }
     assert all(f.documentation for f in families)
     assert "crm_sync" not in generate_latest(REGISTRY).decode()

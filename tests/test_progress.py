@@ -34,9 +34,11 @@ def test_engine_reports_every_phase_with_its_final_count() -> None:
         state = StateDB.memory()
         seen: dict[str, tuple[int, int | None]] = {}
         calls: list[str] = []
+        dones: list[int] = []
 
         def hook(phase: str, done: int, total: int | None) -> None:
             calls.append(phase)
+            dones.append(done)
             seen[phase] = (done, total)
 
         report = run_cycle(
@@ -47,7 +49,10 @@ def test_engine_reports_every_phase_with_its_final_count() -> None:
     assert calls.count("Vitally accounts read") == 2  # one page of 1,000, then the rest
     for sobject in ("Lead", "User", "Opportunity", "Account"):
         assert seen[f"Salesforce {sobject} read"][0] == report.counts[f"sf_{sobject.lower()}_read"]
-    assert seen["accounts evaluated"] == (1_000, 1_200)  # a page at a time: 1,000 of 1,200
+    # A page at a time (1,000 of 1,200), then the final count (the malformed accounts are not evaluated).
+    evaluated = [done for phase, done in zip(calls, dones, strict=True) if phase == "accounts evaluated"]
+    assert evaluated == [1_000, report.counts["accounts_evaluated"]]
+    assert seen["accounts evaluated"] == (report.counts["accounts_evaluated"], 1_200)
     sent, total = seen["writes sent"]
     assert total == report.counts["queued"] and sent == report.counts["applied"] == total > 0
 
