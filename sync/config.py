@@ -51,6 +51,7 @@ from rules.demo import CLASSIFIERS
 from rules.expressions import CompiledTrigger, CustomTrigger, ExpressionError, compile_trigger
 from rules.policy import ROUTING_RULE_IDS, Policy, Territories
 from rules.round_robin import Member, Pool
+from sync.notify import AlertSettings
 
 __all__ = [
     "Config",
@@ -226,6 +227,7 @@ class Config:
     sync: SyncSettings = section(SyncSettings, "A cycle.", toml="sync")
     daemon: DaemonSettings = section(DaemonSettings, "The daemon.", toml="daemon")
     report: ReportSettings = section(ReportSettings, "The report.", toml="report")
+    alerts: AlertSettings = section(AlertSettings, "Alerts from the daemon.", toml="alerts")
     policy: Policy = section(Policy, "Every tunable of the rules.", toml="rules")
     source: Path | None = None
     custom_triggers: tuple[CompiledTrigger, ...] = ()
@@ -679,6 +681,19 @@ def _services(reader: _Reader, sections: dict[str, Any]) -> None:
         reader.problem(_key("vitally.traits", canonical), "not a field of the data model")
 
 
+def _alerts(reader: _Reader, alerts: AlertSettings) -> None:
+    """Each webhook URL must be https (http only to loopback, e.g. the sandbox's receiver). The
+    problem never shows the URL: it is a secret."""
+    for name in ("slack_webhook_url", "webhook_url"):
+        url = getattr(alerts, name)
+        if url is None:
+            continue
+        parts = urlparse(url)
+        local = parts.scheme == "http" and parts.hostname in _LOOPBACK | {"localhost"}
+        if not parts.hostname or not (parts.scheme == "https" or local):
+            reader.problem(_key("alerts", name), "expected an https:// URL (http:// only on loopback); not shown")
+
+
 def _policy_section(reader: _Reader, path: str, cls: type[S]) -> S:
     """One `[rules.*]` table, with its fields that live elsewhere in the file (`Setting.toml`)."""
     found = reader.section(path, cls) or cls()
@@ -805,6 +820,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
     reader.unknown("", data, _TOP_LEVEL, what="section")
     sections: dict[str, Any] = {name: reader.section(path, cls) or cls() for name, (path, cls) in SECTIONS.items()}
     _services(reader, sections)
+    _alerts(reader, sections["alerts"])
     policy = _policy(reader)
     custom = _custom_triggers(reader, policy)
     pools = _pools(reader, policy.territories)

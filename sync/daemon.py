@@ -48,6 +48,7 @@ from state import StateDB, StateLock
 from sync.config import Config
 from sync.cycle import run_cycle
 from sync.health import OUTCOMES, Health, HealthServer, Outcome, serve
+from sync.notify import Notifier
 from sync.watch import CycleWatch
 
 __all__ = ["run_daemon"]
@@ -81,14 +82,16 @@ class _RunLog:
     `cycle_started`, the daemon's own (`cycle_failed`, `metrics_stale`) included. Before that,
     e.g. when the run could not even be recorded, the id is null."""
 
-    def __init__(self, log: _JsonLog) -> None:
+    def __init__(self, log: _JsonLog, observe: Callable[[str, Mapping[str, Any]], None]) -> None:
         self._log = log
+        self._observe = observe
         self.run_id: int | None = None
 
     def __call__(self, event: str, data: Mapping[str, Any]) -> None:
         if event == "cycle_started":
             self.run_id = int(data["run_id"])
         self._log(event, {"run_id": self.run_id, **data})
+        self._observe(event, data)
 
 
 def _wall_clock() -> datetime:
@@ -162,14 +165,16 @@ class _Cycles:
         self.watch = CycleWatch(self.health, log, every_seconds=every, refresh=self.refresh)
         self.vitally = make_vitally(config, on_wait=self.watch.waited)
         self.salesforce = make_salesforce(config, on_wait=self.watch.waited)
+        self.notifier = Notifier(config.alerts, log, counted=self.health.count_alert)
 
     def refresh(self) -> None:
         """The outbox depth and the API usage, to the metrics (main thread only: it reads the state)."""
         self.health.record_state(outbox=self.state.outbox_counts(), api_usage=_api_usage(self.vitally, self.salesforce))
 
     def __call__(self) -> None:
-        run_log = _RunLog(self.log)
+        run_log = _RunLog(self.log, self.notifier.observe)
         self.watch.log = run_log
+        self.notifier.log = run_log
         started = time.monotonic()
         error_kind: str | None = None
         try:
@@ -207,6 +212,7 @@ class _Cycles:
         unreported = self.watch.unreported(counts)
         self.health.record_cycle(outcome, duration_seconds=duration, counts=unreported, error_kind=error_kind)
         self.health.record_state(outbox=outbox, api_usage=_api_usage(self.vitally, self.salesforce))
+        self.notifier.cycle_done(run_log.run_id, outcome, counts, error_kind=error_kind, outbox=outbox)
 
 
 def run_daemon(config: Config, err: TextIO, *, max_cycles: int | None = None) -> int:
@@ -245,6 +251,7 @@ def run_daemon(config: Config, err: TextIO, *, max_cycles: int | None = None) ->
                 # A signal does not cut a sleep short (PEP 475): short naps bound how late it is seen.
                 time.sleep(min(_NAP_SECONDS, max(idle or 0.0, 0.05)))
         finally:
+            cycle.notifier.close()
             if server is not None:
                 server.close()
             state.close()

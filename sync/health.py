@@ -194,6 +194,27 @@ class Health:
             for reason in WAIT_REASONS:
                 self._waits.labels(service, reason)
                 self._wait_seconds.labels(service, reason)
+        self._alerts = Counter(
+            "crm_sync_alerts_total",
+            "Alerts that went out (repeats held back are not counted), by kind ([alerts], sync/notify.py).",
+            ["kind"],
+            registry=registry,
+        )
+        self._deliveries = Counter(
+            "crm_sync_alert_deliveries_total",
+            "Alert deliveries by sink (slack, webhook) and result (ok, failed).",
+            ["sink", "result"],
+            registry=registry,
+        )
+
+    def count_alert(self, what: str, label: str) -> None:
+        """`sync.notify.Counted`: an alert that went out (`"alert", kind`) or a delivery
+        (`"delivery", "<sink>:<ok|failed>"`)."""
+        if what == "alert":
+            self._alerts.labels(label).inc()
+        else:
+            sink, _, result = label.partition(":")
+            self._deliveries.labels(sink, result).inc()
 
     # -- while a cycle runs ------------------------------------------------------------------------
 
