@@ -67,6 +67,7 @@ class Applier:
         upserted on their externalId, Salesforce leads in collections of 200. A spent API quota
         ends the step; what was not sent stays pending."""
         self._to_send = self.state.pending_count()
+        self.hooks.progress("writes sent", 0, self._to_send)
         try:
             self._apply_vitally()
             self._apply_salesforce()
