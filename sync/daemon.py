@@ -167,12 +167,18 @@ class _Cycles:
         self.salesforce = make_salesforce(config, on_wait=self.watch.waited)
         self.notifier = Notifier(config.alerts, log, counted=self.health.count_alert)
 
+    def _observe(self, event: str, data: Mapping[str, Any]) -> None:
+        """Every event of the running cycle, as it is logged."""
+        self.notifier.observe(event, data)
+        if event == "quota_exhausted":
+            self.health.quota_stopped()
+
     def refresh(self) -> None:
         """The outbox depth and the API usage, to the metrics (main thread only: it reads the state)."""
         self.health.record_state(outbox=self.state.outbox_counts(), api_usage=_api_usage(self.vitally, self.salesforce))
 
     def __call__(self) -> None:
-        run_log = _RunLog(self.log, self.notifier.observe)
+        run_log = _RunLog(self.log, self._observe)
         self.watch.log = run_log
         self.notifier.log = run_log
         started = time.monotonic()

@@ -194,6 +194,12 @@ class Health:
             for reason in WAIT_REASONS:
                 self._waits.labels(service, reason)
                 self._wait_seconds.labels(service, reason)
+        self._quota_stops = Counter(
+            "crm_sync_quota_stops_total",
+            "Cycles whose writes the API quota stopped (REQUEST_LIMIT_EXCEEDED, or [salesforce] budget_share "
+            "of the daily allocation used); the rest stayed pending.",
+            registry=registry,
+        )
         self._alerts = Counter(
             "crm_sync_alerts_total",
             "Alerts that went out (repeats held back are not counted), by kind ([alerts], sync/notify.py).",
@@ -206,6 +212,10 @@ class Health:
             ["sink", "result"],
             registry=registry,
         )
+
+    def quota_stopped(self) -> None:
+        """The API quota stopped a cycle's writes (`quota_exhausted`)."""
+        self._quota_stops.inc()
 
     def count_alert(self, what: str, label: str) -> None:
         """`sync.notify.Counted`: an alert that went out (`"alert", kind`) or a delivery

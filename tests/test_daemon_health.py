@@ -273,6 +273,7 @@ def test_metrics_have_help_texts_and_a_registry_of_their_own() -> None:
         "crm_sync_wait_seconds",
         "crm_sync_alerts",
         "crm_sync_alert_deliveries",
+        "crm_sync_quota_stops",
     }
     assert all(f.documentation for f in families)
     assert "crm_sync" not in generate_latest(REGISTRY).decode()
