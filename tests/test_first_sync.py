@@ -75,12 +75,14 @@ def test_a_long_first_cycle_is_healthy_throughout_logs_a_falling_eta_and_moves_t
     port = free_port()
     daemon, err = start_daemon(sandbox, tmp_path, port)
     scrapes: list[tuple[float, int, str, float | None, float | None]] = []
+    live_codes: set[int] = set()
     try:
         wait_for("the health endpoint", lambda: healthz(port))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not any(e["event"] == "cycle_finished" for e in events(err)):
-            health, metrics = healthz(port), try_get(port, "/metrics")
-            assert health is not None and metrics is not None
+            health, metrics, live = healthz(port), try_get(port, "/metrics"), try_get(port, "/livez")
+            assert health is not None and metrics is not None and live is not None
+            live_codes.add(live[0])
             running = sample(metrics[1], "crm_sync_cycle_running")
             applied = sample(metrics[1], "crm_sync_writes_total", kind="applied")
             scrapes.append((time.monotonic(), health[0], health[1]["status"], running, applied))
@@ -98,6 +100,7 @@ def test_a_long_first_cycle_is_healthy_throughout_logs_a_falling_eta_and_moves_t
     assert during and during[-1][0] - during[0][0] > 4  # the cycle outlived healthy_within_seconds (2) twice over
     assert {(s[1], s[2]) for s in during} == {(200, "progressing")}
     assert {s[1] for s in scrapes} == {200}
+    assert live_codes == {200}  # a Kubernetes liveness probe on /livez would leave it alone
 
     # cycle_progress lines: every phase ends once; the writes' ETA falls to 0.
     progress = [e for e in logged if e["event"] == "cycle_progress"]
