@@ -334,3 +334,43 @@ def test_daemon_alerts_on_parked_writes_and_its_debug_log_never_shows_the_webhoo
     assert [(a["event"], a["alert"], a["run_id"]) for a in alerts if a["event"] == "alert"] == [
         ("alert", "writes_parked", 1)
     ]
+
+
+def test_daemon_counts_a_quota_stop_and_sends_its_alert_with_the_writes_left_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal as signals
+    from dataclasses import replace
+    from io import StringIO
+
+    from sandbox.store import SandboxConfig
+    from sync.daemon import run_daemon
+
+    saved = {signum: signals.getsignal(signum) for signum in (signals.SIGTERM, signals.SIGINT)}
+    quota = 10_000
+    settings = SandboxConfig().updated({"vitally_rate_limit": 10_000_000, "sf_daily_quota": quota})
+    with (
+        Sandbox(generate_book(200, seed=23, now=datetime(2026, 11, 22, tzinfo=UTC)), config=settings) as sandbox,
+        WebhookReceiver() as hooks,
+    ):
+        sandbox.set_api_usage(quota - 10)  # the reads fit; crm-sync's share (80 %) is long spent
+        monkeypatch.setenv("HOOK", hooks.json_url)
+        config = load_config(
+            example_config_for(
+                sandbox.url,
+                tmp_path / "config.toml",
+                {'# webhook_url_env = "CRM_SYNC_ALERT_WEBHOOK_URL"': 'webhook_url_env = "HOOK"'},
+            )
+        )
+        config = config.with_state(tmp_path / "state.db")
+        err = StringIO()
+        try:
+            assert run_daemon(replace(config, daemon=replace(config.daemon, health_port=0)), err, max_cycles=1) == 0
+        finally:
+            for signum, handler in saved.items():
+                signals.signal(signum, handler)
+        sent = wait_for("the quota alert", lambda: hooks.messages("json"))
+    logged = [json.loads(line) for line in err.getvalue().splitlines()]
+    assert [e["event"] for e in logged].count("quota_exhausted") == 1
+    (alert,) = [m for m in sent if m["alert"] == "quota_stopped"]
+    assert alert["details"]["pending_writes"] > 0 and alert["run_id"] == 1
