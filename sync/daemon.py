@@ -80,7 +80,8 @@ class _JsonLog:
 class _RunLog:
     """The log of one cycle: every event carries the cycle's run id, learnt from the cycle's
     `cycle_started`, the daemon's own (`cycle_failed`, `metrics_stale`) included. Before that,
-    e.g. when the run could not even be recorded, the id is null."""
+    e.g. when the run could not even be recorded, the id is null. `observe(event, data)` sees each
+    event just before it is logged (the watch, the notifier and the quota counter follow the cycle)."""
 
     def __init__(self, log: _JsonLog, observe: Callable[[str, Mapping[str, Any]], None]) -> None:
         self._log = log
@@ -90,8 +91,8 @@ class _RunLog:
     def __call__(self, event: str, data: Mapping[str, Any]) -> None:
         if event == "cycle_started":
             self.run_id = int(data["run_id"])
+        self._observe(event, data)  # before it is logged: `cycle_finished` ends the watched phase first
         self._log(event, {"run_id": self.run_id, **data})
-        self._observe(event, data)
 
 
 def _wall_clock() -> datetime:
@@ -172,6 +173,8 @@ class _Cycles:
         self.notifier.observe(event, data)
         if event == "quota_exhausted":
             self.health.quota_stopped()
+        elif event == "cycle_finished":
+            self.watch.end()  # the phase under way ends with the cycle, and says so before it
 
     def refresh(self) -> None:
         """The outbox depth and the API usage, to the metrics (main thread only: it reads the state)."""

@@ -218,7 +218,9 @@ class Notifier:
 
     def observe(self, event: str, data: Mapping[str, Any]) -> None:
         """One event of the running cycle's log."""
-        if event == "quota_exhausted":
+        if event == "cycle_started":
+            self._quota_seen = False  # a cycle whose end was never recorded says nothing about this one
+        elif event == "quota_exhausted":
             self._quota_seen = True
 
     def cycle_done(
