@@ -106,6 +106,7 @@ class Applier:
                 self.state.mark_done([row.id], at)
                 self.state.set_last_written("vitally", row.write.record, {"task": True}, self.report.run_id, at)
             self.report.counts["applied"] += 1
+            self.hooks.progress("writes sent", self.report.counts["applied"], self._to_send)
 
     def _put_traits(self, groups: _Groups) -> None:
         """One PUT per account, through the connector's bounded pool. Each success is committed
