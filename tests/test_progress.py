@@ -4,6 +4,7 @@ terminal and prints nothing extra when stderr is a pipe."""
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import pty
 import select
@@ -105,3 +106,26 @@ def test_cli_shows_progress_on_a_terminal_and_only_the_summary_on_a_pipe(tmp_pat
     assert "Vitally accounts read" in shown and "dry run 1" in shown
     assert "accounts read" not in piped.stderr and "\x1b[" not in piped.stderr
     assert "dry run" in piped.stderr
+
+
+def test_every_write_answered_is_progress_tasks_included() -> None:
+    """A book's tasks are sent one request each; a long run of them must not look stalled
+    (bench/first_sync.py found 3 minutes without progress before each task counted)."""
+    with Sandbox(generate_book(300, seed=5, now=NOW), now=NOW) as sandbox:
+        sandbox.configure(vitally_rate_limit=10_000_000)
+        config = example_against(sandbox.url)
+        writes: list[int] = []
+
+        def hook(phase: str, done: int, total: int | None) -> None:
+            if phase == "writes sent":
+                writes.append(done)
+
+        report = run_cycle(
+            config, StateDB.memory(), make_vitally(config), make_salesforce(config), clock=lambda: NOW, progress=hook
+        )
+        tasks = sum(n for key, n in sandbox.counters()["vitally"].items() if key.startswith("POST /resources/tasks"))
+    assert tasks > 20
+    assert writes[0] == 0 and writes[-1] == report.counts["applied"]  # from the start of the step to its end
+    assert writes == sorted(writes)
+    steps = [b - a for a, b in itertools.pairwise(writes)]
+    assert sum(step == 1 for step in steps) >= tasks  # each task answered is a call of its own
