@@ -11,8 +11,10 @@ and every `every_seconds`, and once when a phase ends, it logs one line:
      "finished": false, "waits": {"vitally.rate_limit": {"count": 4, "seconds": 201.3, "longest_seconds": 54.9}}}
 
 The rate is the phase's average since it began (a rate-limited phase moves in bursts, so a
-shorter window would swing with them), the ETA the rest at that rate (only where the total is
-known: Vitally does not say how many accounts it holds). `waits` are the connectors' waits since
+shorter window would swing with them), the ETA the rest at that rate: only where the total is
+known (Vitally does not say how many accounts it holds), and only once the phase has run a minute
+(Vitally's rate-limit window: its first ~1,000 requests go at once, which would make an earlier
+rate too fast) or done a tenth of its work; null before. `waits` are the connectors' waits since
 the previous line, by service and reason; `seconds` adds up every waiting thread's wait.
 
 A phase ends when its count reaches its total, when the next phase begins, or with the cycle;
@@ -35,6 +37,10 @@ from sync.vocabulary import CycleReport, Log
 __all__ = ["CycleWatch", "metric_phase"]
 
 _METRICS_EVERY_SECONDS = 1.0  # the live metrics move at most this often (a PUT answers every 60 ms)
+# An ETA needs a rate that has seen a whole rate-limit window (Vitally's is a minute: ~1,000
+# requests go at once, then it waits) or a tenth of the work; before that it would be a guess.
+_SETTLE_SECONDS = 60.0
+_SETTLE_SHARE = 0.1
 _COUNTED = (*WRITE_KINDS, "record_errors", "conflicts")
 
 
@@ -61,8 +67,9 @@ class _Phase:
             return None
         if self.finished or self.done >= self.total:
             return 0.0
+        settled = self.last_at - self.started >= _SETTLE_SECONDS or self.done >= _SETTLE_SHARE * self.total
         rate = self.rate()
-        return None if rate is None else (self.total - self.done) / rate
+        return None if rate is None or not settled else (self.total - self.done) / rate
 
 
 @dataclass

@@ -291,3 +291,24 @@ def test_terminal_progress_is_silent_off_a_terminal() -> None:
     with terminal_progress(pipe) as hook:
         hook("writes sent", 1, 2)
     assert pipe.getvalue() == ""
+
+
+def test_no_eta_until_the_phase_has_seen_a_rate_limit_window_or_a_tenth_of_its_work() -> None:
+    clock = Clock()
+    watch, log, _ = watching(clock, make_health(clock), every=30)
+    clock.advance(5)
+    watch.progress("writes sent", 1_000, 20_000)  # Vitally's first 1,000 requests go at once…
+    clock.advance(35)
+    watch.progress("writes sent", 1_010, 20_000)  # …then it waits for the window to reopen
+    clock.advance(25)
+    watch.progress("writes sent", 2_000, 20_000)  # a minute in: the rate has seen a whole window
+    clock.advance(30)
+    watch.progress("writes sent", 2_020, 20_000)
+    etas = [line["eta_seconds"] for line in log.lines("writes sent")]
+    rates = [line["rate_per_second"] for line in log.lines("writes sent")]
+    assert etas[0] is None and rates[0] == 25.25  # 1,010 in 40 s would promise 12 minutes instead of 20
+    assert etas[1:] == [round(17_980 / (2_020 / 95))]
+    clock.advance(1)
+    watch.progress("other phase", 2_100, 20_000)  # a tenth done in a second: an ETA at once
+    watch.end()
+    assert log.lines("other phase")[0]["eta_seconds"] == 0  # finished
