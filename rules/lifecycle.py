@@ -115,7 +115,17 @@ def _newest(leads: tuple[Lead, ...]) -> Lead:
     return max(leads, key=created)
 
 
-def _lead_stage(source: str | None, rules: LifecyclePolicy) -> str:
+def _lead_stage(lead: Lead, rules: LifecyclePolicy) -> str:
+    """The flowchart's lead box of a lead: by the rule that routed it (`Routing_Rule__c`) when
+    crm-sync routed it (a new-business signal is a new business lead whatever its source), else
+    by its LeadSource."""
+    rule = lead.routing_rule or ""
+    for prefix, stage in (("product_led.", EXPANSION_LEAD), ("new_business.", NEW_BUSINESS_LEAD), ("bdr.", BDR)):
+        if rule.startswith(prefix):
+            return stage
+    if rule == "onboarding.direct_handover":
+        return NEW_BUSINESS_LEAD
+    source = lead.lead_source
     if source in rules.bdr_lead_sources:
         return BDR
     if source in rules.expansion_lead_sources:
@@ -137,7 +147,7 @@ def _owned_stage(account: Account, ctx: AccountContext, rules: LifecyclePolicy) 
         return TAE, f"open opportunity {ctx.open_opportunities[0].id}"
     if ctx.open_leads:
         lead = _newest(ctx.open_leads)
-        return _lead_stage(lead.lead_source, rules), f"open lead {lead.id} (source {lead.lead_source or 'unknown'})"
+        return _lead_stage(lead, rules), f"open lead {lead.id} (source {lead.lead_source or 'unknown'})"
     return None
 
 

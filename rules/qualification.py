@@ -16,6 +16,10 @@ Order of the verdict (first that holds wins):
 
 Unknown MRR or invoices make the rule not fire (and are named). Other unknown inputs make the
 check that needs them fail, and the reason says so.
+
+The recommendation is written to the account's `qualification` trait and, by `evaluate_account`,
+onto the lead routing creates (`Qualification__c` and `Qualification_Reason__c`), next to the
+trigger that routed it (`Routing_Rule__c`), so conversion is measured per trigger.
 """
 
 from __future__ import annotations
@@ -299,16 +303,19 @@ def recommend(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     signal_names = tuple(name for name, _ in signals)
     signal_text = "; signals: " + (", ".join(text for _, text in signals) if signals else "none")
     facts = _Facts(inputs={"mrr": account.mrr})
+    # "If they have an Onboarding Specialist assigned, coordinate with them" (step 1's quick filters).
+    specialist = account.key_roles.get(policy.onboarding.specialist_role)
+    coordinate = f"; coordinate with {policy.onboarding.specialist_role} {specialist}" if specialist else ""
 
     def verdict(label: Recommendation, reasons: list[str]) -> Decision:
-        reason = f"{label}: {'; '.join(reasons)}{signal_text}"
+        reason = f"{label}: {'; '.join(reasons)}{coordinate}{signal_text}"
         return Decision(
             RULE_ID,
             account.id,
             True,
             reason,
             {**facts.inputs, "recommendation": label},
-            traits={"routing_reason": f"{RULE_ID}: {reason}"},
+            traits={"qualification": f"{RULE_ID}: {reason}"},
             segments=manages if label == "nurture" else frozenset(),
             manages=manages,
             team="TAM",

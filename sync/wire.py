@@ -14,16 +14,23 @@ from typing import Any
 
 from rules.base import LeadField, LeadIntent, TaskIntent
 
-__all__ = ["SALESFORCE_LEAD_FIELDS", "TASK_KEY_PREFIX", "lead_fields", "vitally_task"]
+__all__ = ["SALESFORCE_LEAD_FIELDS", "TASK_KEY_PREFIX", "TEXT_MAX", "lead_fields", "vitally_task"]
 
 # Canonical lead field -> Salesforce Lead field (API name), data-model.md.
 SALESFORCE_LEAD_FIELDS: Mapping[LeadField, str] = {
     "score": "Lead_Score__c",
     "classification": "Classification__c",
     "status": "Status",
+    "lead_source": "LeadSource",
     "routing_rule": "Routing_Rule__c",
     "routing_reason": "Routing_Reason__c",
+    "qualification": "Qualification__c",
+    "qualification_reason": "Qualification_Reason__c",
 }
+
+# Canonical text fields held in a Salesforce text(255) field: longer values are cut there.
+_TEXT_255: frozenset[LeadField] = frozenset({"routing_reason", "qualification_reason"})
+TEXT_MAX = 255
 
 # Our tasks' externalIds start with this, so they never collide with anyone else's.
 TASK_KEY_PREFIX = "crm-sync:"
@@ -31,10 +38,13 @@ TASK_KEY_PREFIX = "crm-sync:"
 
 def lead_fields(intent: LeadIntent | None) -> dict[str, Any]:
     """The Salesforce Lead fields (API name -> value) a lead intent wants written, in the intent's
-    order; none for no intent."""
+    order; none for no intent. Reasons are cut to the 255 characters their text fields hold."""
     if intent is None:
         return {}
-    return {SALESFORCE_LEAD_FIELDS[name]: value for name, value in intent.wanted().items()}
+    return {
+        SALESFORCE_LEAD_FIELDS[name]: value[:TEXT_MAX] if name in _TEXT_255 and isinstance(value, str) else value
+        for name, value in intent.wanted().items()
+    }
 
 
 def vitally_task(task: TaskIntent) -> dict[str, Any]:

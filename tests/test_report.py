@@ -29,7 +29,9 @@ import pytest
 import requests
 from support import example_config_for, run_cli
 
+from rules.policy import ROUTING_RULE_IDS
 from rules.round_robin import Member, Pool
+from rules.routing import ACCOUNT_TRIGGERS
 from sandbox import Sandbox, generate_book
 from sandbox.store import sf_timestamp
 from state import OwnerChoice, StateDB
@@ -50,7 +52,8 @@ class Scenario:
     state: Path
     salesforce: dict[str, list[dict[str, Any]]]
     vitally: dict[str, list[dict[str, Any]]]
-    converted: frozenset[str]  # Lead Ids this test converted
+    converted: frozenset[str]  # Lead Ids this test converted, and those the book held converted already
+    preexisting: frozenset[str]  # Lead Ids the book had routed already, before any cycle (their owners were no draw)
     writes: tuple[tuple[int, int], ...]  # per cycle: Vitally PUTs, Salesforce write requests
 
 
@@ -87,6 +90,13 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     tmp = tmp_path_factory.mktemp("report")
     book = generate_book(200, seed=1, now=datetime(2026, 11, 22, 9, tzinfo=UTC))
     del book["_cases"]
+    # The book holds a few of crm-sync's own leads already (sandbox/cases_lifecycle.py), some converted.
+    preexisting = frozenset(lead["Id"] for lead in book["salesforce"]["Lead"] if lead.get("Routing_Rule__c"))
+    converted_before = frozenset(
+        lead["Id"]
+        for lead in book["salesforce"]["Lead"]
+        if lead.get("Routing_Rule__c") and (lead.get("IsConverted") or lead.get("Status") == "Closed - Converted")
+    )
     state = tmp / "state.db"
     with Sandbox(book) as sb:
         config = example_config_for(sb.url, tmp / "config.toml", {'"Kim Park"': "'" + HOSTILE + "'"})
@@ -97,7 +107,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         )
         chosen = routed[::3]
         _converted_in_salesforce(sb, chosen)
-        writes.append(_cycle(sb, config, state)[1])  # reads the conversions (and re-routes converted accounts)
+        writes.append(_cycle(sb, config, state)[1])  # reads the conversions (a converted lead ends its episode)
         last, counts = _cycle(sb, config, state)  # reads what the previous cycle created
         writes.append(counts)
         assert not [line for line in last.stdout.splitlines() if '"salesforce"' in line], "the mirror lags Salesforce"
@@ -107,7 +117,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         state,
         snapshot["salesforce"],
         snapshot["vitally"],
-        frozenset(lead["Id"] for lead in chosen),
+        frozenset(lead["Id"] for lead in chosen) | converted_before,
+        preexisting,
         tuple(writes),
     )
 
@@ -162,7 +173,11 @@ def expected_rules(scenario: Scenario) -> dict[str, dict[str, Any]]:
 def expected_pools(scenario: Scenario) -> dict[str, dict[str, Any]]:
     """Per pool of the config file: each member's leads in Salesforce (owned and routed) or, in the
     Onboarding pool, the accounts naming them as specialist; their fair share of the pool's total."""
-    owned = Counter(lead.get("OwnerId") for lead in scenario.salesforce["Lead"] if lead.get("Routing_Rule__c"))
+    owned = Counter(
+        lead.get("OwnerId")
+        for lead in scenario.salesforce["Lead"]
+        if lead.get("Routing_Rule__c") and lead["Id"] not in scenario.preexisting
+    )
     specialists = Counter(account["traits"].get("onboarding_specialist") for account in scenario.vitally["accounts"])
     pools = {}
     for pool in tomllib.loads(scenario.config.read_text())["pools"]:
@@ -196,6 +211,31 @@ def test_report_counts_leads_and_conversions_per_rule(scenario: Scenario) -> Non
     assert {line["target"] for line in rules.values()} == {0.2}
     assert sum(line["converted"] for line in rules.values()) == len(scenario.converted) > 0
     assert sum(line["created"] for line in rules.values()) > 0 and sum(line["inbound"] for line in rules.values()) > 0
+
+
+@pytest.mark.e2e
+def test_report_conversion_covers_every_routing_trigger_product_led_ones_included(scenario: Scenario) -> None:
+    """Issue #15: a created lead carries the trigger that routed it, so every account trigger with a
+    case in the book has its own conversion row; the qualification verdict rides in its own fields."""
+    rules = {line["rule"] for line in report_json(scenario)["rules"]}
+    assert set(ACCOUNT_TRIGGERS) <= rules, sorted(set(ACCOUNT_TRIGGERS) - rules)
+    assert {rule for rule in ROUTING_RULE_IDS if rule.startswith("product_led.")} <= rules
+    assert rules <= set(ROUTING_RULE_IDS) | {"onboarding.direct_handover"}
+    created = [
+        lead
+        for lead in scenario.salesforce["Lead"]
+        if str(lead.get("Sync_Key__c") or "").startswith("crm-sync-") and lead["Id"] not in scenario.preexisting
+    ]
+    product_led = [lead for lead in created if lead["Routing_Rule__c"].startswith("product_led.")]
+    assert product_led
+    for lead in product_led:
+        assert lead["LeadSource"] in ("Product-led", "AM referral"), lead
+        assert lead["Qualification__c"] in ("qualify", "nurture", "disqualify"), lead
+        assert lead["Qualification_Reason__c"].startswith(f"{lead['Qualification__c']}: "), lead
+    for lead in created:
+        assert lead["Routing_Reason__c"].startswith(f"{lead['Routing_Rule__c']}: "), lead
+        if not lead["Routing_Rule__c"].startswith("product_led."):
+            assert lead.get("Qualification__c") is None, lead
 
 
 @pytest.mark.e2e

@@ -62,7 +62,7 @@ def test_recommendation_qualifies_with_reason_and_trait() -> None:
         "qualify: growth 22.5 %/month over 3 invoices ≥ 5 %; projected ARR 205,031 in 12 months ≥ 20,000; "
         "paying for 2 primary products ≥ 2; employees 64 ≥ 50; signals: none"
     )
-    assert decision.traits == {"routing_reason": f"qualification.recommendation: {decision.reason}"}
+    assert decision.traits == {"qualification": f"qualification.recommendation: {decision.reason}"}
     assert decision.segments == frozenset()
     assert decision.manages == {"Nurture"}
     assert decision.signals == ()
@@ -247,7 +247,7 @@ def test_recommendation_signals(signal: str, kw: dict[str, Any], text: str | Non
     else:
         assert decision.signals == (signal,)
         assert decision.reason.endswith(f"; signals: {text}")
-        assert decision.traits["routing_reason"] == f"qualification.recommendation: {decision.reason}"
+        assert decision.traits["qualification"] == f"qualification.recommendation: {decision.reason}"
 
 
 def test_recommendation_signals_are_reported_on_disqualified_leads_too() -> None:
@@ -321,7 +321,7 @@ def test_recommendation_label_is_always_one_of_three(
     recommendation = decision.inputs["recommendation"]
     if decision.fired:
         assert recommendation in ("disqualify", "nurture", "qualify")
-        assert decision.traits["routing_reason"] == f"qualification.recommendation: {decision.reason}"
+        assert decision.traits["qualification"] == f"qualification.recommendation: {decision.reason}"
         assert decision.segments == (frozenset({"Nurture"}) if recommendation == "nurture" else frozenset())
     else:
         assert recommendation is None
