@@ -74,10 +74,9 @@ def _attribute(winner: Decision, qualified: list[Decision], policy: Policy) -> D
     lead, the qualification recommendation and its reasons. A "disqualify" recommendation holds the
     lead back only when `[rules.qualification] create_disqualified` is false (the handbook: the
     lead is created and a TAM decides)."""
-    intent = _routing.lead_intent(winner, policy)
     verdict = next((d for d in qualified if d.fired), None)
     if verdict is None:
-        return replace(winner, lead=intent)
+        return replace(winner, lead=_routing.lead_intent(winner, policy))
     label = verdict.inputs.get("recommendation")
     if label == "disqualify" and not policy.qualification.create_disqualified:
         why = "qualification recommends disqualify ([rules.qualification] create_disqualified = false)"
@@ -90,7 +89,7 @@ def _attribute(winner: Decision, qualified: list[Decision], policy: Policy) -> D
             guarded_by=why,
             reason=f"{winner.reason}; but {why}",
         )
-    return replace(winner, lead=replace(intent, qualification=str(label), qualification_reason=verdict.reason))
+    return replace(winner, lead=_routing.lead_intent(winner, policy, str(label), verdict.reason))
 
 
 def _also(decision: Decision, winner: Decision) -> Decision:
@@ -172,7 +171,7 @@ def _stage(
             routing_rule=winner.rule,
             status="Open - Not Contacted",
         )
-        ctx = replace(ctx, leads=(*ctx.leads, planned))
+        ctx = AccountContext((*ctx.leads, planned), ctx.opportunities, ctx.otherwise_lead, ctx.assigned_owners)
     return lifecycle.STAGE.decide(after, ctx, policy, now)
 
 
@@ -213,7 +212,7 @@ def evaluate_account(
     # onboarding.lead: a routing trigger, the handover or a New Owner already makes it a lead.
     claimed = ctx
     if (winner is not None or any(d.fired for d in owner)) and not ctx.otherwise_lead:
-        claimed = replace(ctx, otherwise_lead=True)
+        claimed = AccountContext(ctx.leads, ctx.opportunities, True, ctx.assigned_owners)
     for rule in _AFTER_ROUTING:
         if full or rule.may_fire(account, claimed, policy, now):
             decisions.append(rule.decide(account, claimed, policy, now))

@@ -322,6 +322,8 @@ def _task_inputs(episode: Episode) -> dict[str, object]:
 
 def _may_nurture(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
     """Some lead of the account in a nurturing status."""
+    if not ctx.leads:
+        return False
     nurturing = _statuses(policy.episodes)[2]
     return any((lead.status or "").strip().casefold() in nurturing for lead in ctx.leads)
 

@@ -187,8 +187,9 @@ def stage(account: Account, ctx: AccountContext, policy: Policy, now: datetime) 
     The first that holds decides: a CSM, TAM or Account Executive key role ("Customer success manager",
     "Technical account manager", "Technical account executive"); an `AM Managed` segment ("Technical
     account manager"); an open opportunity ("Technical account executive"); an open lead, the newest, by
-    its LeadSource ("BDR" for `BDR`, "Expansion lead" for `Product-led` and `AM referral`, otherwise
-    "New business lead"); a referral or product-led segment ("Expansion lead" for `Product-led lead` and
+    the rule that routed it (`Routing_Rule__c`: product_led.* "Expansion lead", new_business.* and the
+    direct handover "New business lead", bdr.* "BDR"), else its LeadSource ("BDR" for `BDR`,
+    "Expansion lead" for `Product-led` and `AM referral`, otherwise "New business lead"); a referral or product-led segment ("Expansion lead" for `Product-led lead` and
     `AM referral`, "New business lead" for `Onboarding referral` and `AE referral`); the `Account review`
     segment ("Account review"); an Onboarding Specialist key role or the `Onboarding` segment
     ("Onboarding specialist"); then by MRR: ≥ 2,000 "Account review", below "Self serve". Only an

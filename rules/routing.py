@@ -167,12 +167,17 @@ def lead_source_for(rule: str, team: str | None = None, routing: RoutingPolicy |
 _DEFAULT_ROUTING = RoutingPolicy()
 
 
-def lead_intent(winner: Decision, policy: Policy) -> LeadIntent:
+def lead_intent(
+    winner: Decision, policy: Policy, qualification: str | None = None, qualification_reason: str | None = None
+) -> LeadIntent:
     """What the lead created for a routed account carries: its LeadSource and the trigger that
     routed it (`Routing_Rule__c`, the rule id; `Routing_Reason__c`, the rule id and its reason), so
-    conversion can be measured per trigger."""
+    conversion can be measured per trigger; for a product-led lead, the qualification
+    recommendation and its reasons."""
     return LeadIntent(
         lead_source=lead_source_for(winner.rule, winner.team, policy.routing),
         routing_rule=winner.rule,
         routing_reason=f"{winner.rule}: {winner.reason}",
+        qualification=qualification,
+        qualification_reason=qualification_reason,
     )

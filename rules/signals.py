@@ -108,13 +108,18 @@ def _decide(
 # -- new business: $0 spend and a growth signal ------------------------------------------------
 
 
+def _grew(now: int | None, before: int | None, pct: float, floor: int) -> bool:
+    """`_growth`'s check, without its words (the reason rounds to 9 decimals: so does this, within 1e-6)."""
+    if now is None or before is None or now < floor:
+        return False
+    return before <= 0 or 100 * (now / before - 1) >= pct - 1e-6
+
+
 def _may_hiring(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """$0 spend with users, and a headcount at the floor with one 180 days ago to compare."""
+    """$0 spend with users, and headcount up enough from at least the floor."""
     rules = policy.zero_spend
-    return (
-        _may_zero_spend(account, rules)
-        and (account.harmonic_headcount or 0) >= rules.hiring_min_headcount
-        and account.harmonic_headcount_180d is not None
+    return _may_zero_spend(account, rules) and _grew(
+        account.harmonic_headcount, account.harmonic_headcount_180d, rules.hiring_growth_pct, rules.hiring_min_headcount
     )
 
 
@@ -140,11 +145,21 @@ HIRING_INCREASE: AccountRule = Rule("new_business.hiring_increase", hiring_incre
 
 
 def _may_web_social(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """$0 spend with users, and web traffic or social followers at their floor."""
+    """$0 spend with users, and web traffic or social followers up enough from their floor."""
     rules = policy.zero_spend
     return _may_zero_spend(account, rules) and (
-        (account.harmonic_web_traffic or 0) >= rules.web_traffic_min
-        or (account.harmonic_social_followers or 0) >= rules.social_followers_min
+        _grew(
+            account.harmonic_web_traffic,
+            account.harmonic_web_traffic_180d,
+            rules.web_traffic_growth_pct,
+            rules.web_traffic_min,
+        )
+        or _grew(
+            account.harmonic_social_followers,
+            account.harmonic_social_followers_180d,
+            rules.social_growth_pct,
+            rules.social_followers_min,
+        )
     )
 
 
@@ -185,8 +200,11 @@ WEB_SOCIAL_INCREASE: AccountRule = Rule("new_business.web_social_increase", web_
 
 
 def _may_fundraise(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """$0 spend with users, and a known funding date."""
-    return _may_zero_spend(account, policy.zero_spend) and account.harmonic_last_funding_date is not None
+    """$0 spend with users, and funded within the window."""
+    funded = account.harmonic_last_funding_date
+    if funded is None or not _may_zero_spend(account, policy.zero_spend):
+        return False
+    return 0 <= days_since(funded, now) <= policy.zero_spend.fundraise_days
 
 
 def fundraise(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
