@@ -62,6 +62,7 @@ SIGNALS = (
     "spend_jump",
     "billing_page_views",
     "billing_limits_close",
+    "annual_conversion",
     "competitor_destination",
     "warehouse_destination",
     "multi_project",
@@ -239,7 +240,8 @@ def _product_signals(account: Account, q: QualificationPolicy) -> list[tuple[str
 
 
 def _billing_signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
-    """What billing shows: a jump in spend, visits to the billing page, limits close to spend."""
+    """What billing shows: a jump in spend, visits to the billing page, limits close to spend, a
+    growing account still on a monthly plan."""
     found: list[tuple[str, str]] = []
     invoices = account.invoices or ()
     if len(invoices) >= 2 and invoices[-2].amount > 0:
@@ -255,6 +257,10 @@ def _billing_signals(account: Account, q: QualificationPolicy) -> list[tuple[str
     close = _limits_close(account.billing_limits, account.product_spend, q)
     if close:
         found.append(("billing_limits_close", "billing limit close to spend: " + ", ".join(close)))
+    # "Monthly plan and growing? That's an annual conversion opportunity." (step 1)
+    growth = monthly_growth(invoices, q.growth_invoices) if account.annual_plan is False else None
+    if growth is not None and 100 * growth >= q.growth_trend_pct:
+        found.append(("annual_conversion", f"monthly plan growing {_pct(100 * growth)}/month: annual plan"))
     return found
 
 

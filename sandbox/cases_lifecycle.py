@@ -2,11 +2,13 @@
 created (its episode), and signals that once reached the wrong team or came at the wrong moment.
 
 Each case is an account built like the generator's other constructed accounts (a base spec and its
-changes), plus the Salesforce leads linked to it (`LinkedLead`): crm-sync's own lead (it carries
-`Sync_Key__c` `crm-sync-<account>-1` and the trigger in `Routing_Rule__c`) in the state a person
-left it, converted with or without an opportunity. `sandbox.generator` places them in the book with
-the others and calls `attach` to create their leads; case names follow the generator's convention
-(`near_miss.<rule>.<detail>` just across a threshold, `boundary.<rule>.<detail>` exactly on it).
+changes), plus the Salesforce leads linked to it (`LinkedLead`): a product-led lead a TAM owns, in
+the state a person left it, converted with or without an opportunity. They carry no `Sync_Key__c`
+(a generated book holds no lead crm-sync created, so a run's own leads are exactly those with one);
+the episode of crm-sync's own lead is shown end to end in tests/test_e2e_episodes.py.
+`sandbox.generator` places the cases in the book with the others and calls `attach` to create their
+leads; case names follow the generator's convention (`near_miss.<rule>.<detail>` just across a
+threshold, `boundary.<rule>.<detail>` exactly on it).
 """
 
 from __future__ import annotations
@@ -25,19 +27,16 @@ _TAM = "Avery Collins"  # a TAM of the generator's team, qualifying a lead as it
 
 @dataclass(frozen=True)
 class LinkedLead:
-    """A Salesforce lead linked to the case's account (`Vitally_Account_Id__c`).
+    """A Salesforce lead linked to the case's account (`Vitally_Account_Id__c`), owned by a TAM.
 
-    `ours`: crm-sync created it (Sync_Key__c, Routing_Rule__c `rule`); `age_days` since it was
-    created, `modified_days` since its last change (a disqualification is dated by it);
-    `converted_days`: converted that many days ago; `opportunity`: converted into an opportunity
-    (stage, closed days ago (negative: closes later), loss reason).
+    `age_days` since it was created, `modified_days` since its last change (a disqualification is
+    dated by it); `converted_days`: converted that many days ago; `opportunity`: converted into an
+    opportunity (stage, closed days ago (negative: closes later), loss reason).
     """
 
     status: str
     age_days: int = 60
     modified_days: int = 10
-    ours: bool = True
-    rule: str = "product_led.mrr_band"
     source: str = "Product-led"
     converted_days: int | None = None
     opportunity: tuple[str, int, str | None] | None = None
@@ -130,12 +129,6 @@ def _lead_fields(account: Mapping[str, Any], lead: LinkedLead, builder: Any, i: 
         "_modified": lead.modified_days,
         "IsConverted": lead.converted_days is not None,
     }
-    if lead.ours:
-        fields |= {
-            "Sync_Key__c": f"crm-sync-{account['id']}-1",
-            "Routing_Rule__c": lead.rule,
-            "Routing_Reason__c": f"{lead.rule}: generated",
-        }
     if lead.converted_days is not None:
         fields["ConvertedDate"] = clock.date(lead.converted_days)
     if lead.opportunity is not None:

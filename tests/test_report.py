@@ -52,8 +52,7 @@ class Scenario:
     state: Path
     salesforce: dict[str, list[dict[str, Any]]]
     vitally: dict[str, list[dict[str, Any]]]
-    converted: frozenset[str]  # Lead Ids this test converted, and those the book held converted already
-    preexisting: frozenset[str]  # Lead Ids the book had routed already, before any cycle (their owners were no draw)
+    converted: frozenset[str]  # Lead Ids this test converted
     writes: tuple[tuple[int, int], ...]  # per cycle: Vitally PUTs, Salesforce write requests
 
 
@@ -90,13 +89,6 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     tmp = tmp_path_factory.mktemp("report")
     book = generate_book(200, seed=1, now=datetime(2026, 11, 22, 9, tzinfo=UTC))
     del book["_cases"]
-    # The book holds a few of crm-sync's own leads already (sandbox/cases_lifecycle.py), some converted.
-    preexisting = frozenset(lead["Id"] for lead in book["salesforce"]["Lead"] if lead.get("Routing_Rule__c"))
-    converted_before = frozenset(
-        lead["Id"]
-        for lead in book["salesforce"]["Lead"]
-        if lead.get("Routing_Rule__c") and (lead.get("IsConverted") or lead.get("Status") == "Closed - Converted")
-    )
     state = tmp / "state.db"
     with Sandbox(book) as sb:
         config = example_config_for(sb.url, tmp / "config.toml", {'"Kim Park"': "'" + HOSTILE + "'"})
@@ -117,8 +109,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         state,
         snapshot["salesforce"],
         snapshot["vitally"],
-        frozenset(lead["Id"] for lead in chosen) | converted_before,
-        preexisting,
+        frozenset(lead["Id"] for lead in chosen),
         tuple(writes),
     )
 
@@ -173,11 +164,7 @@ def expected_rules(scenario: Scenario) -> dict[str, dict[str, Any]]:
 def expected_pools(scenario: Scenario) -> dict[str, dict[str, Any]]:
     """Per pool of the config file: each member's leads in Salesforce (owned and routed) or, in the
     Onboarding pool, the accounts naming them as specialist; their fair share of the pool's total."""
-    owned = Counter(
-        lead.get("OwnerId")
-        for lead in scenario.salesforce["Lead"]
-        if lead.get("Routing_Rule__c") and lead["Id"] not in scenario.preexisting
-    )
+    owned = Counter(lead.get("OwnerId") for lead in scenario.salesforce["Lead"] if lead.get("Routing_Rule__c"))
     specialists = Counter(account["traits"].get("onboarding_specialist") for account in scenario.vitally["accounts"])
     pools = {}
     for pool in tomllib.loads(scenario.config.read_text())["pools"]:
@@ -222,9 +209,7 @@ def test_report_conversion_covers_every_routing_trigger_product_led_ones_include
     assert {rule for rule in ROUTING_RULE_IDS if rule.startswith("product_led.")} <= rules
     assert rules <= set(ROUTING_RULE_IDS) | {"onboarding.direct_handover"}
     created = [
-        lead
-        for lead in scenario.salesforce["Lead"]
-        if str(lead.get("Sync_Key__c") or "").startswith("crm-sync-") and lead["Id"] not in scenario.preexisting
+        lead for lead in scenario.salesforce["Lead"] if str(lead.get("Sync_Key__c") or "").startswith("crm-sync-")
     ]
     product_led = [lead for lead in created if lead["Routing_Rule__c"].startswith("product_led.")]
     assert product_led

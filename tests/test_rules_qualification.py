@@ -234,6 +234,10 @@ SIGNAL_CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("warehouse_destination", {"data_destinations": ("Google BigQuery",)}, "data to warehouse Google BigQuery"),
     ("warehouse_destination", {"data_destinations": ("Amazon S3",)}, "data to warehouse Amazon S3"),
     ("warehouse_destination", {"data_destinations": ("bigqueryish",)}, None),
+    ("annual_conversion", {"annual_plan": False}, "monthly plan growing 22.5 %/month: annual plan"),
+    ("annual_conversion", {"annual_plan": True}, None),
+    ("annual_conversion", {"annual_plan": None}, None),
+    ("annual_conversion", {"annual_plan": False, "invoices": invoices(1500, 1500, 1500)}, None),
     ("multi_project", {"project_count": 3}, "3 projects ≥ 3"),
     ("multi_project", {"project_count": 2}, None),
 ]
