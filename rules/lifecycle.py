@@ -189,8 +189,9 @@ def stage(account: Account, ctx: AccountContext, policy: Policy, now: datetime) 
     account manager"); an open opportunity ("Technical account executive"); an open lead, the newest, by
     the rule that routed it (`Routing_Rule__c`: product_led.* "Expansion lead", new_business.* and the
     direct handover "New business lead", bdr.* "BDR"), else its LeadSource ("BDR" for `BDR`,
-    "Expansion lead" for `Product-led` and `AM referral`, otherwise "New business lead"); a referral or product-led segment ("Expansion lead" for `Product-led lead` and
-    `AM referral`, "New business lead" for `Onboarding referral` and `AE referral`); the `Account review`
+    "Expansion lead" for `Product-led` and `AM referral`, otherwise "New business lead"); a referral or
+    product-led segment ("Expansion lead" for `Product-led lead` and `AM referral`, "New business lead"
+    for `Onboarding referral` and `AE referral`); the `Account review`
     segment ("Account review"); an Onboarding Specialist key role or the `Onboarding` segment
     ("Onboarding specialist"); then by MRR: ≥ 2,000 "Account review", below "Self serve". Only an
     account that reaches the MRR step with MRR unknown has no stage (the rule does not fire).

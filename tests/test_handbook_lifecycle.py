@@ -185,6 +185,13 @@ def test_a_qualified_lead_gets_its_decision_task(judged: dict[str, Any]) -> None
             assert task.record.startswith(f"crm-sync:episode.qualified_window:{record}:")
 
 
+def test_a_qualified_lead_past_its_three_months_gets_a_task_due_now(judged: dict[str, Any]) -> None:
+    for record in accounts(judged, "episode.qualified_window_over"):
+        (task,) = [w for w in planned(judged, record, "create_task") if w.rule == "episode.qualified_window"]
+        assert task.fields["dueDate"] == NOW.date().isoformat()
+        assert "decide now" in task.fields["description"]
+
+
 def test_an_account_a_tam_is_qualifying_is_not_unowned(judged: dict[str, Any]) -> None:
     for record in accounts(judged, "allocation.being_qualified"):
         decision = verdicts(judged, record)["allocation.new_owner"]
