@@ -332,9 +332,12 @@ def nurture_follow_up(account: Account, ctx: AccountContext, policy: Policy, now
     """A lead its owner set to "Nurturing" gets a Vitally task to revisit the account in 30-60 days
     (45 by default), once per lead ("Track as a nurture ... Set a Vitally task to revisit in 30-60 days")."""
     rules = policy.episodes
-    found = [e for e in episodes(account, ctx, policy) if e.state == "nurturing" and e.lead is not None]
+    if not ctx.leads:  # `explain` asks of every account: most have no lead at all
+        return Decision(_NURTURE_RULE, account.id, False, "no lead of the account in Salesforce")
+    known = episodes(account, ctx, policy)
+    found = [e for e in known if e.state == "nurturing" and e.lead is not None]
     if not found:
-        states = ", ".join(f"{e.family} {e.state}" for e in episodes(account, ctx, policy)) or "no lead episode"
+        states = ", ".join(f"{e.family} {e.state}" for e in known) or "no lead episode"
         return Decision(_NURTURE_RULE, account.id, False, f"no lead is nurturing ({states})")
     episode = found[0]
     lead = episode.lead
@@ -368,6 +371,8 @@ def qualified_window(account: Account, ctx: AccountContext, policy: Policy, now:
     whether it belongs in their book end ("You have up to 3 months to figure out whether a new lead
     belongs in your book"), counted from the lead's creation; once per lead."""
     rules = policy.episodes
+    if not _may_qualified(account, ctx, policy, now):  # `explain` asks of every account: most have no lead
+        return Decision(_QUALIFIED_RULE, account.id, False, "no lead of the account, not in segment Leads")
     found = next(
         (e for e in episodes(account, ctx, policy) if e.family == "product_led" and e.state == "qualified"), None
     )

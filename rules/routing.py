@@ -92,7 +92,7 @@ def route_account(
     if fast:
         if not may_be_routed(account, policy):
             return None, []
-        triggers = tuple(rule for rule in triggers if rule.may_fire(account, ctx, policy, now))
+        triggers = tuple([rule for rule in triggers if rule.may_fire(account, ctx, policy, now)])
     return _arbitrate([rule.decide(account, ctx, policy, now) for rule in triggers])
 
 
@@ -121,6 +121,8 @@ def _arbitrate(decisions: list[Decision]) -> tuple[Decision | None, list[Decisio
     if not fired:
         return None, decisions
     first, others = fired[0], fired[1:]
+    if not others:  # the common case: nothing else matched, nothing to add
+        return decisions[first], decisions
     winner = replace(decisions[first], also_matched=tuple(decisions[i].rule for i in others))
     result = list(decisions)
     result[first] = winner
