@@ -63,7 +63,9 @@ def _zero_spend(account: Account, rules: ZeroSpendPolicy) -> list[Check]:
 
 
 def _may_zero_spend(account: Account, rules: ZeroSpendPolicy) -> bool:
-    return account.mrr is not None and account.mrr <= rules.mrr_max and (account.user_count or 0) >= rules.min_users
+    # Most accounts pay: the MRR test fails first (a cycle asks this of every account, three times).
+    mrr = account.mrr
+    return mrr is not None and mrr <= rules.mrr_max and (account.user_count or 0) >= rules.min_users
 
 
 def _growth(name: str, label: str, now: int | None, before: int | None, pct: float, floor: int) -> Check:
@@ -118,6 +120,9 @@ def _grew(now: int | None, before: int | None, pct: float, floor: int) -> bool:
 def _may_hiring(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
     """$0 spend with users, and headcount up enough from at least the floor."""
     rules = policy.zero_spend
+    mrr = account.mrr
+    if mrr is None or mrr > rules.mrr_max:
+        return False
     return _may_zero_spend(account, rules) and _grew(
         account.harmonic_headcount, account.harmonic_headcount_180d, rules.hiring_growth_pct, rules.hiring_min_headcount
     )
@@ -147,6 +152,9 @@ HIRING_INCREASE: AccountRule = Rule("new_business.hiring_increase", hiring_incre
 def _may_web_social(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
     """$0 spend with users, and web traffic or social followers up enough from their floor."""
     rules = policy.zero_spend
+    mrr = account.mrr
+    if mrr is None or mrr > rules.mrr_max:
+        return False
     return _may_zero_spend(account, rules) and (
         _grew(
             account.harmonic_web_traffic,
@@ -202,7 +210,7 @@ WEB_SOCIAL_INCREASE: AccountRule = Rule("new_business.web_social_increase", web_
 def _may_fundraise(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
     """$0 spend with users, and funded within the window."""
     funded = account.harmonic_last_funding_date
-    if funded is None or not _may_zero_spend(account, policy.zero_spend):
+    if funded is None or account.mrr is None or not _may_zero_spend(account, policy.zero_spend):
         return False
     return 0 <= days_since(funded, now) <= policy.zero_spend.fundraise_days
 
@@ -264,10 +272,11 @@ COOL_COMPANY: AccountRule = Rule("new_business.cool_company", cool_company, _may
 def _may_low_usage(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
     """A business email, known MRR below the bar, known users at most the cap, employees above the floor."""
     rules = policy.low_usage
+    mrr = account.mrr
     return (
-        account.business_email is True
-        and account.mrr is not None
-        and account.mrr < rules.mrr_below
+        mrr is not None
+        and mrr < rules.mrr_below
+        and account.business_email is True
         and account.user_count is not None
         and account.user_count <= rules.max_users
         and (account.employee_count or 0) > rules.employees_above
