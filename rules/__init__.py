@@ -14,7 +14,8 @@ from core.model import Account, Lead
 from rules import allocation, demo, episodes, lifecycle, onboarding, qualification, scoring
 from rules import guards as _guards
 from rules import routing as _routing
-from rules.base import AccountRule, Decision, LeadIntent, Rule
+from rules.base import AccountRule, Decision, Rule
+from rules.base import LeadIntent as _LeadIntent
 from rules.context import EMPTY, AccountContext, LeadContext
 from rules.expressions import CompiledTrigger, CustomTrigger, ExpressionError, compile_trigger
 from rules.policy import ROUTING_RULE_IDS, AllocationPolicy, GuardPolicy, Policy, ProductLedPolicy, Territories
@@ -92,7 +93,7 @@ def _attribute(winner: Decision, qualified: list[Decision], policy: Policy) -> D
     return _with_lead(winner, _routing.lead_intent(winner, policy, str(label), verdict.reason))
 
 
-def _with_lead(d: Decision, lead: LeadIntent) -> Decision:
+def _with_lead(d: Decision, lead: _LeadIntent) -> Decision:
     """`d` wanting `lead` (the constructor: `dataclasses.replace` costs several times more, once per
     routed account)."""
     return Decision(

@@ -18,6 +18,7 @@ from rules.policy import (
     TAE,
     TAM,
 )
+from rules.routing import LEAD_TRIGGERS
 
 if TYPE_CHECKING:
     from core.model import Account, Lead
@@ -116,13 +117,16 @@ def _newest(leads: tuple[Lead, ...]) -> Lead:
 
 
 def _lead_stage(lead: Lead, rules: LifecyclePolicy) -> str:
-    """The flowchart's lead box of a lead: by the rule that routed it (`Routing_Rule__c`) when
-    crm-sync routed it (a new-business signal is a new business lead whatever its source), else
-    by its LeadSource."""
+    """The flowchart's lead box of a lead: by the signal that made crm-sync create it
+    (`Routing_Rule__c`: a new-business signal is a new business lead whatever its source), else by
+    its LeadSource. An inbound lead a lead-source trigger routed keeps the stage of its source: it
+    gets its `Routing_Rule__c` in the same cycle that judges the account, which must not see a
+    different stage on the next."""
     rule = lead.routing_rule or ""
-    for prefix, stage in (("product_led.", EXPANSION_LEAD), ("new_business.", NEW_BUSINESS_LEAD), ("bdr.", BDR)):
-        if rule.startswith(prefix):
-            return stage
+    if rule not in LEAD_TRIGGERS:
+        for prefix, stage in (("product_led.", EXPANSION_LEAD), ("new_business.", NEW_BUSINESS_LEAD), ("bdr.", BDR)):
+            if rule.startswith(prefix):
+                return stage
     if rule == "onboarding.direct_handover":
         return NEW_BUSINESS_LEAD
     source = lead.lead_source

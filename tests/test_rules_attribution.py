@@ -197,7 +197,10 @@ def test_no_circle_back_task_for_an_account_routed_in_the_same_evaluation() -> N
     ("rule", "source", "expected"),
     [
         ("new_business.startup_credits", "Product-led", "New business lead"),  # an old lead's source
-        ("new_business.bdr_qualified", "BDR", "New business lead"),  # a BDR-qualified lead goes to a TAE
+        # An inbound lead keeps its source's stage: its Routing_Rule__c is written in the cycle that
+        # judges the account, and the next cycle must agree with it.
+        ("new_business.bdr_qualified", "BDR", "BDR"),
+        ("new_business.demo_request", "Demo request", "New business lead"),
         ("bdr.low_usage", "BDR", "BDR"),
         ("product_led.forecast_spike", "Product-led", "Expansion lead"),
         (None, "AM referral", "Expansion lead"),
