@@ -39,6 +39,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, TypeVar
 
+from sandbox import cases_lifecycle
+
 __all__ = ["CASE_NAMES", "MIN_FULL_COVERAGE", "generate_book"]
 
 _T = TypeVar("_T")
@@ -250,6 +252,7 @@ class _Spec:
     lead: str | None = None  # a linked Salesforce Lead: "Working" or "Converted"
     opp: tuple[str, int, str | None] | None = None  # (stage, closed days ago (< 0: future), loss reason)
     traits: Mapping[str, Any] = field(default_factory=dict)
+    lifecycle: cases_lifecycle.LifecycleCase | None = None  # its linked leads (sandbox/cases_lifecycle.py)
 
 
 _QUIET = _Spec()
@@ -409,6 +412,10 @@ _ACCOUNT_SPECS: tuple[_Spec, ...] = (
         for _ in range(_TAM_SOFT_CAP)
     ),
 )  # fmt: skip
+
+# Issue #15's cases: new triggers, lead episodes, wrong team or moment (sandbox/cases_lifecycle.py).
+_BASES = {"quiet": _QUIET, "band": _BAND, "big": _BIG}
+_ACCOUNT_SPECS += tuple(_s(_BASES[c.base], *c.cases, lifecycle=c, **c.changes) for c in cases_lifecycle.CASES)
 
 _STRONG_FIT: dict[str, Any] = {
     "AnnualRevenue": 40_000_000,
@@ -894,7 +901,8 @@ class _Builder:
             del traits["country"]
 
     def _spec_salesforce(self, i: int, spec: _Spec, account: dict[str, Any], region: str) -> None:
-        """The case's Salesforce records: a product-led lead, a disqualified one, an opportunity."""
+        """The case's Salesforce records: a product-led lead, a disqualified one, an opportunity,
+        and an issue #15 lifecycle case's linked leads (sandbox/cases_lifecycle.py)."""
         if spec.lead is not None:
             self._lead(
                 {"LeadSource": "Product-led", "_owner": "TAM", "Status": "Working"}
@@ -916,6 +924,8 @@ class _Builder:
         if spec.opp is not None:
             stage, closed_ago, reason = spec.opp
             self._opportunity(i, account, stage, closed_ago, reason, self._member("TAE", region))
+        if spec.lifecycle is not None:
+            cases_lifecycle.attach(self, i, account, spec.lifecycle)
 
     def _filler(self, i: int) -> dict[str, Any]:
         """A random account: most are small self-serve, a few are big, owned, or on the startup plan."""

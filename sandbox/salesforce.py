@@ -94,6 +94,8 @@ _STANDARD_FIELDS: dict[str, tuple[str, ...]] = {
         "Routing_Rule__c",
         "Routing_Reason__c",
         "Classification__c",
+        "Qualification__c",
+        "Qualification_Reason__c",
         "Sync_Key__c",
     ),
     "User": (
