@@ -112,6 +112,7 @@ class VitallySettings:
             "routing_reason": "routing_reason",
             "lifecycle_stage": "lifecycle_stage",
             "onboarding_specialist": "onboarding_specialist",
+            "qualification": "qualification",
         },
         "Canonical name -> the trait key crm-sync writes.",
         merge=True,

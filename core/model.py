@@ -49,6 +49,12 @@ class Account:
     harmonic_headcount: int | None = None
     harmonic_headcount_180d: int | None = None
     harmonic_last_funding_date: date | None = None
+    # Web and social traction (Harmonic's traction metrics): now and 180 days ago.
+    harmonic_web_traffic: int | None = None
+    harmonic_web_traffic_180d: int | None = None
+    harmonic_social_followers: int | None = None
+    harmonic_social_followers_180d: int | None = None
+    ocean_cool_company: bool | None = None  # flagged a 'cool company' in ocean.io
     estimated_revenue: float | None = None
     industry: str | None = None
     country: str | None = None  # ISO 3166-1 alpha-2 after normalisation
@@ -102,6 +108,8 @@ class Lead:
     sync_key: str | None = None
     routing_rule: str | None = None
     classification: str | None = None
+    converted_date: date | None = None
+    converted_opportunity_id: str | None = None
 
 
 @dataclass(frozen=True)

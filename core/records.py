@@ -45,6 +45,11 @@ DEFAULT_TRAIT_KEYS: Mapping[str, str] = {
     "harmonic_headcount": "harmonic_headcount",
     "harmonic_headcount_180d": "harmonic_headcount_180d",
     "harmonic_last_funding_date": "harmonic_last_funding_date",
+    "harmonic_web_traffic": "harmonic_web_traffic",
+    "harmonic_web_traffic_180d": "harmonic_web_traffic_180d",
+    "harmonic_social_followers": "harmonic_social_followers",
+    "harmonic_social_followers_180d": "harmonic_social_followers_180d",
+    "ocean_cool_company": "ocean_cool_company",
     "estimated_revenue": "estimated_revenue",
     "industry": "industry",
     "country": "country",
@@ -259,6 +264,11 @@ _TRAIT_PARSERS: Mapping[str, Callable[[object], object]] = {
     "harmonic_headcount": _count,
     "harmonic_headcount_180d": _count,
     "harmonic_last_funding_date": _date,
+    "harmonic_web_traffic": _count,
+    "harmonic_web_traffic_180d": _count,
+    "harmonic_social_followers": _count,
+    "harmonic_social_followers_180d": _count,
+    "ocean_cool_company": _bool,
     "estimated_revenue": _money,
     "industry": _text,
     "country": _country,
@@ -446,6 +456,8 @@ def parse_lead(raw: Mapping[str, Any]) -> Lead:
         sync_key=_sf_get(raw, "Lead", "Sync_Key__c", _text),
         routing_rule=_sf_get(raw, "Lead", "Routing_Rule__c", _text),
         classification=_sf_get(raw, "Lead", "Classification__c", _text),
+        converted_date=_sf_get(raw, "Lead", "ConvertedDate", _date),
+        converted_opportunity_id=_sf_get(raw, "Lead", "ConvertedOpportunityId", _text),
     )
 
 

@@ -11,10 +11,11 @@ from dataclasses import replace
 from datetime import datetime
 
 from core.model import Account, Lead
-from rules import allocation, demo, lifecycle, onboarding, qualification, scoring
+from rules import allocation, demo, episodes, lifecycle, onboarding, qualification, scoring
 from rules import guards as _guards
 from rules import routing as _routing
 from rules.base import AccountRule, Decision, Rule
+from rules.base import LeadIntent as _LeadIntent
 from rules.context import EMPTY, AccountContext, LeadContext
 from rules.expressions import CompiledTrigger, CustomTrigger, ExpressionError, compile_trigger
 from rules.policy import ROUTING_RULE_IDS, AllocationPolicy, GuardPolicy, Policy, ProductLedPolicy, Territories
@@ -51,6 +52,8 @@ ALL_RULE_IDS: tuple[str, ...] = (
     lifecycle.CSM_DOWNGRADE.id,
     lifecycle.STAGE.id,
     qualification.RECOMMENDATION.id,
+    episodes.NURTURE_FOLLOW_UP.id,
+    episodes.QUALIFIED_WINDOW.id,
     scoring.LEAD_SCORE.id,
     demo.CLASSIFICATION.id,
     demo.INSTANT_SCHEDULER.id,
@@ -62,7 +65,41 @@ _AFTER_ROUTING: tuple[AccountRule, ...] = (
     onboarding.CIRCLE_BACK,
     lifecycle.ACCOUNT_REVIEW,
     lifecycle.CSM_DOWNGRADE,
+    episodes.NURTURE_FOLLOW_UP,
+    episodes.QUALIFIED_WINDOW,
 )
+
+
+def _attribute(winner: Decision, qualified: list[Decision], policy: Policy) -> Decision:
+    """The routing winner with the lead it creates: the trigger that routed it and, for a product-led
+    lead, the qualification recommendation and its reasons. A "disqualify" recommendation holds the
+    lead back only when `[rules.qualification] create_disqualified` is false (the handbook: the
+    lead is created and a TAM decides)."""
+    verdict = next((d for d in qualified if d.fired), None)
+    if verdict is None:
+        return _with_lead(winner, _routing.lead_intent(winner, policy))
+    label = verdict.inputs.get("recommendation")
+    if label == "disqualify" and not policy.qualification.create_disqualified:
+        why = "qualification recommends disqualify ([rules.qualification] create_disqualified = false)"
+        return replace(
+            winner,
+            fired=False,
+            traits={},
+            segments=frozenset(),
+            lead=None,
+            guarded_by=why,
+            reason=f"{winner.reason}; but {why}",
+        )
+    return _with_lead(winner, _routing.lead_intent(winner, policy, str(label), verdict.reason))
+
+
+def _with_lead(d: Decision, lead: _LeadIntent) -> Decision:
+    """`d` wanting `lead` (the constructor: `dataclasses.replace` costs several times more, once per
+    routed account)."""
+    return Decision(
+        d.rule, d.record, d.fired, d.reason, d.inputs, d.unknown, d.traits, d.segments, d.manages, d.team,
+        d.region, d.review, d.guarded_by, lead, d.task, d.also_matched, d.signals,
+    )  # fmt: skip
 
 
 def _also(decision: Decision, winner: Decision) -> Decision:
@@ -136,14 +173,15 @@ def _stage(
     wanted = frozenset().union(*(d.segments for d in decisions if d.fired))
     segments = (account.segments - managed_segments(policy)) | wanted
     after = account if segments == account.segments else replace(account, segments=segments)
-    if winner is not None and not ctx.open_leads:
+    if winner is not None and winner.lead is not None and not ctx.open_leads:
         planned = Lead(
             id=f"planned:{winner.rule}",
             system_modstamp=now,
-            lead_source=_routing.lead_source_for(winner.rule),
+            lead_source=winner.lead.lead_source,
+            routing_rule=winner.rule,
             status="Open - Not Contacted",
         )
-        ctx = AccountContext(leads=(*ctx.leads, planned), opportunities=ctx.opportunities)
+        ctx = AccountContext((*ctx.leads, planned), ctx.opportunities, ctx.otherwise_lead, ctx.assigned_owners)
     return lifecycle.STAGE.decide(after, ctx, policy, now)
 
 
@@ -174,11 +212,17 @@ def evaluate_account(
     owner: list[Decision] = []
     if full or allocation.NEW_OWNER.may_fire(account, ctx, policy, now):
         owner.append(allocation.NEW_OWNER.decide(account, ctx, policy, now))
-    decisions = [*_qualification(account, ctx, policy, now, winner, full), *routing, *handover, *owner]
+    qualified = _qualification(account, ctx, policy, now, winner, full)
+    if winner is not None:
+        routed = _attribute(winner, qualified, policy)
+        routing = [routed if d is winner else d for d in routing]
+        handover = [routed if d is winner else d for d in handover]
+        winner = routed if routed.fired else None
+    decisions = [*qualified, *routing, *handover, *owner]
     # onboarding.lead: a routing trigger, the handover or a New Owner already makes it a lead.
     claimed = ctx
     if (winner is not None or any(d.fired for d in owner)) and not ctx.otherwise_lead:
-        claimed = AccountContext(ctx.leads, ctx.opportunities, otherwise_lead=True)
+        claimed = AccountContext(ctx.leads, ctx.opportunities, True, ctx.assigned_owners)
     for rule in _AFTER_ROUTING:
         if full or rule.may_fire(account, claimed, policy, now):
             decisions.append(rule.decide(account, claimed, policy, now))

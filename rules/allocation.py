@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core.model import Account
-from rules.base import AccountRule, Decision, Rule, fmt_num, product_key
+from rules.base import AccountRule, Decision, Rule, fmt_num, months_between, product_key
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
@@ -41,9 +41,13 @@ def owner_region(account: Account, policy: Policy) -> tuple[str | None, str]:
     return region, f"{why}; HQ country {account.country} → {region}"
 
 
-def _situation(account: Account, team: str, paying: int, rules: AllocationPolicy) -> tuple[bool, str]:
+def _situation(
+    account: Account, ctx: AccountContext, team: str, paying: int, policy: Policy, now: datetime
+) -> tuple[bool, str]:
     """(whether the account moves to a New Owner, the situation that moves it or why it stays): a CSM
-    keeps it, and so does a TAM unless the account needs a CSM now."""
+    keeps it, and so does a TAM unless the account needs a CSM now; a lead being qualified stays
+    with whoever qualifies it; an Account Executive hands over only after the sale (see `_after_sale`)."""
+    rules = policy.allocation
     roles = account.key_roles
     if "CSM" in roles:
         return False, f"already owned by a CSM ({roles['CSM']})"
@@ -54,9 +58,40 @@ def _situation(account: Account, team: str, paying: int, rules: AllocationPolicy
                 f"(< {rules.csm_min_primary_products}: stays with the TAM)"
             )
         return True, "TAM → CSM handover"
+    leads = policy.episodes.leads_segment
+    if leads in account.segments:
+        who = f"Account Executive {roles['Account Executive']}" if "Account Executive" in roles else "someone"
+        return False, f"being worked: {who} is qualifying it (segment {leads}), not unowned"
     if "Account Executive" in roles:
-        return True, "post-sale handover from the Account Executive"
+        return _after_sale(ctx, rules, now)
     return True, "no owner"
+
+
+def _after_sale(ctx: AccountContext, rules: AllocationPolicy, now: datetime) -> tuple[bool, str]:
+    """An Account Executive's account is handed over "after the initial contract is signed"
+    (account-allocation.md: no open opportunity) and after the TAE's 12 months of nurture that
+    follow the close (accounts-overview.md: "Close then nurture for 12 months"), counted from the
+    last Closed Won opportunity. Without any opportunity in Salesforce the sale is not visible, and
+    the handover is proposed (a person reviews every New Owner)."""
+    open_opportunities = ctx.open_opportunities
+    if open_opportunities:
+        first = open_opportunities[0]
+        return False, (
+            f"Account Executive's opportunity {first.id} is still open ({first.stage_name or 'no stage'}): "
+            "hand over after the initial contract is signed"
+        )
+    won = [o.close_date for o in ctx.opportunities if (o.stage_name or "") == "Closed Won" and o.close_date]
+    if not won:
+        return True, "post-sale handover from the Account Executive"
+    closed = max(won)
+    months = months_between(closed, now)
+    wait = rules.handover_after_close_months
+    if months < wait:
+        return False, (
+            f"closed won {closed} ({months} months ago): the Account Executive nurtures it for {wait} months "
+            "before a handover"
+        )
+    return True, f"post-sale handover from the Account Executive (closed won {closed}, {months} months ≥ {wait})"
 
 
 def _option(wanted: str, rules: AllocationPolicy) -> tuple[str | None, str]:
@@ -76,9 +111,10 @@ def _may_new_owner(account: Account, ctx: AccountContext, policy: Policy, now: d
 
 
 def new_owner(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
-    """Accounts paying $20k+ a year that have no owner, are still with their Account Executive after
-    the sale, or have grown to 3+ primary products under a TAM get a New Owner: TAM for 1–2 primary
-    products, CSM for 3+, in the region where most of their users are."""
+    """Accounts paying $20k+ a year that have no owner, are still with their Account Executive 12
+    months after the sale closed, or have grown to 3+ primary products under a TAM get a New Owner:
+    TAM for 1–2 primary products, CSM for 3+, in the region where most of their users are. An
+    account a TAM is qualifying (segment `Leads`) is being worked, not unowned."""
     rules = policy.allocation
     manages = frozenset({rules.segment})
     inputs: dict[str, object] = {
@@ -103,7 +139,7 @@ def new_owner(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     primary = {product_key(p) for p in rules.primary_products}
     paying = sorted({product_key(p) for p in account.paid_products} & primary)
     team = "CSM" if len(paying) >= rules.csm_min_primary_products else "TAM"
-    moves, situation = _situation(account, team, len(paying), rules)
+    moves, situation = _situation(account, ctx, team, len(paying), policy, now)
     if not moves:
         return no(situation)
 

@@ -39,7 +39,16 @@ __all__ = [
 Team = Literal["TAE", "TAM", "CSM", "BDR", "Onboarding"]
 
 # The lead fields a rule may want, by canonical name (LeadIntent's fields).
-LeadField = Literal["score", "classification", "status", "routing_rule", "routing_reason"]
+LeadField = Literal[
+    "score",
+    "classification",
+    "status",
+    "lead_source",
+    "routing_rule",
+    "routing_reason",
+    "qualification",
+    "qualification_reason",
+]
 _LEAD_FIELDS: tuple[LeadField, ...] = get_args(LeadField)
 
 RecordT = TypeVar("RecordT")
@@ -48,14 +57,23 @@ ContextT = TypeVar("ContextT")
 
 @dataclass(frozen=True)
 class LeadIntent:
-    """What a lead rule wants written on its Salesforce lead, by canonical name; None leaves a
-    field alone. `sync/wire.py` names the Salesforce field of each (`score` is `Lead_Score__c`)."""
+    """What a rule wants written on a Salesforce lead, by canonical name; None leaves a field
+    alone. `sync/wire.py` names the Salesforce field of each (`score` is `Lead_Score__c`).
+
+    A lead rule's intent is for the lead it judged; a routing winner's intent is what the lead
+    created for its account carries: the trigger that routed it (`routing_rule`, `routing_reason`),
+    its `lead_source` and, for a product-led lead, the qualification recommendation
+    (`qualification`: disqualify, nurture or qualify) and its reasons.
+    """
 
     score: int | None = None
     classification: str | None = None
     status: str | None = None
+    lead_source: str | None = None
     routing_rule: str | None = None
     routing_reason: str | None = None
+    qualification: str | None = None
+    qualification_reason: str | None = None
 
     def wanted(self) -> dict[LeadField, object]:
         """The fields this intent sets, canonical name to value, in the order declared above."""

@@ -3,7 +3,8 @@ lead, what Salesforce knows about its company. `sync.facts` gathers both from th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 
 from core.model import Lead, Opportunity
@@ -25,11 +26,15 @@ class AccountContext:
     `otherwise_lead` is what `evaluate_account` tells the rules after routing and allocation: a
     routing trigger or the direct handover won, or allocation chose a New Owner, in this
     evaluation, so the account is already a lead for someone.
+
+    `assigned_owners` maps the Id of a lead crm-sync created to the `OwnerId` crm-sync gave it: a
+    different owner on the lead now means a person reassigned it (the lead is being worked).
     """
 
     leads: tuple[Lead, ...] = ()
     opportunities: tuple[Opportunity, ...] = ()
     otherwise_lead: bool = False
+    assigned_owners: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def open_leads(self) -> tuple[Lead, ...]:

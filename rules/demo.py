@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.model import Lead
+from core.triage import Label, Submission, Triage, TriageClassifier
 from rules.base import Decision, LeadIntent, LeadRule, Rule, fmt_num
 from rules.context import CLOSED_LEAD_STATUSES, LeadContext
 from rules.policy import DemoPolicy
+from rules.triage import offline_triage
 
 if TYPE_CHECKING:
     from rules.policy import Policy
@@ -31,11 +34,14 @@ __all__ = [
 CLASSIFICATION_RULE = "demo.classification"
 SCHEDULER_RULE = "demo.instant_scheduler"
 
-Label = Literal["sales", "support", "spam"]
+# The most of a classifier's reason the decision keeps: with its frame ("classified support (…);
+# skips the round robin (…)") the reason stays within a 255-character Salesforce text field.
+_TRIAGE_REASON_MAX = 150
+_REASON_MAX = 255
 
 
 class Classifier(Protocol):
-    """Labels a demo-request form text; the reason is shown to people (explain, the plan)."""
+    """Labels a demo-form text (the `keywords` classifier's interface); the reason is shown to people."""
 
     def classify(self, text: str) -> tuple[Label, str]: ...
 
@@ -49,7 +55,7 @@ def _normalise(text: str) -> str:
 
 
 class KeywordClassifier:
-    """The offline default: keyword and shape signals, no network, no model.
+    """The `keywords` classifier: keyword and shape signals of the form text, no model.
 
     Spam wins when its signals (keywords, many links, all caps) outnumber the sales keywords;
     otherwise support wins when its keywords outnumber the sales keywords; everything else is sales.
@@ -106,6 +112,17 @@ class KeywordClassifier:
         return "sales", "no spam or support signals"
 
 
+class _TextTriage:
+    """A text classifier (`Classifier`) as a `TriageClassifier`: it reads the form text only."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        self._classifier = classifier
+
+    def classify(self, submission: Submission) -> Triage:
+        label, reason = self._classifier.classify(submission.text)
+        return Triage(label, 1.0, reason)
+
+
 def _signals(kind: str, found: list[str], against: list[str]) -> str:
     text = f"{kind} signals: {', '.join(found)}"
     if against:
@@ -113,11 +130,36 @@ def _signals(kind: str, found: list[str], against: list[str]) -> str:
     return text
 
 
-# Classifier names the config may choose, to a factory from the policy.
-CLASSIFIERS: Mapping[str, Callable[[DemoPolicy], Classifier]] = {"keywords": KeywordClassifier.from_policy}
+def _offline(policy: DemoPolicy) -> TriageClassifier:
+    return _offline_cached()
 
 
-def classifier_for(policy: DemoPolicy) -> Classifier:
+@functools.cache
+def _offline_cached() -> TriageClassifier:
+    """One offline triage per process, remembering its last verdicts: a cycle sees every open demo
+    request again, and a submission's label only changes when the submission does."""
+    return _Remembering(offline_triage())
+
+
+class _Remembering:
+    """A triage classifier that remembers the verdicts on the last `size` distinct submissions."""
+
+    def __init__(self, classifier: TriageClassifier, size: int = 65_536) -> None:
+        self._classify = functools.lru_cache(maxsize=size)(classifier.classify)
+
+    def classify(self, submission: Submission) -> Triage:
+        return self._classify(submission)
+
+
+# Classifier names the config may choose, to a factory from the policy: `offline` (the default,
+# docs/triage.md) reads the whole submission; `keywords` the form text.
+CLASSIFIERS: Mapping[str, Callable[[DemoPolicy], TriageClassifier]] = {
+    "offline": _offline,
+    "keywords": lambda policy: _TextTriage(KeywordClassifier.from_policy(policy)),
+}
+
+
+def classifier_for(policy: DemoPolicy) -> TriageClassifier:
     """The classifier the policy names; the config validates the name against `CLASSIFIERS`."""
     try:
         factory = CLASSIFIERS[policy.classifier]
@@ -126,11 +168,18 @@ def classifier_for(policy: DemoPolicy) -> Classifier:
     return factory(policy)
 
 
+def _short(text: str, limit: int = _TRIAGE_REASON_MAX) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def classify_demo(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """Every open demo request is classified sales, support or spam (Classification__c); support and spam
     skip the round robin, and spam is dropped by setting its status to Disqualified.
 
-    The classifier is the one `policy.demo.classifier` names in `CLASSIFIERS`.
+    The classifier is the one `policy.demo.classifier` names in `CLASSIFIERS` (the offline triage by
+    default), and it reads the whole submission: the form text and the lead's email, company, title
+    and employees (`Submission.of_lead`). Its reason is part of the decision's, which stays within
+    255 characters.
     """
     demo = policy.demo
     inputs: dict[str, object] = {
@@ -150,19 +199,20 @@ def classify_demo(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -
         return no("lead converted")
     if (lead.status or "") in CLOSED_LEAD_STATUSES:
         return no(f"lead closed (status {lead.status})")
-    label, why = classifier_for(demo).classify(lead.form_text or "")
+    triage = classifier_for(demo).classify(Submission.of_lead(lead))
+    label = triage.label
     skip = label != "sales"
-    inputs |= {"label": label, "skip_round_robin": skip}
-    reason = f"classified {label} ({why})"
+    inputs |= {"label": label, "skip_round_robin": skip, "confidence": triage.confidence}
+    reason = f"classified {label} ({_short(triage.reason)})"
     if label == "support":
         reason += "; skips the round robin (support ticket, no sales owner)"
     elif label == "spam":
-        reason += f"; skips the round robin (dropped: status {demo.spam_status}, no owner)"
+        reason += f"; skips the round robin (dropped: status {_short(demo.spam_status, 40)}, no owner)"
     if lead.classification == label:
-        return no(f"{reason}; Classification__c already {label}")
+        return no(_short(f"{reason}; Classification__c already {label}", _REASON_MAX))
     intent = LeadIntent(classification=label, status=demo.spam_status if label == "spam" else None)
-    was = f"; was {lead.classification}" if lead.classification else ""
-    return Decision(CLASSIFICATION_RULE, lead.id, True, reason + was, inputs, lead=intent)
+    was = f"; was {_short(lead.classification, 20)}" if lead.classification else ""
+    return Decision(CLASSIFICATION_RULE, lead.id, True, _short(reason + was, _REASON_MAX), inputs, lead=intent)
 
 
 CLASSIFICATION: LeadRule = Rule(CLASSIFICATION_RULE, classify_demo)

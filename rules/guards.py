@@ -4,7 +4,8 @@ become a decision.
 
 Guards are checked in this order, and the first that holds is the one reported: an owner key role, an
 owned segment, an open opportunity, an open lead, an active sales segment, a Slack channel, a recent
-disqualification (cool-off).
+disqualification (cool-off: the `lead_disqualified_at` trait, or a lead of the account a person
+disqualified in Salesforce), a lead of the account converted without an opportunity (`rules.episodes`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from core.model import Account
 from rules.base import Decision, Team
 from rules.context import AccountContext
+from rules.episodes import hold
 
 if TYPE_CHECKING:
     from rules.policy import Policy
@@ -79,10 +81,11 @@ def routing_guard(
 ) -> str | None:
     """The reason an account must not be routed (already owned or already being worked), or None.
 
-    `cool_off=False` skips the recent-disqualification guard (manual referrals: a person asking again
-    is new information). An open lead the daemon created itself (it carries `Sync_Key__c`) is not
-    someone else's engagement: it is the lead an earlier cycle routed, and guarding on it would make
-    the routing flap between cycles.
+    `cool_off=False` skips the recent-disqualification guard and the hold after a conversion without
+    an opportunity (manual referrals: a person asking again is new information). An open lead the
+    daemon created itself (it carries `Sync_Key__c`) is not someone else's engagement: it is the lead
+    an earlier cycle routed, and guarding on it would make the routing flap between cycles (the
+    planner creates no second lead while it is open).
     """
     guards = policy.guards
     owners = [role for role in policy.owner_roles if role in account.key_roles]
@@ -99,11 +102,17 @@ def routing_guard(
             return f"in active sales segment {segment}"
     if account.slack_channel and account.slack_channel.strip():
         return f"existing engagement (Slack channel {account.slack_channel.strip()})"
-    if cool_off and account.lead_disqualified_at is not None:
+    return _cooling_off(account, ctx, policy, now) if cool_off else None
+
+
+def _cooling_off(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> str | None:
+    """A disqualification within the cool-off (the Vitally trait, or a lead a person disqualified in
+    Salesforce), or a conversion without an opportunity within its hold (`rules.episodes.hold`)."""
+    if account.lead_disqualified_at is not None:
         since = days_since(account.lead_disqualified_at, now)
-        if since < guards.cool_off_days:
-            return f"lead disqualified {since} days ago (cool-off {guards.cool_off_days} days)"
-    return None
+        if since < policy.guards.cool_off_days:
+            return f"lead disqualified {since} days ago (cool-off {policy.guards.cool_off_days} days)"
+    return hold(account, ctx, policy, now)
 
 
 def _worked_in_salesforce(ctx: AccountContext) -> str | None:

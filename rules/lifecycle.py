@@ -18,6 +18,7 @@ from rules.policy import (
     TAE,
     TAM,
 )
+from rules.routing import LEAD_TRIGGERS
 
 if TYPE_CHECKING:
     from core.model import Account, Lead
@@ -115,7 +116,20 @@ def _newest(leads: tuple[Lead, ...]) -> Lead:
     return max(leads, key=created)
 
 
-def _lead_stage(source: str | None, rules: LifecyclePolicy) -> str:
+def _lead_stage(lead: Lead, rules: LifecyclePolicy) -> str:
+    """The flowchart's lead box of a lead: by the signal that made crm-sync create it
+    (`Routing_Rule__c`: a new-business signal is a new business lead whatever its source), else by
+    its LeadSource. An inbound lead a lead-source trigger routed keeps the stage of its source: it
+    gets its `Routing_Rule__c` in the same cycle that judges the account, which must not see a
+    different stage on the next."""
+    rule = lead.routing_rule or ""
+    if rule not in LEAD_TRIGGERS:
+        for prefix, stage in (("product_led.", EXPANSION_LEAD), ("new_business.", NEW_BUSINESS_LEAD), ("bdr.", BDR)):
+            if rule.startswith(prefix):
+                return stage
+    if rule == "onboarding.direct_handover":
+        return NEW_BUSINESS_LEAD
+    source = lead.lead_source
     if source in rules.bdr_lead_sources:
         return BDR
     if source in rules.expansion_lead_sources:
@@ -137,7 +151,7 @@ def _owned_stage(account: Account, ctx: AccountContext, rules: LifecyclePolicy) 
         return TAE, f"open opportunity {ctx.open_opportunities[0].id}"
     if ctx.open_leads:
         lead = _newest(ctx.open_leads)
-        return _lead_stage(lead.lead_source, rules), f"open lead {lead.id} (source {lead.lead_source or 'unknown'})"
+        return _lead_stage(lead, rules), f"open lead {lead.id} (source {lead.lead_source or 'unknown'})"
     return None
 
 
@@ -177,9 +191,11 @@ def stage(account: Account, ctx: AccountContext, policy: Policy, now: datetime) 
     The first that holds decides: a CSM, TAM or Account Executive key role ("Customer success manager",
     "Technical account manager", "Technical account executive"); an `AM Managed` segment ("Technical
     account manager"); an open opportunity ("Technical account executive"); an open lead, the newest, by
-    its LeadSource ("BDR" for `BDR`, "Expansion lead" for `Product-led` and `AM referral`, otherwise
-    "New business lead"); a referral or product-led segment ("Expansion lead" for `Product-led lead` and
-    `AM referral`, "New business lead" for `Onboarding referral` and `AE referral`); the `Account review`
+    the rule that routed it (`Routing_Rule__c`: product_led.* "Expansion lead", new_business.* and the
+    direct handover "New business lead", bdr.* "BDR"), else its LeadSource ("BDR" for `BDR`,
+    "Expansion lead" for `Product-led` and `AM referral`, otherwise "New business lead"); a referral or
+    product-led segment ("Expansion lead" for `Product-led lead` and `AM referral`, "New business lead"
+    for `Onboarding referral` and `AE referral`); the `Account review`
     segment ("Account review"); an Onboarding Specialist key role or the `Onboarding` segment
     ("Onboarding specialist"); then by MRR: ≥ 2,000 "Account review", below "Self serve". Only an
     account that reaches the MRR step with MRR unknown has no stage (the rule does not fire).

@@ -325,7 +325,8 @@ def circle_back(account: Account, ctx: AccountContext, policy: Policy, now: date
 
     Growing: the last 3 invoices strictly increase, or the latest is at least 20 % above the one two
     months earlier. The task goes to the Onboarding Specialist key role, unassigned when there is none.
-    Accounts already with Sales (the routing guard, an open lead or opportunity) get no task.
+    Accounts already with Sales (the routing guard, an open lead or opportunity, or routed to Sales in
+    this same evaluation: `ctx.otherwise_lead`) get no task.
     """
     rules = policy.onboarding
     specialist = account.key_roles.get(rules.specialist_role)
@@ -359,6 +360,10 @@ def circle_back(account: Account, ctx: AccountContext, policy: Policy, now: date
     passed, reason, unknown = summarise(checks)
     if not passed:
         return Decision(_CIRCLE_BACK, account.id, False, reason, inputs, unknown)
+    if ctx.otherwise_lead:
+        # Routed to Sales in this very evaluation: there is nothing to circle back to.
+        why = "routed to Sales in this cycle"
+        return Decision(_CIRCLE_BACK, account.id, False, f"{reason}; but {why}", inputs, guarded_by=why)
     guard = routing_guard(account, ctx, policy, now)
     if guard is not None:
         return Decision(_CIRCLE_BACK, account.id, False, f"{reason}; but {guard}", inputs, guarded_by=guard)

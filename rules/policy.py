@@ -19,8 +19,10 @@ __all__ = [
     "AllocationPolicy",
     "Bands",
     "DemoPolicy",
+    "EpisodePolicy",
     "GuardPolicy",
     "LifecyclePolicy",
+    "LowUsagePolicy",
     "OnboardingPolicy",
     "Period",
     "Policy",
@@ -29,6 +31,7 @@ __all__ = [
     "RoutingPolicy",
     "ScoringPolicy",
     "Territories",
+    "ZeroSpendPolicy",
 ]
 
 # The two country tiers of the handbook's lead-scoring table; together they are the ICP countries.
@@ -48,11 +51,16 @@ ROUTING_RULE_IDS: tuple[str, ...] = (
     "new_business.onboarding_referral",
     "new_business.big_fish",
     "new_business.startup_credits",
+    "new_business.cool_company",
+    "new_business.hiring_increase",
+    "new_business.web_social_increase",
+    "new_business.fundraise",
     "new_business.trust_center",
     "new_business.campaign",
     "new_business.bdr_qualified",
     "new_business.ae_referral",
     "bdr.closed_lost_unresponsive",
+    "bdr.low_usage",
 )
 
 
@@ -252,6 +260,12 @@ class AllocationPolicy:
         "A region and team nobody covers -> the owner option used instead; such decisions are flagged for review.",
     )
     segment: str = setting("TAM/CSM Candidate", "The Vitally segment of accounts that need a TAM or CSM.")
+    handover_after_close_months: int = _months(
+        12,
+        "An Account Executive's account is handed over once its contract is signed (no open opportunity) and "
+        "this many months after its last Closed Won opportunity (the flowchart's 'close then nurture for 12 months').",
+        maximum=120,
+    )
 
 
 @dataclass(frozen=True)
@@ -273,19 +287,32 @@ class GuardPolicy:
         ("AM Managed",), "Segments meaning an account is already owned: it is not routed."
     )
     active_sales_segments: tuple[str, ...] = setting(
-        ("Active Trial", "Annual Plan", "Leads"), "Segments meaning sales already works the account: it is not routed."
+        ("Active Trial", "Active Self-serve Trial", "Annual Plan", "Leads"),
+        "Segments meaning sales already works the account: it is not routed.",
     )
-    cool_off_days: int = _days(90, "Days after a lead was disqualified before its account can be routed again.")
+    cool_off_days: int = _days(
+        90,
+        "Days after a lead was disqualified (trait lead_disqualified_at, or a lead of the account disqualified "
+        "in Salesforce) before its account can be routed again.",
+    )
+    converted_hold_days: int = _days(
+        365,
+        "Days after a lead of the account was converted without an opportunity before a signal may route the "
+        "account again (a person's referral may at any time).",
+    )
 
 
 @dataclass(frozen=True)
 class DemoPolicy:
     """demo.classification and demo.instant_scheduler: demo-request triage and the instant scheduler.
 
-    Keywords match whole words or phrases, case-insensitively, with an optional plural "s"
-    ("bug" matches "bugs", "seo" does not match "Seoul"). Sales keywords only break ties: a form
-    with as many sales signals as support (or spam) signals stays with sales, because a lost deal
-    costs more than a TAE reading a support question.
+    The default classifier is the offline triage (`rules.triage.offline_triage`, docs/triage.md),
+    which reads the whole submission (form text, email, company, title, employees). The keyword
+    lists below are the `keywords` classifier's. Keywords match whole words or phrases,
+    case-insensitively, with an optional plural "s" ("bug" matches "bugs", "seo" does not match
+    "Seoul"). Sales keywords only break ties: a form with as many sales signals as support (or
+    spam) signals stays with sales, because a lost deal costs more than a TAE reading a support
+    question.
 
     `min_annual_revenue` is $10m: the handbook's scoring table starts valuing ability to pay at
     10 points there, so the scheduler's revenue bar and the score agree on a "real budget".
@@ -295,7 +322,9 @@ class DemoPolicy:
 
     lead_source: str = setting("Demo request", "The LeadSource of demo-request form leads.")
     classifier: str = setting(
-        "keywords", 'How form texts are sorted into sales, support or spam; "keywords" (offline) is built in.'
+        "offline",
+        'How demo-form submissions are sorted into sales, support or spam: "offline" (rules plus a small '
+        'model, docs/triage.md) or "keywords" (the keyword lists below); both work offline.',
     )
     spam_keywords: tuple[str, ...] = setting(
         (
@@ -589,6 +618,11 @@ class QualificationPolicy:
     )
     experiments_product: str = setting("experiments", "The experiments product of that hook.")
     segment: str = setting("Nurture", "The Vitally segment of nurtured leads.")
+    create_disqualified: bool = setting(
+        True,
+        'A product-led lead recommended "disqualify" is still created, carrying the recommendation, for a TAM '
+        "to decide (true, the handbook); false: it is not created.",
+    )
     # None: the primary products of `policy.allocation`.
     primary_products: tuple[str, ...] | None = setting(
         None,
@@ -645,11 +679,116 @@ class RoutingPolicy:
     product_led_segment: str = setting(
         "Product-led lead", "The Vitally segment of accounts a product-led (TAM) trigger or TAM custom trigger routes."
     )
+    product_led_source: str = setting(
+        "Product-led", "The LeadSource of a lead a product-led signal (or a TAM custom trigger) creates."
+    )
+    new_business_source: str = setting(
+        "New business signal",
+        "The LeadSource of a lead a new-business signal (big fish, startup credits, $0-spend triggers, "
+        "cool company, a TAE custom trigger) creates.",
+    )
+    bdr_source: str = setting("BDR", "The LeadSource of a lead a BDR signal (or a BDR custom trigger) creates.")
     order: tuple[str, ...] = setting(
         ROUTING_RULE_IDS,
         'The order routing rules are tried in: the first that matches wins, later ones are "also matched".',
         toml="rules.order",
     )
+
+
+@dataclass(frozen=True)
+class ZeroSpendPolicy:
+    """The flowchart's "Using PostHog, $0 spend, trigger for hiring increase, web/social increase,
+    fundraise" new-business triggers (accounts-overview.md), and "'Cool company' in ocean.io".
+
+    *Using PostHog, $0 spend*: MRR known and at most `mrr_max` (0) with at least `min_users` users
+    (1). Hiring compares `harmonic_headcount` with `harmonic_headcount_180d` (the pair the PLG
+    qualification page names); web and social growth compare `harmonic_web_traffic` and
+    `harmonic_social_followers` with their `_180d` values the same way. Each needs a floor, so a
+    two-person company hiring a third is not a "hiring increase". The 20 % headcount growth is the
+    qualification's growth-trajectory default; web and social traffic move faster, hence 50 % and 30 %.
+    """
+
+    mrr_max: float = _dollars(0, "$0 spend: MRR at most this many dollars ...")
+    min_users: int = _count(1, "... and using PostHog: at least this many users.")
+    hiring_growth_pct: float = _percent(
+        20,
+        "new_business.hiring_increase: headcount up at least this % on 180 days ago ...",
+        maximum=RATIO_MAX,
+    )
+    hiring_min_headcount: int = _count(10, "... with at least this many people now.")
+    web_traffic_growth_pct: float = _percent(
+        50, "new_business.web_social_increase: web traffic up at least this % on 180 days ago ...", maximum=RATIO_MAX
+    )
+    web_traffic_min: int = _count(5000, "... with at least this much web traffic now (visits a month) ...")
+    social_growth_pct: float = _percent(
+        30, "... or social followers up at least this % on 180 days ago ...", maximum=RATIO_MAX
+    )
+    social_followers_min: int = _count(500, "... with at least this many followers now.")
+    fundraise_days: int = _days(
+        90, "new_business.fundraise: funded (harmonic_last_funding_date) in the last this many days."
+    )
+
+
+@dataclass(frozen=True)
+class LowUsagePolicy:
+    """bdr.low_usage: the BDR team's "low usage orgs" (lead-routing-and-scoring.md).
+
+    The handbook does not define low usage. Read from its context (the BDR list is outbound work on
+    companies that know PostHog but have not adopted it, and the flowchart sends a BDR's account on
+    only when it has "$20k+ potential"): a company of some size (more than `employees_above`, the
+    product-led band's 50) with a business email, signed up long enough ago to have adopted it
+    (`min_age_days`, the product-led band's 3 months), with few users (at most `max_users`) and
+    spend below `mrr_below` (the onboarding lead's $100 first bill, so onboarding and BDR do not
+    both take it). Accounts a $0-spend new-business trigger takes go to a TAE first (the order).
+    """
+
+    employees_above: int = _count(50, "More than this many employees ...")
+    min_age_days: int = _days(90, "... signed up at least this many days ago ...")
+    max_users: int = _count(2, "... at most this many users ...")
+    mrr_below: float = _dollars(100, "... MRR below this many dollars, and a business email.")
+
+
+@dataclass(frozen=True)
+class EpisodePolicy:
+    """A lead's life after crm-sync created it (plg-lead-qualification.md): the Salesforce lead
+    statuses that mean a person is working it, qualified it ("in progress"), is nurturing it,
+    disqualified or converted it, and the follow-up tasks of the nurture and qualification windows.
+
+    Statuses compare case-insensitively; a status in none of the lists is "open" (not worked yet).
+    """
+
+    working_statuses: tuple[str, ...] = setting(
+        ("Working", "Working - Contacted", "Contacted"), "Lead statuses meaning a person is working the lead."
+    )
+    qualified_statuses: tuple[str, ...] = setting(
+        ("In progress", "Qualified"), 'Lead statuses meaning the owner qualified it ("in progress": move fast).'
+    )
+    nurturing_statuses: tuple[str, ...] = setting(
+        ("Nurturing", "Nurture"), 'Lead statuses meaning "not yet": the owner nurtures it and comes back.'
+    )
+    disqualified_statuses: tuple[str, ...] = setting(
+        ("Disqualified", "Unqualified", "Closed - Not Converted"),
+        "Lead statuses meaning the owner disqualified it: the cool-off starts.",
+    )
+    converted_statuses: tuple[str, ...] = setting(
+        ("Converted", "Closed - Converted"), "Lead statuses meaning converted (besides IsConverted)."
+    )
+    leads_segment: str = setting(
+        "Leads", "The Vitally segment a TAM tracks a qualified lead in (with themselves as Account Executive)."
+    )
+    nurture_days: int = _days(
+        45, 'episode.nurture_follow_up: the revisit task is due this many days on ("revisit in 30-60 days").'
+    )
+    nurture_task_name: str = setting("Revisit nurtured lead", "The name of the nurture revisit task.")
+    qualified_window_months: int = _months(
+        3,
+        "episode.qualified_window: months from the lead's creation to decide whether it belongs in the book.",
+        maximum=120,
+    )
+    qualified_task_name: str = setting(
+        "Decide: does this lead belong in your book?", "The name of the qualified lead's decision task."
+    )
+    task_tags: tuple[str, ...] = setting(("crm-sync", "lead-episode"), "The tags of both follow-up tasks.")
 
 
 @dataclass(frozen=True)
@@ -728,6 +867,11 @@ class Policy:
     qualification: QualificationPolicy = section(
         QualificationPolicy, "Product-led lead qualification.", toml="rules.qualification"
     )
+    zero_spend: ZeroSpendPolicy = section(
+        ZeroSpendPolicy, "The $0-spend and cool-company new-business triggers.", toml="rules.zero_spend"
+    )
+    low_usage: LowUsagePolicy = section(LowUsagePolicy, "The BDR low-usage trigger.", toml="rules.low_usage")
+    episodes: EpisodePolicy = section(EpisodePolicy, "A lead's life after it is created.", toml="rules.episodes")
     tier1_countries: tuple[str, ...] = setting(
         TIER1_COUNTRIES,
         "The lead-scoring table's first country tier (ISO codes or names); with tier2, the ICP countries.",

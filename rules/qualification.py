@@ -16,6 +16,10 @@ Order of the verdict (first that holds wins):
 
 Unknown MRR or invoices make the rule not fire (and are named). Other unknown inputs make the
 check that needs them fail, and the reason says so.
+
+The recommendation is written to the account's `qualification` trait and, by `evaluate_account`,
+onto the lead routing creates (`Qualification__c` and `Qualification_Reason__c`), next to the
+trigger that routed it (`Routing_Rule__c`), so conversion is measured per trigger.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ SIGNALS = (
     "spend_jump",
     "billing_page_views",
     "billing_limits_close",
+    "annual_conversion",
     "competitor_destination",
     "warehouse_destination",
     "multi_project",
@@ -235,7 +240,8 @@ def _product_signals(account: Account, q: QualificationPolicy) -> list[tuple[str
 
 
 def _billing_signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
-    """What billing shows: a jump in spend, visits to the billing page, limits close to spend."""
+    """What billing shows: a jump in spend, visits to the billing page, limits close to spend, a
+    growing account still on a monthly plan."""
     found: list[tuple[str, str]] = []
     invoices = account.invoices or ()
     if len(invoices) >= 2 and invoices[-2].amount > 0:
@@ -251,6 +257,10 @@ def _billing_signals(account: Account, q: QualificationPolicy) -> list[tuple[str
     close = _limits_close(account.billing_limits, account.product_spend, q)
     if close:
         found.append(("billing_limits_close", "billing limit close to spend: " + ", ".join(close)))
+    # "Monthly plan and growing? That's an annual conversion opportunity." (step 1)
+    growth = monthly_growth(invoices, q.growth_invoices) if account.annual_plan is False else None
+    if growth is not None and 100 * growth >= q.growth_trend_pct:
+        found.append(("annual_conversion", f"monthly plan growing {_pct(100 * growth)}/month: annual plan"))
     return found
 
 
@@ -299,16 +309,19 @@ def recommend(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     signal_names = tuple(name for name, _ in signals)
     signal_text = "; signals: " + (", ".join(text for _, text in signals) if signals else "none")
     facts = _Facts(inputs={"mrr": account.mrr})
+    # "If they have an Onboarding Specialist assigned, coordinate with them" (step 1's quick filters).
+    specialist = account.key_roles.get(policy.onboarding.specialist_role)
+    coordinate = f"; coordinate with {policy.onboarding.specialist_role} {specialist}" if specialist else ""
 
     def verdict(label: Recommendation, reasons: list[str]) -> Decision:
-        reason = f"{label}: {'; '.join(reasons)}{signal_text}"
+        reason = f"{label}: {'; '.join(reasons)}{coordinate}{signal_text}"
         return Decision(
             RULE_ID,
             account.id,
             True,
             reason,
             {**facts.inputs, "recommendation": label},
-            traits={"routing_reason": f"{RULE_ID}: {reason}"},
+            traits={"qualification": f"{RULE_ID}: {reason}"},
             segments=manages if label == "nurture" else frozenset(),
             manages=manages,
             team="TAM",

@@ -19,10 +19,12 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from core.model import Account, Lead
-from rules import bdr, new_business, product_led
-from rules.base import AccountRule, Decision, LeadRule
+from rules import bdr, new_business, product_led, signals
+from rules.base import AccountRule, Decision, LeadIntent, LeadRule
 from rules.context import AccountContext, LeadContext
+from rules.episodes import family_of_rule
 from rules.guards import may_be_routed
+from rules.policy import RoutingPolicy
 
 if TYPE_CHECKING:
     from rules.policy import Policy
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ACCOUNT_TRIGGERS",
     "LEAD_TRIGGERS",
+    "lead_intent",
     "lead_source_for",
     "route_account",
     "route_lead",
@@ -48,8 +51,13 @@ ACCOUNT_TRIGGERS: Mapping[str, AccountRule] = {
         new_business.ONBOARDING_REFERRAL,
         new_business.BIG_FISH,
         new_business.STARTUP_CREDITS,
+        signals.COOL_COMPANY,
+        signals.HIRING_INCREASE,
+        signals.WEB_SOCIAL_INCREASE,
+        signals.FUNDRAISE,
         new_business.AE_REFERRAL,
         bdr.CLOSED_LOST_UNRESPONSIVE,
+        signals.LOW_USAGE,
     )
 }
 
@@ -84,7 +92,7 @@ def route_account(
     if fast:
         if not may_be_routed(account, policy):
             return None, []
-        triggers = tuple(rule for rule in triggers if rule.may_fire(account, ctx, policy, now))
+        triggers = tuple([rule for rule in triggers if rule.may_fire(account, ctx, policy, now)])
     return _arbitrate([rule.decide(account, ctx, policy, now) for rule in triggers])
 
 
@@ -107,30 +115,71 @@ def _lead_triggers(order: tuple[str, ...]) -> tuple[LeadRule, ...]:
 
 
 def _arbitrate(decisions: list[Decision]) -> tuple[Decision | None, list[Decision]]:
+    """The first fired decision wins; each other fired one stays fired (it matched) but wants
+    nothing written, and its reason says who won."""
     fired = [i for i, d in enumerate(decisions) if d.fired]
     if not fired:
         return None, decisions
     first, others = fired[0], fired[1:]
+    if not others:  # the common case: nothing else matched, nothing to add
+        return decisions[first], decisions
     winner = replace(decisions[first], also_matched=tuple(decisions[i].rule for i in others))
     result = list(decisions)
     result[first] = winner
     for i in others:
-        result[i] = replace(decisions[i], traits={}, segments=frozenset(), lead=None)
+        loser = decisions[i]
+        result[i] = replace(
+            loser,
+            traits={},
+            segments=frozenset(),
+            lead=None,
+            reason=f"{loser.reason} (also matched; {winner.rule} wins)",
+        )
     return winner, result
 
 
-# LeadSource of the lead created for an account routed by a rule (data-model.md's values).
-_LEAD_SOURCES: Mapping[str, str] = {
+# LeadSource of the lead created for an account a person referred (data-model.md's values).
+_REFERRAL_SOURCES: Mapping[str, str] = {
     "product_led.am_referral": "AM referral",
     "new_business.ae_referral": "AE referral",
     "new_business.onboarding_referral": "Onboarding referral",
     "onboarding.direct_handover": "Onboarding referral",
-    "bdr.closed_lost_unresponsive": "BDR",
 }
+# The family of a config-defined trigger's lead, by its team.
+_TEAM_FAMILIES: Mapping[str, str] = {"TAE": "new_business", "BDR": "bdr"}
 
 
-def lead_source_for(rule: str) -> str:
-    """The LeadSource a lead created by `rule` carries: referrals keep their name, the BDR rule is
-    "BDR", and every signal read from product usage (product-led triggers, big fish, startup
-    credits, config-defined triggers) is "Product-led"."""
-    return _LEAD_SOURCES.get(rule, "Product-led")
+def lead_source_for(rule: str, team: str | None = None, routing: RoutingPolicy | None = None) -> str:
+    """The LeadSource a lead created by `rule` carries: referrals keep their name; a signal's lead
+    carries its family's source (accounts-overview.md): product-led signals for a TAM
+    "Product-led", new-business signals for a TAE (big fish, startup credits, $0-spend triggers,
+    cool company) "New business signal", BDR signals "BDR"; a config-defined trigger's by its team."""
+    routing = routing or _DEFAULT_ROUTING
+    referral = _REFERRAL_SOURCES.get(rule)
+    if referral is not None:
+        return referral
+    family = family_of_rule(rule) or _TEAM_FAMILIES.get(team or "", "product_led")
+    if family == "new_business":
+        return routing.new_business_source
+    if family == "bdr":
+        return routing.bdr_source
+    return routing.product_led_source
+
+
+_DEFAULT_ROUTING = RoutingPolicy()
+
+
+def lead_intent(
+    winner: Decision, policy: Policy, qualification: str | None = None, qualification_reason: str | None = None
+) -> LeadIntent:
+    """What the lead created for a routed account carries: its LeadSource and the trigger that
+    routed it (`Routing_Rule__c`, the rule id; `Routing_Reason__c`, the rule id and its reason), so
+    conversion can be measured per trigger; for a product-led lead, the qualification
+    recommendation and its reasons."""
+    return LeadIntent(
+        lead_source=lead_source_for(winner.rule, winner.team, policy.routing),
+        routing_rule=winner.rule,
+        routing_reason=f"{winner.rule}: {winner.reason}",
+        qualification=qualification,
+        qualification_reason=qualification_reason,
+    )

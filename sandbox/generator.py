@@ -48,6 +48,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, TypeVar
 
+from sandbox import cases_lifecycle
 from sandbox.schema import country_by_code
 from sandbox.store import API_USER_ID, DEFAULT_OWNER_USER_ID, INBOUND_QUEUE_ID
 
@@ -265,6 +266,7 @@ class _Spec:
     owner_fields: tuple[str, ...] = ()  # Vitally owner attributes set (accountOwnerId, csmId, ...), no key role
     name: str | None = None  # the company name as written (None = a random one)
     churned_days: int | None = None  # churned this many days ago
+    lifecycle: cases_lifecycle.LifecycleCase | None = None  # its linked leads (sandbox/cases_lifecycle.py)
 
 
 _QUIET = _Spec()
@@ -444,6 +446,9 @@ _REAL_ORG_ACCOUNT_SPECS: tuple[_Spec, ...] = (
     _s(_BAND, "lifecycle.churned", churned_days=20),
 )
 assert 80 < len(_LONG_NAME) <= 255 < len(_VERY_LONG_NAME)
+# Issue #15's cases: new triggers, lead episodes, wrong team or moment (sandbox/cases_lifecycle.py).
+_BASES = {"quiet": _QUIET, "band": _BAND, "big": _BIG}
+_ACCOUNT_SPECS += tuple(_s(_BASES[c.base], *c.cases, lifecycle=c, **c.changes) for c in cases_lifecycle.CASES)
 
 _STRONG_FIT: dict[str, Any] = {
     "AnnualRevenue": 40_000_000,
@@ -1030,7 +1035,8 @@ class _Builder:
             del traits["country"]
 
     def _spec_salesforce(self, i: int, spec: _Spec, account: dict[str, Any], region: str) -> None:
-        """The case's Salesforce records: a product-led lead, a disqualified one, an opportunity."""
+        """The case's Salesforce records: a product-led lead, a disqualified one, an opportunity,
+        and an issue #15 lifecycle case's linked leads (sandbox/cases_lifecycle.py)."""
         if spec.lead is not None:
             self._lead(
                 {"LeadSource": "Product-led", "_owner": "TAM", "Status": "Working"}
@@ -1052,6 +1058,8 @@ class _Builder:
         if spec.opp is not None:
             stage, closed_ago, reason = spec.opp
             self._opportunity(i, account, stage, closed_ago, reason, self._member("TAE", region))
+        if spec.lifecycle is not None:
+            cases_lifecycle.attach(self, i, account, spec.lifecycle)
 
     def _filler(self, i: int) -> dict[str, Any]:
         """A random account: most are small self-serve, a few are big, owned, or on the startup plan."""

@@ -350,7 +350,7 @@ def _id(label: str) -> FieldDef:
 LEAD_SOURCES: Final = (
     "Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other",
     "Demo request", "Sales email", "Trust center", "Campaign", "BDR", "Product-led",
-    "Onboarding referral", "AE referral", "AM referral", "Expansion lead",
+    "Onboarding referral", "AE referral", "AM referral", "Expansion lead", "New business signal",
 )  # fmt: skip
 LEAD_STATUSES: Final = (
     "Open - Not Contacted", "Working - Contacted", "Closed - Converted", "Closed - Not Converted",
@@ -418,6 +418,8 @@ _LEAD = ObjectDef(
         _picklist("Routing_Rule__c", "Routing Rule", ROUTING_RULES, custom=True),
         _custom_text("Routing_Reason__c", "Routing Reason", 255),
         _custom_text("Classification__c", "Classification", 255),
+        _custom_text("Qualification__c", "Qualification", 255),
+        _custom_text("Qualification_Reason__c", "Qualification Reason", 255),
     ),
     scopes=(("everything", "All leads"), ("mine", "My leads"), ("team", "My team's leads")),
 )  # fmt: skip

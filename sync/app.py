@@ -7,20 +7,43 @@ import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
+from connectors.ratelimit import RateLimiter
 from connectors.salesforce import SalesforceClient
 from connectors.vitally import VitallyClient
 from sync.config import Config
 
-__all__ = ["make_salesforce", "make_vitally", "package_version"]
+__all__ = ["OnWait", "make_salesforce", "make_vitally", "package_version"]
+
+OnWait = Callable[[str, str, float], None]
+"""`(service, reason, seconds)`, told when a connector begins a wait: reason `rate_limit` (its rate
+limiter holds a request back until the window reopens) or `retry` (a failed attempt backs off)."""
+
+Sleep = Callable[[float], None]
 
 
-def make_vitally(config: Config, *, sleep: Callable[[float], None] = time.sleep) -> VitallyClient:
-    """The Vitally client of `config`'s `[vitally]` settings."""
-    return VitallyClient(config.vitally, sleep=sleep)
+def _told(sleep: Sleep, on_wait: OnWait, service: str, reason: str) -> Sleep:
+    def wait(seconds: float) -> None:
+        on_wait(service, reason, seconds)
+        sleep(seconds)
+
+    return wait
 
 
-def make_salesforce(config: Config, *, sleep: Callable[[float], None] = time.sleep) -> SalesforceClient:
-    """The Salesforce client of `config`'s `[salesforce]` settings."""
+def make_vitally(config: Config, *, sleep: Sleep = time.sleep, on_wait: OnWait | None = None) -> VitallyClient:
+    """The Vitally client of `config`'s `[vitally]` settings; `on_wait` hears of every wait."""
+    if on_wait is None:
+        return VitallyClient(config.vitally, sleep=sleep)
+    limiter = RateLimiter(
+        sleep=_told(sleep, on_wait, "vitally", "rate_limit"), max_wait=config.vitally.max_wait_seconds
+    )
+    return VitallyClient(config.vitally, sleep=_told(sleep, on_wait, "vitally", "retry"), rate_limiter=limiter)
+
+
+def make_salesforce(config: Config, *, sleep: Sleep = time.sleep, on_wait: OnWait | None = None) -> SalesforceClient:
+    """The Salesforce client of `config`'s `[salesforce]` settings; `on_wait` hears of every wait
+    (Salesforce announces no rate limit: its waits are retries and lock re-sends)."""
+    if on_wait is not None:
+        sleep = _told(sleep, on_wait, "salesforce", "retry")
     return SalesforceClient(config.salesforce, sleep=sleep)
 
 

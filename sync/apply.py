@@ -81,6 +81,7 @@ class Applier:
         upserted on their externalId, Salesforce leads in collections of 200. A spent API quota
         ends the step; what was not sent stays pending."""
         self._to_send = self.state.pending_count()
+        self.hooks.progress("writes sent", 0, self._to_send)
         try:
             self._apply_vitally()
             self._apply_salesforce()
@@ -123,6 +124,7 @@ class Applier:
             with self.state.atomic():
                 self.state.mark_done([row.id], at)
                 self.state.set_last_written("vitally", row.write.record, {"task": True}, self.report.run_id, at)
+            self.hooks.progress("writes sent", self.report.counts["applied"], self._to_send)
 
     def _put_traits(self, groups: _Groups) -> None:
         """One PUT per account, through the connector's bounded pool, each carrying the

@@ -51,6 +51,7 @@ from rules.demo import CLASSIFIERS
 from rules.expressions import CompiledTrigger, CustomTrigger, ExpressionError, compile_trigger
 from rules.policy import ROUTING_RULE_IDS, Policy, Territories
 from rules.round_robin import Member, Pool
+from sync.notify import AlertSettings
 
 __all__ = [
     "Config",
@@ -72,6 +73,8 @@ __all__ = [
 OnConflict = Literal["report", "overwrite"]
 OnFirstSight = Literal["respect", "adopt"]
 LoopbackHost = Literal["127.0.0.1", "localhost", "::1"]
+# Every interface: only where the network around the process is private (a Kubernetes pod).
+HealthHost = Literal["127.0.0.1", "localhost", "::1", "0.0.0.0", "::"]
 S = TypeVar("S")
 
 _LOOPBACK = set(get_args(LoopbackHost))
@@ -121,16 +124,31 @@ class DaemonSettings:
     """How often the daemon runs a cycle, and its /healthz and /metrics."""
 
     interval_seconds: float = setting(900, "Seconds between cycles.", minimum=1, maximum=86_400)
-    health_host: LoopbackHost = setting(
-        "127.0.0.1", "/healthz and /metrics (Prometheus text) while the daemon runs, on loopback only ..."
+    health_host: HealthHost = setting(
+        "127.0.0.1",
+        '/healthz, /livez and /metrics while the daemon runs, on loopback ("0.0.0.0": every interface, '
+        "only inside a private network such as a Kubernetes pod) ...",
     )
     health_port: int = setting(9465, "... on this port; 0 turns them off.", minimum=0, maximum=65_535)
     healthy_within_seconds: float | None = setting(
         None,
-        "/healthz answers 503 once the last successful cycle is older than this; unset: 3 intervals.",
+        "Between cycles /healthz answers 503 once the last successful cycle is older than this; unset: 3 intervals.",
         minimum=1,
         maximum=604_800,
         example=2700,
+    )
+    stalled_after_seconds: float = setting(
+        900,
+        "While a cycle runs, /healthz and /livez answer 503 once it has acknowledged no work for this long "
+        "(a request's retries can take max_attempts x (timeout_seconds + max_wait_seconds) = 450 s by default).",
+        minimum=1,
+        maximum=86_400,
+    )
+    progress_log_seconds: float = setting(
+        30,
+        "Seconds between two `cycle_progress` log lines of a running cycle (each phase also logs its end).",
+        minimum=1,
+        maximum=3_600,
     )
 
     @property
@@ -216,6 +234,7 @@ class Config:
     sync: SyncSettings = section(SyncSettings, "A cycle.", toml="sync")
     daemon: DaemonSettings = section(DaemonSettings, "The daemon.", toml="daemon")
     report: ReportSettings = section(ReportSettings, "The report.", toml="report")
+    alerts: AlertSettings = section(AlertSettings, "Alerts from the daemon.", toml="alerts")
     policy: Policy = section(Policy, "Every tunable of the rules.", toml="rules")
     source: Path | None = None
     custom_triggers: tuple[CompiledTrigger, ...] = ()
@@ -260,6 +279,11 @@ class Config:
     def healthy_within_seconds(self) -> float:
         """`[daemon] healthy_within_seconds`, or three intervals when unset."""
         return self.daemon.healthy_within
+
+    @property
+    def stalled_after_seconds(self) -> float:
+        """`[daemon] stalled_after_seconds`."""
+        return self.daemon.stalled_after_seconds
 
     @property
     def conversion_target(self) -> float:
@@ -669,6 +693,19 @@ def _services(reader: _Reader, sections: dict[str, Any]) -> None:
         reader.problem(_key("vitally.traits", canonical), "not a field of the data model")
 
 
+def _alerts(reader: _Reader, alerts: AlertSettings) -> None:
+    """Each webhook URL must be https (http only to loopback, e.g. the sandbox's receiver). The
+    problem never shows the URL: it is a secret."""
+    for name in ("slack_webhook_url", "webhook_url"):
+        url = getattr(alerts, name)
+        if url is None:
+            continue
+        parts = urlparse(url)
+        local = parts.scheme == "http" and parts.hostname in _LOOPBACK | {"localhost"}
+        if not parts.hostname or not (parts.scheme == "https" or local):
+            reader.problem(_key("alerts", name), "expected an https:// URL (http:// only on loopback); not shown")
+
+
 def _policy_section(reader: _Reader, path: str, cls: type[S]) -> S:
     """One `[rules.*]` table, with its fields that live elsewhere in the file (`Setting.toml`)."""
     found = reader.section(path, cls) or cls()
@@ -795,6 +832,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
     reader.unknown("", data, _TOP_LEVEL, what="section")
     sections: dict[str, Any] = {name: reader.section(path, cls) or cls() for name, (path, cls) in SECTIONS.items()}
     _services(reader, sections)
+    _alerts(reader, sections["alerts"])
     policy = _policy(reader)
     custom = _custom_triggers(reader, policy)
     pools = _pools(reader, policy.territories)

@@ -54,6 +54,7 @@ def run_cycle(
     log: Log = _DEFAULTS.log,
     should_stop: Callable[[], bool] = _DEFAULTS.should_stop,
     progress: Progress = _DEFAULTS.progress,
+    on_report: Callable[[CycleReport], None] = _DEFAULTS.on_report,
 ) -> CycleReport:
     """Run one cycle against these services and this state. Time is an input: `clock` gives the
     wall time (run history, cursors, when writes were done), `now` fixes the rules' "today"
@@ -61,14 +62,16 @@ def run_cycle(
 
     `log(event, data)` receives `cycle_started`, `write_failed`, `quota_exhausted` and
     `cycle_finished`; `should_stop()` is asked between records and writes (what is not done stays
-    for the next start); `progress(phase, done, total)` is called a page at a time."""
-    hooks = Hooks(log=log, should_stop=should_stop, progress=progress)
+    for the next start); `progress(phase, done, total)` is called a page at a time; `on_report`
+    receives the report as soon as it exists (its counts fill in as the cycle runs)."""
+    hooks = Hooks(log=log, should_stop=should_stop, progress=progress, on_report=on_report)
     started = clock()
     rules_now = now or started
     mode = "dry-run" if dry_run else "run"
     with state.atomic():
         run_id = state.begin_run(iso(started), mode, iso(rules_now))
     report = CycleReport(run_id=run_id, dry_run=dry_run, now=rules_now)
+    hooks.on_report(report)
     hooks.log("cycle_started", {"run_id": run_id, "mode": mode, "now": iso(rules_now)})
     status, error = "failed", None
     try:

@@ -21,11 +21,12 @@ so one that logged (or set a `threading.Event`, which takes a lock) would deadlo
 signal lands while the main thread holds that lock, e.g. blocked writing a log line to a full
 stderr pipe. The main thread logs `stopping` when it notices.
 
-`/healthz` and `/metrics` (`sync.health`) are served on `[daemon] health_host:health_port` once
-the instance lock is held, so a second instance exits 4 without binding. A port that cannot be
-bound is logged (`health_unavailable`) and the cycles go on. The main thread reads the state and
-the connectors after each cycle and hands the numbers to `Health`; the HTTP thread never touches
-the SQLite connection.
+`/healthz`, `/livez` and `/metrics` (`sync.health`) are served on `[daemon]
+health_host:health_port` once the instance lock is held, so a second instance exits 4 without
+binding. A port that cannot be bound is logged (`health_unavailable`) and the cycles go on. While
+a cycle runs, `sync.watch.CycleWatch` logs its progress (`cycle_progress`) and moves the metrics;
+the main thread reads the state and the connectors (during the cycle, at most every second, and
+after it) and hands the numbers to `Health`; the HTTP thread never touches the SQLite connection.
 """
 
 from __future__ import annotations
@@ -55,9 +56,12 @@ from core.errors import (
     UnreachableError,
 )
 from state import StateDB, StateLock
+from sync.app import Sleep
 from sync.config import Config
 from sync.cycle import run_cycle
 from sync.health import OUTCOMES, Health, HealthServer, Outcome, serve
+from sync.notify import Notifier
+from sync.watch import CycleWatch
 
 __all__ = ["run_daemon"]
 
@@ -95,15 +99,18 @@ class _JsonLog:
 class _RunLog:
     """The log of one cycle: every event carries the cycle's run id, learnt from the cycle's
     `cycle_started`, the daemon's own (`cycle_failed`, `metrics_stale`) included. Before that,
-    e.g. when the run could not even be recorded, the id is null."""
+    e.g. when the run could not even be recorded, the id is null. `observe(event, data)` sees each
+    event just before it is logged (the watch, the notifier and the quota counter follow the cycle)."""
 
-    def __init__(self, log: _JsonLog) -> None:
+    def __init__(self, log: _JsonLog, observe: Callable[[str, Mapping[str, Any]], None]) -> None:
         self._log = log
+        self._observe = observe
         self.run_id: int | None = None
 
     def __call__(self, event: str, data: Mapping[str, Any]) -> None:
         if event == "cycle_started":
             self.run_id = int(data["run_id"])
+        self._observe(event, data)  # before it is logged: `cycle_finished` ends the watched phase first
         self._log(event, {"run_id": self.run_id, **data})
 
 
@@ -152,6 +159,85 @@ def _serve_health(health: Health, config: Config, log: _JsonLog) -> HealthServer
     return server
 
 
+class _Cycles:
+    """The daemon's job: one cycle, watched while it runs (`CycleWatch`), then counted in the
+    metrics and /healthz. A failed cycle is logged and counted, never raised."""
+
+    def __init__(
+        self, config: Config, state: StateDB, log: _JsonLog, should_stop: Callable[[], bool], sleep: Sleep
+    ) -> None:
+        from sync.app import make_salesforce, make_vitally, package_version
+
+        self.config = config
+        self.state = state
+        self.log = log
+        self.should_stop = should_stop
+        self.stats = {"cycles": 0, "failures": 0}
+        self.health = Health(
+            config.healthy_within_seconds, version=package_version(), stalled_after_seconds=config.stalled_after_seconds
+        )
+        every = config.daemon.progress_log_seconds
+        self.watch = CycleWatch(self.health, log, every_seconds=every, refresh=self.refresh)
+        self.vitally = make_vitally(config, sleep=sleep, on_wait=self.watch.waited)
+        self.salesforce = make_salesforce(config, sleep=sleep, on_wait=self.watch.waited)
+        self.notifier = Notifier(config.alerts, log, counted=self.health.count_alert)
+
+    def _observe(self, event: str, data: Mapping[str, Any]) -> None:
+        """Every event of the running cycle, as it is logged."""
+        self.notifier.observe(event, data)
+        if event == "quota_exhausted":
+            self.health.quota_stopped()
+        elif event == "cycle_finished":
+            self.watch.end()  # the phase under way ends with the cycle, and says so before it
+
+    def refresh(self) -> None:
+        """The outbox depth and the API usage, to the metrics (main thread only: it reads the state)."""
+        self.health.record_state(outbox=self.state.outbox_counts(), api_usage=_api_usage(self.vitally, self.salesforce))
+
+    def __call__(self) -> None:
+        run_log = _RunLog(self.log, self._observe)
+        self.watch.log = run_log
+        self.notifier.log = run_log
+        started = time.monotonic()
+        error_kind: str | None = None
+        try:
+            run_cycle(
+                self.config,
+                self.state,
+                self.vitally,
+                self.salesforce,
+                clock=_wall_clock,
+                log=run_log,
+                should_stop=self.should_stop,
+                progress=self.watch.progress,
+                on_report=self.watch.begin,
+            )
+        except Exception as exc:  # the job wrapper: a failed cycle never kills the loop
+            error_kind = _error_kind(exc)
+            self.stats["failures"] += 1
+            error = str(exc) if isinstance(exc, AuthError) else f"{type(exc).__name__}: {exc}"
+            run_log("cycle_failed", {"error": error, "kind": error_kind})
+        finally:
+            self.watch.end()
+        self.stats["cycles"] += 1
+        self._record(run_log, time.monotonic() - started, error_kind)
+
+    def _record(self, run_log: _RunLog, duration: float, error_kind: str | None) -> None:
+        """The finished cycle, as the state recorded it, to the metrics and /healthz."""
+        try:
+            outcome, counts = _finished_run(self.state, run_log.run_id)
+            outbox = self.state.outbox_counts()
+        except sqlite3.Error as exc:  # this cycle is missing from the metrics; /healthz sees no success
+            run_log("metrics_stale", {"error": f"{type(exc).__name__}: {exc}"})
+            return
+        if outcome == "partial" and error_kind is None:
+            error_kind = "writes"  # some writes failed, were parked or were held back by the quota
+        unreported = self.watch.unreported(counts)
+        self.health.record_cycle(outcome, duration_seconds=duration, counts=unreported, error_kind=error_kind)
+        self.health.record_state(outbox=outbox, api_usage=_api_usage(self.vitally, self.salesforce))
+        self.notifier.cycle_done(run_log.run_id, outcome, counts, error_kind=error_kind, outbox=outbox)
+
+
 def _stop_watchdog(
     signalled: list[float], finished: threading.Event, log: _JsonLog, exit_now: Callable[[int], None]
 ) -> None:
@@ -171,8 +257,6 @@ def run_daemon(
 ) -> int:
     """Run cycles every `config.interval_seconds` until SIGTERM/SIGINT (or `max_cycles`); after a
     signal the process ends within `STOP_GRACE_SECONDS` (`exit_now`, see the module docstring)."""
-    from sync.app import make_salesforce, make_vitally
-
     log = _JsonLog(err)
     received: list[int] = []  # appended by the handler: no lock, no I/O
     signalled: list[float] = []  # when (monotonic), likewise
@@ -191,59 +275,22 @@ def run_daemon(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    stats = {"cycles": 0, "failures": 0}
     watchdog = threading.Thread(
         target=_stop_watchdog, args=(signalled, finished, log, exit_now), name="stop-watchdog", daemon=True
     )
     watchdog.start()
     try:
-        return _serve(config, log, stats, should_stop, max_cycles, make_vitally, make_salesforce)
+        return _serve(config, log, should_stop, max_cycles)
     finally:
         finished.set()
 
 
-def _serve(
-    config: Config,
-    log: _JsonLog,
-    stats: dict[str, int],
-    should_stop: Callable[[], bool],
-    max_cycles: int | None,
-    make_vitally: Callable[..., VitallyClient],
-    make_salesforce: Callable[..., SalesforceClient],
-) -> int:
-    from sync.app import package_version
-
+def _serve(config: Config, log: _JsonLog, should_stop: Callable[[], bool], max_cycles: int | None) -> int:
     sleep = interruptible_sleep(should_stop)  # retry and rate-limit waits end when a stop is asked
     with StateLock(config.state_path):
         state = StateDB.open(config.state_path)
-        vitally = make_vitally(config, sleep=sleep)
-        salesforce = make_salesforce(config, sleep=sleep)
-        health = Health(config.healthy_within_seconds, version=package_version())
-
-        def cycle() -> None:
-            run_log = _RunLog(log)
-            started = time.monotonic()
-            error_kind: str | None = None
-            try:
-                run_cycle(config, state, vitally, salesforce, clock=_wall_clock, log=run_log, should_stop=should_stop)
-            except Exception as exc:  # the job wrapper: a failed cycle never kills the loop
-                error_kind = _error_kind(exc)
-                stats["failures"] += 1
-                error = str(exc) if isinstance(exc, AuthError) else f"{type(exc).__name__}: {exc}"
-                run_log("cycle_failed", {"error": error, "kind": error_kind})
-            stats["cycles"] += 1
-            duration = time.monotonic() - started
-            try:
-                outcome, counts = _finished_run(state, run_log.run_id)
-                outbox = state.outbox_counts()
-            except sqlite3.Error as exc:  # this cycle is missing from the metrics; /healthz sees no success
-                run_log("metrics_stale", {"error": f"{type(exc).__name__}: {exc}"})
-                return
-            if outcome == "partial" and error_kind is None:
-                error_kind = "writes"  # some writes failed, were parked or were held back by the quota
-            health.record_cycle(outcome, duration_seconds=duration, counts=counts, error_kind=error_kind)
-            health.record_state(outbox=outbox, api_usage=_api_usage(vitally, salesforce))
-
+        cycle = _Cycles(config, state, log, should_stop, sleep)
+        stats, health = cycle.stats, cycle.health
         scheduler = schedule.Scheduler()
         scheduler.every(max(1, round(config.interval_seconds))).seconds.do(cycle)
         log("daemon_started", {"interval_seconds": config.interval_seconds, "state": str(config.state_path)})
@@ -253,10 +300,12 @@ def _serve(
             cycle()
             while not should_stop() and (max_cycles is None or stats["cycles"] < max_cycles):
                 scheduler.run_pending()
+                health.progressed()  # the loop is alive between cycles (/livez)
                 idle = scheduler.idle_seconds
                 # A signal does not cut a sleep short (PEP 475): short naps bound how late it is seen.
                 time.sleep(min(_NAP_SECONDS, max(idle or 0.0, 0.05)))
         finally:
+            cycle.notifier.close()
             if server is not None:
                 server.close()
             state.close()

@@ -26,8 +26,17 @@ _ROUTED_TEAMS = ("TAM", "TAE", "BDR")
 
 def routing_winner(decisions: Sequence[Decision]) -> Decision | None:
     """The decision that makes an account a Salesforce lead: the routing rule that fired (the
-    first in the configured order; the others only "also matched") for a team with a lead pool."""
-    return next((d for d in decisions if d.fired and d.team in _ROUTED_TEAMS and "routing_reason" in d.traits), None)
+    first in the configured order; the others only "also matched") for a team with a lead pool,
+    carrying the lead it creates (its own rule id as `Routing_Rule__c`). The qualification of a
+    product-led lead is not a winner: it rides on the winner's lead."""
+    return next(
+        (
+            d
+            for d in decisions
+            if d.fired and d.team in _ROUTED_TEAMS and d.lead is not None and d.lead.routing_rule == d.rule
+        ),
+        None,
+    )
 
 
 @dataclass(frozen=True)

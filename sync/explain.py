@@ -10,7 +10,8 @@ from typing import Any, TextIO
 from core.errors import RecordError
 from core.model import Account
 from core.records import parse_lead
-from rules import Decision
+from rules import AccountContext, Decision
+from rules.episodes import describe
 from rules.round_robin import choose, explain_pool
 from state import StateDB
 from sync.accounts import parse_mirrored
@@ -116,10 +117,23 @@ def explain(config: Config, state: StateDB, record_id: str, now: datetime, out: 
         f"Salesforce: {len(context.leads)} lead(s) ({len(context.open_leads)} open), "
         f"{len(context.opportunities)} opportunit(ies) ({len(context.open_opportunities)} open)\n"
     )
+    _episodes(account, context, decider, out)
     decisions = decider.account(account)
     _write(decisions, out)
     _owner(config, state, decider, account, decisions, out)
     return 0
+
+
+def _episodes(account: Account, context: AccountContext, decider: Decider, out: TextIO) -> None:
+    """The account's lead episodes (rules.episodes): each family's state, what it was read from, and
+    whether it blocks a new lead or allows one, and why."""
+    lines = describe(account, context, decider.policy, decider.now)
+    if not lines:
+        out.write("lead episodes: none (no lead of the account in Salesforce): a signal may create one\n")
+        return
+    out.write("lead episodes:\n")
+    for line in lines:
+        out.write(f"  {line}\n")
 
 
 def _owner(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar
@@ -46,6 +46,8 @@ class SalesforceFacts:
     _leads_by_account: dict[str, list[Lead]] = field(default_factory=lambda: defaultdict(list))
     _opps_by_account: dict[str, list[Opportunity]] = field(default_factory=lambda: defaultdict(list))
     _disqualified_by_company: dict[str, date] = field(default_factory=dict)
+    # Vitally account id -> {Id of a lead crm-sync created: the OwnerId crm-sync gave it}.
+    _assigned_by_account: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
 
     @classmethod
     def load(cls, state: StateDB) -> SalesforceFacts:
@@ -61,15 +63,26 @@ class SalesforceFacts:
             vitally_id = vitally_of_sf_account.get(opportunity.account_id or "")
             if vitally_id:
                 facts._opps_by_account[vitally_id].append(opportunity)
+        written = state.last_written("salesforce")
         for lead, _ in _parsed(state, "Lead", parse_lead):
             if lead.vitally_account_id:
                 facts._leads_by_account[lead.vitally_account_id].append(lead)
+                facts._remember_assignment(lead, written)
             if lead.company and (lead.status or "") in ("Disqualified", "Unqualified"):
                 # Salesforce keeps no disqualification date on a Lead; its last change is the best proxy.
                 key = lead.company.casefold()
                 day = lead.system_modstamp.date()
                 facts._disqualified_by_company[key] = max(day, facts._disqualified_by_company.get(key, day))
         return facts
+
+    def _remember_assignment(self, lead: Lead, written: Mapping[tuple[str, str], Any]) -> None:
+        """The owner crm-sync gave a lead it created (upserted on its Sync_Key__c), so a rule can
+        tell a person's reassignment from our own choice."""
+        if not lead.sync_key or not lead.vitally_account_id:
+            return
+        owner = written.get((lead.sync_key, "OwnerId"))
+        if isinstance(owner, str) and owner:
+            self._assigned_by_account[lead.vitally_account_id][lead.id] = owner
 
     def linked_leads(self) -> Iterator[Lead]:
         """The leads joined to a Vitally account (they are part of that account's context)."""
@@ -100,7 +113,11 @@ class SalesforceFacts:
         opportunities = self._opps_by_account.get(account_id)
         if not leads and not opportunities:
             return EMPTY
-        return AccountContext(leads=tuple(leads or ()), opportunities=tuple(opportunities or ()))
+        return AccountContext(
+            leads=tuple(leads or ()),
+            opportunities=tuple(opportunities or ()),
+            assigned_owners=self._assigned_by_account.get(account_id) or {},
+        )
 
     def company_disqualified_at(self, company: str | None) -> date | None:
         """The latest day a lead of this company was disqualified, when known."""

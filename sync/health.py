@@ -1,16 +1,25 @@
-"""The daemon's `/healthz` and `/metrics` (Prometheus text), served on loopback.
+"""The daemon's `/healthz`, `/livez` and `/metrics` (Prometheus text).
 
 `Health` holds what the endpoints show: a registry of its own (never prometheus_client's global
-one) and the few facts `/healthz` needs. Only the daemon's main thread writes to it, after each
-cycle, with numbers it has already read from the state and the connectors; the HTTP thread only
-reads it. So the HTTP thread never touches the SQLite connection (one per thread) or a client.
+one) and the few facts `/healthz` needs. The daemon's threads write to it with numbers they have
+already read from the state and the connectors (the main thread during and after each cycle, the
+connectors' workers when they wait); the HTTP thread only reads it. So the HTTP thread never
+touches the SQLite connection (one per thread) or a client.
 
-`/healthz` answers 200 while the last successful cycle finished less than
-`healthy_within_seconds` ago, and 503 otherwise. A cycle succeeds when it runs to its end (outcome
-`ok`, or `partial`: some writes failed and wait to be retried or were parked, which the metrics
-count). Before the first success a freshly started daemon is healthy (`starting`) until
-`healthy_within_seconds` have passed since its start: its first cycle may be long. Neither
-endpoint shows a secret, a URL or an error message: only the kind of the latest error.
+`/healthz` tells a cycle that is progressing from one that is stuck:
+
+- while a cycle runs: 200 `progressing` as long as it acknowledged work (a page read, a batch of
+  accounts evaluated, a write answered) less than `stalled_after_seconds` ago, however long the
+  cycle has run (a first sync takes hours); 503 `stalled` once nothing has progressed for that long;
+- between cycles: 200 `ok` while the last successful cycle finished less than
+  `healthy_within_seconds` ago, 503 `unhealthy` otherwise; before the first success, 200
+  `starting` until `healthy_within_seconds` have passed since the daemon started.
+
+A cycle succeeds when it runs to its end (outcome `ok`, or `partial`: some writes failed and wait
+to be retried or were parked, which the metrics count). `/livez` answers 503 only when the daemon
+is stuck (a cycle `stalled`, or its loop silent for `stalled_after_seconds`): what a restart can
+fix, unlike a service that refuses the credentials. No endpoint shows a secret, a URL or an error
+message: only the kind of the latest error.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info, make_wsgi_app
 
-__all__ = ["OUTCOMES", "WRITE_KINDS", "Health", "HealthServer", "Outcome", "make_app", "serve"]
+__all__ = ["OUTCOMES", "WAIT_REASONS", "WRITE_KINDS", "Health", "HealthServer", "Outcome", "make_app", "serve"]
 
 Outcome = Literal["ok", "partial", "failed", "stopped"]
 OUTCOMES: tuple[Outcome, ...] = ("ok", "partial", "failed", "stopped")
@@ -37,6 +46,9 @@ _SUCCESSES = frozenset({"ok", "partial"})
 # Counts of the cycle's report (CycleReport.counts) added to crm_sync_writes_total{kind}.
 WRITE_KINDS = ("vitally_puts", "salesforce_writes", "applied", "failed", "parked", "queued")
 _OUTBOX_STATUSES = ("pending", "parked")
+# Why a connector waited: its rate limiter held a request back, or a failed attempt backed off.
+WAIT_REASONS = ("rate_limit", "retry")
+_SERVICES = ("vitally", "salesforce")
 _HANDLER_TIMEOUT_SECONDS = 10  # a client that connects and sends nothing is dropped after this
 _POLL_SECONDS = 0.1  # how often the server thread notices `close()`
 
@@ -59,10 +71,12 @@ class Health:
         healthy_within_seconds: float,
         *,
         version: str,
+        stalled_after_seconds: float = 900,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.healthy_within_seconds = healthy_within_seconds
+        self.stalled_after_seconds = stalled_after_seconds
         self._clock = clock
         self._wall_clock = wall_clock
         self._lock = threading.Lock()  # the facts below are written by one thread, read by another
@@ -70,6 +84,9 @@ class Health:
         self._last_success: _Success | None = None
         self._cycles = 0
         self._last_error_kind: str | None = None
+        self._running = False
+        self._phase: str | None = None
+        self._last_progress = self._started  # a cycle's acknowledged work, or the idle loop's tick
 
         self.registry = CollectorRegistry()
         registry = self.registry
@@ -121,12 +138,152 @@ class Health:
             ["service"],
             registry=registry,
         )
+        self._define_live_metrics()
         for outcome in OUTCOMES:
             self._cycles_total.labels(outcome)
         for kind in WRITE_KINDS:
             self._writes.labels(kind)
         for status in _OUTBOX_STATUSES:
             self._outbox.labels(status)
+
+    def _define_live_metrics(self) -> None:
+        """The metrics that move while a cycle runs."""
+        registry = self.registry
+        self._running_gauge = Gauge(
+            "crm_sync_cycle_running", "1 while a cycle runs, 0 between cycles.", registry=registry
+        )
+        self._last_progress_at = Gauge(
+            "crm_sync_last_progress_timestamp_seconds",
+            "Unix time the running cycle last acknowledged work (a page read, accounts evaluated, a write "
+            "answered), or the idle daemon last ticked.",
+            registry=registry,
+        )
+        self._phase_done = Gauge(
+            "crm_sync_phase_done",
+            "Items the current (or last) cycle has done in each phase so far: records read, accounts "
+            "evaluated, writes sent.",
+            ["phase"],
+            registry=registry,
+        )
+        self._phase_total = Gauge(
+            "crm_sync_phase_total",
+            "Items a phase has to do, where known (writes: the outbox at the start of the apply step).",
+            ["phase"],
+            registry=registry,
+        )
+        self._phase_eta = Gauge(
+            "crm_sync_phase_eta_seconds",
+            "Estimated seconds left in a phase at its average rate so far (phases with a known total; 0 when done).",
+            ["phase"],
+            registry=registry,
+        )
+        self._waits = Counter(
+            "crm_sync_waits_total",
+            "Waits of the connectors, by service and reason (rate_limit: the rate limiter held a request "
+            "back until the window reopened; retry: a failed attempt backed off).",
+            ["service", "reason"],
+            registry=registry,
+        )
+        self._wait_seconds = Counter(
+            "crm_sync_wait_seconds_total",
+            "Seconds spent in those waits, by service and reason.",
+            ["service", "reason"],
+            registry=registry,
+        )
+        for service in _SERVICES:
+            for reason in WAIT_REASONS:
+                self._waits.labels(service, reason)
+                self._wait_seconds.labels(service, reason)
+        self._quota_stops = Counter(
+            "crm_sync_quota_stops_total",
+            "Cycles whose writes the API quota stopped (REQUEST_LIMIT_EXCEEDED, or [salesforce] budget_share "
+            "of the daily allocation used); the rest stayed pending.",
+            registry=registry,
+        )
+        self._alerts = Counter(
+            "crm_sync_alerts_total",
+            "Alerts that went out (repeats held back are not counted), by kind ([alerts], sync/notify.py).",
+            ["kind"],
+            registry=registry,
+        )
+        self._deliveries = Counter(
+            "crm_sync_alert_deliveries_total",
+            "Alert deliveries by sink (slack, webhook) and result (ok, failed).",
+            ["sink", "result"],
+            registry=registry,
+        )
+
+    def quota_stopped(self) -> None:
+        """The API quota stopped a cycle's writes (`quota_exhausted`)."""
+        self._quota_stops.inc()
+
+    def count_alert(self, what: str, label: str) -> None:
+        """`sync.notify.Counted`: an alert that went out (`"alert", kind`) or a delivery
+        (`"delivery", "<sink>:<ok|failed>"`)."""
+        if what == "alert":
+            self._alerts.labels(label).inc()
+        else:
+            sink, _, result = label.partition(":")
+            self._deliveries.labels(sink, result).inc()
+
+    # -- while a cycle runs ------------------------------------------------------------------------
+
+    def cycle_started(self) -> None:
+        """A cycle begins: /healthz follows its progress until `record_cycle` (or `cycle_ended`)."""
+        self._phase_done.clear()
+        self._phase_total.clear()
+        self._phase_eta.clear()
+        with self._lock:
+            self._running = True
+            self._phase = None
+            self._touch()
+        self._running_gauge.set(1)
+
+    def progressed(self, phase: str | None = None) -> None:
+        """The running cycle acknowledged work (in `phase`, when given); between cycles, the
+        daemon's loop is alive (its tick)."""
+        with self._lock:
+            self._touch()
+            if phase is not None:
+                self._phase = phase
+
+    def record_phase(self, phase: str, done: int, total: int | None, eta_seconds: float | None) -> None:
+        """The progress gauges of one phase (`phase` is a metric label: lower case, underscores)."""
+        self._phase_done.labels(phase).set(done)
+        if total is not None:
+            self._phase_total.labels(phase).set(total)
+        if eta_seconds is not None:
+            self._phase_eta.labels(phase).set(eta_seconds)
+
+    def add_writes(self, counts: Mapping[str, int]) -> None:
+        """Writes by kind as they happen (increments, never totals), and the record errors and
+        conflicts found so far: the cycle's counts reach the metrics during the cycle."""
+        for kind in WRITE_KINDS:
+            if counts.get(kind):
+                self._writes.labels(kind).inc(counts[kind])
+        if counts.get("record_errors"):
+            self._record_errors.inc(counts["record_errors"])
+        if counts.get("conflicts"):
+            self._conflicts.inc(counts["conflicts"])
+
+    def record_wait(self, service: str, reason: str, seconds: float) -> None:
+        """One wait of a connector (any thread), counted when it begins."""
+        self._waits.labels(service, reason).inc()
+        self._wait_seconds.labels(service, reason).inc(max(seconds, 0.0))
+
+    def cycle_ended(self) -> None:
+        """The cycle is over, whatever happened (`record_cycle` may not have been reached)."""
+        with self._lock:
+            self._running = False
+            self._touch()
+        self._running_gauge.set(0)
+
+    def _touch(self) -> None:
+        """Called with the lock held."""
+        self._last_progress = self._clock()
+        self._last_progress_at.set(self._wall_clock())
+
+    # -- after a cycle ----------------------------------------------------------------------------
 
     def record_cycle(
         self,
@@ -136,14 +293,13 @@ class Health:
         counts: Mapping[str, int],
         error_kind: str | None = None,
     ) -> None:
-        """Count one finished cycle: its outcome, duration and report counts. `error_kind` says
-        why it did not end `ok` (None when it did)."""
+        """Count one finished cycle: its outcome, duration and the report counts not yet added
+        with `add_writes` (all of them, for a caller that never did). `error_kind` says why it did
+        not end `ok` (None when it did). The cycle is over: see `cycle_ended`."""
         self._cycles_total.labels(outcome).inc()
         self._duration.set(duration_seconds)
-        for kind in WRITE_KINDS:
-            self._writes.labels(kind).inc(counts.get(kind, 0))
-        self._record_errors.inc(counts.get("record_errors", 0))
-        self._conflicts.inc(counts.get("conflicts", 0))
+        self.add_writes(counts)
+        self.cycle_ended()
         with self._lock:
             self._cycles += 1
             self._last_error_kind = error_kind
@@ -160,18 +316,21 @@ class Health:
             self._api_usage.labels(service).set(share)
 
     def check(self) -> tuple[int, dict[str, Any]]:
-        """`/healthz`: the HTTP status (200 or 503) and the JSON body."""
+        """`/healthz`: the HTTP status (200 or 503) and the JSON body (see the module docstring)."""
         with self._lock:
             now = self._clock()
             success, cycles, error_kind = self._last_success, self._cycles, self._last_error_kind
-        if success is None:
-            age = None
-            fresh = now - self._started < self.healthy_within_seconds
-            status = "starting" if fresh else "unhealthy"
+            running, phase, quiet = self._running, self._phase, now - self._last_progress
+        age = None if success is None else now - success.monotonic
+        if running:
+            healthy = quiet < self.stalled_after_seconds
+            status = "progressing" if healthy else "stalled"
+        elif success is None:
+            healthy = now - self._started < self.healthy_within_seconds
+            status = "starting" if healthy else "unhealthy"
         else:
-            age = now - success.monotonic
-            fresh = age < self.healthy_within_seconds
-            status = "ok" if fresh else "unhealthy"
+            healthy = age is not None and age < self.healthy_within_seconds
+            status = "ok" if healthy else "unhealthy"
         body = {
             "status": status,
             "last_success": None if success is None else _iso(success.wall),
@@ -179,8 +338,28 @@ class Health:
             "healthy_within_seconds": self.healthy_within_seconds,
             "cycles": cycles,
             "last_error_kind": error_kind,
+            "cycle_running": running,
+            "phase": phase if running else None,
+            "since_progress_seconds": round(quiet, 3),
+            "stalled_after_seconds": self.stalled_after_seconds,
         }
-        return (200 if fresh else 503), body
+        return (200 if healthy else 503), body
+
+    def live(self) -> tuple[int, dict[str, Any]]:
+        """`/livez`: 503 only when the daemon is stuck (nothing acknowledged, no loop tick, for
+        `stalled_after_seconds`); a failing service does not make it 503, a restart would not help."""
+        with self._lock:
+            quiet = self._clock() - self._last_progress
+            running = self._running
+        alive = quiet < self.stalled_after_seconds
+        status = "alive" if alive else "stalled"
+        body = {
+            "status": status,
+            "cycle_running": running,
+            "since_progress_seconds": round(quiet, 3),
+            "stalled_after_seconds": self.stalled_after_seconds,
+        }
+        return (200 if alive else 503), body
 
 
 def _iso(unix_seconds: float) -> str:
@@ -188,19 +367,20 @@ def _iso(unix_seconds: float) -> str:
 
 
 def make_app(health: Health) -> WSGIApplication:
-    """The WSGI application: GET `/healthz` (JSON) and `/metrics` (prometheus_client's own
-    exposition, which also speaks OpenMetrics when asked); 404 elsewhere, 405 for other methods."""
+    """The WSGI application: GET `/healthz` and `/livez` (JSON) and `/metrics` (prometheus_client's
+    own exposition, which also speaks OpenMetrics when asked); 404 elsewhere, 405 for other methods."""
     metrics = cast(WSGIApplication, make_wsgi_app(health.registry))
+    checks = {"/healthz": health.check, "/livez": health.live}
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path not in ("/healthz", "/metrics"):
+        if path not in ("/healthz", "/livez", "/metrics"):
             return _reply(start_response, "404 Not Found", {"error": "not found"})
         if environ.get("REQUEST_METHOD") != "GET":
             return _reply(start_response, "405 Method Not Allowed", {"error": "use GET"}, [("Allow", "GET")])
         if path == "/metrics":
             return metrics(environ, start_response)
-        code, body = health.check()
+        code, body = checks[path]()
         return _reply(start_response, "200 OK" if code == 200 else "503 Service Unavailable", body)
 
     return app

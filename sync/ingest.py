@@ -29,7 +29,7 @@ SF_OBJECTS: Mapping[str, tuple[str, ...]] = {
         "Id", "FirstName", "LastName", "Email", "Company", "Title", "Role__c", "Sub_Role__c", "Country",
         "NumberOfEmployees", "AnnualRevenue", "Industry", "LeadSource", "Status", "OwnerId", "IsConverted",
         "Form_Text__c", "Vitally_Account_Id__c", "CreatedDate", "SystemModstamp", "Lead_Score__c",
-        "Sync_Key__c", "Routing_Rule__c", "Classification__c",
+        "Sync_Key__c", "Routing_Rule__c", "Classification__c", "ConvertedDate", "ConvertedOpportunityId",
     ),
     "User": ("Id", "Name", "Email", "IsActive", "SystemModstamp"),
     "Opportunity": ("Id", "AccountId", "StageName", "CloseDate", "Loss_Reason__c", "OwnerId", "SystemModstamp"),

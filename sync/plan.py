@@ -183,6 +183,7 @@ class Planner:
             if any(s in account.segments for s in owned_segments) and "TAM" in account.key_role_emails:
                 waiting.managed_by_email[account.key_role_emails["TAM"]] += 1
             self._wait_for_owners(account, decisions, waiting, decider)
+        self.progress("accounts evaluated", counts["accounts_evaluated"], mirrored)
         return waiting
 
     def _wait_for_owners(

@@ -9,7 +9,7 @@ read in `sync.plan`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +17,7 @@ from core.model import Account
 from rules import Decision
 from rules.routing import lead_source_for
 from state import Owner, OwnerChoice, PlannedWrite
-from sync.wire import Truncation, fit_lead_fields
+from sync.wire import Truncation, fit_lead_fields, lead_fields
 
 __all__ = [
     "OnboardingAccount",
@@ -47,6 +47,8 @@ class RoutedAccount:
     revenue: float | None
     country: str | None
     industry: str | None
+    # The winner's lead intent in Salesforce names (LeadSource, Routing_Rule__c, Qualification__c, ...).
+    lead: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, account: Account, winner: Decision, region: str) -> RoutedAccount:
@@ -61,6 +63,7 @@ class RoutedAccount:
             revenue=account.estimated_revenue,
             country=account.country,
             industry=account.industry,
+            lead=lead_fields(winner.lead),
         )
 
 
@@ -153,6 +156,7 @@ def new_lead(
         "LeadSource": lead_source_for(routed.rule),
         "Routing_Rule__c": routed.rule,
         "Routing_Reason__c": f"{routed.rule}: {routed.reason}",
+        **routed.lead,
         "Lead_Score__c": score,
         "Vitally_Account_Id__c": routed.account_id,
         "Sync_Key__c": key,

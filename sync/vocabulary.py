@@ -42,14 +42,21 @@ def _unseen(phase: str, done: int, total: int | None) -> None:
     """No progress shown."""
 
 
+def _unwatched(report: CycleReport) -> None:
+    """Nobody follows the cycle's counts."""
+
+
 @dataclass(frozen=True)
 class Hooks:
     """What a caller plugs into a cycle: where its events go, whether to stop (asked between
-    records and writes: what is not done yet stays for the next start), and progress."""
+    records and writes: what is not done yet stays for the next start), progress, and
+    `on_report(report)`: called once with the cycle's report as soon as it exists, so a watcher
+    (the daemon's metrics) can read its counts as the cycle fills them in. Read it, never change it."""
 
     log: Log = _quiet
     should_stop: Callable[[], bool] = _never
     progress: Progress = _unseen
+    on_report: Callable[[CycleReport], None] = _unwatched
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,11 @@ SALESFORCE_LEAD_FIELDS: Mapping[LeadField, str] = {
     "score": "Lead_Score__c",
     "classification": "Classification__c",
     "status": "Status",
+    "lead_source": "LeadSource",
     "routing_rule": "Routing_Rule__c",
     "routing_reason": "Routing_Reason__c",
+    "qualification": "Qualification__c",
+    "qualification_reason": "Qualification_Reason__c",
 }
 
 # The most characters each text field of a Lead crm-sync writes can hold (data-model.md and the
@@ -55,6 +58,8 @@ SALESFORCE_FIELD_LENGTHS: Mapping[str, int] = {
     "Status": 255,
     "Routing_Rule__c": 80,
     "Routing_Reason__c": 255,
+    "Qualification__c": 255,
+    "Qualification_Reason__c": 255,
     "Classification__c": 255,
     "Vitally_Account_Id__c": 64,
     "Sync_Key__c": 80,
@@ -137,7 +142,8 @@ def sync_key(account_id: str, episode: int) -> str:
 
 def lead_fields(intent: LeadIntent | None) -> dict[str, Any]:
     """The Salesforce Lead fields (API name -> value) a lead intent wants written, in the intent's
-    order; none for no intent."""
+    order; none for no intent. A text too long for its field is cut, and reported, by
+    `fit_lead_fields` where the write is planned."""
     if intent is None:
         return {}
     return {SALESFORCE_LEAD_FIELDS[name]: value for name, value in intent.wanted().items()}

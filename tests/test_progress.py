@@ -4,6 +4,7 @@ terminal and prints nothing extra when stderr is a pipe."""
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import pty
 import select
@@ -37,9 +38,11 @@ def test_cycle_reports_every_phase_with_its_final_count() -> None:
         state = StateDB.memory()
         seen: dict[str, tuple[int, int | None]] = {}
         calls: list[str] = []
+        dones: list[int] = []
 
         def hook(phase: str, done: int, total: int | None) -> None:
             calls.append(phase)
+            dones.append(done)
             seen[phase] = (done, total)
 
         report = run_cycle(
@@ -50,7 +53,10 @@ def test_cycle_reports_every_phase_with_its_final_count() -> None:
     assert calls.count("Vitally accounts read") == 2  # one page of 1,000, then the rest
     for sobject in ("Lead", "User", "Opportunity", "Account"):
         assert seen[f"Salesforce {sobject} read"][0] == report.counts[f"sf_{sobject.lower()}_read"]
-    assert seen["accounts evaluated"] == (1_000, 1_200)  # a page at a time: 1,000 of 1,200
+    # A page at a time (1,000 of 1,200), then the final count (the malformed accounts are not evaluated).
+    evaluated = [done for phase, done in zip(calls, dones, strict=True) if phase == "accounts evaluated"]
+    assert evaluated == [1_000, report.counts["accounts_evaluated"]]
+    assert seen["accounts evaluated"] == (report.counts["accounts_evaluated"], 1_200)
     sent, total = seen["writes sent"]
     assert total == report.counts["queued"] and sent == report.counts["applied"] == total > 0
 
@@ -104,3 +110,26 @@ def test_cli_shows_progress_on_a_terminal_and_only_the_summary_on_a_pipe(tmp_pat
     assert "Vitally accounts read" in shown and "dry run 1" in shown
     assert "accounts read" not in piped.stderr and "\x1b[" not in piped.stderr
     assert "dry run" in piped.stderr
+
+
+def test_every_write_answered_is_progress_tasks_included() -> None:
+    """A book's tasks are sent one request each; a long run of them must not look stalled
+    (bench/first_sync.py found 3 minutes without progress before each task counted)."""
+    with Sandbox(generate_book(300, seed=5, now=NOW), now=NOW) as sandbox:
+        sandbox.configure(vitally_rate_limit=10_000_000)
+        config = example_against(sandbox.url)
+        writes: list[int] = []
+
+        def hook(phase: str, done: int, total: int | None) -> None:
+            if phase == "writes sent":
+                writes.append(done)
+
+        report = run_cycle(
+            config, StateDB.memory(), make_vitally(config), make_salesforce(config), clock=lambda: NOW, progress=hook
+        )
+        tasks = sum(n for key, n in sandbox.counters()["vitally"].items() if key.startswith("POST /resources/tasks"))
+    assert tasks > 20
+    assert writes[0] == 0 and writes[-1] == report.counts["applied"]  # from the start of the step to its end
+    assert writes == sorted(writes)
+    steps = [b - a for a, b in itertools.pairwise(writes)]
+    assert sum(step == 1 for step in steps) >= tasks  # each task answered is a call of its own

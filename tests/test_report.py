@@ -29,7 +29,9 @@ import pytest
 import requests
 from support import example_config_for, run_cli
 
+from rules.policy import ROUTING_RULE_IDS
 from rules.round_robin import Member, Pool
+from rules.routing import ACCOUNT_TRIGGERS
 from sandbox import Sandbox, generate_book
 from sandbox.store import sf_timestamp
 from state import OwnerChoice, StateDB
@@ -97,7 +99,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         )
         chosen = routed[::3]
         _converted_in_salesforce(sb, chosen)
-        writes.append(_cycle(sb, config, state)[1])  # reads the conversions (and re-routes converted accounts)
+        writes.append(_cycle(sb, config, state)[1])  # reads the conversions (a converted lead ends its episode)
         last, counts = _cycle(sb, config, state)  # reads what the previous cycle created
         writes.append(counts)
         assert not [line for line in last.stdout.splitlines() if '"salesforce"' in line], "the mirror lags Salesforce"
@@ -196,6 +198,29 @@ def test_report_counts_leads_and_conversions_per_rule(scenario: Scenario) -> Non
     assert {line["target"] for line in rules.values()} == {0.2}
     assert sum(line["converted"] for line in rules.values()) == len(scenario.converted) > 0
     assert sum(line["created"] for line in rules.values()) > 0 and sum(line["inbound"] for line in rules.values()) > 0
+
+
+@pytest.mark.e2e
+def test_report_conversion_covers_every_routing_trigger_product_led_ones_included(scenario: Scenario) -> None:
+    """Issue #15: a created lead carries the trigger that routed it, so every account trigger with a
+    case in the book has its own conversion row; the qualification verdict rides in its own fields."""
+    rules = {line["rule"] for line in report_json(scenario)["rules"]}
+    assert set(ACCOUNT_TRIGGERS) <= rules, sorted(set(ACCOUNT_TRIGGERS) - rules)
+    assert {rule for rule in ROUTING_RULE_IDS if rule.startswith("product_led.")} <= rules
+    assert rules <= set(ROUTING_RULE_IDS) | {"onboarding.direct_handover"}
+    created = [
+        lead for lead in scenario.salesforce["Lead"] if str(lead.get("Sync_Key__c") or "").startswith("crm-sync-")
+    ]
+    product_led = [lead for lead in created if lead["Routing_Rule__c"].startswith("product_led.")]
+    assert product_led
+    for lead in product_led:
+        assert lead["LeadSource"] in ("Product-led", "AM referral"), lead
+        assert lead["Qualification__c"] in ("qualify", "nurture", "disqualify"), lead
+        assert lead["Qualification_Reason__c"].startswith(f"{lead['Qualification__c']}: "), lead
+    for lead in created:
+        assert lead["Routing_Reason__c"].startswith(f"{lead['Routing_Rule__c']}: "), lead
+        if not lead["Routing_Rule__c"].startswith("product_led."):
+            assert lead.get("Qualification__c") is None, lead
 
 
 @pytest.mark.e2e

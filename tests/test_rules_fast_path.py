@@ -54,7 +54,7 @@ GATED: list[AccountRule] = [rule for rule in _rules() if rule.may_fire is not al
 
 def test_every_rule_id_is_a_known_rule_and_every_known_rule_has_a_record() -> None:
     assert {rule.id for rule in _rules()} == set(ALL_RULE_IDS)
-    assert len(GATED) == 16
+    assert len(GATED) == 23
 
 
 def _assert_may_fire_is_necessary(account: Account, ctx: AccountContext, policy: Policy) -> None:

@@ -62,7 +62,7 @@ def test_recommendation_qualifies_with_reason_and_trait() -> None:
         "qualify: growth 22.5 %/month over 3 invoices ≥ 5 %; projected ARR 205,031 in 12 months ≥ 20,000; "
         "paying for 2 primary products ≥ 2; employees 64 ≥ 50; signals: none"
     )
-    assert decision.traits == {"routing_reason": f"qualification.recommendation: {decision.reason}"}
+    assert decision.traits == {"qualification": f"qualification.recommendation: {decision.reason}"}
     assert decision.segments == frozenset()
     assert decision.manages == {"Nurture"}
     assert decision.signals == ()
@@ -234,6 +234,10 @@ SIGNAL_CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("warehouse_destination", {"data_destinations": ("Google BigQuery",)}, "data to warehouse Google BigQuery"),
     ("warehouse_destination", {"data_destinations": ("Amazon S3",)}, "data to warehouse Amazon S3"),
     ("warehouse_destination", {"data_destinations": ("bigqueryish",)}, None),
+    ("annual_conversion", {"annual_plan": False}, "monthly plan growing 22.5 %/month: annual plan"),
+    ("annual_conversion", {"annual_plan": True}, None),
+    ("annual_conversion", {"annual_plan": None}, None),
+    ("annual_conversion", {"annual_plan": False, "invoices": invoices(1500, 1500, 1500)}, None),
     ("multi_project", {"project_count": 3}, "3 projects ≥ 3"),
     ("multi_project", {"project_count": 2}, None),
 ]
@@ -247,7 +251,7 @@ def test_recommendation_signals(signal: str, kw: dict[str, Any], text: str | Non
     else:
         assert decision.signals == (signal,)
         assert decision.reason.endswith(f"; signals: {text}")
-        assert decision.traits["routing_reason"] == f"qualification.recommendation: {decision.reason}"
+        assert decision.traits["qualification"] == f"qualification.recommendation: {decision.reason}"
 
 
 def test_recommendation_signals_are_reported_on_disqualified_leads_too() -> None:
@@ -321,7 +325,7 @@ def test_recommendation_label_is_always_one_of_three(
     recommendation = decision.inputs["recommendation"]
     if decision.fired:
         assert recommendation in ("disqualify", "nurture", "qualify")
-        assert decision.traits["routing_reason"] == f"qualification.recommendation: {decision.reason}"
+        assert decision.traits["qualification"] == f"qualification.recommendation: {decision.reason}"
         assert decision.segments == (frozenset({"Nurture"}) if recommendation == "nurture" else frozenset())
     else:
         assert recommendation is None

@@ -326,8 +326,16 @@ def test_triggers_name_unknown_inputs(
         ({}, AccountContext(opportunities=(opp("Closed Lost", "Price", days_ago(10)),)), None),
         ({}, AccountContext(opportunities=(opp("Closed Won", None, days_ago(10)),)), None),
         ({}, AccountContext(leads=(lead(id="00QW", status="Working"),)), "open lead 00QW (Working) in Salesforce"),
-        ({}, AccountContext(leads=(lead(status="Disqualified"),)), None),
-        ({}, AccountContext(leads=(lead(is_converted=True),)), None),
+        # A lead a person disqualified in Salesforce starts the cool-off (dated by its last change) ...
+        ({}, AccountContext(leads=(lead(status="Disqualified", system_modstamp=NOW - timedelta(days=91)),)), None),
+        ({}, AccountContext(leads=(lead(status="Disqualified", system_modstamp=NOW - timedelta(days=90)),)), None),
+        ({}, AccountContext(leads=(lead(status="Disqualified", system_modstamp=NOW - timedelta(days=89)),)),
+         "lead 00QA disqualified in Salesforce 89 days ago (cool-off 90 days)"),
+        # ... and a conversion without an opportunity ends the episode: held for a year.
+        ({}, AccountContext(leads=(lead(is_converted=True, converted_date=days_ago(10)),)),
+         "lead 00QA converted 10 days ago without an opportunity (hold 365 days)"),
+        ({}, AccountContext(leads=(lead(is_converted=True, converted_date=days_ago(365)),)), None),
+        ({}, AccountContext(leads=(lead(is_converted=True, converted_opportunity_id="006C"),)), None),
         ({}, AccountContext(leads=(lead(sync_key="crm-sync:acc_1"),)), None),  # the daemon's own lead
         ({"segments": frozenset({"Active Trial"})}, EMPTY, "in active sales segment Active Trial"),
         ({"segments": frozenset({"Annual Plan"})}, EMPTY, "in active sales segment Annual Plan"),
@@ -432,7 +440,7 @@ def test_route_account_without_a_match_returns_none() -> None:
 def test_routing_policy_defaults_match_rules_md() -> None:
     assert ROUTING.order == ROUTING_RULE_IDS
     assert set(ROUTING_RULE_IDS) == set(ACCOUNT_TRIGGERS) | set(LEAD_TRIGGERS)
-    assert len(ROUTING_RULE_IDS) == 15
+    assert len(ROUTING_RULE_IDS) == 20
 
 
 @pytest.mark.parametrize("rule", sorted(ACCOUNT_TRIGGERS))

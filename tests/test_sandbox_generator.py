@@ -457,7 +457,9 @@ def test_generate_book_clean_accounts_have_the_wire_shape(book: dict[str, Any]) 
         "project_count": int, "data_destinations": list, "billing_page_views_30d": int, "is_b2b": bool,
         "has_mobile_app": bool, "is_ai_product": bool, "first_paid_at": str, "startup_plan_ends_at": str,
         "startup_credits_total": float, "startup_credits_used": float, "harmonic_last_funding_date": str,
-        "lead_disqualified_at": str, "slack_channel": str,
+        "lead_disqualified_at": str, "slack_channel": str, "harmonic_web_traffic": int,
+        "harmonic_web_traffic_180d": int, "harmonic_social_followers": int, "harmonic_social_followers_180d": int,
+        "ocean_cool_company": bool,
     }  # fmt: skip
     labels = {"TAM", "CSM", "Account Executive", "Onboarding Specialist"}
     for account in _clean_accounts(book):
