@@ -27,12 +27,14 @@ from tenacity import (
 from core.errors import ConfigError, RateLimitedError, RetriableError, StopRequested, UnreachableError
 
 __all__ = [
+    "TRANSIENT_STATUSES",
     "PlainHTTPAdapter",
     "TimeoutHTTPAdapter",
     "backoff_wait",
     "call_with_retry",
     "interruptible_sleep",
     "make_session",
+    "not_json",
 ]
 
 T = TypeVar("T")
@@ -41,6 +43,20 @@ log = logging.getLogger(__name__)
 
 _Timeout = float | tuple[float, float] | tuple[float, None] | None
 _Cert = bytes | str | tuple[bytes | str, bytes | str] | None
+
+
+# Statuses no service documents but that proxies and Salesforce's edge answer while they recover:
+# 406 (usually without a body) and 420 (Salesforce Edge's "We are setting things up" page).
+# Connectors used in production retry both (Airbyte's source-salesforce, rate_limiting.py).
+TRANSIENT_STATUSES = frozenset({406, 420})
+
+
+def not_json(content: bytes | str | None) -> bool:
+    """Whether an answer's body is not JSON at all (empty, an HTML page from a proxy or an edge
+    server): a transient answer to retry, unlike a JSON body beyond the decoding limits, which
+    the same request would get again."""
+    text = content.decode("utf-8", "replace") if isinstance(content, bytes) else (content or "")
+    return text.lstrip()[:1] not in ("{", "[")
 
 
 def backoff_wait(attempt: int, *, max_wait: float) -> float:

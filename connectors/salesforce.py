@@ -24,7 +24,7 @@ from simple_salesforce.exceptions import SalesforceError
 from simple_salesforce.format import format_soql
 
 from connectors.base import RequestCounter, WriteResult, parse_iso_utc
-from connectors.http import backoff_wait, call_with_retry, make_session
+from connectors.http import TRANSIENT_STATUSES, backoff_wait, call_with_retry, make_session, not_json
 from connectors.paging import CursorPaginator
 from core.decoding import JsonError, Unreadable, decode_json, decode_page
 from core.errors import (
@@ -342,18 +342,11 @@ class SalesforceClient:
                 raise AuthError(f"salesforce login refused: HTTP {status}{code}", system=SYSTEM, status=status)
             if status == 429:
                 raise RateLimitedError("salesforce login: HTTP 429", system=SYSTEM)
-            if status == 408 or status >= 500:
+            if status == 408 or status >= 500 or status in TRANSIENT_STATUSES:
                 raise RetriableError(f"salesforce login: HTTP {status}", system=SYSTEM, status=status)
             if not 200 <= status < 300:
                 raise ContractError(f"salesforce login: unexpected HTTP {status}", system=SYSTEM, status=status)
-            try:
-                body = decode_json(response.content)
-            except JsonError:
-                body = None
-            token = body.get("access_token") if isinstance(body, dict) else None
-            if not isinstance(token, str) or not token:
-                raise ContractError("salesforce login: no access_token in the answer", system=SYSTEM)
-            return token
+            return _access_token(response)
 
         self._token = call_with_retry(
             attempt, sleep=self._sleep, max_attempts=self._max_attempts, max_wait=self._max_wait
@@ -468,15 +461,26 @@ class _Salesforce(Salesforce):
     Python hook) is also slower."""
 
     def parse_result_to_json(self, result: requests.Response) -> Any:
-        return decode_page(result.content, records_key="records", id_key="Id", stamp_key="SystemModstamp")
+        try:
+            return decode_page(result.content, records_key="records", id_key="Id", stamp_key="SystemModstamp")
+        except JsonError:
+            if not_json(result.content):
+                # An HTML page or nothing where JSON belongs: a proxy's or the edge's, while the
+                # org recovers. The same request is answered properly later (AB-sf-retry).
+                status = result.status_code
+                message = f"salesforce: HTTP {status} answer is not JSON"
+                raise RetriableError(message, system=SYSTEM, status=status) from None
+            raise
 
 
 def _classify(error: BaseException) -> SyncError:
     """The one mapping of Salesforce failures onto the error tree.
 
     401 → AuthError; 403 `REQUEST_LIMIT_EXCEEDED` → QuotaExhaustedError, other 403 → AuthError;
-    429 → RateLimitedError; 408/5xx and network failures (resets, timeouts) → RetriableError;
+    429 → RateLimitedError; 408/5xx, 406 and 420 (answered by Salesforce's edge while the org
+    recovers, usually without JSON) and network failures (resets, timeouts) → RetriableError;
     300/400/404 and anything unexpected → ContractError (our request or the org's schema is wrong).
+    An answer that is not JSON at all (an HTML page) is retried too (`_Salesforce`).
     Messages carry the status and the error codes only, never the response text or URL.
     """
     if isinstance(error, SyncError):
@@ -494,7 +498,7 @@ def _classify(error: BaseException) -> SyncError:
             return AuthError(detail, system=SYSTEM, status=status)
         if status == 429:
             return RateLimitedError(detail, system=SYSTEM)
-        if status == 408 or status >= 500:
+        if status == 408 or status >= 500 or status in TRANSIENT_STATUSES:
             return RetriableError(detail, system=SYSTEM, status=status)
         return ContractError(detail, system=SYSTEM, status=status)
     if isinstance(error, _NETWORK_ERRORS):
@@ -521,6 +525,22 @@ def _error_codes(content: Any) -> list[str]:
             if isinstance(code, str) and _ERROR_CODE.match(code):
                 codes.append(code)
     return codes
+
+
+def _access_token(response: requests.Response) -> str:
+    """The access token of a successful login's answer; an answer that is not JSON at all (an
+    edge server's page) is retried, one without a token is a contract error."""
+    status = response.status_code
+    if not_json(response.content):
+        raise RetriableError(f"salesforce login: HTTP {status} answer is not JSON", system=SYSTEM, status=status)
+    try:
+        body = decode_json(response.content)
+    except JsonError:
+        body = None
+    token = body.get("access_token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise ContractError("salesforce login: no access_token in the answer", system=SYSTEM)
+    return token
 
 
 def _oauth_error(response: requests.Response) -> str:

@@ -22,7 +22,7 @@ from urllib.parse import quote
 import requests
 
 from connectors.base import RequestCounter, parse_iso_utc
-from connectors.http import call_with_retry, make_session
+from connectors.http import TRANSIENT_STATUSES, call_with_retry, make_session, not_json
 from connectors.paging import CursorPaginator
 from connectors.ratelimit import RateLimiter
 from core.decoding import JsonError, Unreadable, decode_json, decode_page
@@ -211,9 +211,13 @@ class VitallyClient:
         yield from self._paged("/resources/accounts", "/resources/accounts", params)
 
     def iter_accounts_since(
-        self, watermark: str | None, *, status: AccountStatus | None = None
+        self, watermark: str | None, *, status: AccountStatus | None = "activeOrChurned"
     ) -> Iterator[dict[str, Any] | Unreadable]:
         """Yield the accounts with `updatedAt >= watermark`, newest first; None = every account.
+
+        Churned accounts included (`status=activeOrChurned`): Vitally's default is `active`, and
+        an account that churns would otherwise drop out of the reads and stay in the mirror as it
+        last was (the rules leave churned accounts alone: `rules.guards`).
 
         The bound is closed: accounts updated exactly at the watermark are yielded again, and the
         caller drops those boundary duplicates by key. Vitally has no "updated since" filter, so
@@ -360,9 +364,10 @@ class VitallyClient:
     def _classify_response(
         self, response: requests.Response, *, method: str, template: str, record_key: str | None = None
     ) -> SyncError:
-        """401/403 → AuthError; 429 → RateLimitedError(wait = RateLimit-Reset); 408/5xx →
-        RetriableError; for a write (`record_key` given) 400/404/409/422 → WriteRejectedError;
-        anything else → ContractError. The body is only quoted, never relied upon."""
+        """401/403 → AuthError; 429 → RateLimitedError(wait = RateLimit-Reset); 408/5xx, 406 and
+        420 (what proxies answer while a service recovers) → RetriableError; for a write
+        (`record_key` given) 400/404/409/422 → WriteRejectedError; anything else → ContractError.
+        The body is only quoted, never relied upon."""
         status = response.status_code
         where = f"vitally {method} {template}".rstrip()
         if status in (401, 403):
@@ -372,7 +377,7 @@ class VitallyClient:
             if wait is None:
                 wait = _seconds(response.headers.get("Retry-After"))
             return RateLimitedError(f"{where}: HTTP 429: rate limited", system=SYSTEM, wait_seconds=wait)
-        if status == 408 or status >= 500:
+        if status == 408 or status >= 500 or status in TRANSIENT_STATUSES:
             return RetriableError(f"{where}: HTTP {status}", system=SYSTEM, status=status)
         if record_key is not None and status in _REJECTING_STATUSES:
             return WriteRejectedError(record_key, _REJECTING_STATUSES[status], self._quote_body(response))
@@ -415,6 +420,12 @@ class VitallyClient:
             try:
                 return decode(response.content)
             except JsonError as error:  # says what is wrong and where, never quotes the body
+                if not_json(response.content):
+                    # An HTML page where JSON belongs (a proxy's, while the service recovers).
+                    status = response.status_code
+                    raise RetriableError(
+                        f"vitally {method} {template}: HTTP {status} answer is not JSON", system=SYSTEM, status=status
+                    ) from error
                 raise ContractError(f"vitally {method} {template}: response {error}", system=SYSTEM) from error
 
         return call_with_retry(

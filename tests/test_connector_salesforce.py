@@ -333,10 +333,24 @@ def test_request_rate_limited_is_a_rate_limited_error(rsps: responses.RequestsMo
         list(sf.query("SELECT Id FROM Lead"))
 
 
-def test_request_refuses_a_non_json_success(sf: SalesforceClient, rsps: responses.RequestsMock) -> None:
+def test_request_retries_a_non_json_success_and_never_calls_it_a_contract_error(
+    sf: SalesforceClient, rsps: responses.RequestsMock
+) -> None:
+    """An HTML page answered with 200 (issue #14; Airbyte's source-salesforce retries it): retried
+    up to max_attempts, then a transient failure, never a contract error that parks a write."""
     rsps.add(responses.GET, QUERY, body="<html>maintenance</html>")
+    with pytest.raises(RetriableError) as caught:
+        list(sf.query("SELECT Id FROM Lead"))
+    assert not isinstance(caught.value, ContractError)
+    assert len(rsps.calls) == sf.settings.max_attempts
+
+
+def test_request_refuses_json_beyond_the_decoding_limits(sf: SalesforceClient, rsps: responses.RequestsMock) -> None:
+    """A page whose JSON cannot be decoded within the limits would come back the same: a contract error."""
+    rsps.add(responses.GET, QUERY, body='{"done": true, "records": [], "x": ' + "[" * 50 + "]" * 50 + "}")
     with pytest.raises(ContractError):
         list(sf.query("SELECT Id FROM Lead"))
+    assert len(rsps.calls) == 1
 
 
 # -- authentication --------------------------------------------------------------------------------

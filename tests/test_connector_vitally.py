@@ -60,9 +60,14 @@ def _page(results: list[dict[str, Any]], next_cursor: str | None) -> dict[str, A
 
 
 def _add_page(
-    rsps: responses.RequestsMock, results: list[dict[str, Any]], next_cursor: str | None, cursor: str | None
+    rsps: responses.RequestsMock,
+    results: list[dict[str, Any]],
+    next_cursor: str | None,
+    cursor: str | None,
+    status: str | None = None,
 ) -> None:
     params = {"limit": "2", "sortBy": "updatedAt"} | ({"from": cursor} if cursor else {})
+    params |= {"status": status} if status else {}
     rsps.add(
         responses.GET,
         ACCOUNTS,
@@ -208,7 +213,8 @@ def test_iter_accounts_since_stops_at_the_watermark(
     for n, page in enumerate(pages[:fetched]):
         next_cursor = f"p{n + 1}" if n + 1 < len(pages) else None
         records = [{"id": key, "updatedAt": updated} for key, updated in page]
-        _add_page(rsps, records, next_cursor, cursor)
+        # The incremental read asks for churned accounts too (Vitally's default is active only).
+        _add_page(rsps, records, next_cursor, cursor, status="activeOrChurned")
         cursor = next_cursor
     assert [decoded(account)["id"] for account in client.iter_accounts_since(watermark)] == expected
     assert client.requests.total == fetched
@@ -221,7 +227,7 @@ def test_iter_accounts_since_refuses_a_bad_watermark(client: VitallyClient) -> N
 
 def test_vitally_client_is_the_cycles_vitally_port(client: VitallyClient, rsps: responses.RequestsMock) -> None:
     assert isinstance(client, VitallyPort)
-    _add_page(rsps, [_account(1, "2024-03-03T00:00:00Z")], None, None)
+    _add_page(rsps, [_account(1, "2024-03-03T00:00:00Z")], None, None, status="activeOrChurned")
     assert [decoded(a)["id"] for a in client.iter_accounts_since("2024-03-01T00:00:00Z")] == ["acc1"]
 
 
@@ -361,10 +367,24 @@ def test_request_keeps_the_latest_rate_limit_headers(client: VitallyClient, rsps
     )
 
 
-def test_request_refuses_a_non_json_success(client: VitallyClient, rsps: responses.RequestsMock) -> None:
+def test_request_retries_a_non_json_success_and_never_calls_it_a_contract_error(
+    client: VitallyClient, rsps: responses.RequestsMock
+) -> None:
+    """An HTML page answered with 200 is a proxy's while the service recovers (issue #14): retried
+    up to max_attempts, then a transient failure (the write stays pending), never a parked one."""
     rsps.add(responses.GET, f"{ACCOUNTS}/a1", body="<html>login</html>", status=200)
+    with pytest.raises(RetriableError) as caught:
+        client.get_account("a1")
+    assert not isinstance(caught.value, ContractError)
+    assert len(rsps.calls) == client.settings.max_attempts
+
+
+def test_request_refuses_json_beyond_the_decoding_limits(client: VitallyClient, rsps: responses.RequestsMock) -> None:
+    """JSON that cannot be decoded within the limits would come back the same: a contract error."""
+    rsps.add(responses.GET, f"{ACCOUNTS}/a1", body="[" * 50 + "]" * 50, status=200)
     with pytest.raises(ContractError):
         client.get_account("a1")
+    assert len(rsps.calls) == 1
 
 
 def test_request_uses_the_configured_timeout(rsps: responses.RequestsMock) -> None:

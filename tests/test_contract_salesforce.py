@@ -289,7 +289,6 @@ def test_a_maintenance_page_on_a_5xx_is_retried(rsps: responses.RequestsMock, sf
     assert list(sf.query(SOQL)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue #14: HTTP 406 (no body) is parked as a contract error, not retried")
 def test_a_406_without_body_is_retried(rsps: responses.RequestsMock, sf: SalesforceClient) -> None:
     """A 406 with no body (AB-sf-retry: "most of the time" without one; Airbyte retries it)."""
     _query(rsps, status=406, body="")
@@ -298,7 +297,6 @@ def test_a_406_without_body_is_retried(rsps: responses.RequestsMock, sf: Salesfo
     assert list(sf.query(SOQL)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue #14: HTTP 420 (Salesforce Edge page) is a contract error, not retried")
 def test_the_420_edge_page_is_retried(rsps: responses.RequestsMock, sf: SalesforceClient) -> None:
     """salesforce_420_edge_page.html (AB-sf-retry quotes the page; Airbyte retries 420)."""
     page = real_fixture("salesforce_420_edge_page.html")
@@ -308,7 +306,6 @@ def test_the_420_edge_page_is_retried(rsps: responses.RequestsMock, sf: Salesfor
     assert list(sf.query(SOQL)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue #14: a 200 whose body is not JSON is a contract error, not retried")
 def test_a_200_with_an_html_body_is_retried(rsps: responses.RequestsMock, sf: SalesforceClient) -> None:
     """An HTML body with status 200 (AB-sf-retry retries JSONDecodeError; the page is ours)."""
     _query(rsps, status=200, body="<html><body>Please wait</body></html>", content_type="text/html")
@@ -317,7 +314,6 @@ def test_a_200_with_an_html_body_is_retried(rsps: responses.RequestsMock, sf: Sa
     assert list(sf.query(SOQL)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue #14: HTTP 406 on a collection write is parked, not retried")
 def test_a_406_on_a_write_is_retried(rsps: responses.RequestsMock, sf: SalesforceClient) -> None:
     """A 406 without body on an upsert (AB-sf-retry), then salesforce_composite_upsert_response.json's
     first item: an upsert by external id is safe to repeat."""

@@ -159,7 +159,6 @@ def test_an_account_with_vitallys_default_csm_key_role_is_not_routed() -> None:
 # ------------------------------------------------------------------------------- churn
 
 
-@pytest.mark.xfail(strict=True, reason="issue #14: churned accounts are never requested (default status=active)")
 def test_incremental_reads_include_churned_accounts(rsps: responses.RequestsMock, client: VitallyClient) -> None:
     """vitally_accounts_page_activeorchurned_last.json (W-list: `status` defaults to active, so a
     churned account drops out of default reads; AB-vitally sends activeOrChurned)."""
@@ -280,7 +279,6 @@ def test_an_html_maintenance_page_on_a_5xx_is_retried(rsps: responses.RequestsMo
     assert client.get_account(OWNED_ID) is not None
 
 
-@pytest.mark.xfail(strict=True, reason="issue #14: a non-JSON 200 (an HTML page) is a contract error, not retried")
 def test_an_html_page_with_status_200_is_retried(rsps: responses.RequestsMock, client: VitallyClient) -> None:
     """An HTML page answered with 200 (a proxy's; Airbyte's connectors retry a body that is not
     JSON: AB-sf-retry), then vitally_account_owned.json."""
