@@ -39,7 +39,7 @@ from core.errors import (
     UnreachableError,
     WriteRejectedError,
 )
-from core.records import DEFAULT_TRAIT_KEYS
+from core.records import DEFAULT_KEY_ROLE_LABELS, DEFAULT_OWNER_FIELDS, DEFAULT_TRAIT_KEYS
 from core.settings import HTTP_URL, secret, setting
 
 __all__ = ["VitallyClient", "VitallySettings"]
@@ -122,6 +122,20 @@ class VitallySettings:
         "Canonical field of the data model -> the trait key it is read from, where a deployment names it differently.",
         merge=True,
         toml="vitally.traits",
+    )
+    key_roles: Mapping[str, str] = setting(
+        DEFAULT_KEY_ROLE_LABELS,
+        "A Vitally key-role label -> the role the rules know it as (csm_role, tam_role, ae_role, owner_roles); "
+        "a label not listed keeps its own name.",
+        merge=True,
+        toml="vitally.key_roles",
+    )
+    owner_fields: Mapping[str, str] = setting(
+        DEFAULT_OWNER_FIELDS,
+        "Vitally's owner attributes of an account -> the role each counts as when no key role gives it "
+        "(an account owned through one of them alone is owned).",
+        merge=True,
+        toml="vitally.owner_fields",
     )
 
 

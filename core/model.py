@@ -32,6 +32,18 @@ class Account:
     segments: frozenset[str] = frozenset()
     key_roles: Mapping[str, str] = field(default_factory=dict)  # role label -> Vitally user id
     key_role_emails: Mapping[str, str] = field(default_factory=dict)  # role label -> that person's email
+    # Vitally's own owner attributes that are set (`accountOwnerId`, `csmId`, `accountExecutiveId`
+    # -> a Vitally user id): an account can be owned through them alone, without a key role.
+    owner_ids: Mapping[str, str] = field(default_factory=dict)
+    # When the account churned (Vitally's `churnedAt`); a churned account leaves every book.
+    churned_at: datetime | None = None
+    # Who holds each role the rules know (`csm_role`, `owner_roles`, ...): its key roles under the
+    # rules' names, and the owner attributes read as roles (`core.records.parse_account` fills
+    # them in from the configured labels). None: the key roles as they are (an Account built by hand).
+    role_holders: Mapping[str, str] | None = None
+    role_holder_emails: Mapping[str, str] | None = None
+    # role -> where it was read: "key role", or the owner attribute (`csmId`) that gave it.
+    role_sources: Mapping[str, str] | None = None
     domain: str | None = None
     forecasted_mrr: float | None = None
     invoices: tuple[Invoice, ...] | None = None
@@ -79,6 +91,27 @@ class Account:
     @property
     def arr(self) -> float | None:
         return None if self.mrr is None else 12 * self.mrr
+
+    @property
+    def roles(self) -> Mapping[str, str]:
+        """Role (as the rules name it) -> the Vitally user holding it, from key roles and owner
+        attributes."""
+        return self.key_roles if self.role_holders is None else self.role_holders
+
+    @property
+    def role_emails(self) -> Mapping[str, str]:
+        """Role (as the rules name it) -> its holder's email, casefolded (key roles only carry one)."""
+        return self.key_role_emails if self.role_holder_emails is None else self.role_holder_emails
+
+    def role_source(self, role: str) -> str:
+        """How the account holds `role`: "key role", or the owner attribute that names its holder."""
+        if self.role_sources is None:
+            return "key role"
+        return self.role_sources.get(role, "key role")
+
+    @property
+    def churned(self) -> bool:
+        return self.churned_at is not None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from core.errors import RecordError
 from core.model import Account, Invoice, Lead, Opportunity, SfAccount, SfUser
 
 __all__ = [
+    "DEFAULT_KEY_ROLE_LABELS",
+    "DEFAULT_OWNER_FIELDS",
     "DEFAULT_TRAIT_KEYS",
     "parse_account",
     "parse_lead",
@@ -68,6 +70,20 @@ DEFAULT_TRAIT_KEYS: Mapping[str, str] = {
     "is_b2b": "is_b2b",
     "has_mobile_app": "has_mobile_app",
     "is_ai_product": "is_ai_product",
+}
+
+# A Vitally key-role label -> the role the rules know it as (`csm_role`, `owner_roles`, ...). Vitally's
+# default key roles are "Customer Success Manager" and "Account Executive" (V-keyroles); the
+# rules' defaults name the first "CSM". A label not listed keeps its own name.
+DEFAULT_KEY_ROLE_LABELS: Mapping[str, str] = {"Customer Success Manager": "CSM"}
+
+# Vitally's owner attributes of an account (V-accounts: Vitally user ids) -> the role each counts
+# as when no key role gives that role already ("": not read). The handbook's account owner is
+# the TAM (segment AM Managed); a workspace whose account owner is its CSM says so in the config.
+DEFAULT_OWNER_FIELDS: Mapping[str, str] = {
+    "accountOwnerId": "TAM",
+    "csmId": "CSM",
+    "accountExecutiveId": "Account Executive",
 }
 
 T = TypeVar("T")
@@ -308,9 +324,13 @@ def parse_account(
     raw: Mapping[str, Any],
     trait_keys: Mapping[str, str] = DEFAULT_TRAIT_KEYS,
     written_keys: tuple[str, ...] = (),
+    key_role_labels: Mapping[str, str] = DEFAULT_KEY_ROLE_LABELS,
+    owner_fields: Mapping[str, str] = DEFAULT_OWNER_FIELDS,
 ) -> Account:
     """A Vitally account object → `Account`; `written_keys` are the traits the daemon writes, kept
-    as read so the planner (`sync.plan`) can diff against them."""
+    as read so the planner (`sync.plan`) can diff against them. The account's roles
+    (`Account.roles`) are its key roles, each under the name `key_role_labels` gives its label,
+    then each owner attribute set (`owner_fields`: attribute → role) for a role no key role gives."""
     record_id = raw.get("id")
     if not isinstance(record_id, str) or not record_id or not _encodable(record_id):
         raise RecordError("vitally", _show(record_id), "id", "missing account id")
@@ -326,7 +346,11 @@ def parse_account(
     traits, values = _account_traits(record_id, raw.get("traits"), trait_keys)
     segments = _account_segments(record_id, raw.get("segments"))
     key_roles, key_role_emails = _account_key_roles(record_id, raw.get("keyRoles"))
+    owner_ids = _account_owner_ids(record_id, raw, owner_fields)
+    churned = raw.get("churnedAt")
+    churned_at = None if churned is None else _field("vitally", record_id, "churnedAt", churned, parse_timestamp)
     written = _written_traits(record_id, traits, written_keys)
+    roles = _roles(key_roles, key_role_emails, owner_ids, key_role_labels, owner_fields)
     return Account(
         id=record_id,
         name=name,
@@ -337,6 +361,11 @@ def parse_account(
         segments=segments,
         key_roles=key_roles,
         key_role_emails=key_role_emails,
+        owner_ids=owner_ids,
+        churned_at=churned_at,
+        role_holders=roles[0],
+        role_holder_emails=roles[1],
+        role_sources=roles[2],
         written=written,
         **values,  # type: ignore[arg-type]
     )
@@ -392,6 +421,49 @@ def _account_key_roles(record_id: str, role_list: object) -> tuple[dict[str, str
             if isinstance(user.get("email"), str):
                 key_role_emails[label] = user["email"].casefold()
     return key_roles, key_role_emails
+
+
+def _account_owner_ids(record_id: str, raw: Mapping[str, Any], owner_fields: Mapping[str, str]) -> dict[str, str]:
+    """The owner attributes that are set: attribute → Vitally user id (null or absent: unset). An
+    attribute configured to no role ("") is not read."""
+    owners: dict[str, str] = {}
+    for attribute, role in owner_fields.items():
+        value = raw.get(attribute) if role else None
+        if value is None or value == "":
+            continue
+        owners[attribute] = _field("vitally", record_id, attribute, value, _text)
+    return owners
+
+
+_Roles = tuple[dict[str, str] | None, dict[str, str] | None, dict[str, str] | None]
+
+
+def _roles(
+    key_roles: Mapping[str, str],
+    emails: Mapping[str, str],
+    owner_ids: Mapping[str, str],
+    labels: Mapping[str, str],
+    owner_fields: Mapping[str, str],
+) -> _Roles:
+    """(role → holder, role → holder's email, role → where it was read), or Nones when they are
+    the key roles as they are (no label renamed, no owner attribute set: most accounts)."""
+    if not owner_ids and not any(label in labels for label in key_roles):
+        return None, None, None
+    holders: dict[str, str] = {}
+    role_emails: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for label, user in key_roles.items():
+        role = labels.get(label, label)
+        if role in holders:
+            continue
+        holders[role], sources[role] = user, "key role"
+        if label in emails:
+            role_emails[role] = emails[label]
+    for attribute, user in owner_ids.items():
+        role = owner_fields[attribute]
+        if role not in holders:
+            holders[role], sources[role] = user, attribute
+    return holders, role_emails, sources
 
 
 def _written_traits(record_id: str, traits: Mapping[str, Any], written_keys: tuple[str, ...]) -> dict[str, Any]:

@@ -185,6 +185,13 @@ def _stage(
     return lifecycle.STAGE.decide(after, ctx, policy, now)
 
 
+def _churned(account: Account) -> Decision:
+    """The verdict on a churned account: no rule decides on it (no routing, segment, trait or task)."""
+    when = account.churned_at.date().isoformat() if account.churned_at is not None else "?"
+    reason = f"churned on {when}: a churned account leaves every book, no rule decides on it"
+    return Decision(lifecycle.STAGE.id, account.id, False, reason, {"churned_at": when})
+
+
 def evaluate_account(
     account: Account,
     ctx: AccountContext,
@@ -199,8 +206,11 @@ def evaluate_account(
     triggers), onboarding handover, allocation, onboarding, lifecycle.
 
     With `full=False` (a cycle) rules that cannot fire (their `may_fire` is false) are skipped
-    instead of explained; the decisions that fire are the same.
+    instead of explained; the decisions that fire are the same. A churned account leaves every
+    book: its one verdict says so, and nothing fires.
     """
+    if account.churned_at is not None:
+        return [_churned(account)]
     winner, routing = _routing.route_account(account, ctx, policy, now, fast=not full)
     for trigger in custom:
         decision, winner = _contend(_custom(account, ctx, policy, now, trigger), winner)

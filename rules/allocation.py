@@ -48,7 +48,7 @@ def _situation(
     keeps it, and so does a TAM unless the account needs a CSM now; a lead being qualified stays
     with whoever qualifies it; an Account Executive hands over only after the sale (see `_after_sale`)."""
     rules = policy.allocation
-    roles = account.key_roles
+    roles = account.roles
     if "CSM" in roles:
         return False, f"already owned by a CSM ({roles['CSM']})"
     if "TAM" in roles:

@@ -174,7 +174,7 @@ def _vitally_product_led(account: Account, found: Episode | None, policy: Policy
     if found is not None and any(s in account.segments for s in lifecycle.tam_segments):
         segment = next(s for s in lifecycle.tam_segments if s in account.segments)
         return Episode("product_led", "converted", None, None, f"segment {segment}: in the managed book", found.ours)
-    executive = account.key_roles.get(lifecycle.ae_role)
+    executive = account.roles.get(lifecycle.ae_role)
     if executive is not None and policy.episodes.leads_segment in account.segments:
         signal = f"{lifecycle.ae_role} {executive} and segment {policy.episodes.leads_segment}"
         lead = None if found is None else found.lead
@@ -186,7 +186,7 @@ def _vitally_product_led(account: Account, found: Episode | None, policy: Policy
 def _onboarding(account: Account, policy: Policy) -> Episode | None:
     """An onboarding specialist's episode (Vitally only): open in the Onboarding segment, worked
     once a specialist is assigned."""
-    specialist = account.key_roles.get(policy.onboarding.specialist_role)
+    specialist = account.roles.get(policy.onboarding.specialist_role)
     if specialist is not None:
         signal = f"{policy.onboarding.specialist_role} {specialist}"
         return Episode("onboarding", "working", None, None, signal)
@@ -305,7 +305,7 @@ def _assignee(account: Account, family: Family, policy: Policy) -> str | None:
     qualified a lead names themselves there), else the family's owner role."""
     lifecycle = policy.lifecycle
     role = lifecycle.tam_role if family == "product_led" else lifecycle.ae_role
-    return account.key_roles.get(lifecycle.ae_role) or account.key_roles.get(role)
+    return account.roles.get(lifecycle.ae_role) or account.roles.get(role)
 
 
 def _task_inputs(episode: Episode) -> dict[str, object]:

@@ -312,7 +312,7 @@ def _primary_count(account: Account, ctx: AccountContext, now: datetime, policy:
 
 
 def _has_owner(account: Account, ctx: AccountContext, now: datetime, policy: Policy) -> bool:
-    return any(role in account.key_roles for role in policy.owner_roles) or any(
+    return any(role in account.roles for role in policy.owner_roles) or any(
         segment in account.segments for segment in policy.guards.owned_segments
     )
 

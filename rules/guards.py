@@ -2,10 +2,12 @@
 plg-lead-qualification.md step 4, sales-handover.md), and the one place where a routing trigger's checks
 become a decision.
 
-Guards are checked in this order, and the first that holds is the one reported: an owner key role, an
-owned segment, an open opportunity, an open lead, an active sales segment, a Slack channel, a recent
-disqualification (cool-off: the `lead_disqualified_at` trait, or a lead of the account a person
-disqualified in Salesforce), a lead of the account converted without an opportunity (`rules.episodes`).
+Guards are checked in this order, and the first that holds is the one reported: churned (a churned
+account leaves every book), an owner (a key role among `owner_roles`, or Vitally's own owner attribute
+read as one: `accountOwnerId`, `csmId`, `accountExecutiveId`), an owned segment, an open opportunity,
+an open lead, an active sales segment, a Slack channel, a recent disqualification (cool-off: the
+`lead_disqualified_at` trait, or a lead of the account a person disqualified in Salesforce), a lead
+of the account converted without an opportunity (`rules.episodes`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from rules.episodes import hold
 if TYPE_CHECKING:
     from rules.policy import Policy
 
-__all__ = ["Check", "days_since", "may_be_routed", "routing_guard", "summarise", "trigger_decision"]
+__all__ = ["Check", "days_since", "may_be_routed", "owned_by", "routing_guard", "summarise", "trigger_decision"]
 
 
 # Not frozen: every trigger of every account builds a few, and a frozen dataclass (or a named
@@ -71,9 +73,30 @@ def days_since(moment: date | datetime, now: datetime) -> int:
 
 
 def may_be_routed(account: Account, policy: Policy) -> bool:
-    """False for an account with an owner key role: the first guard of every routing trigger holds it
-    back, so no trigger can fire (a cycle skips them all)."""
-    return not any(role in account.key_roles for role in policy.owner_roles)
+    """False for a churned account or one with an owner: the first guards of every routing trigger
+    hold it back, so no trigger can fire (a cycle skips them all)."""
+    if account.churned_at is not None:
+        return False
+    roles = account.roles
+    return not any(role in roles for role in policy.owner_roles)
+
+
+def owned_by(account: Account, policy: Policy) -> str | None:
+    """Who owns the account, as a reason says it ("TAM, CSM key role", "CSM in csmId"), or None:
+    each of `policy.owner_roles` it holds, through a key role or an owner attribute."""
+    roles = account.roles
+    held = [role for role in policy.owner_roles if role in roles]
+    if not held:
+        return None
+    by_key_role = [role for role in held if account.role_source(role) == "key role"]
+    parts = [f"{', '.join(by_key_role)} key role"] if by_key_role else []
+    parts += [f"{role} in {account.role_source(role)}" for role in held if role not in by_key_role]
+    return "; ".join(parts)
+
+
+def _churned(account: Account) -> str | None:
+    churned = account.churned_at
+    return None if churned is None else f"churned on {churned.date().isoformat()}"
 
 
 def routing_guard(
@@ -88,9 +111,12 @@ def routing_guard(
     planner creates no second lead while it is open).
     """
     guards = policy.guards
-    owners = [role for role in policy.owner_roles if role in account.key_roles]
-    if owners:
-        return f"already owned ({', '.join(owners)} key role)"
+    churned = _churned(account)
+    if churned is not None:
+        return churned
+    owners = owned_by(account, policy)
+    if owners is not None:
+        return f"already owned ({owners})"
     for segment in guards.owned_segments:
         if segment in account.segments:
             return f"already owned (segment {segment})"

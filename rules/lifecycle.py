@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from rules.base import AccountRule, Decision, Rule, fmt_num
+from rules.guards import owned_by
 from rules.policy import (
     BDR,
     CSM,
@@ -40,9 +41,9 @@ _STAGE = "lifecycle.stage"
 
 
 def _owner(account: Account, policy: Policy, rules: LifecyclePolicy) -> str | None:
-    owners = [role for role in policy.owner_roles if role in account.key_roles]
-    if owners:
-        return f"{', '.join(owners)} key role"
+    owners = owned_by(account, policy)
+    if owners is not None:
+        return owners
     for segment in (*rules.tam_segments, *policy.guards.owned_segments):
         if segment in account.segments:
             return f"segment {segment}"
@@ -80,14 +81,14 @@ ACCOUNT_REVIEW: AccountRule = Rule(_ACCOUNT_REVIEW, account_review, _may_account
 
 def _may_csm_downgrade(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
     """A CSM key role."""
-    return policy.lifecycle.csm_role in account.key_roles
+    return policy.lifecycle.csm_role in account.roles
 
 
 def csm_downgrade(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """A CSM-owned account whose ARR drops below $20,000 is flagged for review: back to self serve?"""
     rules = policy.lifecycle
     manages = frozenset({rules.segment})
-    csm = account.key_roles.get(rules.csm_role)
+    csm = account.roles.get(rules.csm_role)
     threshold = policy.allocation.arr_threshold
     inputs: dict[str, object] = {"mrr": account.mrr, "arr": account.arr, "csm": csm}
     if csm is None:
@@ -140,10 +141,12 @@ def _lead_stage(lead: Lead, rules: LifecyclePolicy) -> str:
 def _owned_stage(account: Account, ctx: AccountContext, rules: LifecyclePolicy) -> tuple[str, str] | None:
     """The stage of an account someone owns or works: a key role, a TAM segment, an open opportunity
     or lead."""
-    roles = account.key_roles
+    roles = account.roles
     for role, name in ((rules.csm_role, CSM), (rules.tam_role, TAM), (rules.ae_role, TAE)):
         if role in roles:
-            return name, f"{role} key role ({roles[role]})"
+            source = account.role_source(role)
+            how = f"{role} key role" if source == "key role" else f"{role} in {source}"
+            return name, f"{how} ({roles[role]})"
     for segment in rules.tam_segments:
         if segment in account.segments:
             return TAM, f"segment {segment}"
@@ -166,7 +169,7 @@ def _flagged_stage(account: Account, rules: LifecyclePolicy) -> tuple[str, str] 
                 return name, f"segment {segment}"
     if rules.segment in account.segments:
         return REVIEW, f"segment {rules.segment}"
-    roles = account.key_roles
+    roles = account.roles
     if rules.specialist_role in roles:
         return ONBOARDING_SPECIALIST, f"{rules.specialist_role} key role ({roles[rules.specialist_role]})"
     if rules.onboarding_segment in account.segments:

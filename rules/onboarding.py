@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from core.model import Account, Invoice
 from rules.base import AccountRule, Decision, Rule, TaskIntent, fmt_num
-from rules.guards import Check, routing_guard, summarise, trigger_decision
+from rules.guards import Check, owned_by, routing_guard, summarise, trigger_decision
 from rules.policy import OnboardingPolicy, Period
 
 if TYPE_CHECKING:
@@ -62,9 +62,9 @@ def _pct(share: float, beside: float | None = None) -> str:
 
 def _already_a_lead(account: Account, ctx: AccountContext, policy: Policy) -> str | None:
     """Why the account is already with Sales (owned, being worked, or has an open lead or opportunity)."""
-    owners = [role for role in policy.owner_roles if role in account.key_roles]
-    if owners:
-        return f"already owned ({', '.join(owners)} key role)"
+    owners = owned_by(account, policy)
+    if owners is not None:
+        return f"already owned ({owners})"
     for segment in (*policy.guards.owned_segments, *policy.guards.active_sales_segments):
         if segment in account.segments:
             return f"in segment {segment}"
@@ -110,7 +110,7 @@ def lead(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -
     otherwise_lead = ctx.otherwise_lead
     manages = frozenset({rules.segment})
     first = _first_bill(account.invoices, rules.first_bill_skips_zero) if account.invoices is not None else None
-    specialist = account.key_roles.get(rules.specialist_role)
+    specialist = account.roles.get(rules.specialist_role)
     inputs: dict[str, object] = {
         "first_invoice": None if first is None else first.amount,
         "first_invoice_month": None if first is None else first.month,
@@ -329,7 +329,7 @@ def circle_back(account: Account, ctx: AccountContext, policy: Policy, now: date
     this same evaluation: `ctx.otherwise_lead`) get no task.
     """
     rules = policy.onboarding
-    specialist = account.key_roles.get(rules.specialist_role)
+    specialist = account.roles.get(rules.specialist_role)
     recent = max(1, rules.recent_invoices)
     needed = max(recent, rules.growth_months + 1)
     inputs: dict[str, object] = {

@@ -310,7 +310,7 @@ def recommend(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     signal_text = "; signals: " + (", ".join(text for _, text in signals) if signals else "none")
     facts = _Facts(inputs={"mrr": account.mrr})
     # "If they have an Onboarding Specialist assigned, coordinate with them" (step 1's quick filters).
-    specialist = account.key_roles.get(policy.onboarding.specialist_role)
+    specialist = account.roles.get(policy.onboarding.specialist_role)
     coordinate = f"; coordinate with {policy.onboarding.specialist_role} {specialist}" if specialist else ""
 
     def verdict(label: Recommendation, reasons: list[str]) -> Decision:

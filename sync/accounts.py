@@ -32,20 +32,23 @@ def written_keys(vitally: VitallySettings) -> tuple[str, ...]:
 
 def parse_mirrored(raw: Mapping[str, Any], config: Config) -> Account:
     """One raw Vitally account, parsed with the configured trait keys; raises `RecordError`."""
-    return parse_account(raw, config.vitally.trait_keys, written_keys(config.vitally))
+    vitally = config.vitally
+    return parse_account(raw, vitally.trait_keys, written_keys(vitally), vitally.key_roles, vitally.owner_fields)
 
 
 def iter_accounts(state: StateDB, config: Config, report: CycleReport | None = None) -> Iterator[Account]:
     """Every well-formed account of the mirror, parsed, streamed in id order. With a `report`, an
     account this cycle read that turns out malformed is reported (id and field) and remembered as
     such; one read earlier was reported then and is skipped quietly."""
-    trait_keys, written = config.vitally.trait_keys, written_keys(config.vitally)
+    vitally = config.vitally
+    trait_keys, written = vitally.trait_keys, written_keys(vitally)
+    labels, owner_fields = vitally.key_roles, vitally.owner_fields
     bad: list[tuple[str, str]] = []
     for record_id, raw, error, read_run in state.iter_accounts():
         if error:
             continue
         try:
-            yield parse_account(json.loads(raw), trait_keys, written)
+            yield parse_account(json.loads(raw), trait_keys, written, labels, owner_fields)
         except RecordError as problem:
             if report is not None and read_run == report.run_id:
                 report.record_errors.append(detached(problem))

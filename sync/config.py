@@ -44,7 +44,7 @@ from connectors.salesforce import SalesforceSettings
 from connectors.vitally import VitallySettings
 from core.countries import normalise_country
 from core.errors import ConfigError
-from core.records import DEFAULT_TRAIT_KEYS
+from core.records import DEFAULT_OWNER_FIELDS, DEFAULT_TRAIT_KEYS
 from core.settings import REQUIRED, Secret, Setting, declared, default_of, section, setting
 from rules.base import Team
 from rules.demo import CLASSIFIERS
@@ -691,6 +691,9 @@ def _services(reader: _Reader, sections: dict[str, Any]) -> None:
     sections["salesforce"] = _credentials(reader, "salesforce", salesforce, salesforce.instance_url)
     for canonical in set(vitally.trait_keys) - set(DEFAULT_TRAIT_KEYS):
         reader.problem(_key("vitally.traits", canonical), "not a field of the data model")
+    for attribute in sorted(set(vitally.owner_fields) - set(DEFAULT_OWNER_FIELDS)):
+        known = ", ".join(DEFAULT_OWNER_FIELDS)
+        reader.problem(_key("vitally.owner_fields", attribute), f"not an owner attribute of Vitally ({known})")
 
 
 def _alerts(reader: _Reader, alerts: AlertSettings) -> None:

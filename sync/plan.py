@@ -168,10 +168,16 @@ class Planner:
         waiting = _Waiting()
         owned_segments = self.config.policy.guards.owned_segments
         mirrored = self.state.account_count()
+        tam_role = self.config.policy.lifecycle.tam_role
         for account in iter_accounts(self.state, self.config, self.report):
             counts["accounts_evaluated"] += 1
             if counts["accounts_evaluated"] % PAGE == 0:
                 self.progress("accounts evaluated", counts["accounts_evaluated"], mirrored)
+            if account.churned_at is not None:
+                # A churned account leaves every book: no rule fires on it, nothing is written to
+                # it (not even a segment crm-sync once managed), it counts toward nobody's capacity.
+                counts["accounts_churned"] += 1
+                continue
             decisions = decider.account(account, full=False)
             # A custom trigger that could not be evaluated for this account (`review`, not fired)
             # is skipped for it and reported; the cycle goes on.
@@ -180,8 +186,9 @@ class Planner:
                     self.report.rule_error(decision)
             self._keep_decisions(d for d in decisions if d.fired or d.guarded_by or d.review)
             self._plan_account(account, decisions, partial(decider.account, account))
-            if any(s in account.segments for s in owned_segments) and "TAM" in account.key_role_emails:
-                waiting.managed_by_email[account.key_role_emails["TAM"]] += 1
+            tam_email = account.role_emails.get(tam_role)
+            if tam_email is not None and any(s in account.segments for s in owned_segments):
+                waiting.managed_by_email[tam_email] += 1
             self._wait_for_owners(account, decisions, waiting, decider)
         self.progress("accounts evaluated", counts["accounts_evaluated"], mirrored)
         return waiting
@@ -195,7 +202,8 @@ class Planner:
         if winner is not None:
             waiting.routed.append(RoutedAccount.of(account, winner, decider.region(account)))
         specialist = next((d for d in decisions if d.fired and d.rule == _SPECIALIST_RULE), None)
-        has_one = "Onboarding Specialist" in account.key_roles or account.written.get(self._specialist_trait)
+        specialist_role = self.config.policy.lifecycle.specialist_role
+        has_one = specialist_role in account.roles or account.written.get(self._specialist_trait)
         if specialist is not None and not has_one:
             waiting.onboarding.append(OnboardingAccount.of(account, specialist, decider.region(account)))
 

@@ -130,7 +130,6 @@ def test_an_account_owned_by_a_key_role_is_not_routed() -> None:
     assert routing_guard(account, EMPTY, Policy(), NOW) is not None
 
 
-@pytest.mark.xfail(strict=True, reason="issue #14: accountOwnerId, csmId and accountExecutiveId are ignored")
 @pytest.mark.parametrize("owner_field", ["accountOwnerId", "csmId", "accountExecutiveId"])
 def test_an_account_owned_through_vitallys_owner_fields_is_not_routed(owner_field: str) -> None:
     """vitally_account_owned.json (V-accounts: accountOwnerId, csmId and accountExecutiveId are
@@ -143,9 +142,6 @@ def test_an_account_owned_through_vitallys_owner_fields_is_not_routed(owner_fiel
     assert routing_guard(account, EMPTY, Policy(), NOW) is not None
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue #14: Vitally's default key role label 'Customer Success Manager' is not an owner role"
-)
 def test_an_account_with_vitallys_default_csm_key_role_is_not_routed() -> None:
     """vitally_account_owned.json (V-keyroles: the default roles are "Customer Success Manager" and
     "Account Executive"), keeping only its CSM key role and no owner attribute."""
@@ -175,7 +171,6 @@ def test_incremental_reads_include_churned_accounts(rsps: responses.RequestsMock
     assert [a["id"] for a in _decoded(client.iter_accounts_since(None))] == [page["results"][0]["id"]]
 
 
-@pytest.mark.xfail(strict=True, reason="issue #14: churnedAt is ignored, a churned account can still be routed")
 def test_a_churned_account_is_not_routed() -> None:
     """vitally_accounts_page_activeorchurned_last.json (V-accounts: churnedAt), without its owner."""
     raw = real_fixture("vitally_accounts_page_activeorchurned_last.json")["results"][0]
