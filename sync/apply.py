@@ -216,17 +216,31 @@ class Applier:
                 self.state.set_last_written("vitally", record, merged[record], self.report.run_id, at)
                 counts["applied"] += len(ids)
                 counts["vitally_puts"] += 1
-                if (
-                    isinstance(updated, dict)
-                    and updated.get("id") == record
-                    and isinstance(updated.get("updatedAt"), str)
-                ):
-                    # Our write's echo: mirrored now, so the next read drops it as unchanged.
-                    echoes.append(
-                        {"id": record, "updated_at": updated["updatedAt"], "raw": json.dumps(updated), "error": None}
-                    )
+                echo = self._echo(record, updated)
+                if echo is not None:
+                    echoes.append(echo)
             self.state.upsert_accounts(echoes, read_run=self.report.run_id)
         done.clear()
+
+    def _echo(self, record: str, updated: Any) -> dict[str, Any] | None:
+        """The mirror's row for an account as our PUT's answer shows it, so that the next read
+        drops the echo as unchanged; None when the answer is not that account.
+
+        What Vitally computes is never taken from the answer: a segment follows its trait only
+        when the Playbook runs, later (about hourly), so the answer shows the segments as they
+        were. The mirror keeps the segments it read; when the answer's differ (a person, or a
+        Playbook, moved one since the read), the row keeps the version it had, so the next read
+        takes the account as it then is."""
+        if not isinstance(updated, dict) or updated.get("id") != record:
+            return None
+        version = updated.get("updatedAt")
+        held = self.state.account_raw(record)
+        if held is None or not isinstance(version, str):
+            return None  # the next read brings the account whole
+        if held.get("segments") != updated.get("segments"):
+            version = str(held.get("updatedAt"))
+        raw = {**updated, "segments": held.get("segments"), "updatedAt": version}
+        return {"id": record, "updated_at": version, "raw": json.dumps(raw), "error": None}
 
     # -- Salesforce -----------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ role labels ("Customer Success Manager", "Account Executive", V-keyroles), and c
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -192,3 +193,41 @@ def test_a_churned_account_stops_counting_toward_a_tams_capacity(churned: bool) 
     (lead,) = [w for w in report.plan if w.op == "upsert_lead" and w.account == routed["id"]]
     # Lena manages one account; a churned one is not hers to count any more.
     assert lead.fields.get("OwnerId") == ("005000000000003AAA" if churned else "00G000000000002AAA")
+
+
+# -- the mirror and Vitally's Playbooks ------------------------------------------------------------
+
+
+def _segments(accounts: list[dict[str, Any]]) -> dict[str, list[str]]:
+    return {a["id"]: sorted(s["name"] for s in a.get("segments") or []) for a in accounts}
+
+
+def _mirror_segments(state: StateDB) -> dict[str, list[str]]:
+    rows = [json.loads(raw) for _, raw, error, _ in state.iter_accounts() if not error]
+    return _segments(rows)
+
+
+@pytest.mark.parametrize("playbooks", ["in_put", "delayed"])
+def test_the_mirror_takes_segments_from_reads_never_from_a_puts_answer(playbooks: str) -> None:
+    """A segment follows its trait when Vitally's Playbook runs (about hourly: docs.vitally.io,
+    Playbooks), so a PUT's answer shows segments as they were; the sandbox can also move them
+    inside the PUT (`in_put`), which a real workspace does not. Either way the mirror holds the
+    segments its last read saw, and matches Vitally once the Playbooks ran and the next cycle read."""
+    book = generate_book(200, seed=4, now=NOW)
+    with Sandbox(book, now=NOW) as sandbox:
+        sandbox.configure(vitally_playbooks=playbooks)
+        config = example_against(sandbox.url)
+        state = StateDB.memory()
+        before = _segments(sandbox.state()["vitally"]["accounts"])
+        run_cycle(config, state, make_vitally(config), make_salesforce(config), clock=lambda: NOW, now=NOW)
+        after_put = _segments(sandbox.state()["vitally"]["accounts"])
+        moved = {a for a in after_put if after_put[a] != before[a]}
+        assert (playbooks == "in_put") == bool(moved)  # the sandbox moved segments inside the PUT, or not yet
+        # Written accounts keep the segments the read saw, whatever the PUT answered.
+        assert _mirror_segments(state) == {a: before[a] for a in _mirror_segments(state)}
+        sandbox.run_playbooks(everything=True)
+        run_cycle(config, state, make_vitally(config), make_salesforce(config), clock=lambda: NOW, now=NOW)
+        vitally = _segments(sandbox.state()["vitally"]["accounts"])
+    assert vitally != before  # the Playbooks moved segments
+    mirrored = _mirror_segments(state)
+    assert mirrored == {a: vitally[a] for a in mirrored}
