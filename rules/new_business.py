@@ -224,7 +224,8 @@ BDR_QUALIFIED: LeadRule = Rule("new_business.bdr_qualified", bdr_qualified)
 
 def lead_source_decision(rule: str, source: str, lead: Lead, routing: RoutingPolicy) -> Decision:
     """Fires when the lead's LeadSource is `source` (case- and space-insensitive) and the lead is open
-    (not converted, status not closed) and unowned (no OwnerId, or a queue id); says why not otherwise.
+    (not converted, status not closed) and waits for routing (no OwnerId, a queue, or one of the
+    configured `unrouted_owners`: the org's default lead owner); says why not otherwise.
 
     A fired decision wants the lead's routing rule and routing reason written (`Routing_Rule__c` and
     `Routing_Reason__c`).
@@ -242,10 +243,9 @@ def lead_source_decision(rule: str, source: str, lead: Lead, routing: RoutingPol
     else:
         checks.append(Check("status", True, f"lead open (status {lead.status or 'none'})"))
     owner = lead.owner_id
-    if owner is None or not owner.strip():
-        checks.append(Check("owner_id", True, "unowned"))
-    elif owner.startswith(routing.queue_id_prefix):
-        checks.append(Check("owner_id", True, f"in queue {owner}"))
+    waiting = routing.waiting_for_routing(owner)
+    if waiting is not None:
+        checks.append(Check("owner_id", True, waiting))
     else:
         checks.append(Check("owner_id", False, f"already owned by {owner}"))
     inputs: dict[str, object] = {

@@ -676,6 +676,14 @@ class RoutingPolicy:
     bdr_qualified_source: str = setting("BDR", "new_business.bdr_qualified: this LeadSource routes to a TAE.")
     # Salesforce queue ids start with 00G: a lead in a queue is still unowned.
     queue_id_prefix: str = setting("00G", "A lead whose owner id starts with this is in a Salesforce queue: unowned.")
+    unrouted_owners: tuple[str, ...] = setting(
+        (),
+        "Owners meaning an inbound lead still waits for routing: the org's default lead owner (a user, Setup > "
+        "Lead Settings) and any other user or queue web-to-lead leaves leads with.",
+        pattern=r"(00G|005)[A-Za-z0-9]*",
+        hint="a Salesforce user (005…) or queue (00G…) id",
+        example=("0058d000000OWNRAA4",),
+    )
     product_led_segment: str = setting(
         "Product-led lead", "The Vitally segment of accounts a product-led (TAM) trigger or TAM custom trigger routes."
     )
@@ -688,11 +696,26 @@ class RoutingPolicy:
         "cool company, a TAE custom trigger) creates.",
     )
     bdr_source: str = setting("BDR", "The LeadSource of a lead a BDR signal (or a BDR custom trigger) creates.")
+    am_referral_source: str = setting("AM referral", "The LeadSource of a lead product_led.am_referral creates.")
+    ae_referral_source: str = setting("AE referral", "The LeadSource of a lead new_business.ae_referral creates.")
     order: tuple[str, ...] = setting(
         ROUTING_RULE_IDS,
         'The order routing rules are tried in: the first that matches wins, later ones are "also matched".',
         toml="rules.order",
     )
+
+    def waiting_for_routing(self, owner_id: str | None) -> str | None:
+        """Why a lead with this owner still waits for the round robin ("unowned", "in queue 00G…",
+        "with unrouted owner 005…"), or None when a person or a rule gave it an owner. Ids
+        compare on their first 15 characters (Salesforce's case-sensitive id; the config may
+        hold either form)."""
+        if owner_id is None or not owner_id.strip():
+            return "unowned"
+        if owner_id.startswith(self.queue_id_prefix):
+            return f"in queue {owner_id}"
+        if any(owner_id[:15] == unrouted[:15] for unrouted in self.unrouted_owners):
+            return f"with unrouted owner {owner_id}"
+        return None
 
 
 @dataclass(frozen=True)

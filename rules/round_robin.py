@@ -2,7 +2,7 @@
 
 A pool hands work out in turn, in proportion to each member's weight, skipping people who are
 paused, no longer active in Salesforce or at their capacity; when nobody can take it, it goes to
-the pool's fallback queue and the decision says so. Every decision names the pool, who was
+the pool's fallback owner (a queue or a user) and the decision says so. Every decision names the pool, who was
 eligible, who was skipped and why.
 
 The method is nginx's smooth weighted round robin. Each member has a *credit*: every draw, each
@@ -68,7 +68,8 @@ class Pool:
     team: str
     region: str
     members: tuple[Member, ...]
-    fallback_queue: str | None = None
+    fallback_owner: str | None = None
+    """Who gets the lead when nobody is eligible: a queue (00G…) or a user (005…)."""
 
     def __post_init__(self) -> None:
         ids = [m.user_id for m in self.members]
@@ -85,7 +86,7 @@ class Pool:
 class Assignment:
     """One draw from a pool: who gets the account, who could have, who was skipped and why.
 
-    `user_id` is the chosen member, or on fallback the pool's queue id (None if it has none).
+    `user_id` is the chosen member, or on fallback the pool's fallback owner (None if it has none).
     `skipped` maps user id to "paused", "inactive in Salesforce" or "at capacity (15/15)".
     """
 
@@ -110,6 +111,13 @@ def _skip_reason(member: Member, inactive_users: frozenset[str], load: Mapping[s
     return None
 
 
+def _fallback_name(owner: str | None) -> str:
+    """How a fallback is named: "fallback queue 00G…" (a queue id), "fallback user 005…", "nobody"."""
+    if owner is None:
+        return "nobody"
+    return f"fallback {'queue' if owner.startswith('00G') else 'user'} {owner}"
+
+
 def _credit(value: float) -> str:
     return f"{value:.2f}"
 
@@ -128,7 +136,7 @@ def choose(
     eligible credit grows by its weight, the highest wins (ties: first in `pool.members`) and
     loses the eligible members' total weight. Credits missing from `credits` count as 0;
     ineligible members keep theirs; the returned map has exactly the pool's members.
-    Nobody eligible → a fallback assignment to `pool.fallback_queue` (possibly None) and the
+    Nobody eligible → a fallback assignment to `pool.fallback_owner` (possibly None) and the
     credits unchanged. Pure: the same inputs give the same result and `credits` is not modified.
     """
     load = load or {}
@@ -145,11 +153,11 @@ def choose(
     skipped_text = "; ".join(f"{names[uid]}: {why}" for uid, why in skipped.items())
 
     if not eligible:
-        queue = pool.fallback_queue
-        target = f"fallback queue {queue}" if queue is not None else "nobody (no fallback queue)"
+        fallback = pool.fallback_owner
+        name = _fallback_name(fallback)
+        target = name if fallback is not None else "nobody (no fallback owner)"
         reason = f"{pool.key}: nobody eligible ({skipped_text or 'no members'}) → {target}"
-        name = f"fallback queue {queue}" if queue is not None else "nobody"
-        return Assignment(pool.key, queue, name, True, (), skipped, reason), new_credits
+        return Assignment(pool.key, fallback, name, True, (), skipped, reason), new_credits
 
     total = sum(m.weight for m in eligible)
     for member in eligible:

@@ -138,12 +138,13 @@ def _arbitrate(decisions: list[Decision]) -> tuple[Decision | None, list[Decisio
     return winner, result
 
 
-# LeadSource of the lead created for an account a person referred (data-model.md's values).
+# The setting of `RoutingPolicy` naming the LeadSource of the lead created for an account a person
+# referred (data-model.md's values by default: "AM referral", "AE referral", "Onboarding referral").
 _REFERRAL_SOURCES: Mapping[str, str] = {
-    "product_led.am_referral": "AM referral",
-    "new_business.ae_referral": "AE referral",
-    "new_business.onboarding_referral": "Onboarding referral",
-    "onboarding.direct_handover": "Onboarding referral",
+    "product_led.am_referral": "am_referral_source",
+    "new_business.ae_referral": "ae_referral_source",
+    "new_business.onboarding_referral": "onboarding_referral_source",
+    "onboarding.direct_handover": "onboarding_referral_source",
 }
 # The family of a config-defined trigger's lead, by its team.
 _TEAM_FAMILIES: Mapping[str, str] = {"TAE": "new_business", "BDR": "bdr"}
@@ -157,7 +158,7 @@ def lead_source_for(rule: str, team: str | None = None, routing: RoutingPolicy |
     routing = routing or _DEFAULT_ROUTING
     referral = _REFERRAL_SOURCES.get(rule)
     if referral is not None:
-        return referral
+        return str(getattr(routing, referral))
     family = family_of_rule(rule) or _TEAM_FAMILIES.get(team or "", "product_led")
     if family == "new_business":
         return routing.new_business_source

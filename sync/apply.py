@@ -248,8 +248,11 @@ class Applier:
         """Send the pending lead writes a page of the outbox at a time, in collections of 200: new
         leads as an upsert on Sync_Key__c (never a create, so a retry cannot duplicate them), then
         lead updates, all their fields in one record, each collection right after a last look at
-        its leads. Every Lead write carries `Sforce-Auto-Assign: FALSE`: the org's assignment rule
-        never moves an owner behind us."""
+        its leads. Every Lead write that sets an owner, and every update, carries
+        `Sforce-Auto-Assign: FALSE`: the org's assignment rule never moves an owner behind us. A
+        new lead without an owner (its team has no pool for its region) goes in a collection of
+        its own without it, so that the org's assignment rule or default lead owner takes it, as
+        the plan says, and not the integration user."""
         salesforce = self.salesforce
         if salesforce is None:
             return
@@ -274,11 +277,19 @@ class Applier:
             if self._send(ids, partial(self.look.leads, groups)) is None or not groups:
                 return
         merged = _merged(groups)
-        if op == "upsert_lead":
-            call = partial(salesforce.upsert, "Lead", "Sync_Key__c", list(merged.values()), set_owner=True)
-        else:
+        if op == "update_lead":
             records = [{"Id": record, **fields} for record, fields in merged.items()]
-            call = partial(salesforce.update, "Lead", records, set_owner=True)
+            self._send_collection(groups, merged, partial(salesforce.update, "Lead", records, set_owner=True))
+            return
+        for owned in (True, False):
+            part = {record: fields for record, fields in merged.items() if ("OwnerId" in fields) == owned}
+            if part:
+                call = partial(salesforce.upsert, "Lead", "Sync_Key__c", list(part.values()), set_owner=owned)
+                self._send_collection({record: groups[record] for record in part}, part, call)
+
+    def _send_collection(
+        self, groups: _Groups, merged: Mapping[str, Mapping[str, Any]], call: Callable[[], list[WriteResult]]
+    ) -> None:
         results = self._send([row.id for rows in groups.values() for row in rows], call)
         if results is not None:
             self.report.counts["salesforce_writes"] += 1

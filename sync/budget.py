@@ -70,7 +70,8 @@ class Workload:
     records its query must return (0 for an object with no change: it still costs one query).
     `accounts_changed`: Vitally accounts whose traits change. `tasks`: Vitally tasks created.
     `sf_upserts` / `sf_updates`: Salesforce records created by upsert on an external id, and
-    records updated by Id. `login`: the run logs in with OAuth client credentials (a one-off
+    records updated by Id; `sf_upserts_unowned`: those of the upserts that carry no owner (their
+    team has no pool for their region). `login`: the run logs in with OAuth client credentials (a one-off
     process does; a long-lived daemon's later cycles do not).
     """
 
@@ -80,6 +81,7 @@ class Workload:
     tasks: int = 0
     sf_upserts: int = 0
     sf_updates: int = 0
+    sf_upserts_unowned: int = 0
     login: bool = False
 
 
@@ -109,9 +111,10 @@ def minimum(workload: Workload) -> dict[Kind, int]:
     - `sf_read`: per object ceil(records / 2,000), at least 1 per object, + one last look per
       collection of lead updates;
     - `vitally_write`: one PUT per changed account; `vitally_task`: one POST per task;
-    - `sf_write`: ceil(upserts / 200) + ceil(updates / 200): upserts and updates are different
-      endpoints, but records needing or not needing `Sforce-Auto-Assign: FALSE` are not (the
-      header is harmless on a record that does not set an owner);
+    - `sf_write`: ceil(owned upserts / 200) + ceil(unowned upserts / 200) + ceil(updates / 200):
+      upserts and updates are different endpoints, and `Sforce-Auto-Assign` holds for a whole
+      request: a new lead with an owner needs FALSE (the assignment rule must not replace it), one
+      without must go without it (with FALSE Salesforce gives it to the integration user);
     - `auth`: 1 when the run logs in, else 0; `other`: 0.
     """
     return {
@@ -121,7 +124,9 @@ def minimum(workload: Workload) -> dict[Kind, int]:
         "vitally_task": workload.tasks,
         "sf_read": sum(pages(records, SF_PAGE_SIZE) for records in workload.sf_read.values())
         + batches(workload.sf_updates, SF_COLLECTION_SIZE),
-        "sf_write": batches(workload.sf_upserts, SF_COLLECTION_SIZE) + batches(workload.sf_updates, SF_COLLECTION_SIZE),
+        "sf_write": batches(workload.sf_upserts - workload.sf_upserts_unowned, SF_COLLECTION_SIZE)
+        + batches(workload.sf_upserts_unowned, SF_COLLECTION_SIZE)
+        + batches(workload.sf_updates, SF_COLLECTION_SIZE),
         "auth": 1 if workload.login else 0,
         "other": 0,
     }

@@ -195,9 +195,17 @@ class PoolSettings:
         REQUIRED, 'The team whose leads this pool receives: "TAE", "TAM", "CSM", "BDR" or "Onboarding".'
     )
     region: str = setting(REQUIRED, 'A region of [territories], or "*": the team\'s leads from regions without a pool.')
+    fallback_owner: str | None = setting(
+        None,
+        "Required: the Salesforce queue (00G…) or user (005…) that gets the lead when nobody is eligible "
+        "(without one, Salesforce would give it to the integration user).",
+        pattern=r"(00G|005)[A-Za-z0-9]*",
+        hint="a Salesforce queue (00G…) or user (005…) id",
+        example="00G000000000001AAA",
+    )
     fallback_queue: str | None = setting(
         None,
-        "The Salesforce queue receiving the lead when nobody is eligible.",
+        "The older name of fallback_owner, for a queue.",
         pattern=r"00G[A-Za-z0-9]*",
         hint="a Salesforce queue id (00G…)",
     )
@@ -806,12 +814,25 @@ def _pools(reader: _Reader, territories: Territories) -> list[PoolSettings]:
             reader.problem(path, f"a pool for {pool.team}/{pool.region} is already defined")
         else:
             pools[(pool.team, pool.region)] = pool
+        _fallback(reader, path, pool)
         seen: set[str] = set()
         for index, member in enumerate(pool.members):
             if member.user_id in seen:
                 reader.problem(f"{path}.members[{index}].user_id", f"{member.user_id} is already in this pool")
             seen.add(member.user_id)
     return list(pools.values())
+
+
+def _fallback(reader: _Reader, path: str, pool: PoolSettings) -> None:
+    """Every pool names its fallback owner (once): a lead nobody in the pool can take goes there,
+    never silently to the integration user."""
+    if pool.fallback_owner is None and pool.fallback_queue is None:
+        reader.problem(
+            f"{path}.fallback_owner",
+            "missing: the queue (00G…) or user (005…) that gets the pool's lead when nobody is eligible",
+        )
+    elif pool.fallback_owner is not None and pool.fallback_queue is not None:
+        reader.problem(f"{path}.fallback_queue", "give fallback_owner or its older name fallback_queue, not both")
 
 
 def _pool(settings: PoolSettings) -> Pool:
@@ -826,7 +847,7 @@ def _pool(settings: PoolSettings) -> Pool:
         )
         for m in settings.members
     )
-    return Pool(settings.team, settings.region, members, settings.fallback_queue)
+    return Pool(settings.team, settings.region, members, settings.fallback_owner or settings.fallback_queue)
 
 
 def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:

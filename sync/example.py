@@ -75,16 +75,17 @@ _POOLS_INTRO = """\
 # ---------------------------------------------------------------------------------------------
 # Round-robin pools (round-robin.md). Routing picks the team, the account's region picks the
 # pool, the pool picks the owner: a smooth weighted round robin that remembers its position in
-# the state database. Nobody eligible → the pool's fallback queue, reported in the plan.
+# the state database. Nobody eligible → the pool's fallback owner (a queue or a user, required),
+# reported in the plan.
 """
 
 _POOLS = """\
-# These users are the sandbox's generated sales team.
+# These users are the sandbox's generated sales team, the queues its org's.
 
 [[pools]]
 team = "TAM"
 region = "US"
-fallback_queue = "00G000000000001AAA"
+fallback_owner = "00G000000000001AAA"
 capacity = 15
 members = [
     { user_id = "005000000000000AAA", name = "Avery Collins", email = "avery.collins@posthog.example" },
@@ -95,7 +96,7 @@ members = [
 [[pools]]
 team = "TAM"
 region = "EU"
-fallback_queue = "00G000000000002AAA"
+fallback_owner = "00G000000000002AAA"
 capacity = 15
 members = [
     { user_id = "005000000000003AAA", name = "Lena Schmidt", email = "lena.schmidt@posthog.example" },
@@ -105,14 +106,14 @@ members = [
 [[pools]]
 team = "TAM"
 region = "Singapore"
-fallback_queue = "00G000000000003AAA"
+fallback_owner = "00G000000000003AAA"
 capacity = 15
 members = [{ user_id = "005000000000005AAA", name = "Wei Lim", email = "wei.lim@posthog.example" }]
 
 [[pools]]
 team = "TAE"
 region = "US"
-fallback_queue = "00G000000000004AAA"
+fallback_owner = "00G000000000004AAA"
 members = [
     { user_id = "005000000000010AAA", name = "Sam Turner" },
     { user_id = "005000000000011AAA", name = "Dana Whitfield" },
@@ -121,7 +122,7 @@ members = [
 [[pools]]
 team = "TAE"
 region = "*"
-fallback_queue = "00G000000000004AAA"
+fallback_owner = "00G000000000004AAA"
 members = [
     { user_id = "005000000000012AAA", name = "Mina Okafor" },
     { user_id = "005000000000013AAA", name = "Lukas Berg" },
@@ -130,6 +131,7 @@ members = [
 [[pools]]
 team = "BDR"
 region = "*"
+fallback_owner = "00G000000000005AAA"
 members = [
     { user_id = "005000000000014AAA", name = "Chris Hale" },
     { user_id = "005000000000015AAA", name = "Ines Duarte" },
@@ -138,6 +140,7 @@ members = [
 [[pools]]
 team = "Onboarding"
 region = "*"
+fallback_owner = "00G000000000006AAA"
 members = [
     { user_id = "005000000000016AAA", name = "Kim Park" },
     { user_id = "005000000000017AAA", name = "Ola Nilsen" },

@@ -12,9 +12,10 @@ crm-sync's own values into strangers. Any other current value is a person's:
 
 An *undecided* value is nobody's decision and may be filled: an empty field, and the states a
 handbook rule exists to move a record out of, which that rule has read before it fires (an
-inbound lead waiting unowned or in a queue for the round robin; an open lead status, which demo
-triage closes for spam). Once crm-sync has written such a field, a person's later change is a
-conflict like any other.
+inbound lead waiting for the round robin: unowned, in a queue, or with one of the configured
+`[rules.routing] unrouted_owners`, such as the org's default lead owner, who owns every web-to-lead
+lead no assignment rule placed; an open lead status, which demo triage closes for spam). Once
+crm-sync has written such a field, a person's later change is a conflict like any other.
 
 **Exempt** are the Lead fields only crm-sync computes, `Lead_Score__c`, `Routing_Rule__c` and
 `Routing_Reason__c`: custom fields the operator's guide creates for crm-sync alone, recomputed
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rules.context import CLOSED_LEAD_STATUSES
+from rules.policy import RoutingPolicy
 from state import StateDB
 from sync.config import OnConflict, OnFirstSight
 from sync.vocabulary import Conflict, CycleReport
@@ -41,15 +43,16 @@ COMPUTED_LEAD_FIELDS = frozenset({"Lead_Score__c", "Routing_Rule__c", "Routing_R
 
 Verdict = Literal["write", "adopt", "conflict", "overwrite"]
 
-_QUEUE_PREFIX = "00G"  # Salesforce ids of queues (Group) start with this
+_ROUTING = RoutingPolicy()
 
 
-def undecided(name: str, value: Any) -> bool:
-    """Whether `value` in field `name` is nobody's decision yet (see the module's docstring)."""
+def undecided(name: str, value: Any, routing: RoutingPolicy = _ROUTING) -> bool:
+    """Whether `value` in field `name` is nobody's decision yet (see the module's docstring);
+    `routing` says which lead owners mean "waiting for routing"."""
     if value is None or value == "":
         return True
     if name == "OwnerId":
-        return isinstance(value, str) and value.startswith(_QUEUE_PREFIX)
+        return isinstance(value, str) and routing.waiting_for_routing(value) is not None
     if name == "Status":
         return value not in CLOSED_LEAD_STATUSES
     return False
@@ -62,13 +65,14 @@ class Ownership:
 
     on_conflict: OnConflict = "report"
     on_first_sight: OnFirstSight = "respect"
+    routing: RoutingPolicy = _ROUTING
 
     def judge(self, name: str, current: Any, ours: Sequence[Any]) -> Verdict:
         """May crm-sync replace `current` in field `name`? `ours` are the values crm-sync knows it
         wrote there (none when it never did). `write`: it is crm-sync's (or undecided); `adopt`:
         a first sight taken as crm-sync's own; `conflict`: a person's, left alone; `overwrite`: a
         person's, replaced as configured."""
-        if any(current == value for value in ours) or (not ours and undecided(name, current)):
+        if any(current == value for value in ours) or (not ours and undecided(name, current, self.routing)):
             return "write"
         if not ours and self.on_first_sight == "adopt":
             return "adopt"

@@ -77,11 +77,6 @@ def _task(decision: Decision) -> Mapping[str, Any] | None:
     return None if decision.task is None else vitally_task(decision.task)
 
 
-def _unowned(lead: Lead) -> bool:
-    """Inbound leads wait unowned or in a queue (00G…) until the round robin gives them an owner."""
-    return lead.owner_id is None or lead.owner_id.startswith("00G")
-
-
 @dataclass
 class _Waiting:
     """What the owners' pass needs from the accounts' pass: the projections, and how many accounts
@@ -114,7 +109,7 @@ class Planner:
         self.now = now
         self.clock = clock
         self.progress = progress
-        self.ownership = Ownership(config.on_conflict, config.on_first_sight)
+        self.ownership = Ownership(config.on_conflict, config.on_first_sight, config.policy.routing)
         self.conflicts = Conflicts.of(state, report)
         self._specialist_trait = config.vitally.written_traits.get("onboarding_specialist", "onboarding_specialist")
         # What we last wrote, (record, field) → value, read a record at a time (state.last_written).
@@ -301,8 +296,8 @@ class Planner:
         """An onboarding lead gets an onboarding specialist on the Vitally side: a trait naming
         them, and a task (created once: its externalId names the account)."""
         owner = owners.owner_for(f"onboarding-{onboarding.account_id}", "Onboarding", onboarding.region)
-        if owner is None or owner.user_id is None:
-            return
+        if owner is None or owner.user_id is None or owner.user_id.startswith("00G"):
+            return  # a queue is no specialist: the fallback is reported, the trait stays empty
         trait = self._specialist_trait
         rule = onboarding.rule
         # The owners' pass keeps only accounts whose specialist trait is empty: nobody's decision.
@@ -336,7 +331,11 @@ class Planner:
 
     def _inbound_owner(self, lead: Lead, decision: Decision, owners: Owners) -> OwnerChoice | None:
         """The round robin's owner for an unowned inbound lead this decision routes."""
-        if decision.lead is None or decision.lead.routing_rule is None or not decision.team or not _unowned(lead):
+        if decision.lead is None or decision.lead.routing_rule is None or not decision.team:
+            return None
+        # Inbound leads wait unowned, in a queue or with an unrouted owner (the org's default lead
+        # owner) until the round robin gives them an owner.
+        if self.config.policy.routing.waiting_for_routing(lead.owner_id) is None:
             return None
         territories = self.config.policy.territories
         region = territories.region_of(lead.country) if lead.country else territories.default_region

@@ -148,8 +148,10 @@ def new_lead(
 ) -> tuple[PlannedWrite, list[Truncation]]:
     """A routed account's Salesforce lead, upserted on `Sync_Key__c` = `key` (a retry can never
     create a second one), with the company facts its score rests on (so Salesforce scores it the
-    same) and the round robin's owner; without a pool, Salesforce's default owner applies. Text
-    too long for its field is cut to fit; the cuts are returned to be reported."""
+    same) and the round robin's owner (a member, else the pool's fallback owner); without a pool,
+    the org's assignment rule or default lead owner (it is sent without `Sforce-Auto-Assign:
+    FALSE`, `sync.apply`). Text too long for its field is cut to fit; the cuts are returned to be
+    reported."""
     fields: dict[str, Any] = {
         "LastName": routed.name,
         "Company": routed.name,
@@ -170,7 +172,10 @@ def new_lead(
         if value is not None:
             fields[name] = value
     if owner is None:
-        reason = f"{routed.reason}; no pool for {routed.team}/{routed.region}: Salesforce's default owner applies"
+        reason = (
+            f"{routed.reason}; no pool for {routed.team}/{routed.region}: "
+            "the org's assignment rule or default lead owner applies"
+        )
     else:
         if owner.user_id is not None:
             fields["OwnerId"] = owner.user_id

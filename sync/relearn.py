@@ -123,7 +123,7 @@ class _Relearner:
         pools = [
             pool
             for pool in self.config.pools.values()
-            if owner == pool.fallback_queue or any(m.user_id == owner for m in pool.members)
+            if owner == pool.fallback_owner or any(m.user_id == owner for m in pool.members)
         ]
         pools = [pool for pool in pools if pool.team == team] or pools
         if len(pools) > 1 and country:
@@ -132,7 +132,7 @@ class _Relearner:
         return pools[0] if pools else None
 
     def _remember(self, key: str, pool: Pool, owner: str) -> None:
-        fallback = owner == pool.fallback_queue
+        fallback = owner == pool.fallback_owner
         name = next((m.name for m in pool.members if m.user_id == owner), owner)
         self.state.record_assignment(
             OwnerChoice(key, pool.key, owner, name, fallback, _REASON, self.run_id, self.at, candidates=(owner,))

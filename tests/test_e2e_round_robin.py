@@ -81,6 +81,7 @@ POOLS = f"""
 [[pools]]
 team = "TAM"
 region = "US"
+fallback_owner = "{QUEUE}"
 capacity = 15
 members = [
 {_TAM_LINES}    {{ user_id = "{CAPPED}", name = "Cap Tam", email = "cap.tam@example.com" }},

@@ -19,7 +19,7 @@ def _members(weights: list[int] | tuple[int, ...]) -> tuple[Member, ...]:
 
 
 def _pool(members: tuple[Member, ...], queue: str | None = "00G000QUEUE") -> Pool:
-    return Pool("TAM", "US", members, fallback_queue=queue)
+    return Pool("TAM", "US", members, fallback_owner=queue)
 
 
 def _draw(pool: Pool, credits: Mapping[str, float], n: int) -> tuple[list[str], dict[str, float]]:
@@ -261,7 +261,7 @@ def test_choose_below_capacity_is_eligible() -> None:
 
 
 def test_choose_everyone_paused_falls_back_to_the_queue() -> None:
-    pool = Pool("TAM", "EU", (replace(AVERY, active=False), replace(JAMIE, capacity=15)), fallback_queue="00G000EU")
+    pool = Pool("TAM", "EU", (replace(AVERY, active=False), replace(JAMIE, capacity=15)), fallback_owner="00G000EU")
     credits = {"005AVERY": 1.0, "005JAMIE": -1.0}
     assignment, new = choose(pool, credits, load={"005JAMIE": 15})
     assert assignment.fallback is True
@@ -279,11 +279,11 @@ def test_choose_nobody_eligible_without_queue_assigns_nobody() -> None:
     pool = Pool("TAM", "EU", (replace(AVERY, active=False),))
     assignment, _ = choose(pool, {})
     assert (assignment.fallback, assignment.user_id, assignment.name) == (True, None, "nobody")
-    assert "no fallback queue" in assignment.reason
+    assert "no fallback owner" in assignment.reason
 
 
 def test_choose_empty_pool_falls_back() -> None:
-    assignment, credits = choose(Pool("BDR", "Singapore", (), fallback_queue="00G000SG"), {"005OLD": 3.0})
+    assignment, credits = choose(Pool("BDR", "Singapore", (), fallback_owner="00G000SG"), {"005OLD": 3.0})
     assert (assignment.fallback, assignment.user_id) == (True, "00G000SG")
     assert assignment.reason == "BDR/Singapore: nobody eligible (no members) → fallback queue 00G000SG"
     assert credits == {}
@@ -322,3 +322,14 @@ def test_explain_pool_gives_one_line_per_member() -> None:
         "Jamie Wu (005JAMIE): weight 1, credit -2.00, load 15/15, skipped: at capacity (15/15)",
         "Riley Chen (005RILEY): weight 1, credit 0.00, skipped: inactive in Salesforce",
     ]
+
+
+def test_choose_falls_back_to_a_user_and_says_so() -> None:
+    pool = Pool("BDR", "*", (replace(AVERY, active=False),), fallback_owner="005000000000099AAA")
+    assignment, _ = choose(pool, {})
+    assert (assignment.fallback, assignment.user_id, assignment.name) == (
+        True,
+        "005000000000099AAA",
+        "fallback user 005000000000099AAA",
+    )
+    assert assignment.reason == "BDR/*: nobody eligible (Avery Collins: paused) → fallback user 005000000000099AAA"
