@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -38,7 +38,7 @@ from core.errors import (
 )
 from core.settings import HTTP_URL, secret, setting
 
-__all__ = ["COLLECTION_LIMIT", "SalesforceClient", "SalesforceSettings"]
+__all__ = ["COLLECTION_LIMIT", "DEFAULT_FIELDS", "FIELD_OBJECTS", "SalesforceClient", "SalesforceSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,27 @@ _ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}\Z")
 # Per-record codes worth sending again: another transaction held the row.
 _TRANSIENT_RECORD_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
 _Pending = tuple[int, str, dict[str, Any]]  # a record to send: (its index in the call, its key, its body)
+
+# The custom fields crm-sync reads and writes: canonical name -> (sObject, API name as the
+# operator's guide creates it). crm-sync speaks these API names everywhere; an org that names a
+# field differently says so in `[salesforce.fields]` (canonical name -> its API name), and this
+# adapter renames on the wire, both ways, so nothing else changes.
+FIELD_OBJECTS: Mapping[str, tuple[str, str]] = {
+    "sync_key": ("Lead", "Sync_Key__c"),
+    "routing_rule": ("Lead", "Routing_Rule__c"),
+    "routing_reason": ("Lead", "Routing_Reason__c"),
+    "lead_score": ("Lead", "Lead_Score__c"),
+    "qualification": ("Lead", "Qualification__c"),
+    "qualification_reason": ("Lead", "Qualification_Reason__c"),
+    "classification": ("Lead", "Classification__c"),
+    "role": ("Lead", "Role__c"),
+    "sub_role": ("Lead", "Sub_Role__c"),
+    "form_text": ("Lead", "Form_Text__c"),
+    "lead_vitally_account_id": ("Lead", "Vitally_Account_Id__c"),
+    "account_vitally_account_id": ("Account", "Vitally_Account_Id__c"),
+    "loss_reason": ("Opportunity", "Loss_Reason__c"),
+}
+DEFAULT_FIELDS: Mapping[str, str] = {canonical: name for canonical, (_, name) in FIELD_OBJECTS.items()}
 
 
 @dataclass(frozen=True)
@@ -106,6 +127,20 @@ class SalesforceSettings:
         minimum=0,
         maximum=86_400,
     )
+    state_country_picklists: bool = setting(
+        False,
+        "The org has State and Country/Territory picklists (on in new orgs; `python -m sync check` says): crm-sync "
+        "reads CountryCode first and writes a lead's country as its ISO code to CountryCode (Country takes only "
+        "the picklist's names). Off: the ISO code goes to Country, and CountryCode is never selected.",
+    )
+    fields: Mapping[str, str] = setting(
+        DEFAULT_FIELDS,
+        "crm-sync's custom field -> its API name in this org, where the org names it differently.",
+        merge=True,
+        pattern=r"[A-Za-z][A-Za-z0-9_]*",
+        hint="a field's API name",
+        toml="salesforce.fields",
+    )
 
 
 class SalesforceClient:
@@ -152,6 +187,7 @@ class SalesforceClient:
         self._sf: Salesforce | None = None
         self._data_path = f"/services/data/v{settings.api_version}"
         self.requests = RequestCounter()
+        self._names = _FieldNames(settings.fields)
 
     def __repr__(self) -> str:
         return f"SalesforceClient({self.instance_url!r})"
@@ -192,17 +228,20 @@ class SalesforceClient:
             lookback_seconds = self.settings.lookback_seconds
         # SOQL refuses a field selected twice (case-insensitively); the cursor fields keep their
         # canonical spelling so that callers find them under that key.
-        columns = ", ".join(["Id", *_unique(fields, skip={"id", "systemmodstamp"}), "SystemModstamp"])
+        selected = self._names.to_org(sobject, fields)
+        columns = ", ".join(["Id", *_unique(selected, skip={"id", "systemmodstamp"}), "SystemModstamp"])
         # Names checked above are our configuration, not outside data: safe as literals.
         if since is None:
-            return self.query("SELECT {:literal} FROM {:literal} ORDER BY SystemModstamp, Id", columns, sobject)
+            records = self.query("SELECT {:literal} FROM {:literal} ORDER BY SystemModstamp, Id", columns, sobject)
+            return self._names.from_org(sobject, records)
         start = _since(since) - timedelta(seconds=lookback_seconds)
-        return self.query(
+        records = self.query(
             "SELECT {:literal} FROM {:literal} WHERE SystemModstamp >= {} ORDER BY SystemModstamp, Id",
             columns,
             sobject,
             start,
         )
+        return self._names.from_org(sobject, records)
 
     def read_by_ids(
         self, sobject: str, fields: Iterable[str], ids: Sequence[str]
@@ -214,11 +253,12 @@ class SalesforceClient:
         fields = tuple(fields)
         for name in fields:
             _check_field(name)
-        columns = ", ".join(["Id", *_unique(fields, skip={"id"})])
+        columns = ", ".join(["Id", *_unique(self._names.to_org(sobject, fields), skip={"id"})])
         wanted = list(ids)
         for start in range(0, len(wanted), COLLECTION_LIMIT):
             chunk = wanted[start : start + COLLECTION_LIMIT]
-            yield from self.query("SELECT {:literal} FROM {:literal} WHERE Id IN {}", columns, sobject, chunk)
+            records = self.query("SELECT {:literal} FROM {:literal} WHERE Id IN {}", columns, sobject, chunk)
+            yield from self._names.from_org(sobject, records)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -229,12 +269,14 @@ class SalesforceClient:
         the external id value.
 
         Sent as `PATCH composite/sobjects/<sobject>/<external_id_field>` with `allOrNone: false`
-        in chunks of 200. See `_write` for per-record errors, locks and the budget.
+        in chunks of 200. See `_write` for per-record errors, locks and the budget. Field names are
+        crm-sync's; the org's own (`[salesforce.fields]`) go on the wire.
         """
         _check_name(sobject, "sobject")
         _check_name(external_id_field, "external_id_field")
-        path = f"composite/sobjects/{sobject}/{external_id_field}"
-        return self._write(path, sobject, external_id_field, records, set_owner=set_owner)
+        (key_field,) = self._names.to_org(sobject, (external_id_field,))
+        path = f"composite/sobjects/{sobject}/{key_field}"
+        return self._write(path, sobject, key_field, records, set_owner=set_owner)
 
     def update(self, sobject: str, records: Sequence[Mapping[str, Any]], *, set_owner: bool) -> list[WriteResult]:
         """Update `records` (each carries its `Id`); one result per record, in order, keyed by Id.
@@ -409,7 +451,7 @@ class SalesforceClient:
         """
         headers = {"Sforce-Auto-Assign": "FALSE"} if set_owner else {}
         results: list[WriteResult | None] = [None] * len(records)
-        pending = _keyed(sobject, key_field, records, results)
+        pending = _keyed(sobject, key_field, self._names.records_to_org(sobject, records), results)
         sent_any = False
         for round_number in range(self._lock_retries + 1):
             if not pending:
@@ -427,10 +469,10 @@ class SalesforceClient:
                         results[index] = WriteResult(
                             key=key, ok=False, code="QUOTA_EXHAUSTED", message=str(error), transient=True
                         )
-                    return _complete(results)
+                    return self._names.results_from_org(sobject, _complete(results))
                 sent_any = True
             pending = locked
-        return _complete(results)
+        return self._names.results_from_org(sobject, _complete(results))
 
     def _send_collection(
         self, path: str, headers: dict[str, str], chunk: Sequence[_Pending], results: list[WriteResult | None]
@@ -452,6 +494,47 @@ class SalesforceClient:
             if result.code in _TRANSIENT_RECORD_CODES:
                 locked.append((index, key, item))
         return locked
+
+
+class _FieldNames:
+    """crm-sync's field names and the org's (`[salesforce.fields]`), per sObject, both ways. Only
+    the fields an org renames cost anything: an object with none passes its records through."""
+
+    def __init__(self, fields: Mapping[str, str]) -> None:
+        self._to: dict[str, dict[str, str]] = {}
+        self._back: dict[str, dict[str, str]] = {}
+        for canonical, name in fields.items():
+            entry = FIELD_OBJECTS.get(canonical)
+            if entry is None or name == entry[1]:
+                continue
+            sobject, ours = entry
+            self._to.setdefault(sobject, {})[ours] = name
+            self._back.setdefault(sobject, {})[name.lower()] = ours  # Salesforce names are case-insensitive
+
+    def to_org(self, sobject: str, names: Iterable[str]) -> list[str]:
+        renamed = self._to.get(sobject, {})
+        return [renamed.get(name, name) for name in names]
+
+    def from_org(self, sobject: str, records: Iterator[Any]) -> Iterator[Any]:
+        back = self._back.get(sobject)
+        if not back:
+            return records
+        return (
+            record if isinstance(record, Unreadable) else {back.get(k.lower(), k): v for k, v in record.items()}
+            for record in records
+        )
+
+    def records_to_org(self, sobject: str, records: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+        renamed = self._to.get(sobject)
+        if not renamed:
+            return records
+        return [{renamed.get(k, k): v for k, v in record.items()} for record in records]
+
+    def results_from_org(self, sobject: str, results: list[WriteResult]) -> list[WriteResult]:
+        back = self._back.get(sobject)
+        if not back:
+            return results
+        return [replace(r, fields=tuple(back.get(f.lower(), f) for f in r.fields)) if r.fields else r for r in results]
 
 
 class _Salesforce(Salesforce):

@@ -498,12 +498,14 @@ def _sf_id(raw: Mapping[str, Any], obj: str) -> str:
 
 
 def parse_lead(raw: Mapping[str, Any]) -> Lead:
-    """A Salesforce Lead record → `Lead`."""
+    """A Salesforce Lead record → `Lead`. Its country is `CountryCode` (the ISO code an org with
+    State and Country/Territory picklists keeps) when set, else `Country` (a name or a code)."""
     record_id = _sf_id(raw, "Lead")
     modstamp = _sf_get(raw, "Lead", "SystemModstamp", parse_timestamp)
     if modstamp is None:
         raise RecordError("salesforce Lead", record_id, "SystemModstamp", "missing SystemModstamp")
-    country = raw.get("Country")
+    country_field = "CountryCode" if raw.get("CountryCode") not in (None, "") else "Country"
+    country = raw.get(country_field)
     return Lead(
         id=record_id,
         system_modstamp=modstamp,
@@ -513,7 +515,7 @@ def parse_lead(raw: Mapping[str, Any]) -> Lead:
         title=_sf_get(raw, "Lead", "Title", _text),
         role=_sf_get(raw, "Lead", "Role__c", _text),
         sub_role=_sf_get(raw, "Lead", "Sub_Role__c", _text),
-        country=None if country in (None, "") else _sf_get(raw, "Lead", "Country", _country),
+        country=None if country in (None, "") else _sf_get(raw, "Lead", country_field, _country),
         employees=_sf_get(raw, "Lead", "NumberOfEmployees", _count),
         annual_revenue=_sf_get(raw, "Lead", "AnnualRevenue", _money),
         industry=_sf_get(raw, "Lead", "Industry", _text),

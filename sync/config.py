@@ -40,7 +40,7 @@ from types import UnionType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlparse
 
-from connectors.salesforce import SalesforceSettings
+from connectors.salesforce import FIELD_OBJECTS, SalesforceSettings
 from connectors.vitally import VitallySettings
 from core.countries import normalise_country
 from core.errors import ConfigError
@@ -702,6 +702,20 @@ def _services(reader: _Reader, sections: dict[str, Any]) -> None:
     for attribute in sorted(set(vitally.owner_fields) - set(DEFAULT_OWNER_FIELDS)):
         known = ", ".join(DEFAULT_OWNER_FIELDS)
         reader.problem(_key("vitally.owner_fields", attribute), f"not an owner attribute of Vitally ({known})")
+    _field_names(reader, salesforce.fields)
+
+
+def _field_names(reader: _Reader, fields: Mapping[str, str]) -> None:
+    """`[salesforce.fields]`: only crm-sync's custom fields, and no two on one object under one name."""
+    taken: dict[tuple[str, str], str] = {}
+    for canonical, name in fields.items():
+        entry = FIELD_OBJECTS.get(canonical)
+        if entry is None:
+            reader.problem(_key("salesforce.fields", canonical), "not a field crm-sync reads or writes")
+            continue
+        other = taken.setdefault((entry[0], name.lower()), canonical)
+        if other != canonical:
+            reader.problem(_key("salesforce.fields", canonical), f"{entry[0]}.{name} is already {other}'s")
 
 
 def _alerts(reader: _Reader, alerts: AlertSettings) -> None:

@@ -28,7 +28,7 @@ from core.errors import StopRequested
 from state import PlanLog, StateDB
 from sync.apply import Applier
 from sync.config import Config
-from sync.ingest import ingest
+from sync.ingest import ingest, sf_objects
 from sync.plan import Planner
 from sync.relearn import relearn
 from sync.vocabulary import CycleReport, Hooks, Log, Progress, iso
@@ -122,7 +122,13 @@ def _read_and_plan(
         plan = PlanLog(state, report.run_id, iso(started), queue=not report.dry_run)
         report.plan = plan
         ingest(
-            state, vitally, salesforce, lookback_seconds=config.salesforce.lookback_seconds, report=report, hooks=hooks
+            state,
+            vitally,
+            salesforce,
+            lookback_seconds=config.salesforce.lookback_seconds,
+            report=report,
+            hooks=hooks,
+            objects=sf_objects(config.salesforce),
         )
         if hooks.should_stop():
             raise _Stopped  # rolls the transaction back; nothing is lost

@@ -15,13 +15,14 @@ from datetime import datetime
 from typing import Any
 
 from connectors.base import SalesforcePort, VitallyPort
+from connectors.salesforce import SalesforceSettings
 from core.decoding import Unreadable
 from core.errors import RecordError
 from core.records import parse_lead, parse_opportunity, parse_sf_account, parse_timestamp, parse_user
 from state import StateDB
 from sync.vocabulary import PAGE, CycleReport, Hooks, detached, iso
 
-__all__ = ["SF_OBJECTS", "ingest"]
+__all__ = ["SF_OBJECTS", "ingest", "sf_objects"]
 
 # Salesforce objects mirrored each cycle and the fields read (data-model.md).
 SF_OBJECTS: Mapping[str, tuple[str, ...]] = {
@@ -35,6 +36,17 @@ SF_OBJECTS: Mapping[str, tuple[str, ...]] = {
     "Opportunity": ("Id", "AccountId", "StageName", "CloseDate", "Loss_Reason__c", "OwnerId", "SystemModstamp"),
     "Account": ("Id", "Name", "Website", "Vitally_Account_Id__c", "OwnerId", "SystemModstamp"),
 }  # fmt: skip
+
+
+def sf_objects(settings: SalesforceSettings) -> Mapping[str, tuple[str, ...]]:
+    """`SF_OBJECTS` for this org: with State and Country/Territory picklists, a Lead's
+    `CountryCode` (the ISO code, read first) besides `Country` (there a picklist's name). An org
+    without them has no `CountryCode`: selecting it would fail the whole query (INVALID_FIELD)."""
+    if not settings.state_country_picklists:
+        return SF_OBJECTS
+    return {**SF_OBJECTS, "Lead": (*SF_OBJECTS["Lead"], "CountryCode")}
+
+
 _SF_PARSERS: Mapping[str, Callable[[Mapping[str, Any]], object]] = {
     "Lead": parse_lead,
     "User": parse_user,
@@ -51,13 +63,15 @@ def ingest(
     lookback_seconds: int,
     report: CycleReport,
     hooks: Hooks,
+    objects: Mapping[str, tuple[str, ...]] = SF_OBJECTS,
 ) -> None:
-    """Read Vitally's changed accounts, then each Salesforce object's changed records, into the
-    mirror. Returns early when `hooks.should_stop()`: the caller then rolls the cycle back."""
+    """Read Vitally's changed accounts, then each Salesforce object's changed records (`objects`:
+    sObject -> fields, `sf_objects`), into the mirror. Returns early when `hooks.should_stop()`:
+    the caller then rolls the cycle back."""
     reader = _Reader(state, report, hooks)
     reader.vitally(vitally)
     if salesforce is not None:
-        reader.salesforce(salesforce, lookback_seconds)
+        reader.salesforce(salesforce, lookback_seconds, objects)
 
 
 def _later(first: str | None, second: str | None) -> str | None:
@@ -147,9 +161,11 @@ class _Reader:
 
     # -- Salesforce -----------------------------------------------------------------------------
 
-    def salesforce(self, salesforce: SalesforcePort, lookback_seconds: int) -> None:
+    def salesforce(
+        self, salesforce: SalesforcePort, lookback_seconds: int, objects: Mapping[str, tuple[str, ...]]
+    ) -> None:
         """Changed Salesforce records since each object's cursor into the mirror, a page at a time."""
-        for sobject, fields in SF_OBJECTS.items():
+        for sobject, fields in objects.items():
             if self.hooks.should_stop() or not self._read_object(salesforce, sobject, fields, lookback_seconds):
                 return  # the cycle rolls back before planning anything
 

@@ -288,7 +288,8 @@ class Planner:
             country=routed.country,
         )
         score = lead_score(scored, LeadContext(), self.config.policy, self.now).inputs.get("score")
-        write, cut = writes.new_lead(routed, key, score, owner)
+        country_field = "CountryCode" if self.config.salesforce.state_country_picklists else "Country"
+        write, cut = writes.new_lead(routed, key, score, owner, country_field=country_field)
         self.plan.append(write)
         self._truncated(cut)
 

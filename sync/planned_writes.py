@@ -144,13 +144,15 @@ def create_task(account_id: str, task: Mapping[str, Any], rule: str, reason: str
 
 
 def new_lead(
-    routed: RoutedAccount, key: str, score: object, owner: OwnerChoice | None
+    routed: RoutedAccount, key: str, score: object, owner: OwnerChoice | None, *, country_field: str = "CountryCode"
 ) -> tuple[PlannedWrite, list[Truncation]]:
     """A routed account's Salesforce lead, upserted on `Sync_Key__c` = `key` (a retry can never
     create a second one), with the company facts its score rests on (so Salesforce scores it the
     same) and the round robin's owner (a member, else the pool's fallback owner); without a pool,
     the org's assignment rule or default lead owner (it is sent without `Sforce-Auto-Assign:
-    FALSE`, `sync.apply`). Text too long for its field is cut to fit; the cuts are returned to be
+    FALSE`, `sync.apply`). The country is an ISO code, written to `country_field`: `CountryCode`
+    in an org with State and Country/Territory picklists (its `Country` takes only the picklist's
+    names), else `Country`. Text too long for its field is cut to fit; the cuts are returned to be
     reported."""
     fields: dict[str, Any] = {
         "LastName": routed.name,
@@ -166,7 +168,7 @@ def new_lead(
     for name, value in (
         ("NumberOfEmployees", routed.employees),
         ("AnnualRevenue", routed.revenue),
-        ("Country", routed.country),
+        (country_field, routed.country),
         ("Industry", routed.industry),
     ):
         if value is not None:

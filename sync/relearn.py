@@ -99,7 +99,7 @@ class _Relearner:
         owner = lead.get("OwnerId")
         if not isinstance(owner, str) or self.state.assignment(key) is not None:
             return
-        country = lead.get("Country")
+        country = lead.get("CountryCode") or lead.get("Country")
         pool = self._pool_of(owner, _team_of(rule, self.config), country if isinstance(country, str) else None)
         if pool is not None:
             self._remember(key, pool, owner)
