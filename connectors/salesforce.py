@@ -260,6 +260,17 @@ class SalesforceClient:
             records = self.query("SELECT {:literal} FROM {:literal} WHERE Id IN {}", columns, sobject, chunk)
             yield from self._names.from_org(sobject, records)
 
+    def describe(self, sobject: str) -> dict[str, Any]:
+        """`GET sobjects/<sobject>/describe`: the object's fields as this org and this user see them
+        (name, type, createable, updateable, externalId, unique, picklistValues, ...), under the
+        org's own names (`[salesforce.fields]` is not applied: the preflight compares them)."""
+        _check_name(sobject, "sobject")
+        path = f"sobjects/{sobject}/describe"
+        answer = self._call("GET", f"{self._data_path}/{path}", lambda sf: sf.restful(path, method="GET"))
+        if not isinstance(answer, dict) or not isinstance(answer.get("fields"), list):
+            raise ContractError(f"salesforce GET {path}: expected an object with a list of fields", system=SYSTEM)
+        return answer
+
     # -- writing ---------------------------------------------------------------------------------
 
     def upsert(

@@ -33,6 +33,7 @@ EXAMPLES = """\
 examples:
   python -m sync --dry-run                       audit: print every change and why, change nothing
   python -m sync --dry-run --format json         the same plan as JSON lines
+  python -m sync check                           is this org ready for this config? (run it first)
   python -m sync run                             one real cycle
   python -m sync daemon                          cycle on the configured schedule until stopped
   python -m sync sandbox --generate 500          local Vitally + Salesforce on port 8765
@@ -50,7 +51,7 @@ The file was left as it is. To recover, stop every crm-sync that uses it, then e
     and reads both services in full (README, "Recovering the state file").
 """
 
-_COMMANDS = ("run", "daemon", "explain", "report", "sandbox", "demo", "failed", "retry")
+_COMMANDS = ("run", "check", "daemon", "explain", "report", "sandbox", "demo", "failed", "retry")
 
 
 def _timestamp(text: str) -> datetime:
@@ -101,6 +102,13 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="OTHER.toml",
         help="with --dry-run: print, per record, the decisions that differ under OTHER.toml's [rules]",
+    )
+
+    command(
+        "check",
+        "preflight: config, both services reachable, the Salesforce schema, picklists and owners this config "
+        "needs; one line per problem; exit 0 ready, 2 problems, 3 a service unreachable",
+        "python -m sync check   (with --config config.toml before `check` for another config)",
     )
 
     command(
@@ -307,6 +315,22 @@ def _compare(
     return 0
 
 
+def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from sync.app import make_salesforce, make_vitally
+    from sync.preflight import preflight
+
+    config = _load(args)
+    found = preflight(config, make_vitally(config), make_salesforce(config))
+    out = safe_stream(out)  # field names and values come from the org
+    for line in [*found.unreachable, *found.problems]:
+        out.write(f"{line}\n")
+    if found.exit_code == 0:
+        err.write(f"ready: {'; '.join(found.checked)}\n")
+    else:
+        err.write(f"not ready: {len(found.unreachable)} service(s) unreachable, {len(found.problems)} problem(s)\n")
+    return found.exit_code
+
+
 def cmd_daemon(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from sync.daemon import run_daemon
 
@@ -392,6 +416,7 @@ def cmd_retry(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 _HANDLERS = {
     "run": cmd_run,
+    "check": cmd_check,
     "daemon": cmd_daemon,
     "explain": cmd_explain,
     "report": cmd_report,

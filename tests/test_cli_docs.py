@@ -21,7 +21,7 @@ def commands() -> list[str]:
 
 
 def test_cli_commands_are_those_of_cli_md() -> None:
-    assert commands() == sorted(["run", "daemon", "explain", "report", "sandbox", "demo", "failed", "retry"])
+    assert commands() == sorted(["run", "check", "daemon", "explain", "report", "sandbox", "demo", "failed", "retry"])
 
 
 @pytest.mark.parametrize("command", commands())
