@@ -31,7 +31,7 @@ from core.errors import SyncError
 from sync.config import Config
 from sync.ingest import sf_objects
 
-__all__ = ["Preflight", "preflight"]
+__all__ = ["Preflight", "preflight", "schema_problems"]
 
 # Lead fields crm-sync writes (sync/planned_writes.py `new_lead`, `lead_update`, sync/wire.py),
 # under crm-sync's names; the country field is added by the picklist setting.
@@ -75,13 +75,22 @@ def preflight(config: Config, vitally: VitallyPort, salesforce: SalesforceClient
         result.unreachable.append(f"salesforce: {error}: check [salesforce] instance_url and the credentials")
         return result
     result.checked.append(f"Salesforce answers; {', '.join(described)} described")
-    org = {sobject: {f["name"].lower(): f for f in answer["fields"] if isinstance(f, dict) and "name" in f}
-           for sobject, answer in described.items()}  # fmt: skip
-    _Schema(config, org, result.problems).check()
+    result.problems.extend(schema_problems(config, described))
     result.checked.append("fields, external id, picklists")
     _owners(config, salesforce, result.problems)
     result.checked.append("pool members, fallback and unrouted owners")
     return result
+
+
+def schema_problems(config: Config, described: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The problems of the org's schema for `config`, from `describe` answers (sObject -> answer;
+    an sObject not given is not checked): one line each, as `check` prints them."""
+    org = {sobject: {f["name"].lower(): f for f in answer.get("fields") or [] if isinstance(f, dict) and "name" in f}
+           for sobject, answer in described.items()}  # fmt: skip
+    problems: list[str] = []
+    if "Lead" in org:
+        _Schema(config, org, problems).check()
+    return problems
 
 
 def _described(config: Config) -> list[str]:
@@ -140,6 +149,12 @@ class _Schema:
         if definition is None and (sobject, org_name) not in reported:
             reported.add((sobject, org_name))
             setting = self.setting.get((sobject, name))
+            if setting is None and not name.endswith("__c"):  # a standard field exists: this user cannot see it
+                self.problems.append(
+                    f"{sobject}.{org_name}: not visible to this user: give the integration user Read access to it "
+                    "(field-level security)"
+                )
+                return None
             rename = f", or name the org's field in [salesforce.fields] {setting}" if setting else ""
             self.problems.append(f"{sobject}.{org_name}: missing: create it as {GUIDE} says{rename}")
         return definition

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
-from conftest import SeedBuilder
+from conftest import SeedBuilder, real_fixture
 
 from connectors.salesforce import DEFAULT_FIELDS, SalesforceClient, SalesforceSettings
 from core.errors import ConfigError
@@ -27,6 +27,7 @@ from sync.app import make_salesforce, make_vitally
 from sync.config import Config, example_against, parse_config
 from sync.cycle import run_cycle
 from sync.ingest import SF_OBJECTS, sf_objects
+from sync.preflight import schema_problems
 
 NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
 INSTANCE = "https://acme.my.salesforce.com"
@@ -151,3 +152,34 @@ def test_an_org_that_renames_crm_syncs_fields_gets_its_lead_under_its_names() ->
     assert report.exit_code == 0
     assert lead["External_Key__c"] == write.fields["Sync_Key__c"] and lead["Score__c"] == write.fields["Lead_Score__c"]
     assert paths == {"/services/data/v59.0/composite/sobjects/Lead/External_Key__c"}
+
+
+# -- the preflight's schema check on a recorded describe -------------------------------------------
+
+
+def test_check_reads_a_recorded_lead_describe_and_names_every_gap() -> None:
+    """salesforce_lead_describe.json (GO-describe, AB-describe, SF-owner, SF-picklists in SOURCES.md):
+    trimmed to the standard fields crm-sync uses plus four custom fields like ours, LeadSource
+    without our signal sources, a restricted Routing_Rule__c of three values, picklists on. Fetched
+    through `SalesforceClient.describe`, then judged against the default config."""
+    recorded = real_fixture("salesforce_lead_describe.json")
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, f"{DATA}/sobjects/Lead/describe", json=recorded)
+        described = _client().describe("Lead")
+    config = parse_config({"salesforce": {"state_country_picklists": True}})
+    problems = schema_problems(config, {"Lead": described})
+    missing = [p.split(":")[0] for p in problems if ": missing: " in p]
+    hidden = [p.split(":")[0] for p in problems if ": not visible to this user: " in p]
+    sources = [p.split("'")[1] for p in problems if p.startswith("Lead.LeadSource: value ")]
+    (rules,) = [p for p in problems if p.startswith("Lead.Routing_Rule__c: restricted picklist lacks ")]
+    assert sorted(missing) == sorted(f"Lead.{name}" for name in (
+        "Role__c", "Sub_Role__c", "Form_Text__c", "Classification__c", "Routing_Reason__c", "Qualification__c",
+        "Qualification_Reason__c"))  # fmt: skip
+    assert hidden == ["Lead.ConvertedDate", "Lead.ConvertedOpportunityId"]  # standard: trimmed from the record
+    assert sources == ["Product-led", "New business signal", "AM referral", "AE referral"]  # "BDR" is there
+    assert "new_business.demo_request" not in rules and "product_led.mrr_band" in rules
+    assert len(problems) == len(missing) + len(hidden) + len(sources) + 1  # Sync_Key__c is a unique external id
+    flipped = parse_config({"salesforce": {"state_country_picklists": False}})
+    assert schema_problems(flipped, {"Lead": described})[0].startswith(
+        "salesforce.state_country_picklists: the org has State and Country/Territory picklists"
+    )
