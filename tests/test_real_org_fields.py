@@ -27,7 +27,7 @@ from sync.app import make_salesforce, make_vitally
 from sync.config import Config, example_against, parse_config
 from sync.cycle import run_cycle
 from sync.ingest import SF_OBJECTS, sf_objects
-from sync.preflight import schema_problems
+from sync.preflight import preflight, schema_problems
 
 NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
 INSTANCE = "https://acme.my.salesforce.com"
@@ -183,3 +183,22 @@ def test_check_reads_a_recorded_lead_describe_and_names_every_gap() -> None:
     assert schema_problems(flipped, {"Lead": described})[0].startswith(
         "salesforce.state_country_picklists: the org has State and Country/Territory picklists"
     )
+
+
+def test_check_finds_renamed_fields_under_the_orgs_names() -> None:
+    """An org whose key, score and Account link carry other names, mapped in `[salesforce.fields]`:
+    ready. The same org without the mapping: each renamed field is one line naming its key."""
+    schema = {"Lead": {"Sync_Key__c": {"name": "External_Key__c"}, "Lead_Score__c": {"name": "Score__c"}},
+              "Account": {"Vitally_Account_Id__c": {"name": "Vitally_Id__c"}}}  # fmt: skip
+    renamed = {**DEFAULT_FIELDS, **RENAMED, "account_vitally_account_id": "Vitally_Id__c"}
+    with Sandbox({}, config=SandboxConfig(real_org=True, sf_schema=schema), now=NOW) as sandbox:
+        base = example_against(sandbox.url)
+        found = {}
+        for name, fields in (("mapped", renamed), ("unmapped", DEFAULT_FIELDS)):
+            salesforce = replace(base.salesforce, state_country_picklists=True, fields=fields)
+            config = replace(base, salesforce=salesforce, pools={})
+            found[name] = preflight(config, make_vitally(config), make_salesforce(config))
+    assert (found["mapped"].exit_code, found["mapped"].problems) == (0, [])
+    assert found["unmapped"].exit_code == 2
+    assert sorted(p.split(": ")[0] for p in found["unmapped"].problems) == [
+        "Account.Vitally_Account_Id__c", "Lead.Lead_Score__c", "Lead.Sync_Key__c"]  # fmt: skip
