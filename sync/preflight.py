@@ -123,7 +123,9 @@ class _Schema:
             for name in fields:
                 if name != "CountryCode":  # its absence is the picklist setting's problem, said above
                     self._field(sobject, name, reported)
-        for name in WRITTEN_LEAD_FIELDS:
+        country = "CountryCode" if picklists else "Country"
+        written = (*WRITTEN_LEAD_FIELDS, country) if has_code == picklists else WRITTEN_LEAD_FIELDS
+        for name in written:
             definition = self._field("Lead", name, reported)
             if definition is not None and not (definition.get("createable") and definition.get("updateable")):
                 self.problems.append(
