@@ -8,8 +8,9 @@ write at a time: an insert waits (up to `wait_seconds`) while a cycle's transact
 write lock, and the main connection's transactions take the lock as they begin
 (`StateDB.atomic`), so neither side ever fails on the other's commit.
 
-Each delivery is stored once (`delivery` is unique: a Salesforce notification Id, a digest of a
-Vitally webhook's body); events name a record and carry nothing else of it: the mini-cycle reads
+Each delivery is stored once (`delivery` is unique: a Salesforce notification Id, kept until the
+event is purged, as Salesforce asks listeners to; a digest of a Vitally webhook's body, a repeat
+only while the first waits); events name a record and carry nothing else of it: the mini-cycle reads
 the record fresh, so their order does not matter and the record's latest state is what counts.
 """
 
@@ -94,12 +95,16 @@ class EventInbox:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            before = conn.total_changes
+            # A Vitally webhook has no delivery id: the same body again is a repeat only while the
+            # first one waits; once processed, it is news (a segment left and joined again).
             conn.executemany(
+                "DELETE FROM events WHERE delivery = ? AND source = 'vitally' AND status != 'pending'",
+                [(e.delivery,) for e in events if e.source == "vitally"],
+            )
+            added = conn.executemany(
                 "INSERT OR IGNORE INTO events (delivery, source, record, received_at) VALUES (?, ?, ?, ?)",
                 [(e.delivery, e.source, e.record, received_at) for e in events],
-            )
-            added = conn.total_changes - before
+            ).rowcount
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
