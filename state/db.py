@@ -429,10 +429,11 @@ class StateDB:
     def mark_account_error(self, account_id: str, error: str) -> None:
         self.db.execute("UPDATE accounts SET error = ? WHERE id = ?", [error, account_id])
 
-    def iter_accounts(self) -> Iterator[tuple[str, str, str | None, int | None]]:
+    def iter_accounts(self, ids: Sequence[str] | None = None) -> Iterator[tuple[str, str, str | None, int | None]]:
         """(id, raw JSON, parse error or None, the run that last read it) for every mirrored
-        account, streamed from the database in id order."""
-        yield from self.db.conn.execute("SELECT id, raw, error, read_run FROM accounts ORDER BY id")
+        account (of `ids` only, when given), streamed from the database in id order."""
+        where, params = ("", []) if ids is None else (f" WHERE id IN ({','.join('?' * len(ids))})", list(ids))
+        yield from self.db.conn.execute(f"SELECT id, raw, error, read_run FROM accounts{where} ORDER BY id", params)
 
     def account_raw(self, account_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT raw FROM accounts WHERE id = ?", [account_id]).fetchone()
@@ -849,6 +850,12 @@ class StateDB:
         would be processed again: harmless, the mini-cycle reads the record fresh)."""
         cursor = self.db.execute("DELETE FROM events WHERE status != 'pending' AND processed_at < ?", [before])
         return int(cursor.rowcount)
+
+    def event_statuses(self, ids: Sequence[int]) -> list[tuple[int, str]]:
+        """(id, status) of these events."""
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(f"SELECT id, status FROM events WHERE id IN ({marks})", list(ids)).fetchall()
+        return [(int(row_id), str(status)) for row_id, status in rows]
 
     def event_counts(self) -> dict[str, int]:
         """Events by status."""
