@@ -136,6 +136,7 @@ class EventFeed:
         self._notifications = itertools.count(1)
         self._log: list[dict[str, Any]] = []
         self._stopped = False
+        self._sending = 0  # deliveries taken from the queue and not yet logged
         self._thread: threading.Thread | None = None
 
     # -- controls ----------------------------------------------------------------------------------
@@ -159,9 +160,9 @@ class EventFeed:
             return [dict(d) for d in self._log]
 
     def pending(self) -> int:
-        """Deliveries still to send (retries included)."""
+        """Deliveries still to send or being sent (retries included)."""
         with self._lock:
-            return len(self._queue)
+            return len(self._queue) + self._sending
 
     def stop(self) -> None:
         with self._lock:
@@ -219,7 +220,12 @@ class EventFeed:
                     return
                 delivery = heapq.heappop(self._queue)
                 settings = self._settings
-            self._send(delivery, settings)
+                self._sending += 1
+            try:
+                self._send(delivery, settings)
+            finally:
+                with self._lock:
+                    self._sending -= 1
 
     def _send(self, delivery: _Delivery, settings: FeedSettings) -> None:
         if delivery.body is None:
