@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from sandbox import ControlError, Sandbox, events
 from sandbox.events import ORG_ID
@@ -227,3 +228,16 @@ def test_jitter_delivers_out_of_order(rig: Rig) -> None:
 def test_bad_feed_settings_are_refused(rig: Rig) -> None:
     with pytest.raises(ControlError, match="nope: unknown setting; loss_share: bad value"):
         rig.sandbox.configure_events(loss_share=2, nope=1)
+
+
+def test_the_json_control_sets_and_shows_the_webhooks_without_the_bearer(rig: Rig) -> None:
+    control = f"{rig.sandbox.url}/_sandbox/events"
+    answer = requests.post(control, json={"vitally_bearer": VITALLY_SECRET, "loss_share": 0.25}, timeout=10)
+    assert answer.status_code == 200
+    shown = answer.json()
+    assert (shown["settings"]["loss_share"], shown["settings"]["vitally_bearer"]) == (0.25, "***")
+    assert (shown["deliveries"], shown["pending"]) == ([], 0)
+    assert VITALLY_SECRET not in answer.text
+    refused = requests.post(control, json={"duplicate_share": -1}, timeout=10)
+    assert (refused.status_code, refused.json()) == (400, {"error": "duplicate_share: bad value"})
+    assert requests.get(control, timeout=10).json()["settings"]["loss_share"] == 0.25
