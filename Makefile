@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint example bench bench-rules bench-sandbox bench-triage triage-data sandbox clean
+.PHONY: demo test test-fast lint example bench bench-events bench-rules bench-sandbox bench-triage triage-data sandbox clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -35,6 +35,11 @@ example: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/scenarios.py $(BENCH_ARGS)
+	$(BIN)/python bench/events.py
+
+# The webhook path alone (issue 17): latency and requests per event over 200 events each way.
+bench-events: $(STAMP)
+	$(BIN)/python bench/events.py
 
 bench-rules: $(STAMP)
 	$(BIN)/python bench/rule_set.py

@@ -20,7 +20,7 @@ import json
 import re
 import secrets
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -268,6 +268,9 @@ class SalesforceService:
         self._expired: set[str] = set()
         self._cursors: OrderedDict[str, tuple[str, list[dict[str, Any]]]] = OrderedDict()
         self.record_errors: list[RecordErrorRule] = []
+        # Called with each Lead created (the Outbound Messages of `sandbox.events`); it only
+        # queues, so it may run under the sandbox's lock.
+        self.lead_created: Callable[[Mapping[str, Any]], None] | None = None
         self.config = config
 
     @property
@@ -426,6 +429,8 @@ class SalesforceService:
             row["Name"] = _full_name(row)
             table.put(row)
             added.append(row["Id"])
+            if self.lead_created is not None:
+                self.lead_created(row)
         return added
 
     # ------------------------------------------------------------- controls
@@ -1068,6 +1073,8 @@ class SalesforceService:
             merged["Name"] = _full_name(merged)
         undo.append((table, merged["Id"], existing))
         table.put(merged)
+        if created and table.name == "Lead" and self.lead_created is not None:
+            self.lead_created(merged)  # sent later, as the Lead then is: a rolled-back create is never sent
         return _Outcome(merged["Id"], created=created)
 
     def _check_required(

@@ -34,6 +34,9 @@ then closes without answering, `reset` closes the socket at once with a TCP rese
 `drop_response` applies the request and then closes without answering (the write took
 effect but the client never hears so).
 
+    GET|POST /_sandbox/events        {"settings", "deliveries", "pending"} | FeedSettings fields
+                                     ({"vitally_url": ..., "salesforce_url": ..., "duplicate_share": 0.2}):
+                                     the webhooks the services send (`sandbox.events`), off by default
     GET|POST /_sandbox/playbooks     pending delayed Playbook runs | {"run": "due" | "all"}: run them
     POST /_sandbox/segments          {"account", "segment", "present": true|false}: a person adds or
                                      removes a segment in the Vitally app
@@ -42,6 +45,7 @@ effect but the client never hears so).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import random
@@ -60,6 +64,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from sandbox import generator
+from sandbox.events import EventFeed, FeedSettings
 from sandbox.salesforce import SalesforceService
 from sandbox.store import (
     Clock,
@@ -189,6 +194,9 @@ class Sandbox:
         self._calls_base = 0
         self._counters: dict[str, dict[str, int]] = {"vitally": {}, "salesforce": {}}
         self._faults: list[_Fault] = []
+        self._events = EventFeed(self._event_record)
+        self._vitally.segment_added = self._events.segment_added
+        self._salesforce.lead_created = self._events.lead_created
         if seed:
             self.load(seed)
 
@@ -227,7 +235,8 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
-        """Stop serving, drop open keep-alive connections and release the port."""
+        """Stop serving (and sending webhooks), drop open keep-alive connections and release the port."""
+        self._events.stop()
         server = self._server
         if server is None:
             return
@@ -369,6 +378,31 @@ class Sandbox:
         with self._lock:
             self._salesforce.limit_header()  # roll the day first, so the value sticks to today
             self._salesforce.api_used = used
+
+    def configure_events(self, changes: Mapping[str, Any] | None = None, **settings: Any) -> FeedSettings:
+        """Turn the services' webhooks on (a URL each) and set their faults (`sandbox.events`
+        FeedSettings); raises ControlError listing every bad setting."""
+        try:
+            return self._events.configure({**(changes or {}), **settings})
+        except ValueError as exc:
+            raise ControlError(str(exc)) from None
+
+    def event_deliveries(self) -> list[dict[str, Any]]:
+        """Every webhook delivery attempt so far (`EventFeed.deliveries`)."""
+        return self._events.deliveries()
+
+    def events_pending(self) -> int:
+        """Webhook deliveries (and retries) not yet sent."""
+        return self._events.pending()
+
+    def _event_record(self, source: str, record: str) -> dict[str, Any] | None:
+        """The record a webhook is about, as it is now (None when gone)."""
+        with self._lock:
+            if source == "vitally":
+                found = self._vitally.accounts.by_id.get(record)
+            else:
+                found = self._salesforce.tables["lead"].get(record)
+            return copy.deepcopy(found) if found is not None else None
 
     def now(self) -> datetime:
         """The sandbox clock's current time."""
@@ -594,6 +628,8 @@ class Sandbox:
             ("POST", "playbooks"): lambda _, payload: Reply(200, self._playbooks_json(payload)),
             ("POST", "segments"): lambda _, payload: Reply(200, self._segments_json(payload)),
             ("POST", "simulate"): lambda _, payload: Reply(200, self._simulate_json(payload)),
+            ("GET", "events"): lambda *_: Reply(200, self._events_json()),
+            ("POST", "events"): lambda _, payload: Reply(200, self._events_json(payload)),
         }
 
     def _calls_json(self, since: int) -> Reply:
@@ -625,6 +661,14 @@ class Sandbox:
         if not isinstance(present, bool):
             raise ControlError("present: expected true or false")
         return self.set_segment(account, segment, present=present)
+
+    def _events_json(self, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The webhook settings (after applying `payload`), the deliveries so far, how many wait."""
+        settings = self.configure_events(payload) if payload else self._events.settings
+        shown = dataclasses.asdict(settings)
+        if shown["vitally_bearer"] is not None:
+            shown["vitally_bearer"] = "***"
+        return {"settings": shown, "deliveries": self.event_deliveries(), "pending": self.events_pending()}
 
     def _simulate_json(self, payload: dict[str, Any]) -> dict[str, Any]:
         steps, seed = payload.get("steps", 1), payload.get("random_seed", 0)

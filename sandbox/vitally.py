@@ -144,6 +144,9 @@ class VitallyService:
         # Segment memberships by who added them: account id → segment names.
         self._by_playbook: dict[str, set[str]] = {}
         self._by_person: dict[str, set[str]] = {}
+        # Called with (account id, segment name) when an account enters a segment (the webhooks
+        # of `sandbox.events`); it only queues, so it may run under the sandbox's lock.
+        self.segment_added: Callable[[str, str], None] | None = None
 
     # ----------------------------------------------------------------- seeding
 
@@ -276,6 +279,8 @@ class VitallyService:
                 wanted = wanted or name in people
             if wanted and not present:
                 segments.append({"id": segment_id(name), "name": name})
+                if self.segment_added is not None:
+                    self.segment_added(account["id"], name)
             elif present and not wanted:
                 segments = [s for s in segments if not (isinstance(s, dict) and s.get("name") == name)]
         account["segments"] = segments
@@ -338,6 +343,8 @@ class VitallyService:
             people.add(name)
             if not held:
                 segments.append({"id": segment_id(name), "name": name})
+                if self.segment_added is not None:
+                    self.segment_added(account["id"], name)
         else:
             people.discard(name)
             kept = self.config.segment_links and name in self._by_playbook.get(account["id"], set())

@@ -7,20 +7,23 @@ so that planned writes and the state that caused them commit together.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import json
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
 import sqlite_utils
 
 from core.errors import SyncError
+from state.events import EventSource, QueuedEvents
 from state.migrations import MIGRATIONS, migrate
 from state.writes import OutboxRow, OutboxStatus, Owner, OwnerChoice, PlannedWrite, target_of, write_key
 
@@ -136,6 +139,16 @@ def _field(path: str) -> str:
 _SYNC_KEY = _field("'$.Sync_Key__c'")
 
 
+def _only(column: str, values: Sequence[str] | None) -> tuple[str, list[Any]]:
+    """SQL restricting outbox rows to `values` of `record` (or of `column`): "" when None."""
+    if values is None:
+        return "", []
+    return f" AND {column or 'record'} IN ({','.join('?' * len(values))})", list(values)
+
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
 def _json_or_none(value: Mapping[str, Any] | None) -> str | None:
     return None if value is None else json.dumps(value)
 
@@ -209,6 +222,10 @@ class PlanLog(Sequence[PlannedWrite]):
         for write in itertools.islice(self, position, None):
             return write
         raise IndexError(index)
+
+
+def _source(value: object) -> EventSource:
+    return "salesforce" if value == "salesforce" else "vitally"
 
 
 def _choice(row: Mapping[str, Any]) -> OwnerChoice:
@@ -334,8 +351,32 @@ class StateDB:
     def memory(cls) -> StateDB:
         return cls(sqlite_utils.Database(sqlite3.connect(":memory:")))
 
-    def atomic(self) -> AbstractContextManager[sqlite_utils.Database]:
-        return self.db.atomic()
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[sqlite_utils.Database]:
+        """A transaction, committed when the block ends and rolled back when it raises (a
+        savepoint inside one already open). It takes the write lock as it begins (`BEGIN
+        IMMEDIATE`), waiting for it up to the connection's busy timeout: the daemon's event
+        receiver writes to the same file through a connection of its own (`state.events`), and
+        a transaction that read first and wrote later would fail at once with "database is
+        locked" had the receiver committed in between (SQLite cannot upgrade a stale snapshot)."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield self.db
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -372,9 +413,11 @@ class StateDB:
     def account_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM accounts").fetchone()[0])
 
-    def pending_count(self) -> int:
-        """Outbox rows waiting to be sent."""
-        return int(self.db.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0])
+    def pending_count(self, records: Sequence[str] | None = None) -> int:
+        """Outbox rows waiting to be sent (of these records only, when given)."""
+        where, params = _only("", records)
+        query = f"SELECT count(*) FROM outbox WHERE status = 'pending'{where}"
+        return int(self.db.execute(query, params).fetchone()[0])
 
     def outbox_counts(self) -> dict[str, int]:
         """Outbox rows waiting (pending) and refused for good (parked)."""
@@ -386,10 +429,11 @@ class StateDB:
     def mark_account_error(self, account_id: str, error: str) -> None:
         self.db.execute("UPDATE accounts SET error = ? WHERE id = ?", [error, account_id])
 
-    def iter_accounts(self) -> Iterator[tuple[str, str, str | None, int | None]]:
+    def iter_accounts(self, ids: Sequence[str] | None = None) -> Iterator[tuple[str, str, str | None, int | None]]:
         """(id, raw JSON, parse error or None, the run that last read it) for every mirrored
-        account, streamed from the database in id order."""
-        yield from self.db.conn.execute("SELECT id, raw, error, read_run FROM accounts ORDER BY id")
+        account (of `ids` only, when given), streamed from the database in id order."""
+        where, params = ("", []) if ids is None else (f" WHERE id IN ({','.join('?' * len(ids))})", list(ids))
+        yield from self.db.conn.execute(f"SELECT id, raw, error, read_run FROM accounts{where} ORDER BY id", params)
 
     def account_raw(self, account_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT raw FROM accounts WHERE id = ?", [account_id]).fetchone()
@@ -414,6 +458,25 @@ class StateDB:
     def sf_raw(self, sobject: str, record_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT raw FROM sf_records WHERE object = ? AND id = ?", [sobject, record_id]).fetchone()
         return None if row is None else dict(json.loads(row[0]))
+
+    def sf_where(self, sobject: str, field: str, values: Collection[str]) -> list[tuple[str, str, str | None]]:
+        """(id, raw JSON, parse error or None) of the mirrored `sobject` records whose `field`
+        holds one of `values`, in id order: one scan of that object's records, for the few
+        records an event's mini-cycle needs (the whole-mirror passes stream `iter_sf`)."""
+        if not _NAME.fullmatch(field):
+            raise ValueError(f"not a field name: {field!r}")
+        wanted = sorted(set(values))
+        found: list[tuple[str, str, str | None]] = []
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            found.extend(
+                self.db.execute(
+                    f"SELECT id, raw, error FROM sf_records WHERE object = ? AND {_field('?')} "
+                    f"IN ({','.join('?' * len(chunk))})",
+                    [sobject, f"$.{field}", *chunk],
+                )
+            )
+        return sorted(found)
 
     # -- cursors --------------------------------------------------------------------------------
 
@@ -537,6 +600,29 @@ class StateDB:
         )
         yield from (self._row(row) for row in list(rows))
 
+    def unconfirmed_for(self, run_id: int, records: Sequence[str]) -> list[OutboxRow]:
+        """The pending writes `unconfirmed` yields, of these records only, or of the accounts
+        among them (a write's `account`: its linked leads, new lead and tasks): what an event's
+        mini-cycle, which planned only those records, settles."""
+        marks = ",".join("?" * len(records))
+        rows = self.db.query(
+            "SELECT * FROM outbox WHERE status = 'pending' AND coalesce(confirmed_run, run_id) != ? "
+            f"AND (record IN ({marks}) OR account IN ({marks})) ORDER BY id",
+            [run_id, *records, *records],
+        )
+        return [self._row(row) for row in list(rows)]
+
+    def pending_targets(self, records: Sequence[str]) -> list[str]:
+        """The records with pending writes among `records`, or whose writes belong to one of the
+        accounts among them: what an event's mini-cycle sends."""
+        marks = ",".join("?" * len(records))
+        rows = self.db.execute(
+            f"SELECT DISTINCT record FROM outbox WHERE status = 'pending' AND (record IN ({marks}) "
+            f"OR account IN ({marks})) ORDER BY record",
+            [*records, *records],
+        ).fetchall()
+        return [str(record) for (record,) in rows]
+
     def supersede(self, row_ids: Iterable[int], reason: str, at: str) -> None:
         """Never send these pending writes: `reason` says why (kept in `last_error`)."""
         self.db.conn.executemany(
@@ -546,13 +632,22 @@ class StateDB:
         )
 
     def pending_records(
-        self, system: str, after: str = "", limit: int = 500, *, op: str | None = None
+        self,
+        system: str,
+        after: str = "",
+        limit: int = 500,
+        *,
+        op: str | None = None,
+        records: Sequence[str] | None = None,
     ) -> list[list[OutboxRow]]:
-        """The pending writes of `system` (and `op`, if given), grouped by record, for up to
-        `limit` records after `after` in record order: a page of the outbox, so sending 100,000
-        writes never holds them all in memory."""
+        """The pending writes of `system` (and `op`, if given; of `records` only, if given),
+        grouped by record, for up to `limit` records after `after` in record order: a page of the
+        outbox, so sending 100,000 writes never holds them all in memory."""
         where = "status = 'pending' AND system = ?" + ("" if op is None else " AND op = ?")
         params: list[Any] = [system] if op is None else [system, op]
+        only, values = _only("", records)
+        where += only
+        params += values
         records = [
             row[0]
             for row in self.db.execute(
@@ -710,6 +805,62 @@ class StateDB:
             "SELECT user_id, count(*) FROM assignments WHERE pool = ? GROUP BY user_id", [pool]
         ).fetchall()
         return {user: int(count) for user, count in rows}
+
+    def save_member_load(self, counts: Mapping[str, int]) -> None:
+        """Replace the managed-account count of each pool member's email (a whole plan's)."""
+        self.db.execute("DELETE FROM member_load")
+        self.db.conn.executemany("INSERT INTO member_load (email, accounts) VALUES (?, ?)", sorted(counts.items()))
+
+    def member_load(self) -> Counter[str]:
+        """Email → the accounts that member manages, as the last whole plan counted them."""
+        return Counter({str(e): int(n) for e, n in self.db.execute("SELECT email, accounts FROM member_load")})
+
+    # -- events (state.events) ----------------------------------------------------------------
+
+    def pending_events(self, limit: int) -> list[QueuedEvents]:
+        """The records with pending events, up to `limit`, the longest-waiting first."""
+        rows = self.db.execute(
+            "SELECT source, record, max(id), min(received_at), count(*), max(attempts) FROM events "
+            "WHERE status = 'pending' GROUP BY source, record ORDER BY min(id) LIMIT ?",
+            [limit],
+        ).fetchall()
+        return [QueuedEvents(_source(row[0]), str(row[1]), *row[2:]) for row in rows]
+
+    def finish_events(
+        self, queued: Iterable[QueuedEvents], status: str, run_id: int | None, at: str, note: str | None = None
+    ) -> None:
+        """Mark a record's pending events up to `last_id` `done` (or `failed`), with the run that
+        processed them: events that arrived since stay pending."""
+        self.db.conn.executemany(
+            "UPDATE events SET status = ?, run_id = ?, processed_at = ?, attempts = attempts + 1, note = ? "
+            "WHERE status = 'pending' AND source = ? AND record = ? AND id <= ?",
+            ((status, run_id, at, note, q.source, q.record, q.last_id) for q in queued),
+        )
+
+    def retry_events(self, queued: Iterable[QueuedEvents], note: str) -> None:
+        """Count a failed attempt at these events; they stay pending."""
+        self.db.conn.executemany(
+            "UPDATE events SET attempts = attempts + 1, note = ? WHERE status = 'pending' AND source = ? "
+            "AND record = ? AND id <= ?",
+            ((note, q.source, q.record, q.last_id) for q in queued),
+        )
+
+    def purge_events(self, before: str) -> int:
+        """Forget finished events processed before `before` (a repeat delivery of one of them
+        would be processed again: harmless, the mini-cycle reads the record fresh)."""
+        cursor = self.db.execute("DELETE FROM events WHERE status != 'pending' AND processed_at < ?", [before])
+        return int(cursor.rowcount)
+
+    def event_statuses(self, ids: Sequence[int]) -> list[tuple[int, str]]:
+        """(id, status) of these events."""
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(f"SELECT id, status FROM events WHERE id IN ({marks})", list(ids)).fetchall()
+        return [(int(row_id), str(status)) for row_id, status in rows]
+
+    def event_counts(self) -> dict[str, int]:
+        """Events by status."""
+        rows = self.db.execute("SELECT status, count(*) FROM events GROUP BY status").fetchall()
+        return {str(status): int(count) for status, count in rows}
 
     # -- runs -----------------------------------------------------------------------------------
 

@@ -140,7 +140,21 @@ def _v4(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
+def _v5(db: sqlite_utils.Database) -> None:
+    """Event-driven routing (issue 17): the inbox of webhook events, each stored before it is
+    acknowledged (`delivery` identifies one delivery, so a repeat is stored once), and the
+    managed-account count of each pool member's email as the last whole plan found it (the
+    capacity an event's mini-cycle draws owners against)."""
+    db.execute(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, delivery TEXT NOT NULL UNIQUE, source TEXT NOT NULL, "
+        "record TEXT NOT NULL, received_at TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', "
+        "attempts INTEGER NOT NULL DEFAULT 0, run_id INTEGER, processed_at TEXT, note TEXT)"
+    )
+    db.execute("CREATE INDEX events_status ON events (status, id)")
+    db.execute("CREATE TABLE member_load (email TEXT PRIMARY KEY, accounts INTEGER NOT NULL)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
 
 
 def migrate(db: sqlite_utils.Database) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -65,7 +65,11 @@ class Applier:
         write_workers: int,
         clock: Callable[[], datetime],
         hooks: Hooks,
+        records: Sequence[str] | None = None,
+        look: LastLook | None = None,
     ) -> None:
+        """`records`: send the pending writes of these records only (an event's mini-cycle), not
+        the whole outbox; `look`: the last look before writes, when not `LastLook`'s own."""
         self.state = state
         self.vitally = vitally
         self.salesforce = salesforce
@@ -73,14 +77,15 @@ class Applier:
         self.write_workers = write_workers
         self.clock = clock
         self.hooks = hooks
-        self.look = LastLook(state, vitally, salesforce, report, clock)
+        self.records = records
+        self.look = look or LastLook(state, vitally, salesforce, report, clock)
         self._to_send = 0  # pending outbox rows when the apply step began
 
     def run(self) -> None:
         """Send every pending write: one Vitally PUT per account with all its trait changes, tasks
         upserted on their externalId, Salesforce leads in collections of 200. A spent API quota
         ends the step; what was not sent stays pending."""
-        self._to_send = self.state.pending_count()
+        self._to_send = self.state.pending_count(self.records)
         self.hooks.progress("writes sent", 0, self._to_send)
         try:
             self._apply_vitally()
@@ -100,7 +105,7 @@ class Applier:
         with the values it wrote; then the page's tasks, upserted on their externalId."""
         after = ""
         while True:
-            page = self.state.pending_records("vitally", after, PAGE)
+            page = self.state.pending_records("vitally", after, PAGE, records=self.records)
             if not page:
                 return
             after = page[-1][0].write.record
@@ -259,7 +264,7 @@ class Applier:
         for op in ("upsert_lead", "update_lead"):
             after = ""
             while not self.hooks.should_stop():
-                page = self.state.pending_records("salesforce", after, PAGE, op=op)
+                page = self.state.pending_records("salesforce", after, PAGE, op=op, records=self.records)
                 if not page:
                     break
                 after = page[-1][0].write.record

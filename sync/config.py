@@ -52,6 +52,7 @@ from rules.expressions import CompiledTrigger, CustomTrigger, ExpressionError, c
 from rules.policy import ROUTING_RULE_IDS, Policy, Territories
 from rules.round_robin import Member, Pool
 from sync.notify import AlertSettings
+from sync.receiver import EventSettings
 
 __all__ = [
     "Config",
@@ -243,6 +244,7 @@ class Config:
     daemon: DaemonSettings = section(DaemonSettings, "The daemon.", toml="daemon")
     report: ReportSettings = section(ReportSettings, "The report.", toml="report")
     alerts: AlertSettings = section(AlertSettings, "Alerts from the daemon.", toml="alerts")
+    events: EventSettings = section(EventSettings, "Webhooks that route a record within seconds.", toml="events")
     policy: Policy = section(Policy, "Every tunable of the rules.", toml="rules")
     source: Path | None = None
     custom_triggers: tuple[CompiledTrigger, ...] = ()
@@ -731,6 +733,22 @@ def _alerts(reader: _Reader, alerts: AlertSettings) -> None:
             reader.problem(_key("alerts", name), "expected an https:// URL (http:// only on loopback); not shown")
 
 
+_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]{24,}")
+
+
+def _events(reader: _Reader, events: EventSettings) -> None:
+    """Each webhook secret: long enough, and spelled so it can sit in a URL's path as it is (the
+    problem never shows it); Salesforce's needs the org id its messages must carry."""
+    for name in ("vitally_secret", "salesforce_secret"):
+        value = getattr(events, name)
+        if value is not None and not _URL_SAFE.fullmatch(value):
+            reader.problem(
+                _key("events", name), "expected at least 24 letters, digits, '.', '_', '~' or '-' (not shown)"
+            )
+    if events.salesforce_secret is not None and events.salesforce_org_id is None:
+        reader.problem("events.salesforce_org_id", "required with salesforce_secret (the org whose messages count)")
+
+
 def _policy_section(reader: _Reader, path: str, cls: type[S]) -> S:
     """One `[rules.*]` table, with its fields that live elsewhere in the file (`Setting.toml`)."""
     found = reader.section(path, cls) or cls()
@@ -871,6 +889,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
     sections: dict[str, Any] = {name: reader.section(path, cls) or cls() for name, (path, cls) in SECTIONS.items()}
     _services(reader, sections)
     _alerts(reader, sections["alerts"])
+    _events(reader, sections["events"])
     policy = _policy(reader)
     custom = _custom_triggers(reader, policy)
     pools = _pools(reader, policy.territories)

@@ -38,9 +38,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any, TextIO
+from wsgiref.types import WSGIApplication
 
 import schedule
 
@@ -56,11 +57,15 @@ from core.errors import (
     UnreachableError,
 )
 from state import StateDB, StateLock
+from state.events import EventInbox, QueuedEvents
 from sync.app import Sleep
 from sync.config import Config
 from sync.cycle import run_cycle
 from sync.health import OUTCOMES, Health, HealthServer, Outcome, serve
+from sync.minicycle import run_mini_cycle
 from sync.notify import Notifier
+from sync.receiver import EventMetrics, Receiver
+from sync.vocabulary import iso
 from sync.watch import CycleWatch
 
 __all__ = ["run_daemon"]
@@ -145,13 +150,16 @@ def _finished_run(state: StateDB, run_id: int | None) -> tuple[Outcome, dict[str
     return outcome, {str(k): int(v) for k, v in latest[0]["counts"].items()}
 
 
-def _serve_health(health: Health, config: Config, log: _JsonLog) -> HealthServer | None:
-    """Serve /healthz and /metrics unless `health_port` is 0; a bind error is logged, not fatal."""
+def _serve_health(
+    health: Health, config: Config, log: _JsonLog, events: WSGIApplication | None = None
+) -> HealthServer | None:
+    """Serve /healthz and /metrics (and the event receiver, when configured) unless `health_port`
+    is 0; a bind error is logged, not fatal."""
     if not config.health_port:
         return None
     where = {"host": config.health_host, "port": config.health_port}
     try:
-        server = serve(health, config.health_host, config.health_port)
+        server = serve(health, config.health_host, config.health_port, events)
     except OSError as exc:
         log("health_unavailable", {**where, "error": str(exc)})
         return None
@@ -238,6 +246,96 @@ class _Cycles:
         self.notifier.cycle_done(run_log.run_id, outcome, counts, error_kind=error_kind, outbox=outbox)
 
 
+class _Events:
+    """The event receiver (`sync.receiver`, on the health listener) and the mini-cycles that
+    process what it stored (`sync.minicycle`), run by the daemon's main thread between cycles:
+    one writer to the state at a time. Events wait until a cycle has read the services once (the
+    mirror and the pools' capacity counts the mini-cycles plan against). A batch that fails is
+    retried after a pause that doubles (1 s to a minute); events are kept a week after they were
+    processed (Salesforce may repeat a delivery for 24 hours)."""
+
+    def __init__(
+        self, config: Config, state: StateDB, cycles: _Cycles, log: _JsonLog, should_stop: Callable[[], bool]
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.cycles = cycles
+        self.log = log
+        self.should_stop = should_stop
+        self.wake = threading.Event()
+        self.metrics = EventMetrics(cycles.health.registry)
+        self._pause = 0.0
+        self._retry_at = 0.0
+        self.inbox: EventInbox | None = None
+        self.app: Receiver | None = None
+        if config.events.enabled:
+            self.inbox = EventInbox(config.state_path, wait_seconds=config.events.queue_wait_seconds)
+            self.app = Receiver(config.events, self.inbox, log, wake=self.wake.set, metrics=self.metrics)
+
+    def wait(self, seconds: float) -> None:
+        """Nap until `seconds` pass or the receiver stores an event."""
+        self.wake.wait(seconds)
+
+    def process(self) -> None:
+        """Mini-cycles for the stored events, a batch at a time, until none is left (or a stop
+        is asked, or a batch failed: it is tried again after the pause)."""
+        if self.app is None or time.monotonic() < self._retry_at:
+            return
+        if self.state.cursor("vitally.accounts") is None:
+            return  # no cycle has read the services yet: the events wait for one
+        self.wake.clear()
+        while not self.should_stop():
+            queued = self.state.pending_events(self.config.events.batch)
+            if not queued or not self._batch(queued):
+                return
+
+    def _batch(self, queued: list[QueuedEvents]) -> bool:
+        cycles = self.cycles
+        try:
+            report = run_mini_cycle(
+                self.config,
+                self.state,
+                cycles.vitally,
+                cycles.salesforce,
+                queued,
+                clock=_wall_clock,
+                log=self.log,
+                should_stop=self.should_stop,
+            )
+        except Exception as exc:  # like a failed cycle: logged, retried, never the end of the loop
+            self._pause = min(60.0, max(1.0, 2 * self._pause))
+            self._retry_at = time.monotonic() + self._pause
+            error = str(exc) if isinstance(exc, AuthError) else f"{type(exc).__name__}: {exc}"
+            self.log("event_cycle_failed", {"error": error, "kind": _error_kind(exc), "retry_seconds": self._pause})
+            self._counted(queued, "failed")
+            return False
+        self._pause = 0.0
+        cycles.health.add_writes(report.counts)
+        usage = _api_usage(cycles.vitally, cycles.salesforce)
+        cycles.health.record_state(outbox=self.state.outbox_counts(), api_usage=usage)
+        self._counted(queued, "done")
+        return True
+
+    def _counted(self, queued: list[QueuedEvents], outcome: str) -> None:
+        """Count the records whose events just ended (`failed` only once given up)."""
+        statuses = dict(self.state.event_statuses([q.last_id for q in queued]))
+        for q in queued:
+            status = statuses.get(q.last_id)
+            if status in ("done", "failed") and (outcome == "done" or status == "failed"):
+                self.metrics.processed.labels(q.source, status).inc()
+
+    def after_cycle(self) -> None:
+        """Forget events processed more than a week ago."""
+        if self.app is not None:
+            week_ago = datetime.now(UTC) - timedelta(days=7)
+            with self.state.atomic():
+                self.state.purge_events(iso(week_ago))
+
+    def close(self) -> None:
+        if self.inbox is not None:
+            self.inbox.close()
+
+
 def _stop_watchdog(
     signalled: list[float], finished: threading.Event, log: _JsonLog, exit_now: Callable[[int], None]
 ) -> None:
@@ -290,24 +388,32 @@ def _serve(config: Config, log: _JsonLog, should_stop: Callable[[], bool], max_c
     with StateLock(config.state_path):
         state = StateDB.open(config.state_path)
         cycle = _Cycles(config, state, log, should_stop, sleep)
+        events = _Events(config, state, cycle, log, should_stop)
         stats, health = cycle.stats, cycle.health
+
+        def scheduled() -> None:
+            cycle()
+            events.after_cycle()
+
         scheduler = schedule.Scheduler()
-        scheduler.every(max(1, round(config.interval_seconds))).seconds.do(cycle)
+        scheduler.every(max(1, round(config.interval_seconds))).seconds.do(scheduled)
         log("daemon_started", {"interval_seconds": config.interval_seconds, "state": str(config.state_path)})
-        server = _serve_health(health, config, log)
+        server = _serve_health(health, config, log, events.app)
         try:
             health.record_state(outbox=state.outbox_counts(), api_usage={})  # what an earlier run left
-            cycle()
+            scheduled()
             while not should_stop() and (max_cycles is None or stats["cycles"] < max_cycles):
                 scheduler.run_pending()
+                events.process()  # between cycles, in this thread: one writer to the state at a time
                 health.progressed()  # the loop is alive between cycles (/livez)
                 idle = scheduler.idle_seconds
-                # A signal does not cut a sleep short (PEP 475): short naps bound how late it is seen.
-                time.sleep(min(_NAP_SECONDS, max(idle or 0.0, 0.05)))
+                # A signal does not cut a nap short (PEP 475): short naps bound how late it is seen.
+                events.wait(min(_NAP_SECONDS, max(idle or 0.0, 0.05)))
         finally:
             cycle.notifier.close()
             if server is not None:
                 server.close()
+            events.close()
             state.close()
     log("daemon_stopped", stats)
     return 0

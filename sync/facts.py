@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar
@@ -18,11 +18,19 @@ from state import StateDB
 __all__ = ["SalesforceFacts"]
 
 T = TypeVar("T")
+_DISQUALIFIED = ("Disqualified", "Unqualified")
 
 
 def _parsed(state: StateDB, sobject: str, parse: Callable[[dict[str, Any]], T]) -> Iterator[tuple[T, dict[str, Any]]]:
     """The mirror's well-formed records of one object, parsed (malformed ones were reported when read)."""
-    for _id, raw, error in state.iter_sf(sobject):
+    return _rows(state.iter_sf(sobject), parse)
+
+
+def _rows(
+    rows: Iterable[tuple[str, str, str | None]], parse: Callable[[dict[str, Any]], T]
+) -> Iterator[tuple[T, dict[str, Any]]]:
+    """Mirrored `(id, raw, error)` rows, the well-formed ones parsed."""
+    for _id, raw, error in rows:
         if error:
             continue
         record = json.loads(raw)
@@ -48,6 +56,8 @@ class SalesforceFacts:
     _disqualified_by_company: dict[str, date] = field(default_factory=dict)
     # Vitally account id -> {Id of a lead crm-sync created: the OwnerId crm-sync gave it}.
     _assigned_by_account: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
+    # `load_for`'s leads (linked to its accounts, or named), with their fields; None after `load`.
+    _scoped: list[tuple[Lead, dict[str, Any]]] | None = None
 
     @classmethod
     def load(cls, state: StateDB) -> SalesforceFacts:
@@ -68,12 +78,51 @@ class SalesforceFacts:
             if lead.vitally_account_id:
                 facts._leads_by_account[lead.vitally_account_id].append(lead)
                 facts._remember_assignment(lead, written)
-            if lead.company and (lead.status or "") in ("Disqualified", "Unqualified"):
-                # Salesforce keeps no disqualification date on a Lead; its last change is the best proxy.
-                key = lead.company.casefold()
-                day = lead.system_modstamp.date()
-                facts._disqualified_by_company[key] = max(day, facts._disqualified_by_company.get(key, day))
+            facts._disqualified(lead)
         return facts
+
+    @classmethod
+    def load_for(cls, state: StateDB, account_ids: Collection[str], lead_ids: Collection[str] = ()) -> SalesforceFacts:
+        """The facts `load` would give about these accounts and leads, read from the mirror for
+        them alone (an event's mini-cycle): `context_for` each of the accounts and
+        `company_disqualified_at` each lead's company answer as after `load`, and `iter_leads`
+        yields the accounts' linked leads and the leads named, in id order."""
+        scoped: list[tuple[Lead, dict[str, Any]]] = []
+        facts = cls(state, _scoped=scoped)
+        for user, _ in _parsed(state, "User", parse_user):
+            facts.users[user.id] = user
+        vitally_of_sf_account = {
+            account.id: account.vitally_account_id
+            for account, _ in _rows(state.sf_where("Account", "Vitally_Account_Id__c", account_ids), parse_sf_account)
+            if account.vitally_account_id
+        }
+        opportunities = state.sf_where("Opportunity", "AccountId", vitally_of_sf_account)
+        for opportunity, _ in _rows(opportunities, parse_opportunity):
+            vitally_id = vitally_of_sf_account.get(opportunity.account_id or "")
+            if vitally_id:
+                facts._opps_by_account[vitally_id].append(opportunity)
+        linked = state.sf_where("Lead", "Vitally_Account_Id__c", account_ids)
+        named = state.sf_where("Lead", "Id", lead_ids)
+        written = state.last_written("salesforce")
+        for lead, raw in _rows(sorted({row[0]: row for row in [*linked, *named]}.values()), parse_lead):
+            scoped.append((lead, raw))
+            if lead.vitally_account_id:
+                facts._leads_by_account[lead.vitally_account_id].append(lead)
+                facts._remember_assignment(lead, written)
+        companies = {lead.company.casefold() for lead, _ in scoped if lead.company}
+        for lead, _ in _rows(state.sf_where("Lead", "Status", _DISQUALIFIED), parse_lead):
+            if lead.company and lead.company.casefold() in companies:
+                facts._disqualified(lead)
+        return facts
+
+    def _disqualified(self, lead: Lead) -> None:
+        """Remember a disqualified lead's company (`company_disqualified_at`)."""
+        if not lead.company or (lead.status or "") not in _DISQUALIFIED:
+            return
+        # Salesforce keeps no disqualification date on a Lead; its last change is the best proxy.
+        key = lead.company.casefold()
+        day = lead.system_modstamp.date()
+        self._disqualified_by_company[key] = max(day, self._disqualified_by_company.get(key, day))
 
     def _remember_assignment(self, lead: Lead, written: Mapping[tuple[str, str], Any]) -> None:
         """The owner crm-sync gave a lead it created (upserted on its Sync_Key__c), so a rule can
@@ -105,7 +154,9 @@ class SalesforceFacts:
 
     def iter_leads(self) -> Iterator[tuple[Lead, dict[str, Any]]]:
         """Every well-formed lead of the mirror with its fields as Salesforce last showed them
-        (for diffs), streamed."""
+        (for diffs), streamed; for facts of `load_for`, the leads it read."""
+        if self._scoped is not None:
+            return iter(list(self._scoped))
         return _parsed(self.state, "Lead", parse_lead)
 
     def context_for(self, account_id: str) -> AccountContext:

@@ -13,7 +13,8 @@ It is narrowed as far as the services allow:
   write would cost a request per lead instead of one per 200. New leads need no look: their key
   is crm-sync's own and did not exist when the cycle read the leads.
 - **Vitally** has no conditional PUT and no "changed since" filter, and a GET before each PUT
-  would double the write requests. Instead, before every `RECHECK_EVERY` (50) account PUTs, the
+  would double a cycle's write requests. Instead (an event's mini-cycle, which writes a few
+  accounts read moments before, does GET each one: `read_account`), before every `RECHECK_EVERY` (50) account PUTs, the
   accounts list is read newest-first down to the previous look, usually one page (the echoes of
   the previous 50 PUTs), and each account a person changed since is checked. What remains is at
   most those 50 PUTs: about 3 s at Vitally's rate limit (1,000 requests a minute).
@@ -55,9 +56,14 @@ class LastLook:
         salesforce: SalesforcePort | None,
         report: CycleReport,
         clock: Callable[[], datetime],
+        read_account: Callable[[str], Mapping[str, Any] | None] | None = None,
     ) -> None:
+        """`read_account(id)`: look at Vitally accounts one by one (an event's mini-cycle, which
+        writes a few accounts read moments before) instead of listing every account changed since
+        the cycle's read (None when the account is gone)."""
         self.state = state
         self._vitally = vitally
+        self._read_account = read_account
         self._salesforce = salesforce
         self.report = report
         self.clock = clock
@@ -75,6 +81,9 @@ class LastLook:
         """Look at the accounts changed since the previous look; drop from `groups` the writes a
         person overtook (and those already done). One page of the accounts list, newest first,
         unless more accounts changed since."""
+        if self._read_account is not None:
+            self._accounts_by_id(groups)
+            return
         if self._watermark is None:
             return  # this cycle read no account: there is nothing to write either
         changed: dict[str, dict[str, Any]] = {}
@@ -96,6 +105,20 @@ class LastLook:
             (record, _traits(raw)) for record, raw in changed.items() if held.get(record) != raw["updatedAt"]
         )
         fresh = {record: traits for record, traits in self._changed.items() if record in groups}
+        self._check(groups, fresh, exempt=frozenset())
+
+    def _accounts_by_id(self, groups: _Groups) -> None:
+        """Read each account about to be written again; a gone account's writes are held."""
+        assert self._read_account is not None
+        fresh: dict[str, Mapping[str, Any]] = {}
+        gone: set[str] = set()
+        for record in list(groups):
+            raw = self._read_account(record)
+            if raw is None:
+                gone.add(record)
+            else:
+                fresh[record] = _traits(raw)
+        _hold(groups, gone)
         self._check(groups, fresh, exempt=frozenset())
 
     # -- Salesforce leads -----------------------------------------------------------------------

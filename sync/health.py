@@ -366,14 +366,17 @@ def _iso(unix_seconds: float) -> str:
     return datetime.fromtimestamp(unix_seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def make_app(health: Health) -> WSGIApplication:
+def make_app(health: Health, events: WSGIApplication | None = None) -> WSGIApplication:
     """The WSGI application: GET `/healthz` and `/livez` (JSON) and `/metrics` (prometheus_client's
-    own exposition, which also speaks OpenMetrics when asked); 404 elsewhere, 405 for other methods."""
+    own exposition, which also speaks OpenMetrics when asked); `/events/…` to `events` (the
+    receiver, `sync.receiver`) when given; 404 elsewhere, 405 for other methods."""
     metrics = cast(WSGIApplication, make_wsgi_app(health.registry))
     checks = {"/healthz": health.check, "/livez": health.live}
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if events is not None and path.startswith("/events/"):
+            return events(environ, start_response)
         if path not in ("/healthz", "/livez", "/metrics"):
             return _reply(start_response, "404 Not Found", {"error": "not found"})
         if environ.get("REQUEST_METHOD") != "GET":
@@ -443,9 +446,11 @@ class HealthServer:
         self._thread.join()
 
 
-def serve(health: Health, host: str, port: int) -> HealthServer:
-    """Bind `host:port` (a loopback address: the config allows no other) and serve `health`
-    from a daemon thread. Raises OSError when the port cannot be bound, e.g. it is busy."""
+def serve(health: Health, host: str, port: int, events: WSGIApplication | None = None) -> HealthServer:
+    """Bind `host:port` (`[daemon] health_host`: loopback, or every interface of a private network)
+    and serve `health` (and `events`, see `make_app`) from a daemon thread. Raises OSError when
+    the port cannot be bound, e.g. it is busy."""
     server_class = _Server6 if ":" in host else _Server
-    server = make_server(host, port, make_app(health), server_class=server_class, handler_class=_QuietHandler)
+    app = make_app(health, events)
+    server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
     return HealthServer(server)

@@ -22,7 +22,7 @@ from core.records import parse_lead, parse_opportunity, parse_sf_account, parse_
 from state import StateDB
 from sync.vocabulary import PAGE, CycleReport, Hooks, detached, iso
 
-__all__ = ["SF_OBJECTS", "ingest", "sf_objects"]
+__all__ = ["SF_OBJECTS", "ingest", "mirror_accounts", "mirror_sf", "sf_objects"]
 
 # Salesforce objects mirrored each cycle and the fields read (data-model.md).
 SF_OBJECTS: Mapping[str, tuple[str, ...]] = {
@@ -72,6 +72,23 @@ def ingest(
     reader.vitally(vitally)
     if salesforce is not None:
         reader.salesforce(salesforce, lookback_seconds, objects)
+
+
+def mirror_accounts(
+    state: StateDB, records: list[dict[str, Any] | Unreadable], *, report: CycleReport, hooks: Hooks
+) -> None:
+    """Accounts read outside `ingest` (an event's mini-cycle reads them by id) into the mirror,
+    as `ingest` stores a page of them (unchanged versions dropped, unreadable ones reported);
+    no cursor moves."""
+    _Reader(state, report, hooks)._store_accounts(records)
+
+
+def mirror_sf(
+    state: StateDB, sobject: str, records: list[dict[str, Any] | Unreadable], *, report: CycleReport, hooks: Hooks
+) -> None:
+    """Salesforce records read outside `ingest` into the mirror, as `ingest` stores a page of
+    them; no cursor moves."""
+    _Reader(state, report, hooks)._store_sf(sobject, records, None)
 
 
 def _later(first: str | None, second: str | None) -> str | None:

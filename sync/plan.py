@@ -29,7 +29,7 @@ person's, a conflict reported once and left alone unless the config says otherwi
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -120,11 +120,38 @@ class Planner:
         """Plan every record, queue the plan, and remember the decisions, record errors and
         conflicts, in the caller's transaction."""
         facts = SalesforceFacts.load(self.state)
-        self._last_vitally = self.state.last_written("vitally")
-        self._last_salesforce = self.state.last_written("salesforce")
-        decider = Decider.of(self.config, facts, self.now)
+        decider = self._begin(facts)
         self._plan_linked_leads(facts, decider)
         waiting = self._plan_accounts(decider)
+        self.state.save_member_load(waiting.managed_by_email)  # what an event's mini-cycle draws against
+        owners = self._draw_owners(waiting, facts)
+        self._plan_leads(facts, decider, owners)
+        self._finish(owners, lambda: self.state.unconfirmed(self.report.run_id), close_unseen=True)
+
+    def run_for(self, facts: SalesforceFacts, accounts: Sequence[Account]) -> None:
+        """Plan these accounts and the leads of `facts` only (an event's mini-cycle,
+        `sync.minicycle`), exactly as `run` plans them: `facts` holds their Salesforce records
+        (`SalesforceFacts.load_for`), the pool members' capacity counts are the last whole plan's.
+        Only the pending writes of these records (and of these accounts' leads and tasks) are
+        settled; conflicts of other records stay open."""
+        decider = self._begin(facts)
+        self._plan_linked_leads(facts, decider)
+        waiting = _Waiting(managed_by_email=self.state.member_load())
+        for account in accounts:
+            self._judge_account(account, decider, waiting)
+        owners = self._draw_owners(waiting, facts)
+        self._plan_leads(facts, decider, owners)
+        records = [account.id for account in accounts] + [lead.id for lead, _ in facts.iter_leads()]
+        self._finish(owners, lambda: self.state.unconfirmed_for(self.report.run_id, records), close_unseen=False)
+
+    def _begin(self, facts: SalesforceFacts) -> Decider:
+        self._last_vitally = self.state.last_written("vitally")
+        self._last_salesforce = self.state.last_written("salesforce")
+        return Decider.of(self.config, facts, self.now)
+
+    def _draw_owners(self, waiting: _Waiting, facts: SalesforceFacts) -> Owners:
+        """Owners for the routed accounts' new leads and the onboarding specialists, drawn in
+        account-id order once every account was judged."""
         inactive = frozenset(user.id for user in facts.users.values() if not user.is_active)
         owners = Owners(
             self.config, self.state, inactive, waiting.managed_by_email, self.report.run_id, iso(self.clock())
@@ -133,13 +160,17 @@ class Planner:
             self._plan_new_lead(routed, facts, owners)
         for onboarding in sorted(waiting.onboarding, key=lambda o: o.account_id):
             self._plan_specialist(onboarding, owners)
-        self._plan_leads(facts, decider, owners)
+        return owners
+
+    def _finish(self, owners: Owners, unconfirmed: Callable[[], Iterable[OutboxRow]], *, close_unseen: bool) -> None:
+        """Queue the rest of the plan, settle the `unconfirmed` writes (read once the plan is
+        queued) and remember what the plan found."""
         self.report.fallbacks.extend(owners.fallbacks)
         self.plan.flush()
         self.report.counts["queued"] = self.plan.queued
         if not self.report.dry_run:
-            self._settle_unconfirmed()
-        self._remember()
+            self._settle_unconfirmed(unconfirmed())
+        self._remember(close_unseen=close_unseen)
 
     # -- the passes -----------------------------------------------------------------------------
 
@@ -161,32 +192,36 @@ class Planner:
     def _plan_accounts(self, decider: Decider) -> _Waiting:
         counts = self.report.counts
         waiting = _Waiting()
-        owned_segments = self.config.policy.guards.owned_segments
         mirrored = self.state.account_count()
-        tam_role = self.config.policy.lifecycle.tam_role
         for account in iter_accounts(self.state, self.config, self.report):
-            counts["accounts_evaluated"] += 1
+            self._judge_account(account, decider, waiting)
             if counts["accounts_evaluated"] % PAGE == 0:
                 self.progress("accounts evaluated", counts["accounts_evaluated"], mirrored)
-            if account.churned_at is not None:
-                # A churned account leaves every book: no rule fires on it, nothing is written to
-                # it (not even a segment crm-sync once managed), it counts toward nobody's capacity.
-                counts["accounts_churned"] += 1
-                continue
-            decisions = decider.account(account, full=False)
-            # A custom trigger that could not be evaluated for this account (`review`, not fired)
-            # is skipped for it and reported; the cycle goes on.
-            for decision in decisions:
-                if decision.review and not decision.fired:
-                    self.report.rule_error(decision)
-            self._keep_decisions(d for d in decisions if d.fired or d.guarded_by or d.review)
-            self._plan_account(account, decisions, partial(decider.account, account))
-            tam_email = account.role_emails.get(tam_role)
-            if tam_email is not None and any(s in account.segments for s in owned_segments):
-                waiting.managed_by_email[tam_email] += 1
-            self._wait_for_owners(account, decisions, waiting, decider)
         self.progress("accounts evaluated", counts["accounts_evaluated"], mirrored)
         return waiting
+
+    def _judge_account(self, account: Account, decider: Decider, waiting: _Waiting) -> None:
+        """Decide one account, plan its own writes, and keep what the owners' pass needs of it."""
+        counts = self.report.counts
+        counts["accounts_evaluated"] += 1
+        if account.churned_at is not None:
+            # A churned account leaves every book: no rule fires on it, nothing is written to
+            # it (not even a segment crm-sync once managed), it counts toward nobody's capacity.
+            counts["accounts_churned"] += 1
+            return
+        decisions = decider.account(account, full=False)
+        # A custom trigger that could not be evaluated for this account (`review`, not fired)
+        # is skipped for it and reported; the cycle goes on.
+        for decision in decisions:
+            if decision.review and not decision.fired:
+                self.report.rule_error(decision)
+        self._keep_decisions(d for d in decisions if d.fired or d.guarded_by or d.review)
+        self._plan_account(account, decisions, partial(decider.account, account))
+        policy = self.config.policy
+        tam_email = account.role_emails.get(policy.lifecycle.tam_role)
+        if tam_email is not None and any(s in account.segments for s in policy.guards.owned_segments):
+            waiting.managed_by_email[tam_email] += 1
+        self._wait_for_owners(account, decisions, waiting, decider)
 
     def _wait_for_owners(
         self, account: Account, decisions: list[Decision], waiting: _Waiting, decider: Decider
@@ -398,12 +433,12 @@ class Planner:
 
     # -- settling earlier cycles' writes --------------------------------------------------------
 
-    def _settle_unconfirmed(self) -> None:
-        """Writes queued by earlier cycles that this plan did not want again are never sent as
-        they are: done when their values are already there (the send took effect, its answer was
-        lost), else dropped; a person's change that one would have undone is a conflict."""
+    def _settle_unconfirmed(self, rows: Iterable[OutboxRow]) -> None:
+        """Writes queued by earlier cycles that this plan did not want again (`rows`) are never
+        sent as they are: done when their values are already there (the send took effect, its
+        answer was lost), else dropped; a person's change that one would have undone is a conflict."""
         at = iso(self.clock())
-        for row in self.state.unconfirmed(self.report.run_id):
+        for row in rows:
             current = self._target_now(row.write)
             if current is None:
                 self._drop(row, "not planned again: the rules no longer want it", at)
@@ -469,7 +504,7 @@ class Planner:
             )
         report.decisions.clear()
 
-    def _remember(self) -> None:
+    def _remember(self, *, close_unseen: bool) -> None:
         report = self.report
         report.counts["planned"] = len(report.plan)
         report.counts["record_errors"] = len(report.record_errors)
@@ -481,4 +516,4 @@ class Planner:
                 for e in report.record_errors
             ),
         )
-        self.conflicts.save(close_unseen=True)
+        self.conflicts.save(close_unseen=close_unseen)

@@ -1,0 +1,275 @@
+"""Route in seconds (issue 17): latency and requests of the webhook path, measured end to end.
+
+Usage:
+    make bench                                  # runs this after bench/scenarios.py
+    .venv/bin/python bench/events.py --events 200
+
+The sandbox runs in this process and sends its own webhooks (`sandbox.events`) to the real daemon,
+started through its CLI in a subprocess (`python -m sync daemon`) with an interval of an hour:
+after its first cycle only the event path routes anything. Two measures, `--events` each, one
+event at a time (each waits for the previous to be fully processed, so a figure is one event's,
+not a queue's):
+
+    segment added → lead owned    a person adds "AM referral" to a Vitally account; until the
+                                  crm-sync lead with that account's Sync_Key__c exists with an owner
+    inbound lead → owner set      a web-to-lead Lead arrives unowned; until it has an owner
+
+Timed from the change in the sandbox to the moment the sandbox holds the result (polled every
+millisecond), so the webhook's delivery is included; the Playbook's own delay in Vitally (it runs
+about hourly) is not: see the README. Requests are the API calls the sandbox logged while the
+change was processed, minus the write requests (the records it writes), per change and per webhook
+delivered: a change whose writes make Vitally send another webhook costs that webhook's reads too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sandbox import Sandbox
+from sandbox.events import ORG_ID
+from sync.config import example_against
+
+ROOT = Path(__file__).resolve().parent.parent
+WRITES = frozenset({"PUT", "PATCH", "POST", "DELETE"})
+VITALLY_SECRET = "bench-vitally-webhook-secret-0123456789"
+SF_SECRET = "bench-salesforce-om-secret-0123456789"
+GOAL_SECONDS = 5.0
+GOAL_REQUESTS = 3
+
+
+def machine() -> str:
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass  # not Linux
+    return f"{platform.node()}: {model}, {os.cpu_count()} cores; Python {platform.python_version()}"
+
+
+def _seed(accounts: int) -> dict[str, Any]:
+    pools = example_against("http://127.0.0.1:1").pools
+    users = sorted({m.user_id: m.name for pool in pools.values() for m in pool.members}.items())
+    return {
+        "vitally": {
+            "accounts": [
+                {
+                    "id": f"acc_{i:05d}",
+                    "externalId": f"org_{i}",
+                    "name": f"Company {i}",
+                    "createdAt": "2025-01-01T00:00:00.000Z",
+                    "updatedAt": "2026-11-20T09:00:00.000Z",
+                    "mrr": 300,
+                    "traits": {"country": "US", "users_by_country": {"US": 3}},
+                    "keyRoles": [],
+                    "segments": [],
+                }
+                for i in range(accounts)
+            ]
+        },
+        "salesforce": {
+            "User": [{"Id": u, "Name": name, "Email": f"{u}@example.com", "IsActive": True} for u, name in users],
+            "Lead": [],
+        },
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Daemon:
+    config: Path
+    state: Path
+    port: int
+    process: subprocess.Popen[str] | None = None
+
+    @classmethod
+    def configured(cls, sandbox: Sandbox, directory: Path) -> Daemon:
+        port = _free_port()
+        text = (ROOT / "config.example.toml").read_text().replace("http://127.0.0.1:8765", sandbox.url)
+        text = text.replace("health_port = 9465", f"health_port = {port}")
+        text = text.replace("interval_seconds = 900", "interval_seconds = 3600")
+        text = text.replace('# salesforce_org_id = "00D000000000001EAA"', f'salesforce_org_id = "{ORG_ID}"')
+        for name in ("vitally_secret_env", "salesforce_secret_env"):
+            text = text.replace(f"# {name} = ", f"{name} = ")
+        config = directory / "config.toml"
+        config.write_text(text)
+        return cls(config, directory / "state.db", port)
+
+    def start(self, log: Path) -> None:
+        env = {
+            **os.environ,
+            "CRM_SYNC_VITALLY_WEBHOOK_SECRET": VITALLY_SECRET,
+            "CRM_SYNC_SALESFORCE_OM_SECRET": SF_SECRET,
+        }
+        command = [sys.executable, "-m", "sync", "--config", str(self.config), "--state", str(self.state), "daemon"]
+        with log.open("w") as err:
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=err, text=True, cwd=ROOT, env=env
+            )
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=60)
+
+    def one(self, sql: str) -> Any:
+        db = sqlite3.connect(self.state, timeout=30)
+        try:
+            row = db.execute(sql).fetchone()
+            return row[0] if row else None
+        except sqlite3.OperationalError:
+            return None
+        finally:
+            db.close()
+
+    def idle(self) -> bool:
+        """No event waiting and no run unfinished."""
+        pending = self.one("SELECT count(*) FROM events WHERE status = 'pending'")
+        running = self.one("SELECT count(*) FROM runs WHERE finished_at IS NULL")
+        return bool(pending == 0 and running == 0)
+
+
+def _until(check: Callable[[], bool], what: str, seconds: float = 60, poll: float = 0.001) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(poll)
+
+
+def _lead_owned(sandbox: Sandbox, field: str, value: str) -> bool:
+    with sandbox._lock:
+        table = sandbox._salesforce.tables["lead"]
+        ids = [value] if field == "Id" else table.lookup(field, value)
+        return any(bool((table.get(i) or {}).get("OwnerId")) for i in ids)
+
+
+@dataclass
+class Sample:
+    seconds: float
+    reads: int
+    writes: int
+    webhooks: int  # deliveries acknowledged: the change's own, and any its writes caused
+
+
+def _measure(sandbox: Sandbox, daemon: Daemon, change: Callable[[], tuple[str, str]], what: str) -> Sample:
+    """One event: make the change, time it until the lead is owned, then wait until the daemon is
+    idle and count the requests it made for it."""
+    first, sent = sandbox.calls_total(), len(sandbox.event_deliveries())
+    started = time.perf_counter()
+    field, value = change()
+    _until(lambda: _lead_owned(sandbox, field, value), what)
+    elapsed = time.perf_counter() - started
+    _until(lambda: sandbox.events_pending() == 0 and daemon.idle(), "the daemon idle", poll=0.01)
+    calls = sandbox.calls(first)
+    writes = sum(1 for c in calls if c["method"] in WRITES)
+    webhooks = sum(1 for d in sandbox.event_deliveries()[sent:] if d.get("acknowledged"))
+    return Sample(elapsed, len(calls) - writes, writes, webhooks)
+
+
+def _web_to_lead(sandbox: Sandbox, index: int) -> tuple[str, str]:
+    row = {
+        "LastName": f"Doe {index}",
+        "Company": f"Inbound {index}",
+        "LeadSource": "Demo request",
+        "Country": "US",
+        "Status": "Open - Not Contacted",
+        "Email": f"jane{index}@northwind{index}.com",
+        "Form_Text__c": "We would like a demo for our data team of 40 engineers.",
+    }
+    with sandbox._lock:
+        [lead] = sandbox._salesforce.add_leads([row], owner_ids=[])
+    return "Id", lead
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered) + 0.5) - 1))]
+
+
+def _row(name: str, samples: list[Sample]) -> str:
+    seconds = [s.seconds for s in samples]
+    reads = [s.reads for s in samples]
+    per_webhook = max(s.reads / max(s.webhooks, 1) for s in samples)
+    return (
+        f"| {name} | {len(samples)} | {statistics.median(seconds):.3f} s | {_percentile(seconds, 0.95):.3f} s | "
+        f"{max(seconds):.3f} s | {statistics.mean(reads):.2f} (max {max(reads)}) | "
+        f"{statistics.mean(s.webhooks for s in samples):.2f} | {per_webhook:.2f} | "
+        f"{statistics.mean(s.writes for s in samples):.2f} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200, help="events per measure (default 200)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="crm-sync-bench-events-") as tmp, Sandbox(_seed(args.events)) as sandbox:
+        sandbox.configure(vitally_rate_limit=10**7)
+        daemon = Daemon.configured(sandbox, Path(tmp))
+        daemon.start(Path(tmp) / "daemon.log")
+        try:
+            _until(lambda: daemon.one("SELECT count(*) FROM runs WHERE finished_at IS NOT NULL") == 1, "a cycle")
+            sandbox.configure_events(
+                vitally_url=f"http://127.0.0.1:{daemon.port}/events/vitally/{VITALLY_SECRET}",
+                salesforce_url=f"http://127.0.0.1:{daemon.port}/events/salesforce/{SF_SECRET}",
+            )
+
+            def segment(index: int) -> Callable[[], tuple[str, str]]:
+                def change() -> tuple[str, str]:
+                    sandbox.set_segment(f"acc_{index:05d}", "AM referral")
+                    return "Sync_Key__c", f"crm-sync-acc_{index:05d}-1"
+
+                return change
+
+            segments = [_measure(sandbox, daemon, segment(i), "a lead owned") for i in range(args.events)]
+            inbound = [
+                _measure(sandbox, daemon, lambda i=i: _web_to_lead(sandbox, i), "an owner set")  # type: ignore[misc]
+                for i in range(args.events)
+            ]
+            cycles = daemon.one("SELECT count(*) FROM runs WHERE mode != 'event'")
+        finally:
+            daemon.stop()
+    print(f"Webhook path (issue 17) on {machine()}")
+    print(f"Scheduled cycles during the run: {cycles} (the first; the interval is an hour)\n")
+    print(
+        "| measure | events | p50 | p95 | max | reads per change | webhooks per change | reads per webhook (max) "
+        "| writes per change |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(_row("segment added in Vitally → lead owned in Salesforce", segments))
+    print(_row("inbound lead created in Salesforce → owner set", inbound))
+    worst = max(s.reads / max(s.webhooks, 1) for s in segments + inbound)
+    p95 = max(_percentile([s.seconds for s in segments], 0.95), _percentile([s.seconds for s in inbound], 0.95))
+    print(
+        f"\nGoals: p95 ≤ {GOAL_SECONDS:g} s ({'met' if p95 <= GOAL_SECONDS else 'missed'}), "
+        f"requests per webhook beyond writes ≤ {GOAL_REQUESTS} ({'met' if worst <= GOAL_REQUESTS else 'missed'})."
+    )
+    print(
+        "A segment change costs two webhooks here: crm-sync's own trait write makes the sandbox's Playbook add\n"
+        "'Product-led lead' at once (vitally_playbooks = in_put), and that webhook is read (2 requests), found done."
+    )
+
+
+if __name__ == "__main__":
+    main()

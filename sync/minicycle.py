@@ -1,0 +1,236 @@
+"""An event's mini-cycle: the records webhooks named (`sync.receiver`, stored in the state's
+event inbox) read fresh, decided, planned and applied as a cycle (`sync.cycle`) would, through
+the same outbox and its guarantees.
+
+For a batch of queued events (`StateDB.pending_events`):
+
+1. **Read fresh**, outside any transaction: each Vitally account by id (`GET
+   /resources/accounts/:id`; a deleted or churned account is left alone, as a cycle's read leaves
+   it), the Salesforce leads linked to those accounts (one SOQL query per 200 accounts:
+   `Vitally_Account_Id__c IN (...)`, the join the rules read), and each Lead named by an Outbound
+   Message (`Id IN (...)`, one query per 200). Opportunities, Salesforce Accounts and users are
+   the mirror's, as the last cycle read them.
+2. **Mirror, plan, finish the events**, in one transaction: the records go into the mirror as
+   `sync.ingest` stores a page (no cursor moves: the next cycle still reads everything changed
+   since its own last read); `sync.plan.Planner.run_for` decides and plans these records
+   exactly as a whole plan would (owners drawn by `sync.owners` and recorded with the writes
+   that carry them; the pool members' capacity counts are the last whole plan's); only these
+   records' earlier pending writes are settled; the events are marked done with the run.
+3. **Apply** these records' pending writes (`sync.apply.Applier` restricted to them), with the
+   same last look before each write (`sync.freshness`; each Vitally account is read again by id).
+
+The daemon runs mini-cycles in its main thread, between cycles, never during one: one writer to
+the state at a time, so a round-robin draw is serialised against the cycle's. Each mini-cycle
+is a run of its own (mode `event`) in the run history. A batch whose read fails stays pending
+(its attempts counted) and is retried; after `[events] max_attempts` it is given up (`failed`):
+the scheduled cycle still routes those records.
+
+Requests per event, beyond the writes themselves: a Vitally account costs its read, its linked
+leads' query (shared by up to 200 accounts) and the last look before its PUT; a Lead costs its
+share of one read and one last look per 200.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from connectors.base import SalesforcePort, VitallyPort
+from core.decoding import Unreadable
+from core.errors import ContractError, RecordError, StopRequested
+from state import PlanLog, StateDB
+from state.events import QueuedEvents
+from sync.accounts import iter_accounts
+from sync.apply import Applier
+from sync.config import Config
+from sync.facts import SalesforceFacts
+from sync.freshness import LastLook
+from sync.ingest import SF_OBJECTS, mirror_accounts, mirror_sf
+from sync.plan import Planner
+from sync.vocabulary import CycleReport, Hooks, Log, iso
+
+__all__ = ["EventSalesforce", "EventVitally", "run_mini_cycle"]
+
+_DEFAULTS = Hooks()
+_CHUNK = 200  # ids per SOQL `IN (...)`, as `read_by_ids`
+
+
+class EventVitally(VitallyPort, Protocol):
+    """What a mini-cycle needs of Vitally beyond a cycle's port: one account by id."""
+
+    def get_account(self, id_or_external_id: str) -> dict[str, Any] | None: ...
+
+
+class EventSalesforce(SalesforcePort, Protocol):
+    """What a mini-cycle needs of Salesforce beyond a cycle's port: a SOQL query."""
+
+    def query(self, soql_template: str, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any] | Unreadable]: ...
+
+
+@dataclass
+class _Fresh:
+    """What the read found: the accounts and leads to mirror, and why some accounts are left."""
+
+    accounts: list[dict[str, Any] | Unreadable] = field(default_factory=list)
+    leads: list[dict[str, Any] | Unreadable] = field(default_factory=list)
+    left: dict[str, str] = field(default_factory=dict)  # account id → why it is not planned
+
+
+def run_mini_cycle(
+    config: Config,
+    state: StateDB,
+    vitally: EventVitally,
+    salesforce: EventSalesforce | None,
+    queued: Sequence[QueuedEvents],
+    *,
+    clock: Callable[[], datetime],
+    log: Log = _DEFAULTS.log,
+    should_stop: Callable[[], bool] = _DEFAULTS.should_stop,
+) -> CycleReport:
+    """Process these queued events (see the module docstring); returns the run's report.
+
+    Logs `event_cycle_started` and `event_cycle_finished` (with the run id, the records, and
+    how long the oldest event waited). A failure to read leaves the events pending, their attempt
+    counted (or `failed` after `[events] max_attempts`), and is raised; writes that fail stay
+    pending in the outbox, as in a cycle. Asked to stop before the plan, nothing is planned and
+    the events stay pending."""
+    hooks = Hooks(log=log, should_stop=should_stop)
+    started = clock()
+    with state.atomic():
+        run_id = state.begin_run(iso(started), "event", iso(started))
+    report = CycleReport(run_id=run_id, dry_run=False, now=started)
+    records = sorted({q.record for q in queued})
+    hooks.log("event_cycle_started", {"run_id": run_id, "records": len(records)})
+    status, error = "failed", None
+    try:
+        fresh = _read(vitally, salesforce, queued, report)
+        if hooks.should_stop():
+            raise StopRequested("asked to stop before planning")
+        _plan(config, state, report, fresh, queued, clock=clock, hooks=hooks)
+        look = LastLook(state, vitally, salesforce, report, clock, read_account=vitally.get_account)
+        targets = state.pending_targets([record for record in records if record not in fresh.left])
+        applier = Applier(
+            state,
+            vitally,
+            salesforce,
+            report,
+            write_workers=config.vitally.write_workers,
+            clock=clock,
+            hooks=hooks,
+            records=targets,
+            look=look,
+        )
+        applier.run()
+        status = "ok" if report.exit_code == 0 else "partial"
+    except StopRequested:
+        status = "stopped"
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        _failed(state, config, queued, error, iso(clock()))
+        raise
+    finally:
+        finished = clock()
+        with state.atomic():
+            state.finish_run(run_id, iso(finished), status, dict(report.counts), error)
+        hooks.log("event_cycle_finished", _finished(run_id, status, records, queued, finished, report))
+    return report
+
+
+def _read(
+    vitally: EventVitally, salesforce: EventSalesforce | None, queued: Sequence[QueuedEvents], report: CycleReport
+) -> _Fresh:
+    """The records fresh from the services (no transaction is open: the receiver may store events)."""
+    fresh = _Fresh()
+    for account_id in sorted({q.record for q in queued if q.source == "vitally"}):
+        try:
+            raw = vitally.get_account(account_id)
+        except ContractError as bad:  # this account's answer, not the service, is broken
+            report.record_errors.append(RecordError("vitally", account_id, "(body)", str(bad)[:200]))
+            fresh.left[account_id] = "unreadable"
+            continue
+        report.counts["accounts_read"] += 1
+        if raw is None:
+            fresh.left[account_id] = "not found"
+        elif raw.get("churnedAt") is not None:
+            fresh.left[account_id] = "churned"  # a cycle's read (active accounts) never sees it either
+        else:
+            fresh.accounts.append(raw)
+    if salesforce is None:
+        return fresh
+    accounts = sorted({str(raw.get("id")) for raw in fresh.accounts if isinstance(raw, dict)})
+    columns = ", ".join(SF_OBJECTS["Lead"])
+    for start in range(0, len(accounts), _CHUNK):
+        chunk = accounts[start : start + _CHUNK]
+        template = "SELECT {:literal} FROM Lead WHERE Vitally_Account_Id__c IN {}"
+        fresh.leads.extend(salesforce.query(template, columns, chunk))
+    named = sorted({q.record for q in queued if q.source == "salesforce"})
+    if named:
+        fresh.leads.extend(salesforce.read_by_ids("Lead", SF_OBJECTS["Lead"], named))
+    report.counts["sf_lead_read"] += len(fresh.leads)
+    return fresh
+
+
+def _plan(
+    config: Config,
+    state: StateDB,
+    report: CycleReport,
+    fresh: _Fresh,
+    queued: Sequence[QueuedEvents],
+    *,
+    clock: Callable[[], datetime],
+    hooks: Hooks,
+) -> None:
+    """Mirror what was read, plan these records and finish their events, in one transaction."""
+    with state.atomic():
+        plan = PlanLog(state, report.run_id, iso(report.now))
+        report.plan = plan
+        mirror_accounts(state, fresh.accounts, report=report, hooks=hooks)
+        mirror_sf(state, "Lead", fresh.leads, report=report, hooks=hooks)
+        account_ids = sorted({q.record for q in queued if q.source == "vitally"} - set(fresh.left))
+        lead_ids = sorted({q.record for q in queued if q.source == "salesforce"})
+        accounts = list(iter_accounts(state, config, report, ids=account_ids))
+        facts = SalesforceFacts.load_for(state, account_ids, lead_ids)
+        Planner(config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress).run_for(
+            facts, accounts
+        )
+        at = iso(clock())
+        state.finish_events([q for q in queued if q.record not in fresh.left], "done", report.run_id, at)
+        for reason in sorted(set(fresh.left.values())):
+            left = [q for q in queued if fresh.left.get(q.record) == reason]
+            state.finish_events(left, "done", report.run_id, at, f"not planned: {reason}")
+
+
+def _failed(state: StateDB, config: Config, queued: Sequence[QueuedEvents], error: str, at: str) -> None:
+    """Count a failed attempt at these events; give up those that reached `max_attempts`."""
+    limit = config.events.max_attempts
+    with state.atomic():
+        state.retry_events([q for q in queued if q.attempts + 1 < limit], error[:300])
+        state.finish_events([q for q in queued if q.attempts + 1 >= limit], "failed", None, at, error[:300])
+
+
+def _finished(
+    run_id: int,
+    status: str,
+    records: Sequence[str],
+    queued: Sequence[QueuedEvents],
+    finished: datetime,
+    report: CycleReport,
+) -> dict[str, Any]:
+    counts = report.counts
+    waited = max((_age(q.first_received, finished) for q in queued), default=0.0)
+    return {
+        "run_id": run_id,
+        "status": status,
+        "records": len(records),
+        "oldest_event_seconds": round(waited, 3),
+        **{k: counts[k] for k in ("queued", "applied", "failed", "parked", "conflicts") if counts.get(k)},
+    }
+
+
+def _age(received: str, now: datetime) -> float:
+    try:
+        return (now - datetime.fromisoformat(received.replace("Z", "+00:00"))).total_seconds()
+    except ValueError:
+        return 0.0

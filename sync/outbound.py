@@ -1,0 +1,161 @@
+"""Salesforce Outbound Messages: the SOAP `notifications` call a Flow or workflow rule sends, and
+the `Ack` that tells Salesforce it was received.
+
+A message (namespace `http://soap.sforce.com/2005/09/outbound`, WSDL "Understanding
+Notifications" of the SOAP API guide) holds the org's `OrganizationId` (18 characters), the
+action's `ActionId`, a `SessionId` (nil unless "Send Session ID" is on), two endpoint URLs, and 1
+to 100 `Notification`s, each with its own `Id` (04l…) and an `sObject` whose `xsi:type` names the
+object (`sf:Lead`) and whose fields are the ones the admin chose, `Id` among them. Salesforce
+retries a message until the answer is a 200 carrying `notificationsResponse/Ack` = true (exactly
+`ACK`), for up to 24 hours, with gaps growing to two hours; messages may come more than once and
+out of order, and each carries the record's latest data.
+
+The body is parsed with expat, refusing any document type declaration (SOAP forbids one, and
+it is where entity expansion attacks live): no entity is ever expanded, no external resource
+read. Only the few elements above are read; anything else in the body is ignored.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any
+from xml.parsers import expat
+
+__all__ = [
+    "ACK",
+    "MAX_NOTIFICATIONS",
+    "Notification",
+    "OutboundMessage",
+    "SoapError",
+    "case_safe_id",
+    "parse",
+    "same_org",
+]
+
+SOAP_ENVELOPE = "http://schemas.xmlsoap.org/soap/envelope/"
+OUTBOUND = "http://soap.sforce.com/2005/09/outbound"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+MAX_NOTIFICATIONS = 100  # Salesforce sends at most this many in one message
+# The one answer Salesforce takes as received (tests/fixtures/real/salesforce_outbound_message_ack.xml).
+ACK = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">\n'
+    b" <soapenv:Body>\n"
+    b'  <notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound">\n'
+    b"   <Ack>true</Ack>\n"
+    b"  </notificationsResponse>\n"
+    b" </soapenv:Body>\n"
+    b"</soapenv:Envelope>\n"
+)
+_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+_CHECKSUM_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+
+
+class SoapError(ValueError):
+    """The body is not an Outbound Message crm-sync can read; the message says what is wrong
+    (never quoting the body)."""
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One notification: its own id (what a repeat delivery shares), the object and the record."""
+
+    id: str
+    sobject: str
+    record_id: str
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    organization_id: str
+    action_id: str | None
+    notifications: tuple[Notification, ...]
+
+
+def case_safe_id(record_id: str) -> str:
+    """A Salesforce id in its 18-character form: a 15-character id gains the three-letter
+    checksum of its upper-case letters; an 18-character one is returned as it is."""
+    if len(record_id) != 15:
+        return record_id
+    suffix = ""
+    for chunk in range(3):
+        part = record_id[chunk * 5 : chunk * 5 + 5]
+        suffix += _CHECKSUM_CHARS[sum(1 << i for i, ch in enumerate(part) if "A" <= ch <= "Z")]
+    return record_id + suffix
+
+
+def same_org(first: str, second: str) -> bool:
+    """Whether two organization ids (15 or 18 characters) name the same org: compared in their
+    18-character form, which does not depend on letter case."""
+    if not (_ID.fullmatch(first) and _ID.fullmatch(second)):
+        return False
+    return case_safe_id(first).casefold() == case_safe_id(second).casefold()
+
+
+def parse(body: bytes) -> OutboundMessage:
+    """The message in a `notifications` SOAP request; raises `SoapError`."""
+    root = _tree(body)
+    if root.tag != f"{{{SOAP_ENVELOPE}}}Envelope":
+        raise SoapError("not a SOAP envelope")
+    call = root.find(f"{{{SOAP_ENVELOPE}}}Body/{{{OUTBOUND}}}notifications")
+    if call is None:
+        raise SoapError("no notifications element in the SOAP body")
+    organization = _text(call, "OrganizationId")
+    if organization is None or not _ID.fullmatch(organization):
+        raise SoapError("OrganizationId is missing or not a Salesforce id")
+    items = call.findall(f"{{{OUTBOUND}}}Notification")
+    if not 1 <= len(items) <= MAX_NOTIFICATIONS:
+        raise SoapError(f"expected 1 to {MAX_NOTIFICATIONS} notifications, got {len(items)}")
+    return OutboundMessage(organization, _text(call, "ActionId"), tuple(_notification(item) for item in items))
+
+
+def _notification(item: ET.Element) -> Notification:
+    notification_id = _text(item, "Id")
+    if notification_id is None or not _ID.fullmatch(notification_id):
+        raise SoapError("a Notification's Id is missing or not a Salesforce id")
+    record = item.find(f"{{{OUTBOUND}}}sObject")
+    if record is None:
+        raise SoapError(f"notification {notification_id} has no sObject")
+    kind = record.get(f"{{{XSI}}}type") or ""
+    sobject = kind.rpartition(":")[2]
+    record_id = next((child.text for child in record if child.tag.rpartition("}")[2] == "Id"), None)
+    if not sobject or record_id is None or not _ID.fullmatch(record_id.strip()):
+        raise SoapError(f"notification {notification_id}: its sObject has no type or no valid Id")
+    return Notification(notification_id, sobject, record_id.strip())
+
+
+def _text(parent: ET.Element, name: str) -> str | None:
+    element = parent.find(f"{{{OUTBOUND}}}{name}")
+    if element is None or element.text is None or not element.text.strip():
+        return None
+    return element.text.strip()
+
+
+def _forbidden(*_: object) -> Any:
+    raise SoapError("document type declarations and entities are not allowed")
+
+
+def _name(expat_name: str) -> str:
+    """expat's `uri}local` (namespace_separator "}") as ElementTree's `{uri}local`."""
+    return "{" + expat_name if "}" in expat_name else expat_name
+
+
+def _tree(body: bytes) -> ET.Element:
+    """The document's root element, built by expat with every DTD and entity refused."""
+    builder = ET.TreeBuilder()
+    parser = expat.ParserCreate(namespace_separator="}")
+    parser.StartDoctypeDeclHandler = _forbidden
+    parser.EntityDeclHandler = _forbidden
+    parser.ExternalEntityRefHandler = _forbidden
+    parser.StartElementHandler = lambda tag, attrs: builder.start(
+        _name(tag), {_name(key): value for key, value in attrs.items()}
+    )
+    parser.EndElementHandler = lambda tag: builder.end(_name(tag))
+    parser.CharacterDataHandler = builder.data
+    try:
+        parser.Parse(body, True)
+        return builder.close()
+    except (expat.ExpatError, AssertionError, IndexError) as error:
+        raise SoapError(f"not well-formed XML ({type(error).__name__})") from None

@@ -1,0 +1,315 @@
+"""An event's mini-cycle (issue 17) against the in-process sandbox: the record read fresh,
+decided, planned and applied as a whole cycle would, through the same outbox, with the owner
+drawn once, at the minimum of requests, and nothing else touched."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.salesforce import SalesforceClient
+from connectors.vitally import VitallyClient
+from core.errors import UnreachableError
+from sandbox import Sandbox, generate_book
+from state import PlannedWrite, StateDB
+from state.events import Event, EventInbox, EventSource
+from sync.app import make_salesforce, make_vitally
+from sync.config import Config, example_against
+from sync.cycle import run_cycle
+from sync.minicycle import run_mini_cycle
+from sync.vocabulary import CycleReport
+
+NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
+STAMP = "2026-11-20T09:00:00.000Z"
+WRITES = frozenset({"PUT", "PATCH", "POST", "DELETE"})
+COMPOSITE = "/services/data/v59.0/composite"
+_deliveries = itertools.count()
+
+
+def _account(index: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": f"acc_{index:04d}",
+        "externalId": f"org_{index}",
+        "name": f"Company {index}",
+        "createdAt": "2025-01-01T00:00:00.000Z",
+        "updatedAt": STAMP,
+        "mrr": 300,
+        "traits": {"country": "US", "users_by_country": {"US": 3}},
+        "keyRoles": [],
+        "segments": [],
+        **extra,
+    }
+
+
+def _seed(config: Config) -> dict[str, Any]:
+    users = sorted({m.user_id: m.name for pool in config.pools.values() for m in pool.members}.items())
+    return {
+        "vitally": {"accounts": [_account(i) for i in range(12)]},
+        "salesforce": {
+            "User": [{"Id": u, "Name": name, "Email": f"{u}@example.com", "IsActive": True} for u, name in users],
+            "Lead": [],
+        },
+    }
+
+
+@dataclass
+class World:
+    sandbox: Sandbox
+    config: Config
+    path: Path
+    state: StateDB
+    vitally: VitallyClient
+    salesforce: SalesforceClient
+    inbox: EventInbox
+    logged: list[tuple[str, dict[str, Any]]]
+
+    def cycle(self, *, dry_run: bool = False, state: StateDB | None = None) -> CycleReport:
+        return run_cycle(
+            self.config, state or self.state, self.vitally, self.salesforce, clock=_clock, now=NOW, dry_run=dry_run
+        )
+
+    def event(self, source: EventSource, record: str) -> None:
+        self.inbox.put([Event(f"{source}:{next(_deliveries)}", source, record)], "2026-11-22T09:00:00.000Z")
+
+    def mini(self) -> CycleReport:
+        return run_mini_cycle(
+            self.config,
+            self.state,
+            self.vitally,
+            self.salesforce,
+            self.state.pending_events(100),
+            clock=_clock,
+            log=lambda event, data: self.logged.append((event, dict(data))),
+        )
+
+    def leads(self) -> list[dict[str, Any]]:
+        return list(self.sandbox.state()["salesforce"]["Lead"])
+
+    def reads_and_writes(self) -> tuple[int, int]:
+        calls = self.sandbox.calls()
+        writes = sum(1 for c in calls if c["method"] in WRITES)
+        return len(calls) - writes, writes
+
+
+def _clock() -> datetime:
+    return NOW
+
+
+def _web_to_lead(world: World, *rows: dict[str, Any]) -> list[str]:
+    """Leads created as a form on the website creates them (not through crm-sync's API user)."""
+    with world.sandbox._lock:
+        return world.sandbox._salesforce.add_leads(list(rows), owner_ids=[])
+
+
+def _no_wait(seconds: float) -> None:
+    """Retries back off without waiting: the faults here are counted, not timed."""
+
+
+def _world(tmp_path: Path, seed: dict[str, Any] | None = None) -> Iterator[World]:
+    probe = example_against("http://127.0.0.1:1")
+    with Sandbox(seed or _seed(probe), now=NOW) as sandbox:
+        sandbox.configure(vitally_rate_limit=10**6)
+        config = example_against(sandbox.url)
+        path = tmp_path / "state.db"
+        state = StateDB.open(path)
+        inbox = EventInbox(path, wait_seconds=5)
+        try:
+            vitally, salesforce = make_vitally(config, sleep=_no_wait), make_salesforce(config, sleep=_no_wait)
+            yield World(sandbox, config, path, state, vitally, salesforce, inbox, [])
+        finally:
+            inbox.close()
+            state.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    yield from _world(tmp_path)
+
+
+def test_a_segment_added_becomes_an_owned_lead_in_one_mini_cycle_at_three_reads(world: World) -> None:
+    assert world.cycle().counts["planned"] > 0  # the first cycle: nothing to route yet
+    assert world.leads() == []
+    world.sandbox.set_segment("acc_0003", "AM referral")  # a person, in the Vitally app
+    world.event("vitally", "acc_0003")
+    world.sandbox.reset()
+    cursors = {name: world.state.cursor(name) for name in ("vitally.accounts", "salesforce.Lead")}
+
+    report = world.mini()
+
+    [lead] = world.leads()
+    assert lead["Sync_Key__c"] == "crm-sync-acc_0003-1"
+    assert lead["OwnerId"] in {m.user_id for m in world.config.pools["TAM", "US"].members}
+    # Reads: the account, its linked leads (one query), the last look before the PUT. Writes:
+    # the account's traits (one PUT) and the lead (one upsert).
+    assert world.reads_and_writes() == (3, 2)
+    assert report.counts["applied"] == report.counts["queued"] > 0
+    assert world.state.event_counts() == {"done": 1}
+    assert {name: world.state.cursor(name) for name in cursors} == cursors  # the cycle's cursors untouched
+    assert [e for e, _ in world.logged] == ["event_cycle_started", "event_cycle_finished"]
+    assert world.state.runs(1)[0]["mode"] == "event"
+    # The next whole cycle finds nothing left to do: no second lead, no second draw.
+    again = world.cycle()
+    assert again.counts["planned"] == 0
+    assert len(world.leads()) == 1
+    assert len(world.state.assignments_like("crm-sync-acc_0003")) == 1
+
+
+def test_an_inbound_lead_gets_its_owner_in_one_mini_cycle_at_two_reads(world: World) -> None:
+    world.cycle()
+    [lead_id] = _web_to_lead(
+        world,
+        {
+            "LastName": "Doe",
+            "Company": "Acme Inc",
+            "LeadSource": "Demo request",
+            "Country": "US",
+            "Status": "Open - Not Contacted",
+            "Email": "jane.doe@northwind-robotics.com",
+            "Form_Text__c": "We would like a demo for our data team of 40 engineers.",
+        },
+    )
+    world.event("salesforce", lead_id)
+    world.sandbox.reset()
+
+    report = world.mini()
+
+    [lead] = world.leads()
+    assert lead["OwnerId"] in {m.user_id for m in world.config.pools["TAE", "US"].members}
+    assert lead["Routing_Rule__c"] == "new_business.demo_request"
+    assert report.counts["parked"] == report.counts["failed"] == 0
+    # Reads: the lead, the last look before its update. Writes: one collection.
+    assert world.reads_and_writes() == (2, 1)
+    assert world.cycle().counts["planned"] == 0
+
+
+def test_a_lead_a_person_created_since_the_last_cycle_is_seen_fresh(world: World) -> None:
+    world.cycle()
+    world.sandbox.set_segment("acc_0004", "AM referral")
+    rep = world.config.pools["TAM", "US"].members[0].user_id
+    hand = {"LastName": "Hand", "Company": "Company 4", "Status": "Working", "LeadSource": "Other"}
+    _web_to_lead(world, {**hand, "Vitally_Account_Id__c": "acc_0004", "OwnerId": rep})  # by a rep, a minute ago
+    world.event("vitally", "acc_0004")
+    world.mini()
+    assert [lead["LastName"] for lead in world.leads()] == ["Hand"]  # an open lead: not routed again
+    assert world.state.assignments_like("crm-sync-acc_0004") == []
+
+
+def test_an_owner_drawn_by_a_cycle_whose_write_failed_is_reused_not_drawn_again(world: World) -> None:
+    world.cycle()
+    world.sandbox.set_segment("acc_0005", "AM referral")
+    world.sandbox.add_fault("status", method="PATCH", path_prefix=COMPOSITE, status=503, count=10)
+    report = world.cycle()  # plans and draws, the upsert fails and stays pending
+    assert report.counts["failed"] > 0
+    [drawn] = world.state.assignments_like("crm-sync-acc_0005")
+    world.sandbox.clear_faults()
+    world.event("vitally", "acc_0005")
+
+    world.mini()
+
+    [lead] = world.leads()
+    assert lead["OwnerId"] == drawn.user_id
+    assert world.state.assignments_like("crm-sync-acc_0005") == [drawn]
+    assert world.state.outbox_counts() == {"pending": 0, "parked": 0}
+
+
+def test_a_mini_cycle_sends_only_its_own_records_writes(world: World) -> None:
+    world.cycle()
+    world.sandbox.set_segment("acc_0006", "AM referral")
+    world.sandbox.set_segment("acc_0007", "AM referral")
+    world.sandbox.add_fault("status", method="PATCH", path_prefix=COMPOSITE, status=503, count=10)
+    world.cycle()  # both leads planned, both upserts failed
+    world.sandbox.clear_faults()
+    world.event("vitally", "acc_0006")
+    world.mini()
+    assert [lead["Sync_Key__c"] for lead in world.leads()] == ["crm-sync-acc_0006-1"]
+    pending = world.state.outbox("pending")
+    assert {row.write.account for row in pending} == {"acc_0007"}  # waits for its own event or the cycle
+
+
+@pytest.mark.parametrize("change", ["churned", "deleted"])
+def test_an_account_the_cycles_would_not_read_is_left_alone(world: World, change: str) -> None:
+    world.cycle()
+    world.sandbox.set_segment("acc_0008", "AM referral")
+    if change == "churned":
+        world.sandbox.load({"vitally": {"accounts": [_account(8, churnedAt=STAMP, segments=[])]}})
+        record = "acc_0008"
+    else:
+        record = "acc_9999"
+    world.event("vitally", record)
+    report = world.mini()
+    assert report.counts["queued"] == 0
+    assert world.leads() == []
+    [(status, note)] = world.state.db.execute("SELECT status, note FROM events").fetchall()
+    assert (status, note) == ("done", "not planned: " + ("churned" if change == "churned" else "not found"))
+
+
+def test_a_failed_read_leaves_the_events_pending_until_max_attempts(world: World) -> None:
+    world.cycle()
+    world.event("vitally", "acc_0001")
+    world.sandbox.add_fault("reset", method="GET", path_prefix="/resources/accounts/", count=1000)
+    world.config = replace(
+        world.config,
+        events=replace(world.config.events, max_attempts=2),
+        vitally=replace(world.config.vitally, max_attempts=1),
+    )
+    world.vitally = make_vitally(world.config, sleep=_no_wait)
+    with pytest.raises(UnreachableError):
+        world.mini()
+    assert world.state.pending_events(10)[0].attempts == 1
+    with pytest.raises(UnreachableError):
+        world.mini()
+    assert world.state.event_counts() == {"failed": 1}
+    assert world.state.runs(1)[0]["status"] == "failed"
+
+
+# -- the same decisions as a whole plan -------------------------------------------------------------
+
+
+def _restricted(plan: list[PlannedWrite], records: set[str]) -> list[tuple[Any, ...]]:
+    return sorted(
+        (w.system, w.op, w.record, sorted(w.payload.items()), w.rule)
+        for w in plan
+        if w.record in records or w.account in records
+    )
+
+
+def test_a_mini_cycle_plans_what_a_whole_plan_plans_for_its_records(tmp_path: Path) -> None:
+    book = generate_book(150, seed=11, now=NOW, malformed_share=0.0)
+    for world in _world(tmp_path, book):
+        world.cycle()
+        accounts = sorted(a["id"] for a in book["vitally"]["accounts"])[10:90:4]
+        for account, segment in zip(accounts, itertools.cycle(["AM referral", "AE referral"]), strict=False):
+            world.sandbox.set_segment(account, segment)
+        sources = ["Demo request", "Sales email", "Trust center", "Demo request"]
+        # A demo request without a real form is classified spam (demo.classification): give each one.
+        inbound = {
+            "Country": "US",
+            "Status": "Open - Not Contacted",
+            "Form_Text__c": "We would like a demo for our data team of 40 engineers.",
+        }
+        rows = [
+            {**inbound, "LastName": f"L{i}", "Company": f"Co {i}", "LeadSource": s, "Email": f"j{i}@northwind{i}.com"}
+            for i, s in enumerate(sources)
+        ]
+        leads = _web_to_lead(world, *rows)
+        whole_state = StateDB.snapshot(world.path)  # the same state, planned whole (a dry run)
+        try:
+            whole = list(world.cycle(dry_run=True, state=whole_state).plan)
+        finally:
+            whole_state.close()
+        for account in accounts:
+            world.event("vitally", account)
+        for lead in leads:
+            world.event("salesforce", lead)
+        mini = list(world.mini().plan)
+
+        records = set(accounts) | set(leads)
+        assert _restricted(mini, records) == _restricted(whole, records)
+        assert sum(1 for w in mini if w.op == "upsert_lead") >= 3  # the book routes several of them
+        assert sum(1 for w in mini if w.op == "update_lead" and "OwnerId" in w.payload) == len(leads)

@@ -1,0 +1,370 @@
+"""The event receiver over real HTTP (issue 17): authentication (401, logged, nothing stored),
+the Salesforce Outbound Message's SOAP parsing and its exact Ack, the Vitally Playbook webhook,
+and "acknowledged only once stored"."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from conftest import real_fixture
+
+from state import StateDB
+from state.events import EventInbox
+from sync import outbound
+from sync.health import Health, HealthServer, serve
+from sync.receiver import MAX_BODY_BYTES, EventSettings, Receiver
+
+VITALLY_SECRET = "v" * 20 + "-Vitally-secret_0123"
+SF_SECRET = "s" * 20 + "-Salesforce-secret.9"
+ORG = "00D000000000001EAA"  # the fixture's OrganizationId
+SETTINGS = EventSettings(
+    vitally_secret=VITALLY_SECRET, salesforce_secret=SF_SECRET, salesforce_org_id=ORG, queue_wait_seconds=5
+)
+
+
+@dataclass
+class Logged:
+    lines: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def __call__(self, event: str, data: Any) -> None:
+        self.lines.append((event, dict(data)))
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [data for name, data in self.lines if name == event]
+
+
+@dataclass
+class Listener:
+    url: str
+    state: Path
+    log: Logged
+    woken: threading.Event
+    inbox: EventInbox
+
+    def stored(self) -> list[tuple[str, str, str]]:
+        db = sqlite3.connect(self.state)
+        try:
+            return db.execute("SELECT source, record, delivery FROM events ORDER BY id").fetchall()
+        finally:
+            db.close()
+
+
+def _listen(tmp_path: Path, settings: EventSettings) -> Iterator[Listener]:
+    state = tmp_path / "state.db"
+    StateDB.open(state).close()
+    inbox = EventInbox(state, wait_seconds=settings.queue_wait_seconds)
+    log = Logged()
+    woken = threading.Event()
+    receiver = Receiver(settings, inbox, log, wake=woken.set)
+    server: HealthServer = serve(Health(60, version="test"), "127.0.0.1", 0, events=receiver)
+    try:
+        yield Listener(f"http://127.0.0.1:{server.port}", state, log, woken, inbox)
+    finally:
+        server.close()
+        inbox.close()
+
+
+@pytest.fixture
+def listener(tmp_path: Path) -> Iterator[Listener]:
+    yield from _listen(tmp_path, SETTINGS)
+
+
+def _webhook() -> bytes:
+    return json.dumps(real_fixture("vitally_playbook_webhook.json")).encode()
+
+
+def _message() -> bytes:
+    return str(real_fixture("salesforce_outbound_message_lead.xml")).encode()
+
+
+def _no_secret_logged(log: Logged) -> None:
+    text = json.dumps(log.lines)
+    assert VITALLY_SECRET not in text and SF_SECRET not in text
+
+
+# -- Vitally ------------------------------------------------------------------------------------------
+
+
+def test_vitally_webhook_with_the_secret_in_the_path_is_stored_then_acknowledged(listener: Listener) -> None:
+    answer = requests.post(f"{listener.url}/events/vitally/{VITALLY_SECRET}", data=_webhook(), timeout=10)
+    assert (answer.status_code, answer.json()) == (200, {"queued": 1})
+    [(source, record, delivery)] = listener.stored()
+    assert (source, record) == ("vitally", "00000000-0000-4000-8000-00000000a002")  # match.account.id
+    assert delivery.startswith("vitally:")
+    assert listener.woken.is_set()
+    assert listener.log.named("event_received") == [{"source": "vitally", "records": 1, "new": 1}]
+    _no_secret_logged(listener.log)
+
+
+def test_vitally_webhook_with_the_secret_in_a_bearer_header(listener: Listener) -> None:
+    headers = {"Authorization": f"Bearer {VITALLY_SECRET}", "Content-Type": "application/json"}
+    answer = requests.post(f"{listener.url}/events/vitally", data=_webhook(), headers=headers, timeout=10)
+    assert answer.status_code == 200
+    assert len(listener.stored()) == 1
+
+
+def test_vitally_repeat_is_stored_once_while_the_first_waits(listener: Listener) -> None:
+    url = f"{listener.url}/events/vitally/{VITALLY_SECRET}"
+    first = requests.post(url, data=_webhook(), timeout=10)
+    second = requests.post(url, data=_webhook(), timeout=10)
+    assert (first.json(), second.json()) == ({"queued": 1}, {"queued": 0})
+    assert len(listener.stored()) == 1
+    state = StateDB.open(listener.state)
+    try:
+        with state.atomic():
+            state.finish_events(state.pending_events(10), "done", 1, "2026-11-22T10:00:00.000Z")
+    finally:
+        state.close()
+    # Processed: the same body again is news (the account left the segment and joined it again).
+    assert requests.post(url, data=_webhook(), timeout=10).json() == {"queued": 1}
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "reason"),
+    [
+        ("/events/vitally/wrong-secret-wrong-secret-wrong", {}, "wrong secret"),
+        ("/events/vitally", {}, "no secret"),
+        ("/events/vitally", {"Authorization": "Bearer nope"}, "wrong secret"),
+        ("/events/vitally", {"Authorization": f"Basic {VITALLY_SECRET}"}, "no secret"),
+        (f"/events/vitally/{VITALLY_SECRET[:-1]}", {}, "wrong secret"),
+        (f"/events/vitally/{SF_SECRET}", {}, "wrong secret"),
+    ],
+    ids=["wrong-path", "none", "wrong-bearer", "not-bearer", "prefix", "other-source's"],
+)
+def test_vitally_without_its_secret_is_401_logged_and_stores_nothing(
+    listener: Listener, path: str, headers: dict[str, str], reason: str
+) -> None:
+    answer = requests.post(listener.url + path, data=_webhook(), headers=headers, timeout=10)
+    assert answer.status_code == 401
+    assert listener.stored() == []
+    assert not listener.woken.is_set()
+    [rejected] = listener.log.named("event_rejected")
+    assert rejected == {"source": "vitally", "reason": reason, "remote": "127.0.0.1"}
+    assert path not in json.dumps(listener.log.lines)  # the path can hold a secret: never logged
+    _no_secret_logged(listener.log)
+
+
+def test_a_rejection_behind_a_proxy_names_the_forwarded_client(listener: Listener) -> None:
+    headers = {"X-Forwarded-For": "203.0.113.9, 10.0.0.2"}
+    requests.post(f"{listener.url}/events/vitally/nope", data=b"{}", headers=headers, timeout=10)
+    assert listener.log.named("event_rejected")[0]["forwarded_for"] == "203.0.113.9"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"match": {}}',
+        b'{"match": {"account": {"id": 5}}}',
+        b'{"match": {"account": {"id": " "}}}',
+    ],
+)
+def test_vitally_body_without_an_account_id_is_400(listener: Listener, body: bytes) -> None:
+    answer = requests.post(f"{listener.url}/events/vitally/{VITALLY_SECRET}", data=body, timeout=10)
+    assert answer.status_code == 400
+    assert listener.stored() == []
+    assert listener.log.named("event_malformed")[0]["source"] == "vitally"
+
+
+def test_a_bad_secret_is_refused_before_the_body_is_judged(listener: Listener) -> None:
+    answer = requests.post(f"{listener.url}/events/vitally/nope", data=b"not json", timeout=10)
+    assert answer.status_code == 401
+    assert listener.log.named("event_malformed") == []
+
+
+# -- Salesforce -----------------------------------------------------------------------------------------
+
+
+def test_outbound_message_is_stored_then_answered_with_the_exact_ack(listener: Listener) -> None:
+    url = f"{listener.url}/events/salesforce/{SF_SECRET}"
+    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}
+    answer = requests.post(url, data=_message(), headers=headers, timeout=10)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/xml")
+    assert answer.content == str(real_fixture("salesforce_outbound_message_ack.xml")).encode()
+    assert listener.stored() == [
+        ("salesforce", "00Q000000000001EAA", "salesforce:04l000000000001AAA"),
+        ("salesforce", "00Q000000000002EAA", "salesforce:04l000000000002AAA"),
+    ]
+    # Delivered again (Salesforce retries, or sends twice): acknowledged again, stored once, for good.
+    again = requests.post(url, data=_message(), headers=headers, timeout=10)
+    assert again.content == outbound.ACK
+    assert len(listener.stored()) == 2
+    assert listener.log.named("event_received")[-1] == {"source": "salesforce", "records": 2, "new": 0}
+
+
+def test_outbound_message_of_another_org_is_401_and_logged(listener: Listener) -> None:
+    body = _message().replace(ORG.encode(), b"00D000000000002EAA")
+    answer = requests.post(f"{listener.url}/events/salesforce/{SF_SECRET}", data=body, timeout=10)
+    assert answer.status_code == 401
+    assert answer.content != outbound.ACK
+    assert listener.stored() == []
+    assert listener.log.named("event_rejected") == [
+        {"source": "salesforce", "reason": "organization id", "remote": "127.0.0.1"}
+    ]
+
+
+@pytest.mark.parametrize(
+    "path", ["/events/salesforce", "/events/salesforce/nope", f"/events/salesforce/{VITALLY_SECRET}"]
+)
+def test_outbound_message_without_its_secret_is_401(listener: Listener, path: str) -> None:
+    # A Bearer header is no way in for Salesforce: it cannot send one.
+    headers = {"Authorization": f"Bearer {SF_SECRET}"}
+    answer = requests.post(listener.url + path, data=_message(), headers=headers, timeout=10)
+    assert answer.status_code == 401
+    assert listener.stored() == []
+    assert len(listener.log.named("event_rejected")) == 1
+    _no_secret_logged(listener.log)
+
+
+def test_the_org_id_may_be_configured_with_15_characters(tmp_path: Path) -> None:
+    for listener in _listen(tmp_path, replace(SETTINGS, salesforce_org_id=ORG[:15])):
+        answer = requests.post(f"{listener.url}/events/salesforce/{SF_SECRET}", data=_message(), timeout=10)
+        assert answer.content == outbound.ACK
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"<notifications/>",
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><lolz>&lol;</lolz>',
+        b"<soapenv:Envelope xmlns:soapenv='http://schemas.xmlsoap.org/soap/envelope/'><soapenv:Body/>",
+    ],
+    ids=["empty", "no-envelope", "entity", "truncated"],
+)
+def test_malformed_outbound_message_is_400_and_not_acknowledged(listener: Listener, body: bytes) -> None:
+    answer = requests.post(f"{listener.url}/events/salesforce/{SF_SECRET}", data=body, timeout=10)
+    assert answer.status_code == 400
+    assert answer.content != outbound.ACK
+    assert listener.stored() == []
+
+
+def test_a_notification_on_another_object_is_acknowledged_and_ignored(listener: Listener) -> None:
+    body = _message().replace(b'xsi:type="sf:Lead"', b'xsi:type="sf:Contact"', 1)
+    answer = requests.post(f"{listener.url}/events/salesforce/{SF_SECRET}", data=body, timeout=10)
+    assert answer.content == outbound.ACK  # retrying it would not help: Salesforce must stop sending it
+    assert [record for _, record, _ in listener.stored()] == ["00Q000000000002EAA"]
+    assert listener.log.named("event_ignored") == [{"source": "salesforce", "objects": ["Contact"]}]
+
+
+def test_a_body_over_the_limit_is_413_and_never_read(listener: Listener) -> None:
+    answer = requests.post(
+        f"{listener.url}/events/salesforce/{SF_SECRET}", data=b"x" * (MAX_BODY_BYTES + 1), timeout=10
+    )
+    assert answer.status_code == 413
+    assert listener.stored() == []
+
+
+# -- what is not acknowledged -----------------------------------------------------------------------------
+
+
+def test_events_not_stored_in_time_are_503_and_never_acknowledged(tmp_path: Path) -> None:
+    for listener in _listen(tmp_path, replace(SETTINGS, queue_wait_seconds=0.3)):
+        state = StateDB.open(listener.state)
+        try:
+            with state.atomic():  # a cycle holds the write lock longer than the receiver waits
+                state.set_cursor("vitally.accounts", "2026-11-22T10:00:00.000Z")
+                answer = requests.post(f"{listener.url}/events/salesforce/{SF_SECRET}", data=_message(), timeout=10)
+        finally:
+            state.close()
+        assert answer.status_code == 503
+        assert answer.content != outbound.ACK
+        assert listener.stored() == []
+        assert listener.log.named("event_not_queued")[0]["source"] == "salesforce"
+        # Salesforce sends it again; now it is stored and acknowledged.
+        again = requests.post(f"{listener.url}/events/salesforce/{SF_SECRET}", data=_message(), timeout=10)
+        assert again.content == outbound.ACK
+        assert len(listener.stored()) == 2
+
+
+@pytest.mark.parametrize(
+    ("settings", "path"),
+    [
+        (replace(SETTINGS, vitally_secret=None), f"/events/vitally/{VITALLY_SECRET}"),
+        (replace(SETTINGS, salesforce_secret=None), f"/events/salesforce/{SF_SECRET}"),
+        (SETTINGS, f"/events/zendesk/{VITALLY_SECRET}"),
+        (SETTINGS, f"/events/vitally/{VITALLY_SECRET}/more"),
+    ],
+    ids=["vitally-off", "salesforce-off", "unknown-source", "deeper-path"],
+)
+def test_an_endpoint_that_is_not_configured_does_not_exist(
+    tmp_path: Path, settings: EventSettings, path: str
+) -> None:
+    for listener in _listen(tmp_path, settings):
+        answer = requests.post(listener.url + path, data=_webhook(), timeout=10)
+        assert answer.status_code == 404
+        assert listener.stored() == []
+
+
+def test_only_post_is_accepted(listener: Listener) -> None:
+    answer = requests.get(f"{listener.url}/events/vitally/{VITALLY_SECRET}", timeout=10)
+    assert answer.status_code == 405
+    # The health endpoints are still served beside the receiver.
+    assert requests.get(f"{listener.url}/livez", timeout=10).status_code == 200
+
+
+def test_rejections_are_logged_at_most_20_a_minute_then_counted(listener: Listener) -> None:
+    for _ in range(25):
+        requests.post(f"{listener.url}/events/vitally/nope", data=b"{}", timeout=10)
+    assert len(listener.log.named("event_rejected")) == 20
+    listener.log.lines.clear()
+    # The window is a minute: the next line logged would carry "suppressed": 5. Shown by the class itself:
+    from sync.receiver import _Rejections
+
+    log = Logged()
+    limited = _Rejections(log)
+    for _ in range(22):
+        limited({"source": "vitally"})
+    limited._window -= 61  # a minute later
+    limited({"source": "vitally"})
+    assert log.lines[-1] == ("event_rejected", {"source": "vitally", "suppressed": 2})
+
+
+# -- SOAP, by itself -------------------------------------------------------------------------------------
+
+
+def test_parse_reads_the_recorded_message() -> None:
+    message = outbound.parse(_message())
+    assert message.organization_id == ORG
+    assert message.action_id == "04k000000000001AAA"
+    assert message.notifications == (
+        outbound.Notification("04l000000000001AAA", "Lead", "00Q000000000001EAA"),
+        outbound.Notification("04l000000000002AAA", "Lead", "00Q000000000002EAA"),
+    )
+
+
+def test_parse_refuses_more_than_100_notifications() -> None:
+    text = _message().decode()
+    start, end = text.index("   <Notification>"), text.index("  </notifications>")
+    one = text[start : text.index("   <Notification>", start + 1)]
+    many = text[:start] + "".join(one.replace("04l000000000001AAA", f"04l0000000{i:05d}AAA") for i in range(101))
+    with pytest.raises(outbound.SoapError, match="1 to 100"):
+        outbound.parse((many + text[end:]).encode())
+
+
+def test_parse_refuses_a_notification_without_a_record_id() -> None:
+    body = _message().replace(b"<sf:Id>00Q000000000001EAA</sf:Id>", b"")
+    with pytest.raises(outbound.SoapError, match="04l000000000001AAA"):
+        outbound.parse(body)
+
+
+def test_case_safe_ids_and_org_comparison() -> None:
+    # The fixture's own pair: the 15-character id of EnterpriseUrl and the 18-character OrganizationId.
+    assert outbound.case_safe_id("00D000000000001") == ORG
+    assert outbound.case_safe_id(ORG) == ORG
+    assert outbound.case_safe_id("001A0000006Vm9r") == "001A0000006Vm9rIAC"  # Salesforce's documented example
+    assert outbound.same_org("00D000000000001", ORG)
+    assert outbound.same_org(ORG.lower(), ORG)
+    assert not outbound.same_org("00D000000000002", ORG)
+    assert not outbound.same_org("00D00000000000", ORG)  # 14 characters: no id
+    assert not outbound.same_org("", "")
