@@ -140,7 +140,24 @@ def _v4(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
+def _v5(db: sqlite_utils.Database) -> None:
+    """Demo-form triage by an LLM, asked once per submission: per lead, the submission's digest, when
+    it was asked, and its answer (label, confidence, reason; NULL while asked and unanswered)."""
+    db.table("triage").create(
+        {
+            "lead": str,
+            "digest": str,
+            "label": str,
+            "confidence": float,
+            "reason": str,
+            "asked_at": str,
+            "answered_at": str,
+        },
+        pk="lead",
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
 
 
 def migrate(db: sqlite_utils.Database) -> int:
