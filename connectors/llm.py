@@ -92,7 +92,10 @@ class LLMSettings:
         file="/etc/crm-sync/llm-api-key",
     )
     timeout_seconds: float = setting(
-        10, "Seconds before the endpoint's answer is given up on (then the offline classifier).", minimum=0.1, maximum=120
+        10,
+        "Seconds before the endpoint's answer is given up on (then the offline classifier).",
+        minimum=0.1,
+        maximum=120,
     )
     response_format: ResponseFormat = setting(
         "json_schema", '"json_schema" (Structured Outputs, strict) or "json_object" for endpoints without it.'

@@ -210,7 +210,9 @@ class SlackClient:
         status, answer_headers, raw = self._request(urllib.request.Request(url, data, headers, method=method))
         name = path.split("?", 1)[0]
         if status == 429:
-            raise RateLimitedError(f"slack: {name} rate limited", system=_SYSTEM, wait_seconds=_retry_after(answer_headers))
+            raise RateLimitedError(
+                f"slack: {name} rate limited", system=_SYSTEM, wait_seconds=_retry_after(answer_headers)
+            )
         if status >= 500:
             raise RetriableError(f"slack: {name} answered HTTP {status}", system=_SYSTEM, status=status)
         try:
@@ -225,14 +227,18 @@ class SlackClient:
 
     def _webhook(self, body: Mapping[str, Any]) -> None:
         headers = {"Content-Type": "application/json", "User-Agent": "crm-sync"}
-        request = urllib.request.Request(str(self.settings.webhook_url), json.dumps(body).encode(), headers, method="POST")
+        request = urllib.request.Request(
+            str(self.settings.webhook_url), json.dumps(body).encode(), headers, method="POST"
+        )
         status, answer_headers, raw = self._request(request)
         if status == 200:
             return
         code = raw.decode("utf-8", "replace").strip()[:_SHOWN]
         code = code if code.replace("_", "").isalnum() else ""
         if status == 429:
-            raise RateLimitedError("slack: webhook rate limited", system=_SYSTEM, wait_seconds=_retry_after(answer_headers))
+            raise RateLimitedError(
+                "slack: webhook rate limited", system=_SYSTEM, wait_seconds=_retry_after(answer_headers)
+            )
         if status >= 500:
             raise RetriableError(f"slack: webhook answered HTTP {status}", system=_SYSTEM, status=status)
         if code in _WEBHOOK_AUTH or status in (401, 403, 404, 410):
@@ -278,4 +284,3 @@ def _refusal(method: str, code: str) -> SyncError:
     if code in ("ratelimited", "rate_limited"):
         return RateLimitedError(f"slack: {method} rate limited", system=_SYSTEM)
     return RetriableError(f"slack: {method} failed: {code}", system=_SYSTEM, status=200)
-

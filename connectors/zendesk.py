@@ -77,7 +77,9 @@ class ZendeskSettings:
         example=360004077472,
     )
     timeout_seconds: float = setting(10, "Seconds before one Zendesk request gives up.", minimum=0.1, maximum=600)
-    max_attempts: int = setting(3, "Attempts per Zendesk request (creates repeat safely: idempotency key).", minimum=1, maximum=100)
+    max_attempts: int = setting(
+        3, "Attempts per Zendesk request (creates repeat safely: idempotency key).", minimum=1, maximum=100
+    )
     max_wait_seconds: float = setting(60, "The longest wait between two attempts.", minimum=0, maximum=3600)
 
     @property
@@ -135,7 +137,9 @@ class ZendeskClient:
             raise ValueError("a ticket needs its external_id")
 
         def call() -> Any:
-            return self._call("POST", "/api/v2/tickets", json={"ticket": dict(ticket)}, headers={"Idempotency-Key": key})
+            return self._call(
+                "POST", "/api/v2/tickets", json={"ticket": dict(ticket)}, headers={"Idempotency-Key": key}
+            )
 
         answer = call_with_retry(
             call, sleep=self.sleep, max_attempts=self.settings.max_attempts, max_wait=self.settings.max_wait_seconds
@@ -152,13 +156,17 @@ class ZendeskClient:
         except requests.Timeout:
             raise RetriableError(f"zendesk: {method} {path}: no answer in time", system=_SYSTEM) from None
         except requests.RequestException as error:
-            raise RetriableError(f"zendesk: {method} {path}: network error ({type(error).__name__})", system=_SYSTEM) from None
+            raise RetriableError(
+                f"zendesk: {method} {path}: network error ({type(error).__name__})", system=_SYSTEM
+            ) from None
         status = response.status_code
         if status in (200, 201):
             try:
                 return response.json()
             except ValueError:
-                raise ContractError(f"zendesk: {method} {path} answered {status} without JSON", system=_SYSTEM) from None
+                raise ContractError(
+                    f"zendesk: {method} {path} answered {status} without JSON", system=_SYSTEM
+                ) from None
         raise _error(method, path, response)
 
 

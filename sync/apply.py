@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 
 from connectors.base import SalesforcePort, VitallyPort, WriteResult
+from connectors.slack import AnnounceSettings
 from core.errors import (
     ContractError,
     QuotaExhaustedError,
@@ -30,6 +31,7 @@ from core.errors import (
     WriteRejectedError,
 )
 from state import OutboxRow, StateDB
+from sync.followups import FollowUps, FollowUpSender, Outlets
 from sync.freshness import RECHECK_EVERY, LastLook
 from sync.vocabulary import PAGE, CycleReport, Hooks, iso
 from sync.wire import WRITTEN_TRAIT, written_trait
@@ -65,8 +67,14 @@ class Applier:
         write_workers: int,
         clock: Callable[[], datetime],
         hooks: Hooks,
+        followups: FollowUps | None = None,
+        outlets: Outlets | None = None,
+        outlet_settings: AnnounceSettings | None = None,
     ) -> None:
         self.state = state
+        self.followups = followups  # queues a lead write's announcement and ticket when it is done
+        self.outlets = outlets or Outlets()
+        self.outlet_settings = outlet_settings or AnnounceSettings()
         self.vitally = vitally
         self.salesforce = salesforce
         self.report = report
@@ -85,6 +93,7 @@ class Applier:
         try:
             self._apply_vitally()
             self._apply_salesforce()
+            self._apply_followups()
         except QuotaExhaustedError as exc:
             self.report.quota_exhausted = True
             self.report.failures.append(str(exc))
@@ -284,11 +293,37 @@ class Applier:
                     self.state.mark_done(ids, at)
                     self.state.set_last_written("salesforce", result.key, merged[result.key], self.report.run_id, at)
                     counts["applied"] += len(ids)
+                    self._follow(groups[result.key], result.id or result.key, at)
                     continue
                 error = f"{result.key}: {result.code}: {result.message}"
                 self.state.mark_failed(ids, error, at, park=not result.transient)
                 counts["failed" if result.transient else "parked"] += len(ids)
                 self.report.failures.append(error)
+
+    def _follow(self, rows: list[OutboxRow], lead_id: str, at: str) -> None:
+        """Queue the follow-ups of a lead write now done, in the transaction that marks it done."""
+        if self.followups is not None:
+            for row in rows:
+                self.report.counts["followups_queued"] += self.followups.lead_written(
+                    row.write, lead_id, self.report.run_id, at
+                )
+
+    # -- follow-ups: announcements and tickets ------------------------------------------------------
+
+    def _apply_followups(self) -> None:
+        """After every CRM write: the pending Zendesk tickets and Slack announcements
+        (`sync.followups`); a failure there is recorded on its row and never ends the cycle."""
+        if self.hooks.should_stop():
+            return
+        FollowUpSender(
+            self.state,
+            self.outlets,
+            self.report,
+            checks_history=self.outlet_settings.checks_history,
+            max_posts=self.outlet_settings.max_per_cycle,
+            clock=self.clock,
+            hooks=self.hooks,
+        ).run()
 
     # -- failures -------------------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 from core.errors import RecordError
 from core.model import Lead, Opportunity, SfUser
-from core.triage import Remembered
 from core.records import parse_lead, parse_opportunity, parse_sf_account, parse_user
+from core.triage import Remembered
 from rules.context import EMPTY, AccountContext
 from state import StateDB
 

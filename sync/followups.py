@@ -126,7 +126,7 @@ class FollowUps:
         ticket: dict[str, Any] = {
             "external_id": external_id,
             "subject": f"Support request from the demo form{': ' + company if company else ''}"[:150],
-            "comment": {"body": f"{text}\n\n(Sent through the \"book a demo\" form; forwarded to support by crm-sync.)"},
+            "comment": {"body": f'{text}\n\n(Sent through the "book a demo" form; forwarded to support by crm-sync.)'},
             "requester": {"name": name[:255], "email": email},
             "tags": list(self.zendesk.tags),
         }
@@ -272,5 +272,7 @@ class FollowUpSender:
             self.state.mark_failed([row.id], message, iso(self.clock()), park=park, counted=counted)
         self.report.counts["parked" if park else "failed"] += 1
         self.report.failures.append(message)
-        self.hooks.log("write_failed", {"run_id": self.report.run_id, "rows": [row.id], "error": message, "parked": park})
+        self.hooks.log(
+            "write_failed", {"run_id": self.report.run_id, "rows": [row.id], "error": message, "parked": park}
+        )
         return not park

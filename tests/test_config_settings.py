@@ -267,7 +267,10 @@ def test_config_unknown_keys_are_errors_anywhere(document: Document, problem: st
             "rules.demo.classifier: expected one of 'offline', 'keywords' or 'llm', got 'gpt'",
         ),
         # The LLM is a classifier like the others, but asked only with its key (loopback excepted).
-        (_nested("rules.demo.classifier", "llm"), "triage.llm.api_key: no secret found (set api_key_env or api_key_file)"),
+        (
+            _nested("rules.demo.classifier", "llm"),
+            "triage.llm.api_key: no secret found (set api_key_env or api_key_file)",
+        ),
         (_nested("state.path", "a\x00b"), "state.path: expected a file name, got 'a\\x00b'"),
         (
             _nested("vitally.api_key_env", "NO SUCH"),
