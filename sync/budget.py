@@ -11,6 +11,10 @@ A cycle's requests fall into these kinds:
   cycle's read and for the last looks before writing (below);
 - `sf_write`: sObject Collections (`composite/sobjects...`), up to 200 records a request;
 - `auth`: the Salesforce OAuth token request;
+- `slack_post`: `POST chat.postMessage` or the incoming webhook, one per lead announced;
+- `slack_read`: `conversations.history` pages, only after a post whose answer was lost;
+- `zendesk_ticket`: `POST /api/v2/tickets`, one per support request;
+- `zendesk_read`: `GET /api/v2/tickets?external_id=`, only after a create whose answer was lost;
 - `other`: anything else, which a cycle never needs (its minimum is 0).
 
 The minimum assumes the APIs as they are (apis.md): Vitally has no "updated since" filter, so an
@@ -49,8 +53,32 @@ __all__ = [
     "pages",
 ]
 
-Kind = Literal["vitally_read", "vitally_write", "vitally_task", "sf_read", "sf_write", "auth", "other"]
-KINDS: tuple[Kind, ...] = ("vitally_read", "vitally_write", "vitally_task", "sf_read", "sf_write", "auth", "other")
+Kind = Literal[
+    "vitally_read",
+    "vitally_write",
+    "vitally_task",
+    "sf_read",
+    "sf_write",
+    "auth",
+    "slack_post",
+    "slack_read",
+    "zendesk_ticket",
+    "zendesk_read",
+    "other",
+]
+KINDS: tuple[Kind, ...] = (
+    "vitally_read",
+    "vitally_write",
+    "vitally_task",
+    "sf_read",
+    "sf_write",
+    "auth",
+    "slack_post",
+    "slack_read",
+    "zendesk_ticket",
+    "zendesk_read",
+    "other",
+)
 
 VITALLY_PAGE_SIZE = 100  # Vitally's largest `limit`
 SF_PAGE_SIZE = 2000  # records per SOQL page
@@ -71,7 +99,8 @@ class Workload:
     `accounts_changed`: Vitally accounts whose traits change. `tasks`: Vitally tasks created.
     `sf_upserts` / `sf_updates`: Salesforce records created by upsert on an external id, and
     records updated by Id. `login`: the run logs in with OAuth client credentials (a one-off
-    process does; a long-lived daemon's later cycles do not).
+    process does; a long-lived daemon's later cycles do not). `posts`: leads announced in Slack;
+    `tickets`: Zendesk tickets created.
     """
 
     accounts_read: int
@@ -81,6 +110,8 @@ class Workload:
     sf_upserts: int = 0
     sf_updates: int = 0
     login: bool = False
+    posts: int = 0
+    tickets: int = 0
 
 
 def pages(records: int, page_size: int) -> int:
@@ -112,7 +143,8 @@ def minimum(workload: Workload) -> dict[Kind, int]:
     - `sf_write`: ceil(upserts / 200) + ceil(updates / 200): upserts and updates are different
       endpoints, but records needing or not needing `Sforce-Auto-Assign: FALSE` are not (the
       header is harmless on a record that does not set an owner);
-    - `auth`: 1 when the run logs in, else 0; `other`: 0.
+    - `auth`: 1 when the run logs in, else 0; `slack_post`: one per post; `zendesk_ticket`: one per
+      ticket; `slack_read`, `zendesk_read` and `other`: 0 (the look-ups follow only a lost answer).
     """
     return {
         "vitally_read": pages(workload.accounts_read, VITALLY_PAGE_SIZE)
@@ -123,12 +155,16 @@ def minimum(workload: Workload) -> dict[Kind, int]:
         + batches(workload.sf_updates, SF_COLLECTION_SIZE),
         "sf_write": batches(workload.sf_upserts, SF_COLLECTION_SIZE) + batches(workload.sf_updates, SF_COLLECTION_SIZE),
         "auth": 1 if workload.login else 0,
+        "slack_post": workload.posts,
+        "slack_read": 0,
+        "zendesk_ticket": workload.tickets,
+        "zendesk_read": 0,
         "other": 0,
     }
 
 
 def classify(system: str, route: str) -> Kind:
-    """The kind of one counter route: `system` is `vitally` or `salesforce`, `route` is
+    """The kind of one counter route: `system` is `vitally`, `salesforce`, `slack` or `zendesk`, `route` is
     `METHOD path-template` as the sandbox counts it (`GET /resources/accounts`)."""
     method, _, path = route.partition(" ")
     if system == "vitally":
@@ -139,6 +175,8 @@ def classify(system: str, route: str) -> Kind:
         if method == "POST" and path == "/resources/tasks":
             return "vitally_task"
         return "other"
+    if system in ("slack", "zendesk"):
+        return _outlet_kind(system, method, path)
     if system == "salesforce":
         if method == "POST" and path.rstrip("/") == "/services/oauth2/token":
             return "auth"
@@ -151,8 +189,19 @@ def classify(system: str, route: str) -> Kind:
     return "other"
 
 
+def _outlet_kind(system: str, method: str, path: str) -> Kind:
+    """Slack's and Zendesk's routes: posts and tickets, and the look-ups after a lost answer."""
+    if system == "slack":
+        if path.endswith("/conversations.history"):
+            return "slack_read"
+        return "slack_post" if method == "POST" else "other"
+    if path.rstrip("/") == "/api/v2/tickets":
+        return "zendesk_ticket" if method == "POST" else "zendesk_read"
+    return "other"
+
+
 def by_kind(counters: Mapping[str, Mapping[str, int]]) -> dict[Kind, int]:
-    """Sandbox counters (`{"vitally": {route: n}, "salesforce": {route: n}}`) summed by kind;
+    """Sandbox counters (`{"vitally": {route: n}, "salesforce": {route: n}, ...}`) summed by kind;
     every kind is present, zero when unused."""
     totals: dict[Kind, int] = dict.fromkeys(KINDS, 0)
     for system, routes in counters.items():
