@@ -188,7 +188,7 @@ class Sandbox:
         self._config = config or SandboxConfig()
         self._vitally = VitallyService(self._config, self._clock)
         self._salesforce = SalesforceService(self._config, self._clock)
-        self._slack = SlackService(self._clock)
+        self._slack = SlackService(self._config, self._clock)
         self._zendesk = ZendeskService(self._clock)
         self._host = host
         self._port = port
@@ -267,6 +267,7 @@ class Sandbox:
             self._config = self._config.updated(merged)
             self._vitally.config = self._config
             self._salesforce.config = self._config
+            self._slack.config = self._config
             return self._config
 
     def calls(self, since: int = 0) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ Wire format as Slack documents it (tests/fixtures/real/SOURCES.md, Slack rows):
   true, "channel", "ts", "message"}`, or `{"ok": false, "error": code}` (`not_authed`,
   `invalid_auth`, `channel_not_found`, `no_text`, `msg_too_long` past 40,000 characters); message
   `metadata` (`event_type`, `event_payload`) is kept with the message. Slack allows about one message
-  a second per channel, with short bursts: past a burst of `BURST` the answer is HTTP 429 with
+  a second per channel, with short bursts: past a burst (`SandboxConfig.slack_burst`, 50) the answer is HTTP 429 with
   `Retry-After` and `{"ok": false, "error": "ratelimited"}`.
 - `GET /api/conversations.history?channel=&oldest=&limit=&cursor=&include_all_metadata=`: the
   channel's messages newest first, strictly after `oldest`, `limit` a page (at most 999), with
@@ -27,16 +27,15 @@ import re
 import time
 from typing import Any, Final
 
-from sandbox.store import Clock, Reply, Request
+from sandbox.store import Clock, Reply, Request, SandboxConfig
 
-__all__ = ["BURST", "CHANNEL_ID", "TEAM_ID", "WEBHOOK_PATH", "SlackService"]
+__all__ = ["CHANNEL_ID", "TEAM_ID", "WEBHOOK_PATH", "SlackService"]
 
 TEAM_ID: Final = "T0SANDBOX"
 CHANNEL_ID: Final = "C0SALESLEADS"
 CHANNEL_NAME: Final = "sales-leads"
 WEBHOOK_PATH: Final = f"/services/{TEAM_ID}/B0SALESLEADS/"
 BOT_ID: Final = "B0CRMSYNC"
-BURST: Final = 50  # messages Slack lets through at once before holding a channel to one a second
 _MAX_TEXT = 40_000
 _WEBHOOK = re.compile(rf"{re.escape(WEBHOOK_PATH)}[A-Za-z0-9]{{8,}}\Z")
 
@@ -44,10 +43,11 @@ _WEBHOOK = re.compile(rf"{re.escape(WEBHOOK_PATH)}[A-Za-z0-9]{{8,}}\Z")
 class SlackService:
     """One channel's messages, posted by the Web API or the webhook."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, config: SandboxConfig, clock: Clock) -> None:
+        self.config = config
         self.clock = clock
         self.messages: list[dict[str, Any]] = []  # oldest first
-        self._tokens = float(BURST)
+        self._tokens = float(config.slack_burst)
         self._refilled = time.monotonic()
         self._last_ts = 0.0
 
@@ -94,9 +94,9 @@ class SlackService:
         return Reply(200, {"ok": True, "channel": CHANNEL_ID, "ts": message["ts"], "message": shown})
 
     def _admit(self) -> bool:
-        """A token bucket in real time: `BURST` at once, then one a second."""
+        """A token bucket in real time: `slack_burst` at once, then one a second."""
         now = time.monotonic()
-        self._tokens = min(float(BURST), self._tokens + (now - self._refilled))
+        self._tokens = min(float(self.config.slack_burst), self._tokens + (now - self._refilled))
         self._refilled = now
         if self._tokens < 1:
             return False

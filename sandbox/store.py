@@ -135,6 +135,8 @@ class SandboxConfig:
     """Added before every API call (not control calls)."""
     fault_timeout_s: float = 30.0
     """How long a `timeout` fault keeps the client waiting before closing the connection."""
+    slack_burst: int = 50
+    """Slack messages let through at once before the channel is held to one a second (sandbox/slack.py)."""
     vitally_api_key: str | None = None
     vitally_rate_limit: int = 1000
     vitally_rate_window_s: float = 60.0
@@ -242,7 +244,7 @@ _OPTIONAL_STR = {
 }
 _SECRETS = ("vitally_api_key", "sf_token", "sf_client_secret")
 _NUMBERS = {"latency_ms", "fault_timeout_s", "vitally_rate_window_s", "vitally_playbook_delay_s"}
-_INTS = {"vitally_rate_limit", "sf_daily_quota", "sf_page_size"}
+_INTS = {"vitally_rate_limit", "sf_daily_quota", "sf_page_size", "slack_burst"}
 _PAIRS = {"playbooks"}
 _BOOLS = {"sf_strict_fields", "real_org"}
 _SWITCH_BOOLS = {"sf_enforce_schema", "sf_state_country_picklists", "vitally_segment_links"}

@@ -569,6 +569,11 @@ class StateDB:
         )
         return [list(group) for _, group in itertools.groupby(map(self._row, rows), key=lambda r: r.write.record)]
 
+    def outbox_counts_of(self, system: str) -> int:
+        """Pending writes of `system`."""
+        row = self.db.execute("SELECT count(*) FROM outbox WHERE status = 'pending' AND system = ?", [system])
+        return int(row.fetchone()[0])
+
     def queued_for(self, system: str, record: str) -> bool:
         """Whether a write to this record of `system` is queued, done or parked (an announcement or a
         ticket is queued once per lead, ever)."""

@@ -40,7 +40,7 @@ from sync.vocabulary import CycleReport, Hooks, iso
 __all__ = ["FollowUpSender", "FollowUps", "Outlets", "lead_link", "ticket_id_for"]
 
 _MAX_RATE_WAIT = 30.0  # seconds one Slack rate limit may hold the follow-ups (never a CRM write)
-_RATE_WAITS = 10  # rate-limit waits per cycle, then the rest waits for the next cycle
+_RATE_WAIT_BUDGET = 120.0  # seconds of rate-limit waits per cycle; then the rest waits for the next cycle
 _HISTORY_MARGIN = 120.0  # seconds before an uncertain attempt from which the channel is read back
 
 
@@ -173,7 +173,7 @@ class FollowUpSender:
         self.clock = clock
         self.hooks = hooks
         self.sleep = sleep
-        self._rate_waits = 0
+        self._rate_waited = 0.0
 
     def run(self) -> None:
         """Tickets first (a person is waiting for an answer), then announcements."""
@@ -229,8 +229,8 @@ class FollowUpSender:
                 ts = port.post(str(row.write.payload["text"]), row.write.record, row.key)
             except RateLimitedError as error:
                 if not self._wait(error):
-                    self._failed(row, error)
-                    return False
+                    self._deferred("slack")
+                    return False  # not a failure: Slack asked to wait; the rest goes next cycle
                 continue
             except SyncError as error:
                 return not self._failed(row, error)
@@ -238,17 +238,24 @@ class FollowUpSender:
             return True
 
     def _wait(self, error: RateLimitedError) -> bool:
-        """Wait what a rate limit asks (a few times a cycle, each capped); False: give up for now."""
-        self._rate_waits += 1
-        if self._rate_waits > _RATE_WAITS:
+        """Wait what a rate limit asks (each wait capped, all of a cycle's too); False: give up for now."""
+        wait = min(error.wait_seconds or 1.0, _MAX_RATE_WAIT)
+        if self._rate_waited + wait > _RATE_WAIT_BUDGET:
             return False
+        self._rate_waited += wait
         try:
-            self.sleep(min(error.wait_seconds or 1.0, _MAX_RATE_WAIT))
+            self.sleep(wait)
         except StopRequested:
             return False
         return not self.hooks.should_stop()
 
     # -- the outbox ---------------------------------------------------------------------------------
+
+    def _deferred(self, system: str) -> None:
+        """The rest of `system`'s follow-ups wait, pending, for the next cycle."""
+        left = self.state.outbox_counts_of(system)
+        self.report.counts["deferred"] += left
+        self.hooks.log("followups_deferred", {"run_id": self.report.run_id, "system": system, "pending": left})
 
     def _begin(self, row: OutboxRow) -> None:
         with self.state.atomic():
