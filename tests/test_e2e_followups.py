@@ -1,0 +1,184 @@
+"""Announcements and tickets end to end: the real CLI against a generated book in the sandbox, with
+Slack (bot token, chat.postMessage) and Zendesk configured. Every new lead is announced exactly once
+(crm-sync's upserts and the inbound leads its round robin gives an owner), every support submission
+gets exactly one ticket and no owner, also when the process is killed with SIGKILL between a lead's
+write and its post, or while a post or a ticket is in flight."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import ROOT, example_config_for, run_cli
+
+from sandbox import Sandbox, SandboxConfig, generate_book
+from sandbox.server import FaultKind
+from sandbox.slack import CHANNEL_ID
+
+pytestmark = pytest.mark.e2e
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+TOKEN = {"TEST_SLACK_BOT_TOKEN": "xoxb-test-token"}
+POST = "/api/chat.postMessage"
+UPSERT = "/services/data/v59.0/composite/sobjects/Lead/Sync_Key__c"
+TICKETS = "/api/v2/tickets"
+
+
+def configure(sandbox: Sandbox, path: Path) -> Path:
+    """The example config against the sandbox, with announcements by bot token, Zendesk tickets,
+    and support requests closed with a status of their own."""
+    config = example_config_for(sandbox.url, path)
+    text = config.read_text()
+    for old, new in (
+        ('api_url = "https://slack.com/api"', f'api_url = "{sandbox.url}/api"\nchannel = "{CHANNEL_ID}"'),
+        ('# bot_token_env = "CRM_SYNC_SLACK_BOT_TOKEN"', 'bot_token_env = "TEST_SLACK_BOT_TOKEN"'),
+        (f'# base_url = "{sandbox.url}"', f'base_url = "{sandbox.url}"'),
+        ('# email = "ops@acme.com"', 'email = "ops@example.com"'),
+        ("[rules.demo]\n", '[rules.demo]\nsupport_status = "Closed - Support"\n'),
+    ):
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    config.write_text(text)
+    return config
+
+
+@pytest.fixture(scope="module")
+def book() -> dict[str, Any]:
+    return generate_book(160, seed=21, now=NOW)
+
+
+@pytest.fixture
+def sandbox(book: dict[str, Any]) -> Iterator[Sandbox]:
+    with Sandbox(book, config=SandboxConfig(vitally_rate_limit=10**7, slack_burst=10**6, fault_timeout_s=5)) as sb:
+        yield sb
+
+
+def leads(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
+    return {lead["Id"]: lead for lead in sandbox.state()["salesforce"]["Lead"]}
+
+
+def announced(sandbox: Sandbox) -> Counter[str]:
+    """Posts in the channel per lead id (from crm-sync's message metadata)."""
+    messages = sandbox.state()["slack"]["messages"]
+    return Counter(m["metadata"]["event_payload"]["lead_id"] for m in messages if "metadata" in m)
+
+
+def tickets(sandbox: Sandbox) -> Counter[str]:
+    return Counter(t["external_id"] for t in sandbox.state()["zendesk"]["tickets"])
+
+
+def new_leads(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> set[str]:
+    """Leads crm-sync created, and inbound leads it gave an owner (computed from the sandbox)."""
+    created = {i for i, lead in after.items() if lead.get("Sync_Key__c") and i not in before}
+    routed = {
+        i
+        for i, lead in after.items()
+        if i in before and lead["OwnerId"] != before[i]["OwnerId"] and lead.get("Routing_Rule__c")
+    }
+    return created | routed
+
+
+def support_requests(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> set[str]:
+    return {
+        i
+        for i, lead in after.items()
+        if lead.get("Classification__c") == "support" and before.get(i, {}).get("Classification__c") != "support"
+    }
+
+
+def test_e2e_each_new_lead_is_announced_once_and_each_support_request_gets_one_ticket_and_no_owner(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    config, state = configure(sandbox, tmp_path / "config.toml"), tmp_path / "state.db"
+    before = leads(sandbox)
+    first = run_cli(config, state, "run", env=TOKEN)
+    after = leads(sandbox)
+    sandbox.reset()
+    second = run_cli(config, state, "run", env=TOKEN)
+
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert second.returncode == 0, second.stderr[-2000:]
+    wanted = new_leads(before, after)
+    assert len(wanted) > 40  # the generated book's routed accounts and inbound leads
+    posts = announced(sandbox)
+    assert set(posts) == wanted and set(posts.values()) == {1}
+    label_of = {m["metadata"]["event_payload"]["lead_id"]: m["text"] for m in sandbox.state()["slack"]["messages"]}
+    some = next(i for i in wanted if after[i].get("Routing_Rule__c") == "new_business.demo_request")
+    assert label_of[some].startswith(":new: *Demo request*: <") and f"/lightning/r/Lead/{some}/view|" in label_of[some]
+
+    support = support_requests(before, after)
+    assert support, "the generated book holds support submissions"
+    assert tickets(sandbox) == Counter({f"crm-sync-lead-{i}": 1 for i in support})
+    by_id = {t["external_id"]: t for t in sandbox.state()["zendesk"]["tickets"]}
+    for lead_id in support:
+        lead = after[lead_id]
+        assert lead["Status"] == "Closed - Support"
+        assert lead["OwnerId"] == before[lead_id]["OwnerId"], "a support request got an owner"
+        assert lead_id not in posts
+        assert by_id[f"crm-sync-lead-{lead_id}"]["description"].startswith(lead["Form_Text__c"])
+    spam = {i for i, lead in after.items() if lead.get("Classification__c") == "spam"}
+    assert spam and not spam & set(posts) and all(after[i]["OwnerId"] == before[i]["OwnerId"] for i in spam)
+    # The second cycle announces and opens nothing again.
+    assert sandbox.counters().get("slack") is None and sandbox.counters().get("zendesk") is None
+
+
+# -- kill -9 ----------------------------------------------------------------------------------------
+
+
+def _start(config: Path, state: Path, log: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VITALLY_", "SALESFORCE_", "CRM_SYNC_"))}
+    env.update(TOKEN)
+    command = [sys.executable, "-m", "sync", "--config", str(config), "--state", str(state), "run"]
+    with log.open("w") as err:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, text=True, cwd=ROOT, env=env)
+
+
+def _kill_when_faulted(process: subprocess.Popen[str], sandbox: Sandbox, delay: float) -> None:
+    deadline = time.monotonic() + 120
+    while not any(c.get("fault") for c in sandbox.calls()):
+        assert process.poll() is None, "the run ended before the faulted request"
+        assert time.monotonic() < deadline, "the faulted request never came"
+        time.sleep(0.005)
+    time.sleep(delay)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+@pytest.mark.chaos
+@pytest.mark.parametrize(
+    ("method", "prefix", "fault"),
+    [
+        ("POST", POST, "drop_response"),  # the post went out, its answer was lost: found in the history
+        ("POST", POST, "timeout"),  # the post never reached Slack: posted on restart
+        ("PATCH", UPSERT, "drop_response"),  # the leads exist, their upsert's answer was lost: still announced
+        ("POST", TICKETS, "drop_response"),  # the ticket exists, its answer was lost: found by external id
+    ],
+)
+def test_e2e_kill_9_between_a_write_and_its_follow_up_still_announces_each_lead_and_tickets_each_request_once(
+    sandbox: Sandbox, tmp_path: Path, method: str, prefix: str, fault: FaultKind
+) -> None:
+    config, state = configure(sandbox, tmp_path / "config.toml"), tmp_path / "state.db"
+    before = leads(sandbox)
+    sandbox.add_fault(fault, method=method, path_prefix=prefix, count=10**6)
+    _kill_when_faulted(_start(config, state, tmp_path / "run.log"), sandbox, delay=0.2)
+    sandbox.clear_faults()
+    for _ in range(3):
+        result = run_cli(config, state, "run", env=TOKEN)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    after = leads(sandbox)
+    posts = announced(sandbox)
+    assert set(posts) == new_leads(before, after) and set(posts.values()) == {1}
+    assert tickets(sandbox) == Counter({f"crm-sync-lead-{i}": 1 for i in support_requests(before, after)})
+    assert (
+        Counter(lead.get("Sync_Key__c") for lead in after.values() if lead.get("Sync_Key__c")).most_common(1)[0][1] == 1
+    )
