@@ -88,15 +88,18 @@ def new_leads(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]
 
 
 def support_requests(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> set[str]:
+    """Leads the run classified support that carry an address to answer (one without gets no ticket)."""
     return {
         i
         for i, lead in after.items()
-        if lead.get("Classification__c") == "support" and before.get(i, {}).get("Classification__c") != "support"
+        if lead.get("Classification__c") == "support"
+        and before.get(i, {}).get("Classification__c") != "support"
+        and lead.get("Email")
     }
 
 
 def test_e2e_each_new_lead_is_announced_once_and_each_support_request_gets_one_ticket_and_no_owner(
-    sandbox: Sandbox, tmp_path: Path
+    sandbox: Sandbox, book: dict[str, Any], tmp_path: Path
 ) -> None:
     config, state = configure(sandbox, tmp_path / "config.toml"), tmp_path / "state.db"
     before = leads(sandbox)
@@ -125,6 +128,16 @@ def test_e2e_each_new_lead_is_announced_once_and_each_support_request_gets_one_t
         assert lead["OwnerId"] == before[lead_id]["OwnerId"], "a support request got an owner"
         assert lead_id not in posts
         assert by_id[f"crm-sync-lead-{lead_id}"]["description"].startswith(lead["Form_Text__c"])
+    # The generator's follow-up cases (sandbox/cases_followups.py), one by one.
+    cases = {case: lead for lead, names in book["_cases"]["leads"].items() for case in names}
+    for case in ("followups.support_ticket", "followups.support_ticket.billing", "followups.support_ticket.polite"):
+        assert tickets(sandbox)[f"crm-sync-lead-{cases[case]}"] == 1, case
+        assert after[cases[case]]["OwnerId"] is None, case
+    no_email = cases["near_miss.followups.support_ticket.no_email"]
+    assert after[no_email]["Classification__c"] == "support" and f"crm-sync-lead-{no_email}" not in tickets(sandbox)
+    assert f"crm-sync-lead-{cases['followups.spam_dropped']}" not in tickets(sandbox)
+    assert cases["followups.spam_dropped"] not in posts
+    assert posts[cases["followups.announced_inbound"]] == 1
     spam = {i for i, lead in after.items() if lead.get("Classification__c") == "spam"}
     assert spam and not spam & set(posts) and all(after[i]["OwnerId"] == before[i]["OwnerId"] for i in spam)
     # The second cycle announces and opens nothing again.
