@@ -143,6 +143,7 @@ def test_e2e_llm_classifier_from_the_config_asks_once_per_submission_and_the_rul
             if lead["LeadSource"] == "Demo request"
             and not lead["IsConverted"]
             and lead["Status"] not in CLOSED_LEAD_STATUSES
+            and lead["Id"] not in book["_cases"]["malformed"]  # reported and skipped, never asked about
         }
         first = run_cli(config, state, "run")
         after_first = {lead["Id"]: lead for lead in sandbox.state()["salesforce"]["Lead"]}
