@@ -189,7 +189,7 @@ class Sandbox:
         self._vitally = VitallyService(self._config, self._clock)
         self._salesforce = SalesforceService(self._config, self._clock)
         self._slack = SlackService(self._config, self._clock)
-        self._zendesk = ZendeskService(self._clock)
+        self._zendesk = ZendeskService(self._config, self._clock)
         self._host = host
         self._port = port
         self._server: _Server | None = None
@@ -268,6 +268,7 @@ class Sandbox:
             self._vitally.config = self._config
             self._salesforce.config = self._config
             self._slack.config = self._config
+            self._zendesk.config = self._config
             return self._config
 
     def calls(self, since: int = 0) -> list[dict[str, Any]]:

@@ -63,7 +63,8 @@ class SlackService:
         auth = request.headers.get("authorization") or ""
         if not auth.startswith("Bearer "):
             return _error("not_authed")
-        if not auth[len("Bearer ") :].startswith(("xoxb-", "xoxp-")):
+        token = auth[len("Bearer ") :]
+        if not token.startswith(("xoxb-", "xoxp-")) or self.config.slack_token not in (None, token):
             return _error("invalid_auth")
         if method == "chat.postMessage" and request.method == "POST":
             return self._post(request)

@@ -143,6 +143,10 @@ class SandboxConfig:
     playbooks: tuple[tuple[str, str], ...] = DEFAULT_PLAYBOOKS
     """Emulated Vitally Playbooks: (segment name, boolean trait key)."""
     sf_token: str | None = None
+    slack_token: str | None = None
+    """The only Slack bot token accepted (None: any `xoxb-`/`xoxp-` token)."""
+    zendesk_token: str | None = None
+    """The only Zendesk API token accepted (None: any non-empty token)."""
     sf_client_id: str | None = None
     sf_client_secret: str | None = None
     sf_daily_quota: int = 1_000_000
@@ -238,11 +242,13 @@ class SandboxConfig:
 _OPTIONAL_STR = {
     "vitally_api_key",
     "sf_token",
+    "slack_token",
+    "zendesk_token",
     "sf_client_id",
     "sf_client_secret",
     "assignment_rule_owner_id",
 }
-_SECRETS = ("vitally_api_key", "sf_token", "sf_client_secret")
+_SECRETS = ("vitally_api_key", "sf_token", "sf_client_secret", "slack_token", "zendesk_token")
 _NUMBERS = {"latency_ms", "fault_timeout_s", "vitally_rate_window_s", "vitally_playbook_delay_s"}
 _INTS = {"vitally_rate_limit", "sf_daily_quota", "sf_page_size", "slack_burst"}
 _PAIRS = {"playbooks"}

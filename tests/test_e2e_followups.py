@@ -6,8 +6,10 @@ write and its post, or while a post or a ticket is in flight."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ import pytest
 from support import ROOT, example_config_for, run_cli
 
 from sandbox import Sandbox, SandboxConfig, generate_book
+from sandbox.llm import LLMStub
 from sandbox.server import FaultKind
 from sandbox.slack import CHANNEL_ID
 
@@ -140,8 +143,11 @@ def test_e2e_each_new_lead_is_announced_once_and_each_support_request_gets_one_t
     assert posts[cases["followups.announced_inbound"]] == 1
     spam = {i for i, lead in after.items() if lead.get("Classification__c") == "spam"}
     assert spam and not spam & set(posts) and all(after[i]["OwnerId"] == before[i]["OwnerId"] for i in spam)
+    # The run's summary line counts them.
+    assert f"; {len(wanted)} lead(s) announced; {len(support)} ticket(s) opened\n" in first.stderr
     # The second cycle announces and opens nothing again.
     assert sandbox.counters().get("slack") is None and sandbox.counters().get("zendesk") is None
+    assert "announced" not in second.stderr and "ticket(s) opened" not in second.stderr
 
 
 # -- kill -9 ----------------------------------------------------------------------------------------
@@ -195,3 +201,94 @@ def test_e2e_kill_9_between_a_write_and_its_follow_up_still_announces_each_lead_
     assert (
         Counter(lead.get("Sync_Key__c") for lead in after.values() if lead.get("Sync_Key__c")).most_common(1)[0][1] == 1
     )
+
+
+# -- secrets ----------------------------------------------------------------------------------------
+
+SECRETS = {
+    "TEST_SLACK_BOT_TOKEN": "xoxb-7f3a9c1e-slack-secret",
+    "TEST_ZENDESK_API_TOKEN": "zd-5b2e8d40-zendesk-secret",
+    "TEST_LLM_API_KEY": "sk-c91d77aa-llm-secret",
+}
+
+
+def stored_bytes(directory: Path) -> bytes:
+    """The state database's files (the database, its WAL and shared memory), as bytes."""
+    return b"".join(path.read_bytes() for path in sorted(directory.glob("state.db*")))
+
+
+def _forms(secret: str) -> list[str]:
+    """The shapes a secret could leak in: itself, and as the HTTP headers that carry it."""
+    basic = base64.b64encode(f"ops@example.com/token:{secret}".encode()).decode()
+    return [secret, f"Bearer {secret}", basic]
+
+
+def test_e2e_no_slack_zendesk_or_llm_secret_in_any_output_error_or_the_state(tmp_path: Path) -> None:
+    """Slack, Zendesk and the LLM configured with secrets from the environment, each one accepted
+    (the sandbox and the stub insist on these values) and each path through an error taken (a token
+    Slack refuses, Zendesk down, the LLM failing): no secret in stdout, stderr, the state
+    database (its files, WAL included) or the outputs of `report`, `failed`, `explain`. An LLM
+    that fails (HTTP 500) puts its error in each verdict's reason, which the state keeps."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    book = generate_book(160, seed=21, now=now)
+    sandbox_config = SandboxConfig(
+        vitally_rate_limit=10**7,
+        slack_burst=10**6,
+        fault_timeout_s=5,
+        slack_token="xoxb-someone-else",  # run 1: Slack refuses crm-sync's token
+        zendesk_token=SECRETS["TEST_ZENDESK_API_TOKEN"],
+    )
+    outputs: list[str] = []
+    with LLMStub(api_key=SECRETS["TEST_LLM_API_KEY"]) as llm, Sandbox(book, config=sandbox_config) as sandbox:
+        config = configure(sandbox, tmp_path / "config.toml")
+        text = config.read_text()
+        for old, new in (
+            ('# api_token_env = "CRM_SYNC_ZENDESK_API_TOKEN"', 'api_token_env = "TEST_ZENDESK_API_TOKEN"'),
+            ('classifier = "offline"', 'classifier = "llm"'),
+            ('base_url = "https://api.openai.com/v1"', f'base_url = "{llm.base_url}"'),
+            ('# api_key_env = "CRM_SYNC_LLM_API_KEY"', 'api_key_env = "TEST_LLM_API_KEY"'),
+        ):
+            assert old in text, old
+            text = text.replace(old, new, 1)
+        config.write_text(text)
+        assert not any(secret in text for secret in SECRETS.values())
+        state = tmp_path / "state.db"
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            result = run_cli(config, state, *args, env=SECRETS)
+            outputs.extend((result.stdout, result.stderr))
+            return result
+
+        def errors() -> str:
+            """The errors the outbox keeps for failed follow-ups (what `failed` and the logs show)."""
+            with sqlite3.connect(state) as db:
+                rows = db.execute("SELECT last_error FROM outbox WHERE system IN ('slack', 'zendesk')").fetchall()
+            outputs.append(text := "\n".join(str(error) for (error,) in rows if error))
+            return text
+
+        llm.fault = "http_500"
+        first = run("run")  # the LLM asked and failing (offline verdicts); posts refused (invalid_auth)
+        refused = errors()
+        llm.fault = None
+        sandbox.configure(slack_token=SECRETS["TEST_SLACK_BOT_TOKEN"])
+        sandbox.add_fault("status", method="POST", path_prefix=TICKETS, status=503, count=10**6)
+        run("run")  # posts go out; Zendesk answers 503 to every ticket
+        down = errors()
+        sandbox.clear_faults()
+        third = run("run")  # tickets created
+        for args in (("report",), ("failed",), ("explain", *list(leads(sandbox))[:3])):
+            run(*args)
+        posted, opened = announced(sandbox), tickets(sandbox)
+
+    assert "LLM triage not used: HTTP 500" in first.stderr and "failed 1," in first.stderr
+    assert "invalid_auth" in refused and "503" in down  # the error paths were taken
+    assert b"LLM not used: HTTP 500" in stored_bytes(tmp_path)
+    assert third.returncode in (0, 1), third.stderr[-2000:]
+    assert posted and opened and llm.requests  # each secret was sent, and accepted
+    assert set(posted.values()) == {1} and set(opened.values()) == {1}
+    stored = stored_bytes(tmp_path)
+    assert stored and "".join(outputs)
+    for secret in SECRETS.values():
+        for form in _forms(secret):
+            assert form.encode() not in stored, f"a secret in the state database: {form[:12]}…"
+            assert all(form not in output for output in outputs), f"a secret in an output: {form[:12]}…"
