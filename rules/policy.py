@@ -325,7 +325,7 @@ class DemoPolicy:
         "offline",
         'How demo-form submissions are sorted into sales, support or spam: "offline" (rules plus a small '
         'model, docs/triage.md), "keywords" (the keyword lists below), or "llm" (an OpenAI-compatible '
-        "endpoint, [llm]; asked once per submission, the offline one on any failure).",
+        "endpoint, [triage.llm]; asked once per submission, the offline one on any failure).",
     )
     spam_keywords: tuple[str, ...] = setting(
         (
