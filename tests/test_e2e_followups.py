@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 from support import ROOT, example_config_for, run_cli
 
+from connectors.slack import DEFAULT_LABELS
 from sandbox import Sandbox, SandboxConfig, generate_book
 from sandbox.llm import LLMStub
 from sandbox.server import FaultKind
@@ -79,6 +81,11 @@ def tickets(sandbox: Sandbox) -> Counter[str]:
     return Counter(t["external_id"] for t in sandbox.state()["zendesk"]["tickets"])
 
 
+def unescape(text: str) -> str:
+    """Slack's mrkdwn escapes undone (`&amp;`, `&lt;`, `&gt;`)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def new_leads(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> set[str]:
     """Leads crm-sync created, and inbound leads it gave an owner (computed from the sandbox)."""
     created = {i for i, lead in after.items() if lead.get("Sync_Key__c") and i not in before}
@@ -120,6 +127,20 @@ def test_e2e_each_new_lead_is_announced_once_and_each_support_request_gets_one_t
     label_of = {m["metadata"]["event_payload"]["lead_id"]: m["text"] for m in sandbox.state()["slack"]["messages"]}
     some = next(i for i in wanted if after[i].get("Routing_Rule__c") == "new_business.demo_request")
     assert label_of[some].startswith(":new: *Demo request*: <") and f"/lightning/r/Lead/{some}/view|" in label_of[some]
+    # Every post: its rule's label, the company linked to the lead's record, its owner by name.
+    names = {user["Id"]: user["Name"] for user in sandbox.state()["salesforce"]["User"]}
+    named = 0
+    for lead_id in wanted:
+        post = re.fullmatch(
+            rf":new: \*(.+)\*: <https?://\S+/lightning/r/Lead/{lead_id}/view\|(.+)>, owner \*(.+)\*", label_of[lead_id]
+        )
+        assert post is not None, label_of[lead_id]
+        label, company, owner = (unescape(group) for group in post.groups())
+        assert label == DEFAULT_LABELS[after[lead_id]["Routing_Rule__c"]]
+        assert company == after[lead_id]["Company"]
+        assert owner in (names[after[lead_id]["OwnerId"]], "Salesforce's default owner")
+        named += owner != "Salesforce's default owner"
+    assert named > len(wanted) * 0.8  # the round robin's owners, named
 
     support = support_requests(before, after)
     assert support, "the generated book holds support submissions"
