@@ -111,7 +111,7 @@ def queued(*writes: PlannedWrite) -> StateDB:
 
 def test_a_rate_limit_is_waited_out_then_the_rest_is_deferred_pending_not_failed() -> None:
     state = queued(*(post(f"00Q{i}") for i in range(10)))
-    channel, slept = Channel(limit_after=3, wait=50.0), []
+    channel, slept = Channel(limit_after=3, wait=50.0), list[float]()
     follow, report = sender(state, channel, slept=slept)
     follow.run()
 
