@@ -20,7 +20,15 @@ from typing import Any, Protocol, runtime_checkable
 from core.decoding import Unreadable
 from core.errors import SyncError
 
-__all__ = ["RequestCounter", "SalesforcePort", "VitallyPort", "WriteResult", "parse_iso_utc"]
+__all__ = [
+    "AnnouncePort",
+    "RequestCounter",
+    "SalesforcePort",
+    "TicketPort",
+    "VitallyPort",
+    "WriteResult",
+    "parse_iso_utc",
+]
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,32 @@ class SalesforcePort(Protocol):
         self, sobject: str, external_id_field: str, records: Sequence[Mapping[str, Any]], *, set_owner: bool
     ) -> list[WriteResult]:
         """Upsert records on an external id in collections; one result per record, in input order."""
+        ...
+
+
+@runtime_checkable
+class AnnouncePort(Protocol):
+    """Where new leads are announced (`connectors.slack.SlackClient` is the adapter)."""
+
+    def post(self, text: str, lead_id: str, key: str) -> str:
+        """Post one announcement identified by `key`; returns the service's id for it ("" if none)."""
+        ...
+
+    def posted_since(self, oldest: float) -> set[str]:
+        """The leads announced since `oldest` (Unix seconds), by id."""
+        ...
+
+
+@runtime_checkable
+class TicketPort(Protocol):
+    """Where support requests become tickets (`connectors.zendesk.ZendeskClient` is the adapter)."""
+
+    def find(self, external_id: str) -> dict[str, Any] | None:
+        """The ticket carrying `external_id`, or None when there is none."""
+        ...
+
+    def create(self, ticket: Mapping[str, Any]) -> dict[str, Any]:
+        """Create the ticket once (idempotent on its `external_id`); returns it."""
         ...
 
 

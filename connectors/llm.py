@@ -31,6 +31,7 @@ from typing import Any, Literal
 import requests
 
 from core.errors import ConfigError, ContractError
+from core.settings import HTTP_URL, secret, setting
 from core.triage import LABELS, Label, Submission, Triage, TriageClassifier
 
 __all__ = ["SYSTEM_PROMPT", "LLMAnswerError", "LLMSettings", "LLMTriage", "parse_answer"]
@@ -75,14 +76,37 @@ _SCHEMA: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class LLMSettings:
-    """Where and how to ask. `api_key` is read from the environment by the config, never from the file."""
+    """The LLM asked about demo-form submissions, read only with `[rules.demo] classifier = "llm"`.
 
-    base_url: str
-    model: str
-    api_key: str | None = None
-    timeout_seconds: float = 10.0
-    response_format: ResponseFormat = "json_schema"
-    max_text: int = 4_000  # characters of form text sent; the rest is cut (cost, and time to answer)
+    The key comes from the environment or an owner-only file, never from the config file."""
+
+    base_url: str = setting(
+        "https://api.openai.com/v1",
+        "An OpenAI-compatible API; crm-sync POSTs to {base_url}/chat/completions.",
+        pattern=HTTP_URL,
+    )
+    model: str = setting("gpt-4o-mini", "The model asked.", pattern=r"(?s).*\S.*", hint="a model name")
+    api_key: str | None = secret(
+        "The endpoint's API key (sent only in the Authorization header).",
+        env="CRM_SYNC_LLM_API_KEY",
+        file="/etc/crm-sync/llm-api-key",
+    )
+    timeout_seconds: float = setting(
+        10,
+        "Seconds before the endpoint's answer is given up on (then the offline classifier).",
+        minimum=0.1,
+        maximum=120,
+    )
+    response_format: ResponseFormat = setting(
+        "json_schema", '"json_schema" (Structured Outputs, strict) or "json_object" for endpoints without it.'
+    )
+    max_text: int = setting(4_000, "Characters of form text sent; the rest is cut.", minimum=1, maximum=100_000)
+    max_calls_per_cycle: int = setting(
+        200,
+        "Submissions asked about per cycle at most (a first sync's backlog is spread over cycles).",
+        minimum=1,
+        maximum=100_000,
+    )
 
     def __post_init__(self) -> None:
         problems = []

@@ -6,13 +6,15 @@ neither imports the other.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from core.model import Lead
 
-__all__ = ["LABELS", "Label", "Submission", "Triage", "TriageClassifier"]
+__all__ = ["LABELS", "Label", "Remembered", "Submission", "Triage", "TriageClassifier"]
 
 Label = Literal["sales", "support", "spam"]
 LABELS: tuple[Label, ...] = ("sales", "support", "spam")
@@ -33,6 +35,12 @@ class Submission:
         """The submission a Salesforce demo-request lead carries (Form_Text__c and the lead fields)."""
         return cls(lead.form_text or "", lead.email or "", lead.company or "", lead.title or "", lead.employees)
 
+    def digest(self) -> str:
+        """What identifies this submission's content: a verdict remembered under it holds until the
+        form text or a lead field the classifier reads changes."""
+        body = json.dumps([self.text, self.email, self.company, self.title, self.employees], ensure_ascii=False)
+        return hashlib.sha256(body.encode()).hexdigest()[:32]
+
 
 @dataclass(frozen=True)
 class Triage:
@@ -41,6 +49,15 @@ class Triage:
     label: Label
     confidence: float
     reason: str
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """A verdict the state remembers for a lead's submission (`digest`, `Submission.digest`): the
+    LLM is asked once per submission, and the rules read its answer from here."""
+
+    digest: str
+    triage: Triage
 
 
 class TriageClassifier(Protocol):

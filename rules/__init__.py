@@ -252,8 +252,9 @@ def evaluate_lead(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -
     winner, routing = _routing.route_lead(lead, ctx, policy, now)
     if winner is not None and classification.inputs.get("skip_round_robin"):
         label = classification.inputs.get("label")
+        why = f"classified {label}" if label else "awaiting the LLM triage"
         routing = [
-            replace(d, fired=False, lead=None, reason=f"{d.reason}; but classified {label}: skips the round robin")
+            replace(d, fired=False, lead=None, reason=f"{d.reason}; but {why}: skips the round robin")
             if d is winner
             else d
             for d in routing

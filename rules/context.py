@@ -8,11 +8,14 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from core.model import Lead, Opportunity
+from core.triage import Remembered
 
 __all__ = ["CLOSED_LEAD_STATUSES", "EMPTY", "AccountContext", "LeadContext"]
 
 OPEN_OPPORTUNITY_EXCLUDED = ("Closed Won", "Closed Lost")
-CLOSED_LEAD_STATUSES = ("Unqualified", "Disqualified", "Converted", "Closed - Converted", "Closed - Not Converted")
+CLOSED_LEAD_STATUSES = (
+    "Unqualified", "Disqualified", "Converted", "Closed - Converted", "Closed - Not Converted", "Closed - Support",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ EMPTY = AccountContext()
 @dataclass(frozen=True)
 class LeadContext:
     """What the lead rules read besides the lead: the latest day a lead of the same company was
-    disqualified (None when none was, or it is unknown)."""
+    disqualified (None when none was, or it is unknown), and the triage verdict the state
+    remembers for the lead's submission (the LLM's, asked by `sync` before any rule reads it)."""
 
     company_disqualified_at: date | None = None
+    triage: Remembered | None = None

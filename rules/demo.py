@@ -26,6 +26,7 @@ __all__ = [
     "Classifier",
     "KeywordClassifier",
     "Label",
+    "awaits_triage",
     "classifier_for",
     "classify_demo",
     "scheduler_eligible",
@@ -152,15 +153,19 @@ class _Remembering:
 
 
 # Classifier names the config may choose, to a factory from the policy: `offline` (the default,
-# docs/triage.md) reads the whole submission; `keywords` the form text.
+# docs/triage.md) reads the whole submission; `keywords` the form text. `llm` is asked by `sync`
+# (once per submission, before the rules run) and its verdict reaches the rule through the lead's
+# context; its factory is the classifier `sync` falls back to when the endpoint fails.
 CLASSIFIERS: Mapping[str, Callable[[DemoPolicy], TriageClassifier]] = {
     "offline": _offline,
     "keywords": lambda policy: _TextTriage(KeywordClassifier.from_policy(policy)),
+    "llm": _offline,
 }
 
 
 def classifier_for(policy: DemoPolicy) -> TriageClassifier:
-    """The classifier the policy names; the config validates the name against `CLASSIFIERS`."""
+    """The classifier the policy names (for `llm`: its offline fallback); the config validates the
+    name against `CLASSIFIERS`."""
     try:
         factory = CLASSIFIERS[policy.classifier]
     except KeyError:
@@ -172,14 +177,56 @@ def _short(text: str, limit: int = _TRIAGE_REASON_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def awaits_triage(lead: Lead, policy: Policy) -> bool:
+    """Whether demo.classification reads this lead's submission: an open demo request (the leads
+    `sync` asks the LLM about, once per submission)."""
+    demo = policy.demo
+    return (
+        lead.lead_source == demo.lead_source
+        and not lead.is_converted
+        and (lead.status or "") not in CLOSED_LEAD_STATUSES
+        and (lead.status or "") not in (demo.spam_status, demo.support_status)
+    )
+
+
+def _verdict(lead: Lead, ctx: LeadContext, demo: DemoPolicy) -> Triage | None:
+    """The submission's verdict: the configured classifier's, or for `llm` the answer the state
+    remembers for this very submission (None until `sync` has asked)."""
+    submission = Submission.of_lead(lead)
+    if demo.classifier != "llm":
+        return classifier_for(demo).classify(submission)
+    remembered = ctx.triage
+    if remembered is None or remembered.digest != submission.digest():
+        return None
+    return remembered.triage
+
+
+def _triage_reason(label: Label, triage: Triage, demo: DemoPolicy) -> str:
+    reason = f"classified {label} ({_short(triage.reason)})"
+    if label == "support":
+        status = f"status {_short(demo.support_status, 40)}, " if demo.support_status else ""
+        reason += f"; skips the round robin (support ticket, {status}no sales owner)"
+    elif label == "spam":
+        reason += f"; skips the round robin (dropped: status {_short(demo.spam_status, 40)}, no owner)"
+    return reason
+
+
+def _status_for(label: Label, demo: DemoPolicy) -> str | None:
+    if label == "spam":
+        return demo.spam_status
+    return demo.support_status if label == "support" else None
+
+
 def classify_demo(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """Every open demo request is classified sales, support or spam (Classification__c); support and spam
-    skip the round robin, and spam is dropped by setting its status to Disqualified.
+    skip the round robin, spam is dropped by setting its status to Disqualified, and support gets the
+    configured `support_status` (when set) and, through `sync`, a Zendesk ticket.
 
     The classifier is the one `policy.demo.classifier` names in `CLASSIFIERS` (the offline triage by
     default), and it reads the whole submission: the form text and the lead's email, company, title
-    and employees (`Submission.of_lead`). Its reason is part of the decision's, which stays within
-    255 characters.
+    and employees (`Submission.of_lead`). With `llm` the verdict is the one the state remembers for
+    this submission (`ctx.triage`); until `sync` has asked, the lead waits, unowned. Its reason is
+    part of the decision's, which stays within 255 characters.
     """
     demo = policy.demo
     inputs: dict[str, object] = {
@@ -195,22 +242,18 @@ def classify_demo(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -
         return no("lead source unknown", ("lead_source",))
     if lead.lead_source != demo.lead_source:
         return no(f"not a demo request (LeadSource {lead.lead_source})")
-    if lead.is_converted:
-        return no("lead converted")
-    if (lead.status or "") in CLOSED_LEAD_STATUSES:
-        return no(f"lead closed (status {lead.status})")
-    triage = classifier_for(demo).classify(Submission.of_lead(lead))
+    if not awaits_triage(lead, policy):
+        return no("lead converted" if lead.is_converted else f"lead closed (status {lead.status})")
+    triage = _verdict(lead, ctx, demo)
+    if triage is None:
+        inputs |= {"label": None, "skip_round_robin": True}
+        return no("awaiting the LLM triage (asked once per submission after this cycle's writes): no owner yet")
     label = triage.label
-    skip = label != "sales"
-    inputs |= {"label": label, "skip_round_robin": skip, "confidence": triage.confidence}
-    reason = f"classified {label} ({_short(triage.reason)})"
-    if label == "support":
-        reason += "; skips the round robin (support ticket, no sales owner)"
-    elif label == "spam":
-        reason += f"; skips the round robin (dropped: status {_short(demo.spam_status, 40)}, no owner)"
+    inputs |= {"label": label, "skip_round_robin": label != "sales", "confidence": triage.confidence}
+    reason = _triage_reason(label, triage, demo)
     if lead.classification == label:
         return no(_short(f"{reason}; Classification__c already {label}", _REASON_MAX))
-    intent = LeadIntent(classification=label, status=demo.spam_status if label == "spam" else None)
+    intent = LeadIntent(classification=label, status=_status_for(label, demo))
     was = f"; was {_short(lead.classification, 20)}" if lead.classification else ""
     return Decision(CLASSIFICATION_RULE, lead.id, True, _short(reason + was, _REASON_MAX), inputs, lead=intent)
 

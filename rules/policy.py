@@ -324,7 +324,8 @@ class DemoPolicy:
     classifier: str = setting(
         "offline",
         'How demo-form submissions are sorted into sales, support or spam: "offline" (rules plus a small '
-        'model, docs/triage.md) or "keywords" (the keyword lists below); both work offline.',
+        'model, docs/triage.md), "keywords" (the keyword lists below), or "llm" (an OpenAI-compatible '
+        "endpoint, [triage.llm]; asked once per submission, the offline one on any failure).",
     )
     spam_keywords: tuple[str, ...] = setting(
         (
@@ -392,6 +393,11 @@ class DemoPolicy:
     )
     spam_caps_min_letters: int = _count(20, "... when it has at least this many letters.")
     spam_status: str = setting("Disqualified", "The lead status given to spam (it gets no owner).")
+    support_status: str | None = setting(
+        None,
+        "The lead status given to support (it gets no owner; with [zendesk], a ticket); unset: left as it is.",
+        example="Closed - Support",
+    )
     min_annual_revenue: float = _dollars(10_000_000, "Instant scheduler: estimated yearly revenue of at least this.")
     title_keywords: tuple[str, ...] = setting(
         ("cto", "vp", "head", "director", "founder", "ceo", "engineer", "product", "chief", "lead"),

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, TypeVar
 
-from sandbox import cases_lifecycle
+from sandbox import cases_followups, cases_lifecycle
 from sandbox.schema import country_by_code
 from sandbox.store import API_USER_ID, DEFAULT_OWNER_USER_ID, INBOUND_QUEUE_ID
 
@@ -510,6 +510,9 @@ _LEAD_SPECS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("scoring.country_name",), {**_WORKED, "Title": "Founder & CEO", "Role__c": "founder",
                                  "Sub_Role__c": "ceo", "Country": "Deutschland"}),
 )  # fmt: skip
+
+# Issue #15's follow-ups: support requests that get a ticket, spam, sales announced (sandbox/cases_followups.py).
+_LEAD_SPECS += cases_followups.LEAD_SPECS
 
 # Inbound leads of a real org: waiting in the queue or on the default lead owner, never on nobody.
 _REAL_ORG_LEAD_SPECS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (

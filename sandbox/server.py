@@ -1,4 +1,8 @@
-"""The sandbox server: one threaded HTTP server on loopback speaking Vitally and Salesforce.
+"""The sandbox server: one threaded HTTP server on loopback speaking Vitally and Salesforce, and
+Slack (`sandbox/slack.py`: `/api/chat.postMessage`, `/api/conversations.history`, an incoming
+webhook at `/services/T0SANDBOX/B0SALESLEADS/<token>`) and Zendesk (`sandbox/zendesk.py`:
+`/api/v2/tickets`) for crm-sync's announcements and tickets; `state()` holds their messages and
+tickets.
 
 `Sandbox` owns the HTTP side (keep-alive, TCP_NODELAY, one thread per connection),
 the single lock around the two services' state, and everything tests and demos
@@ -66,6 +70,7 @@ from urllib.parse import parse_qs, urlsplit
 from sandbox import generator
 from sandbox.events import EventFeed, FeedSettings
 from sandbox.salesforce import SalesforceService
+from sandbox.slack import SlackService
 from sandbox.store import (
     Clock,
     ControlError,
@@ -76,12 +81,14 @@ from sandbox.store import (
     vitally_timestamp,
 )
 from sandbox.vitally import VitallyService, rate_limit_value
+from sandbox.zendesk import ZendeskService
 
 __all__ = ["ControlError", "FaultKind", "Sandbox", "SandboxConfig", "serve"]
 
 _log = logging.getLogger(__name__)
 
-_System = Literal["vitally", "salesforce"]
+_System = Literal["vitally", "salesforce", "slack", "zendesk"]
+_SYSTEMS: tuple[_System, ...] = ("vitally", "salesforce", "slack", "zendesk")
 FaultKind = Literal["status", "empty", "html", "timeout", "reset", "drop_response"]
 """What an injected fault does (`Sandbox.add_fault`)."""
 _FAULT_KINDS: tuple[FaultKind, ...] = ("status", "empty", "html", "timeout", "reset", "drop_response")
@@ -186,13 +193,15 @@ class Sandbox:
         self._config = config or SandboxConfig()
         self._vitally = VitallyService(self._config, self._clock)
         self._salesforce = SalesforceService(self._config, self._clock)
+        self._slack = SlackService(self._config, self._clock)
+        self._zendesk = ZendeskService(self._config, self._clock)
         self._host = host
         self._port = port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._calls: list[dict[str, Any]] = []
         self._calls_base = 0
-        self._counters: dict[str, dict[str, int]] = {"vitally": {}, "salesforce": {}}
+        self._counters: dict[str, dict[str, int]] = {system: {} for system in _SYSTEMS}
         self._faults: list[_Fault] = []
         self._events = EventFeed(self._event_record)
         self._vitally.segment_added = self._events.segment_added
@@ -267,6 +276,8 @@ class Sandbox:
             self._config = self._config.updated(merged)
             self._vitally.config = self._config
             self._salesforce.config = self._config
+            self._slack.config = self._config
+            self._zendesk.config = self._config
             return self._config
 
     def calls(self, since: int = 0) -> list[dict[str, Any]]:
@@ -281,16 +292,20 @@ class Sandbox:
             return self._calls_base + len(self._calls)
 
     def counters(self) -> dict[str, dict[str, int]]:
-        """Call counts by system, then by `METHOD path-template`."""
+        """Call counts by system, then by `METHOD path-template` (Slack and Zendesk once called)."""
         with self._lock:
-            return {system: dict(counts) for system, counts in self._counters.items()}
+            return {
+                system: dict(counts)
+                for system, counts in self._counters.items()
+                if counts or system in ("vitally", "salesforce")
+            }
 
     def reset(self) -> None:
         """Clear the call log and the counters (state, faults and config stay)."""
         with self._lock:
             self._calls = []
             self._calls_base = 0
-            self._counters = {"vitally": {}, "salesforce": {}}
+            self._counters = {system: {} for system in _SYSTEMS}
 
     def add_fault(
         self,
@@ -445,6 +460,8 @@ class Sandbox:
             return {
                 "vitally": self._vitally.snapshot(),
                 "salesforce": self._salesforce.snapshot(),
+                "slack": self._slack.snapshot(),
+                "zendesk": self._zendesk.snapshot(),
                 "clock": vitally_timestamp(self._clock.now()),
                 "api_usage": {"used": self._salesforce.api_used, "max": self._config.sf_daily_quota},
             }
@@ -506,7 +523,8 @@ class Sandbox:
 
     def _handle_api(self, system: _System, request: Request) -> tuple[_Action, Reply | None]:
         """Run one API call through faults, latency and the service; log and count it."""
-        template = (self._vitally.template if system == "vitally" else self._salesforce.template)(request.path)
+        service = self._service(system)
+        template = service.template(request.path)
         with self._lock:
             fault = self._pick_fault(request.method, request.path)
             latency = self._config.latency_ms
@@ -519,11 +537,17 @@ class Sandbox:
             action: _Action = "reply" if reply is not None else ("timeout" if fault.kind == "timeout" else "reset")
             return action, reply
         with self._lock:
-            service = self._vitally if system == "vitally" else self._salesforce
             reply = service.handle(request)
             reply.encode()  # the body may share objects with live state: serialise under the lock
             self._record(system, request, template, reply.status, fault.kind if fault else None)
         return ("drop" if fault is not None else "reply"), reply
+
+    def _service(self, system: _System) -> VitallyService | SalesforceService | SlackService | ZendeskService:
+        if system == "vitally":
+            return self._vitally
+        if system == "salesforce":
+            return self._salesforce
+        return self._slack if system == "slack" else self._zendesk
 
     def _pick_fault(self, method: str, path: str) -> _Fault | None:
         for fault in self._faults:
@@ -557,6 +581,11 @@ class Sandbox:
             return Reply.raw(fault.status, page.encode(), "text/html;charset=UTF-8", headers)
         if system == "vitally":
             return Reply(fault.status, {"statusCode": fault.status, "message": phrase}, headers)
+        if system in ("slack", "zendesk"):
+            if fault.status == 429:
+                headers = {"Retry-After": str(fault.reset_seconds)}
+            error = {"ok": False, "error": "ratelimited" if fault.status == 429 else "fatal_error"}
+            return Reply(fault.status, error if system == "slack" else {"error": phrase}, headers)
         code = _SF_STATUS_CODES.get(fault.status, "UNKNOWN_EXCEPTION")
         return Reply(fault.status, [{"message": phrase, "errorCode": code}], headers)
 
@@ -865,12 +894,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/_sandbox/"):
             self._send(sandbox._handle_control(self.command, path[len("/_sandbox/") :].strip("/"), query, body))
             return
-        system: _System
-        if path.startswith("/resources/"):
-            system = "vitally"
-        elif path.startswith("/services/"):
-            system = "salesforce"
-        else:
+        system = _system_of(path)
+        if system is None:
             self._send(Reply(404, {"message": "Not Found"}))
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -913,6 +938,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.rfile.close()
         self.connection.close()
+
+
+def _system_of(path: str) -> _System | None:
+    """Which imitated service a path belongs to (each real one has a host of its own)."""
+    if path.startswith("/resources/"):
+        return "vitally"
+    if path.startswith("/api/v2/"):
+        return "zendesk"
+    if path.startswith(("/api/", "/services/T")):
+        return "slack"  # the Web API, and an incoming webhook (/services/T…/B…/token)
+    if path.startswith("/services/"):
+        return "salesforce"
+    return None
 
 
 # -------------------------------------------------------------------- CLI entry

@@ -135,12 +135,18 @@ class SandboxConfig:
     """Added before every API call (not control calls)."""
     fault_timeout_s: float = 30.0
     """How long a `timeout` fault keeps the client waiting before closing the connection."""
+    slack_burst: int = 50
+    """Slack messages let through at once before the channel is held to one a second (sandbox/slack.py)."""
     vitally_api_key: str | None = None
     vitally_rate_limit: int = 1000
     vitally_rate_window_s: float = 60.0
     playbooks: tuple[tuple[str, str], ...] = DEFAULT_PLAYBOOKS
     """Emulated Vitally Playbooks: (segment name, boolean trait key)."""
     sf_token: str | None = None
+    slack_token: str | None = None
+    """The only Slack bot token accepted (None: any `xoxb-`/`xoxp-` token)."""
+    zendesk_token: str | None = None
+    """The only Zendesk API token accepted (None: any non-empty token)."""
     sf_client_id: str | None = None
     sf_client_secret: str | None = None
     sf_daily_quota: int = 1_000_000
@@ -236,13 +242,15 @@ class SandboxConfig:
 _OPTIONAL_STR = {
     "vitally_api_key",
     "sf_token",
+    "slack_token",
+    "zendesk_token",
     "sf_client_id",
     "sf_client_secret",
     "assignment_rule_owner_id",
 }
-_SECRETS = ("vitally_api_key", "sf_token", "sf_client_secret")
+_SECRETS = ("vitally_api_key", "sf_token", "sf_client_secret", "slack_token", "zendesk_token")
 _NUMBERS = {"latency_ms", "fault_timeout_s", "vitally_rate_window_s", "vitally_playbook_delay_s"}
-_INTS = {"vitally_rate_limit", "sf_daily_quota", "sf_page_size"}
+_INTS = {"vitally_rate_limit", "sf_daily_quota", "sf_page_size", "slack_burst"}
 _PAIRS = {"playbooks"}
 _BOOLS = {"sf_strict_fields", "real_org"}
 _SWITCH_BOOLS = {"sf_enforce_schema", "sf_state_country_picklists", "vitally_segment_links"}

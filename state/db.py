@@ -23,6 +23,7 @@ from typing import Any, overload
 import sqlite_utils
 
 from core.errors import SyncError
+from core.triage import LABELS, Remembered, Triage
 from state.events import EventSource, QueuedEvents
 from state.migrations import MIGRATIONS, migrate
 from state.writes import OutboxRow, OutboxStatus, Owner, OwnerChoice, PlannedWrite, target_of, write_key
@@ -663,6 +664,20 @@ class StateDB:
         )
         return [list(group) for _, group in itertools.groupby(map(self._row, rows), key=lambda r: r.write.record)]
 
+    def outbox_counts_of(self, system: str) -> int:
+        """Pending writes of `system`."""
+        row = self.db.execute("SELECT count(*) FROM outbox WHERE status = 'pending' AND system = ?", [system])
+        return int(row.fetchone()[0])
+
+    def queued_for(self, system: str, record: str) -> bool:
+        """Whether a write to this record of `system` is queued, done or parked (an announcement or a
+        ticket is queued once per lead, ever)."""
+        row = self.db.execute(
+            "SELECT 1 FROM outbox WHERE system = ? AND record = ? AND status IN ('pending', 'done', 'parked') LIMIT 1",
+            [system, record],
+        ).fetchone()
+        return row is not None
+
     def outbox(self, status: OutboxStatus, system: str | None = None) -> list[OutboxRow]:
         sql = "SELECT * FROM outbox WHERE status = ?"
         params: list[Any] = [status]
@@ -696,23 +711,41 @@ class StateDB:
             last_error=row["last_error"],
         )
 
-    def mark_done(self, row_ids: Iterable[int], at: str) -> None:
+    def mark_done(self, row_ids: Iterable[int], at: str, *, counted: bool = False) -> None:
+        """Record a successful attempt (`counted`: `begin_attempt` already counted it)."""
         ids = list(row_ids)
+        more = "" if counted else ", attempts = attempts + 1"
         self.db.execute(
-            f"UPDATE outbox SET status = 'done', attempts = attempts + 1, last_error = NULL, updated_at = ? "
+            f"UPDATE outbox SET status = 'done'{more}, last_error = NULL, updated_at = ? "
             f"WHERE id IN ({','.join('?' * len(ids))})",
             [at, *ids],
         )
 
-    def mark_failed(self, row_ids: Iterable[int], error: str, at: str, *, park: bool) -> None:
+    def mark_failed(self, row_ids: Iterable[int], error: str, at: str, *, park: bool, counted: bool = False) -> None:
         """Record a failed attempt; a permanent failure parks the write until `retry`."""
         ids = list(row_ids)
         status = "parked" if park else "pending"
+        more = "" if counted else ", attempts = attempts + 1"
         self.db.execute(
-            f"UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?, updated_at = ? "
+            f"UPDATE outbox SET status = ?{more}, last_error = ?, updated_at = ? "
             f"WHERE id IN ({','.join('?' * len(ids))})",
             [status, error, at, *ids],
         )
+
+    def begin_attempt(self, row_ids: Iterable[int], at: str) -> None:
+        """Count an attempt before it is made (committed by the caller before the request goes out):
+        after a crash, a pending row whose `attempts` grew may have taken effect, and its write is
+        looked up before it is sent again. `updated_at` says from when."""
+        ids = list(row_ids)
+        self.db.execute(
+            f"UPDATE outbox SET attempts = attempts + 1, updated_at = ? WHERE id IN ({','.join('?' * len(ids))})",
+            [at, *ids],
+        )
+
+    def outbox_updated_at(self, row_id: int) -> str | None:
+        """When the row last changed (for a row `begin_attempt` counted: when it was last tried)."""
+        row = self.db.execute("SELECT updated_at FROM outbox WHERE id = ?", [row_id]).fetchone()
+        return None if row is None else str(row[0])
 
     def unpark(self, row_id: int | None, at: str) -> int:
         """Send parked writes again (one, or all when `row_id` is None); returns how many. A
@@ -733,6 +766,36 @@ class StateDB:
                 [at, row_id],
             )
         return int(cursor.rowcount)
+
+    # -- triage asked once per submission ---------------------------------------------------------
+
+    def remembered_triage(self) -> dict[str, tuple[str, Remembered | None]]:
+        """Lead id → (the digest of the submission asked about, its verdict; None while it was asked
+        and no answer was recorded)."""
+        rows = self.db.execute("SELECT lead, digest, label, confidence, reason FROM triage").fetchall()
+        found: dict[str, tuple[str, Remembered | None]] = {}
+        for lead, digest, label, confidence, reason in rows:
+            verdict = None
+            if label in LABELS:
+                verdict = Remembered(digest, Triage(label, float(confidence or 0.0), str(reason or "")))
+            found[str(lead)] = (str(digest), verdict)
+        return found
+
+    def triage_asked(self, lead: str, digest: str, at: str) -> None:
+        """About to ask about this submission: remembered before the request goes out, so that a
+        crash before the answer is recorded never leads to asking again."""
+        self.db.execute(
+            "INSERT INTO triage (lead, digest, label, confidence, reason, asked_at, answered_at) "
+            "VALUES (?, ?, NULL, NULL, NULL, ?, NULL) ON CONFLICT (lead) DO UPDATE SET digest = excluded.digest, "
+            "label = NULL, confidence = NULL, reason = NULL, asked_at = excluded.asked_at, answered_at = NULL",
+            [lead, digest, at],
+        )
+
+    def triage_answered(self, lead: str, digest: str, verdict: Triage, at: str) -> None:
+        self.db.execute(
+            "UPDATE triage SET label = ?, confidence = ?, reason = ?, answered_at = ? WHERE lead = ? AND digest = ?",
+            [verdict.label, verdict.confidence, verdict.reason, at, lead, digest],
+        )
 
     # -- round robin ----------------------------------------------------------------------------
 

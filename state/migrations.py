@@ -154,7 +154,24 @@ def _v5(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE member_load (email TEXT PRIMARY KEY, accounts INTEGER NOT NULL)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(db: sqlite_utils.Database) -> None:
+    """Demo-form triage by an LLM, asked once per submission: per lead, the submission's digest, when
+    it was asked, and its answer (label, confidence, reason; NULL while asked and unanswered)."""
+    db.table("triage").create(
+        {
+            "lead": str,
+            "digest": str,
+            "label": str,
+            "confidence": float,
+            "reason": str,
+            "asked_at": str,
+            "answered_at": str,
+        },
+        pk="lead",
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 
 
 def migrate(db: sqlite_utils.Database) -> int:

@@ -7,12 +7,17 @@ import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
+from connectors.llm import LLMTriage
 from connectors.ratelimit import RateLimiter
 from connectors.salesforce import SalesforceClient
+from connectors.slack import SlackClient
 from connectors.vitally import VitallyClient
+from connectors.zendesk import ZendeskClient
+from rules.demo import classifier_for
 from sync.config import Config
+from sync.followups import Outlets
 
-__all__ = ["OnWait", "make_salesforce", "make_vitally", "package_version"]
+__all__ = ["OnWait", "make_outlets", "make_salesforce", "make_vitally", "package_version"]
 
 OnWait = Callable[[str, str, float], None]
 """`(service, reason, seconds)`, told when a connector begins a wait: reason `rate_limit` (its rate
@@ -45,6 +50,18 @@ def make_salesforce(config: Config, *, sleep: Sleep = time.sleep, on_wait: OnWai
     if on_wait is not None:
         sleep = _told(sleep, on_wait, "salesforce", "retry")
     return SalesforceClient(config.salesforce, sleep=sleep)
+
+
+def make_outlets(config: Config, *, sleep: Sleep = time.sleep) -> Outlets:
+    """Slack, Zendesk and the LLM as `config` sets them up; each is None when it is not configured."""
+    llm = None
+    if config.policy.demo.classifier == "llm":
+        llm = LLMTriage(config.llm, classifier_for(config.policy.demo))
+    return Outlets(
+        announce=SlackClient(config.announcements) if config.announcements.enabled else None,
+        tickets=ZendeskClient(config.zendesk, sleep=sleep) if config.zendesk.enabled else None,
+        llm=llm,
+    )
 
 
 def package_version() -> str:

@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 
 from connectors.base import SalesforcePort, VitallyPort, WriteResult
+from connectors.slack import AnnounceSettings
 from core.errors import (
     ContractError,
     QuotaExhaustedError,
@@ -30,6 +31,7 @@ from core.errors import (
     WriteRejectedError,
 )
 from state import OutboxRow, StateDB
+from sync.followups import FollowUps, FollowUpSender, Outlets
 from sync.freshness import RECHECK_EVERY, LastLook
 from sync.vocabulary import PAGE, CycleReport, Hooks, iso
 from sync.wire import WRITTEN_TRAIT, written_trait
@@ -67,10 +69,16 @@ class Applier:
         hooks: Hooks,
         records: Sequence[str] | None = None,
         look: LastLook | None = None,
+        followups: FollowUps | None = None,
+        outlets: Outlets | None = None,
+        outlet_settings: AnnounceSettings | None = None,
     ) -> None:
         """`records`: send the pending writes of these records only (an event's mini-cycle), not
         the whole outbox; `look`: the last look before writes, when not `LastLook`'s own."""
         self.state = state
+        self.followups = followups  # queues a lead write's announcement and ticket when it is done
+        self.outlets = outlets or Outlets()
+        self.outlet_settings = outlet_settings or AnnounceSettings()
         self.vitally = vitally
         self.salesforce = salesforce
         self.report = report
@@ -90,6 +98,7 @@ class Applier:
         try:
             self._apply_vitally()
             self._apply_salesforce()
+            self._apply_followups()
         except QuotaExhaustedError as exc:
             self.report.quota_exhausted = True
             self.report.failures.append(str(exc))
@@ -314,11 +323,37 @@ class Applier:
                     self.state.mark_done(ids, at)
                     self.state.set_last_written("salesforce", result.key, merged[result.key], self.report.run_id, at)
                     counts["applied"] += len(ids)
+                    self._follow(groups[result.key], result.id or result.key, at)
                     continue
                 error = f"{result.key}: {result.code}: {result.message}"
                 self.state.mark_failed(ids, error, at, park=not result.transient)
                 counts["failed" if result.transient else "parked"] += len(ids)
                 self.report.failures.append(error)
+
+    def _follow(self, rows: list[OutboxRow], lead_id: str, at: str) -> None:
+        """Queue the follow-ups of a lead write now done, in the transaction that marks it done."""
+        if self.followups is not None:
+            for row in rows:
+                self.report.counts["followups_queued"] += self.followups.lead_written(
+                    row.write, lead_id, self.report.run_id, at
+                )
+
+    # -- follow-ups: announcements and tickets ------------------------------------------------------
+
+    def _apply_followups(self) -> None:
+        """After every CRM write: the pending Zendesk tickets and Slack announcements
+        (`sync.followups`); a failure there is recorded on its row and never ends the cycle."""
+        if self.hooks.should_stop():
+            return
+        FollowUpSender(
+            self.state,
+            self.outlets,
+            self.report,
+            checks_history=self.outlet_settings.checks_history,
+            max_posts=self.outlet_settings.max_per_cycle,
+            clock=self.clock,
+            hooks=self.hooks,
+        ).run()
 
     # -- failures -------------------------------------------------------------------------------
 

@@ -11,6 +11,10 @@ A cycle's requests fall into these kinds:
   cycle's read and for the last looks before writing (below);
 - `sf_write`: sObject Collections (`composite/sobjects...`), up to 200 records a request;
 - `auth`: the Salesforce OAuth token request;
+- `slack_post`: `POST chat.postMessage` or the incoming webhook, one per lead announced;
+- `slack_read`: `conversations.history` pages, only after a post whose answer was lost;
+- `zendesk_ticket`: `POST /api/v2/tickets`, one per support request;
+- `zendesk_read`: `GET /api/v2/tickets?external_id=`, only after a create whose answer was lost;
 - `other`: anything else, which a cycle never needs (its minimum is 0).
 
 The minimum assumes the APIs as they are (apis.md): Vitally has no "updated since" filter, so an
@@ -49,8 +53,32 @@ __all__ = [
     "pages",
 ]
 
-Kind = Literal["vitally_read", "vitally_write", "vitally_task", "sf_read", "sf_write", "auth", "other"]
-KINDS: tuple[Kind, ...] = ("vitally_read", "vitally_write", "vitally_task", "sf_read", "sf_write", "auth", "other")
+Kind = Literal[
+    "vitally_read",
+    "vitally_write",
+    "vitally_task",
+    "sf_read",
+    "sf_write",
+    "auth",
+    "slack_post",
+    "slack_read",
+    "zendesk_ticket",
+    "zendesk_read",
+    "other",
+]
+KINDS: tuple[Kind, ...] = (
+    "vitally_read",
+    "vitally_write",
+    "vitally_task",
+    "sf_read",
+    "sf_write",
+    "auth",
+    "slack_post",
+    "slack_read",
+    "zendesk_ticket",
+    "zendesk_read",
+    "other",
+)
 
 VITALLY_PAGE_SIZE = 100  # Vitally's largest `limit`
 SF_PAGE_SIZE = 2000  # records per SOQL page
@@ -72,7 +100,8 @@ class Workload:
     `sf_upserts` / `sf_updates`: Salesforce records created by upsert on an external id, and
     records updated by Id; `sf_upserts_unowned`: those of the upserts that carry no owner (their
     team has no pool for their region). `login`: the run logs in with OAuth client credentials (a one-off
-    process does; a long-lived daemon's later cycles do not).
+    process does; a long-lived daemon's later cycles do not). `posts`: leads announced in Slack;
+    `tickets`: Zendesk tickets created.
     """
 
     accounts_read: int
@@ -83,6 +112,8 @@ class Workload:
     sf_updates: int = 0
     sf_upserts_unowned: int = 0
     login: bool = False
+    posts: int = 0
+    tickets: int = 0
 
 
 def pages(records: int, page_size: int) -> int:
@@ -115,7 +146,8 @@ def minimum(workload: Workload) -> dict[Kind, int]:
       upserts and updates are different endpoints, and `Sforce-Auto-Assign` holds for a whole
       request: a new lead with an owner needs FALSE (the assignment rule must not replace it), one
       without must go without it (with FALSE Salesforce gives it to the integration user);
-    - `auth`: 1 when the run logs in, else 0; `other`: 0.
+    - `auth`: 1 when the run logs in, else 0; `slack_post`: one per post; `zendesk_ticket`: one per
+      ticket; `slack_read`, `zendesk_read` and `other`: 0 (the look-ups follow only a lost answer).
     """
     return {
         "vitally_read": pages(workload.accounts_read, VITALLY_PAGE_SIZE)
@@ -128,12 +160,16 @@ def minimum(workload: Workload) -> dict[Kind, int]:
         + batches(workload.sf_upserts_unowned, SF_COLLECTION_SIZE)
         + batches(workload.sf_updates, SF_COLLECTION_SIZE),
         "auth": 1 if workload.login else 0,
+        "slack_post": workload.posts,
+        "slack_read": 0,
+        "zendesk_ticket": workload.tickets,
+        "zendesk_read": 0,
         "other": 0,
     }
 
 
 def classify(system: str, route: str) -> Kind:
-    """The kind of one counter route: `system` is `vitally` or `salesforce`, `route` is
+    """The kind of one counter route: `system` is `vitally`, `salesforce`, `slack` or `zendesk`, `route` is
     `METHOD path-template` as the sandbox counts it (`GET /resources/accounts`)."""
     method, _, path = route.partition(" ")
     if system == "vitally":
@@ -144,6 +180,8 @@ def classify(system: str, route: str) -> Kind:
         if method == "POST" and path == "/resources/tasks":
             return "vitally_task"
         return "other"
+    if system in ("slack", "zendesk"):
+        return _outlet_kind(system, method, path)
     if system == "salesforce":
         if method == "POST" and path.rstrip("/") == "/services/oauth2/token":
             return "auth"
@@ -156,8 +194,19 @@ def classify(system: str, route: str) -> Kind:
     return "other"
 
 
+def _outlet_kind(system: str, method: str, path: str) -> Kind:
+    """Slack's and Zendesk's routes: posts and tickets, and the look-ups after a lost answer."""
+    if system == "slack":
+        if path.endswith("/conversations.history"):
+            return "slack_read"
+        return "slack_post" if method == "POST" else "other"
+    if path.rstrip("/") == "/api/v2/tickets":
+        return "zendesk_ticket" if method == "POST" else "zendesk_read"
+    return "other"
+
+
 def by_kind(counters: Mapping[str, Mapping[str, int]]) -> dict[Kind, int]:
-    """Sandbox counters (`{"vitally": {route: n}, "salesforce": {route: n}}`) summed by kind;
+    """Sandbox counters (`{"vitally": {route: n}, "salesforce": {route: n}, ...}`) summed by kind;
     every kind is present, zero when unused."""
     totals: dict[Kind, int] = dict.fromkeys(KINDS, 0)
     for system, routes in counters.items():

@@ -258,6 +258,8 @@ def _print_summary(report: CycleReport, stream: TextIO) -> None:
         f"applied {counts.get('applied', 0)}, failed {counts.get('failed', 0)}, parked {counts.get('parked', 0)}; "
         f"{len(report.conflicts)} conflict(s), {len(report.record_errors)} malformed record(s)"
         + (f", {rule_errors} rule error(s)" if rule_errors else "")
+        + (f"; {counts['posts']} lead(s) announced" if counts.get("posts") else "")
+        + (f"; {counts['tickets']} ticket(s) opened" if counts.get("tickets") else "")
         + "\n"
     )
     held = counts.get("conflicts_open", 0) - sum(not c.overwritten for c in report.conflicts)

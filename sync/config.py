@@ -40,8 +40,11 @@ from types import UnionType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlparse
 
+from connectors.llm import LLMSettings
 from connectors.salesforce import FIELD_OBJECTS, SalesforceSettings
+from connectors.slack import AnnounceSettings
 from connectors.vitally import VitallySettings
+from connectors.zendesk import ZendeskSettings
 from core.countries import normalise_country
 from core.errors import ConfigError
 from core.records import DEFAULT_OWNER_FIELDS, DEFAULT_TRAIT_KEYS
@@ -245,6 +248,9 @@ class Config:
     report: ReportSettings = section(ReportSettings, "The report.", toml="report")
     alerts: AlertSettings = section(AlertSettings, "Alerts from the daemon.", toml="alerts")
     events: EventSettings = section(EventSettings, "Webhooks that route a record within seconds.", toml="events")
+    announcements: AnnounceSettings = section(AnnounceSettings, "New leads announced in Slack.", toml="announcements")
+    zendesk: ZendeskSettings = section(ZendeskSettings, "Zendesk tickets for support requests.", toml="zendesk")
+    llm: LLMSettings = section(LLMSettings, "The LLM triage of demo-form submissions.", toml="triage.llm")
     policy: Policy = section(Policy, "Every tunable of the rules.", toml="rules")
     source: Path | None = None
     custom_triggers: tuple[CompiledTrigger, ...] = ()
@@ -320,7 +326,7 @@ def _policy_sections() -> dict[str, tuple[str, type]]:
 SECTIONS = _sections()
 # Policy field -> the TOML table that tunes it ([territories] has a shape of its own).
 _POLICY_SECTIONS = {name: path for name, (path, _) in _policy_sections().items() if name != "territories"}
-_TOP_LEVEL = {*(path for path, _ in SECTIONS.values()), "rules", "territories", "pools"}
+_TOP_LEVEL = {*(path.split(".")[0] for path, _ in SECTIONS.values()), "rules", "territories", "pools"}
 
 
 def packaged_example() -> Path:
@@ -749,6 +755,41 @@ def _events(reader: _Reader, events: EventSettings) -> None:
         reader.problem("events.salesforce_org_id", "required with salesforce_secret (the org whose messages count)")
 
 
+def _https(reader: _Reader, path: str, url: str | None, *, secret: bool) -> None:
+    """`url` must be https (http only to loopback: the sandbox). A secret URL is never shown."""
+    if url is None:
+        return
+    parts = urlparse(url)
+    local = parts.scheme == "http" and parts.hostname in _LOOPBACK | {"localhost"}
+    if not parts.hostname or not (parts.scheme == "https" or local):
+        reader.problem(path, "expected an https:// URL (http:// only on loopback)" + ("; not shown" if secret else ""))
+
+
+def _outlets(reader: _Reader, sections: dict[str, Any], policy: Policy) -> None:
+    """Slack, Zendesk and the LLM: what each needs once it is used. Against a loopback URL (the
+    sandbox) a missing credential is the sandbox's placeholder, as for the CRM services."""
+    announce: AnnounceSettings = sections["announcements"]
+    _https(reader, "announcements.webhook_url", announce.webhook_url, secret=True)
+    _https(reader, "announcements.api_url", announce.api_url, secret=False)
+    if announce.bot_token and not announce.channel:
+        reader.problem("announcements.channel", "missing: chat.postMessage needs the channel's id")
+    zendesk: ZendeskSettings = sections["zendesk"]
+    if zendesk.url is not None:
+        _https(reader, "zendesk.base_url", zendesk.url, secret=False)
+        if not zendesk.email:
+            reader.problem("zendesk.email", "missing: the agent whose API token crm-sync uses")
+        if not zendesk.api_token and urlparse(zendesk.url).hostname in _LOOPBACK:
+            sections["zendesk"] = replace(zendesk, api_token=_PLACEHOLDER_SECRET)
+        elif not zendesk.api_token:
+            reader.problem("zendesk.api_token", "no secret found (set api_token_env or api_token_file)")
+    llm: LLMSettings = sections["llm"]
+    if policy.demo.classifier == "llm":
+        _https(reader, "triage.llm.base_url", llm.base_url, secret=False)
+        if not llm.api_key and urlparse(llm.base_url).hostname not in _LOOPBACK:
+            reader.problem("triage.llm.api_key", "no secret found (set api_key_env or api_key_file)")
+    reader.unknown("triage", reader.table("triage"), {"llm"})
+
+
 def _policy_section(reader: _Reader, path: str, cls: type[S]) -> S:
     """One `[rules.*]` table, with its fields that live elsewhere in the file (`Setting.toml`)."""
     found = reader.section(path, cls) or cls()
@@ -891,6 +932,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
     _alerts(reader, sections["alerts"])
     _events(reader, sections["events"])
     policy = _policy(reader)
+    _outlets(reader, sections, policy)
     custom = _custom_triggers(reader, policy)
     pools = _pools(reader, policy.territories)
     if reader.problems:

@@ -26,11 +26,14 @@ from typing import Any
 from connectors.base import SalesforcePort, VitallyPort
 from core.errors import StopRequested
 from state import PlanLog, StateDB
+from sync.app import make_outlets
 from sync.apply import Applier
 from sync.config import Config
+from sync.followups import FollowUps, Outlets
 from sync.ingest import ingest, sf_objects
 from sync.plan import Planner
 from sync.relearn import relearn
+from sync.triage import ask_llm
 from sync.vocabulary import CycleReport, Hooks, Log, Progress, iso
 
 __all__ = ["run_cycle"]
@@ -55,6 +58,7 @@ def run_cycle(
     should_stop: Callable[[], bool] = _DEFAULTS.should_stop,
     progress: Progress = _DEFAULTS.progress,
     on_report: Callable[[CycleReport], None] = _DEFAULTS.on_report,
+    outlets: Outlets | None = None,
 ) -> CycleReport:
     """Run one cycle against these services and this state. Time is an input: `clock` gives the
     wall time (run history, cursors, when writes were done), `now` fixes the rules' "today"
@@ -63,8 +67,12 @@ def run_cycle(
     `log(event, data)` receives `cycle_started`, `write_failed`, `quota_exhausted` and
     `cycle_finished`; `should_stop()` is asked between records and writes (what is not done stays
     for the next start); `progress(phase, done, total)` is called a page at a time; `on_report`
-    receives the report as soon as it exists (its counts fill in as the cycle runs)."""
+    receives the report as soon as it exists (its counts fill in as the cycle runs). `outlets` are
+    Slack, Zendesk and the LLM (`sync.followups.Outlets`; by default as the config sets them up):
+    their writes go after every CRM write, and the LLM is asked after them."""
     hooks = Hooks(log=log, should_stop=should_stop, progress=progress, on_report=on_report)
+    if outlets is None:
+        outlets = make_outlets(config)
     started = clock()
     rules_now = now or started
     mode = "dry-run" if dry_run else "run"
@@ -85,8 +93,13 @@ def run_cycle(
                 write_workers=config.vitally.write_workers,
                 clock=clock,
                 hooks=hooks,
+                followups=_followups(config, state),
+                outlets=outlets,
+                outlet_settings=config.announcements,
             )
             applier.run()
+            if outlets.llm is not None and not hooks.should_stop():
+                ask_llm(config, state, outlets.llm, report, clock=clock, hooks=hooks)
         status = "ok" if report.exit_code == 0 else "partial"
     except (_Stopped, StopRequested):  # asked to stop while reading: rolled back, nothing planned
         status = "stopped"
@@ -133,7 +146,13 @@ def _read_and_plan(
         if hooks.should_stop():
             raise _Stopped  # rolls the transaction back; nothing is lost
         relearn(config, state, report, hooks, clock())
-        Planner(config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress).run()
+        planner = Planner(config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress)
+        planner.followups = _followups(config, state)
+        planner.run()
+
+
+def _followups(config: Config, state: StateDB) -> FollowUps:
+    return FollowUps(state, config.announcements, config.zendesk, config.salesforce.instance_url)
 
 
 def _finished(run_id: int, status: str, counts: Mapping[str, int]) -> dict[str, Any]:

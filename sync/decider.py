@@ -60,7 +60,7 @@ class Decider:
 
     def lead(self, lead: Lead) -> list[Decision]:
         """Every lead rule's verdict on one Salesforce lead (rules.evaluate_lead)."""
-        context = LeadContext(self.facts.company_disqualified_at(lead.company))
+        context = LeadContext(self.facts.company_disqualified_at(lead.company), self.facts.triage_of(lead.id))
         return evaluate_lead(lead, context, self.policy, self.now)
 
     def region(self, account: Account) -> str:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from core.errors import RecordError
 from core.model import Lead, Opportunity, SfUser
 from core.records import parse_lead, parse_opportunity, parse_sf_account, parse_user
+from core.triage import Remembered
 from rules.context import EMPTY, AccountContext
 from state import StateDB
 
@@ -58,6 +59,8 @@ class SalesforceFacts:
     _assigned_by_account: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
     # `load_for`'s leads (linked to its accounts, or named), with their fields; None after `load`.
     _scoped: list[tuple[Lead, dict[str, Any]]] | None = None
+    # Lead id -> the triage verdict remembered for its submission (the LLM's, `sync.triage`).
+    _triage: dict[str, Remembered] = field(default_factory=dict)
 
     @classmethod
     def load(cls, state: StateDB) -> SalesforceFacts:
@@ -73,6 +76,7 @@ class SalesforceFacts:
             vitally_id = vitally_of_sf_account.get(opportunity.account_id or "")
             if vitally_id:
                 facts._opps_by_account[vitally_id].append(opportunity)
+        facts._triage = {lead: verdict for lead, (_, verdict) in state.remembered_triage().items() if verdict}
         written = state.last_written("salesforce")
         for lead, _ in _parsed(state, "Lead", parse_lead):
             if lead.vitally_account_id:
@@ -169,6 +173,11 @@ class SalesforceFacts:
             opportunities=tuple(opportunities or ()),
             assigned_owners=self._assigned_by_account.get(account_id) or {},
         )
+
+    def triage_of(self, lead_id: str) -> Remembered | None:
+        """The triage verdict remembered for the lead's submission, if any (the rule checks that it
+        is for the submission the lead carries now)."""
+        return self._triage.get(lead_id)
 
     def company_disqualified_at(self, company: str | None) -> date | None:
         """The latest day a lead of this company was disqualified, when known."""

@@ -45,6 +45,7 @@ from sync.accounts import iter_accounts
 from sync.config import Config
 from sync.decider import Decider, routing_winner
 from sync.facts import SalesforceFacts
+from sync.followups import FollowUps
 from sync.owners import Owners
 from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, Ownership, changed_fields, ours_in
 from sync.planned_writes import OnboardingAccount, RoutedAccount
@@ -111,6 +112,7 @@ class Planner:
         self.progress = progress
         self.ownership = Ownership(config.on_conflict, config.on_first_sight, config.policy.routing)
         self.conflicts = Conflicts.of(state, report)
+        self.followups: FollowUps | None = None  # queues the follow-ups of a write found applied
         self._specialist_trait = config.vitally.written_traits.get("onboarding_specialist", "onboarding_specialist")
         # What we last wrote, (record, field) → value, read a record at a time (state.last_written).
         self._last_vitally: Mapping[tuple[str, str], Any]
@@ -439,6 +441,8 @@ class Planner:
         answer was lost), else dropped; a person's change that one would have undone is a conflict."""
         at = iso(self.clock())
         for row in rows:
+            if row.write.system not in ("vitally", "salesforce"):
+                continue  # an announcement or a ticket is queued once, never planned again: it stays
             current = self._target_now(row.write)
             if current is None:
                 self._drop(row, "not planned again: the rules no longer want it", at)
@@ -455,6 +459,9 @@ class Planner:
                     row.write.system, row.write.record, row.write.payload, self.report.run_id, at
                 )
                 self.report.counts["applied_earlier"] += 1
+                lead_id = current.get("Id") if row.write.system == "salesforce" else None
+                if self.followups is not None and isinstance(lead_id, str):
+                    self.followups.lead_written(row.write, lead_id, self.report.run_id, at)
             elif changed:
                 self._drop(row, f"a person changed {', '.join(sorted(changed))} since it was planned", at)
             else:

@@ -393,6 +393,8 @@ def test_budget_minimum_counts_pages_and_batches_per_endpoint() -> None:
         sf_upserts=201,
         sf_updates=1,
         login=True,
+        posts=4,
+        tickets=3,
     )
 
     assert minimum(work) == {
@@ -402,6 +404,10 @@ def test_budget_minimum_counts_pages_and_batches_per_endpoint() -> None:
         "sf_read": 3 + 1 + 1,  # an object with no change still costs the query that says so; + one last look
         "sf_write": 2 + 1,
         "auth": 1,
+        "slack_post": 4,  # one per lead announced
+        "slack_read": 0,  # the channel is read back only after a post whose answer was lost
+        "zendesk_ticket": 3,  # one per support request
+        "zendesk_read": 0,  # a ticket is looked up only after a create whose answer was lost
         "other": 0,
     }
     assert pages(0, 100) == 1 and batches(0, 200) == 0

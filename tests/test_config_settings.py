@@ -262,7 +262,15 @@ def test_config_unknown_keys_are_errors_anywhere(document: Document, problem: st
             _nested("rules.onboarding.task_due_days", 10**30),
             "rules.onboarding.task_due_days: must be ≤ 36500, got a 31-digit number",
         ),
-        (_nested("rules.demo.classifier", "llm"), "rules.demo.classifier: expected 'offline' or 'keywords', got 'llm'"),
+        (
+            _nested("rules.demo.classifier", "gpt"),
+            "rules.demo.classifier: expected one of 'offline', 'keywords' or 'llm', got 'gpt'",
+        ),
+        # The LLM is a classifier like the others, but asked only with its key (loopback excepted).
+        (
+            _nested("rules.demo.classifier", "llm"),
+            "triage.llm.api_key: no secret found (set api_key_env or api_key_file)",
+        ),
         (_nested("state.path", "a\x00b"), "state.path: expected a file name, got 'a\\x00b'"),
         (
             _nested("vitally.api_key_env", "NO SUCH"),
@@ -368,5 +376,6 @@ def test_every_field_of_every_settings_class_is_declared() -> None:
         if f.name not in {g.name for g, _ in declared(cls)}
     ]
     assert undeclared == []
-    # [alerts] (AlertSettings), ZeroSpendPolicy, LowUsagePolicy, EpisodePolicy (issue #15), [events] (issue #17)
-    assert len(classes) == 25
+    # [alerts] (AlertSettings), ZeroSpendPolicy, LowUsagePolicy, EpisodePolicy (issue #15); [events] (issue #17);
+    # [announcements], [zendesk] and [triage.llm] (issue #15 part 2).
+    assert len(classes) == 28

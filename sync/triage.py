@@ -1,0 +1,72 @@
+"""The LLM triage of demo-form submissions, asked once per submission, ever.
+
+With `[rules.demo] classifier = "llm"`, the rules stay pure: `demo.classification` reads the verdict
+the state remembers for a lead's submission (`StateDB.remembered_triage`, keyed by the lead and the
+submission's digest) and waits, with no owner, while there is none. This step asks: after a real
+cycle's writes, for every open demo request of the mirror whose submission has no verdict yet, up to
+`[triage.llm] max_calls_per_cycle`. The next cycle's rules then read the answers.
+
+At most one request per submission: that it is being asked is committed before the request goes
+out, and the answer after it. A submission found asked but unanswered (the process died in between)
+is never asked again: it gets the offline classifier's verdict, saying why. A failed request is not
+retried either: `connectors.llm.LLMTriage` falls back to the offline classifier at once. A changed
+submission (new form text, another email, company, title or head count) is a new submission. Dry
+runs and `explain` never ask: they read what is remembered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from core.triage import Submission, Triage, TriageClassifier
+from rules.demo import awaits_triage, classifier_for
+from state import StateDB
+from sync.config import Config
+from sync.facts import SalesforceFacts
+from sync.vocabulary import CycleReport, Hooks, iso
+
+__all__ = ["ask_llm"]
+
+_UNANSWERED = "[LLM not used: asked once before and no answer was recorded; it is never asked twice]"
+
+
+def ask_llm(
+    config: Config,
+    state: StateDB,
+    llm: TriageClassifier,
+    report: CycleReport,
+    *,
+    clock: Callable[[], datetime],
+    hooks: Hooks,
+) -> None:
+    """Ask `llm` about every open demo request whose submission has no verdict (see the module
+    docstring); counts `triage_asked` and `triage_recovered` in the report."""
+    policy = config.policy
+    remembered = state.remembered_triage()
+    budget = config.llm.max_calls_per_cycle
+    for lead, _ in SalesforceFacts(state).iter_leads():
+        if hooks.should_stop() or budget <= 0:
+            return
+        if not awaits_triage(lead, policy):
+            continue
+        submission = Submission.of_lead(lead)
+        digest = submission.digest()
+        known = remembered.get(lead.id)
+        if known is not None and known[0] == digest:
+            if known[1] is None:  # asked, and the answer was lost with the process that asked
+                fallback = classifier_for(policy.demo).classify(submission)
+                verdict = Triage(fallback.label, fallback.confidence, f"{fallback.reason} {_UNANSWERED}")
+                _remember(state, lead.id, digest, verdict, clock)
+                report.counts["triage_recovered"] += 1
+            continue
+        with state.atomic():
+            state.triage_asked(lead.id, digest, iso(clock()))
+        budget -= 1
+        _remember(state, lead.id, digest, llm.classify(submission), clock)
+        report.counts["triage_asked"] += 1
+
+
+def _remember(state: StateDB, lead: str, digest: str, verdict: Triage, clock: Callable[[], datetime]) -> None:
+    with state.atomic():
+        state.triage_answered(lead, digest, verdict, iso(clock()))

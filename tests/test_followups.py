@@ -1,0 +1,176 @@
+"""The follow-up sender (sync/followups.py) with a real SQLite state and recording ports: Slack's rate
+limit defers the rest to the next cycle (pending, counted `deferred`, never failed), waits are capped
+per cycle, an uncertain post or ticket is looked up before anything is sent again, a refusal for
+good is parked and the others go on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from core.errors import RateLimitedError, RetriableError, WriteRejectedError
+from state import PlannedWrite, StateDB
+from sync.followups import FollowUpSender, Outlets, ticket_id_for
+from sync.vocabulary import CycleReport, Hooks
+
+NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+AT = "2026-12-03T09:00:00Z"
+
+
+@dataclass
+class Channel:
+    """An AnnouncePort that records posts; `limit_after` posts, it answers with a rate limit."""
+
+    limit_after: int = 10**6
+    wait: float = 1.0
+    posted: list[str] = field(default_factory=list)
+    history: set[str] = field(default_factory=set)
+    reads: int = 0
+
+    def post(self, text: str, lead_id: str, key: str) -> str:
+        if len(self.posted) >= self.limit_after:
+            raise RateLimitedError("slack: chat.postMessage rate limited", system="slack", wait_seconds=self.wait)
+        if text == "refused":
+            raise WriteRejectedError("slack", "msg_too_long", "chat.postMessage refused the message")
+        self.posted.append(lead_id)
+        return f"{len(self.posted)}.0"
+
+    def posted_since(self, oldest: float) -> set[str]:
+        self.reads += 1
+        return set(self.history)
+
+
+@dataclass
+class Desk:
+    """A TicketPort that records creates and answers finds from `existing`."""
+
+    existing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created: list[str] = field(default_factory=list)
+    finds: int = 0
+
+    def find(self, external_id: str) -> dict[str, Any] | None:
+        self.finds += 1
+        return self.existing.get(external_id)
+
+    def create(self, ticket: Mapping[str, Any]) -> dict[str, Any]:
+        self.created.append(str(ticket["external_id"]))
+        return {"id": len(self.created), "external_id": ticket["external_id"]}
+
+
+def post(lead: str, text: str = "new lead") -> PlannedWrite:
+    return PlannedWrite(
+        system="slack",
+        op="post_lead",
+        record=lead,
+        fields={},
+        rule="new_business.demo_request",
+        reason="announce",
+        payload={"text": text, "lead_id": lead},
+    )
+
+
+def ticket(lead: str) -> PlannedWrite:
+    external = ticket_id_for(lead)
+    return PlannedWrite(
+        system="zendesk",
+        op="create_ticket",
+        record=external,
+        fields={},
+        rule="new_business.demo_request",
+        reason="support",
+        payload={"external_id": external, "comment": {"body": "help"}},
+    )
+
+
+def sender(
+    state: StateDB, channel: Channel | None = None, desk: Desk | None = None, slept: list[float] | None = None
+) -> tuple[FollowUpSender, CycleReport]:
+    report = CycleReport(run_id=1, dry_run=False, now=NOW)
+    waits = slept if slept is not None else []
+    follow = FollowUpSender(
+        state,
+        Outlets(announce=channel, tickets=desk),
+        report,
+        checks_history=True,
+        max_posts=500,
+        clock=lambda: NOW,
+        hooks=Hooks(),
+        sleep=waits.append,
+    )
+    return follow, report
+
+
+def queued(*writes: PlannedWrite) -> StateDB:
+    state = StateDB.memory()
+    with state.atomic():
+        state.enqueue(list(writes), 1, AT)
+    return state
+
+
+def test_a_rate_limit_is_waited_out_then_the_rest_is_deferred_pending_not_failed() -> None:
+    state = queued(*(post(f"00Q{i}") for i in range(10)))
+    channel, slept = Channel(limit_after=3, wait=50.0), list[float]()
+    follow, report = sender(state, channel, slept=slept)
+    follow.run()
+
+    assert channel.posted == ["00Q0", "00Q1", "00Q2"]
+    assert slept == [30.0, 30.0, 30.0, 30.0]  # each wait capped at 30 s, 120 s a cycle, then no more
+    assert report.counts["deferred"] == 7 and report.counts["failed"] == 0 and report.counts["posts"] == 3
+    assert state.outbox_counts_of("slack") == 7  # pending, for the next cycle
+
+    channel.limit_after = 10**6
+    sender(state, channel)[0].run()
+    assert channel.posted == [f"00Q{i}" for i in range(10)] and state.outbox_counts_of("slack") == 0
+
+
+def test_an_uncertain_post_found_in_the_channel_is_not_posted_again() -> None:
+    state = queued(post("00Q1"), post("00Q2"))
+    for row in (r for rows in state.pending_records("slack", "", 10) for r in rows):
+        with state.atomic():
+            state.begin_attempt([row.id], AT)  # both tried; the process died before the answers
+    channel = Channel(history={"00Q1"})  # only the first reached Slack
+    follow, report = sender(state, channel)
+    follow.run()
+
+    assert channel.reads == 1 and channel.posted == ["00Q2"]
+    assert report.counts["already_there"] == 1 and report.counts["posts"] == 1
+
+
+def test_a_refused_post_is_parked_and_the_others_go_on() -> None:
+    state = queued(post("00Q1", text="refused"), post("00Q2"))
+    channel = Channel()
+    follow, report = sender(state, channel)
+    follow.run()
+
+    assert channel.posted == ["00Q2"] and report.counts["parked"] == 1
+    assert state.outbox_counts_of("slack") == 0
+
+
+def test_an_uncertain_ticket_is_looked_up_and_a_new_one_is_not_looked_up() -> None:
+    state = queued(ticket("00Q1"), ticket("00Q2"))
+    [first] = next(iter(state.pending_records("zendesk", "", 1)))
+    with state.atomic():
+        state.begin_attempt([first.id], AT)
+    desk = Desk(existing={ticket_id_for("00Q1"): {"id": 7}})
+    follow, report = sender(state, desk=desk)
+    follow.run()
+
+    assert desk.finds == 1 and desk.created == [ticket_id_for("00Q2")]
+    assert report.counts["already_there"] == 1 and report.counts["tickets"] == 1
+
+
+def test_zendesk_unreachable_stops_its_tickets_for_the_cycle_pending() -> None:
+    class Down(Desk):
+        def create(self, ticket: Mapping[str, Any]) -> dict[str, Any]:
+            self.created.append(str(ticket["external_id"]))
+            raise RetriableError("zendesk: POST /api/v2/tickets: HTTP 503", system="zendesk", status=503)
+
+    state = queued(ticket("00Q1"), ticket("00Q2"))
+    desk = Down()
+    follow, report = sender(state, desk=desk)
+    follow.run()
+
+    assert desk.created == [ticket_id_for("00Q1")]  # the second is not tried this cycle
+    assert report.counts["failed"] == 1 and state.outbox_counts_of("zendesk") == 2
