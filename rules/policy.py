@@ -889,6 +889,19 @@ class Policy:
         "Key roles meaning a person owns the account: it is never routed, handed over or reviewed.",
         toml="rules.owner_roles",
     )
+    enabled: Mapping[str, bool] = setting(
+        {},
+        'Rule id -> false to switch a rule off (e.g. "lifecycle.stage" = false for a staged rollout): it writes '
+        "nothing, draws no owner and leaves the segments it manages as they are; a routing trigger switched off "
+        "is left out of the order. Unlisted rules are on (docs/rules.md lists every id).",
+        toml="rules.enabled",
+        example={"lifecycle.stage": False},
+    )
+
+    @property
+    def disabled(self) -> frozenset[str]:
+        """The rule ids `[rules.enabled]` switches off."""
+        return frozenset(rule for rule, on in self.enabled.items() if not on)
 
     @property
     def icp_countries(self) -> frozenset[str]:

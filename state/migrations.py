@@ -140,7 +140,31 @@ def _v4(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
+def _v5(db: sqlite_utils.Database) -> None:
+    """Malformed records kept (`errors`): one row per record a cycle found malformed, with the field
+    and message of the latest finding and when it was first and last found; dropped once the
+    record is read again well-formed. Filled from the reports of earlier runs."""
+    db.table("malformed").create(
+        {
+            "system": str,
+            "record": str,
+            "field": str,
+            "message": str,
+            "first_seen": str,
+            "last_seen": str,
+            "first_run": int,
+            "last_run": int,
+        },
+        pk=("system", "record"),
+    )
+    db.execute(
+        "INSERT INTO malformed (system, record, field, message, first_seen, last_seen, first_run, last_run) "
+        "SELECT e.system, e.record, e.field, e.message, min(r.started_at), max(r.started_at), min(e.run_id), "
+        "max(e.run_id) FROM record_errors e JOIN runs r ON r.id = e.run_id GROUP BY e.system, e.record"
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
 
 
 def migrate(db: sqlite_utils.Database) -> int:

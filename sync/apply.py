@@ -65,6 +65,8 @@ class Applier:
         write_workers: int,
         clock: Callable[[], datetime],
         hooks: Hooks,
+        max_writes: int | None = None,
+        only_run: int | None = None,
     ) -> None:
         self.state = state
         self.vitally = vitally
@@ -75,12 +77,18 @@ class Applier:
         self.hooks = hooks
         self.look = LastLook(state, vitally, salesforce, report, clock)
         self._to_send = 0  # pending outbox rows when the apply step began
+        # `--max-writes`: at most this many outbox rows are sent; the rest stay pending, untouched.
+        self._room = max_writes
+        # `apply`: only the rows this run queued or confirmed (a reviewed plan's), none of the others.
+        self._only_run = only_run
 
     def run(self) -> None:
         """Send every pending write: one Vitally PUT per account with all its trait changes, tasks
         upserted on their externalId, Salesforce leads in collections of 200. A spent API quota
-        ends the step; what was not sent stays pending."""
-        self._to_send = self.state.pending_count()
+        ends the step; what was not sent stays pending. With `max_writes`, the step stops before
+        the write that would exceed it (an account's rows go together), counting the rows left in
+        `counts["held_back"]`."""
+        self._to_send = self.state.pending_count(self._only_run)
         self.hooks.progress("writes sent", 0, self._to_send)
         try:
             self._apply_vitally()
@@ -91,6 +99,18 @@ class Applier:
             self.hooks.log("quota_exhausted", {"run_id": self.report.run_id, "error": str(exc)})
         except StopRequested:
             pass  # asked to stop during a wait: what was not sent stays pending, counted as deferred
+        if self._room is not None:
+            self.report.counts["held_back"] = self.state.pending_count(self._only_run or self.report.run_id)
+
+    def _fits(self, rows: int) -> bool:
+        """Whether `rows` more writes fit under `--max-writes`; if so, they are counted as sent."""
+        if self._room is None:
+            return True
+        if rows > self._room:
+            self._room = 0  # stop here: later, smaller groups must not jump the queue
+            return False
+        self._room -= rows
+        return True
 
     # -- Vitally --------------------------------------------------------------------------------
 
@@ -100,7 +120,7 @@ class Applier:
         with the values it wrote; then the page's tasks, upserted on their externalId."""
         after = ""
         while True:
-            page = self.state.pending_records("vitally", after, PAGE)
+            page = self.state.pending_records("vitally", after, PAGE, confirmed_run=self._only_run)
             if not page:
                 return
             after = page[-1][0].write.record
@@ -111,7 +131,7 @@ class Applier:
 
     def _send_tasks(self, rows: list[OutboxRow]) -> None:
         for row in rows:
-            if self.hooks.should_stop():
+            if self.hooks.should_stop() or not self._fits(1):
                 self.report.counts["deferred"] += 1  # what is not sent stays pending for the next start
                 continue
             exists = self._send([row.id], partial(self.look.task_exists, row))
@@ -173,9 +193,12 @@ class Applier:
                 return  # what is not sent stays pending for the next start
             if index % RECHECK_EVERY == 0 and not self._looked_at(remaining):
                 return  # no last look, no write: the rest stays pending for the next cycle
-            rows = remaining.pop(record, None)
+            rows = remaining.get(record)
             if rows is None:
                 continue  # overtaken by a person, or already there
+            if not self._fits(len(rows)):
+                return  # --max-writes reached: the rest stays pending
+            del remaining[record]
             sent[record], merged[record] = rows, _payload(rows)
             yield record, {**merged[record], WRITTEN_TRAIT: self._written(record, merged[record])}
 
@@ -242,16 +265,26 @@ class Applier:
         for op in ("upsert_lead", "update_lead"):
             after = ""
             while not self.hooks.should_stop():
-                page = self.state.pending_records("salesforce", after, PAGE, op=op)
+                page = self.state.pending_records("salesforce", after, PAGE, op=op, confirmed_run=self._only_run)
                 if not page:
                     break
                 after = page[-1][0].write.record
                 for start in range(0, len(page), COLLECTION):
                     if self.hooks.should_stop():
                         break
-                    collection = {rows[0].write.record: rows for rows in page[start : start + COLLECTION]}
-                    self._send_leads(salesforce, op, collection)
+                    collection = self._collection(page[start : start + COLLECTION])
+                    if collection:
+                        self._send_leads(salesforce, op, collection)
                 self.hooks.progress("writes sent", self.report.counts["applied"], self._to_send)
+
+    def _collection(self, records: list[list[OutboxRow]]) -> _Groups:
+        """The records of one collection that fit under `--max-writes` (all of them without it)."""
+        collection: _Groups = {}
+        for rows in records:
+            if not self._fits(len(rows)):
+                break
+            collection[rows[0].write.record] = rows
+        return collection
 
     def _send_leads(self, salesforce: SalesforcePort, op: str, groups: _Groups) -> None:
         """One collection: upserts of new leads, or updates of leads a last look found unchanged."""

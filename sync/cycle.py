@@ -31,6 +31,7 @@ from sync.config import Config
 from sync.ingest import ingest
 from sync.plan import Planner
 from sync.relearn import relearn
+from sync.scope import EVERYTHING, Scope
 from sync.vocabulary import CycleReport, Hooks, Log, Progress, iso
 
 __all__ = ["run_cycle"]
@@ -55,6 +56,8 @@ def run_cycle(
     should_stop: Callable[[], bool] = _DEFAULTS.should_stop,
     progress: Progress = _DEFAULTS.progress,
     on_report: Callable[[CycleReport], None] = _DEFAULTS.on_report,
+    scope: Scope = EVERYTHING,
+    max_writes: int | None = None,
 ) -> CycleReport:
     """Run one cycle against these services and this state. Time is an input: `clock` gives the
     wall time (run history, cursors, when writes were done), `now` fixes the rules' "today"
@@ -63,7 +66,9 @@ def run_cycle(
     `log(event, data)` receives `cycle_started`, `write_failed`, `quota_exhausted` and
     `cycle_finished`; `should_stop()` is asked between records and writes (what is not done stays
     for the next start); `progress(phase, done, total)` is called a page at a time; `on_report`
-    receives the report as soon as it exists (its counts fill in as the cycle runs)."""
+    receives the report as soon as it exists (its counts fill in as the cycle runs). `scope` limits
+    what a dry run plans (`--account`, `--rule`); `max_writes` stops the apply step after that
+    many writes, the rest staying pending (`--max-writes`)."""
     hooks = Hooks(log=log, should_stop=should_stop, progress=progress, on_report=on_report)
     started = clock()
     rules_now = now or started
@@ -75,7 +80,9 @@ def run_cycle(
     hooks.log("cycle_started", {"run_id": run_id, "mode": mode, "now": iso(rules_now)})
     status, error = "failed", None
     try:
-        _read_and_plan(config, state, vitally, salesforce, report, started=started, clock=clock, hooks=hooks)
+        _read_and_plan(
+            config, state, vitally, salesforce, report, started=started, clock=clock, hooks=hooks, scope=scope
+        )
         if not dry_run:
             applier = Applier(
                 state,
@@ -85,6 +92,7 @@ def run_cycle(
                 write_workers=config.vitally.write_workers,
                 clock=clock,
                 hooks=hooks,
+                max_writes=max_writes,
             )
             applier.run()
         status = "ok" if report.exit_code == 0 else "partial"
@@ -114,6 +122,7 @@ def _read_and_plan(
     started: datetime,
     clock: Callable[[], datetime],
     hooks: Hooks,
+    scope: Scope,
 ) -> None:
     """Ingest and plan in one transaction. What was read goes into the mirror page by page and the
     plan into the outbox batch by batch: the planned writes and the state that caused them commit
@@ -127,7 +136,7 @@ def _read_and_plan(
         if hooks.should_stop():
             raise _Stopped  # rolls the transaction back; nothing is lost
         relearn(config, state, report, hooks, clock())
-        Planner(config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress).run()
+        Planner(config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress, scope=scope).run()
 
 
 def _finished(run_id: int, status: str, counts: Mapping[str, int]) -> dict[str, Any]:

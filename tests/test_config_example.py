@@ -82,7 +82,7 @@ def test_config_example_documents_every_policy_field() -> None:
 
 def test_config_example_sections_are_known_to_the_loader() -> None:
     data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
-    assert set(_table(data, "rules")) - {"order", "countries", "custom", "owner_roles"} == {
+    assert set(_table(data, "rules")) - {"order", "countries", "custom", "owner_roles", "enabled"} == {
         p.split(".")[1] for p in _POLICY_SECTIONS.values()
     }
 
