@@ -143,17 +143,18 @@ def _vitally_refused(error: SyncError, config: Config) -> str:
 
 def _salesforce_refused(error: SyncError, config: Config) -> str:
     settings = config.salesforce
-    where = f"[salesforce]{_where(config)}"
+    where = _where(config)
     lines = [f"error: Salesforce refused the credentials at {settings.instance_url} ({error})."]
     if settings.client_id is not None:
+        client_id, client_secret = (secret_source(config, "salesforce", key) for key in ("client_id", "client_secret"))
         lines.append(
-            f"  - the client id came from {secret_source(config, 'salesforce', 'client_id')} and the secret from "
-            f"{secret_source(config, 'salesforce', 'client_secret')} ({where} client_id_env / client_secret_env)"
+            f"  - the client id came from {client_id} and the secret from {client_secret} "
+            f"([salesforce] client_id_env / client_secret_env{where})"
         )
         lines.append("  - the connected app must allow the client credentials flow, run as the integration user")
     else:
         token = secret_source(config, "salesforce", "token")
-        lines.append(f"  - the access token came from {token} ({where} token_env / token_file)")
+        lines.append(f"  - the access token came from {token} ([salesforce] token_env / token_file{where})")
         lines.append(
             "  - access tokens expire: get a new one, or use client credentials (client_id_env, "
             "client_secret_env) so crm-sync logs in again by itself"
