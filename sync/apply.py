@@ -77,17 +77,21 @@ class Applier:
         self.hooks = hooks
         self.look = LastLook(state, vitally, salesforce, report, clock)
         self._to_send = 0  # pending outbox rows when the apply step began
-        # `--max-writes`: at most this many outbox rows are sent; the rest stay pending, untouched.
+        # `--max-writes`: at most this many records are written (an account's PUT, a task, a lead);
+        # the rest stay pending, untouched. Records, not outbox rows: an account's trait changes
+        # travel in one PUT, so counting rows would hold back an account with more changes than N
+        # and a canary of `--max-writes 2` could send nothing at all.
         self._room = max_writes
+        self._cap = max_writes
         # `apply`: only the rows this run queued or confirmed (a reviewed plan's), none of the others.
         self._only_run = only_run
 
     def run(self) -> None:
         """Send every pending write: one Vitally PUT per account with all its trait changes, tasks
         upserted on their externalId, Salesforce leads in collections of 200. A spent API quota
-        ends the step; what was not sent stays pending. With `max_writes`, the step stops before
-        the write that would exceed it (an account's rows go together), counting the rows left in
-        `counts["held_back"]`."""
+        ends the step; what was not sent stays pending. With `max_writes`, the step stops after that
+        many records (an account's trait changes together, a task, a lead), counting the outbox
+        rows left in `counts["held_back"]`."""
         self._to_send = self.state.pending_count(self._only_run)
         self.hooks.progress("writes sent", 0, self._to_send)
         try:
@@ -101,15 +105,15 @@ class Applier:
             pass  # asked to stop during a wait: what was not sent stays pending, counted as deferred
         if self._room is not None:
             self.report.counts["held_back"] = self.state.pending_count(self._only_run or self.report.run_id)
+            self.report.counts["records_written"] = (self._cap or 0) - self._room
 
-    def _fits(self, rows: int) -> bool:
-        """Whether `rows` more writes fit under `--max-writes`; if so, they are counted as sent."""
+    def _fits(self) -> bool:
+        """Whether one more record fits under `--max-writes`; if so, it is counted as written."""
         if self._room is None:
             return True
-        if rows > self._room:
-            self._room = 0  # stop here: later, smaller groups must not jump the queue
+        if self._room <= 0:
             return False
-        self._room -= rows
+        self._room -= 1
         return True
 
     # -- Vitally --------------------------------------------------------------------------------
@@ -131,7 +135,7 @@ class Applier:
 
     def _send_tasks(self, rows: list[OutboxRow]) -> None:
         for row in rows:
-            if self.hooks.should_stop() or not self._fits(1):
+            if self.hooks.should_stop() or not self._fits():
                 self.report.counts["deferred"] += 1  # what is not sent stays pending for the next start
                 continue
             exists = self._send([row.id], partial(self.look.task_exists, row))
@@ -196,7 +200,7 @@ class Applier:
             rows = remaining.get(record)
             if rows is None:
                 continue  # overtaken by a person, or already there
-            if not self._fits(len(rows)):
+            if not self._fits():
                 return  # --max-writes reached: the rest stays pending
             del remaining[record]
             sent[record], merged[record] = rows, _payload(rows)
@@ -281,7 +285,7 @@ class Applier:
         """The records of one collection that fit under `--max-writes` (all of them without it)."""
         collection: _Groups = {}
         for rows in records:
-            if not self._fits(len(rows)):
+            if not self._fits():
                 break
             collection[rows[0].write.record] = rows
         return collection

@@ -76,6 +76,11 @@ _COMMANDS = (
 _FORMATS = ("table", "json", "csv")
 
 
+_MAX_WRITES_HELP = (
+    "write at most N records (an account's changes go in one PUT; a task, a lead: one each); the rest stay pending"
+)
+
+
 def _timestamp(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -156,7 +161,7 @@ def _run_commands(commands: _Commands) -> None:
     )
     run.add_argument("--out", type=Path, metavar="PLAN", help="with --dry-run: save the plan for `apply PLAN`")
     _scope_options(run, "with --dry-run: plan")
-    run.add_argument("--max-writes", type=_positive, metavar="N", help="send at most N writes; the rest stay pending")
+    run.add_argument("--max-writes", type=_positive, metavar="N", help=_MAX_WRITES_HELP)
 
     apply = commands.add(
         "apply",
@@ -165,7 +170,7 @@ def _run_commands(commands: _Commands) -> None:
     )
     apply.add_argument("plan", type=Path, metavar="PLAN", help="the plan file")
     _scope_options(apply, "apply the plan's writes to")
-    apply.add_argument("--max-writes", type=_positive, metavar="N", help="send at most N writes; the rest stay pending")
+    apply.add_argument("--max-writes", type=_positive, metavar="N", help=_MAX_WRITES_HELP)
     _format_option(apply, "format of the writes applied")
 
     resync = commands.add(
@@ -177,9 +182,7 @@ def _run_commands(commands: _Commands) -> None:
     _format_option(resync, "plan format")
     resync.add_argument("--now", type=_timestamp, help="fix the rules' clock (ISO 8601)")
     resync.add_argument("--out", type=Path, metavar="PLAN", help="with --dry-run: save the plan for `apply PLAN`")
-    resync.add_argument(
-        "--max-writes", type=_positive, metavar="N", help="send at most N writes; the rest stay pending"
-    )
+    resync.add_argument("--max-writes", type=_positive, metavar="N", help=_MAX_WRITES_HELP)
 
     commands.add(
         "daemon",
@@ -389,8 +392,9 @@ def _print_summary(report: CycleReport, stream: TextIO, scope: Scope = EVERYTHIN
         err.write(f"{held} conflict(s) reported by earlier cycles still left alone\n")
     if "held_back" in counts:
         err.write(
-            f"--max-writes: stopped after {counts.get('applied', 0)} write(s); "
-            f"{counts['held_back']} stay pending for the next cycle (or `run` again)\n"
+            f"--max-writes: stopped after {counts.get('records_written', 0)} record(s) "
+            f"({counts.get('applied', 0)} write(s)); {counts['held_back']} write(s) stay pending "
+            "for the next cycle (or `run` again)\n"
         )
 
 
@@ -610,7 +614,10 @@ def _print_applied(applied: Applied, path: Path, err: TextIO, scope: Scope) -> N
         f"{applied.owners} owner(s) recorded from the plan, none drawn\n"
     )
     if "held_back" in counts:
-        err.write(f"--max-writes: {counts['held_back']} write(s) stay pending; `apply` the plan again to send them\n")
+        err.write(
+            f"--max-writes: stopped after {counts.get('records_written', 0)} record(s); {counts['held_back']} "
+            "write(s) stay pending; `apply` the plan again to send them\n"
+        )
 
 
 # -- the other commands ------------------------------------------------------------------------------
