@@ -213,3 +213,42 @@ def test_resync_plans_only_real_differences(sandbox: Sandbox, config: Path, tmp_
     assert resync.returncode == 0, resync.stderr
     assert writes(sandbox) == [("PUT", "/resources/accounts/acc_late")]
     assert vitally(sandbox, "acc_late")["traits"]["lifecycle_stage"] == "Self serve"
+
+
+def test_a_dry_run_and_apply_limited_to_accounts_and_rules(sandbox: Sandbox, config: Path, tmp_path: Path) -> None:
+    state, plan = tmp_path / "state.db", tmp_path / "plan.json"
+
+    sliced = cli(
+        config, state, "run", "--dry-run", "--rule", "lifecycle.*", "--account", "acc_pl", "acc_quiet",
+        "--format", "json", "--now", NOW,
+    )  # fmt: skip
+
+    assert sliced.returncode == 0, sliced.stderr
+    lines = [json.loads(line) for line in sliced.stdout.splitlines()]
+    assert [(line["record"], line["rule"]) for line in lines] == [
+        ("acc_pl", "lifecycle.stage"),
+        ("acc_quiet", "lifecycle.stage"),
+    ]
+    assert "only account(s) acc_pl, acc_quiet; rule(s) lifecycle.*" in sliced.stderr
+    unknown = cli(config, state, "run", "--dry-run", "--rule", "lifecycle.stag")
+    assert unknown.returncode == 2 and "--rule lifecycle.stag: no such rule" in unknown.stderr
+
+    assert cli(config, state, "run", "--dry-run", "--out", str(plan), "--now", NOW).returncode == 0
+    one = cli(config, state, "apply", str(plan), "--account", "acc_quiet", "--format", "json")
+    assert one.returncode == 0, one.stderr
+    assert writes(sandbox) == [("PUT", "/resources/accounts/acc_quiet")]
+    assert sandbox.state()["salesforce"]["Lead"] == []
+
+
+def test_a_rule_switched_off_writes_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
+    config = example_config_for(
+        sandbox.url, tmp_path / "config.toml", {'# "lifecycle.stage" = false': '"lifecycle.stage" = false'}
+    )
+
+    result = cli(config, tmp_path / "state.db", "run", "--format", "json", "--now", NOW)
+
+    assert result.returncode == 0, result.stderr
+    rules = {json.loads(line)["rule"] for line in result.stdout.splitlines()}
+    assert "lifecycle.stage" not in rules and "allocation.new_owner" in rules
+    assert "lifecycle_stage" not in vitally(sandbox, "acc_quiet")["traits"]
+    assert "lifecycle_stage" not in vitally(sandbox, "acc_alloc")["traits"]
