@@ -22,7 +22,20 @@ def commands() -> list[str]:
 
 def test_cli_commands_are_those_of_cli_md() -> None:
     assert commands() == sorted(
-        ["run", "apply", "resync", "daemon", "explain", "report", "sandbox", "demo", "failed", "errors", "retry", "init"]
+        [
+            "run",
+            "apply",
+            "resync",
+            "daemon",
+            "explain",
+            "report",
+            "sandbox",
+            "demo",
+            "failed",
+            "errors",
+            "retry",
+            "init",
+        ]
     )
 
 

@@ -252,3 +252,16 @@ def test_a_rule_switched_off_writes_nothing(sandbox: Sandbox, tmp_path: Path) ->
     assert "lifecycle.stage" not in rules and "allocation.new_owner" in rules
     assert "lifecycle_stage" not in vitally(sandbox, "acc_quiet")["traits"]
     assert "lifecycle_stage" not in vitally(sandbox, "acc_alloc")["traits"]
+
+
+def test_the_plan_table_of_the_cli_fits_80_columns(sandbox: Sandbox, config: Path, tmp_path: Path) -> None:
+    result = run_cli(
+        config, tmp_path / "state.db", "run", "--dry-run", "--format", "table", "--now", NOW, env={"COLUMNS": "80"}
+    )
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "Plan: 9 change(s)" in result.stdout
+    assert max(len(line) for line in lines) <= 80, result.stdout
+    assert "Company acc_alloc" in result.stdout and "owner Lena Schmidt" in result.stdout
+    assert "005000000000003AAA" not in result.stdout  # the owner by name, not id
