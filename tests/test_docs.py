@@ -168,3 +168,36 @@ def test_no_file_names_a_path_of_one_machine() -> None:
 )
 def test_machine_path_pattern(text: str, machine: bool) -> None:
     assert bool(MACHINE_PATH.search(text)) == machine
+
+
+# -- docs/rules.md is generated ---------------------------------------------------------------------------
+
+
+def test_rules_doc_is_the_rule_definitions() -> None:
+    from sync.rulesdoc import render_rules_doc
+
+    assert (ROOT / "docs" / "rules.md").read_text(encoding="utf-8") == render_rules_doc(), (
+        "docs/rules.md differs from the rule definitions: run `make docs`"
+    )
+
+
+def test_rules_doc_has_every_rule_id_and_every_rules_table() -> None:
+    from rules import ALL_RULE_IDS
+    from sync.rulesdoc import render_rules_doc
+
+    text = render_rules_doc()
+    assert all(f"| `{rule}` |" in text for rule in ALL_RULE_IDS)
+    for table in ("rules.allocation", "rules.product_led", "rules.guards", "rules.scoring", "rules.lifecycle"):
+        assert f"### `[{table}]`" in text
+    assert "| `arr_threshold` | `20000` |" in text  # a setting at its default
+
+
+def test_rules_doc_refuses_a_rule_without_its_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sync.rulesdoc
+    from rules.policy import RULE_DOCS
+
+    docs = dict(RULE_DOCS)
+    del docs["lifecycle.stage"]
+    monkeypatch.setattr(sync.rulesdoc, "RULE_DOCS", docs)
+    with pytest.raises(ValueError, match=re.escape("missing ['lifecycle.stage']")):
+        sync.rulesdoc.render_rules_doc()
