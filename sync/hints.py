@@ -160,7 +160,7 @@ def _salesforce_refused(error: SyncError, config: Config) -> str:
             "client_secret_env) so crm-sync logs in again by itself"
         )
     if getattr(error, "status", None) == 403:
-        lines.append("  - HTTP 403: a permission is missing (API Enabled, Lead read/edit): docs/salesforce-setup.md")
+        lines.append("  - HTTP 403: a permission is missing (API Enabled, Lead read/edit): docs/data-model.md")
     return "\n".join(lines) + "\n"
 
 

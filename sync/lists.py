@@ -120,9 +120,10 @@ wrote {path}: every setting at its default, each under a comment with its meanin
 It works unchanged against the local sandbox (python -m sync sandbox). For your own services:
   1. set [vitally] base_url and [salesforce] instance_url;
   2. export VITALLY_API_KEY and SALESFORCE_TOKEN (or the client credentials), never in the file;
-  3. replace the example [[pools]] with your sales team's Salesforce user ids;
+  3. replace the example [[pools]] with your sales team's Salesforce user ids (docs/round-robin.md);
   4. review what would change: crm-sync --config {path} run --dry-run --out plan.json
-See docs/operations.md for the first sync, and docs/salesforce-setup.md for the org.
+See docs/data-model.md for the fields both services need, and docs/operations.md for a Salesforce
+sandbox org first, a staged rollout and how long the first sync takes.
 """
 
 

@@ -1,6 +1,6 @@
 """The plan file: what `run --dry-run --out FILE` saves for review and `apply FILE` applies exactly.
 
-JSON Lines, self-describing (docs/plan-file.md has the whole format):
+JSON Lines, self-describing (docs/cli.md, "The plan file", has the whole format):
 
     {"crm_sync_plan": 1, "crm_sync_version": …, "created_at": …, "now": …, "config": {…},
      "state": {…, "cursors": {…}}, "scope": {…}}                              the header

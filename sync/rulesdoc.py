@@ -103,9 +103,15 @@ def _tuned_by(rule: str) -> list[str]:
         following = _mentions(d.doc, rule) or (following and d.doc.startswith("..."))
         if following:
             keys.append(path)
-    return [f"`[{t}]`" if t != "rules.order" else "`[rules] order`" for t in dict.fromkeys(tables)] + [
-        f"`{k}`" for k in keys
+    return [f"`[{t}]`" if t != "rules.order" else _toml_name(t) for t in dict.fromkeys(tables)] + [
+        _toml_name(k) for k in keys
     ]
+
+
+def _toml_name(path: str) -> str:
+    """`rules.routing.big_fish_days` as a person finds it in the config file: `[rules.routing] big_fish_days`."""
+    table, _, key = path.rpartition(".")
+    return f"`[{table}] {key}`"
 
 
 def _rule_table() -> str:
@@ -125,7 +131,8 @@ def _settings_table(rows: list[tuple[str, Field[Any], Setting]]) -> str:
     for key, f, d in rows:
         limits = describe_limits(d)
         meaning = d.doc + (f" ({limits})" if limits else "")
-        lines.append(f"| `{key}` | `{_cell(_value(default_of(f)))}` | {_cell(meaning)} |")
+        name = _toml_name(key) if "." in key else f"`{key}`"
+        lines.append(f"| {name} | `{_cell(_value(default_of(f)))}` | {_cell(meaning)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -201,3 +201,42 @@ def test_rules_doc_refuses_a_rule_without_its_line(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(sync.rulesdoc, "RULE_DOCS", docs)
     with pytest.raises(ValueError, match=re.escape("missing ['lifecycle.stage']")):
         sync.rulesdoc.render_rules_doc()
+
+
+# -- every linked document is in the repository ---------------------------------------------------------------
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+DOCUMENTS = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def local_links(path: Path) -> list[str]:
+    """The targets of the Markdown links of `path` that are not web addresses, without anchors."""
+    targets = [m.group(1) for m in _LINK.finditer(path.read_text(encoding="utf-8"))]
+    return [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:", t) and t.split("#")[0]]
+
+
+def test_readme_links_every_document_of_docs() -> None:
+    linked = set(local_links(ROOT / "README.md"))
+    expected = {"docs/cli.md", "docs/data-model.md", "docs/rules.md", "docs/round-robin.md", "docs/operations.md"}
+    assert expected <= linked
+    assert {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")} <= linked  # no document left unlinked
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_document_a_document_links_exists(document: Path) -> None:
+    missing = [t for t in local_links(document) if not (document.parent / t).exists()]
+    assert missing == []
+
+
+def test_link_finder_reads_local_links_only(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("[a](docs/a.md) [b](https://x.io/b.md) [c](c.md#part) [d](#anchor) [e](mailto:x@y.z)")
+    assert local_links(page) == ["docs/a.md", "c.md"]
+
+
+@pytest.mark.parametrize("document", sorted((ROOT / "docs").glob("*.md")), ids=lambda p: p.name)
+def test_every_path_and_name_a_document_of_docs_gives_exists(document: Path) -> None:
+    paths, dotted, targets = references(document.read_text(encoding="utf-8"))
+    assert [p for p in paths if not p.startswith("./") and not (ROOT / p).exists()] == []
+    assert [name for name in dotted if not resolves(name)] == []
+    assert set(targets) <= make_targets()
