@@ -267,7 +267,6 @@ class LastWritten(Mapping[tuple[str, str], Any]):
         return int(self._state.db.execute(query, [self._system]).fetchone()[0])
 
 
-
 class StateDB:
     """Typed access to the state tables. Construct with `open`, `snapshot` or `memory`."""
 

@@ -157,10 +157,16 @@ def _v5(db: sqlite_utils.Database) -> None:
         },
         pk=("system", "record"),
     )
+    # The field and message of each record's latest finding, chosen by run explicitly: with both
+    # min() and max() in one GROUP BY, SQLite takes bare columns from an arbitrary row.
     db.execute(
         "INSERT INTO malformed (system, record, field, message, first_seen, last_seen, first_run, last_run) "
-        "SELECT e.system, e.record, e.field, e.message, min(r.started_at), max(r.started_at), min(e.run_id), "
-        "max(e.run_id) FROM record_errors e JOIN runs r ON r.id = e.run_id GROUP BY e.system, e.record"
+        "SELECT system, record, field, message, first_seen, last_seen, first_run, last_run FROM ("
+        "SELECT e.system, e.record, e.field, e.message, min(r.started_at) OVER w AS first_seen, "
+        "max(r.started_at) OVER w AS last_seen, min(e.run_id) OVER w AS first_run, max(e.run_id) OVER w AS last_run, "
+        "row_number() OVER (PARTITION BY e.system, e.record ORDER BY e.run_id DESC, e.rowid DESC) AS latest "
+        "FROM record_errors e JOIN runs r ON r.id = e.run_id WINDOW w AS (PARTITION BY e.system, e.record)) "
+        "WHERE latest = 1"
     )
 
 

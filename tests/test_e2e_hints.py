@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from support import ROOT, example_config_for, run_cli
 from test_e2e_cli import NOW, SEED
 
@@ -84,3 +85,32 @@ def test_retry_and_explain_of_an_unknown_id_are_usage_errors(sandbox: Sandbox, t
     assert "retry 99999: no write has that id (`crm-sync failed` lists the parked ones)" in retry.stderr
     assert explain.returncode == 2, explain.stderr
     assert "error: no account or lead 'acc_nope' in the mirror, and no such account in Vitally" in explain.stderr
+
+
+def test_malformed_records_are_kept_and_listed_until_fixed(sandbox: Sandbox, tmp_path: Path) -> None:
+    config = example_config_for(sandbox.url, tmp_path / "c.toml")
+    state = tmp_path / "s.db"
+    assert run_cli(config, state, "run", "--now", NOW, timeout=120).returncode == 0
+    assert run_cli(config, state, "run", "--now", NOW, timeout=120).returncode == 0  # reported once, kept
+
+    listed = run_cli(config, state, "errors", "--format", "json", timeout=120)
+
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(r["system"], r["record"], r["field"], r["message"]) for r in rows] == [
+        ("vitally", "acc_bad", "traits.employee_count", "expected a number, got 'many'")
+    ]
+    assert (rows[0]["first_run"], rows[0]["last_run"]) == (1, 1)
+    table = run_cli(config, state, "errors", "--format", "table", env={"COLUMNS": "80"}, timeout=120)
+    assert "acc_bad" in table.stdout and max(len(line) for line in table.stdout.splitlines()) <= 80
+
+    # A person fixes the record in Vitally: the next cycle reads it and it leaves the list.
+    requests.put(
+        f"{sandbox.url}/resources/accounts/acc_bad",
+        json={"traits": {"employee_count": 40}},
+        auth=("person", ""),
+        timeout=5,
+    ).raise_for_status()
+    assert run_cli(config, state, "run", "--now", NOW, timeout=120).returncode == 0
+    fixed = run_cli(config, state, "errors", "--format", "json", timeout=120)
+    assert fixed.returncode == 0 and fixed.stdout == ""
