@@ -265,3 +265,29 @@ def test_the_plan_table_of_the_cli_fits_80_columns(sandbox: Sandbox, config: Pat
     assert max(len(line) for line in lines) <= 80, result.stdout
     assert "Company acc_alloc" in result.stdout and "owner Lena Schmidt" in result.stdout
     assert "005000000000003AAA" not in result.stdout  # the owner by name, not id
+
+
+def test_apply_refuses_the_writes_whose_inputs_changed_and_draws_no_owner(
+    sandbox: Sandbox, config: Path, tmp_path: Path
+) -> None:
+    state, plan = tmp_path / "state.db", tmp_path / "plan.json"
+    assert cli(config, state, "run", "--dry-run", "--out", str(plan), "--now", NOW).returncode == 0
+    # acc_pl's MRR falls out of the product-led band after the review (a later updatedAt).
+    account = next(a for a in SEED["vitally"]["accounts"] if a["id"] == "acc_pl")
+    sandbox.load({"vitally": {"accounts": [{**account, "mrr": 100, "updatedAt": "2026-11-21T09:00:00.000Z"}]}})
+
+    applied = cli(config, state, "apply", str(plan), "--format", "json")
+
+    assert applied.returncode == 2, applied.stderr
+    refused = [line for line in applied.stderr.splitlines() if line.startswith("refused:")]
+    assert [line.split(":")[1].strip() for line in refused] == ["write 5", "write 6", "write 7", "write 9"]
+    assert all(" acc_pl " in line or "crm-sync-acc_pl-1" in line for line in refused)
+    assert "refused: write 9: salesforce upsert_lead crm-sync-acc_pl-1 (product_led.mrr_band): its inputs changed" in (
+        applied.stderr
+    )
+    assert sorted(writes(sandbox)) == [
+        ("PUT", "/resources/accounts/acc_alloc"),
+        ("PUT", "/resources/accounts/acc_quiet"),
+    ]
+    assert sandbox.state()["salesforce"]["Lead"] == []
+    assert assignments(state) == []  # the plan's owner was not recorded, and none was drawn
