@@ -67,6 +67,8 @@ def parked_writes(config: Config, fmt: Format, out: TextIO, err: TextIO) -> int:
         state.close()
     if not listed:
         err.write("no parked writes\n")
+        if fmt == "csv":  # a program reading the csv still gets its columns
+            render_rows([], PARKED_KEYS, PARKED_LAYOUT, fmt, out, title="")
         return 0
     title = f"{len(listed)} parked write(s): fix the cause, then `crm-sync retry [ID]`"
     shown = listed if fmt == "table" else [{k: v for k, v in row.items() if k != "attempts_text"} for row in listed]
@@ -84,6 +86,8 @@ def malformed_records(config: Config, fmt: Format, out: TextIO, err: TextIO) -> 
         state.close()
     if not rows:
         err.write("no malformed records kept (a dry run keeps none: its findings are on its stderr)\n")
+        if fmt == "csv":  # a program reading the csv still gets its columns
+            render_rows([], MALFORMED_KEYS, MALFORMED_LAYOUT, fmt, out, title="")
         return 0
     title = f"{len(rows)} malformed record(s), skipped until their service sends them fixed"
     render_rows(rows, MALFORMED_KEYS, MALFORMED_LAYOUT, fmt, out, title=title)

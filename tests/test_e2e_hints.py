@@ -114,3 +114,7 @@ def test_malformed_records_are_kept_and_listed_until_fixed(sandbox: Sandbox, tmp
     assert run_cli(config, state, "run", "--now", NOW, timeout=120).returncode == 0
     fixed = run_cli(config, state, "errors", "--format", "json", timeout=120)
     assert fixed.returncode == 0 and fixed.stdout == ""
+    header = run_cli(config, state, "errors", "--format", "csv", timeout=120)
+    assert header.stdout == "system,record,field,message,first_seen,last_seen,first_run,last_run\n"
+    parked = run_cli(config, state, "failed", "--format", "csv", timeout=120)
+    assert parked.stdout == "id,system,op,record,account,name,rule,attempts,last_attempt,error\n"
