@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint example bench bench-events bench-rules bench-sandbox bench-triage triage-data sandbox clean
+.PHONY: demo test test-fast lint example docs bench bench-events bench-rules bench-sandbox bench-triage triage-data sandbox clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: $(STAMP)
 # The example config is written from the settings' declarations (sync/example.py); a test checks it.
 example: $(STAMP)
 	$(BIN)/python -m sync.example > sync/config.example.toml.new && mv sync/config.example.toml.new sync/config.example.toml
+
+# docs/rules.md is written from the rule definitions (sync/rulesdoc.py); a test checks it.
+docs: $(STAMP)
+	$(BIN)/python -m sync.rulesdoc > docs/rules.md.new && mv docs/rules.md.new docs/rules.md
 
 bench: $(STAMP)
 	$(BIN)/python bench/scenarios.py $(BENCH_ARGS)

@@ -38,6 +38,7 @@ __all__ = [
     "compile_trigger",
     "evaluate_account",
     "evaluate_lead",
+    "managed_by",
     "managed_segments",
 ]
 
@@ -148,6 +149,24 @@ def managed_segments(policy: Policy) -> frozenset[str]:
             policy.qualification.segment,
         }
     )
+
+
+def managed_by(rule: str, policy: Policy, custom: Sequence[CompiledTrigger] = ()) -> frozenset[str]:
+    """The managed segments `rule` adds while it holds and removes once it stops holding (the
+    `manages` of its decisions): what must be left as it is while the rule is switched off."""
+    own = {
+        allocation.NEW_OWNER.id: policy.allocation.segment,
+        onboarding.LEAD.id: policy.onboarding.segment,
+        lifecycle.ACCOUNT_REVIEW.id: policy.lifecycle.segment,
+        lifecycle.CSM_DOWNGRADE.id: policy.lifecycle.segment,
+        qualification.RECOMMENDATION.id: policy.qualification.segment,
+    }
+    if rule in own:
+        return frozenset({own[rule]})
+    # Product-led triggers and config-defined TAM triggers put their account in the product-led segment.
+    if rule.startswith("product_led.") or any(t.id == rule and t.trigger.team == "TAM" for t in custom):
+        return frozenset({policy.routing.product_led_segment})
+    return frozenset()
 
 
 def _qualification(

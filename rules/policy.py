@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_REGIONS",
     "PRIMARY_PRODUCTS",
     "ROUTING_RULE_IDS",
+    "RULE_DOCS",
     "TIER1_COUNTRIES",
     "TIER2_COUNTRIES",
     "AllocationPolicy",
@@ -918,7 +919,76 @@ class Policy:
         "Key roles meaning a person owns the account: it is never routed, handed over or reviewed.",
         toml="rules.owner_roles",
     )
+    enabled: Mapping[str, bool] = setting(
+        {},
+        'Rule id -> false to switch a rule off (e.g. "lifecycle.stage" = false for a staged rollout): it writes '
+        "nothing, draws no owner and leaves the segments it manages as they are; a routing trigger switched off "
+        "is left out of the order. Unlisted rules are on (docs/rules.md lists every id).",
+        toml="rules.enabled",
+        example={"lifecycle.stage": False},
+    )
+
+    @property
+    def disabled(self) -> frozenset[str]:
+        """The rule ids `[rules.enabled]` switches off."""
+        return frozenset(rule for rule, on in self.enabled.items() if not on)
 
     @property
     def icp_countries(self) -> frozenset[str]:
         return frozenset(self.tier1_countries) | frozenset(self.tier2_countries)
+
+
+# What each built-in rule decides and what it writes, in one line: docs/rules.md is generated from
+# this, the rule ids above and the settings' declarations (`make docs`; a test keeps it current).
+RULE_DOCS: Mapping[str, str] = {
+    "product_led.mrr_band": "A self-serve account in the product-led MRR band, big enough, in an ICP country "
+    "and paying long enough → a TAM: segment `Product-led lead`, trait `routing_reason`, "
+    "a lead (LeadSource `Product-led`).",
+    "product_led.scale_high_icp": "An account on the scale plan with a high ICP score → a TAM (as above).",
+    "product_led.startup_rolloff": "A startup-plan account whose plan ends soon and whose last invoice is large "
+    "→ a TAM (as above).",
+    "product_led.forecast_spike": "An account whose forecast MRR spikes above its current MRR → a TAM (as above).",
+    "product_led.am_referral": "An account in the AM referral segment → a TAM; the lead's LeadSource is `AM referral`.",
+    "new_business.demo_request": "An open, unowned inbound lead from a demo request → a TAE: Lead `Routing_Rule__c`, "
+    "`Routing_Reason__c`, owner by round robin.",
+    "new_business.sales_email": "An open, unowned inbound lead from a sales email → a TAE (as above).",
+    "new_business.onboarding_referral": "An account in the onboarding referral segment, or an inbound lead of that "
+    "LeadSource → a TAE.",
+    "new_business.big_fish": "A new account with many employees → a TAE: trait `routing_reason`, a lead "
+    "(LeadSource `New business signal`).",
+    "new_business.startup_credits": "A startup that used most of its credits with a large last invoice → a TAE.",
+    "new_business.cool_company": "A $0-spend account flagged 'cool company' (ocean.io) → a TAE.",
+    "new_business.hiring_increase": "A $0-spend account whose company is hiring fast → a TAE.",
+    "new_business.web_social_increase": "A $0-spend account whose web traffic or social following grew fast → a TAE.",
+    "new_business.fundraise": "A $0-spend account whose company raised money recently → a TAE.",
+    "new_business.trust_center": "An open, unowned inbound lead from the trust center → a TAE.",
+    "new_business.campaign": "An open, unowned inbound lead from a campaign → a TAE.",
+    "new_business.bdr_qualified": "An open, unowned inbound lead a BDR qualified → a TAE.",
+    "new_business.ae_referral": "An account in the AE referral segment → a TAE.",
+    "bdr.closed_lost_unresponsive": "An opportunity closed lost as unresponsive 120-180 days ago → the BDRs: "
+    "trait `routing_reason`, a lead (LeadSource `BDR`).",
+    "bdr.low_usage": "A paying organisation with low usage → the BDRs (as above).",
+    "allocation.new_owner": "An account of $20k+ ARR without an owner (or outgrowing its TAM) → TAM or CSM by "
+    "primary products, region by where most users are: trait `new_owner`, segment `TAM/CSM Candidate`.",
+    "onboarding.lead": "A first bill of $100+ with a business email → an onboarding specialist by round robin: "
+    "segment `Onboarding`, trait `onboarding_specialist`, a Vitally task.",
+    "onboarding.direct_handover": "Stable spend above the handover MRR (no spike, not one product) counts as an "
+    "onboarding referral to Sales.",
+    "onboarding.circle_back": "A growing account below the threshold, not routed this cycle → a circle-back Vitally "
+    "task due in 30 days, once per account per quarter.",
+    "lifecycle.account_review": "A self-serve account reaching the review MRR → segment `Account review`.",
+    "lifecycle.csm_downgrade": "A CSM account below the CSM ARR → segment `Account review`.",
+    "lifecycle.stage": "The account's stage in the accounts-overview flowchart → trait `lifecycle_stage`.",
+    "qualification.recommendation": "Each product-led lead: `qualify`, `nurture` or `disqualify` with the handbook's "
+    "filters and opening-message signals → trait `qualification`, segment `Nurture`, Lead `Qualification__c`, "
+    "`Qualification_Reason__c`.",
+    "episode.nurture_follow_up": "A lead its owner set to nurturing → a Vitally task to revisit it, once per lead.",
+    "episode.qualified_window": "A qualified product-led lead → a Vitally task to decide within the window, once per "
+    "lead.",
+    "scoring.lead_score": "The handbook's lead score, component by component → Lead `Lead_Score__c` on open leads "
+    "whose score changed.",
+    "demo.classification": "A demo-request submission → `sales`, `support` or `spam` (offline triage): Lead "
+    "`Classification__c` (and `Status` for spam); support and spam skip the round robin.",
+    "demo.instant_scheduler": "Whether a demo request may book a meeting at once (2 of 3 of revenue, title, "
+    "industry; no recent disqualified lead): shown by `explain`, writes nothing.",
+}

@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Assignment", "Member", "Pool", "choose", "explain_pool"]
+__all__ = ["Assignment", "Member", "Pool", "charge", "choose", "explain_pool"]
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,24 @@ def choose(
     reason = f"{pool.key}: {winner.name} ({detail})"
     candidates = tuple(m.user_id for m in eligible)
     return Assignment(pool.key, winner.user_id, winner.name, False, candidates, skipped, reason), new_credits
+
+
+def charge(pool: Pool, credits: Mapping[str, float], user_id: str, candidates: tuple[str, ...]) -> dict[str, float]:
+    """The pool's credits after a draw that was already decided: `user_id` chosen among
+    `candidates` (the members eligible then), as `choose` would have left them had it made that
+    draw from `credits`. A reviewed plan's owner is applied this way (`crm-sync apply`): the draw
+    made during the dry run is charged once, from the credits the pool holds when it is applied,
+    and never drawn again. Each candidate still in the pool gains its weight and the chosen one
+    loses their total, so the credits still sum to what they summed to and every guarantee above
+    holds from there on. Pure, like `choose`; a chosen member no longer in the pool changes nothing."""
+    new_credits = {m.user_id: float(credits.get(m.user_id, 0.0)) for m in pool.members}
+    eligible = [m for m in pool.members if m.user_id in candidates]
+    if user_id not in {m.user_id for m in eligible}:
+        return new_credits
+    for member in eligible:
+        new_credits[member.user_id] += member.weight
+    new_credits[user_id] -= sum(m.weight for m in eligible)
+    return new_credits
 
 
 def explain_pool(

@@ -285,7 +285,6 @@ class LastWritten(Mapping[tuple[str, str], Any]):
         return int(self._state.db.execute(query, [self._system]).fetchone()[0])
 
 
-
 class StateDB:
     """Typed access to the state tables. Construct with `open`, `snapshot` or `memory`."""
 
@@ -414,9 +413,13 @@ class StateDB:
     def account_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM accounts").fetchone()[0])
 
-    def pending_count(self, records: Sequence[str] | None = None) -> int:
-        """Outbox rows waiting to be sent (of these records only, when given)."""
+    def pending_count(self, records: Sequence[str] | None = None, confirmed_run: int | None = None) -> int:
+        """Outbox rows waiting to be sent (of these records only, and those a run queued or
+        confirmed, when given)."""
         where, params = _only("", records)
+        if confirmed_run is not None:
+            where += " AND coalesce(confirmed_run, run_id) = ?"
+            params.append(confirmed_run)
         query = f"SELECT count(*) FROM outbox WHERE status = 'pending'{where}"
         return int(self.db.execute(query, params).fetchone()[0])
 
@@ -480,6 +483,17 @@ class StateDB:
         return sorted(found)
 
     # -- cursors --------------------------------------------------------------------------------
+
+    def cursors(self) -> dict[str, str]:
+        """Every cursor, name → value."""
+        rows = self.db.execute("SELECT name, value FROM cursors ORDER BY name")
+        return {str(name): str(value) for name, value in rows}
+
+    def reset_mirror(self) -> None:
+        """Forget the mirror and its cursors (`resync`): the next read takes everything again from
+        both services. What crm-sync wrote, its outbox, owners and history stay."""
+        for table in ("cursors", "accounts", "sf_records", "malformed"):
+            self.db.execute(f"DELETE FROM {table}")
 
     def cursor(self, name: str) -> str | None:
         row = self.db.execute("SELECT value FROM cursors WHERE name = ?", [name]).fetchone()
@@ -640,15 +654,20 @@ class StateDB:
         *,
         op: str | None = None,
         records: Sequence[str] | None = None,
+        confirmed_run: int | None = None,
     ) -> list[list[OutboxRow]]:
-        """The pending writes of `system` (and `op`, if given; of `records` only, if given),
-        grouped by record, for up to `limit` records after `after` in record order: a page of the
-        outbox, so sending 100,000 writes never holds them all in memory."""
+        """The pending writes of `system` (and `op`, if given; of `records` only, and those
+        `confirmed_run` queued or confirmed, if given), grouped by record, for up to `limit`
+        records after `after` in record order: a page of the outbox, so sending 100,000 writes
+        never holds them all in memory."""
         where = "status = 'pending' AND system = ?" + ("" if op is None else " AND op = ?")
         params: list[Any] = [system] if op is None else [system, op]
         only, values = _only("", records)
         where += only
         params += values
+        if confirmed_run is not None:
+            where += " AND coalesce(confirmed_run, run_id) = ?"
+            params.append(confirmed_run)
         records = [
             row[0]
             for row in self.db.execute(
@@ -678,12 +697,34 @@ class StateDB:
         ).fetchone()
         return row is not None
 
-    def outbox(self, status: OutboxStatus, system: str | None = None) -> list[OutboxRow]:
+    def outbox_status(self, row_id: int) -> str | None:
+        """The status of one outbox row (None: no such row)."""
+        row = self.db.execute("SELECT status FROM outbox WHERE id = ?", [row_id]).fetchone()
+        return None if row is None else str(row[0])
+
+    def outbox_times(self, row_ids: Iterable[int]) -> dict[int, str]:
+        """Outbox row id → when it last changed (its last attempt, for a parked write)."""
+        ids = list(row_ids)
+        found: dict[int, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            query = f"SELECT id, updated_at FROM outbox WHERE id IN ({','.join('?' * len(chunk))})"
+            found.update((int(i), str(at)) for i, at in self.db.execute(query, chunk))
+        return found
+
+    def outbox(
+        self, status: OutboxStatus, system: str | None = None, *, confirmed_run: int | None = None
+    ) -> list[OutboxRow]:
+        """The outbox rows of `status` (of `system`, and queued or confirmed by `confirmed_run`,
+        if given), in id order."""
         sql = "SELECT * FROM outbox WHERE status = ?"
         params: list[Any] = [status]
         if system is not None:
             sql += " AND system = ?"
             params.append(system)
+        if confirmed_run is not None:
+            sql += " AND coalesce(confirmed_run, run_id) = ?"
+            params.append(confirmed_run)
         return [self._row(row) for row in self.db.query(sql + " ORDER BY id", params)]
 
     @staticmethod
@@ -854,6 +895,11 @@ class StateDB:
             ],
         )
 
+    def assignments_of_run(self, run_id: int) -> list[OwnerChoice]:
+        """The owners a run drew, in key order."""
+        rows = self.db.query("SELECT * FROM assignments WHERE run_id = ? ORDER BY key", [run_id])
+        return [_choice(row) for row in rows]
+
     def assignments_like(self, prefix: str) -> list[OwnerChoice]:
         """Owners chosen for lead keys starting with `prefix` (all with ""), newest first."""
         rows = self.db.query(
@@ -953,6 +999,36 @@ class StateDB:
 
     def record_errors(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> None:
         self.db.table("record_errors").insert_all(({**row, "run_id": run_id} for row in rows), batch_size=500)
+
+    # -- malformed records kept (`errors`) -------------------------------------------------------
+
+    def remember_malformed(self, run_id: int, at: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Keep the malformed records a run found (rows of {system, record, field, message}): a
+        record found before keeps its first sighting and takes this one's field and message."""
+        self.db.conn.executemany(
+            "INSERT INTO malformed (system, record, field, message, first_seen, last_seen, first_run, last_run) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (system, record) DO UPDATE SET field = excluded.field, "
+            "message = excluded.message, last_seen = excluded.last_seen, last_run = excluded.last_run",
+            ((r["system"], r["record"], r["field"], r["message"], at, at, run_id, run_id) for r in rows),
+        )
+
+    def forget_fixed(self) -> int:
+        """Drop the kept malformed records that the mirror now holds well-formed (the service sent
+        them again, fixed); returns how many."""
+        fixed = self.db.execute(
+            "DELETE FROM malformed WHERE system = 'vitally' AND record IN (SELECT id FROM accounts WHERE error IS NULL)"
+        ).rowcount
+        fixed += self.db.execute(
+            "DELETE FROM malformed WHERE system LIKE 'salesforce %' AND EXISTS (SELECT 1 FROM sf_records s "
+            "WHERE s.object = substr(malformed.system, 12) AND s.id = malformed.record AND s.error IS NULL)"
+        ).rowcount
+        return int(fixed)
+
+    def malformed(self) -> list[dict[str, Any]]:
+        """Every malformed record kept: system, record, field, message, first and last seen (and
+        their runs), the most recently seen first."""
+        rows = self.db.query("SELECT * FROM malformed ORDER BY last_seen DESC, system, record")
+        return [dict(row) for row in rows]
 
     def record_conflicts(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> None:
         self.db.table("conflicts").insert_all(({**row, "run_id": run_id} for row in rows), batch_size=500)

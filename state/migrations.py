@@ -171,7 +171,37 @@ def _v6(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(db: sqlite_utils.Database) -> None:
+    """Malformed records kept (`errors`): one row per record a cycle found malformed, with the field
+    and message of the latest finding and when it was first and last found; dropped once the
+    record is read again well-formed. Filled from the reports of earlier runs."""
+    db.table("malformed").create(
+        {
+            "system": str,
+            "record": str,
+            "field": str,
+            "message": str,
+            "first_seen": str,
+            "last_seen": str,
+            "first_run": int,
+            "last_run": int,
+        },
+        pk=("system", "record"),
+    )
+    # The field and message of each record's latest finding, chosen by run explicitly: with both
+    # min() and max() in one GROUP BY, SQLite takes bare columns from an arbitrary row.
+    db.execute(
+        "INSERT INTO malformed (system, record, field, message, first_seen, last_seen, first_run, last_run) "
+        "SELECT system, record, field, message, first_seen, last_seen, first_run, last_run FROM ("
+        "SELECT e.system, e.record, e.field, e.message, min(r.started_at) OVER w AS first_seen, "
+        "max(r.started_at) OVER w AS last_seen, min(e.run_id) OVER w AS first_run, max(e.run_id) OVER w AS last_run, "
+        "row_number() OVER (PARTITION BY e.system, e.record ORDER BY e.run_id DESC, e.rowid DESC) AS latest "
+        "FROM record_errors e JOIN runs r ON r.id = e.run_id WINDOW w AS (PARTITION BY e.system, e.record)) "
+        "WHERE latest = 1"
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 
 
 def migrate(db: sqlite_utils.Database) -> int:

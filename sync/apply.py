@@ -72,6 +72,8 @@ class Applier:
         followups: FollowUps | None = None,
         outlets: Outlets | None = None,
         outlet_settings: AnnounceSettings | None = None,
+        max_writes: int | None = None,
+        only_run: int | None = None,
     ) -> None:
         """`records`: send the pending writes of these records only (an event's mini-cycle), not
         the whole outbox; `look`: the last look before writes, when not `LastLook`'s own."""
@@ -88,12 +90,22 @@ class Applier:
         self.records = records
         self.look = look or LastLook(state, vitally, salesforce, report, clock)
         self._to_send = 0  # pending outbox rows when the apply step began
+        # `--max-writes`: at most this many records are written (an account's PUT, a task, a lead);
+        # the rest stay pending, untouched. Records, not outbox rows: an account's trait changes
+        # travel in one PUT, so counting rows would hold back an account with more changes than N
+        # and a canary of `--max-writes 2` could send nothing at all.
+        self._room = max_writes
+        self._cap = max_writes
+        # `apply`: only the rows this run queued or confirmed (a reviewed plan's), none of the others.
+        self._only_run = only_run
 
     def run(self) -> None:
         """Send every pending write: one Vitally PUT per account with all its trait changes, tasks
         upserted on their externalId, Salesforce leads in collections of 200. A spent API quota
-        ends the step; what was not sent stays pending."""
-        self._to_send = self.state.pending_count(self.records)
+        ends the step; what was not sent stays pending. With `max_writes`, the step stops after that
+        many records (an account's trait changes together, a task, a lead), counting the outbox
+        rows left in `counts["held_back"]`."""
+        self._to_send = self.state.pending_count(self.records, self._only_run)
         self.hooks.progress("writes sent", 0, self._to_send)
         try:
             self._apply_vitally()
@@ -105,6 +117,19 @@ class Applier:
             self.hooks.log("quota_exhausted", {"run_id": self.report.run_id, "error": str(exc)})
         except StopRequested:
             pass  # asked to stop during a wait: what was not sent stays pending, counted as deferred
+        if self._room is not None:
+            run = self._only_run or self.report.run_id
+            self.report.counts["held_back"] = self.state.pending_count(self.records, run)
+            self.report.counts["records_written"] = (self._cap or 0) - self._room
+
+    def _fits(self) -> bool:
+        """Whether one more record fits under `--max-writes`; if so, it is counted as written."""
+        if self._room is None:
+            return True
+        if self._room <= 0:
+            return False
+        self._room -= 1
+        return True
 
     # -- Vitally --------------------------------------------------------------------------------
 
@@ -114,7 +139,9 @@ class Applier:
         with the values it wrote; then the page's tasks, upserted on their externalId."""
         after = ""
         while True:
-            page = self.state.pending_records("vitally", after, PAGE, records=self.records)
+            page = self.state.pending_records(
+                "vitally", after, PAGE, records=self.records, confirmed_run=self._only_run
+            )
             if not page:
                 return
             after = page[-1][0].write.record
@@ -125,7 +152,7 @@ class Applier:
 
     def _send_tasks(self, rows: list[OutboxRow]) -> None:
         for row in rows:
-            if self.hooks.should_stop():
+            if self.hooks.should_stop() or not self._fits():
                 self.report.counts["deferred"] += 1  # what is not sent stays pending for the next start
                 continue
             exists = self._send([row.id], partial(self.look.task_exists, row))
@@ -187,9 +214,12 @@ class Applier:
                 return  # what is not sent stays pending for the next start
             if index % RECHECK_EVERY == 0 and not self._looked_at(remaining):
                 return  # no last look, no write: the rest stays pending for the next cycle
-            rows = remaining.pop(record, None)
+            rows = remaining.get(record)
             if rows is None:
                 continue  # overtaken by a person, or already there
+            if not self._fits():
+                return  # --max-writes reached: the rest stays pending
+            del remaining[record]
             sent[record], merged[record] = rows, _payload(rows)
             yield record, {**merged[record], WRITTEN_TRAIT: self._written(record, merged[record])}
 
@@ -273,16 +303,28 @@ class Applier:
         for op in ("upsert_lead", "update_lead"):
             after = ""
             while not self.hooks.should_stop():
-                page = self.state.pending_records("salesforce", after, PAGE, op=op, records=self.records)
+                page = self.state.pending_records(
+                    "salesforce", after, PAGE, op=op, records=self.records, confirmed_run=self._only_run
+                )
                 if not page:
                     break
                 after = page[-1][0].write.record
                 for start in range(0, len(page), COLLECTION):
                     if self.hooks.should_stop():
                         break
-                    collection = {rows[0].write.record: rows for rows in page[start : start + COLLECTION]}
-                    self._send_leads(salesforce, op, collection)
+                    collection = self._collection(page[start : start + COLLECTION])
+                    if collection:
+                        self._send_leads(salesforce, op, collection)
                 self.hooks.progress("writes sent", self.report.counts["applied"], self._to_send)
+
+    def _collection(self, records: list[list[OutboxRow]]) -> _Groups:
+        """The records of one collection that fit under `--max-writes` (all of them without it)."""
+        collection: _Groups = {}
+        for rows in records:
+            if not self._fits():
+                break
+            collection[rows[0].write.record] = rows
+        return collection
 
     def _send_leads(self, salesforce: SalesforcePort, op: str, groups: _Groups) -> None:
         """One collection: upserts of new leads, or updates of leads a last look found unchanged."""

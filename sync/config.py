@@ -49,6 +49,7 @@ from core.countries import normalise_country
 from core.errors import ConfigError
 from core.records import DEFAULT_OWNER_FIELDS, DEFAULT_TRAIT_KEYS
 from core.settings import REQUIRED, Secret, Setting, declared, default_of, section, setting
+from rules import ALL_RULE_IDS
 from rules.base import Team
 from rules.demo import CLASSIFIERS
 from rules.expressions import CompiledTrigger, CustomTrigger, ExpressionError, compile_trigger
@@ -857,6 +858,16 @@ def _check_policy(reader: _Reader, policy: Policy) -> None:
         reader.problem("rules.demo.classifier", f"expected {wanted}, got {_show(policy.demo.classifier)}")
 
 
+def _check_enabled(reader: _Reader, policy: Policy, custom: Iterable[CompiledTrigger]) -> None:
+    """Every key of `[rules.enabled]` is a rule id: a typo must not leave a rule on unnoticed."""
+    known = [*ALL_RULE_IDS, *(trigger.id for trigger in custom)]
+    for rule in policy.enabled:
+        if rule not in known:
+            close = difflib.get_close_matches(rule, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else " (docs/rules.md lists every id)"
+            reader.problem(_key("rules.enabled", rule), f"unknown rule{hint}")
+
+
 def _custom_triggers(reader: _Reader, policy: Policy) -> tuple[CompiledTrigger, ...]:
     """`[[rules.custom]]` triggers, compiled once; a bad expression names the rule and position."""
     compiled: list[CompiledTrigger] = []
@@ -934,6 +945,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
     policy = _policy(reader)
     _outlets(reader, sections, policy)
     custom = _custom_triggers(reader, policy)
+    _check_enabled(reader, policy, custom)
     pools = _pools(reader, policy.territories)
     if reader.problems:
         # A table read by several settings reports its own problem once.

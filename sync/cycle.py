@@ -33,6 +33,7 @@ from sync.followups import FollowUps, Outlets
 from sync.ingest import ingest, sf_objects
 from sync.plan import Planner
 from sync.relearn import relearn
+from sync.scope import EVERYTHING, Scope
 from sync.triage import ask_llm
 from sync.vocabulary import CycleReport, Hooks, Log, Progress, iso
 
@@ -59,6 +60,8 @@ def run_cycle(
     progress: Progress = _DEFAULTS.progress,
     on_report: Callable[[CycleReport], None] = _DEFAULTS.on_report,
     outlets: Outlets | None = None,
+    scope: Scope = EVERYTHING,
+    max_writes: int | None = None,
 ) -> CycleReport:
     """Run one cycle against these services and this state. Time is an input: `clock` gives the
     wall time (run history, cursors, when writes were done), `now` fixes the rules' "today"
@@ -69,7 +72,9 @@ def run_cycle(
     for the next start); `progress(phase, done, total)` is called a page at a time; `on_report`
     receives the report as soon as it exists (its counts fill in as the cycle runs). `outlets` are
     Slack, Zendesk and the LLM (`sync.followups.Outlets`; by default as the config sets them up):
-    their writes go after every CRM write, and the LLM is asked after them."""
+    their writes go after every CRM write, and the LLM is asked after them. `scope` limits
+    what a dry run plans (`--account`, `--rule`); `max_writes` stops the apply step after that
+    many writes, the rest staying pending (`--max-writes`)."""
     hooks = Hooks(log=log, should_stop=should_stop, progress=progress, on_report=on_report)
     if outlets is None:
         outlets = make_outlets(config)
@@ -83,7 +88,9 @@ def run_cycle(
     hooks.log("cycle_started", {"run_id": run_id, "mode": mode, "now": iso(rules_now)})
     status, error = "failed", None
     try:
-        _read_and_plan(config, state, vitally, salesforce, report, started=started, clock=clock, hooks=hooks)
+        _read_and_plan(
+            config, state, vitally, salesforce, report, started=started, clock=clock, hooks=hooks, scope=scope
+        )
         if not dry_run:
             applier = Applier(
                 state,
@@ -96,6 +103,7 @@ def run_cycle(
                 followups=_followups(config, state),
                 outlets=outlets,
                 outlet_settings=config.announcements,
+                max_writes=max_writes,
             )
             applier.run()
             if outlets.llm is not None and not hooks.should_stop():
@@ -127,6 +135,7 @@ def _read_and_plan(
     started: datetime,
     clock: Callable[[], datetime],
     hooks: Hooks,
+    scope: Scope,
 ) -> None:
     """Ingest and plan in one transaction. What was read goes into the mirror page by page and the
     plan into the outbox batch by batch: the planned writes and the state that caused them commit
@@ -146,7 +155,9 @@ def _read_and_plan(
         if hooks.should_stop():
             raise _Stopped  # rolls the transaction back; nothing is lost
         relearn(config, state, report, hooks, clock())
-        planner = Planner(config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress)
+        planner = Planner(
+            config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress, scope=scope
+        )
         planner.followups = _followups(config, state)
         planner.run()
 

@@ -9,7 +9,7 @@ would without running one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from core.model import Account, Lead
@@ -19,7 +19,7 @@ from rules.context import LeadContext
 from sync.config import Config
 from sync.facts import SalesforceFacts
 
-__all__ = ["Decider", "routing_winner"]
+__all__ = ["Decider", "routing_winner", "switched_off"]
 
 _ROUTED_TEAMS = ("TAM", "TAE", "BDR")
 
@@ -39,29 +39,60 @@ def routing_winner(decisions: Sequence[Decision]) -> Decision | None:
     )
 
 
+def switched_off(decision: Decision) -> Decision:
+    """A verdict of a rule `[rules.enabled]` switches off: judged as usual (explain shows it), it
+    wants nothing written; what it manages stays listed, so the planner leaves those segments as
+    they are."""
+    would = "would fire" if decision.fired else "would not fire"
+    return replace(
+        decision,
+        fired=False,
+        traits={},
+        segments=frozenset(),
+        lead=None,
+        task=None,
+        reason=f"switched off ([rules.enabled]); {would}: {decision.reason}",
+    )
+
+
+def _off(decisions: list[Decision], disabled: frozenset[str]) -> list[Decision]:
+    return [switched_off(d) if d.rule in disabled else d for d in decisions]
+
+
 @dataclass(frozen=True)
 class Decider:
     policy: Policy
     facts: SalesforceFacts
     now: datetime
     custom_triggers: Sequence[CompiledTrigger] = ()
+    # Rules `[rules.enabled]` switches off: routing triggers are left out of `policy`'s order and
+    # the custom triggers (another may win instead), the others judged but want nothing.
+    disabled: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, config: Config, facts: SalesforceFacts, now: datetime) -> Decider:
-        """The configured rules (policy and custom triggers) over `facts`, judged at `now`."""
-        return cls(config.policy, facts, now, config.custom_triggers)
+        """The configured rules (policy and custom triggers) over `facts`, judged at `now`, with the
+        rules `[rules.enabled]` switches off left out of the routing order."""
+        policy, disabled = config.policy, config.policy.disabled
+        custom = tuple(trigger for trigger in config.custom_triggers if trigger.id not in disabled)
+        if disabled:
+            order = tuple(rule for rule in policy.routing.order if rule not in disabled)
+            policy = replace(policy, routing=replace(policy.routing, order=order))
+        return cls(policy, facts, now, custom, disabled)
 
     def account(self, account: Account, *, full: bool = True) -> list[Decision]:
         """Every rule's verdict on one account, with its Salesforce context, in the configured
         order (rules.evaluate_account); `full=False` skips explaining the rules that cannot fire,
         as a cycle does."""
         context = self.facts.context_for(account.id)
-        return evaluate_account(account, context, self.policy, self.now, self.custom_triggers, full=full)
+        decisions = evaluate_account(account, context, self.policy, self.now, self.custom_triggers, full=full)
+        return _off(decisions, self.disabled) if self.disabled else decisions
 
     def lead(self, lead: Lead) -> list[Decision]:
         """Every lead rule's verdict on one Salesforce lead (rules.evaluate_lead)."""
         context = LeadContext(self.facts.company_disqualified_at(lead.company), self.facts.triage_of(lead.id))
-        return evaluate_lead(lead, context, self.policy, self.now)
+        decisions = evaluate_lead(lead, context, self.policy, self.now)
+        return _off(decisions, self.disabled) if self.disabled else decisions
 
     def region(self, account: Account) -> str:
         """The region whose pools own the account's lead: where most of its users are, else its HQ

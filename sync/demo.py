@@ -18,7 +18,7 @@ from state import StateDB
 from sync.app import make_salesforce, make_vitally
 from sync.config import Config, example_against
 from sync.cycle import run_cycle
-from sync.output import render_plan
+from sync.output import Names, render_plan
 from sync.safe import cell
 from sync.vocabulary import CycleReport
 
@@ -56,7 +56,7 @@ def run_demo(accounts: int, out: TextIO) -> int:
         copy = StateDB.snapshot(config.state_path)
         audit = _cycle(config, copy, dry_run=True)
         audit_size = len(audit.plan)
-        render_plan(audit.plan[:_SHOWN], "table", out)
+        render_plan(audit.plan[:_SHOWN], "table", out, Names(copy))
         if audit_size > _SHOWN:
             console.print(f"... and {audit_size - _SHOWN} more (run `python -m sync --dry-run` to see all)")
         copy.close()

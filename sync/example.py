@@ -246,6 +246,8 @@ def _setting(key: str, f: Field[Any], d: Setting) -> str:
 def _subtable(path: str, f: Field[Any], d: Setting) -> str:
     value: Mapping[str, Any] = default_of(f)
     entries = "".join(f"{toml_key(k)} = {toml_value(v)}\n" for k, v in value.items())
+    if not value and isinstance(d.example, Mapping):  # an empty table: its example, commented out
+        entries = "".join(f"# {toml_key(k)} = {toml_value(v)}\n" for k, v in d.example.items())
     return f"[{path}]\n{_doc(d)}{entries}"
 
 

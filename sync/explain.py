@@ -1,5 +1,8 @@
 """`explain ID`: every rule's verdict on one account or lead, fired or not, with the condition
-that failed, the inputs it used and those that were unknown."""
+that failed, the inputs it used and those that were unknown.
+
+Exit status: 0 explained (a malformed record is explained by its fault); 2 no such account or lead
+(a usage error, like any other bad argument)."""
 
 from __future__ import annotations
 
@@ -34,6 +37,8 @@ def _show(value: Any) -> str:
 
 
 def _verdict(decision: Decision) -> str:
+    if decision.reason.startswith("switched off ([rules.enabled])"):
+        return "SWITCHED OFF"
     if decision.guarded_by:
         return "GUARDED"
     if decision.fired and "(also matched;" in decision.reason:
@@ -90,8 +95,8 @@ def explain(config: Config, state: StateDB, record_id: str, now: datetime, out: 
         try:
             lead = parse_lead(lead_raw)
         except RecordError as bad:
-            out.write(f"{record_id}: malformed: field {bad.field}: {bad.message}\n")
-            return 1
+            out.write(f"{record_id}: malformed: field {bad.field}: {bad.message} (cycles skip it)\n")
+            return 0
         out.write(
             f"lead {lead.id} ({lead.company or 'no company'}, LeadSource {lead.lead_source or 'unknown'}) "
             f"from the state mirror, rules' clock {now.isoformat()}\n"
@@ -104,19 +109,24 @@ def explain(config: Config, state: StateDB, record_id: str, now: datetime, out: 
         raw = vitally.get_account(record_id)
         source = "Vitally"
     if raw is None:
-        err.write(f"error: no account or lead {record_id!r} in the mirror, and no such account in Vitally\n")
-        return 1
+        err.write(
+            f"error: no account or lead {record_id!r} in the mirror, and no such account in Vitally "
+            "(a Vitally account id, or the Id of a Salesforce Lead a cycle has read)\n"
+        )
+        return 2
     try:
         account = parse_mirrored(raw, config)
     except RecordError as bad:
-        out.write(f"{record_id}: malformed: field {bad.field}: {bad.message}\n")
-        return 1
+        out.write(f"{record_id}: malformed: field {bad.field}: {bad.message} (cycles skip it)\n")
+        return 0
     context = facts.context_for(account.id)
     out.write(f"account {account.id} ({account.name}) from the {source}, rules' clock {now.isoformat()}\n")
     out.write(
         f"Salesforce: {len(context.leads)} lead(s) ({len(context.open_leads)} open), "
         f"{len(context.opportunities)} opportunit(ies) ({len(context.open_opportunities)} open)\n"
     )
+    if decider.disabled:
+        out.write(f"switched off ([rules.enabled]): {', '.join(sorted(decider.disabled))}\n")
     _episodes(account, context, decider, out)
     decisions = decider.account(account)
     _write(decisions, out)

@@ -36,7 +36,7 @@ from functools import partial
 from typing import Any
 
 from core.model import Account, Lead
-from rules import Decision, managed_segments
+from rules import Decision, managed_by, managed_segments
 from rules.context import LeadContext
 from rules.scoring import lead_score
 from state import OutboxRow, OwnerChoice, PlanLog, PlannedWrite, StateDB
@@ -49,6 +49,7 @@ from sync.followups import FollowUps
 from sync.owners import Owners
 from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, Ownership, changed_fields, ours_in
 from sync.planned_writes import OnboardingAccount, RoutedAccount
+from sync.scope import EVERYTHING, Scope
 from sync.vocabulary import PAGE, Conflict, CycleReport, Progress, iso
 from sync.wire import (
     WRITTEN_TRAIT,
@@ -102,6 +103,7 @@ class Planner:
         now: datetime,
         clock: Callable[[], datetime],
         progress: Progress,
+        scope: Scope = EVERYTHING,
     ) -> None:
         self.config = config
         self.state = state
@@ -110,10 +112,16 @@ class Planner:
         self.now = now
         self.clock = clock
         self.progress = progress
+        self.scope = scope
         self.ownership = Ownership(config.on_conflict, config.on_first_sight, config.policy.routing)
         self.conflicts = Conflicts.of(state, report)
         self.followups: FollowUps | None = None  # queues the follow-ups of a write found applied
         self._specialist_trait = config.vitally.written_traits.get("onboarding_specialist", "onboarding_specialist")
+        # Segments a rule switched off manages ([rules.enabled]): never taken away while it is off.
+        policy = config.policy
+        self._kept_segments = frozenset().union(
+            *(managed_by(rule, policy, config.custom_triggers) for rule in policy.disabled)
+        )
         # What we last wrote, (record, field) → value, read a record at a time (state.last_written).
         self._last_vitally: Mapping[tuple[str, str], Any]
         self._last_salesforce: Mapping[tuple[str, str], Any]
@@ -192,23 +200,33 @@ class Planner:
                 facts.plan_lead_fields(lead, changed)
 
     def _plan_accounts(self, decider: Decider) -> _Waiting:
-        counts = self.report.counts
         waiting = _Waiting()
         mirrored = self.state.account_count()
+        policy = self.config.policy
+        seen = 0
         for account in iter_accounts(self.state, self.config, self.report):
-            self._judge_account(account, decider, waiting)
-            if counts["accounts_evaluated"] % PAGE == 0:
-                self.progress("accounts evaluated", counts["accounts_evaluated"], mirrored)
-        self.progress("accounts evaluated", counts["accounts_evaluated"], mirrored)
+            seen += 1
+            if seen % PAGE == 0:
+                self.progress("accounts evaluated", seen, mirrored)
+            tam_email = account.role_emails.get(policy.lifecycle.tam_role)
+            if account.churned_at is None and tam_email is not None:
+                # Capacity counts every managed account, also outside a planning scope; a churned
+                # account counts toward nobody's.
+                if any(s in account.segments for s in policy.guards.owned_segments):
+                    waiting.managed_by_email[tam_email] += 1
+            if self.scope.has_account(account.id):
+                self._judge_account(account, decider, waiting)
+        self.progress("accounts evaluated", seen, mirrored)
         return waiting
 
     def _judge_account(self, account: Account, decider: Decider, waiting: _Waiting) -> None:
-        """Decide one account, plan its own writes, and keep what the owners' pass needs of it."""
+        """Decide one account, plan its own writes, and keep what the owners' pass needs of it
+        (its managed-account capacity is counted by the caller: a mini-cycle has it already)."""
         counts = self.report.counts
         counts["accounts_evaluated"] += 1
         if account.churned_at is not None:
             # A churned account leaves every book: no rule fires on it, nothing is written to
-            # it (not even a segment crm-sync once managed), it counts toward nobody's capacity.
+            # it (not even a segment crm-sync once managed).
             counts["accounts_churned"] += 1
             return
         decisions = decider.account(account, full=False)
@@ -219,10 +237,6 @@ class Planner:
                 self.report.rule_error(decision)
         self._keep_decisions(d for d in decisions if d.fired or d.guarded_by or d.review)
         self._plan_account(account, decisions, partial(decider.account, account))
-        policy = self.config.policy
-        tam_email = account.role_emails.get(policy.lifecycle.tam_role)
-        if tam_email is not None and any(s in account.segments for s in policy.guards.owned_segments):
-            waiting.managed_by_email[tam_email] += 1
         self._wait_for_owners(account, decisions, waiting, decider)
 
     def _wait_for_owners(
@@ -231,16 +245,18 @@ class Planner:
         """Keep what the owners' pass needs of a routed account, or of one whose onboarding lead
         has no specialist yet."""
         winner = routing_winner(decisions)
-        if winner is not None:
+        if winner is not None and self.scope.has_rule(winner.rule):
             waiting.routed.append(RoutedAccount.of(account, winner, decider.region(account)))
         specialist = next((d for d in decisions if d.fired and d.rule == _SPECIALIST_RULE), None)
         specialist_role = self.config.policy.lifecycle.specialist_role
         has_one = specialist_role in account.roles or account.written.get(self._specialist_trait)
-        if specialist is not None and not has_one:
+        if specialist is not None and not has_one and self.scope.has_rule(specialist.rule):
             waiting.onboarding.append(OnboardingAccount.of(account, specialist, decider.region(account)))
 
     def _plan_leads(self, facts: SalesforceFacts, decider: Decider, owners: Owners) -> None:
         for lead, fields in facts.iter_leads():
+            if not self.scope.has_account(lead.vitally_account_id, lead.id):
+                continue
             self.report.counts["leads_evaluated"] += 1
             decisions = decider.lead(lead)
             self._keep_decisions(d for d in decisions if d.fired)
@@ -266,7 +282,7 @@ class Planner:
                 "vitally", account.id, wants, account.written, claimed, self._ours_vitally(account), decision.rule
             )
             if fields:
-                self.plan.append(writes.set_traits(account.id, fields, previous, decision.rule, decision.reason))
+                self._queue(writes.set_traits(account.id, fields, previous, decision.rule, decision.reason))
         self._plan_segments(account, decisions, explained)
 
     def _plan_segments(
@@ -284,7 +300,7 @@ class Planner:
                 continue
             held = account.written.get(trait)
             join = segment in wanted
-            if (held is True) == join:
+            if (held is True) == join or (not join and segment in self._kept_segments):
                 continue
             # The rule responsible for a segment that no longer holds says why, in full.
             decision = wanted[segment] if join else next(d for d in explained() if segment in d.manages)
@@ -292,7 +308,7 @@ class Planner:
             ours = self._ours_vitally(account)(trait)
             if self._may_write("vitally", account.id, trait, member, held, ours, decision.rule):
                 was_in = segment in account.segments
-                self.plan.append(
+                self._queue(
                     writes.segment_change(
                         account.id, segment, trait, join=join, was_in=was_in, held=held, decision=decision
                     )
@@ -303,7 +319,7 @@ class Planner:
         sent we remember it and never plan it again."""
         key = str(task.get("externalId") or "")
         if key and (key, "task") not in self._last_vitally:
-            self.plan.append(writes.create_task(account_id, task, rule, reason))
+            self._queue(writes.create_task(account_id, task, rule, reason))
 
     def _plan_new_lead(self, routed: RoutedAccount, facts: SalesforceFacts, owners: Owners) -> None:
         """A routed account becomes a Salesforce lead, upserted on a key per account and routing
@@ -327,7 +343,7 @@ class Planner:
         score = lead_score(scored, LeadContext(), self.config.policy, self.now).inputs.get("score")
         country_field = "CountryCode" if self.config.salesforce.state_country_picklists else "Country"
         write, cut = writes.new_lead(routed, key, score, owner, country_field=country_field)
-        self.plan.append(write)
+        self._queue(write)
         self._truncated(cut)
 
     def _plan_specialist(self, onboarding: OnboardingAccount, owners: Owners) -> None:
@@ -341,7 +357,7 @@ class Planner:
         # The owners' pass keeps only accounts whose specialist trait is empty: nobody's decision.
         if not self._may_write("vitally", onboarding.account_id, trait, owner.name, None, [], rule):
             return
-        self.plan.append(writes.specialist(onboarding, trait, owner))
+        self._queue(writes.specialist(onboarding, trait, owner))
         task = writes.specialist_task(onboarding, owner, self.now)
         self._plan_task(onboarding.account_id, task, rule, onboarding.reason)
 
@@ -365,7 +381,7 @@ class Planner:
             self._truncated(c for c in cut if c.field in fields)
             # The plan shows the owner only when this write sets it.
             shown = owner.owner if owner is not None and owner.user_id is not None and "OwnerId" in fields else None
-            self.plan.append(writes.lead_update(lead.id, lead.vitally_account_id, fields, previous, decision, shown))
+            self._queue(writes.lead_update(lead.id, lead.vitally_account_id, fields, previous, decision, shown))
 
     def _inbound_owner(self, lead: Lead, decision: Decision, owners: Owners) -> OwnerChoice | None:
         """The round robin's owner for an unowned inbound lead this decision routes."""
@@ -374,6 +390,8 @@ class Planner:
         # Inbound leads wait unowned, in a queue or with an unrouted owner (the org's default lead
         # owner) until the round robin gives them an owner.
         if self.config.policy.routing.waiting_for_routing(lead.owner_id) is None:
+            return None
+        if not self.scope.has_rule(decision.rule):
             return None
         territories = self.config.policy.territories
         region = territories.region_of(lead.country) if lead.country else territories.default_region
@@ -421,6 +439,8 @@ class Planner:
     ) -> bool:
         """Whether `current` is crm-sync's to replace with `value` (`sync.ownership.Ownership`); a
         person's value is a conflict, reported once, and replaced only when the config says so."""
+        if not self.scope.has_rule(rule):
+            return False  # out of scope: not written, and no conflict reported
         verdict = self.ownership.judge(key, current, ours)
         if verdict == "adopt":
             self.report.counts["adopted"] += 1
@@ -429,6 +449,11 @@ class Planner:
         overwrite = verdict == "overwrite"
         self.conflicts.found(Conflict(system, record, key, value, current, rule, overwritten=overwrite))
         return overwrite
+
+    def _queue(self, write: PlannedWrite) -> None:
+        """Plan `write`, if it is in the scope of the command."""
+        if self.scope.wants(write):
+            self.plan.append(write)
 
     def _truncated(self, cut: Iterable[Truncation]) -> None:
         self.report.truncations.extend(cut)
@@ -516,11 +541,11 @@ class Planner:
         report.counts["planned"] = len(report.plan)
         report.counts["record_errors"] = len(report.record_errors)
         self._flush_decisions()
-        self.state.record_errors(
-            report.run_id,
-            (
-                {"system": e.system, "record": e.record_id, "field": e.field, "message": e.message}
-                for e in report.record_errors
-            ),
-        )
+        found = [
+            {"system": e.system, "record": e.record_id, "field": e.field, "message": e.message}
+            for e in report.record_errors
+        ]
+        self.state.record_errors(report.run_id, found)
+        self.state.remember_malformed(report.run_id, iso(self.clock()), found)
+        self.state.forget_fixed()
         self.conflicts.save(close_unseen=close_unseen)

@@ -499,15 +499,16 @@ class Book:
     def leads(self) -> int:
         return len(self.sandbox.state()["salesforce"]["Lead"])
 
-    def parked(self) -> dict[str, list[str]]:
-        """`failed`, parsed: record → its columns (id, system, op, record, rule, attempts, error)."""
-        listing = cli(self.config, self.state, "failed")
+    def parked(self) -> dict[str, dict[str, Any]]:
+        """`failed --format json`, parsed: record → its row (id, system, op, record, rule, attempts, error)."""
+        listing = cli(self.config, self.state, "failed", "--format", "json")
         assert listing.returncode == 0, listing.stderr
-        if listing.stdout == "no parked writes\n":
+        if not listing.stdout:
+            assert listing.stderr == "no parked writes\n"
             return {}
-        rows = [line.split("\t") for line in listing.stdout.splitlines()]
-        assert len({cols[3] for cols in rows}) == len(rows), f"a write is parked twice: {listing.stdout}"
-        return {cols[3]: cols for cols in rows}
+        rows = [json.loads(line) for line in listing.stdout.splitlines()]
+        assert len({row["record"] for row in rows}) == len(rows), f"a write is parked twice: {listing.stdout}"
+        return {row["record"]: row for row in rows}
 
 
 @pytest.fixture
@@ -570,9 +571,10 @@ def test_chaos_record_errors_refusals_are_parked_listed_and_never_created(book: 
         (invalid, "upsert_lead", "FIELD_CUSTOM_VALIDATION_EXCEPTION: Routing reason must name the rule"),
         (converted, "update_lead", "CANNOT_UPDATE_CONVERTED_LEAD"),
     ):
-        outbox_id, system, listed_op, listed_record, _rule, attempts, error = parked[record]
-        assert outbox_id.isdigit() and system == "salesforce" and listed_op == op and listed_record == record
-        assert attempts == "attempts 1" and f"{record}: {code}" in error
+        row = parked[record]
+        assert isinstance(row["id"], int) and row["system"] == "salesforce" and row["op"] == op
+        assert row["record"] == record
+        assert row["attempts"] == 1 and f"{record}: {code}" in row["error"]
 
 
 def test_chaos_record_errors_retry_requeues_parked_writes_for_the_next_run(book: Book) -> None:
@@ -584,7 +586,7 @@ def test_chaos_record_errors_retry_requeues_parked_writes_for_the_next_run(book:
     parked = book.parked()
     before = book.leads()
 
-    one = cli(book.config, book.state, "retry", parked[duplicate][0])
+    one = cli(book.config, book.state, "retry", str(parked[duplicate]["id"]))
     assert one.returncode == 0 and one.stdout.startswith("1 parked write(s) queued again"), one.stdout
     assert set(book.parked()) == {converted}
     book.sandbox.reset()

@@ -21,7 +21,23 @@ def commands() -> list[str]:
 
 
 def test_cli_commands_are_those_of_cli_md() -> None:
-    assert commands() == sorted(["run", "check", "daemon", "explain", "report", "sandbox", "demo", "failed", "retry"])
+    assert commands() == sorted(
+        [
+            "run",
+            "check",
+            "apply",
+            "resync",
+            "daemon",
+            "explain",
+            "report",
+            "sandbox",
+            "demo",
+            "failed",
+            "errors",
+            "retry",
+            "init",
+        ]
+    )
 
 
 @pytest.mark.parametrize("command", commands())

@@ -82,7 +82,7 @@ def test_config_example_documents_every_policy_field() -> None:
 
 def test_config_example_sections_are_known_to_the_loader() -> None:
     data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
-    assert set(_table(data, "rules")) - {"order", "countries", "custom", "owner_roles"} == {
+    assert set(_table(data, "rules")) - {"order", "countries", "custom", "owner_roles", "enabled"} == {
         p.split(".")[1] for p in _POLICY_SECTIONS.values()
     }
 
@@ -263,3 +263,26 @@ def test_config_example_lists_the_keys_of_pools_and_members_with_their_docs() ->
     custom = text.split("# [[rules.custom]]")[0]
     for f, _ in declared(CustomTriggerSettings):
         assert f"#   {f.name} " in custom, f.name
+
+
+# -- `init` ---------------------------------------------------------------------------------------------
+
+
+def test_init_writes_the_commented_example_and_never_overwrites(tmp_path: Path) -> None:
+    import io
+
+    from sync.cli import main
+
+    target = tmp_path / "config.toml"
+    out, err = io.StringIO(), io.StringIO()
+
+    assert main(["init", str(target)], out=out, err=err) == 0
+
+    assert target.read_text(encoding="utf-8") == render_example()
+    assert load_config(target).source is not None  # the starter loads as it is
+    assert f"wrote {target}" in out.getvalue() and "docs/operations.md" in out.getvalue()
+    target.write_text("# mine\n")
+    again = io.StringIO()
+    assert main(["init", str(target)], out=io.StringIO(), err=again) == 2
+    assert f"{target} exists: not overwritten" in again.getvalue()
+    assert target.read_text() == "# mine\n"

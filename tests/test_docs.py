@@ -168,3 +168,75 @@ def test_no_file_names_a_path_of_one_machine() -> None:
 )
 def test_machine_path_pattern(text: str, machine: bool) -> None:
     assert bool(MACHINE_PATH.search(text)) == machine
+
+
+# -- docs/rules.md is generated ---------------------------------------------------------------------------
+
+
+def test_rules_doc_is_the_rule_definitions() -> None:
+    from sync.rulesdoc import render_rules_doc
+
+    assert (ROOT / "docs" / "rules.md").read_text(encoding="utf-8") == render_rules_doc(), (
+        "docs/rules.md differs from the rule definitions: run `make docs`"
+    )
+
+
+def test_rules_doc_has_every_rule_id_and_every_rules_table() -> None:
+    from rules import ALL_RULE_IDS
+    from sync.rulesdoc import render_rules_doc
+
+    text = render_rules_doc()
+    assert all(f"| `{rule}` |" in text for rule in ALL_RULE_IDS)
+    for table in ("rules.allocation", "rules.product_led", "rules.guards", "rules.scoring", "rules.lifecycle"):
+        assert f"### `[{table}]`" in text
+    assert "| `arr_threshold` | `20000` |" in text  # a setting at its default
+
+
+def test_rules_doc_refuses_a_rule_without_its_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sync.rulesdoc
+    from rules.policy import RULE_DOCS
+
+    docs = dict(RULE_DOCS)
+    del docs["lifecycle.stage"]
+    monkeypatch.setattr(sync.rulesdoc, "RULE_DOCS", docs)
+    with pytest.raises(ValueError, match=re.escape("missing ['lifecycle.stage']")):
+        sync.rulesdoc.render_rules_doc()
+
+
+# -- every linked document is in the repository ---------------------------------------------------------------
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+DOCUMENTS = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def local_links(path: Path) -> list[str]:
+    """The targets of the Markdown links of `path` that are not web addresses, without anchors."""
+    targets = [m.group(1) for m in _LINK.finditer(path.read_text(encoding="utf-8"))]
+    return [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:", t) and t.split("#")[0]]
+
+
+def test_readme_links_every_document_of_docs() -> None:
+    linked = set(local_links(ROOT / "README.md"))
+    expected = {"docs/cli.md", "docs/data-model.md", "docs/rules.md", "docs/round-robin.md", "docs/operations.md"}
+    assert expected <= linked
+    assert {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")} <= linked  # no document left unlinked
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_document_a_document_links_exists(document: Path) -> None:
+    missing = [t for t in local_links(document) if not (document.parent / t).exists()]
+    assert missing == []
+
+
+def test_link_finder_reads_local_links_only(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("[a](docs/a.md) [b](https://x.io/b.md) [c](c.md#part) [d](#anchor) [e](mailto:x@y.z)")
+    assert local_links(page) == ["docs/a.md", "c.md"]
+
+
+@pytest.mark.parametrize("document", sorted((ROOT / "docs").glob("*.md")), ids=lambda p: p.name)
+def test_every_path_and_name_a_document_of_docs_gives_exists(document: Path) -> None:
+    paths, dotted, targets = references(document.read_text(encoding="utf-8"))
+    assert [p for p in paths if not p.startswith("./") and not (ROOT / p).exists()] == []
+    assert [name for name in dotted if not resolves(name)] == []
+    assert set(targets) <= make_targets()

@@ -178,3 +178,45 @@ def test_state_queries_over_the_mirror_skip_a_record_sqlite_cannot_read() -> Non
     assert state.unknown_sync_keys("crm-sync:lead:") == ["crm-sync:lead:acc_1"]
     assert state.lead_by_sync_key("crm-sync:lead:acc_1") == {"Id": "00Q1", "Sync_Key__c": "crm-sync:lead:acc_1"}
     assert state.lead_by_sync_key("crm-sync:lead:acc_2") is None
+
+
+def test_state_migration_of_malformed_records_keeps_what_earlier_runs_reported(tmp_path: Path) -> None:
+    """A state from before malformed records were kept is upgraded in place: each record an earlier
+    run reported malformed is listed once, with its latest finding and its first and last runs.
+    (Found by its docstring, not its number: other branches add migrations too.)"""
+    upto = next(i for i, step in enumerate(MIGRATIONS) if "Malformed records kept" in (step.__doc__ or ""))
+    path = tmp_path / "s.db"
+    db = sqlite_utils.Database(sqlite3.connect(path))
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for step in MIGRATIONS[:upto]:
+        step(db)
+    db.execute("INSERT INTO schema_version (version) VALUES (?)", [upto])
+    for run, started in (
+        (1, "2026-11-01T09:00:00.000Z"),
+        (2, "2026-11-02T09:00:00.000Z"),
+        (3, "2026-11-03T09:00:00.000Z"),
+    ):
+        db.table("runs").insert({"id": run, "started_at": started, "mode": "run", "status": "ok"})
+    findings = [  # the latest finding not last in the table: the migration must pick it by run
+        (3, "acc_bad", "traits.country", "expected text, got 5"),
+        (1, "acc_bad", "traits.employee_count", "expected a number, got 'many'"),
+        (2, "acc_bad", "traits.employee_count", "expected a number, got 'many'"),
+        (2, "acc_odd", "mrr", "expected a number, got 'lots'"),
+    ]
+    for run, record, field, message in findings:
+        db.table("record_errors").insert(
+            {"run_id": run, "system": "vitally", "record": record, "field": field, "message": message, "seen": "x"}
+        )
+    db.conn.commit()
+    db.close()
+
+    state = StateDB.open(path)
+    kept = {(row["record"]): row for row in state.malformed()}
+    state.close()
+
+    assert set(kept) == {"acc_bad", "acc_odd"}
+    bad = kept["acc_bad"]
+    assert (bad["field"], bad["message"]) == ("traits.country", "expected text, got 5")  # the latest finding
+    assert (bad["first_run"], bad["last_run"]) == (1, 3)
+    assert (bad["first_seen"], bad["last_seen"]) == ("2026-11-01T09:00:00.000Z", "2026-11-03T09:00:00.000Z")
+    assert (kept["acc_odd"]["first_run"], kept["acc_odd"]["last_run"]) == (2, 2)
