@@ -119,6 +119,7 @@ _TEST = re.compile(
     r"|\b(please (ignore|disregard)|do not contact|don't contact|ignore this|this is (just )?a test|test (submission|"
     r"message|lead|entry)|testing (the|our) (demo )?form|checking the \w+ sync|verifying the form|form integration|"
     r"uptime monitor|hello test|test test|(form|integration|staging|sandbox) test|test from)\b"
+    r"|\btest(ing)?\b[^.\n]{0,30}\b(ignore|disregard)\b|\b(ignore|disregard)\b[^.\n]{0,30}\btest(ing)?\b"
 )
 _GREETINGS = _words("hi hello hey hallo hola ola bonjour ciao hej yo ok okay hoi salut test testing")
 _FAKE_DOMAINS = _words(
