@@ -188,6 +188,19 @@ def _junk(folded: str) -> str | None:
     junk = [t for t in tokens if _junk_token(t)]
     if junk and len(junk) * 2 >= len(tokens):
         return "keyboard mashing"
+    return _odd_letters(stripped, tokens)
+
+
+def _odd_letters(text: str, tokens: list[str]) -> str | None:
+    """Character statistics no language shows, for a text with no common word: eight or more Latin
+    letters and not one vowel, or most longer tokens made of a few letters over and over
+    ("hfhfhfh jdjdjd", "ölkjölkj"). Scripts without Latin vowels (Cyrillic, Greek, ...) are left alone."""
+    latin = [c for c in text if "a" <= c <= "z"]
+    if len(latin) >= 8 and not any(c in "aeiouy" for c in latin):
+        return "no vowels"
+    longer = [t for t in tokens if len(t) >= 5]
+    if longer and 2 * sum(1 for t in longer if len(set(t)) <= 0.4 * len(t)) > len(longer):
+        return "a few letters repeated"
     return None
 
 
