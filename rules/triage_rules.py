@@ -340,8 +340,10 @@ class RuleTriage:
     evidence for each label is summed (`rules.triage_lexicon.SIGNALS` plus the lead fields) and
     spam wins with a plain pitch (at least `spam_min`, some of it in the text, and at least
     `spam_over_sales` times the sales evidence), support wins with at least `support_min` and at
-    least `support_over_sales` times the sales evidence, and everything else is sales: the form
-    exists to book demos.
+    least `support_over_sales` times the sales evidence, and everything else is sales (the form
+    exists to book demos) if it passes the owner gate (`review`): at least `owner_min_sales` of
+    sales evidence in the text, and support and spam evidence in the text below
+    `owner_max_against` times it; what fails the gate is support, "needs review".
 
     The defaults were chosen by measurement (bench/triage.py, docs/triage.md): both ratios below 1
     because a support request or a pitch given to a rep costs more than a prospect sent to support.
