@@ -43,6 +43,10 @@ INJECTION: tuple[str, ...] = (
     r"\b(ignore|disregard)\b (the|everything) (above|before|previous)",
     r"\b(classify|classified|classification|categori[sz]e|label|mark|tag|treat|route|flag|score)\b[^.\n]{0,40}"
     r"\b(as|to be|=|:)\W{0,3}(sales|support|spam|lead|hot|high[ -]priority|qualified)\b",
+    # "... this (request) as a hot lead": the object is the message itself or its sender
+    r"\b(classify|categori[sz]e|label|mark|treat|route|flag|score|consider) (this|me|us|it|my \w+|our (request|message|"
+    r"submission|form|inquiry|enquiry))\b[^.\n]{0,20}\bas an? ([\w-]+ ){0,3}"
+    r"(lead|prospect|opportunity)\b",
     r"\b(output|respond|reply|answer|return|say|print)\b[^.\n]{0,25}\W(sales|support|spam)\W",
     r"\b(output|respond|reply|answer|return)\b (only )?(with )?(label )?\W{0,2}(sales|support|spam)\b",
     r"\bcorrect (label|classification|category|answer)\b",
@@ -58,8 +62,11 @@ INJECTION: tuple[str, ...] = (
     r"###\s*(instruction|system|response)",
     r"\bjailbreak|\bdan mode\b|\bdeveloper mode\b",
     r"\bthis is sales\b",
+    r"\bthe (reviewing|screening|triage|triaging) (model|ai|llm|bot|assistant|classifier)\b",
     r"\bautomated (reviewers?|systems?|filters?|screeners?|classifiers?)\b",
-    r"\btreat (this|it|the) (request|message|lead|submission|form)? ?as\b",
+    # "treat this as urgent" is how support asks for speed; only a label or a lead after "as" dictates
+    r"\btreat (this|it|the) (request|message|lead|submission|form)? ?as\b[^.\n]{0,30}\b(sales|support|spam|lead|"
+    r"prospect|opportunity|qualified|hot)\b",
     r"\b(route|send|forward|assign) (it|this|this lead|this request|the request) (immediately )?"
     r"to (sales|the best rep)\b",
     r"\b(sales sales|sales, sales)",
