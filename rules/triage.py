@@ -11,7 +11,9 @@ The labels follow the labelling guide in tests/data/triage/GUIDE.md.
 decide what never needs weighing (text that tries to dictate the label, empty forms, gibberish,
 test submissions); then the evidence of `rules.triage_lexicon` (fourteen languages) is summed per
 label together with a naive Bayes model's probabilities, trained at first use on the examples
-shipped with the package. docs/triage.md has the benchmark that chose this design.
+shipped with the package; last, the owner gate (`RuleTriage.review`) lets a submission reach sales
+only when its own text asks for something a rep sells and nothing in it contests that, and labels
+the rest support, "needs review". docs/triage.md has the benchmark that chose this design.
 
 The costs behind the thresholds: a support request or a pitch handed to a rep is the failure
 issue #15 measured, and a real prospect labelled support still reaches a person through the

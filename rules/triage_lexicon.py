@@ -8,7 +8,9 @@ boundary between an ASCII letter or digit and anything else, so a Latin word nex
 Chinese text still matches. Patterns for Chinese, Japanese and Korean are plain substrings.
 
 Languages: English, German, French, Spanish, Portuguese, Italian, Dutch, Japanese, Chinese, and the
-commonest phrases of Polish, Swedish, Korean, Turkish and Russian. The words were written from
+commonest phrases of Polish, Swedish, Korean, Turkish and Russian; for problems, log-in, bills and
+pitches also Czech, Indonesian, Finnish and Vietnamese (the same few concepts, written from
+dictionaries: "does not work", "error", "password", "refund", "we offer"). The words were written from
 the labelling guide (tests/data/triage/GUIDE.md), not lifted from the corpus.
 """
 
@@ -41,6 +43,10 @@ INJECTION: tuple[str, ...] = (
     r"\b(ignore|disregard)\b (the|everything) (above|before|previous)",
     r"\b(classify|classified|classification|categori[sz]e|label|mark|tag|treat|route|flag|score)\b[^.\n]{0,40}"
     r"\b(as|to be|=|:)\W{0,3}(sales|support|spam|lead|hot|high[ -]priority|qualified)\b",
+    # "... this (request) as a hot lead": the object is the message itself or its sender
+    r"\b(classify|categori[sz]e|label|mark|treat|route|flag|score|consider) (this|me|us|it|my \w+|our (request|message|"
+    r"submission|form|inquiry|enquiry))\b[^.\n]{0,20}\bas an? ([\w-]+ ){0,3}"
+    r"(lead|prospect|opportunity)\b",
     r"\b(output|respond|reply|answer|return|say|print)\b[^.\n]{0,25}\W(sales|support|spam)\W",
     r"\b(output|respond|reply|answer|return)\b (only )?(with )?(label )?\W{0,2}(sales|support|spam)\b",
     r"\bcorrect (label|classification|category|answer)\b",
@@ -56,8 +62,11 @@ INJECTION: tuple[str, ...] = (
     r"###\s*(instruction|system|response)",
     r"\bjailbreak|\bdan mode\b|\bdeveloper mode\b",
     r"\bthis is sales\b",
+    r"\bthe (reviewing|screening|triage|triaging) (model|ai|llm|bot|assistant|classifier)\b",
     r"\bautomated (reviewers?|systems?|filters?|screeners?|classifiers?)\b",
-    r"\btreat (this|it|the) (request|message|lead|submission|form)? ?as\b",
+    # "treat this as urgent" is how support asks for speed; only a label or a lead after "as" dictates
+    r"\btreat (this|it|the) (request|message|lead|submission|form)? ?as\b[^.\n]{0,30}\b(sales|support|spam|lead|"
+    r"prospect|opportunity|qualified|hot)\b",
     r"\b(route|send|forward|assign) (it|this|this lead|this request|the request) (immediately )?"
     r"to (sales|the best rep)\b",
     r"\b(sales sales|sales, sales)",
@@ -166,6 +175,18 @@ SIGNALS: tuple[Signal, ...] = (
             r"\bnie dziala\w*",
             r"\bblad\b",
             r"\bfungerar inte\b",
+            # Czech, Indonesian, Turkish, Finnish, Swedish, Russian, Vietnamese: the same problem words
+            r"\bnefunguj\w*|\bnejde\b|\bchybov\w*|\bchybu\b|\bnezobrazuj\w*",
+            r"\btidak (berfungsi|bisa|muncul|jalan|tampil)\b|\bgagal\b|\bbermasalah\b",
+            r"\b(calismiyor|acilmiyor|yuklenmiyor|gorunmuyor|gelmiyor|oynatilmiyor)\b|\bhata\w*|\bsiyah ekran\b",
+            r"\bei (toimi|nay|lataudu)\b|\bvirhe\w*|\bkaatu\w*",
+            r"\bfelmeddelande\b|\bsyns inte\b|\bkraschar\b",
+            r"\bnie (wyswietla|laduje|przychodz)\w*|\bwebhooki?\b[^.\n]{0,30}\bnie\b",
+            "не работает",
+            "ошибк",
+            "не отображ",
+            "không hoạt dộng",
+            "lỗi",
             # Japanese, Chinese, Korean
             "表示されません",
             "表示されない",
@@ -289,6 +310,15 @@ SIGNALS: tuple[Signal, ...] = (
             r"\brimbors\w*|\baddebit\w*|\bdisdir\w*",
             r"\bterugbetal\w*|\bterugstort\w*|\bafgeschreven\b|\bdubbel gefactureerd\b",
             r"\bdebiterade\b|\baterbetala\b",
+            r"\bvratit penize\b|\bzrusit predplatne\b|\bzwrot\w*|\bobciazon\w*|\banulowac\b",
+            r"\bditagih\b|\btagihan\b|\bpengembalian dana\b|\bkartu kredit\b",
+            r"\biade\b|\biki kez\b|\babonelik\w* iptal\w*|\biptal etmek\b",
+            r"\blaskussa\w*|\bveloitet\w*|\bhyvity\w*|\bperuut\w*",
+            "возврат",
+            "списал",
+            "отменить подписку",
+            "hoa don",
+            "hoan tiền",
             "返金",
             "支払い方法",
             "二重",
@@ -325,6 +355,12 @@ SIGNALS: tuple[Signal, ...] = (
             r"\b(nao consigo|não consigo) acessar\b|\bsenha\b|\bdois fatores\b",
             r"\b(non riesco|impossibile) ad? acced\w*|\binvito (e )?scaduto\b",
             r"\bgeen toegang\b|\binloggen\b|\bwachtwoord\b",
+            r"\bprihlasit\b|\bheslo\b|\bhesla\b|\bzalogowac\b|\bhaslo\b|\blogga in\b|\blosenord\b",
+            r"\bkata sandi\b|\btidak bisa (masuk|login)\b|\bgiris yapamiyor\w*|\bsifre\w*|\bkirjaut\w*|\bsalasana\w*",
+            "войти",
+            "пароль",
+            "dang nhập",
+            "mật khẩu",
             "ログインでき",
             "二段階認証",
             "パスワード",
@@ -443,6 +479,8 @@ SIGNALS: tuple[Signal, ...] = (
             r"\bentretien\b|\brendez-vous\b",
             r"\b(agendar|reunion|llamada)\b|\bconversa\b|\bapresentacao\b",
             r"\b(interessiert|interesse|interessados|interesados|interessati|interesse an)\b",
+            r"\bukazk\w*|\bjadwal\b|\btertarik\b|\besittely\w*|\bilgileniyor\w*|\bzainteresowan\w*",
+            "демонстрац",
             "デモ",
             "打ち合わせ",
             "演示",
@@ -493,6 +531,9 @@ SIGNALS: tuple[Signal, ...] = (
             r"\bprezz\w*|\bcosto\b|\bofferta\b|\bquanto costerebbe\b",
             r"\bprijs\w*|\boffert\w*|\bwat kost\b",
             r"\bcennik\w*|\bcena\b|\bpris\b|\bkostar\b|\bfiyat\w*|\bteklif\w*",
+            r"\bcenov\w* nabidk\w*|\bharga\b|\bbiaya\b|\bhinta\w*|\btarjou\w*|\bbao gia\b",
+            "стоимост",
+            "коммерческое предложение",
             "料金",
             "価格",
             "見積",
@@ -649,6 +690,9 @@ SIGNALS: tuple[Signal, ...] = (
             r"\b(somos (uma|especialistas)|oferecemos|podemos triplicar|posso te mandar)\b",
             r"\b(siamo un'agenzia|realizziamo|possiamo (inviarvi|proporvi)|preventivo gratuito)\b",
             r"\b(wij leveren|mag ik u|vrijblijvend)\b",
+            r"\b(oferujemy|nabizime|kami menawarkan|sunuyoruz|tarjoamme|vi erbjuder)\b",
+            r"\bczy moge przeslac\b|\bkonsultasi gratis\b",
+            "chúng tôi cung cấp",
             "突然のご連絡",
             "弊社は",
             "ご提案",
@@ -693,6 +737,10 @@ SIGNALS: tuple[Signal, ...] = (
             r"\bsoftware house\b|\bsquads dedicados\b|\btrafego pago\b",
             r"\bcampagne google ads\b|\brealizziamo siti\b|\bagenzia web\b",
             r"\bb2b-leads\b|\bgekwalificeerde\b",
+            r"\bpozycjonowani\w*|\bjasa seo\b|\bhakukoneoptim\w*|\bsokmotoroptimering\b",
+            r"\b(kampanie|kampanye|campanhas) (google|meta|facebook)\b",
+            "продвижение сайт",
+            "контекстн",
             "seo対策",
             "検索順位",
             "オフショア",

@@ -172,8 +172,9 @@ class HybridTriage:
             scores.spam_in_text + self.weight * probabilities["spam"],
         )
         verdict = self.rules.weigh(mixed)
-        share = probabilities[verdict.label]
-        return Triage(verdict.label, verdict.confidence, f"{verdict.reason}; model {share:.0%} {verdict.label}")
+        # The model's own first choice, which can differ from the verdict (the owner gate ignores it).
+        top = max(LABELS, key=lambda label: probabilities[label])
+        return Triage(verdict.label, verdict.confidence, f"{verdict.reason}; model {probabilities[top]:.0%} {top}")
 
 
 def packaged_examples() -> list[tuple[Submission, Label]]:

@@ -24,11 +24,18 @@ from dataclasses import dataclass
 from core.triage import LABELS, Label, Submission, Triage
 from rules.triage_lexicon import INJECTION, SIGNALS, Signal
 
-__all__ = ["MAX_TEXT", "RuleTriage", "Scores", "fold"]
+__all__ = ["MAX_TEXT", "OWNER_MAX_AGAINST", "OWNER_MIN_SALES", "RuleTriage", "Scores", "fold"]
 
 # Longer form texts are cut before matching: every signal shows in the first few thousand
 # characters of a genuine submission, and the cut bounds the time a hostile one can cost.
 MAX_TEXT = 8_000
+
+
+# The owner gate (`RuleTriage.review`): a submission is given a sales owner only when its text shows
+# at least this much sales evidence ("asks for a demo" alone is 1.5)...
+OWNER_MIN_SALES = 1.0
+# ...and its support and spam evidence in the text stays below this share of the sales evidence.
+OWNER_MAX_AGAINST = 0.5
 
 
 # --------------------------------------------------------------------------- text folding
@@ -119,6 +126,7 @@ _TEST = re.compile(
     r"|\b(please (ignore|disregard)|do not contact|don't contact|ignore this|this is (just )?a test|test (submission|"
     r"message|lead|entry)|testing (the|our) (demo )?form|checking the \w+ sync|verifying the form|form integration|"
     r"uptime monitor|hello test|test test|(form|integration|staging|sandbox) test|test from)\b"
+    r"|\btest(ing)?\b[^.\n]{0,30}\b(ignore|disregard)\b|\b(ignore|disregard)\b[^.\n]{0,30}\btest(ing)?\b"
 )
 _GREETINGS = _words("hi hello hey hallo hola ola bonjour ciao hej yo ok okay hoi salut test testing")
 _FAKE_DOMAINS = _words(
@@ -180,6 +188,19 @@ def _junk(folded: str) -> str | None:
     junk = [t for t in tokens if _junk_token(t)]
     if junk and len(junk) * 2 >= len(tokens):
         return "keyboard mashing"
+    return _odd_letters(stripped, tokens)
+
+
+def _odd_letters(text: str, tokens: list[str]) -> str | None:
+    """Character statistics no language shows, for a text with no common word: eight or more Latin
+    letters and not one vowel, or most longer tokens made of a few letters over and over
+    ("hfhfhfh jdjdjd", "ölkjölkj"). Scripts without Latin vowels (Cyrillic, Greek, ...) are left alone."""
+    latin = [c for c in text if "a" <= c <= "z"]
+    if len(latin) >= 8 and not any(c in "aeiouy" for c in latin):
+        return "no vowels"
+    longer = [t for t in tokens if len(t) >= 5]
+    if longer and 2 * sum(1 for t in longer if len(set(t)) <= 0.4 * len(t)) > len(longer):
+        return "a few letters repeated"
     return None
 
 
@@ -283,7 +304,7 @@ def _printable(text: str) -> str:
 
 def _reason(label: Label, evidence: list[_Evidence], against: list[_Evidence]) -> str:
     mine = sorted((e for e in evidence if e.label == label), key=lambda e: -e.score)
-    parts = [f"{e.says} ({_quote(e.found)})" for e in mine[:2]]
+    parts = [f"{e.says} ({_quote(e.found)})" for e in mine[:2]] or [f"no {label} phrase found, the model's reading"]
     text = f"{label}: " + "; ".join(parts)
     if against:
         strongest = max(against, key=lambda e: e.score)
@@ -319,8 +340,10 @@ class RuleTriage:
     evidence for each label is summed (`rules.triage_lexicon.SIGNALS` plus the lead fields) and
     spam wins with a plain pitch (at least `spam_min`, some of it in the text, and at least
     `spam_over_sales` times the sales evidence), support wins with at least `support_min` and at
-    least `support_over_sales` times the sales evidence, and everything else is sales: the form
-    exists to book demos.
+    least `support_over_sales` times the sales evidence, and everything else is sales (the form
+    exists to book demos) if it passes the owner gate (`review`): at least `owner_min_sales` of
+    sales evidence in the text, and support and spam evidence in the text below
+    `owner_max_against` times it; what fails the gate is support, "needs review".
 
     The defaults were chosen by measurement (bench/triage.py, docs/triage.md): both ratios below 1
     because a support request or a pitch given to a rep costs more than a prospect sent to support.
@@ -332,11 +355,15 @@ class RuleTriage:
         spam_over_sales: float = 0.5,
         support_min: float = 1.0,
         support_over_sales: float = 0.6,
+        owner_min_sales: float = OWNER_MIN_SALES,
+        owner_max_against: float = OWNER_MAX_AGAINST,
     ) -> None:
         self.spam_min = spam_min
         self.spam_over_sales = spam_over_sales
         self.support_min = support_min
         self.support_over_sales = support_over_sales
+        self.owner_min_sales = owner_min_sales
+        self.owner_max_against = owner_max_against
 
     def hard(self, submission: Submission) -> Triage | None:
         """The verdicts no weighing can change (injection, empty, gibberish, test), or None."""
@@ -386,12 +413,37 @@ class RuleTriage:
         if support >= self.support_min and support >= self.support_over_sales * sales:
             against = [e for e in evidence if e.label == "sales"]
             return Triage("support", _confidence(support, sales + spam), _reason("support", evidence, against))
-        if sales > 0:
-            against = [e for e in evidence if e.label != "sales"]
-            return Triage("sales", _confidence(sales, support + spam), _reason("sales", evidence, against))
-        if evidence:
-            weak = max(evidence, key=lambda e: e.score)
+        if review := self.review(evidence):
+            return review
+        against = [e for e in evidence if e.label != "sales"]
+        return Triage("sales", _confidence(sales, support + spam), _reason("sales", evidence, against))
+
+    def review(self, evidence: list[_Evidence]) -> Triage | None:
+        """The owner gate: a submission that would go to sales but whose text shows too little sales
+        evidence, or sales evidence contested by support or spam evidence in the text, is labelled
+        support and marked "needs review" (a person reads the ticket before anyone is given it).
+
+        Only the text's own evidence counts here, never the model's probabilities (naive Bayes is
+        sure of itself on words it has never seen) nor the lead fields: an owner is given for what
+        the submitter wrote.
+        """
+        sales = [e for e in evidence if e.label == "sales"]
+        against = [e for e in evidence if e.label != "sales" and not e.from_fields]
+        for_sales = sum(e.score for e in sales)
+        contested = sum(e.score for e in against)
+        if for_sales < self.owner_min_sales:
+            if against:
+                weak = max(against, key=lambda e: e.score)
+                found = f"only {weak.label} evidence ({weak.says}: {_quote(weak.found, 2)})"
+            else:
+                found = "no sales evidence in the text"
+            return Triage("support", 0.5, f"support: needs review, {found}; no owner until a person has read it")
+        if contested and contested >= self.owner_max_against * for_sales:
+            strongest = max(against, key=lambda e: e.score)
             return Triage(
-                "sales", 0.55, f"sales: only weak {weak.label} evidence ({weak.says}); a demo form defaults to sales"
+                "support",
+                0.5,
+                f"support: needs review, {_reason('sales', evidence, [])[7:]}, but also {strongest.label} evidence "
+                f"({strongest.says}: {_quote(strongest.found, 2)}); no owner until a person has read it",
             )
-        return Triage("sales", 0.55, "sales: no support or spam evidence; a demo form defaults to sales")
+        return None

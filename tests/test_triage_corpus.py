@@ -29,13 +29,16 @@ def rows(name: str) -> list[dict[str, Any]]:
 
 CORPUS = rows("corpus.jsonl")
 HELDOUT = rows("heldout.jsonl")
-EVERYTHING = CORPUS + HELDOUT
+# A second held-out set, written later in other voices and languages before any change it measures.
+FRESH = rows("fresh.jsonl")
+EVERYTHING = CORPUS + HELDOUT + FRESH
 
 
 def test_triage_corpus_has_at_least_400_submissions_and_a_held_out_split() -> None:
     assert len(EVERYTHING) >= 400
     assert len(CORPUS) >= 300
     assert len(HELDOUT) >= 100
+    assert len(FRESH) >= 100
 
 
 @pytest.mark.parametrize("row", EVERYTHING, ids=lambda r: str(r["id"]))
@@ -48,13 +51,15 @@ def test_triage_corpus_rows_are_well_formed(row: dict[str, Any]) -> None:
     assert isinstance(row["tags"], list) and set(row["tags"]) <= TAGS
 
 
-def test_triage_corpus_ids_are_unique_and_no_text_is_in_both_splits() -> None:
+def test_triage_corpus_ids_are_unique_and_no_text_is_in_two_splits() -> None:
     assert len({r["id"] for r in EVERYTHING}) == len(EVERYTHING)
-    shared = {r["text"] for r in CORPUS if str(r["text"]).strip()} & {r["text"] for r in HELDOUT}
-    assert shared == set()
+    splits = [{str(r["text"]) for r in split if str(r["text"]).strip()} for split in (CORPUS, HELDOUT, FRESH)]
+    for i, one in enumerate(splits):
+        for other in splits[i + 1 :]:
+            assert one & other == set()
 
 
-@pytest.mark.parametrize("split", [CORPUS, HELDOUT], ids=["corpus", "heldout"])
+@pytest.mark.parametrize("split", [CORPUS, HELDOUT, FRESH], ids=["corpus", "heldout", "fresh"])
 def test_triage_corpus_has_every_label_in_a_real_share(split: list[dict[str, object]]) -> None:
     counts = Counter(r["label"] for r in split)
     assert all(counts[label] >= 0.25 * len(split) for label in LABELS), counts
@@ -112,4 +117,4 @@ def test_triage_packaged_training_data_is_the_tuning_corpus() -> None:
     assert [(s.text, s.email, s.company, s.title, label) for s, label in packaged] == [
         (r["text"], r["email"], r["company"], r["title"], r["label"]) for r in CORPUS
     ]
-    assert not {s.text for s, _ in packaged if s.text.strip()} & {str(r["text"]) for r in HELDOUT}
+    assert not {s.text for s, _ in packaged if s.text.strip()} & {str(r["text"]) for r in HELDOUT + FRESH}
