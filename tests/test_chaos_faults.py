@@ -82,14 +82,28 @@ def _replace(text: str, old: str, new: str, count: int) -> str:
     return text.replace(old, new)
 
 
+def _set(text: str, section: str, key: str, value: str) -> str:
+    """`key = value` in `[section]` of the example config: the setting must be there, uncommented."""
+    lines = text.splitlines(keepends=True)
+    current, found = None, False
+    for index, line in enumerate(lines):
+        if line.startswith("["):
+            current = line.strip().strip("[]")
+        elif current == section and line.startswith(f"{key} = "):
+            lines[index], found = f"{key} = {value}\n", True
+    assert found, f"config.example.toml changed: no {key} in [{section}]"
+    return "".join(lines)
+
+
 def write_config(sandbox: Sandbox, path: Path, *, oauth: bool = False, budget_share: float = 0.8) -> Path:
     """config.example.toml pointed at `sandbox`, with fast retries (the product's own settings)."""
     text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
-    text = _replace(text, "http://127.0.0.1:8765", sandbox.url, 2)
-    text = _replace(text, "timeout_seconds = 10\n", f"timeout_seconds = {CLIENT_TIMEOUT_S}\n", 1)
-    text = _replace(text, "timeout_seconds = 30\n", f"timeout_seconds = {CLIENT_TIMEOUT_S}\n", 1)
-    text = _replace(text, "max_wait_seconds = 60\n", f"max_wait_seconds = {MAX_WAIT_S}\n", 2)
-    text = _replace(text, "budget_share = 0.8\n", f"budget_share = {budget_share}\n", 1)
+    text = _set(text, "vitally", "base_url", f'"{sandbox.url}"')
+    text = _set(text, "salesforce", "instance_url", f'"{sandbox.url}"')
+    for section in ("vitally", "salesforce"):
+        text = _set(text, section, "timeout_seconds", str(CLIENT_TIMEOUT_S))
+        text = _set(text, section, "max_wait_seconds", str(MAX_WAIT_S))
+    text = _set(text, "salesforce", "budget_share", str(budget_share))
     if oauth:
         text = _replace(
             text,

@@ -325,6 +325,7 @@ cool_off_days = -1
 team = "TAM"
 region = "US"
 members = 5
+fallback_owner = "00G000000000001AAA"
 """
 
 
