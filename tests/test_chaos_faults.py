@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import run_cli
+from support import SANDBOX_ORG_UNROUTED, UNROUTED_DEFAULT, run_cli
 
 from sandbox import Sandbox, SandboxConfig, generate_book
 from sandbox.server import FaultKind
@@ -90,6 +90,7 @@ def write_config(sandbox: Sandbox, path: Path, *, oauth: bool = False, budget_sh
     text = _replace(text, "timeout_seconds = 30\n", f"timeout_seconds = {CLIENT_TIMEOUT_S}\n", 1)
     text = _replace(text, "max_wait_seconds = 60\n", f"max_wait_seconds = {MAX_WAIT_S}\n", 2)
     text = _replace(text, "budget_share = 0.8\n", f"budget_share = {budget_share}\n", 1)
+    text = _replace(text, UNROUTED_DEFAULT, SANDBOX_ORG_UNROUTED, 1)  # the org's default lead owner
     if oauth:
         text = _replace(
             text,

@@ -73,7 +73,8 @@ def test_four_broken_things_are_four_lines(tmp_path: Path) -> None:
 def test_the_picklist_setting_must_match_the_org(tmp_path: Path) -> None:
     with Sandbox(_org(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         # The example config says picklists are on (a new org's default); an operator turned them off.
-        code, out, _ = _check(tmp_path, sandbox.url, {"state_country_picklists = true": "state_country_picklists = false"})
+        turned_off = {"state_country_picklists = true": "state_country_picklists = false"}
+        code, out, _ = _check(tmp_path, sandbox.url, turned_off)
     assert code == 2
     assert out.splitlines() == [
         "salesforce.state_country_picklists: the org has State and Country/Territory picklists (Lead.CountryCode "
