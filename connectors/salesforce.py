@@ -128,7 +128,7 @@ class SalesforceSettings:
         maximum=86_400,
     )
     state_country_picklists: bool = setting(
-        False,
+        True,
         "The org has State and Country/Territory picklists (on in new orgs; `python -m sync check` says): crm-sync "
         "reads CountryCode first and writes a lead's country as its ISO code to CountryCode (Country takes only "
         "the picklist's names). Off: the ISO code goes to Country, and CountryCode is never selected.",

@@ -253,7 +253,9 @@ def _tool_commands(commands: _Commands) -> None:
     sandbox.add_argument("--random-seed", type=int, default=0, help="seed of the generator (default 0)")
     sandbox.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765)")
     sandbox.add_argument(
-        "--real-org", action="store_true", help="behave as a real org and workspace on every point (see README)"
+        "--legacy-org",
+        action="store_true",
+        help="the sandbox's earlier, invented shape instead of a real org and workspace (see README)",
     )
     demo = commands.add(
         "demo", "sandbox + sample book + a few cycles, then a summary", "python -m sync demo --accounts 300"
@@ -700,8 +702,8 @@ def cmd_sandbox(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except (OSError, ValueError) as exc:
             raise ConfigError([f"--seed {args.seed}: {exc}"]) from None
     elif args.generate is not None:
-        seed = generate_book(args.generate, seed=args.random_seed, now=_now(), real_org=args.real_org)
-    serve(seed, args.port, SandboxConfig(real_org=args.real_org))
+        seed = generate_book(args.generate, seed=args.random_seed, now=_now(), real_org=not args.legacy_org)
+    serve(seed, args.port, SandboxConfig(real_org=not args.legacy_org))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -14,6 +15,7 @@ from rich.text import Text
 
 from sandbox.generator import generate_book
 from sandbox.server import Sandbox
+from sandbox.store import DEFAULT_OWNER_USER_ID
 from state import StateDB
 from sync.app import make_salesforce, make_vitally
 from sync.config import Config, example_against
@@ -42,12 +44,27 @@ def _cycle(config: Config, state: StateDB, *, dry_run: bool) -> CycleReport:
     return run_cycle(config, state, vitally, salesforce, clock=lambda: datetime.now(UTC), dry_run=dry_run)
 
 
+def _set_up(config: Config) -> tuple[Config, list[dict[str, str]]]:
+    """The example config and the sandbox org as an operator sets them up (docs/salesforce-setup.md,
+    section 5): web-to-lead leaves leads with the org's default lead owner, listed as an unrouted
+    owner, and the org has the queues the pools fall back to."""
+    routing = replace(config.policy.routing, unrouted_owners=(DEFAULT_OWNER_USER_ID,))
+    owners = {pool.fallback_owner for pool in config.pools.values() if pool.fallback_owner}
+    queues = sorted(owner for owner in owners if owner.startswith(config.policy.routing.queue_id_prefix))
+    groups = [{"Id": q, "Name": f"Fallback {i}", "DeveloperName": f"Fallback_{i}", "Type": "Queue"}
+              for i, q in enumerate(queues)]  # fmt: skip
+    return replace(config, policy=replace(config.policy, routing=routing)), groups
+
+
 def run_demo(accounts: int, out: TextIO) -> int:
     console = Console(file=out, width=160)
     now = datetime.now(UTC)
-    book = generate_book(accounts, seed=7, now=now)
+    # A book as a real org and workspace hold it, in the sandbox's default: a real org (issue #14).
+    book = generate_book(accounts, seed=7, now=now, real_org=True)
     with Sandbox(book) as sandbox, tempfile.TemporaryDirectory(prefix="crm-sync-demo-") as tmp:
-        config = example_against(sandbox.url).with_state(Path(tmp) / "demo.db")
+        config, queues = _set_up(example_against(sandbox.url))
+        sandbox.load({"salesforce": {"Group": queues}})
+        config = config.with_state(Path(tmp) / "demo.db")
         console.rule(f"crm-sync demo: sandbox at {sandbox.url} with {accounts} generated accounts")
 
         console.print(

@@ -8,16 +8,23 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from core.decoding import Unreadable
+from sandbox.store import DEFAULT_OWNER_USER_ID
+from sync.config import Config, example_against, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_DEFAULT_URL = "http://127.0.0.1:8765"
 HEALTH_DEFAULT = "health_port = 9465"
+# The sandbox is a real org: web-to-lead leaves leads with the org's default lead owner, a user, and
+# its operator lists that user in `unrouted_owners` (docs/salesforce-setup.md, section 5).
+UNROUTED_DEFAULT = "unrouted_owners = []"
+SANDBOX_ORG_UNROUTED = f'unrouted_owners = ["{DEFAULT_OWNER_USER_ID}"]'
 # Credentials and settings the CLI would otherwise pick up from the developer's environment.
 _OUTER_PREFIXES = ("VITALLY_", "SALESFORCE_", "CRM_SYNC_")
 
@@ -46,10 +53,34 @@ def example_config_for(url: str, path: Path, replacements: Mapping[str, str] | N
     # No /healthz and /metrics unless a test asks for them: daemons of other tests (or one a
     # developer runs) may hold the default port.
     replacements.setdefault(HEALTH_DEFAULT, "health_port = 0")
+    replacements.setdefault(UNROUTED_DEFAULT, SANDBOX_ORG_UNROUTED)
     for old, new in replacements.items():
         text = text.replace(old, new)
     path.write_text(text)
     return path
+
+
+def sandbox_org_config(url: str) -> Config:
+    """`example_against(url)` as the sandbox org's operator sets it up: the org's default lead owner
+    is an unrouted owner (docs/salesforce-setup.md, section 5)."""
+    config = example_against(url)
+    routing = replace(config.policy.routing, unrouted_owners=(DEFAULT_OWNER_USER_ID,))
+    return replace(config, policy=replace(config.policy, routing=routing))
+
+
+def with_fallback_queues(book: dict[str, Any], config: Path = ROOT / "config.example.toml") -> dict[str, Any]:
+    """`book` with the queues `config`'s pools fall back to, as records of the org: a real org
+    refuses a lead owned by a queue it does not have (the operator creates them:
+    docs/salesforce-setup.md)."""
+    pools = load_config(config).pools.values()
+    queues = sorted({p.fallback_owner for p in pools if p.fallback_owner and p.fallback_owner.startswith("00G")})
+    known = {group["Id"] for group in book["salesforce"].get("Group", [])}
+    book["salesforce"].setdefault("Group", []).extend(
+        {"Id": q, "Name": f"Fallback {i}", "DeveloperName": f"Fallback_{i}", "Type": "Queue"}
+        for i, q in enumerate(queues)
+        if q not in known
+    )
+    return book
 
 
 def request_kwargs(request: requests.PreparedRequest) -> dict[str, Any]:

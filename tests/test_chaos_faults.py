@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import run_cli
+from support import SANDBOX_ORG_UNROUTED, UNROUTED_DEFAULT, run_cli
 
 from sandbox import Sandbox, SandboxConfig, generate_book
 from sandbox.server import FaultKind
@@ -104,6 +104,7 @@ def write_config(sandbox: Sandbox, path: Path, *, oauth: bool = False, budget_sh
         text = _set(text, section, "timeout_seconds", str(CLIENT_TIMEOUT_S))
         text = _set(text, section, "max_wait_seconds", str(MAX_WAIT_S))
     text = _set(text, "salesforce", "budget_share", str(budget_share))
+    text = _replace(text, UNROUTED_DEFAULT, SANDBOX_ORG_UNROUTED, 1)  # the org's default lead owner
     if oauth:
         text = _replace(
             text,

@@ -22,7 +22,6 @@ from sync.config import load_config
 pytestmark = pytest.mark.e2e
 
 NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
-PICKLISTS_ON = {"state_country_picklists = false": "state_country_picklists = true"}
 INACTIVE = "005000000000004AAA"  # Tomas Garcia, TAM EU
 
 
@@ -39,7 +38,7 @@ def _org(inactive: frozenset[str] = frozenset()) -> dict[str, Any]:
                   for i, qid in enumerate(queues)]}}  # fmt: skip
 
 
-def _check(tmp_path: Path, sandbox_url: str, replacements: Mapping[str, str] = PICKLISTS_ON) -> tuple[int, str, str]:
+def _check(tmp_path: Path, sandbox_url: str, replacements: Mapping[str, str] | None = None) -> tuple[int, str, str]:
     config = example_config_for(sandbox_url, tmp_path / "config.toml", replacements)
     done = run_cli(config, tmp_path / "state.db", "check", timeout=120)
     return done.returncode, done.stdout, done.stderr
@@ -73,7 +72,9 @@ def test_four_broken_things_are_four_lines(tmp_path: Path) -> None:
 
 def test_the_picklist_setting_must_match_the_org(tmp_path: Path) -> None:
     with Sandbox(_org(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
-        code, out, _ = _check(tmp_path, sandbox.url, {})
+        # The example config says picklists are on (a new org's default); an operator turned them off.
+        turned_off = {"state_country_picklists = true": "state_country_picklists = false"}
+        code, out, _ = _check(tmp_path, sandbox.url, turned_off)
     assert code == 2
     assert out.splitlines() == [
         "salesforce.state_country_picklists: the org has State and Country/Territory picklists (Lead.CountryCode "
@@ -84,7 +85,7 @@ def test_the_picklist_setting_must_match_the_org(tmp_path: Path) -> None:
 def test_an_unreachable_service_exits_3(tmp_path: Path) -> None:
     with Sandbox(_org(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         url = sandbox.url
-    fast = {**PICKLISTS_ON, "max_attempts = 5": "max_attempts = 1"}
+    fast = {"max_attempts = 5": "max_attempts = 1"}
     code, out, err = _check(tmp_path, url, fast)  # the sandbox is gone: nothing listens there
     assert code == 3, err
     assert [line.split(":")[0] for line in out.splitlines()] == ["vitally", "salesforce"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import example_config_for, run_cli
+from support import example_config_for, run_cli, with_fallback_queues
 
 from sandbox import Sandbox, SandboxConfig, generate_book
 from sandbox.generator import MIN_FULL_COVERAGE_REAL_ORG
@@ -34,12 +34,7 @@ INBOUND_CASES = {"inbound.queue_owned", "inbound.default_owner_user"}
 def _book() -> dict[str, Any]:
     """A real-org book, with the queues the example config's pools fall back to (the operator
     creates them: docs/salesforce-setup.md)."""
-    book = generate_book(MIN_FULL_COVERAGE_REAL_ORG, seed=5, now=NOW, real_org=True)
-    pools = load_config(Path("config.example.toml")).pools.values()
-    queues = sorted({p.fallback_owner for p in pools if p.fallback_owner and p.fallback_owner.startswith("00G")})
-    book["salesforce"]["Group"] += [{"Id": q, "Name": f"Fallback {i}", "DeveloperName": f"Fallback_{i}",
-                                     "Type": "Queue"} for i, q in enumerate(queues)]  # fmt: skip
-    return book
+    return with_fallback_queues(generate_book(MIN_FULL_COVERAGE_REAL_ORG, seed=5, now=NOW, real_org=True))
 
 
 def _inactive_members(book: dict[str, Any], config: Path) -> set[str]:
@@ -59,8 +54,9 @@ def test_a_real_org_end_to_end(tmp_path: Path) -> None:
     churned = set(cases["churned"])
     assert owned and inbound and churned
     with Sandbox(book, config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        # The example config already says picklists are on (a new org's default); the operator adds
+        # the org's default lead owner to the unrouted owners.
         config = example_config_for(sandbox.url, tmp_path / "config.toml", {
-            "state_country_picklists = false": "state_country_picklists = true",
             "unrouted_owners = []": f'unrouted_owners = ["{DEFAULT_OWNER_USER_ID}"]'})  # fmt: skip
         state_path = tmp_path / "state.db"
         # The generated team has members Salesforce deactivated (the round robin skips them): the one

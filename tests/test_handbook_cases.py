@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from support import sandbox_org_config
 
 from rules import Decision
 from rules.policy import ROUTING_RULE_IDS
@@ -15,7 +16,6 @@ from sandbox import Sandbox, generate_book
 from state import StateDB
 from sync.accounts import iter_accounts
 from sync.app import make_salesforce, make_vitally
-from sync.config import example_against
 from sync.cycle import run_cycle
 from sync.decider import Decider
 from sync.facts import SalesforceFacts
@@ -30,7 +30,7 @@ def judged() -> Iterator[dict[str, Any]]:
 
     book = generate_book(300, seed=11, now=NOW)
     with Sandbox(book, now=NOW) as sandbox:
-        config = example_against(sandbox.url)
+        config = sandbox_org_config(sandbox.url)  # inbound leads wait with the org's default lead owner
         state = StateDB.memory()
         run_cycle(
             config, state, make_vitally(config), make_salesforce(config), clock=lambda: NOW, now=NOW, dry_run=True

@@ -96,8 +96,10 @@ def test_a_leads_country_is_its_code_first() -> None:
            "Country": "Germany", "CountryCode": "DE"}  # fmt: skip
     assert parse_lead(raw).country == "DE"
     assert parse_lead({**raw, "CountryCode": None}).country == "DE"  # a name, normalised
-    assert sf_objects(SalesforceSettings())["Lead"] == SF_OBJECTS["Lead"]  # no CountryCode in an org without them
+    # no CountryCode in an org without them
+    assert sf_objects(SalesforceSettings(state_country_picklists=False))["Lead"] == SF_OBJECTS["Lead"]
     assert sf_objects(SalesforceSettings(state_country_picklists=True))["Lead"][-1] == "CountryCode"
+    assert SalesforceSettings().state_country_picklists is True  # on in new orgs, so on by default
 
 
 def _routed_book() -> dict[str, Any]:

@@ -30,9 +30,10 @@ from simple_salesforce.exceptions import (
 from simple_salesforce.format import format_soql
 
 from sandbox.server import Sandbox
+from sandbox.store import INBOUND_QUEUE_ID
 
 REP_0, REP_1, REP_INACTIVE = sf_id("005", 0), sf_id("005", 1), sf_id("005", 2)
-QUEUE = "00G8d000000AbCdEAA"
+QUEUE = INBOUND_QUEUE_ID  # a queue the org has: a real org refuses an owner it does not know
 
 
 def _lead(key: str, **fields: Any) -> dict[str, Any]:

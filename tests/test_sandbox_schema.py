@@ -97,7 +97,10 @@ def test_describe_picklists_carry_values_and_the_state_country_dependency(
     assert states["CA"]["label"] == "California"
 
 
-def test_describe_without_the_picklists_has_no_code_fields(sf: Salesforce) -> None:
+def test_describe_without_the_picklists_has_no_code_fields(make_sandbox: Callable[..., Sandbox]) -> None:
+    # An org whose admin never enabled State and Country/Territory picklists (older orgs; new ones
+    # have them on, as the sandbox by default).
+    sf = salesforce_client(make_sandbox(small_seed(), sf_state_country_picklists=False).url)
     names = {f["name"] for f in sobject(sf, "Lead").describe()["fields"]}
 
     assert "Country" in names and "CountryCode" not in names and "StateCode" not in names

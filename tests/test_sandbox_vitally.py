@@ -168,8 +168,13 @@ def test_account_put_ignores_segments_and_owner(sandbox: Sandbox, vitally: reque
 def test_playbook_segment_follows_its_trait_both_ways(sandbox: Sandbox, vitally: requests.Session) -> None:
     url = f"{sandbox.url}/resources/accounts/acc_4"
 
-    added = vitally.put(url, json={"traits": {"segment_nurture": True}}).json()
-    removed = vitally.put(url, json={"traits": {"segment_nurture": False}}).json()
+    # Playbooks run after the PUT, as Vitally's do (about hourly): each state is read once they ran.
+    vitally.put(url, json={"traits": {"segment_nurture": True}}).raise_for_status()
+    sandbox.run_playbooks(everything=True)
+    added = vitally.get(url).json()
+    vitally.put(url, json={"traits": {"segment_nurture": False}}).raise_for_status()
+    sandbox.run_playbooks(everything=True)
+    removed = vitally.get(url).json()
 
     assert {s["name"] for s in added["segments"]} == {"AM referral", "Nurture"}
     assert {"id": "seg_nurture", "name": "Nurture"} in added["segments"]

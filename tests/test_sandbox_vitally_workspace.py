@@ -164,10 +164,16 @@ def test_segment_links_survive_the_state_round_trip(make_sandbox: Callable[..., 
     assert copy.state()["vitally"]["segment_links"] == state["vitally"]["segment_links"]
 
 
-def test_by_default_playbooks_still_run_inside_the_put(sandbox: Sandbox) -> None:
+def test_by_default_playbooks_run_after_the_put_and_inside_it_only_when_pinned(
+    sandbox: Sandbox, make_sandbox: Callable[..., Sandbox], seed: SeedBuilder
+) -> None:
     answer = _session().put(f"{sandbox.url}/resources/accounts/acc_0", json={"traits": {"segment_nurture": True}})
+    seed.account(0)
+    legacy = make_sandbox(seed.build(), vitally_playbooks="in_put")  # the legacy shape, pinned
+    inside = _session().put(f"{legacy.url}/resources/accounts/acc_0", json={"traits": {"segment_nurture": True}})
 
-    assert _names(answer.json()) == ["Nurture"]
+    assert _names(answer.json()) == [] and [p["accountId"] for p in sandbox.pending_playbooks()] == ["acc_0"]
+    assert _names(inside.json()) == ["Nurture"]
 
 
 def test_without_segment_links_a_playbook_removes_a_hand_set_segment(
@@ -177,9 +183,10 @@ def test_without_segment_links_a_playbook_removes_a_hand_set_segment(
     sb = make_sandbox(seed.build(), vitally_segment_links=False)
     session = _session()
 
-    answer = session.put(f"{sb.url}/resources/accounts/acc_0", json={"traits": {"segment_nurture": False}})
+    session.put(f"{sb.url}/resources/accounts/acc_0", json={"traits": {"segment_nurture": False}}).raise_for_status()
+    sb.run_playbooks(everything=True)  # Playbooks run after the PUT (the default, as in Vitally)
 
-    assert _names(answer.json()) == []
+    assert _names(session.get(f"{sb.url}/resources/accounts/acc_0").json()) == []
     assert "segment_links" not in sb.state()["vitally"]
 
 
