@@ -208,12 +208,12 @@ class Planner:
             seen += 1
             if seen % PAGE == 0:
                 self.progress("accounts evaluated", seen, mirrored)
+            # Capacity counts every managed account, also outside a planning scope; a churned
+            # account counts toward nobody's.
             tam_email = account.role_emails.get(policy.lifecycle.tam_role)
-            if account.churned_at is None and tam_email is not None:
-                # Capacity counts every managed account, also outside a planning scope; a churned
-                # account counts toward nobody's.
-                if any(s in account.segments for s in policy.guards.owned_segments):
-                    waiting.managed_by_email[tam_email] += 1
+            managed = any(s in account.segments for s in policy.guards.owned_segments)
+            if account.churned_at is None and tam_email is not None and managed:
+                waiting.managed_by_email[tam_email] += 1
             if self.scope.has_account(account.id):
                 self._judge_account(account, decider, waiting)
         self.progress("accounts evaluated", seen, mirrored)
