@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint example bench bench-rules bench-sandbox bench-triage triage-data sandbox clean
+.PHONY: demo test test-fast lint example bench bench-goals bench-rules bench-sandbox bench-triage triage-data sandbox clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -33,8 +33,13 @@ lint: $(STAMP)
 example: $(STAMP)
 	$(BIN)/python -m sync.example > sync/config.example.toml.new && mv sync/config.example.toml.new sync/config.example.toml
 
+# Requests, time and memory per scenario; then issue #17's goal table (today's tree and this one).
 bench: $(STAMP)
 	$(BIN)/python bench/scenarios.py $(BENCH_ARGS)
+	$(BIN)/python bench/goals.py
+
+bench-goals: $(STAMP)
+	$(BIN)/python bench/goals.py $(GOALS_ARGS)
 
 bench-rules: $(STAMP)
 	$(BIN)/python bench/rule_set.py
