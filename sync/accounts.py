@@ -8,7 +8,7 @@ later cycle until Vitally sends it again.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from connectors.vitally import VitallySettings
@@ -35,13 +35,19 @@ def parse_mirrored(raw: Mapping[str, Any], config: Config) -> Account:
     return parse_account(raw, config.vitally.trait_keys, written_keys(config.vitally))
 
 
-def iter_accounts(state: StateDB, config: Config, report: CycleReport | None = None) -> Iterator[Account]:
-    """Every well-formed account of the mirror, parsed, streamed in id order. With a `report`, an
-    account this cycle read that turns out malformed is reported (id and field) and remembered as
-    such; one read earlier was reported then and is skipped quietly."""
+def iter_accounts(
+    state: StateDB,
+    config: Config,
+    report: CycleReport | None = None,
+    rows: Iterable[tuple[str, str, str | None, int | None]] | None = None,
+) -> Iterator[Account]:
+    """Every well-formed account of the mirror (or of `rows`, some of its `StateDB.iter_accounts`
+    rows), parsed, streamed in id order. With a `report`, an account this cycle read that turns
+    out malformed is reported (id and field) and remembered as such; one read earlier was
+    reported then and is skipped quietly."""
     trait_keys, written = config.vitally.trait_keys, written_keys(config.vitally)
     bad: list[tuple[str, str]] = []
-    for record_id, raw, error, read_run in state.iter_accounts():
+    for record_id, raw, error, read_run in state.iter_accounts() if rows is None else rows:
         if error:
             continue
         try:

@@ -97,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--now", type=_timestamp, help="fix the rules' clock (ISO 8601) for reproducible audits")
     run.add_argument(
+        "--full",
+        action="store_true",
+        help="judge every account again, not only those whose inputs, facts or day changed",
+    )
+    run.add_argument(
         "--compare-rules",
         type=Path,
         metavar="OTHER.toml",
@@ -246,7 +251,8 @@ def _print_summary(report: CycleReport, stream: TextIO) -> None:
     what = "would change" if report.dry_run else "planned"
     err.write(
         f"{'dry run' if report.dry_run else 'run'} {report.run_id}: read {counts.get('accounts_read', 0)} account(s), "
-        f"evaluated {counts.get('accounts_evaluated', 0)}; {what} {len(report.plan)} write(s); "
+        f"evaluated {counts.get('accounts_evaluated', 0)} ({counts.get('accounts_unchanged', 0)} unchanged, "
+        f"not judged again); {what} {len(report.plan)} write(s); "
         f"applied {counts.get('applied', 0)}, failed {counts.get('failed', 0)}, parked {counts.get('parked', 0)}; "
         f"{len(report.conflicts)} conflict(s), {len(report.record_errors)} malformed record(s)"
         + (f", {rule_errors} rule error(s)" if rule_errors else "")
@@ -257,13 +263,17 @@ def _print_summary(report: CycleReport, stream: TextIO) -> None:
         err.write(f"{held} conflict(s) reported by earlier cycles still left alone\n")
 
 
-def _cycle(config: Config, state: StateDB, now: datetime | None, err: TextIO, *, dry_run: bool) -> CycleReport:
+def _cycle(
+    config: Config, state: StateDB, now: datetime | None, err: TextIO, *, dry_run: bool, full: bool
+) -> CycleReport:
     """One cycle against the configured services, with progress bars when stderr is a terminal."""
     from sync.app import make_salesforce, make_vitally
 
     with terminal_progress(err) as progress:
         vitally, salesforce = make_vitally(config), make_salesforce(config)
-        return run_cycle(config, state, vitally, salesforce, clock=_now, now=now, dry_run=dry_run, progress=progress)
+        return run_cycle(
+            config, state, vitally, salesforce, clock=_now, now=now, dry_run=dry_run, full=full, progress=progress
+        )
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -276,7 +286,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.dry_run:
         state = StateDB.snapshot(config.state_path)
         try:
-            report = _cycle(config, state, args.now, err, dry_run=True)
+            report = _cycle(config, state, args.now, err, dry_run=True, full=args.full)
             if alternative is not None:
                 return _compare(state, config, alternative, args.compare_rules, report.now, fmt, out, err)
             render_plan(report.plan, fmt, out)  # the plan is read back from the state's copy
@@ -287,7 +297,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with StateLock(config.state_path):
         state = StateDB.open(config.state_path)
         try:
-            report = _cycle(config, state, args.now, err, dry_run=False)
+            report = _cycle(config, state, args.now, err, dry_run=False, full=args.full)
             render_plan(report.plan, fmt, out)
         finally:
             state.close()

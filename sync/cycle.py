@@ -51,6 +51,7 @@ def run_cycle(
     clock: Callable[[], datetime],
     now: datetime | None = None,
     dry_run: bool = False,
+    full: bool = False,
     log: Log = _DEFAULTS.log,
     should_stop: Callable[[], bool] = _DEFAULTS.should_stop,
     progress: Progress = _DEFAULTS.progress,
@@ -59,6 +60,8 @@ def run_cycle(
     """Run one cycle against these services and this state. Time is an input: `clock` gives the
     wall time (run history, cursors, when writes were done), `now` fixes the rules' "today"
     (defaults to the clock at the start). Without Salesforce, only Vitally is read and written.
+    The plan judges only the accounts whose inputs, facts or clock window changed since they last
+    planned nothing (`sync.incremental`); `full` judges every account.
 
     `log(event, data)` receives `cycle_started`, `write_failed`, `quota_exhausted` and
     `cycle_finished`; `should_stop()` is asked between records and writes (what is not done stays
@@ -75,7 +78,7 @@ def run_cycle(
     hooks.log("cycle_started", {"run_id": run_id, "mode": mode, "now": iso(rules_now)})
     status, error = "failed", None
     try:
-        _read_and_plan(config, state, vitally, salesforce, report, started=started, clock=clock, hooks=hooks)
+        _read_and_plan(config, state, vitally, salesforce, report, started=started, clock=clock, hooks=hooks, full=full)
         if not dry_run:
             applier = Applier(
                 state,
@@ -114,6 +117,7 @@ def _read_and_plan(
     started: datetime,
     clock: Callable[[], datetime],
     hooks: Hooks,
+    full: bool = False,
 ) -> None:
     """Ingest and plan in one transaction. What was read goes into the mirror page by page and the
     plan into the outbox batch by batch: the planned writes and the state that caused them commit
@@ -127,7 +131,7 @@ def _read_and_plan(
         if hooks.should_stop():
             raise _Stopped  # rolls the transaction back; nothing is lost
         relearn(config, state, report, hooks, clock())
-        Planner(config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress).run()
+        Planner(config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress, full=full).run()
 
 
 def _finished(run_id: int, status: str, counts: Mapping[str, int]) -> dict[str, Any]:

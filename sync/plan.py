@@ -45,6 +45,7 @@ from sync.accounts import iter_accounts
 from sync.config import Config
 from sync.decider import Decider, routing_winner
 from sync.facts import SalesforceFacts
+from sync.incremental import Book
 from sync.owners import Owners
 from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, Ownership, changed_fields, ours_in
 from sync.planned_writes import OnboardingAccount, RoutedAccount
@@ -106,6 +107,7 @@ class Planner:
         now: datetime,
         clock: Callable[[], datetime],
         progress: Progress,
+        full: bool = False,
     ) -> None:
         self.config = config
         self.state = state
@@ -114,6 +116,7 @@ class Planner:
         self.now = now
         self.clock = clock
         self.progress = progress
+        self.full = full  # judge every account, not only those whose inputs changed (sync.incremental)
         self.ownership = Ownership(config.on_conflict, config.on_first_sight)
         self.conflicts = Conflicts.of(state, report)
         self._specialist_trait = config.vitally.written_traits.get("onboarding_specialist", "onboarding_specialist")
@@ -129,7 +132,7 @@ class Planner:
         self._last_salesforce = self.state.last_written("salesforce")
         decider = Decider.of(self.config, facts, self.now)
         self._plan_linked_leads(facts, decider)
-        waiting = self._plan_accounts(decider)
+        waiting = self._plan_accounts(decider, Book.of(self.config, self.state, facts, self.now, full=self.full))
         inactive = frozenset(user.id for user in facts.users.values() if not user.is_active)
         owners = Owners(
             self.config, self.state, inactive, waiting.managed_by_email, self.report.run_id, iso(self.clock())
@@ -163,12 +166,14 @@ class Planner:
             if changed:
                 facts.plan_lead_fields(lead, changed)
 
-    def _plan_accounts(self, decider: Decider) -> _Waiting:
+    def _plan_accounts(self, decider: Decider, book: Book) -> _Waiting:
+        """Judge the accounts `book` says may have changed; the others would plan nothing again."""
         counts = self.report.counts
         waiting = _Waiting()
         owned_segments = self.config.policy.guards.owned_segments
         mirrored = self.state.account_count()
-        for account in iter_accounts(self.state, self.config, self.report):
+        for account in iter_accounts(self.state, self.config, self.report, book.accounts()):
+            before = self._planned_so_far(waiting)
             counts["accounts_evaluated"] += 1
             if counts["accounts_evaluated"] % PAGE == 0:
                 self.progress("accounts evaluated", counts["accounts_evaluated"], mirrored)
@@ -180,11 +185,29 @@ class Planner:
                     self.report.rule_error(decision)
             self._keep_decisions(d for d in decisions if d.fired or d.guarded_by or d.review)
             self._plan_account(account, decisions, partial(decider.account, account))
+            manager = None
             if any(s in account.segments for s in owned_segments) and "TAM" in account.key_role_emails:
-                waiting.managed_by_email[account.key_role_emails["TAM"]] += 1
+                manager = account.key_role_emails["TAM"]
+                waiting.managed_by_email[manager] += 1
             self._wait_for_owners(account, decisions, waiting, decider)
+            quiet = self._planned_so_far(waiting) == before and not any(d.review and not d.fired for d in decisions)
+            book.judged(account, planned_nothing=quiet, manager=manager)
+        book.save()
+        waiting.managed_by_email.update(book.managers)
+        counts["accounts_unchanged"] = book.skipped
         self.progress("accounts evaluated", counts["accounts_evaluated"], mirrored)
         return waiting
+
+    def _planned_so_far(self, waiting: _Waiting) -> tuple[int, ...]:
+        """What an account's judgement may add to: writes, conflicts, owners awaited."""
+        counts = self.report.counts
+        return (
+            len(self.plan),
+            counts.get("conflicts", 0),
+            counts.get("conflicts_held", 0),
+            len(waiting.routed),
+            len(waiting.onboarding),
+        )
 
     def _wait_for_owners(
         self, account: Account, decisions: list[Decision], waiting: _Waiting, decider: Decider
