@@ -155,11 +155,11 @@ def measure(argv: Sequence[str], cwd: Path = ROOT) -> Measured:
     return Measured(child.returncode, wall, peak / 1024, tail, cpu, digest)
 
 
-def crm_sync(config: Path, state: Path, *, dry_run: bool) -> Measured:
-    """One cycle of the real CLI."""
+def crm_sync(config: Path, state: Path, *, dry_run: bool, tree: Path = ROOT) -> Measured:
+    """One cycle of the real CLI (of the source tree `tree`: `python -m sync` run from there)."""
     mode = ["--dry-run"] if dry_run else []
     argv = [sys.executable, "-m", "sync", "--config", str(config), "--state", str(state), "run", *mode]
-    return measure([*argv, "--format", "json"])
+    return measure([*argv, "--format", "json"], cwd=tree)
 
 
 def naive(config: Path, *, dry_run: bool) -> Measured:
@@ -497,7 +497,7 @@ def crm_sync_pass(
                 current = None
             before = current or Snapshot.of(sandbox.state())
             sandbox.reset()
-            measured = crm_sync(config, state, dry_run=step.dry_run)
+            measured = crm_sync(config, state, dry_run=step.dry_run, tree=options.tree)
             requests_made = by_kind(sandbox.counters())
             after = Snapshot.of(sandbox.state())
             writes = Writes.between(before, after)
@@ -668,6 +668,9 @@ def main() -> int:
     )
     parser.add_argument("--changed-share", type=float, default=0.01, help="share of accounts changed (default 0.01)")
     parser.add_argument("--quick", action="store_true", help="a small run: 2,000 accounts, a burst of 250")
+    parser.add_argument(
+        "--tree", type=Path, default=ROOT, help="the crm-sync source tree to measure (default this one; bench/goals.py)"
+    )
     options = parser.parse_args()
     if options.quick:
         options.accounts, options.burst = [2_000], 250
