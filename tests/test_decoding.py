@@ -121,7 +121,7 @@ def test_decode_page_of_utf8_bytes_keeps_each_records_own_text() -> None:
     """Each record of a UTF-8 page is a `Record` whose text is its own slice of the page (spacing
     and escapes as sent) and decodes to the same dict; a poison neighbour is still an Unreadable."""
     records = ['{"id": "acc_1", "name": "Caf\\u00e9 \u00e9", "n": 1e3}', HEAD + '"x":NaN}', '{"id":"acc_2"}']
-    page = _vitally(("{\"results\": [ " + " ,\n ".join(records) + " ], \"next\": null}").encode())
+    page = _vitally(('{"results": [ ' + " ,\n ".join(records) + ' ], "next": null}').encode())
     first, poison, last = page["results"]
     assert type(first) is Record and first == {"id": "acc_1", "name": "Café é", "n": 1000.0}
     assert first.text == records[0] and json.loads(first.text) == first
