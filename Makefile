@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint example docs bench bench-events bench-rules bench-sandbox bench-triage triage-data sandbox clean
+.PHONY: demo test test-fast lint example docs bench bench-events bench-goals bench-rules bench-sandbox bench-triage triage-data sandbox clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -37,13 +37,18 @@ example: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m sync.rulesdoc > docs/rules.md.new && mv docs/rules.md.new docs/rules.md
 
+# Requests, time and memory per scenario; the webhook path; then issue #17's goal table (today's tree and this one).
 bench: $(STAMP)
 	$(BIN)/python bench/scenarios.py $(BENCH_ARGS)
 	$(BIN)/python bench/events.py
+	$(BIN)/python bench/goals.py
 
 # The webhook path alone (issue 17): latency and requests per event over 200 events each way.
 bench-events: $(STAMP)
 	$(BIN)/python bench/events.py
+
+bench-goals: $(STAMP)
+	$(BIN)/python bench/goals.py $(GOALS_ARGS)
 
 bench-rules: $(STAMP)
 	$(BIN)/python bench/rule_set.py

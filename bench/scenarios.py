@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import random
+import resource
 import signal
 import socket
 import subprocess
@@ -110,6 +111,8 @@ class Measured:
     wall_s: float
     peak_rss_mib: float
     stderr_tail: str
+    cpu_s: float = 0.0  # user + sys of the child (its reaped children included)
+    stdout_digest: str = ""  # BLAKE2b of what it printed (two plans compared without keeping them)
 
 
 def _high_water_kib(pid: int) -> int | None:
@@ -124,28 +127,39 @@ def _high_water_kib(pid: int) -> int | None:
     return None
 
 
-def measure(argv: Sequence[str]) -> Measured:
-    """Run `argv` from the repository root and sample its own peak RSS (`VmHWM` of the program the
-    child became, every 10 ms until it exits). Not `ru_maxrss` from `wait4`: Linux keeps in it
-    the pre-exec high-water mark, i.e. this (larger) bench process copied by fork."""
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(argv: Sequence[str], cwd: Path = ROOT) -> Measured:
+    """Run `argv` from `cwd` (the repository root) and sample its own peak RSS (`VmHWM` of the
+    program the child became, every 10 ms until it exits). Not `ru_maxrss` from `wait4`: Linux
+    keeps in it the pre-exec high-water mark, i.e. this (larger) bench process copied by fork. Its
+    CPU time is what this process's reaped children gained meanwhile (a sandbox child is reaped
+    only at its end): on a shared machine a steadier figure than the wall time."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        cpu_before = _children_cpu_s()
         started = time.perf_counter()
-        child = subprocess.Popen(argv, cwd=ROOT, env=_clean_env(), stdout=out, stderr=err)
+        child = subprocess.Popen(argv, cwd=cwd, env=_clean_env(), stdout=out, stderr=err)
         peak = 0
         while child.poll() is None:
             peak = max(peak, _high_water_kib(child.pid) or 0)
             time.sleep(0.01)
         wall = time.perf_counter() - started
+        cpu = _children_cpu_s() - cpu_before
         err.seek(0)
         tail = err.read()[-1500:].decode(errors="replace")
-    return Measured(child.returncode, wall, peak / 1024, tail)
+        out.seek(0)
+        digest = hashlib.file_digest(out, "blake2b").hexdigest()
+    return Measured(child.returncode, wall, peak / 1024, tail, cpu, digest)
 
 
-def crm_sync(config: Path, state: Path, *, dry_run: bool) -> Measured:
-    """One cycle of the real CLI."""
+def crm_sync(config: Path, state: Path, *, dry_run: bool, tree: Path = ROOT) -> Measured:
+    """One cycle of the real CLI (of the source tree `tree`: `python -m sync` run from there)."""
     mode = ["--dry-run"] if dry_run else []
     argv = [sys.executable, "-m", "sync", "--config", str(config), "--state", str(state), "run", *mode]
-    return measure([*argv, "--format", "json"])
+    return measure([*argv, "--format", "json"], cwd=tree)
 
 
 def naive(config: Path, *, dry_run: bool) -> Measured:
@@ -483,7 +497,7 @@ def crm_sync_pass(
                 current = None
             before = current or Snapshot.of(sandbox.state())
             sandbox.reset()
-            measured = crm_sync(config, state, dry_run=step.dry_run)
+            measured = crm_sync(config, state, dry_run=step.dry_run, tree=options.tree)
             requests_made = by_kind(sandbox.counters())
             after = Snapshot.of(sandbox.state())
             writes = Writes.between(before, after)
@@ -585,6 +599,7 @@ def report(
         "writes needed (K)",
         "exit",
         "wall s",
+        "CPU s",
         "accounts/s",
         "peak RSS MiB",
         "naive wall s",
@@ -598,6 +613,7 @@ def report(
             result.writes.describe() if result.writes else "",
             str(m.exit_code),
             f"{m.wall_s:.2f}",
+            f"{m.cpu_s:.2f}",
             f"{result.accounts / m.wall_s:,.0f}",
             f"{m.peak_rss_mib:,.0f}",
             f"{baseline.wall_s:.2f}",
@@ -652,6 +668,9 @@ def main() -> int:
     )
     parser.add_argument("--changed-share", type=float, default=0.01, help="share of accounts changed (default 0.01)")
     parser.add_argument("--quick", action="store_true", help="a small run: 2,000 accounts, a burst of 250")
+    parser.add_argument(
+        "--tree", type=Path, default=ROOT, help="the crm-sync source tree to measure (default this one; bench/goals.py)"
+    )
     options = parser.parse_args()
     if options.quick:
         options.accounts, options.burst = [2_000], 250

@@ -20,6 +20,10 @@ depth) finds where the record ends and where each member starts.
 
 Anything wrong outside the records (a page that is not JSON, a record that never ends) raises
 `JsonError`, a `ValueError`: the answer as a whole cannot be understood.
+
+A record of a page that arrived as valid UTF-8 bytes comes as a `Record`: a dict that also keeps
+the JSON text it was decoded from, so that whoever stores it (the mirror, `sync.ingest`) need not
+encode it again.
 """
 
 from __future__ import annotations
@@ -27,12 +31,21 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from json.scanner import make_scanner
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "MAX_RECORD_CHARS", "JsonError", "Unreadable", "decode_json", "decode_page"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_RECORD_CHARS",
+    "JsonError",
+    "Record",
+    "Unreadable",
+    "decode_json",
+    "decode_page",
+    "json_text",
+]
 
 MAX_DEPTH = 32
 """Levels of objects and lists a record may nest (`{"traits": {"a": [1]}}` has 3)."""
@@ -68,6 +81,21 @@ class Unreadable:
     message: str
 
 
+class Record(dict[str, Any]):
+    """A decoded record (a JSON object) with `text`, the JSON text it was decoded from: valid JSON,
+    within the limits, free of lone surrogates (it came as valid UTF-8), that decodes to this dict.
+    Only `decode_page` makes them; a Record changed after decoding no longer matches its text, so
+    whoever changes one makes a plain dict of it."""
+
+    __slots__ = ("text",)
+    text: str
+
+
+def json_text(record: Mapping[str, Any]) -> str:
+    """A record as JSON text: the text it was decoded from when it is a `Record`, else encoded."""
+    return record.text if type(record) is Record else json.dumps(record)
+
+
 def _no_constant(name: str) -> Any:
     raise JsonError(f"{name} is not a JSON number")
 
@@ -79,14 +107,19 @@ _SCAN: Callable[[str, int], tuple[Any, int]] = make_scanner(_DECODER)  # type: i
 
 
 def _text(data: bytes | str) -> str:
+    return _utf8(data)[0]
+
+
+def _utf8(data: bytes | str) -> tuple[str, bool]:
+    """(the text, whether it came as valid UTF-8 bytes: then it holds no lone surrogate)."""
     if isinstance(data, str):
-        return data
+        return data, False
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8"), True
     except UnicodeDecodeError:
         # Not UTF-8 somewhere: the bytes at fault become lone surrogates, which the record parsers
         # report as invalid text in the field that holds them; the rest of the page is unaffected.
-        return data.decode("utf-8", "surrogateescape")
+        return data.decode("utf-8", "surrogateescape"), False
 
 
 def _skip_space(text: str, pos: int) -> int:
@@ -159,8 +192,9 @@ def decode_page(data: bytes | str, *, records_key: str, id_key: str, stamp_key: 
     """A page of records: a JSON object whose `records_key` member is a list of records. Each
     record is decoded on its own within the limits; one that is not becomes an `Unreadable` in
     its place. Every other member is decoded within `MAX_DEPTH`. Anything that is not such an
-    object is decoded as one document (`decode_json`)."""
-    text = _text(data)
+    object is decoded as one document (`decode_json`). When `data` is valid UTF-8 bytes, each
+    record that is a JSON object comes as a `Record` (keeping its JSON text)."""
+    text, keep_text = _utf8(data)
     pos = _skip_space(text, 0)
     if not text.startswith("{", pos):
         return decode_json(text)
@@ -168,7 +202,7 @@ def decode_page(data: bytes | str, *, records_key: str, id_key: str, stamp_key: 
 
     def member(key: str, start: int) -> int:
         if key == records_key and text.startswith("[", start):
-            page[key], end = _records(text, start, id_key, stamp_key)
+            page[key], end = _records(text, start, id_key, stamp_key, keep_text)
             return end
         page[key], end = _decode_at(text, start)
         problem = _within(text, start, end, page[key], MAX_DEPTH)
@@ -212,24 +246,20 @@ def _key(text: str, pos: int) -> tuple[str, int]:
     return str(key), _skip_space(text, match.end())
 
 
-def _records(text: str, pos: int, id_key: str, stamp_key: str) -> tuple[list[Any], int]:
+def _records(text: str, pos: int, id_key: str, stamp_key: str, keep_text: bool = False) -> tuple[list[Any], int]:
     """The list at `pos`, each element decoded on its own, and where it ends. The loop is the hot
     path of a cold read (100,000 records): the C scanner is called directly, the separators are
     read without a regex when the service writes compact JSON, and only a record that fails a
-    check goes through `_record`."""
+    check goes through `_record`. With `keep_text`, a record that is an object comes as a `Record`."""
     records: list[Any] = []
-    scan = _SCAN
     pos = _skip_space(text, pos + 1)
     if text.startswith("]", pos):
         return records, pos + 1
     while True:
-        try:
-            record, end = scan(text, pos)
-        except (StopIteration, ValueError, RecursionError):
-            record, end = _record(text, pos, id_key, stamp_key)
-        else:
-            if end - pos > MAX_RECORD_CHARS or text.count("{", pos, end) + text.count("[", pos, end) > MAX_DEPTH:
-                record, end = _record(text, pos, id_key, stamp_key)
+        record, end = _element(text, pos, id_key, stamp_key)
+        if keep_text and type(record) is dict:
+            record = Record(record)
+            record.text = text[pos:end]
         records.append(record)
         separator = text[end : end + 1]
         if separator not in (",", "]"):
@@ -242,6 +272,18 @@ def _records(text: str, pos: int, id_key: str, stamp_key: str) -> tuple[list[Any
         pos = end + 1
         if text[pos : pos + 1] in _SPACE:
             pos = _skip_space(text, pos)
+
+
+def _element(text: str, pos: int, id_key: str, stamp_key: str) -> tuple[Any, int]:
+    """The record at `pos` and where it ends: the C scanner's value when it passes the cheap
+    checks, else `_record`'s verdict."""
+    try:
+        record, end = _SCAN(text, pos)
+    except (StopIteration, ValueError, RecursionError):
+        return _record(text, pos, id_key, stamp_key)
+    if end - pos > MAX_RECORD_CHARS or text.count("{", pos, end) + text.count("[", pos, end) > MAX_DEPTH:
+        return _record(text, pos, id_key, stamp_key)
+    return record, end
 
 
 def _record(text: str, start: int, id_key: str, stamp_key: str) -> tuple[Any, int]:

@@ -18,8 +18,17 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+with warnings.catch_warnings():
+    # The standard library's own parser of regular expressions (`re._parser`, typed under its old
+    # public name): it tells the strings every match of a lexicon pattern must contain.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import sre_constants as _sre
+    import sre_parse
 
 from core.triage import LABELS, Label, Submission, Triage
 from rules.triage_lexicon import INJECTION, SIGNALS, Signal
@@ -64,13 +73,69 @@ def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern.replace(r"\b", _BOUNDARY))
 
 
+def _needs(pattern: re.Pattern[str]) -> tuple[str, ...]:
+    """Strings one of which every match of `pattern` contains (`("",)`: none known). Searching a text
+    that holds none of them cannot match, so `_signal_evidence` skips it: a cheap substring test
+    instead of a regex search for nearly every pattern (there are hundreds, and most start with a
+    boundary assertion that keeps the regex engine from scanning for a literal prefix). Derived from
+    the parsed pattern, never guessed; anything not understood here gives no requirement."""
+    if pattern.flags & re.IGNORECASE:
+        return ("",)
+    try:
+        parsed = sre_parse.parse(pattern.pattern, pattern.flags)
+    except (re.error, ValueError, TypeError):  # pragma: no cover - a compiled pattern parses
+        return ("",)
+    return _needs_in(parsed.data) or ("",)
+
+
+def _needs_in(items: Sequence[tuple[Any, Any]]) -> tuple[str, ...] | None:
+    """The most selective requirement of a sequence of parsed items: a run of literal characters,
+    or the requirement of a group, an alternation (one per branch) or a repeat of at least one."""
+    found: list[tuple[str, ...]] = []
+    run: list[str] = []
+    for op, value in items:
+        if op is _sre.LITERAL:
+            run.append(chr(value))
+            continue
+        if run:
+            found.append(("".join(run),))
+            run = []
+        need = _needs_of(op, value)
+        if need is not None:
+            found.append(need)
+    if run:
+        found.append(("".join(run),))
+    return max(found, key=lambda need: (min(map(len, need)), -len(need)), default=None)
+
+
+def _needs_of(op: Any, value: Any) -> tuple[str, ...] | None:
+    """The requirement of one parsed item that is not a literal character (None: none)."""
+    if op is _sre.SUBPATTERN:
+        _group, add_flags, _del_flags, inner = value
+        return None if add_flags & re.IGNORECASE else _needs_in(inner.data)
+    if op is _sre.BRANCH:
+        branches = [_needs_in(branch.data) for branch in value[1]]
+        if any(branch is None for branch in branches):
+            return None
+        return tuple(dict.fromkeys(need for branch in branches if branch is not None for need in branch))
+    if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and value[0] >= 1:
+        return _needs_in(value[2].data)
+    return None
+
+
 @dataclass(frozen=True)
 class _Compiled:
     signal: Signal
     patterns: tuple[re.Pattern[str], ...]
+    needs: tuple[tuple[str, ...], ...]  # per pattern: what a text must contain to match it (`_needs`)
 
 
-_SIGNALS = tuple(_Compiled(s, tuple(_compile(p) for p in s.patterns)) for s in SIGNALS)
+def _compiled(signal: Signal) -> _Compiled:
+    patterns = tuple(_compile(p) for p in signal.patterns)
+    return _Compiled(signal, patterns, tuple(_needs(p) for p in patterns))
+
+
+_SIGNALS = tuple(_compiled(s) for s in SIGNALS)
 _INJECTION = tuple(_compile(p) for p in INJECTION)
 
 
@@ -282,8 +347,9 @@ def _signal_evidence(folded: str) -> list[_Evidence]:
     found: list[_Evidence] = []
     for compiled in _SIGNALS:
         hits: list[str] = []
-        for pattern in compiled.patterns:
-            if match := pattern.search(folded):
+        for pattern, needs in zip(compiled.patterns, compiled.needs, strict=True):
+            # The substring test first: the search only where a match is possible.
+            if any(need in folded for need in needs) and (match := pattern.search(folded)):
                 hits.append(match.group(0).strip())
         if hits:
             # More distinct patterns of one kind add a little, up to double: "error", "since

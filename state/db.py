@@ -439,6 +439,38 @@ class StateDB:
         where, params = ("", []) if ids is None else (f" WHERE id IN ({','.join('?' * len(ids))})", list(ids))
         yield from self.db.conn.execute(f"SELECT id, raw, error, read_run FROM accounts{where} ORDER BY id", params)
 
+    def iter_accounts_judged(
+        self, rules: str, at: float
+    ) -> Iterator[tuple[str, bool, str | None, int | None, str | None, str | None]]:
+        """(id, holds, raw JSON or None, the run that last read it, stored facts fingerprint,
+        stored manager) for every well-formed mirrored account, in id order, with what
+        `save_account_inputs` stored for it. `holds`: a judgement is stored, made under these
+        `rules`, and the clock `at` (epoch seconds) is inside its window. The raw JSON is read
+        only when the caller may need it: the judgement does not hold, or it read Salesforce
+        facts (non-empty fingerprint) that the caller must compare. An account with a write still
+        pending (queued by an event's mini-cycle, an `apply`, an earlier cycle) never holds: this
+        cycle must judge it again, or settling would drop that write as no longer wanted."""
+        holds = "(i.id IS NOT NULL AND i.rules IS ? AND ? >= i.valid_from AND ? < i.valid_until)"
+        for record_id, held, raw, read_run, facts, manager in self.db.conn.execute(
+            f"SELECT a.id, {holds}, CASE WHEN NOT {holds} OR i.facts != '' THEN a.raw END, a.read_run, "
+            "i.facts, i.manager FROM accounts a LEFT JOIN account_inputs i ON i.id = a.id "
+            "AND i.id NOT IN (SELECT account FROM outbox WHERE status = 'pending' AND account IS NOT NULL) "
+            "WHERE coalesce(a.error, '') = '' ORDER BY a.id",
+            [rules, at, at, rules, at, at],
+        ):
+            yield record_id, bool(held), raw, read_run, facts, manager
+
+    def account_raw_text(self, account_id: str) -> str | None:
+        row = self.db.execute("SELECT raw FROM accounts WHERE id = ?", [account_id]).fetchone()
+        return None if row is None else str(row[0])
+
+    def save_account_inputs(self, rows: Iterable[tuple[str, str, str, float, float, str | None]]) -> None:
+        """Rows of (id, facts fingerprint, rules fingerprint, valid_from, valid_until, manager)."""
+        self.db.conn.executemany("INSERT OR REPLACE INTO account_inputs VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def forget_account_inputs(self, ids: Iterable[str]) -> None:
+        self.db.conn.executemany("DELETE FROM account_inputs WHERE id = ?", ((i,) for i in ids))
+
     def account_raw(self, account_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT raw FROM accounts WHERE id = ?", [account_id]).fetchone()
         return None if row is None else dict(json.loads(row[0]))

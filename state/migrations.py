@@ -201,7 +201,27 @@ def _v7(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+def _v8(db: sqlite_utils.Database) -> None:
+    """Incremental decisions (`sync.incremental`): per account, what its last judgement read (the
+    Salesforce facts' fingerprint, the rules and config's fingerprint), the window of the rules'
+    clock in which that judgement holds (`valid_from` ≤ now < `valid_until`, epoch seconds), and
+    the TAM it counts for in a pool member's capacity. Any change to the account's row in the
+    mirror (its raw JSON read again, the row removed or inserted) deletes its record, so that
+    a stored judgement can never outlive the input it was made from."""
+    db.table("account_inputs").create(
+        {"id": str, "facts": str, "rules": str, "valid_from": float, "valid_until": float, "manager": str},
+        pk="id",
+    )
+    for event in ("INSERT", "UPDATE OF raw, error", "DELETE"):
+        name = event.split()[0].lower()
+        row = "OLD" if event == "DELETE" else "NEW"
+        db.execute(
+            f"CREATE TRIGGER account_inputs_on_{name} AFTER {event} ON accounts "
+            f"BEGIN DELETE FROM account_inputs WHERE id = {row}.id; END"
+        )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 
 
 def migrate(db: sqlite_utils.Database) -> int:

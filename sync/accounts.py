@@ -8,7 +8,7 @@ later cycle until Vitally sends it again.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from connectors.vitally import VitallySettings
@@ -37,16 +37,21 @@ def parse_mirrored(raw: Mapping[str, Any], config: Config) -> Account:
 
 
 def iter_accounts(
-    state: StateDB, config: Config, report: CycleReport | None = None, ids: Sequence[str] | None = None
+    state: StateDB,
+    config: Config,
+    report: CycleReport | None = None,
+    ids: Sequence[str] | None = None,
+    rows: Iterable[tuple[str, str, str | None, int | None]] | None = None,
 ) -> Iterator[Account]:
-    """Every well-formed account of the mirror (of `ids` only, when given), parsed, streamed in id
-    order. With a `report`, an account this cycle read that turns out malformed is reported (id
-    and field) and remembered as such; one read earlier was reported then and is skipped quietly."""
+    """Every well-formed account of the mirror (of `ids` only, when given; or of `rows`, some of its
+    `StateDB.iter_accounts` rows), parsed, streamed in id order. With a `report`, an account this
+    cycle read that turns out malformed is reported (id and field) and remembered as such; one
+    read earlier was reported then and is skipped quietly."""
     vitally = config.vitally
     trait_keys, written = vitally.trait_keys, written_keys(vitally)
     labels, owner_fields = vitally.key_roles, vitally.owner_fields
     bad: list[tuple[str, str]] = []
-    for record_id, raw, error, read_run in state.iter_accounts(ids):
+    for record_id, raw, error, read_run in state.iter_accounts(ids) if rows is None else rows:
         if error:
             continue
         try:

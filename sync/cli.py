@@ -157,6 +157,11 @@ def _run_commands(commands: _Commands) -> None:
     _format_option(run, "plan format")
     run.add_argument("--now", type=_timestamp, help="fix the rules' clock (ISO 8601) for reproducible audits")
     run.add_argument(
+        "--full",
+        action="store_true",
+        help="judge every account again, not only those whose inputs, facts or day changed",
+    )
+    run.add_argument(
         "--compare-rules",
         type=Path,
         metavar="OTHER.toml",
@@ -392,7 +397,8 @@ def _print_summary(report: CycleReport, stream: TextIO, scope: Scope = EVERYTHIN
     what = "would change" if report.dry_run else "planned"
     err.write(
         f"{'dry run' if report.dry_run else 'run'} {report.run_id}: read {counts.get('accounts_read', 0)} account(s), "
-        f"evaluated {counts.get('accounts_evaluated', 0)}; {what} {len(report.plan)} write(s); "
+        f"evaluated {counts.get('accounts_evaluated', 0)} ({counts.get('accounts_unchanged', 0)} unchanged, "
+        f"not judged again); {what} {len(report.plan)} write(s); "
         f"applied {counts.get('applied', 0)}, failed {counts.get('failed', 0)}, parked {counts.get('parked', 0)}; "
         f"{len(report.conflicts)} conflict(s), {len(report.record_errors)} malformed record(s)"
         + (f", {rule_errors} rule error(s)" if rule_errors else "")
@@ -436,6 +442,7 @@ def _cycle(
             dry_run=dry_run,
             progress=progress,
             scope=scope,
+            full=getattr(args, "full", False),
             max_writes=getattr(args, "max_writes", None),
         )
 

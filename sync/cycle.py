@@ -55,6 +55,7 @@ def run_cycle(
     clock: Callable[[], datetime],
     now: datetime | None = None,
     dry_run: bool = False,
+    full: bool = False,
     log: Log = _DEFAULTS.log,
     should_stop: Callable[[], bool] = _DEFAULTS.should_stop,
     progress: Progress = _DEFAULTS.progress,
@@ -66,6 +67,8 @@ def run_cycle(
     """Run one cycle against these services and this state. Time is an input: `clock` gives the
     wall time (run history, cursors, when writes were done), `now` fixes the rules' "today"
     (defaults to the clock at the start). Without Salesforce, only Vitally is read and written.
+    The plan judges only the accounts whose inputs, facts or clock window changed since they last
+    planned nothing (`sync.incremental`); `full` judges every account.
 
     `log(event, data)` receives `cycle_started`, `write_failed`, `quota_exhausted` and
     `cycle_finished`; `should_stop()` is asked between records and writes (what is not done stays
@@ -89,7 +92,16 @@ def run_cycle(
     status, error = "failed", None
     try:
         _read_and_plan(
-            config, state, vitally, salesforce, report, started=started, clock=clock, hooks=hooks, scope=scope
+            config,
+            state,
+            vitally,
+            salesforce,
+            report,
+            started=started,
+            clock=clock,
+            hooks=hooks,
+            scope=scope,
+            full=full,
         )
         if not dry_run:
             applier = Applier(
@@ -136,6 +148,7 @@ def _read_and_plan(
     clock: Callable[[], datetime],
     hooks: Hooks,
     scope: Scope,
+    full: bool = False,
 ) -> None:
     """Ingest and plan in one transaction. What was read goes into the mirror page by page and the
     plan into the outbox batch by batch: the planned writes and the state that caused them commit
@@ -156,7 +169,7 @@ def _read_and_plan(
             raise _Stopped  # rolls the transaction back; nothing is lost
         relearn(config, state, report, hooks, clock())
         planner = Planner(
-            config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress, scope=scope
+            config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress, scope=scope, full=full
         )
         planner.followups = _followups(config, state)
         planner.run()

@@ -16,7 +16,7 @@ from typing import Any
 
 from connectors.base import SalesforcePort, VitallyPort
 from connectors.salesforce import SalesforceSettings
-from core.decoding import Unreadable
+from core.decoding import Unreadable, json_text
 from core.errors import RecordError
 from core.records import parse_lead, parse_opportunity, parse_sf_account, parse_timestamp, parse_user
 from state import StateDB
@@ -172,7 +172,8 @@ class _Reader:
                     RecordError("vitally", record_id, "updatedAt", f"expected a timestamp, got {version[:60]}")
                 )
                 error = json.dumps({"field": "updatedAt", "message": "missing or not text"})
-            rows[record_id] = {"id": record_id, "updated_at": version, "raw": json.dumps(raw), "error": error}
+            # The text the record was decoded from when the connector kept it: not encoded again.
+            rows[record_id] = {"id": record_id, "updated_at": version, "raw": json_text(raw), "error": error}
             held[record_id] = version
         self.state.upsert_accounts(rows.values(), read_run=self.report.run_id)
 

@@ -46,6 +46,7 @@ from sync.config import Config
 from sync.decider import Decider, routing_winner
 from sync.facts import SalesforceFacts
 from sync.followups import FollowUps
+from sync.incremental import Book
 from sync.owners import Owners
 from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, Ownership, changed_fields, ours_in
 from sync.planned_writes import OnboardingAccount, RoutedAccount
@@ -104,6 +105,7 @@ class Planner:
         clock: Callable[[], datetime],
         progress: Progress,
         scope: Scope = EVERYTHING,
+        full: bool = False,
     ) -> None:
         self.config = config
         self.state = state
@@ -113,6 +115,7 @@ class Planner:
         self.clock = clock
         self.progress = progress
         self.scope = scope
+        self.full = full  # judge every account, not only those whose inputs changed (sync.incremental)
         self.ownership = Ownership(config.on_conflict, config.on_first_sight, config.policy.routing)
         self.conflicts = Conflicts.of(state, report)
         self.followups: FollowUps | None = None  # queues the follow-ups of a write found applied
@@ -132,7 +135,9 @@ class Planner:
         facts = SalesforceFacts.load(self.state)
         decider = self._begin(facts)
         self._plan_linked_leads(facts, decider)
-        waiting = self._plan_accounts(decider)
+        # A planning scope judges what it plans in full and teaches the next cycle nothing.
+        book = Book.of(self.config, self.state, facts, self.now, full=self.full or self.scope.limited)
+        waiting = self._plan_accounts(decider, book)
         self.state.save_member_load(waiting.managed_by_email)  # what an event's mini-cycle draws against
         owners = self._draw_owners(waiting, facts)
         self._plan_leads(facts, decider, owners)
@@ -199,12 +204,14 @@ class Planner:
             if changed:
                 facts.plan_lead_fields(lead, changed)
 
-    def _plan_accounts(self, decider: Decider) -> _Waiting:
+    def _plan_accounts(self, decider: Decider, book: Book) -> _Waiting:
+        """Judge the accounts `book` says may have changed; the others would plan nothing again."""
         waiting = _Waiting()
         mirrored = self.state.account_count()
         policy = self.config.policy
+        counts = self.report.counts
         seen = 0
-        for account in iter_accounts(self.state, self.config, self.report):
+        for account in iter_accounts(self.state, self.config, self.report, rows=book.accounts()):
             seen += 1
             if seen % PAGE == 0:
                 self.progress("accounts evaluated", seen, mirrored)
@@ -212,12 +219,33 @@ class Planner:
             # account counts toward nobody's.
             tam_email = account.role_emails.get(policy.lifecycle.tam_role)
             managed = any(s in account.segments for s in policy.guards.owned_segments)
-            if account.churned_at is None and tam_email is not None and managed:
-                waiting.managed_by_email[tam_email] += 1
-            if self.scope.has_account(account.id):
-                self._judge_account(account, decider, waiting)
+            manager = tam_email if account.churned_at is None and managed else None
+            if manager is not None:
+                waiting.managed_by_email[manager] += 1
+            if not self.scope.has_account(account.id):
+                continue
+            before = self._planned_so_far(waiting)
+            self._judge_account(account, decider, waiting)
+            if not self.scope.limited:
+                quiet = self._planned_so_far(waiting) == before
+                book.judged(account, planned_nothing=quiet, manager=manager)
+        book.save()
+        waiting.managed_by_email.update(book.managers)
+        counts["accounts_unchanged"] = book.skipped
         self.progress("accounts evaluated", seen, mirrored)
         return waiting
+
+    def _planned_so_far(self, waiting: _Waiting) -> tuple[int, ...]:
+        """What an account's judgement may add to: writes, conflicts, owners awaited."""
+        counts = self.report.counts
+        return (
+            len(self.plan),
+            counts.get("conflicts", 0),
+            counts.get("conflicts_held", 0),
+            counts.get("rule_errors", 0),
+            len(waiting.routed),
+            len(waiting.onboarding),
+        )
 
     def _judge_account(self, account: Account, decider: Decider, waiting: _Waiting) -> None:
         """Decide one account, plan its own writes, and keep what the owners' pass needs of it

@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 
-from core.decoding import MAX_DEPTH, MAX_RECORD_CHARS, JsonError, Unreadable, decode_json, decode_page
+from core.decoding import (
+    MAX_DEPTH,
+    MAX_RECORD_CHARS,
+    JsonError,
+    Record,
+    Unreadable,
+    decode_json,
+    decode_page,
+    json_text,
+)
 
 DEEP = "[" * 1500 + "]" * 1500  # the issue's trait: RecursionError in the standard decoder
 HEAD = '{"id":"acc_p","updatedAt":"T",'
@@ -103,3 +112,37 @@ def test_decode_json_one_document_within_the_limits() -> None:
     for text in (DEEP, "[" * 40 + "]" * 40, "[NaN]", "1" * 5000, "{} {}"):
         with pytest.raises(JsonError):
             decode_json(text)
+
+
+# -- a record keeps the JSON text it was decoded from (issue #17: the mirror stores it as it came) ---
+
+
+def test_decode_page_of_utf8_bytes_keeps_each_records_own_text() -> None:
+    """Each record of a UTF-8 page is a `Record` whose text is its own slice of the page (spacing
+    and escapes as sent) and decodes to the same dict; a poison neighbour is still an Unreadable."""
+    records = ['{"id": "acc_1", "name": "Caf\\u00e9 \u00e9", "n": 1e3}', HEAD + '"x":NaN}', '{"id":"acc_2"}']
+    page = _vitally(('{"results": [ ' + " ,\n ".join(records) + ' ], "next": null}').encode())
+    first, poison, last = page["results"]
+    assert type(first) is Record and first == {"id": "acc_1", "name": "Café é", "n": 1000.0}
+    assert first.text == records[0] and json.loads(first.text) == first
+    assert isinstance(poison, Unreadable) and poison.record_id == "acc_p"
+    assert type(last) is Record and last.text == '{"id":"acc_2"}'
+    assert json_text(first) == records[0]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        '{"results":[{"id":"acc_1","name":"ok"}],"next":null}',  # text: it may hold lone surrogates
+        b'{"results":[{"id":"acc_1","name":"caf\xe9"}],"next":null}',  # not UTF-8: surrogates inside
+    ],
+)
+def test_decode_page_keeps_no_text_unless_the_page_was_valid_utf8(data: str | bytes) -> None:
+    (record,) = _vitally(data)["results"]
+    assert type(record) is dict
+    assert json.loads(json_text(record)) == {"id": "acc_1", "name": record["name"]}
+    json_text(record).encode("utf-8")  # storable: json.dumps escapes a lone surrogate
+
+
+def test_decode_page_keeps_no_text_for_a_record_that_is_not_an_object() -> None:
+    assert _vitally(b'{"results":[[1],"a",null],"next":null}')["results"] == [[1], "a", None]

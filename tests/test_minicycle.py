@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import sandbox_org_config
 
 from connectors.salesforce import SalesforceClient
 from connectors.vitally import VitallyClient
@@ -115,7 +116,7 @@ def _world(tmp_path: Path, seed: dict[str, Any] | None = None) -> Iterator[World
     probe = example_against("http://127.0.0.1:1")
     with Sandbox(seed or _seed(probe), now=NOW) as sandbox:
         sandbox.configure(vitally_rate_limit=10**6)
-        config = example_against(sandbox.url)
+        config = sandbox_org_config(sandbox.url)
         path = tmp_path / "state.db"
         state = StateDB.open(path)
         inbox = EventInbox(path, wait_seconds=5)

@@ -121,3 +121,47 @@ def test_parse_lead_number_too_large_for_a_float_names_the_field() -> None:
         parse_lead(raw)
     assert (caught.value.record_id, caught.value.field) == ("00Q3", "AnnualRevenue")
     assert "too large to show" not in caught.value.message  # 400 digits still print, cut short
+
+
+# -- the parsers' fast paths for the common types (issue #17) answer as the full checks do ----------
+
+_EDGES: list[Any] = [0, -0.0, 0.0, 1, -1, 2.5, -2.5, 10**15, -(10**15), 10**15 + 1, 1e15, 1.0000001e15]
+_EDGES += [-1e15, 10**400, float("nan"), float("inf"), -float("inf"), True, False, "12", "1,200.5", None]
+
+
+def _outcome(parse: Any, value: Any) -> tuple[str, Any]:
+    try:
+        result = parse(value)
+    except ValueError as bad:
+        return "error", str(bad)
+    return type(result).__name__, result
+
+
+@pytest.mark.parametrize("value", _EDGES, ids=repr)
+def test_number_parsers_fast_paths_answer_as_the_checks_do(value: Any) -> None:
+    """`_money` and `_count` take a shortcut for an int or float in range; what they answer (value,
+    type, or the message of the error) is what the general path answers for the same value given
+    as text, which never takes the shortcut."""
+    from core import records
+
+    for parse, expected_type in ((records._money, "float"), (records._count, "int"), (records._number, "float")):
+        kind, result = _outcome(parse, value)
+        if kind == "error" or isinstance(value, bool | str) or value is None:
+            continue
+        assert kind == expected_type
+        assert result == (float(value) if expected_type == "float" else int(value))
+        assert _outcome(parse, repr(float(value)))[1] == result  # the general path agrees
+    assert _outcome(records._money, -1)[0] == "error" and "≥ 0" in _outcome(records._money, -1)[1]
+    assert "within ±10^15" in _outcome(records._count, 10**15 + 1)[1]
+    assert "finite" in _outcome(records._number, float("nan"))[1]
+
+
+@pytest.mark.parametrize("text", ["plain", "Café", "\ud800", "", "日本"])
+def test_text_fast_path_for_ascii_only(text: str) -> None:
+    from core import records
+
+    kind, result = _outcome(records._text, text)
+    if text == "\ud800":
+        assert kind == "error" and "lone surrogate" in result
+    else:
+        assert (kind, result) == ("str", text)

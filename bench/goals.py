@@ -1,0 +1,221 @@
+"""Issue #17's goal table: each measure for the tree as it was ("today", `--baseline`, by default the
+commit before issue #17's faster cold cycle) and for this working tree ("new"), on this machine, in
+one run.
+
+Usage:
+    make bench-goals                                  # the table (part of `make bench`)
+    .venv/bin/python bench/goals.py --repeat 3 --baseline int
+
+How each row is measured:
+
+- cold dry run of 100,000: `python -m sync run --dry-run` on an empty state against the sandbox in
+  a process of its own (`python -m sync sandbox --generate 100000`, Vitally's rate limit lifted),
+  each tree's CLI in turn, `--repeat` times; the median wall time, and the CPU time of the CLI child
+  (user + sys), which the machine's other load disturbs much less than the wall time.
+- rule set over 100,000 on one core: `bench/rule_set.py` of each tree (the evaluation of a cycle,
+  rules that cannot fire skipped), the best of `--repeat` runs.
+- peak RSS at 10,000 and at 100,000: the CLI child's own peak resident set (`VmHWM`, sampled) in
+  those cold dry runs; `make bench` (bench/scenarios.py) shows it for every other scenario.
+- the plans: every cold dry run prints its plan as JSON lines (`--now` fixed); the table's footer
+  says whether both trees' plans were byte-identical.
+- idle and 1 % incremental cycle CPU: this tree's `bench/scenarios.py --scenarios idle,incremental
+  --tree TREE` for each tree (a cold and a repeat run first, then an idle run, then a run after 1 %
+  of the accounts got a new MRR): the CPU time of the CLI child in those two runs, one run each.
+- the latency and requests-per-event rows belong to the other parts of issue #17: "—" until those
+  parts measure them.
+
+The baseline runs from a `git archive` of its commit, with this tree's virtualenv: `python -m sync`
+in that directory imports that tree's packages (the current directory comes first on the path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from scenarios import ROOT, Measured, SandboxProcess, _clean_env, _config, machine, measure
+
+BASELINE = "5f2d409"
+"""The tree before issue #17's faster cold cycle (`int` when the work began)."""
+
+NOW = "2026-11-22T09:00:00Z"  # the rules' clock: both trees plan the same day
+
+
+@dataclass(frozen=True)
+class Run:
+    """One CLI child: wall seconds, CPU seconds (user + sys) and peak RSS in MiB."""
+
+    wall_s: float
+    cpu_s: float
+    rss_mib: float
+    plan: str  # digest of the plan printed (JSON lines)
+
+
+def export(ref: str, into: Path) -> Path | None:
+    """The tree at `ref` extracted into `into` (None when git does not know `ref`)."""
+    archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=ROOT, capture_output=True)
+    if archive.returncode != 0:
+        return None
+    with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def cold_dry_run(tree: Path, config: Path, state: Path) -> Run:
+    """One cold dry run of `tree`'s CLI on an empty state."""
+    state.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "sync", "--config", str(config), "--state", str(state)]
+    measured: Measured = measure([*argv, "run", "--dry-run", "--format", "json", "--now", NOW], cwd=tree)
+    if measured.exit_code != 0:
+        raise RuntimeError(f"{tree}: exit {measured.exit_code}\n{measured.stderr_tail}")
+    return Run(measured.wall_s, measured.cpu_s, measured.peak_rss_mib, measured.stdout_digest)
+
+
+def cold_dry_runs(trees: Sequence[Path], accounts: int, repeat: int, workdir: Path) -> list[list[Run]]:
+    """`repeat` cold dry runs of each tree, taken in turn against one sandbox process."""
+    runs: list[list[Run]] = [[] for _ in trees]
+    with SandboxProcess(accounts, 0.0, workdir / f"sandbox-{accounts}.log") as sandbox:
+        config = _config(sandbox.url, workdir / f"goals-{accounts}.toml")
+        for _ in range(repeat):
+            for i, tree in enumerate(trees):
+                runs[i].append(cold_dry_run(tree, config, workdir / f"goals-{i}.db"))
+    return runs
+
+
+_CYCLE_CPU = re.compile(r"│ (idle|incremental)[^│]*│[^│]*│\s*\d+ │\s*[\d.]+ │\s*([\d.]+) │")
+
+
+def cycle_cpu_seconds(tree: Path, accounts: int) -> dict[str, float]:
+    """CPU seconds of `tree`'s CLI in an idle cycle and in a 1 % incremental one (`idle`,
+    `incremental`), as this tree's bench/scenarios.py measures them (cold and repeat run first)."""
+    scenarios = ["--scenarios", "idle,incremental", "--tree", str(tree)]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "scenarios.py"), "--accounts", str(accounts), *scenarios],
+        cwd=ROOT,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = {name: float(cpu) for name, cpu in _CYCLE_CPU.findall(done.stdout)}
+    if set(found) != {"idle", "incremental"}:
+        raise RuntimeError(f"bench/scenarios.py: no idle and incremental CPU in {done.stdout!r}")
+    return found
+
+
+_EVALUATE = re.compile(r"evaluate, cycle[^:]*: ([\d.]+) s")
+
+
+def rule_set_seconds(tree: Path, accounts: int) -> float:
+    """`bench/rule_set.py` of `tree`: seconds to evaluate the rule set (a cycle's) on one core."""
+    script = tree / "bench" / "rule_set.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--accounts", str(accounts)],
+        cwd=tree,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = _EVALUATE.search(done.stdout)
+    if found is None:
+        raise RuntimeError(f"{script}: no evaluation time in {done.stdout!r}")
+    return float(found.group(1))
+
+
+def _median(runs: Sequence[Run], value: Callable[[Run], float]) -> float:
+    return statistics.median(value(run) for run in runs)
+
+
+def _cold(runs: Sequence[Run]) -> str:
+    return f"{_median(runs, lambda r: r.wall_s):.1f} s wall, {_median(runs, lambda r: r.cpu_s):.1f} s CPU"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", default=BASELINE, help=f"the 'today' commit (default {BASELINE})")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each tree per measure (default 2)")
+    parser.add_argument("--accounts", type=int, default=100_000, help="the large book (default 100000)")
+    parser.add_argument("--small", type=int, default=10_000, help="the small book (default 10000)")
+    options = parser.parse_args()
+    console = Console() if Console().is_terminal else Console(width=160)
+    console.print(f"[b]machine[/b]: {machine()}")
+    with tempfile.TemporaryDirectory(prefix="crm-sync-goals-") as directory:
+        workdir = Path(directory)
+        baseline = export(options.baseline, workdir / "baseline")
+        if baseline is None:
+            console.print(f"[red]git does not know {options.baseline!r}: the 'today' column is left empty[/red]")
+        trees = [tree for tree in (baseline, ROOT) if tree is not None]
+        small = cold_dry_runs(trees, options.small, options.repeat, workdir)
+        large = cold_dry_runs(trees, options.accounts, options.repeat, workdir)
+        rules = [min(rule_set_seconds(t, options.accounts) for _ in range(options.repeat)) for t in trees]
+        cycles = [cycle_cpu_seconds(t, options.accounts) for t in trees]
+    today: Callable[[list[str]], str] = (lambda cells: cells[0]) if baseline is not None else (lambda cells: "—")
+    new = len(trees) - 1
+
+    def peak(runs: list[list[Run]], i: int) -> str:
+        return f"{max(r.rss_mib for r in runs[i]):.0f}"
+
+    rows: list[tuple[str, str, str, str]] = [
+        ("segment added in Vitally → lead owned in Salesforce, webhook path, p95 over 200 events", "—", "—", "≤ 5 s"),
+        ("inbound lead created in Salesforce → owner set, p95", "—", "—", "≤ 5 s"),
+        ("requests per event beyond the records it writes", "—", "—", "≤ 3"),
+        (
+            f"idle cycle CPU at {options.accounts:,} accounts (CLI child, bench/scenarios.py)",
+            today([f"{cycles[0]['idle']:.2f} s"]),
+            f"{cycles[new]['idle']:.2f} s",
+            "≤ 1 s",
+        ),
+        (
+            f"1 % incremental cycle CPU at {options.accounts:,} (CLI child, bench/scenarios.py)",
+            today([f"{cycles[0]['incremental']:.2f} s"]),
+            f"{cycles[new]['incremental']:.2f} s",
+            "≤ 3 s",
+        ),
+        (
+            f"cold dry run of {options.accounts:,}, wall, sandbox in its own process (median of {options.repeat})",
+            today([_cold(large[0])]),
+            _cold(large[new]),
+            "≤ 15 s",
+        ),
+        (
+            f"rule set over {options.accounts:,} on one core (bench/rule_set.py, best of {options.repeat})",
+            today([f"{rules[0]:.2f} s"]),
+            f"{rules[new]:.2f} s",
+            "≤ 1 s",
+        ),
+        (
+            f"peak RSS at {options.small:,} and at {options.accounts:,} (cold dry run)",
+            today([f"{peak(small, 0)} / {peak(large, 0)} MiB"]),
+            f"{peak(small, new)} / {peak(large, new)} MiB",
+            "≤ 150 MiB at both",
+        ),
+    ]
+    table = Table(title=f"issue #17 goals: today = {options.baseline}, new = this tree", title_justify="left")
+    for name in ("measure", "today", "new", "goal"):
+        table.add_column(name, justify="left" if name == "measure" else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print("— : measured by another part of issue #17.")
+    if baseline is not None:
+        for runs, size in ((small, options.small), (large, options.accounts)):
+            plans = {run.plan for tree_runs in runs for run in tree_runs}
+            same = "[green]byte-identical[/green]" if len(plans) == 1 else "[red]DIFFERENT[/red]"
+            console.print(f"plan JSON of the {size:,}-account dry runs, today's tree and this one: {same}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

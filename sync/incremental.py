@@ -1,0 +1,215 @@
+"""Incremental decisions: a cycle re-judges only the accounts whose judgement could have changed.
+
+An account's plan is a pure function of its raw JSON in the mirror, the Salesforce facts joined to
+it (`SalesforceFacts.context_for`, after this cycle's own lead writes), the rules and config, and
+the rules' clock. After a cycle judged an account and planned *nothing* for it (no write, no
+conflict, no rule error, no lead or specialist waiting for an owner), the state keeps, in
+`account_inputs`:
+
+- the fingerprint of its Salesforce facts (`facts_fingerprint`; '' when Salesforce has nothing);
+- the fingerprint of the rules and config (`rules_fingerprint`: the policy, the custom triggers,
+  the trait keys, the conflict settings, the product version and the source of the code that
+  decides and plans);
+- the window of the rules' clock in which the judgement holds (`clock_window`);
+- the TAM it counts for in a pool member's capacity (the owners' pass needs every account's).
+
+The raw JSON needs no fingerprint: a trigger on the mirror deletes an account's record whenever its
+row is written (read again from Vitally, marked malformed, inserted or removed).
+
+A later cycle skips such an account, without even reading its JSON, when nothing of the above
+changed and its rules' clock is inside the window: judging it again would plan nothing again.
+Every other account is judged in full, as without this module, in the same id order. `--full`
+judges every account (and stores their records afresh).
+
+The clock: every date a rule reads is compared with `now.date()` (days since, months between,
+windows, cool-offs, roll-offs, due dates: rules/guards.py `days_since`, rules/base.py
+`months_between`, rules/episodes.py, rules/qualification.py, rules/product_led.py,
+rules/onboarding.py, rules/signals.py, rules/new_business.py, rules/bdr.py, rules/demo.py), so a
+judgement cannot change by the clock alone within a day of the rules' time zone. One variable
+reads the time of day: a custom trigger's `days_since_created` (whole days of `now - created_at`),
+which changes at `created_at` plus a whole number of days; with custom triggers configured, the
+window ends there too. A routed account's planned lead is stamped `now`, but a routed account is
+never skipped. So a stored judgement holds at least until the next midnight: an idle cycle costs
+little within a day, and the first cycle of a day judges every account again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from core.model import Account
+from rules.context import EMPTY, AccountContext
+from state import StateDB
+from sync.config import Config
+from sync.facts import SalesforceFacts
+
+__all__ = [
+    "Book",
+    "clock_window",
+    "facts_fingerprint",
+    "rules_fingerprint",
+]
+
+_ROOT = Path(__file__).resolve().parent.parent
+_DECIDING_CODE = ("core", "rules", "sync")  # the packages whose source decides and plans
+_DAY = timedelta(days=1)
+
+AccountRow = tuple[str, str, None, int | None]  # (id, raw JSON, no error, the run that read it)
+
+
+def _canonical(value: Any) -> Any:
+    """`value` as plain, ordered data whose repr is the same in every process (sets sorted: their
+    order depends on the process's hash seed)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = dataclasses.fields(value)
+        return (type(value).__name__, tuple((f.name, _canonical(getattr(value, f.name))) for f in fields))
+    if isinstance(value, Mapping):
+        return ("map", tuple(sorted(((repr(_canonical(k)), _canonical(v)) for k, v in value.items()), key=repr)))
+    if isinstance(value, set | frozenset):
+        return ("set", tuple(sorted((_canonical(v) for v in value), key=repr)))
+    if isinstance(value, list | tuple):
+        return tuple(_canonical(v) for v in value)
+    if isinstance(value, enum.Enum):
+        return (type(value).__name__, value.name)
+    return value
+
+
+def _digest(value: Any) -> str:
+    return hashlib.blake2b(repr(_canonical(value)).encode(), digest_size=16).hexdigest()
+
+
+@cache
+def _code_digest() -> str:
+    """The source of the code that decides and plans: a changed rule invalidates every judgement."""
+    digest = hashlib.blake2b(digest_size=16)
+    for package in _DECIDING_CODE:
+        for path in sorted((_ROOT / package).rglob("*.py")):
+            digest.update(str(path.relative_to(_ROOT)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _product_version() -> str:
+    try:
+        return version("crm-sync")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def rules_fingerprint(config: Config) -> str:
+    """Everything of the config and product an account's plan depends on besides its own records
+    and the clock (never a secret: the services' settings are left out)."""
+    vitally = config.vitally
+    return _digest(
+        (
+            config.policy,
+            tuple(trigger.trigger for trigger in config.custom_triggers),
+            vitally.trait_keys,
+            vitally.written_traits,
+            vitally.segment_traits,
+            config.on_conflict,
+            config.on_first_sight,
+            _product_version(),
+            _code_digest(),
+        )
+    )
+
+
+def facts_fingerprint(context: AccountContext) -> str:
+    """The Salesforce facts an account's rules read ('' when Salesforce has nothing on it)."""
+    return "" if context == EMPTY else _digest(context)
+
+
+def _epoch(moment: datetime) -> float:
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def clock_window(account: Account, now: datetime, *, custom_triggers: bool) -> tuple[datetime, datetime]:
+    """The rules' clock times around `now` between which the account's judgement cannot change by
+    the clock alone: the day of `now` (in its zone), narrowed, with custom triggers, to the whole
+    days of `now - created_at` (`days_since_created`)."""
+    start = datetime.combine(now.date(), time(), tzinfo=now.tzinfo)
+    end = datetime.combine(now.date() + _DAY, time(), tzinfo=now.tzinfo)
+    if custom_triggers and account.created_at is not None:
+        created = account.created_at
+        if (created.tzinfo is None) == (now.tzinfo is None):
+            whole = (now - created).days
+            start = max(start, created + whole * _DAY)
+            end = min(end, created + (whole + 1) * _DAY)
+        else:  # naive against aware: `days_since_created` would fail; never stored as holding
+            end = start
+    return start, end
+
+
+@dataclass
+class Book:
+    """The accounts one cycle judges, and what it learns for the next one. `accounts` yields the
+    rows to judge (id order); `judged` records each verdict; `managers` counts the TAMs of the
+    accounts skipped; `save` stores what was learnt (in the cycle's transaction)."""
+
+    state: StateDB
+    facts: SalesforceFacts
+    now: datetime
+    rules: str
+    custom_triggers: bool
+    full: bool
+    skipped: int = 0
+    managers: Counter[str] = field(default_factory=Counter)
+    _learnt: list[tuple[str, str, str, float, float, str | None]] = field(default_factory=list)
+    _stale: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, config: Config, state: StateDB, facts: SalesforceFacts, now: datetime, *, full: bool) -> Book:
+        return cls(state, facts, now, rules_fingerprint(config), bool(config.custom_triggers), full)
+
+    def accounts(self) -> Iterator[AccountRow]:
+        """The well-formed mirrored accounts this cycle must judge, as `StateDB.iter_accounts`
+        rows, in id order; the others are counted in `skipped` and their TAMs in `managers`."""
+        if self.full:
+            for record_id, raw, error, read_run in self.state.iter_accounts():
+                if not error:
+                    yield record_id, raw, None, read_run
+            return
+        for record_id, holds, stored_raw, read_run, facts, manager in self.state.iter_accounts_judged(
+            self.rules, _epoch(self.now)
+        ):
+            if holds and facts_fingerprint(self.facts.context_for(record_id)) == facts:
+                self.skipped += 1
+                if manager:
+                    self.managers[manager] += 1
+                continue
+            # Not read by the query when the account had no facts then: it has some now.
+            text = stored_raw if stored_raw is not None else self.state.account_raw_text(record_id)
+            if text is not None:
+                yield record_id, text, None, read_run
+
+    def judged(self, account: Account, *, planned_nothing: bool, manager: str | None) -> None:
+        """The verdict of this cycle on `account`: a judgement that planned nothing is stored
+        with its inputs and clock window; any other is forgotten (judged again next cycle)."""
+        if not planned_nothing:
+            self._stale.append(account.id)
+            return
+        start, end = clock_window(account, self.now, custom_triggers=self.custom_triggers)
+        if end <= start:
+            self._stale.append(account.id)
+            return
+        facts = facts_fingerprint(self.facts.context_for(account.id))
+        self._learnt.append((account.id, facts, self.rules, _epoch(start), _epoch(end), manager))
+        if len(self._learnt) >= 1000:
+            self.save()
+
+    def save(self) -> None:
+        self.state.save_account_inputs(self._learnt)
+        self.state.forget_account_inputs(self._stale)
+        self._learnt.clear()
+        self._stale.clear()

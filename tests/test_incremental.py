@@ -1,0 +1,272 @@
+"""Incremental decisions (sync/incremental.py, README "Incremental decisions"): a cycle re-judges
+only the accounts whose raw JSON, Salesforce facts, rules or clock window changed since they last
+planned nothing, and plans exactly what judging every account plans."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import salesforce_client, sobject
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from simple_salesforce.exceptions import SalesforceMalformedRequest
+
+from core.errors import RecordError
+from core.model import Account
+from rules import evaluate_account
+from rules.expressions import CustomTrigger, compile_trigger
+from sandbox import Sandbox, generate_book
+from state import StateDB
+from sync.accounts import parse_mirrored
+from sync.app import make_salesforce, make_vitally
+from sync.config import Config, example_against
+from sync.cycle import run_cycle
+from sync.facts import SalesforceFacts
+from sync.incremental import clock_window, rules_fingerprint
+from sync.vocabulary import CycleReport
+
+NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parent.parent
+
+AGE_TRIGGER = CustomTrigger(
+    id="custom.young_big", team="TAM", when="days_since_created < 400 and mrr > 500", reason="young and big"
+)
+
+
+def _cycle(
+    config: Config, state: StateDB, sandbox: Sandbox, *, dry_run: bool = False, full: bool = False
+) -> CycleReport:
+    return run_cycle(
+        config, state, make_vitally(config), make_salesforce(config), clock=sandbox.now, dry_run=dry_run, full=full
+    )
+
+
+def _dry(config: Config, path: Path, sandbox: Sandbox, *, full: bool) -> tuple[list[Any], list[Any], CycleReport]:
+    """A dry run on a private copy of the state: its plan and its conflicts."""
+    copy = StateDB.snapshot(path)
+    try:
+        report = _cycle(config, copy, sandbox, dry_run=True, full=full)
+        return list(report.plan), list(report.conflicts), report
+    finally:
+        copy.close()
+
+
+@pytest.fixture
+def book() -> Iterator[tuple[Config, Sandbox, Path]]:
+    with Sandbox(generate_book(120, seed=3, now=NOW), now=NOW) as sandbox, tempfile.TemporaryDirectory() as tmp:
+        yield example_against(sandbox.url), sandbox, Path(tmp) / "state.db"
+
+
+def _settled(config: Config, sandbox: Sandbox, path: Path) -> StateDB:
+    """The state after a cold cycle and the cycles that read its writes back."""
+    state = StateDB.open(path)
+    for _ in range(3):
+        _cycle(config, state, sandbox)
+    return state
+
+
+# -- what a cycle skips ---------------------------------------------------------------------------
+
+
+def test_an_idle_cycle_skips_the_accounts_that_planned_nothing_and_plans_what_a_full_one_does(
+    book: tuple[Config, Sandbox, Path],
+) -> None:
+    config, sandbox, path = book
+    state = _settled(config, sandbox, path)
+    incremental, conflicts, report = _dry(config, path, sandbox, full=False)
+    full, full_conflicts, full_report = _dry(config, path, sandbox, full=True)
+    assert incremental == full and conflicts == full_conflicts
+    assert report.counts["accounts_unchanged"] > 60  # most of the 120 planned nothing
+    assert full_report.counts["accounts_unchanged"] == 0
+    assert (
+        report.counts["accounts_evaluated"] + report.counts["accounts_unchanged"]
+        == full_report.counts["accounts_evaluated"]
+    )
+    state.close()
+
+
+def test_a_changed_account_is_judged_again_and_so_is_every_account_under_other_rules(
+    book: tuple[Config, Sandbox, Path],
+) -> None:
+    config, sandbox, path = book
+    state = _settled(config, sandbox, path)
+    skipped = _cycle(config, state, sandbox).counts["accounts_unchanged"]
+    assert skipped > 0
+    changed = sandbox.simulate(1, random_seed=5)["mrr_changes"]
+    after = _cycle(config, state, sandbox).counts
+    assert after["accounts_read"] >= changed
+    assert after["accounts_unchanged"] <= skipped - 1  # the accounts read again were judged again
+    other = replace(config, policy=replace(config.policy, tier1_countries=config.policy.tier1_countries[:1]))
+    assert rules_fingerprint(other) != rules_fingerprint(config)
+    assert _cycle(other, state, sandbox).counts.get("accounts_unchanged", 0) == 0
+    state.close()
+
+
+def test_the_next_day_judges_every_account_again(book: tuple[Config, Sandbox, Path]) -> None:
+    config, sandbox, path = book
+    state = _settled(config, sandbox, path)
+    sandbox.set_clock(advance_seconds=3_600)
+    assert _cycle(config, state, sandbox).counts["accounts_unchanged"] > 0
+    sandbox.set_clock(datetime.combine(NOW.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC))
+    assert _cycle(config, state, sandbox).counts["accounts_unchanged"] == 0
+    state.close()
+
+
+def test_a_write_to_the_mirror_forgets_the_accounts_judgement() -> None:
+    state = StateDB.memory()
+    state.upsert_accounts([{"id": "a1", "updated_at": "x", "raw": "{}"}])
+    state.save_account_inputs([("a1", "", "r", 0.0, 10.0, None)])
+    assert [row[1] for row in state.iter_accounts_judged("r", 5.0)] == [True]
+    state.upsert_accounts([{"id": "a1", "updated_at": "y", "raw": "{}"}])
+    assert [row[1:3] for row in state.iter_accounts_judged("r", 5.0)] == [(False, "{}")]
+
+
+# -- the property: an incremental cycle plans what a full one plans -------------------------------
+
+_STEP = st.one_of(
+    st.tuples(st.just("simulate"), st.integers(0, 1_000)),
+    st.tuples(st.just("segment"), st.integers(0, 119), st.sampled_from(["Leads", "Churned", "Expansion"])),
+    st.tuples(st.just("clock"), st.sampled_from([60, 3_600, 8 * 3_600, 20 * 3_600, 86_400, 3 * 86_400, 40 * 86_400])),
+    st.tuples(st.just("lead"), st.integers(0, 40), st.sampled_from(["Disqualified", "Working - Contacted"])),
+)
+
+
+def _apply(sandbox: Sandbox, step: tuple[Any, ...], accounts: list[str], leads: list[str]) -> None:
+    kind = step[0]
+    if kind == "simulate":
+        sandbox.simulate(1, random_seed=step[1])
+    elif kind == "segment":
+        account = accounts[step[1] % len(accounts)]
+        held = next(a for a in sandbox.state()["vitally"]["accounts"] if a.get("id") == account)
+        sandbox.set_segment(account, step[2], present=step[2] not in str(held.get("segments")))
+    elif kind == "clock":
+        sandbox.set_clock(advance_seconds=step[1])
+    elif kind == "lead" and leads:
+        with contextlib.suppress(SalesforceMalformedRequest):  # a converted lead cannot be changed
+            sobject(salesforce_client(sandbox.url), "Lead").update(leads[step[1] % len(leads)], {"Status": step[2]})
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(seed=st.integers(0, 10_000), steps=st.lists(_STEP, min_size=1, max_size=4), triggers=st.booleans())
+def test_incremental_cycles_plan_exactly_what_full_ones_plan(
+    seed: int, steps: list[tuple[Any, ...]], triggers: bool
+) -> None:
+    seeded = generate_book(80, seed=seed, now=NOW)
+    with Sandbox(seeded, now=NOW) as sandbox, tempfile.TemporaryDirectory() as tmp:
+        config = example_against(sandbox.url)
+        if triggers:  # a custom trigger reading the time of day (`days_since_created`)
+            config = replace(config, custom_triggers=(compile_trigger(AGE_TRIGGER, policy=config.policy),))
+        path = Path(tmp) / "state.db"
+        state = StateDB.open(path)
+        _cycle(config, state, sandbox)
+        _cycle(config, state, sandbox)
+        accounts = sorted(a["id"] for a in seeded["vitally"]["accounts"] if isinstance(a.get("id"), str))
+        leads = sorted(lead["Id"] for lead in seeded["salesforce"]["Lead"] if isinstance(lead.get("Id"), str))
+        for step in steps:
+            _apply(sandbox, step, accounts, leads)
+            incremental, conflicts, _ = _dry(config, path, sandbox, full=False)
+            full, full_conflicts, _ = _dry(config, path, sandbox, full=True)
+            assert incremental == full, step
+            assert conflicts == full_conflicts, step
+            _cycle(config, state, sandbox)  # the state moves on by incremental cycles only
+        state.close()
+
+
+# -- the clock window ------------------------------------------------------------------------------
+
+
+def test_the_window_is_the_day_of_now_in_its_zone() -> None:
+    start, end = clock_window(Account(id="a", name="A", updated_at=NOW), NOW, custom_triggers=False)
+    assert (start, end) == (datetime(2026, 11, 22, tzinfo=UTC), datetime(2026, 11, 23, tzinfo=UTC))
+
+
+def test_with_custom_triggers_the_window_ends_when_days_since_created_grows() -> None:
+    created = datetime(2025, 1, 1, 15, 0, tzinfo=UTC)
+    start, end = clock_window(Account(id="a", name="A", updated_at=NOW, created_at=created), NOW, custom_triggers=True)
+    assert start == datetime(2026, 11, 22, tzinfo=UTC)
+    assert end == datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
+    later = NOW.replace(hour=16)
+    assert clock_window(Account(id="a", name="A", updated_at=NOW, created_at=created), later, custom_triggers=True) == (
+        datetime(2026, 11, 22, 15, 0, tzinfo=UTC),
+        datetime(2026, 11, 23, tzinfo=UTC),
+    )
+
+
+@pytest.fixture(scope="module")
+def judged_book() -> Iterator[tuple[Config, StateDB, list[Account]]]:
+    """A mirror and Salesforce facts after one cycle, and its well-formed accounts."""
+    seeded = generate_book(150, seed=11, now=NOW)
+    with Sandbox(seeded, now=NOW) as sandbox:
+        config = example_against(sandbox.url)
+        config = replace(config, custom_triggers=(compile_trigger(AGE_TRIGGER, policy=config.policy),))
+        state = StateDB.memory()
+        run_cycle(config, state, make_vitally(config), make_salesforce(config), clock=lambda: NOW, dry_run=True)
+    accounts = []
+    for _id, raw, error, _run in state.iter_accounts():
+        if error:
+            continue
+        try:
+            accounts.append(parse_mirrored(json.loads(raw), config))
+        except RecordError:
+            continue
+    yield config, state, accounts
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(at=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 6, 1), timezones=st.just(UTC)))
+def test_no_account_rule_changes_its_verdict_inside_the_window(
+    judged_book: tuple[Config, StateDB, list[Account]], at: datetime
+) -> None:
+    """The claim the window rests on, checked against every account rule: a verdict at `at` is
+    the verdict at the start and at the last microsecond of its window (custom trigger included)."""
+    config, state, accounts = judged_book
+    facts = SalesforceFacts.load(state)
+    for account in accounts:
+        start, end = clock_window(account, at, custom_triggers=True)
+        if end <= start:
+            continue
+        context = facts.context_for(account.id)
+
+        def judged(when: datetime, account: Account = account, context: Any = context) -> Any:
+            return evaluate_account(account, context, config.policy, when, config.custom_triggers, full=True)
+
+        verdict = judged(at)
+        assert judged(start) == verdict, account.id
+        assert judged(end - timedelta(microseconds=1)) == verdict, account.id
+
+
+def test_the_rules_fingerprint_is_the_same_in_every_process() -> None:
+    """Sets in the policy iterate in an order that depends on the process's hash seed: the
+    fingerprint must not, or every start would judge the whole book again."""
+    script = (
+        "from sync.config import load_config, packaged_example\n"
+        "from sync.incremental import rules_fingerprint\n"
+        "print(rules_fingerprint(load_config(packaged_example())))\n"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in (1, 2, 3)
+    }
+    assert len(seen) == 1 and len(next(iter(seen))) == 32

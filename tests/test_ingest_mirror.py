@@ -1,0 +1,52 @@
+"""What the read step stores in the mirror (sync/ingest.py): a Vitally account as the JSON text it
+arrived in when the connector kept it (issue #17: no second encoding on the hot path of a cold
+read), else encoded; either way the same record when read back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from core.decoding import Unreadable, decode_page
+from state import StateDB
+from sync.ingest import ingest
+from sync.vocabulary import CycleReport, Hooks
+
+NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
+
+
+class _Vitally:
+    """A VitallyPort that serves fixed records (only reads are needed here)."""
+
+    def __init__(self, records: list[dict[str, Any] | Unreadable]) -> None:
+        self.records = records
+
+    def iter_accounts_since(self, watermark: str | None) -> Iterator[dict[str, Any] | Unreadable]:
+        yield from self.records
+
+    def iter_account_tasks(self, account_id: str) -> Iterator[dict[str, Any] | Unreadable]:
+        raise AssertionError("ingest reads no tasks")
+
+    def put_traits_many(self, items: Any, *, workers: int = 4) -> Iterator[Any]:
+        raise AssertionError("ingest never writes")
+
+    def upsert_task(self, task: Any) -> dict[str, Any]:
+        raise AssertionError("ingest never writes")
+
+
+def test_ingest_stores_a_decoded_account_as_the_text_it_arrived_in() -> None:
+    sent = '{"id":"acc_1", "name":"Caf\\u00e9","updatedAt":"2026-11-22T08:00:00Z","traits":{"mrr":1e3}}'
+    page = decode_page(
+        ('{"results":[' + sent + '],"next":null}').encode(), records_key="results", id_key="id", stamp_key="updatedAt"
+    )
+    encoded = {"id": "acc_2", "name": "Ünïcode", "updatedAt": "2026-11-22T07:00:00Z"}
+    state = StateDB.memory()
+    ingest(state, _Vitally([*page["results"], encoded]), None, lookback_seconds=0,
+           report=CycleReport(run_id=1, dry_run=False, now=NOW), hooks=Hooks())  # fmt: skip
+    stored = {record_id: raw for record_id, raw, _error, _run in state.iter_accounts()}
+    assert stored["acc_1"] == sent  # as sent: not encoded again
+    assert stored["acc_2"] == json.dumps(encoded)
+    assert state.account_raw("acc_1") == {**json.loads(sent)}
+    assert state.cursor("vitally.accounts") == "2026-11-22T08:00:00Z"
