@@ -28,6 +28,7 @@ import pytest
 
 from sandbox import Sandbox
 from sandbox.events import ORG_ID
+from state.events import inbox_path
 from sync.config import example_against
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
@@ -120,10 +121,12 @@ class Daemon:
                 self.process.kill()
                 self.process.wait(timeout=10)
 
-    def query(self, sql: str) -> list[tuple[Any, ...]]:
-        if not self.state.exists():
+    def query(self, sql: str, *, inbox: bool = False) -> list[tuple[Any, ...]]:
+        """Rows of the state file (of its event inbox with `inbox`); none before it exists."""
+        path = inbox_path(self.state) if inbox else self.state
+        if not path.exists():
             return []
-        db = sqlite3.connect(self.state, timeout=30)
+        db = sqlite3.connect(path, timeout=30)
         try:
             return db.execute(sql).fetchall()
         except sqlite3.OperationalError:
@@ -143,7 +146,7 @@ def _until(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
 
 
 def _pending_events(daemon: Daemon) -> bool:
-    return bool(daemon.query("SELECT 1 FROM events WHERE status = 'pending'"))
+    return bool(daemon.query("SELECT 1 FROM events WHERE status = 'pending'", inbox=True))
 
 
 def _web_to_lead(sandbox: Sandbox, index: int) -> str:
@@ -257,10 +260,10 @@ def test_events_twice_out_of_order_lost_and_a_kill_9_route_each_record_once(worl
     assert assigned == credits
     assert sum(assigned.values()) == 18 + len(inbound)
     # Every event processed; every delivery acknowledged was stored.
-    statuses = dict(daemon.query("SELECT status, count(*) FROM events GROUP BY 1"))
+    statuses = dict(daemon.query("SELECT status, count(*) FROM events GROUP BY 1", inbox=True))
     assert set(statuses) == {"done"}, statuses
-    stored = {delivery for (delivery,) in daemon.query("SELECT delivery FROM events")}
-    records = {(source, record) for source, record in daemon.query("SELECT source, record FROM events")}
+    stored = {delivery for (delivery,) in daemon.query("SELECT delivery FROM events", inbox=True)}
+    records = {(source, record) for source, record in daemon.query("SELECT source, record FROM events", inbox=True)}
     acknowledged = [d for d in sandbox.event_deliveries() if d.get("acknowledged")]
     assert {f"salesforce:{d['key']}" for d in acknowledged if d["source"] == "salesforce"} <= stored
     assert {(d["source"], d["record"]) for d in acknowledged} <= records
