@@ -270,3 +270,53 @@ def test_events_twice_out_of_order_lost_and_a_kill_9_route_each_record_once(worl
     lost = [d for d in sandbox.event_deliveries() if d.get("lost") or d.get("status") == 0]
     assert {d["record"] for d in lost} >= {"acc_0012", "acc_0013", "acc_0014"}
     assert daemon.query("SELECT count(*) FROM outbox WHERE status != 'done'") == [(0,)]
+
+
+def test_a_kill_9_while_an_event_is_applied_is_finished_as_the_daemon_starts(world: tuple[Sandbox, Daemon]) -> None:
+    """The events of a mini-cycle killed between its plan and its writes stay pending (they are
+    done only once their writes were applied), and the restarted daemon processes them before its
+    first cycle: the lead is written by an event run, once, with the owner drawn before the kill."""
+    sandbox, daemon = world
+    daemon.start()
+    _until(lambda: daemon.cycles() == 1, "the first cycle")
+    sandbox.configure_events(
+        vitally_url=f"{daemon.url}/events/vitally/{VITALLY_SECRET}",
+        salesforce_url=f"{daemon.url}/events/salesforce/{SF_SECRET}",
+    )
+    # The upsert hangs (and never reaches Salesforce): the daemon is killed while it waits.
+    sandbox.add_fault("timeout", method="PATCH", path_prefix=UPSERT, count=1)
+    before = len(sandbox.calls())
+    sandbox.set_segment("acc_0000", "AM referral")
+    _until(lambda: any(c.get("fault") for c in sandbox.calls()[before:]), "the upsert in flight")
+    daemon.kill()
+    assert not _routed(sandbox, range(1))
+    stored = daemon.query("SELECT id, record, status FROM events", inbox=True)
+    assert {record for _, record, _ in stored} == {"acc_0000"}
+    assert {status for _, _, status in stored} == {"pending"}, "an event is done only once its writes are applied"
+    [(killed_run,)] = daemon.query("SELECT max(id) FROM runs")
+    drawn = daemon.query("SELECT key, user_id FROM assignments")
+    assert len(drawn) == 1  # the owner was drawn and recorded with the planned write
+
+    started = time.monotonic()
+    daemon.start()
+    _until(lambda: _routed(sandbox, range(1)), "the lead written after the restart", seconds=20)
+    waited = time.monotonic() - started
+    _until(lambda: daemon.cycles() == 2, "the restart's cycle")
+    daemon.stop()
+
+    assert waited < 15, f"{waited:.1f} s: the interval is an hour, so only the start-up processing can do it"
+    ids = ",".join(str(int(event_id)) for event_id, _, _ in stored)
+    finished = daemon.query(f"SELECT DISTINCT status, run_id FROM events WHERE id IN ({ids})", inbox=True)
+    [(status, run_id)] = finished  # the events the killed run left, finished together
+    [(mode,)] = daemon.query(f"SELECT mode FROM runs WHERE id = {int(run_id)}")
+    restart_cycle = max(r for (r,) in daemon.query("SELECT id FROM runs WHERE mode != 'event'"))
+    # Finished by an event run of the restarted daemon, before its first cycle.
+    assert (status, mode) == ("done", "event") and killed_run < run_id < restart_cycle
+    keys = Counter(lead["Sync_Key__c"] for lead in _leads(sandbox) if lead.get("Sync_Key__c"))
+    assert keys == Counter({"crm-sync-acc_0000-1": 1})
+    [lead] = [lead for lead in _leads(sandbox) if lead.get("Sync_Key__c")]
+    assert daemon.query("SELECT key, user_id FROM assignments") == drawn  # no owner drawn twice
+    assert lead["OwnerId"] == drawn[0][1]
+    credits = daemon.query("SELECT sum(assigned) FROM rr_credits")
+    assert credits == [(1,)]
+    assert daemon.query("SELECT count(*) FROM outbox WHERE status != 'done'") == [(0,)]
