@@ -320,3 +320,43 @@ def test_a_kill_9_while_an_event_is_applied_is_finished_as_the_daemon_starts(wor
     credits = daemon.query("SELECT sum(assigned) FROM rr_credits")
     assert credits == [(1,)]
     assert daemon.query("SELECT count(*) FROM outbox WHERE status != 'done'") == [(0,)]
+
+
+def test_webhooks_are_acknowledged_at_once_while_the_state_is_locked_and_routed_after(
+    world: tuple[Sandbox, Daemon],
+) -> None:
+    """A scheduled cycle holds the state's write lock for its whole plan (longer than
+    `queue_wait_seconds` on a large book); here another connection holds it 4 s against a wait of
+    1 s. Every webhook is answered 200 within a second, stored, and routed once the lock is let go."""
+    sandbox, daemon = world
+    text = daemon.config.read_text()
+    assert "queue_wait_seconds = 20" in text
+    daemon.config.write_text(text.replace("queue_wait_seconds = 20", "queue_wait_seconds = 1"))
+    daemon.start()
+    _until(lambda: daemon.cycles() == 1, "the first cycle")
+    sandbox.configure_events(
+        vitally_url=f"{daemon.url}/events/vitally/{VITALLY_SECRET}",
+        salesforce_url=f"{daemon.url}/events/salesforce/{SF_SECRET}",
+    )
+    holder = sqlite3.connect(daemon.state, isolation_level=None, timeout=30)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        locked = time.monotonic()
+        for i in range(4):
+            sandbox.set_segment(f"acc_{i:04d}", "AM referral")
+        inbound = [_web_to_lead(sandbox, 0)]
+        _until(lambda: len(sandbox.event_deliveries()) >= 5, "the webhooks answered", seconds=10)
+        assert time.monotonic() - locked < 4  # all answered while the lock is still held
+        time.sleep(max(0.0, 4 - (time.monotonic() - locked)))
+        assert not _routed(sandbox, range(4))  # the main thread waits for the lock: nothing planned yet
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+    deliveries = sandbox.event_deliveries()
+    assert [d["status"] for d in deliveries] == [200] * len(deliveries)
+    assert all(d["acknowledged"] for d in deliveries)
+    assert max(d["sent"] - d["emitted"] for d in deliveries) < 1.0
+    _until(lambda: _routed(sandbox, range(4)) and _owned(sandbox, inbound), "the events routed", seconds=30)
+    assert daemon.cycles() == 1  # by the event path alone (the next cycle is an hour away)
+    keys = Counter(lead["Sync_Key__c"] for lead in _leads(sandbox) if lead.get("Sync_Key__c"))
+    assert keys == Counter({f"crm-sync-acc_{i:04d}-1": 1 for i in range(4)})
