@@ -29,6 +29,7 @@ the record fresh, so their order does not matter and the record's latest state i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -82,7 +83,11 @@ def connect_inbox(path: Path | None, *, timeout: float) -> sqlite3.Connection:
         conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite's -wal/-shm inherit this mode
+        # Created here only when missing: closing a descriptor of a file drops every POSIX lock
+        # this process holds on it, SQLite's included, and with them gone another process's
+        # connection would take itself for the last one and delete the WAL under ours.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))  # -wal/-shm inherit the mode
         os.chmod(path, 0o600)
         conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
     try:

@@ -5,6 +5,8 @@ in its way."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -212,4 +214,23 @@ def test_member_load_is_replaced_whole(state_path: Path) -> None:
             state.save_member_load({"a@x.io": 4})
         assert state.member_load() == {"a@x.io": 4}
     finally:
+        state.close()
+
+
+def test_a_second_connection_in_the_process_keeps_the_inbox_wal_for_the_first(state_path: Path) -> None:
+    """The daemon opens the inbox twice (its state, then the receiver); another process reading it
+    must not delete the WAL under them (a file descriptor opened and closed on it would drop this
+    process's SQLite locks), so what the main thread finishes stays finished."""
+    state = StateDB.open(state_path)
+    inbox = EventInbox(state_path, wait_seconds=5)
+    try:
+        inbox.put([Event("v1", "vitally", "acc_1")], AT)
+        # Another process reads it and closes (as the bench and the end-to-end tests do).
+        read = "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM events').fetchall()"
+        subprocess.run([sys.executable, "-c", read, str(inbox_path(state_path))], check=True, timeout=30)
+        state.finish_events(state.pending_events(10), "done", 1, AT)
+        assert Path(f"{inbox_path(state_path)}-wal").exists()
+        assert _events(state_path) == [("v1", "vitally", "acc_1", "done")]
+    finally:
+        inbox.close()
         state.close()
