@@ -41,6 +41,7 @@ from typing import Any
 
 from sandbox import Sandbox
 from sandbox.events import ORG_ID
+from state.events import inbox_path
 from sync.config import example_against
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,8 +134,8 @@ class Daemon:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=60)
 
-    def one(self, sql: str) -> Any:
-        db = sqlite3.connect(self.state, timeout=30)
+    def one(self, sql: str, *, inbox: bool = False) -> Any:
+        db = sqlite3.connect(inbox_path(self.state) if inbox else self.state, timeout=30)
         try:
             row = db.execute(sql).fetchone()
             return row[0] if row else None
@@ -145,7 +146,7 @@ class Daemon:
 
     def idle(self) -> bool:
         """No event waiting and no run unfinished."""
-        pending = self.one("SELECT count(*) FROM events WHERE status = 'pending'")
+        pending = self.one("SELECT count(*) FROM events WHERE status = 'pending'", inbox=True)
         running = self.one("SELECT count(*) FROM runs WHERE finished_at IS NULL")
         return bool(pending == 0 and running == 0)
 

@@ -24,7 +24,7 @@ import sqlite_utils
 
 from core.errors import SyncError
 from core.triage import LABELS, Remembered, Triage
-from state.events import EventSource, QueuedEvents
+from state.events import INBOX_SUFFIX, EventSource, QueuedEvents, connect_inbox, inbox_path
 from state.migrations import MIGRATIONS, migrate
 from state.writes import OutboxRow, OutboxStatus, Owner, OwnerChoice, PlannedWrite, target_of, write_key
 
@@ -285,13 +285,31 @@ class LastWritten(Mapping[tuple[str, str], Any]):
         return int(self._state.db.execute(query, [self._system]).fetchone()[0])
 
 
+def _carry_events(db: sqlite_utils.Database, inbox: sqlite3.Connection) -> None:
+    """Move the events a state file of schema 5 to 8 kept in its own `events` table into the
+    inbox file, before migration 9 drops that table. The inbox commits first and ignores a
+    delivery it holds, so a crash between the two steps only carries them again."""
+    if not db["events"].exists():
+        return
+    columns = "delivery, source, record, received_at, status, attempts, run_id, processed_at, note"
+    rows = db.execute(f"SELECT {columns} FROM events ORDER BY id").fetchall()
+    if rows:
+        inbox.execute("BEGIN IMMEDIATE")
+        inbox.executemany(f"INSERT OR IGNORE INTO events ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        inbox.execute("COMMIT")
+
+
 class StateDB:
     """Typed access to the state tables. Construct with `open`, `snapshot` or `memory`."""
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    def __init__(self, db: sqlite_utils.Database, inbox: sqlite3.Connection | None = None) -> None:
         self.db = db
+        # The event inbox (`state.events`): a file of its own, so that storing an event never
+        # waits for a cycle's transaction; in memory for a state in memory.
+        self.inbox = inbox if inbox is not None else connect_inbox(None, timeout=30)
         self._temporary: Path | None = None  # a snapshot's private directory, removed on close
         db.execute("PRAGMA temp_store=FILE")
+        _carry_events(db, self.inbox)
         migrate(db)
 
     @classmethod
@@ -312,13 +330,19 @@ class StateDB:
             os.chmod(path, 0o600)  # a file left by an older build with looser permissions is tightened
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
-            return cls(sqlite_utils.Database(conn))
-        except sqlite3.DatabaseError as error:  # a schema the migrations cannot take
+            inbox = connect_inbox(inbox_path(path), timeout=30)
+        except sqlite3.DatabaseError as error:  # the state file or its inbox is not SQLite
             conn.close()
             raise StateUnusableError(path, f"not a crm-sync state file ({error})") from None
         except StateUnusableError:
             conn.close()
             raise
+        try:
+            return cls(sqlite_utils.Database(conn), inbox)
+        except sqlite3.DatabaseError as error:  # a schema the migrations cannot take
+            conn.close()
+            inbox.close()
+            raise StateUnusableError(path, f"not a crm-sync state file ({error})") from None
 
     @classmethod
     def snapshot(cls, path: Path) -> StateDB:
@@ -338,7 +362,10 @@ class StateDB:
             _verify(copy, path)  # the copy's problems are the original's
             copy.execute("PRAGMA journal_mode=OFF")
             copy.execute("PRAGMA synchronous=OFF")
-            state = cls(sqlite_utils.Database(copy))
+            events, events_copy = inbox_path(path), directory / ("state.db" + INBOX_SUFFIX)
+            if events.exists() and events.stat().st_size > 0:
+                _copy(events, events_copy)
+            state = cls(sqlite_utils.Database(copy), connect_inbox(events_copy, timeout=30))
         except (StateUnusableError, sqlite3.DatabaseError) as error:
             shutil.rmtree(directory, ignore_errors=True)
             if isinstance(error, StateUnusableError):
@@ -380,6 +407,7 @@ class StateDB:
 
     def close(self) -> None:
         self.db.close()
+        self.inbox.close()
         if self._temporary is not None:
             shutil.rmtree(self._temporary, ignore_errors=True)
 
@@ -957,10 +985,24 @@ class StateDB:
         return Counter({str(e): int(n) for e, n in self.db.execute("SELECT email, accounts FROM member_load")})
 
     # -- events (state.events) ----------------------------------------------------------------
+    # On the inbox's own connection, each call a short transaction of its own (never part of a
+    # state transaction: see `state.events`).
+
+    @contextlib.contextmanager
+    def _inbox_write(self) -> Iterator[sqlite3.Connection]:
+        conn = self.inbox
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def pending_events(self, limit: int) -> list[QueuedEvents]:
         """The records with pending events, up to `limit`, the longest-waiting first."""
-        rows = self.db.execute(
+        rows = self.inbox.execute(
             "SELECT source, record, max(id), min(received_at), count(*), max(attempts) FROM events "
             "WHERE status = 'pending' GROUP BY source, record ORDER BY min(id) LIMIT ?",
             [limit],
@@ -972,35 +1014,38 @@ class StateDB:
     ) -> None:
         """Mark a record's pending events up to `last_id` `done` (or `failed`), with the run that
         processed them: events that arrived since stay pending."""
-        self.db.conn.executemany(
-            "UPDATE events SET status = ?, run_id = ?, processed_at = ?, attempts = attempts + 1, note = ? "
-            "WHERE status = 'pending' AND source = ? AND record = ? AND id <= ?",
-            ((status, run_id, at, note, q.source, q.record, q.last_id) for q in queued),
-        )
+        with self._inbox_write() as conn:
+            conn.executemany(
+                "UPDATE events SET status = ?, run_id = ?, processed_at = ?, attempts = attempts + 1, note = ? "
+                "WHERE status = 'pending' AND source = ? AND record = ? AND id <= ?",
+                ((status, run_id, at, note, q.source, q.record, q.last_id) for q in queued),
+            )
 
     def retry_events(self, queued: Iterable[QueuedEvents], note: str) -> None:
         """Count a failed attempt at these events; they stay pending."""
-        self.db.conn.executemany(
-            "UPDATE events SET attempts = attempts + 1, note = ? WHERE status = 'pending' AND source = ? "
-            "AND record = ? AND id <= ?",
-            ((note, q.source, q.record, q.last_id) for q in queued),
-        )
+        with self._inbox_write() as conn:
+            conn.executemany(
+                "UPDATE events SET attempts = attempts + 1, note = ? WHERE status = 'pending' AND source = ? "
+                "AND record = ? AND id <= ?",
+                ((note, q.source, q.record, q.last_id) for q in queued),
+            )
 
     def purge_events(self, before: str) -> int:
         """Forget finished events processed before `before` (a repeat delivery of one of them
         would be processed again: harmless, the mini-cycle reads the record fresh)."""
-        cursor = self.db.execute("DELETE FROM events WHERE status != 'pending' AND processed_at < ?", [before])
+        with self._inbox_write() as conn:
+            cursor = conn.execute("DELETE FROM events WHERE status != 'pending' AND processed_at < ?", [before])
         return int(cursor.rowcount)
 
     def event_statuses(self, ids: Sequence[int]) -> list[tuple[int, str]]:
         """(id, status) of these events."""
         marks = ",".join("?" * len(ids))
-        rows = self.db.execute(f"SELECT id, status FROM events WHERE id IN ({marks})", list(ids)).fetchall()
+        rows = self.inbox.execute(f"SELECT id, status FROM events WHERE id IN ({marks})", list(ids)).fetchall()
         return [(int(row_id), str(status)) for row_id, status in rows]
 
     def event_counts(self) -> dict[str, int]:
         """Events by status."""
-        rows = self.db.execute("SELECT status, count(*) FROM events GROUP BY status").fetchall()
+        rows = self.inbox.execute("SELECT status, count(*) FROM events GROUP BY status").fetchall()
         return {str(status): int(count) for status, count in rows}
 
     # -- runs -----------------------------------------------------------------------------------

@@ -221,7 +221,14 @@ def _v8(db: sqlite_utils.Database) -> None:
         )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
+def _v9(db: sqlite_utils.Database) -> None:
+    """The event inbox moves to a file of its own beside the state (`state.events`): storing a
+    webhook's event must never wait for a cycle's transaction on the state. `StateDB` carried
+    the table's rows into that file before this step runs."""
+    db.execute("DROP TABLE IF EXISTS events")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
 
 
 def migrate(db: sqlite_utils.Database) -> int:

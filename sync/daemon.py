@@ -250,7 +250,9 @@ class _Events:
     """The event receiver (`sync.receiver`, on the health listener) and the mini-cycles that
     process what it stored (`sync.minicycle`), run by the daemon's main thread between cycles:
     one writer to the state at a time. Events wait until a cycle has read the services once (the
-    mirror and the pools' capacity counts the mini-cycles plan against). A batch that fails is
+    mirror and the pools' capacity counts the mini-cycles plan against); once one has, events
+    still pending when the daemon starts (stored, or being processed, when it was killed) are
+    processed before its first cycle. A batch that fails is
     retried after a pause that doubles (1 s to a minute); events are kept a week after they were
     processed (Salesforce may repeat a delivery for 24 hours)."""
 
@@ -401,6 +403,9 @@ def _serve(config: Config, log: _JsonLog, should_stop: Callable[[], bool], max_c
         server = _serve_health(health, config, log, events.app)
         try:
             health.record_state(outbox=state.outbox_counts(), api_usage={})  # what an earlier run left
+            # Events a killed process stored or was processing are finished first: a cycle of a
+            # large book would keep them (and the writes they planned) waiting for minutes.
+            events.process()
             scheduled()
             while not should_stop() and (max_cycles is None or stats["cycles"] < max_cycles):
                 scheduler.run_pending()

@@ -10,14 +10,21 @@ For a batch of queued events (`StateDB.pending_events`):
    `Vitally_Account_Id__c IN (...)`, the join the rules read), and each Lead named by an Outbound
    Message (`Id IN (...)`, one query per 200). Opportunities, Salesforce Accounts and users are
    the mirror's, as the last cycle read them.
-2. **Mirror, plan, finish the events**, in one transaction: the records go into the mirror as
-   `sync.ingest` stores a page (no cursor moves: the next cycle still reads everything changed
-   since its own last read); `sync.plan.Planner.run_for` decides and plans these records
-   exactly as a whole plan would (owners drawn by `sync.owners` and recorded with the writes
-   that carry them; the pool members' capacity counts are the last whole plan's); only these
-   records' earlier pending writes are settled; the events are marked done with the run.
+2. **Mirror and plan**, in one transaction: the records go into the mirror as `sync.ingest`
+   stores a page (no cursor moves: the next cycle still reads everything changed since its own
+   last read); `sync.plan.Planner.run_for` decides and plans these records exactly as a whole
+   plan would (owners drawn by `sync.owners` and recorded with the writes that carry them; the
+   pool members' capacity counts are the last whole plan's); only these records' earlier
+   pending writes are settled.
 3. **Apply** these records' pending writes (`sync.apply.Applier` restricted to them), with the
    same last look before each write (`sync.freshness`; each Vitally account is read again by id).
+4. **Finish the events**, marked done with the run, only now: a crash (kill -9) anywhere before
+   leaves them pending, and the daemon processes pending events as it starts, before its first
+   cycle, so the writes of an interrupted mini-cycle are sent within seconds of the restart.
+   Processing them again is harmless: the record is read fresh, and what the first attempt
+   planned is found again by its key (an owner drawn is recorded with the write that carries it
+   and never drawn twice; a lead is upserted by its sync key). A write that fails stays pending
+   in the outbox, as in a cycle, and its event is done: the outbox, not the event, carries it.
 
 The daemon runs mini-cycles in its main thread, between cycles, never during one: one writer to
 the state at a time, so a round-robin draw is serialised against the cycle's. Each mini-cycle
@@ -123,6 +130,7 @@ def run_mini_cycle(
             look=look,
         )
         applier.run()
+        _finish(state, queued, fresh, report.run_id, iso(clock()))
         status = "ok" if report.exit_code == 0 else "partial"
     except StopRequested:
         status = "stopped"
@@ -182,7 +190,7 @@ def _plan(
     clock: Callable[[], datetime],
     hooks: Hooks,
 ) -> None:
-    """Mirror what was read, plan these records and finish their events, in one transaction."""
+    """Mirror what was read and plan these records, in one transaction."""
     with state.atomic():
         plan = PlanLog(state, report.run_id, iso(report.now))
         report.plan = plan
@@ -195,11 +203,15 @@ def _plan(
         Planner(config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress).run_for(
             facts, accounts
         )
-        at = iso(clock())
-        state.finish_events([q for q in queued if q.record not in fresh.left], "done", report.run_id, at)
-        for reason in sorted(set(fresh.left.values())):
-            left = [q for q in queued if fresh.left.get(q.record) == reason]
-            state.finish_events(left, "done", report.run_id, at, f"not planned: {reason}")
+
+
+def _finish(state: StateDB, queued: Sequence[QueuedEvents], fresh: _Fresh, run_id: int, at: str) -> None:
+    """Mark the events done once their records' writes were applied (or tried: a failed write
+    stays pending in the outbox); those left unplanned say why."""
+    state.finish_events([q for q in queued if q.record not in fresh.left], "done", run_id, at)
+    for reason in sorted(set(fresh.left.values())):
+        left = [q for q in queued if fresh.left.get(q.record) == reason]
+        state.finish_events(left, "done", run_id, at, f"not planned: {reason}")
 
 
 def _failed(state: StateDB, config: Config, queued: Sequence[QueuedEvents], error: str, at: str) -> None:

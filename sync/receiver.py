@@ -13,12 +13,14 @@ signature: the secret can only be in the URL Salesforce is given). Anything else
 and logged (`event_rejected`: the source, the reason, the client's address; never the path, which
 holds the secret). An endpoint whose secret is not configured does not exist (404).
 
-An accepted request's events are stored in the state file (`state.events.EventInbox`: one row
-per record named, on disk before the call returns) and only then acknowledged: 200 with
-`{"queued": n}` for Vitally, the SOAP `Ack` for Salesforce. When they cannot be stored within
-`[events] queue_wait_seconds` (a cycle held the state's write lock that long) the answer is 503
-and nothing is acknowledged: Salesforce sends the message again later; a Vitally webhook is lost,
-and the scheduled cycle routes the account. A repeated delivery is stored once (a Salesforce
+An accepted request's events are stored in the event inbox beside the state file
+(`state.events.EventInbox`: one row per record named, on disk before the call returns) and only
+then acknowledged: 200 with `{"queued": n}` for Vitally, the SOAP `Ack` for Salesforce. The inbox
+is a file of its own, so storing never waits for a cycle (which holds the state's write lock for
+its whole plan). When the events cannot be stored within `[events] queue_wait_seconds` (the
+inbox file refused the write or stayed locked that long: a failing disk) the answer is 503 and
+nothing is acknowledged: Salesforce sends the message again later; a Vitally webhook is lost, and
+the scheduled cycle routes the account. A repeated delivery is stored once (a Salesforce
 notification by its Id, for good; a Vitally body while an identical one waits) and acknowledged
 again. The daemon's main thread processes what is stored (`sync.minicycle`), woken by `wake`.
 
@@ -80,7 +82,7 @@ class EventSettings:
     )
     queue_wait_seconds: float = setting(
         20,
-        "How long a webhook waits for the state file (a cycle holding it) before it is answered 503 "
+        "How long a webhook waits for the event inbox file (never for a cycle) before it is answered 503 "
         "(Salesforce gives up on an answer after 60 s).",
         minimum=0.1,
         maximum=55,

@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import SANDBOX_ORG_UNROUTED, UNROUTED_DEFAULT
 
 from sandbox import Sandbox
 from sandbox.events import ORG_ID
+from state.events import inbox_path
 from sync.config import example_against
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
@@ -78,6 +80,7 @@ class Daemon:
         self.port = _free_port()
         text = (ROOT / "config.example.toml").read_text().replace("http://127.0.0.1:8765", sandbox.url)
         text = text.replace("health_port = 9465", f"health_port = {self.port}")
+        text = text.replace(UNROUTED_DEFAULT, SANDBOX_ORG_UNROUTED)  # the org's default lead owner waits
         text = text.replace('# salesforce_org_id = "00D000000000001EAA"', f'salesforce_org_id = "{ORG_ID}"')
         for name in ("vitally_secret_env", "salesforce_secret_env"):  # the secrets come from the environment
             text = text.replace(f"# {name} = ", f"{name} = ")
@@ -120,10 +123,12 @@ class Daemon:
                 self.process.kill()
                 self.process.wait(timeout=10)
 
-    def query(self, sql: str) -> list[tuple[Any, ...]]:
-        if not self.state.exists():
+    def query(self, sql: str, *, inbox: bool = False) -> list[tuple[Any, ...]]:
+        """Rows of the state file (of its event inbox with `inbox`); none before it exists."""
+        path = inbox_path(self.state) if inbox else self.state
+        if not path.exists():
             return []
-        db = sqlite3.connect(self.state, timeout=30)
+        db = sqlite3.connect(path, timeout=30)
         try:
             return db.execute(sql).fetchall()
         except sqlite3.OperationalError:
@@ -143,7 +148,7 @@ def _until(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
 
 
 def _pending_events(daemon: Daemon) -> bool:
-    return bool(daemon.query("SELECT 1 FROM events WHERE status = 'pending'"))
+    return bool(daemon.query("SELECT 1 FROM events WHERE status = 'pending'", inbox=True))
 
 
 def _web_to_lead(sandbox: Sandbox, index: int) -> str:
@@ -257,13 +262,103 @@ def test_events_twice_out_of_order_lost_and_a_kill_9_route_each_record_once(worl
     assert assigned == credits
     assert sum(assigned.values()) == 18 + len(inbound)
     # Every event processed; every delivery acknowledged was stored.
-    statuses = dict(daemon.query("SELECT status, count(*) FROM events GROUP BY 1"))
+    statuses = dict(daemon.query("SELECT status, count(*) FROM events GROUP BY 1", inbox=True))
     assert set(statuses) == {"done"}, statuses
-    stored = {delivery for (delivery,) in daemon.query("SELECT delivery FROM events")}
-    records = {(source, record) for source, record in daemon.query("SELECT source, record FROM events")}
+    stored = {delivery for (delivery,) in daemon.query("SELECT delivery FROM events", inbox=True)}
+    records = {(source, record) for source, record in daemon.query("SELECT source, record FROM events", inbox=True)}
     acknowledged = [d for d in sandbox.event_deliveries() if d.get("acknowledged")]
     assert {f"salesforce:{d['key']}" for d in acknowledged if d["source"] == "salesforce"} <= stored
     assert {(d["source"], d["record"]) for d in acknowledged} <= records
     lost = [d for d in sandbox.event_deliveries() if d.get("lost") or d.get("status") == 0]
     assert {d["record"] for d in lost} >= {"acc_0012", "acc_0013", "acc_0014"}
     assert daemon.query("SELECT count(*) FROM outbox WHERE status != 'done'") == [(0,)]
+
+
+def test_a_kill_9_while_an_event_is_applied_is_finished_as_the_daemon_starts(world: tuple[Sandbox, Daemon]) -> None:
+    """The events of a mini-cycle killed between its plan and its writes stay pending (they are
+    done only once their writes were applied), and the restarted daemon processes them before its
+    first cycle: the lead is written by an event run, once, with the owner drawn before the kill."""
+    sandbox, daemon = world
+    daemon.start()
+    _until(lambda: daemon.cycles() == 1, "the first cycle")
+    sandbox.configure_events(
+        vitally_url=f"{daemon.url}/events/vitally/{VITALLY_SECRET}",
+        salesforce_url=f"{daemon.url}/events/salesforce/{SF_SECRET}",
+    )
+    # The upsert hangs (and never reaches Salesforce): the daemon is killed while it waits.
+    sandbox.add_fault("timeout", method="PATCH", path_prefix=UPSERT, count=1)
+    before = len(sandbox.calls())
+    sandbox.set_segment("acc_0000", "AM referral")
+    _until(lambda: any(c.get("fault") for c in sandbox.calls()[before:]), "the upsert in flight")
+    daemon.kill()
+    assert not _routed(sandbox, range(1))
+    stored = daemon.query("SELECT id, record, status FROM events", inbox=True)
+    assert {record for _, record, _ in stored} == {"acc_0000"}
+    assert {status for _, _, status in stored} == {"pending"}, "an event is done only once its writes are applied"
+    [(killed_run,)] = daemon.query("SELECT max(id) FROM runs")
+    drawn = daemon.query("SELECT key, user_id FROM assignments")
+    assert len(drawn) == 1  # the owner was drawn and recorded with the planned write
+
+    started = time.monotonic()
+    daemon.start()
+    _until(lambda: _routed(sandbox, range(1)), "the lead written after the restart", seconds=20)
+    waited = time.monotonic() - started
+    _until(lambda: daemon.cycles() == 2, "the restart's cycle")
+    daemon.stop()
+
+    assert waited < 15, f"{waited:.1f} s: the interval is an hour, so only the start-up processing can do it"
+    ids = ",".join(str(int(event_id)) for event_id, _, _ in stored)
+    finished = daemon.query(f"SELECT DISTINCT status, run_id FROM events WHERE id IN ({ids})", inbox=True)
+    [(status, run_id)] = finished  # the events the killed run left, finished together
+    [(mode,)] = daemon.query(f"SELECT mode FROM runs WHERE id = {int(run_id)}")
+    restart_cycle = max(r for (r,) in daemon.query("SELECT id FROM runs WHERE mode != 'event'"))
+    # Finished by an event run of the restarted daemon, before its first cycle.
+    assert (status, mode) == ("done", "event") and killed_run < run_id < restart_cycle
+    keys = Counter(lead["Sync_Key__c"] for lead in _leads(sandbox) if lead.get("Sync_Key__c"))
+    assert keys == Counter({"crm-sync-acc_0000-1": 1})
+    [lead] = [lead for lead in _leads(sandbox) if lead.get("Sync_Key__c")]
+    assert daemon.query("SELECT key, user_id FROM assignments") == drawn  # no owner drawn twice
+    assert lead["OwnerId"] == drawn[0][1]
+    credits = daemon.query("SELECT sum(assigned) FROM rr_credits")
+    assert credits == [(1,)]
+    assert daemon.query("SELECT count(*) FROM outbox WHERE status != 'done'") == [(0,)]
+
+
+def test_webhooks_are_acknowledged_at_once_while_the_state_is_locked_and_routed_after(
+    world: tuple[Sandbox, Daemon],
+) -> None:
+    """A scheduled cycle holds the state's write lock for its whole plan (longer than
+    `queue_wait_seconds` on a large book); here another connection holds it 4 s against a wait of
+    1 s. Every webhook is answered 200 within a second, stored, and routed once the lock is let go."""
+    sandbox, daemon = world
+    text = daemon.config.read_text()
+    assert "queue_wait_seconds = 20" in text
+    daemon.config.write_text(text.replace("queue_wait_seconds = 20", "queue_wait_seconds = 1"))
+    daemon.start()
+    _until(lambda: daemon.cycles() == 1, "the first cycle")
+    sandbox.configure_events(
+        vitally_url=f"{daemon.url}/events/vitally/{VITALLY_SECRET}",
+        salesforce_url=f"{daemon.url}/events/salesforce/{SF_SECRET}",
+    )
+    holder = sqlite3.connect(daemon.state, isolation_level=None, timeout=30)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        locked = time.monotonic()
+        for i in range(4):
+            sandbox.set_segment(f"acc_{i:04d}", "AM referral")
+        inbound = [_web_to_lead(sandbox, 0)]
+        _until(lambda: len(sandbox.event_deliveries()) >= 5, "the webhooks answered", seconds=10)
+        assert time.monotonic() - locked < 4  # all answered while the lock is still held
+        time.sleep(max(0.0, 4 - (time.monotonic() - locked)))
+        assert not _routed(sandbox, range(4))  # the main thread waits for the lock: nothing planned yet
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+    deliveries = sandbox.event_deliveries()
+    assert [d["status"] for d in deliveries] == [200] * len(deliveries)
+    assert all(d["acknowledged"] for d in deliveries)
+    assert max(d["sent"] - d["emitted"] for d in deliveries) < 1.0
+    _until(lambda: _routed(sandbox, range(4)) and _owned(sandbox, inbound), "the events routed", seconds=30)
+    assert daemon.cycles() == 1  # by the event path alone (the next cycle is an hour away)
+    keys = Counter(lead["Sync_Key__c"] for lead in _leads(sandbox) if lead.get("Sync_Key__c"))
+    assert keys == Counter({f"crm-sync-acc_{i:04d}-1": 1 for i in range(4)})

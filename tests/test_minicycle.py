@@ -246,7 +246,7 @@ def test_an_account_the_cycles_would_not_read_is_left_alone(world: World, change
     report = world.mini()
     assert report.counts["queued"] == 0
     assert world.leads() == []
-    [(status, note)] = world.state.db.execute("SELECT status, note FROM events").fetchall()
+    [(status, note)] = world.state.inbox.execute("SELECT status, note FROM events").fetchall()
     assert (status, note) == ("done", "not planned: " + ("churned" if change == "churned" else "not found"))
 
 

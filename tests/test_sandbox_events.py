@@ -26,7 +26,7 @@ import requests
 from sandbox import ControlError, Sandbox, events
 from sandbox.events import ORG_ID
 from state import StateDB
-from state.events import EventInbox
+from state.events import EventInbox, inbox_path
 from sync import outbound
 from sync.health import Health, HealthServer, serve
 from sync.receiver import EventSettings, Receiver
@@ -53,7 +53,7 @@ class Rig:
     logged: list[tuple[str, dict[str, Any]]]
 
     def stored(self) -> list[tuple[str, str, str]]:
-        db = sqlite3.connect(self.state)
+        db = sqlite3.connect(inbox_path(self.state))
         try:
             return db.execute("SELECT source, record, delivery FROM events ORDER BY id").fetchall()
         finally:
