@@ -397,7 +397,7 @@ def _print_summary(report: CycleReport, stream: TextIO, scope: Scope = EVERYTHIN
     what = "would change" if report.dry_run else "planned"
     err.write(
         f"{'dry run' if report.dry_run else 'run'} {report.run_id}: read {counts.get('accounts_read', 0)} account(s), "
-        f"evaluated {counts.get('accounts_evaluated', 0)} ({counts.get('accounts_unchanged', 0)} unchanged, "
+        f"evaluated {counts.get('accounts_evaluated', 0)} ({counts.get('accounts_not_judged', 0)} unchanged, "
         f"not judged again); {what} {len(report.plan)} write(s); "
         f"applied {counts.get('applied', 0)}, failed {counts.get('failed', 0)}, parked {counts.get('parked', 0)}; "
         f"{len(report.conflicts)} conflict(s), {len(report.record_errors)} malformed record(s)"

@@ -231,7 +231,7 @@ class Planner:
                 book.judged(account, planned_nothing=quiet, manager=manager)
         book.save()
         waiting.managed_by_email.update(book.managers)
-        counts["accounts_unchanged"] = book.skipped
+        counts["accounts_not_judged"] = book.skipped
         self.progress("accounts evaluated", seen, mirrored)
         return waiting
 

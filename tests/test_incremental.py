@@ -87,10 +87,10 @@ def test_an_idle_cycle_skips_the_accounts_that_planned_nothing_and_plans_what_a_
     incremental, conflicts, report = _dry(config, path, sandbox, full=False)
     full, full_conflicts, full_report = _dry(config, path, sandbox, full=True)
     assert incremental == full and conflicts == full_conflicts
-    assert report.counts["accounts_unchanged"] > 60  # most of the 120 planned nothing
-    assert full_report.counts["accounts_unchanged"] == 0
+    assert report.counts["accounts_not_judged"] > 60  # most of the 120 planned nothing
+    assert full_report.counts["accounts_not_judged"] == 0
     assert (
-        report.counts["accounts_evaluated"] + report.counts["accounts_unchanged"]
+        report.counts["accounts_evaluated"] + report.counts["accounts_not_judged"]
         == full_report.counts["accounts_evaluated"]
     )
     state.close()
@@ -101,15 +101,15 @@ def test_a_changed_account_is_judged_again_and_so_is_every_account_under_other_r
 ) -> None:
     config, sandbox, path = book
     state = _settled(config, sandbox, path)
-    skipped = _cycle(config, state, sandbox).counts["accounts_unchanged"]
+    skipped = _cycle(config, state, sandbox).counts["accounts_not_judged"]
     assert skipped > 0
     changed = sandbox.simulate(1, random_seed=5)["mrr_changes"]
     after = _cycle(config, state, sandbox).counts
     assert after["accounts_read"] >= changed
-    assert after["accounts_unchanged"] <= skipped - 1  # the accounts read again were judged again
+    assert after["accounts_not_judged"] <= skipped - 1  # the accounts read again were judged again
     other = replace(config, policy=replace(config.policy, tier1_countries=config.policy.tier1_countries[:1]))
     assert rules_fingerprint(other) != rules_fingerprint(config)
-    assert _cycle(other, state, sandbox).counts.get("accounts_unchanged", 0) == 0
+    assert _cycle(other, state, sandbox).counts.get("accounts_not_judged", 0) == 0
     state.close()
 
 
@@ -117,9 +117,9 @@ def test_the_next_day_judges_every_account_again(book: tuple[Config, Sandbox, Pa
     config, sandbox, path = book
     state = _settled(config, sandbox, path)
     sandbox.set_clock(advance_seconds=3_600)
-    assert _cycle(config, state, sandbox).counts["accounts_unchanged"] > 0
+    assert _cycle(config, state, sandbox).counts["accounts_not_judged"] > 0
     sandbox.set_clock(datetime.combine(NOW.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC))
-    assert _cycle(config, state, sandbox).counts["accounts_unchanged"] == 0
+    assert _cycle(config, state, sandbox).counts["accounts_not_judged"] == 0
     state.close()
 
 
