@@ -28,6 +28,7 @@ from sandbox import Sandbox, SandboxConfig, generate_book
 from sandbox.llm import LLMStub
 from sandbox.server import FaultKind
 from sandbox.slack import CHANNEL_ID
+from sync.config import example_against
 
 pytestmark = pytest.mark.e2e
 
@@ -154,9 +155,13 @@ def test_e2e_each_new_lead_is_announced_once_and_each_support_request_gets_one_t
         assert by_id[f"crm-sync-lead-{lead_id}"]["description"].startswith(lead["Form_Text__c"])
     # The generator's follow-up cases (sandbox/cases_followups.py), one by one.
     cases = {case: lead for lead, names in book["_cases"]["leads"].items() for case in names}
+    members = {m.user_id for pool in example_against(sandbox.url).pools.values() for m in pool.members}
     for case in ("followups.support_ticket", "followups.support_ticket.billing", "followups.support_ticket.polite"):
         assert tickets(sandbox)[f"crm-sync-lead-{cases[case]}"] == 1, case
-        assert after[cases[case]]["OwnerId"] is None, case
+        # No round-robin owner: it keeps the owner it arrived with (in a real org never empty: the
+        # default lead owner or a queue, docs/salesforce-setup.md section 5).
+        assert after[cases[case]]["OwnerId"] == before[cases[case]]["OwnerId"], case
+        assert after[cases[case]]["OwnerId"] not in members, case
     no_email = cases["near_miss.followups.support_ticket.no_email"]
     assert after[no_email]["Classification__c"] == "support" and f"crm-sync-lead-{no_email}" not in tickets(sandbox)
     assert f"crm-sync-lead-{cases['followups.spam_dropped']}" not in tickets(sandbox)
