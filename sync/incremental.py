@@ -28,9 +28,10 @@ rules/onboarding.py, rules/signals.py, rules/new_business.py, rules/bdr.py, rule
 judgement cannot change by the clock alone within a day of the rules' time zone. One variable
 reads the time of day: a custom trigger's `days_since_created` (whole days of `now - created_at`),
 which changes at `created_at` plus a whole number of days; with custom triggers configured, the
-window ends there too. A routed account's planned lead is stamped `now`, but a routed account is
-never skipped. So a stored judgement holds at least until the next midnight: an idle cycle costs
-little within a day, and the first cycle of a day judges every account again.
+window ends there too. A routed account's planned lead is stamped `now`, but an account waiting
+for a new lead is never skipped (one whose episode's lead is open already waits for nothing). So
+a stored judgement holds at least until the next midnight: an idle cycle costs little within a
+day, and the first cycle of a day judges every account again.
 """
 
 from __future__ import annotations
