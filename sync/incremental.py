@@ -127,8 +127,15 @@ def rules_fingerprint(config: Config) -> str:
 
 
 def facts_fingerprint(context: AccountContext) -> str:
-    """The Salesforce facts an account's rules read ('' when Salesforce has nothing on it)."""
-    return "" if context == EMPTY else _digest(context)
+    """The Salesforce facts an account's rules read ('' when Salesforce has nothing on it).
+
+    Computed for every account of every cycle, so without `_canonical`'s walk: a `Lead` and an
+    `Opportunity` hold only text, numbers, booleans, dates and None (`core.model`), whose repr is
+    the same in every process, and the assigned owners are sorted."""
+    if context is EMPTY or context == EMPTY:
+        return ""
+    text = repr((context.leads, context.opportunities, context.otherwise_lead, sorted(context.assigned_owners.items())))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def _epoch(moment: datetime) -> float:
