@@ -206,7 +206,7 @@ class Planner:
         for lead in facts.linked_leads():
             wanted = {
                 name: value
-                for d in decider.lead(lead)
+                for d in decider.lead(lead, full=False)
                 if d.fired
                 for name, value in _lead_fields(d).items()
                 if name not in COMPUTED_LEAD_FIELDS
@@ -305,7 +305,7 @@ class Planner:
             if not self.scope.has_account(lead.vitally_account_id, lead.id):
                 continue
             self.report.counts["leads_evaluated"] += 1
-            decisions = decider.lead(lead)
+            decisions = decider.lead(lead, full=False)
             self._keep_decisions(d for d in decisions if d.fired)
             self._plan_lead(lead, fields, decisions, owners)
 
