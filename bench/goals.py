@@ -17,7 +17,9 @@ How each row is measured:
 - peak RSS at 10,000 and at 100,000: the CLI child's own peak resident set (`VmHWM`, sampled) in
   those cold dry runs; `make bench` (bench/scenarios.py) shows it for every other scenario.
 - the plans: every cold dry run prints its plan as JSON lines (`--now` fixed); the table's footer
-  says whether both trees' plans were byte-identical.
+  says whether both trees' plans were byte-identical. Each tree runs with its own
+  config.example.toml (an older tree rejects settings added since), so the plans may differ where
+  the example config's settings did.
 - idle and 1 % incremental cycle CPU: this tree's `bench/scenarios.py --scenarios idle,incremental
   --tree TREE` for each tree (a cold and a repeat run first, then an idle run, then a run after 1 %
   of the accounts got a new MRR): the CPU time of the CLI child in those two runs, one run each.
@@ -86,10 +88,10 @@ def cold_dry_runs(trees: Sequence[Path], accounts: int, repeat: int, workdir: Pa
     """`repeat` cold dry runs of each tree, taken in turn against one sandbox process."""
     runs: list[list[Run]] = [[] for _ in trees]
     with SandboxProcess(accounts, 0.0, workdir / f"sandbox-{accounts}.log") as sandbox:
-        config = _config(sandbox.url, workdir / f"goals-{accounts}.toml")
+        configs = [_config(sandbox.url, workdir / f"goals-{accounts}-{i}.toml", tree) for i, tree in enumerate(trees)]
         for _ in range(repeat):
             for i, tree in enumerate(trees):
-                runs[i].append(cold_dry_run(tree, config, workdir / f"goals-{i}.db"))
+                runs[i].append(cold_dry_run(tree, configs[i], workdir / f"goals-{i}.db"))
     return runs
 
 

@@ -470,9 +470,10 @@ class Result:
     writes: Writes | None = None
 
 
-def _config(url: str, path: Path) -> Path:
-    """config.example.toml pointed at the sandbox (its secrets fall back to placeholders on loopback)."""
-    path.write_text((ROOT / "config.example.toml").read_text().replace(_EXAMPLE_URL, url))
+def _config(url: str, path: Path, tree: Path = ROOT) -> Path:
+    """`tree`'s config.example.toml pointed at the sandbox (its secrets fall back to placeholders on
+    loopback): an older tree (bench/goals.py's baseline) does not know this tree's settings."""
+    path.write_text((tree / "config.example.toml").read_text().replace(_EXAMPLE_URL, url))
     return path
 
 
@@ -482,7 +483,7 @@ def crm_sync_pass(
     """Every step against a fresh sandbox; the changes are chosen here and kept for the naive pass."""
     results: list[Result] = []
     with SandboxProcess(accounts, options.latency_ms, workdir / "sandbox-crm-sync.log") as sandbox:
-        config = _config(sandbox.url, workdir / "crm-sync.toml")
+        config = _config(sandbox.url, workdir / "crm-sync.toml", options.tree)
         state = workdir / "crm-sync.db"
         last_read: Snapshot | None = None
         current: Snapshot | None = None

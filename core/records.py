@@ -502,7 +502,12 @@ def _sf_get(raw: Mapping[str, Any], obj: str, name: str, parse: Callable[[object
     value = raw.get(name)
     if value is None:
         return None
-    return _field(f"salesforce {obj}", str(raw.get("Id")), name, value, parse)
+    # `_field` inlined: called for every field of every record each cycle (1.6 million times a
+    # cycle at 100,000 accounts), so the error's system and id are made only when it fails.
+    try:
+        return parse(value)
+    except _Bad as bad:
+        raise RecordError(f"salesforce {obj}", str(raw.get("Id")), name, str(bad)) from None
 
 
 def _sf_id(raw: Mapping[str, Any], obj: str) -> str:

@@ -259,16 +259,18 @@ def evaluate_account(
     return decisions
 
 
-def evaluate_lead(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> list[Decision]:
+def evaluate_lead(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime, *, full: bool = True) -> list[Decision]:
     """Every lead rule's verdict: the score out of 70, demo triage (support and spam skip the
-    round robin), the instant scheduler, and lead-source routing."""
+    round robin), the instant scheduler, and lead-source routing. With `full=False` (a cycle) the
+    lead-source triggers that cannot fire are skipped instead of explained; the decisions that
+    fire are the same."""
     classification = demo.CLASSIFICATION.decide(lead, ctx, policy, now)
     decisions = [
         scoring.LEAD_SCORE.decide(lead, ctx, policy, now),
         classification,
         demo.INSTANT_SCHEDULER.decide(lead, ctx, policy, now),
     ]
-    winner, routing = _routing.route_lead(lead, ctx, policy, now)
+    winner, routing = _routing.route_lead(lead, ctx, policy, now, fast=not full)
     if winner is not None and classification.inputs.get("skip_round_robin"):
         label = classification.inputs.get("label")
         why = f"classified {label}" if label else "awaiting the LLM triage"

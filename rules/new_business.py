@@ -18,6 +18,8 @@ from rules.guards import Check, days_since, summarise, trigger_decision
 from rules.product_led import last_invoice
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rules.context import AccountContext, LeadContext
     from rules.policy import Policy, RoutingPolicy
 
@@ -213,13 +215,36 @@ def bdr_qualified(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -
     return lead_source_decision("new_business.bdr_qualified", routing.bdr_qualified_source, lead, routing)
 
 
-# Lead-source triggers have no cheaper necessary condition than their own few checks.
-DEMO_REQUEST: LeadRule = Rule("new_business.demo_request", demo_request)
-SALES_EMAIL: LeadRule = Rule("new_business.sales_email", sales_email)
-ONBOARDING_REFERRAL_LEAD: LeadRule = Rule("new_business.onboarding_referral", onboarding_referral_lead)
-TRUST_CENTER: LeadRule = Rule("new_business.trust_center", trust_center)
-CAMPAIGN: LeadRule = Rule("new_business.campaign", campaign)
-BDR_QUALIFIED: LeadRule = Rule("new_business.bdr_qualified", bdr_qualified)
+def _may_source(source: Callable[[RoutingPolicy], str]) -> Callable[[Lead, LeadContext, Policy, datetime], bool]:
+    """A lead-source trigger's necessary condition (`lead_source_decision` fires only then): an
+    open lead with that LeadSource, waiting for routing. A cycle evaluates every lead each time,
+    and most are owned or closed: their six non-firing verdicts are not built."""
+
+    def may_fire(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> bool:
+        routing = policy.routing
+        return (
+            not lead.is_converted
+            and bool(lead.lead_source)
+            and (lead.status or "") not in CLOSED_LEAD_STATUSES
+            and routing.waiting_for_routing(lead.owner_id) is not None
+            and _same(lead.lead_source or "", source(routing))
+        )
+
+    return may_fire
+
+
+DEMO_REQUEST: LeadRule = Rule("new_business.demo_request", demo_request, _may_source(lambda r: r.demo_request_source))
+SALES_EMAIL: LeadRule = Rule("new_business.sales_email", sales_email, _may_source(lambda r: r.sales_email_source))
+ONBOARDING_REFERRAL_LEAD: LeadRule = Rule(
+    "new_business.onboarding_referral",
+    onboarding_referral_lead,
+    _may_source(lambda r: r.onboarding_referral_source),
+)
+TRUST_CENTER: LeadRule = Rule("new_business.trust_center", trust_center, _may_source(lambda r: r.trust_center_source))
+CAMPAIGN: LeadRule = Rule("new_business.campaign", campaign, _may_source(lambda r: r.campaign_source))
+BDR_QUALIFIED: LeadRule = Rule(
+    "new_business.bdr_qualified", bdr_qualified, _may_source(lambda r: r.bdr_qualified_source)
+)
 
 
 def lead_source_decision(rule: str, source: str, lead: Lead, routing: RoutingPolicy) -> Decision:

@@ -96,10 +96,16 @@ def route_account(
     return _arbitrate([rule.decide(account, ctx, policy, now) for rule in triggers])
 
 
-def route_lead(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> tuple[Decision | None, list[Decision]]:
+def route_lead(
+    lead: Lead, ctx: LeadContext, policy: Policy, now: datetime, *, fast: bool = False
+) -> tuple[Decision | None, list[Decision]]:
     """The lead's routing by its LeadSource: (the winning decision or None, every lead-source trigger's
-    decision in `policy.routing.order`). The winner carries `also_matched` and its lead intent."""
-    return _arbitrate([rule.decide(lead, ctx, policy, now) for rule in _lead_triggers(policy.routing.order)])
+    decision in `policy.routing.order`). The winner carries `also_matched` and its lead intent.
+    `fast` leaves out the triggers that cannot fire (their `may_fire` is false), as a cycle does."""
+    triggers = _lead_triggers(policy.routing.order)
+    if fast:
+        triggers = tuple([rule for rule in triggers if rule.may_fire(lead, ctx, policy, now)])
+    return _arbitrate([rule.decide(lead, ctx, policy, now) for rule in triggers])
 
 
 @lru_cache(maxsize=64)

@@ -88,10 +88,11 @@ class Decider:
         decisions = evaluate_account(account, context, self.policy, self.now, self.custom_triggers, full=full)
         return _off(decisions, self.disabled) if self.disabled else decisions
 
-    def lead(self, lead: Lead) -> list[Decision]:
-        """Every lead rule's verdict on one Salesforce lead (rules.evaluate_lead)."""
+    def lead(self, lead: Lead, *, full: bool = True) -> list[Decision]:
+        """Every lead rule's verdict on one Salesforce lead (rules.evaluate_lead); `full=False`
+        skips explaining the lead-source triggers that cannot fire, as a cycle does."""
         context = LeadContext(self.facts.company_disqualified_at(lead.company), self.facts.triage_of(lead.id))
-        decisions = evaluate_lead(lead, context, self.policy, self.now)
+        decisions = evaluate_lead(lead, context, self.policy, self.now, full=full)
         return _off(decisions, self.disabled) if self.disabled else decisions
 
     def region(self, account: Account) -> str:

@@ -28,9 +28,10 @@ rules/onboarding.py, rules/signals.py, rules/new_business.py, rules/bdr.py, rule
 judgement cannot change by the clock alone within a day of the rules' time zone. One variable
 reads the time of day: a custom trigger's `days_since_created` (whole days of `now - created_at`),
 which changes at `created_at` plus a whole number of days; with custom triggers configured, the
-window ends there too. A routed account's planned lead is stamped `now`, but a routed account is
-never skipped. So a stored judgement holds at least until the next midnight: an idle cycle costs
-little within a day, and the first cycle of a day judges every account again.
+window ends there too. A routed account's planned lead is stamped `now`, but an account waiting
+for a new lead is never skipped (one whose episode's lead is open already waits for nothing). So
+a stored judgement holds at least until the next midnight: an idle cycle costs little within a
+day, and the first cycle of a day judges every account again.
 """
 
 from __future__ import annotations
@@ -126,8 +127,15 @@ def rules_fingerprint(config: Config) -> str:
 
 
 def facts_fingerprint(context: AccountContext) -> str:
-    """The Salesforce facts an account's rules read ('' when Salesforce has nothing on it)."""
-    return "" if context == EMPTY else _digest(context)
+    """The Salesforce facts an account's rules read ('' when Salesforce has nothing on it).
+
+    Computed for every account of every cycle, so without `_canonical`'s walk: a `Lead` and an
+    `Opportunity` hold only text, numbers, booleans, dates and None (`core.model`), whose repr is
+    the same in every process, and the assigned owners are sorted."""
+    if context is EMPTY or context == EMPTY:
+        return ""
+    text = repr((context.leads, context.opportunities, context.otherwise_lead, sorted(context.assigned_owners.items())))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def _epoch(moment: datetime) -> float:

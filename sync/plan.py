@@ -80,6 +80,18 @@ def _task(decision: Decision) -> Mapping[str, Any] | None:
     return None if decision.task is None else vitally_task(decision.task)
 
 
+def _our_leads(facts: SalesforceFacts, account_id: str) -> list[Lead]:
+    """The leads crm-sync created for the account (their Sync_Key__c names it), one per episode."""
+    prefix = sync_key_prefix(account_id)
+    return [lead for lead in facts.context_for(account_id).leads if (lead.sync_key or "").startswith(prefix)]
+
+
+def _episode_lead_open(facts: SalesforceFacts, account_id: str) -> bool:
+    """Whether the lead of the account's current routing episode exists and is being worked."""
+    context = facts.context_for(account_id)
+    return any(lead in context.open_leads for lead in _our_leads(facts, account_id))
+
+
 @dataclass
 class _Waiting:
     """What the owners' pass needs from the accounts' pass: the projections, and how many accounts
@@ -194,7 +206,7 @@ class Planner:
         for lead in facts.linked_leads():
             wanted = {
                 name: value
-                for d in decider.lead(lead)
+                for d in decider.lead(lead, full=False)
                 if d.fired
                 for name, value in _lead_fields(d).items()
                 if name not in COMPUTED_LEAD_FIELDS
@@ -273,7 +285,14 @@ class Planner:
         """Keep what the owners' pass needs of a routed account, or of one whose onboarding lead
         has no specialist yet."""
         winner = routing_winner(decisions)
-        if winner is not None and self.scope.has_rule(winner.rule):
+        # An account whose routing episode has its open lead already wants no new one: it does not
+        # wait for the owners' pass, so its judgement planned nothing and is not repeated next
+        # cycle while its inputs and facts stay the same (`sync.incremental`).
+        if (
+            winner is not None
+            and self.scope.has_rule(winner.rule)
+            and not _episode_lead_open(decider.facts, account.id)
+        ):
             waiting.routed.append(RoutedAccount.of(account, winner, decider.region(account)))
         specialist = next((d for d in decisions if d.fired and d.rule == _SPECIALIST_RULE), None)
         specialist_role = self.config.policy.lifecycle.specialist_role
@@ -286,7 +305,7 @@ class Planner:
             if not self.scope.has_account(lead.vitally_account_id, lead.id):
                 continue
             self.report.counts["leads_evaluated"] += 1
-            decisions = decider.lead(lead)
+            decisions = decider.lead(lead, full=False)
             self._keep_decisions(d for d in decisions if d.fired)
             self._plan_lead(lead, fields, decisions, owners)
 
@@ -352,12 +371,9 @@ class Planner:
     def _plan_new_lead(self, routed: RoutedAccount, facts: SalesforceFacts, owners: Owners) -> None:
         """A routed account becomes a Salesforce lead, upserted on a key per account and routing
         episode (a retry can never create a second lead), owned by the round robin."""
-        context = facts.context_for(routed.account_id)
-        prefix = sync_key_prefix(routed.account_id)
-        ours = [lead for lead in context.leads if (lead.sync_key or "").startswith(prefix)]
-        if any(lead in context.open_leads for lead in ours):
+        if _episode_lead_open(facts, routed.account_id):
             return  # this episode's lead exists and is being worked
-        key = sync_key(routed.account_id, len(ours) + 1)
+        key = sync_key(routed.account_id, len(_our_leads(facts, routed.account_id)) + 1)
         if (key, "Sync_Key__c") in self._last_salesforce:
             return  # created already; Salesforce has not shown it to us yet
         owner = owners.owner_for(key, routed.team, routed.region)

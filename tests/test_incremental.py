@@ -270,3 +270,40 @@ def test_the_rules_fingerprint_is_the_same_in_every_process() -> None:
         for seed in (1, 2, 3)
     }
     assert len(seen) == 1 and len(next(iter(seen))) == 32
+
+
+_SCALARS = {"str", "str | None", "int | None", "float | None", "bool", "datetime", "datetime | None", "date | None"}
+
+
+def test_the_facts_fingerprint_reads_only_records_whose_repr_is_the_same_in_every_process() -> None:
+    """`facts_fingerprint` digests the repr of the leads and opportunities as they are: that holds
+    only while their fields are scalars (a set or a dict there would need `_canonical` again)."""
+    from dataclasses import fields
+
+    from core.model import Lead, Opportunity
+
+    for record in (Lead, Opportunity):
+        assert {str(f.type) for f in fields(record)} <= _SCALARS, record.__name__
+
+
+def test_the_facts_fingerprint_changes_with_every_field_of_the_context() -> None:
+    from core.model import Lead, Opportunity
+    from rules.context import EMPTY, AccountContext
+    from sync.incremental import facts_fingerprint
+
+    lead = Lead(id="00Q1", system_modstamp=NOW, status="Open", sync_key="k")
+    opportunity = Opportunity("0061", "001", "Prospecting", None, None, "005")
+    base = AccountContext(leads=(lead,), opportunities=(opportunity,), assigned_owners={"00Q1": "005A"})
+    variants = [
+        EMPTY,
+        base,
+        replace(base, leads=(replace(lead, status="Working"),)),
+        replace(base, leads=(replace(lead, system_modstamp=NOW + timedelta(seconds=1)),)),
+        replace(base, opportunities=(replace(opportunity, stage_name="Closed Won"),)),
+        replace(base, otherwise_lead=True),
+        replace(base, assigned_owners={"00Q1": "005B"}),
+        replace(base, assigned_owners={}),
+    ]
+    prints = [facts_fingerprint(context) for context in variants]
+    assert prints[0] == "" and len(set(prints)) == len(variants)
+    assert facts_fingerprint(replace(base, assigned_owners={"00Q1": "005A"})) == prints[1]
