@@ -17,13 +17,14 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m sync demo
 
+# Both run on every core (pytest-xdist, -n auto); `make test PYTEST_ARGS=-n0` runs them in one process.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto $(PYTEST_ARGS)
 
 # Unit tests only, in-process (the in-process sandbox included), in under a minute: no e2e run of
 # the CLI or daemon, no chaos trial, nothing `slow` (a process started, a real clock waited on).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not e2e and not chaos and not slow"
+	$(BIN)/python -m pytest -q -n auto -m "not e2e and not chaos and not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
