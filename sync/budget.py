@@ -35,7 +35,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from math import ceil
-from typing import Literal
+from typing import Literal, get_args
 
 __all__ = [
     "KINDS",
@@ -66,19 +66,7 @@ Kind = Literal[
     "zendesk_read",
     "other",
 ]
-KINDS: tuple[Kind, ...] = (
-    "vitally_read",
-    "vitally_write",
-    "vitally_task",
-    "sf_read",
-    "sf_write",
-    "auth",
-    "slack_post",
-    "slack_read",
-    "zendesk_ticket",
-    "zendesk_read",
-    "other",
-)
+KINDS: tuple[Kind, ...] = get_args(Kind)
 
 VITALLY_PAGE_SIZE = 100  # Vitally's largest `limit`
 SF_PAGE_SIZE = 2000  # records per SOQL page
