@@ -503,6 +503,13 @@ def test_daemon_sigterm_while_blocked_writing_its_log_exits_0_once_the_log_drain
     try:
         assert daemon.stderr is not None
         fcntl.fcntl(daemon.stderr.fileno(), fcntl.F_SETPIPE_SZ, 4096)
+        # First its writes begin (starting up can take over a second on a loaded machine; a
+        # signal before the handler is installed would prove nothing), then they stop for 1 s.
+        began = time.monotonic()
+        while not any(c["method"] == "PUT" for c in sandbox.calls()):
+            assert time.monotonic() - began < 60, "the daemon never began writing"
+            assert daemon.poll() is None, "the daemon stopped before writing"
+            time.sleep(0.02)
         seen, still_since = -1, time.monotonic()
         while time.monotonic() - still_since < 1.0:  # no new request for 1 s: blocked on its log
             if sandbox.calls_total() != seen:
