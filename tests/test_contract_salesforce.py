@@ -15,7 +15,7 @@ test_sandbox_schema.py) and the Outbound Message envelopes (issue #17).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -37,17 +37,6 @@ COLLECTION = f"{DATA}/composite/sobjects"
 TOKEN_URL = f"{INSTANCE}/services/oauth2/token"
 SOQL = "SELECT Id, OwnerId FROM Lead"
 QUEUE = "00G000000000001EAA"
-
-
-@pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
 
 
 @pytest.fixture

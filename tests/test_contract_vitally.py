@@ -12,7 +12,7 @@ mark must then go. `vitally_playbook_webhook.json` has no counterpart in the pro
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,17 +35,6 @@ ACCOUNTS = f"{BASE}/resources/accounts"
 KEY = "sk_live_contract"
 NOW = datetime(2026, 2, 27, 12, 0, tzinfo=UTC)
 OWNED_ID = "00000000-0000-4000-8000-00000000a001"
-
-
-@pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
 
 
 @pytest.fixture
