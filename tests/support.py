@@ -83,6 +83,30 @@ def with_fallback_queues(book: dict[str, Any], config: Path = ROOT / "config.exa
     return book
 
 
+def vitally_account(index: int, **fields: Any) -> dict[str, Any]:
+    """Vitally account number `index` as the sandbox serves it (`acc_0007`, `org_7`): a US company
+    with 300 MRR, updated 2026-11-20, no key roles and no segments; `fields` replace or add
+    top-level fields."""
+    return {
+        "id": f"acc_{index:04d}",
+        "externalId": f"org_{index}",
+        "name": f"Company {index}",
+        "createdAt": "2025-01-01T00:00:00.000Z",
+        "updatedAt": "2026-11-20T09:00:00.000Z",
+        "mrr": 300,
+        "traits": {"country": "US", "users_by_country": {"US": 3}},
+        "keyRoles": [],
+        "segments": [],
+        **fields,
+    }
+
+
+def pool_users(config: Config) -> list[dict[str, Any]]:
+    """The active Salesforce Users of every member of `config`'s pools, sorted by id."""
+    users = sorted({m.user_id: m.name for pool in config.pools.values() for m in pool.members}.items())
+    return [{"Id": u, "Name": name, "Email": f"{u}@example.com", "IsActive": True} for u, name in users]
+
+
 def request_kwargs(request: requests.PreparedRequest) -> dict[str, Any]:
     """The keyword arguments a request was sent with (`timeout`…), as `responses` records them on
     the request it saw (`req_kwargs`, set at run time, so not part of requests' types)."""

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import vitally_account
 
 from sandbox import Sandbox
 from sandbox.server import FaultKind
@@ -39,7 +40,6 @@ pytestmark = pytest.mark.chaos
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 20261122
-STAMP = "2026-11-20T09:00:00.000Z"
 ROUTED = 60  # accounts routed to the TAM/US pool: one lead each, in one upsert collection
 GUARDED = 4  # accounts already managed: Vitally writes only, no lead
 TAMS = ["005000000000000TAM", "005000000000001TAM", "005000000000002TAM"]
@@ -69,18 +69,8 @@ members = [
 
 
 def _account(index: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": f"acc_{index:04d}",
-        "externalId": f"org_{index}",
-        "name": f"Company {index}",
-        "createdAt": "2025-01-01T00:00:00.000Z",
-        "updatedAt": STAMP,
-        "mrr": 300,
-        "traits": {"country": "US", "users_by_country": {"US": 3}},
-        "keyRoles": [],
-        "segments": [{"id": "seg_am_referral", "name": "AM referral"}],  # product_led.am_referral → TAM
-        **extra,
-    }
+    segments = [{"id": "seg_am_referral", "name": "AM referral"}]  # product_led.am_referral → TAM
+    return vitally_account(index, **{"segments": segments, **extra})
 
 
 def _seed() -> dict[str, Any]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import SANDBOX_ORG_UNROUTED, UNROUTED_DEFAULT
+from support import SANDBOX_ORG_UNROUTED, UNROUTED_DEFAULT, pool_users, vitally_account
 
 from sandbox import Sandbox
 from sandbox.events import ORG_ID
@@ -35,7 +35,6 @@ from sync.config import example_against
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
 ROOT = Path(__file__).resolve().parent.parent
-STAMP = "2026-11-20T09:00:00.000Z"
 VITALLY_SECRET = "e2e-vitally-webhook-secret-0123456789"
 SF_SECRET = "e2e-salesforce-om-secret-0123456789"
 UPSERT = "/services/data/v59.0/composite/sobjects/Lead/Sync_Key__c"
@@ -43,29 +42,10 @@ ACCOUNTS = 24
 FORM = "We would like a demo for our data team of 40 engineers."
 
 
-def _account(index: int) -> dict[str, Any]:
-    return {
-        "id": f"acc_{index:04d}",
-        "externalId": f"org_{index}",
-        "name": f"Company {index}",
-        "createdAt": "2025-01-01T00:00:00.000Z",
-        "updatedAt": STAMP,
-        "mrr": 300,
-        "traits": {"country": "US", "users_by_country": {"US": 3}},
-        "keyRoles": [],
-        "segments": [],
-    }
-
-
 def _seed() -> dict[str, Any]:
-    pools = example_against("http://127.0.0.1:1").pools
-    users = sorted({m.user_id: m.name for pool in pools.values() for m in pool.members}.items())
     return {
-        "vitally": {"accounts": [_account(i) for i in range(ACCOUNTS)]},
-        "salesforce": {
-            "User": [{"Id": u, "Name": name, "Email": f"{u}@example.com", "IsActive": True} for u, name in users],
-            "Lead": [],
-        },
+        "vitally": {"accounts": [vitally_account(i) for i in range(ACCOUNTS)]},
+        "salesforce": {"User": pool_users(example_against("http://127.0.0.1:1")), "Lead": []},
     }
 
 
