@@ -29,13 +29,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import test_chaos_faults
 from test_chaos_faults import (
     NOW_TEXT,
     ROOT,
@@ -43,7 +44,6 @@ from test_chaos_faults import (
     first_vitally_put,
     plan,
     run,
-    start_sandbox,
     when_called,
     write_config,
 )
@@ -62,17 +62,8 @@ _CONFLICT = re.compile(
 )
 
 
-@pytest.fixture
-def sandboxes() -> Iterator[Callable[..., Sandbox]]:
-    started: list[Sandbox] = []
-
-    def make(accounts: int, seed: int, **settings: Any) -> Sandbox:
-        started.append(start_sandbox(accounts, seed, **settings))
-        return started[-1]
-
-    yield make
-    for sandbox in started:
-        sandbox.stop()
+# The fixture that starts generated books (stopped at the end of the test) is the fault tests' one.
+sandboxes = test_chaos_faults.sandboxes
 
 
 # -- a person's edits --------------------------------------------------------------------------------
