@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -124,3 +124,12 @@ def decoded(record: dict[str, Any] | Unreadable) -> dict[str, Any]:
     """A record a connector yielded, which the test expects to have decoded within the limits."""
     assert isinstance(record, dict), f"not decoded: {record}"
     return record
+
+
+def all_decoded(records: Iterable[dict[str, Any] | Unreadable]) -> list[dict[str, Any]]:
+    """The records of a read, every one of which must have been decoded."""
+    out: list[dict[str, Any]] = []
+    for record in records:
+        assert not isinstance(record, Unreadable), record
+        out.append(record)
+    return out
