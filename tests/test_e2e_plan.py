@@ -13,7 +13,7 @@ import pytest
 import requests
 import test_e2e_cli
 from support import example_config_for, run_cli
-from test_e2e_cli import NOW, SEED, cli, vitally_account
+from test_e2e_cli import NOW, SEED, cli, person_sets_new_owner, vitally_account
 
 from sandbox import Sandbox
 
@@ -102,12 +102,7 @@ def test_apply_refuses_the_write_a_person_overtook_and_applies_the_others(
     _, planned, _ = plan_file(plan)
     drawn = next(line for line in planned if line["op"] == "upsert_lead")["fields"]["OwnerId"]
     # A person sets New Owner on acc_alloc in the Vitally app after the review.
-    requests.put(
-        f"{sandbox.url}/resources/accounts/acc_alloc",
-        json={"traits": {"new_owner": "US TAM"}},
-        auth=("person", ""),
-        timeout=5,
-    ).raise_for_status()
+    person_sets_new_owner(sandbox)
     sandbox.reset()
 
     applied = cli(config, state, "apply", str(plan), "--format", "json")
