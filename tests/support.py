@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
@@ -16,6 +17,7 @@ import requests
 
 from core.decoding import Unreadable
 from sandbox.store import DEFAULT_OWNER_USER_ID
+from state.events import inbox_path
 from sync.config import Config, example_against, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,3 +135,13 @@ def all_decoded(records: Iterable[dict[str, Any] | Unreadable]) -> list[dict[str
         assert not isinstance(record, Unreadable), record
         out.append(record)
     return out
+
+
+def stored_events(state: Path) -> list[tuple[str, str, str]]:
+    """(source, record, delivery) of every event in the event inbox of the state file `state`, in
+    the order they were stored."""
+    db = sqlite3.connect(inbox_path(state))
+    try:
+        return db.execute("SELECT source, record, delivery FROM events ORDER BY id").fetchall()
+    finally:
+        db.close()
