@@ -8,7 +8,8 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,14 @@ def stored_events(state: Path) -> list[tuple[str, str, str]]:
         return db.execute("SELECT source, record, delivery FROM events ORDER BY id").fetchall()
     finally:
         db.close()
+
+
+def wait_until(predicate: Callable[[], bool], what: str, *, timeout: float = 60, poll: float = 0.01) -> None:
+    """Return once `predicate()` holds, asking every `poll` seconds; fail the test naming `what`
+    after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")

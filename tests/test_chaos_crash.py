@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import vitally_account
+from support import vitally_account, wait_until
 
 from sandbox import Sandbox
 from sandbox.server import FaultKind
@@ -139,13 +139,9 @@ def _pending(state: Path) -> int:
     return int(_query(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0])
 
 
-def _wait_until(predicate: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.002)
-    raise AssertionError(f"timed out waiting for {what}")
+def _wait_until(predicate: Callable[[], bool], what: str) -> None:
+    # Asked every 2 ms: a kill point (a write in flight, the apply batch) is caught while it lasts.
+    wait_until(predicate, what, timeout=30, poll=0.002)
 
 
 def _kill(process: subprocess.Popen[str]) -> None:

@@ -14,13 +14,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ROOT, example_config_for, run_cli
+from support import ROOT, example_config_for, run_cli, wait_until
 
 from sandbox import Sandbox, generate_book
 from sync.daemon import STOP_GRACE_SECONDS
@@ -54,15 +54,6 @@ def _daemon(config: Path, state: Path, log: Path) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "sync", "--config", str(config), "--state", str(state), "daemon"]
     with log.open("w") as err:
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, text=True, cwd=ROOT)
-
-
-def _wait_until(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _stop(daemon: subprocess.Popen[str]) -> tuple[int, float]:
@@ -101,7 +92,7 @@ def test_chaos_sigterm_during_a_120_s_429_wait_exits_within_5_s_and_the_next_sta
         "status", method="PUT", path_prefix="/resources/accounts/", status=429, reset_seconds=120, count=10**6
     )
     daemon = _daemon(config, state, log)
-    _wait_until(lambda: any(c["status"] == 429 for c in sandbox.calls()), "the first 429")
+    wait_until(lambda: any(c["status"] == 429 for c in sandbox.calls()), "the first 429")
     time.sleep(0.5)  # well inside the 120 s wait
     code, took = _stop(daemon)
     print(f"\nSIGTERM during a 120 s 429 wait: exit {code} after {took:.2f} s (bound {SIGTERM_BOUND_S} s)")
@@ -139,7 +130,7 @@ def test_chaos_sigterm_while_a_salesforce_request_hangs_exits_within_5_s_and_the
     # The upsert's answer never comes within the client's 30 s timeout: the request is on the wire.
     sandbox.add_fault("timeout", method="PATCH", path_prefix=UPSERT, count=10**6)
     daemon = _daemon(config, state, log)
-    _wait_until(lambda: any(c["path"] == UPSERT for c in sandbox.calls()), "the lead upsert", timeout=120)
+    wait_until(lambda: any(c["path"] == UPSERT for c in sandbox.calls()), "the lead upsert", timeout=120)
     code, took = _stop(daemon)
     print(f"\nSIGTERM with a Salesforce request in flight: exit {code} after {took:.2f} s (bound {SIGTERM_BOUND_S} s)")
     assert code == 0
