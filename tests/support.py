@@ -157,3 +157,13 @@ def wait_until(predicate: Callable[[], bool], what: str, *, timeout: float = 60,
             return
         time.sleep(poll)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def state_rows(state: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows from the state file `state` (a connection of our own, closed at once; it waits up to
+    30 s for a daemon's write lock)."""
+    db = sqlite3.connect(state, timeout=30)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()

@@ -37,6 +37,7 @@ from typing import Any
 import pytest
 import requests
 import test_chaos_faults
+from support import state_rows
 from test_chaos_faults import (
     NOW_TEXT,
     ROOT,
@@ -380,21 +381,14 @@ def test_chaos_people_edits_during_the_write_phase_on_a_later_outbox_page_are_ne
 # -- (e) the state file deleted between two runs ----------------------------------------------------
 
 
-def _rows(state: Path, sql: str) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(state, timeout=30)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
-
-
 def owners_drawn(state: Path) -> dict[str, str]:
     """Lead key → the owner the state remembers drawing for it."""
-    return dict(_rows(state, "SELECT key, user_id FROM assignments"))
+    return dict(state_rows(state, "SELECT key, user_id FROM assignments"))
 
 
 def pool_counts(state: Path) -> dict[tuple[str, str], int]:
-    return {(pool, user): n for pool, user, n in _rows(state, "SELECT pool, user_id, assigned FROM rr_credits") if n}
+    rows = state_rows(state, "SELECT pool, user_id, assigned FROM rr_credits")
+    return {(pool, user): n for pool, user, n in rows if n}
 
 
 def tasks(sandbox: Sandbox) -> dict[str, dict[str, Any]]:

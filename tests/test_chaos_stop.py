@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ROOT, example_config_for, run_cli, wait_until
+from support import ROOT, example_config_for, run_cli, state_rows, wait_until
 
 from sandbox import Sandbox, generate_book
 from sync.daemon import STOP_GRACE_SECONDS
@@ -67,14 +66,6 @@ def _stop(daemon: subprocess.Popen[str]) -> tuple[int, float]:
     return code, time.monotonic() - signalled
 
 
-def _query(state: Path, sql: str) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(state, timeout=30)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
-
-
 def _events(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
 
@@ -104,13 +95,13 @@ def test_chaos_sigterm_during_a_120_s_429_wait_exits_within_5_s_and_the_next_sta
 
     # Nothing lost: no PUT was applied, every planned Vitally write is still pending, none failed.
     assert _puts(sandbox) == Counter()
-    pending = _query(
+    pending = state_rows(
         state,
         "SELECT count(DISTINCT record) FROM outbox "
         "WHERE status = 'pending' AND system = 'vitally' AND op != 'create_task'",
     )
     assert pending[0][0] > 10
-    assert _query(state, "SELECT count(*) FROM outbox WHERE status = 'parked'")[0][0] == 0
+    assert state_rows(state, "SELECT count(*) FROM outbox WHERE status = 'parked'")[0][0] == 0
 
     sandbox.clear_faults()
     sandbox.reset()
@@ -119,7 +110,7 @@ def test_chaos_sigterm_during_a_120_s_429_wait_exits_within_5_s_and_the_next_sta
     puts = _puts(sandbox)
     assert len(puts) == pending[0][0]  # every account with a pending write …
     assert set(puts.values()) == {1}  # … sent once
-    assert _query(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0] == 0
+    assert state_rows(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0] == 0
 
 
 @pytest.mark.timeout(180)
@@ -137,13 +128,13 @@ def test_chaos_sigterm_while_a_salesforce_request_hangs_exits_within_5_s_and_the
     assert STOP_GRACE_SECONDS - 0.5 <= took <= SIGTERM_BOUND_S  # the request had its grace, then the exit
     stopped = _events(log)[-1]
     assert stopped["event"] == "daemon_stopped" and stopped["abandoned"] is True
-    pending = _query(state, "SELECT count(*) FROM outbox WHERE status = 'pending' AND op = 'upsert_lead'")[0][0]
+    pending = state_rows(state, "SELECT count(*) FROM outbox WHERE status = 'pending' AND op = 'upsert_lead'")[0][0]
     assert pending > 0  # the upsert in flight stays pending
-    assert _query(state, "PRAGMA integrity_check") == [("ok",)]
+    assert state_rows(state, "PRAGMA integrity_check") == [("ok",)]
 
     sandbox.clear_faults()
     result = run_cli(config, state, "run", "--format", "json")
     assert result.returncode == 0, result.stderr[-2000:]
     ours = Counter(lead["Sync_Key__c"] for lead in sandbox.state()["salesforce"]["Lead"] if lead.get("Sync_Key__c"))
     assert len(ours) >= pending and set(ours.values()) == {1}  # every lead created, once
-    assert _query(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0] == 0
+    assert state_rows(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0] == 0
