@@ -197,11 +197,7 @@ def owner_edits(sandbox: Sandbox, lines: list[dict[str, Any]], count: int) -> li
 
 
 def pending_rows(state: Path) -> int:
-    db = sqlite3.connect(state, timeout=30)
-    try:
-        return int(db.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0])
-    finally:
-        db.close()
+    return int(state_rows(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0])
 
 
 # -- (a) after a transient failure ------------------------------------------------------------------
