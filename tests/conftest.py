@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import requests
+import responses
 from requests.adapters import HTTPAdapter
 from simple_salesforce.api import Salesforce, SFType
 from simple_salesforce.exceptions import SalesforceError
@@ -233,6 +234,19 @@ def small_seed() -> dict[str, Any]:
     b.leads(4)
     b.lead(4, IsConverted=True)
     return b.build()
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    """`responses` for an adapter unit test: every registered response must have been requested."""
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        yield mock
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """What an adapter handed to its `sleep`: pass `sleeps.append` and nothing really sleeps."""
+    return []
 
 
 @pytest.fixture

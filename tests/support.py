@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import requests
 
 from core.decoding import Unreadable
 from sandbox.store import DEFAULT_OWNER_USER_ID
+from state.events import inbox_path
 from sync.config import Config, example_against, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +86,30 @@ def with_fallback_queues(book: dict[str, Any], config: Path = ROOT / "config.exa
     return book
 
 
+def vitally_account(index: int, **fields: Any) -> dict[str, Any]:
+    """Vitally account number `index` as the sandbox serves it (`acc_0007`, `org_7`): a US company
+    with 300 MRR, updated 2026-11-20, no key roles and no segments; `fields` replace or add
+    top-level fields."""
+    return {
+        "id": f"acc_{index:04d}",
+        "externalId": f"org_{index}",
+        "name": f"Company {index}",
+        "createdAt": "2025-01-01T00:00:00.000Z",
+        "updatedAt": "2026-11-20T09:00:00.000Z",
+        "mrr": 300,
+        "traits": {"country": "US", "users_by_country": {"US": 3}},
+        "keyRoles": [],
+        "segments": [],
+        **fields,
+    }
+
+
+def pool_users(config: Config) -> list[dict[str, Any]]:
+    """The active Salesforce Users of every member of `config`'s pools, sorted by id."""
+    users = sorted({m.user_id: m.name for pool in config.pools.values() for m in pool.members}.items())
+    return [{"Id": u, "Name": name, "Email": f"{u}@example.com", "IsActive": True} for u, name in users]
+
+
 def request_kwargs(request: requests.PreparedRequest) -> dict[str, Any]:
     """The keyword arguments a request was sent with (`timeout`…), as `responses` records them on
     the request it saw (`req_kwargs`, set at run time, so not part of requests' types)."""
@@ -100,3 +127,43 @@ def decoded(record: dict[str, Any] | Unreadable) -> dict[str, Any]:
     """A record a connector yielded, which the test expects to have decoded within the limits."""
     assert isinstance(record, dict), f"not decoded: {record}"
     return record
+
+
+def all_decoded(records: Iterable[dict[str, Any] | Unreadable]) -> list[dict[str, Any]]:
+    """The records of a read, every one of which must have been decoded."""
+    out: list[dict[str, Any]] = []
+    for record in records:
+        assert not isinstance(record, Unreadable), record
+        out.append(record)
+    return out
+
+
+def stored_events(state: Path) -> list[tuple[str, str, str]]:
+    """(source, record, delivery) of every event in the event inbox of the state file `state`, in
+    the order they were stored."""
+    db = sqlite3.connect(inbox_path(state))
+    try:
+        return db.execute("SELECT source, record, delivery FROM events ORDER BY id").fetchall()
+    finally:
+        db.close()
+
+
+def wait_until(predicate: Callable[[], bool], what: str, *, timeout: float = 60, poll: float = 0.01) -> None:
+    """Return once `predicate()` holds, asking every `poll` seconds; fail the test naming `what`
+    after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def state_rows(state: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows from the state file `state` (a connection of our own, closed at once; it waits up to
+    30 s for a daemon's write lock)."""
+    db = sqlite3.connect(state, timeout=30)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()

@@ -17,7 +17,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import state_rows, vitally_account, wait_until
 
 from sandbox import Sandbox
 from sandbox.server import FaultKind
@@ -39,7 +39,6 @@ pytestmark = pytest.mark.chaos
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 20261122
-STAMP = "2026-11-20T09:00:00.000Z"
 ROUTED = 60  # accounts routed to the TAM/US pool: one lead each, in one upsert collection
 GUARDED = 4  # accounts already managed: Vitally writes only, no lead
 TAMS = ["005000000000000TAM", "005000000000001TAM", "005000000000002TAM"]
@@ -69,18 +68,8 @@ members = [
 
 
 def _account(index: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": f"acc_{index:04d}",
-        "externalId": f"org_{index}",
-        "name": f"Company {index}",
-        "createdAt": "2025-01-01T00:00:00.000Z",
-        "updatedAt": STAMP,
-        "mrr": 300,
-        "traits": {"country": "US", "users_by_country": {"US": 3}},
-        "keyRoles": [],
-        "segments": [{"id": "seg_am_referral", "name": "AM referral"}],  # product_led.am_referral → TAM
-        **extra,
-    }
+    segments = [{"id": "seg_am_referral", "name": "AM referral"}]  # product_led.am_referral → TAM
+    return vitally_account(index, **{"segments": segments, **extra})
 
 
 def _seed() -> dict[str, Any]:
@@ -136,26 +125,13 @@ def _setup(sandbox: Sandbox, directory: Path) -> Setup:
     return Setup(config, directory / "state.db")
 
 
-def _query(state: Path, sql: str) -> list[tuple[Any, ...]]:
-    """Rows from the state file (a connection of our own, closed at once)."""
-    db = sqlite3.connect(state, timeout=30)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
-
-
 def _pending(state: Path) -> int:
-    return int(_query(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0])
+    return int(state_rows(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0])
 
 
-def _wait_until(predicate: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.002)
-    raise AssertionError(f"timed out waiting for {what}")
+def _wait_until(predicate: Callable[[], bool], what: str) -> None:
+    # Asked every 2 ms: a kill point (a write in flight, the apply batch) is caught while it lasts.
+    wait_until(predicate, what, timeout=30, poll=0.002)
 
 
 def _kill(process: subprocess.Popen[str]) -> None:
@@ -165,7 +141,7 @@ def _kill(process: subprocess.Popen[str]) -> None:
 
 
 def _integrity(state: Path) -> str:
-    return str(_query(state, "PRAGMA integrity_check")[0][0])
+    return str(state_rows(state, "PRAGMA integrity_check")[0][0])
 
 
 def _settle(setup: Setup, attempts: int = 4) -> int:
@@ -196,7 +172,7 @@ def _outcome(sandbox: Sandbox, state: Path) -> Outcome:
     keys = Counter(lead["Sync_Key__c"] for lead in leads)
     duplicated = {key: n for key, n in keys.items() if n > 1}
     assert not duplicated, f"more than one lead per Sync_Key__c: {duplicated}"
-    rows = _query(state, "SELECT system, op, record, payload, status FROM outbox")
+    rows = state_rows(state, "SELECT system, op, record, payload, status FROM outbox")
     return Outcome(
         owners={lead["Sync_Key__c"]: lead["OwnerId"] for lead in leads},
         traits={account["id"]: account.get("traits", {}) for account in world["vitally"]["accounts"]},
@@ -206,8 +182,10 @@ def _outcome(sandbox: Sandbox, state: Path) -> Outcome:
             if status == "done"
         ),
         statuses=Counter(status for *_, status in rows),
-        credits=dict(_query(state, "SELECT user_id, assigned FROM rr_credits WHERE pool = 'TAM/US'")),
-        assignments=dict(_query(state, "SELECT user_id, count(*) FROM assignments WHERE pool = 'TAM/US' GROUP BY 1")),
+        credits=dict(state_rows(state, "SELECT user_id, assigned FROM rr_credits WHERE pool = 'TAM/US'")),
+        assignments=dict(
+            state_rows(state, "SELECT user_id, count(*) FROM assignments WHERE pool = 'TAM/US' GROUP BY 1")
+        ),
     )
 
 
@@ -294,12 +272,12 @@ def _crash_in_flight(trial: Trial, sandbox: Sandbox, setup: Setup, log: Path, to
     first = next(c for c in sandbox.calls() if c.get("fault"))
     if trial.target == "vitally":
         record = first["path"].rsplit("/", 1)[1]
-        rows = _query(setup.state, f"SELECT status FROM outbox WHERE system = 'vitally' AND record = '{record}'")
+        rows = state_rows(setup.state, f"SELECT status FROM outbox WHERE system = 'vitally' AND record = '{record}'")
         applied = (
             "routing_reason" in next(a for a in sandbox.state()["vitally"]["accounts"] if a["id"] == record)["traits"]
         )
     else:
-        rows = _query(setup.state, "SELECT status FROM outbox WHERE op = 'upsert_lead'")
+        rows = state_rows(setup.state, "SELECT status FROM outbox WHERE op = 'upsert_lead'")
         applied = any(lead.get("Sync_Key__c") for lead in sandbox.state()["salesforce"]["Lead"])
     assert rows and {status for (status,) in rows} == {"pending"}, "the result of the write was recorded"
     assert applied == (trial.fault == "drop_response")
@@ -426,11 +404,9 @@ def test_daemon_second_instance_exits_4_and_kill_9_leaves_no_stale_lock(sandbox:
         third = setup.daemon(tmp_path / "third.log")
         _wait_until(lambda: _logged(tmp_path / "third.log", "daemon_started"), what="the new instance")
         print(f"\nnew instance holds the lock {time.monotonic() - killed:.2f} s after kill -9 (process start included)")
-        before = int(_query(setup.state, "SELECT count(*) FROM runs WHERE finished_at IS NOT NULL")[0][0])
-        _wait_until(
-            lambda: int(_query(setup.state, "SELECT count(*) FROM runs WHERE finished_at IS NOT NULL")[0][0]) > before,
-            what="a cycle of the new instance",
-        )
+        finished = "SELECT count(*) FROM runs WHERE finished_at IS NOT NULL"
+        before = int(state_rows(setup.state, finished)[0][0])
+        _wait_until(lambda: int(state_rows(setup.state, finished)[0][0]) > before, what="a cycle of the new instance")
         assert third.poll() is None
         assert lock.read_text() == str(third.pid)
         third.send_signal(signal.SIGTERM)
@@ -471,17 +447,17 @@ def test_daemon_sigterm_mid_apply_exits_0_within_bound_and_next_run_finishes_onc
     # Only the PUTs already in flight (vitally.write_workers = 4) came back after the signal.
     assert set(after_stop[1:-2]) <= {"write_failed"} and len(after_stop) - 3 <= 4
 
-    runs = _query(setup.state, "SELECT status, finished_at FROM runs")
+    runs = state_rows(setup.state, "SELECT status, finished_at FROM runs")
     assert len(runs) == 1 and runs[0][0] != "running" and runs[0][1] is not None  # the run row committed
     # The unit in flight finished and was recorded: every account the sandbox updated is marked
     # done, every other write stays pending, and the lead upsert was never sent.
     sent = {c["path"].rsplit("/", 1)[1] for c in _write_calls(sandbox) if c["status"] == 200}
-    done = {record for (record,) in _query(setup.state, "SELECT DISTINCT record FROM outbox WHERE status = 'done'")}
+    done = {record for (record,) in state_rows(setup.state, "SELECT DISTINCT record FROM outbox WHERE status = 'done'")}
     assert done == sent
     assert 10 <= len(sent) < ROUTED + GUARDED
     assert not any(c["path"] == UPSERT for c in sandbox.calls())
     assert _pending(setup.state) == sum(reference.writes.values()) - int(
-        _query(setup.state, "SELECT count(*) FROM outbox WHERE status = 'done'")[0][0]
+        state_rows(setup.state, "SELECT count(*) FROM outbox WHERE status = 'done'")[0][0]
     )
 
     sandbox.configure(latency_ms=0)
@@ -546,7 +522,7 @@ def test_state_db_is_wal_synchronous_full_and_owner_only(sandbox: Sandbox, tmp_p
     setup = _setup(sandbox, tmp_path)
     assert setup.run().returncode == 0
     # journal_mode=WAL is stored in the file: a fresh connection that sets nothing reads it back.
-    assert _query(setup.state, "PRAGMA journal_mode") == [("wal",)]
+    assert state_rows(setup.state, "PRAGMA journal_mode") == [("wal",)]
     # synchronous is per connection: the code path the daemon opens with sets FULL (2).
     state = StateDB.open(setup.state)
     try:

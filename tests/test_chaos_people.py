@@ -29,13 +29,15 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import test_chaos_faults
+from support import state_rows
 from test_chaos_faults import (
     NOW_TEXT,
     ROOT,
@@ -43,7 +45,6 @@ from test_chaos_faults import (
     first_vitally_put,
     plan,
     run,
-    start_sandbox,
     when_called,
     write_config,
 )
@@ -62,17 +63,8 @@ _CONFLICT = re.compile(
 )
 
 
-@pytest.fixture
-def sandboxes() -> Iterator[Callable[..., Sandbox]]:
-    started: list[Sandbox] = []
-
-    def make(accounts: int, seed: int, **settings: Any) -> Sandbox:
-        started.append(start_sandbox(accounts, seed, **settings))
-        return started[-1]
-
-    yield make
-    for sandbox in started:
-        sandbox.stop()
+# The fixture that starts generated books (stopped at the end of the test) is the fault tests' one.
+sandboxes = test_chaos_faults.sandboxes
 
 
 # -- a person's edits --------------------------------------------------------------------------------
@@ -205,11 +197,7 @@ def owner_edits(sandbox: Sandbox, lines: list[dict[str, Any]], count: int) -> li
 
 
 def pending_rows(state: Path) -> int:
-    db = sqlite3.connect(state, timeout=30)
-    try:
-        return int(db.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0])
-    finally:
-        db.close()
+    return int(state_rows(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0])
 
 
 # -- (a) after a transient failure ------------------------------------------------------------------
@@ -389,21 +377,14 @@ def test_chaos_people_edits_during_the_write_phase_on_a_later_outbox_page_are_ne
 # -- (e) the state file deleted between two runs ----------------------------------------------------
 
 
-def _rows(state: Path, sql: str) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(state, timeout=30)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
-
-
 def owners_drawn(state: Path) -> dict[str, str]:
     """Lead key → the owner the state remembers drawing for it."""
-    return dict(_rows(state, "SELECT key, user_id FROM assignments"))
+    return dict(state_rows(state, "SELECT key, user_id FROM assignments"))
 
 
 def pool_counts(state: Path) -> dict[tuple[str, str], int]:
-    return {(pool, user): n for pool, user, n in _rows(state, "SELECT pool, user_id, assigned FROM rr_credits") if n}
+    rows = state_rows(state, "SELECT pool, user_id, assigned FROM rr_credits")
+    return {(pool, user): n for pool, user, n in rows if n}
 
 
 def tasks(sandbox: Sandbox) -> dict[str, dict[str, Any]]:

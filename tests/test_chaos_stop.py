@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ROOT, example_config_for, run_cli
+from support import ROOT, example_config_for, run_cli, state_rows, wait_until
 
 from sandbox import Sandbox, generate_book
 from sync.daemon import STOP_GRACE_SECONDS
@@ -56,15 +55,6 @@ def _daemon(config: Path, state: Path, log: Path) -> subprocess.Popen[str]:
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, text=True, cwd=ROOT)
 
 
-def _wait_until(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _stop(daemon: subprocess.Popen[str]) -> tuple[int, float]:
     signalled = time.monotonic()
     daemon.send_signal(signal.SIGTERM)
@@ -74,14 +64,6 @@ def _stop(daemon: subprocess.Popen[str]) -> tuple[int, float]:
         if daemon.poll() is None:
             daemon.kill()
     return code, time.monotonic() - signalled
-
-
-def _query(state: Path, sql: str) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(state, timeout=30)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
 
 
 def _events(log: Path) -> list[dict[str, Any]]:
@@ -101,7 +83,7 @@ def test_chaos_sigterm_during_a_120_s_429_wait_exits_within_5_s_and_the_next_sta
         "status", method="PUT", path_prefix="/resources/accounts/", status=429, reset_seconds=120, count=10**6
     )
     daemon = _daemon(config, state, log)
-    _wait_until(lambda: any(c["status"] == 429 for c in sandbox.calls()), "the first 429")
+    wait_until(lambda: any(c["status"] == 429 for c in sandbox.calls()), "the first 429")
     time.sleep(0.5)  # well inside the 120 s wait
     code, took = _stop(daemon)
     print(f"\nSIGTERM during a 120 s 429 wait: exit {code} after {took:.2f} s (bound {SIGTERM_BOUND_S} s)")
@@ -113,13 +95,13 @@ def test_chaos_sigterm_during_a_120_s_429_wait_exits_within_5_s_and_the_next_sta
 
     # Nothing lost: no PUT was applied, every planned Vitally write is still pending, none failed.
     assert _puts(sandbox) == Counter()
-    pending = _query(
+    pending = state_rows(
         state,
         "SELECT count(DISTINCT record) FROM outbox "
         "WHERE status = 'pending' AND system = 'vitally' AND op != 'create_task'",
     )
     assert pending[0][0] > 10
-    assert _query(state, "SELECT count(*) FROM outbox WHERE status = 'parked'")[0][0] == 0
+    assert state_rows(state, "SELECT count(*) FROM outbox WHERE status = 'parked'")[0][0] == 0
 
     sandbox.clear_faults()
     sandbox.reset()
@@ -128,7 +110,7 @@ def test_chaos_sigterm_during_a_120_s_429_wait_exits_within_5_s_and_the_next_sta
     puts = _puts(sandbox)
     assert len(puts) == pending[0][0]  # every account with a pending write …
     assert set(puts.values()) == {1}  # … sent once
-    assert _query(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0] == 0
+    assert state_rows(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0] == 0
 
 
 @pytest.mark.timeout(180)
@@ -139,20 +121,20 @@ def test_chaos_sigterm_while_a_salesforce_request_hangs_exits_within_5_s_and_the
     # The upsert's answer never comes within the client's 30 s timeout: the request is on the wire.
     sandbox.add_fault("timeout", method="PATCH", path_prefix=UPSERT, count=10**6)
     daemon = _daemon(config, state, log)
-    _wait_until(lambda: any(c["path"] == UPSERT for c in sandbox.calls()), "the lead upsert", timeout=120)
+    wait_until(lambda: any(c["path"] == UPSERT for c in sandbox.calls()), "the lead upsert", timeout=120)
     code, took = _stop(daemon)
     print(f"\nSIGTERM with a Salesforce request in flight: exit {code} after {took:.2f} s (bound {SIGTERM_BOUND_S} s)")
     assert code == 0
     assert STOP_GRACE_SECONDS - 0.5 <= took <= SIGTERM_BOUND_S  # the request had its grace, then the exit
     stopped = _events(log)[-1]
     assert stopped["event"] == "daemon_stopped" and stopped["abandoned"] is True
-    pending = _query(state, "SELECT count(*) FROM outbox WHERE status = 'pending' AND op = 'upsert_lead'")[0][0]
+    pending = state_rows(state, "SELECT count(*) FROM outbox WHERE status = 'pending' AND op = 'upsert_lead'")[0][0]
     assert pending > 0  # the upsert in flight stays pending
-    assert _query(state, "PRAGMA integrity_check") == [("ok",)]
+    assert state_rows(state, "PRAGMA integrity_check") == [("ok",)]
 
     sandbox.clear_faults()
     result = run_cli(config, state, "run", "--format", "json")
     assert result.returncode == 0, result.stderr[-2000:]
     ours = Counter(lead["Sync_Key__c"] for lead in sandbox.state()["salesforce"]["Lead"] if lead.get("Sync_Key__c"))
     assert len(ours) >= pending and set(ours.values()) == {1}  # every lead created, once
-    assert _query(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0] == 0
+    assert state_rows(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0] == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import TypedDict
 
 import pytest
@@ -34,12 +33,6 @@ class _Retry(TypedDict):
 
 
 RETRY: _Retry = {"max_attempts": 5, "max_wait": 60.0}
-
-
-@pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
 
 
 class Script:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import string
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,17 +33,6 @@ from core.errors import (
 BASE = "https://acme.rest.vitally.io"
 ACCOUNTS = f"{BASE}/resources/accounts"
 KEY = "sk_live_abc123"
-
-
-@pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
 
 
 @pytest.fixture

@@ -131,12 +131,6 @@ def test_put_traits_many_closed_early_sends_only_the_requests_in_flight(accounts
 # -- put_traits_many against `responses` -------------------------------------------------------------
 
 
-@pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
-
-
 class _InFlight:
     """A `responses` callback that counts concurrent requests; each group of `workers` requests
     meets at a barrier, so the test proves `workers` really ran at once, and never more."""

@@ -15,7 +15,6 @@ test_sandbox_schema.py) and the Outbound Message envelopes (issue #17).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -23,9 +22,9 @@ import pytest
 import responses
 from conftest import real_fixture
 from responses import matchers
+from support import all_decoded
 
 from connectors.salesforce import SalesforceClient, SalesforceSettings
-from core.decoding import Unreadable
 from core.errors import ContractError, QuotaExhaustedError
 from core.records import parse_lead
 
@@ -37,17 +36,6 @@ COLLECTION = f"{DATA}/composite/sobjects"
 TOKEN_URL = f"{INSTANCE}/services/oauth2/token"
 SOQL = "SELECT Id, OwnerId FROM Lead"
 QUEUE = "00G000000000001EAA"
-
-
-@pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
 
 
 @pytest.fixture
@@ -66,15 +54,6 @@ def _query(rsps: responses.RequestsMock, soql: str = SOQL, **kwargs: Any) -> Non
     rsps.add(responses.GET, QUERY, match=[matchers.query_param_matcher({"q": soql})], **kwargs)
 
 
-def _decoded(records: Iterable[dict[str, Any] | Unreadable]) -> list[dict[str, Any]]:
-    """The records of a read, every one of which must have been decoded."""
-    out: list[dict[str, Any]] = []
-    for record in records:
-        assert not isinstance(record, Unreadable), record
-        out.append(record)
-    return out
-
-
 def _records(request: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k != "attributes"} for r in request["records"]]
 
@@ -91,7 +70,7 @@ def test_query_pages_parse_into_leads(rsps: responses.RequestsMock, sf: Salesfor
     _query(rsps, json=first, headers=_headers())
     rsps.add(responses.GET, INSTANCE + first["nextRecordsUrl"], json=last, headers=_headers())
 
-    leads = [parse_lead(record) for record in _decoded(sf.query(SOQL))]
+    leads = [parse_lead(record) for record in all_decoded(sf.query(SOQL))]
 
     assert [lead.id for lead in leads] == [r["Id"] for r in first["records"] + last["records"]]
     assert [lead.owner_id for lead in leads] == [
@@ -120,7 +99,7 @@ def test_a_deleted_lead_from_query_all_parses(rsps: responses.RequestsMock, sf: 
     page = real_fixture("salesforce_queryall_deleted_page.json")
     _query(rsps, json=page, headers=_headers())
 
-    (lead,) = [parse_lead(record) for record in _decoded(sf.query(SOQL))]
+    (lead,) = [parse_lead(record) for record in all_decoded(sf.query(SOQL))]
 
     assert (lead.id, lead.owner_id, lead.company) == ("00Q000000000007EAA", QUEUE, "Example Deleted Inc")
 

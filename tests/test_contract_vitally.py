@@ -12,7 +12,6 @@ mark must then go. `vitally_playbook_webhook.json` has no counterpart in the pro
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,9 +19,9 @@ import pytest
 import responses
 from conftest import real_fixture
 from responses import matchers
+from support import all_decoded
 
 from connectors.vitally import VitallyClient, VitallySettings
-from core.decoding import Unreadable
 from core.errors import RateLimitedError
 from core.model import Account
 from core.records import parse_account
@@ -38,17 +37,6 @@ OWNED_ID = "00000000-0000-4000-8000-00000000a001"
 
 
 @pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
 def client(sleeps: list[float]) -> VitallyClient:
     return VitallyClient(VitallySettings(base_url=BASE, api_key=KEY), sleep=sleeps.append)
 
@@ -56,15 +44,6 @@ def client(sleeps: list[float]) -> VitallyClient:
 def _headers() -> dict[str, str]:
     headers: dict[str, str] = real_fixture("vitally_ratelimit_headers.json")
     return headers
-
-
-def _decoded(records: Iterable[dict[str, Any] | Unreadable]) -> list[dict[str, Any]]:
-    """The records of a read, every one of which must have been decoded."""
-    out: list[dict[str, Any]] = []
-    for record in records:
-        assert not isinstance(record, Unreadable), record
-        out.append(record)
-    return out
 
 
 def _unowned_by_key_role(raw: dict[str, Any]) -> Account:
@@ -91,7 +70,7 @@ def test_accounts_pages_parse_into_accounts(rsps: responses.RequestsMock, client
         match=[matchers.query_param_matcher({**query, "from": first["next"]})],
     )
 
-    raw = _decoded(client.iter_accounts(status="activeOrChurned"))
+    raw = all_decoded(client.iter_accounts(status="activeOrChurned"))
     accounts = [parse_account(item) for item in raw]
 
     assert [a.id for a in accounts] == [r["id"] for r in first["results"] + last["results"]]
@@ -168,7 +147,7 @@ def test_incremental_reads_include_churned_accounts(rsps: responses.RequestsMock
     )
 
     # The cycle's incremental read (sync/ingest.py) is `iter_accounts_since`.
-    assert [a["id"] for a in _decoded(client.iter_accounts_since(None))] == [page["results"][0]["id"]]
+    assert [a["id"] for a in all_decoded(client.iter_accounts_since(None))] == [page["results"][0]["id"]]
 
 
 def test_a_churned_account_is_not_routed() -> None:
@@ -225,7 +204,7 @@ def test_account_tasks_page(rsps: responses.RequestsMock, client: VitallyClient)
     page = {**real_fixture("vitally_users_page.json"), "results": [task]}
     rsps.add(responses.GET, f"{ACCOUNTS}/{OWNED_ID}/tasks", json=page, headers=_headers())
 
-    tasks = _decoded(client.iter_account_tasks(OWNED_ID))
+    tasks = all_decoded(client.iter_account_tasks(OWNED_ID))
 
     assert tasks == [task]
 

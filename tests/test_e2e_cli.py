@@ -99,6 +99,16 @@ def plan_lines(stdout: str) -> list[dict[str, Any]]:
 NOW = "2026-11-22T09:00:00Z"
 
 
+def person_sets_new_owner(sandbox: Sandbox) -> None:
+    """A person sets New Owner on acc_alloc in the Vitally app (the `PUT` the app makes)."""
+    requests.put(
+        f"{sandbox.url}/resources/accounts/acc_alloc",
+        json={"traits": {"new_owner": "US TAM"}},
+        auth=("person", ""),
+        timeout=5,
+    ).raise_for_status()
+
+
 def test_cli_dry_run_prints_json_plan_and_changes_nothing(sandbox: Sandbox, config: Path, tmp_path: Path) -> None:
     state = tmp_path / "state.db"
     assert cli(config, state, "run", "--now", NOW).returncode == 0  # a real state file to compare against
@@ -199,12 +209,7 @@ def test_cli_run_applies_then_next_run_plans_nothing(sandbox: Sandbox, config: P
 def test_cli_human_edit_is_a_conflict_left_alone(sandbox: Sandbox, config: Path, tmp_path: Path) -> None:
     state = tmp_path / "state.db"
     assert cli(config, state, "run", "--now", NOW).returncode == 0
-    requests.put(
-        f"{sandbox.url}/resources/accounts/acc_alloc",
-        json={"traits": {"new_owner": "US TAM"}},
-        auth=("person", ""),
-        timeout=5,
-    ).raise_for_status()
+    person_sets_new_owner(sandbox)
     sandbox.reset()
 
     result = cli(config, state, "run", "--format", "json", "--now", NOW)

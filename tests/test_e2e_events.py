@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import SANDBOX_ORG_UNROUTED, UNROUTED_DEFAULT
+from support import SANDBOX_ORG_UNROUTED, UNROUTED_DEFAULT, pool_users, vitally_account
 
 from sandbox import Sandbox
 from sandbox.events import ORG_ID
@@ -35,7 +35,6 @@ from sync.config import example_against
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
 ROOT = Path(__file__).resolve().parent.parent
-STAMP = "2026-11-20T09:00:00.000Z"
 VITALLY_SECRET = "e2e-vitally-webhook-secret-0123456789"
 SF_SECRET = "e2e-salesforce-om-secret-0123456789"
 UPSERT = "/services/data/v59.0/composite/sobjects/Lead/Sync_Key__c"
@@ -43,29 +42,10 @@ ACCOUNTS = 24
 FORM = "We would like a demo for our data team of 40 engineers."
 
 
-def _account(index: int) -> dict[str, Any]:
-    return {
-        "id": f"acc_{index:04d}",
-        "externalId": f"org_{index}",
-        "name": f"Company {index}",
-        "createdAt": "2025-01-01T00:00:00.000Z",
-        "updatedAt": STAMP,
-        "mrr": 300,
-        "traits": {"country": "US", "users_by_country": {"US": 3}},
-        "keyRoles": [],
-        "segments": [],
-    }
-
-
 def _seed() -> dict[str, Any]:
-    pools = example_against("http://127.0.0.1:1").pools
-    users = sorted({m.user_id: m.name for pool in pools.values() for m in pool.members}.items())
     return {
-        "vitally": {"accounts": [_account(i) for i in range(ACCOUNTS)]},
-        "salesforce": {
-            "User": [{"Id": u, "Name": name, "Email": f"{u}@example.com", "IsActive": True} for u, name in users],
-            "Lead": [],
-        },
+        "vitally": {"accounts": [vitally_account(i) for i in range(ACCOUNTS)]},
+        "salesforce": {"User": pool_users(example_against("http://127.0.0.1:1")), "Lead": []},
     }
 
 
@@ -147,6 +127,18 @@ def _until(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
         time.sleep(0.05)
 
 
+def _start_sending_webhooks(sandbox: Sandbox, daemon: Daemon, **delivery: Any) -> None:
+    """Start the daemon, wait for its first cycle, then have the sandbox send its webhooks (with
+    `delivery`'s duplicates, jitter, ...) to the daemon's receiver."""
+    daemon.start()
+    _until(lambda: daemon.cycles() == 1, "the first cycle")
+    sandbox.configure_events(
+        vitally_url=f"{daemon.url}/events/vitally/{VITALLY_SECRET}",
+        salesforce_url=f"{daemon.url}/events/salesforce/{SF_SECRET}",
+        **delivery,
+    )
+
+
 def _pending_events(daemon: Daemon) -> bool:
     return bool(daemon.query("SELECT 1 FROM events WHERE status = 'pending'", inbox=True))
 
@@ -193,11 +185,9 @@ def world(tmp_path: Path) -> Iterator[tuple[Sandbox, Daemon]]:
 
 def test_events_twice_out_of_order_lost_and_a_kill_9_route_each_record_once(world: tuple[Sandbox, Daemon]) -> None:
     sandbox, daemon = world
-    daemon.start()
-    _until(lambda: daemon.cycles() == 1, "the first cycle")
-    sandbox.configure_events(
-        vitally_url=f"{daemon.url}/events/vitally/{VITALLY_SECRET}",
-        salesforce_url=f"{daemon.url}/events/salesforce/{SF_SECRET}",
+    _start_sending_webhooks(
+        sandbox,
+        daemon,
         duplicate_share=0.5,
         jitter_s=0.3,
         salesforce_retry_s=0.5,
@@ -279,12 +269,7 @@ def test_a_kill_9_while_an_event_is_applied_is_finished_as_the_daemon_starts(wor
     done only once their writes were applied), and the restarted daemon processes them before its
     first cycle: the lead is written by an event run, once, with the owner drawn before the kill."""
     sandbox, daemon = world
-    daemon.start()
-    _until(lambda: daemon.cycles() == 1, "the first cycle")
-    sandbox.configure_events(
-        vitally_url=f"{daemon.url}/events/vitally/{VITALLY_SECRET}",
-        salesforce_url=f"{daemon.url}/events/salesforce/{SF_SECRET}",
-    )
+    _start_sending_webhooks(sandbox, daemon)
     # The upsert hangs (and never reaches Salesforce): the daemon is killed while it waits.
     sandbox.add_fault("timeout", method="PATCH", path_prefix=UPSERT, count=1)
     before = len(sandbox.calls())
@@ -334,12 +319,7 @@ def test_webhooks_are_acknowledged_at_once_while_the_state_is_locked_and_routed_
     text = daemon.config.read_text()
     assert "queue_wait_seconds = 20" in text
     daemon.config.write_text(text.replace("queue_wait_seconds = 20", "queue_wait_seconds = 1"))
-    daemon.start()
-    _until(lambda: daemon.cycles() == 1, "the first cycle")
-    sandbox.configure_events(
-        vitally_url=f"{daemon.url}/events/vitally/{VITALLY_SECRET}",
-        salesforce_url=f"{daemon.url}/events/salesforce/{SF_SECRET}",
-    )
+    _start_sending_webhooks(sandbox, daemon)
     holder = sqlite3.connect(daemon.state, isolation_level=None, timeout=30)
     try:
         holder.execute("BEGIN IMMEDIATE")

@@ -120,6 +120,19 @@ def test_e2e_llm_stub_speaks_the_wire_format(stub: LLMStub) -> None:
 # -- selected in the config: the real CLI, the sandbox and the stub -------------------------------
 
 
+def _llm_config(sandbox: Sandbox, llm: LLMStub, path: Path) -> Path:
+    """The example config pointed at the sandbox, with `[rules.demo] classifier = "llm"` asking the stub."""
+    return example_config_for(
+        sandbox.url,
+        path,
+        {
+            'classifier = "offline"': 'classifier = "llm"',
+            'base_url = "https://api.openai.com/v1"': f'base_url = "{llm.base_url}"',
+            'model = "gpt-4o-mini"': 'model = "stub-model"',
+        },
+    )
+
+
 def test_e2e_llm_classifier_from_the_config_asks_once_per_submission_and_the_rules_read_its_verdicts(
     tmp_path: Path,
 ) -> None:
@@ -133,15 +146,7 @@ def test_e2e_llm_classifier_from_the_config_asks_once_per_submission_and_the_rul
             llm.answers[text] = {"label": "support", "reason": "an existing user needs help"}
         for text in _FORM_TEXTS["spam"]:
             llm.answers[text] = {"label": "spam", "reason": "a vendor pitch"}
-        config = example_config_for(
-            sandbox.url,
-            tmp_path / "config.toml",
-            {
-                'classifier = "offline"': 'classifier = "llm"',
-                'base_url = "https://api.openai.com/v1"': f'base_url = "{llm.base_url}"',
-                'model = "gpt-4o-mini"': 'model = "stub-model"',
-            },
-        )
+        config = _llm_config(sandbox, llm, tmp_path / "config.toml")
         state = tmp_path / "state.db"
         waiting = {
             lead["Id"]: lead
@@ -182,15 +187,7 @@ def test_e2e_llm_kill_9_while_asking_never_asks_that_submission_again(tmp_path: 
     now = datetime.now(UTC).replace(microsecond=0)
     book = generate_book(160, seed=21, now=now)
     with LLMStub() as llm, Sandbox(book, config=SandboxConfig(vitally_rate_limit=10**7)) as sandbox:
-        config = example_config_for(
-            sandbox.url,
-            tmp_path / "config.toml",
-            {
-                'classifier = "offline"': 'classifier = "llm"',
-                'base_url = "https://api.openai.com/v1"': f'base_url = "{llm.base_url}"',
-                'model = "gpt-4o-mini"': 'model = "stub-model"',
-            },
-        )
+        config = _llm_config(sandbox, llm, tmp_path / "config.toml")
         state = tmp_path / "state.db"
         waiting = {
             lead["Id"]

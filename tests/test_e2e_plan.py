@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import test_e2e_cli
 from support import example_config_for, run_cli
-from test_e2e_cli import NOW, SEED, vitally_account
+from test_e2e_cli import NOW, SEED, cli, person_sets_new_owner, vitally_account
 
 from sandbox import Sandbox
 
@@ -23,19 +22,8 @@ pytestmark = pytest.mark.e2e
 UPSERT = "/services/data/v59.0/composite/sobjects/Lead/Sync_Key__c"
 
 
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(json.loads(json.dumps(SEED))) as sb:
-        yield sb
-
-
-@pytest.fixture
-def config(tmp_path: Path, sandbox: Sandbox) -> Path:
-    return example_config_for(sandbox.url, tmp_path / "config.toml")
-
-
-def cli(config: Path, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli(config, state, *args, timeout=120)
+# The fixtures (the sandbox holding SEED, the example config pointed at it) are those of test_e2e_cli.
+sandbox, config = test_e2e_cli.sandbox, test_e2e_cli.config
 
 
 def writes(sandbox: Sandbox) -> list[tuple[str, str]]:
@@ -114,12 +102,7 @@ def test_apply_refuses_the_write_a_person_overtook_and_applies_the_others(
     _, planned, _ = plan_file(plan)
     drawn = next(line for line in planned if line["op"] == "upsert_lead")["fields"]["OwnerId"]
     # A person sets New Owner on acc_alloc in the Vitally app after the review.
-    requests.put(
-        f"{sandbox.url}/resources/accounts/acc_alloc",
-        json={"traits": {"new_owner": "US TAM"}},
-        auth=("person", ""),
-        timeout=5,
-    ).raise_for_status()
+    person_sets_new_owner(sandbox)
     sandbox.reset()
 
     applied = cli(config, state, "apply", str(plan), "--format", "json")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import run_cli
+from support import run_cli, vitally_account
 
 from sandbox import Sandbox
 
@@ -24,7 +24,6 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = "2026-11-22T09:00:00Z"
-STAMP = "2026-11-20T09:00:00.000Z"
 TAMS = [f"00500000000000{i}TAM" for i in range(4)]
 CAPPED = "005000000000009CAP"
 PAUSED = ["005000000000001EUP", "005000000000002EUP"]
@@ -38,18 +37,9 @@ def user(user_id: str, name: str) -> dict[str, Any]:
 
 
 def account(index: int, country: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": f"acc_{index:04d}",
-        "externalId": f"org_{index}",
-        "name": f"Company {index}",
-        "createdAt": "2025-01-01T00:00:00.000Z",
-        "updatedAt": STAMP,
-        "mrr": 300,
-        "traits": {"country": country, "users_by_country": {country: 3}},
-        "keyRoles": [],
-        "segments": [{"id": "seg_am_referral", "name": "AM referral"}],
-        **extra,
-    }
+    traits = {"country": country, "users_by_country": {country: 3}}
+    segments = [{"id": "seg_am_referral", "name": "AM referral"}]
+    return vitally_account(index, **{"traits": traits, "segments": segments, **extra})
 
 
 def seed(routed: int, eu: int) -> dict[str, Any]:

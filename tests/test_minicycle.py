@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import sandbox_org_config
+from support import pool_users, sandbox_org_config, vitally_account
 
 from connectors.salesforce import SalesforceClient
 from connectors.vitally import VitallyClient
@@ -33,29 +33,10 @@ COMPOSITE = "/services/data/v59.0/composite"
 _deliveries = itertools.count()
 
 
-def _account(index: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": f"acc_{index:04d}",
-        "externalId": f"org_{index}",
-        "name": f"Company {index}",
-        "createdAt": "2025-01-01T00:00:00.000Z",
-        "updatedAt": STAMP,
-        "mrr": 300,
-        "traits": {"country": "US", "users_by_country": {"US": 3}},
-        "keyRoles": [],
-        "segments": [],
-        **extra,
-    }
-
-
 def _seed(config: Config) -> dict[str, Any]:
-    users = sorted({m.user_id: m.name for pool in config.pools.values() for m in pool.members}.items())
     return {
-        "vitally": {"accounts": [_account(i) for i in range(12)]},
-        "salesforce": {
-            "User": [{"Id": u, "Name": name, "Email": f"{u}@example.com", "IsActive": True} for u, name in users],
-            "Lead": [],
-        },
+        "vitally": {"accounts": [vitally_account(i) for i in range(12)]},
+        "salesforce": {"User": pool_users(config), "Lead": []},
     }
 
 
@@ -238,7 +219,7 @@ def test_an_account_the_cycles_would_not_read_is_left_alone(world: World, change
     world.cycle()
     world.sandbox.set_segment("acc_0008", "AM referral")
     if change == "churned":
-        world.sandbox.load({"vitally": {"accounts": [_account(8, churnedAt=STAMP, segments=[])]}})
+        world.sandbox.load({"vitally": {"accounts": [vitally_account(8, churnedAt=STAMP, segments=[])]}})
         record = "acc_0008"
     else:
         record = "acc_9999"

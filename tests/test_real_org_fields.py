@@ -16,7 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
-from conftest import SeedBuilder, real_fixture
+from conftest import real_fixture
+from test_real_org_leads import routed_book
 
 from connectors.salesforce import DEFAULT_FIELDS, SalesforceClient, SalesforceSettings
 from core.errors import ConfigError
@@ -102,21 +103,6 @@ def test_a_leads_country_is_its_code_first() -> None:
     assert SalesforceSettings().state_country_picklists is True  # on in new orgs, so on by default
 
 
-def _routed_book() -> dict[str, Any]:
-    """One account the product-led MRR band routes to a TAM in the EU (sandbox/generator.py's
-    `product_led.mrr_band` case, built by hand; as in test_real_org_leads.py)."""
-    seed = SeedBuilder()
-    account = seed.account(0, mrr=812.0, traits={
-        "paidProducts": ["product_analytics", "session_replay"], "employee_count": 64, "user_count": 9,
-        "country": "DE", "invoices": [{"month": f"2026-{m:02d}", "amount": 812.0} for m in range(6, 11)],
-        "first_paid_at": "2026-06-01"})  # fmt: skip
-    account["name"] = "Band Co"
-    for user_id, name in (("005000000000003AAA", "Lena Schmidt"), ("005000000000004AAA", "Tomas Garcia")):
-        first, last = name.split()
-        seed.sf["User"].append({"Id": user_id, "FirstName": first, "LastName": last, "IsActive": True})
-    return seed.build()
-
-
 def _cycle(sandbox: Sandbox, config: Config) -> Any:
     return run_cycle(config, StateDB.memory(), make_vitally(config), make_salesforce(config), clock=lambda: NOW)
 
@@ -126,7 +112,7 @@ def test_a_new_lead_in_an_org_with_the_picklists_carries_its_iso_code_in_country
     """On: written to CountryCode, the org fills Country with its name. Off in the config against an
     org that has them: Country refuses the code (FIELD_INTEGRITY_EXCEPTION) and the write is parked,
     which is what `python -m sync check` catches before a cycle runs."""
-    with Sandbox(_routed_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(routed_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         config = example_against(sandbox.url)
         config = replace(config, salesforce=replace(config.salesforce, state_country_picklists=picklists))
         report = _cycle(sandbox, config)
@@ -142,7 +128,7 @@ def test_a_new_lead_in_an_org_with_the_picklists_carries_its_iso_code_in_country
 
 def test_an_org_that_renames_crm_syncs_fields_gets_its_lead_under_its_names() -> None:
     schema = {"Lead": {"Sync_Key__c": {"name": "External_Key__c"}, "Lead_Score__c": {"name": "Score__c"}}}
-    with Sandbox(_routed_book(), config=SandboxConfig(real_org=True, sf_schema=schema), now=NOW) as sandbox:
+    with Sandbox(routed_book(), config=SandboxConfig(real_org=True, sf_schema=schema), now=NOW) as sandbox:
         config = example_against(sandbox.url)
         salesforce = replace(config.salesforce, state_country_picklists=True,
                              fields={**DEFAULT_FIELDS, **RENAMED})  # fmt: skip

@@ -167,9 +167,9 @@ def test_without_the_default_owner_configured_its_leads_stay_where_they_are() ->
     assert routed == {sf_id("00Q", 0)}
 
 
-def _routed_book() -> dict[str, Any]:
+def routed_book() -> dict[str, Any]:
     """One account the product-led MRR band routes to a TAM in the EU (sandbox/generator.py's
-    `product_led.mrr_band` case, built by hand)."""
+    `product_led.mrr_band` case, built by hand); test_real_org_fields.py routes it too."""
     seed = SeedBuilder()
     account = seed.account(0, mrr=812.0, traits={
         "paidProducts": ["product_analytics", "session_replay"], "employee_count": 64, "user_count": 9,
@@ -186,7 +186,7 @@ def _routed_book() -> dict[str, Any]:
 def test_a_new_lead_never_lands_on_the_integration_user(pooled: bool) -> None:
     """With a pool, its owner (and `Sforce-Auto-Assign: FALSE`); without one, no owner and no
     FALSE, so the org's assignment rule or default lead owner takes it, as the plan says."""
-    with Sandbox(_routed_book(), config=SandboxConfig(sf_default_lead_owner="user"), now=NOW) as sandbox:
+    with Sandbox(routed_book(), config=SandboxConfig(sf_default_lead_owner="user"), now=NOW) as sandbox:
         config = example_against(sandbox.url)
         if not pooled:
             config = replace(config, pools={k: p for k, p in config.pools.items() if k[0] != "TAM"})

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import real_fixture
+from support import stored_events
 
 from state import StateDB
 from state.events import EventInbox, inbox_path
@@ -51,11 +52,7 @@ class Listener:
     inbox: EventInbox
 
     def stored(self) -> list[tuple[str, str, str]]:
-        db = sqlite3.connect(inbox_path(self.state))
-        try:
-            return db.execute("SELECT source, record, delivery FROM events ORDER BY id").fetchall()
-        finally:
-            db.close()
+        return stored_events(self.state)
 
 
 def _listen(tmp_path: Path, settings: EventSettings) -> Iterator[Listener]:

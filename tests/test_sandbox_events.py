@@ -12,7 +12,6 @@ both are cited in tests/fixtures/real/SOURCES.md."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,11 +21,12 @@ from typing import Any
 
 import pytest
 import requests
+from support import stored_events
 
 from sandbox import ControlError, Sandbox, events
 from sandbox.events import ORG_ID
 from state import StateDB
-from state.events import EventInbox, inbox_path
+from state.events import EventInbox
 from sync import outbound
 from sync.health import Health, HealthServer, serve
 from sync.receiver import EventSettings, Receiver
@@ -53,11 +53,7 @@ class Rig:
     logged: list[tuple[str, dict[str, Any]]]
 
     def stored(self) -> list[tuple[str, str, str]]:
-        db = sqlite3.connect(inbox_path(self.state))
-        try:
-            return db.execute("SELECT source, record, delivery FROM events ORDER BY id").fetchall()
-        finally:
-            db.close()
+        return stored_events(self.state)
 
     def web_to_lead(self, **row: Any) -> str:
         with self.sandbox._lock:
