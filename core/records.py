@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from core.countries import normalise_country
 from core.errors import RecordError
-from core.model import Account, Invoice, Lead, Opportunity, SfAccount, SfUser
+from core.model import Account, Invoice, Lead, Opportunity, SfAccount, SfUser, new_account
 
 __all__ = [
     "DEFAULT_KEY_ROLE_LABELS",
@@ -366,7 +366,9 @@ def parse_account(
     churned_at = None if churned is None else _field("vitally", record_id, "churnedAt", churned, parse_timestamp)
     written = _written_traits(record_id, traits, written_keys)
     roles = _roles(key_roles, key_role_emails, owner_ids, key_role_labels, owner_fields)
-    return Account(
+    # The typed traits, then the record's own fields: `_TRAIT_PARSERS` names other Account fields
+    # than these (tests/test_records.py checks it), so nothing is overwritten.
+    values.update(
         id=record_id,
         name=name,
         updated_at=updated_at,
@@ -382,8 +384,8 @@ def parse_account(
         role_holder_emails=roles[1],
         role_sources=roles[2],
         written=written,
-        **values,  # type: ignore[arg-type]
     )
+    return new_account(values)
 
 
 def _account_traits(

@@ -22,6 +22,7 @@ from typing import Any, overload
 
 import sqlite_utils
 
+from core.decoding import decode_stored
 from core.errors import SyncError
 from core.triage import LABELS, Remembered, Triage
 from state.events import INBOX_SUFFIX, EventSource, QueuedEvents, connect_inbox, inbox_path
@@ -124,7 +125,7 @@ def _encode(write: PlannedWrite) -> str:
 
 
 def _decode(line: str) -> PlannedWrite:
-    system, op, record, fields, rule, reason, payload, account, previous, owner, expects = json.loads(line)
+    system, op, record, fields, rule, reason, payload, account, previous, owner, expects = decode_stored(line)
     shown = None if owner is None else Owner.from_json(owner)
     return PlannedWrite(system, op, record, fields, rule, reason, payload, account, previous, shown, expects)
 

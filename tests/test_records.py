@@ -165,3 +165,40 @@ def test_text_fast_path_for_ascii_only(text: str) -> None:
         assert kind == "error" and "lone surrogate" in result
     else:
         assert (kind, result) == ("str", text)
+
+
+# -- an Account made without the dataclass's __init__ (issue #17: a tenth of parsing one) -----------
+
+
+def test_new_account_is_the_account_init_makes() -> None:
+    from dataclasses import fields
+    from datetime import UTC, datetime
+
+    from core.model import Account, new_account
+
+    values: dict[str, Any] = {"id": "acc_1", "name": "Acme", "updated_at": datetime(2026, 1, 1, tzinfo=UTC), "mrr": 5.0}
+    made, expected = new_account(values), Account(**values)
+    assert made == expected and repr(made) == repr(expected)
+    assert {f.name: getattr(made, f.name) for f in fields(Account)} == vars(made)
+    assert made.key_roles == {} and made.key_roles is not new_account(values).key_roles  # fresh, as default_factory
+    with pytest.raises(AttributeError):
+        made.name = "other"  # type: ignore[misc]  # still frozen
+    with pytest.raises(TypeError, match="unknown fields \\['colour'\\]"):
+        new_account({**values, "colour": "red"})
+    with pytest.raises(TypeError, match="missing fields \\['updated_at'\\]"):
+        new_account({"id": "acc_1", "name": "Acme"})
+
+
+def test_parse_account_trait_names_are_account_fields_apart_from_the_records_own() -> None:
+    """parse_account puts the typed traits and the record's own fields in one dict: no trait may
+    take the name of one of those fields, or it would be overwritten silently."""
+    from dataclasses import fields
+
+    from core.model import Account
+    from core.records import _TRAIT_PARSERS
+
+    own = {"id", "name", "updated_at", "external_id", "created_at", "mrr", "segments", "key_roles"}
+    own |= {"key_role_emails", "owner_ids", "churned_at", "role_holders", "role_holder_emails", "role_sources"}
+    own |= {"written"}
+    assert set(_TRAIT_PARSERS) <= {f.name for f in fields(Account)} - own
+    assert own | set(_TRAIT_PARSERS) == {f.name for f in fields(Account)}
