@@ -321,11 +321,23 @@ _TRAIT_PARSERS: Mapping[str, Callable[[object], object]] = {
 }
 
 
+# Parsers whose common case `_account_traits` takes inline (a call less for most of the 40 traits
+# of 100,000 accounts): each kind's test is that parser's own first branch, with the same result.
+_INLINE: Mapping[Callable[[object], object], int] = {_bool: 1, _count: 2, _money: 3, _text: 4}
+# (`_money`'s inline case is a float: an int amount goes through `_money`, which makes it a float.)
+
+
 @functools.cache
-def _parsers_by_key(trait_keys: tuple[tuple[str, str], ...]) -> dict[str, tuple[str, Callable[[object], object]]]:
-    """Vitally trait key → (canonical field, parser), for the configured trait keys."""
+def _parsers_by_key(
+    trait_keys: tuple[tuple[str, str], ...],
+) -> dict[str, tuple[str, Callable[[object], object], int]]:
+    """Vitally trait key → (canonical field, parser, its `_INLINE` kind or 0), for the configured
+    trait keys."""
     renamed = dict(trait_keys)
-    return {renamed.get(canonical, canonical): (canonical, parse) for canonical, parse in _TRAIT_PARSERS.items()}
+    return {
+        renamed.get(canonical, canonical): (canonical, parse, _INLINE.get(parse, 0))
+        for canonical, parse in _TRAIT_PARSERS.items()
+    }
 
 
 def _field(system: str, record_id: str, name: str, value: object, parse: Callable[[object], T]) -> T:
@@ -402,7 +414,16 @@ def _account_traits(
         entry = parsers.get(key)
         if entry is None or value is None:
             continue
-        canonical, parse = entry
+        canonical, parse, kind = entry
+        given = type(value)
+        if kind and (
+            (kind == 1 and given is bool)  # _bool
+            or (kind == 2 and given is int and 0 <= value <= MAX_MAGNITUDE)  # _count
+            or (kind == 3 and given is float and 0 <= value <= MAX_MAGNITUDE)  # _money
+            or (kind == 4 and given is str and value.isascii())  # _text
+        ):
+            values[canonical] = value
+            continue
         try:
             values[canonical] = parse(value)
         except _Bad as bad:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.errors import RecordError
-from core.records import parse_account, parse_lead
+from core.records import DEFAULT_TRAIT_KEYS, parse_account, parse_lead
 
 BASE: dict[str, Any] = {
     "id": "acc_9",
@@ -202,3 +204,40 @@ def test_parse_account_trait_names_are_account_fields_apart_from_the_records_own
     own |= {"written"}
     assert set(_TRAIT_PARSERS) <= {f.name for f in fields(Account)} - own
     assert own | set(_TRAIT_PARSERS) == {f.name for f in fields(Account)}
+
+
+_TRAIT_VALUES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**16), max_value=10**16)
+    | st.floats()
+    | st.sampled_from(["", "US", "true", "1,234", "2026-07-17", "é", "\ud800", "plan"])
+    | st.lists(st.sampled_from(["a", "b"]), max_size=2)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(traits=st.dictionaries(st.sampled_from(sorted(DEFAULT_TRAIT_KEYS.values())), _TRAIT_VALUES, max_size=12))
+def test_account_traits_inline_cases_parse_as_the_parsers_do(traits: dict[str, Any]) -> None:
+    """`_account_traits` takes the common case of four parsers inline: the values (types
+    included) and the first error are those of calling every parser."""
+    from core.records import _TRAIT_PARSERS, _account_traits, _Bad
+
+    renamed = {key: canonical for canonical, key in DEFAULT_TRAIT_KEYS.items()}
+    expected: dict[str, object] = {}
+    error: str | None = None
+    for key, value in traits.items():
+        if value is None:
+            continue
+        try:
+            expected[renamed[key]] = _TRAIT_PARSERS[renamed[key]](value)
+        except _Bad as bad:
+            error = f"traits.{key}: {bad}"
+            break
+    try:
+        _, values = _account_traits("acc_1", traits, DEFAULT_TRAIT_KEYS)
+    except RecordError as problem:
+        assert error == f"{problem.field}: {problem.message}"
+        return
+    assert error is None
+    assert values == expected and all(type(values[k]) is type(expected[k]) for k in values)
