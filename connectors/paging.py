@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from core.errors import ContractError
@@ -45,13 +46,42 @@ class CursorPaginator:
         self._seen.add(next_token)
         self.token = next_token
 
-    def pages(self, fetch: Callable[[str | None], tuple[Sequence[T], str | None]]) -> Iterator[Sequence[T]]:
+    def pages(
+        self, fetch: Callable[[str | None], tuple[Sequence[T], str | None]], *, ahead: bool = False
+    ) -> Iterator[Sequence[T]]:
         """Lazily yield pages: `fetch(token)` returns one page's items and the next cursor.
 
         The next page is requested only when the consumer asks for it, so stopping early
         (an incremental read reaching its watermark) costs no extra request.
+
+        With `ahead`, for a consumer that reads every page (a full read): the next page is
+        requested, in a thread of its own, as soon as its cursor is known, while the consumer
+        handles the page just yielded; the service prepares it and the answer travels meanwhile.
+        The same requests in the same order, one at a time; a failure (the fetch's own error, or
+        a cursor loop) surfaces where the consumer asks for that page, as without `ahead`. A
+        consumer that stops early has cost at most the one page requested ahead, awaited before
+        the generator closes, so no request outlives it.
         """
+        if ahead:
+            yield from self._pages_ahead(fetch)
+            return
         while not self.finished:
             items, next_token = fetch(self.token)
             self.advance(next_token)
             yield items
+
+    def _pages_ahead(self, fetch: Callable[[str | None], tuple[Sequence[T], str | None]]) -> Iterator[Sequence[T]]:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="page-ahead") as fetcher:
+            pending: Future[tuple[Sequence[T], str | None]] | None = None
+            try:
+                while not self.finished:
+                    page = pending.result() if pending is not None else fetch(self.token)
+                    pending = None
+                    items, next_token = page
+                    self.advance(next_token)
+                    if not self.finished:
+                        pending = fetcher.submit(fetch, self.token)
+                    yield items
+            finally:
+                if pending is not None:
+                    pending.cancel()  # not started yet: never sent; else the pool's exit awaits it

@@ -203,11 +203,7 @@ class SalesforceClient:
         (`core.decoding.decode_page`): a record that cannot be decoded within the limits comes as
         an `Unreadable` in its place, and the others as usual.
         """
-        try:
-            soql = format_soql(soql_template, *args, **kwargs)
-        except (ValueError, KeyError, IndexError) as error:
-            raise ConfigError([f"soql: cannot format the query ({type(error).__name__})"]) from error
-        return self._records(soql)
+        return self._records(_soql(soql_template, *args, **kwargs))
 
     def iter_changed(
         self, sobject: str, fields: Iterable[str], since: str | None, *, lookback_seconds: int | None = None
@@ -231,17 +227,19 @@ class SalesforceClient:
         selected = self._names.to_org(sobject, fields)
         columns = ", ".join(["Id", *_unique(selected, skip={"id", "systemmodstamp"}), "SystemModstamp"])
         # Names checked above are our configuration, not outside data: safe as literals.
+        # Every page is read (the caller mirrors them all): each is requested while the one before
+        # is handled (`CursorPaginator.pages`, `ahead`).
         if since is None:
-            records = self.query("SELECT {:literal} FROM {:literal} ORDER BY SystemModstamp, Id", columns, sobject)
-            return self._names.from_org(sobject, records)
+            soql = _soql("SELECT {:literal} FROM {:literal} ORDER BY SystemModstamp, Id", columns, sobject)
+            return self._names.from_org(sobject, self._records(soql, ahead=True))
         start = _since(since) - timedelta(seconds=lookback_seconds)
-        records = self.query(
+        soql = _soql(
             "SELECT {:literal} FROM {:literal} WHERE SystemModstamp >= {} ORDER BY SystemModstamp, Id",
             columns,
             sobject,
             start,
         )
-        return self._names.from_org(sobject, records)
+        return self._names.from_org(sobject, self._records(soql, ahead=True))
 
     def read_by_ids(
         self, sobject: str, fields: Iterable[str], ids: Sequence[str]
@@ -416,7 +414,7 @@ class SalesforceClient:
         if self._last_date is not None and self._last_date.tzinfo is None:
             self._last_date = None  # a Date without a zone cannot be compared with SystemModstamps
 
-    def _records(self, soql: str) -> Iterator[dict[str, Any] | Unreadable]:
+    def _records(self, soql: str, *, ahead: bool = False) -> Iterator[dict[str, Any] | Unreadable]:
         paginator = CursorPaginator(system=SYSTEM)
 
         def fetch(locator: str | None) -> tuple[list[Any], str | None]:
@@ -435,7 +433,7 @@ class SalesforceClient:
 
         # Written out rather than `query_all_iter`: a generator that raised cannot resume, so each
         # page must be its own retried call for a failure on page 7 not to restart at page 1.
-        for page in paginator.pages(fetch):
+        for page in paginator.pages(fetch, ahead=ahead):
             for record in page:
                 yield _strip_attributes(record)
 
@@ -710,6 +708,15 @@ def _query_page(body: Any) -> tuple[list[Any], str | None]:
     if not isinstance(next_url, str) or not next_url:
         raise ContractError("salesforce query: not done but no nextRecordsUrl", system=SYSTEM)
     return body["records"], next_url
+
+
+def _soql(soql_template: str, *args: Any, **kwargs: Any) -> str:
+    """`format_soql(soql_template, *args, **kwargs)`; a template that cannot be filled is a
+    `ConfigError`."""
+    try:
+        return str(format_soql(soql_template, *args, **kwargs))
+    except (ValueError, KeyError, IndexError) as error:
+        raise ConfigError([f"soql: cannot format the query ({type(error).__name__})"]) from error
 
 
 def _strip_attributes(value: Any) -> Any:

@@ -219,10 +219,15 @@ class VitallyClient:
             raise ConfigError([f"vitally.sort_by: unknown value {sort_by!r}"])
         if status not in (None, "active", "churned", "activeOrChurned"):
             raise ConfigError([f"vitally.status: unknown value {status!r}"])
+        yield from self._accounts(sort_by, status, ahead=False)
+
+    def _accounts(
+        self, sort_by: SortBy, status: AccountStatus | None, *, ahead: bool
+    ) -> Iterator[dict[str, Any] | Unreadable]:
         params: dict[str, str] = {"sortBy": sort_by}
         if status is not None:
             params["status"] = status
-        yield from self._paged("/resources/accounts", "/resources/accounts", params)
+        yield from self._paged("/resources/accounts", "/resources/accounts", params, ahead=ahead)
 
     def iter_accounts_since(
         self, watermark: str | None, *, status: AccountStatus | None = "activeOrChurned"
@@ -239,11 +244,14 @@ class VitallyClient:
         watermark. Timestamps are compared as instants, not strings. An account whose `updatedAt`
         cannot be read is yielded (the record parser reports it) but never stops the read.
         """
-        bound = None if watermark is None else _watermark(watermark)
+        if status not in (None, "active", "churned", "activeOrChurned"):
+            raise ConfigError([f"vitally.status: unknown value {status!r}"])
+        if watermark is None:
+            # Every page will be read: each is requested while the one before is handled.
+            yield from self._accounts("updatedAt", status, ahead=True)
+            return
+        bound = _watermark(watermark)
         for account in self.iter_accounts(sort_by="updatedAt", status=status):
-            if bound is None:
-                yield account
-                continue
             updated = _updated_at(account)
             if updated is not None and updated < bound:
                 return
@@ -449,7 +457,9 @@ class VitallyClient:
             max_wait=self.settings.max_wait_seconds,
         )
 
-    def _paged(self, template: str, path: str, params: Mapping[str, str]) -> Iterator[dict[str, Any] | Unreadable]:
+    def _paged(
+        self, template: str, path: str, params: Mapping[str, str], *, ahead: bool = False
+    ) -> Iterator[dict[str, Any] | Unreadable]:
         paginator = CursorPaginator(system=SYSTEM)
 
         def fetch(token: str | None) -> tuple[list[dict[str, Any] | Unreadable], str | None]:
@@ -458,7 +468,7 @@ class VitallyClient:
                 query["from"] = token
             return _page(self._request("GET", template, path, params=query, decode=_decode_page), template)
 
-        for page in paginator.pages(fetch):
+        for page in paginator.pages(fetch, ahead=ahead):
             yield from page
 
     def _observe_rate_limit(self, response: requests.Response) -> None:

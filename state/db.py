@@ -22,6 +22,7 @@ from typing import Any, overload
 
 import sqlite_utils
 
+from core.decoding import decode_stored
 from core.errors import SyncError
 from core.triage import LABELS, Remembered, Triage
 from state.events import INBOX_SUFFIX, EventSource, QueuedEvents, connect_inbox, inbox_path
@@ -105,8 +106,13 @@ def _copy(source: Path, target: Path) -> None:
         copy.close()
 
 
+# `json.dumps`'s text, without its per-call set-up and the check for circular references (a
+# planned write is a tree of JSON values): half the time per line, 166,000 lines a cold cycle.
+_ENCODE = json.JSONEncoder(check_circular=False).encode
+
+
 def _encode(write: PlannedWrite) -> str:
-    return json.dumps(
+    return _ENCODE(
         [
             write.system,
             write.op,
@@ -124,7 +130,7 @@ def _encode(write: PlannedWrite) -> str:
 
 
 def _decode(line: str) -> PlannedWrite:
-    system, op, record, fields, rule, reason, payload, account, previous, owner, expects = json.loads(line)
+    system, op, record, fields, rule, reason, payload, account, previous, owner, expects = decode_stored(line)
     shown = None if owner is None else Owner.from_json(owner)
     return PlannedWrite(system, op, record, fields, rule, reason, payload, account, previous, shown, expects)
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from connectors.vitally import VitallySettings
+from core.decoding import decode_stored
 from core.errors import RecordError
 from core.model import Account
 from core.records import parse_account
@@ -55,7 +56,7 @@ def iter_accounts(
         if error:
             continue
         try:
-            yield parse_account(json.loads(raw), trait_keys, written, labels, owner_fields)
+            yield parse_account(decode_stored(raw), trait_keys, written, labels, owner_fields)
         except RecordError as problem:
             if report is not None and read_run == report.run_id:
                 report.record_errors.append(detached(problem))

@@ -47,6 +47,9 @@ def sf_objects(settings: SalesforceSettings) -> Mapping[str, tuple[str, ...]]:
     return {**SF_OBJECTS, "Lead": (*SF_OBJECTS["Lead"], "CountryCode")}
 
 
+# `json.dumps`'s text without its per-call set-up and circular-reference check (a record is a tree).
+_ENCODE = json.JSONEncoder(check_circular=False).encode
+
 _SF_PARSERS: Mapping[str, Callable[[Mapping[str, Any]], object]] = {
     "Lead": parse_lead,
     "User": parse_user,
@@ -238,7 +241,7 @@ class _Reader:
             if held.get(record_id) == stamp:
                 continue
             problem = self._problem(sobject, raw)
-            rows[record_id] = {"object": sobject, "id": record_id, "modstamp": stamp, "raw": json.dumps(raw)}
+            rows[record_id] = {"object": sobject, "id": record_id, "modstamp": stamp, "raw": _ENCODE(raw)}
             rows[record_id]["error"] = None if problem is None else json.dumps(problem)
             held[record_id] = stamp
             if problem is None or problem["field"] != "SystemModstamp":  # an unreadable stamp is no cursor

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Generator
 from typing import TypedDict
 
 import pytest
@@ -238,6 +239,78 @@ def test_cursor_paginator_detects_loops(cursors: list[str], pages_before_error: 
         for _ in CursorPaginator().pages(lambda token: ([token], next(returned))):
             seen += 1
     assert seen == pages_before_error
+
+
+def test_cursor_paginator_ahead_yields_the_same_pages_from_the_same_requests() -> None:
+    pages = {None: ([1, 2], "b"), "b": ([3], "c"), "c": ([], None)}
+    asked: list[str | None] = []
+    threads: set[str] = set()
+
+    def fetch(token: str | None) -> tuple[list[int], str | None]:
+        asked.append(token)
+        threads.add(threading.current_thread().name)
+        return pages[token]
+
+    paginator = CursorPaginator()
+    assert [list(page) for page in paginator.pages(fetch, ahead=True)] == [[1, 2], [3], []]
+    assert asked == [None, "b", "c"]
+    assert paginator.finished and paginator.pages_read == 3
+    assert any(name.startswith("page-ahead") for name in threads)  # the pages after the first
+
+
+def test_cursor_paginator_ahead_requests_the_next_page_while_the_consumer_works() -> None:
+    """The page after the one yielded is being fetched before the consumer asks for it; one
+    page ahead, never more."""
+    second_asked = threading.Event()
+
+    def fetch(token: str | None) -> tuple[list[str | None], str | None]:
+        if token == "b":
+            second_asked.set()
+        return [token], {None: "b", "b": "c", "c": None}[token]
+
+    pages = CursorPaginator().pages(fetch, ahead=True)
+    assert next(pages) == [None]
+    assert second_asked.wait(timeout=10)  # asked for while the consumer still holds page 1
+    assert [list(page) for page in pages] == [["b"], ["c"]]
+
+
+def test_cursor_paginator_ahead_raises_a_failure_where_the_consumer_asks_for_that_page() -> None:
+    def fetch(token: str | None) -> tuple[list[int], str | None]:
+        if token == "c":
+            raise RetriableError("page 3 failed")
+        return [1], {None: "b", "b": "c"}[token]
+
+    seen = 0
+    with pytest.raises(RetriableError, match="page 3"):
+        for _ in CursorPaginator().pages(fetch, ahead=True):
+            seen += 1
+    assert seen == 2
+    returned = iter(["a", "b", "a"])
+    seen = 0
+    with pytest.raises(ContractError, match="pagination loop"):
+        for _ in CursorPaginator().pages(lambda token: ([token], next(returned)), ahead=True):
+            seen += 1
+    assert seen == 2
+
+
+def test_cursor_paginator_ahead_closed_early_has_asked_one_page_more_and_waited_for_it() -> None:
+    asked: list[str | None] = []
+    finished: list[str | None] = []
+    release = threading.Event()
+
+    def fetch(token: str | None) -> tuple[list[str | None], str | None]:
+        asked.append(token)
+        if token is not None:
+            release.wait(timeout=10)
+        finished.append(token)
+        return [token], f"{token}x"
+
+    pages = CursorPaginator().pages(fetch, ahead=True)
+    assert isinstance(pages, Generator)
+    next(pages)
+    threading.Timer(0.2, release.set).start()
+    pages.close()  # returns once the page asked ahead is answered: no request outlives the read
+    assert asked == [None, "Nonex"] and finished == asked
 
 
 def test_cursor_paginator_refuses_to_advance_after_the_end() -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.decoding import (
     MAX_DEPTH,
@@ -14,8 +17,10 @@ from core.decoding import (
     JsonError,
     Record,
     Unreadable,
+    _standard_page,
     decode_json,
     decode_page,
+    decode_stored,
     json_text,
 )
 
@@ -146,3 +151,135 @@ def test_decode_page_keeps_no_text_unless_the_page_was_valid_utf8(data: str | by
 
 def test_decode_page_keeps_no_text_for_a_record_that_is_not_an_object() -> None:
     assert _vitally(b'{"results":[[1],"a",null],"next":null}')["results"] == [[1], "a", None]
+
+
+# -- the fast path (msgspec, from the bytes) answers as the standard decoder does (issue #17) --------
+
+
+def _same(fast: Any, standard: Any) -> bool:
+    """Equal with the same types all the way down (1 and 1.0 and True differ), the same `Record`
+    texts, the same `Unreadable`s."""
+    if type(fast) is not type(standard):
+        return False
+    if isinstance(fast, Record) and fast.text != standard.text:
+        return False
+    if isinstance(fast, dict):
+        return list(fast) == list(standard) and all(_same(fast[k], standard[k]) for k in fast)
+    if isinstance(fast, list):
+        return len(fast) == len(standard) and all(_same(a, b) for a, b in zip(fast, standard, strict=True))
+    if isinstance(fast, float) and fast != fast:  # NaN is not equal to itself
+        return bool(standard != standard)
+    return bool(fast == standard)
+
+
+def _both(data: bytes, records_key: str = "results", id_key: str = "id", stamp_key: str = "updatedAt") -> Any:
+    fast = decode_page(data, records_key=records_key, id_key=id_key, stamp_key=stamp_key)
+    standard = _standard_page(data, records_key, id_key, stamp_key)
+    assert _same(fast, standard), (fast, standard)
+    return fast
+
+
+def test_decode_page_fast_path_takes_an_ordinary_page() -> None:
+    """A page msgspec reads is answered without the standard decoder (it would raise here)."""
+    data = _page(_good(1), _good(2)).encode()
+    with mock.patch("core.decoding._standard_page", side_effect=AssertionError("standard path")):
+        page = decode_page(data, records_key="results", id_key="id", stamp_key="updatedAt")
+    assert [type(r) for r in page["results"]] == [Record, Record] and page["results"][0].text == _good(1)
+
+
+_HOSTILE = [
+    HEAD + '"traits":{"ok":1,"deep":' + DEEP + "}}",
+    HEAD + '"mrr":1' + "0" * 5000 + "}",
+    HEAD + '"mrr":1' + "0" * 4299 + "}",  # 4,300 digits: a Python int, by either path
+    '{"id":"acc_p","updatedAt":"T","traits":{"x":NaN}}',
+    '{"id":"acc_p","updatedAt":"T","traits":{"x":-Infinity}}',
+    HEAD + '"mrr":1e400}',  # the standard decoder's inf (the parser then refuses it); msgspec refuses
+    HEAD + '"name":"\\ud800"}',  # a lone surrogate escape: the standard decoder keeps it
+    HEAD + '"traits":{"x":' + "[" * 40 + "]" * 40 + "}}",
+    HEAD + '"traits":{"x":' + "[" * 29 + "]" * 29 + "}}",  # 32 levels: kept
+    HEAD + '"traits":{"x":"' + "[{" * 20 + '"}}',  # brackets inside a text are no nesting
+    HEAD + '"traits":{"x":"' + "a" * MAX_RECORD_CHARS + '"}}',
+    HEAD + '"traits":{"x":"' + "é" * (MAX_RECORD_CHARS // 2 - 60) + '"}}',  # more bytes than characters
+    '{"id":"acc_p","updatedAt":"T","traits":{"x": tru}}',
+    '{"id":"acc_p","id":"acc_q","updatedAt":"T"}',  # a name twice: the last one, by either path
+    "[1, 2]",
+    '"text"',
+    "12345678901234567890123",
+    "null",
+]
+
+
+@pytest.mark.parametrize("record", _HOSTILE, ids=range(len(_HOSTILE)))
+def test_decode_page_fast_path_answers_each_hostile_record_as_the_standard_path(record: str) -> None:
+    page = _both(_page(_good(1), record, _good(2)).encode())
+    assert type(page["results"][0]) is Record and page["results"][0].text == _good(1)
+    assert type(page["results"][2]) is Record and page["results"][2].text == _good(2)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"results":[{"id":"a","name":"caf\xe9"}],"next":null}',  # not UTF-8 inside a record
+        b'{"results":[{"id":"a"}],"next":"caf\xe9"}',  # not UTF-8 outside the records
+        b'{"records":[{"Id":"00Q1"}],"done":true,"totalSize":1}',  # no `results`: a plain member
+        b'{"results":{"id":"a"},"next":null}',  # `results` not a list
+        b' { "results" : [ {"id":"a"} , {"id":"b"} ] , "next" : null } ',
+        b'{"results":[],"next":null}',
+        b"{}",
+        b'{"results":[{"id":"a"}],"next":1e400}',
+    ],
+)
+def test_decode_page_fast_path_answers_each_page_as_the_standard_path(data: bytes) -> None:
+    _both(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"results":[{"id":"a"}',
+        b'{"results":[{"id":"a"}],"next":' + DEEP.encode() + b"}",
+        b'{"results":[{"id":"a"}]} trailing',
+        b'{"results":[{"id":"a"}],"next":NaN}',
+        b'{"results":[{"id":"a"}],"n":' + b"9" * 4301 + b"}",
+        b"not json",
+    ],
+)
+def test_decode_page_fast_path_leaves_a_damaged_page_to_the_standard_path(data: bytes) -> None:
+    with pytest.raises(JsonError):
+        _vitally(data)
+
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=st.lists(st.dictionaries(st.text(max_size=6), _VALUES, max_size=6), max_size=5), compact=st.booleans())
+def test_decode_page_fast_path_equals_the_standard_path_on_random_pages(
+    records: list[dict[str, Any]], compact: bool
+) -> None:
+    separators = (",", ":") if compact else (", ", ": ")
+    data = json.dumps({"results": records, "next": None}, separators=separators, ensure_ascii=compact).encode()
+    assert _both(data)["results"] == records
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=_VALUES)
+def test_decode_stored_equals_the_standard_decoder(value: Any) -> None:
+    text = json.dumps(value)
+    assert _same(decode_stored(text), json.loads(text))
+
+
+@pytest.mark.parametrize("text", ['{"name":"\\ud800"}', '{"mrr":1e400}', '{"n":' + "9" * 4300 + "}"])
+def test_decode_stored_reads_what_msgspec_refuses_as_the_standard_decoder(text: str) -> None:
+    assert _same(decode_stored(text), json.loads(text))

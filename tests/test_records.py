@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.errors import RecordError
-from core.records import parse_account, parse_lead
+from core.records import DEFAULT_TRAIT_KEYS, parse_account, parse_lead
 
 BASE: dict[str, Any] = {
     "id": "acc_9",
@@ -165,3 +167,77 @@ def test_text_fast_path_for_ascii_only(text: str) -> None:
         assert kind == "error" and "lone surrogate" in result
     else:
         assert (kind, result) == ("str", text)
+
+
+# -- an Account made without the dataclass's __init__ (issue #17: a tenth of parsing one) -----------
+
+
+def test_new_account_is_the_account_init_makes() -> None:
+    from dataclasses import fields
+    from datetime import UTC, datetime
+
+    from core.model import Account, new_account
+
+    values: dict[str, Any] = {"id": "acc_1", "name": "Acme", "updated_at": datetime(2026, 1, 1, tzinfo=UTC), "mrr": 5.0}
+    made, expected = new_account(values), Account(**values)
+    assert made == expected and repr(made) == repr(expected)
+    assert {f.name: getattr(made, f.name) for f in fields(Account)} == vars(made)
+    assert made.key_roles == {} and made.key_roles is not new_account(values).key_roles  # fresh, as default_factory
+    with pytest.raises(AttributeError):
+        made.name = "other"  # type: ignore[misc]  # still frozen
+    with pytest.raises(TypeError, match="unknown fields \\['colour'\\]"):
+        new_account({**values, "colour": "red"})
+    with pytest.raises(TypeError, match="missing fields \\['updated_at'\\]"):
+        new_account({"id": "acc_1", "name": "Acme"})
+
+
+def test_parse_account_trait_names_are_account_fields_apart_from_the_records_own() -> None:
+    """parse_account puts the typed traits and the record's own fields in one dict: no trait may
+    take the name of one of those fields, or it would be overwritten silently."""
+    from dataclasses import fields
+
+    from core.model import Account
+    from core.records import _TRAIT_PARSERS
+
+    own = {"id", "name", "updated_at", "external_id", "created_at", "mrr", "segments", "key_roles"}
+    own |= {"key_role_emails", "owner_ids", "churned_at", "role_holders", "role_holder_emails", "role_sources"}
+    own |= {"written"}
+    assert set(_TRAIT_PARSERS) <= {f.name for f in fields(Account)} - own
+    assert own | set(_TRAIT_PARSERS) == {f.name for f in fields(Account)}
+
+
+_TRAIT_VALUES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**16), max_value=10**16)
+    | st.floats()
+    | st.sampled_from(["", "US", "true", "1,234", "2026-07-17", "é", "\ud800", "plan"])
+    | st.lists(st.sampled_from(["a", "b"]), max_size=2)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(traits=st.dictionaries(st.sampled_from(sorted(DEFAULT_TRAIT_KEYS.values())), _TRAIT_VALUES, max_size=12))
+def test_account_traits_inline_cases_parse_as_the_parsers_do(traits: dict[str, Any]) -> None:
+    """`_account_traits` takes the common case of four parsers inline: the values (types
+    included) and the first error are those of calling every parser."""
+    from core.records import _TRAIT_PARSERS, _account_traits, _Bad
+
+    renamed = {key: canonical for canonical, key in DEFAULT_TRAIT_KEYS.items()}
+    expected: dict[str, object] = {}
+    error: str | None = None
+    for key, value in traits.items():
+        if value is None:
+            continue
+        try:
+            expected[renamed[key]] = _TRAIT_PARSERS[renamed[key]](value)
+        except _Bad as bad:
+            error = f"traits.{key}: {bad}"
+            break
+    try:
+        _, values = _account_traits("acc_1", traits, DEFAULT_TRAIT_KEYS)
+    except RecordError as problem:
+        assert error == f"{problem.field}: {problem.message}"
+        return
+    assert error is None
+    assert values == expected and all(type(values[k]) is type(expected[k]) for k in values)
