@@ -499,6 +499,44 @@ class StateDB:
     def forget_account_inputs(self, ids: Iterable[str]) -> None:
         self.db.conn.executemany("DELETE FROM account_inputs WHERE id = ?", ((i,) for i in ids))
 
+    def leads_judged(self, rules: str, at: float) -> dict[str, tuple[str, str]]:
+        """Lead id → (company key, context fingerprint) of every stored lead judgement that holds:
+        made under these `rules`, with the clock `at` (epoch seconds) inside its window, for a lead
+        whose mirrored row did not change since (a trigger deletes the record when it does). A lead
+        with a write still pending never holds: settling would drop that write as no longer wanted."""
+        rows = self.db.conn.execute(
+            "SELECT id, company, context FROM lead_inputs WHERE rules = ? AND ? >= valid_from AND ? < valid_until "
+            "AND id NOT IN (SELECT record FROM outbox WHERE status = 'pending' AND system = 'salesforce')",
+            [rules, at, at],
+        )
+        return {str(lead): (str(company), str(context)) for lead, company, context in rows}
+
+    def save_lead_inputs(self, rows: Iterable[tuple[str, str, str, str, float, float]]) -> None:
+        """Rows of (id, company key, context fingerprint, rules fingerprint, valid_from, valid_until)."""
+        self.db.conn.executemany("INSERT OR REPLACE INTO lead_inputs VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def forget_lead_inputs(self, ids: Iterable[str]) -> None:
+        self.db.conn.executemany("DELETE FROM lead_inputs WHERE id = ?", ((i,) for i in ids))
+
+    def triage_verdicts(self, version: str) -> dict[str, Triage]:
+        """Submission key → the verdict kept for it by the classifier `version` (`sync.verdicts`)."""
+        rows = self.db.conn.execute(
+            "SELECT key, label, confidence, reason FROM triage_verdicts WHERE version = ?", [version]
+        )
+        return {
+            str(key): Triage(label, float(confidence), str(reason))
+            for key, label, confidence, reason in rows
+            if label in LABELS
+        }
+
+    def save_triage_verdicts(self, version: str, verdicts: Iterable[tuple[str, Triage]]) -> None:
+        """Keep these verdicts of the classifier `version`, and forget every other version's."""
+        self.db.conn.execute("DELETE FROM triage_verdicts WHERE version != ?", [version])
+        self.db.conn.executemany(
+            "INSERT OR REPLACE INTO triage_verdicts VALUES (?, ?, ?, ?, ?)",
+            ((key, version, t.label, t.confidence, t.reason) for key, t in verdicts),
+        )
+
     def account_raw(self, account_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT raw FROM accounts WHERE id = ?", [account_id]).fetchone()
         return None if row is None else dict(json.loads(row[0]))

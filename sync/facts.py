@@ -156,12 +156,15 @@ class SalesforceFacts:
         leads = self._leads_by_account[lead.vitally_account_id]
         leads[:] = [planned if known.id == lead.id else known for known in leads]
 
-    def iter_leads(self) -> Iterator[tuple[Lead, dict[str, Any]]]:
+    def iter_leads(self, skip: Collection[str] = ()) -> Iterator[tuple[Lead, dict[str, Any]]]:
         """Every well-formed lead of the mirror with its fields as Salesforce last showed them
-        (for diffs), streamed; for facts of `load_for`, the leads it read."""
+        (for diffs), streamed, but those whose ids are in `skip` (not even parsed); for facts of
+        `load_for`, the leads it read."""
         if self._scoped is not None:
-            return iter(list(self._scoped))
-        return _parsed(self.state, "Lead", parse_lead)
+            return iter([(lead, raw) for lead, raw in self._scoped if lead.id not in skip])
+        if not skip:
+            return _parsed(self.state, "Lead", parse_lead)
+        return _rows((row for row in self.state.iter_sf("Lead") if row[0] not in skip), parse_lead)
 
     def context_for(self, account_id: str) -> AccountContext:
         leads = self._leads_by_account.get(account_id)
