@@ -61,6 +61,9 @@ class SalesforceFacts:
     _scoped: list[tuple[Lead, dict[str, Any]]] | None = None
     # Lead id -> the triage verdict remembered for its submission (the LLM's, `sync.triage`).
     _triage: dict[str, Remembered] = field(default_factory=dict)
+    # Lead id -> the lead as `load` parsed it from the mirror (linked or disqualified leads), so
+    # that `iter_leads` does not parse it again.
+    _read: dict[str, Lead] = field(default_factory=dict)
 
     @classmethod
     def load(cls, state: StateDB) -> SalesforceFacts:
@@ -78,7 +81,18 @@ class SalesforceFacts:
                 facts._opps_by_account[vitally_id].append(opportunity)
         facts._triage = {lead: verdict for lead, (_, verdict) in state.remembered_triage().items() if verdict}
         written = state.last_written("salesforce")
-        for lead, _ in _parsed(state, "Lead", parse_lead):
+        for _id, raw, error in state.iter_sf("Lead"):
+            if error:
+                continue
+            record = json.loads(raw)
+            # Only a linked or a disqualified lead is a fact; the leads pass parses the others (once).
+            if not record.get("Vitally_Account_Id__c") and record.get("Status") not in _DISQUALIFIED:
+                continue
+            try:
+                lead = parse_lead(record)
+            except RecordError:
+                continue
+            facts._read[lead.id] = lead
             if lead.vitally_account_id:
                 facts._leads_by_account[lead.vitally_account_id].append(lead)
                 facts._remember_assignment(lead, written)
@@ -158,13 +172,26 @@ class SalesforceFacts:
 
     def iter_leads(self, skip: Collection[str] = ()) -> Iterator[tuple[Lead, dict[str, Any]]]:
         """Every well-formed lead of the mirror with its fields as Salesforce last showed them
-        (for diffs), streamed, but those whose ids are in `skip` (not even parsed); for facts of
-        `load_for`, the leads it read."""
+        (for diffs), streamed, but those whose ids are in `skip` (not even read); a lead `load`
+        parsed is not parsed again. For facts of `load_for`, the leads it read."""
         if self._scoped is not None:
             return iter([(lead, raw) for lead, raw in self._scoped if lead.id not in skip])
-        if not skip:
-            return _parsed(self.state, "Lead", parse_lead)
-        return _rows((row for row in self.state.iter_sf("Lead") if row[0] not in skip), parse_lead)
+        return self._iter_mirrored_leads(skip)
+
+    def _iter_mirrored_leads(self, skip: Collection[str]) -> Iterator[tuple[Lead, dict[str, Any]]]:
+        read = self._read
+        for lead_id, raw, error in self.state.iter_sf("Lead"):
+            if error or lead_id in skip:
+                continue
+            record = json.loads(raw)
+            known = read.get(lead_id)
+            if known is not None:
+                yield known, record
+                continue
+            try:
+                yield parse_lead(record), record
+            except RecordError:
+                continue
 
     def context_for(self, account_id: str) -> AccountContext:
         leads = self._leads_by_account.get(account_id)
