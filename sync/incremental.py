@@ -245,8 +245,13 @@ class Book:
 
 def lead_context_fingerprint(context: LeadContext) -> str:
     """What a lead's rules read besides the lead itself and the rules: the day its company last had
-    a lead disqualified, and the triage verdict the state remembers for it (the LLM's)."""
-    return digest_of((context.company_disqualified_at, context.triage))
+    a lead disqualified, and the triage verdict the state remembers for it (the LLM's).
+
+    Computed for every lead of every cycle, so without `_canonical`'s walk: a date, and a
+    `Remembered` of text and a `Triage` of text and a number, whose repr is the same in every
+    process."""
+    text = repr((context.company_disqualified_at, context.triage))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def _day_window(now: datetime) -> tuple[float, float]:

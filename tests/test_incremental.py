@@ -400,6 +400,9 @@ def test_the_lead_context_fingerprint_changes_with_every_field_of_the_lead_conte
     from sync.incremental import lead_context_fingerprint
 
     assert {f.name for f in fields(LeadContext)} == {"company_disqualified_at", "triage"}  # else: extend this
+    # Digested by repr, as it is: only while these hold text and numbers (the same in every process).
+    for record in (Remembered, Triage):
+        assert {str(f.type) for f in fields(record)} <= {"str", "float", "Label", "Triage"}, record.__name__
     said = Remembered("d1", Triage("sales", 0.9, "a buyer"))
     variants = [
         LeadContext(),
