@@ -474,13 +474,13 @@ class StateDB:
         stored manager) for every well-formed mirrored account, in id order, with what
         `save_account_inputs` stored for it. `holds`: a judgement is stored, made under these
         `rules`, and the clock `at` (epoch seconds) is inside its window. The raw JSON is read
-        only when the caller may need it: the judgement does not hold, or it read Salesforce
-        facts (non-empty fingerprint) that the caller must compare. An account with a write still
+        only when the judgement does not hold (one whose Salesforce facts changed is read by the
+        caller, `account_raw_text`). An account with a write still
         pending (queued by an event's mini-cycle, an `apply`, an earlier cycle) never holds: this
         cycle must judge it again, or settling would drop that write as no longer wanted."""
         holds = "(i.id IS NOT NULL AND i.rules IS ? AND ? >= i.valid_from AND ? < i.valid_until)"
         for record_id, held, raw, read_run, facts, manager in self.db.conn.execute(
-            f"SELECT a.id, {holds}, CASE WHEN NOT {holds} OR i.facts != '' THEN a.raw END, a.read_run, "
+            f"SELECT a.id, {holds}, CASE WHEN NOT {holds} THEN a.raw END, a.read_run, "
             "i.facts, i.manager FROM accounts a LEFT JOIN account_inputs i ON i.id = a.id "
             "AND i.id NOT IN (SELECT account FROM outbox WHERE status = 'pending' AND account IS NOT NULL) "
             "WHERE coalesce(a.error, '') = '' ORDER BY a.id",
@@ -610,6 +610,12 @@ class StateDB:
         """(record, field) → the value we last wrote there, read from the state a record at a time
         when asked (the planner asks only where a value differs), never all at once."""
         return LastWritten(self, system)
+
+    def written_field(self, system: str, field: str) -> dict[str, Any]:
+        """Record → the value crm-sync last wrote to `field` there, for every record of `system`
+        (one query, for a pass that asks about every record)."""
+        rows = self.db.execute("SELECT record, value FROM last_written WHERE system = ? AND field = ?", [system, field])
+        return {record: json.loads(value) for record, value in rows}
 
     def written_values(self, system: str, record: str) -> dict[str, Any]:
         """Field → the value crm-sync last wrote there, for one record."""

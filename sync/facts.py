@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar
@@ -80,7 +80,7 @@ class SalesforceFacts:
             if vitally_id:
                 facts._opps_by_account[vitally_id].append(opportunity)
         facts._triage = {lead: verdict for lead, (_, verdict) in state.remembered_triage().items() if verdict}
-        written = state.last_written("salesforce")
+        written = state.written_field("salesforce", "OwnerId").get  # one query, not one per lead
         for _id, raw, error in state.iter_sf("Lead"):
             if error:
                 continue
@@ -121,7 +121,11 @@ class SalesforceFacts:
                 facts._opps_by_account[vitally_id].append(opportunity)
         linked = state.sf_where("Lead", "Vitally_Account_Id__c", account_ids)
         named = state.sf_where("Lead", "Id", lead_ids)
-        written = state.last_written("salesforce")
+        last = state.last_written("salesforce")
+
+        def written(key: str) -> Any:
+            return last.get((key, "OwnerId"))
+
         for lead, raw in _rows(sorted({row[0]: row for row in [*linked, *named]}.values()), parse_lead):
             scoped.append((lead, raw))
             if lead.vitally_account_id:
@@ -142,12 +146,13 @@ class SalesforceFacts:
         day = lead.system_modstamp.date()
         self._disqualified_by_company[key] = max(day, self._disqualified_by_company.get(key, day))
 
-    def _remember_assignment(self, lead: Lead, written: Mapping[tuple[str, str], Any]) -> None:
-        """The owner crm-sync gave a lead it created (upserted on its Sync_Key__c), so a rule can
-        tell a person's reassignment from our own choice."""
+    def _remember_assignment(self, lead: Lead, written: Callable[[str], Any]) -> None:
+        """The owner crm-sync gave a lead it created (upserted on its Sync_Key__c; `written` gives
+        the OwnerId crm-sync last wrote under a key), so a rule can tell a person's reassignment
+        from our own choice."""
         if not lead.sync_key or not lead.vitally_account_id:
             return
-        owner = written.get((lead.sync_key, "OwnerId"))
+        owner = written(lead.sync_key)
         if isinstance(owner, str) and owner:
             self._assigned_by_account[lead.vitally_account_id][lead.id] = owner
 

@@ -216,7 +216,7 @@ class Book:
                 if manager:
                     self.managers[manager] += 1
                 continue
-            # Not read by the query when the account had no facts then: it has some now.
+            # Not read by the query when the judgement holds: its Salesforce facts changed.
             text = stored_raw if stored_raw is not None else self.state.account_raw_text(record_id)
             if text is not None:
                 yield record_id, text, None, read_run
