@@ -1137,7 +1137,9 @@ class StateDB:
         """Drop the kept malformed records that the mirror now holds well-formed (the service sent
         them again, fixed); returns how many."""
         fixed = self.db.execute(
-            "DELETE FROM malformed WHERE system = 'vitally' AND record IN (SELECT id FROM accounts WHERE error IS NULL)"
+            # EXISTS: one primary-key lookup per kept record, not a set of the whole mirror's ids.
+            "DELETE FROM malformed WHERE system = 'vitally' AND EXISTS "
+            "(SELECT 1 FROM accounts a WHERE a.id = malformed.record AND a.error IS NULL)"
         ).rowcount
         fixed += self.db.execute(
             "DELETE FROM malformed WHERE system LIKE 'salesforce %' AND EXISTS (SELECT 1 FROM sf_records s "
