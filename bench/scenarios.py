@@ -14,7 +14,14 @@ child's own (its `VmHWM`, sampled). The scenarios, in this order:
     cold-dry     `run --dry-run` on an empty state: read everything, plan, send no write
     cold         `run` on an empty state: the first applied sync
     repeat       the same `run` again: it reads back the echo of the cold run's writes, writes nothing
-    idle         `run` with nothing changed
+    idle         `run` with nothing changed, seconds after the repeat run: the Salesforce read re-reads
+                 every lead the cold run wrote, still inside the look-back (`[salesforce]
+                 lookback_seconds`, 300 s)
+    idle-daemon  a daemon's idle cycle: the sandbox's clock is moved on by the daemon's interval
+                 (`[daemon] interval_seconds`, 900 s), an unreported `run` reads what the look-back
+                 still covers, the clock moves on by the interval again, then the measured `run`
+                 (nothing changed; the look-back no longer reaches the cold run's writes). The
+                 rules' clock is the machine's, as in every scenario; only the services' moves.
     incremental  1 % of the accounts get a new MRR (as Vitally's billing sync would), then `run`
     burst        1,000 new accounts that qualify for routing arrive, then `run` (1,000 new leads)
 
@@ -64,7 +71,7 @@ from sync.config import Config, load_config
 from sync.ingest import SF_OBJECTS
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("cold-dry", "cold", "repeat", "idle", "incremental", "burst")
+SCENARIOS = ("cold-dry", "cold", "repeat", "idle", "idle-daemon", "incremental", "burst")
 # Far above any run here: the real 1,000 a minute would turn a 100,000-account cold run into
 # minutes of waiting for the limit, which measures Vitally's limit, not crm-sync.
 LIFTED_RATE_LIMIT = 1_000_000_000
@@ -74,7 +81,7 @@ _EXAMPLE_URL = "http://127.0.0.1:8765"
 _OUTER_PREFIXES = ("VITALLY_", "SALESFORCE_", "CRM_SYNC_")  # no secrets or settings from our shell
 _SF_SYSTEM_FIELDS = frozenset({"SystemModstamp", "LastModifiedDate", "LastModifiedById"})
 
-Change = Literal["none", "incremental", "burst"]
+Change = Literal["none", "incremental", "burst", "interval"]
 
 
 # -- the machine and the child processes ---------------------------------------------------------------
@@ -440,7 +447,7 @@ def steps_for(selected: Sequence[str]) -> list[Step]:
     scenario stands on; an unreported run between `incremental` and `burst` reads back the
     incremental run's writes, so that the burst is measured on its own."""
     wanted = set(selected)
-    later = wanted & {"repeat", "idle", "incremental", "burst"}
+    later = wanted & {"repeat", "idle", "idle-daemon", "incremental", "burst"}
     steps = [Step("cold-dry", True, "none", True)] if "cold-dry" in wanted else []
     if later or "cold" in wanted:
         steps.append(Step("cold", False, "none", "cold" in wanted))
@@ -448,6 +455,9 @@ def steps_for(selected: Sequence[str]) -> list[Step]:
         steps.append(Step("repeat", False, "none", "repeat" in wanted))
     if "idle" in wanted:
         steps.append(Step("idle", False, "none", True))
+    if "idle-daemon" in wanted:
+        steps.append(Step("idle-daemon-first", False, "interval", False))
+        steps.append(Step("idle-daemon", False, "interval", True))
     if "incremental" in wanted:
         steps.append(Step("incremental", False, "incremental", True))
         if "burst" in wanted:
@@ -496,6 +506,8 @@ def crm_sync_pass(
                 changes.burst = routable_accounts(load_config(config), options.burst, sandbox.now())
                 load_burst(sandbox, changes.burst)
                 current = None
+            elif step.change == "interval":
+                sandbox.control("POST", "clock", {"advance_seconds": load_config(config).interval_seconds})
             before = current or Snapshot.of(sandbox.state())
             sandbox.reset()
             measured = crm_sync(config, state, dry_run=step.dry_run, tree=options.tree)
@@ -525,6 +537,8 @@ def naive_pass(
                 apply_mrr_changes(sandbox, changes.new_mrr)
             elif step.change == "burst":
                 load_burst(sandbox, changes.burst)
+            elif step.change == "interval":
+                sandbox.control("POST", "clock", {"advance_seconds": load_config(config).interval_seconds})
             if not step.reported:
                 continue
             sandbox.reset()
@@ -692,7 +706,8 @@ def main() -> int:
         "cold-dry": "cold, --dry-run",
         "cold": "cold, applied",
         "repeat": "repeat (2nd run)",
-        "idle": "idle",
+        "idle": "idle, right after the repeat run",
+        "idle-daemon": "idle, a daemon's cycle (clock +interval)",
         "incremental": f"incremental ({options.changed_share:.0%} MRR changes)",
         "burst": f"routing burst ({options.burst:,} accounts)",
     }

@@ -58,7 +58,8 @@ EMPTY = AccountContext()
 class LeadContext:
     """What the lead rules read besides the lead: the latest day a lead of the same company was
     disqualified (None when none was, or it is unknown), and the triage verdict the state
-    remembers for the lead's submission (the LLM's, asked by `sync` before any rule reads it)."""
+    remembers for the lead's submission (the LLM's, asked by `sync` before any rule reads it; with
+    another classifier, that classifier's own verdict, kept by `sync` between cycles)."""
 
     company_disqualified_at: date | None = None
     triage: Remembered | None = None

@@ -190,15 +190,17 @@ def awaits_triage(lead: Lead, policy: Policy) -> bool:
 
 
 def _verdict(lead: Lead, ctx: LeadContext, demo: DemoPolicy) -> Triage | None:
-    """The submission's verdict: the configured classifier's, or for `llm` the answer the state
-    remembers for this very submission (None until `sync` has asked)."""
+    """The submission's verdict: the one the context carries for this very submission (for `llm`
+    the answer the state remembers, None until `sync` has asked; for another classifier its own
+    verdict, kept by `sync` so that an unchanged submission is classified once), else the
+    configured classifier's."""
     submission = Submission.of_lead(lead)
-    if demo.classifier != "llm":
-        return classifier_for(demo).classify(submission)
     remembered = ctx.triage
-    if remembered is None or remembered.digest != submission.digest():
+    if remembered is not None and remembered.digest == submission.digest():
+        return remembered.triage
+    if demo.classifier == "llm":
         return None
-    return remembered.triage
+    return classifier_for(demo).classify(submission)
 
 
 def _triage_reason(label: Label, triage: Triage, demo: DemoPolicy) -> str:

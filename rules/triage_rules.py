@@ -16,6 +16,7 @@ input) and keeps no state between calls.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 import warnings
@@ -135,8 +136,17 @@ def _compiled(signal: Signal) -> _Compiled:
     return _Compiled(signal, patterns, tuple(_needs(p) for p in patterns))
 
 
-_SIGNALS = tuple(_compiled(s) for s in SIGNALS)
-_INJECTION = tuple(_compile(p) for p in INJECTION)
+@functools.cache
+def _signals() -> tuple[_Compiled, ...]:
+    """The lexicon's patterns, compiled when a submission is first classified, not when the module
+    is imported: a cycle with nothing to classify (its verdicts kept, `sync.verdicts`) never needs
+    them, and compiling them is most of the import's cost."""
+    return tuple(_compiled(s) for s in SIGNALS)
+
+
+@functools.cache
+def _injection() -> tuple[re.Pattern[str], ...]:
+    return tuple(_compile(p) for p in INJECTION)
 
 
 # --------------------------------------------------------------------------- shape of the text
@@ -345,7 +355,7 @@ def _links(folded: str) -> int:
 
 def _signal_evidence(folded: str) -> list[_Evidence]:
     found: list[_Evidence] = []
-    for compiled in _SIGNALS:
+    for compiled in _signals():
         hits: list[str] = []
         for pattern, needs in zip(compiled.patterns, compiled.needs, strict=True):
             # The substring test first: the search only where a match is possible.
@@ -435,7 +445,7 @@ class RuleTriage:
         """The verdicts no weighing can change (injection, empty, gibberish, test), or None."""
         text = submission.text[:MAX_TEXT]
         folded = fold(text)
-        for pattern in _INJECTION:
+        for pattern in _injection():
             if match := pattern.search(folded):
                 return Triage("spam", 0.97, f"spam: tries to dictate the label ({_quote([match.group(0)])})")
         tokens = _WORD.findall(folded)

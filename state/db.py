@@ -480,13 +480,13 @@ class StateDB:
         stored manager) for every well-formed mirrored account, in id order, with what
         `save_account_inputs` stored for it. `holds`: a judgement is stored, made under these
         `rules`, and the clock `at` (epoch seconds) is inside its window. The raw JSON is read
-        only when the caller may need it: the judgement does not hold, or it read Salesforce
-        facts (non-empty fingerprint) that the caller must compare. An account with a write still
+        only when the judgement does not hold (one whose Salesforce facts changed is read by the
+        caller, `account_raw_text`). An account with a write still
         pending (queued by an event's mini-cycle, an `apply`, an earlier cycle) never holds: this
         cycle must judge it again, or settling would drop that write as no longer wanted."""
         holds = "(i.id IS NOT NULL AND i.rules IS ? AND ? >= i.valid_from AND ? < i.valid_until)"
         for record_id, held, raw, read_run, facts, manager in self.db.conn.execute(
-            f"SELECT a.id, {holds}, CASE WHEN NOT {holds} OR i.facts != '' THEN a.raw END, a.read_run, "
+            f"SELECT a.id, {holds}, CASE WHEN NOT {holds} THEN a.raw END, a.read_run, "
             "i.facts, i.manager FROM accounts a LEFT JOIN account_inputs i ON i.id = a.id "
             "AND i.id NOT IN (SELECT account FROM outbox WHERE status = 'pending' AND account IS NOT NULL) "
             "WHERE coalesce(a.error, '') = '' ORDER BY a.id",
@@ -504,6 +504,44 @@ class StateDB:
 
     def forget_account_inputs(self, ids: Iterable[str]) -> None:
         self.db.conn.executemany("DELETE FROM account_inputs WHERE id = ?", ((i,) for i in ids))
+
+    def leads_judged(self, rules: str, at: float) -> dict[str, tuple[str, str]]:
+        """Lead id → (company key, context fingerprint) of every stored lead judgement that holds:
+        made under these `rules`, with the clock `at` (epoch seconds) inside its window, for a lead
+        whose mirrored row did not change since (a trigger deletes the record when it does). A lead
+        with a write still pending never holds: settling would drop that write as no longer wanted."""
+        rows = self.db.conn.execute(
+            "SELECT id, company, context FROM lead_inputs WHERE rules = ? AND ? >= valid_from AND ? < valid_until "
+            "AND id NOT IN (SELECT record FROM outbox WHERE status = 'pending' AND system = 'salesforce')",
+            [rules, at, at],
+        )
+        return {str(lead): (str(company), str(context)) for lead, company, context in rows}
+
+    def save_lead_inputs(self, rows: Iterable[tuple[str, str, str, str, float, float]]) -> None:
+        """Rows of (id, company key, context fingerprint, rules fingerprint, valid_from, valid_until)."""
+        self.db.conn.executemany("INSERT OR REPLACE INTO lead_inputs VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def forget_lead_inputs(self, ids: Iterable[str]) -> None:
+        self.db.conn.executemany("DELETE FROM lead_inputs WHERE id = ?", ((i,) for i in ids))
+
+    def triage_verdicts(self, version: str) -> dict[str, Triage]:
+        """Submission key → the verdict kept for it by the classifier `version` (`sync.verdicts`)."""
+        rows = self.db.conn.execute(
+            "SELECT key, label, confidence, reason FROM triage_verdicts WHERE version = ?", [version]
+        )
+        return {
+            str(key): Triage(label, float(confidence), str(reason))
+            for key, label, confidence, reason in rows
+            if label in LABELS
+        }
+
+    def save_triage_verdicts(self, version: str, verdicts: Iterable[tuple[str, Triage]]) -> None:
+        """Keep these verdicts of the classifier `version`, and forget every other version's."""
+        self.db.conn.execute("DELETE FROM triage_verdicts WHERE version != ?", [version])
+        self.db.conn.executemany(
+            "INSERT OR REPLACE INTO triage_verdicts VALUES (?, ?, ?, ?, ?)",
+            ((key, version, t.label, t.confidence, t.reason) for key, t in verdicts),
+        )
 
     def account_raw(self, account_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT raw FROM accounts WHERE id = ?", [account_id]).fetchone()
@@ -578,6 +616,12 @@ class StateDB:
         """(record, field) → the value we last wrote there, read from the state a record at a time
         when asked (the planner asks only where a value differs), never all at once."""
         return LastWritten(self, system)
+
+    def written_field(self, system: str, field: str) -> dict[str, Any]:
+        """Record → the value crm-sync last wrote to `field` there, for every record of `system`
+        (one query, for a pass that asks about every record)."""
+        rows = self.db.execute("SELECT record, value FROM last_written WHERE system = ? AND field = ?", [system, field])
+        return {record: json.loads(value) for record, value in rows}
 
     def written_values(self, system: str, record: str) -> dict[str, Any]:
         """Field → the value crm-sync last wrote there, for one record."""
@@ -1099,7 +1143,9 @@ class StateDB:
         """Drop the kept malformed records that the mirror now holds well-formed (the service sent
         them again, fixed); returns how many."""
         fixed = self.db.execute(
-            "DELETE FROM malformed WHERE system = 'vitally' AND record IN (SELECT id FROM accounts WHERE error IS NULL)"
+            # EXISTS: one primary-key lookup per kept record, not a set of the whole mirror's ids.
+            "DELETE FROM malformed WHERE system = 'vitally' AND EXISTS "
+            "(SELECT 1 FROM accounts a WHERE a.id = malformed.record AND a.error IS NULL)"
         ).rowcount
         fixed += self.db.execute(
             "DELETE FROM malformed WHERE system LIKE 'salesforce %' AND EXISTS (SELECT 1 FROM sf_records s "

@@ -228,7 +228,32 @@ def _v9(db: sqlite_utils.Database) -> None:
     db.execute("DROP TABLE IF EXISTS events")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
+def _v10(db: sqlite_utils.Database) -> None:
+    """Incremental lead decisions (`sync.incremental.LeadBook`): per lead, what its last judgement
+    read besides its own record (the company's key and the fingerprint of its lead context, the
+    rules and config's fingerprint) and the window of the rules' clock in which it holds. Any
+    change to the lead's row in the mirror deletes its record, as `account_inputs` for accounts.
+
+    And the offline triage's verdicts (`sync.verdicts`), kept between cycles: one row per
+    submission digest and classifier version, so an unchanged demo request is classified once."""
+    db.table("lead_inputs").create(
+        {"id": str, "company": str, "context": str, "rules": str, "valid_from": float, "valid_until": float},
+        pk="id",
+    )
+    for event in ("INSERT", "UPDATE OF raw, error", "DELETE"):
+        name = event.split()[0].lower()
+        row = "OLD" if event == "DELETE" else "NEW"
+        db.execute(
+            f"CREATE TRIGGER lead_inputs_on_{name} AFTER {event} ON sf_records WHEN {row}.object = 'Lead' "
+            f"BEGIN DELETE FROM lead_inputs WHERE id = {row}.id; END"
+        )
+    db.table("triage_verdicts").create(
+        {"key": str, "version": str, "label": str, "confidence": float, "reason": str},
+        pk="key",
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10]
 
 
 def migrate(db: sqlite_utils.Database) -> int:

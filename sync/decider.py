@@ -16,8 +16,10 @@ from core.model import Account, Lead
 from rules import CompiledTrigger, Decision, Policy, evaluate_account, evaluate_lead
 from rules.allocation import owner_region
 from rules.context import LeadContext
+from rules.demo import awaits_triage
 from sync.config import Config
 from sync.facts import SalesforceFacts
+from sync.verdicts import Verdicts
 
 __all__ = ["Decider", "routing_winner", "switched_off"]
 
@@ -68,17 +70,21 @@ class Decider:
     # Rules `[rules.enabled]` switches off: routing triggers are left out of `policy`'s order and
     # the custom triggers (another may win instead), the others judged but want nothing.
     disabled: frozenset[str] = frozenset()
+    # The configured classifier's verdicts kept between cycles (a cycle's; `sync.verdicts`): without
+    # them (explain, what-if) the rule classifies the submission itself, with the same verdict.
+    verdicts: Verdicts | None = None
 
     @classmethod
-    def of(cls, config: Config, facts: SalesforceFacts, now: datetime) -> Decider:
+    def of(cls, config: Config, facts: SalesforceFacts, now: datetime, verdicts: Verdicts | None = None) -> Decider:
         """The configured rules (policy and custom triggers) over `facts`, judged at `now`, with the
-        rules `[rules.enabled]` switches off left out of the routing order."""
+        rules `[rules.enabled]` switches off left out of the routing order (and the classifier's
+        kept `verdicts`, in a cycle)."""
         policy, disabled = config.policy, config.policy.disabled
         custom = tuple(trigger for trigger in config.custom_triggers if trigger.id not in disabled)
         if disabled:
             order = tuple(rule for rule in policy.routing.order if rule not in disabled)
             policy = replace(policy, routing=replace(policy.routing, order=order))
-        return cls(policy, facts, now, custom, disabled)
+        return cls(policy, facts, now, custom, disabled, verdicts)
 
     def account(self, account: Account, *, full: bool = True) -> list[Decision]:
         """Every rule's verdict on one account, with its Salesforce context, in the configured
@@ -91,7 +97,14 @@ class Decider:
     def lead(self, lead: Lead, *, full: bool = True) -> list[Decision]:
         """Every lead rule's verdict on one Salesforce lead (rules.evaluate_lead); `full=False`
         skips explaining the lead-source triggers that cannot fire, as a cycle does."""
-        context = LeadContext(self.facts.company_disqualified_at(lead.company), self.facts.triage_of(lead.id))
+        policy = self.policy
+        if policy.demo.classifier == "llm":
+            triage = self.facts.triage_of(lead.id)
+        elif self.verdicts is not None and awaits_triage(lead, policy):
+            triage = self.verdicts.verdict(lead)
+        else:
+            triage = None
+        context = LeadContext(self.facts.company_disqualified_at(lead.company), triage)
         decisions = evaluate_lead(lead, context, self.policy, self.now, full=full)
         return _off(decisions, self.disabled) if self.disabled else decisions
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar
@@ -61,6 +61,9 @@ class SalesforceFacts:
     _scoped: list[tuple[Lead, dict[str, Any]]] | None = None
     # Lead id -> the triage verdict remembered for its submission (the LLM's, `sync.triage`).
     _triage: dict[str, Remembered] = field(default_factory=dict)
+    # Lead id -> the lead as `load` parsed it from the mirror (linked or disqualified leads), so
+    # that `iter_leads` does not parse it again.
+    _read: dict[str, Lead] = field(default_factory=dict)
 
     @classmethod
     def load(cls, state: StateDB) -> SalesforceFacts:
@@ -77,8 +80,19 @@ class SalesforceFacts:
             if vitally_id:
                 facts._opps_by_account[vitally_id].append(opportunity)
         facts._triage = {lead: verdict for lead, (_, verdict) in state.remembered_triage().items() if verdict}
-        written = state.last_written("salesforce")
-        for lead, _ in _parsed(state, "Lead", parse_lead):
+        written = state.written_field("salesforce", "OwnerId").get  # one query, not one per lead
+        for _id, raw, error in state.iter_sf("Lead"):
+            if error:
+                continue
+            record = json.loads(raw)
+            # Only a linked or a disqualified lead is a fact; the leads pass parses the others (once).
+            if not record.get("Vitally_Account_Id__c") and record.get("Status") not in _DISQUALIFIED:
+                continue
+            try:
+                lead = parse_lead(record)
+            except RecordError:
+                continue
+            facts._read[lead.id] = lead
             if lead.vitally_account_id:
                 facts._leads_by_account[lead.vitally_account_id].append(lead)
                 facts._remember_assignment(lead, written)
@@ -107,7 +121,11 @@ class SalesforceFacts:
                 facts._opps_by_account[vitally_id].append(opportunity)
         linked = state.sf_where("Lead", "Vitally_Account_Id__c", account_ids)
         named = state.sf_where("Lead", "Id", lead_ids)
-        written = state.last_written("salesforce")
+        last = state.last_written("salesforce")
+
+        def written(key: str) -> Any:
+            return last.get((key, "OwnerId"))
+
         for lead, raw in _rows(sorted({row[0]: row for row in [*linked, *named]}.values()), parse_lead):
             scoped.append((lead, raw))
             if lead.vitally_account_id:
@@ -128,12 +146,13 @@ class SalesforceFacts:
         day = lead.system_modstamp.date()
         self._disqualified_by_company[key] = max(day, self._disqualified_by_company.get(key, day))
 
-    def _remember_assignment(self, lead: Lead, written: Mapping[tuple[str, str], Any]) -> None:
-        """The owner crm-sync gave a lead it created (upserted on its Sync_Key__c), so a rule can
-        tell a person's reassignment from our own choice."""
+    def _remember_assignment(self, lead: Lead, written: Callable[[str], Any]) -> None:
+        """The owner crm-sync gave a lead it created (upserted on its Sync_Key__c; `written` gives
+        the OwnerId crm-sync last wrote under a key), so a rule can tell a person's reassignment
+        from our own choice."""
         if not lead.sync_key or not lead.vitally_account_id:
             return
-        owner = written.get((lead.sync_key, "OwnerId"))
+        owner = written(lead.sync_key)
         if isinstance(owner, str) and owner:
             self._assigned_by_account[lead.vitally_account_id][lead.id] = owner
 
@@ -156,12 +175,28 @@ class SalesforceFacts:
         leads = self._leads_by_account[lead.vitally_account_id]
         leads[:] = [planned if known.id == lead.id else known for known in leads]
 
-    def iter_leads(self) -> Iterator[tuple[Lead, dict[str, Any]]]:
+    def iter_leads(self, skip: Collection[str] = ()) -> Iterator[tuple[Lead, dict[str, Any]]]:
         """Every well-formed lead of the mirror with its fields as Salesforce last showed them
-        (for diffs), streamed; for facts of `load_for`, the leads it read."""
+        (for diffs), streamed, but those whose ids are in `skip` (not even read); a lead `load`
+        parsed is not parsed again. For facts of `load_for`, the leads it read."""
         if self._scoped is not None:
-            return iter(list(self._scoped))
-        return _parsed(self.state, "Lead", parse_lead)
+            return iter([(lead, raw) for lead, raw in self._scoped if lead.id not in skip])
+        return self._iter_mirrored_leads(skip)
+
+    def _iter_mirrored_leads(self, skip: Collection[str]) -> Iterator[tuple[Lead, dict[str, Any]]]:
+        read = self._read
+        for lead_id, raw, error in self.state.iter_sf("Lead"):
+            if error or lead_id in skip:
+                continue
+            record = json.loads(raw)
+            known = read.get(lead_id)
+            if known is not None:
+                yield known, record
+                continue
+            try:
+                yield parse_lead(record), record
+            except RecordError:
+                continue
 
     def context_for(self, account_id: str) -> AccountContext:
         leads = self._leads_by_account.get(account_id)

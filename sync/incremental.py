@@ -32,6 +32,19 @@ window ends there too. A routed account's planned lead is stamped `now`, but an 
 for a new lead is never skipped (one whose episode's lead is open already waits for nothing). So
 a stored judgement holds at least until the next midnight: an idle cycle costs little within a
 day, and the first cycle of a day judges every account again.
+
+Leads (`LeadBook`): a lead's plan is a pure function of its raw JSON in the mirror, its context
+(`LeadContext`: the day its company last had a lead disqualified, the LLM's verdict remembered for
+it), the rules and config, the rules' day, and what crm-sync wrote to it (read only when a field
+differs, which plans a write or a conflict). After a cycle judged a lead and planned nothing for it
+(no write, no conflict, no owner asked of the round robin, no change the accounts' rules were shown),
+`lead_inputs` keeps its company's key, its context's fingerprint, the rules' fingerprint and the
+day; a trigger on the mirror deletes the record whenever the lead's row is written. A later cycle
+skips such a lead, without parsing it, in both lead passes (the linked leads shown to the accounts'
+rules, and the leads' own plan), while its company's disqualification day and its remembered verdict
+give the same fingerprint, the rules are the same and the day is the same; a lead with a write
+still pending is always judged. The offline triage's verdict is a function of the lead's record and
+the classifier (part of the rules' fingerprint), and is kept in the state too (`sync.verdicts`).
 """
 
 from __future__ import annotations
@@ -48,16 +61,20 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from core.model import Account
-from rules.context import EMPTY, AccountContext
+from core.model import Account, Lead
+from rules.context import EMPTY, AccountContext, LeadContext
 from state import StateDB
 from sync.config import Config
 from sync.facts import SalesforceFacts
 
 __all__ = [
     "Book",
+    "LeadBook",
     "clock_window",
+    "digest_of",
     "facts_fingerprint",
+    "lead_context_fingerprint",
+    "product_version",
     "rules_fingerprint",
 ]
 
@@ -85,7 +102,8 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-def _digest(value: Any) -> str:
+def digest_of(value: Any) -> str:
+    """A short digest of `value` that is the same in every process (`_canonical`)."""
     return hashlib.blake2b(repr(_canonical(value)).encode(), digest_size=16).hexdigest()
 
 
@@ -94,13 +112,15 @@ def _code_digest() -> str:
     """The source of the code that decides and plans: a changed rule invalidates every judgement."""
     digest = hashlib.blake2b(digest_size=16)
     for package in _DECIDING_CODE:
-        for path in sorted((_ROOT / package).rglob("*.py")):
+        # The source, and the data it reads (the triage model's training examples).
+        for path in sorted([*(_ROOT / package).rglob("*.py"), *(_ROOT / package).rglob("*.jsonl")]):
             digest.update(str(path.relative_to(_ROOT)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
-def _product_version() -> str:
+def product_version() -> str:
+    """The installed crm-sync's version ('unknown' when it is run from a bare source tree)."""
     try:
         return version("crm-sync")
     except PackageNotFoundError:
@@ -111,7 +131,7 @@ def rules_fingerprint(config: Config) -> str:
     """Everything of the config and product an account's plan depends on besides its own records
     and the clock (never a secret: the services' settings are left out)."""
     vitally = config.vitally
-    return _digest(
+    return digest_of(
         (
             config.policy,
             tuple(trigger.trigger for trigger in config.custom_triggers),
@@ -120,7 +140,7 @@ def rules_fingerprint(config: Config) -> str:
             vitally.segment_traits,
             config.on_conflict,
             config.on_first_sight,
-            _product_version(),
+            product_version(),
             _code_digest(),
         )
     )
@@ -196,7 +216,7 @@ class Book:
                 if manager:
                     self.managers[manager] += 1
                 continue
-            # Not read by the query when the account had no facts then: it has some now.
+            # Not read by the query when the judgement holds: its Salesforce facts changed.
             text = stored_raw if stored_raw is not None else self.state.account_raw_text(record_id)
             if text is not None:
                 yield record_id, text, None, read_run
@@ -219,5 +239,92 @@ class Book:
     def save(self) -> None:
         self.state.save_account_inputs(self._learnt)
         self.state.forget_account_inputs(self._stale)
+        self._learnt.clear()
+        self._stale.clear()
+
+
+def lead_context_fingerprint(context: LeadContext) -> str:
+    """What a lead's rules read besides the lead itself and the rules: the day its company last had
+    a lead disqualified, and the triage verdict the state remembers for it (the LLM's).
+
+    Computed for every lead of every cycle, so without `_canonical`'s walk: a date, and a
+    `Remembered` of text and a `Triage` of text and a number, whose repr is the same in every
+    process."""
+    text = repr((context.company_disqualified_at, context.triage))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _day_window(now: datetime) -> tuple[float, float]:
+    """The day of `now` in its zone, in epoch seconds: the lead rules read the clock as
+    `now.date()` only (the instant scheduler's days since a disqualification), never the time."""
+    start = datetime.combine(now.date(), time(), tzinfo=now.tzinfo)
+    return _epoch(start), _epoch(start + _DAY)
+
+
+@dataclass
+class LeadBook:
+    """The leads one cycle judges, and what it learns for the next one (see "Leads" in the module
+    docstring). `holds(id)` says whether a lead's stored judgement still holds (it planned nothing
+    and its record, context, rules and day are unchanged): such a lead is neither parsed nor judged.
+    `judged` records each verdict; `save` stores what was learnt (in the cycle's transaction).
+    With `full`, every lead is judged and nothing stored is trusted; with `learn` off (a planning
+    scope, an event's mini-cycle) nothing is stored either."""
+
+    state: StateDB
+    facts: SalesforceFacts
+    rules: str
+    window: tuple[float, float]
+    holding: frozenset[str] = frozenset()
+    learn: bool = True
+    skipped: int = 0
+    _learnt: list[tuple[str, str, str, str, float, float]] = field(default_factory=list)
+    _stale: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls, config: Config, state: StateDB, facts: SalesforceFacts, now: datetime, *, full: bool, learn: bool = True
+    ) -> LeadBook:
+        """The book of a cycle at `now`: which stored lead judgements hold, read once (the facts a
+        lead's context comes from do not change during the plan)."""
+        rules = rules_fingerprint(config)
+        book = cls(state, facts, rules, _day_window(now), learn=learn)
+        if not full:
+            at = _epoch(now)
+            book.holding = frozenset(
+                lead
+                for lead, (company, context) in state.leads_judged(rules, at).items()
+                if book._context_fingerprint(lead, company or None) == context
+            )
+        return book
+
+    @classmethod
+    def everything(cls, config: Config, state: StateDB, facts: SalesforceFacts, now: datetime) -> LeadBook:
+        """Judge every lead and learn nothing (an event's mini-cycle: it plans a few records)."""
+        return cls.of(config, state, facts, now, full=True, learn=False)
+
+    def _context_fingerprint(self, lead_id: str, company: str | None) -> str:
+        facts = self.facts
+        return lead_context_fingerprint(LeadContext(facts.company_disqualified_at(company), facts.triage_of(lead_id)))
+
+    def holds(self, lead_id: str) -> bool:
+        return lead_id in self.holding
+
+    def judged(self, lead: Lead, *, planned_nothing: bool) -> None:
+        """This cycle's verdict on `lead`: one that planned nothing is stored with what it read;
+        any other is forgotten (judged again next cycle)."""
+        if not self.learn:
+            return
+        if not planned_nothing:
+            self._stale.append(lead.id)
+            return
+        company = (lead.company or "").casefold()
+        context = self._context_fingerprint(lead.id, lead.company)
+        self._learnt.append((lead.id, company, context, self.rules, *self.window))
+        if len(self._learnt) >= 1000:
+            self.save()
+
+    def save(self) -> None:
+        self.state.save_lead_inputs(self._learnt)
+        self.state.forget_lead_inputs(self._stale)
         self._learnt.clear()
         self._stale.clear()

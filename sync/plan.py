@@ -46,11 +46,12 @@ from sync.config import Config
 from sync.decider import Decider, routing_winner
 from sync.facts import SalesforceFacts
 from sync.followups import FollowUps
-from sync.incremental import Book
+from sync.incremental import Book, LeadBook
 from sync.owners import Owners
 from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, Ownership, changed_fields, ours_in
 from sync.planned_writes import OnboardingAccount, RoutedAccount
 from sync.scope import EVERYTHING, Scope
+from sync.verdicts import Verdicts
 from sync.vocabulary import PAGE, Conflict, CycleReport, Progress, iso
 from sync.wire import (
     WRITTEN_TRAIT,
@@ -146,13 +147,15 @@ class Planner:
         conflicts, in the caller's transaction."""
         facts = SalesforceFacts.load(self.state)
         decider = self._begin(facts)
-        self._plan_linked_leads(facts, decider)
         # A planning scope judges what it plans in full and teaches the next cycle nothing.
-        book = Book.of(self.config, self.state, facts, self.now, full=self.full or self.scope.limited)
+        full = self.full or self.scope.limited
+        leads = LeadBook.of(self.config, self.state, facts, self.now, full=full, learn=not self.scope.limited)
+        self._plan_linked_leads(facts, decider, leads)
+        book = Book.of(self.config, self.state, facts, self.now, full=full)
         waiting = self._plan_accounts(decider, book)
         self.state.save_member_load(waiting.managed_by_email)  # what an event's mini-cycle draws against
         owners = self._draw_owners(waiting, facts)
-        self._plan_leads(facts, decider, owners)
+        self._plan_leads(facts, decider, owners, leads)
         self._finish(owners, lambda: self.state.unconfirmed(self.report.run_id), close_unseen=True)
 
     def run_for(self, facts: SalesforceFacts, accounts: Sequence[Account]) -> None:
@@ -162,19 +165,24 @@ class Planner:
         Only the pending writes of these records (and of these accounts' leads and tasks) are
         settled; conflicts of other records stay open."""
         decider = self._begin(facts)
-        self._plan_linked_leads(facts, decider)
+        leads = LeadBook.everything(self.config, self.state, facts, self.now)
+        self._plan_linked_leads(facts, decider, leads)
         waiting = _Waiting(managed_by_email=self.state.member_load())
         for account in accounts:
             self._judge_account(account, decider, waiting)
         owners = self._draw_owners(waiting, facts)
-        self._plan_leads(facts, decider, owners)
+        self._plan_leads(facts, decider, owners, leads)
         records = [account.id for account in accounts] + [lead.id for lead, _ in facts.iter_leads()]
         self._finish(owners, lambda: self.state.unconfirmed_for(self.report.run_id, records), close_unseen=False)
 
     def _begin(self, facts: SalesforceFacts) -> Decider:
         self._last_vitally = self.state.last_written("vitally")
         self._last_salesforce = self.state.last_written("salesforce")
-        return Decider.of(self.config, facts, self.now)
+        self._linked_changed: set[str] = set()
+        demo = self.config.policy.demo
+        verdicts = None if demo.classifier == "llm" else Verdicts.of(self.state, demo)
+        self._verdicts = verdicts
+        return Decider.of(self.config, facts, self.now, verdicts)
 
     def _draw_owners(self, waiting: _Waiting, facts: SalesforceFacts) -> Owners:
         """Owners for the routed accounts' new leads and the onboarding specialists, drawn in
@@ -201,9 +209,12 @@ class Planner:
 
     # -- the passes -----------------------------------------------------------------------------
 
-    def _plan_linked_leads(self, facts: SalesforceFacts, decider: Decider) -> None:
-        """Show the accounts' rules each linked lead as this cycle's lead writes will leave it."""
+    def _plan_linked_leads(self, facts: SalesforceFacts, decider: Decider, leads: LeadBook) -> None:
+        """Show the accounts' rules each linked lead as this cycle's lead writes will leave it (a
+        lead whose judgement holds would change nothing: `sync.incremental.LeadBook`)."""
         for lead in facts.linked_leads():
+            if leads.holds(lead.id):
+                continue
             wanted = {
                 name: value
                 for d in decider.lead(lead, full=False)
@@ -214,6 +225,7 @@ class Planner:
             current = (self.state.sf_raw("Lead", lead.id) or {}) if wanted else {}
             changed = {name: value for name, value in wanted.items() if current.get(name) != value}
             if changed:
+                self._linked_changed.add(lead.id)
                 facts.plan_lead_fields(lead, changed)
 
     def _plan_accounts(self, decider: Decider, book: Book) -> _Waiting:
@@ -300,14 +312,29 @@ class Planner:
         if specialist is not None and not has_one and self.scope.has_rule(specialist.rule):
             waiting.onboarding.append(OnboardingAccount.of(account, specialist, decider.region(account)))
 
-    def _plan_leads(self, facts: SalesforceFacts, decider: Decider, owners: Owners) -> None:
-        for lead, fields in facts.iter_leads():
+    def _plan_leads(self, facts: SalesforceFacts, decider: Decider, owners: Owners, leads: LeadBook) -> None:
+        """Judge and plan every lead but those whose judgement holds (neither parsed nor judged)."""
+        counts = self.report.counts
+        for lead, fields in facts.iter_leads(skip=leads.holding):
             if not self.scope.has_account(lead.vitally_account_id, lead.id):
                 continue
-            self.report.counts["leads_evaluated"] += 1
+            counts["leads_evaluated"] += 1
             decisions = decider.lead(lead, full=False)
             self._keep_decisions(d for d in decisions if d.fired)
-            self._plan_lead(lead, fields, decisions, owners)
+            before = self._planned_for_lead()
+            asked_owner = self._plan_lead(lead, fields, decisions, owners)
+            quiet = not asked_owner and lead.id not in self._linked_changed and self._planned_for_lead() == before
+            leads.judged(lead, planned_nothing=quiet)
+        leads.save()
+        if self._verdicts is not None:
+            self._verdicts.save()
+        counts["leads_not_judged"] = len(leads.holding)
+
+    def _planned_for_lead(self) -> tuple[int, ...]:
+        """What a lead's judgement may add to: writes, conflicts, truncations."""
+        counts = self.report.counts
+        conflicts = (counts.get("conflicts", 0), counts.get("conflicts_held", 0))
+        return (len(self.plan), *conflicts, len(self.report.truncations))
 
     # -- one record -----------------------------------------------------------------------------
 
@@ -405,14 +432,17 @@ class Planner:
         task = writes.specialist_task(onboarding, owner, self.now)
         self._plan_task(onboarding.account_id, task, rule, onboarding.reason)
 
-    def _plan_lead(self, lead: Lead, current: Mapping[str, Any], decisions: list[Decision], owners: Owners) -> None:
+    def _plan_lead(self, lead: Lead, current: Mapping[str, Any], decisions: list[Decision], owners: Owners) -> bool:
+        """Plan the lead's field writes; whether the round robin was asked for an owner."""
         claimed: set[str] = set()
+        asked_owner = False
         ours = partial(ours_in, self._last_salesforce, lead.id)
         for decision in decisions:
             wants = dict(_lead_fields(decision)) if decision.fired else {}
             if not wants:
                 continue
             owner = self._inbound_owner(lead, decision, owners)
+            asked_owner = asked_owner or owner is not None
             if owner is not None and owner.user_id is not None:
                 wants["OwnerId"] = owner.user_id
             # Cut to the fields' lengths before the diff, or a long value would differ every cycle.
@@ -426,6 +456,7 @@ class Planner:
             # The plan shows the owner only when this write sets it.
             shown = owner.owner if owner is not None and owner.user_id is not None and "OwnerId" in fields else None
             self._queue(writes.lead_update(lead.id, lead.vitally_account_id, fields, previous, decision, shown))
+        return asked_owner
 
     def _inbound_owner(self, lead: Lead, decision: Decision, owners: Owners) -> OwnerChoice | None:
         """The round robin's owner for an unowned inbound lead this decision routes."""

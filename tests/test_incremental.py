@@ -23,17 +23,21 @@ from hypothesis import strategies as st
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from core.errors import RecordError
-from core.model import Account
+from core.model import Account, Lead
+from core.triage import Submission, Triage
 from rules import evaluate_account
+from rules.demo import awaits_triage, classifier_for
 from rules.expressions import CustomTrigger, compile_trigger
 from sandbox import Sandbox, generate_book
-from state import StateDB
+from state import PlannedWrite, StateDB
 from sync.accounts import parse_mirrored
 from sync.app import make_salesforce, make_vitally
 from sync.config import Config, example_against
 from sync.cycle import run_cycle
 from sync.facts import SalesforceFacts
+from sync.followups import Outlets
 from sync.incremental import clock_window, rules_fingerprint
+from sync.verdicts import Verdicts, triage_version
 from sync.vocabulary import CycleReport
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
@@ -47,8 +51,17 @@ AGE_TRIGGER = CustomTrigger(
 def _cycle(
     config: Config, state: StateDB, sandbox: Sandbox, *, dry_run: bool = False, full: bool = False
 ) -> CycleReport:
+    # No LLM is asked here: with the `llm` classifier, the tests give the verdicts themselves.
+    outlets = Outlets() if config.policy.demo.classifier == "llm" else None
     return run_cycle(
-        config, state, make_vitally(config), make_salesforce(config), clock=sandbox.now, dry_run=dry_run, full=full
+        config,
+        state,
+        make_vitally(config),
+        make_salesforce(config),
+        clock=sandbox.now,
+        dry_run=dry_run,
+        full=full,
+        outlets=outlets,
     )
 
 
@@ -89,6 +102,8 @@ def test_an_idle_cycle_skips_the_accounts_that_planned_nothing_and_plans_what_a_
     assert incremental == full and conflicts == full_conflicts
     assert report.counts["accounts_not_judged"] > 60  # most of the 120 planned nothing
     assert full_report.counts["accounts_not_judged"] == 0
+    assert report.counts["leads_not_judged"] > 0 and full_report.counts["leads_not_judged"] == 0
+    assert report.counts["leads_evaluated"] + report.counts["leads_not_judged"] == full_report.counts["leads_evaluated"]
     assert (
         report.counts["accounts_evaluated"] + report.counts["accounts_not_judged"]
         == full_report.counts["accounts_evaluated"]
@@ -123,6 +138,43 @@ def test_the_next_day_judges_every_account_again(book: tuple[Config, Sandbox, Pa
     state.close()
 
 
+def test_a_write_to_the_mirror_forgets_the_leads_judgement_and_a_pending_write_keeps_it_from_holding() -> None:
+    state = StateDB.memory()
+    lead = {"object": "Lead", "id": "00Q1", "modstamp": "x", "raw": "{}", "error": None}
+    state.upsert_sf([lead, {**lead, "id": "00Q2"}, {**lead, "object": "Account", "id": "001"}])
+    state.save_lead_inputs([(i, "acme", "c", "r", 0.0, 10.0) for i in ("00Q1", "00Q2")])
+    assert set(state.leads_judged("r", 5.0)) == {"00Q1", "00Q2"}
+    assert state.leads_judged("other rules", 5.0) == {} and state.leads_judged("r", 10.0) == {}
+    state.upsert_sf([{**lead, "modstamp": "y"}, {**lead, "object": "Account", "id": "001", "modstamp": "y"}])
+    assert set(state.leads_judged("r", 5.0)) == {"00Q2"}  # only the lead's own row forgets it
+    score = {"Lead_Score__c": 40}
+    write = PlannedWrite("salesforce", "update_lead", "00Q2", score, "scoring.lead", "why", score)
+    state.enqueue([write], 1, "2026-11-22T09:30:00Z")
+    assert state.leads_judged("r", 5.0) == {}
+
+
+def test_an_unchanged_demo_request_is_classified_once(book: tuple[Config, Sandbox, Path]) -> None:
+    """The offline triage's verdicts are kept in the state (`sync.verdicts`): a cycle that judges
+    every lead again (`--full`) classifies no submission it classified before."""
+    config, sandbox, path = book
+    state = StateDB.open(path)
+    _cycle(config, state, sandbox)
+    demo = config.policy.demo
+    version = triage_version(demo)
+    kept = state.triage_verdicts(version)
+    waiting = _open_demo_requests(config, state)
+    assert waiting and {Submission.of_lead(lead).digest() for lead in waiting} <= set(kept)
+    verdicts = Verdicts.of(state, demo)
+    for lead in waiting:
+        assert verdicts.verdict(lead).triage == classifier_for(demo).classify(Submission.of_lead(lead))
+    assert verdicts.classified == 0
+    changed = replace(demo, spam_keywords=(*demo.spam_keywords, "unheard-of"))
+    assert triage_version(changed) != version and Verdicts.of(state, changed).verdict(waiting[0]) is not None
+    assert _cycle(config, state, sandbox, full=True).counts["leads_not_judged"] == 0
+    assert state.triage_verdicts(version) == kept
+    state.close()
+
+
 def test_a_write_to_the_mirror_forgets_the_accounts_judgement() -> None:
     state = StateDB.memory()
     state.upsert_accounts([{"id": "a1", "updated_at": "x", "raw": "{}"}])
@@ -139,11 +191,55 @@ _STEP = st.one_of(
     st.tuples(st.just("segment"), st.integers(0, 119), st.sampled_from(["Leads", "Churned", "Expansion"])),
     st.tuples(st.just("clock"), st.sampled_from([60, 3_600, 8 * 3_600, 20 * 3_600, 86_400, 3 * 86_400, 40 * 86_400])),
     st.tuples(st.just("lead"), st.integers(0, 40), st.sampled_from(["Disqualified", "Working - Contacted"])),
+    # A person edits a lead: its form text (the triage's input), its company (whose disqualification
+    # the lead rules read) or its source (the routing triggers').
+    st.tuples(
+        st.just("lead_field"),
+        st.integers(0, 40),
+        st.sampled_from(
+            [
+                ("Form_Text__c", "Our dashboard shows an error since the upgrade, please help"),
+                ("Form_Text__c", "We are 400 people and want a demo of the enterprise plan"),
+                ("Company", None),  # the company of the next lead in id order
+                ("LeadSource", "Demo request"),
+            ]
+        ),
+    ),
+    # The LLM answers about an open demo request (`sync.triage` between two cycles): the lead's
+    # record does not change, its context does.
+    st.tuples(st.just("verdict"), st.integers(0, 40), st.sampled_from(["sales", "support", "spam"])),
 )
 
 
-def _apply(sandbox: Sandbox, step: tuple[Any, ...], accounts: list[str], leads: list[str]) -> None:
+def _open_demo_requests(config: Config, state: StateDB) -> list[Lead]:
+    return sorted(
+        (lead for lead, _ in SalesforceFacts(state).iter_leads() if awaits_triage(lead, config.policy)),
+        key=lambda lead: lead.id,
+    )
+
+
+def _apply(
+    sandbox: Sandbox, step: tuple[Any, ...], accounts: list[str], leads: list[str], config: Config, state: StateDB
+) -> None:
     kind = step[0]
+    if kind == "lead_field" and leads:
+        field, value = step[2]
+        lead = leads[step[1] % len(leads)]
+        if field == "Company":
+            other = sobject(salesforce_client(sandbox.url), "Lead").get(leads[(step[1] + 1) % len(leads)])
+            value = other.get("Company") or "Acme"
+        with contextlib.suppress(SalesforceMalformedRequest):  # a converted lead cannot be changed
+            sobject(salesforce_client(sandbox.url), "Lead").update(lead, {field: value})
+        return
+    if kind == "verdict":
+        waiting = _open_demo_requests(config, state)
+        if waiting:
+            lead = waiting[step[1] % len(waiting)]
+            digest = Submission.of_lead(lead).digest()
+            with state.atomic():
+                state.triage_asked(lead.id, digest, "2026-11-22T09:30:00Z")
+                state.triage_answered(lead.id, digest, Triage(step[2], 0.9, "the LLM says so"), "2026-11-22T09:30:01Z")
+        return
     if kind == "simulate":
         sandbox.simulate(1, random_seed=step[1])
     elif kind == "segment":
@@ -162,15 +258,25 @@ def _apply(sandbox: Sandbox, step: tuple[Any, ...], accounts: list[str], leads: 
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(seed=st.integers(0, 10_000), steps=st.lists(_STEP, min_size=1, max_size=4), triggers=st.booleans())
+@given(
+    seed=st.integers(0, 10_000),
+    steps=st.lists(_STEP, min_size=1, max_size=4),
+    triggers=st.booleans(),
+    llm=st.booleans(),
+)
 def test_incremental_cycles_plan_exactly_what_full_ones_plan(
-    seed: int, steps: list[tuple[Any, ...]], triggers: bool
+    seed: int, steps: list[tuple[Any, ...]], triggers: bool, llm: bool
 ) -> None:
+    """Over random books, changes to accounts and leads, LLM verdicts and clock moves, a cycle that
+    skips the accounts and leads whose judgements hold plans exactly what judging everything plans."""
     seeded = generate_book(80, seed=seed, now=NOW)
     with Sandbox(seeded, now=NOW) as sandbox, tempfile.TemporaryDirectory() as tmp:
         config = example_against(sandbox.url)
         if triggers:  # a custom trigger reading the time of day (`days_since_created`)
             config = replace(config, custom_triggers=(compile_trigger(AGE_TRIGGER, policy=config.policy),))
+        if llm:  # demo requests wait for the LLM's verdict, which the state remembers per lead
+            policy = config.policy
+            config = replace(config, policy=replace(policy, demo=replace(policy.demo, classifier="llm")))
         path = Path(tmp) / "state.db"
         state = StateDB.open(path)
         _cycle(config, state, sandbox)
@@ -178,7 +284,7 @@ def test_incremental_cycles_plan_exactly_what_full_ones_plan(
         accounts = sorted(a["id"] for a in seeded["vitally"]["accounts"] if isinstance(a.get("id"), str))
         leads = sorted(lead["Id"] for lead in seeded["salesforce"]["Lead"] if isinstance(lead.get("Id"), str))
         for step in steps:
-            _apply(sandbox, step, accounts, leads)
+            _apply(sandbox, step, accounts, leads, config, state)
             incremental, conflicts, _ = _dry(config, path, sandbox, full=False)
             full, full_conflicts, _ = _dry(config, path, sandbox, full=True)
             assert incremental == full, step
@@ -284,6 +390,31 @@ def test_the_facts_fingerprint_reads_only_records_whose_repr_is_the_same_in_ever
 
     for record in (Lead, Opportunity):
         assert {str(f.type) for f in fields(record)} <= _SCALARS, record.__name__
+
+
+def test_the_lead_context_fingerprint_changes_with_every_field_of_the_lead_context() -> None:
+    from dataclasses import fields
+
+    from core.triage import Remembered
+    from rules.context import LeadContext
+    from sync.incremental import lead_context_fingerprint
+
+    assert {f.name for f in fields(LeadContext)} == {"company_disqualified_at", "triage"}  # else: extend this
+    # Digested by repr, as it is: only while these hold text and numbers (the same in every process).
+    for record in (Remembered, Triage):
+        assert {str(f.type) for f in fields(record)} <= {"str", "float", "Label", "Triage"}, record.__name__
+    said = Remembered("d1", Triage("sales", 0.9, "a buyer"))
+    variants = [
+        LeadContext(),
+        LeadContext(company_disqualified_at=NOW.date()),
+        LeadContext(company_disqualified_at=NOW.date() - timedelta(days=1)),
+        LeadContext(triage=said),
+        LeadContext(triage=replace(said, digest="d2")),
+        LeadContext(triage=replace(said, triage=Triage("spam", 0.9, "a buyer"))),
+        LeadContext(triage=replace(said, triage=Triage("sales", 0.8, "a buyer"))),
+        LeadContext(triage=replace(said, triage=Triage("sales", 0.9, "a seller"))),
+    ]
+    assert len({lead_context_fingerprint(context) for context in variants}) == len(variants)
 
 
 def test_the_facts_fingerprint_changes_with_every_field_of_the_context() -> None:

@@ -27,7 +27,7 @@ CLASSIFIER = offline_triage()
 # Literal strings the lexicon's patterns require, with a few neighbours: material for texts that
 # nearly match many patterns.
 _LEXICON_WORDS = sorted(
-    {need for compiled in triage_rules._SIGNALS for needs in compiled.needs for need in needs if need}
+    {need for compiled in triage_rules._signals() for needs in compiled.needs for need in needs if need}
     | {"s", "ing", "ed", "the", "not", "-", "."}
 )
 
@@ -345,7 +345,7 @@ def test_offline_triage_never_raises_on_huge_text(text: str) -> None:
 def _evidence_without_prefilter(folded: str) -> list[tuple[Label, float, tuple[str, ...]]]:
     """`_signal_evidence` as it was before the prefilter: every pattern searched."""
     found = []
-    for compiled in triage_rules._SIGNALS:
+    for compiled in triage_rules._signals():
         hits = [m.group(0).strip() for p in compiled.patterns if (m := p.search(folded))]
         if hits:
             score = compiled.signal.weight * (1 + 0.25 * (min(len(hits), 5) - 1))
@@ -364,7 +364,7 @@ def test_every_match_of_a_lexicon_pattern_holds_one_of_its_required_strings() ->
     requirement at all (else the prefilter saves nothing)."""
     texts = _texts()
     matched = 0
-    for compiled in triage_rules._SIGNALS:
+    for compiled in triage_rules._signals():
         for pattern, needs in zip(compiled.patterns, compiled.needs, strict=True):
             for folded in texts:
                 match = pattern.search(folded)
@@ -372,8 +372,8 @@ def test_every_match_of_a_lexicon_pattern_holds_one_of_its_required_strings() ->
                     matched += 1
                     assert any(need in match.group(0) for need in needs), (pattern.pattern, needs, match.group(0))
     assert matched > 500
-    required = [needs for compiled in triage_rules._SIGNALS for needs in compiled.needs if needs != ("",)]
-    assert len(required) >= 0.95 * sum(len(c.patterns) for c in triage_rules._SIGNALS)
+    required = [needs for compiled in triage_rules._signals() for needs in compiled.needs if needs != ("",)]
+    assert len(required) >= 0.95 * sum(len(c.patterns) for c in triage_rules._signals())
 
 
 @pytest.mark.parametrize(
