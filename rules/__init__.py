@@ -14,7 +14,7 @@ from core.model import Account, Lead
 from rules import allocation, demo, episodes, lifecycle, onboarding, qualification, scoring
 from rules import guards as _guards
 from rules import routing as _routing
-from rules.base import AccountRule, Decision, Rule
+from rules.base import AccountRule, Decision, Rule, per_policy
 from rules.base import LeadIntent as _LeadIntent
 from rules.context import EMPTY, AccountContext, LeadContext
 from rules.expressions import CompiledTrigger, CustomTrigger, ExpressionError, compile_trigger
@@ -140,6 +140,11 @@ def _custom(account: Account, ctx: AccountContext, policy: Policy, now: datetime
 
 def managed_segments(policy: Policy) -> frozenset[str]:
     """Every segment some rule adds when it holds and removes when it stops holding."""
+    return _managed_segments(policy)
+
+
+@per_policy
+def _managed_segments(policy: Policy) -> frozenset[str]:
     return frozenset(
         {
             policy.routing.product_led_segment,
@@ -189,9 +194,13 @@ def _stage(
 ) -> Decision:
     """lifecycle.stage of the account as this evaluation leaves it: with the segments it is about to
     get, and with the lead routing is about to create for it."""
-    wanted = frozenset().union(*(d.segments for d in decisions if d.fired))
-    segments = (account.segments - managed_segments(policy)) | wanted
-    after = account if segments == account.segments else replace(account, segments=segments)
+    wanted: frozenset[str] = frozenset()
+    for decision in decisions:
+        if decision.fired and decision.segments:
+            wanted = wanted | decision.segments
+    segments = account.segments
+    if segments or wanted:  # most accounts are in no segment and get none
+        segments = (segments - _managed_segments(policy)) | wanted
     if winner is not None and winner.lead is not None and not ctx.open_leads:
         planned = Lead(
             id=f"planned:{winner.rule}",
@@ -201,7 +210,7 @@ def _stage(
             status="Open - Not Contacted",
         )
         ctx = AccountContext((*ctx.leads, planned), ctx.opportunities, ctx.otherwise_lead, ctx.assigned_owners)
-    return lifecycle.STAGE.decide(after, ctx, policy, now)
+    return lifecycle.stage_with(account, segments, ctx, policy)
 
 
 def _churned(account: Account) -> Decision:
