@@ -239,8 +239,17 @@ def _concentration(spend: dict[str, float], limit: float) -> Check:
 
 
 def _may_direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """A known MRR above the handover threshold."""
-    return account.mrr is not None and account.mrr > policy.onboarding.handover_mrr_above
+    """A known MRR above the handover threshold, enough invoices, all paid, and a known product spend."""
+    rules = policy.onboarding
+    invoices = account.invoices
+    return (
+        account.mrr is not None
+        and account.mrr > rules.handover_mrr_above
+        and invoices is not None
+        and len(invoices) >= max(1, rules.recent_invoices)
+        and account.product_spend is not None
+        and min(i.amount for i in invoices[-max(1, rules.recent_invoices) :]) > 0
+    )
 
 
 def direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
