@@ -239,6 +239,8 @@ def evaluate_account(
     """
     if account.churned_at is not None:
         return [_churned(account)]
+    if not full:
+        return _evaluate_fast(account, ctx, policy, now, custom)
     winner, routing = _routing.route_account(account, ctx, policy, now, fast=not full)
     for trigger in custom:
         decision, winner = _contend(_custom(account, ctx, policy, now, trigger), winner)
@@ -266,6 +268,51 @@ def evaluate_account(
             decisions.append(rule.decide(account, claimed, policy, now))
     decisions.append(_stage(account, ctx, policy, now, decisions, winner))
     return decisions
+
+
+def _evaluate_fast(
+    account: Account, ctx: AccountContext, policy: Policy, now: datetime, custom: Sequence[CompiledTrigger]
+) -> list[Decision]:
+    """`evaluate_account(full=False)` of an account that has not churned: the same steps, for the
+    rules whose `may_fire` holds, without the lists a full evaluation builds to explain the others
+    (a cycle runs this for every account of the book)."""
+    winner, routing = _routing.route_account(account, ctx, policy, now, fast=True)
+    for trigger in custom:
+        decision, winner = _contend(_custom(account, ctx, policy, now, trigger), winner)
+        routing.append(decision)
+    handover = None
+    if _HANDOVER_MAY_FIRE(account, ctx, policy, now):
+        handover, winner = _contend(onboarding.DIRECT_HANDOVER.decide(account, ctx, policy, now), winner)
+    owner = (
+        allocation.NEW_OWNER.decide(account, ctx, policy, now) if _OWNER_MAY_FIRE(account, ctx, policy, now) else None
+    )
+    if winner is None:
+        decisions = routing
+    else:
+        qualified = [qualification.RECOMMENDATION.decide(account, ctx, policy, now)] if winner.team == "TAM" else []
+        routed = _attribute(winner, qualified, policy)
+        decisions = [*qualified, *[routed if d is winner else d for d in routing]]
+        if handover is winner:
+            handover = routed
+        winner = routed if routed.fired else None
+    if handover is not None:
+        decisions.append(handover)
+    if owner is not None:
+        decisions.append(owner)
+    # onboarding.lead: a routing trigger, the handover or a New Owner already makes it a lead.
+    claimed = ctx
+    if (winner is not None or (owner is not None and owner.fired)) and not ctx.otherwise_lead:
+        claimed = AccountContext(ctx.leads, ctx.opportunities, True, ctx.assigned_owners)
+    for may_fire, decide in _AFTER_ROUTING_GATED:
+        if may_fire(account, claimed, policy, now):
+            decisions.append(decide(account, claimed, policy, now))
+    decisions.append(_stage(account, ctx, policy, now, decisions, winner))
+    return decisions
+
+
+_HANDOVER_MAY_FIRE = onboarding.DIRECT_HANDOVER.may_fire
+_OWNER_MAY_FIRE = allocation.NEW_OWNER.may_fire
+_AFTER_ROUTING_GATED = tuple((rule.may_fire, rule.decide) for rule in _AFTER_ROUTING)
 
 
 def evaluate_lead(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime, *, full: bool = True) -> list[Decision]:

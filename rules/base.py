@@ -167,6 +167,7 @@ def fmt_num(value: float) -> str:
     return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
+@lru_cache(maxsize=4096)
 def product_key(name: str) -> str:
     """Product names compare case- and separator-insensitively ('Session replay' == 'session_replay')."""
     return "_".join(name.strip().casefold().replace("-", " ").split())

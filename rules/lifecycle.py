@@ -235,10 +235,10 @@ def stage_with(account: Account, segments: frozenset[str], ctx: AccountContext, 
         open_leads, open_opportunities = (), ()
     name, why = _stage(account, segments, open_leads, open_opportunities, policy.lifecycle)
     inputs: dict[str, object] = {
-        "key_roles": dict(account.key_roles),
-        "segments": sorted(segments),
-        "open_leads": [lead.id for lead in open_leads],
-        "open_opportunities": [o.id for o in open_opportunities],
+        "key_roles": dict(account.key_roles) if account.key_roles else {},
+        "segments": sorted(segments) if segments else [],
+        "open_leads": [lead.id for lead in open_leads] if open_leads else [],
+        "open_opportunities": [o.id for o in open_opportunities] if open_opportunities else [],
         "mrr": account.mrr,
     }
     if name is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from itertools import pairwise
 from statistics import median
 from typing import TYPE_CHECKING
@@ -49,6 +50,12 @@ def _month_start(month: str) -> date | None:
 
 def _pct(share: float, beside: float | None = None) -> str:
     """A share as a percentage with one decimal, more when that would print the same as `beside`."""
+    if share == 0 or beside == 0:  # 0.0 and -0.0 are one key of a cache, but print differently
+        return _pct_text(share, beside)
+    return _cached_pct(share, beside)
+
+
+def _pct_text(share: float, beside: float | None) -> str:
 
     def show(value: float, digits: int) -> str:
         return f"{value * 100:,.{digits}f}".rstrip("0").rstrip(".") + " %"
@@ -58,6 +65,10 @@ def _pct(share: float, beside: float | None = None) -> str:
         if beside is None or share == beside or text != show(beside, digits):
             break
     return text
+
+
+# The thresholds' percentages repeat in every reason; shares often do.
+_cached_pct = lru_cache(maxsize=4096, typed=True)(_pct_text)
 
 
 def _already_a_lead(account: Account, ctx: AccountContext, policy: Policy) -> str | None:
