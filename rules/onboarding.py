@@ -98,7 +98,8 @@ def _may_lead(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     if account.business_email is not True:
         return False
     rules = policy.onboarding
-    first = next((i for i in account.invoices or () if i.amount > 0 or not rules.first_bill_skips_zero), None)
+    invoices = account.invoices
+    first = _first_bill(invoices, rules.first_bill_skips_zero) if invoices else None
     if first is None or first.amount < rules.first_bill_min:
         return False
     try:
