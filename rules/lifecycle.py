@@ -195,11 +195,12 @@ def _stage(
     open_opportunities: tuple[Opportunity, ...],
     rules: LifecyclePolicy,
 ) -> tuple[str | None, str]:
-    found = _owned_stage(account, segments, open_leads, open_opportunities, rules) or _flagged_stage(
-        account, segments, rules
-    )
-    if found is not None:
-        return found
+    if account.roles or segments or open_leads or open_opportunities:  # most accounts have none: by MRR
+        found = _owned_stage(account, segments, open_leads, open_opportunities, rules) or _flagged_stage(
+            account, segments, rules
+        )
+        if found is not None:
+            return found
     mrr = account.mrr
     if mrr is None:
         return None, "no owner, lead or lifecycle segment, and mrr unknown"
