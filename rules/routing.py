@@ -91,14 +91,15 @@ def route_account(
     if fast:
         if not may_be_routed(account, policy):
             return None, []
-        # The screens of `_SCREENED`, each read once: most accounts fail all three, and are spared
-        # the gates of seven triggers.
+        # The screens of `_SCREENED`, each read once: most accounts fail all four, and are spared
+        # the gates of nine triggers.
         mrr = account.mrr
         passed = (
             True,
             bool(account.segments),
             bool(ctx.opportunities),
             mrr is not None and mrr <= policy.zero_spend.mrr_max,
+            account.startup_plan_ends_at is not None or account.startup_credits_used is not None,
         )
         return _arbitrate(
             [
@@ -131,7 +132,8 @@ def _account_triggers(order: tuple[str, ...]) -> tuple[AccountRule, ...]:
 # A condition each of these triggers' `may_fire` checks first, shared by several, read once per
 # account by `route_account`: 1 the account is in some segment (the referrals), 2 it has an
 # opportunity in Salesforce (closed lost), 3 its MRR is known and at most the $0-spend ceiling (the
-# $0-spend signals); 0 is no screen.
+# $0-spend signals), 4 it has a startup plan end or startup credits used (the startup triggers);
+# 0 is no screen.
 _SCREENED: Mapping[str, int] = {
     product_led.AM_REFERRAL.id: 1,
     new_business.ONBOARDING_REFERRAL.id: 1,
@@ -140,6 +142,8 @@ _SCREENED: Mapping[str, int] = {
     signals.HIRING_INCREASE.id: 3,
     signals.WEB_SOCIAL_INCREASE.id: 3,
     signals.FUNDRAISE.id: 3,
+    product_led.STARTUP_ROLLOFF.id: 4,
+    new_business.STARTUP_CREDITS.id: 4,
 }
 
 
