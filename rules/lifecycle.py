@@ -82,8 +82,10 @@ ACCOUNT_REVIEW: AccountRule = Rule(_ACCOUNT_REVIEW, account_review, _may_account
 
 def _may_csm_downgrade(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
     """A CSM key role and a known ARR below the threshold."""
+    if policy.lifecycle.csm_role not in account.roles:  # most accounts
+        return False
     arr = account.arr
-    return arr is not None and arr < policy.allocation.arr_threshold and policy.lifecycle.csm_role in account.roles
+    return arr is not None and arr < policy.allocation.arr_threshold
 
 
 def csm_downgrade(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
