@@ -14,8 +14,9 @@ from core.model import Account, Lead
 from rules import allocation, demo, episodes, lifecycle, onboarding, qualification, scoring
 from rules import guards as _guards
 from rules import routing as _routing
-from rules.base import AccountRule, Decision, Rule, per_policy
+from rules.base import AccountRule, Decision, Rule
 from rules.base import LeadIntent as _LeadIntent
+from rules.base import per_policy as _per_policy
 from rules.context import EMPTY, AccountContext, LeadContext
 from rules.expressions import CompiledTrigger, CustomTrigger, ExpressionError, compile_trigger
 from rules.policy import ROUTING_RULE_IDS, AllocationPolicy, GuardPolicy, Policy, ProductLedPolicy, Territories
@@ -143,7 +144,7 @@ def managed_segments(policy: Policy) -> frozenset[str]:
     return _managed_segments(policy)
 
 
-@per_policy
+@_per_policy
 def _managed_segments(policy: Policy) -> frozenset[str]:
     return frozenset(
         {
