@@ -46,9 +46,19 @@ CUSTOM = (
 )  # fmt: skip
 
 
+# The fields of a Decision at 9194c01: a field added since (with its default) leaves the digest as
+# it was, so a later change that adds one need not re-pin it; a field removed or renamed fails.
+DECISION_FIELDS = (
+    "rule", "record", "fired", "reason", "inputs", "unknown", "traits", "segments", "manages", "team", "region",
+    "review", "guarded_by", "lead", "task", "also_matched", "signals",
+)  # fmt: skip
+
+
 def _canonical(value: object) -> object:
     """A JSON-able form of a decision's value that depends only on its contents (maps sorted by key,
     sets sorted), so that a digest changes when and only when a decision does."""
+    if isinstance(value, Decision):
+        return [type(value).__name__, {name: _canonical(getattr(value, name)) for name in DECISION_FIELDS}]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return [type(value).__name__, {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}]
     if isinstance(value, Mapping):
