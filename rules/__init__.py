@@ -16,6 +16,7 @@ from rules import guards as _guards
 from rules import routing as _routing
 from rules.base import AccountRule, Decision, Rule
 from rules.base import LeadIntent as _LeadIntent
+from rules.base import per_policy as _per_policy
 from rules.context import EMPTY, AccountContext, LeadContext
 from rules.expressions import CompiledTrigger, CustomTrigger, ExpressionError, compile_trigger
 from rules.policy import ROUTING_RULE_IDS, AllocationPolicy, GuardPolicy, Policy, ProductLedPolicy, Territories
@@ -140,6 +141,11 @@ def _custom(account: Account, ctx: AccountContext, policy: Policy, now: datetime
 
 def managed_segments(policy: Policy) -> frozenset[str]:
     """Every segment some rule adds when it holds and removes when it stops holding."""
+    return _managed_segments(policy)
+
+
+@_per_policy
+def _managed_segments(policy: Policy) -> frozenset[str]:
     return frozenset(
         {
             policy.routing.product_led_segment,
@@ -189,9 +195,13 @@ def _stage(
 ) -> Decision:
     """lifecycle.stage of the account as this evaluation leaves it: with the segments it is about to
     get, and with the lead routing is about to create for it."""
-    wanted = frozenset().union(*(d.segments for d in decisions if d.fired))
-    segments = (account.segments - managed_segments(policy)) | wanted
-    after = account if segments == account.segments else replace(account, segments=segments)
+    wanted: frozenset[str] = frozenset()
+    for decision in decisions:
+        if decision.fired and decision.segments:
+            wanted = wanted | decision.segments
+    segments = account.segments
+    if segments or wanted:  # most accounts are in no segment and get none
+        segments = (segments - _managed_segments(policy)) | wanted
     if winner is not None and winner.lead is not None and not ctx.open_leads:
         planned = Lead(
             id=f"planned:{winner.rule}",
@@ -201,7 +211,7 @@ def _stage(
             status="Open - Not Contacted",
         )
         ctx = AccountContext((*ctx.leads, planned), ctx.opportunities, ctx.otherwise_lead, ctx.assigned_owners)
-    return lifecycle.STAGE.decide(after, ctx, policy, now)
+    return lifecycle.stage_with(account, segments, ctx, policy)
 
 
 def _churned(account: Account) -> Decision:
@@ -230,6 +240,8 @@ def evaluate_account(
     """
     if account.churned_at is not None:
         return [_churned(account)]
+    if not full:
+        return _evaluate_fast(account, ctx, policy, now, custom)
     winner, routing = _routing.route_account(account, ctx, policy, now, fast=not full)
     for trigger in custom:
         decision, winner = _contend(_custom(account, ctx, policy, now, trigger), winner)
@@ -257,6 +269,51 @@ def evaluate_account(
             decisions.append(rule.decide(account, claimed, policy, now))
     decisions.append(_stage(account, ctx, policy, now, decisions, winner))
     return decisions
+
+
+def _evaluate_fast(
+    account: Account, ctx: AccountContext, policy: Policy, now: datetime, custom: Sequence[CompiledTrigger]
+) -> list[Decision]:
+    """`evaluate_account(full=False)` of an account that has not churned: the same steps, for the
+    rules whose `may_fire` holds, without the lists a full evaluation builds to explain the others
+    (a cycle runs this for every account of the book)."""
+    winner, routing = _routing.route_account(account, ctx, policy, now, fast=True)
+    for trigger in custom:
+        decision, winner = _contend(_custom(account, ctx, policy, now, trigger), winner)
+        routing.append(decision)
+    handover = None
+    if _HANDOVER_MAY_FIRE(account, ctx, policy, now):
+        handover, winner = _contend(onboarding.DIRECT_HANDOVER.decide(account, ctx, policy, now), winner)
+    owner = (
+        allocation.NEW_OWNER.decide(account, ctx, policy, now) if _OWNER_MAY_FIRE(account, ctx, policy, now) else None
+    )
+    if winner is None:
+        decisions = routing
+    else:
+        qualified = [qualification.RECOMMENDATION.decide(account, ctx, policy, now)] if winner.team == "TAM" else []
+        routed = _attribute(winner, qualified, policy)
+        decisions = [*qualified, *[routed if d is winner else d for d in routing]]
+        if handover is winner:
+            handover = routed
+        winner = routed if routed.fired else None
+    if handover is not None:
+        decisions.append(handover)
+    if owner is not None:
+        decisions.append(owner)
+    # onboarding.lead: a routing trigger, the handover or a New Owner already makes it a lead.
+    claimed = ctx
+    if (winner is not None or (owner is not None and owner.fired)) and not ctx.otherwise_lead:
+        claimed = AccountContext(ctx.leads, ctx.opportunities, True, ctx.assigned_owners)
+    for may_fire, decide in _AFTER_ROUTING_GATED:
+        if may_fire(account, claimed, policy, now):
+            decisions.append(decide(account, claimed, policy, now))
+    decisions.append(_stage(account, ctx, policy, now, decisions, winner))
+    return decisions
+
+
+_HANDOVER_MAY_FIRE = onboarding.DIRECT_HANDOVER.may_fire
+_OWNER_MAY_FIRE = allocation.NEW_OWNER.may_fire
+_AFTER_ROUTING_GATED = tuple((rule.may_fire, rule.decide) for rule in _AFTER_ROUTING)
 
 
 def evaluate_lead(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime, *, full: bool = True) -> list[Decision]:

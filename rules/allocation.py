@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core.model import Account
-from rules.base import AccountRule, Decision, Rule, fmt_num, months_between, product_key
+from rules.base import AccountRule, Decision, Rule, fmt_num, months_between, per_policy, product_key
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
@@ -105,6 +105,12 @@ def _option(wanted: str, rules: AllocationPolicy) -> tuple[str | None, str]:
     return fallback, f"; no {wanted} → {fallback} (review)"
 
 
+@per_policy
+def _primary(policy: Policy) -> frozenset[str]:
+    """The primary products, by product key."""
+    return frozenset(product_key(p) for p in policy.allocation.primary_products)
+
+
 def _may_new_owner(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
     """A known ARR at or above the threshold."""
     return account.mrr is not None and 12 * account.mrr >= policy.allocation.arr_threshold
@@ -136,7 +142,7 @@ def new_owner(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     if account.paid_products is None:
         return no("paid products unknown", ("paid_products",))
 
-    primary = {product_key(p) for p in rules.primary_products}
+    primary = _primary(policy)
     paying = sorted({product_key(p) for p in account.paid_products} & primary)
     team = "CSM" if len(paying) >= rules.csm_min_primary_products else "TAM"
     moves, situation = _situation(account, ctx, team, len(paying), policy, now)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Generic, Literal, TypeAlias, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar, get_args
 
 from core.model import Account, Lead
 from rules.context import AccountContext, LeadContext
@@ -33,6 +33,7 @@ __all__ = [
     "always",
     "fmt_num",
     "months_between",
+    "per_policy",
     "product_key",
 ]
 
@@ -53,6 +54,7 @@ _LEAD_FIELDS: tuple[LeadField, ...] = get_args(LeadField)
 
 RecordT = TypeVar("RecordT")
 ContextT = TypeVar("ContextT")
+DerivedT = TypeVar("DerivedT")
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,7 @@ def fmt_num(value: float) -> str:
     return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
+@lru_cache(maxsize=4096)
 def product_key(name: str) -> str:
     """Product names compare case- and separator-insensitively ('Session replay' == 'session_replay')."""
     return "_".join(name.strip().casefold().replace("-", " ").split())
@@ -177,3 +180,28 @@ def months_between(start: date, now: datetime | date) -> int:
     if end.day < start.day:
         months -= 1
     return months
+
+
+def per_policy(derive: Callable[[Policy], DerivedT]) -> Callable[[Policy], DerivedT]:
+    """`derive`, computed once per policy object: what a rule reads of the policy on every account
+    (a set of segments, the ICP countries, its thresholds) is derived once, not per account.
+
+    Keyed by identity, not equality: hashing a `Policy` (a tree of frozen dataclasses) costs more
+    than deriving most values again. A `Policy` is frozen, so a value derived from it stays right;
+    the cache holds the policy itself, so its id cannot be reused while the entry lives, and keeps
+    the last few policies only (a process judges with one or two: the config's, a what-if's).
+    """
+    cache: dict[int, tuple[Any, DerivedT]] = {}
+
+    def derived(policy: Policy) -> DerivedT:
+        hit = cache.get(id(policy))
+        if hit is not None and hit[0] is policy:
+            return hit[1]
+        value = derive(policy)
+        if len(cache) >= 8:
+            cache.clear()
+        cache[id(policy)] = (policy, value)
+        return value
+
+    derived.__doc__ = derive.__doc__
+    return derived

@@ -25,8 +25,18 @@ CLOSED_LOST = "Closed Lost"
 
 
 def _may_closed_lost_unresponsive(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """Some opportunity in Salesforce."""
-    return bool(ctx.opportunities)
+    """An opportunity closed lost as unresponsive, closed within the window (the rule's one check)."""
+    if not ctx.opportunities:
+        return False
+    routing = policy.routing
+    low, high = routing.bdr_min_days, routing.bdr_max_days
+    return any(
+        o.close_date is not None
+        and _same(o.stage_name, CLOSED_LOST)
+        and _same(o.loss_reason, routing.bdr_closed_lost_reason)
+        and low <= days_since(o.close_date, now) <= high
+        for o in ctx.opportunities
+    )
 
 
 def closed_lost_unresponsive(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 
 from core.model import Lead, Opportunity
 from core.triage import Remembered
@@ -39,14 +40,16 @@ class AccountContext:
     otherwise_lead: bool = False
     assigned_owners: Mapping[str, str] = field(default_factory=dict)
 
-    @property
+    # Cached on the (frozen) context: the guards, the onboarding rules and the lifecycle stage all
+    # ask for them while judging one account.
+    @cached_property
     def open_leads(self) -> tuple[Lead, ...]:
         """Leads not converted and not in a closed status."""
         return tuple(
             lead for lead in self.leads if not lead.is_converted and (lead.status or "") not in CLOSED_LEAD_STATUSES
         )
 
-    @property
+    @cached_property
     def open_opportunities(self) -> tuple[Opportunity, ...]:
         return tuple(o for o in self.opportunities if (o.stage_name or "") not in OPEN_OPPORTUNITY_EXCLUDED)
 

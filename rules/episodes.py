@@ -34,7 +34,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from core.model import Account, Lead
-from rules.base import AccountRule, Decision, Rule, TaskIntent
+from rules.base import AccountRule, Decision, Rule, TaskIntent, per_policy
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
@@ -125,6 +125,13 @@ def _statuses(rules: EpisodePolicy) -> tuple[frozenset[str], ...]:
         rules.working_statuses,
     )
     return tuple(frozenset(s.strip().casefold() for s in statuses) for statuses in lists)
+
+
+@per_policy
+def _policy_statuses(policy: Policy) -> tuple[frozenset[str], ...]:
+    """`_statuses` of the policy's episodes, looked up by the policy's identity (hashing the episode
+    policy, as `_statuses`'s cache does, costs more than a gate that reads it)."""
+    return _statuses(policy.episodes)
 
 
 def _day(moment: datetime | None) -> date | None:
@@ -324,7 +331,7 @@ def _may_nurture(account: Account, ctx: AccountContext, policy: Policy, now: dat
     """Some lead of the account in a nurturing status."""
     if not ctx.leads:
         return False
-    nurturing = _statuses(policy.episodes)[2]
+    nurturing = _policy_statuses(policy)[2]
     return any((lead.status or "").strip().casefold() in nurturing for lead in ctx.leads)
 
 
@@ -399,4 +406,16 @@ def qualified_window(account: Account, ctx: AccountContext, policy: Policy, now:
     return Decision(_QUALIFIED_RULE, account.id, True, reason, _task_inputs(found), task=task)
 
 
-QUALIFIED_WINDOW: AccountRule = Rule(_QUALIFIED_RULE, qualified_window, _may_qualified)
+def _may_qualified_window(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """A qualified product-led episode is possible: the Account Executive key role with the account in
+    the Leads segment (`_vitally_product_led`), or a lead of the account in a qualified status
+    (`lead_episode`). Most accounts with leads have none qualified."""
+    if policy.episodes.leads_segment in account.segments and policy.lifecycle.ae_role in account.roles:
+        return True
+    if not ctx.leads:
+        return False
+    qualified = _policy_statuses(policy)[3]
+    return any((lead.status or "").strip().casefold() in qualified for lead in ctx.leads)
+
+
+QUALIFIED_WINDOW: AccountRule = Rule(_QUALIFIED_RULE, qualified_window, _may_qualified_window)

@@ -78,6 +78,8 @@ def may_be_routed(account: Account, policy: Policy) -> bool:
     if account.churned_at is not None:
         return False
     roles = account.roles
+    if not roles:  # most accounts
+        return True
     return not any(role in roles for role in policy.owner_roles)
 
 

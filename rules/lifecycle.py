@@ -22,7 +22,7 @@ from rules.policy import (
 from rules.routing import LEAD_TRIGGERS
 
 if TYPE_CHECKING:
-    from core.model import Account, Lead
+    from core.model import Account, Lead, Opportunity
     from rules.context import AccountContext
     from rules.policy import LifecyclePolicy, Policy
 
@@ -33,6 +33,7 @@ __all__ = [
     "account_review",
     "csm_downgrade",
     "stage",
+    "stage_with",
 ]
 
 _ACCOUNT_REVIEW = "lifecycle.account_review"
@@ -80,8 +81,11 @@ ACCOUNT_REVIEW: AccountRule = Rule(_ACCOUNT_REVIEW, account_review, _may_account
 
 
 def _may_csm_downgrade(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """A CSM key role."""
-    return policy.lifecycle.csm_role in account.roles
+    """A CSM key role and a known ARR below the threshold."""
+    if policy.lifecycle.csm_role not in account.roles:  # most accounts
+        return False
+    arr = account.arr
+    return arr is not None and arr < policy.allocation.arr_threshold
 
 
 def csm_downgrade(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
@@ -138,54 +142,73 @@ def _lead_stage(lead: Lead, rules: LifecyclePolicy) -> str:
     return NEW_BUSINESS_LEAD
 
 
-def _owned_stage(account: Account, ctx: AccountContext, rules: LifecyclePolicy) -> tuple[str, str] | None:
+def _owned_stage(
+    account: Account,
+    segments: frozenset[str],
+    open_leads: tuple[Lead, ...],
+    open_opportunities: tuple[Opportunity, ...],
+    rules: LifecyclePolicy,
+) -> tuple[str, str] | None:
     """The stage of an account someone owns or works: a key role, a TAM segment, an open opportunity
     or lead."""
     roles = account.roles
-    for role, name in ((rules.csm_role, CSM), (rules.tam_role, TAM), (rules.ae_role, TAE)):
-        if role in roles:
-            source = account.role_source(role)
-            how = f"{role} key role" if source == "key role" else f"{role} in {source}"
-            return name, f"{how} ({roles[role]})"
-    for segment in rules.tam_segments:
-        if segment in account.segments:
-            return TAM, f"segment {segment}"
-    if ctx.open_opportunities:
-        return TAE, f"open opportunity {ctx.open_opportunities[0].id}"
-    if ctx.open_leads:
-        lead = _newest(ctx.open_leads)
+    if roles:
+        for role, name in ((rules.csm_role, CSM), (rules.tam_role, TAM), (rules.ae_role, TAE)):
+            if role in roles:
+                source = account.role_source(role)
+                how = f"{role} key role" if source == "key role" else f"{role} in {source}"
+                return name, f"{how} ({roles[role]})"
+    if segments:
+        for segment in rules.tam_segments:
+            if segment in segments:
+                return TAM, f"segment {segment}"
+    if open_opportunities:
+        return TAE, f"open opportunity {open_opportunities[0].id}"
+    if open_leads:
+        lead = _newest(open_leads)
         return _lead_stage(lead, rules), f"open lead {lead.id} (source {lead.lead_source or 'unknown'})"
     return None
 
 
-def _flagged_stage(account: Account, rules: LifecyclePolicy) -> tuple[str, str] | None:
+def _flagged_stage(account: Account, segments: frozenset[str], rules: LifecyclePolicy) -> tuple[str, str] | None:
     """The stage a segment or the onboarding specialist gives an account nobody owns yet."""
-    for segments, name in (
-        (rules.expansion_segments, EXPANSION_LEAD),
-        (rules.new_business_segments, NEW_BUSINESS_LEAD),
-    ):
-        for segment in segments:
-            if segment in account.segments:
-                return name, f"segment {segment}"
-    if rules.segment in account.segments:
-        return REVIEW, f"segment {rules.segment}"
+    if segments:
+        for flagged, name in (
+            (rules.expansion_segments, EXPANSION_LEAD),
+            (rules.new_business_segments, NEW_BUSINESS_LEAD),
+        ):
+            for segment in flagged:
+                if segment in segments:
+                    return name, f"segment {segment}"
+        if rules.segment in segments:
+            return REVIEW, f"segment {rules.segment}"
     roles = account.roles
     if rules.specialist_role in roles:
         return ONBOARDING_SPECIALIST, f"{rules.specialist_role} key role ({roles[rules.specialist_role]})"
-    if rules.onboarding_segment in account.segments:
+    if rules.onboarding_segment in segments:
         return ONBOARDING_SPECIALIST, f"segment {rules.onboarding_segment}"
     return None
 
 
-def _stage(account: Account, ctx: AccountContext, rules: LifecyclePolicy) -> tuple[str | None, str]:
-    found = _owned_stage(account, ctx, rules) or _flagged_stage(account, rules)
-    if found is not None:
-        return found
-    if account.mrr is None:
+def _stage(
+    account: Account,
+    segments: frozenset[str],
+    open_leads: tuple[Lead, ...],
+    open_opportunities: tuple[Opportunity, ...],
+    rules: LifecyclePolicy,
+) -> tuple[str | None, str]:
+    if account.roles or segments or open_leads or open_opportunities:  # most accounts have none: by MRR
+        found = _owned_stage(account, segments, open_leads, open_opportunities, rules) or _flagged_stage(
+            account, segments, rules
+        )
+        if found is not None:
+            return found
+    mrr = account.mrr
+    if mrr is None:
         return None, "no owner, lead or lifecycle segment, and mrr unknown"
-    if account.mrr >= rules.review_mrr:
-        return REVIEW, f"no owner; mrr {fmt_num(account.mrr)} ≥ {fmt_num(rules.review_mrr)}"
-    return SELF_SERVE, f"no owner; mrr {fmt_num(account.mrr)} < {fmt_num(rules.review_mrr)}"
+    if mrr >= rules.review_mrr:
+        return REVIEW, f"no owner; mrr {fmt_num(mrr)} ≥ {fmt_num(rules.review_mrr)}"
+    return SELF_SERVE, f"no owner; mrr {fmt_num(mrr)} < {fmt_num(rules.review_mrr)}"
 
 
 def stage(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
@@ -203,12 +226,22 @@ def stage(account: Account, ctx: AccountContext, policy: Policy, now: datetime) 
     ("Onboarding specialist"); then by MRR: ≥ 2,000 "Account review", below "Self serve". Only an
     account that reaches the MRR step with MRR unknown has no stage (the rule does not fire).
     """
-    name, why = _stage(account, ctx, policy.lifecycle)
+    return stage_with(account, account.segments, ctx, policy)
+
+
+def stage_with(account: Account, segments: frozenset[str], ctx: AccountContext, policy: Policy) -> Decision:
+    """`stage` of `account` as if its segments were `segments` (what `rules.evaluate_account` judges:
+    the segments the evaluation is about to leave the account in), without building that account."""
+    if ctx.leads or ctx.opportunities:
+        open_leads, open_opportunities = ctx.open_leads, ctx.open_opportunities
+    else:  # most accounts: nothing in Salesforce
+        open_leads, open_opportunities = (), ()
+    name, why = _stage(account, segments, open_leads, open_opportunities, policy.lifecycle)
     inputs: dict[str, object] = {
-        "key_roles": dict(account.key_roles),
-        "segments": sorted(account.segments),
-        "open_leads": [lead.id for lead in ctx.open_leads],
-        "open_opportunities": [o.id for o in ctx.open_opportunities],
+        "key_roles": dict(account.key_roles) if account.key_roles else {},
+        "segments": sorted(segments) if segments else [],
+        "open_leads": [lead.id for lead in open_leads] if open_leads else [],
+        "open_opportunities": [o.id for o in open_opportunities] if open_opportunities else [],
         "mrr": account.mrr,
     }
     if name is None:

@@ -86,8 +86,14 @@ AE_REFERRAL: AccountRule = Rule("new_business.ae_referral", ae_referral, _may_ae
 
 
 def _may_big_fish(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """Known employees at or above the Big Fish size."""
-    return account.employee_count is not None and account.employee_count >= policy.routing.big_fish_employees
+    """Known employees at or above the Big Fish size, created recently enough."""
+    routing = policy.routing
+    return (
+        account.employee_count is not None
+        and account.employee_count >= routing.big_fish_employees
+        and account.created_at is not None
+        and max(days_since(account.created_at, now), 0) <= routing.big_fish_days
+    )
 
 
 def big_fish(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
@@ -122,8 +128,17 @@ BIG_FISH: AccountRule = Rule("new_business.big_fish", big_fish, _may_big_fish)
 
 
 def _may_startup_credits(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """Known credits used, of a known, non-zero total."""
-    return account.startup_credits_used is not None and bool(account.startup_credits_total)
+    """Known credits used, enough of a known, positive total, and a last invoice above the floor."""
+    routing = policy.routing
+    used, total, last = account.startup_credits_used, account.startup_credits_total, last_invoice(account)
+    return (
+        used is not None
+        and total is not None
+        and total > 0
+        and used >= routing.credits_used_share * total
+        and last is not None
+        and last > routing.credits_last_invoice_above
+    )
 
 
 def startup_credits(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from itertools import pairwise
-from statistics import median
 from typing import TYPE_CHECKING
 
 from core.model import Account, Invoice
@@ -49,6 +49,12 @@ def _month_start(month: str) -> date | None:
 
 def _pct(share: float, beside: float | None = None) -> str:
     """A share as a percentage with one decimal, more when that would print the same as `beside`."""
+    if share == 0 or beside == 0:  # 0.0 and -0.0 are one key of a cache, but print differently
+        return _pct_text(share, beside)
+    return _cached_pct(share, beside)
+
+
+def _pct_text(share: float, beside: float | None) -> str:
 
     def show(value: float, digits: int) -> str:
         return f"{value * 100:,.{digits}f}".rstrip("0").rstrip(".") + " %"
@@ -58,6 +64,10 @@ def _pct(share: float, beside: float | None = None) -> str:
         if beside is None or share == beside or text != show(beside, digits):
             break
     return text
+
+
+# The thresholds' percentages repeat in every reason; shares often do.
+_cached_pct = lru_cache(maxsize=4096, typed=True)(_pct_text)
 
 
 def _already_a_lead(account: Account, ctx: AccountContext, policy: Policy) -> str | None:
@@ -87,7 +97,8 @@ def _may_lead(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     if account.business_email is not True:
         return False
     rules = policy.onboarding
-    first = next((i for i in account.invoices or () if i.amount > 0 or not rules.first_bill_skips_zero), None)
+    invoices = account.invoices
+    first = _first_bill(invoices, rules.first_bill_skips_zero) if invoices else None
     if first is None or first.amount < rules.first_bill_min:
         return False
     try:
@@ -199,25 +210,33 @@ def _stability(recent: Sequence[Invoice], band: float) -> Check:
     return Check("invoices", False, f"{span} vary {_pct(high / low - 1, band - 1)} > {limit}")
 
 
+def _median(values: list[float]) -> float:
+    """`statistics.median` of a non-empty list, the same arithmetic without its generality (a cycle
+    asks it three or four times of every account above the handover threshold)."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def _spike(mrr: float, invoices: Sequence[Invoice], recent: int, rules: OnboardingPolicy) -> Check:
     factor, lookback = rules.spike_factor, max(1, rules.spike_lookback)
     amounts = [i.amount for i in invoices]
     # Each recent invoice against the months before it, then the current month's MRR against the invoices.
     for index in range(len(amounts) - recent, len(amounts)):
         before = amounts[max(0, index - lookback) : index]
-        if before and amounts[index] > factor * median(before):
+        if before and amounts[index] > factor * _median(before):
             return Check(
                 "invoices",
                 False,
                 f"spike: {invoices[index].month} invoice {fmt_num(amounts[index])} > {fmt_num(factor)}× "
-                f"median {fmt_num(median(before))} of the {len(before)} months before",
+                f"median {fmt_num(_median(before))} of the {len(before)} months before",
             )
     before = amounts[-lookback:]
-    if mrr > factor * median(before):
+    if mrr > factor * _median(before):
         return Check(
             "mrr",
             False,
-            f"spike: mrr {fmt_num(mrr)} > {fmt_num(factor)}× median {fmt_num(median(before))} "
+            f"spike: mrr {fmt_num(mrr)} > {fmt_num(factor)}× median {fmt_num(_median(before))} "
             f"of the last {len(before)} invoices",
         )
     return Check("invoices", True, "no spike")
@@ -239,8 +258,17 @@ def _concentration(spend: dict[str, float], limit: float) -> Check:
 
 
 def _may_direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """A known MRR above the handover threshold."""
-    return account.mrr is not None and account.mrr > policy.onboarding.handover_mrr_above
+    """A known MRR above the handover threshold, enough invoices, all paid, and a known product spend."""
+    rules = policy.onboarding
+    invoices = account.invoices
+    return (
+        account.mrr is not None
+        and account.mrr > rules.handover_mrr_above
+        and invoices is not None
+        and len(invoices) >= max(1, rules.recent_invoices)
+        and account.product_spend is not None
+        and min(i.amount for i in invoices[-max(1, rules.recent_invoices) :]) > 0
+    )
 
 
 def direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
@@ -283,8 +311,8 @@ DIRECT_HANDOVER: AccountRule = Rule(_DIRECT_HANDOVER, direct_handover, _may_dire
 def _growth(invoices: Sequence[Invoice], rules: OnboardingPolicy) -> Check:
     recent = invoices[-max(1, rules.recent_invoices) :]
     amounts = [i.amount for i in recent]
-    path = " → ".join(fmt_num(a) for a in amounts)
-    increasing = len(amounts) > 1 and all(a < b for a, b in pairwise(amounts))
+    path = " → ".join([fmt_num(a) for a in amounts])
+    increasing = len(amounts) > 1 and all([a < b for a, b in pairwise(amounts)])
     months = rules.growth_months
     grown = False
     if months > 0 and len(invoices) > months and invoices[-1 - months].amount > 0:

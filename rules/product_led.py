@@ -110,8 +110,15 @@ MRR_BAND: AccountRule = Rule("product_led.mrr_band", mrr_band, _may_mrr_band)
 
 
 def _may_scale_high_icp(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """A known ICP score at or above the threshold."""
-    return account.icp_score is not None and account.icp_score >= policy.routing.high_icp_threshold
+    """A known ICP score at or above the threshold, on the Scale plan (a third of the accounts have
+    the score: the plan is what rejects most of them)."""
+    icp, plan = account.icp_score, account.plan
+    return (
+        icp is not None
+        and icp >= policy.routing.high_icp_threshold
+        and plan is not None
+        and _same_plan(plan, policy.routing.scale_plan)
+    )
 
 
 def scale_high_icp(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
@@ -129,8 +136,16 @@ SCALE_HIGH_ICP: AccountRule = Rule("product_led.scale_high_icp", scale_high_icp,
 
 
 def _may_startup_rolloff(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """A known end of the startup plan."""
-    return account.startup_plan_ends_at is not None
+    """A known end of the startup plan, on the startup plan, with a last invoice above the floor."""
+    routing = policy.routing
+    plan, last = account.plan, last_invoice(account)
+    return (
+        account.startup_plan_ends_at is not None
+        and plan is not None
+        and _same_plan(plan, routing.startup_plan)
+        and last is not None
+        and last > routing.rolloff_last_invoice_above
+    )
 
 
 def startup_rolloff(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
@@ -268,8 +283,13 @@ def _money_above(name: str, label: str, value: float | None, limit: float) -> Ch
     return Check(name, ok, f"{label} {fmt_num(value)} {'>' if ok else '≤'} {fmt_num(limit)}")
 
 
+def _same_plan(plan: str, expected: str) -> bool:
+    """`_plan_is`'s test: the account's plan is `expected`, case- and outer-space-insensitively."""
+    return plan.strip().casefold() == expected.casefold()
+
+
 def _plan_is(account: Account, plan: str) -> Check:
     if account.plan is None:
         return Check("plan", None, "plan unknown")
-    ok = account.plan.strip().casefold() == plan.casefold()
+    ok = _same_plan(account.plan, plan)
     return Check("plan", ok, f"plan {account.plan}" + ("" if ok else f" is not {plan}"))

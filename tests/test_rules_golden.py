@@ -1,0 +1,161 @@
+"""The whole rule set decides today exactly what it decided before its hot paths were made fast.
+
+Every verdict (rule id, record, fired, reason text, inputs, unknowns, traits, segments, manages,
+team, region, review, guard, lead intent, task intent, also-matched, signals) of every account and
+lead of two generated books (the legacy sandbox shape and the real-org shape, issue 14), with their
+Salesforce context from the mirror, at two clocks, under the default policy and with config-defined
+triggers, is folded into one SHA-256 digest: in explain's full evaluation every verdict; in a
+cycle's fast evaluation every verdict the cycle acts on or keeps (`sync.plan`: fired, held back by
+a guard, or to review), in order. The fast evaluation's other verdicts are, by its contract, the
+explanations of rules it may skip (`rules.evaluate_account`); tests/test_rules_fast_path.py checks
+that a skipped rule could not have fired.
+
+The golden digests were computed from the code at commit 9194c01, before any of issue 17's
+rule-speed work, by running this file (`python tests/test_rules_golden.py`) on a checkout of
+9194c01: a speed-up that changes a single kept decision, reason or input changes a digest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from core.errors import RecordError
+from core.records import parse_account, parse_lead
+from rules import CustomTrigger, Decision, Policy, compile_trigger, evaluate_account, evaluate_lead
+from rules.context import LeadContext
+from sandbox import generate_book
+from state import StateDB
+from sync.facts import SalesforceFacts
+
+NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
+CLOCKS = (NOW, NOW + timedelta(days=47, hours=5))
+ACCOUNTS = 2500  # above MIN_FULL_COVERAGE and MIN_FULL_COVERAGE_REAL_ORG: every handbook case is present
+
+CUSTOM = (
+    CustomTrigger("custom.surveys_upsell", "TAM", 'mrr > 800 and "surveys" not in paid_products',
+                  "MRR {mrr} > 800 and not paying for surveys"),
+    CustomTrigger("custom.young_big", "TAE", "days_since_created < 200 and employee_count >= 50",
+                  "{employee_count} employees, created {days_since_created} days ago"),
+)  # fmt: skip
+
+
+# The fields of a Decision at 9194c01: a field added since (with its default) leaves the digest as
+# it was, so a later change that adds one need not re-pin it; a field removed or renamed fails.
+DECISION_FIELDS = (
+    "rule", "record", "fired", "reason", "inputs", "unknown", "traits", "segments", "manages", "team", "region",
+    "review", "guarded_by", "lead", "task", "also_matched", "signals",
+)  # fmt: skip
+
+
+def _canonical(value: object) -> object:
+    """A JSON-able form of a decision's value that depends only on its contents (maps sorted by key,
+    sets sorted), so that a digest changes when and only when a decision does."""
+    if isinstance(value, Decision):
+        return [type(value).__name__, {name: _canonical(getattr(value, name)) for name in DECISION_FIELDS}]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [type(value).__name__, {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}]
+    if isinstance(value, Mapping):
+        return [
+            "map",
+            sorted(([repr(k), _canonical(v)] for k, v in value.items()), key=lambda item: str(item[0])),
+        ]
+    if isinstance(value, frozenset | set):
+        return ["set", sorted(repr(_canonical(v)) for v in value)]
+    if isinstance(value, tuple | list):
+        return [type(value).__name__, [_canonical(v) for v in value]]
+    if isinstance(value, datetime | date):
+        return [type(value).__name__, value.isoformat()]
+    if isinstance(value, float):
+        return ["float", repr(value)]
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return [type(value).__name__, repr(value)]
+
+
+def _kept(decisions: list[Decision], full: bool) -> list[Decision]:
+    """Every verdict of a full evaluation; of a cycle's fast one, those the cycle acts on or keeps."""
+    return decisions if full else [d for d in decisions if d.fired or d.guarded_by or d.review]
+
+
+def _verdicts(real_org: bool) -> Iterator[tuple[str, list[Decision]]]:
+    """(a label, the decisions) for every record of the book, every clock, policy and mode."""
+    book = generate_book(ACCOUNTS, seed=7, now=NOW, real_org=real_org)
+    state = StateDB.memory()
+    state.upsert_sf(
+        [
+            {"object": obj, "id": r["Id"], "modstamp": r.get("SystemModstamp"), "raw": json.dumps(r), "error": None}
+            for obj, records in book["salesforce"].items()
+            for r in records
+        ]
+    )
+    facts = SalesforceFacts.load(state)
+    accounts = []
+    for raw in book["vitally"]["accounts"]:
+        with contextlib.suppress(RecordError):
+            accounts.append(parse_account(raw))
+    leads = []
+    for raw in book["salesforce"]["Lead"]:
+        with contextlib.suppress(RecordError):
+            leads.append(parse_lead(raw))
+    assert len(accounts) > 2300 and len(leads) > 400
+    policy = Policy()
+    custom = tuple(compile_trigger(trigger, policy=policy) for trigger in CUSTOM)
+    for now in CLOCKS:
+        for triggers in ((), custom):
+            for full in (False, True):
+                for account in accounts:
+                    context = facts.context_for(account.id)
+                    label = f"account {account.id} {now.isoformat()} custom={bool(triggers)} full={full}"
+                    yield label, _kept(evaluate_account(account, context, policy, now, triggers, full=full), full)
+        for full in (False, True):
+            for lead in leads:
+                for lead_context in (
+                    LeadContext(facts.company_disqualified_at(lead.company), facts.triage_of(lead.id)),
+                    LeadContext(lead.system_modstamp.date()),
+                ):
+                    label = f"lead {lead.id} {now.isoformat()} {lead_context.company_disqualified_at} full={full}"
+                    yield label, _kept(evaluate_lead(lead, lead_context, policy, now, full=full), full)
+
+
+def _digest(real_org: bool) -> tuple[str, int, int]:
+    """(the SHA-256 of every verdict, how many verdicts, how many fired)."""
+    digest = hashlib.sha256()
+    verdicts = fired = 0
+    for label, decisions in _verdicts(real_org):
+        digest.update(label.encode())
+        for decision in decisions:
+            digest.update(json.dumps(_canonical(decision), ensure_ascii=False, sort_keys=True).encode())
+            digest.update(b"\n")
+            verdicts += 1
+            fired += decision.fired
+    return digest.hexdigest(), verdicts, fired
+
+
+# Computed at commit 9194c01 (before the rules' hot paths were reworked): see the module docstring.
+GOLDEN: dict[bool, tuple[str, int, int]] = {
+    False: ("05c04814442343137b30b5b575464a7a485fff4aeb449c8b19b6c33163264edd", 291773, 32732),
+    True: ("f20b14f124e3070083e93dfecfd3f855aa00b1dee39619fdaf4a27a0d7bc6b06", 279613, 31816),
+}
+
+
+@pytest.mark.parametrize("real_org", [False, True], ids=["legacy", "real_org"])
+def test_every_decision_is_what_it_was_before_the_rules_were_made_fast(real_org: bool) -> None:
+    digest, verdicts, fired = _digest(real_org)
+    assert (verdicts, fired) == GOLDEN[real_org][1:]
+    assert digest == GOLDEN[real_org][0]
+
+
+def _main() -> None:  # pragma: no cover - prints the digests to pin (run once, on the code before the change)
+    for real_org in (False, True):
+        print(real_org, _digest(real_org))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()

@@ -1,0 +1,89 @@
+"""The helpers that make the rules' hot paths fast answer what the slower code they replace answered:
+a value derived once per policy is the policy's own (never another policy's), onboarding's median
+is `statistics.median`, its cached percentages print as uncached ones (0 and -0.0 included), and
+the lifecycle stage judged with the evaluation's segments is the stage of the account carrying them."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.model import Account
+from rules import EMPTY, Policy, managed_segments
+from rules.base import per_policy
+from rules.lifecycle import stage, stage_with
+from rules.onboarding import _median, _pct, _pct_text
+from rules.policy import LifecyclePolicy
+
+NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
+
+
+def test_a_value_derived_per_policy_is_derived_from_that_policy_and_kept_for_it() -> None:
+    calls: list[Policy] = []
+
+    @per_policy
+    def review_mrr(policy: Policy) -> float:
+        calls.append(policy)
+        return policy.lifecycle.review_mrr
+
+    default = Policy()
+    other = replace(default, lifecycle=replace(default.lifecycle, review_mrr=5_000.0))
+    assert review_mrr(default) == LifecyclePolicy().review_mrr
+    assert review_mrr(other) == 5_000.0
+    assert review_mrr(default) == LifecyclePolicy().review_mrr and review_mrr(other) == 5_000.0
+    assert calls == [default, other]  # each derived once
+    equal_but_another = Policy()
+    assert review_mrr(equal_but_another) == LifecyclePolicy().review_mrr
+    assert calls[-1] is equal_but_another  # keyed by identity: derived for it, not taken from `default`
+
+
+def test_managed_segments_follow_the_policy() -> None:
+    default = Policy()
+    renamed = replace(default, lifecycle=replace(default.lifecycle, segment="Review me"))
+    assert "Review me" in managed_segments(renamed)
+    assert "Review me" not in managed_segments(default)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.integers(-10_000, 10_000), st.floats(-1e6, 1e6, allow_nan=False)), min_size=1))
+def test_median_is_statistics_median(values: list[float]) -> None:
+    assert _median(values) == statistics.median(values)
+    assert type(_median(values)) is type(statistics.median(values))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.floats(-10, 10, allow_nan=False, allow_infinity=False),
+    st.one_of(st.none(), st.floats(-10, 10, allow_nan=False, allow_infinity=False)),
+)
+def test_cached_percentages_print_as_computed_ones(share: float, beside: float | None) -> None:
+    assert _pct(share, beside) == _pct_text(share, beside)
+    assert _pct(-0.0) == _pct_text(-0.0, None) and _pct(0.0) == _pct_text(0.0, None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    mrr=st.one_of(st.none(), st.floats(0, 10_000, allow_nan=False)),
+    segments=st.sets(st.sampled_from(["Account review", "AM Managed", "Onboarding", "AE referral", "Leads"])),
+    evaluated=st.sets(st.sampled_from(["Account review", "Product-led lead", "Onboarding", "TAM/CSM Candidate"])),
+    roles=st.sets(st.sampled_from(["TAM", "CSM", "Account Executive", "Onboarding Specialist"])),
+)
+def test_stage_with_the_evaluations_segments_is_the_stage_of_the_account_carrying_them(
+    mrr: float | None, segments: set[str], evaluated: set[str], roles: set[str]
+) -> None:
+    account = Account(
+        id="acc_s",
+        name="S",
+        updated_at=NOW,
+        mrr=mrr,
+        segments=frozenset(segments),
+        key_roles={role: "u1" for role in roles},
+    )
+    policy = Policy()
+    assert stage_with(account, frozenset(evaluated), EMPTY, policy) == stage(
+        replace(account, segments=frozenset(evaluated)), EMPTY, policy, NOW
+    )
