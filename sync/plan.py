@@ -309,8 +309,32 @@ class Planner:
         specialist = next((d for d in decisions if d.fired and d.rule == _SPECIALIST_RULE), None)
         specialist_role = self.config.policy.lifecycle.specialist_role
         has_one = specialist_role in account.roles or account.written.get(self._specialist_trait)
-        if specialist is not None and not has_one and self.scope.has_rule(specialist.rule):
+        if specialist is None or not self.scope.has_rule(specialist.rule):
+            return
+        if not has_one:
             waiting.onboarding.append(OnboardingAccount.of(account, specialist, decider.region(account)))
+        else:
+            self._confirm_specialist_task(account)
+
+    def _confirm_specialist_task(self, account: Account) -> None:
+        """Keep the specialist's task that is still owed: its trait went out, the task did not.
+
+        The owners' pass plans the specialist trait and its task together, for an account whose
+        trait is empty; once the trait is written the account waits for no specialist and the task
+        is never planned again. A task whose send failed (every attempt: a 503, a reset, a timeout)
+        while the trait's PUT went through would then be dropped as "not planned again" and never
+        sent: a lost write, and a final state that depends on which request a fault hit. So while
+        the account's trait still names the specialist crm-sync wrote there and the task is not
+        known to be sent, its pending write is planned again as it was queued (same due date,
+        same specialist), which keeps it pending. A trait a person set or changed owes no task."""
+        key = writes.specialist_task_key(account.id)
+        if (key, "task") in self._last_vitally:
+            return  # sent already
+        trait = self._specialist_trait
+        if account.written.get(trait) not in self._ours_vitally(account)(trait):
+            return  # the specialist is a person's choice: crm-sync owes no task for it
+        for rows in self.state.pending_records("vitally", records=[key], op="create_task"):
+            self._queue(rows[-1].write)
 
     def _plan_leads(self, facts: SalesforceFacts, decider: Decider, owners: Owners, leads: LeadBook) -> None:
         """Judge and plan every lead but those whose judgement holds (neither parsed nor judged)."""

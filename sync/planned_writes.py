@@ -29,6 +29,7 @@ __all__ = [
     "set_traits",
     "specialist",
     "specialist_task",
+    "specialist_task_key",
 ]
 
 
@@ -235,11 +236,16 @@ def specialist(onboarding: OnboardingAccount, trait: str, owner: OwnerChoice) ->
     )
 
 
+def specialist_task_key(account_id: str) -> str:
+    """The externalId of an account's specialist task: one per account, ever."""
+    return f"crm-sync:onboarding.lead:{account_id}"
+
+
 def specialist_task(onboarding: OnboardingAccount, owner: OwnerChoice, now: datetime) -> dict[str, Any]:
     """The specialist's Vitally task, due in a week; its externalId names the account, so it is
     created once."""
     return {
-        "externalId": f"crm-sync:onboarding.lead:{onboarding.account_id}",
+        "externalId": specialist_task_key(onboarding.account_id),
         "accountId": onboarding.account_id,
         "name": f"Onboard {onboarding.name} ({owner.name})",
         "description": onboarding.reason,

@@ -385,6 +385,54 @@ def test_chaos_faults_on_a_fifth_of_requests_end_in_the_fault_free_state(
     assert not any(c["method"] == "POST" and c["system"] == "salesforce" for c in calls)
 
 
+ONBOARDING_TASK = "crm-sync:onboarding.lead:"  # the specialist's task: sync/planned_writes.py
+
+
+@pytest.mark.parametrize(("kind", "code"), [("status", 1), ("reset", 3)])
+def test_chaos_a_task_that_failed_for_good_is_sent_once_its_specialist_trait_went_through(
+    kind: FaultKind, code: int, sandboxes: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    """An onboarding lead's specialist is one trait PUT and one task POST. When every attempt of the
+    task's POST fails (all `max_attempts` of them: rare under the fifth-of-requests chaos above,
+    where it lost `crm-sync:onboarding.lead:acc_1045` after a first run that exited 3) while the
+    trait's PUT went through, the task stays pending, and a later cycle, which no longer waits for a
+    specialist (the trait names one now), must still send it, not drop it as "not planned again".
+    A 503 fails that task and the cycle goes on (exit 1); resets on every attempt read as Vitally
+    unreachable and end the cycle at the first task (exit 3)."""
+    accounts, seed = 60, 5
+    clean = sandboxes(accounts, seed)
+    sync_until_settled(write_config(clean, tmp_path / "clean.toml"), tmp_path / "clean.db", max_runs=5)
+    expected = business_state(clean)["tasks"]
+    onboarding = sorted(key for key in expected if key.startswith(ONBOARDING_TASK))
+    assert onboarding, "the book must give an onboarding lead a specialist"
+
+    faulty = sandboxes(accounts, seed)
+    faulty.add_fault(kind, method="POST", path_prefix="/resources/tasks", status=503, share=1.0)
+    config, state = write_config(faulty, tmp_path / "faulty.toml"), tmp_path / "faulty.db"
+    first = run(config, state)
+
+    assert first.returncode == code, first.stderr[-2000:]
+    assert business_state(faulty)["tasks"] == {}  # no task went through…
+    specialists = {a["id"]: a["traits"].get("onboarding_specialist") for a in faulty.state()["vitally"]["accounts"]}
+    for key in onboarding:  # …but every specialist trait did
+        assert specialists[key.removeprefix(ONBOARDING_TASK)], key
+    assert outbox(state)[("vitally", "pending")] == len(expected)
+
+    faulty.clear_faults()
+    settled = sync_until_settled(config, state, max_runs=5)
+
+    assert settled.codes[0] == 0, settled.runs[0].stderr[-2000:]
+    assert business_state(faulty)["tasks"] == expected
+    assert pending(state) == 0
+    db = sqlite3.connect(state)
+    try:
+        query = "SELECT count(*) FROM outbox WHERE op = 'create_task' AND status = 'superseded'"
+        dropped = db.execute(query).fetchone()
+    finally:
+        db.close()
+    assert dropped == (0,)
+
+
 # -- 2. credentials and quota ----------------------------------------------------------------------
 
 
