@@ -253,6 +253,7 @@ def _apply(
             sobject(salesforce_client(sandbox.url), "Lead").update(leads[step[1] % len(leads)], {"Status": step[2]})
 
 
+@pytest.mark.slow  # Hypothesis over whole cycles: ~30 s
 @settings(
     max_examples=12,
     deadline=None,
@@ -333,6 +334,7 @@ def judged_book() -> Iterator[tuple[Config, StateDB, list[Account]]]:
     yield config, state, accounts
 
 
+@pytest.mark.slow  # Hypothesis over a book: ~13 s
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(at=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 6, 1), timezones=st.just(UTC)))
 def test_no_account_rule_changes_its_verdict_inside_the_window(

@@ -145,6 +145,7 @@ GOLDEN: dict[bool, tuple[str, int, int]] = {
 }
 
 
+@pytest.mark.slow  # two books of 2,500 accounts evaluated four ways: ~13 s each
 @pytest.mark.parametrize("real_org", [False, True], ids=["legacy", "real_org"])
 def test_every_decision_is_what_it_was_before_the_rules_were_made_fast(real_org: bool) -> None:
     digest, verdicts, fired = _digest(real_org)
