@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -67,7 +68,7 @@ from rules import EMPTY, evaluate_account
 from sandbox.generator import generate_book
 from sandbox.store import parse_timestamp, vitally_timestamp
 from sync.budget import KINDS, Kind, Workload, by_kind, incremental_accounts_read, minimum
-from sync.config import Config, load_config
+from sync.config import Config, DaemonSettings, load_config
 from sync.ingest import SF_OBJECTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -442,6 +443,14 @@ class Step:
     reported: bool
 
 
+def interval_seconds(config: Path) -> float:
+    """`[daemon] interval_seconds` of `config`, read as TOML: `--tree` may be an older tree whose config
+    this tree's loader would refuse (bench/goals.py's baseline), and this is the one setting needed."""
+    with config.open("rb") as file:
+        daemon = tomllib.load(file).get("daemon", {})
+    return float(daemon.get("interval_seconds", DaemonSettings().interval_seconds))
+
+
 def steps_for(selected: Sequence[str]) -> list[Step]:
     """The runs the selected scenarios need, in order. `cold` and `repeat` are the ground every later
     scenario stands on; an unreported run between `incremental` and `burst` reads back the
@@ -507,7 +516,7 @@ def crm_sync_pass(
                 load_burst(sandbox, changes.burst)
                 current = None
             elif step.change == "interval":
-                sandbox.control("POST", "clock", {"advance_seconds": load_config(config).interval_seconds})
+                sandbox.control("POST", "clock", {"advance_seconds": interval_seconds(config)})
             before = current or Snapshot.of(sandbox.state())
             sandbox.reset()
             measured = crm_sync(config, state, dry_run=step.dry_run, tree=options.tree)
@@ -538,7 +547,7 @@ def naive_pass(
             elif step.change == "burst":
                 load_burst(sandbox, changes.burst)
             elif step.change == "interval":
-                sandbox.control("POST", "clock", {"advance_seconds": load_config(config).interval_seconds})
+                sandbox.control("POST", "clock", {"advance_seconds": interval_seconds(config)})
             if not step.reported:
                 continue
             sandbox.reset()
