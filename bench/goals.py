@@ -27,8 +27,10 @@ How each row is measured:
   time of the CLI child in those two runs, one run each. (Before 2026-12-04 the idle row was the
   cycle right after the repeat run, which re-reads the repeat run's lead writes still inside the
   Salesforce look-back: `bench/scenarios.py` prints both.)
-- the latency and requests-per-event rows belong to the other parts of issue #17: "—" until those
-  parts measure them.
+- the webhook rows (latency p95 of 200 events each way, requests per webhook beyond the records
+  written): this tree's `bench/events.py` (a daemon with its event receiver against the sandbox,
+  which sends the webhooks itself). The baseline has no receiver: an event waits for the next
+  scheduled cycle (the interval, 900 s by default, plus the cycle).
 
 The baseline runs from a `git archive` of its commit, with this tree's virtualenv: `python -m sync`
 in that directory imports that tree's packages (the current directory comes first on the path).
@@ -124,6 +126,38 @@ def cycle_cpu_seconds(tree: Path, accounts: int) -> dict[str, float]:
     return found
 
 
+_EVENT_ROW = re.compile(r"^\| (segment added|inbound lead)[^|]*\| \d+ \| [\d.]+ s \| ([\d.]+) s \|", re.MULTILINE)
+_PER_WEBHOOK = re.compile(r"^\| [^|]+\|(?: [^|]+ \|){6} ([\d.]+) \|", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Events:
+    """`bench/events.py`'s figures: p95 seconds each way, and the most requests one webhook made
+    beyond the records written."""
+
+    segment_p95_s: float
+    inbound_p95_s: float
+    reads_per_webhook: float
+
+
+def event_figures(tree: Path, events: int) -> Events | None:
+    """`bench/events.py` of `tree` (None, with its output printed, when it fails)."""
+    done = subprocess.run(
+        [sys.executable, str(tree / "bench" / "events.py"), "--events", str(events)],
+        cwd=tree,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    p95 = dict(_EVENT_ROW.findall(done.stdout))
+    per_webhook = [float(value) for value in _PER_WEBHOOK.findall(done.stdout)]
+    if done.returncode != 0 or set(p95) != {"segment added", "inbound lead"} or len(per_webhook) != 2:
+        print(f"bench/events.py exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        return None
+    return Events(float(p95["segment added"]), float(p95["inbound lead"]), max(per_webhook))
+
+
 _EVALUATE = re.compile(r"evaluate, cycle[^:]*: ([\d.]+) s")
 
 
@@ -158,6 +192,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs of each tree per measure (default 2)")
     parser.add_argument("--accounts", type=int, default=100_000, help="the large book (default 100000)")
     parser.add_argument("--small", type=int, default=10_000, help="the small book (default 10000)")
+    parser.add_argument("--events", type=int, default=200, help="webhook events each way (default 200)")
     options = parser.parse_args()
     console = Console() if Console().is_terminal else Console(width=160)
     console.print(f"[b]machine[/b]: {machine()}")
@@ -171,16 +206,37 @@ def main() -> int:
         large = cold_dry_runs(trees, options.accounts, options.repeat, workdir)
         rules = [min(rule_set_seconds(t, options.accounts) for _ in range(options.repeat)) for t in trees]
         cycles = [cycle_cpu_seconds(t, options.accounts) for t in trees]
+        events = event_figures(ROOT, options.events)
     today: Callable[[list[str]], str] = (lambda cells: cells[0]) if baseline is not None else (lambda cells: "—")
     new = len(trees) - 1
 
     def peak(runs: list[list[Run]], i: int) -> str:
         return f"{max(r.rss_mib for r in runs[i]):.0f}"
 
+    waits = today(["≤ interval + a cycle (no receiver)"])
+
+    def webhook(figure: Callable[[Events], float], unit: str) -> str:
+        return "failed (see above)" if events is None else f"{figure(events):.{3 if unit else 2}f}{unit}"
+
     rows: list[tuple[str, str, str, str]] = [
-        ("segment added in Vitally → lead owned in Salesforce, webhook path, p95 over 200 events", "—", "—", "≤ 5 s"),
-        ("inbound lead created in Salesforce → owner set, p95", "—", "—", "≤ 5 s"),
-        ("requests per event beyond the records it writes", "—", "—", "≤ 3"),
+        (
+            f"segment added in Vitally → lead owned in Salesforce, webhook path, p95 over {options.events} events",
+            waits,
+            webhook(lambda e: e.segment_p95_s, " s"),
+            "≤ 5 s",
+        ),
+        (
+            "inbound lead created in Salesforce → owner set, p95",
+            waits,
+            webhook(lambda e: e.inbound_p95_s, " s"),
+            "≤ 5 s",
+        ),
+        (
+            "requests per event beyond the records it writes (bench/events.py, worst webhook)",
+            today(["–"]),
+            webhook(lambda e: e.reads_per_webhook, ""),
+            "≤ 3",
+        ),
         (
             f"idle cycle CPU at {options.accounts:,} accounts (CLI child, bench/scenarios.py)",
             today([f"{cycles[0]['idle']:.2f} s"]),
@@ -218,7 +274,8 @@ def main() -> int:
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    console.print("— : measured by another part of issue #17.")
+    if baseline is not None:
+        console.print(f"{options.baseline} has no event receiver: an event waits for the next scheduled cycle.")
     if baseline is not None:
         for runs, size in ((small, options.small), (large, options.accounts)):
             plans = {run.plan for tree_runs in runs for run in tree_runs}
