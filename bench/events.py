@@ -276,8 +276,8 @@ def main() -> None:
         f"requests per webhook beyond writes ≤ {GOAL_REQUESTS} ({'met' if worst <= GOAL_REQUESTS else 'missed'})."
     )
     print(
-        "A segment change costs two webhooks here: crm-sync's own trait write makes the sandbox's Playbook add\n"
-        "'Product-led lead' at once (vitally_playbooks = in_put), and that webhook is read (2 requests), found done."
+        "A segment change costs one webhook here: the sandbox's Playbooks run an hour (sandbox clock) after a\n"
+        "trait write, as Vitally's hourly runs do, so crm-sync's own trait write echoes after the measure."
     )
 
 
