@@ -258,17 +258,22 @@ def _concentration(spend: dict[str, float], limit: float) -> Check:
 
 
 def _may_direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """A known MRR above the handover threshold, enough invoices, all paid, and a known product spend."""
+    """A known MRR above the handover threshold, enough invoices, all paid, and a known product spend
+    not concentrated in one product (`_concentration`'s test)."""
     rules = policy.onboarding
     invoices = account.invoices
-    return (
-        account.mrr is not None
-        and account.mrr > rules.handover_mrr_above
-        and invoices is not None
-        and len(invoices) >= max(1, rules.recent_invoices)
-        and account.product_spend is not None
-        and min(i.amount for i in invoices[-max(1, rules.recent_invoices) :]) > 0
-    )
+    spend = account.product_spend
+    if (
+        account.mrr is None
+        or account.mrr <= rules.handover_mrr_above
+        or invoices is None
+        or len(invoices) < max(1, rules.recent_invoices)
+        or spend is None
+        or min(i.amount for i in invoices[-max(1, rules.recent_invoices) :]) <= 0
+    ):
+        return False
+    total = sum(v for v in spend.values() if v > 0)
+    return total > 0 and max(spend.values()) <= rules.concentration_max * total
 
 
 def direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
@@ -333,11 +338,13 @@ def _growth(invoices: Sequence[Invoice], rules: OnboardingPolicy) -> Check:
 
 
 def _may_circle_back(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """A known MRR at most the maximum and a latest invoice of at least the minimum that grew: above the
-    one before, or enough above the one `growth_months` earlier."""
+    """A known MRR at most the maximum, the invoices the growth check needs, and a latest invoice of at
+    least the minimum that grew: above the one before, or enough above the one `growth_months` earlier."""
     rules = policy.onboarding
     invoices = account.invoices
-    if account.mrr is None or account.mrr > rules.circle_back_mrr_max or not invoices or len(invoices) < 2:
+    if account.mrr is None or account.mrr > rules.circle_back_mrr_max or not invoices:
+        return False
+    if len(invoices) < max(2, rules.recent_invoices, rules.growth_months + 1):  # `circle_back`'s `needed`
         return False
     last = invoices[-1].amount
     if last < rules.circle_back_min_last_invoice:

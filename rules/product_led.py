@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core.model import Account
-from rules.base import AccountRule, Decision, Rule, Team, fmt_num, months_between
+from rules.base import AccountRule, Decision, Rule, Team, fmt_num, months_between, per_policy
 from rules.guards import Check, days_since, trigger_decision
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def _checks(account: Account, policy: Policy, months: int | None, source: str) -
     if country is None:
         checks.append(Check("country", None, "country unknown"))
     else:
-        icp = country in policy.icp_countries
+        icp = country in _icp_countries(policy)
         checks.append(Check("country", icp, f"country {country} {'is' if icp else 'is not'} ICP"))
     if months is None:
         checks.append(Check("paying_months", None, "paying months unknown (no first_paid_at or invoices)"))
@@ -80,14 +80,22 @@ def _checks(account: Account, policy: Policy, months: int | None, source: str) -
     return checks
 
 
+@per_policy
+def _icp_countries(policy: Policy) -> frozenset[str]:
+    """`policy.icp_countries` (the property builds the set on every read)."""
+    return policy.icp_countries
+
+
 def _may_mrr_band(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """In the MRR band, with more employees and users than the floors (an unknown count is not more)."""
+    """In the MRR band, with more employees and users than the floors (an unknown count is not more),
+    in an ICP country."""
     rules = policy.product_led
     return (
         account.mrr is not None
         and rules.mrr_min <= account.mrr <= rules.mrr_max
         and (account.employee_count or 0) > rules.employees_above
         and (account.user_count or 0) > rules.users_above
+        and account.country in _icp_countries(policy)
     )
 
 

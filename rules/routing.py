@@ -174,6 +174,8 @@ def _policy_lead_triggers(policy: Policy) -> tuple[LeadRule, ...]:
 def _arbitrate(decisions: list[Decision]) -> tuple[Decision | None, list[Decision]]:
     """The first fired decision wins; each other fired one stays fired (it matched) but wants
     nothing written, and its reason says who won."""
+    if not decisions:  # most accounts: no trigger could fire
+        return None, decisions
     fired = [i for i, d in enumerate(decisions) if d.fired]
     if not fired:
         return None, decisions
