@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from itertools import pairwise
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from core.model import Account, Invoice
@@ -200,7 +201,8 @@ LEAD: AccountRule = Rule(_LEAD, lead, _may_lead)
 
 
 def _stability(recent: Sequence[Invoice], band: float) -> Check:
-    low, high = min(i.amount for i in recent), max(i.amount for i in recent)
+    amounts = [i.amount for i in recent]
+    low, high = min(amounts), max(amounts)
     span = f"last {len(recent)} invoices {fmt_num(low)}–{fmt_num(high)}"
     limit = _pct(band - 1)
     if low <= 0:
@@ -242,11 +244,15 @@ def _spike(mrr: float, invoices: Sequence[Invoice], recent: int, rules: Onboardi
     return Check("invoices", True, "no spike")
 
 
+# The largest spend, and of equal ones the last name in order.
+_amount_then_name = itemgetter(1, 0)
+
+
 def _concentration(spend: dict[str, float], limit: float) -> Check:
     total = sum(v for v in spend.values() if v > 0)
     if total <= 0:
         return Check("product_spend", None, "product spend empty")
-    product, amount = max(spend.items(), key=lambda kv: (kv[1], kv[0]))
+    product, amount = max(spend.items(), key=_amount_then_name)
     share = amount / total
     if amount > limit * total:
         return Check(
@@ -282,10 +288,11 @@ def direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: 
     straight to Sales as an onboarding referral, without waiting for the onboarding program."""
     rules = policy.onboarding
     recent = max(1, rules.recent_invoices)
+    spend = None if account.product_spend is None else dict(account.product_spend)
     inputs: dict[str, object] = {
         "mrr": account.mrr,
         "invoices": None if account.invoices is None else [(i.month, i.amount) for i in account.invoices[-recent:]],
-        "product_spend": None if account.product_spend is None else dict(account.product_spend),
+        "product_spend": spend,
     }
     checks: list[Check] = []
     mrr = account.mrr
@@ -303,10 +310,10 @@ def direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: 
         checks.append(_stability(invoices[-recent:], rules.stability_band))
         if mrr is not None:
             checks.append(_spike(mrr, invoices, recent, rules))
-    if account.product_spend is None:
+    if spend is None:
         checks.append(Check("product_spend", None, "product spend unknown"))
     else:
-        checks.append(_concentration(dict(account.product_spend), rules.concentration_max))
+        checks.append(_concentration(spend, rules.concentration_max))
     return trigger_decision(_DIRECT_HANDOVER, account, ctx, policy, now, checks, inputs, team="TAE")
 
 
