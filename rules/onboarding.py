@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from itertools import pairwise
-from operator import itemgetter
+from operator import itemgetter, lt
 from typing import TYPE_CHECKING
 
 from core.model import Account, Invoice
@@ -39,6 +38,16 @@ def task_period(now: datetime, period: Period) -> str:
     if period == "month":
         return f"{now.year}-{now.month:02d}"
     return f"{now.year}-Q{(now.month - 1) // 3 + 1}"
+
+
+# Every circle-back task of a cycle has the same period and due date.
+_task_period = lru_cache(maxsize=16)(task_period)
+
+
+@lru_cache(maxsize=16)
+def _due(now: datetime, days: int) -> date:
+    """The day `days` after `now`."""
+    return (now + timedelta(days=days)).date()
 
 
 def _month_start(month: str) -> date | None:
@@ -323,8 +332,8 @@ DIRECT_HANDOVER: AccountRule = Rule(_DIRECT_HANDOVER, direct_handover, _may_dire
 def _growth(invoices: Sequence[Invoice], rules: OnboardingPolicy) -> Check:
     recent = invoices[-max(1, rules.recent_invoices) :]
     amounts = [i.amount for i in recent]
-    path = " → ".join([fmt_num(a) for a in amounts])
-    increasing = len(amounts) > 1 and all([a < b for a, b in pairwise(amounts)])
+    path = " → ".join(map(fmt_num, amounts))
+    increasing = len(amounts) > 1 and all(map(lt, amounts, amounts[1:]))  # each below the next
     months = rules.growth_months
     grown = False
     if months > 0 and len(invoices) > months and invoices[-1 - months].amount > 0:
@@ -410,11 +419,11 @@ def circle_back(account: Account, ctx: AccountContext, policy: Policy, now: date
     if guard is not None:
         return Decision(_CIRCLE_BACK, account.id, False, f"{reason}; but {guard}", inputs, guarded_by=guard)
     task = TaskIntent(
-        key=f"{_CIRCLE_BACK}:{account.id}:{task_period(now, rules.task_period)}",
+        key=f"{_CIRCLE_BACK}:{account.id}:{_task_period(now, rules.task_period)}",
         account_id=account.id,
         title=rules.task_name,
         description=reason,
-        due=(now + timedelta(days=rules.task_due_days)).date(),
+        due=_due(now, rules.task_due_days),
         assignee=specialist,
         tags=rules.task_tags,
     )
