@@ -111,11 +111,20 @@ def _may_lead(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     first = _first_bill(invoices, rules.first_bill_skips_zero) if invoices else None
     if first is None or first.amount < rules.first_bill_min:
         return False
-    try:
-        age = now.year * 12 + now.month - (int(first.month[:4]) * 12 + int(first.month[5:7]))
-    except ValueError:
+    month = _month_number(first.month)
+    if month is None:
         return True  # the rule itself reports the unreadable month
-    return age <= rules.first_bill_max_age_months
+    return now.year * 12 + now.month - month <= rules.first_bill_max_age_months
+
+
+@lru_cache(maxsize=1024)
+def _month_number(month: str) -> int | None:
+    """'2026-08' as a count of months (year × 12 + month), None when unreadable (cached: invoice
+    months repeat across the book)."""
+    try:
+        return int(month[:4]) * 12 + int(month[5:7])
+    except ValueError:
+        return None
 
 
 def lead(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:

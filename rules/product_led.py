@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from core.model import Account
@@ -291,8 +292,10 @@ def _money_above(name: str, label: str, value: float | None, limit: float) -> Ch
     return Check(name, ok, f"{label} {fmt_num(value)} {'>' if ok else '≤'} {fmt_num(limit)}")
 
 
+@lru_cache(maxsize=256)
 def _same_plan(plan: str, expected: str) -> bool:
-    """`_plan_is`'s test: the account's plan is `expected`, case- and outer-space-insensitively."""
+    """`_plan_is`'s test: the account's plan is `expected`, case- and outer-space-insensitively
+    (cached: a book has a handful of plans, asked of every account with a high ICP score)."""
     return plan.strip().casefold() == expected.casefold()
 
 
