@@ -17,11 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.model import Account, Lead, Opportunity
+from core.model import Account, Invoice, Lead, Opportunity
 from rules import EMPTY, AccountContext, Decision, Policy, managed_segments
 from rules.base import LeadIntent, per_policy
 from rules.lifecycle import stage, stage_with
-from rules.onboarding import _median, _pct, _pct_text
+from rules.onboarding import LEAD, _median, _pct, _pct_text
 from rules.policy import LifecyclePolicy
 
 NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
@@ -140,3 +140,19 @@ def test_an_account_contexts_open_records_are_computed_once_and_kept() -> None:
     assert [o.id for o in context.open_opportunities] == ["006B"]
     assert context.open_leads is context.open_leads and context.open_opportunities is context.open_opportunities
     assert EMPTY.open_leads == () and EMPTY.open_opportunities == ()
+
+
+def test_an_unreadable_first_invoice_month_is_left_to_the_onboarding_lead_to_report() -> None:
+    """The gate reads invoice months through a cache; an unreadable one must still reach the rule,
+    which names it (and a readable one is judged by its age as before)."""
+    policy = Policy()
+    unreadable = Account(
+        id="acc_m", name="M", updated_at=NOW, mrr=300.0, business_email=True, invoices=(Invoice("2026-xx", 300.0),)
+    )
+    assert LEAD.may_fire(unreadable, EMPTY, policy, NOW)
+    verdict = LEAD.decide(unreadable, EMPTY, policy, NOW)
+    assert not verdict.fired and "first invoice month '2026-xx' unreadable" in verdict.reason
+    recent = replace(unreadable, invoices=(Invoice("2026-10", 300.0),))
+    old = replace(unreadable, invoices=(Invoice("2024-01", 300.0),))
+    assert LEAD.may_fire(recent, EMPTY, policy, NOW) and LEAD.decide(recent, EMPTY, policy, NOW).fired
+    assert not LEAD.may_fire(old, EMPTY, policy, NOW) and not LEAD.decide(old, EMPTY, policy, NOW).fired
