@@ -262,7 +262,7 @@ def _spike(mrr: float, invoices: Sequence[Invoice], recent: int, rules: Onboardi
     return Check("invoices", True, "no spike")
 
 
-# The largest spend, and of equal ones the last name in order.
+# The largest spend, and of equal spends the name last in alphabetical order.
 _amount_then_name = itemgetter(1, 0)
 
 
