@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from functools import lru_cache
 
 from core.model import Account, Lead
 from rules import allocation, demo, episodes, lifecycle, onboarding, qualification, scoring
@@ -203,15 +204,32 @@ def _stage(
     if segments or wanted:  # most accounts are in no segment and get none
         segments = (segments - _managed_segments(policy)) | wanted
     if winner is not None and winner.lead is not None and not ctx.open_leads:
-        planned = Lead(
-            id=f"planned:{winner.rule}",
-            system_modstamp=now,
-            lead_source=winner.lead.lead_source,
-            routing_rule=winner.rule,
-            status="Open - Not Contacted",
-        )
-        ctx = AccountContext((*ctx.leads, planned), ctx.opportunities, ctx.otherwise_lead, ctx.assigned_owners)
+        if ctx is EMPTY:  # most routed accounts have nothing in Salesforce yet
+            ctx = _planned_context(winner.rule, winner.lead.lead_source, now)
+        else:
+            planned = _planned_lead(winner.rule, winner.lead.lead_source, now)
+            ctx = AccountContext((*ctx.leads, planned), ctx.opportunities, ctx.otherwise_lead, ctx.assigned_owners)
     return lifecycle.stage_with(account, segments, ctx, policy)
+
+
+@lru_cache(maxsize=256)
+def _planned_lead(rule: str, lead_source: str | None, now: datetime) -> Lead:
+    """The lead routing is about to create, as the lifecycle stage reads it (nothing in it names
+    the account: one per trigger, source and clock, shared by every account it routes)."""
+    return Lead(
+        id=f"planned:{rule}",
+        system_modstamp=now,
+        lead_source=lead_source,
+        routing_rule=rule,
+        status="Open - Not Contacted",
+    )
+
+
+@lru_cache(maxsize=256)
+def _planned_context(rule: str, lead_source: str | None, now: datetime) -> AccountContext:
+    """The context of an account with nothing in Salesforce once routing's lead is created: that lead
+    alone (shared as `_planned_lead` is, with its open leads computed once)."""
+    return AccountContext((_planned_lead(rule, lead_source, now),))
 
 
 def _churned(account: Account) -> Decision:

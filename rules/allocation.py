@@ -112,8 +112,10 @@ def _primary(policy: Policy) -> frozenset[str]:
 
 
 def _may_new_owner(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """A known ARR at or above the threshold."""
-    return account.mrr is not None and 12 * account.mrr >= policy.allocation.arr_threshold
+    """A known ARR at or above the threshold, and no CSM (a CSM keeps the account: `_situation`)."""
+    return (
+        account.mrr is not None and 12 * account.mrr >= policy.allocation.arr_threshold and "CSM" not in account.roles
+    )
 
 
 def new_owner(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar, get_args
 
 from core.model import Account, Lead
@@ -100,7 +101,12 @@ class TaskIntent:
     tags: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)  # slots: a cycle builds one per rule and account
+# A default of `Decision.__new__` standing for "a new empty dict", as the fields' default_factory.
+_NEW_DICT: Mapping[str, object] = MappingProxyType({})
+
+
+# slots: a cycle builds one per rule and account. init=False: `__new__` builds it (see there).
+@dataclass(frozen=True, slots=True, init=False)
 class Decision:
     """One rule's verdict on one record.
 
@@ -131,6 +137,77 @@ class Decision:
     also_matched: tuple[str, ...] = ()
     # Named signals found (qualification's opening-message hooks, etc.).
     signals: tuple[str, ...] = ()
+
+    def __new__(
+        cls,
+        rule: str,
+        record: str,
+        fired: bool,
+        reason: str,
+        inputs: Mapping[str, object] = _NEW_DICT,
+        unknown: tuple[str, ...] = (),
+        traits: Mapping[str, object] = _NEW_DICT,
+        segments: frozenset[str] = frozenset(),
+        manages: frozenset[str] = frozenset(),
+        team: Team | None = None,
+        region: str | None = None,
+        review: bool = False,
+        guarded_by: str | None = None,
+        lead: LeadIntent | None = None,
+        task: TaskIntent | None = None,
+        also_matched: tuple[str, ...] = (),
+        signals: tuple[str, ...] = (),
+    ) -> Decision:
+        """The decision with these fields (the parameters are the fields, in order, with their
+        defaults; tests/test_rules_speed_helpers.py checks it).
+
+        Built in a writable twin that is then given this class, instead of by a frozen
+        dataclass's `__init__`, which sets the 17 fields one `object.__setattr__` call at a time:
+        1.8 µs a decision against 0.5 µs, and a cycle builds one or two per account. The result
+        is the same frozen instance (same slots, compares equal; setting a field raises)."""
+        made = _WritableDecision()
+        made.rule = rule
+        made.record = record
+        made.fired = fired
+        made.reason = reason
+        made.inputs = {} if inputs is _NEW_DICT else inputs
+        made.unknown = unknown
+        made.traits = {} if traits is _NEW_DICT else traits
+        made.segments = segments
+        made.manages = manages
+        made.team = team
+        made.region = region
+        made.review = review
+        made.guarded_by = guarded_by
+        made.lead = lead
+        made.task = task
+        made.also_matched = also_matched
+        made.signals = signals
+        made.__class__ = cls  # type: ignore[assignment]  # the same slots: the layouts match
+        return made  # type: ignore[return-value]
+
+
+class _WritableDecision:
+    """`Decision`'s slots without its frozenness: where `Decision.__new__` fills one in."""
+
+    __slots__ = Decision.__slots__
+    rule: str
+    record: str
+    fired: bool
+    reason: str
+    inputs: Mapping[str, object]
+    unknown: tuple[str, ...]
+    traits: Mapping[str, object]
+    segments: frozenset[str]
+    manages: frozenset[str]
+    team: Team | None
+    region: str | None
+    review: bool
+    guarded_by: str | None
+    lead: LeadIntent | None
+    task: TaskIntent | None
+    also_matched: tuple[str, ...]
+    signals: tuple[str, ...]
 
 
 def always(record: object, ctx: object, policy: Policy, now: datetime) -> bool:

@@ -3,20 +3,44 @@ lead, what Salesforce knows about its company. `sync.facts` gathers both from th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cached_property
+from typing import Any, Generic, TypeVar, overload
 
 from core.model import Lead, Opportunity
 from core.triage import Remembered
 
 __all__ = ["CLOSED_LEAD_STATUSES", "EMPTY", "AccountContext", "LeadContext"]
 
+T = TypeVar("T")
+
 OPEN_OPPORTUNITY_EXCLUDED = ("Closed Won", "Closed Lost")
 CLOSED_LEAD_STATUSES = (
     "Unqualified", "Disqualified", "Converted", "Closed - Converted", "Closed - Not Converted", "Closed - Support",
 )  # fmt: skip
+
+
+class _computed_once(Generic[T]):
+    """`functools.cached_property` without its lock: Python 3.11's takes one on every first read
+    (0.7 µs, twice per account with a Salesforce record in a cycle; 3.12 dropped it). Computed on
+    first read and kept in the instance's dictionary, which then answers every later read."""
+
+    def __init__(self, compute: Callable[[Any], T]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _computed_once[T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> T: ...
+    def __get__(self, instance: object | None, owner: type | None = None) -> T | _computed_once[T]:
+        if instance is None:
+            return self
+        value = self.compute(instance)
+        instance.__dict__[self.name] = value
+        return value
 
 
 @dataclass(frozen=True)
@@ -42,14 +66,14 @@ class AccountContext:
 
     # Cached on the (frozen) context: the guards, the onboarding rules and the lifecycle stage all
     # ask for them while judging one account.
-    @cached_property
+    @_computed_once
     def open_leads(self) -> tuple[Lead, ...]:
         """Leads not converted and not in a closed status."""
         return tuple(
             lead for lead in self.leads if not lead.is_converted and (lead.status or "") not in CLOSED_LEAD_STATUSES
         )
 
-    @cached_property
+    @_computed_once
     def open_opportunities(self) -> tuple[Opportunity, ...]:
         return tuple(o for o in self.opportunities if (o.stage_name or "") not in OPEN_OPPORTUNITY_EXCLUDED)
 

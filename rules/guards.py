@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from core.model import Account
@@ -87,6 +88,8 @@ def owned_by(account: Account, policy: Policy) -> str | None:
     """Who owns the account, as a reason says it ("TAM, CSM key role", "CSM in csmId"), or None:
     each of `policy.owner_roles` it holds, through a key role or an owner attribute."""
     roles = account.roles
+    if not roles:  # most accounts
+        return None
     held = [role for role in policy.owner_roles if role in roles]
     if not held:
         return None
@@ -113,24 +116,30 @@ def routing_guard(
     planner creates no second lead while it is open).
     """
     guards = policy.guards
-    churned = _churned(account)
-    if churned is not None:
-        return churned
+    if account.churned_at is not None:
+        return _churned(account)
     owners = owned_by(account, policy)
     if owners is not None:
         return f"already owned ({owners})"
-    for segment in guards.owned_segments:
-        if segment in account.segments:
-            return f"already owned (segment {segment})"
-    worked = _worked_in_salesforce(ctx)
-    if worked is not None:
-        return worked
-    for segment in guards.active_sales_segments:
-        if segment in account.segments:
-            return f"in active sales segment {segment}"
+    segments = account.segments  # most accounts are in none
+    owned = _first_in(guards.owned_segments, segments) if segments else None
+    if owned is not None:
+        return f"already owned (segment {owned})"
+    if ctx.leads or ctx.opportunities:  # most accounts have nothing in Salesforce
+        worked = _worked_in_salesforce(ctx)
+        if worked is not None:
+            return worked
+    active = _first_in(guards.active_sales_segments, segments) if segments else None
+    if active is not None:
+        return f"in active sales segment {active}"
     if account.slack_channel and account.slack_channel.strip():
         return f"existing engagement (Slack channel {account.slack_channel.strip()})"
     return _cooling_off(account, ctx, policy, now) if cool_off else None
+
+
+def _first_in(candidates: Sequence[str], segments: frozenset[str]) -> str | None:
+    """The first of `candidates` the account is in."""
+    return next((segment for segment in candidates if segment in segments), None)
 
 
 def _cooling_off(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> str | None:
@@ -149,10 +158,16 @@ def _worked_in_salesforce(ctx: AccountContext) -> str | None:
     if opportunities:
         opportunity = opportunities[0]
         return f"open opportunity {opportunity.id} ({opportunity.stage_name or 'no stage'}) in Salesforce"
-    leads = [lead for lead in ctx.open_leads if not lead.sync_key]
-    if leads:
-        return f"open lead {leads[0].id} ({leads[0].status or 'no status'}) in Salesforce"
+    lead = next((lead for lead in ctx.open_leads if not lead.sync_key), None)
+    if lead is not None:
+        return f"open lead {lead.id} ({lead.status or 'no status'}) in Salesforce"
     return None
+
+
+@lru_cache(maxsize=64)
+def _only(segment: str) -> frozenset[str]:
+    """{segment}, made once per segment (a trigger's every verdict names the segment it manages)."""
+    return frozenset({segment})
 
 
 def trigger_decision(
@@ -175,7 +190,7 @@ def trigger_decision(
     `<checks>; but <guard>`. `segment` is the managed segment the trigger adds when it fires (and is
     responsible for). `manual` marks a person's referral: the cool-off guard does not apply.
     """
-    manages = frozenset({segment}) if segment else frozenset()
+    manages = _only(segment) if segment else frozenset()
     passed, reason, unknown = summarise(checks)
     if not passed:
         return Decision(rule, account.id, False, reason, inputs, unknown, manages=manages, team=team)

@@ -112,6 +112,8 @@ CSM_DOWNGRADE: AccountRule = Rule(_CSM_DOWNGRADE, csm_downgrade, _may_csm_downgr
 
 
 def _newest(leads: tuple[Lead, ...]) -> Lead:
+    if len(leads) == 1:  # most accounts with an open lead
+        return leads[0]
     oldest = datetime.min.replace(tzinfo=UTC)
 
     def created(lead: Lead) -> datetime:

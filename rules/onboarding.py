@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from itertools import pairwise
+from operator import itemgetter, lt
 from typing import TYPE_CHECKING
 
 from core.model import Account, Invoice
@@ -38,6 +38,16 @@ def task_period(now: datetime, period: Period) -> str:
     if period == "month":
         return f"{now.year}-{now.month:02d}"
     return f"{now.year}-Q{(now.month - 1) // 3 + 1}"
+
+
+# Every circle-back task of a cycle has the same period and due date.
+_task_period = lru_cache(maxsize=16)(task_period)
+
+
+@lru_cache(maxsize=16)
+def _due(now: datetime, days: int) -> date:
+    """The day `days` after `now`."""
+    return (now + timedelta(days=days)).date()
 
 
 def _month_start(month: str) -> date | None:
@@ -101,11 +111,20 @@ def _may_lead(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     first = _first_bill(invoices, rules.first_bill_skips_zero) if invoices else None
     if first is None or first.amount < rules.first_bill_min:
         return False
-    try:
-        age = now.year * 12 + now.month - (int(first.month[:4]) * 12 + int(first.month[5:7]))
-    except ValueError:
+    month = _month_number(first.month)
+    if month is None:
         return True  # the rule itself reports the unreadable month
-    return age <= rules.first_bill_max_age_months
+    return now.year * 12 + now.month - month <= rules.first_bill_max_age_months
+
+
+@lru_cache(maxsize=1024)
+def _month_number(month: str) -> int | None:
+    """'2026-08' as a count of months (year × 12 + month), None when unreadable (cached: invoice
+    months repeat across the book)."""
+    try:
+        return int(month[:4]) * 12 + int(month[5:7])
+    except ValueError:
+        return None
 
 
 def lead(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
@@ -200,7 +219,8 @@ LEAD: AccountRule = Rule(_LEAD, lead, _may_lead)
 
 
 def _stability(recent: Sequence[Invoice], band: float) -> Check:
-    low, high = min(i.amount for i in recent), max(i.amount for i in recent)
+    amounts = [i.amount for i in recent]
+    low, high = min(amounts), max(amounts)
     span = f"last {len(recent)} invoices {fmt_num(low)}–{fmt_num(high)}"
     limit = _pct(band - 1)
     if low <= 0:
@@ -242,11 +262,15 @@ def _spike(mrr: float, invoices: Sequence[Invoice], recent: int, rules: Onboardi
     return Check("invoices", True, "no spike")
 
 
+# The largest spend, and of equal spends the name last in alphabetical order.
+_amount_then_name = itemgetter(1, 0)
+
+
 def _concentration(spend: dict[str, float], limit: float) -> Check:
     total = sum(v for v in spend.values() if v > 0)
     if total <= 0:
         return Check("product_spend", None, "product spend empty")
-    product, amount = max(spend.items(), key=lambda kv: (kv[1], kv[0]))
+    product, amount = max(spend.items(), key=_amount_then_name)
     share = amount / total
     if amount > limit * total:
         return Check(
@@ -258,17 +282,22 @@ def _concentration(spend: dict[str, float], limit: float) -> Check:
 
 
 def _may_direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """A known MRR above the handover threshold, enough invoices, all paid, and a known product spend."""
+    """A known MRR above the handover threshold, enough invoices, all paid, and a known product spend
+    not concentrated in one product (`_concentration`'s test)."""
     rules = policy.onboarding
     invoices = account.invoices
-    return (
-        account.mrr is not None
-        and account.mrr > rules.handover_mrr_above
-        and invoices is not None
-        and len(invoices) >= max(1, rules.recent_invoices)
-        and account.product_spend is not None
-        and min(i.amount for i in invoices[-max(1, rules.recent_invoices) :]) > 0
-    )
+    spend = account.product_spend
+    if (
+        account.mrr is None
+        or account.mrr <= rules.handover_mrr_above
+        or invoices is None
+        or len(invoices) < max(1, rules.recent_invoices)
+        or spend is None
+        or min(i.amount for i in invoices[-max(1, rules.recent_invoices) :]) <= 0
+    ):
+        return False
+    total = sum(v for v in spend.values() if v > 0)
+    return total > 0 and max(spend.values()) <= rules.concentration_max * total
 
 
 def direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
@@ -277,10 +306,11 @@ def direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: 
     straight to Sales as an onboarding referral, without waiting for the onboarding program."""
     rules = policy.onboarding
     recent = max(1, rules.recent_invoices)
+    spend = None if account.product_spend is None else dict(account.product_spend)
     inputs: dict[str, object] = {
         "mrr": account.mrr,
         "invoices": None if account.invoices is None else [(i.month, i.amount) for i in account.invoices[-recent:]],
-        "product_spend": None if account.product_spend is None else dict(account.product_spend),
+        "product_spend": spend,
     }
     checks: list[Check] = []
     mrr = account.mrr
@@ -298,10 +328,10 @@ def direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: 
         checks.append(_stability(invoices[-recent:], rules.stability_band))
         if mrr is not None:
             checks.append(_spike(mrr, invoices, recent, rules))
-    if account.product_spend is None:
+    if spend is None:
         checks.append(Check("product_spend", None, "product spend unknown"))
     else:
-        checks.append(_concentration(dict(account.product_spend), rules.concentration_max))
+        checks.append(_concentration(spend, rules.concentration_max))
     return trigger_decision(_DIRECT_HANDOVER, account, ctx, policy, now, checks, inputs, team="TAE")
 
 
@@ -311,8 +341,8 @@ DIRECT_HANDOVER: AccountRule = Rule(_DIRECT_HANDOVER, direct_handover, _may_dire
 def _growth(invoices: Sequence[Invoice], rules: OnboardingPolicy) -> Check:
     recent = invoices[-max(1, rules.recent_invoices) :]
     amounts = [i.amount for i in recent]
-    path = " → ".join([fmt_num(a) for a in amounts])
-    increasing = len(amounts) > 1 and all([a < b for a, b in pairwise(amounts)])
+    path = " → ".join(map(fmt_num, amounts))
+    increasing = len(amounts) > 1 and all(map(lt, amounts, amounts[1:]))  # each below the next
     months = rules.growth_months
     grown = False
     if months > 0 and len(invoices) > months and invoices[-1 - months].amount > 0:
@@ -333,11 +363,13 @@ def _growth(invoices: Sequence[Invoice], rules: OnboardingPolicy) -> Check:
 
 
 def _may_circle_back(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """A known MRR at most the maximum and a latest invoice of at least the minimum that grew: above the
-    one before, or enough above the one `growth_months` earlier."""
+    """A known MRR at most the maximum, the invoices the growth check needs, and a latest invoice of at
+    least the minimum that grew: above the one before, or enough above the one `growth_months` earlier."""
     rules = policy.onboarding
     invoices = account.invoices
-    if account.mrr is None or account.mrr > rules.circle_back_mrr_max or not invoices or len(invoices) < 2:
+    if account.mrr is None or account.mrr > rules.circle_back_mrr_max or not invoices:
+        return False
+    if len(invoices) < max(2, rules.recent_invoices, rules.growth_months + 1):  # `circle_back`'s `needed`
         return False
     last = invoices[-1].amount
     if last < rules.circle_back_min_last_invoice:
@@ -396,11 +428,11 @@ def circle_back(account: Account, ctx: AccountContext, policy: Policy, now: date
     if guard is not None:
         return Decision(_CIRCLE_BACK, account.id, False, f"{reason}; but {guard}", inputs, guarded_by=guard)
     task = TaskIntent(
-        key=f"{_CIRCLE_BACK}:{account.id}:{task_period(now, rules.task_period)}",
+        key=f"{_CIRCLE_BACK}:{account.id}:{_task_period(now, rules.task_period)}",
         account_id=account.id,
         title=rules.task_name,
         description=reason,
-        due=(now + timedelta(days=rules.task_due_days)).date(),
+        due=_due(now, rules.task_due_days),
         assignee=specialist,
         tags=rules.task_tags,
     )

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from core.model import Account
-from rules.base import AccountRule, Decision, Rule, Team, fmt_num, months_between
+from rules.base import AccountRule, Decision, Rule, Team, fmt_num, months_between, per_policy
 from rules.guards import Check, days_since, trigger_decision
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def _checks(account: Account, policy: Policy, months: int | None, source: str) -
     if country is None:
         checks.append(Check("country", None, "country unknown"))
     else:
-        icp = country in policy.icp_countries
+        icp = country in _icp_countries(policy)
         checks.append(Check("country", icp, f"country {country} {'is' if icp else 'is not'} ICP"))
     if months is None:
         checks.append(Check("paying_months", None, "paying months unknown (no first_paid_at or invoices)"))
@@ -80,14 +81,22 @@ def _checks(account: Account, policy: Policy, months: int | None, source: str) -
     return checks
 
 
+@per_policy
+def _icp_countries(policy: Policy) -> frozenset[str]:
+    """`policy.icp_countries` (the property builds the set on every read)."""
+    return policy.icp_countries
+
+
 def _may_mrr_band(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """In the MRR band, with more employees and users than the floors (an unknown count is not more)."""
+    """In the MRR band, with more employees and users than the floors (an unknown count is not more),
+    in an ICP country."""
     rules = policy.product_led
     return (
         account.mrr is not None
         and rules.mrr_min <= account.mrr <= rules.mrr_max
         and (account.employee_count or 0) > rules.employees_above
         and (account.user_count or 0) > rules.users_above
+        and account.country in _icp_countries(policy)
     )
 
 
@@ -283,8 +292,10 @@ def _money_above(name: str, label: str, value: float | None, limit: float) -> Ch
     return Check(name, ok, f"{label} {fmt_num(value)} {'>' if ok else '≤'} {fmt_num(limit)}")
 
 
+@lru_cache(maxsize=256)
 def _same_plan(plan: str, expected: str) -> bool:
-    """`_plan_is`'s test: the account's plan is `expected`, case- and outer-space-insensitively."""
+    """`_plan_is`'s test: the account's plan is `expected`, case- and outer-space-insensitively
+    (cached: a book has a handful of plans, asked of every account with a high ICP score)."""
     return plan.strip().casefold() == expected.casefold()
 
 

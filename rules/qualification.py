@@ -28,10 +28,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 from core.model import Account, Invoice
-from rules.base import AccountRule, Decision, Rule, fmt_num, months_between, product_key
+from rules.base import AccountRule, Decision, Rule, fmt_num, months_between, per_policy, product_key
 from rules.guards import routing_guard
 from rules.policy import QualificationPolicy
 
@@ -90,8 +91,27 @@ def _products(names: tuple[str, ...] | None) -> set[str] | None:
     return None if names is None else {product_key(name) for name in names}
 
 
-def _tokens(destination: str) -> set[str]:
-    return set(re.split(r"[^a-z0-9]+", destination.casefold())) - {""}
+@lru_cache(maxsize=1024)
+def _tokens(destination: str) -> frozenset[str]:
+    """The words of a data destination's name (destinations repeat across accounts)."""
+    return frozenset(re.split(r"[^a-z0-9]+", destination.casefold())) - {""}
+
+
+@per_policy
+def _listed_destinations(policy: Policy) -> tuple[frozenset[str], frozenset[str]]:
+    """The competitor and the warehouse destinations, case-folded."""
+    q = policy.qualification
+    return (
+        frozenset(item.casefold() for item in q.competitor_destinations),
+        frozenset(item.casefold() for item in q.warehouse_destinations),
+    )
+
+
+@per_policy
+def _primary(policy: Policy) -> frozenset[str]:
+    """The primary products, by product key (the qualification's own list, else allocation's)."""
+    q = policy.qualification
+    return frozenset(product_key(p) for p in (q.primary_products or policy.allocation.primary_products))
 
 
 @dataclass
@@ -131,9 +151,9 @@ def _path(mrr: float, q: QualificationPolicy, facts: _Facts) -> tuple[bool, str]
     )
 
 
-def _multi(account: Account, primary: set[str], q: QualificationPolicy, facts: _Facts) -> tuple[bool, str]:
-    paid = _products(account.paid_products)
-    activated = _products(account.activated_products)
+def _multi(
+    paid: set[str] | None, activated: set[str] | None, primary: frozenset[str], q: QualificationPolicy, facts: _Facts
+) -> tuple[bool, str]:
     if paid is None and activated is None:
         return False, "multi-product unknown (paid_products, activated_products unknown)"
     paid_primary = sorted((paid or set()) & primary)
@@ -208,12 +228,21 @@ def _early(account: Account, q: QualificationPolicy) -> str | None:
     return None
 
 
-def _signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
+def _signals(
+    account: Account, paid: set[str] | None, activated: set[str] | None, policy: Policy
+) -> list[tuple[str, str]]:
     """The opening-message hooks found, (name, text), in the order of `SIGNALS`."""
-    return [*_product_signals(account, q), *_billing_signals(account, q), *_data_signals(account, q)]
+    q = policy.qualification
+    return [
+        *_product_signals(account, paid, activated, q),
+        *_billing_signals(account, q),
+        *_data_signals(account, policy),
+    ]
 
 
-def _product_signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
+def _product_signals(
+    account: Account, paid: set[str] | None, activated: set[str] | None, q: QualificationPolicy
+) -> list[tuple[str, str]]:
     """How the product is used: autocapture without actions, a product missing for what they build."""
     found: list[tuple[str, str]] = []
     if (
@@ -222,7 +251,6 @@ def _product_signals(account: Account, q: QualificationPolicy) -> list[tuple[str
         and account.actions_count == 0
     ):
         found.append(("autocapture_no_actions", f"autocapture {_pct(account.autocapture_pct)} with 0 actions"))
-    paid, activated = _products(account.paid_products), _products(account.activated_products)
     if paid is None and activated is None:
         return found
     products = (paid or set()) | (activated or set())
@@ -264,15 +292,17 @@ def _billing_signals(account: Account, q: QualificationPolicy) -> list[tuple[str
     return found
 
 
-def _data_signals(account: Account, q: QualificationPolicy) -> list[tuple[str, str]]:
+def _data_signals(account: Account, policy: Policy) -> list[tuple[str, str]]:
     """Where their data goes (a competitor, a warehouse) and how many projects they run."""
+    q = policy.qualification
     found: list[tuple[str, str]] = []
     destinations = account.data_destinations or ()
+    competitors, warehouses = _listed_destinations(policy)
     for name, listed, what in (
-        ("competitor_destination", q.competitor_destinations, "data to competitor"),
-        ("warehouse_destination", q.warehouse_destinations, "data to warehouse"),
+        ("competitor_destination", competitors, "data to competitor"),
+        ("warehouse_destination", warehouses, "data to warehouse"),
     ):
-        hits = [d for d in destinations if _tokens(d) & {item.casefold() for item in listed}]
+        hits = [d for d in destinations if _tokens(d) & listed]
         if hits:
             found.append((name, f"{what} {', '.join(hits)}"))
     if account.project_count is not None and account.project_count >= q.several_projects:
@@ -305,7 +335,8 @@ def recommend(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     q = policy.qualification
     already_worked = routing_guard(account, ctx, policy, now, cool_off=False)
     manages = frozenset({q.segment})
-    signals = _signals(account, q)
+    paid, activated = _products(account.paid_products), _products(account.activated_products)
+    signals = _signals(account, paid, activated, policy)
     signal_names = tuple(name for name, _ in signals)
     signal_text = "; signals: " + (", ".join(text for _, text in signals) if signals else "none")
     facts = _Facts(inputs={"mrr": account.mrr})
@@ -355,8 +386,7 @@ def recommend(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     early = _early(account, q)
     if early:
         nurture.append(early)
-    primary = {product_key(p) for p in (q.primary_products or policy.allocation.primary_products)}
-    checks = [_path(mrr, q, facts), _multi(account, primary, q, facts), _can_grow(account, q, now)]
+    checks = [_path(mrr, q, facts), _multi(paid, activated, _primary(policy), q, facts), _can_grow(account, q, now)]
     texts = [text for _, text in checks]
     if nurture:
         return verdict("nurture", nurture + texts)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from core.model import Account, Lead
 from rules import bdr, new_business, product_led, signals
-from rules.base import AccountRule, Decision, LeadIntent, LeadRule
+from rules.base import AccountRule, Decision, LeadIntent, LeadRule, per_policy
 from rules.context import AccountContext, LeadContext
 from rules.episodes import family_of_rule
 from rules.guards import may_be_routed
@@ -104,7 +104,7 @@ def route_account(
         return _arbitrate(
             [
                 rule.decide(account, ctx, policy, now)
-                for screen, rule in _screened_triggers(policy.routing.order)
+                for screen, rule in _policy_screened_triggers(policy)
                 if passed[screen] and rule.may_fire(account, ctx, policy, now)
             ]
         )
@@ -117,7 +117,7 @@ def route_lead(
     """The lead's routing by its LeadSource: (the winning decision or None, every lead-source trigger's
     decision in `policy.routing.order`). The winner carries `also_matched` and its lead intent.
     `fast` leaves out the triggers that cannot fire (their `may_fire` is false), as a cycle does."""
-    triggers = _lead_triggers(policy.routing.order)
+    triggers = _policy_lead_triggers(policy)
     if fast:
         triggers = tuple([rule for rule in triggers if rule.may_fire(lead, ctx, policy, now)])
     return _arbitrate([rule.decide(lead, ctx, policy, now) for rule in triggers])
@@ -159,9 +159,23 @@ def _lead_triggers(order: tuple[str, ...]) -> tuple[LeadRule, ...]:
     return tuple(LEAD_TRIGGERS[rule] for rule in dict.fromkeys(order) if rule in LEAD_TRIGGERS)
 
 
+# The two above looked up by the policy's identity: hashing the configured order (twenty ids) to
+# find them in their caches costs more than most gates, once per record.
+@per_policy
+def _policy_screened_triggers(policy: Policy) -> tuple[tuple[int, AccountRule], ...]:
+    return _screened_triggers(policy.routing.order)
+
+
+@per_policy
+def _policy_lead_triggers(policy: Policy) -> tuple[LeadRule, ...]:
+    return _lead_triggers(policy.routing.order)
+
+
 def _arbitrate(decisions: list[Decision]) -> tuple[Decision | None, list[Decision]]:
     """The first fired decision wins; each other fired one stays fired (it matched) but wants
     nothing written, and its reason says who won."""
+    if not decisions:  # most accounts: no trigger could fire
+        return None, decisions
     fired = [i for i, d in enumerate(decisions) if d.fired]
     if not fired:
         return None, decisions

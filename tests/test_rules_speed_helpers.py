@@ -1,22 +1,27 @@
 """The helpers that make the rules' hot paths fast answer what the slower code they replace answered:
 a value derived once per policy is the policy's own (never another policy's), onboarding's median
-is `statistics.median`, its cached percentages print as uncached ones (0 and -0.0 included), and
-the lifecycle stage judged with the evaluation's segments is the stage of the account carrying them."""
+is `statistics.median`, its cached percentages print as uncached ones (0 and -0.0 included), the
+lifecycle stage judged with the evaluation's segments is the stage of the account carrying them, a
+`Decision` built by its own `__new__` is the frozen dataclass its fields declare, and an account
+context's open leads and opportunities are computed once, as a cached property would."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import statistics
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.model import Account
-from rules import EMPTY, Policy, managed_segments
-from rules.base import per_policy
+from core.model import Account, Invoice, Lead, Opportunity
+from rules import EMPTY, AccountContext, Decision, Policy, managed_segments
+from rules.base import LeadIntent, per_policy
 from rules.lifecycle import stage, stage_with
-from rules.onboarding import _median, _pct, _pct_text
+from rules.onboarding import LEAD, _median, _pct, _pct_text
 from rules.policy import LifecyclePolicy
 
 NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
@@ -87,3 +92,67 @@ def test_stage_with_the_evaluations_segments_is_the_stage_of_the_account_carryin
     assert stage_with(account, frozenset(evaluated), EMPTY, policy) == stage(
         replace(account, segments=frozenset(evaluated)), EMPTY, policy, NOW
     )
+
+
+def test_a_decisions_constructor_takes_its_fields_in_order_with_their_defaults() -> None:
+    parameters = list(inspect.signature(Decision).parameters.values())
+    fields = dataclasses.fields(Decision)
+    assert [p.name for p in parameters] == [f.name for f in fields]
+    for parameter, declared in zip(parameters, fields, strict=True):
+        if declared.default is not dataclasses.MISSING:
+            assert parameter.default == declared.default and type(parameter.default) is type(declared.default)
+        elif declared.default_factory is not dataclasses.MISSING:
+            made = Decision("r", "acc", False, "why")
+            assert getattr(made, declared.name) == declared.default_factory()
+        else:
+            assert parameter.default is inspect.Parameter.empty
+
+
+def test_a_decision_is_a_frozen_dataclass_with_a_fresh_dict_per_default() -> None:
+    first, second = Decision("r", "acc", True, "why"), Decision("r", "acc", True, "why")
+    assert type(first) is Decision and dataclasses.is_dataclass(first) and first == second
+    assert first.inputs == {} and first.inputs is not second.inputs and first.traits is not second.traits
+    with pytest.raises(FrozenInstanceError):
+        first.reason = "changed"  # type: ignore[misc]
+    assert not hasattr(first, "__dict__")  # slots, as declared
+    lead = LeadIntent(routing_rule="r")
+    full = Decision(
+        "r", "acc", True, "why", {"mrr": 1.0}, ("x",), {"t": 1}, frozenset({"S"}), frozenset({"S"}), "TAM",
+        "EMEA", True, "guard", lead, None, ("other",), ("signal",),
+    )  # fmt: skip
+    assert replace(full, reason="other") == Decision(**{**dataclasses.asdict(full), "lead": lead, "reason": "other"})
+    assert repr(full).startswith("Decision(rule='r', record='acc', fired=True, reason='why', inputs={'mrr': 1.0}")
+
+
+def test_an_account_contexts_open_records_are_computed_once_and_kept() -> None:
+    now = NOW
+    leads = (
+        Lead(id="00Q1", system_modstamp=now, status="Working"),
+        Lead(id="00Q2", system_modstamp=now, status="Disqualified"),
+        Lead(id="00Q3", system_modstamp=now, is_converted=True),
+    )
+    opportunities = (
+        Opportunity("006A", "001", "Closed Won", None, None, None),
+        Opportunity("006B", "001", "Negotiation", None, None, None),
+    )
+    context = AccountContext(leads, opportunities)
+    assert [lead.id for lead in context.open_leads] == ["00Q1"]
+    assert [o.id for o in context.open_opportunities] == ["006B"]
+    assert context.open_leads is context.open_leads and context.open_opportunities is context.open_opportunities
+    assert EMPTY.open_leads == () and EMPTY.open_opportunities == ()
+
+
+def test_an_unreadable_first_invoice_month_is_left_to_the_onboarding_lead_to_report() -> None:
+    """The gate reads invoice months through a cache; an unreadable one must still reach the rule,
+    which names it (and a readable one is judged by its age as before)."""
+    policy = Policy()
+    unreadable = Account(
+        id="acc_m", name="M", updated_at=NOW, mrr=300.0, business_email=True, invoices=(Invoice("2026-xx", 300.0),)
+    )
+    assert LEAD.may_fire(unreadable, EMPTY, policy, NOW)
+    verdict = LEAD.decide(unreadable, EMPTY, policy, NOW)
+    assert not verdict.fired and "first invoice month '2026-xx' unreadable" in verdict.reason
+    recent = replace(unreadable, invoices=(Invoice("2026-10", 300.0),))
+    old = replace(unreadable, invoices=(Invoice("2024-01", 300.0),))
+    assert LEAD.may_fire(recent, EMPTY, policy, NOW) and LEAD.decide(recent, EMPTY, policy, NOW).fired
+    assert not LEAD.may_fire(old, EMPTY, policy, NOW) and not LEAD.decide(old, EMPTY, policy, NOW).fired
