@@ -49,14 +49,17 @@ def _unreadable(error: sqlite3.DatabaseError) -> str:
     return f"not a readable SQLite database ({error})"
 
 
-def _verify(conn: sqlite3.Connection, path: Path) -> None:
+def _verify(conn: sqlite3.Connection, path: Path, *, pages: bool = True) -> None:
     """Raise `StateUnusableError` unless `conn` is a sound crm-sync state (or an empty file).
 
     `PRAGMA quick_check` reads every page (O(N), without the index cross-checks of
     `integrity_check`): a damaged or truncated file is found before anything is planned on it.
+    Without `pages` (a file crm-sync closed cleanly and nobody changed since: `_closed_cleanly`)
+    only the header, the schema and its version are read: a file that is not SQLite, not
+    crm-sync's or a newer crm-sync's is still refused.
     """
     try:
-        problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)")]
+        problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)")] if pages else ["ok"]
         tables = {str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         row = conn.execute("SELECT max(version) FROM schema_version").fetchone() if "schema_version" in tables else None
     except sqlite3.DatabaseError as error:  # "file is not a database", "database disk image is malformed"
@@ -71,6 +74,59 @@ def _verify(conn: sqlite3.Connection, path: Path) -> None:
         raise StateUnusableError(
             path, f"written by a newer crm-sync (schema version {version}; this one knows up to {len(MIGRATIONS)})"
         )
+
+
+CLOSED_SUFFIX = ".closed"  # beside the state file: what it was like when crm-sync last closed it cleanly
+
+
+def _closed_path(path: Path) -> Path:
+    return Path(f"{path}{CLOSED_SUFFIX}")
+
+
+def _identity(path: Path) -> str:
+    """What changes when anything writes or replaces the file: device, inode, size, mtime (ns)."""
+    info = path.stat()
+    return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def _closed_cleanly(path: Path) -> bool:
+    """Whether the state file is, byte for byte as far as the file system can tell, the file a
+    crm-sync process left when it closed it cleanly (`_mark_closed`): the mark beside it names
+    this device, inode, size and modification time, and no `-wal` or `-shm` says a connection has
+    it open or a crash left it. Such a file was checked when that process opened it and written
+    since only through SQLite, so its pages need no second `quick_check`; a file copied, restored,
+    edited, truncated or left by a crash has no matching mark and is checked in full."""
+    try:
+        mark = _closed_path(path).read_text(encoding="ascii").strip()
+        return not _in_use(path) and mark == _identity(path)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _forget_closed(path: Path) -> None:
+    """Remove the mark before anything could write to the file: a crash from here on leaves none."""
+    with contextlib.suppress(FileNotFoundError):
+        _closed_path(path).unlink()
+
+
+def _mark_closed(path: Path) -> None:
+    """Write the mark of a clean close (owner-only, replaced atomically), unless another
+    connection still has the file open (its `-wal` or `-shm` remains)."""
+    if _in_use(path) or not path.exists():
+        return
+    mark = _closed_path(path)
+    partial = Path(f"{mark}.tmp")
+    try:
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="ascii") as file:
+            file.write(_identity(path) + "\n")
+        if _in_use(path):  # a connection opened it meanwhile: no promise about what it will write
+            partial.unlink()
+            return
+        os.replace(partial, mark)
+    except OSError:
+        with contextlib.suppress(OSError):
+            partial.unlink()  # without a mark the next start checks every page: slower, never wrong
 
 
 def _in_use(path: Path) -> bool:
@@ -314,6 +370,7 @@ class StateDB:
         # waits for a cycle's transaction; in memory for a state in memory.
         self.inbox = inbox if inbox is not None else connect_inbox(None, timeout=30)
         self._temporary: Path | None = None  # a snapshot's private directory, removed on close
+        self._path: Path | None = None  # the state file `open` opened: marked closed cleanly on close
         db.execute("PRAGMA temp_store=FILE")
         _carry_events(db, self.inbox)
         migrate(db)
@@ -330,9 +387,11 @@ class StateDB:
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite's -wal/-shm inherit this mode
+        clean = _closed_cleanly(path)
+        _forget_closed(path)
         conn = sqlite3.connect(str(path), timeout=30)
         try:
-            _verify(conn, path)  # before anything could write to it
+            _verify(conn, path, pages=not clean)  # before anything could write to it
             os.chmod(path, 0o600)  # a file left by an older build with looser permissions is tightened
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
@@ -344,11 +403,13 @@ class StateDB:
             conn.close()
             raise
         try:
-            return cls(sqlite_utils.Database(conn), inbox)
+            state = cls(sqlite_utils.Database(conn), inbox)
         except sqlite3.DatabaseError as error:  # a schema the migrations cannot take
             conn.close()
             inbox.close()
             raise StateUnusableError(path, f"not a crm-sync state file ({error})") from None
+        state._path = path
+        return state
 
     @classmethod
     def snapshot(cls, path: Path) -> StateDB:
@@ -364,8 +425,9 @@ class StateDB:
         try:
             if path.exists() and path.stat().st_size > 0:
                 _copy(path, copy_path)
+            clean = _closed_cleanly(path)  # `_copy` copied its bytes, or read it through SQLite
             copy = sqlite3.connect(copy_path)
-            _verify(copy, path)  # the copy's problems are the original's
+            _verify(copy, path, pages=not clean)  # the copy's problems are the original's
             copy.execute("PRAGMA journal_mode=OFF")
             copy.execute("PRAGMA synchronous=OFF")
             events, events_copy = inbox_path(path), directory / ("state.db" + INBOX_SUFFIX)
@@ -412,8 +474,12 @@ class StateDB:
             raise
 
     def close(self) -> None:
+        """Close both connections; a state file opened by `open` is then marked as closed cleanly
+        (`_closed_cleanly`: the next start reads its header and schema, not every page)."""
         self.db.close()
         self.inbox.close()
+        if self._path is not None:
+            _mark_closed(self._path)
         if self._temporary is not None:
             shutil.rmtree(self._temporary, ignore_errors=True)
 
