@@ -539,30 +539,63 @@ class StateDB:
         where, params = ("", []) if ids is None else (f" WHERE id IN ({','.join('?' * len(ids))})", list(ids))
         yield from self.db.conn.execute(f"SELECT id, raw, error, read_run FROM accounts{where} ORDER BY id", params)
 
-    def iter_accounts_judged(
-        self, rules: str, at: float
-    ) -> Iterator[tuple[str, bool, str | None, int | None, str | None, str | None]]:
-        """(id, holds, raw JSON or None, the run that last read it, stored facts fingerprint,
-        stored manager) for every well-formed mirrored account, in id order, with what
-        `save_account_inputs` stored for it. `holds`: a judgement is stored, made under these
-        `rules`, and the clock `at` (epoch seconds) is inside its window. The raw JSON is read
-        only when the judgement does not hold (one whose Salesforce facts changed is read by the
-        caller, `account_raw_text`). An account with a write still
-        pending (queued by an event's mini-cycle, an `apply`, an earlier cycle) never holds: this
-        cycle must judge it again, or settling would drop that write as no longer wanted."""
-        holds = "(i.id IS NOT NULL AND i.rules IS ? AND ? >= i.valid_from AND ? < i.valid_until)"
-        for record_id, held, raw, read_run, facts, manager in self.db.conn.execute(
-            f"SELECT a.id, {holds}, CASE WHEN NOT {holds} THEN a.raw END, a.read_run, "
-            "i.facts, i.manager FROM accounts a LEFT JOIN account_inputs i ON i.id = a.id "
-            "AND i.id NOT IN (SELECT account FROM outbox WHERE status = 'pending' AND account IS NOT NULL) "
-            "WHERE coalesce(a.error, '') = '' ORDER BY a.id",
-            [rules, at, at, rules, at, at],
-        ):
-            yield record_id, bool(held), raw, read_run, facts, manager
+    # A stored judgement that holds (`i`: its `account_inputs` row). Only that table and indexes
+    # are read: an account's own row holds its raw JSON (overflow pages, read only for the
+    # accounts judged). Every `account_inputs` row is of a mirrored, well-formed account: the
+    # triggers on `accounts` delete it when the row is written, marked malformed or removed.
+    _HOLDS = (
+        "i.rules IS ? AND ? >= i.valid_from AND ? < i.valid_until "
+        "AND i.id NOT IN (SELECT account FROM outbox WHERE status = 'pending' AND account IS NOT NULL) "
+        "AND i.id NOT IN (SELECT id FROM temp.facts_changed)"
+    )
 
-    def account_raw_text(self, account_id: str) -> str | None:
-        row = self.db.execute("SELECT raw FROM accounts WHERE id = ?", [account_id]).fetchone()
-        return None if row is None else str(row[0])
+    def _facts_changed(self, ids: Iterable[str]) -> None:
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS facts_changed (id TEXT PRIMARY KEY)")
+        self.db.execute("DELETE FROM temp.facts_changed")
+        self.db.conn.executemany("INSERT OR IGNORE INTO temp.facts_changed VALUES (?)", ((i,) for i in ids))
+
+    def stored_facts(self) -> dict[str, str]:
+        """Account id → the Salesforce facts fingerprint stored with its judgement, for the
+        judgements made on some facts (not '')."""
+        rows = self.db.conn.execute("SELECT id, facts FROM account_inputs WHERE facts != ''")
+        return {str(account_id): str(facts) for account_id, facts in rows}
+
+    def accounts_holding(self, rules: str, at: float, facts_changed: Iterable[str]) -> tuple[int, Counter[str]]:
+        """How many mirrored accounts have a stored judgement that holds (made under these
+        `rules`, the clock `at` inside its window, no write of theirs pending, their facts not
+        in `facts_changed`), and how many of those each stored manager counts."""
+        self._facts_changed(facts_changed)
+        rows = self.db.conn.execute(
+            f"SELECT i.manager, count(*) FROM account_inputs i WHERE {self._HOLDS} "
+            "AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = i.id) GROUP BY i.manager",
+            [rules, at, at],
+        )
+        managers: Counter[str] = Counter()
+        total = 0
+        for manager, count in rows:
+            total += int(count)
+            if manager:
+                managers[str(manager)] += int(count)
+        return total, managers
+
+    def accounts_to_judge(
+        self, rules: str, at: float, facts_changed: Iterable[str]
+    ) -> Iterator[tuple[str, str, int | None]]:
+        """(id, raw JSON, the run that last read it) of every well-formed mirrored account whose
+        stored judgement does not hold (`accounts_holding`), in id order. An account with a write
+        still pending (queued by an event's mini-cycle, an `apply`, an earlier cycle) never holds:
+        this cycle must judge it again, or settling would drop that write as no longer wanted."""
+        self._facts_changed(facts_changed)
+        # The index of `accounts` answers `NOT IN` before the row itself is read.
+        yield from self.db.conn.execute(
+            f"SELECT a.id, a.raw, a.read_run FROM accounts a WHERE a.id NOT IN "
+            f"(SELECT i.id FROM account_inputs i WHERE {self._HOLDS}) AND coalesce(a.error, '') = '' ORDER BY a.id",
+            [rules, at, at],
+        )
+
+    def has_judgements(self) -> bool:
+        """Whether any account's judgement is stored (`sync.incremental`)."""
+        return bool(self.db.conn.execute("SELECT EXISTS (SELECT 1 FROM account_inputs)").fetchone()[0])
 
     def save_account_inputs(self, rows: Iterable[tuple[str, str, str, float, float, str | None]]) -> None:
         """Rows of (id, facts fingerprint, rules fingerprint, valid_from, valid_until, manager)."""
@@ -625,6 +658,50 @@ class StateDB:
             "error = excluded.error",
             ((row["object"], row["id"], row["modstamp"], row["raw"], row.get("error")) for row in rows),
         )
+
+    def iter_lead_links(self) -> Iterator[tuple[str, bytes, str | None, str | None, str | None]]:
+        """(id, raw JSON as UTF-8 bytes, `Vitally_Account_Id__c`, `Sync_Key__c`, `Status`) of every
+        well-formed mirrored lead, in id order: the three fields read by SQLite (one JSON parse a
+        lead, in C), so that finding the leads that are Salesforce facts parses none in Python."""
+        paths = "'$.Vitally_Account_Id__c', '$.Sync_Key__c', '$.Status'"
+        rows = self.db.conn.execute(
+            f"SELECT id, CAST(raw AS BLOB), {_field(paths)} FROM sf_records "
+            "WHERE object = 'Lead' AND coalesce(error, '') = '' ORDER BY id"
+        )
+        for record_id, raw, fields in rows:
+            linked, key, status = json.loads(fields) if fields is not None else (None, None, None)
+            yield (
+                record_id,
+                raw,
+                linked if isinstance(linked, str) else None,
+                key if isinstance(key, str) else None,
+                status if isinstance(status, str) else None,
+            )
+
+    def iter_sf_field(self, sobject: str, field: str) -> Iterator[tuple[str, bytes, str | None]]:
+        """(id, raw JSON as UTF-8 bytes, `field` when it is text) of every well-formed mirrored
+        `sobject` record, in id order: the field read by SQLite, not by parsing the record."""
+        if not _NAME.fullmatch(field):
+            raise ValueError(f"not a field name: {field!r}")
+        rows = self.db.conn.execute(
+            f"SELECT id, CAST(raw AS BLOB), {_field(repr('$.' + field))} FROM sf_records "
+            "WHERE object = ? AND coalesce(error, '') = '' ORDER BY id",
+            [sobject],
+        )
+        for record_id, raw, value in rows:
+            yield record_id, raw, value if isinstance(value, str) else None
+
+    def sf_raw_many(self, sobject: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Record id → fields of these mirrored `sobject` records (those the mirror holds)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.db.conn.execute(
+                f"SELECT id, raw FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))})",
+                [sobject, *chunk],
+            )
+            found.update((str(record_id), dict(json.loads(raw))) for record_id, raw in rows)
+        return found
 
     def iter_sf(self, sobject: str) -> Iterator[tuple[str, str, str | None]]:
         yield from self.db.execute("SELECT id, raw, error FROM sf_records WHERE object = ? ORDER BY id", [sobject])

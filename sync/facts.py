@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -41,6 +42,18 @@ def _rows(
             continue
 
 
+def _digest(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=16).digest()
+
+
+def _parses(parse: Callable[[dict[str, Any]], object], raw: bytes | dict[str, Any]) -> bool:
+    try:
+        parse(json.loads(raw) if isinstance(raw, bytes) else raw)
+    except RecordError:
+        return False
+    return True
+
+
 @dataclass
 class SalesforceFacts:
     """The Salesforce mirror joined to Vitally account ids, as the rules need it.
@@ -64,40 +77,157 @@ class SalesforceFacts:
     # Lead id -> the lead as `load` parsed it from the mirror (linked or disqualified leads), so
     # that `iter_leads` does not parse it again.
     _read: dict[str, Lead] = field(default_factory=dict)
+    # Vitally account id -> its linked leads as `load` found them, (Id, digest of the raw JSON) in
+    # id order, parsed into `_leads_by_account` when first needed (`_materialize`).
+    _linked: dict[str, list[tuple[str, bytes]]] = field(default_factory=lambda: defaultdict(list))
+    # Vitally account id -> {lead Id: the OwnerId crm-sync wrote under its Sync_Key__c} (raw).
+    _owners_written: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
+    _written_owner: Callable[[str], Any] = field(default=lambda key: None)
+    # Vitally account id -> its opportunities as `load` found them, (Id, digest of the raw JSON,
+    # the Salesforce Account's Id) in id order; parsed into `_opps_by_account` when first needed.
+    _opp_links: dict[str, list[tuple[str, bytes, str]]] = field(default_factory=lambda: defaultdict(list))
+    # Salesforce Account Id -> (the Vitally account it names, digest of its raw JSON).
+    _sf_accounts: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    # Lead id -> the fields this cycle's own writes give it, shown to the accounts' rules.
+    _planned: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, state: StateDB) -> SalesforceFacts:
+    def load(cls, state: StateDB, *, lazy: bool = False) -> SalesforceFacts:
+        """The facts of the whole mirror. The linked leads are found without parsing them (SQLite
+        reads their `Vitally_Account_Id__c`), and each one's raw JSON is digested for
+        `fingerprint`; `lazy` parses an account's linked leads only when its context is first
+        asked for (an incremental cycle judges few accounts), else all of them now (a cold or
+        `--full` cycle judges every account: one streamed read beats a query per account).
+        Disqualified leads are parsed now either way (every lead's context may name their company)."""
         facts = cls(state)
         for user, _ in _parsed(state, "User", parse_user):
             facts.users[user.id] = user
-        vitally_of_sf_account = {
-            account.id: account.vitally_account_id
-            for account, _ in _parsed(state, "Account", parse_sf_account)
-            if account.vitally_account_id
-        }
-        for opportunity, _ in _parsed(state, "Opportunity", parse_opportunity):
-            vitally_id = vitally_of_sf_account.get(opportunity.account_id or "")
-            if vitally_id:
-                facts._opps_by_account[vitally_id].append(opportunity)
         facts._triage = {lead: verdict for lead, (_, verdict) in state.remembered_triage().items() if verdict}
-        written = state.written_field("salesforce", "OwnerId").get  # one query, not one per lead
-        for _id, raw, error in state.iter_sf("Lead"):
-            if error:
+        facts._load_opportunities(lazy=lazy)
+        facts._load_leads(lazy=lazy)
+        return facts
+
+    def _load_opportunities(self, *, lazy: bool) -> None:
+        """Each account's opportunities, found as `_load_leads` finds leads: through the Salesforce
+        Accounts that name a Vitally account, read by SQLite; parsed now unless `lazy`."""
+        joined: dict[str, tuple[str, bytes]] = {}  # Salesforce Account Id -> (Vitally id, digest)
+        for sf_id, raw, named in self.state.iter_sf_field("Account", "Vitally_Account_Id__c"):
+            if not named:
                 continue
-            record = json.loads(raw)
-            # Only a linked or a disqualified lead is a fact; the leads pass parses the others (once).
-            if not record.get("Vitally_Account_Id__c") and record.get("Status") not in _DISQUALIFIED:
+            if not lazy and not _parses(parse_sf_account, raw):
+                continue
+            joined[sf_id] = (named, _digest(raw))
+        self._sf_accounts = joined
+        for opportunity_id, raw, parent in self.state.iter_sf_field("Opportunity", "AccountId"):
+            if parent is None or parent not in joined:
+                continue
+            vitally_id = joined[parent][0]
+            self._opp_links[vitally_id].append((opportunity_id, _digest(raw), parent))
+            if not lazy:
+                try:
+                    self._opps_by_account[vitally_id].append(parse_opportunity(json.loads(raw)))
+                except RecordError:
+                    continue
+
+    def _opportunities_of(self, account_id: str) -> list[Opportunity] | None:
+        """The account's opportunities, parsed (once) when `load` was lazy, as an eager `load`
+        gives them: of the Salesforce Accounts that parse, in id order."""
+        known = self._opps_by_account.get(account_id)
+        links = self._opp_links.get(account_id)
+        if known is not None or not links:
+            return known
+        sf_ids = sorted({sf_id for _, _, sf_id in links})
+        sound = {
+            sf_id
+            for sf_id, record in self.state.sf_raw_many("Account", sf_ids).items()
+            if _parses(parse_sf_account, record)
+        }
+        records = self.state.sf_raw_many("Opportunity", [i for i, _, sf_id in links if sf_id in sound])
+        found = self._opps_by_account[account_id] = []
+        for opportunity_id, _, _ in links:
+            record = records.get(opportunity_id)
+            if record is None:
                 continue
             try:
-                lead = parse_lead(record)
+                found.append(parse_opportunity(record))
             except RecordError:
                 continue
-            facts._read[lead.id] = lead
-            if lead.vitally_account_id:
-                facts._leads_by_account[lead.vitally_account_id].append(lead)
-                facts._remember_assignment(lead, written)
-            facts._disqualified(lead)
-        return facts
+        return found
+
+    def _load_leads(self, *, lazy: bool) -> None:
+        written = self.state.written_field("salesforce", "OwnerId")  # one query, not one per lead
+        self._written_owner = written.get
+        for lead_id, raw, linked, key, status in self.state.iter_lead_links():
+            # Only a linked or a disqualified lead is a fact; the leads pass parses the others (once).
+            disqualified = status in _DISQUALIFIED
+            if not linked and not disqualified:
+                continue
+            if linked:
+                self._linked[linked].append((lead_id, _digest(raw)))
+                owner = written.get(key) if key else None
+                if isinstance(owner, str) and owner:
+                    self._owners_written[linked][lead_id] = owner
+            if lazy and not disqualified:
+                continue
+            try:
+                lead = parse_lead(json.loads(raw))
+            except RecordError:
+                continue
+            self._read[lead.id] = lead
+            self._disqualified(lead)
+        if not lazy:
+            for account_id in self._linked:
+                self._materialize(account_id)
+
+    def _materialize(self, account_id: str) -> list[Lead]:
+        """The account's linked leads, parsed (once: kept in `_leads_by_account`), in id order."""
+        known = self._leads_by_account.get(account_id)
+        if known is not None or account_id not in self._linked:
+            return known if known is not None else []
+        read = self._read
+        ids = [lead_id for lead_id, _ in self._linked[account_id]]
+        missing = [lead_id for lead_id in ids if lead_id not in read]
+        for lead_id, record in self.state.sf_raw_many("Lead", missing).items():
+            try:
+                read[lead_id] = parse_lead(record)
+            except RecordError:
+                continue
+        leads = self._leads_by_account[account_id] = [read[lead_id] for lead_id in ids if lead_id in read]
+        for lead in leads:
+            if lead.vitally_account_id == account_id:
+                self._remember_assignment(lead, self._written_owner)
+        return leads
+
+    def fingerprint(self, account_id: str) -> str:
+        """A digest of the Salesforce facts the account's context is made of ('' when there are
+        none), for facts from `load`: each linked lead's id and raw JSON (and the fields this
+        cycle's own writes will give it: `plan_lead_fields`), the opportunities, and the owners
+        crm-sync gave its leads. Equal fingerprints mean equal contexts (`context_for` is a
+        function of exactly these), and none of the linked leads is parsed to compute it."""
+        links = self._linked.get(account_id)
+        if not links and not self._opp_links.get(account_id):
+            return ""
+        digest = hashlib.blake2b(digest_size=16)
+        planned = self._planned
+        for lead_id, raw_digest in links or ():
+            digest.update(lead_id.encode())
+            digest.update(b"\0")
+            digest.update(raw_digest)
+            fields = planned.get(lead_id)
+            if fields is not None:
+                digest.update(repr(sorted(fields.items())).encode())
+        sf_accounts = self._sf_accounts
+        for opportunity_id, raw_digest, sf_id in self._opp_links.get(account_id) or ():
+            digest.update(b"\1" + opportunity_id.encode() + b"\0" + raw_digest + sf_id.encode() + b"\0")
+            digest.update(sf_accounts[sf_id][1])
+        digest.update(b"\2")
+        digest.update(repr(sorted((self._owners_written.get(account_id) or {}).items())).encode())
+        return digest.hexdigest()
+
+    def with_facts(self) -> Iterator[str]:
+        """The account ids Salesforce has facts on (a linked lead or an opportunity), for `load`."""
+        yield from self._linked
+        yield from (account_id for account_id in self._opp_links if account_id not in self._linked)
 
     @classmethod
     def load_for(cls, state: StateDB, account_ids: Collection[str], lead_ids: Collection[str] = ()) -> SalesforceFacts:
@@ -156,10 +286,24 @@ class SalesforceFacts:
         if isinstance(owner, str) and owner:
             self._assigned_by_account[lead.vitally_account_id][lead.id] = owner
 
-    def linked_leads(self) -> Iterator[Lead]:
-        """The leads joined to a Vitally account (they are part of that account's context)."""
+    def linked_leads(self, skip: Collection[str] = ()) -> Iterator[Lead]:
+        """The leads joined to a Vitally account (they are part of that account's context), but
+        those whose ids are in `skip` (not even parsed, unless an account's context needed them)."""
+        if self._linked:
+            wanted = [i for links in self._linked.values() for i, _ in links if i not in skip and i not in self._read]
+            for lead_id, record in self.state.sf_raw_many("Lead", wanted).items():
+                try:
+                    self._read[lead_id] = parse_lead(record)
+                except RecordError:
+                    continue
+            for account_id, links in list(self._linked.items()):
+                if account_id in self._leads_by_account:
+                    yield from (lead for lead in list(self._leads_by_account[account_id]) if lead.id not in skip)
+                    continue
+                yield from (self._read[i] for i, _ in links if i not in skip and i in self._read)
+            return
         for leads in list(self._leads_by_account.values()):
-            yield from list(leads)
+            yield from (lead for lead in list(leads) if lead.id not in skip)
 
     def plan_lead_fields(self, lead: Lead, fields: dict[str, Any]) -> None:
         """Show the accounts' rules a linked lead as this cycle's own writes will leave it (a lead
@@ -172,8 +316,11 @@ class SalesforceFacts:
             planned = parse_lead({**raw, **fields})
         except RecordError:
             return
-        leads = self._leads_by_account[lead.vitally_account_id]
+        leads = self._materialize(lead.vitally_account_id) if self._linked else None
+        if leads is None:
+            leads = self._leads_by_account[lead.vitally_account_id]
         leads[:] = [planned if known.id == lead.id else known for known in leads]
+        self._planned[lead.id] = dict(fields)
 
     def iter_leads(self, skip: Collection[str] = ()) -> Iterator[tuple[Lead, dict[str, Any]]]:
         """Every well-formed lead of the mirror with its fields as Salesforce last showed them
@@ -200,7 +347,9 @@ class SalesforceFacts:
 
     def context_for(self, account_id: str) -> AccountContext:
         leads = self._leads_by_account.get(account_id)
-        opportunities = self._opps_by_account.get(account_id)
+        if leads is None and account_id in self._linked:
+            leads = self._materialize(account_id)
+        opportunities = self._opportunities_of(account_id)
         if not leads and not opportunities:
             return EMPTY
         return AccountContext(

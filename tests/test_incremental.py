@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -179,9 +180,12 @@ def test_a_write_to_the_mirror_forgets_the_accounts_judgement() -> None:
     state = StateDB.memory()
     state.upsert_accounts([{"id": "a1", "updated_at": "x", "raw": "{}"}])
     state.save_account_inputs([("a1", "", "r", 0.0, 10.0, None)])
-    assert [row[1] for row in state.iter_accounts_judged("r", 5.0)] == [True]
+    assert list(state.accounts_to_judge("r", 5.0, [])) == []
+    assert state.accounts_holding("r", 5.0, []) == (1, Counter())
+    assert [row[:2] for row in state.accounts_to_judge("r", 5.0, ["a1"])] == [("a1", "{}")]  # its facts changed
     state.upsert_accounts([{"id": "a1", "updated_at": "y", "raw": "{}"}])
-    assert [row[1:3] for row in state.iter_accounts_judged("r", 5.0)] == [(False, "{}")]
+    assert [row[:2] for row in state.accounts_to_judge("r", 5.0, [])] == [("a1", "{}")]
+    assert state.accounts_holding("r", 5.0, []) == (0, Counter())
 
 
 # -- the property: an incremental cycle plans what a full one plans -------------------------------
@@ -384,8 +388,9 @@ _SCALARS = {"str", "str | None", "int | None", "float | None", "bool", "datetime
 
 
 def test_the_facts_fingerprint_reads_only_records_whose_repr_is_the_same_in_every_process() -> None:
-    """`facts_fingerprint` digests the repr of the leads and opportunities as they are: that holds
-    only while their fields are scalars (a set or a dict there would need `_canonical` again)."""
+    """`SalesforceFacts.fingerprint` digests the repr of the opportunities as they are (and the lead
+    context's fingerprint the repr of its fields): that holds only while their fields are scalars
+    (a set or a dict there would need `_canonical` again)."""
     from dataclasses import fields
 
     from core.model import Lead, Opportunity
@@ -419,24 +424,56 @@ def test_the_lead_context_fingerprint_changes_with_every_field_of_the_lead_conte
     assert len({lead_context_fingerprint(context) for context in variants}) == len(variants)
 
 
-def test_the_facts_fingerprint_changes_with_every_field_of_the_context() -> None:
-    from core.model import Lead, Opportunity
-    from rules.context import EMPTY, AccountContext
-    from sync.incremental import facts_fingerprint
+def _facts_of(
+    leads: list[dict[str, Any]], opportunities: list[dict[str, Any]], owners: dict[str, str], *, lazy: bool
+) -> SalesforceFacts:
+    """Facts loaded from a mirror of these records: one Salesforce Account joined to `a1`, and the
+    OwnerIds crm-sync wrote under these Sync_Key__c values."""
+    state = StateDB.memory()
+    sf_account = {"Id": "001", "SystemModstamp": "2026-11-01T00:00:00.000+0000", "Vitally_Account_Id__c": "a1"}
+    rows = [("Account", sf_account), *(("Lead", r) for r in leads), *(("Opportunity", r) for r in opportunities)]
+    state.upsert_sf(
+        {"object": o, "id": r["Id"], "modstamp": r["SystemModstamp"], "raw": json.dumps(r), "error": None}
+        for o, r in rows
+    )
+    for key, owner in owners.items():
+        state.set_last_written("salesforce", key, {"OwnerId": owner}, 1, "2026-11-22T09:30:00Z")
+    return SalesforceFacts.load(state, lazy=lazy)
 
-    lead = Lead(id="00Q1", system_modstamp=NOW, status="Open", sync_key="k")
-    opportunity = Opportunity("0061", "001", "Prospecting", None, None, "005")
-    base = AccountContext(leads=(lead,), opportunities=(opportunity,), assigned_owners={"00Q1": "005A"})
-    variants = [
-        EMPTY,
+
+def test_the_facts_fingerprint_changes_with_every_fact_of_the_context_and_only_then() -> None:
+    """`SalesforceFacts.fingerprint` digests the raw records an account's context is made of, without
+    parsing a lead: it changes with each of them (a lead's fields, a lead linked or not, an
+    opportunity, the owner crm-sync gave a lead, the fields this cycle's writes give a lead), is the
+    same whether the leads were parsed at load or not, and equal fingerprints mean equal contexts."""
+    stamp = "2026-11-20T10:00:00.000+0000"
+    lead = {"Id": "00Q1", "SystemModstamp": stamp, "Status": "Open", "Sync_Key__c": "k", "Vitally_Account_Id__c": "a1"}
+    opportunity = {"Id": "0061", "SystemModstamp": stamp, "AccountId": "001", "StageName": "Prospecting"}
+    other = {**lead, "Id": "00Q2", "Sync_Key__c": None, "Status": "Working - Contacted"}
+    base = ([lead], [opportunity], {"k": "005A"})
+    variants: list[tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]] = [
+        ([], [], {}),
         base,
-        replace(base, leads=(replace(lead, status="Working"),)),
-        replace(base, leads=(replace(lead, system_modstamp=NOW + timedelta(seconds=1)),)),
-        replace(base, opportunities=(replace(opportunity, stage_name="Closed Won"),)),
-        replace(base, otherwise_lead=True),
-        replace(base, assigned_owners={"00Q1": "005B"}),
-        replace(base, assigned_owners={}),
+        ([{**lead, "Status": "Working - Contacted"}], [opportunity], {"k": "005A"}),
+        ([{**lead, "SystemModstamp": "2026-11-20T10:00:01.000+0000"}], [opportunity], {"k": "005A"}),
+        ([{**lead, "Title": "CTO"}], [opportunity], {"k": "005A"}),  # a field no rule reads: judged again
+        ([lead, other], [opportunity], {"k": "005A"}),
+        ([lead], [{**opportunity, "StageName": "Closed Won"}], {"k": "005A"}),
+        ([lead], [], {"k": "005A"}),
+        ([lead], [opportunity], {"k": "005B"}),
+        ([lead], [opportunity], {}),
+        ([{**lead, "Vitally_Account_Id__c": "a2"}], [opportunity], {"k": "005A"}),
     ]
-    prints = [facts_fingerprint(context) for context in variants]
+    prints = [_facts_of(*variant, lazy=True).fingerprint("a1") for variant in variants]
     assert prints[0] == "" and len(set(prints)) == len(variants)
-    assert facts_fingerprint(replace(base, assigned_owners={"00Q1": "005A"})) == prints[1]
+    for variant, printed in zip(variants, prints, strict=True):
+        lazy, eager = _facts_of(*variant, lazy=True), _facts_of(*variant, lazy=False)
+        assert eager.fingerprint("a1") == printed
+        assert lazy.context_for("a1") == eager.context_for("a1")
+        assert lazy.fingerprint("a1") == printed  # parsing the leads for the context changed nothing
+    assert _facts_of(*base, lazy=True).context_for("a1").assigned_owners == {"00Q1": "005A"}
+    planned = _facts_of(*base, lazy=True)
+    (linked,) = planned.linked_leads()
+    planned.plan_lead_fields(linked, {"Status": "Disqualified"})
+    assert planned.fingerprint("a1") not in prints
+    assert planned.context_for("a1").leads[0].status == "Disqualified"
