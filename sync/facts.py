@@ -42,6 +42,17 @@ def _rows(
             continue
 
 
+def _each(state: StateDB, sobject: str, parse: Callable[[dict[str, Any]], T]) -> Iterator[tuple[T, str]]:
+    """The mirror's well-formed records of one object, parsed, with their raw JSON text."""
+    for _id, text, error in state.iter_sf(sobject):
+        if error:
+            continue
+        try:
+            yield parse(json.loads(text)), text
+        except RecordError:
+            continue
+
+
 def _digest(raw: bytes) -> bytes:
     return hashlib.blake2b(raw, digest_size=16).digest()
 
@@ -108,26 +119,29 @@ class SalesforceFacts:
         return facts
 
     def _load_opportunities(self, *, lazy: bool) -> None:
-        """Each account's opportunities, found as `_load_leads` finds leads: through the Salesforce
-        Accounts that name a Vitally account, read by SQLite; parsed now unless `lazy`."""
+        """Each account's opportunities, through the Salesforce Accounts that name a Vitally
+        account: parsed now, or (`lazy`) found by the fields SQLite reads and parsed when the
+        account's context is first asked for (`_opportunities_of`)."""
         joined: dict[str, tuple[str, bytes]] = {}  # Salesforce Account Id -> (Vitally id, digest)
+        if not lazy:
+            for account, text in _each(self.state, "Account", parse_sf_account):
+                if account.vitally_account_id:
+                    joined[account.id] = (account.vitally_account_id, _digest(text.encode()))
+            self._sf_accounts = joined
+            for opportunity, text in _each(self.state, "Opportunity", parse_opportunity):
+                parent = opportunity.account_id or ""
+                if parent in joined:
+                    vitally_id = joined[parent][0]
+                    self._opp_links[vitally_id].append((opportunity.id, _digest(text.encode()), parent))
+                    self._opps_by_account[vitally_id].append(opportunity)
+            return
         for sf_id, raw, named in self.state.iter_sf_field("Account", "Vitally_Account_Id__c"):
-            if not named:
-                continue
-            if not lazy and not _parses(parse_sf_account, raw):
-                continue
-            joined[sf_id] = (named, _digest(raw))
+            if named:
+                joined[sf_id] = (named, _digest(raw))
         self._sf_accounts = joined
-        for opportunity_id, raw, parent in self.state.iter_sf_field("Opportunity", "AccountId"):
-            if parent is None or parent not in joined:
-                continue
-            vitally_id = joined[parent][0]
-            self._opp_links[vitally_id].append((opportunity_id, _digest(raw), parent))
-            if not lazy:
-                try:
-                    self._opps_by_account[vitally_id].append(parse_opportunity(json.loads(raw)))
-                except RecordError:
-                    continue
+        for opportunity_id, raw, sf_account in self.state.iter_sf_field("Opportunity", "AccountId"):
+            if sf_account is not None and sf_account in joined:
+                self._opp_links[joined[sf_account][0]].append((opportunity_id, _digest(raw), sf_account))
 
     def _opportunities_of(self, account_id: str) -> list[Opportunity] | None:
         """The account's opportunities, parsed (once) when `load` was lazy, as an eager `load`
@@ -155,19 +169,43 @@ class SalesforceFacts:
         return found
 
     def _load_leads(self, *, lazy: bool) -> None:
+        """The linked leads (each with a digest of its raw JSON) and the disqualified ones: all
+        parsed now, or (`lazy`) found by the fields SQLite reads, only the disqualified parsed
+        now and each account's linked leads when its context is first asked for (`_materialize`).
+        Only a linked or a disqualified lead is a fact; the leads pass parses the others (once)."""
         written = self.state.written_field("salesforce", "OwnerId")  # one query, not one per lead
         self._written_owner = written.get
+        if lazy:
+            self._find_leads()
+            return
+        for lead_id, text, error in self.state.iter_sf("Lead"):
+            if error:
+                continue
+            record = json.loads(text)
+            if not record.get("Vitally_Account_Id__c") and record.get("Status") not in _DISQUALIFIED:
+                continue
+            try:
+                lead = parse_lead(record)
+            except RecordError:
+                continue
+            self._read[lead_id] = lead
+            self._disqualified(lead)
+            if lead.vitally_account_id:
+                self._linked[lead.vitally_account_id].append((lead_id, _digest(text.encode())))
+                self._leads_by_account[lead.vitally_account_id].append(lead)
+                self._remember_written_owner(lead.vitally_account_id, lead_id, lead.sync_key)
+                self._remember_assignment(lead, self._written_owner)
+
+    def _find_leads(self) -> None:
+        """`_load_leads`, lazy: the linked leads found by the fields SQLite reads, not parsed."""
         for lead_id, raw, linked, key, status in self.state.iter_lead_links():
-            # Only a linked or a disqualified lead is a fact; the leads pass parses the others (once).
             disqualified = status in _DISQUALIFIED
             if not linked and not disqualified:
                 continue
             if linked:
                 self._linked[linked].append((lead_id, _digest(raw)))
-                owner = written.get(key) if key else None
-                if isinstance(owner, str) and owner:
-                    self._owners_written[linked][lead_id] = owner
-            if lazy and not disqualified:
+                self._remember_written_owner(linked, lead_id, key)
+            if not disqualified:
                 continue
             try:
                 lead = parse_lead(json.loads(raw))
@@ -175,9 +213,12 @@ class SalesforceFacts:
                 continue
             self._read[lead.id] = lead
             self._disqualified(lead)
-        if not lazy:
-            for account_id in self._linked:
-                self._materialize(account_id)
+
+    def _remember_written_owner(self, account_id: str, lead_id: str, key: str | None) -> None:
+        """The OwnerId crm-sync wrote under the lead's Sync_Key__c, for `fingerprint`."""
+        owner = self._written_owner(key) if key else None
+        if isinstance(owner, str) and owner:
+            self._owners_written[account_id][lead_id] = owner
 
     def _materialize(self, account_id: str) -> list[Lead]:
         """The account's linked leads, parsed (once: kept in `_leads_by_account`), in id order."""
