@@ -659,24 +659,26 @@ class StateDB:
             ((row["object"], row["id"], row["modstamp"], row["raw"], row.get("error")) for row in rows),
         )
 
-    def iter_lead_links(self) -> Iterator[tuple[str, bytes, str | None, str | None, str | None]]:
-        """(id, raw JSON as UTF-8 bytes, `Vitally_Account_Id__c`, `Sync_Key__c`, `Status`) of every
-        well-formed mirrored lead, in id order: the three fields read by SQLite (one JSON parse a
-        lead, in C), so that finding the leads that are Salesforce facts parses none in Python."""
-        paths = "'$.Vitally_Account_Id__c', '$.Sync_Key__c', '$.Status'"
+    def iter_lead_links(
+        self, statuses: Sequence[str]
+    ) -> Iterator[tuple[str, bytes, str | None, str | None, str | None, str | None]]:
+        """(id, raw JSON as UTF-8 bytes, `Vitally_Account_Id__c`, `Sync_Key__c`, `Status`, `Company`)
+        of every well-formed mirrored lead that names a Vitally account or whose status is one of
+        `statuses`, in
+        id order: the fields read by SQLite (in C), so that finding the leads that are Salesforce
+        facts parses none in Python, and the other leads' JSON is not even copied out."""
+        names = ("Vitally_Account_Id__c", "Sync_Key__c", "Status", "Company")
+        linked, key, status, company = (_field(f"'$.{name}'") for name in names)
         rows = self.db.conn.execute(
-            f"SELECT id, CAST(raw AS BLOB), {_field(paths)} FROM sf_records "
-            "WHERE object = 'Lead' AND coalesce(error, '') = '' ORDER BY id"
+            f"SELECT id, CAST(raw AS BLOB), v, k, s, c FROM (SELECT id, raw, {linked} AS v, {key} AS k, "
+            f"{status} AS s, {company} AS c "
+            "FROM sf_records WHERE object = 'Lead' AND coalesce(error, '') = '') "
+            f"WHERE (typeof(v) = 'text' AND v != '') OR s IN ({','.join('?' * len(statuses))}) ORDER BY id",
+            list(statuses),
         )
-        for record_id, raw, fields in rows:
-            linked, key, status = json.loads(fields) if fields is not None else (None, None, None)
-            yield (
-                record_id,
-                raw,
-                linked if isinstance(linked, str) else None,
-                key if isinstance(key, str) else None,
-                status if isinstance(status, str) else None,
-            )
+        for record_id, raw, *fields in rows:
+            linked_to, sync_key, lead_status, lead_company = (v if isinstance(v, str) else None for v in fields)
+            yield record_id, raw, linked_to, sync_key, lead_status, lead_company
 
     def iter_sf_field(self, sobject: str, field: str) -> Iterator[tuple[str, bytes, str | None]]:
         """(id, raw JSON as UTF-8 bytes, `field` when it is text) of every well-formed mirrored

@@ -99,6 +99,11 @@ class SalesforceFacts:
     _opp_links: dict[str, list[tuple[str, bytes, str]]] = field(default_factory=lambda: defaultdict(list))
     # Salesforce Account Id -> (the Vitally account it names, digest of its raw JSON).
     _sf_accounts: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    # Company key -> its disqualified leads a lazy `load` found, (Id, raw JSON), not parsed yet;
+    # and those parsed, (Id, digest of the raw JSON); and `disqualified_fingerprint`'s answers.
+    _unparsed_disqualified: dict[str, list[tuple[str, bytes]]] = field(default_factory=lambda: defaultdict(list))
+    _disqualified_rows: dict[str, list[tuple[str, bytes]]] = field(default_factory=lambda: defaultdict(list))
+    _disqualified_prints: dict[str, str] = field(default_factory=dict)
     # Lead id -> the fields this cycle's own writes give it, shown to the accounts' rules.
     _planned: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -189,7 +194,7 @@ class SalesforceFacts:
             except RecordError:
                 continue
             self._read[lead_id] = lead
-            self._disqualified(lead)
+            self._disqualified(lead, text.encode())
             if lead.vitally_account_id:
                 self._linked[lead.vitally_account_id].append((lead_id, _digest(text.encode())))
                 self._leads_by_account[lead.vitally_account_id].append(lead)
@@ -197,22 +202,14 @@ class SalesforceFacts:
                 self._remember_assignment(lead, self._written_owner)
 
     def _find_leads(self) -> None:
-        """`_load_leads`, lazy: the linked leads found by the fields SQLite reads, not parsed."""
-        for lead_id, raw, linked, key, status in self.state.iter_lead_links():
-            disqualified = status in _DISQUALIFIED
-            if not linked and not disqualified:
-                continue
+        """`_load_leads`, lazy: the linked and disqualified leads found by the fields SQLite reads,
+        none parsed (a disqualified one when its company's day is first asked for)."""
+        for lead_id, raw, linked, key, status, company in self.state.iter_lead_links(_DISQUALIFIED):
             if linked:
                 self._linked[linked].append((lead_id, _digest(raw)))
                 self._remember_written_owner(linked, lead_id, key)
-            if not disqualified:
-                continue
-            try:
-                lead = parse_lead(json.loads(raw))
-            except RecordError:
-                continue
-            self._read[lead.id] = lead
-            self._disqualified(lead)
+            if status in _DISQUALIFIED and company:
+                self._unparsed_disqualified[company.casefold()].append((lead_id, raw))
 
     def _remember_written_owner(self, account_id: str, lead_id: str, key: str | None) -> None:
         """The OwnerId crm-sync wrote under the lead's Sync_Key__c, for `fingerprint`."""
@@ -308,14 +305,46 @@ class SalesforceFacts:
                 facts._disqualified(lead)
         return facts
 
-    def _disqualified(self, lead: Lead) -> None:
-        """Remember a disqualified lead's company (`company_disqualified_at`)."""
+    def _disqualified(self, lead: Lead, raw: bytes | None = None) -> None:
+        """Remember a disqualified lead's company (`company_disqualified_at`), and the digest of
+        its raw JSON (`disqualified_fingerprint`) when given."""
         if not lead.company or (lead.status or "") not in _DISQUALIFIED:
             return
         # Salesforce keeps no disqualification date on a Lead; its last change is the best proxy.
         key = lead.company.casefold()
         day = lead.system_modstamp.date()
         self._disqualified_by_company[key] = max(day, self._disqualified_by_company.get(key, day))
+        if raw is not None:
+            self._disqualified_rows[key].append((lead.id, _digest(raw)))
+
+    def _parse_disqualified(self, key: str) -> None:
+        """Parse the disqualified leads of the company `key` that a lazy `load` found."""
+        self.disqualified_fingerprint(key)  # of the rows as found, parseable or not
+        for lead_id, raw in self._unparsed_disqualified.pop(key, ()):
+            try:
+                lead = parse_lead(json.loads(raw))
+            except RecordError:
+                continue
+            self._read.setdefault(lead_id, lead)
+            self._disqualified(lead)
+
+    def disqualified_fingerprint(self, company: str | None) -> str:
+        """A digest of the raw JSON of the company's disqualified leads ('' when none), for facts
+        from `load`: equal fingerprints mean the same `company_disqualified_at`, and none of the
+        leads is parsed to compute it."""
+        if not company:
+            return ""
+        key = company.casefold()
+        known = self._disqualified_prints.get(key)
+        if known is not None:
+            return known
+        rows = [(i, _digest(raw)) for i, raw in self._unparsed_disqualified.get(key, ())]
+        rows.extend(self._disqualified_rows.get(key, ()))
+        digest = hashlib.blake2b(digest_size=16)
+        for lead_id, raw_digest in sorted(rows):
+            digest.update(lead_id.encode() + b"\0" + raw_digest)
+        known = self._disqualified_prints[key] = digest.hexdigest() if rows else ""
+        return known
 
     def _remember_assignment(self, lead: Lead, written: Callable[[str], Any]) -> None:
         """The owner crm-sync gave a lead it created (upserted on its Sync_Key__c; `written` gives
@@ -406,4 +435,9 @@ class SalesforceFacts:
 
     def company_disqualified_at(self, company: str | None) -> date | None:
         """The latest day a lead of this company was disqualified, when known."""
-        return None if not company else self._disqualified_by_company.get(company.casefold())
+        if not company:
+            return None
+        key = company.casefold()
+        if key in self._unparsed_disqualified:
+            self._parse_disqualified(key)
+        return self._disqualified_by_company.get(key)

@@ -39,11 +39,13 @@ Leads (`LeadBook`): a lead's plan is a pure function of its raw JSON in the mirr
 it), the rules and config, the rules' day, and what crm-sync wrote to it (read only when a field
 differs, which plans a write or a conflict). After a cycle judged a lead and planned nothing for it
 (no write, no conflict, no owner asked of the round robin, no change the accounts' rules were shown),
-`lead_inputs` keeps its company's key, its context's fingerprint, the rules' fingerprint and the
-day; a trigger on the mirror deletes the record whenever the lead's row is written. A later cycle
-skips such a lead, without parsing it, in both lead passes (the linked leads shown to the accounts'
-rules, and the leads' own plan), while its company's disqualification day and its remembered verdict
-give the same fingerprint, the rules are the same and the day is the same; a lead with a write
+`lead_inputs` keeps its company's key, its context's fingerprint (`lead_inputs_fingerprint`: the
+raw JSON of its company's disqualified leads, which the day comes from, and the remembered verdict),
+the rules' fingerprint and the day; a trigger on the mirror deletes the record whenever the lead's
+row is written. A later cycle skips such a lead, without parsing it or its company's disqualified
+leads, in both lead passes (the linked leads shown to the accounts' rules, and the leads' own plan),
+while its company's disqualified leads and its remembered verdict give the same fingerprint, the
+rules are the same and the day is the same; a lead with a write
 still pending is always judged. The offline triage's verdict is a function of the lead's record and
 the classifier (part of the rules' fingerprint), and is kept in the state too (`sync.verdicts`).
 """
@@ -56,7 +58,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -64,7 +66,6 @@ from typing import Any
 
 from core.model import Account, Lead
 from core.triage import Remembered
-from rules.context import LeadContext
 from state import StateDB
 from sync.config import Config
 from sync.facts import SalesforceFacts
@@ -74,7 +75,7 @@ __all__ = [
     "LeadBook",
     "clock_window",
     "digest_of",
-    "lead_context_fingerprint",
+    "lead_inputs_fingerprint",
     "product_version",
     "rules_fingerprint",
 ]
@@ -238,14 +239,16 @@ class Book:
         self._stale.clear()
 
 
-def lead_context_fingerprint(context: LeadContext) -> str:
-    """What a lead's rules read besides the lead itself and the rules: the day its company last had
-    a lead disqualified, and the triage verdict the state remembers for it (the LLM's).
+def lead_inputs_fingerprint(disqualified: str, triage: Remembered | None) -> str:
+    """What a lead's rules read besides the lead itself and the rules (its `LeadContext`), as the
+    mirror holds it: the fingerprint of its company's disqualified leads
+    (`SalesforceFacts.disqualified_fingerprint`, from which their latest day comes) and the triage
+    verdict the state remembers for it (the LLM's).
 
-    Computed for every lead of every cycle, so without `_canonical`'s walk: a date, and a
+    Computed for every lead of every cycle, so without `_canonical`'s walk: text, and a
     `Remembered` of text and a `Triage` of text and a number, whose repr is the same in every
     process."""
-    text = repr((context.company_disqualified_at, context.triage))
+    text = repr((disqualified, triage))
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
@@ -274,7 +277,7 @@ class LeadBook:
     skipped: int = 0
     _learnt: list[tuple[str, str, str, str, float, float]] = field(default_factory=list)
     _stale: list[str] = field(default_factory=list)
-    _fingerprints: dict[tuple[date | None, Remembered | None], str] = field(default_factory=dict)
+    _fingerprints: dict[tuple[str, Remembered | None], str] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -300,10 +303,10 @@ class LeadBook:
 
     def _context_fingerprint(self, lead_id: str, company: str | None) -> str:
         facts = self.facts
-        key = (facts.company_disqualified_at(company), facts.triage_of(lead_id))
+        key = (facts.disqualified_fingerprint(company), facts.triage_of(lead_id))
         known = self._fingerprints.get(key)
         if known is None:  # most leads share a context (no disqualified company, no verdict): digest it once
-            known = self._fingerprints[key] = lead_context_fingerprint(LeadContext(*key))
+            known = self._fingerprints[key] = lead_inputs_fingerprint(*key)
         return known
 
     def holds(self, lead_id: str) -> bool:

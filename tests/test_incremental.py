@@ -400,11 +400,15 @@ def test_the_facts_fingerprint_reads_only_records_whose_repr_is_the_same_in_ever
 
 
 def test_the_lead_context_fingerprint_changes_with_every_field_of_the_lead_context() -> None:
+    """What a lead's context is made of is fingerprinted (`lead_inputs_fingerprint`): its company's
+    disqualified leads as the mirror holds them (`SalesforceFacts.disqualified_fingerprint`, which
+    changes with each of them and gives the same `company_disqualified_at` when equal) and the
+    remembered triage verdict, each of whose fields changes it."""
     from dataclasses import fields
 
     from core.triage import Remembered
     from rules.context import LeadContext
-    from sync.incremental import lead_context_fingerprint
+    from sync.incremental import lead_inputs_fingerprint
 
     assert {f.name for f in fields(LeadContext)} == {"company_disqualified_at", "triage"}  # else: extend this
     # Digested by repr, as it is: only while these hold text and numbers (the same in every process).
@@ -412,16 +416,39 @@ def test_the_lead_context_fingerprint_changes_with_every_field_of_the_lead_conte
         assert {str(f.type) for f in fields(record)} <= {"str", "float", "Label", "Triage"}, record.__name__
     said = Remembered("d1", Triage("sales", 0.9, "a buyer"))
     variants = [
-        LeadContext(),
-        LeadContext(company_disqualified_at=NOW.date()),
-        LeadContext(company_disqualified_at=NOW.date() - timedelta(days=1)),
-        LeadContext(triage=said),
-        LeadContext(triage=replace(said, digest="d2")),
-        LeadContext(triage=replace(said, triage=Triage("spam", 0.9, "a buyer"))),
-        LeadContext(triage=replace(said, triage=Triage("sales", 0.8, "a buyer"))),
-        LeadContext(triage=replace(said, triage=Triage("sales", 0.9, "a seller"))),
+        ("", None),
+        ("0123", None),
+        ("0124", None),
+        ("", said),
+        ("", replace(said, digest="d2")),
+        ("", replace(said, triage=Triage("spam", 0.9, "a buyer"))),
+        ("", replace(said, triage=Triage("sales", 0.8, "a buyer"))),
+        ("", replace(said, triage=Triage("sales", 0.9, "a seller"))),
     ]
-    assert len({lead_context_fingerprint(context) for context in variants}) == len(variants)
+    assert len({lead_inputs_fingerprint(*variant) for variant in variants}) == len(variants)
+
+    stamp = "2026-11-20T10:00:00.000+0000"
+    lead = {"Id": "00Q1", "SystemModstamp": stamp, "Status": "Disqualified", "Company": "Acme", "LastName": "A"}
+    books = [
+        [],
+        [lead],
+        [{**lead, "SystemModstamp": "2026-11-21T10:00:00.000+0000"}],
+        [{**lead, "Title": "CTO"}],  # the same day: judged again all the same
+        [lead, {**lead, "Id": "00Q2", "Company": "ACME"}],
+        [{**lead, "Status": "Open"}],
+    ]
+    prints, days = [], []
+    for book in books:
+        lazy, eager = _facts_of(book, [], {}, lazy=True), _facts_of(book, [], {}, lazy=False)
+        printed = lazy.disqualified_fingerprint("acme")
+        assert eager.disqualified_fingerprint("acme") == printed == lazy.disqualified_fingerprint("ACME")
+        assert lazy.company_disqualified_at("Acme") == eager.company_disqualified_at("Acme")
+        assert lazy.disqualified_fingerprint("acme") == printed  # parsing for the day changed nothing
+        prints.append(printed)
+        days.append(lazy.company_disqualified_at("Acme"))
+    assert prints[0] == prints[-1] == "" and days[0] is days[-1] is None
+    assert len(set(prints[:-1])) == len(books) - 1
+    assert days[1] == days[3] == NOW.date().replace(day=20) and days[2] == NOW.date().replace(day=21)
 
 
 def _facts_of(
