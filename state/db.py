@@ -202,6 +202,16 @@ def _field(path: str) -> str:
 _SYNC_KEY = _field("'$.Sync_Key__c'")
 
 
+def _json_value(text: str) -> Any:
+    """`json.loads(text)`, with a shortcut for a JSON string without escapes (an id, an email): text
+    between quotes with no backslash, quote or control character in it is the string itself."""
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        inner = text[1:-1]
+        if "\\" not in inner and '"' not in inner and inner.isprintable():
+            return inner
+    return json.loads(text)
+
+
 def _only(column: str, values: Sequence[str] | None) -> tuple[str, list[Any]]:
     """SQL restricting outbox rows to `values` of `record` (or of `column`): "" when None."""
     if values is None:
@@ -766,7 +776,7 @@ class StateDB:
         """Record → the value crm-sync last wrote to `field` there, for every record of `system`
         (one query, for a pass that asks about every record)."""
         rows = self.db.execute("SELECT record, value FROM last_written WHERE system = ? AND field = ?", [system, field])
-        return {record: json.loads(value) for record, value in rows}
+        return {record: _json_value(value) for record, value in rows}
 
     def written_values(self, system: str, record: str) -> dict[str, Any]:
         """Field → the value crm-sync last wrote there, for one record."""

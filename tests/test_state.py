@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 import sqlite_utils
+from hypothesis import given
+from hypothesis import strategies as st
 
 from state import InstanceLockedError, PlannedWrite, StateDB, StateLock, StateUnusableError
 from state.migrations import MIGRATIONS
@@ -294,3 +297,26 @@ def test_state_a_file_changed_after_a_clean_close_is_checked_and_refused(tmp_pat
 
     with pytest.raises(StateUnusableError, match="damaged"):
         StateDB.open(path)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@given(value=_JSON, text=st.text())
+def test_state_reads_stored_json_values_as_json_loads_does(value: object, text: str) -> None:
+    """`written_field` reads a value as `json.loads` would (a plain string through a shortcut)."""
+    from state.db import _json_value
+
+    assert _json_value(json.dumps(value)) == value
+    for candidate in (text, json.dumps(text), f'"{text}"'):
+        try:
+            expected = json.loads(candidate)
+        except ValueError:
+            with pytest.raises(ValueError):
+                _json_value(candidate)
+        else:
+            assert _json_value(candidate) == expected
