@@ -715,6 +715,22 @@ class StateDB:
             found.update((str(record_id), dict(json.loads(raw))) for record_id, raw in rows)
         return found
 
+    def sf_ids(self, sobject: str) -> list[str]:
+        """The ids of the mirrored `sobject` records, in id order."""
+        return [
+            str(i) for (i,) in self.db.conn.execute("SELECT id FROM sf_records WHERE object = ? ORDER BY id", [sobject])
+        ]
+
+    def sf_rows(self, sobject: str, ids: Sequence[str]) -> Iterator[tuple[str, str, str | None]]:
+        """`iter_sf`'s rows of these ids (given in id order), in id order."""
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            yield from self.db.conn.execute(
+                f"SELECT id, raw, error FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))}) "
+                "ORDER BY id",
+                [sobject, *chunk],
+            )
+
     def iter_sf(self, sobject: str) -> Iterator[tuple[str, str, str | None]]:
         yield from self.db.execute("SELECT id, raw, error FROM sf_records WHERE object = ? ORDER BY id", [sobject])
 

@@ -402,7 +402,13 @@ class SalesforceFacts:
 
     def _iter_mirrored_leads(self, skip: Collection[str]) -> Iterator[tuple[Lead, dict[str, Any]]]:
         read = self._read
-        for lead_id, raw, error in self.state.iter_sf("Lead"):
+        rows: Iterable[tuple[str, str, str | None]] = self.state.iter_sf("Lead")
+        if skip:
+            ids = self.state.sf_ids("Lead")
+            wanted = [i for i in ids if i not in skip]
+            if len(wanted) * 2 < len(ids):  # most leads skipped (an idle cycle): their JSON is not even read
+                rows = self.state.sf_rows("Lead", wanted)
+        for lead_id, raw, error in rows:
             if error or lead_id in skip:
                 continue
             record = json.loads(raw)
