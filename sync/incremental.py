@@ -199,7 +199,7 @@ class Book:
         whose Salesforce facts changed. The last are found here by comparing the fingerprints
         stored with the current ones, for the accounts that have facts (`SalesforceFacts.fingerprint`);
         the rows of the accounts whose judgement holds never reach Python."""
-        if self.full:
+        if self.full or not self.state.has_judgements():  # nothing can hold (a cold cycle): no fingerprint compared
             for record_id, raw, error, read_run in self.state.iter_accounts():
                 if not error:
                     yield record_id, raw, None, read_run
