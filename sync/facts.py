@@ -53,6 +53,11 @@ def _each(state: StateDB, sobject: str, parse: Callable[[dict[str, Any]], T]) ->
             continue
 
 
+def _link(record_id: str, raw_digest: bytes, parent: str = "") -> bytes:
+    """One record's part of `SalesforceFacts.fingerprint`: its Id, its digest, its parent's Id."""
+    return record_id.encode() + b"\0" + raw_digest + parent.encode() + b"\0"
+
+
 def _digest(raw: bytes) -> bytes:
     return hashlib.blake2b(raw, digest_size=16).digest()
 
@@ -88,24 +93,30 @@ class SalesforceFacts:
     # Lead id -> the lead as `load` parsed it from the mirror (linked or disqualified leads), so
     # that `iter_leads` does not parse it again.
     _read: dict[str, Lead] = field(default_factory=dict)
-    # Vitally account id -> its linked leads as `load` found them, (Id, digest of the raw JSON) in
-    # id order, parsed into `_leads_by_account` when first needed (`_materialize`).
-    _linked: dict[str, list[tuple[str, bytes]]] = field(default_factory=lambda: defaultdict(list))
+    # Vitally account id -> the Ids of its linked leads a lazy `load` found, in id order, parsed
+    # into `_leads_by_account` when first needed (`_materialize`).
+    _linked: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # Vitally account id -> what `fingerprint` digests of its leads and of its opportunities: each
+    # one's Id and the digest of its raw JSON (an opportunity's with its Salesforce Account's), in
+    # id order, as one byte string (a cold cycle keeps one per account, not one per record).
+    _lead_facts: dict[str, bytes] = field(default_factory=dict)
+    _opp_facts: dict[str, bytes] = field(default_factory=dict)
     # Vitally account id -> {lead Id: the OwnerId crm-sync wrote under its Sync_Key__c} (raw).
     _owners_written: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
     _written_owner: Callable[[str], Any] = field(default=lambda key: None)
-    # Vitally account id -> its opportunities as `load` found them, (Id, digest of the raw JSON,
-    # the Salesforce Account's Id) in id order; parsed into `_opps_by_account` when first needed.
+    # Vitally account id -> its opportunities as `load` found them, (Id, digest of the raw JSON and
+    # its Salesforce Account's, the Salesforce Account's Id) in id order; parsed into
+    # `_opps_by_account` when first needed.
     _opp_links: dict[str, list[tuple[str, bytes, str]]] = field(default_factory=lambda: defaultdict(list))
-    # Salesforce Account Id -> (the Vitally account it names, digest of its raw JSON).
-    _sf_accounts: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    _lazy: bool = False  # `load(lazy=True)`: leads and opportunities parsed when first needed
     # Company key -> its disqualified leads a lazy `load` found, (Id, raw JSON), not parsed yet;
     # and those parsed, (Id, digest of the raw JSON); and `disqualified_fingerprint`'s answers.
     _unparsed_disqualified: dict[str, list[tuple[str, bytes]]] = field(default_factory=lambda: defaultdict(list))
-    _disqualified_rows: dict[str, list[tuple[str, bytes]]] = field(default_factory=lambda: defaultdict(list))
+    _disqualified_rows: dict[str, bytes] = field(default_factory=dict)
     _disqualified_prints: dict[str, str] = field(default_factory=dict)
-    # Lead id -> the fields this cycle's own writes give it, shown to the accounts' rules.
-    _planned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Vitally account id -> {lead Id: the fields this cycle's own writes give it}, shown to the
+    # accounts' rules (`plan_lead_fields`).
+    _planned: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
 
     @classmethod
     def load(cls, state: StateDB, *, lazy: bool = False) -> SalesforceFacts:
@@ -119,6 +130,7 @@ class SalesforceFacts:
         for user, _ in _parsed(state, "User", parse_user):
             facts.users[user.id] = user
         facts._triage = {lead: verdict for lead, (_, verdict) in state.remembered_triage().items() if verdict}
+        facts._lazy = lazy
         facts._load_opportunities(lazy=lazy)
         facts._load_leads(lazy=lazy)
         return facts
@@ -126,27 +138,33 @@ class SalesforceFacts:
     def _load_opportunities(self, *, lazy: bool) -> None:
         """Each account's opportunities, through the Salesforce Accounts that name a Vitally
         account: parsed now, or (`lazy`) found by the fields SQLite reads and parsed when the
-        account's context is first asked for (`_opportunities_of`)."""
+        account's context is first asked for (`_opportunities_of`). Each is kept with a digest
+        of its raw JSON and of its Salesforce Account's."""
         joined: dict[str, tuple[str, bytes]] = {}  # Salesforce Account Id -> (Vitally id, digest)
+        opp_facts: dict[str, bytes] = {}
         if not lazy:
             for account, text in _each(self.state, "Account", parse_sf_account):
                 if account.vitally_account_id:
                     joined[account.id] = (account.vitally_account_id, _digest(text.encode()))
-            self._sf_accounts = joined
             for opportunity, text in _each(self.state, "Opportunity", parse_opportunity):
                 parent = opportunity.account_id or ""
                 if parent in joined:
-                    vitally_id = joined[parent][0]
-                    self._opp_links[vitally_id].append((opportunity.id, _digest(text.encode()), parent))
+                    vitally_id, parent_digest = joined[parent]
+                    link = _link(opportunity.id, _digest(text.encode() + parent_digest), parent)
+                    opp_facts[vitally_id] = opp_facts.get(vitally_id, b"") + link
                     self._opps_by_account[vitally_id].append(opportunity)
+            self._opp_facts = opp_facts
             return
         for sf_id, raw, named in self.state.iter_sf_field("Account", "Vitally_Account_Id__c"):
             if named:
                 joined[sf_id] = (named, _digest(raw))
-        self._sf_accounts = joined
         for opportunity_id, raw, sf_account in self.state.iter_sf_field("Opportunity", "AccountId"):
             if sf_account is not None and sf_account in joined:
-                self._opp_links[joined[sf_account][0]].append((opportunity_id, _digest(raw), sf_account))
+                vitally_id, parent_digest = joined[sf_account]
+                raw_digest = _digest(raw + parent_digest)
+                self._opp_links[vitally_id].append((opportunity_id, raw_digest, sf_account))
+                opp_facts[vitally_id] = opp_facts.get(vitally_id, b"") + _link(opportunity_id, raw_digest, sf_account)
+        self._opp_facts = opp_facts
 
     def _opportunities_of(self, account_id: str) -> list[Opportunity] | None:
         """The account's opportunities, parsed (once) when `load` was lazy, as an eager `load`
@@ -178,9 +196,10 @@ class SalesforceFacts:
         parsed now, or (`lazy`) found by the fields SQLite reads, only the disqualified parsed
         now and each account's linked leads when its context is first asked for (`_materialize`).
         Only a linked or a disqualified lead is a fact; the leads pass parses the others (once)."""
-        written = self.state.written_field("salesforce", "OwnerId")  # one query, not one per lead
-        self._written_owner = written.get
+        written = self.state.written_field("salesforce", "OwnerId").get  # one query, not one per lead
+        lead_facts = self._lead_facts
         if lazy:
+            self._written_owner = written  # for `_materialize`
             self._find_leads()
             return
         for lead_id, text, error in self.state.iter_sf("Lead"):
@@ -196,17 +215,18 @@ class SalesforceFacts:
             self._read[lead_id] = lead
             self._disqualified(lead, text.encode())
             if lead.vitally_account_id:
-                self._linked[lead.vitally_account_id].append((lead_id, _digest(text.encode())))
+                link = _link(lead_id, _digest(text.encode()))
+                lead_facts[lead.vitally_account_id] = lead_facts.get(lead.vitally_account_id, b"") + link
                 self._leads_by_account[lead.vitally_account_id].append(lead)
-                self._remember_written_owner(lead.vitally_account_id, lead_id, lead.sync_key)
-                self._remember_assignment(lead, self._written_owner)
+                self._remember_assignment(lead, written)
 
     def _find_leads(self) -> None:
         """`_load_leads`, lazy: the linked and disqualified leads found by the fields SQLite reads,
         none parsed (a disqualified one when its company's day is first asked for)."""
         for lead_id, raw, linked, key, status, company in self.state.iter_lead_links(_DISQUALIFIED):
             if linked:
-                self._linked[linked].append((lead_id, _digest(raw)))
+                self._linked[linked].append(lead_id)
+                self._lead_facts[linked] = self._lead_facts.get(linked, b"") + _link(lead_id, _digest(raw))
                 self._remember_written_owner(linked, lead_id, key)
             if status in _DISQUALIFIED and company:
                 self._unparsed_disqualified[company.casefold()].append((lead_id, raw))
@@ -223,7 +243,7 @@ class SalesforceFacts:
         if known is not None or account_id not in self._linked:
             return known if known is not None else []
         read = self._read
-        ids = [lead_id for lead_id, _ in self._linked[account_id]]
+        ids = self._linked[account_id]
         missing = [lead_id for lead_id in ids if lead_id not in read]
         for lead_id, record in self.state.sf_raw_many("Lead", missing).items():
             try:
@@ -242,30 +262,24 @@ class SalesforceFacts:
         cycle's own writes will give it: `plan_lead_fields`), the opportunities, and the owners
         crm-sync gave its leads. Equal fingerprints mean equal contexts (`context_for` is a
         function of exactly these), and none of the linked leads is parsed to compute it."""
-        links = self._linked.get(account_id)
-        if not links and not self._opp_links.get(account_id):
+        leads, opportunities = self._lead_facts.get(account_id), self._opp_facts.get(account_id)
+        if not leads and not opportunities:
             return ""
-        digest = hashlib.blake2b(digest_size=16)
-        planned = self._planned
-        for lead_id, raw_digest in links or ():
-            digest.update(lead_id.encode())
-            digest.update(b"\0")
-            digest.update(raw_digest)
-            fields = planned.get(lead_id)
-            if fields is not None:
-                digest.update(repr(sorted(fields.items())).encode())
-        sf_accounts = self._sf_accounts
-        for opportunity_id, raw_digest, sf_id in self._opp_links.get(account_id) or ():
-            digest.update(b"\1" + opportunity_id.encode() + b"\0" + raw_digest + sf_id.encode() + b"\0")
-            digest.update(sf_accounts[sf_id][1])
+        digest = hashlib.blake2b(leads or b"", digest_size=16)
+        for lead_id, fields in sorted((self._planned.get(account_id) or {}).items()):
+            digest.update(b"\3" + lead_id.encode() + b"\0" + repr(sorted(fields.items())).encode())
+        digest.update(b"\1" + (opportunities or b""))
         digest.update(b"\2")
-        digest.update(repr(sorted((self._owners_written.get(account_id) or {}).items())).encode())
+        # The OwnerIds crm-sync wrote under the leads' keys: found with the raw rows (lazy), or
+        # with the leads parsed (the same ones: a lead the mirror holds as well-formed parses).
+        owners = self._owners_written.get(account_id) if self._lazy else self._assigned_by_account.get(account_id)
+        digest.update(repr(sorted((owners or {}).items())).encode())
         return digest.hexdigest()
 
     def with_facts(self) -> Iterator[str]:
         """The account ids Salesforce has facts on (a linked lead or an opportunity), for `load`."""
-        yield from self._linked
-        yield from (account_id for account_id in self._opp_links if account_id not in self._linked)
+        yield from self._lead_facts
+        yield from (account_id for account_id in self._opp_facts if account_id not in self._lead_facts)
 
     @classmethod
     def load_for(cls, state: StateDB, account_ids: Collection[str], lead_ids: Collection[str] = ()) -> SalesforceFacts:
@@ -315,7 +329,7 @@ class SalesforceFacts:
         day = lead.system_modstamp.date()
         self._disqualified_by_company[key] = max(day, self._disqualified_by_company.get(key, day))
         if raw is not None:
-            self._disqualified_rows[key].append((lead.id, _digest(raw)))
+            self._disqualified_rows[key] = self._disqualified_rows.get(key, b"") + _link(lead.id, _digest(raw))
 
     def _parse_disqualified(self, key: str) -> None:
         """Parse the disqualified leads of the company `key` that a lazy `load` found."""
@@ -338,12 +352,9 @@ class SalesforceFacts:
         known = self._disqualified_prints.get(key)
         if known is not None:
             return known
-        rows = [(i, _digest(raw)) for i, raw in self._unparsed_disqualified.get(key, ())]
-        rows.extend(self._disqualified_rows.get(key, ()))
-        digest = hashlib.blake2b(digest_size=16)
-        for lead_id, raw_digest in sorted(rows):
-            digest.update(lead_id.encode() + b"\0" + raw_digest)
-        known = self._disqualified_prints[key] = digest.hexdigest() if rows else ""
+        found = b"".join(_link(i, _digest(raw)) for i, raw in self._unparsed_disqualified.get(key, ()))
+        rows = found + self._disqualified_rows.get(key, b"")  # in id order: one of the two is empty
+        known = self._disqualified_prints[key] = hashlib.blake2b(rows, digest_size=16).hexdigest() if rows else ""
         return known
 
     def _remember_assignment(self, lead: Lead, written: Callable[[str], Any]) -> None:
@@ -360,7 +371,7 @@ class SalesforceFacts:
         """The leads joined to a Vitally account (they are part of that account's context), but
         those whose ids are in `skip` (not even parsed, unless an account's context needed them)."""
         if self._linked:
-            wanted = [i for links in self._linked.values() for i, _ in links if i not in skip and i not in self._read]
+            wanted = [i for links in self._linked.values() for i in links if i not in skip and i not in self._read]
             for lead_id, record in self.state.sf_raw_many("Lead", wanted).items():
                 try:
                     self._read[lead_id] = parse_lead(record)
@@ -370,7 +381,7 @@ class SalesforceFacts:
                 if account_id in self._leads_by_account:
                     yield from (lead for lead in list(self._leads_by_account[account_id]) if lead.id not in skip)
                     continue
-                yield from (self._read[i] for i, _ in links if i not in skip and i in self._read)
+                yield from (self._read[i] for i in links if i not in skip and i in self._read)
             return
         for leads in list(self._leads_by_account.values()):
             yield from (lead for lead in list(leads) if lead.id not in skip)
@@ -390,7 +401,7 @@ class SalesforceFacts:
         if leads is None:
             leads = self._leads_by_account[lead.vitally_account_id]
         leads[:] = [planned if known.id == lead.id else known for known in leads]
-        self._planned[lead.id] = dict(fields)
+        self._planned[lead.vitally_account_id][lead.id] = dict(fields)
 
     def iter_leads(self, skip: Collection[str] = ()) -> Iterator[tuple[Lead, dict[str, Any]]]:
         """Every well-formed lead of the mirror with its fields as Salesforce last showed them
