@@ -212,6 +212,12 @@ _STEP = st.one_of(
     # The LLM answers about an open demo request (`sync.triage` between two cycles): the lead's
     # record does not change, its context does.
     st.tuples(st.just("verdict"), st.integers(0, 40), st.sampled_from(["sales", "support", "spam"])),
+    # A person moves an opportunity on, or points a Salesforce Account at another Vitally account
+    # (its opportunities move with it): facts joined through two records.
+    st.tuples(
+        st.just("opportunity"), st.integers(0, 40), st.sampled_from(["Closed Won", "Closed Lost", "Prospecting"])
+    ),
+    st.tuples(st.just("sf_account"), st.integers(0, 40), st.integers(0, 79)),
 )
 
 
@@ -223,9 +229,26 @@ def _open_demo_requests(config: Config, state: StateDB) -> list[Lead]:
 
 
 def _apply(
-    sandbox: Sandbox, step: tuple[Any, ...], accounts: list[str], leads: list[str], config: Config, state: StateDB
+    sandbox: Sandbox,
+    step: tuple[Any, ...],
+    accounts: list[str],
+    leads: list[str],
+    config: Config,
+    state: StateDB,
+    salesforce: dict[str, list[str]] | None = None,
 ) -> None:
     kind = step[0]
+    others = salesforce or {}
+    if kind in ("opportunity", "sf_account") and others.get(kind):
+        ids = others[kind]
+        sobject_name, fields = (
+            ("Opportunity", {"StageName": step[2]})
+            if kind == "opportunity"
+            else ("Account", {"Vitally_Account_Id__c": accounts[step[2] % len(accounts)]})
+        )
+        with contextlib.suppress(SalesforceMalformedRequest):
+            sobject(salesforce_client(sandbox.url), sobject_name).update(ids[step[1] % len(ids)], fields)
+        return
     if kind == "lead_field" and leads:
         field, value = step[2]
         lead = leads[step[1] % len(leads)]
@@ -272,7 +295,8 @@ def _apply(
 def test_incremental_cycles_plan_exactly_what_full_ones_plan(
     seed: int, steps: list[tuple[Any, ...]], triggers: bool, llm: bool
 ) -> None:
-    """Over random books, changes to accounts and leads, LLM verdicts and clock moves, a cycle that
+    """Over random books, changes to accounts, leads, opportunities and the Salesforce Accounts they
+    hang from, LLM verdicts and clock moves, a cycle that
     skips the accounts and leads whose judgements hold plans exactly what judging everything plans."""
     seeded = generate_book(80, seed=seed, now=NOW)
     with Sandbox(seeded, now=NOW) as sandbox, tempfile.TemporaryDirectory() as tmp:
@@ -288,8 +312,12 @@ def test_incremental_cycles_plan_exactly_what_full_ones_plan(
         _cycle(config, state, sandbox)
         accounts = sorted(a["id"] for a in seeded["vitally"]["accounts"] if isinstance(a.get("id"), str))
         leads = sorted(lead["Id"] for lead in seeded["salesforce"]["Lead"] if isinstance(lead.get("Id"), str))
+        salesforce = {
+            kind: sorted(r["Id"] for r in seeded["salesforce"].get(name, []) if isinstance(r.get("Id"), str))
+            for kind, name in (("opportunity", "Opportunity"), ("sf_account", "Account"))
+        }
         for step in steps:
-            _apply(sandbox, step, accounts, leads, config, state)
+            _apply(sandbox, step, accounts, leads, config, state, salesforce)
             incremental, conflicts, _ = _dry(config, path, sandbox, full=False)
             full, full_conflicts, _ = _dry(config, path, sandbox, full=True)
             assert incremental == full, step
