@@ -22,6 +22,9 @@ child's own (its `VmHWM`, sampled). The scenarios, in this order:
                  still covers, the clock moves on by the interval again, then the measured `run`
                  (nothing changed; the look-back no longer reaches the cold run's writes). The
                  rules' clock is the machine's, as in every scenario; only the services' moves.
+                 Then the same cycles inside a running daemon (`python -m sync daemon`, the clock
+                 moved on by the interval after each cycle): the CPU of each cycle as its
+                 `cycle_finished` log line gives it, printed under the tables.
     incremental  1 % of the accounts get a new MRR (as Vitally's billing sync would), then `run`
     burst        1,000 new accounts that qualify for routing arrive, then `run` (1,000 new leads)
 
@@ -42,9 +45,11 @@ import json
 import os
 import platform
 import random
+import re
 import resource
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -479,7 +484,7 @@ def steps_for(selected: Sequence[str]) -> list[Step]:
 @dataclass(frozen=True)
 class Result:
     """One reported run: requests by kind; for crm-sync also the accounts listed, the minimum and
-    what the run changed."""
+    what the run changed; for `idle-daemon` also the CPU of idle cycles inside a running daemon."""
 
     scenario: str
     requests: dict[Kind, int]
@@ -487,6 +492,56 @@ class Result:
     accounts: int = 0
     minimum: dict[Kind, int] = field(default_factory=dict)
     writes: Writes | None = None
+    daemon_cycles_cpu_s: tuple[float, ...] = ()
+
+
+DAEMON_CYCLES = 4  # the first one, right after start, is not counted: its process has only just started
+_DAEMON_NAP_S = 5  # `[daemon] interval_seconds` of the daemon measured: the services' clock moves by the real one
+
+
+def _daemon_config(config: Path, target: Path) -> Path:
+    """`config` with a short real interval and no health endpoints (a bench must not take a port)."""
+    text = config.read_text()
+    text = re.sub(r"(?m)^interval_seconds = .*$", f"interval_seconds = {_DAEMON_NAP_S}", text, count=1)
+    text = re.sub(r"(?m)^health_port = .*$", "health_port = 0", text, count=1)
+    target.write_text(text)
+    return target
+
+
+def daemon_idle_cycles(sandbox: SandboxProcess, config: Path, state: Path, tree: Path) -> tuple[float, ...]:
+    """CPU seconds of idle cycles inside one running daemon (`cpu_seconds` of its `cycle_finished`
+    lines: no imports, no state check, what a cycle itself costs): `python -m sync daemon` on the
+    state, the services' clock moved on by the configured interval (`[daemon] interval_seconds`,
+    as in `idle-daemon`) after each cycle; the cycles after the first, whose process has just
+    started, are kept. Empty when the daemon did not run them."""
+    interval = interval_seconds(config)
+    short = _daemon_config(config, config.with_name("daemon.toml"))
+    argv = [sys.executable, "-m", "sync", "--config", str(short), "--state", str(state), "daemon"]
+    child = subprocess.Popen(
+        argv, cwd=tree, env=_clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    seen: list[float] = []
+    try:
+        assert child.stderr is not None
+        for line in child.stderr:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") != "cycle_finished":
+                continue
+            seen.append(float(event.get("cpu_seconds", "nan")))
+            if len(seen) >= DAEMON_CYCLES:
+                break
+            sandbox.control("POST", "clock", {"advance_seconds": interval})
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return tuple(seen[1:])
 
 
 def _config(url: str, path: Path, tree: Path = ROOT) -> Path:
@@ -528,8 +583,11 @@ def crm_sync_pass(
             if not step.dry_run:
                 last_read = before
             current = after
+            inside: tuple[float, ...] = ()
+            if step.name == "idle-daemon":
+                inside = daemon_idle_cycles(sandbox, config, state, options.tree)
             if step.reported:
-                results.append(Result(step.name, requests_made, measured, len(before.accounts), need, writes))
+                results.append(Result(step.name, requests_made, measured, len(before.accounts), need, writes, inside))
     return results
 
 
@@ -644,6 +702,13 @@ def report(
             f"{baseline.peak_rss_mib:,.0f}" if baseline else "—",
         )
     console.print(timing)
+    for result in ours:
+        if result.daemon_cycles_cpu_s:
+            shown = ", ".join(f"{cpu:.2f}" for cpu in result.daemon_cycles_cpu_s)
+            console.print(
+                f"{labels[result.scenario]}, inside a running daemon (cpu_seconds of its cycle_finished, no imports "
+                f"or state check): median {statistics.median(result.daemon_cycles_cpu_s):.2f} s CPU ({shown})"
+            )
     for who, results in (("crm-sync", ours), ("naive", list(base.values()))):
         for result in results:
             if result.measured.exit_code != 0:

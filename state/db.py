@@ -49,14 +49,17 @@ def _unreadable(error: sqlite3.DatabaseError) -> str:
     return f"not a readable SQLite database ({error})"
 
 
-def _verify(conn: sqlite3.Connection, path: Path) -> None:
+def _verify(conn: sqlite3.Connection, path: Path, *, pages: bool = True) -> None:
     """Raise `StateUnusableError` unless `conn` is a sound crm-sync state (or an empty file).
 
     `PRAGMA quick_check` reads every page (O(N), without the index cross-checks of
     `integrity_check`): a damaged or truncated file is found before anything is planned on it.
+    Without `pages` (a file crm-sync closed cleanly and nobody changed since: `_closed_cleanly`)
+    only the header, the schema and its version are read: a file that is not SQLite, not
+    crm-sync's or a newer crm-sync's is still refused.
     """
     try:
-        problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)")]
+        problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)")] if pages else ["ok"]
         tables = {str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         row = conn.execute("SELECT max(version) FROM schema_version").fetchone() if "schema_version" in tables else None
     except sqlite3.DatabaseError as error:  # "file is not a database", "database disk image is malformed"
@@ -71,6 +74,59 @@ def _verify(conn: sqlite3.Connection, path: Path) -> None:
         raise StateUnusableError(
             path, f"written by a newer crm-sync (schema version {version}; this one knows up to {len(MIGRATIONS)})"
         )
+
+
+CLOSED_SUFFIX = ".closed"  # beside the state file: what it was like when crm-sync last closed it cleanly
+
+
+def _closed_path(path: Path) -> Path:
+    return Path(f"{path}{CLOSED_SUFFIX}")
+
+
+def _identity(path: Path) -> str:
+    """What changes when anything writes or replaces the file: device, inode, size, mtime (ns)."""
+    info = path.stat()
+    return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def _closed_cleanly(path: Path) -> bool:
+    """Whether the state file is, byte for byte as far as the file system can tell, the file a
+    crm-sync process left when it closed it cleanly (`_mark_closed`): the mark beside it names
+    this device, inode, size and modification time, and no `-wal` or `-shm` says a connection has
+    it open or a crash left it. Such a file was checked when that process opened it and written
+    since only through SQLite, so its pages need no second `quick_check`; a file copied, restored,
+    edited, truncated or left by a crash has no matching mark and is checked in full."""
+    try:
+        mark = _closed_path(path).read_text(encoding="ascii").strip()
+        return not _in_use(path) and mark == _identity(path)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _forget_closed(path: Path) -> None:
+    """Remove the mark before anything could write to the file: a crash from here on leaves none."""
+    with contextlib.suppress(FileNotFoundError):
+        _closed_path(path).unlink()
+
+
+def _mark_closed(path: Path) -> None:
+    """Write the mark of a clean close (owner-only, replaced atomically), unless another
+    connection still has the file open (its `-wal` or `-shm` remains)."""
+    if _in_use(path) or not path.exists():
+        return
+    mark = _closed_path(path)
+    partial = Path(f"{mark}.tmp")
+    try:
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="ascii") as file:
+            file.write(_identity(path) + "\n")
+        if _in_use(path):  # a connection opened it meanwhile: no promise about what it will write
+            partial.unlink()
+            return
+        os.replace(partial, mark)
+    except OSError:
+        with contextlib.suppress(OSError):
+            partial.unlink()  # without a mark the next start checks every page: slower, never wrong
 
 
 def _in_use(path: Path) -> bool:
@@ -144,6 +200,16 @@ def _field(path: str) -> str:
 
 
 _SYNC_KEY = _field("'$.Sync_Key__c'")
+
+
+def _json_value(text: str) -> Any:
+    """`json.loads(text)`, with a shortcut for a JSON string without escapes (an id, an email): text
+    between quotes with no backslash, quote or control character in it is the string itself."""
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        inner = text[1:-1]
+        if "\\" not in inner and '"' not in inner and inner.isprintable():
+            return inner
+    return json.loads(text)
 
 
 def _only(column: str, values: Sequence[str] | None) -> tuple[str, list[Any]]:
@@ -314,6 +380,7 @@ class StateDB:
         # waits for a cycle's transaction; in memory for a state in memory.
         self.inbox = inbox if inbox is not None else connect_inbox(None, timeout=30)
         self._temporary: Path | None = None  # a snapshot's private directory, removed on close
+        self._path: Path | None = None  # the state file `open` opened: marked closed cleanly on close
         db.execute("PRAGMA temp_store=FILE")
         _carry_events(db, self.inbox)
         migrate(db)
@@ -330,9 +397,11 @@ class StateDB:
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite's -wal/-shm inherit this mode
+        clean = _closed_cleanly(path)
+        _forget_closed(path)
         conn = sqlite3.connect(str(path), timeout=30)
         try:
-            _verify(conn, path)  # before anything could write to it
+            _verify(conn, path, pages=not clean)  # before anything could write to it
             os.chmod(path, 0o600)  # a file left by an older build with looser permissions is tightened
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
@@ -344,11 +413,13 @@ class StateDB:
             conn.close()
             raise
         try:
-            return cls(sqlite_utils.Database(conn), inbox)
+            state = cls(sqlite_utils.Database(conn), inbox)
         except sqlite3.DatabaseError as error:  # a schema the migrations cannot take
             conn.close()
             inbox.close()
             raise StateUnusableError(path, f"not a crm-sync state file ({error})") from None
+        state._path = path
+        return state
 
     @classmethod
     def snapshot(cls, path: Path) -> StateDB:
@@ -364,8 +435,9 @@ class StateDB:
         try:
             if path.exists() and path.stat().st_size > 0:
                 _copy(path, copy_path)
+            clean = _closed_cleanly(path)  # `_copy` copied its bytes, or read it through SQLite
             copy = sqlite3.connect(copy_path)
-            _verify(copy, path)  # the copy's problems are the original's
+            _verify(copy, path, pages=not clean)  # the copy's problems are the original's
             copy.execute("PRAGMA journal_mode=OFF")
             copy.execute("PRAGMA synchronous=OFF")
             events, events_copy = inbox_path(path), directory / ("state.db" + INBOX_SUFFIX)
@@ -412,8 +484,12 @@ class StateDB:
             raise
 
     def close(self) -> None:
+        """Close both connections; a state file opened by `open` is then marked as closed cleanly
+        (`_closed_cleanly`: the next start reads its header and schema, not every page)."""
         self.db.close()
         self.inbox.close()
+        if self._path is not None:
+            _mark_closed(self._path)
         if self._temporary is not None:
             shutil.rmtree(self._temporary, ignore_errors=True)
 
@@ -473,30 +549,63 @@ class StateDB:
         where, params = ("", []) if ids is None else (f" WHERE id IN ({','.join('?' * len(ids))})", list(ids))
         yield from self.db.conn.execute(f"SELECT id, raw, error, read_run FROM accounts{where} ORDER BY id", params)
 
-    def iter_accounts_judged(
-        self, rules: str, at: float
-    ) -> Iterator[tuple[str, bool, str | None, int | None, str | None, str | None]]:
-        """(id, holds, raw JSON or None, the run that last read it, stored facts fingerprint,
-        stored manager) for every well-formed mirrored account, in id order, with what
-        `save_account_inputs` stored for it. `holds`: a judgement is stored, made under these
-        `rules`, and the clock `at` (epoch seconds) is inside its window. The raw JSON is read
-        only when the judgement does not hold (one whose Salesforce facts changed is read by the
-        caller, `account_raw_text`). An account with a write still
-        pending (queued by an event's mini-cycle, an `apply`, an earlier cycle) never holds: this
-        cycle must judge it again, or settling would drop that write as no longer wanted."""
-        holds = "(i.id IS NOT NULL AND i.rules IS ? AND ? >= i.valid_from AND ? < i.valid_until)"
-        for record_id, held, raw, read_run, facts, manager in self.db.conn.execute(
-            f"SELECT a.id, {holds}, CASE WHEN NOT {holds} THEN a.raw END, a.read_run, "
-            "i.facts, i.manager FROM accounts a LEFT JOIN account_inputs i ON i.id = a.id "
-            "AND i.id NOT IN (SELECT account FROM outbox WHERE status = 'pending' AND account IS NOT NULL) "
-            "WHERE coalesce(a.error, '') = '' ORDER BY a.id",
-            [rules, at, at, rules, at, at],
-        ):
-            yield record_id, bool(held), raw, read_run, facts, manager
+    # A stored judgement that holds (`i`: its `account_inputs` row). Only that table and indexes
+    # are read: an account's own row holds its raw JSON (overflow pages, read only for the
+    # accounts judged). Every `account_inputs` row is of a mirrored, well-formed account: the
+    # triggers on `accounts` delete it when the row is written, marked malformed or removed.
+    _HOLDS = (
+        "i.rules IS ? AND ? >= i.valid_from AND ? < i.valid_until "
+        "AND i.id NOT IN (SELECT account FROM outbox WHERE status = 'pending' AND account IS NOT NULL) "
+        "AND i.id NOT IN (SELECT id FROM temp.facts_changed)"
+    )
 
-    def account_raw_text(self, account_id: str) -> str | None:
-        row = self.db.execute("SELECT raw FROM accounts WHERE id = ?", [account_id]).fetchone()
-        return None if row is None else str(row[0])
+    def _facts_changed(self, ids: Iterable[str]) -> None:
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS facts_changed (id TEXT PRIMARY KEY)")
+        self.db.execute("DELETE FROM temp.facts_changed")
+        self.db.conn.executemany("INSERT OR IGNORE INTO temp.facts_changed VALUES (?)", ((i,) for i in ids))
+
+    def stored_facts(self) -> dict[str, str]:
+        """Account id → the Salesforce facts fingerprint stored with its judgement, for the
+        judgements made on some facts (not '')."""
+        rows = self.db.conn.execute("SELECT id, facts FROM account_inputs WHERE facts != ''")
+        return {str(account_id): str(facts) for account_id, facts in rows}
+
+    def accounts_holding(self, rules: str, at: float, facts_changed: Iterable[str]) -> tuple[int, Counter[str]]:
+        """How many mirrored accounts have a stored judgement that holds (made under these
+        `rules`, the clock `at` inside its window, no write of theirs pending, their facts not
+        in `facts_changed`), and how many of those each stored manager counts."""
+        self._facts_changed(facts_changed)
+        rows = self.db.conn.execute(
+            f"SELECT i.manager, count(*) FROM account_inputs i WHERE {self._HOLDS} "
+            "AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = i.id) GROUP BY i.manager",
+            [rules, at, at],
+        )
+        managers: Counter[str] = Counter()
+        total = 0
+        for manager, count in rows:
+            total += int(count)
+            if manager:
+                managers[str(manager)] += int(count)
+        return total, managers
+
+    def accounts_to_judge(
+        self, rules: str, at: float, facts_changed: Iterable[str]
+    ) -> Iterator[tuple[str, str, int | None]]:
+        """(id, raw JSON, the run that last read it) of every well-formed mirrored account whose
+        stored judgement does not hold (`accounts_holding`), in id order. An account with a write
+        still pending (queued by an event's mini-cycle, an `apply`, an earlier cycle) never holds:
+        this cycle must judge it again, or settling would drop that write as no longer wanted."""
+        self._facts_changed(facts_changed)
+        # The index of `accounts` answers `NOT IN` before the row itself is read.
+        yield from self.db.conn.execute(
+            f"SELECT a.id, a.raw, a.read_run FROM accounts a WHERE a.id NOT IN "
+            f"(SELECT i.id FROM account_inputs i WHERE {self._HOLDS}) AND coalesce(a.error, '') = '' ORDER BY a.id",
+            [rules, at, at],
+        )
+
+    def has_judgements(self) -> bool:
+        """Whether any account's judgement is stored (`sync.incremental`)."""
+        return bool(self.db.conn.execute("SELECT EXISTS (SELECT 1 FROM account_inputs)").fetchone()[0])
 
     def save_account_inputs(self, rows: Iterable[tuple[str, str, str, float, float, str | None]]) -> None:
         """Rows of (id, facts fingerprint, rules fingerprint, valid_from, valid_until, manager)."""
@@ -560,6 +669,68 @@ class StateDB:
             ((row["object"], row["id"], row["modstamp"], row["raw"], row.get("error")) for row in rows),
         )
 
+    def iter_lead_links(
+        self, statuses: Sequence[str]
+    ) -> Iterator[tuple[str, bytes, str | None, str | None, str | None, str | None]]:
+        """(id, raw JSON as UTF-8 bytes, `Vitally_Account_Id__c`, `Sync_Key__c`, `Status`, `Company`)
+        of every well-formed mirrored lead that names a Vitally account or whose status is one of
+        `statuses`, in
+        id order: the fields read by SQLite (in C), so that finding the leads that are Salesforce
+        facts parses none in Python, and the other leads' JSON is not even copied out."""
+        names = ("Vitally_Account_Id__c", "Sync_Key__c", "Status", "Company")
+        linked, key, status, company = (_field(f"'$.{name}'") for name in names)
+        rows = self.db.conn.execute(
+            f"SELECT id, CAST(raw AS BLOB), v, k, s, c FROM (SELECT id, raw, {linked} AS v, {key} AS k, "
+            f"{status} AS s, {company} AS c "
+            "FROM sf_records WHERE object = 'Lead' AND coalesce(error, '') = '') "
+            f"WHERE (typeof(v) = 'text' AND v != '') OR s IN ({','.join('?' * len(statuses))}) ORDER BY id",
+            list(statuses),
+        )
+        for record_id, raw, *fields in rows:
+            linked_to, sync_key, lead_status, lead_company = (v if isinstance(v, str) else None for v in fields)
+            yield record_id, raw, linked_to, sync_key, lead_status, lead_company
+
+    def iter_sf_field(self, sobject: str, field: str) -> Iterator[tuple[str, bytes, str | None]]:
+        """(id, raw JSON as UTF-8 bytes, `field` when it is text) of every well-formed mirrored
+        `sobject` record, in id order: the field read by SQLite, not by parsing the record."""
+        if not _NAME.fullmatch(field):
+            raise ValueError(f"not a field name: {field!r}")
+        rows = self.db.conn.execute(
+            f"SELECT id, CAST(raw AS BLOB), {_field(repr('$.' + field))} FROM sf_records "
+            "WHERE object = ? AND coalesce(error, '') = '' ORDER BY id",
+            [sobject],
+        )
+        for record_id, raw, value in rows:
+            yield record_id, raw, value if isinstance(value, str) else None
+
+    def sf_raw_many(self, sobject: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Record id → fields of these mirrored `sobject` records (those the mirror holds)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.db.conn.execute(
+                f"SELECT id, raw FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))})",
+                [sobject, *chunk],
+            )
+            found.update((str(record_id), dict(json.loads(raw))) for record_id, raw in rows)
+        return found
+
+    def sf_ids(self, sobject: str) -> list[str]:
+        """The ids of the mirrored `sobject` records, in id order."""
+        return [
+            str(i) for (i,) in self.db.conn.execute("SELECT id FROM sf_records WHERE object = ? ORDER BY id", [sobject])
+        ]
+
+    def sf_rows(self, sobject: str, ids: Sequence[str]) -> Iterator[tuple[str, str, str | None]]:
+        """`iter_sf`'s rows of these ids (given in id order), in id order."""
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            yield from self.db.conn.execute(
+                f"SELECT id, raw, error FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))}) "
+                "ORDER BY id",
+                [sobject, *chunk],
+            )
+
     def iter_sf(self, sobject: str) -> Iterator[tuple[str, str, str | None]]:
         yield from self.db.execute("SELECT id, raw, error FROM sf_records WHERE object = ? ORDER BY id", [sobject])
 
@@ -621,7 +792,7 @@ class StateDB:
         """Record → the value crm-sync last wrote to `field` there, for every record of `system`
         (one query, for a pass that asks about every record)."""
         rows = self.db.execute("SELECT record, value FROM last_written WHERE system = ? AND field = ?", [system, field])
-        return {record: json.loads(value) for record, value in rows}
+        return {record: _json_value(value) for record, value in rows}
 
     def written_values(self, system: str, record: str) -> dict[str, Any]:
         """Field → the value crm-sync last wrote there, for one record."""

@@ -55,8 +55,8 @@ from rules.demo import CLASSIFIERS
 from rules.expressions import CompiledTrigger, CustomTrigger, ExpressionError, compile_trigger
 from rules.policy import ROUTING_RULE_IDS, Policy, Territories
 from rules.round_robin import Member, Pool
+from sync.event_settings import EventSettings
 from sync.notify import AlertSettings
-from sync.receiver import EventSettings
 
 __all__ = [
     "Config",

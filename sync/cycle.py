@@ -19,6 +19,7 @@ only by its owner, deleted afterwards), queues nothing and applies nothing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -82,6 +83,7 @@ def run_cycle(
     if outlets is None:
         outlets = make_outlets(config)
     started = clock()
+    cpu_started = time.process_time()  # the cycle's CPU, every thread of the process (`cycle_finished`)
     rules_now = now or started
     mode = "dry-run" if dry_run else "run"
     with state.atomic():
@@ -133,7 +135,7 @@ def run_cycle(
     finally:
         with state.atomic():
             state.finish_run(run_id, iso(clock()), status, dict(report.counts), error)
-        hooks.log("cycle_finished", _finished(run_id, status, report.counts))
+        hooks.log("cycle_finished", _finished(run_id, status, report.counts, time.process_time() - cpu_started))
     return report
 
 
@@ -179,5 +181,5 @@ def _followups(config: Config, state: StateDB) -> FollowUps:
     return FollowUps(state, config.announcements, config.zendesk, config.salesforce.instance_url)
 
 
-def _finished(run_id: int, status: str, counts: Mapping[str, int]) -> dict[str, Any]:
-    return {"run_id": run_id, "status": status, **counts}
+def _finished(run_id: int, status: str, counts: Mapping[str, int], cpu_seconds: float) -> dict[str, Any]:
+    return {"run_id": run_id, "status": status, **counts, "cpu_seconds": round(cpu_seconds, 3)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -41,6 +42,34 @@ def _rows(
             continue
 
 
+def _each(state: StateDB, sobject: str, parse: Callable[[dict[str, Any]], T]) -> Iterator[tuple[T, str]]:
+    """The mirror's well-formed records of one object, parsed, with their raw JSON text."""
+    for _id, text, error in state.iter_sf(sobject):
+        if error:
+            continue
+        try:
+            yield parse(json.loads(text)), text
+        except RecordError:
+            continue
+
+
+def _link(record_id: str, raw_digest: bytes, parent: str = "") -> bytes:
+    """One record's part of `SalesforceFacts.fingerprint`: its Id, its digest, its parent's Id."""
+    return record_id.encode() + b"\0" + raw_digest + parent.encode() + b"\0"
+
+
+def _digest(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=16).digest()
+
+
+def _parses(parse: Callable[[dict[str, Any]], object], raw: bytes | dict[str, Any]) -> bool:
+    try:
+        parse(json.loads(raw) if isinstance(raw, bytes) else raw)
+    except RecordError:
+        return False
+    return True
+
+
 @dataclass
 class SalesforceFacts:
     """The Salesforce mirror joined to Vitally account ids, as the rules need it.
@@ -64,40 +93,193 @@ class SalesforceFacts:
     # Lead id -> the lead as `load` parsed it from the mirror (linked or disqualified leads), so
     # that `iter_leads` does not parse it again.
     _read: dict[str, Lead] = field(default_factory=dict)
+    # Vitally account id -> the Ids of its linked leads a lazy `load` found, in id order, parsed
+    # into `_leads_by_account` when first needed (`_materialize`).
+    _linked: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # Vitally account id -> what `fingerprint` digests of its leads and of its opportunities: each
+    # one's Id and the digest of its raw JSON (an opportunity's with its Salesforce Account's), in
+    # id order, as one byte string (a cold cycle keeps one per account, not one per record).
+    _lead_facts: dict[str, bytes] = field(default_factory=dict)
+    _opp_facts: dict[str, bytes] = field(default_factory=dict)
+    # Vitally account id -> {lead Id: the OwnerId crm-sync wrote under its Sync_Key__c} (raw).
+    _owners_written: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
+    _written_owner: Callable[[str], Any] = field(default=lambda key: None)
+    # Vitally account id -> its opportunities as `load` found them, (Id, digest of the raw JSON and
+    # its Salesforce Account's, the Salesforce Account's Id) in id order; parsed into
+    # `_opps_by_account` when first needed.
+    _opp_links: dict[str, list[tuple[str, bytes, str]]] = field(default_factory=lambda: defaultdict(list))
+    _lazy: bool = False  # `load(lazy=True)`: leads and opportunities parsed when first needed
+    # Company key -> its disqualified leads a lazy `load` found, (Id, raw JSON), not parsed yet;
+    # and those parsed, (Id, digest of the raw JSON); and `disqualified_fingerprint`'s answers.
+    _unparsed_disqualified: dict[str, list[tuple[str, bytes]]] = field(default_factory=lambda: defaultdict(list))
+    _disqualified_rows: dict[str, bytes] = field(default_factory=dict)
+    _disqualified_prints: dict[str, str] = field(default_factory=dict)
+    # Vitally account id -> {lead Id: the fields this cycle's own writes give it}, shown to the
+    # accounts' rules (`plan_lead_fields`).
+    _planned: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
 
     @classmethod
-    def load(cls, state: StateDB) -> SalesforceFacts:
+    def load(cls, state: StateDB, *, lazy: bool = False) -> SalesforceFacts:
+        """The facts of the whole mirror. The linked leads are found without parsing them (SQLite
+        reads their `Vitally_Account_Id__c`), and each one's raw JSON is digested for
+        `fingerprint`; `lazy` parses an account's linked leads only when its context is first
+        asked for (an incremental cycle judges few accounts), else all of them now (a cold or
+        `--full` cycle judges every account: one streamed read beats a query per account).
+        Disqualified leads are parsed now either way (every lead's context may name their company)."""
         facts = cls(state)
         for user, _ in _parsed(state, "User", parse_user):
             facts.users[user.id] = user
-        vitally_of_sf_account = {
-            account.id: account.vitally_account_id
-            for account, _ in _parsed(state, "Account", parse_sf_account)
-            if account.vitally_account_id
-        }
-        for opportunity, _ in _parsed(state, "Opportunity", parse_opportunity):
-            vitally_id = vitally_of_sf_account.get(opportunity.account_id or "")
-            if vitally_id:
-                facts._opps_by_account[vitally_id].append(opportunity)
         facts._triage = {lead: verdict for lead, (_, verdict) in state.remembered_triage().items() if verdict}
-        written = state.written_field("salesforce", "OwnerId").get  # one query, not one per lead
-        for _id, raw, error in state.iter_sf("Lead"):
+        facts._lazy = lazy
+        facts._load_opportunities(lazy=lazy)
+        facts._load_leads(lazy=lazy)
+        return facts
+
+    def _load_opportunities(self, *, lazy: bool) -> None:
+        """Each account's opportunities, through the Salesforce Accounts that name a Vitally
+        account: parsed now, or (`lazy`) found by the fields SQLite reads and parsed when the
+        account's context is first asked for (`_opportunities_of`). Each is kept with a digest
+        of its raw JSON and of its Salesforce Account's."""
+        joined: dict[str, tuple[str, bytes]] = {}  # Salesforce Account Id -> (Vitally id, digest)
+        opp_facts: dict[str, bytes] = {}
+        if not lazy:
+            for account, text in _each(self.state, "Account", parse_sf_account):
+                if account.vitally_account_id:
+                    joined[account.id] = (account.vitally_account_id, _digest(text.encode()))
+            for opportunity, text in _each(self.state, "Opportunity", parse_opportunity):
+                parent = opportunity.account_id or ""
+                if parent in joined:
+                    vitally_id, parent_digest = joined[parent]
+                    link = _link(opportunity.id, _digest(text.encode() + parent_digest), parent)
+                    opp_facts[vitally_id] = opp_facts.get(vitally_id, b"") + link
+                    self._opps_by_account[vitally_id].append(opportunity)
+            self._opp_facts = opp_facts
+            return
+        for sf_id, raw, named in self.state.iter_sf_field("Account", "Vitally_Account_Id__c"):
+            if named:
+                joined[sf_id] = (named, _digest(raw))
+        for opportunity_id, raw, sf_account in self.state.iter_sf_field("Opportunity", "AccountId"):
+            if sf_account is not None and sf_account in joined:
+                vitally_id, parent_digest = joined[sf_account]
+                raw_digest = _digest(raw + parent_digest)
+                self._opp_links[vitally_id].append((opportunity_id, raw_digest, sf_account))
+                opp_facts[vitally_id] = opp_facts.get(vitally_id, b"") + _link(opportunity_id, raw_digest, sf_account)
+        self._opp_facts = opp_facts
+
+    def _opportunities_of(self, account_id: str) -> list[Opportunity] | None:
+        """The account's opportunities, parsed (once) when `load` was lazy, as an eager `load`
+        gives them: of the Salesforce Accounts that parse, in id order."""
+        known = self._opps_by_account.get(account_id)
+        links = self._opp_links.get(account_id)
+        if known is not None or not links:
+            return known
+        sf_ids = sorted({sf_id for _, _, sf_id in links})
+        sound = {
+            sf_id
+            for sf_id, record in self.state.sf_raw_many("Account", sf_ids).items()
+            if _parses(parse_sf_account, record)
+        }
+        records = self.state.sf_raw_many("Opportunity", [i for i, _, sf_id in links if sf_id in sound])
+        found = self._opps_by_account[account_id] = []
+        for opportunity_id, _, _ in links:
+            record = records.get(opportunity_id)
+            if record is None:
+                continue
+            try:
+                found.append(parse_opportunity(record))
+            except RecordError:
+                continue
+        return found
+
+    def _load_leads(self, *, lazy: bool) -> None:
+        """The linked leads (each with a digest of its raw JSON) and the disqualified ones: all
+        parsed now, or (`lazy`) found by the fields SQLite reads, only the disqualified parsed
+        now and each account's linked leads when its context is first asked for (`_materialize`).
+        Only a linked or a disqualified lead is a fact; the leads pass parses the others (once)."""
+        written = self.state.written_field("salesforce", "OwnerId").get  # one query, not one per lead
+        lead_facts = self._lead_facts
+        if lazy:
+            self._written_owner = written  # for `_materialize`
+            self._find_leads()
+            return
+        for lead_id, text, error in self.state.iter_sf("Lead"):
             if error:
                 continue
-            record = json.loads(raw)
-            # Only a linked or a disqualified lead is a fact; the leads pass parses the others (once).
+            record = json.loads(text)
             if not record.get("Vitally_Account_Id__c") and record.get("Status") not in _DISQUALIFIED:
                 continue
             try:
                 lead = parse_lead(record)
             except RecordError:
                 continue
-            facts._read[lead.id] = lead
+            self._read[lead_id] = lead
+            self._disqualified(lead, text.encode())
             if lead.vitally_account_id:
-                facts._leads_by_account[lead.vitally_account_id].append(lead)
-                facts._remember_assignment(lead, written)
-            facts._disqualified(lead)
-        return facts
+                link = _link(lead_id, _digest(text.encode()))
+                lead_facts[lead.vitally_account_id] = lead_facts.get(lead.vitally_account_id, b"") + link
+                self._leads_by_account[lead.vitally_account_id].append(lead)
+                self._remember_assignment(lead, written)
+
+    def _find_leads(self) -> None:
+        """`_load_leads`, lazy: the linked and disqualified leads found by the fields SQLite reads,
+        none parsed (a disqualified one when its company's day is first asked for)."""
+        for lead_id, raw, linked, key, status, company in self.state.iter_lead_links(_DISQUALIFIED):
+            if linked:
+                self._linked[linked].append(lead_id)
+                self._lead_facts[linked] = self._lead_facts.get(linked, b"") + _link(lead_id, _digest(raw))
+                self._remember_written_owner(linked, lead_id, key)
+            if status in _DISQUALIFIED and company:
+                self._unparsed_disqualified[company.casefold()].append((lead_id, raw))
+
+    def _remember_written_owner(self, account_id: str, lead_id: str, key: str | None) -> None:
+        """The OwnerId crm-sync wrote under the lead's Sync_Key__c, for `fingerprint`."""
+        owner = self._written_owner(key) if key else None
+        if isinstance(owner, str) and owner:
+            self._owners_written[account_id][lead_id] = owner
+
+    def _materialize(self, account_id: str) -> list[Lead]:
+        """The account's linked leads, parsed (once: kept in `_leads_by_account`), in id order."""
+        known = self._leads_by_account.get(account_id)
+        if known is not None or account_id not in self._linked:
+            return known if known is not None else []
+        read = self._read
+        ids = self._linked[account_id]
+        missing = [lead_id for lead_id in ids if lead_id not in read]
+        for lead_id, record in self.state.sf_raw_many("Lead", missing).items():
+            try:
+                read[lead_id] = parse_lead(record)
+            except RecordError:
+                continue
+        leads = self._leads_by_account[account_id] = [read[lead_id] for lead_id in ids if lead_id in read]
+        for lead in leads:
+            if lead.vitally_account_id == account_id:
+                self._remember_assignment(lead, self._written_owner)
+        return leads
+
+    def fingerprint(self, account_id: str) -> str:
+        """A digest of the Salesforce facts the account's context is made of ('' when there are
+        none), for facts from `load`: each linked lead's id and raw JSON (and the fields this
+        cycle's own writes will give it: `plan_lead_fields`), the opportunities, and the owners
+        crm-sync gave its leads. Equal fingerprints mean equal contexts (`context_for` is a
+        function of exactly these), and none of the linked leads is parsed to compute it."""
+        leads, opportunities = self._lead_facts.get(account_id), self._opp_facts.get(account_id)
+        if not leads and not opportunities:
+            return ""
+        digest = hashlib.blake2b(leads or b"", digest_size=16)
+        for lead_id, fields in sorted((self._planned.get(account_id) or {}).items()):
+            digest.update(b"\3" + lead_id.encode() + b"\0" + repr(sorted(fields.items())).encode())
+        digest.update(b"\1" + (opportunities or b""))
+        digest.update(b"\2")
+        # The OwnerIds crm-sync wrote under the leads' keys: found with the raw rows (lazy), or
+        # with the leads parsed (the same ones: a lead the mirror holds as well-formed parses).
+        owners = self._owners_written.get(account_id) if self._lazy else self._assigned_by_account.get(account_id)
+        digest.update(repr(sorted((owners or {}).items())).encode())
+        return digest.hexdigest()
+
+    def with_facts(self) -> Iterator[str]:
+        """The account ids Salesforce has facts on (a linked lead or an opportunity), for `load`."""
+        yield from self._lead_facts
+        yield from (account_id for account_id in self._opp_facts if account_id not in self._lead_facts)
 
     @classmethod
     def load_for(cls, state: StateDB, account_ids: Collection[str], lead_ids: Collection[str] = ()) -> SalesforceFacts:
@@ -137,14 +319,43 @@ class SalesforceFacts:
                 facts._disqualified(lead)
         return facts
 
-    def _disqualified(self, lead: Lead) -> None:
-        """Remember a disqualified lead's company (`company_disqualified_at`)."""
+    def _disqualified(self, lead: Lead, raw: bytes | None = None) -> None:
+        """Remember a disqualified lead's company (`company_disqualified_at`), and the digest of
+        its raw JSON (`disqualified_fingerprint`) when given."""
         if not lead.company or (lead.status or "") not in _DISQUALIFIED:
             return
         # Salesforce keeps no disqualification date on a Lead; its last change is the best proxy.
         key = lead.company.casefold()
         day = lead.system_modstamp.date()
         self._disqualified_by_company[key] = max(day, self._disqualified_by_company.get(key, day))
+        if raw is not None:
+            self._disqualified_rows[key] = self._disqualified_rows.get(key, b"") + _link(lead.id, _digest(raw))
+
+    def _parse_disqualified(self, key: str) -> None:
+        """Parse the disqualified leads of the company `key` that a lazy `load` found."""
+        self.disqualified_fingerprint(key)  # of the rows as found, parseable or not
+        for lead_id, raw in self._unparsed_disqualified.pop(key, ()):
+            try:
+                lead = parse_lead(json.loads(raw))
+            except RecordError:
+                continue
+            self._read.setdefault(lead_id, lead)
+            self._disqualified(lead)
+
+    def disqualified_fingerprint(self, company: str | None) -> str:
+        """A digest of the raw JSON of the company's disqualified leads ('' when none), for facts
+        from `load`: equal fingerprints mean the same `company_disqualified_at`, and none of the
+        leads is parsed to compute it."""
+        if not company:
+            return ""
+        key = company.casefold()
+        known = self._disqualified_prints.get(key)
+        if known is not None:
+            return known
+        found = b"".join(_link(i, _digest(raw)) for i, raw in self._unparsed_disqualified.get(key, ()))
+        rows = found + self._disqualified_rows.get(key, b"")  # in id order: one of the two is empty
+        known = self._disqualified_prints[key] = hashlib.blake2b(rows, digest_size=16).hexdigest() if rows else ""
+        return known
 
     def _remember_assignment(self, lead: Lead, written: Callable[[str], Any]) -> None:
         """The owner crm-sync gave a lead it created (upserted on its Sync_Key__c; `written` gives
@@ -156,10 +367,24 @@ class SalesforceFacts:
         if isinstance(owner, str) and owner:
             self._assigned_by_account[lead.vitally_account_id][lead.id] = owner
 
-    def linked_leads(self) -> Iterator[Lead]:
-        """The leads joined to a Vitally account (they are part of that account's context)."""
+    def linked_leads(self, skip: Collection[str] = ()) -> Iterator[Lead]:
+        """The leads joined to a Vitally account (they are part of that account's context), but
+        those whose ids are in `skip` (not even parsed, unless an account's context needed them)."""
+        if self._linked:
+            wanted = [i for links in self._linked.values() for i in links if i not in skip and i not in self._read]
+            for lead_id, record in self.state.sf_raw_many("Lead", wanted).items():
+                try:
+                    self._read[lead_id] = parse_lead(record)
+                except RecordError:
+                    continue
+            for account_id, links in list(self._linked.items()):
+                if account_id in self._leads_by_account:
+                    yield from (lead for lead in list(self._leads_by_account[account_id]) if lead.id not in skip)
+                    continue
+                yield from (self._read[i] for i in links if i not in skip and i in self._read)
+            return
         for leads in list(self._leads_by_account.values()):
-            yield from list(leads)
+            yield from (lead for lead in list(leads) if lead.id not in skip)
 
     def plan_lead_fields(self, lead: Lead, fields: dict[str, Any]) -> None:
         """Show the accounts' rules a linked lead as this cycle's own writes will leave it (a lead
@@ -172,8 +397,11 @@ class SalesforceFacts:
             planned = parse_lead({**raw, **fields})
         except RecordError:
             return
-        leads = self._leads_by_account[lead.vitally_account_id]
+        leads = self._materialize(lead.vitally_account_id) if self._linked else None
+        if leads is None:
+            leads = self._leads_by_account[lead.vitally_account_id]
         leads[:] = [planned if known.id == lead.id else known for known in leads]
+        self._planned[lead.vitally_account_id][lead.id] = dict(fields)
 
     def iter_leads(self, skip: Collection[str] = ()) -> Iterator[tuple[Lead, dict[str, Any]]]:
         """Every well-formed lead of the mirror with its fields as Salesforce last showed them
@@ -185,7 +413,13 @@ class SalesforceFacts:
 
     def _iter_mirrored_leads(self, skip: Collection[str]) -> Iterator[tuple[Lead, dict[str, Any]]]:
         read = self._read
-        for lead_id, raw, error in self.state.iter_sf("Lead"):
+        rows: Iterable[tuple[str, str, str | None]] = self.state.iter_sf("Lead")
+        if skip:
+            ids = self.state.sf_ids("Lead")
+            wanted = [i for i in ids if i not in skip]
+            if len(wanted) * 2 < len(ids):  # most leads skipped (an idle cycle): their JSON is not even read
+                rows = self.state.sf_rows("Lead", wanted)
+        for lead_id, raw, error in rows:
             if error or lead_id in skip:
                 continue
             record = json.loads(raw)
@@ -200,7 +434,9 @@ class SalesforceFacts:
 
     def context_for(self, account_id: str) -> AccountContext:
         leads = self._leads_by_account.get(account_id)
-        opportunities = self._opps_by_account.get(account_id)
+        if leads is None and account_id in self._linked:
+            leads = self._materialize(account_id)
+        opportunities = self._opportunities_of(account_id)
         if not leads and not opportunities:
             return EMPTY
         return AccountContext(
@@ -216,4 +452,9 @@ class SalesforceFacts:
 
     def company_disqualified_at(self, company: str | None) -> date | None:
         """The latest day a lead of this company was disqualified, when known."""
-        return None if not company else self._disqualified_by_company.get(company.casefold())
+        if not company:
+            return None
+        key = company.casefold()
+        if key in self._unparsed_disqualified:
+            self._parse_disqualified(key)
+        return self._disqualified_by_company.get(key)

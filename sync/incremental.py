@@ -6,7 +6,8 @@ the rules' clock. After a cycle judged an account and planned *nothing* for it (
 conflict, no rule error, no lead or specialist waiting for an owner), the state keeps, in
 `account_inputs`:
 
-- the fingerprint of its Salesforce facts (`facts_fingerprint`; '' when Salesforce has nothing);
+- the fingerprint of its Salesforce facts (`SalesforceFacts.fingerprint`: a digest of the raw
+  records its context is made of, no lead parsed; '' when Salesforce has nothing);
 - the fingerprint of the rules and config (`rules_fingerprint`: the policy, the custom triggers,
   the trait keys, the conflict settings, the product version and the source of the code that
   decides and plans);
@@ -38,11 +39,13 @@ Leads (`LeadBook`): a lead's plan is a pure function of its raw JSON in the mirr
 it), the rules and config, the rules' day, and what crm-sync wrote to it (read only when a field
 differs, which plans a write or a conflict). After a cycle judged a lead and planned nothing for it
 (no write, no conflict, no owner asked of the round robin, no change the accounts' rules were shown),
-`lead_inputs` keeps its company's key, its context's fingerprint, the rules' fingerprint and the
-day; a trigger on the mirror deletes the record whenever the lead's row is written. A later cycle
-skips such a lead, without parsing it, in both lead passes (the linked leads shown to the accounts'
-rules, and the leads' own plan), while its company's disqualification day and its remembered verdict
-give the same fingerprint, the rules are the same and the day is the same; a lead with a write
+`lead_inputs` keeps its company's key, its context's fingerprint (`lead_inputs_fingerprint`: the
+raw JSON of its company's disqualified leads, which the day comes from, and the remembered verdict),
+the rules' fingerprint and the day; a trigger on the mirror deletes the record whenever the lead's
+row is written. A later cycle skips such a lead, without parsing it or its company's disqualified
+leads, in both lead passes (the linked leads shown to the accounts' rules, and the leads' own plan),
+while its company's disqualified leads and its remembered verdict give the same fingerprint, the
+rules are the same and the day is the same; a lead with a write
 still pending is always judged. The offline triage's verdict is a function of the lead's record and
 the classifier (part of the rules' fingerprint), and is kept in the state too (`sync.verdicts`).
 """
@@ -62,7 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from core.model import Account, Lead
-from rules.context import EMPTY, AccountContext, LeadContext
+from core.triage import Remembered
 from state import StateDB
 from sync.config import Config
 from sync.facts import SalesforceFacts
@@ -72,8 +75,7 @@ __all__ = [
     "LeadBook",
     "clock_window",
     "digest_of",
-    "facts_fingerprint",
-    "lead_context_fingerprint",
+    "lead_inputs_fingerprint",
     "product_version",
     "rules_fingerprint",
 ]
@@ -146,18 +148,6 @@ def rules_fingerprint(config: Config) -> str:
     )
 
 
-def facts_fingerprint(context: AccountContext) -> str:
-    """The Salesforce facts an account's rules read ('' when Salesforce has nothing on it).
-
-    Computed for every account of every cycle, so without `_canonical`'s walk: a `Lead` and an
-    `Opportunity` hold only text, numbers, booleans, dates and None (`core.model`), whose repr is
-    the same in every process, and the assigned owners are sorted."""
-    if context is EMPTY or context == EMPTY:
-        return ""
-    text = repr((context.leads, context.opportunities, context.otherwise_lead, sorted(context.assigned_owners.items())))
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
 def _epoch(moment: datetime) -> float:
     return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
 
@@ -202,24 +192,30 @@ class Book:
 
     def accounts(self) -> Iterator[AccountRow]:
         """The well-formed mirrored accounts this cycle must judge, as `StateDB.iter_accounts`
-        rows, in id order; the others are counted in `skipped` and their TAMs in `managers`."""
-        if self.full:
+        rows, in id order; the others are counted in `skipped` and their TAMs in `managers`.
+
+        Which ones is SQLite's to say (`StateDB.accounts_to_judge`): those with no stored
+        judgement, one under other rules, outside its clock window, with a write pending, or
+        whose Salesforce facts changed. The last are found here by comparing the fingerprints
+        stored with the current ones, for the accounts that have facts (`SalesforceFacts.fingerprint`);
+        the rows of the accounts whose judgement holds never reach Python."""
+        if self.full or not self.state.has_judgements():  # nothing can hold (a cold cycle): no fingerprint compared
             for record_id, raw, error, read_run in self.state.iter_accounts():
                 if not error:
                     yield record_id, raw, None, read_run
             return
-        for record_id, holds, stored_raw, read_run, facts, manager in self.state.iter_accounts_judged(
-            self.rules, _epoch(self.now)
-        ):
-            if holds and facts_fingerprint(self.facts.context_for(record_id)) == facts:
-                self.skipped += 1
-                if manager:
-                    self.managers[manager] += 1
-                continue
-            # Not read by the query when the judgement holds: its Salesforce facts changed.
-            text = stored_raw if stored_raw is not None else self.state.account_raw_text(record_id)
-            if text is not None:
-                yield record_id, text, None, read_run
+        stored = self.state.stored_facts()
+        facts = self.facts
+        changed = [
+            account_id
+            for account_id in facts.with_facts()
+            if stored.pop(account_id, "") != facts.fingerprint(account_id)
+        ]
+        changed.extend(stored)  # facts stored, none now
+        at = _epoch(self.now)
+        self.skipped, self.managers = self.state.accounts_holding(self.rules, at, changed)
+        for record_id, raw, read_run in self.state.accounts_to_judge(self.rules, at, changed):
+            yield record_id, raw, None, read_run
 
     def judged(self, account: Account, *, planned_nothing: bool, manager: str | None) -> None:
         """The verdict of this cycle on `account`: a judgement that planned nothing is stored
@@ -231,7 +227,7 @@ class Book:
         if end <= start:
             self._stale.append(account.id)
             return
-        facts = facts_fingerprint(self.facts.context_for(account.id))
+        facts = self.facts.fingerprint(account.id)
         self._learnt.append((account.id, facts, self.rules, _epoch(start), _epoch(end), manager))
         if len(self._learnt) >= 1000:
             self.save()
@@ -243,14 +239,16 @@ class Book:
         self._stale.clear()
 
 
-def lead_context_fingerprint(context: LeadContext) -> str:
-    """What a lead's rules read besides the lead itself and the rules: the day its company last had
-    a lead disqualified, and the triage verdict the state remembers for it (the LLM's).
+def lead_inputs_fingerprint(disqualified: str, triage: Remembered | None) -> str:
+    """What a lead's rules read besides the lead itself and the rules (its `LeadContext`), as the
+    mirror holds it: the fingerprint of its company's disqualified leads
+    (`SalesforceFacts.disqualified_fingerprint`, from which their latest day comes) and the triage
+    verdict the state remembers for it (the LLM's).
 
-    Computed for every lead of every cycle, so without `_canonical`'s walk: a date, and a
+    Computed for every lead of every cycle, so without `_canonical`'s walk: text, and a
     `Remembered` of text and a `Triage` of text and a number, whose repr is the same in every
     process."""
-    text = repr((context.company_disqualified_at, context.triage))
+    text = repr((disqualified, triage))
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
@@ -279,6 +277,7 @@ class LeadBook:
     skipped: int = 0
     _learnt: list[tuple[str, str, str, str, float, float]] = field(default_factory=list)
     _stale: list[str] = field(default_factory=list)
+    _fingerprints: dict[tuple[str, Remembered | None], str] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -304,7 +303,11 @@ class LeadBook:
 
     def _context_fingerprint(self, lead_id: str, company: str | None) -> str:
         facts = self.facts
-        return lead_context_fingerprint(LeadContext(facts.company_disqualified_at(company), facts.triage_of(lead_id)))
+        key = (facts.disqualified_fingerprint(company), facts.triage_of(lead_id))
+        known = self._fingerprints.get(key)
+        if known is None:  # most leads share a context (no disqualified company, no verdict): digest it once
+            known = self._fingerprints[key] = lead_inputs_fingerprint(*key)
+        return known
 
     def holds(self, lead_id: str) -> bool:
         return lead_id in self.holding

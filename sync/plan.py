@@ -145,10 +145,12 @@ class Planner:
     def run(self) -> None:
         """Plan every record, queue the plan, and remember the decisions, record errors and
         conflicts, in the caller's transaction."""
-        facts = SalesforceFacts.load(self.state)
-        decider = self._begin(facts)
         # A planning scope judges what it plans in full and teaches the next cycle nothing.
         full = self.full or self.scope.limited
+        # Parse the linked leads when an account's context first needs them, unless every account
+        # will be judged (a cold or `--full` cycle: one streamed read is cheaper then).
+        facts = SalesforceFacts.load(self.state, lazy=not full and self.state.has_judgements())
+        decider = self._begin(facts)
         leads = LeadBook.of(self.config, self.state, facts, self.now, full=full, learn=not self.scope.limited)
         self._plan_linked_leads(facts, decider, leads)
         book = Book.of(self.config, self.state, facts, self.now, full=full)
@@ -212,9 +214,7 @@ class Planner:
     def _plan_linked_leads(self, facts: SalesforceFacts, decider: Decider, leads: LeadBook) -> None:
         """Show the accounts' rules each linked lead as this cycle's lead writes will leave it (a
         lead whose judgement holds would change nothing: `sync.incremental.LeadBook`)."""
-        for lead in facts.linked_leads():
-            if leads.holds(lead.id):
-                continue
+        for lead in facts.linked_leads(skip=leads.holding):
             wanted = {
                 name: value
                 for d in decider.lead(lead, full=False)

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -179,9 +180,12 @@ def test_a_write_to_the_mirror_forgets_the_accounts_judgement() -> None:
     state = StateDB.memory()
     state.upsert_accounts([{"id": "a1", "updated_at": "x", "raw": "{}"}])
     state.save_account_inputs([("a1", "", "r", 0.0, 10.0, None)])
-    assert [row[1] for row in state.iter_accounts_judged("r", 5.0)] == [True]
+    assert list(state.accounts_to_judge("r", 5.0, [])) == []
+    assert state.accounts_holding("r", 5.0, []) == (1, Counter())
+    assert [row[:2] for row in state.accounts_to_judge("r", 5.0, ["a1"])] == [("a1", "{}")]  # its facts changed
     state.upsert_accounts([{"id": "a1", "updated_at": "y", "raw": "{}"}])
-    assert [row[1:3] for row in state.iter_accounts_judged("r", 5.0)] == [(False, "{}")]
+    assert [row[:2] for row in state.accounts_to_judge("r", 5.0, [])] == [("a1", "{}")]
+    assert state.accounts_holding("r", 5.0, []) == (0, Counter())
 
 
 # -- the property: an incremental cycle plans what a full one plans -------------------------------
@@ -208,6 +212,12 @@ _STEP = st.one_of(
     # The LLM answers about an open demo request (`sync.triage` between two cycles): the lead's
     # record does not change, its context does.
     st.tuples(st.just("verdict"), st.integers(0, 40), st.sampled_from(["sales", "support", "spam"])),
+    # A person moves an opportunity on, or points a Salesforce Account at another Vitally account
+    # (its opportunities move with it): facts joined through two records.
+    st.tuples(
+        st.just("opportunity"), st.integers(0, 40), st.sampled_from(["Closed Won", "Closed Lost", "Prospecting"])
+    ),
+    st.tuples(st.just("sf_account"), st.integers(0, 40), st.integers(0, 79)),
 )
 
 
@@ -219,9 +229,26 @@ def _open_demo_requests(config: Config, state: StateDB) -> list[Lead]:
 
 
 def _apply(
-    sandbox: Sandbox, step: tuple[Any, ...], accounts: list[str], leads: list[str], config: Config, state: StateDB
+    sandbox: Sandbox,
+    step: tuple[Any, ...],
+    accounts: list[str],
+    leads: list[str],
+    config: Config,
+    state: StateDB,
+    salesforce: dict[str, list[str]] | None = None,
 ) -> None:
     kind = step[0]
+    others = salesforce or {}
+    if kind in ("opportunity", "sf_account") and others.get(kind):
+        ids = others[kind]
+        sobject_name, fields = (
+            ("Opportunity", {"StageName": step[2]})
+            if kind == "opportunity"
+            else ("Account", {"Vitally_Account_Id__c": accounts[step[2] % len(accounts)]})
+        )
+        with contextlib.suppress(SalesforceMalformedRequest):
+            sobject(salesforce_client(sandbox.url), sobject_name).update(ids[step[1] % len(ids)], fields)
+        return
     if kind == "lead_field" and leads:
         field, value = step[2]
         lead = leads[step[1] % len(leads)]
@@ -268,7 +295,8 @@ def _apply(
 def test_incremental_cycles_plan_exactly_what_full_ones_plan(
     seed: int, steps: list[tuple[Any, ...]], triggers: bool, llm: bool
 ) -> None:
-    """Over random books, changes to accounts and leads, LLM verdicts and clock moves, a cycle that
+    """Over random books, changes to accounts, leads, opportunities and the Salesforce Accounts they
+    hang from, LLM verdicts and clock moves, a cycle that
     skips the accounts and leads whose judgements hold plans exactly what judging everything plans."""
     seeded = generate_book(80, seed=seed, now=NOW)
     with Sandbox(seeded, now=NOW) as sandbox, tempfile.TemporaryDirectory() as tmp:
@@ -284,8 +312,12 @@ def test_incremental_cycles_plan_exactly_what_full_ones_plan(
         _cycle(config, state, sandbox)
         accounts = sorted(a["id"] for a in seeded["vitally"]["accounts"] if isinstance(a.get("id"), str))
         leads = sorted(lead["Id"] for lead in seeded["salesforce"]["Lead"] if isinstance(lead.get("Id"), str))
+        salesforce = {
+            kind: sorted(r["Id"] for r in seeded["salesforce"].get(name, []) if isinstance(r.get("Id"), str))
+            for kind, name in (("opportunity", "Opportunity"), ("sf_account", "Account"))
+        }
         for step in steps:
-            _apply(sandbox, step, accounts, leads, config, state)
+            _apply(sandbox, step, accounts, leads, config, state, salesforce)
             incremental, conflicts, _ = _dry(config, path, sandbox, full=False)
             full, full_conflicts, _ = _dry(config, path, sandbox, full=True)
             assert incremental == full, step
@@ -384,8 +416,9 @@ _SCALARS = {"str", "str | None", "int | None", "float | None", "bool", "datetime
 
 
 def test_the_facts_fingerprint_reads_only_records_whose_repr_is_the_same_in_every_process() -> None:
-    """`facts_fingerprint` digests the repr of the leads and opportunities as they are: that holds
-    only while their fields are scalars (a set or a dict there would need `_canonical` again)."""
+    """`SalesforceFacts.fingerprint` digests the repr of the opportunities as they are (and the lead
+    context's fingerprint the repr of its fields): that holds only while their fields are scalars
+    (a set or a dict there would need `_canonical` again)."""
     from dataclasses import fields
 
     from core.model import Lead, Opportunity
@@ -395,11 +428,15 @@ def test_the_facts_fingerprint_reads_only_records_whose_repr_is_the_same_in_ever
 
 
 def test_the_lead_context_fingerprint_changes_with_every_field_of_the_lead_context() -> None:
+    """What a lead's context is made of is fingerprinted (`lead_inputs_fingerprint`): its company's
+    disqualified leads as the mirror holds them (`SalesforceFacts.disqualified_fingerprint`, which
+    changes with each of them and gives the same `company_disqualified_at` when equal) and the
+    remembered triage verdict, each of whose fields changes it."""
     from dataclasses import fields
 
     from core.triage import Remembered
     from rules.context import LeadContext
-    from sync.incremental import lead_context_fingerprint
+    from sync.incremental import lead_inputs_fingerprint
 
     assert {f.name for f in fields(LeadContext)} == {"company_disqualified_at", "triage"}  # else: extend this
     # Digested by repr, as it is: only while these hold text and numbers (the same in every process).
@@ -407,36 +444,91 @@ def test_the_lead_context_fingerprint_changes_with_every_field_of_the_lead_conte
         assert {str(f.type) for f in fields(record)} <= {"str", "float", "Label", "Triage"}, record.__name__
     said = Remembered("d1", Triage("sales", 0.9, "a buyer"))
     variants = [
-        LeadContext(),
-        LeadContext(company_disqualified_at=NOW.date()),
-        LeadContext(company_disqualified_at=NOW.date() - timedelta(days=1)),
-        LeadContext(triage=said),
-        LeadContext(triage=replace(said, digest="d2")),
-        LeadContext(triage=replace(said, triage=Triage("spam", 0.9, "a buyer"))),
-        LeadContext(triage=replace(said, triage=Triage("sales", 0.8, "a buyer"))),
-        LeadContext(triage=replace(said, triage=Triage("sales", 0.9, "a seller"))),
+        ("", None),
+        ("0123", None),
+        ("0124", None),
+        ("", said),
+        ("", replace(said, digest="d2")),
+        ("", replace(said, triage=Triage("spam", 0.9, "a buyer"))),
+        ("", replace(said, triage=Triage("sales", 0.8, "a buyer"))),
+        ("", replace(said, triage=Triage("sales", 0.9, "a seller"))),
     ]
-    assert len({lead_context_fingerprint(context) for context in variants}) == len(variants)
+    assert len({lead_inputs_fingerprint(*variant) for variant in variants}) == len(variants)
+
+    stamp = "2026-11-20T10:00:00.000+0000"
+    lead = {"Id": "00Q1", "SystemModstamp": stamp, "Status": "Disqualified", "Company": "Acme", "LastName": "A"}
+    books = [
+        [],
+        [lead],
+        [{**lead, "SystemModstamp": "2026-11-21T10:00:00.000+0000"}],
+        [{**lead, "Title": "CTO"}],  # the same day: judged again all the same
+        [lead, {**lead, "Id": "00Q2", "Company": "ACME"}],
+        [{**lead, "Status": "Open"}],
+    ]
+    prints, days = [], []
+    for book in books:
+        lazy, eager = _facts_of(book, [], {}, lazy=True), _facts_of(book, [], {}, lazy=False)
+        printed = lazy.disqualified_fingerprint("acme")
+        assert eager.disqualified_fingerprint("acme") == printed == lazy.disqualified_fingerprint("ACME")
+        assert lazy.company_disqualified_at("Acme") == eager.company_disqualified_at("Acme")
+        assert lazy.disqualified_fingerprint("acme") == printed  # parsing for the day changed nothing
+        prints.append(printed)
+        days.append(lazy.company_disqualified_at("Acme"))
+    assert prints[0] == prints[-1] == "" and days[0] is days[-1] is None
+    assert len(set(prints[:-1])) == len(books) - 1
+    assert days[1] == days[3] == NOW.date().replace(day=20) and days[2] == NOW.date().replace(day=21)
 
 
-def test_the_facts_fingerprint_changes_with_every_field_of_the_context() -> None:
-    from core.model import Lead, Opportunity
-    from rules.context import EMPTY, AccountContext
-    from sync.incremental import facts_fingerprint
+def _facts_of(
+    leads: list[dict[str, Any]], opportunities: list[dict[str, Any]], owners: dict[str, str], *, lazy: bool
+) -> SalesforceFacts:
+    """Facts loaded from a mirror of these records: one Salesforce Account joined to `a1`, and the
+    OwnerIds crm-sync wrote under these Sync_Key__c values."""
+    state = StateDB.memory()
+    sf_account = {"Id": "001", "SystemModstamp": "2026-11-01T00:00:00.000+0000", "Vitally_Account_Id__c": "a1"}
+    rows = [("Account", sf_account), *(("Lead", r) for r in leads), *(("Opportunity", r) for r in opportunities)]
+    state.upsert_sf(
+        {"object": o, "id": r["Id"], "modstamp": r["SystemModstamp"], "raw": json.dumps(r), "error": None}
+        for o, r in rows
+    )
+    for key, owner in owners.items():
+        state.set_last_written("salesforce", key, {"OwnerId": owner}, 1, "2026-11-22T09:30:00Z")
+    return SalesforceFacts.load(state, lazy=lazy)
 
-    lead = Lead(id="00Q1", system_modstamp=NOW, status="Open", sync_key="k")
-    opportunity = Opportunity("0061", "001", "Prospecting", None, None, "005")
-    base = AccountContext(leads=(lead,), opportunities=(opportunity,), assigned_owners={"00Q1": "005A"})
-    variants = [
-        EMPTY,
+
+def test_the_facts_fingerprint_changes_with_every_fact_of_the_context_and_only_then() -> None:
+    """`SalesforceFacts.fingerprint` digests the raw records an account's context is made of, without
+    parsing a lead: it changes with each of them (a lead's fields, a lead linked or not, an
+    opportunity, the owner crm-sync gave a lead, the fields this cycle's writes give a lead), is the
+    same whether the leads were parsed at load or not, and equal fingerprints mean equal contexts."""
+    stamp = "2026-11-20T10:00:00.000+0000"
+    lead = {"Id": "00Q1", "SystemModstamp": stamp, "Status": "Open", "Sync_Key__c": "k", "Vitally_Account_Id__c": "a1"}
+    opportunity = {"Id": "0061", "SystemModstamp": stamp, "AccountId": "001", "StageName": "Prospecting"}
+    other = {**lead, "Id": "00Q2", "Sync_Key__c": None, "Status": "Working - Contacted"}
+    base = ([lead], [opportunity], {"k": "005A"})
+    variants: list[tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]] = [
+        ([], [], {}),
         base,
-        replace(base, leads=(replace(lead, status="Working"),)),
-        replace(base, leads=(replace(lead, system_modstamp=NOW + timedelta(seconds=1)),)),
-        replace(base, opportunities=(replace(opportunity, stage_name="Closed Won"),)),
-        replace(base, otherwise_lead=True),
-        replace(base, assigned_owners={"00Q1": "005B"}),
-        replace(base, assigned_owners={}),
+        ([{**lead, "Status": "Working - Contacted"}], [opportunity], {"k": "005A"}),
+        ([{**lead, "SystemModstamp": "2026-11-20T10:00:01.000+0000"}], [opportunity], {"k": "005A"}),
+        ([{**lead, "Title": "CTO"}], [opportunity], {"k": "005A"}),  # a field no rule reads: judged again
+        ([lead, other], [opportunity], {"k": "005A"}),
+        ([lead], [{**opportunity, "StageName": "Closed Won"}], {"k": "005A"}),
+        ([lead], [], {"k": "005A"}),
+        ([lead], [opportunity], {"k": "005B"}),
+        ([lead], [opportunity], {}),
+        ([{**lead, "Vitally_Account_Id__c": "a2"}], [opportunity], {"k": "005A"}),
     ]
-    prints = [facts_fingerprint(context) for context in variants]
+    prints = [_facts_of(*variant, lazy=True).fingerprint("a1") for variant in variants]
     assert prints[0] == "" and len(set(prints)) == len(variants)
-    assert facts_fingerprint(replace(base, assigned_owners={"00Q1": "005A"})) == prints[1]
+    for variant, printed in zip(variants, prints, strict=True):
+        lazy, eager = _facts_of(*variant, lazy=True), _facts_of(*variant, lazy=False)
+        assert eager.fingerprint("a1") == printed
+        assert lazy.context_for("a1") == eager.context_for("a1")
+        assert lazy.fingerprint("a1") == printed  # parsing the leads for the context changed nothing
+    assert _facts_of(*base, lazy=True).context_for("a1").assigned_owners == {"00Q1": "005A"}
+    planned = _facts_of(*base, lazy=True)
+    (linked,) = planned.linked_leads()
+    planned.plan_lead_fields(linked, {"Status": "Disqualified"})
+    assert planned.fingerprint("a1") not in prints
+    assert planned.context_for("a1").leads[0].status == "Disqualified"

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 import sqlite_utils
+from hypothesis import given
+from hypothesis import strategies as st
 
-from state import InstanceLockedError, PlannedWrite, StateDB, StateLock
+from state import InstanceLockedError, PlannedWrite, StateDB, StateLock, StateUnusableError
 from state.migrations import MIGRATIONS
 
 
@@ -220,3 +224,99 @@ def test_state_migration_of_malformed_records_keeps_what_earlier_runs_reported(t
     assert (bad["first_run"], bad["last_run"]) == (1, 3)
     assert (bad["first_seen"], bad["last_seen"]) == ("2026-11-01T09:00:00.000Z", "2026-11-03T09:00:00.000Z")
     assert (kept["acc_odd"]["first_run"], kept["acc_odd"]["last_run"]) == (2, 2)
+
+
+# -- the integrity check: every page unless the file is as crm-sync closed it ------------------------
+
+
+def _pages_checked(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Record, for each state file checked, whether every page was read (`PRAGMA quick_check`)."""
+    import state.db as db_module
+
+    seen: list[bool] = []
+    verify = db_module._verify
+
+    def spy(conn: sqlite3.Connection, path: Path, *, pages: bool = True) -> None:
+        seen.append(pages)
+        verify(conn, path, pages=pages)
+
+    monkeypatch.setattr(db_module, "_verify", spy)
+    return seen
+
+
+def _filled(path: Path) -> None:
+    state = StateDB.open(path)
+    with state.atomic():
+        state.upsert_accounts({"id": f"acc_{i:04}", "updated_at": "t", "raw": "{}" + " " * 400} for i in range(400))
+    state.close()
+
+
+def test_state_a_file_closed_cleanly_is_opened_without_reading_every_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "s.db"
+    checked = _pages_checked(monkeypatch)
+    _filled(path)  # created: checked in full
+    mark = Path(f"{path}.closed")
+    assert mark.exists() and mark.stat().st_mode & 0o777 == 0o600
+
+    state = StateDB.open(path)
+    assert not mark.exists()  # a crash from here on leaves no mark
+    assert state.account_count() == 400
+    state.close()
+    assert mark.exists()
+    assert checked == [True, False]
+
+
+def test_state_a_file_left_open_or_by_a_crash_is_checked_in_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "s.db"
+    _filled(path)
+    checked = _pages_checked(monkeypatch)
+    first = StateDB.open(path)
+    with first.atomic():
+        first.set_cursor("x", "1")
+    second = StateDB.open(path)  # the first's -wal and -shm are there, as after a kill -9
+    second.close()
+    first.close()
+    assert checked == [False, True]
+
+
+def test_state_a_file_changed_after_a_clean_close_is_checked_and_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    _filled(path)
+    closed_at = path.stat().st_mtime_ns
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 8192] = b"\xa5" * 8192  # two pages overwritten in place: same inode, same size
+    with path.open("r+b") as file:
+        file.write(data)
+    if path.stat().st_mtime_ns == closed_at:  # within one tick of the file system's clock: let time pass
+        os.utime(path, ns=(closed_at + 10**7, closed_at + 10**7))
+
+    with pytest.raises(StateUnusableError, match="damaged"):
+        StateDB.open(path)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@given(value=_JSON, text=st.text())
+def test_state_reads_stored_json_values_as_json_loads_does(value: object, text: str) -> None:
+    """`written_field` reads a value as `json.loads` would (a plain string through a shortcut)."""
+    from state.db import _json_value
+
+    assert _json_value(json.dumps(value)) == value
+    for candidate in (text, json.dumps(text), f'"{text}"'):
+        try:
+            expected = json.loads(candidate)
+        except ValueError:
+            with pytest.raises(ValueError):
+                _json_value(candidate)
+        else:
+            assert _json_value(candidate) == expected
