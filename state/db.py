@@ -1369,12 +1369,15 @@ class StateDB:
         recorded as written nor holds in the outbox: leads crm-sync created that it does not know."""
         like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = self.db.execute(
-            f"SELECT key FROM (SELECT {_SYNC_KEY} AS key FROM sf_records "
-            "WHERE object = 'Lead' AND error IS NULL) "
-            "WHERE key LIKE ? ESCAPE '\\' "
-            "AND NOT EXISTS (SELECT 1 FROM last_written w WHERE w.system = 'salesforce' AND w.record = key "
-            "AND w.field = 'Sync_Key__c') "
-            "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.record = key) ORDER BY key",
+            # `mirrored.key`, never a bare `key`: inside the outbox subquery a bare `key` is the
+            # outbox's own column of that name, which made the outbox condition a no-op.
+            f"SELECT mirrored.key FROM (SELECT {_SYNC_KEY} AS key FROM sf_records "
+            "WHERE object = 'Lead' AND error IS NULL) AS mirrored "
+            "WHERE mirrored.key LIKE ? ESCAPE '\\' "
+            "AND NOT EXISTS (SELECT 1 FROM last_written w WHERE w.system = 'salesforce' "
+            "AND w.record = mirrored.key AND w.field = 'Sync_Key__c') "
+            "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.system = 'salesforce' AND o.record = mirrored.key) "
+            "ORDER BY mirrored.key",
             [like],
         ).fetchall()
         return [str(key) for (key,) in rows]

@@ -184,6 +184,32 @@ def test_state_queries_over_the_mirror_skip_a_record_sqlite_cannot_read() -> Non
     assert state.lead_by_sync_key("crm-sync:lead:acc_2") is None
 
 
+def test_a_lead_whose_upsert_is_in_the_outbox_is_not_unknown_to_the_state() -> None:
+    """A lead crm-sync queued (sent, then killed before the answer was recorded: no last_written
+    row yet) that the next read mirrors is crm-sync's own, not a sign of a lost state. (The query
+    once compared the outbox's `record` with its own `key` column, so this lead was "unknown".)"""
+    state = StateDB.memory()
+    run_id = state.begin_run("2026-11-22T09:00:00Z", "run", "2026-11-22T09:00:00Z")
+    upsert = PlannedWrite(
+        system="salesforce",
+        op="upsert_lead",
+        record="crm-sync:lead:acc_1",
+        fields={"LastName": "Doe"},
+        rule="product_led.am_referral",
+        reason="AM referral",
+        payload={"LastName": "Doe"},
+        account="acc_1",
+    )
+    state.enqueue([upsert], run_id, "2026-11-22T09:00:00Z")
+    rows = [
+        {"object": "Lead", "id": f"00Q{i}", "modstamp": "t", "raw": json.dumps({"Id": f"00Q{i}", "Sync_Key__c": key})}
+        for i, key in enumerate(["crm-sync:lead:acc_1", "crm-sync:lead:acc_2"])
+    ]
+    state.upsert_sf(rows)
+
+    assert state.unknown_sync_keys("crm-sync:lead:") == ["crm-sync:lead:acc_2"]
+
+
 def test_state_migration_of_malformed_records_keeps_what_earlier_runs_reported(tmp_path: Path) -> None:
     """A state from before malformed records were kept is upgraded in place: each record an earlier
     run reported malformed is listed once, with its latest finding and its first and last runs.
