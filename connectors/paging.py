@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
@@ -80,8 +81,18 @@ class CursorPaginator:
                     items, next_token = page
                     self.advance(next_token)
                     if not self.finished:
-                        pending = fetcher.submit(fetch, self.token)
+                        started = threading.Event()
+                        pending = fetcher.submit(_signalled, started, fetch, self.token)
+                        # Let the fetcher take the interpreter until its request is on the wire
+                        # (it waits on the socket then): otherwise it waits for the consumer's
+                        # next pause, and the service prepares nothing while the consumer works.
+                        started.wait()
                     yield items
             finally:
                 if pending is not None:
                     pending.cancel()  # not started yet: never sent; else the pool's exit awaits it
+
+
+def _signalled(started: threading.Event, fetch: Callable[[str | None], T], token: str | None) -> T:
+    started.set()
+    return fetch(token)

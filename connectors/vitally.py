@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +25,7 @@ from connectors.base import RequestCounter, parse_iso_utc
 from connectors.http import TRANSIENT_STATUSES, call_with_retry, make_session, not_json
 from connectors.paging import CursorPaginator
 from connectors.ratelimit import RateLimiter
-from core.decoding import JsonError, Unreadable, decode_json, decode_page
+from core.decoding import JsonError, PendingRecords, Unreadable, decode_json, decode_page, decode_page_deferred
 from core.errors import (
     AuthError,
     ConfigError,
@@ -462,11 +462,13 @@ class VitallyClient:
     ) -> Iterator[dict[str, Any] | Unreadable]:
         paginator = CursorPaginator(system=SYSTEM)
 
-        def fetch(token: str | None) -> tuple[list[dict[str, Any] | Unreadable], str | None]:
+        def fetch(token: str | None) -> tuple[Sequence[dict[str, Any] | Unreadable], str | None]:
             query: dict[str, str | int] = {**params, "limit": self._page_size}
             if token is not None:
                 query["from"] = token
-            return _page(self._request("GET", template, path, params=query, decode=_decode_page), template)
+            # A full read wants the next cursor first: the records are decoded as they are read.
+            decode = _decode_page_deferred if ahead else _decode_page
+            return _page(self._request("GET", template, path, params=query, decode=decode), template)
 
         for page in paginator.pages(fetch, ahead=ahead):
             yield from page
@@ -517,6 +519,10 @@ def _decode_page(content: bytes) -> Any:
     return decode_page(content, records_key="results", id_key="id", stamp_key="updatedAt")
 
 
+def _decode_page_deferred(content: bytes) -> Any:
+    return decode_page_deferred(content, records_key="results", id_key="id", stamp_key="updatedAt")
+
+
 def _updated_at(account: Mapping[str, Any] | Unreadable) -> datetime | None:
     if isinstance(account, Unreadable):
         if account.stamp is None:
@@ -538,12 +544,13 @@ def _object(body: Any, template: str) -> dict[str, Any]:
     return body
 
 
-def _page(body: Any, template: str) -> tuple[list[dict[str, Any] | Unreadable], str | None]:
+def _page(body: Any, template: str) -> tuple[Sequence[dict[str, Any] | Unreadable], str | None]:
     """`{"results": [...], "next": "<cursor>" | null}`, or ContractError."""
-    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list | PendingRecords):
         raise ContractError(f"vitally GET {template}: expected {{results, next}}", system=SYSTEM)
     results = body["results"]
-    if not all(isinstance(item, dict | Unreadable) for item in results):
+    # Pending records are JSON objects, each a `Record` or an `Unreadable` once read.
+    if not isinstance(results, PendingRecords) and not all(isinstance(item, dict | Unreadable) for item in results):
         raise ContractError(f"vitally GET {template}: results must be objects", system=SYSTEM)
     next_token = body.get("next")
     if next_token is not None and not isinstance(next_token, str):

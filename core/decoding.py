@@ -41,10 +41,10 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from json.scanner import make_scanner
-from typing import Any
+from typing import Any, overload
 
 import msgspec
 
@@ -52,10 +52,12 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_RECORD_CHARS",
     "JsonError",
+    "PendingRecords",
     "Record",
     "Unreadable",
     "decode_json",
     "decode_page",
+    "decode_page_deferred",
     "decode_stored",
     "json_text",
 ]
@@ -299,6 +301,68 @@ def _fast_record(element: bytes, id_key: str, stamp_key: str) -> Any:
         record.text = text
         return record
     return value
+
+
+class PendingRecords(Sequence[Any]):
+    """The records of a page read by `decode_page_deferred`, decoded when they are read (each
+    once, as `_fast_record`: a `Record`, or the `Unreadable` the standard path gives). The page
+    was checked as it arrived: valid UTF-8, msgspec splits it, every record is a JSON object; so
+    reading a record never raises, and each is the value `decode_page` gives in its place."""
+
+    __slots__ = ("_elements", "_id_key", "_stamp_key")
+
+    def __init__(self, elements: list[msgspec.Raw], id_key: str, stamp_key: str) -> None:
+        self._elements = elements
+        self._id_key = id_key
+        self._stamp_key = stamp_key
+
+    def __len__(self) -> int:
+        return len(self._elements)
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self._record(element) for element in self._elements[index]]
+        return self._record(self._elements[index])
+
+    def __iter__(self) -> Iterator[Any]:
+        for element in self._elements:
+            yield self._record(element)
+
+    def _record(self, element: msgspec.Raw) -> Any:
+        return _fast_record(bytes(element), self._id_key, self._stamp_key)
+
+
+def decode_page_deferred(data: bytes, *, records_key: str, id_key: str, stamp_key: str) -> Any:
+    """`decode_page`'s answer with the records left to decode as they are read (`PendingRecords`),
+    for a page whose records can only decode to `Record`s or `Unreadable`s: valid UTF-8, split by
+    msgspec, its records member a list of JSON objects, every other member within the limits.
+    Any other page is decoded at once by `decode_page` (the same values, or the same `JsonError`).
+    A page of a full read, whose next cursor is wanted before its records are decoded."""
+    try:
+        data.decode("utf-8")
+        members = _MEMBERS.decode(data)
+        records = members.get(records_key)
+        elements = None if records is None else _ELEMENTS.decode(records)
+    except (UnicodeDecodeError, *_REFUSED):
+        elements = None
+    if elements is None or not all(bytes(element).startswith(b"{") for element in elements):
+        return decode_page(data, records_key=records_key, id_key=id_key, stamp_key=stamp_key)
+    page: dict[str, Any] = {}
+    for key, raw in members.items():
+        if key == records_key:
+            page[key] = PendingRecords(elements, id_key, stamp_key)
+            continue
+        value = _fast_value(bytes(raw))
+        if value is _NOT_FAST:
+            return decode_page(data, records_key=records_key, id_key=id_key, stamp_key=stamp_key)
+        page[key] = value
+    return page
 
 
 def decode_stored(text: str) -> Any:

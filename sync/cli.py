@@ -10,6 +10,7 @@ after the command.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -782,6 +783,15 @@ def _handled(error: SyncError, args: argparse.Namespace, err: TextIO) -> int:
     return 1 if isinstance(error, QuotaExhaustedError) else 3
 
 
+# The cyclic garbage collector's threshold while a command runs. A cycle makes millions of short-lived
+# containers (decoded records, decisions, planned writes) that reference counting frees, and holds a
+# few hundred thousand long-lived ones (the modules, the Salesforce facts): at CPython's default
+# (700 allocations) a cold dry run at 100,000 accounts ran ~4,300 collections, 35 of them over every
+# long-lived object, 1.5-2.5 s of its ~23 s of CPU. At 10,000 it runs ~130 (0.3 s) and the peak
+# memory does not grow (README "Issue 17's goals").
+_COLLECTOR_THRESHOLD = (10_000, 10, 10)
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
@@ -790,8 +800,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     if args.command is None:
         parser.print_help(out)
         return 2
+    collector = gc.get_threshold()
     try:
         _configure_logging(err)
+        gc.set_threshold(*_COLLECTOR_THRESHOLD)
         return _HANDLERS[args.command](args, out, err)
     except SyncError as error:
         return _handled(error, args, err)
@@ -802,4 +814,5 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     finally:
+        gc.set_threshold(*collector)
         _quiet_retries()

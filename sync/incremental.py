@@ -83,6 +83,7 @@ __all__ = [
 _ROOT = Path(__file__).resolve().parent.parent
 _DECIDING_CODE = ("core", "rules", "sync")  # the packages whose source decides and plans
 _DAY = timedelta(days=1)
+_BATCH = 1000  # judgements stored or forgotten per statement batch
 
 AccountRow = tuple[str, str, None, int | None]  # (id, raw JSON, no error, the run that read it)
 
@@ -220,16 +221,15 @@ class Book:
     def judged(self, account: Account, *, planned_nothing: bool, manager: str | None) -> None:
         """The verdict of this cycle on `account`: a judgement that planned nothing is stored
         with its inputs and clock window; any other is forgotten (judged again next cycle)."""
-        if not planned_nothing:
+        window = clock_window(account, self.now, custom_triggers=self.custom_triggers) if planned_nothing else None
+        if window is None or window[1] <= window[0]:  # planned something, or no clock window
             self._stale.append(account.id)
-            return
-        start, end = clock_window(account, self.now, custom_triggers=self.custom_triggers)
-        if end <= start:
-            self._stale.append(account.id)
-            return
-        facts = self.facts.fingerprint(account.id)
-        self._learnt.append((account.id, facts, self.rules, _epoch(start), _epoch(end), manager))
-        if len(self._learnt) >= 1000:
+        else:
+            facts = self.facts.fingerprint(account.id)
+            self._learnt.append((account.id, facts, self.rules, _epoch(window[0]), _epoch(window[1]), manager))
+        # Either list flushes the batch: a cold cycle forgets nearly every account (each planned
+        # something), and 100,000 ids held to the end were ~5 MiB of its peak.
+        if len(self._learnt) + len(self._stale) >= _BATCH:
             self.save()
 
     def save(self) -> None:
@@ -319,11 +319,11 @@ class LeadBook:
             return
         if not planned_nothing:
             self._stale.append(lead.id)
-            return
-        company = (lead.company or "").casefold()
-        context = self._context_fingerprint(lead.id, lead.company)
-        self._learnt.append((lead.id, company, context, self.rules, *self.window))
-        if len(self._learnt) >= 1000:
+        else:
+            company = (lead.company or "").casefold()
+            context = self._context_fingerprint(lead.id, lead.company)
+            self._learnt.append((lead.id, company, context, self.rules, *self.window))
+        if len(self._learnt) + len(self._stale) >= _BATCH:
             self.save()
 
     def save(self) -> None:

@@ -74,14 +74,22 @@ def _finite(value: Any) -> Any:
     return value
 
 
+# `json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=...)`'s text, without making an
+# encoder on every call (a cold dry run prints 166,000 plan lines at 100,000 accounts).
+_ENCODERS = {
+    sort: json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=sort).encode for sort in (False, True)
+}
+
+
 def json_line(value: Any, *, sort_keys: bool = False) -> str:
     """`value` as one line of valid JSON (see the module docstring), without the line break. The
     characters `printable` escapes are written as JSON escapes (`\\u202e`): the data stays exact,
     and the line is safe to print."""
+    encode = _ENCODERS[sort_keys]
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=sort_keys)
+        text = encode(value)
     except ValueError:  # NaN or Infinity somewhere
-        text = json.dumps(_finite(value), ensure_ascii=False, allow_nan=False, sort_keys=sort_keys)
+        text = encode(_finite(value))
     # Outside strings JSON holds only ASCII structure: every match is inside a string.
     return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 

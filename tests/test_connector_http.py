@@ -274,6 +274,19 @@ def test_cursor_paginator_ahead_requests_the_next_page_while_the_consumer_works(
     assert [list(page) for page in pages] == [["b"], ["c"]]
 
 
+def test_cursor_paginator_ahead_has_begun_the_next_fetch_when_it_yields_a_page() -> None:
+    """The fetch of the next page has started (its request goes out) before the consumer gets the
+    page before it: the consumer's work never holds the request back (issue #17)."""
+    begun: list[str | None] = []
+
+    def fetch(token: str | None) -> tuple[list[str | None], str | None]:
+        begun.append(token)
+        return [token], {None: "b", "b": "c", "c": None}[token]
+
+    seen = [(list(page), list(begun)) for page in CursorPaginator().pages(fetch, ahead=True)]
+    assert seen == [([None], [None, "b"]), (["b"], [None, "b", "c"]), (["c"], [None, "b", "c"])]
+
+
 def test_cursor_paginator_ahead_raises_a_failure_where_the_consumer_asks_for_that_page() -> None:
     def fetch(token: str | None) -> tuple[list[int], str | None]:
         if token == "c":

@@ -15,11 +15,13 @@ from core.decoding import (
     MAX_DEPTH,
     MAX_RECORD_CHARS,
     JsonError,
+    PendingRecords,
     Record,
     Unreadable,
     _standard_page,
     decode_json,
     decode_page,
+    decode_page_deferred,
     decode_stored,
     json_text,
 )
@@ -172,10 +174,21 @@ def _same(fast: Any, standard: Any) -> bool:
     return bool(fast == standard)
 
 
+def _deferred(data: bytes, records_key: str = "results", id_key: str = "id", stamp_key: str = "updatedAt") -> Any:
+    """`decode_page_deferred`'s page with its pending records read (in their place)."""
+    page = decode_page_deferred(data, records_key=records_key, id_key=id_key, stamp_key=stamp_key)
+    if isinstance(page, dict) and isinstance(page.get(records_key), PendingRecords):
+        return {key: list(value) if key == records_key else value for key, value in page.items()}
+    return page
+
+
 def _both(data: bytes, records_key: str = "results", id_key: str = "id", stamp_key: str = "updatedAt") -> Any:
+    """The fast path's page, checked against the standard path's; the deferred page too."""
     fast = decode_page(data, records_key=records_key, id_key=id_key, stamp_key=stamp_key)
     standard = _standard_page(data, records_key, id_key, stamp_key)
     assert _same(fast, standard), (fast, standard)
+    deferred = _deferred(data, records_key, id_key, stamp_key)
+    assert _same(deferred, standard), (deferred, standard)
     return fast
 
 
@@ -245,8 +258,44 @@ def test_decode_page_fast_path_answers_each_page_as_the_standard_path(data: byte
     ],
 )
 def test_decode_page_fast_path_leaves_a_damaged_page_to_the_standard_path(data: bytes) -> None:
-    with pytest.raises(JsonError):
+    with pytest.raises(JsonError) as fast:
         _vitally(data)
+    with pytest.raises(JsonError) as standard:
+        _standard_page(data, "results", "id", "updatedAt")
+    with pytest.raises(JsonError) as deferred:  # at once, not when a record is read
+        decode_page_deferred(data, records_key="results", id_key="id", stamp_key="updatedAt")
+    assert str(fast.value) == str(standard.value) == str(deferred.value)
+
+
+def test_decode_page_deferred_decodes_each_record_when_it_is_read() -> None:
+    """An ordinary page's records are split, not decoded, until read; each read gives the record
+    `decode_page` gives (a `Record` with its own text, an `Unreadable` for a poison one)."""
+    poison = HEAD + '"traits":{"x":' + "[" * 40 + "]" * 40 + "}}"  # msgspec splits it; too deep
+    data = _page(_good(1), poison, _good(2)).encode()
+    with mock.patch("core.decoding._fast_record", side_effect=AssertionError("decoded early")):
+        page = decode_page_deferred(data, records_key="results", id_key="id", stamp_key="updatedAt")
+    records = page["results"]
+    assert isinstance(records, PendingRecords) and len(records) == 3 and page["next"] == "cursor-2"
+    assert type(records[0]) is Record and records[0].text == _good(1)
+    assert records[1] == Unreadable("acc_p", "T", "traits.x", "nested more than 32 levels deep")
+    assert [r.text for r in records[::2]] == [_good(1), _good(2)]
+    assert _same(list(records), _vitally(data)["results"])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"results":[{"id":"a","name":"caf\xe9"}],"next":null}',  # not UTF-8
+        b'{"results":[{"id":"a"}, 5],"next":null}',  # a record that is not an object
+        b'{"results":{"id":"a"},"next":null}',  # not a list
+        b'{"results":[{"id":"a"}],"next":1e400}',  # another member msgspec refuses
+        b'{"records":[{"Id":"00Q1"}],"done":true}',  # no records under that name
+    ],
+)
+def test_decode_page_deferred_decodes_at_once_a_page_whose_records_could_fail(data: bytes) -> None:
+    page = decode_page_deferred(data, records_key="results", id_key="id", stamp_key="updatedAt")
+    assert not isinstance(page.get("results"), PendingRecords)
+    assert _same(page, _standard_page(data, "results", "id", "updatedAt"))
 
 
 _SCALARS = (
