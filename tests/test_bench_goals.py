@@ -1,10 +1,11 @@
-"""bench/rule_set.py, the rule-set row of issue 17's goal table, and bench/goals.py's running of it
-against another tree.
+"""bench/goals.py's running of another tree: the rule-set row (bench/rule_set.py) and the bytecode
+each tree starts with.
 
 The row once compared the baseline's script run over this tree's rules: a script's own directory
 comes first on the path, so the baseline's `import rules` found this tree's editable install.
 goals.py now runs this tree's script with the measured tree's packages first (PYTHONPATH); these
-tests hold it to evaluating that tree's code, in both of the script's modes.
+tests hold it to evaluating that tree's code, in both of the script's modes. Every CLI child the
+benches time starts from its tree's bytecode, written as `pip install` writes it.
 """
 
 from __future__ import annotations
@@ -77,3 +78,16 @@ def test_goals_times_the_rules_of_the_tree_it_is_given(tmp_path: Path, context: 
     assert "the measured tree ran" in failed.value.stderr
     rules.write_text(source)
     assert goals.rule_set_seconds(tree, 50, 1, context) >= 0.0
+
+
+def test_the_benches_start_each_tree_with_the_bytecode_an_installed_crm_sync_has(tmp_path: Path) -> None:
+    goals = _goals()  # imports bench/scenarios.py too
+    tree = goals.export("HEAD", tmp_path / "tree")
+    assert tree is not None
+    assert not list(tree.rglob("*.pyc"))
+    compiled = goals.compile_bytecode(tree)
+    assert compiled == ["core", "rules", "connectors", "state", "sync", "sandbox"]
+    for package in compiled:
+        sources = {path.stem for path in (tree / package).glob("*.py")}
+        cached = {path.name.split(".")[0] for path in (tree / package / "__pycache__").glob("*.pyc")}
+        assert sources and sources <= cached, package
