@@ -19,7 +19,7 @@ from core.model import Lead
 from core.triage import LABELS, Label, Submission
 from rules import triage_rules
 from rules.triage import offline_triage
-from rules.triage_model import HybridTriage, NaiveBayes
+from rules.triage_model import HybridTriage, NaiveBayes, features, packaged_model
 from rules.triage_rules import RuleTriage, fold
 
 DATA = Path(__file__).resolve().parent / "data" / "triage"
@@ -410,3 +410,21 @@ def test_the_prefilter_finds_the_same_evidence_on_the_corpus() -> None:
     for folded in _texts():
         found = [(e.label, e.score, e.found) for e in triage_rules._signal_evidence(folded)]
         assert found == _evidence_without_prefilter(folded)
+
+
+def test_the_models_probabilities_are_the_sums_one_label_at_a_time() -> None:
+    """`NaiveBayes.probabilities` adds each feature's log likelihoods for the three labels in one
+    pass (issue #17): over the corpus and the held-out split its figures are exactly those of one
+    sum per label, the formula it replaced."""
+    model = packaged_model()
+    rows = [json.loads(line) for name in ("corpus.jsonl", "heldout.jsonl") for line in (DATA / name).open()]
+    for row in rows:
+        submission = Submission(
+            row["text"], row.get("email") or "", row.get("company") or "", row.get("title") or "", row.get("employees")
+        )
+        seen = [f for f in sorted(features(submission)) if f in model.log_likelihood["sales"]]
+        logs = {label: model.log_prior[label] + sum(model.log_likelihood[label][f] for f in seen) for label in LABELS}
+        top = max(logs.values())
+        exp = {label: math.exp(value - top) for label, value in logs.items()}
+        expected = {label: value / sum(exp.values()) for label, value in exp.items()}
+        assert model.probabilities(submission) == expected, row["id"]
