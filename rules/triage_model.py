@@ -128,19 +128,10 @@ class NaiveBayes:
             unseen[label] = math.log(alpha / total)
         return cls(prior, likelihood, unseen)
 
-    @functools.cached_property
-    def _rows(self) -> dict[str, tuple[float, ...]]:
-        """Each feature's log likelihoods, one per label in `LABELS`' order: one lookup a feature."""
-        vocabulary = self.log_likelihood["sales"]
-        return {f: tuple(self.log_likelihood[label][f] for label in LABELS) for f in vocabulary}
-
     def probabilities(self, submission: Submission) -> dict[Label, float]:
         """P(label | submission); features the training never saw are ignored."""
-        rows = self._rows
-        seen = [rows[f] for f in sorted(features(submission)) if f in rows]
-        # Each label's sum adds the same terms in the same order as one sum per label would.
-        sums = [sum(column) for column in zip(*seen, strict=True)] if seen else [0.0] * len(LABELS)
-        logs = {label: self.log_prior[label] + total for label, total in zip(LABELS, sums, strict=True)}
+        seen = [f for f in sorted(features(submission)) if f in self.log_likelihood["sales"]]
+        logs = {label: self.log_prior[label] + sum(self.log_likelihood[label][f] for f in seen) for label in LABELS}
         top = max(logs.values())
         exp = {label: math.exp(value - top) for label, value in logs.items()}
         total = sum(exp.values())

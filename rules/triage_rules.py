@@ -56,14 +56,7 @@ _LATIN_EXTRA = str.maketrans({"ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "đ"
 def fold(text: str) -> str:
     """Text as the patterns see it: NFKC (full-width letters become ASCII), casefolded, accents
     removed from Latin letters only (Japanese kana keep their marks), curly apostrophes straight."""
-    return _fold(text[:MAX_TEXT])
-
-
-# One submission's text, title and company are each folded several times (the hard rules, the
-# evidence, the model's features); the cache holds at most 16 texts of at most MAX_TEXT characters.
-@functools.lru_cache(maxsize=16)
-def _fold(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold().translate(_LATIN_EXTRA)
+    text = unicodedata.normalize("NFKC", text[:MAX_TEXT]).casefold().translate(_LATIN_EXTRA)
     out = []
     for char in text:
         if "\u00c0" <= char <= "\u024f":
@@ -149,60 +142,6 @@ def _signals() -> tuple[_Compiled, ...]:
     is imported: a cycle with nothing to classify (its verdicts kept, `sync.verdicts`) never needs
     them, and compiling them is most of the import's cost."""
     return tuple(_compiled(s) for s in SIGNALS)
-
-
-_Ref = tuple[int, int]  # (signal, pattern) by position in `_signals()`
-
-
-@dataclass(frozen=True)
-class _Index:
-    """The patterns' required strings (`_needs`) by their first two characters, so that a text is
-    tested only for the required strings that start with a pair of characters it holds: ~1,300
-    strings of some 500 patterns, of which a text holds the first pair of a few dozen."""
-
-    by_pair: dict[str, tuple[tuple[str, tuple[_Ref, ...]], ...]]
-    pairs: frozenset[str]
-    short: tuple[tuple[str, tuple[_Ref, ...]], ...]  # required strings of one character
-    always: frozenset[_Ref]  # patterns with no known requirement: searched in every text
-
-
-@functools.cache
-def _index() -> _Index:
-    refs: dict[str, list[_Ref]] = {}
-    always: set[_Ref] = set()
-    for s, compiled in enumerate(_signals()):
-        for p, needs in enumerate(compiled.needs):
-            if "" in needs:
-                always.add((s, p))
-                continue
-            for need in needs:
-                refs.setdefault(need, []).append((s, p))
-    by_pair: dict[str, list[tuple[str, tuple[_Ref, ...]]]] = {}
-    short = []
-    for need, found in refs.items():
-        if len(need) < 2:
-            short.append((need, tuple(found)))
-        else:
-            by_pair.setdefault(need[:2], []).append((need, tuple(found)))
-    return _Index(
-        {pair: tuple(needs) for pair, needs in by_pair.items()}, frozenset(by_pair), tuple(short), frozenset(always)
-    )
-
-
-def _candidates(folded: str) -> list[_Ref]:
-    """The patterns that can match `folded`, in the lexicon's order: those with a required string
-    in it, and those without a known requirement."""
-    index = _index()
-    found = set(index.always)
-    for need, refs in index.short:
-        if need in folded:
-            found.update(refs)
-    held = {folded[i : i + 2] for i in range(len(folded) - 1)}
-    for pair in index.pairs.intersection(held):
-        for need, refs in index.by_pair[pair]:
-            if need in folded:
-                found.update(refs)
-    return sorted(found)
 
 
 @functools.cache
@@ -415,20 +354,18 @@ def _links(folded: str) -> int:
 
 
 def _signal_evidence(folded: str) -> list[_Evidence]:
-    signals = _signals()
-    hits_of: dict[int, list[str]] = {}
-    # The search only where a match is possible: a pattern none of whose required strings the
-    # text holds is never searched (`_candidates`).
-    for s, p in _candidates(folded):
-        if match := signals[s].patterns[p].search(folded):
-            hits_of.setdefault(s, []).append(match.group(0).strip())
     found: list[_Evidence] = []
-    for s, hits in hits_of.items():  # in the lexicon's order: the candidates are sorted
-        signal = signals[s].signal
-        # More distinct patterns of one kind add a little, up to double: "error", "since
-        # yesterday" and "not loading" together are stronger than one, not three times.
-        score = signal.weight * (1 + 0.25 * (min(len(hits), 5) - 1))
-        found.append(_Evidence(signal.label, score, signal.says, tuple(dict.fromkeys(hits))))
+    for compiled in _signals():
+        hits: list[str] = []
+        for pattern, needs in zip(compiled.patterns, compiled.needs, strict=True):
+            # The substring test first: the search only where a match is possible.
+            if any(need in folded for need in needs) and (match := pattern.search(folded)):
+                hits.append(match.group(0).strip())
+        if hits:
+            # More distinct patterns of one kind add a little, up to double: "error", "since
+            # yesterday" and "not loading" together are stronger than one, not three times.
+            score = compiled.signal.weight * (1 + 0.25 * (min(len(hits), 5) - 1))
+            found.append(_Evidence(compiled.signal.label, score, compiled.signal.says, tuple(dict.fromkeys(hits))))
     return found
 
 
