@@ -144,6 +144,49 @@ def _signals() -> tuple[_Compiled, ...]:
     return tuple(_compiled(s) for s in SIGNALS)
 
 
+_GRAM = 3  # the length of the text's substrings the needs are looked up by (`_NeedIndex`)
+
+
+@dataclass(frozen=True)
+class _NeedIndex:
+    """Every pattern's needs (`_needs`) by their first `_GRAM` characters, so that the patterns whose
+    substring test passes are found from the text's own `_GRAM`-grams instead of by testing each
+    of the lexicon's ~1,400 needs against the text: a need occurs in a text only if its first
+    `_GRAM` characters are one of the text's `_GRAM`-grams, and each need found so is still tested
+    with `in`, so the patterns found are exactly those with a need in the text. Patterns are
+    numbered in the lexicon's order (signal by signal, pattern by pattern)."""
+
+    by_gram: dict[str, tuple[tuple[str, int], ...]]
+    short: tuple[tuple[str, int], ...]  # needs shorter than `_GRAM` characters, tested one by one
+    patterns: tuple[tuple[int, re.Pattern[str]], ...]  # per number: its signal's place and the pattern
+
+    def possible(self, folded: str) -> list[int]:
+        """The numbers of the patterns one of whose needs `folded` contains, in ascending order."""
+        found = {number for need, number in self.short if need in folded}
+        grams = {folded[i : i + _GRAM] for i in range(len(folded) - _GRAM + 1)}
+        by_gram = self.by_gram
+        for gram in grams.intersection(by_gram):
+            found.update(number for need, number in by_gram[gram] if number not in found and need in folded)
+        return sorted(found)
+
+
+@functools.cache
+def _need_index() -> _NeedIndex:
+    by_gram: dict[str, list[tuple[str, int]]] = {}
+    short: list[tuple[str, int]] = []
+    patterns: list[tuple[int, re.Pattern[str]]] = []
+    for place, compiled in enumerate(_signals()):
+        for pattern, needs in zip(compiled.patterns, compiled.needs, strict=True):
+            number = len(patterns)
+            patterns.append((place, pattern))
+            for need in needs:
+                if len(need) < _GRAM:
+                    short.append((need, number))
+                else:
+                    by_gram.setdefault(need[:_GRAM], []).append((need, number))
+    return _NeedIndex({g: tuple(n) for g, n in by_gram.items()}, tuple(short), tuple(patterns))
+
+
 @functools.cache
 def _injection() -> tuple[re.Pattern[str], ...]:
     return tuple(_compile(p) for p in INJECTION)
@@ -354,18 +397,21 @@ def _links(folded: str) -> int:
 
 
 def _signal_evidence(folded: str) -> list[_Evidence]:
+    # The substring test first (`_NeedIndex`): the search only where a match is possible.
+    index = _need_index()
+    hits_by_place: dict[int, list[str]] = {}
+    for number in index.possible(folded):
+        place, pattern = index.patterns[number]
+        if match := pattern.search(folded):
+            hits_by_place.setdefault(place, []).append(match.group(0).strip())
     found: list[_Evidence] = []
-    for compiled in _signals():
-        hits: list[str] = []
-        for pattern, needs in zip(compiled.patterns, compiled.needs, strict=True):
-            # The substring test first: the search only where a match is possible.
-            if any(need in folded for need in needs) and (match := pattern.search(folded)):
-                hits.append(match.group(0).strip())
-        if hits:
-            # More distinct patterns of one kind add a little, up to double: "error", "since
-            # yesterday" and "not loading" together are stronger than one, not three times.
-            score = compiled.signal.weight * (1 + 0.25 * (min(len(hits), 5) - 1))
-            found.append(_Evidence(compiled.signal.label, score, compiled.signal.says, tuple(dict.fromkeys(hits))))
+    signals = _signals()
+    for place in sorted(hits_by_place):  # the lexicon's order, as the evidence has always come
+        signal, hits = signals[place].signal, hits_by_place[place]
+        # More distinct patterns of one kind add a little, up to double: "error", "since
+        # yesterday" and "not loading" together are stronger than one, not three times.
+        score = signal.weight * (1 + 0.25 * (min(len(hits), 5) - 1))
+        found.append(_Evidence(signal.label, score, signal.says, tuple(dict.fromkeys(hits))))
     return found
 
 
