@@ -170,26 +170,36 @@ class _NeedIndex:
         return sorted(found)
 
 
-@functools.cache
-def _need_index() -> _NeedIndex:
+def _index_needs(entries: Iterable[tuple[int, re.Pattern[str], tuple[str, ...]]]) -> _NeedIndex:
+    """The `_NeedIndex` of (place, pattern, its `_needs`) entries, numbered in the order given."""
     by_gram: dict[str, list[tuple[str, int]]] = {}
     short: list[tuple[str, int]] = []
     patterns: list[tuple[int, re.Pattern[str]]] = []
-    for place, compiled in enumerate(_signals()):
-        for pattern, needs in zip(compiled.patterns, compiled.needs, strict=True):
-            number = len(patterns)
-            patterns.append((place, pattern))
-            for need in needs:
-                if len(need) < _GRAM:
-                    short.append((need, number))
-                else:
-                    by_gram.setdefault(need[:_GRAM], []).append((need, number))
+    for place, pattern, needs in entries:
+        number = len(patterns)
+        patterns.append((place, pattern))
+        for need in needs:
+            if len(need) < _GRAM:
+                short.append((need, number))
+            else:
+                by_gram.setdefault(need[:_GRAM], []).append((need, number))
     return _NeedIndex({g: tuple(n) for g, n in by_gram.items()}, tuple(short), tuple(patterns))
 
 
 @functools.cache
-def _injection() -> tuple[re.Pattern[str], ...]:
-    return tuple(_compile(p) for p in INJECTION)
+def _need_index() -> _NeedIndex:
+    """The lexicon's patterns by their needs; a pattern's place is its signal's in `_signals()`."""
+    return _index_needs(
+        (place, pattern, needs)
+        for place, compiled in enumerate(_signals())
+        for pattern, needs in zip(compiled.patterns, compiled.needs, strict=True)
+    )
+
+
+@functools.cache
+def _injection() -> _NeedIndex:
+    """The patterns of text that tries to dictate the label, by their needs (place 0 for all)."""
+    return _index_needs((0, pattern, _needs(pattern)) for pattern in map(_compile, INJECTION))
 
 
 # --------------------------------------------------------------------------- shape of the text
@@ -491,8 +501,9 @@ class RuleTriage:
         """The verdicts no weighing can change (injection, empty, gibberish, test), or None."""
         text = submission.text[:MAX_TEXT]
         folded = fold(text)
-        for pattern in _injection():
-            if match := pattern.search(folded):
+        injection = _injection()
+        for number in injection.possible(folded):  # the patterns in order, those that cannot match skipped
+            if match := injection.patterns[number][1].search(folded):
                 return Triage("spam", 0.97, f"spam: tries to dictate the label ({_quote([match.group(0)])})")
         tokens = _WORD.findall(folded)
         greeting_only = bool(tokens) and all(t in _GREETINGS for t in tokens) and len(tokens) <= 3
