@@ -57,12 +57,15 @@ def fold(text: str) -> str:
     """Text as the patterns see it: NFKC (full-width letters become ASCII), casefolded, accents
     removed from Latin letters only (Japanese kana keep their marks), curly apostrophes straight."""
     text = unicodedata.normalize("NFKC", text[:MAX_TEXT]).casefold().translate(_LATIN_EXTRA)
-    out = []
-    for char in text:
-        if "\u00c0" <= char <= "\u024f":
-            char = unicodedata.normalize("NFKD", char)[0]
-        out.append(char)
-    return "".join(out)
+    return _ACCENTED_LATIN.sub(_unaccented, text)
+
+
+_ACCENTED_LATIN = re.compile("[\u00c0-\u024f]")  # Latin-1 Supplement to Latin Extended-B
+
+
+def _unaccented(match: re.Match[str]) -> str:
+    """The letter without its accent: the first character of its decomposition."""
+    return unicodedata.normalize("NFKD", match.group())[0]
 
 
 # `\b` in a lexicon pattern: a boundary between an ASCII letter or digit and anything else, so
