@@ -57,12 +57,15 @@ def fold(text: str) -> str:
     """Text as the patterns see it: NFKC (full-width letters become ASCII), casefolded, accents
     removed from Latin letters only (Japanese kana keep their marks), curly apostrophes straight."""
     text = unicodedata.normalize("NFKC", text[:MAX_TEXT]).casefold().translate(_LATIN_EXTRA)
-    out = []
-    for char in text:
-        if "\u00c0" <= char <= "\u024f":
-            char = unicodedata.normalize("NFKD", char)[0]
-        out.append(char)
-    return "".join(out)
+    return _ACCENTED_LATIN.sub(_unaccented, text)
+
+
+_ACCENTED_LATIN = re.compile("[\u00c0-\u024f]")  # Latin-1 Supplement to Latin Extended-B
+
+
+def _unaccented(match: re.Match[str]) -> str:
+    """The letter without its accent: the first character of its decomposition."""
+    return unicodedata.normalize("NFKD", match.group())[0]
 
 
 # `\b` in a lexicon pattern: a boundary between an ASCII letter or digit and anything else, so
@@ -144,9 +147,62 @@ def _signals() -> tuple[_Compiled, ...]:
     return tuple(_compiled(s) for s in SIGNALS)
 
 
+_GRAM = 3  # the length of the text's substrings the needs are looked up by (`_NeedIndex`)
+
+
+@dataclass(frozen=True)
+class _NeedIndex:
+    """Every pattern's needs (`_needs`) by their first `_GRAM` characters, so that the patterns whose
+    substring test passes are found from the text's own `_GRAM`-grams instead of by testing each
+    of the lexicon's ~1,400 needs against the text: a need occurs in a text only if its first
+    `_GRAM` characters are one of the text's `_GRAM`-grams, and each need found so is still tested
+    with `in`, so the patterns found are exactly those with a need in the text. Patterns are
+    numbered in the lexicon's order (signal by signal, pattern by pattern)."""
+
+    by_gram: dict[str, tuple[tuple[str, int], ...]]
+    short: tuple[tuple[str, int], ...]  # needs shorter than `_GRAM` characters, tested one by one
+    patterns: tuple[tuple[int, re.Pattern[str]], ...]  # per number: its signal's place and the pattern
+
+    def possible(self, folded: str) -> list[int]:
+        """The numbers of the patterns one of whose needs `folded` contains, in ascending order."""
+        found = {number for need, number in self.short if need in folded}
+        grams = {folded[i : i + _GRAM] for i in range(len(folded) - _GRAM + 1)}
+        by_gram = self.by_gram
+        for gram in grams.intersection(by_gram):
+            found.update(number for need, number in by_gram[gram] if number not in found and need in folded)
+        return sorted(found)
+
+
+def _index_needs(entries: Iterable[tuple[int, re.Pattern[str], tuple[str, ...]]]) -> _NeedIndex:
+    """The `_NeedIndex` of (place, pattern, its `_needs`) entries, numbered in the order given."""
+    by_gram: dict[str, list[tuple[str, int]]] = {}
+    short: list[tuple[str, int]] = []
+    patterns: list[tuple[int, re.Pattern[str]]] = []
+    for place, pattern, needs in entries:
+        number = len(patterns)
+        patterns.append((place, pattern))
+        for need in needs:
+            if len(need) < _GRAM:
+                short.append((need, number))
+            else:
+                by_gram.setdefault(need[:_GRAM], []).append((need, number))
+    return _NeedIndex({g: tuple(n) for g, n in by_gram.items()}, tuple(short), tuple(patterns))
+
+
 @functools.cache
-def _injection() -> tuple[re.Pattern[str], ...]:
-    return tuple(_compile(p) for p in INJECTION)
+def _need_index() -> _NeedIndex:
+    """The lexicon's patterns by their needs; a pattern's place is its signal's in `_signals()`."""
+    return _index_needs(
+        (place, pattern, needs)
+        for place, compiled in enumerate(_signals())
+        for pattern, needs in zip(compiled.patterns, compiled.needs, strict=True)
+    )
+
+
+@functools.cache
+def _injection() -> _NeedIndex:
+    """The patterns of text that tries to dictate the label, by their needs (place 0 for all)."""
+    return _index_needs((0, pattern, _needs(pattern)) for pattern in map(_compile, INJECTION))
 
 
 # --------------------------------------------------------------------------- shape of the text
@@ -354,18 +410,21 @@ def _links(folded: str) -> int:
 
 
 def _signal_evidence(folded: str) -> list[_Evidence]:
+    # The substring test first (`_NeedIndex`): the search only where a match is possible.
+    index = _need_index()
+    hits_by_place: dict[int, list[str]] = {}
+    for number in index.possible(folded):
+        place, pattern = index.patterns[number]
+        if match := pattern.search(folded):
+            hits_by_place.setdefault(place, []).append(match.group(0).strip())
     found: list[_Evidence] = []
-    for compiled in _signals():
-        hits: list[str] = []
-        for pattern, needs in zip(compiled.patterns, compiled.needs, strict=True):
-            # The substring test first: the search only where a match is possible.
-            if any(need in folded for need in needs) and (match := pattern.search(folded)):
-                hits.append(match.group(0).strip())
-        if hits:
-            # More distinct patterns of one kind add a little, up to double: "error", "since
-            # yesterday" and "not loading" together are stronger than one, not three times.
-            score = compiled.signal.weight * (1 + 0.25 * (min(len(hits), 5) - 1))
-            found.append(_Evidence(compiled.signal.label, score, compiled.signal.says, tuple(dict.fromkeys(hits))))
+    signals = _signals()
+    for place in sorted(hits_by_place):  # the lexicon's order, as the evidence has always come
+        signal, hits = signals[place].signal, hits_by_place[place]
+        # More distinct patterns of one kind add a little, up to double: "error", "since
+        # yesterday" and "not loading" together are stronger than one, not three times.
+        score = signal.weight * (1 + 0.25 * (min(len(hits), 5) - 1))
+        found.append(_Evidence(signal.label, score, signal.says, tuple(dict.fromkeys(hits))))
     return found
 
 
@@ -445,8 +504,9 @@ class RuleTriage:
         """The verdicts no weighing can change (injection, empty, gibberish, test), or None."""
         text = submission.text[:MAX_TEXT]
         folded = fold(text)
-        for pattern in _injection():
-            if match := pattern.search(folded):
+        injection = _injection()
+        for number in injection.possible(folded):  # the patterns in order, those that cannot match skipped
+            if match := injection.patterns[number][1].search(folded):
                 return Triage("spam", 0.97, f"spam: tries to dictate the label ({_quote([match.group(0)])})")
         tokens = _WORD.findall(folded)
         greeting_only = bool(tokens) and all(t in _GREETINGS for t in tokens) and len(tokens) <= 3
