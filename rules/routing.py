@@ -95,17 +95,16 @@ def route_account(
         # the gates of nine triggers.
         mrr = account.mrr
         passed = (
-            True,
-            bool(account.segments),
-            bool(ctx.opportunities),
-            mrr is not None and mrr <= policy.zero_spend.mrr_max,
-            account.startup_plan_ends_at is not None or account.startup_credits_used is not None,
+            (1 if account.segments else 0)
+            | (2 if ctx.opportunities else 0)
+            | (4 if mrr is not None and mrr <= policy.zero_spend.mrr_max else 0)
+            | (8 if account.startup_plan_ends_at is not None or account.startup_credits_used is not None else 0)
         )
         return _arbitrate(
             [
                 rule.decide(account, ctx, policy, now)
-                for screen, rule in _policy_screened_triggers(policy)
-                if passed[screen] and rule.may_fire(account, ctx, policy, now)
+                for rule in _policy_screened_triggers(policy)[passed]
+                if rule.may_fire(account, ctx, policy, now)
             ]
         )
     return _arbitrate([rule.decide(account, ctx, policy, now) for rule in _account_triggers(policy.routing.order)])
@@ -130,27 +129,32 @@ def _account_triggers(order: tuple[str, ...]) -> tuple[AccountRule, ...]:
 
 
 # A condition each of these triggers' `may_fire` checks first, shared by several, read once per
-# account by `route_account`: 1 the account is in some segment (the referrals), 2 it has an
-# opportunity in Salesforce (closed lost), 3 its MRR is known and at most the $0-spend ceiling (the
-# $0-spend signals), 4 it has a startup plan end or startup credits used (the startup triggers);
-# 0 is no screen.
+# account by `route_account` as one bit of a mask: 1 the account is in some segment (the
+# referrals), 2 it has an opportunity in Salesforce (closed lost), 4 its MRR is known and at most
+# the $0-spend ceiling (the $0-spend signals), 8 it has a startup plan end or startup credits used
+# (the startup triggers). A trigger not listed has no screen.
 _SCREENED: Mapping[str, int] = {
     product_led.AM_REFERRAL.id: 1,
     new_business.ONBOARDING_REFERRAL.id: 1,
     new_business.AE_REFERRAL.id: 1,
     bdr.CLOSED_LOST_UNRESPONSIVE.id: 2,
-    signals.HIRING_INCREASE.id: 3,
-    signals.WEB_SOCIAL_INCREASE.id: 3,
-    signals.FUNDRAISE.id: 3,
-    product_led.STARTUP_ROLLOFF.id: 4,
-    new_business.STARTUP_CREDITS.id: 4,
+    signals.HIRING_INCREASE.id: 4,
+    signals.WEB_SOCIAL_INCREASE.id: 4,
+    signals.FUNDRAISE.id: 4,
+    product_led.STARTUP_ROLLOFF.id: 8,
+    new_business.STARTUP_CREDITS.id: 8,
 }
 
 
 @lru_cache(maxsize=64)
-def _screened_triggers(order: tuple[str, ...]) -> tuple[tuple[int, AccountRule], ...]:
-    """The account triggers in the configured order, each with its screen (`_SCREENED`)."""
-    return tuple((_SCREENED.get(rule.id, 0), rule) for rule in _account_triggers(order))
+def _screened_triggers(order: tuple[str, ...]) -> tuple[tuple[AccountRule, ...], ...]:
+    """For each mask of passed screens (0 to 15, `_SCREENED`'s bits), the account triggers in the
+    configured order whose screen it passes (or that have none): an account walks only those,
+    not every trigger with a test of its screen."""
+    triggers = _account_triggers(order)
+    return tuple(
+        tuple(rule for rule in triggers if rule.id not in _SCREENED or _SCREENED[rule.id] & mask) for mask in range(16)
+    )
 
 
 @lru_cache(maxsize=64)
@@ -162,7 +166,7 @@ def _lead_triggers(order: tuple[str, ...]) -> tuple[LeadRule, ...]:
 # The two above looked up by the policy's identity: hashing the configured order (twenty ids) to
 # find them in their caches costs more than most gates, once per record.
 @per_policy
-def _policy_screened_triggers(policy: Policy) -> tuple[tuple[int, AccountRule], ...]:
+def _policy_screened_triggers(policy: Policy) -> tuple[tuple[AccountRule, ...], ...]:
     return _screened_triggers(policy.routing.order)
 
 
