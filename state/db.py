@@ -26,7 +26,7 @@ from core.decoding import decode_stored
 from core.errors import SyncError
 from core.triage import LABELS, Remembered, Triage
 from state.events import INBOX_SUFFIX, EventSource, QueuedEvents, connect_inbox, inbox_path
-from state.migrations import MIGRATIONS, migrate
+from state.migrations import MIGRATIONS, SYNC_KEY_SQL, migrate
 from state.writes import OutboxRow, OutboxStatus, Owner, OwnerChoice, PlannedWrite, target_of, write_key
 
 __all__ = ["LastWritten", "PlanLog", "StateDB", "StateUnusableError"]
@@ -199,7 +199,22 @@ def _field(path: str) -> str:
     return f"CASE WHEN json_valid(raw) THEN json_extract(raw, {path}) END"
 
 
-_SYNC_KEY = _field("'$.Sync_Key__c'")
+# `_field("'$.Sync_Key__c'")`, spelled as the index `sf_records_sync_key` holds it (SQLite uses an
+# index on an expression only where a query writes the same expression).
+_SYNC_KEY = SYNC_KEY_SQL
+
+# `StateDB.unknown_sync_keys`: read from the index `sf_records_sync_key`, not from every lead's JSON.
+# `mirrored.key`, never a bare `key`: inside the outbox subquery a bare `key` is the outbox's own
+# column of that name, which made the outbox condition a no-op.
+UNKNOWN_SYNC_KEYS_SQL = (
+    f"SELECT mirrored.key FROM (SELECT {_SYNC_KEY} AS key FROM sf_records "
+    "WHERE object = 'Lead' AND error IS NULL) AS mirrored "
+    "WHERE mirrored.key LIKE ? ESCAPE '\\' "
+    "AND NOT EXISTS (SELECT 1 FROM last_written w WHERE w.system = 'salesforce' "
+    "AND w.record = mirrored.key AND w.field = 'Sync_Key__c') "
+    "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.system = 'salesforce' AND o.record = mirrored.key) "
+    "ORDER BY mirrored.key"
+)
 
 
 def _json_value(text: str) -> Any:
@@ -1368,18 +1383,7 @@ class StateDB:
         """`Sync_Key__c` values starting with `prefix` on mirrored leads that this state neither
         recorded as written nor holds in the outbox: leads crm-sync created that it does not know."""
         like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = self.db.execute(
-            # `mirrored.key`, never a bare `key`: inside the outbox subquery a bare `key` is the
-            # outbox's own column of that name, which made the outbox condition a no-op.
-            f"SELECT mirrored.key FROM (SELECT {_SYNC_KEY} AS key FROM sf_records "
-            "WHERE object = 'Lead' AND error IS NULL) AS mirrored "
-            "WHERE mirrored.key LIKE ? ESCAPE '\\' "
-            "AND NOT EXISTS (SELECT 1 FROM last_written w WHERE w.system = 'salesforce' "
-            "AND w.record = mirrored.key AND w.field = 'Sync_Key__c') "
-            "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.system = 'salesforce' AND o.record = mirrored.key) "
-            "ORDER BY mirrored.key",
-            [like],
-        ).fetchall()
+        rows = self.db.execute(UNKNOWN_SYNC_KEYS_SQL, [like]).fetchall()
         return [str(key) for (key,) in rows]
 
     def marked_accounts(self, trait: str) -> int:

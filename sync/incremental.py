@@ -122,8 +122,11 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
+@cache
 def product_version() -> str:
-    """The installed crm-sync's version ('unknown' when it is run from a bare source tree)."""
+    """The installed crm-sync's version ('unknown' when it is run from a bare source tree), read
+    once per process (as `_code_digest`: the code a process runs is the code it started with, even
+    if the package is upgraded under it); each cycle asks twice, and the metadata lookup is ~3 ms."""
     try:
         return version("crm-sync")
     except PackageNotFoundError:
@@ -289,11 +292,20 @@ class LeadBook:
         book = cls(state, facts, rules, _day_window(now), learn=learn)
         if not full:
             at = _epoch(now)
-            book.holding = frozenset(
-                lead
-                for lead, (company, context) in state.leads_judged(rules, at).items()
-                if book._context_fingerprint(lead, company or None) == context
-            )
+            triage_of = facts.triage_of
+            # The stored company is the casefolded one, which names the same disqualified leads;
+            # most leads share a company's context: its fingerprint is asked for once per
+            # (company, remembered verdict), not once per lead.
+            known: dict[tuple[str, Remembered | None], str] = {}
+            holding = []
+            for lead, (company, context) in state.leads_judged(rules, at).items():
+                key = (company, triage_of(lead))
+                current = known.get(key)
+                if current is None:
+                    current = known[key] = book._context_fingerprint(lead, company or None)
+                if current == context:
+                    holding.append(lead)
+            book.holding = frozenset(holding)
         return book
 
     @classmethod

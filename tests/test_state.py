@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from state import InstanceLockedError, PlannedWrite, StateDB, StateLock, StateUnusableError
+from state.db import UNKNOWN_SYNC_KEYS_SQL
 from state.migrations import MIGRATIONS
 
 
@@ -208,6 +209,32 @@ def test_a_lead_whose_upsert_is_in_the_outbox_is_not_unknown_to_the_state() -> N
     state.upsert_sf(rows)
 
     assert state.unknown_sync_keys("crm-sync:lead:") == ["crm-sync:lead:acc_2"]
+
+
+def test_the_check_for_unknown_sync_keys_reads_the_index_not_every_leads_json() -> None:
+    """Every cycle asks for leads under crm-sync's keys that the state does not know (issue #17: an
+    idle cycle's CPU). SQLite answers from the index on the leads' `Sync_Key__c` (migration 11),
+    whose expression the query must spell exactly as the index does; the answer is the same for a
+    key that changes, a lead that leaves the mirror and one whose JSON SQLite cannot read."""
+    state = StateDB.memory()
+    rows = [
+        {"object": "Lead", "id": f"00Q{i}", "modstamp": "t", "raw": json.dumps({"Id": f"00Q{i}", "Sync_Key__c": key})}
+        for i, key in enumerate(["crm-sync:lead:acc_1", "crm-sync:lead:acc_2", "someone-else"])
+    ]
+    state.upsert_sf(rows)
+    assert state.unknown_sync_keys("crm-sync:lead:") == ["crm-sync:lead:acc_1", "crm-sync:lead:acc_2"]
+    moved = '{"Id": "00Q0", "Sync_Key__c": "crm-sync:lead:acc_9"}'
+    unreadable = '{"Id": "00Q1", "Sync_Key__c": "crm-sync:lead:acc_2", "AnnualRevenue": Infinity}'
+    state.upsert_sf(
+        [
+            {"object": "Lead", "id": "00Q0", "modstamp": "u", "raw": moved},
+            {"object": "Lead", "id": "00Q1", "modstamp": "u", "raw": unreadable},
+        ]
+    )
+    assert state.unknown_sync_keys("crm-sync:lead:") == ["crm-sync:lead:acc_9"]
+
+    used = [row[-1] for row in state.db.execute("EXPLAIN QUERY PLAN " + UNKNOWN_SYNC_KEYS_SQL, ["crm-sync%"])]
+    assert "SEARCH sf_records USING INDEX sf_records_sync_key (object=?)" in used, used
 
 
 def test_state_migration_of_malformed_records_keeps_what_earlier_runs_reported(tmp_path: Path) -> None:
