@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from prometheus_client.parser import text_string_to_metric_families
+from scenarios import stop_child
 
 ROOT = Path(__file__).resolve().parent.parent
 _EXAMPLE_URL = "http://127.0.0.1:8765"
@@ -62,14 +62,8 @@ def _get(url: str, timeout: float = 10) -> tuple[int, str]:
 
 
 def _stop(process: subprocess.Popen[str] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    if process is not None:
+        stop_child(process, timeout=60)
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

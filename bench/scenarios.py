@@ -131,6 +131,19 @@ def compile_bytecode(tree: Path) -> list[str]:
     return packages
 
 
+def stop_child(process: subprocess.Popen[str], timeout: float) -> None:
+    """SIGTERM `process` (a sandbox or a daemon: both shut down cleanly on it), then SIGKILL it if it
+    has not exited within `timeout` seconds; returns once it has exited."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @dataclass(frozen=True)
 class Measured:
     """One child process: exit status, wall time and its own peak resident memory."""
@@ -245,12 +258,7 @@ class SandboxProcess:
     ) -> None:
         process = self._process
         if process is not None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_child(process, timeout=30)
             if process.stdout is not None:
                 process.stdout.close()
         if self._log_file is not None:
@@ -550,12 +558,7 @@ def daemon_idle_cycles(sandbox: SandboxProcess, config: Path, state: Path, tree:
                 break
             sandbox.control("POST", "clock", {"advance_seconds": interval})
     finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        stop_child(child, timeout=60)
     return tuple(seen[1:])
 
 

@@ -3,6 +3,7 @@ a sandbox, and what `responses` recorded of a request."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sqlite3
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import requests
@@ -167,3 +169,13 @@ def state_rows(state: Path, sql: str) -> list[tuple[Any, ...]]:
         return db.execute(sql).fetchall()
     finally:
         db.close()
+
+
+def bench_module(name: str) -> ModuleType:
+    """The script `bench/<name>.py` imported as a module (the benches import each other by name, as
+    `python bench/<name>.py` finds them beside it)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))

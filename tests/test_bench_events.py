@@ -8,25 +8,16 @@ tests hold the bench to timing the routed owner, and goals.py to reading the fig
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from support import bench_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.e2e
-
-
-def _goals() -> ModuleType:
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        return importlib.import_module("goals")
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +46,7 @@ def test_each_inbound_lead_is_timed_until_crm_sync_routes_it(printed: str) -> No
 
 
 def test_goals_reads_the_latency_and_requests_the_bench_prints(printed: str) -> None:
-    goals = _goals()
+    goals = bench_module("goals")
     p95 = dict(goals._EVENT_ROW.findall(printed))
     assert set(p95) == {"segment added", "inbound lead"}
     assert all(float(seconds) > 0.0 for seconds in p95.values())  # read, never judged here: bench figures

@@ -10,25 +10,16 @@ benches time starts from its tree's bytecode, written as `pip install` writes it
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from support import bench_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.slow  # child processes that generate and evaluate a book
-
-
-def _goals() -> ModuleType:
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        return importlib.import_module("goals")
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
 
 
 @pytest.mark.parametrize("context", ["mirror", "empty"])
@@ -50,7 +41,7 @@ def test_goals_reads_the_cpu_time_the_rule_set_bench_prints(context: str) -> Non
         timeout=120,
         check=True,
     )
-    found = _goals()._EVALUATE.search(done.stdout)
+    found = bench_module("goals")._EVALUATE.search(done.stdout)
     assert found is not None, done.stdout
     assert float(found.group(1)) >= 0.0
     skipped = int(done.stdout.split("malformed skipped: ")[1].split()[0].replace(",", ""))
@@ -60,7 +51,7 @@ def test_goals_reads_the_cpu_time_the_rule_set_bench_prints(context: str) -> Non
 
 @pytest.mark.parametrize("context", ["mirror", "empty"])
 def test_goals_times_the_rules_of_the_tree_it_is_given(tmp_path: Path, context: str) -> None:
-    goals = _goals()
+    goals = bench_module("goals")
     tree = goals.export("HEAD", tmp_path / "tree")
     assert tree is not None
     rules = tree / "rules" / "__init__.py"
@@ -81,7 +72,7 @@ def test_goals_times_the_rules_of_the_tree_it_is_given(tmp_path: Path, context: 
 
 
 def test_the_benches_start_each_tree_with_the_bytecode_an_installed_crm_sync_has(tmp_path: Path) -> None:
-    goals = _goals()  # imports bench/scenarios.py too
+    goals = bench_module("goals")  # imports bench/scenarios.py too
     tree = goals.export("HEAD", tmp_path / "tree")
     assert tree is not None
     assert not list(tree.rglob("*.pyc"))
