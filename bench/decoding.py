@@ -78,21 +78,32 @@ def main() -> None:
         session = requests.Session()
         vitally, salesforce = _vitally_pages(session, sandbox.url), _salesforce_pages(session, sandbox.url)
     size = sum(map(len, vitally)) + sum(map(len, salesforce))
-    print(f"{args.accounts:,} accounts: {len(vitally):,} Vitally pages, {len(salesforce):,} Salesforce pages, "
-          f"{size / 2**20:,.0f} MiB")
+    print(
+        f"{args.accounts:,} accounts: {len(vitally):,} Vitally pages, {len(salesforce):,} Salesforce pages, "
+        f"{size / 2**20:,.0f} MiB"
+    )
     rows = [
         ("Vitally, before: json.loads per page", _best(lambda b: json.loads(b.decode()), vitally, args.repeat)),
-        ("Vitally, after: decode_page", _best(
-            lambda b: decode_page(b, records_key="results", id_key="id", stamp_key="updatedAt"), vitally, args.repeat
-        )),
-        ("Salesforce, before: json.loads(OrderedDict)", _best(
-            lambda b: json.loads(b.decode(), object_pairs_hook=OrderedDict), salesforce, args.repeat
-        )),
-        ("Salesforce, after: decode_page", _best(
-            lambda b: decode_page(b, records_key="records", id_key="Id", stamp_key="SystemModstamp"),
-            salesforce,
-            args.repeat,
-        )),
+        (
+            "Vitally, after: decode_page",
+            _best(
+                lambda b: decode_page(b, records_key="results", id_key="id", stamp_key="updatedAt"),
+                vitally,
+                args.repeat,
+            ),
+        ),
+        (
+            "Salesforce, before: json.loads(OrderedDict)",
+            _best(lambda b: json.loads(b.decode(), object_pairs_hook=OrderedDict), salesforce, args.repeat),
+        ),
+        (
+            "Salesforce, after: decode_page",
+            _best(
+                lambda b: decode_page(b, records_key="records", id_key="Id", stamp_key="SystemModstamp"),
+                salesforce,
+                args.repeat,
+            ),
+        ),
     ]
     for name, seconds in rows:
         print(f"  {name:<48} {seconds:6.2f} s")

@@ -428,9 +428,7 @@ _ACCOUNT_SPECS: tuple[_Spec, ...] = (
 )  # fmt: skip
 
 # A company name real CRMs hold: legal suffixes, divisions, a translation in brackets.
-_LONG_NAME = (
-    "Example Holdings International Analytics and Data Platform Services Group GmbH & Co. KG (EMEA Division)"
-)
+_LONG_NAME = "Example Holdings International Analytics and Data Platform Services Group GmbH & Co. KG (EMEA Division)"
 _VERY_LONG_NAME = (
     "Example Worldwide Consolidated Technology, Research, Analytics, Cloud Infrastructure, Security and "
     "Professional Services Holdings Corporation Limited, acting for and on behalf of its subsidiaries in "

@@ -399,9 +399,7 @@ class SalesforceService:
         """Every row of every sObject, in the seed format (deep copies, no `attributes`); an
         empty `Group` table (no queues: the legacy org) is left out."""
         return {
-            t.name: copy.deepcopy(list(t.rows.values()))
-            for t in self.tables.values()
-            if t.rows or t.name != "Group"
+            t.name: copy.deepcopy(list(t.rows.values())) for t in self.tables.values() if t.rows or t.name != "Group"
         }
 
     def add_leads(self, rows: list[dict[str, Any]], *, owner_ids: list[str]) -> list[str]:
@@ -1411,9 +1409,7 @@ def _check_json_types(table: _Table, body: Mapping[str, Any], raw: bytes) -> Non
         raise _SfError(400, "JSON_PARSER_ERROR", message)
 
 
-def _check_values(
-    table: _Table, clean: Mapping[str, Any], merged: dict[str, Any], *, created: bool
-) -> _Failure | None:
+def _check_values(table: _Table, clean: Mapping[str, Any], merged: dict[str, Any], *, created: bool) -> _Failure | None:
     """Field values held to their definitions (ERR-msgs): length, restricted picklist, e-mail;
     numeric and boolean text stored as the value it names; a new record's defaulted picklists
     (Lead Status) get their default."""

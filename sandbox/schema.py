@@ -772,4 +772,3 @@ def learned_field(name: str, value: Any) -> FieldDef:
     if isinstance(value, int | float):
         return FieldDef(name, "double", name, custom=custom, precision=18)
     return FieldDef(name, "string", name, length=255, custom=custom)
-

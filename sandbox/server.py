@@ -97,9 +97,9 @@ _REPLYING_KINDS = ("status", "empty", "html")
 # quoted by Airbyte's source-salesforce (AB-sf-retry in tests/fixtures/real/SOURCES.md); the
 # markup around it is ours.
 _EDGE_PAGE = (
-    "<!DOCTYPE html>\n<html>\n<head><meta http-equiv=\"refresh\" content=\"30\"><title>Salesforce</title></head>\n"
+    '<!DOCTYPE html>\n<html>\n<head><meta http-equiv="refresh" content="30"><title>Salesforce</title></head>\n'
     "<body>\n<p>We are setting things up. This process can take a few minutes. This page will auto-refresh when "
-    "ready. If it takes too long, please contact support or visit our <a href=\"https://status.salesforce.com\">"
+    'ready. If it takes too long, please contact support or visit our <a href="https://status.salesforce.com">'
     "status page</a> for more information.</p>\n</body>\n</html>\n"
 )
 # A maintenance or proxy page: what a load balancer answers when the service behind it is down
@@ -506,7 +506,10 @@ class Sandbox:
         five accounts, hence the larger book); leads pointing at accounts we lack lose the link."""
         wanted = rng.randint(1, 3)
         book = generator.generate_book(
-            10 * wanted, seed=rng.randrange(2**31), now=self._clock.now(), malformed_share=0.0,
+            10 * wanted,
+            seed=rng.randrange(2**31),
+            now=self._clock.now(),
+            malformed_share=0.0,
             real_org=self._config.real_org,
         )
         leads = []

@@ -445,9 +445,7 @@ class _Parser:
             pos = self.peek().pos
             offset = self.count_literal()
             if offset > MAX_OFFSET:
-                raise SoqlError(
-                    f"maximum SOQL offset allowed is {MAX_OFFSET}", pos, code="NUMBER_OUTSIDE_VALID_RANGE"
-                )
+                raise SoqlError(f"maximum SOQL offset allowed is {MAX_OFFSET}", pos, code="NUMBER_OUTSIDE_VALID_RANGE")
         end = self.take()
         if end.kind != "end":
             raise self.unexpected(end)
@@ -1029,9 +1027,7 @@ def _projector(query: Query) -> Callable[[_Record], dict[str, Any]]:
     return project
 
 
-def execute(
-    query: Query, records: Iterable[Mapping[str, Any]], *, now: datetime | None = None
-) -> list[dict[str, Any]]:
+def execute(query: Query, records: Iterable[Mapping[str, Any]], *, now: datetime | None = None) -> list[dict[str, Any]]:
     """Rows of `query` over `records`: filtered, sorted, offset, limited and projected.
 
     Each row has the selected fields (and Id, always) under the record's own spelling, or

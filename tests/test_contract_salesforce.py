@@ -147,9 +147,7 @@ def test_upsert_collection_reads_every_per_record_result(rsps: responses.Request
     assert [r.key for r in results] == [r["Sync_Key__c"] for r in request["records"]]
 
 
-def test_update_collection_resends_only_the_locked_record(
-    rsps: responses.RequestsMock, sf: SalesforceClient
-) -> None:
+def test_update_collection_resends_only_the_locked_record(rsps: responses.RequestsMock, sf: SalesforceClient) -> None:
     """salesforce_composite_update_response.json (SF-create SaveResult items; ERR-msgs for
     UNABLE_TO_LOCK_ROW; restforce's error codes for CANNOT_UPDATE_CONVERTED_LEAD)."""
     ids = ["00Q000000000001EAA", "00Q000000000002EAA", "00Q000000000004EAA"]
@@ -303,4 +301,3 @@ def test_a_406_on_a_write_is_retried(rsps: responses.RequestsMock, sf: Salesforc
                         set_owner=False)  # fmt: skip
 
     assert results[0].ok
-

@@ -64,8 +64,13 @@ def seed(routed: int, eu: int) -> dict[str, Any]:
         "vitally": {"accounts": accounts},
         # The pools' fallback queue exists in the org: a real org refuses a lead owned by a queue it
         # does not have (the operator creates it: docs/salesforce-setup.md).
-        "salesforce": {"User": users, "Lead": [], "Opportunity": [], "Account": [],
-                       "Group": [{"Id": QUEUE, "Name": "Fallback", "DeveloperName": "Fallback", "Type": "Queue"}]},
+        "salesforce": {
+            "User": users,
+            "Lead": [],
+            "Opportunity": [],
+            "Account": [],
+            "Group": [{"Id": QUEUE, "Name": "Fallback", "DeveloperName": "Fallback", "Type": "Queue"}],
+        },
     }
 
 

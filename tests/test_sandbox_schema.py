@@ -296,9 +296,10 @@ def test_overrides_come_from_a_seed_or_the_config_control(make_sandbox: Callable
     assert changed.status_code == 200 and changed.json()["sf_schema"] == {"Lead": {"Title": None}}
     assert "Title" not in {f["name"] for f in sobject(salesforce_client(controlled.url), "Lead").describe()["fields"]}
     assert refused.status_code == 400
-    assert "Lead.Title.lenght: unknown key" in refused.json()["error"] and "Nope: unknown sObject" in refused.json()[
-        "error"
-    ]
+    assert (
+        "Lead.Title.lenght: unknown key" in refused.json()["error"]
+        and "Nope: unknown sObject" in refused.json()["error"]
+    )
 
 
 def test_load_control_refuses_a_bad_config_before_any_record(sandbox: Sandbox) -> None:
