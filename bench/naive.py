@@ -24,11 +24,13 @@ import argparse
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+
+from well_formed import well_formed
 
 from core.errors import RecordError, WriteRejectedError
 from core.model import Account, Lead, Opportunity
@@ -44,8 +46,6 @@ from sync.wire import lead_fields, vitally_task
 _ROUTED_TEAMS = ("TAM", "TAE", "BDR")  # the teams a routed account's lead goes to (sync/plan.py)
 _REASON_MAX = 255  # a Salesforce text field
 _CLOSED_STATUSES = ("Disqualified", "Unqualified")
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -63,14 +63,14 @@ class _Facts:
         facts = cls()
         vitally_of = {
             account.id: account.vitally_account_id
-            for account in _parsed(records["Account"], parse_sf_account)
+            for account in well_formed(records["Account"], parse_sf_account)
             if account.vitally_account_id
         }
-        for opportunity in _parsed(records["Opportunity"], parse_opportunity):
+        for opportunity in well_formed(records["Opportunity"], parse_opportunity):
             vitally_id = vitally_of.get(opportunity.account_id or "")
             if vitally_id:
                 facts.opportunities_by_account[vitally_id].append(opportunity)
-        for lead in _parsed(records["Lead"], parse_lead):
+        for lead in well_formed(records["Lead"], parse_lead):
             facts.leads.append(lead)
             if lead.vitally_account_id:
                 facts.leads_by_account[lead.vitally_account_id].append(lead)
@@ -84,17 +84,6 @@ class _Facts:
             leads=tuple(self.leads_by_account.get(account_id, ())),
             opportunities=tuple(self.opportunities_by_account.get(account_id, ())),
         )
-
-
-def _parsed(records: Sequence[Mapping[str, Any]], parse: Callable[[Mapping[str, Any]], T]) -> list[T]:
-    """The well-formed records, parsed; malformed ones are skipped, as every run of the baseline does."""
-    out = []
-    for record in records:
-        try:
-            out.append(parse(record))
-        except RecordError:
-            continue
-    return out
 
 
 @dataclass

@@ -32,22 +32,12 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from core.errors import RecordError
+from well_formed import well_formed
+
 from core.model import Account
 from core.records import parse_account
 from rules import EMPTY, Policy, evaluate_account
 from sandbox.generator import generate_book
-
-
-def _parsed(raws: Iterable[dict[str, Any]]) -> list[Account]:
-    """The well-formed accounts of `raws` (a malformed record is skipped, as a cycle skips it)."""
-    accounts = []
-    for raw in raws:
-        try:
-            accounts.append(parse_account(raw))
-        except RecordError:
-            continue
-    return accounts
 
 
 def _mirror_decider(book: dict[str, Any], now: datetime) -> Callable[[Account, bool], Iterable[Any]]:
@@ -90,7 +80,7 @@ def main() -> None:
     else:
         book = generate_book(args.accounts, seed=1, now=now)
     started = time.perf_counter()
-    accounts = _parsed(book["vitally"]["accounts"])
+    accounts = well_formed(book["vitally"]["accounts"], parse_account)
     parsed = time.perf_counter() - started
     if args.context == "mirror":
         evaluate = _mirror_decider(book, now)
