@@ -20,8 +20,9 @@ How each row is measured:
   book's records), which the baseline has no code for. (Until 2026-12-04 each tree's own script ran,
   and the baseline's imported this tree's rules: its script's directory, not the tree, came first
   on the path.)
-- peak RSS at 10,000 and at 100,000: the CLI child's own peak resident set (`VmHWM`, sampled) in
-  those cold dry runs; `make bench` (bench/scenarios.py) shows it for every other scenario.
+- peak RSS at 10,000 and at 100,000: the CLI child's peak resident set (`VmHWM`, sampled) in those
+  cold dry runs, plus that of every process it starts (a worker, multiprocessing's resource
+  tracker), summed; `make bench` (bench/scenarios.py) shows it for every other scenario.
 - the plans: every cold dry run prints its plan as JSON lines (`--now` fixed); the table's footer
   says whether both trees' plans were byte-identical. Each tree runs with its own
   config.example.toml (an older tree rejects settings added since), so the plans may differ where

@@ -9,7 +9,8 @@ Usage:
 Per book size the sandbox runs in a process of its own (`python -m sync sandbox --generate N`), so
 its CPU and memory are not counted as crm-sync's; crm-sync runs through its real CLI in a
 subprocess (`python -m sync --config CFG --state DB run [--dry-run]`), and its peak RSS is that
-child's own (its `VmHWM`, sampled). The scenarios, in this order:
+child's (its `VmHWM`, sampled) plus that of every process it starts (`measure`). The scenarios, in
+this order:
 
     cold-dry     `run --dry-run` on an empty state: read everything, plan, send no write
     cold         `run` on an empty state: the first applied sync
@@ -146,7 +147,8 @@ def stop_child(process: subprocess.Popen[str], timeout: float) -> None:
 
 @dataclass(frozen=True)
 class Measured:
-    """One child process: exit status, wall time and its own peak resident memory."""
+    """One child process: exit status, wall time and the peak resident memory of it and of the
+    processes it started (summed)."""
 
     exit_code: int
     wall_s: float
@@ -168,24 +170,48 @@ def _high_water_kib(pid: int) -> int | None:
     return None
 
 
+def _descendants(pid: int) -> list[int]:
+    """The process's children, their children and so on, as /proc lists them now."""
+    found, i = [pid], 0
+    while i < len(found):
+        try:
+            tasks = os.listdir(f"/proc/{found[i]}/task")
+        except OSError:
+            tasks = []
+        for task in tasks:
+            try:
+                with open(f"/proc/{found[i]}/task/{task}/children", encoding="ascii") as children:
+                    found.extend(int(child) for child in children.read().split())
+            except (OSError, ValueError):
+                continue
+        i += 1
+    return found[1:]
+
+
 def _children_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
 def measure(argv: Sequence[str], cwd: Path = ROOT) -> Measured:
-    """Run `argv` from `cwd` (the repository root) and sample its own peak RSS (`VmHWM` of the
-    program the child became, every 10 ms until it exits). Not `ru_maxrss` from `wait4`: Linux
-    keeps in it the pre-exec high-water mark, i.e. this (larger) bench process copied by fork. Its
-    CPU time is what this process's reaped children gained meanwhile (a sandbox child is reaped
-    only at its end): on a shared machine a steadier figure than the wall time."""
+    """Run `argv` from `cwd` (the repository root) and sample its peak RSS: the peak resident set
+    (`VmHWM`) of the program the child became and of every process it starts (a worker process,
+    multiprocessing's resource tracker), summed, sampled every 10 ms until it exits: what the
+    command needs, counting a library two processes share twice. Not `ru_maxrss` from `wait4`:
+    Linux keeps in it the pre-exec high-water mark, i.e. this (larger) bench process copied by
+    fork. Its CPU time is what this process's reaped children gained meanwhile (their own reaped
+    children included; a sandbox child is reaped only at its end): on a shared machine a steadier
+    figure than the wall time."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         cpu_before = _children_cpu_s()
         started = time.perf_counter()
         child = subprocess.Popen(argv, cwd=cwd, env=_clean_env(), stdout=out, stderr=err)
-        peak = 0
+        peaks: dict[int, int] = {}  # pid -> its VmHWM, KiB
         while child.poll() is None:
-            peak = max(peak, _high_water_kib(child.pid) or 0)
+            for pid in (child.pid, *_descendants(child.pid)):
+                high = _high_water_kib(pid)
+                if high is not None and high > peaks.get(pid, 0):
+                    peaks[pid] = high
             time.sleep(0.01)
         wall = time.perf_counter() - started
         cpu = _children_cpu_s() - cpu_before
@@ -193,7 +219,7 @@ def measure(argv: Sequence[str], cwd: Path = ROOT) -> Measured:
         tail = err.read()[-1500:].decode(errors="replace")
         out.seek(0)
         digest = hashlib.file_digest(out, "blake2b").hexdigest()
-    return Measured(child.returncode, wall, peak / 1024, tail, cpu, digest)
+    return Measured(child.returncode, wall, sum(peaks.values()) / 1024, tail, cpu, digest)
 
 
 def crm_sync(config: Path, state: Path, *, dry_run: bool, tree: Path = ROOT) -> Measured:
