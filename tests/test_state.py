@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from state import InstanceLockedError, PlannedWrite, StateDB, StateLock, StateUnusableError
 from state.db import UNKNOWN_SYNC_KEYS_SQL
 from state.migrations import MIGRATIONS
+from state.writes import Owner
 
 
 def write(value: str, record: str = "acc_1") -> PlannedWrite:
@@ -373,3 +375,12 @@ def test_state_reads_stored_json_values_as_json_loads_does(value: object, text: 
                 _json_value(candidate)
         else:
             assert _json_value(candidate) == expected
+
+
+@given(st.text(), st.none() | st.text(), st.text())
+def test_an_owners_plan_line_is_every_field_in_order(pool: str, user_id: str | None, name: str) -> None:
+    """`Owner.as_json` spells out `asdict` (speed): a field added to `Owner` must be added there."""
+    owner = Owner(pool=pool, user_id=user_id, name=name)
+    assert owner.as_json() == asdict(owner)
+    assert list(owner.as_json()) == [f.name for f in fields(Owner)]
+    assert Owner.from_json(owner.as_json()) == owner
