@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import itertools
 import json
 import os
@@ -26,7 +27,7 @@ from core.decoding import decode_stored
 from core.errors import SyncError
 from core.triage import LABELS, Remembered, Triage
 from state.events import INBOX_SUFFIX, EventSource, QueuedEvents, connect_inbox, inbox_path
-from state.migrations import MIGRATIONS, SYNC_KEY_SQL, migrate
+from state.migrations import MIGRATIONS, SF_LINK_FIELDS, SYNC_KEY_SQL, migrate, sf_link_sql
 from state.writes import OutboxRow, OutboxStatus, Owner, OwnerChoice, PlannedWrite, target_of, write_key
 
 __all__ = ["LastWritten", "PlanLog", "StateDB", "StateUnusableError"]
@@ -202,6 +203,26 @@ def _field(path: str) -> str:
 # `_field("'$.Sync_Key__c'")`, spelled as the index `sf_records_sync_key` holds it (SQLite uses an
 # index on an expression only where a query writes the same expression).
 _SYNC_KEY = SYNC_KEY_SQL
+
+# `StateDB.upsert_sf`: the record, its digest (`?6`) and the fields its facts are found by, read
+# from its raw JSON (`?4`) by SQLite.
+_UPSERT_SF = (
+    f"INSERT INTO sf_records (object, id, modstamp, raw, error, digest, {', '.join(SF_LINK_FIELDS)}) "
+    f"VALUES (?1, ?2, ?3, ?4, ?5, ?6, {', '.join(sf_link_sql('?4'))}) "
+    "ON CONFLICT (object, id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in ("modstamp", "raw", "error", "digest", *SF_LINK_FIELDS))
+)
+
+
+def _sf_row(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return row["object"], row["id"], row["modstamp"], row["raw"], row.get("error")
+
+
+def _sf_digest(raw: str | bytes | None) -> bytes:
+    """A mirrored record's digest: BLAKE2b (16 bytes) of its raw JSON as UTF-8, as SQLite holds it."""
+    data = raw.encode() if isinstance(raw, str) else raw or b""
+    return hashlib.blake2b(data, digest_size=16).digest()
+
 
 # `StateDB.unknown_sync_keys`: read from the index `sf_records_sync_key`, not from every lead's JSON.
 # `mirrored.key`, never a bare `key`: inside the outbox subquery a bare `key` is the outbox's own
@@ -676,47 +697,46 @@ class StateDB:
         return self._versions("SELECT id, modstamp FROM sf_records WHERE object = ?", [sobject], ids)
 
     def upsert_sf(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Rows of {object, id, modstamp, raw, error}."""
-        self.db.conn.executemany(
-            "INSERT INTO sf_records (object, id, modstamp, raw, error) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (object, id) DO UPDATE SET modstamp = excluded.modstamp, raw = excluded.raw, "
-            "error = excluded.error",
-            ((row["object"], row["id"], row["modstamp"], row["raw"], row.get("error")) for row in rows),
-        )
+        """Rows of {object, id, modstamp, raw, error}. Each record's digest and the fields its
+        facts are found by are stored beside it (state migration 12): the digest computed here,
+        the fields read by SQLite from the JSON as it is written."""
+        self.db.conn.executemany(_UPSERT_SF, ((*_sf_row(row), _sf_digest(row["raw"])) for row in rows))
 
     def iter_lead_links(
         self, statuses: Sequence[str]
-    ) -> Iterator[tuple[str, bytes, str | None, str | None, str | None, str | None]]:
-        """(id, raw JSON as UTF-8 bytes, `Vitally_Account_Id__c`, `Sync_Key__c`, `Status`, `Company`)
-        of every well-formed mirrored lead that names a Vitally account or whose status is one of
-        `statuses`, in
-        id order: the fields read by SQLite (in C), so that finding the leads that are Salesforce
-        facts parses none in Python, and the other leads' JSON is not even copied out."""
-        names = ("Vitally_Account_Id__c", "Sync_Key__c", "Status", "Company")
-        linked, key, status, company = (_field(f"'$.{name}'") for name in names)
+    ) -> Iterator[tuple[str, bytes, str | None, str | None, str | None, str | None, bytes | None]]:
+        """(id, digest, `Vitally_Account_Id__c`, `Sync_Key__c`, `Status`, `Company`, raw JSON as
+        UTF-8 bytes when the status is one of `statuses`, else None) of every well-formed mirrored
+        lead that names a Vitally account or whose status is one of `statuses`, in id order. The
+        fields and the digest were stored when the lead was mirrored (state migration 12): finding
+        the leads that are Salesforce facts reads no lead's JSON, and copies out only the JSON of
+        those of `statuses` (parsed later, if their company is asked about)."""
+        marks = ",".join("?" * len(statuses))
         rows = self.db.conn.execute(
-            f"SELECT id, CAST(raw AS BLOB), v, k, s, c FROM (SELECT id, raw, {linked} AS v, {key} AS k, "
-            f"{status} AS s, {company} AS c "
-            "FROM sf_records WHERE object = 'Lead' AND coalesce(error, '') = '') "
-            f"WHERE (typeof(v) = 'text' AND v != '') OR s IN ({','.join('?' * len(statuses))}) ORDER BY id",
-            list(statuses),
+            f"SELECT id, digest, vitally_id, sync_key, status, company, "
+            f"CASE WHEN status IN ({marks}) THEN CAST(raw AS BLOB) END FROM sf_records "
+            f"WHERE object = 'Lead' AND coalesce(error, '') = '' AND (vitally_id != '' OR status IN ({marks})) "
+            "ORDER BY id",
+            [*statuses, *statuses],
         )
-        for record_id, raw, *fields in rows:
-            linked_to, sync_key, lead_status, lead_company = (v if isinstance(v, str) else None for v in fields)
-            yield record_id, raw, linked_to, sync_key, lead_status, lead_company
+        yield from rows
 
-    def iter_sf_field(self, sobject: str, field: str) -> Iterator[tuple[str, bytes, str | None]]:
-        """(id, raw JSON as UTF-8 bytes, `field` when it is text) of every well-formed mirrored
-        `sobject` record, in id order: the field read by SQLite, not by parsing the record."""
-        if not _NAME.fullmatch(field):
-            raise ValueError(f"not a field name: {field!r}")
-        rows = self.db.conn.execute(
-            f"SELECT id, CAST(raw AS BLOB), {_field(repr('$.' + field))} FROM sf_records "
+    def iter_sf_links(self, sobject: str) -> Iterator[tuple[str, bytes, str | None, str | None]]:
+        """(id, digest, `Vitally_Account_Id__c`, `AccountId`) of every well-formed mirrored
+        `sobject` record, in id order: stored when the record was mirrored (state migration 12),
+        so no record's JSON is read."""
+        yield from self.db.conn.execute(
+            "SELECT id, digest, vitally_id, account_id FROM sf_records "
             "WHERE object = ? AND coalesce(error, '') = '' ORDER BY id",
             [sobject],
         )
-        for record_id, raw, value in rows:
-            yield record_id, raw, value if isinstance(value, str) else None
+
+    def iter_sf_digested(self, sobject: str) -> Iterator[tuple[str, str, bytes]]:
+        """(id, raw JSON, digest) of every well-formed mirrored `sobject` record, in id order."""
+        yield from self.db.conn.execute(
+            "SELECT id, raw, digest FROM sf_records WHERE object = ? AND coalesce(error, '') = '' ORDER BY id",
+            [sobject],
+        )
 
     def sf_raw_many(self, sobject: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Record id → fields of these mirrored `sobject` records (those the mirror holds)."""

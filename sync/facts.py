@@ -42,13 +42,12 @@ def _rows(
             continue
 
 
-def _each(state: StateDB, sobject: str, parse: Callable[[dict[str, Any]], T]) -> Iterator[tuple[T, str]]:
-    """The mirror's well-formed records of one object, parsed, with their raw JSON text."""
-    for _id, text, error in state.iter_sf(sobject):
-        if error:
-            continue
+def _each(state: StateDB, sobject: str, parse: Callable[[dict[str, Any]], T]) -> Iterator[tuple[T, bytes]]:
+    """The mirror's well-formed records of one object, parsed, with their digests (stored with
+    each record when it was mirrored: `StateDB.upsert_sf`)."""
+    for _id, text, digest in state.iter_sf_digested(sobject):
         try:
-            yield parse(json.loads(text)), text
+            yield parse(json.loads(text)), digest
         except RecordError:
             continue
 
@@ -58,8 +57,9 @@ def _link(record_id: str, raw_digest: bytes, parent: str = "") -> bytes:
     return record_id.encode() + b"\0" + raw_digest + parent.encode() + b"\0"
 
 
-def _digest(raw: bytes) -> bytes:
-    return hashlib.blake2b(raw, digest_size=16).digest()
+def _digest(data: bytes) -> bytes:
+    """An opportunity's part of the facts: the digest of its own digest and its Salesforce Account's."""
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def _parses(parse: Callable[[dict[str, Any]], object], raw: bytes | dict[str, Any]) -> bool:
@@ -97,7 +97,7 @@ class SalesforceFacts:
     # into `_leads_by_account` when first needed (`_materialize`).
     _linked: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     # Vitally account id -> what `fingerprint` digests of its leads and of its opportunities: each
-    # one's Id and the digest of its raw JSON (an opportunity's with its Salesforce Account's), in
+    # one's Id and the digest of its raw JSON (an opportunity's with its Salesforce Account's digest), in
     # id order, as one byte string (a cold cycle keeps one per account, not one per record).
     _lead_facts: dict[str, bytes] = field(default_factory=dict)
     _opp_facts: dict[str, bytes] = field(default_factory=dict)
@@ -109,9 +109,9 @@ class SalesforceFacts:
     # `_opps_by_account` when first needed.
     _opp_links: dict[str, list[tuple[str, bytes, str]]] = field(default_factory=lambda: defaultdict(list))
     _lazy: bool = False  # `load(lazy=True)`: leads and opportunities parsed when first needed
-    # Company key -> its disqualified leads a lazy `load` found, (Id, raw JSON), not parsed yet;
+    # Company key -> its disqualified leads a lazy `load` found, (Id, digest, raw JSON), not parsed yet;
     # and those parsed, (Id, digest of the raw JSON); and `disqualified_fingerprint`'s answers.
-    _unparsed_disqualified: dict[str, list[tuple[str, bytes]]] = field(default_factory=lambda: defaultdict(list))
+    _unparsed_disqualified: dict[str, list[tuple[str, bytes, bytes]]] = field(default_factory=lambda: defaultdict(list))
     _disqualified_rows: dict[str, bytes] = field(default_factory=dict)
     _disqualified_prints: dict[str, str] = field(default_factory=dict)
     # Vitally account id -> {lead Id: the fields this cycle's own writes give it}, shown to the
@@ -120,9 +120,9 @@ class SalesforceFacts:
 
     @classmethod
     def load(cls, state: StateDB, *, lazy: bool = False) -> SalesforceFacts:
-        """The facts of the whole mirror. The linked leads are found without parsing them (SQLite
-        reads their `Vitally_Account_Id__c`), and each one's raw JSON is digested for
-        `fingerprint`; `lazy` parses an account's linked leads only when its context is first
+        """The facts of the whole mirror. The linked leads are found without parsing them (by the
+        `Vitally_Account_Id__c` stored with each mirrored lead), each with the digest of its raw
+        JSON stored beside it, for `fingerprint`; `lazy` parses an account's linked leads only when its context is first
         asked for (an incremental cycle judges few accounts), else all of them now (a cold or
         `--full` cycle judges every account: one streamed read beats a query per account).
         Disqualified leads are parsed now either way (every lead's context may name their company)."""
@@ -143,25 +143,25 @@ class SalesforceFacts:
         joined: dict[str, tuple[str, bytes]] = {}  # Salesforce Account Id -> (Vitally id, digest)
         opp_facts: dict[str, bytes] = {}
         if not lazy:
-            for account, text in _each(self.state, "Account", parse_sf_account):
+            for account, digest in _each(self.state, "Account", parse_sf_account):
                 if account.vitally_account_id:
-                    joined[account.id] = (account.vitally_account_id, _digest(text.encode()))
-            for opportunity, text in _each(self.state, "Opportunity", parse_opportunity):
+                    joined[account.id] = (account.vitally_account_id, digest)
+            for opportunity, digest in _each(self.state, "Opportunity", parse_opportunity):
                 parent = opportunity.account_id or ""
                 if parent in joined:
                     vitally_id, parent_digest = joined[parent]
-                    link = _link(opportunity.id, _digest(text.encode() + parent_digest), parent)
+                    link = _link(opportunity.id, _digest(digest + parent_digest), parent)
                     opp_facts[vitally_id] = opp_facts.get(vitally_id, b"") + link
                     self._opps_by_account[vitally_id].append(opportunity)
             self._opp_facts = opp_facts
             return
-        for sf_id, raw, named in self.state.iter_sf_field("Account", "Vitally_Account_Id__c"):
+        for sf_id, digest, named, _ in self.state.iter_sf_links("Account"):
             if named:
-                joined[sf_id] = (named, _digest(raw))
-        for opportunity_id, raw, sf_account in self.state.iter_sf_field("Opportunity", "AccountId"):
+                joined[sf_id] = (named, digest)
+        for opportunity_id, digest, _, sf_account in self.state.iter_sf_links("Opportunity"):
             if sf_account is not None and sf_account in joined:
                 vitally_id, parent_digest = joined[sf_account]
-                raw_digest = _digest(raw + parent_digest)
+                raw_digest = _digest(digest + parent_digest)
                 self._opp_links[vitally_id].append((opportunity_id, raw_digest, sf_account))
                 opp_facts[vitally_id] = opp_facts.get(vitally_id, b"") + _link(opportunity_id, raw_digest, sf_account)
         self._opp_facts = opp_facts
@@ -202,9 +202,7 @@ class SalesforceFacts:
             self._written_owner = written  # for `_materialize`
             self._find_leads()
             return
-        for lead_id, text, error in self.state.iter_sf("Lead"):
-            if error:
-                continue
+        for lead_id, text, digest in self.state.iter_sf_digested("Lead"):
             record = json.loads(text)
             if not record.get("Vitally_Account_Id__c") and record.get("Status") not in _DISQUALIFIED:
                 continue
@@ -213,23 +211,24 @@ class SalesforceFacts:
             except RecordError:
                 continue
             self._read[lead_id] = lead
-            self._disqualified(lead, text.encode())
+            self._disqualified(lead, digest)
             if lead.vitally_account_id:
-                link = _link(lead_id, _digest(text.encode()))
+                link = _link(lead_id, digest)
                 lead_facts[lead.vitally_account_id] = lead_facts.get(lead.vitally_account_id, b"") + link
                 self._leads_by_account[lead.vitally_account_id].append(lead)
                 self._remember_assignment(lead, written)
 
     def _find_leads(self) -> None:
-        """`_load_leads`, lazy: the linked and disqualified leads found by the fields SQLite reads,
-        none parsed (a disqualified one when its company's day is first asked for)."""
-        for lead_id, raw, linked, key, status, company in self.state.iter_lead_links(_DISQUALIFIED):
+        """`_load_leads`, lazy: the linked and disqualified leads found by the fields stored with
+        each mirrored lead, none parsed (a disqualified one when its company's day is first asked
+        for: only its JSON is read now)."""
+        for lead_id, digest, linked, key, _status, company, raw in self.state.iter_lead_links(_DISQUALIFIED):
             if linked:
                 self._linked[linked].append(lead_id)
-                self._lead_facts[linked] = self._lead_facts.get(linked, b"") + _link(lead_id, _digest(raw))
+                self._lead_facts[linked] = self._lead_facts.get(linked, b"") + _link(lead_id, digest)
                 self._remember_written_owner(linked, lead_id, key)
-            if status in _DISQUALIFIED and company:
-                self._unparsed_disqualified[company.casefold()].append((lead_id, raw))
+            if raw is not None and company:  # disqualified
+                self._unparsed_disqualified[company.casefold()].append((lead_id, digest, raw))
 
     def _remember_written_owner(self, account_id: str, lead_id: str, key: str | None) -> None:
         """The OwnerId crm-sync wrote under the lead's Sync_Key__c, for `fingerprint`."""
@@ -319,7 +318,7 @@ class SalesforceFacts:
                 facts._disqualified(lead)
         return facts
 
-    def _disqualified(self, lead: Lead, raw: bytes | None = None) -> None:
+    def _disqualified(self, lead: Lead, digest: bytes | None = None) -> None:
         """Remember a disqualified lead's company (`company_disqualified_at`), and the digest of
         its raw JSON (`disqualified_fingerprint`) when given."""
         if not lead.company or (lead.status or "") not in _DISQUALIFIED:
@@ -328,13 +327,13 @@ class SalesforceFacts:
         key = lead.company.casefold()
         day = lead.system_modstamp.date()
         self._disqualified_by_company[key] = max(day, self._disqualified_by_company.get(key, day))
-        if raw is not None:
-            self._disqualified_rows[key] = self._disqualified_rows.get(key, b"") + _link(lead.id, _digest(raw))
+        if digest is not None:
+            self._disqualified_rows[key] = self._disqualified_rows.get(key, b"") + _link(lead.id, digest)
 
     def _parse_disqualified(self, key: str) -> None:
         """Parse the disqualified leads of the company `key` that a lazy `load` found."""
         self.disqualified_fingerprint(key)  # of the rows as found, parseable or not
-        for lead_id, raw in self._unparsed_disqualified.pop(key, ()):
+        for lead_id, _, raw in self._unparsed_disqualified.pop(key, ()):
             try:
                 lead = parse_lead(json.loads(raw))
             except RecordError:
@@ -352,7 +351,7 @@ class SalesforceFacts:
         known = self._disqualified_prints.get(key)
         if known is not None:
             return known
-        found = b"".join(_link(i, _digest(raw)) for i, raw in self._unparsed_disqualified.get(key, ()))
+        found = b"".join(_link(i, digest) for i, digest, _ in self._unparsed_disqualified.get(key, ()))
         rows = found + self._disqualified_rows.get(key, b"")  # in id order: one of the two is empty
         known = self._disqualified_prints[key] = hashlib.blake2b(rows, digest_size=16).hexdigest() if rows else ""
         return known

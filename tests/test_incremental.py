@@ -532,3 +532,25 @@ def test_the_facts_fingerprint_changes_with_every_fact_of_the_context_and_only_t
     planned.plan_lead_fields(linked, {"Status": "Disqualified"})
     assert planned.fingerprint("a1") not in prints
     assert planned.context_for("a1").leads[0].status == "Disqualified"
+
+
+def test_finding_an_accounts_salesforce_facts_reads_no_records_json() -> None:
+    """A lazy `load` (every cycle that judges few accounts) finds the linked leads, the Salesforce
+    Accounts and the opportunities, and fingerprints them, from what was stored with each record
+    when it was mirrored (state migration 12), not from its JSON: with every such record's JSON
+    replaced behind the state's back, the same accounts have facts, with the same fingerprints."""
+    stamp = "2026-11-20T10:00:00.000+0000"
+    leads = [
+        {"Id": f"00Q{i}", "SystemModstamp": stamp, "Status": "Open", "Vitally_Account_Id__c": f"a{i % 3}"}
+        for i in range(6)
+    ]
+    disqualified = {"Id": "00Q9", "SystemModstamp": stamp, "Status": "Disqualified", "Company": "Acme"}
+    opportunity = {"Id": "0061", "SystemModstamp": stamp, "AccountId": "001", "StageName": "Prospecting"}
+    facts = _facts_of([*leads, disqualified], [opportunity], {}, lazy=True)
+    before = {account: facts.fingerprint(account) for account in facts.with_facts()}
+    assert set(before) == {"a0", "a1", "a2"} and all(before.values())
+
+    facts.state.db.execute("UPDATE sf_records SET raw = '{}' WHERE id != '00Q9'")
+    again = SalesforceFacts.load(facts.state, lazy=True)
+    assert {account: again.fingerprint(account) for account in again.with_facts()} == before
+    assert again.disqualified_fingerprint("acme") == facts.disqualified_fingerprint("acme") != ""

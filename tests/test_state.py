@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlite_utils
@@ -17,6 +19,7 @@ from state import InstanceLockedError, PlannedWrite, StateDB, StateLock, StateUn
 from state.db import UNKNOWN_SYNC_KEYS_SQL
 from state.migrations import MIGRATIONS
 from state.writes import Owner
+from sync.facts import SalesforceFacts
 
 
 def write(value: str, record: str = "acc_1") -> PlannedWrite:
@@ -384,3 +387,84 @@ def test_an_owners_plan_line_is_every_field_in_order(pool: str, user_id: str | N
     assert owner.as_json() == asdict(owner)
     assert list(owner.as_json()) == [f.name for f in fields(Owner)]
     assert Owner.from_json(owner.as_json()) == owner
+
+
+# -- the fields Salesforce facts are found by, stored with each mirrored record (migration 12) ---------
+
+_STAMP = {"SystemModstamp": "2026-11-20T10:00:00.000+0000"}
+_LINKED = {"Id": "00Q1", **_STAMP, "Vitally_Account_Id__c": "a1", "Sync_Key__c": "crm-sync:lead:a1", "Status": "Open"}
+_SF_ROWS: list[tuple[str, dict[str, Any]]] = [
+    ("Lead", _LINKED),
+    ("Lead", {"Id": "00Q2", **_STAMP, "Status": "Disqualified", "Company": "Zürich Größe AG"}),  # UTF-8, not ASCII
+    ("Lead", {"Id": "00Q3", **_STAMP, "Vitally_Account_Id__c": 5, "Status": None, "Company": ["x"]}),  # not text
+    ("Lead", {"Id": "00Q4", **_STAMP, "Vitally_Account_Id__c": "a1", "AnnualRevenue": float("inf")}),  # unreadable
+    ("Account", {"Id": "001", **_STAMP, "Vitally_Account_Id__c": "a1"}),
+    ("Opportunity", {"Id": "006", **_STAMP, "AccountId": "001", "StageName": "Prospecting"}),
+]
+
+
+def _stored_links(db: sqlite_utils.Database) -> dict[str, tuple[Any, ...]]:
+    rows = db.execute("SELECT id, digest, vitally_id, account_id, status, company, sync_key FROM sf_records")
+    return {str(row[0]): tuple(row[1:]) for row in rows}
+
+
+def test_state_stores_each_salesforce_records_digest_and_the_fields_its_facts_are_found_by() -> None:
+    """`upsert_sf` stores beside each record the BLAKE2b digest of its raw JSON (as UTF-8) and the
+    fields the Salesforce facts are found by, each when it is text (issue #17: an idle cycle found
+    the linked leads by parsing every lead's JSON in SQLite and digesting each linked one in Python);
+    a record written again has them written again."""
+    state = StateDB.memory()
+    raws = {r["Id"]: json.dumps(r, ensure_ascii=False) for _, r in _SF_ROWS}
+    state.upsert_sf({"object": o, "id": r["Id"], "modstamp": "t", "raw": raws[r["Id"]]} for o, r in _SF_ROWS)
+    stored = _stored_links(state.db)
+    for record_id, raw in raws.items():
+        assert stored[record_id][0] == hashlib.blake2b(raw.encode("utf-8"), digest_size=16).digest()
+    assert stored["00Q1"][1:] == ("a1", None, "Open", None, "crm-sync:lead:a1")
+    assert stored["00Q2"][1:] == (None, None, "Disqualified", "Zürich Größe AG", None)
+    assert stored["00Q3"][1:] == stored["00Q4"][1:] == (None,) * 5
+    assert stored["001"][1:] == ("a1", None, None, None, None)
+    assert stored["006"][1:] == (None, "001", None, None, None)
+
+    moved = json.dumps({**_LINKED, "Vitally_Account_Id__c": "a9", "Status": "Unqualified"})
+    state.upsert_sf([{"object": "Lead", "id": "00Q1", "modstamp": "u", "raw": moved}])
+    assert _stored_links(state.db)["00Q1"] == (
+        hashlib.blake2b(moved.encode(), digest_size=16).digest(),
+        "a9",
+        None,
+        "Unqualified",
+        None,
+        "crm-sync:lead:a1",
+    )
+    links = list(state.iter_lead_links(("Disqualified", "Unqualified")))
+    # 00Q4 is not listed: SQLite cannot read its JSON, so neither can it read its Vitally account.
+    assert [(row[0], row[2], row[4], row[6]) for row in links] == [
+        ("00Q1", "a9", "Unqualified", moved.encode()),  # the JSON copied out for a disqualified lead only
+        ("00Q2", None, "Disqualified", raws["00Q2"].encode()),
+    ]
+
+
+def test_state_migration_12_fills_the_digests_and_fields_of_the_records_already_mirrored(tmp_path: Path) -> None:
+    """A state from before migration 12 is upgraded in place: each mirrored record gets the digest and
+    fields a fresh write stores, so the first cycle after the upgrade finds the same facts."""
+    upto = next(i for i, step in enumerate(MIGRATIONS) if "BLAKE2b, 16 bytes" in (step.__doc__ or ""))
+    path = tmp_path / "s.db"
+    db = sqlite_utils.Database(sqlite3.connect(path))
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for step in MIGRATIONS[:upto]:
+        step(db)
+    db.execute("INSERT INTO schema_version (version) VALUES (?)", [upto])
+    rows = [
+        {"object": o, "id": r["Id"], "modstamp": "t", "raw": json.dumps(r, ensure_ascii=False), "error": None}
+        for o, r in _SF_ROWS
+    ]
+    db.table("sf_records").insert_all(rows)
+    db.conn.commit()
+    db.close()
+
+    upgraded = StateDB.open(path)
+    fresh = StateDB.memory()
+    fresh.upsert_sf(rows)
+    assert _stored_links(upgraded.db) == _stored_links(fresh.db)
+    assert all(digest is not None for digest, *_ in _stored_links(upgraded.db).values())
+    assert SalesforceFacts.load(upgraded, lazy=True).fingerprint("a1") == SalesforceFacts.load(fresh).fingerprint("a1")
+    upgraded.close()
