@@ -704,22 +704,26 @@ class StateDB:
 
     def iter_lead_links(
         self, statuses: Sequence[str]
-    ) -> Iterator[tuple[str, bytes, str | None, str | None, str | None, str | None, bytes | None]]:
-        """(id, digest, `Vitally_Account_Id__c`, `Sync_Key__c`, `Status`, `Company`, raw JSON as
-        UTF-8 bytes when the status is one of `statuses`, else None) of every well-formed mirrored
-        lead that names a Vitally account or whose status is one of `statuses`, in id order. The
-        fields and the digest were stored when the lead was mirrored (state migration 12): finding
-        the leads that are Salesforce facts reads no lead's JSON, and copies out only the JSON of
-        those of `statuses` (parsed later, if their company is asked about)."""
+    ) -> Iterator[tuple[str, bytes, str | None, Any, str | None, bytes | None]]:
+        """(id, digest, `Vitally_Account_Id__c`, the OwnerId crm-sync last wrote under its
+        `Sync_Key__c` (None when none), `Company`, raw JSON as UTF-8 bytes when the status is one
+        of `statuses`, else None) of every well-formed mirrored lead that names a Vitally account or
+        whose status is one of `statuses`, in id order. The fields and the digest were stored when
+        the lead was mirrored (state migration 12): finding the leads that are Salesforce facts
+        reads no lead's JSON, and copies out only the JSON of those of `statuses` (parsed later, if
+        their company is asked about)."""
         marks = ",".join("?" * len(statuses))
         rows = self.db.conn.execute(
-            f"SELECT id, digest, vitally_id, sync_key, status, company, "
-            f"CASE WHEN status IN ({marks}) THEN CAST(raw AS BLOB) END FROM sf_records "
-            f"WHERE object = 'Lead' AND coalesce(error, '') = '' AND (vitally_id != '' OR status IN ({marks})) "
-            "ORDER BY id",
+            f"SELECT s.id, s.digest, s.vitally_id, w.value, s.company, "
+            f"CASE WHEN s.status IN ({marks}) THEN CAST(s.raw AS BLOB) END FROM sf_records s "
+            "LEFT JOIN last_written w ON w.system = 'salesforce' AND w.record = s.sync_key AND w.field = 'OwnerId' "
+            "AND s.vitally_id != '' "
+            f"WHERE s.object = 'Lead' AND coalesce(s.error, '') = '' AND (s.vitally_id != '' OR s.status IN ({marks})) "
+            "ORDER BY s.id",
             [*statuses, *statuses],
         )
-        yield from rows
+        for lead_id, digest, linked, owner, company, raw in rows:
+            yield lead_id, digest, linked, None if owner is None else _json_value(owner), company, raw
 
     def iter_sf_links(self, sobject: str) -> Iterator[tuple[str, bytes, str | None, str | None]]:
         """(id, digest, `Vitally_Account_Id__c`, `AccountId`) of every well-formed mirrored

@@ -196,12 +196,14 @@ class SalesforceFacts:
         parsed now, or (`lazy`) found by the fields SQLite reads, only the disqualified parsed
         now and each account's linked leads when its context is first asked for (`_materialize`).
         Only a linked or a disqualified lead is a fact; the leads pass parses the others (once)."""
-        written = self.state.written_field("salesforce", "OwnerId").get  # one query, not one per lead
         lead_facts = self._lead_facts
         if lazy:
-            self._written_owner = written  # for `_materialize`
+            # For `_materialize`, which parses few accounts' leads: one record's values at a time.
+            last_written = self.state.last_written("salesforce")
+            self._written_owner = lambda key: last_written.get((key, "OwnerId"))
             self._find_leads()
             return
+        written = self.state.written_field("salesforce", "OwnerId").get  # one query, not one per lead
         for lead_id, text, digest in self.state.iter_sf_digested("Lead"):
             record = json.loads(text)
             if not record.get("Vitally_Account_Id__c") and record.get("Status") not in _DISQUALIFIED:
@@ -221,20 +223,16 @@ class SalesforceFacts:
     def _find_leads(self) -> None:
         """`_load_leads`, lazy: the linked and disqualified leads found by the fields stored with
         each mirrored lead, none parsed (a disqualified one when its company's day is first asked
-        for: only its JSON is read now)."""
-        for lead_id, digest, linked, key, _status, company, raw in self.state.iter_lead_links(_DISQUALIFIED):
+        for: only its JSON is read now), with the OwnerId crm-sync wrote under each linked one's
+        `Sync_Key__c` (for `fingerprint`)."""
+        for lead_id, digest, linked, owner, company, raw in self.state.iter_lead_links(_DISQUALIFIED):
             if linked:
                 self._linked[linked].append(lead_id)
                 self._lead_facts[linked] = self._lead_facts.get(linked, b"") + _link(lead_id, digest)
-                self._remember_written_owner(linked, lead_id, key)
+                if isinstance(owner, str) and owner:
+                    self._owners_written[linked][lead_id] = owner
             if raw is not None and company:  # disqualified
                 self._unparsed_disqualified[company.casefold()].append((lead_id, digest, raw))
-
-    def _remember_written_owner(self, account_id: str, lead_id: str, key: str | None) -> None:
-        """The OwnerId crm-sync wrote under the lead's Sync_Key__c, for `fingerprint`."""
-        owner = self._written_owner(key) if key else None
-        if isinstance(owner, str) and owner:
-            self._owners_written[account_id][lead_id] = owner
 
     def _materialize(self, account_id: str) -> list[Lead]:
         """The account's linked leads, parsed (once: kept in `_leads_by_account`), in id order."""

@@ -435,11 +435,13 @@ def test_state_stores_each_salesforce_records_digest_and_the_fields_its_facts_ar
         None,
         "crm-sync:lead:a1",
     )
+    state.set_last_written("salesforce", "crm-sync:lead:a1", {"OwnerId": "005X"}, 1, "2026-11-22T09:00:00Z")
     links = list(state.iter_lead_links(("Disqualified", "Unqualified")))
     # 00Q4 is not listed: SQLite cannot read its JSON, so neither can it read its Vitally account.
-    assert [(row[0], row[2], row[4], row[6]) for row in links] == [
-        ("00Q1", "a9", "Unqualified", moved.encode()),  # the JSON copied out for a disqualified lead only
-        ("00Q2", None, "Disqualified", raws["00Q2"].encode()),
+    assert [(row[0], row[2], row[3], row[4], row[5]) for row in links] == [
+        # the owner crm-sync wrote under its Sync_Key__c; its JSON copied out: it is disqualified
+        ("00Q1", "a9", "005X", None, moved.encode()),
+        ("00Q2", None, None, "Zürich Größe AG", raws["00Q2"].encode()),
     ]
 
 
@@ -468,3 +470,21 @@ def test_state_migration_12_fills_the_digests_and_fields_of_the_records_already_
     assert all(digest is not None for digest, *_ in _stored_links(upgraded.db).values())
     assert SalesforceFacts.load(upgraded, lazy=True).fingerprint("a1") == SalesforceFacts.load(fresh).fingerprint("a1")
     upgraded.close()
+
+
+def test_finding_the_salesforce_facts_reads_the_index_not_the_records_rows() -> None:
+    """Every cycle finds the linked leads, Salesforce Accounts and opportunities: SQLite answers from
+    the index `sf_records_links` (migration 12) without reading any record's row (its JSON), but
+    for the disqualified leads' JSON it copies out."""
+    state = StateDB.memory()
+    state.upsert_sf({"object": o, "id": r["Id"], "modstamp": "t", "raw": json.dumps(r)} for o, r in _SF_ROWS)
+    executed: list[str] = []
+    state.db.conn.set_trace_callback(executed.append)
+    list(state.iter_lead_links(("Disqualified", "Unqualified")))
+    list(state.iter_sf_links("Account"))
+    state.db.conn.set_trace_callback(None)
+    assert len(executed) == 2
+    for sql in executed:
+        plan = [row[-1] for row in state.db.execute("EXPLAIN QUERY PLAN " + sql)]
+        assert any("USING INDEX sf_records_links" in step for step in plan), plan
+        assert not any(step.startswith("SCAN s ") or step == "SCAN sf_records" for step in plan), plan
