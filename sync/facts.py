@@ -263,14 +263,16 @@ class SalesforceFacts:
         if not leads and not opportunities:
             return ""
         digest = hashlib.blake2b(leads or b"", digest_size=16)
-        for lead_id, fields in sorted((self._planned.get(account_id) or {}).items()):
-            digest.update(b"\3" + lead_id.encode() + b"\0" + repr(sorted(fields.items())).encode())
-        digest.update(b"\1" + (opportunities or b""))
-        digest.update(b"\2")
+        planned = self._planned.get(account_id)
+        if planned:
+            for lead_id, fields in sorted(planned.items()):
+                digest.update(b"\3" + lead_id.encode() + b"\0" + repr(sorted(fields.items())).encode())
         # The OwnerIds crm-sync wrote under the leads' keys: found with the raw rows (lazy), or
         # with the leads parsed (the same ones: a lead the mirror holds as well-formed parses).
+        # Called for every account with facts at every cycle: one update, `[]` when there are none.
         owners = self._owners_written.get(account_id) if self._lazy else self._assigned_by_account.get(account_id)
-        digest.update(repr(sorted((owners or {}).items())).encode())
+        written = repr(sorted(owners.items())).encode() if owners else b"[]"
+        digest.update(b"\1" + (opportunities or b"") + b"\2" + written)
         return digest.hexdigest()
 
     def with_facts(self) -> Iterator[str]:
