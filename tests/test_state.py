@@ -242,17 +242,23 @@ def test_the_check_for_unknown_sync_keys_reads_the_index_not_every_leads_json() 
     assert "SEARCH sf_records USING INDEX sf_records_sync_key (object=?)" in used, used
 
 
-def test_state_migration_of_malformed_records_keeps_what_earlier_runs_reported(tmp_path: Path) -> None:
-    """A state from before malformed records were kept is upgraded in place: each record an earlier
-    run reported malformed is listed once, with its latest finding and its first and last runs.
-    (Found by its docstring, not its number: other branches add migrations too.)"""
-    upto = next(i for i, step in enumerate(MIGRATIONS) if "Malformed records kept" in (step.__doc__ or ""))
-    path = tmp_path / "s.db"
+def _state_before(path: Path, migration: str) -> sqlite_utils.Database:
+    """A state file at `path` at the schema just before the migration whose docstring says
+    `migration` (found by its docstring, not its number: other branches add migrations too)."""
+    upto = next(i for i, step in enumerate(MIGRATIONS) if migration in (step.__doc__ or ""))
     db = sqlite_utils.Database(sqlite3.connect(path))
     db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
     for step in MIGRATIONS[:upto]:
         step(db)
     db.execute("INSERT INTO schema_version (version) VALUES (?)", [upto])
+    return db
+
+
+def test_state_migration_of_malformed_records_keeps_what_earlier_runs_reported(tmp_path: Path) -> None:
+    """A state from before malformed records were kept is upgraded in place: each record an earlier
+    run reported malformed is listed once, with its latest finding and its first and last runs."""
+    path = tmp_path / "s.db"
+    db = _state_before(path, "Malformed records kept")
     for run, started in (
         (1, "2026-11-01T09:00:00.000Z"),
         (2, "2026-11-02T09:00:00.000Z"),
@@ -448,13 +454,8 @@ def test_state_stores_each_salesforce_records_digest_and_the_fields_its_facts_ar
 def test_state_migration_12_fills_the_digests_and_fields_of_the_records_already_mirrored(tmp_path: Path) -> None:
     """A state from before migration 12 is upgraded in place: each mirrored record gets the digest and
     fields a fresh write stores, so the first cycle after the upgrade finds the same facts."""
-    upto = next(i for i, step in enumerate(MIGRATIONS) if "BLAKE2b, 16 bytes" in (step.__doc__ or ""))
     path = tmp_path / "s.db"
-    db = sqlite_utils.Database(sqlite3.connect(path))
-    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    for step in MIGRATIONS[:upto]:
-        step(db)
-    db.execute("INSERT INTO schema_version (version) VALUES (?)", [upto])
+    db = _state_before(path, "BLAKE2b, 16 bytes")
     rows = [
         {"object": o, "id": r["Id"], "modstamp": "t", "raw": json.dumps(r, ensure_ascii=False), "error": None}
         for o, r in _SF_ROWS
