@@ -146,6 +146,45 @@ def test_make_session_sets_a_default_timeout(rsps: responses.RequestsMock) -> No
     assert [request_kwargs(call.request)["timeout"] for call in rsps.calls] == [4.5, 1]
 
 
+def test_a_session_reads_the_environments_settings_once_a_host_and_as_requests_does(
+    monkeypatch: pytest.MonkeyPatch, rsps: responses.RequestsMock
+) -> None:
+    """Proxies, the bypass list and the CA bundle come from the environment as requests reads
+    them, looked up once per scheme and host instead of on every request; a request's own
+    settings still win."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "login.example.com")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corp-bundle.pem")
+    session = make_session("https://api.example.com", timeout=3)
+    plain = requests.Session()
+    for url in ("https://api.example.com/a?x=1", "https://login.example.com/t", "http://api.example.com/a"):
+        assert session.merge_environment_settings(url, {}, None, None, None) == plain.merge_environment_settings(
+            url, {}, None, None, None
+        )
+    proxies = session.merge_environment_settings("https://api.example.com/b", {}, None, None, None)["proxies"]
+    assert proxies["https"] == "http://proxy.internal:3128"
+    own = {"https": "http://other:8080"}
+    assert session.merge_environment_settings("https://api.example.com/a", own, None, False, None) == (
+        plain.merge_environment_settings("https://api.example.com/a", own, None, False, None)
+    )
+
+    looked_up: list[str] = []
+    real = requests.sessions.get_environ_proxies
+
+    def counted(url: str, no_proxy: str | None = None) -> dict[str, str]:
+        looked_up.append(url)
+        return real(url, no_proxy)
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counted)
+    rsps.add(responses.GET, "https://api.example.com/page", json={})
+    fresh = make_session("https://api.example.com", timeout=3)
+    for _ in range(5):
+        fresh.get("https://api.example.com/page")
+    assert len(rsps.calls) == 5
+    assert looked_up == ["https://api.example.com/page"]  # requests alone: five lookups
+    assert all(request_kwargs(call.request)["verify"] == "/etc/ssl/corp-bundle.pem" for call in rsps.calls)
+
+
 def test_plain_http_adapter_sends_https_requests_over_http(rsps: responses.RequestsMock) -> None:
     # simple-salesforce builds https://host:port from the sandbox's http:// instance URL.
     rsps.add(responses.GET, "http://127.0.0.1:8765/services/data/v59.0/query", json={"ok": True})

@@ -20,6 +20,22 @@ def test_printable_escapes_what_could_act_on_a_terminal_or_hide_text() -> None:
     assert printable("Zürich 東京 😀 [bold]") == "Zürich 東京 😀 [bold]"  # ordinary text is untouched
 
 
+def test_every_character_printable_escapes_is_one_python_calls_unprintable() -> None:
+    """`printable` and `json_line` return text that `str.isprintable` accepts as it is, without
+    scanning it with `_UNSAFE`: safe only while no character `_UNSAFE` matches is printable."""
+    import sys
+
+    from sync.safe import _UNSAFE
+
+    matched = [chr(code) for code in range(sys.maxunicode + 1) if _UNSAFE.match(chr(code))]
+    assert len(matched) > 2048 + 64  # the surrogates, C0, DEL and C1, the format characters
+    assert [c for c in matched if c.isprintable()] == []
+    # And the shortcut is taken for them all: each alone, and inside printable text.
+    for char in matched[::7]:
+        assert printable(f"ok {char} ok") != f"ok {char} ok"
+        assert char not in json_line({"t": f"ok {char}"})
+
+
 def test_cell_is_never_rich_markup() -> None:
     assert cell("[/bold]").plain == "[/bold]"
     assert cell("[red]x[/red]").spans == []
@@ -74,3 +90,27 @@ def test_safe_writer_keeps_lines_and_escapes_the_rest() -> None:
     out = io.StringIO()
     SafeWriter(out).write("record acc_1: \x1b]8;;http://x\x07name\n")
     assert out.getvalue() == "record acc_1: \\x1b]8;;http://x\\x07name\n"
+
+
+def test_render_plan_json_writes_every_line_in_order_a_few_hundred_a_write() -> None:
+    """One line per planned write, in order, each what `json_line` makes of it; written in
+    batches, not one system call a line on a stream that writes through (PYTHONUNBUFFERED)."""
+    plan = [
+        PlannedWrite("vitally", "set_traits", f"acc_{i}", {"t": f"v{i}\u202e"}, "r", f"why {i}", {"t": f"v{i}"})
+        for i in range(600)
+    ]
+
+    class Counting(io.StringIO):
+        writes = 0
+
+        def write(self, text: str) -> int:
+            self.writes += 1
+            return super().write(text)
+
+    out = Counting()
+    render_plan(plan, "json", out)
+    assert out.getvalue() == "".join(json_line(write.as_json()) + "\n" for write in plan)
+    assert out.writes == 3  # 256 + 256 + 88 lines
+    empty = Counting()
+    render_plan([], "json", empty)
+    assert (empty.getvalue(), empty.writes) == ("", 0)
