@@ -43,6 +43,10 @@ How each row is measured:
   which sends the webhooks itself). The baseline has no receiver: an event waits for the next
   scheduled cycle (the interval, 900 s by default, plus the cycle).
 
+The column "new ÷ today" gives each CPU or wall figure of this tree as a share of the baseline's
+in the same run. The machine's speed moves (on 2026-12-03 the same tree read 39-60 % slower in the
+evening than in the morning), the share much less: compare runs on different hours by it.
+
 The baseline runs from a `git archive` of its commit, with this tree's virtualenv: `python -m sync`
 in that directory imports that tree's packages (the current directory comes first on the path).
 Both trees' packages get their bytecode written first, as `pip install` writes it for an installed
@@ -202,6 +206,19 @@ def _median(runs: Sequence[Run], value: Callable[[Run], float]) -> float:
     return statistics.median(value(run) for run in runs)
 
 
+def _wall(run: Run) -> float:
+    return run.wall_s
+
+
+def _cpu(run: Run) -> float:
+    return run.cpu_s
+
+
+def _share(new: float, today: float) -> str:
+    """`new` as a percentage of `today` (either unmeasured: "–")."""
+    return "–" if not today or new != new or today != today else f"{100 * new / today:.1f} %"
+
+
 def _cold(runs: Sequence[Run]) -> str:
     return f"{_median(runs, lambda r: r.wall_s):.1f} s wall, {_median(runs, lambda r: r.cpu_s):.1f} s CPU"
 
@@ -296,11 +313,26 @@ def main() -> int:
             "≤ 150 MiB at both",
         ),
     ]
+    # The new figure as a share of today's, measured in the same run: what stays put when the
+    # machine's speed moves (the same tree read 39-60 % slower in the evening than in the morning
+    # of 2026-12-03), so runs on different hours compare by it.
+    ratios: list[str] = ["", "", ""]
+    if baseline is not None:
+        ratios += [
+            _share(cycles[new]["idle"], cycles[0]["idle"]) + " CPU",
+            _share(cycles[new]["incremental"], cycles[0]["incremental"]) + " CPU",
+            f"{_share(_median(large[new], _wall), _median(large[0], _wall))} wall, "
+            f"{_share(_median(large[new], _cpu), _median(large[0], _cpu))} CPU",
+            _share(rules[new], rules[0]) + " CPU",
+            "",
+        ]
+    else:
+        ratios += [""] * (len(rows) - len(ratios))
     table = Table(title=f"issue #17 goals: today = {options.baseline}, new = this tree", title_justify="left")
-    for name in ("measure", "today", "new", "goal"):
+    for name in ("measure", "today", "new", "new ÷ today", "goal"):
         table.add_column(name, justify="left" if name == "measure" else "right")
-    for row in rows:
-        table.add_row(*row)
+    for (label, today_cell, new_cell, goal), ratio in zip(rows, ratios, strict=True):
+        table.add_row(label, today_cell, new_cell, ratio, goal)
     console.print(table)
     if baseline is not None:
         console.print(f"{options.baseline} has no event receiver: an event waits for the next scheduled cycle.")

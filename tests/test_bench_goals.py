@@ -82,3 +82,13 @@ def test_the_benches_start_each_tree_with_the_bytecode_an_installed_crm_sync_has
         sources = {path.stem for path in (tree / package).glob("*.py")}
         cached = {path.name.split(".")[0] for path in (tree / package / "__pycache__").glob("*.pyc")}
         assert sources and sources <= cached, package
+
+
+def test_goals_gives_each_new_figure_as_a_share_of_todays_measured_in_the_same_run() -> None:
+    """The column that compares runs on different hours: the same tree's figures moved 39-60 %
+    within a day on one machine, their ratio far less."""
+    goals = bench_module("goals")
+    assert goals._share(1.08, 33.66) == "3.2 %"
+    assert goals._share(30.3, 48.3) == "62.7 %"
+    assert goals._share(float("nan"), 33.66) == "–"  # a tree whose scenario bench failed
+    assert goals._share(1.0, 0.0) == "–"
