@@ -12,10 +12,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from connectors.vitally import VitallySettings
-from core.decoding import decode_stored
 from core.errors import RecordError
 from core.model import Account
-from core.records import parse_account
+from core.records import account_json_parser, parse_account
 from state import StateDB
 from sync.config import Config
 from sync.vocabulary import CycleReport, detached
@@ -49,14 +48,15 @@ def iter_accounts(
     cycle read that turns out malformed is reported (id and field) and remembered as such; one
     read earlier was reported then and is skipped quietly."""
     vitally = config.vitally
-    trait_keys, written = vitally.trait_keys, written_keys(vitally)
-    labels, owner_fields = vitally.key_roles, vitally.owner_fields
+    # Each account decoded once, straight from its stored text into typed fields (the same Account
+    # or RecordError as parse_account over the decoded text: core.records).
+    parse = account_json_parser(vitally.trait_keys, written_keys(vitally), vitally.key_roles, vitally.owner_fields)
     bad: list[tuple[str, str]] = []
     for record_id, raw, error, read_run in state.iter_accounts(ids) if rows is None else rows:
         if error:
             continue
         try:
-            yield parse_account(decode_stored(raw), trait_keys, written, labels, owner_fields)
+            yield parse(raw)
         except RecordError as problem:
             if report is not None and read_run == report.run_id:
                 report.record_errors.append(detached(problem))

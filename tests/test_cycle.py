@@ -5,7 +5,7 @@ kept of them, not from a second read of the mirror."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 
 import sync.accounts
 from core.model import Account
-from core.records import parse_account
+from core.records import account_json_parser
 from sandbox import Sandbox, generate_book
 from state import StateDB
 from sync.app import make_salesforce, make_vitally
@@ -26,11 +26,17 @@ NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
 def test_cycle_parses_each_account_once_routed_and_onboarding_included(monkeypatch: pytest.MonkeyPatch) -> None:
     parsed: Counter[str] = Counter()
 
-    def counting(raw: Mapping[str, Any], *args: Any, **kwargs: Any) -> Account:
-        parsed[str(raw.get("id"))] += 1
-        return parse_account(raw, *args, **kwargs)
+    def counting_parser(*settings: Any) -> Callable[[str], Account]:
+        parse = account_json_parser(*settings)
 
-    monkeypatch.setattr(sync.accounts, "parse_account", counting)
+        def counting(text: str) -> Account:
+            account = parse(text)  # a malformed account raises: it is not judged
+            parsed[account.id] += 1
+            return account
+
+        return counting
+
+    monkeypatch.setattr(sync.accounts, "account_json_parser", counting_parser)
     with Sandbox(generate_book(300, seed=7, now=NOW), now=NOW) as sandbox:
         config = example_against(sandbox.url)
         state = StateDB.memory()
