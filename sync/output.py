@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from state import PlannedWrite, StateDB
+from state import PlanLog, PlannedWrite, StateDB
 from sync.safe import csv_cell, json_line, printable
 
 __all__ = ["CSV_COLUMNS", "Column", "Format", "Names", "describe_change", "render_plan", "render_rows"]
@@ -205,8 +205,10 @@ def render_plan(plan: Iterable[PlannedWrite], fmt: Format, out: TextIO, names: N
         # stream that writes through (PYTHONUNBUFFERED, as containers set it) pays a system call
         # for every write.
         lines: list[str] = []
-        for write in plan:
-            lines.append(json_line(write.as_json()))
+        # A plan log has each write's line as it was planned: printed without decoding it.
+        shown = plan.json_lines() if isinstance(plan, PlanLog) else (json_line(w.as_json()) for w in plan)
+        for text in shown:
+            lines.append(text)
             if len(lines) == _LINES_A_WRITE:
                 lines.append("")
                 out.write("\n".join(lines))

@@ -21,18 +21,15 @@ spreadsheet (`=HYPERLINK(…)`, `+cmd|…`), or make JSON output invalid (a bare
 
 from __future__ import annotations
 
-import json
-import math
 import re
-from typing import Any, TextIO, cast
+from typing import TextIO, cast
 
 from rich.text import Text
 
+from core.safe_json import _UNSAFE, json_line
+
 __all__ = ["SafeWriter", "cell", "csv_cell", "json_line", "printable", "safe_stream"]
 
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]"
-)
 _LINES = frozenset("\n\t")
 _FORMULA_START = tuple("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -64,40 +61,6 @@ def csv_cell(value: object) -> str:
     if text.startswith(_FORMULA_START) and not _NUMBER.fullmatch(text):
         return "'" + text
     return text
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
-
-
-# `json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=...)`'s text, without making an
-# encoder on every call (a cold dry run prints 166,000 plan lines at 100,000 accounts).
-_ENCODERS = {
-    sort: json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=sort).encode for sort in (False, True)
-}
-
-
-def json_line(value: Any, *, sort_keys: bool = False) -> str:
-    """`value` as one line of valid JSON (see the module docstring), without the line break. The
-    characters `printable` escapes are written as JSON escapes (`\\u202e`): the data stays exact,
-    and the line is safe to print."""
-    encode = _ENCODERS[sort_keys]
-    try:
-        text = encode(value)
-    except ValueError:  # NaN or Infinity somewhere
-        text = encode(_finite(value))
-    if text.isprintable():
-        # Nearly every line: `str.isprintable` (C, twice as fast as the pattern's scan) is false
-        # for every character `_UNSAFE` matches (tests/test_safe.py checks each code point).
-        return text
-    # Outside strings JSON holds only ASCII structure: every match is inside a string.
-    return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 class SafeWriter:
