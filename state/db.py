@@ -221,19 +221,14 @@ def _from_plan_row(shown: str, rest: str) -> PlannedWrite:
         return _from_list(more)
     line = decode_stored(shown)
     payload, expects = more
-    fields, previous, owner = line["fields"], line.get("previous"), line.get("owner")
-    return PlannedWrite(
-        system=line["system"],
-        op=line["op"],
-        record=line["record"],
-        fields=fields,
-        rule=line["rule"],
-        reason=line["reason"],
-        payload=fields if payload == _SAME and type(payload) is int else payload,
-        account=line.get("account"),
-        previous=previous,
-        owner=None if owner is None else Owner.from_json(owner),
-        expects=previous if expects == _SAME and type(expects) is int else expects,
+    fields, previous = line["fields"], line.get("previous")
+    if payload == _SAME and type(payload) is int:
+        payload = fields
+    if expects == _SAME and type(expects) is int:
+        expects = previous
+    system, op, record, rule, reason = line["system"], line["op"], line["record"], line["rule"], line["reason"]
+    return _from_list(
+        [system, op, record, fields, rule, reason, payload, line.get("account"), previous, line.get("owner"), expects]
     )
 
 
