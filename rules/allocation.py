@@ -45,19 +45,24 @@ def _situation(
     account: Account, ctx: AccountContext, team: str, paying: int, policy: Policy, now: datetime
 ) -> tuple[bool, str]:
     """(whether the account moves to a New Owner, the situation that moves it or why it stays): a CSM
-    keeps it, and so does a TAM unless the account needs a CSM now; a lead being qualified stays
+    keeps it, and so does a TAM (key role, or an owned segment such as `AM Managed`) unless the
+    account needs a CSM now; a lead being qualified stays
     with whoever qualifies it; an Account Executive hands over only after the sale (see `_after_sale`)."""
     rules = policy.allocation
     roles = account.roles
     if "CSM" in roles:
         return False, f"already owned by a CSM ({roles['CSM']})"
-    if "TAM" in roles:
+    # A TAM owns the account by key role, or by a segment meaning it is in a TAM's managed book
+    # (`AM Managed`: lifecycle.stage and the routing guards read it the same way).
+    managed = "TAM" if "TAM" in roles else _owned_segment(account, policy)
+    if managed is not None:
         if team != "CSM":
+            owned = "TAM-owned" if managed == "TAM" else f"TAM-owned (segment {managed})"
             return False, (
-                f"TAM-owned and pays for {paying} primary products "
+                f"{owned} and pays for {paying} primary products "
                 f"(< {rules.csm_min_primary_products}: stays with the TAM)"
             )
-        return True, "TAM → CSM handover"
+        return True, "TAM → CSM handover" if managed == "TAM" else f"TAM → CSM handover (segment {managed})"
     leads = policy.episodes.leads_segment
     if leads in account.segments:
         who = f"Account Executive {roles['Account Executive']}" if "Account Executive" in roles else "someone"
@@ -65,6 +70,12 @@ def _situation(
     if "Account Executive" in roles:
         return _after_sale(ctx, rules, now)
     return True, "no owner"
+
+
+def _owned_segment(account: Account, policy: Policy) -> str | None:
+    """The first segment of `[guards] owned_segments` the account is in (`AM Managed`), else None."""
+    segments = account.segments
+    return next((s for s in policy.guards.owned_segments if s in segments), None) if segments else None
 
 
 def _after_sale(ctx: AccountContext, rules: AllocationPolicy, now: datetime) -> tuple[bool, str]:
@@ -122,7 +133,9 @@ def new_owner(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     """Accounts paying $20k+ a year that have no owner, are still with their Account Executive 12
     months after the sale closed, or have grown to 3+ primary products under a TAM get a New Owner:
     TAM for 1–2 primary products, CSM for 3+, in the region where most of their users are. An
-    account a TAM is qualifying (segment `Leads`) is being worked, not unowned."""
+    account a TAM is qualifying (segment `Leads`) is being worked, not unowned, and one in a TAM's
+    managed book (segment `AM Managed`) is TAM-owned (account-allocation.md: the review is of the
+    "$20K accounts without an owner")."""
     rules = policy.allocation
     manages = frozenset({rules.segment})
     inputs: dict[str, object] = {

@@ -285,7 +285,8 @@ class GuardPolicy:
     """The routing guards of every routing rule and custom trigger: already owned or being worked."""
 
     owned_segments: tuple[str, ...] = setting(
-        ("AM Managed",), "Segments meaning an account is already owned: it is not routed."
+        ("AM Managed",),
+        "Segments meaning an account is already owned: it is not routed, and allocation.new_owner counts it TAM-owned.",
     )
     active_sales_segments: tuple[str, ...] = setting(
         ("Active Trial", "Active Self-serve Trial", "Annual Plan", "Leads"),

@@ -11,6 +11,7 @@ from core.model import Account
 from rules import Policy
 from rules.allocation import new_owner, owner_region
 from rules.context import EMPTY
+from rules.policy import GuardPolicy
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 ALL = ("product_analytics", "session_replay", "feature_flags", "surveys")
@@ -102,3 +103,31 @@ def test_new_owner_unknown_mrr_is_named_not_zero() -> None:
 )
 def test_owner_region_majority_then_hq(users: dict[str, int] | None, country: str | None, region: str | None) -> None:
     assert owner_region(account(users_by_country=users, country=country), Policy())[0] == region
+
+
+def test_an_am_managed_account_is_tam_owned_not_unowned() -> None:
+    # account-allocation.md: Simon reviews "the list of $20K accounts without an owner"; segment
+    # `AM Managed` is a TAM's managed book (plg-lead-qualification.md: it "triggers quota tracking"),
+    # so the account has an owner even without a TAM key role, as lifecycle.stage reads it.
+    managed = account(mrr=3000, paid_products=ALL[:2], users_by_country={"US": 5}, segments=frozenset({"AM Managed"}))
+    decision = new_owner(managed, EMPTY, Policy(), NOW)
+    assert not decision.fired
+    assert decision.reason == "TAM-owned (segment AM Managed) and pays for 2 primary products (< 3: stays with the TAM)"
+
+
+def test_an_am_managed_account_on_three_primary_products_is_handed_to_a_csm() -> None:
+    managed = account(mrr=3000, paid_products=ALL[:3], users_by_country={"US": 5}, segments=frozenset({"AM Managed"}))
+    decision = new_owner(managed, EMPTY, Policy(), NOW)
+    assert decision.fired
+    assert decision.traits == {"new_owner": "US CSM"}
+    assert "TAM → CSM handover (segment AM Managed)" in decision.reason
+
+
+def test_the_owned_segments_are_the_configured_ones() -> None:
+    policy = Policy(guards=GuardPolicy(owned_segments=("Enterprise Book",)))
+    in_other = account(mrr=3000, paid_products=ALL[:2], users_by_country={"US": 5}, segments=frozenset({"AM Managed"}))
+    in_configured = account(
+        mrr=3000, paid_products=ALL[:2], users_by_country={"US": 5}, segments=frozenset({"Enterprise Book"})
+    )
+    assert new_owner(in_other, EMPTY, policy, NOW).fired
+    assert not new_owner(in_configured, EMPTY, policy, NOW).fired
