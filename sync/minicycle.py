@@ -8,8 +8,9 @@ For a batch of queued events (`StateDB.pending_events`):
    /resources/accounts/:id`; a deleted or churned account is left alone, as a cycle's read leaves
    it), the Salesforce leads linked to those accounts (one SOQL query per 200 accounts:
    `Vitally_Account_Id__c IN (...)`, the join the rules read), and each Lead named by an Outbound
-   Message (`Id IN (...)`, one query per 200). Opportunities, Salesforce Accounts and users are
-   the mirror's, as the last cycle read them.
+   Message (`Id IN (...)`, one query per 200), with the fields a cycle reads (`sf_objects`:
+   `CountryCode` too on an org with State and Country/Territory picklists). Opportunities,
+   Salesforce Accounts and users are the mirror's, as the last cycle read them.
 2. **Mirror and plan**, in one transaction: the records go into the mirror as `sync.ingest`
    stores a page (no cursor moves: the next cycle still reads everything changed since its own
    last read); `sync.plan.Planner.run_for` decides and plans these records exactly as a whole
@@ -17,7 +18,9 @@ For a batch of queued events (`StateDB.pending_events`):
    pool members' capacity counts are the last whole plan's); only these records' earlier
    pending writes are settled.
 3. **Apply** these records' pending writes (`sync.apply.Applier` restricted to them), with the
-   same last look before each write (`sync.freshness`; each Vitally account is read again by id).
+   same last look before each write (`sync.freshness`; each Vitally account is read again by id),
+   then the follow-ups, as a cycle sends them: a lead written is announced in Slack, a support
+   request gets its Zendesk ticket (`sync.followups`), once.
 4. **Finish the events**, marked done with the run, only now: a crash (kill -9) anywhere before
    leaves them pending, and the daemon processes pending events as it starts, before its first
    cycle, so the writes of an interrupted mini-cycle are sent within seconds of the restart.
@@ -50,11 +53,13 @@ from core.errors import ContractError, RecordError, StopRequested
 from state import PlanLog, StateDB
 from state.events import QueuedEvents
 from sync.accounts import iter_accounts
+from sync.app import make_outlets
 from sync.apply import Applier
 from sync.config import Config
 from sync.facts import SalesforceFacts
+from sync.followups import FollowUps, Outlets
 from sync.freshness import LastLook
-from sync.ingest import SF_OBJECTS, mirror_accounts, mirror_sf
+from sync.ingest import mirror_accounts, mirror_sf, sf_objects
 from sync.plan import Planner
 from sync.vocabulary import CycleReport, Hooks, Log, iso
 
@@ -95,8 +100,13 @@ def run_mini_cycle(
     clock: Callable[[], datetime],
     log: Log = _DEFAULTS.log,
     should_stop: Callable[[], bool] = _DEFAULTS.should_stop,
+    outlets: Outlets | None = None,
 ) -> CycleReport:
     """Process these queued events (see the module docstring); returns the run's report.
+
+    `outlets` are Slack and Zendesk (`sync.followups.Outlets`; by default as the config sets them
+    up, as `sync.cycle.run_cycle` does): a lead this mini-cycle writes is announced and, for a
+    support request, ticketed exactly as a cycle's, its follow-ups sent after the CRM writes.
 
     Logs `event_cycle_started` and `event_cycle_finished` (with the run id, the records, and
     how long the oldest event waited). A failure to read leaves the events pending, their attempt
@@ -104,6 +114,8 @@ def run_mini_cycle(
     pending in the outbox, as in a cycle. Asked to stop before the plan, nothing is planned and
     the events stay pending."""
     hooks = Hooks(log=log, should_stop=should_stop)
+    if outlets is None:
+        outlets = make_outlets(config)
     started = clock()
     with state.atomic():
         run_id = state.begin_run(iso(started), "event", iso(started))
@@ -112,10 +124,11 @@ def run_mini_cycle(
     hooks.log("event_cycle_started", {"run_id": run_id, "records": len(records)})
     status, error = "failed", None
     try:
-        fresh = _read(vitally, salesforce, queued, report)
+        fresh = _read(vitally, salesforce, queued, report, sf_objects(config.salesforce)["Lead"])
         if hooks.should_stop():
             raise StopRequested("asked to stop before planning")
-        _plan(config, state, report, fresh, queued, clock=clock, hooks=hooks)
+        followups = FollowUps(state, config.announcements, config.zendesk, config.salesforce.instance_url)
+        _plan(config, state, report, fresh, queued, clock=clock, hooks=hooks, followups=followups)
         look = LastLook(state, vitally, salesforce, report, clock, read_account=vitally.get_account)
         targets = state.pending_targets([record for record in records if record not in fresh.left])
         applier = Applier(
@@ -128,6 +141,9 @@ def run_mini_cycle(
             hooks=hooks,
             records=targets,
             look=look,
+            followups=followups,
+            outlets=outlets,
+            outlet_settings=config.announcements,
         )
         applier.run()
         _finish(state, queued, fresh, report.run_id, iso(clock()))
@@ -147,9 +163,15 @@ def run_mini_cycle(
 
 
 def _read(
-    vitally: EventVitally, salesforce: EventSalesforce | None, queued: Sequence[QueuedEvents], report: CycleReport
+    vitally: EventVitally,
+    salesforce: EventSalesforce | None,
+    queued: Sequence[QueuedEvents],
+    report: CycleReport,
+    lead_fields: tuple[str, ...],
 ) -> _Fresh:
-    """The records fresh from the services (no transaction is open: the receiver may store events)."""
+    """The records fresh from the services (no transaction is open: the receiver may store events).
+    Leads are read with the fields a cycle reads (`lead_fields`: with Country/Territory picklists,
+    `CountryCode` too), so the mirror holds the same row a cycle's read would."""
     fresh = _Fresh()
     for account_id in sorted({q.record for q in queued if q.source == "vitally"}):
         try:
@@ -168,14 +190,14 @@ def _read(
     if salesforce is None:
         return fresh
     accounts = sorted({str(raw.get("id")) for raw in fresh.accounts if isinstance(raw, dict)})
-    columns = ", ".join(SF_OBJECTS["Lead"])
+    columns = ", ".join(lead_fields)
     for start in range(0, len(accounts), _CHUNK):
         chunk = accounts[start : start + _CHUNK]
         template = "SELECT {:literal} FROM Lead WHERE Vitally_Account_Id__c IN {}"
         fresh.leads.extend(salesforce.query(template, columns, chunk))
     named = sorted({q.record for q in queued if q.source == "salesforce"})
     if named:
-        fresh.leads.extend(salesforce.read_by_ids("Lead", SF_OBJECTS["Lead"], named))
+        fresh.leads.extend(salesforce.read_by_ids("Lead", lead_fields, named))
     report.counts["sf_lead_read"] += len(fresh.leads)
     return fresh
 
@@ -189,6 +211,7 @@ def _plan(
     *,
     clock: Callable[[], datetime],
     hooks: Hooks,
+    followups: FollowUps,
 ) -> None:
     """Mirror what was read and plan these records, in one transaction."""
     with state.atomic():
@@ -200,9 +223,9 @@ def _plan(
         lead_ids = sorted({q.record for q in queued if q.source == "salesforce"})
         accounts = list(iter_accounts(state, config, report, ids=account_ids))
         facts = SalesforceFacts.load_for(state, account_ids, lead_ids)
-        Planner(config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress).run_for(
-            facts, accounts
-        )
+        planner = Planner(config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress)
+        planner.followups = followups  # a write found already applied still queues its follow-ups
+        planner.run_for(facts, accounts)
 
 
 def _finish(state: StateDB, queued: Sequence[QueuedEvents], fresh: _Fresh, run_id: int, at: str) -> None:
