@@ -280,12 +280,18 @@ class _Events:
 
     def process(self) -> None:
         """Mini-cycles for the stored events, a batch at a time, until none is left (or a stop
-        is asked, or a batch failed: it is tried again after the pause)."""
-        if self.app is None or time.monotonic() < self._retry_at:
+        is asked, or a batch failed: it is tried again after the pause).
+
+        The receiver's wake-up is taken first, whatever follows: the main loop calls this after
+        every nap, so events that must wait (a retry pause, no cycle yet) are looked at again
+        then; left set, it would cut every nap short and spin the loop until they can go."""
+        if self.app is None:
+            return
+        self.wake.clear()
+        if time.monotonic() < self._retry_at:
             return
         if self.state.cursor("vitally.accounts") is None:
             return  # no cycle has read the services yet: the events wait for one
-        self.wake.clear()
         while not self.should_stop():
             queued = self.state.pending_events(self.config.events.batch)
             if not queued or not self._batch(queued):
