@@ -123,7 +123,8 @@ def _notification(item: ET.Element) -> Notification:
     record_id = next((child.text for child in record if child.tag.rpartition("}")[2] == "Id"), None)
     if not sobject or record_id is None or not _ID.fullmatch(record_id.strip()):
         raise SoapError(f"notification {notification_id}: its sObject has no type or no valid Id")
-    return Notification(notification_id, sobject, record_id.strip())
+    # The record's id in its 18-character form, the one the REST API (and so the mirror) uses.
+    return Notification(notification_id, sobject, case_safe_id(record_id.strip()))
 
 
 def _text(parent: ET.Element, name: str) -> str | None:

@@ -64,7 +64,7 @@ class EventMetrics:
         self.requests = Counter(
             "crm_sync_event_requests_total",
             "Webhook requests by source and outcome (queued, duplicate: a delivery already stored, ignored: "
-            "not a Lead, rejected: 401, malformed: 400 or 413, not_queued: 503).",
+            "not a Lead, rejected: 401, malformed: 400, 411 or 413, not_queued: 503).",
             ["source", "outcome"],
             registry=registry,
         )
@@ -167,6 +167,14 @@ class Receiver:
         offered = path_secret if path_secret is not None else _bearer(environ) if source == "vitally" else None
         if offered is None or not hmac.compare_digest(offered.encode(), expected.encode()):
             return self._reject(environ, source, "no secret" if offered is None else "wrong secret")
+        if environ.get("HTTP_TRANSFER_ENCODING") and not environ.get("CONTENT_LENGTH"):
+            # A chunked body: the WSGI server does not decode it, so it cannot be read here. Say
+            # so (the sender, or the reverse proxy in front, must send a Content-Length) instead
+            # of judging an empty body "not a webhook".
+            self._count(source, "malformed")
+            problem = "a body without Content-Length (Transfer-Encoding) cannot be read: send Content-Length"
+            self.log("event_malformed", {"source": source, "problem": problem})
+            return _Answer.json("411 Length Required", {"error": problem})
         body = _body(environ)
         if body is None:
             self._count(source, "malformed")

@@ -396,3 +396,34 @@ def test_case_safe_ids_and_org_comparison() -> None:
     assert not outbound.same_org("00D000000000002", ORG)
     assert not outbound.same_org("00D00000000000", ORG)  # 14 characters: no id
     assert not outbound.same_org("", "")
+
+
+def test_parse_gives_a_15_character_record_id_in_its_18_character_form() -> None:
+    # The mirror holds the REST API's 18-character ids: a Notification naming its Lead by the
+    # 15-character form (which the parser accepts) must name the same row, or the event is
+    # acknowledged, marked done and never routed (found by a review of the event path).
+    body = _message().replace(b"<sf:Id>00Q000000000001EAA</sf:Id>", b"<sf:Id>00Q000000000001</sf:Id>")
+    first, second = outbound.parse(body).notifications
+    assert first.record_id == "00Q000000000001EAA" == outbound.case_safe_id("00Q000000000001")
+    assert second.record_id == "00Q000000000002EAA"
+
+
+def test_a_chunked_body_without_content_length_is_411_not_a_malformed_webhook(listener: Listener) -> None:
+    # The WSGI server does not decode chunked bodies: the receiver asks for a Content-Length
+    # instead of reading an empty body and calling the webhook malformed (400).
+    def chunks() -> Iterator[bytes]:
+        yield _webhook()
+
+    answer = requests.post(f"{listener.url}/events/vitally/{VITALLY_SECRET}", data=chunks(), timeout=10)
+    assert answer.status_code == 411
+    assert "Content-Length" in answer.json()["error"]
+    assert listener.stored() == []
+    assert listener.log.named("event_malformed") == [
+        {
+            "source": "vitally",
+            "problem": "a body without Content-Length (Transfer-Encoding) cannot be read: send Content-Length",
+        }
+    ]
+    # The same body with its length is stored (the reverse proxy in front sends one).
+    assert requests.post(f"{listener.url}/events/vitally/{VITALLY_SECRET}", data=_webhook(), timeout=10).ok
+    assert len(listener.stored()) == 1
