@@ -133,9 +133,12 @@ def product_version() -> str:
         return "unknown"
 
 
-def rules_fingerprint(config: Config) -> str:
+def rules_fingerprint(config: Config, now: datetime) -> str:
     """Everything of the config and product an account's plan depends on besides its own records
-    and the clock (never a secret: the services' settings are left out)."""
+    and the clock's instant (never a secret: the services' settings are left out): the key roles
+    and owner fields an account is parsed with, as its traits; and the UTC offset of the rules'
+    clock `now`, which decides the calendar day the rules read (a judgement made at 00:30+02:00,
+    the 23rd, does not hold at 23:00Z the 22nd, although its day window covers that instant)."""
     vitally = config.vitally
     return digest_of(
         (
@@ -144,6 +147,9 @@ def rules_fingerprint(config: Config) -> str:
             vitally.trait_keys,
             vitally.written_traits,
             vitally.segment_traits,
+            vitally.key_roles,
+            vitally.owner_fields,
+            str(now.utcoffset()),
             config.on_conflict,
             config.on_first_sight,
             product_version(),
@@ -192,7 +198,7 @@ class Book:
 
     @classmethod
     def of(cls, config: Config, state: StateDB, facts: SalesforceFacts, now: datetime, *, full: bool) -> Book:
-        return cls(state, facts, now, rules_fingerprint(config), bool(config.custom_triggers), full)
+        return cls(state, facts, now, rules_fingerprint(config, now), bool(config.custom_triggers), full)
 
     def accounts(self) -> Iterator[AccountRow]:
         """The well-formed mirrored accounts this cycle must judge, as `StateDB.iter_accounts`
@@ -288,7 +294,7 @@ class LeadBook:
     ) -> LeadBook:
         """The book of a cycle at `now`: which stored lead judgements hold, read once (the facts a
         lead's context comes from do not change during the plan)."""
-        rules = rules_fingerprint(config)
+        rules = rules_fingerprint(config, now)
         book = cls(state, facts, rules, _day_window(now), learn=learn)
         if not full:
             at = _epoch(now)

@@ -124,7 +124,7 @@ def test_a_changed_account_is_judged_again_and_so_is_every_account_under_other_r
     assert after["accounts_read"] >= changed
     assert after["accounts_not_judged"] <= skipped - 1  # the accounts read again were judged again
     other = replace(config, policy=replace(config.policy, tier1_countries=config.policy.tier1_countries[:1]))
-    assert rules_fingerprint(other) != rules_fingerprint(config)
+    assert rules_fingerprint(other, NOW) != rules_fingerprint(config, NOW)
     assert _cycle(other, state, sandbox).counts.get("accounts_not_judged", 0) == 0
     state.close()
 
@@ -394,9 +394,10 @@ def test_the_rules_fingerprint_is_the_same_in_every_process() -> None:
     """Sets in the policy iterate in an order that depends on the process's hash seed: the
     fingerprint must not, or every start would judge the whole book again."""
     script = (
+        "from datetime import UTC, datetime\n"
         "from sync.config import load_config, packaged_example\n"
         "from sync.incremental import rules_fingerprint\n"
-        "print(rules_fingerprint(load_config(packaged_example())))\n"
+        "print(rules_fingerprint(load_config(packaged_example()), datetime(2026, 11, 22, tzinfo=UTC)))\n"
     )
     seen = {
         subprocess.run(
