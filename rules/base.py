@@ -31,6 +31,7 @@ __all__ = [
     "Rule",
     "TaskIntent",
     "Team",
+    "add_months",
     "always",
     "fmt_num",
     "months_between",
@@ -249,6 +250,18 @@ def fmt_num(value: float) -> str:
 def product_key(name: str) -> str:
     """Product names compare case- and separator-insensitively ('Session replay' == 'session_replay')."""
     return "_".join(name.strip().casefold().replace("-", " ").split())
+
+
+def add_months(day: date, months: int) -> date:
+    """The same day `months` later (earlier when negative), clamped to the month's last day."""
+    total = day.year * 12 + day.month - 1 + months
+    year, month = divmod(total, 12)
+    for last in (31, 30, 29, 28):
+        try:
+            return date(year, month + 1, min(day.day, last))
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
 
 
 def months_between(start: date, now: datetime | date) -> int:

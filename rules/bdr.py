@@ -6,12 +6,12 @@ Lemlist campaigns, job switchers, low-usage orgs) are worked by the BDRs themsel
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from core.model import Account, Opportunity
-from rules.base import AccountRule, Decision, Rule, Team, fmt_num
-from rules.guards import Check, days_since, trigger_decision
+from rules.base import AccountRule, Decision, Rule, Team, add_months
+from rules.guards import Check, trigger_decision
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
@@ -29,25 +29,34 @@ def _may_closed_lost_unresponsive(account: Account, ctx: AccountContext, policy:
     if not ctx.opportunities:
         return False
     routing = policy.routing
-    low, high = routing.bdr_min_days, routing.bdr_max_days
+    earliest, latest = _window(routing, now)
     return any(
         o.close_date is not None
         and _same(o.stage_name, CLOSED_LOST)
         and _same(o.loss_reason, routing.bdr_closed_lost_reason)
-        and low <= days_since(o.close_date, now) <= high
+        and earliest <= o.close_date <= latest
         for o in ctx.opportunities
     )
 
 
+def _window(routing: RoutingPolicy, now: datetime) -> tuple[date, date]:
+    """The close dates "4-6 months old" covers: from the same day `bdr_max_months` ago to the same
+    day `bdr_min_months` ago, both included (calendar months, clamped to a month's last day)."""
+    today = now.date()
+    return add_months(today, -routing.bdr_max_months), add_months(today, -routing.bdr_min_months)
+
+
 def closed_lost_unresponsive(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
-    """An account with an opportunity closed lost 4–6 months ago (120–180 days, inclusive) because the
+    """An account with an opportunity closed lost 4–6 months ago (calendar months, both ends included:
+    closed on or between the same day six months ago and the same day four months ago) because the
     customer was unresponsive goes to a BDR."""
     routing = policy.routing
-    low, high = routing.bdr_min_days, routing.bdr_max_days
-    window = f"[{fmt_num(low)}, {fmt_num(high)}] days"
+    earliest, latest = _window(routing, now)
+    window = f"{routing.bdr_min_months}-{routing.bdr_max_months} months old ({earliest} to {latest})"
     lost = [o for o in ctx.opportunities if _same(o.stage_name, CLOSED_LOST)]
     unresponsive = [o for o in lost if _same(o.loss_reason, routing.bdr_closed_lost_reason)]
-    dated = [(o, days_since(o.close_date, now)) for o in unresponsive if o.close_date is not None]
+    dated = [(o, closed) for o in unresponsive if (closed := o.close_date) is not None]
+    middle = add_months(now.date(), -((routing.bdr_min_months + routing.bdr_max_months) // 2))
     inputs: dict[str, object] = {
         "opportunities": [
             {"id": o.id, "stage": o.stage_name, "loss_reason": o.loss_reason, "close_date": o.close_date}
@@ -55,15 +64,13 @@ def closed_lost_unresponsive(account: Account, ctx: AccountContext, policy: Poli
         ]
     }
     checks: list[Check]
-    match = next(((o, age) for o, age in dated if low <= age <= high), None)
+    match = next(((o, closed) for o, closed in dated if earliest <= closed <= latest), None)
     if match is not None:
-        opportunity, age = match
-        checks = [Check("opportunities", True, f"{_describe(opportunity, routing)} closed {age} days ago, in {window}")]
+        opportunity, closed = match
+        checks = [Check("opportunities", True, f"{_describe(opportunity, routing)} closed {closed}, {window}")]
     elif dated:
-        opportunity, age = min(dated, key=lambda pair: abs(pair[1] - (low + high) / 2))
-        checks = [
-            Check("opportunities", False, f"{_describe(opportunity, routing)} closed {age} days ago, not in {window}")
-        ]
+        opportunity, closed = min(dated, key=lambda pair: abs((pair[1] - middle).days))
+        checks = [Check("opportunities", False, f"{_describe(opportunity, routing)} closed {closed}, not {window}")]
     elif len(dated) < len(unresponsive):
         checks = [Check("close_date", None, f"close date unknown on {_describe(unresponsive[0], routing)}")]
     elif any(o.loss_reason is None for o in lost):

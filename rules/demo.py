@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from core.model import Lead
 from core.triage import Label, Submission, Triage, TriageClassifier
-from rules.base import Decision, LeadIntent, LeadRule, Rule, fmt_num
+from rules.base import Decision, LeadIntent, LeadRule, Rule, add_months, fmt_num
 from rules.context import CLOSED_LEAD_STATUSES, LeadContext
 from rules.policy import DemoPolicy
 from rules.triage import offline_triage
@@ -270,10 +270,11 @@ def _title_matches(title: str, keywords: tuple[str, ...]) -> list[str]:
 
 def scheduler_eligible(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """A demo request sees the instant scheduler when it meets 2 of 3 requirements (revenue, title,
-    industry) and no lead of its company was disqualified in the last 30 days (`ctx`).
+    industry) and no lead of its company was disqualified within the last month (`ctx`).
 
     Informational: it writes nothing. An unknown requirement counts as not met and is named.
-    "In the last 30 days" means fewer than 30 whole days ago, as the routing cool-off counts.
+    "Within the last month" (lead-routing-and-scoring.md) is a calendar month: on or after the same
+    day a month ago (2026-10-22 for 2026-11-22; the month's last day when it has no such day).
     """
     demo = policy.demo
     company_disqualified_at = ctx.company_disqualified_at
@@ -323,11 +324,20 @@ def scheduler_eligible(lead: Lead, ctx: LeadContext, policy: Policy, now: dateti
     if company_disqualified_at is not None:
         days = (now.date() - company_disqualified_at).days
         inputs["days_since_disqualified"] = days
-        blocked = days < demo.disqualified_block_days
+        # "Within the last month": on or after the same day `disqualified_block_months` ago.
+        since = add_months(now.date(), -demo.disqualified_block_months)
+        blocked = company_disqualified_at >= since
+        months = f"{demo.disqualified_block_months} month{'s' if demo.disqualified_block_months != 1 else ''}"
         if blocked:
-            parts.append(f"a company lead was disqualified {days} days ago (< {demo.disqualified_block_days})")
+            parts.append(
+                f"a company lead was disqualified {company_disqualified_at} ({days} days ago), within {months}"
+                f" (since {since})"
+            )
         else:
-            parts.append(f"last company disqualification {days} days ago (≥ {demo.disqualified_block_days})")
+            parts.append(
+                f"last company disqualification {company_disqualified_at} ({days} days ago), over {months} ago"
+                f" (before {since})"
+            )
     inputs |= {"met": tuple(met), "blocked": blocked}
     eligible = enough and not blocked
     verdict = "instant scheduler shown" if eligible else "no instant scheduler: manual review"

@@ -34,7 +34,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from core.model import Account, Lead
-from rules.base import AccountRule, Decision, Rule, TaskIntent, per_policy
+from rules.base import AccountRule, Decision, Rule, TaskIntent, add_months, per_policy
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
@@ -290,18 +290,6 @@ def describe(account: Account, ctx: AccountContext, policy: Policy, now: datetim
         effect = "blocks a new lead" if blocks else "allows a new lead"
         lines.append(f"{episode.family}: {episode.state}{since} ({episode.signal}; {owner}): {effect}: {why}")
     return lines
-
-
-def add_months(day: date, months: int) -> date:
-    """The same day `months` later, clamped to the month's last day."""
-    total = day.year * 12 + day.month - 1 + months
-    year, month = divmod(total, 12)
-    for last in (31, 30, 29, 28):
-        try:
-            return date(year, month + 1, min(day.day, last))
-        except ValueError:
-            continue
-    raise AssertionError("unreachable")
 
 
 # -- the follow-up tasks -------------------------------------------------------------------------

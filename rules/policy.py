@@ -421,8 +421,10 @@ class DemoPolicy:
     scheduler_min_met: int = _count(
         2, "Instant scheduler: at least this many of its 3 requirements met (revenue, title, industry).", maximum=3
     )
-    disqualified_block_days: int = _days(
-        30, "Instant scheduler: and no lead of the same company disqualified in this many days."
+    disqualified_block_months: int = _months(
+        1,
+        "Instant scheduler: and no lead of the same company disqualified within this many calendar months "
+        "(on or after the same day that many months ago).",
     )
 
 
@@ -649,7 +651,9 @@ class RoutingPolicy:
     high_icp_threshold: int = _points(10, "product_led.scale_high_icp: an ICP score of at least this ...")
     scale_plan: str = setting("scale", "... on the plan of this name.")
     startup_plan: str = setting("startup", "product_led.startup_rolloff: on the plan of this name ...")
-    rolloff_days: int = _days(60, "... the startup plan ends within this many days ...")
+    rolloff_months: int = _months(
+        2, "... the startup plan ends within this many calendar months (by the same day that many months ahead) ..."
+    )
     rolloff_last_invoice_above: float = _dollars(1500, "... and the last invoice is above this many dollars.")
     forecast_mrr_above: float = _dollars(1000, "product_led.forecast_spike: MRR above this many dollars ...")
     forecast_ratio_above: float = setting(
@@ -667,8 +671,8 @@ class RoutingPolicy:
     bdr_closed_lost_reason: str = setting(
         "Unresponsive", "bdr.closed_lost_unresponsive: an Opportunity closed lost with this Loss_Reason__c ..."
     )
-    bdr_min_days: int = _days(120, "... closed at least this many days ago ...")
-    bdr_max_days: int = _days(180, "... and at most this many days ago.")
+    bdr_min_months: int = _months(4, "... closed at least this many calendar months ago ...")
+    bdr_max_months: int = _months(6, "... and at most this many calendar months ago (4-6 months old).")
     am_referral_segment: str = setting("AM referral", "product_led.am_referral: the Vitally segment of AM referrals.")
     ae_referral_segment: str = setting("AE referral", "new_business.ae_referral: the Vitally segment of AE referrals.")
     onboarding_referral_segment: str = setting(
@@ -966,7 +970,7 @@ RULE_DOCS: Mapping[str, str] = {
     "new_business.campaign": "An open, unowned inbound lead from a campaign → a TAE.",
     "new_business.bdr_qualified": "An open, unowned inbound lead a BDR qualified → a TAE.",
     "new_business.ae_referral": "An account in the AE referral segment → a TAE.",
-    "bdr.closed_lost_unresponsive": "An opportunity closed lost as unresponsive 120-180 days ago → the BDRs: "
+    "bdr.closed_lost_unresponsive": "An opportunity closed lost as unresponsive 4-6 calendar months ago → the BDRs: "
     "trait `routing_reason`, a lead (LeadSource `BDR`).",
     "bdr.low_usage": "A paying organisation with low usage → the BDRs (as above).",
     "allocation.new_owner": "An account of $20k+ ARR without an owner (or outgrowing its TAM) → TAM or CSM by "

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from core.model import Account
-from rules.base import AccountRule, Decision, Rule, Team, fmt_num, months_between, per_policy
+from rules.base import AccountRule, Decision, Rule, Team, add_months, fmt_num, months_between, per_policy
 from rules.guards import Check, days_since, trigger_decision
 
 if TYPE_CHECKING:
@@ -158,8 +158,10 @@ def _may_startup_rolloff(account: Account, ctx: AccountContext, policy: Policy, 
 
 
 def startup_rolloff(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
-    """Customers rolling off the startup plan in the next two months (60 days) whose last invoice was
-    more than $1,500 become a product-led lead for a TAM."""
+    """Customers rolling off the startup plan in the next two months whose last invoice was more than
+    $1,500 become a product-led lead for a TAM. "The next two months" are calendar months: the plan
+    ends today or later, and no later than the same day two months ahead (2026-11-22 → 2027-01-22;
+    the month's last day when it has no such day)."""
     routing = policy.routing
     checks = [_plan_is(account, routing.startup_plan)]
     ends = account.startup_plan_ends_at
@@ -171,14 +173,10 @@ def startup_rolloff(account: Account, ctx: AccountContext, policy: Policy, now: 
         if days_left < 0:
             checks.append(Check("startup_plan_ends_at", False, f"startup plan ended {ends} ({-days_left} days ago)"))
         else:
-            ok = days_left <= routing.rolloff_days
-            checks.append(
-                Check(
-                    "startup_plan_ends_at",
-                    ok,
-                    f"startup plan ends {ends} in {days_left} days {'≤' if ok else '>'} {routing.rolloff_days}",
-                )
-            )
+            horizon = add_months(now.date(), routing.rolloff_months)
+            ok = ends <= horizon
+            within = f"{'within' if ok else 'after'} {routing.rolloff_months} months ({horizon})"
+            checks.append(Check("startup_plan_ends_at", ok, f"startup plan ends {ends} in {days_left} days, {within}"))
     last = last_invoice(account)
     checks.append(_money_above("last_invoice", "last invoice", last, routing.rolloff_last_invoice_above))
     inputs: dict[str, object] = {

@@ -301,8 +301,9 @@ _ACCOUNT_SPECS: tuple[_Spec, ...] = (
     _s(_QUIET, "near_miss.product_led.scale_high_icp.not_scale", mrr=350.0, traits={"icp_score": 14}),
     _s(_STARTUP, "product_led.startup_rolloff", mrr=1600.0, invoices=(1200.0, 1350.0, 1600.0),
        startup=(40, 60_000.0, 21_000.0)),
-    _s(_STARTUP, "near_miss.product_led.startup_rolloff.ends_in_61_days", mrr=1600.0,
-       invoices=(1200.0, 1350.0, 1600.0), startup=(61, 60_000.0, 21_000.0)),
+    # Two calendar months are 59 to 62 days: 63 is past them whatever the book's today.
+    _s(_STARTUP, "near_miss.product_led.startup_rolloff.ends_in_63_days", mrr=1600.0,
+       invoices=(1200.0, 1350.0, 1600.0), startup=(63, 60_000.0, 21_000.0)),
     _s(_STARTUP, "near_miss.product_led.startup_rolloff.last_invoice_1500", mrr=1500.0,
        invoices=(1200.0, 1350.0, 1500.0), startup=(40, 60_000.0, 21_000.0)),
     _s(_QUIET, "product_led.forecast_spike", mrr=1200.0, forecast=2100.0, products=_TWO, employees=30),

@@ -82,7 +82,7 @@ NEAR_MISSES = [
     "near_miss.product_led.mrr_band.employees_50", "near_miss.product_led.mrr_band.users_7",
     "near_miss.product_led.mrr_band.paying_2_months", "near_miss.product_led.mrr_band.non_icp_country",
     "near_miss.product_led.scale_high_icp.icp_9", "near_miss.product_led.scale_high_icp.not_scale",
-    "near_miss.product_led.startup_rolloff.ends_in_61_days", "near_miss.product_led.startup_rolloff.last_invoice_1500",
+    "near_miss.product_led.startup_rolloff.ends_in_63_days", "near_miss.product_led.startup_rolloff.last_invoice_1500",
     "near_miss.product_led.forecast_spike.forecast_1_5x", "near_miss.product_led.forecast_spike.mrr_1000",
     "near_miss.new_business.big_fish.created_15_days_ago", "near_miss.new_business.big_fish.employees_999",
     "near_miss.new_business.startup_credits.last_invoice_5000", "near_miss.new_business.startup_credits.used_49pct",

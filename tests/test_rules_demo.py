@@ -257,13 +257,15 @@ def test_scheduler_eligible_reason_lists_met_and_unknown() -> None:
     assert decision.unknown == ("industry",)
     assert decision.reason == (
         "revenue 25,000,000 ≥ 10,000,000; title 'VP Engineering' matches vp, engineer; industry unknown; "
-        "2 of 3 met (need 2); last company disqualification 45 days ago (≥ 30); instant scheduler shown"
+        "2 of 3 met (need 2); last company disqualification 2026-10-08 (45 days ago), over 1 month ago "
+        "(before 2026-10-22); instant scheduler shown"
     )
 
 
 @pytest.mark.parametrize(
     ("days", "eligible"),
-    [(0, False), (1, False), (29, False), (30, True), (31, True), (365, True), (-1, False)],
+    # "Within the last month" (lead-routing-and-scoring.md): since 2026-10-22, 31 days before NOW.
+    [(0, False), (1, False), (29, False), (30, False), (31, False), (32, True), (365, True), (-1, False)],
 )
 def test_scheduler_eligible_blocked_by_a_recent_disqualification(days: int, eligible: bool) -> None:
     decision = scheduler_eligible(lead(), LeadContext(_days_ago(days)), Policy(demo=POLICY), NOW)
@@ -275,14 +277,16 @@ def test_scheduler_eligible_blocked_by_a_recent_disqualification(days: int, elig
 def test_scheduler_eligible_block_reason_names_the_days() -> None:
     decision = scheduler_eligible(lead(), LeadContext(_days_ago(12)), Policy(demo=POLICY), NOW)
     assert decision.reason.endswith(
-        "a company lead was disqualified 12 days ago (< 30); no instant scheduler: manual review"
+        "a company lead was disqualified 2026-11-10 (12 days ago), within 1 month (since 2026-10-22); "
+        "no instant scheduler: manual review"
     )
 
 
 def test_scheduler_eligible_follows_the_policy() -> None:
-    policy = DemoPolicy(min_annual_revenue=1_000, scheduler_min_met=3, disqualified_block_days=7)
+    policy = DemoPolicy(min_annual_revenue=1_000, scheduler_min_met=3, disqualified_block_months=2)
     assert not scheduler_eligible(lead(industry="Retail"), LeadContext(), Policy(demo=policy), NOW).fired
-    assert scheduler_eligible(lead(), LeadContext(_days_ago(7)), Policy(demo=policy), NOW).fired
+    assert scheduler_eligible(lead(), LeadContext(date(2026, 9, 21)), Policy(demo=policy), NOW).fired
+    assert not scheduler_eligible(lead(), LeadContext(date(2026, 9, 22)), Policy(demo=policy), NOW).fired
     assert scheduler_eligible(
         lead(title="Office Manager", annual_revenue=5_000),
         LeadContext(),
@@ -295,3 +299,9 @@ def test_scheduler_eligible_only_for_demo_requests() -> None:
     decision = scheduler_eligible(lead(lead_source="Campaign"), LeadContext(), Policy(demo=POLICY), NOW)
     assert not decision.fired
     assert decision.reason == "not a demo request (LeadSource Campaign)"
+
+
+def test_scheduler_eligible_month_ends_on_the_month_s_last_day() -> None:
+    at = datetime(2026, 3, 31, 9, tzinfo=UTC)  # a month back: 2026-02-28 (no 31 February)
+    assert not scheduler_eligible(lead(), LeadContext(date(2026, 2, 28)), Policy(demo=POLICY), at).fired
+    assert scheduler_eligible(lead(), LeadContext(date(2026, 2, 27)), Policy(demo=POLICY), at).fired

@@ -104,7 +104,9 @@ def test_scale_high_icp_reason_names_inputs_and_threshold() -> None:
     ("kw", "fired"),
     [
         ({"startup_plan_ends_at": TODAY + timedelta(days=60)}, True),
-        ({"startup_plan_ends_at": TODAY + timedelta(days=61)}, False),
+        # "In the next two months": calendar months, to the same day two months ahead (2027-01-22).
+        ({"startup_plan_ends_at": date(2027, 1, 22)}, True),
+        ({"startup_plan_ends_at": date(2027, 1, 23)}, False),
         ({"startup_plan_ends_at": TODAY + timedelta(days=59)}, True),
         ({"startup_plan_ends_at": TODAY}, True),
         ({"startup_plan_ends_at": TODAY - timedelta(days=1)}, False),  # already rolled off
@@ -130,7 +132,32 @@ def test_startup_rolloff_reason() -> None:
         startup_rolloff,
         account(plan="startup", startup_plan_ends_at=date(2027, 1, 10), invoices=invoices(1600)),
     )
-    assert decision.reason == "plan startup; startup plan ends 2027-01-10 in 49 days ≤ 60; last invoice 1,600 > 1,500"
+    assert decision.reason == (
+        "plan startup; startup plan ends 2027-01-10 in 49 days, within 2 months (2027-01-22); "
+        "last invoice 1,600 > 1,500"
+    )
+    later = run(
+        startup_rolloff,
+        account(plan="startup", startup_plan_ends_at=date(2027, 1, 23), invoices=invoices(1600)),
+    )
+    assert later.reason == "startup plan ends 2027-01-23 in 62 days, after 2 months (2027-01-22)"
+
+
+@pytest.mark.parametrize(
+    ("today", "ends", "fired"),
+    [
+        (date(2026, 12, 31), date(2027, 2, 28), True),  # no 31 February: the month's last day
+        (date(2026, 12, 31), date(2027, 3, 1), False),
+        (date(2027, 1, 31), date(2027, 3, 31), True),  # 59 days, but two calendar months
+        (date(2027, 1, 31), date(2027, 4, 1), False),
+    ],
+)
+def test_startup_rolloff_counts_calendar_months_to_the_month_end(today: date, ends: date, fired: bool) -> None:
+    at = datetime.combine(today, NOW.timetz())
+    decision = startup_rolloff(
+        account(plan="startup", startup_plan_ends_at=ends, invoices=invoices(1600)), EMPTY, POLICY, at
+    )
+    assert decision.fired is fired, decision.reason
 
 
 @pytest.mark.parametrize(
@@ -222,10 +249,12 @@ def test_referrals_fire_on_their_segment_only(trigger: AccountTrigger, segment: 
 @pytest.mark.parametrize(
     ("opportunities", "fired"),
     [
-        ((opp(closed=days_ago(119)),), False),
-        ((opp(closed=days_ago(120)),), True),
-        ((opp(closed=days_ago(180)),), True),
-        ((opp(closed=days_ago(181)),), False),
+        # "4-6 months old": calendar months, closed from 2026-05-22 to 2026-07-22, both included.
+        ((opp(closed=date(2026, 7, 23)),), False),  # 122 days: not yet 4 months
+        ((opp(closed=date(2026, 7, 25)),), False),  # 120 days: 3 months and 28 days
+        ((opp(closed=date(2026, 7, 22)),), True),  # exactly 4 months
+        ((opp(closed=date(2026, 5, 22)),), True),  # exactly 6 months (184 days)
+        ((opp(closed=date(2026, 5, 21)),), False),
         ((opp(closed=days_ago(150), reason="Price"),), False),
         ((opp(closed=days_ago(150), reason="unresponsive"),), True),
         ((opp(closed=days_ago(150), stage="Closed Won"),), False),
@@ -242,7 +271,20 @@ def test_closed_lost_unresponsive_window(opportunities: tuple[Opportunity, ...],
 def test_closed_lost_unresponsive_reason_names_the_opportunity() -> None:
     ctx = AccountContext(opportunities=(opp(closed=days_ago(150), oid="006Z"),))
     decision = run(closed_lost_unresponsive, account(), ctx)
-    assert decision.reason == "opportunity 006Z Closed Lost (Unresponsive) closed 150 days ago, in [120, 180] days"
+    assert decision.reason == (
+        "opportunity 006Z Closed Lost (Unresponsive) closed 2026-06-25, 4-6 months old (2026-05-22 to 2026-07-22)"
+    )
+    early = run(closed_lost_unresponsive, account(), AccountContext(opportunities=(opp(closed=days_ago(30)),)))
+    assert early.reason == (
+        "opportunity 006A Closed Lost (Unresponsive) closed 2026-10-23, not 4-6 months old (2026-05-22 to 2026-07-22)"
+    )
+
+
+def test_closed_lost_unresponsive_months_end_on_the_month_s_last_day() -> None:
+    at = datetime(2026, 8, 31, 9, tzinfo=UTC)  # six months back: 2026-02-28; four: 2026-04-30
+    for closed, fired in ((date(2026, 2, 28), True), (date(2026, 2, 27), False), (date(2026, 5, 1), False)):
+        ctx = AccountContext(opportunities=(opp(closed=closed),))
+        assert closed_lost_unresponsive(account(), ctx, POLICY, at).fired is fired, closed
 
 
 # -- unknown inputs -------------------------------------------------------------------------------

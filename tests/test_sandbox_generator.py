@@ -343,8 +343,8 @@ def test_generate_book_constructs_each_case_as_described(book: dict[str, Any], c
 def test_generate_book_near_misses_sit_just_outside_thresholds(book: dict[str, Any]) -> None:
     (closed_200,) = _accounts_with(book, "near_miss.bdr.closed_lost_unresponsive.closed_200_days")
     assert [_days_ago(o["CloseDate"]) for o in _opportunities_of(book, closed_200)] == [200]
-    (rolloff,) = _accounts_with(book, "near_miss.product_led.startup_rolloff.ends_in_61_days")
-    assert -_days_ago(rolloff["traits"]["startup_plan_ends_at"]) == 61
+    (rolloff,) = _accounts_with(book, "near_miss.product_led.startup_rolloff.ends_in_63_days")
+    assert -_days_ago(rolloff["traits"]["startup_plan_ends_at"]) == 63
     (spike,) = _accounts_with(book, "near_miss.product_led.forecast_spike.forecast_1_5x")
     assert spike["traits"]["forecasted_mrr"] == 1.5 * spike["mrr"]
     (fish,) = _accounts_with(book, "near_miss.new_business.big_fish.employees_999")
