@@ -14,6 +14,7 @@ from core.triage import Label, Submission, Triage, TriageClassifier
 from rules.base import Decision, LeadIntent, LeadRule, Rule, add_months, fmt_num
 from rules.context import CLOSED_LEAD_STATUSES, LeadContext
 from rules.policy import DemoPolicy
+from rules.scoring import score_components
 from rules.triage import offline_triage
 
 if TYPE_CHECKING:
@@ -269,8 +270,10 @@ def _title_matches(title: str, keywords: tuple[str, ...]) -> list[str]:
 
 
 def scheduler_eligible(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
-    """A demo request sees the instant scheduler when it meets 2 of 3 requirements (revenue, title,
-    industry) and no lead of its company was disqualified within the last month (`ctx`).
+    """A demo request sees the instant scheduler when it shows a strong ICP fit (a lead score of at
+    least 20 out of 70: "those <20 are for the TAE to manually review and schedule"), meets 2 of 3
+    requirements (revenue, title, industry) and no lead of its company was disqualified within the
+    last month (`ctx`).
 
     Informational: it writes nothing. An unknown requirement counts as not met and is named.
     "Within the last month" (lead-routing-and-scoring.md) is a calendar month: on or after the same
@@ -320,6 +323,12 @@ def scheduler_eligible(lead: Lead, ctx: LeadContext, policy: Policy, now: dateti
         parts.append(f"industry {industry!r} not listed")
     enough = len(met) >= demo.scheduler_min_met
     parts.append(f"{len(met)} of 3 met (need {demo.scheduler_min_met})")
+    # "Those <20 are for the TAE to manually review and schedule": the lead score out of 70
+    # (scoring.lead_score's, an unknown component scoring 0) shows the "strong ICP fit".
+    score = sum(component.points for component in score_components(lead, policy.scoring))
+    strong = score >= demo.scheduler_min_score
+    inputs["score"] = score
+    parts.append(f"score {score} {'≥' if strong else '<'} {demo.scheduler_min_score}")
     blocked = False
     if company_disqualified_at is not None:
         days = (now.date() - company_disqualified_at).days
@@ -339,7 +348,7 @@ def scheduler_eligible(lead: Lead, ctx: LeadContext, policy: Policy, now: dateti
                 f" (before {since})"
             )
     inputs |= {"met": tuple(met), "blocked": blocked}
-    eligible = enough and not blocked
+    eligible = enough and strong and not blocked
     verdict = "instant scheduler shown" if eligible else "no instant scheduler: manual review"
     reason = "; ".join(parts) + f"; {verdict}"
     return Decision(SCHEDULER_RULE, lead.id, eligible, reason, inputs, tuple(unknown))

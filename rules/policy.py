@@ -421,6 +421,11 @@ class DemoPolicy:
     scheduler_min_met: int = _count(
         2, "Instant scheduler: at least this many of its 3 requirements met (revenue, title, industry).", maximum=3
     )
+    scheduler_min_score: int = _points(
+        20,
+        "Instant scheduler: and a lead score (out of 70) of at least this; below, the TAE reviews and schedules "
+        "by hand (lead-routing-and-scoring.md: 'Those <20 are for the TAE to manually review').",
+    )
     disqualified_block_months: int = _months(
         1,
         "Instant scheduler: and no lead of the same company disqualified within this many calendar months "

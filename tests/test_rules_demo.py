@@ -227,6 +227,12 @@ def _days_ago(days: int) -> date:
     return (NOW - timedelta(days=days)).date()
 
 
+def demo_lead(**kw: Any) -> Lead:
+    """A demo request with a strong ICP fit: lead score 30 of 70 (employees 250 → 10, revenue
+    25,000,000 → 10, country US → 10), so the scheduler's other conditions decide."""
+    return lead(**{"employees": 250, "country": "US", **kw})
+
+
 @pytest.mark.parametrize(
     ("kw", "eligible", "met"),
     [
@@ -245,7 +251,7 @@ def _days_ago(days: int) -> date:
     ],
 )
 def test_scheduler_eligible_needs_2_of_3(kw: dict[str, Any], eligible: bool, met: tuple[str, ...]) -> None:
-    decision = scheduler_eligible(lead(**kw), LeadContext(), Policy(demo=POLICY), NOW)
+    decision = scheduler_eligible(demo_lead(**kw), LeadContext(), Policy(demo=POLICY), NOW)
     assert decision.rule == "demo.instant_scheduler"
     assert decision.fired is eligible, decision.reason
     assert decision.inputs["met"] == met
@@ -253,11 +259,11 @@ def test_scheduler_eligible_needs_2_of_3(kw: dict[str, Any], eligible: bool, met
 
 
 def test_scheduler_eligible_reason_lists_met_and_unknown() -> None:
-    decision = scheduler_eligible(lead(industry=None), LeadContext(_days_ago(45)), Policy(demo=POLICY), NOW)
+    decision = scheduler_eligible(demo_lead(industry=None), LeadContext(_days_ago(45)), Policy(demo=POLICY), NOW)
     assert decision.unknown == ("industry",)
     assert decision.reason == (
         "revenue 25,000,000 ≥ 10,000,000; title 'VP Engineering' matches vp, engineer; industry unknown; "
-        "2 of 3 met (need 2); last company disqualification 2026-10-08 (45 days ago), over 1 month ago "
+        "2 of 3 met (need 2); score 30 ≥ 20; last company disqualification 2026-10-08 (45 days ago), over 1 month ago "
         "(before 2026-10-22); instant scheduler shown"
     )
 
@@ -268,14 +274,14 @@ def test_scheduler_eligible_reason_lists_met_and_unknown() -> None:
     [(0, False), (1, False), (29, False), (30, False), (31, False), (32, True), (365, True), (-1, False)],
 )
 def test_scheduler_eligible_blocked_by_a_recent_disqualification(days: int, eligible: bool) -> None:
-    decision = scheduler_eligible(lead(), LeadContext(_days_ago(days)), Policy(demo=POLICY), NOW)
+    decision = scheduler_eligible(demo_lead(), LeadContext(_days_ago(days)), Policy(demo=POLICY), NOW)
     assert decision.fired is eligible, decision.reason
     assert decision.inputs["blocked"] is not eligible
     assert decision.inputs["days_since_disqualified"] == days
 
 
 def test_scheduler_eligible_block_reason_names_the_days() -> None:
-    decision = scheduler_eligible(lead(), LeadContext(_days_ago(12)), Policy(demo=POLICY), NOW)
+    decision = scheduler_eligible(demo_lead(), LeadContext(_days_ago(12)), Policy(demo=POLICY), NOW)
     assert decision.reason.endswith(
         "a company lead was disqualified 2026-11-10 (12 days ago), within 1 month (since 2026-10-22); "
         "no instant scheduler: manual review"
@@ -284,11 +290,11 @@ def test_scheduler_eligible_block_reason_names_the_days() -> None:
 
 def test_scheduler_eligible_follows_the_policy() -> None:
     policy = DemoPolicy(min_annual_revenue=1_000, scheduler_min_met=3, disqualified_block_months=2)
-    assert not scheduler_eligible(lead(industry="Retail"), LeadContext(), Policy(demo=policy), NOW).fired
-    assert scheduler_eligible(lead(), LeadContext(date(2026, 9, 21)), Policy(demo=policy), NOW).fired
-    assert not scheduler_eligible(lead(), LeadContext(date(2026, 9, 22)), Policy(demo=policy), NOW).fired
+    assert not scheduler_eligible(demo_lead(industry="Retail"), LeadContext(), Policy(demo=policy), NOW).fired
+    assert scheduler_eligible(demo_lead(), LeadContext(date(2026, 9, 21)), Policy(demo=policy), NOW).fired
+    assert not scheduler_eligible(demo_lead(), LeadContext(date(2026, 9, 22)), Policy(demo=policy), NOW).fired
     assert scheduler_eligible(
-        lead(title="Office Manager", annual_revenue=5_000),
+        demo_lead(title="Office Manager", annual_revenue=5_000),
         LeadContext(),
         Policy(demo=DemoPolicy(min_annual_revenue=1_000)),
         NOW,
@@ -303,5 +309,33 @@ def test_scheduler_eligible_only_for_demo_requests() -> None:
 
 def test_scheduler_eligible_month_ends_on_the_month_s_last_day() -> None:
     at = datetime(2026, 3, 31, 9, tzinfo=UTC)  # a month back: 2026-02-28 (no 31 February)
-    assert not scheduler_eligible(lead(), LeadContext(date(2026, 2, 28)), Policy(demo=POLICY), at).fired
-    assert scheduler_eligible(lead(), LeadContext(date(2026, 2, 27)), Policy(demo=POLICY), at).fired
+    assert not scheduler_eligible(demo_lead(), LeadContext(date(2026, 2, 28)), Policy(demo=POLICY), at).fired
+    assert scheduler_eligible(demo_lead(), LeadContext(date(2026, 2, 27)), Policy(demo=POLICY), at).fired
+
+
+@pytest.mark.parametrize(
+    ("kw", "score", "eligible"),
+    [
+        ({}, 30, True),
+        ({"country": "BR"}, 20, True),  # exactly 20: shown
+        ({"country": "BR", "industry": "Retail"}, 20, True),  # 2 of 3 still met
+        ({"country": "BR", "employees": 8}, 10, False),  # "Those <20": the TAE reviews and schedules
+        ({"employees": None, "country": None}, 10, False),  # unknown components score 0
+    ],
+)
+def test_scheduler_eligible_needs_a_lead_score_of_20(kw: dict[str, Any], score: int, eligible: bool) -> None:
+    # lead-routing-and-scoring.md: a demo request with strong ICP fit signals sees the booking link;
+    # "Those <20 are for the TAE to manually review and schedule" (the lead score out of 70).
+    decision = scheduler_eligible(demo_lead(**kw), LeadContext(), Policy(demo=POLICY), NOW)
+    assert decision.inputs["score"] == score
+    met = decision.inputs["met"]
+    assert isinstance(met, tuple) and len(met) >= 2  # only the score decides here
+    assert decision.fired is eligible, decision.reason
+    assert f"score {score} {'≥' if eligible else '<'} 20" in decision.reason
+
+
+def test_the_scheduler_s_score_threshold_is_a_setting() -> None:
+    weak = demo_lead(country="BR", annual_revenue=9_999_999)  # score 15 (employees 10, revenue 5)
+    assert not scheduler_eligible(weak, LeadContext(), Policy(demo=POLICY), NOW).fired
+    relaxed = DemoPolicy(classifier="keywords", scheduler_min_score=15)
+    assert scheduler_eligible(weak, LeadContext(), Policy(demo=relaxed), NOW).fired
