@@ -70,6 +70,9 @@ _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _Mode = Literal["create", "update", "upsert"]
 
 
+_ID15 = re.compile(r"[A-Za-z0-9]{15}")
+
+
 def case_safe_id(id15: str) -> str:
     """Salesforce's 15 → 18 character id: append the three-letter case checksum."""
     suffix = ""
@@ -976,6 +979,11 @@ class SalesforceService:
                 if self._config.sf_strict_fields:
                     return _Failure("INVALID_FIELD", f"No such column '{key}' on sobject of type {table.name}", [key])
                 name = table.learn(key, value)
+            fdef = table.field(name)
+            if fdef is not None and fdef.type == "reference" and isinstance(value, str) and _ID15.fullmatch(value):
+                # Salesforce takes a reference by its 15- or 18-character id and keeps (and answers
+                # with) the 18-character one, as for every Id.
+                value = case_safe_id(value)
             clean[name] = copy.deepcopy(value)
         return clean
 

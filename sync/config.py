@@ -49,6 +49,7 @@ from core.countries import normalise_country
 from core.errors import ConfigError
 from core.records import DEFAULT_OWNER_FIELDS, DEFAULT_TRAIT_KEYS
 from core.settings import REQUIRED, Secret, Setting, declared, default_of, section, setting
+from core.sfid import case_safe_id
 from rules import ALL_RULE_IDS
 from rules.base import Team
 from rules.demo import CLASSIFIERS
@@ -178,7 +179,10 @@ class MemberSettings:
     """One person of a `[[pools]]` entry's `members`."""
 
     user_id: str = setting(
-        REQUIRED, "The Salesforce user id.", pattern=r"005[A-Za-z0-9]*", hint="a Salesforce user id (005…)"
+        REQUIRED,
+        "The Salesforce user id (15 or 18 characters; kept in its 18-character form, as Salesforce answers it).",
+        pattern=r"005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?",
+        hint="a Salesforce user id (005…, 15 or 18 characters)",
     )
     name: str = setting(REQUIRED, "The person's name.", pattern=r"(?s).*\S.*", hint="the person's name")
     weight: int = setting(1, "Their share of the pool's leads, relative to the others'.", minimum=1, maximum=1000)
@@ -204,15 +208,15 @@ class PoolSettings:
         None,
         "Required: the Salesforce queue (00G…) or user (005…) that gets the lead when nobody is eligible "
         "(without one, Salesforce would give it to the integration user).",
-        pattern=r"(00G|005)[A-Za-z0-9]*",
-        hint="a Salesforce queue (00G…) or user (005…) id",
+        pattern=r"(00G|005)[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?",
+        hint="a Salesforce queue (00G…) or user (005…) id, 15 or 18 characters",
         example="00G000000000001AAA",
     )
     fallback_queue: str | None = setting(
         None,
         "The older name of fallback_owner, for a queue.",
-        pattern=r"00G[A-Za-z0-9]*",
-        hint="a Salesforce queue id (00G…)",
+        pattern=r"00G[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?",
+        hint="a Salesforce queue id (00G…, 15 or 18 characters)",
     )
     capacity: int | None = setting(
         None, "Each member's capacity unless they set their own.", minimum=0, maximum=1_000_000
@@ -901,9 +905,10 @@ def _pools(reader: _Reader, territories: Territories) -> list[PoolSettings]:
         _fallback(reader, path, pool)
         seen: set[str] = set()
         for index, member in enumerate(pool.members):
-            if member.user_id in seen:
+            user = case_safe_id(member.user_id)  # its 15- and 18-character forms are one user
+            if user in seen:
                 reader.problem(f"{path}.members[{index}].user_id", f"{member.user_id} is already in this pool")
-            seen.add(member.user_id)
+            seen.add(user)
     return list(pools.values())
 
 
@@ -920,9 +925,11 @@ def _fallback(reader: _Reader, path: str, pool: PoolSettings) -> None:
 
 
 def _pool(settings: PoolSettings) -> Pool:
+    """The pool, its Salesforce ids in their 18-character form: the mirrored users' ids (whether
+    one is active) and the OwnerIds Salesforce answers with are compared with them as text."""
     members = tuple(
         Member(
-            m.user_id,
+            case_safe_id(m.user_id),
             m.name,
             m.weight,
             m.active,
@@ -931,7 +938,8 @@ def _pool(settings: PoolSettings) -> Pool:
         )
         for m in settings.members
     )
-    return Pool(settings.team, settings.region, members, settings.fallback_owner or settings.fallback_queue)
+    fallback = settings.fallback_owner or settings.fallback_queue
+    return Pool(settings.team, settings.region, members, None if fallback is None else case_safe_id(fallback))
 
 
 def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:

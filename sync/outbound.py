@@ -17,11 +17,12 @@ read. Only the few elements above are read; anything else in the body is ignored
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 from xml.parsers import expat
+
+from core.sfid import SF_ID, case_safe_id
 
 __all__ = [
     "ACK",
@@ -49,8 +50,7 @@ ACK = (
     b" </soapenv:Body>\n"
     b"</soapenv:Envelope>\n"
 )
-_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
-_CHECKSUM_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_ID = SF_ID
 
 
 class SoapError(ValueError):
@@ -72,18 +72,6 @@ class OutboundMessage:
     organization_id: str
     action_id: str | None
     notifications: tuple[Notification, ...]
-
-
-def case_safe_id(record_id: str) -> str:
-    """A Salesforce id in its 18-character form: a 15-character id gains the three-letter
-    checksum of its upper-case letters; an 18-character one is returned as it is."""
-    if len(record_id) != 15:
-        return record_id
-    suffix = ""
-    for chunk in range(3):
-        part = record_id[chunk * 5 : chunk * 5 + 5]
-        suffix += _CHECKSUM_CHARS[sum(1 << i for i, ch in enumerate(part) if "A" <= ch <= "Z")]
-    return record_id + suffix
 
 
 def same_org(first: str, second: str) -> bool:

@@ -137,10 +137,73 @@ members = [
     problems = caught.value.problems
     assert "pools[0].team: expected one of 'TAE', 'TAM', 'CSM', 'BDR' or 'Onboarding', got 'Wizards'" in problems
     assert "pools[1].region: expected one of EU, Singapore, US or '*', got 'Mars'" in problems
-    assert "pools[2].fallback_queue: expected a Salesforce queue id (00G…), got '005notaqueue'" in problems
-    assert "pools[2].members[0].user_id: expected a Salesforce user id (005…), got '00Qwrong'" in problems
+    assert (
+        "pools[2].fallback_queue: expected a Salesforce queue id (00G…, 15 or 18 characters), got '005notaqueue'"
+        in problems
+    )
+    assert (
+        "pools[2].members[0].user_id: expected a Salesforce user id (005…, 15 or 18 characters), got '00Qwrong'"
+        in problems
+    )
     assert "pools[2].members[1].weight: must be ≥ 1, got 0" in problems
     assert "pools[2].members[2].colour: unknown setting" in problems
+
+
+def test_config_pool_ids_are_kept_in_their_18_character_form(tmp_path: Path) -> None:
+    # Salesforce takes 15- or 18-character ids and answers with 18 (the mirror's User ids, the
+    # OwnerIds read back): a member given by its 15-character id must compare equal to them, or a
+    # deactivated user is still drawn (found by a review against the REST API's documentation).
+    path = write(
+        tmp_path,
+        """
+[[pools]]
+team = "TAE"
+region = "US"
+fallback_owner = "00G000000000001"
+members = [
+    { user_id = "005000000000001", name = "A" },
+    { user_id = "0058d000000ABcD", name = "B" },
+    { user_id = "005000000000003AAA", name = "C" },
+]
+""",
+    )
+    pool = load_config(path).pools["TAE", "US"]
+    assert [m.user_id for m in pool.members] == ["005000000000001AAA", "0058d000000ABcDAAW", "005000000000003AAA"]
+    assert pool.fallback_owner == "00G000000000001EAA"
+
+
+def test_config_a_user_given_by_both_its_id_forms_is_one_member_twice(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[[pools]]
+team = "TAE"
+region = "US"
+fallback_owner = "00G000000000001AAA"
+members = [{ user_id = "005000000000001", name = "A" }, { user_id = "005000000000001AAA", name = "A again" }]
+""",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "pools[0].members[1].user_id: 005000000000001AAA is already in this pool" in caught.value.problems
+
+
+@pytest.mark.parametrize("user_id", ["005", "0050000000001", "0050000000000010", "005000000000001AAAA"])
+def test_config_a_user_id_of_another_length_is_refused(tmp_path: Path, user_id: str) -> None:
+    path = write(
+        tmp_path,
+        f"""
+[[pools]]
+team = "TAE"
+region = "US"
+fallback_owner = "00G000000000001AAA"
+members = [{{ user_id = "{user_id}", name = "A" }}]
+""",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    expected = "pools[0].members[0].user_id: expected a Salesforce user id"
+    assert any(problem.startswith(expected) for problem in caught.value.problems)
 
 
 def test_config_example_pools_cover_every_team() -> None:
