@@ -66,11 +66,12 @@ def ingest(
     lookback_seconds: int,
     report: CycleReport,
     hooks: Hooks,
-    objects: Mapping[str, tuple[str, ...]] = SF_OBJECTS,
+    objects: Mapping[str, tuple[str, ...]],
 ) -> None:
     """Read Vitally's changed accounts, then each Salesforce object's changed records (`objects`:
-    sObject -> fields, `sf_objects`), into the mirror. Returns early when `hooks.should_stop()`:
-    the caller then rolls the cycle back."""
+    sObject -> fields, `sf_objects(config.salesforce)`: every reader reads the same fields, or a
+    record mirrored without one keeps lacking it once the cursor has moved past it) into the
+    mirror. Returns early when `hooks.should_stop()`: the caller then rolls the cycle back."""
     reader = _Reader(state, report, hooks)
     reader.vitally(vitally)
     if salesforce is not None:

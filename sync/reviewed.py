@@ -36,10 +36,11 @@ from core.errors import RecordError
 from rules.round_robin import charge
 from state import OwnerChoice, PlanLog, PlannedWrite, StateDB, write_key
 from state.writes import target_of
-from sync.app import package_version
+from sync.app import make_outlets, package_version
 from sync.apply import Applier
 from sync.config import Config
-from sync.ingest import ingest
+from sync.followups import FollowUps, Outlets
+from sync.ingest import ingest, sf_objects
 from sync.ownership import COMPUTED_LEAD_FIELDS, changed_fields
 from sync.plan import Planner
 from sync.planfile import Plan, PlannedDraw, config_hash
@@ -293,9 +294,12 @@ def apply_plan(
     clock: Callable[[], datetime],
     max_writes: int | None = None,
     hooks: Hooks | None = None,
+    outlets: Outlets | None = None,
 ) -> Applied:
     """Apply the writes of `plan` that `scope` selects (see the module's docstring), on `state`
-    (opened under the instance lock by the caller)."""
+    (opened under the instance lock by the caller). `outlets`: Slack and Zendesk, by default as
+    the config sets them up: the leads written are announced and support requests ticketed, as
+    after a cycle's writes."""
     hooks = hooks or Hooks()
     with state.atomic():
         run_id = state.begin_run(iso(clock()), "apply", iso(plan.now))
@@ -312,6 +316,7 @@ def apply_plan(
                 lookback_seconds=config.salesforce.lookback_seconds,
                 report=report,
                 hooks=hooks,
+                objects=sf_objects(config.salesforce),
             )
             relearn(config, state, report, hooks, clock())
         fresh = rejudge(config, plan, clock, run_id)
@@ -320,6 +325,9 @@ def apply_plan(
         Applier(
             state, vitally, salesforce, report, write_workers=config.vitally.write_workers, clock=clock, hooks=hooks,
             max_writes=max_writes, only_run=run_id,
+            # A lead written is announced and a support request ticketed, as by a cycle.
+            followups=FollowUps(state, config.announcements, config.zendesk, config.salesforce.instance_url),
+            outlets=make_outlets(config) if outlets is None else outlets, outlet_settings=config.announcements,
         ).run()  # fmt: skip
         _overtaken(state, applied, {write_key(p.write): p.number for p in accepted})
         status = "ok" if applied.exit_code == 0 else "partial"

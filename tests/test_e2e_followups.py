@@ -318,3 +318,31 @@ def test_e2e_no_slack_zendesk_or_llm_secret_in_any_output_error_or_the_state(tmp
         for form in _forms(secret):
             assert form.encode() not in stored, f"a secret in the state database: {form[:12]}…"
             assert all(form not in output for output in outputs), f"a secret in an output: {form[:12]}…"
+
+
+def test_e2e_apply_announces_the_leads_it_writes_and_tickets_support_requests_once(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """`apply PLAN` writes what a reviewed dry run planned: its leads get their announcement and
+    its support requests their ticket, as a cycle's do (found by a review: apply queued no
+    follow-up, and no later cycle queued one for a write already done)."""
+    config, state, plan = configure(sandbox, tmp_path / "config.toml"), tmp_path / "state.db", tmp_path / "plan.json"
+    before = leads(sandbox)
+    dry = run_cli(config, state, "run", "--dry-run", "--out", str(plan), env=TOKEN)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert announced(sandbox) == Counter() and tickets(sandbox) == Counter()
+
+    applied = run_cli(config, state, "apply", str(plan), env=TOKEN)
+
+    assert applied.returncode == 0, applied.stderr[-2000:]
+    after = leads(sandbox)
+    wanted = new_leads(before, after)
+    support = support_requests(before, after)
+    assert len(wanted) > 40 and support
+    assert announced(sandbox) == Counter({lead: 1 for lead in wanted})
+    assert tickets(sandbox) == Counter({f"crm-sync-lead-{lead}": 1 for lead in support})
+    # A cycle after it posts and tickets nothing again.
+    again = run_cli(config, state, "run", env=TOKEN)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert announced(sandbox) == Counter({lead: 1 for lead in wanted})
+    assert tickets(sandbox) == Counter({f"crm-sync-lead-{lead}": 1 for lead in support})
