@@ -253,6 +253,12 @@ class SlackClient:
         except OSError as error:
             cause = error.reason if isinstance(error, urllib.error.URLError) else error
             raise RetriableError(f"slack: network error ({type(cause).__name__})", system=_SYSTEM) from None
+        except ValueError:
+            # http.client refuses a header holding a line break or control character, quoting it
+            # (the token, in the Authorization header): never shown, never the cycle's end.
+            raise AuthError(
+                "slack: the request could not be sent (a control character in the token or URL)", system=_SYSTEM
+            ) from None
 
 
 def _keys_in(messages: object) -> set[str]:

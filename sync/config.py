@@ -639,7 +639,8 @@ class _Reader:
             self.problem(_key(path, key), f"secrets are not read from the config file; use {key}_env or {key}_file")
         env_name = self.env_name(path, table, key)
         if env_name is not None and os.environ.get(env_name):
-            return os.environ[env_name]
+            # Stripped as a file's is (a secret made from a file often ends in a line break).
+            return self._clean_secret(_key(path, f"{key}_env"), os.environ[env_name].strip())
         file_name = table.get(f"{key}_file")
         if file_name is None:
             return _ABSENT
@@ -658,6 +659,17 @@ class _Reader:
             self.problem(_key(path, f"{key}_env"), f"expected the name of an environment variable, got {_show(name)}")
             return None
         return name
+
+    def _clean_secret(self, path: str, value: str) -> Any:
+        """`value`, or `_ABSENT` with a problem when it is empty or holds a control character
+        (a line break inside it): no HTTP header could carry it. The value is never shown."""
+        if not value:
+            self.problem(path, "the secret is empty (only whitespace)")
+            return _ABSENT
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            self.problem(path, "the secret holds a line break or another control character")
+            return _ABSENT
+        return value
 
     def _secret_file(self, path: str, name: str) -> str | None:
         try:
@@ -679,7 +691,8 @@ class _Reader:
         if not value:
             self.problem(path, f"{_printable(name)} is empty")
             return None
-        return value
+        cleaned = self._clean_secret(path, value)
+        return None if cleaned is _ABSENT else str(cleaned)
 
 
 # -- what ties settings together ---------------------------------------------------------------------

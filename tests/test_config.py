@@ -81,6 +81,44 @@ def test_config_secret_from_environment(tmp_path: Path, monkeypatch: pytest.Monk
     assert "00Dtoken" not in repr(config)
 
 
+def test_config_a_secret_from_the_environment_is_stripped_like_one_from_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Kubernetes secret made from a file often ends in a line break; in an HTTP header it made
+    # http.client raise a ValueError quoting the header, token included, into stderr and the run
+    # history (found by a review of the follow-ups).
+    path = write(
+        tmp_path,
+        '[vitally]\nbase_url = "https://acme.rest.vitally.io"\napi_key_env = "TEST_VITALLY_KEY"\n'
+        '[salesforce]\ninstance_url = "https://acme.my.salesforce.com"\ntoken_env = "TEST_SF_TOKEN"\n',
+    )
+    monkeypatch.setenv("TEST_VITALLY_KEY", "sk_123\n")
+    monkeypatch.setenv("TEST_SF_TOKEN", "  00Dtoken\r\n")
+    config = load_config(path)
+    assert config.vitally.api_key == "sk_123"
+    assert config.salesforce.token == "00Dtoken"
+
+
+def test_config_a_secret_with_a_line_break_inside_is_refused_unshown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(
+        tmp_path,
+        '[vitally]\nbase_url = "https://acme.rest.vitally.io"\napi_key_env = "TEST_VITALLY_KEY"\n'
+        '[salesforce]\ninstance_url = "https://acme.my.salesforce.com"\ntoken_file = "token"\n',
+    )
+    (tmp_path / "token").write_text("00D\ntoken-secret\n")
+    (tmp_path / "token").chmod(0o600)
+    monkeypatch.setenv("TEST_VITALLY_KEY", "sk_1\x07secret")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    problems = caught.value.problems
+    assert "vitally.api_key_env: the secret holds a line break or another control character" in problems
+    assert "salesforce.token_file: the secret holds a line break or another control character" in problems
+    assert not any("secret" in p and ("sk_1" in p or "token-secret" in p) for p in problems)
+
+
 def test_config_missing_secret_for_a_real_service_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOPE_KEY", raising=False)
     path = write(tmp_path, '[vitally]\nbase_url = "https://acme.rest.vitally.io"\napi_key_env = "NOPE_KEY"\n')
