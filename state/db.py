@@ -1134,6 +1134,15 @@ class StateDB:
             [at, *ids],
         )
 
+    def note_error(self, row_ids: Iterable[int], error: str) -> None:
+        """Keep `error` on these pending rows without counting an attempt or moving `updated_at`
+        (what a follow-up's look-back reads the channel from: the time of its last attempt)."""
+        ids = list(row_ids)
+        self.db.execute(
+            f"UPDATE outbox SET last_error = ? WHERE status = 'pending' AND id IN ({','.join('?' * len(ids))})",
+            [error, *ids],
+        )
+
     def mark_failed(self, row_ids: Iterable[int], error: str, at: str, *, park: bool, counted: bool = False) -> None:
         """Record a failed attempt; a permanent failure parks the write until `retry`."""
         ids = list(row_ids)

@@ -211,7 +211,7 @@ class FollowUpSender:
             try:
                 posted = port.posted_since(max(oldest, 0.0))
             except SyncError as error:
-                self._failed(uncertain[0], error, counted=False)
+                self._unread(uncertain, error)
                 return  # cannot tell what went out: post nothing rather than twice
             for row in uncertain:
                 if row.write.record in posted:
@@ -269,6 +269,20 @@ class FollowUpSender:
         self.report.counts["already_there" if already else "applied"] += 1
         if not already:
             self.report.counts[what] += 1
+
+    def _unread(self, uncertain: list[OutboxRow], error: SyncError) -> None:
+        """The channel could not be read back: the uncertain posts stay pending with the reason,
+        their attempts and times untouched, so the next read looks back from their own last
+        attempt (moving the time would let a post that went out fall before the window)."""
+        message = f"slack: reading the channel back failed, no post until it is read: {error}"
+        with self.state.atomic():
+            self.state.note_error([row.id for row in uncertain], message)
+        self.report.counts["failed"] += 1
+        self.report.failures.append(message)
+        self.hooks.log(
+            "write_failed",
+            {"run_id": self.report.run_id, "rows": [row.id for row in uncertain], "error": message, "parked": False},
+        )
 
     def _failed(self, row: OutboxRow, error: SyncError, *, counted: bool = True) -> bool:
         """Record a failed follow-up: parked when refused for good, else pending. True when the

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.errors import RateLimitedError, RetriableError, WriteRejectedError
@@ -174,3 +174,57 @@ def test_zendesk_unreachable_stops_its_tickets_for_the_cycle_pending() -> None:
 
     assert desk.created == [ticket_id_for("00Q1")]  # the second is not tried this cycle
     assert report.counts["failed"] == 1 and state.outbox_counts_of("zendesk") == 2
+
+
+@dataclass
+class _TimedChannel:
+    """A channel with Slack's clock: each post stamped when it went out; `conversations.history`
+    answers from `oldest` (strictly after), or fails when told to."""
+
+    now: datetime = NOW
+    messages: list[tuple[float, str]] = field(default_factory=list)
+    lose_answer: bool = False
+    history_fails: bool = False
+
+    def post(self, text: str, lead_id: str, key: str) -> str:
+        self.messages.append((self.now.timestamp(), lead_id))
+        if self.lose_answer:
+            raise RetriableError("slack: no answer in time (the post may have gone out)", system="slack")
+        return "1.0"
+
+    def posted_since(self, oldest: float) -> set[str]:
+        if self.history_fails:
+            raise RateLimitedError("slack: conversations.history rate limited", system="slack", wait_seconds=30)
+        return {lead for ts, lead in self.messages if ts > oldest}
+
+
+def _send(state: StateDB, channel: _TimedChannel, at: datetime) -> CycleReport:
+    channel.now = at
+    report = CycleReport(run_id=1, dry_run=False, now=at)
+    FollowUpSender(
+        state, Outlets(announce=channel), report, checks_history=True, max_posts=500,
+        clock=lambda: at, hooks=Hooks(), sleep=lambda s: None,
+    ).run()  # fmt: skip
+    return report
+
+
+def test_a_failed_read_of_the_channel_does_not_move_where_the_next_read_looks_back_from() -> None:
+    # Found by a review: the failed read moved the row's time, the next cycle read back only two
+    # minutes before it, missed the post that went out 15 minutes earlier, and posted again.
+    state = StateDB.memory()
+    with state.atomic():
+        state.enqueue([post("00Q1")], 1, "2026-12-03T09:00:00Z")
+    channel = _TimedChannel(lose_answer=True)
+    _send(state, channel, NOW)  # the post goes out, its answer is lost: uncertain
+    channel.lose_answer = False
+    channel.history_fails = True
+    failed = _send(state, channel, NOW + timedelta(minutes=15))  # the next cycle cannot read the channel
+    assert failed.counts["failed"] == 1 and failed.counts["parked"] == 0
+    assert state.outbox_counts_of("slack") == 1  # still pending, with the reason
+    channel.history_fails = False
+
+    done = _send(state, channel, NOW + timedelta(minutes=30))
+
+    assert [lead for _, lead in channel.messages] == ["00Q1"]  # found in the channel, not posted again
+    assert done.counts["already_there"] == 1
+    assert state.outbox_counts_of("slack") == 0
