@@ -209,7 +209,7 @@ class LLMTriage:
             raise LLMAnswerError(f"HTTP {response.status_code}")
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to decode
             raise LLMAnswerError("the response is not JSON") from None
         label, reason = parse_answer(body)
         return Triage(label, LLM_CONFIDENCE, f"{label}: {reason} (LLM {self.settings.model})")
@@ -247,7 +247,7 @@ def _label_and_reason(content: str) -> tuple[Label, str]:
     to MAX_REASON characters."""
     try:
         answer = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to decode
         raise LLMAnswerError("the answer is not JSON") from None
     if not isinstance(answer, dict) or set(answer) != {"label", "reason"}:
         raise LLMAnswerError('the answer is not exactly {"label", "reason"}')

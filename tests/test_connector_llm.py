@@ -216,3 +216,17 @@ def test_llm_settings_report_each_problem(settings: dict[str, Any], problem: str
 def test_llm_settings_repr_hides_the_key() -> None:
     settings = LLMSettings("https://llm.example.test/v1", "m", api_key=KEY)
     assert KEY not in repr(settings) and "api_key=<set>" in repr(settings)
+
+
+@responses.activate
+def test_llm_triage_falls_back_when_the_answer_is_nested_too_deep_to_decode() -> None:
+    # json raises RecursionError, not ValueError, past ~1,000 levels: before, it escaped classify
+    # and failed the cycle (found by a review of the LLM path).
+    nested = "[" * 100_000 + "]" * 100_000
+    responses.post(URL, json=completion(nested))
+    responses.post(URL, body=nested, content_type="application/json")
+    for what in ("the answer", "the response"):  # the message's content, then the whole body
+        llm, fallback = triage()
+        verdict = llm.classify(SUBMISSION)
+        assert fallback.asked == [SUBMISSION]
+        assert verdict.reason.endswith(f"[LLM not used: {what} is not JSON]")
