@@ -174,7 +174,7 @@ class _Cycles:
     def __init__(
         self, config: Config, state: StateDB, log: _JsonLog, should_stop: Callable[[], bool], sleep: Sleep
     ) -> None:
-        from sync.app import make_salesforce, make_vitally, package_version
+        from sync.app import make_outlets, make_salesforce, make_vitally, package_version
 
         self.config = config
         self.state = state
@@ -188,6 +188,9 @@ class _Cycles:
         self.watch = CycleWatch(self.health, log, every_seconds=every, refresh=self.refresh)
         self.vitally = make_vitally(config, sleep=sleep, on_wait=self.watch.waited)
         self.salesforce = make_salesforce(config, sleep=sleep, on_wait=self.watch.waited)
+        # Slack, Zendesk and the LLM, made once with the same interruptible sleep: a stop asked
+        # during a Zendesk retry's wait ends it, as it ends the CRM clients' waits.
+        self.outlets = make_outlets(config, sleep=sleep)
         self.notifier = Notifier(config.alerts, log, counted=self.health.count_alert)
 
     def _observe(self, event: str, data: Mapping[str, Any]) -> None:
@@ -219,6 +222,7 @@ class _Cycles:
                 should_stop=self.should_stop,
                 progress=self.watch.progress,
                 on_report=self.watch.begin,
+                outlets=self.outlets,
             )
         except Exception as exc:  # the job wrapper: a failed cycle never kills the loop
             error_kind = _error_kind(exc)
@@ -309,6 +313,7 @@ class _Events:
                 clock=_wall_clock,
                 log=self.log,
                 should_stop=self.should_stop,
+                outlets=cycles.outlets,
             )
         except Exception as exc:  # like a failed cycle: logged, retried, never the end of the loop
             self._pause = min(60.0, max(1.0, 2 * self._pause))

@@ -42,6 +42,7 @@ __all__ = ["FollowUpSender", "FollowUps", "Outlets", "lead_link", "ticket_id_for
 _MAX_RATE_WAIT = 30.0  # seconds one Slack rate limit may hold the follow-ups (never a CRM write)
 _RATE_WAIT_BUDGET = 120.0  # seconds of rate-limit waits per cycle; then the rest waits for the next cycle
 _HISTORY_MARGIN = 120.0  # seconds before an uncertain attempt from which the channel is read back
+_STOP_CHECK_SECONDS = 0.25  # a rate-limit wait asks this often whether to stop
 
 
 @dataclass(frozen=True)
@@ -239,15 +240,23 @@ class FollowUpSender:
 
     def _wait(self, error: RateLimitedError) -> bool:
         """Wait what a rate limit asks (each wait capped, all of a cycle's too); False: give up for now."""
-        wait = min(error.wait_seconds or 1.0, _MAX_RATE_WAIT)
-        if self._rate_waited + wait > _RATE_WAIT_BUDGET:
-            return False
+        wait = error.wait_seconds or 1.0
+        if wait > _MAX_RATE_WAIT or self._rate_waited + wait > _RATE_WAIT_BUDGET:
+            return False  # never sooner than Slack asked: the rest waits for the next cycle
         self._rate_waited += wait
+        # In slices, asking between them whether to stop: a stop (SIGTERM) asked during Slack's
+        # Retry-After ends the wait within a slice, not after up to 30 s.
+        left = wait
         try:
-            self.sleep(wait)
+            while left > 0:
+                step = min(left, _STOP_CHECK_SECONDS)
+                self.sleep(step)
+                left -= step
+                if self.hooks.should_stop():
+                    return False
         except StopRequested:
             return False
-        return not self.hooks.should_stop()
+        return True
 
     # -- the outbox ---------------------------------------------------------------------------------
 
