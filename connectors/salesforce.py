@@ -215,6 +215,12 @@ class SalesforceClient:
         transaction committed after a later one was already visible; callers drop the repeats by
         key. `sobject` and `fields` come from our configuration and are checked to be names
         (`Owner.Name` paths allowed) before they reach the query.
+
+        Read through the QueryAll resource: "Use QueryAll rather than Query, because the Query
+        resource will automatically filter out items that have been deleted" (REST API guide,
+        "Get Records that Have Been Deleted or Merged"). A record deleted, or merged into another,
+        since `since` comes with `IsDeleted` true (when selected) and its deletion's
+        SystemModstamp, so the mirror learns of it; one purged from the recycle bin is gone.
         """
         _check_name(sobject, "sobject")
         fields = tuple(fields)
@@ -231,7 +237,7 @@ class SalesforceClient:
         # is handled (`CursorPaginator.pages`, `ahead`).
         if since is None:
             soql = _soql("SELECT {:literal} FROM {:literal} ORDER BY SystemModstamp, Id", columns, sobject)
-            return self._names.from_org(sobject, self._records(soql, ahead=True))
+            return self._names.from_org(sobject, self._records(soql, ahead=True, deleted=True))
         start = _since(since) - timedelta(seconds=lookback_seconds)
         soql = _soql(
             "SELECT {:literal} FROM {:literal} WHERE SystemModstamp >= {} ORDER BY SystemModstamp, Id",
@@ -239,7 +245,7 @@ class SalesforceClient:
             sobject,
             start,
         )
-        return self._names.from_org(sobject, self._records(soql, ahead=True))
+        return self._names.from_org(sobject, self._records(soql, ahead=True, deleted=True))
 
     def read_by_ids(
         self, sobject: str, fields: Iterable[str], ids: Sequence[str]
@@ -414,19 +420,26 @@ class SalesforceClient:
         if self._last_date is not None and self._last_date.tzinfo is None:
             self._last_date = None  # a Date without a zone cannot be compared with SystemModstamps
 
-    def _records(self, soql: str, *, ahead: bool = False) -> Iterator[dict[str, Any] | Unreadable]:
+    def _records(
+        self, soql: str, *, ahead: bool = False, deleted: bool = False
+    ) -> Iterator[dict[str, Any] | Unreadable]:
+        """The records of a SOQL query, page by page; `deleted`: through QueryAll (deleted and
+        merged records too; its nextRecordsUrl is followed as given)."""
         paginator = CursorPaginator(system=SYSTEM)
+        resource = "queryAll" if deleted else "query"
 
         def fetch(locator: str | None) -> tuple[list[Any], str | None]:
             if locator is None:
                 self._last_date = None
-                body = self._call("GET", f"{self._data_path}/query", lambda sf: sf.query(soql))
+                body = self._call(
+                    "GET", f"{self._data_path}/{resource}", lambda sf: sf.query(soql, include_deleted=deleted)
+                )
                 self.last_query_time = self._last_date
             else:
                 # nextRecordsUrl is a path on the instance: simple-salesforce prefixes https://host.
                 body = self._call(
                     "GET",
-                    f"{self._data_path}/query/:locator",
+                    f"{self._data_path}/{resource}/:locator",
                     lambda sf: sf.query_more(locator, identifier_is_url=True),
                 )
             return _query_page(body)

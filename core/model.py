@@ -173,6 +173,9 @@ class Lead:
     classification: str | None = None
     converted_date: date | None = None
     converted_opportunity_id: str | None = None
+    # Deleted (or merged away) in Salesforce, as QueryAll reads it: only crm-sync's own leads are
+    # kept in the mirror once deleted (`sync.ingest`), so that the deletion is read as a person's "no".
+    is_deleted: bool = False
 
 
 @dataclass(frozen=True)

@@ -581,6 +581,7 @@ def parse_lead(raw: Mapping[str, Any]) -> Lead:
         classification=_sf_get(raw, "Lead", "Classification__c", _text),
         converted_date=_sf_get(raw, "Lead", "ConvertedDate", _date),
         converted_opportunity_id=_sf_get(raw, "Lead", "ConvertedOpportunityId", _text),
+        is_deleted=bool(_sf_get(raw, "Lead", "IsDeleted", _bool)),
     )
 
 

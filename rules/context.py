@@ -68,9 +68,11 @@ class AccountContext:
     # ask for them while judging one account.
     @_computed_once
     def open_leads(self) -> tuple[Lead, ...]:
-        """Leads not converted and not in a closed status."""
+        """Leads not converted, not deleted and not in a closed status."""
         return tuple(
-            lead for lead in self.leads if not lead.is_converted and (lead.status or "") not in CLOSED_LEAD_STATUSES
+            lead
+            for lead in self.leads
+            if not lead.is_converted and not lead.is_deleted and (lead.status or "") not in CLOSED_LEAD_STATUSES
         )
 
     @_computed_once

@@ -149,6 +149,11 @@ def lead_episode(lead: Lead, family: Family, ctx: AccountContext, policy: Policy
     status = (lead.status or "").strip().casefold()
     shown = lead.status or "no status"
     ours = bool(lead.sync_key)
+    if lead.is_deleted:
+        # A person deleted it in Salesforce (only crm-sync's own leads stay mirrored once deleted):
+        # their "no", read as a disqualification on the day of the deletion, so it is not re-created.
+        since = _day(lead.system_modstamp)
+        return Episode(family, "disqualified", lead, since, f"lead {lead.id} deleted in Salesforce", ours)
     if lead.is_converted or status in converted:
         opportunity = lead.converted_opportunity_id
         into = f"into opportunity {opportunity}" if opportunity else "without an opportunity"

@@ -20,7 +20,7 @@ import json
 import re
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -162,6 +162,10 @@ class _Table:
         self.required: tuple[str, ...] = ()
         self.picklist_defaults: tuple[tuple[str, str], ...] = ()
         self.rows: dict[str, dict[str, Any]] = {}
+        # The recycle bin: records deleted (IsDeleted true, SystemModstamp of the deletion), which
+        # only QueryAll returns ("the Query resource will automatically filter out items that
+        # have been deleted"). The sandbox never purges it.
+        self.deleted: dict[str, dict[str, Any]] = {}
         self._indexes: dict[str, dict[Any, set[str]]] = {}
         self._counter = 0
 
@@ -232,6 +236,14 @@ class _Table:
             for fname, index in self._indexes.items():
                 _index_discard(index, old.get(fname), record_id)
 
+    def delete(self, record_id: str, stamp: str) -> None:
+        """Delete a record as an org does: into the recycle bin, `IsDeleted` true, its
+        SystemModstamp the deletion's."""
+        old = self.rows.get(record_id)
+        if old is not None:
+            self.remove(record_id)
+            self.deleted[record_id] = {**old, "IsDeleted": True, "SystemModstamp": stamp}
+
 
 def _index_add(index: dict[Any, set[str]], value: Any, record_id: str) -> None:
     if value is None:
@@ -269,7 +281,8 @@ class SalesforceService:
         self._issued: set[str] = set()
         self._seen: set[str] = set()
         self._expired: set[str] = set()
-        self._cursors: OrderedDict[str, tuple[str, list[dict[str, Any]]]] = OrderedDict()
+        # locator → (API version, the resource the query was asked of, its records)
+        self._cursors: OrderedDict[str, tuple[str, str, list[dict[str, Any]]]] = OrderedDict()
         self.record_errors: list[RecordErrorRule] = []
         # Called with each Lead created (the Outbound Messages of `sandbox.events`); it only
         # queues, so it may run under the sandbox's lock.
@@ -571,7 +584,7 @@ class SalesforceService:
             return Reply(200, {"DailyApiRequests": {"Max": quota, "Remaining": max(0, quota - self.api_used)}})
         if head in ("query", "queryAll") and method == "GET":
             if len(rest) == 1:
-                return self._query(request, version)
+                return self._query(request, version, deleted=head == "queryAll")
             if len(rest) == 2:
                 return self._query_more(rest[1])
         if head == "sobjects":
@@ -584,7 +597,7 @@ class SalesforceService:
 
     # ---------------------------------------------------------------- query
 
-    def _query(self, request: Request, version: str) -> Reply:
+    def _query(self, request: Request, version: str, *, deleted: bool = False) -> Reply:
         text = request.param("q")
         if not text:
             raise _SfError(400, "MALFORMED_QUERY", "A query string (q) is required")
@@ -597,19 +610,22 @@ class SalesforceService:
         if unknown:
             raise _SfError(400, "INVALID_FIELD", _no_such_column(text, unknown, table.name))
         now = self.clock.now()
+        rows: Iterable[dict[str, Any]] = table.rows.values()
+        if deleted and table.deleted:  # QueryAll: the recycle bin too
+            rows = [*rows, *table.deleted.values()]
+        if any(name.lower() == "isdeleted" for name in soql.field_names(query)):
+            rows = [row if "IsDeleted" in row else {**row, "IsDeleted": False} for row in rows]
         try:
             if query.is_count:
                 records: list[dict[str, Any]] = []
-                total = soql.count(query, table.rows.values(), now=now)
+                total = soql.count(query, rows, now=now)
             else:
-                records = [
-                    self._decorate(table, version, row) for row in soql.execute(query, table.rows.values(), now=now)
-                ]
+                records = [self._decorate(table, version, row) for row in soql.execute(query, rows, now=now)]
                 total = len(records)
         except soql.SoqlError as exc:
             raise _SfError(400, exc.code, exc.message) from None
         locator = "01g8d" + secrets.token_hex(6).upper() + "-"
-        self._cursors[locator] = (version, records)
+        self._cursors[locator] = (version, "queryAll" if deleted else "query", records)
         while len(self._cursors) > _OPEN_CURSORS:
             self._cursors.popitem(last=False)
         return self._page(locator, 0, total)
@@ -620,15 +636,16 @@ class SalesforceService:
         if cursor is None or not offset_text.isdigit():
             raise _SfError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
         self._cursors.move_to_end(locator + "-")
-        return self._page(locator + "-", int(offset_text), len(cursor[1]))
+        return self._page(locator + "-", int(offset_text), len(cursor[2]))
 
     def _page(self, locator: str, offset: int, total: int) -> Reply:
-        version, records = self._cursors[locator]
+        version, resource, records = self._cursors[locator]
         size = self.config.sf_page_size
         page = records[offset : offset + size]
         body: dict[str, Any] = {"totalSize": total, "done": offset + size >= len(records), "records": page}
         if not body["done"]:
-            body["nextRecordsUrl"] = f"/services/data/{version}/query/{locator}{offset + size}"
+            # A QueryAll's next page is QueryAll's too (it holds the deleted records).
+            body["nextRecordsUrl"] = f"/services/data/{version}/{resource}/{locator}{offset + size}"
         return Reply(200, body)
 
     @staticmethod
@@ -708,7 +725,7 @@ class SalesforceService:
             row = table.get(record_id)
             if row is None:
                 raise _SfError(404, "NOT_FOUND", "The requested resource does not exist")
-            table.remove(row["Id"])
+            table.delete(row["Id"], sf_timestamp(self.clock.stamp()))
             return Reply(204)
         return None
 
@@ -919,7 +936,9 @@ class SalesforceService:
                     }
                 )
                 continue
-            table.remove(case_safe_id(record_id) if len(record_id) == 15 else record_id)
+            table.delete(
+                case_safe_id(record_id) if len(record_id) == 15 else record_id, sf_timestamp(self.clock.stamp())
+            )
             items.append({"id": record_id, "success": True, "errors": []})
         return Reply(200, items)
 

@@ -754,6 +754,14 @@ class StateDB:
         the fields read by SQLite from the JSON as it is written."""
         self.db.conn.executemany(_UPSERT_SF, ((*_sf_row(row), _sf_digest(row["raw"])) for row in rows))
 
+    def remove_sf(self, sobject: str, ids: Sequence[str]) -> None:
+        """Forget these mirrored `sobject` records (deleted in Salesforce)."""
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            self.db.conn.execute(
+                f"DELETE FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))})", [sobject, *chunk]
+            )
+
     def iter_lead_links(
         self, statuses: Sequence[str]
     ) -> Iterator[tuple[str, bytes, str | None, Any, str | None, bytes | None]]:

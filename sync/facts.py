@@ -405,10 +405,12 @@ class SalesforceFacts:
     def iter_leads(self, skip: Collection[str] = ()) -> Iterator[tuple[Lead, dict[str, Any]]]:
         """Every well-formed lead of the mirror with its fields as Salesforce last showed them
         (for diffs), streamed, but those whose ids are in `skip` (not even read); a lead `load`
-        parsed is not parsed again. For facts of `load_for`, the leads it read."""
+        parsed is not parsed again. For facts of `load_for`, the leads it read. A lead deleted in
+        Salesforce (crm-sync's own, kept marked: `sync.ingest`) is not among them: nothing is
+        judged, asked or written about it; the account's context still holds it."""
         if self._scoped is not None:
-            return iter([(lead, raw) for lead, raw in self._scoped if lead.id not in skip])
-        return self._iter_mirrored_leads(skip)
+            return iter([(lead, raw) for lead, raw in self._scoped if lead.id not in skip and not lead.is_deleted])
+        return (pair for pair in self._iter_mirrored_leads(skip) if not pair[0].is_deleted)
 
     def _iter_mirrored_leads(self, skip: Collection[str]) -> Iterator[tuple[Lead, dict[str, Any]]]:
         read = self._read

@@ -31,10 +31,13 @@ SF_OBJECTS: Mapping[str, tuple[str, ...]] = {
         "NumberOfEmployees", "AnnualRevenue", "Industry", "LeadSource", "Status", "OwnerId", "IsConverted",
         "Form_Text__c", "Vitally_Account_Id__c", "CreatedDate", "SystemModstamp", "Lead_Score__c",
         "Sync_Key__c", "Routing_Rule__c", "Classification__c", "ConvertedDate", "ConvertedOpportunityId",
+        "IsDeleted",
     ),
     "User": ("Id", "Name", "Email", "IsActive", "SystemModstamp"),
-    "Opportunity": ("Id", "AccountId", "StageName", "CloseDate", "Loss_Reason__c", "OwnerId", "SystemModstamp"),
-    "Account": ("Id", "Name", "Website", "Vitally_Account_Id__c", "OwnerId", "SystemModstamp"),
+    "Opportunity": (
+        "Id", "AccountId", "StageName", "CloseDate", "Loss_Reason__c", "OwnerId", "SystemModstamp", "IsDeleted",
+    ),
+    "Account": ("Id", "Name", "Website", "Vitally_Account_Id__c", "OwnerId", "SystemModstamp", "IsDeleted"),
 }  # fmt: skip
 
 
@@ -225,6 +228,7 @@ class _Reader:
         """Mirror one page of `sobject`; returns the newest readable SystemModstamp so far."""
         held = self.state.sf_versions(sobject, (str(_sf_id(raw)) for raw in page))
         rows: dict[str, dict[str, Any]] = {}
+        gone: list[str] = []
         for raw in page:
             if isinstance(raw, Unreadable):
                 row = self._unreadable(f"salesforce {sobject}", raw, held)
@@ -241,6 +245,15 @@ class _Reader:
                 continue
             if held.get(record_id) == stamp:
                 continue
+            if raw.get("IsDeleted") is True and not (sobject == "Lead" and raw.get("Sync_Key__c")):
+                # Deleted, or merged into another record, in Salesforce (QueryAll): no longer a
+                # fact. crm-sync's own leads are kept, marked deleted: a person deleted what
+                # crm-sync created, and rules.episodes reads that as their "no" (never re-created).
+                gone.append(record_id)
+                held[record_id] = stamp
+                newest = _newest(stamp, newest)
+                self.report.counts[f"sf_{sobject.lower()}_deleted"] += 1
+                continue
             problem = self._problem(sobject, raw)
             rows[record_id] = {"object": sobject, "id": record_id, "modstamp": stamp, "raw": _ENCODE(raw)}
             rows[record_id]["error"] = None if problem is None else json.dumps(problem)
@@ -248,6 +261,8 @@ class _Reader:
             if problem is None or problem["field"] != "SystemModstamp":  # an unreadable stamp is no cursor
                 newest = _newest(stamp, newest)
         self.state.upsert_sf(rows.values())
+        if gone:
+            self.state.remove_sf(sobject, gone)
         return newest
 
     def _unreadable(self, system: str, record: Unreadable, held: Mapping[str, str]) -> dict[str, Any] | None:

@@ -273,7 +273,7 @@ def test_idle_cycle_is_one_vitally_page_and_one_query_per_object(sandbox: Sandbo
 
     assert idle.counters == {
         "vitally": {"GET /resources/accounts": 1},
-        "salesforce": {"GET /services/data/v59.0/query": len(SF_OBJECTS)},
+        "salesforce": {"GET /services/data/v59.0/queryAll": len(SF_OBJECTS)},
     }
     assert idle.kinds == minimum(Workload(accounts_read=1, sf_read=dict.fromkeys(SF_OBJECTS, 0)))
     assert idle.kinds == expected(idle, second.before)
@@ -295,10 +295,10 @@ def test_idle_cycle_stops_rereading_a_burst_of_lead_writes_once_the_look_back_ha
         idle = cycle(sandbox, config, tmp_path / "state.db")
 
     assert sum(leads_written(cold.before, cold.after)) > 50
-    assert within.counters["salesforce"]["GET /services/data/v59.0/query/:locator"] > 0  # the look-back
+    assert within.counters["salesforce"]["GET /services/data/v59.0/queryAll/:locator"] > 0  # the look-back
     assert idle.counters == {
         "vitally": {"GET /resources/accounts": 1},
-        "salesforce": {"GET /services/data/v59.0/query": len(SF_OBJECTS)},
+        "salesforce": {"GET /services/data/v59.0/queryAll": len(SF_OBJECTS)},
     }
     assert_exited_cleanly(cold, second, within, idle)
 
@@ -373,6 +373,8 @@ def test_routing_burst_upserts_the_new_leads_in_collections_of_200(
         ("vitally", "GET /resources/accounts/:id", "other"),
         ("salesforce", "GET /services/data/v59.0/query", "sf_read"),
         ("salesforce", "GET /services/data/v59.0/query/:locator", "sf_read"),
+        ("salesforce", "GET /services/data/v59.0/queryAll", "sf_read"),
+        ("salesforce", "GET /services/data/v59.0/queryAll/:locator", "sf_read"),
         ("salesforce", "PATCH /services/data/v59.0/composite/sobjects", "sf_write"),
         ("salesforce", UPSERT_LEADS, "sf_write"),
         ("salesforce", "POST /services/oauth2/token", "auth"),

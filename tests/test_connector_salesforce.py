@@ -215,8 +215,11 @@ def test_iter_changed_builds_the_incremental_query(
     lookback: int,
     soql: str,
 ) -> None:
-    rsps.add(responses.GET, QUERY, json=_query_body(_records("00Q1")), match=_soql(soql))
+    # Through QueryAll (deleted and merged records too: the REST API guide's "Get Records that
+    # Have Been Deleted or Merged").
+    rsps.add(responses.GET, f"{DATA}/queryAll/", json=_query_body(_records("00Q1")), match=_soql(soql))
     assert list(sf.iter_changed("Lead", fields, since, lookback_seconds=lookback)) == [{"Id": "00Q1"}]
+    assert sf.requests["GET", "/services/data/v59.0/queryAll"] == 1
 
 
 @pytest.mark.parametrize(

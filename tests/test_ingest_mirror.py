@@ -11,7 +11,7 @@ from typing import Any
 
 from core.decoding import Unreadable, decode_page
 from state import StateDB
-from sync.ingest import ingest
+from sync.ingest import SF_OBJECTS, ingest
 from sync.vocabulary import CycleReport, Hooks
 
 NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
@@ -44,7 +44,7 @@ def test_ingest_stores_a_decoded_account_as_the_text_it_arrived_in() -> None:
     encoded = {"id": "acc_2", "name": "Ünïcode", "updatedAt": "2026-11-22T07:00:00Z"}
     state = StateDB.memory()
     ingest(state, _Vitally([*page["results"], encoded]), None, lookback_seconds=0,
-           report=CycleReport(run_id=1, dry_run=False, now=NOW), hooks=Hooks())  # fmt: skip
+           report=CycleReport(run_id=1, dry_run=False, now=NOW), hooks=Hooks(), objects=SF_OBJECTS)  # fmt: skip
     stored = {record_id: raw for record_id, raw, _error, _run in state.iter_accounts()}
     assert stored["acc_1"] == sent  # as sent: not encoded again
     assert stored["acc_2"] == json.dumps(encoded)

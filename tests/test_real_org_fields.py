@@ -50,7 +50,7 @@ def test_reads_select_the_orgs_names_and_return_crm_syncs() -> None:
         {"attributes": {"type": "Lead", "url": "/services/data/v59.0/sobjects/Lead/00Q1"}, "Id": "00Q1",
          "external_key__c": "k1", "Score__c": 42, "SystemModstamp": "2026-11-22T09:00:00.000+0000"}]}  # fmt: skip
     with responses.RequestsMock() as rsps:
-        rsps.add(responses.GET, f"{DATA}/query/", json=page)
+        rsps.add(responses.GET, f"{DATA}/queryAll/", json=page)
         records = list(_client().iter_changed("Lead", ["Id", "Sync_Key__c", "Lead_Score__c"], None))
         soql = parse_qs(urlsplit(rsps.calls[0].request.url or "").query)["q"][0]
     assert soql == "SELECT Id, External_Key__c, Score__c, SystemModstamp FROM Lead ORDER BY SystemModstamp, Id"

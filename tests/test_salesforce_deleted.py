@@ -1,0 +1,116 @@
+"""Records deleted (or merged away) in Salesforce. The REST API's Query resource "will
+automatically filter out items that have been deleted"; QueryAll returns them, `IsDeleted` true,
+with the deletion's SystemModstamp ("Get Records that Have Been Deleted or Merged", REST API guide;
+tests/fixtures/real/salesforce_queryall_deleted_page.json). crm-sync reads its changes through
+QueryAll: a person's lead or opportunity deleted leaves the mirror, so it no longer holds its
+account back (found by a review against the documentation: before, it did so for as long as the
+state file lived); a lead crm-sync created that a person deleted stays, marked, and is read as
+their "no": not re-created, not written to."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from support import sandbox_org_config, with_fallback_queues
+
+from sandbox import Sandbox, SandboxConfig, generate_book
+from state import StateDB
+from sync.app import make_salesforce, make_vitally
+from sync.config import Config
+from sync.cycle import run_cycle
+from sync.explain import explain
+from sync.vocabulary import CycleReport
+
+NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
+HEADERS = {"Authorization": "Bearer x", "Sforce-Auto-Assign": "FALSE"}
+
+
+def _book() -> dict[str, Any]:
+    return with_fallback_queues(generate_book(300, seed=7, now=NOW, real_org=True))
+
+
+def _cycle(config: Config, state: StateDB, now: datetime, **kw: Any) -> CycleReport:
+    return run_cycle(config, state, make_vitally(config), make_salesforce(config), clock=lambda: now, now=now, **kw)
+
+
+def _routed(report: CycleReport) -> set[str]:
+    return {str(w.account) for w in report.plan if w.op == "upsert_lead"}
+
+
+def test_the_sandbox_keeps_a_deleted_record_for_query_all_only() -> None:
+    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        base = f"{sandbox.url}/services/data/v59.0"
+        made = requests.post(
+            f"{base}/sobjects/Lead", json={"LastName": "D", "Company": "D"}, headers=HEADERS, timeout=10
+        )
+        lead_id = made.json()["id"]
+        before = requests.get(f"{base}/sobjects/Lead/{lead_id}", headers=HEADERS, timeout=10).json()["SystemModstamp"]
+        assert requests.delete(f"{base}/sobjects/Lead/{lead_id}", headers=HEADERS, timeout=10).status_code == 204
+        soql = f"SELECT Id, IsDeleted, SystemModstamp FROM Lead WHERE Id = '{lead_id}'"
+        query = requests.get(f"{base}/query/", params={"q": soql}, headers=HEADERS, timeout=10).json()
+        query_all = requests.get(f"{base}/queryAll/", params={"q": soql}, headers=HEADERS, timeout=10).json()
+        live = requests.get(
+            f"{base}/queryAll/", params={"q": "SELECT Id, IsDeleted FROM Lead LIMIT 1"}, headers=HEADERS, timeout=10
+        ).json()
+    assert query["records"] == []
+    (deleted,) = query_all["records"]
+    assert deleted["IsDeleted"] is True and deleted["SystemModstamp"] > before  # the deletion's stamp
+    assert live["records"][0]["IsDeleted"] is False
+
+
+def _an_account_a_fresh_read_routes() -> str:
+    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        routed = _routed(_cycle(sandbox_org_config(sandbox.url), StateDB.memory(), NOW))
+    return sorted(routed)[0]
+
+
+def test_a_person_s_open_lead_deleted_in_salesforce_stops_holding_its_account_back() -> None:
+    account = _an_account_a_fresh_read_routes()
+    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        config = sandbox_org_config(sandbox.url)
+        base = f"{sandbox.url}/services/data/v59.0"
+        made = requests.post(
+            f"{base}/sobjects/Lead",
+            json={"LastName": "Dup", "Company": "Dup Inc", "Vitally_Account_Id__c": account},
+            headers=HEADERS,
+            timeout=10,
+        )
+        assert made.status_code == 201, made.text
+        state = StateDB.memory()
+        assert account not in _routed(_cycle(config, state, NOW))  # a person's open lead: held back
+        assert requests.delete(f"{base}/sobjects/Lead/{made.json()['id']}", headers=HEADERS, timeout=10).ok
+
+        later = NOW + timedelta(hours=1)
+        report = _cycle(config, state, later)  # an incremental cycle, not --full
+
+        assert account in _routed(report)
+        assert report.counts["sf_lead_deleted"] == 1
+        assert state.sf_raw("Lead", made.json()["id"]) is None  # gone from the mirror
+
+
+def test_a_lead_crm_sync_created_that_a_person_deleted_is_not_created_again_nor_written_to() -> None:
+    account = _an_account_a_fresh_read_routes()
+    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        config = sandbox_org_config(sandbox.url)
+        state = StateDB.memory()
+        _cycle(config, state, NOW)
+        (lead,) = [
+            lead
+            for lead in sandbox.state()["salesforce"]["Lead"]
+            if (lead.get("Sync_Key__c") or "").startswith(f"crm-sync-{account}-")
+        ]
+        base = f"{sandbox.url}/services/data/v59.0"
+        assert requests.delete(f"{base}/sobjects/Lead/{lead['Id']}", headers=HEADERS, timeout=10).ok
+
+        later = NOW + timedelta(hours=1)
+        report = _cycle(config, state, later, full=True)  # every account and lead judged again
+        out = io.StringIO()
+        explain(config, state, account, later, out, io.StringIO())
+
+    assert account not in _routed(report)  # the person's "no" is not undone
+    assert not [w for w in report.plan if w.record == lead["Id"]]  # nothing written to a deleted lead
+    assert (state.sf_raw("Lead", lead["Id"]) or {}).get("IsDeleted") is True  # kept, marked
+    assert f"lead {lead['Id']} deleted in Salesforce" in out.getvalue()
