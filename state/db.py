@@ -748,6 +748,21 @@ class StateDB:
         """Record id → the SystemModstamp we hold, for these ids of `sobject` (all when None)."""
         return self._versions("SELECT id, modstamp FROM sf_records WHERE object = ?", [sobject], ids)
 
+    def sf_holds(self, sobject: str, raws: Mapping[str, str]) -> set[str]:
+        """The ids among `raws` (id → a record's raw JSON text) whose mirrored record is that very
+        text (by its stored digest): read again unchanged."""
+        digests: dict[str, bytes] = {}
+        wanted = list(raws)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            digests.update(
+                self.db.conn.execute(
+                    f"SELECT id, digest FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))})",
+                    [sobject, *chunk],
+                )
+            )
+        return {record_id for record_id, raw in raws.items() if digests.get(record_id) == _sf_digest(raw)}
+
     def upsert_sf(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Rows of {object, id, modstamp, raw, error}. Each record's digest and the fields its
         facts are found by are stored beside it (state migration 12): the digest computed here,

@@ -227,6 +227,17 @@ class _Reader:
     def _store_sf(self, sobject: str, page: list[dict[str, Any] | Unreadable], newest: str | None) -> str | None:
         """Mirror one page of `sobject`; returns the newest readable SystemModstamp so far."""
         held = self.state.sf_versions(sobject, (str(_sf_id(raw)) for raw in page))
+        # SystemModstamp has one-second precision: a record changed twice within a second, read in
+        # between, comes back under the stamp the mirror holds. Only a record whose content is
+        # also the same is the unchanged repeat of a look-back.
+        same = self.state.sf_holds(
+            sobject,
+            {
+                str(raw.get("Id")): _ENCODE(raw)
+                for raw in page
+                if isinstance(raw, dict) and held.get(str(raw.get("Id"))) == raw.get("SystemModstamp")
+            },
+        )
         rows: dict[str, dict[str, Any]] = {}
         gone: list[str] = []
         for raw in page:
@@ -243,7 +254,7 @@ class _Reader:
                     RecordError(f"salesforce {sobject}", record_id, "SystemModstamp", "missing SystemModstamp")
                 )
                 continue
-            if held.get(record_id) == stamp:
+            if held.get(record_id) == stamp and record_id in same:
                 continue
             if raw.get("IsDeleted") is True and not (sobject == "Lead" and raw.get("Sync_Key__c")):
                 # Deleted, or merged into another record, in Salesforce (QueryAll): no longer a

@@ -50,3 +50,47 @@ def test_ingest_stores_a_decoded_account_as_the_text_it_arrived_in() -> None:
     assert stored["acc_2"] == json.dumps(encoded)
     assert state.account_raw("acc_1") == {**json.loads(sent)}
     assert state.cursor("vitally.accounts") == "2026-11-22T08:00:00Z"
+
+
+class _Salesforce:
+    """A SalesforcePort whose reads serve `records` (each read the list as it then is)."""
+
+    last_query_time: datetime | None = None
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def iter_changed(
+        self, sobject: str, fields: Any, since: str | None, *, lookback_seconds: int | None = None
+    ) -> Iterator[dict[str, Any] | Unreadable]:
+        yield from (dict(r) for r in self.records if sobject == "Lead")
+
+    def read_by_ids(self, sobject: str, fields: Any, ids: Any) -> Iterator[dict[str, Any] | Unreadable]:
+        raise AssertionError("ingest reads by cursor")
+
+
+def _read(state: StateDB, salesforce: _Salesforce) -> CycleReport:
+    report = CycleReport(run_id=1, dry_run=False, now=NOW)
+    port: Any = salesforce  # reads only: the writes of SalesforcePort are never called here
+    with state.atomic():
+        ingest(state, _Vitally([]), port, lookback_seconds=300, report=report, hooks=Hooks(), objects=SF_OBJECTS)
+    return report
+
+
+def test_a_lead_changed_again_within_the_same_second_is_mirrored_changed() -> None:
+    # Salesforce's SystemModstamp has one-second precision (every recorded fixture ends in .000):
+    # a lead changed twice in one second, read in between, comes back under the stamp the mirror
+    # holds (found by a review: the newer version was dropped as the look-back's repeat).
+    stamp = "2026-11-22T09:00:00.000+0000"
+    lead = {"Id": "00Q000000000001EAA", "LastName": "Same Second", "Company": "Acme", "SystemModstamp": stamp}
+    salesforce, state = _Salesforce(), StateDB.memory()
+    salesforce.records = [lead]
+    _read(state, salesforce)
+    salesforce.records = [{**lead, "LastName": "Renamed"}]  # the second change, the same second
+
+    _read(state, salesforce)
+
+    assert (state.sf_raw("Lead", lead["Id"]) or {})["LastName"] == "Renamed"
+    # What tells the look-back's unchanged repeat from a change under the same stamp: the content.
+    assert state.sf_holds("Lead", {lead["Id"]: json.dumps({**lead, "LastName": "Renamed"})}) == {lead["Id"]}
+    assert state.sf_holds("Lead", {lead["Id"]: json.dumps(lead)}) == set()
