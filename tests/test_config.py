@@ -67,12 +67,15 @@ tier1 = ["Atlantis"]
     assert not any("sk_live_do_not_put_me_here" in p for p in problems)
 
 
+# Both real services, their secrets named by environment variables.
+SECRETS_FROM_ENVIRONMENT = (
+    '[vitally]\nbase_url = "https://acme.rest.vitally.io"\napi_key_env = "TEST_VITALLY_KEY"\n'
+    '[salesforce]\ninstance_url = "https://acme.my.salesforce.com"\ntoken_env = "TEST_SF_TOKEN"\n'
+)
+
+
 def test_config_secret_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write(
-        tmp_path,
-        '[vitally]\nbase_url = "https://acme.rest.vitally.io"\napi_key_env = "TEST_VITALLY_KEY"\n'
-        '[salesforce]\ninstance_url = "https://acme.my.salesforce.com"\ntoken_env = "TEST_SF_TOKEN"\n',
-    )
+    path = write(tmp_path, SECRETS_FROM_ENVIRONMENT)
     monkeypatch.setenv("TEST_VITALLY_KEY", "sk_123")
     monkeypatch.setenv("TEST_SF_TOKEN", "00Dtoken")
     config = load_config(path)
@@ -87,11 +90,7 @@ def test_config_a_secret_from_the_environment_is_stripped_like_one_from_a_file(
     # A Kubernetes secret made from a file often ends in a line break; in an HTTP header it made
     # http.client raise a ValueError quoting the header, token included, into stderr and the run
     # history (found by a review of the follow-ups).
-    path = write(
-        tmp_path,
-        '[vitally]\nbase_url = "https://acme.rest.vitally.io"\napi_key_env = "TEST_VITALLY_KEY"\n'
-        '[salesforce]\ninstance_url = "https://acme.my.salesforce.com"\ntoken_env = "TEST_SF_TOKEN"\n',
-    )
+    path = write(tmp_path, SECRETS_FROM_ENVIRONMENT)
     monkeypatch.setenv("TEST_VITALLY_KEY", "sk_123\n")
     monkeypatch.setenv("TEST_SF_TOKEN", "  00Dtoken\r\n")
     config = load_config(path)
@@ -102,11 +101,7 @@ def test_config_a_secret_from_the_environment_is_stripped_like_one_from_a_file(
 def test_config_a_secret_with_a_line_break_inside_is_refused_unshown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = write(
-        tmp_path,
-        '[vitally]\nbase_url = "https://acme.rest.vitally.io"\napi_key_env = "TEST_VITALLY_KEY"\n'
-        '[salesforce]\ninstance_url = "https://acme.my.salesforce.com"\ntoken_file = "token"\n',
-    )
+    path = write(tmp_path, SECRETS_FROM_ENVIRONMENT.replace('token_env = "TEST_SF_TOKEN"', 'token_file = "token"'))
     (tmp_path / "token").write_text("00D\ntoken-secret\n")
     (tmp_path / "token").chmod(0o600)
     monkeypatch.setenv("TEST_VITALLY_KEY", "sk_1\x07secret")
@@ -187,40 +182,26 @@ members = [
     assert "pools[2].members[2].colour: unknown setting" in problems
 
 
+def _one_pool(tmp_path: Path, fallback: str, *user_ids: str) -> Path:
+    """A config with one TAE/US pool of these members (named A, B, …) and this fallback owner."""
+    members = ", ".join(f'{{ user_id = "{user_id}", name = "{chr(65 + i)}" }}' for i, user_id in enumerate(user_ids))
+    return write(
+        tmp_path, f'[[pools]]\nteam = "TAE"\nregion = "US"\nfallback_owner = "{fallback}"\nmembers = [{members}]\n'
+    )
+
+
 def test_config_pool_ids_are_kept_in_their_18_character_form(tmp_path: Path) -> None:
     # Salesforce takes 15- or 18-character ids and answers with 18 (the mirror's User ids, the
     # OwnerIds read back): a member given by its 15-character id must compare equal to them, or a
     # deactivated user is still drawn (found by a review against the REST API's documentation).
-    path = write(
-        tmp_path,
-        """
-[[pools]]
-team = "TAE"
-region = "US"
-fallback_owner = "00G000000000001"
-members = [
-    { user_id = "005000000000001", name = "A" },
-    { user_id = "0058d000000ABcD", name = "B" },
-    { user_id = "005000000000003AAA", name = "C" },
-]
-""",
-    )
+    path = _one_pool(tmp_path, "00G000000000001", "005000000000001", "0058d000000ABcD", "005000000000003AAA")
     pool = load_config(path).pools["TAE", "US"]
     assert [m.user_id for m in pool.members] == ["005000000000001AAA", "0058d000000ABcDAAW", "005000000000003AAA"]
     assert pool.fallback_owner == "00G000000000001EAA"
 
 
 def test_config_a_user_given_by_both_its_id_forms_is_one_member_twice(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        """
-[[pools]]
-team = "TAE"
-region = "US"
-fallback_owner = "00G000000000001AAA"
-members = [{ user_id = "005000000000001", name = "A" }, { user_id = "005000000000001AAA", name = "A again" }]
-""",
-    )
+    path = _one_pool(tmp_path, "00G000000000001AAA", "005000000000001", "005000000000001AAA")
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert "pools[0].members[1].user_id: 005000000000001AAA is already in this pool" in caught.value.problems
@@ -228,18 +209,8 @@ members = [{ user_id = "005000000000001", name = "A" }, { user_id = "00500000000
 
 @pytest.mark.parametrize("user_id", ["005", "0050000000001", "0050000000000010", "005000000000001AAAA"])
 def test_config_a_user_id_of_another_length_is_refused(tmp_path: Path, user_id: str) -> None:
-    path = write(
-        tmp_path,
-        f"""
-[[pools]]
-team = "TAE"
-region = "US"
-fallback_owner = "00G000000000001AAA"
-members = [{{ user_id = "{user_id}", name = "A" }}]
-""",
-    )
     with pytest.raises(ConfigError) as caught:
-        load_config(path)
+        load_config(_one_pool(tmp_path, "00G000000000001AAA", user_id))
     expected = "pools[0].members[0].user_id: expected a Salesforce user id"
     assert any(problem.startswith(expected) for problem in caught.value.problems)
 

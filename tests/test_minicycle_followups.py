@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_minicycle import World, _web_to_lead, _world
+from test_minicycle import DEMO_REQUEST, World, _web_to_lead, _world
 
 from core.records import parse_lead
 from sandbox.slack import WEBHOOK_PATH
@@ -26,15 +26,7 @@ def _world_fixture(tmp_path: Path) -> Iterator[World]:
     yield from _world(tmp_path)
 
 
-SALES = {
-    "LastName": "Doe",
-    "Company": "Acme Inc",
-    "LeadSource": "Demo request",
-    "Country": "US",
-    "Status": "Open - Not Contacted",
-    "Email": "jane.doe@northwind-robotics.com",
-    "Form_Text__c": "We would like a demo for our data team of 40 engineers.",
-}
+SALES = DEMO_REQUEST
 SUPPORT = {
     **SALES,
     "LastName": "Roe",
