@@ -121,7 +121,7 @@ def run_cycle(
             )
             applier.run()
             if outlets.llm is not None and not hooks.should_stop():
-                ask_llm(config, state, outlets.llm, report, clock=clock, hooks=hooks)
+                report.triaged = ask_llm(config, state, outlets.llm, report, clock=clock, hooks=hooks)
         status = "ok" if report.exit_code == 0 else "partial"
     except (_Stopped, StopRequested):  # asked to stop while reading: rolled back, nothing planned
         status = "stopped"

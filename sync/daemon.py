@@ -37,7 +37,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any, TextIO
@@ -57,7 +57,7 @@ from core.errors import (
     UnreachableError,
 )
 from state import StateDB, StateLock
-from state.events import EventInbox, QueuedEvents
+from state.events import Event, EventInbox, EventNotQueuedError, QueuedEvents
 from sync.app import Sleep
 from sync.config import Config
 from sync.cycle import run_cycle
@@ -65,7 +65,7 @@ from sync.health import OUTCOMES, Health, HealthServer, Outcome, serve
 from sync.minicycle import run_mini_cycle
 from sync.notify import Notifier
 from sync.receiver import EventMetrics, Receiver
-from sync.vocabulary import iso
+from sync.vocabulary import CycleReport, iso
 from sync.watch import CycleWatch
 
 __all__ = ["run_daemon"]
@@ -192,6 +192,15 @@ class _Cycles:
         # during a Zendesk retry's wait ends it, as it ends the CRM clients' waits.
         self.outlets = make_outlets(config, sleep=sleep)
         self.notifier = Notifier(config.alerts, log, counted=self.health.count_alert)
+        self.report: CycleReport | None = None  # the last cycle's, once it began
+
+    def _began(self, report: CycleReport) -> None:
+        self.report = report
+        self.watch.begin(report)
+
+    def triaged(self) -> list[str]:
+        """The leads the last cycle's LLM verdicts arrived for after it planned (`sync.triage`)."""
+        return [] if self.report is None else list(self.report.triaged)
 
     def _observe(self, event: str, data: Mapping[str, Any]) -> None:
         """Every event of the running cycle, as it is logged."""
@@ -221,7 +230,7 @@ class _Cycles:
                 log=run_log,
                 should_stop=self.should_stop,
                 progress=self.watch.progress,
-                on_report=self.watch.begin,
+                on_report=self._began,
                 outlets=self.outlets,
             )
         except Exception as exc:  # the job wrapper: a failed cycle never kills the loop
@@ -337,8 +346,17 @@ class _Events:
             if status in ("done", "failed") and (outcome == "done" or status == "failed"):
                 self.metrics.processed.labels(q.source, status).inc()
 
-    def after_cycle(self) -> None:
-        """Forget events processed more than a week ago."""
+    def after_cycle(self, triaged: Sequence[str] = ()) -> None:
+        """Queue the leads whose LLM verdict the cycle just received (`triaged`) as events of their
+        own: their mini-cycle routes them now, not a cycle later (a demo request is worth most in
+        its first minutes). Forget events processed more than a week ago."""
+        if self.inbox is not None and triaged:
+            at = iso(datetime.now(UTC))
+            try:
+                self.inbox.put([Event(f"llm-verdict:{lead}:{at}", "salesforce", lead) for lead in triaged], at)
+                self.wake.set()
+            except EventNotQueuedError as exc:  # the next cycle routes them
+                self.log("event_not_queued", {"records": len(triaged), "error": str(exc)})
         if self.app is not None:
             week_ago = datetime.now(UTC) - timedelta(days=7)
             with self.state.atomic():
@@ -406,7 +424,7 @@ def _serve(config: Config, log: _JsonLog, should_stop: Callable[[], bool], max_c
 
         def scheduled() -> None:
             cycle()
-            events.after_cycle()
+            events.after_cycle(cycle.triaged())
 
         scheduler = schedule.Scheduler()
         scheduler.every(max(1, round(config.interval_seconds))).seconds.do(scheduled)

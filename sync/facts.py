@@ -290,6 +290,9 @@ class SalesforceFacts:
         facts = cls(state, _scoped=scoped)
         for user, _ in _parsed(state, "User", parse_user):
             facts.users[user.id] = user
+        # The LLM's verdicts, as `load` gives them: without them the `llm` classifier's demo
+        # requests would wait, unowned, in every mini-cycle.
+        facts._triage = {lead: verdict for lead, (_, verdict) in state.remembered_triage().items() if verdict}
         vitally_of_sf_account = {
             account.id: account.vitally_account_id
             for account, _ in _rows(state.sf_where("Account", "Vitally_Account_Id__c", account_ids), parse_sf_account)

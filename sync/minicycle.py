@@ -17,6 +17,9 @@ For a batch of queued events (`StateDB.pending_events`):
    plan would (owners drawn by `sync.owners` and recorded with the writes that carry them; the
    pool members' capacity counts are the last whole plan's); only these records' earlier
    pending writes are settled.
+   With the `llm` classifier, each open demo request read whose submission has no verdict is
+   asked about first (`sync.triage.ask_llm`, outside the transaction, once per submission): the
+   lead is classified and routed in this mini-cycle, not a cycle later.
 3. **Apply** these records' pending writes (`sync.apply.Applier` restricted to them), with the
    same last look before each write (`sync.freshness`; each Vitally account is read again by id),
    then the follow-ups, as a cycle sends them: a lead written is announced in Slack, a support
@@ -50,6 +53,8 @@ from typing import Any, Protocol
 from connectors.base import SalesforcePort, VitallyPort
 from core.decoding import Unreadable
 from core.errors import ContractError, RecordError, StopRequested
+from core.model import Lead
+from core.records import parse_lead
 from state import PlanLog, StateDB
 from state.events import QueuedEvents
 from sync.accounts import iter_accounts
@@ -61,6 +66,7 @@ from sync.followups import FollowUps, Outlets
 from sync.freshness import LastLook
 from sync.ingest import mirror_accounts, mirror_sf, sf_objects
 from sync.plan import Planner
+from sync.triage import ask_llm
 from sync.vocabulary import CycleReport, Hooks, Log, iso
 
 __all__ = ["EventSalesforce", "EventVitally", "run_mini_cycle"]
@@ -104,9 +110,10 @@ def run_mini_cycle(
 ) -> CycleReport:
     """Process these queued events (see the module docstring); returns the run's report.
 
-    `outlets` are Slack and Zendesk (`sync.followups.Outlets`; by default as the config sets them
-    up, as `sync.cycle.run_cycle` does): a lead this mini-cycle writes is announced and, for a
-    support request, ticketed exactly as a cycle's, its follow-ups sent after the CRM writes.
+    `outlets` are Slack, Zendesk and the LLM (`sync.followups.Outlets`; by default as the config
+    sets them up, as `sync.cycle.run_cycle` does): a lead this mini-cycle writes is announced and,
+    for a support request, ticketed exactly as a cycle's, its follow-ups sent after the CRM writes;
+    the LLM is asked about the demo requests read before they are planned.
 
     Logs `event_cycle_started` and `event_cycle_finished` (with the run id, the records, and
     how long the oldest event waited). A failure to read leaves the events pending, their attempt
@@ -125,6 +132,9 @@ def run_mini_cycle(
     status, error = "failed", None
     try:
         fresh = _read(vitally, salesforce, queued, report, sf_objects(config.salesforce)["Lead"])
+        if outlets.llm is not None and fresh.leads and not hooks.should_stop():
+            # A demo request's verdict, asked before it is planned: routed in this mini-cycle.
+            ask_llm(config, state, outlets.llm, report, clock=clock, hooks=hooks, leads=_readable(fresh.leads))
         if hooks.should_stop():
             raise StopRequested("asked to stop before planning")
         followups = FollowUps(state, config.announcements, config.zendesk, config.salesforce.instance_url)
@@ -200,6 +210,17 @@ def _read(
         fresh.leads.extend(salesforce.read_by_ids("Lead", lead_fields, named))
     report.counts["sf_lead_read"] += len(fresh.leads)
     return fresh
+
+
+def _readable(records: Sequence[dict[str, Any] | Unreadable]) -> Iterator[Lead]:
+    """The well-formed leads among those read (a malformed one is reported when it is planned)."""
+    for raw in records:
+        if isinstance(raw, Unreadable):
+            continue
+        try:
+            yield parse_lead(raw)
+        except RecordError:
+            continue
 
 
 def _plan(

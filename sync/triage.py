@@ -4,7 +4,10 @@ With `[rules.demo] classifier = "llm"`, the rules stay pure: `demo.classificatio
 the state remembers for a lead's submission (`StateDB.remembered_triage`, keyed by the lead and the
 submission's digest) and waits, with no owner, while there is none. This step asks: after a real
 cycle's writes, for every open demo request of the mirror whose submission has no verdict yet, up to
-`[triage.llm] max_calls_per_cycle`. The next cycle's rules then read the answers.
+`[triage.llm] max_calls_per_cycle`; the leads it answered are then routed at once, by the daemon's
+mini-cycle for them (`sync.daemon`, with `[events]` on) or, otherwise, by the next cycle. An event's
+mini-cycle (`sync.minicycle`) asks about the leads it read fresh before it plans them, so a new
+demo request named by an Outbound Message is classified and routed within that mini-cycle.
 
 At most one request per submission: that it is being asked is committed before the request goes
 out, and the answer after it. A submission found asked but unanswered (the process died in between)
@@ -16,9 +19,10 @@ runs and `explain` never ask: they read what is remembered.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
+from core.model import Lead
 from core.triage import Submission, Triage, TriageClassifier
 from rules.demo import awaits_triage, classifier_for
 from state import StateDB
@@ -39,17 +43,23 @@ def ask_llm(
     *,
     clock: Callable[[], datetime],
     hooks: Hooks,
-) -> None:
-    """Ask `llm` about every open demo request whose submission has no verdict (see the module
-    docstring); counts `triage_asked` and `triage_recovered` in the report."""
+    leads: Iterable[Lead] | None = None,
+) -> list[str]:
+    """Ask `llm` about every open demo request of the mirror (or of `leads`, an event's mini-cycle's
+    fresh ones) whose submission has no verdict (see the module docstring); counts `triage_asked`
+    and `triage_recovered` in the report. Returns the ids of the leads whose submission got its
+    verdict now (answered, or recovered), in the order asked."""
     policy = config.policy
     remembered = state.remembered_triage()
     budget = config.llm.max_calls_per_cycle
-    for lead, _ in SalesforceFacts(state).iter_leads():
+    answered: list[str] = []
+    seen: set[str] = set()
+    for lead in (pair[0] for pair in SalesforceFacts(state).iter_leads()) if leads is None else leads:
         if hooks.should_stop() or budget <= 0:
-            return
-        if not awaits_triage(lead, policy):
+            break
+        if lead.id in seen or not awaits_triage(lead, policy):
             continue
+        seen.add(lead.id)  # a lead given twice (read as linked and as named) is asked about once
         submission = Submission.of_lead(lead)
         digest = submission.digest()
         known = remembered.get(lead.id)
@@ -59,12 +69,15 @@ def ask_llm(
                 verdict = Triage(fallback.label, fallback.confidence, f"{fallback.reason} {_UNANSWERED}")
                 _remember(state, lead.id, digest, verdict, clock)
                 report.counts["triage_recovered"] += 1
+                answered.append(lead.id)
             continue
         with state.atomic():
             state.triage_asked(lead.id, digest, iso(clock()))
         budget -= 1
         _remember(state, lead.id, digest, llm.classify(submission), clock)
         report.counts["triage_asked"] += 1
+        answered.append(lead.id)
+    return answered
 
 
 def _remember(state: StateDB, lead: str, digest: str, verdict: Triage, clock: Callable[[], datetime]) -> None:

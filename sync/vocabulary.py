@@ -104,6 +104,9 @@ class CycleReport:
     relearning: bool = False
     # Decisions worth remembering (fired, or stopped by a guard) not yet stored in the state.
     decisions: list[Decision] = field(default_factory=list)
+    # Leads whose LLM verdict arrived after this cycle planned (`sync.triage.ask_llm`): the
+    # daemon routes them at once through its event inbox, else the next cycle does.
+    triaged: list[str] = field(default_factory=list)
 
     def rule_error(self, decision: Decision) -> None:
         """A custom trigger could not be evaluated for one account: counted, and kept to be shown
