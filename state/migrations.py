@@ -314,6 +314,15 @@ def _v12(db: sqlite_utils.Database) -> None:
         last = rows[-1][0]
 
 
+def _v13(db: sqlite_utils.Database) -> None:
+    """Leads are read with `Routing_Reason__c` too (`sync.ingest.SF_OBJECTS`): without it in the
+    mirror, a lead that stays unrouted (no pool for its team) had the same reason planned every
+    cycle. The Lead cursors are forgotten, so the next cycle reads every lead once more and the
+    mirror holds the field (a lead read again under the same SystemModstamp is stored when its
+    content differs: `StateDB.sf_holds`)."""
+    db.execute("DELETE FROM cursors WHERE name IN ('salesforce.Lead', 'salesforce.Lead.queried_at')")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1,
     _v2,
@@ -327,6 +336,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v10,
     _v11,
     _v12,
+    _v13,
 ]
 
 

@@ -30,8 +30,8 @@ SF_OBJECTS: Mapping[str, tuple[str, ...]] = {
         "Id", "FirstName", "LastName", "Email", "Company", "Title", "Role__c", "Sub_Role__c", "Country",
         "NumberOfEmployees", "AnnualRevenue", "Industry", "LeadSource", "Status", "OwnerId", "IsConverted",
         "Form_Text__c", "Vitally_Account_Id__c", "CreatedDate", "SystemModstamp", "Lead_Score__c",
-        "Sync_Key__c", "Routing_Rule__c", "Classification__c", "ConvertedDate", "ConvertedOpportunityId",
-        "IsDeleted",
+        "Sync_Key__c", "Routing_Rule__c", "Routing_Reason__c", "Classification__c", "ConvertedDate",
+        "ConvertedOpportunityId", "IsDeleted",
     ),
     "User": ("Id", "Name", "Email", "IsActive", "SystemModstamp"),
     "Opportunity": (

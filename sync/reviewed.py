@@ -178,7 +178,7 @@ def _stale(state: StateDB, write: PlannedWrite) -> tuple[Verdict, str]:
         return "refuse", f"the record is no longer in {_SERVICE[write.system]}"
     exempt = COMPUTED_LEAD_FIELDS if write.system == "salesforce" else frozenset()
     applied, changed = changed_fields(write.payload, write.expects, current, exempt)
-    # A field crm-sync writes but never reads back (Routing_Reason__c) cannot show it was applied.
+    # A field the mirror's row lacks (a lead mirrored before a field was read) cannot show it was applied.
     read = [name for name in write.payload if name in current]
     if applied or (read and all(current[name] == write.payload[name] for name in read)):
         return "already", ""
