@@ -104,6 +104,11 @@ class SalesforcePort(Protocol):
         a record that no longer exists is simply absent."""
         ...
 
+    def iter_ids(self, sobject: str) -> Iterator[str | None]:
+        """The Id of every record of `sobject` that exists (not deleted: the recycle bin left out);
+        None in place of a record that could not be read (the list is then incomplete)."""
+        ...
+
     def update(self, sobject: str, records: Sequence[Mapping[str, Any]], *, set_owner: bool) -> list[WriteResult]:
         """Update records by Id in collections; exactly one result per record, in input order.
         Per-record refusals are results; a failure of the whole request raises a `SyncError`."""

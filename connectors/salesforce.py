@@ -127,6 +127,14 @@ class SalesforceSettings:
         minimum=0,
         maximum=86_400,
     )
+    reconcile_hours: float = setting(
+        24,
+        "Every this many hours, the Ids of every Lead, Opportunity and Account are read (one request per 2,000) "
+        "and a mirrored record no longer among them leaves the mirror: one deleted and purged from the recycle "
+        "bin before a read saw its deletion. 0: never.",
+        minimum=0,
+        maximum=720,
+    )
     state_country_picklists: bool = setting(
         True,
         "The org has State and Country/Territory picklists (on in new orgs; `python -m sync check` says): crm-sync "
@@ -246,6 +254,20 @@ class SalesforceClient:
             start,
         )
         return self._names.from_org(sobject, self._records(soql, ahead=True, deleted=True))
+
+    def iter_ids(self, sobject: str) -> Iterator[str | None]:
+        """The Id of every live `sobject` record, through the Query resource (which "will
+        automatically filter out items that have been deleted"), one page of 2,000 per request;
+        None in place of a record that could not be decoded. What `sync.ingest` compares the mirror
+        with, now and then: a record deleted and then purged from the recycle bin (by a person, or
+        after its 15 days) before a QueryAll read saw it is in no change list ("Results are
+        returned for no more than 15 days ... or earlier if an administrator has purged the
+        Recycle Bin", sObject Get Deleted, REST API guide)."""
+        _check_name(sobject, "sobject")
+        soql = _soql("SELECT Id FROM {:literal}", sobject)
+        for raw in self._records(soql, ahead=True):
+            record_id = None if isinstance(raw, Unreadable) else raw.get("Id")
+            yield record_id if isinstance(record_id, str) and record_id else None
 
     def read_by_ids(
         self, sobject: str, fields: Iterable[str], ids: Sequence[str]

@@ -164,7 +164,8 @@ class _Table:
         self.rows: dict[str, dict[str, Any]] = {}
         # The recycle bin: records deleted (IsDeleted true, SystemModstamp of the deletion), which
         # only QueryAll returns ("the Query resource will automatically filter out items that
-        # have been deleted"). The sandbox never purges it.
+        # have been deleted"), until `empty_recycle_bin` purges it (as a person emptying the
+        # Recycle Bin does, or Salesforce after 15 days): then no resource returns it.
         self.deleted: dict[str, dict[str, Any]] = {}
         self._indexes: dict[str, dict[Any, set[str]]] = {}
         self._counter = 0
@@ -417,6 +418,14 @@ class SalesforceService:
         return {
             t.name: copy.deepcopy(list(t.rows.values())) for t in self.tables.values() if t.rows or t.name != "Group"
         }
+
+    def empty_recycle_bin(self, sobject: str) -> list[str]:
+        """Purge the deleted `sobject` records for good ("Empty your Recycle Bin", Salesforce
+        Help): QueryAll no longer returns them, nor does anything else. Returns their Ids."""
+        table = self._table(sobject)
+        purged = sorted(table.deleted)
+        table.deleted.clear()
+        return purged
 
     def add_leads(self, rows: list[dict[str, Any]], *, owner_ids: list[str]) -> list[str]:
         """Insert inbound Leads as web-to-lead would (fresh Ids, now as CreatedDate, no validation).

@@ -442,6 +442,12 @@ class Sandbox:
             except KeyError:
                 raise ControlError(f"account: no account {account!r}") from None
 
+    def empty_recycle_bin(self, sobject: str) -> list[str]:
+        """A person empties Salesforce's Recycle Bin of `sobject` records: those deleted are purged
+        (no longer returned by QueryAll); returns their Ids."""
+        with self._lock:
+            return self._salesforce.empty_recycle_bin(sobject)
+
     def set_clock(
         self, now: datetime | None = None, *, advance_seconds: float | None = None, real: bool = False
     ) -> datetime:
@@ -604,6 +610,9 @@ class Sandbox:
         }
         if fault is not None:
             entry["fault"] = fault
+        soql = request.param("q") if system == "salesforce" else None
+        if soql:
+            entry["soql"] = soql  # a query's text: which reads a cycle made
         self._calls.append(entry)
         if len(self._calls) > _CALL_LOG_MAX:
             # A long demo must not grow without bound; `seq` stays absolute so `since` keeps working.

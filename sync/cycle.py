@@ -163,6 +163,7 @@ def _read_and_plan(
             vitally,
             salesforce,
             lookback_seconds=config.salesforce.lookback_seconds,
+            reconcile_hours=config.salesforce.reconcile_hours,
             report=report,
             hooks=hooks,
             objects=sf_objects(config.salesforce),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from connectors.base import SalesforcePort, VitallyPort
@@ -67,6 +67,7 @@ def ingest(
     salesforce: SalesforcePort | None,
     *,
     lookback_seconds: int,
+    reconcile_hours: float,
     report: CycleReport,
     hooks: Hooks,
     objects: Mapping[str, tuple[str, ...]],
@@ -74,8 +75,10 @@ def ingest(
     """Read Vitally's changed accounts, then each Salesforce object's changed records (`objects`:
     sObject -> fields, `sf_objects(config.salesforce)`: every reader reads the same fields, or a
     record mirrored without one keeps lacking it once the cursor has moved past it) into the
-    mirror. Returns early when `hooks.should_stop()`: the caller then rolls the cycle back."""
-    reader = _Reader(state, report, hooks)
+    mirror; every `reconcile_hours` (0: never), compare the mirrored Leads, Opportunities and
+    Accounts with the Ids Salesforce has (`_Reader.reconcile`). Returns early when
+    `hooks.should_stop()`: the caller then rolls the cycle back."""
+    reader = _Reader(state, report, hooks, reconcile_hours)
     reader.vitally(vitally)
     if salesforce is not None:
         reader.salesforce(salesforce, lookback_seconds, objects)
@@ -118,11 +121,16 @@ def _newest(stamp: str, newest: str | None) -> str | None:
     return newest
 
 
+# The objects whose records a person deletes (`reconcile`); users are deactivated, never deleted.
+_RECONCILED = frozenset({"Lead", "Opportunity", "Account"})
+
+
 class _Reader:
-    def __init__(self, state: StateDB, report: CycleReport, hooks: Hooks) -> None:
+    def __init__(self, state: StateDB, report: CycleReport, hooks: Hooks, reconcile_hours: float = 0) -> None:
         self.state = state
         self.report = report
         self.hooks = hooks
+        self.reconcile_hours = reconcile_hours
 
     # -- Vitally --------------------------------------------------------------------------------
 
@@ -222,6 +230,63 @@ class _Reader:
             # look further back than `lookback_seconds` before that moment, even when the newest
             # change is older (otherwise an idle cycle re-reads the last burst forever).
             self.state.set_cursor(f"{name}.queried_at", iso(queried))
+            if sobject in _RECONCILED and self.reconcile_hours > 0:
+                if since is None:  # a read from the start saw every record: nothing to compare
+                    self.state.set_cursor(f"{name}.reconciled_at", iso(queried))
+                elif self._reconcile_due(name, queried):
+                    return self.reconcile(salesforce, sobject, queried)
+        return True
+
+    def _reconcile_due(self, name: str, now: datetime) -> bool:
+        last = _moment(self.state.cursor(f"{name}.reconciled_at"))
+        return last is None or (now - last).total_seconds() >= self.reconcile_hours * 3600
+
+    def reconcile(self, salesforce: SalesforcePort, sobject: str, now: datetime) -> bool:
+        """Compare the mirrored `sobject` records with the Ids Salesforce has now (one request per
+        2,000); False when asked to stop midway. A record deleted and then purged from the recycle
+        bin before a read saw its deletion (QueryAll returns a deleted record only while it is in
+        the bin) is in no change list: without this it would stay in the mirror for good, a
+        person's purged lead holding its account back. Each mirrored record no longer there is
+        handled as a deletion read by QueryAll (`_store_sf`): it leaves the mirror, except a lead
+        crm-sync created, kept marked deleted (a person's "no"), its SystemModstamp this moment
+        (when the deletion was first known). An Id that cannot be read leaves the mirror as it
+        is until the next comparison."""
+        name = f"salesforce.{sobject}"
+        present: set[str] = set()
+        complete = True
+        for record_id in salesforce.iter_ids(sobject):
+            if self.hooks.should_stop():
+                return False
+            if record_id is None:
+                complete = False
+            else:
+                present.add(record_id)
+        self.state.set_cursor(f"{name}.reconciled_at", iso(now))
+        if not complete:
+            self.report.notices.append(
+                f"Salesforce {sobject}: an Id could not be read; the mirror is compared again in "
+                f"{self.reconcile_hours:g} hours"
+            )
+            return True
+        vanished = [record_id for record_id in self.state.sf_ids(sobject) if record_id not in present]
+        if not vanished:
+            return True
+        stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        mirrored = self.state.sf_raw_many(sobject, vanished)
+        kept: list[dict[str, Any]] = []
+        gone: list[str] = []
+        for record_id in vanished:
+            raw = mirrored.get(record_id, {})
+            if sobject != "Lead" or not raw.get("Sync_Key__c"):
+                gone.append(record_id)
+            elif raw.get("IsDeleted") is not True:  # crm-sync's own lead: kept, marked
+                marked = _ENCODE({**raw, "IsDeleted": True, "SystemModstamp": stamp})
+                kept.append({"object": sobject, "id": record_id, "modstamp": stamp, "raw": marked, "error": None})
+            else:
+                continue  # its deletion was read before
+            self.report.counts[f"sf_{sobject.lower()}_deleted"] += 1
+        self.state.upsert_sf(kept)
+        self.state.remove_sf(sobject, gone)
         return True
 
     def _store_sf(self, sobject: str, page: list[dict[str, Any] | Unreadable], newest: str | None) -> str | None:

@@ -43,7 +43,7 @@ def test_ingest_stores_a_decoded_account_as_the_text_it_arrived_in() -> None:
     )
     encoded = {"id": "acc_2", "name": "Ünïcode", "updatedAt": "2026-11-22T07:00:00Z"}
     state = StateDB.memory()
-    ingest(state, _Vitally([*page["results"], encoded]), None, lookback_seconds=0,
+    ingest(state, _Vitally([*page["results"], encoded]), None, lookback_seconds=0, reconcile_hours=0,
            report=CycleReport(run_id=1, dry_run=False, now=NOW), hooks=Hooks(), objects=SF_OBJECTS)  # fmt: skip
     stored = {record_id: raw for record_id, raw, _error, _run in state.iter_accounts()}
     assert stored["acc_1"] == sent  # as sent: not encoded again
@@ -73,7 +73,16 @@ def _read(state: StateDB, salesforce: _Salesforce) -> CycleReport:
     report = CycleReport(run_id=1, dry_run=False, now=NOW)
     port: Any = salesforce  # reads only: the writes of SalesforcePort are never called here
     with state.atomic():
-        ingest(state, _Vitally([]), port, lookback_seconds=300, report=report, hooks=Hooks(), objects=SF_OBJECTS)
+        ingest(
+            state,
+            _Vitally([]),
+            port,
+            lookback_seconds=300,
+            reconcile_hours=0,
+            report=report,
+            hooks=Hooks(),
+            objects=SF_OBJECTS,
+        )
     return report
 
 

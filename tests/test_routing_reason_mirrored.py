@@ -64,7 +64,8 @@ def test_a_mirror_from_before_migration_13_is_read_again_and_stops_repeating(wor
         digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
         conn.execute("UPDATE sf_records SET raw = ?, digest = ? WHERE id = ?", [text, digest, lead_id])
         conn.execute("UPDATE schema_version SET version = ?", [len(MIGRATIONS) - 1])
-        assert conn.execute("SELECT count(*) FROM cursors WHERE name LIKE 'salesforce.Lead%'").fetchone() == (2,)
+        lead_cursors = "SELECT count(*) FROM cursors WHERE name IN ('salesforce.Lead', 'salesforce.Lead.queried_at')"
+        assert conn.execute(lead_cursors).fetchone() == (2,)
     world.state = StateDB.open(world.path)
     assert world.state.cursor("salesforce.Lead") is None
     assert world.state.cursor("salesforce.Lead.queried_at") is None

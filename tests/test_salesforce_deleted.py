@@ -10,6 +10,7 @@ their "no": not re-created, not written to."""
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -114,3 +115,86 @@ def test_a_lead_crm_sync_created_that_a_person_deleted_is_not_created_again_nor_
     assert not [w for w in report.plan if w.record == lead["Id"]]  # nothing written to a deleted lead
     assert (state.sf_raw("Lead", lead["Id"]) or {}).get("IsDeleted") is True  # kept, marked
     assert f"lead {lead['Id']} deleted in Salesforce" in out.getvalue()
+
+
+# -- purged from the recycle bin before a read saw the deletion -----------------------------------
+# QueryAll returns a deleted record only while it is in the recycle bin; once purged ("Empty your
+# Recycle Bin", or after 15 days) no change list names it, and sObject Get Deleted neither ("or
+# earlier if an administrator has purged the Recycle Bin", REST API guide). crm-sync compares the
+# mirror with the Ids Salesforce has every `[salesforce] reconcile_hours` (24).
+
+
+def _id_scans(sandbox: Sandbox, since: int) -> list[str]:
+    """The objects whose Ids were read since call `since`."""
+    return [c["soql"].split()[-1] for c in sandbox.calls(since) if c.get("soql", "").startswith("SELECT Id FROM ")]
+
+
+def test_a_person_s_lead_deleted_and_purged_between_two_reads_leaves_the_mirror_at_the_next_comparison() -> None:
+    account = _an_account_a_fresh_read_routes()
+    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        config = sandbox_org_config(sandbox.url)
+        base = f"{sandbox.url}/services/data/v59.0"
+        made = requests.post(
+            f"{base}/sobjects/Lead",
+            json={"LastName": "Dup", "Company": "Dup Inc", "Vitally_Account_Id__c": account},
+            headers=HEADERS,
+            timeout=10,
+        )
+        lead_id = made.json()["id"]
+        state = StateDB.memory()
+        assert account not in _routed(_cycle(config, state, NOW))  # a person's open lead: held back
+        # A first read sees every record: nothing to compare, the comparison is due a day later.
+        assert state.cursor("salesforce.Lead.reconciled_at") == "2026-11-22T09:00:00.000Z"
+        assert requests.delete(f"{base}/sobjects/Lead/{lead_id}", headers=HEADERS, timeout=10).ok
+        assert sandbox.empty_recycle_bin("Lead") == [lead_id]
+
+        hour = NOW + timedelta(hours=1)
+        sandbox.set_clock(hour)
+        start = sandbox.calls_total()
+        report = _cycle(config, state, hour)
+        assert _id_scans(sandbox, start) == []  # not due yet: no request beyond the change reads
+        assert account not in _routed(report)  # the purged lead, still mirrored, holds it back
+        assert report.counts["sf_lead_deleted"] == 0
+
+        day = NOW + timedelta(hours=24, minutes=1)
+        sandbox.set_clock(day)
+        start = sandbox.calls_total()
+        report = _cycle(config, state, day)
+
+        assert _id_scans(sandbox, start) == ["Lead", "Opportunity", "Account"]  # a page each here
+        assert state.sf_raw("Lead", lead_id) is None
+        assert report.counts["sf_lead_deleted"] == 1
+        assert account in _routed(report)
+        start = sandbox.calls_total()
+        _cycle(config, state, day + timedelta(minutes=15))
+        assert _id_scans(sandbox, start) == []  # compared again a day later
+
+
+def test_a_lead_crm_sync_created_deleted_and_purged_is_kept_marked_and_not_created_again() -> None:
+    account = _an_account_a_fresh_read_routes()
+    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        org = sandbox_org_config(sandbox.url)
+        config = replace(org, salesforce=replace(org.salesforce, reconcile_hours=1))
+        state = StateDB.memory()
+        _cycle(config, state, NOW)
+        _cycle(config, state, NOW + timedelta(minutes=15))  # reads the lead it created into the mirror
+        (lead,) = [
+            lead
+            for lead in sandbox.state()["salesforce"]["Lead"]
+            if (lead.get("Sync_Key__c") or "").startswith(f"crm-sync-{account}-")
+        ]
+        base = f"{sandbox.url}/services/data/v59.0"
+        assert requests.delete(f"{base}/sobjects/Lead/{lead['Id']}", headers=HEADERS, timeout=10).ok
+        assert sandbox.empty_recycle_bin("Lead") == [lead["Id"]]
+        assert state.sf_raw("Lead", lead["Id"]) is not None
+
+        later = NOW + timedelta(hours=2)
+        sandbox.set_clock(later)
+        report = _cycle(config, state, later, full=True)  # every account and lead judged again
+
+    assert report.counts["sf_lead_deleted"] == 1
+    assert account not in _routed(report)  # the person's "no" is not undone
+    assert not [w for w in report.plan if w.record == lead["Id"]]
+    kept = state.sf_raw("Lead", lead["Id"]) or {}
+    assert kept.get("IsDeleted") is True  # kept, marked, as when QueryAll reads the deletion
+    assert kept["SystemModstamp"].startswith(later.strftime("%Y-%m-%dT%H:%M"))  # when it was first known
