@@ -135,6 +135,14 @@ class SalesforceSettings:
         minimum=0,
         maximum=720,
     )
+    reconcile_max_share: float = setting(
+        0.2,
+        "A comparison of Ids that would remove more than this share of an object's mirrored records (and more than "
+        "10) is not applied but reported: the integration user losing sight of records (sharing, permissions) is "
+        "likelier than such a purge, and removing them would let crm-sync create leads beside ones it no longer sees.",
+        minimum=0.01,
+        maximum=1,
+    )
     state_country_picklists: bool = setting(
         True,
         "The org has State and Country/Territory picklists (on in new orgs; `python -m sync check` says): crm-sync "

@@ -68,6 +68,7 @@ def ingest(
     *,
     lookback_seconds: int,
     reconcile_hours: float,
+    reconcile_max_share: float,
     report: CycleReport,
     hooks: Hooks,
     objects: Mapping[str, tuple[str, ...]],
@@ -76,9 +77,10 @@ def ingest(
     sObject -> fields, `sf_objects(config.salesforce)`: every reader reads the same fields, or a
     record mirrored without one keeps lacking it once the cursor has moved past it) into the
     mirror; every `reconcile_hours` (0: never), compare the mirrored Leads, Opportunities and
-    Accounts with the Ids Salesforce has (`_Reader.reconcile`). Returns early when
+    Accounts with the Ids Salesforce has (`_Reader.reconcile`; a comparison that would remove more
+    than `reconcile_max_share` of an object's records, and more than 10, is reported instead). Returns early when
     `hooks.should_stop()`: the caller then rolls the cycle back."""
-    reader = _Reader(state, report, hooks, reconcile_hours)
+    reader = _Reader(state, report, hooks, reconcile_hours, reconcile_max_share)
     reader.vitally(vitally)
     if salesforce is not None:
         reader.salesforce(salesforce, lookback_seconds, objects)
@@ -123,14 +125,24 @@ def _newest(stamp: str, newest: str | None) -> str | None:
 
 # The objects whose records a person deletes (`reconcile`); users are deactivated, never deleted.
 _RECONCILED = frozenset({"Lead", "Opportunity", "Account"})
+# Records a comparison of Ids may always remove, whatever `reconcile_max_share` says.
+_RECONCILE_FLOOR = 10
 
 
 class _Reader:
-    def __init__(self, state: StateDB, report: CycleReport, hooks: Hooks, reconcile_hours: float = 0) -> None:
+    def __init__(
+        self,
+        state: StateDB,
+        report: CycleReport,
+        hooks: Hooks,
+        reconcile_hours: float = 0,
+        reconcile_max_share: float = 1.0,
+    ) -> None:
         self.state = state
         self.report = report
         self.hooks = hooks
         self.reconcile_hours = reconcile_hours
+        self.reconcile_max_share = reconcile_max_share
 
     # -- Vitally --------------------------------------------------------------------------------
 
@@ -268,8 +280,17 @@ class _Reader:
                 f"{self.reconcile_hours:g} hours"
             )
             return True
-        vanished = [record_id for record_id in self.state.sf_ids(sobject) if record_id not in present]
+        mirrored_ids = self.state.sf_ids(sobject)
+        vanished = [record_id for record_id in mirrored_ids if record_id not in present]
         if not vanished:
+            return True
+        if len(vanished) > max(_RECONCILE_FLOOR, self.reconcile_max_share * len(mirrored_ids)):
+            self.report.notices.append(
+                f"Salesforce {sobject}: {len(vanished)} of the {len(mirrored_ids)} mirrored records are no longer "
+                f"visible to crm-sync; not removed from the mirror (more than [salesforce] reconcile_max_share = "
+                f"{self.reconcile_max_share:g}: check the integration user's access to {sobject} records; raise the "
+                f"share if they were purged). Compared again in {self.reconcile_hours:g} hours."
+            )
             return True
         stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
         mirrored = self.state.sf_raw_many(sobject, vanished)

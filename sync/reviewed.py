@@ -315,6 +315,7 @@ def apply_plan(
                 salesforce,
                 lookback_seconds=config.salesforce.lookback_seconds,
                 reconcile_hours=config.salesforce.reconcile_hours,
+                reconcile_max_share=config.salesforce.reconcile_max_share,
                 report=report,
                 hooks=hooks,
                 objects=sf_objects(config.salesforce),

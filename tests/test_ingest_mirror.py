@@ -44,7 +44,8 @@ def test_ingest_stores_a_decoded_account_as_the_text_it_arrived_in() -> None:
     encoded = {"id": "acc_2", "name": "Ünïcode", "updatedAt": "2026-11-22T07:00:00Z"}
     state = StateDB.memory()
     ingest(state, _Vitally([*page["results"], encoded]), None, lookback_seconds=0, reconcile_hours=0,
-           report=CycleReport(run_id=1, dry_run=False, now=NOW), hooks=Hooks(), objects=SF_OBJECTS)  # fmt: skip
+           reconcile_max_share=1, report=CycleReport(run_id=1, dry_run=False, now=NOW), hooks=Hooks(),
+           objects=SF_OBJECTS)  # fmt: skip
     stored = {record_id: raw for record_id, raw, _error, _run in state.iter_accounts()}
     assert stored["acc_1"] == sent  # as sent: not encoded again
     assert stored["acc_2"] == json.dumps(encoded)
@@ -79,6 +80,7 @@ def _read(state: StateDB, salesforce: _Salesforce) -> CycleReport:
             port,
             lookback_seconds=300,
             reconcile_hours=0,
+            reconcile_max_share=1,
             report=report,
             hooks=Hooks(),
             objects=SF_OBJECTS,

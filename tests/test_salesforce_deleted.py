@@ -198,3 +198,29 @@ def test_a_lead_crm_sync_created_deleted_and_purged_is_kept_marked_and_not_creat
     kept = state.sf_raw("Lead", lead["Id"]) or {}
     assert kept.get("IsDeleted") is True  # kept, marked, as when QueryAll reads the deletion
     assert kept["SystemModstamp"].startswith(later.strftime("%Y-%m-%dT%H:%M"))  # when it was first known
+
+
+def test_a_comparison_that_would_empty_much_of_the_mirror_is_reported_not_applied() -> None:
+    """The integration user losing sight of most leads (a sharing rule or permission change) looks
+    like mass deletion to a comparison of Ids: removing them would let crm-sync create leads beside
+    ones it no longer sees. More than `reconcile_max_share` (0.2) of an object's mirrored records,
+    and more than 10: reported, the mirror kept."""
+    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        config = sandbox_org_config(sandbox.url)
+        state = StateDB.memory()
+        _cycle(config, state, NOW)
+        mirrored = state.sf_ids("Lead")
+        hidden = mirrored[: len(mirrored) // 2]
+        with sandbox._lock:  # gone from every answer, as records the user may no longer see
+            for lead_id in hidden:
+                sandbox._salesforce.tables["lead"].remove(lead_id)
+
+        day = NOW + timedelta(hours=25)
+        sandbox.set_clock(day)
+        report = _cycle(config, state, day)
+
+    assert set(mirrored) <= set(state.sf_ids("Lead"))  # every one kept (and the leads it created since)
+    assert report.counts["sf_lead_deleted"] == 0
+    [notice] = [n for n in report.notices if n.startswith("Salesforce Lead:")]
+    assert f"{len(hidden)} of the {len(state.sf_ids('Lead'))} mirrored records are no longer visible" in notice
+    assert "reconcile_max_share = 0.2" in notice
