@@ -283,15 +283,27 @@ class SalesforceClient:
         """Yield the records of `sobject` with these Ids (`Id` and `fields` selected), one query per
         200 ids (`WHERE Id IN (...)`, well within SOQL's length limits); the ids are quoted by
         `format_soql`, the names checked like `iter_changed`'s."""
+        return self.read_where(sobject, fields, "Id", ids)
+
+    def read_where(
+        self, sobject: str, fields: Iterable[str], field: str, values: Sequence[str]
+    ) -> Iterator[dict[str, Any] | Unreadable]:
+        """Yield the records of `sobject` whose `field` holds one of `values` (`Id` and `fields`
+        selected), one query per 200 values; every name under the org's own (`[salesforce.fields]`)
+        in the query and back under crm-sync's in the records, as `iter_changed` reads them."""
         _check_name(sobject, "sobject")
+        _check_field(field)
         fields = tuple(fields)
         for name in fields:
             _check_field(name)
         columns = ", ".join(["Id", *_unique(self._names.to_org(sobject, fields), skip={"id"})])
-        wanted = list(ids)
+        [where] = self._names.to_org(sobject, (field,))
+        wanted = list(values)
         for start in range(0, len(wanted), COLLECTION_LIMIT):
             chunk = wanted[start : start + COLLECTION_LIMIT]
-            records = self.query("SELECT {:literal} FROM {:literal} WHERE Id IN {}", columns, sobject, chunk)
+            records = self.query(
+                "SELECT {:literal} FROM {:literal} WHERE {:literal} IN {}", columns, sobject, where, chunk
+            )
             yield from self._names.from_org(sobject, records)
 
     def describe(self, sobject: str) -> dict[str, Any]:

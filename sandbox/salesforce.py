@@ -421,8 +421,9 @@ class SalesforceService:
 
     def empty_recycle_bin(self, sobject: str) -> list[str]:
         """Purge the deleted `sobject` records for good ("Empty your Recycle Bin", Salesforce
-        Help): QueryAll no longer returns them, nor does anything else. Returns their Ids."""
-        table = self._table(sobject)
+        Help): QueryAll no longer returns them, nor does anything else. Returns their Ids; KeyError
+        for an object the org does not have."""
+        table = self.tables[sobject.lower()]
         purged = sorted(table.deleted)
         table.deleted.clear()
         return purged

@@ -11,7 +11,8 @@ errors, session expiry, the clock, a state dump and simulated activity. Each
 control is both a Python method and a JSON endpoint under `/_sandbox/` (no auth,
 never logged):
 
-    GET  /_sandbox/calls?since=N     {"calls": [{seq, system, method, path, template, status, at, fault?}],
+    GET  /_sandbox/calls?since=N     {"calls": [{seq, system, method, path, template, status, at, fault?,
+                                                 soql? (a Salesforce query's text)}],
                                       "next": N'}
     GET  /_sandbox/counters          {"vitally": {"GET /resources/accounts": n}, "salesforce": {...}}
     POST /_sandbox/reset             clear call log and counters
@@ -26,6 +27,8 @@ never logged):
     GET|POST /_sandbox/clock         {"now": iso} | {"advance_seconds": s} | {"real": true}
     GET  /_sandbox/state             the whole state, in the seed format
     POST /_sandbox/simulate          {"steps": 1, "random_seed": S}: MRR changes, signups, inbound leads
+    POST /_sandbox/recycle_bin       {"object": "Lead"}: a person empties Salesforce's Recycle Bin of those
+                                     records (deleted ones purged: QueryAll no longer returns them)
     POST /_sandbox/load              a seed ({"vitally": {...}, "salesforce": {...}, "config"?: {...}}):
                                      settings applied, then records added or replaced by id, as
                                      `load()` does
@@ -668,6 +671,7 @@ class Sandbox:
             ("GET", "playbooks"): lambda *_: Reply(200, {"pending": self.pending_playbooks()}),
             ("POST", "playbooks"): lambda _, payload: Reply(200, self._playbooks_json(payload)),
             ("POST", "segments"): lambda _, payload: Reply(200, self._segments_json(payload)),
+            ("POST", "recycle_bin"): lambda _, payload: Reply(200, self._recycle_bin_json(payload)),
             ("POST", "simulate"): lambda _, payload: Reply(200, self._simulate_json(payload)),
             ("GET", "events"): lambda *_: Reply(200, self._events_json()),
             ("POST", "events"): lambda _, payload: Reply(200, self._events_json(payload)),
@@ -693,6 +697,16 @@ class Sandbox:
         if which not in ("due", "all"):
             raise ControlError('run: expected "due" or "all"')
         return {"ran": self.run_playbooks(everything=which == "all")}
+
+    def _recycle_bin_json(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A person empties the Recycle Bin of one object's records: `{"object": "Lead"}`."""
+        sobject = payload.get("object")
+        if not isinstance(sobject, str) or not sobject:
+            raise ControlError("object: expected an sObject name")
+        try:
+            return {"purged": self.empty_recycle_bin(sobject)}
+        except KeyError:
+            raise ControlError(f"object: no sObject {sobject!r}") from None
 
     def _segments_json(self, payload: dict[str, Any]) -> dict[str, Any]:
         """A person adds or removes a segment: `{"account", "segment", "present": true | false}`."""

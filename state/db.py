@@ -829,6 +829,45 @@ class StateDB:
             found.update((str(record_id), dict(json.loads(raw))) for record_id, raw in rows)
         return found
 
+    def has_sf(self, sobject: str) -> bool:
+        """Whether the mirror holds any `sobject` record."""
+        return (
+            self.db.conn.execute("SELECT 1 FROM sf_records WHERE object = ? LIMIT 1", [sobject]).fetchone() is not None
+        )
+
+    def begin_id_comparison(self) -> None:
+        """Start a comparison of the mirror with the Ids a service has (`add_present_ids`, then
+        `compare_ids`): the Ids go to a temporary table, not to memory."""
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS present_ids (id TEXT PRIMARY KEY)")
+        self.db.execute("DELETE FROM temp.present_ids")
+
+    def add_present_ids(self, ids: Iterable[str]) -> None:
+        self.db.conn.executemany("INSERT OR IGNORE INTO temp.present_ids VALUES (?)", ((i,) for i in ids))
+
+    def compare_ids(self, sobject: str) -> tuple[int, list[str], list[str]]:
+        """(how many `sobject` records the mirror holds that are not marked deleted; those of them
+        not among the present Ids; the present Ids the mirror holds no such record for), the lists
+        in id order. A record kept marked deleted (`IsDeleted` true: crm-sync's own lead a person
+        deleted) is no longer expected among the present Ids; present again, it is unseen."""
+        live = (
+            "SELECT id FROM sf_records WHERE object = ? AND NOT coalesce("
+            "CASE WHEN json_valid(raw) THEN json_extract(raw, '$.IsDeleted') = 1 END, 0)"
+        )
+        count = int(self.db.conn.execute(f"SELECT count(*) FROM ({live})", [sobject]).fetchone()[0])
+        vanished = [
+            str(i)
+            for (i,) in self.db.conn.execute(
+                f"SELECT id FROM ({live}) WHERE id NOT IN (SELECT id FROM temp.present_ids) ORDER BY id", [sobject]
+            )
+        ]
+        unseen = [
+            str(i)
+            for (i,) in self.db.conn.execute(
+                f"SELECT id FROM temp.present_ids WHERE id NOT IN ({live}) ORDER BY id", [sobject]
+            )
+        ]
+        return count, vanished, unseen
+
     def sf_ids(self, sobject: str) -> list[str]:
         """The ids of the mirrored `sobject` records, in id order."""
         return [

@@ -215,6 +215,7 @@ class _Cycles:
         self.health.record_state(outbox=self.state.outbox_counts(), api_usage=_api_usage(self.vitally, self.salesforce))
 
     def __call__(self) -> None:
+        self.report = None  # a cycle that fails before it begins leaves no verdicts to route
         run_log = _RunLog(self.log, self._observe)
         self.watch.log = run_log
         self.notifier.log = run_log

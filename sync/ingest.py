@@ -223,6 +223,7 @@ class _Reader:
         newest: str | None = None
         page: list[dict[str, Any] | Unreadable] = []
         since = _later(self.state.cursor(name), self.state.cursor(f"{name}.queried_at"))
+        first = since is None and not self.state.has_sf(sobject)
         for raw in salesforce.iter_changed(sobject, fields, since, lookback_seconds=lookback_seconds):
             if self.hooks.should_stop():
                 return False
@@ -243,72 +244,100 @@ class _Reader:
             # change is older (otherwise an idle cycle re-reads the last burst forever).
             self.state.set_cursor(f"{name}.queried_at", iso(queried))
             if sobject in _RECONCILED and self.reconcile_hours > 0:
-                if since is None:  # a read from the start saw every record: nothing to compare
+                if first:  # a read from the start into an empty mirror: nothing to compare
                     self.state.set_cursor(f"{name}.reconciled_at", iso(queried))
                 elif self._reconcile_due(name, queried):
-                    return self.reconcile(salesforce, sobject, queried)
+                    return self.reconcile(salesforce, sobject, fields, queried)
         return True
 
     def _reconcile_due(self, name: str, now: datetime) -> bool:
         last = _moment(self.state.cursor(f"{name}.reconciled_at"))
         return last is None or (now - last).total_seconds() >= self.reconcile_hours * 3600
 
-    def reconcile(self, salesforce: SalesforcePort, sobject: str, now: datetime) -> bool:
+    def reconcile(self, salesforce: SalesforcePort, sobject: str, fields: tuple[str, ...], now: datetime) -> bool:
         """Compare the mirrored `sobject` records with the Ids Salesforce has now (one request per
-        2,000); False when asked to stop midway. A record deleted and then purged from the recycle
-        bin before a read saw its deletion (QueryAll returns a deleted record only while it is in
-        the bin) is in no change list: without this it would stay in the mirror for good, a
-        person's purged lead holding its account back. Each mirrored record no longer there is
-        handled as a deletion read by QueryAll (`_store_sf`): it leaves the mirror, except a lead
-        crm-sync created, kept marked deleted (a person's "no"), its SystemModstamp this moment
-        (when the deletion was first known). An Id that cannot be read leaves the mirror as it
-        is until the next comparison."""
-        name = f"salesforce.{sobject}"
-        present: set[str] = set()
-        complete = True
-        for record_id in salesforce.iter_ids(sobject):
-            if self.hooks.should_stop():
-                return False
-            if record_id is None:
-                complete = False
-            else:
-                present.add(record_id)
-        self.state.set_cursor(f"{name}.reconciled_at", iso(now))
+        2,000; the Ids held in a temporary table); False when asked to stop midway. A record
+        deleted and then purged from the recycle bin before a read saw its deletion (QueryAll
+        returns a deleted record only while it is in the bin) is in no change list: without this
+        it would stay in the mirror for good, a person's purged lead holding its account back.
+        Each mirrored record no longer there is handled as a deletion read by QueryAll
+        (`_store_sf`): it leaves the mirror, except a lead crm-sync created, kept marked deleted
+        (a person's "no"), its SystemModstamp this moment (when the deletion was first known). A
+        present record the mirror lacks (out of sight for a while, or restored) is read by id
+        and mirrored (one request per 200). An Id that cannot be read, or more vanished records
+        than `reconcile_max_share` allows, leaves the mirror as it is until the next comparison."""
+        complete = self._scan_ids(salesforce, sobject)
+        if complete is None:
+            return False
+        self.state.set_cursor(f"salesforce.{sobject}.reconciled_at", iso(now))
         if not complete:
             self.report.notices.append(
                 f"Salesforce {sobject}: an Id could not be read; the mirror is compared again in "
                 f"{self.reconcile_hours:g} hours"
             )
             return True
-        mirrored_ids = self.state.sf_ids(sobject)
-        vanished = [record_id for record_id in mirrored_ids if record_id not in present]
-        if not vanished:
-            return True
-        if len(vanished) > max(_RECONCILE_FLOOR, self.reconcile_max_share * len(mirrored_ids)):
+        live, vanished, unseen = self.state.compare_ids(sobject)
+        if len(vanished) > max(_RECONCILE_FLOOR, self.reconcile_max_share * live):
             self.report.notices.append(
-                f"Salesforce {sobject}: {len(vanished)} of the {len(mirrored_ids)} mirrored records are no longer "
+                f"Salesforce {sobject}: {len(vanished)} of the {live} mirrored records are no longer "
                 f"visible to crm-sync; not removed from the mirror (more than [salesforce] reconcile_max_share = "
                 f"{self.reconcile_max_share:g}: check the integration user's access to {sobject} records; raise the "
                 f"share if they were purged). Compared again in {self.reconcile_hours:g} hours."
             )
-            return True
+            vanished = []
+        if vanished:
+            self._vanished(sobject, vanished, now)
+        return self._read_unseen(salesforce, sobject, fields, unseen)
+
+    def _scan_ids(self, salesforce: SalesforcePort, sobject: str) -> bool | None:
+        """Every present Id of `sobject` into the comparison's table: whether every one could be
+        read (None: asked to stop midway)."""
+        self.state.begin_id_comparison()
+        complete = True
+        batch: list[str] = []
+        for record_id in salesforce.iter_ids(sobject):
+            if self.hooks.should_stop():
+                return None
+            if record_id is None:
+                complete = False
+                continue
+            batch.append(record_id)
+            if len(batch) >= PAGE:
+                self.state.add_present_ids(batch)
+                batch = []
+        self.state.add_present_ids(batch)
+        return complete
+
+    def _read_unseen(self, salesforce: SalesforcePort, sobject: str, fields: tuple[str, ...], ids: list[str]) -> bool:
+        """Read and mirror these present records the mirror lacks; False when asked to stop."""
+        page: list[dict[str, Any] | Unreadable] = []
+        for raw in salesforce.read_by_ids(sobject, fields, ids) if ids else ():
+            if self.hooks.should_stop():
+                return False
+            self.report.counts[f"sf_{sobject.lower()}_read"] += 1
+            page.append(raw)
+            if len(page) >= PAGE:
+                self._store_sf(sobject, page, None)
+                page = []
+        self._store_sf(sobject, page, None)
+        return True
+
+    def _vanished(self, sobject: str, vanished: list[str], now: datetime) -> None:
+        """Mirrored records Salesforce no longer has, handled as deletions read by QueryAll."""
         stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
         mirrored = self.state.sf_raw_many(sobject, vanished)
         kept: list[dict[str, Any]] = []
         gone: list[str] = []
         for record_id in vanished:
             raw = mirrored.get(record_id, {})
-            if sobject != "Lead" or not raw.get("Sync_Key__c"):
-                gone.append(record_id)
-            elif raw.get("IsDeleted") is not True:  # crm-sync's own lead: kept, marked
+            if sobject == "Lead" and raw.get("Sync_Key__c"):  # crm-sync's own lead: kept, marked
                 marked = _ENCODE({**raw, "IsDeleted": True, "SystemModstamp": stamp})
                 kept.append({"object": sobject, "id": record_id, "modstamp": stamp, "raw": marked, "error": None})
             else:
-                continue  # its deletion was read before
+                gone.append(record_id)
             self.report.counts[f"sf_{sobject.lower()}_deleted"] += 1
         self.state.upsert_sf(kept)
         self.state.remove_sf(sobject, gone)
-        return True
 
     def _store_sf(self, sobject: str, page: list[dict[str, Any] | Unreadable], newest: str | None) -> str | None:
         """Mirror one page of `sobject`; returns the newest readable SystemModstamp so far."""

@@ -45,7 +45,7 @@ share of one read and one last look per 200.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -72,7 +72,6 @@ from sync.vocabulary import CycleReport, Hooks, Log, iso
 __all__ = ["EventSalesforce", "EventVitally", "run_mini_cycle"]
 
 _DEFAULTS = Hooks()
-_CHUNK = 200  # ids per SOQL `IN (...)`, as `read_by_ids`
 
 
 class EventVitally(VitallyPort, Protocol):
@@ -82,9 +81,11 @@ class EventVitally(VitallyPort, Protocol):
 
 
 class EventSalesforce(SalesforcePort, Protocol):
-    """What a mini-cycle needs of Salesforce beyond a cycle's port: a SOQL query."""
+    """What a mini-cycle needs of Salesforce beyond a cycle's port: records by a field's values."""
 
-    def query(self, soql_template: str, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any] | Unreadable]: ...
+    def read_where(
+        self, sobject: str, fields: Iterable[str], field: str, values: Sequence[str]
+    ) -> Iterator[dict[str, Any] | Unreadable]: ...
 
 
 @dataclass
@@ -200,11 +201,8 @@ def _read(
     if salesforce is None:
         return fresh
     accounts = sorted({str(raw.get("id")) for raw in fresh.accounts if isinstance(raw, dict)})
-    columns = ", ".join(lead_fields)
-    for start in range(0, len(accounts), _CHUNK):
-        chunk = accounts[start : start + _CHUNK]
-        template = "SELECT {:literal} FROM Lead WHERE Vitally_Account_Id__c IN {}"
-        fresh.leads.extend(salesforce.query(template, columns, chunk))
+    # Under the org's own field names (`[salesforce.fields]`), as a cycle's read: one query per 200.
+    fresh.leads.extend(salesforce.read_where("Lead", lead_fields, "Vitally_Account_Id__c", accounts))
     named = sorted({q.record for q in queued if q.source == "salesforce"})
     if named:
         fresh.leads.extend(salesforce.read_by_ids("Lead", lead_fields, named))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -135,3 +136,24 @@ def test_the_daemon_routes_the_leads_a_cycle_got_verdicts_for_without_waiting_a_
         assert "event_not_queued" not in logged
     finally:
         events.close()
+
+
+def test_a_cycle_that_fails_before_it_begins_does_not_queue_the_last_cycle_s_leads_again(
+    world: World, stub: LLMStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a review (2026-12-05): the last report was kept, so a cycle failing before its
+    report existed (the state locked as it began) had the daemon queue the previous verdicts again."""
+    cycles = _Cycles(world.config, world.state, _JsonLog(io.StringIO()), lambda: False, lambda seconds: None)
+    cycles()
+    _web_to_lead(world, DEMO_REQUEST)
+    cycles()
+    assert len(cycles.triaged()) == 1
+
+    def locked(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr("sync.daemon.run_cycle", locked)
+    cycles()  # logged and counted as failed, never raised
+
+    assert cycles.triaged() == []
+    assert cycles.stats["failures"] == 1

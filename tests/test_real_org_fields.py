@@ -59,6 +59,30 @@ def test_reads_select_the_orgs_names_and_return_crm_syncs() -> None:
                         "SystemModstamp": "2026-11-22T09:00:00.000+0000"}]  # fmt: skip
 
 
+def test_a_mini_cycle_s_linked_leads_are_read_under_the_orgs_names() -> None:
+    """`read_where` (an event's mini-cycle reads an account's leads by `Vitally_Account_Id__c`):
+    found by a review (2026-12-05), the mini-cycle's query selected crm-sync's names, so an org that
+    renames a field got INVALID_FIELD for every Vitally event."""
+    page = {"totalSize": 1, "done": True, "records": [
+        {"attributes": {"type": "Lead", "url": "/services/data/v59.0/sobjects/Lead/00Q1"}, "Id": "00Q1",
+         "External_Key__c": "k1", "Account_Ref__c": "acc_1"}]}  # fmt: skip
+    client = SalesforceClient(
+        SalesforceSettings(
+            instance_url=INSTANCE,
+            token="00Dxx!t",
+            fields={**DEFAULT_FIELDS, **RENAMED, "lead_vitally_account_id": "Account_Ref__c"},
+        ),
+        sleep=lambda _: None,
+    )
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, f"{DATA}/query/", json=page)
+        fields = ["Sync_Key__c", "Vitally_Account_Id__c"]
+        records = list(client.read_where("Lead", fields, "Vitally_Account_Id__c", ["acc_1"]))
+        soql = parse_qs(urlsplit(rsps.calls[0].request.url or "").query)["q"][0]
+    assert soql == "SELECT Id, External_Key__c, Account_Ref__c FROM Lead WHERE Account_Ref__c IN ('acc_1')"
+    assert records == [{"Id": "00Q1", "Sync_Key__c": "k1", "Vitally_Account_Id__c": "acc_1"}]
+
+
 def test_writes_upsert_on_the_orgs_key_field_and_errors_name_crm_syncs_fields() -> None:
     error = {"statusCode": "INVALID_TYPE_ON_FIELD_IN_RECORD", "message": "Score: value not of required type",
              "fields": ["Score__c"]}  # fmt: skip
