@@ -23,6 +23,7 @@ from state.events import Event, EventInbox, EventSource
 from sync.app import make_salesforce, make_vitally
 from sync.config import Config, example_against
 from sync.cycle import run_cycle
+from sync.followups import Outlets
 from sync.minicycle import run_mini_cycle
 from sync.vocabulary import CycleReport
 
@@ -59,7 +60,8 @@ class World:
     def event(self, source: EventSource, record: str) -> None:
         self.inbox.put([Event(f"{source}:{next(_deliveries)}", source, record)], "2026-11-22T09:00:00.000Z")
 
-    def mini(self) -> CycleReport:
+    def mini(self, outlets: Outlets | None = None) -> CycleReport:
+        """A mini-cycle for the pending events (`outlets`: by default as the config sets them up)."""
         return run_mini_cycle(
             self.config,
             self.state,
@@ -68,6 +70,7 @@ class World:
             self.state.pending_events(100),
             clock=_clock,
             log=lambda event, data: self.logged.append((event, dict(data))),
+            outlets=outlets,
         )
 
     def leads(self) -> list[dict[str, Any]]:

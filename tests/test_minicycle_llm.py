@@ -17,14 +17,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_minicycle import DEMO_REQUEST, World, _clock, _web_to_lead, _world
+from test_minicycle import DEMO_REQUEST, World, _web_to_lead, _world
 
 from sandbox.llm import LLMStub
 from sync.app import make_outlets
 from sync.config import Config
 from sync.daemon import _Cycles, _Events, _JsonLog
 from sync.event_settings import EventSettings
-from sync.minicycle import run_mini_cycle
 from sync.vocabulary import CycleReport
 
 KEY = "sk-stub-key"
@@ -53,15 +52,7 @@ def _asking(config: Config, stub: LLMStub) -> Config:
 
 
 def _mini(world: World) -> CycleReport:
-    return run_mini_cycle(
-        world.config,
-        world.state,
-        world.vitally,
-        world.salesforce,
-        world.state.pending_events(100),
-        clock=_clock,
-        outlets=make_outlets(world.config),
-    )
+    return world.mini(make_outlets(world.config))
 
 
 def _tae_us(world: World) -> set[str]:

@@ -10,6 +10,8 @@ their "no": not re-created, not written to."""
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -68,28 +70,53 @@ def _an_account_a_fresh_read_routes() -> str:
     return sorted(routed)[0]
 
 
-def test_a_person_s_open_lead_deleted_in_salesforce_stops_holding_its_account_back() -> None:
+def _a_person_s_lead(base: str, account: str) -> str:
+    """An open lead a person creates for `account` in Salesforce; its Id."""
+    made = requests.post(
+        f"{base}/sobjects/Lead",
+        json={"LastName": "Dup", "Company": "Dup Inc", "Vitally_Account_Id__c": account},
+        headers=HEADERS,
+        timeout=10,
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+@contextmanager
+def _a_person_s_lead_deleted() -> Iterator[tuple[Sandbox, Config, StateDB, str, str]]:
+    """(sandbox, config, state, account, lead Id): a person's open lead held its account back in
+    a first cycle, then the person deleted it in Salesforce."""
     account = _an_account_a_fresh_read_routes()
     with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)
         base = f"{sandbox.url}/services/data/v59.0"
-        made = requests.post(
-            f"{base}/sobjects/Lead",
-            json={"LastName": "Dup", "Company": "Dup Inc", "Vitally_Account_Id__c": account},
-            headers=HEADERS,
-            timeout=10,
-        )
-        assert made.status_code == 201, made.text
+        lead_id = _a_person_s_lead(base, account)
         state = StateDB.memory()
         assert account not in _routed(_cycle(config, state, NOW))  # a person's open lead: held back
-        assert requests.delete(f"{base}/sobjects/Lead/{made.json()['id']}", headers=HEADERS, timeout=10).ok
+        assert requests.delete(f"{base}/sobjects/Lead/{lead_id}", headers=HEADERS, timeout=10).ok
+        yield sandbox, config, state, account, lead_id
 
+
+def test_a_person_s_open_lead_deleted_in_salesforce_stops_holding_its_account_back() -> None:
+    with _a_person_s_lead_deleted() as (_, config, state, account, lead_id):
         later = NOW + timedelta(hours=1)
         report = _cycle(config, state, later)  # an incremental cycle, not --full
 
         assert account in _routed(report)
         assert report.counts["sf_lead_deleted"] == 1
-        assert state.sf_raw("Lead", made.json()["id"]) is None  # gone from the mirror
+        assert state.sf_raw("Lead", lead_id) is None  # gone from the mirror
+
+
+def _delete_crm_sync_s_lead(sandbox: Sandbox, account: str) -> dict[str, Any]:
+    """A person deletes, in Salesforce, the lead crm-sync created for `account`; returns it."""
+    (lead,) = [
+        lead
+        for lead in sandbox.state()["salesforce"]["Lead"]
+        if (lead.get("Sync_Key__c") or "").startswith(f"crm-sync-{account}-")
+    ]
+    base = f"{sandbox.url}/services/data/v59.0"
+    assert requests.delete(f"{base}/sobjects/Lead/{lead['Id']}", headers=HEADERS, timeout=10).ok
+    return dict(lead)
 
 
 def test_a_lead_crm_sync_created_that_a_person_deleted_is_not_created_again_nor_written_to() -> None:
@@ -98,13 +125,7 @@ def test_a_lead_crm_sync_created_that_a_person_deleted_is_not_created_again_nor_
         config = sandbox_org_config(sandbox.url)
         state = StateDB.memory()
         _cycle(config, state, NOW)
-        (lead,) = [
-            lead
-            for lead in sandbox.state()["salesforce"]["Lead"]
-            if (lead.get("Sync_Key__c") or "").startswith(f"crm-sync-{account}-")
-        ]
-        base = f"{sandbox.url}/services/data/v59.0"
-        assert requests.delete(f"{base}/sobjects/Lead/{lead['Id']}", headers=HEADERS, timeout=10).ok
+        lead = _delete_crm_sync_s_lead(sandbox, account)
 
         later = NOW + timedelta(hours=1)
         report = _cycle(config, state, later, full=True)  # every account and lead judged again
@@ -130,22 +151,9 @@ def _id_scans(sandbox: Sandbox, since: int) -> list[str]:
 
 
 def test_a_person_s_lead_deleted_and_purged_between_two_reads_leaves_the_mirror_at_the_next_comparison() -> None:
-    account = _an_account_a_fresh_read_routes()
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
-        config = sandbox_org_config(sandbox.url)
-        base = f"{sandbox.url}/services/data/v59.0"
-        made = requests.post(
-            f"{base}/sobjects/Lead",
-            json={"LastName": "Dup", "Company": "Dup Inc", "Vitally_Account_Id__c": account},
-            headers=HEADERS,
-            timeout=10,
-        )
-        lead_id = made.json()["id"]
-        state = StateDB.memory()
-        assert account not in _routed(_cycle(config, state, NOW))  # a person's open lead: held back
+    with _a_person_s_lead_deleted() as (sandbox, config, state, account, lead_id):
         # A first read sees every record: nothing to compare, the comparison is due a day later.
         assert state.cursor("salesforce.Lead.reconciled_at") == "2026-11-22T09:00:00.000Z"
-        assert requests.delete(f"{base}/sobjects/Lead/{lead_id}", headers=HEADERS, timeout=10).ok
         emptied = requests.post(f"{sandbox.url}/_sandbox/recycle_bin", json={"object": "Lead"}, timeout=10)
         assert emptied.json() == {"purged": [lead_id]}  # the control endpoint, as `empty_recycle_bin`
 
@@ -179,13 +187,7 @@ def test_a_lead_crm_sync_created_deleted_and_purged_is_kept_marked_and_not_creat
         state = StateDB.memory()
         _cycle(config, state, NOW)
         _cycle(config, state, NOW + timedelta(minutes=15))  # reads the lead it created into the mirror
-        (lead,) = [
-            lead
-            for lead in sandbox.state()["salesforce"]["Lead"]
-            if (lead.get("Sync_Key__c") or "").startswith(f"crm-sync-{account}-")
-        ]
-        base = f"{sandbox.url}/services/data/v59.0"
-        assert requests.delete(f"{base}/sobjects/Lead/{lead['Id']}", headers=HEADERS, timeout=10).ok
+        lead = _delete_crm_sync_s_lead(sandbox, account)
         assert sandbox.empty_recycle_bin("Lead") == [lead["Id"]]
         assert state.sf_raw("Lead", lead["Id"]) is not None
 
