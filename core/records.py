@@ -716,7 +716,7 @@ def _account_decoder(
     for number, (attribute, role) in enumerate(owner_fields):
         if not role:
             continue
-        if attribute in (*_ACCOUNT_MEMBERS, "traits"):
+        if attribute in _ACCOUNT_MEMBERS or attribute == "traits":  # mypyc: no starred tuple here
             return None
         owners.append((attribute, f"_owner_{number}"))
         members.append((f"_owner_{number}", Any, None))

@@ -433,8 +433,12 @@ def _quote(found: Iterable[str], limit: int = 3) -> str:
     return ", ".join(shown)
 
 
+# Spelled with chr(): mypyc (`make compiled`) refuses surrogate code points in string literals.
+_SURROGATE_LOW, _SURROGATE_HIGH = chr(0xD800), chr(0xDFFF)
+
+
 def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() and not ("\ud800" <= c <= "\udfff") else "?" for c in text)
+    return "".join(c if c.isprintable() and not (_SURROGATE_LOW <= c <= _SURROGATE_HIGH) else "?" for c in text)
 
 
 def _reason(label: Label, evidence: list[_Evidence], against: list[_Evidence]) -> str:
