@@ -5,6 +5,7 @@ one run.
 Usage:
     make bench-goals                                  # the table (part of `make bench`)
     .venv/bin/python bench/goals.py --repeat 3 --baseline int
+    .venv/bin/python bench/goals.py --compiled         # also the optional compiled build
 
 How each row is measured:
 
@@ -43,6 +44,11 @@ How each row is measured:
   which sends the webhooks itself). The baseline has no receiver: an event waits for the next
   scheduled cycle (the interval, 900 s by default, plus the cycle).
 
+- with `--compiled`, the cold dry runs, their peak RSS and the rule set also for this tree's
+  optional compiled build (README, "The compiled build"): a copy of the tree in the run's
+  temporary directory, built with `python -m sync.compiled build`, taking its turn between the
+  other two trees against the same sandbox; its plans are compared with theirs.
+
 The column "new ÷ today" gives each CPU or wall figure of this tree as a share of the baseline's
 in the same run. The machine's speed moves (on 2026-12-03 the same tree read 39-60 % slower in the
 evening than in the morning), the share much less: compare runs on different hours by it.
@@ -59,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -202,6 +209,25 @@ def rule_set_seconds(tree: Path, accounts: int, repeat: int, context: str) -> fl
     return float(found.group(1))
 
 
+def compiled_copy(into: Path) -> Path:
+    """A copy of this tree's packages and bench with the optional compiled build made in it
+    (`python -m sync.compiled build`), measured beside the pure-Python tree."""
+    ignore = shutil.ignore_patterns(".venv", ".git", "build", "*.so", "__pycache__", ".*_cache", ".hypothesis")
+    shutil.copytree(ROOT, into, ignore=ignore)
+    done = subprocess.run(
+        [sys.executable, "-m", "sync.compiled", "build"],
+        cwd=into,
+        env={**_clean_env(), "PYTHONPATH": str(into)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the compiled build failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    compile_bytecode(into)
+    return into
+
+
 def _median(runs: Sequence[Run], value: Callable[[Run], float]) -> float:
     return statistics.median(value(run) for run in runs)
 
@@ -230,6 +256,12 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=100_000, help="the large book (default 100000)")
     parser.add_argument("--small", type=int, default=10_000, help="the small book (default 10000)")
     parser.add_argument("--events", type=int, default=200, help="webhook events each way (default 200)")
+    parser.add_argument(
+        "--compiled",
+        action="store_true",
+        help="also measure the cold dry runs and the rule set of this tree's optional compiled build "
+        "(a copy of the tree built with `python -m sync.compiled build`: mypyc and a C compiler needed)",
+    )
     options = parser.parse_args()
     console = Console() if Console().is_terminal else Console(width=160)
     console.print(f"[b]machine[/b]: {machine()}")
@@ -239,12 +271,17 @@ def main() -> int:
         if baseline is None:
             console.print(f"[red]git does not know {options.baseline!r}: the 'today' column is left empty[/red]")
         trees = [tree for tree in (baseline, ROOT) if tree is not None]
+        built = compiled_copy(workdir / "compiled") if options.compiled else None
         for tree in trees:  # each CLI child starts as an installed crm-sync does: bytecode written
             compile_bytecode(tree)
-        small = cold_dry_runs(trees, options.small, options.repeat, workdir)
-        large = cold_dry_runs(trees, options.accounts, options.repeat, workdir)
-        rules = [rule_set_seconds(t, options.accounts, options.repeat, "empty") for t in trees]
+        measured = trees if built is None else [*trees, built]
+        small = cold_dry_runs(measured, options.small, options.repeat, workdir)
+        large = cold_dry_runs(measured, options.accounts, options.repeat, workdir)
+        rules = [rule_set_seconds(t, options.accounts, options.repeat, "empty") for t in measured]
         rules_mirror = rule_set_seconds(ROOT, options.accounts, options.repeat, "mirror")
+        compiled_mirror = float("nan")
+        if built is not None:
+            compiled_mirror = rule_set_seconds(built, options.accounts, options.repeat, "mirror")
         cycles = [cycle_cpu_seconds(t, options.accounts) for t in trees]
         events = event_figures(ROOT, options.events)
     today: Callable[[list[str]], str] = (lambda cells: cells[0]) if baseline is not None else (lambda cells: "—")
@@ -328,6 +365,36 @@ def main() -> int:
         ]
     else:
         ratios += [""] * (len(rows) - len(ratios))
+    if built is not None:  # the optional compiled build of this tree (`--compiled`), measured alongside
+        at = new + 1
+        rows += [
+            (
+                f"cold dry run of {options.accounts:,}: this tree's compiled build (`make compiled`)",
+                "",
+                _cold(large[at]),
+                "≤ 15 s",
+            ),
+            (
+                f"rule set over {options.accounts:,}: this tree's compiled build",
+                "",
+                f"{rules[at]:.2f} s no Salesforce context; {compiled_mirror:.2f} s a cycle's",
+                "≤ 1 s",
+            ),
+            (
+                f"peak RSS at {options.small:,} and at {options.accounts:,}: this tree's compiled build",
+                "",
+                f"{peak(small, at)} / {peak(large, at)} MiB",
+                "≤ 150 MiB at both",
+            ),
+        ]
+        ratios += [
+            f"{_share(_median(large[at], _wall), _median(large[0], _wall))} wall, "
+            f"{_share(_median(large[at], _cpu), _median(large[0], _cpu))} CPU"
+            if baseline is not None
+            else "",
+            _share(rules[at], rules[0]) + " CPU" if baseline is not None else "",
+            "",
+        ]
     table = Table(title=f"issue #17 goals: today = {options.baseline}, new = this tree", title_justify="left")
     for name in ("measure", "today", "new", "new ÷ today", "goal"):
         table.add_column(name, justify="left" if name == "measure" else "right")
@@ -340,7 +407,8 @@ def main() -> int:
         for runs, size in ((small, options.small), (large, options.accounts)):
             plans = {run.plan for tree_runs in runs for run in tree_runs}
             same = "[green]byte-identical[/green]" if len(plans) == 1 else "[red]DIFFERENT[/red]"
-            console.print(f"plan JSON of the {size:,}-account dry runs, today's tree and this one: {same}")
+            trees_named = "today's tree and this one" + (" and its compiled build" if built is not None else "")
+            console.print(f"plan JSON of the {size:,}-account dry runs, {trees_named}: {same}")
     return 0
 
 

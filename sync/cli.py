@@ -23,6 +23,7 @@ from typing import TextIO
 
 from core.errors import ConfigError, FatalError, QuotaExhaustedError, SyncError
 from state import InstanceLockedError, StateDB, StateLock, StateUnusableError
+from sync import compiled
 from sync.config import Config, load_config, with_rules_from
 from sync.cycle import run_cycle
 from sync.hints import RetryNotes, explain_failure
@@ -799,6 +800,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     args = parser.parse_args(_normalise_argv(list(sys.argv[1:] if argv is None else argv)))
     if args.command is None:
         parser.print_help(out)
+        return 2
+    stale = compiled.stale()
+    if stale:  # an edited rule would not run: its compiled module would
+        err.write("error: the compiled build does not match its sources:\n")
+        err.writelines(f"  - {problem}\n" for problem in stale)
+        err.write("  run `make compiled` to build it again, or `make pure` to run the sources\n")
         return 2
     collector = gc.get_threshold()
     try:

@@ -34,6 +34,17 @@ ROOT = Path(__file__).resolve().parent.parent
 REAL_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "real"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test a compiled build older than its sources (`sync.compiled`): the tests would
+    run the compiled modules, not the code under test."""
+    from sync.compiled import stale
+
+    problems = stale()
+    if problems:
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        pytest.exit(f"the compiled build does not match its sources:\n{lines}\nrun `make compiled` or `make pure`", 2)
+
+
 def real_fixture(name: str) -> Any:
     """A payload of `tests/fixtures/real/` (JSON parsed, anything else as text); where each one
     comes from is in that directory's SOURCES.md."""
