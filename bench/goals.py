@@ -403,12 +403,14 @@ def main() -> int:
     console.print(table)
     if baseline is not None:
         console.print(f"{options.baseline} has no event receiver: an event waits for the next scheduled cycle.")
-    if baseline is not None:
-        for runs, size in ((small, options.small), (large, options.accounts)):
-            plans = {run.plan for tree_runs in runs for run in tree_runs}
+    for runs, size in ((small, options.small), (large, options.accounts)):
+        pairs = [(0, new, "today's tree and this one")] if baseline is not None else []
+        if built is not None:  # the compiled build must plan exactly what its sources plan
+            pairs.append((new, new + 1, "this tree and its compiled build"))
+        for first, second, named in pairs:
+            plans = {run.plan for run in (*runs[first], *runs[second])}
             same = "[green]byte-identical[/green]" if len(plans) == 1 else "[red]DIFFERENT[/red]"
-            trees_named = "today's tree and this one" + (" and its compiled build" if built is not None else "")
-            console.print(f"plan JSON of the {size:,}-account dry runs, {trees_named}: {same}")
+            console.print(f"plan JSON of the {size:,}-account dry runs, {named}: {same}")
     return 0
 
 
