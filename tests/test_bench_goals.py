@@ -54,7 +54,7 @@ def test_goals_times_the_rules_of_the_tree_it_is_given(tmp_path: Path, context: 
     goals = bench_module("goals")
     tree = goals.export("HEAD", tmp_path / "tree")
     assert tree is not None
-    rules = tree / "rules" / "__init__.py"
+    rules = tree / "rules" / "evaluation.py"  # where `rules.evaluate_account` is defined
     source = rules.read_text()
     marker = "def evaluate_account("
     assert marker in source
