@@ -10,7 +10,7 @@ inputs, and what it wants done, in canonical names (traits, segments, a `LeadInt
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import lru_cache
 from types import MappingProxyType
@@ -37,6 +37,7 @@ __all__ = [
     "months_between",
     "per_policy",
     "product_key",
+    "wanting_nothing",
 ]
 
 Team = Literal["TAE", "TAM", "CSM", "BDR", "Onboarding"]
@@ -235,6 +236,23 @@ class Rule(Generic[RecordT, ContextT]):
 
 AccountRule: TypeAlias = Rule[Account, AccountContext]
 LeadRule: TypeAlias = Rule[Lead, LeadContext]
+
+
+def wanting_nothing(decision: Decision, reason: str, *, guarded_by: str | None = None) -> Decision:
+    """`decision` kept as a verdict (explain and the plan's reasons show it) that wants nothing
+    written: not fired, no trait, segment, lead or task; what it manages stays listed, so the
+    planner leaves those segments as they are. A rule switched off by `[rules.enabled]`, a routing
+    winner held back by its qualification."""
+    return replace(
+        decision,
+        fired=False,
+        traits={},
+        segments=frozenset(),
+        lead=None,
+        task=None,
+        reason=reason,
+        guarded_by=decision.guarded_by if guarded_by is None else guarded_by,
+    )
 
 
 @lru_cache(maxsize=4096)

@@ -15,7 +15,7 @@ from core.model import Account, Lead
 from rules import allocation, demo, episodes, lifecycle, onboarding, qualification, scoring
 from rules import guards as _guards
 from rules import routing as _routing
-from rules.base import AccountRule, Decision
+from rules.base import AccountRule, Decision, wanting_nothing
 from rules.base import LeadIntent as _LeadIntent
 from rules.base import per_policy as _per_policy
 from rules.context import EMPTY, AccountContext, LeadContext
@@ -64,15 +64,7 @@ def _attribute(winner: Decision, qualified: list[Decision], policy: Policy) -> D
     label = verdict.inputs.get("recommendation")
     if label == "disqualify" and not policy.qualification.create_disqualified:
         why = "qualification recommends disqualify ([rules.qualification] create_disqualified = false)"
-        return replace(
-            winner,
-            fired=False,
-            traits={},
-            segments=frozenset(),
-            lead=None,
-            guarded_by=why,
-            reason=f"{winner.reason}; but {why}",
-        )
+        return wanting_nothing(winner, f"{winner.reason}; but {why}", guarded_by=why)
     return _with_lead(winner, _routing.lead_intent(winner, policy, str(label), verdict.reason))
 
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from core.model import Account, Lead
 from rules import CompiledTrigger, Decision, Policy, evaluate_account, evaluate_lead
 from rules.allocation import owner_region
+from rules.base import wanting_nothing
 from rules.context import LeadContext
 from rules.demo import awaits_triage
 from sync.config import Config
@@ -46,15 +47,7 @@ def switched_off(decision: Decision) -> Decision:
     wants nothing written; what it manages stays listed, so the planner leaves those segments as
     they are."""
     would = "would fire" if decision.fired else "would not fire"
-    return replace(
-        decision,
-        fired=False,
-        traits={},
-        segments=frozenset(),
-        lead=None,
-        task=None,
-        reason=f"switched off ([rules.enabled]); {would}: {decision.reason}",
-    )
+    return wanting_nothing(decision, f"switched off ([rules.enabled]); {would}: {decision.reason}")
 
 
 def _off(decisions: list[Decision], disabled: frozenset[str]) -> list[Decision]:

@@ -11,7 +11,7 @@ import dataclasses
 import inspect
 import statistics
 from dataclasses import FrozenInstanceError, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from core.model import Account, Invoice, Lead, Opportunity
 from rules import EMPTY, AccountContext, Decision, Policy, managed_segments
-from rules.base import LeadIntent, fmt_num, per_policy
+from rules.base import LeadIntent, TaskIntent, fmt_num, per_policy, wanting_nothing
 from rules.lifecycle import stage, stage_with
 from rules.onboarding import LEAD, _median, _pct, _pct_text
 from rules.policy import LifecyclePolicy
@@ -158,3 +158,32 @@ def test_an_unreadable_first_invoice_month_is_left_to_the_onboarding_lead_to_rep
     old = replace(unreadable, invoices=(Invoice("2024-01", 300.0),))
     assert LEAD.may_fire(recent, EMPTY, policy, NOW) and LEAD.decide(recent, EMPTY, policy, NOW).fired
     assert not LEAD.may_fire(old, EMPTY, policy, NOW) and not LEAD.decide(old, EMPTY, policy, NOW).fired
+
+
+def test_wanting_nothing_keeps_the_verdict_and_what_it_manages_but_writes_nothing() -> None:
+    """The one shape of a verdict held back (a rule switched off, a routing winner whose lead
+    qualification holds back): explain still shows it, the planner leaves its segments alone."""
+    task = TaskIntent("k", "acc_1", "Call", "why", date(2026, 12, 1), None)
+    fired = Decision(
+        "rule.x",
+        "acc_1",
+        True,
+        "because",
+        {"mrr": 5},
+        traits={"new_owner": "u1"},
+        segments=frozenset({"Product-led lead"}),
+        manages=frozenset({"Product-led lead"}),
+        lead=LeadIntent(routing_rule="rule.x"),
+        task=task,
+        guarded_by="earlier",
+    )
+    held = wanting_nothing(fired, "held back")
+    assert (held.fired, held.traits, held.segments, held.lead, held.task) == (False, {}, frozenset(), None, None)
+    assert (held.reason, held.inputs, held.manages, held.guarded_by) == (
+        "held back",
+        {"mrr": 5},
+        frozenset({"Product-led lead"}),
+        "earlier",
+    )
+    assert wanting_nothing(fired, "held back", guarded_by="qualification").guarded_by == "qualification"
+    assert fired.fired and fired.task is task  # the verdict it was made from is untouched
