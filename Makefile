@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-compiled compiled pure lint example docs bench bench-events bench-goals bench-rules bench-sandbox bench-triage triage-data sandbox clean
+.PHONY: demo test test-fast test-compiled compiled pure lint example docs bench bench-events bench-event-cpu bench-goals bench-rules bench-sandbox bench-triage triage-data sandbox clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -67,6 +67,10 @@ bench: $(STAMP)
 # The webhook path alone (issue 17): latency and requests per event over 200 events each way.
 bench-events: $(STAMP)
 	$(BIN)/python bench/events.py
+
+# An event's CPU as the book grows (issue 17): mini-cycles on a 2,000- and a 20,000-account book.
+bench-event-cpu: $(STAMP)
+	$(BIN)/python bench/event_cpu.py
 
 bench-goals: $(STAMP)
 	$(BIN)/python bench/goals.py $(GOALS_ARGS)

@@ -244,6 +244,9 @@ def _field(path: str) -> str:
 # index on an expression only where a query writes the same expression).
 _SYNC_KEY = SYNC_KEY_SQL
 
+# The Salesforce fields stored beside each mirrored record (`SF_LINK_FIELDS`), field -> column.
+_LINK_COLUMNS = {name: column for column, name in SF_LINK_FIELDS.items()}
+
 # `StateDB.upsert_sf`: the record, its digest (`?6`) and the fields its facts are found by, read
 # from its raw JSON (`?4`) by SQLite.
 _UPSERT_SF = (
@@ -721,11 +724,18 @@ class StateDB:
     def forget_lead_inputs(self, ids: Iterable[str]) -> None:
         self.db.conn.executemany("DELETE FROM lead_inputs WHERE id = ?", ((i,) for i in ids))
 
-    def triage_verdicts(self, version: str) -> dict[str, Triage]:
-        """Submission key → the verdict kept for it by the classifier `version` (`sync.verdicts`)."""
-        rows = self.db.conn.execute(
-            "SELECT key, label, confidence, reason FROM triage_verdicts WHERE version = ?", [version]
-        )
+    def triage_verdicts(self, version: str, keys: Sequence[str] | None = None) -> dict[str, Triage]:
+        """Submission key → the verdict kept for it by the classifier `version` (`sync.verdicts`),
+        for every submission, or for these `keys` only."""
+        query = "SELECT key, label, confidence, reason FROM triage_verdicts WHERE version = ?"
+        rows: Iterable[tuple[Any, ...]]
+        if keys is None:
+            rows = self.db.conn.execute(query, [version])
+        else:
+            rows = []
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                rows += self.db.conn.execute(f"{query} AND key IN ({','.join('?' * len(chunk))})", [version, *chunk])
         return {
             str(key): Triage(label, float(confidence), str(reason))
             for key, label, confidence, reason in rows
@@ -893,22 +903,46 @@ class StateDB:
 
     def sf_where(self, sobject: str, field: str, values: Collection[str]) -> list[tuple[str, str, str | None]]:
         """(id, raw JSON, parse error or None) of the mirrored `sobject` records whose `field`
-        holds one of `values`, in id order: one scan of that object's records, for the few
-        records an event's mini-cycle needs (the whole-mirror passes stream `iter_sf`)."""
+        holds one of `values`, in id order, for the few records an event's mini-cycle needs (the
+        whole-mirror passes stream `iter_sf`). By `Id`, and by a field the mirror stores beside
+        each record (`SF_LINK_FIELDS`: the Vitally account, the Opportunity's Account, a Lead's
+        Status and Company), the well-formed records only, found through the index
+        `sf_records_links` without reading any other record; by another field, one scan of that
+        object's JSON (malformed records included: the caller skips them)."""
         if not _NAME.fullmatch(field):
             raise ValueError(f"not a field name: {field!r}")
+        column = _LINK_COLUMNS.get(field)
+        path: list[str] = []
+        if field == "Id":
+            where = "id"
+        elif column is not None:
+            where = f"coalesce(error, '') = '' AND {column}"  # as the partial index is written
+        else:
+            where, path = _field("?"), [f"$.{field}"]
         wanted = sorted(set(values))
         found: list[tuple[str, str, str | None]] = []
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             found.extend(
                 self.db.execute(
-                    f"SELECT id, raw, error FROM sf_records WHERE object = ? AND {_field('?')} "
+                    f"SELECT id, raw, error FROM sf_records WHERE object = ? AND {where} "
                     f"IN ({','.join('?' * len(chunk))})",
-                    [sobject, f"$.{field}", *chunk],
+                    [sobject, *path, *chunk],
                 )
             )
         return sorted(found)
+
+    def sf_companies(self, sobject: str, statuses: Collection[str]) -> list[tuple[str, str]]:
+        """(id, Company) of the well-formed mirrored `sobject` records (Leads) whose Status is one
+        of `statuses` and whose Company is text, from the index `sf_records_links` alone: which of
+        them an event's mini-cycle needs is decided by their company, before any is read."""
+        wanted = sorted(set(statuses))
+        rows = self.db.execute(
+            f"SELECT id, company FROM sf_records WHERE object = ? AND coalesce(error, '') = '' "
+            f"AND status IN ({','.join('?' * len(wanted))}) AND company IS NOT NULL",
+            [sobject, *wanted],
+        )
+        return [(str(record_id), str(company)) for record_id, company in rows]
 
     # -- cursors --------------------------------------------------------------------------------
 
@@ -1253,10 +1287,18 @@ class StateDB:
 
     # -- triage asked once per submission ---------------------------------------------------------
 
-    def remembered_triage(self) -> dict[str, tuple[str, Remembered | None]]:
+    def remembered_triage(self, leads: Collection[str] | None = None) -> dict[str, tuple[str, Remembered | None]]:
         """Lead id → (the digest of the submission asked about, its verdict; None while it was asked
-        and no answer was recorded)."""
-        rows = self.db.execute("SELECT lead, digest, label, confidence, reason FROM triage").fetchall()
+        and no answer was recorded), for every lead asked about, or for these `leads` only."""
+        query = "SELECT lead, digest, label, confidence, reason FROM triage"
+        if leads is None:
+            rows = self.db.execute(query).fetchall()
+        else:
+            wanted = sorted(set(leads))
+            rows = []
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                rows += self.db.execute(f"{query} WHERE lead IN ({','.join('?' * len(chunk))})", chunk).fetchall()
         found: dict[str, tuple[str, Remembered | None]] = {}
         for lead, digest, label, confidence, reason in rows:
             verdict = None
@@ -1472,19 +1514,30 @@ class StateDB:
             ((r["system"], r["record"], r["field"], r["message"], at, at, run_id, run_id) for r in rows),
         )
 
-    def forget_fixed(self) -> int:
+    def forget_fixed(self, records: Sequence[str] | None = None) -> int:
         """Drop the kept malformed records that the mirror now holds well-formed (the service sent
-        them again, fixed); returns how many."""
-        fixed = self.db.execute(
-            # EXISTS: one primary-key lookup per kept record, not a set of the whole mirror's ids.
-            "DELETE FROM malformed WHERE system = 'vitally' AND EXISTS "
-            "(SELECT 1 FROM accounts a WHERE a.id = malformed.record AND a.error IS NULL)"
-        ).rowcount
-        fixed += self.db.execute(
-            "DELETE FROM malformed WHERE system LIKE 'salesforce %' AND EXISTS (SELECT 1 FROM sf_records s "
-            "WHERE s.object = substr(malformed.system, 12) AND s.id = malformed.record AND s.error IS NULL)"
-        ).rowcount
-        return int(fixed)
+        them again, fixed), of these `records` only when given (an event's); returns how many."""
+        chunks: list[Sequence[str] | None] = [None]
+        if records is not None:
+            wanted = sorted(set(records))
+            chunks = [wanted[start : start + 500] for start in range(0, len(wanted), 500)]
+        fixed = 0
+        for chunk in chunks:
+            only, params = "", []
+            if chunk is not None:
+                only, params = f" AND record IN ({','.join('?' * len(chunk))})", list(chunk)
+            fixed += self.db.execute(
+                # EXISTS: one primary-key lookup per kept record, not a set of the whole mirror's ids.
+                f"DELETE FROM malformed WHERE system = 'vitally'{only} AND EXISTS "
+                "(SELECT 1 FROM accounts a WHERE a.id = malformed.record AND a.error IS NULL)",
+                params,
+            ).rowcount
+            fixed += self.db.execute(
+                f"DELETE FROM malformed WHERE system LIKE 'salesforce %'{only} AND EXISTS (SELECT 1 FROM sf_records s "
+                "WHERE s.object = substr(malformed.system, 12) AND s.id = malformed.record AND s.error IS NULL)",
+                params,
+            ).rowcount
+        return fixed
 
     def malformed(self) -> list[dict[str, Any]]:
         """Every malformed record kept: system, record, field, message, first and last seen (and

@@ -290,9 +290,6 @@ class SalesforceFacts:
         facts = cls(state, _scoped=scoped)
         for user, _ in _parsed(state, "User", parse_user):
             facts.users[user.id] = user
-        # The LLM's verdicts, as `load` gives them: without them the `llm` classifier's demo
-        # requests would wait, unowned, in every mini-cycle.
-        facts._triage = {lead: verdict for lead, (_, verdict) in state.remembered_triage().items() if verdict}
         vitally_of_sf_account = {
             account.id: account.vitally_account_id
             for account, _ in _rows(state.sf_where("Account", "Vitally_Account_Id__c", account_ids), parse_sf_account)
@@ -315,10 +312,16 @@ class SalesforceFacts:
             if lead.vitally_account_id:
                 facts._leads_by_account[lead.vitally_account_id].append(lead)
                 facts._remember_assignment(lead, written)
+        # The LLM's verdicts on these leads, as `load` gives them: without them the `llm`
+        # classifier's demo requests would wait, unowned, in every mini-cycle.
+        remembered = state.remembered_triage([lead.id for lead, _ in scoped])
+        facts._triage = {lead: verdict for lead, (_, verdict) in remembered.items() if verdict}
+        # The disqualified leads of these leads' companies: found by their stored Status and
+        # Company, so only those are read and parsed, not every disqualified lead of the book.
         companies = {lead.company.casefold() for lead, _ in scoped if lead.company}
-        for lead, _ in _rows(state.sf_where("Lead", "Status", _DISQUALIFIED), parse_lead):
-            if lead.company and lead.company.casefold() in companies:
-                facts._disqualified(lead)
+        same = [i for i, company in state.sf_companies("Lead", _DISQUALIFIED) if company.casefold() in companies]
+        for lead, _ in _rows(state.sf_where("Lead", "Id", same), parse_lead):
+            facts._disqualified(lead)
         return facts
 
     def _disqualified(self, lead: Lead, digest: bytes | None = None) -> None:

@@ -158,7 +158,7 @@ class Planner:
         self.state.save_member_load(waiting.managed_by_email)  # what an event's mini-cycle draws against
         owners = self._draw_owners(waiting, facts)
         self._plan_leads(facts, decider, owners, leads)
-        self._finish(owners, lambda: self.state.unconfirmed(self.report.run_id), close_unseen=True)
+        self._finish(owners, lambda: self.state.unconfirmed(self.report.run_id))
 
     def run_for(self, facts: SalesforceFacts, accounts: Sequence[Account]) -> None:
         """Plan these accounts and the leads of `facts` only (an event's mini-cycle,
@@ -166,7 +166,7 @@ class Planner:
         (`SalesforceFacts.load_for`), the pool members' capacity counts are the last whole plan's.
         Only the pending writes of these records (and of these accounts' leads and tasks) are
         settled; conflicts of other records stay open."""
-        decider = self._begin(facts)
+        decider = self._begin(facts, few=True)
         leads = LeadBook.everything(self.config, self.state, facts, self.now)
         self._plan_linked_leads(facts, decider, leads)
         waiting = _Waiting(managed_by_email=self.state.member_load())
@@ -175,14 +175,15 @@ class Planner:
         owners = self._draw_owners(waiting, facts)
         self._plan_leads(facts, decider, owners, leads)
         records = [account.id for account in accounts] + [lead.id for lead, _ in facts.iter_leads()]
-        self._finish(owners, lambda: self.state.unconfirmed_for(self.report.run_id, records), close_unseen=False)
+        self._finish(owners, lambda: self.state.unconfirmed_for(self.report.run_id, records), records=records)
 
-    def _begin(self, facts: SalesforceFacts) -> Decider:
+    def _begin(self, facts: SalesforceFacts, *, few: bool = False) -> Decider:
         self._last_vitally = self.state.last_written("vitally")
         self._last_salesforce = self.state.last_written("salesforce")
         self._linked_changed: set[str] = set()
         demo = self.config.policy.demo
-        verdicts = None if demo.classifier == "llm" else Verdicts.of(self.state, demo)
+        # A mini-cycle's few demo requests read their own verdicts, not every one kept.
+        verdicts = None if demo.classifier == "llm" else Verdicts.of(self.state, demo, few=few)
         self._verdicts = verdicts
         return Decider.of(self.config, facts, self.now, verdicts)
 
@@ -199,15 +200,17 @@ class Planner:
             self._plan_specialist(onboarding, owners)
         return owners
 
-    def _finish(self, owners: Owners, unconfirmed: Callable[[], Iterable[OutboxRow]], *, close_unseen: bool) -> None:
+    def _finish(
+        self, owners: Owners, unconfirmed: Callable[[], Iterable[OutboxRow]], *, records: Sequence[str] | None = None
+    ) -> None:
         """Queue the rest of the plan, settle the `unconfirmed` writes (read once the plan is
-        queued) and remember what the plan found."""
+        queued) and remember what the plan found (about these `records` only, when given)."""
         self.report.fallbacks.extend(owners.fallbacks)
         self.plan.flush()
         self.report.counts["queued"] = self.plan.queued
         if not self.report.dry_run:
             self._settle_unconfirmed(unconfirmed())
-        self._remember(close_unseen=close_unseen)
+        self._remember(records)
 
     # -- the passes -----------------------------------------------------------------------------
 
@@ -635,7 +638,9 @@ class Planner:
             )
         report.decisions.clear()
 
-    def _remember(self, *, close_unseen: bool) -> None:
+    def _remember(self, records: Sequence[str] | None) -> None:
+        """Keep the decisions, record errors and conflicts of the plan; a mini-cycle's (`records`)
+        closes no conflict it did not look at, and forgets only its own records' fixed errors."""
         report = self.report
         report.counts["planned"] = len(report.plan)
         report.counts["record_errors"] = len(report.record_errors)
@@ -646,5 +651,5 @@ class Planner:
         ]
         self.state.record_errors(report.run_id, found)
         self.state.remember_malformed(report.run_id, iso(self.clock()), found)
-        self.state.forget_fixed()
-        self.conflicts.save(close_unseen=close_unseen)
+        self.state.forget_fixed(records)
+        self.conflicts.save(close_unseen=records is None)

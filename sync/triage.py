@@ -50,7 +50,9 @@ def ask_llm(
     and `triage_recovered` in the report. Returns the ids of the leads whose submission got its
     verdict now (answered, or recovered), in the order asked."""
     policy = config.policy
-    remembered = state.remembered_triage()
+    if leads is not None:
+        leads = list(leads)  # an event's few leads: only their remembered verdicts are read
+    remembered = state.remembered_triage(None if leads is None else [lead.id for lead in leads])
     budget = config.llm.max_calls_per_cycle
     answered: list[str] = []
     seen: set[str] = set()

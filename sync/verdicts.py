@@ -60,18 +60,23 @@ class Verdicts:
     classified: int = 0
     _known: dict[str, Triage] | None = None
     _new: list[tuple[str, Triage]] = field(default_factory=list)
+    few: bool = False  # for an event's few leads: each verdict read on its own, not all at once
 
     @classmethod
-    def of(cls, state: StateDB, demo: DemoPolicy) -> Verdicts:
-        return cls(state, demo, triage_version(demo))
+    def of(cls, state: StateDB, demo: DemoPolicy, *, few: bool = False) -> Verdicts:
+        return cls(state, demo, triage_version(demo), few=few)
 
     def verdict(self, lead: Lead) -> Remembered:
         """The classifier's verdict on the lead's submission, with the submission's digest."""
         if self._known is None:  # read when the first demo request needs it
-            self._known = self.state.triage_verdicts(self.version)
+            self._known = {} if self.few else self.state.triage_verdicts(self.version)
         submission = Submission.of_lead(lead)
         digest = submission.digest()
         triage = self._known.get(digest)
+        if triage is None and self.few:
+            triage = self.state.triage_verdicts(self.version, [digest]).get(digest)
+            if triage is not None:
+                self._known[digest] = triage
         if triage is None:
             triage = classifier_for(self.demo).classify(submission)
             self._known[digest] = triage
