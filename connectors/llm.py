@@ -107,6 +107,13 @@ class LLMSettings:
         minimum=1,
         maximum=100_000,
     )
+    max_calls_per_hour: int = setting(
+        1_000,
+        "Requests in any 60 minutes at most, cycles and events together: a burst of demo requests "
+        "(a spammed form) costs no more; the rest wait, unowned, for a later cycle.",
+        minimum=1,
+        maximum=1_000_000,
+    )
 
     def __post_init__(self) -> None:
         problems = []

@@ -1309,13 +1309,20 @@ class StateDB:
 
     def triage_asked(self, lead: str, digest: str, at: str) -> None:
         """About to ask about this submission: remembered before the request goes out, so that a
-        crash before the answer is recorded never leads to asking again."""
+        crash before the answer is recorded never leads to asking again. The request is counted
+        (`llm_calls_since`) in the same commit; counts older than a day are dropped."""
         self.db.execute(
             "INSERT INTO triage (lead, digest, label, confidence, reason, asked_at, answered_at) "
             "VALUES (?, ?, NULL, NULL, NULL, ?, NULL) ON CONFLICT (lead) DO UPDATE SET digest = excluded.digest, "
             "label = NULL, confidence = NULL, reason = NULL, asked_at = excluded.asked_at, answered_at = NULL",
             [lead, digest, at],
         )
+        self.db.execute("INSERT INTO llm_calls (at) VALUES (?)", [at])
+        self.db.execute("DELETE FROM llm_calls WHERE at < strftime('%Y-%m-%dT%H:%M:%fZ', ?, '-1 day')", [at])
+
+    def llm_calls_since(self, at: str) -> int:
+        """Requests made to the LLM triage endpoint at `at` or later (`triage_asked`)."""
+        return int(self.db.execute("SELECT count(*) FROM llm_calls WHERE at >= ?", [at]).fetchone()[0])
 
     def triage_answered(self, lead: str, digest: str, verdict: Triage, at: str) -> None:
         self.db.execute(

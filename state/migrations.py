@@ -323,6 +323,16 @@ def _v13(db: sqlite_utils.Database) -> None:
     db.execute("DELETE FROM cursors WHERE name IN ('salesforce.Lead', 'salesforce.Lead.queried_at')")
 
 
+def _v14(db: sqlite_utils.Database) -> None:
+    """Each request made to the LLM triage endpoint, by when it was made (`[triage.llm]
+    max_calls_per_hour` counts them, cycles and events together), recorded with the commit that
+    says a submission is being asked. Filled from the asks the `triage` table remembers (its latest
+    per lead)."""
+    db.execute("CREATE TABLE llm_calls (at TEXT NOT NULL)")
+    db.execute("CREATE INDEX llm_calls_at ON llm_calls (at)")
+    db.execute("INSERT INTO llm_calls (at) SELECT asked_at FROM triage WHERE asked_at IS NOT NULL")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1,
     _v2,
@@ -337,6 +347,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v11,
     _v12,
     _v13,
+    _v14,
 ]
 
 

@@ -4,8 +4,11 @@ With `[rules.demo] classifier = "llm"`, the rules stay pure: `demo.classificatio
 the state remembers for a lead's submission (`StateDB.remembered_triage`, keyed by the lead and the
 submission's digest) and waits, with no owner, while there is none. This step asks: after a real
 cycle's writes, for every open demo request of the mirror whose submission has no verdict yet, up to
-`[triage.llm] max_calls_per_cycle`; the leads it answered are then routed at once, by the daemon's
-mini-cycle for them (`sync.daemon`, with `[events]` on) or, otherwise, by the next cycle. An event's
+`[triage.llm] max_calls_per_cycle`, and at most `max_calls_per_hour` in any 60 minutes, cycles
+and events together (each request counted in the commit that says it is being asked: table
+`llm_calls`); a submission left unasked waits, unowned, and is counted and logged
+(`triage_deferred`). The leads it answered are then routed at once, by the daemon's mini-cycle
+for them (`sync.daemon`, with `[events]` on) or, otherwise, by the next cycle. An event's
 mini-cycle (`sync.minicycle`) asks about the leads it read fresh before it plans them, so a new
 demo request named by an Outbound Message is classified and routed within that mini-cycle.
 
@@ -20,7 +23,7 @@ runs and `explain` never ask: they read what is remembered.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from core.model import Lead
 from core.triage import Submission, Triage, TriageClassifier
@@ -53,11 +56,15 @@ def ask_llm(
     if leads is not None:
         leads = list(leads)  # an event's few leads: only their remembered verdicts are read
     remembered = state.remembered_triage(None if leads is None else [lead.id for lead in leads])
-    budget = config.llm.max_calls_per_cycle
+    settings = config.llm
+    this_hour = state.llm_calls_since(iso(clock() - timedelta(hours=1)))
+    hourly = settings.max_calls_per_hour - this_hour < settings.max_calls_per_cycle
+    budget = min(settings.max_calls_per_cycle, settings.max_calls_per_hour - this_hour)
     answered: list[str] = []
     seen: set[str] = set()
+    deferred = 0
     for lead in (pair[0] for pair in SalesforceFacts(state).iter_leads()) if leads is None else leads:
-        if hooks.should_stop() or budget <= 0:
+        if hooks.should_stop():
             break
         if lead.id in seen or not awaits_triage(lead, policy):
             continue
@@ -73,12 +80,19 @@ def ask_llm(
                 report.counts["triage_recovered"] += 1
                 answered.append(lead.id)
             continue
+        if budget <= 0:
+            deferred += 1  # waits, unowned, for a later cycle's budget
+            continue
         with state.atomic():
             state.triage_asked(lead.id, digest, iso(clock()))
         budget -= 1
         _remember(state, lead.id, digest, llm.classify(submission), clock)
         report.counts["triage_asked"] += 1
         answered.append(lead.id)
+    if deferred:
+        report.counts["triage_deferred"] += deferred
+        limit = "max_calls_per_hour" if hourly else "max_calls_per_cycle"
+        hooks.log("triage_deferred", {"submissions": deferred, "limit": f"triage.llm.{limit}"})
     return answered
 
 

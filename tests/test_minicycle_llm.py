@@ -148,3 +148,42 @@ def test_a_cycle_that_fails_before_it_begins_does_not_queue_the_last_cycle_s_lea
 
     assert cycles.triaged() == []
     assert cycles.stats["failures"] == 1
+
+
+def test_a_burst_of_demo_requests_spends_no_more_than_the_hourly_cap(world: World, stub: LLMStub) -> None:
+    """A spammed form sends a demo request a second, each an Outbound Message: each mini-cycle
+    may ask (`max_calls_per_cycle` bounds one mini-cycle), so before `max_calls_per_hour` the LLM
+    spend of a burst had no bound. Over the cap a request waits, unowned, counted and logged."""
+    world.config = replace(world.config, llm=replace(world.config.llm, max_calls_per_hour=3))
+    world.cycle()
+    leads = [
+        _web_to_lead(world, {**DEMO_REQUEST, "LastName": f"Doe {i}", "Email": f"jane{i}@northwind-robotics.com"})[0]
+        for i in range(5)
+    ]
+    reports = []
+    for lead_id in leads:
+        world.event("salesforce", lead_id)
+        reports.append(_mini(world))
+
+    assert [r.counts["triage_asked"] for r in reports] == [1, 1, 1, 0, 0]
+    assert [r.counts["triage_deferred"] for r in reports] == [0, 0, 0, 1, 1]
+    assert len(stub.requests) == 3
+    owners = {lead["Id"]: lead["OwnerId"] for lead in world.leads()}
+    assert all(owners[lead_id] in _tae_us(world) for lead_id in leads[:3])
+    assert all(owners[lead_id] not in _tae_us(world) for lead_id in leads[3:])  # waiting, not routed
+    deferred = [data for event, data in world.logged if event == "triage_deferred"]
+    assert deferred == [{"submissions": 1, "limit": "triage.llm.max_calls_per_hour"}] * 2
+    # The scheduled cycle counts against the same hour: it asks nothing either.
+    report = world.cycle()
+    assert report.counts["triage_asked"] == 0
+    assert report.counts["triage_deferred"] == 2
+    assert len(stub.requests) == 3
+
+
+def test_the_requests_of_the_last_hour_are_counted_and_a_days_kept(world: World) -> None:
+    state = world.state
+    for number, at in enumerate(("2026-11-21T07:59:59.999Z", "2026-11-22T07:59:59.999Z", "2026-11-22T08:00:00.000Z")):
+        with state.atomic():
+            state.triage_asked(f"00Q{number}", "digest", at)  # committed before the request goes out
+    assert state.llm_calls_since("2026-11-22T08:00:00.000Z") == 1
+    assert state.llm_calls_since("2026-11-21T00:00:00.000Z") == 2  # the oldest dropped: over a day old
