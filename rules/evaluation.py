@@ -211,6 +211,21 @@ def _churned(account: Account) -> Decision:
     return Decision(lifecycle.STAGE.id, account.id, False, reason, {"churned_at": when})
 
 
+def _as_allocated(account: Account, owner: Decision | None, policy: Policy) -> Account:
+    """The account as the routing guards must see it. Its allocation segment (`TAM/CSM Candidate`)
+    says someone is working the account (`[rules.guards] active_sales_segments`, as the handbook
+    lists it: plg-lead-qualification.md step 4, sales-handover.md), unless `allocation.new_owner`
+    puts it there in this very plan: then the segment is crm-sync's own doing, not someone else's
+    engagement (as crm-sync's own open lead is not: `rules.guards.routing_guard`). Otherwise a
+    $20k+ account without an owner that a routing trigger matches (the product-led band's top, MRR
+    1,667, is ARR 20,004) would be routed on the first cycle and held, its lead's segment taken
+    away, on the next, once allocation's segment is there."""
+    segment = policy.allocation.segment
+    if owner is None or not owner.fired or segment not in account.segments:
+        return account
+    return replace(account, segments=account.segments - {segment})
+
+
 def evaluate_account(
     account: Account,
     ctx: AccountContext,
@@ -232,17 +247,18 @@ def evaluate_account(
         return [_churned(account)]
     if not full:
         return _evaluate_fast(account, ctx, policy, now, custom)
-    winner, routing = _routing.route_account(account, ctx, policy, now, fast=not full)
-    for trigger in custom:
-        decision, winner = _contend(_custom(account, ctx, policy, now, trigger), winner)
-        routing.append(decision)
-    handover: list[Decision] = []
-    if full or onboarding.DIRECT_HANDOVER.may_fire(account, ctx, policy, now):
-        decision, winner = _contend(onboarding.DIRECT_HANDOVER.decide(account, ctx, policy, now), winner)
-        handover.append(decision)
     owner: list[Decision] = []
     if full or allocation.NEW_OWNER.may_fire(account, ctx, policy, now):
         owner.append(allocation.NEW_OWNER.decide(account, ctx, policy, now))
+    routed_as = _as_allocated(account, owner[0] if owner else None, policy)
+    winner, routing = _routing.route_account(routed_as, ctx, policy, now, fast=not full)
+    for trigger in custom:
+        decision, winner = _contend(_custom(routed_as, ctx, policy, now, trigger), winner)
+        routing.append(decision)
+    handover: list[Decision] = []
+    if full or onboarding.DIRECT_HANDOVER.may_fire(routed_as, ctx, policy, now):
+        decision, winner = _contend(onboarding.DIRECT_HANDOVER.decide(routed_as, ctx, policy, now), winner)
+        handover.append(decision)
     qualified = _qualification(account, ctx, policy, now, winner, full)
     if winner is not None:
         routed = _attribute(winner, qualified, policy)
@@ -267,16 +283,17 @@ def _evaluate_fast(
     """`evaluate_account(full=False)` of an account that has not churned: the same steps, for the
     rules whose `may_fire` holds, without the lists a full evaluation builds to explain the others
     (a cycle runs this for every account of the book)."""
-    winner, routing = _routing.route_account(account, ctx, policy, now, fast=True)
-    for trigger in custom:
-        decision, winner = _contend(_custom(account, ctx, policy, now, trigger), winner)
-        routing.append(decision)
-    handover = None
-    if _HANDOVER_MAY_FIRE(account, ctx, policy, now):
-        handover, winner = _contend(onboarding.DIRECT_HANDOVER.decide(account, ctx, policy, now), winner)
     owner = (
         allocation.NEW_OWNER.decide(account, ctx, policy, now) if _OWNER_MAY_FIRE(account, ctx, policy, now) else None
     )
+    routed_as = _as_allocated(account, owner, policy)
+    winner, routing = _routing.route_account(routed_as, ctx, policy, now, fast=True)
+    for trigger in custom:
+        decision, winner = _contend(_custom(routed_as, ctx, policy, now, trigger), winner)
+        routing.append(decision)
+    handover = None
+    if _HANDOVER_MAY_FIRE(routed_as, ctx, policy, now):
+        handover, winner = _contend(onboarding.DIRECT_HANDOVER.decide(routed_as, ctx, policy, now), winner)
     if winner is None:
         decisions = routing
     else:

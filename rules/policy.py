@@ -289,7 +289,7 @@ class GuardPolicy:
         "Segments meaning an account is already owned: it is not routed, and allocation.new_owner counts it TAM-owned.",
     )
     active_sales_segments: tuple[str, ...] = setting(
-        ("Active Trial", "Active Self-serve Trial", "Annual Plan", "Leads"),
+        ("Active Trial", "Active Self-serve Trial", "Annual Plan", "Leads", "TAM/CSM Candidate", "$20k MRR"),
         "Segments meaning sales already works the account: it is not routed.",
     )
     cool_off_days: int = _days(
