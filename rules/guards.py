@@ -26,7 +26,16 @@ from rules.episodes import hold
 if TYPE_CHECKING:
     from rules.policy import Policy
 
-__all__ = ["Check", "days_since", "may_be_routed", "owned_by", "routing_guard", "summarise", "trigger_decision"]
+__all__ = [
+    "Check",
+    "days_since",
+    "may_be_routed",
+    "owned_by",
+    "routing_guard",
+    "summarise",
+    "trigger_decision",
+    "worked_in_salesforce",
+]
 
 
 # Not frozen: every trigger of every account builds a few, and a frozen dataclass (or a named
@@ -126,7 +135,7 @@ def routing_guard(
     if owned is not None:
         return f"already owned (segment {owned})"
     if ctx.leads or ctx.opportunities:  # most accounts have nothing in Salesforce
-        worked = _worked_in_salesforce(ctx)
+        worked = worked_in_salesforce(ctx)
         if worked is not None:
             return worked
     active = _first_in(guards.active_sales_segments, segments) if segments else None
@@ -152,7 +161,7 @@ def _cooling_off(account: Account, ctx: AccountContext, policy: Policy, now: dat
     return hold(account, ctx, policy, now)
 
 
-def _worked_in_salesforce(ctx: AccountContext) -> str | None:
+def worked_in_salesforce(ctx: AccountContext) -> str | None:
     """An open opportunity, or an open lead someone other than crm-sync created."""
     opportunities = ctx.open_opportunities
     if opportunities:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from rules.base import AccountRule, Decision, Rule, fmt_num
-from rules.guards import owned_by
+from rules.guards import owned_by, worked_in_salesforce
 from rules.policy import (
     BDR,
     CSM,
@@ -58,14 +58,19 @@ def _may_account_review(account: Account, ctx: AccountContext, policy: Policy, n
 
 def account_review(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """A self-serve account (no TAM, CSM or Account Executive) that grows organically to $2,000+ MRR goes to
-    Account review, where Simon decides whether it meets the TAM criteria.
+    Account review, where Simon decides whether it meets the TAM criteria (accounts-overview.md).
 
-    An Onboarding Specialist does not make an account owned; `AM Managed` does.
+    An Onboarding Specialist does not make an account owned; `AM Managed` does. Growth is not organic
+    while sales works the account in Salesforce: an open opportunity, or an open lead someone other
+    than crm-sync created (crm-sync's own routed lead is no one's engagement yet, as for the routing
+    guards: otherwise an account routed and reviewed in one cycle would leave review on the next).
     """
     rules = policy.lifecycle
     manages = frozenset({rules.segment})
     inputs: dict[str, object] = {"mrr": account.mrr, "key_roles": dict(account.key_roles)}
     owner = _owner(account, policy, rules)
+    if owner is None and (ctx.leads or ctx.opportunities):
+        owner = worked_in_salesforce(ctx)
     if owner is not None:
         return Decision(_ACCOUNT_REVIEW, account.id, False, f"not self serve ({owner})", inputs, manages=manages)
     if account.mrr is None:

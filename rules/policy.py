@@ -986,7 +986,8 @@ RULE_DOCS: Mapping[str, str] = {
     "onboarding referral to Sales.",
     "onboarding.circle_back": "A growing account below the threshold, not routed this cycle → a circle-back Vitally "
     "task due in 30 days, once per account per quarter.",
-    "lifecycle.account_review": "A self-serve account reaching the review MRR → segment `Account review`.",
+    "lifecycle.account_review": "A self-serve account reaching the review MRR, growing organically (no open "
+    "opportunity, no open lead someone else created) → segment `Account review`.",
     "lifecycle.csm_downgrade": "A CSM account below the CSM ARR → segment `Account review`.",
     "lifecycle.stage": "The account's stage in the accounts-overview flowchart → trait `lifecycle_stage`.",
     "qualification.recommendation": "Each product-led lead: `qualify`, `nurture` or `disqualify` with the handbook's "

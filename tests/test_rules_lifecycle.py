@@ -64,6 +64,34 @@ def test_account_review_reason_names_mrr_and_threshold() -> None:
     assert owned.reason == "not self serve (TAM key role)"
 
 
+@pytest.mark.parametrize(
+    ("ctx", "reason"),
+    [
+        (
+            AccountContext(opportunities=(OPEN_OPPORTUNITY,)),
+            "not self serve (open opportunity 006A (Discovery) in Salesforce)",
+        ),
+        (AccountContext(leads=(open_lead("Web"),)), "not self serve (open lead 00Q1 (Open) in Salesforce)"),
+    ],
+)
+def test_account_review_is_for_organic_growth_not_an_account_sales_works(ctx: AccountContext, reason: str) -> None:
+    """accounts-overview.md: a self-serve account's "organic growth to $2k+ MRR" goes to Account
+    review; one with an open opportunity or someone's open lead is already being worked."""
+    decision = account_review(account(mrr=2500), ctx, Policy(), NOW)
+    assert decision.fired is False
+    assert decision.reason == reason
+
+
+def test_account_review_is_not_withdrawn_by_the_lead_crm_sync_routed_in_the_same_plan() -> None:
+    """The routing trigger that fires with the review creates crm-sync's own lead (its Sync_Key__c):
+    on the next cycle that lead is in the context, and the review must stand as it did."""
+    ours = Lead("00Q2", NOW, lead_source="Product-led", status="Open", sync_key="crm-sync-acc_1-1")
+    first = account_review(account(mrr=2500), EMPTY, Policy(), NOW)
+    second = account_review(account(mrr=2500), AccountContext(leads=(ours,)), Policy(), NOW)
+    assert first.fired and second.fired
+    assert second.reason == first.reason
+
+
 def test_account_review_threshold_is_configurable() -> None:
     decision = account_review(account(mrr=1500), EMPTY, Policy(lifecycle=LifecyclePolicy(review_mrr=1500)), NOW)
     assert decision.fired is True
