@@ -212,17 +212,23 @@ def _churned(account: Account) -> Decision:
 
 
 def _as_allocated(account: Account, owner: Decision | None, policy: Policy) -> Account:
-    """The account as the routing guards must see it. Its allocation segment (`TAM/CSM Candidate`)
-    says someone is working the account (`[rules.guards] active_sales_segments`, as the handbook
-    lists it: plg-lead-qualification.md step 4, sales-handover.md), unless `allocation.new_owner`
-    puts it there in this very plan: then the segment is crm-sync's own doing, not someone else's
-    engagement (as crm-sync's own open lead is not: `rules.guards.routing_guard`). Otherwise a
-    $20k+ account without an owner that a routing trigger matches (the product-led band's top, MRR
-    1,667, is ARR 20,004) would be routed on the first cycle and held, its lead's segment taken
-    away, on the next, once allocation's segment is there."""
+    """The account as the routing guards (and the qualification of what routing chose, which reads
+    them) must see it. Its allocation segment (`TAM/CSM Candidate`) says someone is working the
+    account (`[rules.guards] active_sales_segments`, as the handbook lists it:
+    plg-lead-qualification.md step 4, sales-handover.md), unless `allocation.new_owner` puts it
+    there in this very plan: then the segment is crm-sync's own doing, not someone else's
+    engagement (as crm-sync's own open lead is not: `rules.guards.routing_guard`). Otherwise a $20k+
+    account without an owner that a routing trigger matches (the product-led band's top, MRR 1,667,
+    is ARR 20,004; a forecast spike or a startup roll-off at any MRR) would be routed and qualified
+    on the first cycle and held, its lead's segment and qualification taken away, on the next. The
+    rules cannot tell who put an account there: while allocation puts it there too, a person's
+    segment is read as crm-sync's. With allocation switched off, the segment is always a person's.
+    """
     segment = policy.allocation.segment
     if owner is None or not owner.fired or segment not in account.segments:
         return account
+    if allocation.NEW_OWNER.id in policy.disabled:
+        return account  # switched off ([rules.enabled]): crm-sync puts no account there, a person did
     return replace(account, segments=account.segments - {segment})
 
 
@@ -259,7 +265,7 @@ def evaluate_account(
     if full or onboarding.DIRECT_HANDOVER.may_fire(routed_as, ctx, policy, now):
         decision, winner = _contend(onboarding.DIRECT_HANDOVER.decide(routed_as, ctx, policy, now), winner)
         handover.append(decision)
-    qualified = _qualification(account, ctx, policy, now, winner, full)
+    qualified = _qualification(routed_as, ctx, policy, now, winner, full)
     if winner is not None:
         routed = _attribute(winner, qualified, policy)
         routing = [routed if d is winner else d for d in routing]
@@ -297,7 +303,7 @@ def _evaluate_fast(
     if winner is None:
         decisions = routing
     else:
-        qualified = [qualification.RECOMMENDATION.decide(account, ctx, policy, now)] if winner.team == "TAM" else []
+        qualified = [qualification.RECOMMENDATION.decide(routed_as, ctx, policy, now)] if winner.team == "TAM" else []
         routed = _attribute(winner, qualified, policy)
         decisions = [*qualified, *[routed if d is winner else d for d in routing]]
         if handover is winner:

@@ -907,8 +907,9 @@ class StateDB:
         whole-mirror passes stream `iter_sf`). By `Id`, and by a field the mirror stores beside
         each record (`SF_LINK_FIELDS`: the Vitally account, the Opportunity's Account, a Lead's
         Status and Company), the well-formed records only, found through the index
-        `sf_records_links` without reading any other record; by another field, one scan of that
-        object's JSON (malformed records included: the caller skips them)."""
+        `sf_records_links` (a scan of that object's entries in it, with no record's JSON decoded);
+        by another field, one scan of that object's JSON (malformed records included: the caller
+        skips them)."""
         if not _NAME.fullmatch(field):
             raise ValueError(f"not a field name: {field!r}")
         column = _LINK_COLUMNS.get(field)

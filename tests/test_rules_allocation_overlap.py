@@ -14,12 +14,13 @@ while allocation does not put the account there itself, as crm-sync's own open l
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
 
-from core.model import Account
+from core.model import Account, Invoice
 from rules import Policy, evaluate_account
 from rules.base import Decision
 from rules.context import EMPTY
@@ -42,7 +43,9 @@ def account(**kw: Any) -> Account:
         "country": "DE",
         "users_by_country": {"DE": 9},
         "first_paid_at": date(2026, 6, 1),
-        "paid_products": ("product_analytics",),
+        "paid_products": ("product_analytics", "session_replay"),
+        "activated_products": ("product_analytics", "session_replay", "feature_flags"),
+        "invoices": tuple(Invoice(f"2026-{m:02d}", a) for m, a in enumerate((900, 1100, 1300, 1667), start=7)),
     }
     base.update(kw)
     return Account(**base)
@@ -77,7 +80,18 @@ def test_the_band_top_is_routed_and_allocated_and_stays_so_once_in_the_candidate
     # The next cycle: Vitally's Playbooks have put the account in both segments crm-sync set.
     segments = frozenset({CANDIDATE, POLICY.routing.product_led_segment})
     second = decisions(account(mrr=1667, segments=segments), full=full)
-    for rule in ("product_led.mrr_band", "allocation.new_owner"):
+    for rule in ("product_led.mrr_band", "allocation.new_owner", "qualification.recommendation"):
         assert second[rule].fired, second[rule].reason
+        assert second[rule].reason == first[rule].reason
         assert second[rule].segments == first[rule].segments
         assert second[rule].traits == first[rule].traits
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_with_allocation_switched_off_the_candidate_segment_is_a_persons_and_holds_routing(full: bool) -> None:
+    policy = replace(POLICY, enabled={**POLICY.enabled, "allocation.new_owner": False})
+    acc = account(mrr=1667, segments=frozenset({CANDIDATE}))
+    judged = {d.rule: d for d in evaluate_account(acc, EMPTY, policy, NOW, full=full)}
+    band = judged["product_led.mrr_band"]
+    assert not band.traits
+    assert f"in active sales segment {CANDIDATE}" in band.reason
