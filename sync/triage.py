@@ -22,15 +22,18 @@ runs and `explain` never ask: they read what is remembered.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import json
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 
+from core.errors import RecordError
 from core.model import Lead
+from core.records import parse_lead
 from core.triage import Submission, Triage, TriageClassifier
 from rules.demo import awaits_triage, classifier_for
+from rules.policy import Policy
 from state import StateDB
 from sync.config import Config
-from sync.facts import SalesforceFacts
 from sync.vocabulary import CycleReport, Hooks, iso
 
 __all__ = ["ask_llm"]
@@ -63,7 +66,7 @@ def ask_llm(
     answered: list[str] = []
     seen: set[str] = set()
     deferred = 0
-    for lead in (pair[0] for pair in SalesforceFacts(state).iter_leads()) if leads is None else leads:
+    for lead in _demo_requests(state, policy) if leads is None else leads:
         if hooks.should_stop():
             break
         if lead.id in seen or not awaits_triage(lead, policy):
@@ -94,6 +97,21 @@ def ask_llm(
         limit = "max_calls_per_hour" if hourly else "max_calls_per_cycle"
         hooks.log("triage_deferred", {"submissions": deferred, "limit": f"triage.llm.{limit}"})
     return answered
+
+
+def _demo_requests(state: StateDB, policy: Policy) -> Iterator[Lead]:
+    """The mirror's well-formed leads of the demo form's lead source, in id order: SQLite finds them
+    by their LeadSource, so a cycle does not parse every lead of the book to ask about a few (the
+    caller checks that each still awaits its triage)."""
+    for _id, raw, error in state.sf_where("Lead", "LeadSource", [policy.demo.lead_source]):
+        if error:
+            continue
+        try:
+            lead = parse_lead(json.loads(raw))
+        except RecordError:
+            continue
+        if not lead.is_deleted:
+            yield lead
 
 
 def _remember(state: StateDB, lead: str, digest: str, verdict: Triage, clock: Callable[[], datetime]) -> None:
