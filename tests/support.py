@@ -171,6 +171,20 @@ def state_rows(state: Path, sql: str) -> list[tuple[Any, ...]]:
         db.close()
 
 
+def run_bench(script: str, *args: str, timeout: float = 240) -> str:
+    """What `python bench/<script> <args>` prints, run for real in a subprocess; it must succeed."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 def bench_module(name: str) -> ModuleType:
     """The script `bench/<name>.py` imported as a module (the benches import each other by name, as
     `python bench/<name>.py` finds them beside it)."""

@@ -8,12 +8,10 @@ tests hold the bench to timing the routed owner, and goals.py to reading the fig
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support import bench_module
+from support import bench_module, run_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,16 +20,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def printed() -> str:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "events.py"), "--events", "3"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    return run_bench("events.py", "--events", "3")
 
 
 def test_each_inbound_lead_is_timed_until_crm_sync_routes_it(printed: str) -> None:
