@@ -211,6 +211,13 @@ def _churned(account: Account) -> Decision:
     return Decision(lifecycle.STAGE.id, account.id, False, reason, {"churned_at": when})
 
 
+def _allocates(owner: Decision | None, policy: Policy) -> bool:
+    """Whether `allocation.new_owner` acts on the account in this plan: it fired and is not switched
+    off in `[rules.enabled]` (`sync.decider.switched_off` withdraws a switched-off rule's verdict only
+    after the evaluation, so the evaluation itself must not count on it either)."""
+    return owner is not None and owner.fired and allocation.NEW_OWNER.id not in policy.disabled
+
+
 def _as_allocated(account: Account, owner: Decision | None, policy: Policy) -> Account:
     """The account as the routing guards (and the qualification of what routing chose, which reads
     them) must see it. Its allocation segment (`TAM/CSM Candidate`) says someone is working the
@@ -225,10 +232,8 @@ def _as_allocated(account: Account, owner: Decision | None, policy: Policy) -> A
     segment is read as crm-sync's. With allocation switched off, the segment is always a person's.
     """
     segment = policy.allocation.segment
-    if owner is None or not owner.fired or segment not in account.segments:
-        return account
-    if allocation.NEW_OWNER.id in policy.disabled:
-        return account  # switched off ([rules.enabled]): crm-sync puts no account there, a person did
+    if segment not in account.segments or not _allocates(owner, policy):
+        return account  # switched off ([rules.enabled]), crm-sync puts no account there: a person did
     return replace(account, segments=account.segments - {segment})
 
 
@@ -274,7 +279,7 @@ def evaluate_account(
     decisions = [*qualified, *routing, *handover, *owner]
     # onboarding.lead: a routing trigger, the handover or a New Owner already makes it a lead.
     claimed = ctx
-    if (winner is not None or any(d.fired for d in owner)) and not ctx.otherwise_lead:
+    if (winner is not None or _allocates(owner[0] if owner else None, policy)) and not ctx.otherwise_lead:
         claimed = AccountContext(ctx.leads, ctx.opportunities, True, ctx.assigned_owners)
     for rule in _AFTER_ROUTING:
         if full or rule.may_fire(account, claimed, policy, now):
@@ -315,7 +320,7 @@ def _evaluate_fast(
         decisions.append(owner)
     # onboarding.lead: a routing trigger, the handover or a New Owner already makes it a lead.
     claimed = ctx
-    if (winner is not None or (owner is not None and owner.fired)) and not ctx.otherwise_lead:
+    if (winner is not None or _allocates(owner, policy)) and not ctx.otherwise_lead:
         claimed = AccountContext(ctx.leads, ctx.opportunities, True, ctx.assigned_owners)
     for may_fire, decide in _AFTER_ROUTING_GATED:
         if may_fire(account, claimed, policy, now):

@@ -908,8 +908,9 @@ class StateDB:
         each record (`SF_LINK_FIELDS`: the Vitally account, the Opportunity's Account, a Lead's
         Status and Company), the well-formed records only, found through the index
         `sf_records_links` (a scan of that object's entries in it, with no record's JSON decoded);
-        by another field, one scan of that object's JSON (malformed records included: the caller
-        skips them)."""
+        by another field, one scan of that object's JSON (malformed records included, and those
+        whose JSON SQLite cannot read, such as a number beyond a float stored as `Infinity`: the
+        caller reads and checks them)."""
         if not _NAME.fullmatch(field):
             raise ValueError(f"not a field name: {field!r}")
         column = _LINK_COLUMNS.get(field)
@@ -919,15 +920,15 @@ class StateDB:
         elif column is not None:
             where = f"coalesce(error, '') = '' AND {column}"  # as the partial index is written
         else:
-            where, path = _field("?"), [f"$.{field}"]
+            where, path = f"NOT json_valid(raw) OR {_field('?')}", [f"$.{field}"]
         wanted = sorted(set(values))
         found: list[tuple[str, str, str | None]] = []
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             found.extend(
                 self.db.execute(
-                    f"SELECT id, raw, error FROM sf_records WHERE object = ? AND {where} "
-                    f"IN ({','.join('?' * len(chunk))})",
+                    f"SELECT id, raw, error FROM sf_records WHERE object = ? AND ({where} "
+                    f"IN ({','.join('?' * len(chunk))}))",
                     [sobject, *path, *chunk],
                 )
             )

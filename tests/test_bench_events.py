@@ -8,12 +8,8 @@ tests hold the bench to timing the routed owner, and goals.py to reading the fig
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from support import bench_module, run_bench
-
-ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.e2e
 

@@ -11,40 +11,21 @@ benches time starts from its tree's bytecode, written as `pip install` writes it
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support import bench_module
-
-ROOT = Path(__file__).resolve().parent.parent
+from support import bench_module, run_bench
 
 pytestmark = pytest.mark.slow  # child processes that generate and evaluate a book
 
 
 @pytest.mark.parametrize("context", ["mirror", "empty"])
 def test_goals_reads_the_cpu_time_the_rule_set_bench_prints(context: str) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "rule_set.py"),
-            "--accounts",
-            "300",
-            "--repeat",
-            "1",
-            "--context",
-            context,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    found = bench_module("goals")._EVALUATE.search(done.stdout)
-    assert found is not None, done.stdout
+    printed = run_bench("rule_set.py", "--accounts", "300", "--repeat", "1", "--context", context, timeout=120)
+    found = bench_module("goals")._EVALUATE.search(printed)
+    assert found is not None, printed
     assert float(found.group(1)) >= 0.0
-    skipped = int(done.stdout.split("malformed skipped: ")[1].split()[0].replace(",", ""))
+    skipped = int(printed.split("malformed skipped: ")[1].split()[0].replace(",", ""))
     # The empty mode keeps 5f2d409's book, malformed records and all; the mirror mode has none.
     assert (skipped > 0) == (context == "empty")
 

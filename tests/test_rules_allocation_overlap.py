@@ -95,3 +95,25 @@ def test_with_allocation_switched_off_the_candidate_segment_is_a_persons_and_hol
     band = judged["product_led.mrr_band"]
     assert not band.traits
     assert f"in active sales segment {CANDIDATE}" in band.reason
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_a_switched_off_allocation_does_not_make_the_account_a_lead_for_the_onboarding_rules(full: bool) -> None:
+    """`onboarding.lead` is held for an account that is "otherwise a lead" (routed, or allocated):
+    with allocation switched off, no allocation is made, so nothing holds the onboarding lead."""
+    # $20k+ from its first bill, a business email, unowned; too new and small for routing.
+    acc = account(
+        mrr=1700,
+        employee_count=20,
+        user_count=2,
+        first_paid_at=date(2026, 11, 1),
+        business_email=True,
+        invoices=(Invoice("2026-11", 1700),),
+    )
+    on = {d.rule: d for d in evaluate_account(acc, EMPTY, POLICY, NOW, full=full)}
+    policy = replace(POLICY, enabled={**POLICY.enabled, "allocation.new_owner": False})
+    off = {d.rule: d for d in evaluate_account(acc, EMPTY, policy, NOW, full=full)}
+    assert on["allocation.new_owner"].fired
+    assert not any(d.fired and d.team == "TAM" and d.rule != "allocation.new_owner" for d in on.values())
+    assert "otherwise a lead" in on["onboarding.lead"].reason  # allocation makes it a lead for a TAM
+    assert off["onboarding.lead"].fired, off["onboarding.lead"].reason

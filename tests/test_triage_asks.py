@@ -84,3 +84,20 @@ def test_a_cycle_asks_about_the_open_demo_requests_and_parses_no_other_lead(monk
     assert llm.asked == ["00qa@example.com", "00qg@example.com"]
     assert sorted(parsed) == ["00QA", "00QD", "00QF", "00QG"]
     assert report.counts["triage_asked"] == 2
+
+
+def test_a_demo_request_whose_json_sqlite_cannot_read_is_still_asked_about() -> None:
+    """A number beyond a float in a field crm-sync does not read (`1e400`, stored by Python as
+    `Infinity`) leaves the record well-formed for the parser but unreadable for SQLite's JSON
+    functions: it must not drop out of the search by LeadSource."""
+    state = StateDB.memory()
+    unreadable = _lead("00QA", "Demo request")
+    unreadable["raw"] = unreadable["raw"][:-1] + ', "AnnualRevenue__x": Infinity}'
+    state.upsert_sf([unreadable, _lead("00QB", "Web")])
+    config = example_against("http://127.0.0.1:1")
+    config = replace(config, policy=replace(config.policy, demo=replace(config.policy.demo, classifier="llm")))
+    llm = _Asked()
+    answered = ask_llm(
+        config, state, llm, CycleReport(run_id=1, dry_run=False, now=NOW), clock=lambda: NOW, hooks=Hooks()
+    )
+    assert answered == ["00QA"]
