@@ -232,13 +232,14 @@ def bdr_qualified(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -
 
 def _may_source(source: Callable[[RoutingPolicy], str]) -> Callable[[Lead, LeadContext, Policy, datetime], bool]:
     """A lead-source trigger's necessary condition (`lead_source_decision` fires only then): an
-    open lead with that LeadSource, waiting for routing. A cycle evaluates every lead each time,
+    open lead with that LeadSource, not crm-sync's own, waiting for routing. A cycle evaluates every lead each time,
     and most are owned or closed: their six non-firing verdicts are not built."""
 
     def may_fire(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> bool:
         routing = policy.routing
         return (
             not lead.is_converted
+            and not lead.sync_key
             and bool(lead.lead_source)
             and (lead.status or "") not in CLOSED_LEAD_STATUSES
             and routing.waiting_for_routing(lead.owner_id) is not None
@@ -264,8 +265,16 @@ BDR_QUALIFIED: LeadRule = Rule(
 
 def lead_source_decision(rule: str, source: str, lead: Lead, routing: RoutingPolicy) -> Decision:
     """Fires when the lead's LeadSource is `source` (case- and space-insensitive) and the lead is open
-    (not converted, status not closed) and waits for routing (no OwnerId, a queue, or one of the
-    configured `unrouted_owners`: the org's default lead owner); says why not otherwise.
+    (not converted, status not closed), was not created by crm-sync, and waits for routing (no
+    OwnerId, a queue, or one of the configured `unrouted_owners`: the org's default lead owner);
+    says why not otherwise.
+
+    A lead crm-sync created (it carries `Sync_Key__c`) was routed when it was created, by the
+    account trigger its `Routing_Rule__c` names, and its owner drawn then: one the round robin put
+    in a queue (no member available) waits there for the queue's members. Routing it again by its
+    LeadSource would draw a second owner, and for crm-sync's own BDR leads (LeadSource `BDR`, the
+    BDR team's) hand them to a TAE as if a BDR had qualified them (lead-routing-and-scoring.md
+    lists the two apart).
 
     A fired decision wants the lead's routing rule and routing reason written (`Routing_Rule__c` and
     `Routing_Reason__c`).
@@ -282,6 +291,9 @@ def lead_source_decision(rule: str, source: str, lead: Lead, routing: RoutingPol
         checks.append(Check("status", False, f"lead status {lead.status} is closed"))
     else:
         checks.append(Check("status", True, f"lead open (status {lead.status or 'none'})"))
+    if lead.sync_key:
+        by = f" by {lead.routing_rule}" if lead.routing_rule else ""
+        checks.append(Check("sync_key", False, f"created by crm-sync (Sync_Key__c {lead.sync_key}), routed{by} then"))
     owner = lead.owner_id
     waiting = routing.waiting_for_routing(owner)
     if waiting is not None:
@@ -293,6 +305,7 @@ def lead_source_decision(rule: str, source: str, lead: Lead, routing: RoutingPol
         "status": lead.status,
         "is_converted": lead.is_converted,
         "owner_id": lead.owner_id,
+        "sync_key": lead.sync_key,
     }
     passed, reason, unknown = summarise(checks)
     if not passed:

@@ -549,6 +549,33 @@ def test_lead_source_triggers_fire_only_for_open_unowned_leads(kw: dict[str, Any
         assert text in decision.reason
 
 
+@pytest.mark.parametrize("owner_id", [None, "00G5e000001Queue"])
+@pytest.mark.parametrize("fast", [False, True])
+def test_lead_source_triggers_leave_crm_syncs_own_leads_alone(owner_id: str | None, fast: bool) -> None:
+    """A lead crm-sync created was routed, and its owner drawn, when it was created: when the round
+    robin put it in a queue, routing it again by LeadSource would draw a second owner, and crm-sync's
+    own BDR lead (LeadSource BDR, the BDR team's) would go to a TAE as "manually qualified by a BDR"
+    (lead-routing-and-scoring.md lists the BDR team's leads apart from those BDRs qualified)."""
+    ours = lead(
+        lead_source="BDR",
+        owner_id=owner_id,
+        sync_key="crm-sync-acc-1-1",
+        routing_rule="bdr.closed_lost_unresponsive",
+    )
+    winner, decisions = route_lead(ours, LeadContext(), POLICY, NOW, fast=fast)
+    assert winner is None
+    if not fast:
+        decision = next(d for d in decisions if d.rule == "new_business.bdr_qualified")
+        assert not decision.fired
+        assert decision.reason == (
+            "created by crm-sync (Sync_Key__c crm-sync-acc-1-1), routed by bdr.closed_lost_unresponsive then"
+        )
+    # The same lead created by a person (no Sync_Key__c) is a BDR-qualified lead waiting for a TAE.
+    theirs = lead(lead_source="BDR", owner_id=owner_id, routing_rule="bdr.closed_lost_unresponsive")
+    winner, _ = route_lead(theirs, LeadContext(), POLICY, NOW, fast=fast)
+    assert winner is not None and winner.rule == "new_business.bdr_qualified"
+
+
 def test_lead_source_unknown_is_named() -> None:
     winner, decisions = route_lead(lead(lead_source=None), LeadContext(), POLICY, NOW)
     assert winner is None
