@@ -12,6 +12,7 @@ from core.settings import section, setting
 
 __all__ = [
     "DEFAULT_REGIONS",
+    "DISQUALIFIED_STATUSES",
     "PRIMARY_PRODUCTS",
     "ROUTING_RULE_IDS",
     "RULE_DOCS",
@@ -63,6 +64,11 @@ ROUTING_RULE_IDS: tuple[str, ...] = (
     "bdr.closed_lost_unresponsive",
     "bdr.low_usage",
 )
+
+
+# Lead statuses meaning a person disqualified the lead: the custom "Disqualified" and "Unqualified",
+# and "Closed - Not Converted", what Salesforce's standard Lead Status picklist has for it.
+DISQUALIFIED_STATUSES: tuple[str, ...] = ("Disqualified", "Unqualified", "Closed - Not Converted")
 
 
 # The flowchart's nodes, as written to the `lifecycle_stage` trait.
@@ -807,8 +813,9 @@ class EpisodePolicy:
         ("Nurturing", "Nurture"), 'Lead statuses meaning "not yet": the owner nurtures it and comes back.'
     )
     disqualified_statuses: tuple[str, ...] = setting(
-        ("Disqualified", "Unqualified", "Closed - Not Converted"),
-        "Lead statuses meaning the owner disqualified it: the cool-off starts.",
+        DISQUALIFIED_STATUSES,
+        "Lead statuses meaning the owner disqualified it: the cool-off starts; a lead of the company "
+        "in one of them within the last month also hides the instant scheduler (demo.instant_scheduler).",
     )
     converted_statuses: tuple[str, ...] = setting(
         ("Converted", "Closed - Converted"), "Lead statuses meaning converted (besides IsConverted)."

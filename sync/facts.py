@@ -15,12 +15,12 @@ from core.model import Lead, Opportunity, SfUser
 from core.records import parse_lead, parse_opportunity, parse_sf_account, parse_user
 from core.triage import Remembered
 from rules.context import EMPTY, AccountContext
+from rules.policy import DISQUALIFIED_STATUSES
 from state import StateDB
 
 __all__ = ["SalesforceFacts"]
 
 T = TypeVar("T")
-_DISQUALIFIED = ("Disqualified", "Unqualified")
 
 
 def _parsed(state: StateDB, sobject: str, parse: Callable[[dict[str, Any]], T]) -> Iterator[tuple[T, dict[str, Any]]]:
@@ -80,6 +80,9 @@ class SalesforceFacts:
     """
 
     state: StateDB
+    # The lead statuses meaning disqualified (`[rules.episodes] disqualified_statuses`): a company's
+    # lead in one of them is what `company_disqualified_at` answers from.
+    disqualified_statuses: tuple[str, ...] = DISQUALIFIED_STATUSES
     users: dict[str, SfUser] = field(default_factory=dict)
     _leads_by_account: dict[str, list[Lead]] = field(default_factory=lambda: defaultdict(list))
     _opps_by_account: dict[str, list[Opportunity]] = field(default_factory=lambda: defaultdict(list))
@@ -119,14 +122,17 @@ class SalesforceFacts:
     _planned: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
 
     @classmethod
-    def load(cls, state: StateDB, *, lazy: bool = False) -> SalesforceFacts:
+    def load(
+        cls, state: StateDB, *, lazy: bool = False, disqualified: tuple[str, ...] = DISQUALIFIED_STATUSES
+    ) -> SalesforceFacts:
         """The facts of the whole mirror. The linked leads are found without parsing them (by the
         `Vitally_Account_Id__c` stored with each mirrored lead), each with the digest of its raw
         JSON stored beside it, for `fingerprint`; `lazy` parses an account's linked leads only when its context is first
         asked for (an incremental cycle judges few accounts), else all of them now (a cold or
         `--full` cycle judges every account: one streamed read beats a query per account).
-        Disqualified leads are parsed now either way (every lead's context may name their company)."""
-        facts = cls(state)
+        Disqualified leads (a status of `disqualified`) are parsed now either way (every lead's
+        context may name their company)."""
+        facts = cls(state, disqualified)
         for user, _ in _parsed(state, "User", parse_user):
             facts.users[user.id] = user
         facts._triage = {lead: verdict for lead, (_, verdict) in state.remembered_triage().items() if verdict}
@@ -206,7 +212,7 @@ class SalesforceFacts:
         written = self.state.written_field("salesforce", "OwnerId").get  # one query, not one per lead
         for lead_id, text, digest in self.state.iter_sf_digested("Lead"):
             record = json.loads(text)
-            if not record.get("Vitally_Account_Id__c") and record.get("Status") not in _DISQUALIFIED:
+            if not record.get("Vitally_Account_Id__c") and record.get("Status") not in self.disqualified_statuses:
                 continue
             try:
                 lead = parse_lead(record)
@@ -225,7 +231,7 @@ class SalesforceFacts:
         each mirrored lead, none parsed (a disqualified one when its company's day is first asked
         for: only its JSON is read now), with the OwnerId crm-sync wrote under each linked one's
         `Sync_Key__c` (for `fingerprint`)."""
-        for lead_id, digest, linked, owner, company, raw in self.state.iter_lead_links(_DISQUALIFIED):
+        for lead_id, digest, linked, owner, company, raw in self.state.iter_lead_links(self.disqualified_statuses):
             if linked:
                 self._linked[linked].append(lead_id)
                 self._lead_facts[linked] = self._lead_facts.get(linked, b"") + _link(lead_id, digest)
@@ -281,13 +287,20 @@ class SalesforceFacts:
         yield from (account_id for account_id in self._opp_facts if account_id not in self._lead_facts)
 
     @classmethod
-    def load_for(cls, state: StateDB, account_ids: Collection[str], lead_ids: Collection[str] = ()) -> SalesforceFacts:
+    def load_for(
+        cls,
+        state: StateDB,
+        account_ids: Collection[str],
+        lead_ids: Collection[str] = (),
+        *,
+        disqualified: tuple[str, ...] = DISQUALIFIED_STATUSES,
+    ) -> SalesforceFacts:
         """The facts `load` would give about these accounts and leads, read from the mirror for
         them alone (an event's mini-cycle): `context_for` each of the accounts and
         `company_disqualified_at` each lead's company answer as after `load`, and `iter_leads`
         yields the accounts' linked leads and the leads named, in id order."""
         scoped: list[tuple[Lead, dict[str, Any]]] = []
-        facts = cls(state, _scoped=scoped)
+        facts = cls(state, disqualified, _scoped=scoped)
         for user, _ in _parsed(state, "User", parse_user):
             facts.users[user.id] = user
         vitally_of_sf_account = {
@@ -319,7 +332,7 @@ class SalesforceFacts:
         # The disqualified leads of these leads' companies: found by their stored Status and
         # Company, so only those are read and parsed, not every disqualified lead of the book.
         companies = {lead.company.casefold() for lead, _ in scoped if lead.company}
-        same = [i for i, company in state.sf_companies("Lead", _DISQUALIFIED) if company.casefold() in companies]
+        same = [i for i, company in state.sf_companies("Lead", disqualified) if company.casefold() in companies]
         for lead, _ in _rows(state.sf_where("Lead", "Id", same), parse_lead):
             facts._disqualified(lead)
         return facts
@@ -327,7 +340,7 @@ class SalesforceFacts:
     def _disqualified(self, lead: Lead, digest: bytes | None = None) -> None:
         """Remember a disqualified lead's company (`company_disqualified_at`), and the digest of
         its raw JSON (`disqualified_fingerprint`) when given."""
-        if not lead.company or (lead.status or "") not in _DISQUALIFIED:
+        if not lead.company or (lead.status or "") not in self.disqualified_statuses:
             return
         # Salesforce keeps no disqualification date on a Lead; its last change is the best proxy.
         key = lead.company.casefold()

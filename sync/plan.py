@@ -149,7 +149,11 @@ class Planner:
         full = self.full or self.scope.limited
         # Parse the linked leads when an account's context first needs them, unless every account
         # will be judged (a cold or `--full` cycle: one streamed read is cheaper then).
-        facts = SalesforceFacts.load(self.state, lazy=not full and self.state.has_judgements())
+        facts = SalesforceFacts.load(
+            self.state,
+            lazy=not full and self.state.has_judgements(),
+            disqualified=self.config.policy.episodes.disqualified_statuses,
+        )
         decider = self._begin(facts)
         leads = LeadBook.of(self.config, self.state, facts, self.now, full=full, learn=not self.scope.limited)
         self._plan_linked_leads(facts, decider, leads)

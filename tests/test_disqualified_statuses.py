@@ -1,0 +1,109 @@
+"""Which leads count as disqualified is one setting, `[rules.episodes] disqualified_statuses`, for
+every reader of the mirror.
+
+The handbook's instant scheduler: "If an account has had a lead disqualified within the last
+month, we no longer show the scheduler" (lead-routing-and-scoring.md). The episodes' cool-off
+already read the configured statuses, which include `Closed - Not Converted`: what Salesforce's
+standard Lead Status picklist offers for a lead that went nowhere (Setup > Object Manager > Lead >
+Fields > Lead Status: Open - Not Contacted, Working - Contacted, Closed - Converted, Closed - Not
+Converted). The Salesforce facts behind the scheduler's guard had their own fixed pair,
+`Disqualified` and `Unqualified`: in an org on the standard picklist a disqualification never hid
+the scheduler, and a status an operator added to the setting was ignored there.
+
+Records shaped as the REST API's query `records` (attributes stripped), as in test_facts_scoped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+
+from core.model import Lead
+from rules import Policy, evaluate_lead
+from rules.context import LeadContext
+from rules.policy import DISQUALIFIED_STATUSES, EpisodePolicy
+from state import StateDB
+from sync.facts import SalesforceFacts
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+STAMP = "2026-11-10T10:00:00.000+0000"
+
+
+def _lead(record_id: str, company: str, status: str) -> dict[str, Any]:
+    raw = {
+        "Id": record_id,
+        "SystemModstamp": STAMP,
+        "LastName": "Doe",
+        "Company": company,
+        "Status": status,
+        "LeadSource": "Web",
+        "IsConverted": False,
+        "CreatedDate": "2026-11-01T10:00:00.000+0000",
+    }
+    return {"object": "Lead", "id": record_id, "modstamp": STAMP, "raw": json.dumps(raw), "error": None}
+
+
+@pytest.fixture
+def state() -> StateDB:
+    state = StateDB.memory()
+    state.upsert_sf(
+        [
+            _lead("00QA", "Acme", "Closed - Not Converted"),  # the standard picklist's disqualification
+            _lead("00QB", "Globex", "Disqualified"),
+            _lead("00QC", "Initech", "Spam"),  # an org's own status, meaning disqualified only if configured
+            _lead("00QD", "Umbrella", "Working - Contacted"),  # open
+        ]
+    )
+    return state
+
+
+def test_the_default_statuses_are_the_episodes_own() -> None:
+    assert EpisodePolicy().disqualified_statuses == DISQUALIFIED_STATUSES
+    assert "Closed - Not Converted" in DISQUALIFIED_STATUSES
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_standard_picklist_disqualification_is_a_companys_disqualification(state: StateDB, lazy: bool) -> None:
+    for facts in (SalesforceFacts.load(state, lazy=lazy), SalesforceFacts.load_for(state, [], ["00QA", "00QB"])):
+        assert facts.company_disqualified_at("acme") == date(2026, 11, 10)
+        assert facts.company_disqualified_at("Globex") == date(2026, 11, 10)
+        assert facts.company_disqualified_at("Umbrella") is None
+        assert facts.company_disqualified_at("Initech") is None  # "Spam" is not configured
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_the_configured_statuses_are_the_ones_read(state: StateDB, lazy: bool) -> None:
+    configured = ("Spam",)
+    whole = SalesforceFacts.load(state, lazy=lazy, disqualified=configured)
+    scoped = SalesforceFacts.load_for(state, [], ["00QA", "00QC"], disqualified=configured)
+    for facts in (whole, scoped):
+        assert facts.company_disqualified_at("Initech") == date(2026, 11, 10)
+        assert facts.company_disqualified_at("Acme") is None
+
+
+def test_the_instant_scheduler_is_hidden_after_a_standard_picklist_disqualification(state: StateDB) -> None:
+    facts = SalesforceFacts.load(state)
+    policy = Policy()
+    request = Lead(
+        id="00QZ",
+        system_modstamp=NOW,
+        lead_source="Demo request",
+        status="Open - Not Contacted",
+        company="Acme",
+        employees=5000,
+        annual_revenue=500_000_000,
+        title="CTO",
+        industry="Software",
+        country="US",
+    )
+    hidden = {
+        d.rule: d for d in evaluate_lead(request, LeadContext(facts.company_disqualified_at("Acme")), policy, NOW)
+    }
+    shown = {d.rule: d for d in evaluate_lead(replace(request, company="Umbrella"), LeadContext(None), policy, NOW)}
+    assert shown["demo.instant_scheduler"].fired, shown["demo.instant_scheduler"].reason
+    assert not hidden["demo.instant_scheduler"].fired
+    assert "disqualified" in hidden["demo.instant_scheduler"].reason
