@@ -53,8 +53,12 @@ _ALIASES = {
 
 @lru_cache(maxsize=4096)
 def normalise_country(value: str) -> str | None:
-    """Return the ISO alpha-2 code for a country name or code, or None when it is not a country."""
+    """Return the ISO alpha-2 code for a country name or code, or None when it is not a country.
+    A leading article is not part of the name: "The Netherlands", "the UK" and "the Gambia" are
+    the Netherlands, the United Kingdom and the Gambia (pycountry knows them without it)."""
     text = value.strip()
+    if text[:4].casefold() == "the " and len(text) > 4:
+        text = text[4:].strip()
     if not text:
         return None
     alias = _ALIASES.get(text.casefold())

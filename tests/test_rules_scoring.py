@@ -121,6 +121,10 @@ def test_score_components_sub_role_points(sub_role: str, expected: int) -> None:
         ("USA", 10, "country US (USA, tier 1) → 10"),
         ("Deutschland", 10, "country DE (Deutschland, tier 1) → 10"),
         ("Netherlands", 5, "country NL (Netherlands, tier 2) → 5"),
+        # As people type it into a CRM: the article is not part of the name.
+        ("The Netherlands", 5, "country NL (The Netherlands, tier 2) → 5"),
+        ("the UK", 10, "country GB (the UK, tier 1) → 10"),
+        ("Theland", 0, "country 'Theland' not recognised → 0"),
         ("sg", 5, "country SG (tier 2) → 5"),
         ("BR", 0, "country BR (other) → 0"),
         ("Narnia", 0, "country 'Narnia' not recognised → 0"),
