@@ -974,7 +974,7 @@ RULE_DOCS: Mapping[str, str] = {
     "new_business.big_fish": "A new account with many employees → a TAE: trait `routing_reason`, a lead "
     "(LeadSource `New business signal`).",
     "new_business.startup_credits": "A startup that used most of its credits with a large last invoice → a TAE.",
-    "new_business.cool_company": "A $0-spend account flagged 'cool company' (ocean.io) → a TAE.",
+    "new_business.cool_company": "An account flagged 'cool company' (ocean.io), at any spend → a TAE.",
     "new_business.hiring_increase": "A $0-spend account whose company is hiring fast → a TAE.",
     "new_business.web_social_increase": "A $0-spend account whose web traffic or social following grew fast → a TAE.",
     "new_business.fundraise": "A $0-spend account whose company raised money recently → a TAE.",
