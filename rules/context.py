@@ -6,12 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Generic, TypeVar, overload
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from core.model import Lead, Opportunity
 from core.triage import Remembered
 
-__all__ = ["CLOSED_LEAD_STATUSES", "EMPTY", "AccountContext", "LeadContext"]
+if TYPE_CHECKING:
+    from rules.policy import Policy
+
+__all__ = ["CLOSED_LEAD_STATUSES", "EMPTY", "AccountContext", "LeadContext", "closed_statuses", "is_closed"]
 
 T = TypeVar("T")
 
@@ -19,6 +23,51 @@ OPEN_OPPORTUNITY_EXCLUDED = ("Closed Won", "Closed Lost")
 CLOSED_LEAD_STATUSES = (
     "Unqualified", "Disqualified", "Converted", "Closed - Converted", "Closed - Not Converted", "Closed - Support",
 )  # fmt: skip
+
+
+@lru_cache(maxsize=64)
+def _closed(statuses: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(status.casefold() for status in statuses if status)
+
+
+# The statuses every lead check treats as closed when no policy says more (casefolded).
+_DEFAULT_CLOSED = _closed(CLOSED_LEAD_STATUSES)
+
+
+def closed_statuses(policy: Policy) -> frozenset[str]:
+    """The lead statuses that close a lead under this policy, casefolded: `CLOSED_LEAD_STATUSES`,
+    the configured `[rules.episodes] disqualified_statuses` and `converted_statuses` (an org's own
+    "Bad fit" a person disqualifies with), and the statuses the demo triage gives spam and support.
+    Every reader of a lead's openness uses this one set: the routing guards and the planner
+    (`AccountContext.open_leads`), the lead-source triggers, the lead score and the triage."""
+    kept = _CLOSED_BY_POLICY.get(id(policy))
+    if kept is not None and kept[0] is policy:  # every lead asks, several times: once per policy
+        return kept[1]
+    episodes, demo = policy.episodes, policy.demo
+    closed = _closed(
+        (
+            *CLOSED_LEAD_STATUSES,
+            *episodes.disqualified_statuses,
+            *episodes.converted_statuses,
+            demo.spam_status or "",
+            demo.support_status or "",
+        )
+    )
+    if len(_CLOSED_BY_POLICY) >= 64:
+        _CLOSED_BY_POLICY.clear()
+    _CLOSED_BY_POLICY[id(policy)] = (policy, closed)
+    return closed
+
+
+# `closed_statuses`' answers by the identity of the policy asked about (a policy is immutable; it
+# is kept with its answer, so its id is not reused while the answer is here).
+_CLOSED_BY_POLICY: dict[int, tuple[Policy, frozenset[str]]] = {}
+
+
+def is_closed(status: str | None, closed: frozenset[str] = _DEFAULT_CLOSED) -> bool:
+    """Whether a lead in `status` is closed (`closed`: `closed_statuses(policy)`), case-insensitively
+    as the episodes compare statuses."""
+    return status is not None and status.casefold() in closed
 
 
 class _computed_once(Generic[T]):
@@ -63,16 +112,19 @@ class AccountContext:
     opportunities: tuple[Opportunity, ...] = ()
     otherwise_lead: bool = False
     assigned_owners: Mapping[str, str] = field(default_factory=dict)
+    # The lead statuses that close a lead (`closed_statuses(policy)`: `sync.facts` gives the configured ones).
+    closed: frozenset[str] = _DEFAULT_CLOSED
 
     # Cached on the (frozen) context: the guards, the onboarding rules and the lifecycle stage all
     # ask for them while judging one account.
     @_computed_once
     def open_leads(self) -> tuple[Lead, ...]:
-        """Leads not converted, not deleted and not in a closed status."""
+        """Leads not converted, not deleted and not in a closed status (`closed`)."""
+        closed = self.closed
         return tuple(
             lead
             for lead in self.leads
-            if not lead.is_converted and not lead.is_deleted and (lead.status or "") not in CLOSED_LEAD_STATUSES
+            if not lead.is_converted and not lead.is_deleted and not is_closed(lead.status, closed)
         )
 
     @_computed_once

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from core.model import Lead
 from core.triage import Label, Submission, Triage, TriageClassifier
 from rules.base import Decision, LeadIntent, LeadRule, Rule, add_months, fmt_num
-from rules.context import CLOSED_LEAD_STATUSES, LeadContext
+from rules.context import LeadContext, closed_statuses, is_closed
 from rules.policy import DemoPolicy
 from rules.scoring import score_components
 from rules.triage import offline_triage
@@ -185,8 +185,7 @@ def awaits_triage(lead: Lead, policy: Policy) -> bool:
     return (
         lead.lead_source == demo.lead_source
         and not lead.is_converted
-        and (lead.status or "") not in CLOSED_LEAD_STATUSES
-        and (lead.status or "") not in (demo.spam_status, demo.support_status)
+        and not is_closed(lead.status, closed_statuses(policy))  # spam and support statuses included
     )
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from core.model import Account, Lead
 from rules.base import AccountRule, Decision, LeadIntent, LeadRule, Rule, Team, fmt_num
-from rules.context import CLOSED_LEAD_STATUSES
+from rules.context import closed_statuses, is_closed
 from rules.guards import Check, days_since, summarise, trigger_decision
 from rules.product_led import last_invoice
 
@@ -197,37 +197,49 @@ def _segment_referral(
 def demo_request(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned lead that completed the book-a-demo form goes to a TAE."""
     routing = policy.routing
-    return lead_source_decision("new_business.demo_request", routing.demo_request_source, lead, routing)
+    return lead_source_decision(
+        "new_business.demo_request", routing.demo_request_source, lead, routing, closed_statuses(policy)
+    )
 
 
 def sales_email(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned lead that emailed sales@ goes to a TAE."""
     routing = policy.routing
-    return lead_source_decision("new_business.sales_email", routing.sales_email_source, lead, routing)
+    return lead_source_decision(
+        "new_business.sales_email", routing.sales_email_source, lead, routing, closed_statuses(policy)
+    )
 
 
 def onboarding_referral_lead(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned lead referred by an onboarding specialist goes to a TAE."""
     routing = policy.routing
-    return lead_source_decision("new_business.onboarding_referral", routing.onboarding_referral_source, lead, routing)
+    return lead_source_decision(
+        "new_business.onboarding_referral", routing.onboarding_referral_source, lead, routing, closed_statuses(policy)
+    )
 
 
 def trust_center(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned lead that requested Trust Center access (NDA) goes to a TAE."""
     routing = policy.routing
-    return lead_source_decision("new_business.trust_center", routing.trust_center_source, lead, routing)
+    return lead_source_decision(
+        "new_business.trust_center", routing.trust_center_source, lead, routing, closed_statuses(policy)
+    )
 
 
 def campaign(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned lead from a self-generated campaign (e.g. Top10) goes to a TAE."""
     routing = policy.routing
-    return lead_source_decision("new_business.campaign", routing.campaign_source, lead, routing)
+    return lead_source_decision(
+        "new_business.campaign", routing.campaign_source, lead, routing, closed_statuses(policy)
+    )
 
 
 def bdr_qualified(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """An open, unowned outbound lead manually qualified by a BDR goes to a TAE."""
     routing = policy.routing
-    return lead_source_decision("new_business.bdr_qualified", routing.bdr_qualified_source, lead, routing)
+    return lead_source_decision(
+        "new_business.bdr_qualified", routing.bdr_qualified_source, lead, routing, closed_statuses(policy)
+    )
 
 
 def _may_source(source: Callable[[RoutingPolicy], str]) -> Callable[[Lead, LeadContext, Policy, datetime], bool]:
@@ -241,7 +253,7 @@ def _may_source(source: Callable[[RoutingPolicy], str]) -> Callable[[Lead, LeadC
             not lead.is_converted
             and not lead.sync_key
             and bool(lead.lead_source)
-            and (lead.status or "") not in CLOSED_LEAD_STATUSES
+            and not is_closed(lead.status, closed_statuses(policy))
             and routing.waiting_for_routing(lead.owner_id) is not None
             and _same(lead.lead_source or "", source(routing))
         )
@@ -263,11 +275,13 @@ BDR_QUALIFIED: LeadRule = Rule(
 )
 
 
-def lead_source_decision(rule: str, source: str, lead: Lead, routing: RoutingPolicy) -> Decision:
+def lead_source_decision(
+    rule: str, source: str, lead: Lead, routing: RoutingPolicy, closed: frozenset[str]
+) -> Decision:
     """Fires when the lead's LeadSource is `source` (case- and space-insensitive) and the lead is open
-    (not converted, status not closed), was not created by crm-sync, and waits for routing (no
-    OwnerId, a queue, or one of the configured `unrouted_owners`: the org's default lead owner);
-    says why not otherwise.
+    (not converted, status not one of `closed`: `rules.context.closed_statuses`), was not created
+    by crm-sync, and waits for routing (no OwnerId, a queue, or one of the configured
+    `unrouted_owners`: the org's default lead owner); says why not otherwise.
 
     A lead crm-sync created (it carries `Sync_Key__c`) was routed when it was created, by the
     account trigger its `Routing_Rule__c` names, and its owner drawn then: one the round robin put
@@ -287,7 +301,7 @@ def lead_source_decision(rule: str, source: str, lead: Lead, routing: RoutingPol
         checks.append(Check("lead_source", ok, f"LeadSource {lead.lead_source}" + ("" if ok else f" is not {source}")))
     if lead.is_converted:
         checks.append(Check("is_converted", False, "lead already converted"))
-    elif (lead.status or "") in CLOSED_LEAD_STATUSES:
+    elif is_closed(lead.status, closed):
         checks.append(Check("status", False, f"lead status {lead.status} is closed"))
     else:
         checks.append(Check("status", True, f"lead open (status {lead.status or 'none'})"))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from core.countries import normalise_country
 from core.model import Lead
 from rules.base import Decision, LeadIntent, LeadRule, Rule, fmt_num
-from rules.context import CLOSED_LEAD_STATUSES, LeadContext
+from rules.context import LeadContext, closed_statuses, is_closed
 from rules.policy import Bands, ScoringPolicy
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def lead_score(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> D
 
     if lead.is_converted:
         return no(f"score {total}; lead converted")
-    if (lead.status or "") in CLOSED_LEAD_STATUSES:
+    if is_closed(lead.status, closed_statuses(policy)):
         return no(f"score {total}; lead closed (status {lead.status})")
     if lead.lead_score is not None and lead.lead_score == score:
         return no(f"score unchanged at {total}")

@@ -88,7 +88,7 @@ def explain(config: Config, state: StateDB, record_id: str, now: datetime, out: 
     from sync.app import make_vitally
 
     vitally = make_vitally(config)  # an account not in the mirror yet is read from Vitally
-    facts = SalesforceFacts.load(state, disqualified=config.policy.episodes.disqualified_statuses)
+    facts = SalesforceFacts.load(state, policy=config.policy)
     decider = Decider.of(config, facts, now)
     lead_raw = state.sf_raw("Lead", record_id)
     if lead_raw is not None:

@@ -14,8 +14,8 @@ from core.errors import RecordError
 from core.model import Lead, Opportunity, SfUser
 from core.records import parse_lead, parse_opportunity, parse_sf_account, parse_user
 from core.triage import Remembered
-from rules.context import EMPTY, AccountContext
-from rules.policy import DISQUALIFIED_STATUSES
+from rules.context import EMPTY, AccountContext, closed_statuses
+from rules.policy import DISQUALIFIED_STATUSES, Policy
 from state import StateDB
 
 __all__ = ["SalesforceFacts"]
@@ -83,6 +83,8 @@ class SalesforceFacts:
     # The lead statuses meaning disqualified (`[rules.episodes] disqualified_statuses`): a company's
     # lead in one of them is what `company_disqualified_at` answers from.
     disqualified_statuses: tuple[str, ...] = DISQUALIFIED_STATUSES
+    # The lead statuses that close a lead (`rules.context.closed_statuses`), given to every context.
+    closed: frozenset[str] = field(default_factory=lambda: closed_statuses(Policy()))
     users: dict[str, SfUser] = field(default_factory=dict)
     _leads_by_account: dict[str, list[Lead]] = field(default_factory=lambda: defaultdict(list))
     _opps_by_account: dict[str, list[Opportunity]] = field(default_factory=lambda: defaultdict(list))
@@ -122,17 +124,21 @@ class SalesforceFacts:
     _planned: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
 
     @classmethod
-    def load(
-        cls, state: StateDB, *, lazy: bool = False, disqualified: tuple[str, ...] = DISQUALIFIED_STATUSES
-    ) -> SalesforceFacts:
+    def _of(cls, state: StateDB, policy: Policy | None, **more: Any) -> SalesforceFacts:
+        """Empty facts that read `policy`'s lead statuses (the defaults' when None)."""
+        policy = policy or Policy()
+        return cls(state, policy.episodes.disqualified_statuses, closed_statuses(policy), **more)
+
+    @classmethod
+    def load(cls, state: StateDB, *, lazy: bool = False, policy: Policy | None = None) -> SalesforceFacts:
         """The facts of the whole mirror. The linked leads are found without parsing them (by the
         `Vitally_Account_Id__c` stored with each mirrored lead), each with the digest of its raw
         JSON stored beside it, for `fingerprint`; `lazy` parses an account's linked leads only when its context is first
         asked for (an incremental cycle judges few accounts), else all of them now (a cold or
         `--full` cycle judges every account: one streamed read beats a query per account).
-        Disqualified leads (a status of `disqualified`) are parsed now either way (every lead's
-        context may name their company)."""
-        facts = cls(state, disqualified)
+        Disqualified leads (a status of `policy`'s `disqualified_statuses`) are parsed now either
+        way (every lead's context may name their company)."""
+        facts = cls._of(state, policy)
         for user, _ in _parsed(state, "User", parse_user):
             facts.users[user.id] = user
         facts._triage = {lead: verdict for lead, (_, verdict) in state.remembered_triage().items() if verdict}
@@ -293,14 +299,14 @@ class SalesforceFacts:
         account_ids: Collection[str],
         lead_ids: Collection[str] = (),
         *,
-        disqualified: tuple[str, ...] = DISQUALIFIED_STATUSES,
+        policy: Policy | None = None,
     ) -> SalesforceFacts:
         """The facts `load` would give about these accounts and leads, read from the mirror for
         them alone (an event's mini-cycle): `context_for` each of the accounts and
         `company_disqualified_at` each lead's company answer as after `load`, and `iter_leads`
         yields the accounts' linked leads and the leads named, in id order."""
         scoped: list[tuple[Lead, dict[str, Any]]] = []
-        facts = cls(state, disqualified, _scoped=scoped)
+        facts = cls._of(state, policy, _scoped=scoped)
         for user, _ in _parsed(state, "User", parse_user):
             facts.users[user.id] = user
         vitally_of_sf_account = {
@@ -332,7 +338,8 @@ class SalesforceFacts:
         # The disqualified leads of these leads' companies: found by their stored Status and
         # Company, so only those are read and parsed, not every disqualified lead of the book.
         companies = {lead.company.casefold() for lead, _ in scoped if lead.company}
-        same = [i for i, company in state.sf_companies("Lead", disqualified) if company.casefold() in companies]
+        disqualified = state.sf_companies("Lead", facts.disqualified_statuses)
+        same = [i for i, company in disqualified if company.casefold() in companies]
         for lead, _ in _rows(state.sf_where("Lead", "Id", same), parse_lead):
             facts._disqualified(lead)
         return facts
@@ -463,6 +470,7 @@ class SalesforceFacts:
             leads=tuple(leads or ()),
             opportunities=tuple(opportunities or ()),
             assigned_owners=self._assigned_by_account.get(account_id) or {},
+            closed=self.closed,
         )
 
     def triage_of(self, lead_id: str) -> Remembered | None:

@@ -241,9 +241,7 @@ def _plan(
         account_ids = sorted({q.record for q in queued if q.source == "vitally"} - set(fresh.left))
         lead_ids = sorted({q.record for q in queued if q.source == "salesforce"})
         accounts = list(iter_accounts(state, config, report, ids=account_ids))
-        facts = SalesforceFacts.load_for(
-            state, account_ids, lead_ids, disqualified=config.policy.episodes.disqualified_statuses
-        )
+        facts = SalesforceFacts.load_for(state, account_ids, lead_ids, policy=config.policy)
         planner = Planner(config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress)
         planner.followups = followups  # a write found already applied still queues its follow-ups
         planner.run_for(facts, accounts)

@@ -31,8 +31,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rules.context import CLOSED_LEAD_STATUSES
-from rules.policy import RoutingPolicy
+from rules.context import closed_statuses, is_closed
+from rules.policy import Policy, RoutingPolicy
 from state import StateDB
 from sync.config import OnConflict, OnFirstSight
 from sync.vocabulary import Conflict, CycleReport
@@ -44,17 +44,19 @@ COMPUTED_LEAD_FIELDS = frozenset({"Lead_Score__c", "Routing_Rule__c", "Routing_R
 Verdict = Literal["write", "adopt", "conflict", "overwrite"]
 
 _ROUTING = RoutingPolicy()
+_CLOSED = closed_statuses(Policy())
 
 
-def undecided(name: str, value: Any, routing: RoutingPolicy = _ROUTING) -> bool:
+def undecided(name: str, value: Any, routing: RoutingPolicy = _ROUTING, closed: frozenset[str] = _CLOSED) -> bool:
     """Whether `value` in field `name` is nobody's decision yet (see the module's docstring);
-    `routing` says which lead owners mean "waiting for routing"."""
+    `routing` says which lead owners mean "waiting for routing", `closed` which lead statuses close
+    a lead (`rules.context.closed_statuses`: the configured ones too)."""
     if value is None or value == "":
         return True
     if name == "OwnerId":
         return isinstance(value, str) and routing.waiting_for_routing(value) is not None
     if name == "Status":
-        return value not in CLOSED_LEAD_STATUSES
+        return not (isinstance(value, str) and is_closed(value, closed))
     return False
 
 
@@ -66,13 +68,16 @@ class Ownership:
     on_conflict: OnConflict = "report"
     on_first_sight: OnFirstSight = "respect"
     routing: RoutingPolicy = _ROUTING
+    closed: frozenset[str] = _CLOSED
 
     def judge(self, name: str, current: Any, ours: Sequence[Any]) -> Verdict:
         """May crm-sync replace `current` in field `name`? `ours` are the values crm-sync knows it
         wrote there (none when it never did). `write`: it is crm-sync's (or undecided); `adopt`:
         a first sight taken as crm-sync's own; `conflict`: a person's, left alone; `overwrite`: a
         person's, replaced as configured."""
-        if any(current == value for value in ours) or (not ours and undecided(name, current, self.routing)):
+        if any(current == value for value in ours):
+            return "write"
+        if not ours and undecided(name, current, self.routing, self.closed):
             return "write"
         if not ours and self.on_first_sight == "adopt":
             return "adopt"

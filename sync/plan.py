@@ -37,7 +37,7 @@ from typing import Any
 
 from core.model import Account, Lead
 from rules import Decision, managed_by, managed_segments
-from rules.context import LeadContext
+from rules.context import LeadContext, closed_statuses
 from rules.scoring import lead_score
 from state import OutboxRow, OwnerChoice, PlanLog, PlannedWrite, StateDB
 from sync import planned_writes as writes
@@ -129,7 +129,9 @@ class Planner:
         self.progress = progress
         self.scope = scope
         self.full = full  # judge every account, not only those whose inputs changed (sync.incremental)
-        self.ownership = Ownership(config.on_conflict, config.on_first_sight, config.policy.routing)
+        self.ownership = Ownership(
+            config.on_conflict, config.on_first_sight, config.policy.routing, closed_statuses(config.policy)
+        )
         self.conflicts = Conflicts.of(state, report)
         self.followups: FollowUps | None = None  # queues the follow-ups of a write found applied
         self._specialist_trait = config.vitally.written_traits.get("onboarding_specialist", "onboarding_specialist")
@@ -152,7 +154,7 @@ class Planner:
         facts = SalesforceFacts.load(
             self.state,
             lazy=not full and self.state.has_judgements(),
-            disqualified=self.config.policy.episodes.disqualified_statuses,
+            policy=self.config.policy,
         )
         decider = self._begin(facts)
         leads = LeadBook.of(self.config, self.state, facts, self.now, full=full, learn=not self.scope.limited)

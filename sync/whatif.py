@@ -73,7 +73,7 @@ def compare(state: StateDB, config: Config, other: Config, now: datetime) -> lis
     """Per record and rule, the decisions whose outcome differs when the mirror's accounts, then
     its leads, are judged at `now` by `config`'s rules and by `other`'s (one `Decider` each, over
     the same Salesforce facts)."""
-    facts = SalesforceFacts.load(state, disqualified=config.policy.episodes.disqualified_statuses)
+    facts = SalesforceFacts.load(state, policy=config.policy)
     current, changed = Decider.of(config, facts, now), Decider.of(other, facts, now)
     differences: list[Difference] = []
     for account in iter_accounts(state, config):

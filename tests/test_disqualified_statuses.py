@@ -77,9 +77,9 @@ def test_a_standard_picklist_disqualification_is_a_companys_disqualification(sta
 
 @pytest.mark.parametrize("lazy", [False, True])
 def test_the_configured_statuses_are_the_ones_read(state: StateDB, lazy: bool) -> None:
-    configured = ("Spam",)
-    whole = SalesforceFacts.load(state, lazy=lazy, disqualified=configured)
-    scoped = SalesforceFacts.load_for(state, [], ["00QA", "00QC"], disqualified=configured)
+    policy = Policy(episodes=EpisodePolicy(disqualified_statuses=("Spam",)))
+    whole = SalesforceFacts.load(state, lazy=lazy, policy=policy)
+    scoped = SalesforceFacts.load_for(state, [], ["00QA", "00QC"], policy=policy)
     for facts in (whole, scoped):
         assert facts.company_disqualified_at("Initech") == date(2026, 11, 10)
         assert facts.company_disqualified_at("Acme") is None

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from rules.context import closed_statuses
+from rules.policy import EpisodePolicy, Policy
 from rules.round_robin import Member, Pool, choose
 from state import StateDB
 from sync.ownership import Conflicts, Ownership, Verdict, changed_fields, ours_in, undecided
@@ -58,6 +60,11 @@ def test_ownership_undecided_values() -> None:
     assert not undecided("new_owner", "EU CSM") and not undecided("segment_nurture", False)
     assert undecided("OwnerId", "00G000000000001QUE") and not undecided("OwnerId", "005000000000001AAA")
     assert not undecided("Status", "Converted") and undecided("Status", "Working")
+    # An org's own disqualified status, once configured, is a person's decision, never crm-sync's
+    # to replace (the same set of closed statuses the rules read: tests/test_closed_statuses.py).
+    bad_fit = closed_statuses(Policy(episodes=EpisodePolicy(disqualified_statuses=("Bad fit",))))
+    assert undecided("Status", "Bad fit") and not undecided("Status", "Bad fit", closed=bad_fit)
+    assert Ownership("report", "respect", closed=bad_fit).judge("Status", "Bad fit", []) == "conflict"
 
 
 def test_ownership_ours_reads_the_state_and_the_account_trait() -> None:
