@@ -124,7 +124,8 @@ class _Delivery:
 class EventFeed:
     """Sends the webhooks of one sandbox from a thread of its own. `snapshot(source, record)` is
     called (without the feed's lock) to read a record as it is when its webhook is built: the
-    Vitally account, or the Lead; None when it no longer exists (nothing is sent then)."""
+    Vitally account, or the Lead; None when it no longer exists (then no Playbook webhook is sent,
+    and an Outbound Message's notification carries no data, as Salesforce sends it)."""
 
     def __init__(self, snapshot: Callable[[_Source, str], dict[str, Any] | None]) -> None:
         self._snapshot = snapshot
@@ -231,7 +232,7 @@ class EventFeed:
         if delivery.body is None:
             delivery.body = self._body(delivery, settings)
             if delivery.body is None:
-                return  # the record is gone (a rolled-back create, a deleted account)
+                return  # the account is gone: a Playbook sends nothing on it
         url = settings.vitally_url if delivery.source == "vitally" else settings.salesforce_url
         if url is None:
             return
@@ -265,11 +266,11 @@ class EventFeed:
 
     def _body(self, delivery: _Delivery, settings: FeedSettings) -> bytes | None:
         record = self._snapshot(delivery.source, delivery.record)
-        if record is None:
-            return None
-        if delivery.source == "vitally":
-            return _playbook_body(record)
-        return _outbound_body(record, delivery.key, settings)
+        if delivery.source == "salesforce":
+            # A Lead deleted (or rolled back) before delivery: "the notification contains no data"
+            # (Salesforce Help, "Considerations for Outbound Messages"), and it is still sent.
+            return _outbound_body(record, delivery.key, settings)
+        return None if record is None else _playbook_body(record)
 
 
 def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> tuple[int, str]:
@@ -295,13 +296,14 @@ def _playbook_body(account: Mapping[str, Any]) -> bytes:
     return json.dumps({"match": {"account": flat}}, default=str).encode()
 
 
-def _outbound_body(lead: Mapping[str, Any], notification_id: str, settings: FeedSettings) -> bytes:
-    """An Outbound Message with one Notification on this Lead."""
+def _outbound_body(lead: Mapping[str, Any] | None, notification_id: str, settings: FeedSettings) -> bytes:
+    """An Outbound Message with one Notification on this Lead (None: a Lead deleted before
+    delivery, whose sObject carries no data)."""
     org15 = settings.organization_id[:15]
     values = "".join(
         f"     <sf:{name}>{escape(_text(lead[name]))}</sf:{name}>\n"
         for name in LEAD_FIELDS
-        if lead.get(name) is not None
+        if lead is not None and lead.get(name) is not None
     )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'

@@ -8,7 +8,12 @@ to 100 `Notification`s, each with its own `Id` (04l…) and an `sObject` whose `
 object (`sf:Lead`) and whose fields are the ones the admin chose, `Id` among them. Salesforce
 retries a message until the answer is a 200 carrying `notificationsResponse/Ack` = true (exactly
 `ACK`), for up to 24 hours, with gaps growing to two hours; messages may come more than once and
-out of order, and each carries the record's latest data.
+out of order, and each carries the record's latest data. "If the record is deleted before the
+notification is delivered, the notification contains no data" (Salesforce Help, "Considerations
+for Outbound Messages"): such a notification, or any other that names no record, is returned in
+`OutboundMessage.unreadable` (with its own Id when it has one) instead of failing the message, so
+that the up to 99 other notifications batched with it are still received; no retry of the same
+message could make it readable.
 
 The body is parsed with expat, refusing any document type declaration (SOAP forbids one, and
 it is where entity expansion attacks live): no entity is ever expanded, no external resource
@@ -72,6 +77,8 @@ class OutboundMessage:
     organization_id: str
     action_id: str | None
     notifications: tuple[Notification, ...]
+    # What each notification that names no record lacks (its Id first, when it has one).
+    unreadable: tuple[str, ...] = ()
 
 
 def same_org(first: str, second: str) -> bool:
@@ -96,21 +103,28 @@ def parse(body: bytes) -> OutboundMessage:
     items = call.findall(f"{{{OUTBOUND}}}Notification")
     if not 1 <= len(items) <= MAX_NOTIFICATIONS:
         raise SoapError(f"expected 1 to {MAX_NOTIFICATIONS} notifications, got {len(items)}")
-    return OutboundMessage(organization, _text(call, "ActionId"), tuple(_notification(item) for item in items))
+    read = [_notification(item) for item in items]
+    return OutboundMessage(
+        organization,
+        _text(call, "ActionId"),
+        tuple(n for n in read if isinstance(n, Notification)),
+        tuple(n for n in read if isinstance(n, str)),
+    )
 
 
-def _notification(item: ET.Element) -> Notification:
+def _notification(item: ET.Element) -> Notification | str:
+    """The notification, or what it lacks (it names no record: a record deleted before delivery)."""
     notification_id = _text(item, "Id")
     if notification_id is None or not _ID.fullmatch(notification_id):
-        raise SoapError("a Notification's Id is missing or not a Salesforce id")
+        return "a Notification's Id is missing or not a Salesforce id"
     record = item.find(f"{{{OUTBOUND}}}sObject")
     if record is None:
-        raise SoapError(f"notification {notification_id} has no sObject")
+        return f"notification {notification_id} has no sObject"
     kind = record.get(f"{{{XSI}}}type") or ""
     sobject = kind.rpartition(":")[2]
     record_id = next((child.text for child in record if child.tag.rpartition("}")[2] == "Id"), None)
     if not sobject or record_id is None or not _ID.fullmatch(record_id.strip()):
-        raise SoapError(f"notification {notification_id}: its sObject has no type or no valid Id")
+        return f"notification {notification_id}: its sObject has no type or no valid Id (no data)"
     # The record's id in its 18-character form, the one the REST API (and so the mirror) uses.
     return Notification(notification_id, sobject, case_safe_id(record_id.strip()))
 

@@ -208,6 +208,11 @@ class Receiver:
         org = self.settings.salesforce_org_id or ""
         if not outbound.same_org(message.organization_id, org):
             return self._reject(environ, "salesforce", "organization id")
+        for problem in message.unreadable:
+            # Reported and acknowledged with the others: a retry would carry the same nothing, and
+            # the record, if any, is read by the next scheduled cycle.
+            self._count("salesforce", "malformed")
+            self.log("event_malformed", {"source": "salesforce", "problem": printable(problem[:200])})
         leads = [n for n in message.notifications if n.sobject == "Lead"]
         if len(leads) < len(message.notifications):
             others = sorted({n.sobject for n in message.notifications} - {"Lead"})

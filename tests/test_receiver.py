@@ -380,10 +380,40 @@ def test_parse_refuses_more_than_100_notifications() -> None:
         outbound.parse((many + text[end:]).encode())
 
 
-def test_parse_refuses_a_notification_without_a_record_id() -> None:
-    body = _message().replace(b"<sf:Id>00Q000000000001EAA</sf:Id>", b"")
-    with pytest.raises(outbound.SoapError, match="04l000000000001AAA"):
-        outbound.parse(body)
+def _no_data(body: bytes) -> bytes:
+    """The fixture with its first Notification carrying no data: "If the record is deleted before
+    the notification is delivered, the notification contains no data" (Salesforce Help,
+    "Considerations for Outbound Messages"): its sObject is left empty."""
+    text = body.decode()
+    start = text.index("<sObject")
+    opened = text.index(">", start) + 1
+    return (text[:opened] + text[text.index("</sObject>", opened) :]).encode()
+
+
+def test_parse_keeps_the_other_notifications_of_one_that_names_no_record() -> None:
+    for body in (_message().replace(b"<sf:Id>00Q000000000001EAA</sf:Id>", b""), _no_data(_message())):
+        message = outbound.parse(body)
+        assert message.notifications == (outbound.Notification("04l000000000002AAA", "Lead", "00Q000000000002EAA"),)
+        assert message.unreadable == (
+            "notification 04l000000000001AAA: its sObject has no type or no valid Id (no data)",
+        )
+
+
+def test_a_notification_with_no_data_is_reported_and_its_message_acknowledged(listener: Listener) -> None:
+    """A record deleted before its notification was delivered: the message's other notification is
+    queued and the message acknowledged (before, the whole message was refused with a 400 and
+    Salesforce retried it, every notification of it with it, for 24 hours before dropping it)."""
+    answer = requests.post(f"{listener.url}/events/salesforce/{SF_SECRET}", data=_no_data(_message()), timeout=10)
+    assert answer.status_code == 200 and answer.content == outbound.ACK
+    assert [record for _, record, _ in listener.stored()] == ["00Q000000000002EAA"]
+    (malformed,) = listener.log.named("event_malformed")
+    assert malformed["source"] == "salesforce" and "04l000000000001AAA" in malformed["problem"]
+    # A message of nothing but such notifications is acknowledged too: a retry carries the same nothing.
+    only = _no_data(_message().replace(b"<sf:Id>00Q000000000002EAA</sf:Id>", b""))
+    answer = requests.post(f"{listener.url}/events/salesforce/{SF_SECRET}", data=only, timeout=10)
+    assert answer.content == outbound.ACK
+    assert len(listener.stored()) == 1
+    assert len(listener.log.named("event_malformed")) == 3
 
 
 def test_case_safe_ids_and_org_comparison() -> None:

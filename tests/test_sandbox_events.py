@@ -156,6 +156,24 @@ def test_the_outbound_message_parses_as_salesforce_sends_it(rig: Rig) -> None:
     )
 
 
+def test_a_lead_deleted_before_delivery_sends_a_notification_with_no_data(rig: Rig) -> None:
+    """ "If the record is deleted before the notification is delivered, the notification contains no
+    data" (Salesforce Help, "Considerations for Outbound Messages"): the sandbox sends it (before,
+    it sent nothing), and crm-sync's receiver acknowledges the message and reports the notification."""
+    _on(rig, delay_s=0.5)
+    lead = rig.web_to_lead()
+    requests.delete(
+        f"{rig.sandbox.url}/services/data/v59.0/sobjects/Lead/{lead}",
+        headers={"Authorization": "Bearer test"},
+        timeout=5,
+    ).raise_for_status()
+    _until(lambda: len(rig.sandbox.event_deliveries()) == 1)
+    [sent] = rig.sandbox.event_deliveries()
+    assert (sent["record"], sent["status"], sent["acknowledged"]) == (lead, 200, True)
+    assert rig.stored() == []  # nothing to route: the next scheduled cycle reads the deletion
+    assert [e for e, _ in rig.logged if e == "event_malformed"] == ["event_malformed"]
+
+
 def test_leads_crm_sync_creates_send_no_message(rig: Rig) -> None:
     _on(rig)
     with rig.sandbox._lock:
