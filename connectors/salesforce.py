@@ -466,7 +466,7 @@ class SalesforceClient:
         self, soql: str, *, ahead: bool = False, deleted: bool = False
     ) -> Iterator[dict[str, Any] | Unreadable]:
         """The records of a SOQL query, page by page; `deleted`: through QueryAll (deleted and
-        merged records too; its nextRecordsUrl is followed as given)."""
+        merged records too; its nextRecordsUrl, a `query/<locator>` path, is followed as given)."""
         paginator = CursorPaginator(system=SYSTEM)
         resource = "queryAll" if deleted else "query"
 
@@ -479,9 +479,11 @@ class SalesforceClient:
                 self.last_query_time = self._last_date
             else:
                 # nextRecordsUrl is a path on the instance: simple-salesforce prefixes https://host.
+                # A QueryAll's says `query` too ("QueryAll More Results"): counted as what it asks.
+                more = "queryAll" if "/queryAll/" in locator else "query"
                 body = self._call(
                     "GET",
-                    f"{self._data_path}/{resource}/:locator",
+                    f"{self._data_path}/{more}/:locator",
                     lambda sf: sf.query_more(locator, identifier_is_url=True),
                 )
             return _query_page(body)

@@ -649,13 +649,15 @@ class SalesforceService:
         return self._page(locator + "-", int(offset_text), len(cursor[2]))
 
     def _page(self, locator: str, offset: int, total: int) -> Reply:
-        version, resource, records = self._cursors[locator]
+        version, _, records = self._cursors[locator]
         size = self.config.sf_page_size
         page = records[offset : offset + size]
         body: dict[str, Any] = {"totalSize": total, "done": offset + size >= len(records), "records": page}
         if not body["done"]:
-            # A QueryAll's next page is QueryAll's too (it holds the deleted records).
-            body["nextRecordsUrl"] = f"/services/data/{version}/{resource}/{locator}{offset + size}"
+            # "The URI specified in the nextRecordsUrl field of a QueryAll response body contains
+            # query instead of queryAll" (REST API Developer Guide, "QueryAll More Results"): the
+            # locator alone carries the deleted records on.
+            body["nextRecordsUrl"] = f"/services/data/{version}/query/{locator}{offset + size}"
         return Reply(200, body)
 
     @staticmethod

@@ -295,7 +295,8 @@ def test_idle_cycle_stops_rereading_a_burst_of_lead_writes_once_the_look_back_ha
         idle = cycle(sandbox, config, tmp_path / "state.db")
 
     assert sum(leads_written(cold.before, cold.after)) > 50
-    assert within.counters["salesforce"]["GET /services/data/v59.0/queryAll/:locator"] > 0  # the look-back
+    # The look-back's later pages: a QueryAll's nextRecordsUrl says `query` ("QueryAll More Results").
+    assert within.counters["salesforce"]["GET /services/data/v59.0/query/:locator"] > 0
     assert idle.counters == {
         "vitally": {"GET /resources/accounts": 1},
         "salesforce": {"GET /services/data/v59.0/queryAll": len(SF_OBJECTS)},
