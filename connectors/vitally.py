@@ -483,13 +483,17 @@ class VitallyClient:
         )
 
     def _quote_body(self, response: requests.Response) -> str:
-        """Vitally's own words for a refusal, if it gave any, without our key."""
+        """Vitally's own words for a refusal, if it gave any, without our key: its `error` text
+        (`{"error": "Authorization header not present."}`, as a live request answers, recorded by
+        the api-evangelist transcription of Vitally's REST API; Vitally's own overview lists the
+        codes, not the body), or a `message`."""
         try:
             body = decode_json(response.content)
         except JsonError:
             body = None
-        message = body.get("message") if isinstance(body, dict) else None
-        text = message if isinstance(message, str) and message else f"HTTP {response.status_code}"
+        said = [body.get(key) for key in ("error", "message")] if isinstance(body, dict) else []
+        message = next((text for text in said if isinstance(text, str) and text.strip()), None)
+        text = message if message is not None else f"HTTP {response.status_code}"
         return text.replace(self._api_key, "***")[:300]
 
 

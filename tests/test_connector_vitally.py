@@ -495,6 +495,18 @@ def test_write_rejections_quote_the_body_without_the_key(key: str) -> None:
     assert "invalid trait" in str(caught.value)
 
 
+def test_a_rejections_reason_is_read_from_error_as_vitally_words_it() -> None:
+    # {"error": "..."}: the body a live Vitally request answers with (the api-evangelist/vitally
+    # transcription of the REST API, errors/vitally-problem-types.yml); before, only `message` was
+    # read and the reason dropped to "HTTP 400".
+    client = VitallyClient(VitallySettings(base_url=BASE, api_key="k"), sleep=lambda _: None)
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.PUT, f"{ACCOUNTS}/a1", status=400, json={"error": "assignedToId is not a user"})
+        with pytest.raises(WriteRejectedError) as caught:
+            client.put_traits("a1", {"t": 1})
+    assert "assignedToId is not a user" in str(caught.value)
+
+
 @settings(max_examples=20, deadline=None)
 @given(key=_KEYS)
 def test_network_errors_never_contain_the_key(key: str) -> None:
