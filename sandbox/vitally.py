@@ -144,6 +144,9 @@ class VitallyService:
         # Segment memberships by who added them: account id → segment names.
         self._by_playbook: dict[str, set[str]] = {}
         self._by_person: dict[str, set[str]] = {}
+        # Segments a person took an account out of while a Playbook held it there: that Playbook
+        # does not add it back until the account stops matching it (account id → segment names).
+        self._withheld: dict[str, set[str]] = {}
         # Called with (account id, segment name) when an account enters a segment (the webhooks
         # of `sandbox.events`); it only queues, so it may run under the sandbox's lock.
         self.segment_added: Callable[[str, str], None] | None = None
@@ -226,13 +229,17 @@ class VitallyService:
             self._by_playbook[record["id"]] = set(given.get("playbook", set())) & names
             self._by_person[record["id"]] = set(given.get("person", set())) & names
             self._by_person[record["id"]] |= names - self._by_playbook[record["id"]]
+            self._withheld[record["id"]] = set(given.get("removed", set())) - names
             return
         self._by_playbook.pop(record["id"], None)
+        self._withheld.pop(record["id"], None)
         self._by_person[record["id"]] = names
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """Every record, in the seed format (deep copies); with segment links on, also
-        `segment_links`: `{accountId, segment, addedBy: "playbook" | "person"}` per membership."""
+        `segment_links`: `{accountId, segment, addedBy: "playbook" | "person"}` per membership, and
+        `addedBy: "removed"` for a segment a person took the account out of while a Playbook held
+        it (the Playbook does not add it back)."""
         self.run_due_playbooks()
         out = {
             "accounts": copy.deepcopy(list(self.accounts.by_id.values())),
@@ -243,7 +250,11 @@ class VitallyService:
         if self.config.segment_links:
             out["segment_links"] = [
                 {"accountId": account_id, "segment": name, "addedBy": by}
-                for by, held in (("playbook", self._by_playbook), ("person", self._by_person))
+                for by, held in (
+                    ("playbook", self._by_playbook),
+                    ("person", self._by_person),
+                    ("removed", self._withheld),
+                )
                 for account_id, names in sorted(held.items())
                 for name in sorted(names)
             ]
@@ -257,7 +268,10 @@ class VitallyService:
 
         Legacy (segment links off): only the Playbook-managed segments move, by name, whoever
         added them. With links (V-segments): a Playbook adds its own link and removes only that
-        link; a segment stays while a person's link holds it.
+        link; a segment stays while a person's link holds it. Either way, a segment a person took
+        the account out of is not added back while the account still matches ("The Playbook that
+        originally added the account to the segment will not add it back": Vitally's docs,
+        Segmentation, "Manually Assign Segments"); once it stops matching, a later match adds it.
         """
         traits = account.get("traits") or {}
         current = account.get("segments")
@@ -268,9 +282,14 @@ class VitallyService:
         links = self.config.segment_links
         ours = self._by_playbook.setdefault(account["id"], set()) if links else set()
         people = self._by_person.get(account["id"], set())
+        withheld = self._withheld.get(account["id"], set())
         for name, trait in self.config.playbooks:
             present = any(isinstance(s, dict) and s.get("name") == name for s in segments)
             wanted = traits.get(trait) is True
+            if not wanted:
+                withheld.discard(name)  # it left the Playbook's match: a later match adds it again
+            elif name in withheld:
+                wanted = False  # a person took it out: this Playbook does not add it back
             if links:
                 if wanted:
                     ours.add(name)
@@ -330,26 +349,36 @@ class VitallyService:
 
     def set_segment(self, key: str, name: str, *, present: bool) -> dict[str, Any]:
         """A person adds or removes a segment in the app (by account id or externalId); the
-        account's `updatedAt` moves. Removing it drops the person's link only: a Playbook
-        that holds it keeps it (with links on); with links off the segment simply goes."""
+        account's `updatedAt` moves. A segment a person removes goes, whoever added it, and a
+        Playbook that held it does not add it back while the account still matches (Vitally's
+        docs, Segmentation, "Manually Assign Segments": a manual assignment overrides the
+        Playbooks)."""
         account = self.accounts.find(key)
         if account is None:
             raise KeyError(key)
         current = account.get("segments")
         segments = [s for s in current if isinstance(s, dict)] if isinstance(current, list) else []
         people = self._by_person.setdefault(account["id"], set())
+        withheld = self._withheld.setdefault(account["id"], set())
         held = any(s.get("name") == name for s in segments)
         if present:
             people.add(name)
+            withheld.discard(name)
             if not held:
                 segments.append({"id": segment_id(name), "name": name})
                 if self.segment_added is not None:
                     self.segment_added(account["id"], name)
         else:
             people.discard(name)
-            kept = self.config.segment_links and name in self._by_playbook.get(account["id"], set())
-            if held and not kept:
+            self._by_playbook.get(account["id"], set()).discard(name)
+            if held:
                 segments = [s for s in segments if s.get("name") != name]
+            traits = account.get("traits")
+            matching = isinstance(traits, dict) and any(
+                segment == name and traits.get(trait) is True for segment, trait in self.config.playbooks
+            )
+            if matching:
+                withheld.add(name)
         account["segments"] = segments
         account["updatedAt"] = vitally_timestamp(self.clock.stamp())
         self.accounts.touched()
@@ -617,13 +646,13 @@ def _decode_cursor(cursor: str, sort_by: str) -> tuple[str, str]:
 
 
 def _seed_links(items: list[Any]) -> dict[str, dict[str, set[str]]]:
-    """A seed's `segment_links` → account id → {"playbook": names, "person": names}."""
+    """A seed's `segment_links` → account id → {"playbook" | "person" | "removed": names}."""
     links: dict[str, dict[str, set[str]]] = {}
     for item in items:
         if not isinstance(item, dict):
             continue
         account, name, by = item.get("accountId"), item.get("segment"), item.get("addedBy")
-        if isinstance(account, str) and isinstance(name, str) and by in ("playbook", "person"):
+        if isinstance(account, str) and isinstance(name, str) and by in ("playbook", "person", "removed"):
             links.setdefault(account, {}).setdefault(by, set()).add(name)
     return links
 

@@ -150,6 +150,40 @@ def test_the_playbooks_own_link_goes_when_its_trait_does(
     assert _names(session.get(f"{url}/acc_0").json()) == []
 
 
+def test_a_segment_a_person_removes_stays_removed_while_its_playbook_still_matches(
+    make_sandbox: Callable[..., Sandbox], seed: SeedBuilder
+) -> None:
+    """ "If a Playbook added Account A to Segment B, and a person removes it, the Playbook that
+    originally added the account to the segment will not add it back" (docs.vitally.io,
+    Segmentation, "Manually Assign Segments"). Before, the sandbox kept a Playbook's segment a
+    person removed, or put it back at the next run."""
+    seed.account(0, traits={"segment_nurture": True})  # a settled seed: its Playbook added Nurture
+    for links in (True, False):
+        sb = make_sandbox(seed.build(), now=T0, vitally_playbooks="delayed", vitally_segment_links=links)
+        url = f"{sb.url}/resources/accounts"
+        session = _session()
+        assert _names(session.get(f"{url}/acc_0").json()) == ["Nurture"]
+
+        sb.set_segment("acc_0", "Nurture", present=False)
+        session.put(f"{url}/acc_0", json={"traits": {"segment_nurture": True, "other": 1}})  # a Playbook run is due
+        sb.run_playbooks(everything=True)
+        assert _names(session.get(f"{url}/acc_0").json()) == [], links
+        if links:
+            copy = make_sandbox({"vitally": sb.state()["vitally"]}, vitally_segment_links=True)
+            assert ("Nurture", "removed") in {
+                (x["segment"], x["addedBy"]) for x in sb.state()["vitally"]["segment_links"]
+            }
+            copy.run_playbooks(everything=True)
+            assert _names(_session().get(f"{copy.url}/resources/accounts/acc_0").json()) == []
+
+        # It leaves the Playbook's match, then matches again: the Playbook adds it again.
+        session.put(f"{url}/acc_0", json={"traits": {"segment_nurture": False}})
+        sb.run_playbooks(everything=True)
+        session.put(f"{url}/acc_0", json={"traits": {"segment_nurture": True}})
+        sb.run_playbooks(everything=True)
+        assert _names(session.get(f"{url}/acc_0").json()) == ["Nurture"], links
+
+
 def test_segment_links_survive_the_state_round_trip(make_sandbox: Callable[..., Sandbox], seed: SeedBuilder) -> None:
     seed.account(0, segments=["AM referral"], traits={"segment_nurture": True})
     sb, _ = _delayed(make_sandbox, seed)
