@@ -483,15 +483,16 @@ class VitallyClient:
         )
 
     def _quote_body(self, response: requests.Response) -> str:
-        """Vitally's own words for a refusal, if it gave any, without our key: its `error` text
-        (`{"error": "Authorization header not present."}`, as a live request answers, recorded by
-        the api-evangelist transcription of Vitally's REST API; Vitally's own overview lists the
-        codes, not the body), or a `message`."""
+        """Vitally's own words for a refusal, if it gave any, without our key: its `message`, else
+        its `error` text (`{"error": "Authorization header not present."}`, as a live request
+        answers, recorded by the api-evangelist transcription of Vitally's REST API; Vitally's own
+        overview lists the codes, not the body). A body with both (`{"statusCode": 400, "message":
+        <the detail>, "error": "Bad Request"}`) gives its detail."""
         try:
             body = decode_json(response.content)
         except JsonError:
             body = None
-        said = [body.get(key) for key in ("error", "message")] if isinstance(body, dict) else []
+        said = [body.get(key) for key in ("message", "error")] if isinstance(body, dict) else []
         message = next((text for text in said if isinstance(text, str) and text.strip()), None)
         text = message if message is not None else f"HTTP {response.status_code}"
         return text.replace(self._api_key, "***")[:300]

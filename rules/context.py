@@ -27,7 +27,7 @@ CLOSED_LEAD_STATUSES = (
 
 @lru_cache(maxsize=64)
 def _closed(statuses: tuple[str, ...]) -> frozenset[str]:
-    return frozenset(status.casefold() for status in statuses if status)
+    return frozenset(status.strip().casefold() for status in statuses if status.strip())
 
 
 # The statuses every lead check treats as closed when no policy says more (casefolded).
@@ -65,9 +65,9 @@ _CLOSED_BY_POLICY: dict[int, tuple[Policy, frozenset[str]]] = {}
 
 
 def is_closed(status: str | None, closed: frozenset[str] = _DEFAULT_CLOSED) -> bool:
-    """Whether a lead in `status` is closed (`closed`: `closed_statuses(policy)`), case-insensitively
-    as the episodes compare statuses."""
-    return status is not None and status.casefold() in closed
+    """Whether a lead in `status` is closed (`closed`: `closed_statuses(policy)`), as the episodes
+    compare statuses: case-insensitively, spaces around it ignored."""
+    return status is not None and status.strip().casefold() in closed
 
 
 class _computed_once(Generic[T]):

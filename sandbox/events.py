@@ -124,8 +124,8 @@ class _Delivery:
 class EventFeed:
     """Sends the webhooks of one sandbox from a thread of its own. `snapshot(source, record)` is
     called (without the feed's lock) to read a record as it is when its webhook is built: the
-    Vitally account, or the Lead; None when it no longer exists (then no Playbook webhook is sent,
-    and an Outbound Message's notification carries no data, as Salesforce sends it)."""
+    Vitally account, or the Lead; None when there is no such record (nothing is sent), `{}` for a
+    Lead deleted since (its Outbound Message's notification carries no data, as Salesforce sends it)."""
 
     def __init__(self, snapshot: Callable[[_Source, str], dict[str, Any] | None]) -> None:
         self._snapshot = snapshot
@@ -232,7 +232,7 @@ class EventFeed:
         if delivery.body is None:
             delivery.body = self._body(delivery, settings)
             if delivery.body is None:
-                return  # the account is gone: a Playbook sends nothing on it
+                return  # no such record any more: nothing is sent
         url = settings.vitally_url if delivery.source == "vitally" else settings.salesforce_url
         if url is None:
             return
@@ -266,11 +266,13 @@ class EventFeed:
 
     def _body(self, delivery: _Delivery, settings: FeedSettings) -> bytes | None:
         record = self._snapshot(delivery.source, delivery.record)
+        if record is None:
+            return None  # no such record (a create rolled back, an account gone): nothing is sent
         if delivery.source == "salesforce":
-            # A Lead deleted (or rolled back) before delivery: "the notification contains no data"
-            # (Salesforce Help, "Considerations for Outbound Messages"), and it is still sent.
-            return _outbound_body(record, delivery.key, settings)
-        return None if record is None else _playbook_body(record)
+            # `{}`: a Lead deleted before delivery: "the notification contains no data" (Salesforce
+            # Help, "Considerations for Outbound Messages"), and it is still sent.
+            return _outbound_body(record or None, delivery.key, settings)
+        return _playbook_body(record)
 
 
 def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> tuple[int, str]:

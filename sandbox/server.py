@@ -414,12 +414,17 @@ class Sandbox:
         return self._events.pending()
 
     def _event_record(self, source: str, record: str) -> dict[str, Any] | None:
-        """The record a webhook is about, as it is now (None when gone)."""
+        """The record a webhook is about, as it is now: None when there is none (a Vitally account
+        gone, a Lead whose create was rolled back: nothing is sent), `{}` for a Lead deleted since
+        (in the recycle bin: its Outbound Message notification carries no data)."""
         with self._lock:
             if source == "vitally":
                 found = self._vitally.accounts.by_id.get(record)
             else:
-                found = self._salesforce.tables["lead"].get(record)
+                leads = self._salesforce.tables["lead"]
+                found = leads.get(record)
+                if found is None and record in leads.deleted:
+                    return {}
             return copy.deepcopy(found) if found is not None else None
 
     def now(self) -> datetime:

@@ -160,9 +160,17 @@ class VitallyService:
         Timestamps that parse are rewritten in Vitally's canonical spelling (so they
         sort correctly); ones that do not are kept verbatim, as a malformed record.
         With segment links on, a seeded segment was added by a person unless the seed's
-        `segment_links` (as `snapshot` writes it) says a Playbook added it.
+        `segment_links` (as `snapshot` writes it) says a Playbook added it; `segments_removed`
+        names the segments a person took accounts out of while their Playbooks matched.
         """
         links = _seed_links(seed.get("segment_links") or [])
+        for item in seed.get("segments_removed") or []:
+            if (
+                isinstance(item, dict)
+                and isinstance(item.get("accountId"), str)
+                and isinstance(item.get("segment"), str)
+            ):
+                self._withheld.setdefault(item["accountId"], set()).add(item["segment"])
         now = vitally_timestamp(self.clock.now())
         for name, coll in (
             ("accounts", self.accounts),
@@ -229,17 +237,15 @@ class VitallyService:
             self._by_playbook[record["id"]] = set(given.get("playbook", set())) & names
             self._by_person[record["id"]] = set(given.get("person", set())) & names
             self._by_person[record["id"]] |= names - self._by_playbook[record["id"]]
-            self._withheld[record["id"]] = set(given.get("removed", set())) - names
             return
         self._by_playbook.pop(record["id"], None)
-        self._withheld.pop(record["id"], None)
         self._by_person[record["id"]] = names
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """Every record, in the seed format (deep copies); with segment links on, also
-        `segment_links`: `{accountId, segment, addedBy: "playbook" | "person"}` per membership, and
-        `addedBy: "removed"` for a segment a person took the account out of while a Playbook held
-        it (the Playbook does not add it back)."""
+        `segment_links`: `{accountId, segment, addedBy: "playbook" | "person"}` per membership; and,
+        when there are any, `segments_removed`: `{accountId, segment}` for each segment a person
+        took an account out of while its Playbook matched (the Playbook does not add it back)."""
         self.run_due_playbooks()
         out = {
             "accounts": copy.deepcopy(list(self.accounts.by_id.values())),
@@ -250,14 +256,17 @@ class VitallyService:
         if self.config.segment_links:
             out["segment_links"] = [
                 {"accountId": account_id, "segment": name, "addedBy": by}
-                for by, held in (
-                    ("playbook", self._by_playbook),
-                    ("person", self._by_person),
-                    ("removed", self._withheld),
-                )
+                for by, held in (("playbook", self._by_playbook), ("person", self._by_person))
                 for account_id, names in sorted(held.items())
                 for name in sorted(names)
             ]
+        removed = [
+            {"accountId": account_id, "segment": name}
+            for account_id, names in sorted(self._withheld.items())
+            for name in sorted(names)
+        ]
+        if removed:
+            out["segments_removed"] = removed
         return out
 
     # --------------------------------------------------------------- playbooks
@@ -646,13 +655,13 @@ def _decode_cursor(cursor: str, sort_by: str) -> tuple[str, str]:
 
 
 def _seed_links(items: list[Any]) -> dict[str, dict[str, set[str]]]:
-    """A seed's `segment_links` → account id → {"playbook" | "person" | "removed": names}."""
+    """A seed's `segment_links` → account id → {"playbook": names, "person": names}."""
     links: dict[str, dict[str, set[str]]] = {}
     for item in items:
         if not isinstance(item, dict):
             continue
         account, name, by = item.get("accountId"), item.get("segment"), item.get("addedBy")
-        if isinstance(account, str) and isinstance(name, str) and by in ("playbook", "person", "removed"):
+        if isinstance(account, str) and isinstance(name, str) and by in ("playbook", "person"):
             links.setdefault(account, {}).setdefault(by, set()).add(name)
     return links
 

@@ -54,7 +54,7 @@ __all__ = ["MAX_BODY_BYTES", "PREFIX", "EventMetrics", "EventSettings", "Receive
 PREFIX = "/events/"
 MAX_BODY_BYTES = 1 << 20  # 100 notifications of a few kB each fit many times over
 _REJECTIONS_LOGGED = 20  # `event_rejected` lines per minute at most; the rest are counted
-_OUTCOMES = ("queued", "duplicate", "ignored", "rejected", "malformed", "not_queued")
+_OUTCOMES = ("queued", "duplicate", "ignored", "no_data", "rejected", "malformed", "not_queued")
 
 
 class EventMetrics:
@@ -64,7 +64,8 @@ class EventMetrics:
         self.requests = Counter(
             "crm_sync_event_requests_total",
             "Webhook requests by source and outcome (queued, duplicate: a delivery already stored, ignored: "
-            "not a Lead, rejected: 401, malformed: 400, 411 or 413, not_queued: 503).",
+            "not a Lead, no_data: a notification naming no record, rejected: 401, malformed: 400, 411 or 413, "
+            "not_queued: 503).",
             ["source", "outcome"],
             registry=registry,
         )
@@ -210,9 +211,9 @@ class Receiver:
             return self._reject(environ, "salesforce", "organization id")
         for problem in message.unreadable:
             # Reported and acknowledged with the others: a retry would carry the same nothing, and
-            # the record, if any, is read by the next scheduled cycle.
-            self._count("salesforce", "malformed")
-            self.log("event_malformed", {"source": "salesforce", "problem": printable(problem[:200])})
+            # the record, if any, is read by the next scheduled cycle (a deletion, most often).
+            self._count("salesforce", "no_data")
+            self.log("event_no_data", {"source": "salesforce", "problem": printable(problem[:200])})
         leads = [n for n in message.notifications if n.sobject == "Lead"]
         if len(leads) < len(message.notifications):
             others = sorted({n.sobject for n in message.notifications} - {"Lead"})

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from rules import Decision
+from rules.context import closed_statuses
 from state import StateDB
 from sync.accounts import iter_accounts
 from sync.config import Config
@@ -72,9 +73,16 @@ def _differences(record: str, before: list[Decision], after: list[Decision]) -> 
 def compare(state: StateDB, config: Config, other: Config, now: datetime) -> list[Difference]:
     """Per record and rule, the decisions whose outcome differs when the mirror's accounts, then
     its leads, are judged at `now` by `config`'s rules and by `other`'s (one `Decider` each, over
-    the same Salesforce facts)."""
+    the same mirror; the Salesforce facts are read once more when `other` reads lead statuses
+    differently, as its closed and disqualified statuses shape every context)."""
     facts = SalesforceFacts.load(state, policy=config.policy)
-    current, changed = Decider.of(config, facts, now), Decider.of(other, facts, now)
+    other_facts = facts
+    if (closed_statuses(other.policy), other.policy.episodes.disqualified_statuses) != (
+        facts.closed,
+        facts.disqualified_statuses,
+    ):
+        other_facts = SalesforceFacts.load(state, policy=other.policy)
+    current, changed = Decider.of(config, facts, now), Decider.of(other, other_facts, now)
     differences: list[Difference] = []
     for account in iter_accounts(state, config):
         differences.extend(_differences(account.id, current.account(account), changed.account(account)))

@@ -32,9 +32,10 @@ from rules.policy import DemoPolicy, EpisodePolicy
 from sandbox import Sandbox, generate_book
 from state import StateDB
 from sync.app import make_salesforce, make_vitally
-from sync.config import load_config
+from sync.config import example_against, load_config
 from sync.cycle import run_cycle
 from sync.facts import SalesforceFacts
+from sync.whatif import compare
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 BAD_FIT = Policy(episodes=EpisodePolicy(disqualified_statuses=("Disqualified", "Bad fit")))
@@ -56,6 +57,7 @@ def test_the_closed_set_holds_the_configured_statuses_casefolded() -> None:
     default = closed_statuses(Policy())
     assert is_closed("Closed - Not Converted", default)
     assert is_closed("closed - not converted", default)  # as the episodes compare statuses
+    assert is_closed(" Disqualified ", default)
     assert not is_closed("Bad fit", default)
     assert not is_closed(None, default) and not is_closed("", default)
     configured = closed_statuses(BAD_FIT)
@@ -198,3 +200,31 @@ def test_after_the_cool_off_a_lead_in_the_orgs_own_disqualified_status_is_follow
             assert [lead["Sync_Key__c"] for lead in ours()] == ["crm-sync-acc_bf1-1", "crm-sync-acc_bf1-2"]
         finally:
             state.close()
+
+
+def test_what_if_reads_the_facts_with_the_other_rules_statuses() -> None:
+    """`--dry-run --compare-rules`: the facts shape every context by their lead statuses, so rules
+    that list "Bad fit" as disqualified must be judged over facts read with it (found by a review:
+    the other rules were judged over the current config's facts, and the difference was missed)."""
+    config = example_against("http://127.0.0.1:1")
+    other = replace(config, policy=replace(config.policy, episodes=BAD_FIT.episodes))
+    state = StateDB.memory()
+    account = {**_band_account(), "id": "acc_1"}
+    stamp = "2026-11-17T09:00:00.000+0000"
+    lead = {
+        "Id": "00QA",
+        "SystemModstamp": stamp,
+        "LastName": "Doe",
+        "Company": "Bad Fit GmbH",
+        "Status": "Bad fit",
+        "LeadSource": "Web",
+        "IsConverted": False,
+        "Vitally_Account_Id__c": "acc_1",
+    }
+    state.upsert_accounts([{"id": "acc_1", "updated_at": account["updatedAt"], "raw": json.dumps(account)}])
+    state.upsert_sf([{"object": "Lead", "id": "00QA", "modstamp": stamp, "raw": json.dumps(lead)}])
+    differences = {(d.record, d.rule) for d in compare(state, config, other, NOW)}
+    # A person's open lead holds the account back; disqualified (other's reading) it does not.
+    assert ("acc_1", "product_led.mrr_band") in differences
+    assert ("acc_1", "lifecycle.stage") in differences
+    assert compare(state, config, config, NOW) == []

@@ -505,6 +505,13 @@ def test_a_rejections_reason_is_read_from_error_as_vitally_words_it() -> None:
         with pytest.raises(WriteRejectedError) as caught:
             client.put_traits("a1", {"t": 1})
     assert "assignedToId is not a user" in str(caught.value)
+    # With both, the message is the detail and the error its class (a framework's 400 body).
+    both = {"statusCode": 400, "message": "traits.t: not a number", "error": "Bad Request"}
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(responses.PUT, f"{ACCOUNTS}/a1", status=400, json=both)
+        with pytest.raises(WriteRejectedError) as caught:
+            client.put_traits("a1", {"t": 1})
+    assert "traits.t: not a number" in str(caught.value)
 
 
 @settings(max_examples=20, deadline=None)

@@ -171,7 +171,33 @@ def test_a_lead_deleted_before_delivery_sends_a_notification_with_no_data(rig: R
     [sent] = rig.sandbox.event_deliveries()
     assert (sent["record"], sent["status"], sent["acknowledged"]) == (lead, 200, True)
     assert rig.stored() == []  # nothing to route: the next scheduled cycle reads the deletion
-    assert [e for e, _ in rig.logged if e == "event_malformed"] == ["event_malformed"]
+    assert [e for e, _ in rig.logged if e.startswith("event_") and e != "event_received"] == ["event_no_data"]
+
+
+def test_a_create_rolled_back_sends_nothing(rig: Rig) -> None:
+    """A Lead whose create an `allOrNone` collection rolled back never existed: Salesforce sends an
+    Outbound Message after the transaction commits, so nothing is sent (as a deleted Lead's
+    notification without data is: the test above)."""
+    _on(rig, delay_s=0.2)
+    body = {
+        "allOrNone": True,
+        "records": [
+            {"attributes": {"type": "Lead"}, "LastName": "Roe", "Company": "Acme", "LeadSource": "Web"},
+            {"attributes": {"type": "Lead"}, "Company": "No LastName"},  # LastName is required: all roll back
+        ],
+    }
+    requests.post(
+        f"{rig.sandbox.url}/services/data/v59.0/composite/sobjects",
+        json=body,
+        headers={"Authorization": "Bearer test"},
+        timeout=5,
+    )
+    assert rig.sandbox.state()["salesforce"]["Lead"] == []
+    rig.web_to_lead()  # a later inbound lead is sent: the rolled-back one was skipped, not delayed
+    _until(lambda: len(rig.sandbox.event_deliveries()) == 1)
+    [sent] = rig.sandbox.event_deliveries()
+    assert sent["acknowledged"] and len(rig.stored()) == 1
+    assert [e for e, _ in rig.logged if e == "event_no_data"] == []
 
 
 def test_leads_crm_sync_creates_send_no_message(rig: Rig) -> None:
