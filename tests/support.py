@@ -106,6 +106,47 @@ def vitally_account(index: int, **fields: Any) -> dict[str, Any]:
     }
 
 
+def band_account(account_id: str, name: str, domain: str) -> dict[str, Any]:
+    """A self-serve account in the product-led MRR band (product_led.mrr_band fires), as Vitally's
+    GET /resources/accounts returns one: MRR 900 for three months, 64 employees, 9 users in DE."""
+    return {
+        "id": account_id,
+        "externalId": account_id.replace("acc_", "org_", 1),
+        "name": name,
+        "createdAt": "2025-10-01T10:00:00.000Z",
+        "updatedAt": "2026-11-20T10:00:00.000Z",
+        "mrr": 900,
+        "traits": {
+            "domain": domain,
+            "invoices": [{"month": m, "amount": 900} for m in ("2026-08", "2026-09", "2026-10")],
+            "paidProducts": ["product_analytics", "session_replay"],
+            "product_spend": {"product_analytics": 600, "session_replay": 300},
+            "employee_count": 64,
+            "user_count": 9,
+            "users_by_country": {"DE": 9},
+            "country": "DE",
+            "first_paid_at": "2026-01-05",
+            "business_email": True,
+        },
+        "keyRoles": [],
+        "segments": [],
+        "accountOwnerId": None,
+        "usersCount": 9,
+        "churnedAt": None,
+    }
+
+
+def person_sets_lead(url: str, lead_id: str, **fields: Any) -> None:
+    """A person's edit of a Lead through the sObject API of the sandbox at `url` (Salesforce
+    stamps it with its own clock)."""
+    requests.patch(
+        f"{url}/services/data/v59.0/sobjects/Lead/{lead_id}",
+        json=fields,
+        headers={"Authorization": "Bearer test"},
+        timeout=5,
+    ).raise_for_status()
+
+
 def pool_users(config: Config) -> list[dict[str, Any]]:
     """The active Salesforce Users of every member of `config`'s pools, sorted by id."""
     users = sorted({m.user_id: m.name for pool in config.pools.values() for m in pool.members}.items())

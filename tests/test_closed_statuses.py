@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import requests
-from support import example_config_for
+from support import band_account, example_config_for, person_sets_lead
 
 from core.model import Account, Lead
 from rules import Policy, evaluate_lead
@@ -117,36 +117,6 @@ def test_the_facts_give_every_context_the_configured_statuses() -> None:
     assert SalesforceFacts.load_for(state, ["acc_1"], policy=BAD_FIT).context_for("acc_1").open_leads == ()
 
 
-def _band_account() -> dict[str, Any]:
-    """A self-serve account in the product-led MRR band (product_led.mrr_band fires), as Vitally's
-    GET /resources/accounts returns one (as tests/test_e2e_episodes.py builds it)."""
-    return {
-        "id": "acc_bf1",
-        "externalId": "org_bf1",
-        "name": "Bad Fit GmbH",
-        "createdAt": "2025-10-01T10:00:00.000Z",
-        "updatedAt": "2026-11-20T10:00:00.000Z",
-        "mrr": 900,
-        "traits": {
-            "domain": "badfit.de",
-            "invoices": [{"month": m, "amount": 900} for m in ("2026-08", "2026-09", "2026-10")],
-            "paidProducts": ["product_analytics", "session_replay"],
-            "product_spend": {"product_analytics": 600, "session_replay": 300},
-            "employee_count": 64,
-            "user_count": 9,
-            "users_by_country": {"DE": 9},
-            "country": "DE",
-            "first_paid_at": "2026-01-05",
-            "business_email": True,
-        },
-        "keyRoles": [],
-        "segments": [],
-        "accountOwnerId": None,
-        "usersCount": 9,
-        "churnedAt": None,
-    }
-
-
 def test_after_the_cool_off_a_lead_in_the_orgs_own_disqualified_status_is_followed_by_the_next(
     tmp_path: Path,
 ) -> None:
@@ -154,7 +124,7 @@ def test_after_the_cool_off_a_lead_in_the_orgs_own_disqualified_status_is_follow
     account, a person sets its lead to the org's own "Bad fit" through the sObject API, and after
     the 90-day cool-off crm-sync creates the account's next lead (`crm-sync-<account>-2`)."""
     seed = generate_book(0, now=NOW)  # the sales team of the example pools, no accounts
-    seed["vitally"]["accounts"] = [_band_account()]
+    seed["vitally"]["accounts"] = [band_account("acc_bf1", "Bad Fit GmbH", "badfit.de")]
     del seed["_cases"]
     text = 'disqualified_statuses = ["Disqualified", "Unqualified", "Closed - Not Converted"]'
     configured = 'disqualified_statuses = ["Disqualified", "Unqualified", "Closed - Not Converted", "Bad fit"]'
@@ -186,12 +156,7 @@ def test_after_the_cool_off_a_lead_in_the_orgs_own_disqualified_status_is_follow
             (first,) = ours()
             assert first["Sync_Key__c"] == "crm-sync-acc_bf1-1"
             advance(3600)
-            requests.patch(
-                f"{sandbox.url}/services/data/v59.0/sobjects/Lead/{first['Id']}",
-                json={"Status": "Bad fit"},
-                headers={"Authorization": "Bearer test"},
-                timeout=5,
-            ).raise_for_status()
+            person_sets_lead(sandbox.url, first["Id"], Status="Bad fit")
             advance(86_400)
             cycle()
             assert [lead["Sync_Key__c"] for lead in ours()] == ["crm-sync-acc_bf1-1"]  # within the cool-off
@@ -209,7 +174,7 @@ def test_what_if_reads_the_facts_with_the_other_rules_statuses() -> None:
     config = example_against("http://127.0.0.1:1")
     other = replace(config, policy=replace(config.policy, episodes=BAD_FIT.episodes))
     state = StateDB.memory()
-    account = {**_band_account(), "id": "acc_1"}
+    account = band_account("acc_1", "Bad Fit GmbH", "badfit.de")
     stamp = "2026-11-17T09:00:00.000+0000"
     lead = {
         "Id": "00QA",

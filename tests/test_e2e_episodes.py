@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import requests
-from support import example_config_for, run_cli
+from support import band_account, example_config_for, person_sets_lead, run_cli
 
 from sandbox import Sandbox, generate_book
 from sandbox.store import sf_timestamp
@@ -36,31 +36,7 @@ pytestmark = pytest.mark.e2e
 
 def _band_account(n: int) -> dict[str, Any]:
     """A self-serve account in the product-led MRR band (product_led.mrr_band fires)."""
-    return {
-        "id": f"acc_ep{n}",
-        "externalId": f"org_ep{n}",
-        "name": f"Episode {n} GmbH",
-        "createdAt": "2025-10-01T10:00:00.000Z",
-        "updatedAt": "2026-11-20T10:00:00.000Z",
-        "mrr": 900,
-        "traits": {
-            "domain": f"episode{n}.de",
-            "invoices": [{"month": m, "amount": 900} for m in ("2026-08", "2026-09", "2026-10")],
-            "paidProducts": ["product_analytics", "session_replay"],
-            "product_spend": {"product_analytics": 600, "session_replay": 300},
-            "employee_count": 64,
-            "user_count": 9,
-            "users_by_country": {"DE": 9},
-            "country": "DE",
-            "first_paid_at": "2026-01-05",
-            "business_email": True,
-        },
-        "keyRoles": [],
-        "segments": [],
-        "accountOwnerId": None,
-        "usersCount": 9,
-        "churnedAt": None,
-    }
+    return band_account(f"acc_ep{n}", f"Episode {n} GmbH", f"episode{n}.de")
 
 
 @dataclass
@@ -87,12 +63,7 @@ class World:
 
     def person_sets(self, lead_id: str, **fields: Any) -> None:
         """A person's edit through the sObject API (Salesforce stamps it with its own clock)."""
-        requests.patch(
-            f"{self.sandbox.url}{SF}/sobjects/Lead/{lead_id}",
-            json=fields,
-            headers={"Authorization": "Bearer test"},
-            timeout=5,
-        ).raise_for_status()
+        person_sets_lead(self.sandbox.url, lead_id, **fields)
 
     def person_converts(self, lead: dict[str, Any]) -> None:
         """A conversion without an opportunity, as convertLead leaves the lead (IsConverted and

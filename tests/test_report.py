@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 import requests
-from support import example_config_for, run_cli
+from support import example_config_for, person_sets_lead, run_cli
 
 from rules.policy import ROUTING_RULE_IDS
 from rules.round_robin import Member, Pool
@@ -61,12 +61,7 @@ def _converted_in_salesforce(sb: Sandbox, leads: list[dict[str, Any]]) -> None:
     read-only in the API, so the sandbox's load control stands in for the conversion)."""
     for index, lead in enumerate(leads):
         if index % 2 == 0:
-            requests.patch(
-                f"{sb.url}{SF}/sobjects/Lead/{lead['Id']}",
-                json={"Status": "Closed - Converted"},
-                headers={"Authorization": "Bearer test"},
-                timeout=5,
-            ).raise_for_status()
+            person_sets_lead(sb.url, lead["Id"], Status="Closed - Converted")
         else:
             converted = {**lead, "IsConverted": True, "Status": "Qualified", "SystemModstamp": sf_timestamp(sb.now())}
             requests.post(
