@@ -71,6 +71,7 @@ Membership = Literal["active", "paused", "removed"]
 FORMATS: tuple[ReportFormat, ...] = ("table", "json", "csv", "html")
 SECTIONS: tuple[Section, ...] = ("runs", "rules", "pools")
 # Salesforce's default converted status is "Closed - Converted"; some orgs name it "Converted".
+# The report counts the configured `[rules.episodes] converted_statuses` (these by default).
 CONVERTED_STATUSES = frozenset({"Converted", "Closed - Converted"})
 _CREATED_PREFIX = "crm-sync-"  # the planner's Sync_Key__c: crm-sync-<account>-<episode>
 
@@ -80,7 +81,8 @@ round-robin pool, what each member was assigned against their fair share.
 
 rules: every lead of the Salesforce mirror (as of the last run) whose Routing_Rule__c is set:
   `created` by crm-sync (Sync_Key__c crm-sync-…) or `inbound` leads it routed. Converted:
-  IsConverted, or Status "Converted" / "Closed - Converted". Rules without leads are left out.
+  IsConverted, or a Status of [rules.episodes] converted_statuses ("Converted", "Closed -
+  Converted" by default). Rules without leads are left out.
 pools: owners the round robin chose (new leads, inbound leads, onboarding handovers). Fair share =
   the pool's total × weight / sum of the configured members' weights (paused members included);
   `skipped` counts the draws that passed a member over; fallback-queue draws are counted apart.
@@ -184,7 +186,8 @@ class Report:
 def build_report(config: Config, state: StateDB, limit: int = 20) -> Report:
     """The report over `state` (the last `limit` runs) and the config's target and pools."""
     target = config.conversion_target
-    return Report(target, _runs(state, limit), _rules(state, target), _pools(config.pools.values(), state))
+    converted = frozenset(status.strip().casefold() for status in config.policy.episodes.converted_statuses)
+    return Report(target, _runs(state, limit), _rules(state, target, converted), _pools(config.pools.values(), state))
 
 
 def _seconds(started: str | None, finished: str | None) -> float | None:
@@ -223,8 +226,9 @@ def _runs(state: StateDB, limit: int) -> tuple[RunLine, ...]:
     return tuple(lines)
 
 
-def _converted(lead: Lead) -> bool:
-    return lead.is_converted or lead.status in CONVERTED_STATUSES
+def _converted(lead: Lead, statuses: frozenset[str]) -> bool:
+    """Converted: IsConverted, or a converted status (`statuses` casefolded, as the episodes compare)."""
+    return lead.is_converted or (lead.status is not None and lead.status.strip().casefold() in statuses)
 
 
 def _verdict(rate: float, target: float) -> Verdict:
@@ -233,7 +237,9 @@ def _verdict(rate: float, target: float) -> Verdict:
     return "below" if rate < target else "above"
 
 
-def _rules(state: StateDB, target: float) -> tuple[RuleLine, ...]:
+def _rules(
+    state: StateDB, target: float, converted: frozenset[str] = frozenset(s.casefold() for s in CONVERTED_STATUSES)
+) -> tuple[RuleLine, ...]:
     tally: defaultdict[str, Counter[str]] = defaultdict(Counter)
     for _, raw, _ in state.iter_sf("Lead"):
         try:
@@ -244,7 +250,7 @@ def _rules(state: StateDB, target: float) -> tuple[RuleLine, ...]:
             continue
         counts = tally[lead.routing_rule]
         counts["created" if (lead.sync_key or "").startswith(_CREATED_PREFIX) else "inbound"] += 1
-        counts["converted"] += _converted(lead)
+        counts["converted"] += _converted(lead, converted)
     lines = []
     for rule, counts in sorted(tally.items()):
         leads = counts["created"] + counts["inbound"]

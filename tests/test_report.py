@@ -408,6 +408,24 @@ def test_report_counts_converted_by_flag_or_converted_status() -> None:
     }
 
 
+def test_report_counts_the_configured_converted_statuses() -> None:
+    """An org that converts leads to its own "Won" status lists it in `[rules.episodes]
+    converted_statuses`, which the episodes read; the report read a fixed pair."""
+    base = replace(load_config(packaged_example()), report=ReportSettings(conversion_target=0.5), pools={})
+    won = replace(base.policy.episodes, converted_statuses=("Won",))
+    config = replace(base, policy=replace(base.policy, episodes=won))
+    state = StateDB.memory()
+    state.upsert_sf(
+        [
+            _lead(1, "a.rule", Status="Won"),
+            _lead(2, "a.rule", Status="won "),  # compared as the episodes compare
+            _lead(3, "a.rule", Status="Closed - Converted"),
+        ]
+    )
+    assert [(r.leads, r.converted) for r in build_report(config, state).rules] == [(3, 2)]
+    assert [(r.leads, r.converted) for r in build_report(base, state).rules] == [(3, 1)]  # the default's pair
+
+
 def _assign(state: StateDB, key: str, pool: str, user: str | None, *, skipped: dict[str, str] | None = None) -> None:
     state.record_assignment(
         OwnerChoice(
