@@ -73,6 +73,7 @@ SECTIONS: tuple[Section, ...] = ("runs", "rules", "pools")
 # Salesforce's default converted status is "Closed - Converted"; some orgs name it "Converted".
 # The report counts the configured `[rules.episodes] converted_statuses` (these by default).
 CONVERTED_STATUSES = frozenset({"Converted", "Closed - Converted"})
+_CONVERTED = frozenset(status.casefold() for status in CONVERTED_STATUSES)
 _CREATED_PREFIX = "crm-sync-"  # the planner's Sync_Key__c: crm-sync-<account>-<episode>
 
 DESCRIPTION = """\
@@ -237,9 +238,7 @@ def _verdict(rate: float, target: float) -> Verdict:
     return "below" if rate < target else "above"
 
 
-def _rules(
-    state: StateDB, target: float, converted: frozenset[str] = frozenset(s.casefold() for s in CONVERTED_STATUSES)
-) -> tuple[RuleLine, ...]:
+def _rules(state: StateDB, target: float, converted: frozenset[str] = _CONVERTED) -> tuple[RuleLine, ...]:
     tally: defaultdict[str, Counter[str]] = defaultdict(Counter)
     for _, raw, _ in state.iter_sf("Lead"):
         try:
