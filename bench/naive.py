@@ -35,8 +35,9 @@ from well_formed import well_formed
 from core.errors import RecordError, WriteRejectedError
 from core.model import Account, Lead, Opportunity
 from core.records import parse_account, parse_lead, parse_opportunity, parse_sf_account
-from rules import AccountContext, Decision, LeadContext, evaluate_account, evaluate_lead
+from rules import AccountContext, Decision, LeadContext, Policy, evaluate_account, evaluate_lead
 from rules import managed_segments as managed_segments_of
+from rules.context import folded_statuses
 from rules.routing import lead_source_for
 from sync.app import make_salesforce, make_vitally
 from sync.config import Config, load_config
@@ -45,7 +46,6 @@ from sync.wire import lead_fields, vitally_task
 
 _ROUTED_TEAMS = ("TAM", "TAE", "BDR")  # the teams a routed account's lead goes to (sync/plan.py)
 _REASON_MAX = 255  # a Salesforce text field
-_CLOSED_STATUSES = ("Disqualified", "Unqualified")
 
 
 @dataclass
@@ -58,9 +58,12 @@ class _Facts:
     disqualified_by_company: dict[str, date] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, records: Mapping[str, Sequence[Mapping[str, Any]]]) -> _Facts:
-        """Leads join on `Vitally_Account_Id__c`, opportunities through their Salesforce Account's."""
+    def build(cls, records: Mapping[str, Sequence[Mapping[str, Any]]], policy: Policy) -> _Facts:
+        """Leads join on `Vitally_Account_Id__c`, opportunities through their Salesforce Account's;
+        a company's disqualified leads are those in one of `[rules.episodes] disqualified_statuses`,
+        compared as crm-sync compares statuses (sync/facts.py)."""
         facts = cls()
+        disqualified = folded_statuses(policy.episodes.disqualified_statuses)
         vitally_of = {
             account.id: account.vitally_account_id
             for account in well_formed(records["Account"], parse_sf_account)
@@ -74,7 +77,7 @@ class _Facts:
             facts.leads.append(lead)
             if lead.vitally_account_id:
                 facts.leads_by_account[lead.vitally_account_id].append(lead)
-            if lead.company and (lead.status or "") in _CLOSED_STATUSES:
+            if lead.company and (lead.status or "").strip().casefold() in disqualified:
                 key, day = lead.company.casefold(), lead.system_modstamp.date()
                 facts.disqualified_by_company[key] = max(day, facts.disqualified_by_company.get(key, day))
         return facts
@@ -135,7 +138,7 @@ def plan(
     policy = config.policy
     managed = managed_segments_of(policy)
     written_keys = tuple(config.vitally.written_traits.values()) + tuple(config.vitally.segment_traits.values())
-    facts = _Facts.build(sf_records)
+    facts = _Facts.build(sf_records, policy)
     out = Plan()
     for raw in raw_accounts:
         try:

@@ -3,7 +3,7 @@ lead, what Salesforce knows about its company. `sync.facts` gathers both from th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -15,7 +15,15 @@ from core.triage import Remembered
 if TYPE_CHECKING:
     from rules.policy import Policy
 
-__all__ = ["CLOSED_LEAD_STATUSES", "EMPTY", "AccountContext", "LeadContext", "closed_statuses", "is_closed"]
+__all__ = [
+    "CLOSED_LEAD_STATUSES",
+    "EMPTY",
+    "AccountContext",
+    "LeadContext",
+    "closed_statuses",
+    "folded_statuses",
+    "is_closed",
+]
 
 T = TypeVar("T")
 
@@ -28,6 +36,11 @@ CLOSED_LEAD_STATUSES = (
 @lru_cache(maxsize=64)
 def _closed(statuses: tuple[str, ...]) -> frozenset[str]:
     return frozenset(status.strip().casefold() for status in statuses if status.strip())
+
+
+def folded_statuses(statuses: Iterable[str]) -> frozenset[str]:
+    """`statuses` as every lead status is compared: casefolded, spaces around each ignored."""
+    return _closed(tuple(statuses))
 
 
 # The statuses every lead check treats as closed when no policy says more (casefolded).

@@ -301,6 +301,26 @@ def _only(column: str, values: Sequence[str] | None) -> tuple[str, list[Any]]:
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
+# A mirrored record's status as `_folded` spells the statuses it is compared with: lower-cased
+# (SQLite's `lower` folds ASCII letters only), spaces around it ignored.
+_STATUS = "lower(trim(s.status))"
+
+
+def _folded(statuses: Collection[str]) -> list[str]:
+    """`statuses` compared with `_STATUS`, in a stable order: each casefolded (as every lead status
+    is compared, `rules.context.folded_statuses`) and lower-cased (as SQLite's `lower` leaves a
+    non-ASCII capital: the two differ for such a letter only, e.g. "É"), spaces around it ignored."""
+    return sorted({form for status in statuses for form in (status.strip().casefold(), _sqlite_lower(status.strip()))})
+
+
+def _sqlite_lower(text: str) -> str:
+    """`text` as SQLite's built-in `lower` gives it: ASCII capitals only."""
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def _json_or_none(value: Mapping[str, Any] | None) -> str | None:
     return None if value is None else json.dumps(value)
 
@@ -797,15 +817,17 @@ class StateDB:
         the lead was mirrored (state migration 12): finding the leads that are Salesforce facts
         reads no lead's JSON, and copies out only the JSON of those of `statuses` (parsed later, if
         their company is asked about)."""
-        marks = ",".join("?" * len(statuses))
+        folded = _folded(statuses)
+        marks = ",".join("?" * len(folded))
         rows = self.db.conn.execute(
             f"SELECT s.id, s.digest, s.vitally_id, w.value, s.company, "
-            f"CASE WHEN s.status IN ({marks}) THEN CAST(s.raw AS BLOB) END FROM sf_records s "
+            f"CASE WHEN {_STATUS} IN ({marks}) THEN CAST(s.raw AS BLOB) END FROM sf_records s "
             "LEFT JOIN last_written w ON w.system = 'salesforce' AND w.record = s.sync_key AND w.field = 'OwnerId' "
             "AND s.vitally_id != '' "
-            f"WHERE s.object = 'Lead' AND coalesce(s.error, '') = '' AND (s.vitally_id != '' OR s.status IN ({marks})) "
+            "WHERE s.object = 'Lead' AND coalesce(s.error, '') = '' "
+            f"AND (s.vitally_id != '' OR {_STATUS} IN ({marks})) "
             "ORDER BY s.id",
-            [*statuses, *statuses],
+            [*folded, *folded],
         )
         for lead_id, digest, linked, owner, company, raw in rows:
             yield lead_id, digest, linked, None if owner is None else _json_value(owner), company, raw
@@ -938,10 +960,10 @@ class StateDB:
         """(id, Company) of the well-formed mirrored `sobject` records (Leads) whose Status is one
         of `statuses` and whose Company is text, from the index `sf_records_links` alone: which of
         them an event's mini-cycle needs is decided by their company, before any is read."""
-        wanted = sorted(set(statuses))
+        wanted = _folded(statuses)
         rows = self.db.execute(
-            f"SELECT id, company FROM sf_records WHERE object = ? AND coalesce(error, '') = '' "
-            f"AND status IN ({','.join('?' * len(wanted))}) AND company IS NOT NULL",
+            f"SELECT id, company FROM sf_records s WHERE object = ? AND coalesce(error, '') = '' "
+            f"AND {_STATUS} IN ({','.join('?' * len(wanted))}) AND company IS NOT NULL",
             [sobject, *wanted],
         )
         return [(str(record_id), str(company)) for record_id, company in rows]

@@ -14,7 +14,7 @@ from core.errors import RecordError
 from core.model import Lead, Opportunity, SfUser
 from core.records import parse_lead, parse_opportunity, parse_sf_account, parse_user
 from core.triage import Remembered
-from rules.context import EMPTY, AccountContext, closed_statuses
+from rules.context import EMPTY, AccountContext, closed_statuses, folded_statuses
 from rules.policy import DISQUALIFIED_STATUSES, Policy
 from state import StateDB
 
@@ -85,6 +85,8 @@ class SalesforceFacts:
     disqualified_statuses: tuple[str, ...] = DISQUALIFIED_STATUSES
     # The lead statuses that close a lead (`rules.context.closed_statuses`), given to every context.
     closed: frozenset[str] = field(default_factory=lambda: closed_statuses(Policy()))
+    # `disqualified_statuses` as every status is compared (`rules.context.folded_statuses`).
+    _disqualified_folded: frozenset[str] = field(init=False)
     users: dict[str, SfUser] = field(default_factory=dict)
     _leads_by_account: dict[str, list[Lead]] = field(default_factory=lambda: defaultdict(list))
     _opps_by_account: dict[str, list[Opportunity]] = field(default_factory=lambda: defaultdict(list))
@@ -122,6 +124,14 @@ class SalesforceFacts:
     # Vitally account id -> {lead Id: the fields this cycle's own writes give it}, shown to the
     # accounts' rules (`plan_lead_fields`).
     _planned: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
+
+    def __post_init__(self) -> None:
+        self._disqualified_folded = folded_statuses(self.disqualified_statuses)
+
+    def _is_disqualified(self, status: object) -> bool:
+        """Whether a lead in `status` is disqualified, compared as every lead status is
+        (case-insensitively, spaces around it ignored)."""
+        return isinstance(status, str) and status.strip().casefold() in self._disqualified_folded
 
     @classmethod
     def _of(cls, state: StateDB, policy: Policy | None, **more: Any) -> SalesforceFacts:
@@ -218,7 +228,7 @@ class SalesforceFacts:
         written = self.state.written_field("salesforce", "OwnerId").get  # one query, not one per lead
         for lead_id, text, digest in self.state.iter_sf_digested("Lead"):
             record = json.loads(text)
-            if not record.get("Vitally_Account_Id__c") and record.get("Status") not in self.disqualified_statuses:
+            if not record.get("Vitally_Account_Id__c") and not self._is_disqualified(record.get("Status")):
                 continue
             try:
                 lead = parse_lead(record)
@@ -347,7 +357,7 @@ class SalesforceFacts:
     def _disqualified(self, lead: Lead, digest: bytes | None = None) -> None:
         """Remember a disqualified lead's company (`company_disqualified_at`), and the digest of
         its raw JSON (`disqualified_fingerprint`) when given."""
-        if not lead.company or (lead.status or "") not in self.disqualified_statuses:
+        if not lead.company or not self._is_disqualified(lead.status):
             return
         # Salesforce keeps no disqualification date on a Lead; its last change is the best proxy.
         key = lead.company.casefold()

@@ -107,3 +107,28 @@ def test_the_instant_scheduler_is_hidden_after_a_standard_picklist_disqualificat
     assert shown["demo.instant_scheduler"].fired, shown["demo.instant_scheduler"].reason
     assert not hidden["demo.instant_scheduler"].fired
     assert "disqualified" in hidden["demo.instant_scheduler"].reason
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_statuses_compare_as_every_status_does(lazy: bool) -> None:
+    """The scheduler's company check compares statuses as the episodes and the closed-lead checks
+    do: case-insensitively, spaces around them ignored. An unrestricted picklist or an import can
+    store `disqualified` or `Bad Fit `; a config can list `bad fit`. Before, the SQL and the facts
+    compared exactly, so the same lead closed the episode and left the scheduler shown."""
+    state = StateDB.memory()
+    state.upsert_sf(
+        [
+            _lead("00QA", "Acme", "disqualified"),
+            _lead("00QB", "Globex", " Bad Fit "),
+            _lead("00QC", "Initech", "DISQUALIFIÉ"),  # spelled as configured, capitals and all
+            _lead("00QD", "Umbrella", "Working - Contacted"),
+        ]
+    )
+    policy = Policy(episodes=EpisodePolicy(disqualified_statuses=("Disqualified", "bad fit", "DISQUALIFIÉ")))
+    whole = SalesforceFacts.load(state, lazy=lazy, policy=policy)
+    scoped = SalesforceFacts.load_for(state, [], ["00QA", "00QB", "00QC", "00QD"], policy=policy)
+    for facts in (whole, scoped):
+        assert facts.company_disqualified_at("Acme") == date(2026, 11, 10)
+        assert facts.company_disqualified_at("Globex") == date(2026, 11, 10)
+        assert facts.company_disqualified_at("Initech") == date(2026, 11, 10)
+        assert facts.company_disqualified_at("Umbrella") is None
