@@ -285,11 +285,17 @@ def _crash_in_flight(trial: Trial, sandbox: Sandbox, setup: Setup, log: Path, to
 
 
 def _crash_mid_batch(trial: Trial, sandbox: Sandbox, setup: Setup, log: Path, total: int) -> str:
-    """Kill once `after_writes` write requests were answered, while the rest of the batch waits."""
+    """Kill once `after_writes` write requests were answered and the applier has committed some of
+    them (a success waits up to 20 ms for its commit, longer on a busy machine: killed on the
+    answers alone, a kill after the first few found every write still pending), while the rest of
+    the batch waits."""
     sandbox.configure(latency_ms=8)  # about 0.5 s of writes: the kill lands inside the batch
     daemon = setup.daemon(log)
     try:
-        _wait_until(lambda: len(_write_calls(sandbox)) >= trial.after_writes, what="the writes")
+        _wait_until(
+            lambda: len(_write_calls(sandbox)) >= trial.after_writes and _pending(setup.state) < total,
+            what="the writes and a commit of some",
+        )
         time.sleep(trial.delay)
     finally:
         _kill(daemon)
