@@ -13,10 +13,16 @@ webhooks and Salesforce Outbound Messages, posted by the sandbox to a receiver (
   `Sync_Key__c` (the entry condition the README recommends: crm-sync's own leads need no event).
   The body is SOAP `notifications` (namespace `http://soap.sforce.com/2005/09/outbound`) with the
   org's `OrganizationId` (`ORG_ID`), an `ActionId`, a nil `SessionId`, the endpoint URLs and one
-  `Notification` with its own `Id` and the Lead's fields as they are when it is sent (the shape of
-  `tests/fixtures/real/salesforce_outbound_message_lead.xml`). Salesforce sends it again until
-  the answer carries `<Ack>true</Ack>`, with growing gaps (here `salesforce_retry_s`, doubling,
-  `salesforce_max_attempts` tries: the real service tries for 24 hours).
+  `Notification` per Lead, with its own `Id` and the Lead's fields as they are when it is sent
+  (the shape of `tests/fixtures/real/salesforce_outbound_message_lead.xml`). "A single SOAP
+  message can include up to 100 notifications" and "multiple discrete calls [...] are sometimes
+  batched together into one or more SOAP messages" (SOAP API Developer Guide, "Understanding
+  Notifications"): the notifications due within `salesforce_batch_window_s` of each other go in one
+  message, up to `salesforce_batch_max` (100). Salesforce sends a message again until the answer
+  carries `<Ack>true</Ack>`, with growing gaps (here `salesforce_retry_s`, doubling,
+  `salesforce_max_attempts` tries: the real service tries for 24 hours); "messages are retried
+  independent of their order in the queue", so each notification of a refused message is retried
+  on its own clock (those due together are batched again).
 
 Faults, each drawn from `random_seed`: `duplicate_share` of deliveries are sent twice (the copy
 `duplicate_after_s` later, the same body: the same Notification Id), `loss_share` are never sent,
@@ -83,6 +89,10 @@ class FeedSettings:
     jitter_s: float = 0.0
     salesforce_retry_s: float = 0.5
     salesforce_max_attempts: int = 8
+    salesforce_batch_window_s: float = 0.05
+    """Notifications due within this many seconds of the first go in its message."""
+    salesforce_batch_max: int = 100
+    """Notifications per Outbound Message at most (Salesforce: 100; 1 sends each alone)."""
     timeout_s: float = 60.0
     """How long an answer is waited for (Salesforce waits 60 s)."""
     random_seed: int = 0
@@ -102,6 +112,8 @@ class FeedSettings:
 def _fits(current: Any, key: str, value: Any) -> bool:
     if key in ("vitally_url", "vitally_bearer", "salesforce_url"):
         return value is None or isinstance(value, str)
+    if key == "salesforce_batch_max":
+        return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100
     if key.endswith("_share"):
         return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
     if isinstance(current, str):
@@ -118,7 +130,9 @@ class _Delivery:
     key: str = ""  # the Notification Id (Salesforce) or the Playbook run (Vitally)
     attempt: int = 1
     emitted: float = 0.0
-    body: bytes | None = None  # fixed once first built: a duplicate or a retry sends the same body
+    # Fixed once first built, so a duplicate or a retry sends the same: the Vitally body, or the
+    # Salesforce `Notification` element (`b""` once built for a record that is gone: not sent).
+    body: bytes | None = None
 
 
 class EventFeed:
@@ -135,6 +149,7 @@ class EventFeed:
         self._queue: list[_Delivery] = []
         self._seq = itertools.count(1)
         self._notifications = itertools.count(1)
+        self._messages = itertools.count(1)  # POSTs sent, numbered
         self._log: list[dict[str, Any]] = []
         self._stopped = False
         self._sending = 0  # deliveries taken from the queue and not yet logged
@@ -155,8 +170,9 @@ class EventFeed:
 
     def deliveries(self) -> list[dict[str, Any]]:
         """Every delivery attempt so far: `{source, record, key, attempt, emitted, sent, status,
-        acknowledged, duplicate?}` (times are `time.time()`), plus `{…, "lost": true}` for those
-        a fault dropped."""
+        acknowledged, message, batch, duplicate?}` (times are `time.time()`; `message` numbers the
+        POST that carried it, `batch` counts the notifications in that POST), plus
+        `{…, "lost": true}` for those a fault dropped."""
         with self._lock:
             return [dict(d) for d in self._log]
 
@@ -219,50 +235,92 @@ class EventFeed:
                     self._lock.wait(wait)
                 if self._stopped:
                     return
-                delivery = heapq.heappop(self._queue)
+                first = heapq.heappop(self._queue)
                 settings = self._settings
                 self._sending += 1
+            batch = [first]
             try:
-                self._send(delivery, settings)
+                if first.source == "salesforce":
+                    # Its Lead read first: that waits for the request creating it to end, so the
+                    # Leads it creates with it are queued by then, and go in the same message.
+                    if first.body is None:
+                        first.body = self._body(first, settings) or b""
+                    with self._lock:
+                        more = self._batched(first, settings)
+                        self._sending += len(more)
+                    batch += more
+                self._send(batch, settings)
             finally:
                 with self._lock:
-                    self._sending -= 1
+                    self._sending -= len(batch)
 
-    def _send(self, delivery: _Delivery, settings: FeedSettings) -> None:
-        if delivery.body is None:
-            delivery.body = self._body(delivery, settings)
+    def _batched(self, first: _Delivery, settings: FeedSettings) -> list[_Delivery]:
+        """Called with the lock held: the other Outbound Message notifications to send with `first`
+        (due within the batch window, one copy of each notification), taken from the queue."""
+        until = first.due + settings.salesforce_batch_window_s
+        keys = {first.key}
+        taken: list[_Delivery] = []
+        for delivery in sorted(self._queue):
+            if len(taken) + 1 >= settings.salesforce_batch_max or delivery.due > until:
+                break
+            if delivery.source == "salesforce" and delivery.key not in keys:
+                keys.add(delivery.key)
+                taken.append(delivery)
+        if taken:
+            chosen = {id(d) for d in taken}
+            self._queue = [d for d in self._queue if id(d) not in chosen]
+            heapq.heapify(self._queue)
+        return taken
+
+    def _send(self, batch: list[_Delivery], settings: FeedSettings) -> None:
+        """One POST: a Vitally delivery's body, or an Outbound Message with a Notification for each
+        of `batch`'s Leads that still exist (none left: nothing is sent)."""
+        for delivery in batch:
             if delivery.body is None:
-                return  # no such record any more: nothing is sent
-        url = settings.vitally_url if delivery.source == "vitally" else settings.salesforce_url
+                delivery.body = self._body(delivery, settings) or b""
+        batch = [delivery for delivery in batch if delivery.body]
+        if not batch:
+            return  # no such record any more: nothing is sent
+        source = batch[0].source
+        url = settings.vitally_url if source == "vitally" else settings.salesforce_url
         if url is None:
             return
         headers = {"Content-Type": "application/json"}
-        if delivery.source == "salesforce":
+        if source == "salesforce":
             headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}
-        elif settings.vitally_bearer:
-            headers["Authorization"] = f"Bearer {settings.vitally_bearer}"
-        status, answer = _post(url, delivery.body, headers, settings.timeout_s)
-        acknowledged = status == 200 and (delivery.source == "vitally" or _ACK in answer)
-        entry = {
-            "source": delivery.source,
-            "record": delivery.record,
-            "key": delivery.key,
-            "attempt": max(delivery.attempt, 1),
-            "emitted": delivery.emitted,
-            "sent": time.time(),
-            "status": status,
-            "acknowledged": acknowledged,
-        }
-        if delivery.attempt == 0:
-            entry["duplicate"] = True
+            body = _outbound_message([d.body or b"" for d in batch], settings)
+        else:
+            if settings.vitally_bearer:
+                headers["Authorization"] = f"Bearer {settings.vitally_bearer}"
+            body = batch[0].body or b""
+        status, answer = _post(url, body, headers, settings.timeout_s)
+        acknowledged = status == 200 and (source == "vitally" or _ACK in answer)
+        sent = time.time()
         with self._lock:
-            self._log.append(entry)
-            retry = delivery.source == "salesforce" and not acknowledged and delivery.attempt > 0
-            if retry and delivery.attempt < settings.salesforce_max_attempts:
-                gap = settings.salesforce_retry_s * 2 ** (delivery.attempt - 1)
-                delivery.due, delivery.seq = time.monotonic() + gap, next(self._seq)
-                delivery.attempt += 1
-                heapq.heappush(self._queue, delivery)
+            message = next(self._messages)
+            for delivery in batch:
+                entry = {
+                    "source": source,
+                    "record": delivery.record,
+                    "key": delivery.key,
+                    "attempt": max(delivery.attempt, 1),
+                    "emitted": delivery.emitted,
+                    "sent": sent,
+                    "status": status,
+                    "acknowledged": acknowledged,
+                    "message": message,
+                    "batch": len(batch),
+                }
+                if delivery.attempt == 0:
+                    entry["duplicate"] = True
+                self._log.append(entry)
+                retry = source == "salesforce" and not acknowledged and delivery.attempt > 0
+                if retry and delivery.attempt < settings.salesforce_max_attempts:
+                    gap = settings.salesforce_retry_s * 2 ** (delivery.attempt - 1)
+                    delivery.due, delivery.seq = time.monotonic() + gap, next(self._seq)
+                    delivery.attempt += 1
+                    heapq.heappush(self._queue, delivery)
+            self._lock.notify_all()
 
     def _body(self, delivery: _Delivery, settings: FeedSettings) -> bytes | None:
         record = self._snapshot(delivery.source, delivery.record)
@@ -271,7 +329,7 @@ class EventFeed:
         if delivery.source == "salesforce":
             # `{}`: a Lead deleted before delivery: "the notification contains no data" (Salesforce
             # Help, "Considerations for Outbound Messages"), and it is still sent.
-            return _outbound_body(record or None, delivery.key, settings)
+            return _notification(record or None, delivery.key)
         return _playbook_body(record)
 
 
@@ -301,13 +359,30 @@ def _playbook_body(account: Mapping[str, Any]) -> bytes:
 def _outbound_body(lead: Mapping[str, Any] | None, notification_id: str, settings: FeedSettings) -> bytes:
     """An Outbound Message with one Notification on this Lead (None: a Lead deleted before
     delivery, whose sObject carries no data)."""
-    org15 = settings.organization_id[:15]
+    return _outbound_message([_notification(lead, notification_id)], settings)
+
+
+def _notification(lead: Mapping[str, Any] | None, notification_id: str) -> bytes:
+    """One `Notification` element: its Id and the Lead's fields (none for a Lead deleted since)."""
     values = "".join(
         f"     <sf:{name}>{escape(_text(lead[name]))}</sf:{name}>\n"
         for name in LEAD_FIELDS
         if lead is not None and lead.get(name) is not None
     )
     return (
+        "   <Notification>\n"
+        f"    <Id>{escape(notification_id)}</Id>\n"
+        '    <sObject xsi:type="sf:Lead" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">\n'
+        f"{values}"
+        "    </sObject>\n"
+        "   </Notification>\n"
+    ).encode()
+
+
+def _outbound_message(notifications: list[bytes], settings: FeedSettings) -> bytes:
+    """The SOAP `notifications` message carrying these `Notification` elements (1 to 100)."""
+    org15 = settings.organization_id[:15]
+    head = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
         'xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n'
@@ -318,16 +393,9 @@ def _outbound_body(lead: Mapping[str, Any] | None, notification_id: str, setting
         '   <SessionId xsi:nil="true"/>\n'
         f"   <EnterpriseUrl>https://sandbox.my.salesforce.com/services/Soap/c/59.0/{org15}</EnterpriseUrl>\n"
         f"   <PartnerUrl>https://sandbox.my.salesforce.com/services/Soap/u/59.0/{org15}</PartnerUrl>\n"
-        "   <Notification>\n"
-        f"    <Id>{escape(notification_id)}</Id>\n"
-        '    <sObject xsi:type="sf:Lead" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">\n'
-        f"{values}"
-        "    </sObject>\n"
-        "   </Notification>\n"
-        "  </notifications>\n"
-        " </soapenv:Body>\n"
-        "</soapenv:Envelope>\n"
     ).encode()
+    tail = b"  </notifications>\n </soapenv:Body>\n</soapenv:Envelope>\n"
+    return head + b"".join(notifications) + tail
 
 
 def _text(value: Any) -> str:

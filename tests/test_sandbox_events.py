@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,3 +282,62 @@ def test_the_json_control_sets_and_shows_the_webhooks_without_the_bearer(rig: Ri
     refused = requests.post(control, json={"duplicate_share": -1}, timeout=10)
     assert (refused.status_code, refused.json()) == (400, {"error": "duplicate_share: bad value"})
     assert requests.get(control, timeout=10).json()["settings"]["loss_share"] == 0.25
+
+
+def _collection_of_inbound_leads(rig: Rig, count: int) -> list[str]:
+    """`count` inbound Leads created by one sObject Collections request (an import or a form
+    tool's bulk sync): up to 200 records a request."""
+    body = {
+        "allOrNone": False,
+        "records": [
+            {"attributes": {"type": "Lead"}, **INBOUND, "LastName": f"Doe {i}", "Email": f"j{i}@acme{i}.example"}
+            for i in range(count)
+        ],
+    }
+    answer = requests.post(
+        f"{rig.sandbox.url}/services/data/v59.0/composite/sobjects",
+        json=body,
+        headers={"Authorization": "Bearer test"},
+        timeout=5,
+    )
+    answer.raise_for_status()
+    return [result["id"] for result in answer.json()]
+
+
+def test_leads_created_together_arrive_in_messages_of_up_to_100_notifications(rig: Rig) -> None:
+    """ "A single SOAP message can include up to 100 notifications [...] If you issue multiple
+    discrete calls, the calls are sometimes batched together into one or more SOAP messages" (SOAP
+    API Developer Guide, "Understanding Notifications"; the WSDL's `Notification maxOccurs="100"`).
+    150 Leads created by one request come in two messages, 100 and 50, each acknowledged once
+    every notification in it is stored."""
+    _on(rig)
+    leads = _collection_of_inbound_leads(rig, 150)
+    _until(lambda: len(rig.sandbox.event_deliveries()) == 150)
+    sent = rig.sandbox.event_deliveries()
+    sizes = Counter(d["message"] for d in sent)
+    assert sorted(sizes.values()) == [50, 100]
+    assert all(d["batch"] == sizes[d["message"]] and d["acknowledged"] for d in sent)
+    assert sorted(d["record"] for d in sent) == sorted(leads)
+    assert sorted(record for _, record, _ in rig.stored()) == sorted(leads)
+    assert [e for e, _ in rig.logged if e.startswith("event_") and e != "event_received"] == []
+
+
+def test_a_refused_message_retries_each_notification(foreign: Rig) -> None:
+    """Each notification of a message that is not acknowledged is sent again ("messages are retried
+    independent of their order in the queue"); those due together are batched again."""
+    _on(foreign, salesforce_max_attempts=2)
+    leads = _collection_of_inbound_leads(foreign, 3)
+    _until(lambda: len(foreign.sandbox.event_deliveries()) == 6 and foreign.sandbox.events_pending() == 0)
+    sent = foreign.sandbox.event_deliveries()
+    assert sorted((d["record"], d["attempt"], d["status"]) for d in sent) == sorted(
+        (lead, attempt, 401) for lead in leads for attempt in (1, 2)
+    )
+    assert {d["batch"] for d in sent} == {3} and len({d["message"] for d in sent}) == 2
+
+
+def test_a_batch_of_one_sends_each_notification_alone(rig: Rig) -> None:
+    _on(rig, salesforce_batch_max=1)
+    _collection_of_inbound_leads(rig, 3)
+    _until(lambda: len(rig.sandbox.event_deliveries()) == 3)
+    assert {d["batch"] for d in rig.sandbox.event_deliveries()} == {1}
+    assert len(rig.stored()) == 3
