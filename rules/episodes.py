@@ -272,6 +272,27 @@ def hold(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -
     return None
 
 
+def answered(rule: str, ctx: AccountContext, policy: Policy, now: datetime) -> str | None:
+    """Why a person's referral (`rule`: its segment still on the account) must not route the account
+    again: the lead that referral created was closed by a person, disqualified ("if the answer is
+    no, simply mark the task as 'disqualified'": plg-lead-qualification.md) or converted without an
+    opportunity, within the cool-off or the hold. The referral has had its answer; the segment a
+    person added stays, and without this every "no" would be followed by a new lead and a new
+    owner on the next cycle. Another trigger's closed lead does not hold a referral back (a person
+    asking is new information), nor does this one once its cool-off or hold is over."""
+    newest: Lead | None = None
+    for lead in ctx.leads:
+        if lead.routing_rule == rule and (newest is None or _created(lead) > _created(newest)):
+            newest = lead
+    if newest is None:
+        return None
+    episode = lead_episode(newest, family_of_lead(newest, policy), ctx, policy)
+    if episode.state not in ("disqualified", "converted"):
+        return None
+    holds, why = _ended(episode, policy, now)
+    return f"this referral was answered: {why}" if holds else None
+
+
 def verdict(episode: Episode, policy: Policy, now: datetime) -> tuple[bool, str]:
     """(whether the episode blocks a new lead for the account, why), as `explain` shows it."""
     if episode.family == "onboarding":

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from core.model import Account
 from rules.base import Decision, Team
 from rules.context import AccountContext
-from rules.episodes import hold
+from rules.episodes import answered, hold
 
 if TYPE_CHECKING:
     from rules.policy import Policy
@@ -114,12 +114,20 @@ def _churned(account: Account) -> str | None:
 
 
 def routing_guard(
-    account: Account, ctx: AccountContext, policy: Policy, now: datetime, *, cool_off: bool = True
+    account: Account,
+    ctx: AccountContext,
+    policy: Policy,
+    now: datetime,
+    *,
+    cool_off: bool = True,
+    referral: str | None = None,
 ) -> str | None:
     """The reason an account must not be routed (already owned or already being worked), or None.
 
     `cool_off=False` skips the recent-disqualification guard and the hold after a conversion without
-    an opportunity (manual referrals: a person asking again is new information). An open lead the
+    an opportunity (manual referrals: a person asking again is new information), except, for the
+    referral rule `referral`, the lead that referral itself created (`rules.episodes.answered`: a
+    person's "no" to it holds the referral for the cool-off). An open lead the
     daemon created itself (it carries `Sync_Key__c`) is not someone else's engagement: it is the lead
     an earlier cycle routed, and guarding on it would make the routing flap between cycles (the
     planner creates no second lead while it is open).
@@ -143,7 +151,11 @@ def routing_guard(
         return f"in active sales segment {active}"
     if account.slack_channel and account.slack_channel.strip():
         return f"existing engagement (Slack channel {account.slack_channel.strip()})"
-    return _cooling_off(account, ctx, policy, now) if cool_off else None
+    if cool_off:
+        return _cooling_off(account, ctx, policy, now)
+    if referral is not None and ctx.leads:
+        return answered(referral, ctx, policy, now)
+    return None
 
 
 def _first_in(candidates: Sequence[str], segments: frozenset[str]) -> str | None:
@@ -203,7 +215,7 @@ def trigger_decision(
     passed, reason, unknown = summarise(checks)
     if not passed:
         return Decision(rule, account.id, False, reason, inputs, unknown, manages=manages, team=team)
-    guard = routing_guard(account, ctx, policy, now, cool_off=not manual)
+    guard = routing_guard(account, ctx, policy, now, cool_off=not manual, referral=rule if manual else None)
     if guard is not None:
         return Decision(
             rule,

@@ -4,8 +4,10 @@ wins, the others are listed as "also matched".
 Guards (rules.guards.routing_guard) apply to every account trigger: a guarded trigger comes back with
 `fired=False`, `guarded_by` set and the reason `<trigger reason>; but <guard>`. Manual referrals
 (`AM referral`, `AE referral`, `Onboarding referral` segments) are explicit requests from a person, so
-they skip the cool-off after a disqualification (someone asking again is new information), but still
-respect every other guard: already owned, an open lead or opportunity, an active sales segment and a
+they skip the cool-off after a disqualification (someone asking again is new information), except
+after a person closed the lead that same referral created (the referral has had its answer: the
+segment stays, and it must not bring a new lead and owner after every "no"), and still respect
+every other guard: already owned, an open lead or opportunity, an active sales segment and a
 Slack channel all mean somebody is already working the account, and a second lead would be the double
 reach-out the handbook warns about.
 """
