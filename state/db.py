@@ -1084,6 +1084,17 @@ class StateDB:
         )
         return len(rows)
 
+    def sent_before(self, system: str, record: str) -> bool:
+        """Whether any write to `record` was ever sent (attempted at least once), the rows planned
+        again with other values (superseded) included: a send whose answer was lost may have
+        created the record, though the row queued now for it has never been sent."""
+        found = self.db.execute(
+            "SELECT 1 FROM outbox WHERE status IN ('pending', 'superseded', 'parked', 'done') AND system = ? "
+            "AND record = ? AND attempts > 0 LIMIT 1",
+            [system, record],
+        ).fetchone()
+        return found is not None
+
     def _keys_with_status(self, status: str, keys: list[str]) -> set[str]:
         found: set[str] = set()
         for start in range(0, len(keys), 500):

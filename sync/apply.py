@@ -30,6 +30,8 @@ from core.errors import (
     SyncError,
     WriteRejectedError,
 )
+from rules.context import closed_statuses
+from rules.policy import Policy
 from state import OutboxRow, StateDB
 from sync.followups import FollowUps, FollowUpSender, Outlets
 from sync.freshness import RECHECK_EVERY, LastLook
@@ -74,9 +76,11 @@ class Applier:
         outlet_settings: AnnounceSettings | None = None,
         max_writes: int | None = None,
         only_run: int | None = None,
+        closed: frozenset[str] | None = None,
     ) -> None:
         """`records`: send the pending writes of these records only (an event's mini-cycle), not
-        the whole outbox; `look`: the last look before writes, when not `LastLook`'s own."""
+        the whole outbox; `look`: the last look before writes, when not `LastLook`'s own (`closed`:
+        the lead statuses its look at leads reads as closed, `rules.context.closed_statuses`)."""
         self.state = state
         self.followups = followups  # queues a lead write's announcement and ticket when it is done
         self.outlets = outlets or Outlets()
@@ -88,7 +92,8 @@ class Applier:
         self.clock = clock
         self.hooks = hooks
         self.records = records
-        self.look = look or LastLook(state, vitally, salesforce, report, clock)
+        closed = closed if closed is not None else closed_statuses(Policy())
+        self.look = look or LastLook(state, vitally, salesforce, report, clock, closed=closed)
         self._to_send = 0  # pending outbox rows when the apply step began
         # `--max-writes`: at most this many records are written (an account's PUT, a task, a lead);
         # the rest stay pending, untouched. Records, not outbox rows: an account's trait changes

@@ -26,6 +26,7 @@ from typing import Any
 
 from connectors.base import SalesforcePort, VitallyPort
 from core.errors import StopRequested
+from rules.context import closed_statuses
 from state import PlanLog, StateDB
 from sync.app import make_outlets
 from sync.apply import Applier
@@ -118,6 +119,7 @@ def run_cycle(
                 outlets=outlets,
                 outlet_settings=config.announcements,
                 max_writes=max_writes,
+                closed=closed_statuses(config.policy),
             )
             applier.run()
             if outlets.llm is not None and not hooks.should_stop():

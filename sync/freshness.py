@@ -36,6 +36,8 @@ from typing import Any
 from connectors.base import SalesforcePort, VitallyPort
 from core.decoding import Unreadable
 from core.records import parse_timestamp
+from rules.context import closed_statuses, is_closed
+from rules.policy import Policy
 from state import OutboxRow, StateDB
 from sync.budget import RECHECK_EVERY
 from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, changed_fields
@@ -44,6 +46,9 @@ from sync.vocabulary import Conflict, CycleReport, iso
 __all__ = ["RECHECK_EVERY", "LastLook"]
 
 _Groups = MutableMapping[str, list[OutboxRow]]  # pending rows by the record they write
+# The lead fields that say whether a lead is still open, read by every look at leads.
+_LEAD_STATE = frozenset({"Status", "IsConverted"})
+_CLOSED = closed_statuses(Policy())
 
 
 class LastLook:
@@ -57,11 +62,14 @@ class LastLook:
         report: CycleReport,
         clock: Callable[[], datetime],
         read_account: Callable[[str], Mapping[str, Any] | None] | None = None,
+        closed: frozenset[str] = _CLOSED,
     ) -> None:
         """`read_account(id)`: look at Vitally accounts one by one (an event's mini-cycle, which
         writes a few accounts read moments before) instead of listing every account changed since
-        the cycle's read (None when the account is gone)."""
+        the cycle's read (None when the account is gone). `closed`: the lead statuses that close a
+        lead (`rules.context.closed_statuses` of the config's policy)."""
         self.state = state
+        self._closed = closed
         self._vitally = vitally
         self._read_account = read_account
         self._salesforce = salesforce
@@ -128,7 +136,9 @@ class LastLook:
         writes a person overtook (and those already done). Returns how many leads were read."""
         if self._salesforce is None or not groups:
             return 0
-        fields = sorted({name for rows in groups.values() for row in rows for name in (row.write.expects or {})})
+        fields = sorted(
+            {name for rows in groups.values() for row in rows for name in (row.write.expects or {})} | _LEAD_STATE
+        )
         fresh: dict[str, Mapping[str, Any]] = {}
         unreadable: set[str] = set()
         for raw in self._salesforce.read_by_ids("Lead", fields, list(groups)):
@@ -137,16 +147,44 @@ class LastLook:
             else:
                 fresh[str(raw.get("Id"))] = raw
         _hold(groups, unreadable)
+        self._drop_closed(groups, fresh)
         self._check(groups, fresh, exempt=COMPUTED_LEAD_FIELDS)
         return len(fresh)
+
+    def _drop_closed(self, groups: _Groups, fresh: Mapping[str, Mapping[str, Any]]) -> None:
+        """Drop the writes to leads a person closed or converted since the cycle read them. Every
+        lead write is planned for an open lead (no lead rule fires on a closed one), and re-reading
+        only the fields a write replaces would miss this: an inbound lead a TAE disqualified in its
+        queue would still be given an owner (and announced). A write that sets `Status` itself (the
+        triage closing spam) expects the status it read: the field check finds the person's."""
+        at = iso(self.clock())
+        with self.state.atomic():
+            for record, current in fresh.items():
+                rows = groups.get(record)
+                if not rows:
+                    continue
+                state = _closed_state(current, self._closed)
+                if state is None:
+                    continue
+                kept = [row for row in rows if "Status" in (row.write.expects or {})]
+                for row in rows:
+                    if row not in kept:
+                        self.state.supersede([row.id], f"a person {state} the lead before it was sent", at)
+                        self.report.counts["dropped"] += 1
+                if kept:
+                    groups[record] = kept
+                else:
+                    del groups[record]
 
     # -- Vitally tasks --------------------------------------------------------------------------
 
     def task_exists(self, row: OutboxRow) -> bool:
         """Whether the task of `row` is in Vitally already, looked up only when an earlier send may
-        have created it or the state is re-learning (otherwise it cannot exist: its key is
-        crm-sync's and crm-sync never sent it). Raises the connector's `SyncError`."""
-        if row.attempts == 0 and not self.report.relearning:
+        have created it (of this row, or of one it superseded: the same task planned again with
+        another due date after a send whose answer was lost) or the state is re-learning
+        (otherwise it cannot exist: its key is crm-sync's and crm-sync never sent it). Raises the
+        connector's `SyncError`."""
+        if row.attempts == 0 and not self.report.relearning and not self.state.sent_before("vitally", row.write.record):
             return False
         account = row.write.account or ""
         if account not in self._tasks:
@@ -190,6 +228,16 @@ class LastLook:
             self.report.counts["already_there"] += 1
             return False
         return True
+
+
+def _closed_state(lead: Mapping[str, Any], closed: frozenset[str]) -> str | None:
+    """How the lead as read now is closed ("converted", "closed (status X)"), or None when open."""
+    if lead.get("IsConverted") is True:
+        return "converted"
+    status = lead.get("Status")
+    if isinstance(status, str) and is_closed(status, closed):
+        return f"closed (status {status})"
+    return None
 
 
 def _hold(groups: _Groups, records: set[str]) -> None:

@@ -55,6 +55,7 @@ from core.decoding import Unreadable
 from core.errors import ContractError, RecordError, StopRequested
 from core.model import Lead
 from core.records import parse_lead
+from rules.context import closed_statuses
 from state import PlanLog, StateDB
 from state.events import QueuedEvents
 from sync.accounts import iter_accounts
@@ -140,7 +141,8 @@ def run_mini_cycle(
             raise StopRequested("asked to stop before planning")
         followups = FollowUps(state, config.announcements, config.zendesk, config.salesforce.instance_url)
         _plan(config, state, report, fresh, queued, clock=clock, hooks=hooks, followups=followups)
-        look = LastLook(state, vitally, salesforce, report, clock, read_account=vitally.get_account)
+        closed = closed_statuses(config.policy)
+        look = LastLook(state, vitally, salesforce, report, clock, read_account=vitally.get_account, closed=closed)
         targets = state.pending_targets([record for record in records if record not in fresh.left])
         applier = Applier(
             state,

@@ -14,8 +14,11 @@ An *undecided* value is nobody's decision and may be filled: an empty field, and
 handbook rule exists to move a record out of, which that rule has read before it fires (an
 inbound lead waiting for the round robin: unowned, in a queue, or with one of the configured
 `[rules.routing] unrouted_owners`, such as the org's default lead owner, who owns every web-to-lead
-lead no assignment rule placed; an open lead status, which demo triage closes for spam). Once
-crm-sync has written such a field, a person's later change is a conflict like any other.
+lead no assignment rule placed; an open lead status nobody has moved, which demo triage closes for
+spam). A status a person moves a lead to is theirs: a closed one, and the statuses of
+`[rules.episodes]` that say someone works, qualified or nurtures the lead (`Working - Contacted`:
+a rep took it; the triage does not close it as spam, it reports the conflict). Once crm-sync has
+written such a field, a person's later change is a conflict like any other.
 
 **Exempt** are the Lead fields only crm-sync computes, `Lead_Score__c`, `Routing_Rule__c` and
 `Routing_Reason__c`: custom fields the operator's guide creates for crm-sync alone, recomputed
@@ -31,13 +34,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rules.context import closed_statuses, is_closed
+from rules.context import closed_statuses, folded_statuses, is_closed
 from rules.policy import Policy, RoutingPolicy
 from state import StateDB
 from sync.config import OnConflict, OnFirstSight
 from sync.vocabulary import Conflict, CycleReport
 
-__all__ = ["COMPUTED_LEAD_FIELDS", "Conflicts", "Ownership", "Verdict", "changed_fields", "ours_in", "undecided"]
+__all__ = [
+    "COMPUTED_LEAD_FIELDS",
+    "Conflicts",
+    "Ownership",
+    "Verdict",
+    "changed_fields",
+    "ours_in",
+    "undecided",
+    "worked_statuses",
+]
 
 COMPUTED_LEAD_FIELDS = frozenset({"Lead_Score__c", "Routing_Rule__c", "Routing_Reason__c"})
 
@@ -47,16 +59,33 @@ _ROUTING = RoutingPolicy()
 _CLOSED = closed_statuses(Policy())
 
 
-def undecided(name: str, value: Any, routing: RoutingPolicy = _ROUTING, closed: frozenset[str] = _CLOSED) -> bool:
+def worked_statuses(policy: Policy) -> frozenset[str]:
+    """The open lead statuses a person moves a lead to (`[rules.episodes]` working, qualified and
+    nurturing statuses), casefolded: a person's decision, never undecided."""
+    episodes = policy.episodes
+    return folded_statuses((*episodes.working_statuses, *episodes.qualified_statuses, *episodes.nurturing_statuses))
+
+
+_WORKED = worked_statuses(Policy())
+
+
+def undecided(
+    name: str,
+    value: Any,
+    routing: RoutingPolicy = _ROUTING,
+    closed: frozenset[str] = _CLOSED,
+    worked: frozenset[str] = _WORKED,
+) -> bool:
     """Whether `value` in field `name` is nobody's decision yet (see the module's docstring);
     `routing` says which lead owners mean "waiting for routing", `closed` which lead statuses close
-    a lead (`rules.context.closed_statuses`: the configured ones too)."""
+    a lead (`rules.context.closed_statuses`: the configured ones too), `worked` which open ones a
+    person moved it to (`worked_statuses`)."""
     if value is None or value == "":
         return True
     if name == "OwnerId":
         return isinstance(value, str) and routing.waiting_for_routing(value) is not None
     if name == "Status":
-        return not (isinstance(value, str) and is_closed(value, closed))
+        return not (isinstance(value, str) and (is_closed(value, closed) or is_closed(value, worked)))
     return False
 
 
@@ -69,6 +98,7 @@ class Ownership:
     on_first_sight: OnFirstSight = "respect"
     routing: RoutingPolicy = _ROUTING
     closed: frozenset[str] = _CLOSED
+    worked: frozenset[str] = _WORKED
 
     def judge(self, name: str, current: Any, ours: Sequence[Any]) -> Verdict:
         """May crm-sync replace `current` in field `name`? `ours` are the values crm-sync knows it
@@ -77,7 +107,7 @@ class Ownership:
         person's, replaced as configured."""
         if any(current == value for value in ours):
             return "write"
-        if not ours and undecided(name, current, self.routing, self.closed):
+        if not ours and undecided(name, current, self.routing, self.closed, self.worked):
             return "write"
         if not ours and self.on_first_sight == "adopt":
             return "adopt"
@@ -159,14 +189,17 @@ def _row(conflict: Conflict) -> dict[str, Any]:
 
 
 def ours_in(last: Mapping[tuple[str, str], Any], record: str, name: str, trait: Any = None) -> list[Any]:
-    """What crm-sync knows it wrote to (record, field): the state's last write, and the account's
-    `crm_sync_written` trait (`trait`, decoded: `sync.wire.read_written_trait`, for Vitally)."""
-    known: list[Any] = []
+    """What crm-sync knows it wrote to (record, field): the state's last write; only where the
+    state has none, the account's `crm_sync_written` trait (`trait`, decoded:
+    `sync.wire.read_written_trait`, for Vitally), which stands in for a lost state file. The trait
+    is not rewritten when a write is found already there without a PUT, so it can name an older
+    value of crm-sync's: taken beside the state's, a person who later set that older value again
+    would be taken for crm-sync and overwritten."""
     if (record, name) in last:
-        known.append(last[(record, name)])
+        return [last[(record, name)]]
     if isinstance(trait, Mapping) and name in trait:
-        known.append(trait[name])
-    return known
+        return [trait[name]]
+    return []
 
 
 def changed_fields(

@@ -48,7 +48,7 @@ from sync.facts import SalesforceFacts
 from sync.followups import FollowUps
 from sync.incremental import Book, LeadBook
 from sync.owners import Owners
-from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, Ownership, changed_fields, ours_in
+from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, Ownership, changed_fields, ours_in, worked_statuses
 from sync.planned_writes import OnboardingAccount, RoutedAccount
 from sync.scope import EVERYTHING, Scope
 from sync.verdicts import Verdicts
@@ -130,7 +130,11 @@ class Planner:
         self.scope = scope
         self.full = full  # judge every account, not only those whose inputs changed (sync.incremental)
         self.ownership = Ownership(
-            config.on_conflict, config.on_first_sight, config.policy.routing, closed_statuses(config.policy)
+            config.on_conflict,
+            config.on_first_sight,
+            config.policy.routing,
+            closed_statuses(config.policy),
+            worked_statuses(config.policy),
         )
         self.conflicts = Conflicts.of(state, report)
         self.followups: FollowUps | None = None  # queues the follow-ups of a write found applied
@@ -321,9 +325,21 @@ class Planner:
         if specialist is None or not self.scope.has_rule(specialist.rule):
             return
         if not has_one:
-            waiting.onboarding.append(OnboardingAccount.of(account, specialist, decider.region(account)))
+            if not self._specialist_cleared(account, specialist.rule):
+                waiting.onboarding.append(OnboardingAccount.of(account, specialist, decider.region(account)))
         else:
             self._confirm_specialist_task(account)
+
+    def _specialist_cleared(self, account: Account, rule: str) -> bool:
+        """Whether a person emptied the specialist trait crm-sync filled: a conflict (reported by
+        `_may_write`), so the account does not wait for a specialist to be named again, unless
+        `[sync] on_conflict = "overwrite"`. An empty trait crm-sync never filled (or emptied
+        itself) is nobody's decision: the owners' pass fills it."""
+        trait = self._specialist_trait
+        named = [value for value in self._ours_vitally(account)(trait) if value not in (None, "")]
+        if not named:
+            return False
+        return not self._may_write("vitally", account.id, trait, named[0], account.written.get(trait), named, rule)
 
     def _confirm_specialist_task(self, account: Account) -> None:
         """Keep the specialist's task that is still owed: its trait went out, the task did not.
@@ -526,9 +542,15 @@ class Planner:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The fields of `wants` that must change (with their current values): not claimed by an
         earlier rule in the configured order, different from what is there now, and crm-sync's to
-        replace (`sync.ownership`). `computed` fields are crm-sync's alone and never a conflict."""
+        replace (`sync.ownership`). `computed` fields are crm-sync's alone and never a conflict.
+
+        A decision is one change: when a person's value in any of its fields is a conflict left
+        alone, none of its fields is written (the triage's spam verdict is the classification and
+        the closed status together: a person's "sales" keeps the lead open too), as the last look
+        drops a whole write a person overtook (`sync.freshness`)."""
         fields: dict[str, Any] = {}
         previous: dict[str, Any] = {}
+        held = False
         for name, value in wants.items():
             if name in claimed:
                 continue
@@ -537,9 +559,12 @@ class Planner:
             if now_value == value:
                 continue
             if name not in computed and not self._may_write(system, record, name, value, now_value, ours(name), rule):
+                held = True
                 continue
             fields[name] = value
             previous[name] = now_value
+        if held:
+            return {}, {}
         return fields, previous
 
     def _may_write(

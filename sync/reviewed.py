@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from connectors.base import SalesforcePort, VitallyPort
 from core.errors import RecordError
+from rules.context import closed_statuses
 from rules.round_robin import charge
 from state import OwnerChoice, PlanLog, PlannedWrite, StateDB, write_key
 from state.writes import target_of
@@ -326,7 +327,7 @@ def apply_plan(
         _queue(config, state, accepted, applied, fresh, iso(clock()))
         Applier(
             state, vitally, salesforce, report, write_workers=config.vitally.write_workers, clock=clock, hooks=hooks,
-            max_writes=max_writes, only_run=run_id,
+            max_writes=max_writes, only_run=run_id, closed=closed_statuses(config.policy),
             # A lead written is announced and a support request ticketed, as by a cycle.
             followups=FollowUps(state, config.announcements, config.zendesk, config.salesforce.instance_url),
             outlets=make_outlets(config) if outlets is None else outlets, outlet_settings=config.announcements,

@@ -470,9 +470,12 @@ def test_chaos_people_state_file_deleted_between_two_runs_relearns_and_undoes_no
     } == set(grown)
     assert all(held(sandbox, "vitally", a, "lifecycle_stage") == "Account review" for a in grown)
     figures = assert_people_won(sandbox, state, edits, [second, third])
+    # The people's edits, and what the first run found already (a rep working a demo request the
+    # triage reads as spam): the lost state forgot those were reported, so they are reported again.
+    found_first = {(line["system"], line["record"], line["field"]) for line in conflict_lines([first])}
     assert {(line["system"], line["record"], line["field"]) for line in conflict_lines([second, third])} == {
         edit.key for edit in edits
-    }
+    } | found_first
     print(
         f"re-learned {len(relearned)} owners; {len(tasks_edited)} tasks, {len(ours)} edited, sent again: 0; {figures}"
     )

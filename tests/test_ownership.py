@@ -39,7 +39,11 @@ NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
         ("OwnerId", "00G000000000001QUE", [], "write", "write"),
         ("OwnerId", "005000000000001AAA", [], "conflict", "adopt"),
         ("Status", "Open - Not Contacted", [], "write", "write"),
-        ("Status", "Working", [], "write", "write"),
+        # a status a person moved the lead to ([rules.episodes] working, qualified, nurturing) is
+        # theirs: a rep working a demo request the triage would drop as spam keeps it open
+        ("Status", "Working", [], "conflict", "adopt"),
+        ("Status", "working - contacted", [], "conflict", "adopt"),
+        ("Status", "Nurturing", [], "conflict", "adopt"),
         ("Status", "Disqualified", [], "conflict", "adopt"),
         # ...but once crm-sync wrote it, a person's change back is theirs
         ("OwnerId", "00G000000000001QUE", ["005000000000001AAA"], "conflict", "conflict"),
@@ -59,7 +63,9 @@ def test_ownership_undecided_values() -> None:
     assert undecided("anything", None) and undecided("anything", "")
     assert not undecided("new_owner", "EU CSM") and not undecided("segment_nurture", False)
     assert undecided("OwnerId", "00G000000000001QUE") and not undecided("OwnerId", "005000000000001AAA")
-    assert not undecided("Status", "Converted") and undecided("Status", "Working")
+    assert not undecided("Status", "Converted") and undecided("Status", "Open - Not Contacted")
+    assert not undecided("Status", "Working") and not undecided("Status", "Qualified")
+    assert undecided("Status", "Working", worked=frozenset())  # an org that lists no working status
     # An org's own disqualified status, once configured, is a person's decision, never crm-sync's
     # to replace (the same set of closed statuses the rules read: tests/test_closed_statuses.py).
     bad_fit = closed_statuses(Policy(episodes=EpisodePolicy(disqualified_statuses=("Bad fit",))))
@@ -70,6 +76,9 @@ def test_ownership_undecided_values() -> None:
 def test_ownership_ours_reads_the_state_and_the_account_trait() -> None:
     last = {("acc_1", "new_owner"): "EU CSM"}
     assert ours_in(last, "acc_1", "new_owner") == ["EU CSM"]
+    # The state, when it knows the field, is the whole answer: the trait may name an older value
+    # (it is not rewritten when a write is found already there), which a person may set again.
+    assert ours_in(last, "acc_1", "new_owner", trait={"new_owner": "US TAM"}) == ["EU CSM"]
     assert ours_in(last, "acc_1", "lifecycle_stage", trait={"lifecycle_stage": "Self serve"}) == ["Self serve"]
     assert ours_in(last, "acc_2", "new_owner", trait="not a mapping") == []
     assert ours_in({}, "acc_1", "segment_onboarding", trait={"segment_onboarding": None}) == [None]

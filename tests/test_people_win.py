@@ -1,0 +1,241 @@
+"""People win: crm-sync never undoes what a person did, found by an audit of every write path
+(2026-12-05), each scenario a real cycle against the in-process sandbox (the real HTTP server),
+a person's edit made through the services' own APIs (Vitally's account PUT, Salesforce's sObject
+PATCH, Vitally's task upsert), some between the plan and the last look before the send.
+
+1. A person who empties the onboarding specialist trait crm-sync filled is not refilled.
+2. A task whose send took effect but whose answer was lost, planned again the next day with a new
+   due date, is looked up before it is sent: a person's edit of it stays.
+3. A decision is one change: a person's value in one of its fields holds the others (a TAE's
+   `Classification__c = sales` keeps the spam verdict from closing the lead).
+4. A status a person moved the lead to (`Working - Contacted`) is theirs: the triage does not
+   close a demo request a rep is working.
+5. The last look re-reads whether a lead is still open: a lead a person closed in its queue is not
+   given an owner.
+6. The state's record of what crm-sync wrote is the whole answer where it has one: the account's
+   `crm_sync_written` trait (not rewritten when a write is found already there) can name an older
+   value a person sets again.
+
+Payload shapes: Vitally accounts as GET /resources/accounts returns them (tests/support.py),
+Salesforce Leads as the sObject API returns them (the sandbox), Vitally tasks as POST
+/resources/tasks takes them (docs.vitally.io, Tasks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from support import band_account, pool_users, vitally_account
+from test_minicycle import DEMO_REQUEST, NOW, World, _web_to_lead, _world
+
+from core.errors import UnreachableError
+from sync.config import example_against
+from sync.cycle import run_cycle
+from sync.freshness import LastLook
+
+TASKS = "/resources/tasks"
+SPAM = {
+    "LastName": "Seo",
+    "Company": "Rank Fast Media",
+    "LeadSource": "Demo request",
+    "Country": "US",
+    "Status": "Open - Not Contacted",
+    "Email": "seo.expert4u@gmail.com",
+    "Form_Text__c": "SEO services cheap backlinks!!! Rank #1 on Google in 7 days, reply for prices.",
+}
+
+
+def _person_puts_traits(world: World, account_id: str, **traits: Any) -> None:
+    """A person's edit of an account's traits through Vitally's API (a trait sent as null is
+    deleted)."""
+    requests.put(
+        f"{world.sandbox.url}/resources/accounts/{account_id}",
+        json={"traits": traits},
+        auth=("a-person", ""),
+        timeout=10,
+    ).raise_for_status()
+
+
+def _person_patches_lead(world: World, lead_id: str, **fields: Any) -> None:
+    requests.patch(
+        f"{world.sandbox.url}/services/data/v59.0/sobjects/Lead/{lead_id}",
+        json=fields,
+        headers={"Authorization": "Bearer a-person"},
+        timeout=10,
+    ).raise_for_status()
+
+
+def _traits(world: World, account_id: str) -> dict[str, Any]:
+    account = next(a for a in world.sandbox.state()["vitally"]["accounts"] if a["id"] == account_id)
+    return dict(account["traits"])
+
+
+def _world_of(tmp_path: Path, *accounts: dict[str, Any]) -> Iterator[World]:
+    probe = example_against("http://127.0.0.1:1")
+    yield from _world(tmp_path, {"vitally": {"accounts": list(accounts)}, "salesforce": {"User": pool_users(probe)}})
+
+
+# -- 1. the onboarding specialist trait -------------------------------------------------------------
+
+
+@pytest.fixture
+def onboarding(tmp_path: Path) -> Iterator[World]:
+    # A new payer (first bill 300 last month, business email): onboarding.lead fires.
+    account = vitally_account(
+        1,
+        id="acc_0001",
+        mrr=300,
+        traits={
+            "country": "US",
+            "users_by_country": {"US": 3},
+            "business_email": True,
+            "invoices": [{"month": "2026-10", "amount": 300}],
+            "domain": "acc_0001.example.com",
+        },
+    )
+    yield from _world_of(tmp_path, account)
+
+
+@pytest.mark.parametrize("cleared", [None, ""])
+def test_a_person_emptying_the_specialist_trait_is_not_undone(onboarding: World, cleared: object) -> None:
+    onboarding.cycle()
+    named = _traits(onboarding, "acc_0001").get("onboarding_specialist")
+    assert named  # crm-sync named the specialist
+    _person_puts_traits(onboarding, "acc_0001", onboarding_specialist=cleared)  # a person: "no specialist"
+    report = onboarding.cycle()
+    assert _traits(onboarding, "acc_0001").get("onboarding_specialist") == cleared
+    assert [(c.field, c.ours, c.theirs) for c in report.conflicts] == [("onboarding_specialist", named, cleared)]
+    again = onboarding.cycle()  # reported once, held
+    assert again.conflicts == [] and again.counts["conflicts_held"] == 1
+    assert _traits(onboarding, "acc_0001").get("onboarding_specialist") == cleared
+
+
+# -- 2. a task whose answer was lost, planned again -------------------------------------------------
+
+
+@pytest.fixture
+def circle_back(tmp_path: Path) -> Iterator[World]:
+    # Growing spend under the handover threshold: onboarding.circle_back wants a task.
+    account = vitally_account(
+        1,
+        mrr=400,
+        traits={
+            "country": "US",
+            "users_by_country": {"US": 3},
+            "business_email": False,
+            "invoices": [{"month": m, "amount": a} for m, a in (("2026-08", 200), ("2026-09", 300), ("2026-10", 400))],
+        },
+    )
+    yield from _world_of(tmp_path, account)
+
+
+def test_a_persons_edit_of_a_task_whose_answer_was_lost_is_not_overwritten(circle_back: World) -> None:
+    world = circle_back
+    world.sandbox.add_fault("drop_response", method="POST", path_prefix=TASKS, count=50)  # sent, answer lost
+    with pytest.raises(UnreachableError):  # the network looks down: the cycle ends, the row stays pending
+        world.cycle()
+    [task] = [t for t in world.sandbox.state()["vitally"]["tasks"] if str(t.get("externalId")).startswith("crm-sync:")]
+    world.sandbox.clear_faults()
+    # A person reschedules it and gives it to a colleague (the app upserts the task).
+    requests.post(
+        f"{world.sandbox.url}{TASKS}",
+        json={"externalId": task["externalId"], "dueDate": "2027-02-01", "assignedToId": "user_person"},
+        auth=("a-person", ""),
+        timeout=10,
+    ).raise_for_status()
+    tomorrow = NOW + timedelta(days=1)  # the rule plans the task again, due a day later: a new row
+    report = run_cycle(world.config, world.state, world.vitally, world.salesforce, clock=lambda: tomorrow, now=tomorrow)
+    [task] = [t for t in world.sandbox.state()["vitally"]["tasks"] if str(t.get("externalId")).startswith("crm-sync:")]
+    assert (task["dueDate"], task["assignedToId"]) == ("2027-02-01", "user_person")
+    assert report.counts["already_there"] >= 1
+
+
+# -- 3 and 4. a decision is one change; a worked status is a person's ------------------------------
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    yield from _world(tmp_path)
+
+
+def test_a_persons_classification_keeps_the_spam_verdict_from_closing_the_lead(world: World) -> None:
+    world.cycle()
+    [lead_id] = _web_to_lead(world, SPAM)
+    _person_patches_lead(world, lead_id, Classification__c="sales")  # a TAE: "this one is real"
+    report = world.cycle()
+    [lead] = world.leads()
+    assert ("Classification__c", "sales") in [(c.field, c.theirs) for c in report.conflicts]
+    assert (lead["Classification__c"], lead["Status"]) == ("sales", "Open - Not Contacted")
+
+
+def test_a_demo_request_a_rep_is_working_is_not_closed_as_spam(world: World) -> None:
+    world.cycle()
+    [lead_id] = _web_to_lead(world, SPAM)
+    rep = world.config.pools["TAE", "US"].members[0].user_id
+    _person_patches_lead(world, lead_id, Status="Working - Contacted", OwnerId=rep)  # a rep took it
+    report = world.cycle()
+    [lead] = world.leads()
+    assert (lead["OwnerId"], lead["Status"]) == (rep, "Working - Contacted")
+    assert ("Status", "Working - Contacted") in [(c.field, c.theirs) for c in report.conflicts]
+
+
+# -- 5. the last look reads whether the lead is still open -----------------------------------------
+
+
+def test_a_lead_a_person_closed_before_the_send_is_not_given_an_owner(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.cycle()
+    [lead_id] = _web_to_lead(world, DEMO_REQUEST)
+    queue_owner = world.leads()[0]["OwnerId"]
+    original = LastLook.leads
+
+    def person_first(self: LastLook, groups: Any) -> int:
+        _person_patches_lead(world, lead_id, Status="Disqualified")  # a TAE: "not a fit", left in the queue
+        return original(self, groups)
+
+    monkeypatch.setattr(LastLook, "leads", person_first)
+    report = world.cycle()
+    [lead] = world.leads()
+    assert (lead["Status"], lead["OwnerId"]) == ("Disqualified", queue_owner)
+    # Every write planned for the open lead (its owner, score, triage label) was dropped unsent.
+    rows = world.state.db.execute("SELECT status, last_error FROM outbox WHERE record = ?", [lead_id]).fetchall()
+    assert rows and set(rows) == {("superseded", "a person closed (status Disqualified) the lead before it was sent")}
+    assert report.counts["dropped"] == len(rows)
+
+
+# -- 6. the state's record of crm-sync's writes is the whole answer --------------------------------
+
+
+@pytest.fixture
+def band(tmp_path: Path) -> Iterator[World]:
+    yield from _world_of(tmp_path, band_account("acc_0001", "Band GmbH", "band.de"))
+
+
+def test_a_person_setting_again_a_value_crm_sync_once_wrote_is_a_conflict(
+    band: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trait = "segment_product_led_lead"
+    band.cycle()
+    assert _traits(band, "acc_0001")[trait] is True  # crm-sync joined the segment
+    with band.sandbox._lock:
+        band.sandbox._vitally.change_mrr("acc_0001", 300)  # out of the band: the rule lets go
+    original = LastLook.accounts
+
+    def person_first(self: LastLook, groups: Any) -> None:
+        _person_puts_traits(band, "acc_0001", **{trait: None, "segment_nurture": None})  # a CSM takes it out first
+        original(self, groups)
+
+    monkeypatch.setattr(LastLook, "accounts", person_first)
+    band.cycle()  # crm-sync's removal found already there: done without a PUT
+    monkeypatch.setattr(LastLook, "accounts", original)
+    assert trait not in _traits(band, "acc_0001")
+    _person_puts_traits(band, "acc_0001", **{trait: True})  # the CSM changes their mind: keep it in
+    report = band.cycle()
+    assert _traits(band, "acc_0001").get(trait) is True
+    assert (trait, True) in [(c.field, c.theirs) for c in report.conflicts]
