@@ -23,6 +23,8 @@ __all__ = [
     "closed_statuses",
     "folded_statuses",
     "is_closed",
+    "picklist_key",
+    "same_picklist",
 ]
 
 T = TypeVar("T")
@@ -81,6 +83,20 @@ def is_closed(status: str | None, closed: frozenset[str] = _DEFAULT_CLOSED) -> b
     """Whether a lead in `status` is closed (`closed`: `closed_statuses(policy)`), as the episodes
     compare statuses: case-insensitively, spaces around it ignored."""
     return status is not None and status.strip().casefold() in closed
+
+
+@lru_cache(maxsize=1024)
+def picklist_key(value: str) -> str:
+    """A Salesforce picklist value (a LeadSource) as crm-sync compares it with a configured one:
+    casefolded, each run of whitespace one space, none around it ("Demo  request " is "demo request").
+    Every LeadSource check uses it: the lead-source triggers, the demo triage and the instant
+    scheduler, and `sync`'s search of the mirror for the demo requests to ask the LLM about."""
+    return " ".join(value.split()).casefold()
+
+
+def same_picklist(value: str | None, configured: str) -> bool:
+    """Whether `value` is the picklist value `configured`, compared by `picklist_key`."""
+    return value is not None and picklist_key(value) == picklist_key(configured)
 
 
 class _computed_once(Generic[T]):

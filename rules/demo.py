@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from core.model import Lead
 from core.triage import Label, Submission, Triage, TriageClassifier
 from rules.base import Decision, LeadIntent, LeadRule, Rule, add_months, fmt_num
-from rules.context import LeadContext, closed_statuses, is_closed
+from rules.context import LeadContext, closed_statuses, is_closed, same_picklist
 from rules.policy import DemoPolicy
 from rules.scoring import score_components
 from rules.triage import offline_triage
@@ -180,10 +180,12 @@ def _short(text: str, limit: int = _TRIAGE_REASON_MAX) -> str:
 
 def awaits_triage(lead: Lead, policy: Policy) -> bool:
     """Whether demo.classification reads this lead's submission: an open demo request (the leads
-    `sync` asks the LLM about, once per submission)."""
+    `sync` asks the LLM about, once per submission). Its LeadSource is the configured one compared
+    as the routing triggers compare it (`rules.context.same_picklist`: any case, spaces ignored),
+    so that no demo request the round robin would route skips its triage."""
     demo = policy.demo
     return (
-        lead.lead_source == demo.lead_source
+        same_picklist(lead.lead_source, demo.lead_source)
         and not lead.is_converted
         and not is_closed(lead.status, closed_statuses(policy))  # spam and support statuses included
     )
@@ -242,7 +244,7 @@ def classify_demo(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -
 
     if lead.lead_source is None:
         return no("lead source unknown", ("lead_source",))
-    if lead.lead_source != demo.lead_source:
+    if not same_picklist(lead.lead_source, demo.lead_source):
         return no(f"not a demo request (LeadSource {lead.lead_source})")
     if not awaits_triage(lead, policy):
         return no("lead converted" if lead.is_converted else f"lead closed (status {lead.status})")
@@ -286,7 +288,7 @@ def scheduler_eligible(lead: Lead, ctx: LeadContext, policy: Policy, now: dateti
         "industry": lead.industry,
         "company_disqualified_at": company_disqualified_at,
     }
-    if lead.lead_source != demo.lead_source:
+    if not same_picklist(lead.lead_source, demo.lead_source):
         return Decision(SCHEDULER_RULE, lead.id, False, f"not a demo request (LeadSource {lead.lead_source})", inputs)
     met: list[str] = []
     unknown: list[str] = []

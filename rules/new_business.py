@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from core.model import Account, Lead
 from rules.base import AccountRule, Decision, LeadIntent, LeadRule, Rule, Team, fmt_num
-from rules.context import closed_statuses, is_closed
+from rules.context import closed_statuses, is_closed, same_picklist
 from rules.guards import Check, days_since, summarise, trigger_decision
 from rules.product_led import last_invoice
 
@@ -255,7 +255,7 @@ def _may_source(source: Callable[[RoutingPolicy], str]) -> Callable[[Lead, LeadC
             and bool(lead.lead_source)
             and not is_closed(lead.status, closed_statuses(policy))
             and routing.waiting_for_routing(lead.owner_id) is not None
-            and _same(lead.lead_source or "", source(routing))
+            and same_picklist(lead.lead_source, source(routing))
         )
 
     return may_fire
@@ -297,7 +297,7 @@ def lead_source_decision(
     if lead.lead_source is None or not lead.lead_source.strip():
         checks.append(Check("lead_source", None, "LeadSource unknown"))
     else:
-        ok = _same(lead.lead_source, source)
+        ok = same_picklist(lead.lead_source, source)
         checks.append(Check("lead_source", ok, f"LeadSource {lead.lead_source}" + ("" if ok else f" is not {source}")))
     if lead.is_converted:
         checks.append(Check("is_converted", False, "lead already converted"))
@@ -333,7 +333,3 @@ def lead_source_decision(
         team=TEAM,
         lead=LeadIntent(routing_rule=rule, routing_reason=f"{rule}: {reason}"),
     )
-
-
-def _same(a: str, b: str) -> bool:
-    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()

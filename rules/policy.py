@@ -329,7 +329,10 @@ class DemoPolicy:
     Industries are compared case-insensitively as whole values.
     """
 
-    lead_source: str = setting("Demo request", "The LeadSource of demo-request form leads.")
+    lead_source: str = setting(
+        "Demo request",
+        "The LeadSource of demo-request form leads (any case and spacing, as the routing triggers match LeadSource).",
+    )
     classifier: str = setting(
         "offline",
         'How demo-form submissions are sorted into sales, support or spam: "offline" (rules plus a small '

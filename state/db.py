@@ -17,7 +17,7 @@ import shutil
 import sqlite3
 import tempfile
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -299,6 +299,14 @@ def _only(column: str, values: Sequence[str] | None) -> tuple[str, list[Any]]:
 
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+# The SQL function `StateDB.sf_where` compares a field's values by, while it is given a `key`.
+_KEY_FUNCTION = "crm_sync_key"
+
+
+def _text_key(key: Callable[[str], str]) -> Callable[[object], str | None]:
+    """`key` for SQLite: a text value's key, NULL for any other value (a number, NULL)."""
+    return lambda value: key(value) if isinstance(value, str) else None
 
 
 # A mirrored record's status as `_folded` spells the statuses it is compared with: lower-cased
@@ -923,7 +931,14 @@ class StateDB:
         row = self.db.execute("SELECT raw FROM sf_records WHERE object = ? AND id = ?", [sobject, record_id]).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
-    def sf_where(self, sobject: str, field: str, values: Collection[str]) -> list[tuple[str, str, str | None]]:
+    def sf_where(
+        self,
+        sobject: str,
+        field: str,
+        values: Collection[str],
+        *,
+        key: Callable[[str], str] | None = None,
+    ) -> list[tuple[str, str, str | None]]:
         """(id, raw JSON, parse error or None) of the mirrored `sobject` records whose `field`
         holds one of `values`, in id order, for the few records an event's mini-cycle needs (the
         whole-mirror passes stream `iter_sf`). By `Id`, and by a field the mirror stores beside
@@ -932,28 +947,40 @@ class StateDB:
         `sf_records_links` (a scan of that object's entries in it, with no record's JSON decoded);
         by another field, one scan of that object's JSON (malformed records included, and those
         whose JSON SQLite cannot read, such as a number beyond a float stored as `Infinity`: the
-        caller reads and checks them)."""
+        caller reads and checks them).
+
+        With `key`, a text value matches when `key` gives it what it gives one of `values` (the
+        rules' comparison of a picklist value, any case and spacing, `rules.context.picklist_key`:
+        SQLite calls `key` on each record's value, so no index serves such a search)."""
         if not _NAME.fullmatch(field):
             raise ValueError(f"not a field name: {field!r}")
         column = _LINK_COLUMNS.get(field)
         path: list[str] = []
+        guard = ""
         if field == "Id":
-            where = "id"
+            value = "id"
         elif column is not None:
-            where = f"coalesce(error, '') = '' AND {column}"  # as the partial index is written
+            guard, value = "coalesce(error, '') = '' AND ", column  # as the partial index is written
         else:
-            where, path = f"NOT json_valid(raw) OR {_field('?')}", [f"$.{field}"]
-        wanted = sorted(set(values))
+            guard, value, path = "NOT json_valid(raw) OR ", _field("?"), [f"$.{field}"]
+        wanted = sorted(set(values) if key is None else {key(v) for v in values})
+        if key is not None:
+            value = f"{_KEY_FUNCTION}({value})"
+            self.db.conn.create_function(_KEY_FUNCTION, 1, _text_key(key), deterministic=True)
         found: list[tuple[str, str, str | None]] = []
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            found.extend(
-                self.db.execute(
-                    f"SELECT id, raw, error FROM sf_records WHERE object = ? AND ({where} "
-                    f"IN ({','.join('?' * len(chunk))}))",
-                    [sobject, *path, *chunk],
+        try:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                found.extend(
+                    self.db.execute(
+                        f"SELECT id, raw, error FROM sf_records WHERE object = ? AND ({guard}{value} "
+                        f"IN ({','.join('?' * len(chunk))}))",
+                        [sobject, *path, *chunk],
+                    )
                 )
-            )
+        finally:
+            if key is not None:
+                self.db.conn.create_function(_KEY_FUNCTION, 1, None)
         return sorted(found)
 
     def sf_companies(self, sobject: str, statuses: Collection[str]) -> list[tuple[str, str]]:

@@ -30,6 +30,7 @@ from core.errors import RecordError
 from core.model import Lead
 from core.records import parse_lead
 from core.triage import Submission, Triage, TriageClassifier
+from rules.context import picklist_key
 from rules.demo import awaits_triage, classifier_for
 from rules.policy import Policy
 from state import StateDB
@@ -102,8 +103,9 @@ def ask_llm(
 def _demo_requests(state: StateDB, policy: Policy) -> Iterator[Lead]:
     """The mirror's well-formed leads of the demo form's lead source, in id order: SQLite finds them
     by their LeadSource, so a cycle does not parse every lead of the book to ask about a few (the
-    caller checks that each still awaits its triage)."""
-    for _id, raw, error in state.sf_where("Lead", "LeadSource", [policy.demo.lead_source]):
+    caller checks that each still awaits its triage). The LeadSource compares as the rules compare
+    it (`picklist_key`: any case, spaces ignored): a `demo request` lead the triage waits for is asked about."""
+    for _id, raw, error in state.sf_where("Lead", "LeadSource", [policy.demo.lead_source], key=picklist_key):
         if error:
             continue
         try:

@@ -9,7 +9,7 @@ import pytest
 
 from core.model import Lead
 from core.triage import Submission, Triage, TriageClassifier
-from rules import Policy
+from rules import Policy, evaluate_lead
 from rules.base import LeadIntent
 from rules.context import LeadContext
 from rules.demo import (
@@ -339,3 +339,23 @@ def test_the_scheduler_s_score_threshold_is_a_setting() -> None:
     assert not scheduler_eligible(weak, LeadContext(), Policy(demo=POLICY), NOW).fired
     relaxed = DemoPolicy(classifier="keywords", scheduler_min_score=15)
     assert scheduler_eligible(weak, LeadContext(), Policy(demo=relaxed), NOW).fired
+
+
+@pytest.mark.parametrize("source", ["demo request", "DEMO REQUEST", "Demo request ", " Demo  Request"])
+def test_a_demo_request_in_another_case_or_spacing_is_triaged_as_routing_matches_it(source: str) -> None:
+    """lead-routing-and-scoring.md, Demo booking: "If 'support' or 'spam', it'll skip round robin -
+    'support' will auto create Zendesk tickets, 'spam' are dropped." `new_business.demo_request`
+    routes a LeadSource in any case and spacing (`rules.context.same_picklist`), so the triage and
+    the scheduler must read the same leads: before, `demo request` was never classified and a spam
+    submission got a TAE from the round robin. The lead is the Lead fields `Lead` models, as the
+    REST API returns them; the LeadSource spellings are the case and spacing variants a picklist
+    value takes when an org's forms or imports write it by hand."""
+    spam = lead(lead_source=source, form_text="Cheap backlinks, guest posts, SEO!", title=None)
+    policy = Policy(demo=POLICY)
+    decisions = evaluate_lead(spam, LeadContext(), policy, NOW)
+    triage = next(d for d in decisions if d.rule == "demo.classification")
+    assert triage.fired and triage.lead == LeadIntent(classification="spam", status="Disqualified"), triage.reason
+    routed = next(d for d in decisions if d.rule == "new_business.demo_request")
+    assert not routed.fired, routed.reason
+    scheduler = scheduler_eligible(lead(lead_source=source), LeadContext(), policy, NOW)
+    assert scheduler.reason != f"not a demo request (LeadSource {source})"

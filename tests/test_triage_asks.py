@@ -101,3 +101,20 @@ def test_a_demo_request_whose_json_sqlite_cannot_read_is_still_asked_about() -> 
         config, state, llm, CycleReport(run_id=1, dry_run=False, now=NOW), clock=lambda: NOW, hooks=Hooks()
     )
     assert answered == ["00QA"]
+
+
+def test_a_demo_request_in_another_case_or_spacing_is_asked_about() -> None:
+    """lead-routing-and-scoring.md, Demo booking: "If 'support' or 'spam', it'll skip round robin".
+    The triage waits for the LLM's verdict on every demo request the routing would route, whatever
+    the case and spacing of its LeadSource (`rules.context.same_picklist`); the search of the mirror
+    must find the same leads, or a `demo request` lead would wait, unowned, for a verdict never
+    asked. Records shaped as the REST API returns a Lead (see the module docstring)."""
+    state = StateDB.memory()
+    state.upsert_sf([_lead("00QA", "demo request"), _lead("00QB", " Demo  Request "), _lead("00QC", "Demo requests")])
+    config = example_against("http://127.0.0.1:1")
+    config = replace(config, policy=replace(config.policy, demo=replace(config.policy.demo, classifier="llm")))
+    llm = _Asked()
+    answered = ask_llm(
+        config, state, llm, CycleReport(run_id=1, dry_run=False, now=NOW), clock=lambda: NOW, hooks=Hooks()
+    )
+    assert answered == ["00QA", "00QB"]
