@@ -21,6 +21,7 @@ __all__ = [
     "AccountContext",
     "LeadContext",
     "closed_statuses",
+    "dropped_as_spam",
     "folded_statuses",
     "is_closed",
     "picklist_key",
@@ -97,6 +98,15 @@ def picklist_key(value: str) -> str:
 def same_picklist(value: str | None, configured: str) -> bool:
     """Whether `value` is the picklist value `configured`, compared by `picklist_key`."""
     return value is not None and picklist_key(value) == picklist_key(configured)
+
+
+def dropped_as_spam(lead: Lead) -> bool:
+    """Whether the demo triage classified the lead spam (`Classification__c`, any case, spaces
+    around it ignored): crm-sync dropped it (its status the spam status), no person disqualified it.
+    Such a lead neither starts the cool-off (`rules.episodes`) nor counts as a lead of its company
+    disqualified within the last month (the instant scheduler's check, `sync.facts`)."""
+    classification = lead.classification
+    return classification is not None and classification.strip().casefold() == "spam"
 
 
 class _computed_once(Generic[T]):

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Literal
 
 from core.model import Account, Lead
 from rules.base import AccountRule, Decision, Rule, TaskIntent, add_months, per_policy
+from rules.context import dropped_as_spam
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
@@ -231,7 +232,7 @@ def _days(since: date | None, now: datetime) -> int | None:
 
 def _spam(episode: Episode) -> bool:
     """A lead crm-sync's own demo triage dropped as spam: no person disqualified it."""
-    return episode.lead is not None and (episode.lead.classification or "").casefold() == "spam"
+    return episode.lead is not None and dropped_as_spam(episode.lead)
 
 
 def _ended(episode: Episode, policy: Policy, now: datetime) -> tuple[bool, str]:

@@ -439,7 +439,7 @@ class DemoPolicy:
     disqualified_block_months: int = _months(
         1,
         "Instant scheduler: and no lead of the same company disqualified within this many calendar months "
-        "(on or after the same day that many months ago).",
+        "(on or after the same day that many months ago; not one the triage dropped as spam).",
     )
 
 

@@ -824,7 +824,8 @@ class StateDB:
         whose status is one of `statuses`, in id order. The fields and the digest were stored when
         the lead was mirrored (state migration 12): finding the leads that are Salesforce facts
         reads no lead's JSON, and copies out only the JSON of those of `statuses` (parsed later, if
-        their company is asked about)."""
+        their company is asked about: a lead's `Classification__c`, not stored beside it, is read
+        then, so the ones the demo triage dropped as spam are left out by `sync.facts`)."""
         folded = _folded(statuses)
         marks = ",".join("?" * len(folded))
         rows = self.db.conn.execute(
@@ -986,7 +987,8 @@ class StateDB:
     def sf_companies(self, sobject: str, statuses: Collection[str]) -> list[tuple[str, str]]:
         """(id, Company) of the well-formed mirrored `sobject` records (Leads) whose Status is one
         of `statuses` and whose Company is text, from the index `sf_records_links` alone: which of
-        them an event's mini-cycle needs is decided by their company, before any is read."""
+        them an event's mini-cycle needs is decided by their company, before any is read (and the
+        caller leaves out, once read, those the demo triage dropped as spam: `sync.facts`)."""
         wanted = _folded(statuses)
         rows = self.db.execute(
             f"SELECT id, company FROM sf_records s WHERE object = ? AND coalesce(error, '') = '' "

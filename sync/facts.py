@@ -14,7 +14,7 @@ from core.errors import RecordError
 from core.model import Lead, Opportunity, SfUser
 from core.records import parse_lead, parse_opportunity, parse_sf_account, parse_user
 from core.triage import Remembered
-from rules.context import EMPTY, AccountContext, closed_statuses, folded_statuses
+from rules.context import EMPTY, AccountContext, closed_statuses, dropped_as_spam, folded_statuses
 from rules.policy import DISQUALIFIED_STATUSES, Policy
 from state import StateDB
 
@@ -356,15 +356,25 @@ class SalesforceFacts:
 
     def _disqualified(self, lead: Lead, digest: bytes | None = None) -> None:
         """Remember a disqualified lead's company (`company_disqualified_at`), and the digest of
-        its raw JSON (`disqualified_fingerprint`) when given."""
+        its raw JSON (`disqualified_fingerprint`) when given.
+
+        A lead the demo triage dropped as spam (`rules.context.dropped_as_spam`: its status is the
+        spam status, a disqualified one by default) was not disqualified by a person, as the
+        cool-off reads it too: its day is not its company's. The mirror stores no classification
+        beside a lead, so the searches by Status (`StateDB.iter_lead_links`, `sf_companies`) find
+        it among the candidates, and it is left out here, where every path parses them: `load`,
+        eager or lazy (`_parse_disqualified`), and `load_for`. Its digest still counts towards the
+        company's fingerprint, as a lazy `load` finds the rows (a changed classification changes it)."""
         if not lead.company or not self._is_disqualified(lead.status):
             return
-        # Salesforce keeps no disqualification date on a Lead; its last change is the best proxy.
         key = lead.company.casefold()
-        day = lead.system_modstamp.date()
-        self._disqualified_by_company[key] = max(day, self._disqualified_by_company.get(key, day))
         if digest is not None:
             self._disqualified_rows[key] = self._disqualified_rows.get(key, b"") + _link(lead.id, digest)
+        if dropped_as_spam(lead):
+            return
+        # Salesforce keeps no disqualification date on a Lead; its last change is the best proxy.
+        day = lead.system_modstamp.date()
+        self._disqualified_by_company[key] = max(day, self._disqualified_by_company.get(key, day))
 
     def _parse_disqualified(self, key: str) -> None:
         """Parse the disqualified leads of the company `key` that a lazy `load` found."""
@@ -489,7 +499,8 @@ class SalesforceFacts:
         return self._triage.get(lead_id)
 
     def company_disqualified_at(self, company: str | None) -> date | None:
-        """The latest day a lead of this company was disqualified, when known."""
+        """The latest day a lead of this company was disqualified, when known (by a person: not one
+        the demo triage dropped as spam)."""
         if not company:
             return None
         key = company.casefold()

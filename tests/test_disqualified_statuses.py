@@ -132,3 +132,34 @@ def test_statuses_compare_as_every_status_does(lazy: bool) -> None:
         assert facts.company_disqualified_at("Globex") == date(2026, 11, 10)
         assert facts.company_disqualified_at("Initech") == date(2026, 11, 10)
         assert facts.company_disqualified_at("Umbrella") is None
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_lead_the_triage_dropped_as_spam_is_not_a_companys_disqualification(lazy: bool) -> None:
+    """lead-routing-and-scoring.md, Demo booking: "'spam' are dropped", and "If an account has had a
+    lead disqualified within the last month, we no longer show the scheduler". crm-sync drops spam
+    by setting the spam status (`Disqualified`) with `Classification__c` = spam; the cool-off
+    (rules/episodes.py) already reads such a lead as dropped, not disqualified by a person. The
+    scheduler's company check counted it, so the company's real demo request got no scheduler for
+    a month. The spam lead is the Lead the triage's own writes leave (Status, Classification__c,
+    no owner); the classification in any case, as the episodes compare it. A lead a person
+    disqualified stays a disqualification, in every path: `load` eager and lazy, and `load_for`."""
+    spam = json.loads(_lead("00QA", "Acme", "Disqualified")["raw"]) | {"Classification__c": "spam", "OwnerId": None}
+    shouted = json.loads(_lead("00QB", "Globex", "Disqualified")["raw"]) | {"Classification__c": "Spam "}
+    person = json.loads(_lead("00QC", "Initech", "Disqualified")["raw"]) | {"Classification__c": "sales"}
+    rows = [
+        {"object": "Lead", "id": raw["Id"], "modstamp": STAMP, "raw": json.dumps(raw), "error": None}
+        for raw in (spam, shouted, person)
+    ]
+    state = StateDB.memory()
+    state.upsert_sf(rows)
+    whole = SalesforceFacts.load(state, lazy=lazy)
+    scoped = SalesforceFacts.load_for(state, [], ["00QA", "00QB", "00QC"])
+    for facts in (whole, scoped):
+        assert facts.company_disqualified_at("Acme") is None
+        assert facts.company_disqualified_at("Globex") is None
+        assert facts.company_disqualified_at("Initech") == date(2026, 11, 10)
+    # The fingerprint of a company's disqualified leads is the same, eager or lazy, spam included
+    # (a changed classification changes the answer).
+    eager, lazily = SalesforceFacts.load(state), SalesforceFacts.load(state, lazy=True)
+    assert eager.disqualified_fingerprint("Acme") == lazily.disqualified_fingerprint("Acme") != ""
