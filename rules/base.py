@@ -283,10 +283,13 @@ def add_months(day: date, months: int) -> date:
 
 
 def months_between(start: date, now: datetime | date) -> int:
-    """Whole calendar months from `start` to `now` (a month counts once its day is reached)."""
+    """Whole calendar months from `start` to `now`: the most months `n` with `add_months(start, n)`
+    on or before `now` (negative when `now` is before `start`). A month counts once its day is
+    reached, or the month's last day when it has no such day, as `add_months` clamps: from Aug 31,
+    Nov 30 is 3 months (Nov 29 is 2), and Feb 28 of a common year is 6."""
     end = now.date() if isinstance(now, datetime) else now
     months = (end.year - start.year) * 12 + (end.month - start.month)
-    if end.day < start.day:
+    if end.day < start.day and add_months(start, months) > end:
         months -= 1
     return months
 

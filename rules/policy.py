@@ -283,7 +283,11 @@ class ProductLedPolicy:
     mrr_max: float = _dollars(1667, "The highest MRR, in dollars.")
     employees_above: int = _count(50, "More than this many employees.")
     users_above: int = _count(7, "More than this many users.")
-    min_paying_months: int = _months(3, "Paying for at least this many months (the account is also in an ICP country).")
+    min_paying_months: int = _months(
+        3,
+        "Paying for at least this many calendar months since first_paid_at, a month's last day counting for a "
+        "later day (Aug 31 to Nov 30 is 3), else paid invoices (the account is also in an ICP country).",
+    )
 
 
 @dataclass(frozen=True)

@@ -338,3 +338,20 @@ def test_converted_into_an_open_opportunity_is_guarded_by_the_opportunity() -> N
     converted = lead("Qualified", is_converted=True, converted_opportunity_id="006X")
     context = ctx(converted, opportunities=(Opportunity("006X", "001A", "Discovery", None, None, "005T"),))
     assert routing_guard(account(), context, POLICY, NOW) == "open opportunity 006X (Discovery) in Salesforce"
+
+
+def test_months_between_counts_a_month_once_add_months_reaches_it() -> None:
+    """`months_between(start, end)` is the most months n with `add_months(start, n)` on or before
+    `end`, at every pair of days of four years (month ends and Feb 29 included): the two calendar
+    functions of rules/base.py agree, so "paying for at least 3 months" (lead-routing-and-scoring.md),
+    the 12 months after a Closed Won (allocation) and the months of credits left (qualification)
+    count months as the roll-off and BDR windows do. Before, Aug 31 to Nov 30 was 2 months."""
+    from rules.base import months_between
+
+    first = date(2023, 1, 1)
+    days = [first + timedelta(days=i) for i in range(0, 4 * 366, 3)] + [date(2024, 2, 29), date(2026, 8, 31)]
+    for start in days[::7]:
+        for end in days:
+            n = months_between(start, end)
+            assert add_months(start, n) <= end < add_months(start, n + 1), (start, end, n)
+    assert months_between(date(2026, 8, 31), date(2026, 11, 30)) == 3

@@ -90,3 +90,24 @@ def test_mrr_band_counts_paid_invoices_without_first_paid_at() -> None:
 def test_mrr_band_guard_is_reported() -> None:
     decision = mrr_band(account(key_roles={"Account Executive": "u9"}), Policy(), NOW)
     assert decision.guarded_by == "already owned (Account Executive key role)"
+
+
+@pytest.mark.parametrize(
+    ("first_paid", "today", "fired"),
+    [
+        (date(2026, 8, 31), date(2026, 11, 30), True),  # Aug 31 + 3 months = Nov 30 (add_months)
+        (date(2026, 8, 31), date(2026, 11, 29), False),
+        (date(2026, 11, 30), date(2027, 2, 28), True),  # Feb has no 30th: its last day
+        (date(2023, 11, 29), date(2024, 2, 29), True),  # a leap year's Feb 29
+        (date(2023, 11, 30), date(2024, 2, 28), False),  # ... which is the day, not Feb 28
+    ],
+)
+def test_paying_3_months_is_reached_on_a_short_month_s_last_day(first_paid: date, today: date, fired: bool) -> None:
+    """lead-routing-and-scoring.md, product-led 1: "has been paying for at least 3 months". The
+    rules' calendar (`rules.base.add_months`: the roll-off window, the BDR window, the scheduler's
+    month) says Aug 31 + 3 months = Nov 30, but `months_between` counted 2 months on Nov 30 (its
+    day 30 < 31), so an account paying since a month's end waited for the 4th month. The account is
+    this file's handbook example (rules.md §1), with only `first_paid_at` and the clock changed."""
+    now = datetime(today.year, today.month, today.day, 12, tzinfo=UTC)
+    decision = mrr_band(account(first_paid_at=first_paid, updated_at=now), Policy(), now)
+    assert decision.fired is fired, decision.reason
