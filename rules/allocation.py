@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from core.model import Account
 from rules.base import AccountRule, Decision, Rule, fmt_num, months_between, per_policy, product_key
+from rules.context import CLOSED_WON, is_stage
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
@@ -91,7 +92,7 @@ def _after_sale(ctx: AccountContext, rules: AllocationPolicy, now: datetime) -> 
             f"Account Executive's opportunity {first.id} is still open ({first.stage_name or 'no stage'}): "
             "hand over after the initial contract is signed"
         )
-    won = [o.close_date for o in ctx.opportunities if (o.stage_name or "") == "Closed Won" and o.close_date]
+    won = [o.close_date for o in ctx.opportunities if o.close_date and is_stage(o.stage_name, CLOSED_WON)]
     if not won:
         return True, "post-sale handover from the Account Executive"
     closed = max(won)

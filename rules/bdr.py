@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from core.model import Account, Opportunity
 from rules.base import AccountRule, Decision, Rule, Team, add_months
+from rules.context import CLOSED_LOST, is_stage, same_picklist
 from rules.guards import Check, trigger_decision
 
 if TYPE_CHECKING:
@@ -21,7 +22,6 @@ __all__ = ["CLOSED_LOST_UNRESPONSIVE", "closed_lost_unresponsive"]
 
 RULE_ID = "bdr.closed_lost_unresponsive"
 TEAM: Team = "BDR"
-CLOSED_LOST = "Closed Lost"
 
 
 def _may_closed_lost_unresponsive(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
@@ -32,8 +32,8 @@ def _may_closed_lost_unresponsive(account: Account, ctx: AccountContext, policy:
     earliest, latest = _window(routing, now)
     return any(
         o.close_date is not None
-        and _same(o.stage_name, CLOSED_LOST)
-        and _same(o.loss_reason, routing.bdr_closed_lost_reason)
+        and is_stage(o.stage_name, CLOSED_LOST)
+        and same_picklist(o.loss_reason, routing.bdr_closed_lost_reason)
         and earliest <= o.close_date <= latest
         for o in ctx.opportunities
     )
@@ -53,8 +53,8 @@ def closed_lost_unresponsive(account: Account, ctx: AccountContext, policy: Poli
     routing = policy.routing
     earliest, latest = _window(routing, now)
     window = f"{routing.bdr_min_months}-{routing.bdr_max_months} months old ({earliest} to {latest})"
-    lost = [o for o in ctx.opportunities if _same(o.stage_name, CLOSED_LOST)]
-    unresponsive = [o for o in lost if _same(o.loss_reason, routing.bdr_closed_lost_reason)]
+    lost = [o for o in ctx.opportunities if is_stage(o.stage_name, CLOSED_LOST)]
+    unresponsive = [o for o in lost if same_picklist(o.loss_reason, routing.bdr_closed_lost_reason)]
     dated = [(o, closed) for o in unresponsive if (closed := o.close_date) is not None]
     middle = add_months(now.date(), -((routing.bdr_min_months + routing.bdr_max_months) // 2))
     inputs: dict[str, object] = {
@@ -93,7 +93,3 @@ CLOSED_LOST_UNRESPONSIVE: AccountRule = Rule(RULE_ID, closed_lost_unresponsive, 
 
 def _describe(opportunity: Opportunity, routing: RoutingPolicy) -> str:
     return f"opportunity {opportunity.id} {CLOSED_LOST} ({opportunity.loss_reason or routing.bdr_closed_lost_reason})"
-
-
-def _same(value: str | None, expected: str) -> bool:
-    return value is not None and value.strip().casefold() == expected.casefold()

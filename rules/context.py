@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLOSED_LEAD_STATUSES",
+    "CLOSED_LOST",
+    "CLOSED_WON",
     "EMPTY",
     "AccountContext",
     "LeadContext",
@@ -24,13 +26,19 @@ __all__ = [
     "dropped_as_spam",
     "folded_statuses",
     "is_closed",
+    "is_open_stage",
+    "is_stage",
     "picklist_key",
     "same_picklist",
 ]
 
 T = TypeVar("T")
 
-OPEN_OPPORTUNITY_EXCLUDED = ("Closed Won", "Closed Lost")
+# The opportunity stages that close an opportunity (every other stage, or none, is open), compared
+# by `picklist_key` (`is_stage`): "Closed lost" is Closed Lost for every reader alike.
+CLOSED_WON = "Closed Won"
+CLOSED_LOST = "Closed Lost"
+OPEN_OPPORTUNITY_EXCLUDED = (CLOSED_WON, CLOSED_LOST)
 CLOSED_LEAD_STATUSES = (
     "Unqualified", "Disqualified", "Converted", "Closed - Converted", "Closed - Not Converted", "Closed - Support",
 )  # fmt: skip
@@ -98,6 +106,22 @@ def picklist_key(value: str) -> str:
 def same_picklist(value: str | None, configured: str) -> bool:
     """Whether `value` is the picklist value `configured`, compared by `picklist_key`."""
     return value is not None and picklist_key(value) == picklist_key(configured)
+
+
+# `OPEN_OPPORTUNITY_EXCLUDED` as `is_open_stage` compares a stage with them.
+_CLOSED_STAGES = frozenset(picklist_key(stage) for stage in OPEN_OPPORTUNITY_EXCLUDED)
+
+
+def is_stage(stage: str | None, expected: str) -> bool:
+    """Whether an opportunity's `StageName` is `expected` (`CLOSED_WON`, `CLOSED_LOST`), compared
+    as every stage check compares it: any case, spaces ignored (`picklist_key`)."""
+    return same_picklist(stage, expected)
+
+
+def is_open_stage(stage: str | None) -> bool:
+    """Whether an opportunity in `StageName` `stage` is open: neither Closed Won nor Closed Lost
+    (any case, spaces ignored), or no stage known."""
+    return stage is None or picklist_key(stage) not in _CLOSED_STAGES
 
 
 def dropped_as_spam(lead: Lead) -> bool:
@@ -168,7 +192,11 @@ class AccountContext:
 
     @_computed_once
     def open_opportunities(self) -> tuple[Opportunity, ...]:
-        return tuple(o for o in self.opportunities if (o.stage_name or "") not in OPEN_OPPORTUNITY_EXCLUDED)
+        """Opportunities in neither closed stage (`is_open_stage`: any case, spaces ignored)."""
+        opportunities = self.opportunities
+        if not opportunities:  # most accounts have none
+            return ()
+        return tuple(o for o in opportunities if is_open_stage(o.stage_name))
 
 
 EMPTY = AccountContext()

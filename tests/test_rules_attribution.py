@@ -214,3 +214,19 @@ def test_lifecycle_stage_of_an_open_lead_follows_the_rule_that_routed_it(
     lead = Lead("00QA", NOW - timedelta(days=1), lead_source=source, status="Working", routing_rule=rule)
     decision = stage(account(mrr=100), AccountContext(leads=(lead,)), POLICY, NOW)
     assert decision.traits == {"lifecycle_stage": expected}
+
+
+@pytest.mark.parametrize("won", ["Closed won", "CLOSED WON", "Closed Won "])
+def test_allocation_reads_a_closed_won_stage_in_any_spelling(won: str) -> None:
+    """accounts-overview.md flowchart: "Close then nurture for 12 months", and account-allocation.md:
+    hand over "after the initial contract is signed". The handover compared the stage exactly: an
+    opportunity won last month in stage "Closed won" was an open opportunity ("still open (Closed
+    won)") and not a sale, while the BDR rule reads stages in any case. Every stage check now
+    compares alike (`rules.context.is_stage`). The opportunity is this section's `opp` (StageName,
+    CloseDate), its StageName as an org's picklist or an import may spell it."""
+    acc = account(**BIG, key_roles={"Account Executive": "u_tae"})
+    decision = new_owner(acc, AccountContext(opportunities=(opp(won, date(2026, 10, 22)),)), POLICY, NOW)
+    assert not decision.fired
+    assert decision.reason.endswith(
+        "closed won 2026-10-22 (1 months ago): the Account Executive nurtures it for 12 months before a handover"
+    ), decision.reason

@@ -664,3 +664,18 @@ def test_route_account_never_fires_for_an_owned_account(
     assert winner is None
     assert not any(d.fired for d in decisions)
     assert all(d.guarded_by.startswith("already owned (") for d in decisions if d.guarded_by)
+
+
+@pytest.mark.parametrize("stage", ["Closed lost", "CLOSED LOST", " Closed Lost ", "closed  lost"])
+def test_an_opportunity_closed_lost_in_any_spelling_is_closed_for_the_guard_and_the_bdr_rule(stage: str) -> None:
+    """lead-routing-and-scoring.md, BDR team: "Closed lost oops 4-6 months old where reason was
+    'unresponsive'". The BDR rule read the stage in any case, the open-opportunity guard
+    (`AccountContext.open_opportunities`) exactly: an opportunity in "Closed lost" both triggered the
+    rule and held the account back as an open opportunity, so the BDRs never got it. The
+    opportunity is this file's `opp` (the Opportunity fields crm-sync reads: StageName, CloseDate,
+    Loss_Reason__c), with the StageName as an org's own picklist value or an import may spell it."""
+    ctx = AccountContext(opportunities=(opp(stage=stage, closed=days_ago(150)),))
+    assert ctx.open_opportunities == ()
+    assert routing_guard(account(), ctx, POLICY, NOW) is None
+    decision = run(closed_lost_unresponsive, account(), ctx)
+    assert decision.fired, decision.reason
