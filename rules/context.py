@@ -25,10 +25,12 @@ __all__ = [
     "closed_statuses",
     "dropped_as_spam",
     "folded_statuses",
+    "in_picklist",
     "is_closed",
     "is_open_stage",
     "is_stage",
     "picklist_key",
+    "picklist_keys",
     "same_picklist",
 ]
 
@@ -101,6 +103,17 @@ def picklist_key(value: str) -> str:
     Every LeadSource check uses it: the lead-source triggers, the demo triage and the instant
     scheduler, and `sync`'s search of the mirror for the demo requests to ask the LLM about."""
     return " ".join(value.split()).casefold()
+
+
+@lru_cache(maxsize=64)
+def picklist_keys(values: tuple[str, ...]) -> frozenset[str]:
+    """Configured picklist values (a setting's list of LeadSources) as `picklist_key` gives them."""
+    return frozenset(picklist_key(value) for value in values)
+
+
+def in_picklist(value: str | None, configured: tuple[str, ...]) -> bool:
+    """Whether `value` is one of the picklist values `configured`, compared by `picklist_key`."""
+    return value is not None and picklist_key(value) in picklist_keys(configured)
 
 
 def same_picklist(value: str | None, configured: str) -> bool:

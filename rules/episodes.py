@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Literal
 
 from core.model import Account, Lead
 from rules.base import AccountRule, Decision, Rule, TaskIntent, add_months, per_policy
-from rules.context import dropped_as_spam
+from rules.context import dropped_as_spam, in_picklist
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
@@ -107,10 +107,10 @@ def family_of_lead(lead: Lead, policy: Policy) -> Family:
     found = family_of_rule(lead.routing_rule or "")
     if found is not None:
         return found
-    source = (lead.lead_source or "").strip()
-    if source in policy.lifecycle.bdr_lead_sources:
+    source = lead.lead_source  # compared as the routing triggers compare it: any case, spaces ignored
+    if in_picklist(source, policy.lifecycle.bdr_lead_sources):
         return "bdr"
-    if source in policy.lifecycle.expansion_lead_sources:
+    if in_picklist(source, policy.lifecycle.expansion_lead_sources):
         return "product_led"
     return "new_business"
 

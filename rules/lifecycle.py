@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from rules.base import AccountRule, Decision, Rule, fmt_num
+from rules.context import in_picklist
 from rules.guards import owned_by, worked_in_salesforce
 from rules.policy import (
     BDR,
@@ -141,10 +142,10 @@ def _lead_stage(lead: Lead, rules: LifecyclePolicy) -> str:
                 return stage
     if rule == "onboarding.direct_handover":
         return NEW_BUSINESS_LEAD
-    source = lead.lead_source
-    if source in rules.bdr_lead_sources:
+    source = lead.lead_source  # compared as the routing triggers compare it: any case, spaces ignored
+    if in_picklist(source, rules.bdr_lead_sources):
         return BDR
-    if source in rules.expansion_lead_sources:
+    if in_picklist(source, rules.expansion_lead_sources):
         return EXPANSION_LEAD
     return NEW_BUSINESS_LEAD
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from core.model import Account, Lead, Opportunity
 from rules import Policy
 from rules.context import EMPTY, AccountContext
+from rules.episodes import family_of_lead
 from rules.lifecycle import account_review, csm_downgrade, stage
 from rules.policy import AllocationPolicy, LifecyclePolicy
 
@@ -274,3 +275,24 @@ def test_stage_is_always_a_configured_stage(
         assert decision.traits["lifecycle_stage"] in LifecyclePolicy.STAGES
     else:
         assert mrr is None and decision.unknown == ("mrr",) and decision.traits == {}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected", "family"),
+    [
+        ("bdr", "BDR", "bdr"),
+        (" BDR ", "BDR", "bdr"),
+        ("product-led", "Expansion lead", "product_led"),
+        ("AM  referral", "Expansion lead", "product_led"),
+        ("Demo request", "New business lead", "new_business"),
+    ],
+)
+def test_a_leads_source_is_read_in_any_case_and_spacing(source: str, expected: str, family: str) -> None:
+    """The lifecycle stage and the episode's family read an open lead's LeadSource as the routing
+    triggers match it (any case, a run of spaces as one): a `bdr` lead is the BDR's, as `BDR` is.
+    Before, both compared it exactly, so a `bdr` lead made a "New business lead" stage."""
+    lead = Lead(id="00QA", system_modstamp=NOW, lead_source=source, status="Open - Not Contacted")
+    account = Account(id="acc_1", name="Acme", updated_at=NOW, mrr=100)
+    decision = stage(account, AccountContext((lead,)), Policy(), NOW)
+    assert decision.traits["lifecycle_stage"] == expected, decision.reason
+    assert family_of_lead(lead, Policy()) == family
