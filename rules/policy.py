@@ -589,6 +589,11 @@ class QualificationPolicy:
       paid for, or paying for at least `paid_products_min` primary products.
     - *can grow*: employees ≥ `employees_min`, or funded within `funding_within_days`, or
       headcount up ≥ `headcount_growth_pct` % (harmonic_headcount vs harmonic_headcount_180d).
+    - *growth trajectory override* (step 2: recent funding or aggressive hiring "can qualify even
+      if current spend is below threshold"): funded within `funding_within_days`, or headcount up
+      ≥ `headcount_growth_pct` %, sets aside the two quick filters on current spend (`low_mrr`
+      with no growth, `single_product_spend_under`); the reason says so, and the lead is judged
+      on its path, products and profile like any other.
     """
 
     low_mrr: float = _dollars(500, "Disqualify: MRR under this many dollars with no growth trend ...")

@@ -178,6 +178,18 @@ def _can_grow(account: Account, q: QualificationPolicy, now: datetime) -> tuple[
         notes.append(f"employees {account.employee_count} < {q.employees_min}")
     else:
         notes.append("employees unknown")
+    rising, text = _trajectory(account, q, now)
+    if rising:
+        return True, text
+    return False, "company profile can't grow yet (" + ", ".join([*notes, text] if text else notes) + ")"
+
+
+def _trajectory(account: Account, q: QualificationPolicy, now: datetime) -> tuple[bool, str]:
+    """(True, why) when the company's growth trajectory is steep: recent funding, or aggressive
+    hiring (`harmonic_headcount` against `harmonic_headcount_180d`); else (False, the notes on
+    each). plg-lead-qualification.md, step 2: such companies "can qualify even if current spend is
+    below threshold", the "growth trajectory override"."""
+    notes: list[str] = []
     funded = account.harmonic_last_funding_date
     if funded is not None:
         days = (now.date() - funded).days
@@ -190,15 +202,20 @@ def _can_grow(account: Account, q: QualificationPolicy, now: datetime) -> tuple[
         if growth >= q.headcount_growth_pct:
             return True, f"headcount {before} → {head} (+{_pct(growth)}) ≥ {_pct(q.headcount_growth_pct)}"
         notes.append(f"headcount {before} → {head}")
-    return False, "company profile can't grow yet (" + ", ".join(notes) + ")"
+    return False, ", ".join(notes)
 
 
-def _quick_filters(account: Account, mrr: float, q: QualificationPolicy, facts: _Facts, now: datetime) -> list[str]:
+def _quick_filters(
+    account: Account, mrr: float, q: QualificationPolicy, facts: _Facts, now: datetime, override: bool
+) -> list[str]:
+    """Step 1's quick filters that deprioritise the lead. With the growth trajectory `override`
+    (`_trajectory`), the two on current spend (low MRR without growth, all spend from one small
+    product) do not apply: the company may qualify below the spend threshold."""
     found: list[str] = []
-    if mrr < q.low_mrr and not facts.growing:
+    if mrr < q.low_mrr and not facts.growing and not override:
         found.append(f"mrr {fmt_num(mrr)} < {fmt_num(q.low_mrr)} with no growth ({facts.growth_text})")
     spend = account.product_spend
-    if spend is not None:
+    if spend is not None and not override:
         paying = {name: amount for name, amount in spend.items() if amount > 0}
         if len(paying) == 1:
             (name, amount), *_ = paying.items()
@@ -214,6 +231,23 @@ def _quick_filters(account: Account, mrr: float, q: QualificationPolicy, facts: 
                 f"(used {_pct(burn)} < {_pct(q.low_burn_used_pct)})"
             )
     return found
+
+
+def _filters(
+    account: Account, mrr: float, q: QualificationPolicy, facts: _Facts, now: datetime
+) -> tuple[list[str], list[str]]:
+    """(the quick filters that hold, the growth trajectory override's note when it set some aside)."""
+    filters = _quick_filters(account, mrr, q, facts, now, override=False)
+    if not filters:
+        return filters, []
+    rising, trajectory = _trajectory(account, q, now)
+    if not rising:
+        return filters, []
+    kept = _quick_filters(account, mrr, q, facts, now, override=True)
+    lifted = [text for text in filters if text not in kept]
+    if not lifted:
+        return kept, []
+    return kept, [f"growth trajectory override ({trajectory}): set aside {'; '.join(lifted)}"]
 
 
 def _early(account: Account, q: QualificationPolicy) -> str | None:
@@ -377,7 +411,7 @@ def recommend(account: Account, ctx: AccountContext, policy: Policy, now: dateti
             signals=signal_names,
         )
     _growth(invoices, q, facts)
-    filters = _quick_filters(account, mrr, q, facts, now)
+    filters, overridden = _filters(account, mrr, q, facts, now)
     if filters:
         return verdict("disqualify", filters)
     nurture: list[str] = []
@@ -387,7 +421,7 @@ def recommend(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     if early:
         nurture.append(early)
     checks = [_path(mrr, q, facts), _multi(paid, activated, _primary(policy), q, facts), _can_grow(account, q, now)]
-    texts = [text for _, text in checks]
+    texts = [*overridden, *(text for _, text in checks)]
     if nurture:
         return verdict("nurture", nurture + texts)
     if all(ok for ok, _ in checks):

@@ -163,9 +163,19 @@ def _digest(real_org: bool) -> tuple[str, int, int]:
 # differ are the lead-source triggers' verdicts, whose inputs now name `sync_key`; none of these
 # books' leads carries one, so no verdict's outcome or reason moved. At 06c8915: 553cfe2c…,
 # 291,747, 32,680 and 87e508a8…, 279,599, 31,788.
+# Then the growth trajectory override (plg-lead-qualification.md, step 2: recent funding or
+# aggressive hiring "can qualify even if current spend is below threshold"): every verdict of both
+# books compared the same way (at ff752fa against the change): 3 accounts of the legacy book and 2
+# of the real-org one (each at both clocks, in all four modes: 72 and 48 verdicts), the product-led
+# leads (all `AM referral`s) a spend filter disqualified while their headcount grew ≥ 20 % or their
+# funding was recent: their qualification.recommendation
+# moved from disqualify to nurture (the reason says which filters the override set aside), the
+# routing winner's lead carries that recommendation, and lifecycle.stage's inputs list the
+# Nurture segment it adds; no other verdict moved, none fired more or less. At ff752fa: d0ae80cf…,
+# 291,747, 32,680 and 7eda3634…, 279,599, 31,788.
 GOLDEN: dict[bool, tuple[str, int, int]] = {
-    False: ("d0ae80cf4964f72bcffe25642d7cd6b6a048966ba19acb2f274664d6c00e2329", 291747, 32680),
-    True: ("7eda36341b0e75cf3fe3a15ad5f70da2808712c5e2008aa24e795cf2777dabde", 279599, 31788),
+    False: ("85ba92419a1ac5d105e23ba6b7046bfd79a044bf487909ade0de9753288f70cc", 291747, 32680),
+    True: ("ee03985aa4066ff773e0a7b18d4870bff0022b81ea0013aa51cc61e37d6f1da1", 279599, 31788),
 }
 
 

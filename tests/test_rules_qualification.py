@@ -333,3 +333,56 @@ def test_recommendation_label_is_always_one_of_three(
     if mrr is None:
         assert recommendation != "qualify"
     assert set(decision.signals) <= set(SIGNALS)
+
+
+def _low_spend(**more: Any) -> Account:
+    # MRR 400, flat over three invoices: the "MRR under $500 with no growth" filter holds.
+    return Account(
+        id="acc_1",
+        name="Rocket",
+        updated_at=NOW,
+        mrr=400,
+        invoices=(Invoice("2026-08", 400), Invoice("2026-09", 400), Invoice("2026-10", 400)),
+        paid_products=("product_analytics", "session_replay"),
+        activated_products=("product_analytics", "session_replay", "feature_flags"),
+        segments=frozenset({"AM referral"}),
+        country="US",
+        **more,
+    )
+
+
+@pytest.mark.parametrize(
+    "trajectory",
+    [
+        {"harmonic_last_funding_date": date(2026, 10, 1)},  # funded 52 days ago
+        {"harmonic_headcount": 300, "harmonic_headcount_180d": 150},  # hiring: +100 % in 180 days
+    ],
+    ids=["funding", "hiring"],
+)
+def test_the_growth_trajectory_override_sets_the_spend_filters_aside(trajectory: dict[str, Any]) -> None:
+    """plg-lead-qualification.md, step 2: "Recent funding (`harmonic_last_funding_date`), aggressive
+    hiring (compare `harmonic_headcount` vs `harmonic_headcount_180d`) [...] can qualify even if
+    current spend is below threshold [...] They added a growth trajectory override for exactly this
+    reason." Before, the low-spend quick filter disqualified such a company before its funding or
+    hiring was read."""
+    flat = recommend(_low_spend(), EMPTY, Policy(), NOW)
+    assert flat.inputs["recommendation"] == "disqualify"
+    assert flat.reason.startswith("disqualify: mrr 400 < 500 with no growth")
+    rising = recommend(_low_spend(**trajectory), EMPTY, Policy(), NOW)
+    assert rising.inputs["recommendation"] != "disqualify", rising.reason
+    assert "growth trajectory override (" in rising.reason
+    assert "set aside mrr 400 < 500 with no growth" in rising.reason
+
+
+def test_the_override_leaves_the_credits_filter() -> None:
+    """Only the filters on current spend are set aside: credits with 12+ months left and low burn
+    still deprioritise."""
+    credits = _low_spend(
+        harmonic_last_funding_date=date(2026, 10, 1),
+        startup_credits_total=100_000,
+        startup_credits_used=1_000,
+        startup_plan_ends_at=date(2028, 6, 1),
+    )
+    verdict = recommend(credits, EMPTY, Policy(), NOW)
+    assert verdict.inputs["recommendation"] == "disqualify"
+    assert "startup credits with" in verdict.reason and "mrr 400 < 500" not in verdict.reason
