@@ -19,8 +19,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from core.model import Account
-from rules.base import Decision, Team
-from rules.context import AccountContext
+from rules.base import Decision, Team, months_between
+from rules.context import CLOSED_WON, AccountContext, is_stage
 from rules.episodes import answered, hold
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ __all__ = [
     "Check",
     "days_since",
     "may_be_routed",
+    "nurtured_after_close",
     "owned_by",
     "routing_guard",
     "summarise",
@@ -143,7 +144,7 @@ def routing_guard(
     if owned is not None:
         return f"already owned (segment {owned})"
     if ctx.leads or ctx.opportunities:  # most accounts have nothing in Salesforce
-        worked = worked_in_salesforce(ctx)
+        worked = worked_in_salesforce(ctx) or nurtured_after_close(ctx, policy, now)
         if worked is not None:
             return worked
     active = _first_in(guards.active_sales_segments, segments) if segments else None
@@ -171,6 +172,30 @@ def _cooling_off(account: Account, ctx: AccountContext, policy: Policy, now: dat
         if since < policy.guards.cool_off_days:
             return f"lead disqualified {since} days ago (cool-off {policy.guards.cool_off_days} days)"
     return hold(account, ctx, policy, now)
+
+
+def nurtured_after_close(ctx: AccountContext, policy: Policy, now: datetime) -> str | None:
+    """An opportunity Closed Won within `[rules.allocation] handover_after_close_months` (12): the
+    Technical Account Executive who closed it nurtures the account (accounts-overview.md: "$20k+
+    potential? Yes → Close then nurture for 12 months", then Simon decides TAM or CSM), so no
+    signal hands it to another team's round robin meanwhile, with or without an Account Executive
+    key role in Vitally. A deal that never closed is the flowchart's "No → Self serve", from where
+    an account may become a lead again."""
+    if not ctx.opportunities:
+        return None
+    won = [o for o in ctx.opportunities if o.close_date is not None and is_stage(o.stage_name, CLOSED_WON)]
+    if not won:
+        return None
+    last = max(won, key=lambda o: o.close_date or date.min)
+    closed = last.close_date or date.min
+    months = months_between(closed, now)
+    wait = policy.allocation.handover_after_close_months
+    if months >= wait:
+        return None
+    return (
+        f"opportunity {last.id} closed won {closed} ({months} months ago): the Account Executive nurtures it "
+        f"for {wait} months"
+    )
 
 
 def worked_in_salesforce(ctx: AccountContext) -> str | None:

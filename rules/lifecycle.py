@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from rules.base import AccountRule, Decision, Rule, fmt_num
 from rules.context import in_picklist
-from rules.guards import owned_by, worked_in_salesforce
+from rules.guards import nurtured_after_close, owned_by, worked_in_salesforce
 from rules.policy import (
     BDR,
     CSM,
@@ -62,7 +62,8 @@ def account_review(account: Account, ctx: AccountContext, policy: Policy, now: d
     Account review, where Simon decides whether it meets the TAM criteria (accounts-overview.md).
 
     An Onboarding Specialist does not make an account owned; `AM Managed` does. Growth is not organic
-    while sales works the account in Salesforce: an open opportunity, or an open lead someone other
+    while sales works the account in Salesforce: an open opportunity, a deal closed won that the
+    Account Executive still nurtures (`rules.guards.nurtured_after_close`), or an open lead someone other
     than crm-sync created (crm-sync's own routed lead is no one's engagement yet, as for the routing
     guards: otherwise an account routed and reviewed in one cycle would leave review on the next).
     """
@@ -71,7 +72,7 @@ def account_review(account: Account, ctx: AccountContext, policy: Policy, now: d
     inputs: dict[str, object] = {"mrr": account.mrr, "key_roles": dict(account.key_roles)}
     owner = _owner(account, policy, rules)
     if owner is None and (ctx.leads or ctx.opportunities):
-        owner = worked_in_salesforce(ctx)
+        owner = worked_in_salesforce(ctx) or nurtured_after_close(ctx, policy, now)
     if owner is not None:
         return Decision(_ACCOUNT_REVIEW, account.id, False, f"not self serve ({owner})", inputs, manages=manages)
     if account.mrr is None:

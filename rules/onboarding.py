@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from core.model import Account, Invoice
 from rules.base import AccountRule, Decision, Rule, TaskIntent, fmt_num
-from rules.guards import Check, owned_by, routing_guard, summarise, trigger_decision
+from rules.guards import Check, nurtured_after_close, owned_by, routing_guard, summarise, trigger_decision
 from rules.policy import OnboardingPolicy, Period
 
 if TYPE_CHECKING:
@@ -80,8 +80,9 @@ def _pct_text(share: float, beside: float | None) -> str:
 _cached_pct = lru_cache(maxsize=4096, typed=True)(_pct_text)
 
 
-def _already_a_lead(account: Account, ctx: AccountContext, policy: Policy) -> str | None:
-    """Why the account is already with Sales (owned, being worked, or has an open lead or opportunity)."""
+def _already_a_lead(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> str | None:
+    """Why the account is already with Sales (owned, being worked, has an open lead or opportunity,
+    or a deal closed won that its Account Executive still nurtures: `rules.guards.nurtured_after_close`)."""
     owners = owned_by(account, policy)
     if owners is not None:
         return f"already owned ({owners})"
@@ -92,7 +93,7 @@ def _already_a_lead(account: Account, ctx: AccountContext, policy: Policy) -> st
         return f"open lead {ctx.open_leads[0].id} in Salesforce"
     if ctx.open_opportunities:
         return f"open opportunity {ctx.open_opportunities[0].id} in Salesforce"
-    return None
+    return nurtured_after_close(ctx, policy, now)
 
 
 def _first_bill(invoices: Sequence[Invoice], skip_zero: bool) -> Invoice | None:
@@ -189,7 +190,7 @@ def lead(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -
     passed, reason, unknown = summarise(checks)
     if not passed:
         return Decision(_LEAD, account.id, False, reason, inputs, unknown, manages=manages, team="Onboarding")
-    why_not = "a routing rule fired" if otherwise_lead else _already_a_lead(account, ctx, policy)
+    why_not = "a routing rule fired" if otherwise_lead else _already_a_lead(account, ctx, policy, now)
     if why_not is not None:
         return Decision(
             _LEAD,

@@ -270,7 +270,8 @@ class AllocationPolicy:
     handover_after_close_months: int = _months(
         12,
         "An Account Executive's account is handed over once its contract is signed (no open opportunity) and "
-        "this many months after its last Closed Won opportunity (the flowchart's 'close then nurture for 12 months').",
+        "this many months after its last Closed Won opportunity (the flowchart's 'close then nurture for 12 months'); "
+        "until then no routing rule routes it (the routing guards).",
         maximum=120,
     )
 

@@ -366,7 +366,14 @@ def test_triggers_name_unknown_inputs(
         ({}, AccountContext(opportunities=(opp("Negotiation", None, None, "006N"),)),
          "open opportunity 006N (Negotiation) in Salesforce"),
         ({}, AccountContext(opportunities=(opp("Closed Lost", "Price", days_ago(10)),)), None),
-        ({}, AccountContext(opportunities=(opp("Closed Won", None, days_ago(10)),)), None),
+        # A deal closed won: its Account Executive nurtures the account for 12 months
+        # (accounts-overview.md: "Close then nurture for 12 months"), whoever the key roles name.
+        ({}, AccountContext(opportunities=(opp("Closed Won", None, days_ago(10)),)),
+         f"opportunity 006A closed won {days_ago(10)} (0 months ago): the Account Executive nurtures it for 12 months"),
+        ({}, AccountContext(opportunities=(opp("closed won", None, days_ago(330)),)),
+         f"opportunity 006A closed won {days_ago(330)} (10 months ago): the Account Executive nurtures it "
+         "for 12 months"),
+        ({}, AccountContext(opportunities=(opp("Closed Won", None, days_ago(370)),)), None),
         ({}, AccountContext(leads=(lead(id="00QW", status="Working"),)), "open lead 00QW (Working) in Salesforce"),
         # A lead a person disqualified in Salesforce starts the cool-off (dated by its last change) ...
         ({}, AccountContext(leads=(lead(status="Disqualified", system_modstamp=NOW - timedelta(days=91)),)), None),
