@@ -625,7 +625,8 @@ class _Salesforce(Salesforce):
 def _classify(error: BaseException) -> SyncError:
     """The one mapping of Salesforce failures onto the error tree.
 
-    401 → AuthError; 403 `REQUEST_LIMIT_EXCEEDED` → QuotaExhaustedError, other 403 → AuthError;
+    401 → AuthError; 403 `REQUEST_LIMIT_EXCEEDED` → QuotaExhaustedError (the daily allocation), or
+    RateLimitedError when its message names the concurrent-requests limit, other 403 → AuthError;
     429 → RateLimitedError; 408/5xx, 406 and 420 (answered by Salesforce's edge while the org
     recovers, usually without JSON) and network failures (resets, timeouts) → RetriableError;
     300/400/404 and anything unexpected → ContractError (our request or the org's schema is wrong).
@@ -642,9 +643,7 @@ def _classify(error: BaseException) -> SyncError:
         if status == 401:
             return AuthError(detail, system=SYSTEM, status=status)
         if status == 403:
-            if "REQUEST_LIMIT_EXCEEDED" in codes:
-                return QuotaExhaustedError(detail, system=SYSTEM)
-            return AuthError(detail, system=SYSTEM, status=status)
+            return _forbidden(detail, codes, error.content)
         if status == 429:
             return RateLimitedError(detail, system=SYSTEM)
         if status == 408 or status >= 500 or status in TRANSIENT_STATUSES:
@@ -662,6 +661,25 @@ def _unreadable_answer(error: ValueError) -> str:
     if isinstance(error, JsonError):  # says what is wrong and where, never quotes the body
         return f"salesforce: response {error}"
     return "salesforce: response is not valid JSON"
+
+
+def _forbidden(detail: str, codes: list[str], content: Any) -> SyncError:
+    """A 403: the daily allocation spent, the concurrent-requests limit ("ConcurrentRequests
+    (Concurrent API Requests) Limit exceeded": the org's long-running requests at once, which
+    clears in seconds, retried like a 429), or a refusal of the integration user."""
+    if "REQUEST_LIMIT_EXCEEDED" in codes and _concurrent_limit(content):
+        return RateLimitedError(f"{detail} (concurrent requests)", system=SYSTEM)
+    if "REQUEST_LIMIT_EXCEEDED" in codes:
+        return QuotaExhaustedError(detail, system=SYSTEM)
+    return AuthError(detail, system=SYSTEM, status=403)
+
+
+def _concurrent_limit(content: Any) -> bool:
+    """Whether a `REQUEST_LIMIT_EXCEEDED` answer is the concurrent long-running requests limit
+    ("ConcurrentRequests (Concurrent API Requests) Limit exceeded.") rather than the daily
+    allocation ("TotalRequests Limit exceeded."): the same code for both."""
+    items = content if isinstance(content, list) else [content]
+    return any(isinstance(item, dict) and "concurrent" in str(item.get("message") or "").casefold() for item in items)
 
 
 def _error_codes(content: Any) -> list[str]:

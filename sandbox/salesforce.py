@@ -1035,6 +1035,10 @@ class SalesforceService:
                 return existing, None
             if record_id is not None and len(record_id) in (15, 18) and record_id[:3] != table.prefix:
                 return None, _Outcome(record_id, failure=_Failure("MALFORMED_ID", f"malformed id {record_id}", ["Id"]))
+            if record_id is not None and record_id in table.deleted:
+                # A record in the recycle bin: "entity is deleted", as a real org answers an update
+                # of it (the composite DELETE of one already answers the same).
+                return None, _Outcome(record_id, failure=_Failure("ENTITY_IS_DELETED", "entity is deleted", []))
             return None, _Outcome(record_id, failure=_Failure("NOT_FOUND", "invalid cross reference id", ["Id"]))
         if mode != "upsert":
             return None, None
@@ -1399,6 +1403,13 @@ def _fits_type(fdef: FieldDef, value: Any) -> bool:
     return True
 
 
+def _utf16_units(text: str) -> int:
+    """A text's length as Salesforce counts it: UTF-16 code units, so a character outside the
+    Basic Multilingual Plane (an emoji, a rare CJK ideograph) counts twice (Salesforce Help,
+    "Surrogate Pair Characters Are Treated as Two Characters", 005166849)."""
+    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+
+
 def _as_number(value: Any) -> float | int | None:
     if isinstance(value, bool):
         return None
@@ -1468,9 +1479,19 @@ def _check_values(table: _Table, clean: Mapping[str, Any], merged: dict[str, Any
 
 def _check_value(fdef: FieldDef, name: str, value: Any, merged: dict[str, Any]) -> _Failure | None:
     """One non-empty value against its definition; the value as stored goes into `merged`."""
-    if fdef.type in _NUMBER_TYPES and isinstance(value, str):
-        number = float(value)
-        merged[name] = int(number) if fdef.type == "int" else number
+    if fdef.type in _NUMBER_TYPES:
+        number = _as_number(value)
+        if number is None:
+            return None  # `_fits_type` refused it already
+        if isinstance(value, str):
+            merged[name] = int(float(value)) if fdef.type == "int" else float(value)
+        # A number's field holds `digits` (int) or `precision - scale` digits before the point: a
+        # larger value fails the record (a real org: "Employees: value outside of valid range on
+        # numeric field: 1431655766").
+        whole = fdef.digits if fdef.type == "int" else fdef.precision - fdef.scale
+        if whole > 0 and abs(float(number)) >= 10**whole:
+            message = f"{fdef.label}: value outside of valid range on numeric field: {value}"
+            return _Failure("NUMBER_OUTSIDE_VALID_RANGE", message, [name])
         return None
     if fdef.type == "boolean" and isinstance(value, str):
         merged[name] = value.lower() == "true"
@@ -1479,7 +1500,7 @@ def _check_value(fdef: FieldDef, name: str, value: Any, merged: dict[str, Any]) 
         return None
     text = value if isinstance(value, str) else json.dumps(value)
     merged[name] = text
-    if fdef.length and len(text) > fdef.length:
+    if fdef.length and _utf16_units(text) > fdef.length:
         return _Failure(
             "STRING_TOO_LONG", f"{fdef.label}: data value too large: {text} (max length={fdef.length})", [name]
         )

@@ -20,6 +20,7 @@ from rules.base import LeadField, LeadIntent, TaskIntent
 __all__ = [
     "SALESFORCE_FIELD_LENGTHS",
     "SALESFORCE_LEAD_FIELDS",
+    "SALESFORCE_NUMBER_DIGITS",
     "SYNC_KEY_PREFIX",
     "TASK_KEY_PREFIX",
     "WRITTEN_TRAIT",
@@ -29,6 +30,7 @@ __all__ = [
     "read_written_trait",
     "sync_key",
     "sync_key_prefix",
+    "utf16_length",
     "vitally_task",
     "written_trait",
 ]
@@ -65,6 +67,15 @@ SALESFORCE_FIELD_LENGTHS: Mapping[str, int] = {
     "Sync_Key__c": 80,
 }
 
+# Lead number fields -> the digits before the point they hold (describe: an int's `digits`, a
+# double's or currency's `precision - scale`); a larger value fails the record with
+# NUMBER_OUTSIDE_VALID_RANGE ("Employees: value outside of valid range on numeric field: …").
+SALESFORCE_NUMBER_DIGITS: Mapping[str, int] = {
+    "NumberOfEmployees": 8,
+    "AnnualRevenue": 18,
+    "Lead_Score__c": 3,
+}
+
 # Our tasks' externalIds start with this, so they never collide with anyone else's.
 TASK_KEY_PREFIX = "crm-sync:"
 
@@ -81,27 +92,65 @@ _EPISODE_ROOM = 6  # "-" and up to five digits of episode
 
 @dataclass(frozen=True)
 class Truncation:
-    """A value cut to the length its Salesforce field holds."""
+    """A value cut to the length its Salesforce field holds (`length` and `limit` in characters as
+    Salesforce counts them), or a number beyond the digits its field holds, left out (`number`)."""
 
     record: str
     field: str
     length: int
     limit: int
+    number: float | None = None
 
     def __str__(self) -> str:
+        if self.number is not None:
+            shown = f"{int(self.number):,}" if self.number.is_integer() else f"{self.number:,}"
+            return (
+                f"salesforce {self.record} {self.field}: {shown} is beyond the field's {self.limit} digits, "
+                "left out (Salesforce refuses the whole lead for it)"
+            )
         return f"salesforce {self.record} {self.field}: {self.length} characters, cut to the field's {self.limit}"
 
 
+def utf16_length(text: str) -> int:
+    """A text's length as Salesforce counts it: UTF-16 code units, so a character outside the Basic
+    Multilingual Plane (an emoji, a rare CJK ideograph) counts twice (Salesforce Help, "Surrogate
+    Pair Characters Are Treated as Two Characters", 005166849)."""
+    if text.isascii():
+        return len(text)
+    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+
+
+def _cut(text: str, limit: int) -> str:
+    """The longest start of `text` within `limit` UTF-16 units, never half a character."""
+    units = 0
+    for index, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > limit:
+            return text[:index]
+    return text
+
+
 def fit_lead_fields(record: str, fields: Mapping[str, Any]) -> tuple[dict[str, Any], list[Truncation]]:
-    """`fields` with every text value cut to its field's length (SALESFORCE_FIELD_LENGTHS), and
-    what was cut. `record` names the lead in the report."""
+    """`fields` with every text value cut to its field's length (SALESFORCE_FIELD_LENGTHS, counted
+    as Salesforce counts it) and every number beyond its field's digits (SALESFORCE_NUMBER_DIGITS)
+    left out, and what was cut or left out: a lead created without an employee count a Vitally
+    trait got wrong is better than one Salesforce refuses (and crm-sync parks). `record` names the
+    lead in the report."""
     fitted = dict(fields)
     cut: list[Truncation] = []
     for name, value in fields.items():
         limit = SALESFORCE_FIELD_LENGTHS.get(name)
-        if limit is not None and isinstance(value, str) and len(value) > limit:
-            fitted[name] = value[:limit]
-            cut.append(Truncation(record, name, len(value), limit))
+        if limit is not None and isinstance(value, str) and len(value) > limit // 2:
+            length = utf16_length(value)
+            if length > limit:
+                fitted[name] = _cut(value, limit)
+                cut.append(Truncation(record, name, length, limit))
+            continue
+        digits = SALESFORCE_NUMBER_DIGITS.get(name)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if digits is not None and number and abs(value) >= 10**digits:
+            del fitted[name]
+            cut.append(Truncation(record, name, 0, digits, float(value)))
     return fitted, cut
 
 

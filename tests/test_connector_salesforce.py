@@ -268,6 +268,23 @@ def test_request_retries_transient_failures_then_succeeds(
     assert len(sleeps) == 1 and 1 <= sleeps[0] <= 2
 
 
+def test_the_concurrent_requests_limit_is_retried_not_a_spent_quota(
+    sf: SalesforceClient, rsps: responses.RequestsMock, sleeps: list[float]
+) -> None:
+    """`REQUEST_LIMIT_EXCEEDED` also means "ConcurrentRequests (Concurrent API Requests) Limit
+    exceeded." (answers recorded by public integrations: the s17 wire audit), which clears in
+    seconds: retried like a 429, not the daily allocation that stops the writes and pages someone."""
+    concurrent = _sf_error("REQUEST_LIMIT_EXCEEDED", "ConcurrentRequests (Concurrent API Requests) Limit exceeded.")
+    rsps.add(responses.GET, QUERY, status=403, body=concurrent)
+    rsps.add(responses.GET, QUERY, json={"totalSize": 1, "done": True, "records": [{"Id": "1"}]})
+    assert [decoded(r)["Id"] for r in sf.query("SELECT Id FROM Lead")] == ["1"]
+    assert len(rsps.calls) == 2 and len(sleeps) == 1
+    daily = _sf_error("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+    rsps.add(responses.GET, QUERY, status=403, body=daily)
+    with pytest.raises(QuotaExhaustedError):
+        list(sf.query("SELECT Id FROM Lead"))
+
+
 @pytest.mark.parametrize(
     ("status", "body", "error"),
     [

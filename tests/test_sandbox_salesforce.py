@@ -228,6 +228,44 @@ def test_update_unknown_id_is_404_and_converted_lead_is_refused(sf: Salesforce) 
     assert sf_errors(caught.value)[0]["errorCode"] == "CANNOT_UPDATE_CONVERTED_LEAD"
 
 
+def test_a_number_beyond_its_fields_digits_fails_the_record(sandbox: Sandbox, sf: Salesforce) -> None:
+    """Lead `NumberOfEmployees` is an int of 8 digits (the recorded describe): a real org refuses
+    1431655766 with "Employees: value outside of valid range on numeric field: 1431655766"
+    (public connector test suites record it; code index of the s17 wire audit)."""
+    results = _upsert(sf, [_lead("big", NumberOfEmployees=1431655766), _lead("ok", NumberOfEmployees=99_999_999)])
+    assert [r["success"] for r in results] == [False, True]
+    assert results[0]["errors"] == [
+        {
+            "statusCode": "NUMBER_OUTSIDE_VALID_RANGE",
+            "message": "Employees: value outside of valid range on numeric field: 1431655766",
+            "fields": ["NumberOfEmployees"],
+        }
+    ]
+    assert _lead_by_key(sandbox, "big") == []
+
+
+def test_text_length_counts_utf16_units(sf: Salesforce) -> None:
+    """Salesforce counts a character outside the Basic Multilingual Plane twice (Salesforce Help,
+    "Surrogate Pair Characters Are Treated as Two Characters"): 41 emoji are 82 of LastName's 80."""
+    results = _upsert(sf, [_lead("emoji", LastName="\U0001f680" * 41), _lead("fits", LastName="\U0001f680" * 40)])
+    assert [r["success"] for r in results] == [False, True]
+    assert results[0]["errors"][0]["statusCode"] == "STRING_TOO_LONG"
+
+
+def test_an_update_of_a_deleted_lead_is_entity_is_deleted(sf: Salesforce) -> None:
+    """A record in the recycle bin: a real org answers "entity is deleted" (public connectors'
+    recorded answers), not a bad reference."""
+    created = sobject(sf, "Lead").create({"LastName": "Doe", "Company": "Acme"})
+    sobject(sf, "Lead").delete(created["id"])
+    results = sf_collection(
+        sf,
+        "composite/sobjects",
+        "PATCH",
+        {"allOrNone": False, "records": [{"attributes": {"type": "Lead"}, "Id": created["id"], "Title": "CTO"}]},
+    )
+    assert results[0]["errors"] == [{"statusCode": "ENTITY_IS_DELETED", "message": "entity is deleted", "fields": []}]
+
+
 def test_create_with_a_taken_unique_external_id_is_duplicate_value(sf: Salesforce) -> None:
     sobject(sf, "Lead").create({"LastName": "A", "Company": "Acme", "Sync_Key__c": "k"})
 

@@ -17,6 +17,7 @@ from sync.wire import (
     read_written_trait,
     sync_key,
     sync_key_prefix,
+    utf16_length,
     vitally_task,
     written_trait,
 )
@@ -93,6 +94,34 @@ def test_wire_cuts_text_to_its_salesforce_field_and_says_so() -> None:
     assert [(c.field, c.length, c.limit) for c in cut] == [("LastName", 81, 80), ("Routing_Reason__c", 300, 255)]
     assert str(cut[0]) == "salesforce crm-sync-acc_1-1 LastName: 81 characters, cut to the field's 80"
     assert SALESFORCE_FIELD_LENGTHS["Sync_Key__c"] == 80
+
+
+def test_wire_counts_length_as_salesforce_does_and_never_cuts_a_character_in_half() -> None:
+    """Salesforce counts a character outside the Basic Multilingual Plane as two (UTF-16 units:
+    Salesforce Help 005166849); an account name of emoji cut to 80 Python characters was still
+    refused with STRING_TOO_LONG."""
+    rocket = "\U0001f680"
+    fitted, cut = fit_lead_fields("k", {"LastName": rocket * 41, "Company": "é" * 255})
+    assert fitted == {"LastName": rocket * 40, "Company": "é" * 255}  # é is one unit
+    assert [(c.field, c.length, c.limit) for c in cut] == [("LastName", 82, 80)]
+    odd, _ = fit_lead_fields("k", {"LastName": "a" + rocket * 40})  # 81 units: the last emoji goes whole
+    assert odd == {"LastName": "a" + rocket * 39}
+    assert utf16_length("a" + rocket) == 3
+
+
+def test_wire_leaves_out_a_number_beyond_its_fields_digits() -> None:
+    """`NumberOfEmployees` holds 8 digits: a Vitally trait's 1431655766 would make Salesforce refuse
+    the whole lead (NUMBER_OUTSIDE_VALID_RANGE), which crm-sync would park; the lead is created
+    without it instead, and the run says so."""
+    fields = {"LastName": "Acme", "NumberOfEmployees": 1431655766, "AnnualRevenue": 5e6, "Lead_Score__c": 70}
+    fitted, cut = fit_lead_fields("crm-sync-acc_1-1", fields)
+    assert fitted == {"LastName": "Acme", "AnnualRevenue": 5e6, "Lead_Score__c": 70}
+    assert [(c.field, c.number) for c in cut] == [("NumberOfEmployees", 1431655766.0)]
+    assert str(cut[0]) == (
+        "salesforce crm-sync-acc_1-1 NumberOfEmployees: 1,431,655,766 is beyond the field's 8 digits, left out "
+        "(Salesforce refuses the whole lead for it)"
+    )
+    assert fit_lead_fields("k", {"NumberOfEmployees": 99_999_999}) == ({"NumberOfEmployees": 99_999_999}, [])
 
 
 @pytest.mark.parametrize("account", ["acc_1", "a" * 60, "b" * 300, "0" * 65 + "x"])
