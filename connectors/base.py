@@ -82,6 +82,11 @@ class VitallyPort(Protocol):
         """The raw tasks of one account, page by page."""
         ...
 
+    def iter_account_ids(self) -> Iterator[str | None]:
+        """The id of every account Vitally has, active or churned (None for one that cannot be
+        read): what a comparison with the mirror finds deleted accounts by."""
+        ...
+
 
 @runtime_checkable
 class SalesforcePort(Protocol):

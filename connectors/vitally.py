@@ -95,6 +95,21 @@ class VitallySettings:
         minimum=1,
         maximum=64,
     )
+    reconcile_hours: float = setting(
+        24,
+        "Every this many hours, the ids of every account are listed (one request per 100) and a mirrored account "
+        "no longer among them, deleted in Vitally (the accounts list keeps no trace of a deletion), leaves the "
+        "mirror and its pending writes are dropped. 0: never.",
+        minimum=0,
+        maximum=720,
+    )
+    reconcile_max_share: float = setting(
+        0.2,
+        "A comparison that would remove more than this share of the mirrored accounts (and more than 10) is not "
+        "applied but reported: a narrowed API key or a workspace mix-up is likelier than such a deletion.",
+        minimum=0.01,
+        maximum=1,
+    )
     segment_traits: Mapping[str, str] = setting(
         {
             "TAM/CSM Candidate": "segment_tam_csm_candidate",
@@ -256,6 +271,19 @@ class VitallyClient:
             if updated is not None and updated < bound:
                 return
             yield account
+
+    def iter_account_ids(self) -> Iterator[str | None]:
+        """The id of every account, active or churned, paged by `createdAt` (docs.vitally.io, REST
+        API overview: "setting sortBy to createdAt will ensure you return a full list every time",
+        where `updatedAt` paging can skip a record updated mid-walk); None for an account that
+        cannot be read. Vitally lists no deleted account and keeps no tombstone: a mirrored account
+        missing here was deleted."""
+        for raw in self._accounts("createdAt", "activeOrChurned", ahead=True):
+            if isinstance(raw, Unreadable):
+                yield raw.record_id or None
+                continue
+            record_id = raw.get("id")
+            yield record_id if isinstance(record_id, str) and record_id else None
 
     def get_account(self, id_or_external_id: str) -> dict[str, Any] | None:
         """The account with this Vitally id or externalId; None only when Vitally answers 404."""

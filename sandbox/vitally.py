@@ -103,6 +103,13 @@ class _Collection:
         """A record changed in place (its sort keys may have moved)."""
         self._version += 1
 
+    def remove(self, record_id: str) -> None:
+        """Delete a record for good (no tombstone: the lists never show it again)."""
+        old = self.by_id.pop(record_id, None)
+        if old is not None and old.get("externalId") is not None:
+            self.by_external.pop(str(old["externalId"]), None)
+        self._version += 1
+
     def find(self, key: str) -> dict[str, Any] | None:
         """By Vitally id first, then by externalId (the API accepts either)."""
         record = self.by_id.get(key)
@@ -485,6 +492,8 @@ class VitallyService:
             return 200, self._get(coll, parts[1], name)
         if depth == 2 and method == "PUT" and name == "accounts":
             return 200, self._put_account(parts[1], request)
+        if depth == 2 and method == "DELETE" and name == "accounts":
+            return 200, self._delete_account(parts[1])
         if depth == 3 and method == "GET" and name == "accounts" and parts[2] in ("users", "tasks", "notes"):
             return 200, self._account_children(request, parts[1], parts[2])
         if depth <= 2:
@@ -526,6 +535,20 @@ class VitallyService:
         self._schedule_playbooks(account)
         self.accounts.touched()
         return account
+
+    def _delete_account(self, key: str) -> dict[str, Any]:
+        """ "Permanently deletes an Account in Vitally [...] and all data that exclusively belongs to
+        that Account (e.g., notes, tasks, traits)" (Vitally's "Delete an Account", as summarised by
+        withone.ai: tests/fixtures/real/SOURCES.md). No tombstone: the accounts list never shows it
+        again, and a GET or PUT of it is 404. The answer's body is not documented: `{}`."""
+        account = self.accounts.find(key)
+        if account is None:
+            raise _VitallyError(404, "Account not found")
+        for coll in (self.tasks, self.notes):
+            for child in [c for c in coll.by_id.values() if c.get("accountId") == account["id"]]:
+                coll.remove(child["id"])
+        self.accounts.remove(account["id"])
+        return {}
 
     def _account_children(self, request: Request, key: str, sub: str) -> dict[str, Any]:
         account = self.accounts.find(key)

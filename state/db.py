@@ -885,6 +885,38 @@ class StateDB:
     def add_present_ids(self, ids: Iterable[str]) -> None:
         self.db.conn.executemany("INSERT OR IGNORE INTO temp.present_ids VALUES (?)", ((i,) for i in ids))
 
+    def compare_account_ids(self) -> tuple[int, list[str]]:
+        """(how many accounts the mirror holds; those of them not among the present ids, in id
+        order), after `add_present_ids` of Vitally's ids."""
+        count = int(self.db.conn.execute("SELECT count(*) FROM accounts").fetchone()[0])
+        vanished = [
+            str(i)
+            for (i,) in self.db.conn.execute(
+                "SELECT id FROM accounts WHERE id NOT IN (SELECT id FROM temp.present_ids) ORDER BY id"
+            )
+        ]
+        return count, vanished
+
+    def remove_accounts(self, ids: Sequence[str], reason: str, at: str) -> int:
+        """Forget these accounts (deleted in Vitally): out of the mirror, their judgements and kept
+        malformed versions gone, and every pending or parked write for them (their traits, their
+        tasks, their new leads; a PUT refused with 404 once it was deleted) dropped with `reason`.
+        Returns how many writes were dropped."""
+        dropped = 0
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            self.db.conn.execute(f"DELETE FROM accounts WHERE id IN ({marks})", chunk)
+            self.db.conn.execute(f"DELETE FROM account_inputs WHERE id IN ({marks})", chunk)
+            self.db.conn.execute(f"DELETE FROM malformed WHERE system = 'vitally' AND record IN ({marks})", chunk)
+            dropped += self.db.conn.execute(
+                "UPDATE outbox SET status = 'superseded', last_error = ?, updated_at = ? "
+                "WHERE status IN ('pending', 'parked') "
+                f"AND (account IN ({marks}) OR (system = 'vitally' AND record IN ({marks})))",
+                [reason, at, *chunk, *chunk],
+            ).rowcount
+        return dropped
+
     def compare_ids(self, sobject: str) -> tuple[int, list[str], list[str]]:
         """(how many `sobject` records the mirror holds that are not marked deleted; those of them
         not among the present Ids; the present Ids the mirror holds no such record for), the lists

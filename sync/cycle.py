@@ -170,6 +170,8 @@ def _read_and_plan(
             report=report,
             hooks=hooks,
             objects=sf_objects(config.salesforce),
+            vitally_reconcile=(config.vitally.reconcile_hours, config.vitally.reconcile_max_share),
+            now=clock(),
         )
         if hooks.should_stop():
             raise _Stopped  # rolls the transaction back; nothing is lost

@@ -72,16 +72,23 @@ def ingest(
     report: CycleReport,
     hooks: Hooks,
     objects: Mapping[str, tuple[str, ...]],
+    vitally_reconcile: tuple[float, float] = (0, 1.0),
+    now: datetime | None = None,
 ) -> None:
     """Read Vitally's changed accounts, then each Salesforce object's changed records (`objects`:
     sObject -> fields, `sf_objects(config.salesforce)`: every reader reads the same fields, or a
     record mirrored without one keeps lacking it once the cursor has moved past it) into the
     mirror; every `reconcile_hours` (0: never), compare the mirrored Leads, Opportunities and
     Accounts with the Ids Salesforce has (`_Reader.reconcile`; a comparison that would remove more
-    than `reconcile_max_share` of an object's records, and more than 10, is reported instead). Returns early when
-    `hooks.should_stop()`: the caller then rolls the cycle back."""
+    than `reconcile_max_share` of an object's records, and more than 10, is reported instead);
+    every `vitally_reconcile` (hours, max share: `[vitally] reconcile_hours`, `reconcile_max_share`)
+    from `now`, the mirrored accounts with the ids Vitally lists (`_Reader.reconcile_accounts`).
+    Returns early when `hooks.should_stop()`: the caller then rolls the cycle back."""
     reader = _Reader(state, report, hooks, reconcile_hours, reconcile_max_share)
     reader.vitally(vitally)
+    hours, share = vitally_reconcile
+    if now is not None and hours > 0 and not hooks.should_stop():
+        reader.reconcile_accounts(vitally, now, hours, share)
     if salesforce is not None:
         reader.salesforce(salesforce, lookback_seconds, objects)
 
@@ -173,6 +180,54 @@ class _Reader:
         self.hooks.progress("Vitally accounts read", counts["accounts_read"], None)
         if newest:
             self.state.set_cursor("vitally.accounts", newest)
+
+    def reconcile_accounts(self, vitally: VitallyPort, now: datetime, hours: float, max_share: float) -> None:
+        """Every `hours`, compare the mirrored accounts with the ids Vitally lists (one request per
+        100; the ids held in a temporary table): an account deleted in Vitally is in no list any
+        more and leaves no trace an incremental read could see. Each mirrored account no longer
+        listed leaves the mirror (and its judgement), and its pending writes are dropped: a PUT to
+        it would be refused, and a lead for a customer deleted from Vitally is wanted by nobody. The
+        first cycle only starts the clock. An id that cannot be read, or more vanished accounts
+        than `max_share` of them (and more than 10), leaves the mirror as it is until the next
+        comparison, reported."""
+        name = "vitally.accounts.reconciled_at"
+        last = _moment(self.state.cursor(name))
+        if last is None:
+            self.state.set_cursor(name, iso(now))
+            return
+        if (now - last).total_seconds() < hours * 3600:
+            return
+        self.state.begin_id_comparison()
+        complete, batch = True, []
+        for record_id in vitally.iter_account_ids():
+            if self.hooks.should_stop():
+                return
+            if record_id is None:
+                complete = False
+                continue
+            batch.append(record_id)
+            if len(batch) >= PAGE:
+                self.state.add_present_ids(batch)
+                batch = []
+        self.state.add_present_ids(batch)
+        self.state.set_cursor(name, iso(now))
+        if not complete:
+            self.report.notices.append(
+                f"Vitally accounts: an id could not be read; the mirror is compared again in {hours:g} hours"
+            )
+            return
+        live, vanished = self.state.compare_account_ids()
+        if len(vanished) > max(_RECONCILE_FLOOR, max_share * live):
+            self.report.notices.append(
+                f"Vitally accounts: {len(vanished)} of the {live} mirrored accounts are no longer listed; not removed "
+                f"from the mirror (more than [vitally] reconcile_max_share = {max_share:g}: check the API key's "
+                f"workspace; raise the share if they were deleted). Compared again in {hours:g} hours."
+            )
+            return
+        if vanished:
+            dropped = self.state.remove_accounts(vanished, f"the account was deleted in Vitally ({iso(now)})", iso(now))
+            self.report.counts["accounts_deleted"] += len(vanished)
+            self.report.counts["dropped"] += dropped
 
     def _store_accounts(self, page: list[dict[str, Any] | Unreadable]) -> None:
         held = self.state.account_versions([i for raw in page if (i := _account_id(raw)) is not None])

@@ -320,6 +320,8 @@ def apply_plan(
                 report=report,
                 hooks=hooks,
                 objects=sf_objects(config.salesforce),
+                vitally_reconcile=(config.vitally.reconcile_hours, config.vitally.reconcile_max_share),
+                now=clock(),
             )
             relearn(config, state, report, hooks, clock())
         fresh = rejudge(config, plan, clock, run_id)

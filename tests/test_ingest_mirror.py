@@ -35,6 +35,9 @@ class _Vitally:
     def upsert_task(self, task: Any) -> dict[str, Any]:
         raise AssertionError("ingest never writes")
 
+    def iter_account_ids(self) -> Iterator[str | None]:
+        raise AssertionError("no comparison of ids is due here")
+
 
 def test_ingest_stores_a_decoded_account_as_the_text_it_arrived_in() -> None:
     sent = '{"id":"acc_1", "name":"Caf\\u00e9","updatedAt":"2026-11-22T08:00:00Z","traits":{"mrr":1e3}}'
