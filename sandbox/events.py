@@ -295,7 +295,7 @@ class EventFeed:
             body = batch[0].body or b""
         status, answer = _post(url, body, headers, settings.timeout_s)
         acknowledged = status == 200 and (source == "vitally" or _ACK in answer)
-        sent = time.time()
+        sent, refused_at = time.time(), time.monotonic()  # one clock for the whole message's retries
         with self._lock:
             message = next(self._messages)
             for delivery in batch:
@@ -317,7 +317,7 @@ class EventFeed:
                 retry = source == "salesforce" and not acknowledged and delivery.attempt > 0
                 if retry and delivery.attempt < settings.salesforce_max_attempts:
                     gap = settings.salesforce_retry_s * 2 ** (delivery.attempt - 1)
-                    delivery.due, delivery.seq = time.monotonic() + gap, next(self._seq)
+                    delivery.due, delivery.seq = refused_at + gap, next(self._seq)
                     delivery.attempt += 1
                     heapq.heappush(self._queue, delivery)
             self._lock.notify_all()

@@ -1015,6 +1015,12 @@ class SalesforceService:
                 # Salesforce takes a reference by its 15- or 18-character id and keeps (and answers
                 # with) the 18-character one, as for every Id.
                 value = case_safe_id(value)
+            if fdef is not None and fdef.is_text and isinstance(value, str) and not value.strip(_TRIMMED):
+                # A text field "can never be empty (only null), and [...] never include leading and
+                # trailing whitespace" (Apex Developer Guide, Primitive Data Types: "the same rules
+                # as in the SOAP API"): a blank value is null (a required one is missing); the others
+                # are stored trimmed (`_check_value`).
+                value = None
             clean[name] = copy.deepcopy(value)
         return clean
 
@@ -1403,6 +1409,11 @@ def _fits_type(fdef: FieldDef, value: Any) -> bool:
     return True
 
 
+# What Salesforce trims from the ends of a text: the characters up to and including the space (Java's
+# `String.trim`), not every Unicode space.
+_TRIMMED = "".join(chr(code) for code in range(0x21))
+
+
 def _utf16_units(text: str) -> int:
     """A text's length as Salesforce counts it: UTF-16 code units, so a character outside the
     Basic Multilingual Plane (an emoji, a rare CJK ideograph) counts twice (Salesforce Help,
@@ -1499,11 +1510,13 @@ def _check_value(fdef: FieldDef, name: str, value: Any, merged: dict[str, Any]) 
     if not fdef.is_text:
         return None
     text = value if isinstance(value, str) else json.dumps(value)
-    merged[name] = text
     if fdef.length and _utf16_units(text) > fdef.length:
+        # The value as sent, spaces included: a real org's answer quotes it so
+        # (tests/fixtures/real/salesforce_composite_upsert_response.json).
         return _Failure(
             "STRING_TOO_LONG", f"{fdef.label}: data value too large: {text} (max length={fdef.length})", [name]
         )
+    text = merged[name] = text.strip(_TRIMMED)  # stored trimmed, as `_clean_fields` says
     address_code = name in ("CountryCode", "StateCode")  # their own error: see _settle_address
     if fdef.type == "picklist" and fdef.restricted and not address_code and text not in fdef.active_values():
         return _Failure(

@@ -130,21 +130,38 @@ def _cut(text: str, limit: int) -> str:
     return text
 
 
+def _stored(text: str) -> str | None:
+    """A text as Salesforce stores it: a text field "can never be empty (only null), and [...] never
+    include leading and trailing whitespace" (Apex Developer Guide, Primitive Data Types: "the same
+    rules as in the SOAP API"). Sent as it is, an account name ending in a space, or a reason cut
+    on a space, would read back different from what crm-sync wrote: a person's change to the
+    ownership check, or a write planned again every cycle."""
+    return text.strip(_TRIMMED) or None
+
+
+# What Salesforce trims from the ends of a text: the characters up to and including the space (Java's
+# `String.trim`), not every Unicode space: a no-break space (U+00A0) stays.
+_TRIMMED = "".join(chr(code) for code in range(0x21))
+
+
 def fit_lead_fields(record: str, fields: Mapping[str, Any]) -> tuple[dict[str, Any], list[Truncation]]:
-    """`fields` with every text value cut to its field's length (SALESFORCE_FIELD_LENGTHS, counted
-    as Salesforce counts it) and every number beyond its field's digits (SALESFORCE_NUMBER_DIGITS)
-    left out, and what was cut or left out: a lead created without an employee count a Vitally
-    trait got wrong is better than one Salesforce refuses (and crm-sync parks). `record` names the
-    lead in the report."""
+    """`fields` with every text value stored as Salesforce stores it (trimmed, empty as null) and
+    cut to its field's length (SALESFORCE_FIELD_LENGTHS, counted as Salesforce counts it), every
+    number beyond its field's digits (SALESFORCE_NUMBER_DIGITS) left out, and what was cut or left
+    out: a lead created without an employee count a Vitally trait got wrong is better than one
+    Salesforce refuses (and crm-sync parks). `record` names the lead in the report."""
     fitted = dict(fields)
     cut: list[Truncation] = []
     for name, value in fields.items():
         limit = SALESFORCE_FIELD_LENGTHS.get(name)
-        if limit is not None and isinstance(value, str) and len(value) > limit // 2:
-            length = utf16_length(value)
-            if length > limit:
-                fitted[name] = _cut(value, limit)
-                cut.append(Truncation(record, name, length, limit))
+        if limit is not None and isinstance(value, str):
+            # Stored as Salesforce stores a text: trimmed, an empty one as null (see `_stored`).
+            value = fitted[name] = _stored(value)
+            if value is not None and len(value) > limit // 2:
+                length = utf16_length(value)
+                if length > limit:
+                    fitted[name] = _stored(_cut(value, limit))
+                    cut.append(Truncation(record, name, length, limit))
             continue
         digits = SALESFORCE_NUMBER_DIGITS.get(name)
         number = isinstance(value, int | float) and not isinstance(value, bool)

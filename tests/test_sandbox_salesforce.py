@@ -107,7 +107,7 @@ def test_query_unknown_field_is_invalid_field(sf: Salesforce) -> None:
 
 @pytest.mark.parametrize(
     "company",
-    ["O'Brien & Sons", "Back\\slash Ltd", "100% Pure_Co", 'Say "hi"', "it's 50%\\_off\n"],
+    ["O'Brien & Sons", "Back\\slash Ltd", "100% Pure_Co", 'Say "hi"', "it's 50%\\_off\nnow"],
 )
 def test_format_soql_values_round_trip_exactly(sf: Salesforce, company: str) -> None:
     sobject(sf, "Lead").create({"LastName": "Quote", "Company": company})
@@ -250,6 +250,18 @@ def test_text_length_counts_utf16_units(sf: Salesforce) -> None:
     results = _upsert(sf, [_lead("emoji", LastName="\U0001f680" * 41), _lead("fits", LastName="\U0001f680" * 40)])
     assert [r["success"] for r in results] == [False, True]
     assert results[0]["errors"][0]["statusCode"] == "STRING_TOO_LONG"
+
+
+def test_text_is_stored_trimmed_and_an_empty_one_as_null(sandbox: Sandbox, sf: Salesforce) -> None:
+    """ "sObject String field values follow the same rules as in the SOAP API: they can never be
+    empty (only null), and they can never include leading and trailing whitespace" (Apex Developer
+    Guide, Primitive Data Types)."""
+    created = sobject(sf, "Lead").create({"LastName": "  Doe ", "Company": "Acme\t", "Title": "", "Industry": "  "})
+    lead = sobject(sf, "Lead").get(created["id"])
+    assert (lead["LastName"], lead["Company"], lead["Title"], lead["Industry"]) == ("Doe", "Acme", None, None)
+    with pytest.raises(SalesforceMalformedRequest) as caught:
+        sobject(sf, "Lead").create({"LastName": "   ", "Company": "Acme"})  # blank is missing
+    assert sf_errors(caught.value)[0]["errorCode"] == "REQUIRED_FIELD_MISSING"
 
 
 def test_an_update_of_a_deleted_lead_is_entity_is_deleted(sf: Salesforce) -> None:

@@ -109,6 +109,17 @@ def test_wire_counts_length_as_salesforce_does_and_never_cuts_a_character_in_hal
     assert utf16_length("a" + rocket) == 3
 
 
+def test_wire_sends_text_as_salesforce_stores_it_trimmed_and_never_empty() -> None:
+    """A Salesforce text field "can never be empty (only null), and [...] never include leading and
+    trailing whitespace" (Apex Developer Guide, Primitive Data Types: "the same rules as in the SOAP
+    API"). An account named "Acme " would read back as "Acme": a value crm-sync never wrote, taken
+    for a person's; a reason cut to 255 on a space, a write planned again every cycle."""
+    fitted, cut = fit_lead_fields("k", {"Company": "  Acme ", "Industry": "   ", "Routing_Reason__c": "r" * 254 + " x"})
+    assert fitted == {"Company": "Acme", "Industry": None, "Routing_Reason__c": "r" * 254}
+    assert [(c.field, c.length, c.limit) for c in cut] == [("Routing_Reason__c", 256, 255)]
+    assert fit_lead_fields("k", {"Company": "Acme"}) == ({"Company": "Acme"}, [])
+
+
 def test_wire_leaves_out_a_number_beyond_its_fields_digits() -> None:
     """`NumberOfEmployees` holds 8 digits: a Vitally trait's 1431655766 would make Salesforce refuse
     the whole lead (NUMBER_OUTSIDE_VALID_RANGE), which crm-sync would park; the lead is created
