@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Literal
 
 from core.model import Account, Lead
 from rules.base import AccountRule, Decision, Rule, TaskIntent, add_months, per_policy
-from rules.context import dropped_as_spam, in_picklist
+from rules.context import CLOSED_LOST, dropped_as_spam, in_picklist, is_stage
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
@@ -275,23 +275,48 @@ def hold(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -
 
 def answered(rule: str, ctx: AccountContext, policy: Policy, now: datetime) -> str | None:
     """Why a person's referral (`rule`: its segment still on the account) must not route the account
-    again: the lead that referral created was closed by a person, disqualified ("if the answer is
-    no, simply mark the task as 'disqualified'": plg-lead-qualification.md) or converted without an
-    opportunity, within the cool-off or the hold. The referral has had its answer; the segment a
-    person added stays, and without this every "no" would be followed by a new lead and a new
-    owner on the next cycle. Another trigger's closed lead does not hold a referral back (a person
-    asking is new information), nor does this one once its cool-off or hold is over."""
+    again: the team it asks has just answered "no" for this account. The newest lead crm-sync
+    created for the account in the referral's family (a TAM's product-led lead for `AM referral`,
+    a TAE's new-business lead for `AE referral` and `Onboarding referral`: whichever trigger won
+    it, the referral may only have also matched) was closed by a person ("if the answer is no,
+    simply mark the task as 'disqualified'": plg-lead-qualification.md): disqualified, or
+    converted without an opportunity, within the cool-off or the hold, or converted into an
+    opportunity Closed Lost within the cool-off. The segment a person added stays, and without
+    this every "no" would be followed by a new lead and a new owner on the next cycle. A lead
+    someone else created, or another team's, does not hold a referral back (a person asking is new
+    information), nor does this one once its cool-off or hold is over."""
+    family = family_of_rule(rule)
     newest: Lead | None = None
     for lead in ctx.leads:
-        if lead.routing_rule == rule and (newest is None or _created(lead) > _created(newest)):
+        if not lead.sync_key or family_of_lead(lead, policy) != family:
+            continue
+        if newest is None or _created(lead) > _created(newest):
             newest = lead
     if newest is None:
         return None
-    episode = lead_episode(newest, family_of_lead(newest, policy), ctx, policy)
+    episode = lead_episode(newest, family or "new_business", ctx, policy)
     if episode.state not in ("disqualified", "converted"):
         return None
+    if episode.opportunity is not None:
+        return _lost(episode, ctx, policy, now)
     holds, why = _ended(episode, policy, now)
-    return f"this referral was answered: {why}" if holds else None
+    return f"the team this referral asks answered: {why}" if holds else None
+
+
+def _lost(episode: Episode, ctx: AccountContext, policy: Policy, now: datetime) -> str | None:
+    """The referral's answer when its lead became an opportunity: Closed Lost within the cool-off."""
+    won_or_lost = next((o for o in ctx.opportunities if o.id == episode.opportunity), None)
+    if won_or_lost is None or won_or_lost.close_date is None or not is_stage(won_or_lost.stage_name, CLOSED_LOST):
+        return None
+    days = (now.date() - won_or_lost.close_date).days
+    cool_off = policy.guards.cool_off_days
+    if days >= cool_off:
+        return None
+    lead = episode.lead.id if episode.lead is not None else "the lead"
+    return (
+        f"the team this referral asks answered: lead {lead} converted into opportunity {won_or_lost.id}, closed lost "
+        f"{won_or_lost.close_date} ({days} days ago; cool-off {cool_off} days)"
+    )
 
 
 def verdict(episode: Episode, policy: Policy, now: datetime) -> tuple[bool, str]:

@@ -127,7 +127,7 @@ def routing_guard(
 
     `cool_off=False` skips the recent-disqualification guard and the hold after a conversion without
     an opportunity (manual referrals: a person asking again is new information), except, for the
-    referral rule `referral`, the lead that referral itself created (`rules.episodes.answered`: a
+    referral rule `referral`, crm-sync's lead for the team it asks (`rules.episodes.answered`: a
     person's "no" to it holds the referral for the cool-off). An open lead the
     daemon created itself (it carries `Sync_Key__c`) is not someone else's engagement: it is the lead
     an earlier cycle routed, and guarding on it would make the routing flap between cycles (the

@@ -307,12 +307,13 @@ class GuardPolicy:
         90,
         "Days after a lead was disqualified (trait lead_disqualified_at, or a lead of the account disqualified "
         "in Salesforce) before its account can be routed again (a person's referral may, unless the lead "
-        "disqualified is the one that referral created).",
+        "disqualified is crm-sync's lead for the team the referral asks).",
     )
     converted_hold_days: int = _days(
         365,
         "Days after a lead of the account was converted without an opportunity before a signal may route the "
-        "account again (a person's referral may, unless the lead converted is the one that referral created).",
+        "account again (a person's referral may, unless the lead converted is crm-sync's lead for the team the "
+        "referral asks).",
     )
 
 

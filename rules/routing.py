@@ -5,7 +5,7 @@ Guards (rules.guards.routing_guard) apply to every account trigger: a guarded tr
 `fired=False`, `guarded_by` set and the reason `<trigger reason>; but <guard>`. Manual referrals
 (`AM referral`, `AE referral`, `Onboarding referral` segments) are explicit requests from a person, so
 they skip the cool-off after a disqualification (someone asking again is new information), except
-after a person closed the lead that same referral created (the referral has had its answer: the
+after a person closed crm-sync's lead for the team the referral asks (that team has answered: the
 segment stays, and it must not bring a new lead and owner after every "no"), and still respect
 every other guard: already owned, an open lead or opportunity, an active sales segment and a
 Slack channel all mean somebody is already working the account, and a second lead would be the double

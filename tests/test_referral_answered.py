@@ -7,8 +7,10 @@ person asking is new information. But the segment a person added stays on the ac
 never removes it), so before this, once the TAM or AE disqualified (or converted without an
 opportunity) the lead that referral created, the same referral fired again on the next cycle, and
 the planner created the account's next lead with a new owner drawn: every "no" was followed by
-another lead. The referral's own closed lead now holds it for the cool-off (or the conversion
-hold); another trigger's closed lead still does not.
+another lead. crm-sync's closed lead for the team the referral asks (whichever trigger won it: the
+referral may only have also matched) now holds it for the cool-off (or the conversion hold, or the
+cool-off after its opportunity went Closed Lost); another team's, or a lead crm-sync did not create,
+still does not.
 
 Found by a handbook audit (2026-12-05). Salesforce records as the sObject API returns them (the
 sandbox); the Vitally account as GET /resources/accounts returns one (tests/support.band_account).
@@ -24,7 +26,7 @@ import pytest
 import requests
 from support import band_account, example_config_for, person_sets_lead
 
-from core.model import Account, Invoice, Lead
+from core.model import Account, Invoice, Lead, Opportunity
 from rules import Decision, Policy, evaluate_account
 from rules.context import AccountContext
 from sandbox import Sandbox, generate_book
@@ -81,7 +83,7 @@ def test_a_referral_whose_lead_a_person_disqualified_is_held_for_the_cool_off(
     assert not held.fired and held.lead is None
     assert (
         held.guarded_by
-        == "this referral was answered: lead 00QA disqualified in Salesforce 5 days ago (cool-off 90 days)"
+        == "the team this referral asks answered: lead 00QA disqualified in Salesforce 5 days ago (cool-off 90 days)"
     )
     # After the cool-off the segment, still there, routes the account again (as any trigger would).
     again = _verdict(_account(segment), _our_lead(rule, source, status="Disqualified", closed_days_ago=91), rule)
@@ -99,15 +101,56 @@ def test_a_referral_whose_lead_was_converted_without_an_opportunity_is_held() ->
     )
     held = _verdict(_account("AM referral"), lead, "product_led.am_referral")
     assert not held.fired
-    assert held.guarded_by is not None and held.guarded_by.startswith("this referral was answered: lead 00QA converted")
+    assert held.guarded_by is not None
+    assert held.guarded_by.startswith("the team this referral asks answered: lead 00QA converted")
 
 
-def test_another_triggers_closed_lead_does_not_hold_a_referral_back() -> None:
-    """The referral's exemption stays for what it was for: a person asking after an automated
-    signal's lead was disqualified is new information."""
+def test_the_same_teams_no_answers_a_referral_that_only_also_matched() -> None:
+    """An account in the product-led band with the `AM referral` segment: product_led.mrr_band
+    wins (first in the order) and its lead carries that rule; the referral only also matched. The
+    TAM's "no" to that lead answers the referral too (found by a review: the referral, exempt from
+    the cool-off, fired on the next cycle)."""
     lead = _our_lead("product_led.mrr_band", "Product-led", status="Disqualified", closed_days_ago=5)
     verdict = _verdict(_account("AM referral"), lead, "product_led.am_referral")
+    assert not verdict.fired and verdict.lead is None
+    assert verdict.guarded_by is not None and verdict.guarded_by.startswith("the team this referral asks answered")
+
+
+def test_another_teams_closed_lead_does_not_hold_a_referral_back() -> None:
+    """The referral's exemption stays for what it was for: a person asking a team after another
+    team's lead for the account was disqualified is new information."""
+    lead = _our_lead("new_business.big_fish", "New business signal", status="Disqualified", closed_days_ago=5)
+    verdict = _verdict(_account("AM referral"), lead, "product_led.am_referral")
     assert verdict.fired and verdict.lead is not None, verdict.reason
+
+
+def test_a_referral_whose_lead_became_a_deal_lost_is_answered() -> None:
+    """Converted into an opportunity that went Closed Lost: the deal's "no" answers the referral
+    for the cool-off, from its close date (found by a review)."""
+    lost = Opportunity("006L", "001A", "Closed Lost", NOW.date() - timedelta(days=5), "Price", "005T")
+    lead = _our_lead(
+        "new_business.ae_referral",
+        "AE referral",
+        status="Qualified",
+        closed_days_ago=20,
+        is_converted=True,
+        converted_date=(NOW - timedelta(days=20)).date(),
+        converted_opportunity_id="006L",
+    )
+    account = _account("AE referral")
+    held = next(
+        d
+        for d in evaluate_account(account, AccountContext((lead,), (lost,)), Policy(), NOW)
+        if d.rule == "new_business.ae_referral"
+    )
+    assert not held.fired
+    assert held.guarded_by == (
+        f"the team this referral asks answered: lead 00QA converted into opportunity 006L, closed lost "
+        f"{NOW.date() - timedelta(days=5)} (5 days ago; cool-off 90 days)"
+    )
+    won = Opportunity("006L", "001A", "Closed Lost", NOW.date() - timedelta(days=95), "Price", "005T")
+    later = evaluate_account(account, AccountContext((lead,), (won,)), Policy(), NOW)
+    assert next(d for d in later if d.rule == "new_business.ae_referral").fired
 
 
 def test_a_person_disqualifying_the_referrals_lead_brings_no_second_lead(tmp_path: Path) -> None:
@@ -157,9 +200,9 @@ def test_a_person_disqualifying_the_referrals_lead_brings_no_second_lead(tmp_pat
             state.close()
 
 
-def test_the_referral_is_answered_only_by_its_own_rules_lead() -> None:
-    """`answered` reads `Routing_Rule__c`: an inbound lead of the same LeadSource that no referral
-    created does not answer the referral."""
+def test_a_lead_crm_sync_did_not_create_does_not_answer_the_referral() -> None:
+    """Only crm-sync's own leads (Sync_Key__c) answer: an inbound lead of the same LeadSource,
+    disqualified by a person, does not hold the referral back."""
     inbound = Lead(
         id="00QB",
         system_modstamp=NOW - timedelta(days=5),
