@@ -212,15 +212,26 @@ def test_statuses_are_settings() -> None:
     assert episodes(account(), ctx(lead("Nurturing")), policy)[0].state == "open"
 
 
-def test_a_person_disqualifying_in_salesforce_holds_signals_but_not_referrals() -> None:
+def test_a_person_disqualifying_in_salesforce_holds_signals_and_the_same_teams_referrals() -> None:
+    """A person's referral skips the cool-off of another team's "no" (new information), but not the
+    "no" of the team it asks: a segment carries no date (Vitally's `segments[]` are `{id, name}`),
+    so a referral there all along cannot be told from one added after the "no", and without the
+    hold every "no" was followed by a new lead (tests/test_referral_answered.py)."""
     disqualified = ctx(lead("Disqualified", system_modstamp=days_ago(20)))
     winner, decisions = route_account(account(), disqualified, POLICY, NOW)
     assert winner is None
     band = decisions[0]
     assert band.guarded_by == "lead 00QA disqualified in Salesforce 20 days ago (cool-off 90 days)"
-    referred = account(segments=frozenset({"AM referral"}), mrr=420)
-    winner, _ = route_account(referred, disqualified, POLICY, NOW)
-    assert winner is not None and winner.rule == "product_led.am_referral"
+    am = account(segments=frozenset({"AM referral"}), mrr=420)
+    winner, decisions = route_account(am, disqualified, POLICY, NOW)
+    assert winner is None
+    held = next(d for d in decisions if d.rule == "product_led.am_referral")
+    assert held.guarded_by == (
+        "the team this referral asks answered: lead 00QA disqualified in Salesforce 20 days ago (cool-off 90 days)"
+    )
+    ae = account(segments=frozenset({"AE referral"}), mrr=420)  # another team: a TAE
+    winner, _ = route_account(ae, disqualified, POLICY, NOW)
+    assert winner is not None and winner.rule == "new_business.ae_referral"
 
 
 def test_crm_syncs_own_open_lead_keeps_the_trigger_firing_without_a_guard() -> None:
