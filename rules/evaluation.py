@@ -183,7 +183,7 @@ def _stage(
             ctx = AccountContext(
                 (*ctx.leads, planned), ctx.opportunities, ctx.otherwise_lead, ctx.assigned_owners, ctx.closed
             )
-    return lifecycle.stage_with(account, segments, ctx, policy)
+    return lifecycle.stage_with(account, segments, ctx, policy, now)
 
 
 @lru_cache(maxsize=256)

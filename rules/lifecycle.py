@@ -157,9 +157,10 @@ def _owned_stage(
     open_leads: tuple[Lead, ...],
     open_opportunities: tuple[Opportunity, ...],
     rules: LifecyclePolicy,
+    nurtured: str | None = None,
 ) -> tuple[str, str] | None:
-    """The stage of an account someone owns or works: a key role, a TAM segment, an open opportunity
-    or lead."""
+    """The stage of an account someone owns or works: a key role, a TAM segment, an open opportunity,
+    a deal closed won its Account Executive still nurtures (`nurtured`: why), or an open lead."""
     roles = account.roles
     if roles:
         for role, name in ((rules.csm_role, CSM), (rules.tam_role, TAM), (rules.ae_role, TAE)):
@@ -173,6 +174,8 @@ def _owned_stage(
                 return TAM, f"segment {segment}"
     if open_opportunities:
         return TAE, f"open opportunity {open_opportunities[0].id}"
+    if nurtured:  # a deal closed won: "Close then nurture for 12 months" (rules.guards.nurtured_after_close)
+        return TAE, nurtured
     if open_leads:
         lead = _newest(open_leads)
         return _lead_stage(lead, rules), f"open lead {lead.id} (source {lead.lead_source or 'unknown'})"
@@ -205,9 +208,10 @@ def _stage(
     open_leads: tuple[Lead, ...],
     open_opportunities: tuple[Opportunity, ...],
     rules: LifecyclePolicy,
+    nurtured: str | None = None,
 ) -> tuple[str | None, str]:
-    if account.roles or segments or open_leads or open_opportunities:  # most accounts have none: by MRR
-        found = _owned_stage(account, segments, open_leads, open_opportunities, rules) or _flagged_stage(
+    if account.roles or segments or open_leads or open_opportunities or nurtured:  # most have none: by MRR
+        found = _owned_stage(account, segments, open_leads, open_opportunities, rules, nurtured) or _flagged_stage(
             account, segments, rules
         )
         if found is not None:
@@ -225,7 +229,9 @@ def stage(account: Account, ctx: AccountContext, policy: Policy, now: datetime) 
 
     The first that holds decides: a CSM, TAM or Account Executive key role ("Customer success manager",
     "Technical account manager", "Technical account executive"); an `AM Managed` segment ("Technical
-    account manager"); an open opportunity ("Technical account executive"); an open lead, the newest, by
+    account manager"); an open opportunity, or a deal Closed Won within `[rules.allocation]
+    handover_after_close_months` ("Close then nurture for 12 months"), "Technical account
+    executive"; an open lead, the newest, by
     the rule that routed it (`Routing_Rule__c`: product_led.* "Expansion lead", new_business.* and the
     direct handover "New business lead", bdr.* "BDR"), else its LeadSource ("BDR" for `BDR`,
     "Expansion lead" for `Product-led` and `AM referral`, otherwise "New business lead"); a referral or
@@ -235,17 +241,20 @@ def stage(account: Account, ctx: AccountContext, policy: Policy, now: datetime) 
     ("Onboarding specialist"); then by MRR: ≥ 2,000 "Account review", below "Self serve". Only an
     account that reaches the MRR step with MRR unknown has no stage (the rule does not fire).
     """
-    return stage_with(account, account.segments, ctx, policy)
+    return stage_with(account, account.segments, ctx, policy, now)
 
 
-def stage_with(account: Account, segments: frozenset[str], ctx: AccountContext, policy: Policy) -> Decision:
+def stage_with(
+    account: Account, segments: frozenset[str], ctx: AccountContext, policy: Policy, now: datetime
+) -> Decision:
     """`stage` of `account` as if its segments were `segments` (what `rules.evaluate_account` judges:
     the segments the evaluation is about to leave the account in), without building that account."""
     if ctx.leads or ctx.opportunities:
         open_leads, open_opportunities = ctx.open_leads, ctx.open_opportunities
     else:  # most accounts: nothing in Salesforce
         open_leads, open_opportunities = (), ()
-    name, why = _stage(account, segments, open_leads, open_opportunities, policy.lifecycle)
+    nurtured = nurtured_after_close(ctx, policy, now) if ctx.opportunities else None
+    name, why = _stage(account, segments, open_leads, open_opportunities, policy.lifecycle, nurtured)
     inputs: dict[str, object] = {
         "key_roles": dict(account.key_roles) if account.key_roles else {},
         "segments": sorted(segments) if segments else [],

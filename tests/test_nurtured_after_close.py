@@ -89,3 +89,16 @@ def test_the_customer_is_not_an_onboarding_lead_nor_in_account_review() -> None:
     assert "the Account Executive nurtures it" in won["onboarding.lead"].reason
     assert not won["lifecycle.account_review"].fired
     assert "the Account Executive nurtures it" in won["lifecycle.account_review"].reason
+
+
+def test_the_lifecycle_stage_says_the_account_executive_nurtures_it() -> None:
+    """The `lifecycle_stage` trait agrees with the guards (found by a review): a customer whose deal
+    closed won 30 days ago is the Technical Account Executive's, not "Account review" by its MRR
+    of 2,500, nor "Self serve"."""
+    customer = Account(id="acc_3", name="Initech", updated_at=NOW, mrr=2500)
+    assert _verdicts(customer, AccountContext())["lifecycle.stage"].traits["lifecycle_stage"] == "Account review"
+    nurtured = _verdicts(customer, _won(30))["lifecycle.stage"]
+    assert nurtured.traits["lifecycle_stage"] == "Technical account executive"
+    assert "the Account Executive nurtures it" in nurtured.reason
+    after = _verdicts(customer, _won(400))["lifecycle.stage"]
+    assert after.traits["lifecycle_stage"] == "Account review"

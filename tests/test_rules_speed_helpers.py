@@ -91,7 +91,7 @@ def test_stage_with_the_evaluations_segments_is_the_stage_of_the_account_carryin
         key_roles={role: "u1" for role in roles},
     )
     policy = Policy()
-    assert stage_with(account, frozenset(evaluated), EMPTY, policy) == stage(
+    assert stage_with(account, frozenset(evaluated), EMPTY, policy, NOW) == stage(
         replace(account, segments=frozenset(evaluated)), EMPTY, policy, NOW
     )
 
