@@ -309,24 +309,22 @@ def _text_key(key: Callable[[str], str]) -> Callable[[object], str | None]:
     return lambda value: key(value) if isinstance(value, str) else None
 
 
-# A mirrored record's status as `_folded` spells the statuses it is compared with: lower-cased
-# (SQLite's `lower` folds ASCII letters only), spaces around it ignored.
-_STATUS = "lower(trim(s.status))"
+# A mirrored record's status as every lead status is compared (`rules.context.folded_statuses`:
+# casefolded, whitespace around it ignored): SQLite's `lower(trim(…))` gives exactly that for a
+# status of printable ASCII (the space to the tilde), the `_FOLD` function (Python's own) for any
+# other (a tab, a no-break space, an "É"): both readers of the mirror, the eager one that parses
+# every lead and the lazy and scoped ones that search by SQL, find the same disqualified leads.
+_FOLD = "crm_sync_fold"
+_STATUS = f"CASE WHEN s.status GLOB '*[^ -~]*' THEN {_FOLD}(s.status) ELSE lower(trim(s.status)) END"
+
+
+def _fold(value: object) -> str | None:
+    return value.strip().casefold() if isinstance(value, str) else None
 
 
 def _folded(statuses: Collection[str]) -> list[str]:
-    """`statuses` compared with `_STATUS`, in a stable order: each casefolded (as every lead status
-    is compared, `rules.context.folded_statuses`) and lower-cased (as SQLite's `lower` leaves a
-    non-ASCII capital: the two differ for such a letter only, e.g. "É"), spaces around it ignored."""
-    return sorted({form for status in statuses for form in (status.strip().casefold(), _sqlite_lower(status.strip()))})
-
-
-def _sqlite_lower(text: str) -> str:
-    """`text` as SQLite's built-in `lower` gives it: ASCII capitals only."""
-    return text.translate(_ASCII_LOWER)
-
-
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+    """`statuses` as `_STATUS` spells a mirrored status, in a stable order."""
+    return sorted({status.strip().casefold() for status in statuses})
 
 
 def _json_or_none(value: Mapping[str, Any] | None) -> str | None:
@@ -828,6 +826,7 @@ class StateDB:
         then, so the ones the demo triage dropped as spam are left out by `sync.facts`)."""
         folded = _folded(statuses)
         marks = ",".join("?" * len(folded))
+        self.db.conn.create_function(_FOLD, 1, _fold, deterministic=True)
         rows = self.db.conn.execute(
             f"SELECT s.id, s.digest, s.vitally_id, w.value, s.company, "
             f"CASE WHEN {_STATUS} IN ({marks}) THEN CAST(s.raw AS BLOB) END FROM sf_records s "
@@ -1022,6 +1021,7 @@ class StateDB:
         them an event's mini-cycle needs is decided by their company, before any is read (and the
         caller leaves out, once read, those the demo triage dropped as spam: `sync.facts`)."""
         wanted = _folded(statuses)
+        self.db.conn.create_function(_FOLD, 1, _fold, deterministic=True)
         rows = self.db.execute(
             f"SELECT id, company FROM sf_records s WHERE object = ? AND coalesce(error, '') = '' "
             f"AND {_STATUS} IN ({','.join('?' * len(wanted))}) AND company IS NOT NULL",

@@ -109,6 +109,29 @@ def test_the_instant_scheduler_is_hidden_after_a_standard_picklist_disqualificat
     assert "disqualified" in hidden["demo.instant_scheduler"].reason
 
 
+@pytest.mark.parametrize(
+    ("stored", "configured"),
+    [
+        ("Disqualified\t", "Disqualified"),
+        ("Disqualified\u00a0", "Disqualified"),
+        ("DISQUALIFIÉ", "Disqualifié"),
+        ("disqualified", "Disqualified"),
+    ],
+)
+def test_every_reader_of_the_mirror_finds_the_same_disqualified_leads(stored: str, configured: str) -> None:
+    """The eager load (a cold or `--full` cycle) parses every lead and compares in Python; the lazy
+    load (an incremental cycle) and `load_for` (an event's mini-cycle) search in SQL. They found
+    different leads for a status with a tab, a no-break space or a non-ASCII capital (found by a
+    review), so the scheduler was hidden in one kind of cycle and shown in the other."""
+    state = StateDB.memory()
+    state.upsert_sf([_lead("00QA", "Acme", stored)])
+    policy = Policy(episodes=EpisodePolicy(disqualified_statuses=(configured,)))
+    eager = SalesforceFacts.load(state, lazy=False, policy=policy).company_disqualified_at("Acme")
+    lazy = SalesforceFacts.load(state, lazy=True, policy=policy).company_disqualified_at("Acme")
+    scoped = SalesforceFacts.load_for(state, [], ["00QA"], policy=policy).company_disqualified_at("Acme")
+    assert eager == lazy == scoped == date(2026, 11, 10)
+
+
 @pytest.mark.parametrize("lazy", [False, True])
 def test_statuses_compare_as_every_status_does(lazy: bool) -> None:
     """The scheduler's company check compares statuses as the episodes and the closed-lead checks
