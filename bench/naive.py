@@ -37,7 +37,7 @@ from core.model import Account, Lead, Opportunity
 from core.records import parse_account, parse_lead, parse_opportunity, parse_sf_account
 from rules import AccountContext, Decision, LeadContext, Policy, evaluate_account, evaluate_lead
 from rules import managed_segments as managed_segments_of
-from rules.context import folded_statuses
+from rules.context import dropped_as_spam, folded_statuses
 from rules.routing import lead_source_for
 from sync.app import make_salesforce, make_vitally
 from sync.config import Config, load_config
@@ -77,7 +77,7 @@ class _Facts:
             facts.leads.append(lead)
             if lead.vitally_account_id:
                 facts.leads_by_account[lead.vitally_account_id].append(lead)
-            if lead.company and (lead.status or "").strip().casefold() in disqualified:
+            if lead.company and (lead.status or "").strip().casefold() in disqualified and not dropped_as_spam(lead):
                 key, day = lead.company.casefold(), lead.system_modstamp.date()
                 facts.disqualified_by_company[key] = max(day, facts.disqualified_by_company.get(key, day))
         return facts

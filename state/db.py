@@ -900,7 +900,9 @@ class StateDB:
         """Forget these accounts (deleted in Vitally): out of the mirror, their judgements and kept
         malformed versions gone, and every pending or parked write for them (their traits, their
         tasks, their new leads; a PUT refused with 404 once it was deleted) dropped with `reason`.
-        Returns how many writes were dropped."""
+        Left as they are: a new lead's upsert already sent once (it may have created the lead: the
+        plan settles it, done if the lead is there, else dropped), and the announcement or ticket
+        of a lead already written (its owner is told). Returns how many writes were dropped."""
         dropped = 0
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
@@ -910,7 +912,8 @@ class StateDB:
             self.db.conn.execute(f"DELETE FROM malformed WHERE system = 'vitally' AND record IN ({marks})", chunk)
             dropped += self.db.conn.execute(
                 "UPDATE outbox SET status = 'superseded', last_error = ?, updated_at = ? "
-                "WHERE status IN ('pending', 'parked') "
+                "WHERE status IN ('pending', 'parked') AND system IN ('vitally', 'salesforce') "
+                "AND NOT (op = 'upsert_lead' AND attempts > 0) "
                 f"AND (account IN ({marks}) OR (system = 'vitally' AND record IN ({marks})))",
                 [reason, at, *chunk, *chunk],
             ).rowcount

@@ -164,3 +164,34 @@ def test_the_first_cycle_only_starts_the_clock(world: World, monkeypatch: pytest
     world.cycle()
     assert listed == [1]
     assert world.state.cursor("vitally.accounts.reconciled_at") == "2026-11-23T09:01:00.000Z"
+
+
+def test_forgetting_an_account_drops_only_the_writes_that_would_undo_nothing() -> None:
+    """What `remove_accounts` drops (found by a review): the account's trait writes and tasks and a
+    new lead never sent; not a lead upsert already sent once (it may have created the lead: the
+    plan settles it against Salesforce), nor the announcement of a lead already written."""
+    from state.writes import PlannedWrite
+
+    state = StateDB.memory()
+    run = state.begin_run("2026-11-22T09:00:00.000Z", "run", "2026-11-22T09:00:00.000Z")
+    writes = [
+        PlannedWrite("vitally", "set_traits", "acc_1", {"a": 1}, "r", "why", {"a": 1}),
+        PlannedWrite("vitally", "create_task", "crm-sync:t:acc_1", {"n": 1}, "r", "why", {"n": 1}, account="acc_1"),
+        PlannedWrite("salesforce", "upsert_lead", "crm-sync-acc_1-1", {"L": 1}, "r", "why", {"L": 1}, account="acc_1"),
+        PlannedWrite("salesforce", "upsert_lead", "crm-sync-acc_1-2", {"L": 2}, "r", "why", {"L": 2}, account="acc_1"),
+        PlannedWrite("slack", "announce", "00QA", {"text": "x"}, "r", "why", {"text": "x"}, account="acc_1"),
+        PlannedWrite("vitally", "set_traits", "acc_2", {"a": 1}, "r", "why", {"a": 1}),
+    ]
+    state.enqueue(writes, run, "2026-11-22T09:00:00.000Z")
+    state.db.execute("UPDATE outbox SET attempts = 1 WHERE record = 'crm-sync-acc_1-2'")
+    dropped = state.remove_accounts(["acc_1"], "the account was deleted in Vitally", "2026-11-23T09:00:00.000Z")
+    statuses = dict(state.db.execute("SELECT record, status FROM outbox").fetchall())
+    assert dropped == 3
+    assert statuses == {
+        "acc_1": "superseded",
+        "crm-sync:t:acc_1": "superseded",
+        "crm-sync-acc_1-1": "superseded",
+        "crm-sync-acc_1-2": "pending",  # sent once: settled by the plan, not dropped blind
+        "00QA": "pending",  # the lead exists: its owner is still told
+        "acc_2": "pending",
+    }
