@@ -286,6 +286,8 @@ def test_cli_text_too_long_for_its_salesforce_field_is_cut_and_reported(tmp_path
         lead = next(r for r in sandbox.state()["salesforce"]["Lead"] if r.get("Vitally_Account_Id__c") == "acc_pl")
 
     assert result.returncode == 0, result.stderr
-    assert (lead["LastName"], lead["Company"]) == (name[:80], name[:255])
-    assert "truncated: salesforce crm-sync-acc_pl-1 LastName: 340 characters, cut to the field's 80" in result.stderr
-    assert "truncated: salesforce crm-sync-acc_pl-1 Company: 340 characters, cut to the field's 255" in result.stderr
+    # Sent as Salesforce stores text (trimmed: 339 characters), then cut; a cut ending on a space
+    # is trimmed too, so the value reads back as it was written.
+    assert (lead["LastName"], lead["Company"]) == (name[:80], name[:255].rstrip())
+    assert "truncated: salesforce crm-sync-acc_pl-1 LastName: 339 characters, cut to the field's 80" in result.stderr
+    assert "truncated: salesforce crm-sync-acc_pl-1 Company: 339 characters, cut to the field's 255" in result.stderr
