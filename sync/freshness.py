@@ -147,34 +147,8 @@ class LastLook:
             else:
                 fresh[str(raw.get("Id"))] = raw
         _hold(groups, unreadable)
-        self._drop_closed(groups, fresh)
-        self._check(groups, fresh, exempt=COMPUTED_LEAD_FIELDS)
+        self._check(groups, fresh, exempt=COMPUTED_LEAD_FIELDS, leads=True)
         return len(fresh)
-
-    def _drop_closed(self, groups: _Groups, fresh: Mapping[str, Mapping[str, Any]]) -> None:
-        """Drop the writes to leads a person closed or converted since the cycle read them. Every
-        lead write is planned for an open lead (no lead rule fires on a closed one), and re-reading
-        only the fields a write replaces would miss this: an inbound lead a TAE disqualified in its
-        queue would still be given an owner (and announced). A write that sets `Status` itself (the
-        triage closing spam) expects the status it read: the field check finds the person's."""
-        at = iso(self.clock())
-        with self.state.atomic():
-            for record, current in fresh.items():
-                rows = groups.get(record)
-                if not rows:
-                    continue
-                state = _closed_state(current, self._closed)
-                if state is None:
-                    continue
-                kept = [row for row in rows if "Status" in (row.write.expects or {})]
-                for row in rows:
-                    if row not in kept:
-                        self.state.supersede([row.id], f"a person {state} the lead before it was sent", at)
-                        self.report.counts["dropped"] += 1
-                if kept:
-                    groups[record] = kept
-                else:
-                    del groups[record]
 
     # -- Vitally tasks --------------------------------------------------------------------------
 
@@ -196,24 +170,42 @@ class LastLook:
 
     # -- the check --------------------------------------------------------------------------------
 
-    def _check(self, groups: _Groups, fresh: Mapping[str, Mapping[str, Any]], exempt: frozenset[str]) -> None:
+    def _check(
+        self, groups: _Groups, fresh: Mapping[str, Mapping[str, Any]], exempt: frozenset[str], *, leads: bool = False
+    ) -> None:
+        """Keep in `groups` only the writes still to send (`_still_wanted`); for `leads`, none to a
+        lead a person closed or converted since the cycle read it (`_closed_state`)."""
         at = iso(self.clock())
         with self.state.atomic():
             for record, current in fresh.items():
                 rows = groups.get(record)
                 if not rows:
                     continue
-                kept = [row for row in rows if self._still_wanted(row, current, exempt, at)]
+                closed = _closed_state(current, self._closed) if leads else None
+                kept = [row for row in rows if self._still_wanted(row, current, exempt, at, closed)]
                 if kept:
                     groups[record] = kept
                 else:
                     del groups[record]
             self.conflicts.save(close_unseen=False)
 
-    def _still_wanted(self, row: OutboxRow, current: Mapping[str, Any], exempt: frozenset[str], at: str) -> bool:
+    def _still_wanted(
+        self, row: OutboxRow, current: Mapping[str, Any], exempt: frozenset[str], at: str, closed: str | None
+    ) -> bool:
         """False for a write a person overtook (dropped, its conflicts reported) or one whose values
-        are all there already (marked done); True for one to send."""
+        are all there already (marked done); True for one to send.
+
+        `closed` says how a person closed the lead since the cycle read it: every lead write is
+        planned for an open lead (no lead rule fires on a closed one), and re-reading only the
+        fields a write replaces would miss it (an inbound lead a TAE disqualified in its queue
+        would still be given an owner, and announced), so such a write is dropped. One that sets
+        `Status` itself (the triage closing spam) expects the status it read: the field check
+        below finds the person's."""
         write = row.write
+        if closed is not None and "Status" not in (write.expects or {}):
+            self.state.supersede([row.id], f"a person {closed} the lead before it was sent", at)
+            self.report.counts["dropped"] += 1
+            return False
         applied, changed = changed_fields(write.payload, write.expects, current, exempt)
         if changed:
             for name, theirs in changed.items():

@@ -10,7 +10,7 @@ planner reads it (`sync.accounts`); a Salesforce record is parsed here to report
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -197,19 +197,9 @@ class _Reader:
             return
         if (now - last).total_seconds() < hours * 3600:
             return
-        self.state.begin_id_comparison()
-        complete, batch = True, []
-        for record_id in vitally.iter_account_ids():
-            if self.hooks.should_stop():
-                return
-            if record_id is None:
-                complete = False
-                continue
-            batch.append(record_id)
-            if len(batch) >= PAGE:
-                self.state.add_present_ids(batch)
-                batch = []
-        self.state.add_present_ids(batch)
+        complete = self._present_ids(vitally.iter_account_ids())
+        if complete is None:
+            return
         self.state.set_cursor(name, iso(now))
         if not complete:
             self.report.notices.append(
@@ -347,10 +337,15 @@ class _Reader:
     def _scan_ids(self, salesforce: SalesforcePort, sobject: str) -> bool | None:
         """Every present Id of `sobject` into the comparison's table: whether every one could be
         read (None: asked to stop midway)."""
+        return self._present_ids(salesforce.iter_ids(sobject))
+
+    def _present_ids(self, ids: Iterable[str | None]) -> bool | None:
+        """The ids a service lists into the comparison's table (`StateDB.begin_id_comparison`), a
+        page at a time: whether every one could be read (None: asked to stop midway)."""
         self.state.begin_id_comparison()
         complete = True
         batch: list[str] = []
-        for record_id in salesforce.iter_ids(sobject):
+        for record_id in ids:
             if self.hooks.should_stop():
                 return None
             if record_id is None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 import requests
-from support import band_account, pool_users, vitally_account
+from support import band_account, person_sets_lead, pool_users, vitally_account
 from test_minicycle import DEMO_REQUEST, NOW, World, _web_to_lead, _world
 
 from core.errors import UnreachableError
@@ -62,12 +62,7 @@ def _person_puts_traits(world: World, account_id: str, **traits: Any) -> None:
 
 
 def _person_patches_lead(world: World, lead_id: str, **fields: Any) -> None:
-    requests.patch(
-        f"{world.sandbox.url}/services/data/v59.0/sobjects/Lead/{lead_id}",
-        json=fields,
-        headers={"Authorization": "Bearer a-person"},
-        timeout=10,
-    ).raise_for_status()
+    person_sets_lead(world.sandbox.url, lead_id, **fields)
 
 
 def _traits(world: World, account_id: str) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from support import band_account, example_config_for, person_sets_lead
 
 from core.model import Account, Invoice, Lead, Opportunity
@@ -71,6 +70,19 @@ def _our_lead(rule: str, source: str, *, status: str, closed_days_ago: int, **mo
     )
 
 
+def _converted(rule: str, source: str, days_ago: int, **more: Any) -> Lead:
+    """crm-sync's lead for the account, converted `days_ago` days ago."""
+    return _our_lead(
+        rule,
+        source,
+        status="Qualified",
+        closed_days_ago=days_ago,
+        is_converted=True,
+        converted_date=(NOW - timedelta(days=days_ago)).date(),
+        **more,
+    )
+
+
 def _verdict(account: Account, lead: Lead, rule: str) -> Decision:
     return next(d for d in evaluate_account(account, AccountContext((lead,)), Policy(), NOW) if d.rule == rule)
 
@@ -91,14 +103,7 @@ def test_a_referral_whose_lead_a_person_disqualified_is_held_for_the_cool_off(
 
 
 def test_a_referral_whose_lead_was_converted_without_an_opportunity_is_held() -> None:
-    lead = _our_lead(
-        "product_led.am_referral",
-        "AM referral",
-        status="Qualified",
-        closed_days_ago=2,
-        is_converted=True,
-        converted_date=(NOW - timedelta(days=2)).date(),
-    )
+    lead = _converted("product_led.am_referral", "AM referral", 2)
     held = _verdict(_account("AM referral"), lead, "product_led.am_referral")
     assert not held.fired
     assert held.guarded_by is not None
@@ -128,15 +133,7 @@ def test_a_referral_whose_lead_became_a_deal_lost_is_answered() -> None:
     """Converted into an opportunity that went Closed Lost: the deal's "no" answers the referral
     for the cool-off, from its close date (found by a review)."""
     lost = Opportunity("006L", "001A", "Closed Lost", NOW.date() - timedelta(days=5), "Price", "005T")
-    lead = _our_lead(
-        "new_business.ae_referral",
-        "AE referral",
-        status="Qualified",
-        closed_days_ago=20,
-        is_converted=True,
-        converted_date=(NOW - timedelta(days=20)).date(),
-        converted_opportunity_id="006L",
-    )
+    lead = _converted("new_business.ae_referral", "AE referral", 20, converted_opportunity_id="006L")
     account = _account("AE referral")
     held = next(
         d
@@ -177,9 +174,7 @@ def test_a_person_disqualifying_the_referrals_lead_brings_no_second_lead(tmp_pat
             return sorted(str(lead["Sync_Key__c"]) for lead in leads if lead.get("Sync_Key__c"))
 
         def advance(seconds: float) -> None:
-            requests.post(
-                f"{sandbox.url}/_sandbox/clock", json={"advance_seconds": seconds}, timeout=5
-            ).raise_for_status()
+            sandbox.set_clock(advance_seconds=seconds)
 
         try:
             cycle()
