@@ -1159,6 +1159,22 @@ class StateDB:
         ).fetchone()
         return found is not None
 
+    def values_sent(self, system: str, record: str, field: str) -> list[Any]:
+        """The values of `field` that writes to `record` still pending, or superseded, carried when
+        they were sent (attempted at least once) and whose answers never came: each may be there
+        now, crm-sync's own, though the state has no record of it yet."""
+        rows = self.db.execute(
+            "SELECT payload FROM outbox WHERE status IN ('pending', 'superseded') AND system = ? AND record = ? "
+            "AND attempts > 0",
+            [system, record],
+        ).fetchall()
+        sent: list[Any] = []
+        for (payload,) in rows:
+            values = json.loads(payload)
+            if isinstance(values, dict) and field in values:
+                sent.append(values[field])
+        return sent
+
     def _keys_with_status(self, status: str, keys: list[str]) -> set[str]:
         found: set[str] = set()
         for start in range(0, len(keys), 500):

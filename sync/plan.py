@@ -575,6 +575,10 @@ class Planner:
         if not self.scope.has_rule(rule):
             return False  # out of scope: not written, and no conflict reported
         verdict = self.ownership.judge(key, current, ours)
+        if verdict in ("conflict", "overwrite") and current in self.state.values_sent(system, record, key):
+            # crm-sync's own value from a send whose answer was lost: not a person's (a lost answer
+            # is settled after the plan, `_settle_unconfirmed`; until then the state lacks it).
+            verdict = "write"
         if verdict == "adopt":
             self.report.counts["adopted"] += 1
         if verdict in ("write", "adopt"):

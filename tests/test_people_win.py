@@ -234,3 +234,34 @@ def test_a_person_setting_again_a_value_crm_sync_once_wrote_is_a_conflict(
     report = band.cycle()
     assert _traits(band, "acc_0001").get(trait) is True
     assert (trait, True) in [(c.field, c.theirs) for c in report.conflicts]
+
+
+# -- 7. crm-sync's own value from a send whose answer was lost ------------------------------------
+
+
+@pytest.fixture
+def self_serve(tmp_path: Path) -> Iterator[World]:
+    yield from _world_of(tmp_path, vitally_account(1, mrr=300))  # lifecycle_stage by MRR alone
+
+
+def test_a_value_crm_sync_sent_whose_answer_was_lost_is_not_a_persons(self_serve: World) -> None:
+    """crm-sync wrote a stage; later a PUT changing it took effect but its answer never came, so the
+    state still records the older value (and, having a record, no longer reads the account's
+    `crm_sync_written` trait). The next cycle's rules want another stage: crm-sync's own value is
+    replaced, not reported as a person's conflict (found by a review: it was reported, and the
+    field left alone for that cycle, until the lost answer was settled)."""
+    world = self_serve
+    world.cycle()
+    assert _traits(world, "acc_0001")["lifecycle_stage"] == "Self serve"
+    with world.sandbox._lock:
+        world.sandbox._vitally.change_mrr("acc_0001", 2500)  # grown: Account review
+    world.sandbox.add_fault("drop_response", method="PUT", path_prefix="/resources/accounts/acc_0001", count=50)
+    with pytest.raises(UnreachableError):  # every answer lost: the network looks down, the row stays pending
+        world.cycle()
+    assert _traits(world, "acc_0001")["lifecycle_stage"] == "Account review"  # it did take effect
+    world.sandbox.clear_faults()
+    with world.sandbox._lock:
+        world.sandbox._vitally.change_mrr("acc_0001", 300)  # back: Self serve
+    report = world.cycle()
+    assert [c for c in report.conflicts if c.field == "lifecycle_stage"] == []
+    assert _traits(world, "acc_0001")["lifecycle_stage"] == "Self serve"
