@@ -176,6 +176,11 @@ class Lead:
     # Deleted (or merged away) in Salesforce, as QueryAll reads it: only crm-sync's own leads are
     # kept in the mirror once deleted (`sync.ingest`), so that the deletion is read as a person's "no".
     is_deleted: bool = False
+    # Merged away in Salesforce: the surviving lead (`MasterRecordId`, set on the deleted one).
+    master_record_id: str | None = None
+    # Not a Salesforce field: set on the surviving lead as an account's context shows it
+    # (`sync.facts`), the Id of crm-sync's lead for that account merged into it.
+    merged_from: str | None = None
 
 
 @dataclass(frozen=True)

@@ -582,6 +582,7 @@ def parse_lead(raw: Mapping[str, Any]) -> Lead:
         converted_date=_sf_get(raw, "Lead", "ConvertedDate", _date),
         converted_opportunity_id=_sf_get(raw, "Lead", "ConvertedOpportunityId", _text),
         is_deleted=bool(_sf_get(raw, "Lead", "IsDeleted", _bool)),
+        master_record_id=_sf_get(raw, "Lead", "MasterRecordId", _text),
     )
 
 

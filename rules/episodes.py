@@ -153,29 +153,40 @@ def lead_episode(lead: Lead, family: Family, ctx: AccountContext, policy: Policy
     if lead.is_deleted:
         # A person deleted it in Salesforce (only crm-sync's own leads stay mirrored once deleted):
         # their "no", read as a disqualification on the day of the deletion, so it is not re-created.
+        # Merged into a lead the mirror holds, the account's context shows that lead instead
+        # (`sync.facts`); into one it does not, it stays a deletion.
         since = _day(lead.system_modstamp)
-        return Episode(family, "disqualified", lead, since, f"lead {lead.id} deleted in Salesforce", ours)
+        how = "deleted" if lead.master_record_id is None else f"merged into lead {lead.master_record_id}, unseen,"
+        return Episode(family, "disqualified", lead, since, f"lead {lead.id} {how} in Salesforce", ours)
+    named = _named(lead)
     if lead.is_converted or status in converted:
         opportunity = lead.converted_opportunity_id
         into = f"into opportunity {opportunity}" if opportunity else "without an opportunity"
         since = lead.converted_date or _day(lead.system_modstamp)
-        return Episode(family, "converted", lead, since, f"lead {lead.id} converted {into}", ours, opportunity)
-    named: tuple[tuple[frozenset[str], State], ...] = (
+        return Episode(family, "converted", lead, since, f"{named} converted {into}", ours, opportunity)
+    states: tuple[tuple[frozenset[str], State], ...] = (
         (disqualified, "disqualified"),
         (nurturing, "nurturing"),
         (qualified, "qualified"),
     )
-    for statuses, state in named:
+    for statuses, state in states:
         if status in statuses:
             since = _day(lead.system_modstamp) if state == "disqualified" else _day(_created(lead))
-            return Episode(family, state, lead, since, f"lead {lead.id} status {shown}", ours)
+            return Episode(family, state, lead, since, f"{named} status {shown}", ours)
     if status in working:
-        return Episode(family, "working", lead, _day(_created(lead)), f"lead {lead.id} status {shown}", ours)
+        return Episode(family, "working", lead, _day(_created(lead)), f"{named} status {shown}", ours)
     assigned = ctx.assigned_owners.get(lead.id)
     if assigned and lead.owner_id and lead.owner_id != assigned:
-        signal = f"lead {lead.id} owner changed from {assigned} to {lead.owner_id}"
+        signal = f"{named} owner changed from {assigned} to {lead.owner_id}"
         return Episode(family, "working", lead, _day(_created(lead)), signal, ours)
-    return Episode(family, "open", lead, _day(_created(lead)), f"lead {lead.id} status {shown}", ours)
+    return Episode(family, "open", lead, _day(_created(lead)), f"{named} status {shown}", ours)
+
+
+def _named(lead: Lead) -> str:
+    """ "lead <Id>", and the crm-sync lead a person merged into it (`Lead.merged_from`)."""
+    if lead.merged_from is None:
+        return f"lead {lead.id}"
+    return f"lead {lead.id} (crm-sync's lead {lead.merged_from} merged into it)"
 
 
 def _vitally_product_led(account: Account, found: Episode | None, policy: Policy) -> Episode | None:
@@ -276,7 +287,8 @@ def hold(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -
 def answered(rule: str, ctx: AccountContext, policy: Policy, now: datetime) -> str | None:
     """Why a person's referral (`rule`: its segment still on the account) must not route the account
     again: the team it asks has just answered "no" for this account. The newest lead crm-sync
-    created for the account in the referral's family (a TAM's product-led lead for `AM referral`,
+    created for the account in the referral's family, or the lead a person merged it into (a
+    TAM's product-led lead for `AM referral`,
     a TAE's new-business lead for `AE referral` and `Onboarding referral`: whichever trigger won
     it, the referral may only have also matched) was closed by a person ("if the answer is no,
     simply mark the task as 'disqualified'": plg-lead-qualification.md): disqualified, or
@@ -288,7 +300,7 @@ def answered(rule: str, ctx: AccountContext, policy: Policy, now: datetime) -> s
     family = family_of_rule(rule)
     newest: Lead | None = None
     for lead in ctx.leads:
-        if not lead.sync_key or family_of_lead(lead, policy) != family:
+        if not (lead.sync_key or lead.merged_from) or family_of_lead(lead, policy) != family:
             continue
         if newest is None or _created(lead) > _created(newest):
             newest = lead

@@ -57,6 +57,8 @@ _OPEN_CURSORS = 32
 _VERSION_RE = re.compile(r"^/services/data/(v\d+\.\d+)(?:/(.*))?$")
 
 _PREFIXES = {name: obj.key_prefix for name, obj in STANDARD_OBJECTS.items()}
+# The objects `merge()` merges (SOAP API: "Lead, Contact, Account", Person Account and Individual aside).
+_MERGEABLE = frozenset({"Lead", "Contact", "Account"})
 _COMPOUND_NAME = {"Lead", "Contact", "User"}
 _INJECTED_MESSAGES = {
     "UNABLE_TO_LOCK_ROW": "unable to obtain exclusive access to this record or 1 records",
@@ -427,6 +429,43 @@ class SalesforceService:
         purged = sorted(table.deleted)
         table.deleted.clear()
         return purged
+
+    def merge(self, sobject: str, master: str, merged: list[str], fields: Mapping[str, Any] | None = None) -> str:
+        """A person merges duplicates, as the SOAP API's `merge()` and the Merge Leads page do:
+        up to two records into the `master` record of the same object (Lead, Contact or
+        Account), which keeps its own values but the `fields` taken from the merged ones
+        (external ID fields cannot be: "External ID fields cannot be used with merge()"); each
+        merged record is deleted, into the recycle bin, `MasterRecordId` naming the master (what
+        QueryAll shows: "Use queryAll() to view records that have been deleted during a merge"),
+        and the master's SystemModstamp moves. A converted lead cannot be merged. Returns the
+        master's Id; ValueError says what cannot be merged."""
+        table = self.tables.get(sobject.lower())
+        if table is None or table.name not in _MERGEABLE:
+            raise ValueError(f"object: {sobject!r} cannot be merged (Lead, Contact or Account)")
+        main = table.get(master)
+        if main is None:
+            raise ValueError(f"master: no live {table.name} {master!r}")
+        victims = [table.get(record_id) for record_id in merged]
+        if not 1 <= len(merged) <= 2 or len(set(merged)) != len(merged) or main["Id"] in merged:
+            raise ValueError("merged: one or two records other than the master")
+        if any(row is None for row in victims):
+            raise ValueError(f"merged: no live {table.name} among {merged!r}")
+        rows = [main, *(row for row in victims if row is not None)]
+        if table.name == "Lead" and any(row.get("IsConverted") for row in rows):
+            raise ValueError("a converted lead cannot be merged")
+        taken: dict[str, Any] = {}
+        for name, value in (fields or {}).items():
+            fdef = table.field(name)
+            if fdef is None or not fdef.updateable or fdef.external_id:
+                raise ValueError(f"fields: {name!r} cannot be taken into the master")
+            taken[fdef.name] = copy.deepcopy(value)
+        stamp = sf_timestamp(self.clock.stamp())
+        table.put({**main, **taken, "LastModifiedDate": stamp, "SystemModstamp": stamp})
+        for row in victims:
+            if row is not None:
+                table.delete(row["Id"], stamp)
+                table.deleted[row["Id"]]["MasterRecordId"] = main["Id"]
+        return str(main["Id"])
 
     def add_leads(self, rows: list[dict[str, Any]], *, owner_ids: list[str]) -> list[str]:
         """Insert inbound Leads as web-to-lead would (fresh Ids, now as CreatedDate, no validation).

@@ -408,6 +408,9 @@ _LEAD = ObjectDef(
              updateable=False),
         _ref("ConvertedOpportunityId", "Converted Opportunity ID", ("Opportunity",), "ConvertedOpportunity",
              createable=False, updateable=False),
+        # Set on a record merged away (deleted by a merge): the surviving record (merge(), SOAP API).
+        _ref("MasterRecordId", "Master Record ID", ("Lead",), "MasterRecord", createable=False,
+             updateable=False),
         *_AUDIT,
         _custom_text("Sync_Key__c", "Sync Key", 80, external_id=True, unique=True, id_lookup=True),
         _custom_text("Vitally_Account_Id__c", "Vitally Account Id", 64),
@@ -500,6 +503,9 @@ _ACCOUNT = ObjectDef(
         FieldDef("Description", "textarea", "Account Description", length=32000),
         FieldDef("OwnerId", "reference", "Owner ID", length=18, nillable=False, defaulted_on_create=True,
                  reference_to=("User",), relationship_name="Owner"),
+        # Set on a record merged away (deleted by a merge): the surviving record (merge(), SOAP API).
+        _ref("MasterRecordId", "Master Record ID", ("Account",), "MasterRecord", createable=False,
+             updateable=False),
         *_AUDIT,
         _custom_text("Vitally_Account_Id__c", "Vitally Account Id", 64),
     ),
@@ -521,6 +527,9 @@ _CONTACT = ObjectDef(
         _ref("AccountId", "Account ID", ("Account",), "Account"),
         FieldDef("OwnerId", "reference", "Owner ID", length=18, nillable=False, defaulted_on_create=True,
                  reference_to=("User",), relationship_name="Owner"),
+        # Set on a record merged away (deleted by a merge): the surviving record (merge(), SOAP API).
+        _ref("MasterRecordId", "Master Record ID", ("Contact",), "MasterRecord", createable=False,
+             updateable=False),
         *_AUDIT,
     ),
 )  # fmt: skip

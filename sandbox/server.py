@@ -29,6 +29,8 @@ never logged):
     POST /_sandbox/simulate          {"steps": 1, "random_seed": S}: MRR changes, signups, inbound leads
     POST /_sandbox/recycle_bin       {"object": "Lead"}: a person empties Salesforce's Recycle Bin of those
                                      records (deleted ones purged: QueryAll no longer returns them)
+    POST /_sandbox/merge             {"object": "Lead", "master": id, "merged": [id, id?], "fields"?: {...}}: a
+                                     person merges duplicates (merged ones deleted, MasterRecordId set)
     POST /_sandbox/load              a seed ({"vitally": {...}, "salesforce": {...}, "config"?: {...}}):
                                      settings applied, then records added or replaced by id, as
                                      `load()` does
@@ -456,6 +458,15 @@ class Sandbox:
         with self._lock:
             return self._salesforce.empty_recycle_bin(sobject)
 
+    def merge(self, sobject: str, master: str, merged: list[str], fields: Mapping[str, Any] | None = None) -> str:
+        """A person merges up to two `sobject` records into `master` in Salesforce (`merge()`):
+        the merged ones deleted, `MasterRecordId` naming the master; returns the master's Id."""
+        with self._lock:
+            try:
+                return self._salesforce.merge(sobject, master, merged, fields)
+            except ValueError as exc:
+                raise ControlError(str(exc)) from None
+
     def set_clock(
         self, now: datetime | None = None, *, advance_seconds: float | None = None, real: bool = False
     ) -> datetime:
@@ -677,6 +688,7 @@ class Sandbox:
             ("POST", "playbooks"): lambda _, payload: Reply(200, self._playbooks_json(payload)),
             ("POST", "segments"): lambda _, payload: Reply(200, self._segments_json(payload)),
             ("POST", "recycle_bin"): lambda _, payload: Reply(200, self._recycle_bin_json(payload)),
+            ("POST", "merge"): lambda _, payload: Reply(200, self._merge_json(payload)),
             ("POST", "simulate"): lambda _, payload: Reply(200, self._simulate_json(payload)),
             ("GET", "events"): lambda *_: Reply(200, self._events_json()),
             ("POST", "events"): lambda _, payload: Reply(200, self._events_json(payload)),
@@ -712,6 +724,18 @@ class Sandbox:
             return {"purged": self.empty_recycle_bin(sobject)}
         except KeyError:
             raise ControlError(f"object: no sObject {sobject!r}") from None
+
+    def _merge_json(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A person merges records: `{"object": "Lead", "master": id, "merged": [id, ...], "fields"?: {...}}`."""
+        sobject, master, merged = payload.get("object", "Lead"), payload.get("master"), payload.get("merged")
+        fields = payload.get("fields", {})
+        if not isinstance(sobject, str) or not isinstance(master, str):
+            raise ControlError("object and master: expected strings")
+        if not isinstance(merged, list) or not all(isinstance(i, str) for i in merged):
+            raise ControlError("merged: expected a list of Ids")
+        if not isinstance(fields, dict):
+            raise ControlError("fields: expected an object")
+        return {"master": self.merge(sobject, master, merged, fields), "merged": merged}
 
     def _segments_json(self, payload: dict[str, Any]) -> dict[str, Any]:
         """A person adds or removes a segment: `{"account", "segment", "present": true | false}`."""

@@ -787,16 +787,7 @@ class StateDB:
     def sf_holds(self, sobject: str, raws: Mapping[str, str]) -> set[str]:
         """The ids among `raws` (id → a record's raw JSON text) whose mirrored record is that very
         text (by its stored digest): read again unchanged."""
-        digests: dict[str, bytes] = {}
-        wanted = list(raws)
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            digests.update(
-                self.db.conn.execute(
-                    f"SELECT id, digest FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))})",
-                    [sobject, *chunk],
-                )
-            )
+        digests = self.sf_digests(sobject, list(raws))
         return {record_id for record_id, raw in raws.items() if digests.get(record_id) == _sf_digest(raw)}
 
     def upsert_sf(self, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -812,6 +803,51 @@ class StateDB:
             self.db.conn.execute(
                 f"DELETE FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))})", [sobject, *chunk]
             )
+
+    def record_merges(self, merged: Sequence[tuple[str, str, str]], *, live: Sequence[str] = ()) -> None:
+        """Remember leads merged away in Salesforce, `(Id, MasterRecordId, SystemModstamp)` (state
+        migration 15), and forget any merge of the `live` leads (read again, not deleted: restored)."""
+        if merged:
+            self.db.conn.executemany(
+                "INSERT INTO lead_merges (victim, master, merged_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (victim) DO UPDATE SET master = excluded.master, merged_at = excluded.merged_at",
+                merged,
+            )
+        if live and self.db.conn.execute("SELECT 1 FROM lead_merges LIMIT 1").fetchone() is not None:
+            for start in range(0, len(live), 500):
+                chunk = live[start : start + 500]
+                self.db.conn.execute(f"DELETE FROM lead_merges WHERE victim IN ({','.join('?' * len(chunk))})", chunk)
+
+    def lead_merges(self) -> dict[str, str]:
+        """Every lead merged away in Salesforce → the lead it was merged into."""
+        rows = self.db.execute("SELECT victim, master FROM lead_merges")
+        return {str(victim): str(master) for victim, master in rows}
+
+    def sf_linked(self, sobject: str, ids: Sequence[str]) -> dict[str, str]:
+        """Record id → the Vitally account its `Vitally_Account_Id__c` names, for these mirrored
+        `sobject` records that name one (the field stored beside each record: no JSON is read)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.db.conn.execute(
+                f"SELECT id, vitally_id FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))}) "
+                "AND coalesce(error, '') = '' AND vitally_id != ''",
+                [sobject, *chunk],
+            )
+            found.update((str(record_id), str(vitally_id)) for record_id, vitally_id in rows)
+        return found
+
+    def sf_digests(self, sobject: str, ids: Sequence[str]) -> dict[str, bytes]:
+        """Record id → the digest of its raw JSON, for these mirrored `sobject` records (those held)."""
+        found: dict[str, bytes] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.db.conn.execute(
+                f"SELECT id, digest FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))})",
+                [sobject, *chunk],
+            )
+            found.update((str(record_id), digest) for record_id, digest in rows)
+        return found
 
     def iter_lead_links(
         self, statuses: Sequence[str]
@@ -1042,7 +1078,7 @@ class StateDB:
     def reset_mirror(self) -> None:
         """Forget the mirror and its cursors (`resync`): the next read takes everything again from
         both services. What crm-sync wrote, its outbox, owners and history stay."""
-        for table in ("cursors", "accounts", "sf_records", "malformed"):
+        for table in ("cursors", "accounts", "sf_records", "malformed", "lead_merges"):
             self.db.execute(f"DELETE FROM {table}")
 
     def cursor(self, name: str) -> str | None:

@@ -333,6 +333,16 @@ def _v14(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO llm_calls (at) SELECT asked_at FROM triage WHERE asked_at IS NOT NULL")
 
 
+def _v15(db: sqlite_utils.Database) -> None:
+    """Leads merged in Salesforce (`MasterRecordId` on the lead merged away, read through QueryAll):
+    which lead each one lives on in (`sync.facts`), so that crm-sync's lead a person merged into
+    their own is read as that lead, not as a deletion (their "no"). The Lead cursors are forgotten,
+    as by migration 13: the next cycle reads every lead once more with the new field, so the merges
+    still in the Recycle Bin (15 days) are found; older ones stay read as deletions."""
+    db.execute("CREATE TABLE lead_merges (victim TEXT PRIMARY KEY, master TEXT NOT NULL, merged_at TEXT)")
+    db.execute("DELETE FROM cursors WHERE name IN ('salesforce.Lead', 'salesforce.Lead.queried_at')")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1,
     _v2,
@@ -348,6 +358,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v12,
     _v13,
     _v14,
+    _v15,
 ]
 
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, TypeVar
 
@@ -124,6 +124,10 @@ class SalesforceFacts:
     # Vitally account id -> {lead Id: the fields this cycle's own writes give it}, shown to the
     # accounts' rules (`plan_lead_fields`).
     _planned: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
+    # Lead Id -> the lead it was merged into in Salesforce (`StateDB.lead_merges`), and the lead
+    # each chain of merges ends on, as read from the mirror (None when it holds none).
+    _merges: dict[str, str] = field(default_factory=dict)
+    _survivors: dict[str, Lead | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._disqualified_folded = folded_statuses(self.disqualified_statuses)
@@ -153,9 +157,73 @@ class SalesforceFacts:
             facts.users[user.id] = user
         facts._triage = {lead: verdict for lead, (_, verdict) in state.remembered_triage().items() if verdict}
         facts._lazy = lazy
+        facts._merges = state.lead_merges()
         facts._load_opportunities(lazy=lazy)
         facts._load_leads(lazy=lazy)
+        facts._merge_facts()
         return facts
+
+    def _merge_facts(self) -> None:
+        """Make the lead each linked lead merged away lives on in part of its account's facts
+        (`fingerprint`): a person's change to that lead changes the account's context."""
+        if not self._merges:
+            return
+        linked = self.state.sf_linked("Lead", sorted(self._merges))
+        finals = {victim: self._final(victim) for victim in linked}
+        digests = self.state.sf_digests("Lead", sorted(set(finals.values())))
+        for victim, account_id in sorted(linked.items()):
+            final = finals[victim]
+            link = b"\4" + _link(final, digests.get(final, b""), victim)
+            self._lead_facts[account_id] = self._lead_facts.get(account_id, b"") + link
+
+    def _final(self, lead_id: str) -> str:
+        """The lead a chain of merges from `lead_id` ends on (a lead merged into one later merged
+        into another lives on in the last one)."""
+        seen = {lead_id}
+        found = self._merges[lead_id]
+        while found in self._merges and found not in seen:
+            seen.add(found)
+            found = self._merges[found]
+        return found
+
+    def _survivor(self, lead_id: str) -> Lead | None:
+        """The lead the merged lead `lead_id` lives on in, as the mirror holds it (parsed once), or
+        None when it holds none (deleted since, or not shared with crm-sync)."""
+        final = self._final(lead_id)
+        if final in self._survivors:
+            return self._survivors[final]
+        found = self._read.get(final)
+        if found is None:
+            raw = self.state.sf_raw("Lead", final)
+            if raw is not None and _parses(parse_lead, raw):
+                found = parse_lead(raw)
+        self._survivors[final] = found
+        return found
+
+    def _through_merges(self, account_id: str, leads: list[Lead]) -> list[Lead]:
+        """The account's leads with each one a person merged into another lead replaced by the
+        lead it lives on in: that lead is the account's now (its status, owner and conversion
+        are what people do with it), in the family of the merged one when it has no routing rule
+        of its own. Merged into a lead the mirror does not hold, it stays a deletion."""
+        kept: list[Lead] = []
+        known = {lead.id for lead in leads}
+        for lead in leads:
+            survivor = self._survivor(lead.id) if lead.is_deleted and lead.id in self._merges else None
+            if survivor is None:
+                kept.append(lead)
+            elif survivor.id not in known:
+                known.add(survivor.id)
+                kept.append(
+                    replace(
+                        survivor,
+                        vitally_account_id=account_id,
+                        routing_rule=survivor.routing_rule or lead.routing_rule,
+                        lead_source=survivor.lead_source or lead.lead_source,
+                        created_date=lead.created_date or survivor.created_date,
+                        merged_from=lead.id,
+                    )
+                )
+        return kept
 
     def _load_opportunities(self, *, lazy: bool) -> None:
         """Each account's opportunities, through the Salesforce Accounts that name a Vitally
@@ -316,7 +384,7 @@ class SalesforceFacts:
         `company_disqualified_at` each lead's company answer as after `load`, and `iter_leads`
         yields the accounts' linked leads and the leads named, in id order."""
         scoped: list[tuple[Lead, dict[str, Any]]] = []
-        facts = cls._of(state, policy, _scoped=scoped)
+        facts = cls._of(state, policy, _scoped=scoped, _merges=state.lead_merges())
         for user, _ in _parsed(state, "User", parse_user):
             facts.users[user.id] = user
         vitally_of_sf_account = {
@@ -479,6 +547,14 @@ class SalesforceFacts:
             except RecordError:
                 continue
 
+    def linked_to(self, account_id: str) -> list[Lead]:
+        """The leads that name the account (`Vitally_Account_Id__c`), as mirrored: those merged
+        away too, where its context shows the lead each lives on in."""
+        leads = self._leads_by_account.get(account_id)
+        if leads is None and account_id in self._linked:
+            leads = self._materialize(account_id)
+        return list(leads or ())
+
     def context_for(self, account_id: str) -> AccountContext:
         leads = self._leads_by_account.get(account_id)
         if leads is None and account_id in self._linked:
@@ -486,6 +562,8 @@ class SalesforceFacts:
         opportunities = self._opportunities_of(account_id)
         if not leads and not opportunities:
             return EMPTY
+        if leads and self._merges:
+            leads = self._through_merges(account_id, leads)
         return AccountContext(
             leads=tuple(leads or ()),
             opportunities=tuple(opportunities or ()),

@@ -31,7 +31,7 @@ SF_OBJECTS: Mapping[str, tuple[str, ...]] = {
         "NumberOfEmployees", "AnnualRevenue", "Industry", "LeadSource", "Status", "OwnerId", "IsConverted",
         "Form_Text__c", "Vitally_Account_Id__c", "CreatedDate", "SystemModstamp", "Lead_Score__c",
         "Sync_Key__c", "Routing_Rule__c", "Routing_Reason__c", "Classification__c", "ConvertedDate",
-        "ConvertedOpportunityId", "IsDeleted",
+        "ConvertedOpportunityId", "IsDeleted", "MasterRecordId",
     ),
     "User": ("Id", "Name", "Email", "IsActive", "SystemModstamp"),
     "Opportunity": (
@@ -439,7 +439,26 @@ class _Reader:
         self.state.upsert_sf(rows.values())
         if gone:
             self.state.remove_sf(sobject, gone)
+        if sobject == "Lead":
+            self._merges(page)
         return newest
+
+    def _merges(self, page: list[dict[str, Any] | Unreadable]) -> None:
+        """Which lead each lead of `page` merged away lives on in (`MasterRecordId`), for
+        `SalesforceFacts` (crm-sync's lead merged into a person's is not their "no"), a person's
+        merged lead included (it leaves the mirror, and a merge into it must still be followed);
+        a lead read not deleted (restored) is merged no longer."""
+        merged: list[tuple[str, str, str]] = []
+        live: list[str] = []
+        for raw in page:
+            if not isinstance(raw, dict):
+                continue
+            master, stamp = raw.get("MasterRecordId"), raw.get("SystemModstamp")
+            if raw.get("IsDeleted") is not True:
+                live.append(str(raw.get("Id")))
+            elif isinstance(master, str) and master and isinstance(stamp, str):
+                merged.append((str(raw.get("Id")), master, stamp))
+        self.state.record_merges(merged, live=live)
 
     def _unreadable(self, system: str, record: Unreadable, held: Mapping[str, str]) -> dict[str, Any] | None:
         """A record the connector could not decode within the limits: reported (id and field) the

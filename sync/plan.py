@@ -82,9 +82,10 @@ def _task(decision: Decision) -> Mapping[str, Any] | None:
 
 
 def _our_leads(facts: SalesforceFacts, account_id: str) -> list[Lead]:
-    """The leads crm-sync created for the account (their Sync_Key__c names it), one per episode."""
+    """The leads crm-sync created for the account (their Sync_Key__c names it), one per episode,
+    those merged into another lead included (each used its key)."""
     prefix = sync_key_prefix(account_id)
-    return [lead for lead in facts.context_for(account_id).leads if (lead.sync_key or "").startswith(prefix)]
+    return [lead for lead in facts.linked_to(account_id) if (lead.sync_key or "").startswith(prefix)]
 
 
 def _episode_lead_open(facts: SalesforceFacts, account_id: str) -> bool:
