@@ -271,17 +271,28 @@ def _ended(episode: Episode, policy: Policy, now: datetime) -> tuple[bool, str]:
 
 def hold(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> str | None:
     """Why a signal must not route the account now, from its ended episodes: a lead a person
-    disqualified in Salesforce within the cool-off, or a lead converted without an opportunity
-    within the hold. None when no ended episode holds it (open episodes are the routing guards'
-    business: someone else's open lead holds the account, crm-sync's own is not created twice)."""
+    disqualified in Salesforce within the cool-off, a lead converted without an opportunity within
+    the hold, or one converted into an opportunity closed lost within the cool-off. None when no
+    ended episode holds it (open episodes are the routing guards' business: someone else's open
+    lead holds the account, crm-sync's own is not created twice)."""
     if not ctx.leads:
         return None
     for episode in episodes(account, ctx, policy):
         if episode.state in ("disqualified", "converted") and episode.lead is not None:
-            holds, why = _ended(episode, policy, now)
+            holds, why = _ended_with(episode, ctx, policy, now)
             if holds:
                 return why
     return None
+
+
+def _ended_with(episode: Episode, ctx: AccountContext, policy: Policy, now: datetime) -> tuple[bool, str]:
+    """`_ended`, where a lead converted into an opportunity lets that opportunity decide: lost (a
+    person's "no", as a disqualification is) it holds the account for the cool-off from its close."""
+    if episode.opportunity is not None:
+        lost = _lost(episode, ctx, policy, now)
+        if lost is not None:
+            return True, lost
+    return _ended(episode, policy, now)
 
 
 def answered(rule: str, ctx: AccountContext, policy: Policy, now: datetime) -> str | None:
@@ -309,14 +320,14 @@ def answered(rule: str, ctx: AccountContext, policy: Policy, now: datetime) -> s
     episode = lead_episode(newest, family or "new_business", ctx, policy)
     if episode.state not in ("disqualified", "converted"):
         return None
-    if episode.opportunity is not None:
-        return _lost(episode, ctx, policy, now)
-    holds, why = _ended(episode, policy, now)
+    holds, why = _ended_with(episode, ctx, policy, now)
     return f"the team this referral asks answered: {why}" if holds else None
 
 
 def _lost(episode: Episode, ctx: AccountContext, policy: Policy, now: datetime) -> str | None:
-    """The referral's answer when its lead became an opportunity: Closed Lost within the cool-off."""
+    """Why an episode whose lead became an opportunity holds the account: that opportunity went
+    Closed Lost within the cool-off (None otherwise: open, the open-opportunity guard holds it;
+    won, the Account Executive's nurture does, `rules.guards.nurtured_after_close`)."""
     won_or_lost = next((o for o in ctx.opportunities if o.id == episode.opportunity), None)
     if won_or_lost is None or won_or_lost.close_date is None or not is_stage(won_or_lost.stage_name, CLOSED_LOST):
         return None
@@ -326,12 +337,12 @@ def _lost(episode: Episode, ctx: AccountContext, policy: Policy, now: datetime) 
         return None
     lead = episode.lead.id if episode.lead is not None else "the lead"
     return (
-        f"the team this referral asks answered: lead {lead} converted into opportunity {won_or_lost.id}, closed lost "
+        f"lead {lead} converted into opportunity {won_or_lost.id}, closed lost "
         f"{won_or_lost.close_date} ({days} days ago; cool-off {cool_off} days)"
     )
 
 
-def verdict(episode: Episode, policy: Policy, now: datetime) -> tuple[bool, str]:
+def verdict(episode: Episode, policy: Policy, now: datetime, ctx: AccountContext | None = None) -> tuple[bool, str]:
     """(whether the episode blocks a new lead for the account, why), as `explain` shows it."""
     if episode.family == "onboarding":
         return False, "an onboarding specialist's account may still become a sales lead (coordinate with them)"
@@ -341,14 +352,14 @@ def verdict(episode: Episode, policy: Policy, now: datetime) -> tuple[bool, str]
         if episode.ours:
             return True, f"crm-sync's lead {episode.lead.id} is {episode.state}: no second lead while it is"
         return True, f"lead {episode.lead.id} ({episode.lead.status or 'no status'}) is someone's: not routed"
-    return _ended(episode, policy, now)
+    return _ended(episode, policy, now) if ctx is None else _ended_with(episode, ctx, policy, now)
 
 
 def describe(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> list[str]:
     """One line per episode of the account, for `explain`: family, state, since, signal, verdict."""
     lines = []
     for episode in episodes(account, ctx, policy):
-        blocks, why = verdict(episode, policy, now)
+        blocks, why = verdict(episode, policy, now, ctx)
         since = f" since {episode.since}" if episode.since is not None else ""
         owner = "crm-sync's lead" if episode.ours else "read from Vitally" if episode.lead is None else "a lead"
         effect = "blocks a new lead" if blocks else "allows a new lead"

@@ -31,6 +31,8 @@ never logged):
                                      records (deleted ones purged: QueryAll no longer returns them)
     POST /_sandbox/merge             {"object": "Lead", "master": id, "merged": [id, id?], "fields"?: {...}}: a
                                      person merges duplicates (merged ones deleted, MasterRecordId set)
+    POST /_sandbox/convert           {"lead": id, "account"?: id, "opportunity"?: true, "mapped"?: {lead field:
+                                     Account field}}: a person converts a lead (Account, Contact, Opportunity)
     POST /_sandbox/load              a seed ({"vitally": {...}, "salesforce": {...}, "config"?: {...}}):
                                      settings applied, then records added or replaced by id, as
                                      `load()` does
@@ -467,6 +469,21 @@ class Sandbox:
             except ValueError as exc:
                 raise ControlError(str(exc)) from None
 
+    def convert(
+        self,
+        lead: str,
+        *,
+        account: str | None = None,
+        opportunity: bool = True,
+        mapped: Mapping[str, str] | None = None,
+    ) -> dict[str, str | None]:
+        """A person converts a lead in Salesforce (`convertLead()`): see `SalesforceService.convert`."""
+        with self._lock:
+            try:
+                return self._salesforce.convert(lead, account_id=account, opportunity=opportunity, mapped=mapped)
+            except ValueError as exc:
+                raise ControlError(str(exc)) from None
+
     def set_clock(
         self, now: datetime | None = None, *, advance_seconds: float | None = None, real: bool = False
     ) -> datetime:
@@ -689,6 +706,7 @@ class Sandbox:
             ("POST", "segments"): lambda _, payload: Reply(200, self._segments_json(payload)),
             ("POST", "recycle_bin"): lambda _, payload: Reply(200, self._recycle_bin_json(payload)),
             ("POST", "merge"): lambda _, payload: Reply(200, self._merge_json(payload)),
+            ("POST", "convert"): lambda _, payload: Reply(200, self._convert_json(payload)),
             ("POST", "simulate"): lambda _, payload: Reply(200, self._simulate_json(payload)),
             ("GET", "events"): lambda *_: Reply(200, self._events_json()),
             ("POST", "events"): lambda _, payload: Reply(200, self._events_json(payload)),
@@ -736,6 +754,18 @@ class Sandbox:
         if not isinstance(fields, dict):
             raise ControlError("fields: expected an object")
         return {"master": self.merge(sobject, master, merged, fields), "merged": merged}
+
+    def _convert_json(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A person converts a lead: `{"lead": id, "account"?: id, "opportunity"?: true, "mapped"?: {...}}`."""
+        lead, account, opportunity = payload.get("lead"), payload.get("account"), payload.get("opportunity", True)
+        mapped = payload.get("mapped", {})
+        if not isinstance(lead, str) or not (account is None or isinstance(account, str)):
+            raise ControlError("lead and account: expected Ids")
+        if not isinstance(opportunity, bool):
+            raise ControlError("opportunity: expected true or false")
+        if not isinstance(mapped, dict) or not all(isinstance(v, str) for v in mapped.values()):
+            raise ControlError("mapped: expected an object of lead field → Account field")
+        return self.convert(lead, account=account, opportunity=opportunity, mapped=mapped)
 
     def _segments_json(self, payload: dict[str, Any]) -> dict[str, Any]:
         """A person adds or removes a segment: `{"account", "segment", "present": true | false}`."""

@@ -823,27 +823,31 @@ class StateDB:
         rows = self.db.execute("SELECT victim, master FROM lead_merges")
         return {str(victim): str(master) for victim, master in rows}
 
-    def sf_linked(self, sobject: str, ids: Sequence[str]) -> dict[str, str]:
-        """Record id → the Vitally account its `Vitally_Account_Id__c` names, for these mirrored
-        `sobject` records that name one (the field stored beside each record: no JSON is read)."""
+    def sf_stored(self, sobject: str, ids: Sequence[str], column: str) -> dict[str, str]:
+        """Record id → the value of a field stored beside it (`column` of `SF_LINK_FIELDS`: no JSON
+        is read), for these well-formed mirrored `sobject` records that have one."""
+        if column not in SF_LINK_FIELDS:
+            raise ValueError(f"not a stored field: {column!r}")
         found: dict[str, str] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             rows = self.db.conn.execute(
-                f"SELECT id, vitally_id FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))}) "
-                "AND coalesce(error, '') = '' AND vitally_id != ''",
+                f"SELECT id, {column} FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))}) "
+                f"AND coalesce(error, '') = '' AND {column} != ''",
                 [sobject, *chunk],
             )
-            found.update((str(record_id), str(vitally_id)) for record_id, vitally_id in rows)
+            found.update((str(record_id), str(value)) for record_id, value in rows)
         return found
 
-    def sf_digests(self, sobject: str, ids: Sequence[str]) -> dict[str, bytes]:
-        """Record id → the digest of its raw JSON, for these mirrored `sobject` records (those held)."""
+    def sf_digests(self, sobject: str, ids: Sequence[str], *, well_formed: bool = False) -> dict[str, bytes]:
+        """Record id → the digest of its raw JSON, for these mirrored `sobject` records (those held;
+        `well_formed`: those held without a parse error)."""
         found: dict[str, bytes] = {}
+        only = " AND coalesce(error, '') = ''" if well_formed else ""
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             rows = self.db.conn.execute(
-                f"SELECT id, digest FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))})",
+                f"SELECT id, digest FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))}){only}",
                 [sobject, *chunk],
             )
             found.update((str(record_id), digest) for record_id, digest in rows)
@@ -851,10 +855,11 @@ class StateDB:
 
     def iter_lead_links(
         self, statuses: Sequence[str]
-    ) -> Iterator[tuple[str, bytes, str | None, Any, str | None, bytes | None]]:
+    ) -> Iterator[tuple[str, bytes, str | None, Any, str | None, bytes | None, str | None]]:
         """(id, digest, `Vitally_Account_Id__c`, the OwnerId crm-sync last wrote under its
         `Sync_Key__c` (None when none), `Company`, raw JSON as UTF-8 bytes when the status is one
-        of `statuses`, else None) of every well-formed mirrored lead that names a Vitally account or
+        of `statuses`, else None, `ConvertedOpportunityId` (state migration 16)) of every
+        well-formed mirrored lead that names a Vitally account or
         whose status is one of `statuses`, in id order. The fields and the digest were stored when
         the lead was mirrored (state migration 12): finding the leads that are Salesforce facts
         reads no lead's JSON, and copies out only the JSON of those of `statuses` (parsed later, if
@@ -865,7 +870,7 @@ class StateDB:
         self.db.conn.create_function(_FOLD, 1, _fold, deterministic=True)
         rows = self.db.conn.execute(
             f"SELECT s.id, s.digest, s.vitally_id, w.value, s.company, "
-            f"CASE WHEN {_STATUS} IN ({marks}) THEN CAST(s.raw AS BLOB) END FROM sf_records s "
+            f"CASE WHEN {_STATUS} IN ({marks}) THEN CAST(s.raw AS BLOB) END, s.converted_opp FROM sf_records s "
             "LEFT JOIN last_written w ON w.system = 'salesforce' AND w.record = s.sync_key AND w.field = 'OwnerId' "
             "AND s.vitally_id != '' "
             "WHERE s.object = 'Lead' AND coalesce(s.error, '') = '' "
@@ -873,8 +878,8 @@ class StateDB:
             "ORDER BY s.id",
             [*folded, *folded],
         )
-        for lead_id, digest, linked, owner, company, raw in rows:
-            yield lead_id, digest, linked, None if owner is None else _json_value(owner), company, raw
+        for lead_id, digest, linked, owner, company, raw, converted in rows:
+            yield lead_id, digest, linked, None if owner is None else _json_value(owner), company, raw, converted
 
     def iter_sf_links(self, sobject: str) -> Iterator[tuple[str, bytes, str | None, str | None]]:
         """(id, digest, `Vitally_Account_Id__c`, `AccountId`) of every well-formed mirrored

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import sqlite_utils
 
@@ -269,21 +269,35 @@ def _v11(db: sqlite_utils.Database) -> None:
 # What the Salesforce facts are found by (`sync.facts`), read from a mirrored record once, when it is
 # written (`StateDB.upsert_sf`), instead of from every record's JSON at every cycle: each field's
 # value when it is text, else NULL (and NULL for JSON SQLite cannot read). `?4` is the raw JSON.
-SF_LINK_FIELDS = {
+_V12_LINK_FIELDS = {
     "vitally_id": "Vitally_Account_Id__c",  # a Lead's or an Account's Vitally account
     "account_id": "AccountId",  # an Opportunity's Salesforce Account
     "status": "Status",  # a Lead's
     "company": "Company",  # a Lead's
     "sync_key": "Sync_Key__c",  # a Lead's, under which crm-sync created it
 }
+SF_LINK_FIELDS = {
+    **_V12_LINK_FIELDS,
+    "converted_opp": "ConvertedOpportunityId",  # a Lead's (migration 16)
+}
 
 
-def sf_link_sql(raw: str) -> list[str]:
-    """SQL for each of `SF_LINK_FIELDS` of the raw JSON `raw` (a column or a parameter), in order."""
+def sf_link_sql(raw: str, fields: Mapping[str, str] = SF_LINK_FIELDS) -> list[str]:
+    """SQL for each of `fields` (`SF_LINK_FIELDS`) of the raw JSON `raw` (a column or a parameter),
+    in order."""
     text = (
         "CASE WHEN json_valid({raw}) AND json_type({raw}, '$.{name}') = 'text' THEN json_extract({raw}, '$.{name}') END"
     )
-    return [text.format(raw=raw, name=name) for name in SF_LINK_FIELDS.values()]
+    return [text.format(raw=raw, name=name) for name in fields.values()]
+
+
+def _links_index(db: sqlite_utils.Database, fields: Mapping[str, str]) -> None:
+    """The index every cycle reads the stored fields from, for every well-formed lead, Salesforce
+    Account and opportunity, instead of the records' rows (each with its JSON)."""
+    db.execute(
+        f"CREATE INDEX sf_records_links ON sf_records (object, id, digest, {', '.join(fields)}) "
+        "WHERE coalesce(error, '') = ''"
+    )
 
 
 def _v12(db: sqlite_utils.Database) -> None:
@@ -293,16 +307,12 @@ def _v12(db: sqlite_utils.Database) -> None:
     linked ones (at 100,000 accounts an idle cycle had SQLite parse the JSON of each of the
     31,752 mirrored leads, and digested the 22,468 linked or disqualified ones in Python). Filled
     here for the records already mirrored; an index holds them, so a cycle reads none of the rows."""
-    for column in ("digest", *SF_LINK_FIELDS):
+    fields = _V12_LINK_FIELDS
+    for column in ("digest", *fields):
         db.execute(f"ALTER TABLE sf_records ADD COLUMN {column} {'BLOB' if column == 'digest' else 'TEXT'}")
-    assignments = ", ".join(f"{column} = {sql}" for column, sql in zip(SF_LINK_FIELDS, sf_link_sql("raw"), strict=True))
+    assignments = ", ".join(f"{column} = {sql}" for column, sql in zip(fields, sf_link_sql("raw", fields), strict=True))
     db.execute(f"UPDATE sf_records SET {assignments}")
-    # Every cycle reads them for every well-formed lead, Salesforce Account and opportunity: from
-    # this index, not from the records' rows (each with its JSON).
-    db.execute(
-        f"CREATE INDEX sf_records_links ON sf_records (object, id, digest, {', '.join(SF_LINK_FIELDS)}) "
-        "WHERE coalesce(error, '') = ''"
-    )
+    _links_index(db, fields)
     last = 0
     while rows := db.conn.execute(
         "SELECT rowid, CAST(raw AS BLOB) FROM sf_records WHERE rowid > ? ORDER BY rowid LIMIT 5000", [last]
@@ -343,6 +353,19 @@ def _v15(db: sqlite_utils.Database) -> None:
     db.execute("DELETE FROM cursors WHERE name IN ('salesforce.Lead', 'salesforce.Lead.queried_at')")
 
 
+def _v16(db: sqlite_utils.Database) -> None:
+    """Each mirrored lead's `ConvertedOpportunityId` stored beside it (`SF_LINK_FIELDS`), in the
+    index every cycle reads: the opportunity a lead linked to a Vitally account was converted into
+    is that account's too (`sync.facts`), whatever Salesforce Account it is on (an org that does
+    not map the lead's `Vitally_Account_Id__c` to the new Account's on conversion, or a rep who
+    converts into an existing Account, leaves it on one that names no Vitally account)."""
+    db.execute("ALTER TABLE sf_records ADD COLUMN converted_opp TEXT")
+    (sql,) = sf_link_sql("raw", {"converted_opp": SF_LINK_FIELDS["converted_opp"]})
+    db.execute(f"UPDATE sf_records SET converted_opp = {sql} WHERE object = 'Lead'")
+    db.execute("DROP INDEX sf_records_links")
+    _links_index(db, SF_LINK_FIELDS)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1,
     _v2,
@@ -359,6 +382,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v13,
     _v14,
     _v15,
+    _v16,
 ]
 
 

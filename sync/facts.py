@@ -114,7 +114,8 @@ class SalesforceFacts:
     # Vitally account id -> its opportunities as `load` found them, (Id, digest of the raw JSON and
     # its Salesforce Account's, the Salesforce Account's Id) in id order; parsed into
     # `_opps_by_account` when first needed.
-    _opp_links: dict[str, list[tuple[str, bytes, str]]] = field(default_factory=lambda: defaultdict(list))
+    # An opportunity joined through the lead converted into it has no Salesforce Account to check (None).
+    _opp_links: dict[str, list[tuple[str, bytes, str | None]]] = field(default_factory=lambda: defaultdict(list))
     _lazy: bool = False  # `load(lazy=True)`: leads and opportunities parsed when first needed
     # Company key -> its disqualified leads a lazy `load` found, (Id, digest, raw JSON), not parsed yet;
     # and those parsed, (Id, digest of the raw JSON); and `disqualified_fingerprint`'s answers.
@@ -168,13 +169,19 @@ class SalesforceFacts:
         (`fingerprint`): a person's change to that lead changes the account's context."""
         if not self._merges:
             return
-        linked = self.state.sf_linked("Lead", sorted(self._merges))
+        linked = self.state.sf_stored("Lead", sorted(self._merges), "vitally_id")
         finals = {victim: self._final(victim) for victim in linked}
-        digests = self.state.sf_digests("Lead", sorted(set(finals.values())))
+        survivors = sorted(set(finals.values()))
+        digests = self.state.sf_digests("Lead", survivors)
         for victim, account_id in sorted(linked.items()):
             final = finals[victim]
             link = b"\4" + _link(final, digests.get(final, b""), victim)
             self._lead_facts[account_id] = self._lead_facts.get(account_id, b"") + link
+        # The opportunity the lead it lives on in was converted into is the account's too.
+        converted = self.state.sf_stored("Lead", survivors, "converted_opp")
+        self._join_converted(
+            (account_id, converted[finals[lead]]) for lead, account_id in linked.items() if finals[lead] in converted
+        )
 
     def _final(self, lead_id: str) -> str:
         """The lead a chain of merges from `lead_id` ends on (a lead merged into one later merged
@@ -263,15 +270,15 @@ class SalesforceFacts:
         links = self._opp_links.get(account_id)
         if known is not None or not links:
             return known
-        sf_ids = sorted({sf_id for _, _, sf_id in links})
+        sf_ids = sorted({sf_id for _, _, sf_id in links if sf_id is not None})
         sound = {
             sf_id
             for sf_id, record in self.state.sf_raw_many("Account", sf_ids).items()
             if _parses(parse_sf_account, record)
         }
-        records = self.state.sf_raw_many("Opportunity", [i for i, _, sf_id in links if sf_id in sound])
+        records = self.state.sf_raw_many("Opportunity", [i for i, _, sf_id in links if sf_id is None or sf_id in sound])
         found = self._opps_by_account[account_id] = []
-        for opportunity_id, _, _ in links:
+        for opportunity_id, _, _ in sorted(links):
             record = records.get(opportunity_id)
             if record is None:
                 continue
@@ -294,6 +301,7 @@ class SalesforceFacts:
             self._find_leads()
             return
         written = self.state.written_field("salesforce", "OwnerId").get  # one query, not one per lead
+        converted: list[tuple[str, str]] = []
         for lead_id, text, digest in self.state.iter_sf_digested("Lead"):
             record = json.loads(text)
             if not record.get("Vitally_Account_Id__c") and not self._is_disqualified(record.get("Status")):
@@ -309,20 +317,70 @@ class SalesforceFacts:
                 lead_facts[lead.vitally_account_id] = lead_facts.get(lead.vitally_account_id, b"") + link
                 self._leads_by_account[lead.vitally_account_id].append(lead)
                 self._remember_assignment(lead, written)
+                if lead.converted_opportunity_id:
+                    converted.append((lead.vitally_account_id, lead.converted_opportunity_id))
+        self._join_converted(converted)
+
+    def _join_converted(self, converted: Iterable[tuple[str, str]]) -> None:
+        """Join to each account the opportunities its linked leads were converted into (`(Vitally
+        account id, ConvertedOpportunityId)`) that no Salesforce Account naming it joins already:
+        converting a lead carries a custom field to the new Account only where an admin mapped it
+        ("Map Lead Fields"), and a rep may convert into an existing Account that names no Vitally
+        account. Parsed now, or (lazy) when the account's context is first asked for; either way
+        part of the account's `fingerprint`, after the opportunities joined through its Account."""
+        wanted = sorted(
+            {
+                (account_id, opportunity_id)
+                for account_id, opportunity_id in converted
+                if opportunity_id not in self._joined_opportunities(account_id)
+            }
+        )
+        if not wanted:
+            return
+        ids = sorted({opportunity_id for _, opportunity_id in wanted})
+        digests = self.state.sf_digests("Opportunity", ids, well_formed=True)
+        records = {} if self._lazy else self.state.sf_raw_many("Opportunity", [i for i in ids if i in digests])
+        for account_id, opportunity_id in wanted:
+            digest = digests.get(opportunity_id)
+            if digest is None:
+                continue  # not in the mirror (not visible to crm-sync), or malformed
+            raw_digest = _digest(digest)
+            self._opp_facts[account_id] = self._opp_facts.get(account_id, b"") + _link(opportunity_id, raw_digest)
+            if self._lazy:
+                self._opp_links[account_id].append((opportunity_id, raw_digest, None))
+                continue
+            try:
+                opportunity = parse_opportunity(records[opportunity_id])
+            except RecordError:
+                continue
+            joined = self._opps_by_account[account_id]
+            joined.append(opportunity)
+            joined.sort(key=lambda o: o.id)
+
+    def _joined_opportunities(self, account_id: str) -> set[str]:
+        """The Ids of the opportunities joined to the account so far."""
+        if self._lazy:
+            return {opportunity_id for opportunity_id, _, _ in self._opp_links.get(account_id, ())}
+        return {opportunity.id for opportunity in self._opps_by_account.get(account_id, ())}
 
     def _find_leads(self) -> None:
         """`_load_leads`, lazy: the linked and disqualified leads found by the fields stored with
         each mirrored lead, none parsed (a disqualified one when its company's day is first asked
         for: only its JSON is read now), with the OwnerId crm-sync wrote under each linked one's
         `Sync_Key__c` (for `fingerprint`)."""
-        for lead_id, digest, linked, owner, company, raw in self.state.iter_lead_links(self.disqualified_statuses):
+        converted: list[tuple[str, str]] = []
+        rows = self.state.iter_lead_links(self.disqualified_statuses)
+        for lead_id, digest, linked, owner, company, raw, opportunity in rows:
             if linked:
                 self._linked[linked].append(lead_id)
                 self._lead_facts[linked] = self._lead_facts.get(linked, b"") + _link(lead_id, digest)
                 if isinstance(owner, str) and owner:
                     self._owners_written[linked][lead_id] = owner
+                if opportunity:
+                    converted.append((linked, opportunity))
             if raw is not None and company:  # disqualified
                 self._unparsed_disqualified[company.casefold()].append((lead_id, digest, raw))
+        self._join_converted(converted)
 
     def _materialize(self, account_id: str) -> list[Lead]:
         """The account's linked leads, parsed (once: kept in `_leads_by_account`), in id order."""
@@ -404,11 +462,16 @@ class SalesforceFacts:
         def written(key: str) -> Any:
             return last.get((key, "OwnerId"))
 
+        converted: list[tuple[str, str]] = []
         for lead, raw in _rows(sorted({row[0]: row for row in [*linked, *named]}.values()), parse_lead):
             scoped.append((lead, raw))
             if lead.vitally_account_id:
                 facts._leads_by_account[lead.vitally_account_id].append(lead)
                 facts._remember_assignment(lead, written)
+                if lead.vitally_account_id in account_ids and lead.converted_opportunity_id:
+                    converted.append((lead.vitally_account_id, lead.converted_opportunity_id))
+        facts._join_converted(converted)
+        facts._merge_facts()
         # The LLM's verdicts on these leads, as `load` gives them: without them the `llm`
         # classifier's demo requests would wait, unowned, in every mini-cycle.
         remembered = state.remembered_triage([lead.id for lead, _ in scoped])

@@ -234,3 +234,21 @@ def bench_module(name: str) -> ModuleType:
         return importlib.import_module(name)
     finally:
         sys.path.remove(str(ROOT / "bench"))
+
+
+def back_to_schema(conn: sqlite3.Connection, version: int) -> None:
+    """Undo, in a state file's connection, the schema of the migrations after `version` that the
+    tests of an upgrade start before (13 changed no schema; 14 made `llm_calls`, 15 `lead_merges`,
+    16 the column `converted_opp` in the index `sf_records_links`), and set its version."""
+    if version < 16:
+        conn.execute("DROP INDEX sf_records_links")
+        conn.execute("ALTER TABLE sf_records DROP COLUMN converted_opp")
+        conn.execute(
+            "CREATE INDEX sf_records_links ON sf_records (object, id, digest, vitally_id, account_id, status, "
+            "company, sync_key) WHERE coalesce(error, '') = ''"
+        )
+    if version < 15:
+        conn.execute("DROP TABLE lead_merges")
+    if version < 14:
+        conn.execute("DROP TABLE llm_calls")
+    conn.execute("UPDATE schema_version SET version = ?", [version])

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from support import back_to_schema
 from test_minicycle import DEMO_REQUEST, World, _web_to_lead, _world
 
 from state import StateDB
@@ -62,9 +63,7 @@ def test_a_mirror_from_before_migration_13_is_read_again_and_stops_repeating(wor
         text = json.dumps(old)
         digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
         conn.execute("UPDATE sf_records SET raw = ?, digest = ? WHERE id = ?", [text, digest, lead_id])
-        conn.execute("UPDATE schema_version SET version = 12")  # before migration 13 (14 and 15: their tables)
-        conn.execute("DROP TABLE llm_calls")
-        conn.execute("DROP TABLE lead_merges")
+        back_to_schema(conn, 12)  # before migration 13
         lead_cursors = "SELECT count(*) FROM cursors WHERE name IN ('salesforce.Lead', 'salesforce.Lead.queried_at')"
         assert conn.execute(lead_cursors).fetchone() == (2,)
     world.state = StateDB.open(world.path)

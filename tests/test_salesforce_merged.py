@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import requests
-from support import person_sets_lead, sandbox_org_config, with_fallback_queues
+from support import back_to_schema, person_sets_lead, sandbox_org_config, with_fallback_queues
 
 from core.model import Account, Lead
 from rules import Policy
@@ -275,8 +275,7 @@ def test_a_state_from_before_merges_were_read_finds_them_in_the_recycle_bin(tmp_
                 old = json.dumps({k: v for k, v in json.loads(raw).items() if k != "MasterRecordId"})
                 digest = hashlib.blake2b(old.encode(), digest_size=16).digest()
                 conn.execute("UPDATE sf_records SET raw = ?, digest = ? WHERE id = ?", [old, digest, lead_id])
-            conn.execute("DROP TABLE lead_merges")
-            conn.execute("UPDATE schema_version SET version = 14")
+            back_to_schema(conn, 14)
         state = StateDB.open(path)
         assert state.cursor("salesforce.Lead") is None
         later = NOW + 2 * DAY

@@ -1,0 +1,285 @@
+"""Leads converted in Salesforce. Converting a lead (the Convert page, `convertLead()`) makes an
+Account (or uses an existing one), a Contact and, unless told not to, an Opportunity, and sets the
+lead's `ConvertedOpportunityId`. Standard lead fields go to the new records' standard fields; a
+custom one only where an admin mapped it ("When sales reps convert qualified leads, the
+information from the standard lead fields appears in standard fields… If you set up custom lead
+fields, you specify how that custom information converts": Salesforce Help, "Map Custom Lead
+Fields for Lead Conversion"). So in an org that did not map `Vitally_Account_Id__c` to the
+Account's, or where the rep converts into the company's existing Account, the opportunity's
+Account does not name the Vitally account. The sandbox imitates it (`POST /_sandbox/convert`,
+nothing mapped unless told).
+
+Before, crm-sync found an account's opportunities only through a Salesforce Account naming it:
+crm-sync's lead converted into an opportunity it could not join read as "the opportunity
+decides", and no opportunity decided, so the account was routed again, a new lead and owner
+beside the open deal. Now the opportunity a linked lead was converted into is the account's too."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from support import back_to_schema, person_sets_lead, sandbox_org_config, with_fallback_queues
+
+from sandbox import Sandbox, SandboxConfig, generate_book
+from sandbox.server import ControlError
+from state import StateDB
+from sync.app import make_salesforce, make_vitally
+from sync.config import Config
+from sync.cycle import run_cycle
+from sync.explain import explain
+from sync.facts import SalesforceFacts
+from sync.vocabulary import CycleReport
+
+NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
+HEADERS = {"Authorization": "Bearer x"}
+DAY = timedelta(days=1)
+
+
+def _book() -> dict[str, Any]:
+    return with_fallback_queues(generate_book(300, seed=7, now=NOW, real_org=True))
+
+
+def _cycle(config: Config, state: StateDB, now: datetime, **kw: Any) -> CycleReport:
+    return run_cycle(config, state, make_vitally(config), make_salesforce(config), clock=lambda: now, now=now, **kw)
+
+
+def _routed(report: CycleReport) -> set[str]:
+    return {str(w.account) for w in report.plan if w.op == "upsert_lead"}
+
+
+@pytest.fixture(scope="module")
+def account() -> str:
+    """An account the book's first cycle routes."""
+    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        routed = _routed(_cycle(sandbox_org_config(sandbox.url), StateDB.memory(), NOW))
+    return sorted(routed)[0]
+
+
+def _ours(sandbox: Sandbox, account: str) -> dict[str, Any]:
+    (lead,) = [
+        lead
+        for lead in sandbox.state()["salesforce"]["Lead"]
+        if (lead.get("Sync_Key__c") or "").startswith(f"crm-sync-{account}-")
+    ]
+    return dict(lead)
+
+
+def _record(sandbox: Sandbox, sobject: str, record_id: str) -> dict[str, Any]:
+    answer = requests.get(
+        f"{sandbox.url}/services/data/v59.0/sobjects/{sobject}/{record_id}", headers=HEADERS, timeout=10
+    )
+    answer.raise_for_status()
+    return dict(answer.json())
+
+
+def test_the_sandbox_converts_as_salesforce_does(account: str) -> None:
+    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        _cycle(sandbox_org_config(sandbox.url), StateDB.memory(), NOW)
+        lead = _ours(sandbox, account)
+        made = requests.post(f"{sandbox.url}/_sandbox/convert", json={"lead": lead["Id"]}, timeout=10).json()
+        converted = _record(sandbox, "Lead", lead["Id"])
+        new_account = _record(sandbox, "Account", made["account"])
+        opportunity = _record(sandbox, "Opportunity", made["opportunity"])
+        contact = _record(sandbox, "Contact", made["contact"])
+        with pytest.raises(ControlError, match="already converted"):
+            sandbox.convert(lead["Id"])
+
+    assert converted["IsConverted"] is True and converted["Status"] == "Closed - Converted"
+    assert converted["ConvertedOpportunityId"] == made["opportunity"]
+    assert converted["ConvertedDate"] == NOW.date().isoformat()
+    assert new_account["Name"] == lead["Company"]
+    assert new_account.get("Vitally_Account_Id__c") is None  # a custom field: nothing mapped
+    assert opportunity["AccountId"] == made["account"] and opportunity["StageName"] == "Prospecting"
+    assert opportunity["CloseDate"] == "2026-12-31"  # the end of the quarter
+    assert contact["AccountId"] == made["account"]
+
+
+def _converted(sandbox: Sandbox, state: StateDB, config: Config, account: str, **kw: Any) -> dict[str, str | None]:
+    """crm-sync routes `account` and reads its lead back; the owner converts it into an opportunity."""
+    assert account in _routed(_cycle(config, state, NOW))
+    _cycle(config, state, NOW + timedelta(minutes=15))
+    return sandbox.convert(_ours(sandbox, account)["Id"], **kw)
+
+
+@pytest.mark.parametrize("mapped", [False, True], ids=["unmapped", "mapped"])
+def test_an_account_whose_lead_became_an_open_opportunity_is_not_routed_again(account: str, mapped: bool) -> None:
+    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        config = sandbox_org_config(sandbox.url)
+        state = StateDB.memory()
+        made = _converted(
+            sandbox,
+            state,
+            config,
+            account,
+            mapped={"Vitally_Account_Id__c": "Vitally_Account_Id__c"} if mapped else None,
+        )
+        later = NOW + 30 * DAY
+        sandbox.set_clock(later)
+        report = _cycle(config, state, later)
+        full = _cycle(config, state, later, full=True)
+        out = io.StringIO()
+        explain(config, state, account, later, out, io.StringIO())
+
+    assert account not in _routed(report) | _routed(full)
+    assert f"open opportunity {made['opportunity']} (Prospecting) in Salesforce" in out.getvalue()
+    assert "0 opportunit(ies)" not in out.getvalue()
+    assert "1 opportunit(ies) (1 open)" in out.getvalue()  # joined once, whichever way
+
+
+def test_the_opportunity_decides_what_follows(account: str) -> None:
+    """The deal is lost as unresponsive: a person's "no", as a disqualification is, so no signal
+    routes the account for the 90-day cool-off from the close (a change to the opportunity alone,
+    not to the lead, makes the account judged again, the same day); in the BDRs' window (4–6
+    months after the close) it is routed again, the BDR trigger among those that match."""
+    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        config = sandbox_org_config(sandbox.url)
+        state = StateDB.memory()
+        made = _converted(sandbox, state, config, account)
+        _cycle(config, state, NOW + DAY)
+        lost_on = NOW + 10 * DAY
+        sandbox.set_clock(lost_on)
+        requests.patch(
+            f"{sandbox.url}/services/data/v59.0/sobjects/Opportunity/{made['opportunity']}",
+            json={
+                "StageName": "Closed Lost",
+                "CloseDate": lost_on.date().isoformat(),
+                "Loss_Reason__c": "Unresponsive",
+            },
+            headers=HEADERS,
+            timeout=10,
+        ).raise_for_status()
+        lost = _cycle(config, state, lost_on + timedelta(hours=1))
+        cooling_on = lost_on + 60 * DAY
+        sandbox.set_clock(cooling_on)
+        cooling = _cycle(config, state, cooling_on)
+        held = io.StringIO()
+        explain(config, state, account, cooling_on, held, io.StringIO())
+        bdr_window = lost_on + 130 * DAY
+        sandbox.set_clock(bdr_window)
+        bdr = _cycle(config, state, bdr_window)
+        out = io.StringIO()
+        explain(config, state, account, bdr_window, out, io.StringIO())
+
+    assert account not in _routed(lost) | _routed(cooling)
+    assert f"converted into opportunity {made['opportunity']}, closed lost 2026-12-02 (60 days ago" in held.getvalue()
+    assert account in _routed(bdr)
+    assert "bdr.closed_lost_unresponsive" in out.getvalue().split("also matched: ")[1].splitlines()[0]
+
+
+def test_an_opportunity_joined_through_its_lead_is_part_of_the_account_s_facts() -> None:
+    """`SalesforceFacts` eager, lazy and for an event's mini-cycle give the same context, and the
+    fingerprint covers the opportunity a linked lead was converted into."""
+    state = StateDB.memory()
+    stamp = "2026-11-01T00:00:00.000+0000"
+    lead = {"Id": "00Qours", "SystemModstamp": stamp, "LastName": "A", "Company": "A", "IsConverted": True,
+            "Status": "Closed - Converted", "ConvertedDate": "2026-11-01", "ConvertedOpportunityId": "006deal",
+            "Sync_Key__c": "crm-sync-acc-1-1", "Vitally_Account_Id__c": "acc-1"}  # fmt: skip
+    deal = {"Id": "006deal", "SystemModstamp": stamp, "AccountId": "001new", "StageName": "Prospecting",
+            "CloseDate": "2026-12-31"}  # fmt: skip
+    elsewhere = {"Id": "001new", "SystemModstamp": stamp, "Name": "A"}  # names no Vitally account
+
+    def store(sobject: str, record: dict[str, Any]) -> None:
+        row = {"object": sobject, "id": record["Id"], "modstamp": stamp, "raw": json.dumps(record), "error": None}
+        state.upsert_sf([row])
+
+    store("Lead", lead)
+    store("Opportunity", deal)
+    store("Account", elsewhere)
+    before = {lazy: SalesforceFacts.load(state, lazy=lazy).fingerprint("acc-1") for lazy in (False, True)}
+    store("Opportunity", {**deal, "StageName": "Closed Won"})
+    after = {lazy: SalesforceFacts.load(state, lazy=lazy).fingerprint("acc-1") for lazy in (False, True)}
+    contexts = [
+        SalesforceFacts.load(state, lazy=False).context_for("acc-1"),
+        SalesforceFacts.load(state, lazy=True).context_for("acc-1"),
+        SalesforceFacts.load_for(state, ["acc-1"]).context_for("acc-1"),
+    ]
+
+    assert before[False] == before[True] and after[False] == after[True] and before[False] != after[False]
+    assert contexts[0] == contexts[1] == contexts[2]
+    (opportunity,) = contexts[0].opportunities
+    assert (opportunity.id, opportunity.stage_name) == ("006deal", "Closed Won")
+
+
+def test_a_person_s_own_lead_converted_joins_its_opportunity_too(account: str) -> None:
+    """A lead a person created naming the account, converted: its opportunity holds the account as
+    any open opportunity does."""
+    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        config = sandbox_org_config(sandbox.url)
+        state = StateDB.memory()
+        made = requests.post(
+            f"{sandbox.url}/services/data/v59.0/sobjects/Lead",
+            json={"LastName": "Rep", "Company": "Rep Inc", "Vitally_Account_Id__c": account},
+            headers=HEADERS,
+            timeout=10,
+        )
+        lead_id = made.json()["id"]
+        person_sets_lead(sandbox.url, lead_id, Status="Working - Contacted")
+        sandbox.convert(lead_id)
+        report = _cycle(config, state, NOW)
+        out = io.StringIO()
+        explain(config, state, account, NOW, out, io.StringIO())
+
+    assert account not in _routed(report)
+    assert "open opportunity" in out.getvalue()
+
+
+def test_the_lead_crm_sync_s_was_merged_into_converted_joins_its_opportunity(account: str) -> None:
+    """crm-sync's lead merged into a person's lead, which the person then converts: the account's
+    context shows that lead converted, and its opportunity, open, holds the account."""
+    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        config = sandbox_org_config(sandbox.url)
+        state = StateDB.memory()
+        assert account in _routed(_cycle(config, state, NOW))
+        _cycle(config, state, NOW + timedelta(minutes=15))
+        made = requests.post(
+            f"{sandbox.url}/services/data/v59.0/sobjects/Lead",
+            json={"LastName": "Dup", "Company": "Dup Inc"},
+            headers=HEADERS,
+            timeout=10,
+        )
+        theirs = made.json()["id"]
+        sandbox.merge("Lead", theirs, [_ours(sandbox, account)["Id"]])
+        converted = sandbox.convert(theirs)
+        later = NOW + 120 * DAY
+        sandbox.set_clock(later)
+        report = _cycle(config, state, later)
+        out = io.StringIO()
+        explain(config, state, account, later, out, io.StringIO())
+
+    assert account not in _routed(report)
+    assert f"open opportunity {converted['opportunity']} (Prospecting) in Salesforce" in out.getvalue()
+
+
+def test_state_migration_16_stores_each_lead_s_converted_opportunity(tmp_path: Path) -> None:
+    """A state from before migration 16 gets the field beside each mirrored lead, in the index every
+    cycle reads, so the first cycle after the upgrade finds the same facts as a fresh state."""
+    stamp = "2026-11-01T00:00:00.000+0000"
+    lead = {"Id": "00Qours", "SystemModstamp": stamp, "LastName": "A", "Company": "A", "IsConverted": True,
+            "ConvertedOpportunityId": "006deal", "Vitally_Account_Id__c": "acc-1"}  # fmt: skip
+    deal = {"Id": "006deal", "SystemModstamp": stamp, "AccountId": "001new", "StageName": "Prospecting"}
+    rows = [
+        {"object": o, "id": r["Id"], "modstamp": stamp, "raw": json.dumps(r), "error": None}
+        for o, r in (("Lead", lead), ("Opportunity", deal))
+    ]
+    path = tmp_path / "state.db"
+    old = StateDB.open(path)
+    old.upsert_sf(rows)
+    old.db.conn.commit()
+    fresh = SalesforceFacts.load(old, lazy=True).fingerprint("acc-1")
+    old.close()
+    with sqlite3.connect(path) as conn:  # as the build before left it
+        back_to_schema(conn, 15)
+
+    upgraded = StateDB.open(path)
+    assert upgraded.sf_stored("Lead", ["00Qours"], "converted_opp") == {"00Qours": "006deal"}
+    assert SalesforceFacts.load(upgraded, lazy=True).fingerprint("acc-1") == fresh != ""
+    (opportunity,) = SalesforceFacts.load(upgraded, lazy=True).context_for("acc-1").opportunities
+    assert opportunity.id == "006deal"
+    upgraded.close()
