@@ -539,6 +539,16 @@ def _sf_get(raw: Mapping[str, Any], obj: str, name: str, parse: Callable[[object
         raise RecordError(f"salesforce {obj}", str(raw.get("Id")), name, str(bad)) from None
 
 
+def _optional_text(value: object) -> str | None:
+    """A field that only adds to what the record says (a merged lead's `MasterRecordId`: the lead
+    is deleted either way): its text, or None when it is not text. Such a value must not make the
+    record malformed, which would drop what matters about it (crm-sync's deleted lead, a "no")."""
+    try:
+        return None if value is None else _text(value)
+    except _Bad:
+        return None
+
+
 def _sf_id(raw: Mapping[str, Any], obj: str) -> str:
     record_id = raw.get("Id")
     if not isinstance(record_id, str) or not record_id or not _encodable(record_id):
@@ -582,7 +592,7 @@ def parse_lead(raw: Mapping[str, Any]) -> Lead:
         converted_date=_sf_get(raw, "Lead", "ConvertedDate", _date),
         converted_opportunity_id=_sf_get(raw, "Lead", "ConvertedOpportunityId", _text),
         is_deleted=bool(_sf_get(raw, "Lead", "IsDeleted", _bool)),
-        master_record_id=_sf_get(raw, "Lead", "MasterRecordId", _text),
+        master_record_id=_optional_text(raw.get("MasterRecordId")),
     )
 
 

@@ -440,20 +440,7 @@ class SalesforceService:
         QueryAll shows: "Use queryAll() to view records that have been deleted during a merge"),
         and the master's SystemModstamp moves. A converted lead cannot be merged. Returns the
         master's Id; ValueError says what cannot be merged."""
-        table = self.tables.get(sobject.lower())
-        if table is None or table.name not in _MERGEABLE:
-            raise ValueError(f"object: {sobject!r} cannot be merged (Lead, Contact or Account)")
-        main = table.get(master)
-        if main is None:
-            raise ValueError(f"master: no live {table.name} {master!r}")
-        victims = [table.get(record_id) for record_id in merged]
-        if not 1 <= len(merged) <= 2 or len(set(merged)) != len(merged) or main["Id"] in merged:
-            raise ValueError("merged: one or two records other than the master")
-        if any(row is None for row in victims):
-            raise ValueError(f"merged: no live {table.name} among {merged!r}")
-        rows = [main, *(row for row in victims if row is not None)]
-        if table.name == "Lead" and any(row.get("IsConverted") for row in rows):
-            raise ValueError("a converted lead cannot be merged")
+        table, main, victims = self._mergeable(sobject, master, merged)
         taken: dict[str, Any] = {}
         for name, value in (fields or {}).items():
             fdef = table.field(name)
@@ -463,10 +450,33 @@ class SalesforceService:
         stamp = sf_timestamp(self.clock.stamp())
         table.put({**main, **taken, "LastModifiedDate": stamp, "SystemModstamp": stamp})
         for row in victims:
-            if row is not None:
-                table.delete(row["Id"], stamp)
-                table.deleted[row["Id"]]["MasterRecordId"] = main["Id"]
+            table.delete(row["Id"], stamp)
+            table.deleted[row["Id"]]["MasterRecordId"] = main["Id"]
+        if table.name == "Account":  # "makes the master record the new parent of the related records"
+            for child in (self.tables["opportunity"], self.tables["contact"]):
+                for record_id in [i for victim in merged for i in child.lookup("AccountId", victim)]:
+                    child.put({**child.rows[record_id], "AccountId": main["Id"], "SystemModstamp": stamp})
         return str(main["Id"])
+
+    def _mergeable(
+        self, sobject: str, master: str, merged: list[str]
+    ) -> tuple[_Table, dict[str, Any], list[dict[str, Any]]]:
+        """(the table, the master's row, the merged ones' rows) of a merge Salesforce would make;
+        ValueError says why it would not."""
+        table = self.tables.get(sobject.lower())
+        if table is None or table.name not in _MERGEABLE:
+            raise ValueError(f"object: {sobject!r} cannot be merged (Lead, Contact or Account)")
+        main = table.get(master)
+        if main is None:
+            raise ValueError(f"master: no live {table.name} {master!r}")
+        if not 1 <= len(merged) <= 2 or len(set(merged)) != len(merged) or main["Id"] in merged:
+            raise ValueError("merged: one or two records other than the master")
+        victims = [row for record_id in merged if (row := table.get(record_id)) is not None]
+        if len(victims) != len(merged):
+            raise ValueError(f"merged: no live {table.name} among {merged!r}")
+        if table.name == "Lead" and any(row.get("IsConverted") for row in [main, *victims]):
+            raise ValueError("a converted lead cannot be merged")
+        return table, main, victims
 
     def convert(
         self,
@@ -478,7 +488,8 @@ class SalesforceService:
     ) -> dict[str, str | None]:
         """A person converts a lead, as the Convert page and the API's `convertLead()` do: into the
         Salesforce Account `account_id` (an existing one), else a new Account named after the
-        lead's Company; a Contact; and, unless `opportunity` is false, an Opportunity named
+        lead's Company (an existing one keeps its values, its empty fields take the lead's); a
+        Contact; and, unless `opportunity` is false, an Opportunity named
         "<Company>-" in the first stage, closing at the end of this quarter. The lead becomes
         converted (`IsConverted`, the converted status, `ConvertedDate`, `ConvertedAccountId`,
         `ConvertedContactId`, `ConvertedOpportunityId`). Standard lead fields go to the records'
@@ -495,14 +506,21 @@ class SalesforceService:
         today = self.clock.now().date()
         owner = lead.get("OwnerId")
         company = str(lead.get("Company") or lead.get("LastName") or "")
+        fields = {"Name": company, "Website": lead.get("Website"), "Industry": lead.get("Industry"),
+                  "NumberOfEmployees": lead.get("NumberOfEmployees"), "AnnualRevenue": lead.get("AnnualRevenue"),
+                  "BillingCountry": lead.get("Country")}  # fmt: skip
+        fields.update({target: lead.get(source) for source, target in (mapped or {}).items()})
         if account_id is not None:
-            if accounts.get(account_id) is None:
+            existing = accounts.get(account_id)
+            if existing is None:
                 raise ValueError(f"account: no live Account {account_id!r}")
+            # An existing Account keeps its values; only its empty fields take the lead's.
+            empty = {
+                name: value for name, value in fields.items() if value is not None and existing.get(name) in (None, "")
+            }
+            if empty:
+                accounts.put({**existing, **empty, "LastModifiedDate": stamp, "SystemModstamp": stamp})
         else:
-            fields = {"Name": company, "Website": lead.get("Website"), "Industry": lead.get("Industry"),
-                      "NumberOfEmployees": lead.get("NumberOfEmployees"), "AnnualRevenue": lead.get("AnnualRevenue"),
-                      "BillingCountry": lead.get("Country")}  # fmt: skip
-            fields.update({target: lead.get(source) for source, target in (mapped or {}).items()})
             account_id = self._insert(accounts, fields, owner, stamp)
         contact = self._insert(
             self.tables["contact"],

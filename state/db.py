@@ -804,12 +804,17 @@ class StateDB:
                 f"DELETE FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))})", [sobject, *chunk]
             )
 
-    def record_merges(self, merged: Sequence[tuple[str, str, str]], *, live: Sequence[str] = ()) -> None:
-        """Remember leads merged away in Salesforce, `(Id, MasterRecordId, SystemModstamp)` (state
-        migration 15), and forget any merge of the `live` leads (read again, not deleted: restored)."""
+    def record_merges(self, merged: Sequence[tuple[str, str, str, bool]], *, live: Sequence[str] = ()) -> None:
+        """Remember leads merged away in Salesforce, `(Id, MasterRecordId, SystemModstamp, whether
+        crm-sync created it)` (state migration 15): crm-sync's own, and a person's only when a
+        remembered merge ends on it (a chain to follow: one that does not cannot start a chain
+        later, a lead merged away being merged into no more), so the table grows with crm-sync's
+        merges, not the org's. Forget any merge of the `live` leads (read again, not deleted:
+        restored)."""
         if merged:
             self.db.conn.executemany(
-                "INSERT INTO lead_merges (victim, master, merged_at) VALUES (?, ?, ?) "
+                "INSERT INTO lead_merges (victim, master, merged_at) SELECT ?1, ?2, ?3 "
+                "WHERE ?4 OR EXISTS (SELECT 1 FROM lead_merges WHERE master = ?1) "
                 "ON CONFLICT (victim) DO UPDATE SET master = excluded.master, merged_at = excluded.merged_at",
                 merged,
             )
@@ -819,9 +824,37 @@ class StateDB:
                 self.db.conn.execute(f"DELETE FROM lead_merges WHERE victim IN ({','.join('?' * len(chunk))})", chunk)
 
     def lead_merges(self) -> dict[str, str]:
-        """Every lead merged away in Salesforce → the lead it was merged into."""
+        """Every lead merged away that the state remembers → the lead it was merged into."""
         rows = self.db.execute("SELECT victim, master FROM lead_merges")
         return {str(victim): str(master) for victim, master in rows}
+
+    def merged_leads(self, account_ids: Collection[str] | None = None) -> dict[str, str]:
+        """The mirrored leads merged away that name a Vitally account (of `account_ids`, when
+        given) → that account: where the account's chains of merges start."""
+        sql = (
+            "SELECT m.victim, s.vitally_id FROM lead_merges m JOIN sf_records s ON s.object = 'Lead' "
+            "AND s.id = m.victim WHERE coalesce(s.error, '') = '' AND s.vitally_id != ''"
+        )
+        if account_ids is None:
+            return {str(victim): str(account) for victim, account in self.db.conn.execute(sql)}
+        found: dict[str, str] = {}
+        wanted = sorted(account_ids)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = self.db.conn.execute(f"{sql} AND s.vitally_id IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((str(victim), str(account)) for victim, account in rows)
+        return found
+
+    def lead_masters(self, ids: Sequence[str]) -> dict[str, str]:
+        """Lead id → the lead it was merged into, for those of `ids` merged away."""
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.db.conn.execute(
+                f"SELECT victim, master FROM lead_merges WHERE victim IN ({','.join('?' * len(chunk))})", chunk
+            )
+            found.update((str(victim), str(master)) for victim, master in rows)
+        return found
 
     def sf_stored(self, sobject: str, ids: Sequence[str], column: str) -> dict[str, str]:
         """Record id → the value of a field stored beside it (`column` of `SF_LINK_FIELDS`: no JSON

@@ -364,6 +364,8 @@ def _v16(db: sqlite_utils.Database) -> None:
     db.execute(f"UPDATE sf_records SET converted_opp = {sql} WHERE object = 'Lead'")
     db.execute("DROP INDEX sf_records_links")
     _links_index(db, SF_LINK_FIELDS)
+    # A person's merge is remembered only when a remembered one ends on its lead (`record_merges`).
+    db.execute("CREATE INDEX lead_merges_master ON lead_merges (master)")
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [

@@ -17,6 +17,7 @@ from core.triage import Remembered
 from rules.context import EMPTY, AccountContext, closed_statuses, dropped_as_spam, folded_statuses
 from rules.policy import DISQUALIFIED_STATUSES, Policy
 from state import StateDB
+from sync.wire import sync_key_prefix
 
 __all__ = ["SalesforceFacts"]
 
@@ -60,6 +61,23 @@ def _link(record_id: str, raw_digest: bytes, parent: str = "") -> bytes:
 def _digest(data: bytes) -> bytes:
     """An opportunity's part of the facts: the digest of its own digest and its Salesforce Account's."""
     return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _lives_on(survivor: Lead, merged: Lead, account_id: str, *, linked: bool) -> Lead:
+    """`survivor` as the account's context shows it once the account's lead `merged` was merged
+    into it (`SalesforceFacts._through_merges`): the account's lead, in `merged`'s family when it
+    has no routing rule of its own, dated by `merged`'s creation unless it names the account
+    itself (`linked`); a `Sync_Key__c` of another account's left out."""
+    own = survivor.sync_key if (survivor.sync_key or "").startswith(sync_key_prefix(account_id)) else None
+    return replace(
+        survivor,
+        vitally_account_id=account_id,
+        sync_key=own,
+        routing_rule=survivor.routing_rule or merged.routing_rule,
+        lead_source=survivor.lead_source or merged.lead_source,
+        created_date=survivor.created_date if linked else merged.created_date or survivor.created_date,
+        merged_from=merged.id,
+    )
 
 
 def _parses(parse: Callable[[dict[str, Any]], object], raw: bytes | dict[str, Any]) -> bool:
@@ -158,45 +176,56 @@ class SalesforceFacts:
             facts.users[user.id] = user
         facts._triage = {lead: verdict for lead, (_, verdict) in state.remembered_triage().items() if verdict}
         facts._lazy = lazy
-        facts._merges = state.lead_merges()
         facts._load_opportunities(lazy=lazy)
         facts._load_leads(lazy=lazy)
         facts._merge_facts()
         return facts
 
-    def _merge_facts(self) -> None:
-        """Make the lead each linked lead merged away lives on in part of its account's facts
-        (`fingerprint`): a person's change to that lead changes the account's context."""
-        if not self._merges:
+    def _merge_facts(self, account_ids: Collection[str] | None = None) -> None:
+        """Find the merges that matter to the accounts' contexts (all accounts', or those of
+        `account_ids`): those of their linked leads merged away (crm-sync's own: a person's deleted
+        lead leaves the mirror), followed to where each chain ends; an org's other merges are not
+        read. Make the lead each one lives on in part of its account's facts (`fingerprint`: a
+        person's change to that lead changes the account's context), and join the opportunity
+        that lead was converted into."""
+        linked = self.state.merged_leads(account_ids)
+        frontier = sorted(linked)
+        while frontier:
+            found = self.state.lead_masters(frontier)
+            self._merges.update(found)
+            frontier = sorted({master for master in found.values() if master not in self._merges})
+        if not linked:
             return
-        linked = self.state.sf_stored("Lead", sorted(self._merges), "vitally_id")
-        finals = {victim: self._final(victim) for victim in linked}
+        finals = {victim: final for victim in linked if (final := self._final(victim)) is not None}
         survivors = sorted(set(finals.values()))
         digests = self.state.sf_digests("Lead", survivors)
-        for victim, account_id in sorted(linked.items()):
-            final = finals[victim]
+        for victim, final in sorted(finals.items()):
             link = b"\4" + _link(final, digests.get(final, b""), victim)
-            self._lead_facts[account_id] = self._lead_facts.get(account_id, b"") + link
-        # The opportunity the lead it lives on in was converted into is the account's too.
+            self._lead_facts[linked[victim]] = self._lead_facts.get(linked[victim], b"") + link
         converted = self.state.sf_stored("Lead", survivors, "converted_opp")
         self._join_converted(
-            (account_id, converted[finals[lead]]) for lead, account_id in linked.items() if finals[lead] in converted
+            (linked[victim], converted[final]) for victim, final in sorted(finals.items()) if final in converted
         )
 
-    def _final(self, lead_id: str) -> str:
+    def _final(self, lead_id: str) -> str | None:
         """The lead a chain of merges from `lead_id` ends on (a lead merged into one later merged
-        into another lives on in the last one)."""
+        into another lives on in the last one); None for a chain that comes back on itself (a
+        record no merge can make: such a lead stays a deletion)."""
         seen = {lead_id}
         found = self._merges[lead_id]
-        while found in self._merges and found not in seen:
+        while found in self._merges:
+            if found in seen:
+                return None
             seen.add(found)
             found = self._merges[found]
-        return found
+        return None if found in seen else found
 
     def _survivor(self, lead_id: str) -> Lead | None:
         """The lead the merged lead `lead_id` lives on in, as the mirror holds it (parsed once), or
         None when it holds none (deleted since, or not shared with crm-sync)."""
         final = self._final(lead_id)
+        if final is None:
+            return None
         if final in self._survivors:
             return self._survivors[final]
         found = self._read.get(final)
@@ -210,26 +239,32 @@ class SalesforceFacts:
     def _through_merges(self, account_id: str, leads: list[Lead]) -> list[Lead]:
         """The account's leads with each one a person merged into another lead replaced by the
         lead it lives on in: that lead is the account's now (its status, owner and conversion
-        are what people do with it), in the family of the merged one when it has no routing rule
-        of its own. Merged into a lead the mirror does not hold, it stays a deletion."""
-        kept: list[Lead] = []
-        known = {lead.id for lead in leads}
+        are what people do with it; `Lead.merged_from` names the merged one), in the family of the
+        merged one when it has no routing rule of its own. A lead it lives on in that names the
+        account already is marked so in place; one crm-sync created for another account shows
+        without that account's `Sync_Key__c` (a person's lead for this one, not this account's
+        own). Merged into a lead the mirror does not hold, it stays a deletion."""
+        survivors: dict[str, Lead] = {}
         for lead in leads:
-            survivor = self._survivor(lead.id) if lead.is_deleted and lead.id in self._merges else None
+            if lead.is_deleted and lead.id in self._merges:
+                survivor = self._survivor(lead.id)
+                if survivor is not None:
+                    survivors[lead.id] = survivor
+        if not survivors:
+            return leads
+        linked = {lead.id for lead in leads}
+        first: dict[str, Lead] = {}  # the lead it lives on in -> the account's first lead merged into it
+        for lead in leads:
+            if lead.id in survivors:
+                first.setdefault(survivors[lead.id].id, lead)
+        kept: list[Lead] = []
+        for lead in leads:
+            survivor = survivors.get(lead.id)
             if survivor is None:
-                kept.append(lead)
-            elif survivor.id not in known:
-                known.add(survivor.id)
-                kept.append(
-                    replace(
-                        survivor,
-                        vitally_account_id=account_id,
-                        routing_rule=survivor.routing_rule or lead.routing_rule,
-                        lead_source=survivor.lead_source or lead.lead_source,
-                        created_date=lead.created_date or survivor.created_date,
-                        merged_from=lead.id,
-                    )
-                )
+                merged = first.get(lead.id)
+                kept.append(lead if merged is None else _lives_on(lead, merged, account_id, linked=True))
+            elif survivor.id not in linked and first[survivor.id] is lead:
+                kept.append(_lives_on(survivor, lead, account_id, linked=False))
         return kept
 
     def _load_opportunities(self, *, lazy: bool) -> None:
@@ -276,9 +311,10 @@ class SalesforceFacts:
             for sf_id, record in self.state.sf_raw_many("Account", sf_ids).items()
             if _parses(parse_sf_account, record)
         }
-        records = self.state.sf_raw_many("Opportunity", [i for i, _, sf_id in links if sf_id is None or sf_id in sound])
+        wanted = sorted({i for i, _, sf_id in links if sf_id is None or sf_id in sound})
+        records = self.state.sf_raw_many("Opportunity", wanted)
         found = self._opps_by_account[account_id] = []
-        for opportunity_id, _, _ in sorted(links):
+        for opportunity_id in wanted:  # each once, joined through its Account or its lead's conversion
             record = records.get(opportunity_id)
             if record is None:
                 continue
@@ -323,18 +359,13 @@ class SalesforceFacts:
 
     def _join_converted(self, converted: Iterable[tuple[str, str]]) -> None:
         """Join to each account the opportunities its linked leads were converted into (`(Vitally
-        account id, ConvertedOpportunityId)`) that no Salesforce Account naming it joins already:
-        converting a lead carries a custom field to the new Account only where an admin mapped it
-        ("Map Lead Fields"), and a rep may convert into an existing Account that names no Vitally
-        account. Parsed now, or (lazy) when the account's context is first asked for; either way
-        part of the account's `fingerprint`, after the opportunities joined through its Account."""
-        wanted = sorted(
-            {
-                (account_id, opportunity_id)
-                for account_id, opportunity_id in converted
-                if opportunity_id not in self._joined_opportunities(account_id)
-            }
-        )
+        account id, ConvertedOpportunityId)`), whatever Salesforce Account they are on: converting
+        a lead carries a custom field to the new Account only where an admin mapped it ("Map Lead
+        Fields"), and a rep may convert into an existing Account that names no Vitally account.
+        Parsed now, or (lazy) when the account's context is first asked for, each once in the
+        account's opportunities (one its Account joins too is not repeated); part of the account's
+        `fingerprint` either way, after the opportunities joined through its Account."""
+        wanted = sorted(set(converted))
         if not wanted:
             return
         ids = sorted({opportunity_id for _, opportunity_id in wanted})
@@ -349,19 +380,14 @@ class SalesforceFacts:
             if self._lazy:
                 self._opp_links[account_id].append((opportunity_id, raw_digest, None))
                 continue
+            joined = self._opps_by_account[account_id]
+            if any(known.id == opportunity_id for known in joined):
+                continue
             try:
-                opportunity = parse_opportunity(records[opportunity_id])
+                joined.append(parse_opportunity(records[opportunity_id]))
             except RecordError:
                 continue
-            joined = self._opps_by_account[account_id]
-            joined.append(opportunity)
             joined.sort(key=lambda o: o.id)
-
-    def _joined_opportunities(self, account_id: str) -> set[str]:
-        """The Ids of the opportunities joined to the account so far."""
-        if self._lazy:
-            return {opportunity_id for opportunity_id, _, _ in self._opp_links.get(account_id, ())}
-        return {opportunity.id for opportunity in self._opps_by_account.get(account_id, ())}
 
     def _find_leads(self) -> None:
         """`_load_leads`, lazy: the linked and disqualified leads found by the fields stored with
@@ -442,7 +468,7 @@ class SalesforceFacts:
         `company_disqualified_at` each lead's company answer as after `load`, and `iter_leads`
         yields the accounts' linked leads and the leads named, in id order."""
         scoped: list[tuple[Lead, dict[str, Any]]] = []
-        facts = cls._of(state, policy, _scoped=scoped, _merges=state.lead_merges())
+        facts = cls._of(state, policy, _scoped=scoped)
         for user, _ in _parsed(state, "User", parse_user):
             facts.users[user.id] = user
         vitally_of_sf_account = {
@@ -471,7 +497,7 @@ class SalesforceFacts:
                 if lead.vitally_account_id in account_ids and lead.converted_opportunity_id:
                     converted.append((lead.vitally_account_id, lead.converted_opportunity_id))
         facts._join_converted(converted)
-        facts._merge_facts()
+        facts._merge_facts(account_ids)
         # The LLM's verdicts on these leads, as `load` gives them: without them the `llm`
         # classifier's demo requests would wait, unowned, in every mini-cycle.
         remembered = state.remembered_triage([lead.id for lead, _ in scoped])

@@ -448,7 +448,7 @@ class _Reader:
         `SalesforceFacts` (crm-sync's lead merged into a person's is not their "no"), a person's
         merged lead included (it leaves the mirror, and a merge into it must still be followed);
         a lead read not deleted (restored) is merged no longer."""
-        merged: list[tuple[str, str, str]] = []
+        merged: list[tuple[str, str, str, bool]] = []
         live: list[str] = []
         for raw in page:
             if not isinstance(raw, dict):
@@ -457,7 +457,7 @@ class _Reader:
             if raw.get("IsDeleted") is not True:
                 live.append(str(raw.get("Id")))
             elif isinstance(master, str) and master and isinstance(stamp, str):
-                merged.append((str(raw.get("Id")), master, stamp))
+                merged.append((str(raw.get("Id")), master, stamp, bool(raw.get("Sync_Key__c"))))
         self.state.record_merges(merged, live=live)
 
     def _unreadable(self, system: str, record: Unreadable, held: Mapping[str, str]) -> dict[str, Any] | None:

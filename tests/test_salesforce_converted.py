@@ -283,3 +283,46 @@ def test_state_migration_16_stores_each_lead_s_converted_opportunity(tmp_path: P
     (opportunity,) = SalesforceFacts.load(upgraded, lazy=True).context_for("acc-1").opportunities
     assert opportunity.id == "006deal"
     upgraded.close()
+
+
+def test_the_paths_agree_on_an_opportunity_whose_account_does_not_parse() -> None:
+    """An Account stored well-formed that the parser refuses now (a stricter parser after an
+    upgrade): the opportunity a linked lead was converted into is the account's on every path
+    (review of the change: the lazy load dropped it)."""
+    state = StateDB.memory()
+    stamp = "2026-11-01T00:00:00.000+0000"
+    records = (
+        ("Account", {"Id": "001S", "SystemModstamp": stamp, "Name": 5, "Vitally_Account_Id__c": "acc-1"}),
+        ("Opportunity", {"Id": "006O", "SystemModstamp": stamp, "StageName": "Prospecting", "AccountId": "001S"}),
+        ("Lead", {"Id": "00Qours", "SystemModstamp": stamp, "LastName": "A", "Company": "A", "IsConverted": True,
+                  "ConvertedOpportunityId": "006O", "Vitally_Account_Id__c": "acc-1"}),
+    )  # fmt: skip
+    state.upsert_sf(
+        [{"object": o, "id": r["Id"], "modstamp": stamp, "raw": json.dumps(r), "error": None} for o, r in records]
+    )
+    loads = (
+        SalesforceFacts.load(state),
+        SalesforceFacts.load(state, lazy=True),
+        SalesforceFacts.load_for(state, ["acc-1"]),
+    )
+
+    assert [[o.id for o in facts.context_for("acc-1").opportunities] for facts in loads] == [["006O"]] * 3
+
+
+def test_the_sandbox_fills_an_existing_account_s_empty_fields_on_conversion() -> None:
+    """convertLead(): into an existing Account "only empty fields in the target object are
+    overwritten" (SOAP API): a mapped `Vitally_Account_Id__c` fills that Account's empty one."""
+    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        base = f"{sandbox.url}/services/data/v59.0/sobjects"
+        existing = requests.post(f"{base}/Account", json={"Name": "Acme Ltd"}, headers=HEADERS, timeout=10).json()["id"]
+        lead = requests.post(
+            f"{base}/Lead",
+            json={"LastName": "L", "Company": "Acme", "Vitally_Account_Id__c": "acc_1"},
+            headers=HEADERS,
+            timeout=10,
+        ).json()["id"]
+        sandbox.convert(lead, account=existing, mapped={"Vitally_Account_Id__c": "Vitally_Account_Id__c"})
+        account = _record(sandbox, "Account", existing)
+
+    assert account["Vitally_Account_Id__c"] == "acc_1"  # was empty
+    assert account["Name"] == "Acme Ltd"  # kept

@@ -28,7 +28,7 @@ from support import back_to_schema, person_sets_lead, sandbox_org_config, with_f
 from core.model import Account, Lead
 from rules import Policy
 from rules.context import AccountContext
-from rules.episodes import answered, episodes
+from rules.episodes import answered, episodes, hold
 from sandbox import Sandbox, SandboxConfig, generate_book
 from sandbox.server import ControlError
 from state import StateDB
@@ -37,7 +37,8 @@ from sync.config import Config
 from sync.cycle import run_cycle
 from sync.explain import explain
 from sync.facts import SalesforceFacts
-from sync.vocabulary import CycleReport
+from sync.ingest import mirror_sf
+from sync.vocabulary import CycleReport, Hooks
 
 NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
 HEADERS = {"Authorization": "Bearer x", "Sforce-Auto-Assign": "FALSE"}
@@ -252,7 +253,7 @@ def test_a_person_s_duplicate_merged_into_crm_sync_s_lead_changes_nothing(accoun
         sandbox.merge("Lead", ours, [theirs])
         report = _cycle(config, state, NOW + DAY, full=True)
 
-    assert state.lead_merges() == {theirs: ours}
+    assert state.lead_merges() == {}  # a person's lead merged away, no chain through it: nothing to follow
     assert state.sf_raw("Lead", theirs) is None  # a person's deleted lead leaves the mirror
     assert account not in _routed(report)
     assert (state.sf_raw("Lead", ours) or {}).get("IsDeleted") is False
@@ -334,7 +335,7 @@ def test_the_account_s_facts_change_with_the_lead_it_lives_on_in() -> None:
         state.upsert_sf(rows)
 
     store(ours, theirs)
-    state.record_merges([("00Qours", "00Qtheirs", stamp)])
+    state.record_merges([("00Qours", "00Qtheirs", stamp, True)])
     prints = {lazy: SalesforceFacts.load(state, lazy=lazy).fingerprint("acc-1") for lazy in (False, True)}
     store({**theirs, "Status": "Disqualified"})
     changed = {lazy: SalesforceFacts.load(state, lazy=lazy).fingerprint("acc-1") for lazy in (False, True)}
@@ -352,3 +353,152 @@ def test_the_account_s_facts_change_with_the_lead_it_lives_on_in() -> None:
     assert lead.vitally_account_id == "acc-1"  # the account's lead now
     assert lead.created_date is None and lead.routing_rule is None  # nothing taken that the merged lead lacked
     assert date(2026, 11, 1) == lead.system_modstamp.date()
+
+
+# -- found by a review of the change (each failed before its fix) ----------------------------------
+
+STAMP = "2026-11-01T00:00:00.000+0000"
+
+
+def _store(state: StateDB, *records: dict[str, Any]) -> None:
+    state.upsert_sf(
+        [{"object": "Lead", "id": r["Id"], "modstamp": STAMP, "raw": json.dumps(r), "error": None} for r in records]
+    )
+
+
+def _ours(lead_id: str, account: str, n: int = 1, **more: Any) -> dict[str, Any]:
+    return {"Id": lead_id, "SystemModstamp": STAMP, "LastName": "A", "Company": "A", "CreatedDate": STAMP,
+            "Sync_Key__c": f"crm-sync-{account}-{n}", "Vitally_Account_Id__c": account, **more}  # fmt: skip
+
+
+def _all_paths(state: StateDB, account_id: str) -> list[AccountContext]:
+    """The account's context as an eager load, a lazy one and an event's mini-cycle give it."""
+    loads = (
+        SalesforceFacts.load(state),
+        SalesforceFacts.load(state, lazy=True),
+        SalesforceFacts.load_for(state, [account_id]),
+    )
+    return [facts.context_for(account_id) for facts in loads]
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["incremental", "full"])
+def test_merged_into_crm_sync_s_lead_of_another_account_is_not_routed_again(full: bool) -> None:
+    """Two Vitally accounts of one company each got a lead; a rep keeps one. The account whose lead
+    was merged away lives on in the lead kept, open and worked, as a person's lead (it does not
+    carry that account's Sync_Key__c): no second lead, no second owner."""
+    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        config = sandbox_org_config(sandbox.url)
+        state = StateDB.memory()
+        x, y = sorted(_routed(_cycle(config, state, NOW)))[:2]
+        _cycle(config, state, NOW + timedelta(minutes=15))
+        merged, kept = _crm_sync_s_lead(sandbox, x)["Id"], _crm_sync_s_lead(sandbox, y)["Id"]
+        sandbox.merge("Lead", kept, [merged])
+        report = _cycle(config, state, NOW + DAY, full=full)
+
+    assert state.lead_merges() == {merged: kept}
+    assert x not in _routed(report)
+    (lead,) = SalesforceFacts.load(state).context_for(x).leads
+    assert (lead.id, lead.sync_key, lead.merged_from) == (kept, None, merged)
+
+
+def test_a_referral_answered_on_a_lead_that_names_the_account_already_is_held() -> None:
+    """crm-sync's AM-referral lead merged into the TAM's own lead, which names the account too, and
+    which the TAM then disqualifies: the team's "no", as when the lead kept names no account."""
+    state = StateDB.memory()
+    ours = _ours(
+        "00Qours", "acc-1", IsDeleted=True, MasterRecordId="00Qtheirs", Routing_Rule__c="product_led.am_referral"
+    )
+    theirs = {"Id": "00Qtheirs", "SystemModstamp": "2026-11-20T00:00:00.000+0000", "LastName": "B", "Company": "A",
+              "Status": "Disqualified", "Vitally_Account_Id__c": "acc-1"}  # fmt: skip
+    _store(state, ours, theirs)
+    state.record_merges([("00Qours", "00Qtheirs", STAMP, True)])
+
+    for ctx in _all_paths(state, "acc-1"):
+        (lead,) = ctx.leads
+        assert (lead.id, lead.merged_from, lead.routing_rule) == ("00Qtheirs", "00Qours", "product_led.am_referral")
+        assert answered("product_led.am_referral", ctx, Policy(), NOW) is not None
+
+
+@pytest.mark.parametrize("merges", [{"00Qours": "00Qours"}, {"00Qours": "00Qother", "00Qother": "00Qours"}],
+                         ids=["itself", "two"])  # fmt: skip
+def test_a_chain_of_merges_that_comes_back_on_itself_leaves_the_lead_a_deletion(merges: dict[str, str]) -> None:
+    """No merge makes such records; hostile or hand-edited data must not hide crm-sync's deleted
+    lead (a person's "no") from its account."""
+    state = StateDB.memory()
+    _store(state, _ours("00Qours", "acc-1", IsDeleted=True, MasterRecordId=merges["00Qours"]))
+    if "00Qother" in merges:
+        _store(state, _ours("00Qother", "acc-2", IsDeleted=True, MasterRecordId="00Qours"))
+    state.record_merges([(victim, master, STAMP, True) for victim, master in merges.items()])
+    account = Account(id="acc-1", name="Acme", updated_at=NOW)
+
+    for ctx in _all_paths(state, "acc-1"):
+        assert [lead.id for lead in ctx.leads] == ["00Qours"]
+        assert hold(account, ctx, Policy(), NOW) is not None
+
+
+@pytest.mark.parametrize("master", [5, {"Id": "00Qx"}, ["00Qx"], ""], ids=["number", "object", "list", "empty"])
+def test_a_master_record_id_that_is_not_an_id_leaves_the_lead_a_deletion(master: Any) -> None:
+    """`MasterRecordId` only adds to a deleted lead: a value that is not text does not make the lead
+    malformed (which would drop crm-sync's deleted lead, a "no", from its account)."""
+    state = StateDB.memory()
+    raw = _ours("00Qours", "acc-1", IsDeleted=True, MasterRecordId=master)
+    mirror_sf(state, "Lead", [raw], report=CycleReport(run_id=1, dry_run=False, now=NOW), hooks=Hooks())
+
+    assert state.lead_merges() == {}
+    for ctx in _all_paths(state, "acc-1"):
+        assert [lead.id for lead in ctx.leads] == ["00Qours"]
+        assert hold(Account(id="acc-1", name="Acme", updated_at=NOW), ctx, Policy(), NOW) is not None
+
+
+def test_a_person_s_merge_is_remembered_only_where_a_chain_from_crm_sync_s_lead_ends() -> None:
+    """An org's own deduplication merges thousands of leads: none is remembered unless crm-sync's
+    lead was merged into the lead merged away (a chain to follow), so the table grows with
+    crm-sync's merges, not the org's."""
+    state = StateDB.memory()
+    state.record_merges([(f"00Qp{i:011d}", f"00Qm{i:011d}", STAMP, False) for i in range(5000)])
+    assert state.lead_merges() == {}
+    state.record_merges([("00Qours", "00Qtheirs", STAMP, True), ("00Qtheirs", "00Qlast", STAMP, False)])
+    assert state.lead_merges() == {"00Qours": "00Qtheirs", "00Qtheirs": "00Qlast"}
+
+
+def test_an_event_reads_the_merges_of_its_accounts_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event's facts are found by the fields stored beside each record, so its cost does not grow
+    with the book: of the merges, it follows only those of its accounts' leads."""
+    state = StateDB.memory()
+    others = [
+        _ours(f"00Qo{i:011d}", f"acc-{i + 2}", IsDeleted=True, MasterRecordId=f"00Qm{i:011d}") for i in range(2000)
+    ]
+    _store(state, _ours("00Qours", "acc-1"), *others)
+    state.record_merges([(r["Id"], r["MasterRecordId"], STAMP, True) for r in others])
+    asked: list[str] = []
+    masters = state.lead_masters
+
+    def counted(ids: list[str]) -> dict[str, str]:
+        asked.extend(ids)
+        return masters(ids)
+
+    monkeypatch.setattr(state, "lead_masters", counted)
+
+    SalesforceFacts.load_for(state, ["acc-1"]).context_for("acc-1")
+
+    assert asked == []
+
+
+def test_the_sandbox_reparents_an_account_s_records_when_accounts_are_merged() -> None:
+    """merge() "makes the master record the new parent of the related records" (SOAP API)."""
+    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        base = f"{sandbox.url}/services/data/v59.0/sobjects"
+
+        def made(sobject: str, **fields: Any) -> str:
+            answer = requests.post(f"{base}/{sobject}", json=fields, headers=HEADERS, timeout=10)
+            assert answer.status_code == 201, answer.text
+            return str(answer.json()["id"])
+
+        master, victim = made("Account", Name="Acme"), made("Account", Name="Acme Inc")
+        deal = made("Opportunity", Name="Acme-", StageName="Prospecting", CloseDate="2026-12-31", AccountId=victim)
+        person = made("Contact", LastName="P", AccountId=victim)
+        sandbox.merge("Account", master, [victim])
+        moved = [requests.get(f"{base}/{o}/{i}", headers=HEADERS, timeout=10).json() for o, i in
+                 (("Opportunity", deal), ("Contact", person))]  # fmt: skip
+
+    assert [record["AccountId"] for record in moved] == [master, master]
