@@ -287,12 +287,30 @@ def hold(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -
 
 def _ended_with(episode: Episode, ctx: AccountContext, policy: Policy, now: datetime) -> tuple[bool, str]:
     """`_ended`, where a lead converted into an opportunity lets that opportunity decide: lost (a
-    person's "no", as a disqualification is) it holds the account for the cool-off from its close."""
+    person's "no", as a disqualification is) it holds the account for the cool-off from its close.
+    An opportunity the account's context does not hold (not read yet: an event's mini-cycle reads
+    the lead fresh but opportunities as the last cycle did; or deleted, or not shared with
+    crm-sync) cannot decide: the lead holds the account as a conversion without an opportunity
+    does, for the hold from its conversion, rather than let a second lead go out beside a deal."""
     if episode.opportunity is not None:
+        if not any(o.id == episode.opportunity for o in ctx.opportunities):
+            return _unseen(episode, policy, now)
         lost = _lost(episode, ctx, policy, now)
         if lost is not None:
             return True, lost
     return _ended(episode, policy, now)
+
+
+def _unseen(episode: Episode, policy: Policy, now: datetime) -> tuple[bool, str]:
+    """A lead converted into an opportunity crm-sync does not see: held for `converted_hold_days`."""
+    days = _days(episode.since, now)
+    lead = episode.lead.id if episode.lead is not None else "the lead"
+    unseen = f"lead {lead} converted into opportunity {episode.opportunity}, which crm-sync does not see"
+    held = policy.guards.converted_hold_days
+    if days is None or days < held:
+        ago = "on an unknown day" if days is None else f"{days} days ago"
+        return True, f"{unseen} (not read yet, deleted, or not shared with it) {ago} (hold {held} days)"
+    return False, f"{unseen}, {days} days ago: the {held}-day hold is over"
 
 
 def answered(rule: str, ctx: AccountContext, policy: Policy, now: datetime) -> str | None:

@@ -368,9 +368,8 @@ class SalesforceFacts:
         wanted = sorted(set(converted))
         if not wanted:
             return
-        ids = sorted({opportunity_id for _, opportunity_id in wanted})
-        digests = self.state.sf_digests("Opportunity", ids, well_formed=True)
-        records = {} if self._lazy else self.state.sf_raw_many("Opportunity", [i for i in ids if i in digests])
+        digests = self.state.sf_digests("Opportunity", sorted({i for _, i in wanted}), well_formed=True)
+        unjoined: list[tuple[str, str]] = []  # (eager) not joined through its Account: parsed below
         for account_id, opportunity_id in wanted:
             digest = digests.get(opportunity_id)
             if digest is None:
@@ -379,14 +378,16 @@ class SalesforceFacts:
             self._opp_facts[account_id] = self._opp_facts.get(account_id, b"") + _link(opportunity_id, raw_digest)
             if self._lazy:
                 self._opp_links[account_id].append((opportunity_id, raw_digest, None))
-                continue
-            joined = self._opps_by_account[account_id]
-            if any(known.id == opportunity_id for known in joined):
-                continue
+            elif not any(known.id == opportunity_id for known in self._opps_by_account.get(account_id, ())):
+                unjoined.append((account_id, opportunity_id))
+        records = self.state.sf_raw_many("Opportunity", sorted({i for _, i in unjoined})) if unjoined else {}
+        for account_id, opportunity_id in unjoined:
             try:
-                joined.append(parse_opportunity(records[opportunity_id]))
+                opportunity = parse_opportunity(records[opportunity_id])
             except RecordError:
                 continue
+            joined = self._opps_by_account[account_id]
+            joined.append(opportunity)
             joined.sort(key=lambda o: o.id)
 
     def _find_leads(self) -> None:

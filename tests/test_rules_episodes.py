@@ -195,7 +195,23 @@ CONVERTED = "lead 00QA converted {} days ago without an opportunity (hold 365 da
     ],
 )
 def test_hold(the_lead: Lead, held: str | None) -> None:
-    assert hold(account(), ctx(the_lead), POLICY, NOW) == held
+    # An opportunity the lead was converted into is in the context: it decides (open here).
+    deal = (Opportunity("006X", "001A", "Discovery", None, None, "005T"),)
+    assert hold(account(), ctx(the_lead, opportunities=deal), POLICY, NOW) == held
+
+
+def test_a_lead_converted_into_an_opportunity_the_context_lacks_holds_as_a_conversion_without_one() -> None:
+    """Not read yet (an event's mini-cycle reads opportunities as the last cycle did), deleted, or
+    not shared with crm-sync: the opportunity cannot decide, and no second lead goes out beside it."""
+    converted = lead("Qualified", is_converted=True, converted_opportunity_id="006X", converted_date=days_ago(3).date())
+    assert hold(account(), ctx(converted), POLICY, NOW) == (
+        "lead 00QA converted into opportunity 006X, which crm-sync does not see (not read yet, deleted, or not "
+        "shared with it) 3 days ago (hold 365 days)"
+    )
+    long_ago = lead(
+        "Qualified", is_converted=True, converted_opportunity_id="006X", converted_date=days_ago(365).date()
+    )
+    assert hold(account(), ctx(long_ago), POLICY, NOW) is None
 
 
 def test_hold_windows_are_settings() -> None:

@@ -384,7 +384,9 @@ def test_triggers_name_unknown_inputs(
         ({}, AccountContext(leads=(lead(is_converted=True, converted_date=days_ago(10)),)),
          "lead 00QA converted 10 days ago without an opportunity (hold 365 days)"),
         ({}, AccountContext(leads=(lead(is_converted=True, converted_date=days_ago(365)),)), None),
-        ({}, AccountContext(leads=(lead(is_converted=True, converted_opportunity_id="006C"),)), None),
+        # ... into an opportunity, which decides: lost long ago, nothing holds it.
+        ({}, AccountContext(leads=(lead(is_converted=True, converted_opportunity_id="006C"),),
+                            opportunities=(opp("Closed Lost", "Price", days_ago(200), "006C"),)), None),
         ({}, AccountContext(leads=(lead(sync_key="crm-sync:acc_1"),)), None),  # the daemon's own lead
         ({"segments": frozenset({"Active Trial"})}, EMPTY, "in active sales segment Active Trial"),
         ({"segments": frozenset({"Annual Plan"})}, EMPTY, "in active sales segment Annual Plan"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import pytest
 import requests
 from support import back_to_schema, person_sets_lead, sandbox_org_config, with_fallback_queues
+from test_minicycle import _world
 
 from sandbox import Sandbox, SandboxConfig, generate_book
 from sandbox.server import ControlError
@@ -326,3 +328,33 @@ def test_the_sandbox_fills_an_existing_account_s_empty_fields_on_conversion() ->
 
     assert account["Vitally_Account_Id__c"] == "acc_1"  # was empty
     assert account["Name"] == "Acme Ltd"  # kept
+
+
+def test_an_event_before_the_opportunity_is_read_does_not_route_the_account_again(tmp_path: Path) -> None:
+    """A rep converts crm-sync's referral lead; a Vitally event for the account comes before the next
+    cycle reads the new opportunity (an event's mini-cycle reads the account's leads fresh, the
+    opportunities as the last cycle left them). The lead names an opportunity crm-sync does not see
+    yet: it holds the account, as a conversion without an opportunity does, instead of a second
+    lead and owner going out beside the deal (the referral segment is still there)."""
+    with contextmanager(_world)(tmp_path) as world:
+        world.cycle()
+        world.sandbox.set_segment("acc_0003", "AM referral")
+        world.event("vitally", "acc_0003")
+        world.mini()
+        world.cycle()  # reads the lead it created into the mirror
+        (lead,) = world.leads()
+        made = world.sandbox.convert(lead["Id"])
+        world.event("vitally", "acc_0003")
+
+        upserts = [w for w in world.mini().plan if w.op == "upsert_lead"]
+        held = io.StringIO()
+        explain(world.config, world.state, "acc_0003", NOW, held, io.StringIO())
+        world.cycle()  # reads the opportunity: now it decides (open: the open-opportunity guard)
+        decided = io.StringIO()
+        explain(world.config, world.state, "acc_0003", NOW, decided, io.StringIO())
+        leads = world.leads()
+
+    assert upserts == []
+    assert len(leads) == 1
+    assert f"converted into opportunity {made['opportunity']}, which crm-sync does not see" in held.getvalue()
+    assert f"open opportunity {made['opportunity']} (Prospecting) in Salesforce" in decided.getvalue()
