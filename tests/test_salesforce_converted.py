@@ -20,57 +20,31 @@ import io
 import json
 import sqlite3
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from support import back_to_schema, person_sets_lead, sandbox_org_config, with_fallback_queues
+from real_org_world import NOW, crm_sync_s_lead, cycle_at, first_routed, real_org_book, routed
+from support import back_to_schema, person_sets_lead, sandbox_org_config
 from test_minicycle import _world
 
-from sandbox import Sandbox, SandboxConfig, generate_book
+from sandbox import Sandbox, SandboxConfig
 from sandbox.server import ControlError
 from state import StateDB
-from sync.app import make_salesforce, make_vitally
 from sync.config import Config
-from sync.cycle import run_cycle
 from sync.explain import explain
 from sync.facts import SalesforceFacts
-from sync.vocabulary import CycleReport
 
-NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
 HEADERS = {"Authorization": "Bearer x"}
 DAY = timedelta(days=1)
-
-
-def _book() -> dict[str, Any]:
-    return with_fallback_queues(generate_book(300, seed=7, now=NOW, real_org=True))
-
-
-def _cycle(config: Config, state: StateDB, now: datetime, **kw: Any) -> CycleReport:
-    return run_cycle(config, state, make_vitally(config), make_salesforce(config), clock=lambda: now, now=now, **kw)
-
-
-def _routed(report: CycleReport) -> set[str]:
-    return {str(w.account) for w in report.plan if w.op == "upsert_lead"}
 
 
 @pytest.fixture(scope="module")
 def account() -> str:
     """An account the book's first cycle routes."""
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
-        routed = _routed(_cycle(sandbox_org_config(sandbox.url), StateDB.memory(), NOW))
-    return sorted(routed)[0]
-
-
-def _ours(sandbox: Sandbox, account: str) -> dict[str, Any]:
-    (lead,) = [
-        lead
-        for lead in sandbox.state()["salesforce"]["Lead"]
-        if (lead.get("Sync_Key__c") or "").startswith(f"crm-sync-{account}-")
-    ]
-    return dict(lead)
+    return first_routed()
 
 
 def _record(sandbox: Sandbox, sobject: str, record_id: str) -> dict[str, Any]:
@@ -82,9 +56,9 @@ def _record(sandbox: Sandbox, sobject: str, record_id: str) -> dict[str, Any]:
 
 
 def test_the_sandbox_converts_as_salesforce_does(account: str) -> None:
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
-        _cycle(sandbox_org_config(sandbox.url), StateDB.memory(), NOW)
-        lead = _ours(sandbox, account)
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        cycle_at(sandbox_org_config(sandbox.url), StateDB.memory(), NOW)
+        lead = crm_sync_s_lead(sandbox, account)
         made = requests.post(f"{sandbox.url}/_sandbox/convert", json={"lead": lead["Id"]}, timeout=10).json()
         converted = _record(sandbox, "Lead", lead["Id"])
         new_account = _record(sandbox, "Account", made["account"])
@@ -105,14 +79,14 @@ def test_the_sandbox_converts_as_salesforce_does(account: str) -> None:
 
 def _converted(sandbox: Sandbox, state: StateDB, config: Config, account: str, **kw: Any) -> dict[str, str | None]:
     """crm-sync routes `account` and reads its lead back; the owner converts it into an opportunity."""
-    assert account in _routed(_cycle(config, state, NOW))
-    _cycle(config, state, NOW + timedelta(minutes=15))
-    return sandbox.convert(_ours(sandbox, account)["Id"], **kw)
+    assert account in routed(cycle_at(config, state, NOW))
+    cycle_at(config, state, NOW + timedelta(minutes=15))
+    return sandbox.convert(crm_sync_s_lead(sandbox, account)["Id"], **kw)
 
 
 @pytest.mark.parametrize("mapped", [False, True], ids=["unmapped", "mapped"])
 def test_an_account_whose_lead_became_an_open_opportunity_is_not_routed_again(account: str, mapped: bool) -> None:
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)
         state = StateDB.memory()
         made = _converted(
@@ -124,12 +98,12 @@ def test_an_account_whose_lead_became_an_open_opportunity_is_not_routed_again(ac
         )
         later = NOW + 30 * DAY
         sandbox.set_clock(later)
-        report = _cycle(config, state, later)
-        full = _cycle(config, state, later, full=True)
+        report = cycle_at(config, state, later)
+        full = cycle_at(config, state, later, full=True)
         out = io.StringIO()
         explain(config, state, account, later, out, io.StringIO())
 
-    assert account not in _routed(report) | _routed(full)
+    assert account not in routed(report) | routed(full)
     assert f"open opportunity {made['opportunity']} (Prospecting) in Salesforce" in out.getvalue()
     assert "0 opportunit(ies)" not in out.getvalue()
     assert "1 opportunit(ies) (1 open)" in out.getvalue()  # joined once, whichever way
@@ -140,11 +114,11 @@ def test_the_opportunity_decides_what_follows(account: str) -> None:
     routes the account for the 90-day cool-off from the close (a change to the opportunity alone,
     not to the lead, makes the account judged again, the same day); in the BDRs' window (4–6
     months after the close) it is routed again, the BDR trigger among those that match."""
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)
         state = StateDB.memory()
         made = _converted(sandbox, state, config, account)
-        _cycle(config, state, NOW + DAY)
+        cycle_at(config, state, NOW + DAY)
         lost_on = NOW + 10 * DAY
         sandbox.set_clock(lost_on)
         requests.patch(
@@ -157,21 +131,21 @@ def test_the_opportunity_decides_what_follows(account: str) -> None:
             headers=HEADERS,
             timeout=10,
         ).raise_for_status()
-        lost = _cycle(config, state, lost_on + timedelta(hours=1))
+        lost = cycle_at(config, state, lost_on + timedelta(hours=1))
         cooling_on = lost_on + 60 * DAY
         sandbox.set_clock(cooling_on)
-        cooling = _cycle(config, state, cooling_on)
+        cooling = cycle_at(config, state, cooling_on)
         held = io.StringIO()
         explain(config, state, account, cooling_on, held, io.StringIO())
         bdr_window = lost_on + 130 * DAY
         sandbox.set_clock(bdr_window)
-        bdr = _cycle(config, state, bdr_window)
+        bdr = cycle_at(config, state, bdr_window)
         out = io.StringIO()
         explain(config, state, account, bdr_window, out, io.StringIO())
 
-    assert account not in _routed(lost) | _routed(cooling)
+    assert account not in routed(lost) | routed(cooling)
     assert f"converted into opportunity {made['opportunity']}, closed lost 2026-12-02 (60 days ago" in held.getvalue()
-    assert account in _routed(bdr)
+    assert account in routed(bdr)
     assert "bdr.closed_lost_unresponsive" in out.getvalue().split("also matched: ")[1].splitlines()[0]
 
 
@@ -212,7 +186,7 @@ def test_an_opportunity_joined_through_its_lead_is_part_of_the_account_s_facts()
 def test_a_person_s_own_lead_converted_joins_its_opportunity_too(account: str) -> None:
     """A lead a person created naming the account, converted: its opportunity holds the account as
     any open opportunity does."""
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)
         state = StateDB.memory()
         made = requests.post(
@@ -224,22 +198,22 @@ def test_a_person_s_own_lead_converted_joins_its_opportunity_too(account: str) -
         lead_id = made.json()["id"]
         person_sets_lead(sandbox.url, lead_id, Status="Working - Contacted")
         sandbox.convert(lead_id)
-        report = _cycle(config, state, NOW)
+        report = cycle_at(config, state, NOW)
         out = io.StringIO()
         explain(config, state, account, NOW, out, io.StringIO())
 
-    assert account not in _routed(report)
+    assert account not in routed(report)
     assert "open opportunity" in out.getvalue()
 
 
 def test_the_lead_crm_sync_s_was_merged_into_converted_joins_its_opportunity(account: str) -> None:
     """crm-sync's lead merged into a person's lead, which the person then converts: the account's
     context shows that lead converted, and its opportunity, open, holds the account."""
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)
         state = StateDB.memory()
-        assert account in _routed(_cycle(config, state, NOW))
-        _cycle(config, state, NOW + timedelta(minutes=15))
+        assert account in routed(cycle_at(config, state, NOW))
+        cycle_at(config, state, NOW + timedelta(minutes=15))
         made = requests.post(
             f"{sandbox.url}/services/data/v59.0/sobjects/Lead",
             json={"LastName": "Dup", "Company": "Dup Inc"},
@@ -247,15 +221,15 @@ def test_the_lead_crm_sync_s_was_merged_into_converted_joins_its_opportunity(acc
             timeout=10,
         )
         theirs = made.json()["id"]
-        sandbox.merge("Lead", theirs, [_ours(sandbox, account)["Id"]])
+        sandbox.merge("Lead", theirs, [crm_sync_s_lead(sandbox, account)["Id"]])
         converted = sandbox.convert(theirs)
         later = NOW + 120 * DAY
         sandbox.set_clock(later)
-        report = _cycle(config, state, later)
+        report = cycle_at(config, state, later)
         out = io.StringIO()
         explain(config, state, account, later, out, io.StringIO())
 
-    assert account not in _routed(report)
+    assert account not in routed(report)
     assert f"open opportunity {converted['opportunity']} (Prospecting) in Salesforce" in out.getvalue()
 
 
@@ -314,7 +288,7 @@ def test_the_paths_agree_on_an_opportunity_whose_account_does_not_parse() -> Non
 def test_the_sandbox_fills_an_existing_account_s_empty_fields_on_conversion() -> None:
     """convertLead(): into an existing Account "only empty fields in the target object are
     overwritten" (SOAP API): a mapped `Vitally_Account_Id__c` fills that Account's empty one."""
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         base = f"{sandbox.url}/services/data/v59.0/sobjects"
         existing = requests.post(f"{base}/Account", json={"Name": "Acme Ltd"}, headers=HEADERS, timeout=10).json()["id"]
         lead = requests.post(

@@ -13,38 +13,23 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import requests
-from support import sandbox_org_config, with_fallback_queues
+from real_org_world import NOW, crm_sync_s_lead, cycle_at, first_routed, real_org_book, routed
+from support import sandbox_org_config
 
-from sandbox import Sandbox, SandboxConfig, generate_book
+from sandbox import Sandbox, SandboxConfig
 from state import StateDB
-from sync.app import make_salesforce, make_vitally
 from sync.config import Config
-from sync.cycle import run_cycle
 from sync.explain import explain
-from sync.vocabulary import CycleReport
 
-NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
 HEADERS = {"Authorization": "Bearer x", "Sforce-Auto-Assign": "FALSE"}
 
 
-def _book() -> dict[str, Any]:
-    return with_fallback_queues(generate_book(300, seed=7, now=NOW, real_org=True))
-
-
-def _cycle(config: Config, state: StateDB, now: datetime, **kw: Any) -> CycleReport:
-    return run_cycle(config, state, make_vitally(config), make_salesforce(config), clock=lambda: now, now=now, **kw)
-
-
-def _routed(report: CycleReport) -> set[str]:
-    return {str(w.account) for w in report.plan if w.op == "upsert_lead"}
-
-
 def test_the_sandbox_keeps_a_deleted_record_for_query_all_only() -> None:
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         base = f"{sandbox.url}/services/data/v59.0"
         made = requests.post(
             f"{base}/sobjects/Lead", json={"LastName": "D", "Company": "D"}, headers=HEADERS, timeout=10
@@ -64,12 +49,6 @@ def test_the_sandbox_keeps_a_deleted_record_for_query_all_only() -> None:
     assert live["records"][0]["IsDeleted"] is False
 
 
-def _an_account_a_fresh_read_routes() -> str:
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
-        routed = _routed(_cycle(sandbox_org_config(sandbox.url), StateDB.memory(), NOW))
-    return sorted(routed)[0]
-
-
 def _a_person_s_lead(base: str, account: str) -> str:
     """An open lead a person creates for `account` in Salesforce; its Id."""
     made = requests.post(
@@ -86,13 +65,13 @@ def _a_person_s_lead(base: str, account: str) -> str:
 def _a_person_s_lead_deleted() -> Iterator[tuple[Sandbox, Config, StateDB, str, str]]:
     """(sandbox, config, state, account, lead Id): a person's open lead held its account back in
     a first cycle, then the person deleted it in Salesforce."""
-    account = _an_account_a_fresh_read_routes()
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    account = first_routed()
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)
         base = f"{sandbox.url}/services/data/v59.0"
         lead_id = _a_person_s_lead(base, account)
         state = StateDB.memory()
-        assert account not in _routed(_cycle(config, state, NOW))  # a person's open lead: held back
+        assert account not in routed(cycle_at(config, state, NOW))  # a person's open lead: held back
         assert requests.delete(f"{base}/sobjects/Lead/{lead_id}", headers=HEADERS, timeout=10).ok
         yield sandbox, config, state, account, lead_id
 
@@ -100,39 +79,35 @@ def _a_person_s_lead_deleted() -> Iterator[tuple[Sandbox, Config, StateDB, str, 
 def test_a_person_s_open_lead_deleted_in_salesforce_stops_holding_its_account_back() -> None:
     with _a_person_s_lead_deleted() as (_, config, state, account, lead_id):
         later = NOW + timedelta(hours=1)
-        report = _cycle(config, state, later)  # an incremental cycle, not --full
+        report = cycle_at(config, state, later)  # an incremental cycle, not --full
 
-        assert account in _routed(report)
+        assert account in routed(report)
         assert report.counts["sf_lead_deleted"] == 1
         assert state.sf_raw("Lead", lead_id) is None  # gone from the mirror
 
 
 def _delete_crm_sync_s_lead(sandbox: Sandbox, account: str) -> dict[str, Any]:
     """A person deletes, in Salesforce, the lead crm-sync created for `account`; returns it."""
-    (lead,) = [
-        lead
-        for lead in sandbox.state()["salesforce"]["Lead"]
-        if (lead.get("Sync_Key__c") or "").startswith(f"crm-sync-{account}-")
-    ]
+    lead = crm_sync_s_lead(sandbox, account)
     base = f"{sandbox.url}/services/data/v59.0"
     assert requests.delete(f"{base}/sobjects/Lead/{lead['Id']}", headers=HEADERS, timeout=10).ok
-    return dict(lead)
+    return lead
 
 
 def test_a_lead_crm_sync_created_that_a_person_deleted_is_not_created_again_nor_written_to() -> None:
-    account = _an_account_a_fresh_read_routes()
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    account = first_routed()
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)
         state = StateDB.memory()
-        _cycle(config, state, NOW)
+        cycle_at(config, state, NOW)
         lead = _delete_crm_sync_s_lead(sandbox, account)
 
         later = NOW + timedelta(hours=1)
-        report = _cycle(config, state, later, full=True)  # every account and lead judged again
+        report = cycle_at(config, state, later, full=True)  # every account and lead judged again
         out = io.StringIO()
         explain(config, state, account, later, out, io.StringIO())
 
-    assert account not in _routed(report)  # the person's "no" is not undone
+    assert account not in routed(report)  # the person's "no" is not undone
     assert not [w for w in report.plan if w.record == lead["Id"]]  # nothing written to a deleted lead
     assert (state.sf_raw("Lead", lead["Id"]) or {}).get("IsDeleted") is True  # kept, marked
     assert f"lead {lead['Id']} deleted in Salesforce" in out.getvalue()
@@ -160,43 +135,43 @@ def test_a_person_s_lead_deleted_and_purged_between_two_reads_leaves_the_mirror_
         hour = NOW + timedelta(hours=1)
         sandbox.set_clock(hour)
         start = sandbox.calls_total()
-        report = _cycle(config, state, hour)
+        report = cycle_at(config, state, hour)
         assert _id_scans(sandbox, start) == []  # not due yet: no request beyond the change reads
-        assert account not in _routed(report)  # the purged lead, still mirrored, holds it back
+        assert account not in routed(report)  # the purged lead, still mirrored, holds it back
         assert report.counts["sf_lead_deleted"] == 0
 
         day = NOW + timedelta(hours=24, minutes=1)
         sandbox.set_clock(day)
         start = sandbox.calls_total()
-        report = _cycle(config, state, day)
+        report = cycle_at(config, state, day)
 
         assert _id_scans(sandbox, start) == ["Lead", "Opportunity", "Account"]  # a page each here
         assert state.sf_raw("Lead", lead_id) is None
         assert report.counts["sf_lead_deleted"] == 1
-        assert account in _routed(report)
+        assert account in routed(report)
         start = sandbox.calls_total()
-        _cycle(config, state, day + timedelta(minutes=15))
+        cycle_at(config, state, day + timedelta(minutes=15))
         assert _id_scans(sandbox, start) == []  # compared again a day later
 
 
 def test_a_lead_crm_sync_created_deleted_and_purged_is_kept_marked_and_not_created_again() -> None:
-    account = _an_account_a_fresh_read_routes()
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    account = first_routed()
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         org = sandbox_org_config(sandbox.url)
         config = replace(org, salesforce=replace(org.salesforce, reconcile_hours=1))
         state = StateDB.memory()
-        _cycle(config, state, NOW)
-        _cycle(config, state, NOW + timedelta(minutes=15))  # reads the lead it created into the mirror
+        cycle_at(config, state, NOW)
+        cycle_at(config, state, NOW + timedelta(minutes=15))  # reads the lead it created into the mirror
         lead = _delete_crm_sync_s_lead(sandbox, account)
         assert sandbox.empty_recycle_bin("Lead") == [lead["Id"]]
         assert state.sf_raw("Lead", lead["Id"]) is not None
 
         later = NOW + timedelta(hours=2)
         sandbox.set_clock(later)
-        report = _cycle(config, state, later, full=True)  # every account and lead judged again
+        report = cycle_at(config, state, later, full=True)  # every account and lead judged again
 
     assert report.counts["sf_lead_deleted"] == 1
-    assert account not in _routed(report)  # the person's "no" is not undone
+    assert account not in routed(report)  # the person's "no" is not undone
     assert not [w for w in report.plan if w.record == lead["Id"]]
     kept = state.sf_raw("Lead", lead["Id"]) or {}
     assert kept.get("IsDeleted") is True  # kept, marked, as when QueryAll reads the deletion
@@ -208,10 +183,10 @@ def test_a_comparison_that_would_empty_much_of_the_mirror_is_reported_not_applie
     like mass deletion to a comparison of Ids: removing them would let crm-sync create leads beside
     ones it no longer sees. More than `reconcile_max_share` (0.2) of an object's mirrored records,
     and more than 10: reported, the mirror kept."""
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)
         state = StateDB.memory()
-        _cycle(config, state, NOW)
+        cycle_at(config, state, NOW)
         mirrored = state.sf_ids("Lead")
         hidden = mirrored[: len(mirrored) // 2]
         with sandbox._lock:  # gone from every answer, as records the user may no longer see
@@ -220,7 +195,7 @@ def test_a_comparison_that_would_empty_much_of_the_mirror_is_reported_not_applie
 
         day = NOW + timedelta(hours=25)
         sandbox.set_clock(day)
-        report = _cycle(config, state, day)
+        report = cycle_at(config, state, day)
 
     assert set(mirrored) <= set(state.sf_ids("Lead"))  # every one kept (and the leads it created since)
     assert report.counts["sf_lead_deleted"] == 0

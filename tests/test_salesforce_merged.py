@@ -17,44 +17,30 @@ import io
 import json
 import sqlite3
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from support import back_to_schema, person_sets_lead, sandbox_org_config, with_fallback_queues
+from real_org_world import NOW, crm_sync_s_lead, cycle_at, first_routed, real_org_book, routed
+from support import back_to_schema, person_sets_lead, sandbox_org_config
 
 from core.model import Account, Lead
 from rules import Policy
 from rules.context import AccountContext
 from rules.episodes import answered, episodes, hold
-from sandbox import Sandbox, SandboxConfig, generate_book
+from sandbox import Sandbox, SandboxConfig
 from sandbox.server import ControlError
 from state import StateDB
-from sync.app import make_salesforce, make_vitally
 from sync.config import Config
-from sync.cycle import run_cycle
 from sync.explain import explain
 from sync.facts import SalesforceFacts
 from sync.ingest import mirror_sf
 from sync.vocabulary import CycleReport, Hooks
 
-NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
 HEADERS = {"Authorization": "Bearer x", "Sforce-Auto-Assign": "FALSE"}
 DAY = timedelta(days=1)
-
-
-def _book() -> dict[str, Any]:
-    return with_fallback_queues(generate_book(300, seed=7, now=NOW, real_org=True))
-
-
-def _cycle(config: Config, state: StateDB, now: datetime, **kw: Any) -> CycleReport:
-    return run_cycle(config, state, make_vitally(config), make_salesforce(config), clock=lambda: now, now=now, **kw)
-
-
-def _routed(report: CycleReport) -> set[str]:
-    return {str(w.account) for w in report.plan if w.op == "upsert_lead"}
 
 
 def _a_person_s_lead(sandbox: Sandbox, **fields: Any) -> str:
@@ -77,20 +63,11 @@ def _query_all(sandbox: Sandbox, soql: str) -> list[dict[str, Any]]:
     return list(answer.json()["records"])
 
 
-def _crm_sync_s_lead(sandbox: Sandbox, account: str) -> dict[str, Any]:
-    (lead,) = [
-        lead
-        for lead in sandbox.state()["salesforce"]["Lead"]
-        if (lead.get("Sync_Key__c") or "").startswith(f"crm-sync-{account}-")
-    ]
-    return dict(lead)
-
-
 # -- the sandbox ------------------------------------------------------------------------------------
 
 
 def test_the_sandbox_merges_as_salesforce_does() -> None:
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         master = _a_person_s_lead(sandbox, Title="Keeps")
         victim = _a_person_s_lead(sandbox, Title="Gives", Email="gives@example.com")
         before = _query_all(sandbox, f"SELECT SystemModstamp FROM Lead WHERE Id = '{master}'")[0]["SystemModstamp"]
@@ -129,7 +106,7 @@ def test_the_sandbox_merges_as_salesforce_does() -> None:
     ],
 )
 def test_the_sandbox_refuses_what_salesforce_cannot_merge(change: dict[str, Any], message: str) -> None:
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         master, victim = _a_person_s_lead(sandbox), _a_person_s_lead(sandbox)
         payload = {"object": "Lead", "master": master, "merged": [victim], **change}
         with pytest.raises(ControlError, match=message):
@@ -142,37 +119,35 @@ def test_the_sandbox_refuses_what_salesforce_cannot_merge(change: dict[str, Any]
 @pytest.fixture(scope="module")
 def account() -> str:
     """An account the book's first cycle routes."""
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
-        routed = _routed(_cycle(sandbox_org_config(sandbox.url), StateDB.memory(), NOW))
-    return sorted(routed)[0]
+    return first_routed()
 
 
 def _merged_into_a_person_s_lead(sandbox: Sandbox, state: StateDB, config: Config, account: str) -> tuple[str, str]:
     """crm-sync routes `account` and reads its lead back; a person merges that lead into their own
     lead (being worked) for the same company, which names no Vitally account. (crm-sync's lead,
     the person's)."""
-    assert account in _routed(_cycle(config, state, NOW))
-    _cycle(config, state, NOW + timedelta(minutes=15))  # reads the lead it created into the mirror
-    ours = _crm_sync_s_lead(sandbox, account)["Id"]
+    assert account in routed(cycle_at(config, state, NOW))
+    cycle_at(config, state, NOW + timedelta(minutes=15))  # reads the lead it created into the mirror
+    ours = crm_sync_s_lead(sandbox, account)["Id"]
     theirs = _a_person_s_lead(sandbox, Status="Working - Contacted")
     sandbox.merge("Lead", theirs, [ours])
     return ours, theirs
 
 
 def test_crm_sync_s_lead_merged_into_a_person_s_is_not_their_no(tmp_path: Path, account: str) -> None:
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)
         state = StateDB.open(tmp_path / "state.db")
         ours, theirs = _merged_into_a_person_s_lead(sandbox, state, config, account)
-        report = _cycle(config, state, NOW + DAY)
+        report = cycle_at(config, state, NOW + DAY)
         after_cool_off = NOW + 120 * DAY  # past the 90-day cool-off a deletion starts
         sandbox.set_clock(after_cool_off)
-        late = _cycle(config, state, after_cool_off, full=True)
+        late = cycle_at(config, state, after_cool_off, full=True)
         out = io.StringIO()
         explain(config, state, account, after_cool_off, out, io.StringIO())
 
     assert state.lead_merges() == {ours: theirs}
-    assert account not in _routed(report) | _routed(late)  # the rep works the lead it lives on in
+    assert account not in routed(report) | routed(late)  # the rep works the lead it lives on in
     assert not [w for w in [*report.plan, *late.plan] if w.record in (ours, theirs)]  # neither is written to
     shown = out.getvalue()
     assert f"lead {theirs} (crm-sync's lead {ours} merged into it) status Working - Contacted" in shown
@@ -183,50 +158,50 @@ def test_the_lead_it_lives_on_in_decides_what_follows(account: str) -> None:
     """The person disqualifies the lead crm-sync's was merged into: the cool-off starts then (an
     incremental cycle sees it: that lead is part of the account's facts), and the account is
     routed again once it is over."""
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)
         state = StateDB.memory()
         _, theirs = _merged_into_a_person_s_lead(sandbox, state, config, account)
-        _cycle(config, state, NOW + DAY)
+        cycle_at(config, state, NOW + DAY)
         disqualified_on = NOW + 60 * DAY
         sandbox.set_clock(disqualified_on)
         person_sets_lead(sandbox.url, theirs, Status="Disqualified")
-        held = _cycle(config, state, disqualified_on + timedelta(hours=1))
+        held = cycle_at(config, state, disqualified_on + timedelta(hours=1))
         still_held = NOW + 120 * DAY  # 120 days after the merge, 60 after the "no"
         sandbox.set_clock(still_held)
-        cooling = _cycle(config, state, still_held)
+        cooling = cycle_at(config, state, still_held)
         over = disqualified_on + 91 * DAY
         sandbox.set_clock(over)
-        routed = _cycle(config, state, over)
+        again = cycle_at(config, state, over)
 
-    assert account not in _routed(held) | _routed(cooling)
-    assert account in _routed(routed)  # an incremental cycle: the cool-off's end is a clock boundary
+    assert account not in routed(held) | routed(cooling)
+    assert account in routed(again)  # an incremental cycle: the cool-off's end is a clock boundary
 
 
 def test_a_lead_merged_twice_lives_on_in_the_last_one(account: str) -> None:
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)
         state = StateDB.memory()
         ours, theirs = _merged_into_a_person_s_lead(sandbox, state, config, account)
-        _cycle(config, state, NOW + DAY)
+        cycle_at(config, state, NOW + DAY)
         last = _a_person_s_lead(sandbox, Status="Nurture")
         sandbox.merge("Lead", last, [theirs])  # the person's lead leaves the mirror; the merge is kept
         later = NOW + 120 * DAY
         sandbox.set_clock(later)
-        report = _cycle(config, state, later)
+        report = cycle_at(config, state, later)
         out = io.StringIO()
         explain(config, state, account, later, out, io.StringIO())
 
     assert state.lead_merges() == {ours: theirs, theirs: last}
     assert state.sf_raw("Lead", theirs) is None
-    assert account not in _routed(report)
+    assert account not in routed(report)
     assert f"lead {last} (crm-sync's lead {ours} merged into it) status Nurture" in out.getvalue()
 
 
 def test_merged_into_a_lead_crm_sync_cannot_see_it_stays_a_deletion(account: str) -> None:
     """The lead it was merged into deleted since (a person's, so gone from the mirror): the merge
     is read as that deletion, a "no", and the reason says where the lead went."""
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)
         state = StateDB.memory()
         ours, theirs = _merged_into_a_person_s_lead(sandbox, state, config, account)
@@ -234,28 +209,28 @@ def test_merged_into_a_lead_crm_sync_cannot_see_it_stays_a_deletion(account: str
         assert requests.delete(f"{base}/sobjects/Lead/{theirs}", headers=HEADERS, timeout=10).ok
         later = NOW + 30 * DAY
         sandbox.set_clock(later)
-        report = _cycle(config, state, later)
+        report = cycle_at(config, state, later)
         out = io.StringIO()
         explain(config, state, account, later, out, io.StringIO())
 
-    assert account not in _routed(report)  # within the cool-off
+    assert account not in routed(report)  # within the cool-off
     assert f"lead {ours} merged into lead {theirs}, unseen, in Salesforce" in out.getvalue()
 
 
 def test_a_person_s_duplicate_merged_into_crm_sync_s_lead_changes_nothing(account: str) -> None:
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)
         state = StateDB.memory()
-        _cycle(config, state, NOW)
-        _cycle(config, state, NOW + timedelta(minutes=15))
-        ours = _crm_sync_s_lead(sandbox, account)["Id"]
+        cycle_at(config, state, NOW)
+        cycle_at(config, state, NOW + timedelta(minutes=15))
+        ours = crm_sync_s_lead(sandbox, account)["Id"]
         theirs = _a_person_s_lead(sandbox, Vitally_Account_Id__c=account)
         sandbox.merge("Lead", ours, [theirs])
-        report = _cycle(config, state, NOW + DAY, full=True)
+        report = cycle_at(config, state, NOW + DAY, full=True)
 
     assert state.lead_merges() == {}  # a person's lead merged away, no chain through it: nothing to follow
     assert state.sf_raw("Lead", theirs) is None  # a person's deleted lead leaves the mirror
-    assert account not in _routed(report)
+    assert account not in routed(report)
     assert (state.sf_raw("Lead", ours) or {}).get("IsDeleted") is False
 
 
@@ -264,11 +239,11 @@ def test_a_state_from_before_merges_were_read_finds_them_in_the_recycle_bin(tmp_
     migration 15 forgets the Lead cursors, so the next cycle reads every lead again and finds the
     merges still in the Recycle Bin."""
     path = tmp_path / "state.db"
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)
         state = StateDB.open(path)
         _merged_into_a_person_s_lead(sandbox, state, config, account)
-        _cycle(config, state, NOW + DAY)
+        cycle_at(config, state, NOW + DAY)
         state.close()
         with sqlite3.connect(path) as conn:  # the old build's mirror and schema version
             rows = conn.execute("SELECT id, raw FROM sf_records WHERE object = 'Lead'").fetchall()
@@ -281,10 +256,10 @@ def test_a_state_from_before_merges_were_read_finds_them_in_the_recycle_bin(tmp_
         assert state.cursor("salesforce.Lead") is None
         later = NOW + 2 * DAY
         sandbox.set_clock(later)
-        report = _cycle(config, state, later)
+        report = cycle_at(config, state, later)
         after_cool_off = NOW + 120 * DAY
         sandbox.set_clock(after_cool_off)
-        late = _routed(_cycle(config, state, after_cool_off))
+        late = routed(cycle_at(config, state, after_cool_off))
         state.close()
 
     assert report.counts["sf_lead_read"] >= 2
@@ -386,17 +361,17 @@ def test_merged_into_crm_sync_s_lead_of_another_account_is_not_routed_again(full
     """Two Vitally accounts of one company each got a lead; a rep keeps one. The account whose lead
     was merged away lives on in the lead kept, open and worked, as a person's lead (it does not
     carry that account's Sync_Key__c): no second lead, no second owner."""
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)
         state = StateDB.memory()
-        x, y = sorted(_routed(_cycle(config, state, NOW)))[:2]
-        _cycle(config, state, NOW + timedelta(minutes=15))
-        merged, kept = _crm_sync_s_lead(sandbox, x)["Id"], _crm_sync_s_lead(sandbox, y)["Id"]
+        x, y = sorted(routed(cycle_at(config, state, NOW)))[:2]
+        cycle_at(config, state, NOW + timedelta(minutes=15))
+        merged, kept = crm_sync_s_lead(sandbox, x)["Id"], crm_sync_s_lead(sandbox, y)["Id"]
         sandbox.merge("Lead", kept, [merged])
-        report = _cycle(config, state, NOW + DAY, full=full)
+        report = cycle_at(config, state, NOW + DAY, full=full)
 
     assert state.lead_merges() == {merged: kept}
-    assert x not in _routed(report)
+    assert x not in routed(report)
     (lead,) = SalesforceFacts.load(state).context_for(x).leads
     assert (lead.id, lead.sync_key, lead.merged_from) == (kept, None, merged)
 
@@ -486,7 +461,7 @@ def test_an_event_reads_the_merges_of_its_accounts_only(monkeypatch: pytest.Monk
 
 def test_the_sandbox_reparents_an_account_s_records_when_accounts_are_merged() -> None:
     """merge() "makes the master record the new parent of the related records" (SOAP API)."""
-    with Sandbox(_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
         base = f"{sandbox.url}/services/data/v59.0/sobjects"
 
         def made(sobject: str, **fields: Any) -> str:
