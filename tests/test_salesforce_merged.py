@@ -148,7 +148,10 @@ def test_crm_sync_s_lead_merged_into_a_person_s_is_not_their_no(tmp_path: Path, 
 
     assert state.lead_merges() == {ours: theirs}
     assert account not in routed(report) | routed(late)  # the rep works the lead it lives on in
-    assert not [w for w in [*report.plan, *late.plan] if w.record in (ours, theirs)]  # neither is written to
+    # Neither is routed, owned or closed. The lead kept, an open lead like any other, is scored
+    # (scoring.lead_score writes `Lead_Score__c` on every open lead whose score changed).
+    written = [w for w in [*report.plan, *late.plan] if w.record in (ours, theirs)]
+    assert [(w.record, w.op, set(w.fields)) for w in written] == [(theirs, "update_lead", {"Lead_Score__c"})]
     shown = out.getvalue()
     assert f"lead {theirs} (crm-sync's lead {ours} merged into it) status Working - Contacted" in shown
     assert f"lead {ours} deleted" not in shown and f"lead {ours} merged into lead" not in shown
