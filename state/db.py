@@ -839,10 +839,38 @@ class StateDB:
                 "ON CONFLICT (victim) DO UPDATE SET master = excluded.master, merged_at = excluded.merged_at",
                 merged,
             )
-        if live and self.db.conn.execute("SELECT 1 FROM lead_merges LIMIT 1").fetchone() is not None:
+        self._unmerge("lead_merges", live)
+
+    def record_account_merges(
+        self, merged: Sequence[tuple[str, str, str | None, str]], *, live: Sequence[str] = ()
+    ) -> None:
+        """Remember Salesforce Accounts merged away, `(Id, MasterRecordId, the Vitally account it
+        named or None, SystemModstamp)` (state migration 17): those that named a Vitally account,
+        and another only when a remembered merge ends on it (a chain to follow), so the table grows
+        with the merges of the Accounts crm-sync joins, not the org's. Forget any merge of the
+        `live` Accounts (read again, not deleted: restored)."""
+        if merged:
+            self.db.conn.executemany(
+                "INSERT INTO account_merges (victim, master, vitally_id, merged_at) SELECT ?1, ?2, ?3, ?4 "
+                "WHERE ?3 IS NOT NULL OR EXISTS (SELECT 1 FROM account_merges WHERE master = ?1) "
+                "ON CONFLICT (victim) DO UPDATE SET master = excluded.master, "
+                "vitally_id = excluded.vitally_id, merged_at = excluded.merged_at",
+                merged,
+            )
+        self._unmerge("account_merges", live)
+
+    def _unmerge(self, table: str, live: Sequence[str]) -> None:
+        """Forget the merges (`table`: `lead_merges` or `account_merges`) of the records `live`."""
+        if live and self.db.conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
             for start in range(0, len(live), 500):
                 chunk = live[start : start + 500]
-                self.db.conn.execute(f"DELETE FROM lead_merges WHERE victim IN ({','.join('?' * len(chunk))})", chunk)
+                self.db.conn.execute(f"DELETE FROM {table} WHERE victim IN ({','.join('?' * len(chunk))})", chunk)
+
+    def account_merges(self) -> dict[str, tuple[str, str | None]]:
+        """Every Salesforce Account merged away that the state remembers → (the Account it was
+        merged into, the Vitally account it named or None)."""
+        rows = self.db.execute("SELECT victim, master, vitally_id FROM account_merges")
+        return {str(victim): (str(master), None if named is None else str(named)) for victim, master, named in rows}
 
     def lead_merges(self) -> dict[str, str]:
         """Every lead merged away that the state remembers → the lead it was merged into."""
@@ -1137,7 +1165,7 @@ class StateDB:
     def reset_mirror(self) -> None:
         """Forget the mirror and its cursors (`resync`): the next read takes everything again from
         both services. What crm-sync wrote, its outbox, owners and history stay."""
-        for table in ("cursors", "accounts", "sf_records", "malformed", "lead_merges"):
+        for table in ("cursors", "accounts", "sf_records", "malformed", "lead_merges", "account_merges"):
             self.db.execute(f"DELETE FROM {table}")
 
     def cursor(self, name: str) -> str | None:

@@ -368,6 +368,20 @@ def _v16(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX lead_merges_master ON lead_merges (master)")
 
 
+def _v17(db: sqlite_utils.Database) -> None:
+    """Salesforce Accounts merged (`MasterRecordId` on the Account merged away, read through
+    QueryAll), each with the Vitally account it named: a merge moves the Account's opportunities
+    to the Account kept, which may name no Vitally account, and `sync.facts` joins them to the
+    Vitally account all the same. The Account cursors are forgotten: the next cycle reads every
+    Account once more with the new field, so the merges still in the Recycle Bin (15 days) are
+    found; older ones are not."""
+    db.execute(
+        "CREATE TABLE account_merges (victim TEXT PRIMARY KEY, master TEXT NOT NULL, vitally_id TEXT, merged_at TEXT)"
+    )
+    db.execute("CREATE INDEX account_merges_master ON account_merges (master)")
+    db.execute("DELETE FROM cursors WHERE name IN ('salesforce.Account', 'salesforce.Account.queried_at')")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1,
     _v2,
@@ -385,6 +399,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v14,
     _v15,
     _v16,
+    _v17,
 ]
 
 

@@ -80,6 +80,14 @@ def _lives_on(survivor: Lead, merged: Lead, account_id: str, *, linked: bool) ->
     )
 
 
+def _names(own: str | None, merged: Iterable[str]) -> list[str]:
+    """The Vitally accounts a Salesforce Account joins: the one it names (`own`), then those of
+    the Accounts merged into it, each once."""
+    named = [own] if own else []
+    named.extend(vitally_id for vitally_id in merged if vitally_id not in named)
+    return named
+
+
 def _parses(parse: Callable[[dict[str, Any]], object], raw: bytes | dict[str, Any]) -> bool:
     try:
         parse(json.loads(raw) if isinstance(raw, bytes) else raw)
@@ -272,31 +280,55 @@ class SalesforceFacts:
         account: parsed now, or (`lazy`) found by the fields SQLite reads and parsed when the
         account's context is first asked for (`_opportunities_of`). Each is kept with a digest
         of its raw JSON and of its Salesforce Account's."""
-        joined: dict[str, tuple[str, bytes]] = {}  # Salesforce Account Id -> (Vitally id, digest)
+        # Salesforce Account Id -> [(Vitally id, the Account's digest)]: the one it names, and
+        # those of the Accounts merged into it.
+        joined: dict[str, list[tuple[str, bytes]]] = {}
+        merged = self._merged_accounts()
         opp_facts: dict[str, bytes] = {}
         if not lazy:
             for account, digest in _each(self.state, "Account", parse_sf_account):
-                if account.vitally_account_id:
-                    joined[account.id] = (account.vitally_account_id, digest)
+                named = _names(account.vitally_account_id, merged.get(account.id, ()))
+                if named:
+                    joined[account.id] = [(vitally_id, digest) for vitally_id in named]
             for opportunity, digest in _each(self.state, "Opportunity", parse_opportunity):
                 parent = opportunity.account_id or ""
-                if parent in joined:
-                    vitally_id, parent_digest = joined[parent]
+                for vitally_id, parent_digest in joined.get(parent, ()):
                     link = _link(opportunity.id, _digest(digest + parent_digest), parent)
                     opp_facts[vitally_id] = opp_facts.get(vitally_id, b"") + link
                     self._opps_by_account[vitally_id].append(opportunity)
             self._opp_facts = opp_facts
             return
-        for sf_id, digest, named, _ in self.state.iter_sf_links("Account"):
+        for sf_id, digest, own, _ in self.state.iter_sf_links("Account"):
+            named = _names(own, merged.get(sf_id, ()))
             if named:
-                joined[sf_id] = (named, digest)
+                joined[sf_id] = [(vitally_id, digest) for vitally_id in named]
         for opportunity_id, digest, _, sf_account in self.state.iter_sf_links("Opportunity"):
-            if sf_account is not None and sf_account in joined:
-                vitally_id, parent_digest = joined[sf_account]
+            parent = sf_account or ""
+            for vitally_id, parent_digest in joined.get(parent, ()):
                 raw_digest = _digest(digest + parent_digest)
-                self._opp_links[vitally_id].append((opportunity_id, raw_digest, sf_account))
-                opp_facts[vitally_id] = opp_facts.get(vitally_id, b"") + _link(opportunity_id, raw_digest, sf_account)
+                self._opp_links[vitally_id].append((opportunity_id, raw_digest, parent))
+                opp_facts[vitally_id] = opp_facts.get(vitally_id, b"") + _link(opportunity_id, raw_digest, parent)
         self._opp_facts = opp_facts
+
+    def _merged_accounts(self, account_ids: Collection[str] | None = None) -> dict[str, list[str]]:
+        """Salesforce Account Id -> the Vitally accounts (of `account_ids`, when given) named by
+        Accounts a person merged into it, following chains of merges to the Account each ends on
+        (`StateDB.account_merges`): a merge moves the merged Account's opportunities to the Account
+        kept, which may name no Vitally account, or another one (two Vitally accounts of one
+        company: that Account's opportunities are both accounts' then). A chain that comes back
+        on itself, which no merge can make, joins nothing."""
+        merges = self.state.account_merges()
+        found: dict[str, list[str]] = defaultdict(list)
+        for victim, (master, named) in sorted(merges.items()):
+            if not named or (account_ids is not None and named not in account_ids):
+                continue
+            seen, final = {victim}, master
+            while final in merges and final not in seen:
+                seen.add(final)
+                final = merges[final][0]
+            if final not in seen and named not in found[final]:
+                found[final].append(named)
+        return found
 
     def _opportunities_of(self, account_id: str) -> list[Opportunity] | None:
         """The account's opportunities, parsed (once) when `load` was lazy, as an eager `load`
@@ -472,16 +504,7 @@ class SalesforceFacts:
         facts = cls._of(state, policy, _scoped=scoped)
         for user, _ in _parsed(state, "User", parse_user):
             facts.users[user.id] = user
-        vitally_of_sf_account = {
-            account.id: account.vitally_account_id
-            for account, _ in _rows(state.sf_where("Account", "Vitally_Account_Id__c", account_ids), parse_sf_account)
-            if account.vitally_account_id
-        }
-        opportunities = state.sf_where("Opportunity", "AccountId", vitally_of_sf_account)
-        for opportunity, _ in _rows(opportunities, parse_opportunity):
-            vitally_id = vitally_of_sf_account.get(opportunity.account_id or "")
-            if vitally_id:
-                facts._opps_by_account[vitally_id].append(opportunity)
+        facts._scoped_opportunities(account_ids)
         linked = state.sf_where("Lead", "Vitally_Account_Id__c", account_ids)
         named = state.sf_where("Lead", "Id", lead_ids)
         last = state.last_written("salesforce")
@@ -511,6 +534,23 @@ class SalesforceFacts:
         for lead, _ in _rows(state.sf_where("Lead", "Id", same), parse_lead):
             facts._disqualified(lead)
         return facts
+
+    def _scoped_opportunities(self, account_ids: Collection[str]) -> None:
+        """`load_for`: the opportunities of the Salesforce Accounts that name these accounts, and
+        of those Accounts naming them were merged into (`_merged_accounts`), read for them alone."""
+        state = self.state
+        merged = self._merged_accounts(account_ids)
+        naming = state.sf_where("Account", "Vitally_Account_Id__c", account_ids)
+        kept = state.sf_where("Account", "Id", sorted(merged))
+        joins: dict[str, list[str]] = {}  # Salesforce Account Id -> the accounts it joins
+        for account, _ in _rows(sorted({row[0]: row for row in [*naming, *kept]}.values()), parse_sf_account):
+            own = account.vitally_account_id if account.vitally_account_id in account_ids else None
+            named = _names(own, merged.get(account.id, ()))
+            if named:
+                joins[account.id] = named
+        for opportunity, _ in _rows(state.sf_where("Opportunity", "AccountId", joins), parse_opportunity):
+            for vitally_id in joins.get(opportunity.account_id or "", ()):
+                self._opps_by_account[vitally_id].append(opportunity)
 
     def _disqualified(self, lead: Lead, digest: bytes | None = None) -> None:
         """Remember a disqualified lead's company (`company_disqualified_at`), and the digest of

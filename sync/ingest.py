@@ -37,7 +37,9 @@ SF_OBJECTS: Mapping[str, tuple[str, ...]] = {
     "Opportunity": (
         "Id", "AccountId", "StageName", "CloseDate", "Loss_Reason__c", "OwnerId", "SystemModstamp", "IsDeleted",
     ),
-    "Account": ("Id", "Name", "Website", "Vitally_Account_Id__c", "OwnerId", "SystemModstamp", "IsDeleted"),
+    "Account": (
+        "Id", "Name", "Website", "Vitally_Account_Id__c", "OwnerId", "SystemModstamp", "IsDeleted", "MasterRecordId",
+    ),
 }  # fmt: skip
 
 
@@ -439,8 +441,9 @@ class _Reader:
         self.state.upsert_sf(rows.values())
         if gone:
             self.state.remove_sf(sobject, gone)
-        if sobject == "Lead":
-            self._merges(page)
+        merges = {"Lead": self._merges, "Account": self._account_merges}.get(sobject)
+        if merges is not None:
+            merges(page)
         return newest
 
     def _merges(self, page: list[dict[str, Any] | Unreadable]) -> None:
@@ -459,6 +462,24 @@ class _Reader:
             elif isinstance(master, str) and master and isinstance(stamp, str):
                 merged.append((str(raw.get("Id")), master, stamp, bool(raw.get("Sync_Key__c"))))
         self.state.record_merges(merged, live=live)
+
+    def _account_merges(self, page: list[dict[str, Any] | Unreadable]) -> None:
+        """Which Salesforce Account each Account of `page` merged away lives on in
+        (`MasterRecordId`), with the Vitally account it named: the merge moved its opportunities
+        to that Account, which may name none (`SalesforceFacts` joins them to it all the same).
+        An Account read not deleted (restored) is merged no longer."""
+        merged: list[tuple[str, str, str | None, str]] = []
+        live: list[str] = []
+        for raw in page:
+            if not isinstance(raw, dict):
+                continue
+            master, stamp = raw.get("MasterRecordId"), raw.get("SystemModstamp")
+            named = raw.get("Vitally_Account_Id__c")
+            if raw.get("IsDeleted") is not True:
+                live.append(str(raw.get("Id")))
+            elif isinstance(master, str) and master and isinstance(stamp, str):
+                merged.append((str(raw.get("Id")), master, named if isinstance(named, str) and named else None, stamp))
+        self.state.record_account_merges(merged, live=live)
 
     def _unreadable(self, system: str, record: Unreadable, held: Mapping[str, str]) -> dict[str, Any] | None:
         """A record the connector could not decode within the limits: reported (id and field) the

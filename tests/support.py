@@ -239,7 +239,10 @@ def bench_module(name: str) -> ModuleType:
 def back_to_schema(conn: sqlite3.Connection, version: int) -> None:
     """Undo, in a state file's connection, the schema of the migrations after `version` that the
     tests of an upgrade start before (13 changed no schema; 14 made `llm_calls`, 15 `lead_merges`,
-    16 the column `converted_opp` in the index `sf_records_links`, and `lead_merges_master`), and set its version."""
+    16 the column `converted_opp` in the index `sf_records_links`, and `lead_merges_master`, 17
+    `account_merges`), and set its version."""
+    if version < 17:
+        conn.execute("DROP TABLE account_merges")
     if version < 16:
         conn.execute("DROP INDEX lead_merges_master")
         conn.execute("DROP INDEX sf_records_links")

@@ -1,0 +1,223 @@
+"""Salesforce Accounts merged. A person merging duplicate Accounts keeps one, the master; the
+others are deleted, each with `MasterRecordId` naming the master, and the master "becomes the new
+parent of the related records": their opportunities and contacts move to it (`merge()`, SOAP API
+guide; Salesforce Help, "Merge Duplicate Accounts"). The master keeps its own values except those
+the person takes from the others, so a master that names no Vitally account (a rep's duplicate,
+chosen to keep) leaves the Vitally account's opportunities on an Account that does not name it.
+The sandbox imitates it (`POST /_sandbox/merge`, the Account merge reparenting the children).
+
+Before, crm-sync found an account's opportunities only through an Account naming it, and a merged
+Account left the mirror as any deleted record: the account lost sight of its open deal and was
+routed again beside it, a new lead and owner. Now an Account merged away is remembered with the
+Vitally account it named, and the Account it lives on in holds that account's opportunities."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from real_org_world import NOW, cycle_at, first_routed, real_org_book, routed
+from support import back_to_schema, sandbox_org_config
+from test_minicycle import _world
+
+from sandbox import Sandbox, SandboxConfig
+from state import StateDB
+from sync.explain import explain
+from sync.facts import SalesforceFacts
+from sync.ingest import SF_OBJECTS, mirror_sf
+from sync.vocabulary import CycleReport, Hooks
+
+HEADERS = {"Authorization": "Bearer x"}
+DAY = timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def account() -> str:
+    """An account the book's first cycle routes when nothing in Salesforce holds it."""
+    return first_routed()
+
+
+def _create(sandbox: Sandbox | Any, sobject: str, **fields: Any) -> str:
+    made = requests.post(
+        f"{sandbox.url}/services/data/v59.0/sobjects/{sobject}", json=fields, headers=HEADERS, timeout=10
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+def _deal(sandbox: Sandbox | Any, account: str) -> tuple[str, str]:
+    """The company's Salesforce Account naming `account` and an open opportunity on it: (Account,
+    opportunity)."""
+    sf_account = _create(sandbox, "Account", Name="Acme", Vitally_Account_Id__c=account)
+    opportunity = _create(
+        sandbox, "Opportunity", Name="Acme-", AccountId=sf_account, StageName="Prospecting", CloseDate="2026-12-31"
+    )
+    return sf_account, opportunity
+
+
+def test_an_account_merged_into_a_duplicate_keeps_its_open_deal(account: str) -> None:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        config = sandbox_org_config(sandbox.url)
+        state = StateDB.memory()
+        named, opportunity = _deal(sandbox, account)
+        first = cycle_at(config, state, NOW)
+        sandbox.set_clock(NOW + DAY)
+        duplicate = _create(sandbox, "Account", Name="Acme Inc")  # a rep's, naming no Vitally account
+        sandbox.merge("Account", duplicate, [named])
+        later = cycle_at(config, state, NOW + DAY + timedelta(hours=1))
+        full = cycle_at(config, state, NOW + 2 * DAY, full=True)
+        out = io.StringIO()
+        explain(config, state, account, NOW + 2 * DAY, out, io.StringIO())
+
+    assert account not in routed(first)  # the open deal holds it
+    assert account not in routed(later) | routed(full)  # and still does on the Account kept
+    assert opportunity in out.getvalue()
+
+
+def test_the_deal_on_the_account_kept_decides_what_follows(account: str) -> None:
+    """The deal moved to the Account kept holds the account while open; lost, it holds it no more,
+    as the same deal on the Account naming it would (an incremental cycle sees the change: the
+    opportunity is part of the account's facts through the merge)."""
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        config = sandbox_org_config(sandbox.url)
+        state = StateDB.memory()
+        named, opportunity = _deal(sandbox, account)
+        cycle_at(config, state, NOW)
+        sandbox.set_clock(NOW + DAY)
+        duplicate = _create(sandbox, "Account", Name="Acme Inc")
+        sandbox.merge("Account", duplicate, [named])
+        held = cycle_at(config, state, NOW + DAY + timedelta(hours=1))
+        lost_on = NOW + 10 * DAY
+        sandbox.set_clock(lost_on)
+        requests.patch(
+            f"{sandbox.url}/services/data/v59.0/sobjects/Opportunity/{opportunity}",
+            json={"StageName": "Closed Lost", "CloseDate": lost_on.date().isoformat()},
+            headers=HEADERS,
+            timeout=10,
+        ).raise_for_status()
+        lost = cycle_at(config, state, lost_on + timedelta(hours=1))
+        out = io.StringIO()
+        explain(config, state, account, lost_on + timedelta(hours=1), out, io.StringIO())
+
+    assert account not in routed(held) and account in routed(lost)
+    assert "Salesforce: 0 lead(s) (0 open), 1 opportunit(ies) (0 open)" in out.getvalue()
+
+
+def _store(state: StateDB, sobject: str, *records: dict[str, Any]) -> None:
+    """Records as a cycle's read stores them (QueryAll's deleted ones included)."""
+    report = CycleReport(run_id=1, dry_run=False, now=NOW)
+    mirror_sf(state, sobject, list(records), report=report, hooks=Hooks())
+
+
+STAMP = "2026-11-01T00:00:00.000+0000"
+
+
+def _account(record_id: str, **fields: Any) -> dict[str, Any]:
+    return {"Id": record_id, "SystemModstamp": STAMP, "Name": record_id, "IsDeleted": False, **fields}
+
+
+def _merged(record_id: str, master: str, **fields: Any) -> dict[str, Any]:
+    return _account(record_id, IsDeleted=True, MasterRecordId=master, **fields)
+
+
+def _opportunity(record_id: str, parent: str, stage: str = "Prospecting") -> dict[str, Any]:
+    fields = {"AccountId": parent, "StageName": stage, "CloseDate": "2026-12-31"}
+    return {"Id": record_id, "SystemModstamp": STAMP, **fields}
+
+
+def _loads(state: StateDB, account_ids: list[str]) -> list[SalesforceFacts]:
+    return [
+        SalesforceFacts.load(state),
+        SalesforceFacts.load(state, lazy=True),
+        SalesforceFacts.load_for(state, account_ids),
+    ]
+
+
+def _opportunities(facts: SalesforceFacts, account_id: str) -> list[str]:
+    return [o.id for o in facts.context_for(account_id).opportunities]
+
+
+def test_the_three_readers_join_the_account_kept_and_its_changes_are_facts() -> None:
+    """`SalesforceFacts` eager, lazy and for an event's mini-cycle give the same opportunities
+    through the Account kept; the fingerprint (eager and lazy alike) moves with the merge and with
+    the moved opportunity's changes."""
+    state = StateDB.memory()
+    _store(state, "Account", _account("001A", Vitally_Account_Id__c="acc-1"), _account("001B"))
+    _store(state, "Opportunity", _opportunity("006A", "001A"))
+    before = {lazy: SalesforceFacts.load(state, lazy=lazy).fingerprint("acc-1") for lazy in (False, True)}
+    _store(state, "Account", _merged("001A", "001B", Vitally_Account_Id__c="acc-1"))
+    _store(state, "Opportunity", _opportunity("006A", "001B"))  # moved to the Account kept
+    merged = {lazy: SalesforceFacts.load(state, lazy=lazy).fingerprint("acc-1") for lazy in (False, True)}
+    _store(state, "Opportunity", _opportunity("006A", "001B", "Closed Lost"))
+    lost = {lazy: SalesforceFacts.load(state, lazy=lazy).fingerprint("acc-1") for lazy in (False, True)}
+
+    assert state.account_merges() == {"001A": ("001B", "acc-1")}
+    assert state.sf_raw("Account", "001A") is None  # deleted: out of the mirror, remembered as merged
+    assert [_opportunities(facts, "acc-1") for facts in _loads(state, ["acc-1"])] == [["006A"]] * 3
+    assert before[False] == before[True] and merged[False] == merged[True] and lost[False] == lost[True]
+    assert len({before[False], merged[False], lost[False]}) == 3
+
+
+def test_a_chain_of_merges_is_followed_and_the_account_kept_may_name_another_account() -> None:
+    """001A (acc-1) merged into 001B, then 001B into 001C, which names acc-2 (two Vitally accounts of
+    one company): 001C's opportunities are both accounts'. A restored Account is merged no more."""
+    state = StateDB.memory()
+    _store(state, "Account", _merged("001A", "001B", Vitally_Account_Id__c="acc-1"))
+    _store(state, "Account", _merged("001B", "001C"))  # named none itself: remembered as part of the chain
+    _store(state, "Account", _merged("001X", "001C"))  # named none, and no remembered merge ends on it
+    _store(state, "Account", _account("001C", Vitally_Account_Id__c="acc-2"))
+    _store(state, "Opportunity", _opportunity("006C", "001C"))
+    chained = [(_opportunities(f, "acc-1"), _opportunities(f, "acc-2")) for f in _loads(state, ["acc-1", "acc-2"])]
+    scoped = _opportunities(SalesforceFacts.load_for(state, ["acc-1"]), "acc-1")
+    _store(state, "Account", _account("001A", Vitally_Account_Id__c="acc-1"))  # restored from the recycle bin
+    restored = [_opportunities(f, "acc-1") for f in _loads(state, ["acc-1"])]
+
+    assert chained == [(["006C"], ["006C"])] * 3 and scoped == ["006C"]
+    assert restored == [[]] * 3
+    assert state.account_merges() == {"001B": ("001C", None)}
+
+
+def test_an_event_after_the_merge_does_not_route_the_account(tmp_path: Path) -> None:
+    """An event's mini-cycle reads the account's opportunities from the mirror, joined through the
+    Account kept, as a cycle does."""
+    with contextmanager(_world)(tmp_path) as world:
+        named, _ = _deal(world.sandbox, "acc_0003")
+        world.cycle()
+        duplicate = _create(world.sandbox, "Account", Name="Acme Inc")
+        world.sandbox.merge("Account", duplicate, [named])
+        world.cycle()  # reads the merge and the opportunity moved
+        world.sandbox.set_segment("acc_0003", "AM referral")
+        world.event("vitally", "acc_0003")
+        upserts = [w for w in world.mini().plan if w.op == "upsert_lead"]
+        merges = world.state.account_merges()
+
+    assert upserts == []
+    assert merges == {named: (duplicate, "acc_0003")}
+
+
+def test_salesforce_accounts_are_read_with_master_record_id() -> None:
+    assert "MasterRecordId" in SF_OBJECTS["Account"]
+
+
+def test_state_migration_17_reads_every_account_again(tmp_path: Path) -> None:
+    """A state from before migration 17 gets the table, and forgets the Account cursors: the next
+    cycle reads every Account once more, finding the merges still in the recycle bin."""
+    path = tmp_path / "state.db"
+    old = StateDB.open(path)
+    for name in ("salesforce.Account", "salesforce.Account.queried_at", "salesforce.Lead"):
+        old.set_cursor(name, STAMP)
+    old.db.conn.commit()
+    old.close()
+    with sqlite3.connect(path) as conn:  # as the build before left it
+        back_to_schema(conn, 16)
+
+    upgraded = StateDB.open(path)
+    assert upgraded.cursors() == {"salesforce.Lead": STAMP}
+    assert upgraded.account_merges() == {}
+    upgraded.close()
