@@ -125,6 +125,11 @@ def explain(config: Config, state: StateDB, record_id: str, now: datetime, out: 
         f"Salesforce: {len(context.leads)} lead(s) ({len(context.open_leads)} open), "
         f"{len(context.opportunities)} opportunit(ies) ({len(context.open_opportunities)} open)\n"
     )
+    for merged, kept in facts.merged_accounts(account.id):
+        out.write(
+            f"Salesforce Account {merged}, which named this account, was merged into Account {kept}: "
+            "the opportunities there are this account's\n"
+        )
     if decider.disabled:
         out.write(f"switched off ([rules.enabled]): {', '.join(sorted(decider.disabled))}\n")
     _episodes(account, context, decider, out)

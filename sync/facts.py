@@ -317,8 +317,18 @@ class SalesforceFacts:
         kept, which may name no Vitally account, or another one (two Vitally accounts of one
         company: that Account's opportunities are both accounts' then). A chain that comes back
         on itself, which no merge can make, joins nothing."""
-        merges = self.state.account_merges()
         found: dict[str, list[str]] = defaultdict(list)
+        for _, named, final in self._account_chains(account_ids):
+            if named not in found[final]:
+                found[final].append(named)
+        return found
+
+    def _account_chains(self, account_ids: Collection[str] | None = None) -> list[tuple[str, str, str]]:
+        """(the Salesforce Account merged away, the Vitally account it named, the Account its chain
+        of merges ends on) for each remembered merge of an Account that named one (of
+        `account_ids`, when given), in the merged Account's id order."""
+        merges = self.state.account_merges()
+        chains: list[tuple[str, str, str]] = []
         for victim, (master, named) in sorted(merges.items()):
             if not named or (account_ids is not None and named not in account_ids):
                 continue
@@ -326,9 +336,15 @@ class SalesforceFacts:
             while final in merges and final not in seen:
                 seen.add(final)
                 final = merges[final][0]
-            if final not in seen and named not in found[final]:
-                found[final].append(named)
-        return found
+            if final not in seen:
+                chains.append((victim, named, final))
+        return chains
+
+    def merged_accounts(self, account_id: str) -> list[tuple[str, str]]:
+        """(the Salesforce Account merged away, the Account its chain of merges ends on) for each
+        Account naming `account_id` that a person merged into another (`explain` says so: the
+        opportunities there are the account's)."""
+        return [(victim, final) for victim, _, final in self._account_chains([account_id])]
 
     def _opportunities_of(self, account_id: str) -> list[Opportunity] | None:
         """The account's opportunities, parsed (once) when `load` was lazy, as an eager `load`

@@ -77,7 +77,9 @@ def test_an_account_merged_into_a_duplicate_keeps_its_open_deal(account: str) ->
 
     assert account not in routed(first)  # the open deal holds it
     assert account not in routed(later) | routed(full)  # and still does on the Account kept
-    assert opportunity in out.getvalue()
+    shown = out.getvalue()
+    assert f"open opportunity {opportunity} (Prospecting) in Salesforce" in shown
+    assert f"Salesforce Account {named}, which named this account, was merged into Account {duplicate}" in shown
 
 
 def test_the_deal_on_the_account_kept_decides_what_follows(account: str) -> None:
