@@ -839,16 +839,16 @@ class StateDB:
                 "ON CONFLICT (victim) DO UPDATE SET master = excluded.master, merged_at = excluded.merged_at",
                 merged,
             )
+            self._chained("lead_merges", "victim, master, merged_at", [row[:3] for row in merged])
         self._unmerge("lead_merges", live)
 
-    def record_account_merges(
-        self, merged: Sequence[tuple[str, str, str | None, str]], *, live: Sequence[str] = ()
-    ) -> None:
+    def record_account_merges(self, merged: Sequence[tuple[str, str, str | None, str]]) -> None:
         """Remember Salesforce Accounts merged away, `(Id, MasterRecordId, the Vitally account it
         named or None, SystemModstamp)` (state migration 17): those that named a Vitally account,
         and another only when a remembered merge ends on it (a chain to follow), so the table grows
-        with the merges of the Accounts crm-sync joins, not the org's. Forget any merge of the
-        `live` Accounts (read again, not deleted: restored)."""
+        with the merges of the Accounts crm-sync joins, not the org's. An Account restored from the
+        recycle bin keeps its merge: "the child objects are reparented, which can't be undone"
+        (SOAP API, `undelete()`), so its opportunities stay on the Account it was merged into."""
         if merged:
             self.db.conn.executemany(
                 "INSERT INTO account_merges (victim, master, vitally_id, merged_at) SELECT ?1, ?2, ?3, ?4 "
@@ -857,10 +857,25 @@ class StateDB:
                 "vitally_id = excluded.vitally_id, merged_at = excluded.merged_at",
                 merged,
             )
-        self._unmerge("account_merges", live)
+            self._chained("account_merges", "victim, master, vitally_id, merged_at", merged)
+
+    def _chained(self, table: str, columns: str, merged: Sequence[tuple[Any, ...]]) -> None:
+        """The merges of `merged` (rows of `columns`, the victim first and the master second) that
+        a remembered merge ends on, once more until none is added: a chain's later merge can come
+        before its earlier one in a page (the same second, both read together)."""
+        marks = ", ".join(f"?{i}" for i in range(1, len(columns.split(",")) + 1))
+        sql = (
+            f"INSERT OR IGNORE INTO {table} ({columns}) SELECT {marks} "
+            f"WHERE EXISTS (SELECT 1 FROM {table} WHERE master = ?1)"
+        )
+        while True:
+            before = self.db.conn.total_changes
+            self.db.conn.executemany(sql, merged)
+            if self.db.conn.total_changes == before:
+                return
 
     def _unmerge(self, table: str, live: Sequence[str]) -> None:
-        """Forget the merges (`table`: `lead_merges` or `account_merges`) of the records `live`."""
+        """Forget the merges (`table`: `lead_merges`) of the records `live`."""
         if live and self.db.conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
             for start in range(0, len(live), 500):
                 chunk = live[start : start + 500]

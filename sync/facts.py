@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, TypeVar
@@ -155,6 +155,8 @@ class SalesforceFacts:
     # each chain of merges ends on, as read from the mirror (None when it holds none).
     _merges: dict[str, str] = field(default_factory=dict)
     _survivors: dict[str, Lead | None] = field(default_factory=dict)
+    # The Salesforce Accounts merged away that the state remembers (`_account_chains`).
+    _merged_away: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self._disqualified_folded = folded_statuses(self.disqualified_statuses)
@@ -280,16 +282,10 @@ class SalesforceFacts:
         account: parsed now, or (`lazy`) found by the fields SQLite reads and parsed when the
         account's context is first asked for (`_opportunities_of`). Each is kept with a digest
         of its raw JSON and of its Salesforce Account's."""
-        # Salesforce Account Id -> [(Vitally id, the Account's digest)]: the one it names, and
-        # those of the Accounts merged into it.
-        joined: dict[str, list[tuple[str, bytes]]] = {}
-        merged = self._merged_accounts()
         opp_facts: dict[str, bytes] = {}
         if not lazy:
-            for account, digest in _each(self.state, "Account", parse_sf_account):
-                named = _names(account.vitally_account_id, merged.get(account.id, ()))
-                if named:
-                    joined[account.id] = [(vitally_id, digest) for vitally_id in named]
+            accounts = ((a.id, a.vitally_account_id, d) for a, d in _each(self.state, "Account", parse_sf_account))
+            joined = self._joined(accounts)
             for opportunity, digest in _each(self.state, "Opportunity", parse_opportunity):
                 parent = opportunity.account_id or ""
                 for vitally_id, parent_digest in joined.get(parent, ()):
@@ -298,10 +294,7 @@ class SalesforceFacts:
                     self._opps_by_account[vitally_id].append(opportunity)
             self._opp_facts = opp_facts
             return
-        for sf_id, digest, own, _ in self.state.iter_sf_links("Account"):
-            named = _names(own, merged.get(sf_id, ()))
-            if named:
-                joined[sf_id] = [(vitally_id, digest) for vitally_id in named]
+        joined = self._joined((sf_id, own, digest) for sf_id, digest, own, _ in self.state.iter_sf_links("Account"))
         for opportunity_id, digest, _, sf_account in self.state.iter_sf_links("Opportunity"):
             parent = sf_account or ""
             for vitally_id, parent_digest in joined.get(parent, ()):
@@ -310,41 +303,65 @@ class SalesforceFacts:
                 opp_facts[vitally_id] = opp_facts.get(vitally_id, b"") + _link(opportunity_id, raw_digest, parent)
         self._opp_facts = opp_facts
 
+    def _joined(self, accounts: Iterable[tuple[str, str | None, bytes]]) -> dict[str, list[tuple[str, bytes]]]:
+        """Salesforce Account Id -> [(Vitally account id, the Account's digest)] of the Accounts
+        that join a Vitally account, from the mirror's `accounts` (Id, the Vitally account it
+        names, digest): the one it names, then those of the Accounts merged into it; an Account
+        merged away (out of the mirror) with an empty digest."""
+        merged = self._merged_accounts()
+        joined: dict[str, list[tuple[str, bytes]]] = {}
+        for sf_id, own, digest in accounts:
+            named = _names(own, merged.get(sf_id, ()))
+            if named:
+                joined[sf_id] = [(vitally_id, digest) for vitally_id in named]
+        for gone in self._gone(merged, joined):
+            joined[gone] = [(vitally_id, b"") for vitally_id in merged[gone]]
+        return joined
+
     def _merged_accounts(self, account_ids: Collection[str] | None = None) -> dict[str, list[str]]:
         """Salesforce Account Id -> the Vitally accounts (of `account_ids`, when given) named by
-        Accounts a person merged into it, following chains of merges to the Account each ends on
-        (`StateDB.account_merges`): a merge moves the merged Account's opportunities to the Account
-        kept, which may name no Vitally account, or another one (two Vitally accounts of one
-        company: that Account's opportunities are both accounts' then). A chain that comes back
-        on itself, which no merge can make, joins nothing."""
+        Accounts a person merged into it, or that it was itself, on chains of merges
+        (`StateDB.account_merges`): a merge moves the merged Account's opportunities to the
+        Account kept, which may name no Vitally account, or another one (two Vitally accounts of
+        one company: that Account's opportunities are both accounts' then). Every Account of a
+        chain joins: an opportunity the mirror still holds on an Account merged away (read before
+        the merge, its move not read yet) is the account's too. A chain that comes back on itself,
+        which no merge can make, joins nothing."""
         found: dict[str, list[str]] = defaultdict(list)
-        for _, named, final in self._account_chains(account_ids):
-            if named not in found[final]:
-                found[final].append(named)
+        for named, chain in self._account_chains(account_ids):
+            for sf_id in chain:
+                if named not in found[sf_id]:
+                    found[sf_id].append(named)
         return found
 
-    def _account_chains(self, account_ids: Collection[str] | None = None) -> list[tuple[str, str, str]]:
-        """(the Salesforce Account merged away, the Vitally account it named, the Account its chain
-        of merges ends on) for each remembered merge of an Account that named one (of
+    def _account_chains(self, account_ids: Collection[str] | None = None) -> list[tuple[str, list[str]]]:
+        """(the Vitally account an Account merged away named, the Accounts of its chain of merges
+        from it to the one it ends on) for each remembered merge of an Account that named one (of
         `account_ids`, when given), in the merged Account's id order."""
         merges = self.state.account_merges()
-        chains: list[tuple[str, str, str]] = []
+        self._merged_away = frozenset(merges)
+        chains: list[tuple[str, list[str]]] = []
         for victim, (master, named) in sorted(merges.items()):
             if not named or (account_ids is not None and named not in account_ids):
                 continue
-            seen, final = {victim}, master
-            while final in merges and final not in seen:
-                seen.add(final)
-                final = merges[final][0]
-            if final not in seen:
-                chains.append((victim, named, final))
+            chain = [victim]
+            while master in merges and master not in chain:
+                chain.append(master)
+                master = merges[master][0]
+            if master not in chain:
+                chains.append((named, [*chain, master]))
         return chains
+
+    def _gone(self, merged: Mapping[str, list[str]], joined: Collection[str]) -> list[str]:
+        """The Accounts of `merged` (`_merged_accounts`) merged away that `joined` (the mirror's
+        Accounts that parse) does not hold: deleted by their merge, they join all the same."""
+        return sorted(sf_id for sf_id in merged if sf_id in self._merged_away and sf_id not in joined)
 
     def merged_accounts(self, account_id: str) -> list[tuple[str, str]]:
         """(the Salesforce Account merged away, the Account its chain of merges ends on) for each
         Account naming `account_id` that a person merged into another (`explain` says so: the
         opportunities there are the account's)."""
-        return [(victim, final) for victim, _, final in self._account_chains([account_id])]
+        return [(chain[0], chain[-1]) for _, chain in self._account_chains([account_id])]
 
     def _opportunities_of(self, account_id: str) -> list[Opportunity] | None:
         """The account's opportunities, parsed (once) when `load` was lazy, as an eager `load`
@@ -358,7 +375,7 @@ class SalesforceFacts:
             sf_id
             for sf_id, record in self.state.sf_raw_many("Account", sf_ids).items()
             if _parses(parse_sf_account, record)
-        }
+        } | (self._merged_away & set(sf_ids))  # deleted by their merge: joined all the same
         wanted = sorted({i for i, _, sf_id in links if sf_id is None or sf_id in sound})
         records = self.state.sf_raw_many("Opportunity", wanted)
         found = self._opps_by_account[account_id] = []
@@ -564,6 +581,8 @@ class SalesforceFacts:
             named = _names(own, merged.get(account.id, ()))
             if named:
                 joins[account.id] = named
+        for gone in self._gone(merged, joins):
+            joins[gone] = merged[gone]
         for opportunity, _ in _rows(state.sf_where("Opportunity", "AccountId", joins), parse_opportunity):
             for vitally_id in joins.get(opportunity.account_id or "", ()):
                 self._opps_by_account[vitally_id].append(opportunity)

@@ -222,6 +222,7 @@ class _Reader:
             self.report.counts["dropped"] += dropped
 
     def _store_accounts(self, page: list[dict[str, Any] | Unreadable]) -> None:
+        page = self._storable("vitally", page, "id", "updatedAt")
         held = self.state.account_versions([i for raw in page if (i := _account_id(raw)) is not None])
         rows: dict[str, dict[str, Any]] = {}
         for raw in page:
@@ -393,6 +394,7 @@ class _Reader:
 
     def _store_sf(self, sobject: str, page: list[dict[str, Any] | Unreadable], newest: str | None) -> str | None:
         """Mirror one page of `sobject`; returns the newest readable SystemModstamp so far."""
+        page = self._storable(f"salesforce {sobject}", page, "Id", "SystemModstamp")
         held = self.state.sf_versions(sobject, (str(_sf_id(raw)) for raw in page))
         # SystemModstamp has one-second precision: a record changed twice within a second, read in
         # between, comes back under the stamp the mirror holds. Only a record whose content is
@@ -456,30 +458,51 @@ class _Reader:
         for raw in page:
             if not isinstance(raw, dict):
                 continue
-            master, stamp = raw.get("MasterRecordId"), raw.get("SystemModstamp")
+            record_id = _stored_text(raw.get("Id"))
+            master, stamp = _stored_text(raw.get("MasterRecordId")), _stored_text(raw.get("SystemModstamp"))
+            if record_id is None:
+                continue
             if raw.get("IsDeleted") is not True:
-                live.append(str(raw.get("Id")))
-            elif isinstance(master, str) and master and isinstance(stamp, str):
-                merged.append((str(raw.get("Id")), master, stamp, bool(raw.get("Sync_Key__c"))))
+                live.append(record_id)
+            elif master and stamp:
+                merged.append((record_id, master, stamp, bool(raw.get("Sync_Key__c"))))
         self.state.record_merges(merged, live=live)
+
+    def _storable(
+        self, system: str, page: list[dict[str, Any] | Unreadable], id_key: str, stamp_key: str
+    ) -> list[dict[str, Any] | Unreadable]:
+        """`page` without the records whose id or timestamp is text SQLite cannot store (a lone
+        surrogate: bytes that were not UTF-8 on the wire, `core.decoding`), each reported with
+        its id, escaped; a malformed value elsewhere in a record is the parsers' to report."""
+        kept: list[dict[str, Any] | Unreadable] = []
+        for raw in page:
+            values = (
+                (raw.record_id, raw.stamp) if isinstance(raw, Unreadable) else (raw.get(id_key), raw.get(stamp_key))
+            )
+            bad = [key for key, value in zip((id_key, stamp_key), values, strict=True) if _unstorable(value)]
+            if not bad:
+                kept.append(raw)
+                continue
+            shown = (
+                values[0].encode("utf-8", "backslashreplace").decode() if isinstance(values[0], str) else "(unknown id)"
+            )
+            self.report.record_errors.append(RecordError(system, shown, bad[0], "not valid text (not UTF-8)"))
+        return kept
 
     def _account_merges(self, page: list[dict[str, Any] | Unreadable]) -> None:
         """Which Salesforce Account each Account of `page` merged away lives on in
         (`MasterRecordId`), with the Vitally account it named: the merge moved its opportunities
         to that Account, which may name none (`SalesforceFacts` joins them to it all the same).
-        An Account read not deleted (restored) is merged no longer."""
+        A value SQLite cannot store (a lone surrogate: a hostile record) is not a merge's."""
         merged: list[tuple[str, str, str | None, str]] = []
-        live: list[str] = []
         for raw in page:
-            if not isinstance(raw, dict):
+            if not isinstance(raw, dict) or raw.get("IsDeleted") is not True:
                 continue
-            master, stamp = raw.get("MasterRecordId"), raw.get("SystemModstamp")
-            named = raw.get("Vitally_Account_Id__c")
-            if raw.get("IsDeleted") is not True:
-                live.append(str(raw.get("Id")))
-            elif isinstance(master, str) and master and isinstance(stamp, str):
-                merged.append((str(raw.get("Id")), master, named if isinstance(named, str) and named else None, stamp))
-        self.state.record_account_merges(merged, live=live)
+            record_id, master = _stored_text(raw.get("Id")), _stored_text(raw.get("MasterRecordId"))
+            stamp = _stored_text(raw.get("SystemModstamp"))
+            if record_id and master and stamp:
+                merged.append((record_id, master, _stored_text(raw.get("Vitally_Account_Id__c")), stamp))
+        self.state.record_account_merges(merged)
 
     def _unreadable(self, system: str, record: Unreadable, held: Mapping[str, str]) -> dict[str, Any] | None:
         """A record the connector could not decode within the limits: reported (id and field) the
@@ -506,6 +529,22 @@ class _Reader:
             self.report.record_errors.append(detached(bad))
             return {"field": bad.field, "message": bad.message}
         return None
+
+
+def _unstorable(value: object) -> bool:
+    """Whether `value` is text SQLite cannot store as UTF-8 (it holds a lone surrogate)."""
+    return isinstance(value, str) and _stored_text(value) is None and value != ""
+
+
+def _stored_text(value: object) -> str | None:
+    """`value` when it is text SQLite can store (UTF-8: no lone surrogate), not empty; else None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return None
+    return value
 
 
 def _account_id(raw: Mapping[str, Any] | Unreadable) -> str | None:

@@ -108,3 +108,32 @@ def test_a_lead_changed_again_within_the_same_second_is_mirrored_changed() -> No
     # What tells the look-back's unchanged repeat from a change under the same stamp: the content.
     assert state.sf_holds("Lead", {lead["Id"]: json.dumps({**lead, "LastName": "Renamed"})}) == {lead["Id"]}
     assert state.sf_holds("Lead", {lead["Id"]: json.dumps(lead)}) == set()
+
+
+def test_a_record_whose_id_is_not_valid_text_is_reported_and_the_read_goes_on() -> None:
+    """Bytes that were not UTF-8 on the wire become lone surrogates (`core.decoding`), which SQLite
+    cannot store: a record whose id or timestamp holds one is reported with its id, escaped, and
+    skipped; the others of its page are mirrored (before, the whole read failed, every cycle)."""
+    stamp = "2026-11-22T09:00:00.000+0000"
+    good = {"Id": "00Q000000000001EAA", "LastName": "A", "Company": "Acme", "SystemModstamp": stamp}
+    bad_id = {**good, "Id": "00Q00000000000\udc80AA"}
+    bad_stamp = {**good, "Id": "00Q000000000003EAA", "SystemModstamp": "2026-11-22T09:00:00\udc80"}
+    salesforce, state = _Salesforce(), StateDB.memory()
+    salesforce.records = [bad_id, good, bad_stamp]
+    accounts = [
+        {"id": "acc_\udc80", "name": "X", "updatedAt": "2026-11-22T08:00:00Z"},
+        {"id": "acc_1", "name": "Y", "updatedAt": "2026-11-22T08:00:00Z"},
+    ]
+    report = _read(state, salesforce)
+    vitally_report = CycleReport(run_id=2, dry_run=False, now=NOW)
+    ingest(state, _Vitally(list(accounts)), None, lookback_seconds=0, reconcile_hours=0, reconcile_max_share=1,
+           report=vitally_report, hooks=Hooks(), objects=SF_OBJECTS)  # fmt: skip
+
+    assert state.sf_raw("Lead", good["Id"]) is not None
+    assert [(e.record_id, e.field) for e in report.record_errors] == [
+        ("00Q00000000000\\udc80AA", "Id"),
+        ("00Q000000000003EAA", "SystemModstamp"),
+    ]
+    assert [record_id for record_id, *_ in state.iter_accounts()] == ["acc_1"]
+    errors = vitally_report.record_errors
+    assert [(e.system, e.record_id, e.field) for e in errors] == [("vitally", "acc_\\udc80", "id")]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,8 @@ from test_minicycle import _world
 
 from sandbox import Sandbox, SandboxConfig
 from state import StateDB
+from sync.app import make_salesforce, make_vitally
+from sync.cycle import run_cycle
 from sync.explain import explain
 from sync.facts import SalesforceFacts
 from sync.ingest import SF_OBJECTS, mirror_sf
@@ -177,12 +180,107 @@ def test_a_chain_of_merges_is_followed_and_the_account_kept_may_name_another_acc
     _store(state, "Opportunity", _opportunity("006C", "001C"))
     chained = [(_opportunities(f, "acc-1"), _opportunities(f, "acc-2")) for f in _loads(state, ["acc-1", "acc-2"])]
     scoped = _opportunities(SalesforceFacts.load_for(state, ["acc-1"]), "acc-1")
-    _store(state, "Account", _account("001A", Vitally_Account_Id__c="acc-1"))  # restored from the recycle bin
-    restored = [_opportunities(f, "acc-1") for f in _loads(state, ["acc-1"])]
 
     assert chained == [(["006C"], ["006C"])] * 3 and scoped == ["006C"]
-    assert restored == [[]] * 3
-    assert state.account_merges() == {"001B": ("001C", None)}
+    assert state.account_merges() == {"001A": ("001B", "acc-1"), "001B": ("001C", None)}
+
+
+LATER = "2026-11-02T00:00:00.000+0000"
+
+
+def test_a_restored_account_keeps_the_deal_the_merge_moved() -> None:
+    """Restoring (undeleting) an Account merged away does not move its opportunities back ("You
+    can undelete records that were deleted as the result of a merge, but the child objects are
+    reparented, which can't be undone": SOAP API, `undelete()`; Apex, "Restoring Deleted
+    Records"): the deal still on the Account kept stays the account's. (Review of the change: the
+    merge was forgotten on the restore, and the account routed again beside its deal.)"""
+    state = StateDB.memory()
+    _store(state, "Account", _account("001A", Vitally_Account_Id__c="acc-1"), _account("001B"))
+    _store(state, "Opportunity", _opportunity("006A", "001A"))
+    _store(state, "Account", _merged("001A", "001B", Vitally_Account_Id__c="acc-1"))
+    _store(state, "Opportunity", _opportunity("006A", "001B"))  # moved by the merge
+    _store(state, "Account", _account("001A", Vitally_Account_Id__c="acc-1"))  # undeleted
+
+    assert state.account_merges() == {"001A": ("001B", "acc-1")}
+    assert [_opportunities(facts, "acc-1") for facts in _loads(state, ["acc-1"])] == [["006A"]] * 3
+
+
+def test_an_opportunity_still_mirrored_on_the_account_merged_away_stays_the_account_s() -> None:
+    """A cycle reads Opportunities before Accounts: a merge made between the two reads is read,
+    the opportunity's move is not (yet). Every Account of a chain joins, the one merged away (out
+    of the mirror) included. (Review of the change: the opportunity joined nothing.)"""
+    state = StateDB.memory()
+    _store(state, "Account", _account("001A", Vitally_Account_Id__c="acc-1"), _account("001B"))
+    _store(state, "Opportunity", _opportunity("006A", "001A"))
+    before = {lazy: SalesforceFacts.load(state, lazy=lazy).fingerprint("acc-1") for lazy in (False, True)}
+    _store(state, "Account", _merged("001A", "001B", Vitally_Account_Id__c="acc-1"))
+    after = {lazy: SalesforceFacts.load(state, lazy=lazy).fingerprint("acc-1") for lazy in (False, True)}
+
+    assert [_opportunities(facts, "acc-1") for facts in _loads(state, ["acc-1"])] == [["006A"]] * 3
+    assert after[False] == after[True] != before[False]
+
+
+def test_a_chain_read_in_one_page_is_kept_whatever_the_order_of_its_merges() -> None:
+    """001Z (acc-1) merged into 001M, then 001M into 001C within one second: QueryAll orders them by
+    (SystemModstamp, Id), so 001M's merge comes first in the page, before the one that makes it
+    part of a chain. (Review of the change: 001M's merge was dropped.)"""
+    state = StateDB.memory()
+    _store(state, "Account", _account("001C"))
+    _store(state, "Opportunity", _opportunity("006C", "001C"))
+    _store(state, "Account", _merged("001M", "001C"), _merged("001Z", "001M", Vitally_Account_Id__c="acc-1"))
+
+    assert state.account_merges() == {"001Z": ("001M", "acc-1"), "001M": ("001C", None)}
+    assert [_opportunities(facts, "acc-1") for facts in _loads(state, ["acc-1"])] == [["006C"]] * 3
+
+
+def test_a_merged_account_naming_unstorable_text_does_not_stop_the_read() -> None:
+    """A hostile merged-away Account whose Vitally_Account_Id__c holds a lone surrogate (which
+    SQLite cannot store as UTF-8) is no merge of a Vitally account's; the read goes on. (Review of
+    the change: the page failed, and with it every cycle while the record was in the recycle bin.)
+    Leads merged away are read the same way."""
+    state = StateDB.memory()
+    _store(state, "Account", _account("001M"))
+    _store(state, "Account", _merged("001A", "001M", Vitally_Account_Id__c="acc-\udc80"))
+    lead = {"Id": "00Q\udc80", "SystemModstamp": STAMP, "IsDeleted": True, "MasterRecordId": "00Qkept"}
+    _store(state, "Lead", lead, {**lead, "Id": "00Qgone", "MasterRecordId": "00Q\udc80", "Sync_Key__c": "k"})
+
+    assert state.account_merges() == {}
+    assert state.lead_merges() == {}
+
+
+class _MergesBeforeAccounts:
+    """A cycle's Salesforce client, with a person merging Accounts just as the cycle starts reading
+    Accounts (after the Opportunities: `SF_OBJECTS`' order)."""
+
+    def __init__(self, client: Any, merge: Callable[[], object]) -> None:
+        self._client, self._merge = client, merge
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def iter_changed(self, sobject: str, *args: Any, **kwargs: Any) -> Any:
+        if sobject == "Account":
+            self._merge()
+            self._merge = lambda: None
+        return self._client.iter_changed(sobject, *args, **kwargs)
+
+
+def test_a_merge_made_while_a_cycle_reads_does_not_route_the_account(account: str) -> None:
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        config = sandbox_org_config(sandbox.url)
+        state = StateDB.memory()
+        named, _ = _deal(sandbox, account)
+        cycle_at(config, state, NOW)
+        sandbox.set_clock(NOW + DAY)
+        duplicate = _create(sandbox, "Account", Name="Acme Inc")
+        salesforce = _MergesBeforeAccounts(
+            make_salesforce(config), lambda: sandbox.merge("Account", duplicate, [named])
+        )
+        at = NOW + DAY + timedelta(hours=1)
+        during = run_cycle(config, state, make_vitally(config), salesforce, clock=lambda: at, now=at)
+
+    assert state.account_merges() == {named: (duplicate, account)}
+    assert account not in routed(during)
 
 
 def test_an_event_after_the_merge_does_not_route_the_account(tmp_path: Path) -> None:
