@@ -532,8 +532,9 @@ class _Reader:
 
 
 def _unstorable(value: object) -> bool:
-    """Whether `value` is text SQLite cannot store as UTF-8 (it holds a lone surrogate)."""
-    return isinstance(value, str) and _stored_text(value) is None and value != ""
+    """Whether `value` is text SQLite cannot store as UTF-8 (it holds a lone surrogate). ASCII, as
+    every id and timestamp nearly always is, is answered without encoding (two per record read)."""
+    return isinstance(value, str) and not value.isascii() and _stored_text(value) is None
 
 
 def _stored_text(value: object) -> str | None:
