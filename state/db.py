@@ -374,9 +374,10 @@ class PlanLog(Sequence[PlannedWrite]):
         """Store the buffered writes and queue them in the outbox."""
         if not self._buffer:
             return
-        data = "".join(f"{shown}\t{rest}\n" for shown, rest in map(_plan_row, self._buffer)).encode()
-        self._file.write(data)
-        self._size += len(data)
+        write, size = self._file.write, 0
+        for shown, rest in map(_plan_row, self._buffer):
+            size += write(f"{shown}\t{rest}\n".encode())  # a line at a time: no batch held twice
+        self._size += size
         if self._queue:
             self.queued += self._state.enqueue(self._buffer, self._run_id, self._at)
         self._buffer = []
