@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import io
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from test_minicycle import _world
 from sandbox import Sandbox, SandboxConfig
 from state import StateDB
 from sync.app import make_salesforce, make_vitally
+from sync.config import Config
 from sync.cycle import run_cycle
 from sync.explain import explain
 from sync.facts import SalesforceFacts
@@ -64,44 +66,58 @@ def _deal(sandbox: Sandbox | Any, account: str) -> tuple[str, str]:
     return sf_account, opportunity
 
 
-def test_an_account_merged_into_a_duplicate_keeps_its_open_deal(account: str) -> None:
+@dataclass
+class _Acme:
+    """The company's deal (`_deal`) after crm-sync's first cycle, and a day later a rep's duplicate
+    Account naming no Vitally account."""
+
+    sandbox: Sandbox
+    config: Config
+    state: StateDB
+    named: str  # the Account naming the Vitally account
+    opportunity: str
+    duplicate: str
+    first: CycleReport
+
+
+@contextmanager
+def _acme(account: str) -> Iterator[_Acme]:
     with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
-        config = sandbox_org_config(sandbox.url)
-        state = StateDB.memory()
+        config, state = sandbox_org_config(sandbox.url), StateDB.memory()
         named, opportunity = _deal(sandbox, account)
         first = cycle_at(config, state, NOW)
         sandbox.set_clock(NOW + DAY)
-        duplicate = _create(sandbox, "Account", Name="Acme Inc")  # a rep's, naming no Vitally account
-        sandbox.merge("Account", duplicate, [named])
-        later = cycle_at(config, state, NOW + DAY + timedelta(hours=1))
-        full = cycle_at(config, state, NOW + 2 * DAY, full=True)
-        out = io.StringIO()
-        explain(config, state, account, NOW + 2 * DAY, out, io.StringIO())
+        yield _Acme(sandbox, config, state, named, opportunity, _create(sandbox, "Account", Name="Acme Inc"), first)
 
-    assert account not in routed(first)  # the open deal holds it
+
+def test_an_account_merged_into_a_duplicate_keeps_its_open_deal(account: str) -> None:
+    with _acme(account) as acme:
+        acme.sandbox.merge("Account", acme.duplicate, [acme.named])
+        later = cycle_at(acme.config, acme.state, NOW + DAY + timedelta(hours=1))
+        full = cycle_at(acme.config, acme.state, NOW + 2 * DAY, full=True)
+        out = io.StringIO()
+        explain(acme.config, acme.state, account, NOW + 2 * DAY, out, io.StringIO())
+
+    assert account not in routed(acme.first)  # the open deal holds it
     assert account not in routed(later) | routed(full)  # and still does on the Account kept
     shown = out.getvalue()
-    assert f"open opportunity {opportunity} (Prospecting) in Salesforce" in shown
-    assert f"Salesforce Account {named}, which named this account, was merged into Account {duplicate}" in shown
+    assert f"open opportunity {acme.opportunity} (Prospecting) in Salesforce" in shown
+    merged = f"Salesforce Account {acme.named}, which named this account, was merged into Account {acme.duplicate}"
+    assert merged in shown
 
 
 def test_the_deal_on_the_account_kept_decides_what_follows(account: str) -> None:
     """The deal moved to the Account kept holds the account while open; lost, it holds it no more,
     as the same deal on the Account naming it would (an incremental cycle sees the change: the
     opportunity is part of the account's facts through the merge)."""
-    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
-        config = sandbox_org_config(sandbox.url)
-        state = StateDB.memory()
-        named, opportunity = _deal(sandbox, account)
-        cycle_at(config, state, NOW)
-        sandbox.set_clock(NOW + DAY)
-        duplicate = _create(sandbox, "Account", Name="Acme Inc")
-        sandbox.merge("Account", duplicate, [named])
+    with _acme(account) as acme:
+        sandbox, config, state = acme.sandbox, acme.config, acme.state
+        sandbox.merge("Account", acme.duplicate, [acme.named])
         held = cycle_at(config, state, NOW + DAY + timedelta(hours=1))
         lost_on = NOW + 10 * DAY
         sandbox.set_clock(lost_on)
         requests.patch(
-            f"{sandbox.url}/services/data/v59.0/sobjects/Opportunity/{opportunity}",
+            f"{sandbox.url}/services/data/v59.0/sobjects/Opportunity/{acme.opportunity}",
             json={"StageName": "Closed Lost", "CloseDate": lost_on.date().isoformat()},
             headers=HEADERS,
             timeout=10,
@@ -266,20 +282,13 @@ class _MergesBeforeAccounts:
 
 
 def test_a_merge_made_while_a_cycle_reads_does_not_route_the_account(account: str) -> None:
-    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
-        config = sandbox_org_config(sandbox.url)
-        state = StateDB.memory()
-        named, _ = _deal(sandbox, account)
-        cycle_at(config, state, NOW)
-        sandbox.set_clock(NOW + DAY)
-        duplicate = _create(sandbox, "Account", Name="Acme Inc")
-        salesforce = _MergesBeforeAccounts(
-            make_salesforce(config), lambda: sandbox.merge("Account", duplicate, [named])
-        )
+    with _acme(account) as acme:
+        merge = lambda: acme.sandbox.merge("Account", acme.duplicate, [acme.named])  # noqa: E731
+        salesforce = _MergesBeforeAccounts(make_salesforce(acme.config), merge)
         at = NOW + DAY + timedelta(hours=1)
-        during = run_cycle(config, state, make_vitally(config), salesforce, clock=lambda: at, now=at)
+        during = run_cycle(acme.config, acme.state, make_vitally(acme.config), salesforce, clock=lambda: at, now=at)
 
-    assert state.account_merges() == {named: (duplicate, account)}
+    assert acme.state.account_merges() == {acme.named: (acme.duplicate, account)}
     assert account not in routed(during)
 
 
