@@ -431,6 +431,23 @@ class SalesforceService:
         table.deleted.clear()
         return purged
 
+    def undelete(self, sobject: str, ids: list[str]) -> list[str]:
+        """A person restores records from the Recycle Bin (the Recycle Bin page, the SOAP API's
+        `undelete()`): each is live again, `IsDeleted` false, its SystemModstamp moved. A record
+        deleted by a merge comes back without its children: "You can undelete records that were
+        deleted as the result of a merge, but the child objects are reparented, which can't be
+        undone" (`undelete()`). Its `MasterRecordId` stays as the merge left it (the documentation
+        does not say otherwise). Returns the Ids restored; ValueError for one not in the Recycle
+        Bin, KeyError for an object the org does not have."""
+        table = self.tables[sobject.lower()]
+        missing = [record_id for record_id in ids if record_id not in table.deleted]
+        if missing or not ids:
+            raise ValueError(f"ids: not in the Recycle Bin: {missing or ids!r}")
+        stamp = sf_timestamp(self.clock.stamp())
+        for record_id in ids:
+            table.put({**table.deleted.pop(record_id), "IsDeleted": False, "SystemModstamp": stamp})
+        return list(ids)
+
     def merge(self, sobject: str, master: str, merged: list[str], fields: Mapping[str, Any] | None = None) -> str:
         """A person merges duplicates, as the SOAP API's `merge()` and the Merge Leads page do:
         up to two records into the `master` record of the same object (Lead, Contact or

@@ -31,6 +31,8 @@ never logged):
                                      records (deleted ones purged: QueryAll no longer returns them)
     POST /_sandbox/merge             {"object": "Lead", "master": id, "merged": [id, id?], "fields"?: {...}}: a
                                      person merges duplicates (merged ones deleted, MasterRecordId set)
+    POST /_sandbox/undelete          {"object": "Account", "ids": [id, ...]}: a person restores records from the
+                                     Recycle Bin (a merged one without its children: they stay on the master)
     POST /_sandbox/convert           {"lead": id, "account"?: id, "opportunity"?: true, "mapped"?: {lead field:
                                      Account field}}: a person converts a lead (Account, Contact, Opportunity)
     POST /_sandbox/load              a seed ({"vitally": {...}, "salesforce": {...}, "config"?: {...}}):
@@ -460,6 +462,17 @@ class Sandbox:
         with self._lock:
             return self._salesforce.empty_recycle_bin(sobject)
 
+    def undelete(self, sobject: str, ids: list[str]) -> list[str]:
+        """A person restores `sobject` records from Salesforce's Recycle Bin (`undelete()`); a
+        record a merge deleted comes back without its children (they stay on the master)."""
+        with self._lock:
+            try:
+                return self._salesforce.undelete(sobject, ids)
+            except KeyError:
+                raise ControlError(f"object: no sObject {sobject!r}") from None
+            except ValueError as exc:
+                raise ControlError(str(exc)) from None
+
     def merge(self, sobject: str, master: str, merged: list[str], fields: Mapping[str, Any] | None = None) -> str:
         """A person merges up to two `sobject` records into `master` in Salesforce (`merge()`):
         the merged ones deleted, `MasterRecordId` naming the master; returns the master's Id."""
@@ -706,6 +719,7 @@ class Sandbox:
             ("POST", "segments"): lambda _, payload: Reply(200, self._segments_json(payload)),
             ("POST", "recycle_bin"): lambda _, payload: Reply(200, self._recycle_bin_json(payload)),
             ("POST", "merge"): lambda _, payload: Reply(200, self._merge_json(payload)),
+            ("POST", "undelete"): lambda _, payload: Reply(200, self._undelete_json(payload)),
             ("POST", "convert"): lambda _, payload: Reply(200, self._convert_json(payload)),
             ("POST", "simulate"): lambda _, payload: Reply(200, self._simulate_json(payload)),
             ("GET", "events"): lambda *_: Reply(200, self._events_json()),
@@ -742,6 +756,15 @@ class Sandbox:
             return {"purged": self.empty_recycle_bin(sobject)}
         except KeyError:
             raise ControlError(f"object: no sObject {sobject!r}") from None
+
+    def _undelete_json(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A person restores records from the Recycle Bin: `{"object": "Account", "ids": [id, ...]}`."""
+        sobject, ids = payload.get("object"), payload.get("ids")
+        if not isinstance(sobject, str) or not sobject:
+            raise ControlError("object: expected an sObject name")
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise ControlError("ids: expected a list of Ids")
+        return {"undeleted": self.undelete(sobject, ids)}
 
     def _merge_json(self, payload: dict[str, Any]) -> dict[str, Any]:
         """A person merges records: `{"object": "Lead", "master": id, "merged": [id, ...], "fields"?: {...}}`."""

@@ -330,3 +330,41 @@ def test_state_migration_17_reads_every_account_again(tmp_path: Path) -> None:
     assert upgraded.cursors() == {"salesforce.Lead": STAMP}
     assert upgraded.account_merges() == {}
     upgraded.close()
+
+
+def test_the_sandbox_restores_a_merged_account_without_its_children(account: str) -> None:
+    """undelete(): "You can undelete records that were deleted as the result of a merge, but the
+    child objects are reparented, which can't be undone" (SOAP API)."""
+    with _acme(account) as acme:
+        acme.sandbox.merge("Account", acme.duplicate, [acme.named])
+        answer = requests.post(
+            f"{acme.sandbox.url}/_sandbox/undelete", json={"object": "Account", "ids": [acme.named]}, timeout=10
+        )
+        base = f"{acme.sandbox.url}/services/data/v59.0/sobjects"
+        restored = requests.get(f"{base}/Account/{acme.named}", headers=HEADERS, timeout=10).json()
+        deal = requests.get(f"{base}/Opportunity/{acme.opportunity}", headers=HEADERS, timeout=10).json()
+        again = requests.post(
+            f"{acme.sandbox.url}/_sandbox/undelete", json={"object": "Account", "ids": [acme.named]}, timeout=10
+        )
+
+    assert answer.json() == {"undeleted": [acme.named]}
+    assert restored["IsDeleted"] is False and restored["Vitally_Account_Id__c"] == account
+    assert deal["AccountId"] == acme.duplicate  # still on the Account kept
+    assert again.status_code == 400 and "not in the Recycle Bin" in again.text
+
+
+def test_an_account_restored_after_its_merge_keeps_its_deal_end_to_end(account: str) -> None:
+    """A person restores the merged Account from the Recycle Bin: it names the account again, and
+    the deal the merge moved stays on the Account kept, still the account's: no lead beside it."""
+    with _acme(account) as acme:
+        acme.sandbox.merge("Account", acme.duplicate, [acme.named])
+        merged = cycle_at(acme.config, acme.state, NOW + DAY + timedelta(hours=1))
+        acme.sandbox.set_clock(NOW + 2 * DAY)
+        acme.sandbox.undelete("Account", [acme.named])
+        restored = cycle_at(acme.config, acme.state, NOW + 2 * DAY + timedelta(hours=1))
+        out = io.StringIO()
+        explain(acme.config, acme.state, account, NOW + 2 * DAY + timedelta(hours=1), out, io.StringIO())
+
+    assert account not in routed(merged) | routed(restored)
+    assert f"open opportunity {acme.opportunity} (Prospecting) in Salesforce" in out.getvalue()
+    assert acme.state.account_merges() == {acme.named: (acme.duplicate, account)}
