@@ -26,7 +26,7 @@ import sqlite_utils
 
 from core.decoding import decode_stored
 from core.errors import SyncError
-from core.safe_json import finite_json_line, json_line
+from core.safe_json import finite_json_line, json_encoder, json_line
 from core.triage import LABELS, Remembered, Triage
 from state.events import INBOX_SUFFIX, EventSource, QueuedEvents, connect_inbox, inbox_path
 from state.migrations import MIGRATIONS, SF_LINK_FIELDS, SYNC_KEY_SQL, migrate, sf_link_sql
@@ -165,9 +165,8 @@ def _copy(source: Path, target: Path) -> None:
         copy.close()
 
 
-# `json.dumps`'s text, without its per-call set-up and the check for circular references (a
-# planned write is a tree of JSON values): half the time per line, 166,000 lines a cold cycle.
-_ENCODE = json.JSONEncoder(check_circular=False).encode
+# `json.dumps`'s text from an encoder made once (a planned write is a tree of JSON values).
+_ENCODE = json_encoder()
 
 
 def _encode(write: PlannedWrite) -> str:

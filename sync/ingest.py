@@ -19,6 +19,7 @@ from connectors.salesforce import SalesforceSettings
 from core.decoding import Unreadable, json_text
 from core.errors import RecordError
 from core.records import parse_lead, parse_opportunity, parse_sf_account, parse_timestamp, parse_user
+from core.safe_json import json_encoder
 from state import StateDB
 from sync.vocabulary import PAGE, CycleReport, Hooks, detached, iso
 
@@ -52,8 +53,8 @@ def sf_objects(settings: SalesforceSettings) -> Mapping[str, tuple[str, ...]]:
     return {**SF_OBJECTS, "Lead": (*SF_OBJECTS["Lead"], "CountryCode")}
 
 
-# `json.dumps`'s text without its per-call set-up and circular-reference check (a record is a tree).
-_ENCODE = json.JSONEncoder(check_circular=False).encode
+# `json.dumps`'s text from an encoder made once (a record is a tree: `core.safe_json.json_encoder`).
+_ENCODE = json_encoder()
 
 _SF_PARSERS: Mapping[str, Callable[[Mapping[str, Any]], object]] = {
     "Lead": parse_lead,

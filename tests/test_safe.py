@@ -6,7 +6,10 @@ import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from core.safe_json import json_encoder
 from state import PlannedWrite
 from sync.output import render_plan
 from sync.safe import SafeWriter, cell, csv_cell, json_line, printable
@@ -114,3 +117,51 @@ def test_render_plan_json_writes_every_line_in_order_a_few_hundred_a_write() -> 
     empty = Counting()
     render_plan([], "json", empty)
     assert (empty.getvalue(), empty.writes) == ("", 0)
+
+
+# JSON values as services and rules give them, with what `json.dumps` treats specially: every
+# float (NaN and the infinities), text outside ASCII (lone surrogates, escapes, emoji), ints
+# beyond 64 bits, keys that are not text, tuples.
+_KEYS = st.one_of(st.text(), st.integers(), st.floats(), st.booleans(), st.none())
+_JSON_LIKE = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text()),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(_KEYS, inner, max_size=4),
+    ),
+    max_leaves=12,
+)
+
+
+def _dumped(value: object, **options: bool) -> str | type[BaseException]:
+    try:
+        return json.dumps(value, check_circular=False, **options)
+    except (ValueError, TypeError) as error:
+        return type(error)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_JSON_LIKE, ensure_ascii=st.booleans(), allow_nan=st.booleans(), sort_keys=st.booleans())
+def test_json_encoder_writes_what_json_dumps_writes(
+    value: object, ensure_ascii: bool, allow_nan: bool, sort_keys: bool
+) -> None:
+    """The encoder made once (`core.safe_json.json_encoder`: the plan log's lines and the mirror's
+    records) writes `json.dumps`'s very text, and refuses what it refuses with the same error."""
+    options = {"ensure_ascii": ensure_ascii, "allow_nan": allow_nan, "sort_keys": sort_keys}
+    encode = json_encoder(**options)
+    try:
+        got: str | type[BaseException] = encode(value)
+    except (ValueError, TypeError) as error:
+        got = type(error)
+    assert got == _dumped(value, **options)
+
+
+def test_json_encoder_refuses_what_json_cannot_hold_and_goes_on() -> None:
+    encode = json_encoder(allow_nan=False)
+    with pytest.raises(ValueError, match="Out of range float"):
+        encode({"score": [1.0, float("nan")]})
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        encode({"when": object()})
+    # A refusal leaves nothing behind: the next value is written as usual.
+    assert encode({"score": [1.0, 2.5], "x": None}) == '{"score": [1.0, 2.5], "x": null}'
