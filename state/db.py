@@ -333,7 +333,7 @@ def _folded(statuses: Collection[str]) -> list[str]:
 
 
 def _json_or_none(value: Mapping[str, Any] | None) -> str | None:
-    return None if value is None else json.dumps(value)
+    return None if value is None else _ENCODE(value)
 
 
 class PlanLog(Sequence[PlannedWrite]):
@@ -1221,7 +1221,7 @@ class StateDB:
                     "system": system,
                     "record": record,
                     "field": field,
-                    "value": json.dumps(value),
+                    "value": _ENCODE(value),
                     "run_id": run_id,
                     "written_at": at,
                 }
@@ -1260,13 +1260,13 @@ class StateDB:
                 write.op,
                 write.record,
                 write.account,
-                json.dumps(write.fields),
+                _ENCODE(write.fields),
                 _json_or_none(write.previous),
                 _json_or_none(write.expects),
                 write.rule,
                 write.reason,
-                None if write.owner is None else json.dumps(write.owner.as_json()),
-                json.dumps(write.payload),
+                None if write.owner is None else _ENCODE(write.owner.as_json()),
+                _ENCODE(write.payload),
                 at,
                 at,
             )
@@ -1590,21 +1590,19 @@ class StateDB:
         rows = self.db.execute("SELECT user_id, credit FROM rr_credits WHERE pool = ?", [pool]).fetchall()
         return {user: float(credit) for user, credit in rows}
 
-    def assigned_counts(self, pool: str) -> dict[str, int]:
-        rows = self.db.execute("SELECT user_id, assigned FROM rr_credits WHERE pool = ?", [pool]).fetchall()
-        return {user: int(count) for user, count in rows}
-
     def save_credits(self, pool: str, credits: Mapping[str, float], charged: str | None) -> None:
         """Store a pool's credits after a draw; `charged` (the chosen member) counts one more."""
-        counts = self.assigned_counts(pool)
+        # Members no longer in the pool leave its memory; the others keep their count (one more
+        # for `charged`), a new one starts from 0: two statements a draw, not three.
         conn = self.db.conn
-        conn.execute("DELETE FROM rr_credits WHERE pool = ?", [pool])
+        conn.execute(
+            f"DELETE FROM rr_credits WHERE pool = ? AND user_id NOT IN ({','.join('?' * len(credits))})",
+            [pool, *credits],
+        )
         conn.executemany(
-            "INSERT INTO rr_credits (pool, user_id, credit, assigned) VALUES (?, ?, ?, ?)",
-            (
-                (pool, user, credit, counts.get(user, 0) + (1 if user == charged else 0))
-                for user, credit in credits.items()
-            ),
+            "INSERT INTO rr_credits (pool, user_id, credit, assigned) VALUES (?, ?, ?, ?) ON CONFLICT (pool, user_id) "
+            "DO UPDATE SET credit = excluded.credit, assigned = assigned + excluded.assigned",
+            ((pool, user, credit, 1 if user == charged else 0) for user, credit in credits.items()),
         )
 
     def set_pool_memory(self, pool: str, memory: Mapping[str, tuple[float, int]]) -> None:
@@ -1618,8 +1616,9 @@ class StateDB:
 
     def assignment(self, key: str) -> OwnerChoice | None:
         """The owner chosen earlier for this lead key, if any (an owner is chosen once)."""
-        rows = list(self.db.query("SELECT * FROM assignments WHERE key = ?", [key]))
-        return _choice(rows[0]) if rows else None
+        cursor = self.db.conn.execute("SELECT * FROM assignments WHERE key = ?", [key])
+        row = cursor.fetchone()  # once per routed account a cycle: without sqlite-utils' dict rows
+        return None if row is None else _choice(dict(zip([c[0] for c in cursor.description], row, strict=True)))
 
     def record_assignment(self, choice: OwnerChoice) -> None:
         """Remember an owner chosen for `choice.key` (once: a second choice for a key is an error)."""
@@ -1632,8 +1631,8 @@ class StateDB:
                 choice.user_id,
                 choice.name,
                 int(choice.fallback),
-                json.dumps(list(choice.candidates)),
-                json.dumps(dict(choice.skipped)),
+                _ENCODE(list(choice.candidates)),
+                _ENCODE(dict(choice.skipped)),
                 choice.reason,
                 choice.run_id,
                 choice.at,

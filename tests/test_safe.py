@@ -134,9 +134,9 @@ _JSON_LIKE = st.recursive(
 )
 
 
-def _dumped(value: object, **options: bool) -> str | type[BaseException]:
+def _dumped(value: object, *, ensure_ascii: bool, allow_nan: bool, sort_keys: bool) -> str | type[BaseException]:
     try:
-        return json.dumps(value, check_circular=False, **options)
+        return json.dumps(value, ensure_ascii=ensure_ascii, allow_nan=allow_nan, sort_keys=sort_keys)
     except (ValueError, TypeError) as error:
         return type(error)
 
@@ -148,13 +148,12 @@ def test_json_encoder_writes_what_json_dumps_writes(
 ) -> None:
     """The encoder made once (`core.safe_json.json_encoder`: the plan log's lines and the mirror's
     records) writes `json.dumps`'s very text, and refuses what it refuses with the same error."""
-    options = {"ensure_ascii": ensure_ascii, "allow_nan": allow_nan, "sort_keys": sort_keys}
-    encode = json_encoder(**options)
+    encode = json_encoder(ensure_ascii=ensure_ascii, allow_nan=allow_nan, sort_keys=sort_keys)
     try:
         got: str | type[BaseException] = encode(value)
     except (ValueError, TypeError) as error:
         got = type(error)
-    assert got == _dumped(value, **options)
+    assert got == _dumped(value, ensure_ascii=ensure_ascii, allow_nan=allow_nan, sort_keys=sort_keys)
 
 
 def test_json_encoder_refuses_what_json_cannot_hold_and_goes_on() -> None:
