@@ -96,14 +96,31 @@ def test_query_formats_with_format_soql_and_strips_attributes(
     sf: SalesforceClient, rsps: responses.RequestsMock
 ) -> None:
     soql = "SELECT Id, Owner.Name FROM Lead WHERE Email = 'o\\'brien@x.com'"
+    # A relationship field and a child subquery (REST API guide, "Query": each nested record has
+    # its own `attributes`), among scalars of every JSON type.
     record = {
         "attributes": {"type": "Lead", "url": "/x"},
         "Id": "00Q1",
         "Owner": {"attributes": {"type": "User", "url": "/y"}, "Name": "Ann"},
+        "Tasks": {"totalSize": 1, "done": True, "records": [{"attributes": {"type": "Task"}, "Id": "00T1"}]},
+        "AnnualRevenue": 1.5,
+        "NumberOfEmployees": 3,
+        "IsConverted": False,
+        "Title": None,
     }
     rsps.add(responses.GET, QUERY, json=_query_body([record]), match=_soql(soql))
     result = list(sf.query("SELECT Id, Owner.Name FROM Lead WHERE Email = {}", "o'brien@x.com"))
-    assert result == [{"Id": "00Q1", "Owner": {"Name": "Ann"}}]
+    assert result == [
+        {
+            "Id": "00Q1",
+            "Owner": {"Name": "Ann"},
+            "Tasks": {"totalSize": 1, "done": True, "records": [{"Id": "00T1"}]},
+            "AnnualRevenue": 1.5,
+            "NumberOfEmployees": 3,
+            "IsConverted": False,
+            "Title": None,
+        }
+    ]
     assert type(result[0]) is dict
     assert sf.requests["GET", "/services/data/v59.0/query"] == 1
 
