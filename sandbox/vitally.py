@@ -443,7 +443,9 @@ class VitallyService:
             admitted = len(stamps) < limit
             if admitted:
                 stamps.append(now)
-            reset = math.ceil(stamps[0] + window - now) if stamps else 0
+            # To the microsecond first: `stamps[0] + window - now` for the request just admitted
+            # can come out a hair over `window` in floating point, and the ceiling a second over.
+            reset = math.ceil(round(window - (now - stamps[0]), 6)) if stamps else 0
             headers = {
                 "RateLimit-Limit": rate_limit_value(limit, window),
                 "RateLimit-Remaining": str(max(0, limit - len(stamps))),

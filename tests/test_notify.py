@@ -174,7 +174,10 @@ def test_an_unreachable_webhook_is_logged_once_and_never_blocks_or_raises(hooks:
     for run in range(1, 6):
         notify.cycle_done(run, "failed", {}, error_kind="unreachable", outbox=OUTBOX)
     assert time.monotonic() - started < 0.2  # queued, not sent, by the cycle's thread
-    wait_for("five failed deliveries per sink", lambda: counted.count("delivery:slack:failed") == 5)
+    wait_for(
+        "five failed deliveries per sink",
+        lambda: counted.count("delivery:slack:failed") == 5 and counted.count("delivery:webhook:failed") == 5,
+    )
     undelivered = log.named("alert_undelivered")
     assert sorted(e["sink"] for e in undelivered) == ["slack", "webhook"]  # once per sink
     assert all(e["reason"] in ("RemoteDisconnected", "ConnectionResetError", "BadStatusLine") for e in undelivered)
