@@ -143,6 +143,22 @@ def test_account_put_merges_traits_and_null_deletes(sandbox: Sandbox, vitally: r
     assert vitally.get(url).json()["traits"] == {"a": 1, "c": {"deep": True}}
 
 
+def test_answers_are_written_as_the_services_write_json(sandbox: Sandbox, vitally: requests.Session) -> None:
+    """Text as UTF-8, not `\\u` escapes, as JSON APIs write it (JavaScript's `JSON.stringify`
+    among them); a lone surrogate, which UTF-8 cannot carry, escaped as `JSON.stringify` escapes
+    it. Either way the value read back is the value written."""
+    url = f"{sandbox.url}/resources/accounts/acc_0"
+    vitally.put(url, json={"traits": {"city": "Zürich 東京 😀"}}).raise_for_status()
+    plain = vitally.get(url)
+    assert "Zürich 東京 😀".encode() in plain.content and b"\\u" not in plain.content
+    assert plain.json()["traits"]["city"] == "Zürich 東京 😀"
+
+    vitally.put(url, json={"traits": {"odd": "a\ud800b"}}).raise_for_status()
+    odd = vitally.get(url)
+    assert b'"a\\ud800b"' in odd.content
+    assert odd.json()["traits"] == {"city": "Zürich 東京 😀", "odd": "a\ud800b"}
+
+
 def test_account_put_bumps_updated_at_strictly_within_one_millisecond(
     make_sandbox: Callable[..., Sandbox], seed: SeedBuilder, vitally: requests.Session
 ) -> None:
