@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, TypeVar
 
+from core.decoding import decode_stored
 from core.errors import RecordError
 from core.model import Lead, Opportunity, SfUser
 from core.records import parse_lead, parse_opportunity, parse_sf_account, parse_user
@@ -36,7 +37,7 @@ def _rows(
     for _id, raw, error in rows:
         if error:
             continue
-        record = json.loads(raw)
+        record = decode_stored(raw)
         try:
             yield parse(record), record
         except RecordError:
@@ -48,7 +49,7 @@ def _each(state: StateDB, sobject: str, parse: Callable[[dict[str, Any]], T]) ->
     each record when it was mirrored: `StateDB.upsert_sf`)."""
     for _id, text, digest in state.iter_sf_digested(sobject):
         try:
-            yield parse(json.loads(text)), digest
+            yield parse(decode_stored(text)), digest
         except RecordError:
             continue
 
@@ -404,7 +405,7 @@ class SalesforceFacts:
         written = self.state.written_field("salesforce", "OwnerId").get  # one query, not one per lead
         converted: list[tuple[str, str]] = []
         for lead_id, text, digest in self.state.iter_sf_digested("Lead"):
-            record = json.loads(text)
+            record = decode_stored(text)
             if not record.get("Vitally_Account_Id__c") and not self._is_disqualified(record.get("Status")):
                 continue
             try:
@@ -702,7 +703,7 @@ class SalesforceFacts:
         for lead_id, raw, error in rows:
             if error or lead_id in skip:
                 continue
-            record = json.loads(raw)
+            record = decode_stored(raw)
             known = read.get(lead_id)
             if known is not None:
                 yield known, record

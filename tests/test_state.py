@@ -164,6 +164,22 @@ def test_state_knows_whether_it_has_any_history() -> None:
     assert state.has_history()
 
 
+def test_marked_accounts_counts_the_trait_itself_not_its_name_elsewhere() -> None:
+    """The name is looked for in the text first (a substring test), then read as the trait: its
+    name in a value, outside `traits`, or the trait set to null is no mark."""
+    state = StateDB.memory()
+    texts = {
+        "acc_1": '{"id": "acc_1", "traits": {"crm_sync_written": "{}"}}',
+        "acc_2": '{"id": "acc_2", "traits": {"note": "see crm_sync_written"}}',
+        "acc_3": '{"id": "acc_3", "traits": {"crm_sync_written": null}}',
+        "acc_4": '{"id": "acc_4", "crm_sync_written": "{}", "traits": {}}',
+        "acc_5": '{"id": "acc_5", "traits": {"crm_sync_written_before": "{}"}}',
+        "acc_6": '{"id": "acc_6", "traits": {"crm_sync_written": {"new_owner": "EU TAM"}}}',
+    }
+    state.upsert_accounts([{"id": key, "updated_at": "t", "raw": raw} for key, raw in texts.items()])
+    assert state.marked_accounts("crm_sync_written") == 2
+
+
 def test_state_queries_over_the_mirror_skip_a_record_sqlite_cannot_read() -> None:
     # A record decoded with `1e400` holds a float infinity, which json.dumps writes as `Infinity`:
     # SQLite's JSON functions refuse that text ("malformed JSON"). The record parser reports the
