@@ -165,8 +165,8 @@ def test_state_knows_whether_it_has_any_history() -> None:
 
 
 def test_marked_accounts_counts_the_trait_itself_not_its_name_elsewhere() -> None:
-    """The name is looked for in the text first (a substring test), then read as the trait: its
-    name in a value, outside `traits`, or the trait set to null is no mark."""
+    """Only the trait itself is a mark: its name in a value, outside `traits`, as part of another
+    trait's name, or the trait set to null is none."""
     state = StateDB.memory()
     texts = {
         "acc_1": '{"id": "acc_1", "traits": {"crm_sync_written": "{}"}}',
