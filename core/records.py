@@ -521,6 +521,10 @@ def _check_written(record_id: str, written: Mapping[str, object]) -> None:
     """The traits crm-sync writes are shown in the plan as `previous`: text must be text and
     numbers finite and in range."""
     for key, value in written.items():
+        kind = type(value)
+        # The common cases first, without a call (eleven traits an account, most never written).
+        if value is None or ((kind is float or kind is int) and -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE):  # type: ignore[operator]
+            continue
         if isinstance(value, str) and not _encodable(value):
             _field("vitally", record_id, f"traits.{key}", value, _text)
         elif isinstance(value, int | float) and not isinstance(value, bool):
@@ -653,17 +657,16 @@ _Money = Annotated[float, msgspec.Meta(ge=0, le=MAX_MAGNITUDE)]
 _Count = Annotated[int, msgspec.Meta(ge=0, le=int(MAX_MAGNITUDE))]
 
 
-class _TypedInvoice(msgspec.Struct):
-    month: str
-    amount: _Money
-
-
-def _typed_invoices(invoices: list[_TypedInvoice]) -> tuple[Invoice, ...]:
+def _typed_invoices(invoices: list[Invoice]) -> tuple[Invoice, ...]:
+    """The invoices msgspec decoded straight into `Invoice`s (2.5 µs an account fewer than a
+    structure of their own copied into them), checked as `_invoices` checks them."""
     for invoice in invoices:
-        month = invoice.month
+        month, amount = invoice.month, invoice.amount
         if len(month) != 7 or month[4] != "-" or not (month[:4] + month[5:]).isdigit():
             raise _Bad("invoice month")  # `_invoices` words the error: the caller asks it
-    return tuple([Invoice(invoice.month, invoice.amount) for invoice in invoices])
+        if not 0 <= amount <= MAX_MAGNITUDE:
+            raise _Bad("invoice amount")  # `_money`'s range, as `_Money` holds it elsewhere
+    return tuple(invoices)
 
 
 # Each parser's type for msgspec, and what is done to the value msgspec gives (None: nothing).
@@ -679,7 +682,7 @@ _TYPED: Mapping[Callable[[object], object], tuple[Any, Callable[[Any], object] |
     _str_list: (list[str], tuple),
     _money_map: (dict[str, _Money], None),
     _country_counts: (dict[str, _Count], _country_counts),
-    _invoices: (list[_TypedInvoice], _typed_invoices),
+    _invoices: (list[Invoice], _typed_invoices),
 }
 
 # The account's own members, besides its traits and owner attributes.
@@ -690,7 +693,8 @@ _ACCOUNT_MEMBERS = ("id", "name", "updatedAt", "createdAt", "externalId", "mrr",
 class _AccountDecoder:
     decoder: msgspec.json.Decoder[Any]
     then: tuple[tuple[str, Callable[[Any], object]], ...]  # canonical trait -> its conversion
-    written: tuple[tuple[str, str], ...]  # written trait key -> its field in the traits structure
+    canonical: tuple[str, ...]  # the traits structure's first fields: the canonical traits
+    written: tuple[str, ...]  # the written trait keys, in the order of the structure's last fields
     owners: tuple[tuple[str, str], ...]  # owner attribute -> its field in the account structure
 
 
@@ -733,7 +737,9 @@ def _account_decoder(
         members.append((f"_owner_{number}", Any, None))
     account_rename = {field: attribute for attribute, field in owners}
     account = msgspec.defstruct("_TypedAccount", members, rename=account_rename)
-    return _AccountDecoder(msgspec.json.Decoder(account), tuple(then), tuple(written), tuple(owners))
+    names = tuple(name for name, _, _ in fields[: len(parsers)])
+    keys = tuple(key for key, _ in written)
+    return _AccountDecoder(msgspec.json.Decoder(account), tuple(then), names, keys, tuple(owners))
 
 
 def parse_account_json(
@@ -785,12 +791,14 @@ def _typed_account(
         values: dict[str, Any] = {}
         written = dict.fromkeys(written_keys)
     else:
-        values = {key: value for key, value in msgspec.structs.asdict(traits).items() if value is not None}
+        # By place: the canonical traits first (`zip` stops at their end), the written ones last.
+        read = msgspec.structs.astuple(traits)
+        values = {key: value for key, value in zip(typed.canonical, read, strict=False) if value is not None}
         for canonical, convert in typed.then:
             value = values.get(canonical)
             if value is not None:
                 values[canonical] = convert(value)
-        written = {key: values.pop(field, None) for key, field in typed.written}
+        written = dict(zip(typed.written, read[len(typed.canonical) :], strict=True))
         _check_written(record_id, written)
     created, churned, external = raw.createdAt, raw.churnedAt, raw.externalId
     key_roles, key_role_emails = _account_key_roles(record_id, raw.keyRoles)
