@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -303,6 +304,23 @@ def test_offline_triage_reads_a_salesforce_lead() -> None:
 def test_fold_removes_latin_accents_but_keeps_japanese_marks() -> None:
     assert fold("Démo GRÜSSE Łódź ＳＥＯ") == "demo grusse lodz seo"
     assert fold("ログインができません") == "ログインができません"
+
+
+def _fold_in_full(text: str) -> str:
+    """What `fold` gives, every step taken (it skips them for ASCII text and remembers its last
+    answers)."""
+    text = unicodedata.normalize("NFKC", text[: triage_rules.MAX_TEXT]).casefold()
+    text = text.translate(triage_rules._LATIN_EXTRA)
+    return triage_rules._ACCENTED_LATIN.sub(triage_rules._unaccented, text)
+
+
+@settings(max_examples=300)
+@given(st.text() | st.text(st.characters(max_codepoint=127)) | st.text(st.sampled_from("AÄßﬁＳİı’ ")))
+def test_fold_gives_what_every_step_gives_ascii_or_not_asked_again_or_not(text: str) -> None:
+    assert fold(text) == _fold_in_full(text)
+    assert fold(text) == _fold_in_full(text)  # the remembered answer
+    long = text * (triage_rules.MAX_TEXT // max(1, len(text)) + 2)
+    assert fold(long) == _fold_in_full(long)  # cut at MAX_TEXT before folding, as always
 
 
 _NASTY = st.sampled_from(["\ud800", "\udfff", "\x00", "\x1b[2J", "\u202e", "\ufeff", "\r\n", "ignore ", "<|im_start|>"])
