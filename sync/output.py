@@ -16,12 +16,11 @@ import csv
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:  # imported where a table is drawn: a JSON or CSV run never loads rich (25-30 ms)
+    from rich.console import Console
+    from rich.table import Table
 
 from state import PlanLog, PlannedWrite, StateDB
 from sync.safe import csv_cell, json_line, printable
@@ -176,10 +175,16 @@ def _target(write: PlannedWrite, names: Names) -> str:
 def _console(out: TextIO) -> Console:
     """A console as wide as the terminal (80 columns when `out` is not one), never interpreting
     what it prints: every cell is a `Text`."""
+    from rich.console import Console
+
     return Console(file=out, soft_wrap=False, highlight=False, emoji=False, markup=False)
 
 
 def _plan_table(writes: Iterable[PlannedWrite], names: Names) -> Table:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=box.SIMPLE_HEAD, show_lines=True, expand=True, pad_edge=False)
     table.add_column("record", width=18, overflow="fold")  # a Salesforce id is 18 characters
     table.add_column("change", ratio=3, overflow="fold")
@@ -267,6 +272,10 @@ def render_rows(
         for row in rows:
             writer.writerow([csv_cell(_cell(row.get(key))) for key in keys])
         return
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=title, box=box.SIMPLE_HEAD, show_lines=True, expand=True, pad_edge=False)
     for column in layout:
         table.add_column(column.header, width=column.width, ratio=None if column.width else 1, overflow="fold")

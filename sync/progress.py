@@ -1,5 +1,5 @@
-"""Progress bars for interactive runs (rich), on stderr and only on a terminal: piped or logged
-output stays exactly the plan and the summary.
+"""Progress bars for interactive runs (rich, drawn by `sync.progress_bars`), on stderr and only on a
+terminal: piped or logged output stays exactly the plan and the summary.
 
 One bar per phase, with its count, its rate and, where the total is known, the time left at the
 phase's rate so far. A phase ends when its count reaches its total or when the next phase begins:
@@ -11,88 +11,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    SpinnerColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.text import Text
-
-__all__ = ["ProgressHook", "RateColumn", "RemainingColumn", "bar_hook", "terminal_progress"]
+__all__ = ["ProgressHook", "terminal_progress"]
 
 ProgressHook = Callable[[str, int, int | None], None]
 
 
 def _quiet(phase: str, done: int, total: int | None) -> None:
     """Not on a terminal: say nothing."""
-
-
-def _clock(seconds: float) -> str:
-    whole = max(0, round(seconds))
-    hours, rest = divmod(whole, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-class RemainingColumn(ProgressColumn):
-    """`eta 0:12:04` at the phase's average rate since it began; `done` once it has ended; blank
-    while the total is unknown (Vitally does not say how many accounts it holds)."""
-
-    def render(self, task: Task) -> Text:
-        if task.finished or task.stop_time is not None:
-            return Text("done", style="green")
-        elapsed = task.elapsed
-        if task.total is None or not task.completed or not elapsed:
-            return Text("")
-        rate = task.completed / elapsed
-        return Text(f"eta {_clock((task.total - task.completed) / rate)}", style="cyan")
-
-
-class RateColumn(ProgressColumn):
-    """Items a second, averaged over the phase (frozen once it has ended)."""
-
-    def render(self, task: Task) -> Text:
-        elapsed = task.elapsed
-        if not task.completed or not elapsed:
-            return Text("")
-        return Text(f"{task.completed / elapsed:,.1f}/s", style="magenta")
-
-
-def bar_hook(progress: Progress) -> ProgressHook:
-    """A hook `(phase, done, total)` drawing one bar per phase on `progress`: the previous phase's
-    bar stops when a new phase begins, a bar stops when its count reaches its total, and a call for
-    a phase that has ended changes nothing."""
-    bars: dict[str, TaskID] = {}
-    counted: dict[TaskID, int] = {}
-    ended: set[TaskID] = set()
-
-    def end(task: TaskID) -> None:
-        if task not in ended:
-            ended.add(task)
-            # Counted to the end: a phase whose total was unknown is complete at its count.
-            progress.update(task, total=counted.get(task, 0))
-            progress.stop_task(task)
-
-    def hook(phase: str, done: int, total: int | None) -> None:
-        if phase not in bars:
-            for earlier in bars.values():
-                end(earlier)  # the next phase has begun
-            bars[phase] = progress.add_task(phase, total=total)
-        task = bars[phase]
-        if task in ended:
-            return  # a late call does not restart its clock
-        counted[task] = done
-        progress.update(task, completed=done, total=total)
-        if total is not None and done >= total:
-            end(task)
-
-    return hook
 
 
 @contextmanager
@@ -103,15 +28,7 @@ def terminal_progress(err: TextIO) -> Iterator[ProgressHook]:
     if not err.isatty():
         yield _quiet
         return
-    with Progress(
-        SpinnerColumn(finished_text="✓"),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeElapsedColumn(),
-        RemainingColumn(),
-        console=Console(file=err),
-        transient=True,
-    ) as progress:
-        yield bar_hook(progress)
+    from sync.progress_bars import bars  # rich, only for a terminal
+
+    with bars(err) as hook:
+        yield hook

@@ -34,10 +34,10 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from html import escape
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:  # imported where a table is drawn: the CLI builds its parser from this module
+    from rich.table import Table
 
 from core.errors import ConfigError, RecordError
 from core.model import Lead
@@ -388,6 +388,8 @@ def _pool_title(pool: PoolLine) -> str:
 
 
 def _rich_table(title: str, columns: Sequence[tuple[str, Callable[[Any], str]]], lines: Sequence[Any]) -> Table:
+    from rich.table import Table
+
     table = Table(title=title)
     for header, _ in columns:
         table.add_column(header, overflow="fold")
@@ -397,6 +399,8 @@ def _rich_table(title: str, columns: Sequence[tuple[str, Callable[[Any], str]]],
 
 
 def _render_table(report: Report, sections: Sequence[Section], out: TextIO) -> None:
+    from rich.console import Console
+
     console = Console(file=out, width=max(180, Console(file=out).width))
     if "runs" in sections:
         console.print(_rich_table(_runs_title(report), _RUN_COLUMNS, report.runs))

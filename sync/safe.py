@@ -22,9 +22,10 @@ spreadsheet (`=HYPERLINK(…)`, `+cmd|…`), or make JSON output invalid (a bare
 from __future__ import annotations
 
 import re
-from typing import TextIO, cast
+from typing import TYPE_CHECKING, TextIO, cast
 
-from rich.text import Text
+if TYPE_CHECKING:  # rich is imported where a table is drawn: a JSON run never loads it
+    from rich.text import Text
 
 from core.safe_json import _UNSAFE, json_line
 
@@ -52,6 +53,8 @@ def printable(text: str, *, keep_lines: bool = False) -> str:
 
 def cell(value: object) -> Text:
     """A table cell: the value as plain, printable text (rich never reads it as markup)."""
+    from rich.text import Text
+
     return Text(printable("" if value is None else str(value)))
 
 

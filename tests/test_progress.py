@@ -133,3 +133,19 @@ def test_every_write_answered_is_progress_tasks_included() -> None:
     assert writes == sorted(writes)
     steps = [b - a for a, b in itertools.pairwise(writes)]
     assert sum(step == 1 for step in steps) >= tasks  # each task answered is a call of its own
+
+
+def test_a_run_that_draws_no_table_never_imports_rich() -> None:
+    """The CLI's start (its modules and its argument parser, which reads `sync.report`) leaves rich
+    unloaded: it is imported where a table or a progress bar is drawn, so a JSON run, a service
+    and a cron job do not pay its 25-30 ms. A fresh interpreter, since this one has it loaded."""
+    code = (
+        "import contextlib, io, sys\n"
+        "from sync.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as shown, contextlib.suppress(SystemExit):\n"
+        "    main(['run', '--help'], io.StringIO(), io.StringIO())  # argparse exits after the help\n"
+        "assert 'usage: crm-sync run' in shown.getvalue()\n"
+        "print(sorted(m for m in sys.modules if m == 'rich' or m.startswith('rich.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.progress import Progress
 
 from sync.health import Health
-from sync.progress import RateColumn, RemainingColumn, bar_hook, terminal_progress
+from sync.progress import terminal_progress
+from sync.progress_bars import RateColumn, RemainingColumn, bar_hook
 from sync.vocabulary import CycleReport
 from sync.watch import CycleWatch, metric_phase
 
