@@ -3,6 +3,7 @@ cases, and that it never raises (tests/data/triage/GUIDE.md defines the labels).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -20,6 +21,7 @@ from core.model import Lead
 from core.triage import LABELS, Label, Submission
 from rules import triage_rules
 from rules.triage import offline_triage
+from rules.triage_lexicon import INJECTION, SIGNALS
 from rules.triage_model import HybridTriage, NaiveBayes, features, packaged_model
 from rules.triage_rules import RuleTriage, fold
 
@@ -446,3 +448,100 @@ def test_the_models_probabilities_are_the_sums_one_label_at_a_time() -> None:
         exp = {label: math.exp(value - top) for label, value in logs.items()}
         expected = {label: value / sum(exp.values()) for label, value in exp.items()}
         assert model.probabilities(submission) == expected, row["id"]
+
+
+# -- each `\b` spelled by the half that can still fail (issue #17) ----------------------------------
+
+_LEXICON_SOURCES = [p for signal in SIGNALS for p in signal.patterns] + list(INJECTION)
+
+
+def _full(source: str) -> re.Pattern[str]:
+    """The pattern as `_compile` spelled it before: every `\\b` the whole two-sided boundary."""
+    return re.compile(source.replace(r"\b", triage_rules._BOUNDARY))
+
+
+def _spans(pattern: re.Pattern[str], text: str) -> list[tuple[int, int]]:
+    return [match.span() for match in pattern.finditer(text)]
+
+
+@functools.cache
+def _both() -> list[tuple[str, re.Pattern[str], re.Pattern[str]]]:
+    """(source, spelled by half, whole) for every lexicon pattern, compiled once (more than `re`
+    caches)."""
+    return [(source, triage_rules._compile(source), _full(source)) for source in _LEXICON_SOURCES]
+
+
+def test_most_boundaries_of_the_lexicon_are_spelled_by_half() -> None:
+    """The simplification reaches most of the lexicon (else it saves nothing): of its ~1,350
+    boundaries, fewer than 60 stay whole (after `\\w*`, whose letters may not be ASCII)."""
+    boundaries = sum(source.count(r"\b") for source in _LEXICON_SOURCES)
+    whole = sum(triage_rules._with_boundaries(source).count(triage_rules._BOUNDARY) for source in _LEXICON_SOURCES)
+    assert boundaries > 1000
+    assert whole < 60
+
+
+def test_boundaries_spelled_by_half_match_what_the_whole_boundary_matches_on_the_corpus() -> None:
+    """Every lexicon pattern finds the same matches, at the same places, over the corpus, the
+    held-out split and the fresh set, and requires the same strings (the prefilter's needs)."""
+    names = ("corpus.jsonl", "heldout.jsonl", "fresh.jsonl")
+    rows = [json.loads(line) for name in names for line in (DATA / name).open()]
+    texts = [fold(str(row["text"])) for row in rows]
+    for source, spelled, full in _both():
+        assert triage_rules._needs(spelled) == triage_rules._needs(full), source
+        for text in texts:
+            assert _spans(spelled, text) == _spans(full, text), (source, text)
+
+
+# Around a boundary: ASCII letters and digits, and what is not one of them to the assertion.
+_EDGES = st.sampled_from(["a", "z", "0", "9", "_", " ", "-", ".", "é", "ß", "я", "日", "\n", "'"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_LEXICON_WORDS), _EDGES), max_size=16))
+def test_boundaries_spelled_by_half_match_what_the_whole_boundary_matches_anywhere(parts: list[str]) -> None:
+    """Texts of the lexicon's own strings glued to letters, digits, underscores, accents and
+    punctuation, where a boundary's two sides differ most: every lexicon pattern finds the same."""
+    text = "".join(parts)
+    for source, spelled, full in _both():
+        assert _spans(spelled, text) == _spans(full, text), (source, text)
+
+
+B, BEFORE, AFTER = triage_rules._BOUNDARY, triage_rules._BEFORE_ALNUM, triage_rules._AFTER_ALNUM
+
+
+@pytest.mark.parametrize(
+    ("source", "spelled"),
+    [
+        (r"\bsso\b", f"{BEFORE}sso{AFTER}"),
+        (r"\b(sla|rbac)\b", f"{BEFORE}(sla|rbac){AFTER}"),
+        (r"\b(?:audit logs?|sla)\b", f"{BEFORE}(?:audit logs?|sla){AFTER}"),
+        (r"\bsomos una?\b", f"{BEFORE}somos una?{AFTER}"),  # `a` or not: `n` before it
+        (r"\b(eu (region|hosting))\b", f"{BEFORE}(eu (region|hosting)){AFTER}"),
+        (r"\bs?aml\b", f"{B}s?aml{AFTER}"),  # the `s` may be absent
+        (r"\b(ab)?c\b", f"{B}(ab)?c{AFTER}"),
+        (r"\b(ab|\d)x", f"{B}(ab|\\d)x"),  # `\d` is not a literal
+        (r"(ab|)\b", f"(ab|){B}"),  # an empty branch
+        (r"[a-z]\b", f"[a-z]{B}"),  # a class
+        (r"\w+\b", f"\\w+{B}"),
+        (r"\x61\b", f"\\x61{B}"),  # an escape whose digits are not literal
+        (r"(?i)abc\b", f"(?i)abc{B}"),  # `C` would match `c`: not analysed
+        (r"(?=ab)\bx", f"(?=ab){BEFORE}x"),
+        (r"\bdemo\w*(?! form)", f"{BEFORE}demo\\w*(?! form)"),
+        (r"(?!ab)\b", f"(?!ab){B}"),  # a lookaround matches nothing itself
+        (r"\b(?P<n>ab)", f"{B}(?P<n>ab)"),
+        (r"a\\b", r"a\\b"),  # a backslash, then a `b`: no boundary
+    ],
+)
+def test_which_boundaries_are_spelled_by_half(source: str, spelled: str) -> None:
+    assert triage_rules._with_boundaries(source) == spelled
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="abcxz09_ -é日", max_size=12))
+def test_the_pinned_spellings_match_what_the_whole_boundary_matches(text: str) -> None:
+    sources = [
+        r"\bsso\b", r"\b(sla|rbac)\b", r"\bsomos una?\b", r"\bs?a\b", r"\b(ab)?c\b", r"(ab|c)\b",
+        r"(ab|)\b", r"\b(?:a|bc)+x", r"a*\b", r"(a|b)*\bc", r"\ba|b\b", r"x(a|0)?\b",
+    ]  # fmt: skip
+    for source in sources:
+        assert _spans(triage_rules._compile(source), text) == _spans(_full(source), text), (source, text)
