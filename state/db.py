@@ -509,6 +509,17 @@ def _carry_events(db: sqlite_utils.Database, inbox: sqlite3.Connection) -> None:
         inbox.execute("COMMIT")
 
 
+# The order a cycle reads the mirrored accounts in, and so plans them: the order crm-sync first
+# mirrored them (Vitally's order on the first read, newest first; each account seen later after
+# them). An upsert keeps a row's rowid, so an account keeps its place. Not id order: the ids
+# arrive in Vitally's order, so reading 100,000 accounts by id sought each row through the id
+# index, anywhere in the table (176,000 of a cold dry run's 277,000 page reads); in rowid order
+# the table is read once, front to back: ~0.9 s less CPU in that run (README, "What issue 17
+# changed").
+# Owners are still drawn in account-id order, once every account was judged (`sync.plan`).
+MIRROR_ORDER = "rowid"
+
+
 class StateDB:
     """Typed access to the state tables. Construct with `open`, `snapshot` or `memory`."""
 
@@ -683,9 +694,11 @@ class StateDB:
 
     def iter_accounts(self, ids: Sequence[str] | None = None) -> Iterator[tuple[str, str, str | None, int | None]]:
         """(id, raw JSON, parse error or None, the run that last read it) for every mirrored
-        account (of `ids` only, when given), streamed from the database in id order."""
+        account (of `ids` only, when given), streamed from the database in the mirror's order
+        (`MIRROR_ORDER`)."""
         where, params = ("", []) if ids is None else (f" WHERE id IN ({','.join('?' * len(ids))})", list(ids))
-        yield from self.db.conn.execute(f"SELECT id, raw, error, read_run FROM accounts{where} ORDER BY id", params)
+        query = f"SELECT id, raw, error, read_run FROM accounts{where} ORDER BY {MIRROR_ORDER}"
+        yield from self.db.conn.execute(query, params)
 
     # A stored judgement that holds (`i`: its `account_inputs` row). Only that table and indexes
     # are read: an account's own row holds its raw JSON (overflow pages, read only for the
@@ -730,14 +743,16 @@ class StateDB:
         self, rules: str, at: float, facts_changed: Iterable[str]
     ) -> Iterator[tuple[str, str, int | None]]:
         """(id, raw JSON, the run that last read it) of every well-formed mirrored account whose
-        stored judgement does not hold (`accounts_holding`), in id order. An account with a write
-        still pending (queued by an event's mini-cycle, an `apply`, an earlier cycle) never holds:
-        this cycle must judge it again, or settling would drop that write as no longer wanted."""
+        stored judgement does not hold (`accounts_holding`), in the mirror's order
+        (`MIRROR_ORDER`). An account with a write still pending (queued by an event's mini-cycle,
+        an `apply`, an earlier cycle) never holds: this cycle must judge it again, or settling
+        would drop that write as no longer wanted."""
         self._facts_changed(facts_changed)
         # The index of `accounts` answers `NOT IN` before the row itself is read.
         yield from self.db.conn.execute(
             f"SELECT a.id, a.raw, a.read_run FROM accounts a WHERE a.id NOT IN "
-            f"(SELECT i.id FROM account_inputs i WHERE {self._HOLDS}) AND coalesce(a.error, '') = '' ORDER BY a.id",
+            f"(SELECT i.id FROM account_inputs i WHERE {self._HOLDS}) AND coalesce(a.error, '') = '' "
+            f"ORDER BY a.{MIRROR_ORDER}",
             [rules, at, at],
         )
 

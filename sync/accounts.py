@@ -44,7 +44,7 @@ def iter_accounts(
     rows: Iterable[tuple[str, str, str | None, int | None]] | None = None,
 ) -> Iterator[Account]:
     """Every well-formed account of the mirror (of `ids` only, when given; or of `rows`, some of its
-    `StateDB.iter_accounts` rows), parsed, streamed in id order. With a `report`, an account this
+    `StateDB.iter_accounts` rows), parsed, streamed in the mirror's order. With a `report`, an account this
     cycle read that turns out malformed is reported (id and field) and remembered as such; one
     read earlier was reported then and is skipped quietly."""
     vitally = config.vitally

@@ -19,7 +19,7 @@ row is written (read again from Vitally, marked malformed, inserted or removed).
 
 A later cycle skips such an account, without even reading its JSON, when nothing of the above
 changed and its rules' clock is inside the window: judging it again would plan nothing again.
-Every other account is judged in full, as without this module, in the same id order. `--full`
+Every other account is judged in full, as without this module, in the same order (the mirror's). `--full`
 judges every account (and stores their records afresh).
 
 The clock: every date a rule reads is compared with `now.date()` (days since, months between,
@@ -182,7 +182,7 @@ def clock_window(account: Account, now: datetime, *, custom_triggers: bool) -> t
 @dataclass
 class Book:
     """The accounts one cycle judges, and what it learns for the next one. `accounts` yields the
-    rows to judge (id order); `judged` records each verdict; `managers` counts the TAMs of the
+    rows to judge (the mirror's order); `judged` records each verdict; `managers` counts the TAMs of the
     accounts skipped; `save` stores what was learnt (in the cycle's transaction)."""
 
     state: StateDB
@@ -202,7 +202,7 @@ class Book:
 
     def accounts(self) -> Iterator[AccountRow]:
         """The well-formed mirrored accounts this cycle must judge, as `StateDB.iter_accounts`
-        rows, in id order; the others are counted in `skipped` and their TAMs in `managers`.
+        rows, in the mirror's order; the others are counted in `skipped` and their TAMs in `managers`.
 
         Which ones is SQLite's to say (`StateDB.accounts_to_judge`): those with no stored
         judgement, one under other rules, outside its clock window, with a write pending, or

@@ -8,7 +8,8 @@ The passes, in order:
 
 1. **Linked leads** first: what the lead rules will change on a lead joined to an account is
    part of that account's context now, not one cycle later.
-2. **Accounts**, streamed from the mirror in id order and parsed once (`sync.accounts`): their
+2. **Accounts**, streamed from the mirror in its order (`state.db.MIRROR_ORDER`: the order
+   crm-sync first read them) and parsed once (`sync.accounts`): their
    traits, segments and tasks are planned at once; a routed account, or one whose onboarding
    lead needs a specialist, is kept as a small projection (`RoutedAccount`,
    `OnboardingAccount`), never as the whole account.

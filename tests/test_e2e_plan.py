@@ -109,8 +109,10 @@ def test_apply_refuses_the_write_a_person_overtook_and_applies_the_others(
 
     assert applied.returncode == 2, applied.stderr
     refused = [line for line in applied.stderr.splitlines() if line.startswith("refused:")]
+    # The plan lists the accounts in the order Vitally first listed them (`state.db.MIRROR_ORDER`):
+    # newest change first, the sandbox's ties by id descending: acc_quiet, acc_pl, then acc_alloc.
     assert refused == [
-        "refused: write 1: vitally set_traits acc_alloc (allocation.new_owner): changed since the plan "
+        "refused: write 5: vitally set_traits acc_alloc (allocation.new_owner): changed since the plan "
         '(new_owner: the plan saw null, Vitally holds "US TAM" now)'
     ]
     assert vitally(sandbox, "acc_alloc")["traits"]["new_owner"] == "US TAM"  # the person's value stays
@@ -212,9 +214,9 @@ def test_a_dry_run_and_apply_limited_to_accounts_and_rules(sandbox: Sandbox, con
 
     assert sliced.returncode == 0, sliced.stderr
     lines = [json.loads(line) for line in sliced.stdout.splitlines()]
-    assert [(line["record"], line["rule"]) for line in lines] == [
-        ("acc_pl", "lifecycle.stage"),
+    assert [(line["record"], line["rule"]) for line in lines] == [  # in the mirror's order
         ("acc_quiet", "lifecycle.stage"),
+        ("acc_pl", "lifecycle.stage"),
     ]
     assert "only account(s) acc_pl, acc_quiet; rule(s) lifecycle.*" in sliced.stderr
     unknown = cli(config, state, "run", "--dry-run", "--rule", "lifecycle.stag")
@@ -267,7 +269,8 @@ def test_apply_refuses_the_writes_whose_inputs_changed_and_draws_no_owner(
 
     assert applied.returncode == 2, applied.stderr
     refused = [line for line in applied.stderr.splitlines() if line.startswith("refused:")]
-    assert [line.split(":")[1].strip() for line in refused] == ["write 5", "write 6", "write 7", "write 9"]
+    # acc_pl's three account writes follow acc_quiet's one (the mirror's order); its lead is last.
+    assert [line.split(":")[1].strip() for line in refused] == ["write 2", "write 3", "write 4", "write 9"]
     assert all(" acc_pl " in line or "crm-sync-acc_pl-1" in line for line in refused)
     assert "refused: write 9: salesforce upsert_lead crm-sync-acc_pl-1 (product_led.mrr_band): its inputs changed" in (
         applied.stderr

@@ -555,3 +555,41 @@ def test_finding_an_accounts_salesforce_facts_reads_no_records_json() -> None:
     again = SalesforceFacts.load(facts.state, lazy=True)
     assert {account: again.fingerprint(account) for account in again.with_facts()} == before
     assert again.disqualified_fingerprint("acme") == facts.disqualified_fingerprint("acme") != ""
+
+
+# -- the order a cycle plans the accounts in --------------------------------------------------------
+
+
+def _planned_accounts(plan: list[Any]) -> list[str]:
+    """The accounts of a plan's Vitally writes, in the order the plan first names them."""
+    return list(dict.fromkeys(w.account for w in plan if w.system == "vitally" and w.account))
+
+
+def test_a_cold_cycle_plans_the_accounts_in_the_order_vitally_listed_them(
+    book: tuple[Config, Sandbox, Path],
+) -> None:
+    """The mirror's order (`state.db.MIRROR_ORDER`): on the first read, the order Vitally lists
+    the accounts in (newest change first), not id order."""
+    config, sandbox, path = book
+    served = [a["id"] for a in make_vitally(config).iter_accounts_since(None) if isinstance(a, dict)]
+    assert served != sorted(served)  # else the two orders could not be told apart
+    planned = _planned_accounts(_dry(config, path, sandbox, full=False)[0])
+    assert len(planned) > 60
+    assert planned == [account for account in served if account in set(planned)]
+
+
+def test_an_account_read_again_keeps_its_place_in_the_mirrors_order(tmp_path: Path) -> None:
+    """An account Vitally lists first because it changed is stored in place (an upsert keeps the
+    row): a full cycle and an incremental one judge the accounts in the order first read."""
+    state = StateDB.open(tmp_path / "state.db")
+    first = ["acc_b", "acc_c", "acc_a"]
+    with state.atomic():
+        state.upsert_accounts({"id": i, "updated_at": "2026-11-01T00:00:00Z", "raw": "{}"} for i in first)
+        # Read again, changed (newest first), and a new account after them.
+        state.upsert_accounts(
+            {"id": i, "updated_at": "2026-11-02T00:00:00Z", "raw": '{"changed": true}'} for i in ("acc_a", "acc_0")
+        )
+    assert [row[0] for row in state.iter_accounts()] == ["acc_b", "acc_c", "acc_a", "acc_0"]
+    assert [row[0] for row in state.iter_accounts(ids=["acc_0", "acc_b"])] == ["acc_b", "acc_0"]
+    assert [row[0] for row in state.accounts_to_judge("rules", 0.0, [])] == ["acc_b", "acc_c", "acc_a", "acc_0"]
+    state.close()
