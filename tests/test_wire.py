@@ -7,6 +7,8 @@ from datetime import date
 from typing import get_args
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rules.base import LeadField, LeadIntent, TaskIntent
 from sync.wire import (
@@ -107,6 +109,14 @@ def test_wire_counts_length_as_salesforce_does_and_never_cuts_a_character_in_hal
     odd, _ = fit_lead_fields("k", {"LastName": "a" + rocket * 40})  # 81 units: the last emoji goes whole
     assert odd == {"LastName": "a" + rocket * 39}
     assert utf16_length("a" + rocket) == 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=()), max_size=40))
+def test_utf16_length_counts_what_salesforce_counts(text: str) -> None:
+    """Each character one unit, each outside the Basic Multilingual Plane two: lone surrogates (a
+    hostile record's) and accented or CJK text included."""
+    assert utf16_length(text) == sum(2 if ord(char) > 0xFFFF else 1 for char in text)
 
 
 def test_wire_sends_text_as_salesforce_stores_it_trimmed_and_never_empty() -> None:
