@@ -748,10 +748,14 @@ class StateDB:
         an `apply`, an earlier cycle) never holds: this cycle must judge it again, or settling
         would drop that write as no longer wanted."""
         self._facts_changed(facts_changed)
-        # The index of `accounts` answers `NOT IN` before the row itself is read.
+        # The accounts to judge are found in the index of `accounts` (id -> rowid) without reading
+        # a row, and only their rows are read, in the mirror's order: ordered by rowid over the
+        # whole table, SQLite would read every row, those that hold too (an idle cycle's ~140 MB
+        # at 100,000 accounts).
         yield from self.db.conn.execute(
-            f"SELECT a.id, a.raw, a.read_run FROM accounts a WHERE a.id NOT IN "
-            f"(SELECT i.id FROM account_inputs i WHERE {self._HOLDS}) AND coalesce(a.error, '') = '' "
+            f"SELECT a.id, a.raw, a.read_run FROM accounts a WHERE a.{MIRROR_ORDER} IN "
+            f"(SELECT b.{MIRROR_ORDER} FROM accounts b WHERE b.id NOT IN "
+            f"(SELECT i.id FROM account_inputs i WHERE {self._HOLDS})) AND coalesce(a.error, '') = '' "
             f"ORDER BY a.{MIRROR_ORDER}",
             [rules, at, at],
         )
