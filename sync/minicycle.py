@@ -9,8 +9,12 @@ For a batch of queued events (`StateDB.pending_events`):
    it), the Salesforce leads linked to those accounts (one SOQL query per 200 accounts:
    `Vitally_Account_Id__c IN (...)`, the join the rules read), and each Lead named by an Outbound
    Message (`Id IN (...)`, one query per 200), with the fields a cycle reads (`sf_objects`:
-   `CountryCode` too on an org with State and Country/Territory picklists). Opportunities,
-   Salesforce Accounts and users are the mirror's, as the last cycle read them.
+   `CountryCode` too on an org with State and Country/Territory picklists). A lead read that a
+   person converted since the last cycle read Opportunities names an opportunity the mirror does
+   not hold (`ConvertedOpportunityId`): those are read by id (`Id IN (...)`, one query per 200;
+   none without such a lead), so the rules see the conversion's open opportunity as a cycle
+   would. The other opportunities, Salesforce Accounts and users are the mirror's, as the last
+   cycle read them.
 2. **Mirror and plan**, in one transaction: the records go into the mirror as `sync.ingest`
    stores a page (no cursor moves: the next cycle still reads everything changed since its own
    last read); `sync.plan.Planner.run_for` decides and plans these records exactly as a whole
@@ -40,12 +44,14 @@ the scheduled cycle still routes those records.
 
 Requests per event, beyond the writes themselves: a Vitally account costs its read, its linked
 leads' query (shared by up to 200 accounts) and the last look before its PUT; a Lead costs its
-share of one read and one last look per 200.
+share of one read and one last look per 200; a conversion not yet mirrored, its share of one
+opportunity query per 200.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -73,6 +79,7 @@ from sync.vocabulary import CycleReport, Hooks, Log, iso
 __all__ = ["EventSalesforce", "EventVitally", "run_mini_cycle"]
 
 _DEFAULTS = Hooks()
+_SALESFORCE_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 
 
 class EventVitally(VitallyPort, Protocol):
@@ -95,6 +102,7 @@ class _Fresh:
 
     accounts: list[dict[str, Any] | Unreadable] = field(default_factory=list)
     leads: list[dict[str, Any] | Unreadable] = field(default_factory=list)
+    opportunities: list[dict[str, Any] | Unreadable] = field(default_factory=list)
     left: dict[str, str] = field(default_factory=dict)  # account id → why it is not planned
 
 
@@ -133,7 +141,7 @@ def run_mini_cycle(
     hooks.log("event_cycle_started", {"run_id": run_id, "records": len(records)})
     status, error = "failed", None
     try:
-        fresh = _read(vitally, salesforce, queued, report, sf_objects(config.salesforce)["Lead"])
+        fresh = _read(vitally, salesforce, queued, report, sf_objects(config.salesforce), state)
         if outlets.llm is not None and fresh.leads and not hooks.should_stop():
             # A demo request's verdict, asked before it is planned: routed in this mini-cycle.
             ask_llm(config, state, outlets.llm, report, clock=clock, hooks=hooks, leads=_readable(fresh.leads))
@@ -180,11 +188,13 @@ def _read(
     salesforce: EventSalesforce | None,
     queued: Sequence[QueuedEvents],
     report: CycleReport,
-    lead_fields: tuple[str, ...],
+    fields: Mapping[str, tuple[str, ...]],
+    state: StateDB,
 ) -> _Fresh:
     """The records fresh from the services (no transaction is open: the receiver may store events).
-    Leads are read with the fields a cycle reads (`lead_fields`: with Country/Territory picklists,
-    `CountryCode` too), so the mirror holds the same row a cycle's read would."""
+    Records are read with the fields a cycle reads (`fields`, `sf_objects`: a Lead with
+    Country/Territory picklists has `CountryCode` too), so the mirror holds the same row a cycle's
+    read would."""
     fresh = _Fresh()
     for account_id in sorted({q.record for q in queued if q.source == "vitally"}):
         try:
@@ -204,12 +214,32 @@ def _read(
         return fresh
     accounts = sorted({str(raw.get("id")) for raw in fresh.accounts if isinstance(raw, dict)})
     # Under the org's own field names (`[salesforce.fields]`), as a cycle's read: one query per 200.
-    fresh.leads.extend(salesforce.read_where("Lead", lead_fields, "Vitally_Account_Id__c", accounts))
+    fresh.leads.extend(salesforce.read_where("Lead", fields["Lead"], "Vitally_Account_Id__c", accounts))
     named = sorted({q.record for q in queued if q.source == "salesforce"})
     if named:
-        fresh.leads.extend(salesforce.read_by_ids("Lead", lead_fields, named))
+        fresh.leads.extend(salesforce.read_by_ids("Lead", fields["Lead"], named))
     report.counts["sf_lead_read"] += len(fresh.leads)
+    unseen = _unseen_conversions(fresh.leads, state)
+    if unseen:
+        fresh.opportunities.extend(salesforce.read_by_ids("Opportunity", fields["Opportunity"], unseen))
+        report.counts["sf_opportunity_read"] += len(fresh.opportunities)
     return fresh
+
+
+def _unseen_conversions(leads: Sequence[dict[str, Any] | Unreadable], state: StateDB) -> list[str]:
+    """The opportunities the leads read were converted into (`ConvertedOpportunityId`) that the
+    mirror does not hold: a person converted a lead since the last cycle read Opportunities. The
+    rules join a converted lead's opportunity to its account (an open one makes the account's
+    stage "Technical account executive" and holds routing), so the mini-cycle reads them by id
+    rather than decide as if the conversion had made none; the other opportunities are the
+    mirror's, as the last cycle read them. A value that is not a Salesforce Id (15 or 18 letters
+    and digits) names nothing Salesforce holds: not asked for."""
+    named = (lead.converted_opportunity_id for lead in _readable(leads))  # a malformed lead is reported when planned
+    converted = {opportunity for opportunity in named if opportunity and _SALESFORCE_ID.fullmatch(opportunity)}
+    if not converted:
+        return []
+    held = state.sf_digests("Opportunity", sorted(converted))
+    return sorted(converted - held.keys())
 
 
 def _readable(records: Sequence[dict[str, Any] | Unreadable]) -> Iterator[Lead]:
@@ -240,6 +270,8 @@ def _plan(
         report.plan = plan
         mirror_accounts(state, fresh.accounts, report=report, hooks=hooks)
         mirror_sf(state, "Lead", fresh.leads, report=report, hooks=hooks)
+        if fresh.opportunities:
+            mirror_sf(state, "Opportunity", fresh.opportunities, report=report, hooks=hooks)
         account_ids = sorted({q.record for q in queued if q.source == "vitally"} - set(fresh.left))
         lead_ids = sorted({q.record for q in queued if q.source == "salesforce"})
         accounts = list(iter_accounts(state, config, report, ids=account_ids))

@@ -218,6 +218,75 @@ def test_a_mini_cycle_sends_only_its_own_records_writes(world: World) -> None:
     assert {row.write.account for row in pending} == {"acc_0007"}  # waits for its own event or the cycle
 
 
+def _opportunity_queries(world: World) -> list[str]:
+    return [str(c["soql"]) for c in world.sandbox.calls() if "FROM Opportunity" in str(c.get("soql", ""))]
+
+
+def _routed_then_converted(world: World) -> tuple[str, str]:
+    """acc_0003's lead, routed by crm-sync, then converted by a person since the last cycle (the
+    sandbox converts as Salesforce's `convertLead()` does: an Account, a Contact, an
+    Opportunity in its first stage, the lead's `ConvertedOpportunityId`)."""
+    world.cycle()
+    world.sandbox.set_segment("acc_0003", "AM referral")
+    world.cycle()
+    [lead] = world.leads()
+    world.cycle()
+    made = world.sandbox.convert(lead["Id"])
+    assert made["opportunity"]
+    return lead["Id"], str(made["opportunity"])
+
+
+def test_an_opportunity_converted_since_the_last_cycle_is_read_by_id(world: World) -> None:
+    lead_id, opportunity = _routed_then_converted(world)
+    whole_state = StateDB.snapshot(world.path)  # what a whole cycle would plan now (it reads the opportunity)
+    try:
+        whole = list(world.cycle(dry_run=True, state=whole_state).plan)
+    finally:
+        whole_state.close()
+    world.event("salesforce", lead_id)  # a Flow's Outbound Message on the lead's update
+    world.event("vitally", "acc_0003")
+    world.sandbox.reset()
+
+    report = world.mini()
+
+    # The mirror holds no such opportunity: the mini-cycle reads it (one query) and decides with
+    # it, as the whole cycle does: an open opportunity makes the account's stage the TAE's.
+    [query] = _opportunity_queries(world)
+    assert query.endswith(f"FROM Opportunity WHERE Id IN ('{opportunity}')")
+    assert report.counts["sf_opportunity_read"] == 1
+    mini = list(report.plan)
+    assert _restricted(mini, {"acc_0003", lead_id}) == _restricted(whole, {"acc_0003", lead_id})
+    [stage] = [w for w in mini if w.rule == "lifecycle.stage"]
+    assert stage.fields == {"lifecycle_stage": "Technical account executive"}
+    assert opportunity in stage.reason
+    # The next whole cycle agrees: nothing left to change, no lead routed again.
+    assert world.cycle().counts["planned"] == 0
+    assert len(world.leads()) == 1
+
+
+def test_a_converted_leads_opportunity_the_mirror_holds_is_not_read_again(world: World) -> None:
+    lead_id, _ = _routed_then_converted(world)
+    world.cycle()  # reads the opportunity
+    world.event("salesforce", lead_id)
+    world.sandbox.reset()
+    world.mini()
+    assert _opportunity_queries(world) == []
+
+
+@pytest.mark.parametrize("named", ["x' OR Name != '", "006" + "A" * 400, "006\ud800AAAAAAAAAAA"])
+def test_a_converted_opportunity_id_that_is_no_id_is_not_asked_for(world: World, named: str) -> None:
+    lead_id, _ = _routed_then_converted(world)
+    [lead] = world.leads()
+    with world.sandbox._lock:  # a hostile record: the field holds what no Salesforce Id looks like
+        world.sandbox._salesforce.tables["lead"].put({**lead, "ConvertedOpportunityId": named})
+    world.event("salesforce", lead_id)
+    world.sandbox.reset()
+    report = world.mini()
+    assert _opportunity_queries(world) == []
+    assert world.state.event_counts() == {"done": 1}
+    assert report.counts["failed"] == 0
+
+
 @pytest.mark.parametrize("change", ["churned", "deleted"])
 def test_an_account_the_cycles_would_not_read_is_left_alone(world: World, change: str) -> None:
     world.cycle()
