@@ -288,9 +288,9 @@ def hold(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -
 def _ended_with(episode: Episode, ctx: AccountContext, policy: Policy, now: datetime) -> tuple[bool, str]:
     """`_ended`, where a lead converted into an opportunity lets that opportunity decide: lost (a
     person's "no", as a disqualification is) it holds the account for the cool-off from its close.
-    An opportunity the account's context does not hold (not read yet: an event's mini-cycle reads
-    the lead fresh but opportunities as the last cycle did; or deleted, or not shared with
-    crm-sync) cannot decide: the lead holds the account as a conversion without an opportunity
+    An opportunity the account's context does not hold (deleted, or not shared with crm-sync; an
+    event's mini-cycle reads the one a lead it read was converted into when the mirror lacks it)
+    cannot decide: the lead holds the account as a conversion without an opportunity
     does, for the hold from its conversion, rather than let a second lead go out beside a deal."""
     if episode.opportunity is not None:
         if not any(o.id == episode.opportunity for o in ctx.opportunities):

@@ -201,8 +201,8 @@ def test_hold(the_lead: Lead, held: str | None) -> None:
 
 
 def test_a_lead_converted_into_an_opportunity_the_context_lacks_holds_as_a_conversion_without_one() -> None:
-    """Not read yet (an event's mini-cycle reads opportunities as the last cycle did), deleted, or
-    not shared with crm-sync: the opportunity cannot decide, and no second lead goes out beside it."""
+    """Not read yet, deleted, or not shared with crm-sync: the opportunity cannot decide, and no
+    second lead goes out beside it."""
     converted = lead("Qualified", is_converted=True, converted_opportunity_id="006X", converted_date=days_ago(3).date())
     assert hold(account(), ctx(converted), POLICY, NOW) == (
         "lead 00QA converted into opportunity 006X, which crm-sync does not see (not read yet, deleted, or not "
