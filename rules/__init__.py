@@ -1,6 +1,7 @@
 """Pure decisions: the handbook's rules over typed records, each with a reason.
 
-No clock, no network, no database: callers pass `now` and plain data. `evaluate_account` and
+No clock, no network, no database: callers pass `now` and plain data (and may learn, through
+`rules.clock.watching`, the first day on which the clock alone can change the verdicts). `evaluate_account` and
 `evaluate_lead` are the whole policy for one record, in the order its writes are claimed
 (`rules.evaluation`).
 """

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core.model import Account
+from rules import clock
 from rules.base import AccountRule, Decision, Rule, fmt_num, months_between, per_policy, product_key
 from rules.context import CLOSED_WON, is_stage
 
@@ -98,6 +99,7 @@ def _after_sale(ctx: AccountContext, rules: AllocationPolicy, now: datetime) -> 
     closed = max(won)
     months = months_between(closed, now)
     wait = rules.handover_after_close_months
+    clock.changes_when_months_reach(closed, wait)
     if months < wait:
         return False, (
             f"closed won {closed} ({months} months ago): the Account Executive nurtures it for {wait} months "

@@ -6,10 +6,12 @@ Lemlist campaigns, job switchers, low-usage orgs) are worked by the BDRs themsel
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from core.model import Account, Opportunity
+from rules import clock
 from rules.base import AccountRule, Decision, Rule, Team, add_months
 from rules.context import CLOSED_LOST, is_stage, same_picklist
 from rules.guards import Check, trigger_decision
@@ -30,6 +32,7 @@ def _may_closed_lost_unresponsive(account: Account, ctx: AccountContext, policy:
         return False
     routing = policy.routing
     earliest, latest = _window(routing, now)
+    _window_moves(ctx.opportunities, routing)
     return any(
         o.close_date is not None
         and is_stage(o.stage_name, CLOSED_LOST)
@@ -37,6 +40,18 @@ def _may_closed_lost_unresponsive(account: Account, ctx: AccountContext, policy:
         and earliest <= o.close_date <= latest
         for o in ctx.opportunities
     )
+
+
+def _window_moves(opportunities: Sequence[Opportunity], routing: RoutingPolicy) -> None:
+    """The days the window's moving ends take a close date in or out of it: in on the first day
+    its nearer end (`bdr_min_months` ago) reaches it, out on the first day its far end
+    (`bdr_max_months` ago) passes it (`rules.clock`)."""
+    for opportunity in opportunities:
+        closed = opportunity.close_date
+        if closed is not None and is_stage(opportunity.stage_name, CLOSED_LOST):
+            clock.changes_when_month_shift_reaches(closed, -routing.bdr_min_months)
+            if closed < date.max:
+                clock.changes_when_month_shift_reaches(closed + timedelta(days=1), -routing.bdr_max_months)
 
 
 def _window(routing: RoutingPolicy, now: datetime) -> tuple[date, date]:
@@ -52,6 +67,7 @@ def closed_lost_unresponsive(account: Account, ctx: AccountContext, policy: Poli
     customer was unresponsive goes to a BDR."""
     routing = policy.routing
     earliest, latest = _window(routing, now)
+    _window_moves(ctx.opportunities, routing)
     window = f"{routing.bdr_min_months}-{routing.bdr_max_months} months old ({earliest} to {latest})"
     lost = [o for o in ctx.opportunities if is_stage(o.stage_name, CLOSED_LOST)]
     unresponsive = [o for o in lost if same_picklist(o.loss_reason, routing.bdr_closed_lost_reason)]

@@ -6,11 +6,12 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from core.model import Lead
 from core.triage import Label, Submission, Triage, TriageClassifier
+from rules import clock
 from rules.base import Decision, LeadIntent, LeadRule, Rule, add_months, fmt_num
 from rules.context import LeadContext, closed_statuses, is_closed, same_picklist
 from rules.policy import DemoPolicy
@@ -332,27 +333,31 @@ def scheduler_eligible(lead: Lead, ctx: LeadContext, policy: Policy, now: dateti
     parts.append(f"score {score} {'≥' if strong else '<'} {demo.scheduler_min_score}")
     blocked = False
     if company_disqualified_at is not None:
-        days = (now.date() - company_disqualified_at).days
-        inputs["days_since_disqualified"] = days
-        # "Within the last month": on or after the same day `disqualified_block_months` ago.
-        since = add_months(now.date(), -demo.disqualified_block_months)
-        blocked = company_disqualified_at >= since
-        months = f"{demo.disqualified_block_months} month{'s' if demo.disqualified_block_months != 1 else ''}"
-        if blocked:
-            parts.append(
-                f"a company lead was disqualified {company_disqualified_at} ({days} days ago), within {months}"
-                f" (since {since})"
-            )
-        else:
-            parts.append(
-                f"last company disqualification {company_disqualified_at} ({days} days ago), over {months} ago"
-                f" (before {since})"
-            )
+        blocked, text = _blocked(company_disqualified_at, demo, now, inputs)
+        parts.append(text)
     inputs |= {"met": tuple(met), "blocked": blocked}
     eligible = enough and strong and not blocked
     verdict = "instant scheduler shown" if eligible else "no instant scheduler: manual review"
     reason = "; ".join(parts) + f"; {verdict}"
     return Decision(SCHEDULER_RULE, lead.id, eligible, reason, inputs, tuple(unknown))
+
+
+def _blocked(disqualified: date, demo: DemoPolicy, now: datetime, inputs: dict[str, object]) -> tuple[bool, str]:
+    """Whether a lead of the company was disqualified within the last `disqualified_block_months`
+    ("within the last month": on or after the same day that many months ago), and why."""
+    days = (now.date() - disqualified).days
+    inputs["days_since_disqualified"] = days
+    since = add_months(now.date(), -demo.disqualified_block_months)
+    blocked = disqualified >= since
+    if blocked and disqualified < date.max:  # no longer once `since` passes it
+        clock.changes_when_month_shift_reaches(disqualified + timedelta(days=1), -demo.disqualified_block_months)
+    months = f"{demo.disqualified_block_months} month{'s' if demo.disqualified_block_months != 1 else ''}"
+    if blocked:
+        return (
+            True,
+            f"a company lead was disqualified {disqualified} ({days} days ago), within {months} (since {since})",
+        )
+    return False, f"last company disqualification {disqualified} ({days} days ago), over {months} ago (before {since})"
 
 
 # Informational: it fires when the scheduler is shown, and writes nothing.

@@ -34,6 +34,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from core.model import Account, Lead
+from rules import clock
 from rules.base import AccountRule, Decision, Rule, TaskIntent, add_months, per_policy
 from rules.context import CLOSED_LOST, dropped_as_spam, in_picklist, is_stage
 
@@ -241,6 +242,12 @@ def _days(since: date | None, now: datetime) -> int | None:
     return None if since is None else (now.date() - since).days
 
 
+def _changes_after(since: date | None, days: int) -> None:
+    """A cool-off or hold of `days` days from `since` ends on `since + days` (`rules.clock`)."""
+    if since is not None:
+        clock.changes_when_days_reach(since, days)
+
+
 def _spam(episode: Episode) -> bool:
     """A lead crm-sync's own demo triage dropped as spam: no person disqualified it."""
     return episode.lead is not None and dropped_as_spam(episode.lead)
@@ -254,6 +261,7 @@ def _ended(episode: Episode, policy: Policy, now: datetime) -> tuple[bool, str]:
         if _spam(episode):
             return False, f"{lead} dropped as spam by the demo triage, not disqualified by a person"
         cool_off = policy.guards.cool_off_days
+        _changes_after(episode.since, cool_off)
         if days is None or days < cool_off:
             ago = "on an unknown day" if days is None else f"{days} days ago"
             return True, f"lead {lead} disqualified in Salesforce {ago} (cool-off {cool_off} days)"
@@ -263,6 +271,7 @@ def _ended(episode: Episode, policy: Policy, now: datetime) -> tuple[bool, str]:
     if episode.lead is None:
         return True, f"{episode.signal}: owned"
     held = policy.guards.converted_hold_days
+    _changes_after(episode.since, held)
     if days is None or days < held:
         ago = "on an unknown day" if days is None else f"{days} days ago"
         return True, f"lead {lead} converted {ago} without an opportunity (hold {held} days)"
@@ -307,6 +316,7 @@ def _unseen(episode: Episode, policy: Policy, now: datetime) -> tuple[bool, str]
     lead = episode.lead.id if episode.lead is not None else "the lead"
     unseen = f"lead {lead} converted into opportunity {episode.opportunity}, which crm-sync does not see"
     held = policy.guards.converted_hold_days
+    _changes_after(episode.since, held)
     if days is None or days < held:
         ago = "on an unknown day" if days is None else f"{days} days ago"
         return True, f"{unseen} (not read yet, deleted, or not shared with it) {ago} (hold {held} days)"
@@ -351,6 +361,7 @@ def _lost(episode: Episode, ctx: AccountContext, policy: Policy, now: datetime) 
         return None
     days = (now.date() - won_or_lost.close_date).days
     cool_off = policy.guards.cool_off_days
+    _changes_after(won_or_lost.close_date, cool_off)
     if days >= cool_off:
         return None
     lead = episode.lead.id if episode.lead is not None else "the lead"

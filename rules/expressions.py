@@ -73,6 +73,7 @@ from typing import Any, get_args
 from simpleeval import EvalWithCompoundTypes, InvalidExpression
 
 from core.model import Account, Invoice
+from rules import clock
 from rules.base import Decision, Team, fmt_num, product_key
 from rules.context import AccountContext
 from rules.policy import Policy
@@ -318,7 +319,18 @@ def _has_owner(account: Account, ctx: AccountContext, now: datetime, policy: Pol
 
 
 def _days_since_created(account: Account, ctx: AccountContext, now: datetime, policy: Policy) -> int | None:
-    return None if account.created_at is None else (now - account.created_at).days
+    if account.created_at is None:
+        return None
+    # It grows at the time of day of `created_at` (`sync.incremental.clock_window` narrows to that).
+    clock.changes_daily()
+    return (now - account.created_at).days
+
+
+def _paying_months(account: Account, ctx: AccountContext, now: datetime, policy: Policy) -> int | None:
+    months = paying_months(account, now)[0]
+    if months is not None and account.first_paid_at is not None:  # it grows with the months
+        clock.changes_when_months_reach(account.first_paid_at, months + 1)
+    return months
 
 
 def _invoice_at(index: int) -> Getter:
@@ -332,7 +344,7 @@ _ACCOUNT_FIELDS = tuple(f.name for f in fields(Account) if f.name != "written")
 
 _DERIVED: dict[str, tuple[str, Getter]] = {
     "arr": ("12 × mrr", lambda a, c, n, p: a.arr),
-    "paying_months": ("months paying (first_paid_at, else paid invoices)", lambda a, c, n, p: paying_months(a, n)[0]),
+    "paying_months": ("months paying (first_paid_at, else paid invoices)", _paying_months),
     "primary_products_count": ("primary products in paid_products", _primary_count),
     "last_invoice": ("amount of the newest invoice", _invoice_at(-1)),
     "first_invoice": ("amount of the oldest invoice", _invoice_at(0)),
@@ -428,6 +440,7 @@ class CompiledTrigger:
             text = _FORMATTER.vformat(trigger.reason, (), variables)
         except (TypeError, ValueError) as exc:  # a format spec that does not suit the value, e.g. {country:.0f}
             text = f"{trigger.reason} (reason could not be formatted: {exc})"
+        clock.changes_daily()  # the reason it writes may name a count of days
         return Decision(
             trigger.id,
             account.id,

@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from core.model import Account
+from rules import clock
 from rules.base import Decision, Team, months_between
 from rules.context import CLOSED_WON, AccountContext, is_stage
 from rules.episodes import answered, hold
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Check",
+    "day_of",
     "days_since",
     "may_be_routed",
     "nurtured_after_close",
@@ -76,11 +78,16 @@ def summarise(checks: Sequence[Check]) -> tuple[bool, str, tuple[str, ...]]:
 
 def days_since(moment: date | datetime, now: datetime) -> int:
     """Whole calendar days from `moment` to `now` (negative when `moment` is in the future), in `now`'s zone."""
+    return (now.date() - day_of(moment, now)).days
+
+
+def day_of(moment: date | datetime, now: datetime) -> date:
+    """The calendar day of `moment` in `now`'s zone (the day `days_since` counts from)."""
     if isinstance(moment, datetime):
         if moment.tzinfo is not None and now.tzinfo is not None:
             moment = moment.astimezone(now.tzinfo)
-        moment = moment.date()
-    return (now.date() - moment).days
+        return moment.date()
+    return moment
 
 
 def may_be_routed(account: Account, policy: Policy) -> bool:
@@ -169,6 +176,7 @@ def _cooling_off(account: Account, ctx: AccountContext, policy: Policy, now: dat
     Salesforce), or a conversion without an opportunity within its hold (`rules.episodes.hold`)."""
     if account.lead_disqualified_at is not None:
         since = days_since(account.lead_disqualified_at, now)
+        clock.changes_when_days_reach(day_of(account.lead_disqualified_at, now), policy.guards.cool_off_days)
         if since < policy.guards.cool_off_days:
             return f"lead disqualified {since} days ago (cool-off {policy.guards.cool_off_days} days)"
     return hold(account, ctx, policy, now)
@@ -190,6 +198,7 @@ def nurtured_after_close(ctx: AccountContext, policy: Policy, now: datetime) -> 
     closed = last.close_date or date.min
     months = months_between(closed, now)
     wait = policy.allocation.handover_after_close_months
+    clock.changes_when_months_reach(closed, wait)
     if months >= wait:
         return None
     return (
@@ -252,6 +261,7 @@ def trigger_decision(
             team=team,
             guarded_by=guard,
         )
+    clock.changes_daily()  # the routing reason it writes may count days ("created 3 days ago")
     return Decision(
         rule,
         account.id,

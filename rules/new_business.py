@@ -12,9 +12,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core.model import Account, Lead
+from rules import clock
 from rules.base import AccountRule, Decision, LeadIntent, LeadRule, Rule, Team, fmt_num
 from rules.context import closed_statuses, is_closed, same_picklist
-from rules.guards import Check, days_since, summarise, trigger_decision
+from rules.guards import Check, day_of, days_since, summarise, trigger_decision
 from rules.product_led import last_invoice
 
 if TYPE_CHECKING:
@@ -92,8 +93,15 @@ def _may_big_fish(account: Account, ctx: AccountContext, policy: Policy, now: da
         account.employee_count is not None
         and account.employee_count >= routing.big_fish_employees
         and account.created_at is not None
-        and max(days_since(account.created_at, now), 0) <= routing.big_fish_days
+        and _recent(account.created_at, routing.big_fish_days, now)
     )
+
+
+def _recent(created: datetime, days: int, now: datetime) -> bool:
+    """Created at most `days` days ago (or ahead of the rules' day); the verdict changes the day the
+    age becomes `days + 1`."""
+    clock.changes_when_days_reach(day_of(created, now), days + 1)
+    return max(days_since(created, now), 0) <= days
 
 
 def big_fish(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
@@ -106,7 +114,7 @@ def big_fish(account: Account, ctx: AccountContext, policy: Policy, now: datetim
         checks.append(Check("created_at", None, "created at unknown"))
     else:
         age = max(days_since(account.created_at, now), 0)
-        ok = age <= routing.big_fish_days
+        ok = _recent(account.created_at, routing.big_fish_days, now)
         checks.append(Check("created_at", ok, f"created {age} days ago {'≤' if ok else '>'} {routing.big_fish_days}"))
     employees = account.employee_count
     if employees is None:

@@ -10,6 +10,7 @@ from operator import itemgetter, lt
 from typing import TYPE_CHECKING
 
 from core.model import Account, Invoice
+from rules import clock
 from rules.base import AccountRule, Decision, Rule, TaskIntent, fmt_num
 from rules.guards import Check, nurtured_after_close, owned_by, routing_guard, summarise, trigger_decision
 from rules.policy import OnboardingPolicy, Period
@@ -38,6 +39,12 @@ def task_period(now: datetime, period: Period) -> str:
     if period == "month":
         return f"{now.year}-{now.month:02d}"
     return f"{now.year}-Q{(now.month - 1) // 3 + 1}"
+
+
+def _next_period(now: datetime, period: Period) -> int:
+    """The month the period after `now`'s starts, as `year * 12 + month`."""
+    month = now.year * 12 + now.month
+    return month + 1 if period == "month" else month + 3 - (now.month - 1) % 3
 
 
 # Every circle-back task of a cycle has the same period and due date.
@@ -115,6 +122,7 @@ def _may_lead(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     month = _month_number(first.month)
     if month is None:
         return True  # the rule itself reports the unreadable month
+    clock.changes_on_month(month + rules.first_bill_max_age_months + 1)  # the bill becomes too old
     return now.year * 12 + now.month - month <= rules.first_bill_max_age_months
 
 
@@ -169,6 +177,7 @@ def lead(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -
             checks.append(Check("invoices", None, f"first invoice month {first.month!r} unreadable"))
         else:
             age = max(0, (now.year - start.year) * 12 + now.month - start.month)
+            clock.changes_on_month(start.year * 12 + start.month + rules.first_bill_max_age_months + 1)
             recent = age <= rules.first_bill_max_age_months
             checks.append(
                 Check(
@@ -428,6 +437,8 @@ def circle_back(account: Account, ctx: AccountContext, policy: Policy, now: date
     guard = routing_guard(account, ctx, policy, now)
     if guard is not None:
         return Decision(_CIRCLE_BACK, account.id, False, f"{reason}; but {guard}", inputs, guarded_by=guard)
+    # The task is once per period: the next period's is another task (`rules.clock`).
+    clock.changes_on_month(_next_period(now, rules.task_period))
     task = TaskIntent(
         key=f"{_CIRCLE_BACK}:{account.id}:{_task_period(now, rules.task_period)}",
         account_id=account.id,

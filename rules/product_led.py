@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from core.model import Account
+from rules import clock
 from rules.base import AccountRule, Decision, Rule, Team, add_months, fmt_num, months_between, per_policy
 from rules.guards import Check, days_since, trigger_decision
 
@@ -104,6 +105,8 @@ def mrr_band(account: Account, ctx: AccountContext, policy: Policy, now: datetim
     """Customers with MRR between $500 and $1,667, more than 50 employees and 7 users, in an ICP
     country and paying for at least 3 months become a product-led lead for a TAM."""
     months, source = paying_months(account, now)
+    if account.first_paid_at is not None:  # counted by the clock: paying long enough from that day on
+        clock.changes_when_months_reach(account.first_paid_at, policy.product_led.min_paying_months)
     inputs: dict[str, object] = {
         "mrr": account.mrr,
         "employee_count": account.employee_count,
@@ -173,6 +176,8 @@ def startup_rolloff(account: Account, ctx: AccountContext, policy: Policy, now: 
         if days_left < 0:
             checks.append(Check("startup_plan_ends_at", False, f"startup plan ended {ends} ({-days_left} days ago)"))
         else:
+            clock.changes_when_days_reach(ends, 1)  # the plan has ended
+            clock.changes_when_month_shift_reaches(ends, routing.rolloff_months)  # it ends within the months
             horizon = add_months(now.date(), routing.rolloff_months)
             ok = ends <= horizon
             within = f"{'within' if ok else 'after'} {routing.rolloff_months} months ({horizon})"

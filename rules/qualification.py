@@ -32,6 +32,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 from core.model import Account, Invoice
+from rules import clock
 from rules.base import AccountRule, Decision, Rule, fmt_num, months_between, per_policy, product_key
 from rules.guards import routing_guard
 from rules.policy import QualificationPolicy
@@ -380,6 +381,8 @@ def recommend(account: Account, ctx: AccountContext, policy: Policy, now: dateti
 
     def verdict(label: Recommendation, reasons: list[str]) -> Decision:
         reason = f"{label}: {'; '.join(reasons)}{coordinate}{signal_text}"
+        # The reason it writes may count days or months ("funded 30 days ago", credits' months left).
+        clock.changes_daily()
         return Decision(
             RULE_ID,
             account.id,

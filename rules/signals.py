@@ -18,8 +18,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core.model import Account
+from rules import clock
 from rules.base import AccountRule, Decision, Rule, Team, fmt_num
-from rules.guards import Check, days_since, trigger_decision
+from rules.guards import Check, day_of, days_since, trigger_decision
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
@@ -212,6 +213,7 @@ def _may_fundraise(account: Account, ctx: AccountContext, policy: Policy, now: d
     funded = account.harmonic_last_funding_date
     if funded is None or account.mrr is None or not _may_zero_spend(account, policy.zero_spend):
         return False
+    clock.changes_when_days_reach(funded, 0, policy.zero_spend.fundraise_days + 1)
     return 0 <= days_since(funded, now) <= policy.zero_spend.fundraise_days
 
 
@@ -226,6 +228,7 @@ def fundraise(account: Account, ctx: AccountContext, policy: Policy, now: dateti
         checks.append(Check("harmonic_last_funding_date", None, "last funding date unknown"))
     else:
         days = days_since(funded, now)
+        clock.changes_when_days_reach(funded, 0, rules.fundraise_days + 1)
         if days < 0:
             checks.append(Check("harmonic_last_funding_date", False, f"funding date {funded} is in the future"))
         else:
@@ -308,6 +311,7 @@ def _low_usage_checks(account: Account, policy: Policy, now: datetime) -> list[C
         checks.append(Check("created_at", None, "created at unknown"))
     else:
         age = days_since(account.created_at, now)
+        clock.changes_when_days_reach(day_of(account.created_at, now), rules.min_age_days)
         ok = age >= rules.min_age_days
         checks.append(Check("created_at", ok, f"signed up {age} days ago {'≥' if ok else '<'} {rules.min_age_days}"))
     if account.user_count is None:

@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # arguments' declared types where Python lets an int pass for a float, so its errors on hostile
 # records would differ); every package's `__init__` (a compiled package's files, such as the
 # triage model's training data, are looked for beside the shared library, not in the package);
-# and everything that waits on the network or SQLite rather than the CPU.
+# `rules.clock` (a few calls an account, outside a watch a context variable's lookup each); and
+# everything that waits on the network or SQLite rather than the CPU.
 MODULES: tuple[str, ...] = (
     "rules/allocation.py",
     "rules/bdr.py",

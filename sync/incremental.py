@@ -11,7 +11,8 @@ conflict, no rule error, no lead or specialist waiting for an owner), the state 
 - the fingerprint of the rules and config (`rules_fingerprint`: the policy, the custom triggers,
   the trait keys, the conflict settings, the product version and the source of the code that
   decides and plans);
-- the window of the rules' clock in which the judgement holds (`clock_window`);
+- the window of the rules' clock in which the judgement holds (`clock_window`: from the start of
+  its day to the first day a date it read may change it);
 - the TAM it counts for in a pool member's capacity (the owners' pass needs every account's).
 
 The raw JSON needs no fingerprint: a trigger on the mirror deletes an account's record whenever its
@@ -25,29 +26,34 @@ judges every account (and stores their records afresh).
 The clock: every date a rule reads is compared with `now.date()` (days since, months between,
 windows, cool-offs, roll-offs, due dates: rules/guards.py `days_since`, rules/base.py
 `months_between`, rules/episodes.py, rules/qualification.py, rules/product_led.py,
-rules/onboarding.py, rules/signals.py, rules/new_business.py, rules/bdr.py, rules/demo.py), so a
-judgement cannot change by the clock alone within a day of the rules' time zone. One variable
-reads the time of day: a custom trigger's `days_since_created` (whole days of `now - created_at`),
-which changes at `created_at` plus a whole number of days; with custom triggers configured, the
-window ends there too. A routed account's planned lead is stamped `now`, but an account waiting
-for a new lead is never skipped (one whose episode's lead is open already waits for nothing). So
-a stored judgement holds at least until the next midnight: an idle cycle costs little within a
-day, and the first cycle of a day judges every account again.
+rules/onboarding.py, rules/signals.py, rules/new_business.py, rules/bdr.py, rules/allocation.py),
+and each comparison says the first day on which its outcome can differ (`rules.clock`: a cool-off's
+end, the day a count of paying months reaches the threshold, the day a close date enters or leaves
+a window, the next quarter of a once-a-quarter task). `Planner._judge_account` collects the
+earliest of those days over the account's evaluation (`rules.clock.watching`), and its judgement
+holds until the start of that day, or for good when none was said. A verdict that fires and writes
+a text counting days (a routing reason, the qualification's) says the next day. One variable reads
+the time of day: a custom trigger's `days_since_created` (whole days of `now - created_at`), which
+changes at `created_at` plus a whole number of days; with custom triggers configured, the window
+ends there too. A routed account's planned lead is stamped `now`, but an account waiting for a new
+lead is never skipped (one whose episode's lead is open already waits for nothing).
 
 Leads (`LeadBook`): a lead's plan is a pure function of its raw JSON in the mirror, its context
 (`LeadContext`: the day its company last had a lead disqualified, the LLM's verdict remembered for
 it), the rules and config, the rules' day, and what crm-sync wrote to it (read only when a field
 differs, which plans a write or a conflict). After a cycle judged a lead and planned nothing for it
-(no write, no conflict, no owner asked of the round robin, no change the accounts' rules were shown),
-`lead_inputs` keeps its company's key, its context's fingerprint (`lead_inputs_fingerprint`: the
-raw JSON of its company's disqualified leads, which the day comes from, and the remembered verdict),
-the rules' fingerprint and the day; a trigger on the mirror deletes the record whenever the lead's
-row is written. A later cycle skips such a lead, without parsing it or its company's disqualified
-leads, in both lead passes (the linked leads shown to the accounts' rules, and the leads' own plan),
-while its company's disqualified leads and its remembered verdict give the same fingerprint, the
-rules are the same and the day is the same; a lead with a write
-still pending is always judged. The offline triage's verdict is a function of the lead's record and
-the classifier (part of the rules' fingerprint), and is kept in the state too (`sync.verdicts`).
+(no write, no conflict, no owner asked of the round robin, no change the accounts' rules were
+shown), `lead_inputs` keeps its company's key, its context's fingerprint (`lead_inputs_fingerprint`:
+the raw JSON of its company's disqualified leads, which the day comes from, and the remembered
+verdict), the rules' fingerprint and the window of the rules' clock (to the day the instant
+scheduler's month after that disqualification ends, `rules.clock`, or for good); a trigger on the
+mirror deletes the record whenever the lead's row is written. A later cycle skips such a lead,
+without parsing it or its company's disqualified leads, in both lead passes (the linked leads shown
+to the accounts' rules, and the leads' own plan), while its company's disqualified leads and its
+remembered verdict give the same fingerprint, the rules are the same and the rules' clock is inside
+the window; a lead with a write still pending is always judged. The offline triage's verdict is a
+function of the lead's record and the classifier (part of the rules' fingerprint), and is kept in
+the state too (`sync.verdicts`).
 """
 
 from __future__ import annotations
@@ -58,7 +64,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -83,6 +89,7 @@ __all__ = [
 _ROOT = Path(__file__).resolve().parent.parent
 _DECIDING_CODE = ("core", "rules", "sync")  # the packages whose source decides and plans
 _DAY = timedelta(days=1)
+_NEVER = datetime(9999, 1, 1)  # the end of the window of a judgement no clock can change
 _BATCH = 1000  # judgements stored or forgotten per statement batch
 
 AccountRow = tuple[str, str, None, int | None]  # (id, raw JSON, no error, the run that read it)
@@ -162,12 +169,16 @@ def _epoch(moment: datetime) -> float:
     return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
 
 
-def clock_window(account: Account, now: datetime, *, custom_triggers: bool) -> tuple[datetime, datetime]:
+def clock_window(
+    account: Account, now: datetime, *, custom_triggers: bool, until: date | None
+) -> tuple[datetime, datetime]:
     """The rules' clock times around `now` between which the account's judgement cannot change by
-    the clock alone: the day of `now` (in its zone), narrowed, with custom triggers, to the whole
-    days of `now - created_at` (`days_since_created`)."""
+    the clock alone: from the start of the day of `now` (in its zone) to the start of `until`, the
+    first day on which the clock alone may change a verdict of its evaluation (`rules.clock`; None:
+    none can, and the window has no end), narrowed, with custom triggers, to the whole days of
+    `now - created_at` (`days_since_created`)."""
     start = datetime.combine(now.date(), time(), tzinfo=now.tzinfo)
-    end = datetime.combine(now.date() + _DAY, time(), tzinfo=now.tzinfo)
+    end = _NEVER.replace(tzinfo=now.tzinfo) if until is None else datetime.combine(until, time(), tzinfo=now.tzinfo)
     if custom_triggers and account.created_at is not None:
         created = account.created_at
         if (created.tzinfo is None) == (now.tzinfo is None):
@@ -227,10 +238,15 @@ class Book:
         for record_id, raw, read_run in self.state.accounts_to_judge(self.rules, at, changed):
             yield record_id, raw, None, read_run
 
-    def judged(self, account: Account, *, planned_nothing: bool, manager: str | None) -> None:
+    def judged(self, account: Account, *, planned_nothing: bool, manager: str | None, until: date | None) -> None:
         """The verdict of this cycle on `account`: a judgement that planned nothing is stored
-        with its inputs and clock window; any other is forgotten (judged again next cycle)."""
-        window = clock_window(account, self.now, custom_triggers=self.custom_triggers) if planned_nothing else None
+        with its inputs and clock window (to `until`, the first day the clock alone may change it:
+        `rules.clock`); any other is forgotten (judged again next cycle)."""
+        window = (
+            clock_window(account, self.now, custom_triggers=self.custom_triggers, until=until)
+            if planned_nothing
+            else None
+        )
         if window is None or window[1] <= window[0]:  # planned something, or no clock window
             self._stale.append(account.id)
         else:
@@ -261,11 +277,13 @@ def lead_inputs_fingerprint(disqualified: str, triage: Remembered | None) -> str
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def _day_window(now: datetime) -> tuple[float, float]:
-    """The day of `now` in its zone, in epoch seconds: the lead rules read the clock as
-    `now.date()` only (the instant scheduler's days since a disqualification), never the time."""
+def _lead_window(now: datetime, until: date | None) -> tuple[float, float]:
+    """From the start of the day of `now` (in its zone) to the start of `until` (None: no end), in
+    epoch seconds: the lead rules read the clock as `now.date()` only (the instant scheduler's
+    months since a disqualification), never the time, and say when it may change them (`rules.clock`)."""
     start = datetime.combine(now.date(), time(), tzinfo=now.tzinfo)
-    return _epoch(start), _epoch(start + _DAY)
+    end = _NEVER.replace(tzinfo=now.tzinfo) if until is None else datetime.combine(until, time(), tzinfo=now.tzinfo)
+    return _epoch(start), _epoch(end)
 
 
 @dataclass
@@ -280,7 +298,7 @@ class LeadBook:
     state: StateDB
     facts: SalesforceFacts
     rules: str
-    window: tuple[float, float]
+    now: datetime
     holding: frozenset[str] = frozenset()
     learn: bool = True
     skipped: int = 0
@@ -295,7 +313,7 @@ class LeadBook:
         """The book of a cycle at `now`: which stored lead judgements hold, read once (the facts a
         lead's context comes from do not change during the plan)."""
         rules = rules_fingerprint(config, now)
-        book = cls(state, facts, rules, _day_window(now), learn=learn)
+        book = cls(state, facts, rules, now, learn=learn)
         if not full:
             at = _epoch(now)
             triage_of = facts.triage_of
@@ -330,9 +348,10 @@ class LeadBook:
     def holds(self, lead_id: str) -> bool:
         return lead_id in self.holding
 
-    def judged(self, lead: Lead, *, planned_nothing: bool) -> None:
-        """This cycle's verdict on `lead`: one that planned nothing is stored with what it read;
-        any other is forgotten (judged again next cycle)."""
+    def judged(self, lead: Lead, *, planned_nothing: bool, until: date | None) -> None:
+        """This cycle's verdict on `lead`: one that planned nothing is stored with what it read,
+        until the day `until` the clock alone may change it (None: never, `rules.clock`); any other
+        is forgotten (judged again next cycle)."""
         if not self.learn:
             return
         if not planned_nothing:
@@ -340,7 +359,7 @@ class LeadBook:
         else:
             company = (lead.company or "").casefold()
             context = self._context_fingerprint(lead.id, lead.company)
-            self._learnt.append((lead.id, company, context, self.rules, *self.window))
+            self._learnt.append((lead.id, company, context, self.rules, *_lead_window(self.now, until)))
         if len(self._learnt) + len(self._stale) >= _BATCH:
             self.save()
 

@@ -32,12 +32,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from functools import partial
 from typing import Any
 
 from core.model import Account, Lead
-from rules import Decision, managed_by, managed_segments
+from rules import Decision, clock, managed_by, managed_segments
 from rules.context import LeadContext, closed_statuses
 from rules.scoring import lead_score
 from state import OutboxRow, OwnerChoice, PlanLog, PlannedWrite, StateDB
@@ -264,10 +264,10 @@ class Planner:
             if not self.scope.has_account(account.id):
                 continue
             before = self._planned_so_far(waiting)
-            self._judge_account(account, decider, waiting)
+            until = self._judge_account(account, decider, waiting)
             if not self.scope.limited:
                 quiet = self._planned_so_far(waiting) == before
-                book.judged(account, planned_nothing=quiet, manager=manager)
+                book.judged(account, planned_nothing=quiet, manager=manager, until=until)
         book.save()
         waiting.managed_by_email.update(book.managers)
         counts["accounts_not_judged"] = book.skipped
@@ -286,17 +286,20 @@ class Planner:
             len(waiting.onboarding),
         )
 
-    def _judge_account(self, account: Account, decider: Decider, waiting: _Waiting) -> None:
+    def _judge_account(self, account: Account, decider: Decider, waiting: _Waiting) -> date | None:
         """Decide one account, plan its own writes, and keep what the owners' pass needs of it
-        (its managed-account capacity is counted by the caller: a mini-cycle has it already)."""
+        (its managed-account capacity is counted by the caller: a mini-cycle has it already).
+        Returns the first day on which the clock alone may change its verdicts (`rules.clock`;
+        None: never)."""
         counts = self.report.counts
         counts["accounts_evaluated"] += 1
         if account.churned_at is not None:
             # A churned account leaves every book: no rule fires on it, nothing is written to
             # it (not even a segment crm-sync once managed).
             counts["accounts_churned"] += 1
-            return
-        decisions = decider.account(account, full=False)
+            return None
+        with clock.watching(self.now) as horizon:
+            decisions = decider.account(account, full=False)
         # A custom trigger that could not be evaluated for this account (`review`, not fired)
         # is skipped for it and reported; the cycle goes on.
         for decision in decisions:
@@ -305,6 +308,7 @@ class Planner:
         self._keep_decisions(d for d in decisions if d.fired or d.guarded_by or d.review)
         self._plan_account(account, decisions, partial(decider.account, account))
         self._wait_for_owners(account, decisions, waiting, decider)
+        return horizon.day
 
     def _wait_for_owners(
         self, account: Account, decisions: list[Decision], waiting: _Waiting, decider: Decider
@@ -370,12 +374,13 @@ class Planner:
             if not self.scope.has_account(lead.vitally_account_id, lead.id):
                 continue
             counts["leads_evaluated"] += 1
-            decisions = decider.lead(lead, full=False)
+            with clock.watching(self.now) as horizon:
+                decisions = decider.lead(lead, full=False)
             self._keep_decisions(d for d in decisions if d.fired)
             before = self._planned_for_lead()
             asked_owner = self._plan_lead(lead, fields, decisions, owners)
             quiet = not asked_owner and lead.id not in self._linked_changed and self._planned_for_lead() == before
-            leads.judged(lead, planned_nothing=quiet)
+            leads.judged(lead, planned_nothing=quiet, until=horizon.day)
         leads.save()
         if self._verdicts is not None:
             self._verdicts.save()

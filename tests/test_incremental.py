@@ -13,7 +13,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ from simple_salesforce.exceptions import SalesforceMalformedRequest
 from core.errors import RecordError
 from core.model import Account, Lead
 from core.triage import Submission, Triage
-from rules import evaluate_account
+from rules import Decision, evaluate_account
+from rules.clock import watching
 from rules.demo import awaits_triage, classifier_for
 from rules.expressions import CustomTrigger, compile_trigger
 from sandbox import Sandbox, generate_book
@@ -129,13 +130,26 @@ def test_a_changed_account_is_judged_again_and_so_is_every_account_under_other_r
     state.close()
 
 
-def test_the_next_day_judges_every_account_again(book: tuple[Config, Sandbox, Path]) -> None:
+def test_the_next_day_judges_again_only_the_accounts_a_date_may_change(book: tuple[Config, Sandbox, Path]) -> None:
+    """A judgement holds until the first day the clock alone may change it (`rules.clock`), not
+    until the next midnight: the first cycle of a day judges the accounts whose day came (a cool-off
+    ends, a routing reason counts one day more) and plans what judging every account plans."""
     config, sandbox, path = book
     state = _settled(config, sandbox, path)
     sandbox.set_clock(advance_seconds=3_600)
-    assert _cycle(config, state, sandbox).counts["accounts_not_judged"] > 0
-    sandbox.set_clock(datetime.combine(NOW.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC))
-    assert _cycle(config, state, sandbox).counts["accounts_not_judged"] == 0
+    holding = _cycle(config, state, sandbox).counts["accounts_not_judged"]
+    assert holding > 60
+    ends = [row[0] for row in state.db.conn.execute("SELECT valid_until FROM account_inputs")]
+    midnight = datetime.combine(NOW.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    due = sum(1 for end in ends if end <= midnight.timestamp())
+    assert 0 < due < len(ends)  # some windows end at midnight, most later (a far date, or none)
+    for moment in (midnight, midnight + timedelta(days=400), midnight + timedelta(days=3 * 365)):
+        sandbox.set_clock(moment)
+        incremental, conflicts, report = _dry(config, path, sandbox, full=False)
+        full, full_conflicts, _ = _dry(config, path, sandbox, full=True)
+        assert incremental == full and conflicts == full_conflicts, moment
+        if moment == midnight:
+            assert report.counts["accounts_not_judged"] == len(ends) - due
     state.close()
 
 
@@ -193,7 +207,14 @@ def test_a_write_to_the_mirror_forgets_the_accounts_judgement() -> None:
 _STEP = st.one_of(
     st.tuples(st.just("simulate"), st.integers(0, 1_000)),
     st.tuples(st.just("segment"), st.integers(0, 119), st.sampled_from(["Leads", "Churned", "Expansion"])),
-    st.tuples(st.just("clock"), st.sampled_from([60, 3_600, 8 * 3_600, 20 * 3_600, 86_400, 3 * 86_400, 40 * 86_400])),
+    # Clock moves within a day, past a midnight, and past the months a cool-off, a hold, a BDR's
+    # window or a nurture lasts (a judgement now holds until the day a date of it says: `rules.clock`).
+    st.tuples(
+        st.just("clock"),
+        st.sampled_from(
+            [60, 3_600, 8 * 3_600, 20 * 3_600, 86_400, 3 * 86_400, 40 * 86_400, 130 * 86_400, 400 * 86_400]
+        ),
+    ),
     st.tuples(st.just("lead"), st.integers(0, 40), st.sampled_from(["Disqualified", "Working - Contacted"])),
     # A person edits a lead: its form text (the triage's input), its company (whose disqualification
     # the lead rules read) or its source (the routing triggers').
@@ -329,21 +350,41 @@ def test_incremental_cycles_plan_exactly_what_full_ones_plan(
 # -- the clock window ------------------------------------------------------------------------------
 
 
-def test_the_window_is_the_day_of_now_in_its_zone() -> None:
-    start, end = clock_window(Account(id="a", name="A", updated_at=NOW), NOW, custom_triggers=False)
-    assert (start, end) == (datetime(2026, 11, 22, tzinfo=UTC), datetime(2026, 11, 23, tzinfo=UTC))
+def test_the_window_runs_from_the_day_of_now_in_its_zone_to_the_day_the_rules_said() -> None:
+    account = Account(id="a", name="A", updated_at=NOW)
+    start, end = clock_window(account, NOW, custom_triggers=False, until=date(2027, 3, 1))
+    assert (start, end) == (datetime(2026, 11, 22, tzinfo=UTC), datetime(2027, 3, 1, tzinfo=UTC))
+    start, end = clock_window(account, NOW, custom_triggers=False, until=None)  # no date can change it
+    assert start == datetime(2026, 11, 22, tzinfo=UTC) and end.year == 9999
+    zoned = NOW.astimezone(timezone(timedelta(hours=-5)))  # 04:30 the 22nd at -05:00
+    start, end = clock_window(account, zoned, custom_triggers=False, until=date(2026, 11, 23))
+    assert (start, end) == (datetime(2026, 11, 22, 5, tzinfo=UTC), datetime(2026, 11, 23, 5, tzinfo=UTC))
 
 
 def test_with_custom_triggers_the_window_ends_when_days_since_created_grows() -> None:
     created = datetime(2025, 1, 1, 15, 0, tzinfo=UTC)
-    start, end = clock_window(Account(id="a", name="A", updated_at=NOW, created_at=created), NOW, custom_triggers=True)
+    account = Account(id="a", name="A", updated_at=NOW, created_at=created)
+    tomorrow = NOW.date() + timedelta(days=1)  # what `days_since_created` says (`rules.clock.changes_daily`)
+    start, end = clock_window(account, NOW, custom_triggers=True, until=tomorrow)
     assert start == datetime(2026, 11, 22, tzinfo=UTC)
     assert end == datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
     later = NOW.replace(hour=16)
-    assert clock_window(Account(id="a", name="A", updated_at=NOW, created_at=created), later, custom_triggers=True) == (
+    assert clock_window(account, later, custom_triggers=True, until=tomorrow) == (
         datetime(2026, 11, 22, 15, 0, tzinfo=UTC),
         datetime(2026, 11, 23, tzinfo=UTC),
     )
+
+
+def _acted(decisions: list[Decision]) -> list[object]:
+    """What a plan reads of an account's verdicts (`sync.plan`): what each rule that fired writes
+    (traits, with their texts, segments, a task's key: a task is created once per key), the team
+    and lead it routes to, and which rules could not be evaluated (reported as errors)."""
+    fired = [
+        (d.rule, dict(d.traits), d.segments, d.manages, d.team, d.region, d.lead, d.task.key if d.task else None)
+        for d in decisions
+        if d.fired
+    ]
+    return [*fired, *(d.rule for d in decisions if d.review)]
 
 
 @pytest.fixture(scope="module")
@@ -366,28 +407,37 @@ def judged_book() -> Iterator[tuple[Config, StateDB, list[Account]]]:
     yield config, state, accounts
 
 
-@pytest.mark.slow  # Hypothesis over a book: ~13 s
+@pytest.mark.slow  # Hypothesis over a book: ~20 s
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(at=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 6, 1), timezones=st.just(UTC)))
-def test_no_account_rule_changes_its_verdict_inside_the_window(
-    judged_book: tuple[Config, StateDB, list[Account]], at: datetime
+@given(
+    at=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 6, 1), timezones=st.just(UTC)),
+    triggers=st.booleans(),
+    probes=st.lists(st.floats(0, 1), min_size=4, max_size=4),
+)
+def test_nothing_a_plan_reads_changes_before_the_window_ends(
+    judged_book: tuple[Config, StateDB, list[Account]], at: datetime, triggers: bool, probes: list[float]
 ) -> None:
-    """The claim the window rests on, checked against every account rule: a verdict at `at` is
-    the verdict at the start and at the last microsecond of its window (custom trigger included)."""
+    """The claim the window rests on, checked against every account rule: what a plan reads of the
+    verdicts at `at` (`_acted`) is what it reads at the start of the window, on its last day (a
+    day noted one day late fails here), and at instants between (up to three years ahead when no
+    date ends it), with and without a custom trigger."""
     config, state, accounts = judged_book
+    custom = config.custom_triggers if triggers else ()
     facts = SalesforceFacts.load(state)
     for account in accounts:
-        start, end = clock_window(account, at, custom_triggers=True)
-        if end <= start:
-            continue
         context = facts.context_for(account.id)
 
-        def judged(when: datetime, account: Account = account, context: Any = context) -> Any:
-            return evaluate_account(account, context, config.policy, when, config.custom_triggers, full=True)
+        def judged(when: datetime, account: Account = account, context: Any = context) -> list[object]:
+            return _acted(evaluate_account(account, context, config.policy, when, custom, full=False))
 
-        verdict = judged(at)
-        assert judged(start) == verdict, account.id
-        assert judged(end - timedelta(microseconds=1)) == verdict, account.id
+        with watching(at) as horizon:
+            verdict = judged(at)
+        start, end = clock_window(account, at, custom_triggers=triggers, until=horizon.day)
+        if end <= start:
+            continue
+        last = min(end, at + timedelta(days=3 * 365)) - timedelta(microseconds=1)
+        for when in (start, last, *(start + (last - start) * share for share in probes)):
+            assert judged(when) == verdict, (account.id, when, horizon)
 
 
 def test_the_rules_fingerprint_is_the_same_in_every_process() -> None:

@@ -1,0 +1,261 @@
+"""When the clock alone may change a verdict (rules/clock.py): the day each comparison of a date
+with the rules' day says, and, over whole evaluations, that it is the first day what a plan reads
+of the verdicts changes (found by judging the account on every day after)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.model import Account, Invoice, Lead, Opportunity
+from rules import Decision, Policy, evaluate_account, evaluate_lead
+from rules.base import add_months, months_between
+from rules.clock import (
+    changes_daily,
+    changes_on,
+    changes_on_month,
+    changes_when_days_reach,
+    changes_when_month_shift_reaches,
+    changes_when_months_reach,
+    watching,
+)
+from rules.context import AccountContext, LeadContext
+from rules.demo import SCHEDULER_RULE
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+TODAY = NOW.date()
+POLICY = Policy()
+
+
+# -- the helpers -----------------------------------------------------------------------------------
+
+
+def test_outside_a_watch_nothing_is_collected_and_inside_the_earliest_day_after_today_is() -> None:
+    changes_on(TODAY + timedelta(days=3))  # no watch: a no-op
+    with watching(NOW) as horizon:
+        assert horizon.day is None
+        changes_on(TODAY)  # today or before: passed already
+        changes_when_days_reach(TODAY - timedelta(days=100), 30)  # reached 70 days ago
+        assert horizon.day is None
+        changes_on(TODAY + timedelta(days=9))
+        changes_when_days_reach(TODAY - timedelta(days=10), 5, 14, 90)  # 5 passed; 14 in 4 days
+        changes_on(TODAY + timedelta(days=30))
+        assert horizon.day == TODAY + timedelta(days=4)
+        changes_daily()
+        assert horizon.day == TODAY + timedelta(days=1)
+
+
+def _in_another_thread(seen: list[object]) -> None:
+    changes_daily()  # no watch in this thread: a no-op
+    seen.append("ran")
+
+
+def test_a_watch_is_per_context_nested_and_per_thread() -> None:
+    seen: list[object] = []
+    with watching(NOW) as outer:
+        with watching(NOW) as inner:
+            changes_on(TODAY + timedelta(days=2))
+        thread = threading.Thread(target=_in_another_thread, args=(seen,))
+        thread.start()
+        thread.join()
+        changes_on(TODAY + timedelta(days=5))
+    assert inner.day == TODAY + timedelta(days=2)
+    assert outer.day == TODAY + timedelta(days=5)  # neither the nested watch's day nor the thread's
+    assert seen == ["ran"]
+
+
+def test_days_beyond_the_calendar_are_never_reached() -> None:
+    with watching(NOW) as horizon:
+        changes_when_days_reach(date(9999, 12, 30), 5)
+        changes_when_months_reach(date(9999, 11, 30), 3)
+        changes_when_month_shift_reaches(date(9999, 12, 31), -2)
+        changes_on_month(10_000 * 12 + 1)
+    assert horizon.day is None
+
+
+@given(start=st.dates(date(2000, 1, 1), date(2040, 12, 31)), count=st.integers(-30, 30))
+def test_the_months_count_becomes_count_on_the_day_noted(start: date, count: int) -> None:
+    """`rules.base.months_between` from `start` is `count` from the day noted on, and less the day
+    before (add_months clamps: from Aug 31, Nov 30 is 3 months)."""
+    today = add_months(start, count) - timedelta(days=40)
+    with watching(datetime.combine(today, datetime.min.time(), tzinfo=UTC)) as horizon:
+        changes_when_months_reach(start, count)
+    day = horizon.day
+    assert day is not None
+    assert months_between(start, day) == count
+    assert months_between(start, day - timedelta(days=1)) < count
+
+
+@given(day=st.dates(date(2000, 1, 1), date(2040, 12, 31)), months=st.integers(-12, 12))
+def test_a_month_shift_reaches_a_day_on_the_first_day_noted(day: date, months: int) -> None:
+    """`day <= add_months(d, months)` holds from the day noted on, and not the day before."""
+    today = day - timedelta(days=450)
+    with watching(datetime.combine(today, datetime.min.time(), tzinfo=UTC)) as horizon:
+        changes_when_month_shift_reaches(day, months)
+    first = horizon.day
+    assert first is not None
+    assert add_months(first, months) >= day
+    assert add_months(first - timedelta(days=1), months) < day
+
+
+def test_a_month_is_counted_as_year_times_twelve_plus_month() -> None:
+    with watching(NOW) as horizon:
+        changes_on_month(2027 * 12 + 1)
+    assert horizon.day == date(2027, 1, 1)
+
+
+# -- whole evaluations: the day noted is the first day a plan reads something else -----------------
+
+
+def _acted(decisions: list[Decision]) -> list[object]:
+    """What a plan reads of the verdicts (as tests/test_incremental.py `_acted`)."""
+    fired = [
+        (d.rule, dict(d.traits), d.segments, d.manages, d.team, d.region, d.lead, d.task.key if d.task else None)
+        for d in decisions
+        if d.fired
+    ]
+    return [*fired, *(d.rule for d in decisions if d.review)]
+
+
+def _first_change(account: Account, ctx: AccountContext, days: int = 800) -> date | None:
+    """The first day after today on which what a plan reads of the account's verdicts differs."""
+    today = _acted(evaluate_account(account, ctx, POLICY, NOW, full=False))
+    for n in range(1, days):
+        if _acted(evaluate_account(account, ctx, POLICY, NOW + timedelta(days=n), full=False)) != today:
+            return TODAY + timedelta(days=n)
+    return None
+
+
+def _noted(account: Account, ctx: AccountContext) -> date | None:
+    with watching(NOW) as horizon:
+        evaluate_account(account, ctx, POLICY, NOW, full=False)
+    return horizon.day
+
+
+# In the product-led MRR band, paying for more than 3 months: product_led.mrr_band fires unless
+# something holds the account back.
+BAND: dict[str, Any] = {"mrr": 900, "employee_count": 64, "user_count": 9, "country": "DE"}
+
+
+def _account(**kw: Any) -> Account:
+    return Account(**{"id": "acc_1", "name": "Acme", "updated_at": NOW, **kw})
+
+
+def _lead(status: str, changed: date, **kw: Any) -> Lead:
+    moment = datetime.combine(changed, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    base: dict[str, Any] = {
+        "id": "00QA",
+        "system_modstamp": moment,
+        "created_date": moment - timedelta(days=30),
+        "status": status,
+        "lead_source": "Product-led",
+        "owner_id": "005T",
+        "vitally_account_id": "acc_1",
+        "sync_key": "crm-sync-acc_1-1",
+        "routing_rule": "product_led.mrr_band",
+    }
+    return Lead(**{**base, **kw})
+
+
+def _opportunity(stage: str, closed: date, reason: str | None = None) -> Opportunity:
+    return Opportunity(
+        id="006A", account_id="001A", stage_name=stage, close_date=closed, loss_reason=reason, owner_id="005T"
+    )
+
+
+def _case(name: str) -> tuple[Account, AccountContext, date]:
+    """An account, its context, and the day the handbook says its verdicts change."""
+    ago = TODAY - timedelta(days=10)
+    if name == "disqualified lead's cool-off":  # a person's "no": 90 days before a signal routes again
+        over = ago + timedelta(days=POLICY.guards.cool_off_days)
+        return _account(**BAND, first_paid_at=date(2025, 1, 5)), AccountContext((_lead("Disqualified", ago),)), over
+    if name == "conversion without an opportunity":
+        lead = _lead("Closed - Converted", ago, is_converted=True, converted_date=ago)
+        over = ago + timedelta(days=POLICY.guards.converted_hold_days)
+        return _account(**BAND, first_paid_at=date(2025, 1, 5)), AccountContext((lead,)), over
+    if name == "opportunity lost after a conversion":  # a person's "no" on the deal: the cool-off
+        lead = _lead("Closed - Converted", ago, is_converted=True, converted_date=ago, converted_opportunity_id="006A")
+        lost = AccountContext((lead,), (_opportunity("Closed Lost", ago, "Price"),))
+        over = ago + timedelta(days=POLICY.guards.cool_off_days)
+        return _account(**BAND, first_paid_at=date(2025, 1, 5)), lost, over
+    if name == "paying months":  # paying since a month ago: 3 months on the same day two months on
+        paid = add_months(TODAY, -1)
+        return _account(**BAND, first_paid_at=paid), AccountContext(()), add_months(paid, 3)
+    if name == "closed won nurture":  # the TAE nurtures for 12 months after the close
+        closed = date(2026, 5, 31)
+        won = AccountContext((), (_opportunity("Closed Won", closed),))
+        return _account(mrr=3000, paid_products=("Product analytics",), country="US"), won, add_months(closed, 12)
+    if name == "closed lost, unresponsive":  # a BDR's window: closed 4 to 6 months ago
+        closed = date(2026, 7, 31)
+        lost = AccountContext((), (_opportunity("Closed Lost", closed, "Unresponsive"),))
+        return _account(mrr=100), lost, date(2026, 12, 1)  # Dec 1 is the first day 4 months after Jul 31
+    if name == "startup plan rolling off":  # ends within the next two months
+        ends = date(2027, 3, 31)
+        account = _account(plan="Startup", startup_plan_ends_at=ends, invoices=(Invoice("2026-10", 2000.0),))
+        return account, AccountContext(()), date(2027, 1, 31)
+    if name == "first bill":  # an onboarding lead while the first bill is at most 3 months old
+        account = _account(business_email=True, mrr=150, invoices=(Invoice("2026-10", 150.0),))
+        assert POLICY.onboarding.first_bill_max_age_months == 3
+        return account, AccountContext(()), date(2027, 2, 1)  # 3 months old in January, 4 in February
+    if name == "circle back each quarter":  # a growing account's task, once per quarter
+        invoices = (Invoice("2026-08", 300.0), Invoice("2026-09", 400.0), Invoice("2026-10", 500.0))
+        assert POLICY.onboarding.task_period == "quarter"
+        return _account(mrr=500, invoices=invoices), AccountContext(()), date(2027, 1, 1)
+    raise AssertionError(name)
+
+
+CASES = (
+    "disqualified lead's cool-off",
+    "conversion without an opportunity",
+    "opportunity lost after a conversion",
+    "paying months",
+    "closed won nurture",
+    "closed lost, unresponsive",
+    "startup plan rolling off",
+    "first bill",
+    "circle back each quarter",
+)
+
+
+def test_each_date_the_handbook_counts_is_noted_on_the_day_the_plan_changes() -> None:
+    for name in CASES:
+        account, ctx, day = _case(name)
+        first = _first_change(account, ctx)
+        assert first is not None, name  # the case really changes by the clock
+        assert (first, _noted(account, ctx)) == (day, day), name
+
+
+def test_a_demo_requests_block_after_a_company_disqualification_ends_on_the_day_noted() -> None:
+    """The instant scheduler is not shown while a lead of the company was disqualified within the
+    last month (on or after the same day a month ago): disqualified on 10 November, the block holds
+    through 10 December and ends on the 11th, the day noted (a lead's judgement holds until then)."""
+    lead = Lead(
+        id="00QD",
+        system_modstamp=NOW,
+        lead_source="Demo request",
+        company="Acme",
+        status="Open - Not Contacted",
+        country="US",
+        employees=500,
+        annual_revenue=50_000_000.0,
+        title="VP Engineering",
+        industry="Software",
+    )
+    assert POLICY.demo.disqualified_block_months == 1
+    context = LeadContext(company_disqualified_at=date(2026, 11, 10))
+
+    def shown(day: date) -> bool:
+        when = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=9)
+        return next(d for d in evaluate_lead(lead, context, POLICY, when) if d.rule == SCHEDULER_RULE).fired
+
+    with watching(NOW) as horizon:
+        evaluate_lead(lead, context, POLICY, NOW)
+    assert horizon.day == date(2026, 12, 11)
+    assert not shown(date(2026, 12, 10)) and shown(date(2026, 12, 11))
+    with watching(NOW) as horizon:  # no disqualification: no day
+        evaluate_lead(lead, LeadContext(), POLICY, NOW)
+    assert horizon.day is None
