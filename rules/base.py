@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rules.policy import Policy
 
 __all__ = [
+    "REASON_TRAITS",
     "AccountRule",
     "Decision",
     "LeadField",
@@ -37,6 +38,7 @@ __all__ = [
     "months_between",
     "per_policy",
     "product_key",
+    "reason_gist",
     "wanting_nothing",
 ]
 
@@ -253,6 +255,22 @@ def wanting_nothing(decision: Decision, reason: str, *, guarded_by: str | None =
         reason=reason,
         guarded_by=decision.guarded_by if guarded_by is None else guarded_by,
     )
+
+
+# The traits whose value is a rule's reason: "<rule id>: <reason>" (`routing_reason`, written by a
+# routing trigger) and "<rule id>: <recommendation>: <reasons>" (`qualification`).
+REASON_TRAITS: frozenset[str] = frozenset({"routing_reason", "qualification"})
+
+
+def reason_gist(trait: str, value: object) -> object:
+    """What a plan compares of a trait's value (`sync.plan`): the value, but for a reason trait
+    (`REASON_TRAITS`) the rule that wrote it (and the recommendation): the reason is why the account
+    was routed or qualified as written then, and its text counts days ("created 3 days ago"), so
+    the same rule's verdict on a later day is no change to write."""
+    if trait not in REASON_TRAITS or not isinstance(value, str):
+        return value
+    parts = value.split(": ", 2)
+    return tuple(parts[:2]) if trait == "qualification" else parts[0]
 
 
 @lru_cache(maxsize=4096)

@@ -4,8 +4,10 @@ A rule reads the clock only as the rules' day (`now.date()`, or `now`'s month): 
 days or months from a date of the record to that day (or from that day to a date ahead) and
 compares the count with a threshold of the policy. Each such comparison says here, as it is made,
 the first day on which its outcome can differ (`changes_when_days_reach`,
-`changes_when_months_reach`, `changes_on`); a text a verdict writes to a record that names a count
-of days says the next day (`changes_daily`). `watching(now)` collects the earliest of them over one
+`changes_when_months_reach`, `changes_on`); a value that grows with every day (a custom trigger's
+`days_since_created`) says the next day (`changes_daily`). A reason's text may count days too, but a
+plan writes a reason trait only when its rule or recommendation changes (`rules.base.reason_gist`),
+so a text says nothing here. `watching(now)` collects the earliest of them over one
 account's evaluation: `sync.incremental.Book` keeps the account's judgement until that day (or for
 good, when nothing was said), instead of until the next midnight.
 

@@ -440,7 +440,6 @@ class CompiledTrigger:
             text = _FORMATTER.vformat(trigger.reason, (), variables)
         except (TypeError, ValueError) as exc:  # a format spec that does not suit the value, e.g. {country:.0f}
             text = f"{trigger.reason} (reason could not be formatted: {exc})"
-        clock.changes_daily()  # the reason it writes may name a count of days
         return Decision(
             trigger.id,
             account.id,

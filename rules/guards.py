@@ -261,7 +261,6 @@ def trigger_decision(
             team=team,
             guarded_by=guard,
         )
-    clock.changes_daily()  # the routing reason it writes may count days ("created 3 days ago")
     return Decision(
         rule,
         account.id,

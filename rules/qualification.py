@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
@@ -194,6 +194,7 @@ def _trajectory(account: Account, q: QualificationPolicy, now: datetime) -> tupl
     funded = account.harmonic_last_funding_date
     if funded is not None:
         days = (now.date() - funded).days
+        clock.changes_when_days_reach(funded, 0, q.funding_within_days + 1)
         if 0 <= days <= q.funding_within_days:
             return True, f"funded {days} days ago ≤ {q.funding_within_days}"
         notes.append(f"funded {days} days ago")
@@ -225,6 +226,8 @@ def _quick_filters(
     total, used, ends = account.startup_credits_total, account.startup_credits_used, account.startup_plan_ends_at
     if total and used is not None and ends is not None:
         left = months_between(now.date(), ends)
+        if ends < date.max:  # `left` falls below the threshold once a month shift of the day passes `ends`
+            clock.changes_when_month_shift_reaches(ends + timedelta(days=1), q.credits_months_left)
         burn = 100 * used / total
         if left >= q.credits_months_left and burn < q.low_burn_used_pct:
             found.append(
@@ -381,8 +384,6 @@ def recommend(account: Account, ctx: AccountContext, policy: Policy, now: dateti
 
     def verdict(label: Recommendation, reasons: list[str]) -> Decision:
         reason = f"{label}: {'; '.join(reasons)}{coordinate}{signal_text}"
-        # The reason it writes may count days or months ("funded 30 days ago", credits' months left).
-        clock.changes_daily()
         return Decision(
             RULE_ID,
             account.id,

@@ -31,8 +31,8 @@ and each comparison says the first day on which its outcome can differ (`rules.c
 end, the day a count of paying months reaches the threshold, the day a close date enters or leaves
 a window, the next quarter of a once-a-quarter task). `Planner._judge_account` collects the
 earliest of those days over the account's evaluation (`rules.clock.watching`), and its judgement
-holds until the start of that day, or for good when none was said. A verdict that fires and writes
-a text counting days (a routing reason, the qualification's) says the next day. One variable reads
+holds until the start of that day, or for good when none was said (a reason's text counting days
+is no change to plan: `rules.base.reason_gist`). One variable reads
 the time of day: a custom trigger's `days_since_created` (whole days of `now - created_at`), which
 changes at `created_at` plus a whole number of days; with custom triggers configured, the window
 ends there too. A routed account's planned lead is stamped `now`, but an account waiting for a new

@@ -38,6 +38,7 @@ from typing import Any
 
 from core.model import Account, Lead
 from rules import Decision, clock, managed_by, managed_segments
+from rules.base import REASON_TRAITS, reason_gist
 from rules.context import LeadContext, closed_statuses
 from rules.scoring import lead_score
 from state import OutboxRow, OwnerChoice, PlanLog, PlannedWrite, StateDB
@@ -407,9 +408,20 @@ class Planner:
             task = _task(decision)
             if task is not None:
                 self._plan_task(account.id, task, decision.rule, decision.reason)
-            wants = {written_traits.get(name, name): value for name, value in decision.traits.items()}
+            ours = self._ours_vitally(account)
+            wants = {}
+            for name, value in decision.traits.items():
+                key = written_traits.get(name, name)
+                current = account.written.get(key)
+                if (
+                    name in REASON_TRAITS
+                    and reason_gist(name, current) == reason_gist(name, value)
+                    and current in ours(key)
+                ):
+                    value = current  # the same rule's reason, a day on (`rules.base.reason_gist`): as written
+                wants[key] = value
             fields, previous = self._changes(
-                "vitally", account.id, wants, account.written, claimed, self._ours_vitally(account), decision.rule
+                "vitally", account.id, wants, account.written, claimed, ours, decision.rule
             )
             if fields:
                 self._queue(writes.set_traits(account.id, fields, previous, decision.rule, decision.reason))

@@ -5,6 +5,7 @@ of the verdicts changes (found by judging the account on every day after)."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from core.model import Account, Invoice, Lead, Opportunity
 from rules import Decision, Policy, evaluate_account, evaluate_lead
-from rules.base import add_months, months_between
+from rules.base import add_months, months_between, reason_gist
 from rules.clock import (
     changes_daily,
     changes_on,
@@ -111,10 +112,21 @@ def test_a_month_is_counted_as_year_times_twelve_plus_month() -> None:
 # -- whole evaluations: the day noted is the first day a plan reads something else -----------------
 
 
+def _gists(decision: Decision) -> dict[str, object]:
+    return {name: reason_gist(name, value) for name, value in decision.traits.items()}
+
+
+def _new_lead(decision: Decision) -> object:
+    """A routing winner's lead, but its reasons' texts: they are written once, on the lead a plan
+    creates (an account that plans one is judged again next cycle, never held)."""
+    lead = decision.lead
+    return None if lead is None else replace(lead, routing_reason=None, qualification_reason=None)
+
+
 def _acted(decisions: list[Decision]) -> list[object]:
     """What a plan reads of the verdicts (as tests/test_incremental.py `_acted`)."""
     fired = [
-        (d.rule, dict(d.traits), d.segments, d.manages, d.team, d.region, d.lead, d.task.key if d.task else None)
+        (d.rule, _gists(d), d.segments, d.manages, d.team, d.region, _new_lead(d), d.task.key if d.task else None)
         for d in decisions
         if d.fired
     ]
@@ -201,6 +213,15 @@ def _case(name: str) -> tuple[Account, AccountContext, date]:
         account = _account(business_email=True, mrr=150, invoices=(Invoice("2026-10", 150.0),))
         assert POLICY.onboarding.first_bill_max_age_months == 3
         return account, AccountContext(()), date(2027, 2, 1)  # 3 months old in January, 4 in February
+    if name == "funding trajectory":  # a small company funded within the year can still grow
+        funded = TODAY - timedelta(days=20)
+        invoices = tuple(Invoice(month, 520.0) for month in ("2026-08", "2026-09", "2026-10"))
+        account = _account(
+            mrr=520, employee_count=10, user_count=9, country="DE", icp_score=12, plan="Scale", invoices=invoices,
+            harmonic_last_funding_date=funded, paid_products=("Product analytics",),
+            product_spend={"Product analytics": 520.0},
+        )  # fmt: skip
+        return account, AccountContext(()), funded + timedelta(days=POLICY.qualification.funding_within_days + 1)
     if name == "circle back each quarter":  # a growing account's task, once per quarter
         invoices = (Invoice("2026-08", 300.0), Invoice("2026-09", 400.0), Invoice("2026-10", 500.0))
         assert POLICY.onboarding.task_period == "quarter"
@@ -218,6 +239,7 @@ CASES = (
     "startup plan rolling off",
     "first bill",
     "circle back each quarter",
+    "funding trajectory",
 )
 
 
