@@ -37,8 +37,9 @@ from functools import partial
 from typing import Any
 
 from core.model import Account, Lead
-from rules import Decision, clock, managed_by, managed_segments
+from rules import Decision, managed_by, managed_segments
 from rules.base import REASON_TRAITS, reason_gist
+from rules.clock import Horizon, watching
 from rules.context import LeadContext, closed_statuses
 from rules.scoring import lead_score
 from state import OutboxRow, OwnerChoice, PlanLog, PlannedWrite, StateDB
@@ -150,10 +151,18 @@ class Planner:
         # What we last wrote, (record, field) → value, read a record at a time (state.last_written).
         self._last_vitally: Mapping[tuple[str, str], Any]
         self._last_salesforce: Mapping[tuple[str, str], Any]
+        # The watch of the rules' clock while a plan runs (`run`, `run_for`).
+        self._horizon = Horizon(now.date())
 
     def run(self) -> None:
         """Plan every record, queue the plan, and remember the decisions, record errors and
         conflicts, in the caller's transaction."""
+        # One watch of the rules' clock for the whole plan, cleared before each record is judged:
+        # what its dates say of when its judgement may change (`rules.clock`).
+        with watching(self.now) as self._horizon:
+            self._run()
+
+    def _run(self) -> None:
         # A planning scope judges what it plans in full and teaches the next cycle nothing.
         full = self.full or self.scope.limited
         # Parse the linked leads when an account's context first needs them, unless every account
@@ -179,6 +188,10 @@ class Planner:
         (`SalesforceFacts.load_for`), the pool members' capacity counts are the last whole plan's.
         Only the pending writes of these records (and of these accounts' leads and tasks) are
         settled; conflicts of other records stay open."""
+        with watching(self.now) as self._horizon:
+            self._run_for(facts, accounts)
+
+    def _run_for(self, facts: SalesforceFacts, accounts: Sequence[Account]) -> None:
         decider = self._begin(facts, few=True)
         leads = LeadBook.everything(self.config, self.state, facts, self.now)
         self._plan_linked_leads(facts, decider, leads)
@@ -299,8 +312,10 @@ class Planner:
             # it (not even a segment crm-sync once managed).
             counts["accounts_churned"] += 1
             return None
-        with clock.watching(self.now) as horizon:
-            decisions = decider.account(account, full=False)
+        horizon = self._horizon
+        horizon.day = None  # collected afresh for this account (`rules.clock`)
+        decisions = decider.account(account, full=False)
+        until = horizon.day
         # A custom trigger that could not be evaluated for this account (`review`, not fired)
         # is skipped for it and reported; the cycle goes on.
         for decision in decisions:
@@ -309,7 +324,7 @@ class Planner:
         self._keep_decisions(d for d in decisions if d.fired or d.guarded_by or d.review)
         self._plan_account(account, decisions, partial(decider.account, account))
         self._wait_for_owners(account, decisions, waiting, decider)
-        return horizon.day
+        return until
 
     def _wait_for_owners(
         self, account: Account, decisions: list[Decision], waiting: _Waiting, decider: Decider
@@ -371,17 +386,19 @@ class Planner:
     def _plan_leads(self, facts: SalesforceFacts, decider: Decider, owners: Owners, leads: LeadBook) -> None:
         """Judge and plan every lead but those whose judgement holds (neither parsed nor judged)."""
         counts = self.report.counts
+        horizon = self._horizon
         for lead, fields in facts.iter_leads(skip=leads.holding):
             if not self.scope.has_account(lead.vitally_account_id, lead.id):
                 continue
             counts["leads_evaluated"] += 1
-            with clock.watching(self.now) as horizon:
-                decisions = decider.lead(lead, full=False)
+            horizon.day = None  # collected afresh for this lead (`rules.clock`)
+            decisions = decider.lead(lead, full=False)
+            until = horizon.day
             self._keep_decisions(d for d in decisions if d.fired)
             before = self._planned_for_lead()
             asked_owner = self._plan_lead(lead, fields, decisions, owners)
             quiet = not asked_owner and lead.id not in self._linked_changed and self._planned_for_lead() == before
-            leads.judged(lead, planned_nothing=quiet, until=horizon.day)
+            leads.judged(lead, planned_nothing=quiet, until=until)
         leads.save()
         if self._verdicts is not None:
             self._verdicts.save()
