@@ -28,6 +28,12 @@ this order:
                  `cycle_finished` log line gives it, printed under the tables.
     incremental  1 % of the accounts get a new MRR (as Vitally's billing sync would), then `run`
     burst        1,000 new accounts that qualify for routing arrive, then `run` (1,000 new leads)
+    next-day     the first cycle of the next day: the services' clock moves on by the interval, an
+                 unreported `run` reads back what the scenarios before wrote (and what the look-back
+                 still covers), the clock moves on by the interval again, and `run --now` sets the
+                 rules' clock five minutes past the next midnight UTC. A judgement
+                 holds until a date of its account says it may change (README, "Incremental
+                 decisions"), so this cycle judges only the accounts whose day came, not the book.
 
 Later scenarios need the cold and repeat runs first; they run unreported when not selected.
 
@@ -59,7 +65,7 @@ import time
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
@@ -79,7 +85,7 @@ from sync.config import Config, DaemonSettings, load_config
 from sync.ingest import SF_OBJECTS
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("cold-dry", "cold", "repeat", "idle", "idle-daemon", "incremental", "burst")
+SCENARIOS = ("cold-dry", "cold", "repeat", "idle", "idle-daemon", "incremental", "burst", "next-day")
 # Far above any run here: the real 1,000 a minute would turn a 100,000-account cold run into
 # minutes of waiting for the limit, which measures Vitally's limit, not crm-sync.
 LIFTED_RATE_LIMIT = 1_000_000_000
@@ -89,7 +95,7 @@ _EXAMPLE_URL = "http://127.0.0.1:8765"
 _OUTER_PREFIXES = ("VITALLY_", "SALESFORCE_", "CRM_SYNC_")  # no secrets or settings from our shell
 _SF_SYSTEM_FIELDS = frozenset({"SystemModstamp", "LastModifiedDate", "LastModifiedById"})
 
-Change = Literal["none", "incremental", "burst", "interval"]
+Change = Literal["none", "incremental", "burst", "interval", "next-day"]
 
 
 # -- the machine and the child processes ---------------------------------------------------------------
@@ -222,11 +228,19 @@ def measure(argv: Sequence[str], cwd: Path = ROOT) -> Measured:
     return Measured(child.returncode, wall, sum(peaks.values()) / 1024, tail, cpu, digest)
 
 
-def crm_sync(config: Path, state: Path, *, dry_run: bool, tree: Path = ROOT) -> Measured:
-    """One cycle of the real CLI (of the source tree `tree`: `python -m sync` run from there)."""
+def crm_sync(config: Path, state: Path, *, dry_run: bool, tree: Path = ROOT, now: str | None = None) -> Measured:
+    """One cycle of the real CLI (of the source tree `tree`: `python -m sync` run from there), with
+    the rules' clock at `now` (ISO 8601; None: the machine's)."""
     mode = ["--dry-run"] if dry_run else []
+    mode += ["--now", now] if now is not None else []
     argv = [sys.executable, "-m", "sync", "--config", str(config), "--state", str(state), "run", *mode]
     return measure([*argv, "--format", "json"], cwd=tree)
+
+
+def next_day() -> str:
+    """Five minutes past the next midnight UTC, as `run --now` reads it."""
+    today = datetime.now(UTC).date()
+    return f"{today + timedelta(days=1)}T00:05:00Z"
 
 
 def naive(config: Path, *, dry_run: bool) -> Measured:
@@ -510,7 +524,7 @@ def steps_for(selected: Sequence[str]) -> list[Step]:
     scenario stands on; an unreported run between `incremental` and `burst` reads back the
     incremental run's writes, so that the burst is measured on its own."""
     wanted = set(selected)
-    later = wanted & {"repeat", "idle", "idle-daemon", "incremental", "burst"}
+    later = wanted & {"repeat", "idle", "idle-daemon", "incremental", "burst", "next-day"}
     steps = [Step("cold-dry", True, "none", True)] if "cold-dry" in wanted else []
     if later or "cold" in wanted:
         steps.append(Step("cold", False, "none", "cold" in wanted))
@@ -527,6 +541,9 @@ def steps_for(selected: Sequence[str]) -> list[Step]:
             steps.append(Step("settle", False, "none", False))
     if "burst" in wanted:
         steps.append(Step("burst", False, "burst", True))
+    if "next-day" in wanted:  # last: its judgements start on the next day, which no later run reaches
+        steps.append(Step("settle-before-next-day", False, "interval", False))
+        steps.append(Step("next-day", False, "next-day", True))
     return steps
 
 
@@ -614,11 +631,12 @@ def crm_sync_pass(
                 changes.burst = routable_accounts(load_config(config), options.burst, sandbox.now())
                 load_burst(sandbox, changes.burst)
                 current = None
-            elif step.change == "interval":
+            elif step.change in ("interval", "next-day"):
                 sandbox.control("POST", "clock", {"advance_seconds": interval_seconds(config)})
             before = current or Snapshot.of(sandbox.state())
             sandbox.reset()
-            measured = crm_sync(config, state, dry_run=step.dry_run, tree=options.tree)
+            now = next_day() if step.change == "next-day" else None
+            measured = crm_sync(config, state, dry_run=step.dry_run, tree=options.tree, now=now)
             requests_made = by_kind(sandbox.counters())
             after = Snapshot.of(sandbox.state())
             writes = Writes.between(before, after)
@@ -648,7 +666,7 @@ def naive_pass(
                 apply_mrr_changes(sandbox, changes.new_mrr)
             elif step.change == "burst":
                 load_burst(sandbox, changes.burst)
-            elif step.change == "interval":
+            elif step.change in ("interval", "next-day"):
                 sandbox.control("POST", "clock", {"advance_seconds": interval_seconds(config)})
             if not step.reported:
                 continue
@@ -835,6 +853,7 @@ def main() -> int:
         "idle-daemon": "idle, a daemon's cycle (clock +interval)",
         "incremental": f"incremental ({options.changed_share:.0%} MRR changes)",
         "burst": f"routing burst ({options.burst:,} accounts)",
+        "next-day": "the first cycle of the next day (rules' clock)",
     }
     steps = steps_for(options.scenarios)
     for accounts in options.accounts:

@@ -1,9 +1,9 @@
 """Pure decisions: the handbook's rules over typed records, each with a reason.
 
 No clock, no network, no database: callers pass `now` and plain data (and may learn, through
-`rules.clock.watching`, the first day on which the clock alone can change the verdicts). `evaluate_account` and
-`evaluate_lead` are the whole policy for one record, in the order its writes are claimed
-(`rules.evaluation`).
+`rules.clock.watching`, the first day on which the clock alone can change the verdicts).
+`evaluate_account` and `evaluate_lead` are the whole policy for one record, in the order its
+writes are claimed (`rules.evaluation`).
 """
 
 from __future__ import annotations

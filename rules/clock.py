@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date, datetime, timedelta
 
+from rules.base import add_months
+
 __all__ = [
     "Horizon",
     "changes_daily",
@@ -87,7 +89,7 @@ def changes_on_month(month: int) -> None:
 
 
 def changes_daily() -> None:
-    """A verdict being made changes with every day (a text it writes names a count of days)."""
+    """A verdict being made may change with every day (it reads a count that grows every day)."""
     horizon = _WATCHED.get()
     if horizon is not None:
         changes_on(horizon.today + timedelta(days=1))
@@ -146,13 +148,5 @@ def changes_when_month_shift_reaches(day: date, months: int) -> None:
 
 def _add_months(day: date, months: int) -> date | None:
     """`rules.base.add_months`, None beyond the calendar (years 1 to 9999)."""
-    total = day.year * 12 + day.month - 1 + months
-    year, month = divmod(total, 12)
-    if not 1 <= year <= 9999:
-        return None
-    for last in (31, 30, 29, 28):
-        try:
-            return date(year, month + 1, min(day.day, last))
-        except ValueError:
-            continue
-    return None
+    year = (day.year * 12 + day.month - 1 + months) // 12
+    return add_months(day, months) if 1 <= year <= 9999 else None

@@ -222,6 +222,18 @@ def _case(name: str) -> tuple[Account, AccountContext, date]:
             product_spend={"Product analytics": 520.0},
         )  # fmt: skip
         return account, AccountContext(()), funded + timedelta(days=POLICY.qualification.funding_within_days + 1)
+    if name == "big fish":  # a signup of 1,000+ employees within 14 days
+        account = _account(employee_count=2500, created_at=NOW - timedelta(days=3))
+        return account, AccountContext(()), TODAY + timedelta(days=POLICY.routing.big_fish_days + 1 - 3)
+    if name == "fundraise":  # $0 spend, funded within 90 days
+        funded = TODAY - timedelta(days=20)
+        account = _account(mrr=0, user_count=5, harmonic_last_funding_date=funded)
+        return account, AccountContext(()), funded + timedelta(days=POLICY.zero_spend.fundraise_days + 1)
+    if name == "low usage":  # a BDR's low-usage org, once signed up 90 days ago
+        account = _account(
+            mrr=4, user_count=1, employee_count=60, business_email=True, created_at=NOW - timedelta(days=30)
+        )
+        return account, AccountContext(()), TODAY + timedelta(days=POLICY.low_usage.min_age_days - 30)
     if name == "circle back each quarter":  # a growing account's task, once per quarter
         invoices = (Invoice("2026-08", 300.0), Invoice("2026-09", 400.0), Invoice("2026-10", 500.0))
         assert POLICY.onboarding.task_period == "quarter"
@@ -240,6 +252,9 @@ CASES = (
     "first bill",
     "circle back each quarter",
     "funding trajectory",
+    "big fish",
+    "fundraise",
+    "low usage",
 )
 
 
