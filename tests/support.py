@@ -19,6 +19,8 @@ from typing import Any
 import requests
 
 from core.decoding import Unreadable
+from rules import Decision
+from rules.base import reason_gist
 from sandbox.store import DEFAULT_OWNER_USER_ID
 from state.events import inbox_path
 from sync.config import Config, example_against, load_config
@@ -256,3 +258,28 @@ def back_to_schema(conn: sqlite3.Connection, version: int) -> None:
     if version < 14:
         conn.execute("DROP TABLE llm_calls")
     conn.execute("UPDATE schema_version SET version = ?", [version])
+
+
+def _gists(decision: Decision) -> dict[str, object]:
+    return {name: reason_gist(name, value) for name, value in decision.traits.items()}
+
+
+def _new_lead(decision: Decision) -> object:
+    """A routing winner's lead, but its reasons' texts: they are written once, on the lead a plan
+    creates (an account that plans one is judged again next cycle, never held)."""
+    lead = decision.lead
+    return None if lead is None else replace(lead, routing_reason=None, qualification_reason=None)
+
+
+def acted(decisions: list[Decision]) -> list[object]:
+    """What a plan reads of an account's verdicts (`sync.plan`), for the tests of when the clock
+    alone may change them (tests/test_incremental.py, tests/test_rules_clock.py): what each rule
+    that fired writes (traits, a reason trait's rule and recommendation: `rules.base.reason_gist`;
+    segments; a task's key: a task is created once per key), the team and lead it routes to, and
+    which rules could not be evaluated (reported as errors)."""
+    fired = [
+        (d.rule, _gists(d), d.segments, d.manages, d.team, d.region, _new_lead(d), d.task.key if d.task else None)
+        for d in decisions
+        if d.fired
+    ]
+    return [*fired, *(d.rule for d in decisions if d.review)]

@@ -22,12 +22,12 @@ from conftest import salesforce_client, sobject
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from simple_salesforce.exceptions import SalesforceMalformedRequest
+from support import acted
 
 from core.errors import RecordError
 from core.model import Account, Lead
 from core.triage import Submission, Triage
-from rules import Decision, evaluate_account
-from rules.base import reason_gist
+from rules import evaluate_account
 from rules.clock import watching
 from rules.demo import awaits_triage, classifier_for
 from rules.expressions import CustomTrigger, compile_trigger
@@ -377,30 +377,6 @@ def test_with_custom_triggers_the_window_ends_when_days_since_created_grows() ->
     )
 
 
-def _gists(decision: Decision) -> dict[str, object]:
-    return {name: reason_gist(name, value) for name, value in decision.traits.items()}
-
-
-def _new_lead(decision: Decision) -> object:
-    """A routing winner's lead, but its reasons' texts: they are written once, on the lead a plan
-    creates (an account that plans one is judged again next cycle, never held)."""
-    lead = decision.lead
-    return None if lead is None else replace(lead, routing_reason=None, qualification_reason=None)
-
-
-def _acted(decisions: list[Decision]) -> list[object]:
-    """What a plan reads of an account's verdicts (`sync.plan`): what each rule that fired writes
-    (traits, a reason trait's rule and recommendation: `rules.base.reason_gist`; segments; a task's
-    key: a task is created once per key), the team
-    and lead it routes to, and which rules could not be evaluated (reported as errors)."""
-    fired = [
-        (d.rule, _gists(d), d.segments, d.manages, d.team, d.region, _new_lead(d), d.task.key if d.task else None)
-        for d in decisions
-        if d.fired
-    ]
-    return [*fired, *(d.rule for d in decisions if d.review)]
-
-
 @pytest.fixture(scope="module")
 def judged_book() -> Iterator[tuple[Config, StateDB, list[Account]]]:
     """A mirror and Salesforce facts after one cycle, and its well-formed accounts."""
@@ -432,7 +408,7 @@ def test_nothing_a_plan_reads_changes_before_the_window_ends(
     judged_book: tuple[Config, StateDB, list[Account]], at: datetime, triggers: bool, probes: list[float]
 ) -> None:
     """The claim the window rests on, checked against every account rule: what a plan reads of the
-    verdicts at `at` (`_acted`) is what it reads at the start of the window, on its last day (a
+    verdicts at `at` (`support.acted`) is what it reads at the start of the window, on its last day (a
     day noted one day late fails here), and at instants between (up to three years ahead when no
     date ends it), with and without a custom trigger."""
     config, state, accounts = judged_book
@@ -442,7 +418,7 @@ def test_nothing_a_plan_reads_changes_before_the_window_ends(
         context = facts.context_for(account.id)
 
         def judged(when: datetime, account: Account = account, context: Any = context) -> list[object]:
-            return _acted(evaluate_account(account, context, config.policy, when, custom, full=False))
+            return acted(evaluate_account(account, context, config.policy, when, custom, full=False))
 
         with watching(at) as horizon:
             verdict = judged(at)

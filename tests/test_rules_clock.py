@@ -5,16 +5,16 @@ of the verdicts changes (found by judging the account on every day after)."""
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from support import acted
 
 from core.model import Account, Invoice, Lead, Opportunity
-from rules import Decision, Policy, evaluate_account, evaluate_lead
-from rules.base import add_months, months_between, reason_gist
+from rules import Policy, evaluate_account, evaluate_lead
+from rules.base import add_months, months_between
 from rules.clock import (
     changes_daily,
     changes_on,
@@ -112,32 +112,11 @@ def test_a_month_is_counted_as_year_times_twelve_plus_month() -> None:
 # -- whole evaluations: the day noted is the first day a plan reads something else -----------------
 
 
-def _gists(decision: Decision) -> dict[str, object]:
-    return {name: reason_gist(name, value) for name, value in decision.traits.items()}
-
-
-def _new_lead(decision: Decision) -> object:
-    """A routing winner's lead, but its reasons' texts: they are written once, on the lead a plan
-    creates (an account that plans one is judged again next cycle, never held)."""
-    lead = decision.lead
-    return None if lead is None else replace(lead, routing_reason=None, qualification_reason=None)
-
-
-def _acted(decisions: list[Decision]) -> list[object]:
-    """What a plan reads of the verdicts (as tests/test_incremental.py `_acted`)."""
-    fired = [
-        (d.rule, _gists(d), d.segments, d.manages, d.team, d.region, _new_lead(d), d.task.key if d.task else None)
-        for d in decisions
-        if d.fired
-    ]
-    return [*fired, *(d.rule for d in decisions if d.review)]
-
-
 def _first_change(account: Account, ctx: AccountContext, days: int = 800) -> date | None:
     """The first day after today on which what a plan reads of the account's verdicts differs."""
-    today = _acted(evaluate_account(account, ctx, POLICY, NOW, full=False))
+    today = acted(evaluate_account(account, ctx, POLICY, NOW, full=False))
     for n in range(1, days):
-        if _acted(evaluate_account(account, ctx, POLICY, NOW + timedelta(days=n), full=False)) != today:
+        if acted(evaluate_account(account, ctx, POLICY, NOW + timedelta(days=n), full=False)) != today:
             return TODAY + timedelta(days=n)
     return None
 
