@@ -188,6 +188,10 @@ def _case(name: str) -> tuple[Account, AccountContext, date]:
         ends = date(2027, 3, 31)
         account = _account(plan="Startup", startup_plan_ends_at=ends, invoices=(Invoice("2026-10", 2000.0),))
         return account, AccountContext(()), date(2027, 1, 31)
+    if name == "startup plan ended":  # rolling off now; not once the plan has ended
+        ends = TODAY + timedelta(days=20)
+        account = _account(plan="Startup", startup_plan_ends_at=ends, invoices=(Invoice("2026-10", 2000.0),))
+        return account, AccountContext(()), ends + timedelta(days=1)
     if name == "first bill":  # an onboarding lead while the first bill is at most 3 months old
         account = _account(business_email=True, mrr=150, invoices=(Invoice("2026-10", 150.0),))
         assert POLICY.onboarding.first_bill_max_age_months == 3
@@ -201,6 +205,15 @@ def _case(name: str) -> tuple[Account, AccountContext, date]:
             product_spend={"Product analytics": 520.0},
         )  # fmt: skip
         return account, AccountContext(()), funded + timedelta(days=POLICY.qualification.funding_within_days + 1)
+    if name == "startup credits' months left":  # a year or more of credits at a low burn: not yet
+        ends = add_months(TODAY, POLICY.qualification.credits_months_left + 2)  # 14 months
+        invoices = tuple(Invoice(month, 520.0) for month in ("2026-08", "2026-09", "2026-10"))
+        account = _account(
+            mrr=520, employee_count=60, user_count=9, country="DE", icp_score=12, plan="Scale", invoices=invoices,
+            paid_products=("Product analytics",), product_spend={"Product analytics": 520.0},
+            startup_credits_total=10_000.0, startup_credits_used=100.0, startup_plan_ends_at=ends,
+        )  # fmt: skip
+        return account, AccountContext(()), date(2027, 1, 23)  # 11 months left: 2027-01-23 → 2028-01-22
     if name == "big fish":  # a signup of 1,000+ employees within 14 days
         account = _account(employee_count=2500, created_at=NOW - timedelta(days=3))
         return account, AccountContext(()), TODAY + timedelta(days=POLICY.routing.big_fish_days + 1 - 3)
@@ -228,9 +241,11 @@ CASES = (
     "closed won nurture",
     "closed lost, unresponsive",
     "startup plan rolling off",
+    "startup plan ended",
     "first bill",
     "circle back each quarter",
     "funding trajectory",
+    "startup credits' months left",
     "big fish",
     "fundraise",
     "low usage",
