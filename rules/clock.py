@@ -49,6 +49,10 @@ class Horizon:
         self.today = today
         self.day: date | None = None
 
+    def clear(self) -> None:
+        """Start collecting afresh (for the next record a watch's caller judges)."""
+        self.day = None
+
     def __repr__(self) -> str:
         return f"Horizon(today={self.today}, day={self.day})"
 

@@ -313,7 +313,7 @@ class Planner:
             counts["accounts_churned"] += 1
             return None
         horizon = self._horizon
-        horizon.day = None  # collected afresh for this account (`rules.clock`)
+        horizon.clear()  # collected afresh for this account (`rules.clock`)
         decisions = decider.account(account, full=False)
         until = horizon.day
         # A custom trigger that could not be evaluated for this account (`review`, not fired)
@@ -391,7 +391,7 @@ class Planner:
             if not self.scope.has_account(lead.vitally_account_id, lead.id):
                 continue
             counts["leads_evaluated"] += 1
-            horizon.day = None  # collected afresh for this lead (`rules.clock`)
+            horizon.clear()  # collected afresh for this lead (`rules.clock`)
             decisions = decider.lead(lead, full=False)
             until = horizon.day
             self._keep_decisions(d for d in decisions if d.fired)
