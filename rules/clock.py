@@ -35,6 +35,7 @@ __all__ = [
     "changes_when_days_reach",
     "changes_when_month_shift_reaches",
     "changes_when_months_reach",
+    "unwatched",
     "watching",
 ]
 
@@ -69,6 +70,17 @@ def watching(now: datetime) -> Iterator[Horizon]:
     token = _WATCHED.set(horizon)
     try:
         yield horizon
+    finally:
+        _WATCHED.reset(token)
+
+
+@contextmanager
+def unwatched() -> Iterator[None]:
+    """Run what is inside without collecting (a custom trigger's reason template: its text may read
+    a date, and a text is no change to plan, `rules.base.reason_gist`); the watch goes on after."""
+    token = _WATCHED.set(None)
+    try:
+        yield
     finally:
         _WATCHED.reset(token)
 

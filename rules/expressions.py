@@ -408,6 +408,12 @@ class CompiledTrigger:
     def id(self) -> str:
         return self.trigger.id
 
+    @property
+    def reads_time_of_day(self) -> bool:
+        """`when` reads `days_since_created`, which grows at the time of day of `created_at`, not at
+        midnight (`sync.incremental.clock_window`); a reason template reading it is only a text."""
+        return "days_since_created" in self.names
+
     def evaluate(self, account: Account, ctx: AccountContext, now: datetime) -> Decision:
         """The trigger's verdict on one account: fires when `when` is true (rule id = trigger id).
 
@@ -415,14 +421,13 @@ class CompiledTrigger:
         """
         trigger = self.trigger
         team: Team = trigger.team  # type: ignore[assignment]  # checked in compile_trigger
-        wanted = dict.fromkeys(self.names + self.template_names)
-        variables = {name: _GETTERS[name](account, ctx, now, self.policy) for name in wanted}
-        inputs = {name: variables[name] for name in self.names}
-        unknown = tuple(name for name in self.names if variables[name] is None)
+        policy = self.policy
+        inputs = {name: _GETTERS[name](account, ctx, now, policy) for name in self.names}
+        unknown = tuple(name for name, value in inputs.items() if value is None)
         if unknown:
             reason = "unknown: " + ", ".join(unknown)
             return Decision(trigger.id, account.id, False, reason, inputs, unknown, team=team)
-        self._evaluator.names = {**_CONSTANTS, **variables}
+        self._evaluator.names = {**_CONSTANTS, **inputs}
         self._evaluator.budget.reset()
         try:
             result = self._evaluator.eval(trigger.when, previously_parsed=self._tree.body)
@@ -436,6 +441,14 @@ class CompiledTrigger:
             return Decision(trigger.id, account.id, False, reason, inputs, team=team, review=True)
         if not result:
             return Decision(trigger.id, account.id, False, f"not ({trigger.when})", inputs, team=team)
+        variables: dict[str, object] = inputs
+        if any(name not in inputs for name in self.template_names):
+            # Read only for the text, which no plan compares: no date it reads is a day to judge again.
+            with clock.unwatched():
+                variables = {
+                    **inputs,
+                    **{name: _GETTERS[name](account, ctx, now, policy) for name in self.template_names},
+                }
         try:
             text = _FORMATTER.vformat(trigger.reason, (), variables)
         except (TypeError, ValueError) as exc:  # a format spec that does not suit the value, e.g. {country:.0f}

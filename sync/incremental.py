@@ -34,9 +34,11 @@ earliest of those days over the account's evaluation (`rules.clock.watching`), a
 holds until the start of that day, or for good when none was said (a reason's text counting days
 is no change to plan: `rules.base.reason_gist`). One variable reads
 the time of day: a custom trigger's `days_since_created` (whole days of `now - created_at`), which
-changes at `created_at` plus a whole number of days; with custom triggers configured, the window
-ends there too. A routed account's planned lead is stamped `now`, but an account waiting for a new
-lead is never skipped (one whose episode's lead is open already waits for nothing).
+changes at `created_at` plus a whole number of days; when a configured trigger's `when` reads it,
+the window ends there too (a trigger's reason template reading it, or a trigger reading anything
+else, leaves the windows as they are: `rules.expressions.CompiledTrigger.reads_time_of_day`).
+A routed account's planned lead is stamped `now`, but an account waiting for a new lead is never
+skipped (one whose episode's lead is open already waits for nothing).
 
 Leads (`LeadBook`): a lead's plan is a pure function of its raw JSON in the mirror, its context
 (`LeadContext`: the day its company last had a lead disqualified, the LLM's verdict remembered for
@@ -170,16 +172,16 @@ def _epoch(moment: datetime) -> float:
 
 
 def clock_window(
-    account: Account, now: datetime, *, custom_triggers: bool, until: date | None
+    account: Account, now: datetime, *, days_since_created: bool, until: date | None
 ) -> tuple[datetime, datetime]:
     """The rules' clock times around `now` between which the account's judgement cannot change by
     the clock alone: from the start of the day of `now` (in its zone) to the start of `until`, the
     first day on which the clock alone may change a verdict of its evaluation (`rules.clock`; None:
-    none can, and the window has no end), narrowed, with custom triggers, to the whole days of
-    `now - created_at` (`days_since_created`)."""
+    none can, and the window has no end), narrowed, when a custom trigger's `when` reads
+    `days_since_created` (`CompiledTrigger.reads_time_of_day`), to the whole days of `now - created_at`."""
     start = datetime.combine(now.date(), time(), tzinfo=now.tzinfo)
     end = _NEVER.replace(tzinfo=now.tzinfo) if until is None else datetime.combine(until, time(), tzinfo=now.tzinfo)
-    if custom_triggers and account.created_at is not None:
+    if days_since_created and account.created_at is not None:
         created = account.created_at
         if (created.tzinfo is None) == (now.tzinfo is None):
             whole = (now - created).days
@@ -200,7 +202,7 @@ class Book:
     facts: SalesforceFacts
     now: datetime
     rules: str
-    custom_triggers: bool
+    days_since_created: bool  # a custom trigger's `when` reads it: windows end at its time of day
     full: bool
     skipped: int = 0
     managers: Counter[str] = field(default_factory=Counter)
@@ -209,7 +211,8 @@ class Book:
 
     @classmethod
     def of(cls, config: Config, state: StateDB, facts: SalesforceFacts, now: datetime, *, full: bool) -> Book:
-        return cls(state, facts, now, rules_fingerprint(config, now), bool(config.custom_triggers), full)
+        days = any(trigger.reads_time_of_day for trigger in config.custom_triggers)
+        return cls(state, facts, now, rules_fingerprint(config, now), days, full)
 
     def accounts(self) -> Iterator[AccountRow]:
         """The well-formed mirrored accounts this cycle must judge, as `StateDB.iter_accounts`
@@ -243,7 +246,7 @@ class Book:
         with its inputs and clock window (to `until`, the first day the clock alone may change it:
         `rules.clock`); any other is forgotten (judged again next cycle)."""
         window = (
-            clock_window(account, self.now, custom_triggers=self.custom_triggers, until=until)
+            clock_window(account, self.now, days_since_created=self.days_since_created, until=until)
             if planned_nothing
             else None
         )

@@ -49,6 +49,20 @@ ROOT = Path(__file__).resolve().parent.parent
 AGE_TRIGGER = CustomTrigger(
     id="custom.young_big", team="TAM", when="days_since_created < 400 and mrr > 500", reason="young and big"
 )
+# Reads the clock in `when` by whole months (`paying_months`), and the time of day only in its text.
+TEXT_AGE_TRIGGER = CustomTrigger(
+    id="custom.paying_big",
+    team="TAM",
+    when="paying_months >= 3 and mrr > 500",
+    reason="paying for {paying_months} months, created {days_since_created} days ago",
+)
+TRIGGERS = {"none": (), "when": (AGE_TRIGGER,), "text": (TEXT_AGE_TRIGGER,)}
+
+
+def with_triggers(config: Config, which: str) -> Config:
+    """`config` with the custom triggers of `TRIGGERS[which]`: none, one whose `when` reads
+    `days_since_created`, or one whose reason template does."""
+    return replace(config, custom_triggers=tuple(compile_trigger(t, policy=config.policy) for t in TRIGGERS[which]))
 
 
 def _cycle(
@@ -131,11 +145,17 @@ def test_a_changed_account_is_judged_again_and_so_is_every_account_under_other_r
     state.close()
 
 
-def test_the_next_day_judges_again_only_the_accounts_a_date_may_change(book: tuple[Config, Sandbox, Path]) -> None:
+@pytest.mark.parametrize("triggers", ["none", "text", "when"])
+def test_the_next_day_judges_again_only_the_accounts_a_date_may_change(
+    book: tuple[Config, Sandbox, Path], triggers: str
+) -> None:
     """A judgement holds until the first day the clock alone may change it (`rules.clock`), not
     until the next midnight: the first cycle of a day judges the accounts whose day came (a cool-off
-    ends, a routing reason counts one day more) and plans what judging every account plans."""
+    ends, a routing reason counts one day more) and plans what judging every account plans. A
+    custom trigger whose `when` reads `days_since_created` ends every window with a `created_at`
+    within a day; one that reads it only in its reason's text ends none."""
     config, sandbox, path = book
+    config = with_triggers(config, triggers)
     state = _settled(config, sandbox, path)
     sandbox.set_clock(advance_seconds=3_600)
     holding = _cycle(config, state, sandbox).counts["accounts_not_judged"]
@@ -150,8 +170,14 @@ def test_the_next_day_judges_again_only_the_accounts_a_date_may_change(book: tup
         full, full_conflicts, _ = _dry(config, path, sandbox, full=True)
         assert incremental == full and conflicts == full_conflicts, moment
         assert report.counts["accounts_not_judged"] == len(ends) - due[moment], moment
-    # Not every window ends at the next midnight; some end within 400 days (a date of theirs says so).
-    assert due[midnight] < len(ends) and due[midnight + timedelta(days=400)] > due[midnight]
+    dated = state.db.conn.execute(
+        "SELECT count(*) FROM account_inputs a JOIN accounts m ON m.id = a.id "
+        "WHERE json_extract(m.raw, '$.createdAt') IS NOT NULL"
+    ).fetchone()[0]
+    if triggers == "when":  # `days_since_created` grows within a day for every account that has a created_at
+        assert 0 < dated <= due[midnight]
+    else:  # most accounts' windows hold past the next midnight; some end within 400 days (a date of theirs says so)
+        assert due[midnight] < dated // 2 and due[midnight + timedelta(days=400)] > due[midnight]
     state.close()
 
 
@@ -312,11 +338,11 @@ def _apply(
 @given(
     seed=st.integers(0, 10_000),
     steps=st.lists(_STEP, min_size=1, max_size=4),
-    triggers=st.booleans(),
+    triggers=st.sampled_from(sorted(TRIGGERS)),
     llm=st.booleans(),
 )
 def test_incremental_cycles_plan_exactly_what_full_ones_plan(
-    seed: int, steps: list[tuple[Any, ...]], triggers: bool, llm: bool
+    seed: int, steps: list[tuple[Any, ...]], triggers: str, llm: bool
 ) -> None:
     """Over random books, changes to accounts, leads, opportunities and the Salesforce Accounts they
     hang from, LLM verdicts and clock moves, a cycle that
@@ -324,8 +350,7 @@ def test_incremental_cycles_plan_exactly_what_full_ones_plan(
     seeded = generate_book(80, seed=seed, now=NOW)
     with Sandbox(seeded, now=NOW) as sandbox, tempfile.TemporaryDirectory() as tmp:
         config = example_against(sandbox.url)
-        if triggers:  # a custom trigger reading the time of day (`days_since_created`)
-            config = replace(config, custom_triggers=(compile_trigger(AGE_TRIGGER, policy=config.policy),))
+        config = with_triggers(config, triggers)  # `days_since_created` read by a `when`, or a text
         if llm:  # demo requests wait for the LLM's verdict, which the state remembers per lead
             policy = config.policy
             config = replace(config, policy=replace(policy, demo=replace(policy.demo, classifier="llm")))
@@ -354,12 +379,12 @@ def test_incremental_cycles_plan_exactly_what_full_ones_plan(
 
 def test_the_window_runs_from_the_day_of_now_in_its_zone_to_the_day_the_rules_said() -> None:
     account = Account(id="a", name="A", updated_at=NOW)
-    start, end = clock_window(account, NOW, custom_triggers=False, until=date(2027, 3, 1))
+    start, end = clock_window(account, NOW, days_since_created=False, until=date(2027, 3, 1))
     assert (start, end) == (datetime(2026, 11, 22, tzinfo=UTC), datetime(2027, 3, 1, tzinfo=UTC))
-    start, end = clock_window(account, NOW, custom_triggers=False, until=None)  # no date can change it
+    start, end = clock_window(account, NOW, days_since_created=False, until=None)  # no date can change it
     assert start == datetime(2026, 11, 22, tzinfo=UTC) and end.year == 9999
     zoned = NOW.astimezone(timezone(timedelta(hours=-5)))  # 04:30 the 22nd at -05:00
-    start, end = clock_window(account, zoned, custom_triggers=False, until=date(2026, 11, 23))
+    start, end = clock_window(account, zoned, days_since_created=False, until=date(2026, 11, 23))
     assert (start, end) == (datetime(2026, 11, 22, 5, tzinfo=UTC), datetime(2026, 11, 23, 5, tzinfo=UTC))
 
 
@@ -367,11 +392,11 @@ def test_with_custom_triggers_the_window_ends_when_days_since_created_grows() ->
     created = datetime(2025, 1, 1, 15, 0, tzinfo=UTC)
     account = Account(id="a", name="A", updated_at=NOW, created_at=created)
     tomorrow = NOW.date() + timedelta(days=1)  # what `days_since_created` says (`rules.clock.changes_daily`)
-    start, end = clock_window(account, NOW, custom_triggers=True, until=tomorrow)
+    start, end = clock_window(account, NOW, days_since_created=True, until=tomorrow)
     assert start == datetime(2026, 11, 22, tzinfo=UTC)
     assert end == datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
     later = NOW.replace(hour=16)
-    assert clock_window(account, later, custom_triggers=True, until=tomorrow) == (
+    assert clock_window(account, later, days_since_created=True, until=tomorrow) == (
         datetime(2026, 11, 22, 15, 0, tzinfo=UTC),
         datetime(2026, 11, 23, tzinfo=UTC),
     )
@@ -383,7 +408,6 @@ def judged_book() -> Iterator[tuple[Config, StateDB, list[Account]]]:
     seeded = generate_book(150, seed=11, now=NOW)
     with Sandbox(seeded, now=NOW) as sandbox:
         config = example_against(sandbox.url)
-        config = replace(config, custom_triggers=(compile_trigger(AGE_TRIGGER, policy=config.policy),))
         state = StateDB.memory()
         run_cycle(config, state, make_vitally(config), make_salesforce(config), clock=lambda: NOW, dry_run=True)
     accounts = []
@@ -401,18 +425,19 @@ def judged_book() -> Iterator[tuple[Config, StateDB, list[Account]]]:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     at=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 6, 1), timezones=st.just(UTC)),
-    triggers=st.booleans(),
+    triggers=st.sampled_from(sorted(TRIGGERS)),
     probes=st.lists(st.floats(0, 1), min_size=4, max_size=4),
 )
 def test_nothing_a_plan_reads_changes_before_the_window_ends(
-    judged_book: tuple[Config, StateDB, list[Account]], at: datetime, triggers: bool, probes: list[float]
+    judged_book: tuple[Config, StateDB, list[Account]], at: datetime, triggers: str, probes: list[float]
 ) -> None:
     """The claim the window rests on, checked against every account rule: what a plan reads of the
     verdicts at `at` (`support.acted`) is what it reads at the start of the window, on its last day (a
     day noted one day late fails here), and at instants between (up to three years ahead when no
-    date ends it), with and without a custom trigger."""
+    date ends it), with no custom trigger, one whose `when` reads `days_since_created` and one whose
+    reason template does."""
     config, state, accounts = judged_book
-    custom = config.custom_triggers if triggers else ()
+    custom = with_triggers(config, triggers).custom_triggers
     facts = SalesforceFacts.load(state)
     for account in accounts:
         context = facts.context_for(account.id)
@@ -422,7 +447,7 @@ def test_nothing_a_plan_reads_changes_before_the_window_ends(
 
         with watching(at) as horizon:
             verdict = judged(at)
-        start, end = clock_window(account, at, custom_triggers=triggers, until=horizon.day)
+        start, end = clock_window(account, at, days_since_created=triggers == "when", until=horizon.day)
         if end <= start:
             continue
         last = min(end, at + timedelta(days=3 * 365)) - timedelta(microseconds=1)

@@ -22,10 +22,12 @@ from rules.clock import (
     changes_when_days_reach,
     changes_when_month_shift_reaches,
     changes_when_months_reach,
+    unwatched,
     watching,
 )
 from rules.context import AccountContext, LeadContext
 from rules.demo import SCHEDULER_RULE
+from rules.expressions import CustomTrigger, compile_trigger
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 TODAY = NOW.date()
@@ -67,6 +69,15 @@ def test_a_watch_is_per_context_nested_and_per_thread() -> None:
     assert inner.day == TODAY + timedelta(days=2)
     assert outer.day == TODAY + timedelta(days=5)  # neither the nested watch's day nor the thread's
     assert seen == ["ran"]
+
+
+def test_nothing_is_collected_while_unwatched_and_the_watch_goes_on_after() -> None:
+    with watching(NOW) as horizon:
+        with unwatched():
+            changes_daily()
+        assert horizon.day is None
+        changes_on(TODAY + timedelta(days=5))
+    assert horizon.day == TODAY + timedelta(days=5)
 
 
 def test_days_beyond_the_calendar_are_never_reached() -> None:
@@ -290,3 +301,31 @@ def test_a_demo_requests_block_after_a_company_disqualification_ends_on_the_day_
     with watching(NOW) as horizon:  # no disqualification: no day
         evaluate_lead(lead, LeadContext(), POLICY, NOW)
     assert horizon.day is None
+
+
+def test_a_custom_triggers_days_since_created_says_the_next_day_when_its_when_reads_it_not_its_text() -> None:
+    """`days_since_created` grows every day (at `created_at`'s time of day, `sync.incremental`
+    narrows to that): read by `when`, the verdict may change tomorrow; read by the reason template
+    only, the text counts a day more but what a plan reads (`support.acted`) stays the same."""
+    account = Account(id="a", name="A", updated_at=NOW, created_at=NOW - timedelta(days=30), mrr=900.0)
+    by_when = compile_trigger(
+        CustomTrigger(id="custom.young", team="TAM", when="days_since_created < 31", reason="young"), policy=POLICY
+    )
+    by_text = compile_trigger(
+        CustomTrigger(id="custom.big", team="TAM", when="mrr > 500", reason="{days_since_created} days old"),
+        policy=POLICY,
+    )
+    assert by_when.reads_time_of_day and not by_text.reads_time_of_day
+    tomorrow = NOW + timedelta(days=1)
+    with watching(NOW) as horizon:
+        fired = by_when.evaluate(account, AccountContext(), NOW)
+    assert fired.fired and not by_when.evaluate(account, AccountContext(), tomorrow).fired
+    assert horizon.day == TODAY + timedelta(days=1)
+    with watching(NOW) as horizon:
+        today = by_text.evaluate(account, AccountContext(), NOW)
+        assert horizon.day is None
+        changes_on(TODAY + timedelta(days=9))  # the watch goes on after the text
+    later = by_text.evaluate(account, AccountContext(), tomorrow)
+    assert (today.reason, later.reason) == ("30 days old", "31 days old")
+    assert acted([today]) == acted([later])
+    assert horizon.day == TODAY + timedelta(days=9)
