@@ -10,7 +10,10 @@ webhooks and Salesforce Outbound Messages, posted by the sandbox to a receiver (
   (`vitally_bearer`) an `Authorization: Bearer` header. Vitally documents no retry: a delivery
   that fails is gone.
 - **Salesforce**: an Outbound Message from a Flow on Lead create, for leads created without a
-  `Sync_Key__c` (the entry condition the README recommends: crm-sync's own leads need no event).
+  `Sync_Key__c` (the entry condition the README recommends: crm-sync's own leads need no event),
+  and (`opportunity_messages`, on by default) one from a Flow on Opportunity, created or updated
+  (an API write, or the opportunity a lead's conversion creates; not a merge's reparenting, which
+  the scheduled cycle reads).
   The body is SOAP `notifications` (namespace `http://soap.sforce.com/2005/09/outbound`) with the
   org's `OrganizationId` (`ORG_ID`), an `ActionId`, a nil `SessionId`, the endpoint URLs and one
   `Notification` per Lead, with its own `Id` and the Lead's fields as they are when it is sent
@@ -48,7 +51,7 @@ from xml.sax.saxutils import escape
 
 from sandbox.salesforce import case_safe_id
 
-__all__ = ["ORG_ID", "EventFeed", "FeedSettings"]
+__all__ = ["LEAD_FIELDS", "OPPORTUNITY_FIELDS", "ORG_ID", "EventFeed", "FeedSettings"]
 
 # The sandbox org's id: the 15-character id of its OAuth token, with its case-safe suffix.
 ORG_ID = case_safe_id("00D8d0000000001")
@@ -69,6 +72,8 @@ LEAD_FIELDS = (
     "SystemModstamp",
     "Vitally_Account_Id__c",
 )
+# Opportunity fields its Outbound Message carries (crm-sync reads the record fresh by Id).
+OPPORTUNITY_FIELDS = ("Id", "AccountId", "Amount", "CloseDate", "IsClosed", "Name", "StageName", "SystemModstamp")
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,8 @@ class FeedSettings:
     """Sent as `Authorization: Bearer <it>` when set (a receiver taking the secret from a header)."""
     salesforce_url: str | None = None
     """The Outbound Message's endpoint URL, or None: no Outbound Messages."""
+    opportunity_messages: bool = True
+    """Opportunities created or updated send theirs too (a second Flow, on Opportunity)."""
     organization_id: str = ORG_ID
     duplicate_share: float = 0.0
     duplicate_after_s: float = 0.05
@@ -112,6 +119,8 @@ class FeedSettings:
 def _fits(current: Any, key: str, value: Any) -> bool:
     if key in ("vitally_url", "vitally_bearer", "salesforce_url"):
         return value is None or isinstance(value, str)
+    if isinstance(current, bool):
+        return isinstance(value, bool)
     if key == "salesforce_batch_max":
         return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100
     if key.endswith("_share"):
@@ -200,6 +209,11 @@ class EventFeed:
         if lead.get("Sync_Key__c"):
             return
         self._emit("salesforce", str(lead["Id"]), f"04l8d{next(self._notifications):010d}AAA")
+
+    def opportunity_changed(self, opportunity: Mapping[str, Any]) -> None:
+        """An Opportunity was created or updated; a Flow on Opportunity sends it (when on)."""
+        if self._settings.opportunity_messages:
+            self._emit("salesforce", str(opportunity["Id"]), f"04l8d{next(self._notifications):010d}AAA")
 
     def _emit(self, source: _Source, record: str, key: str) -> None:
         with self._lock:
@@ -329,7 +343,7 @@ class EventFeed:
         if delivery.source == "salesforce":
             # `{}`: a Lead deleted before delivery: "the notification contains no data" (Salesforce
             # Help, "Considerations for Outbound Messages"), and it is still sent.
-            return _notification(record or None, delivery.key)
+            return _notification(record or None, delivery.key, _sobject(delivery.record))
         return _playbook_body(record)
 
 
@@ -359,20 +373,26 @@ def _playbook_body(account: Mapping[str, Any]) -> bytes:
 def _outbound_body(lead: Mapping[str, Any] | None, notification_id: str, settings: FeedSettings) -> bytes:
     """An Outbound Message with one Notification on this Lead (None: a Lead deleted before
     delivery, whose sObject carries no data)."""
-    return _outbound_message([_notification(lead, notification_id)], settings)
+    return _outbound_message([_notification(lead, notification_id, "Lead")], settings)
 
 
-def _notification(lead: Mapping[str, Any] | None, notification_id: str) -> bytes:
-    """One `Notification` element: its Id and the Lead's fields (none for a Lead deleted since)."""
+def _sobject(record_id: str) -> str:
+    """The object of a record by its Id's key prefix (006: Opportunity, as in every org)."""
+    return "Opportunity" if record_id.startswith("006") else "Lead"
+
+
+def _notification(record: Mapping[str, Any] | None, notification_id: str, sobject: str) -> bytes:
+    """One `Notification` element: its Id and the record's fields (none for one deleted since)."""
+    names = OPPORTUNITY_FIELDS if sobject == "Opportunity" else LEAD_FIELDS
     values = "".join(
-        f"     <sf:{name}>{escape(_text(lead[name]))}</sf:{name}>\n"
-        for name in LEAD_FIELDS
-        if lead is not None and lead.get(name) is not None
+        f"     <sf:{name}>{escape(_text(record[name]))}</sf:{name}>\n"
+        for name in names
+        if record is not None and record.get(name) is not None
     )
     return (
         "   <Notification>\n"
         f"    <Id>{escape(notification_id)}</Id>\n"
-        '    <sObject xsi:type="sf:Lead" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">\n'
+        f'    <sObject xsi:type="sf:{sobject}" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">\n'
         f"{values}"
         "    </sObject>\n"
         "   </Notification>\n"

@@ -291,6 +291,8 @@ class SalesforceService:
         # Called with each Lead created (the Outbound Messages of `sandbox.events`); it only
         # queues, so it may run under the sandbox's lock.
         self.lead_created: Callable[[Mapping[str, Any]], None] | None = None
+        # Called with each Opportunity created or updated (a Flow on Opportunity), the same way.
+        self.opportunity_changed: Callable[[Mapping[str, Any]], None] | None = None
         self.config = config
 
     @property
@@ -553,6 +555,8 @@ class SalesforceService:
             fields = {"Name": f"{company}-", "AccountId": account_id, "StageName": "Prospecting",
                       "CloseDate": quarter_end.isoformat(), "LeadSource": lead.get("LeadSource")}  # fmt: skip
             made = self._insert(self.tables["opportunity"], fields, owner, stamp)
+            if self.opportunity_changed is not None:  # "A record is created": the conversion's too
+                self.opportunity_changed(self.tables["opportunity"].rows[made])
         leads.put(
             {
                 **lead,
@@ -1271,6 +1275,8 @@ class SalesforceService:
         table.put(merged)
         if created and table.name == "Lead" and self.lead_created is not None:
             self.lead_created(merged)  # sent later, as the Lead then is: a rolled-back create is never sent
+        if table.name == "Opportunity" and self.opportunity_changed is not None:
+            self.opportunity_changed(merged)
         return _Outcome(merged["Id"], created=created)
 
     def _check_required(

@@ -215,6 +215,7 @@ class Sandbox:
         self._events = EventFeed(self._event_record)
         self._vitally.segment_added = self._events.segment_added
         self._salesforce.lead_created = self._events.lead_created
+        self._salesforce.opportunity_changed = self._events.opportunity_changed
         if seed:
             self.load(seed)
 
@@ -421,15 +422,16 @@ class Sandbox:
 
     def _event_record(self, source: str, record: str) -> dict[str, Any] | None:
         """The record a webhook is about, as it is now: None when there is none (a Vitally account
-        gone, a Lead whose create was rolled back: nothing is sent), `{}` for a Lead deleted since
-        (in the recycle bin: its Outbound Message notification carries no data)."""
+        gone, a Lead or Opportunity whose create was rolled back: nothing is sent), `{}` for a
+        Lead or Opportunity deleted since (in the recycle bin: its Outbound Message notification
+        carries no data)."""
         with self._lock:
             if source == "vitally":
                 found = self._vitally.accounts.by_id.get(record)
             else:
-                leads = self._salesforce.tables["lead"]
-                found = leads.get(record)
-                if found is None and record in leads.deleted:
+                table = self._salesforce.tables["opportunity" if record.startswith("006") else "lead"]
+                found = table.get(record)
+                if found is None and record in table.deleted:
                     return {}
             return copy.deepcopy(found) if found is not None else None
 

@@ -569,6 +569,33 @@ class SalesforceFacts:
             facts._disqualified(lead)
         return facts
 
+    @classmethod
+    def accounts_of_opportunities(cls, state: StateDB, opportunity_ids: Collection[str]) -> set[str]:
+        """The Vitally accounts whose context (`context_for`, after `load`) holds one of these
+        mirrored opportunities: those named by the opportunity's Salesforce Account, or by an
+        Account a person merged into it (`_merged_accounts`), and those whose linked lead was
+        converted into it (`_join_converted`). An opportunity's event (`sync.minicycle`) plans
+        them; read from the fields the mirror stores beside each record, no whole-mirror pass."""
+        wanted = sorted(set(opportunity_ids))
+        if not wanted:
+            return set()
+        facts = cls._of(state, None)
+        sf_accounts: set[str] = set()
+        for opportunity, _ in _rows(state.sf_where("Opportunity", "Id", wanted), parse_opportunity):
+            if opportunity.account_id:
+                sf_accounts.add(opportunity.account_id)
+        found: set[str] = set()
+        for account, _ in _rows(state.sf_where("Account", "Id", sorted(sf_accounts)), parse_sf_account):
+            if account.vitally_account_id:
+                found.add(account.vitally_account_id)
+        for sf_id, named in facts._merged_accounts().items():
+            if sf_id in sf_accounts:
+                found.update(named)
+        for lead, _ in _rows(state.sf_where("Lead", "ConvertedOpportunityId", wanted), parse_lead):
+            if lead.vitally_account_id:
+                found.add(lead.vitally_account_id)
+        return found
+
     def _scoped_opportunities(self, account_ids: Collection[str]) -> None:
         """`load_for`: the opportunities of the Salesforce Accounts that name these accounts, and
         of those Accounts naming them were merged into (`_merged_accounts`), read for them alone."""

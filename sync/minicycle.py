@@ -9,16 +9,20 @@ For a batch of queued events (`StateDB.pending_events`):
    it), the Salesforce leads linked to those accounts (one SOQL query per 200 accounts:
    `Vitally_Account_Id__c IN (...)`, the join the rules read), and each Lead named by an Outbound
    Message (`Id IN (...)`, one query per 200), with the fields a cycle reads (`sf_objects`:
-   `CountryCode` too on an org with State and Country/Territory picklists). A lead read that a
-   person converted since the last cycle read Opportunities names an opportunity the mirror does
-   not hold (`ConvertedOpportunityId`): those are read by id (`Id IN (...)`, one query per 200;
-   none without such a lead), so the rules see the conversion's open opportunity as a cycle
-   would. The other opportunities, Salesforce Accounts and users are the mirror's, as the last
-   cycle read them.
+   `CountryCode` too on an org with State and Country/Territory picklists). Each Opportunity
+   named by an Outbound Message (a Flow on Opportunity: one opened, moved to another Account, or
+   closed) is read by id, and so is each opportunity a lead read was converted into that the
+   mirror does not hold (`ConvertedOpportunityId`: a person converted it since the last cycle read
+   Opportunities): one query per 200 for both, none without either, so the rules see them as a
+   cycle would. The other opportunities, Salesforce Accounts and users are the mirror's, as the
+   last cycle read them.
 2. **Mirror and plan**, in one transaction: the records go into the mirror as `sync.ingest`
    stores a page (no cursor moves: the next cycle still reads everything changed since its own
    last read); `sync.plan.Planner.run_for` decides and plans these records exactly as a whole
-   plan would (owners drawn by `sync.owners` and recorded with the writes that carry them; the
+   plan would: the Vitally accounts named, the leads named, and the accounts an opportunity named
+   belongs to (`SalesforceFacts.accounts_of_opportunities`, before and after it is mirrored: one
+   moved to another Account changes both; planned from the mirror, their Vitally records not read
+   again), owners drawn by `sync.owners` and recorded with the writes that carry them (the
    pool members' capacity counts are the last whole plan's); only these records' earlier
    pending writes are settled.
    With the `llm` classifier, each open demo request read whose submission has no verdict is
@@ -44,8 +48,9 @@ the scheduled cycle still routes those records.
 
 Requests per event, beyond the writes themselves: a Vitally account costs its read, its linked
 leads' query (shared by up to 200 accounts) and the last look before its PUT; a Lead costs its
-share of one read and one last look per 200; a conversion not yet mirrored, its share of one
-opportunity query per 200.
+share of one read and one last look per 200; an Opportunity, its share of one opportunity query
+per 200 and the last look before each of its accounts' PUTs; a conversion not yet mirrored, its
+share of that same opportunity query.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ from sync.facts import SalesforceFacts
 from sync.followups import FollowUps, Outlets
 from sync.freshness import LastLook
 from sync.ingest import mirror_accounts, mirror_sf, sf_objects
+from sync.outbound import EVENT_OBJECTS
 from sync.plan import Planner
 from sync.triage import ask_llm
 from sync.vocabulary import CycleReport, Hooks, Log, iso
@@ -103,6 +109,7 @@ class _Fresh:
     accounts: list[dict[str, Any] | Unreadable] = field(default_factory=list)
     leads: list[dict[str, Any] | Unreadable] = field(default_factory=list)
     opportunities: list[dict[str, Any] | Unreadable] = field(default_factory=list)
+    sf_accounts: list[dict[str, Any] | Unreadable] = field(default_factory=list)
     left: dict[str, str] = field(default_factory=dict)  # account id → why it is not planned
 
 
@@ -148,10 +155,10 @@ def run_mini_cycle(
         if hooks.should_stop():
             raise StopRequested("asked to stop before planning")
         followups = FollowUps(state, config.announcements, config.zendesk, config.salesforce.instance_url)
-        _plan(config, state, report, fresh, queued, clock=clock, hooks=hooks, followups=followups)
+        theirs = _plan(config, state, report, fresh, queued, clock=clock, hooks=hooks, followups=followups)
         closed = closed_statuses(config.policy)
         look = LastLook(state, vitally, salesforce, report, clock, read_account=vitally.get_account, closed=closed)
-        targets = state.pending_targets([record for record in records if record not in fresh.left])
+        targets = state.pending_targets(sorted({*(r for r in records if r not in fresh.left), *theirs}))
         applier = Applier(
             state,
             vitally,
@@ -215,15 +222,39 @@ def _read(
     accounts = sorted({str(raw.get("id")) for raw in fresh.accounts if isinstance(raw, dict)})
     # Under the org's own field names (`[salesforce.fields]`), as a cycle's read: one query per 200.
     fresh.leads.extend(salesforce.read_where("Lead", fields["Lead"], "Vitally_Account_Id__c", accounts))
-    named = sorted({q.record for q in queued if q.source == "salesforce"})
-    if named:
-        fresh.leads.extend(salesforce.read_by_ids("Lead", fields["Lead"], named))
+    leads, opportunities = _named(queued)
+    if leads:
+        fresh.leads.extend(salesforce.read_by_ids("Lead", fields["Lead"], leads))
     report.counts["sf_lead_read"] += len(fresh.leads)
-    unseen = _unseen_conversions(fresh.leads, state)
-    if unseen:
-        fresh.opportunities.extend(salesforce.read_by_ids("Opportunity", fields["Opportunity"], unseen))
+    wanted = sorted({*opportunities, *_unseen_conversions(fresh.leads, state)})
+    if wanted:
+        fresh.opportunities.extend(salesforce.read_by_ids("Opportunity", fields["Opportunity"], wanted))
         report.counts["sf_opportunity_read"] += len(fresh.opportunities)
+    unseen = _unseen_accounts(fresh.opportunities, state)
+    if unseen:
+        fresh.sf_accounts.extend(salesforce.read_by_ids("Account", fields["Account"], unseen))
+        report.counts["sf_account_read"] += len(fresh.sf_accounts)
     return fresh
+
+
+def _unseen_accounts(opportunities: Sequence[dict[str, Any] | Unreadable], state: StateDB) -> list[str]:
+    """The Salesforce Accounts the opportunities read hang from (`AccountId`) that the mirror does
+    not hold: a rep created the Account with its opportunity since the last cycle read Accounts.
+    The Account names the Vitally account the opportunity belongs to (`Vitally_Account_Id__c`),
+    so it is read by id rather than leave the opportunity to nobody until the next cycle."""
+    named = {raw.get("AccountId") for raw in opportunities if isinstance(raw, dict)}
+    wanted = {i for i in named if isinstance(i, str) and _SALESFORCE_ID.fullmatch(i)}
+    if not wanted:
+        return []
+    return sorted(wanted - state.sf_digests("Account", sorted(wanted)).keys())
+
+
+def _named(queued: Sequence[QueuedEvents]) -> tuple[list[str], list[str]]:
+    """The Leads and the Opportunities the Outbound Messages named, told apart by their Ids' key
+    prefix (`sync.outbound.EVENT_OBJECTS`, checked when the message was received)."""
+    named = sorted({q.record for q in queued if q.source == "salesforce"})
+    opportunity = EVENT_OBJECTS["Opportunity"]
+    return [i for i in named if not i.startswith(opportunity)], [i for i in named if i.startswith(opportunity)]
 
 
 def _unseen_conversions(leads: Sequence[dict[str, Any] | Unreadable], state: StateDB) -> list[str]:
@@ -263,22 +294,28 @@ def _plan(
     clock: Callable[[], datetime],
     hooks: Hooks,
     followups: FollowUps,
-) -> None:
-    """Mirror what was read and plan these records, in one transaction."""
+) -> list[str]:
+    """Mirror what was read and plan these records, in one transaction; the accounts planned
+    because an opportunity named belongs to them."""
+    lead_ids, opportunity_ids = _named(queued)
     with state.atomic():
         plan = PlanLog(state, report.run_id, iso(report.now))
         report.plan = plan
         mirror_accounts(state, fresh.accounts, report=report, hooks=hooks)
         mirror_sf(state, "Lead", fresh.leads, report=report, hooks=hooks)
+        theirs = SalesforceFacts.accounts_of_opportunities(state, opportunity_ids)  # as the mirror held them
+        if fresh.sf_accounts:
+            mirror_sf(state, "Account", fresh.sf_accounts, report=report, hooks=hooks)
         if fresh.opportunities:
             mirror_sf(state, "Opportunity", fresh.opportunities, report=report, hooks=hooks)
-        account_ids = sorted({q.record for q in queued if q.source == "vitally"} - set(fresh.left))
-        lead_ids = sorted({q.record for q in queued if q.source == "salesforce"})
+        theirs |= SalesforceFacts.accounts_of_opportunities(state, opportunity_ids)
+        account_ids = sorted(({q.record for q in queued if q.source == "vitally"} | theirs) - set(fresh.left))
         accounts = list(iter_accounts(state, config, report, ids=account_ids))
         facts = SalesforceFacts.load_for(state, account_ids, lead_ids, policy=config.policy)
         planner = Planner(config, state, report, plan, now=report.now, clock=clock, progress=hooks.progress)
         planner.followups = followups  # a write found already applied still queues its follow-ups
         planner.run_for(facts, accounts)
+    return sorted(theirs)
 
 
 def _finish(state: StateDB, queued: Sequence[QueuedEvents], fresh: _Fresh, run_id: int, at: str) -> None:

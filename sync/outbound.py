@@ -31,6 +31,7 @@ from core.sfid import SF_ID, case_safe_id
 
 __all__ = [
     "ACK",
+    "EVENT_OBJECTS",
     "MAX_NOTIFICATIONS",
     "Notification",
     "OutboundMessage",
@@ -56,6 +57,11 @@ ACK = (
     b"</soapenv:Envelope>\n"
 )
 _ID = SF_ID
+# The objects whose notifications crm-sync acts on, with the key prefix that starts every Id of
+# theirs in every org (Salesforce's standard objects: "the first three characters of the ID identify
+# the object", Object Reference, "Entity Type Prefixes"): a message saying `sf:Opportunity` about
+# a Lead's Id is unreadable, and a mini-cycle tells the records apart by prefix.
+EVENT_OBJECTS = {"Lead": "00Q", "Opportunity": "006"}
 
 
 class SoapError(ValueError):
@@ -125,6 +131,9 @@ def _notification(item: ET.Element) -> Notification | str:
     record_id = next((child.text for child in record if child.tag.rpartition("}")[2] == "Id"), None)
     if not sobject or record_id is None or not _ID.fullmatch(record_id.strip()):
         return f"notification {notification_id}: its sObject has no type or no valid Id (no data)"
+    prefix = EVENT_OBJECTS.get(sobject)
+    if prefix is not None and not record_id.strip().startswith(prefix):
+        return f"notification {notification_id}: an {sobject} Id starts with {prefix}"
     # The record's id in its 18-character form, the one the REST API (and so the mirror) uses.
     return Notification(notification_id, sobject, case_safe_id(record_id.strip()))
 

@@ -4,7 +4,8 @@ production.
 
     POST /events/vitally/<secret>      a Playbook "Webhook" action: JSON, the account under `match.account`
     POST /events/vitally               the same, the secret in `Authorization: Bearer <secret>`
-    POST /events/salesforce/<secret>   an Outbound Message on Lead: SOAP `notifications`; answered with `Ack`
+    POST /events/salesforce/<secret>   an Outbound Message on Lead or Opportunity: SOAP `notifications`; answered
+                                       with `Ack`
 
 Every request is authenticated before its body is read: the shared secret (`[events]
 vitally_secret`, `salesforce_secret`, compared in constant time), and for Salesforce also the
@@ -64,8 +65,8 @@ class EventMetrics:
         self.requests = Counter(
             "crm_sync_event_requests_total",
             "Webhook requests by source and outcome (queued, duplicate: a delivery already stored, ignored: "
-            "not a Lead, no_data: a notification naming no record, rejected: 401, malformed: 400, 411 or 413, "
-            "not_queued: 503).",
+            "neither a Lead nor an Opportunity, no_data: a notification naming no record, rejected: 401, "
+            "malformed: 400, 411 or 413, not_queued: 503).",
             ["source", "outcome"],
             registry=registry,
         )
@@ -214,12 +215,14 @@ class Receiver:
             # the record, if any, is read by the next scheduled cycle (a deletion, most often).
             self._count("salesforce", "no_data")
             self.log("event_no_data", {"source": "salesforce", "problem": printable(problem[:200])})
-        leads = [n for n in message.notifications if n.sobject == "Lead"]
-        if len(leads) < len(message.notifications):
-            others = sorted({n.sobject for n in message.notifications} - {"Lead"})
+        # A Lead routes itself; an Opportunity opened, moved or closed changes its accounts' plans
+        # (`sync.minicycle` tells them apart by the Id's key prefix, checked by `outbound.parse`).
+        wanted = [n for n in message.notifications if n.sobject in outbound.EVENT_OBJECTS]
+        if len(wanted) < len(message.notifications):
+            others = sorted({n.sobject for n in message.notifications} - set(outbound.EVENT_OBJECTS))
             self.log("event_ignored", {"source": "salesforce", "objects": [printable(o[:40]) for o in others]})
-            self._count("salesforce", "ignored", len(message.notifications) - len(leads))
-        events = [Event(f"salesforce:{n.id}", "salesforce", n.record_id) for n in leads]
+            self._count("salesforce", "ignored", len(message.notifications) - len(wanted))
+        events = [Event(f"salesforce:{n.id}", "salesforce", n.record_id) for n in wanted]
         if self._queue("salesforce", events) is None:
             return _NOT_QUEUED
         return _Answer("200 OK", "text/xml; charset=utf-8", outbound.ACK)

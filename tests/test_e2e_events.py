@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from support import SANDBOX_ORG_UNROUTED, UNROUTED_DEFAULT, pool_users, vitally_account
 
 from sandbox import Sandbox
@@ -342,3 +343,41 @@ def test_webhooks_are_acknowledged_at_once_while_the_state_is_locked_and_routed_
     assert daemon.cycles() == 1  # by the event path alone (the next cycle is an hour away)
     keys = Counter(lead["Sync_Key__c"] for lead in _leads(sandbox) if lead.get("Sync_Key__c"))
     assert keys == Counter({f"crm-sync-acc_{i:04d}-1": 1 for i in range(4)})
+
+
+def _stage(sandbox: Sandbox, account: str) -> Any:
+    [found] = [a for a in sandbox.state()["vitally"]["accounts"] if a["id"] == account]
+    return found["traits"].get("lifecycle_stage")
+
+
+def test_an_opportunity_a_rep_opens_moves_its_accounts_stage_without_a_cycle(world: tuple[Sandbox, Daemon]) -> None:
+    """A rep opens an opportunity on the Salesforce Account of acc_0002 (through the REST API, as
+    the org's users do); the sandbox's Flow on Opportunity sends its Outbound Message (twice: a
+    duplicate), and the daemon's mini-cycle moves the Vitally account to the TAE's stage within
+    seconds, not at the next scheduled cycle (an hour away), writing it once."""
+    sandbox, daemon = world
+    stamp = "2026-11-20T09:00:00.000+0000"
+    sf_account = {"Id": "001000000000002AAA", "Name": "Company 2", "Vitally_Account_Id__c": "acc_0002"}
+    sandbox.load({"salesforce": {"Account": [{**sf_account, "CreatedDate": stamp, "SystemModstamp": stamp}]}})
+    _start_sending_webhooks(sandbox, daemon, duplicate_share=1.0)
+    before = _stage(sandbox, "acc_0002")
+    assert before != "Technical account executive"
+    sandbox.reset()
+    opportunity = {
+        "Name": "Annual plan",
+        "AccountId": sf_account["Id"],
+        "StageName": "Prospecting",
+        "CloseDate": "2026-12-31",
+    }
+    created = requests.post(
+        f"{sandbox.url}/services/data/v59.0/sobjects/Opportunity",
+        json=opportunity,
+        headers={"Authorization": "Bearer rep"},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    _until(lambda: _stage(sandbox, "acc_0002") == "Technical account executive", "the account's new stage")
+    _until(lambda: not _pending_events(daemon), "the duplicate's mini-cycle")
+    assert daemon.cycles() == 1  # no scheduled cycle ran since the first
+    puts = [c for c in sandbox.calls() if c["method"] == "PUT" and "acc_0002" in str(c["path"])]
+    assert len(puts) == 1  # the duplicate found nothing left to write

@@ -172,3 +172,28 @@ def test_a_mini_cycle_forgets_only_its_own_records_fixed_errors(state: StateDB) 
     assert [row["record"] for row in state.malformed()] == ["00QC"]  # not the event's: left to a cycle
     assert state.forget_fixed() == 1
     assert state.malformed() == []
+
+
+def test_an_opportunitys_accounts_are_those_whose_context_holds_it(state: StateDB) -> None:
+    """`accounts_of_opportunities` (an Opportunity's Outbound Message plans them) is the inverse of
+    the whole mirror's `context_for`: through the opportunity's Account, an Account merged into it,
+    and a linked lead converted into it on an Account that names no Vitally account."""
+    state.upsert_sf(
+        [
+            _row("Account", "001C", Name="Hooli"),  # names no Vitally account: the survivor of a merge
+            _row("Opportunity", "006C", AccountId="001C", StageName="Prospecting", CloseDate="2026-12-20"),
+            _row("Account", "001D", Name="Pied Piper"),  # a rep converted acc_4's lead into it
+            _row("Opportunity", "006D", AccountId="001D", StageName="Prospecting", CloseDate="2026-12-20"),
+            _lead("00QJ", "Pied Piper", "Converted", Vitally_Account_Id__c="acc_4", ConvertedOpportunityId="006D"),
+            _row("Opportunity", "006E", AccountId="001Z", StageName="Prospecting", CloseDate="2026-12-20"),
+        ]
+    )
+    state.record_account_merges([("001M", "001C", "acc_3", STAMP)])  # acc_3's Account merged into Hooli
+    whole = SalesforceFacts.load(state, lazy=False)
+    accounts = ["acc_1", "acc_2", "acc_3", "acc_4", "acc_5"]
+    expected = {"006A": {"acc_1"}, "006B": {"acc_2"}, "006C": {"acc_3"}, "006D": {"acc_4"}, "006E": set()}
+    for opportunity, wanted in expected.items():
+        holding = {a for a in accounts if any(o.id == opportunity for o in whole.context_for(a).opportunities)}
+        assert SalesforceFacts.accounts_of_opportunities(state, [opportunity]) == holding == wanted, opportunity
+    assert SalesforceFacts.accounts_of_opportunities(state, ["006A", "006D", "006X"]) == {"acc_1", "acc_4"}
+    assert SalesforceFacts.accounts_of_opportunities(state, []) == set()

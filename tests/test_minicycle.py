@@ -368,3 +368,119 @@ def test_a_mini_cycle_plans_what_a_whole_plan_plans_for_its_records(tmp_path: Pa
         assert _restricted(mini, records) == _restricted(whole, records)
         assert sum(1 for w in mini if w.op == "upsert_lead") >= 3  # the book routes several of them
         assert sum(1 for w in mini if w.op == "update_lead" and "OwnerId" in w.payload) == len(leads)
+
+
+def _stamp(world: World) -> str:
+    """The sandbox clock's instant as Salesforce writes `SystemModstamp`."""
+    return world.sandbox.now().strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def _account_of(world: World, account: str, sf_account: str) -> None:
+    """A Salesforce Account naming the Vitally account `account`, as a rep creates it."""
+    world.sandbox.set_clock(advance_seconds=60)
+    stamp = _stamp(world)
+    row = {"Id": sf_account, "Name": account, "Vitally_Account_Id__c": account, "CreatedDate": stamp}
+    world.sandbox.load({"salesforce": {"Account": [{**row, "SystemModstamp": stamp}]}})
+
+
+def _opened_on(world: World, sf_account: str, opportunity: str) -> None:
+    """A rep opens (or moves) an opportunity directly on a Salesforce Account (no lead converted;
+    the shape of the sandbox book's opportunities)."""
+    world.sandbox.set_clock(advance_seconds=60)
+    stamp = _stamp(world)
+    row = {
+        "Id": opportunity,
+        "Name": "Annual plan",
+        "AccountId": sf_account,
+        "StageName": "Prospecting",
+        "CloseDate": "2026-12-20",
+        "Amount": 24000,
+        "CreatedDate": stamp,
+    }
+    world.sandbox.load({"salesforce": {"Opportunity": [{**row, "SystemModstamp": stamp}]}})
+
+
+def _whole_plan(world: World) -> list[PlannedWrite]:
+    """What a whole cycle would plan now (it reads every record changed since the last one)."""
+    whole_state = StateDB.snapshot(world.path)
+    try:
+        return list(world.cycle(dry_run=True, state=whole_state).plan)
+    finally:
+        whole_state.close()
+
+
+def test_an_opportunity_opened_on_an_account_is_planned_by_its_own_outbound_message(world: World) -> None:
+    """A Flow on Opportunity sends its Outbound Message (sync.outbound.EVENT_OBJECTS): the
+    mini-cycle reads the opportunity by id and plans the account it belongs to, from the mirror,
+    as a whole cycle would: an open opportunity makes the account's stage the TAE's, within
+    seconds instead of at the next cycle. Two reads: the opportunity, the last look before the PUT."""
+    _account_of(world, "acc_0005", "001000000000077AAA")
+    world.cycle()  # mirrors the Account
+    opportunity = "006000000000077AAA"
+    _opened_on(world, "001000000000077AAA", opportunity)
+    whole = _whole_plan(world)
+    world.event("salesforce", opportunity)
+    world.sandbox.reset()
+
+    report = world.mini()
+
+    [query] = _opportunity_queries(world)
+    assert query.endswith(f"FROM Opportunity WHERE Id IN ('{opportunity}')")
+    mini = list(report.plan)
+    assert mini and _restricted(mini, {"acc_0005"}) == _restricted(whole, {"acc_0005"})
+    [stage] = [w for w in mini if w.rule == "lifecycle.stage"]
+    assert stage.fields == {"lifecycle_stage": "Technical account executive"}
+    assert report.counts["applied"] == len(mini) and world.state.event_counts() == {"done": 1}
+    assert world.reads_and_writes() == (2, 1)  # the opportunity's query and the account's last look; its PUT
+    assert world.cycle().counts["planned"] == 0  # the next whole cycle agrees
+
+
+def test_an_opportunity_moved_to_another_account_plans_both(world: World) -> None:
+    _account_of(world, "acc_0006", "001000000000078AAA")
+    opportunity = "006000000000078AAA"
+    _opened_on(world, "001000000000078AAA", opportunity)
+    world.cycle()
+    world.cycle()  # reads its writes back: nothing left to plan
+    # The rep creates an Account for acc_0007 and moves the opportunity there: the Account, not
+    # mirrored yet, is read by id (one query more).
+    _account_of(world, "acc_0007", "001000000000079AAA")
+    _opened_on(world, "001000000000079AAA", opportunity)
+    whole = _whole_plan(world)
+    world.event("salesforce", opportunity)
+    world.sandbox.reset()
+
+    mini = list(world.mini().plan)
+
+    account_queries = [str(c["soql"]) for c in world.sandbox.calls() if "FROM Account" in str(c.get("soql", ""))]
+    assert [q.rpartition(" FROM ")[2] for q in account_queries] == ["Account WHERE Id IN ('001000000000079AAA')"]
+
+    accounts = {"acc_0006", "acc_0007"}
+    assert {w.record for w in mini if w.system == "vitally"} == accounts  # each one's stage moves
+    assert _restricted(mini, accounts) == _restricted(whole, accounts)
+    assert world.cycle().counts["planned"] == 0
+
+
+def test_an_opportunity_of_no_account_crm_sync_knows_plans_nothing(world: World) -> None:
+    world.cycle()
+    opportunity = "006000000000080AAA"
+    world.sandbox.load(
+        {
+            "salesforce": {
+                "Opportunity": [
+                    {
+                        "Id": opportunity,
+                        "Name": "Unrelated",
+                        "AccountId": "001000000000080AAA",
+                        "StageName": "Prospecting",
+                        "CloseDate": "2026-12-20",
+                        "SystemModstamp": _stamp(world),
+                    }
+                ]
+            }
+        }
+    )
+    world.event("salesforce", opportunity)
+    world.sandbox.reset()
+    report = world.mini()
+    assert list(report.plan) == [] and world.state.event_counts() == {"done": 1}
+    assert world.reads_and_writes() == (2, 0)  # the opportunity, and its Account, which the mirror does not hold

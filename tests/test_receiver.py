@@ -255,6 +255,27 @@ def test_a_notification_on_another_object_is_acknowledged_and_ignored(listener: 
     assert listener.log.named("event_ignored") == [{"source": "salesforce", "objects": ["Contact"]}]
 
 
+def test_an_opportunitys_notification_is_queued_like_a_leads(listener: Listener) -> None:
+    """A Flow on Opportunity (created or updated) sends the same envelope, its `sObject` typed
+    `sf:Opportunity` (tests/fixtures/real/salesforce_outbound_message_opportunity.xml)."""
+    body = str(real_fixture("salesforce_outbound_message_opportunity.xml")).encode()
+    answer = requests.post(f"{listener.url}/events/salesforce/{SF_SECRET}", data=body, timeout=10)
+    assert answer.content == outbound.ACK
+    assert [(source, record) for source, record, _ in listener.stored()] == [("salesforce", "006000000000001AAA")]
+    assert listener.log.named("event_ignored") == []
+
+
+def test_a_notification_whose_id_is_not_its_objects_names_no_record(listener: Listener) -> None:
+    """An Id's first three characters name its object in every org (00Q a Lead, 006 an
+    Opportunity): a notification typed one and naming the other is reported, not queued."""
+    body = _message().replace(b'xsi:type="sf:Lead"', b'xsi:type="sf:Opportunity"', 1)
+    answer = requests.post(f"{listener.url}/events/salesforce/{SF_SECRET}", data=body, timeout=10)
+    assert answer.content == outbound.ACK
+    assert [record for _, record, _ in listener.stored()] == ["00Q000000000002EAA"]
+    problems = [line["problem"] for line in listener.log.named("event_no_data")]
+    assert problems == ["notification 04l000000000001AAA: an Opportunity Id starts with 006"]
+
+
 def test_a_body_over_the_limit_is_413_and_never_read(listener: Listener) -> None:
     answer = requests.post(
         f"{listener.url}/events/salesforce/{SF_SECRET}", data=b"x" * (MAX_BODY_BYTES + 1), timeout=10

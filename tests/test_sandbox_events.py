@@ -157,6 +157,50 @@ def test_the_outbound_message_parses_as_salesforce_sends_it(rig: Rig) -> None:
     )
 
 
+def _rest(rig: Rig, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A rep's write through the REST API (any non-empty token is the sandbox's)."""
+    url = f"{rig.sandbox.url}/services/data/v59.0/sobjects/{path}"
+    answer = requests.request(method, url, json=body, headers={"Authorization": "Bearer rep"}, timeout=10)
+    assert answer.status_code in (200, 201, 204), answer.text
+    return answer.json() if answer.content else {}
+
+
+def test_an_opportunity_created_or_updated_posts_an_outbound_message_on_opportunity(rig: Rig) -> None:
+    """A record-triggered Flow on Opportunity (created or updated) sends it, as the README's
+    setup has the org do (tests/fixtures/real/salesforce_outbound_message_opportunity.xml)."""
+    _on(rig)
+    account = _rest(rig, "POST", "Account", {"Name": "Northwind Robotics", "Vitally_Account_Id__c": "acc_0001"})["id"]
+    opportunity = _rest(
+        rig,
+        "POST",
+        "Opportunity",
+        {"Name": "Annual", "AccountId": account, "StageName": "Prospecting", "CloseDate": "2026-12-31"},
+    )["id"]
+    _until(lambda: len(rig.sandbox.event_deliveries()) == 1)
+    _rest(rig, "PATCH", f"Opportunity/{opportunity}", {"StageName": "Closed Lost"})
+    _until(lambda: len(rig.sandbox.event_deliveries()) == 2)
+    assert [(d["source"], d["record"], d["acknowledged"]) for d in rig.sandbox.event_deliveries()] == [
+        ("salesforce", opportunity, True)
+    ] * 2
+    assert [(s, r) for s, r, _ in rig.stored()] == [("salesforce", opportunity)] * 2  # two notifications
+    body = events._notification(
+        rig.sandbox._event_record("salesforce", opportunity), "04l8d0000000009AAA", "Opportunity"
+    )
+    assert b'xsi:type="sf:Opportunity"' in body and b"<sf:StageName>Closed Lost</sf:StageName>" in body
+
+
+def test_a_conversions_opportunity_posts_its_message_and_the_flow_may_be_off(rig: Rig) -> None:
+    _on(rig, opportunity_messages=False)
+    lead = rig.web_to_lead()
+    _until(lambda: len(rig.sandbox.event_deliveries()) == 1)  # the inbound lead's own
+    rig.sandbox.convert(lead)
+    assert rig.sandbox.events_pending() == 0 and len(rig.sandbox.event_deliveries()) == 1
+    rig.sandbox.configure_events(opportunity_messages=True)
+    made = rig.sandbox.convert(rig.web_to_lead())["opportunity"]
+    _until(lambda: any(d["record"] == made for d in rig.sandbox.event_deliveries()))
+    assert [r for s, r, _ in rig.stored() if r.startswith("006")] == [made]
+
+
 def test_a_lead_deleted_before_delivery_sends_a_notification_with_no_data(rig: Rig) -> None:
     """ "If the record is deleted before the notification is delivered, the notification contains no
     data" (Salesforce Help, "Considerations for Outbound Messages"): the sandbox sends it (before,
