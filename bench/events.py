@@ -6,13 +6,16 @@ Usage:
 
 The sandbox runs in this process and sends its own webhooks (`sandbox.events`) to the real daemon,
 started through its CLI in a subprocess (`python -m sync daemon`) with an interval of an hour:
-after its first cycle only the event path routes anything. Two measures, `--events` each, one
+after its first cycle only the event path routes anything. Three measures, `--events` each, one
 event at a time (each waits for the previous to be fully processed, so a figure is one event's,
 not a queue's):
 
     segment added → lead owned    a person adds "AM referral" to a Vitally account; until the
                                   crm-sync lead with that account's Sync_Key__c exists with an owner
     inbound lead → owner set      a web-to-lead Lead arrives unowned; until it has an owner
+    opportunity opened → stage    a rep opens an opportunity on the Salesforce Account of a Vitally
+                                  account (the Flow on Opportunity sends its Outbound Message); until
+                                  the account's lifecycle_stage trait is the TAE's
 
 Timed from the change in the sandbox to the moment the sandbox holds the result (polled every
 millisecond), so the webhook's delivery is included; the Playbook's own delay in Vitally (it runs
@@ -66,6 +69,8 @@ def machine() -> str:
 
 
 def _seed(accounts: int) -> dict[str, Any]:
+    """`accounts` Vitally accounts for the segment measure, as many more for the opportunity one,
+    each of those with a Salesforce Account naming it (`SF_ACCOUNT`)."""
     pools = example_against("http://127.0.0.1:1").pools
     users = sorted({m.user_id: m.name for pool in pools.values() for m in pool.members}.items())
     return {
@@ -82,14 +87,28 @@ def _seed(accounts: int) -> dict[str, Any]:
                     "keyRoles": [],
                     "segments": [],
                 }
-                for i in range(accounts)
+                for i in range(2 * accounts)
             ]
         },
         "salesforce": {
             "User": [{"Id": u, "Name": name, "Email": f"{u}@example.com", "IsActive": True} for u, name in users],
             "Lead": [],
+            "Account": [
+                {
+                    "Id": SF_ACCOUNT.format(i),
+                    "Name": f"Company {i}",
+                    "Vitally_Account_Id__c": f"acc_{i:05d}",
+                    "CreatedDate": "2026-01-05T09:00:00.000+0000",
+                    "SystemModstamp": "2026-01-05T09:00:00.000+0000",
+                }
+                for i in range(accounts, 2 * accounts)
+            ],
         },
     }
+
+
+SF_ACCOUNT = "0018d{:010d}AAA"  # the Salesforce Account naming acc_{i:05d}
+TAE_STAGE = "Technical account executive"
 
 
 def _free_port() -> int:
@@ -182,19 +201,53 @@ class Sample:
     webhooks: int  # deliveries acknowledged: the change's own, and any its writes caused
 
 
-def _measure(sandbox: Sandbox, daemon: Daemon, change: Callable[[], tuple[str, str, str | None]], what: str) -> Sample:
-    """One event: make the change, time it until the lead is owned, then wait until the daemon is
-    idle and count the requests it made for it."""
+def _measure(sandbox: Sandbox, daemon: Daemon, change: Callable[[], Callable[[], bool]], what: str) -> Sample:
+    """One event: make the change, time it until what it returns holds (the lead owned, the
+    stage written), then wait until the daemon is idle and count the requests it made for it."""
     first, sent = sandbox.calls_total(), len(sandbox.event_deliveries())
     started = time.perf_counter()
-    field, value, inbound_owner = change()
-    _until(lambda: _lead_owned(sandbox, field, value, inbound_owner), what)
+    done = change()
+    _until(done, what)
     elapsed = time.perf_counter() - started
     _until(lambda: sandbox.events_pending() == 0 and daemon.idle(), "the daemon idle", poll=0.01)
     calls = sandbox.calls(first)
     writes = sum(1 for c in calls if c["method"] in WRITES)
     webhooks = sum(1 for d in sandbox.event_deliveries()[sent:] if d.get("acknowledged"))
     return Sample(elapsed, len(calls) - writes, writes, webhooks)
+
+
+def _owned(sandbox: Sandbox, field: str, value: str, inbound_owner: str | None) -> Callable[[], bool]:
+    return lambda: _lead_owned(sandbox, field, value, inbound_owner)
+
+
+def _stage_written(sandbox: Sandbox, account: str) -> bool:
+    with sandbox._lock:
+        found = sandbox._vitally.accounts.by_id.get(account) or {}
+    return bool((found.get("traits") or {}).get("lifecycle_stage") == TAE_STAGE)
+
+
+def _opportunity_opened(sandbox: Sandbox, index: int) -> Callable[[], bool]:
+    """A rep opens an opportunity on acc_{index}'s Salesforce Account: stored as an API write
+    stores it (the sandbox clock's stamps), and the Flow on Opportunity's message queued."""
+    salesforce = sandbox._salesforce
+    with sandbox._lock:
+        stamp = sandbox.now().strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        table = salesforce.tables["opportunity"]
+        row = {
+            "Id": table.new_id(),
+            "Name": f"Company {index} - annual plan",
+            "AccountId": SF_ACCOUNT.format(index),
+            "StageName": "Prospecting",
+            "CloseDate": "2026-12-31",
+            "Amount": 3600,
+            "CreatedDate": stamp,
+            "LastModifiedDate": stamp,
+            "SystemModstamp": stamp,
+        }
+        table.put(row)
+        assert salesforce.opportunity_changed is not None
+        salesforce.opportunity_changed(row)
+    return lambda: _stage_written(sandbox, f"acc_{index:05d}")
 
 
 def _web_to_lead(sandbox: Sandbox, index: int) -> tuple[str, str, str | None]:
@@ -245,18 +298,23 @@ def main() -> None:
                 salesforce_url=f"http://127.0.0.1:{daemon.port}/events/salesforce/{SF_SECRET}",
             )
 
-            def segment(index: int) -> Callable[[], tuple[str, str, str | None]]:
-                def change() -> tuple[str, str, str | None]:
+            def segment(index: int) -> Callable[[], Callable[[], bool]]:
+                def change() -> Callable[[], bool]:
                     sandbox.set_segment(f"acc_{index:05d}", "AM referral")
-                    return "Sync_Key__c", f"crm-sync-acc_{index:05d}-1", None
+                    return _owned(sandbox, "Sync_Key__c", f"crm-sync-acc_{index:05d}-1", None)
 
                 return change
 
-            segments = [_measure(sandbox, daemon, segment(i), "a lead owned") for i in range(args.events)]
-            inbound = [
-                _measure(sandbox, daemon, lambda i=i: _web_to_lead(sandbox, i), "an owner set")  # type: ignore[misc]
-                for i in range(args.events)
-            ]
+            def inbound_lead(index: int) -> Callable[[], Callable[[], bool]]:
+                return lambda: _owned(sandbox, *_web_to_lead(sandbox, index))
+
+            def opportunity(index: int) -> Callable[[], Callable[[], bool]]:
+                return lambda: _opportunity_opened(sandbox, index)
+
+            events = range(args.events)
+            segments = [_measure(sandbox, daemon, segment(i), "a lead owned") for i in events]
+            inbound = [_measure(sandbox, daemon, inbound_lead(i), "an owner set") for i in events]
+            opened = [_measure(sandbox, daemon, opportunity(args.events + i), "the stage written") for i in events]
             cycles = daemon.one("SELECT count(*) FROM runs WHERE mode != 'event'")
         finally:
             daemon.stop()
@@ -269,8 +327,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     print(_row("segment added in Vitally → lead owned in Salesforce", segments))
     print(_row("inbound lead created in Salesforce → owner set", inbound))
-    worst = max(s.reads / max(s.webhooks, 1) for s in segments + inbound)
-    p95 = max(_percentile([s.seconds for s in segments], 0.95), _percentile([s.seconds for s in inbound], 0.95))
+    print(_row("opportunity opened in Salesforce → account's stage in Vitally", opened))
+    worst = max(s.reads / max(s.webhooks, 1) for s in segments + inbound + opened)
+    p95 = max(_percentile([s.seconds for s in samples], 0.95) for samples in (segments, inbound, opened))
     print(
         f"\nGoals: p95 ≤ {GOAL_SECONDS:g} s ({'met' if p95 <= GOAL_SECONDS else 'missed'}), "
         f"requests per webhook beyond writes ≤ {GOAL_REQUESTS} ({'met' if worst <= GOAL_REQUESTS else 'missed'})."

@@ -36,4 +36,14 @@ def test_goals_reads_the_latency_and_requests_the_bench_prints(printed: str) -> 
     assert set(p95) == {"segment added", "inbound lead"}
     assert all(float(seconds) > 0.0 for seconds in p95.values())  # read, never judged here: bench figures
     per_webhook = [float(value) for value in goals._PER_WEBHOOK.findall(printed)]
-    assert len(per_webhook) == 2 and max(per_webhook) <= 3.0
+    assert len(per_webhook) == 3 and max(per_webhook) <= 3.0
+
+
+def test_each_opportunity_is_timed_until_its_accounts_stage_is_written(printed: str) -> None:
+    [opened] = [line for line in printed.splitlines() if line.startswith("| opportunity opened")]
+    cells = [cell.strip() for cell in opened.strip("|").split("|")]
+    events, reads_per_change, writes_per_change = cells[1], cells[5], cells[8]
+    assert events == "3"
+    # The opportunity read by id and the account's last look; the stage's PUT (a measure that
+    # stopped before the mini-cycle wrote would count no write).
+    assert reads_per_change.startswith("2.00") and float(writes_per_change) >= 1.0
