@@ -23,6 +23,7 @@ from state.events import Event, EventInbox, EventSource
 from sync.app import make_salesforce, make_vitally
 from sync.config import Config, example_against
 from sync.cycle import run_cycle
+from sync.facts import SalesforceFacts
 from sync.followups import Outlets
 from sync.minicycle import run_mini_cycle
 from sync.vocabulary import CycleReport
@@ -484,3 +485,42 @@ def test_an_opportunity_of_no_account_crm_sync_knows_plans_nothing(world: World)
     report = world.mini()
     assert list(report.plan) == [] and world.state.event_counts() == {"done": 1}
     assert world.reads_and_writes() == (2, 0)  # the opportunity, and its Account, which the mirror does not hold
+
+
+def test_opportunity_events_plan_what_a_whole_plan_plans_for_their_accounts(tmp_path: Path) -> None:
+    """Over a generated book: reps close open opportunities (lost, unresponsive), reopen closed
+    ones and open new ones on the Accounts the book has; each opportunity's event plans, for the
+    accounts it belongs to, exactly what a whole plan plans for them."""
+    book = generate_book(150, seed=11, now=NOW, malformed_share=0.0)
+    for world in _world(tmp_path, book):
+        world.cycle()
+        world.cycle()  # reads its writes back
+        world.sandbox.set_clock(advance_seconds=60)
+        stamp = _stamp(world)
+        opportunities = sorted(book["salesforce"]["Opportunity"], key=lambda o: str(o["Id"]))
+        changed: list[dict[str, Any]] = []
+        for opportunity in opportunities[:16]:
+            if str(opportunity["StageName"]).startswith("Closed"):
+                change = {"StageName": "Prospecting", "CloseDate": "2026-12-31", "Loss_Reason__c": None}
+            else:
+                change = {
+                    "StageName": "Closed Lost",
+                    "CloseDate": NOW.date().isoformat(),
+                    "Loss_Reason__c": "Unresponsive",
+                }
+            changed.append({**opportunity, **change, "SystemModstamp": stamp})
+        for i, sf_account in enumerate(sorted({str(o["AccountId"]) for o in opportunities})[:6]):
+            new = {"Id": f"0069{i:014d}", "Name": "Expansion", "AccountId": sf_account, "StageName": "Prospecting"}
+            changed.append({**new, "CloseDate": "2026-12-31", "CreatedDate": stamp, "SystemModstamp": stamp})
+        world.sandbox.load({"salesforce": {"Opportunity": changed}})
+        whole = _whole_plan(world)
+        for opportunity in changed:
+            world.event("salesforce", str(opportunity["Id"]))
+
+        mini = list(world.mini().plan)
+
+        theirs = SalesforceFacts.accounts_of_opportunities(world.state, [str(o["Id"]) for o in changed])
+        assert len(theirs) >= 10
+        assert _restricted(mini, theirs) == _restricted(whole, theirs)
+        assert {w.account or w.record for w in mini} <= theirs  # nothing else is planned
+        assert sum(1 for w in mini if w.rule == "lifecycle.stage") >= 5  # stages move both ways
