@@ -4,12 +4,15 @@ A rule reads the clock only as the rules' day (`now.date()`, or `now`'s month): 
 days or months from a date of the record to that day (or from that day to a date ahead) and
 compares the count with a threshold of the policy. Each such comparison says here, as it is made,
 the first day on which its outcome can differ (`changes_when_days_reach`,
-`changes_when_months_reach`, `changes_on`); a value that grows with every day (a custom trigger's
-`days_since_created`) says the next day (`changes_daily`). A reason's text may count days too, but a
-plan writes a reason trait only when its rule or recommendation changes (`rules.base.reason_gist`),
-so a text says nothing here. `watching(now)` collects the earliest of them over one
-account's evaluation: `sync.incremental.Book` keeps the account's judgement until that day (or for
-good, when nothing was said), instead of until the next midnight.
+`changes_when_months_reach`, `changes_on`). One count steps at an instant rather than at midnight:
+a custom trigger's `days_since_created` (whole days of `now - created_at`), for which the trigger
+says the instants between which its outcome holds (`holds_between`: the last and the next time the
+count reaches a value its `when` compares it with, `rules.expressions.CompiledTrigger.clock_steps`).
+A reason's text may count days too, but a plan writes a reason trait only when its rule or
+recommendation changes (`rules.base.reason_gist`), so a text says nothing here. `watching(now)`
+collects the earliest of them over one account's evaluation: `sync.incremental.Book` keeps the
+account's judgement until that day and instant (or for good, when nothing was said), instead of
+until the next midnight.
 
 Outside `watching` every call here is a no-op (a lookup of a context variable): `explain`, the
 rule set's bench and the tests judge without collecting anything. A comparison whose outcome can
@@ -29,33 +32,38 @@ from rules.base import add_months
 
 __all__ = [
     "Horizon",
-    "changes_daily",
     "changes_on",
     "changes_on_month",
     "changes_when_days_reach",
     "changes_when_month_shift_reaches",
     "changes_when_months_reach",
+    "holds_between",
     "unwatched",
     "watching",
 ]
 
 
 class Horizon:
-    """The earliest day after `today` on which a verdict watched may change by the clock alone
-    (`day`; None: no verdict watched depends on the clock)."""
+    """What the clock alone may change of the verdicts watched since the last `clear`: the earliest
+    day after `today` on which one may change (`day`; None: none depends on the rules' day), and the
+    instants around `now` between which those reading a count that steps at an instant hold
+    (`since`, `until`; None: no such bound)."""
 
-    __slots__ = ("day", "today")
+    __slots__ = ("day", "now", "since", "today", "until")
 
-    def __init__(self, today: date) -> None:
-        self.today = today
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.today = now.date()
         self.day: date | None = None
+        self.since: datetime | None = None
+        self.until: datetime | None = None
 
     def clear(self) -> None:
         """Start collecting afresh (for the next record a watch's caller judges)."""
-        self.day = None
+        self.day = self.since = self.until = None
 
     def __repr__(self) -> str:
-        return f"Horizon(today={self.today}, day={self.day})"
+        return f"Horizon(now={self.now.isoformat()}, day={self.day}, since={self.since}, until={self.until})"
 
 
 _WATCHED: ContextVar[Horizon | None] = ContextVar("rules_clock_horizon", default=None)
@@ -66,7 +74,7 @@ def watching(now: datetime) -> Iterator[Horizon]:
     """Collect, over the rules run inside, the first day (in `now`'s zone) on which the clock alone
     may change one of their verdicts. Per context (a thread, an event's mini-cycle): nested or
     concurrent evaluations each collect their own."""
-    horizon = Horizon(now.date())
+    horizon = Horizon(now)
     token = _WATCHED.set(horizon)
     try:
         yield horizon
@@ -104,11 +112,23 @@ def changes_on_month(month: int) -> None:
         changes_on(date(year, index + 1, 1))
 
 
-def changes_daily() -> None:
-    """A verdict being made may change with every day (it reads a count that grows every day)."""
+def holds_between(since: datetime | None, until: datetime | None) -> None:
+    """A verdict being made reads a count that steps at instants (not at midnight): it holds from
+    `since`, the last instant at or before now at which it could have changed, to `until`, the next
+    one after now (None: no such instant). An instant that cannot be compared with `now` (one naive,
+    the other aware) leaves no window at all: the verdict is judged again at every cycle."""
     horizon = _WATCHED.get()
-    if horizon is not None:
-        changes_on(horizon.today + timedelta(days=1))
+    if horizon is None:
+        return
+    now = horizon.now
+    for moment in (since, until):
+        if moment is not None and (moment.tzinfo is None) != (now.tzinfo is None):
+            horizon.since = horizon.until = now
+            return
+    if since is not None and since <= now and (horizon.since is None or since > horizon.since):
+        horizon.since = since
+    if until is not None and until > now and (horizon.until is None or until < horizon.until):
+        horizon.until = until
 
 
 def changes_when_days_reach(since: date, *counts: int) -> None:

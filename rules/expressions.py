@@ -61,13 +61,15 @@ unknown value as ``unknown``, a list as ``a, b``. Attribute access is rejected h
 from __future__ import annotations
 
 import ast
+import bisect
 import difflib
+import math
 import operator
 import re
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, get_args
 
 from simpleeval import EvalWithCompoundTypes, InvalidExpression
@@ -318,19 +320,15 @@ def _has_owner(account: Account, ctx: AccountContext, now: datetime, policy: Pol
     )
 
 
+# The two variables the clock alone moves: `CompiledTrigger.evaluate` says when (`_note_clock`).
 def _days_since_created(account: Account, ctx: AccountContext, now: datetime, policy: Policy) -> int | None:
     if account.created_at is None:
         return None
-    # It grows at the time of day of `created_at` (`sync.incremental.clock_window` narrows to that).
-    clock.changes_daily()
     return (now - account.created_at).days
 
 
 def _paying_months(account: Account, ctx: AccountContext, now: datetime, policy: Policy) -> int | None:
-    months = paying_months(account, now)[0]
-    if months is not None and account.first_paid_at is not None:  # it grows with the months
-        clock.changes_when_months_reach(account.first_paid_at, months + 1)
-    return months
+    return paying_months(account, now)[0]
 
 
 def _invoice_at(index: int) -> Getter:
@@ -393,6 +391,100 @@ class _ReasonFormatter(string.Formatter):
 _FORMATTER = _ReasonFormatter()
 
 
+# Counts the clock alone moves, and only upwards: `days_since_created` grows by one at
+# `created_at`'s time of day, `paying_months` (from `first_paid_at`) on its monthly anniversary.
+_CLOCK_VARIABLES = ("days_since_created", "paying_months")
+
+
+def _steps(tree: ast.Expression, name: str) -> tuple[int, ...] | None:
+    """The whole-number values of the variable `name` at which the outcome of `tree` may change as
+    the count grows by one, when every use of it in `tree` is an operand of a comparison whose
+    neighbouring operands are numbers (`name < 400`, `30 <= name < 90`): `when` is then a function
+    of those comparisons' outcomes (`name < 400` changes when the count becomes 400, `name <= 400`
+    at 401, `name == 7` at 7 and 8). None for any other use (arithmetic, a function's argument,
+    membership, a comparison with a variable): every value may change it."""
+    uses = sum(1 for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id == name)
+    compared = 0
+    steps: set[int] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        for index, operand in enumerate(operands):
+            if not (isinstance(operand, ast.Name) and operand.id == name):
+                continue
+            compared += 1
+            # (the operator, the number on its other side, whether the variable is on its left)
+            sides = []
+            if index > 0:
+                sides.append((node.ops[index - 1], operands[index - 1], False))
+            if index < len(node.ops):
+                sides.append((node.ops[index], operands[index + 1], True))
+            for op, other, left in sides:
+                number = _number(other)
+                changes = None if number is None else _changes_at(op, number, left)
+                if changes is None:
+                    return None
+                steps.update(changes)
+    return tuple(sorted(steps)) if compared == uses else None
+
+
+def _changes_at(op: ast.cmpop, number: float, left: bool) -> tuple[int, ...] | None:
+    """The whole values `k` of a count at which `count op number` (`number op count` when not
+    `left`) differs from its outcome at `k - 1`; None for an operator other than the six comparisons."""
+    if not left:  # `c < x` is `x > c`
+        op = _MIRRORED.get(type(op), op)
+    ceil, above = math.ceil(number), math.floor(number) + 1  # the least whole value ≥ / > number
+    if isinstance(op, ast.Lt | ast.GtE):
+        return (ceil,)
+    if isinstance(op, ast.LtE | ast.Gt):
+        return (above,)
+    if isinstance(op, ast.Eq | ast.NotEq):
+        return (ceil, ceil + 1) if ceil == number else ()
+    return None
+
+
+_MIRRORED: dict[type[ast.cmpop], ast.cmpop] = {
+    ast.Lt: ast.Gt(),
+    ast.LtE: ast.GtE(),
+    ast.Gt: ast.Lt(),
+    ast.GtE: ast.LtE(),
+}
+
+
+def _number(node: ast.expr) -> float | None:
+    """The finite number a node is written as (`400`, `-1`, `2.5`), else None."""
+    sign = 1
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        sign = -1 if isinstance(node.op, ast.USub) else 1
+        node = node.operand
+    if not isinstance(node, ast.Constant) or isinstance(node.value, bool) or not isinstance(node.value, int | float):
+        return None
+    value = float(node.value) if isinstance(node.value, float) else node.value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return sign * value
+
+
+def _around(value: int, steps: tuple[int, ...] | None) -> tuple[int | None, int | None]:
+    """The last step at or below `value` and the first above it (None: there is none); without
+    steps, every value is one."""
+    if steps is None:
+        return value, value + 1
+    index = bisect.bisect_right(steps, value)
+    return (steps[index - 1] if index else None), (steps[index] if index < len(steps) else None)
+
+
+def _days_after(moment: datetime, days: int | None) -> datetime | None:
+    """`moment` plus whole `days`, None for None or beyond the calendar."""
+    if days is None:
+        return None
+    try:
+        return moment + timedelta(days=days)
+    except OverflowError:
+        return None
+
+
 @dataclass(frozen=True)
 class CompiledTrigger:
     """A custom trigger checked and parsed once; `evaluate` runs it over one account."""
@@ -403,16 +495,23 @@ class CompiledTrigger:
     policy: Policy
     _tree: ast.Expression = field(repr=False, compare=False)
     _evaluator: _LimitedEval = field(repr=False, compare=False)
+    _steps: Mapping[str, tuple[int, ...] | None] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_steps", self.clock_steps)
 
     @property
     def id(self) -> str:
         return self.trigger.id
 
     @property
-    def reads_time_of_day(self) -> bool:
-        """`when` reads `days_since_created`, which grows at the time of day of `created_at`, not at
-        midnight (`sync.incremental.clock_window`); a reason template reading it is only a text."""
-        return "days_since_created" in self.names
+    def clock_steps(self) -> Mapping[str, tuple[int, ...] | None]:
+        """For each variable of `when` that the clock alone moves (`days_since_created`,
+        `paying_months`: counts that only grow), the values at which the outcome of `when` may
+        change as it grows: `days_since_created < 400` may change when the count becomes 400, and
+        at no other; None when `when` uses the variable otherwise than compared with a number
+        (`days_since_created % 7 == 0`): then every step may change it."""
+        return {name: _steps(self._tree, name) for name in _CLOCK_VARIABLES if name in self.names}
 
     def evaluate(self, account: Account, ctx: AccountContext, now: datetime) -> Decision:
         """The trigger's verdict on one account: fires when `when` is true (rule id = trigger id).
@@ -427,6 +526,7 @@ class CompiledTrigger:
         if unknown:
             reason = "unknown: " + ", ".join(unknown)
             return Decision(trigger.id, account.id, False, reason, inputs, unknown, team=team)
+        self._note_clock(account, now, inputs)
         self._evaluator.names = {**_CONSTANTS, **inputs}
         self._evaluator.budget.reset()
         try:
@@ -462,6 +562,22 @@ class CompiledTrigger:
             traits={"routing_reason": f"{trigger.id}: {text}"},
             team=team,
         )
+
+    def _note_clock(self, account: Account, now: datetime, inputs: Mapping[str, object]) -> None:
+        """Say (`rules.clock`) when the clock alone may change the outcome of `when` for this
+        account: when a count it reads reaches the next of its `clock_steps` (every value when it
+        has none). Called once every input is known: an unknown one makes the verdict "unknown",
+        which no date changes."""
+        for name, steps in self._steps.items():
+            value = inputs[name]
+            if not isinstance(value, int):
+                continue
+            last, following = _around(value, steps)
+            if name == "days_since_created" and account.created_at is not None:
+                created = account.created_at
+                clock.holds_between(_days_after(created, last), _days_after(created, following))
+            elif name == "paying_months" and account.first_paid_at is not None and following is not None:
+                clock.changes_when_months_reach(account.first_paid_at, following)
 
 
 def _char_offset(text: str, lineno: int, col_offset: int) -> int:

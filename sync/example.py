@@ -59,9 +59,10 @@ _CUSTOM = """\
 # "configuration error" naming rules.custom[N], the rule id and the position in `when`, and exits with status 2.
 # At run time a trigger is bounded (% on text, text or lists over 10,000 by + or *, round() past 20
 # digits, more than 10,000 steps): it is then skipped for that account and listed as a "rule error".
-# A `when` reading days_since_created (whole days since createdAt) has every account with a createdAt
-# judged again each day, at its createdAt's time of day; a reason reading it costs nothing (its text
-# is written when the rule changes, not when a count does).
+# A `when` comparing days_since_created (whole days since createdAt) or paying_months only with
+# numbers (days_since_created < 400) has an account judged again when its count reaches one of them;
+# used otherwise (days_since_created % 7 < 3), each day at its createdAt's time of day (paying_months:
+# each month). A reason reading either costs nothing (its text is written when the rule changes).
 # [[rules.custom]]
 # id = "custom.surveys_upsell"
 # team = "TAM"

@@ -34,9 +34,13 @@ earliest of those days over the account's evaluation (`rules.clock.watching`), a
 holds until the start of that day, or for good when none was said (a reason's text counting days
 is no change to plan: `rules.base.reason_gist`). One variable reads
 the time of day: a custom trigger's `days_since_created` (whole days of `now - created_at`), which
-changes at `created_at` plus a whole number of days; when a configured trigger's `when` reads it,
-the window ends there too (a trigger's reason template reading it, or a trigger reading anything
-else, leaves the windows as they are: `rules.expressions.CompiledTrigger.reads_time_of_day`).
+grows at `created_at` plus a whole number of days. A trigger whose `when` compares it with numbers
+(`days_since_created < 400`) says the instants around `now` at which it reaches one of them
+(`rules.clock.holds_between`), and the window is narrowed to those; one that uses it otherwise
+(`days_since_created % 7 == 0`) narrows it to the whole day of `now - created_at` it is in. A
+custom trigger's `paying_months` compared with numbers ends the window on the day the count reaches
+the next of them, otherwise on its next monthly anniversary
+(`rules.expressions.CompiledTrigger.clock_steps`). A reason template reading either is only a text.
 A routed account's planned lead is stamped `now`, but an account waiting for a new lead is never
 skipped (one whose episode's lead is open already waits for nothing).
 
@@ -172,23 +176,20 @@ def _epoch(moment: datetime) -> float:
 
 
 def clock_window(
-    account: Account, now: datetime, *, days_since_created: bool, until: date | None
+    now: datetime, *, until: date | None, since: datetime | None = None, until_at: datetime | None = None
 ) -> tuple[datetime, datetime]:
-    """The rules' clock times around `now` between which the account's judgement cannot change by
-    the clock alone: from the start of the day of `now` (in its zone) to the start of `until`, the
-    first day on which the clock alone may change a verdict of its evaluation (`rules.clock`; None:
-    none can, and the window has no end), narrowed, when a custom trigger's `when` reads
-    `days_since_created` (`CompiledTrigger.reads_time_of_day`), to the whole days of `now - created_at`."""
+    """The rules' clock times around `now` between which a judgement cannot change by the clock
+    alone: from the start of the day of `now` (in its zone) to the start of `until`, the first day on
+    which the clock alone may change a verdict of its evaluation (`rules.clock`; None: none can, and
+    the window has no end), narrowed to `since` and `until_at`, the instants between which the
+    verdicts reading a count that steps at an instant hold (a custom trigger's `days_since_created`,
+    `rules.clock.holds_between`)."""
     start = datetime.combine(now.date(), time(), tzinfo=now.tzinfo)
     end = _NEVER.replace(tzinfo=now.tzinfo) if until is None else datetime.combine(until, time(), tzinfo=now.tzinfo)
-    if days_since_created and account.created_at is not None:
-        created = account.created_at
-        if (created.tzinfo is None) == (now.tzinfo is None):
-            whole = (now - created).days
-            start = max(start, created + whole * _DAY)
-            end = min(end, created + (whole + 1) * _DAY)
-        else:  # naive against aware: `days_since_created` would fail; never stored as holding
-            end = start
+    if since is not None:
+        start = max(start, since)
+    if until_at is not None:
+        end = min(end, until_at)
     return start, end
 
 
@@ -202,7 +203,6 @@ class Book:
     facts: SalesforceFacts
     now: datetime
     rules: str
-    days_since_created: bool  # a custom trigger's `when` reads it: windows end at its time of day
     full: bool
     skipped: int = 0
     managers: Counter[str] = field(default_factory=Counter)
@@ -211,8 +211,7 @@ class Book:
 
     @classmethod
     def of(cls, config: Config, state: StateDB, facts: SalesforceFacts, now: datetime, *, full: bool) -> Book:
-        days = any(trigger.reads_time_of_day for trigger in config.custom_triggers)
-        return cls(state, facts, now, rules_fingerprint(config, now), days, full)
+        return cls(state, facts, now, rules_fingerprint(config, now), full)
 
     def accounts(self) -> Iterator[AccountRow]:
         """The well-formed mirrored accounts this cycle must judge, as `StateDB.iter_accounts`
@@ -241,15 +240,21 @@ class Book:
         for record_id, raw, read_run in self.state.accounts_to_judge(self.rules, at, changed):
             yield record_id, raw, None, read_run
 
-    def judged(self, account: Account, *, planned_nothing: bool, manager: str | None, until: date | None) -> None:
+    def judged(
+        self,
+        account: Account,
+        *,
+        planned_nothing: bool,
+        manager: str | None,
+        until: date | None,
+        since: datetime | None = None,
+        until_at: datetime | None = None,
+    ) -> None:
         """The verdict of this cycle on `account`: a judgement that planned nothing is stored
-        with its inputs and clock window (to `until`, the first day the clock alone may change it:
-        `rules.clock`); any other is forgotten (judged again next cycle)."""
-        window = (
-            clock_window(account, self.now, days_since_created=self.days_since_created, until=until)
-            if planned_nothing
-            else None
-        )
+        with its inputs and clock window (`clock_window` of what `rules.clock` collected: `until`,
+        the first day the clock alone may change it, and the instants `since` and `until_at`);
+        any other is forgotten (judged again next cycle)."""
+        window = clock_window(self.now, until=until, since=since, until_at=until_at) if planned_nothing else None
         if window is None or window[1] <= window[0]:  # planned something, or no clock window
             self._stale.append(account.id)
         else:

@@ -152,7 +152,7 @@ class Planner:
         self._last_vitally: Mapping[tuple[str, str], Any]
         self._last_salesforce: Mapping[tuple[str, str], Any]
         # The watch of the rules' clock while a plan runs (`run`, `run_for`).
-        self._horizon = Horizon(now.date())
+        self._horizon = Horizon(now)
 
     def run(self) -> None:
         """Plan every record, queue the plan, and remember the decisions, record errors and
@@ -278,10 +278,12 @@ class Planner:
             if not self.scope.has_account(account.id):
                 continue
             before = self._planned_so_far(waiting)
-            until = self._judge_account(account, decider, waiting)
+            until, since, until_at = self._judge_account(account, decider, waiting)
             if not self.scope.limited:
                 quiet = self._planned_so_far(waiting) == before
-                book.judged(account, planned_nothing=quiet, manager=manager, until=until)
+                book.judged(
+                    account, planned_nothing=quiet, manager=manager, until=until, since=since, until_at=until_at
+                )
         book.save()
         waiting.managed_by_email.update(book.managers)
         counts["accounts_not_judged"] = book.skipped
@@ -300,22 +302,25 @@ class Planner:
             len(waiting.onboarding),
         )
 
-    def _judge_account(self, account: Account, decider: Decider, waiting: _Waiting) -> date | None:
+    def _judge_account(
+        self, account: Account, decider: Decider, waiting: _Waiting
+    ) -> tuple[date | None, datetime | None, datetime | None]:
         """Decide one account, plan its own writes, and keep what the owners' pass needs of it
         (its managed-account capacity is counted by the caller: a mini-cycle has it already).
-        Returns the first day on which the clock alone may change its verdicts (`rules.clock`;
-        None: never)."""
+        Returns what `rules.clock` collected of its verdicts: the first day on which the clock alone
+        may change them (None: never), and the instants between which those reading a count that
+        steps at an instant hold (None: no such bound)."""
         counts = self.report.counts
         counts["accounts_evaluated"] += 1
         if account.churned_at is not None:
             # A churned account leaves every book: no rule fires on it, nothing is written to
             # it (not even a segment crm-sync once managed).
             counts["accounts_churned"] += 1
-            return None
+            return None, None, None
         horizon = self._horizon
         horizon.clear()  # collected afresh for this account (`rules.clock`)
         decisions = decider.account(account, full=False)
-        until = horizon.day
+        said = horizon.day, horizon.since, horizon.until
         # A custom trigger that could not be evaluated for this account (`review`, not fired)
         # is skipped for it and reported; the cycle goes on.
         for decision in decisions:
@@ -324,7 +329,7 @@ class Planner:
         self._keep_decisions(d for d in decisions if d.fired or d.guarded_by or d.review)
         self._plan_account(account, decisions, partial(decider.account, account))
         self._wait_for_owners(account, decisions, waiting, decider)
-        return until
+        return said
 
     def _wait_for_owners(
         self, account: Account, decisions: list[Decision], waiting: _Waiting, decider: Decider

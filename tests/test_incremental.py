@@ -29,6 +29,7 @@ from core.model import Account, Lead
 from core.triage import Submission, Triage
 from rules import evaluate_account
 from rules.clock import watching
+from rules.context import AccountContext
 from rules.demo import awaits_triage, classifier_for
 from rules.expressions import CustomTrigger, compile_trigger
 from sandbox import Sandbox, generate_book
@@ -46,8 +47,13 @@ from sync.vocabulary import CycleReport
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parent.parent
 
+# Compares `days_since_created` with a number: its outcome changes only when the count becomes 400.
 AGE_TRIGGER = CustomTrigger(
     id="custom.young_big", team="TAM", when="days_since_created < 400 and mrr > 500", reason="young and big"
+)
+# Uses it otherwise: its outcome may change with every day, at `created_at`'s time of day.
+DAILY_TRIGGER = CustomTrigger(
+    id="custom.weekly", team="TAM", when="days_since_created % 7 < 3 and mrr > 500", reason="in the week's first days"
 )
 # Reads the clock in `when` by whole months (`paying_months`), and the time of day only in its text.
 TEXT_AGE_TRIGGER = CustomTrigger(
@@ -56,12 +62,24 @@ TEXT_AGE_TRIGGER = CustomTrigger(
     when="paying_months >= 3 and mrr > 500",
     reason="paying for {paying_months} months, created {days_since_created} days ago",
 )
-TRIGGERS = {"none": (), "when": (AGE_TRIGGER,), "text": (TEXT_AGE_TRIGGER,)}
+# `paying_months` otherwise than compared with a number: every monthly anniversary may change it.
+MONTHLY_TRIGGER = CustomTrigger(
+    id="custom.even_months", team="TAM", when="paying_months % 2 == 0 and mrr > 500", reason="even months"
+)
+TRIGGERS = {
+    "none": (),
+    "when": (AGE_TRIGGER,),
+    "daily": (DAILY_TRIGGER,),
+    "text": (TEXT_AGE_TRIGGER,),
+    "monthly": (MONTHLY_TRIGGER,),
+}
 
 
 def with_triggers(config: Config, which: str) -> Config:
-    """`config` with the custom triggers of `TRIGGERS[which]`: none, one whose `when` reads
-    `days_since_created`, or one whose reason template does."""
+    """`config` with the custom triggers of `TRIGGERS[which]`: none, one comparing
+    `days_since_created` with a number, one using it in arithmetic, one reading it only in its reason
+    template (and `paying_months` compared with a number in `when`), one using `paying_months` in
+    arithmetic."""
     return replace(config, custom_triggers=tuple(compile_trigger(t, policy=config.policy) for t in TRIGGERS[which]))
 
 
@@ -145,15 +163,16 @@ def test_a_changed_account_is_judged_again_and_so_is_every_account_under_other_r
     state.close()
 
 
-@pytest.mark.parametrize("triggers", ["none", "text", "when"])
+@pytest.mark.parametrize("triggers", ["none", "text", "when", "daily"])
 def test_the_next_day_judges_again_only_the_accounts_a_date_may_change(
     book: tuple[Config, Sandbox, Path], triggers: str
 ) -> None:
     """A judgement holds until the first day the clock alone may change it (`rules.clock`), not
     until the next midnight: the first cycle of a day judges the accounts whose day came (a cool-off
     ends, a routing reason counts one day more) and plans what judging every account plans. A
-    custom trigger whose `when` reads `days_since_created` ends every window with a `created_at`
-    within a day; one that reads it only in its reason's text ends none."""
+    custom trigger whose `when` uses `days_since_created` otherwise than compared with a number
+    ends every window with a `created_at` within a day; one comparing it with 400 ends only those
+    of the accounts that reach 400 days, and one that reads it only in its reason's text ends none."""
     config, sandbox, path = book
     config = with_triggers(config, triggers)
     state = _settled(config, sandbox, path)
@@ -174,8 +193,8 @@ def test_the_next_day_judges_again_only_the_accounts_a_date_may_change(
         "SELECT count(*) FROM account_inputs a JOIN accounts m ON m.id = a.id "
         "WHERE json_extract(m.raw, '$.createdAt') IS NOT NULL"
     ).fetchone()[0]
-    if triggers == "when":  # `days_since_created` grows within a day for every account that has a created_at
-        assert 0 < dated <= due[midnight]
+    if triggers == "daily":  # `days_since_created` grows within a day for every account that has a created_at
+        assert 0 < dated <= sum(1 for end in ends if end <= (midnight + timedelta(days=1)).timestamp())
     else:  # most accounts' windows hold past the next midnight; some end within 400 days (a date of theirs says so)
         assert due[midnight] < dated // 2 and due[midnight + timedelta(days=400)] > due[midnight]
     state.close()
@@ -378,28 +397,60 @@ def test_incremental_cycles_plan_exactly_what_full_ones_plan(
 
 
 def test_the_window_runs_from_the_day_of_now_in_its_zone_to_the_day_the_rules_said() -> None:
-    account = Account(id="a", name="A", updated_at=NOW)
-    start, end = clock_window(account, NOW, days_since_created=False, until=date(2027, 3, 1))
+    start, end = clock_window(NOW, until=date(2027, 3, 1))
     assert (start, end) == (datetime(2026, 11, 22, tzinfo=UTC), datetime(2027, 3, 1, tzinfo=UTC))
-    start, end = clock_window(account, NOW, days_since_created=False, until=None)  # no date can change it
+    start, end = clock_window(NOW, until=None)  # no date can change it
     assert start == datetime(2026, 11, 22, tzinfo=UTC) and end.year == 9999
     zoned = NOW.astimezone(timezone(timedelta(hours=-5)))  # 04:30 the 22nd at -05:00
-    start, end = clock_window(account, zoned, days_since_created=False, until=date(2026, 11, 23))
+    start, end = clock_window(zoned, until=date(2026, 11, 23))
     assert (start, end) == (datetime(2026, 11, 22, 5, tzinfo=UTC), datetime(2026, 11, 23, 5, tzinfo=UTC))
-
-
-def test_with_custom_triggers_the_window_ends_when_days_since_created_grows() -> None:
-    created = datetime(2025, 1, 1, 15, 0, tzinfo=UTC)
-    account = Account(id="a", name="A", updated_at=NOW, created_at=created)
-    tomorrow = NOW.date() + timedelta(days=1)  # what `days_since_created` says (`rules.clock.changes_daily`)
-    start, end = clock_window(account, NOW, days_since_created=True, until=tomorrow)
-    assert start == datetime(2026, 11, 22, tzinfo=UTC)
-    assert end == datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
-    later = NOW.replace(hour=16)
-    assert clock_window(account, later, days_since_created=True, until=tomorrow) == (
-        datetime(2026, 11, 22, 15, 0, tzinfo=UTC),
-        datetime(2026, 11, 23, tzinfo=UTC),
+    # Instants said by a count that steps at a time of day (`rules.clock.holds_between`) narrow it.
+    since, until_at = datetime(2026, 11, 22, 3, tzinfo=UTC), datetime(2026, 11, 25, 15, tzinfo=UTC)
+    assert clock_window(NOW, until=date(2026, 12, 1), since=since, until_at=until_at) == (since, until_at)
+    assert clock_window(NOW, until=date(2026, 11, 24), since=None, until_at=until_at) == (
+        datetime(2026, 11, 22, tzinfo=UTC),
+        datetime(2026, 11, 24, tzinfo=UTC),
     )
+
+
+def _window(trigger: CustomTrigger, account: Account, now: datetime) -> tuple[datetime, datetime]:
+    """The clock window of `account` judged by `trigger` alone at `now`."""
+    compiled = compile_trigger(trigger)
+    with watching(now) as horizon:
+        compiled.evaluate(account, AccountContext(), now)
+    return clock_window(now, until=horizon.day, since=horizon.since, until_at=horizon.until)
+
+
+def test_a_window_ends_when_days_since_created_reaches_a_number_the_trigger_compares_it_with() -> None:
+    """`days_since_created < 400` can change only when the count becomes 400, at `created_at`'s time
+    of day: the judgement of an account 100 days old holds for 300 days, one 399 days old until
+    15:00 today, one past 400 for good. `% 7` can change every day: the window is the day of the
+    count. `created_at` is 15:00 UTC; `NOW` 09:30."""
+
+    def aged(days: int) -> Account:  # `days_since_created` is `days` at NOW
+        created = datetime(2026, 11, 22, 15, tzinfo=UTC) - timedelta(days=days + 1)
+        return Account(id="a", name="A", updated_at=NOW, mrr=900.0, created_at=created)
+
+    young = AGE_TRIGGER
+    assert _window(young, aged(100), NOW) == (datetime(2026, 11, 22, tzinfo=UTC), datetime(2027, 9, 17, 15, tzinfo=UTC))
+    assert _window(young, aged(399), NOW)[1] == datetime(2026, 11, 22, 15, tzinfo=UTC)
+    start, end = _window(young, aged(401), NOW)  # past it: since the instant it became 400
+    assert (start, end.year) == (datetime(2026, 11, 22, tzinfo=UTC), 9999)
+    start, end = _window(young, aged(400), NOW)  # it became 400 at 15:00 yesterday
+    assert (start, end.year) == (datetime(2026, 11, 22, tzinfo=UTC), 9999)
+    later = NOW.replace(hour=16)  # 400 since 15:00 today: the window starts there
+    start, end = _window(young, aged(399), later)
+    assert (start, end.year) == (datetime(2026, 11, 22, 15, tzinfo=UTC), 9999)
+    assert _window(DAILY_TRIGGER, aged(100), NOW) == (
+        datetime(2026, 11, 22, tzinfo=UTC),
+        datetime(2026, 11, 22, 15, tzinfo=UTC),
+    )
+    assert _window(DAILY_TRIGGER, aged(100), later) == (  # over midnight: the count steps at 15:00
+        datetime(2026, 11, 22, 15, tzinfo=UTC),
+        datetime(2026, 11, 23, 15, tzinfo=UTC),
+    )
+    assert compile_trigger(young).clock_steps == {"days_since_created": (400,)}
+    assert compile_trigger(DAILY_TRIGGER).clock_steps == {"days_since_created": None}
 
 
 @pytest.fixture(scope="module")
@@ -434,8 +485,9 @@ def test_nothing_a_plan_reads_changes_before_the_window_ends(
     """The claim the window rests on, checked against every account rule: what a plan reads of the
     verdicts at `at` (`support.acted`) is what it reads at the start of the window, on its last day (a
     day noted one day late fails here), and at instants between (up to three years ahead when no
-    date ends it), with no custom trigger, one whose `when` reads `days_since_created` and one whose
-    reason template does."""
+    date ends it), with no custom trigger and with each of `TRIGGERS`: `days_since_created` and
+    `paying_months` compared with numbers (the window ends when they reach one), in arithmetic
+    (every step ends it), and in a reason template only (no step ends it)."""
     config, state, accounts = judged_book
     custom = with_triggers(config, triggers).custom_triggers
     facts = SalesforceFacts.load(state)
@@ -447,7 +499,7 @@ def test_nothing_a_plan_reads_changes_before_the_window_ends(
 
         with watching(at) as horizon:
             verdict = judged(at)
-        start, end = clock_window(account, at, days_since_created=triggers == "when", until=horizon.day)
+        start, end = clock_window(at, until=horizon.day, since=horizon.since, until_at=horizon.until)
         if end <= start:
             continue
         last = min(end, at + timedelta(days=3 * 365)) - timedelta(microseconds=1)

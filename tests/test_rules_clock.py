@@ -16,12 +16,12 @@ from core.model import Account, Invoice, Lead, Opportunity
 from rules import Policy, evaluate_account, evaluate_lead
 from rules.base import add_months, months_between
 from rules.clock import (
-    changes_daily,
     changes_on,
     changes_on_month,
     changes_when_days_reach,
     changes_when_month_shift_reaches,
     changes_when_months_reach,
+    holds_between,
     unwatched,
     watching,
 )
@@ -48,12 +48,29 @@ def test_outside_a_watch_nothing_is_collected_and_inside_the_earliest_day_after_
         changes_when_days_reach(TODAY - timedelta(days=10), 5, 14, 90)  # 5 passed; 14 in 4 days
         changes_on(TODAY + timedelta(days=30))
         assert horizon.day == TODAY + timedelta(days=4)
-        changes_daily()
+        changes_on(TODAY + timedelta(days=1))
         assert horizon.day == TODAY + timedelta(days=1)
 
 
+def test_a_count_stepping_at_instants_narrows_the_watch_to_the_latest_past_and_earliest_next_one() -> None:
+    holds_between(NOW - timedelta(hours=3), NOW + timedelta(hours=5))  # no watch: a no-op
+    with watching(NOW) as horizon:
+        holds_between(None, None)
+        assert (horizon.since, horizon.until) == (None, None)
+        holds_between(NOW - timedelta(hours=3), NOW + timedelta(hours=5))
+        holds_between(NOW - timedelta(hours=7), NOW + timedelta(days=2))  # wider: nothing narrower
+        holds_between(NOW - timedelta(hours=1), None)
+        holds_between(None, NOW)  # now or before is no next step
+        assert (horizon.since, horizon.until) == (NOW - timedelta(hours=1), NOW + timedelta(hours=5))
+        assert horizon.day is None
+        horizon.clear()
+        assert (horizon.since, horizon.until) == (None, None)
+        holds_between(datetime(2026, 11, 20), datetime(2026, 11, 30))  # naive against an aware now
+        assert horizon.since == horizon.until == NOW  # no window: judged at every cycle
+
+
 def _in_another_thread(seen: list[object]) -> None:
-    changes_daily()  # no watch in this thread: a no-op
+    changes_on(TODAY + timedelta(days=1))  # no watch in this thread: a no-op
     seen.append("ran")
 
 
@@ -74,8 +91,9 @@ def test_a_watch_is_per_context_nested_and_per_thread() -> None:
 def test_nothing_is_collected_while_unwatched_and_the_watch_goes_on_after() -> None:
     with watching(NOW) as horizon:
         with unwatched():
-            changes_daily()
-        assert horizon.day is None
+            changes_on(TODAY + timedelta(days=1))
+            holds_between(None, NOW + timedelta(hours=1))
+        assert horizon.day is None and horizon.until is None
         changes_on(TODAY + timedelta(days=5))
     assert horizon.day == TODAY + timedelta(days=5)
 
@@ -303,10 +321,11 @@ def test_a_demo_requests_block_after_a_company_disqualification_ends_on_the_day_
     assert horizon.day is None
 
 
-def test_a_custom_triggers_days_since_created_says_the_next_day_when_its_when_reads_it_not_its_text() -> None:
-    """`days_since_created` grows every day (at `created_at`'s time of day, `sync.incremental`
-    narrows to that): read by `when`, the verdict may change tomorrow; read by the reason template
-    only, the text counts a day more but what a plan reads (`support.acted`) stays the same."""
+def test_a_custom_triggers_days_since_created_says_when_its_when_may_change_not_its_text() -> None:
+    """`days_since_created` grows every day at `created_at`'s time of day: read by `when` in
+    `days_since_created < 31` of an account 30 days old, the verdict holds until the count becomes 31
+    (the same time tomorrow) and changes then; read by the reason template only, the text counts a
+    day more but what a plan reads (`support.acted`) stays the same, and nothing is said."""
     account = Account(id="a", name="A", updated_at=NOW, created_at=NOW - timedelta(days=30), mrr=900.0)
     by_when = compile_trigger(
         CustomTrigger(id="custom.young", team="TAM", when="days_since_created < 31", reason="young"), policy=POLICY
@@ -315,17 +334,65 @@ def test_a_custom_triggers_days_since_created_says_the_next_day_when_its_when_re
         CustomTrigger(id="custom.big", team="TAM", when="mrr > 500", reason="{days_since_created} days old"),
         policy=POLICY,
     )
-    assert by_when.reads_time_of_day and not by_text.reads_time_of_day
+    assert by_when.clock_steps == {"days_since_created": (31,)} and by_text.clock_steps == {}
     tomorrow = NOW + timedelta(days=1)
     with watching(NOW) as horizon:
         fired = by_when.evaluate(account, AccountContext(), NOW)
-    assert fired.fired and not by_when.evaluate(account, AccountContext(), tomorrow).fired
-    assert horizon.day == TODAY + timedelta(days=1)
+    assert (horizon.day, horizon.since, horizon.until) == (None, None, tomorrow)
+    assert fired.fired and by_when.evaluate(account, AccountContext(), tomorrow - timedelta(microseconds=1)).fired
+    assert not by_when.evaluate(account, AccountContext(), tomorrow).fired
     with watching(NOW) as horizon:
         today = by_text.evaluate(account, AccountContext(), NOW)
-        assert horizon.day is None
+        assert horizon.day is None and horizon.until is None
         changes_on(TODAY + timedelta(days=9))  # the watch goes on after the text
     later = by_text.evaluate(account, AccountContext(), tomorrow)
     assert (today.reason, later.reason) == ("30 days old", "31 days old")
     assert acted([today]) == acted([later])
     assert horizon.day == TODAY + timedelta(days=9)
+
+
+_OPERATORS = ("<", "<=", ">", ">=", "==", "!=")
+
+
+@given(
+    variable=st.sampled_from(("days_since_created", "paying_months")),
+    comparisons=st.lists(
+        st.tuples(
+            st.sampled_from(_OPERATORS),
+            st.integers(-3, 14) | st.sampled_from((2.5, 10.5, -0.5)),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=2,
+    ),
+    joined=st.sampled_from((" and ", " or ")),
+    age_minutes=st.integers(-2 * 1440, 14 * 1440),
+    now_minutes=st.integers(0, 1439),
+)
+def test_a_triggers_verdict_holds_over_its_window_and_changes_at_its_end_when_it_compares_a_count(
+    variable: str, comparisons: list[tuple[str, float, bool]], joined: str, age_minutes: int, now_minutes: int
+) -> None:
+    """For `when` comparing `days_since_created` or `paying_months` with numbers (either side, any
+    of the six comparisons, joined by `and` / `or`), the verdict is the same over the window the
+    watch says (`sync.incremental.clock_window`): at its start, at instants inside and just before
+    its end. For one comparison the window is exact: the verdict differs at its end."""
+    from sync.incremental import clock_window
+
+    terms = [f"{variable} {op} {number}" if left else f"{number} {op} {variable}" for op, number, left in comparisons]
+    trigger = compile_trigger(CustomTrigger(id="custom.t", team="TAM", when=joined.join(terms), reason="r"))
+    now = datetime.combine(TODAY, datetime.min.time(), tzinfo=UTC) + timedelta(minutes=now_minutes)
+    since = now - timedelta(minutes=age_minutes)
+    account = Account(id="a", name="A", updated_at=NOW, created_at=since, first_paid_at=since.date())
+
+    def fired(at: datetime) -> bool:
+        return trigger.evaluate(account, AccountContext(), at).fired
+
+    with watching(now) as horizon:
+        verdict = fired(now)
+    start, end = clock_window(now, until=horizon.day, since=horizon.since, until_at=horizon.until)
+    assert start <= now < end
+    last = min(end, now + timedelta(days=3 * 365)) - timedelta(microseconds=1)
+    for at in (start, last, start + (last - start) / 3, start + (last - start) * 2 / 3):
+        assert fired(at) == verdict, (at, start, end)
+    if len(comparisons) == 1 and end.year < 9999:  # each step of one comparison changes it
+        assert fired(end) != verdict, (start, end)
