@@ -24,8 +24,12 @@ this order:
                  (nothing changed; the look-back no longer reaches the cold run's writes). The
                  rules' clock is the machine's, as in every scenario; only the services' moves.
                  Then the same cycles inside a running daemon (`python -m sync daemon`, the clock
-                 moved on by the interval after each cycle): the CPU of each cycle as its
-                 `cycle_finished` log line gives it, printed under the tables.
+                 moved on by the interval after each cycle): the CPU and counts of each cycle as
+                 its `cycle_finished` log line gives them, printed under the tables one by one,
+                 with the median of the idle ones. The Playbooks the sandbox runs an hour after
+                 a trait write (as Vitally's hourly runs do) run before the daemon starts, so
+                 that its first, unreported cycle reads what they changed; a later cycle that
+                 still judged or wrote something is shown and left out of the median.
     incremental  1 % of the accounts get a new MRR (as Vitally's billing sync would), then `run`
     burst        1,000 new accounts that qualify for routing arrive, then `run` (1,000 new leads)
     next-day     the first cycle of the next day: the services' clock moves on by the interval, an
@@ -550,7 +554,7 @@ def steps_for(selected: Sequence[str]) -> list[Step]:
 @dataclass(frozen=True)
 class Result:
     """One reported run: requests by kind; for crm-sync also the accounts listed, the minimum and
-    what the run changed; for `idle-daemon` also the CPU of idle cycles inside a running daemon."""
+    what the run changed; for `idle-daemon` also the cycles of a running daemon."""
 
     scenario: str
     requests: dict[Kind, int]
@@ -558,7 +562,7 @@ class Result:
     accounts: int = 0
     minimum: dict[Kind, int] = field(default_factory=dict)
     writes: Writes | None = None
-    daemon_cycles_cpu_s: tuple[float, ...] = ()
+    daemon_cycles: tuple[DaemonCycle, ...] = ()
 
 
 DAEMON_CYCLES = 4  # the first one, right after start, is not counted: its process has only just started
@@ -574,19 +578,65 @@ def _daemon_config(config: Path, target: Path) -> Path:
     return target
 
 
-def daemon_idle_cycles(sandbox: SandboxProcess, config: Path, state: Path, tree: Path) -> tuple[float, ...]:
-    """CPU seconds of idle cycles inside one running daemon (`cpu_seconds` of its `cycle_finished`
-    lines: no imports, no state check, what a cycle itself costs): `python -m sync daemon` on the
-    state, the services' clock moved on by the configured interval (`[daemon] interval_seconds`,
-    as in `idle-daemon`) after each cycle; the cycles after the first, whose process has just
-    started, are kept. Empty when the daemon did not run them."""
+@dataclass(frozen=True)
+class DaemonCycle:
+    """One cycle of a running daemon, from its `cycle_finished` log line."""
+
+    cpu_s: float
+    accounts_read: int
+    accounts_evaluated: int
+    queued: int
+
+    @classmethod
+    def of(cls, event: Mapping[str, Any]) -> DaemonCycle:
+        return cls(
+            float(event.get("cpu_seconds", "nan")),
+            int(event.get("accounts_read", 0)),
+            int(event.get("accounts_evaluated", 0)),
+            int(event.get("queued", 0)),
+        )
+
+    @property
+    def idle(self) -> bool:
+        """Nothing changed in the world for it: no account to judge again, nothing to write."""
+        return self.accounts_evaluated == 0 and self.queued == 0
+
+    def describe(self) -> str:
+        what = "idle" if self.idle else f"{_count(self.accounts_evaluated, 'account')} judged again, "
+        what += "" if self.idle else _count(self.queued, "write")
+        return f"{self.cpu_s:.2f} s ({_count(self.accounts_read, 'account')} read, {what})"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
+def idle_median(cycles: Sequence[DaemonCycle]) -> float | None:
+    """The median CPU of the idle cycles; None when no cycle was idle."""
+    idle = [cycle.cpu_s for cycle in cycles if cycle.idle]
+    return statistics.median(idle) if idle else None
+
+
+def daemon_idle_cycles(sandbox: SandboxProcess, config: Path, state: Path, tree: Path) -> tuple[DaemonCycle, ...]:
+    """The cycles of one running daemon (`cpu_seconds` and counts of its `cycle_finished` lines: no
+    imports, no state check, what a cycle itself costs): `python -m sync daemon` on the state, the
+    services' clock moved on by the configured interval (`[daemon] interval_seconds`, as in
+    `idle-daemon`) after each cycle; the cycles after the first, whose process has just started,
+    are kept. Empty when the daemon did not run them.
+
+    The sandbox runs Vitally's Playbooks `vitally_playbook_delay_s` (an hour) after a trait write,
+    on its own clock: moving it on would have them change the segments of the accounts the earlier
+    runs wrote in one of the measured cycles, which is then no idle cycle. So the Playbooks due by
+    then run before the daemon starts, and its first, unkept cycle reads what they changed; a
+    cycle that still judged or wrote something is reported apart (`DaemonCycle.idle`)."""
     interval = interval_seconds(config)
+    sandbox.control("POST", "playbooks", {"run": "all"})
     short = _daemon_config(config, config.with_name("daemon.toml"))
     argv = [sys.executable, "-m", "sync", "--config", str(short), "--state", str(state), "daemon"]
     child = subprocess.Popen(
         argv, cwd=tree, env=_clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    seen: list[float] = []
+    seen: list[DaemonCycle] = []
     try:
         assert child.stderr is not None
         for line in child.stderr:
@@ -596,7 +646,7 @@ def daemon_idle_cycles(sandbox: SandboxProcess, config: Path, state: Path, tree:
                 continue
             if event.get("event") != "cycle_finished":
                 continue
-            seen.append(float(event.get("cpu_seconds", "nan")))
+            seen.append(DaemonCycle.of(event))
             if len(seen) >= DAEMON_CYCLES:
                 break
             sandbox.control("POST", "clock", {"advance_seconds": interval})
@@ -645,7 +695,7 @@ def crm_sync_pass(
             if not step.dry_run:
                 last_read = before
             current = after
-            inside: tuple[float, ...] = ()
+            inside: tuple[DaemonCycle, ...] = ()
             if step.name == "idle-daemon":
                 inside = daemon_idle_cycles(sandbox, config, state, options.tree)
             if step.reported:
@@ -765,12 +815,17 @@ def report(
         )
     console.print(timing)
     for result in ours:
-        if result.daemon_cycles_cpu_s:
-            shown = ", ".join(f"{cpu:.2f}" for cpu in result.daemon_cycles_cpu_s)
-            console.print(
-                f"{labels[result.scenario]}, inside a running daemon (cpu_seconds of its cycle_finished, no imports "
-                f"or state check): median {statistics.median(result.daemon_cycles_cpu_s):.2f} s CPU ({shown})"
-            )
+        if not result.daemon_cycles:
+            continue
+        median = idle_median(result.daemon_cycles)
+        summary = "no idle cycle" if median is None else f"median {median:.2f} s CPU of the idle ones"
+        console.print(
+            f"{labels[result.scenario]}, inside a running daemon (cpu_seconds of its cycle_finished, no imports "
+            f"or state check): {summary}",
+            soft_wrap=True,
+        )
+        for number, cycle in enumerate(result.daemon_cycles, start=2):
+            console.print(f"  cycle {number}: {cycle.describe()}", soft_wrap=True)
     for who, results in (("crm-sync", ours), ("naive", list(base.values()))):
         for result in results:
             if result.measured.exit_code != 0:
