@@ -9,7 +9,7 @@
   with their reason, listed by `failed`, never turned into a create, and `retry` sends them again.
 
 Retries are fast without any test-only branch: the config sets `max_wait_seconds` (the cap of
-any single retry wait) to 0.05 s and `timeout_seconds` to 1 s; the sandbox keeps a `timeout`
+any single retry wait) to 0.01 s and `timeout_seconds` to 1 s; the sandbox keeps a `timeout`
 fault's connection open just longer than that.
 """
 
@@ -45,7 +45,7 @@ CLIENT_TIMEOUT_S = 1.0
 # runs on every core) an honest answer can take over CLIENT_TIMEOUT_S, and the fault-free reference
 # run must not turn that into a fault of its own (it once exited 3 under a load of 11).
 REFERENCE_TIMEOUT_S = 30.0
-MAX_WAIT_S = 0.05
+MAX_WAIT_S = 0.01
 DATA = "/services/data/v59.0"
 UPSERT = f"{DATA}/composite/sobjects/Lead/Sync_Key__c"
 UPDATE = f"{DATA}/composite/sobjects"
@@ -304,7 +304,7 @@ def test_config_max_wait_seconds_caps_every_retry_wait_of_both_clients(
     text = write_config(sandbox, tmp_path / "config.toml").read_text(encoding="utf-8")
     config = load_config(write_config(sandbox, tmp_path / "config.toml"))
     assert config.vitally.max_wait_seconds == config.salesforce.max_wait_seconds == MAX_WAIT_S
-    assert "max_wait_seconds = 0.05" in text
+    assert f"max_wait_seconds = {MAX_WAIT_S}" in text
     waits: list[float] = []
     # RateLimit-Reset asks for 30 s, the backoff would reach 4 s, a lock re-send 2 s: all capped.
     sandbox.add_fault("status", method="GET", path_prefix="/resources/", status=429, count=1, reset_seconds=30)
@@ -326,7 +326,7 @@ def test_config_max_wait_seconds_caps_every_retry_wait_of_both_clients(
     assert len(waits) == 4 + 3 + 2 + 4
     assert max(waits) <= MAX_WAIT_S
     assert "max_wait_seconds: must be ≥ 0" in _config_problems(
-        text.replace("max_wait_seconds = 0.05", "max_wait_seconds = -1", 1), tmp_path
+        text.replace(f"max_wait_seconds = {MAX_WAIT_S}", "max_wait_seconds = -1", 1), tmp_path
     )
 
 
