@@ -698,6 +698,9 @@ def crm_sync_pass(
             inside: tuple[DaemonCycle, ...] = ()
             if step.name == "idle-daemon":
                 inside = daemon_idle_cycles(sandbox, config, state, options.tree)
+                # The daemon's cycles read the world as it is now (the Playbooks it ran included):
+                # the next run's minimum starts from here, not from the CLI run before them.
+                last_read = current = Snapshot.of(sandbox.state())
             if step.reported:
                 results.append(Result(step.name, requests_made, measured, len(before.accounts), need, writes, inside))
     return results
