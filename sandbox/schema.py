@@ -607,12 +607,15 @@ def state_options(country: str | None) -> dict[str, str]:
     return {code: name for owner, code, name in states() if owner == country}
 
 
-def controlling_indexes(valid_for: str | None) -> set[int]:
-    """The controlling values' positions a `validFor` bitmap names (the inverse of `_valid_for`)."""
+@functools.cache
+def controlling_indexes(valid_for: str | None) -> frozenset[int]:
+    """The controlling values' positions a `validFor` bitmap names (the inverse of `_valid_for`).
+    Kept per bitmap (an org has one for each set of countries a state belongs to, a few hundred):
+    every Lead write with an address asks it for every state of the picklist."""
     if not valid_for:
-        return set()
+        return frozenset()
     raw = base64.b64decode(valid_for)
-    return {i * 8 + bit for i, byte in enumerate(raw) for bit in range(8) if byte & (0x80 >> bit)}
+    return frozenset(i * 8 + bit for i, byte in enumerate(raw) for bit in range(8) if byte & (0x80 >> bit))
 
 
 def _valid_for(bits: Iterable[int], size: int) -> str:

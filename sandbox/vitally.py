@@ -82,13 +82,19 @@ class _VitallyError(Exception):
 
 
 class _Collection:
-    """Records keyed by `id`, with an `externalId` index and cached newest-first orderings."""
+    """Records keyed by `id`, with an `externalId` index and cached ascending orderings.
+
+    An ordering is built once, on the first list by its field, and then kept current: a change
+    moves only the records it names (`put`, `remove`, `touched(id)`), a bisect and a list insert
+    each, so a list after every few writes (crm-sync's last look before writing) costs
+    O(changed × log N), not a sort of the whole collection (quadratic over a cold run)."""
 
     def __init__(self) -> None:
         self.by_id: dict[str, dict[str, Any]] = {}
         self.by_external: dict[str, str] = {}
-        self._version = 0
-        self._sorted: dict[str, tuple[int, list[tuple[str, str]]]] = {}
+        # sort field → ((sort value, id) ascending, id → its pair there)
+        self._orders: dict[str, tuple[list[tuple[str, str]], dict[str, tuple[str, str]]]] = {}
+        self._moved: set[str] = set()  # ids changed since the orderings were brought up to date
 
     def put(self, record: dict[str, Any]) -> None:
         old = self.by_id.get(record["id"])
@@ -97,18 +103,22 @@ class _Collection:
         self.by_id[record["id"]] = record
         if record.get("externalId") is not None:
             self.by_external[str(record["externalId"])] = record["id"]
-        self._version += 1
+        self._moved.add(record["id"])
 
-    def touched(self) -> None:
-        """A record changed in place (its sort keys may have moved)."""
-        self._version += 1
+    def touched(self, record_id: str | None = None) -> None:
+        """A record changed in place (its sort keys may have moved); without an id, any of them."""
+        if record_id is None:
+            self._orders.clear()
+            self._moved.clear()
+        else:
+            self._moved.add(record_id)
 
     def remove(self, record_id: str) -> None:
         """Delete a record for good (no tombstone: the lists never show it again)."""
         old = self.by_id.pop(record_id, None)
         if old is not None and old.get("externalId") is not None:
             self.by_external.pop(str(old["externalId"]), None)
-        self._version += 1
+        self._moved.add(record_id)
 
     def find(self, key: str) -> dict[str, Any] | None:
         """By Vitally id first, then by externalId (the API accepts either)."""
@@ -118,13 +128,33 @@ class _Collection:
         return record
 
     def ascending(self, sort_by: str) -> list[tuple[str, str]]:
-        """(sort value, id) pairs in ascending order, rebuilt only after a change."""
-        cached = self._sorted.get(sort_by)
-        if cached is not None and cached[0] == self._version:
-            return cached[1]
-        keys = sorted((_sort_value(r.get(sort_by)), r["id"]) for r in self.by_id.values())
-        self._sorted[sort_by] = (self._version, keys)
-        return keys
+        """(sort value, id) pairs in ascending order (the list is kept current in place: read it
+        before the next change)."""
+        if self._moved:
+            self._settle()
+        built = self._orders.get(sort_by)
+        if built is None:
+            keys = sorted((_sort_value(r.get(sort_by)), r["id"]) for r in self.by_id.values())
+            built = (keys, {key[1]: key for key in keys})
+            self._orders[sort_by] = built
+        return built[0]
+
+    def _settle(self) -> None:
+        """Move the changed records to their places in every ordering built; rebuild instead when
+        so many changed that a sort is cheaper."""
+        moved, self._moved = self._moved, set()
+        if len(moved) * 8 > len(self.by_id):
+            self._orders.clear()
+            return
+        for sort_by, (keys, at) in self._orders.items():
+            for record_id in moved:
+                old = at.pop(record_id, None)
+                if old is not None:
+                    del keys[bisect.bisect_left(keys, old)]
+                record = self.by_id.get(record_id)
+                if record is not None:
+                    key = at[record_id] = (_sort_value(record.get(sort_by)), record_id)
+                    bisect.insort(keys, key)
 
 
 def _sort_value(value: Any) -> str:
@@ -352,8 +382,7 @@ class VitallyService:
             done += 1
             if self._run_playbooks(account):
                 account["updatedAt"] = vitally_timestamp(self.clock.stamp())
-        if done:
-            self.accounts.touched()
+                self.accounts.touched(account_id)
         return done
 
     def pending_playbooks(self) -> list[dict[str, str]]:
@@ -397,7 +426,7 @@ class VitallyService:
                 withheld.add(name)
         account["segments"] = segments
         account["updatedAt"] = vitally_timestamp(self.clock.stamp())
-        self.accounts.touched()
+        self.accounts.touched(account["id"])
         return account
 
     # ------------------------------------------------------------ simulation
@@ -423,7 +452,7 @@ class VitallyService:
         account = self.accounts.by_id[account_id]
         account["mrr"] = mrr
         account["updatedAt"] = vitally_timestamp(self.clock.stamp())
-        self.accounts.touched()
+        self.accounts.touched(account_id)
 
     # ------------------------------------------------------------ rate limit
 
@@ -535,7 +564,7 @@ class VitallyService:
         account["traits"] = merged
         account["updatedAt"] = vitally_timestamp(self.clock.stamp())
         self._schedule_playbooks(account)
-        self.accounts.touched()
+        self.accounts.touched(account["id"])
         return account
 
     def _delete_account(self, key: str) -> dict[str, Any]:
