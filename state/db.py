@@ -1234,19 +1234,14 @@ class StateDB:
         return {field: json.loads(value) for field, value in rows}
 
     def set_last_written(self, system: str, record: str, values: Mapping[str, Any], run_id: int, at: str) -> None:
-        self.db.table("last_written").upsert_all(
-            (
-                {
-                    "system": system,
-                    "record": record,
-                    "field": field,
-                    "value": _ENCODE(value),
-                    "run_id": run_id,
-                    "written_at": at,
-                }
-                for field, value in values.items()
-            ),
-            pk=("system", "record", "field"),
+        # One statement, not sqlite-utils' upsert_all: that looks the table and its columns up on
+        # every call, and this runs once for every record written (a third of the applier's CPU
+        # on a cold run of 10,000 accounts, profiled).
+        self.db.conn.executemany(
+            "INSERT INTO last_written (system, record, field, value, run_id, written_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (system, record, field) DO UPDATE SET "
+            "value = excluded.value, run_id = excluded.run_id, written_at = excluded.written_at",
+            [(system, record, field, _ENCODE(value), run_id, at) for field, value in values.items()],
         )
 
     # -- outbox ---------------------------------------------------------------------------------
@@ -1496,11 +1491,13 @@ class StateDB:
         """Record a successful attempt (`counted`: `begin_attempt` already counted it)."""
         ids = list(row_ids)
         more = "" if counted else ", attempts = attempts + 1"
-        self.db.execute(
-            f"UPDATE outbox SET status = 'done'{more}, last_error = NULL, updated_at = ? "
-            f"WHERE id IN ({','.join('?' * len(ids))})",
-            [at, *ids],
-        )
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            self.db.execute(
+                f"UPDATE outbox SET status = 'done'{more}, last_error = NULL, updated_at = ? "
+                f"WHERE id IN ({','.join('?' * len(chunk))})",
+                [at, *chunk],
+            )
 
     def note_error(self, row_ids: Iterable[int], error: str) -> None:
         """Keep `error` on these pending rows without counting an attempt or moving `updated_at`

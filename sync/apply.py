@@ -258,12 +258,12 @@ class Applier:
         self.hooks.progress("writes sent", counts["applied"] + sum(len(groups[r]) for r, _ in done), self._to_send)
         at = iso(self.clock())
         with self.state.atomic():
+            ids = [row.id for record, _ in done for row in groups[record]]
+            self.state.mark_done(ids, at)
+            counts["applied"] += len(ids)
             echoes = []
             for record, updated in done:
-                ids = [row.id for row in groups[record]]
-                self.state.mark_done(ids, at)
                 self.state.set_last_written("vitally", record, merged[record], self.report.run_id, at)
-                counts["applied"] += len(ids)
                 counts["vitally_puts"] += 1
                 echo = self._echo(record, updated)
                 if echo is not None:
