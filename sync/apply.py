@@ -269,6 +269,7 @@ class Applier:
                 if echo is not None:
                     echoes.append(echo)
             self.state.upsert_accounts(echoes, read_run=self.report.run_id)
+        self.look.written(record for record, _ in done)
         done.clear()
 
     def _echo(self, record: str, updated: Any) -> dict[str, Any] | None:

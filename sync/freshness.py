@@ -29,7 +29,7 @@ decide again. A write whose values are all there already is marked done without 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from datetime import datetime
 from typing import Any
 
@@ -114,6 +114,14 @@ class LastLook:
         )
         fresh = {record: traits for record, traits in self._changed.items() if record in groups}
         self._check(groups, fresh, exempt=frozenset())
+
+    def written(self, records: Iterable[str]) -> None:
+        """These accounts' writes are done and their echoes in the mirror: no later page of this
+        cycle writes them again, so what a look saw of them is forgotten. A look that ran between
+        a PUT and its commit saw the PUT's own echo as a change; kept, those echoes grew with
+        every account written (a fifth of a cold run's accounts, measured at 10,000)."""
+        for record in records:
+            self._changed.pop(record, None)
 
     def _accounts_by_id(self, groups: _Groups) -> None:
         """Read each account about to be written again; a gone account's writes are held."""
