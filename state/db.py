@@ -1233,6 +1233,21 @@ class StateDB:
         ).fetchall()
         return {field: json.loads(value) for field, value in rows}
 
+    def written_values_of(self, system: str, records: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Record → field → the value crm-sync last wrote there, for these records (a query per 500;
+        a record crm-sync never wrote is absent)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(records), 500):
+            chunk = records[start : start + 500]
+            rows = self.db.execute(
+                f"SELECT record, field, value FROM last_written WHERE system = ? "
+                f"AND record IN ({','.join('?' * len(chunk))})",
+                [system, *chunk],
+            )
+            for record, field, value in rows:
+                found.setdefault(record, {})[field] = json.loads(value)
+        return found
+
     def set_last_written(self, system: str, record: str, values: Mapping[str, Any], run_id: int, at: str) -> None:
         # One statement, not sqlite-utils' upsert_all: that looks the table and its columns up on
         # every call, and this runs once for every record written (a third of the applier's CPU

@@ -213,7 +213,11 @@ class Applier:
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """The PUTs to make, read lazily by the connector's pool: a last look before every
         `RECHECK_EVERY` accounts drops from `remaining` what a person overtook; what is yielded
-        moves to `sent` (its rows) and `merged` (what it writes)."""
+        moves to `sent` (its rows) and `merged` (what it writes). Each PUT carries the
+        `crm_sync_written` trait: every value crm-sync has written to the account, this PUT's
+        included (what it wrote before is read for the whole page at once: an account is written
+        once a page)."""
+        written = self.state.written_values_of("vitally", records)
         for index, record in enumerate(records):
             if self.hooks.should_stop():
                 return  # what is not sent stays pending for the next start
@@ -226,7 +230,8 @@ class Applier:
                 return  # --max-writes reached: the rest stays pending
             del remaining[record]
             sent[record], merged[record] = rows, _payload(rows)
-            yield record, {**merged[record], WRITTEN_TRAIT: self._written(record, merged[record])}
+            trait = written_trait({**written.get(record, {}), **merged[record]})
+            yield record, {**merged[record], WRITTEN_TRAIT: trait}
 
     def _looked_at(self, remaining: _Groups) -> bool:
         """The last look at the accounts about to be written; False when Vitally could not answer
@@ -243,10 +248,6 @@ class Applier:
             )
             return False
         return True
-
-    def _written(self, record: str, fields: Mapping[str, Any]) -> str:
-        """The `crm_sync_written` trait of an account: every value crm-sync has written there."""
-        return written_trait({**self.state.written_values("vitally", record), **fields})
 
     def _traits_done(
         self, done: list[tuple[str, Any]], groups: _Groups, merged: Mapping[str, Mapping[str, Any]]

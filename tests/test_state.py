@@ -51,6 +51,25 @@ def test_state_cursor_only_moves_forward() -> None:
     assert state.cursor("vitally.accounts") == "2026-11-20T10:00:00.000Z"
 
 
+def test_state_last_written_values_are_replaced_field_by_field_and_read_for_many_records_at_once() -> None:
+    state = StateDB.memory()
+    state.set_last_written("vitally", "acc_1", {"new_owner": "EU TAM", "segment": ["Leads"]}, 1, "t1")
+    state.set_last_written("vitally", "acc_1", {"new_owner": "US TAM"}, 2, "t2")
+    state.set_last_written("salesforce", "acc_1", {"OwnerId": "005X"}, 2, "t2")
+    records = [f"acc_{i}" for i in range(1, 1202)]  # over two chunks of 500
+    state.set_last_written("vitally", records[-1], {"new_owner": None}, 3, "t3")
+
+    found = state.written_values_of("vitally", records)
+
+    assert found == {"acc_1": {"new_owner": "US TAM", "segment": ["Leads"]}, "acc_1201": {"new_owner": None}}
+    assert found["acc_1"] == state.written_values("vitally", "acc_1")
+    run_ids = state.db.execute(
+        "SELECT field, run_id, written_at FROM last_written WHERE record = 'acc_1' "
+        "AND system = 'vitally' ORDER BY field"
+    ).fetchall()
+    assert run_ids == [("new_owner", 2, "t2"), ("segment", 1, "t1")]
+
+
 def test_state_enqueue_same_write_twice_keeps_one_pending() -> None:
     state = StateDB.memory()
     assert state.enqueue([write("EU TAM")], 1, "t") == 1
