@@ -37,6 +37,7 @@ from core.errors import UnreachableError
 from sync.config import example_against
 from sync.cycle import run_cycle
 from sync.freshness import LastLook
+from sync.wire import WRITTEN_TRAIT, read_written_trait
 
 TASKS = "/resources/tasks"
 SPAM = {
@@ -265,3 +266,27 @@ def test_a_value_crm_sync_sent_whose_answer_was_lost_is_not_a_persons(self_serve
     report = world.cycle()
     assert [c for c in report.conflicts if c.field == "lifecycle_stage"] == []
     assert _traits(world, "acc_0001")["lifecycle_stage"] == "Self serve"
+
+
+def test_the_written_trait_names_every_value_crm_sync_wrote_over_cycles(self_serve: World) -> None:
+    """Each PUT carries `crm_sync_written`: what crm-sync has written to the account before (read
+    from the state for the outbox page at once) and what this PUT writes, so a state lost later
+    still tells crm-sync's values from a person's."""
+    world = self_serve
+    world.cycle()
+    first = read_written_trait(_traits(world, "acc_0001")[WRITTEN_TRAIT])
+    assert first == {"lifecycle_stage": "Self serve"}
+    # A value an earlier run wrote that this PUT does not write again: the trait must keep it.
+    world.state.set_last_written("vitally", "acc_0001", {"routing_reason": "an earlier run's"}, 1, "t")
+    with world.sandbox._lock:
+        world.sandbox._vitally.change_mrr("acc_0001", 2500)  # grown: Account review
+    report = world.cycle()
+
+    written = {
+        k: v for w in report.plan if w.system == "vitally" and w.record == "acc_0001" for k, v in w.payload.items()
+    }
+    assert written["lifecycle_stage"] == "Account review"
+    assert "routing_reason" not in written
+    trait = read_written_trait(_traits(world, "acc_0001")[WRITTEN_TRAIT])
+    assert trait == {"routing_reason": "an earlier run's", **written}
+    assert trait == world.state.written_values("vitally", "acc_0001")
