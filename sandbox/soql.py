@@ -952,9 +952,15 @@ def _compile(cond: _Condition, now: datetime) -> _Predicate:
         return lambda r: test(get(r))
     tests = [_value_test(cond.field, "=", value, now) for value in cond.values]
     negated = cond.negated
+    # A list of strings (`Id IN (...)`, 200 at a time in crm-sync's last look) is a set of folded
+    # keys: one lookup for a text value instead of a fold and a comparison per listed value.
+    texts = [value.value for value in cond.values if isinstance(value, _String)]
+    keys = {_fold(text) for text in texts} if len(texts) == len(cond.values) else None
 
     def member(record: _Record) -> bool:
         v = get(record)
+        if keys is not None and isinstance(v, str):
+            return (_fold(v) in keys) != negated
         return any(t(v) for t in tests) != negated
 
     return member

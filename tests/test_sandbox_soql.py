@@ -628,3 +628,31 @@ def test_execute_filters_and_sorts_100k_records() -> None:
     )
     assert [r["Id"] for r in rows] == [r["Id"] for r in expected]
     assert all(list(r) == ["Id", "LastName", "SystemModstamp"] for r in rows)
+
+
+_TEXTS = st.sampled_from(["acme", "ACME", "Acme Ltd", "ΣΊΣΥΦΟΣ", "σίσυφος", "00Q1", "00q1", ""])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.none(), _TEXTS, st.integers(-2, 2)), min_size=1, max_size=12),
+    listed=st.lists(_TEXTS, min_size=1, max_size=6),
+    negated=st.booleans(),
+)
+def test_a_list_of_strings_matches_as_the_comparisons_it_stands_for(
+    values: list[Any], listed: list[str], negated: bool
+) -> None:
+    """`F IN ('a', 'b')` is `F = 'a' OR F = 'b'` (and NOT IN its negation), case folded alike,
+    a null never a member; the sandbox answers a list of strings from a set of folded keys."""
+    records = [{"Id": str(i), "Name": value} for i, value in enumerate(values)]
+    quoted = ", ".join(format_soql("{}", text) for text in listed)
+    ors = " OR ".join(format_soql("Name = {}", text) for text in listed)
+    listing = f"SELECT Id FROM Lead WHERE Name {'NOT IN' if negated else 'IN'} ({quoted})"
+    spelled = f"SELECT Id FROM Lead WHERE {'NOT ' if negated else ''}({ors})"
+    if any(isinstance(value, int) for value in values):  # a number where the field holds text
+        with pytest.raises(SoqlError):
+            ids(spelled, records)
+        with pytest.raises(SoqlError):
+            ids(listing, records)
+        return
+    assert ids(listing, records) == ids(spelled, records)
