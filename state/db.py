@@ -700,14 +700,24 @@ class StateDB:
         query = f"SELECT id, raw, error, read_run FROM accounts{where} ORDER BY {MIRROR_ORDER}"
         yield from self.db.conn.execute(query, params)
 
-    # A stored judgement that holds (`i`: its `account_inputs` row). Only that table and indexes
-    # are read: an account's own row holds its raw JSON (overflow pages, read only for the
-    # accounts judged). Every `account_inputs` row is of a mirrored, well-formed account: the
-    # triggers on `accounts` delete it when the row is written, marked malformed or removed.
-    _HOLDS = (
-        "i.rules IS ? AND ? >= i.valid_from AND ? < i.valid_until "
-        "AND i.id NOT IN (SELECT account FROM outbox WHERE status = 'pending' AND account IS NOT NULL) "
-        "AND i.id NOT IN (SELECT id FROM temp.facts_changed)"
+    # The stored judgements that do not hold at `:at` under `:rules`: made under other rules, the
+    # clock outside their window (`valid_from` ≤ at < `valid_until` holds), a write of their account
+    # pending, their Salesforce facts changed (`temp.facts_changed`). Each arm is a range of an index
+    # (state migration 18), so an idle cycle reads what changed, not every judgement. Only that table
+    # and indexes are read: an account's own row holds its raw JSON (overflow pages, read only for the
+    # accounts judged). An account with a write still pending (queued by an event's mini-cycle, an
+    # `apply`, an earlier cycle) never holds: the cycle must judge it again, or settling would drop
+    # that write as no longer wanted.
+    _STALE = (
+        "SELECT id FROM account_inputs WHERE rules < :rules "
+        "UNION SELECT id FROM account_inputs WHERE rules > :rules "
+        "UNION SELECT id FROM account_inputs WHERE rules IS NULL "
+        "UNION SELECT id FROM account_inputs WHERE rules = :rules AND valid_until <= :at "
+        "UNION SELECT id FROM account_inputs WHERE rules = :rules AND valid_until IS NULL "
+        "UNION SELECT id FROM account_inputs WHERE rules = :rules AND valid_from > :at "
+        "UNION SELECT id FROM account_inputs WHERE rules = :rules AND valid_from IS NULL "
+        "UNION SELECT account FROM outbox WHERE status = 'pending' AND account IS NOT NULL "
+        "UNION SELECT id FROM temp.facts_changed"
     )
 
     def _facts_changed(self, ids: Iterable[str]) -> None:
@@ -721,43 +731,54 @@ class StateDB:
         rows = self.db.conn.execute("SELECT id, facts FROM account_inputs WHERE facts != ''")
         return {str(account_id): str(facts) for account_id, facts in rows}
 
+    def _managers(self, where: str = "", params: Mapping[str, Any] | None = None) -> Counter[str | None]:
+        rows = self.db.conn.execute(
+            f"SELECT manager, count(*) FROM account_inputs {where} GROUP BY manager", params or {}
+        )
+        return Counter({manager: int(count) for manager, count in rows})
+
     def accounts_holding(self, rules: str, at: float, facts_changed: Iterable[str]) -> tuple[int, Counter[str]]:
         """How many mirrored accounts have a stored judgement that holds (made under these
         `rules`, the clock `at` inside its window, no write of theirs pending, their facts not
-        in `facts_changed`), and how many of those each stored manager counts."""
+        in `facts_changed`), and how many of those each stored manager counts: every judgement's
+        (an index's count) less those that do not hold (`_STALE`). Every stored judgement is of a
+        mirrored, well-formed account (state migrations 8 and 18)."""
         self._facts_changed(facts_changed)
-        rows = self.db.conn.execute(
-            f"SELECT i.manager, count(*) FROM account_inputs i WHERE {self._HOLDS} "
-            "AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = i.id) GROUP BY i.manager",
-            [rules, at, at],
-        )
-        managers: Counter[str] = Counter()
-        total = 0
-        for manager, count in rows:
-            total += int(count)
-            if manager:
-                managers[str(manager)] += int(count)
-        return total, managers
+        every = self._managers()
+        stale = self._managers(f"WHERE id IN ({self._STALE})", {"rules": rules, "at": at})
+        every.subtract(stale)
+        managers = Counter({str(manager): count for manager, count in every.items() if manager and count > 0})
+        return sum(every.values()), managers
+
+    def _every_account_judged(self) -> bool:
+        """Whether every well-formed mirrored account has a stored judgement (holding or not): the
+        judgements are a subset of those accounts (state migration 18), so equal counts say so
+        without a join. Three counts of indexes, the malformed accounts' a partial one."""
+        judged = self.db.conn.execute("SELECT count(*) FROM account_inputs").fetchone()[0]
+        mirrored = self.db.conn.execute("SELECT count(*) FROM accounts").fetchone()[0]
+        malformed = self.db.conn.execute("SELECT count(*) FROM accounts WHERE coalesce(error, '') != ''").fetchone()[0]
+        return int(judged) == int(mirrored) - int(malformed)
 
     def accounts_to_judge(
         self, rules: str, at: float, facts_changed: Iterable[str]
     ) -> Iterator[tuple[str, str, int | None]]:
         """(id, raw JSON, the run that last read it) of every well-formed mirrored account whose
-        stored judgement does not hold (`accounts_holding`), in the mirror's order
-        (`MIRROR_ORDER`). An account with a write still pending (queued by an event's mini-cycle,
-        an `apply`, an earlier cycle) never holds: this cycle must judge it again, or settling
-        would drop that write as no longer wanted."""
+        stored judgement does not hold (`accounts_holding`, `_STALE`) or that has none (read or
+        changed since, or its last judgement planned something), in the mirror's order
+        (`MIRROR_ORDER`)."""
         self._facts_changed(facts_changed)
+        wanted = self._STALE
+        if not self._every_account_judged():  # a scan of the accounts' index, only when some have none
+            wanted += " UNION SELECT id FROM accounts WHERE id NOT IN (SELECT id FROM account_inputs)"
         # The accounts to judge are found in the index of `accounts` (id -> rowid) without reading
         # a row, and only their rows are read, in the mirror's order: ordered by rowid over the
         # whole table, SQLite would read every row, those that hold too (an idle cycle's ~140 MB
-        # at 100,000 accounts).
+        # at 100,000 accounts); sorted after the read, it would hold every row read in memory.
         yield from self.db.conn.execute(
             f"SELECT a.id, a.raw, a.read_run FROM accounts a WHERE a.{MIRROR_ORDER} IN "
-            f"(SELECT b.{MIRROR_ORDER} FROM accounts b WHERE b.id NOT IN "
-            f"(SELECT i.id FROM account_inputs i WHERE {self._HOLDS})) AND coalesce(a.error, '') = '' "
+            f"(SELECT b.{MIRROR_ORDER} FROM accounts b WHERE b.id IN ({wanted})) AND coalesce(a.error, '') = '' "
             f"ORDER BY a.{MIRROR_ORDER}",
-            [rules, at, at],
+            {"rules": rules, "at": at},
         )
 
     def has_judgements(self) -> bool:

@@ -382,6 +382,24 @@ def _v17(db: sqlite_utils.Database) -> None:
     db.execute("DELETE FROM cursors WHERE name IN ('salesforce.Account', 'salesforce.Account.queried_at')")
 
 
+def _v18(db: sqlite_utils.Database) -> None:
+    """The accounts an incremental cycle must judge found through indexes (`StateDB.accounts_to_judge`,
+    `StateDB.accounts_holding`), in time that grows with what changed, not with the book: the stored
+    judgements by rules and by each end of their clock window, by the TAM they count for, and the
+    malformed accounts (a partial index: few rows). Before this, every cycle evaluated each stored
+    judgement twice, 0.28 s of an idle cycle's ~1 s of CPU at 100,000 accounts (2026-12-06).
+
+    The triggers of migration 8 keep every judgement one of a mirrored, well-formed account (`accounts`
+    rows and judgements are also only ever written in that order): a judgement left by an earlier
+    version without one is removed here, so the judgements' count can stand for that of the accounts
+    they hold for."""
+    db.execute("CREATE INDEX account_inputs_until ON account_inputs (rules, valid_until)")
+    db.execute("CREATE INDEX account_inputs_from ON account_inputs (rules, valid_from)")
+    db.execute("CREATE INDEX account_inputs_manager ON account_inputs (manager)")
+    db.execute("CREATE INDEX accounts_malformed ON accounts (id) WHERE coalesce(error, '') != ''")
+    db.execute("DELETE FROM account_inputs WHERE id NOT IN (SELECT id FROM accounts WHERE coalesce(error, '') = '')")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1,
     _v2,
@@ -400,6 +418,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v15,
     _v16,
     _v17,
+    _v18,
 ]
 
 

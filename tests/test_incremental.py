@@ -726,7 +726,9 @@ def test_finding_the_accounts_to_judge_reads_the_index_not_every_accounts_row(tm
     state.db.conn.set_trace_callback(None)
     query = next(sql for sql in executed if "FROM accounts a" in sql)
     plan = [row[-1] for row in state.db.execute("EXPLAIN QUERY PLAN " + query)]
-    assert not any(step.startswith("SCAN a") for step in plan), plan  # the rows: looked up, not scanned
+    assert not any(step.startswith("SCAN a ") for step in plan), plan  # the rows: looked up, not scanned
+    # None judged yet: the accounts without a judgement are found in the index, no row read.
+    assert "SCAN accounts USING COVERING INDEX sqlite_autoindex_accounts_1" in plan, plan
     assert any(step.startswith("SEARCH a USING INTEGER PRIMARY KEY") for step in plan), plan
     assert any("COVERING INDEX sqlite_autoindex_accounts_1" in step for step in plan), plan
     assert not any("TEMP B-TREE FOR ORDER BY" in step for step in plan), plan
