@@ -1,6 +1,8 @@
 """Country names and codes to ISO 3166-1 alpha-2, through pycountry.
 
-The alias table holds only what pycountry does not know (colloquial and native names).
+The alias table holds only what pycountry does not know (colloquial and native names), and
+Kosovo's `XK`: a user-assigned code ISO 3166-1 leaves free, which the European Commission, the
+IMF, SWIFT, Unicode's CLDR and the IP-location databases use for Kosovo (pycountry does not list it).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ _ALIASES = {
     "iran": "IR",
     "taiwan": "TW",
     "czech republic": "CZ",
+    "kosovo": "XK",
+    "xk": "XK",
 }
 
 

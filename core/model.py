@@ -70,10 +70,10 @@ class Account:
     ocean_cool_company: bool | None = None  # flagged a 'cool company' in ocean.io
     estimated_revenue: float | None = None
     industry: str | None = None
-    country: str | None = None  # ISO 3166-1 alpha-2 after normalisation
+    country: str | None = None  # ISO 3166-1 alpha-2 after normalisation; None: unknown or names no country
     icp_score: int | None = None
     user_count: int | None = None
-    users_by_country: Mapping[str, int] | None = None  # ISO2 -> count
+    users_by_country: Mapping[str, int] | None = None  # ISO2 -> count (users located in no country left out)
     business_email: bool | None = None
     autocapture_pct: float | None = None
     custom_event_pct: float | None = None
@@ -156,7 +156,7 @@ class Lead:
     title: str | None = None
     role: str | None = None
     sub_role: str | None = None
-    country: str | None = None
+    country: str | None = None  # ISO 3166-1 alpha-2, or the text as typed when it names no country
     employees: int | None = None
     annual_revenue: float | None = None
     industry: str | None = None

@@ -240,11 +240,21 @@ def _date(value: object) -> date:
         raise _Bad(f"expected a date (YYYY-MM-DD), got {_show(value)}") from None
 
 
-def _country(value: object) -> str:
-    code = normalise_country(_text(value))
-    if code is None:
-        raise _Bad(f"unknown country {_show(value)}")
-    return code
+def _country(value: object) -> str | None:
+    """The ISO code of a country named or coded in text; None for text that names none ("N/A",
+    "Remote", a typo): unknown, as an absent value is. Country fields are free text in the real
+    services (Salesforce's `Lead.Country` is a string of up to 80 characters unless the org turns
+    on State and Country/Territory picklists; a Vitally trait holds whatever an integration wrote),
+    so such a value is not a malformed record: the rules that need the country read it as unknown
+    and the record's other fields still count. A value that is not text is malformed."""
+    return normalise_country(_text(value))
+
+
+def _lead_country(value: object) -> str | None:
+    """A lead's country: its ISO code, or the text as typed when it names no country (the lead
+    score says it is not recognised; the round robin's region is the default one either way)."""
+    text = _text(value)
+    return normalise_country(text) or text.strip() or None
 
 
 def _str_list(value: object) -> tuple[str, ...]:
@@ -264,8 +274,14 @@ def _country_counts(value: object) -> dict[str, int]:
         raise _Bad(f"expected an object of country → count, got {_show(value)}")
     counts: dict[str, int] = {}
     for key, count in value.items():
+        users = _count(count)  # a count that is not one is malformed whatever its key
         code = _country(key)
-        counts[code] = counts.get(code, 0) + _count(count)
+        if code is None:
+            # Users located in no country: an IP-location database's buckets for none ("A1" an
+            # anonymous proxy, "A2" a satellite provider, "O1" other, "EU" and "AP" a continent
+            # only), or "Unknown". They count toward no region.
+            continue
+        counts[code] = counts.get(code, 0) + users
     return counts
 
 
@@ -578,7 +594,7 @@ def parse_lead(raw: Mapping[str, Any]) -> Lead:
         title=_sf_get(raw, "Lead", "Title", _text),
         role=_sf_get(raw, "Lead", "Role__c", _text),
         sub_role=_sf_get(raw, "Lead", "Sub_Role__c", _text),
-        country=None if country in (None, "") else _sf_get(raw, "Lead", country_field, _country),
+        country=None if country in (None, "") else _sf_get(raw, "Lead", country_field, _lead_country),
         employees=_sf_get(raw, "Lead", "NumberOfEmployees", _count),
         annual_revenue=_sf_get(raw, "Lead", "AnnualRevenue", _money),
         industry=_sf_get(raw, "Lead", "Industry", _text),

@@ -40,7 +40,8 @@ def test_parse_account_normalises_countries_and_keeps_unknowns_unknown() -> None
         ({"traits": {"employee_count": "many"}}, "traits.employee_count"),
         ({"traits": {"invoices": "none"}}, "traits.invoices"),
         ({"traits": {"invoices": [{"month": "May", "amount": 3}]}}, "traits.invoices"),
-        ({"traits": {"country": "Atlantis"}}, "traits.country"),
+        ({"traits": {"country": 49}}, "traits.country"),
+        ({"traits": {"users_by_country": {"US": 3, "Atlantis": "x"}}}, "traits.users_by_country"),
         ({"traits": {"users_by_country": {"US": "x"}}}, "traits.users_by_country"),
         ({"traits": {"paidProducts": "session_replay"}}, "traits.paidProducts"),
         ({"traits": {"autocapture_pct": 140}}, "traits.autocapture_pct"),
@@ -52,6 +53,47 @@ def test_parse_account_malformed_names_record_and_field(change: dict[str, Any], 
         parse_account({**BASE, **change})
     assert caught.value.record_id == "acc_9"
     assert caught.value.field == field
+
+
+# Country fields hold free text in the real services: Salesforce's Lead.Country is a `string` of
+# length 80 (the Lead field reference, developer.salesforce.com/docs/platform/field-reference,
+# "Lead"; an ISO `CountryCode` only with State and Country/Territory picklists on), and the users'
+# countries come from IP location, whose databases also answer codes that name no country
+# (MaxMind's legacy GeoIP codes: A1 anonymous proxy, A2 satellite provider, O1 other country, EU
+# Europe, AP Asia/Pacific) and `XK`, the user-assigned code the EU, the IMF and SWIFT use for
+# Kosovo. Text that names no country is an unknown value, not a malformed record.
+NOT_A_COUNTRY = ["Atlantis", "N/A", "Remote", "Worldwide", "EMEA", "-", "Unknown", "A1", "O1", "AP"]
+
+
+@pytest.mark.parametrize("text", NOT_A_COUNTRY)
+def test_an_account_whose_country_names_none_is_parsed_with_the_country_unknown(text: str) -> None:
+    account = parse_account({**BASE, "segments": [{"id": "s", "name": "AM referral"}], "traits": {"country": text}})
+    assert account.country is None
+    assert account.segments == {"AM referral"}  # the rest of the record still counts
+
+
+def test_users_located_in_no_country_count_toward_none_and_kosovo_is_a_country() -> None:
+    counts = {"US": 40, "XK": 2, "Kosovo": 1, "A1": 5, "Unknown": 9, "EU": 3, "": 1, "de": 4}
+    account = parse_account({**BASE, "traits": {"country": "Kosovo", "users_by_country": counts}})
+    assert account.users_by_country == {"US": 40, "XK": 3, "DE": 4}
+    assert account.country == "XK"
+
+
+@pytest.mark.parametrize("text", NOT_A_COUNTRY)
+def test_a_lead_whose_country_names_none_keeps_the_text_and_is_parsed(text: str) -> None:
+    raw = {"Id": "00Q7", "SystemModstamp": "2026-11-20T09:30:00.000+0000", "LeadSource": "Demo request"}
+    lead = parse_lead({**raw, "Country": f" {text} "})
+    assert lead.country == text
+    assert lead.lead_source == "Demo request"
+    assert parse_lead({**raw, "Country": "   "}).country is None
+    assert parse_lead({**raw, "Country": "Kosovo"}).country == "XK"
+
+
+def test_a_country_that_is_not_text_is_still_malformed() -> None:
+    raw = {"Id": "00Q8", "SystemModstamp": "2026-11-20T09:30:00.000+0000", "Country": ["DE"]}
+    with pytest.raises(RecordError) as caught:
+        parse_lead(raw)
+    assert (caught.value.record_id, caught.value.field) == ("00Q8", "Country")
 
 
 def test_parse_account_reads_key_roles_and_segments() -> None:

@@ -420,8 +420,10 @@ def _field_is_clean(record: dict[str, Any], path: str) -> bool:
         "createdAt": lambda v: bool(VITALLY_TIMESTAMP.match(v)),
         "CreatedDate": lambda v: bool(re.match(r"^\d{4}-\d\d-\d\dT", v)),
         "first_paid_at": lambda v: bool(re.match(r"^\d{4}-\d\d-\d\d$", v)),
-        "country": lambda v: len(v) == 2 or v in {"Deutschland", "Germany", "UK", "USA", "United States"},
-        "Country": lambda v: v != "Atlantis",
+        "country": lambda v: (
+            isinstance(v, str) and (len(v) == 2 or v in {"Deutschland", "Germany", "UK", "USA", "United States"})
+        ),
+        "Country": lambda v: isinstance(v, str),
         "name": lambda v: isinstance(v, str) and bool(v),
     }
     return checks[key](value)

@@ -1,0 +1,63 @@
+"""A country field that names no country is an unknown value, not a malformed record, through a
+real cycle against the sandbox: the record is routed, scored and allocated like any other.
+
+Where the shapes come from: Salesforce's `Lead.Country` is a `string` of length 80 (the Lead page
+of the Salesforce field reference, developer.salesforce.com/docs/platform/field-reference), free
+text unless the org turns on State and Country/Territory picklists, so a web form's "Remote" or
+"N/A" reaches it as typed; the users' countries come from IP location, whose databases also answer
+codes that name no country (MaxMind's legacy GeoIP codes: A1 anonymous proxy, A2 satellite
+provider, O1 other country, EU Europe, AP Asia/Pacific). Until this was fixed, each such record was
+reported malformed and skipped: a demo request never got an owner, a $20k account no New Owner.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from support import sandbox_org_config
+
+from sandbox import Sandbox, generate_book
+from state import StateDB
+from sync.app import make_salesforce, make_vitally
+from sync.cycle import run_cycle
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+def _case(book: dict[str, Any], kind: str, case: str) -> str:
+    return str(next(record for record, cases in book["_cases"][kind].items() if case in cases))
+
+
+def test_a_demo_request_from_remote_and_an_account_of_unlocated_users_are_routed_not_skipped() -> None:
+    book = generate_book(300, seed=11, now=NOW)
+    lead_id = _case(book, "leads", "demo.classify_sales")
+    account_id = _case(book, "accounts", "allocation.region_eu")  # 4 primary products: a CSM
+    lead = next(r for r in book["salesforce"]["Lead"] if r["Id"] == lead_id)
+    lead["Country"] = "Remote"
+    lead.pop("CountryCode", None)
+    account = next(a for a in book["vitally"]["accounts"] if a["id"] == account_id)
+    account["traits"]["country"] = "N/A"
+    # Most users are located nowhere; of those located, most are in the EU.
+    account["traits"]["users_by_country"] = {"A1": 40, "Unknown": 25, "DE": 9, "FR": 4, "US": 2}
+
+    with Sandbox(book, now=NOW) as sandbox:
+        config = sandbox_org_config(sandbox.url)  # inbound leads wait with the org's default lead owner
+        report = run_cycle(
+            config,
+            StateDB.memory(),
+            make_vitally(config),
+            make_salesforce(config),
+            clock=lambda: NOW,
+            now=NOW,
+            dry_run=True,
+        )
+
+    assert not [e for e in report.record_errors if e.record_id in (lead_id, account_id)]
+    lead_writes = [w for w in report.plan if w.record == lead_id]
+    assert [w.rule for w in lead_writes if w.owner is not None] == ["new_business.demo_request"]
+    scored = next(w for w in lead_writes if "Lead_Score__c" in w.payload)
+    assert "country 'Remote' not recognised → 0" in scored.reason
+    owner = next(w for w in report.plan if w.record == account_id and "new_owner" in w.fields)
+    assert owner.fields["new_owner"] == "EU CSM"
+    assert "DE 9, FR 4, US 2" in owner.reason and "A1" not in owner.reason
