@@ -875,7 +875,9 @@ class ScoringPolicy:
         maximum=MONEY_MAX,
     )
     role_points: Mapping[str, int] = setting(
-        {"engineering": 10, "product": 10, "leadership": 10, "founder": 10, "marketing": 5},
+        # The handbook's table lists "leadership/founder" as one row: either word, or that label as
+        # an org's picklist may spell it.
+        {"engineering": 10, "product": 10, "leadership": 10, "founder": 10, "leadership/founder": 10, "marketing": 5},
         "Role -> points (any case).",
         minimum=0,
         maximum=POINTS_MAX,
@@ -889,6 +891,7 @@ class ScoringPolicy:
             "web_engineer": 10,
             "founder": 10,
             "ceo": 10,
+            "founder/ceo": 10,  # the handbook's row, as a picklist may spell it
         },
         "Sub-role -> points (any case).",
         minimum=0,

@@ -85,6 +85,8 @@ def test_score_components_revenue_band_edges(revenue: float, expected: int) -> N
         ("leadership", 10),
         ("founder", 10),
         ("Founder", 10),
+        ("leadership/founder", 10),  # the handbook's row as a picklist may spell it
+        ("Leadership/Founder", 10),
         ("marketing", 5),
         ("other", 0),
         ("sales", 0),  # not in the list: "other", known
@@ -104,6 +106,7 @@ def test_score_components_role_points(role: str, expected: int) -> None:
         ("web_engineer", 10),
         ("founder", 10),
         ("ceo", 10),
+        ("founder/ceo", 10),
         ("other", 0),
         ("account_executive", 0),
     ],
