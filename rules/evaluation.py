@@ -338,21 +338,25 @@ _AFTER_ROUTING_GATED = tuple((rule.may_fire, rule.decide) for rule in _AFTER_ROU
 
 def evaluate_lead(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime, *, full: bool = True) -> list[Decision]:
     """Every lead rule's verdict: the score out of 70, demo triage (support and spam skip the
-    round robin), the instant scheduler, and lead-source routing. With `full=False` (a cycle) the
-    lead-source triggers that cannot fire are skipped instead of explained; the decisions that
-    fire are the same."""
+    round robin and see no instant scheduler), the instant scheduler, and lead-source routing.
+    With `full=False` (a cycle) the lead-source triggers that cannot fire are skipped instead of
+    explained; the decisions that fire are the same."""
     classification = demo.CLASSIFICATION.decide(lead, ctx, policy, now)
-    decisions = [
-        scoring.LEAD_SCORE.decide(lead, ctx, policy, now),
-        classification,
-        demo.INSTANT_SCHEDULER.decide(lead, ctx, policy, now),
-    ]
-    winner, routing = _routing.route_lead(lead, ctx, policy, now, fast=not full)
-    if winner is not None and classification.inputs.get("skip_round_robin"):
+    # Support and spam (and a submission the LLM has not yet read) skip the round robin, and see no
+    # booking link for a TAE either: the scheduler is for "customers that want to book a demo".
+    skipped = None
+    if classification.inputs.get("skip_round_robin"):
         label = classification.inputs.get("label")
-        why = f"classified {label}" if label else "awaiting the LLM triage"
+        skipped = f"classified {label}" if label else "awaiting the LLM triage"
+    scheduler = demo.INSTANT_SCHEDULER.decide(lead, ctx, policy, now)
+    if skipped is not None and scheduler.fired:
+        shown = scheduler.reason.removesuffix("; instant scheduler shown")
+        scheduler = replace(scheduler, fired=False, reason=f"{shown}; but {skipped}: no instant scheduler")
+    decisions = [scoring.LEAD_SCORE.decide(lead, ctx, policy, now), classification, scheduler]
+    winner, routing = _routing.route_lead(lead, ctx, policy, now, fast=not full)
+    if winner is not None and skipped is not None:
         routing = [
-            replace(d, fired=False, lead=None, reason=f"{d.reason}; but {why}: skips the round robin")
+            replace(d, fired=False, lead=None, reason=f"{d.reason}; but {skipped}: skips the round robin")
             if d is winner
             else d
             for d in routing

@@ -1026,5 +1026,5 @@ RULE_DOCS: Mapping[str, str] = {
     "demo.classification": "A demo-request submission → `sales`, `support` or `spam` (offline triage): Lead "
     "`Classification__c` (and `Status` for spam); support and spam skip the round robin.",
     "demo.instant_scheduler": "Whether a demo request may book a meeting at once (2 of 3 of revenue, title, "
-    "industry; no recent disqualified lead): shown by `explain`, writes nothing.",
+    "industry; no recent disqualified lead; not classified support or spam): shown by `explain`, writes nothing.",
 }

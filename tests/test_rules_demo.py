@@ -359,3 +359,27 @@ def test_a_demo_request_in_another_case_or_spacing_is_triaged_as_routing_matches
     assert not routed.fired, routed.reason
     scheduler = scheduler_eligible(lead(lead_source=source), LeadContext(), policy, NOW)
     assert scheduler.reason != f"not a demo request (LeadSource {source})"
+
+
+@pytest.mark.parametrize(
+    ("form_text", "label"),
+    [
+        ("Cheap backlinks, guest posts, SEO services for your site!", "spam"),
+        ("My dashboard shows an error after the last update, how do I reset my password?", "support"),
+        ("We'd like pricing for 40 seats of product analytics.", "sales"),
+    ],
+)
+def test_support_and_spam_see_no_instant_scheduler_whatever_their_fit(form_text: str, label: str) -> None:
+    """lead-routing-and-scoring.md, Demo booking: the booking link is for "customers that want to
+    book a demo" with a strong fit, and "if 'support' or 'spam', it'll skip round robin": no TAE
+    to book with. The lead fits on every count (score 30, 3 of 3), so only the triage decides."""
+    decisions = evaluate_lead(demo_lead(form_text=form_text), LeadContext(), Policy(demo=POLICY), NOW)
+    triage = next(d for d in decisions if d.rule == "demo.classification")
+    assert triage.inputs["label"] == label, triage.reason
+    scheduler = next(d for d in decisions if d.rule == "demo.instant_scheduler")
+    assert scheduler.inputs["met"] == ("revenue", "title", "industry") and scheduler.inputs["score"] == 30
+    if label == "sales":
+        assert scheduler.fired and scheduler.reason.endswith("; instant scheduler shown")
+    else:
+        assert not scheduler.fired
+        assert scheduler.reason.endswith(f"; score 30 ≥ 20; but classified {label}: no instant scheduler")
