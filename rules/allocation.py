@@ -10,6 +10,7 @@ from core.model import Account
 from rules import clock
 from rules.base import AccountRule, Decision, Rule, fmt_num, months_between, per_policy, product_key
 from rules.context import CLOSED_WON, is_stage
+from rules.guards import nurtured_after_close
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
@@ -71,7 +72,29 @@ def _situation(
         return False, f"being worked: {who} is qualifying it (segment {leads}), not unowned"
     if "Account Executive" in roles:
         return _after_sale(ctx, rules, now)
+    if ctx.opportunities:
+        held = _sale_in_salesforce(ctx, policy, now)
+        if held is not None:
+            return False, held
     return True, "no owner"
+
+
+def _sale_in_salesforce(ctx: AccountContext, policy: Policy, now: datetime) -> str | None:
+    """Why an account whose Vitally record names no Account Executive is still the Account
+    Executive's in Salesforce, or None: a deal open there ("after the initial contract is signed"),
+    or one Closed Won within the 12 months of nurture that follow it ("Close then nurture for 12
+    months", which the routing guards and the lifecycle stage read with or without the key role:
+    `rules.guards.nurtured_after_close`). Salesforce shows the sale whether or not anyone keyed the
+    role in Vitally."""
+    open_opportunities = ctx.open_opportunities
+    if open_opportunities:
+        first = open_opportunities[0]
+        return (
+            f"opportunity {first.id} is open in Salesforce ({first.stage_name or 'no stage'}): "
+            "hand over after the initial contract is signed"
+        )
+    nurtured = nurtured_after_close(ctx, policy, now)
+    return None if nurtured is None else f"{nurtured} before a handover"
 
 
 def _owned_segment(account: Account, policy: Policy) -> str | None:

@@ -7,7 +7,8 @@ held such an account: with the key role unset in Vitally, the day after a TAE's 
 product-led signal handed the customer to the TAM round robin, the onboarding specialist got it
 as a new payer, and its growth sent it to Account review. A deal Closed Won within
 `[rules.allocation] handover_after_close_months` (12) now holds it, as allocation already waited
-for it (rules/allocation.py, `_after_sale`). Found by a handbook audit (2026-12-05).
+for it (rules/allocation.py: `_after_sale` with the key role, `_sale_in_salesforce` without it, since
+2026-12-06). Found by a handbook audit (2026-12-05).
 
 Opportunities as the REST API's query returns them (parsed: core.model.Opportunity).
 """
@@ -102,3 +103,43 @@ def test_the_lifecycle_stage_says_the_account_executive_nurtures_it() -> None:
     assert "the Account Executive nurtures it" in nurtured.reason
     after = _verdicts(customer, _won(400))["lifecycle.stage"]
     assert after.traits["lifecycle_stage"] == "Account review"
+
+
+def _twenty_k() -> Account:
+    """$20k+ ARR (MRR 1,700) on two primary products, no key role in Vitally: `allocation.new_owner`
+    would propose a TAM."""
+    return Account(
+        id="acc_4",
+        name="Umbrella",
+        updated_at=NOW,
+        mrr=1700,
+        country="DE",
+        users_by_country={"DE": 12},
+        paid_products=("product_analytics", "session_replay"),
+    )
+
+
+def test_allocation_waits_for_the_nurture_without_the_account_executive_key_role() -> None:
+    """The routing guards and the stage hold a customer closed won within 12 months "with or
+    without an Account Executive key role in Vitally"; allocation held it only with the key role,
+    so with it unset a New Owner (EU TAM, segment TAM/CSM Candidate) was proposed while the stage
+    said the Account Executive nurtures it (found by a review, 2026-12-06)."""
+    assert _verdicts(_twenty_k(), AccountContext())["allocation.new_owner"].traits == {"new_owner": "EU TAM"}
+    held = _verdicts(_twenty_k(), _won(300))
+    owner = held["allocation.new_owner"]
+    assert not owner.fired and owner.traits == {} and not owner.segments
+    assert f"closed won {NOW.date() - timedelta(days=300)} (9 months ago): the Account Executive nurtures it" in (
+        owner.reason
+    )
+    assert held["lifecycle.stage"].traits["lifecycle_stage"] == "Technical account executive"
+    assert _verdicts(_twenty_k(), _won(400))["allocation.new_owner"].traits == {"new_owner": "EU TAM"}
+    assert _verdicts(_twenty_k(), _won(30, stage="Closed Lost"))["allocation.new_owner"].fired
+
+
+def test_allocation_waits_for_an_open_deal_without_the_account_executive_key_role() -> None:
+    """account-allocation.md: "TAE -> TAM … after the initial contract is signed": a deal still open
+    in Salesforce is the Account Executive's, whether or not Vitally names one."""
+    open_deal = AccountContext(opportunities=(Opportunity("006D", "001A", "Discovery", None, None, "005TAE"),))
+    owner = _verdicts(_twenty_k(), open_deal)["allocation.new_owner"]
+    assert not owner.fired and owner.traits == {}
+    assert "opportunity 006D is open in Salesforce (Discovery)" in owner.reason
