@@ -192,13 +192,18 @@ def _named(lead: Lead) -> str:
 
 def _vitally_product_led(account: Account, found: Episode | None, policy: Policy) -> Episode | None:
     """What Vitally adds to the product-led episode: the TAM's managed book ends it (converted);
-    the TAM as Account Executive with the account in `Leads` means they qualified it."""
+    the TAM as Account Executive with the account in `Leads` means they qualified it, unless the
+    lead's status says "nurturing": the TAM's "not yet" (plg-lead-qualification.md: change the
+    status to "nurturing" and come back), given after qualifying or instead of it, while the key
+    role and the segment may stay."""
     if found is not None and not found.active:
         return found  # what the lead says in Salesforce is the latest word
     lifecycle = policy.lifecycle
     if found is not None and any(s in account.segments for s in lifecycle.tam_segments):
         segment = next(s for s in lifecycle.tam_segments if s in account.segments)
         return Episode("product_led", "converted", None, None, f"segment {segment}: in the managed book", found.ours)
+    if found is not None and found.state == "nurturing":
+        return found
     executive = account.roles.get(lifecycle.ae_role)
     if executive is not None and policy.episodes.leads_segment in account.segments:
         signal = f"{lifecycle.ae_role} {executive} and segment {policy.episodes.leads_segment}"

@@ -128,6 +128,26 @@ def test_episode_tam_qualifying_in_vitally() -> None:
     assert only(account(segments=frozenset({"Leads"})), ctx(lead("Working"))).state == "working"
 
 
+def test_a_tam_s_nurturing_status_wins_over_the_qualified_markers_left_in_vitally() -> None:
+    """plg-lead-qualification.md: "If the answer is 'not yet', change status to 'nurturing' and
+    come back ... Set a Vitally task to revisit in 30-60 days." A TAM who qualified in Vitally
+    (Account Executive and `Leads`) and then says "not yet" in Salesforce keeps the key role and
+    the segment; the status is the later word (the README's "qualified → nurturing: status
+    Nurturing"), so the episode nurtures and the revisit task is set. Before, the Vitally markers
+    read it as qualified and no revisit task came (found by a review, 2026-12-06)."""
+    tam = account(key_roles={"Account Executive": "u_tam"}, segments=frozenset({"Leads"}))
+    assert only(tam, ctx(lead("Nurturing"))).state == "nurturing"
+    decision = nurture_follow_up(tam, ctx(lead("Nurturing")), POLICY, NOW)
+    assert decision.fired and decision.task is not None and decision.task.assignee == "u_tam", decision.reason
+    assert not qualified_window(tam, ctx(lead("Nurturing")), POLICY, NOW).fired
+    # Back to "in progress", or no status said yet: qualified, as before.
+    assert only(tam, ctx(lead("In progress"))).state == "qualified"
+    assert only(tam, ctx(lead("Open - Not Contacted"))).state == "qualified"
+    # The managed book still ends it, whatever the lead's status.
+    managed = account(key_roles={"Account Executive": "u_tam"}, segments=frozenset({"Leads", "AM Managed"}))
+    assert only(managed, ctx(lead("Nurturing"))).state == "converted"
+
+
 def test_episode_managed_book_ends_it() -> None:
     episode = only(account(segments=frozenset({"AM Managed"})), ctx(lead("In progress")))
     assert (episode.state, episode.signal) == ("converted", "segment AM Managed: in the managed book")
