@@ -161,17 +161,9 @@ def _owned_stage(
 ) -> tuple[str, str] | None:
     """The stage of an account someone owns or works: a key role, a TAM segment, an open opportunity,
     a deal closed won its Account Executive still nurtures (`nurtured`: why), or an open lead."""
-    roles = account.roles
-    if roles:
-        for role, name in ((rules.csm_role, CSM), (rules.tam_role, TAM), (rules.ae_role, TAE)):
-            if role in roles:
-                source = account.role_source(role)
-                how = f"{role} key role" if source == "key role" else f"{role} in {source}"
-                return name, f"{how} ({roles[role]})"
-    if segments:
-        for segment in rules.tam_segments:
-            if segment in segments:
-                return TAM, f"segment {segment}"
+    owner = _owner_stage(account, segments, rules)
+    if owner is not None:
+        return owner
     if open_opportunities:
         return TAE, f"open opportunity {open_opportunities[0].id}"
     if nurtured:  # a deal closed won: "Close then nurture for 12 months" (rules.guards.nurtured_after_close)
@@ -180,6 +172,32 @@ def _owned_stage(
         lead = _newest(open_leads)
         return _lead_stage(lead, rules), f"open lead {lead.id} (source {lead.lead_source or 'unknown'})"
     return None
+
+
+def _owner_stage(account: Account, segments: frozenset[str], rules: LifecyclePolicy) -> tuple[str, str] | None:
+    """The stage of an account whose owner Vitally names: a CSM or TAM key role, then the TAM's
+    managed book (`AM Managed`), then an Account Executive key role. The book before the Account
+    Executive: a TAM qualifying a lead "adds themselves as the Account Executive in Vitally"
+    (plg-lead-qualification.md) and keeps that role once the account is in their book."""
+    roles = account.roles
+    if roles:
+        for role, name in ((rules.csm_role, CSM), (rules.tam_role, TAM)):
+            if role in roles:
+                return name, _role_holder(account, role)
+    if segments:
+        for segment in rules.tam_segments:
+            if segment in segments:
+                return TAM, f"segment {segment}"
+    if rules.ae_role in roles:
+        return TAE, _role_holder(account, rules.ae_role)
+    return None
+
+
+def _role_holder(account: Account, role: str) -> str:
+    """Who holds `role` and where from, for the stage's reason."""
+    source = account.role_source(role)
+    how = f"{role} key role" if source == "key role" else f"{role} in {source}"
+    return f"{how} ({account.roles[role]})"
 
 
 def _flagged_stage(account: Account, segments: frozenset[str], rules: LifecyclePolicy) -> tuple[str, str] | None:
@@ -227,9 +245,10 @@ def _stage(
 def stage(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """Every account's stage in the accounts-overview flowchart, written to the `lifecycle_stage` trait.
 
-    The first that holds decides: a CSM, TAM or Account Executive key role ("Customer success manager",
-    "Technical account manager", "Technical account executive"); an `AM Managed` segment ("Technical
-    account manager"); an open opportunity, or a deal Closed Won within `[rules.allocation]
+    The first that holds decides: a CSM or TAM key role ("Customer success manager", "Technical
+    account manager"); an `AM Managed` segment ("Technical account manager": the TAM's managed book,
+    whose TAM may hold the Account Executive key role they took to qualify it); an Account Executive
+    key role ("Technical account executive"); an open opportunity, or a deal Closed Won within `[rules.allocation]
     handover_after_close_months` ("Close then nurture for 12 months"), "Technical account
     executive"; an open lead, the newest, by
     the rule that routed it (`Routing_Rule__c`: product_led.* "Expansion lead", new_business.* and the

@@ -144,6 +144,13 @@ def test_csm_downgrade_follows_the_allocation_threshold() -> None:
         ({"mrr": 100, "key_roles": {"TAM": "u2", "Account Executive": "u3"}}, EMPTY, "Technical account manager"),
         ({"mrr": 100, "segments": frozenset({"AM Managed"})}, EMPTY, "Technical account manager"),
         ({"mrr": 100, "key_roles": {"Account Executive": "u3"}}, EMPTY, "Technical account executive"),
+        # A TAM takes the Account Executive role to qualify (plg-lead-qualification.md) and keeps
+        # it once the account is in their managed book.
+        (
+            {"mrr": 100, "key_roles": {"Account Executive": "u3"}, "segments": frozenset({"AM Managed"})},
+            EMPTY,
+            "Technical account manager",
+        ),
         ({"mrr": 100}, AccountContext(opportunities=(OPEN_OPPORTUNITY,)), "Technical account executive"),
         ({"mrr": 100}, AccountContext(leads=(open_lead("Demo request"),)), "New business lead"),
         ({"mrr": 100}, AccountContext(leads=(open_lead("Onboarding referral"),)), "New business lead"),
