@@ -1,8 +1,6 @@
 """Country names and codes to ISO 3166-1 alpha-2, through pycountry.
 
-The alias table holds only what pycountry does not know (colloquial and native names), and
-Kosovo's `XK`: a user-assigned code ISO 3166-1 leaves free, which the European Commission, the
-IMF, SWIFT, Unicode's CLDR and the IP-location databases use for Kosovo (pycountry does not list it).
+The alias table holds only what pycountry does not know (colloquial and native names).
 """
 
 from __future__ import annotations
@@ -50,8 +48,6 @@ _ALIASES = {
     "iran": "IR",
     "taiwan": "TW",
     "czech republic": "CZ",
-    "kosovo": "XK",
-    "xk": "XK",
 }
 
 

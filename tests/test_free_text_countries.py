@@ -40,6 +40,12 @@ def test_a_demo_request_from_remote_and_an_account_of_unlocated_users_are_routed
     account["traits"]["country"] = "N/A"
     # Most users are located nowhere; of those located, most are in the EU.
     account["traits"]["users_by_country"] = {"A1": 40, "Unknown": 25, "DE": 9, "FR": 4, "US": 2}
+    # Kosovo's XK is no ISO country, and a Salesforce country picklist refuses it: an account in
+    # Kosovo is routed, and its new lead carries no country.
+    referred_id = _case(book, "accounts", "product_led.am_referral")
+    referred = next(a for a in book["vitally"]["accounts"] if a["id"] == referred_id)
+    referred["traits"]["country"] = "Kosovo"
+    referred["traits"]["users_by_country"] = {"XK": 12}
 
     with Sandbox(book, now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)  # inbound leads wait with the org's default lead owner
@@ -53,7 +59,7 @@ def test_a_demo_request_from_remote_and_an_account_of_unlocated_users_are_routed
             dry_run=True,
         )
 
-    assert not [e for e in report.record_errors if e.record_id in (lead_id, account_id)]
+    assert not [e for e in report.record_errors if e.record_id in (lead_id, account_id, referred_id)]
     lead_writes = [w for w in report.plan if w.record == lead_id]
     assert [w.rule for w in lead_writes if w.owner is not None] == ["new_business.demo_request"]
     scored = next(w for w in lead_writes if "Lead_Score__c" in w.payload)
@@ -61,3 +67,6 @@ def test_a_demo_request_from_remote_and_an_account_of_unlocated_users_are_routed
     owner = next(w for w in report.plan if w.record == account_id and "new_owner" in w.fields)
     assert owner.fields["new_owner"] == "EU CSM"
     assert "DE 9, FR 4, US 2" in owner.reason and "A1" not in owner.reason
+    (created,) = [w for w in report.plan if w.account == referred_id and w.system == "salesforce"]
+    assert created.rule == "product_led.am_referral"
+    assert not {"Country", "CountryCode"} & set(created.payload), created.payload
