@@ -818,6 +818,13 @@ class EpisodePolicy:
     Statuses compare case-insensitively; a status in none of the lists is "open" (not worked yet).
     """
 
+    new_statuses: tuple[str, ...] = setting(
+        ("Open - Not Contacted", "Open", "New"),
+        "Open lead statuses nobody has moved a lead to yet (the Lead Status picklist's default): only from one "
+        "of these, or from no status, does demo triage move a lead (spam to Disqualified, support to [rules.demo] "
+        "support_status); any other status is a person's, a conflict left alone. Add your org's default if it "
+        "is none of these.",
+    )
     working_statuses: tuple[str, ...] = setting(
         ("Working", "Working - Contacted", "Contacted"), "Lead statuses meaning a person is working the lead."
     )

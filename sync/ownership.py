@@ -15,10 +15,12 @@ handbook rule exists to move a record out of, which that rule has read before it
 inbound lead waiting for the round robin: unowned, in a queue, or with one of the configured
 `[rules.routing] unrouted_owners`, such as the org's default lead owner, who owns every web-to-lead
 lead no assignment rule placed; an open lead status nobody has moved, which demo triage closes for
-spam). A status a person moves a lead to is theirs: a closed one, and the statuses of
-`[rules.episodes]` that say someone works, qualified or nurtures the lead (`Working - Contacted`:
-a rep took it; the triage does not close it as spam, it reports the conflict). Once crm-sync has
-written such a field, a person's later change is a conflict like any other.
+spam). That open status is one of `[rules.episodes] new_statuses` (the Lead Status picklist's
+default: "Open - Not Contacted", "Open", "New"): any other status is one a person moved the lead
+to, and theirs, whether or not a list of `[rules.episodes]` names it (`Working - Contacted`, or an
+org's own "Attempting Contact": a rep took it; the triage does not close it as spam, it reports
+the conflict). Once crm-sync has written such a field, a person's later change is a conflict like
+any other.
 
 **Exempt** are the Lead fields only crm-sync computes, `Lead_Score__c`, `Routing_Rule__c` and
 `Routing_Reason__c`: custom fields the operator's guide creates for crm-sync alone, recomputed
@@ -34,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rules.context import closed_statuses, folded_statuses, is_closed
+from rules.context import folded_statuses, is_closed
 from rules.policy import Policy, RoutingPolicy
 from state import StateDB
 from sync.config import OnConflict, OnFirstSight
@@ -46,9 +48,9 @@ __all__ = [
     "Ownership",
     "Verdict",
     "changed_fields",
+    "new_statuses",
     "ours_in",
     "undecided",
-    "worked_statuses",
 ]
 
 COMPUTED_LEAD_FIELDS = frozenset({"Lead_Score__c", "Routing_Rule__c", "Routing_Reason__c"})
@@ -56,36 +58,27 @@ COMPUTED_LEAD_FIELDS = frozenset({"Lead_Score__c", "Routing_Rule__c", "Routing_R
 Verdict = Literal["write", "adopt", "conflict", "overwrite"]
 
 _ROUTING = RoutingPolicy()
-_CLOSED = closed_statuses(Policy())
 
 
-def worked_statuses(policy: Policy) -> frozenset[str]:
-    """The open lead statuses a person moves a lead to (`[rules.episodes]` working, qualified and
-    nurturing statuses), casefolded: a person's decision, never undecided."""
-    episodes = policy.episodes
-    return folded_statuses((*episodes.working_statuses, *episodes.qualified_statuses, *episodes.nurturing_statuses))
+def new_statuses(policy: Policy) -> frozenset[str]:
+    """The open lead statuses nobody has moved a lead to (`[rules.episodes] new_statuses`),
+    casefolded: the only statuses, with an empty one, that are nobody's decision yet."""
+    return folded_statuses(policy.episodes.new_statuses)
 
 
-_WORKED = worked_statuses(Policy())
+_NEW = new_statuses(Policy())
 
 
-def undecided(
-    name: str,
-    value: Any,
-    routing: RoutingPolicy = _ROUTING,
-    closed: frozenset[str] = _CLOSED,
-    worked: frozenset[str] = _WORKED,
-) -> bool:
+def undecided(name: str, value: Any, routing: RoutingPolicy = _ROUTING, new: frozenset[str] = _NEW) -> bool:
     """Whether `value` in field `name` is nobody's decision yet (see the module's docstring);
-    `routing` says which lead owners mean "waiting for routing", `closed` which lead statuses close
-    a lead (`rules.context.closed_statuses`: the configured ones too), `worked` which open ones a
-    person moved it to (`worked_statuses`)."""
+    `routing` says which lead owners mean "waiting for routing", `new` which lead statuses nobody
+    has moved a lead to (`new_statuses`)."""
     if value is None or value == "":
         return True
     if name == "OwnerId":
         return isinstance(value, str) and routing.waiting_for_routing(value) is not None
     if name == "Status":
-        return not (isinstance(value, str) and (is_closed(value, closed) or is_closed(value, worked)))
+        return isinstance(value, str) and is_closed(value, new)
     return False
 
 
@@ -97,8 +90,7 @@ class Ownership:
     on_conflict: OnConflict = "report"
     on_first_sight: OnFirstSight = "respect"
     routing: RoutingPolicy = _ROUTING
-    closed: frozenset[str] = _CLOSED
-    worked: frozenset[str] = _WORKED
+    new: frozenset[str] = _NEW
 
     def judge(self, name: str, current: Any, ours: Sequence[Any]) -> Verdict:
         """May crm-sync replace `current` in field `name`? `ours` are the values crm-sync knows it
@@ -107,7 +99,7 @@ class Ownership:
         person's, replaced as configured."""
         if any(current == value for value in ours):
             return "write"
-        if not ours and undecided(name, current, self.routing, self.closed, self.worked):
+        if not ours and undecided(name, current, self.routing, self.new):
             return "write"
         if not ours and self.on_first_sight == "adopt":
             return "adopt"

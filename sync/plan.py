@@ -40,7 +40,7 @@ from core.model import Account, Lead
 from rules import Decision, managed_by, managed_segments
 from rules.base import REASON_TRAITS, reason_gist
 from rules.clock import Horizon, watching
-from rules.context import LeadContext, closed_statuses
+from rules.context import LeadContext
 from rules.scoring import lead_score
 from state import OutboxRow, OwnerChoice, PlanLog, PlannedWrite, StateDB
 from sync import planned_writes as writes
@@ -51,7 +51,7 @@ from sync.facts import SalesforceFacts
 from sync.followups import FollowUps
 from sync.incremental import Book, LeadBook
 from sync.owners import Owners
-from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, Ownership, changed_fields, ours_in, worked_statuses
+from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, Ownership, changed_fields, new_statuses, ours_in
 from sync.planned_writes import OnboardingAccount, RoutedAccount
 from sync.scope import EVERYTHING, Scope
 from sync.verdicts import Verdicts
@@ -137,8 +137,7 @@ class Planner:
             config.on_conflict,
             config.on_first_sight,
             config.policy.routing,
-            closed_statuses(config.policy),
-            worked_statuses(config.policy),
+            new_statuses(config.policy),
         )
         self.conflicts = Conflicts.of(state, report)
         self.followups: FollowUps | None = None  # queues the follow-ups of a write found applied

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from rules.context import closed_statuses
 from rules.policy import EpisodePolicy, Policy
 from rules.round_robin import Member, Pool, choose
 from state import StateDB
-from sync.ownership import Conflicts, Ownership, Verdict, changed_fields, ours_in, undecided
+from sync.ownership import Conflicts, Ownership, Verdict, changed_fields, new_statuses, ours_in, undecided
 from sync.relearn import replayed_memory
 from sync.vocabulary import Conflict, CycleReport
 
@@ -65,12 +64,24 @@ def test_ownership_undecided_values() -> None:
     assert undecided("OwnerId", "00G000000000001QUE") and not undecided("OwnerId", "005000000000001AAA")
     assert not undecided("Status", "Converted") and undecided("Status", "Open - Not Contacted")
     assert not undecided("Status", "Working") and not undecided("Status", "Qualified")
-    assert undecided("Status", "Working", worked=frozenset())  # an org that lists no working status
-    # An org's own disqualified status, once configured, is a person's decision, never crm-sync's
-    # to replace (the same set of closed statuses the rules read: tests/test_closed_statuses.py).
-    bad_fit = closed_statuses(Policy(episodes=EpisodePolicy(disqualified_statuses=("Bad fit",))))
-    assert undecided("Status", "Bad fit") and not undecided("Status", "Bad fit", closed=bad_fit)
-    assert Ownership("report", "respect", closed=bad_fit).judge("Status", "Bad fit", []) == "conflict"
+    assert undecided("Status", " new ") and undecided("Status", "OPEN")
+
+
+# An org's own Lead Status picklist: a status no list of [rules.episodes] names is still one a
+# person moved the lead to (Salesforce orgs customise the picklist: "Attempting Contact", "Bad
+# fit"); only the picklist's default, `[rules.episodes] new_statuses`, is nobody's decision.
+@pytest.mark.parametrize("status", ["Attempting Contact", "Bad fit", "Meeting booked", "Working"])
+def test_a_status_of_the_org_s_own_picklist_is_a_person_s(status: str) -> None:
+    assert not undecided("Status", status)
+    assert Ownership("report", "respect").judge("Status", status, []) == "conflict"
+    assert Ownership("report", "respect").judge("Status", "Open - Not Contacted", []) == "write"
+
+
+def test_the_org_s_default_status_is_a_setting() -> None:
+    policy = Policy(episodes=EpisodePolicy(new_statuses=("Untouched",)))
+    custom = Ownership("report", "respect", new=new_statuses(policy))
+    assert custom.judge("Status", "untouched", []) == "write"
+    assert custom.judge("Status", "Open - Not Contacted", []) == "conflict"
 
 
 def test_ownership_ours_reads_the_state_and_the_account_trait() -> None:

@@ -180,6 +180,24 @@ def test_a_demo_request_a_rep_is_working_is_not_closed_as_spam(world: World) -> 
     assert ("Status", "Working - Contacted") in [(c.field, c.theirs) for c in report.conflicts]
 
 
+@pytest.mark.parametrize("status", ["Attempting Contact", "Meeting booked"])
+def test_a_status_of_the_org_s_own_picklist_keeps_a_spam_verdict_from_closing_the_lead(
+    world: World, status: str
+) -> None:
+    """Orgs customise the Lead Status picklist: a rep's "Attempting Contact" is named by no list of
+    `[rules.episodes]`, and read as nobody's decision it was replaced by Disqualified, with no
+    conflict (found by a review, 2026-12-06). Only the picklist's default (`new_statuses`) is
+    nobody's. The verdict is one change (classification and status together), so none of it is
+    written, as for a status a list names (above)."""
+    world.cycle()
+    [lead_id] = _web_to_lead(world, SPAM)
+    _person_patches_lead(world, lead_id, Status=status)
+    report = world.cycle()
+    [lead] = world.leads()
+    assert (lead.get("Classification__c"), lead["Status"]) == (None, status)
+    assert ("Status", status) in [(c.field, c.theirs) for c in report.conflicts]
+
+
 # -- 5. the last look reads whether the lead is still open -----------------------------------------
 
 
