@@ -36,8 +36,10 @@ from datetime import date, datetime
 from functools import partial
 from typing import Any
 
+from core.countries import normalise_country
 from core.model import Account, Lead
 from rules import Decision, managed_by, managed_segments
+from rules.allocation import owner_region
 from rules.base import REASON_TRAITS, reason_gist
 from rules.clock import Horizon, watching
 from rules.context import LeadContext
@@ -557,9 +559,23 @@ class Planner:
             return None
         if not self.scope.has_rule(decision.rule):
             return None
-        territories = self.config.policy.territories
-        region = territories.region_of(lead.country) if lead.country else territories.default_region
-        return owners.owner_for(lead.id, decision.team, region)
+        return owners.owner_for(lead.id, decision.team, self._inbound_region(lead))
+
+    def _inbound_region(self, lead: Lead) -> str:
+        """The region of an inbound lead's pool: its country's; when it names none (unset, or text
+        that is no country), that of the Vitally account it is linked to (`Vitally_Account_Id__c`:
+        where most of its users are, else its HQ country, as for the account's own leads); else
+        `[territories] default_region`."""
+        policy = self.config.policy
+        territories = policy.territories
+        if lead.country and normalise_country(lead.country) is not None:
+            return territories.region_of(lead.country)
+        if lead.vitally_account_id:
+            for account in iter_accounts(self.state, self.config, ids=[lead.vitally_account_id]):
+                region, _ = owner_region(account, policy)
+                if region is not None:
+                    return region
+        return territories.default_region
 
     # -- diff -----------------------------------------------------------------------------------
 

@@ -70,3 +70,42 @@ def test_a_demo_request_from_remote_and_an_account_of_unlocated_users_are_routed
     (created,) = [w for w in report.plan if w.account == referred_id and w.system == "salesforce"]
     assert created.rule == "product_led.am_referral"
     assert not {"Country", "CountryCode"} & set(created.payload), created.payload
+
+
+def test_an_inbound_lead_that_names_no_country_takes_the_region_of_its_linked_account() -> None:
+    """A demo request with no country (or one that names none) drew from the default region's pool
+    (TAE/*) even when `Vitally_Account_Id__c` links it to an account whose users are all in the US
+    (found by a review, 2026-12-06): the account's region, as its own leads take, now picks the
+    pool; a lead whose country names one keeps its own."""
+    book = generate_book(300, seed=11, now=NOW)
+    us_account = _case(book, "accounts", "allocation.region_us")
+    cases = book["_cases"]["leads"]
+    leads = [
+        r
+        for r in book["salesforce"]["Lead"]
+        if "new_business.demo_request" in cases.get(r["Id"], ())
+        and not {"demo.classify_support", "demo.classify_spam"} & set(cases[r["Id"]])
+    ]
+    assert len(leads) >= 3
+    for lead, country in zip(leads, (None, "Remote", "DE"), strict=False):
+        lead.pop("CountryCode", None)
+        lead["Country"] = country
+        lead["Vitally_Account_Id__c"] = us_account
+    countries = {lead["Id"]: lead["Country"] for lead in leads[:3]}
+
+    with Sandbox(book, now=NOW) as sandbox:
+        config = sandbox_org_config(sandbox.url)
+        report = run_cycle(
+            config,
+            StateDB.memory(),
+            make_vitally(config),
+            make_salesforce(config),
+            clock=lambda: NOW,
+            now=NOW,
+            dry_run=True,
+        )
+
+    pools = {w.record: w.owner.pool for w in report.plan if w.record in countries and w.owner is not None}
+    # DE is in the EU, whose TAEs are the pool for every region but the US ("TAE/*").
+    expected = {lead_id: "TAE/*" if country == "DE" else "TAE/US" for lead_id, country in countries.items()}
+    assert pools == expected, (pools, countries)
