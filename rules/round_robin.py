@@ -99,9 +99,13 @@ class Assignment:
     reason: str
 
 
-def _skip_reason(member: Member, inactive_users: frozenset[str], load: Mapping[str, int]) -> str | None:
+def _skip_reason(
+    member: Member, inactive_users: frozenset[str], load: Mapping[str, int], unknown_users: frozenset[str] = frozenset()
+) -> str | None:
     if not member.active:
         return "paused"
+    if member.user_id in unknown_users:
+        return "not a Salesforce user"
     if member.user_id in inactive_users:
         return "inactive in Salesforce"
     if member.capacity is not None:
@@ -128,10 +132,12 @@ def choose(
     *,
     inactive_users: frozenset[str] = frozenset(),
     load: Mapping[str, int] | None = None,
+    unknown_users: frozenset[str] = frozenset(),
 ) -> tuple[Assignment, dict[str, float]]:
     """Draw the next owner from `pool` and return it with the pool's new credits.
 
-    Eligible members are active, not in `inactive_users` (Salesforce users no longer active) and
+    Eligible members are active, not in `inactive_users` (Salesforce users no longer active) nor
+    in `unknown_users` (ids the org has no user for: Salesforce refuses them as owners), and
     below their capacity (`load` counts each user's managed accounts; missing means 0). Each
     eligible credit grows by its weight, the highest wins (ties: first in `pool.members`) and
     loses the eligible members' total weight. Credits missing from `credits` count as 0;
@@ -144,7 +150,7 @@ def choose(
     skipped: dict[str, str] = {}
     eligible: list[Member] = []
     for member in pool.members:
-        why = _skip_reason(member, inactive_users, load)
+        why = _skip_reason(member, inactive_users, load, unknown_users)
         if why is None:
             eligible.append(member)
         else:
@@ -201,13 +207,14 @@ def explain_pool(
     *,
     inactive_users: frozenset[str] = frozenset(),
     load: Mapping[str, int] | None = None,
+    unknown_users: frozenset[str] = frozenset(),
 ) -> list[str]:
     """One line per member, in pool order: name, user id, weight, credit and whether the next draw
     could pick them (or why not), judged exactly as `choose` would."""
     load = load or {}
     lines = []
     for member in pool.members:
-        why = _skip_reason(member, inactive_users, load)
+        why = _skip_reason(member, inactive_users, load, unknown_users)
         status = "eligible" if why is None else f"skipped: {why}"
         managed = ""
         if member.capacity is not None:

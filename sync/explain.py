@@ -21,6 +21,7 @@ from sync.accounts import parse_mirrored
 from sync.config import Config
 from sync.decider import Decider, routing_winner
 from sync.facts import SalesforceFacts
+from sync.owners import unavailable_users
 from sync.wire import lead_fields, vitally_task
 
 __all__ = ["explain"]
@@ -172,9 +173,9 @@ def _owner(
     if pool is None:
         out.write(f"  no pool for {winner.team}/{region}: Salesforce's default owner would apply\n")
         return
-    inactive = frozenset(user.id for user in decider.facts.users.values() if not user.is_active)
-    assignment, _ = choose(pool, state.credits(pool.key), inactive_users=inactive)
+    inactive, unknown = unavailable_users(decider.facts.users, config)
+    assignment, _ = choose(pool, state.credits(pool.key), inactive_users=inactive, unknown_users=unknown)
     out.write(f"  no owner chosen yet; next draw: owner: {assignment.reason}\n")
     out.write(f"  candidates: {', '.join(assignment.candidates) or 'none'}\n")
-    for line in explain_pool(pool, state.credits(pool.key), inactive_users=inactive):
+    for line in explain_pool(pool, state.credits(pool.key), inactive_users=inactive, unknown_users=unknown):
         out.write(f"  member {line}\n")

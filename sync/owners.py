@@ -8,12 +8,27 @@ owner and never draws again: no member is charged twice and none is skipped.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
+from core.model import SfUser
 from rules.round_robin import choose
 from state import OwnerChoice, StateDB
 from sync.config import Config
 
-__all__ = ["Owners"]
+__all__ = ["Owners", "unavailable_users"]
+
+
+def unavailable_users(users: Mapping[str, SfUser], config: Config) -> tuple[frozenset[str], frozenset[str]]:
+    """(the Salesforce users no longer active, the pool members' user ids the org has no user for),
+    as the round robin skips them: Salesforce refuses either as a lead's owner
+    (`INACTIVE_OWNER_OR_USER`, `INVALID_CROSS_REFERENCE_KEY`), so a lead drawn for one would never
+    be created. The mirror holds every user the org has (they are deactivated, never deleted);
+    while it holds none (nothing read yet), no member is taken for unknown."""
+    inactive = frozenset(user.id for user in users.values() if not user.is_active)
+    if not users:
+        return inactive, frozenset()
+    members = {member.user_id for pool in config.pools.values() for member in pool.members}
+    return inactive, frozenset(user_id for user_id in members if user_id not in users)
 
 
 class Owners:
@@ -27,10 +42,12 @@ class Owners:
         managed_by_email: Counter[str],
         run_id: int,
         at: str,
+        unknown_users: frozenset[str] = frozenset(),
     ) -> None:
         self.config = config
         self.state = state
         self.inactive_users = inactive_users
+        self.unknown_users = unknown_users
         self.managed_by_email = managed_by_email
         self.run_id = run_id
         self.at = at
@@ -50,7 +67,13 @@ class Owners:
             for member in pool.members
             if member.email and member.capacity is not None
         }
-        assignment, credits = choose(pool, self.state.credits(pool.key), inactive_users=self.inactive_users, load=load)
+        assignment, credits = choose(
+            pool,
+            self.state.credits(pool.key),
+            inactive_users=self.inactive_users,
+            load=load,
+            unknown_users=self.unknown_users,
+        )
         self.state.save_credits(pool.key, credits, None if assignment.fallback else assignment.user_id)
         choice = OwnerChoice(
             key=key,

@@ -52,7 +52,7 @@ from sync.decider import Decider, routing_winner
 from sync.facts import SalesforceFacts
 from sync.followups import FollowUps
 from sync.incremental import Book, LeadBook
-from sync.owners import Owners
+from sync.owners import Owners, unavailable_users
 from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, Ownership, changed_fields, new_statuses, ours_in
 from sync.planned_writes import OnboardingAccount, RoutedAccount
 from sync.scope import EVERYTHING, Scope
@@ -217,9 +217,15 @@ class Planner:
     def _draw_owners(self, waiting: _Waiting, facts: SalesforceFacts) -> Owners:
         """Owners for the routed accounts' new leads and the onboarding specialists, drawn in
         account-id order once every account was judged."""
-        inactive = frozenset(user.id for user in facts.users.values() if not user.is_active)
+        inactive, unknown = unavailable_users(facts.users, self.config)
         owners = Owners(
-            self.config, self.state, inactive, waiting.managed_by_email, self.report.run_id, iso(self.clock())
+            self.config,
+            self.state,
+            inactive,
+            waiting.managed_by_email,
+            self.report.run_id,
+            iso(self.clock()),
+            unknown_users=unknown,
         )
         for routed in sorted(waiting.routed, key=lambda r: r.account_id):
             self._plan_new_lead(routed, facts, owners)

@@ -253,6 +253,18 @@ def test_choose_skips_with_reason(member: Member, inactive: frozenset[str], load
     assert credits["005MORGAN"] == 5.0
 
 
+def test_choose_skips_a_member_the_org_has_no_user_for() -> None:
+    """A user id Salesforce does not know is refused as a lead's owner
+    (`INVALID_CROSS_REFERENCE_KEY`): a lead drawn for one was parked for good, and re-sent with
+    the same owner after the config was fixed (found by a review, 2026-12-06)."""
+    pool = Pool("TAM", "US", (MORGAN, AVERY))
+    assignment, credits = choose(pool, {"005MORGAN": 5.0}, unknown_users=frozenset({"005MORGAN"}))
+    assert (assignment.user_id, assignment.skipped) == ("005AVERY", {"005MORGAN": "not a Salesforce user"})
+    assert credits["005MORGAN"] == 5.0
+    lines = explain_pool(pool, {}, unknown_users=frozenset({"005MORGAN"}))
+    assert lines[0] == "Morgan Patel (005MORGAN): weight 1, credit 0.00, skipped: not a Salesforce user"
+
+
 def test_choose_below_capacity_is_eligible() -> None:
     pool = Pool("TAM", "US", (replace(MORGAN, capacity=15), AVERY))
     assignment, _ = choose(pool, {}, load={"005MORGAN": 14})
