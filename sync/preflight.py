@@ -13,7 +13,7 @@ is wrong and what to do:
   picklist, and a restricted `Routing_Rule__c` picklist holds every routing rule id;
 - `salesforce.state_country_picklists` matches the org (it has `Lead.CountryCode` or not);
 - every pool member is an active user, and every fallback and unrouted owner an active user or
-  a queue.
+  a queue; a member with a capacity has an email to count their managed accounts by.
 
 Config problems are found before any of this (`load_config`: `path: message`, exit 2).
 """
@@ -31,7 +31,7 @@ from core.errors import SyncError
 from sync.config import Config
 from sync.ingest import sf_objects
 
-__all__ = ["Preflight", "preflight", "schema_problems"]
+__all__ = ["Preflight", "capacity_problems", "preflight", "schema_problems"]
 
 # Lead fields crm-sync writes (sync/planned_writes.py `new_lead`, `lead_update`, sync/wire.py),
 # under crm-sync's names; the country field is added by the picklist setting.
@@ -78,8 +78,22 @@ def preflight(config: Config, vitally: VitallyPort, salesforce: SalesforceClient
     result.problems.extend(schema_problems(config, described))
     result.checked.append("fields, external id, picklists")
     _owners(config, salesforce, result.problems)
+    result.problems.extend(capacity_problems(config))
     result.checked.append("pool members, fallback and unrouted owners")
     return result
+
+
+def capacity_problems(config: Config) -> list[str]:
+    """Pool members with a capacity but no email: their managed accounts are counted by the email
+    in the TAM key role, so without one the cap is never reached and they keep being drawn."""
+    return [
+        f"pools[{pool.key}].members: {member.name} ({member.user_id}) has a capacity of {member.capacity} "
+        "but no email: their managed accounts cannot be counted, so the cap never applies: add the email "
+        "their TAM key role has in Vitally"
+        for pool in config.pools.values()
+        for member in pool.members
+        if member.capacity is not None and not member.email
+    ]
 
 
 def schema_problems(config: Config, described: Mapping[str, Mapping[str, Any]]) -> list[str]:
