@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,8 +23,12 @@ from core.decoding import Unreadable
 from rules import Decision
 from rules.base import reason_gist
 from sandbox.store import DEFAULT_OWNER_USER_ID
+from state import StateDB
 from state.events import inbox_path
+from sync.app import make_salesforce, make_vitally
 from sync.config import Config, example_against, load_config
+from sync.cycle import run_cycle
+from sync.vocabulary import CycleReport
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_DEFAULT_URL = "http://127.0.0.1:8765"
@@ -73,6 +78,19 @@ def sandbox_org_config(url: str) -> Config:
     config = example_against(url)
     routing = replace(config.policy.routing, unrouted_owners=(DEFAULT_OWNER_USER_ID,))
     return replace(config, policy=replace(config.policy, routing=routing))
+
+
+def dry_cycle(config: Config, now: datetime) -> CycleReport:
+    """One dry-run cycle of `config` against its services, on an empty in-memory state, at `now`."""
+    return run_cycle(
+        config,
+        StateDB.memory(),
+        make_vitally(config),
+        make_salesforce(config),
+        clock=lambda: now,
+        now=now,
+        dry_run=True,
+    )
 
 
 def with_fallback_queues(book: dict[str, Any], config: Path = ROOT / "config.example.toml") -> dict[str, Any]:

@@ -15,12 +15,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from support import sandbox_org_config
+from support import dry_cycle, sandbox_org_config
 
 from sandbox import Sandbox, generate_book
-from state import StateDB
-from sync.app import make_salesforce, make_vitally
-from sync.cycle import run_cycle
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
@@ -49,15 +46,7 @@ def test_a_demo_request_from_remote_and_an_account_of_unlocated_users_are_routed
 
     with Sandbox(book, now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)  # inbound leads wait with the org's default lead owner
-        report = run_cycle(
-            config,
-            StateDB.memory(),
-            make_vitally(config),
-            make_salesforce(config),
-            clock=lambda: NOW,
-            now=NOW,
-            dry_run=True,
-        )
+        report = dry_cycle(config, NOW)
 
     assert not [e for e in report.record_errors if e.record_id in (lead_id, account_id, referred_id)]
     lead_writes = [w for w in report.plan if w.record == lead_id]
@@ -95,15 +84,7 @@ def test_an_inbound_lead_that_names_no_country_takes_the_region_of_its_linked_ac
 
     with Sandbox(book, now=NOW) as sandbox:
         config = sandbox_org_config(sandbox.url)
-        report = run_cycle(
-            config,
-            StateDB.memory(),
-            make_vitally(config),
-            make_salesforce(config),
-            clock=lambda: NOW,
-            now=NOW,
-            dry_run=True,
-        )
+        report = dry_cycle(config, NOW)
 
     pools = {w.record: w.owner.pool for w in report.plan if w.record in countries and w.owner is not None}
     # DE is in the EU, whose TAEs are the pool for every region but the US ("TAE/*").

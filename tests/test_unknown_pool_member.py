@@ -11,13 +11,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from support import sandbox_org_config
+from support import dry_cycle, sandbox_org_config
 
 from rules.round_robin import Member
 from sandbox import Sandbox, generate_book
-from state import StateDB
-from sync.app import make_salesforce, make_vitally
-from sync.cycle import run_cycle
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 MISSING = "005000000000999AAA"  # no user of the sandbox's org
@@ -33,15 +30,7 @@ def test_a_member_the_org_has_no_user_for_is_never_drawn() -> None:
             # The unknown member first, with the highest weight: it would win most draws.
             pools[key] = replace(pool, members=(Member(MISSING, "Xan Missing", weight=10), *pool.members))
         config = replace(config, pools=pools)
-        report = run_cycle(
-            config,
-            StateDB.memory(),
-            make_vitally(config),
-            make_salesforce(config),
-            clock=lambda: NOW,
-            now=NOW,
-            dry_run=True,
-        )
+        report = dry_cycle(config, NOW)
     owners = [w.owner.user_id for w in report.plan if w.owner is not None]
     assert len(owners) > 10
     assert MISSING not in owners
