@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Assignment", "Member", "Pool", "charge", "choose", "explain_pool"]
+__all__ = ["Assignment", "Member", "Pool", "charge", "choose", "explain_pool", "refund"]
 
 
 @dataclass(frozen=True)
@@ -198,6 +198,24 @@ def charge(pool: Pool, credits: Mapping[str, float], user_id: str, candidates: t
     for member in eligible:
         new_credits[member.user_id] += member.weight
     new_credits[user_id] -= sum(m.weight for m in eligible)
+    return new_credits
+
+
+def refund(pool: Pool, credits: Mapping[str, float], user_id: str, candidates: tuple[str, ...]) -> dict[str, float]:
+    """The pool's credits with a draw taken back: `user_id` chosen among `candidates` (the members
+    eligible then), undone as if it had never been made. A draw is taken back when its lead was
+    never created and never will be with that owner (Salesforce refuses a user deactivated since
+    the draw), so the pool draws again (`sync.owners`): the member keeps no charge for a lead it
+    never got, and when they are active again their share is where it would have been. Exactly
+    `charge` in reverse (the credits still sum to what they summed to); pure, and a member no
+    longer in the pool changes nothing."""
+    new_credits = {m.user_id: float(credits.get(m.user_id, 0.0)) for m in pool.members}
+    eligible = [m for m in pool.members if m.user_id in candidates]
+    if user_id not in {m.user_id for m in eligible}:
+        return new_credits
+    for member in eligible:
+        new_credits[member.user_id] -= member.weight
+    new_credits[user_id] += sum(m.weight for m in eligible)
     return new_credits
 
 

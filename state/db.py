@@ -1642,8 +1642,11 @@ class StateDB:
         rows = self.db.execute("SELECT user_id, credit FROM rr_credits WHERE pool = ?", [pool]).fetchall()
         return {user: float(credit) for user, credit in rows}
 
-    def save_credits(self, pool: str, credits: Mapping[str, float], charged: str | None) -> None:
-        """Store a pool's credits after a draw; `charged` (the chosen member) counts one more."""
+    def save_credits(
+        self, pool: str, credits: Mapping[str, float], charged: str | None, refunded: str | None = None
+    ) -> None:
+        """Store a pool's credits after a draw; `charged` (the chosen member) counts one more, and
+        `refunded` (a member whose earlier draw was taken back, `rules.round_robin.refund`) one less."""
         # Members no longer in the pool leave its memory; the others keep their count (one more
         # for `charged`), a new one starts from 0: two statements a draw, not three.
         conn = self.db.conn
@@ -1654,7 +1657,7 @@ class StateDB:
         conn.executemany(
             "INSERT INTO rr_credits (pool, user_id, credit, assigned) VALUES (?, ?, ?, ?) ON CONFLICT (pool, user_id) "
             "DO UPDATE SET credit = excluded.credit, assigned = assigned + excluded.assigned",
-            ((pool, user, credit, 1 if user == charged else 0) for user, credit in credits.items()),
+            ((pool, user, credit, (user == charged) - (user == refunded)) for user, credit in credits.items()),
         )
 
     def set_pool_memory(self, pool: str, memory: Mapping[str, tuple[float, int]]) -> None:
@@ -1690,6 +1693,21 @@ class StateDB:
                 choice.at,
             ],
         )
+
+    def forget_assignment(self, key: str) -> None:
+        """Forget the owner chosen for `key`: that draw was taken back because its lead was never
+        created with them (`sync.owners`), and the caller draws again."""
+        self.db.conn.execute("DELETE FROM assignments WHERE key = ?", [key])
+
+    def supersede_owned_by(self, record: str, owner: str, reason: str, at: str) -> int:
+        """Never send the Salesforce writes to `record`, pending or parked, that make `owner` its
+        owner: that owner's draw was taken back (`sync.owners`). Returns how many rows it set aside."""
+        cursor = self.db.conn.execute(
+            "UPDATE outbox SET status = 'superseded', last_error = ?, updated_at = ? WHERE system = 'salesforce' "
+            "AND record = ? AND status IN ('pending', 'parked') AND json_extract(payload, '$.OwnerId') = ?",
+            [reason, at, record, owner],
+        )
+        return cursor.rowcount
 
     def assignments_of_run(self, run_id: int) -> list[OwnerChoice]:
         """The owners a run drew, in key order."""

@@ -3,6 +3,17 @@
 The choice and the pool's new memory are written to the state in the caller's transaction (the
 one that also queues the write carrying the owner), so a retry after a crash re-sends the same
 owner and never draws again: no member is charged twice and none is skipped.
+
+One case draws again: the owner chosen for a lead that was never created (its write refused,
+failing, or not sent yet) has since been deactivated in Salesforce, or is no user of the org at
+all. Salesforce refuses such an owner (`INACTIVE_OWNER_OR_USER`), so the lead would wait forever,
+parked. The draw is taken back (`rules.round_robin.refund`: that member is charged nothing for a
+lead they never got), the pool draws again, and the writes that carried the old owner are set
+aside with the reason. A send whose answer was lost may have created the lead with the old
+owner: it cannot be drawn again then, because every plan follows a read that shows the lead
+(a cycle reads Lead changes since its cursor less `lookback_seconds`, and rolls back before
+planning when that read fails; a mini-cycle reads the leads linked to its accounts fresh), and
+callers ask for an owner only for a lead that read did not show.
 """
 
 from __future__ import annotations
@@ -11,7 +22,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 from core.model import SfUser
-from rules.round_robin import choose
+from rules.round_robin import Pool, choose, refund
 from state import OwnerChoice, StateDB
 from sync.config import Config
 
@@ -55,13 +66,49 @@ class Owners:
 
     def owner_for(self, key: str, team: str, region: str) -> OwnerChoice | None:
         """The owner of the lead `key`: the one chosen before, else a draw from the (team,
-        region) pool, remembered. None when no pool is configured for it."""
+        region) pool, remembered. None when no pool is configured for it. Callers ask only while
+        the lead does not carry its owner yet: a chosen owner Salesforce would refuse is drawn
+        again (see the module's docstring)."""
         earlier = self.state.assignment(key)
         if earlier is not None:
-            return earlier
+            gone = self._gone(earlier)
+            if gone is None:
+                return earlier
+            return self._draw_again(earlier, gone, team, region)
         pool = self.config.pool_for(team, region)
         if pool is None:
             return None
+        return self._draw(key, pool)
+
+    def _gone(self, choice: OwnerChoice) -> str | None:
+        """Why Salesforce would refuse the owner chosen earlier ("inactive in Salesforce", "not a
+        Salesforce user"); None when it would not."""
+        user = choice.user_id
+        if choice.fallback or user is None:
+            return None  # a fallback queue or user is the operator's, checked by `crm-sync check`
+        why = "not a Salesforce user" if user in self.unknown_users else None
+        why = "inactive in Salesforce" if user in self.inactive_users else why
+        return why
+
+    def _draw_again(self, earlier: OwnerChoice, gone: str, team: str, region: str) -> OwnerChoice | None:
+        """Take back `earlier` (its owner is `gone`): refund its pool, forget it, set aside the
+        writes carrying that owner, and draw from the lead's pool as it is configured now."""
+        user = earlier.user_id or ""
+        drawn_from = next((p for p in self.config.pools.values() if p.key == earlier.pool), None)
+        if drawn_from is not None:
+            credits = refund(drawn_from, self.state.credits(drawn_from.key), user, earlier.candidates)
+            self.state.save_credits(drawn_from.key, credits, None, refunded=user)
+        self.state.forget_assignment(earlier.key)
+        why = f"{earlier.name} ({user}), drawn in run {earlier.run_id}, is {gone}"
+        self.state.supersede_owned_by(earlier.key, user, f"drawn again: {why}", self.at)
+        pool = self.config.pool_for(team, region)
+        if pool is None:
+            return None
+        return self._draw(earlier.key, pool, again=f"; drawn again: {why} and never got the lead")
+
+    def _draw(self, key: str, pool: Pool, again: str = "") -> OwnerChoice:
+        """Draw from `pool` for `key`, charge it and remember the choice (`again`: why an earlier
+        draw was taken back, at the end of the reason)."""
         load = {
             member.user_id: self.managed_by_email[member.email]
             for member in pool.members
@@ -81,7 +128,7 @@ class Owners:
             user_id=assignment.user_id,
             name=assignment.name,
             fallback=assignment.fallback,
-            reason=assignment.reason,
+            reason=assignment.reason + again,
             run_id=self.run_id,
             at=self.at,
             candidates=tuple(assignment.candidates),

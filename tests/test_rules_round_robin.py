@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rules.round_robin import Assignment, Member, Pool, choose, explain_pool
+from rules.round_robin import Assignment, Member, Pool, choose, explain_pool, refund
 
 
 def _members(weights: list[int] | tuple[int, ...]) -> tuple[Member, ...]:
@@ -197,6 +197,50 @@ def test_choose_moves_only_eligible_credits_and_keeps_their_sum(weights: list[in
     winner = eligible[grown.index(max(grown))]  # index() finds the first: ties go to pool order
     assert assignment.user_id == winner.user_id
     assert after[winner.user_id] == max(grown) - sum(m.weight for m in eligible)
+
+
+# --- taking a draw back (its owner was deactivated before the lead was created) ------------------
+
+
+@given(
+    weights=weights_st,
+    credits=st.lists(st.integers(-20, 20), min_size=8, max_size=8),
+    later=st.integers(0, 12),
+)
+def test_refund_takes_a_draw_back_as_if_it_was_never_made(weights: list[int], credits: list[int], later: int) -> None:
+    pool = _pool(_members(weights))
+    before = {m.user_id: float(c) for m, c in zip(pool.members, credits, strict=False)}
+    taken_back, after = choose(pool, before)
+    assert taken_back.user_id is not None
+    assert refund(pool, after, taken_back.user_id, taken_back.candidates) == before
+    # Taken back after other leads' draws: exactly that draw's change comes off, nothing else.
+    _, since = _draw(pool, after, later)
+    undone = refund(pool, since, taken_back.user_id, taken_back.candidates)
+    assert undone == {user: since[user] - (after[user] - before[user]) for user in since}
+    assert sum(undone.values()) == sum(before.values())
+
+
+def test_refund_of_a_deactivated_member_gives_the_others_their_exact_share() -> None:
+    """Four TAMs, 8 leads: the first lead drawn for TAM 0, who is deactivated before it is
+    created. Taken back and drawn again among the other three, the 8 leads go 3/3/2 (the 8th
+    to the first listed): TAM 0 counts none, and the other three end within one of each other."""
+    pool = _pool(_members([1, 1, 1, 1]))
+    first, credits = choose(pool, {})
+    assert first.user_id == "005000"
+    credits = refund(pool, credits, first.user_id, first.candidates)
+    gone = frozenset({"005000"})
+    owners = []
+    for _ in range(8):
+        assignment, credits = choose(pool, credits, inactive_users=gone)
+        owners.append(assignment.user_id)
+    assert Counter(owners) == {"005001": 3, "005002": 3, "005003": 2}
+    assert credits["005000"] == 0.0  # back where it was: no charge for a lead never created
+
+
+def test_refund_of_a_member_no_longer_in_the_pool_changes_nothing() -> None:
+    pool = _pool(_members([2, 1]))
+    credits = {"005000": 1.0, "005001": -1.0}
+    assert refund(pool, credits, "005999", ("005999", "005000")) == credits
 
 
 # --- skipping, fallback, reasons ----------------------------------------------------------------
