@@ -109,6 +109,13 @@ class SalesforcePort(Protocol):
         a record that no longer exists is simply absent."""
         ...
 
+    def read_where(
+        self, sobject: str, fields: Iterable[str], field: str, values: Sequence[str]
+    ) -> Iterator[dict[str, Any] | Unreadable]:
+        """The current `fields` (and `Id`) of the records of `sobject` whose `field` holds one of
+        `values` (an external id: `Sync_Key__c`), in one query per 200 values."""
+        ...
+
     def iter_ids(self, sobject: str) -> Iterator[str | None]:
         """The Id of every record of `sobject` that exists (not deleted: the recycle bin left out);
         None in place of a record that could not be read (the list is then incomplete)."""

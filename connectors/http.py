@@ -20,11 +20,19 @@ from requests.adapters import HTTPAdapter
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
 )
+from urllib3.exceptions import NewConnectionError
 
-from core.errors import ConfigError, RateLimitedError, RetriableError, StopRequested, UnreachableError
+from core.errors import (
+    ConfigError,
+    RateLimitedError,
+    RetriableError,
+    StopRequested,
+    UnansweredError,
+    UnreachableError,
+)
 
 __all__ = [
     "TRANSIENT_STATUSES",
@@ -34,6 +42,7 @@ __all__ = [
     "call_with_retry",
     "interruptible_sleep",
     "make_session",
+    "never_sent",
     "not_json",
 ]
 
@@ -49,6 +58,20 @@ _Cert = bytes | str | tuple[bytes | str, bytes | str] | None
 # 406 (usually without a body) and 420 (Salesforce Edge's "We are setting things up" page).
 # Connectors used in production retry both (Airbyte's source-salesforce, rate_limiting.py).
 TRANSIENT_STATUSES = frozenset({406, 420})
+
+
+def never_sent(error: BaseException) -> bool:
+    """Whether a requests failure happened before the request could reach the service: the
+    connection was refused, timed out while connecting, its name did not resolve, or its TLS
+    handshake or proxy failed. Such a write is safe to send again as it is. Any other network
+    failure (a read timeout, a connection closed or reset once the request was on its way) leaves
+    a write's effect unknown (`UnansweredError`)."""
+    if isinstance(error, requests.ConnectTimeout | requests.exceptions.SSLError | requests.exceptions.ProxyError):
+        return True
+    if not isinstance(error, requests.ConnectionError) or not error.args:
+        return False
+    reason = getattr(error.args[0], "reason", error.args[0])  # urllib3's MaxRetryError wraps the cause
+    return isinstance(reason, NewConnectionError)
 
 
 def not_json(content: bytes | str | None) -> bool:
@@ -120,7 +143,9 @@ def call_with_retry(
 
     - Only `RetriableError` is retried, and only when `is_safe` (the operation may be repeated
       without effect: reads, upserts by external id, idempotent PUTs); otherwise `fn` runs once.
-      Any other exception propagates at once, unchanged.
+      Any other exception propagates at once, unchanged, and so does `UnansweredError` (a write
+      whose answer was lost: repeating it could undo what a person did since; the caller looks
+      at the record first).
     - Between attempts: `RateLimitedError.wait_seconds` when the service gave one, else
       exponential backoff with jitter (1, 2, 4 … s plus up to 1 s); every wait is capped at
       `max_wait` and spent through `sleep`.
@@ -131,16 +156,20 @@ def call_with_retry(
         sleep=sleep,
         stop=stop_after_attempt(max_attempts if is_safe else 1),
         wait=_wait(max_wait),
-        retry=retry_if_exception_type(RetriableError),
+        retry=retry_if_exception(_resend),
         before_sleep=_log_retry,
         reraise=True,
     )
     try:
         return retrying(fn)
     except RetriableError as error:
-        if error.status is None:
+        if error.status is None and not isinstance(error, UnansweredError):
             raise UnreachableError(str(error), system=error.system) from error
         raise
+
+
+def _resend(error: BaseException) -> bool:
+    return isinstance(error, RetriableError) and not isinstance(error, UnansweredError)
 
 
 class TimeoutHTTPAdapter(HTTPAdapter):

@@ -4,7 +4,10 @@ Every request goes through `SalesforceClient._call`, which counts it, checks the
 before a write, maps any failure through the one `_classify`, logs in again once on a 401 when
 the client holds OAuth client credentials, and repeats it under the one retry policy
 (`connectors.http.call_with_retry`). Writes are only upserts by external id and updates by Id,
-both safe to repeat; this adapter never POST-creates.
+both safe to repeat; this adapter never POST-creates. A write is repeated only when it surely did
+not take effect (an answer refusing it for now: 429, 5xx; a connection that never opened); one
+whose answer was lost raises `UnansweredError`, since a person or an org's Flow may have changed
+the records since it landed, and the apply step looks before it sends them again.
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from simple_salesforce.exceptions import SalesforceError
 from simple_salesforce.format import format_soql
 
 from connectors.base import RequestCounter, WriteResult, parse_iso_utc
-from connectors.http import TRANSIENT_STATUSES, backoff_wait, call_with_retry, make_session, not_json
+from connectors.http import (
+    TRANSIENT_STATUSES,
+    backoff_wait,
+    call_with_retry,
+    make_session,
+    never_sent,
+    not_json,
+)
 from connectors.paging import CursorPaginator
 from core.decoding import JsonError, Unreadable, decode_json, decode_page
 from core.errors import (
@@ -35,6 +45,7 @@ from core.errors import (
     RateLimitedError,
     RetriableError,
     SyncError,
+    UnansweredError,
 )
 from core.settings import HTTP_URL, secret, setting
 
@@ -107,7 +118,10 @@ class SalesforceSettings:
         maximum=100,
     )
     max_wait_seconds: float = setting(
-        60, "Longest single wait between two attempts (or record lock re-sends), in seconds.", minimum=0, maximum=3600
+        60,
+        "Longest single wait between two attempts (or record lock re-sends, or looks after a lost answer), in seconds.",
+        minimum=0,
+        maximum=3600,
     )
     lock_retries: int = setting(
         3,
@@ -373,7 +387,8 @@ class SalesforceClient:
     # -- the one request loop ----------------------------------------------------------------------
 
     def _call(self, method: str, template: str, fn: Callable[[Salesforce], T], *, write: bool = False) -> T:
-        """Run `fn(sf)` (one HTTP request) under the retry policy, with one re-login on a 401."""
+        """Run `fn(sf)` (one HTTP request) under the retry policy, with one re-login on a 401. A
+        `write` whose answer was lost is not repeated: `UnansweredError`."""
         sf = self._client()
         relogged = False
 
@@ -383,7 +398,15 @@ class SalesforceClient:
             self.requests.add(method, template)
             try:
                 return fn(sf)
-            except (SalesforceError, JsonError, requests.exceptions.JSONDecodeError, *_NETWORK_ERRORS) as error:
+            except _NETWORK_ERRORS as error:
+                if write and not never_sent(error):
+                    raise UnansweredError(
+                        f"salesforce {method} {template}: no answer ({type(error).__name__}); "
+                        "the write may have taken effect",
+                        system=SYSTEM,
+                    ) from error
+                raise _classify(error) from error
+            except (SalesforceError, JsonError, requests.exceptions.JSONDecodeError) as error:
                 raise _classify(error) from error
 
         def attempt_with_relogin() -> T:

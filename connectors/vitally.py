@@ -4,7 +4,10 @@ Every request goes through `VitallyClient._request`, which waits for the client'
 counts it, classifies the response once (`classify`) and repeats it under the one retry policy
 (`connectors.http.call_with_retry`).
 Every operation offered here is safe to repeat: reads, `PUT` of traits (a merge), and task
-upserts keyed by `externalId`.
+upserts keyed by `externalId`. A write is repeated only when it surely did not take effect (an
+answer refusing it for now: 429, 5xx; a connection that never opened); one whose answer was lost
+raises `UnansweredError`, since a person may have changed the account since it landed, and the
+apply step looks before it sends it again.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from urllib.parse import quote
 import requests
 
 from connectors.base import RequestCounter, parse_iso_utc
-from connectors.http import TRANSIENT_STATUSES, call_with_retry, make_session, not_json
+from connectors.http import TRANSIENT_STATUSES, call_with_retry, make_session, never_sent, not_json
 from connectors.paging import CursorPaginator
 from connectors.ratelimit import RateLimiter
 from core.decoding import JsonError, PendingRecords, Unreadable, decode_json, decode_page, decode_page_deferred
@@ -36,6 +39,7 @@ from core.errors import (
     RetriableError,
     StopRequested,
     SyncError,
+    UnansweredError,
     UnreachableError,
     WriteRejectedError,
 )
@@ -85,7 +89,8 @@ class VitallySettings:
     )
     max_wait_seconds: float = setting(
         60,
-        "Longest single wait between two attempts, in seconds (caps the backoff and RateLimit-Reset too).",
+        "Longest single wait between two attempts, in seconds (caps the backoff, RateLimit-Reset and the looks "
+        "after a lost answer too).",
         minimum=0,
         maximum=3600,
     )
@@ -461,6 +466,12 @@ class VitallyClient:
                         timeout=self._timeout,
                     )
                 except _NETWORK_ERRORS as error:
+                    if record_key is not None and not never_sent(error):
+                        raise UnansweredError(
+                            f"vitally {method} {template}: no answer ({type(error).__name__}); "
+                            "the write may have taken effect",
+                            system=SYSTEM,
+                        ) from error
                     raise self.classify(error) from error
                 self._observe_rate_limit(response)
             if response.status_code == 404 and allow_not_found:

@@ -7,7 +7,9 @@
     │   ├── UnreachableError       the service cannot be reached at all; exit 3
     │   └── ContractError          the service answered in a shape we do not understand
     ├── RetriableError             safe to try again later (429, 5xx, timeouts, resets)
-    │   └── RateLimitedError       429; carries the seconds to wait
+    │   ├── RateLimitedError       429; carries the seconds to wait
+    │   └── UnansweredError        a write went out and its answer was lost: it may have taken
+    │                              effect, so it is looked at again before it is sent again
     ├── RecordError                one bad record: report it (id + field) and skip it
     ├── WriteRejectedError         one write refused for good (validation, duplicates): park it
     ├── QuotaExhaustedError        the daily API allocation (or our share of it) is used up:
@@ -32,6 +34,7 @@ __all__ = [
     "RetriableError",
     "StopRequested",
     "SyncError",
+    "UnansweredError",
     "UnreachableError",
     "WriteRejectedError",
 ]
@@ -85,6 +88,16 @@ class RateLimitedError(RetriableError):
     def __init__(self, message: str, *, system: str = "", wait_seconds: float | None = None) -> None:
         super().__init__(message, system=system, status=429)
         self.wait_seconds = wait_seconds
+
+
+class UnansweredError(RetriableError):
+    """A write request went out and its answer never came (a read timeout, a connection closed or
+    reset after the request was sent): it may have taken effect. The connectors never send it again
+    on their own, because a person (or an org's automation) may have changed the record since: the
+    apply step looks at the record first (`sync.apply`), as before any send."""
+
+    def __init__(self, message: str, *, system: str = "") -> None:
+        super().__init__(message, system=system)
 
 
 class RecordError(SyncError):

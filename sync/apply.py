@@ -8,6 +8,18 @@ marked done together with the values it wrote, in a transaction of its own (per 
 batch of them, per Salesforce collection): a crash between a request and its commit only means
 the same idempotent write is sent again. A transient failure stays pending for the next cycle; a
 permanent one is parked (`failed`, `retry`); one that stops the whole service ends the cycle.
+
+A write whose answer was lost (`UnansweredError`: the request went out, no answer came) may have
+taken effect, and a person, or an org's Flow, may have changed the record since. It is never sent
+again blindly: after a pause (1, 2, 4, 8 s plus jitter) the step looks at its records again, as
+before a first send (an update's leads re-read by Id, a new lead looked up by its `Sync_Key__c`,
+an account in the next look at Vitally, a task on its account), so what took effect is marked
+done, what a person overtook is dropped as a conflict, and only what is still missing is sent
+again: up to `LOST_ANSWER_RESENDS` times. Lost every time, the service looks down, as after the
+retry policy gives up on any request: the step ends (`UnreachableError`) and the write stays
+pending for the next cycle, whose plan settles it from what it reads. A write found done on the
+second look counts as `applied` when it created a record (a lead, a task) and `already_there`
+when it changed one.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ from functools import partial
 from typing import Any
 
 from connectors.base import SalesforcePort, VitallyPort, WriteResult
+from connectors.http import backoff_wait, interruptible_sleep
 from connectors.slack import AnnounceSettings
 from core.errors import (
     ContractError,
@@ -28,6 +41,8 @@ from core.errors import (
     RetriableError,
     StopRequested,
     SyncError,
+    UnansweredError,
+    UnreachableError,
     WriteRejectedError,
 )
 from rules.context import closed_statuses
@@ -38,11 +53,12 @@ from sync.freshness import RECHECK_EVERY, LastLook
 from sync.vocabulary import PAGE, CycleReport, Hooks, iso
 from sync.wire import WRITTEN_TRAIT, written_trait
 
-__all__ = ["Applier"]
+__all__ = ["LOST_ANSWER_RESENDS", "Applier"]
 
 _COMMIT_EVERY = 100  # Vitally PUTs marked done per transaction, at most…
 _COMMIT_WITHIN = 0.02  # …and a success waits no longer than this (seconds) for its commit
 COLLECTION = 200  # records per sObject Collections request (Salesforce's maximum)
+LOST_ANSWER_RESENDS = 4  # looks (and sends of what is still missing) after a write's answer was lost
 
 _Groups = dict[str, list[OutboxRow]]  # outbox rows by the record they write
 
@@ -77,10 +93,13 @@ class Applier:
         max_writes: int | None = None,
         only_run: int | None = None,
         closed: frozenset[str] | None = None,
+        max_wait: Mapping[str, float] | None = None,
     ) -> None:
         """`records`: send the pending writes of these records only (an event's mini-cycle), not
         the whole outbox; `look`: the last look before writes, when not `LastLook`'s own (`closed`:
-        the lead statuses its look at leads reads as closed, `rules.context.closed_statuses`)."""
+        the lead statuses its look at leads reads as closed, `rules.context.closed_statuses`);
+        `max_wait`: each system's longest wait (`max_wait_seconds`), which caps the pause before a
+        look after a lost answer (60 s without it)."""
         self.state = state
         self.followups = followups  # queues a lead write's announcement and ticket when it is done
         self.outlets = outlets or Outlets()
@@ -103,6 +122,8 @@ class Applier:
         self._cap = max_writes
         # `apply`: only the rows this run queued or confirmed (a reviewed plan's), none of the others.
         self._only_run = only_run
+        self._pause = interruptible_sleep(hooks.should_stop)  # before a look after a lost answer
+        self._max_wait = dict(max_wait or {})
 
     def run(self) -> None:
         """Send every pending write: one Vitally PUT per account with all its trait changes, tasks
@@ -160,35 +181,71 @@ class Applier:
             if self.hooks.should_stop() or not self._fits():
                 self.report.counts["deferred"] += 1  # what is not sent stays pending for the next start
                 continue
-            exists = self._send([row.id], partial(self.look.task_exists, row))
+            self._send_task(row)
+
+    def _send_task(self, row: OutboxRow) -> None:
+        """One task: looked up first when an earlier send may have created it (`LastLook.task_exists`),
+        and again after a send whose answer was lost, before it is sent again."""
+        for attempt in range(LOST_ANSWER_RESENDS + 1):
+            if attempt:
+                self._wait_after_loss(attempt, "vitally")
+                self.look.forget_tasks(row.write.account or "")
+            exists = self._send([row.id], partial(self.look.task_exists, row, sent=attempt > 0))
             if exists is None:
-                continue  # the look-up failed: the task stays pending, or is parked
-            if not exists and self._send([row.id], partial(self.vitally.upsert_task, dict(row.write.payload))) is None:
-                continue
-            self.report.counts["already_there" if exists else "applied"] += 1
-            at = iso(self.clock())
-            with self.state.atomic():
-                self.state.mark_done([row.id], at)
-                self.state.set_last_written("vitally", row.write.record, {"task": True}, self.report.run_id, at)
-            self.hooks.progress("writes sent", self.report.counts["applied"], self._to_send)
+                return  # the look-up failed: the task stays pending, or is parked
+            if exists:
+                break
+            lost: list[UnansweredError] = []
+            sent = self._send([row.id], partial(self.vitally.upsert_task, dict(row.write.payload)), lost=lost)
+            if sent is not None:
+                break
+            if not lost:
+                return  # failed: pending or parked
+        else:
+            self._still_lost([row.id], "vitally: a task", "vitally")
+            return
+        # A task found after this step's own lost send is one it created: applied, not "already there".
+        self.report.counts["already_there" if exists and not attempt else "applied"] += 1
+        at = iso(self.clock())
+        with self.state.atomic():
+            self.state.mark_done([row.id], at)
+            self.state.set_last_written("vitally", row.write.record, {"task": True}, self.report.run_id, at)
+        self.hooks.progress("writes sent", self.report.counts["applied"], self._to_send)
 
     def _put_traits(self, groups: _Groups) -> None:
+        """The PUTs of `groups` (`_put_traits_once`); those whose answers were lost are looked at
+        again after a pause, by the last look that comes before any PUT, and sent again only if
+        still wanted (see the module's docstring)."""
+        for attempt in range(LOST_ANSWER_RESENDS + 1):
+            if attempt:
+                self._wait_after_loss(attempt, "vitally")
+            groups = self._put_traits_once(groups)
+            if not groups:
+                return
+        self._still_lost([row.id for rows in groups.values() for row in rows], "vitally: account traits", "vitally")
+
+    def _put_traits_once(self, groups: _Groups) -> _Groups:
         """One PUT per account, through the connector's bounded pool, each carrying the
         `crm_sync_written` trait (what crm-sync has written to the account, this PUT included).
         Before every `RECHECK_EVERY` accounts, a last look drops the writes a person overtook.
         Each success is committed within 20 ms, in batches of up to 100 when they come back
         faster than that (an unthrottled sandbox); at Vitally's real pace every PUT commits alone.
         A crash between a PUT and its commit only means the same idempotent PUT is sent again on
-        restart."""
+        restart. Returns the accounts whose answers were lost."""
         remaining = dict(groups)
         sent: dict[str, list[OutboxRow]] = {}
         merged: dict[str, dict[str, Any]] = {}
         wanted = self._to_put(list(groups), remaining, sent, merged)
         done: list[tuple[str, Any]] = []
+        lost: _Groups = {}
         oldest = 0.0  # when the oldest success not yet committed came back
         fatal: SyncError | None = None
         try:
             for record, outcome in self.vitally.put_traits_many(wanted, workers=self.write_workers):
+                if isinstance(outcome, UnansweredError):
+                    self._lost([row.id for row in sent[record]], outcome)
+                    lost[record] = sent[record]
+                    continue
                 if isinstance(outcome, SyncError):
                     if self._failed_by([row.id for row in sent[record]], outcome):
                         fatal = outcome
@@ -203,6 +260,7 @@ class Applier:
         self.report.counts["deferred"] += len(remaining)
         if fatal is not None:
             raise fatal
+        return lost
 
     def _to_put(
         self,
@@ -236,7 +294,8 @@ class Applier:
     def _looked_at(self, remaining: _Groups) -> bool:
         """The last look at the accounts about to be written; False when Vitally could not answer
         it (those writes are counted as failed and stay pending). An error that stops the whole
-        service is raised."""
+        service is raised. After a lost answer it also says what became of that PUT: one that
+        took effect changed its account, which the look then lists (or, in a mini-cycle, reads)."""
         try:
             self.look.accounts(remaining)
         except RetriableError as exc:
@@ -334,29 +393,72 @@ class Applier:
         return collection
 
     def _send_leads(self, salesforce: SalesforcePort, op: str, groups: _Groups) -> None:
-        """One collection: upserts of new leads, or updates of leads a last look found unchanged."""
+        """One collection: upserts of new leads, or updates of leads a last look found unchanged.
+        Leads whose collection's answer was lost are looked at again after a pause (updates: the
+        same last look; new leads: looked up by key, and those the lost upsert created are done)
+        and only what is still missing is sent again (see the module's docstring)."""
+        for attempt in range(LOST_ANSWER_RESENDS + 1):
+            if attempt:
+                self._wait_after_loss(attempt, "salesforce")
+                if op == "upsert_lead" and not self._created_by_lost(groups):
+                    return  # the look-up failed or was held: the leads stay pending
+            if not groups:
+                return
+            groups = self._send_leads_once(salesforce, op, groups)
+            if not groups:
+                return
+        self._still_lost([row.id for rows in groups.values() for row in rows], "salesforce: leads", "salesforce")
+
+    def _send_leads_once(self, salesforce: SalesforcePort, op: str, groups: _Groups) -> _Groups:
+        """Send one collection (two for new leads: with and without an owner); returns the leads
+        whose answer was lost."""
         if op == "update_lead":
             ids = [row.id for rows in groups.values() for row in rows]
             if self._send(ids, partial(self.look.leads, groups)) is None or not groups:
-                return
+                return {}
         merged = _merged(groups)
         if op == "update_lead":
             records = [{"Id": record, **fields} for record, fields in merged.items()]
-            self._send_collection(groups, merged, partial(salesforce.update, "Lead", records, set_owner=True))
-            return
+            return self._send_collection(groups, merged, partial(salesforce.update, "Lead", records, set_owner=True))
+        lost: _Groups = {}
         for owned in (True, False):
             part = {record: fields for record, fields in merged.items() if ("OwnerId" in fields) == owned}
             if part:
                 call = partial(salesforce.upsert, "Lead", "Sync_Key__c", list(part.values()), set_owner=owned)
-                self._send_collection({record: groups[record] for record in part}, part, call)
+                lost.update(self._send_collection({record: groups[record] for record in part}, part, call))
+        return lost
+
+    def _created_by_lost(self, groups: _Groups) -> bool:
+        """Look up new leads whose upsert's answer was lost, by their key: those it created are
+        done (with their follow-ups) and leave `groups`; False when the look-up failed."""
+        ids = [row.id for rows in groups.values() for row in rows]
+        try:
+            found = self.look.new_leads(groups)
+        except SyncError as exc:
+            if self._failed_by(ids, exc):
+                raise
+            return False
+        if found is None:
+            self._failed(
+                ids, "salesforce: a new lead came back unreadable when looked up after a lost answer", park=False
+            )
+            return False
+        if found:
+            taken = {key: groups.pop(key) for key in found}
+            results = [WriteResult(key=key, ok=True, id=lead_id) for key, lead_id in found.items()]
+            self._record_results(results, taken, _merged(taken))
+        return True
 
     def _send_collection(
         self, groups: _Groups, merged: Mapping[str, Mapping[str, Any]], call: Callable[[], list[WriteResult]]
-    ) -> None:
-        results = self._send([row.id for rows in groups.values() for row in rows], call)
+    ) -> _Groups:
+        """Send one collection and record its results; returns `groups` when its answer was lost."""
+        lost: list[UnansweredError] = []
+        results = self._send([row.id for rows in groups.values() for row in rows], call, lost=lost)
         if results is not None:
             self.report.counts["salesforce_writes"] += 1
             self._record_results(results, groups, merged)
+        return dict(groups) if lost else {}
 
     def _record_results(
         self, results: list[WriteResult], groups: _Groups, merged: Mapping[str, Mapping[str, Any]]
@@ -406,15 +508,50 @@ class Applier:
 
     # -- failures -------------------------------------------------------------------------------
 
-    def _send(self, ids: list[int], call: Callable[[], Any]) -> Any:
+    def _send(self, ids: list[int], call: Callable[[], Any], *, lost: list[UnansweredError] | None = None) -> Any:
         """One write request; on failure the rows stay pending (transient) or are parked
-        (refused for good). Returns None when it failed."""
+        (refused for good). Returns None when it failed. With `lost`, an answer that was lost is
+        appended there, the attempt counted on the rows but not yet reported as a failure: the
+        caller looks again and decides (`_still_lost` when it gives up)."""
         try:
             return call()
+        except UnansweredError as exc:
+            if lost is None:
+                if self._failed_by(ids, exc):
+                    raise
+                return None
+            self._lost(ids, exc)
+            lost.append(exc)
         except SyncError as exc:
             if self._failed_by(ids, exc):
                 raise
         return None
+
+    def _lost(self, ids: list[int], error: UnansweredError) -> None:
+        """A write whose answer was lost: its attempt is counted and it stays pending, with the
+        error, until a look says what became of it. It does not count against `--max-writes`
+        until it is sent again."""
+        with self.state.atomic():
+            self.state.mark_failed(ids, str(error), iso(self.clock()), park=False)
+        if self._room is not None:
+            self._room += 1
+        self.hooks.log("write_unanswered", {"run_id": self.report.run_id, "rows": ids, "error": str(error)})
+
+    def _wait_after_loss(self, attempt: int, system: str) -> None:
+        """The pause before looking again after a lost answer (`attempt` 1, 2, …: 1, 2, 4, 8 s plus
+        up to 1 s, capped by the system's `max_wait_seconds`); a stop asked for ends it
+        (`StopRequested`: what was not sent stays pending)."""
+        self._pause(backoff_wait(attempt, max_wait=self._max_wait.get(system, 60.0)))
+
+    def _still_lost(self, ids: list[int], what: str, system: str) -> None:
+        """Writes whose answers were lost `LOST_ANSWER_RESENDS + 1` times in a row, each resend looked
+        at first: the service looks down, as after the retry policy gave up on any request. They
+        stay pending, counted as failed (the next cycle's plan settles them from what it reads),
+        and the step ends (`UnreachableError`)."""
+        sends = LOST_ANSWER_RESENDS + 1
+        error = f"{what}: no answer to {sends} sends, each but the first looked at before; {len(ids)} write(s) wait"
+        self._failed(ids, error, park=False)
+        raise UnreachableError(error, system=system)
 
     def _failed_by(self, ids: list[int], error: SyncError) -> bool:
         """Record a failed write: parked when refused for good, pending otherwise. True when the

@@ -272,6 +272,12 @@ class Config:
         return self.state.path
 
     @property
+    def max_waits(self) -> dict[str, float]:
+        """Each service's `max_wait_seconds`, by system: what caps the apply step's pause before it
+        looks again after a write's lost answer."""
+        return {"vitally": self.vitally.max_wait_seconds, "salesforce": self.salesforce.max_wait_seconds}
+
+    @property
     def on_conflict(self) -> OnConflict:
         """`[sync] on_conflict`."""
         return self.sync.on_conflict

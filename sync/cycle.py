@@ -72,7 +72,7 @@ def run_cycle(
     The plan judges only the accounts whose inputs, facts or clock window changed since they last
     planned nothing (`sync.incremental`); `full` judges every account.
 
-    `log(event, data)` receives `cycle_started`, `write_failed`, `quota_exhausted` and
+    `log(event, data)` receives `cycle_started`, `write_failed`, `write_unanswered`, `quota_exhausted` and
     `cycle_finished`; `should_stop()` is asked between records and writes (what is not done stays
     for the next start); `progress(phase, done, total)` is called a page at a time; `on_report`
     receives the report as soon as it exists (its counts fill in as the cycle runs). `outlets` are
@@ -120,6 +120,7 @@ def run_cycle(
                 outlet_settings=config.announcements,
                 max_writes=max_writes,
                 closed=closed_statuses(config.policy),
+                max_wait=config.max_waits,
             )
             applier.run()
             if outlets.llm is not None and not hooks.should_stop():

@@ -160,13 +160,14 @@ class LastLook:
 
     # -- Vitally tasks --------------------------------------------------------------------------
 
-    def task_exists(self, row: OutboxRow) -> bool:
+    def task_exists(self, row: OutboxRow, *, sent: bool = False) -> bool:
         """Whether the task of `row` is in Vitally already, looked up only when an earlier send may
         have created it (of this row, or of one it superseded: the same task planned again with
-        another due date after a send whose answer was lost) or the state is re-learning
-        (otherwise it cannot exist: its key is crm-sync's and crm-sync never sent it). Raises the
-        connector's `SyncError`."""
-        if row.attempts == 0 and not self.report.relearning and not self.state.sent_before("vitally", row.write.record):
+        another due date after a send whose answer was lost; `sent`: this step's own send, whose
+        answer was lost) or the state is re-learning (otherwise it cannot exist: its key is
+        crm-sync's and crm-sync never sent it). Raises the connector's `SyncError`."""
+        first = row.attempts == 0 and not sent
+        if first and not self.report.relearning and not self.state.sent_before("vitally", row.write.record):
             return False
         account = row.write.account or ""
         if account not in self._tasks:
@@ -175,6 +176,39 @@ class LastLook:
                 str(task["externalId"]) for task in tasks if isinstance(task, dict) and task.get("externalId")
             }
         return row.write.record in self._tasks[account]
+
+    def forget_tasks(self, account: str) -> None:
+        """Forget the tasks looked up on `account`: a send whose answer was lost may have added one."""
+        self._tasks.pop(account, None)
+
+    # -- new Salesforce leads, after a lost answer ------------------------------------------------
+
+    def new_leads(self, groups: _Groups) -> dict[str, str] | None:
+        """New leads whose upsert's answer was lost, looked up by their key (`Sync_Key__c`, one
+        query per 200): key → Id of each the upsert created. Those are crm-sync's, written: the
+        caller marks them done; a field that already differs from what crm-sync wrote (an org's
+        Flow, or a person, since) is reported as a conflict, as a later cycle's settling would.
+        The others were not created: they stay in `groups`, to be sent again. None when a lead
+        came back unreadable: nothing is sent again (the next cycle reads and reports it)."""
+        if self._salesforce is None or not groups:
+            return {}
+        fields = sorted({name for rows in groups.values() for row in rows for name in row.write.payload})
+        found: dict[str, Mapping[str, Any]] = {}
+        for raw in self._salesforce.read_where("Lead", [*fields, "Sync_Key__c"], "Sync_Key__c", list(groups)):
+            if isinstance(raw, Unreadable):
+                return None
+            key = raw.get("Sync_Key__c")
+            if isinstance(key, str) and key in groups:
+                found[key] = raw
+        with self.state.atomic():
+            for key, lead in found.items():
+                for row in groups[key]:
+                    _, changed = changed_fields(row.write.payload, None, lead, COMPUTED_LEAD_FIELDS)
+                    for name, theirs in changed.items():
+                        wanted = row.write.payload[name]
+                        self.conflicts.found(Conflict("salesforce", key, name, wanted, theirs, row.write.rule))
+            self.conflicts.save(close_unseen=False)
+        return {key: str(lead.get("Id")) for key, lead in found.items()}
 
     # -- the check --------------------------------------------------------------------------------
 

@@ -172,6 +172,7 @@ def run_mini_cycle(
             followups=followups,
             outlets=outlets,
             outlet_settings=config.announcements,
+            max_wait=config.max_waits,
         )
         applier.run()
         _finish(state, queued, fresh, report.run_id, iso(clock()))

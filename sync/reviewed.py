@@ -329,7 +329,7 @@ def apply_plan(
         _queue(config, state, accepted, applied, fresh, iso(clock()))
         Applier(
             state, vitally, salesforce, report, write_workers=config.vitally.write_workers, clock=clock, hooks=hooks,
-            max_writes=max_writes, only_run=run_id, closed=closed_statuses(config.policy),
+            max_writes=max_writes, only_run=run_id, closed=closed_statuses(config.policy), max_wait=config.max_waits,
             # A lead written is announced and a support request ticketed, as by a cycle.
             followups=FollowUps(state, config.announcements, config.zendesk, config.salesforce.instance_url),
             outlets=make_outlets(config) if outlets is None else outlets, outlet_settings=config.announcements,

@@ -41,20 +41,38 @@ SANDBOX_ORG_UNROUTED = f'unrouted_owners = ["{DEFAULT_OWNER_USER_ID}"]'
 _OUTER_PREFIXES = ("VITALLY_", "SALESFORCE_", "CRM_SYNC_")
 
 
+def _cli_environment(env: Mapping[str, str] | None) -> dict[str, str]:
+    """The environment the CLI runs in: no credentials or crm-sync settings from the outer one,
+    except those in `env`."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(_OUTER_PREFIXES)}
+    environment.update(env or {})
+    return environment
+
+
 def run_cli(
     config: Path, state: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     """`python -m sync --config CONFIG --state STATE ARGS…`, with no credentials or crm-sync
     settings from the outer environment except those in `env`."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(_OUTER_PREFIXES)}
-    environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "sync", "--config", str(config), "--state", str(state), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=ROOT,
-        env=environment,
+        env=_cli_environment(env),
+    )
+
+
+def start_cli(config: Path, state: Path, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """`run_cli`, started and not waited for: the caller acts while it runs, then `communicate()`s."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sync", "--config", str(config), "--state", str(state), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=_cli_environment(env),
     )
 
 

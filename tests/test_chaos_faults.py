@@ -391,10 +391,13 @@ def test_chaos_faults_on_a_fifth_of_requests_end_in_the_fault_free_state(
     keys = [lead["Sync_Key__c"] for lead in our_leads(faulty)]
     assert len(keys) == len(set(keys)) == len(expected["our_leads"]) > 0  # no duplicate lead
     assert outbox(state)[("salesforce", "parked")] == outbox(state)[("vitally", "parked")] == 0
-    # Every kind of fault happened, about a fifth of all requests failed, and each cost a request.
+    # Every kind of fault happened, about a fifth of all requests failed, and each that surely did
+    # not take effect cost a request. A write whose answer was dropped took effect: the look after it
+    # (one listing for a page of Vitally PUTs, one query for a collection) finds it done, so it may
+    # cost no request of its own.
     assert set(faulted) == {"429", "500", "503", "reset", "drop_response", "timeout"}
     assert 0.15 < sum(faulted.values()) / faulty_requests < 0.25
-    assert faulty_requests - clean_requests >= 0.9 * sum(faulted.values())
+    assert faulty_requests - clean_requests >= 0.9 * (sum(faulted.values()) - faulted["drop_response"])
     # A retried write is an upsert or an update by Id, never a create.
     assert not any(c["method"] == "POST" and c["system"] == "salesforce" for c in calls)
 

@@ -13,7 +13,14 @@ import responses
 from support import request_kwargs
 
 from connectors.base import RequestCounter, WriteResult, parse_iso_utc
-from connectors.http import PlainHTTPAdapter, TimeoutHTTPAdapter, backoff_wait, call_with_retry, make_session
+from connectors.http import (
+    PlainHTTPAdapter,
+    TimeoutHTTPAdapter,
+    backoff_wait,
+    call_with_retry,
+    make_session,
+    never_sent,
+)
 from connectors.paging import CursorPaginator
 from core.errors import (
     ConfigError,
@@ -21,6 +28,7 @@ from core.errors import (
     RateLimitedError,
     RetriableError,
     SyncError,
+    UnansweredError,
     UnreachableError,
     WriteRejectedError,
 )
@@ -126,6 +134,28 @@ def test_call_with_retry_runs_unsafe_operations_once() -> None:
     with pytest.raises(RetriableError):
         call_with_retry(script, sleep=sleeps.append, is_safe=False, **RETRY)
     assert (script.calls, sleeps) == (1, [])
+
+
+def test_call_with_retry_never_sends_a_write_again_whose_answer_was_lost() -> None:
+    """A write that went out and got no answer may have taken effect: repeating it could undo what a
+    person did since. It is raised as it is (not as `UnreachableError`: the service answered
+    before and may again), and the apply step looks at the record first."""
+    script = Script(UnansweredError("vitally PUT /resources/accounts/:id: no answer"), "ok")
+    sleeps: list[float] = []
+    with pytest.raises(UnansweredError):
+        call_with_retry(script, sleep=sleeps.append, **RETRY)
+    assert (script.calls, sleeps) == (1, [])
+
+
+def test_never_sent_tells_a_refused_connection_from_a_lost_answer() -> None:
+    refused = make_session("http://127.0.0.1:9", timeout=0.5)
+    with pytest.raises(requests.ConnectionError) as caught:
+        refused.get("http://127.0.0.1:9/")  # nothing listens on the discard port: refused
+    assert never_sent(caught.value)
+    assert never_sent(requests.ConnectTimeout())
+    assert not never_sent(requests.exceptions.ReadTimeout())  # sent; its answer did not come in time
+    assert not never_sent(requests.ConnectionError(ConnectionResetError(104, "Connection reset by peer")))
+    assert not never_sent(requests.exceptions.ChunkedEncodingError())  # the answer broke off
 
 
 def test_backoff_wait_grows_and_is_capped() -> None:

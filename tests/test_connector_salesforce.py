@@ -25,6 +25,7 @@ from core.errors import (
     RateLimitedError,
     RetriableError,
     SyncError,
+    UnansweredError,
     UnreachableError,
 )
 
@@ -584,18 +585,35 @@ def test_upsert_refuses_an_answer_that_does_not_match_the_request(
     "failure",
     [
         pytest.param({"status": 503, "body": _sf_error("SERVER_UNAVAILABLE")}, id="503"),
-        pytest.param({"body": requests.exceptions.ReadTimeout()}, id="timeout-after-write"),
+        pytest.param({"body": requests.ConnectTimeout()}, id="never-connected"),
     ],
 )
-def test_upsert_is_retried_whole_because_it_is_idempotent(
+def test_upsert_is_retried_whole_when_it_surely_did_not_take_effect(
     sf: SalesforceClient, rsps: responses.RequestsMock, failure: dict[str, Any]
 ) -> None:
+    """A 503 is "the server is unavailable": the request was not processed (REST API Developer
+    Guide, Status Codes and Error Responses); a connection never opened sent nothing."""
     seen: list[list[Body]] = []
     rsps.add(responses.PATCH, UPSERT, **failure)
     rsps.add_callback(responses.PATCH, UPSERT, callback=_collection_callback(seen))
     results = sf.upsert("Lead", "Sync_Key__c", _leads(2), set_owner=False)
     assert all(r.ok for r in results)
     assert [call.request.method for call in rsps.calls] == ["PATCH", "PATCH"]
+
+
+@pytest.mark.parametrize("path", [UPSERT, UPDATE])
+def test_a_collection_whose_answer_was_lost_is_not_sent_again(
+    sf: SalesforceClient, rsps: responses.RequestsMock, path: str
+) -> None:
+    """It may have been saved, and a person or an org's Flow may have changed the leads since: the
+    apply step looks before it sends them again (tests/test_lost_answers.py)."""
+    rsps.add(responses.PATCH, path, body=requests.exceptions.ReadTimeout())
+    with pytest.raises(UnansweredError, match="may have taken effect"):
+        if path == UPSERT:
+            sf.upsert("Lead", "Sync_Key__c", _leads(2), set_owner=False)
+        else:
+            sf.update("Lead", [{"Id": "00Q000000000001AAA", "Status": "Working"}], set_owner=True)
+    assert len(rsps.calls) == 1
 
 
 def test_upsert_quota_exceeded_is_not_retried(sf: SalesforceClient, rsps: responses.RequestsMock) -> None:

@@ -26,6 +26,7 @@ from core.errors import (
     RecordError,
     RetriableError,
     SyncError,
+    UnansweredError,
     UnreachableError,
     WriteRejectedError,
 )
@@ -398,10 +399,45 @@ def test_put_traits_sends_traits_and_returns_the_account(client: VitallyClient, 
     assert client.requests["PUT", "/resources/accounts/:id"] == 1
 
 
-def test_put_traits_is_retried_because_it_is_idempotent(client: VitallyClient, rsps: responses.RequestsMock) -> None:
-    rsps.add(responses.PUT, f"{ACCOUNTS}/acc1", body=requests.exceptions.ReadTimeout())
+@pytest.mark.parametrize(
+    "failure",
+    [
+        pytest.param({"status": 503}, id="503"),
+        pytest.param({"status": 429, "headers": {"RateLimit-Reset": "0"}}, id="429"),
+        pytest.param({"body": requests.ConnectTimeout()}, id="never-connected"),
+    ],
+)
+def test_put_traits_is_retried_when_it_surely_did_not_take_effect(
+    client: VitallyClient, rsps: responses.RequestsMock, failure: dict[str, Any]
+) -> None:
+    rsps.add(responses.PUT, f"{ACCOUNTS}/acc1", **failure)
     rsps.add(responses.PUT, f"{ACCOUNTS}/acc1", json={"id": "acc1"})
     assert client.put_traits("acc1", {"a": 1}) == {"id": "acc1"}
+    assert len(rsps.calls) == 2
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [
+        pytest.param(requests.exceptions.ReadTimeout(), id="read-timeout"),
+        pytest.param(requests.ConnectionError(ConnectionResetError(104, "Connection reset by peer")), id="reset"),
+    ],
+)
+def test_put_traits_whose_answer_was_lost_is_not_sent_again(
+    client: VitallyClient, rsps: responses.RequestsMock, lost: Exception
+) -> None:
+    """It may have taken effect, and a person may have changed the account since: the apply step
+    looks before it sends it again (tests/test_lost_answers.py)."""
+    rsps.add(responses.PUT, f"{ACCOUNTS}/acc1", body=lost)
+    with pytest.raises(UnansweredError, match="may have taken effect"):
+        client.put_traits("acc1", {"a": 1})
+    assert len(rsps.calls) == 1
+
+
+def test_a_read_whose_answer_was_lost_is_retried(client: VitallyClient, rsps: responses.RequestsMock) -> None:
+    rsps.add(responses.GET, f"{ACCOUNTS}/acc1", body=requests.exceptions.ReadTimeout())
+    rsps.add(responses.GET, f"{ACCOUNTS}/acc1", json={"id": "acc1"})
+    assert client.get_account("acc1") == {"id": "acc1"}
 
 
 @pytest.mark.parametrize(("status", "code"), [(400, "HTTP_400"), (404, "NOT_FOUND"), (422, "HTTP_422")])

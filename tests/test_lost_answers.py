@@ -1,0 +1,206 @@
+"""A write whose answer was lost is looked at again before it is sent again: people win.
+
+When a write's request goes out and no answer comes back (a read timeout, a connection reset
+once the request was on its way), the write may have taken effect. Before, the connectors' retry
+policy sent it again, as it was, a second or two later: whatever a person, or an org's Flow, had
+done to the record in between was overwritten, silently. Salesforce's own guidance for a lost
+answer is to check the record before repeating the request (the REST API's "sObject Collections"
+take no precondition, so crm-sync cannot make the write conditional); Vitally's PUT has none
+either. Now the connectors raise `UnansweredError` for it and the apply step pauses, looks at the
+record again exactly as before a first send, and sends only what is still missing
+(`sync/apply.py`).
+
+Each scenario: the real CLI in a subprocess against the sandbox; the sandbox applies the write
+and drops its answer (`drop_response`, the fault tests/test_sandbox_controls.py pins), and while
+crm-sync waits, a person edits the record through the service's own API (Vitally's account PUT,
+Salesforce's sObject PATCH, Vitally's task upsert). Payload shapes: Vitally accounts as GET
+/resources/accounts returns them (tests/support.py), Leads as the sObject API returns them.
+Each test fails on the code before this change: the person's value is overwritten.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from support import SANDBOX_ORG_UNROUTED, UNROUTED_DEFAULT, example_config_for, pool_users, start_cli, vitally_account
+
+from sandbox import Sandbox
+from sync.config import example_against
+
+pytestmark = pytest.mark.e2e
+
+NOW = "2026-11-22T09:00:00Z"
+UPSERT = "/services/data/v59.0/composite/sobjects/Lead/Sync_Key__c"
+UPDATE = "/services/data/v59.0/composite/sobjects"
+TASKS = "/resources/tasks"
+
+
+US = {"country": "US", "users_by_country": {"US": 3}}
+
+
+def seed(*extra: dict[str, Any], referral: bool = True) -> dict[str, Any]:
+    """Users for the example config's pools; `acc_0000` in segment AM referral (a new lead, unless
+    not `referral`), `acc_0001` grown into an Account review, and `extra`."""
+    accounts = [vitally_account(1, mrr=2500, traits=US), *extra]  # lifecycle_stage "Account review"
+    if referral:
+        accounts.insert(0, vitally_account(0, traits=US, segments=[{"id": "seg_am_referral", "name": "AM referral"}]))
+    users = pool_users(example_against("http://127.0.0.1:1"))
+    return {"vitally": {"accounts": accounts}, "salesforce": {"User": users}}
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(seed()) as sb:
+        sb.configure(vitally_rate_limit=10_000_000)
+        yield sb
+
+
+@pytest.fixture
+def config(sandbox: Sandbox, tmp_path: Path) -> Path:
+    return example_config_for(sandbox.url, tmp_path / "config.toml", {UNROUTED_DEFAULT: SANDBOX_ORG_UNROUTED})
+
+
+def run_with_a_person_in_the_gap(
+    sandbox: Sandbox, config: Path, state: Path, method: str, path: str, person: Callable[[], None]
+) -> subprocess.CompletedProcess[str]:
+    """`run` with the answer to the first `method path` write dropped (it takes effect), and
+    `person()` acting as soon as the sandbox has dropped it, while crm-sync waits."""
+    sandbox.add_fault("drop_response", method=method, path_prefix=path, count=1)
+    since = sandbox.calls_total()
+    process = start_cli(config, state, "run", "--now", NOW)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(call.get("fault") == "drop_response" for call in sandbox.calls(since)):
+            assert process.poll() is None, process.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "the write was never sent"
+            time.sleep(0.005)
+        person()
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def sends(sandbox: Sandbox, method: str, path: str) -> int:
+    return sum(call["method"] == method and call["path"] == path for call in sandbox.calls())
+
+
+def account(sandbox: Sandbox, account_id: str) -> dict[str, Any]:
+    return next(a for a in sandbox.state()["vitally"]["accounts"] if a["id"] == account_id)
+
+
+def our_lead(sandbox: Sandbox) -> dict[str, Any]:
+    [lead] = [lead for lead in sandbox.state()["salesforce"]["Lead"] if lead.get("Sync_Key__c")]
+    return dict(lead)
+
+
+def test_an_account_a_person_edits_while_the_put_answer_is_lost_keeps_their_value(
+    sandbox: Sandbox, config: Path, tmp_path: Path
+) -> None:
+    path = "/resources/accounts/acc_0001"
+
+    def person() -> None:  # a CSM: "not a review yet", in the app (the app PUTs the trait)
+        requests.put(
+            f"{sandbox.url}{path}", json={"traits": {"lifecycle_stage": "Self serve"}}, auth=("a-csm", ""), timeout=10
+        ).raise_for_status()
+
+    result = run_with_a_person_in_the_gap(sandbox, config, tmp_path / "state.db", "PUT", path, person)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert account(sandbox, "acc_0001")["traits"]["lifecycle_stage"] == "Self serve"
+    assert sends(sandbox, "PUT", path) == 2  # crm-sync's, looked at again and not sent again; the person's
+    assert 'vitally acc_0001 lifecycle_stage: someone set "Self serve"' in result.stderr
+
+
+def test_a_new_lead_a_flow_reassigns_while_the_upsert_answer_is_lost_keeps_its_owner(
+    sandbox: Sandbox, config: Path, tmp_path: Path
+) -> None:
+    manager = pool_users(example_against("http://127.0.0.1:1"))[-1]["Id"]
+
+    def flow() -> None:  # an org's record-triggered Flow (or a manager) reassigns the new lead
+        lead = our_lead(sandbox)
+        requests.patch(
+            f"{sandbox.url}/services/data/v59.0/sobjects/Lead/{lead['Id']}",
+            json={"OwnerId": manager},
+            headers={"Authorization": "Bearer test"},
+            timeout=10,
+        ).raise_for_status()
+
+    result = run_with_a_person_in_the_gap(sandbox, config, tmp_path / "state.db", "PATCH", UPSERT, flow)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lead = our_lead(sandbox)  # one lead: found by its key, not created again
+    assert lead["OwnerId"] == manager
+    assert sends(sandbox, "PATCH", UPSERT) == 1
+    assert f"salesforce {lead['Sync_Key__c']} OwnerId: someone set" in result.stderr
+    assert "applied 6," in result.stderr  # the upsert found done counts as applied
+
+
+def test_a_demo_request_a_rep_takes_while_the_update_answer_is_lost_stays_theirs(tmp_path: Path) -> None:
+    # No new lead in this book: the upserts' path starts with the updates' (the fault is by prefix).
+    with Sandbox(seed(referral=False)) as sandbox:
+        sandbox.configure(vitally_rate_limit=10_000_000)
+        config = example_config_for(sandbox.url, tmp_path / "config.toml", {UNROUTED_DEFAULT: SANDBOX_ORG_UNROUTED})
+        _a_rep_takes_the_demo_request(sandbox, config, tmp_path)
+
+
+def _a_rep_takes_the_demo_request(sandbox: Sandbox, config: Path, tmp_path: Path) -> None:
+    row = {
+        "LastName": "Doe",
+        "Company": "Acme Inc",
+        "LeadSource": "Demo request",
+        "Country": "US",
+        "Status": "Open - Not Contacted",
+        "Email": "jane.doe@northwind-robotics.com",
+        "Form_Text__c": "We would like a demo for our data team of 40 engineers.",
+    }
+    with sandbox._lock:
+        [lead_id] = sandbox._salesforce.add_leads([row], owner_ids=[])  # web-to-lead: the org's default owner
+    rep = pool_users(example_against("http://127.0.0.1:1"))[0]["Id"]
+
+    def person() -> None:  # a rep takes it from the queue and starts working it
+        requests.patch(
+            f"{sandbox.url}/services/data/v59.0/sobjects/Lead/{lead_id}",
+            json={"OwnerId": rep, "Status": "Working - Contacted"},
+            headers={"Authorization": "Bearer test"},
+            timeout=10,
+        ).raise_for_status()
+
+    result = run_with_a_person_in_the_gap(sandbox, config, tmp_path / "state.db", "PATCH", UPDATE, person)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lead = next(lead for lead in sandbox.state()["salesforce"]["Lead"] if lead["Id"] == lead_id)
+    assert (lead["OwnerId"], lead["Status"]) == (rep, "Working - Contacted")
+    assert sends(sandbox, "PATCH", UPDATE) == 1
+    assert f"salesforce {lead_id} OwnerId: someone set" in result.stderr
+
+
+def test_a_task_a_person_reschedules_while_its_answer_is_lost_keeps_their_date(tmp_path: Path) -> None:
+    # Growing spend under the handover threshold: onboarding.circle_back wants a task.
+    invoices = [{"month": m, "amount": a} for m, a in (("2026-08", 200), ("2026-09", 300), ("2026-10", 400))]
+    growing = vitally_account(2, mrr=400, traits={**US, "business_email": False, "invoices": invoices})
+    with Sandbox(seed(growing)) as sandbox:
+        sandbox.configure(vitally_rate_limit=10_000_000)
+        config = example_config_for(sandbox.url, tmp_path / "config.toml", {UNROUTED_DEFAULT: SANDBOX_ORG_UNROUTED})
+        rescheduled: list[str] = []
+
+        def person() -> None:  # the task's owner reschedules it (the app upserts it)
+            [task] = [t for t in sandbox.state()["vitally"]["tasks"] if str(t.get("externalId")).startswith("crm-sync")]
+            rescheduled.append(task["externalId"])
+            requests.post(
+                f"{sandbox.url}{TASKS}",
+                json={"externalId": task["externalId"], "dueDate": "2027-02-01"},
+                auth=("a-person", ""),
+                timeout=10,
+            ).raise_for_status()
+
+        result = run_with_a_person_in_the_gap(sandbox, config, tmp_path / "state.db", "POST", TASKS, person)
+        assert result.returncode == 0, result.stderr[-2000:]
+        [task] = [t for t in sandbox.state()["vitally"]["tasks"] if t.get("externalId") in rescheduled]
+        assert task["dueDate"] == "2027-02-01"
+        assert sends(sandbox, "POST", TASKS) == 2  # crm-sync's, found on its account and not sent again; the person's
