@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from state.db import PlanLog, StateDB, StateUnusableError
+from state.db import LastWritten, PlanLog, StateDB, StateUnusableError
 from state.lock import InstanceLockedError, StateLock
 from state.writes import OutboxRow, Owner, OwnerChoice, PlannedWrite, write_key
 
 __all__ = [
     "InstanceLockedError",
+    "LastWritten",
     "OutboxRow",
     "Owner",
     "OwnerChoice",

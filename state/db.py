@@ -464,6 +464,7 @@ class LastWritten(Mapping[tuple[str, str], Any]):
         self._system = system
         self._record: str | None = None
         self._values: dict[str, Any] = {}
+        self._times: dict[str, str] = {}
         query = "SELECT 1 FROM last_written WHERE system = ? LIMIT 1"
         self._none = state.db.execute(query, [system]).fetchone() is None  # a first sync asks nothing
 
@@ -472,10 +473,18 @@ class LastWritten(Mapping[tuple[str, str], Any]):
             return self._values
         if record != self._record:
             rows = self._state.db.execute(
-                "SELECT field, value FROM last_written WHERE system = ? AND record = ?", [self._system, record]
+                "SELECT field, value, written_at FROM last_written WHERE system = ? AND record = ?",
+                [self._system, record],
             ).fetchall()
-            self._record, self._values = record, {field: json.loads(value) for field, value in rows}
+            self._record = record
+            self._values = {field: json.loads(value) for field, value, _ in rows}
+            self._times = {field: at for field, _, at in rows}
         return self._values
+
+    def written_at(self, record: str, field: str) -> str | None:
+        """When crm-sync last wrote `field` of `record` (`sync.vocabulary.iso`), as the state says."""
+        self._load(record)
+        return self._times.get(field)
 
     def __getitem__(self, key: tuple[str, str]) -> Any:
         record, field = key

@@ -288,7 +288,7 @@ class Applier:
                 return  # --max-writes reached: the rest stays pending
             del remaining[record]
             sent[record], merged[record] = rows, _payload(rows)
-            trait = written_trait({**written.get(record, {}), **merged[record]})
+            trait = written_trait({**written.get(record, {}), **merged[record]}, at=iso(self.clock()))
             yield record, {**merged[record], WRITTEN_TRAIT: trait}
 
     def _looked_at(self, remaining: _Groups) -> bool:

@@ -32,7 +32,7 @@ as a person's would freeze every score after a lost state file.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -180,18 +180,50 @@ def _row(conflict: Conflict) -> dict[str, Any]:
     }
 
 
-def ours_in(last: Mapping[tuple[str, str], Any], record: str, name: str, trait: Any = None) -> list[Any]:
+def ours_in(
+    last: Mapping[tuple[str, str], Any],
+    record: str,
+    name: str,
+    trait: Any = None,
+    trait_at: str | None = None,
+    state_at: Callable[[str, str], str | None] | None = None,
+) -> list[Any]:
     """What crm-sync knows it wrote to (record, field): the state's last write; only where the
     state has none, the account's `crm_sync_written` trait (`trait`, decoded:
     `sync.wire.read_written_trait`, for Vitally), which stands in for a lost state file. The trait
     is not rewritten when a write is found already there without a PUT, so it can name an older
     value of crm-sync's: taken beside the state's, a person who later set that older value again
-    would be taken for crm-sync and overwritten."""
+    would be taken for crm-sync and overwritten.
+
+    One case takes the trait's over the state's: the trait was written after the state's record
+    of the field (`trait_at`, from the trait; `state_at(record, field)`, the state's
+    `written_at`): the state file is older than the account's mark, a backup restored. Its
+    record names a value crm-sync wrote before a later one it no longer knows of, and a person
+    who set that earlier value again since would be taken for crm-sync and overwritten."""
     if (record, name) in last:
-        return [last[(record, name)]]
+        known = last[(record, name)]
+        if _written_since(trait, trait_at, state_at, record, name, known):
+            return [trait[name]]
+        return [known]
     if isinstance(trait, Mapping) and name in trait:
         return [trait[name]]
     return []
+
+
+def _written_since(
+    trait: Any,
+    trait_at: str | None,
+    state_at: Callable[[str, str], str | None] | None,
+    record: str,
+    name: str,
+    known: Any,
+) -> bool:
+    """Whether the trait names another value of the field than the state's `known`, and was
+    written after the state's record of it (`ours_in`)."""
+    if trait_at is None or state_at is None or not isinstance(trait, Mapping) or trait.get(name, known) == known:
+        return False
+    at = state_at(record, name)
+    return at is None or at < trait_at
 
 
 def changed_fields(

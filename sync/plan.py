@@ -44,7 +44,7 @@ from rules.base import REASON_TRAITS, reason_gist
 from rules.clock import Horizon, watching
 from rules.context import LeadContext
 from rules.scoring import lead_score
-from state import OutboxRow, OwnerChoice, PlanLog, PlannedWrite, StateDB
+from state import LastWritten, OutboxRow, OwnerChoice, PlanLog, PlannedWrite, StateDB
 from sync import planned_writes as writes
 from sync.accounts import iter_accounts
 from sync.config import Config
@@ -67,6 +67,7 @@ from sync.wire import (
     sync_key,
     sync_key_prefix,
     vitally_task,
+    written_trait_at,
 )
 
 __all__ = ["COMPUTED_LEAD_FIELDS", "Planner"]
@@ -150,7 +151,7 @@ class Planner:
             *(managed_by(rule, policy, config.custom_triggers) for rule in policy.disabled)
         )
         # What we last wrote, (record, field) → value, read a record at a time (state.last_written).
-        self._last_vitally: Mapping[tuple[str, str], Any]
+        self._last_vitally: LastWritten
         self._last_salesforce: Mapping[tuple[str, str], Any]
         # The watch of the rules' clock while a plan runs (`run`, `run_for`).
         self._horizon = Horizon(now)
@@ -587,9 +588,18 @@ class Planner:
 
     def _ours_vitally(self, account: Account) -> _Ours:
         """What crm-sync knows it wrote to the account's traits: the state's record and the
-        account's own `crm_sync_written` trait (what survives a lost state file)."""
-        trait = read_written_trait(account.written.get(WRITTEN_TRAIT))
-        return partial(ours_in, self._last_vitally, account.id, trait=trait)
+        account's own `crm_sync_written` trait (what survives a lost state file, and tells a
+        state restored from an older backup by when it was written)."""
+        mark = account.written.get(WRITTEN_TRAIT)
+        last = self._last_vitally
+        return partial(
+            ours_in,
+            last,
+            account.id,
+            trait=read_written_trait(mark),
+            trait_at=written_trait_at(mark),
+            state_at=last.written_at,
+        )
 
     def _changes(
         self,

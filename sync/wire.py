@@ -173,14 +173,18 @@ def fit_lead_fields(record: str, fields: Mapping[str, Any]) -> tuple[dict[str, A
     return fitted, cut
 
 
-def written_trait(values: Mapping[str, Any]) -> str:
-    """The `crm_sync_written` trait's value for these trait values crm-sync wrote."""
-    return json.dumps(dict(values), sort_keys=True, separators=(",", ":"), default=str)
+WRITTEN_AT = "@"  # the `crm_sync_written` trait's key for when it was written (no trait is named so)
 
 
-def read_written_trait(value: object) -> dict[str, Any]:
-    """What a `crm_sync_written` trait says crm-sync wrote (nothing when it is absent or was
-    edited into something else)."""
+def written_trait(values: Mapping[str, Any], at: str | None = None) -> str:
+    """The `crm_sync_written` trait's value for these trait values crm-sync wrote, and `at`, when
+    (`sync.vocabulary.iso`): a state file older than the trait (a backup restored) is then told
+    from one that knows better (`sync.ownership.ours_in`)."""
+    stamped = dict(values) if at is None else {**values, WRITTEN_AT: at}
+    return json.dumps(stamped, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _decoded(value: object) -> dict[str, Any]:
     if not isinstance(value, str):
         return {}
     try:
@@ -188,6 +192,19 @@ def read_written_trait(value: object) -> dict[str, Any]:
     except ValueError:
         return {}
     return decoded if isinstance(decoded, dict) else {}
+
+
+def read_written_trait(value: object) -> dict[str, Any]:
+    """What a `crm_sync_written` trait says crm-sync wrote (nothing when it is absent or was
+    edited into something else)."""
+    return {name: written for name, written in _decoded(value).items() if name != WRITTEN_AT}
+
+
+def written_trait_at(value: object) -> str | None:
+    """When a `crm_sync_written` trait was written (None for one written before it said so, or
+    edited into something else)."""
+    at = _decoded(value).get(WRITTEN_AT)
+    return at if isinstance(at, str) else None
 
 
 def sync_key_prefix(account_id: str) -> str:

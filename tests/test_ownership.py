@@ -96,6 +96,26 @@ def test_ownership_ours_reads_the_state_and_the_account_trait() -> None:
 
 
 @pytest.mark.parametrize(
+    ("state_at", "trait_at", "ours"),
+    [
+        ("2026-11-22T09:10:00.000Z", "2026-11-22T09:00:00.000Z", "EU CSM"),  # the trait is older: the state's
+        ("2026-11-22T09:00:00.000Z", "2026-11-22T09:00:00.000Z", "EU CSM"),  # the same write: the state's
+        ("2026-11-22T09:00:00.000Z", None, "EU CSM"),  # a trait written before it said when
+        ("2026-11-22T09:00:00.000Z", "2026-11-22T09:10:00.000Z", "US TAM"),  # a backup restored: the trait's
+        (None, "2026-11-22T09:10:00.000Z", "US TAM"),  # a state that never recorded when
+    ],
+)
+def test_ownership_ours_takes_the_trait_over_a_state_older_than_it(
+    state_at: str | None, trait_at: str | None, ours: str
+) -> None:
+    last = {("acc_1", "new_owner"): "EU CSM"}
+    found = ours_in(
+        last, "acc_1", "new_owner", trait={"new_owner": "US TAM"}, trait_at=trait_at, state_at=lambda r, f: state_at
+    )
+    assert found == [ours]
+
+
+@pytest.mark.parametrize(
     ("payload", "expects", "current", "applied", "changed"),
     [
         ({"new_owner": "EU CSM"}, {"new_owner": None}, {"new_owner": None}, False, {}),  # to send

@@ -23,6 +23,8 @@ Salesforce Leads as the sObject API returns them (the sandbox), Vitally tasks as
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -33,11 +35,12 @@ import requests
 from support import band_account, person_sets_lead, pool_users, vitally_account
 from test_minicycle import DEMO_REQUEST, NOW, World, _clock, _web_to_lead, _world
 
+from state import StateDB
 from sync.config import example_against
 from sync.cycle import run_cycle
 from sync.freshness import LastLook
 from sync.vocabulary import CycleReport
-from sync.wire import WRITTEN_TRAIT, read_written_trait
+from sync.wire import WRITTEN_TRAIT, read_written_trait, written_trait_at
 
 TASKS = "/resources/tasks"
 SPAM = {
@@ -319,3 +322,53 @@ def test_the_written_trait_names_every_value_crm_sync_wrote_over_cycles(self_ser
     trait = read_written_trait(_traits(world, "acc_0001")[WRITTEN_TRAIT])
     assert trait == {"routing_reason": "an earlier run's", **written}
     assert trait == world.state.written_values("vitally", "acc_0001")
+
+
+# -- 7. a state file restored from an older backup --------------------------------------------------
+
+
+def test_a_state_restored_from_an_older_backup_does_not_take_a_persons_value_for_crm_syncs(
+    self_serve: World, tmp_path: Path
+) -> None:
+    """The state's record of what crm-sync wrote is older than the account's `crm_sync_written`
+    trait when a backup is restored: it names a value crm-sync wrote before a later one it no
+    longer knows of. A CSM who set that earlier value again in between is not taken for crm-sync:
+    the trait says when it was written (each PUT stamps it), and a newer trait wins (found by a
+    review: the restored state's record made the CSM's value look like crm-sync's own, and the
+    next cycle overwrote it)."""
+    world = self_serve
+
+    def cycle(state: StateDB, minutes: int) -> CycleReport:
+        at = NOW + timedelta(minutes=minutes)
+        return run_cycle(world.config, state, world.vitally, world.salesforce, clock=lambda: at, now=NOW)
+
+    cycle(world.state, 0)
+    assert _traits(world, "acc_0001")["lifecycle_stage"] == "Self serve"
+    backup = tmp_path / "backup.db"
+    copy = sqlite3.connect(backup)
+    world.state.db.conn.backup(copy)  # the nightly backup
+    copy.close()
+    with world.sandbox._lock:
+        world.sandbox._vitally.change_mrr("acc_0001", 2500)  # grown: Account review
+    cycle(world.state, 10)
+    assert _traits(world, "acc_0001")["lifecycle_stage"] == "Account review"
+    _person_puts_traits(world, "acc_0001", lifecycle_stage="Self serve")  # a CSM: "not a review yet"
+
+    restored = StateDB.open(backup)  # the state file is lost; last night's copy is restored
+    try:
+        report = cycle(restored, 20)
+    finally:
+        restored.close()
+    assert _traits(world, "acc_0001")["lifecycle_stage"] == "Self serve"
+    assert [(c.field, c.ours, c.theirs) for c in report.conflicts] == [
+        ("lifecycle_stage", "Account review", "Self serve")
+    ]
+
+
+def test_the_written_trait_says_when_it_was_written_and_reads_back_without_it(self_serve: World) -> None:
+    world = self_serve
+    world.cycle()
+    mark = _traits(world, "acc_0001")[WRITTEN_TRAIT]
+    assert written_trait_at(mark) == "2026-11-22T09:00:00.000Z"  # the cycle's clock, as the state stores it
+    assert read_written_trait(mark) == {"lifecycle_stage": "Self serve"}
+    assert written_trait_at(json.dumps({"lifecycle_stage": "Self serve"})) is None  # written before it said so
