@@ -35,6 +35,7 @@ from core.errors import (
 )
 
 __all__ = [
+    "MAYBE_APPLIED_STATUSES",
     "TRANSIENT_STATUSES",
     "PlainHTTPAdapter",
     "TimeoutHTTPAdapter",
@@ -59,14 +60,22 @@ _Cert = bytes | str | tuple[bytes | str, bytes | str] | None
 # Connectors used in production retry both (Airbyte's source-salesforce, rate_limiting.py).
 TRANSIENT_STATUSES = frozenset({406, 420})
 
+# Answers a gateway gives when the service behind it may well have done the work: 502 (the
+# origin's answer was invalid), 504 (the origin did not answer in time), and Cloudflare's 520 (an
+# unknown error from the origin) and 524 ("A timeout occurred": the origin was reached, and kept
+# working). To a write they are a lost answer (`UnansweredError`), not "try again": a 429, 500 or
+# 503 says the request was not processed, and is retried at once.
+MAYBE_APPLIED_STATUSES = frozenset({502, 504, 520, 524})
+
 
 def never_sent(error: BaseException) -> bool:
     """Whether a requests failure happened before the request could reach the service: the
-    connection was refused, timed out while connecting, its name did not resolve, or its TLS
-    handshake or proxy failed. Such a write is safe to send again as it is. Any other network
-    failure (a read timeout, a connection closed or reset once the request was on its way) leaves
-    a write's effect unknown (`UnansweredError`)."""
-    if isinstance(error, requests.ConnectTimeout | requests.exceptions.SSLError | requests.exceptions.ProxyError):
+    connection was refused, timed out while connecting, its name did not resolve, or the proxy
+    could not be reached. Such a write is safe to send again as it is. Any other network failure
+    (a read timeout, a connection closed or reset once the request was on its way, a TLS error,
+    which requests raises alike for a handshake and for an answer broken off) leaves a write's
+    effect unknown (`UnansweredError`)."""
+    if isinstance(error, requests.ConnectTimeout | requests.exceptions.ProxyError):
         return True
     if not isinstance(error, requests.ConnectionError) or not error.args:
         return False

@@ -28,6 +28,7 @@ from simple_salesforce.format import format_soql
 
 from connectors.base import RequestCounter, WriteResult, parse_iso_utc
 from connectors.http import (
+    MAYBE_APPLIED_STATUSES,
     TRANSIENT_STATUSES,
     backoff_wait,
     call_with_retry,
@@ -398,16 +399,17 @@ class SalesforceClient:
             self.requests.add(method, template)
             try:
                 return fn(sf)
-            except _NETWORK_ERRORS as error:
-                if write and not never_sent(error):
-                    raise UnansweredError(
-                        f"salesforce {method} {template}: no answer ({type(error).__name__}); "
-                        "the write may have taken effect",
-                        system=SYSTEM,
-                    ) from error
-                raise _classify(error) from error
-            except (SalesforceError, JsonError, requests.exceptions.JSONDecodeError) as error:
-                raise _classify(error) from error
+            except (
+                SalesforceError,
+                JsonError,
+                requests.exceptions.JSONDecodeError,
+                RetriableError,
+                *_NETWORK_ERRORS,
+            ) as error:
+                failure = _failure(error, write=write, where=f"salesforce {method} {template}")
+                if failure is error:
+                    raise
+                raise failure from error
 
         def attempt_with_relogin() -> T:
             nonlocal relogged
@@ -643,6 +645,19 @@ class _Salesforce(Salesforce):
                 message = f"salesforce: HTTP {status} answer is not JSON"
                 raise RetriableError(message, system=SYSTEM, status=status) from None
             raise
+
+
+def _failure(error: BaseException, *, write: bool, where: str) -> SyncError:
+    """`_classify`, and for a write the failures after which it may have taken effect: no answer
+    once the request was on its way, or a gateway's 502/504/520/524 → `UnansweredError`."""
+    if write and isinstance(error, _NETWORK_ERRORS) and not never_sent(error):
+        detail = f"no answer ({type(error).__name__})"
+        return UnansweredError(f"{where}: {detail}; the write may have taken effect", system=SYSTEM)
+    classified = _classify(error)
+    if write and isinstance(classified, RetriableError) and classified.status in MAYBE_APPLIED_STATUSES:
+        detail = f"HTTP {classified.status} from a gateway"
+        return UnansweredError(f"{where}: {detail}; the write may have taken effect", system=SYSTEM)
+    return classified
 
 
 def _classify(error: BaseException) -> SyncError:

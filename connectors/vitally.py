@@ -25,7 +25,14 @@ from urllib.parse import quote
 import requests
 
 from connectors.base import RequestCounter, parse_iso_utc
-from connectors.http import TRANSIENT_STATUSES, call_with_retry, make_session, never_sent, not_json
+from connectors.http import (
+    MAYBE_APPLIED_STATUSES,
+    TRANSIENT_STATUSES,
+    call_with_retry,
+    make_session,
+    never_sent,
+    not_json,
+)
 from connectors.paging import CursorPaginator
 from connectors.ratelimit import RateLimiter
 from core.decoding import JsonError, PendingRecords, Unreadable, decode_json, decode_page, decode_page_deferred
@@ -419,9 +426,10 @@ class VitallyClient:
     def _classify_response(
         self, response: requests.Response, *, method: str, template: str, record_key: str | None = None
     ) -> SyncError:
-        """401/403 → AuthError; 429 → RateLimitedError(wait = RateLimit-Reset); 408/5xx, 406 and
-        420 (what proxies answer while a service recovers) → RetriableError; for a write
-        (`record_key` given) 400/404/409/422 → WriteRejectedError; anything else → ContractError.
+        """401/403 → AuthError; 429 → RateLimitedError(wait = RateLimit-Reset); for a write
+        (`record_key` given) a gateway's 502/504/520/524 → UnansweredError (it may have taken
+        effect); 408/5xx, 406 and 420 (what proxies answer while a service recovers) →
+        RetriableError; for a write 400/404/409/422 → WriteRejectedError; anything else → ContractError.
         The body is only quoted, never relied upon."""
         status = response.status_code
         where = f"vitally {method} {template}".rstrip()
@@ -432,6 +440,10 @@ class VitallyClient:
             if wait is None:
                 wait = _seconds(response.headers.get("Retry-After"))
             return RateLimitedError(f"{where}: HTTP 429: rate limited", system=SYSTEM, wait_seconds=wait)
+        if record_key is not None and status in MAYBE_APPLIED_STATUSES:
+            return UnansweredError(
+                f"{where}: HTTP {status} from a gateway; the write may have taken effect", system=SYSTEM
+            )
         if status == 408 or status >= 500 or status in TRANSIENT_STATUSES:
             return RetriableError(f"{where}: HTTP {status}", system=SYSTEM, status=status)
         if record_key is not None and status in _REJECTING_STATUSES:

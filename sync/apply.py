@@ -17,9 +17,10 @@ an account in the next look at Vitally, a task on its account), so what took eff
 done, what a person overtook is dropped as a conflict, and only what is still missing is sent
 again: up to `LOST_ANSWER_RESENDS` times. Lost every time, the service looks down, as after the
 retry policy gives up on any request: the step ends (`UnreachableError`) and the write stays
-pending for the next cycle, whose plan settles it from what it reads. A write found done on the
-second look counts as `applied` when it created a record (a lead, a task) and `already_there`
-when it changed one.
+pending for the next cycle, whose plan settles it from what it reads. A write the look finds
+landed is recorded as its answer would have been (`_landed`): done, counted as applied, a lead
+write with its follow-ups (announcement, ticket). It counts once against `--max-writes`; a stop
+during the pause leaves it pending, counted as deferred.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ class Applier:
         # and a canary of `--max-writes 2` could send nothing at all.
         self._room = max_writes
         self._cap = max_writes
+        self._charged: set[str] = set()  # accounts counted against `--max-writes` (a re-send is not again)
         # `apply`: only the rows this run queued or confirmed (a reviewed plan's), none of the others.
         self._only_run = only_run
         self._pause = interruptible_sleep(hooks.should_stop)  # before a look after a lost answer
@@ -188,7 +190,7 @@ class Applier:
         and again after a send whose answer was lost, before it is sent again."""
         for attempt in range(LOST_ANSWER_RESENDS + 1):
             if attempt:
-                self._wait_after_loss(attempt, "vitally")
+                self._wait_after_loss(attempt, "vitally", {row.write.record: [row]})
                 self.look.forget_tasks(row.write.account or "")
             exists = self._send([row.id], partial(self.look.task_exists, row, sent=attempt > 0))
             if exists is None:
@@ -218,7 +220,7 @@ class Applier:
         still wanted (see the module's docstring)."""
         for attempt in range(LOST_ANSWER_RESENDS + 1):
             if attempt:
-                self._wait_after_loss(attempt, "vitally")
+                self._wait_after_loss(attempt, "vitally", groups)
             groups = self._put_traits_once(groups)
             if not groups:
                 return
@@ -284,8 +286,9 @@ class Applier:
             rows = remaining.get(record)
             if rows is None:
                 continue  # overtaken by a person, or already there
-            if not self._fits():
+            if record not in self._charged and not self._fits():
                 return  # --max-writes reached: the rest stays pending
+            self._charged.add(record)
             del remaining[record]
             sent[record], merged[record] = rows, _payload(rows)
             trait = written_trait({**written.get(record, {}), **merged[record]}, at=iso(self.clock()))
@@ -298,6 +301,7 @@ class Applier:
         took effect changed its account, which the look then lists (or, in a mini-cycle, reads)."""
         try:
             self.look.accounts(remaining)
+            self._landed()
         except RetriableError as exc:
             rows = sum(len(rows) for rows in remaining.values())
             self.report.counts["failed"] += rows
@@ -399,7 +403,7 @@ class Applier:
         and only what is still missing is sent again (see the module's docstring)."""
         for attempt in range(LOST_ANSWER_RESENDS + 1):
             if attempt:
-                self._wait_after_loss(attempt, "salesforce")
+                self._wait_after_loss(attempt, "salesforce", groups)
                 if op == "upsert_lead" and not self._created_by_lost(groups):
                     return  # the look-up failed or was held: the leads stay pending
             if not groups:
@@ -414,7 +418,9 @@ class Applier:
         whose answer was lost."""
         if op == "update_lead":
             ids = [row.id for rows in groups.values() for row in rows]
-            if self._send(ids, partial(self.look.leads, groups)) is None or not groups:
+            looked = self._send(ids, partial(self.look.leads, groups))
+            self._landed()
+            if looked is None or not groups:
                 return {}
         merged = _merged(groups)
         if op == "update_lead":
@@ -529,19 +535,45 @@ class Applier:
 
     def _lost(self, ids: list[int], error: UnansweredError) -> None:
         """A write whose answer was lost: its attempt is counted and it stays pending, with the
-        error, until a look says what became of it. It does not count against `--max-writes`
-        until it is sent again."""
+        error, until a look says what became of it (it counted against `--max-writes` once: its
+        re-send does not again)."""
         with self.state.atomic():
             self.state.mark_failed(ids, str(error), iso(self.clock()), park=False)
-        if self._room is not None:
-            self._room += 1
         self.hooks.log("write_unanswered", {"run_id": self.report.run_id, "rows": ids, "error": str(error)})
 
-    def _wait_after_loss(self, attempt: int, system: str) -> None:
-        """The pause before looking again after a lost answer (`attempt` 1, 2, …: 1, 2, 4, 8 s plus
-        up to 1 s, capped by the system's `max_wait_seconds`); a stop asked for ends it
-        (`StopRequested`: what was not sent stays pending)."""
-        self._pause(backoff_wait(attempt, max_wait=self._max_wait.get(system, 60.0)))
+    def _wait_after_loss(self, attempt: int, system: str, lost: _Groups) -> None:
+        """The pause before looking again at `lost`, whose answers were lost (`attempt` 1, 2, …:
+        1, 2, 4, 8 s plus up to 1 s, capped by the system's `max_wait_seconds`); a stop asked for
+        ends it (`StopRequested`: those writes stay pending, counted as deferred, and the next
+        start settles them)."""
+        try:
+            self._pause(backoff_wait(attempt, max_wait=self._max_wait.get(system, 60.0)))
+        except StopRequested:
+            self.report.counts["deferred"] += sum(len(rows) for rows in lost.values())
+            raise
+        self.look.after_loss(lost)
+
+    def _landed(self) -> None:
+        """Record what the last look found applied by this step's own sends whose answers were lost
+        (`LastLook.take_landed`): done with the values they wrote and counted as applied, a lead
+        write with its follow-ups (its announcement, its ticket), as if the answer had come."""
+        landed = self.look.take_landed()
+        if not landed:
+            return
+        groups: _Groups = {}
+        for row in landed:
+            groups.setdefault(row.write.record, []).append(row)
+        merged = _merged(groups)
+        if landed[0].write.system == "salesforce":
+            self._record_results([WriteResult(key=record, ok=True, id=record) for record in groups], groups, merged)
+            return
+        at = iso(self.clock())
+        with self.state.atomic():
+            self.state.mark_done([row.id for row in landed], at)
+            for record, values in merged.items():
+                self.state.set_last_written("vitally", record, values, self.report.run_id, at)
+        self.report.counts["applied"] += len(landed)
+        self.look.written(groups)
 
     def _still_lost(self, ids: list[int], what: str, system: str) -> None:
         """Writes whose answers were lost `LOST_ANSWER_RESENDS + 1` times in a row, each resend looked

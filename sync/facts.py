@@ -20,7 +20,7 @@ from rules.policy import DISQUALIFIED_STATUSES, Policy
 from state import StateDB
 from sync.wire import sync_key_prefix
 
-__all__ = ["SalesforceFacts"]
+__all__ = ["SalesforceFacts", "mirrored_users"]
 
 T = TypeVar("T")
 
@@ -28,6 +28,11 @@ T = TypeVar("T")
 def _parsed(state: StateDB, sobject: str, parse: Callable[[dict[str, Any]], T]) -> Iterator[tuple[T, dict[str, Any]]]:
     """The mirror's well-formed records of one object, parsed (malformed ones were reported when read)."""
     return _rows(state.iter_sf(sobject), parse)
+
+
+def mirrored_users(state: StateDB) -> dict[str, SfUser]:
+    """The Salesforce users the mirror holds, by id (the well-formed ones)."""
+    return {user.id: user for user, _ in _parsed(state, "User", parse_user)}
 
 
 def _rows(
@@ -183,8 +188,7 @@ class SalesforceFacts:
         Disqualified leads (a status of `policy`'s `disqualified_statuses`) are parsed now either
         way (every lead's context may name their company)."""
         facts = cls._of(state, policy)
-        for user, _ in _parsed(state, "User", parse_user):
-            facts.users[user.id] = user
+        facts.users.update(mirrored_users(state))
         facts._triage = {lead: verdict for lead, (_, verdict) in state.remembered_triage().items() if verdict}
         facts._lazy = lazy
         facts._load_opportunities(lazy=lazy)
@@ -536,8 +540,7 @@ class SalesforceFacts:
         yields the accounts' linked leads and the leads named, in id order."""
         scoped: list[tuple[Lead, dict[str, Any]]] = []
         facts = cls._of(state, policy, _scoped=scoped)
-        for user, _ in _parsed(state, "User", parse_user):
-            facts.users[user.id] = user
+        facts.users.update(mirrored_users(state))
         facts._scoped_opportunities(account_ids)
         linked = state.sf_where("Lead", "Vitally_Account_Id__c", account_ids)
         named = state.sf_where("Lead", "Id", lead_ids)

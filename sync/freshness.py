@@ -82,6 +82,22 @@ class LastLook:
         # on a later page of the outbox is checked against what an earlier look saw.
         self._changed: dict[str, Mapping[str, Any]] = {}
         self._tasks: dict[str, set[str]] = {}  # account → its tasks' externalIds, once looked up
+        # Records whose write this step sent and got no answer for (`after_loss`): rows of theirs
+        # a look finds applied landed, and are the caller's to record (`take_landed`).
+        self._lost: set[str] = set()
+        self._landed: list[OutboxRow] = []
+
+    def after_loss(self, records: Iterable[str]) -> None:
+        """The next looks are at records whose write this step sent and got no answer for: a row
+        found applied there was crm-sync's own send landing, not a value already there. It is
+        left for the caller to record (`take_landed`: as applied, with the follow-ups a lead
+        write calls for), and a lead that send closed is not taken for one a person closed."""
+        self._lost.update(records)
+
+    def take_landed(self) -> list[OutboxRow]:
+        """The rows the looks since the last call found applied by this step's own lost sends."""
+        landed, self._landed = self._landed, []
+        return landed
 
     # -- Vitally accounts -----------------------------------------------------------------------
 
@@ -224,6 +240,8 @@ class LastLook:
                 if not rows:
                     continue
                 closed = _closed_state(current, self._closed) if leads else None
+                if closed is not None and record in self._lost and _closed_by(rows, current):
+                    closed = None  # closed by this step's own lost send (the triage's status), not a person
                 kept = [row for row in rows if self._still_wanted(row, current, exempt, at, closed)]
                 if kept:
                     groups[record] = kept
@@ -256,6 +274,9 @@ class LastLook:
             self.state.supersede([row.id], f"a person changed {', '.join(sorted(changed))} before it was sent", at)
             self.report.counts["dropped"] += 1
             return False
+        if applied and write.record in self._lost:
+            self._landed.append(row)
+            return False
         if applied:
             self.state.mark_done([row.id], at)
             self.state.set_last_written(write.system, write.record, write.payload, self.report.run_id, at)
@@ -272,6 +293,11 @@ def _closed_state(lead: Mapping[str, Any], closed: frozenset[str]) -> str | None
     if isinstance(status, str) and is_closed(status, closed):
         return f"closed (status {status})"
     return None
+
+
+def _closed_by(rows: list[OutboxRow], lead: Mapping[str, Any]) -> bool:
+    """Whether one of a lead's rows sets the `Status` the lead now has."""
+    return any("Status" in row.write.payload and row.write.payload["Status"] == lead.get("Status") for row in rows)
 
 
 def _hold(groups: _Groups, records: set[str]) -> None:

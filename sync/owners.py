@@ -26,7 +26,10 @@ from rules.round_robin import Pool, choose, refund
 from state import OwnerChoice, StateDB
 from sync.config import Config
 
-__all__ = ["Owners", "unavailable_users"]
+__all__ = ["DRAWN_AGAIN", "Owners", "unavailable_users"]
+
+# How the reason of a draw that replaced a taken-back one goes on (`Owners.owner_for`).
+DRAWN_AGAIN = "; drawn again: "
 
 
 def unavailable_users(users: Mapping[str, SfUser], config: Config) -> tuple[frozenset[str], frozenset[str]]:
@@ -64,21 +67,42 @@ class Owners:
         self.at = at
         self.fallbacks: list[str] = []
 
-    def owner_for(self, key: str, team: str, region: str) -> OwnerChoice | None:
+    def owner_for(self, key: str, team: str, region: str, *, salesforce_owner: bool = True) -> OwnerChoice | None:
         """The owner of the lead `key`: the one chosen before, else a draw from the (team,
         region) pool, remembered. None when no pool is configured for it. Callers ask only while
-        the lead does not carry its owner yet: a chosen owner Salesforce would refuse is drawn
-        again (see the module's docstring)."""
+        the lead does not carry its owner yet: a chosen owner Salesforce would refuse as a lead's
+        `OwnerId` is drawn again (see the module's docstring); not for `salesforce_owner` False (an
+        onboarding specialist, named in a Vitally trait and task, which nothing refuses)."""
         earlier = self.state.assignment(key)
         if earlier is not None:
-            gone = self._gone(earlier)
-            if gone is None:
+            why = self.take_back(earlier) if salesforce_owner else None
+            if why is None:
                 return earlier
-            return self._draw_again(earlier, gone, team, region)
+            pool = self.config.pool_for(team, region)
+            if pool is None:
+                return None
+            return self._draw(key, pool, again=f"{DRAWN_AGAIN}{why} and never got the lead")
         pool = self.config.pool_for(team, region)
         if pool is None:
             return None
         return self._draw(key, pool)
+
+    def take_back(self, earlier: OwnerChoice) -> str | None:
+        """Take back `earlier` when Salesforce would refuse its owner (inactive, or no user of the
+        org): refund its pool, forget it, and set aside the writes carrying that owner; returns
+        why ("Tam 0 (005…), drawn in run 3, is inactive in Salesforce"), or None when it stands."""
+        gone = self._gone(earlier)
+        if gone is None:
+            return None
+        user = earlier.user_id or ""
+        drawn_from = next((p for p in self.config.pools.values() if p.key == earlier.pool), None)
+        if drawn_from is not None:
+            credits = refund(drawn_from, self.state.credits(drawn_from.key), user, earlier.candidates)
+            self.state.save_credits(drawn_from.key, credits, None, refunded=user)
+        self.state.forget_assignment(earlier.key)
+        why = f"{earlier.name} ({user}), drawn in run {earlier.run_id}, is {gone}"
+        self.state.supersede_owned_by(earlier.key, user, f"drawn again: {why}", self.at)
+        return why
 
     def _gone(self, choice: OwnerChoice) -> str | None:
         """Why Salesforce would refuse the owner chosen earlier ("inactive in Salesforce", "not a
@@ -89,22 +113,6 @@ class Owners:
         why = "not a Salesforce user" if user in self.unknown_users else None
         why = "inactive in Salesforce" if user in self.inactive_users else why
         return why
-
-    def _draw_again(self, earlier: OwnerChoice, gone: str, team: str, region: str) -> OwnerChoice | None:
-        """Take back `earlier` (its owner is `gone`): refund its pool, forget it, set aside the
-        writes carrying that owner, and draw from the lead's pool as it is configured now."""
-        user = earlier.user_id or ""
-        drawn_from = next((p for p in self.config.pools.values() if p.key == earlier.pool), None)
-        if drawn_from is not None:
-            credits = refund(drawn_from, self.state.credits(drawn_from.key), user, earlier.candidates)
-            self.state.save_credits(drawn_from.key, credits, None, refunded=user)
-        self.state.forget_assignment(earlier.key)
-        why = f"{earlier.name} ({user}), drawn in run {earlier.run_id}, is {gone}"
-        self.state.supersede_owned_by(earlier.key, user, f"drawn again: {why}", self.at)
-        pool = self.config.pool_for(team, region)
-        if pool is None:
-            return None
-        return self._draw(earlier.key, pool, again=f"; drawn again: {why} and never got the lead")
 
     def _draw(self, key: str, pool: Pool, again: str = "") -> OwnerChoice:
         """Draw from `pool` for `key`, charge it and remember the choice (`again`: why an earlier

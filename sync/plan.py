@@ -518,7 +518,8 @@ class Planner:
     def _plan_specialist(self, onboarding: OnboardingAccount, owners: Owners) -> None:
         """An onboarding lead gets an onboarding specialist on the Vitally side: a trait naming
         them, and a task (created once: its externalId names the account)."""
-        owner = owners.owner_for(f"onboarding-{onboarding.account_id}", "Onboarding", onboarding.region)
+        key = f"onboarding-{onboarding.account_id}"
+        owner = owners.owner_for(key, "Onboarding", onboarding.region, salesforce_owner=False)
         if owner is None or owner.user_id is None or owner.user_id.startswith("00G"):
             return  # a queue is no specialist: the fallback is reported, the trait stays empty
         trait = self._specialist_trait

@@ -26,6 +26,7 @@ Refusals name the record, the rule and why; any refusal makes the exit status 2.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -40,8 +41,10 @@ from state.writes import target_of
 from sync.app import make_outlets, package_version
 from sync.apply import Applier
 from sync.config import Config
+from sync.facts import mirrored_users
 from sync.followups import FollowUps, Outlets
 from sync.ingest import ingest, sf_objects
+from sync.owners import DRAWN_AGAIN, Owners, unavailable_users
 from sync.ownership import COMPUTED_LEAD_FIELDS, changed_fields
 from sync.plan import Planner
 from sync.planfile import Plan, PlannedDraw, config_hash
@@ -208,12 +211,18 @@ def _judged(state: StateDB, write: PlannedWrite, fresh: _Fresh) -> tuple[Verdict
 # -- applying ----------------------------------------------------------------------------------------
 
 
-def _record_owner(config: Config, state: StateDB, draw: OwnerChoice, run_id: int, at: str) -> bool:
+def _record_owner(config: Config, state: StateDB, draw: OwnerChoice, owners: Owners) -> bool:
     """Record a plan's draw and charge its pool, once; False when the state holds another owner
-    for the key (drawn since the plan), which the write must not overrule."""
+    for the key (drawn since the plan), which the write must not overrule. An owner the state
+    holds that Salesforce would refuse (deactivated since it was drawn: the plan drew again) is
+    taken back first (`Owners.take_back`), as the plan's own cycle would have."""
     existing = state.assignment(draw.key)
+    if existing is not None and existing.user_id != draw.user_id and DRAWN_AGAIN in draw.reason:
+        owners.take_back(existing)  # the plan's draw replaced it: only if Salesforce would refuse it now
+        existing = state.assignment(draw.key)
     if existing is not None:
         return existing.user_id == draw.user_id
+    run_id, at = owners.run_id, owners.at
     state.record_assignment(replace(draw, run_id=run_id, at=at))
     pool = next((p for p in config.pools.values() if p.key == draw.pool), None)
     if pool is not None and not draw.fallback and draw.user_id is not None:
@@ -243,10 +252,12 @@ def _queue(
     """Record the owners of the accepted writes and queue them, with what the read found
     malformed, in one transaction."""
     run_id = applied.cycle.run_id
+    inactive, unknown = unavailable_users(mirrored_users(state), config)
+    owners = Owners(config, state, inactive, Counter(), run_id, at, unknown)
     with state.atomic():
         _malformed(state, applied.cycle, fresh.malformed, at)
         for planned in accepted:
-            if planned.draw is not None and not _record_owner(config, state, planned.draw, run_id, at):
+            if planned.draw is not None and not _record_owner(config, state, planned.draw, owners):
                 holder = state.assignment(planned.draw.key)
                 who = "another owner" if holder is None else f"{holder.name} (run {holder.run_id})"
                 applied.refused.append(Refusal(planned.number, planned.write, f"{who} was drawn for it since the plan"))

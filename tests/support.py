@@ -29,6 +29,7 @@ from sync.app import make_salesforce, make_vitally
 from sync.config import Config, example_against, load_config
 from sync.cycle import run_cycle
 from sync.vocabulary import CycleReport
+from sync.wire import WRITTEN_TRAIT, read_written_trait
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_DEFAULT_URL = "http://127.0.0.1:8765"
@@ -183,6 +184,14 @@ def person_sets_lead(url: str, lead_id: str, **fields: Any) -> None:
         headers={"Authorization": "Bearer test"},
         timeout=5,
     ).raise_for_status()
+
+
+def written_unstamped(traits: dict[str, Any]) -> dict[str, Any]:
+    """An account's traits with the `crm_sync_written` trait as the values it names: without the
+    time of the PUT that wrote it (its `@` key), which differs from one run to the next."""
+    if WRITTEN_TRAIT not in traits:
+        return traits
+    return {**traits, WRITTEN_TRAIT: read_written_trait(traits[WRITTEN_TRAIT])}
 
 
 def pool_users(config: Config) -> list[dict[str, Any]]:

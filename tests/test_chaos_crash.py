@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import state_rows, vitally_account, wait_until
+from support import state_rows, vitally_account, wait_until, written_unstamped
 
 from sandbox import Sandbox
 from sandbox.server import FaultKind
@@ -175,7 +175,9 @@ def _outcome(sandbox: Sandbox, state: Path) -> Outcome:
     rows = state_rows(state, "SELECT system, op, record, payload, status FROM outbox")
     return Outcome(
         owners={lead["Sync_Key__c"]: lead["OwnerId"] for lead in leads},
-        traits={account["id"]: account.get("traits", {}) for account in world["vitally"]["accounts"]},
+        traits={
+            account["id"]: written_unstamped(account.get("traits", {})) for account in world["vitally"]["accounts"]
+        },
         writes=Counter(
             json.dumps([system, op, record, json.loads(payload)], sort_keys=True)
             for system, op, record, payload, status in rows

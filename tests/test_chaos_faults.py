@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import SANDBOX_ORG_UNROUTED, UNROUTED_DEFAULT, run_cli
+from support import SANDBOX_ORG_UNROUTED, UNROUTED_DEFAULT, run_cli, written_unstamped
 
 from sandbox import Sandbox, SandboxConfig, generate_book
 from sandbox.server import FaultKind
@@ -188,7 +188,7 @@ def business_state(sandbox: Sandbox) -> dict[str, Any]:
     others by Id) with owners and every field."""
     state = sandbox.state()
     accounts = {
-        a["id"]: {"traits": a["traits"], "segments": sorted(s["name"] for s in a["segments"])}
+        a["id"]: {"traits": written_unstamped(a["traits"]), "segments": sorted(s["name"] for s in a["segments"])}
         for a in state["vitally"]["accounts"]
     }
     tasks = {t["externalId"]: _unstamped(t) for t in state["vitally"]["tasks"]}

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import example_config_for, run_cli
+from support import example_config_for, run_cli, written_unstamped
 
 from core.decoding import MAX_DEPTH
 from sandbox import Sandbox, SandboxConfig, generate_book
@@ -76,7 +76,9 @@ def _business_state(sandbox: Sandbox) -> dict[str, Any]:
     accounts = state["vitally"]["accounts"]
     tasks = [{k: v for k, v in task.items() if k not in stamps} for task in state["vitally"]["tasks"]]
     return {
-        "accounts": {a["id"]: (a["traits"], sorted(s["name"] for s in a["segments"])) for a in accounts},
+        "accounts": {
+            a["id"]: (written_unstamped(a["traits"]), sorted(s["name"] for s in a["segments"])) for a in accounts
+        },
         "tasks": sorted(json.dumps(task, sort_keys=True) for task in tasks),
         "leads": {
             lead.get("Sync_Key__c") or lead["Id"]: {k: v for k, v in lead.items() if k not in stamps}

@@ -156,6 +156,9 @@ def test_never_sent_tells_a_refused_connection_from_a_lost_answer() -> None:
     assert not never_sent(requests.exceptions.ReadTimeout())  # sent; its answer did not come in time
     assert not never_sent(requests.ConnectionError(ConnectionResetError(104, "Connection reset by peer")))
     assert not never_sent(requests.exceptions.ChunkedEncodingError())  # the answer broke off
+    # requests raises the same SSLError for a failed handshake and for an answer broken off once
+    # the request was sent: taken as a lost answer, which the look before a re-send makes safe.
+    assert not never_sent(requests.exceptions.SSLError("EOF occurred in violation of protocol"))
 
 
 def test_backoff_wait_grows_and_is_capped() -> None:

@@ -601,6 +601,17 @@ def test_upsert_is_retried_whole_when_it_surely_did_not_take_effect(
     assert [call.request.method for call in rsps.calls] == ["PATCH", "PATCH"]
 
 
+@pytest.mark.parametrize("status", [502, 504, 520, 524])
+def test_a_collection_a_gateway_timed_out_is_not_sent_again(
+    sf: SalesforceClient, rsps: responses.RequestsMock, status: int
+) -> None:
+    """A gateway's answer says the org may have saved the records: a lost answer, not "try again"."""
+    rsps.add(responses.PATCH, UPSERT, status=status, body="<html>gateway</html>")
+    with pytest.raises(UnansweredError, match=f"HTTP {status} from a gateway"):
+        sf.upsert("Lead", "Sync_Key__c", _leads(2), set_owner=False)
+    assert len(rsps.calls) == 1
+
+
 @pytest.mark.parametrize("path", [UPSERT, UPDATE])
 def test_a_collection_whose_answer_was_lost_is_not_sent_again(
     sf: SalesforceClient, rsps: responses.RequestsMock, path: str

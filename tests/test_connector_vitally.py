@@ -421,14 +421,20 @@ def test_put_traits_is_retried_when_it_surely_did_not_take_effect(
     [
         pytest.param(requests.exceptions.ReadTimeout(), id="read-timeout"),
         pytest.param(requests.ConnectionError(ConnectionResetError(104, "Connection reset by peer")), id="reset"),
+        pytest.param(requests.exceptions.SSLError("record layer failure"), id="tls"),
+        *(pytest.param(status, id=f"gateway-{status}") for status in (502, 504, 520, 524)),
     ],
 )
 def test_put_traits_whose_answer_was_lost_is_not_sent_again(
-    client: VitallyClient, rsps: responses.RequestsMock, lost: Exception
+    client: VitallyClient, rsps: responses.RequestsMock, lost: Exception | int
 ) -> None:
-    """It may have taken effect, and a person may have changed the account since: the apply step
+    """It may have taken effect (a gateway's 502, 504, 520 or 524 says the origin was reached and
+    may have done the work), and a person may have changed the account since: the apply step
     looks before it sends it again (tests/test_lost_answers.py)."""
-    rsps.add(responses.PUT, f"{ACCOUNTS}/acc1", body=lost)
+    if isinstance(lost, int):
+        rsps.add(responses.PUT, f"{ACCOUNTS}/acc1", status=lost, body="<html>gateway</html>")
+    else:
+        rsps.add(responses.PUT, f"{ACCOUNTS}/acc1", body=lost)
     with pytest.raises(UnansweredError, match="may have taken effect"):
         client.put_traits("acc1", {"a": 1})
     assert len(rsps.calls) == 1
@@ -436,6 +442,7 @@ def test_put_traits_whose_answer_was_lost_is_not_sent_again(
 
 def test_a_read_whose_answer_was_lost_is_retried(client: VitallyClient, rsps: responses.RequestsMock) -> None:
     rsps.add(responses.GET, f"{ACCOUNTS}/acc1", body=requests.exceptions.ReadTimeout())
+    rsps.add(responses.GET, f"{ACCOUNTS}/acc1", status=504)
     rsps.add(responses.GET, f"{ACCOUNTS}/acc1", json={"id": "acc1"})
     assert client.get_account("acc1") == {"id": "acc1"}
 

@@ -206,3 +206,58 @@ def test_a_lead_whose_answer_was_lost_keeps_the_owner_it_was_created_with(sandbo
     assert upserts(sandbox, mark) == 0
     assert [(owner, status) for owner, status, _ in sends(state)] == [(TAMS[0], "done")]  # settled as applied
     assert table(state, "SELECT user_id, reason LIKE '%drawn again%' FROM assignments") == [(TAMS[0], 0)]
+
+
+def test_apply_of_a_reviewed_plan_that_drew_again_records_the_new_owner(sandbox: Sandbox, tmp_path: Path) -> None:
+    """A dry run's plan draws again for the deactivated owner (on its copy of the state); `apply`
+    of that plan takes the old draw back in the real state and records the plan's (found by a
+    review: apply refused it as "Tam 0 was drawn for it since the plan", and the lead waited)."""
+    config, state = config_for(sandbox, tmp_path), tmp_path / "state.db"
+    sandbox.add_record_errors("Lead", "INACTIVE_OWNER_OR_USER", match={"OwnerId": TAMS[0]}, message=INACTIVE)
+    assert run_cli(config, state, "run", "--now", NOW).returncode == 1  # parked, drawn for Tam 0
+    deactivate(sandbox, TAMS[0])
+    plan = tmp_path / "plan.json"
+    dry = run_cli(config, state, "run", "--dry-run", "--out", str(plan), "--now", NOW)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    applied = run_cli(config, state, "apply", str(plan))
+    assert applied.returncode == 0, applied.stderr[-2000:]
+    assert "1 owner(s) recorded from the plan, none drawn" in applied.stderr
+    assert [lead["OwnerId"] for lead in our_leads(sandbox)] == [TAMS[1]]
+    assert sends(state) == [(TAMS[0], "superseded", 1), (TAMS[1], "done", 1)]
+    assigned = dict(table(state, "SELECT user_id, assigned FROM rr_credits WHERE pool = 'TAM/US'"))
+    assert assigned == {TAMS[0]: 0, TAMS[1]: 1, TAMS[2]: 0}
+
+
+def test_a_deactivated_onboarding_specialist_is_not_drawn_again(tmp_path: Path) -> None:
+    """The specialist's draw is named in a Vitally trait and a task, which nothing refuses: the task
+    may have gone out already (a task is created once), so the draw stands (found by a review: it
+    was drawn again, the trait named the new specialist while the task kept the old one, and the
+    old one's count was refunded for a task they had)."""
+    invoices = [{"month": "2026-10", "amount": 300}]
+    traits = {"country": "US", "users_by_country": {"US": 3}, "business_email": True, "invoices": invoices}
+    account = vitally_account(1, mrr=300, traits={**traits, "domain": "acc1.example.com"})
+    specialists = ["005000000000000SP0", "005000000000000SP1"]
+    book = seed()
+    book["vitally"]["accounts"] = [account]
+    book["salesforce"]["User"] += [user(member, 10 + i) for i, member in enumerate(specialists)]
+    with Sandbox(book) as sandbox:
+        sandbox.configure(vitally_rate_limit=10_000_000)
+        config, state = config_for(sandbox, tmp_path), tmp_path / "state.db"
+        members = "".join(
+            f'{{ user_id = "{member}", name = "Tam {10 + i}" }}, ' for i, member in enumerate(specialists)
+        )
+        config.write_text(
+            config.read_text()
+            + f'\n[[pools]]\nteam = "Onboarding"\nregion = "*"\nfallback_owner = "{QUEUE}"\nmembers = [{members}]\n'
+        )
+        # The trait's PUT fails (503 to every attempt), the task goes out: both name the first specialist.
+        sandbox.add_fault("status", method="PUT", path_prefix="/resources/accounts/acc_0001", status=503, count=20)
+        assert run_cli(config, state, "run", "--now", NOW).returncode == 1
+        sandbox.clear_faults()
+        [task] = sandbox.state()["vitally"]["tasks"]
+        assert "Tam 10" in task["name"]
+        deactivate(sandbox, specialists[0])
+        assert run_cli(config, state, "run", "--now", NOW).returncode == 0
+        account_now = next(a for a in sandbox.state()["vitally"]["accounts"] if a["id"] == "acc_0001")
+        assert account_now["traits"]["onboarding_specialist"] == "Tam 10"  # as the task says
+        assert table(state, "SELECT user_id FROM assignments WHERE key = 'onboarding-acc_0001'") == [(specialists[0],)]
