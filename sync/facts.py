@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,7 @@ from rules.policy import DISQUALIFIED_STATUSES, Policy
 from state import StateDB
 from sync.wire import sync_key_prefix
 
-__all__ = ["SalesforceFacts", "mirrored_users"]
+__all__ = ["SalesforceFacts", "company_key", "mirrored_users"]
 
 T = TypeVar("T")
 
@@ -28,6 +29,36 @@ T = TypeVar("T")
 def _parsed(state: StateDB, sobject: str, parse: Callable[[dict[str, Any]], T]) -> Iterator[tuple[T, dict[str, Any]]]:
     """The mirror's well-formed records of one object, parsed (malformed ones were reported when read)."""
     return _rows(state.iter_sf(sobject), parse)
+
+
+# The legal forms a company name may end with, as Salesforce's free-text `Company` holds them
+# ("Acme, Inc.", "Acme Inc", "ACME GmbH"): the same company for "had a lead disqualified".
+_LEGAL_FORMS = frozenset(
+    {
+        *("inc", "incorporated", "llc", "llp", "ltd", "limited", "corp", "corporation", "co", "company", "plc"),
+        *("gmbh", "ag", "kg", "ug", "sa", "sas", "sarl", "sl", "srl", "spa", "bv", "nv"),
+        *("ab", "as", "asa", "oy", "oyj", "aps", "pty", "pte", "kk"),
+    }
+)
+
+
+def company_key(company: str) -> str:
+    """The key a lead's `Company` is matched on: letters and digits only, case folded, without a
+    legal form at its end, so "Acme, Inc.", "ACME Inc" and "Acme" are one company (the demo
+    scheduler's "had a lead disqualified within the last month"). A name that is nothing but a
+    legal form ("Inc.") keeps it; one without a letter or digit ("—") is only case folded.
+    Idempotent: the key of a key is itself."""
+    words = re.findall(r"\w+", company.casefold())
+    if not words:
+        return company.casefold().strip()
+    letters = 0  # "S.A.", "L.L.C.": a form spelled in single letters, read as one word
+    while letters < len(words) - 1 and len(words[-1 - letters]) == 1:
+        letters += 1
+    if letters > 1:
+        words[-letters:] = ["".join(words[-letters:])]
+    while len(words) > 1 and words[-1] in _LEGAL_FORMS:
+        words.pop()
+    return " ".join(words)
 
 
 def mirrored_users(state: StateDB) -> dict[str, SfUser]:
@@ -476,7 +507,7 @@ class SalesforceFacts:
                 if opportunity:
                     converted.append((linked, opportunity))
             if raw is not None and company:  # disqualified
-                self._unparsed_disqualified[company.casefold()].append((lead_id, digest, raw))
+                self._unparsed_disqualified[company_key(company)].append((lead_id, digest, raw))
         self._join_converted(converted)
 
     def _materialize(self, account_id: str) -> list[Lead]:
@@ -565,9 +596,9 @@ class SalesforceFacts:
         facts._triage = {lead: verdict for lead, (_, verdict) in remembered.items() if verdict}
         # The disqualified leads of these leads' companies: found by their stored Status and
         # Company, so only those are read and parsed, not every disqualified lead of the book.
-        companies = {lead.company.casefold() for lead, _ in scoped if lead.company}
+        companies = {company_key(lead.company) for lead, _ in scoped if lead.company}
         disqualified = state.sf_companies("Lead", facts.disqualified_statuses)
-        same = [i for i, company in disqualified if company.casefold() in companies]
+        same = [i for i, company in disqualified if company_key(company) in companies]
         for lead, _ in _rows(state.sf_where("Lead", "Id", same), parse_lead):
             facts._disqualified(lead)
         return facts
@@ -631,7 +662,7 @@ class SalesforceFacts:
         company's fingerprint, as a lazy `load` finds the rows (a changed classification changes it)."""
         if not lead.company or not self._is_disqualified(lead.status):
             return
-        key = lead.company.casefold()
+        key = company_key(lead.company)
         if digest is not None:
             self._disqualified_rows[key] = self._disqualified_rows.get(key, b"") + _link(lead.id, digest)
         if dropped_as_spam(lead):
@@ -657,7 +688,7 @@ class SalesforceFacts:
         leads is parsed to compute it."""
         if not company:
             return ""
-        key = company.casefold()
+        key = company_key(company)
         known = self._disqualified_prints.get(key)
         if known is not None:
             return known
@@ -777,7 +808,7 @@ class SalesforceFacts:
         the demo triage dropped as spam)."""
         if not company:
             return None
-        key = company.casefold()
+        key = company_key(company)
         if key in self._unparsed_disqualified:
             self._parse_disqualified(key)
         return self._disqualified_by_company.get(key)

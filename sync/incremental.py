@@ -80,7 +80,7 @@ from core.model import Account, Lead
 from core.triage import Remembered
 from state import StateDB
 from sync.config import Config
-from sync.facts import SalesforceFacts
+from sync.facts import SalesforceFacts, company_key
 
 __all__ = [
     "Book",
@@ -325,7 +325,7 @@ class LeadBook:
         if not full:
             at = _epoch(now)
             triage_of = facts.triage_of
-            # The stored company is the casefolded one, which names the same disqualified leads;
+            # The stored company is its key (`sync.facts.company_key`), which names the same disqualified leads;
             # most leads share a company's context: its fingerprint is asked for once per
             # (company, remembered verdict), not once per lead.
             known: dict[tuple[str, Remembered | None], str] = {}
@@ -365,7 +365,7 @@ class LeadBook:
         if not planned_nothing:
             self._stale.append(lead.id)
         else:
-            company = (lead.company or "").casefold()
+            company = company_key(lead.company or "")
             context = self._context_fingerprint(lead.id, lead.company)
             self._learnt.append((lead.id, company, context, self.rules, *_lead_window(self.now, until)))
         if len(self._learnt) + len(self._stale) >= _BATCH:

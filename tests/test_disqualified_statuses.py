@@ -27,7 +27,7 @@ from rules import Policy, evaluate_lead
 from rules.context import LeadContext
 from rules.policy import DISQUALIFIED_STATUSES, EpisodePolicy
 from state import StateDB
-from sync.facts import SalesforceFacts
+from sync.facts import SalesforceFacts, company_key
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 STAMP = "2026-11-10T10:00:00.000+0000"
@@ -186,3 +186,46 @@ def test_a_lead_the_triage_dropped_as_spam_is_not_a_companys_disqualification(la
     # (a changed classification changes the answer).
     eager, lazily = SalesforceFacts.load(state), SalesforceFacts.load(state, lazy=True)
     assert eager.disqualified_fingerprint("Acme") == lazily.disqualified_fingerprint("Acme") != ""
+
+
+@pytest.mark.parametrize(
+    ("disqualified", "asking"),
+    [
+        ("Acme, Inc.", "ACME Inc"),
+        ("Acme Inc", "Acme"),
+        ("Acme Co., Ltd.", "acme"),
+        ("Müller GmbH", "MÜLLER"),
+        ("Northwind S.A.", "Northwind SA"),
+        ("Initech  LLC", "Initech, L.L.C."),
+    ],
+)
+def test_a_company_is_the_same_whatever_its_punctuation_and_legal_form(disqualified: str, asking: str) -> None:
+    """`Company` is free text on a Lead (the REST API's Lead field reference: a string of 255), and
+    web forms and imports spell one company several ways. The handbook's "if an account has had a
+    lead disqualified within the last month" is about the company, so "Acme, Inc." disqualified
+    hides the scheduler from "ACME Inc" (before, only the case was ignored: found by a review).
+    Every reader of the mirror agrees: the eager and lazy loads and an event's `load_for`."""
+    state = StateDB.memory()
+    state.upsert_sf([_lead("00QA", disqualified, "Disqualified")])
+    eager = SalesforceFacts.load(state, lazy=False).company_disqualified_at(asking)
+    lazy = SalesforceFacts.load(state, lazy=True).company_disqualified_at(asking)
+    scoped_state = StateDB.memory()
+    scoped_state.upsert_sf([_lead("00QA", disqualified, "Disqualified"), _lead("00QZ", asking, "Open - Not Contacted")])
+    scoped = SalesforceFacts.load_for(scoped_state, [], ["00QZ"]).company_disqualified_at(asking)
+    assert eager == lazy == scoped == date(2026, 11, 10)
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("Acme, Inc.", "acme"),
+        ("Acme Corporation", "acme"),
+        ("Acme Consulting", "acme consulting"),  # not a legal form: another company
+        ("Inc.", "inc"),  # nothing but a legal form: kept
+        ("—", "—"),  # no letter or digit: only case folded, never the empty key
+        ("A B C", "a bc"),
+    ],
+)
+def test_company_key(name: str, key: str) -> None:
+    assert company_key(name) == key
+    assert company_key(company_key(name)) == company_key(name)  # the state stores keys, and asks with them
