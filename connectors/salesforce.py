@@ -656,7 +656,9 @@ def _failure(error: BaseException, *, write: bool, where: str) -> SyncError:
     classified = _classify(error)
     if write and isinstance(classified, RetriableError) and classified.status in MAYBE_APPLIED_STATUSES:
         detail = f"HTTP {classified.status} from a gateway"
-        return UnansweredError(f"{where}: {detail}; the write may have taken effect", system=SYSTEM)
+        return UnansweredError(
+            f"{where}: {detail}; the write may have taken effect", system=SYSTEM, status=classified.status
+        )
     return classified
 
 

@@ -442,7 +442,7 @@ class VitallyClient:
             return RateLimitedError(f"{where}: HTTP 429: rate limited", system=SYSTEM, wait_seconds=wait)
         if record_key is not None and status in MAYBE_APPLIED_STATUSES:
             return UnansweredError(
-                f"{where}: HTTP {status} from a gateway; the write may have taken effect", system=SYSTEM
+                f"{where}: HTTP {status} from a gateway; the write may have taken effect", system=SYSTEM, status=status
             )
         if status == 408 or status >= 500 or status in TRANSIENT_STATUSES:
             return RetriableError(f"{where}: HTTP {status}", system=SYSTEM, status=status)

@@ -96,8 +96,10 @@ class UnansweredError(RetriableError):
     on their own, because a person (or an org's automation) may have changed the record since: the
     apply step looks at the record first (`sync.apply`), as before any send."""
 
-    def __init__(self, message: str, *, system: str = "") -> None:
-        super().__init__(message, system=system)
+    def __init__(self, message: str, *, system: str = "", status: int | None = None) -> None:
+        """`status`: the HTTP status a gateway answered with (502, 504, 520, 524: the service
+        behind it was reached); None when no answer came at all."""
+        super().__init__(message, system=system, status=status)
 
 
 class RecordError(SyncError):

@@ -481,6 +481,12 @@ class LastWritten(Mapping[tuple[str, str], Any]):
             self._times = {field: at for field, _, at in rows}
         return self._values
 
+    def forget(self, record: str) -> None:
+        """Read `record` again at the next lookup (its values were just written)."""
+        self._none = False
+        if self._record == record:
+            self._record = None
+
     def written_at(self, record: str, field: str) -> str | None:
         """When crm-sync last wrote `field` of `record` (`sync.vocabulary.iso`), as the state says."""
         self._load(record)
@@ -1263,20 +1269,24 @@ class StateDB:
         ).fetchall()
         return {field: json.loads(value) for field, value in rows}
 
-    def written_values_of(self, system: str, records: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Record → field → the value crm-sync last wrote there, for these records (a query per 500;
-        a record crm-sync never wrote is absent)."""
+    def written_values_of(
+        self, system: str, records: Sequence[str]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
+        """(record → field → the value crm-sync last wrote there, record → field → when), for these
+        records (a query per 500; a record crm-sync never wrote is absent)."""
         found: dict[str, dict[str, Any]] = {}
+        times: dict[str, dict[str, str]] = {}
         for start in range(0, len(records), 500):
             chunk = records[start : start + 500]
             rows = self.db.execute(
-                f"SELECT record, field, value FROM last_written WHERE system = ? "
+                f"SELECT record, field, value, written_at FROM last_written WHERE system = ? "
                 f"AND record IN ({','.join('?' * len(chunk))})",
                 [system, *chunk],
             )
-            for record, field, value in rows:
+            for record, field, value, at in rows:
                 found.setdefault(record, {})[field] = json.loads(value)
-        return found
+                times.setdefault(record, {})[field] = at
+        return found, times
 
     def set_last_written(self, system: str, record: str, values: Mapping[str, Any], run_id: int, at: str) -> None:
         # One statement, not sqlite-utils' upsert_all: that looks the table and its columns up on

@@ -122,6 +122,7 @@ class Applier:
         self._room = max_writes
         self._cap = max_writes
         self._charged: set[str] = set()  # accounts counted against `--max-writes` (a re-send is not again)
+        self._unanswered: dict[int, UnansweredError] = {}  # outbox row → its latest lost answer
         # `apply`: only the rows this run queued or confirmed (a reviewed plan's), none of the others.
         self._only_run = only_run
         self._pause = interruptible_sleep(hooks.should_stop)  # before a look after a lost answer
@@ -275,9 +276,10 @@ class Applier:
         `RECHECK_EVERY` accounts drops from `remaining` what a person overtook; what is yielded
         moves to `sent` (its rows) and `merged` (what it writes). Each PUT carries the
         `crm_sync_written` trait: every value crm-sync has written to the account, this PUT's
-        included (what it wrote before is read for the whole page at once: an account is written
-        once a page)."""
-        written = self.state.written_values_of("vitally", records)
+        included, each with when it was written (what it wrote before is read for the whole page
+        at once, an account is written once a page; again for one whose value a look recorded
+        as found there meanwhile)."""
+        written, times = self.state.written_values_of("vitally", records)
         for index, record in enumerate(records):
             if self.hooks.should_stop():
                 return  # what is not sent stays pending for the next start
@@ -291,7 +293,12 @@ class Applier:
             self._charged.add(record)
             del remaining[record]
             sent[record], merged[record] = rows, _payload(rows)
-            trait = written_trait({**written.get(record, {}), **merged[record]}, at=iso(self.clock()))
+            if record in self.look.recorded:  # a look recorded a value of its as found there: read again
+                (fresh, fresh_times) = self.state.written_values_of("vitally", [record])
+                written[record], times[record] = fresh.get(record, {}), fresh_times.get(record, {})
+            now = iso(self.clock())
+            values = {**written.get(record, {}), **merged[record]}
+            trait = written_trait(values, at={**times.get(record, {}), **dict.fromkeys(merged[record], now)})
             yield record, {**merged[record], WRITTEN_TRAIT: trait}
 
     def _looked_at(self, remaining: _Groups) -> bool:
@@ -539,6 +546,7 @@ class Applier:
         re-send does not again)."""
         with self.state.atomic():
             self.state.mark_failed(ids, str(error), iso(self.clock()), park=False)
+        self._unanswered.update(dict.fromkeys(ids, error))
         self.hooks.log("write_unanswered", {"run_id": self.report.run_id, "rows": ids, "error": str(error)})
 
     def _wait_after_loss(self, attempt: int, system: str, lost: _Groups) -> None:
@@ -576,14 +584,17 @@ class Applier:
         self.look.written(groups)
 
     def _still_lost(self, ids: list[int], what: str, system: str) -> None:
-        """Writes whose answers were lost `LOST_ANSWER_RESENDS + 1` times in a row, each resend looked
-        at first: the service looks down, as after the retry policy gave up on any request. They
-        stay pending, counted as failed (the next cycle's plan settles them from what it reads),
-        and the step ends (`UnreachableError`)."""
+        """Writes whose answers were lost `LOST_ANSWER_RESENDS + 1` times in a row, each resend
+        looked at first. They stay pending, counted as failed (the next cycle's plan settles them
+        from what it reads). When no answer came at all, the service looks down, as after the
+        retry policy gave up on any request: the step ends (`UnreachableError`). When a gateway
+        answered each time (502, 504, 520, 524: the service was reached, this record's write is
+        what fails), the step goes on with the other writes."""
         sends = LOST_ANSWER_RESENDS + 1
         error = f"{what}: no answer to {sends} sends, each but the first looked at before; {len(ids)} write(s) wait"
         self._failed(ids, error, park=False)
-        raise UnreachableError(error, system=system)
+        if all(self._unanswered.get(row) is None or self._unanswered[row].status is None for row in ids):
+            raise UnreachableError(error, system=system)
 
     def _failed_by(self, ids: list[int], error: SyncError) -> bool:
         """Record a failed write: parked when refused for good, pending otherwise. True when the

@@ -86,6 +86,9 @@ class LastLook:
         # a look finds applied landed, and are the caller's to record (`take_landed`).
         self._lost: set[str] = set()
         self._landed: list[OutboxRow] = []
+        # Records whose values a look recorded as crm-sync's (found already there): what the
+        # caller read of the state's record for them before the look is out of date.
+        self.recorded: set[str] = set()
 
     def after_loss(self, records: Iterable[str]) -> None:
         """The next looks are at records whose write this step sent and got no answer for: a row
@@ -280,6 +283,7 @@ class LastLook:
         if applied:
             self.state.mark_done([row.id], at)
             self.state.set_last_written(write.system, write.record, write.payload, self.report.run_id, at)
+            self.recorded.add(write.record)
             self.report.counts["already_there"] += 1
             return False
         return True

@@ -185,8 +185,9 @@ def ours_in(
     record: str,
     name: str,
     trait: Any = None,
-    trait_at: str | None = None,
+    trait_at: Mapping[str, str] | None = None,
     state_at: Callable[[str, str], str | None] | None = None,
+    adopt: Callable[[str, Any, str], None] | None = None,
 ) -> list[Any]:
     """What crm-sync knows it wrote to (record, field): the state's last write; only where the
     state has none, the account's `crm_sync_written` trait (`trait`, decoded:
@@ -195,16 +196,21 @@ def ours_in(
     value of crm-sync's: taken beside the state's, a person who later set that older value again
     would be taken for crm-sync and overwritten.
 
-    One case takes the trait's over the state's: the trait was written after the state's record
-    of the field (`trait_at`, from the trait; `state_at(record, field)`, the state's
-    `written_at`): the state file is older than the account's mark, a backup restored. Its
-    record names a value crm-sync wrote before a later one it no longer knows of, and a person
-    who set that earlier value again since would be taken for crm-sync and overwritten."""
+    One case takes the trait's over the state's: the trait says the field was written after the
+    state's record of it (`trait_at`, field → time, from the trait; `state_at(record, field)`,
+    the state's `written_at`): the state file is older than the account's mark, a backup
+    restored. Its record names a value crm-sync wrote before a later one it no longer knows of,
+    and a person who set that earlier value again since would be taken for crm-sync and
+    overwritten. `adopt(field, value, time)` is told, so that the state learns it (and the next
+    PUT's trait carries it on)."""
     if (record, name) in last:
         known = last[(record, name)]
-        if _written_since(trait, trait_at, state_at, record, name, known):
-            return [trait[name]]
-        return [known]
+        written = _written_since(trait, trait_at, state_at, record, name, known)
+        if written is None:
+            return [known]
+        if adopt is not None:
+            adopt(name, trait[name], written)
+        return [trait[name]]
     if isinstance(trait, Mapping) and name in trait:
         return [trait[name]]
     return []
@@ -212,18 +218,21 @@ def ours_in(
 
 def _written_since(
     trait: Any,
-    trait_at: str | None,
+    trait_at: Mapping[str, str] | None,
     state_at: Callable[[str, str], str | None] | None,
     record: str,
     name: str,
     known: Any,
-) -> bool:
-    """Whether the trait names another value of the field than the state's `known`, and was
-    written after the state's record of it (`ours_in`)."""
-    if trait_at is None or state_at is None or not isinstance(trait, Mapping) or trait.get(name, known) == known:
-        return False
+) -> str | None:
+    """When the trait says it wrote another value of the field than the state's `known`, after
+    the state's record of it (`ours_in`); None when it does not."""
+    if not trait_at or state_at is None or not isinstance(trait, Mapping) or trait.get(name, known) == known:
+        return None
+    when = trait_at.get(name)
+    if when is None:
+        return None
     at = state_at(record, name)
-    return at is None or at < trait_at
+    return when if at is None or at < when else None
 
 
 def changed_fields(

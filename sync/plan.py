@@ -600,7 +600,15 @@ class Planner:
             trait=read_written_trait(mark),
             trait_at=written_trait_at(mark),
             state_at=last.written_at,
+            adopt=partial(self._adopt, account.id),
         )
+
+    def _adopt(self, record: str, field: str, value: Any, at: str) -> None:
+        """The account's trait says crm-sync wrote `value` to `field` at `at`, after what the state
+        records (a state restored from an older backup): the state learns it, so later PUTs carry
+        it in the trait and later plans know it."""
+        self.state.set_last_written("vitally", record, {field: value}, self.report.run_id, at)
+        self._last_vitally.forget(record)
 
     def _changes(
         self,

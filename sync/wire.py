@@ -173,14 +173,15 @@ def fit_lead_fields(record: str, fields: Mapping[str, Any]) -> tuple[dict[str, A
     return fitted, cut
 
 
-WRITTEN_AT = "@"  # the `crm_sync_written` trait's key for when it was written (no trait is named so)
+WRITTEN_AT = "@"  # the `crm_sync_written` trait's key for when each value was written (no trait is named so)
 
 
-def written_trait(values: Mapping[str, Any], at: str | None = None) -> str:
+def written_trait(values: Mapping[str, Any], at: Mapping[str, str] | None = None) -> str:
     """The `crm_sync_written` trait's value for these trait values crm-sync wrote, and `at`, when
-    (`sync.vocabulary.iso`): a state file older than the trait (a backup restored) is then told
-    from one that knows better (`sync.ownership.ours_in`)."""
-    stamped = dict(values) if at is None else {**values, WRITTEN_AT: at}
+    each was written (field → `sync.vocabulary.iso`, as the state's `written_at`): a state file
+    older than the trait (a backup restored) is then told, field by field, from one that knows
+    better (`sync.ownership.ours_in`)."""
+    stamped = dict(values) if not at else {**values, WRITTEN_AT: {name: at[name] for name in sorted(at)}}
     return json.dumps(stamped, sort_keys=True, separators=(",", ":"), default=str)
 
 
@@ -200,11 +201,13 @@ def read_written_trait(value: object) -> dict[str, Any]:
     return {name: written for name, written in _decoded(value).items() if name != WRITTEN_AT}
 
 
-def written_trait_at(value: object) -> str | None:
-    """When a `crm_sync_written` trait was written (None for one written before it said so, or
-    edited into something else)."""
+def written_trait_at(value: object) -> dict[str, str]:
+    """When a `crm_sync_written` trait says each of its values was written (field → time; none
+    for a trait written before it said so, or edited into something else)."""
     at = _decoded(value).get(WRITTEN_AT)
-    return at if isinstance(at, str) else None
+    if not isinstance(at, dict):
+        return {}
+    return {name: when for name, when in at.items() if isinstance(name, str) and isinstance(when, str)}
 
 
 def sync_key_prefix(account_id: str) -> str:

@@ -304,3 +304,29 @@ def test_a_stop_during_the_pause_after_a_lost_answer_leaves_the_write_pending_an
     world.cycle()  # the next start
     assert [lead.get("Sync_Key__c") for lead in world.leads()] == ["crm-sync-acc_0000-1"]
     assert world.state.pending_count() == 0
+
+
+def test_an_account_a_gateway_always_fails_does_not_hold_back_the_other_writes(
+    sandbox: Sandbox, config: Path, tmp_path: Path
+) -> None:
+    """A gateway answers 502 to every PUT of one account (an origin failing on that payload): each
+    is a lost answer, looked at and sent again, five times; then that account's writes wait,
+    failed, and the cycle goes on: the other account's PUT and the new lead go out (found by a
+    review: the fifth loss ended the cycle as unreachable, and the lead was never created, cycle
+    after cycle). No answer at all is what still ends it (tests/test_people_win.py)."""
+    config.write_text(config.read_text().replace("max_wait_seconds = 60", "max_wait_seconds = 0.01"))
+    path = "/resources/accounts/acc_0001"
+    sandbox.add_fault("status", method="PUT", path_prefix=path, status=502, count=1000)
+    result = run_cli(config, tmp_path / "state.db", "run", "--now", NOW)
+    assert result.returncode == 1, result.stderr[-2000:]  # done, but some writes wait
+    assert sends(sandbox, "PUT", path) == 5
+    assert sends(sandbox, "PUT", "/resources/accounts/acc_0000") == 1
+    assert our_lead(sandbox)["Sync_Key__c"] == "crm-sync-acc_0000-1"
+    assert "applied 4, failed 2, parked 0" in result.stderr  # acc_0001's two traits wait, pending
+    rows = (
+        sqlite3.connect(tmp_path / "state.db")
+        .execute("SELECT status, last_error FROM outbox WHERE record = 'acc_0001'")
+        .fetchall()
+    )
+    assert {status for status, _ in rows} == {"pending"}
+    assert all(error.startswith("vitally: account traits: no answer to 5 sends") for _, error in rows)

@@ -109,10 +109,20 @@ def test_ownership_ours_takes_the_trait_over_a_state_older_than_it(
     state_at: str | None, trait_at: str | None, ours: str
 ) -> None:
     last = {("acc_1", "new_owner"): "EU CSM"}
+    adopted: list[tuple[str, object, str]] = []
     found = ours_in(
-        last, "acc_1", "new_owner", trait={"new_owner": "US TAM"}, trait_at=trait_at, state_at=lambda r, f: state_at
+        last,
+        "acc_1",
+        "new_owner",
+        trait={"new_owner": "US TAM", "lifecycle_stage": "Self serve"},
+        # Each value's own time: the other field's later one says nothing about this one.
+        trait_at={"lifecycle_stage": "2026-11-22T10:00:00.000Z", **({"new_owner": trait_at} if trait_at else {})},
+        state_at=lambda r, f: state_at,
+        adopt=lambda *learnt: adopted.append(learnt),
     )
     assert found == [ours]
+    # The state learns what the trait knows better, so the next PUT's trait carries it on.
+    assert adopted == ([("new_owner", "US TAM", trait_at)] if ours == "US TAM" else [])
 
 
 @pytest.mark.parametrize(

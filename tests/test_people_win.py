@@ -23,10 +23,11 @@ Salesforce Leads as the sObject API returns them (the sandbox), Vitally tasks as
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from collections.abc import Iterator, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -369,6 +370,84 @@ def test_the_written_trait_says_when_it_was_written_and_reads_back_without_it(se
     world = self_serve
     world.cycle()
     mark = _traits(world, "acc_0001")[WRITTEN_TRAIT]
-    assert written_trait_at(mark) == "2026-11-22T09:00:00.000Z"  # the cycle's clock, as the state stores it
+    # When each value was written: the cycle's clock, as the state stores it.
+    assert written_trait_at(mark) == {"lifecycle_stage": "2026-11-22T09:00:00.000Z"}
     assert read_written_trait(mark) == {"lifecycle_stage": "Self serve"}
-    assert written_trait_at(json.dumps({"lifecycle_stage": "Self serve"})) is None  # written before it said so
+    assert written_trait_at(json.dumps({"lifecycle_stage": "Self serve"})) == {}  # written before it said so
+
+
+def test_a_restored_backup_keeps_telling_the_persons_value_after_its_own_next_put(
+    self_serve: World, tmp_path: Path
+) -> None:
+    """After a backup is restored, the restored state's next PUT to the account writes the trait
+    again: it carries what the state learnt from the newer trait (the state adopts it, with its
+    time), so the cycle after still tells the CSM's value from crm-sync's (found by a review: the
+    PUT rebuilt the trait from the stale record, stamped anew, and the next cycle overwrote the
+    CSM's value)."""
+    world = self_serve
+
+    def cycle(state: StateDB, minutes: int) -> CycleReport:
+        at = NOW + timedelta(minutes=minutes)
+        return run_cycle(world.config, state, world.vitally, world.salesforce, clock=lambda: at, now=NOW)
+
+    with world.sandbox._lock:
+        world.sandbox._vitally.change_mrr("acc_0001", 2500)  # Account review
+    cycle(world.state, 0)
+    backup = tmp_path / "backup.db"
+    copy = sqlite3.connect(backup)
+    world.state.db.conn.backup(copy)
+    copy.close()
+    with world.sandbox._lock:
+        world.sandbox._vitally.change_mrr("acc_0001", 900)  # out of review: crm-sync takes the segment away
+    cycle(world.state, 10)
+    _person_puts_traits(world, "acc_0001", segment_account_review=True)  # a CSM: keep it in review
+    world.sandbox.set_segment("acc_0001", "AM referral")  # and another write comes: a PUT to the account
+    restored = StateDB.open(backup)
+    try:
+        first = cycle(restored, 20)
+        second = cycle(restored, 30)
+    finally:
+        restored.close()
+    assert [(c.field, c.theirs) for c in first.conflicts] == [("segment_account_review", True)]
+    assert second.counts["conflicts_held"] == 1
+    assert _traits(world, "acc_0001")["segment_account_review"] is True
+
+
+def test_a_value_found_there_while_another_is_put_does_not_make_the_trait_name_the_old_one(
+    band: World,
+) -> None:
+    """A person takes the account out of a segment just before crm-sync's last look, which records
+    crm-sync's own removal as found there, while another trait of the account is still PUT. That
+    PUT's trait names each value with when the state recorded it, read again after the look: the
+    state's record stays the newer one (found by a review: the trait, built from the record read
+    before the look and stamped later, made the next cycle take the old value for crm-sync's and
+    report its own re-add as a person's conflict). The clock moves 1 ms a call, as a real one."""
+    world = band
+    ticks = itertools.count()
+
+    def clock() -> datetime:
+        return NOW + timedelta(milliseconds=next(ticks))
+
+    def cycle() -> CycleReport:
+        return run_cycle(world.config, world.state, world.vitally, world.salesforce, clock=clock, now=NOW)
+
+    trait = "segment_product_led_lead"
+    cycle()
+    assert _traits(world, "acc_0001")[trait] is True
+    with world.sandbox._lock:
+        world.sandbox._vitally.change_mrr("acc_0001", 300)  # out of the band: the rule lets go
+    original = LastLook.accounts
+
+    def person_first(self: LastLook, groups: Any) -> None:
+        _person_puts_traits(world, "acc_0001", **{trait: None})  # a CSM takes it out first
+        original(self, groups)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LastLook, "accounts", person_first)
+        report = cycle()
+    assert report.counts["already_there"] >= 1 and report.counts["vitally_puts"] == 1  # the other traits
+    with world.sandbox._lock:
+        world.sandbox._vitally.change_mrr("acc_0001", 900)  # back in the band: the rule wants it again
+    again = cycle()
+    assert again.conflicts == []
+    assert _traits(world, "acc_0001")[trait] is True

@@ -59,9 +59,10 @@ def test_state_last_written_values_are_replaced_field_by_field_and_read_for_many
     records = [f"acc_{i}" for i in range(1, 1202)]  # over two chunks of 500
     state.set_last_written("vitally", records[-1], {"new_owner": None}, 3, "t3")
 
-    found = state.written_values_of("vitally", records)
+    found, times = state.written_values_of("vitally", records)
 
     assert found == {"acc_1": {"new_owner": "US TAM", "segment": ["Leads"]}, "acc_1201": {"new_owner": None}}
+    assert times == {"acc_1": {"new_owner": "t2", "segment": "t1"}, "acc_1201": {"new_owner": "t3"}}
     assert found["acc_1"] == state.written_values("vitally", "acc_1")
     run_ids = state.db.execute(
         "SELECT field, run_id, written_at FROM last_written WHERE record = 'acc_1' "
