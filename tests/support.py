@@ -178,8 +178,14 @@ def band_account(account_id: str, name: str, domain: str) -> dict[str, Any]:
 def person_sets_lead(url: str, lead_id: str, **fields: Any) -> None:
     """A person's edit of a Lead through the sObject API of the sandbox at `url` (Salesforce
     stamps it with its own clock)."""
+    person_sets_record(url, "Lead", lead_id, **fields)
+
+
+def person_sets_record(url: str, sobject: str, record_id: str, **fields: Any) -> None:
+    """A person's (or an org's Flow's) edit of any record through the sObject API of the sandbox
+    at `url`: a Lead reassigned, a User deactivated (`IsActive` false; users are never deleted)."""
     requests.patch(
-        f"{url}/services/data/v59.0/sobjects/Lead/{lead_id}",
+        f"{url}/services/data/v59.0/sobjects/{sobject}/{record_id}",
         json=fields,
         headers={"Authorization": "Bearer test"},
         timeout=5,
@@ -192,6 +198,19 @@ def written_unstamped(traits: dict[str, Any]) -> dict[str, Any]:
     if WRITTEN_TRAIT not in traits:
         return traits
     return {**traits, WRITTEN_TRAIT: read_written_trait(traits[WRITTEN_TRAIT])}
+
+
+def org_with_queue(users: list[dict[str, Any]], queue: str) -> dict[str, Any]:
+    """A Salesforce org's seed for the sandbox: these users, no record yet, and the pools' fallback
+    queue. The queue exists in the org: a real org refuses a lead owned by a queue it does not have
+    (the operator creates it: docs/salesforce-setup.md)."""
+    return {
+        "User": users,
+        "Lead": [],
+        "Opportunity": [],
+        "Account": [],
+        "Group": [{"Id": queue, "Name": "Fallback", "DeveloperName": "Fallback", "Type": "Queue"}],
+    }
 
 
 def pool_users(config: Config) -> list[dict[str, Any]]:

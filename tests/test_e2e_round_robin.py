@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import run_cli, vitally_account
+from support import org_with_queue, run_cli, vitally_account
 
 from sandbox import Sandbox
 
@@ -60,18 +60,7 @@ def seed(routed: int, eu: int) -> dict[str, Any]:
         user(ORG_RULE_OWNER, "Org Rule"),
         *(user(p, f"Eu Paused {i}") for i, p in enumerate(PAUSED)),
     ]
-    return {
-        "vitally": {"accounts": accounts},
-        # The pools' fallback queue exists in the org: a real org refuses a lead owned by a queue it
-        # does not have (the operator creates it: docs/salesforce-setup.md).
-        "salesforce": {
-            "User": users,
-            "Lead": [],
-            "Opportunity": [],
-            "Account": [],
-            "Group": [{"Id": QUEUE, "Name": "Fallback", "DeveloperName": "Fallback", "Type": "Queue"}],
-        },
-    }
+    return {"vitally": {"accounts": accounts}, "salesforce": org_with_queue(users, QUEUE)}
 
 
 _TAM_LINES = "".join(f'    {{ user_id = "{t}", name = "Tam {i}" }},\n' for i, t in enumerate(TAMS))

@@ -33,14 +33,15 @@ from support import (
     SANDBOX_ORG_UNROUTED,
     UNROUTED_DEFAULT,
     example_config_for,
+    person_sets_lead,
     pool_users,
     run_cli,
     start_cli,
     vitally_account,
 )
 from test_e2e_followups import TOKEN, announced, configure, tickets
+from test_minicycle import DEMO_REQUEST, World, _clock, _world
 from test_minicycle import NOW as NOW_AT
-from test_minicycle import World, _clock, _world
 
 from sandbox import Sandbox, SandboxConfig
 from sync.config import example_against
@@ -138,13 +139,7 @@ def test_a_new_lead_a_flow_reassigns_while_the_upsert_answer_is_lost_keeps_its_o
     manager = pool_users(example_against("http://127.0.0.1:1"))[-1]["Id"]
 
     def flow() -> None:  # an org's record-triggered Flow (or a manager) reassigns the new lead
-        lead = our_lead(sandbox)
-        requests.patch(
-            f"{sandbox.url}/services/data/v59.0/sobjects/Lead/{lead['Id']}",
-            json={"OwnerId": manager},
-            headers={"Authorization": "Bearer test"},
-            timeout=10,
-        ).raise_for_status()
+        person_sets_lead(sandbox.url, our_lead(sandbox)["Id"], OwnerId=manager)
 
     result = run_with_a_person_in_the_gap(sandbox, config, tmp_path / "state.db", "PATCH", UPSERT, flow)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -164,26 +159,12 @@ def test_a_demo_request_a_rep_takes_while_the_update_answer_is_lost_stays_theirs
 
 
 def _a_rep_takes_the_demo_request(sandbox: Sandbox, config: Path, tmp_path: Path) -> None:
-    row = {
-        "LastName": "Doe",
-        "Company": "Acme Inc",
-        "LeadSource": "Demo request",
-        "Country": "US",
-        "Status": "Open - Not Contacted",
-        "Email": "jane.doe@northwind-robotics.com",
-        "Form_Text__c": "We would like a demo for our data team of 40 engineers.",
-    }
     with sandbox._lock:
-        [lead_id] = sandbox._salesforce.add_leads([row], owner_ids=[])  # web-to-lead: the org's default owner
+        [lead_id] = sandbox._salesforce.add_leads([DEMO_REQUEST], owner_ids=[])  # web-to-lead: the default owner
     rep = pool_users(example_against("http://127.0.0.1:1"))[0]["Id"]
 
     def person() -> None:  # a rep takes it from the queue and starts working it
-        requests.patch(
-            f"{sandbox.url}/services/data/v59.0/sobjects/Lead/{lead_id}",
-            json={"OwnerId": rep, "Status": "Working - Contacted"},
-            headers={"Authorization": "Bearer test"},
-            timeout=10,
-        ).raise_for_status()
+        person_sets_lead(sandbox.url, lead_id, OwnerId=rep, Status="Working - Contacted")
 
     result = run_with_a_person_in_the_gap(sandbox, config, tmp_path / "state.db", "PATCH", UPDATE, person)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -222,12 +203,7 @@ def test_a_task_a_person_reschedules_while_its_answer_is_lost_keeps_their_date(t
 # -- what a lost answer's landing still calls for, and what it must not cost -------------------------
 
 SUPPORT = {
-    "LastName": "Doe",
-    "Company": "Acme Inc",
-    "LeadSource": "Demo request",
-    "Country": "US",
-    "Status": "Open - Not Contacted",
-    "Email": "jane.doe@northwind-robotics.com",
+    **DEMO_REQUEST,
     "Title": "Developer",
     "Form_Text__c": (
         "Since yesterday our session recordings stopped loading, the player shows a black screen. Can you check?"
@@ -245,7 +221,7 @@ def test_a_lead_update_that_landed_without_an_answer_is_announced_and_ticketed_o
     with Sandbox(seed(referral=False), config=SandboxConfig(vitally_rate_limit=10**7, slack_burst=10**6)) as sandbox:
         config = configure(sandbox, tmp_path / "config.toml")
         config.write_text(config.read_text().replace(UNROUTED_DEFAULT, SANDBOX_ORG_UNROUTED))
-        row = SUPPORT if kind == "support" else {**SUPPORT, "Form_Text__c": "We would like a demo for 40 engineers."}
+        row = SUPPORT if kind == "support" else DEMO_REQUEST
         with sandbox._lock:
             [lead_id] = sandbox._salesforce.add_leads([row], owner_ids=[])
         sandbox.add_fault("drop_response", method="PATCH", path_prefix=UPDATE, count=1)

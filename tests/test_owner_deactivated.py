@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from support import run_cli, vitally_account
+from support import org_with_queue, person_sets_record, run_cli, vitally_account
 
 from sandbox import Sandbox
 
@@ -60,16 +59,9 @@ def user(user_id: str, index: int) -> dict[str, Any]:
 def seed() -> dict[str, Any]:
     traits = {"country": "US", "users_by_country": {"US": 3}}
     account = vitally_account(0, traits=traits, segments=[{"id": "seg_am_referral", "name": "AM referral"}])
-    users = [user(tam, i) for i, tam in enumerate(TAMS)]
     return {
         "vitally": {"accounts": [account]},
-        "salesforce": {
-            "User": users,
-            "Lead": [],
-            "Opportunity": [],
-            "Account": [],
-            "Group": [{"Id": QUEUE, "Name": "Fallback", "DeveloperName": "Fallback", "Type": "Queue"}],
-        },
+        "salesforce": org_with_queue([user(t, i) for i, t in enumerate(TAMS)], QUEUE),
     }
 
 
@@ -93,14 +85,8 @@ def sandbox() -> Any:
 
 
 def deactivate(sandbox: Sandbox, user_id: str) -> None:
-    """An admin deactivates a user (Setup, or the sObject API: `IsActive` false); users are
-    never deleted."""
-    requests.patch(
-        f"{sandbox.url}/services/data/v59.0/sobjects/User/{user_id}",
-        json={"IsActive": False},
-        headers={"Authorization": "Bearer test"},
-        timeout=5,
-    ).raise_for_status()
+    """An admin deactivates a user (Setup, or the sObject API: `IsActive` false)."""
+    person_sets_record(sandbox.url, "User", user_id, IsActive=False)
 
 
 def our_leads(sandbox: Sandbox) -> list[dict[str, Any]]:
