@@ -852,6 +852,20 @@ class StateDB:
             ((key, version, t.label, t.confidence, t.reason) for key, t in verdicts),
         )
 
+    def account_traits(self, ids: Sequence[str], trait: str) -> dict[str, Any]:
+        """Account id → its trait `trait` as the mirror holds it, for these accounts (those that
+        have it): read in SQLite (`json_extract`), a query per 500, no account decoded."""
+        found: dict[str, Any] = {}
+        path = f'$.traits."{trait}"'
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            rows = self.db.execute(
+                f"SELECT id, json_extract(raw, ?) FROM accounts WHERE id IN ({','.join('?' * len(chunk))})",
+                [path, *chunk],
+            )
+            found.update((str(record), value) for record, value in rows if value is not None)
+        return found
+
     def account_raw(self, account_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT raw FROM accounts WHERE id = ?", [account_id]).fetchone()
         return None if row is None else dict(json.loads(row[0]))

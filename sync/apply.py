@@ -52,7 +52,7 @@ from state import OutboxRow, StateDB
 from sync.followups import FollowUps, FollowUpSender, Outlets
 from sync.freshness import RECHECK_EVERY, LastLook
 from sync.vocabulary import PAGE, CycleReport, Hooks, iso
-from sync.wire import WRITTEN_TRAIT, written_trait
+from sync.wire import WRITTEN_TRAIT, read_written_trait, written_trait, written_trait_at
 
 __all__ = ["LOST_ANSWER_RESENDS", "Applier"]
 
@@ -67,6 +67,24 @@ _Groups = dict[str, list[OutboxRow]]  # outbox rows by the record they write
 def _merged(groups: _Groups) -> dict[str, dict[str, Any]]:
     """Every change of a record in one payload (later rows win)."""
     return {record: _payload(rows) for record, rows in groups.items()}
+
+
+def _newest(values: Mapping[str, Any], times: Mapping[str, str], mark: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """What crm-sync has written to an account, field by field: the state's record (`values`,
+    `times`), or the account's `crm_sync_written` trait (`mark`) where the state has none or the
+    trait says it was written later. A PUT's trait built from the state alone would forget what
+    only the trait knows (a state restored from a backup, or lost and re-learnt)."""
+    newest, at = dict(values), dict(times)
+    trait, trait_at = read_written_trait(mark), written_trait_at(mark)
+    for name, value in trait.items():
+        when = trait_at.get(name)
+        if name not in newest or (when is not None and when > at.get(name, "")):
+            newest[name] = value
+            if when is not None:
+                at[name] = when
+            else:
+                at.pop(name, None)
+    return newest, at
 
 
 def _payload(rows: list[OutboxRow]) -> dict[str, Any]:
@@ -276,10 +294,13 @@ class Applier:
         `RECHECK_EVERY` accounts drops from `remaining` what a person overtook; what is yielded
         moves to `sent` (its rows) and `merged` (what it writes). Each PUT carries the
         `crm_sync_written` trait: every value crm-sync has written to the account, this PUT's
-        included, each with when it was written (what it wrote before is read for the whole page
-        at once, an account is written once a page; again for one whose value a look recorded
-        as found there meanwhile)."""
+        included, each with when it was written: the state's record, or the account's own trait
+        where that says it was written later or the state has none (a state restored from a
+        backup, or lost: the trait keeps what it knows; `_newest`). What it wrote before is read
+        for the whole page at once, an account is written once a page; again for one whose value
+        a look recorded as found there meanwhile."""
         written, times = self.state.written_values_of("vitally", records)
+        marks = self.state.account_traits(records, WRITTEN_TRAIT)
         for index, record in enumerate(records):
             if self.hooks.should_stop():
                 return  # what is not sent stays pending for the next start
@@ -296,9 +317,10 @@ class Applier:
             if record in self.look.recorded:  # a look recorded a value of its as found there: read again
                 (fresh, fresh_times) = self.state.written_values_of("vitally", [record])
                 written[record], times[record] = fresh.get(record, {}), fresh_times.get(record, {})
-            now = iso(self.clock())
-            values = {**written.get(record, {}), **merged[record]}
-            trait = written_trait(values, at={**times.get(record, {}), **dict.fromkeys(merged[record], now)})
+            values, at = _newest(written.get(record, {}), times.get(record, {}), marks.get(record))
+            values.update(merged[record])
+            at.update(dict.fromkeys(merged[record], iso(self.clock())))
+            trait = written_trait(values, at=at)
             yield record, {**merged[record], WRITTEN_TRAIT: trait}
 
     def _looked_at(self, remaining: _Groups) -> bool:
@@ -589,11 +611,11 @@ class Applier:
         from what it reads). When no answer came at all, the service looks down, as after the
         retry policy gave up on any request: the step ends (`UnreachableError`). When a gateway
         answered each time (502, 504, 520, 524: the service was reached, this record's write is
-        what fails), the step goes on with the other writes."""
+        what fails, for every one of these writes), the step goes on with the other writes."""
         sends = LOST_ANSWER_RESENDS + 1
         error = f"{what}: no answer to {sends} sends, each but the first looked at before; {len(ids)} write(s) wait"
         self._failed(ids, error, park=False)
-        if all(self._unanswered.get(row) is None or self._unanswered[row].status is None for row in ids):
+        if any(self._unanswered.get(row) is None or self._unanswered[row].status is None for row in ids):
             raise UnreachableError(error, system=system)
 
     def _failed_by(self, ids: list[int], error: SyncError) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -43,22 +44,26 @@ _LEGAL_FORMS = frozenset(
 
 
 def company_key(company: str) -> str:
-    """The key a lead's `Company` is matched on: letters and digits only, case folded, without a
-    legal form at its end, so "Acme, Inc.", "ACME Inc" and "Acme" are one company (the demo
-    scheduler's "had a lead disqualified within the last month"). A name that is nothing but a
-    legal form ("Inc.") keeps it; one without a letter or digit ("—") is only case folded.
-    Idempotent: the key of a key is itself."""
-    words = re.findall(r"\w+", company.casefold())
+    """The key a lead's `Company` is matched on: letters and digits only (NFKC-normalised, case
+    folded), without a legal form at its end, and a trailing run of single letters read as one
+    word, so "Acme, Inc.", "ACME Inc", "Acme" and "Acme S.A." are one company, and so are "I.B.M.
+    Corp" and "IBM" (the demo scheduler's "had a lead disqualified within the last month"). A
+    name that is nothing but a legal form ("Inc.") keeps it; one without a letter or digit ("—")
+    is only case folded. Idempotent: the key of a key is itself (the state stores keys)."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", company).casefold())
+    words = re.findall(r"\w+", folded)
     if not words:
         return company.casefold().strip()
-    letters = 0  # "S.A.", "L.L.C.": a form spelled in single letters, read as one word
-    while letters < len(words) - 1 and len(words[-1 - letters]) == 1:
-        letters += 1
-    if letters > 1:
-        words[-letters:] = ["".join(words[-letters:])]
-    while len(words) > 1 and words[-1] in _LEGAL_FORMS:
-        words.pop()
-    return " ".join(words)
+    while True:
+        letters = 0
+        while letters < len(words) and len(words[-1 - letters]) == 1:
+            letters += 1
+        if letters > 1:
+            words[-letters:] = ["".join(words[-letters:])]
+        elif len(words) > 1 and words[-1] in _LEGAL_FORMS:
+            words.pop()
+        else:
+            return " ".join(words)
 
 
 def mirrored_users(state: StateDB) -> dict[str, SfUser]:

@@ -690,6 +690,9 @@ class Planner:
             if current is None:
                 self._drop(row, "not planned again: the rules no longer want it", at)
                 continue
+            if row.write.system == "vitally" and self._rewritten_since(row, current):
+                self._drop(row, "crm-sync wrote its fields again since it was queued (its trait says so)", at)
+                continue
             applied, changed = changed_fields(row.write.payload, row.write.expects, current, COMPUTED_LEAD_FIELDS)
             for name, theirs in changed.items():
                 self.conflicts.found(
@@ -709,6 +712,23 @@ class Planner:
                 self._drop(row, f"a person changed {', '.join(sorted(changed))} since it was planned", at)
             else:
                 self._drop(row, "not planned again: the rules no longer want it", at)
+
+    def _rewritten_since(self, row: OutboxRow, traits: Mapping[str, Any]) -> bool:
+        """Whether the account's `crm_sync_written` trait says crm-sync wrote another value of one
+        of the row's fields after the row last changed: a row a restored state still holds,
+        overtaken by writes the state no longer knows of. Whatever the account holds now is not
+        this row's doing, and must not be recorded as crm-sync's (a person may have set that very
+        value since)."""
+        mark = traits.get(WRITTEN_TRAIT)
+        times = written_trait_at(mark)
+        if not times:
+            return False
+        since = self.state.outbox_times([row.id]).get(row.id, "")
+        values = read_written_trait(mark)
+        return any(
+            times.get(name, "") > since and values.get(name, value) != value
+            for name, value in row.write.payload.items()
+        )
 
     def _target_now(self, write: PlannedWrite) -> Mapping[str, Any] | None:
         """What the write's target holds now, as this cycle read it (None: not in the mirror)."""

@@ -21,6 +21,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.model import Lead
 from rules import Policy, evaluate_lead
@@ -223,9 +225,22 @@ def test_a_company_is_the_same_whatever_its_punctuation_and_legal_form(disqualif
         ("Acme Consulting", "acme consulting"),  # not a legal form: another company
         ("Inc.", "inc"),  # nothing but a legal form: kept
         ("—", "—"),  # no letter or digit: only case folded, never the empty key
-        ("A B C", "a bc"),
+        ("A B C", "abc"),
+        ("I.B.M. Corp", "ibm"),
+        ("W X Y Inc", "wxy"),
+        ("Ａｃｍｅ Ｉｎｃ", "acme"),  # full-width, as some forms send it
     ],
 )
 def test_company_key(name: str, key: str) -> None:
     assert company_key(name) == key
     assert company_key(company_key(name)) == company_key(name)  # the state stores keys, and asks with them
+
+
+@given(st.text())
+def test_company_key_is_idempotent_and_never_empty_for_a_name(name: str) -> None:
+    """The incremental lead judgements store a company's key and later ask with it: a key whose
+    key differs would hold a judgement its company's disqualification should have ended (found
+    by a review: "W X Y Inc" keyed "w x y", whose key was "w xy")."""
+    key = company_key(name)
+    assert company_key(key) == key
+    assert key or not name.strip()

@@ -306,3 +306,19 @@ def test_an_account_a_gateway_always_fails_does_not_hold_back_the_other_writes(
     )
     assert {status for status, _ in rows} == {"pending"}
     assert all(error.startswith("vitally: account traits: no answer to 5 sends") for _, error in rows)
+
+
+def test_a_write_that_got_no_answer_at_all_still_ends_the_step_beside_a_gateways(
+    sandbox: Sandbox, config: Path, tmp_path: Path
+) -> None:
+    """In one page, one account's PUTs get a gateway's 502 and the other's get no answer at all
+    (the connection reset each time): the service looks down, as the connectors' retry policy
+    says after any request that never got an answer, so the step ends (exit 3) and the new lead
+    waits for the next cycle (found by a review: the step went on, because only the gateway's
+    account was looked at)."""
+    config.write_text(config.read_text().replace("max_wait_seconds = 60", "max_wait_seconds = 0.01"))
+    sandbox.add_fault("status", method="PUT", path_prefix="/resources/accounts/acc_0001", status=502, count=1000)
+    sandbox.add_fault("reset", method="PUT", path_prefix="/resources/accounts/acc_0000", count=1000)
+    result = run_cli(config, tmp_path / "state.db", "run", "--now", NOW)
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert sends(sandbox, "PATCH", UPSERT) == 0

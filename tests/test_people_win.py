@@ -37,6 +37,7 @@ from support import band_account, person_sets_lead, pool_users, vitally_account
 from test_minicycle import DEMO_REQUEST, NOW, World, _clock, _web_to_lead, _world
 
 from state import StateDB
+from sync.apply import Applier
 from sync.config import example_against
 from sync.cycle import run_cycle
 from sync.freshness import LastLook
@@ -451,3 +452,74 @@ def test_a_value_found_there_while_another_is_put_does_not_make_the_trait_name_t
     again = cycle()
     assert again.conflicts == []
     assert _traits(world, "acc_0001")[trait] is True
+
+
+@pytest.fixture
+def review(tmp_path: Path) -> Iterator[World]:
+    yield from _world_of(
+        tmp_path, vitally_account(1, mrr=2500, traits={"country": "US", "users_by_country": {"US": 3}})
+    )
+
+
+def test_a_backup_taken_with_a_write_pending_does_not_settle_it_as_crm_syncs(
+    review: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backup is taken between a cycle's plan and its apply: it holds the Account review
+    segment's write, pending. Restored after crm-sync sent it and took the segment away again,
+    and after a CSM put it back: the old row is not settled as crm-sync's (its trait says
+    crm-sync wrote the field again since), so the CSM's segment is a conflict, kept (found by a
+    review: the row was recorded as crm-sync's write, and the next cycle removed the segment)."""
+    world = review
+    trait = "segment_account_review"
+
+    def cycle(state: StateDB, minutes: int) -> CycleReport:
+        at = NOW + timedelta(minutes=minutes)
+        return run_cycle(world.config, state, world.vitally, world.salesforce, clock=lambda: at, now=NOW)
+
+    with monkeypatch.context() as patch:  # the plan commits, the backup is taken before the apply
+        patch.setattr(Applier, "run", lambda self: None)
+        cycle(world.state, 0)
+    backup = tmp_path / "backup.db"
+    copy = sqlite3.connect(backup)
+    world.state.db.conn.backup(copy)
+    copy.close()
+    cycle(world.state, 1)
+    assert _traits(world, "acc_0001")[trait] is True
+    with world.sandbox._lock:
+        world.sandbox._vitally.change_mrr("acc_0001", 900)
+    cycle(world.state, 10)  # out of review: crm-sync takes the segment away
+    _person_puts_traits(world, "acc_0001", **{trait: True})  # a CSM: keep it in review
+    restored = StateDB.open(backup)
+    try:
+        first = cycle(restored, 20)
+        cycle(restored, 30)
+        rows = restored.db.execute(
+            "SELECT status, last_error FROM outbox WHERE op = 'add_segment' AND fields LIKE '%Account review%'"
+        ).fetchall()
+    finally:
+        restored.close()
+    assert rows == [("superseded", "crm-sync wrote its fields again since it was queued (its trait says so)")]
+    assert [(c.field, c.theirs) for c in first.conflicts] == [(trait, True)]
+    assert _traits(world, "acc_0001")[trait] is True
+
+
+def test_a_lost_state_s_next_put_keeps_what_only_the_trait_knew(review: World, tmp_path: Path) -> None:
+    """With the state file lost, crm-sync's own values are known from the account's trait alone.
+    The first PUT after it carries them on (`sync.apply._newest`): before, it rebuilt the trait
+    from the empty state, and the next cycle took crm-sync's own segment for a person's and held
+    it (found by a review)."""
+    world = review
+    world.cycle()
+    assert _traits(world, "acc_0001")["segment_account_review"] is True
+    fresh = StateDB.open(tmp_path / "new.db")  # the state file lost
+    try:
+        world.sandbox.set_segment("acc_0001", "AM referral")  # another write to the account: a PUT
+        run_cycle(world.config, fresh, world.vitally, world.salesforce, clock=_clock, now=NOW)
+        assert read_written_trait(_traits(world, "acc_0001")[WRITTEN_TRAIT])["segment_account_review"] is True
+        with world.sandbox._lock:
+            world.sandbox._vitally.change_mrr("acc_0001", 900)  # the rule lets go of the segment
+        later = run_cycle(world.config, fresh, world.vitally, world.salesforce, clock=_clock, now=NOW)
+    finally:
+        fresh.close()
+    assert [c for c in later.conflicts if c.field == "segment_account_review"] == []
+    assert _traits(world, "acc_0001").get("segment_account_review") is None  # crm-sync's own, taken away
