@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,17 @@ def deactivate(sandbox: Sandbox, user_id: str) -> None:
     person_sets_record(sandbox.url, "User", user_id, IsActive=False)
 
 
+def run_once_tam_0_is_gone(
+    sandbox: Sandbox, config: Path, state: Path, *args: str
+) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """Deactivate Tam 0, then `run` (exit 0): (the sandbox's call count before it, the run)."""
+    deactivate(sandbox, TAMS[0])
+    mark = len(sandbox.calls())
+    run = run_cli(config, state, "run", *args, "--now", NOW)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return mark, run
+
+
 def our_leads(sandbox: Sandbox) -> list[dict[str, Any]]:
     return [lead for lead in sandbox.state()["salesforce"]["Lead"] if lead.get("Sync_Key__c")]
 
@@ -123,11 +135,7 @@ def test_a_lead_refused_for_its_deactivated_owner_is_drawn_again_and_created_onc
     assert first.returncode == 1, first.stderr[-2000:]  # a write was parked
     assert our_leads(sandbox) == []
     assert sends(state) == [(TAMS[0], "parked", 1)]
-    deactivate(sandbox, TAMS[0])
-
-    mark = len(sandbox.calls())
-    second = run_cli(config, state, "run", "--format", "json", "--now", NOW)
-    assert second.returncode == 0, second.stderr[-2000:]
+    mark, second = run_once_tam_0_is_gone(sandbox, config, state, "--format", "json")
     leads = our_leads(sandbox)
     assert [lead["OwnerId"] for lead in leads] == [TAMS[1]]  # created once, with the next member
     assert upserts(sandbox, mark) == 1
@@ -161,11 +169,7 @@ def test_an_owner_deactivated_while_salesforce_failed_is_drawn_again_before_the_
     assert first.returncode == 1, first.stderr[-2000:]
     assert [(owner, status) for owner, status, _ in sends(state)] == [(TAMS[0], "pending")]
     sandbox.clear_faults()
-    deactivate(sandbox, TAMS[0])
-
-    mark = len(sandbox.calls())
-    second = run_cli(config, state, "run", "--now", NOW)
-    assert second.returncode == 0, second.stderr[-2000:]
+    mark, _ = run_once_tam_0_is_gone(sandbox, config, state)
     assert [lead["OwnerId"] for lead in our_leads(sandbox)] == [TAMS[1]]
     assert upserts(sandbox, mark) == 1
     assert [(owner, status) for owner, status, _ in sends(state)] == [(TAMS[0], "superseded"), (TAMS[1], "done")]
@@ -182,11 +186,7 @@ def test_a_lead_whose_answer_was_lost_keeps_the_owner_it_was_created_with(sandbo
     assert first.returncode == 0, first.stderr[-2000:]
     assert [lead["OwnerId"] for lead in our_leads(sandbox)] == [TAMS[0]]
     sandbox.clear_faults()
-    deactivate(sandbox, TAMS[0])
-
-    mark = len(sandbox.calls())
-    second = run_cli(config, state, "run", "--now", NOW)
-    assert second.returncode == 0, second.stderr[-2000:]
+    mark, _ = run_once_tam_0_is_gone(sandbox, config, state)
     # The lead exists with Tam 0: nothing is drawn again and no owner is written over it.
     assert [lead["OwnerId"] for lead in our_leads(sandbox)] == [TAMS[0]]
     assert upserts(sandbox, mark) == 0
