@@ -12,7 +12,8 @@ control is both a Python method and a JSON endpoint under `/_sandbox/` (no auth,
 never logged):
 
     GET  /_sandbox/calls?since=N     {"calls": [{seq, system, method, path, template, status, at, fault?,
-                                                 soql? (a Salesforce query's text)}],
+                                                 soql? (a Salesforce query's text), records? (an
+                                                 sObject Collections write's external ids or Ids)}],
                                       "next": N'}
     GET  /_sandbox/counters          {"vitally": {"GET /resources/accounts": n}, "salesforce": {...}}
     POST /_sandbox/reset             clear call log and counters
@@ -20,7 +21,8 @@ never logged):
                                      true}, {"sf_schema": {...}}); the answer's `effective` resolves
                                      the switches that follow `real_org`
     GET|POST|DELETE /_sandbox/faults {"method","path_prefix","kind","status","count" | "share"+"random_seed",
-                                      "reset_seconds"}
+                                      "reset_seconds","body_contains"?: text the request body must
+                                      hold (a gateway or WAF refusing one payload)}
     GET|POST|DELETE /_sandbox/record_errors  {"object","code","count","match"?,"message"?}
     POST /_sandbox/expire_sessions   every Salesforce token seen or issued so far gets 401
     POST /_sandbox/api_usage         {"used": n}: set the Salesforce daily request counter
@@ -135,9 +137,25 @@ _SF_STATUS_CODES = {
 }
 
 
+def _collection_keys(request: Request) -> list[str]:
+    """The records of an sObject Collections write, for the call log: each one's external id value
+    (an upsert's `…/{sobject}/{field}`) or its Id (an update); an unreadable body logs none."""
+    parts = request.path.rstrip("/").split("/")
+    field = parts[-1] if len(parts) >= 2 and parts[-2] != "sobjects" and parts[-1] != "sobjects" else "Id"
+    try:
+        records = json.loads(request.body).get("records")
+    except (ValueError, AttributeError):
+        return []
+    if not isinstance(records, list):
+        return []
+    return [str(record.get(field)) for record in records if isinstance(record, dict)]
+
+
 @dataclass
 class _Fault:
-    """One injected fault: requests matching method and path prefix, `count` times or by `share`."""
+    """One injected fault: requests matching method and path prefix (and, with `body_contains`, whose
+    body holds that text: a gateway or a web application firewall refusing one payload wherever it
+    travels, e.g. one lead of a collection), `count` times or by `share`."""
 
     kind: FaultKind
     method: str | None
@@ -147,11 +165,14 @@ class _Fault:
     share: float | None
     random_seed: int
     reset_seconds: int
+    body_contains: str | None = None
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.random_seed)
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, body: bytes = b"") -> bool:
+        if self.body_contains is not None and self.body_contains.encode() not in body:
+            return False
         return (self.method is None or self.method == method) and path.startswith(self.path_prefix)
 
     def fires(self) -> bool:
@@ -176,6 +197,7 @@ class _Fault:
             "share": self.share,
             "random_seed": self.random_seed,
             "reset_seconds": self.reset_seconds,
+            "body_contains": self.body_contains,
         }
 
 
@@ -328,8 +350,10 @@ class Sandbox:
         share: float | None = None,
         random_seed: int = 0,
         reset_seconds: int = 1,
+        body_contains: str | None = None,
     ) -> dict[str, Any]:
-        """Inject a fault on matching API calls: the next `count` (default 1) or a `share` of them."""
+        """Inject a fault on matching API calls: the next `count` (default 1) or a `share` of them
+        (with `body_contains`, only calls whose body holds that text)."""
         if kind not in _FAULT_KINDS:
             raise ControlError(f"kind: expected one of {', '.join(_FAULT_KINDS)}")
         if not 100 <= status <= 599:
@@ -349,6 +373,7 @@ class Sandbox:
             share,
             random_seed,
             reset_seconds,
+            body_contains,
         )
         with self._lock:
             self._faults.append(fault)
@@ -586,7 +611,7 @@ class Sandbox:
         service = self._service(system)
         template = service.template(request.path)
         with self._lock:
-            fault = self._pick_fault(request.method, request.path)
+            fault = self._pick_fault(request.method, request.path, request.body)
             latency = self._config.latency_ms
         if latency:
             time.sleep(latency / 1000)
@@ -609,9 +634,9 @@ class Sandbox:
             return self._salesforce
         return self._slack if system == "slack" else self._zendesk
 
-    def _pick_fault(self, method: str, path: str) -> _Fault | None:
+    def _pick_fault(self, method: str, path: str, body: bytes) -> _Fault | None:
         for fault in self._faults:
-            if fault.matches(method, path) and fault.fires():
+            if fault.matches(method, path, body) and fault.fires():
                 if fault.spent():
                     self._faults.remove(fault)
                 return fault
@@ -664,6 +689,8 @@ class Sandbox:
         soql = request.param("q") if system == "salesforce" else None
         if soql:
             entry["soql"] = soql  # a query's text: which reads a cycle made
+        elif system == "salesforce" and request.method in ("PATCH", "POST") and "/composite/sobjects" in request.path:
+            entry["records"] = _collection_keys(request)  # which records a collection write carried
         self._calls.append(entry)
         if len(self._calls) > _CALL_LOG_MAX:
             # A long demo must not grow without bound; `seq` stays absolute so `since` keeps working.
@@ -816,7 +843,17 @@ class Sandbox:
         return self.simulate(steps, seed)
 
     def _add_fault_json(self, spec: dict[str, Any]) -> dict[str, Any]:
-        known = {"kind", "method", "path_prefix", "status", "count", "share", "random_seed", "reset_seconds"}
+        known = {
+            "kind",
+            "method",
+            "path_prefix",
+            "status",
+            "count",
+            "share",
+            "random_seed",
+            "reset_seconds",
+            "body_contains",
+        }
         unknown = sorted(set(spec) - known)
         if unknown:
             raise ControlError(f"unknown fault keys: {', '.join(unknown)}")
@@ -826,6 +863,9 @@ class Sandbox:
             raise ControlError("method: expected a string")
         if not isinstance(prefix, str):
             raise ControlError("path_prefix: expected a string")
+        body_contains = spec.get("body_contains")
+        if body_contains is not None and not isinstance(body_contains, str):
+            raise ControlError("body_contains: expected a string")
         share = spec.get("share")
         if share is not None and (isinstance(share, bool) or not isinstance(share, int | float)):
             raise ControlError("share: expected a number")
@@ -842,6 +882,7 @@ class Sandbox:
             share=None if share is None else float(share),
             random_seed=ints["random_seed"],
             reset_seconds=ints["reset_seconds"],
+            body_contains=body_contains,
         )
 
     def _load_json(self, seed: dict[str, Any]) -> dict[str, dict[str, int]]:

@@ -20,13 +20,16 @@ retry policy gives up on any request: the step ends (`UnreachableError`) and the
 pending for the next cycle, whose plan settles it from what it reads. A write the look finds
 landed is recorded as its answer would have been (`_landed`): done, counted as applied, a lead
 write with its follow-ups (announcement, ticket). It counts once against `--max-writes`; a stop
-during the pause leaves it pending, counted as deferred.
+during the pause leaves it pending, counted as deferred. A collection of leads a gateway answered at
+each of its five sends is split in halves until the one lead it refuses wherever it travels is
+singled out and parked (`_single_out`), so that lead holds back no other.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import partial
@@ -62,6 +65,17 @@ COLLECTION = 200  # records per sObject Collections request (Salesforce's maximu
 LOST_ANSWER_RESENDS = 4  # looks (and sends of what is still missing) after a write's answer was lost
 
 _Groups = dict[str, list[OutboxRow]]  # outbox rows by the record they write
+
+
+def _row_ids(groups: _Groups) -> list[int]:
+    return [row.id for rows in groups.values() for row in rows]
+
+
+def _halves(groups: _Groups) -> tuple[_Groups, _Groups]:
+    """`groups` split in two, in their order (the first half the smaller one for an odd count)."""
+    records = list(groups)
+    middle = len(records) // 2
+    return {r: groups[r] for r in records[:middle]}, {r: groups[r] for r in records[middle:]}
 
 
 def _merged(groups: _Groups) -> dict[str, dict[str, Any]]:
@@ -141,6 +155,7 @@ class Applier:
         self._cap = max_writes
         self._charged: set[str] = set()  # accounts counted against `--max-writes` (a re-send is not again)
         self._unanswered: dict[int, UnansweredError] = {}  # outbox row → its latest lost answer
+        self._losses: Counter[int] = Counter()  # outbox row → its sends whose answers were lost
         # `apply`: only the rows this run queued or confirmed (a reviewed plan's), none of the others.
         self._only_run = only_run
         self._pause = interruptible_sleep(hooks.should_stop)  # before a look after a lost answer
@@ -429,7 +444,9 @@ class Applier:
         """One collection: upserts of new leads, or updates of leads a last look found unchanged.
         Leads whose collection's answer was lost are looked at again after a pause (updates: the
         same last look; new leads: looked up by key, and those the lost upsert created are done)
-        and only what is still missing is sent again (see the module's docstring)."""
+        and only what is still missing is sent again (see the module's docstring). Lost every
+        time, to a gateway's answer, the collection is split to single out the lead it holds
+        that a gateway refuses (`_single_out`)."""
         for attempt in range(LOST_ANSWER_RESENDS + 1):
             if attempt:
                 self._wait_after_loss(attempt, "salesforce", groups)
@@ -440,7 +457,73 @@ class Applier:
             groups = self._send_leads_once(salesforce, op, groups)
             if not groups:
                 return
-        self._still_lost([row.id for rows in groups.values() for row in rows], "salesforce: leads", "salesforce")
+        self._single_out(salesforce, op, groups)
+
+    def _single_out(self, salesforce: SalesforcePort, op: str, lost: _Groups) -> None:
+        """Leads whose collection was lost at every send. When a gateway answered each time (502,
+        504, 520, 524: Salesforce's edge was reached) and the collection held more than one lead,
+        a payload may be what fails (an origin or a web application firewall refusing one lead
+        wherever it travels), and it would hold back every lead sent beside it, cycle after cycle.
+        So the collection is split in two halves, each looked at and sent on its own (one pause
+        for both); a half lost again while the other went through is split again, down to the one
+        lead to blame, which is looked at a last time and parked with its reason (`failed`,
+        `retry`): about two sends per halving (16 to single out one lead of 200). When no half
+        goes through, no one lead is to blame (the gateway fails everything): they all wait, as a
+        collection lost every time does (`_still_lost`), after two more sends."""
+        parts = [lost]
+        while parts:
+            part = parts.pop()
+            ids = _row_ids(part)
+            if len(part) < 2 or not self._gateway_answered(ids):
+                self._still_lost(ids, "salesforce: leads", "salesforce")
+                continue
+            self._wait_after_loss(1, "salesforce", part)
+            answered = self.report.counts["salesforce_writes"]
+            still: list[_Groups] = []
+            for half in _halves(part):
+                if op == "upsert_lead" and not self._created_by_lost(half):
+                    continue  # the look-up failed or was held: those leads stay pending
+                if half and (lost_half := self._send_leads_once(salesforce, op, half)):
+                    still.append(lost_half)
+            if self.report.counts["salesforce_writes"] == answered:  # nothing went through
+                if still:
+                    self._still_lost(
+                        _row_ids({k: v for half in still for k, v in half.items()}), "salesforce: leads", "salesforce"
+                    )
+                continue
+            for half in still:
+                if len(half) > 1:
+                    parts.append(half)
+                else:
+                    self._park_refused(op, half)
+
+    def _gateway_answered(self, ids: list[int]) -> bool:
+        """Whether each of these rows' latest lost send got a gateway's answer (not none at all)."""
+        return all((error := self._unanswered.get(row)) is not None and error.status is not None for row in ids)
+
+    def _park_refused(self, op: str, lead: _Groups) -> None:
+        """The one lead of its collection a gateway refused at every send that held it, while the
+        sends without it went through: looked at a last time after a pause (its lost sends may
+        have landed), then parked with its reason, so that it holds back no other lead."""
+        self._wait_after_loss(1, "salesforce", lead)
+        ids = _row_ids(lead)
+        if op == "upsert_lead":
+            if not self._created_by_lost(lead):
+                return
+        elif self._send(ids, partial(self.look.leads, lead)) is None:
+            return
+        self._landed()
+        if not lead:
+            return  # it landed after all, or a person has it now
+        [record] = lead
+        status = self._unanswered[ids[0]].status
+        sends = self._losses[ids[0]]
+        self._failed(
+            ids,
+            f"salesforce: lead {record}: a gateway answered {status} to each of the {sends} sends that held it, "
+            "while its collection's other leads went through without it: parked (`retry` sends it again)",
+            park=True,
+        )
 
     def _send_leads_once(self, salesforce: SalesforcePort, op: str, groups: _Groups) -> _Groups:
         """Send one collection (two for new leads: with and without an owner); returns the leads
@@ -569,6 +652,7 @@ class Applier:
         with self.state.atomic():
             self.state.mark_failed(ids, str(error), iso(self.clock()), park=False)
         self._unanswered.update(dict.fromkeys(ids, error))
+        self._losses.update(ids)
         self.hooks.log("write_unanswered", {"run_id": self.report.run_id, "rows": ids, "error": str(error)})
 
     def _wait_after_loss(self, attempt: int, system: str, lost: _Groups) -> None:
@@ -612,7 +696,7 @@ class Applier:
         retry policy gave up on any request: the step ends (`UnreachableError`). When a gateway
         answered each time (502, 504, 520, 524: the service was reached, this record's write is
         what fails, for every one of these writes), the step goes on with the other writes."""
-        sends = LOST_ANSWER_RESENDS + 1
+        sends = max((self._losses[row] for row in ids), default=LOST_ANSWER_RESENDS + 1)
         error = f"{what}: no answer to {sends} sends, each but the first looked at before; {len(ids)} write(s) wait"
         self._failed(ids, error, park=False)
         if any(self._unanswered.get(row) is None or self._unanswered[row].status is None for row in ids):

@@ -37,6 +37,7 @@ from support import (
     pool_users,
     run_cli,
     start_cli,
+    state_rows,
     vitally_account,
 )
 from test_e2e_followups import TOKEN, announced, configure, tickets
@@ -322,3 +323,121 @@ def test_a_write_that_got_no_answer_at_all_still_ends_the_step_beside_a_gateways
     result = run_cli(config, tmp_path / "state.db", "run", "--now", NOW)
     assert result.returncode == 3, result.stderr[-2000:]
     assert sends(sandbox, "PATCH", UPSERT) == 0
+
+
+REFERRAL = [{"id": "seg_am_referral", "name": "AM referral"}]
+
+
+def referral_sandbox(accounts: int) -> Sandbox:
+    """`accounts` accounts in segment AM referral (acc_0000 …): one new lead each, in one collection."""
+    book = seed(*[vitally_account(i, traits=US, segments=REFERRAL) for i in range(2, accounts + 1)])
+    sandbox = Sandbox(book)
+    sandbox.configure(vitally_rate_limit=10_000_000)
+    return sandbox
+
+
+def upserts(sandbox: Sandbox) -> list[tuple[int, list[str]]]:
+    """Each upsert of new leads the sandbox received: its status and the Sync_Key__c of its leads."""
+    return [
+        (call["status"], list(call["records"]))
+        for call in sandbox.calls()
+        if call["method"] == "PATCH" and call["path"] == UPSERT
+    ]
+
+
+def test_a_lead_a_gateway_always_refuses_is_singled_out_and_parked_and_its_collection_goes_out(
+    tmp_path: Path,
+) -> None:
+    """A gateway (an origin failing on one payload, or a web application firewall that dislikes
+    one lead's text) answers 502 to every upsert that holds one lead, wherever it travels. After
+    the five sends of the collection, each looked at first, the collection is split in halves,
+    each looked at and sent on its own, and the half lost again split again: the seven other
+    leads are created and the one lead is parked with its reason (`failed`, `retry`). Before (a
+    third review of the lost answers), the whole collection waited, cycle after cycle: one bad
+    lead held back up to 199 others for good."""
+    with referral_sandbox(8) as sandbox:
+        config = example_config_for(sandbox.url, tmp_path / "config.toml", {UNROUTED_DEFAULT: SANDBOX_ORG_UNROUTED})
+        config.write_text(config.read_text().replace("max_wait_seconds = 60", "max_wait_seconds = 0.01"))
+        poison = "crm-sync-acc_0005-1"
+        sandbox.add_fault("status", method="PATCH", path_prefix=UPSERT, status=502, count=1000, body_contains=poison)
+        state = tmp_path / "state.db"
+        result = run_cli(config, state, "run", "--now", NOW)
+        assert result.returncode == 1, result.stderr[-2000:]  # done, one write parked
+        keys = sorted(lead["Sync_Key__c"] for lead in sandbox.state()["salesforce"]["Lead"] if lead.get("Sync_Key__c"))
+        assert keys == sorted(f"crm-sync-acc_{i:04d}-1" for i in (0, 2, 3, 4, 6, 7, 8))
+        sent = upserts(sandbox)
+        # Five sends of all eight; then halves of 4 (poison in the second), 2, 1: two sends a halving.
+        assert [len(leads) for _, leads in sent] == [8] * 5 + [4, 4, 2, 2, 1, 1]
+        assert all((status == 502) == (poison in leads) for status, leads in sent)
+        created = [key for status, leads in sent if status == 200 for key in leads]
+        assert sorted(created) == keys  # each created by exactly one send
+        [(status, error)] = state_rows(state, f"SELECT status, last_error FROM outbox WHERE record = '{poison}'")
+        assert status == "parked"
+        assert error.startswith(
+            f"salesforce: lead {poison}: a gateway answered 502 to each of the 8 sends that held it"
+        )
+        listed = run_cli(config, state, "failed")
+        assert poison in listed.stdout
+        sandbox.clear_faults()  # the firewall's rule is fixed
+        [[row_id]] = state_rows(state, f"SELECT id FROM outbox WHERE record = '{poison}'")
+        assert run_cli(config, state, "retry", str(row_id)).returncode == 0
+        again = run_cli(config, state, "run", "--now", NOW)
+        assert again.returncode == 0, again.stderr[-2000:]
+        keys = [lead["Sync_Key__c"] for lead in sandbox.state()["salesforce"]["Lead"] if lead.get("Sync_Key__c")]
+        assert sorted(keys) == sorted(f"crm-sync-acc_{i:04d}-1" for i in (0, 2, 3, 4, 5, 6, 7, 8))
+
+
+def test_a_gateway_that_refuses_every_lead_costs_two_more_sends_and_parks_nothing(tmp_path: Path) -> None:
+    """When the gateway answers 502 to every upsert (its outage, not one lead's payload), the
+    split's first two halves are lost too: no lead is to blame, nothing is parked, and the
+    collection waits for the next cycle, as before; the cost of looking for a lead to blame is
+    two sends per collection. The cycle goes on: the Vitally writes go out."""
+    with referral_sandbox(8) as sandbox:
+        config = example_config_for(sandbox.url, tmp_path / "config.toml", {UNROUTED_DEFAULT: SANDBOX_ORG_UNROUTED})
+        config.write_text(config.read_text().replace("max_wait_seconds = 60", "max_wait_seconds = 0.01"))
+        sandbox.add_fault("status", method="PATCH", path_prefix=UPSERT, status=502, count=1000)
+        state = tmp_path / "state.db"
+        result = run_cli(config, state, "run", "--now", NOW)
+        assert result.returncode == 1, result.stderr[-2000:]
+        assert [len(leads) for _, leads in upserts(sandbox)] == [8] * 5 + [4, 4]
+        assert not [lead for lead in sandbox.state()["salesforce"]["Lead"] if lead.get("Sync_Key__c")]
+        rows = state_rows(state, "SELECT status, last_error FROM outbox WHERE op = 'upsert_lead'")
+        assert len(rows) == 8
+        assert {status for status, _ in rows} == {"pending"}
+        assert all(error.startswith("salesforce: leads: no answer to 6 sends") for _, error in rows)
+        assert sends(sandbox, "PUT", "/resources/accounts/acc_0001") == 1  # the cycle went on
+        sandbox.clear_faults()
+        assert run_cli(config, state, "run", "--now", NOW).returncode == 0
+        assert len([lead for lead in sandbox.state()["salesforce"]["Lead"] if lead.get("Sync_Key__c")]) == 8
+
+
+def test_an_inbound_lead_a_firewall_refuses_is_parked_and_the_others_get_their_owners(tmp_path: Path) -> None:
+    """The same for updates: four web-to-lead demo requests get their owners in one collection;
+    a web application firewall answers 502 to any request that holds one of them (its form text
+    looks like script to it). The three others get their owners; that one is parked. The fault
+    matches the request's body, as a firewall reads it (`body_contains`)."""
+    with Sandbox(seed(referral=False)) as sandbox:
+        sandbox.configure(vitally_rate_limit=10_000_000)
+        config = example_config_for(sandbox.url, tmp_path / "config.toml", {UNROUTED_DEFAULT: SANDBOX_ORG_UNROUTED})
+        config.write_text(config.read_text().replace("max_wait_seconds = 60", "max_wait_seconds = 0.01"))
+        requests_ = [
+            {**DEMO_REQUEST, "LastName": f"Doe {i}", "Email": f"jane{i}@northwind-robotics.com"} for i in range(4)
+        ]
+        with sandbox._lock:
+            ids = sandbox._salesforce.add_leads(requests_, owner_ids=[])
+        poison = ids[2]
+        sandbox.add_fault("status", method="PATCH", path_prefix=UPDATE, status=502, count=1000, body_contains=poison)
+        state = tmp_path / "state.db"
+        result = run_cli(config, state, "run", "--now", NOW)
+        assert result.returncode == 1, result.stderr[-2000:]
+        sent = [(c["status"], c["records"]) for c in sandbox.calls() if c["method"] == "PATCH" and c["path"] == UPDATE]
+        assert [len(leads) for _, leads in sent] == [4] * 5 + [2, 2, 1, 1]
+        assert all((status == 502) == (poison in leads) for status, leads in sent)
+        pool = {user["Id"] for user in pool_users(example_against("http://127.0.0.1:1"))}
+        owners = {lead["Id"]: lead["OwnerId"] for lead in sandbox.state()["salesforce"]["Lead"]}
+        assert all(owners[lead_id] in pool for lead_id in ids if lead_id != poison)
+        assert owners[poison] not in pool
+        rows = state_rows(state, f"SELECT status, last_error FROM outbox WHERE record = '{poison}'")
+        assert {status for status, _ in rows} == {"parked"}  # each of its writes (owner, routing fields)
+        assert all(error.startswith(f"salesforce: lead {poison}: a gateway answered 502") for _, error in rows)
+        assert not state_rows(state, f"SELECT id FROM outbox WHERE record != '{poison}' AND status != 'done'")

@@ -136,6 +136,24 @@ def test_fault_status_fails_the_next_matching_calls_then_clears(sandbox: Sandbox
     assert [c.get("fault") for c in sandbox.calls()] == ["status", "status", None]
 
 
+def test_fault_body_contains_hits_only_the_requests_that_carry_that_text(sandbox: Sandbox, sf: Salesforce) -> None:
+    """A gateway or firewall refusing one payload wherever it travels: the fault fires on a
+    collection that holds the lead, whatever else it holds, and on no other; the call log names
+    the records each collection carried."""
+    path = "composite/sobjects/Lead/Sync_Key__c"
+    _control(sandbox, "POST", "faults", {"method": "PATCH", "status": 502, "count": 5, "body_contains": '"bad"'})
+    refused = _control(sandbox, "POST", "faults", {"status": 502, "body_contains": 7})
+
+    with pytest.raises(SalesforceGeneralError) as caught:
+        sf.restful(path, method="PATCH", json={"records": [_lead("good"), _lead("bad")]})
+    answered = sf_collection(sf, path, "PATCH", {"records": [_lead("good"), _lead("other")]})
+
+    assert caught.value.status == 502 and [r["success"] for r in answered] == [True, True]
+    assert refused.status_code == 400 and "body_contains: expected a string" in refused.json()["error"]
+    assert [(c["status"], c["records"]) for c in sandbox.calls()] == [(502, ["good", "bad"]), (200, ["good", "other"])]
+    assert [f["body_contains"] for f in sandbox.faults()] == ['"bad"']  # 4 of its 5 left
+
+
 def test_fault_429_carries_rate_limit_reset(sandbox: Sandbox, vitally: requests.Session) -> None:
     sandbox.add_fault("status", path_prefix="/resources/", status=429, reset_seconds=7)
 
