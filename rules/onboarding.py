@@ -291,9 +291,46 @@ def _concentration(spend: dict[str, float], limit: float) -> Check:
     return Check("product_spend", True, f"largest product {product} {_pct(share)} of spend")
 
 
+def _onboarding(account: Account, rules: OnboardingPolicy, now: datetime) -> Check:
+    """Whether the account is in onboarding, the onboarding team's to hand over or circle back to
+    (`OnboardingPolicy.onboarding_only`): in the Onboarding segment, with an Onboarding Specialist,
+    or first billed at most `first_bill_max_age_months` ago (a new payer: when that bill grows too
+    old is a date the judgement may change on, `rules.clock`)."""
+    if rules.segment in account.segments:
+        return Check("segments", True, f"in onboarding (segment {rules.segment})")
+    specialist = account.roles.get(rules.specialist_role)
+    if specialist:
+        return Check("key_roles", True, f"in onboarding ({rules.specialist_role} {specialist})")
+    invoices = account.invoices
+    if invoices is None:
+        return Check("invoices", None, "in onboarding unknown (invoices unknown)")
+    first = _first_bill(invoices, rules.first_bill_skips_zero)
+    if first is None:
+        return Check("invoices", False, "not in onboarding (no paid invoice)")
+    month = _month_number(first.month)
+    if month is None:
+        return Check("invoices", None, f"in onboarding unknown (first invoice month {first.month!r} unreadable)")
+    clock.changes_on_month(month + rules.first_bill_max_age_months + 1)
+    age = max(0, now.year * 12 + now.month - month)
+    limit = rules.first_bill_max_age_months
+    if age <= limit:
+        return Check("invoices", True, f"in onboarding (first billed {age} months ago ≤ {limit})")
+    return Check(
+        "invoices",
+        False,
+        f"not in onboarding (not in segment {rules.segment}, no {rules.specialist_role}, "
+        f"first billed {age} months ago > {limit})",
+    )
+
+
+def _may_onboarding(account: Account, rules: OnboardingPolicy, now: datetime) -> bool:
+    """`_onboarding` may pass (or the scope is off)."""
+    return not rules.onboarding_only or _onboarding(account, rules, now).passed is not False
+
+
 def _may_direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
     """A known MRR above the handover threshold, enough invoices, all paid, and a known product spend
-    not concentrated in one product (`_concentration`'s test)."""
+    not concentrated in one product (`_concentration`'s test), of an account in onboarding."""
     rules = policy.onboarding
     invoices = account.invoices
     spend = account.product_spend
@@ -307,7 +344,7 @@ def _may_direct_handover(account: Account, ctx: AccountContext, policy: Policy, 
     ):
         return False
     total = sum(v for v in spend.values() if v > 0)
-    return total > 0 and max(spend.values()) <= rules.concentration_max * total
+    return total > 0 and max(spend.values()) <= rules.concentration_max * total and _may_onboarding(account, rules, now)
 
 
 def direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
@@ -322,7 +359,7 @@ def direct_handover(account: Account, ctx: AccountContext, policy: Policy, now: 
         "invoices": None if account.invoices is None else [(i.month, i.amount) for i in account.invoices[-recent:]],
         "product_spend": spend,
     }
-    checks: list[Check] = []
+    checks: list[Check] = [_onboarding(account, rules, now)] if rules.onboarding_only else []
     mrr = account.mrr
     if mrr is None:
         checks.append(Check("mrr", None, "mrr unknown"))
@@ -386,7 +423,8 @@ def _may_circle_back(account: Account, ctx: AccountContext, policy: Policy, now:
         return False
     months = rules.growth_months
     earlier = invoices[-1 - months].amount if 0 < months < len(invoices) else 0
-    return last > invoices[-2].amount or (earlier > 0 and last >= (1 + rules.growth_min) * earlier)
+    grows = last > invoices[-2].amount or (earlier > 0 and last >= (1 + rules.growth_min) * earlier)
+    return grows and _may_onboarding(account, rules, now)
 
 
 def circle_back(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
@@ -407,7 +445,7 @@ def circle_back(account: Account, ctx: AccountContext, policy: Policy, now: date
         "invoices": None if account.invoices is None else [(i.month, i.amount) for i in account.invoices[-needed:]],
         "onboarding_specialist": specialist,
     }
-    checks: list[Check] = []
+    checks: list[Check] = [_onboarding(account, rules, now)] if rules.onboarding_only else []
     mrr = account.mrr
     if mrr is None:
         checks.append(Check("mrr", None, "mrr unknown"))

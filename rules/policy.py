@@ -519,6 +519,13 @@ class OnboardingPolicy:
       `concentration_max`: no single product may carry more than this share of `product_spend` (0.8); one
         product making up nearly all of a high bill is the typical misconfiguration (flags called on every
         request, replay of every bot session), so such accounts are not passed without a person looking.
+      `onboarding_only`: the direct handover and the circle back are the onboarding team's (the
+        sales-handover page is theirs; the accounts-overview flowchart sends an onboarding
+        specialist's account to a TAE when it has $20k+ potential, and a self-serve account to Sales
+        only through Account review or an expansion trigger): they act only on an account in
+        onboarding, i.e. in the Onboarding segment, with an Onboarding Specialist key role, or first
+        billed at most `first_bill_max_age_months` ago (a new payer, whose high spend skips the
+        program) (True). False: on any account.
     Circle back ("promising, positive growth trajectory, may achieve the $ threshold later"):
       `circle_back_mrr_max`: MRR at most this (1000: the direct handover threshold).
       `circle_back_min_last_invoice`: the latest invoice must be at least this (100, the onboarding lead
@@ -538,6 +545,12 @@ class OnboardingPolicy:
     )
     first_bill_max_age_months: int = _months(
         3, "... and at most this many whole months old (the program is for new payers)."
+    )
+    onboarding_only: bool = setting(
+        True,
+        "onboarding.direct_handover and onboarding.circle_back act only on accounts in onboarding: in the "
+        "segment, with an onboarding specialist, or first billed within first_bill_max_age_months "
+        "(false: any account).",
     )
     handover_mrr_above: float = _dollars(1000, "onboarding.direct_handover: MRR above this many dollars ...")
     recent_invoices: int = _months(
@@ -1014,10 +1027,10 @@ RULE_DOCS: Mapping[str, str] = {
     "primary products, region by where most users are: trait `new_owner`, segment `TAM/CSM Candidate`.",
     "onboarding.lead": "A first bill of $100+ with a business email → an onboarding specialist by round robin: "
     "segment `Onboarding`, trait `onboarding_specialist`, a Vitally task.",
-    "onboarding.direct_handover": "Stable spend above the handover MRR (no spike, not one product) counts as an "
-    "onboarding referral to Sales.",
-    "onboarding.circle_back": "A growing account below the threshold, not routed this cycle → a circle-back Vitally "
-    "task due in 30 days, once per account per quarter.",
+    "onboarding.direct_handover": "An account in onboarding with stable spend above the handover MRR (no spike, not "
+    "one product) counts as an onboarding referral to Sales.",
+    "onboarding.circle_back": "A growing account in onboarding below the threshold, not routed this cycle → a "
+    "circle-back Vitally task due in 30 days, once per account per quarter.",
     "lifecycle.account_review": "A self-serve account reaching the review MRR, growing organically (no open "
     "opportunity, no open lead someone else created) → segment `Account review`.",
     "lifecycle.csm_downgrade": "A CSM account below the CSM ARR → segment `Account review`.",

@@ -89,7 +89,7 @@ NEAR_MISSES = [
     "near_miss.bdr.closed_lost_unresponsive.closed_100_days", "near_miss.bdr.closed_lost_unresponsive.closed_200_days",
     "near_miss.bdr.closed_lost_unresponsive.other_loss_reason", "near_miss.allocation.new_owner.arr_19999",
     "near_miss.lifecycle.account_review.mrr_1999", "near_miss.lifecycle.csm_downgrade.arr_20000",
-    "near_miss.onboarding.lead.first_invoice_99",
+    "near_miss.onboarding.lead.first_invoice_99", "near_miss.onboarding.direct_handover.self_serve",
 ]  # fmt: skip
 
 

@@ -131,7 +131,7 @@ def test_every_write_answered_is_progress_tasks_included() -> None:
             config, StateDB.memory(), make_vitally(config), make_salesforce(config), clock=lambda: NOW, progress=hook
         )
         tasks = sum(n for key, n in sandbox.counters()["vitally"].items() if key.startswith("POST /resources/tasks"))
-    assert tasks > 20
+    assert tasks > 10  # 14 in this book (circle-back tasks are for accounts in onboarding only)
     assert writes[0] == 0 and writes[-1] == report.counts["applied"]  # from the start of the step to its end
     assert writes == sorted(writes)
     steps = [b - a for a, b in itertools.pairwise(writes)]

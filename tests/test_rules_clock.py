@@ -258,7 +258,12 @@ def _case(name: str) -> tuple[Account, AccountContext, date]:
     if name == "circle back each quarter":  # a growing account's task, once per quarter
         invoices = (Invoice("2026-08", 300.0), Invoice("2026-09", 400.0), Invoice("2026-10", 500.0))
         assert POLICY.onboarding.task_period == "quarter"
-        return _account(mrr=500, invoices=invoices), AccountContext(()), date(2027, 1, 1)
+        onboarding = frozenset({POLICY.onboarding.segment})
+        return _account(mrr=500, invoices=invoices, segments=onboarding), AccountContext(()), date(2027, 1, 1)
+    if name == "onboarding window":  # a new payer's circle back, until its first bill is 4 months old
+        invoices = (Invoice("2026-08", 300.0), Invoice("2026-09", 400.0), Invoice("2026-10", 500.0))
+        assert POLICY.onboarding.first_bill_max_age_months == 3
+        return _account(mrr=500, invoices=invoices), AccountContext(()), date(2026, 12, 1)
     raise AssertionError(name)
 
 
@@ -273,6 +278,7 @@ CASES = (
     "startup plan ended",
     "first bill",
     "circle back each quarter",
+    "onboarding window",
     "funding trajectory",
     "startup credits' months left",
     "big fish",

@@ -32,6 +32,7 @@ def account(**kw: Any) -> Account:
     return Account(**base)
 
 
+ONBOARDING = frozenset({"Onboarding"})
 STABLE = {
     "mrr": 1450.0,
     "invoices": invoices(1380, 1420, 1450),
@@ -139,8 +140,8 @@ def test_direct_handover_reason_names_every_check() -> None:
     decision = handover(account(**STABLE))
     assert decision.fired is True
     assert decision.reason == (
-        "mrr 1,450 > 1,000; last 3 invoices 1,380–1,450 within 25 %; no spike; "
-        "largest product product_analytics 46 % of spend"
+        "in onboarding (first billed 3 months ago ≤ 3); mrr 1,450 > 1,000; last 3 invoices 1,380–1,450 within "
+        "25 %; no spike; largest product product_analytics 46 % of spend"
     )
     assert decision.team == "TAE"
     assert decision.traits == {"routing_reason": f"onboarding.direct_handover: {decision.reason}"}
@@ -194,7 +195,8 @@ def test_direct_handover_band_is_configurable() -> None:
     ],
 )
 def test_direct_handover_spike(amounts: tuple[float, ...], mrr: float, fired: bool, text: str) -> None:
-    decision = handover(account(**{**STABLE, "mrr": mrr, "invoices": invoices(*amounts)}))
+    # In the Onboarding segment: the longer histories' first bills are older than a new payer's.
+    decision = handover(account(**{**STABLE, "mrr": mrr, "invoices": invoices(*amounts)}, segments=ONBOARDING))
     assert decision.fired is fired, decision.reason
     assert text in decision.reason
 
@@ -298,8 +300,8 @@ def test_circle_back_task_for_the_specialist() -> None:
     acc = account(mrr=640, invoices=invoices(400, 520, 610), key_roles={"Onboarding Specialist": "u9"})
     decision = circle(acc)
     assert decision.reason == (
-        "mrr 640 ≤ 1,000; last invoice 610 ≥ 100; last 3 invoices 400 → 520 → 610 strictly increasing; "
-        "growth 52.5 % over 2 months ≥ 20 %"
+        "in onboarding (Onboarding Specialist u9); mrr 640 ≤ 1,000; last invoice 610 ≥ 100; "
+        "last 3 invoices 400 → 520 → 610 strictly increasing; growth 52.5 % over 2 months ≥ 20 %"
     )
     assert decision.task == TaskIntent(
         key="onboarding.circle_back:acc_1:2026-Q4",
@@ -326,7 +328,7 @@ def test_circle_back_task_unassigned_without_specialist() -> None:
     ],
 )
 def test_circle_back_due_in_30_days(now: datetime, due: str) -> None:
-    decision = circle(account(mrr=640, invoices=invoices(400, 520, 610)), now)
+    decision = circle(account(mrr=640, invoices=invoices(400, 520, 610), segments=ONBOARDING), now)
     assert decision.task is not None and decision.task.due.isoformat() == due
 
 
@@ -340,14 +342,14 @@ def test_circle_back_due_in_30_days(now: datetime, due: str) -> None:
     ],
 )
 def test_circle_back_task_key_stable_within_a_quarter(first: datetime, second: datetime, same: bool) -> None:
-    acc = account(mrr=640, invoices=invoices(400, 520, 610))
+    acc = account(mrr=640, invoices=invoices(400, 520, 610), segments=ONBOARDING)
     one, two = circle(acc, first).task, circle(acc, second).task
     assert one is not None and two is not None
     assert (one.key == two.key) is same
 
 
 def test_circle_back_monthly_period_changes_the_task_key_every_month() -> None:
-    acc = account(mrr=640, invoices=invoices(400, 520, 610))
+    acc = account(mrr=640, invoices=invoices(400, 520, 610), segments=ONBOARDING)
     rules = OnboardingPolicy(task_period="month")
     nov, dec = circle(acc, NOW, rules).task, circle(acc, datetime(2026, 12, 1, tzinfo=UTC), rules).task
     assert nov is not None and dec is not None
@@ -375,3 +377,64 @@ def test_circle_back_not_for_accounts_already_with_sales() -> None:
     assert decision.fired is False
     assert decision.task is None
     assert decision.guarded_by == "already owned (TAM key role)"
+
+
+# The onboarding team's scope (sales-handover.md is the onboarding specialists' page; in the
+# accounts-overview flowchart a self-serve account reaches Sales only through Account review or an
+# expansion trigger, never as an onboarding referral).
+
+TWO_YEARS = tuple(Invoice(f"{y}-{m:02d}", 1200) for y, months in ((2025, 13), (2026, 11)) for m in range(1, months))
+LONG_STANDING = {
+    "mrr": 1200.0,
+    "invoices": TWO_YEARS,
+    "product_spend": {"product_analytics": 600, "session_replay": 600},
+}
+
+
+def test_a_long_standing_self_serve_customer_is_not_handed_over_as_an_onboarding_referral() -> None:
+    """Two years of stable $1,200 a month, no onboarding segment or specialist: no TAE lead."""
+    decision = handover(account(**LONG_STANDING))
+    assert decision.fired is False
+    assert decision.reason.startswith(
+        "not in onboarding (not in segment Onboarding, no Onboarding Specialist, first billed 22 months ago > 3)"
+    )
+    assert decision.lead is None
+
+
+@pytest.mark.parametrize(
+    ("kw", "why"),
+    [
+        ({"segments": frozenset({"Onboarding"})}, "in onboarding (segment Onboarding)"),
+        ({"key_roles": {"Onboarding Specialist": "u9"}}, "in onboarding (Onboarding Specialist u9)"),
+    ],
+)
+def test_an_account_in_onboarding_is_handed_over_whatever_its_first_bill(kw: dict[str, Any], why: str) -> None:
+    decision = handover(account(**LONG_STANDING, **kw))
+    assert decision.fired is True, decision.reason
+    assert decision.reason.startswith(why)
+
+
+@pytest.mark.parametrize(("first", "fired"), [("2026-08", True), ("2026-07", False)])
+def test_a_new_payer_skips_onboarding_within_the_first_bill_window(first: str, fired: bool) -> None:
+    """A new payer (first billed at most `first_bill_max_age_months`, 3, ago) whose spend is high and
+    stable from the start is the direct handover's case: "skipping onboarding"."""
+    months = [month for month in ("2026-07", "2026-08", "2026-09", "2026-10") if month >= first]
+    acc = account(**{**STABLE, "invoices": tuple(Invoice(month, 1400.0) for month in months)})
+    assert handover(acc).fired is fired
+
+
+def test_the_scope_can_be_switched_off() -> None:
+    rules = OnboardingPolicy(onboarding_only=False)
+    assert handover(account(**LONG_STANDING), rules=rules).fired is True
+    growing = account(mrr=640, invoices=(*TWO_YEARS[:-3], *invoices(400, 520, 610)))
+    assert circle(growing).fired is False
+    assert circle(growing, NOW, rules).fired is True
+
+
+def test_a_growing_self_serve_account_gets_no_circle_back_task_outside_onboarding() -> None:
+    """The circle back is the specialist's own reminder ("set a task in Vitally assigned to
+    yourself"): a long-standing account growing under the threshold gets none."""
+    history = tuple(Invoice(f"2025-{m:02d}", 300) for m in range(1, 13))
+    decision = circle(account(mrr=640, invoices=(*history, *invoices(400, 520, 610))))
+    assert decision.fired is False and decision.task is None
+    assert decision.reason.startswith("not in onboarding")
