@@ -883,8 +883,9 @@ class ScoringPolicy:
     """
 
     employee_bands: Bands = setting(
-        ((0, 0), (11, 10), (1001, 20)),
-        "Employees -> points as [lowest value, points] pairs, ascending: a value scores the last band it reaches.",
+        ((0, 0), (11, 10), (1000, 20)),
+        "Employees -> points as [lowest value, points] pairs, ascending: a value scores the last band it reaches "
+        "(1,000 employees score 20: the handbook's 1000+, as Big Fish reads it).",
         minimum=0,
         maximum=MONEY_MAX,
     )
@@ -1036,8 +1037,8 @@ RULE_DOCS: Mapping[str, str] = {
     "lifecycle.csm_downgrade": "A CSM account below the CSM ARR → segment `Account review`.",
     "lifecycle.stage": "The account's stage in the accounts-overview flowchart → trait `lifecycle_stage`.",
     "qualification.recommendation": "Each product-led lead: `qualify`, `nurture` or `disqualify` with the handbook's "
-    "filters and opening-message signals → trait `qualification`, segment `Nurture`, Lead `Qualification__c`, "
-    "`Qualification_Reason__c`.",
+    "filters and opening-message signals (once the lead's owner decided, in progress or nurturing, their decision) → "
+    "trait `qualification`, segment `Nurture`, Lead `Qualification__c`, `Qualification_Reason__c`.",
     "episode.nurture_follow_up": "A lead its owner set to nurturing → a Vitally task to revisit it, once per lead.",
     "episode.qualified_window": "A qualified product-led lead → a Vitally task to decide within the window, once per "
     "lead.",

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Literal
 from core.model import Account, Invoice
 from rules import clock
 from rules.base import AccountRule, Decision, Rule, fmt_num, months_between, per_policy, product_key
+from rules.episodes import episodes
 from rules.guards import routing_guard
 from rules.policy import QualificationPolicy
 
@@ -362,6 +363,22 @@ def _limits_close(
     return close
 
 
+def _owner_decided(account: Account, ctx: AccountContext, policy: Policy) -> tuple[Recommendation, list[str]] | None:
+    """What the product-led lead's owner already decided, when they did (plg-lead-qualification.md,
+    step 1: "not yet" → status nurturing, yes → status in progress): the recommendation follows
+    their decision instead of arguing with it, its trait says whose it is, and the Nurture segment
+    is there only for a lead they nurture. None while nobody decided (open, or being worked)."""
+    if not ctx.leads:
+        return None
+    for episode in episodes(account, ctx, policy):
+        if episode.family == "product_led" and episode.lead is not None and episode.state in _DECIDED:
+            return _DECIDED[episode.state], [f"decided by the lead's owner: {episode.signal}"]
+    return None
+
+
+_DECIDED: dict[str, Recommendation] = {"qualified": "qualify", "nurturing": "nurture"}
+
+
 def recommend(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """A product-led lead is disqualified, nurtured or qualified the way a TAM would judge it:
     a realistic path to $20k ARR, a clear multi-product opportunity and a company that can grow.
@@ -397,8 +414,13 @@ def recommend(account: Account, ctx: AccountContext, policy: Policy, now: dateti
             signals=signal_names,
         )
 
-    if already_worked:
-        return verdict("disqualify", [f"already worked: {already_worked}"])
+    decided: tuple[Recommendation, list[str]] | None = (
+        ("disqualify", [f"already worked: {already_worked}"])
+        if already_worked
+        else _owner_decided(account, ctx, policy)
+    )
+    if decided is not None:
+        return verdict(*decided)
     mrr, invoices = account.mrr, account.invoices
     unknown = tuple(name for name, value in (("mrr", mrr), ("invoices", invoices)) if value is None)
     if mrr is None or invoices is None:

@@ -386,3 +386,49 @@ def test_the_override_leaves_the_credits_filter() -> None:
     verdict = recommend(credits, EMPTY, Policy(), NOW)
     assert verdict.inputs["recommendation"] == "disqualify"
     assert "startup credits with" in verdict.reason and "mrr 400 < 500" not in verdict.reason
+
+
+def _our_lead(status: str) -> AccountContext:
+    """crm-sync's own product-led lead of the account, in `status` (a person's, once it moved)."""
+    lead = Lead(
+        "00Q9",
+        NOW,
+        status=status,
+        sync_key="crm-sync-acc_1-1",
+        routing_rule="product_led.mrr_band",
+        lead_source="Product-led",
+        owner_id="005TAM",
+    )
+    return AccountContext(leads=(lead,))
+
+
+# A lead the rules would nurture: spend growing, MRR under $1,000.
+GROWING_SMALL = {"mrr": 900, "invoices": invoices(500, 700, 900)}
+
+
+@pytest.mark.parametrize(
+    ("status", "expected", "segments"),
+    [("In progress", "qualify", frozenset()), ("Nurturing", "nurture", frozenset({"Nurture"}))],
+)
+def test_the_recommendation_follows_the_decision_the_leads_owner_made(
+    status: str, expected: str, segments: frozenset[str]
+) -> None:
+    """plg-lead-qualification.md, step 1: "If the answer is 'not yet,' change status to 'nurturing'
+    and come back. If the answer is yes, change status to 'in progress' and move fast." Once the
+    TAM moved crm-sync's lead there, the recommendation is theirs: crm-sync no longer writes its own
+    "nurture" (and the Nurture segment) over a TAM's "in progress" (found by a handbook audit)."""
+    assert label(account(**GROWING_SMALL)) == "nurture"  # what the rules alone say
+    decision = recommend(account(**GROWING_SMALL), _our_lead(status), Policy(), NOW)
+    assert decision.fired
+    assert decision.inputs["recommendation"] == expected
+    assert decision.reason.startswith(f"{expected}: decided by the lead's owner: lead 00Q9 status {status}")
+    assert decision.segments == segments
+    assert str(decision.traits["qualification"]).startswith(f"qualification.recommendation: {expected}: decided by")
+
+
+@pytest.mark.parametrize("status", ["Open - Not Contacted", "Working - Contacted"])
+def test_the_recommendation_is_the_rules_while_nobody_decided(status: str) -> None:
+    """Open, or being worked without a decision yet: the rules' recommendation, as before."""
+    decision = recommend(account(**GROWING_SMALL), _our_lead(status), Policy(), NOW)
+    assert decision.inputs["recommendation"] == "nurture"
+    assert "decided by" not in decision.reason

@@ -53,9 +53,12 @@ def test_lead_score_fires_with_the_reason_of_the_brief() -> None:
 
 @pytest.mark.parametrize(
     ("employees", "expected"),
-    [(0, 0), (1, 0), (10, 0), (11, 10), (1000, 10), (1001, 20), (250_000, 20)],
+    [(0, 0), (1, 0), (10, 0), (11, 10), (999, 10), (1000, 20), (1001, 20), (250_000, 20)],
 )
 def test_score_components_employee_band_edges(employees: int, expected: int) -> None:
+    """The handbook's table reads "11-1000 → 10" and "1000+ → 20": the two overlap at 1,000. "1000+"
+    is 1,000 or more, as the revenue rows' "$100m+" (which scores $100m 20) and Big Fish's "1000+
+    employees" (new_business.big_fish: ≥ 1,000) read it, so 1,000 employees score 20."""
     assert points("employees", employees=employees) == expected
 
 
