@@ -158,11 +158,20 @@ def _owned_stage(
     open_opportunities: tuple[Opportunity, ...],
     rules: LifecyclePolicy,
     nurtured: str | None = None,
+    leads_segment: str = "Leads",
 ) -> tuple[str, str] | None:
     """The stage of an account someone owns or works: a key role, a TAM segment, an open opportunity,
-    a deal closed won its Account Executive still nurtures (`nurtured`: why), or an open lead."""
+    a deal closed won its Account Executive still nurtures (`nurtured`: why), or an open lead. An
+    Account Executive key role on an account in the Leads segment or with an open product-led lead
+    is a TAM qualifying that lead (plg-lead-qualification.md: "Add yourself as the Account Executive
+    in Vitally and use the 'Leads' segment to track it separately"): an expansion lead, not yet in
+    their book, and not a TAE's account."""
     owner = _owner_stage(account, segments, rules)
     if owner is not None:
+        if owner[0] == TAE:
+            qualifying = _qualifying(segments, open_leads, rules, leads_segment)
+            if qualifying is not None:
+                return EXPANSION_LEAD, f"{owner[1]} qualifying a product-led lead ({qualifying})"
         return owner
     if open_opportunities:
         return TAE, f"open opportunity {open_opportunities[0].id}"
@@ -171,6 +180,20 @@ def _owned_stage(
     if open_leads:
         lead = _newest(open_leads)
         return _lead_stage(lead, rules), f"open lead {lead.id} (source {lead.lead_source or 'unknown'})"
+    return None
+
+
+def _qualifying(
+    segments: frozenset[str], open_leads: tuple[Lead, ...], rules: LifecyclePolicy, leads_segment: str
+) -> str | None:
+    """What says an Account Executive is a TAM qualifying a product-led lead: the Leads segment, or
+    the newest open lead an expansion lead (None when neither)."""
+    if leads_segment in segments:
+        return f"segment {leads_segment}"
+    if open_leads:
+        lead = _newest(open_leads)
+        if _lead_stage(lead, rules) == EXPANSION_LEAD:
+            return f"open lead {lead.id}"
     return None
 
 
@@ -227,11 +250,12 @@ def _stage(
     open_opportunities: tuple[Opportunity, ...],
     rules: LifecyclePolicy,
     nurtured: str | None = None,
+    leads_segment: str = "Leads",
 ) -> tuple[str | None, str]:
     if account.roles or segments or open_leads or open_opportunities or nurtured:  # most have none: by MRR
-        found = _owned_stage(account, segments, open_leads, open_opportunities, rules, nurtured) or _flagged_stage(
-            account, segments, rules
-        )
+        found = _owned_stage(
+            account, segments, open_leads, open_opportunities, rules, nurtured, leads_segment
+        ) or _flagged_stage(account, segments, rules)
         if found is not None:
             return found
     mrr = account.mrr
@@ -248,7 +272,9 @@ def stage(account: Account, ctx: AccountContext, policy: Policy, now: datetime) 
     The first that holds decides: a CSM or TAM key role ("Customer success manager", "Technical
     account manager"); an `AM Managed` segment ("Technical account manager": the TAM's managed book,
     whose TAM may hold the Account Executive key role they took to qualify it); an Account Executive
-    key role ("Technical account executive"); an open opportunity, or a deal Closed Won within `[rules.allocation]
+    key role ("Technical account executive", unless it is a TAM qualifying a product-led lead: the
+    account in the `Leads` segment or its newest open lead an expansion lead, "Expansion lead"); an
+    open opportunity, or a deal Closed Won within `[rules.allocation]
     handover_after_close_months` ("Close then nurture for 12 months"), "Technical account
     executive"; an open lead, the newest, by
     the rule that routed it (`Routing_Rule__c`: product_led.* "Expansion lead", new_business.* and the
@@ -273,7 +299,9 @@ def stage_with(
     else:  # most accounts: nothing in Salesforce
         open_leads, open_opportunities = (), ()
     nurtured = nurtured_after_close(ctx, policy, now) if ctx.opportunities else None
-    name, why = _stage(account, segments, open_leads, open_opportunities, policy.lifecycle, nurtured)
+    name, why = _stage(
+        account, segments, open_leads, open_opportunities, policy.lifecycle, nurtured, policy.episodes.leads_segment
+    )
     inputs: dict[str, object] = {
         "key_roles": dict(account.key_roles) if account.key_roles else {},
         "segments": sorted(segments) if segments else [],

@@ -254,9 +254,15 @@ def _digest(real_org: bool) -> tuple[str, int, int]:
 # 10 points up; and in the real-org book 4 demo.instant_scheduler verdicts whose reason shows the
 # score, still not shown); none fired more or less. At 874193d: 1dae0b90…, 289,522, 29,534 and
 # 73060126…, 277,726, 28,518.
+# Then an Account Executive key role on an account in the Leads segment, or with an open
+# product-led lead, is a TAM qualifying it ("Expansion lead", not "Technical account executive"):
+# compared verdict by verdict at 6cb89e9 against the change, one account of each book moved (AE key
+# role and segment Leads: 8 lifecycle.stage verdicts each, "… qualifying a product-led lead (segment
+# Leads) → Expansion lead"); none fired more or less. At 6cb89e9: cdd5427e…, 289,522, 29,534 and
+# 2575f282…, 277,726, 28,518.
 GOLDEN: dict[bool, tuple[str, int, int]] = {
-    False: ("cdd5427eacce879b215296c770de070a5214380a7f352d431045df3006abc97e", 289522, 29534),
-    True: ("2575f2824d9745457231652d3ce4c8400b17bbe4f607b4bd0d5bc6df5bae4cf4", 277726, 28518),
+    False: ("298d2decbc019d2bbf0af8ec0061d3046990efcc000e92ae7d1e1dad9aedc0ec", 289522, 29534),
+    True: ("a3a4a5773a835ad9d26fc17bdd8c8dca3f43717bead0ec2fb6a194f4b4f34d47", 277726, 28518),
 }
 
 

@@ -303,3 +303,57 @@ def test_a_leads_source_is_read_in_any_case_and_spacing(source: str, expected: s
     decision = stage(account, AccountContext((lead,)), Policy(), NOW)
     assert decision.traits["lifecycle_stage"] == expected, decision.reason
     assert family_of_lead(lead, Policy()) == family
+
+
+# A TAM qualifying a product-led lead (plg-lead-qualification.md, step 5): "Add yourself as the
+# Account Executive in Vitally and use the 'Leads' segment to track it separately" and "It does not
+# mean adding it to your managed book yet". The Account Executive key role is then the TAM's.
+
+QUALIFYING = {"mrr": 900, "key_roles": {"Account Executive": "u_tam"}}
+
+
+def our_product_led_lead(status: str = "In progress") -> Lead:
+    return Lead(
+        "00Qx",
+        NOW,
+        status=status,
+        sync_key="crm-sync-acc_1-1",
+        routing_rule="product_led.mrr_band",
+        lead_source="Product-led",
+    )
+
+
+@pytest.mark.parametrize(
+    ("kw", "ctx", "why"),
+    [
+        ({"segments": frozenset({"Leads"})}, EMPTY, "segment Leads"),
+        ({}, AccountContext(leads=(our_product_led_lead(),)), "open lead 00Qx"),
+        ({"segments": frozenset({"Leads"})}, AccountContext(leads=(our_product_led_lead(),)), "segment Leads"),
+    ],
+)
+def test_an_account_executive_qualifying_a_product_led_lead_is_an_expansion_lead(
+    kw: dict[str, Any], ctx: AccountContext, why: str
+) -> None:
+    """Found by a handbook audit: following the qualification step to the letter read as a TAE's
+    account ("Technical account executive")."""
+    decision = stage(account(**QUALIFYING, **kw), ctx, Policy(), NOW)
+    assert decision.traits == {"lifecycle_stage": "Expansion lead"}
+    assert decision.reason == (
+        f"Account Executive key role (u_tam) qualifying a product-led lead ({why}) → Expansion lead"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kw", "ctx", "expected"),
+    [
+        # A TAE's account: no Leads segment, no product-led lead (a new-business lead, or none).
+        ({}, EMPTY, "Technical account executive"),
+        ({}, AccountContext(leads=(open_lead("Demo request"),)), "Technical account executive"),
+        # In the TAM's managed book: theirs, whatever the segment Leads still says.
+        ({"segments": frozenset({"Leads", "AM Managed"})}, EMPTY, "Technical account manager"),
+    ],
+)
+def test_an_account_executive_otherwise_is_still_a_tae_or_in_the_book(
+    kw: dict[str, Any], ctx: AccountContext, expected: str
+) -> None:
+    assert stage(account(**QUALIFYING, **kw), ctx, Policy(), NOW).traits == {"lifecycle_stage": expected}
