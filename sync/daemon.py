@@ -159,7 +159,7 @@ def _serve_health(
         return None
     where = {"host": config.health_host, "port": config.health_port}
     try:
-        server = serve(health, config.health_host, config.health_port, events)
+        server = serve(health, config.health_host, config.health_port, events, log=log)
     except OSError as exc:
         log("health_unavailable", {**where, "error": str(exc)})
         return None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -37,6 +38,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info, make_wsgi_app
+
+from sync.throttle import Throttled
 
 __all__ = ["OUTCOMES", "WAIT_REASONS", "WRITE_KINDS", "Health", "HealthServer", "Outcome", "make_app", "serve"]
 
@@ -50,7 +53,11 @@ _OUTBOX_STATUSES = ("pending", "parked")
 WAIT_REASONS = ("rate_limit", "retry")
 _SERVICES = ("vitally", "salesforce")
 _HANDLER_TIMEOUT_SECONDS = 10  # a client that connects and sends nothing is dropped after this
+_MAX_CONNECTIONS = 64  # connections served at once; one more is closed at once
+_LISTEN_BACKLOG = 128  # connections the kernel holds until they are accepted (socketserver's default: 5)
+_PROBLEMS_LOGGED = 20  # `listener_busy` and `listener_error` lines a minute at most; the rest are counted
 _POLL_SECONDS = 0.1  # how often the server thread notices `close()`
+_Log = Callable[[str, Mapping[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -408,17 +415,67 @@ def _reply(
 class _QuietHandler(WSGIRequestHandler):
     """No access log: stderr carries the daemon's JSON lines only."""
 
-    timeout = _HANDLER_TIMEOUT_SECONDS
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.client_timeout)  # each read: a silent client is dropped
 
     def log_message(self, format: str, *args: Any) -> None:
         """Log nothing."""
 
 
 class _Server(ThreadingMixIn, WSGIServer):
-    """A thread per request, so one slow client cannot hold up a scrape; the threads never
-    keep the process alive."""
+    """A thread per connection, so one slow client cannot hold up a scrape; the threads never keep
+    the process alive. At most `max_connections` are served at once: one more is closed at once
+    (`listener_busy`), so clients that hold connections open cannot take every thread. An error of
+    a connection (a client silent past `client_timeout`, a reset) is one JSON line
+    (`listener_error`), never a traceback on stderr; both lines at most 20 a minute."""
 
     daemon_threads = True
+    request_queue_size = _LISTEN_BACKLOG
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.client_timeout: float = _HANDLER_TIMEOUT_SECONDS
+        self.max_connections = _MAX_CONNECTIONS
+        self._slots = threading.BoundedSemaphore(_MAX_CONNECTIONS)
+        self.busy: Callable[[Mapping[str, Any]], None] = _unlogged
+        self.failed: Callable[[Mapping[str, Any]], None] = _unlogged
+        super().__init__(*args, **kwargs)
+
+    def limit(self, max_connections: int, client_timeout: float, log: _Log | None) -> None:
+        """Serve at most `max_connections` at once, drop a client silent for `client_timeout`
+        seconds, and log to `log` (nothing without it)."""
+        self.max_connections, self.client_timeout = max_connections, client_timeout
+        self._slots = threading.BoundedSemaphore(max_connections)
+        if log is not None:
+            self.busy = Throttled(log, "listener_busy", _PROBLEMS_LOGGED)
+            self.failed = Throttled(log, "listener_error", _PROBLEMS_LOGGED)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.busy({"connections": self.max_connections})
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()  # no thread started to give the slot back
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        self.failed({"error": type(error).__name__ if error is not None else "unknown"})
+
+
+def _unlogged(data: Mapping[str, Any]) -> None:
+    """No log."""
 
 
 class _Server6(_Server):
@@ -446,11 +503,23 @@ class HealthServer:
         self._thread.join()
 
 
-def serve(health: Health, host: str, port: int, events: WSGIApplication | None = None) -> HealthServer:
+def serve(
+    health: Health,
+    host: str,
+    port: int,
+    events: WSGIApplication | None = None,
+    *,
+    log: _Log | None = None,
+    max_connections: int = _MAX_CONNECTIONS,
+    client_timeout: float = _HANDLER_TIMEOUT_SECONDS,
+) -> HealthServer:
     """Bind `host:port` (`[daemon] health_host`: loopback, or every interface of a private network)
-    and serve `health` (and `events`, see `make_app`) from a daemon thread. Raises OSError when
-    the port cannot be bound, e.g. it is busy."""
+    and serve `health` (and `events`, see `make_app`) from a daemon thread, at most
+    `max_connections` at once, each dropped after `client_timeout` seconds of silence; the
+    listener's own problems go to `log` (`_Server`). Raises OSError when the port cannot be bound,
+    e.g. it is busy."""
     server_class = _Server6 if ":" in host else _Server
     app = make_app(health, events)
     server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
+    server.limit(max_connections, client_timeout, log)
     return HealthServer(server)

@@ -34,8 +34,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +46,7 @@ from state.events import Event, EventInbox, EventNotQueuedError, EventSource
 from sync import outbound
 from sync.event_settings import EventSettings
 from sync.safe import printable
+from sync.throttle import Throttled
 from sync.vocabulary import Log, iso
 
 __all__ = ["MAX_BODY_BYTES", "PREFIX", "EventMetrics", "EventSettings", "Receiver"]
@@ -99,30 +98,6 @@ _UNAUTHORIZED = _Answer.json("401 Unauthorized", {"error": "unauthorized"})
 _NOT_QUEUED = _Answer.json("503 Service Unavailable", {"error": "not stored; send it again later"})
 
 
-class _Rejections:
-    """`event_rejected` lines, at most `_REJECTIONS_LOGGED` a minute (a flood of bad requests must
-    not flood the log); the next line logged says how many were left out."""
-
-    def __init__(self, log: Log) -> None:
-        self._log = log
-        self._lock = threading.Lock()
-        self._window = 0.0
-        self._logged = 0
-        self._suppressed = 0
-
-    def __call__(self, data: Mapping[str, Any]) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._window >= 60:
-                self._window, self._logged = now, 0
-            if self._logged >= _REJECTIONS_LOGGED:
-                self._suppressed += 1
-                return
-            self._logged += 1
-            suppressed, self._suppressed = self._suppressed, 0
-        self._log("event_rejected", {**data, "suppressed": suppressed} if suppressed else data)
-
-
 def _wall_clock() -> datetime:
     return datetime.now(UTC)
 
@@ -147,7 +122,7 @@ class Receiver:
         self.wake = wake
         self.metrics = metrics
         self.clock = clock
-        self._rejected = _Rejections(log)
+        self._rejected = Throttled(log, "event_rejected", _REJECTIONS_LOGGED)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -179,7 +154,10 @@ class Receiver:
             return _Answer.json("411 Length Required", {"error": problem})
         body = _body(environ)
         if body is None:
+            # Logged: a sender retries the same body (Salesforce for 24 hours), so it never gets in.
             self._count(source, "malformed")
+            problem = f"a body over {MAX_BODY_BYTES} bytes ({environ.get('CONTENT_LENGTH')} announced) is not read"
+            self.log("event_malformed", {"source": source, "problem": problem})
             return _Answer.json("413 Content Too Large", {"error": f"at most {MAX_BODY_BYTES} bytes"})
         if source == "vitally":
             return self._vitally(body)

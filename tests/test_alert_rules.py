@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sync.config import load_config, packaged_example
 from sync.health import Health
+from sync.receiver import EventMetrics
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "crm-sync-alerts.yml"
@@ -42,8 +43,10 @@ def rules() -> list[dict[str, Any]]:
 
 
 def exported_metric_names() -> set[str]:
-    """Every sample name the daemon's registry exposes (counters as `<name>_total`)."""
+    """Every sample name the daemon's registry exposes (counters as `<name>_total`), the event
+    receiver's included (a daemon with `[events]` adds them to the same registry)."""
     health = Health(60, version="0")
+    EventMetrics(health.registry)
     health.record_state(outbox={}, api_usage={"vitally": 0.5, "salesforce": 0.5})
     health.record_phase("writes_sent", 1, 2, 1.0)
     health.count_alert("alert", "cycle_failed")

@@ -76,9 +76,28 @@ def test_the_validator_catches_a_broken_manifest(damage: Any) -> None:
         kubernetes_validate.validate(broken, VERSIONS[-1], strict=True)
 
 
-def test_the_kustomization_lists_every_manifest_but_the_secret_example() -> None:
+def test_the_kustomization_lists_every_manifest_but_the_examples() -> None:
     listed = set(load("kustomization.yaml")["resources"])
-    assert listed == {p.name for p in MANIFESTS} - {"secret.example.yaml"}
+    assert listed == {p.name for p in MANIFESTS} - {"secret.example.yaml", "ingress.example.yaml"}
+
+
+def test_webhooks_reach_a_not_ready_pod_and_only_events_are_exposed() -> None:
+    """A review: /healthz is the readiness probe and turns 503 while cycles fail, which took the pod
+    out of its Services' endpoints, so an Ingress answered 503 to every webhook (Vitally does not
+    retry one). The events Service publishes not-ready addresses, on the port the receiver serves;
+    the example Ingress routes /events/ to it and nothing else."""
+    events = load("events-service.yaml")["spec"]
+    assert events["publishNotReadyAddresses"] is True
+    assert events["selector"].items() <= load("statefulset.yaml")["spec"]["template"]["metadata"]["labels"].items()
+    (port,) = events["ports"]
+    assert (
+        port["targetPort"] == "metrics"
+        and {"name": "metrics", "containerPort": 9465, "protocol": "TCP"} in (container()["ports"])
+    )
+    (rule,) = load("ingress.example.yaml")["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/events/", "Prefix")
+    assert path["backend"]["service"] == {"name": "crm-sync-events", "port": {"name": port["name"]}}
 
 
 def test_one_replica_of_one_org_with_its_state_on_a_persistent_volume() -> None:

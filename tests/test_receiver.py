@@ -5,6 +5,7 @@ and "acknowledged only once stored"."""
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import threading
 import time
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import real_fixture
-from support import stored_events
+from support import stored_events, wait_until
 
 from state import StateDB
 from state.events import EventInbox, inbox_path
@@ -368,12 +369,13 @@ def test_rejections_are_logged_at_most_20_a_minute_then_counted(listener: Listen
     assert len(listener.log.named("event_rejected")) == 20
     listener.log.lines.clear()
     # The window is a minute: the next line logged would carry "suppressed": 5. Shown by the class itself:
-    from sync.receiver import _Rejections
+    from sync.throttle import Throttled
 
     log = Logged()
-    limited = _Rejections(log)
+    limited = Throttled(log, "event_rejected", 20)
     for _ in range(22):
         limited({"source": "vitally"})
+    assert limited._window is not None
     limited._window -= 61  # a minute later
     limited({"source": "vitally"})
     assert log.lines[-1] == ("event_rejected", {"source": "vitally", "suppressed": 2})
@@ -479,3 +481,77 @@ def test_a_chunked_body_without_content_length_is_411_not_a_malformed_webhook(li
     # The same body with its length is stored (the reverse proxy in front sends one).
     assert requests.post(f"{listener.url}/events/vitally/{VITALLY_SECRET}", data=_webhook(), timeout=10).ok
     assert len(listener.stored()) == 1
+
+
+# -- the listener's own limits (a review: a silent client printed a traceback on stderr, and any
+# number of them could each hold a thread) ------------------------------------------------------------
+
+
+def _bare_listener(log: Logged, *, max_connections: int = 64, client_timeout: float = 10) -> HealthServer:
+    return serve(
+        Health(60, version="test"),
+        "127.0.0.1",
+        0,
+        log=log,
+        max_connections=max_connections,
+        client_timeout=client_timeout,
+    )
+
+
+def test_a_silent_client_is_dropped_with_one_log_line_and_no_traceback(capfd: pytest.CaptureFixture[str]) -> None:
+    log = Logged()
+    server = _bare_listener(log, client_timeout=0.3)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as silent:
+            silent.sendall(b"GET /livez HT")  # and nothing more
+            silent.settimeout(5)
+            assert silent.recv(100) == b""  # dropped by the listener
+        wait_until(lambda: bool(log.named("listener_error")), "the listener's line")
+    finally:
+        server.close()
+    assert log.named("listener_error") == [{"error": "TimeoutError"}]
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_connections_beyond_the_limit_are_closed_at_once_and_the_listener_serves_again() -> None:
+    log = Logged()
+    server = _bare_listener(log, max_connections=2, client_timeout=5)
+    url = f"http://127.0.0.1:{server.port}/livez"
+    held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+    try:
+        wait_until(lambda: _refused(server.port), "a third connection closed")
+        assert log.named("listener_busy")[0] == {"connections": 2}
+    finally:
+        for connection in held:
+            connection.close()
+    try:
+        wait_until(lambda: _answers(url), "the listener serving again once the two are gone")
+    finally:
+        server.close()
+
+
+def _refused(port: int) -> bool:
+    """Whether a new connection is closed by the listener without an answer."""
+    with socket.create_connection(("127.0.0.1", port)) as extra:
+        extra.settimeout(2)
+        try:
+            extra.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+            return extra.recv(100) == b""
+        except ConnectionResetError:
+            return True
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def test_a_body_over_the_limit_is_logged_since_its_sender_retries_it(listener: Listener) -> None:
+    requests.post(f"{listener.url}/events/vitally/{VITALLY_SECRET}", data=b"x" * (MAX_BODY_BYTES + 1), timeout=10)
+    [line] = listener.log.named("event_malformed")
+    assert line == {
+        "source": "vitally",
+        "problem": f"a body over {MAX_BODY_BYTES} bytes (1048577 announced) is not read",
+    }
