@@ -63,6 +63,8 @@ _COMMIT_EVERY = 100  # Vitally PUTs marked done per transaction, at most…
 _COMMIT_WITHIN = 0.02  # …and a success waits no longer than this (seconds) for its commit
 COLLECTION = 200  # records per sObject Collections request (Salesforce's maximum)
 LOST_ANSWER_RESENDS = 4  # looks (and sends of what is still missing) after a write's answer was lost
+_OUTAGE_PROBES = 4  # sends of a split collection none of which goes through: the gateway fails everything
+_SOLO_SENDS = 2  # more sends of a lead singled out, alone, before it is parked
 
 _Groups = dict[str, list[OutboxRow]]  # outbox rows by the record they write
 
@@ -462,68 +464,95 @@ class Applier:
     def _single_out(self, salesforce: SalesforcePort, op: str, lost: _Groups) -> None:
         """Leads whose collection was lost at every send. When a gateway answered each time (502,
         504, 520, 524: Salesforce's edge was reached) and the collection held more than one lead,
-        a payload may be what fails (an origin or a web application firewall refusing one lead
+        a payload may be what fails (an origin or a web application firewall refusing a lead
         wherever it travels), and it would hold back every lead sent beside it, cycle after cycle.
-        So the collection is split in two halves, each looked at and sent on its own (one pause
-        for both); a half lost again while the other went through is split again, down to the one
-        lead to blame, which is looked at a last time and parked with its reason (`failed`,
-        `retry`): about two sends per halving (16 to single out one lead of 200). When no half
-        goes through, no one lead is to blame (the gateway fails everything): they all wait, as a
-        collection lost every time does (`_still_lost`), after two more sends."""
+        So the collection is split in halves, each looked at and sent on its own (one pause for
+        both), and every half lost again is split again, down to the leads to blame, each sent
+        alone `_SOLO_SENDS` times more and, lost every time, parked with its reason (`failed`,
+        `retry`): about two sends per halving (16 to single out one lead of 200). When none of the
+        first `_OUTAGE_PROBES` sends of the split goes through, no lead is to blame (the gateway
+        fails everything): the rest wait, as a collection lost every time does (`_still_lost`).
+        A part any of whose sends got no answer at all ends the step (`UnreachableError`)."""
         parts = [lost]
-        while parts:
-            part = parts.pop()
-            ids = _row_ids(part)
-            if len(part) < 2 or not self._gateway_answered(ids):
-                self._still_lost(ids, "salesforce: leads", "salesforce")
-                continue
-            self._wait_after_loss(1, "salesforce", part)
-            answered = self.report.counts["salesforce_writes"]
-            still: list[_Groups] = []
-            for half in _halves(part):
-                if op == "upsert_lead" and not self._created_by_lost(half):
-                    continue  # the look-up failed or was held: those leads stay pending
-                if half and (lost_half := self._send_leads_once(salesforce, op, half)):
-                    still.append(lost_half)
-            if self.report.counts["salesforce_writes"] == answered:  # nothing went through
-                if still:
-                    self._still_lost(
-                        _row_ids({k: v for half in still for k, v in half.items()}), "salesforce: leads", "salesforce"
-                    )
-                continue
-            for half in still:
-                if len(half) > 1:
-                    parts.append(half)
+        answered = self.report.counts["salesforce_writes"]
+        probes = 0
+        try:
+            while parts:
+                part = parts.pop(0)
+                ids = _row_ids(part)
+                through = self.report.counts["salesforce_writes"] > answered  # the gateway passes some
+                if not self._gateway_answered(ids) or (not through and (len(part) < 2 or probes >= _OUTAGE_PROBES)):
+                    self._still_lost(ids, "salesforce: leads", "salesforce")
+                elif len(part) == 1:
+                    self._park_refused(salesforce, op, part)
                 else:
-                    self._park_refused(op, half)
+                    probes += self._split(salesforce, op, part, parts)
+        except StopRequested:
+            self.report.counts["deferred"] += sum(len(_row_ids(part)) for part in parts)  # pending, as they were
+            raise
+        except UnreachableError as error:
+            for part in parts:  # not sent again in this step: they wait for the next cycle, counted
+                self._failed(_row_ids(part), str(error), park=False)
+            raise
+
+    def _split(self, salesforce: SalesforcePort, op: str, part: _Groups, parts: list[_Groups]) -> int:
+        """Send each half of `part` on its own after one pause and a look; append to `parts` the
+        halves lost again. Returns how many halves were sent."""
+        self._wait_after_loss(1, "salesforce", part)
+        sent = 0
+        for half in _halves(part):
+            if op == "upsert_lead" and not self._created_by_lost(half):
+                continue  # the look-up failed or was held: those leads stay pending
+            if half:
+                sent += 1
+                lost_half = self._send_leads_once(salesforce, op, half)
+                if lost_half:
+                    parts.append(lost_half)
+        return sent
 
     def _gateway_answered(self, ids: list[int]) -> bool:
         """Whether each of these rows' latest lost send got a gateway's answer (not none at all)."""
         return all((error := self._unanswered.get(row)) is not None and error.status is not None for row in ids)
 
-    def _park_refused(self, op: str, lead: _Groups) -> None:
-        """The one lead of its collection a gateway refused at every send that held it, while the
-        sends without it went through: looked at a last time after a pause (its lost sends may
-        have landed), then parked with its reason, so that it holds back no other lead."""
-        self._wait_after_loss(1, "salesforce", lead)
-        ids = _row_ids(lead)
-        if op == "upsert_lead":
-            if not self._created_by_lost(lead):
-                return
-        elif self._send(ids, partial(self.look.leads, lead)) is None:
+    def _park_refused(self, salesforce: SalesforcePort, op: str, lead: _Groups) -> None:
+        """The one lead a gateway refused at every send that held it, while sends without it went
+        through: sent alone `_SOLO_SENDS` more times, each after a pause and a look (a gateway that
+        fails at random must not get a healthy lead parked), then looked at a last time (its lost
+        sends may have landed, or a person may have it now) and, still missing, parked with its
+        reason, so that it holds back no other lead. No answer at all ends the step instead."""
+        for attempt in range(1, _SOLO_SENDS + 1):
+            self._wait_after_loss(attempt, "salesforce", lead)
+            if op == "upsert_lead" and not self._created_by_lost(lead):
+                return  # the look-up failed or was held: the lead waits
+            if lead:  # an update's last look is `_send_leads_once`'s own
+                lead = self._send_leads_once(salesforce, op, lead)
+            if not lead:
+                return  # it went through, landed, or a person has it now
+        self._wait_after_loss(_SOLO_SENDS + 1, "salesforce", lead)
+        if not self._look_again(op, lead) or not lead:
             return
-        self._landed()
-        if not lead:
-            return  # it landed after all, or a person has it now
+        ids = _row_ids(lead)  # after the look: rows it settled are not parked
+        if not self._gateway_answered(ids):
+            self._still_lost(ids, "salesforce: leads", "salesforce")
+            return
         [record] = lead
         status = self._unanswered[ids[0]].status
-        sends = self._losses[ids[0]]
+        sends = max(self._losses[row] for row in ids)
         self._failed(
             ids,
             f"salesforce: lead {record}: a gateway answered {status} to each of the {sends} sends that held it, "
-            "while its collection's other leads went through without it: parked (`retry` sends it again)",
+            "while other leads of its collection went through: parked (`retry` sends it again)",
             park=True,
         )
+
+    def _look_again(self, op: str, lead: _Groups) -> bool:
+        """The look before a lead is sent again (new: by its key; an update: by Id), recording what
+        landed; drops from `lead` what is settled. False when the look failed."""
+        if op == "upsert_lead":
+            return self._created_by_lost(lead)
+        looked = self._send(_row_ids(lead), partial(self.look.leads, lead))
+        self._landed()
+        return looked is not None
 
     def _send_leads_once(self, salesforce: SalesforcePort, op: str, groups: _Groups) -> _Groups:
         """Send one collection (two for new leads: with and without an owner); returns the leads

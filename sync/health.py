@@ -24,6 +24,7 @@ message: only the kind of the latest error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -54,6 +55,8 @@ WAIT_REASONS = ("rate_limit", "retry")
 _SERVICES = ("vitally", "salesforce")
 _HANDLER_TIMEOUT_SECONDS = 10  # a client that connects and sends nothing is dropped after this
 _MAX_CONNECTIONS = 64  # connections served at once; one more is closed at once
+# A connection's whole life: a webhook waits up to [events] queue_wait_seconds (20) for the inbox.
+_REQUEST_DEADLINE_SECONDS = 45
 _LISTEN_BACKLOG = 128  # connections the kernel holds until they are accepted (socketserver's default: 5)
 _PROBLEMS_LOGGED = 20  # `listener_busy` and `listener_error` lines a minute at most; the rest are counted
 _POLL_SECONDS = 0.1  # how often the server thread notices `close()`
@@ -428,25 +431,48 @@ class _QuietHandler(WSGIRequestHandler):
 class _Server(ThreadingMixIn, WSGIServer):
     """A thread per connection, so one slow client cannot hold up a scrape; the threads never keep
     the process alive. At most `max_connections` are served at once: one more is closed at once
-    (`listener_busy`), so clients that hold connections open cannot take every thread. An error of
-    a connection (a client silent past `client_timeout`, a reset) is one JSON line
-    (`listener_error`), never a traceback on stderr; both lines at most 20 a minute."""
+    (`listener_busy`), so clients that hold connections open cannot take every thread (nor all
+    the memory); and a connection still open `request_deadline` seconds after it was accepted is
+    shut, however slowly it trickles its bytes in, so a held slot comes back. The cap counts the
+    probes' and scrapes' connections too: a flood of connections at the cap refuses them as well,
+    which is why the listener belongs behind a proxy (README, "Reverse proxy") and, in
+    Kubernetes, a NetworkPolicy. An error of a connection (a client silent past `client_timeout`,
+    a reset) is one JSON line (`listener_error`), never a traceback on stderr; both lines at most
+    20 a minute."""
 
     daemon_threads = True
     request_queue_size = _LISTEN_BACKLOG
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.client_timeout: float = _HANDLER_TIMEOUT_SECONDS
+        self.request_deadline: float = _REQUEST_DEADLINE_SECONDS
         self.max_connections = _MAX_CONNECTIONS
         self._slots = threading.BoundedSemaphore(_MAX_CONNECTIONS)
+        self._open: dict[socket.socket, float] = {}  # connection -> when it must be done (monotonic)
+        self._open_lock = threading.Lock()
         self.busy: Callable[[Mapping[str, Any]], None] = _unlogged
         self.failed: Callable[[Mapping[str, Any]], None] = _unlogged
         super().__init__(*args, **kwargs)
 
-    def limit(self, max_connections: int, client_timeout: float, log: _Log | None) -> None:
+    def service_actions(self) -> None:
+        """Between two polls of the serving loop: shut the connections past their deadline (their
+        handler's next read ends, and its thread gives its slot back)."""
+        now = time.monotonic()
+        with self._open_lock:
+            late = [connection for connection, deadline in self._open.items() if deadline <= now]
+            for connection in late:
+                del self._open[connection]
+        for connection in late:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            self.failed({"error": "deadline", "seconds": self.request_deadline})
+
+    def limit(self, max_connections: int, client_timeout: float, request_deadline: float, log: _Log | None) -> None:
         """Serve at most `max_connections` at once, drop a client silent for `client_timeout`
-        seconds, and log to `log` (nothing without it)."""
+        seconds or still connected `request_deadline` seconds after it was accepted, and log to
+        `log` (nothing without it)."""
         self.max_connections, self.client_timeout = max_connections, client_timeout
+        self.request_deadline = request_deadline
         self._slots = threading.BoundedSemaphore(max_connections)
         if log is not None:
             self.busy = Throttled(log, "listener_busy", _PROBLEMS_LOGGED)
@@ -464,9 +490,13 @@ class _Server(ThreadingMixIn, WSGIServer):
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open[request] = time.monotonic() + self.request_deadline
         try:
             super().process_request_thread(request, client_address)
         finally:
+            with self._open_lock:
+                self._open.pop(request, None)
             self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -512,14 +542,16 @@ def serve(
     log: _Log | None = None,
     max_connections: int = _MAX_CONNECTIONS,
     client_timeout: float = _HANDLER_TIMEOUT_SECONDS,
+    request_deadline: float = _REQUEST_DEADLINE_SECONDS,
 ) -> HealthServer:
     """Bind `host:port` (`[daemon] health_host`: loopback, or every interface of a private network)
     and serve `health` (and `events`, see `make_app`) from a daemon thread, at most
-    `max_connections` at once, each dropped after `client_timeout` seconds of silence; the
+    `max_connections` at once, each dropped after `client_timeout` seconds of silence or
+    `request_deadline` seconds in all; the
     listener's own problems go to `log` (`_Server`). Raises OSError when the port cannot be bound,
     e.g. it is busy."""
     server_class = _Server6 if ":" in host else _Server
     app = make_app(health, events)
     server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
-    server.limit(max_connections, client_timeout, log)
+    server.limit(max_connections, client_timeout, request_deadline, log)
     return HealthServer(server)

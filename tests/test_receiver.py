@@ -487,7 +487,9 @@ def test_a_chunked_body_without_content_length_is_411_not_a_malformed_webhook(li
 # number of them could each hold a thread) ------------------------------------------------------------
 
 
-def _bare_listener(log: Logged, *, max_connections: int = 64, client_timeout: float = 10) -> HealthServer:
+def _bare_listener(
+    log: Logged, *, max_connections: int = 64, client_timeout: float = 10, request_deadline: float = 45
+) -> HealthServer:
     return serve(
         Health(60, version="test"),
         "127.0.0.1",
@@ -495,7 +497,32 @@ def _bare_listener(log: Logged, *, max_connections: int = 64, client_timeout: fl
         log=log,
         max_connections=max_connections,
         client_timeout=client_timeout,
+        request_deadline=request_deadline,
     )
+
+
+def test_a_client_that_trickles_its_request_is_dropped_at_the_deadline_and_its_slot_comes_back() -> None:
+    """A byte every 0.2 s never trips the per-read timeout; the whole-connection deadline ends it
+    (found by a review: a trickling client held its slot for good, and 64 of them every slot)."""
+    log = Logged()
+    server = _bare_listener(log, max_connections=1, client_timeout=5, request_deadline=1)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as slow:
+            started = time.monotonic()
+            dropped = False
+            for byte in b"GET /livez HTTP/1.1\r\nHost: a-very-slow-client.example\r\n":
+                try:
+                    slow.sendall(bytes([byte]))
+                except OSError:
+                    dropped = True
+                    break
+                time.sleep(0.2)
+            elapsed = time.monotonic() - started
+        assert dropped and elapsed < 4, elapsed
+        wait_until(lambda: _answers(f"http://127.0.0.1:{server.port}/livez"), "the slot given back")
+    finally:
+        server.close()
+    assert {"error": "deadline", "seconds": 1} in log.named("listener_error")
 
 
 def test_a_silent_client_is_dropped_with_one_log_line_and_no_traceback(capfd: pytest.CaptureFixture[str]) -> None:
