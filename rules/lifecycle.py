@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from rules.base import AccountRule, Decision, Rule, fmt_num
-from rules.context import in_picklist
+from rules.context import in_picklist, same_picklist
 from rules.guards import nurtured_after_close, owned_by, worked_in_salesforce
 from rules.policy import (
     BDR,
@@ -130,18 +130,42 @@ def _newest(leads: tuple[Lead, ...]) -> Lead:
     return max(leads, key=created)
 
 
-def _lead_stage(lead: Lead, rules: LifecyclePolicy) -> str:
+# Leads handed to the new business team whatever their LeadSource: the onboarding team's direct
+# handover, and a BDR's outbound lead a BDR qualified (its source is still the BDRs' own).
+_BDR_QUALIFIED = "new_business.bdr_qualified"
+_NEW_BUSINESS_HANDOFFS = frozenset({"onboarding.direct_handover", _BDR_QUALIFIED})
+
+
+def _bdr_handoff(lead: Lead, policy: Policy) -> bool:
+    """Whether new_business.bdr_qualified is about to route the lead (the stage of the lead before
+    that cycle's write is the one after it): a lead crm-sync did not create, with the BDR-qualified
+    LeadSource, waiting for routing, and the rule on and in the routing order."""
+    routing = policy.routing
+    return (
+        not lead.sync_key
+        and same_picklist(lead.lead_source, routing.bdr_qualified_source)
+        and routing.waiting_for_routing(lead.owner_id) is not None
+        and _BDR_QUALIFIED in routing.order
+        and _BDR_QUALIFIED not in policy.disabled
+    )
+
+
+def _lead_stage(lead: Lead, policy: Policy) -> str:
     """The flowchart's lead box of a lead: by the signal that made crm-sync create it
     (`Routing_Rule__c`: a new-business signal is a new business lead whatever its source), else by
     its LeadSource. An inbound lead a lead-source trigger routed keeps the stage of its source: it
     gets its `Routing_Rule__c` in the same cycle that judges the account, which must not see a
-    different stage on the next."""
+    different stage on the next. But a BDR's lead handed to the new business team
+    (new_business.bdr_qualified: "Outbound leads manually qualified by BDRs", lead-routing-and-
+    scoring.md) is a new business lead whose source is still the BDRs': once routed, and while it
+    waits for that routing (the same stage on both sides of the cycle that routes it)."""
+    rules = policy.lifecycle
     rule = lead.routing_rule or ""
     if rule not in LEAD_TRIGGERS:
         for prefix, stage in (("product_led.", EXPANSION_LEAD), ("new_business.", NEW_BUSINESS_LEAD), ("bdr.", BDR)):
             if rule.startswith(prefix):
                 return stage
-    if rule == "onboarding.direct_handover":
+    if rule in _NEW_BUSINESS_HANDOFFS or (not rule and _bdr_handoff(lead, policy)):
         return NEW_BUSINESS_LEAD
     source = lead.lead_source  # compared as the routing triggers compare it: any case, spaces ignored
     if in_picklist(source, rules.bdr_lead_sources):
@@ -156,9 +180,8 @@ def _owned_stage(
     segments: frozenset[str],
     open_leads: tuple[Lead, ...],
     open_opportunities: tuple[Opportunity, ...],
-    rules: LifecyclePolicy,
+    policy: Policy,
     nurtured: str | None = None,
-    leads_segment: str = "Leads",
 ) -> tuple[str, str] | None:
     """The stage of an account someone owns or works: a key role, a TAM segment, an open opportunity,
     a deal closed won its Account Executive still nurtures (`nurtured`: why), or an open lead. An
@@ -166,10 +189,10 @@ def _owned_stage(
     is a TAM qualifying that lead (plg-lead-qualification.md: "Add yourself as the Account Executive
     in Vitally and use the 'Leads' segment to track it separately"): an expansion lead, not yet in
     their book, and not a TAE's account."""
-    owner = _owner_stage(account, segments, rules)
+    owner = _owner_stage(account, segments, policy.lifecycle)
     if owner is not None:
         if owner[0] == TAE:
-            qualifying = _qualifying(segments, open_leads, rules, leads_segment)
+            qualifying = _qualifying(segments, open_leads, policy)
             if qualifying is not None:
                 return EXPANSION_LEAD, f"{owner[1]} qualifying a product-led lead ({qualifying})"
         return owner
@@ -179,20 +202,19 @@ def _owned_stage(
         return TAE, nurtured
     if open_leads:
         lead = _newest(open_leads)
-        return _lead_stage(lead, rules), f"open lead {lead.id} (source {lead.lead_source or 'unknown'})"
+        return _lead_stage(lead, policy), f"open lead {lead.id} (source {lead.lead_source or 'unknown'})"
     return None
 
 
-def _qualifying(
-    segments: frozenset[str], open_leads: tuple[Lead, ...], rules: LifecyclePolicy, leads_segment: str
-) -> str | None:
+def _qualifying(segments: frozenset[str], open_leads: tuple[Lead, ...], policy: Policy) -> str | None:
     """What says an Account Executive is a TAM qualifying a product-led lead: the Leads segment, or
     the newest open lead an expansion lead (None when neither)."""
+    leads_segment = policy.episodes.leads_segment
     if leads_segment in segments:
         return f"segment {leads_segment}"
     if open_leads:
         lead = _newest(open_leads)
-        if _lead_stage(lead, rules) == EXPANSION_LEAD:
+        if _lead_stage(lead, policy) == EXPANSION_LEAD:
             return f"open lead {lead.id}"
     return None
 
@@ -248,14 +270,14 @@ def _stage(
     segments: frozenset[str],
     open_leads: tuple[Lead, ...],
     open_opportunities: tuple[Opportunity, ...],
-    rules: LifecyclePolicy,
+    policy: Policy,
     nurtured: str | None = None,
-    leads_segment: str = "Leads",
 ) -> tuple[str | None, str]:
+    rules = policy.lifecycle
     if account.roles or segments or open_leads or open_opportunities or nurtured:  # most have none: by MRR
-        found = _owned_stage(
-            account, segments, open_leads, open_opportunities, rules, nurtured, leads_segment
-        ) or _flagged_stage(account, segments, rules)
+        found = _owned_stage(account, segments, open_leads, open_opportunities, policy, nurtured) or _flagged_stage(
+            account, segments, rules
+        )
         if found is not None:
             return found
     mrr = account.mrr
@@ -299,9 +321,7 @@ def stage_with(
     else:  # most accounts: nothing in Salesforce
         open_leads, open_opportunities = (), ()
     nurtured = nurtured_after_close(ctx, policy, now) if ctx.opportunities else None
-    name, why = _stage(
-        account, segments, open_leads, open_opportunities, policy.lifecycle, nurtured, policy.episodes.leads_segment
-    )
+    name, why = _stage(account, segments, open_leads, open_opportunities, policy, nurtured)
     inputs: dict[str, object] = {
         "key_roles": dict(account.key_roles) if account.key_roles else {},
         "segments": sorted(segments) if segments else [],

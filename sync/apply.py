@@ -63,7 +63,7 @@ _COMMIT_EVERY = 100  # Vitally PUTs marked done per transaction, at most…
 _COMMIT_WITHIN = 0.02  # …and a success waits no longer than this (seconds) for its commit
 COLLECTION = 200  # records per sObject Collections request (Salesforce's maximum)
 LOST_ANSWER_RESENDS = 4  # looks (and sends of what is still missing) after a write's answer was lost
-_OUTAGE_PROBES = 4  # sends of a split collection none of which goes through: the gateway fails everything
+_OUTAGE_PROBES = 4  # sends of a split collection lost in a row: the gateway fails everything
 _SOLO_SENDS = 2  # more sends of a lead singled out, alone, before it is parked
 
 _Groups = dict[str, list[OutboxRow]]  # outbox rows by the record they write
@@ -158,6 +158,7 @@ class Applier:
         self._charged: set[str] = set()  # accounts counted against `--max-writes` (a re-send is not again)
         self._unanswered: dict[int, UnansweredError] = {}  # outbox row → its latest lost answer
         self._losses: Counter[int] = Counter()  # outbox row → its sends whose answers were lost
+        self._misses = 0  # sends of a split collection lost in a row (`_single_out`)
         # `apply`: only the rows this run queued or confirmed (a reviewed plan's), none of the others.
         self._only_run = only_run
         self._pause = interruptible_sleep(hooks.should_stop)  # before a look after a lost answer
@@ -469,24 +470,25 @@ class Applier:
         So the collection is split in halves, each looked at and sent on its own (one pause for
         both), and every half lost again is split again, down to the leads to blame, each sent
         alone `_SOLO_SENDS` times more and, lost every time, parked with its reason (`failed`,
-        `retry`): about two sends per halving (16 to single out one lead of 200). When none of the
-        first `_OUTAGE_PROBES` sends of the split goes through, no lead is to blame (the gateway
-        fails everything): the rest wait, as a collection lost every time does (`_still_lost`).
+        `retry`): about two sends per halving (16 to single out one lead of 200). When
+        `_OUTAGE_PROBES` sends of the split are lost in a row (at its start, or once an outage
+        begins during it), no lead is to blame (the gateway fails everything): the rest wait, as a
+        collection lost every time does (`_still_lost`), and none is parked.
         A part any of whose sends got no answer at all ends the step (`UnreachableError`)."""
         parts = [lost]
         answered = self.report.counts["salesforce_writes"]
-        probes = 0
+        self._misses = 0
         try:
             while parts:
                 part = parts.pop(0)
                 ids = _row_ids(part)
                 through = self.report.counts["salesforce_writes"] > answered  # the gateway passes some
-                if not self._gateway_answered(ids) or (not through and (len(part) < 2 or probes >= _OUTAGE_PROBES)):
+                if not self._gateway_answered(ids) or (not through and len(part) < 2) or self._outage():
                     self._still_lost(ids, "salesforce: leads", "salesforce")
                 elif len(part) == 1:
                     self._park_refused(salesforce, op, part)
                 else:
-                    probes += self._split(salesforce, op, part, parts)
+                    self._split(salesforce, op, part, parts)
         except StopRequested:
             self.report.counts["deferred"] += sum(len(_row_ids(part)) for part in parts)  # pending, as they were
             raise
@@ -495,20 +497,40 @@ class Applier:
                 self._failed(_row_ids(part), str(error), park=False)
             raise
 
-    def _split(self, salesforce: SalesforcePort, op: str, part: _Groups, parts: list[_Groups]) -> int:
+    def _split(self, salesforce: SalesforcePort, op: str, part: _Groups, parts: list[_Groups]) -> None:
         """Send each half of `part` on its own after one pause and a look; append to `parts` the
-        halves lost again. Returns how many halves were sent."""
+        halves lost again. A stop or an unreachable service leaves the halves not sent yet in
+        `parts`, for `_single_out` to count."""
         self._wait_after_loss(1, "salesforce", part)
-        sent = 0
-        for half in _halves(part):
-            if op == "upsert_lead" and not self._created_by_lost(half):
-                continue  # the look-up failed or was held: those leads stay pending
-            if half:
-                sent += 1
-                lost_half = self._send_leads_once(salesforce, op, half)
-                if lost_half:
-                    parts.append(lost_half)
-        return sent
+        halves = list(_halves(part))
+        for index, half in enumerate(halves):
+            try:
+                if op == "upsert_lead" and not self._created_by_lost(half):
+                    continue  # the look-up failed or was held: those leads stay pending
+                if half:
+                    lost_half = self._send_counted(salesforce, op, half)
+                    if lost_half:
+                        parts.append(lost_half)
+            except (StopRequested, UnreachableError):
+                parts.extend(rest for rest in halves[index + 1 :] if rest)
+                raise
+
+    def _send_counted(self, salesforce: SalesforcePort, op: str, groups: _Groups) -> _Groups:
+        """`_send_leads_once` of a split's half, counting the halves lost in a row since the last
+        that went through (`_outage`; a lead sent alone is not counted: several leads to blame,
+        each sent alone in turn, are no outage)."""
+        before = self.report.counts["salesforce_writes"]
+        lost = self._send_leads_once(salesforce, op, groups)
+        if self.report.counts["salesforce_writes"] > before:
+            self._misses = 0
+        elif lost:
+            self._misses += 1
+        return lost
+
+    def _outage(self) -> bool:
+        """`_OUTAGE_PROBES` sends of the split lost in a row: the gateway fails everything now (an
+        outage, from the start or begun during the split), no lead is to blame."""
+        return self._misses >= _OUTAGE_PROBES
 
     def _gateway_answered(self, ids: list[int]) -> bool:
         """Whether each of these rows' latest lost send got a gateway's answer (not none at all)."""
@@ -524,7 +546,7 @@ class Applier:
             self._wait_after_loss(attempt, "salesforce", lead)
             if op == "upsert_lead" and not self._created_by_lost(lead):
                 return  # the look-up failed or was held: the lead waits
-            if lead:  # an update's last look is `_send_leads_once`'s own
+            if lead:  # an update's last look is `_send_leads_once`'s own; not counted by `_outage`
                 lead = self._send_leads_once(salesforce, op, lead)
             if not lead:
                 return  # it went through, landed, or a person has it now
@@ -532,7 +554,7 @@ class Applier:
         if not self._look_again(op, lead) or not lead:
             return
         ids = _row_ids(lead)  # after the look: rows it settled are not parked
-        if not self._gateway_answered(ids):
+        if not self._gateway_answered(ids) or self._outage():  # no answer, or the gateway now fails all
             self._still_lost(ids, "salesforce: leads", "salesforce")
             return
         [record] = lead

@@ -61,7 +61,7 @@ from state.events import Event, EventInbox, EventNotQueuedError, QueuedEvents
 from sync.app import Sleep
 from sync.config import Config
 from sync.cycle import run_cycle
-from sync.health import OUTCOMES, Health, HealthServer, Outcome, serve
+from sync.health import OUTCOMES, Health, HealthServer, Outcome, request_deadline, serve
 from sync.minicycle import run_mini_cycle
 from sync.notify import Notifier
 from sync.receiver import EventMetrics, Receiver
@@ -159,7 +159,8 @@ def _serve_health(
         return None
     where = {"host": config.health_host, "port": config.health_port}
     try:
-        server = serve(health, config.health_host, config.health_port, events, log=log)
+        deadline = request_deadline(config.events.queue_wait_seconds)
+        server = serve(health, config.health_host, config.health_port, events, log=log, request_deadline=deadline)
     except OSError as exc:
         log("health_unavailable", {**where, "error": str(exc)})
         return None

@@ -42,7 +42,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Info, make_wsgi
 
 from sync.throttle import Throttled
 
-__all__ = ["OUTCOMES", "WAIT_REASONS", "WRITE_KINDS", "Health", "HealthServer", "Outcome", "make_app", "serve"]
+__all__ = [
+    "OUTCOMES",
+    "WAIT_REASONS",
+    "WRITE_KINDS",
+    "Health",
+    "HealthServer",
+    "Outcome",
+    "make_app",
+    "request_deadline",
+    "serve",
+]
 
 Outcome = Literal["ok", "partial", "failed", "stopped"]
 OUTCOMES: tuple[Outcome, ...] = ("ok", "partial", "failed", "stopped")
@@ -55,8 +65,17 @@ WAIT_REASONS = ("rate_limit", "retry")
 _SERVICES = ("vitally", "salesforce")
 _HANDLER_TIMEOUT_SECONDS = 10  # a client that connects and sends nothing is dropped after this
 _MAX_CONNECTIONS = 64  # connections served at once; one more is closed at once
-# A connection's whole life: a webhook waits up to [events] queue_wait_seconds (20) for the inbox.
+# A connection's whole life by default: a webhook waits up to [events] queue_wait_seconds (20 by
+# default, at most 55) for the inbox, after reads of up to _HANDLER_TIMEOUT_SECONDS each.
 _REQUEST_DEADLINE_SECONDS = 45
+
+
+def request_deadline(queue_wait_seconds: float) -> float:
+    """How long a connection may stay open when a webhook may wait `queue_wait_seconds` for the
+    inbox: that wait, two reads' timeouts and 5 s more (45 s for the default 20)."""
+    return queue_wait_seconds + 2 * _HANDLER_TIMEOUT_SECONDS + 5
+
+
 _LISTEN_BACKLOG = 128  # connections the kernel holds until they are accepted (socketserver's default: 5)
 _PROBLEMS_LOGGED = 20  # `listener_busy` and `listener_error` lines a minute at most; the rest are counted
 _POLL_SECONDS = 0.1  # how often the server thread notices `close()`

@@ -524,3 +524,23 @@ def test_opportunity_events_plan_what_a_whole_plan_plans_for_their_accounts(tmp_
         assert _restricted(mini, theirs) == _restricted(whole, theirs)
         assert {w.account or w.record for w in mini} <= theirs  # nothing else is planned
         assert sum(1 for w in mini if w.rule == "lifecycle.stage") >= 5  # stages move both ways
+
+
+def test_a_bdr_qualified_lead_of_an_account_is_routed_and_staged_once(world: World) -> None:
+    """A BDR hands an outbound lead they qualified to the new business team (LeadSource BDR, back
+    with the org's default owner, linked to its Vitally account): one cycle gives it a TAE and the
+    account the stage "New business lead"; the next cycle plans nothing (the stage is the same on
+    both sides of the write that routes it)."""
+    world.cycle()
+    [lead_id] = _web_to_lead(
+        world,
+        {**DEMO_REQUEST, "LeadSource": "BDR", "Status": "Working", "Vitally_Account_Id__c": "acc_0003"},
+    )
+    first = world.cycle()
+    [lead] = [lead for lead in world.leads() if lead["Id"] == lead_id]
+    assert lead["Routing_Rule__c"] == "new_business.bdr_qualified"
+    assert lead["OwnerId"] in {m.user_id for m in world.config.pools["TAE", "US"].members}
+    account = next(a for a in world.sandbox.state()["vitally"]["accounts"] if a["id"] == "acc_0003")
+    assert account["traits"]["lifecycle_stage"] == "New business lead"
+    assert first.counts["planned"] > 0
+    assert world.cycle().counts["planned"] == 0

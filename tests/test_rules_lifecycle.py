@@ -3,6 +3,7 @@ accounts-overview.md)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -157,7 +158,8 @@ def test_csm_downgrade_follows_the_allocation_threshold() -> None:
         ({"mrr": 100}, AccountContext(leads=(open_lead(None),)), "New business lead"),
         ({"mrr": 100}, AccountContext(leads=(open_lead("Product-led"),)), "Expansion lead"),
         ({"mrr": 100}, AccountContext(leads=(open_lead("AM referral"),)), "Expansion lead"),
-        ({"mrr": 100}, AccountContext(leads=(open_lead("BDR"),)), "BDR"),
+        # A BDR's own lead (owned by the BDR; one waiting in the queue is handed to the TAEs).
+        ({"mrr": 100}, AccountContext(leads=(replace(open_lead("BDR"), owner_id="005BDR"),)), "BDR"),
         ({"mrr": 100, "segments": frozenset({"Product-led lead"})}, EMPTY, "Expansion lead"),
         ({"mrr": 100, "segments": frozenset({"AE referral"})}, EMPTY, "New business lead"),
         ({"mrr": 100, "segments": frozenset({"Account review"})}, EMPTY, "Account review"),
@@ -297,8 +299,9 @@ def test_stage_is_always_a_configured_stage(
 def test_a_leads_source_is_read_in_any_case_and_spacing(source: str, expected: str, family: str) -> None:
     """The lifecycle stage and the episode's family read an open lead's LeadSource as the routing
     triggers match it (any case, a run of spaces as one): a `bdr` lead is the BDR's, as `BDR` is.
-    Before, both compared it exactly, so a `bdr` lead made a "New business lead" stage."""
-    lead = Lead(id="00QA", system_modstamp=NOW, lead_source=source, status="Open - Not Contacted")
+    Before, both compared it exactly, so a `bdr` lead made a "New business lead" stage. (Owned by
+    a BDR: one waiting for routing is new_business.bdr_qualified's, a new business lead.)"""
+    lead = Lead(id="00QA", system_modstamp=NOW, lead_source=source, status="Open - Not Contacted", owner_id="005BDR")
     account = Account(id="acc_1", name="Acme", updated_at=NOW, mrr=100)
     decision = stage(account, AccountContext((lead,)), Policy(), NOW)
     assert decision.traits["lifecycle_stage"] == expected, decision.reason
@@ -357,3 +360,24 @@ def test_an_account_executive_otherwise_is_still_a_tae_or_in_the_book(
     kw: dict[str, Any], ctx: AccountContext, expected: str
 ) -> None:
     assert stage(account(**QUALIFYING, **kw), ctx, Policy(), NOW).traits == {"lifecycle_stage": expected}
+
+
+def test_a_bdr_lead_a_bdr_qualified_for_a_tae_is_a_new_business_lead() -> None:
+    """lead-routing-and-scoring.md lists "Outbound leads manually qualified by BDRs" among the new
+    business team's leads; new_business.bdr_qualified routes such a lead (LeadSource BDR, handed
+    back to the queue) to a TAE. Its LeadSource is still the BDRs' own, which made the stage "BDR"
+    (found by a handbook audit). Waiting for that routing and once routed: "New business lead". A
+    BDR's lead they still own, or crm-sync's own BDR lead, stays "BDR"."""
+    queue = Policy().routing.queue_id_prefix + "000000000001"
+
+    def staged(**fields: Any) -> str:
+        lead = Lead("00QB", NOW, lead_source="BDR", status="Working", **fields)
+        return str(stage(account(mrr=100), AccountContext(leads=(lead,)), Policy(), NOW).traits["lifecycle_stage"])
+
+    assert staged(routing_rule="new_business.bdr_qualified", owner_id="005TAE") == "New business lead"
+    assert staged(owner_id=queue) == "New business lead"  # waiting for new_business.bdr_qualified
+    assert staged(owner_id="005BDR") == "BDR"
+    assert staged(owner_id="005BDR", routing_rule="bdr.low_usage", sync_key="crm-sync-acc_1-1") == "BDR"
+    disabled = Policy(enabled={"new_business.bdr_qualified": False})
+    lead = Lead("00QB", NOW, lead_source="BDR", status="Working", owner_id=queue)
+    assert stage(account(mrr=100), AccountContext(leads=(lead,)), disabled, NOW).traits == {"lifecycle_stage": "BDR"}
