@@ -82,6 +82,13 @@ def config(sandbox: Sandbox, tmp_path: Path) -> Path:
     return example_config_for(sandbox.url, tmp_path / "config.toml", {UNROUTED_DEFAULT: SANDBOX_ORG_UNROUTED})
 
 
+def waiting_config(sandbox: Sandbox, tmp_path: Path, max_wait_seconds: float) -> Path:
+    """The example config against `sandbox`, every pause capped at `max_wait_seconds`."""
+    config = example_config_for(sandbox.url, tmp_path / "config.toml", {UNROUTED_DEFAULT: SANDBOX_ORG_UNROUTED})
+    config.write_text(config.read_text().replace("max_wait_seconds = 60", f"max_wait_seconds = {max_wait_seconds}"))
+    return config
+
+
 def run_with_a_person_in_the_gap(
     sandbox: Sandbox, config: Path, state: Path, method: str, path: str, person: Callable[[], None]
 ) -> subprocess.CompletedProcess[str]:
@@ -89,15 +96,24 @@ def run_with_a_person_in_the_gap(
     `person()` acting as soon as the sandbox has dropped it, while crm-sync waits."""
     sandbox.add_fault("drop_response", method=method, path_prefix=path, count=1)
     since = sandbox.calls_total()
+    return run_and_then(
+        config, state, lambda: any(c.get("fault") == "drop_response" for c in sandbox.calls(since)), person
+    )
+
+
+def run_and_then(
+    config: Path, state: Path, when: Callable[[], bool], act: Callable[[], object]
+) -> subprocess.CompletedProcess[str]:
+    """`run`, and `act()` as soon as `when()` holds, while crm-sync works."""
     process = start_cli(config, state, "run", "--now", NOW)
     try:
-        deadline = time.monotonic() + 60
-        while not any(call.get("fault") == "drop_response" for call in sandbox.calls(since)):
-            assert process.poll() is None, process.communicate()[1][-2000:]
-            assert time.monotonic() < deadline, "the write was never sent"
-            time.sleep(0.005)
-        person()
-        out, err = process.communicate(timeout=120)
+        deadline = time.monotonic() + 90
+        while not when():
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "the moment never came"
+            time.sleep(0.002)
+        act()
+        out, err = process.communicate(timeout=180)
     finally:
         if process.poll() is None:
             process.kill()
@@ -357,8 +373,7 @@ def test_a_lead_a_gateway_always_refuses_is_singled_out_and_parked_and_its_colle
     third review of the lost answers), the whole collection waited, cycle after cycle: one bad
     lead held back up to 199 others for good."""
     with referral_sandbox(8) as sandbox:
-        config = example_config_for(sandbox.url, tmp_path / "config.toml", {UNROUTED_DEFAULT: SANDBOX_ORG_UNROUTED})
-        config.write_text(config.read_text().replace("max_wait_seconds = 60", "max_wait_seconds = 0.01"))
+        config = waiting_config(sandbox, tmp_path, 0.01)
         poison = "crm-sync-acc_0005-1"
         sandbox.add_fault("status", method="PATCH", path_prefix=UPSERT, status=502, count=1000, body_contains=poison)
         state = tmp_path / "state.db"
@@ -395,8 +410,7 @@ def test_a_gateway_that_refuses_every_lead_costs_four_more_sends_and_parks_nothi
     collection waits for the next cycle, as before; the cost of looking for a lead to blame is
     four sends per collection. The cycle goes on: the Vitally writes go out."""
     with referral_sandbox(8) as sandbox:
-        config = example_config_for(sandbox.url, tmp_path / "config.toml", {UNROUTED_DEFAULT: SANDBOX_ORG_UNROUTED})
-        config.write_text(config.read_text().replace("max_wait_seconds = 60", "max_wait_seconds = 0.01"))
+        config = waiting_config(sandbox, tmp_path, 0.01)
         sandbox.add_fault("status", method="PATCH", path_prefix=UPSERT, status=502, count=1000)
         state = tmp_path / "state.db"
         result = run_cli(config, state, "run", "--now", NOW)
@@ -424,8 +438,7 @@ def test_an_inbound_lead_a_firewall_refuses_is_parked_and_the_others_get_their_o
     matches the request's body, as a firewall reads it (`body_contains`)."""
     with Sandbox(seed(referral=False)) as sandbox:
         sandbox.configure(vitally_rate_limit=10_000_000)
-        config = example_config_for(sandbox.url, tmp_path / "config.toml", {UNROUTED_DEFAULT: SANDBOX_ORG_UNROUTED})
-        config.write_text(config.read_text().replace("max_wait_seconds = 60", "max_wait_seconds = 0.01"))
+        config = waiting_config(sandbox, tmp_path, 0.01)
         requests_ = [
             {**DEMO_REQUEST, "LastName": f"Doe {i}", "Email": f"jane{i}@northwind-robotics.com"} for i in range(4)
         ]
@@ -455,8 +468,7 @@ def test_two_leads_a_firewall_refuses_in_different_halves_are_both_parked(tmp_pa
     until each refused lead is parked; the six others are created (found by a review: all eight
     waited, cycle after cycle)."""
     with referral_sandbox(8) as sandbox:
-        config = example_config_for(sandbox.url, tmp_path / "config.toml", {UNROUTED_DEFAULT: SANDBOX_ORG_UNROUTED})
-        config.write_text(config.read_text().replace("max_wait_seconds = 60", "max_wait_seconds = 0.01"))
+        config = waiting_config(sandbox, tmp_path, 0.01)
         refused = ("crm-sync-acc_0002-1", "crm-sync-acc_0007-1")
         for key in refused:
             sandbox.add_fault("status", method="PATCH", path_prefix=UPSERT, status=502, count=1000, body_contains=key)
@@ -477,8 +489,7 @@ def test_a_lone_lead_whose_send_gets_no_answer_at_all_ends_the_step_unparked(tmp
     (exit 3) and the lead waits for the next cycle's plan (found by a review: it was parked, "a
     gateway answered None")."""
     with referral_sandbox(2) as sandbox:  # acc_0000 and acc_0002
-        config = example_config_for(sandbox.url, tmp_path / "config.toml", {UNROUTED_DEFAULT: SANDBOX_ORG_UNROUTED})
-        config.write_text(config.read_text().replace("max_wait_seconds = 60", "max_wait_seconds = 0.01"))
+        config = waiting_config(sandbox, tmp_path, 0.01)
         poison = "crm-sync-acc_0002-1"
         sandbox.add_fault("status", method="PATCH", path_prefix=UPSERT, status=502, count=5, body_contains=poison)
         sandbox.add_fault("reset", method="PATCH", path_prefix=UPSERT, count=1000, body_contains=poison)
@@ -498,32 +509,22 @@ def test_a_write_of_the_refused_lead_a_person_overtakes_is_theirs_not_parked(tmp
     included, and `retry` would have sent it over them)."""
     with Sandbox(seed(referral=False)) as sandbox:
         sandbox.configure(vitally_rate_limit=10_000_000)
-        config = example_config_for(sandbox.url, tmp_path / "config.toml", {UNROUTED_DEFAULT: SANDBOX_ORG_UNROUTED})
-        config.write_text(config.read_text().replace("max_wait_seconds = 60", "max_wait_seconds = 1.5"))
+        config = waiting_config(sandbox, tmp_path, 1.5)
         leads = [{**DEMO_REQUEST, "LastName": f"Doe {i}", "Email": f"jane{i}@northwind-robotics.com"} for i in range(2)]
         with sandbox._lock:
             ids = sandbox._salesforce.add_leads(leads, owner_ids=[])
         poison = ids[1]
         sandbox.add_fault("status", method="PATCH", path_prefix=UPDATE, status=502, count=1000, body_contains=poison)
         state = tmp_path / "state.db"
-        process = start_cli(config, state, "run", "--now", NOW)
-        try:
-            deadline = time.monotonic() + 90
 
-            def alone() -> int:  # the refused lead's sends on its own
-                return sum(c["path"] == UPDATE and c.get("records") == [poison] for c in sandbox.calls())
+        def alone() -> bool:  # the refused lead sent on its own: crm-sync now pauses before its next look
+            return any(c["path"] == UPDATE and c.get("records") == [poison] for c in sandbox.calls())
 
-            while not alone():  # singled out: crm-sync now pauses before it looks at the lead again
-                assert process.poll() is None, process.communicate()[1][-2000:]
-                assert time.monotonic() < deadline, "the lead was never sent alone"
-                time.sleep(0.005)
-            person_sets_lead(sandbox.url, poison, Classification__c="support")
-            _, err = process.communicate(timeout=120)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-        assert process.returncode == 1, err[-2000:]
+        result = run_and_then(
+            config, state, alone, lambda: person_sets_lead(sandbox.url, poison, Classification__c="support")
+        )
+        err = result.stderr
+        assert result.returncode == 1, err[-2000:]
         classified = "json_extract(payload, '$.Classification__c') IS NOT NULL"
         sql = f"SELECT {classified}, group_concat(DISTINCT status) FROM outbox WHERE record = '{poison}' GROUP BY 1"
         rows = dict(state_rows(state, sql))
@@ -531,22 +532,14 @@ def test_a_write_of_the_refused_lead_a_person_overtakes_is_theirs_not_parked(tmp
         assert f"salesforce {poison} Classification__c: someone set" in err
 
 
-def _run_and_then(config: Path, state: Path, when: Callable[[], bool], act: Callable[[], object]) -> tuple[int, str]:
-    """`run`, and `act()` as soon as `when()` holds, while crm-sync works."""
-    process = start_cli(config, state, "run", "--now", NOW)
-    try:
-        deadline = time.monotonic() + 90
-        while not when():
-            assert process.poll() is None, process.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "the moment never came"
-            time.sleep(0.002)
-        act()
-        _, err = process.communicate(timeout=180)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    return process.returncode, err
+def _split_then(
+    sandbox: Sandbox, tmp_path: Path, when: Callable[[], bool], act: Callable[[], object]
+) -> subprocess.CompletedProcess[str]:
+    """`run` of 8 new leads, a firewall refusing acc_0008's, and `act()` once `when()` holds."""
+    config = waiting_config(sandbox, tmp_path, 0.5)
+    poison = "crm-sync-acc_0008-1"
+    sandbox.add_fault("status", method="PATCH", path_prefix=UPSERT, status=502, count=1000, body_contains=poison)
+    return run_and_then(config, tmp_path / "state.db", when, act)
 
 
 def test_an_outage_that_begins_during_the_split_parks_no_healthy_lead(tmp_path: Path) -> None:
@@ -554,19 +547,16 @@ def test_an_outage_that_begins_during_the_split_parks_no_healthy_lead(tmp_path: 
     request (found by a review of the split: the leads still lost were split down to single leads
     and parked, three healthy leads of eight). Four halves lost in a row make it an outage: what is
     left waits, pending, and nothing but that lead (if anything) is parked."""
+    poison = "crm-sync-acc_0008-1"
     with referral_sandbox(8) as sandbox:
-        config = example_config_for(sandbox.url, tmp_path / "config.toml", {UNROUTED_DEFAULT: SANDBOX_ORG_UNROUTED})
-        config.write_text(config.read_text().replace("max_wait_seconds = 60", "max_wait_seconds = 0.5"))
-        poison = "crm-sync-acc_0008-1"
-        sandbox.add_fault("status", method="PATCH", path_prefix=UPSERT, status=502, count=1000, body_contains=poison)
         state = tmp_path / "state.db"
-        code, err = _run_and_then(
-            config,
-            state,
+        result = _split_then(
+            sandbox,
+            tmp_path,
             lambda: any(status == 200 for status, _ in upserts(sandbox)),
             lambda: sandbox.add_fault("status", method="PATCH", path_prefix=UPSERT, status=502, count=1000),
         )
-        assert code == 1, err[-2000:]
+        assert result.returncode == 1, result.stderr[-2000:]
         parked = {record for (record,) in state_rows(state, "SELECT record FROM outbox WHERE status = 'parked'")}
         assert parked <= {poison}
         created = {lead["Sync_Key__c"] for lead in sandbox.state()["salesforce"]["Lead"] if lead.get("Sync_Key__c")}
@@ -581,18 +571,14 @@ def test_a_service_unreachable_during_the_split_counts_every_lead_left(tmp_path:
     leads not sent again are counted in the run's report (found by a review: the other half was
     neither sent nor counted; the outbox kept it, pending)."""
     with referral_sandbox(8) as sandbox:
-        config = example_config_for(sandbox.url, tmp_path / "config.toml", {UNROUTED_DEFAULT: SANDBOX_ORG_UNROUTED})
-        config.write_text(config.read_text().replace("max_wait_seconds = 60", "max_wait_seconds = 0.5"))
-        poison = "crm-sync-acc_0008-1"
-        sandbox.add_fault("status", method="PATCH", path_prefix=UPSERT, status=502, count=1000, body_contains=poison)
         state = tmp_path / "state.db"
-        code, err = _run_and_then(
-            config,
-            state,
+        result = _split_then(
+            sandbox,
+            tmp_path,
             lambda: len(upserts(sandbox)) >= 5,
             lambda: sandbox.add_fault("reset", method="GET", path_prefix="/services/data/v59.0/query", count=10**5),
         )
-        assert code == 3, err[-2000:]
+        assert result.returncode == 3, result.stderr[-2000:]
         [(counts,)] = state_rows(state, "SELECT counts FROM runs ORDER BY id DESC LIMIT 1")
         counts = json.loads(counts)
         rows = state_rows(state, "SELECT status FROM outbox")
