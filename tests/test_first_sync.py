@@ -128,9 +128,12 @@ def test_a_long_first_cycle_is_healthy_throughout_logs_a_falling_eta_and_moves_t
     waits = [e["waits"].get("vitally.rate_limit") for e in writes]
     assert any(w and w["count"] > 0 and w["longest_seconds"] > 0 for w in waits)  # the limit's waits, with their length
 
-    # /metrics: the writes rose while the cycle ran, not only when it ended.
+    # /metrics: the writes rose while the cycle ran, not only when it ended. The last writes may
+    # land while the cycle still runs (its report and state are still to come), so a scrape taken
+    # then already shows the final count: at least two counts strictly below it are required.
     applied_during = sorted({s[4] for s in during if s[4] is not None})
-    assert len(applied_during) >= 3 and applied_during[0] < applied_during[-1] < finished["applied"]
+    assert applied_during and applied_during[-1] <= finished["applied"]
+    assert len([a for a in applied_during if a < finished["applied"]]) >= 2
 
 
 def test_a_cycle_that_stops_progressing_is_503_stalled_then_200_when_it_moves_again(
