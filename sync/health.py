@@ -64,7 +64,13 @@ _OUTBOX_STATUSES = ("pending", "parked")
 WAIT_REASONS = ("rate_limit", "retry")
 _SERVICES = ("vitally", "salesforce")
 _HANDLER_TIMEOUT_SECONDS = 10  # a client that connects and sends nothing is dropped after this
-_MAX_CONNECTIONS = 64  # connections served at once; one more is closed at once
+_MAX_CONNECTIONS = 64  # connections served at once; one more goes to the probes' reserve
+# Connections kept for the probes and the scrapes (a GET of /healthz, /livez or /metrics) beyond
+# _MAX_CONNECTIONS: a flood of webhooks at the cap must not fail a liveness probe (Kubernetes
+# would restart a daemon that is only busy). Any other request on one is answered 503.
+_PROBE_RESERVE = 8
+_PROBES = frozenset({"/healthz", "/livez", "/metrics"})
+_RESERVED = "crm_sync.reserved"  # the WSGI environ key: this request came on a reserved connection
 # A connection's whole life by default: a webhook waits up to [events] queue_wait_seconds (20 by
 # default, at most 55) for the inbox, after reads of up to _HANDLER_TIMEOUT_SECONDS each.
 _REQUEST_DEADLINE_SECONDS = 45
@@ -435,9 +441,15 @@ def _reply(
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """No access log: stderr carries the daemon's JSON lines only."""
+    """No access log: stderr carries the daemon's JSON lines only. Marks a request that came on one
+    of the probes' reserved connections (`_Server.probes_only`)."""
 
     server: _Server
+
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        environ[_RESERVED] = self.server.on_reserve(self.request)
+        return environ
 
     def setup(self) -> None:
         super().setup()
@@ -449,15 +461,17 @@ class _QuietHandler(WSGIRequestHandler):
 
 class _Server(ThreadingMixIn, WSGIServer):
     """A thread per connection, so one slow client cannot hold up a scrape; the threads never keep
-    the process alive. At most `max_connections` are served at once: one more is closed at once
-    (`listener_busy`), so clients that hold connections open cannot take every thread (nor all
-    the memory); and a connection still open `request_deadline` seconds after it was accepted is
-    shut, however slowly it trickles its bytes in, so a held slot comes back. The cap counts the
-    probes' and scrapes' connections too: a flood of connections at the cap refuses them as well,
-    which is why the listener belongs behind a proxy (README, "Reverse proxy") and, in
-    Kubernetes, a NetworkPolicy. An error of a connection (a client silent past `client_timeout`,
-    a reset) is one JSON line (`listener_error`), never a traceback on stderr; both lines at most
-    20 a minute."""
+    the process alive. At most `max_connections` are served at once; beyond them, `probe_reserve`
+    more connections are taken for the probes and scrapes alone (a GET of /healthz, /livez or
+    /metrics; any other request on one is answered 503 with Retry-After, `listener_busy`), so a
+    flood of webhooks at the cap does not fail a liveness probe; one more still is closed at once
+    (`listener_busy`). So clients that hold connections open cannot take every thread (nor all the
+    memory); and a connection still open `request_deadline` seconds after it was accepted is shut,
+    however slowly it trickles its bytes in, so a held slot comes back. Clients that hold
+    connections open without sending a request can still take the reserve too, which is why the
+    listener belongs behind a proxy (README, "Reverse proxy") and, in Kubernetes, a
+    NetworkPolicy. An error of a connection (a client silent past `client_timeout`, a reset) is one
+    JSON line (`listener_error`), never a traceback on stderr; both lines at most 20 a minute."""
 
     daemon_threads = True
     request_queue_size = _LISTEN_BACKLOG
@@ -467,6 +481,8 @@ class _Server(ThreadingMixIn, WSGIServer):
         self.request_deadline: float = _REQUEST_DEADLINE_SECONDS
         self.max_connections = _MAX_CONNECTIONS
         self._slots = threading.BoundedSemaphore(_MAX_CONNECTIONS)
+        self._reserve = threading.BoundedSemaphore(_PROBE_RESERVE)
+        self._reserved: set[socket.socket] = set()  # connections on a reserved slot (under _open_lock)
         self._open: dict[socket.socket, float] = {}  # connection -> when it must be done (monotonic)
         self._open_lock = threading.Lock()
         self.busy: Callable[[Mapping[str, Any]], None] = _unlogged
@@ -486,26 +502,39 @@ class _Server(ThreadingMixIn, WSGIServer):
                 connection.shutdown(socket.SHUT_RDWR)
             self.failed({"error": "deadline", "seconds": self.request_deadline})
 
-    def limit(self, max_connections: int, client_timeout: float, request_deadline: float, log: _Log | None) -> None:
-        """Serve at most `max_connections` at once, drop a client silent for `client_timeout`
-        seconds or still connected `request_deadline` seconds after it was accepted, and log to
-        `log` (nothing without it)."""
+    def limit(
+        self,
+        max_connections: int,
+        client_timeout: float,
+        request_deadline: float,
+        log: _Log | None,
+        probe_reserve: int = _PROBE_RESERVE,
+    ) -> None:
+        """Serve at most `max_connections` at once and `probe_reserve` more for probes alone, drop a
+        client silent for `client_timeout` seconds or still connected `request_deadline` seconds
+        after it was accepted, and log to `log` (nothing without it)."""
         self.max_connections, self.client_timeout = max_connections, client_timeout
         self.request_deadline = request_deadline
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._reserve = threading.BoundedSemaphore(probe_reserve)  # 0: every one beyond the cap is closed
         if log is not None:
             self.busy = Throttled(log, "listener_busy", _PROBLEMS_LOGGED)
             self.failed = Throttled(log, "listener_error", _PROBLEMS_LOGGED)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.busy({"connections": self.max_connections})
-            self.shutdown_request(request)
-            return
+        slots = self._slots
+        if not slots.acquire(blocking=False):
+            slots = self._reserve
+            if not slots.acquire(blocking=False):
+                self.busy({"connections": self.max_connections})
+                self.shutdown_request(request)
+                return
+            with self._open_lock:
+                self._reserved.add(request)
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()  # no thread started to give the slot back
+            self._give_back(request)  # no thread started to give the slot back
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -514,9 +543,35 @@ class _Server(ThreadingMixIn, WSGIServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
-            with self._open_lock:
-                self._open.pop(request, None)
-            self._slots.release()
+            self._give_back(request)
+
+    def _give_back(self, request: Any) -> None:
+        """The connection's slot, in the cap or the probes' reserve, free again."""
+        with self._open_lock:
+            self._open.pop(request, None)
+            reserved = request in self._reserved
+            self._reserved.discard(request)
+        (self._reserve if reserved else self._slots).release()
+
+    def on_reserve(self, request: Any) -> bool:
+        """Whether the connection holds one of the probes' reserved slots."""
+        with self._open_lock:
+            return request in self._reserved
+
+    def probes_only(self, app: WSGIApplication) -> WSGIApplication:
+        """`app`, except that a request on a reserved connection that is not a probe or a scrape is
+        answered 503 with Retry-After (a webhook's sender retries it) and logged `listener_busy`."""
+
+        def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+            if environ.get(_RESERVED) and not (
+                environ.get("REQUEST_METHOD") == "GET" and environ.get("PATH_INFO", "") in _PROBES
+            ):
+                self.busy({"connections": self.max_connections, "reserved_for": "probes"})
+                body = {"error": "busy: the listener serves its probes alone beyond its connection cap"}
+                return _reply(start_response, "503 Service Unavailable", body, [("Retry-After", "1")])
+            return app(environ, start_response)
+
+        return guarded
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]
@@ -562,15 +617,17 @@ def serve(
     max_connections: int = _MAX_CONNECTIONS,
     client_timeout: float = _HANDLER_TIMEOUT_SECONDS,
     request_deadline: float = _REQUEST_DEADLINE_SECONDS,
+    probe_reserve: int = _PROBE_RESERVE,
 ) -> HealthServer:
     """Bind `host:port` (`[daemon] health_host`: loopback, or every interface of a private network)
     and serve `health` (and `events`, see `make_app`) from a daemon thread, at most
-    `max_connections` at once, each dropped after `client_timeout` seconds of silence or
-    `request_deadline` seconds in all; the
+    `max_connections` at once and `probe_reserve` more for the probes and scrapes alone, each
+    dropped after `client_timeout` seconds of silence or `request_deadline` seconds in all; the
     listener's own problems go to `log` (`_Server`). Raises OSError when the port cannot be bound,
     e.g. it is busy."""
     server_class = _Server6 if ":" in host else _Server
     app = make_app(health, events)
     server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
-    server.limit(max_connections, client_timeout, request_deadline, log)
+    server.set_app(server.probes_only(app))
+    server.limit(max_connections, client_timeout, request_deadline, log, probe_reserve)
     return HealthServer(server)

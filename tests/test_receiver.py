@@ -488,7 +488,12 @@ def test_a_chunked_body_without_content_length_is_411_not_a_malformed_webhook(li
 
 
 def _bare_listener(
-    log: Logged, *, max_connections: int = 64, client_timeout: float = 10, request_deadline: float = 45
+    log: Logged,
+    *,
+    max_connections: int = 64,
+    client_timeout: float = 10,
+    request_deadline: float = 45,
+    probe_reserve: int = 8,
 ) -> HealthServer:
     return serve(
         Health(60, version="test"),
@@ -498,6 +503,7 @@ def _bare_listener(
         max_connections=max_connections,
         client_timeout=client_timeout,
         request_deadline=request_deadline,
+        probe_reserve=probe_reserve,
     )
 
 
@@ -505,7 +511,7 @@ def test_a_client_that_trickles_its_request_is_dropped_at_the_deadline_and_its_s
     """A byte every 0.2 s never trips the per-read timeout; the whole-connection deadline ends it
     (found by a review: a trickling client held its slot for good, and 64 of them every slot)."""
     log = Logged()
-    server = _bare_listener(log, max_connections=1, client_timeout=5, request_deadline=1)
+    server = _bare_listener(log, max_connections=1, client_timeout=5, request_deadline=1, probe_reserve=0)
     try:
         with socket.create_connection(("127.0.0.1", server.port)) as slow:
             started = time.monotonic()
@@ -540,13 +546,13 @@ def test_a_silent_client_is_dropped_with_one_log_line_and_no_traceback(capfd: py
     assert "Traceback" not in capfd.readouterr().err
 
 
-def test_connections_beyond_the_limit_are_closed_at_once_and_the_listener_serves_again() -> None:
+def test_connections_beyond_the_limit_and_the_probes_reserve_are_closed_at_once_and_the_listener_serves_again() -> None:
     log = Logged()
-    server = _bare_listener(log, max_connections=2, client_timeout=5)
+    server = _bare_listener(log, max_connections=2, client_timeout=5, probe_reserve=1)
     url = f"http://127.0.0.1:{server.port}/livez"
-    held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+    held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]  # the cap and the reserve
     try:
-        wait_until(lambda: _refused(server.port), "a third connection closed")
+        wait_until(lambda: _refused(server.port), "a fourth connection closed")
         assert log.named("listener_busy")[0] == {"connections": 2}
     finally:
         for connection in held:
@@ -555,6 +561,41 @@ def test_connections_beyond_the_limit_are_closed_at_once_and_the_listener_serves
         wait_until(lambda: _answers(url), "the listener serving again once the two are gone")
     finally:
         server.close()
+
+
+def test_beyond_the_cap_the_listener_still_answers_its_probes_and_turns_webhooks_away_with_503() -> None:
+    """A flood of webhooks holding every connection the cap allows must not fail a liveness probe
+    (Kubernetes would restart a daemon that is only busy; found by a review: the cap counted the
+    probes too). The reserve serves a GET of /livez, /healthz or /metrics; a webhook on it is
+    answered 503 with Retry-After, which its sender retries."""
+    log = Logged()
+    server = _bare_listener(log, max_connections=2, client_timeout=5, probe_reserve=1)
+    base = f"http://127.0.0.1:{server.port}"
+    held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+    try:
+        for connection in held:  # each slot of the cap taken by a request whose headers are still coming
+            connection.sendall(b"POST /events/vitally/secret HTTP/1.1\r\nHost: x\r\n")
+        wait_until(lambda: _answers(f"{base}/livez"), "a probe answered on the reserve")
+        for path in ("/healthz", "/metrics"):
+            assert requests.get(f"{base}{path}", timeout=5).status_code in (200, 503)  # served, whatever it says
+        webhook = requests.post(f"{base}/events/vitally/secret", json={"match": {}}, timeout=5)
+        assert webhook.status_code == 503 and webhook.headers["Retry-After"] == "1"
+        assert {"connections": 2, "reserved_for": "probes"} in log.named("listener_busy")
+    finally:
+        for connection in held:
+            connection.close()
+        server.close()
+
+
+def test_without_a_reserve_a_connection_beyond_the_cap_is_closed_even_for_a_probe() -> None:
+    log = Logged()
+    server = _bare_listener(log, max_connections=1, client_timeout=5, probe_reserve=0)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)):
+            wait_until(lambda: _refused(server.port), "a second connection closed")
+    finally:
+        server.close()
+    assert log.named("listener_busy")[0] == {"connections": 1}
 
 
 def _refused(port: int) -> bool:
