@@ -71,6 +71,9 @@ _MAX_CONNECTIONS = 64  # connections served at once; one more goes to the probes
 _PROBE_RESERVE = 8
 _PROBES = frozenset({"/healthz", "/livez", "/metrics"})
 _RESERVED = "crm_sync.reserved"  # the WSGI environ key: this request came on a reserved connection
+# A body read and dropped before a 503 on a reserved connection (at most the receiver's limit): a
+# connection closed with unread data is reset, and its sender saw a broken pipe, not the 503.
+_DRAINED_BYTES = 1 << 20
 # A connection's whole life by default: a webhook waits up to [events] queue_wait_seconds (20 by
 # default, at most 55) for the inbox, after reads of up to _HANDLER_TIMEOUT_SECONDS each.
 _REQUEST_DEADLINE_SECONDS = 45
@@ -149,6 +152,17 @@ class Health:
             ["kind"],
             registry=registry,
         )
+        self.listener_refused = Counter(
+            "crm_sync_listener_refused_total",
+            "Connections the listener turned away: closed at once beyond its cap and its probes' "
+            "reserve (closed), or a request other than a probe's on a reserved one, answered 503 "
+            "(reserved). A Vitally webhook turned away is not sent again (the next cycle reads its "
+            "change); Salesforce sends its message again.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in ("closed", "reserved"):
+            self.listener_refused.labels(reason)
         self._record_errors = Counter(
             "crm_sync_record_errors_total",
             "Malformed records reported by cycles (each is reported once).",
@@ -486,6 +500,7 @@ class _Server(ThreadingMixIn, WSGIServer):
         self._open: dict[socket.socket, float] = {}  # connection -> when it must be done (monotonic)
         self._open_lock = threading.Lock()
         self.busy: Callable[[Mapping[str, Any]], None] = _unlogged
+        self.refused: Callable[[str], None] = _uncounted  # "closed" or "reserved"
         self.failed: Callable[[Mapping[str, Any]], None] = _unlogged
         super().__init__(*args, **kwargs)
 
@@ -527,6 +542,7 @@ class _Server(ThreadingMixIn, WSGIServer):
             slots = self._reserve
             if not slots.acquire(blocking=False):
                 self.busy({"connections": self.max_connections})
+                self.refused("closed")
                 self.shutdown_request(request)
                 return
             with self._open_lock:
@@ -560,13 +576,17 @@ class _Server(ThreadingMixIn, WSGIServer):
 
     def probes_only(self, app: WSGIApplication) -> WSGIApplication:
         """`app`, except that a request on a reserved connection that is not a probe or a scrape is
-        answered 503 with Retry-After (a webhook's sender retries it) and logged `listener_busy`."""
+        answered 503 with Retry-After (Salesforce sends its message again; Vitally does not, and
+        the next cycle reads the change), logged `listener_busy` and counted; its body is read
+        first (up to 1 MiB), so the answer reaches the sender instead of a reset connection."""
 
         def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
             if environ.get(_RESERVED) and not (
                 environ.get("REQUEST_METHOD") == "GET" and environ.get("PATH_INFO", "") in _PROBES
             ):
                 self.busy({"connections": self.max_connections, "reserved_for": "probes"})
+                self.refused("reserved")
+                _drain(environ)
                 body = {"error": "busy: the listener serves its probes alone beyond its connection cap"}
                 return _reply(start_response, "503 Service Unavailable", body, [("Retry-After", "1")])
             return app(environ, start_response)
@@ -580,6 +600,28 @@ class _Server(ThreadingMixIn, WSGIServer):
 
 def _unlogged(data: Mapping[str, Any]) -> None:
     """No log."""
+
+
+def _uncounted(reason: str) -> None:
+    """No metric."""
+
+
+def _drain(environ: WSGIEnvironment) -> None:
+    """Read and drop the request's body, up to `_DRAINED_BYTES` (a body announced larger is left:
+    its connection is reset, as the receiver's own limit does)."""
+    try:
+        left = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return
+    if not 0 < left <= _DRAINED_BYTES:
+        return
+    stream = environ["wsgi.input"]
+    with contextlib.suppress(OSError):  # a client silent past client_timeout, or gone
+        while left > 0:
+            chunk = stream.read(min(left, 65536))
+            if not chunk:
+                return
+            left -= len(chunk)
 
 
 class _Server6(_Server):
@@ -629,5 +671,6 @@ def serve(
     app = make_app(health, events)
     server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
     server.set_app(server.probes_only(app))
+    server.refused = lambda reason: health.listener_refused.labels(reason).inc()
     server.limit(max_connections, client_timeout, request_deadline, log, probe_reserve)
     return HealthServer(server)

@@ -274,6 +274,7 @@ def test_metrics_have_help_texts_and_a_registry_of_their_own() -> None:
         "crm_sync_alerts",
         "crm_sync_alert_deliveries",
         "crm_sync_quota_stops",
+        "crm_sync_listener_refused",
     }
     assert all(f.documentation for f in families)
     assert "crm_sync" not in generate_latest(REGISTRY).decode()

@@ -4,6 +4,7 @@ and "acknowledged only once stored"."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import sqlite3
@@ -494,9 +495,10 @@ def _bare_listener(
     client_timeout: float = 10,
     request_deadline: float = 45,
     probe_reserve: int = 8,
+    health: Health | None = None,
 ) -> HealthServer:
     return serve(
-        Health(60, version="test"),
+        health or Health(60, version="test"),
         "127.0.0.1",
         0,
         log=log,
@@ -559,6 +561,7 @@ def test_connections_beyond_the_limit_and_the_probes_reserve_are_closed_at_once_
             connection.close()
     try:
         wait_until(lambda: _answers(url), "the listener serving again once the two are gone")
+        assert server_refused(server, "closed") >= 1 and server_refused(server, "reserved") == 0
     finally:
         server.close()
 
@@ -567,20 +570,39 @@ def test_beyond_the_cap_the_listener_still_answers_its_probes_and_turns_webhooks
     """A flood of webhooks holding every connection the cap allows must not fail a liveness probe
     (Kubernetes would restart a daemon that is only busy; found by a review: the cap counted the
     probes too). The reserve serves a GET of /livez, /healthz or /metrics; a webhook on it is
-    answered 503 with Retry-After, which its sender retries."""
+    answered 503 with Retry-After (Salesforce sends it again), after its body was read: a large
+    body left unread reset the connection, and its sender saw a broken pipe instead (a review:
+    2 of 10 webhooks of 800 KB). Each is counted, for the alert."""
     log = Logged()
-    server = _bare_listener(log, max_connections=2, client_timeout=5, probe_reserve=1)
+    health = Health(60, version="test")
+    server = _bare_listener(log, max_connections=2, client_timeout=5, probe_reserve=1, health=health)
     base = f"http://127.0.0.1:{server.port}"
     held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
     try:
         for connection in held:  # each slot of the cap taken by a request whose headers are still coming
             connection.sendall(b"POST /events/vitally/secret HTTP/1.1\r\nHost: x\r\n")
         wait_until(lambda: _answers(f"{base}/livez"), "a probe answered on the reserve")
+
+        def reserve_free() -> None:
+            # Each request waits for the last one's thread to give the reserved slot back: else it
+            # may come beyond the reserve and be closed at once, which is the other path.
+            wait_until(lambda: server._server._reserve._value == 1, "the reserved slot free")
+
         for path in ("/healthz", "/metrics"):
+            reserve_free()
             assert requests.get(f"{base}{path}", timeout=5).status_code in (200, 503)  # served, whatever it says
+        reserve_free()
         webhook = requests.post(f"{base}/events/vitally/secret", json={"match": {}}, timeout=5)
         assert webhook.status_code == 503 and webhook.headers["Retry-After"] == "1"
         assert {"connections": 2, "reserved_for": "probes"} in log.named("listener_busy")
+        large = json.dumps({"match": {"account": {"traits": {"notes": "x" * 800_000}}}}).encode()
+        answers = []
+        for _ in range(40):  # without the body read, about 1 in 10 was reset
+            reserve_free()
+            answers.append(_post_status(server.port, "/events/vitally/secret", large))
+        assert answers == [503] * 40
+        refused = health.registry.get_sample_value("crm_sync_listener_refused_total", {"reason": "reserved"})
+        assert refused == 41
     finally:
         for connection in held:
             connection.close()
@@ -596,6 +618,28 @@ def test_without_a_reserve_a_connection_beyond_the_cap_is_closed_even_for_a_prob
     finally:
         server.close()
     assert log.named("listener_busy")[0] == {"connections": 1}
+
+
+def _post_status(port: int, path: str, body: bytes) -> int | str:
+    """The status a POST of `body` got, or the error its client saw instead (http.client, which
+    sends the whole body before it reads the answer, as a webhook's sender does)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        return connection.getresponse().status
+    except OSError as error:
+        return repr(error)
+    finally:
+        connection.close()
+
+
+def server_refused(server: HealthServer, reason: str) -> float:
+    """The listener's `crm_sync_listener_refused_total{reason}` as its /metrics says it."""
+    text = requests.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5).text
+    line = next(
+        line for line in text.splitlines() if line.startswith(f'crm_sync_listener_refused_total{{reason="{reason}"}}')
+    )
+    return float(line.split()[-1])
 
 
 def _refused(port: int) -> bool:
