@@ -336,6 +336,14 @@ _OWNER_MAY_FIRE = allocation.NEW_OWNER.may_fire
 _AFTER_ROUTING_GATED = tuple((rule.may_fire, rule.decide) for rule in _AFTER_ROUTING)
 
 
+def _triaged_away(lead: Lead) -> str | None:
+    """Why a lead the triage is not reading now (closed, converted) still sees no instant scheduler:
+    its `Classification__c` says support or spam (e.g. the spam crm-sync dropped, Disqualified, on
+    an earlier cycle: found by a handbook audit, the scheduler showed again on the next cycle)."""
+    label = (lead.classification or "").strip().casefold()
+    return f"classified {label}" if label in ("support", "spam") else None
+
+
 def evaluate_lead(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime, *, full: bool = True) -> list[Decision]:
     """Every lead rule's verdict: the score out of 70, demo triage (support and spam skip the
     round robin and see no instant scheduler), the instant scheduler, and lead-source routing.
@@ -348,6 +356,8 @@ def evaluate_lead(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime, *
     if classification.inputs.get("skip_round_robin"):
         label = classification.inputs.get("label")
         skipped = f"classified {label}" if label else "awaiting the LLM triage"
+    elif "label" not in classification.inputs:  # not triaged now (e.g. closed): as it was triaged
+        skipped = _triaged_away(lead)
     scheduler = demo.INSTANT_SCHEDULER.decide(lead, ctx, policy, now)
     if skipped is not None and scheduler.fired:
         shown = scheduler.reason.removesuffix("; instant scheduler shown")

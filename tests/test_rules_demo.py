@@ -383,3 +383,38 @@ def test_support_and_spam_see_no_instant_scheduler_whatever_their_fit(form_text:
     else:
         assert not scheduler.fired
         assert scheduler.reason.endswith(f"; score 30 ≥ 20; but classified {label}: no instant scheduler")
+
+
+@pytest.mark.parametrize(
+    ("status", "converted", "classification", "shown"),
+    [
+        ("Disqualified", False, "spam", False),  # the spam crm-sync dropped on an earlier cycle
+        ("Disqualified", False, " Spam ", False),
+        ("Closed - Converted", True, "support", False),  # a support request converted by a person
+        ("Disqualified", False, "sales", True),
+        (
+            "Disqualified",
+            False,
+            None,
+            True,
+        ),  # a person's disqualification: the scheduler's own check reads the company's
+    ],
+)
+def test_a_lead_triaged_support_or_spam_on_an_earlier_cycle_still_sees_no_instant_scheduler(
+    status: str, converted: bool, classification: str | None, shown: bool
+) -> None:
+    """Found by a handbook audit ("if 'support' or 'spam', it'll skip round robin"; the scheduler is
+    for customers that want to book a demo): once the triage's write closed the spam, the triage
+    no longer reads the lead, and the scheduler was shown on the next cycle. The lead's
+    Classification__c still says what the triage found."""
+    closed = demo_lead(
+        form_text="Cheap backlinks!", status=status, is_converted=converted, classification=classification
+    )
+    decisions = evaluate_lead(closed, LeadContext(), Policy(demo=POLICY), NOW)
+    assert "label" not in next(d for d in decisions if d.rule == "demo.classification").inputs  # not triaged now
+    scheduler = next(d for d in decisions if d.rule == "demo.instant_scheduler")
+    assert scheduler.inputs["met"] == ("revenue", "title", "industry") and scheduler.inputs["score"] == 30
+    assert scheduler.fired is shown, scheduler.reason
+    if not shown:
+        label = (classification or "").strip().lower()
+        assert scheduler.reason.endswith(f"; but classified {label}: no instant scheduler")
