@@ -722,7 +722,12 @@ class RoutingPolicy:
     onboarding_referral_source: str = setting(
         "Onboarding referral", "new_business.onboarding_referral: this LeadSource routes to a TAE."
     )
-    trust_center_source: str = setting("Trust center", "new_business.trust_center: this LeadSource routes to a TAE.")
+    trust_center_source: str = setting(
+        "Trust center",
+        "new_business.trust_center: this LeadSource routes to a TAE. The handbook routes only "
+        "Trust Center requests that require an NDA: give this source to those alone (crm-sync "
+        "reads no NDA field).",
+    )
     campaign_source: str = setting("Campaign", "new_business.campaign: this LeadSource routes to a TAE.")
     bdr_qualified_source: str = setting("BDR", "new_business.bdr_qualified: this LeadSource routes to a TAE.")
     # Salesforce queue ids start with 00G: a lead in a queue is still unowned.
@@ -1017,7 +1022,9 @@ RULE_DOCS: Mapping[str, str] = {
     "new_business.hiring_increase": "A $0-spend account whose company is hiring fast → a TAE.",
     "new_business.web_social_increase": "A $0-spend account whose web traffic or social following grew fast → a TAE.",
     "new_business.fundraise": "A $0-spend account whose company raised money recently → a TAE.",
-    "new_business.trust_center": "An open, unowned inbound lead from the trust center → a TAE.",
+    "new_business.trust_center": (
+        "An open, unowned inbound lead requesting Trust Center access that needs an NDA (its LeadSource) → a TAE."
+    ),
     "new_business.campaign": "An open, unowned inbound lead from a campaign → a TAE.",
     "new_business.bdr_qualified": "An open, unowned inbound lead a BDR qualified → a TAE.",
     "new_business.ae_referral": "An account in the AE referral segment → a TAE.",
