@@ -18,7 +18,7 @@ from rules import routing as _routing
 from rules.base import AccountRule, Decision, wanting_nothing
 from rules.base import LeadIntent as _LeadIntent
 from rules.base import per_policy as _per_policy
-from rules.context import EMPTY, AccountContext, LeadContext
+from rules.context import EMPTY, AccountContext, LeadContext, same_picklist
 from rules.expressions import CompiledTrigger
 from rules.policy import ROUTING_RULE_IDS, Policy
 
@@ -337,9 +337,11 @@ _AFTER_ROUTING_GATED = tuple((rule.may_fire, rule.decide) for rule in _AFTER_ROU
 
 
 def _triaged_away(lead: Lead) -> str | None:
-    """Why a lead the triage is not reading now (closed, converted) still sees no instant scheduler:
-    its `Classification__c` says support or spam (e.g. the spam crm-sync dropped, Disqualified, on
-    an earlier cycle: found by a handbook audit, the scheduler showed again on the next cycle)."""
+    """Why a demo request the triage is not reading now (closed, converted) still sees no instant
+    scheduler: its `Classification__c` says support or spam (e.g. the spam crm-sync dropped,
+    Disqualified, on an earlier cycle: found by a handbook audit, the scheduler showed again on
+    the next cycle). The scheduler alone: a lead of another source is routed whatever the field
+    says (a person who gave a triaged lead to sales@ hands it to a TAE)."""
     label = (lead.classification or "").strip().casefold()
     return f"classified {label}" if label in ("support", "spam") else None
 
@@ -356,12 +358,17 @@ def evaluate_lead(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime, *
     if classification.inputs.get("skip_round_robin"):
         label = classification.inputs.get("label")
         skipped = f"classified {label}" if label else "awaiting the LLM triage"
-    elif "label" not in classification.inputs:  # not triaged now (e.g. closed): as it was triaged
-        skipped = _triaged_away(lead)
     scheduler = demo.INSTANT_SCHEDULER.decide(lead, ctx, policy, now)
-    if skipped is not None and scheduler.fired:
+    hidden = skipped
+    if (
+        hidden is None
+        and "label" not in classification.inputs
+        and same_picklist(lead.lead_source, policy.demo.lead_source)
+    ):
+        hidden = _triaged_away(lead)  # a demo request not triaged now (closed, converted): as it was triaged
+    if hidden is not None and scheduler.fired:
         shown = scheduler.reason.removesuffix("; instant scheduler shown")
-        scheduler = replace(scheduler, fired=False, reason=f"{shown}; but {skipped}: no instant scheduler")
+        scheduler = replace(scheduler, fired=False, reason=f"{shown}; but {hidden}: no instant scheduler")
     decisions = [scoring.LEAD_SCORE.decide(lead, ctx, policy, now), classification, scheduler]
     winner, routing = _routing.route_lead(lead, ctx, policy, now, fast=not full)
     if winner is not None and skipped is not None:

@@ -577,8 +577,11 @@ class _Server(ThreadingMixIn, WSGIServer):
     def probes_only(self, app: WSGIApplication) -> WSGIApplication:
         """`app`, except that a request on a reserved connection that is not a probe or a scrape is
         answered 503 with Retry-After (Salesforce sends its message again; Vitally does not, and
-        the next cycle reads the change), logged `listener_busy` and counted; its body is read
-        first (up to 1 MiB), so the answer reaches the sender instead of a reset connection."""
+        the next cycle reads the change), logged `listener_busy` and counted. A webhook's body
+        (a POST to /events/…, announced by Content-Length, up to 1 MiB) is read first, so the
+        answer reaches its sender instead of a reset connection; the read holds the reserved slot
+        no longer than a silent client's `client_timeout` or the connection's deadline. A chunked
+        body is not read (its connection may be reset, as the receiver's own 411 leaves it)."""
 
         def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
             if environ.get(_RESERVED) and not (
@@ -586,7 +589,8 @@ class _Server(ThreadingMixIn, WSGIServer):
             ):
                 self.busy({"connections": self.max_connections, "reserved_for": "probes"})
                 self.refused("reserved")
-                _drain(environ)
+                if environ.get("PATH_INFO", "").startswith("/events/"):
+                    _drain(environ)  # a webhook's: any other body is left unread, as the receiver leaves it
                 body = {"error": "busy: the listener serves its probes alone beyond its connection cap"}
                 return _reply(start_response, "503 Service Unavailable", body, [("Retry-After", "1")])
             return app(environ, start_response)

@@ -418,3 +418,19 @@ def test_a_lead_triaged_support_or_spam_on_an_earlier_cycle_still_sees_no_instan
     if not shown:
         label = (classification or "").strip().lower()
         assert scheduler.reason.endswith(f"; but classified {label}: no instant scheduler")
+
+
+@pytest.mark.parametrize(
+    ("source", "rule"), [("Sales email", "new_business.sales_email"), ("Trust center", "new_business.trust_center")]
+)
+@pytest.mark.parametrize("classification", ["support", "spam"])
+def test_a_lead_of_another_source_is_routed_whatever_its_classification_says(
+    source: str, rule: str, classification: str
+) -> None:
+    """Found by a review of the fix above: reading Classification__c for every lead the triage does
+    not read also kept an open, unowned lead of another source from its routing (a person who gave
+    a triaged lead to sales@ hands it to a TAE). Only a demo request's scheduler reads it."""
+    other = lead(lead_source=source, classification=classification, owner_id=None)
+    decisions = evaluate_lead(other, LeadContext(), Policy(demo=POLICY), NOW)
+    routed = next(d for d in decisions if d.rule == rule)
+    assert routed.fired and routed.lead is not None, routed.reason
