@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -190,6 +190,10 @@ class AccountContext:
     assigned_owners: Mapping[str, str] = field(default_factory=dict)
     # The lead statuses that close a lead (`closed_statuses(policy)`: `sync.facts` gives the configured ones).
     closed: frozenset[str] = _DEFAULT_CLOSED
+    # Another Vitally account of the same company (domain) created before this one, the company's
+    # first signup: (its id, when it was created); None when none is known (`sync.signups`, asked
+    # only for a Big Fish candidate).
+    earlier_signup: tuple[str, datetime] | None = None
 
     # Cached on the (frozen) context: the guards, the onboarding rules and the lifecycle stage all
     # ask for them while judging one account.

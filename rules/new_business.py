@@ -38,6 +38,7 @@ __all__ = [
     "ae_referral",
     "bdr_qualified",
     "big_fish",
+    "big_fish_candidate",
     "campaign",
     "demo_request",
     "lead_source_decision",
@@ -86,8 +87,9 @@ def ae_referral(account: Account, ctx: AccountContext, policy: Policy, now: date
 AE_REFERRAL: AccountRule = Rule("new_business.ae_referral", ae_referral, _may_ae_referral)
 
 
-def _may_big_fish(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
-    """Known employees at or above the Big Fish size, created recently enough."""
+def big_fish_candidate(account: Account, policy: Policy, now: datetime) -> bool:
+    """Known employees at or above the Big Fish size, created recently enough: whether the rule
+    needs to know if another account of the company signed up first (`AccountContext.earlier_signup`)."""
     routing = policy.routing
     return (
         account.employee_count is not None
@@ -95,6 +97,11 @@ def _may_big_fish(account: Account, ctx: AccountContext, policy: Policy, now: da
         and account.created_at is not None
         and _recent(account.created_at, routing.big_fish_days, now)
     )
+
+
+def _may_big_fish(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
+    """A candidate (`big_fish_candidate`) that is its company's first signup, as far as known."""
+    return ctx.earlier_signup is None and big_fish_candidate(account, policy, now)
 
 
 def _recent(created: datetime, days: int, now: datetime) -> bool:
@@ -106,7 +113,10 @@ def _recent(created: datetime, days: int, now: datetime) -> bool:
 
 def big_fish(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """A signup in the last 14 days from a company with 1,000 or more employees ('Big Fish') becomes a
-    new business lead for a TAE."""
+    new business lead for a TAE when it is the company's first signup (lead-routing-and-scoring.md:
+    "First signup from a company with 1000+ employees"): not when another Vitally account of its
+    domain was created before it (`ctx.earlier_signup`, `sync.signups`; an account of a personal
+    mail domain names no company)."""
     routing = policy.routing
     checks: list[Check] = []
     age: int | None = None
@@ -129,6 +139,12 @@ def big_fish(account: Account, ctx: AccountContext, policy: Policy, now: datetim
             )
         )
     inputs: dict[str, object] = {"created_at": account.created_at, "age_days": age, "employee_count": employees}
+    earlier = ctx.earlier_signup
+    if earlier is not None:
+        first, when = earlier
+        domain = (account.domain or "").strip()
+        checks.append(Check("domain", False, f"not the first signup of {domain}: {first} signed up {when.date()}"))
+        inputs["earlier_signup"] = first
     return trigger_decision("new_business.big_fish", account, ctx, policy, now, checks, inputs, team=TEAM)
 
 

@@ -99,6 +99,13 @@ PRIMARY_PRODUCTS = (
     "error_tracking",
 )
 
+# Mail domains of people, not companies (new_business.big_fish: "first signup from a company").
+PERSONAL_MAIL_DOMAINS = (
+    *("gmail.com", "googlemail.com", "hotmail.com", "outlook.com", "live.com", "yahoo.com", "icloud.com"),
+    *("me.com", "aol.com", "gmx.de", "gmx.net", "web.de", "mail.ru", "yandex.ru", "protonmail.com", "proton.me"),
+    *("qq.com", "163.com", "126.com", "naver.com"),
+)
+
 # Territory defaults: the Americas to the US team, Asia-Pacific to Singapore, everything else
 # (Europe, the Middle East, Africa) to the EU team.
 _AMERICAS = (
@@ -702,7 +709,12 @@ class RoutingPolicy:
         maximum=RATIO_MAX,
     )
     big_fish_days: int = _days(14, "new_business.big_fish: an account created in the last this many days ...")
-    big_fish_employees: int = _count(1000, "... with at least this many employees.")
+    big_fish_employees: int = _count(1000, "... with at least this many employees, the first signup of its company ...")
+    big_fish_personal_domains: tuple[str, ...] = setting(
+        PERSONAL_MAIL_DOMAINS,
+        "... (the company is the account's `domain` trait; these personal mail domains name no "
+        "company, so an account of one is always a first signup).",
+    )
     credits_used_share: float = _share(
         0.5, "new_business.startup_credits: at least this share of the startup credits used (0.5 = 50 %) ..."
     )
@@ -1015,8 +1027,8 @@ RULE_DOCS: Mapping[str, str] = {
     "new_business.sales_email": "An open, unowned inbound lead from a sales email → a TAE (as above).",
     "new_business.onboarding_referral": "An account in the onboarding referral segment, or an inbound lead of that "
     "LeadSource → a TAE.",
-    "new_business.big_fish": "A new account with many employees → a TAE: trait `routing_reason`, a lead "
-    "(LeadSource `New business signal`).",
+    "new_business.big_fish": "A new account with many employees, its company's first signup (by domain) → a "
+    "TAE: trait `routing_reason`, a lead (LeadSource `New business signal`).",
     "new_business.startup_credits": "A startup that used most of its credits with a large last invoice → a TAE.",
     "new_business.cool_company": "An account flagged 'cool company' (ocean.io), at any spend → a TAE.",
     "new_business.hiring_increase": "A $0-spend account whose company is hiring fast → a TAE.",

@@ -18,8 +18,10 @@ from rules.allocation import owner_region
 from rules.base import wanting_nothing
 from rules.context import LeadContext
 from rules.demo import awaits_triage
+from rules.new_business import big_fish_candidate
 from sync.config import Config
 from sync.facts import SalesforceFacts
+from sync.signups import Signups
 from sync.verdicts import Verdicts
 
 __all__ = ["Decider", "routing_winner", "switched_off"]
@@ -66,24 +68,39 @@ class Decider:
     # The configured classifier's verdicts kept between cycles (a cycle's; `sync.verdicts`): without
     # them (explain, what-if) the rule classifies the submission itself, with the same verdict.
     verdicts: Verdicts | None = None
+    # Each company's first signup in the mirror (`sync.signups`), asked for a Big Fish candidate;
+    # without it (a book with no mirror) every candidate is taken for its company's first.
+    signups: Signups | None = None
 
     @classmethod
-    def of(cls, config: Config, facts: SalesforceFacts, now: datetime, verdicts: Verdicts | None = None) -> Decider:
+    def of(
+        cls,
+        config: Config,
+        facts: SalesforceFacts,
+        now: datetime,
+        verdicts: Verdicts | None = None,
+        signups: Signups | None = None,
+    ) -> Decider:
         """The configured rules (policy and custom triggers) over `facts`, judged at `now`, with the
         rules `[rules.enabled]` switches off left out of the routing order (and the classifier's
-        kept `verdicts`, in a cycle)."""
+        kept `verdicts`, in a cycle; the mirror's `signups`)."""
         policy, disabled = config.policy, config.policy.disabled
         custom = tuple(trigger for trigger in config.custom_triggers if trigger.id not in disabled)
         if disabled:
             order = tuple(rule for rule in policy.routing.order if rule not in disabled)
             policy = replace(policy, routing=replace(policy.routing, order=order))
-        return cls(policy, facts, now, custom, disabled, verdicts)
+        return cls(policy, facts, now, custom, disabled, verdicts, signups)
 
     def account(self, account: Account, *, full: bool = True) -> list[Decision]:
         """Every rule's verdict on one account, with its Salesforce context, in the configured
         order (rules.evaluate_account); `full=False` skips explaining the rules that cannot fire,
         as a cycle does."""
         context = self.facts.context_for(account.id)
+        signups = self.signups
+        if signups is not None and account.domain and big_fish_candidate(account, self.policy, self.now):
+            earlier = signups.earlier(account)
+            if earlier is not None:
+                context = replace(context, earlier_signup=earlier)
         decisions = evaluate_account(account, context, self.policy, self.now, self.custom_triggers, full=full)
         return _off(decisions, self.disabled) if self.disabled else decisions
 

@@ -22,6 +22,7 @@ from sync.config import Config
 from sync.decider import Decider, routing_winner
 from sync.facts import SalesforceFacts
 from sync.owners import unavailable_users
+from sync.signups import Signups
 from sync.wire import lead_fields, vitally_task
 
 __all__ = ["explain"]
@@ -90,7 +91,8 @@ def explain(config: Config, state: StateDB, record_id: str, now: datetime, out: 
 
     vitally = make_vitally(config)  # an account not in the mirror yet is read from Vitally
     facts = SalesforceFacts.load(state, policy=config.policy)
-    decider = Decider.of(config, facts, now)
+    personal = config.policy.routing.big_fish_personal_domains
+    decider = Decider.of(config, facts, now, signups=Signups(state, config.vitally.trait_keys, personal))
     lead_raw = state.sf_raw("Lead", record_id)
     if lead_raw is not None:
         try:

@@ -56,6 +56,7 @@ from sync.owners import Owners, unavailable_users
 from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, Ownership, changed_fields, new_statuses, ours_in
 from sync.planned_writes import OnboardingAccount, RoutedAccount
 from sync.scope import EVERYTHING, Scope
+from sync.signups import Signups
 from sync.verdicts import Verdicts
 from sync.vocabulary import PAGE, Conflict, CycleReport, Progress, iso
 from sync.wire import (
@@ -213,7 +214,10 @@ class Planner:
         # A mini-cycle's few demo requests read their own verdicts, not every one kept.
         verdicts = None if demo.classifier == "llm" else Verdicts.of(self.state, demo, few=few)
         self._verdicts = verdicts
-        return Decider.of(self.config, facts, self.now, verdicts)
+        signups = Signups(
+            self.state, self.config.vitally.trait_keys, self.config.policy.routing.big_fish_personal_domains
+        )
+        return Decider.of(self.config, facts, self.now, verdicts, signups)
 
     def _draw_owners(self, waiting: _Waiting, facts: SalesforceFacts) -> Owners:
         """Owners for the routed accounts' new leads and the onboarding specialists, drawn in

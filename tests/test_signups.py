@@ -1,0 +1,149 @@
+"""Big Fish is a company's first signup (lead-routing-and-scoring.md: "First signup from a company
+with 1000+ employees ('Big Fish')"): `sync.signups` finds each company's first account in the
+mirror by its domain trait, and a later account of the same company is no Big Fish lead (found by a
+handbook audit: two orgs of one company, created 12 and 2 days ago, each became a TAE lead)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import SANDBOX_ORG_UNROUTED, UNROUTED_DEFAULT, example_config_for, pool_users, run_cli, vitally_account
+
+from core.model import Account
+from rules import Policy, evaluate_account
+from rules.context import AccountContext
+from rules.policy import PERSONAL_MAIL_DOMAINS
+from sandbox import Sandbox
+from state import StateDB
+from sync.config import example_against
+from sync.signups import Signups, company_domain
+
+NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
+BIG = 20_000
+
+
+def _row(
+    account_id: str, created: str, domain: object, *, error: str | None = None, key: str = "domain"
+) -> dict[str, Any]:
+    raw = {"id": account_id, "createdAt": created, "updatedAt": created, "traits": {key: domain}}
+    return {"id": account_id, "updated_at": created, "raw": json.dumps(raw), "error": error}
+
+
+def _account(account_id: str, created: str, domain: str | None) -> Account:
+    return Account(
+        id=account_id,
+        name=account_id,
+        updated_at=datetime.fromisoformat(created),
+        created_at=datetime.fromisoformat(created),
+        domain=domain,
+        employee_count=BIG,
+    )
+
+
+def _signups(*rows: dict[str, Any], trait_keys: dict[str, str] | None = None) -> Signups:
+    state = StateDB.memory()
+    state.upsert_accounts(rows)
+    return Signups(state, trait_keys or {}, PERSONAL_MAIL_DOMAINS)
+
+
+def test_each_company_s_first_signup_is_its_account_created_first() -> None:
+    signups = _signups(
+        _row("acc_b", "2026-11-20T10:00:00.000Z", "bigcorp.com"),
+        _row("acc_a", "2026-11-10T10:00:00.000Z", "BigCorp.com"),
+        _row("acc_c", "2026-11-21T10:00:00.000Z", "www.bigcorp.com."),
+        _row(
+            "acc_x", "2026-11-01T10:00:00.000Z", "bigcorp.com", error="traits.mrr: malformed"
+        ),  # not mirrored well-formed
+        _row("acc_o", "2026-11-01T10:00:00.000Z", "othercorp.io"),
+    )
+    first = ("acc_a", datetime(2026, 11, 10, 10, tzinfo=UTC))
+    assert signups.earlier(_account("acc_a", "2026-11-10T10:00:00+00:00", "bigcorp.com")) is None
+    assert signups.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) == first
+    assert signups.earlier(_account("acc_c", "2026-11-21T10:00:00+00:00", " BIGCORP.COM ")) == first
+    assert signups.earlier(_account("acc_o", "2026-11-01T10:00:00+00:00", "othercorp.io")) is None
+    assert signups.earlier(_account("acc_n", "2026-11-21T10:00:00+00:00", None)) is None
+
+
+def test_a_personal_mail_domain_names_no_company_and_the_same_instant_goes_to_the_smaller_id() -> None:
+    signups = _signups(
+        _row("acc_1", "2026-11-10T10:00:00.000Z", "gmail.com"),
+        _row("acc_2", "2026-11-12T10:00:00.000Z", "gmail.com"),
+        _row("acc_4", "2026-11-12T10:00:00.000Z", "twin.dev"),
+        _row("acc_3", "2026-11-12T10:00:00.000Z", "twin.dev"),
+    )
+    assert signups.earlier(_account("acc_2", "2026-11-12T10:00:00+00:00", "gmail.com")) is None
+    assert company_domain("GMAIL.com", PERSONAL_MAIL_DOMAINS) is None
+    assert signups.earlier(_account("acc_3", "2026-11-12T10:00:00+00:00", "twin.dev")) is None
+    assert signups.earlier(_account("acc_4", "2026-11-12T10:00:00+00:00", "twin.dev")) == (
+        "acc_3",
+        datetime(2026, 11, 12, 10, tzinfo=UTC),
+    )
+
+
+def test_the_configured_domain_trait_is_the_one_read() -> None:
+    signups = _signups(
+        _row("acc_a", "2026-11-10T10:00:00.000Z", "bigcorp.com", key="company_domain"),
+        trait_keys={"domain": "company_domain"},
+    )
+    assert signups.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) == (
+        "acc_a",
+        datetime(2026, 11, 10, 10, tzinfo=UTC),
+    )
+
+
+@pytest.mark.parametrize("earlier", [None, ("acc_a", datetime(2026, 11, 10, 10, tzinfo=UTC))])
+def test_big_fish_fires_only_for_the_first_signup(earlier: tuple[str, datetime] | None) -> None:
+    account = _account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")
+    context = AccountContext(earlier_signup=earlier)
+    for full in (True, False):
+        decisions = {d.rule: d for d in evaluate_account(account, context, Policy(), NOW, full=full)}
+        big_fish = decisions.get("new_business.big_fish")
+        if earlier is None:
+            assert big_fish is not None and big_fish.fired, big_fish
+        elif full:
+            assert big_fish is not None and not big_fish.fired
+            assert "not the first signup of bigcorp.com: acc_a signed up 2026-11-10" in big_fish.reason
+        else:
+            assert big_fish is None or not big_fish.fired
+
+
+US = {"country": "US", "users_by_country": {"US": 3}}
+
+
+@pytest.mark.e2e
+def test_a_cycle_routes_a_company_s_first_big_signup_and_not_its_second(tmp_path: Path) -> None:
+    """Two orgs of one 20,000-employee company created 12 and 2 days ago, and one of another company
+    on a personal mail domain: the real CLI against the sandbox creates two Big Fish leads, the
+    first org's and the personal one's, and explains why not the second."""
+
+    def big(index: int, created: str, domain: str) -> dict[str, Any]:
+        return vitally_account(index, createdAt=created, traits={**US, "domain": domain, "employee_count": BIG})
+
+    accounts = [
+        big(1, "2026-11-10T10:00:00.000Z", "bigcorp.com"),
+        big(2, "2026-11-20T10:00:00.000Z", "bigcorp.com"),
+        big(3, "2026-11-20T10:00:00.000Z", "gmail.com"),
+    ]
+    users = pool_users(example_against("http://127.0.0.1:1"))
+    with Sandbox({"vitally": {"accounts": accounts}, "salesforce": {"User": users}}) as sandbox:
+        sandbox.configure(vitally_rate_limit=10_000_000)
+        config = example_config_for(sandbox.url, tmp_path / "config.toml", {UNROUTED_DEFAULT: SANDBOX_ORG_UNROUTED})
+        state = tmp_path / "state.db"
+        result = run_cli(config, state, "run", "--now", "2026-11-22T09:00:00Z")
+        assert result.returncode == 0, result.stderr[-2000:]
+        leads = sandbox.state()["salesforce"]["Lead"]
+        routed = sorted(
+            lead["Vitally_Account_Id__c"] for lead in leads if lead.get("Routing_Rule__c") == "new_business.big_fish"
+        )
+        assert routed == ["acc_0001", "acc_0003"]
+        explained = run_cli(config, state, "explain", "acc_0002", "--now", "2026-11-22T09:00:00Z")
+        assert "not the first signup of bigcorp.com: acc_0001 signed up 2026-11-10" in explained.stdout, (
+            explained.stdout
+        )
+        again = run_cli(config, state, "run", "--now", "2026-11-22T09:00:00Z")
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert len(sandbox.state()["salesforce"]["Lead"]) == len(leads)  # no lead for the second org later either
