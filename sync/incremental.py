@@ -2,7 +2,10 @@
 
 An account's plan is a pure function of its raw JSON in the mirror, the Salesforce facts joined to
 it (`SalesforceFacts.context_for`, after this cycle's own lead writes), the rules and config, and
-the rules' clock. After a cycle judged an account and planned *nothing* for it (no write, no
+the rules' clock; except a Big Fish candidate's that another account of its company signed up
+before (`sync.signups`): it reads that account's record, and is never kept
+(`rules.clock.changes_any_time`). After a
+cycle judged an account and planned *nothing* for it (no write, no
 conflict, no rule error, no lead or specialist waiting for an owner), the state keeps, in
 `account_inputs`:
 

@@ -214,10 +214,7 @@ class Planner:
         # A mini-cycle's few demo requests read their own verdicts, not every one kept.
         verdicts = None if demo.classifier == "llm" else Verdicts.of(self.state, demo, few=few)
         self._verdicts = verdicts
-        signups = Signups(
-            self.state, self.config.vitally.trait_keys, self.config.policy.routing.big_fish_personal_domains
-        )
-        return Decider.of(self.config, facts, self.now, verdicts, signups)
+        return Decider.of(self.config, facts, self.now, verdicts, Signups.of(self.config, self.state))
 
     def _draw_owners(self, waiting: _Waiting, facts: SalesforceFacts) -> Owners:
         """Owners for the routed accounts' new leads and the onboarding specialists, drawn in

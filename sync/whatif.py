@@ -19,6 +19,7 @@ from sync.config import Config
 from sync.decider import Decider
 from sync.facts import SalesforceFacts
 from sync.safe import cell, json_line
+from sync.signups import Signups
 from sync.wire import lead_fields
 
 __all__ = ["Difference", "compare", "render_differences"]
@@ -82,7 +83,8 @@ def compare(state: StateDB, config: Config, other: Config, now: datetime) -> lis
         facts.disqualified_statuses,
     ):
         other_facts = SalesforceFacts.load(state, policy=other.policy)
-    current, changed = Decider.of(config, facts, now), Decider.of(other, other_facts, now)
+    current = Decider.of(config, facts, now, signups=Signups.of(config, state))
+    changed = Decider.of(other, other_facts, now, signups=Signups.of(other, state))
     differences: list[Difference] = []
     for account in iter_accounts(state, config):
         differences.extend(_differences(account.id, current.account(account), changed.account(account)))

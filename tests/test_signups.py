@@ -6,11 +6,13 @@ handbook audit: two orgs of one company, created 12 and 2 days ago, each became 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from support import SANDBOX_ORG_UNROUTED, UNROUTED_DEFAULT, example_config_for, pool_users, run_cli, vitally_account
 
 from core.model import Account
@@ -21,14 +23,18 @@ from sandbox import Sandbox
 from state import StateDB
 from sync.config import example_against
 from sync.signups import Signups, company_domain
+from sync.whatif import compare
 
 NOW = datetime(2026, 11, 22, 9, tzinfo=UTC)
 BIG = 20_000
+US = {"country": "US", "users_by_country": {"US": 3}}
+FIRST_AT = datetime(2026, 11, 10, 10, tzinfo=UTC)
 
 
 def _row(
     account_id: str, created: str, domain: object, *, error: str | None = None, key: str = "domain"
 ) -> dict[str, Any]:
+    # json.dumps escapes non-ASCII (`\u00fc`), as the mirror may hold Vitally's own text.
     raw = {"id": account_id, "createdAt": created, "updatedAt": created, "traits": {key: domain}}
     return {"id": account_id, "updated_at": created, "raw": json.dumps(raw), "error": error}
 
@@ -55,17 +61,14 @@ def test_each_company_s_first_signup_is_its_account_created_first() -> None:
         _row("acc_b", "2026-11-20T10:00:00.000Z", "bigcorp.com"),
         _row("acc_a", "2026-11-10T10:00:00.000Z", "BigCorp.com"),
         _row("acc_c", "2026-11-21T10:00:00.000Z", "www.bigcorp.com."),
-        _row(
-            "acc_x", "2026-11-01T10:00:00.000Z", "bigcorp.com", error="traits.mrr: malformed"
-        ),  # not mirrored well-formed
         _row("acc_o", "2026-11-01T10:00:00.000Z", "othercorp.io"),
+        _row("acc_n", "2026-11-01T10:00:00.000Z", 42),  # not text: no company
     )
-    first = ("acc_a", datetime(2026, 11, 10, 10, tzinfo=UTC))
     assert signups.earlier(_account("acc_a", "2026-11-10T10:00:00+00:00", "bigcorp.com")) is None
-    assert signups.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) == first
-    assert signups.earlier(_account("acc_c", "2026-11-21T10:00:00+00:00", " BIGCORP.COM ")) == first
+    assert signups.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) == ("acc_a", FIRST_AT)
+    assert signups.earlier(_account("acc_c", "2026-11-21T10:00:00+00:00", " BIGCORP.COM ")) == ("acc_a", FIRST_AT)
     assert signups.earlier(_account("acc_o", "2026-11-01T10:00:00+00:00", "othercorp.io")) is None
-    assert signups.earlier(_account("acc_n", "2026-11-21T10:00:00+00:00", None)) is None
+    assert signups.earlier(_account("acc_x", "2026-11-21T10:00:00+00:00", None)) is None
 
 
 def test_a_personal_mail_domain_names_no_company_and_the_same_instant_goes_to_the_smaller_id() -> None:
@@ -84,18 +87,27 @@ def test_a_personal_mail_domain_names_no_company_and_the_same_instant_goes_to_th
     )
 
 
-def test_the_configured_domain_trait_is_the_one_read() -> None:
+@pytest.mark.parametrize("key", ["company_domain", "ünï", "co\\dom", 'co"dom'])
+def test_the_configured_domain_trait_is_the_one_read_however_it_is_spelled(key: str) -> None:
+    """A review: a key with a backslash, a quote, or a letter the mirror's JSON text escapes
+    (`\\u00fc`) was missed, and every later org was taken for its company's first."""
+    signups = _signups(_row("acc_a", "2026-11-10T10:00:00.000Z", "bigcorp.com", key=key), trait_keys={"domain": key})
+    assert signups.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) == ("acc_a", FIRST_AT)
+
+
+def test_a_malformed_first_signup_still_counts_and_unreadable_json_is_left_out() -> None:
+    """A review: the company's first org read malformed (one of its fields wrong) stopped counting,
+    and the next org became the first and got a second lead. Its company signed up all the same."""
+    unreadable = {"id": "acc_z", "updated_at": "2026-11-01T00:00:00Z", "raw": '{"traits": {', "error": "JSON"}
     signups = _signups(
-        _row("acc_a", "2026-11-10T10:00:00.000Z", "bigcorp.com", key="company_domain"),
-        trait_keys={"domain": "company_domain"},
+        _row("acc_a", "2026-11-10T10:00:00.000Z", "bigcorp.com", error="field mrr: not a number"),
+        _row("acc_b", "2026-11-20T10:00:00.000Z", "bigcorp.com"),
+        unreadable,
     )
-    assert signups.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) == (
-        "acc_a",
-        datetime(2026, 11, 10, 10, tzinfo=UTC),
-    )
+    assert signups.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) == ("acc_a", FIRST_AT)
 
 
-@pytest.mark.parametrize("earlier", [None, ("acc_a", datetime(2026, 11, 10, 10, tzinfo=UTC))])
+@pytest.mark.parametrize("earlier", [None, ("acc_a", FIRST_AT)])
 def test_big_fish_fires_only_for_the_first_signup(earlier: tuple[str, datetime] | None) -> None:
     account = _account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")
     context = AccountContext(earlier_signup=earlier)
@@ -111,22 +123,42 @@ def test_big_fish_fires_only_for_the_first_signup(earlier: tuple[str, datetime] 
             assert big_fish is None or not big_fish.fired
 
 
-US = {"country": "US", "users_by_country": {"US": 3}}
+def _big(index: int, created: str, domain: str) -> dict[str, Any]:
+    return vitally_account(index, createdAt=created, traits={**US, "domain": domain, "employee_count": BIG})
+
+
+def test_what_if_judges_big_fish_with_the_first_signups_as_the_cycle_does() -> None:
+    """A review: `--compare-rules` judged without the index, so it showed a second org's Big Fish
+    as firing now, and no difference for a config that makes its domain a personal one."""
+    state = StateDB.memory()
+    accounts = (_big(1, "2026-11-10T10:00:00.000Z", "bigcorp.com"), _big(2, "2026-11-20T10:00:00.000Z", "bigcorp.com"))
+    state.upsert_accounts({"id": a["id"], "updated_at": a["updatedAt"], "raw": json.dumps(a)} for a in accounts)
+    config = example_against("http://127.0.0.1:1")
+    routing = config.policy.routing
+    routing = replace(routing, big_fish_personal_domains=(*routing.big_fish_personal_domains, "bigcorp.com"))
+    other = replace(config, policy=replace(config.policy, routing=routing))
+    differences = [d for d in compare(state, config, other, NOW) if d.rule == "new_business.big_fish"]
+    assert [(d.record, d.before["fired"], d.after["fired"]) for d in differences] == [("acc_0002", False, True)]
+
+
+def _big_fish_leads(sandbox: Sandbox) -> list[str]:
+    leads = sandbox.state()["salesforce"]["Lead"]
+    return sorted(
+        lead["Vitally_Account_Id__c"] for lead in leads if lead.get("Routing_Rule__c") == "new_business.big_fish"
+    )
 
 
 @pytest.mark.e2e
 def test_a_cycle_routes_a_company_s_first_big_signup_and_not_its_second(tmp_path: Path) -> None:
     """Two orgs of one 20,000-employee company created 12 and 2 days ago, and one of another company
     on a personal mail domain: the real CLI against the sandbox creates two Big Fish leads, the
-    first org's and the personal one's, and explains why not the second."""
-
-    def big(index: int, created: str, domain: str) -> dict[str, Any]:
-        return vitally_account(index, createdAt=created, traits={**US, "domain": domain, "employee_count": BIG})
-
+    first org's and the personal one's, and explains why not the second. Then a person gives the
+    first org another domain, and the next (incremental) cycle routes the second: its judgement
+    read the first's record, which no fingerprint of its own covers (a review found it kept)."""
     accounts = [
-        big(1, "2026-11-10T10:00:00.000Z", "bigcorp.com"),
-        big(2, "2026-11-20T10:00:00.000Z", "bigcorp.com"),
-        big(3, "2026-11-20T10:00:00.000Z", "gmail.com"),
+        _big(1, "2026-11-10T10:00:00.000Z", "bigcorp.com"),
+        _big(2, "2026-11-20T10:00:00.000Z", "bigcorp.com"),
+        _big(3, "2026-11-20T10:00:00.000Z", "gmail.com"),
     ]
     users = pool_users(example_against("http://127.0.0.1:1"))
     with Sandbox({"vitally": {"accounts": accounts}, "salesforce": {"User": users}}) as sandbox:
@@ -135,15 +167,21 @@ def test_a_cycle_routes_a_company_s_first_big_signup_and_not_its_second(tmp_path
         state = tmp_path / "state.db"
         result = run_cli(config, state, "run", "--now", "2026-11-22T09:00:00Z")
         assert result.returncode == 0, result.stderr[-2000:]
-        leads = sandbox.state()["salesforce"]["Lead"]
-        routed = sorted(
-            lead["Vitally_Account_Id__c"] for lead in leads if lead.get("Routing_Rule__c") == "new_business.big_fish"
-        )
-        assert routed == ["acc_0001", "acc_0003"]
+        assert _big_fish_leads(sandbox) == ["acc_0001", "acc_0003"]
         explained = run_cli(config, state, "explain", "acc_0002", "--now", "2026-11-22T09:00:00Z")
         assert "not the first signup of bigcorp.com: acc_0001 signed up 2026-11-10" in explained.stdout, (
             explained.stdout
         )
         again = run_cli(config, state, "run", "--now", "2026-11-22T09:00:00Z")
         assert again.returncode == 0, again.stderr[-2000:]
-        assert len(sandbox.state()["salesforce"]["Lead"]) == len(leads)  # no lead for the second org later either
+        assert _big_fish_leads(sandbox) == ["acc_0001", "acc_0003"]  # no lead for the second org later either
+
+        requests.put(  # a person's edit through Vitally's API
+            f"{sandbox.url}/resources/accounts/acc_0001",
+            json={"traits": {"domain": "bigcorp-holdings.com"}},
+            auth=("a-person", ""),
+            timeout=10,
+        ).raise_for_status()
+        third = run_cli(config, state, "run", "--now", "2026-11-22T10:00:00Z")
+        assert third.returncode == 0, third.stderr[-2000:]
+        assert _big_fish_leads(sandbox) == ["acc_0001", "acc_0002", "acc_0003"]
