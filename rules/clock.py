@@ -112,15 +112,6 @@ def changes_on_month(month: int) -> None:
         changes_on(date(year, index + 1, 1))
 
 
-def changes_any_time() -> None:
-    """A verdict being made reads what no date of its own record says (another record: Big Fish's
-    first signup of the company, `sync.signups`): it holds no longer than now, and is judged again
-    at every cycle."""
-    horizon = _WATCHED.get()
-    if horizon is not None:
-        horizon.since = horizon.until = horizon.now
-
-
 def holds_between(since: datetime | None, until: datetime | None) -> None:
     """A verdict being made reads a count that steps at instants (not at midnight): it holds from
     `since`, the last instant at or before now at which it could have changed, to `until`, the next

@@ -400,6 +400,31 @@ def _v18(db: sqlite_utils.Database) -> None:
     db.execute("DELETE FROM account_inputs WHERE id NOT IN (SELECT id FROM accounts WHERE coalesce(error, '') = '')")
 
 
+def _v19(db: sqlite_utils.Database) -> None:
+    """Each company's signups kept as an index (`sync.signups`): the mirrored accounts by the company
+    their domain trait names (`company`), with when each was created (`created`, microseconds since
+    the epoch), so that Big Fish's "is this the company's first signup?" is one lookup, not a pass
+    over the whole mirror at every cycle that judges a later org of a company (0.8–1.4 s of CPU at
+    100,000 accounts, in idle cycles too: 2026-12-07). Which domain trait the rows were read with is
+    kept in `signups_key`. A trigger marks every account whose row is written or removed as stale
+    (`signups_stale`): its company is read again from its JSON by the next cycle, before it judges
+    anything. No key is kept at first: the first cycle that asks builds the index from the whole
+    mirror."""
+    db.execute("CREATE TABLE signups (id TEXT PRIMARY KEY, company TEXT NOT NULL, created INTEGER NOT NULL)")
+    db.execute("CREATE INDEX signups_company ON signups (company, created, id)")
+    # No key: an account written twice is listed twice (until the next cycle reads the list), as an
+    # `INSERT OR IGNORE` in a trigger takes the conflict clause of the mirror's upsert (it fails).
+    db.execute("CREATE TABLE signups_stale (id TEXT NOT NULL)")
+    db.execute("CREATE TABLE signups_key (key TEXT NOT NULL)")
+    for event in ("INSERT", "UPDATE OF raw", "DELETE"):
+        name = event.split()[0].lower()
+        row = "OLD" if event == "DELETE" else "NEW"
+        db.execute(
+            f"CREATE TRIGGER signups_on_{name} AFTER {event} ON accounts "
+            f"BEGIN INSERT INTO signups_stale VALUES ({row}.id); END"
+        )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1,
     _v2,
@@ -419,6 +444,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v16,
     _v17,
     _v18,
+    _v19,
 ]
 
 

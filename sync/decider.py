@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from core.model import Account, Lead
-from rules import CompiledTrigger, Decision, Policy, clock, evaluate_account, evaluate_lead
+from rules import CompiledTrigger, Decision, Policy, evaluate_account, evaluate_lead
 from rules.allocation import owner_region
 from rules.base import wanting_nothing
 from rules.context import LeadContext
@@ -100,11 +100,9 @@ class Decider:
         if signups is not None and account.domain and big_fish_candidate(account, self.policy, self.now):
             earlier = signups.earlier(account)
             if earlier is not None:
-                # Another account's record decides it (the company's first may be deleted, given
-                # another domain or read malformed): an incremental cycle must not keep this
-                # judgement. The first's own verdict is kept: only an older account given its
-                # domain could change it.
-                clock.changes_any_time()
+                # Another account's record decides it: when the company's first signup changes
+                # (deleted, given another domain, an older account given this one), the cycle
+                # forgets its accounts' judgements before judging (`Signups.catch_up`).
                 context = replace(context, earlier_signup=earlier)
         decisions = evaluate_account(account, context, self.policy, self.now, self.custom_triggers, full=full)
         return _off(decisions, self.disabled) if self.disabled else decisions

@@ -91,7 +91,7 @@ def explain(config: Config, state: StateDB, record_id: str, now: datetime, out: 
 
     vitally = make_vitally(config)  # an account not in the mirror yet is read from Vitally
     facts = SalesforceFacts.load(state, policy=config.policy)
-    decider = Decider.of(config, facts, now, signups=Signups.of(config, state))
+    decider = Decider.of(config, facts, now, signups=Signups.of(config, state, persist=False))
     lead_raw = state.sf_raw("Lead", record_id)
     if lead_raw is not None:
         try:

@@ -2,12 +2,11 @@
 
 An account's plan is a pure function of its raw JSON in the mirror, the Salesforce facts joined to
 it (`SalesforceFacts.context_for`, after this cycle's own lead writes), the rules and config, and
-the rules' clock; except a Big Fish candidate's that another account of its company signed up
-before (`sync.signups`): it reads that account's record, and is never kept
-(`rules.clock.changes_any_time`). After a
-cycle judged an account and planned *nothing* for it (no write, no
-conflict, no rule error, no lead or specialist waiting for an owner), the state keeps, in
-`account_inputs`:
+the rules' clock; and, for a Big Fish candidate, which account of its company signed up first
+(`sync.signups`: a cycle forgets the judgements of a company's accounts when its first signup
+changes, before it judges anything). After a cycle judged an account and planned *nothing* for it
+(no write, no conflict, no rule error, no lead or specialist waiting for an owner), the state
+keeps, in `account_inputs`:
 
 - the fingerprint of its Salesforce facts (`SalesforceFacts.fingerprint`: a digest of the raw
   records its context is made of, no lead parsed; '' when Salesforce has nothing);

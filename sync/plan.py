@@ -214,7 +214,9 @@ class Planner:
         # A mini-cycle's few demo requests read their own verdicts, not every one kept.
         verdicts = None if demo.classifier == "llm" else Verdicts.of(self.state, demo, few=few)
         self._verdicts = verdicts
-        return Decider.of(self.config, facts, self.now, verdicts, Signups.of(self.config, self.state))
+        signups = Signups.of(self.config, self.state)
+        signups.catch_up()  # before the judgements that hold are counted (`sync.incremental.Book`)
+        return Decider.of(self.config, facts, self.now, verdicts, signups)
 
     def _draw_owners(self, waiting: _Waiting, facts: SalesforceFacts) -> Owners:
         """Owners for the routed accounts' new leads and the onboarding specialists, drawn in

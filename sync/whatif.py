@@ -83,8 +83,8 @@ def compare(state: StateDB, config: Config, other: Config, now: datetime) -> lis
         facts.disqualified_statuses,
     ):
         other_facts = SalesforceFacts.load(state, policy=other.policy)
-    current = Decider.of(config, facts, now, signups=Signups.of(config, state))
-    changed = Decider.of(other, other_facts, now, signups=Signups.of(other, state))
+    current = Decider.of(config, facts, now, signups=Signups.of(config, state, persist=False))
+    changed = Decider.of(other, other_facts, now, signups=Signups.of(other, state, persist=False))
     differences: list[Difference] = []
     for account in iter_accounts(state, config):
         differences.extend(_differences(account.id, current.account(account), changed.account(account)))

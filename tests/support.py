@@ -306,7 +306,13 @@ def back_to_schema(conn: sqlite3.Connection, version: int) -> None:
     """Undo, in a state file's connection, the schema of the migrations after `version` that the
     tests of an upgrade start before (13 changed no schema; 14 made `llm_calls`, 15 `lead_merges`,
     16 the column `converted_opp` in the index `sf_records_links`, and `lead_merges_master`, 17
-    `account_merges`, 18 the indexes of the judgements and of the malformed accounts), and set its version."""
+    `account_merges`, 18 the indexes of the judgements and of the malformed accounts, 19 the
+    companies' signups and their triggers), and set its version."""
+    if version < 19:
+        for event in ("insert", "update", "delete"):
+            conn.execute(f"DROP TRIGGER signups_on_{event}")
+        for table in ("signups", "signups_stale", "signups_key"):
+            conn.execute(f"DROP TABLE {table}")
     if version < 18:
         for index in ("account_inputs_until", "account_inputs_from", "account_inputs_manager", "accounts_malformed"):
             conn.execute(f"DROP INDEX {index}")

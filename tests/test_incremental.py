@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from conftest import salesforce_client, sobject
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from simple_salesforce.exceptions import SalesforceMalformedRequest
-from support import acted
+from support import acted, pool_users, vitally_account
 
 from core.errors import RecordError
 from core.model import Account, Lead
@@ -251,6 +252,8 @@ def test_a_write_to_the_mirror_forgets_the_accounts_judgement() -> None:
 
 # -- the property: an incremental cycle plans what a full one plans -------------------------------
 
+BIG_DOMAINS = ("bigcorp.com", "WWW.BigCorp.com", "bigcorp.io")
+
 _STEP = st.one_of(
     st.tuples(st.just("simulate"), st.integers(0, 1_000)),
     st.tuples(st.just("segment"), st.integers(0, 119), st.sampled_from(["Leads", "Churned", "Expansion"])),
@@ -286,6 +289,12 @@ _STEP = st.one_of(
         st.just("opportunity"), st.integers(0, 40), st.sampled_from(["Closed Won", "Closed Lost", "Prospecting"])
     ),
     st.tuples(st.just("sf_account"), st.integers(0, 40), st.integers(0, 79)),
+    # An org of a 20,000-employee company signs up (created some days before the services' clock) on
+    # one of a few domains of one company, spelt differently; a person gives an account one of them.
+    # Big Fish reads which org of the company signed up first: another account's record
+    # (`sync.signups`), which a change to that account alone must bring to the others' judgements.
+    st.tuples(st.just("big_signup"), st.integers(0, len(BIG_DOMAINS) - 1), st.integers(0, 20)),
+    st.tuples(st.just("domain"), st.integers(0, 200), st.integers(0, len(BIG_DOMAINS) - 1)),
 )
 
 
@@ -335,6 +344,29 @@ def _apply(
                 state.triage_asked(lead.id, digest, "2026-11-22T09:30:00Z")
                 state.triage_answered(lead.id, digest, Triage(step[2], 0.9, "the LLM says so"), "2026-11-22T09:30:01Z")
         return
+    if kind == "big_signup":
+        index = 9_000 + len(accounts)
+        stamp = "%Y-%m-%dT%H:%M:%S.000Z"
+        traits = {
+            "country": "US",
+            "users_by_country": {"US": 3},
+            "domain": BIG_DOMAINS[step[1]],
+            "employee_count": 20_000,
+        }
+        created = (sandbox.now() - timedelta(days=step[2])).strftime(stamp)
+        account = vitally_account(index, createdAt=created, updatedAt=sandbox.now().strftime(stamp), traits=traits)
+        sandbox.load({"vitally": {"accounts": [account]}})
+        accounts.append(account["id"])
+        return
+    if kind == "domain":
+        account_id = accounts[step[1] % len(accounts)]
+        requests.put(  # a person's edit through Vitally's API (refused for a malformed account: no matter)
+            f"{sandbox.url}/resources/accounts/{account_id}",
+            json={"traits": {"domain": BIG_DOMAINS[step[2]]}},
+            auth=("a-person", ""),
+            timeout=10,
+        )
+        return
     if kind == "simulate":
         sandbox.simulate(1, random_seed=step[1])
     elif kind == "segment":
@@ -364,7 +396,8 @@ def test_incremental_cycles_plan_exactly_what_full_ones_plan(
     seed: int, steps: list[tuple[Any, ...]], triggers: str, llm: bool
 ) -> None:
     """Over random books, changes to accounts, leads, opportunities and the Salesforce Accounts they
-    hang from, LLM verdicts and clock moves, a cycle that
+    hang from, the signups of a large company's orgs and a person moving accounts between its
+    domains, LLM verdicts and clock moves, a cycle that
     skips the accounts and leads whose judgements hold plans exactly what judging everything plans."""
     seeded = generate_book(80, seed=seed, now=NOW)
     with Sandbox(seeded, now=NOW) as sandbox, tempfile.TemporaryDirectory() as tmp:
@@ -390,6 +423,44 @@ def test_incremental_cycles_plan_exactly_what_full_ones_plan(
             assert incremental == full, step
             assert conflicts == full_conflicts, step
             _cycle(config, state, sandbox)  # the state moves on by incremental cycles only
+        state.close()
+
+
+_SIGNUP_STEP = st.one_of(
+    st.tuples(st.just("big_signup"), st.integers(0, len(BIG_DOMAINS) - 1), st.integers(0, 20)),
+    st.tuples(st.just("domain"), st.integers(0, 200), st.integers(0, len(BIG_DOMAINS) - 1)),
+    st.tuples(st.just("clock"), st.sampled_from([3_600, 86_400, 5 * 86_400])),
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(_SIGNUP_STEP, min_size=2, max_size=6))
+# The company's first org moves to another company: its second becomes the first.
+@example(steps=[("big_signup", 0, 5), ("big_signup", 1, 2), ("domain", 0, 2)])
+# An org created before the company's first is read later (or given its domain): the first is no longer.
+@example(steps=[("big_signup", 0, 2), ("big_signup", 2, 9), ("domain", 1, 1)])
+@example(steps=[("big_signup", 1, 2), ("clock", 3_600), ("big_signup", 0, 9)])
+def test_incremental_cycles_judge_a_company_s_signups_as_full_ones_do(steps: list[tuple[Any, ...]]) -> None:
+    """Orgs of one large company signing up, in any order of creation, and a person moving them
+    between its domains: Big Fish routes the company's first signup only, which another account's
+    record says (`sync.signups`). An incremental cycle, which keeps the judgements of the accounts
+    nothing of their own changed, plans exactly what judging everything plans."""
+    users = pool_users(example_against("http://127.0.0.1:1"))
+    with Sandbox({"salesforce": {"User": users}}, now=NOW) as sandbox, tempfile.TemporaryDirectory() as tmp:
+        config = example_against(sandbox.url)
+        path = Path(tmp) / "state.db"
+        state = StateDB.open(path)
+        accounts: list[str] = []
+        for step in steps:
+            if step[0] == "domain" and not accounts:
+                continue
+            _apply(sandbox, step, accounts, [], config, state)
+            incremental, conflicts, _ = _dry(config, path, sandbox, full=False)
+            full, full_conflicts, _ = _dry(config, path, sandbox, full=True)
+            assert incremental == full, step
+            assert conflicts == full_conflicts, step
+            for _ in range(3):  # its writes, and the reads of their echoes: the judgements that hold are kept
+                _cycle(config, state, sandbox)
         state.close()
 
 

@@ -6,6 +6,7 @@ handbook audit: two orgs of one company, created 12 and 2 days ago, each became 
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,15 @@ from typing import Any
 
 import pytest
 import requests
-from support import SANDBOX_ORG_UNROUTED, UNROUTED_DEFAULT, example_config_for, pool_users, run_cli, vitally_account
+from support import (
+    SANDBOX_ORG_UNROUTED,
+    UNROUTED_DEFAULT,
+    back_to_schema,
+    example_config_for,
+    pool_users,
+    run_cli,
+    vitally_account,
+)
 
 from core.model import Account
 from rules import Policy, evaluate_account
@@ -107,6 +116,115 @@ def test_a_malformed_first_signup_still_counts_and_unreadable_json_is_left_out()
     assert signups.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) == ("acc_a", FIRST_AT)
 
 
+def _judged(state: StateDB, *ids: str) -> None:
+    state.save_account_inputs([(i, "", "rules", 0.0, 1e12, None) for i in ids])
+
+
+def _holding(state: StateDB) -> list[str]:
+    return [str(i) for (i,) in state.db.execute("SELECT id FROM account_inputs ORDER BY id")]
+
+
+def test_a_kept_index_catches_up_with_what_changed_and_forgets_the_judgements_of_a_company_whose_first_changed() -> (
+    None
+):
+    """The index lives in the state (migration 19): a cycle reads again only the accounts written
+    since (none in an idle cycle), and forgets the stored judgements of every account of a company
+    whose first signup changed, and of no other (an MRR change moves no first)."""
+    state = StateDB.memory()
+    state.upsert_accounts(
+        [
+            _row("acc_a", "2026-11-10T10:00:00.000Z", "bigcorp.com"),
+            _row("acc_b", "2026-11-20T10:00:00.000Z", "bigcorp.com"),
+            _row("acc_o", "2026-11-01T10:00:00.000Z", "othercorp.io"),
+            _row("acc_p", "2026-11-02T10:00:00.000Z", "othercorp.io"),
+        ]
+    )
+    assert state.db.execute("SELECT count(*) FROM signups_stale").fetchone()[0] == 4
+    first = Signups(state, {}, PERSONAL_MAIL_DOMAINS)
+    # No index kept yet: built on the first question, from every account; the list is not kept.
+    assert first.catch_up() == 0
+    assert state.db.execute("SELECT count(*) FROM signups_stale").fetchone()[0] == 0
+    assert first.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) == ("acc_a", FIRST_AT)
+    assert state.db.execute("SELECT count(*) FROM signups_stale").fetchone()[0] == 0
+    _judged(state, "acc_a", "acc_b", "acc_o", "acc_p")
+
+    idle = Signups(state, {}, PERSONAL_MAIL_DOMAINS)
+    assert idle.catch_up() == 0 and _holding(state) == ["acc_a", "acc_b", "acc_o", "acc_p"]
+
+    # acc_o's MRR changes (its row is written: its own judgement goes), and acc_a moves to another
+    # company: bigcorp's first is acc_b now, and acc_b's judgement is forgotten; othercorp's stays.
+    moved = _row("acc_a", "2026-11-10T10:00:00.000Z", "bigcorp-holdings.com")
+    state.upsert_accounts([{**_row("acc_o", "2026-11-01T10:00:00.000Z", "othercorp.io"), "updated_at": "x"}, moved])
+    assert _holding(state) == ["acc_b", "acc_p"]
+    later = Signups(state, {}, PERSONAL_MAIL_DOMAINS)
+    assert later.catch_up() == 1
+    assert _holding(state) == ["acc_p"]
+    assert later.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) is None
+    assert state.db.execute("SELECT count(*) FROM signups_stale").fetchone()[0] == 0
+
+    # acc_o leaves the mirror (deleted in Vitally): othercorp's first is acc_p now.
+    _judged(state, "acc_p")
+    state.remove_accounts(["acc_o"], "deleted", "2026-11-22T09:00:00Z")
+    assert Signups(state, {}, PERSONAL_MAIL_DOMAINS).catch_up() == 1 and _holding(state) == []
+
+
+def test_state_migration_19_keeps_the_mirror_and_the_next_question_builds_the_index(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    old = StateDB.open(path)
+    with old.atomic():
+        old.upsert_accounts(
+            [
+                _row("acc_a", "2026-11-10T10:00:00.000Z", "bigcorp.com"),
+                _row("acc_b", "2026-11-20T10:00:00.000Z", "bigcorp.com"),
+            ]
+        )
+    old.close()
+    with sqlite3.connect(path) as conn:  # as the build before left it
+        back_to_schema(conn, 18)
+
+    upgraded = StateDB.open(path)
+    with upgraded.atomic():
+        signups = Signups(upgraded, {}, PERSONAL_MAIL_DOMAINS)
+        assert signups.catch_up() == 0
+        assert signups.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) == ("acc_a", FIRST_AT)
+    assert upgraded.db.execute("SELECT id, company FROM signups ORDER BY id").fetchall() == [
+        ("acc_a", "bigcorp.com"),
+        ("acc_b", "bigcorp.com"),
+    ]
+    upgraded.close()
+
+
+def test_what_if_and_explain_read_what_changed_without_writing_and_another_domain_trait_rebuilds_the_index() -> None:
+    state = StateDB.memory()
+    state.upsert_accounts(
+        [
+            _row("acc_a", "2026-11-10T10:00:00.000Z", "bigcorp.com"),
+            _row("acc_b", "2026-11-20T10:00:00.000Z", "bigcorp.com"),
+        ]
+    )
+    Signups(state, {}, PERSONAL_MAIL_DOMAINS).refresh()
+    state.upsert_accounts([_row("acc_a", "2026-11-10T10:00:00.000Z", "bigcorp-holdings.com")])
+    stale = state.db.execute("SELECT count(*) FROM signups_stale").fetchone()[0]
+    reader = Signups(state, {}, PERSONAL_MAIL_DOMAINS, persist=False)
+    assert reader.catch_up() == 0
+    assert reader.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) is None
+    assert reader.earlier(_account("acc_c", "2026-11-21T10:00:00+00:00", "bigcorp-holdings.com")) == (
+        "acc_a",
+        FIRST_AT,
+    )
+    assert state.db.execute("SELECT count(*) FROM signups_stale").fetchone()[0] == stale == 1
+
+    # The domain read from another trait: every account is read again, persisted or not.
+    state.upsert_accounts([_row("acc_z", "2026-11-01T10:00:00.000Z", "bigcorp.com", key="website")])
+    for persist in (False, True):
+        other = Signups(state, {"domain": "website"}, PERSONAL_MAIL_DOMAINS, persist=persist)
+        assert other.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) == (
+            "acc_z",
+            datetime(2026, 11, 1, 10, tzinfo=UTC),
+        )
+    assert state.db.execute("SELECT key FROM signups_key").fetchall() == [("website",)]
+
+
 @pytest.mark.parametrize("earlier", [None, ("acc_a", FIRST_AT)])
 def test_big_fish_fires_only_for_the_first_signup(earlier: tuple[str, datetime] | None) -> None:
     account = _account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")
@@ -175,6 +293,10 @@ def test_a_cycle_routes_a_company_s_first_big_signup_and_not_its_second(tmp_path
         again = run_cli(config, state, "run", "--now", "2026-11-22T09:00:00Z")
         assert again.returncode == 0, again.stderr[-2000:]
         assert _big_fish_leads(sandbox) == ["acc_0001", "acc_0003"]  # no lead for the second org later either
+        # The second org's judgement holds: an idle cycle does not judge it again (it did at every
+        # cycle, with a pass over the whole mirror: 2026-12-07).
+        with sqlite3.connect(state) as db:
+            assert ("acc_0002",) in db.execute("SELECT id FROM account_inputs").fetchall()
 
         requests.put(  # a person's edit through Vitally's API
             f"{sandbox.url}/resources/accounts/acc_0001",
