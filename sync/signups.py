@@ -11,8 +11,8 @@ or removed (`signups_stale`); a cycle reads those accounts' companies again befo
 anything (`catch_up`: its cost grows with what changed, none in an idle cycle), and forgets the
 stored judgement of every account of a company whose first signup changed (a later org whose first
 was deleted or given another domain, an older account given the domain of a company's first), so
-that an incremental cycle judges them again. The first index of a state (or one kept for another
-domain trait) is built on the first question instead, with one pass over the mirror in SQLite (the
+that an incremental cycle judges them again. An index kept for another domain trait is dropped
+(`catch_up`); the first index of a state is built on the first question, with one pass over the mirror in SQLite (the
 accounts' JSON is not decoded in Python) and its rows stored: 1.3–1.7 s of CPU at 100,000 accounts
 on a 2-core Intel Xeon, where catching up takes 0.1–0.6 ms in an idle cycle and ~20 ms after 1,000
 accounts were written; a cycle that judges no Big Fish candidate never pays for it. What-if and
@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Collection, Mapping
+import sqlite3
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.errors import RecordError
 from core.model import Account
@@ -88,12 +89,15 @@ class Signups:
         """Before a cycle judges anything: bring a kept index up to the mirror (`refresh`), when
         one is kept for this domain trait; a first index waits for the first question, and the
         accounts listed as written meanwhile are forgotten (it reads them all: a state whose
-        cycles never ask would list every write for ever). Returns how many stored judgements
-        were forgotten."""
+        cycles never ask would list every write for ever), as is an index kept for another
+        trait. Returns how many stored judgements were forgotten."""
         if self._current or not self._persist:
             return 0
         if self._kept_key() != self._key:
-            self._state.db.conn.execute("DELETE FROM signups_stale")
+            # An index kept for another domain trait is dropped with the list: none written meanwhile
+            # would be in it, and a question under its trait again would trust it (found by a review).
+            for table in ("signups_key", "signups", "signups_stale"):
+                self._state.db.conn.execute(f"DELETE FROM {table}")
             return 0
         return self.refresh()
 
@@ -134,11 +138,12 @@ class Signups:
         forgotten = 0
         if changed:
             companies = {s[0] for account_id, new in changed.items() for s in (held.get(account_id), new) if s}
-            before = {company: self._stored_first(company) for company in companies}
+            before = {company: self._stored_first(company) for company in companies - self._personal}
             conn.executemany("DELETE FROM signups WHERE id = ?", ((account_id,) for account_id in changed))
             self._store(changed)
             for company in sorted(companies):
-                if self._stored_first(company) != before[company]:
+                # A personal mail domain's accounts read no first signup (`earlier`): none to forget.
+                if company not in self._personal and self._stored_first(company) != before[company]:
                     forgotten += conn.execute(
                         "DELETE FROM account_inputs WHERE id IN (SELECT id FROM signups WHERE company = ?)", [company]
                     ).rowcount
@@ -149,14 +154,32 @@ class Signups:
         """(the id, when it was created) of another account of `account`'s company created before
         it, the company's first; None when `account` is the first, or names no company, or its
         creation time is unknown."""
-        company = company_domain(account.domain, self._personal)
+        company = _company(account.domain, self._personal)
         if company is None or account.created_at is None:
             return None
         self.refresh()
         first = self._first(company)
         if first is None or first[1] == account.id or first >= (_micros(account.created_at), account.id):
             return None
-        return first[1], _EPOCH + first[0] * _MICROSECOND
+        return first[1], self._created(first[1], first[0])
+
+    def _created(self, account_id: str, micros: int) -> datetime:
+        """When `account_id` was created, as its record says it (in its own UTC offset, whose date
+        the verdict shows), or from `micros` should the record no longer say the same."""
+        row = self._state.db.conn.execute(
+            "SELECT CAST(json_extract(raw, '$.createdAt') AS BLOB) FROM accounts "
+            "WHERE id = ? AND (error IS NULL OR json_valid(raw))",
+            [account_id],
+        ).fetchone()
+        if row is not None and isinstance(row[0], bytes):
+            with contextlib.suppress(RecordError, ValueError, OverflowError):
+                moment = _timestamp(_text(row[0]))
+                if _micros(moment) == micros:
+                    return moment
+        try:
+            return _EPOCH + micros * _MICROSECOND
+        except OverflowError:  # an instant of the year 1 in an offset east of UTC
+            return datetime.min.replace(tzinfo=UTC)
 
     def _first(self, company: str) -> tuple[int, str] | None:
         """(created, id) of `company`'s first signup."""
@@ -191,8 +214,7 @@ class Signups:
         key = self._key
         # The key as JSON spells it (a backslash, non-ASCII); SQLite 3.40 reads no quote in
         # a path, so a key holding one is read from the traits object in Python.
-        quoted = '"' in key
-        path = "$.traits" if quoted else "$.traits." + json.dumps(key)
+        path = "$.traits" if '"' in key else "$.traits." + json.dumps(key)
         # Not filtered by json_type in SQL: that parses each JSON once more (2.5 s against
         # 0.75 s over 100,000 accounts of 1.4 KB on a 2-core Intel Xeon). A malformed record
         # counts too (its company signed up, whatever field is wrong), unless SQLite cannot
@@ -202,21 +224,69 @@ class Signups:
             f"CASE WHEN {readable} THEN json_extract(a.raw, '$.createdAt') END, "
             f"CASE WHEN {readable} THEN json_extract(a.raw, ?) END"
         )
-        if whole:
-            query = f"SELECT a.id, {columns} FROM accounts a"
-        else:
-            stale = "(SELECT DISTINCT id FROM signups_stale) s"
-            query = f"SELECT s.id, {columns} FROM {stale} LEFT JOIN accounts a ON a.id = s.id"
+        source = (
+            "FROM accounts a"
+            if whole
+            else "FROM (SELECT DISTINCT id FROM signups_stale) s LEFT JOIN accounts a ON a.id = s.id"
+        )
+        ids = "a.id" if whole else "s.id"
+        try:
+            return self._companies_of(self._state.db.conn.execute(f"SELECT {ids}, {columns} {source}", [path]))
+        except sqlite3.OperationalError as error:
+            if "decode" not in str(error):
+                raise
+        # A text SQLite hands back as no UTF-8 (an escaped lone surrogate, `\ud800`, which JSON
+        # allows and Python's sqlite3 cannot decode): every text read as bytes, with its type.
+        typed = (
+            f"CASE WHEN {readable} THEN typeof(json_extract(a.raw, '$.createdAt')) END, "
+            f"CASE WHEN {readable} THEN CAST(json_extract(a.raw, '$.createdAt') AS BLOB) END, "
+            f"CASE WHEN {readable} THEN typeof(json_extract(a.raw, ?1)) END, "
+            f"CASE WHEN {readable} THEN CAST(json_extract(a.raw, ?1) AS BLOB) END"
+        )
+        rows = self._state.db.conn.execute(f"SELECT {ids}, {typed} {source}", [path])
+        return self._companies_of(
+            (account_id, _typed(created_type, created), _typed(found_type, found))
+            for account_id, created_type, created, found_type, found in rows
+        )
+
+    def _companies_of(self, rows: Iterable[tuple[Any, Any, Any]]) -> dict[str, _Signup | None]:
+        key, quoted = self._key, '"' in self._key
         read: dict[str, _Signup | None] = {}
-        for account_id, created, found in self._state.db.conn.execute(query, [path]):
-            domain = _member(found, key) if quoted else found
-            company = company_domain(domain, ()) if isinstance(domain, str) else None
+        for account_id, created, found in rows:
+            company = _company(_member(found, key) if quoted else found, ())
             signup = None
             if company is not None:
                 with contextlib.suppress(RecordError, ValueError, OverflowError):
                     signup = (company, _micros(_timestamp(created)))
             read[str(account_id)] = signup
         return read
+
+
+def _company(domain: object, personal: Collection[str]) -> str | None:
+    """`company_domain` of a domain trait that is text; None too for one holding a lone surrogate
+    (an escape JSON allows), which is no domain and which SQLite could not be given."""
+    company = company_domain(domain, personal) if isinstance(domain, str) else None
+    if company is None:
+        return None
+    try:
+        company.encode()
+    except UnicodeEncodeError:
+        return None
+    return company
+
+
+def _text(value: bytes) -> str:
+    """Text SQLite handed back as bytes: UTF-8, a lone surrogate kept as one."""
+    try:
+        return value.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return value.decode("utf-8", "replace")
+
+
+def _typed(kind: object, value: object) -> object:
+    """A value read as bytes (`_read_again`) as its type says it: text decoded, anything else None
+    (no domain or creation time is a number)."""
+    return _text(value) if kind == "text" and isinstance(value, bytes) else None
 
 
 def _timestamp(value: object) -> datetime:

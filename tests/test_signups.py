@@ -225,6 +225,69 @@ def test_what_if_and_explain_read_what_changed_without_writing_and_another_domai
     assert state.db.execute("SELECT key FROM signups_key").fetchall() == [("website",)]
 
 
+def test_an_index_kept_for_another_domain_trait_is_dropped_and_built_again_when_asked() -> None:
+    """A review: cycles under another domain trait (a typo in `[vitally] trait_keys`: no account
+    has a domain, no question is asked) threw the list of written accounts away but kept the index,
+    which the right trait then trusted again: the first org deleted meanwhile still blocked the next."""
+    state = StateDB.memory()
+    state.upsert_accounts(
+        [
+            _row("acc_a", "2026-11-10T10:00:00.000Z", "bigcorp.com"),
+            _row("acc_b", "2026-11-20T10:00:00.000Z", "bigcorp.com"),
+        ]
+    )
+    later = _account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")
+    assert Signups(state, {}, PERSONAL_MAIL_DOMAINS).earlier(later) == ("acc_a", FIRST_AT)
+    state.remove_accounts(["acc_a"], "deleted in Vitally", "2026-11-21T00:00:00Z")
+    assert Signups(state, {"domain": "webiste"}, PERSONAL_MAIL_DOMAINS).catch_up() == 0
+    again = Signups(state, {}, PERSONAL_MAIL_DOMAINS)
+    again.catch_up()
+    assert again.earlier(later) is None
+
+
+def test_a_lone_surrogate_in_a_domain_or_a_creation_time_names_no_company_and_stops_no_cycle() -> None:
+    """A review: JSON may escape a lone surrogate (`\\ud800`), which SQLite hands back as no UTF-8:
+    reading the stale accounts raised in every cycle until Vitally sent the account again."""
+    state = StateDB.memory()
+    state.upsert_accounts([_row("acc_a", "2026-11-10T10:00:00.000Z", "bigcorp.com")])
+    Signups(state, {}, PERSONAL_MAIL_DOMAINS).refresh()
+    odd = [
+        ("acc_s", '{"id": "acc_s", "createdAt": "2026-11-01T10:00:00Z", "traits": {"domain": "big\\ud800corp.com"}}'),
+        ("acc_t", '{"id": "acc_t", "createdAt": "2026-11-01T10:00:00\\ud800", "traits": {"domain": "bigcorp.com"}}'),
+    ]
+    state.upsert_accounts([{"id": i, "updated_at": "x", "raw": raw} for i, raw in odd])
+    signups = Signups(state, {}, PERSONAL_MAIL_DOMAINS)
+    assert signups.catch_up() == 0
+    assert signups.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) == ("acc_a", FIRST_AT)
+    assert signups.earlier(_account("acc_c", "2026-11-20T10:00:00+00:00", "big\ud800corp.com")) is None
+    assert state.db.execute("SELECT id FROM signups").fetchall() == [("acc_a",)]
+
+
+def test_a_personal_mail_domain_s_first_signup_leaving_forgets_no_judgement() -> None:
+    """A review: the first gmail.com account deleted forgot every gmail.com account's judgement,
+    though none reads a first signup."""
+    state = StateDB.memory()
+    state.upsert_accounts([_row(f"acc_{i}", f"2026-11-1{i}T10:00:00.000Z", "gmail.com") for i in range(3)])
+    Signups(state, {}, PERSONAL_MAIL_DOMAINS).refresh()
+    _judged(state, "acc_1", "acc_2")
+    state.remove_accounts(["acc_0"], "deleted in Vitally", "2026-11-21T00:00:00Z")
+    assert Signups(state, {}, PERSONAL_MAIL_DOMAINS).catch_up() == 0
+    assert _holding(state) == ["acc_1", "acc_2"]
+
+
+@pytest.mark.parametrize("created", ["2026-11-10T22:00:00-05:00", "0001-01-01T00:30:00+01:00"])
+def test_the_first_signup_is_told_as_its_record_says_it(created: str) -> None:
+    """A review: the first's creation time was told in UTC (the verdict's date one day off for an
+    evening signup in New York), and one in the year 1 east of UTC raised."""
+    signups = _signups(_row("acc_a", created, "bigcorp.com"))
+    assert signups.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) == (
+        "acc_a",
+        datetime.fromisoformat(created),
+    )
+    _, when = signups.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) or ("", NOW)
+    assert when.date() == datetime.fromisoformat(created).date()
+
+
 @pytest.mark.parametrize("earlier", [None, ("acc_a", FIRST_AT)])
 def test_big_fish_fires_only_for_the_first_signup(earlier: tuple[str, datetime] | None) -> None:
     account = _account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")
