@@ -32,7 +32,7 @@ from state.events import INBOX_SUFFIX, EventSource, QueuedEvents, connect_inbox,
 from state.migrations import MIGRATIONS, SF_LINK_FIELDS, SYNC_KEY_SQL, migrate, sf_link_sql
 from state.writes import OutboxRow, OutboxStatus, Owner, OwnerChoice, PlannedWrite, target_of, write_key
 
-__all__ = ["LastWritten", "PlanLog", "StateDB", "StateUnusableError"]
+__all__ = ["LastWritten", "PlanLog", "StateDB", "StateUnusableError", "sqlite_text", "sqlite_value"]
 
 
 class StateUnusableError(SyncError):
@@ -294,6 +294,28 @@ def _json_value(text: str) -> Any:
         if "\\" not in inner and '"' not in inner and inner.isprintable():
             return inner
     return json.loads(text)
+
+
+def sqlite_text(value: bytes) -> str:
+    """Text SQLite handed back as bytes (`CAST(... AS BLOB)`): UTF-8, a lone surrogate kept as one.
+    `json_extract` of a JSON string escaping one (`"\\ud800"`, which JSON allows) gives bytes that
+    are no UTF-8, which Python's sqlite3 refuses to decode as a column's text."""
+    try:
+        return value.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return value.decode("utf-8", "replace")
+
+
+def sqlite_value(kind: object, value: object) -> Any:
+    """A value read as (`typeof(x)`, `CAST(x AS BLOB)`) back as the column would give it."""
+    if not isinstance(value, bytes) or kind == "null":
+        return None
+    text = sqlite_text(value)
+    if kind == "integer":
+        return int(text)
+    if kind == "real":
+        return float(text)
+    return text if kind == "text" else value
 
 
 def _only(column: str, values: Sequence[str] | None) -> tuple[str, list[Any]]:
@@ -859,10 +881,18 @@ class StateDB:
         path = f'$.traits."{trait}"'
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
-            rows = self.db.execute(
-                f"SELECT id, json_extract(raw, ?) FROM accounts WHERE id IN ({','.join('?' * len(chunk))})",
-                [path, *chunk],
-            )
+            where = f"FROM accounts WHERE id IN ({','.join('?' * len(chunk))})"
+            try:
+                rows = self.db.execute(f"SELECT id, json_extract(raw, ?) {where}", [path, *chunk]).fetchall()
+            except sqlite3.OperationalError as error:
+                if "decode" not in str(error):
+                    raise
+                # A trait holding an escaped lone surrogate (`sqlite_text`): read as bytes.
+                typed = self.db.execute(
+                    f"SELECT id, typeof(json_extract(raw, ?1)), CAST(json_extract(raw, ?1) AS BLOB) {where}",
+                    [path, *chunk],
+                )
+                rows = [(record, sqlite_value(kind, value)) for record, kind, value in typed]
             found.update((str(record), value) for record, value in rows if value is not None)
         return found
 

@@ -32,6 +32,7 @@ from core.errors import RecordError
 from core.model import Account
 from core.records import parse_timestamp
 from state import StateDB
+from state.db import sqlite_text, sqlite_value
 
 if TYPE_CHECKING:
     from sync.config import Config
@@ -93,13 +94,19 @@ class Signups:
         trait. Returns how many stored judgements were forgotten."""
         if self._current or not self._persist:
             return 0
-        if self._kept_key() != self._key:
+        kept = self._kept_key()
+        if kept == self._key:
+            return self.refresh()
+        conn = self._state.db.conn
+        forgotten = 0
+        if kept is not None:
             # An index kept for another domain trait is dropped with the list: none written meanwhile
-            # would be in it, and a question under its trait again would trust it (found by a review).
-            for table in ("signups_key", "signups", "signups_stale"):
-                self._state.db.conn.execute(f"DELETE FROM {table}")
-            return 0
-        return self.refresh()
+            # would be in it, and a question under its trait again would trust it. So are the
+            # judgements made with it: the index built again forgets none (found by two reviews).
+            forgotten = conn.execute("DELETE FROM account_inputs WHERE id IN (SELECT id FROM signups)").rowcount
+        for table in ("signups_key", "signups", "signups_stale"):
+            conn.execute(f"DELETE FROM {table}")
+        return forgotten
 
     def refresh(self) -> int:
         """Read again the company of every account written or removed since the index was (of
@@ -124,8 +131,8 @@ class Signups:
             conn.execute("DELETE FROM signups_key")
             conn.execute("INSERT INTO signups_key VALUES (?)", [self._key])
             conn.execute("DELETE FROM signups_stale")
-            # Every judgement was made under another domain trait (`rules_fingerprint` holds the
-            # trait keys) or none is stored yet: none to forget.
+            # No index was kept: none stored reads one (a judgement made with an index kept for
+            # another trait was forgotten with it, `catch_up`), none to forget.
             return 0
         held = {
             str(account_id): (str(company), int(created))
@@ -173,7 +180,7 @@ class Signups:
         ).fetchone()
         if row is not None and isinstance(row[0], bytes):
             with contextlib.suppress(RecordError, ValueError, OverflowError):
-                moment = _timestamp(_text(row[0]))
+                moment = _timestamp(sqlite_text(row[0]))
                 if _micros(moment) == micros:
                     return moment
         try:
@@ -245,7 +252,7 @@ class Signups:
         )
         rows = self._state.db.conn.execute(f"SELECT {ids}, {typed} {source}", [path])
         return self._companies_of(
-            (account_id, _typed(created_type, created), _typed(found_type, found))
+            (account_id, sqlite_value(created_type, created), sqlite_value(found_type, found))
             for account_id, created_type, created, found_type, found in rows
         )
 
@@ -265,7 +272,10 @@ class Signups:
 def _company(domain: object, personal: Collection[str]) -> str | None:
     """`company_domain` of a domain trait that is text; None too for one holding a lone surrogate
     (an escape JSON allows), which is no domain and which SQLite could not be given."""
-    company = company_domain(domain, personal) if isinstance(domain, str) else None
+    if not isinstance(domain, str):
+        return None
+    # What SQLite's `json_extract` reads of a domain escaping a NUL (`\u0000`): the text before it.
+    company = company_domain(domain.partition("\x00")[0], personal)
     if company is None:
         return None
     try:
@@ -273,20 +283,6 @@ def _company(domain: object, personal: Collection[str]) -> str | None:
     except UnicodeEncodeError:
         return None
     return company
-
-
-def _text(value: bytes) -> str:
-    """Text SQLite handed back as bytes: UTF-8, a lone surrogate kept as one."""
-    try:
-        return value.decode("utf-8", "surrogatepass")
-    except UnicodeDecodeError:
-        return value.decode("utf-8", "replace")
-
-
-def _typed(kind: object, value: object) -> object:
-    """A value read as bytes (`_read_again`) as its type says it: text decoded, anything else None
-    (no domain or creation time is a number)."""
-    return _text(value) if kind == "text" and isinstance(value, bytes) else None
 
 
 def _timestamp(value: object) -> datetime:

@@ -226,7 +226,7 @@ def test_what_if_and_explain_read_what_changed_without_writing_and_another_domai
 
 
 def test_an_index_kept_for_another_domain_trait_is_dropped_and_built_again_when_asked() -> None:
-    """A review: cycles under another domain trait (a typo in `[vitally] trait_keys`: no account
+    """A review: cycles under another domain trait (a typo in `[vitally.traits] domain`: no account
     has a domain, no question is asked) threw the list of written accounts away but kept the index,
     which the right trait then trusted again: the first org deleted meanwhile still blocked the next."""
     state = StateDB.memory()
@@ -243,6 +243,43 @@ def test_an_index_kept_for_another_domain_trait_is_dropped_and_built_again_when_
     again = Signups(state, {}, PERSONAL_MAIL_DOMAINS)
     again.catch_up()
     assert again.earlier(later) is None
+
+
+def test_dropping_an_index_kept_for_another_trait_forgets_the_judgements_made_with_it() -> None:
+    """A second review: an event's mini-cycle under a mistyped trait dropped the index, the full
+    cycle under it was stopped (rolled back), and the index built again under the right trait forgot
+    nothing: a later org kept its "not the first" judgement after its first moved to another domain."""
+    state = StateDB.memory()
+    state.upsert_accounts(
+        [
+            _row("acc_a", "2026-11-10T10:00:00.000Z", "bigcorp.com"),
+            _row("acc_b", "2026-11-20T10:00:00.000Z", "bigcorp.com"),
+        ]
+    )
+    later = _account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")
+    assert Signups(state, {}, PERSONAL_MAIL_DOMAINS).earlier(later) == ("acc_a", FIRST_AT)
+    _judged(state, "acc_b")
+    state.upsert_accounts([_row("acc_a", "2026-11-10T10:00:00.000Z", "bigcorp-holdings.com")])
+    assert Signups(state, {"domain": "webiste"}, PERSONAL_MAIL_DOMAINS).catch_up() == 1
+    assert _holding(state) == []
+    back = Signups(state, {}, PERSONAL_MAIL_DOMAINS)
+    assert back.catch_up() == 0
+    assert back.earlier(later) is None
+
+
+def test_a_domain_escaping_a_nul_is_read_as_sqlite_reads_it_on_both_sides() -> None:
+    """A second review: SQLite reads `"bigcorp.com\\u0000x"` as `bigcorp.com`, Python as it is: the
+    account created first was bigcorp.com's first for the index and a first of its own for itself."""
+    odd = json.loads('"bigcorp.com\\u0000x"')
+    signups = _signups(
+        _row("acc_x", "2026-11-05T10:00:00.000Z", odd),
+        _row("acc_y", "2026-11-06T10:00:00.000Z", odd),
+        _row("acc_a", "2026-11-10T10:00:00.000Z", "bigcorp.com"),
+    )
+    first = ("acc_x", datetime(2026, 11, 5, 10, tzinfo=UTC))
+    assert signups.earlier(_account("acc_x", "2026-11-05T10:00:00+00:00", odd)) is None
+    assert signups.earlier(_account("acc_y", "2026-11-06T10:00:00+00:00", odd)) == first
+    assert signups.earlier(_account("acc_a", "2026-11-10T10:00:00+00:00", "bigcorp.com")) == first
 
 
 def test_a_lone_surrogate_in_a_domain_or_a_creation_time_names_no_company_and_stops_no_cycle() -> None:

@@ -44,6 +44,27 @@ def test_state_migrations_are_applied_once(tmp_path: Path) -> None:
     assert version == [(len(MIGRATIONS),)]
 
 
+def test_an_account_trait_escaping_a_lone_surrogate_is_read_not_raised() -> None:
+    """A review: `"\\ud800"` is valid JSON, which SQLite's `json_extract` gives back as no UTF-8;
+    Python's sqlite3 then raised for the whole page of accounts about to be written (a person's odd
+    edit of `crm_sync_written` would have stopped every cycle's writes)."""
+    state = StateDB.memory()
+    raws = {
+        "acc_s": '{"traits": {"crm_sync_written": "odd \\ud800 text"}}',
+        "acc_t": '{"traits": {"crm_sync_written": {"a": 1}}}',
+        "acc_u": '{"traits": {}}',
+        "acc_v": '{"traits": {"crm_sync_written": 3}}',
+        "acc_w": '{"traits": {"crm_sync_written": 2.5}}',
+    }
+    state.upsert_accounts([{"id": i, "updated_at": "x", "raw": raw} for i, raw in raws.items()])
+    expected = {"acc_s": "odd \ud800 text", "acc_t": '{"a":1}', "acc_v": 3, "acc_w": 2.5}
+    assert state.account_traits(sorted(raws), "crm_sync_written") == expected
+    # As the column gives them where no text is odd.
+    assert state.account_traits(["acc_t", "acc_u", "acc_v", "acc_w"], "crm_sync_written") == {
+        k: v for k, v in expected.items() if k != "acc_s"
+    }
+
+
 def test_state_cursor_only_moves_forward() -> None:
     state = StateDB.memory()
     state.set_cursor("vitally.accounts", "2026-11-20T10:00:00.000Z")
