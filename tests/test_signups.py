@@ -225,10 +225,8 @@ def test_what_if_and_explain_read_what_changed_without_writing_and_another_domai
     assert state.db.execute("SELECT key FROM signups_key").fetchall() == [("website",)]
 
 
-def test_an_index_kept_for_another_domain_trait_is_dropped_and_built_again_when_asked() -> None:
-    """A review: cycles under another domain trait (a typo in `[vitally.traits] domain`: no account
-    has a domain, no question is asked) threw the list of written accounts away but kept the index,
-    which the right trait then trusted again: the first org deleted meanwhile still blocked the next."""
+def _two_orgs_indexed() -> tuple[StateDB, Account]:
+    """A state whose index is kept: bigcorp.com's first org acc_a, and acc_b, its second."""
     state = StateDB.memory()
     state.upsert_accounts(
         [
@@ -238,6 +236,14 @@ def test_an_index_kept_for_another_domain_trait_is_dropped_and_built_again_when_
     )
     later = _account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")
     assert Signups(state, {}, PERSONAL_MAIL_DOMAINS).earlier(later) == ("acc_a", FIRST_AT)
+    return state, later
+
+
+def test_an_index_kept_for_another_domain_trait_is_dropped_and_built_again_when_asked() -> None:
+    """A review: cycles under another domain trait (a typo in `[vitally.traits] domain`: no account
+    has a domain, no question is asked) threw the list of written accounts away but kept the index,
+    which the right trait then trusted again: the first org deleted meanwhile still blocked the next."""
+    state, later = _two_orgs_indexed()
     state.remove_accounts(["acc_a"], "deleted in Vitally", "2026-11-21T00:00:00Z")
     assert Signups(state, {"domain": "webiste"}, PERSONAL_MAIL_DOMAINS).catch_up() == 0
     again = Signups(state, {}, PERSONAL_MAIL_DOMAINS)
@@ -249,15 +255,7 @@ def test_dropping_an_index_kept_for_another_trait_forgets_the_judgements_made_wi
     """A second review: an event's mini-cycle under a mistyped trait dropped the index, the full
     cycle under it was stopped (rolled back), and the index built again under the right trait forgot
     nothing: a later org kept its "not the first" judgement after its first moved to another domain."""
-    state = StateDB.memory()
-    state.upsert_accounts(
-        [
-            _row("acc_a", "2026-11-10T10:00:00.000Z", "bigcorp.com"),
-            _row("acc_b", "2026-11-20T10:00:00.000Z", "bigcorp.com"),
-        ]
-    )
-    later = _account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")
-    assert Signups(state, {}, PERSONAL_MAIL_DOMAINS).earlier(later) == ("acc_a", FIRST_AT)
+    state, later = _two_orgs_indexed()
     _judged(state, "acc_b")
     state.upsert_accounts([_row("acc_a", "2026-11-10T10:00:00.000Z", "bigcorp-holdings.com")])
     assert Signups(state, {"domain": "webiste"}, PERSONAL_MAIL_DOMAINS).catch_up() == 1
