@@ -13,7 +13,7 @@ stored judgement of every account of a company whose first signup changed (a lat
 was deleted or given another domain, an older account given the domain of a company's first), so
 that an incremental cycle judges them again. An index kept for another domain trait is dropped
 (`catch_up`); the first index of a state is built on the first question, with one pass over the mirror in SQLite (the
-accounts' JSON is not decoded in Python) and its rows stored: 1.3–1.7 s of CPU at 100,000 accounts
+accounts' JSON is not decoded in Python) and its rows stored: 1.3–1.8 s of CPU at 100,000 accounts
 on a 2-core Intel Xeon, where catching up takes 0.1–0.6 ms in an idle cycle and ~20 ms after 1,000
 accounts were written; a cycle that judges no Big Fish candidate never pays for it. What-if and
 `explain` read the index and what changed since without writing (`persist=False`).
