@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,8 @@ def company_domain(domain: str | None, personal: Collection[str]) -> str | None:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+
+_BATCH = 10_000  # rows of a first index stored at a time
 
 _Signup = tuple[str, int]  # (company, created: microseconds since the epoch)
 
@@ -116,24 +118,42 @@ class Signups:
         if self._current:
             return 0
         self._current = True
-        conn = self._state.db.conn
         whole = self._kept_key() != self._key
-        read = self._read_again(whole)
         if not self._persist:
-            self._read, self._whole = read, whole
-            for account_id, signup in read.items():
+            self._read, self._whole = dict(self._signups_of(whole)), whole
+            for account_id, signup in self._read.items():
                 if signup is not None:
                     self._companies.setdefault(signup[0], []).append((signup[1], account_id))
             return 0
         if whole:
-            conn.execute("DELETE FROM signups")
-            self._store(read)
-            conn.execute("DELETE FROM signups_key")
-            conn.execute("INSERT INTO signups_key VALUES (?)", [self._key])
-            conn.execute("DELETE FROM signups_stale")
-            # No index was kept: none stored reads one (a judgement made with an index kept for
-            # another trait was forgotten with it, `catch_up`), none to forget.
+            self._build()
             return 0
+        return self._catch_up_stale()
+
+    def _build(self) -> None:
+        """The first index, from the whole mirror. No index was kept, so no stored judgement reads
+        one (one made with an index kept for another trait was forgotten with it, `catch_up`):
+        none to forget."""
+        conn = self._state.db.conn
+        conn.execute("DELETE FROM signups")
+        # Streamed, a batch at a time (each in the company index's order): the whole mirror's
+        # rows held at once were 18 MiB of a cold dry run's peak at 100,000 accounts.
+        batch: list[tuple[str, int, str]] = []
+        for account_id, signup in self._signups_of(whole=True):
+            if signup is not None:
+                batch.append((signup[0], signup[1], account_id))
+                if len(batch) >= _BATCH:
+                    self._insert(batch)
+        self._insert(batch)
+        conn.execute("DELETE FROM signups_key")
+        conn.execute("INSERT INTO signups_key VALUES (?)", [self._key])
+        conn.execute("DELETE FROM signups_stale")
+
+    def _catch_up_stale(self) -> int:
+        """The accounts listed as written or removed read again; the judgements of every account of
+        a company whose first signup moved forgotten (how many returned)."""
+        conn = self._state.db.conn
+        read = dict(self._signups_of(whole=False))
         held = {
             str(account_id): (str(company), int(created))
             for account_id, company, created in conn.execute(
@@ -147,7 +167,7 @@ class Signups:
             companies = {s[0] for account_id, new in changed.items() for s in (held.get(account_id), new) if s}
             before = {company: self._stored_first(company) for company in companies - self._personal}
             conn.executemany("DELETE FROM signups WHERE id = ?", ((account_id,) for account_id in changed))
-            self._store(changed)
+            self._insert([(s[0], s[1], account_id) for account_id, s in changed.items() if s is not None])
             for company in sorted(companies):
                 # A personal mail domain's accounts read no first signup (`earlier`): none to forget.
                 if company not in self._personal and self._stored_first(company) != before[company]:
@@ -208,16 +228,19 @@ class Signups:
         row = self._state.db.conn.execute("SELECT key FROM signups_key").fetchone()
         return None if row is None else str(row[0])
 
-    def _store(self, signups: Mapping[str, _Signup | None]) -> None:
-        # In the company index's order: 100,000 rows in 0.38 s, against 0.73 s in a random one
-        # (the mirror's order is the order Vitally's pages came in).
-        rows = sorted((s[0], s[1], account_id) for account_id, s in signups.items() if s is not None)
-        self._state.db.conn.executemany("INSERT INTO signups (company, created, id) VALUES (?, ?, ?)", rows)
+    def _insert(self, rows: list[tuple[str, int, str]]) -> None:
+        """Store these (company, created, id) rows, replacing an id's, and empty the list. Sorted
+        first, in the company index's order (100,000 rows into an empty index: 0.38 s, against
+        0.73 s in a random order)."""
+        rows.sort()
+        self._state.db.conn.executemany("INSERT OR REPLACE INTO signups (company, created, id) VALUES (?, ?, ?)", rows)
+        rows.clear()
 
-    def _read_again(self, whole: bool) -> dict[str, _Signup | None]:
-        """Account id → (company, created) read from its JSON in the mirror (None: it names no
+    def _signups_of(self, whole: bool) -> Iterator[tuple[str, _Signup | None]]:
+        """(account id, (company, created)) read from its JSON in the mirror (None: it names no
         company, its creation time is unreadable, or it left the mirror): of every account when
-        `whole`, else of those marked stale."""
+        `whole`, else of those marked stale, streamed. After a text SQLite cannot hand back as
+        UTF-8, every row comes again from the first (a reader keeps an id's last)."""
         key = self._key
         # The key as JSON spells it (a backslash, non-ASCII); SQLite 3.40 reads no quote in
         # a path, so a key holding one is read from the traits object in Python.
@@ -238,7 +261,8 @@ class Signups:
         )
         ids = "a.id" if whole else "s.id"
         try:
-            return self._companies_of(self._state.db.conn.execute(f"SELECT {ids}, {columns} {source}", [path]))
+            yield from self._companies_of(self._state.db.conn.execute(f"SELECT {ids}, {columns} {source}", [path]))
+            return
         except sqlite3.OperationalError as error:
             if "decode" not in str(error):
                 raise
@@ -251,22 +275,20 @@ class Signups:
             f"CASE WHEN {readable} THEN CAST(json_extract(a.raw, ?1) AS BLOB) END"
         )
         rows = self._state.db.conn.execute(f"SELECT {ids}, {typed} {source}", [path])
-        return self._companies_of(
+        yield from self._companies_of(
             (account_id, sqlite_value(created_type, created), sqlite_value(found_type, found))
             for account_id, created_type, created, found_type, found in rows
         )
 
-    def _companies_of(self, rows: Iterable[tuple[Any, Any, Any]]) -> dict[str, _Signup | None]:
+    def _companies_of(self, rows: Iterable[tuple[Any, Any, Any]]) -> Iterator[tuple[str, _Signup | None]]:
         key, quoted = self._key, '"' in self._key
-        read: dict[str, _Signup | None] = {}
         for account_id, created, found in rows:
             company = _company(_member(found, key) if quoted else found, ())
             signup = None
             if company is not None:
                 with contextlib.suppress(RecordError, ValueError, OverflowError):
                     signup = (company, _micros(_timestamp(created)))
-            read[str(account_id)] = signup
-        return read
+            yield str(account_id), signup
 
 
 def _company(domain: object, personal: Collection[str]) -> str | None:

@@ -296,6 +296,12 @@ def test_a_lone_surrogate_in_a_domain_or_a_creation_time_names_no_company_and_st
     assert signups.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) == ("acc_a", FIRST_AT)
     assert signups.earlier(_account("acc_c", "2026-11-20T10:00:00+00:00", "big\ud800corp.com")) is None
     assert state.db.execute("SELECT id FROM signups").fetchall() == [("acc_a",)]
+    # The first index too, built from the whole mirror (its rows read again as bytes from the first).
+    for persist in (True, False):
+        state.db.execute("DELETE FROM signups_key")
+        whole = Signups(state, {}, PERSONAL_MAIL_DOMAINS, persist=persist)
+        assert whole.earlier(_account("acc_b", "2026-11-20T10:00:00+00:00", "bigcorp.com")) == ("acc_a", FIRST_AT)
+    assert state.db.execute("SELECT id FROM signups").fetchall() == [("acc_a",)]
 
 
 def test_a_personal_mail_domain_s_first_signup_leaving_forgets_no_judgement() -> None:
