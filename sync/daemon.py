@@ -251,6 +251,7 @@ class _Cycles:
             outcome, counts = _finished_run(self.state, run_log.run_id)
             outbox = self.state.outbox_counts()
         except sqlite3.Error as exc:  # this cycle is missing from the metrics; /healthz sees no success
+            self.health.cycle_ended()
             run_log("metrics_stale", {"error": f"{type(exc).__name__}: {exc}"})
             return
         if outcome == "partial" and error_kind is None:

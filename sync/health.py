@@ -321,7 +321,7 @@ class Health:
         self._wait_seconds.labels(service, reason).inc(max(seconds, 0.0))
 
     def cycle_ended(self) -> None:
-        """The cycle is over, whatever happened (`record_cycle` may not have been reached)."""
+        """The cycle is over and will not be recorded (`record_cycle` could not be reached)."""
         with self._lock:
             self._running = False
             self._touch()
@@ -344,17 +344,21 @@ class Health:
     ) -> None:
         """Count one finished cycle: its outcome, duration and the report counts not yet added
         with `add_writes` (all of them, for a caller that never did). `error_kind` says why it did
-        not end `ok` (None when it did). The cycle is over: see `cycle_ended`."""
+        not end `ok` (None when it did). The cycle stops running and its success (if it is one) is
+        recorded under one lock: a /healthz between the two would see neither, and after a cycle
+        longer than `healthy_within_seconds` answer 503 `unhealthy` for a moment."""
         self._cycles_total.labels(outcome).inc()
         self._duration.set(duration_seconds)
         self.add_writes(counts)
-        self.cycle_ended()
-        with self._lock:
+        with self._lock:  # one step: no /healthz between "no longer running" and the new success
+            self._running = False
+            self._touch()
             self._cycles += 1
             self._last_error_kind = error_kind
             if outcome in _SUCCESSES:
                 self._last_success = _Success(self._clock(), self._wall_clock())
                 self._last_success_at.set(self._last_success.wall)
+        self._running_gauge.set(0)
 
     def record_state(self, *, outbox: Mapping[str, int], api_usage: Mapping[str, float]) -> None:
         """The outbox depth by status (a status absent is 0) and the API usage share of the

@@ -159,10 +159,11 @@ class CycleWatch:
     # -- the end of a cycle ------------------------------------------------------------------------
 
     def end(self) -> None:
-        """The cycle is over (whatever happened): the phase under way ends, and its last line is logged."""
+        """The cycle's work is over (whatever happened): the phase under way ends, and its last
+        line is logged. /healthz still says the cycle runs until `Health.record_cycle` (or
+        `Health.cycle_ended`) says how it ended, in one step with its success."""
         self._end_phase(self._cycle.current)
         self._add_counts()
-        self.health.cycle_ended()
 
     def unreported(self, counts: Mapping[str, int]) -> dict[str, int]:
         """The part of the cycle's final `counts` not yet added to the metrics."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ from support import example_config_for
 
 from sandbox.generator import generate_book
 from sandbox.server import Sandbox
+from state import StateDB
 from sync.config import load_config
 from sync.daemon import run_daemon
 from sync.health import WRITE_KINDS, Health, make_app
@@ -363,6 +365,45 @@ def test_daemon_failed_cycle_event_names_its_run_and_error_kind(
     failed = [e for e in events(err.getvalue()) if e["event"] == "cycle_failed"]
     assert [(e["run_id"], e["kind"]) for e in failed] == [(1, "auth")]
     assert "API key refused" in failed[0]["error"]
+
+
+def test_daemon_healthz_is_progressing_while_it_records_a_cycle_and_not_running_when_it_cannot(
+    sandbox: Sandbox, tmp_path: Path, signal_handlers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /healthz as the daemon's own cycle wrapper leaves it: asked while the run's outcome is read
+    # back from the state (after the cycle's last phase ended), then when that read fails.
+    from sync import daemon as daemon_module
+
+    config = load_config(example_config_for(sandbox.url, tmp_path / "config.toml"))
+    config = replace(config.with_state(tmp_path / "state.db"), daemon=replace(config.daemon, health_port=0))
+    config = replace(config, daemon=replace(config.daemon, healthy_within_seconds=0.001))  # every cycle is "long"
+    err = StringIO()
+    state = StateDB.open(config.state_path)
+    cycles = daemon_module._Cycles(config, state, daemon_module._JsonLog(err), lambda: False, lambda s: None)
+    seen: list[tuple[int, str, bool]] = []
+    finished_run = daemon_module._finished_run
+
+    def reading(state: Any, run_id: int | None) -> Any:
+        code, body = cycles.health.check()
+        seen.append((code, body["status"], body["cycle_running"]))
+        if len(seen) == 3:
+            raise sqlite3.OperationalError("disk I/O error")
+        return finished_run(state, run_id)
+
+    monkeypatch.setattr(daemon_module, "_finished_run", reading)
+    try:
+        cycles()  # the first cycle: no success yet
+        assert seen[-1] == (200, "progressing", True)
+        assert cycles.health.check()[1]["cycles"] == 1 and not cycles.health.check()[1]["cycle_running"]
+        cycles()  # a later one, its last success older than healthy_within
+        assert seen[-1] == (200, "progressing", True)
+        cycles()  # the state cannot say how this one ended
+        assert seen[-1] == (200, "progressing", True)
+        body = cycles.health.check()[1]
+        assert (body["cycle_running"], body["cycles"]) == (False, 2)
+        assert [e["event"] for e in events(err.getvalue())].count("metrics_stale") == 1
+    finally:
+        state.close()
 
 
 # -- the daemon as a real process -------------------------------------------------------------------------

@@ -239,6 +239,40 @@ def test_healthz_after_the_cycle_is_about_the_last_success_again() -> None:
     assert health.check()[:1] == (200,) and health.check()[1]["status"] == "ok"
 
 
+def test_healthz_is_never_unhealthy_between_a_long_cycle_s_end_and_its_record() -> None:
+    # The daemon ends the watch (the cycle's last phase and line) before it reads the run's outcome
+    # from the state and records it. A /healthz in between once saw neither the running cycle nor
+    # its success: 503 "unhealthy" for a moment after every cycle longer than healthy_within
+    # (CI caught it in test_first_sync.py, a first cycle of 400 accounts against a 2 s limit).
+    clock = Clock()
+    health = make_health(clock, healthy_within=60, stalled_after=300)
+    for cycle in range(2):  # the first (no success yet) and a later one (the last success 200 s old)
+        watch = CycleWatch(health, Recorder(), every_seconds=30, clock=lambda: clock.monotonic)
+        watch.begin(new_report())
+        clock.advance(200)
+        watch.progress("writes sent", 10, 10)
+        watch.end()
+        code, body = health.check()
+        assert (code, body["status"], body["cycle_running"]) == (200, "progressing", True), cycle
+        assert sample(health, "crm_sync_cycle_running") == 1
+        health.record_cycle("ok", duration_seconds=200, counts={})
+        code, body = health.check()
+        assert (code, body["status"], body["cycle_running"], body["cycles"]) == (200, "ok", False, cycle + 1)
+        assert sample(health, "crm_sync_cycle_running") == 0
+
+
+def test_a_cycle_that_cannot_be_recorded_stops_running_without_a_success() -> None:
+    clock = Clock()
+    health = make_health(clock, healthy_within=60, stalled_after=300)
+    watch, _, _ = watching(clock, health)
+    clock.advance(200)
+    watch.end()
+    health.cycle_ended()  # the daemon's path when the state cannot say how the run ended
+    code, body = health.check()
+    assert (code, body["status"], body["cycle_running"], body["cycles"]) == (503, "unhealthy", False, 0)
+    assert sample(health, "crm_sync_cycle_running") == 0
+
+
 def test_livez_fails_when_the_idle_loop_stops_ticking() -> None:
     clock = Clock()
     health = make_health(clock, stalled_after=10)
