@@ -5,8 +5,9 @@ it (`SalesforceFacts.context_for`, after this cycle's own lead writes), the rule
 the rules' clock; and, for a Big Fish candidate, which account of its company signed up first
 (`sync.signups`: a cycle forgets the judgements of a company's accounts when its first signup
 changes, before it judges anything). After a cycle judged an account and planned *nothing* for it
-(no write, no conflict, no rule error, no lead or specialist waiting for an owner), the state
-keeps, in `account_inputs`:
+(no write, no new conflict, no rule error, no lead or specialist waiting for an owner: a conflict
+reported before and found again with the same value of the person's is nothing new, and stays open
+while the judgement holds, `Planner._held`), the state keeps, in `account_inputs`:
 
 - the fingerprint of its Salesforce facts (`SalesforceFacts.fingerprint`: a digest of the raw
   records its context is made of, no lead parsed; '' when Salesforce has nothing);
@@ -50,7 +51,7 @@ Leads (`LeadBook`): a lead's plan is a pure function of its raw JSON in the mirr
 (`LeadContext`: the day its company last had a lead disqualified, the LLM's verdict remembered for
 it), the rules and config, the rules' day, and what crm-sync wrote to it (read only when a field
 differs, which plans a write or a conflict). After a cycle judged a lead and planned nothing for it
-(no write, no conflict, no owner asked of the round robin, no change the accounts' rules were
+(no write, no new conflict, no owner asked of the round robin, no change the accounts' rules were
 shown), `lead_inputs` keeps its company's key, its context's fingerprint (`lead_inputs_fingerprint`:
 the raw JSON of its company's disqualified leads, which the day comes from, and the remembered
 verdict), the rules' fingerprint and the window of the rules' clock (to the day the instant

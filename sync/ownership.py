@@ -147,11 +147,17 @@ class Conflicts:
         self.report.counts["conflicts"] += 1
         self._new.append(conflict)
 
-    def save(self, *, close_unseen: bool) -> None:
+    def records(self, system: str) -> set[str]:
+        """The records of `system` with a conflict standing (reported by an earlier cycle or this one)."""
+        return {record for (where, record, _) in self._known if where == system}
+
+    def save(self, *, close_unseen: bool, held: Callable[[str, str], bool] | None = None) -> None:
         """Store what was reported since the last save (in the caller's transaction). With
-        `close_unseen` (after a whole plan, which judged every record), conflicts of earlier
-        cycles not found again are closed: the person's value went, or the rule stopped wanting
-        the field."""
+        `close_unseen` (after a whole plan), conflicts of earlier cycles not found again are
+        closed: the person's value went, or the rule stopped wanting the field. A conflict of a
+        record the plan did not judge, because its judgement held (`held(system, record)`:
+        nothing it reads changed, the person's value included, `sync.incremental`), stays open:
+        judging it again would find the same conflict."""
         run_id = self.report.run_id
         self.state.record_conflicts(run_id, (_row(c) for c in self._new))
         for conflict in self._new:
@@ -162,7 +168,11 @@ class Conflicts:
                 self.state.open_conflict(*key, _theirs(conflict.theirs), run_id)
         self._new.clear()
         if close_unseen:
-            gone = [key for key, (_, run) in self._known.items() if key not in self._seen and run != run_id]
+            gone = [
+                key
+                for key, (_, run) in self._known.items()
+                if key not in self._seen and run != run_id and not (held is not None and held(key[0], key[1]))
+            ]
             self.state.close_conflicts(gone)
             for key in gone:
                 del self._known[key]

@@ -53,7 +53,15 @@ from sync.facts import SalesforceFacts
 from sync.followups import FollowUps
 from sync.incremental import Book, LeadBook
 from sync.owners import Owners, unavailable_users
-from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, Ownership, changed_fields, new_statuses, ours_in
+from sync.ownership import (
+    COMPUTED_LEAD_FIELDS,
+    Conflicts,
+    Ownership,
+    Verdict,
+    changed_fields,
+    new_statuses,
+    ours_in,
+)
 from sync.planned_writes import OnboardingAccount, RoutedAccount
 from sync.scope import EVERYTHING, Scope
 from sync.signups import Signups
@@ -177,6 +185,7 @@ class Planner:
         )
         decider = self._begin(facts)
         leads = LeadBook.of(self.config, self.state, facts, self.now, full=full, learn=not self.scope.limited)
+        self._leads_holding = leads.holding
         self._plan_linked_leads(facts, decider, leads)
         book = Book.of(self.config, self.state, facts, self.now, full=full)
         waiting = self._plan_accounts(decider, book)
@@ -210,6 +219,9 @@ class Planner:
         self._last_vitally = self.state.last_written("vitally")
         self._last_salesforce = self.state.last_written("salesforce")
         self._linked_changed: set[str] = set()
+        # The records whose judgement held (not judged): their standing conflicts stay open (`_held`).
+        self._leads_holding = frozenset[str]()
+        self._judged_conflicted: set[str] = set()  # the accounts judged that had a conflict standing
         demo = self.config.policy.demo
         # A mini-cycle's few demo requests read their own verdicts, not every one kept.
         verdicts = None if demo.classifier == "llm" else Verdicts.of(self.state, demo, few=few)
@@ -255,18 +267,42 @@ class Planner:
         """Show the accounts' rules each linked lead as this cycle's lead writes will leave it (a
         lead whose judgement holds would change nothing: `sync.incremental.LeadBook`)."""
         for lead in facts.linked_leads(skip=leads.holding):
-            wanted = {
-                name: value
-                for d in decider.lead(lead, full=False)
-                if d.fired
-                for name, value in _lead_fields(d).items()
-                if name not in COMPUTED_LEAD_FIELDS
-            }
-            current = (self.state.sf_raw("Lead", lead.id) or {}) if wanted else {}
-            changed = {name: value for name, value in wanted.items() if current.get(name) != value}
+            decisions = [d for d in decider.lead(lead, full=False) if d.fired and _lead_fields(d)]
+            current = (self.state.sf_raw("Lead", lead.id) or {}) if decisions else {}
+            changed = self._lead_changes(lead, decisions, current)
             if changed:
                 self._linked_changed.add(lead.id)
                 facts.plan_lead_fields(lead, changed)
+
+    def _lead_changes(self, lead: Lead, decisions: Sequence[Decision], current: Mapping[str, Any]) -> dict[str, Any]:
+        """The fields the accounts' rules read that this cycle's writes will change on `lead`, as
+        `_plan_lead` plans them: a field is the first decision's to claim it, and a decision in
+        which a person's value is left alone (a conflict, `sync.ownership`) or outside the scope
+        changes none of its fields. No conflict is reported here (the leads' own pass does), and
+        no owner is drawn (the owner is no field the accounts' rules read)."""
+        ours = partial(ours_in, self._last_salesforce, lead.id)
+        claimed: set[str] = set()
+        changed: dict[str, Any] = {}
+        for decision in decisions:
+            wants, _ = fit_lead_fields(lead.id, dict(_lead_fields(decision)))
+            fields: dict[str, Any] = {}
+            held = not self.scope.has_rule(decision.rule)
+            for name, value in wants.items():
+                if name in claimed:
+                    continue
+                claimed.add(name)
+                now_value = current.get(name)
+                if now_value == value:
+                    continue
+                if name in COMPUTED_LEAD_FIELDS:
+                    continue  # crm-sync's alone, and no field the accounts' rules read
+                if self._verdict("salesforce", lead.id, name, now_value, ours(name)) == "conflict":
+                    held = True
+                    continue
+                fields[name] = value
+            if not held:
+                changed.update(fields)
+        return changed
 
     def _plan_accounts(self, decider: Decider, book: Book) -> _Waiting:
         """Judge the accounts `book` says may have changed; the others would plan nothing again."""
@@ -275,8 +311,11 @@ class Planner:
         policy = self.config.policy
         counts = self.report.counts
         seen = 0
+        conflicted = self.conflicts.records("vitally")
         for account in iter_accounts(self.state, self.config, self.report, rows=book.accounts()):
             seen += 1
+            if account.id in conflicted:
+                self._judged_conflicted.add(account.id)
             if seen % PAGE == 0:
                 self.progress("accounts evaluated", seen, mirrored)
             # Capacity counts every managed account, also outside a planning scope; a churned
@@ -304,10 +343,11 @@ class Planner:
     def _planned_so_far(self, waiting: _Waiting) -> tuple[int, ...]:
         """What an account's judgement may add to: writes, conflicts, owners awaited."""
         counts = self.report.counts
+        # A conflict reported before and found again with the same value of the person's
+        # (`conflicts_held`) is no change: it stays open while the judgement holds (`_remember`).
         return (
             len(self.plan),
             counts.get("conflicts", 0),
-            counts.get("conflicts_held", 0),
             counts.get("rule_errors", 0),
             len(waiting.routed),
             len(waiting.onboarding),
@@ -421,10 +461,10 @@ class Planner:
         counts["leads_not_judged"] = len(leads.holding)
 
     def _planned_for_lead(self) -> tuple[int, ...]:
-        """What a lead's judgement may add to: writes, conflicts, truncations."""
+        """What a lead's judgement may add to: writes, new conflicts (one held is none, as for an
+        account: `_planned_so_far`), truncations."""
         counts = self.report.counts
-        conflicts = (counts.get("conflicts", 0), counts.get("conflicts_held", 0))
-        return (len(self.plan), *conflicts, len(self.report.truncations))
+        return (len(self.plan), counts.get("conflicts", 0), len(self.report.truncations))
 
     # -- one record -----------------------------------------------------------------------------
 
@@ -658,11 +698,7 @@ class Planner:
         person's value is a conflict, reported once, and replaced only when the config says so."""
         if not self.scope.has_rule(rule):
             return False  # out of scope: not written, and no conflict reported
-        verdict = self.ownership.judge(key, current, ours)
-        if verdict in ("conflict", "overwrite") and current in self.state.values_sent(system, record, key):
-            # crm-sync's own value from a send whose answer was lost: not a person's (a lost answer
-            # is settled after the plan, `_settle_unconfirmed`; until then the state lacks it).
-            verdict = "write"
+        verdict = self._verdict(system, record, key, current, ours)
         if verdict == "adopt":
             self.report.counts["adopted"] += 1
         if verdict in ("write", "adopt"):
@@ -670,6 +706,15 @@ class Planner:
         overwrite = verdict == "overwrite"
         self.conflicts.found(Conflict(system, record, key, value, current, rule, overwritten=overwrite))
         return overwrite
+
+    def _verdict(self, system: str, record: str, key: str, current: Any, ours: list[Any]) -> Verdict:
+        """`Ownership.judge`, knowing crm-sync's sends whose answers were lost."""
+        verdict = self.ownership.judge(key, current, ours)
+        if verdict in ("conflict", "overwrite") and current in self.state.values_sent(system, record, key):
+            # crm-sync's own value from a send whose answer was lost: not a person's (a lost answer
+            # is settled after the plan, `_settle_unconfirmed`; until then the state lacks it).
+            verdict = "write"
+        return verdict
 
     def _queue(self, write: PlannedWrite) -> None:
         """Plan `write`, if it is in the scope of the command."""
@@ -791,4 +836,19 @@ class Planner:
         self.state.record_errors(report.run_id, found)
         self.state.remember_malformed(report.run_id, iso(self.clock()), found)
         self.state.forget_fixed(records)
-        self.conflicts.save(close_unseen=records is None)
+        whole = records is None
+        self.conflicts.save(close_unseen=whole, held=self._held() if whole else None)
+
+    def _held(self) -> Callable[[str, str], bool]:
+        """Whether a record's judgement held in this plan (it was not judged, `sync.incremental`):
+        a lead the `LeadBook` held, or an account with a standing conflict that was not judged and
+        whose judgement the state keeps (one not judged and not kept left the mirror or is
+        malformed now: its conflicts close)."""
+        leads = self._leads_holding
+        unjudged = self.conflicts.records("vitally") - self._judged_conflicted
+        accounts = self.state.judged_accounts(unjudged) if unjudged else set()
+
+        def held(system: str, record: str) -> bool:
+            return record in (leads if system == "salesforce" else accounts if system == "vitally" else ())
+
+        return held

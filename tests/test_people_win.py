@@ -523,3 +523,96 @@ def test_a_lost_state_s_next_put_keeps_what_only_the_trait_knew(review: World, t
         fresh.close()
     assert [c for c in later.conflicts if c.field == "segment_account_review"] == []
     assert _traits(world, "acc_0001").get("segment_account_review") is None  # crm-sync's own, taken away
+
+
+# -- 8. a conflict held is no change: the record's judgement is kept -----------------------------
+
+
+def _open_conflicts(world: World) -> set[tuple[str, str, str]]:
+    return set(world.state.open_conflicts())
+
+
+def _full_cycle(world: World) -> CycleReport:
+    return run_cycle(world.config, world.state, world.vitally, world.salesforce, clock=_clock, now=NOW, full=True)
+
+
+def test_a_lead_whose_conflict_is_held_is_not_judged_again_and_its_conflict_stays_open(world: World) -> None:
+    """A rep keeps a demo request the triage reads as spam open. The conflict is reported once;
+    once it is held (the person's value unchanged), the lead's judgement is kept like any other
+    that plans nothing: later cycles neither parse nor judge it, and the conflict stays open.
+    (Before, a lead or account with a conflict was judged again at every cycle, forever: at 30,000
+    generated accounts, 63 leads a cycle, a fifth of an idle cycle's CPU.)"""
+    world.cycle()
+    [lead_id] = _web_to_lead(world, SPAM)
+    rep = world.config.pools["TAE", "US"].members[0].user_id
+    _person_patches_lead(world, lead_id, Status="Working - Contacted", OwnerId=rep)
+    key = ("salesforce", lead_id, "Status")
+    reported = world.cycle()
+    assert [(c.record, c.field) for c in reported.conflicts] == [(lead_id, "Status")]
+    held = world.cycle()
+    assert held.conflicts == [] and held.counts["conflicts_held"] == 1 and held.counts["leads_evaluated"] == 1
+    for _ in range(2):
+        quiet = world.cycle()
+        assert quiet.counts["leads_evaluated"] == 0 and quiet.counts["conflicts_held"] == 0
+        assert quiet.conflicts == [] and quiet.counts["conflicts_open"] == 1
+        assert key in _open_conflicts(world)
+    full = _full_cycle(world)  # judging everything finds the same conflict, still held
+    assert full.counts["leads_evaluated"] == 1 and full.counts["conflicts_held"] == 1 and full.conflicts == []
+    assert key in _open_conflicts(world)
+    [lead] = world.leads()
+    assert (lead["OwnerId"], lead["Status"]) == (rep, "Working - Contacted")
+
+    _person_patches_lead(world, lead_id, Status="Disqualified")  # the rep agrees after all
+    agreed = world.cycle()
+    assert agreed.counts["leads_evaluated"] == 1 and agreed.conflicts == []
+    assert key not in _open_conflicts(world)
+
+
+def test_an_account_whose_conflict_is_held_is_not_judged_again_and_its_conflict_stays_open(
+    self_serve: World,
+) -> None:
+    world = self_serve
+    world.cycle()
+    assert _traits(world, "acc_0001")["lifecycle_stage"] == "Self serve"
+    _person_puts_traits(world, "acc_0001", lifecycle_stage="Account review")  # a CSM's call
+    key = ("vitally", "acc_0001", "lifecycle_stage")
+    reported = world.cycle()
+    assert [(c.record, c.field) for c in reported.conflicts] == [("acc_0001", "lifecycle_stage")]
+    held = world.cycle()
+    assert held.conflicts == [] and held.counts["conflicts_held"] == 1 and held.counts["accounts_evaluated"] == 1
+    for _ in range(2):
+        quiet = world.cycle()
+        assert quiet.counts["accounts_evaluated"] == 0 and quiet.counts["accounts_not_judged"] == 1
+        assert quiet.conflicts == [] and quiet.counts["conflicts_open"] == 1
+        assert key in _open_conflicts(world)
+    assert _traits(world, "acc_0001")["lifecycle_stage"] == "Account review"
+
+    _person_puts_traits(world, "acc_0001", lifecycle_stage="Self serve")  # the CSM puts it back
+    agreed = world.cycle()
+    assert agreed.counts["accounts_evaluated"] == 1 and agreed.conflicts == []
+    assert key not in _open_conflicts(world)
+
+
+def test_an_account_s_rules_see_its_lead_as_the_person_keeps_it_not_as_crm_sync_wanted_it(
+    world: World,
+) -> None:
+    """The accounts' rules are shown each linked lead as this cycle's lead writes will leave it.
+    A lead the triage would close as spam, which a rep keeps open, stays open: the account is a
+    "New business lead" (an open lead), not "Self serve" as if the lead had been closed (found
+    with the held conflicts above: the accounts' view ignored a person's value, so the lead looked
+    changed at every cycle, and its account was planned as if crm-sync's verdict had gone through)."""
+    world.sandbox.load({"vitally": {"accounts": [vitally_account(1, id="acc_0001", mrr=300)]}})
+    world.cycle()
+    assert _traits(world, "acc_0001")["lifecycle_stage"] == "Self serve"
+    [lead_id] = _web_to_lead(world, {**SPAM, "Vitally_Account_Id__c": "acc_0001"})
+    rep = world.config.pools["TAE", "US"].members[0].user_id
+    _person_patches_lead(world, lead_id, Status="Working - Contacted", OwnerId=rep)
+    report = world.cycle()
+    assert ("Status", "Working - Contacted") in [(c.field, c.theirs) for c in report.conflicts]
+    assert _traits(world, "acc_0001")["lifecycle_stage"] == "New business lead"
+    for _ in range(2):
+        later = world.cycle()
+        assert list(later.plan) == [] and later.conflicts == []
+    assert _traits(world, "acc_0001")["lifecycle_stage"] == "New business lead"
+    full = _full_cycle(world)
+    assert list(full.plan) == [] and full.conflicts == []
