@@ -826,14 +826,16 @@ class StateDB:
         """Rows of (id, facts fingerprint, rules fingerprint, valid_from, valid_until, manager)."""
         self.db.conn.executemany("INSERT OR REPLACE INTO account_inputs VALUES (?, ?, ?, ?, ?, ?)", rows)
 
-    def judged_accounts(self, ids: Collection[str]) -> set[str]:
-        """Those of `ids` whose judgement the state keeps (`account_inputs`)."""
+    def judged_accounts(self, ids: Collection[str], rules: str) -> set[str]:
+        """Those of `ids` whose judgement the state keeps (`account_inputs`) under `rules`."""
         found: set[str] = set()
         listed = list(ids)
         for start in range(0, len(listed), 500):
             chunk = listed[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self.db.conn.execute(f"SELECT id FROM account_inputs WHERE id IN ({marks})", chunk)
+            rows = self.db.conn.execute(
+                f"SELECT id FROM account_inputs WHERE rules = ? AND id IN ({marks})", [rules, *chunk]
+            )
             found.update(str(account_id) for (account_id,) in rows)
         return found
 

@@ -188,6 +188,7 @@ class Planner:
         self._leads_holding = leads.holding
         self._plan_linked_leads(facts, decider, leads)
         book = Book.of(self.config, self.state, facts, self.now, full=full)
+        self._rules = book.rules
         waiting = self._plan_accounts(decider, book)
         self.state.save_member_load(waiting.managed_by_email)  # what an event's mini-cycle draws against
         owners = self._draw_owners(waiting, facts)
@@ -222,6 +223,7 @@ class Planner:
         # The records whose judgement held (not judged): their standing conflicts stay open (`_held`).
         self._leads_holding = frozenset[str]()
         self._judged_conflicted: set[str] = set()  # the accounts judged that had a conflict standing
+        self._rules = ""  # the rules' fingerprint of a whole plan's `Book`
         demo = self.config.policy.demo
         # A mini-cycle's few demo requests read their own verdicts, not every one kept.
         verdicts = None if demo.classifier == "llm" else Verdicts.of(self.state, demo, few=few)
@@ -746,6 +748,11 @@ class Planner:
                 self.conflicts.found(
                     Conflict(row.write.system, row.write.record, name, row.write.payload[name], theirs, row.write.rule)
                 )
+            if changed:
+                # Found here, not by judging the record: its judgement (kept if it planned nothing
+                # else) must not hold, or the conflict would stay open while it does (`_held`),
+                # although judging it again would not find it.
+                self._forget_judgement(row, current)
             if applied or row.write.op == "upsert_lead":
                 # The lead exists under our key: our upsert was applied, whatever a person did since.
                 self.state.mark_done([row.id], at)
@@ -760,6 +767,15 @@ class Planner:
                 self._drop(row, f"a person changed {', '.join(sorted(changed))} since it was planned", at)
             else:
                 self._drop(row, "not planned again: the rules no longer want it", at)
+
+    def _forget_judgement(self, row: OutboxRow, current: Mapping[str, Any]) -> None:
+        """The stored judgement of the record `row` writes: its account's, or its lead's."""
+        write = row.write
+        if write.system == "vitally":
+            self.state.forget_account_inputs([write.account or write.record])
+        else:
+            lead_id = current.get("Id")
+            self.state.forget_lead_inputs({write.record, *([lead_id] if isinstance(lead_id, str) else [])})
 
     def _rewritten_since(self, row: OutboxRow, traits: Mapping[str, Any]) -> bool:
         """Whether the account's `crm_sync_written` trait says crm-sync wrote another value of one
@@ -842,11 +858,13 @@ class Planner:
     def _held(self) -> Callable[[str, str], bool]:
         """Whether a record's judgement held in this plan (it was not judged, `sync.incremental`):
         a lead the `LeadBook` held, or an account with a standing conflict that was not judged and
-        whose judgement the state keeps (one not judged and not kept left the mirror or is
-        malformed now: its conflicts close)."""
+        whose judgement the state keeps under these rules (one not judged and not kept so left the
+        mirror, is malformed now, or could not be read under a changed config: its conflicts
+        close). A conflict found while settling earlier writes forgot its record's judgement
+        (`_forget_judgement`)."""
         leads = self._leads_holding
         unjudged = self.conflicts.records("vitally") - self._judged_conflicted
-        accounts = self.state.judged_accounts(unjudged) if unjudged else set()
+        accounts = self.state.judged_accounts(unjudged, self._rules) if unjudged else set()
 
         def held(system: str, record: str) -> bool:
             return record in (leads if system == "salesforce" else accounts if system == "vitally" else ())

@@ -616,3 +616,63 @@ def test_an_account_s_rules_see_its_lead_as_the_person_keeps_it_not_as_crm_sync_
     assert _traits(world, "acc_0001")["lifecycle_stage"] == "New business lead"
     full = _full_cycle(world)
     assert list(full.plan) == [] and full.conflicts == []
+
+
+def _account_review_write_pending_then_taken_back(world: World) -> None:
+    """crm-sync wants acc_0001 in Account review, its PUT fails and stays pending; a CSM says "not
+    in review" and the MRR falls back, so the rules no longer want the segment: the next cycle
+    finds the person's value while it settles the pending write (`Planner._settle_unconfirmed`),
+    not by judging the account."""
+    world.cycle()
+    with world.sandbox._lock:
+        world.sandbox._vitally.change_mrr("acc_0001", 2500)
+    world.sandbox.add_fault("status", method="PUT", path_prefix="/resources/accounts/acc_0001", status=503, count=200)
+    world.cycle()
+    world.sandbox.clear_faults()
+    assert world.state.pending_count() >= 1
+    _person_puts_traits(world, "acc_0001", segment_account_review=False)
+    with world.sandbox._lock:
+        world.sandbox._vitally.change_mrr("acc_0001", 300)
+    settled = world.cycle()
+    assert ("segment_account_review", False) in [(c.field, c.theirs) for c in settled.conflicts]
+
+
+def test_a_conflict_found_while_settling_closes_on_the_next_cycle_as_a_full_one_closes_it(
+    self_serve: World,
+) -> None:
+    # Found by a review of the held conflicts: the account had planned nothing else, so its
+    # judgement was kept, and the conflict stayed open for good while a full cycle closed it.
+    world = self_serve
+    _account_review_write_pending_then_taken_back(world)
+    key = ("vitally", "acc_0001", "segment_account_review")
+    assert key in _open_conflicts(world)
+    after = world.cycle()
+    assert after.counts["accounts_evaluated"] == 1 and key not in _open_conflicts(world)
+
+
+def test_a_conflict_found_while_settling_is_reported_again_when_the_rules_want_the_field_again(
+    self_serve: World,
+) -> None:
+    world = self_serve
+    _account_review_write_pending_then_taken_back(world)
+    world.cycle()
+    with world.sandbox._lock:
+        world.sandbox._vitally.change_mrr("acc_0001", 2500)  # the rules want the segment again; the CSM's False stands
+    again = world.cycle()
+    assert ("segment_account_review", False) in [(c.field, c.theirs) for c in again.conflicts]
+    assert _traits(world, "acc_0001")["segment_account_review"] is False
+
+
+def test_a_lead_conflict_found_while_settling_closes_on_the_next_cycle(world: World) -> None:
+    world.cycle()
+    [lead_id] = _web_to_lead(world, SPAM)
+    world.sandbox.add_fault("status", method="PATCH", path_prefix="/services", status=503, count=200)
+    world.cycle()  # the triage's spam verdict (Disqualified) waits in the outbox
+    world.sandbox.clear_faults()
+    assert lead_id in {row[0] for row in world.state.db.execute("SELECT record FROM outbox WHERE status = 'pending'")}
+    _person_patches_lead(world, lead_id, Status="Closed - Not Converted")  # a rep closes it: the triage lets go
+    world.cycle()
+    key = ("salesforce", lead_id, "Status")
+    assert key in _open_conflicts(world)
+    after = world.cycle()
+    assert after.counts["leads_evaluated"] == 1 and key not in _open_conflicts(world)
