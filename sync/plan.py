@@ -281,7 +281,8 @@ class Planner:
         `_plan_lead` plans them: a field is the first decision's to claim it, and a decision in
         which a person's value is left alone (a conflict, `sync.ownership`) or outside the scope
         changes none of its fields. No conflict is reported here (the leads' own pass does), and
-        no owner is drawn (the owner is no field the accounts' rules read)."""
+        no owner is drawn: the round robin draws after every account was judged, so the accounts'
+        rules see an inbound lead's owner as it is (crm-sync's computed fields are left out too)."""
         ours = partial(ours_in, self._last_salesforce, lead.id)
         claimed: set[str] = set()
         changed: dict[str, Any] = {}
