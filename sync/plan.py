@@ -88,6 +88,39 @@ _Ours = Callable[[str], list[Any]]  # field → the values crm-sync knows it wro
 
 # The rules say what they want as intents; sync/wire.py gives them the services' names. These two
 # functions are the only places the planner reads them.
+
+
+def _diff(
+    wants: Mapping[str, Any],
+    current: Mapping[str, Any],
+    claimed: set[str],
+    may_write: Callable[[str, Any, Any], bool],
+    computed: frozenset[str],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`Planner._changes`' diff: (the fields of `wants` to write, their current values). A field
+    another decision claimed first is skipped (and this one claims the rest); a field equal to
+    its current value needs nothing; one `may_write(name, value, current)` refuses holds the whole
+    decision (none of its fields), unless it is `computed` (crm-sync's alone)."""
+    fields: dict[str, Any] = {}
+    previous: dict[str, Any] = {}
+    held = False
+    for name, value in wants.items():
+        if name in claimed:
+            continue
+        claimed.add(name)
+        now_value = current.get(name)
+        if now_value == value:
+            continue
+        if name not in computed and not may_write(name, value, now_value):
+            held = True
+            continue
+        fields[name] = value
+        previous[name] = now_value
+    if held:
+        return {}, {}
+    return fields, previous
+
+
 def _lead_fields(decision: Decision) -> Mapping[str, Any]:
     return lead_fields(decision.lead)
 
@@ -288,24 +321,15 @@ class Planner:
         changed: dict[str, Any] = {}
         for decision in decisions:
             wants, _ = fit_lead_fields(lead.id, dict(_lead_fields(decision)))
-            fields: dict[str, Any] = {}
-            held = not self.scope.has_rule(decision.rule)
-            for name, value in wants.items():
-                if name in claimed:
-                    continue
-                claimed.add(name)
-                now_value = current.get(name)
-                if now_value == value:
-                    continue
-                if name in COMPUTED_LEAD_FIELDS:
-                    continue  # crm-sync's alone, and no field the accounts' rules read
-                if self._verdict("salesforce", lead.id, name, now_value, ours(name)) == "conflict":
-                    held = True
-                    continue
-                fields[name] = value
-            if not held:
-                changed.update(fields)
+            may_write = partial(self._linked_may_write, lead.id, ours, self.scope.has_rule(decision.rule))
+            fields, _ = _diff(wants, current, claimed, may_write, COMPUTED_LEAD_FIELDS)
+            # crm-sync's computed fields are its alone, and no field the accounts' rules read.
+            changed.update((name, value) for name, value in fields.items() if name not in COMPUTED_LEAD_FIELDS)
         return changed
+
+    def _linked_may_write(self, lead_id: str, ours: _Ours, in_scope: bool, name: str, value: Any, current: Any) -> bool:
+        """`_may_write` for the accounts' view of a lead: the same verdict, no conflict reported."""
+        return in_scope and self._verdict("salesforce", lead_id, name, current, ours(name)) != "conflict"
 
     def _plan_accounts(self, decider: Decider, book: Book) -> _Waiting:
         """Judge the accounts `book` says may have changed; the others would plan nothing again."""
@@ -675,24 +699,11 @@ class Planner:
         alone, none of its fields is written (the triage's spam verdict is the classification and
         the closed status together: a person's "sales" keeps the lead open too), as the last look
         drops a whole write a person overtook (`sync.freshness`)."""
-        fields: dict[str, Any] = {}
-        previous: dict[str, Any] = {}
-        held = False
-        for name, value in wants.items():
-            if name in claimed:
-                continue
-            claimed.add(name)
-            now_value = current.get(name)
-            if now_value == value:
-                continue
-            if name not in computed and not self._may_write(system, record, name, value, now_value, ours(name), rule):
-                held = True
-                continue
-            fields[name] = value
-            previous[name] = now_value
-        if held:
-            return {}, {}
-        return fields, previous
+
+        def may_write(name: str, value: Any, now_value: Any) -> bool:
+            return self._may_write(system, record, name, value, now_value, ours(name), rule)
+
+        return _diff(wants, current, claimed, may_write, computed)
 
     def _may_write(
         self, system: str, record: str, key: str, value: Any, current: Any, ours: list[Any], rule: str

@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -536,6 +536,31 @@ def _full_cycle(world: World) -> CycleReport:
     return run_cycle(world.config, world.state, world.vitally, world.salesforce, clock=_clock, now=NOW, full=True)
 
 
+def _reported_held_kept_then_closed(
+    world: World, key: tuple[str, str, str], judged: str, agree: Callable[[], None]
+) -> None:
+    """The conflict `key` a person's edit just made: reported by the next cycle and held by the one
+    after (its record judged in both: `judged` counts it), then its record not judged for two
+    cycles while the conflict stays open; a full cycle finds it held. Once the person `agree`s
+    (crm-sync's value back), the next cycle judges the record and closes the conflict."""
+    reported = world.cycle()
+    assert [(c.system, c.record, c.field) for c in reported.conflicts] == [key]
+    held = world.cycle()
+    assert held.conflicts == [] and held.counts["conflicts_held"] == 1 and held.counts[judged] == 1
+    for _ in range(2):
+        quiet = world.cycle()
+        assert quiet.counts[judged] == 0 and quiet.counts["conflicts_held"] == 0
+        assert quiet.conflicts == [] and quiet.counts["conflicts_open"] == 1
+        assert key in _open_conflicts(world)
+    full = _full_cycle(world)  # judging everything finds the same conflict, still held
+    assert full.counts[judged] == 1 and full.counts["conflicts_held"] == 1 and full.conflicts == []
+    assert key in _open_conflicts(world)
+    agree()
+    agreed = world.cycle()
+    assert agreed.counts[judged] == 1 and agreed.conflicts == []
+    assert key not in _open_conflicts(world)
+
+
 def test_a_lead_whose_conflict_is_held_is_not_judged_again_and_its_conflict_stays_open(world: World) -> None:
     """A rep keeps a demo request the triage reads as spam open. The conflict is reported once;
     once it is held (the person's value unchanged), the lead's judgement is kept like any other
@@ -546,26 +571,13 @@ def test_a_lead_whose_conflict_is_held_is_not_judged_again_and_its_conflict_stay
     [lead_id] = _web_to_lead(world, SPAM)
     rep = world.config.pools["TAE", "US"].members[0].user_id
     _person_patches_lead(world, lead_id, Status="Working - Contacted", OwnerId=rep)
-    key = ("salesforce", lead_id, "Status")
-    reported = world.cycle()
-    assert [(c.record, c.field) for c in reported.conflicts] == [(lead_id, "Status")]
-    held = world.cycle()
-    assert held.conflicts == [] and held.counts["conflicts_held"] == 1 and held.counts["leads_evaluated"] == 1
-    for _ in range(2):
-        quiet = world.cycle()
-        assert quiet.counts["leads_evaluated"] == 0 and quiet.counts["conflicts_held"] == 0
-        assert quiet.conflicts == [] and quiet.counts["conflicts_open"] == 1
-        assert key in _open_conflicts(world)
-    full = _full_cycle(world)  # judging everything finds the same conflict, still held
-    assert full.counts["leads_evaluated"] == 1 and full.counts["conflicts_held"] == 1 and full.conflicts == []
-    assert key in _open_conflicts(world)
-    [lead] = world.leads()
-    assert (lead["OwnerId"], lead["Status"]) == (rep, "Working - Contacted")
 
-    _person_patches_lead(world, lead_id, Status="Disqualified")  # the rep agrees after all
-    agreed = world.cycle()
-    assert agreed.counts["leads_evaluated"] == 1 and agreed.conflicts == []
-    assert key not in _open_conflicts(world)
+    def the_rep_agrees() -> None:
+        [lead] = world.leads()
+        assert (lead["OwnerId"], lead["Status"]) == (rep, "Working - Contacted")  # theirs until then
+        _person_patches_lead(world, lead_id, Status="Disqualified")
+
+    _reported_held_kept_then_closed(world, ("salesforce", lead_id, "Status"), "leads_evaluated", the_rep_agrees)
 
 
 def test_an_account_whose_conflict_is_held_is_not_judged_again_and_its_conflict_stays_open(
@@ -575,22 +587,13 @@ def test_an_account_whose_conflict_is_held_is_not_judged_again_and_its_conflict_
     world.cycle()
     assert _traits(world, "acc_0001")["lifecycle_stage"] == "Self serve"
     _person_puts_traits(world, "acc_0001", lifecycle_stage="Account review")  # a CSM's call
-    key = ("vitally", "acc_0001", "lifecycle_stage")
-    reported = world.cycle()
-    assert [(c.record, c.field) for c in reported.conflicts] == [("acc_0001", "lifecycle_stage")]
-    held = world.cycle()
-    assert held.conflicts == [] and held.counts["conflicts_held"] == 1 and held.counts["accounts_evaluated"] == 1
-    for _ in range(2):
-        quiet = world.cycle()
-        assert quiet.counts["accounts_evaluated"] == 0 and quiet.counts["accounts_not_judged"] == 1
-        assert quiet.conflicts == [] and quiet.counts["conflicts_open"] == 1
-        assert key in _open_conflicts(world)
-    assert _traits(world, "acc_0001")["lifecycle_stage"] == "Account review"
 
-    _person_puts_traits(world, "acc_0001", lifecycle_stage="Self serve")  # the CSM puts it back
-    agreed = world.cycle()
-    assert agreed.counts["accounts_evaluated"] == 1 and agreed.conflicts == []
-    assert key not in _open_conflicts(world)
+    def the_csm_puts_it_back() -> None:
+        assert _traits(world, "acc_0001")["lifecycle_stage"] == "Account review"  # theirs until then
+        _person_puts_traits(world, "acc_0001", lifecycle_stage="Self serve")
+
+    key = ("vitally", "acc_0001", "lifecycle_stage")
+    _reported_held_kept_then_closed(world, key, "accounts_evaluated", the_csm_puts_it_back)
 
 
 def test_an_account_s_rules_see_its_lead_as_the_person_keeps_it_not_as_crm_sync_wanted_it(
