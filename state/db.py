@@ -729,6 +729,28 @@ class StateDB:
     def mark_account_error(self, account_id: str, error: str) -> None:
         self.db.execute("UPDATE accounts SET error = ? WHERE id = ?", [error, account_id])
 
+    def recheck_malformed(self, parser: str) -> int:
+        """Clear the marks of the accounts a plan found malformed under other parse settings than
+        `parser` (`sync.accounts.parser_fingerprint`: a config edited since, another release) and
+        forget their judgements, so the plan that follows parses them again: it judges those the
+        change fixed and reports the others anew. A mark made at the read (no `parser`: a missing
+        `updatedAt`) stays until Vitally sends the account again. Reads the malformed accounts
+        only (a partial index); returns how many marks were cleared."""
+        ids = [
+            str(row[0])
+            for row in self.db.conn.execute(
+                "SELECT id FROM accounts WHERE coalesce(error, '') != '' AND json_valid(error) "
+                "AND json_type(error, '$.parser') = 'text' AND json_extract(error, '$.parser') != ?",
+                [parser],
+            )
+        ]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            self.db.conn.execute(f"UPDATE accounts SET error = NULL WHERE id IN ({marks})", chunk)
+            self.db.conn.execute(f"DELETE FROM account_inputs WHERE id IN ({marks})", chunk)
+        return len(ids)
+
     def iter_accounts(self, ids: Sequence[str] | None = None) -> Iterator[tuple[str, str, str | None, int | None]]:
         """(id, raw JSON, parse error or None, the run that last read it) for every mirrored
         account (of `ids` only, when given), streamed from the database in the mirror's order

@@ -89,6 +89,7 @@ __all__ = [
     "Book",
     "LeadBook",
     "clock_window",
+    "code_digest",
     "digest_of",
     "lead_inputs_fingerprint",
     "product_version",
@@ -127,7 +128,7 @@ def digest_of(value: Any) -> str:
 
 
 @cache
-def _code_digest() -> str:
+def code_digest() -> str:
     """The source of the code that decides and plans: a changed rule invalidates every judgement."""
     digest = hashlib.blake2b(digest_size=16)
     for package in _DECIDING_CODE:
@@ -141,7 +142,7 @@ def _code_digest() -> str:
 @cache
 def product_version() -> str:
     """The installed crm-sync's version ('unknown' when it is run from a bare source tree), read
-    once per process (as `_code_digest`: the code a process runs is the code it started with, even
+    once per process (as `code_digest`: the code a process runs is the code it started with, even
     if the package is upgraded under it); each cycle asks twice, and the metadata lookup is ~3 ms."""
     try:
         return version("crm-sync")
@@ -169,7 +170,7 @@ def rules_fingerprint(config: Config, now: datetime) -> str:
             config.on_conflict,
             config.on_first_sight,
             product_version(),
-            _code_digest(),
+            code_digest(),
         )
     )
 

@@ -46,7 +46,7 @@ from rules.context import LeadContext
 from rules.scoring import lead_score
 from state import LastWritten, OutboxRow, OwnerChoice, PlanLog, PlannedWrite, StateDB
 from sync import planned_writes as writes
-from sync.accounts import iter_accounts
+from sync.accounts import iter_accounts, parser_fingerprint
 from sync.config import Config
 from sync.decider import Decider, routing_winner
 from sync.facts import SalesforceFacts
@@ -209,6 +209,10 @@ class Planner:
     def _run(self) -> None:
         # A planning scope judges what it plans in full and teaches the next cycle nothing.
         full = self.full or self.scope.limited
+        # Accounts found malformed under other parse settings are parsed again (`sync.accounts`).
+        rechecked = self.state.recheck_malformed(parser_fingerprint(self.config))
+        if rechecked:
+            self.report.counts["malformed_rechecked"] = rechecked
         # Parse the linked leads when an account's context first needs them, unless every account
         # will be judged (a cold or `--full` cycle: one streamed read is cheaper then).
         facts = SalesforceFacts.load(

@@ -38,6 +38,7 @@ from rules.context import closed_statuses
 from rules.round_robin import charge
 from state import OwnerChoice, PlanLog, PlannedWrite, StateDB, write_key
 from state.writes import target_of
+from sync.accounts import malformed_mark, parser_fingerprint
 from sync.app import make_outlets, package_version
 from sync.apply import Applier
 from sync.config import Config
@@ -230,12 +231,13 @@ def _record_owner(config: Config, state: StateDB, draw: OwnerChoice, owners: Own
     return True
 
 
-def _malformed(state: StateDB, report: CycleReport, found: list[RecordError], at: str) -> None:
+def _malformed(config: Config, state: StateDB, report: CycleReport, found: list[RecordError], at: str) -> None:
     """The accounts this run read that the second look found malformed: reported, marked in the
     mirror and kept (`errors`), as a cycle would, so later cycles skip them quietly."""
     report.record_errors.extend(found)
+    parser = parser_fingerprint(config)
     for error in found:
-        state.mark_account_error(error.record_id, json.dumps({"field": error.field, "message": error.message}))
+        state.mark_account_error(error.record_id, malformed_mark(error, parser))
     rows = [
         {"system": e.system, "record": e.record_id, "field": e.field, "message": e.message}
         for e in report.record_errors
@@ -255,7 +257,7 @@ def _queue(
     inactive, unknown = unavailable_users(mirrored_users(state), config)
     owners = Owners(config, state, inactive, Counter(), run_id, at, unknown)
     with state.atomic():
-        _malformed(state, applied.cycle, fresh.malformed, at)
+        _malformed(config, state, applied.cycle, fresh.malformed, at)
         for planned in accepted:
             if planned.draw is not None and not _record_owner(config, state, planned.draw, owners):
                 holder = state.assignment(planned.draw.key)

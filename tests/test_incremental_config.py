@@ -8,6 +8,10 @@ fingerprint (`sync.incremental.rules_fingerprint`):
 - a judgement made by a clock in another UTC offset (`run --now 2026-11-23T00:30:00+02:00`, the
   rules' day the 23rd) held for a UTC cycle half an hour later (the rules' day the 22nd), as the
   stored day window covers that instant.
+
+And one found later (2026-12-07): an account read well-formed that an edit of `[vitally.traits]`
+makes unreadable was skipped by every later cycle without being reported, and stayed skipped
+after the edit was undone.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import pytest
 from connectors.vitally import VitallySettings
 from sandbox import Sandbox, generate_book
 from state import StateDB
+from sync.accounts import iter_accounts
 from sync.app import make_salesforce, make_vitally
 from sync.config import Config, example_against
 from sync.cycle import run_cycle
@@ -108,3 +113,54 @@ def test_a_judgement_made_in_another_utc_offset_does_not_hold_for_another_calend
         assert [(w["record"], w["rule"]) for w in incremental] == [(w["record"], w["rule"]) for w in full]
     assert rules_fingerprint(config, first) != rules_fingerprint(config, then)
     assert rules_fingerprint(config, then) == rules_fingerprint(config, then.astimezone(timezone(timedelta(0))))
+
+
+def test_accounts_a_config_edit_cannot_parse_are_reported_then_judged_again_once_it_is_undone() -> None:
+    """A RevOps engineer maps `employee_count` to the org's own `companySize` trait, which holds a
+    band as text ("51-200"): every account carrying it is malformed under the new config. They were
+    read well-formed cycles ago, and were skipped without a word (2026-12-07: only an account read
+    in the same cycle was reported). Now the next cycle reports each with its id and field and
+    keeps it (`crm-sync errors`), later cycles skip it quietly, and once the edit is undone the
+    accounts are parsed and judged again: the incremental plan is the full one."""
+    book = generate_book(200, seed=3, now=NOW, real_org=True)
+    accounts = book["vitally"]["accounts"]
+    sized = {a["id"] for a in accounts[::10] if isinstance(a.get("traits"), dict)}
+    for account in accounts:
+        if account["id"] in sized:
+            account["traits"]["companySize"] = "51-200"  # a custom trait, as Vitally returns traits
+    with Sandbox(book, now=NOW) as sandbox, tempfile.TemporaryDirectory() as tmp:
+        config = example_against(sandbox.url)
+        path = Path(tmp) / "state.db"
+        _settled(config, sandbox, path)
+        state = StateDB.open(path)
+        # The book's own malformed accounts, reported when they were read.
+        kept = {(r["record"], r["field"]) for r in state.malformed() if r["system"] == "vitally"}
+        edited = replace(
+            config,
+            vitally=replace(config.vitally, trait_keys={**config.vitally.trait_keys, "employee_count": "companySize"}),
+        )
+
+        first = _cycle(edited, state, sandbox, None)
+
+        reported = {(e.system, e.record_id, e.field) for e in first.record_errors}
+        assert {(s, r) for s, r, f in reported if f == "traits.companySize"} == {("vitally", i) for i in sized}
+        # The book's own, parsed again under the edit: the one malformed in `employee_count` is
+        # well-formed now (the trait is no longer read), the others are reported again.
+        still = {(r, f) for _, r, f in reported if f != "traits.companySize"}
+        assert still == {(r, f) for r, f in kept if f != "traits.employee_count"} and len(still) < len(kept)
+        assert not [w for w in first.plan if w.record in sized]
+        assert {(i, "traits.companySize") for i in sized} <= {(r["record"], r["field"]) for r in state.malformed()}
+
+        again = _cycle(edited, state, sandbox, None)
+
+        assert again.record_errors == [] and "malformed_rechecked" not in again.counts
+
+        undone = _cycle(config, state, sandbox, None)
+
+        assert undone.counts["malformed_rechecked"] == len(sized | {r for r, _ in still})
+        assert {(e.record_id, e.field) for e in undone.record_errors} == kept  # the book's own, still malformed
+        assert not sized & {r["record"] for r in state.malformed()}
+        assert sized <= {a.id for a in iter_accounts(state, config)}
+        state.close()
+        incremental, full, _ = _plans(config, path, sandbox)
+        assert incremental == full
