@@ -304,8 +304,14 @@ class Planner:
 
     def _plan_linked_leads(self, facts: SalesforceFacts, decider: Decider, leads: LeadBook) -> None:
         """Show the accounts' rules each linked lead as this cycle's lead writes will leave it (a
-        lead whose judgement holds would change nothing: `sync.incremental.LeadBook`)."""
+        lead whose judgement holds would change nothing: `sync.incremental.LeadBook`). A lead
+        deleted in Salesforce (crm-sync's own, kept marked) is never written to (`iter_leads`), so
+        this cycle leaves it as it is: it is not judged here either, or it would be at every cycle."""
+        counts = self.report.counts
         for lead in facts.linked_leads(skip=leads.holding):
+            if lead.is_deleted:
+                continue
+            counts["linked_leads_judged"] += 1
             decisions = [d for d in decider.lead(lead, full=False) if d.fired and _lead_fields(d)]
             current = (self.state.sf_raw("Lead", lead.id) or {}) if decisions else {}
             changed = self._lead_changes(lead, decisions, current)

@@ -202,3 +202,28 @@ def test_a_comparison_that_would_empty_much_of_the_mirror_is_reported_not_applie
     [notice] = [n for n in report.notices if n.startswith("Salesforce Lead:")]
     assert f"{len(hidden)} of the {len(state.sf_ids('Lead'))} mirrored records are no longer visible" in notice
     assert "reconcile_max_share = 0.2" in notice
+
+
+def test_a_deleted_lead_of_crm_sync_s_is_not_judged_again_by_the_cycles_after() -> None:
+    """The accounts' rules are shown each linked lead as the cycle will leave it, which takes
+    judging it (`linked_leads_judged`), unless its judgement holds. A lead crm-sync created that a
+    person deleted is never judged by the leads' own pass, so its judgement never held: before
+    2026-12-07 the accounts' view judged it at every cycle, for as long as the state kept it (a
+    cost of every idle cycle that grew with the leads people delete). It is never written to, so
+    its account sees it as it is: marked deleted, the person's "no"."""
+    account = first_routed()
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        config = sandbox_org_config(sandbox.url)
+        state = StateDB.memory()
+        cycle_at(config, state, NOW)
+        settled = [cycle_at(config, state, NOW + timedelta(minutes=m)) for m in (15, 30)]
+        assert settled[-1].counts["linked_leads_judged"] == 0  # every linked lead's judgement holds
+        lead = _delete_crm_sync_s_lead(sandbox, account)
+
+        after = [cycle_at(config, state, NOW + timedelta(minutes=m)) for m in (45, 60, 75)]
+        out = io.StringIO()
+        explain(config, state, account, NOW + timedelta(minutes=75), out, io.StringIO())
+
+    assert [r.counts["linked_leads_judged"] for r in after] == [0, 0, 0]
+    assert not [w for r in after for w in r.plan if w.record == lead["Id"]]
+    assert f"lead {lead['Id']} deleted in Salesforce" in out.getvalue()  # its account still sees it
