@@ -150,6 +150,16 @@ def _bdr_handoff(lead: Lead, policy: Policy) -> bool:
     )
 
 
+def _bdr_said_yes(lead: Lead, rule: str, policy: Policy) -> bool:
+    """A BDR's lead (routed by a `bdr.` trigger, or with a BDR LeadSource and no routing rule) its
+    owner qualified: the flowchart's "BDR → $20k+ potential? (Onboarding/BDR decides) → Yes →
+    TECHNICAL ACCOUNT EXECUTIVE" (new_business.bdr_qualified hands crm-sync's own to a TAE)."""
+    if rule.startswith("bdr.") or (not rule and in_picklist(lead.lead_source, policy.lifecycle.bdr_lead_sources)):
+        status = (lead.status or "").strip().casefold()
+        return any(status == s.strip().casefold() for s in policy.episodes.qualified_statuses)
+    return False
+
+
 def _lead_stage(lead: Lead, policy: Policy) -> str:
     """The flowchart's lead box of a lead: by the signal that made crm-sync create it
     (`Routing_Rule__c`: a new-business signal is a new business lead whatever its source), else by
@@ -161,6 +171,8 @@ def _lead_stage(lead: Lead, policy: Policy) -> str:
     waits for that routing (the same stage on both sides of the cycle that routes it)."""
     rules = policy.lifecycle
     rule = lead.routing_rule or ""
+    if _bdr_said_yes(lead, rule, policy):
+        return NEW_BUSINESS_LEAD
     if rule not in LEAD_TRIGGERS:
         for prefix, stage in (("product_led.", EXPANSION_LEAD), ("new_business.", NEW_BUSINESS_LEAD), ("bdr.", BDR)):
             if rule.startswith(prefix):

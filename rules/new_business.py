@@ -36,6 +36,7 @@ __all__ = [
     "STARTUP_CREDITS",
     "TRUST_CENTER",
     "ae_referral",
+    "bdr_handover",
     "bdr_qualified",
     "big_fish",
     "big_fish_candidate",
@@ -259,11 +260,68 @@ def campaign(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Dec
 
 
 def bdr_qualified(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
-    """An open, unowned outbound lead manually qualified by a BDR goes to a TAE."""
+    """An outbound lead manually qualified by a BDR goes to a TAE ("Outbound leads manually qualified
+    by BDRs", new business sales team; the flowchart's "BDR → $20k+ potential? (Onboarding/BDR
+    decides) → Yes → TECHNICAL ACCOUNT EXECUTIVE", lead-routing-and-scoring.md, accounts-overview.md).
+
+    Two ways a BDR says yes. A lead a person created with the BDRs' LeadSource, released to routing
+    (unowned, in a queue, or with an unrouted owner: `lead_source_decision`). And a lead crm-sync
+    created for the BDRs (its `Routing_Rule__c` a `bdr.` trigger, its owner drawn from the BDR pool)
+    that its BDR moved to a qualified status (`[rules.episodes] qualified_statuses`): handed over
+    (`bdr_handover`)."""
     routing = policy.routing
+    if lead.sync_key:
+        return bdr_handover(lead, policy)
     return lead_source_decision(
         "new_business.bdr_qualified", routing.bdr_qualified_source, lead, routing, closed_statuses(policy)
     )
+
+
+def _our_bdr_lead(lead: Lead) -> bool:
+    """Whether crm-sync created the lead for the BDRs (a `bdr.` trigger routed it)."""
+    return bool(lead.sync_key) and (lead.routing_rule or "").startswith("bdr.")
+
+
+def _qualified(lead: Lead, policy: Policy) -> bool:
+    status = (lead.status or "").strip().casefold()
+    return any(status == s.strip().casefold() for s in policy.episodes.qualified_statuses)
+
+
+def bdr_handover(lead: Lead, policy: Policy) -> Decision:
+    """A lead crm-sync created for the BDRs that its BDR qualified (status one of `[rules.episodes]
+    qualified_statuses`) goes to a TAE: the planner draws its owner from the TAE round robin and
+    writes it, with the reason, while the lead is still with the BDR crm-sync gave it (a person who
+    gave it another owner decided already: nothing is written). Its `Routing_Rule__c` stays the BDR
+    trigger's: the account's BDR episode is this lead, and a second BDR lead must not follow."""
+    rule = "new_business.bdr_qualified"
+    checks: list[Check] = []
+    if _our_bdr_lead(lead):
+        checks.append(Check("routing_rule", True, f"crm-sync's BDR lead (routed by {lead.routing_rule})"))
+    else:
+        by = lead.routing_rule or "no routing rule"
+        checks.append(Check("routing_rule", False, f"created by crm-sync ({by}), not for the BDRs"))
+    if lead.is_converted:
+        checks.append(Check("is_converted", False, "lead already converted"))
+    elif _qualified(lead, policy):
+        checks.append(Check("status", True, f"qualified by its BDR (status {lead.status})"))
+    else:
+        status = lead.status or "none"
+        ours = f"crm-sync's BDR lead (routed by {lead.routing_rule})" if _our_bdr_lead(lead) else "lead"
+        checks.append(
+            Check("status", False, f"{ours} not qualified by its BDR (status {status}): it stays with the BDR")
+        )
+    inputs: dict[str, object] = {
+        "routing_rule": lead.routing_rule,
+        "status": lead.status,
+        "is_converted": lead.is_converted,
+        "owner_id": lead.owner_id,
+        "sync_key": lead.sync_key,
+    }
+    passed, reason, unknown = summarise(checks)
+    if not passed:
+        return Decision(rule, lead.id, False, reason, inputs, unknown, team=TEAM)
+    intent = LeadIntent(routing_reason=f"{rule}: {reason} → a TAE")
+    return Decision(rule, lead.id, True, reason, inputs, team=TEAM, lead=intent)
 
 
 def _may_source(source: Callable[[RoutingPolicy], str]) -> Callable[[Lead, LeadContext, Policy, datetime], bool]:
@@ -294,9 +352,17 @@ ONBOARDING_REFERRAL_LEAD: LeadRule = Rule(
 )
 TRUST_CENTER: LeadRule = Rule("new_business.trust_center", trust_center, _may_source(lambda r: r.trust_center_source))
 CAMPAIGN: LeadRule = Rule("new_business.campaign", campaign, _may_source(lambda r: r.campaign_source))
-BDR_QUALIFIED: LeadRule = Rule(
-    "new_business.bdr_qualified", bdr_qualified, _may_source(lambda r: r.bdr_qualified_source)
-)
+_may_bdr_source = _may_source(lambda r: r.bdr_qualified_source)
+
+
+def _may_bdr_qualified(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> bool:
+    """A person's BDR lead released to routing, or crm-sync's own BDR lead in a qualified status."""
+    if lead.sync_key:
+        return _our_bdr_lead(lead) and not lead.is_converted and _qualified(lead, policy)
+    return _may_bdr_source(lead, ctx, policy, now)
+
+
+BDR_QUALIFIED: LeadRule = Rule("new_business.bdr_qualified", bdr_qualified, _may_bdr_qualified)
 
 
 def lead_source_decision(

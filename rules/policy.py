@@ -1038,7 +1038,8 @@ RULE_DOCS: Mapping[str, str] = {
         "An open, unowned inbound lead requesting Trust Center access that needs an NDA (its LeadSource) → a TAE."
     ),
     "new_business.campaign": "An open, unowned inbound lead from a campaign → a TAE.",
-    "new_business.bdr_qualified": "An open, unowned inbound lead a BDR qualified → a TAE.",
+    "new_business.bdr_qualified": "A lead a BDR qualified → a TAE: a person's BDR lead released to routing (open, "
+    "unowned), or crm-sync's own BDR lead its BDR moved to a qualified status (its owner drawn from the TAE pool).",
     "new_business.ae_referral": "An account in the AE referral segment → a TAE.",
     "bdr.closed_lost_unresponsive": "An opportunity closed lost as unresponsive 4-6 calendar months ago → the BDRs: "
     "trait `routing_reason`, a lead (LeadSource `BDR`).",

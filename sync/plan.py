@@ -43,6 +43,7 @@ from rules.allocation import owner_region
 from rules.base import REASON_TRAITS, reason_gist
 from rules.clock import Horizon, watching
 from rules.context import LeadContext
+from rules.new_business import BDR_QUALIFIED
 from rules.scoring import lead_score
 from state import LastWritten, OutboxRow, OwnerChoice, PlanLog, PlannedWrite, StateDB
 from sync import planned_writes as writes
@@ -119,6 +120,10 @@ def _diff(
     if held:
         return {}, {}
     return fields, previous
+
+
+# A BDR's yes on a lead crm-sync created for the BDRs: its owner drawn from the TAE round robin.
+BDR_HANDOVER = BDR_QUALIFIED.id
 
 
 def _lead_fields(decision: Decision) -> Mapping[str, Any]:
@@ -326,10 +331,12 @@ class Planner:
         changes none of its fields. No conflict is reported here (the leads' own pass does), and
         no owner is drawn: the round robin draws after every account was judged, so the accounts'
         rules see an inbound lead's owner as it is (crm-sync's computed fields are left out too)."""
-        ours = partial(ours_in, self._last_salesforce, lead.id)
+        ours = self._ours_lead(lead)
         claimed: set[str] = set()
         changed: dict[str, Any] = {}
         for decision in decisions:
+            if decision.rule == BDR_HANDOVER and lead.sync_key:
+                continue  # an owner and its reason, which no account rule reads
             wants, _ = fit_lead_fields(lead.id, dict(_lead_fields(decision)))
             may_write = partial(self._linked_may_write, lead.id, ours, self.scope.has_rule(decision.rule))
             fields, _ = _diff(wants, current, claimed, may_write, COMPUTED_LEAD_FIELDS)
@@ -615,7 +622,7 @@ class Planner:
         """Plan the lead's field writes; whether the round robin was asked for an owner."""
         claimed: set[str] = set()
         asked_owner = False
-        ours = partial(ours_in, self._last_salesforce, lead.id)
+        ours = self._ours_lead(lead)
         for decision in decisions:
             wants = dict(_lead_fields(decision)) if decision.fired else {}
             if not wants:
@@ -624,6 +631,8 @@ class Planner:
             asked_owner = asked_owner or owner is not None
             if owner is not None and owner.user_id is not None:
                 wants["OwnerId"] = owner.user_id
+            elif decision.rule == BDR_HANDOVER and lead.sync_key:
+                continue  # the handover is done, or a person's (`_handed_over`): its reason stays
             # Cut to the fields' lengths before the diff, or a long value would differ every cycle.
             wants, cut = fit_lead_fields(lead.id, wants)
             fields, previous = self._changes(
@@ -638,16 +647,31 @@ class Planner:
         return asked_owner
 
     def _inbound_owner(self, lead: Lead, decision: Decision, owners: Owners) -> OwnerChoice | None:
-        """The round robin's owner for an unowned inbound lead this decision routes."""
-        if decision.lead is None or decision.lead.routing_rule is None or not decision.team:
+        """The round robin's owner for an unowned inbound lead this decision routes, or for a lead
+        crm-sync created for the BDRs that its BDR qualified (`_handed_over`)."""
+        if decision.lead is None or not decision.team or not self.scope.has_rule(decision.rule):
             return None
+        if decision.lead.routing_rule is None:
+            return self._handed_over(lead, decision, owners)
         # Inbound leads wait unowned, in a queue or with an unrouted owner (the org's default lead
         # owner) until the round robin gives them an owner.
         if self.config.policy.routing.waiting_for_routing(lead.owner_id) is None:
             return None
-        if not self.scope.has_rule(decision.rule):
-            return None
         return owners.owner_for(lead.id, decision.team, self._inbound_region(lead))
+
+    def _handed_over(self, lead: Lead, decision: Decision, owners: Owners) -> OwnerChoice | None:
+        """A BDR's yes (`rules.new_business.bdr_handover`): the TAE the round robin draws for the
+        lead, while it is still with the BDR crm-sync gave it when it created it (or waits for
+        routing: no BDR was free). Once it has another owner (the TAE, or whoever a person chose)
+        the handover is done or a person's: no owner is asked, and the decision writes nothing."""
+        team = decision.team
+        if decision.rule != BDR_HANDOVER or not lead.sync_key or team is None:
+            return None
+        drawn = ours_in(self._last_salesforce, lead.sync_key, "OwnerId")
+        waiting = self.config.policy.routing.waiting_for_routing(lead.owner_id) is not None
+        if not waiting and lead.owner_id not in drawn:
+            return None
+        return owners.owner_for(lead.id, team, self._inbound_region(lead))
 
     def _inbound_region(self, lead: Lead) -> str:
         """The region of an inbound lead's pool: its country's; when it names none (unset, or text
@@ -682,6 +706,19 @@ class Planner:
             state_at=last.written_at,
             adopt=partial(self._adopt, account.id),
         )
+
+    def _ours_lead(self, lead: Lead) -> _Ours:
+        """What crm-sync knows it wrote to the lead's fields: under its Id, else, for a lead crm-sync
+        created, under its `Sync_Key__c` (the values it was created with: its owner, its routing)."""
+        last = self._last_salesforce
+        if not lead.sync_key:
+            return partial(ours_in, last, lead.id)
+        key = lead.sync_key
+
+        def ours(name: str) -> list[Any]:
+            return ours_in(last, lead.id, name) or ours_in(last, key, name)
+
+        return ours
 
     def _adopt(self, record: str, field: str, value: Any, at: str) -> None:
         """The account's trait says crm-sync wrote `value` to `field` at `at`, after what the state

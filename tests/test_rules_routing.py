@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -564,7 +565,9 @@ def test_lead_source_triggers_leave_crm_syncs_own_leads_alone(owner_id: str | No
     """A lead crm-sync created was routed, and its owner drawn, when it was created: when the round
     robin put it in a queue, routing it again by LeadSource would draw a second owner, and crm-sync's
     own BDR lead (LeadSource BDR, the BDR team's) would go to a TAE as "manually qualified by a BDR"
-    (lead-routing-and-scoring.md lists the BDR team's leads apart from those BDRs qualified)."""
+    (lead-routing-and-scoring.md lists the BDR team's leads apart from those BDRs qualified). Only
+    its BDR's qualified status hands it to a TAE (tests/test_bdr_handover.py), without a new
+    `Routing_Rule__c`."""
     ours = lead(
         lead_source="BDR",
         owner_id=owner_id,
@@ -577,8 +580,14 @@ def test_lead_source_triggers_leave_crm_syncs_own_leads_alone(owner_id: str | No
         decision = next(d for d in decisions if d.rule == "new_business.bdr_qualified")
         assert not decision.fired
         assert decision.reason == (
-            "created by crm-sync (Sync_Key__c crm-sync-acc-1-1), routed by bdr.closed_lost_unresponsive then"
+            "crm-sync's BDR lead (routed by bdr.closed_lost_unresponsive) not qualified by its BDR (status Open): "
+            "it stays with the BDR"
         )
+    qualified = replace(ours, status="Qualified")
+    winner, _ = route_lead(qualified, LeadContext(), POLICY, NOW, fast=fast)
+    assert winner is not None and winner.rule == "new_business.bdr_qualified" and winner.team == "TAE"
+    assert winner.lead is not None and winner.lead.routing_rule is None  # the BDR episode keeps its rule
+    assert "qualified by its BDR (status Qualified)" in winner.reason
     # The same lead created by a person (no Sync_Key__c) is a BDR-qualified lead waiting for a TAE.
     theirs = lead(lead_source="BDR", owner_id=owner_id, routing_rule="bdr.closed_lost_unresponsive")
     winner, _ = route_lead(theirs, LeadContext(), POLICY, NOW, fast=fast)

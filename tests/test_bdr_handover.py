@@ -1,0 +1,155 @@
+"""A BDR's yes hands the lead to a TAE (lead-routing-and-scoring.md: "Outbound leads manually
+qualified by BDRs" are the new business sales team's; accounts-overview.md: "BDR → $20k+ potential?
+(Onboarding/BDR decides) → Yes → TECHNICAL ACCOUNT EXECUTIVE").
+
+crm-sync creates the BDRs' leads itself (`bdr.low_usage`, `bdr.closed_lost_unresponsive`), each
+owned by a BDR its round robin drew. Before 2026-12-07 such a lead stayed with the BDR for good:
+`new_business.bdr_qualified` took only a person's BDR lead released to a queue, never crm-sync's
+own, and never read the status. Now the BDR's qualified status (`[rules.episodes]
+qualified_statuses`) hands it over: its owner drawn from the TAE round robin, once, its
+`Routing_Rule__c` left the BDR trigger's (the account's BDR episode is this lead: no second BDR lead
+follows), the account's stage a new business lead. A person's choice of owner stands: a lead a
+person gave another owner is not handed over, and a TAE passing it on is not undone.
+
+Each scenario runs real cycles against the in-process sandbox (the real HTTP server); a person's
+edits go through the sObject API (PATCH /sobjects/Lead/{id}), as Salesforce takes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from real_org_world import NOW, cycle_at, real_org_book
+from support import person_sets_lead, sandbox_org_config
+
+from sandbox import Sandbox, SandboxConfig
+from state import StateDB
+from sync.config import Config
+from sync.vocabulary import CycleReport
+
+RULE = "new_business.bdr_qualified"
+
+
+@dataclass
+class World:
+    sandbox: Sandbox
+    config: Config
+    state: StateDB
+    account: str
+    lead: dict[str, Any]
+    minutes: int = 0
+
+    def cycle(self) -> CycleReport:
+        self.minutes += 15
+        return cycle_at(self.config, self.state, NOW + timedelta(minutes=self.minutes))
+
+    def now(self) -> dict[str, Any]:
+        return next(lead for lead in self.sandbox.state()["salesforce"]["Lead"] if lead["Id"] == self.lead["Id"])
+
+    def members(self, team: str) -> set[str]:
+        return {m.user_id for (t, _), pool in self.config.pools.items() if t == team for m in pool.members}
+
+    def stage(self) -> Any:
+        account = next(a for a in self.sandbox.state()["vitally"]["accounts"] if a["id"] == self.account)
+        return account["traits"].get("lifecycle_stage")
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    """The real-org book after its first cycles: a BDR lead crm-sync created, with a BDR owner."""
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        config = sandbox_org_config(sandbox.url)
+        state = StateDB.memory()
+        first = cycle_at(config, state, NOW)
+        created = sorted(
+            (str(w.account), w.fields)
+            for w in first.plan
+            if w.op == "upsert_lead" and str(w.fields.get("Routing_Rule__c", "")).startswith("bdr.")
+        )
+        assert created, "the book routes some accounts to the BDRs"
+        account = created[0][0]
+        lead = next(
+            lead
+            for lead in sandbox.state()["salesforce"]["Lead"]
+            if (lead.get("Sync_Key__c") or "").startswith(f"crm-sync-{account}-")
+        )
+        world = World(sandbox, config, state, account, dict(lead))
+        for _ in range(2):
+            world.cycle()
+        assert world.now()["OwnerId"] in world.members("BDR")
+        yield world
+
+
+def _writes_to(report: CycleReport, record: str) -> list[Any]:
+    return [w for w in report.plan if w.record == record]
+
+
+def test_a_bdr_lead_its_bdr_qualified_goes_to_a_tae_once(world: World) -> None:
+    lead_id, bdr = world.lead["Id"], world.lead["OwnerId"]
+    assert world.stage() == "BDR"
+    person_sets_lead(world.sandbox.url, lead_id, Status="Qualified")  # the BDR's yes
+
+    handed = world.cycle()
+
+    (write,) = _writes_to(handed, lead_id)
+    assert write.rule == RULE and write.previous["OwnerId"] == bdr
+    tae = write.fields["OwnerId"]
+    assert tae in world.members("TAE")
+    assert write.fields["Routing_Reason__c"].startswith(f"{RULE}: ")
+    assert "Routing_Rule__c" not in write.fields
+    after = world.now()
+    assert after["OwnerId"] == tae and after["Routing_Rule__c"] == world.lead["Routing_Rule__c"]
+    assert handed.conflicts == []
+    assert not [w for w in handed.plan if w.op == "upsert_lead" and w.account == world.account]
+
+    later = [world.cycle() for _ in range(3)]
+
+    assert world.stage() == "New business lead"
+    assert [_writes_to(r, lead_id) for r in later] == [[], [], []]
+    assert not [w for r in later for w in r.plan if w.op == "upsert_lead" and w.account == world.account]
+    assert world.state.assignment(lead_id) is not None  # drawn once, remembered
+    assert len([w for r in [handed, *later] for w in r.plan if w.fields.get("OwnerId") == tae]) == 1
+
+
+def test_a_tae_passing_the_lead_on_is_not_undone(world: World) -> None:
+    lead_id = world.lead["Id"]
+    person_sets_lead(world.sandbox.url, lead_id, Status="Qualified")
+    world.cycle()
+    other = sorted(world.members("TAE") - {world.now()["OwnerId"]})[0]
+    person_sets_lead(world.sandbox.url, lead_id, OwnerId=other)  # the TAE hands it to a colleague
+
+    after = [world.cycle() for _ in range(2)]
+
+    assert world.now()["OwnerId"] == other
+    assert [_writes_to(r, lead_id) for r in after] == [[], []]
+    assert [c for r in after for c in r.conflicts] == []
+
+
+def test_a_lead_a_person_gave_another_owner_is_not_handed_over(world: World) -> None:
+    lead_id, bdr = world.lead["Id"], world.lead["OwnerId"]
+    colleague = sorted(world.members("BDR") - {bdr})[0]
+    person_sets_lead(world.sandbox.url, lead_id, OwnerId=colleague)  # a BDR passes it to a colleague
+    world.cycle()
+    person_sets_lead(world.sandbox.url, lead_id, Status="Qualified")
+
+    after = [world.cycle() for _ in range(2)]
+
+    assert world.now()["OwnerId"] == colleague
+    assert [_writes_to(r, lead_id) for r in after] == [[], []]
+    assert [c for r in after for c in r.conflicts] == []
+    assert world.state.assignment(lead_id) is None  # no TAE drawn for it
+
+
+def test_a_bdr_lead_worked_but_not_qualified_stays_with_its_bdr(world: World) -> None:
+    lead_id, bdr = world.lead["Id"], world.lead["OwnerId"]
+    person_sets_lead(world.sandbox.url, lead_id, Status="Working - Contacted")
+
+    after = [world.cycle() for _ in range(2)]
+
+    assert world.now()["OwnerId"] == bdr
+    assert [_writes_to(r, lead_id) for r in after] == [[], []]
+    assert world.stage() == "BDR"
