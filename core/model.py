@@ -181,6 +181,10 @@ class Lead:
     # Not a Salesforce field: set on the surviving lead as an account's context shows it
     # (`sync.facts`), the Id of crm-sync's lead for that account merged into it.
     merged_from: str | None = None
+    # Not a Salesforce field: the SystemModstamp of the first version crm-sync read with the lead's
+    # current Status (`core.records.STATUS_SINCE`, kept by `sync.ingest`): when a person moved it
+    # there, as near as crm-sync saw it, which a later edit of another field does not move.
+    status_since: datetime | None = None
 
 
 @dataclass(frozen=True)

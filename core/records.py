@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_KEY_ROLE_LABELS",
     "DEFAULT_OWNER_FIELDS",
     "DEFAULT_TRAIT_KEYS",
+    "STATUS_SINCE",
     "account_json_parser",
     "parse_account",
     "parse_account_json",
@@ -576,6 +577,13 @@ def _sf_id(raw: Mapping[str, Any], obj: str) -> str:
     return record_id
 
 
+# The key crm-sync adds to a Lead record it mirrors (`sync.ingest`): the SystemModstamp of the first
+# version it read with the lead's current Status. Salesforce keeps no date of a status change (Field
+# History Tracking aside), and SystemModstamp moves with every later edit of any field: a marketing
+# tool touching a disqualified lead would restart its cool-off.
+STATUS_SINCE = "crm_sync_status_since"
+
+
 def parse_lead(raw: Mapping[str, Any]) -> Lead:
     """A Salesforce Lead record → `Lead`. Its country is `CountryCode` (the ISO code an org with
     State and Country/Territory picklists keeps) when set, else `Country` (a name or a code)."""
@@ -613,7 +621,19 @@ def parse_lead(raw: Mapping[str, Any]) -> Lead:
         converted_opportunity_id=_sf_get(raw, "Lead", "ConvertedOpportunityId", _text),
         is_deleted=bool(_sf_get(raw, "Lead", "IsDeleted", _bool)),
         master_record_id=_optional_text(raw.get("MasterRecordId")),
+        status_since=_status_since(raw.get(STATUS_SINCE)),
     )
+
+
+def _status_since(value: object) -> datetime | None:
+    """crm-sync's own note of when the lead's status was first seen (None when it has none or it
+    does not read: never an error of the record's, which Salesforce sent without it)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_timestamp(value)
+    except (RecordError, ValueError):
+        return None
 
 
 def _sf_id_and_stamp(raw: Mapping[str, Any], obj: str) -> str:

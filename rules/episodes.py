@@ -145,6 +145,12 @@ def _created(lead: Lead) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
+def _status_day(lead: Lead) -> datetime:
+    """When the lead was moved to its status, as near as crm-sync knows: the first version it read
+    with it (`Lead.status_since`), else its last change (a lead mirrored before crm-sync kept that)."""
+    return lead.status_since or lead.system_modstamp
+
+
 def lead_episode(lead: Lead, family: Family, ctx: AccountContext, policy: Policy) -> Episode:
     """The episode one lead is in, from its status, conversion and owner."""
     converted, disqualified, nurturing, qualified, working = _statuses(policy.episodes)
@@ -172,7 +178,7 @@ def lead_episode(lead: Lead, family: Family, ctx: AccountContext, policy: Policy
     )
     for statuses, state in states:
         if status in statuses:
-            since = _day(lead.system_modstamp) if state == "disqualified" else _day(_created(lead))
+            since = _day(_status_day(lead)) if state == "disqualified" else _day(_created(lead))
             return Episode(family, state, lead, since, f"{named} status {shown}", ours)
     if status in working:
         return Episode(family, "working", lead, _day(_created(lead)), f"{named} status {shown}", ours)

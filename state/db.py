@@ -26,6 +26,7 @@ import sqlite_utils
 
 from core.decoding import decode_stored
 from core.errors import SyncError
+from core.records import STATUS_SINCE
 from core.safe_json import finite_json_line, json_encoder, json_line
 from core.triage import LABELS, Remembered, Triage
 from state.events import INBOX_SUFFIX, EventSource, QueuedEvents, connect_inbox, inbox_path
@@ -938,6 +939,21 @@ class StateDB:
     def sf_versions(self, sobject: str, ids: Iterable[str] | None = None) -> dict[str, str]:
         """Record id → the SystemModstamp we hold, for these ids of `sobject` (all when None)."""
         return self._versions("SELECT id, modstamp FROM sf_records WHERE object = ?", [sobject], ids)
+
+    def lead_statuses(self, ids: Iterable[str]) -> dict[str, tuple[Any, Any]]:
+        """Lead id → (its `Status`, crm-sync's note of since when: `core.records.STATUS_SINCE`) as
+        the mirror holds it, for those of `ids` it holds readable."""
+        found: dict[str, tuple[Any, Any]] = {}
+        wanted = list(ids)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = self.db.conn.execute(
+                "SELECT id, json_extract(raw, '$.Status'), json_extract(raw, '$.' || ?) FROM sf_records "
+                f"WHERE object = 'Lead' AND id IN ({','.join('?' * len(chunk))}) AND json_valid(raw)",
+                [STATUS_SINCE, *chunk],
+            )
+            found.update((str(record_id), (status, since)) for record_id, status, since in rows)
+        return found
 
     def sf_holds(self, sobject: str, raws: Mapping[str, str]) -> set[str]:
         """The ids among `raws` (id → a record's raw JSON text) whose mirrored record is that very

@@ -672,8 +672,9 @@ class SalesforceFacts:
             self._disqualified_rows[key] = self._disqualified_rows.get(key, b"") + _link(lead.id, digest)
         if dropped_as_spam(lead):
             return
-        # Salesforce keeps no disqualification date on a Lead; its last change is the best proxy.
-        day = lead.system_modstamp.date()
+        # Salesforce keeps no disqualification date on a Lead: the first version crm-sync read with
+        # this status is the best proxy (`Lead.status_since`), else its last change.
+        day = (lead.status_since or lead.system_modstamp).date()
         self._disqualified_by_company[key] = max(day, self._disqualified_by_company.get(key, day))
 
     def _parse_disqualified(self, key: str) -> None:

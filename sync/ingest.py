@@ -18,7 +18,7 @@ from connectors.base import SalesforcePort, VitallyPort
 from connectors.salesforce import SalesforceSettings
 from core.decoding import Unreadable, json_text
 from core.errors import RecordError
-from core.records import parse_lead, parse_opportunity, parse_sf_account, parse_timestamp, parse_user
+from core.records import STATUS_SINCE, parse_lead, parse_opportunity, parse_sf_account, parse_timestamp, parse_user
 from core.safe_json import json_encoder
 from state import StateDB
 from sync.vocabulary import PAGE, CycleReport, Hooks, detached, iso
@@ -396,6 +396,7 @@ class _Reader:
     def _store_sf(self, sobject: str, page: list[dict[str, Any] | Unreadable], newest: str | None) -> str | None:
         """Mirror one page of `sobject`; returns the newest readable SystemModstamp so far."""
         page = self._storable(f"salesforce {sobject}", page, "Id", "SystemModstamp")
+        page = self._status_since(sobject, page)
         held = self.state.sf_versions(sobject, (str(_sf_id(raw)) for raw in page))
         # SystemModstamp has one-second precision: a record changed twice within a second, read in
         # between, comes back under the stamp the mirror holds. Only a record whose content is
@@ -448,6 +449,27 @@ class _Reader:
         if merges is not None:
             merges(page)
         return newest
+
+    def _status_since(self, sobject: str, page: list[dict[str, Any] | Unreadable]) -> list[dict[str, Any] | Unreadable]:
+        """For Leads, each lead of `page` with crm-sync's note of since when it holds its `Status`
+        (`core.records.STATUS_SINCE`): kept from the mirror while the status is the one it holds,
+        else this version's SystemModstamp (a status changed, or a lead first seen). Salesforce
+        keeps no such date, and SystemModstamp moves with any later edit (a marketing tool's, an
+        enrichment's): read from it, a lead disqualified months ago and touched since would look
+        disqualified yesterday, and its account's cool-off would start again (`rules.episodes`).
+        The note is part of the record as mirrored, so a version read again is still the same."""
+        if sobject != "Lead":
+            return page
+        ids = [str(raw.get("Id")) for raw in page if isinstance(raw, dict)]
+        known = self.state.lead_statuses(ids) if ids else {}
+        noted: list[dict[str, Any] | Unreadable] = []
+        for raw in page:
+            if isinstance(raw, dict):
+                status, since = known.get(str(raw.get("Id")), (None, None))
+                held = since is not None and str(raw.get("Id")) in known and status == raw.get("Status")
+                raw = {**raw, STATUS_SINCE: since if held else raw.get("SystemModstamp")}
+            noted.append(raw)
+        return noted
 
     def _merges(self, page: list[dict[str, Any] | Unreadable]) -> None:
         """Which lead each lead of `page` merged away lives on in (`MasterRecordId`), for

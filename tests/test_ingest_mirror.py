@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.decoding import Unreadable, decode_page
+from core.records import STATUS_SINCE
 from state import StateDB
 from sync.ingest import SF_OBJECTS, ingest
 from sync.vocabulary import CycleReport, Hooks
@@ -105,9 +106,11 @@ def test_a_lead_changed_again_within_the_same_second_is_mirrored_changed() -> No
     _read(state, salesforce)
 
     assert (state.sf_raw("Lead", lead["Id"]) or {})["LastName"] == "Renamed"
-    # What tells the look-back's unchanged repeat from a change under the same stamp: the content.
-    assert state.sf_holds("Lead", {lead["Id"]: json.dumps({**lead, "LastName": "Renamed"})}) == {lead["Id"]}
-    assert state.sf_holds("Lead", {lead["Id"]: json.dumps(lead)}) == set()
+    # What tells the look-back's unchanged repeat from a change under the same stamp: the content
+    # (as mirrored: with crm-sync's note of since when the lead holds its status).
+    renamed = {**lead, "LastName": "Renamed", STATUS_SINCE: stamp}
+    assert state.sf_holds("Lead", {lead["Id"]: json.dumps(renamed)}) == {lead["Id"]}
+    assert state.sf_holds("Lead", {lead["Id"]: json.dumps({**lead, STATUS_SINCE: stamp})}) == set()
 
 
 def test_a_record_whose_id_is_not_valid_text_is_reported_and_the_read_goes_on() -> None:

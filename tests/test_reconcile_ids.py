@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.decoding import Unreadable
+from core.records import STATUS_SINCE
 from state import StateDB
 from sync.ingest import SF_OBJECTS, ingest
 from sync.vocabulary import CycleReport, Hooks, iso
@@ -99,7 +100,8 @@ def test_a_record_out_of_sight_for_a_day_is_mirrored_again_when_it_is_back() -> 
     _a_day_later(salesforce, days=2)
     report = _read(state, salesforce)
 
-    assert state.sf_raw("Lead", leads[0]["Id"]) == leads[0]
+    # As Salesforce sent it, with crm-sync's note of since when it holds its status (first seen).
+    assert state.sf_raw("Lead", leads[0]["Id"]) == {**leads[0], STATUS_SINCE: leads[0]["SystemModstamp"]}
     assert report.counts["sf_lead_read"] == 1
 
 
