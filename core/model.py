@@ -170,6 +170,7 @@ class Lead:
     lead_score: float | None = None
     sync_key: str | None = None
     routing_rule: str | None = None
+    routing_reason: str | None = None
     classification: str | None = None
     converted_date: date | None = None
     converted_opportunity_id: str | None = None

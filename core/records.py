@@ -616,6 +616,7 @@ def parse_lead(raw: Mapping[str, Any]) -> Lead:
         lead_score=_sf_get(raw, "Lead", "Lead_Score__c", _number),
         sync_key=_sf_get(raw, "Lead", "Sync_Key__c", _text),
         routing_rule=_sf_get(raw, "Lead", "Routing_Rule__c", _text),
+        routing_reason=_sf_get(raw, "Lead", "Routing_Reason__c", _text),
         classification=_sf_get(raw, "Lead", "Classification__c", _text),
         converted_date=_sf_get(raw, "Lead", "ConvertedDate", _date),
         converted_opportunity_id=_sf_get(raw, "Lead", "ConvertedOpportunityId", _text),

@@ -150,14 +150,14 @@ def _bdr_handoff(lead: Lead, policy: Policy) -> bool:
     )
 
 
-def _bdr_said_yes(lead: Lead, rule: str, policy: Policy) -> bool:
-    """A BDR's lead (routed by a `bdr.` trigger, or with a BDR LeadSource and no routing rule) its
-    owner qualified: the flowchart's "BDR → $20k+ potential? (Onboarding/BDR decides) → Yes →
-    TECHNICAL ACCOUNT EXECUTIVE" (new_business.bdr_qualified hands crm-sync's own to a TAE)."""
-    if rule.startswith("bdr.") or (not rule and in_picklist(lead.lead_source, policy.lifecycle.bdr_lead_sources)):
-        status = (lead.status or "").strip().casefold()
-        return any(status == s.strip().casefold() for s in policy.episodes.qualified_statuses)
-    return False
+def _bdr_said_yes(lead: Lead, rule: str) -> bool:
+    """crm-sync's BDR lead handed to a TAE after its BDR qualified it (the flowchart's "BDR → $20k+
+    potential? (Onboarding/BDR decides) → Yes → TECHNICAL ACCOUNT EXECUTIVE"): its
+    `Routing_Reason__c` is new_business.bdr_qualified's, written with the TAE owner (its
+    `Routing_Rule__c` stays the BDR trigger's). Read from the handover, not from the status: the
+    TAE working or nurturing the lead does not make it a BDR's again. The account sees it from the
+    cycle after the one that hands it over."""
+    return rule.startswith("bdr.") and (lead.routing_reason or "").startswith(f"{_BDR_QUALIFIED}:")
 
 
 def _lead_stage(lead: Lead, policy: Policy) -> str:
@@ -171,7 +171,7 @@ def _lead_stage(lead: Lead, policy: Policy) -> str:
     waits for that routing (the same stage on both sides of the cycle that routes it)."""
     rules = policy.lifecycle
     rule = lead.routing_rule or ""
-    if _bdr_said_yes(lead, rule, policy):
+    if _bdr_said_yes(lead, rule):
         return NEW_BUSINESS_LEAD
     if rule not in LEAD_TRIGGERS:
         for prefix, stage in (("product_led.", EXPANSION_LEAD), ("new_business.", NEW_BUSINESS_LEAD), ("bdr.", BDR)):

@@ -153,7 +153,8 @@ def product_version() -> str:
 def rules_fingerprint(config: Config, now: datetime) -> str:
     """Everything of the config and product an account's plan depends on besides its own records
     and the clock's instant (never a secret: the services' settings are left out): the key roles
-    and owner fields an account is parsed with, as its traits; and the UTC offset of the rules'
+    and owner fields an account is parsed with, as its traits; the round-robin pools (which
+    inbound lead an owner can be drawn for); and the UTC offset of the rules'
     clock `now`, which decides the calendar day the rules read (a judgement made at 00:30+02:00,
     the 23rd, does not hold at 23:00Z the 22nd, although its day window covers that instant)."""
     vitally = config.vitally
@@ -169,6 +170,7 @@ def rules_fingerprint(config: Config, now: datetime) -> str:
             str(now.utcoffset()),
             config.on_conflict,
             config.on_first_sight,
+            sorted(config.pools.items()),
             product_version(),
             code_digest(),
         )

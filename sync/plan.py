@@ -632,7 +632,7 @@ class Planner:
             if owner is not None and owner.user_id is not None:
                 wants["OwnerId"] = owner.user_id
             elif decision.rule == BDR_HANDOVER and lead.sync_key:
-                continue  # the handover is done, or a person's (`_handed_over`): its reason stays
+                continue  # not due, or no TAE to draw (no pool): the lead stays, its reason too
             # Cut to the fields' lengths before the diff, or a long value would differ every cycle.
             wants, cut = fit_lead_fields(lead.id, wants)
             fields, previous = self._changes(
@@ -661,17 +661,24 @@ class Planner:
 
     def _handed_over(self, lead: Lead, decision: Decision, owners: Owners) -> OwnerChoice | None:
         """A BDR's yes (`rules.new_business.bdr_handover`): the TAE the round robin draws for the
-        lead, while it is still with the BDR crm-sync gave it when it created it (or waits for
-        routing: no BDR was free). Once it has another owner (the TAE, or whoever a person chose)
-        the handover is done or a person's: no owner is asked, and the decision writes nothing."""
+        lead, while the handover is due (`_handover_due`)."""
         team = decision.team
-        if decision.rule != BDR_HANDOVER or not lead.sync_key or team is None:
-            return None
-        drawn = ours_in(self._last_salesforce, lead.sync_key, "OwnerId")
-        waiting = self.config.policy.routing.waiting_for_routing(lead.owner_id) is not None
-        if not waiting and lead.owner_id not in drawn:
+        if team is None or not self._handover_due(lead, decision):
             return None
         return owners.owner_for(lead.id, team, self._inbound_region(lead))
+
+    def _handover_due(self, lead: Lead, decision: Decision) -> bool:
+        """Whether a BDR's yes on crm-sync's own BDR lead is still to be carried out: the lead is
+        still with the owner crm-sync gave it when it created it (its BDR, or the BDR pool's
+        fallback queue), and crm-sync has not written it an owner since. A lead whose owner a
+        person changed (passed to a colleague, dropped in a queue, claimed from the queue, handed
+        back by the TAE) is theirs: no owner is drawn and the decision writes nothing."""
+        if decision.rule != BDR_HANDOVER or not lead.sync_key:
+            return False
+        last = self._last_salesforce
+        if ours_in(last, lead.id, "OwnerId"):
+            return False  # handed over already: who has it now is people's business
+        return lead.owner_id in ours_in(last, lead.sync_key, "OwnerId")
 
     def _inbound_region(self, lead: Lead) -> str:
         """The region of an inbound lead's pool: its country's; when it names none (unset, or text

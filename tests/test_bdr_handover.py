@@ -108,6 +108,7 @@ def test_a_bdr_lead_its_bdr_qualified_goes_to_a_tae_once(world: World) -> None:
 
     later = [world.cycle() for _ in range(3)]
 
+    # The account's stage reads the handover's mark (`Routing_Reason__c`), from the next cycle on.
     assert world.stage() == "New business lead"
     assert [_writes_to(r, lead_id) for r in later] == [[], [], []]
     assert not [w for r in later for w in r.plan if w.op == "upsert_lead" and w.account == world.account]
@@ -153,3 +154,44 @@ def test_a_bdr_lead_worked_but_not_qualified_stays_with_its_bdr(world: World) ->
     assert world.now()["OwnerId"] == bdr
     assert [_writes_to(r, lead_id) for r in after] == [[], []]
     assert world.stage() == "BDR"
+
+
+def test_a_tae_giving_the_lead_back_or_working_it_is_left_alone(world: World) -> None:
+    """Found by a review (2026-12-07): the lead back with the BDR crm-sync first drew looked like a
+    handover still due, so the TAE drawn was wanted again (a conflict reported, and under
+    `on_conflict = "overwrite"` the lead taken from the BDR); and the stage read the status, so the
+    TAE working the lead made the account a BDR's again."""
+    lead_id, bdr = world.lead["Id"], world.lead["OwnerId"]
+    person_sets_lead(world.sandbox.url, lead_id, Status="Qualified")
+    world.cycle()
+    world.cycle()
+    assert world.now()["OwnerId"] in world.members("TAE") and world.stage() == "New business lead"
+    person_sets_lead(world.sandbox.url, lead_id, Status="Working - Contacted")  # the TAE works it
+
+    worked = [world.cycle() for _ in range(2)]
+
+    assert world.stage() == "New business lead"
+    assert [_writes_to(r, lead_id) for r in worked] == [[], []]
+    person_sets_lead(world.sandbox.url, lead_id, OwnerId=bdr)  # and hands it back to the BDR
+
+    back = [world.cycle() for _ in range(2)]
+
+    assert world.now()["OwnerId"] == bdr
+    assert [_writes_to(r, lead_id) for r in back] == [[], []]
+    assert [c for r in back for c in r.conflicts] == []
+
+
+def test_a_lead_its_bdr_put_in_a_queue_draws_no_tae(world: World) -> None:
+    """The BDR qualifies the lead and drops it in a queue themselves: a person's owner (found by a
+    review, 2026-12-07: a TAE was drawn and charged for a write that could never go out, and the
+    queue reported as a conflict)."""
+    lead_id = world.lead["Id"]
+    queue = "00G000000000004AAA"  # one of the book's queues (real_org_world.real_org_book)
+    person_sets_lead(world.sandbox.url, lead_id, Status="Qualified", OwnerId=queue)
+
+    after = [world.cycle() for _ in range(2)]
+
+    assert world.now()["OwnerId"] == queue
+    assert [_writes_to(r, lead_id) for r in after] == [[], []]
+    assert [c for r in after for c in r.conflicts] == []
+    assert world.state.assignment(lead_id) is None

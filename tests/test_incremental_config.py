@@ -164,3 +164,15 @@ def test_accounts_a_config_edit_cannot_parse_are_reported_then_judged_again_once
         state.close()
         incremental, full, _ = _plans(config, path, sandbox)
         assert incremental == full
+
+
+def test_editing_the_round_robin_pools_judges_every_account_and_lead_again() -> None:
+    """Which inbound lead an owner can be drawn for depends on the pools (a lead with no pool for
+    its team and region gets none): found by a review (2026-12-07), a pool added left every stored
+    judgement holding, so an incremental cycle planned nothing where a full one drew owners."""
+    config = example_against("http://127.0.0.1:1")
+    (key, pool), *_ = sorted(config.pools.items())
+    fewer = replace(config, pools={k: p for k, p in config.pools.items() if k != key})
+    smaller = replace(config, pools={**config.pools, key: replace(pool, members=pool.members[1:])})
+    prints = {rules_fingerprint(c, NOW) for c in (config, fewer, smaller)}
+    assert len(prints) == 3
