@@ -155,8 +155,9 @@ def _bdr_said_yes(lead: Lead, rule: str) -> bool:
     potential? (Onboarding/BDR decides) → Yes → TECHNICAL ACCOUNT EXECUTIVE"): its
     `Routing_Reason__c` is new_business.bdr_qualified's, written with the TAE owner (its
     `Routing_Rule__c` stays the BDR trigger's). Read from the handover, not from the status: the
-    TAE working or nurturing the lead does not make it a BDR's again. The account sees it from the
-    cycle after the one that hands it over."""
+    TAE working or nurturing the lead does not make it a BDR's again. The reason is written also
+    when a person chose the owner (the BDR handed it over themselves), and the account sees it in
+    the cycle that writes it (`sync.plan`, the accounts' view of a lead)."""
     return rule.startswith("bdr.") and (lead.routing_reason or "").startswith(f"{_BDR_QUALIFIED}:")
 
 

@@ -310,18 +310,32 @@ def bdr_handover(lead: Lead, policy: Policy) -> Decision:
         checks.append(
             Check("status", False, f"{ours} not qualified by its BDR (status {status}): it stays with the BDR")
         )
-    inputs: dict[str, object] = {
-        "routing_rule": lead.routing_rule,
+    inputs = _lead_inputs(lead, "routing_rule", lead.routing_rule)
+    return _lead_verdict(
+        rule, lead, checks, inputs, lambda reason: LeadIntent(routing_reason=f"{rule}: {reason} → a TAE")
+    )
+
+
+def _lead_inputs(lead: Lead, first: str, value: object) -> dict[str, object]:
+    """A lead trigger's inputs: `first` (what it reads the lead by), then its status and owner."""
+    return {
+        first: value,
         "status": lead.status,
         "is_converted": lead.is_converted,
         "owner_id": lead.owner_id,
         "sync_key": lead.sync_key,
     }
+
+
+def _lead_verdict(
+    rule: str, lead: Lead, checks: list[Check], inputs: dict[str, object], intent: Callable[[str], LeadIntent]
+) -> Decision:
+    """The lead trigger's decision from its checks: fired (with the `intent` of its reason, for a
+    TAE) when every check passed, else why not."""
     passed, reason, unknown = summarise(checks)
     if not passed:
         return Decision(rule, lead.id, False, reason, inputs, unknown, team=TEAM)
-    intent = LeadIntent(routing_reason=f"{rule}: {reason} → a TAE")
-    return Decision(rule, lead.id, True, reason, inputs, team=TEAM, lead=intent)
+    return Decision(rule, lead.id, True, reason, inputs, team=TEAM, lead=intent(reason))
 
 
 def _may_source(source: Callable[[RoutingPolicy], str]) -> Callable[[Lead, LeadContext, Policy, datetime], bool]:
@@ -404,22 +418,7 @@ def lead_source_decision(
         checks.append(Check("owner_id", True, waiting))
     else:
         checks.append(Check("owner_id", False, f"already owned by {owner}"))
-    inputs: dict[str, object] = {
-        "lead_source": lead.lead_source,
-        "status": lead.status,
-        "is_converted": lead.is_converted,
-        "owner_id": lead.owner_id,
-        "sync_key": lead.sync_key,
-    }
-    passed, reason, unknown = summarise(checks)
-    if not passed:
-        return Decision(rule, lead.id, False, reason, inputs, unknown, team=TEAM)
-    return Decision(
-        rule,
-        lead.id,
-        True,
-        reason,
-        inputs,
-        team=TEAM,
-        lead=LeadIntent(routing_rule=rule, routing_reason=f"{rule}: {reason}"),
+    inputs = _lead_inputs(lead, "lead_source", lead.lead_source)
+    return _lead_verdict(
+        rule, lead, checks, inputs, lambda reason: LeadIntent(routing_rule=rule, routing_reason=f"{rule}: {reason}")
     )

@@ -940,19 +940,20 @@ class StateDB:
         """Record id → the SystemModstamp we hold, for these ids of `sobject` (all when None)."""
         return self._versions("SELECT id, modstamp FROM sf_records WHERE object = ?", [sobject], ids)
 
-    def lead_statuses(self, ids: Iterable[str]) -> dict[str, tuple[Any, Any]]:
-        """Lead id → (its `Status`, crm-sync's note of since when: `core.records.STATUS_SINCE`) as
-        the mirror holds it, for those of `ids` it holds readable."""
-        found: dict[str, tuple[Any, Any]] = {}
+    def lead_statuses(self, ids: Iterable[str]) -> dict[str, tuple[Any, Any, str]]:
+        """Lead id → (its `Status`, crm-sync's note of since when: `core.records.STATUS_SINCE`, the
+        SystemModstamp of the version held) as the mirror holds it, for those of `ids` it holds
+        readable."""
+        found: dict[str, tuple[Any, Any, str]] = {}
         wanted = list(ids)
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             rows = self.db.conn.execute(
-                "SELECT id, json_extract(raw, '$.Status'), json_extract(raw, '$.' || ?) FROM sf_records "
+                "SELECT id, json_extract(raw, '$.Status'), json_extract(raw, '$.' || ?), modstamp FROM sf_records "
                 f"WHERE object = 'Lead' AND id IN ({','.join('?' * len(chunk))}) AND json_valid(raw)",
                 [STATUS_SINCE, *chunk],
             )
-            found.update((str(record_id), (status, since)) for record_id, status, since in rows)
+            found.update((str(record_id), (status, since, str(stamp))) for record_id, status, since, stamp in rows)
         return found
 
     def sf_holds(self, sobject: str, raws: Mapping[str, str]) -> set[str]:

@@ -123,6 +123,18 @@ def _later(first: str | None, second: str | None) -> str | None:
     return first
 
 
+def _earlier_note(note: Any, held: str, stamp: Any) -> Any:
+    """The note of a lead whose status did not change: the note the mirror holds when it reads as
+    a time no later than this version's `stamp`, else the SystemModstamp of the version it holds
+    (`held`), else `stamp`."""
+    now = _moment(stamp)
+    for candidate in (note, held):
+        moment = _moment(candidate)
+        if moment is not None and (now is None or moment <= now):
+            return candidate
+    return stamp
+
+
 def _newest(stamp: str, newest: str | None) -> str | None:
     """`stamp` when it is readable and not older than `newest`, else `newest`."""
     try:
@@ -457,7 +469,11 @@ class _Reader:
         keeps no such date, and SystemModstamp moves with any later edit (a marketing tool's, an
         enrichment's): read from it, a lead disqualified months ago and touched since would look
         disqualified yesterday, and its account's cool-off would start again (`rules.episodes`).
-        The note is part of the record as mirrored, so a version read again is still the same."""
+        The note is part of the record as mirrored, so a version read again is still the same.
+
+        A lead the mirror holds in the same status without a readable note (mirrored by a release
+        that kept none) is dated by the version it holds: the status was there then. A note later
+        than the version read (a clock or a state gone wrong) is not kept."""
         if sobject != "Lead":
             return page
         ids = [str(raw.get("Id")) for raw in page if isinstance(raw, dict)]
@@ -465,9 +481,11 @@ class _Reader:
         noted: list[dict[str, Any] | Unreadable] = []
         for raw in page:
             if isinstance(raw, dict):
-                status, since = known.get(str(raw.get("Id")), (None, None))
-                held = since is not None and str(raw.get("Id")) in known and status == raw.get("Status")
-                raw = {**raw, STATUS_SINCE: since if held else raw.get("SystemModstamp")}
+                stamp = raw.get("SystemModstamp")
+                held = known.get(str(raw.get("Id")))
+                if held is not None and held[0] == raw.get("Status"):
+                    stamp = _earlier_note(held[1], held[2], stamp)
+                raw = {**raw, STATUS_SINCE: stamp}
             noted.append(raw)
         return noted
 

@@ -122,8 +122,10 @@ def _diff(
     return fields, previous
 
 
-# A BDR's yes on a lead crm-sync created for the BDRs: its owner drawn from the TAE round robin.
+# A BDR's yes on a lead crm-sync created for the BDRs: its owner drawn from the TAE round robin,
+# and its `Routing_Reason__c` (which the account's lifecycle stage reads) new_business.bdr_qualified's.
 BDR_HANDOVER = BDR_QUALIFIED.id
+HANDOVER_MARK = frozenset({"Routing_Reason__c"})
 
 
 def _lead_fields(decision: Decision) -> Mapping[str, Any]:
@@ -335,13 +337,15 @@ class Planner:
         claimed: set[str] = set()
         changed: dict[str, Any] = {}
         for decision in decisions:
-            if decision.rule == BDR_HANDOVER and lead.sync_key:
-                continue  # an owner and its reason, which no account rule reads
             wants, _ = fit_lead_fields(lead.id, dict(_lead_fields(decision)))
             may_write = partial(self._linked_may_write, lead.id, ours, self.scope.has_rule(decision.rule))
             fields, _ = _diff(wants, current, claimed, may_write, COMPUTED_LEAD_FIELDS)
-            # crm-sync's computed fields are its alone, and no field the accounts' rules read.
-            changed.update((name, value) for name, value in fields.items() if name not in COMPUTED_LEAD_FIELDS)
+            # crm-sync's computed fields are its alone, and no field the accounts' rules read; but
+            # a BDR's yes, which the lifecycle stage reads from the handover's `Routing_Reason__c`.
+            shown = HANDOVER_MARK if decision.rule == BDR_HANDOVER and lead.sync_key else frozenset()
+            changed.update(
+                (name, value) for name, value in fields.items() if name not in COMPUTED_LEAD_FIELDS or name in shown
+            )
         return changed
 
     def _linked_may_write(self, lead_id: str, ours: _Ours, in_scope: bool, name: str, value: Any, current: Any) -> bool:
@@ -631,8 +635,6 @@ class Planner:
             asked_owner = asked_owner or owner is not None
             if owner is not None and owner.user_id is not None:
                 wants["OwnerId"] = owner.user_id
-            elif decision.rule == BDR_HANDOVER and lead.sync_key:
-                continue  # not due, or no TAE to draw (no pool): the lead stays, its reason too
             # Cut to the fields' lengths before the diff, or a long value would differ every cycle.
             wants, cut = fit_lead_fields(lead.id, wants)
             fields, previous = self._changes(
@@ -670,15 +672,20 @@ class Planner:
     def _handover_due(self, lead: Lead, decision: Decision) -> bool:
         """Whether a BDR's yes on crm-sync's own BDR lead is still to be carried out: the lead is
         still with the owner crm-sync gave it when it created it (its BDR, or the BDR pool's
-        fallback queue), and crm-sync has not written it an owner since. A lead whose owner a
-        person changed (passed to a colleague, dropped in a queue, claimed from the queue, handed
-        back by the TAE) is theirs: no owner is drawn and the decision writes nothing."""
+        fallback queue; created with no owner, while it waits for routing), and crm-sync has not
+        written it an owner since. A lead whose owner a person changed (passed to a colleague,
+        dropped in a queue, claimed from the queue, handed to a TAE, handed back by the TAE) is
+        theirs: no owner is drawn, and the decision writes only its reason (crm-sync's own field:
+        the BDR said yes, which the account's stage reads)."""
         if decision.rule != BDR_HANDOVER or not lead.sync_key:
             return False
         last = self._last_salesforce
         if ours_in(last, lead.id, "OwnerId"):
             return False  # handed over already: who has it now is people's business
-        return lead.owner_id in ours_in(last, lead.sync_key, "OwnerId")
+        created_with = ours_in(last, lead.sync_key, "OwnerId")
+        if not created_with:  # created without an owner (no BDR pool for its region): while it waits
+            return self.config.policy.routing.waiting_for_routing(lead.owner_id) is not None
+        return lead.owner_id in created_with
 
     def _inbound_region(self, lead: Lead) -> str:
         """The region of an inbound lead's pool: its country's; when it names none (unset, or text

@@ -4,6 +4,8 @@ the real-org book, a cycle at a given moment, and the leads it routes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,3 +51,15 @@ def crm_sync_s_lead(sandbox: Sandbox, account: str) -> dict[str, Any]:
         if (lead.get("Sync_Key__c") or "").startswith(f"crm-sync-{account}-")
     ]
     return dict(lead)
+
+
+@contextmanager
+def after_first_cycle() -> Iterator[tuple[Sandbox, Config, StateDB, str]]:
+    """The real-org book's sandbox after its first cycle at `NOW` (an in-memory state): the
+    sandbox, the config, the state and the account it routed first (`first_routed`)."""
+    account = first_routed()
+    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
+        config = sandbox_org_config(sandbox.url)
+        state = StateDB.memory()
+        cycle_at(config, state, NOW)
+        yield sandbox, config, state, account

@@ -18,7 +18,7 @@ edits go through the sObject API (PATCH /sobjects/Lead/{id}), as Salesforce take
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -26,9 +26,12 @@ import pytest
 from real_org_world import NOW, cycle_at, real_org_book
 from support import person_sets_lead, sandbox_org_config
 
+from core.model import Lead
+from rules.new_business import bdr_handover
 from sandbox import Sandbox, SandboxConfig
 from state import StateDB
 from sync.config import Config
+from sync.plan import Planner
 from sync.vocabulary import CycleReport
 
 RULE = "new_business.bdr_qualified"
@@ -88,6 +91,19 @@ def _writes_to(report: CycleReport, record: str) -> list[Any]:
     return [w for w in report.plan if w.record == record]
 
 
+def _stays_with(world: World, owner: str, *, marked: bool = False) -> None:
+    """Two more cycles leave the lead with `owner`: no owner written, no conflict reported; with
+    `marked`, the first writes the handover's reason alone (the BDR said yes, a person chose the
+    owner), which makes the account's stage a new business lead."""
+    after = [world.cycle() for _ in range(2)]
+    assert world.now()["OwnerId"] == owner
+    written = [[sorted(w.fields) for w in _writes_to(r, world.lead["Id"])] for r in after]
+    assert written == ([[["Routing_Reason__c"]], []] if marked else [[], []])
+    assert [c for r in after for c in r.conflicts] == []
+    if marked:
+        assert world.stage() == "New business lead"
+
+
 def test_a_bdr_lead_its_bdr_qualified_goes_to_a_tae_once(world: World) -> None:
     lead_id, bdr = world.lead["Id"], world.lead["OwnerId"]
     assert world.stage() == "BDR"
@@ -123,11 +139,7 @@ def test_a_tae_passing_the_lead_on_is_not_undone(world: World) -> None:
     other = sorted(world.members("TAE") - {world.now()["OwnerId"]})[0]
     person_sets_lead(world.sandbox.url, lead_id, OwnerId=other)  # the TAE hands it to a colleague
 
-    after = [world.cycle() for _ in range(2)]
-
-    assert world.now()["OwnerId"] == other
-    assert [_writes_to(r, lead_id) for r in after] == [[], []]
-    assert [c for r in after for c in r.conflicts] == []
+    _stays_with(world, other)
 
 
 def test_a_lead_a_person_gave_another_owner_is_not_handed_over(world: World) -> None:
@@ -137,11 +149,7 @@ def test_a_lead_a_person_gave_another_owner_is_not_handed_over(world: World) -> 
     world.cycle()
     person_sets_lead(world.sandbox.url, lead_id, Status="Qualified")
 
-    after = [world.cycle() for _ in range(2)]
-
-    assert world.now()["OwnerId"] == colleague
-    assert [_writes_to(r, lead_id) for r in after] == [[], []]
-    assert [c for r in after for c in r.conflicts] == []
+    _stays_with(world, colleague, marked=True)
     assert world.state.assignment(lead_id) is None  # no TAE drawn for it
 
 
@@ -149,10 +157,7 @@ def test_a_bdr_lead_worked_but_not_qualified_stays_with_its_bdr(world: World) ->
     lead_id, bdr = world.lead["Id"], world.lead["OwnerId"]
     person_sets_lead(world.sandbox.url, lead_id, Status="Working - Contacted")
 
-    after = [world.cycle() for _ in range(2)]
-
-    assert world.now()["OwnerId"] == bdr
-    assert [_writes_to(r, lead_id) for r in after] == [[], []]
+    _stays_with(world, bdr)
     assert world.stage() == "BDR"
 
 
@@ -174,11 +179,7 @@ def test_a_tae_giving_the_lead_back_or_working_it_is_left_alone(world: World) ->
     assert [_writes_to(r, lead_id) for r in worked] == [[], []]
     person_sets_lead(world.sandbox.url, lead_id, OwnerId=bdr)  # and hands it back to the BDR
 
-    back = [world.cycle() for _ in range(2)]
-
-    assert world.now()["OwnerId"] == bdr
-    assert [_writes_to(r, lead_id) for r in back] == [[], []]
-    assert [c for r in back for c in r.conflicts] == []
+    _stays_with(world, bdr)
 
 
 def test_a_lead_its_bdr_put_in_a_queue_draws_no_tae(world: World) -> None:
@@ -189,9 +190,42 @@ def test_a_lead_its_bdr_put_in_a_queue_draws_no_tae(world: World) -> None:
     queue = "00G000000000004AAA"  # one of the book's queues (real_org_world.real_org_book)
     person_sets_lead(world.sandbox.url, lead_id, Status="Qualified", OwnerId=queue)
 
-    after = [world.cycle() for _ in range(2)]
-
-    assert world.now()["OwnerId"] == queue
-    assert [_writes_to(r, lead_id) for r in after] == [[], []]
-    assert [c for r in after for c in r.conflicts] == []
+    _stays_with(world, queue, marked=True)
     assert world.state.assignment(lead_id) is None
+
+
+def test_a_bdr_handing_the_lead_to_a_tae_themselves_makes_it_a_new_business_lead(world: World) -> None:
+    """The BDR qualifies the lead and gives it to a TAE in the same edit: nothing to draw, but the
+    account is a new business lead (found by a review, 2026-12-07: its stage stayed "BDR")."""
+    tae = sorted(world.members("TAE"))[0]
+    person_sets_lead(world.sandbox.url, world.lead["Id"], Status="Qualified", OwnerId=tae)
+
+    _stays_with(world, tae, marked=True)
+    assert world.state.assignment(world.lead["Id"]) is None
+
+
+def test_a_bdr_lead_created_without_an_owner_is_handed_over_while_it_waits() -> None:
+    """A BDR lead crm-sync created with no owner (no BDR pool for its region: the org's assignment
+    rule put it in a queue), then qualified: due while it waits for routing, as an inbound lead
+    is (found by a review, 2026-12-07: it was never due)."""
+    config = sandbox_org_config("http://127.0.0.1:1")
+    planner = Planner.__new__(Planner)
+    planner.config = config
+    key = "crm-sync-acc_1-1"
+    state = StateDB.memory()
+    state.set_last_written("salesforce", key, {"Sync_Key__c": key}, 1, "2026-11-22T09:00:00.000Z")  # no OwnerId
+    planner._last_salesforce = state.last_written("salesforce")
+    waiting = Lead(
+        id="00Q000000000001EAA",
+        system_modstamp=NOW,
+        sync_key=key,
+        routing_rule="bdr.low_usage",
+        status="Qualified",
+        owner_id="00G000000000001AAA",
+    )
+    decision = bdr_handover(waiting, config.policy)
+    owned = replace(waiting, owner_id="005000000000099AAA")  # a person took it from the queue
+
+    assert decision.fired
+    assert planner._handover_due(waiting, decision)
+    assert not planner._handover_due(owned, bdr_handover(owned, config.policy))

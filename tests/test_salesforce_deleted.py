@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import requests
-from real_org_world import NOW, crm_sync_s_lead, cycle_at, first_routed, real_org_book, routed
+from real_org_world import NOW, after_first_cycle, crm_sync_s_lead, cycle_at, first_routed, real_org_book, routed
 from support import sandbox_org_config
 
 from sandbox import Sandbox, SandboxConfig
@@ -95,11 +95,7 @@ def _delete_crm_sync_s_lead(sandbox: Sandbox, account: str) -> dict[str, Any]:
 
 
 def test_a_lead_crm_sync_created_that_a_person_deleted_is_not_created_again_nor_written_to() -> None:
-    account = first_routed()
-    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
-        config = sandbox_org_config(sandbox.url)
-        state = StateDB.memory()
-        cycle_at(config, state, NOW)
+    with after_first_cycle() as (sandbox, config, state, account):
         lead = _delete_crm_sync_s_lead(sandbox, account)
 
         later = NOW + timedelta(hours=1)

@@ -14,23 +14,20 @@ tool's PATCH of the sObject, which stamps the lead with the sandbox's clock.
 from __future__ import annotations
 
 import io
+import json
 from datetime import timedelta
 
-from real_org_world import NOW, crm_sync_s_lead, cycle_at, first_routed, real_org_book, routed
-from support import person_sets_lead, sandbox_org_config
+from real_org_world import NOW, after_first_cycle, crm_sync_s_lead, cycle_at, routed
+from support import person_sets_lead
+from test_ingest_mirror import _read, _Salesforce
 
-from core.records import parse_lead
-from sandbox import Sandbox, SandboxConfig
+from core.records import STATUS_SINCE, parse_lead
 from state import StateDB
 from sync.explain import explain
 
 
 def test_a_disqualified_lead_touched_later_keeps_its_cool_off_from_the_disqualification() -> None:
-    account = first_routed()
-    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
-        config = sandbox_org_config(sandbox.url)
-        state = StateDB.memory()
-        cycle_at(config, state, NOW)
+    with after_first_cycle() as (sandbox, config, state, account):
         lead_id = crm_sync_s_lead(sandbox, account)["Id"]
 
         no_day = NOW + timedelta(hours=1)
@@ -56,11 +53,7 @@ def test_a_disqualified_lead_touched_later_keeps_its_cool_off_from_the_disqualif
 
 
 def test_a_status_moved_again_is_dated_by_the_version_that_moved_it() -> None:
-    account = first_routed()
-    with Sandbox(real_org_book(), config=SandboxConfig(real_org=True), now=NOW) as sandbox:
-        config = sandbox_org_config(sandbox.url)
-        state = StateDB.memory()
-        cycle_at(config, state, NOW)
+    with after_first_cycle() as (sandbox, config, state, account):
         cycle_at(config, state, NOW + timedelta(minutes=15))  # reads back the lead it created
         lead_id = crm_sync_s_lead(sandbox, account)["Id"]
         first = parse_lead(state.sf_raw("Lead", lead_id) or {})
@@ -77,3 +70,36 @@ def test_a_status_moved_again_is_dated_by_the_version_that_moved_it() -> None:
         (NOW + timedelta(days=3)).date(),  # edited, the same status: kept
         (NOW + timedelta(days=9)).date(),  # moved again
     ]
+
+
+def _noted_after_an_edit(held_note: object | None) -> object:
+    """The note a lead mirrored disqualified on 1 June gets when an edit of another field is read on
+    20 November: the mirror's row given the note `held_note` (None: none, as a release before
+    this one mirrored it)."""
+    june, november = "2026-06-01T10:00:00.000+0000", "2026-11-20T10:00:00.000+0000"
+    lead = {"Id": "00Q000000000001EAA", "LastName": "L", "Company": "Acme", "Status": "Disqualified"}
+    salesforce, state = _Salesforce(), StateDB.memory()
+    salesforce.records = [{**lead, "SystemModstamp": june}]
+    _read(state, salesforce)
+    held = {**(state.sf_raw("Lead", lead["Id"]) or {})}
+    held.pop(STATUS_SINCE)
+    if held_note is not None:
+        held[STATUS_SINCE] = held_note
+    state.db.execute("UPDATE sf_records SET raw = ? WHERE id = ?", [json.dumps(held), lead["Id"]])
+    salesforce.records = [{**lead, "SystemModstamp": november, "Title": "Enriched"}]
+    _read(state, salesforce)
+    return (state.sf_raw("Lead", lead["Id"]) or {})[STATUS_SINCE]
+
+
+def test_a_lead_mirrored_before_the_note_is_dated_by_the_version_the_mirror_held() -> None:
+    """Found by a review (2026-12-07): every lead a release before this one mirrored had no note,
+    so the first edit read after the upgrade dated it, once: the cool-off restarted anyway."""
+    assert _noted_after_an_edit(None) == "2026-06-01T10:00:00.000+0000"
+
+
+def test_a_note_that_does_not_read_or_lies_ahead_is_not_kept() -> None:
+    """A note that is no time, or a time after the version read (a clock or a state gone wrong),
+    would date the lead by every later edit, or hold its account for good."""
+    for hostile in ("garbage", 12345, {"x": 1}, "9999-12-31T00:00:00Z"):
+        assert _noted_after_an_edit(hostile) == "2026-06-01T10:00:00.000+0000", hostile
+    assert _noted_after_an_edit("2026-05-01T00:00:00.000+0000") == "2026-05-01T00:00:00.000+0000"  # kept
