@@ -622,7 +622,10 @@ def parse_lead(raw: Mapping[str, Any]) -> Lead:
         converted_opportunity_id=_sf_get(raw, "Lead", "ConvertedOpportunityId", _text),
         is_deleted=bool(_sf_get(raw, "Lead", "IsDeleted", _bool)),
         master_record_id=_optional_text(raw.get("MasterRecordId")),
-        status_since=_status_since(raw.get(STATUS_SINCE)),
+        # Most leads were first read in their status: the note is their own stamp, parsed once.
+        status_since=modstamp
+        if raw.get(STATUS_SINCE) == raw.get("SystemModstamp")
+        else _status_since(raw.get(STATUS_SINCE)),
     )
 
 
