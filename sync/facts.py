@@ -43,13 +43,24 @@ _LEGAL_FORMS = frozenset(
 )
 
 
+# Company names that name no company, as keys: Salesforce's Web-to-Lead fills a blank Company with
+# "[not provided]" (Knowledge Article 000171026: Company is required on a Lead), and forms and
+# imports put the others where a person has none. Such leads share no company: one disqualified
+# must not hide the instant scheduler from every other lead that names none.
+_NO_COMPANY = frozenset(
+    {"not provided", "na", "none", "unknown", "null", "individual", "self employed", "freelance", "freelancer"}
+)
+
+
 def company_key(company: str) -> str:
     """The key a lead's `Company` is matched on: letters and digits only (NFKC-normalised, case
     folded), without a legal form at its end, and a trailing run of single letters read as one
     word, so "Acme, Inc.", "ACME Inc", "Acme" and "Acme S.A." are one company, and so are "I.B.M.
     Corp" and "IBM" (the demo scheduler's "had a lead disqualified within the last month"). A
     name that is nothing but a legal form ("Inc.") keeps it; one without a letter or digit ("—")
-    is only case folded. Idempotent: the key of a key is itself (the state stores keys)."""
+    is only case folded. A name that names no company ("[not provided]", "N/A": `_NO_COMPANY`)
+    has the empty key, as no name has. Idempotent: the key of a key is itself (the state stores
+    keys)."""
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", company).casefold())
     words = re.findall(r"\w+", folded)
     if not words:
@@ -63,7 +74,8 @@ def company_key(company: str) -> str:
         elif len(words) > 1 and words[-1] in _LEGAL_FORMS:
             words.pop()
         else:
-            return " ".join(words)
+            key = " ".join(words)
+            return "" if key in _NO_COMPANY else key
 
 
 def mirrored_users(state: StateDB) -> dict[str, SfUser]:
@@ -511,8 +523,9 @@ class SalesforceFacts:
                     self._owners_written[linked][lead_id] = owner
                 if opportunity:
                     converted.append((linked, opportunity))
-            if raw is not None and company:  # disqualified
-                self._unparsed_disqualified[company_key(company)].append((lead_id, digest, raw))
+            key = company_key(company) if company else ""
+            if raw is not None and key:  # disqualified, of a company
+                self._unparsed_disqualified[key].append((lead_id, digest, raw))
         self._join_converted(converted)
 
     def _materialize(self, account_id: str) -> list[Lead]:
@@ -601,7 +614,7 @@ class SalesforceFacts:
         facts._triage = {lead: verdict for lead, (_, verdict) in remembered.items() if verdict}
         # The disqualified leads of these leads' companies: found by their stored Status and
         # Company, so only those are read and parsed, not every disqualified lead of the book.
-        companies = {company_key(lead.company) for lead, _ in scoped if lead.company}
+        companies = {company_key(lead.company) for lead, _ in scoped if lead.company} - {""}
         disqualified = state.sf_companies("Lead", facts.disqualified_statuses)
         same = [i for i, company in disqualified if company_key(company) in companies]
         for lead, _ in _rows(state.sf_where("Lead", "Id", same), parse_lead):
@@ -668,6 +681,8 @@ class SalesforceFacts:
         if not lead.company or not self._is_disqualified(lead.status):
             return
         key = company_key(lead.company)
+        if not key:  # names no company
+            return
         if digest is not None:
             self._disqualified_rows[key] = self._disqualified_rows.get(key, b"") + _link(lead.id, digest)
         if dropped_as_spam(lead):
@@ -692,9 +707,9 @@ class SalesforceFacts:
         """A digest of the raw JSON of the company's disqualified leads ('' when none), for facts
         from `load`: equal fingerprints mean the same `company_disqualified_at`, and none of the
         leads is parsed to compute it."""
-        if not company:
+        key = company_key(company) if company else ""
+        if not key:
             return ""
-        key = company_key(company)
         known = self._disqualified_prints.get(key)
         if known is not None:
             return known
@@ -812,9 +827,9 @@ class SalesforceFacts:
     def company_disqualified_at(self, company: str | None) -> date | None:
         """The latest day a lead of this company was disqualified, when known (by a person: not one
         the demo triage dropped as spam)."""
-        if not company:
+        key = company_key(company) if company else ""
+        if not key:
             return None
-        key = company_key(company)
         if key in self._unparsed_disqualified:
             self._parse_disqualified(key)
         return self._disqualified_by_company.get(key)

@@ -229,6 +229,10 @@ def test_a_company_is_the_same_whatever_its_punctuation_and_legal_form(disqualif
         ("I.B.M. Corp", "ibm"),
         ("W X Y Inc", "wxy"),
         ("Ａｃｍｅ Ｉｎｃ", "acme"),  # full-width, as some forms send it
+        ("[not provided]", ""),  # Web-to-Lead's blank Company (Salesforce Knowledge Article 000171026)
+        ("N/A", ""),
+        ("Unknown", ""),
+        ("Self-employed", ""),
     ],
 )
 def test_company_key(name: str, key: str) -> None:
@@ -237,10 +241,31 @@ def test_company_key(name: str, key: str) -> None:
 
 
 @given(st.text())
-def test_company_key_is_idempotent_and_never_empty_for_a_name(name: str) -> None:
+def test_company_key_is_idempotent_and_empty_only_for_no_company(name: str) -> None:
     """The incremental lead judgements store a company's key and later ask with it: a key whose
     key differs would hold a judgement its company's disqualification should have ended (found
     by a review: "W X Y Inc" keyed "w x y", whose key was "w xy")."""
     key = company_key(name)
     assert company_key(key) == key
-    assert key or not name.strip()
+    # Only a whole name can name no company ("[not provided]"): with a company's word in it, never.
+    assert company_key(f"Acme {name}")
+
+
+def test_leads_that_name_no_company_share_no_disqualification() -> None:
+    """Web-to-Lead fills a blank Company with "[not provided]" (Salesforce Knowledge Article 000171026:
+    Company is required on a Lead). One such lead disqualified hid the instant scheduler from every
+    other lead without a company for a month, as if they were one company (2026-12-07). Every reader
+    of the mirror agrees: the eager and lazy loads and an event's `load_for`."""
+    state = StateDB.memory()
+    state.upsert_sf([_lead("00QA", "[not provided]", "Disqualified"), _lead("00QB", "Acme", "Disqualified")])
+    for asking in ("[not provided]", "N/A"):
+        eager = SalesforceFacts.load(state, lazy=False)
+        lazy = SalesforceFacts.load(state, lazy=True)
+        assert eager.company_disqualified_at(asking) is None and lazy.company_disqualified_at(asking) is None
+        assert eager.disqualified_fingerprint(asking) == lazy.disqualified_fingerprint(asking) == ""
+    scoped_state = StateDB.memory()
+    scoped_state.upsert_sf(
+        [_lead("00QA", "[not provided]", "Disqualified"), _lead("00QZ", "N/A", "Open - Not Contacted")]
+    )
+    assert SalesforceFacts.load_for(scoped_state, [], ["00QZ"]).company_disqualified_at("N/A") is None
+    assert SalesforceFacts.load(state, lazy=False).company_disqualified_at("Acme, Inc.") == date(2026, 11, 10)
