@@ -44,6 +44,7 @@ from rules.base import REASON_TRAITS, reason_gist
 from rules.clock import Horizon, watching
 from rules.context import LeadContext
 from rules.new_business import BDR_QUALIFIED
+from rules.policy import RoutingPolicy
 from rules.scoring import lead_score
 from state import LastWritten, OutboxRow, OwnerChoice, PlanLog, PlannedWrite, StateDB
 from sync import planned_writes as writes
@@ -126,6 +127,25 @@ def _diff(
 # and its `Routing_Reason__c` (which the account's lifecycle stage reads) new_business.bdr_qualified's.
 BDR_HANDOVER = BDR_QUALIFIED.id
 HANDOVER_MARK = frozenset({"Routing_Reason__c"})
+
+
+def handover_due(lead: Lead, last: Mapping[tuple[str, str], Any], routing: RoutingPolicy) -> bool:
+    """Whether a BDR's yes on crm-sync's own BDR lead (`rules.new_business.bdr_handover`) is still
+    to be carried out, given `last`, what crm-sync last wrote to Salesforce: the lead is still with
+    the owner crm-sync gave it when it created it (its BDR, or the BDR pool's fallback queue;
+    created with no owner, while it waits for routing), and crm-sync has not written it an owner
+    since. A lead whose owner a person changed (passed to a colleague, dropped in a queue, claimed
+    from the queue, handed to a TAE, handed back by the TAE) is theirs: no owner is drawn, and the
+    decision writes only its reason (crm-sync's own field: the BDR said yes, which the account's
+    stage reads)."""
+    if not lead.sync_key:
+        return False
+    if ours_in(last, lead.id, "OwnerId"):
+        return False  # handed over already: who has it now is people's business
+    created_with = ours_in(last, lead.sync_key, "OwnerId")
+    if not created_with:  # created without an owner (no BDR pool for its region): while it waits
+        return routing.waiting_for_routing(lead.owner_id) is not None
+    return lead.owner_id in created_with
 
 
 def _lead_fields(decision: Decision) -> Mapping[str, Any]:
@@ -670,22 +690,10 @@ class Planner:
         return owners.owner_for(lead.id, team, self._inbound_region(lead))
 
     def _handover_due(self, lead: Lead, decision: Decision) -> bool:
-        """Whether a BDR's yes on crm-sync's own BDR lead is still to be carried out: the lead is
-        still with the owner crm-sync gave it when it created it (its BDR, or the BDR pool's
-        fallback queue; created with no owner, while it waits for routing), and crm-sync has not
-        written it an owner since. A lead whose owner a person changed (passed to a colleague,
-        dropped in a queue, claimed from the queue, handed to a TAE, handed back by the TAE) is
-        theirs: no owner is drawn, and the decision writes only its reason (crm-sync's own field:
-        the BDR said yes, which the account's stage reads)."""
-        if decision.rule != BDR_HANDOVER or not lead.sync_key:
+        """`handover_due` for this decision, with what crm-sync last wrote to Salesforce."""
+        if decision.rule != BDR_HANDOVER:
             return False
-        last = self._last_salesforce
-        if ours_in(last, lead.id, "OwnerId"):
-            return False  # handed over already: who has it now is people's business
-        created_with = ours_in(last, lead.sync_key, "OwnerId")
-        if not created_with:  # created without an owner (no BDR pool for its region): while it waits
-            return self.config.policy.routing.waiting_for_routing(lead.owner_id) is not None
-        return lead.owner_id in created_with
+        return handover_due(lead, self._last_salesforce, self.config.policy.routing)
 
     def _inbound_region(self, lead: Lead) -> str:
         """The region of an inbound lead's pool: its country's; when it names none (unset, or text

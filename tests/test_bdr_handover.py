@@ -31,7 +31,7 @@ from rules.new_business import bdr_handover
 from sandbox import Sandbox, SandboxConfig
 from state import StateDB
 from sync.config import Config
-from sync.plan import Planner
+from sync.plan import handover_due
 from sync.vocabulary import CycleReport
 
 RULE = "new_business.bdr_qualified"
@@ -209,12 +209,10 @@ def test_a_bdr_lead_created_without_an_owner_is_handed_over_while_it_waits() -> 
     rule put it in a queue), then qualified: due while it waits for routing, as an inbound lead
     is (found by a review, 2026-12-07: it was never due)."""
     config = sandbox_org_config("http://127.0.0.1:1")
-    planner = Planner.__new__(Planner)
-    planner.config = config
     key = "crm-sync-acc_1-1"
     state = StateDB.memory()
     state.set_last_written("salesforce", key, {"Sync_Key__c": key}, 1, "2026-11-22T09:00:00.000Z")  # no OwnerId
-    planner._last_salesforce = state.last_written("salesforce")
+    last, routing = state.last_written("salesforce"), config.policy.routing
     waiting = Lead(
         id="00Q000000000001EAA",
         system_modstamp=NOW,
@@ -223,9 +221,8 @@ def test_a_bdr_lead_created_without_an_owner_is_handed_over_while_it_waits() -> 
         status="Qualified",
         owner_id="00G000000000001AAA",
     )
-    decision = bdr_handover(waiting, config.policy)
     owned = replace(waiting, owner_id="005000000000099AAA")  # a person took it from the queue
 
-    assert decision.fired
-    assert planner._handover_due(waiting, decision)
-    assert not planner._handover_due(owned, bdr_handover(owned, config.policy))
+    assert bdr_handover(waiting, config.policy).fired
+    assert handover_due(waiting, last, routing)
+    assert not handover_due(owned, last, routing)
