@@ -22,6 +22,7 @@ from sync.config import Config
 from sync.decider import Decider, routing_winner
 from sync.facts import SalesforceFacts
 from sync.owners import unavailable_users
+from sync.plan import BDR_HANDOVER, handover_state
 from sync.signups import Signups
 from sync.wire import lead_fields, vitally_task
 
@@ -103,7 +104,12 @@ def explain(config: Config, state: StateDB, record_id: str, now: datetime, out: 
             f"lead {lead.id} ({lead.company or 'no company'}, LeadSource {lead.lead_source or 'unknown'}) "
             f"from the state mirror, rules' clock {now.isoformat()}\n"
         )
-        _write(decider.lead(lead), out)
+        decisions = decider.lead(lead)
+        _write(decisions, out)
+        if any(d.fired and d.rule == BDR_HANDOVER for d in decisions) and lead.sync_key:
+            # Whether the planner draws a TAE for the BDR's yes, or writes only its reason.
+            due, why = handover_state(lead, state.last_written("salesforce"), config.policy.routing)
+            out.write(f"handover {'due' if due else 'not due'}: {why}\n")
         return 0
     raw = state.account_raw(record_id)
     source = "state mirror"

@@ -138,14 +138,26 @@ def handover_due(lead: Lead, last: Mapping[tuple[str, str], Any], routing: Routi
     from the queue, handed to a TAE, handed back by the TAE) is theirs: no owner is drawn, and the
     decision writes only its reason (crm-sync's own field: the BDR said yes, which the account's
     stage reads)."""
+    return handover_state(lead, last, routing)[0]
+
+
+def handover_state(lead: Lead, last: Mapping[tuple[str, str], Any], routing: RoutingPolicy) -> tuple[bool, str]:
+    """`handover_due`, and why, in words (for `explain`)."""
     if not lead.sync_key:
-        return False
-    if ours_in(last, lead.id, "OwnerId"):
-        return False  # handed over already: who has it now is people's business
+        return False, "not a lead crm-sync created"
+    written = ours_in(last, lead.id, "OwnerId")
+    if written:
+        return False, f"handed over already (crm-sync wrote owner {written[0]}): who has it now is people's business"
     created_with = ours_in(last, lead.sync_key, "OwnerId")
+    owner = lead.owner_id or "none"
     if not created_with:  # created without an owner (no BDR pool for its region): while it waits
-        return routing.waiting_for_routing(lead.owner_id) is not None
-    return lead.owner_id in created_with
+        waiting = routing.waiting_for_routing(lead.owner_id)
+        if waiting is not None:
+            return True, f"created without an owner and {waiting}: a TAE is drawn"
+        return False, f"created without an owner, since given {owner} by a person: theirs"
+    if lead.owner_id in created_with:
+        return True, f"still with {owner}, the owner crm-sync created it with: a TAE is drawn"
+    return False, f"owner {owner} is not the one crm-sync created it with ({created_with[0]}): a person's choice"
 
 
 def _lead_fields(decision: Decision) -> Mapping[str, Any]:

@@ -17,6 +17,7 @@ edits go through the sObject API (PATCH /sobjects/Lead/{id}), as Salesforce take
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -31,7 +32,8 @@ from rules.new_business import bdr_handover
 from sandbox import Sandbox, SandboxConfig
 from state import StateDB
 from sync.config import Config
-from sync.plan import handover_due
+from sync.explain import explain
+from sync.plan import handover_due, handover_state
 from sync.vocabulary import CycleReport
 
 RULE = "new_business.bdr_qualified"
@@ -55,6 +57,12 @@ class World:
 
     def members(self, team: str) -> set[str]:
         return {m.user_id for (t, _), pool in self.config.pools.items() if t == team for m in pool.members}
+
+    def explained(self) -> str:
+        """What `explain LEAD` prints of the lead, as the mirror holds it now."""
+        out = io.StringIO()
+        explain(self.config, self.state, self.lead["Id"], NOW + timedelta(minutes=self.minutes), out, io.StringIO())
+        return out.getvalue()
 
     def stage(self) -> Any:
         account = next(a for a in self.sandbox.state()["vitally"]["accounts"] if a["id"] == self.account)
@@ -124,8 +132,9 @@ def test_a_bdr_lead_its_bdr_qualified_goes_to_a_tae_once(world: World) -> None:
 
     later = [world.cycle() for _ in range(3)]
 
-    # The account's stage reads the handover's mark (`Routing_Reason__c`), from the next cycle on.
+    # The account's stage reads the handover's mark (`Routing_Reason__c`).
     assert world.stage() == "New business lead"
+    assert f"handover not due: handed over already (crm-sync wrote owner {tae})" in world.explained()
     assert [_writes_to(r, lead_id) for r in later] == [[], [], []]
     assert not [w for r in later for w in r.plan if w.op == "upsert_lead" and w.account == world.account]
     assert world.state.assignment(lead_id) is not None  # drawn once, remembered
@@ -151,6 +160,8 @@ def test_a_lead_a_person_gave_another_owner_is_not_handed_over(world: World) -> 
 
     _stays_with(world, colleague, marked=True)
     assert world.state.assignment(lead_id) is None  # no TAE drawn for it
+    why = f"handover not due: owner {colleague} is not the one crm-sync created it with ({bdr}): a person's choice"
+    assert why in world.explained()  # `explain` says why the rule fired and no owner was drawn
 
 
 def test_a_bdr_lead_worked_but_not_qualified_stays_with_its_bdr(world: World) -> None:
@@ -226,3 +237,11 @@ def test_a_bdr_lead_created_without_an_owner_is_handed_over_while_it_waits() -> 
     assert bdr_handover(waiting, config.policy).fired
     assert handover_due(waiting, last, routing)
     assert not handover_due(owned, last, routing)
+    assert (
+        handover_state(waiting, last, routing)[1]
+        == "created without an owner and in queue 00G000000000001AAA: a TAE is drawn"
+    )
+    assert (
+        handover_state(owned, last, routing)[1]
+        == "created without an owner, since given 005000000000099AAA by a person: theirs"
+    )
