@@ -648,6 +648,18 @@ class SalesforceFacts:
                 found.add(lead.vitally_account_id)
         return found
 
+    @staticmethod
+    def accounts_of_leads(state: StateDB, lead_ids: Collection[str]) -> set[str]:
+        """The Vitally accounts these mirrored leads are linked to (`Vitally_Account_Id__c`, the
+        join `context_for` reads): a Lead's event (`sync.minicycle`) plans them too, so a lead
+        handed over, disqualified or created for an account moves the account's stage within
+        seconds, as a whole plan moves it. Read from the mirror's rows of these leads alone."""
+        wanted = sorted(set(lead_ids))
+        if not wanted:
+            return set()
+        leads = _rows(state.sf_where("Lead", "Id", wanted), parse_lead)
+        return {lead.vitally_account_id for lead, _ in leads if lead.vitally_account_id}
+
     def _scoped_opportunities(self, account_ids: Collection[str]) -> None:
         """`load_for`: the opportunities of the Salesforce Accounts that name these accounts, and
         of those Accounts naming them were merged into (`_merged_accounts`), read for them alone."""

@@ -19,12 +19,15 @@ For a batch of queued events (`StateDB.pending_events`):
 2. **Mirror and plan**, in one transaction: the records go into the mirror as `sync.ingest`
    stores a page (no cursor moves: the next cycle still reads everything changed since its own
    last read); `sync.plan.Planner.run_for` decides and plans these records exactly as a whole
-   plan would: the Vitally accounts named, the leads named, and the accounts an opportunity named
+   plan would: the Vitally accounts named, the leads named, the accounts an opportunity named
    belongs to (`SalesforceFacts.accounts_of_opportunities`, before and after it is mirrored: one
-   moved to another Account changes both; planned from the mirror, their Vitally records not read
-   again), owners drawn by `sync.owners` and recorded with the writes that carry them (the
-   pool members' capacity counts are the last whole plan's); only these records' earlier
-   pending writes are settled.
+   moved to another Account changes both) and the accounts a lead named is linked to
+   (`SalesforceFacts.accounts_of_leads`, `Vitally_Account_Id__c`, before and after it is mirrored:
+   a lead closed or handed over moves its account's stage in this mini-cycle, not at the next
+   cycle), all of these accounts planned from the mirror, their Vitally records not read again;
+   owners drawn by `sync.owners` and recorded with the writes that carry them (the pool members'
+   capacity counts are the last whole plan's); only these records' earlier pending writes are
+   settled.
    With the `llm` classifier, each open demo request read whose submission has no verdict is
    asked about first (`sync.triage.ask_llm`, outside the transaction, once per submission): the
    lead is classified and routed in this mini-cycle, not a cycle later.
@@ -48,7 +51,8 @@ the scheduled cycle still routes those records.
 
 Requests per event, beyond the writes themselves: a Vitally account costs its read, its linked
 leads' query (shared by up to 200 accounts) and the last look before its PUT; a Lead costs its
-share of one read and one last look per 200; an Opportunity, its share of one opportunity query
+share of one read and one last look per 200, and the last look before its account's PUT when the
+account's traits change; an Opportunity, its share of one opportunity query
 per 200 and the last look before each of its accounts' PUTs; a conversion not yet mirrored, its
 share of that same opportunity query.
 """
@@ -297,19 +301,24 @@ def _plan(
     followups: FollowUps,
 ) -> list[str]:
     """Mirror what was read and plan these records, in one transaction; the accounts planned
-    because an opportunity named belongs to them."""
+    because an opportunity or a lead named belongs to them."""
     lead_ids, opportunity_ids = _named(queued)
     with state.atomic():
         plan = PlanLog(state, report.run_id, iso(report.now))
         report.plan = plan
         mirror_accounts(state, fresh.accounts, report=report, hooks=hooks)
+        # The accounts a lead or an opportunity named belongs to, as the mirror held them (a lead
+        # linked to another account, or an opportunity moved to another, changes both)...
+        theirs = SalesforceFacts.accounts_of_leads(state, lead_ids)
         mirror_sf(state, "Lead", fresh.leads, report=report, hooks=hooks)
-        theirs = SalesforceFacts.accounts_of_opportunities(state, opportunity_ids)  # as the mirror held them
+        theirs |= SalesforceFacts.accounts_of_opportunities(state, opportunity_ids)
         if fresh.sf_accounts:
             mirror_sf(state, "Account", fresh.sf_accounts, report=report, hooks=hooks)
         if fresh.opportunities:
             mirror_sf(state, "Opportunity", fresh.opportunities, report=report, hooks=hooks)
+        # ... and as it holds them now.
         theirs |= SalesforceFacts.accounts_of_opportunities(state, opportunity_ids)
+        theirs |= SalesforceFacts.accounts_of_leads(state, lead_ids)
         account_ids = sorted(({q.record for q in queued if q.source == "vitally"} | theirs) - set(fresh.left))
         accounts = list(iter_accounts(state, config, report, ids=account_ids))
         facts = SalesforceFacts.load_for(state, account_ids, lead_ids, policy=config.policy)

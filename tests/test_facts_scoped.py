@@ -197,3 +197,22 @@ def test_an_opportunitys_accounts_are_those_whose_context_holds_it(state: StateD
         assert SalesforceFacts.accounts_of_opportunities(state, [opportunity]) == holding == wanted, opportunity
     assert SalesforceFacts.accounts_of_opportunities(state, ["006A", "006D", "006X"]) == {"acc_1", "acc_4"}
     assert SalesforceFacts.accounts_of_opportunities(state, []) == set()
+
+
+def test_a_leads_accounts_are_those_whose_context_holds_it(state: StateDB) -> None:
+    """`accounts_of_leads` (a Lead's Outbound Message plans them) is the inverse of the whole
+    mirror's `context_for` for linked leads: the account its `Vitally_Account_Id__c` names; a lead
+    linked to none, a malformed one and one the mirror does not hold name nothing."""
+    state.upsert_sf(
+        [
+            _lead("00QK", "Initech", Vitally_Account_Id__c="acc_5"),
+            _lead("00QL", "Initech", Vitally_Account_Id__c=""),
+            _lead("00QM", "Hooli", Vitally_Account_Id__c="acc_6", error="Status: expected text"),
+        ]
+    )
+    whole = SalesforceFacts.load(state, lazy=False)
+    for lead, wanted in {"00QA": {"acc_1"}, "00QK": {"acc_5"}, "00QB": set(), "00QL": set(), "00QM": set()}.items():
+        holding = {a for a in ("acc_1", "acc_5", "acc_6") if any(x.id == lead for x in whole.context_for(a).leads)}
+        assert SalesforceFacts.accounts_of_leads(state, [lead]) == holding == wanted, lead
+    assert SalesforceFacts.accounts_of_leads(state, ["00QA", "00QK", "00QX"]) == {"acc_1", "acc_5"}
+    assert SalesforceFacts.accounts_of_leads(state, []) == set()

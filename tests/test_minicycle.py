@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import pool_users, sandbox_org_config, vitally_account
+from support import person_sets_lead, pool_users, sandbox_org_config, vitally_account
 
 from connectors.salesforce import SalesforceClient
 from connectors.vitally import VitallyClient
@@ -544,3 +544,88 @@ def test_a_bdr_qualified_lead_of_an_account_is_routed_and_staged_once(world: Wor
     assert account["traits"]["lifecycle_stage"] == "New business lead"
     assert first.counts["planned"] > 0
     assert world.cycle().counts["planned"] == 0
+
+
+def _stage_of(world: World, account: str) -> Any:
+    vitally = world.sandbox.state()["vitally"]["accounts"]
+    return next(a for a in vitally if a["id"] == account)["traits"].get("lifecycle_stage")
+
+
+def test_a_lead_event_moves_its_accounts_stage_in_the_same_mini_cycle(world: World) -> None:
+    """The same BDR hand-over, by the lead's own Outbound Message: the mini-cycle routes the lead
+    and plans the account it is linked to (`Vitally_Account_Id__c`), from the mirror, so the
+    account is a "New business lead" within seconds, not at the next cycle (before 2026-12-07 the
+    stage waited for it). Three reads: the lead, the last look before its update, the last look
+    before the account's PUT; two writes."""
+    world.cycle()
+    assert _stage_of(world, "acc_0003") != "New business lead"
+    [lead_id] = _web_to_lead(
+        world,
+        {**DEMO_REQUEST, "LeadSource": "BDR", "Status": "Working", "Vitally_Account_Id__c": "acc_0003"},
+    )
+    whole = _whole_plan(world)
+    world.event("salesforce", lead_id)
+    world.sandbox.reset()
+
+    report = world.mini()
+
+    mini = list(report.plan)
+    assert _restricted(mini, {"acc_0003"}) == _restricted(whole, {"acc_0003"})
+    assert [w.fields for w in mini if w.rule == "lifecycle.stage"] == [{"lifecycle_stage": "New business lead"}]
+    assert _stage_of(world, "acc_0003") == "New business lead"
+    [lead] = [lead for lead in world.leads() if lead["Id"] == lead_id]
+    assert lead["OwnerId"] in {m.user_id for m in world.config.pools["TAE", "US"].members}
+    assert world.reads_and_writes() == (3, 2)
+    assert report.counts["applied"] == len(mini) and world.state.event_counts() == {"done": 1}
+    assert world.cycle().counts["planned"] == 0  # the next whole cycle agrees
+
+
+def test_lead_events_plan_what_a_whole_plan_plans_for_their_accounts(tmp_path: Path) -> None:
+    """Over a generated book (its leads' shapes: sandbox.generator, from the org's Lead fields):
+    people close open linked leads (disqualified, or qualified by their BDR), move a lead to
+    another account, and a form creates leads linked to accounts; each lead's Outbound Message
+    plans, for the accounts the lead was and is linked to, exactly what a whole plan plans."""
+    book = generate_book(150, seed=11, now=NOW, malformed_share=0.0)
+    for world in _world(tmp_path, book):
+        world.cycle()
+        world.cycle()  # reads its writes back
+        linked = sorted(
+            (lead for lead in world.leads() if lead.get("Vitally_Account_Id__c")), key=lambda lead: str(lead["Id"])
+        )
+        open_ = [lead for lead in linked if lead["Status"] in ("Open - Not Contacted", "Working", "In progress")]
+        assert len(open_) >= 6
+        before = {str(lead["Id"]): str(lead["Vitally_Account_Id__c"]) for lead in linked}
+        accounts = sorted({a["id"] for a in book["vitally"]["accounts"]})
+        changed: list[str] = []
+        for lead, change in zip(
+            open_,
+            [
+                {"Status": "Disqualified"},
+                {"Status": "Qualified", "LeadSource": "BDR"},
+                {"Vitally_Account_Id__c": accounts[-1]},
+                {"Status": "Disqualified"},
+                {"Status": "Qualified", "LeadSource": "BDR"},
+                {"Vitally_Account_Id__c": accounts[-2]},
+            ],
+            strict=False,
+        ):
+            person_sets_lead(world.sandbox.url, str(lead["Id"]), **change)
+            changed.append(str(lead["Id"]))
+        form = {**DEMO_REQUEST, "Company": "Form Co", "Email": "ada@form-co.com"}
+        changed += _web_to_lead(
+            world, *({**form, "LastName": f"F{i}", "Vitally_Account_Id__c": accounts[20 + 7 * i]} for i in range(3))
+        )
+        whole = _whole_plan(world)
+        for lead_id in changed:
+            world.event("salesforce", lead_id)
+
+        mini = list(world.mini().plan)
+
+        now = {str(lead["Id"]): str(lead.get("Vitally_Account_Id__c")) for lead in world.leads()}
+        theirs = {before[i] for i in changed if i in before} | {now[i] for i in changed}
+        assert len(theirs) >= 10
+        records = theirs | set(changed)
+        assert _restricted(mini, records) == _restricted(whole, records)
+        assert {w.account or w.record for w in mini} <= records  # nothing else is planned
+        assert sum(1 for w in mini if w.rule == "lifecycle.stage") >= 4  # the accounts' stages move
+        assert world.cycle().counts["planned"] == 0  # the next whole cycle agrees
