@@ -51,7 +51,7 @@ Leads (`LeadBook`): a lead's plan is a pure function of its raw JSON in the mirr
 (`LeadContext`: the day its company last had a lead disqualified, the LLM's verdict remembered for
 it), the rules and config, the rules' day, and what crm-sync wrote to it (read only when a field
 differs, which plans a write or a conflict). After a cycle judged a lead and planned nothing for it
-(no write, no new conflict, no owner asked of the round robin, no change the accounts' rules were
+(no write, no new conflict, no owner drawn by the round robin in this run, no change the accounts' rules were
 shown), `lead_inputs` keeps its company's key, its context's fingerprint (`lead_inputs_fingerprint`:
 the raw JSON of its company's disqualified leads, which the day comes from, and the remembered
 verdict), the rules' fingerprint and the window of the rules' clock (to the day the instant

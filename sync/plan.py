@@ -532,8 +532,8 @@ class Planner:
             until = horizon.day
             self._keep_decisions(d for d in decisions if d.fired)
             before = self._planned_for_lead()
-            asked_owner = self._plan_lead(lead, fields, decisions, owners)
-            quiet = not asked_owner and lead.id not in self._linked_changed and self._planned_for_lead() == before
+            drew = self._plan_lead(lead, fields, decisions, owners)
+            quiet = not drew and lead.id not in self._linked_changed and self._planned_for_lead() == before
             leads.judged(lead, planned_nothing=quiet, until=until)
         leads.save()
         if self._verdicts is not None:
@@ -655,16 +655,20 @@ class Planner:
         self._plan_task(onboarding.account_id, task, rule, onboarding.reason)
 
     def _plan_lead(self, lead: Lead, current: Mapping[str, Any], decisions: list[Decision], owners: Owners) -> bool:
-        """Plan the lead's field writes; whether the round robin was asked for an owner."""
+        """Plan the lead's field writes; whether the round robin drew an owner for it in this run
+        (a judgement that drew cannot hold: the draw is new). An owner drawn by an earlier run is
+        what the round robin gives the lead until the lead changes (or the owner leaves
+        Salesforce, and then its write cannot be pending: it is the person's owner that stands,
+        as a held conflict), so asking for it again keeps nothing from holding."""
         claimed: set[str] = set()
-        asked_owner = False
+        drew = False
         ours = self._ours_lead(lead)
         for decision in decisions:
             wants = dict(_lead_fields(decision)) if decision.fired else {}
             if not wants:
                 continue
             owner = self._inbound_owner(lead, decision, owners)
-            asked_owner = asked_owner or owner is not None
+            drew = drew or (owner is not None and owner.run_id == self.report.run_id)
             if owner is not None and owner.user_id is not None:
                 wants["OwnerId"] = owner.user_id
             # Cut to the fields' lengths before the diff, or a long value would differ every cycle.
@@ -678,7 +682,7 @@ class Planner:
             # The plan shows the owner only when this write sets it.
             shown = owner.owner if owner is not None and owner.user_id is not None and "OwnerId" in fields else None
             self._queue(writes.lead_update(lead.id, lead.vitally_account_id, fields, previous, decision, shown))
-        return asked_owner
+        return drew
 
     def _inbound_owner(self, lead: Lead, decision: Decision, owners: Owners) -> OwnerChoice | None:
         """The round robin's owner for an unowned inbound lead this decision routes, or for a lead

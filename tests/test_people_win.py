@@ -36,6 +36,7 @@ import requests
 from support import band_account, person_sets_lead, pool_users, vitally_account
 from test_minicycle import DEMO_REQUEST, NOW, World, _clock, _web_to_lead, _world
 
+from sandbox.store import DEFAULT_OWNER_USER_ID
 from state import StateDB
 from sync.apply import Applier
 from sync.config import example_against
@@ -578,6 +579,31 @@ def test_a_lead_whose_conflict_is_held_is_not_judged_again_and_its_conflict_stay
         _person_patches_lead(world, lead_id, Status="Disqualified")
 
     _reported_held_kept_then_closed(world, ("salesforce", lead_id, "Status"), "leads_evaluated", the_rep_agrees)
+
+
+def test_a_lead_whose_owner_is_a_held_conflict_is_not_judged_again(world: World) -> None:
+    """A demo request routed to a TAE, which a person hands back to the org's default lead owner
+    (an unrouted owner: the lead waits for routing again). crm-sync still wants the TAE it drew,
+    never a second draw; the person's owner is a conflict, reported once and then held like any
+    other: the lead is not judged again until it changes. (Before 2026-12-07, asking the round
+    robin for the owner drawn earlier kept the lead from holding: judged at every cycle.)"""
+    world.cycle()
+    [lead_id] = _web_to_lead(world, DEMO_REQUEST)
+    world.cycle()
+    [lead] = world.leads()
+    drawn = lead["OwnerId"]
+    assert drawn in {m.user_id for m in world.config.pools["TAE", "US"].members}
+    _person_patches_lead(world, lead_id, OwnerId=DEFAULT_OWNER_USER_ID)
+
+    def the_person_gives_it_back() -> None:
+        [lead] = world.leads()
+        assert lead["OwnerId"] == DEFAULT_OWNER_USER_ID  # theirs until then
+        _person_patches_lead(world, lead_id, OwnerId=drawn)
+
+    _reported_held_kept_then_closed(
+        world, ("salesforce", lead_id, "OwnerId"), "leads_evaluated", the_person_gives_it_back
+    )
+    assert len(world.state.assignments_like(lead_id)) == 1  # drawn once
 
 
 def test_an_account_whose_conflict_is_held_is_not_judged_again_and_its_conflict_stays_open(
