@@ -66,10 +66,13 @@ class Owners:
         self.run_id = run_id
         self.at = at
         self.fallbacks: list[str] = []
+        self.no_pool = 0  # how many times a lead's team had no pool for its region
 
     def owner_for(self, key: str, team: str, region: str, *, salesforce_owner: bool = True) -> OwnerChoice | None:
         """The owner of the lead `key`: the one chosen before, else a draw from the (team,
-        region) pool, remembered. None when no pool is configured for it. Callers ask only while
+        region) pool, remembered. None when no pool is configured for it, which is reported with the
+        fallbacks (`fallbacks`, the report's, counted as `no_pool`): the lead gets no owner from
+        crm-sync, so the org's assignment rule or its owner in Salesforce stays. Callers ask only while
         the lead does not carry its owner yet: a chosen owner Salesforce would refuse as a lead's
         `OwnerId` is drawn again (see the module's docstring); not for `salesforce_owner` False (an
         onboarding specialist, named in a Vitally trait and task, which nothing refuses)."""
@@ -80,12 +83,22 @@ class Owners:
                 return earlier
             pool = self.config.pool_for(team, region)
             if pool is None:
+                self._unpooled(key, team, region)
                 return None
             return self._draw(key, pool, again=f"{DRAWN_AGAIN}{why} and never got the lead")
         pool = self.config.pool_for(team, region)
         if pool is None:
+            self._unpooled(key, team, region)
             return None
         return self._draw(key, pool)
+
+    def _unpooled(self, key: str, team: str, region: str) -> None:
+        """No pool for (team, region): reported, nobody drawn."""
+        self.no_pool += 1
+        self.fallbacks.append(
+            f'{key}: no {team} pool for region {region} ([[pools]] team and region, or region "*"): '
+            "no owner drawn, the org's assignment rule or the owner Salesforce gave it stays"
+        )
 
     def take_back(self, earlier: OwnerChoice) -> str | None:
         """Take back `earlier` when Salesforce would refuse its owner (inactive, or no user of the

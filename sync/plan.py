@@ -333,6 +333,8 @@ class Planner:
         """Queue the rest of the plan, settle the `unconfirmed` writes (read once the plan is
         queued) and remember what the plan found (about these `records` only, when given)."""
         self.report.fallbacks.extend(owners.fallbacks)
+        if owners.no_pool:
+            self.report.counts["no_pool"] += owners.no_pool
         self.plan.flush()
         self.report.counts["queued"] = self.plan.queued
         if not self.report.dry_run:

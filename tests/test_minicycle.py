@@ -629,3 +629,29 @@ def test_lead_events_plan_what_a_whole_plan_plans_for_their_accounts(tmp_path: P
         assert {w.account or w.record for w in mini} <= records  # nothing else is planned
         assert sum(1 for w in mini if w.rule == "lifecycle.stage") >= 4  # the accounts' stages move
         assert world.cycle().counts["planned"] == 0  # the next whole cycle agrees
+
+
+def test_a_lead_whose_team_has_no_pool_for_its_region_is_reported_not_owned(world: World) -> None:
+    """An org with a TAE pool for the US only (no `region = "*"`): a demo request from Germany is
+    routed (its routing fields written) but gets no owner from crm-sync, and the cycle says so,
+    with the lead and the missing pool (before 2026-12-07 it said nothing). The lead keeps the
+    owner Salesforce gave it; its judgement then holds (once the cycle after has read the routing
+    write back), so it is not reported at every cycle."""
+    world.config = replace(world.config, pools={k: v for k, v in world.config.pools.items() if k != ("TAE", "*")})
+    world.cycle()
+    [lead_id] = _web_to_lead(world, {**DEMO_REQUEST, "Country": "DE"})
+    [lead] = world.leads()
+    given = lead["OwnerId"]
+
+    report = world.cycle()
+
+    [lead] = world.leads()
+    assert lead["Routing_Rule__c"] == "new_business.demo_request" and lead["OwnerId"] == given
+    assert report.counts["no_pool"] == 1
+    [said] = report.fallbacks
+    assert said.startswith(f"{lead_id}: no TAE pool for region EU ")
+    world.cycle()  # reads its write back: the lead is judged again (and said again)
+    for _ in range(2):
+        again = world.cycle()
+        assert again.counts["no_pool"] == 0 and again.fallbacks == [] and again.counts["leads_evaluated"] == 0
+    assert [lead["OwnerId"] for lead in world.leads()] == [given]
