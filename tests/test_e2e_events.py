@@ -381,3 +381,38 @@ def test_an_opportunity_a_rep_opens_moves_its_accounts_stage_without_a_cycle(wor
     assert daemon.cycles() == 1  # no scheduled cycle ran since the first
     puts = [c for c in sandbox.calls() if c["method"] == "PUT" and "acc_0002" in str(c["path"])]
     assert len(puts) == 1  # the duplicate found nothing left to write
+
+
+def test_a_lead_a_rep_creates_for_an_account_moves_its_stage_without_a_cycle(world: tuple[Sandbox, Daemon]) -> None:
+    """A rep enters a demo request by hand for the Vitally account acc_0003 (through the REST API,
+    `Vitally_Account_Id__c` set, the org's default owner: waiting for routing); the sandbox's
+    Flow on Lead sends its Outbound Message (twice: a duplicate), and the daemon's mini-cycle
+    routes the lead and moves the account to "New business lead" within seconds, not at the next
+    scheduled cycle (an hour away), writing the account once."""
+    sandbox, daemon = world
+    _start_sending_webhooks(sandbox, daemon, duplicate_share=1.0)
+    assert _stage(sandbox, "acc_0003") != "New business lead"
+    sandbox.reset()
+    lead = {
+        "LastName": "Hand",
+        "Company": "Company 3",
+        "LeadSource": "Demo request",
+        "CountryCode": "US",  # the org has State and Country/Territory picklists (the sandbox's default)
+        "Status": "Open - Not Contacted",
+        "Email": "ada@company3.com",
+        "Form_Text__c": FORM,
+        "Vitally_Account_Id__c": "acc_0003",
+    }
+    created = requests.post(
+        f"{sandbox.url}/services/data/v59.0/sobjects/Lead",
+        json=lead,
+        headers={"Authorization": "Bearer rep"},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    lead_id = created.json()["id"]
+    _until(lambda: _stage(sandbox, "acc_0003") == "New business lead", "the account's new stage")
+    _until(lambda: _owned(sandbox, [lead_id]) and not _pending_events(daemon), "the lead's owner and the duplicate")
+    assert daemon.cycles() == 1  # no scheduled cycle ran since the first
+    puts = [c for c in sandbox.calls() if c["method"] == "PUT" and "acc_0003" in str(c["path"])]
+    assert len(puts) == 1  # the duplicate found nothing left to write
