@@ -24,12 +24,15 @@ It is narrowed as far as the services allow:
 
 A write whose target no longer holds what it expects is not sent: it is dropped (superseded, with
 the reason), each field a person changed is a conflict (reported once), and the next cycle's rules
-decide again. A write whose values are all there already is marked done without a request.
+decide again. A write whose values are all there already is marked done without a request (for a
+record an event's mini-cycle planned from the mirror, its values are recorded as crm-sync's only
+when crm-sync sent them before: `LastLook._sent`). A write to an account that churned since it was
+planned is dropped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping
 from datetime import datetime
 from typing import Any
 
@@ -63,13 +66,18 @@ class LastLook:
         clock: Callable[[], datetime],
         read_account: Callable[[str], Mapping[str, Any] | None] | None = None,
         closed: frozenset[str] = _CLOSED,
+        from_mirror: Collection[str] = (),
     ) -> None:
         """`read_account(id)`: look at Vitally accounts one by one (an event's mini-cycle, which
         writes a few accounts read moments before) instead of listing every account changed since
         the cycle's read (None when the account is gone). `closed`: the lead statuses that close a
-        lead (`rules.context.closed_statuses` of the config's policy)."""
+        lead (`rules.context.closed_statuses` of the config's policy). `from_mirror`: the records
+        planned from the mirror as the last cycle read them, not read by this step's plan (the
+        accounts of a lead or an opportunity an event named): a value found there may have been
+        there long before the plan, as a whole cycle would have read it (`_sent`)."""
         self.state = state
         self._closed = closed
+        self._from_mirror = frozenset(from_mirror)
         self._vitally = vitally
         self._read_account = read_account
         self._salesforce = salesforce
@@ -127,6 +135,7 @@ class LastLook:
                 newest = _later(newest, updated)
         self._watermark = newest
         _hold(groups, unreadable)
+        self._drop_churned(groups, {record for record, raw in changed.items() if raw.get("churnedAt") is not None})
         held = self.state.account_versions(list(changed))
         self._changed.update(
             (record, _traits(raw)) for record, raw in changed.items() if held.get(record) != raw["updatedAt"]
@@ -147,14 +156,29 @@ class LastLook:
         assert self._read_account is not None
         fresh: dict[str, Mapping[str, Any]] = {}
         gone: set[str] = set()
+        churned: set[str] = set()
         for record in list(groups):
             raw = self._read_account(record)
             if raw is None:
                 gone.add(record)
+            elif raw.get("churnedAt") is not None:
+                churned.add(record)
             else:
                 fresh[record] = _traits(raw)
         _hold(groups, gone)
+        self._drop_churned(groups, churned)
         self._check(groups, fresh, exempt=frozenset())
+
+    def _drop_churned(self, groups: _Groups, churned: set[str]) -> None:
+        """The writes to accounts that churned since they were planned are not sent: a churned
+        account leaves every book, and no rule decides on it (`rules.evaluation`). Planned from
+        what was read before the churn (an event's mini-cycle plans a lead's account from the
+        mirror as the last cycle read it), they are dropped, with the reason; the next cycle reads
+        the churn and plans nothing for the account."""
+        rows = [row.id for record in churned & groups.keys() for row in groups.pop(record)]
+        if rows:
+            self.state.supersede(rows, "the account churned in Vitally before it was sent", iso(self.clock()))
+            self.report.counts["dropped"] += len(rows)
 
     # -- Salesforce leads -----------------------------------------------------------------------
 
@@ -282,11 +306,30 @@ class LastLook:
             return False
         if applied:
             self.state.mark_done([row.id], at)
-            self.state.set_last_written(write.system, write.record, write.payload, self.report.run_id, at)
-            self.recorded.add(write.record)
+            if self._sent(row):
+                self.state.set_last_written(write.system, write.record, write.payload, self.report.run_id, at)
+                self.recorded.add(write.record)
             self.report.counts["already_there"] += 1
             return False
         return True
+
+    def _sent(self, row: OutboxRow) -> bool:
+        """Whether the values of `row`, found already there, are recorded as crm-sync's.
+
+        Yes for a record the plan read: whoever put them there in the moments since, crm-sync
+        wanted them, and the record is a conflict for the next person to change them. For a
+        record planned from the mirror (`from_mirror`), only when this row, or a write that
+        carried the same values, was sent before and its answer never came (a crash, a lost
+        answer): otherwise a person may have put them there any time since the last cycle read
+        the record, and a whole cycle would have read them as the person's, wanted or not (its
+        plan writes nothing, and records nothing); taken for crm-sync's, they would be
+        overwritten when the rules next want another value (found by a review of lead events)."""
+        write = row.write
+        if write.record not in self._from_mirror or row.attempts > 0:
+            return True
+        return all(
+            value in self.state.values_sent(write.system, write.record, name) for name, value in write.payload.items()
+        )
 
 
 def _closed_state(lead: Mapping[str, Any], closed: frozenset[str]) -> str | None:

@@ -161,7 +161,17 @@ def run_mini_cycle(
         followups = FollowUps(state, config.announcements, config.zendesk, config.salesforce.instance_url)
         theirs = _plan(config, state, report, fresh, queued, clock=clock, hooks=hooks, followups=followups)
         closed = closed_statuses(config.policy)
-        look = LastLook(state, vitally, salesforce, report, clock, read_account=vitally.get_account, closed=closed)
+        stale = set(theirs) - {q.record for q in queued if q.source == "vitally"}  # planned from the mirror
+        look = LastLook(
+            state,
+            vitally,
+            salesforce,
+            report,
+            clock,
+            read_account=vitally.get_account,
+            closed=closed,
+            from_mirror=stale,
+        )
         targets = state.pending_targets(sorted({*(r for r in records if r not in fresh.left), *theirs}))
         applier = Applier(
             state,
@@ -219,7 +229,11 @@ def _read(
         if raw is None:
             fresh.left[account_id] = "not found"
         elif raw.get("churnedAt") is not None:
-            fresh.left[account_id] = "churned"  # a cycle's read (active accounts) never sees it either
+            # Not planned: no rule decides on a churned account. Mirrored, as a cycle's read
+            # (active and churned accounts) mirrors it, so that a later event planning it from
+            # the mirror (one of its leads') sees the churn too.
+            fresh.accounts.append(raw)
+            fresh.left[account_id] = "churned"
         else:
             fresh.accounts.append(raw)
     if salesforce is None:

@@ -705,3 +705,33 @@ def test_a_lead_conflict_found_while_settling_closes_on_the_next_cycle(world: Wo
     assert key in _open_conflicts(world)
     after = world.cycle()
     assert after.counts["leads_evaluated"] == 1 and key not in _open_conflicts(world)
+
+
+# -- 9. the accounts a lead's event plans from the mirror -------------------------------------------
+
+BDR_LEAD = {**DEMO_REQUEST, "LeadSource": "BDR", "Status": "Working", "Vitally_Account_Id__c": "acc_0003"}
+
+
+@pytest.mark.parametrize("lead_event", [False, True], ids=["cycles-only", "with-the-lead-event"])
+def test_a_persons_stage_that_a_lead_event_finds_there_stays_theirs(world: World, lead_event: bool) -> None:
+    """After a cycle, a person sets acc_0003's stage to "New business lead" by hand; then a BDR lead
+    of the account comes in, and later its rep disqualifies it. A whole cycle reads the person's
+    stage, wants the same, writes and records nothing: when the rules next want "Self serve", the
+    person's stage is a conflict, left alone. The lead's Outbound Message plans the account from
+    the mirror (crm-sync's "Self serve" as the last cycle read it), and its last look finds the
+    person's stage already there: it must stay the person's too (before the fix, the look
+    recorded it as crm-sync's, and the later cycle overwrote it). From a review's reproduction."""
+    world.cycle()
+    _person_puts_traits(world, "acc_0003", lifecycle_stage="New business lead")
+    [lead_id] = _web_to_lead(world, BDR_LEAD)
+    if lead_event:
+        world.event("salesforce", lead_id)
+        assert world.mini().counts["already_there"] == 1
+    world.cycle()
+    world.cycle()
+    _person_patches_lead(world, lead_id, Status="Disqualified")
+    report = world.cycle()
+    assert _traits(world, "acc_0003")["lifecycle_stage"] == "New business lead"
+    assert [(c.record, c.field, c.theirs) for c in report.conflicts] == [
+        ("acc_0003", "lifecycle_stage", "New business lead")
+    ]
