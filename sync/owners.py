@@ -83,22 +83,24 @@ class Owners:
                 return earlier
             pool = self.config.pool_for(team, region)
             if pool is None:
-                self._unpooled(key, team, region)
+                self._unpooled(key, team, region, salesforce_owner)
                 return None
             return self._draw(key, pool, again=f"{DRAWN_AGAIN}{why} and never got the lead")
         pool = self.config.pool_for(team, region)
         if pool is None:
-            self._unpooled(key, team, region)
+            self._unpooled(key, team, region, salesforce_owner)
             return None
         return self._draw(key, pool)
 
-    def _unpooled(self, key: str, team: str, region: str) -> None:
-        """No pool for (team, region): reported, nobody drawn."""
+    def _unpooled(self, key: str, team: str, region: str, salesforce_owner: bool) -> None:
+        """No pool for (team, region): reported, nobody drawn (by every cycle that asks: a lead's
+        judgement then holds until it changes; an onboarding account waits, judged each cycle)."""
         self.no_pool += 1
-        self.fallbacks.append(
-            f'{key}: no {team} pool for region {region} ([[pools]] team and region, or region "*"): '
-            "no owner drawn, the org's assignment rule or the owner Salesforce gave it stays"
-        )
+        if salesforce_owner:
+            left = "no owner drawn, the org's assignment rule or the owner Salesforce gave the lead stays"
+        else:
+            left = "no specialist drawn, the account's specialist trait stays empty and no task is created"
+        self.fallbacks.append(f'{key}: no {team} pool for region {region} ([[pools]] team and region, or "*"): {left}')
 
     def take_back(self, earlier: OwnerChoice) -> str | None:
         """Take back `earlier` when Salesforce would refuse its owner (inactive, or no user of the

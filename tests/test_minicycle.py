@@ -687,3 +687,36 @@ def test_a_lead_event_writes_nothing_to_an_account_that_churned_since_the_last_c
     assert planned == [] if churn_event else report.counts["dropped"] == len(planned) > 0
     after = next(a for a in world.sandbox.state()["vitally"]["accounts"] if a["id"] == "acc_0003")
     assert after["traits"] == before
+
+
+def test_an_onboarding_account_whose_region_has_no_specialist_pool_is_reported_as_such(tmp_path: Path) -> None:
+    """An org whose Onboarding pool serves the US only: a new payer in Germany (onboarding.lead)
+    waits for a specialist, and each cycle that judges it says that no specialist was drawn (the
+    specialist is a Vitally trait and task: no Salesforce owner or assignment rule is involved)."""
+    account = vitally_account(
+        1,
+        id="acc_0001",
+        mrr=300,
+        traits={
+            "country": "DE",
+            "users_by_country": {"DE": 3},
+            "business_email": True,
+            "invoices": [{"month": "2026-10", "amount": 300}],
+            "domain": "acc-0001.example.com",
+        },
+    )
+    probe = example_against("http://127.0.0.1:1")
+    for world in _world(tmp_path, {"vitally": {"accounts": [account]}, "salesforce": {"User": pool_users(probe)}}):
+        pools = dict(world.config.pools)
+        pools["Onboarding", "US"] = replace(pools.pop(("Onboarding", "*")), region="US")
+        world.config = replace(world.config, pools=pools)
+        for _ in range(2):
+            report = world.cycle()
+            assert report.counts["no_pool"] == 1
+            assert report.fallbacks == [
+                'onboarding-acc_0001: no Onboarding pool for region EU ([[pools]] team and region, or "*"): '
+                "no specialist drawn, the account's specialist trait stays empty and no task is created"
+            ]
+        traits = next(a for a in world.sandbox.state()["vitally"]["accounts"] if a["id"] == "acc_0001")["traits"]
+        specialist = world.config.vitally.written_traits.get("onboarding_specialist", "onboarding_specialist")
+        assert not traits.get(specialist)
