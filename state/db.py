@@ -1829,6 +1829,18 @@ class StateDB:
         rows = self.db.query("SELECT * FROM assignments WHERE run_id = ? ORDER BY key", [run_id])
         return [_choice(row) for row in rows]
 
+    def assigned_to(self, user_ids: Collection[str]) -> set[str]:
+        """The lead keys whose owner chosen earlier is one of these users."""
+        wanted = sorted(set(user_ids))
+        keys: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = self.db.execute(
+                f"SELECT key FROM assignments WHERE user_id IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            keys.update(str(key) for (key,) in rows)
+        return keys
+
     def assignments_like(self, prefix: str) -> list[OwnerChoice]:
         """Owners chosen for lead keys starting with `prefix` (all with ""), newest first."""
         rows = self.db.query(

@@ -71,7 +71,7 @@ import dataclasses
 import enum
 import hashlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
@@ -322,10 +322,22 @@ class LeadBook:
 
     @classmethod
     def of(
-        cls, config: Config, state: StateDB, facts: SalesforceFacts, now: datetime, *, full: bool, learn: bool = True
+        cls,
+        config: Config,
+        state: StateDB,
+        facts: SalesforceFacts,
+        now: datetime,
+        *,
+        full: bool,
+        learn: bool = True,
+        unavailable: Collection[str] = (),
     ) -> LeadBook:
         """The book of a cycle at `now`: which stored lead judgements hold, read once (the facts a
-        lead's context comes from do not change during the plan)."""
+        lead's context comes from do not change during the plan). A lead whose owner the round
+        robin chose earlier is one of the `unavailable` users (inactive, or no user of the org:
+        `sync.owners.unavailable_users`) is judged again: its owner is taken back and drawn
+        again, as a whole evaluation would (a lead whose owner write is a person's conflict held
+        asks for that owner, and its judgement would otherwise hold past the deactivation)."""
         rules = rules_fingerprint(config, now)
         book = cls(state, facts, rules, now, learn=learn)
         if not full:
@@ -343,7 +355,10 @@ class LeadBook:
                     current = known[key] = book._context_fingerprint(lead, company or None)
                 if current == context:
                     holding.append(lead)
-            book.holding = frozenset(holding)
+            if unavailable and holding:
+                book.holding = frozenset(holding) - state.assigned_to(unavailable)
+            else:
+                book.holding = frozenset(holding)
         return book
 
     @classmethod

@@ -260,7 +260,17 @@ class Planner:
             policy=self.config.policy,
         )
         decider = self._begin(facts)
-        leads = LeadBook.of(self.config, self.state, facts, self.now, full=full, learn=not self.scope.limited)
+        inactive, unknown = unavailable_users(facts.users, self.config)
+        members = {member.user_id for pool in self.config.pools.values() for member in pool.members}
+        leads = LeadBook.of(
+            self.config,
+            self.state,
+            facts,
+            self.now,
+            full=full,
+            learn=not self.scope.limited,
+            unavailable=(inactive & members) | unknown,  # the round robin draws pool members only
+        )
         self._leads_holding = leads.holding
         self._plan_linked_leads(facts, decider, leads)
         book = Book.of(self.config, self.state, facts, self.now, full=full)

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 import requests
-from support import band_account, person_sets_lead, pool_users, vitally_account
+from support import band_account, person_sets_lead, person_sets_record, pool_users, vitally_account
 from test_minicycle import DEMO_REQUEST, NOW, World, _clock, _web_to_lead, _world
 
 from sandbox.store import DEFAULT_OWNER_USER_ID
@@ -604,6 +604,35 @@ def test_a_lead_whose_owner_is_a_held_conflict_is_not_judged_again(world: World)
         world, ("salesforce", lead_id, "OwnerId"), "leads_evaluated", the_person_gives_it_back
     )
     assert len(world.state.assignments_like(lead_id)) == 1  # drawn once
+
+
+def test_a_held_owner_conflicts_lead_is_judged_again_when_its_drawn_owner_is_deactivated(world: World) -> None:
+    """The lead above, its owner a held conflict, then the TAE crm-sync drew for it deactivated:
+    the next cycle judges the lead again, takes that owner back (refunded to the pool) and draws
+    another, as a `--full` cycle does; the person's owner still stands. (Found by a review: the
+    judgement held past the deactivation, so the round robin's memory depended on `--full`.)"""
+    world.cycle()
+    [lead_id] = _web_to_lead(world, DEMO_REQUEST)
+    world.cycle()
+    [lead] = world.leads()
+    drawn = lead["OwnerId"]
+    _person_patches_lead(world, lead_id, OwnerId=DEFAULT_OWNER_USER_ID)
+    world.cycle()  # reported
+    world.cycle()  # held
+    assert world.cycle().counts["leads_evaluated"] == 0
+    required = {"Username": "tae@org.example", "LastName": "Tae", "Alias": "tae", "ProfileId": "00e000000000001AAA"}
+    person_sets_record(world.sandbox.url, "User", drawn, **required, TimeZoneSidKey="America/New_York", IsActive=False)
+
+    report = world.cycle()
+
+    assert report.counts["leads_evaluated"] == 1 and list(report.plan) == []
+    [again] = world.state.assignments_like(lead_id)
+    assert again.user_id not in (None, drawn) and again.run_id == report.run_id
+    assert [lead["OwnerId"] for lead in world.leads()] == [DEFAULT_OWNER_USER_ID]  # the person's owner stands
+    assert world.cycle().counts["leads_evaluated"] == 1  # a draw keeps the judgement from holding once
+    assert world.cycle().counts["leads_evaluated"] == 0  # then it holds again
+    full = _full_cycle(world)
+    assert list(full.plan) == [] and world.state.assignments_like(lead_id) == [again]
 
 
 def test_an_account_whose_conflict_is_held_is_not_judged_again_and_its_conflict_stays_open(
