@@ -127,6 +127,20 @@ def with_fallback_queues(book: dict[str, Any], config: Path = ROOT / "config.exa
     return book
 
 
+def new_payer(country: str = "US") -> dict[str, Any]:
+    """acc_0001 as a new payer in `country` (a first bill of 300 last month, a business email):
+    `onboarding.lead` fires for it, and its specialist is drawn from the Onboarding pool of the
+    country's region."""
+    traits = {
+        "country": country,
+        "users_by_country": {country: 3},
+        "business_email": True,
+        "invoices": [{"month": "2026-10", "amount": 300}],
+        "domain": "acc_0001.example.com",
+    }
+    return vitally_account(1, id="acc_0001", mrr=300, traits=traits)
+
+
 def vitally_account(index: int, **fields: Any) -> dict[str, Any]:
     """Vitally account number `index` as the sandbox serves it (`acc_0007`, `org_7`): a US company
     with 300 MRR, updated 2026-11-20, no key roles and no segments; `fields` replace or add

@@ -350,6 +350,18 @@ def _stage(sandbox: Sandbox, account: str) -> Any:
     return found["traits"].get("lifecycle_stage")
 
 
+def _rep_creates(sandbox: Sandbox, sobject: str, fields: dict[str, Any]) -> str:
+    """A record a rep creates through the REST API, as the org's users do; its Id."""
+    created = requests.post(
+        f"{sandbox.url}/services/data/v59.0/sobjects/{sobject}",
+        json=fields,
+        headers={"Authorization": "Bearer rep"},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
+
+
 def test_an_opportunity_a_rep_opens_moves_its_accounts_stage_without_a_cycle(world: tuple[Sandbox, Daemon]) -> None:
     """A rep opens an opportunity on the Salesforce Account of acc_0002 (through the REST API, as
     the org's users do); the sandbox's Flow on Opportunity sends its Outbound Message (twice: a
@@ -369,13 +381,7 @@ def test_an_opportunity_a_rep_opens_moves_its_accounts_stage_without_a_cycle(wor
         "StageName": "Prospecting",
         "CloseDate": "2026-12-31",
     }
-    created = requests.post(
-        f"{sandbox.url}/services/data/v59.0/sobjects/Opportunity",
-        json=opportunity,
-        headers={"Authorization": "Bearer rep"},
-        timeout=10,
-    )
-    assert created.status_code == 201, created.text
+    _rep_creates(sandbox, "Opportunity", opportunity)
     _until(lambda: _stage(sandbox, "acc_0002") == "Technical account executive", "the account's new stage")
     _until(lambda: not _pending_events(daemon), "the duplicate's mini-cycle")
     assert daemon.cycles() == 1  # no scheduled cycle ran since the first
@@ -403,14 +409,7 @@ def test_a_lead_a_rep_creates_for_an_account_moves_its_stage_without_a_cycle(wor
         "Form_Text__c": FORM,
         "Vitally_Account_Id__c": "acc_0003",
     }
-    created = requests.post(
-        f"{sandbox.url}/services/data/v59.0/sobjects/Lead",
-        json=lead,
-        headers={"Authorization": "Bearer rep"},
-        timeout=10,
-    )
-    assert created.status_code == 201, created.text
-    lead_id = created.json()["id"]
+    lead_id = _rep_creates(sandbox, "Lead", lead)
     _until(lambda: _stage(sandbox, "acc_0003") == "New business lead", "the account's new stage")
     _until(lambda: _owned(sandbox, [lead_id]) and not _pending_events(daemon), "the lead's owner and the duplicate")
     assert daemon.cycles() == 1  # no scheduled cycle ran since the first

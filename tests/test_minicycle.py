@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import person_sets_lead, pool_users, sandbox_org_config, vitally_account
+from support import new_payer, person_sets_lead, pool_users, sandbox_org_config, vitally_account
 
 from connectors.salesforce import SalesforceClient
 from connectors.vitally import VitallyClient
@@ -693,18 +693,7 @@ def test_an_onboarding_account_whose_region_has_no_specialist_pool_is_reported_a
     """An org whose Onboarding pool serves the US only: a new payer in Germany (onboarding.lead)
     waits for a specialist, and each cycle that judges it says that no specialist was drawn (the
     specialist is a Vitally trait and task: no Salesforce owner or assignment rule is involved)."""
-    account = vitally_account(
-        1,
-        id="acc_0001",
-        mrr=300,
-        traits={
-            "country": "DE",
-            "users_by_country": {"DE": 3},
-            "business_email": True,
-            "invoices": [{"month": "2026-10", "amount": 300}],
-            "domain": "acc-0001.example.com",
-        },
-    )
+    account = new_payer("DE")
     probe = example_against("http://127.0.0.1:1")
     for world in _world(tmp_path, {"vitally": {"accounts": [account]}, "salesforce": {"User": pool_users(probe)}}):
         pools = dict(world.config.pools)

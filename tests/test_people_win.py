@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 import requests
-from support import band_account, person_sets_lead, person_sets_record, pool_users, vitally_account
+from support import band_account, new_payer, person_sets_lead, person_sets_record, pool_users, vitally_account
 from test_minicycle import DEMO_REQUEST, NOW, World, _clock, _web_to_lead, _world
 
 from sandbox.store import DEFAULT_OWNER_USER_ID
@@ -87,19 +87,7 @@ def _world_of(tmp_path: Path, *accounts: dict[str, Any]) -> Iterator[World]:
 
 @pytest.fixture
 def onboarding(tmp_path: Path) -> Iterator[World]:
-    # A new payer (first bill 300 last month, business email): onboarding.lead fires.
-    account = vitally_account(
-        1,
-        id="acc_0001",
-        mrr=300,
-        traits={
-            "country": "US",
-            "users_by_country": {"US": 3},
-            "business_email": True,
-            "invoices": [{"month": "2026-10", "amount": 300}],
-            "domain": "acc_0001.example.com",
-        },
-    )
+    account = new_payer("US")  # onboarding.lead fires
     yield from _world_of(tmp_path, account)
 
 
