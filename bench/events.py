@@ -6,7 +6,7 @@ Usage:
 
 The sandbox runs in this process and sends its own webhooks (`sandbox.events`) to the real daemon,
 started through its CLI in a subprocess (`python -m sync daemon`) with an interval of an hour:
-after its first cycle only the event path routes anything. Three measures, `--events` each, one
+after its first cycle only the event path routes anything. Four measures, `--events` each, one
 event at a time (each waits for the previous to be fully processed, so a figure is one event's,
 not a queue's):
 
@@ -16,6 +16,9 @@ not a queue's):
     opportunity opened → stage    a rep opens an opportunity on the Salesforce Account of a Vitally
                                   account (the Flow on Opportunity sends its Outbound Message); until
                                   the account's lifecycle_stage trait is the TAE's
+    lead for an account → stage   a demo request arrives linked to a Vitally account
+                                  (`Vitally_Account_Id__c`); until it has an owner and the account's
+                                  lifecycle_stage trait is "New business lead" (one Outbound Message)
 
 Timed from the change in the sandbox to the moment the sandbox holds the result (polled every
 millisecond), so the webhook's delivery is included; the Playbook's own delay in Vitally (it runs
@@ -70,7 +73,8 @@ def machine() -> str:
 
 def _seed(accounts: int) -> dict[str, Any]:
     """`accounts` Vitally accounts for the segment measure, as many more for the opportunity one,
-    each of those with a Salesforce Account naming it (`SF_ACCOUNT`)."""
+    each of those with a Salesforce Account naming it (`SF_ACCOUNT`), and as many more for the
+    linked lead one."""
     pools = example_against("http://127.0.0.1:1").pools
     users = sorted({m.user_id: m.name for pool in pools.values() for m in pool.members}.items())
     return {
@@ -87,7 +91,7 @@ def _seed(accounts: int) -> dict[str, Any]:
                     "keyRoles": [],
                     "segments": [],
                 }
-                for i in range(2 * accounts)
+                for i in range(3 * accounts)
             ]
         },
         "salesforce": {
@@ -109,6 +113,7 @@ def _seed(accounts: int) -> dict[str, Any]:
 
 SF_ACCOUNT = "0018d{:010d}AAA"  # the Salesforce Account naming acc_{i:05d}
 TAE_STAGE = "Technical account executive"
+NEW_BUSINESS_STAGE = "New business lead"
 
 
 def _free_port() -> int:
@@ -220,10 +225,10 @@ def _owned(sandbox: Sandbox, field: str, value: str, inbound_owner: str | None) 
     return lambda: _lead_owned(sandbox, field, value, inbound_owner)
 
 
-def _stage_written(sandbox: Sandbox, account: str) -> bool:
+def _stage_written(sandbox: Sandbox, account: str, stage: str = TAE_STAGE) -> bool:
     with sandbox._lock:
         found = sandbox._vitally.accounts.by_id.get(account) or {}
-    return bool((found.get("traits") or {}).get("lifecycle_stage") == TAE_STAGE)
+    return bool((found.get("traits") or {}).get("lifecycle_stage") == stage)
 
 
 def _opportunity_opened(sandbox: Sandbox, index: int) -> Callable[[], bool]:
@@ -250,7 +255,14 @@ def _opportunity_opened(sandbox: Sandbox, index: int) -> Callable[[], bool]:
     return lambda: _stage_written(sandbox, f"acc_{index:05d}")
 
 
-def _web_to_lead(sandbox: Sandbox, index: int) -> tuple[str, str, str | None]:
+def _linked_lead(sandbox: Sandbox, index: int) -> Callable[[], bool]:
+    """A demo request for acc_{index} (`Vitally_Account_Id__c`), as a web form or a rep enters it."""
+    field, lead, inbound_owner = _web_to_lead(sandbox, index, account=f"acc_{index:05d}")
+    owned = _owned(sandbox, field, lead, inbound_owner)
+    return lambda: owned() and _stage_written(sandbox, f"acc_{index:05d}", NEW_BUSINESS_STAGE)
+
+
+def _web_to_lead(sandbox: Sandbox, index: int, account: str | None = None) -> tuple[str, str, str | None]:
     row = {
         "LastName": f"Doe {index}",
         "Company": f"Inbound {index}",
@@ -260,6 +272,8 @@ def _web_to_lead(sandbox: Sandbox, index: int) -> tuple[str, str, str | None]:
         "Email": f"jane{index}@northwind{index}.com",
         "Form_Text__c": "We would like a demo for our data team of 40 engineers.",
     }
+    if account is not None:
+        row["Vitally_Account_Id__c"] = account
     with sandbox._lock:
         [lead] = sandbox._salesforce.add_leads([row], owner_ids=[])
         inbound_owner = (sandbox._salesforce.tables["lead"].get(lead) or {}).get("OwnerId")  # before routing
@@ -311,10 +325,16 @@ def main() -> None:
             def opportunity(index: int) -> Callable[[], Callable[[], bool]]:
                 return lambda: _opportunity_opened(sandbox, index)
 
+            def linked_lead(index: int) -> Callable[[], Callable[[], bool]]:
+                return lambda: _linked_lead(sandbox, index)
+
             events = range(args.events)
             segments = [_measure(sandbox, daemon, segment(i), "a lead owned") for i in events]
             inbound = [_measure(sandbox, daemon, inbound_lead(i), "an owner set") for i in events]
             opened = [_measure(sandbox, daemon, opportunity(args.events + i), "the stage written") for i in events]
+            linked = [
+                _measure(sandbox, daemon, linked_lead(2 * args.events + i), "an owner and the stage") for i in events
+            ]
             cycles = daemon.one("SELECT count(*) FROM runs WHERE mode != 'event'")
         finally:
             daemon.stop()
@@ -328,8 +348,9 @@ def main() -> None:
     print(_row("segment added in Vitally → lead owned in Salesforce", segments))
     print(_row("inbound lead created in Salesforce → owner set", inbound))
     print(_row("opportunity opened in Salesforce → account's stage in Vitally", opened))
-    worst = max(s.reads / max(s.webhooks, 1) for s in segments + inbound + opened)
-    p95 = max(_percentile([s.seconds for s in samples], 0.95) for samples in (segments, inbound, opened))
+    print(_row("lead for an account in Salesforce → owner set and account's stage in Vitally", linked))
+    worst = max(s.reads / max(s.webhooks, 1) for s in segments + inbound + opened + linked)
+    p95 = max(_percentile([s.seconds for s in samples], 0.95) for samples in (segments, inbound, opened, linked))
     print(
         f"\nGoals: p95 ≤ {GOAL_SECONDS:g} s ({'met' if p95 <= GOAL_SECONDS else 'missed'}), "
         f"requests per webhook beyond writes ≤ {GOAL_REQUESTS} ({'met' if worst <= GOAL_REQUESTS else 'missed'})."

@@ -184,7 +184,8 @@ def event_figures(tree: Path, events: int) -> Events | None:
     )
     p95 = dict(_EVENT_ROW.findall(done.stdout))
     per_webhook = [float(value) for value in _PER_WEBHOOK.findall(done.stdout)]
-    # Two rows, or three since the opportunity's (its requests count towards the worst webhook).
+    # Two rows, three since the opportunity's, four since the linked lead's (their requests count
+    # towards the worst webhook).
     if done.returncode != 0 or set(p95) != {"segment added", "inbound lead"} or len(per_webhook) < 2:
         print(f"bench/events.py exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         return None
