@@ -224,7 +224,12 @@ class Applier:
 
     def _send_task(self, row: OutboxRow) -> None:
         """One task: looked up first when an earlier send may have created it (`LastLook.task_exists`),
-        and again after a send whose answer was lost, before it is sent again."""
+        and again after a send whose answer was lost, before it is sent again. A task on an
+        account an event's mini-cycle planned from the mirror is dropped if the account churned
+        since (`LastLook.drop_if_churned`)."""
+        dropped = self._send([row.id], partial(self.look.drop_if_churned, row))
+        if dropped is None or dropped:
+            return  # the account could not be read (the task stays pending), or it churned
         for attempt in range(LOST_ANSWER_RESENDS + 1):
             if attempt:
                 self._wait_after_loss(attempt, "vitally", {row.write.record: [row]})

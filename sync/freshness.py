@@ -45,6 +45,7 @@ from state import OutboxRow, StateDB
 from sync.budget import RECHECK_EVERY
 from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, changed_fields
 from sync.vocabulary import Conflict, CycleReport, iso
+from sync.wire import WRITTEN_TRAIT, read_written_trait
 
 __all__ = ["RECHECK_EVERY", "LastLook"]
 
@@ -78,6 +79,7 @@ class LastLook:
         self.state = state
         self._closed = closed
         self._from_mirror = frozenset(from_mirror)
+        self._churn_seen: dict[str, bool] = {}  # account → churned, as a read by id found it
         self._vitally = vitally
         self._read_account = read_account
         self._salesforce = salesforce
@@ -159,6 +161,7 @@ class LastLook:
         churned: set[str] = set()
         for record in list(groups):
             raw = self._read_account(record)
+            self._churn_seen[record] = raw is not None and raw.get("churnedAt") is not None
             if raw is None:
                 gone.add(record)
             elif raw.get("churnedAt") is not None:
@@ -168,6 +171,23 @@ class LastLook:
         _hold(groups, gone)
         self._drop_churned(groups, churned)
         self._check(groups, fresh, exempt=frozenset())
+
+    def drop_if_churned(self, row: OutboxRow) -> bool:
+        """For a task to create on an account planned from the mirror (`from_mirror`) by an
+        event's mini-cycle: whether the account churned since, read by id (once a step: the look
+        before its PUT may have read it already); if so the task is dropped, with the reason, as
+        `_drop_churned` drops trait writes. Raises the connector's `SyncError`."""
+        account = row.write.account or ""
+        if self._read_account is None or account not in self._from_mirror:
+            return False
+        if account not in self._churn_seen:
+            raw = self._read_account(account)
+            self._churn_seen[account] = raw is not None and raw.get("churnedAt") is not None
+        if not self._churn_seen[account]:
+            return False
+        self.state.supersede([row.id], "the account churned in Vitally before it was sent", iso(self.clock()))
+        self.report.counts["dropped"] += 1
+        return True
 
     def _drop_churned(self, groups: _Groups, churned: set[str]) -> None:
         """The writes to accounts that churned since they were planned are not sent: a churned
@@ -306,29 +326,34 @@ class LastLook:
             return False
         if applied:
             self.state.mark_done([row.id], at)
-            if self._sent(row):
+            if self._sent(row, current):
                 self.state.set_last_written(write.system, write.record, write.payload, self.report.run_id, at)
                 self.recorded.add(write.record)
             self.report.counts["already_there"] += 1
             return False
         return True
 
-    def _sent(self, row: OutboxRow) -> bool:
+    def _sent(self, row: OutboxRow, current: Mapping[str, Any]) -> bool:
         """Whether the values of `row`, found already there, are recorded as crm-sync's.
 
         Yes for a record the plan read: whoever put them there in the moments since, crm-sync
         wanted them, and the record is a conflict for the next person to change them. For a
-        record planned from the mirror (`from_mirror`), only when this row, or a write that
-        carried the same values, was sent before and its answer never came (a crash, a lost
-        answer): otherwise a person may have put them there any time since the last cycle read
-        the record, and a whole cycle would have read them as the person's, wanted or not (its
-        plan writes nothing, and records nothing); taken for crm-sync's, they would be
-        overwritten when the rules next want another value (found by a review of lead events)."""
+        record planned from the mirror (`from_mirror`), only when crm-sync put them there: the
+        account's `crm_sync_written` trait names them (every PUT of crm-sync's carries it, so a
+        PUT that landed before a crash, its row never marked, says so itself), or this row, or
+        a write that carried the same values, was sent before and its answer never came.
+        Otherwise a person may have put them there any time since the last cycle read the
+        record, and a whole cycle would have read them as the person's, wanted or not (its plan
+        writes nothing, and records nothing); taken for crm-sync's, they would be overwritten
+        when the rules next want another value (found by a review of lead events)."""
         write = row.write
         if write.record not in self._from_mirror or row.attempts > 0:
             return True
+        marked = read_written_trait(current.get(WRITTEN_TRAIT)) if write.system == "vitally" else {}
         return all(
-            value in self.state.values_sent(write.system, write.record, name) for name, value in write.payload.items()
+            (name in marked and marked[name] == value)
+            or value in self.state.values_sent(write.system, write.record, name)
+            for name, value in write.payload.items()
         )
 
 

@@ -300,6 +300,11 @@ def _lead_window(now: datetime, until: date | None) -> tuple[float, float]:
     return _epoch(start), _epoch(end)
 
 
+# Put before a lead's context fingerprint while the owner the round robin chose for it is
+# inactive or no user of the org (`LeadBook.of`).
+_OWNER_GONE = "owner-gone:"
+
+
 @dataclass
 class LeadBook:
     """The leads one cycle judges, and what it learns for the next one (see "Leads" in the module
@@ -314,6 +319,8 @@ class LeadBook:
     rules: str
     now: datetime
     holding: frozenset[str] = frozenset()
+    # The leads whose owner chosen earlier by the round robin is unavailable now (`of`).
+    owner_gone: frozenset[str] = frozenset()
     learn: bool = True
     skipped: int = 0
     _learnt: list[tuple[str, str, str, str, float, float]] = field(default_factory=list)
@@ -333,13 +340,16 @@ class LeadBook:
         unavailable: Collection[str] = (),
     ) -> LeadBook:
         """The book of a cycle at `now`: which stored lead judgements hold, read once (the facts a
-        lead's context comes from do not change during the plan). A lead whose owner the round
-        robin chose earlier is one of the `unavailable` users (inactive, or no user of the org:
-        `sync.owners.unavailable_users`) is judged again: its owner is taken back and drawn
-        again, as a whole evaluation would (a lead whose owner write is a person's conflict held
-        asks for that owner, and its judgement would otherwise hold past the deactivation)."""
+        lead's context comes from do not change during the plan). Whether the owner the round
+        robin chose for a lead earlier is one of the `unavailable` users (inactive, or no user of
+        the org: `sync.owners.unavailable_users`) is part of the lead's context: a lead whose
+        owner leaves (or comes back) is judged once more, and a lead that asks for that owner
+        (its owner write a person's conflict, held) has it taken back and drawn again, as a whole
+        evaluation would; one that asks for no owner then holds again."""
         rules = rules_fingerprint(config, now)
         book = cls(state, facts, rules, now, learn=learn)
+        if unavailable:
+            book.owner_gone = frozenset(state.assigned_to(unavailable))
         if not full:
             at = _epoch(now)
             triage_of = facts.triage_of
@@ -352,13 +362,12 @@ class LeadBook:
                 key = (company, triage_of(lead))
                 current = known.get(key)
                 if current is None:
-                    current = known[key] = book._context_fingerprint(lead, company or None)
+                    current = known[key] = book._shared_fingerprint(lead, company or None)
+                if lead in book.owner_gone:
+                    current = _OWNER_GONE + current
                 if current == context:
                     holding.append(lead)
-            if unavailable and holding:
-                book.holding = frozenset(holding) - state.assigned_to(unavailable)
-            else:
-                book.holding = frozenset(holding)
+            book.holding = frozenset(holding)
         return book
 
     @classmethod
@@ -367,6 +376,12 @@ class LeadBook:
         return cls.of(config, state, facts, now, full=True, learn=False)
 
     def _context_fingerprint(self, lead_id: str, company: str | None) -> str:
+        shared = self._shared_fingerprint(lead_id, company)
+        return _OWNER_GONE + shared if lead_id in self.owner_gone else shared
+
+    def _shared_fingerprint(self, lead_id: str, company: str | None) -> str:
+        """The part of a lead's context most leads share: its company's disqualified leads and
+        the LLM's verdict remembered for it."""
         facts = self.facts
         key = (facts.disqualified_fingerprint(company), facts.triage_of(lead_id))
         known = self._fingerprints.get(key)

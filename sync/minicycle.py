@@ -229,10 +229,10 @@ def _read(
         if raw is None:
             fresh.left[account_id] = "not found"
         elif raw.get("churnedAt") is not None:
-            # Not planned: no rule decides on a churned account. Mirrored, as a cycle's read
-            # (active and churned accounts) mirrors it, so that a later event planning it from
-            # the mirror (one of its leads') sees the churn too.
-            fresh.accounts.append(raw)
+            # Not planned: no rule decides on a churned account. Not mirrored either: the next
+            # cycle's read does that, and a lead's event that plans the account from the mirror
+            # meanwhile finds the churn in the last look, which reads the account before its PUT
+            # (mirrored here, an account reactivated with no event would wait for that cycle).
             fresh.left[account_id] = "churned"
         else:
             fresh.accounts.append(raw)

@@ -1,0 +1,215 @@
+"""The accounts an event's mini-cycle plans from the mirror (issue 17): those a Lead's or an
+Opportunity's Outbound Message names, planned as the last cycle read them, with the last look
+before each write standing between that read and Vitally. And a lead whose round-robin owner
+leaves. From two reviews' reproductions (2026-12-07), against the in-process sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import band_account, person_sets_lead, person_sets_record
+from test_minicycle import DEMO_REQUEST, NOW, World, _restricted, _web_to_lead, _whole_plan, _world
+from test_people_win import _full_cycle, _person_patches_lead, _world_of
+
+from state import StateDB
+from sync.apply import Applier
+from sync.cycle import run_cycle
+from sync.minicycle import run_mini_cycle
+from sync.vocabulary import CycleReport
+
+BDR_LEAD = {**DEMO_REQUEST, "LeadSource": "BDR", "Status": "Working", "Vitally_Account_Id__c": "acc_0003"}
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    yield from _world(tmp_path)
+
+
+def _account(world: World, account_id: str) -> dict[str, Any]:
+    return next(a for a in world.sandbox.state()["vitally"]["accounts"] if a["id"] == account_id)
+
+
+def _set_account(world: World, account_id: str, **fields: Any) -> None:
+    """A change in the Vitally app that sends no webhook (a Playbook fires on segments)."""
+    world.sandbox.load({"vitally": {"accounts": [{**_account(world, account_id), **fields}]}})
+
+
+def _later(world: World) -> str:
+    """A Vitally timestamp a minute after the sandbox's clock."""
+    world.sandbox.set_clock(advance_seconds=60)
+    return world.sandbox.now().strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+# -- churned and reactivated accounts ---------------------------------------------------------------
+
+
+def test_a_nurture_task_is_not_created_on_an_account_that_churned_since_the_last_cycle(tmp_path: Path) -> None:
+    """A product-led lead crm-sync created; its account churns (no event), then the lead's TAM sets
+    it to "Nurturing" and its Outbound Message comes. A whole cycle plans nothing for a churned
+    account; the mini-cycle plans the account from the mirror, and the last look, which reads the
+    account before its task is created, drops the task (it was created: the churn check covered
+    trait writes only)."""
+    for world in _world_of(tmp_path, band_account("acc_ep3", "Episode 3 GmbH", "episode3.de")):
+        world.cycle()
+        [lead] = [lead for lead in world.leads() if lead.get("Sync_Key__c")]
+        world.cycle()  # reads its writes back
+        stamp = _later(world)
+        _set_account(world, "acc_ep3", churnedAt=stamp, updatedAt=stamp)
+        person_sets_lead(world.sandbox.url, lead["Id"], Status="Nurturing")
+        whole = _whole_plan(world)
+        world.event("salesforce", lead["Id"])
+
+        report = world.mini()
+
+        assert [w for w in whole if w.system == "vitally"] == []
+        planned = [w for w in report.plan if w.system == "vitally"]
+        assert any(w.op == "create_task" for w in planned) and report.counts["dropped"] == len(planned)
+        tasks = world.sandbox.state()["vitally"]["tasks"]
+        assert [t for t in tasks if t.get("accountId") == "acc_ep3" and "nurture" in str(t.get("externalId"))] == []
+
+
+def test_an_account_that_churned_and_came_back_is_planned_by_a_lead_event_as_a_whole_cycle_plans_it(
+    world: World,
+) -> None:
+    """acc_0003 churns (its own event: not planned, and not mirrored), then is reactivated with no
+    event; a BDR lead of the account sends its Outbound Message: the mini-cycle plans the stage a
+    whole cycle plans, and the last look, finding the account active, lets it through (the mirror
+    had been given the churn by its event, and the lead's event planned nothing: found by a
+    review)."""
+    world.cycle()
+    stamp = _later(world)
+    _set_account(world, "acc_0003", churnedAt=stamp, updatedAt=stamp)
+    world.event("vitally", "acc_0003")
+    world.mini()
+    _set_account(world, "acc_0003", churnedAt=None, updatedAt=_later(world))
+    [lead_id] = _web_to_lead(world, BDR_LEAD)
+    whole = _whole_plan(world)
+    world.event("salesforce", lead_id)
+
+    mini = list(world.mini().plan)
+
+    assert [w.fields for w in whole if w.rule == "lifecycle.stage"] == [{"lifecycle_stage": "New business lead"}]
+    assert _restricted(mini, {"acc_0003"}) == _restricted(whole, {"acc_0003"})
+    assert _account(world, "acc_0003")["traits"]["lifecycle_stage"] == "New business lead"
+
+
+def test_a_whole_cycles_look_drops_the_write_to_an_account_that_churns_after_its_read(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cycle's last look (the accounts list, active and churned, newest first) finds an
+    account that churned between the cycle's read and its PUT: the write is dropped."""
+    world.cycle()
+    before = dict(_account(world, "acc_0003")["traits"])
+    _web_to_lead(world, BDR_LEAD)
+    real = Applier.run
+
+    def churn_then_run(self: Applier) -> None:
+        stamp = _later(world)
+        _set_account(world, "acc_0003", churnedAt=stamp, updatedAt=stamp)
+        real(self)
+
+    monkeypatch.setattr(Applier, "run", churn_then_run)
+    report = world.cycle()
+    assert [w for w in report.plan if w.system == "vitally" and w.record == "acc_0003"]
+    assert report.counts["dropped"] >= 1
+    assert _account(world, "acc_0003")["traits"] == before
+
+
+# -- a kill -9 between the PUT and its record ---------------------------------------------------------
+
+
+class Killed(BaseException):
+    """kill -9: nothing after this point runs (not an Exception: the mini-cycle does not catch it)."""
+
+
+def _at(minutes: int) -> Callable[[], datetime]:
+    """A clock that moves (a frozen one would make every write simultaneous)."""
+    start = NOW + timedelta(minutes=minutes)
+    ticks = iter(range(10**6))
+    return lambda: start + timedelta(milliseconds=next(ticks))
+
+
+def _mini(world: World, minutes: int) -> CycleReport:
+    queued = world.state.pending_events(100)
+    return run_mini_cycle(world.config, world.state, world.vitally, world.salesforce, queued, clock=_at(minutes))
+
+
+def _cycle(world: World, minutes: int) -> CycleReport:
+    clock = _at(minutes)
+    return run_cycle(world.config, world.state, world.vitally, world.salesforce, clock=clock, now=clock())
+
+
+def test_crm_syncs_own_stage_landed_before_a_kill_9_stays_its_own(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A BDR lead's event moves acc_0003's stage; the process is killed after the PUT landed and
+    before it was recorded (a Vitally PUT's row is not counted before it goes out). The restarted
+    daemon finishes the pending event: the account is planned from the mirror again, and the last
+    look finds the stage there. The PUT's own `crm_sync_written` trait names it, so it is
+    recorded as crm-sync's (a review found it taken for a person's), and later cycles move it."""
+    _cycle(world, 0)
+    [lead_id] = _web_to_lead(world, BDR_LEAD)
+    world.event("salesforce", lead_id)
+    real = Applier._traits_done
+
+    def killed(self: Applier, done: Any, groups: Any, merged: Any) -> None:
+        if done:
+            raise Killed
+        real(self, done, groups, merged)
+
+    monkeypatch.setattr(Applier, "_traits_done", killed)
+    with pytest.raises(Killed):
+        _mini(world, 5)
+    monkeypatch.setattr(Applier, "_traits_done", real)
+    assert _account(world, "acc_0003")["traits"]["lifecycle_stage"] == "New business lead"  # the PUT landed
+    world.state.close()
+    world.state = StateDB.open(world.path)  # the restart
+
+    assert _mini(world, 6).counts["already_there"] == 1
+
+    written, _ = world.state.written_values_of("vitally", ["acc_0003"])
+    assert written["acc_0003"]["lifecycle_stage"] == "New business lead"
+    _cycle(world, 10)
+    _person_patches_lead(world, lead_id, Status="Disqualified")
+    report = _cycle(world, 20)
+    assert [c for c in report.conflicts if c.record == "acc_0003"] == []
+    assert _account(world, "acc_0003")["traits"]["lifecycle_stage"] != "New business lead"
+
+
+# -- a lead whose round-robin owner leaves -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"Status": "Disqualified"}, {"Status": "Working - Contacted"}, {}],
+    ids=["disqualified", "a-rep-works-it", "left-open-with-its-drawn-owner"],
+)
+def test_a_lead_that_asks_no_owner_is_judged_once_when_its_drawn_owner_leaves(
+    world: World, change: dict[str, str]
+) -> None:
+    """A demo request crm-sync routed to a TAE; then closed, worked or left as it is; the cycles go
+    idle. The TAE is deactivated: the lead is judged once more (its owner's availability is part
+    of its context), asks nothing of the round robin, and holds again; a `--full` cycle plans the
+    same nothing. (The first fix judged such a lead at every cycle: found by a review.)"""
+    world.cycle()
+    [lead_id] = _web_to_lead(world, DEMO_REQUEST)
+    world.cycle()
+    [lead] = world.leads()
+    drawn = lead["OwnerId"]
+    if change:
+        _person_patches_lead(world, lead_id, **change)
+    assert [world.cycle().counts["leads_evaluated"] for _ in range(3)][-1] == 0
+    required = {"Username": "tae@org.example", "LastName": "Tae", "Alias": "tae", "ProfileId": "00e000000000001AAA"}
+    person_sets_record(world.sandbox.url, "User", drawn, **required, TimeZoneSidKey="America/New_York", IsActive=False)
+
+    after = [world.cycle() for _ in range(4)]
+
+    assert [r.counts["leads_evaluated"] for r in after] == [1, 0, 0, 0]
+    assert all(list(r.plan) == [] for r in after)
+    assert list(_full_cycle(world).plan) == []
+    [kept] = world.state.assignments_like(lead_id)
+    assert kept.user_id == drawn  # nothing asked for an owner: nothing taken back
