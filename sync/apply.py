@@ -226,10 +226,9 @@ class Applier:
         """One task: looked up first when an earlier send may have created it (`LastLook.task_exists`),
         and again after a send whose answer was lost, before it is sent again. A task on an
         account an event's mini-cycle planned from the mirror is dropped if the account churned
-        since (`LastLook.drop_if_churned`)."""
-        dropped = self._send([row.id], partial(self.look.drop_if_churned, row))
-        if dropped is None or dropped:
-            return  # the account could not be read (the task stays pending), or it churned
+        since, and one on an account that is gone waits (`LastLook.may_create_task`)."""
+        if not self._may_create_task(row):
+            return
         for attempt in range(LOST_ANSWER_RESENDS + 1):
             if attempt:
                 self._wait_after_loss(attempt, "vitally", {row.write.record: [row]})
@@ -255,6 +254,25 @@ class Applier:
             self.state.mark_done([row.id], at)
             self.state.set_last_written("vitally", row.write.record, {"task": True}, self.report.run_id, at)
         self.hooks.progress("writes sent", self.report.counts["applied"], self._to_send)
+
+    def _may_create_task(self, row: OutboxRow) -> bool:
+        """`LastLook.may_create_task`, its read's failure handled as the look before a PUT handles
+        it: the task stays pending, counted as failed, its attempts untouched (nothing was sent);
+        an account whose answer is malformed is reported (id, body) and its task waits too; an
+        error that stops the whole service is raised."""
+        try:
+            return self.look.may_create_task(row)
+        except ContractError as bad:  # this account's answer, not the service, is broken
+            account = row.write.account or ""
+            self.report.record_errors.append(RecordError("vitally", account, "(body)", str(bad)[:200]))
+            return False
+        except RetriableError as exc:
+            self.report.counts["failed"] += 1
+            self.report.failures.append(f"vitally: the last look before a task failed ({exc}); it waits")
+            self.hooks.log(
+                "write_failed", {"run_id": self.report.run_id, "rows": [], "error": str(exc), "parked": False}
+            )
+            return False
 
     def _put_traits(self, groups: _Groups) -> None:
         """The PUTs of `groups` (`_put_traits_once`); those whose answers were lost are looked at

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from connectors.base import SalesforcePort, VitallyPort
@@ -43,9 +44,9 @@ from rules.context import closed_statuses, is_closed
 from rules.policy import Policy
 from state import OutboxRow, StateDB
 from sync.budget import RECHECK_EVERY
-from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, changed_fields
+from sync.ownership import COMPUTED_LEAD_FIELDS, Conflicts, changed_fields, ours_in
 from sync.vocabulary import Conflict, CycleReport, iso
-from sync.wire import WRITTEN_TRAIT, read_written_trait
+from sync.wire import WRITTEN_TRAIT, read_written_trait, written_trait_at
 
 __all__ = ["RECHECK_EVERY", "LastLook"]
 
@@ -79,7 +80,7 @@ class LastLook:
         self.state = state
         self._closed = closed
         self._from_mirror = frozenset(from_mirror)
-        self._churn_seen: dict[str, bool] = {}  # account → churned, as a read by id found it
+        self._churn_seen: dict[str, bool | None] = {}  # account → churned (None: gone), as read by id
         self._vitally = vitally
         self._read_account = read_account
         self._salesforce = salesforce
@@ -161,7 +162,7 @@ class LastLook:
         churned: set[str] = set()
         for record in list(groups):
             raw = self._read_account(record)
-            self._churn_seen[record] = raw is not None and raw.get("churnedAt") is not None
+            self._churn_seen[record] = None if raw is None else raw.get("churnedAt") is not None
             if raw is None:
                 gone.add(record)
             elif raw.get("churnedAt") is not None:
@@ -172,22 +173,25 @@ class LastLook:
         self._drop_churned(groups, churned)
         self._check(groups, fresh, exempt=frozenset())
 
-    def drop_if_churned(self, row: OutboxRow) -> bool:
-        """For a task to create on an account planned from the mirror (`from_mirror`) by an
-        event's mini-cycle: whether the account churned since, read by id (once a step: the look
-        before its PUT may have read it already); if so the task is dropped, with the reason, as
-        `_drop_churned` drops trait writes. Raises the connector's `SyncError`."""
+    def may_create_task(self, row: OutboxRow) -> bool:
+        """For a task to create on an account an event's mini-cycle planned from the mirror
+        (`from_mirror`): whether the account is still there and active, read by id (once a step:
+        the look before its PUT may have read it already). A task on an account that churned
+        since is dropped, with the reason, as `_drop_churned` drops trait writes; one on an
+        account that is gone stays pending, as `_hold` keeps trait writes. Other tasks are not
+        looked at. Raises the connector's `SyncError` (the task stays pending, as trait writes do
+        when their look fails)."""
         account = row.write.account or ""
         if self._read_account is None or account not in self._from_mirror:
-            return False
+            return True
         if account not in self._churn_seen:
             raw = self._read_account(account)
-            self._churn_seen[account] = raw is not None and raw.get("churnedAt") is not None
-        if not self._churn_seen[account]:
-            return False
-        self.state.supersede([row.id], "the account churned in Vitally before it was sent", iso(self.clock()))
-        self.report.counts["dropped"] += 1
-        return True
+            self._churn_seen[account] = None if raw is None else raw.get("churnedAt") is not None
+        churned = self._churn_seen[account]
+        if churned:
+            self.state.supersede([row.id], "the account churned in Vitally before it was sent", iso(self.clock()))
+            self.report.counts["dropped"] += 1
+        return churned is False
 
     def _drop_churned(self, groups: _Groups, churned: set[str]) -> None:
         """The writes to accounts that churned since they were planned are not sent: a churned
@@ -349,12 +353,25 @@ class LastLook:
         write = row.write
         if write.record not in self._from_mirror or row.attempts > 0:
             return True
-        marked = read_written_trait(current.get(WRITTEN_TRAIT)) if write.system == "vitally" else {}
+        ours: Callable[[str], list[Any]] = _nothing_known
+        if write.system == "vitally":
+            # As a plan reads ownership (`sync.ownership.ours_in`): the state's record, the trait
+            # only where the state has none or the trait says it was written later (a PUT that
+            # landed before a crash is recorded nowhere else). A trait naming an older value of
+            # crm-sync's, one a person has set again since, does not count.
+            mark = current.get(WRITTEN_TRAIT)
+            last = self.state.last_written("vitally")
+            trait, trait_at = read_written_trait(mark), written_trait_at(mark)
+            ours = partial(ours_in, last, write.record, trait=trait, trait_at=trait_at, state_at=last.written_at)
         return all(
-            (name in marked and marked[name] == value)
-            or value in self.state.values_sent(write.system, write.record, name)
+            value in ours(name) or value in self.state.values_sent(write.system, write.record, name)
             for name, value in write.payload.items()
         )
+
+
+def _nothing_known(name: str) -> list[Any]:
+    """What crm-sync knows it wrote to a field it has no record of (a lead's, for `_sent`)."""
+    return []
 
 
 def _closed_state(lead: Mapping[str, Any], closed: frozenset[str]) -> str | None:

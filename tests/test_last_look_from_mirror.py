@@ -1,0 +1,167 @@
+"""The last look at the accounts an event's mini-cycle planned from the mirror, at the unit level:
+whose value it takes for crm-sync's (as `sync.ownership.ours_in` does, never a stale
+`crm_sync_written` trait), and the read before a task (`LastLook.may_create_task`): an error or a
+gone account keeps the task pending and unsent, uncounted; an active account costs one read. From
+a review's reproductions (2026-12-07), with a stand-in for the Vitally connector (its calls counted)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+from connectors.base import VitallyPort
+from core.errors import ContractError, RetriableError
+from state import StateDB
+from state.writes import PlannedWrite
+from sync.apply import Applier
+from sync.freshness import LastLook
+from sync.ownership import ours_in
+from sync.vocabulary import CycleReport, Hooks, iso
+from sync.wire import WRITTEN_TRAIT, read_written_trait, written_trait, written_trait_at
+
+NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+ACC = "acc_1"
+
+
+def _state(tmp_path: Path) -> tuple[StateDB, int]:
+    state = StateDB.open(tmp_path / "state.db")
+    with state.atomic():
+        run = state.begin_run(iso(NOW), "event", iso(NOW))
+    return state, run
+
+
+def _row(state: StateDB, run: int, write: PlannedWrite) -> Any:
+    with state.atomic():
+        state.enqueue([write], run, iso(NOW))
+    [rows] = state.pending_records(write.system, "", 10)
+    return rows[0]
+
+
+def _stage(value: str, expects: str) -> PlannedWrite:
+    return PlannedWrite(
+        system="vitally",
+        op="set_traits",
+        record=ACC,
+        fields={"lifecycle_stage": value},
+        rule="lifecycle.stage",
+        reason="r",
+        payload={"lifecycle_stage": value},
+        expects={"lifecycle_stage": expects},
+    )
+
+
+def test_a_stale_trait_adopts_a_persons_value_that_ours_in_calls_theirs(tmp_path: Path) -> None:
+    """crm-sync PUT stage X (the trait names X, t0). Later its state recorded Y for the field
+    without a PUT (a value found already there by a look: the trait is not rewritten). A person
+    then sets X again. A whole cycle's `ours_in` says crm-sync's is Y (the person's X is a
+    conflict), and so does the event's last look (it took the trait's X for crm-sync's)."""
+    state, run = _state(tmp_path)
+    t0 = iso(NOW - timedelta(days=2))
+    t1 = iso(NOW - timedelta(days=1))
+    with state.atomic():
+        state.set_last_written("vitally", ACC, {"lifecycle_stage": "X"}, run, t0)
+        state.set_last_written("vitally", ACC, {"lifecycle_stage": "Y"}, run, t1)  # found there, no PUT
+    mark = written_trait({"lifecycle_stage": "X"}, at={"lifecycle_stage": t0})
+    current = {"lifecycle_stage": "X", WRITTEN_TRAIT: mark}  # the person's X; the trait as the PUT left it
+
+    last = {(ACC, "lifecycle_stage"): "Y"}
+    at = {ACC: {"lifecycle_stage": t1}}
+    whole = ours_in(
+        last, ACC, "lifecycle_stage", read_written_trait(mark), written_trait_at(mark), lambda r, f: at[r][f]
+    )
+    assert whole == ["Y"]  # a whole cycle: X is the person's
+
+    row = _row(state, run, _stage("X", expects="Y"))  # planned from the mirror (Y)
+    look = LastLook(
+        state,
+        cast(VitallyPort, None),  # not asked: `_sent` reads no service
+        None,
+        CycleReport(run_id=run, dry_run=False, now=NOW),
+        lambda: NOW,
+        read_account=lambda _: None,
+        from_mirror={ACC},
+    )
+    assert look._sent(row, current) is False, "the person's X is recorded as crm-sync's (stale trait)"
+
+
+class _Vitally:
+    def __init__(self, error: Exception | None, account: dict[str, Any] | None) -> None:
+        self.error, self.account, self.reads = error, account, 0
+        self.tasks: list[dict[str, Any]] = []
+
+    def get_account(self, _: str) -> dict[str, Any] | None:
+        self.reads += 1
+        if self.error is not None:
+            raise self.error
+        return self.account
+
+    def iter_account_tasks(self, _: str) -> list[Any]:
+        return []
+
+    def upsert_task(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self.tasks.append(payload)
+        return payload
+
+
+def _task(state: StateDB, run: int) -> Any:
+    write = PlannedWrite(
+        system="vitally",
+        op="create_task",
+        record="task-ext-1",
+        fields={},
+        rule="nurture",
+        reason="r",
+        payload={"externalId": "task-ext-1", "accountId": ACC, "name": "t"},
+        account=ACC,
+    )
+    return _row(state, run, write)
+
+
+def _apply_task(tmp_path: Path, vitally: _Vitally) -> tuple[StateDB, Any, CycleReport]:
+    state, run = _state(tmp_path)
+    row = _task(state, run)
+    report = CycleReport(run_id=run, dry_run=False, now=NOW)
+    port = cast(VitallyPort, vitally)
+    look = LastLook(
+        state,
+        port,
+        None,
+        report,
+        lambda: NOW,
+        read_account=vitally.get_account,
+        from_mirror={ACC},
+    )
+    applier = Applier(state, port, None, report, clock=lambda: NOW, look=look, write_workers=1, hooks=Hooks())
+    applier._send_task(row)
+    [after] = state.db.execute("SELECT status, attempts FROM outbox WHERE id = ?", [row.id]).fetchall()
+    return state, after, report
+
+
+def test_a_transient_read_error_keeps_the_task_pending_without_counting_a_send(tmp_path: Path) -> None:
+    vitally = _Vitally(RetriableError("503"), None)
+    _, (status, attempts), _ = _apply_task(tmp_path, vitally)
+    assert vitally.tasks == []
+    assert status == "pending"
+    assert attempts == 0, "a failed GET of the account is counted as an attempt of the task's send"
+
+
+def test_a_malformed_account_read_does_not_park_the_task(tmp_path: Path) -> None:
+    vitally = _Vitally(ContractError("GET /resources/accounts/:id: not an object"), None)
+    _, (status, _), report = _apply_task(tmp_path, vitally)
+    assert vitally.tasks == []
+    assert status == "pending", f"the task is {status} by a read of its account"
+    assert [(e.record_id, e.field) for e in report.record_errors] == [(ACC, "(body)")]
+
+
+def test_a_gone_account_gets_no_task(tmp_path: Path) -> None:
+    """A trait write to an account the look finds gone (404) is held; so is its task."""
+    vitally = _Vitally(None, None)
+    _, (status, attempts), _ = _apply_task(tmp_path, vitally)
+    assert vitally.tasks == [] and (status, attempts) == ("pending", 0)
+
+
+def test_an_active_account_costs_one_read(tmp_path: Path) -> None:
+    vitally = _Vitally(None, {"id": ACC, "churnedAt": None, "traits": {}})
+    _, (status, _), _ = _apply_task(tmp_path, vitally)
+    assert vitally.reads == 1 and status == "done" and len(vitally.tasks) == 1
