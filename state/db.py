@@ -1830,16 +1830,15 @@ class StateDB:
         return [_choice(row) for row in rows]
 
     def assigned_to(self, user_ids: Collection[str]) -> set[str]:
-        """The lead keys whose owner chosen earlier is one of these users."""
-        wanted = sorted(set(user_ids))
-        keys: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            rows = self.db.execute(
-                f"SELECT key FROM assignments WHERE user_id IN ({','.join('?' * len(chunk))})", chunk
-            ).fetchall()
-            keys.update(str(key) for (key,) in rows)
-        return keys
+        """The lead keys whose owner chosen earlier is one of these users (one query, however
+        many users: an org's inactive users can be thousands)."""
+        if not user_ids:
+            return set()
+        rows = self.db.execute(
+            "SELECT key FROM assignments WHERE user_id IN (SELECT value FROM json_each(?))",
+            [json.dumps(sorted(user_ids))],
+        ).fetchall()
+        return {str(key) for (key,) in rows}
 
     def assignments_like(self, prefix: str) -> list[OwnerChoice]:
         """Owners chosen for lead keys starting with `prefix` (all with ""), newest first."""

@@ -261,7 +261,6 @@ class Planner:
         )
         decider = self._begin(facts)
         inactive, unknown = unavailable_users(facts.users, self.config)
-        members = {member.user_id for pool in self.config.pools.values() for member in pool.members}
         leads = LeadBook.of(
             self.config,
             self.state,
@@ -269,7 +268,7 @@ class Planner:
             self.now,
             full=full,
             learn=not self.scope.limited,
-            unavailable=(inactive & members) | unknown,  # the round robin draws pool members only
+            unavailable=inactive | unknown,  # as `Owners.take_back` reads them, members or not
         )
         self._leads_holding = leads.holding
         self._plan_linked_leads(facts, decider, leads)

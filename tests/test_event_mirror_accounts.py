@@ -6,6 +6,7 @@ leaves. From two reviews' reproductions (2026-12-07), against the in-process san
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from support import band_account, person_sets_lead, person_sets_record
 from test_minicycle import DEMO_REQUEST, NOW, World, _restricted, _web_to_lead, _whole_plan, _world
 from test_people_win import _full_cycle, _person_patches_lead, _world_of
 
+from sandbox.store import DEFAULT_OWNER_USER_ID
 from state import StateDB
 from sync.apply import Applier
 from sync.cycle import run_cycle
@@ -213,3 +215,34 @@ def test_a_lead_that_asks_no_owner_is_judged_once_when_its_drawn_owner_leaves(
     assert list(_full_cycle(world).plan) == []
     [kept] = world.state.assignments_like(lead_id)
     assert kept.user_id == drawn  # nothing asked for an owner: nothing taken back
+
+
+def test_a_held_owner_conflicts_lead_is_drawn_again_when_its_owner_left_the_pool_then_salesforce(
+    world: World,
+) -> None:
+    """The held owner conflict (a person handed crm-sync's routed lead back to the org's default
+    owner), its TAE first taken out of `[[pools]]`, later deactivated in Salesforce: the cycle
+    after the deactivation takes that owner back and draws another, as a `--full` cycle would
+    (`Owners.take_back` reads every inactive user, not only the pools' members)."""
+    world.cycle()
+    [lead_id] = _web_to_lead(world, DEMO_REQUEST)
+    world.cycle()
+    [lead] = world.leads()
+    drawn = lead["OwnerId"]
+    _person_patches_lead(world, lead_id, OwnerId=DEFAULT_OWNER_USER_ID)
+    pools = dict(world.config.pools)
+    pools["TAE", "US"] = replace(
+        pools["TAE", "US"], members=tuple(m for m in pools["TAE", "US"].members if m.user_id != drawn)
+    )
+    world.config = replace(world.config, pools=pools)
+    for _ in range(3):
+        quiet = world.cycle()
+    assert quiet.counts["leads_evaluated"] == 0
+    required = {"Username": "tae@org.example", "LastName": "Tae", "Alias": "tae", "ProfileId": "00e000000000001AAA"}
+    person_sets_record(world.sandbox.url, "User", drawn, **required, TimeZoneSidKey="America/New_York", IsActive=False)
+
+    report = world.cycle()
+
+    [again] = world.state.assignments_like(lead_id)
+    assert report.counts["leads_evaluated"] == 1 and again.user_id not in (None, drawn)
+    assert [lead["OwnerId"] for lead in world.leads()] == [DEFAULT_OWNER_USER_ID]  # the person's owner stands
