@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import band_account, person_sets_lead, person_sets_record
+from support import band_account, person_sets_lead
 from test_minicycle import DEMO_REQUEST, NOW, World, _restricted, _web_to_lead, _whole_plan, _world
-from test_people_win import _full_cycle, _person_patches_lead, _world_of
+from test_people_win import _full_cycle, _person_patches_lead, _world_of, deactivate, routed_demo_request
 
 from sandbox.store import DEFAULT_OWNER_USER_ID
 from state import StateDB
@@ -197,16 +197,11 @@ def test_a_lead_that_asks_no_owner_is_judged_once_when_its_drawn_owner_leaves(
     idle. The TAE is deactivated: the lead is judged once more (its owner's availability is part
     of its context), asks nothing of the round robin, and holds again; a `--full` cycle plans the
     same nothing. (The first fix judged such a lead at every cycle: found by a review.)"""
-    world.cycle()
-    [lead_id] = _web_to_lead(world, DEMO_REQUEST)
-    world.cycle()
-    [lead] = world.leads()
-    drawn = lead["OwnerId"]
+    lead_id, drawn = routed_demo_request(world)
     if change:
         _person_patches_lead(world, lead_id, **change)
     assert [world.cycle().counts["leads_evaluated"] for _ in range(3)][-1] == 0
-    required = {"Username": "tae@org.example", "LastName": "Tae", "Alias": "tae", "ProfileId": "00e000000000001AAA"}
-    person_sets_record(world.sandbox.url, "User", drawn, **required, TimeZoneSidKey="America/New_York", IsActive=False)
+    deactivate(world, drawn)
 
     after = [world.cycle() for _ in range(4)]
 
@@ -224,11 +219,7 @@ def test_a_held_owner_conflicts_lead_is_drawn_again_when_its_owner_left_the_pool
     owner), its TAE first taken out of `[[pools]]`, later deactivated in Salesforce: the cycle
     after the deactivation takes that owner back and draws another, as a `--full` cycle would
     (`Owners.take_back` reads every inactive user, not only the pools' members)."""
-    world.cycle()
-    [lead_id] = _web_to_lead(world, DEMO_REQUEST)
-    world.cycle()
-    [lead] = world.leads()
-    drawn = lead["OwnerId"]
+    lead_id, drawn = routed_demo_request(world)
     _person_patches_lead(world, lead_id, OwnerId=DEFAULT_OWNER_USER_ID)
     pools = dict(world.config.pools)
     pools["TAE", "US"] = replace(
@@ -238,8 +229,7 @@ def test_a_held_owner_conflicts_lead_is_drawn_again_when_its_owner_left_the_pool
     for _ in range(3):
         quiet = world.cycle()
     assert quiet.counts["leads_evaluated"] == 0
-    required = {"Username": "tae@org.example", "LastName": "Tae", "Alias": "tae", "ProfileId": "00e000000000001AAA"}
-    person_sets_record(world.sandbox.url, "User", drawn, **required, TimeZoneSidKey="America/New_York", IsActive=False)
+    deactivate(world, drawn)
 
     report = world.cycle()
 

@@ -575,11 +575,7 @@ def test_a_lead_whose_owner_is_a_held_conflict_is_not_judged_again(world: World)
     never a second draw; the person's owner is a conflict, reported once and then held like any
     other: the lead is not judged again until it changes. (Before 2026-12-07, asking the round
     robin for the owner drawn earlier kept the lead from holding: judged at every cycle.)"""
-    world.cycle()
-    [lead_id] = _web_to_lead(world, DEMO_REQUEST)
-    world.cycle()
-    [lead] = world.leads()
-    drawn = lead["OwnerId"]
+    lead_id, drawn = routed_demo_request(world)
     assert drawn in {m.user_id for m in world.config.pools["TAE", "US"].members}
     _person_patches_lead(world, lead_id, OwnerId=DEFAULT_OWNER_USER_ID)
 
@@ -594,22 +590,34 @@ def test_a_lead_whose_owner_is_a_held_conflict_is_not_judged_again(world: World)
     assert len(world.state.assignments_like(lead_id)) == 1  # drawn once
 
 
+def routed_demo_request(world: World) -> tuple[str, str]:
+    """A demo request a web form creates, routed by the next cycle: its Id and the TAE drawn."""
+    world.cycle()
+    [lead_id] = _web_to_lead(world, DEMO_REQUEST)
+    world.cycle()
+    [lead] = world.leads()
+    return lead_id, str(lead["OwnerId"])
+
+
+def deactivate(world: World, user_id: str) -> None:
+    """An admin deactivates a user in Salesforce (the fields an org's User requires are sent too)."""
+    required = {"Username": "tae@org.example", "LastName": "Tae", "Alias": "tae", "ProfileId": "00e000000000001AAA"}
+    person_sets_record(
+        world.sandbox.url, "User", user_id, **required, TimeZoneSidKey="America/New_York", IsActive=False
+    )
+
+
 def test_a_held_owner_conflicts_lead_is_judged_again_when_its_drawn_owner_is_deactivated(world: World) -> None:
     """The lead above, its owner a held conflict, then the TAE crm-sync drew for it deactivated:
     the next cycle judges the lead again, takes that owner back (refunded to the pool) and draws
     another, as a `--full` cycle does; the person's owner still stands. (Found by a review: the
     judgement held past the deactivation, so the round robin's memory depended on `--full`.)"""
-    world.cycle()
-    [lead_id] = _web_to_lead(world, DEMO_REQUEST)
-    world.cycle()
-    [lead] = world.leads()
-    drawn = lead["OwnerId"]
+    lead_id, drawn = routed_demo_request(world)
     _person_patches_lead(world, lead_id, OwnerId=DEFAULT_OWNER_USER_ID)
     world.cycle()  # reported
     world.cycle()  # held
     assert world.cycle().counts["leads_evaluated"] == 0
-    required = {"Username": "tae@org.example", "LastName": "Tae", "Alias": "tae", "ProfileId": "00e000000000001AAA"}
-    person_sets_record(world.sandbox.url, "User", drawn, **required, TimeZoneSidKey="America/New_York", IsActive=False)
+    deactivate(world, drawn)
 
     report = world.cycle()
 
