@@ -1148,15 +1148,21 @@ class StateDB:
 
     def sf_raw_many(self, sobject: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Record id → fields of these mirrored `sobject` records (those the mirror holds)."""
-        found: dict[str, dict[str, Any]] = {}
+        return dict(self.iter_sf_raw(sobject, ids))
+
+    def iter_sf_raw(self, sobject: str, ids: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(id, fields) of these mirrored `sobject` records (those the mirror holds), 500 at a
+        time: a caller that keeps something smaller than the fields (a parsed record) never holds
+        every decoded record at once (at 100,000 accounts the linked leads' decoded JSON alone was
+        44 MiB of a repeat cycle's peak)."""
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             rows = self.db.conn.execute(
                 f"SELECT id, raw FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))})",
                 [sobject, *chunk],
-            )
-            found.update((str(record_id), dict(json.loads(raw))) for record_id, raw in rows)
-        return found
+            ).fetchall()
+            for record_id, raw in rows:
+                yield str(record_id), dict(json.loads(raw))
 
     def has_sf(self, sobject: str) -> bool:
         """Whether the mirror holds any `sobject` record."""

@@ -536,7 +536,7 @@ class SalesforceFacts:
         read = self._read
         ids = self._linked[account_id]
         missing = [lead_id for lead_id in ids if lead_id not in read]
-        for lead_id, record in self.state.sf_raw_many("Lead", missing).items():
+        for lead_id, record in self.state.iter_sf_raw("Lead", missing):
             try:
                 read[lead_id] = parse_lead(record)
             except RecordError:
@@ -745,7 +745,7 @@ class SalesforceFacts:
         those whose ids are in `skip` (not even parsed, unless an account's context needed them)."""
         if self._linked:
             wanted = [i for links in self._linked.values() for i in links if i not in skip and i not in self._read]
-            for lead_id, record in self.state.sf_raw_many("Lead", wanted).items():
+            for lead_id, record in self.state.iter_sf_raw("Lead", wanted):
                 try:
                     self._read[lead_id] = parse_lead(record)
                 except RecordError:
