@@ -144,9 +144,11 @@ def new_account(values: Mapping[str, Any]) -> Account:
     return account
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Lead:
-    """A Salesforce Lead."""
+    """A Salesforce Lead. Slotted: a cycle at 100,000 accounts keeps tens of thousands parsed (an
+    account's context holds its linked leads), and an instance of these 29 fields without slots
+    held a dictionary of its own, about 1,700 bytes against 330."""
 
     id: str
     system_modstamp: datetime
