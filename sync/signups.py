@@ -153,21 +153,20 @@ class Signups:
         """The accounts listed as written or removed read again; the judgements of every account of
         a company whose first signup moved forgotten (how many returned)."""
         conn = self._state.db.conn
-        read = dict(self._signups_of(whole=False))
-        held = {
-            str(account_id): (str(company), int(created))
-            for account_id, company, created in conn.execute(
-                "SELECT g.id, g.company, g.created FROM (SELECT DISTINCT id FROM signups_stale) s "
-                "JOIN signups g ON g.id = s.id"
-            )
-        }
-        changed = {account_id: signup for account_id, signup in read.items() if held.get(account_id) != signup}
+        # Each stale account's signup as read now beside the one the index holds, one row at a
+        # time: only those that differ are kept. After a cycle that wrote every account (a cold
+        # run's traits), the two read whole were 50 MiB of the next cycle's peak at 100,000.
+        changed: dict[str, tuple[_Signup | None, _Signup | None]] = {}
+        for account_id, signup, (company, created) in self._read_signups(whole=False, held=True):
+            held = None if company is None else (str(company), int(created))
+            if held != signup:
+                changed[account_id] = (held, signup)
         forgotten = 0
         if changed:
-            companies = {s[0] for account_id, new in changed.items() for s in (held.get(account_id), new) if s}
+            companies = {s[0] for pair in changed.values() for s in pair if s}
             before = {company: self._stored_first(company) for company in companies - self._personal}
             conn.executemany("DELETE FROM signups WHERE id = ?", ((account_id,) for account_id in changed))
-            self._insert([(s[0], s[1], account_id) for account_id, s in changed.items() if s is not None])
+            self._insert([(s[0], s[1], account_id) for account_id, (_, s) in changed.items() if s is not None])
             for company in sorted(companies):
                 # A personal mail domain's accounts read no first signup (`earlier`): none to forget.
                 if company not in self._personal and self._stored_first(company) != before[company]:
@@ -241,6 +240,12 @@ class Signups:
         company, its creation time is unreadable, or it left the mirror): of every account when
         `whole`, else of those marked stale, streamed. After a text SQLite cannot hand back as
         UTF-8, every row comes again from the first (a reader keeps an id's last)."""
+        for account_id, signup, _ in self._read_signups(whole=whole, held=False):
+            yield account_id, signup
+
+    def _read_signups(self, *, whole: bool, held: bool) -> Iterator[tuple[str, _Signup | None, tuple[Any, Any]]]:
+        """`_signups_of`, each with the (company, created) the index holds for the account when
+        `held` (only of the stale accounts; (None, None) when it holds none, or not `held`)."""
         key = self._key
         # The key as JSON spells it (a backslash, non-ASCII); SQLite 3.40 reads no quote in
         # a path, so a key holding one is read from the traits object in Python.
@@ -259,9 +264,15 @@ class Signups:
             if whole
             else "FROM (SELECT DISTINCT id FROM signups_stale) s LEFT JOIN accounts a ON a.id = s.id"
         )
+        # The company a stored signup names was checked to be UTF-8 before it was stored (`_company`).
+        index = ", NULL, NULL"
+        if held and not whole:
+            index, source = ", g.company, g.created", f"{source} LEFT JOIN signups g ON g.id = s.id"
         ids = "a.id" if whole else "s.id"
         try:
-            yield from self._companies_of(self._state.db.conn.execute(f"SELECT {ids}, {columns} {source}", [path]))
+            yield from self._companies_of(
+                self._state.db.conn.execute(f"SELECT {ids}, {columns}{index} {source}", [path])
+            )
             return
         except sqlite3.OperationalError as error:
             if "decode" not in str(error):
@@ -274,21 +285,23 @@ class Signups:
             f"CASE WHEN {readable} THEN typeof(json_extract(a.raw, ?1)) END, "
             f"CASE WHEN {readable} THEN CAST(json_extract(a.raw, ?1) AS BLOB) END"
         )
-        rows = self._state.db.conn.execute(f"SELECT {ids}, {typed} {source}", [path])
+        rows = self._state.db.conn.execute(f"SELECT {ids}, {typed}{index} {source}", [path])
         yield from self._companies_of(
-            (account_id, sqlite_value(created_type, created), sqlite_value(found_type, found))
-            for account_id, created_type, created, found_type, found in rows
+            (account_id, sqlite_value(created_type, created), sqlite_value(found_type, found), company, stored)
+            for account_id, created_type, created, found_type, found, company, stored in rows
         )
 
-    def _companies_of(self, rows: Iterable[tuple[Any, Any, Any]]) -> Iterator[tuple[str, _Signup | None]]:
+    def _companies_of(
+        self, rows: Iterable[tuple[Any, Any, Any, Any, Any]]
+    ) -> Iterator[tuple[str, _Signup | None, tuple[Any, Any]]]:
         key, quoted = self._key, '"' in self._key
-        for account_id, created, found in rows:
+        for account_id, created, found, company_held, created_held in rows:
             company = _company(_member(found, key) if quoted else found, ())
             signup = None
             if company is not None:
                 with contextlib.suppress(RecordError, ValueError, OverflowError):
                     signup = (company, _micros(_timestamp(created)))
-            yield str(account_id), signup
+            yield str(account_id), signup, (company_held, created_held)
 
 
 def _company(domain: object, personal: Collection[str]) -> str | None:
