@@ -83,18 +83,19 @@ class Owners:
                 return earlier
             pool = self.config.pool_for(team, region)
             if pool is None:
-                self._unpooled(key, team, region, salesforce_owner)
+                self.unpooled(key, team, region, salesforce_owner=salesforce_owner)
                 return None
             return self._draw(key, pool, again=f"{DRAWN_AGAIN}{why} and never got the lead")
         pool = self.config.pool_for(team, region)
         if pool is None:
-            self._unpooled(key, team, region, salesforce_owner)
+            self.unpooled(key, team, region, salesforce_owner=salesforce_owner)
             return None
         return self._draw(key, pool)
 
-    def _unpooled(self, key: str, team: str, region: str, salesforce_owner: bool) -> None:
+    def unpooled(self, key: str, team: str, region: str, *, salesforce_owner: bool = False) -> None:
         """No pool for (team, region): reported, nobody drawn (by every cycle that asks: a lead's
-        judgement then holds until it changes; an onboarding account waits, judged each cycle)."""
+        judgement then holds until it changes, as an onboarding account's does, which the planner
+        reports through this without asking for an owner)."""
         self.no_pool += 1
         if salesforce_owner:
             left = "no owner drawn, the org's assignment rule or the owner Salesforce gave the lead stays"

@@ -84,6 +84,13 @@ from sync.wire import (
 __all__ = ["COMPUTED_LEAD_FIELDS", "Planner"]
 
 _SPECIALIST_RULE = "onboarding.lead"
+_SPECIALIST_TEAM = "Onboarding"  # the pools' team the specialists are drawn from
+
+
+def _specialist_key(account_id: str) -> str:
+    """The round robin's key of an onboarding account's specialist."""
+    return f"onboarding-{account_id}"
+
 
 _Ours = Callable[[str], list[Any]]  # field → the values crm-sync knows it wrote there
 
@@ -188,6 +195,10 @@ class _Waiting:
 
     routed: list[RoutedAccount] = field(default_factory=list)
     onboarding: list[OnboardingAccount] = field(default_factory=list)
+    # Onboarding accounts no specialist can be drawn for (no pool for their region, none drawn
+    # before): reported by the owners' pass, but waiting for nothing a cycle could bring, so their
+    # judgement holds (`_wait_for_owners`).
+    unpooled: list[OnboardingAccount] = field(default_factory=list)
     managed_by_email: Counter[str] = field(default_factory=Counter)
 
 
@@ -334,6 +345,8 @@ class Planner:
             self._plan_new_lead(routed, facts, owners)
         for onboarding in sorted(waiting.onboarding, key=lambda o: o.account_id):
             self._plan_specialist(onboarding, owners)
+        for onboarding in sorted(waiting.unpooled, key=lambda o: o.account_id):
+            owners.unpooled(_specialist_key(onboarding.account_id), _SPECIALIST_TEAM, onboarding.region)
         return owners
 
     def _finish(
@@ -495,7 +508,16 @@ class Planner:
             return
         if not has_one:
             if not self._specialist_cleared(account, specialist.rule):
-                waiting.onboarding.append(OnboardingAccount.of(account, specialist, decider.region(account)))
+                onboarding = OnboardingAccount.of(account, specialist, decider.region(account))
+                # No pool for its region and no specialist drawn before: the owners' pass would
+                # report it and draw nobody at every cycle, until the pools change (which re-judges
+                # every account, `rules_fingerprint`) or the account does. Reported, not waiting: its
+                # judgement holds, and a daemon says it once, not at every cycle.
+                unpooled = self.config.pool_for(_SPECIALIST_TEAM, onboarding.region) is None
+                if unpooled and self.state.assignment(_specialist_key(account.id)) is None:
+                    waiting.unpooled.append(onboarding)
+                else:
+                    waiting.onboarding.append(onboarding)
         else:
             self._confirm_specialist_task(account)
 
@@ -652,8 +674,8 @@ class Planner:
     def _plan_specialist(self, onboarding: OnboardingAccount, owners: Owners) -> None:
         """An onboarding lead gets an onboarding specialist on the Vitally side: a trait naming
         them, and a task (created once: its externalId names the account)."""
-        key = f"onboarding-{onboarding.account_id}"
-        owner = owners.owner_for(key, "Onboarding", onboarding.region, salesforce_owner=False)
+        key = _specialist_key(onboarding.account_id)
+        owner = owners.owner_for(key, _SPECIALIST_TEAM, onboarding.region, salesforce_owner=False)
         if owner is None or owner.user_id is None or owner.user_id.startswith("00G"):
             return  # a queue is no specialist: the fallback is reported, the trait stays empty
         trait = self._specialist_trait

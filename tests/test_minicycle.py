@@ -688,23 +688,42 @@ def test_a_lead_event_writes_nothing_to_an_account_that_churned_since_the_last_c
     assert after["traits"] == before
 
 
-def test_an_onboarding_account_whose_region_has_no_specialist_pool_is_reported_as_such(tmp_path: Path) -> None:
+def test_an_onboarding_account_whose_region_has_no_specialist_pool_is_reported_once_and_holds(
+    tmp_path: Path,
+) -> None:
     """An org whose Onboarding pool serves the US only: a new payer in Germany (onboarding.lead)
-    waits for a specialist, and each cycle that judges it says that no specialist was drawn (the
-    specialist is a Vitally trait and task: no Salesforce owner or assignment rule is involved)."""
+    can get no specialist. The cycles that judge it say that no specialist was drawn (the
+    specialist is a Vitally trait and task: no Salesforce owner or assignment rule is involved);
+    then its judgement holds, as a lead's does, rather than judging and saying it at every cycle,
+    until the pools change: the next cycle draws its specialist."""
     account = new_payer("DE")
     probe = example_against("http://127.0.0.1:1")
+    said = [
+        'onboarding-acc_0001: no Onboarding pool for region EU ([[pools]] team and region, or "*"): '
+        "no specialist drawn, the account's specialist trait stays empty and no task is created"
+    ]
     for world in _world(tmp_path, {"vitally": {"accounts": [account]}, "salesforce": {"User": pool_users(probe)}}):
         pools = dict(world.config.pools)
-        pools["Onboarding", "US"] = replace(pools.pop(("Onboarding", "*")), region="US")
+        everywhere = pools.pop(("Onboarding", "*"))
+        pools["Onboarding", "US"] = replace(everywhere, region="US")
         world.config = replace(world.config, pools=pools)
-        for _ in range(2):
-            report = world.cycle()
-            assert report.counts["no_pool"] == 1
-            assert report.fallbacks == [
-                'onboarding-acc_0001: no Onboarding pool for region EU ([[pools]] team and region, or "*"): '
-                "no specialist drawn, the account's specialist trait stays empty and no task is created"
-            ]
-        traits = next(a for a in world.sandbox.state()["vitally"]["accounts"] if a["id"] == "acc_0001")["traits"]
         specialist = world.config.vitally.written_traits.get("onboarding_specialist", "onboarding_specialist")
-        assert not traits.get(specialist)
+
+        def traits(world: World = world) -> dict[str, Any]:
+            found = next(a for a in world.sandbox.state()["vitally"]["accounts"] if a["id"] == "acc_0001")
+            return dict(found["traits"])
+
+        report = world.cycle()
+        assert report.counts["no_pool"] == 1 and report.fallbacks == said
+        world.cycle()  # reads back the first cycle's writes to the account: judged (and said) again
+        for _ in range(2):
+            again = world.cycle()
+            assert again.counts["no_pool"] == 0 and again.fallbacks == []
+            assert again.counts["accounts_evaluated"] == 0 and again.counts["accounts_not_judged"] == 1
+        assert not traits().get(specialist)
+
+        world.config = replace(world.config, pools={**pools, ("Onboarding", "EU"): replace(everywhere, region="EU")})
+        drawn = world.cycle()
+        assert drawn.counts["no_pool"] == 0 and drawn.fallbacks == []
+        names = {member.name for member in everywhere.members}
+        assert traits().get(specialist) in names
