@@ -39,6 +39,7 @@ from typing import Any
 
 from connectors.base import SalesforcePort, VitallyPort
 from core.decoding import Unreadable
+from core.errors import ContractError, RecordError
 from core.records import parse_timestamp
 from rules.context import closed_statuses, is_closed
 from rules.policy import Policy
@@ -155,13 +156,21 @@ class LastLook:
             self._changed.pop(record, None)
 
     def _accounts_by_id(self, groups: _Groups) -> None:
-        """Read each account about to be written again; a gone account's writes are held."""
+        """Read each account about to be written again; a gone account's writes are held, and so
+        are those of one whose answer is malformed, reported with its id (once a step: its task
+        then waits unread, `may_create_task`), as the cycle's read reports a malformed record."""
         assert self._read_account is not None
         fresh: dict[str, Mapping[str, Any]] = {}
         gone: set[str] = set()
         churned: set[str] = set()
         for record in list(groups):
-            raw = self._read_account(record)
+            try:
+                raw = self._read_account(record)
+            except ContractError as bad:  # this account's answer, not the service, is broken
+                self.report.record_errors.append(RecordError("vitally", record, "(body)", str(bad)[:200]))
+                self._churn_seen[record] = None
+                gone.add(record)
+                continue
             self._churn_seen[record] = None if raw is None else raw.get("churnedAt") is not None
             if raw is None:
                 gone.add(record)

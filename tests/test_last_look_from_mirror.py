@@ -1,11 +1,13 @@
 """The last look at the accounts an event's mini-cycle planned from the mirror, at the unit level:
 whose value it takes for crm-sync's (as `sync.ownership.ours_in` does, never a stale
-`crm_sync_written` trait), and the read before a task (`LastLook.may_create_task`): an error or a
-gone account keeps the task pending and unsent, uncounted; an active account costs one read. From
+`crm_sync_written` trait), and the reads before a task (`LastLook.may_create_task`) and a PUT: an
+error or a gone account keeps the task pending and unsent, uncounted; an active account costs one
+read; a malformed answer holds that account's writes alone, reported once. From
 a review's reproductions (2026-12-07), with a stand-in for the Vitally connector (its calls counted)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -105,7 +107,11 @@ class _Vitally:
 
 
 def _task(state: StateDB, run: int) -> Any:
-    write = PlannedWrite(
+    return _row(state, run, _task_write())
+
+
+def _task_write() -> PlannedWrite:
+    return PlannedWrite(
         system="vitally",
         op="create_task",
         record="task-ext-1",
@@ -115,7 +121,6 @@ def _task(state: StateDB, run: int) -> Any:
         payload={"externalId": "task-ext-1", "accountId": ACC, "name": "t"},
         account=ACC,
     )
-    return _row(state, run, write)
 
 
 def _apply_task(tmp_path: Path, vitally: _Vitally) -> tuple[StateDB, Any, CycleReport]:
@@ -165,3 +170,54 @@ def test_an_active_account_costs_one_read(tmp_path: Path) -> None:
     vitally = _Vitally(None, {"id": ACC, "churnedAt": None, "traits": {}})
     _, (status, _), _ = _apply_task(tmp_path, vitally)
     assert vitally.reads == 1 and status == "done" and len(vitally.tasks) == 1
+
+
+class _Accounts(_Vitally):
+    """Accounts by id: one whose GET answers a malformed body (`ContractError`), the others read;
+    every PUT recorded."""
+
+    def __init__(self, malformed: str) -> None:
+        super().__init__(None, None)
+        self.malformed = malformed
+        self.puts: list[str] = []
+        self.asked: list[str] = []
+
+    def get_account(self, account_id: str) -> dict[str, Any] | None:
+        self.asked.append(account_id)
+        if account_id == self.malformed:
+            raise ContractError(f"GET /resources/accounts/{account_id}: not an object")
+        return {"id": account_id, "churnedAt": None, "traits": {"lifecycle_stage": "Y"}}
+
+    def put_traits_many(self, items: Any, *, workers: int | None = None) -> Any:
+        for record, traits in items:
+            self.puts.append(record)
+            yield record, {"id": record, "updatedAt": iso(NOW), "traits": dict(traits)}
+
+
+def test_a_malformed_account_read_before_a_put_holds_that_account_s_writes_alone(tmp_path: Path) -> None:
+    """The last look before a PUT reads each account an event planned from the mirror; one answer
+    is malformed. That account's trait write and its task stay pending, reported once with its id
+    (as the look before a task reports it); the other account is written. A review's finding: the
+    look before a PUT raised the `ContractError`, and the event's mini-cycle failed as a whole."""
+    state, run = _state(tmp_path)
+    other = "acc_2"
+    writes = [replace(_stage("X", expects="Y"), record=account) for account in (ACC, other)]
+    with state.atomic():
+        state.enqueue([*writes, _task_write()], run, iso(NOW))
+    vitally = _Accounts(malformed=ACC)
+    report = CycleReport(run_id=run, dry_run=False, now=NOW)
+    port = cast(VitallyPort, vitally)
+    look = LastLook(state, port, None, report, lambda: NOW, read_account=vitally.get_account, from_mirror={ACC, other})
+    applier = Applier(state, port, None, report, clock=lambda: NOW, look=look, write_workers=1, hooks=Hooks())
+
+    applier._apply_vitally()
+
+    assert vitally.puts == [other]
+    rows = state.db.execute("SELECT record, op, status, attempts FROM outbox ORDER BY id").fetchall()
+    assert rows == [
+        (ACC, "set_traits", "pending", 0),
+        (other, "set_traits", "done", 1),
+        ("task-ext-1", "create_task", "pending", 0),
+    ]
+    assert [(e.record_id, e.field) for e in report.record_errors] == [(ACC, "(body)")]
+    assert vitally.asked == [ACC, other], "the account was read again before its task"
