@@ -1257,6 +1257,31 @@ class StateDB:
     def iter_sf(self, sobject: str) -> Iterator[tuple[str, str, str | None]]:
         yield from self.db.execute("SELECT id, raw, error FROM sf_records WHERE object = ? ORDER BY id", [sobject])
 
+    def echo_sf_writes(self, sobject: str, written: Mapping[str, Mapping[str, Any]]) -> None:
+        """Show the mirror the fields crm-sync just wrote to these records (record id -> fields, a
+        Salesforce update's own success: its answer carries no record). Until the next read brings
+        each record whole, an event's mini-cycle that plans from the mirror (a linked lead, an
+        opportunity's or a lead's account) sees crm-sync's own values, not the ones they replaced,
+        which it took for a person's and reported as conflicts. The version (`SystemModstamp`) is
+        kept, so the next read replaces the row. A Lead's `Status` is not shown: the read that
+        brings the new one dates it (`core.records.STATUS_SINCE`, the version it was first read
+        in), which a status already there would date from the version before. A record the mirror
+        does not hold, or holds as malformed, is left to that read."""
+        rows: list[dict[str, Any]] = []
+        ids = list(written)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            held = self.db.conn.execute(
+                f"SELECT id, modstamp, raw FROM sf_records WHERE object = ? AND coalesce(error, '') = '' "
+                f"AND id IN ({','.join('?' * len(chunk))})",
+                [sobject, *chunk],
+            ).fetchall()
+            for record_id, modstamp, raw_json in held:
+                fields = {k: v for k, v in written[record_id].items() if not (sobject == "Lead" and k == "Status")}
+                raw = {**json.loads(raw_json), **fields}
+                rows.append({"object": sobject, "id": record_id, "modstamp": modstamp, "raw": json.dumps(raw)})
+        self.upsert_sf(rows)
+
     def sf_raw(self, sobject: str, record_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT raw FROM sf_records WHERE object = ? AND id = ?", [sobject, record_id]).fetchone()
         return None if row is None else dict(json.loads(row[0]))

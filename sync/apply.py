@@ -372,6 +372,7 @@ class Applier:
         try:
             self.look.accounts(remaining)
             self._landed()
+            self._echo_read()
         except RetriableError as exc:
             rows = sum(len(rows) for rows in remaining.values())
             self.report.counts["failed"] += rows
@@ -405,6 +406,15 @@ class Applier:
             self.state.upsert_accounts(echoes, read_run=self.report.run_id)
         self.look.written(record for record, _ in done)
         done.clear()
+
+    def _echo_read(self) -> None:
+        """The accounts whose writes the look found applied, as it read them, into the mirror
+        (`LastLook.take_read`), as a PUT's answer goes (`_echo`)."""
+        read = self.look.take_read()
+        echoes = [echo for record, raw in sorted(read.items()) if (echo := self._echo(record, raw)) is not None]
+        if echoes:
+            with self.state.atomic():
+                self.state.upsert_accounts(echoes, read_run=self.report.run_id)
 
     def _echo(self, record: str, updated: Any) -> dict[str, Any] | None:
         """The mirror's row for an account as our PUT's answer shows it, so that the next read
@@ -657,6 +667,7 @@ class Applier:
     ) -> None:
         at = iso(self.clock())
         counts = self.report.counts
+        updated: dict[str, Mapping[str, Any]] = {}  # the updates done, shown to the mirror
         with self.state.atomic():
             for result in results:
                 ids = [row.id for row in groups.get(result.key, [])]
@@ -667,11 +678,14 @@ class Applier:
                     self.state.set_last_written("salesforce", result.key, merged[result.key], self.report.run_id, at)
                     counts["applied"] += len(ids)
                     self._follow(groups[result.key], result.id or result.key, at)
+                    if all(row.write.op == "update_lead" for row in groups[result.key]):
+                        updated[result.key] = merged[result.key]
                     continue
                 error = f"{result.key}: {result.code}: {result.message}"
                 self.state.mark_failed(ids, error, at, park=not result.transient)
                 counts["failed" if result.transient else "parked"] += len(ids)
                 self.report.failures.append(error)
+            self.state.echo_sf_writes("Lead", updated)
 
     def _follow(self, rows: list[OutboxRow], lead_id: str, at: str) -> None:
         """Queue the follow-ups of a lead write now done, in the transaction that marks it done."""

@@ -98,6 +98,10 @@ class LastLook:
         # a look finds applied landed, and are the caller's to record (`take_landed`).
         self._lost: set[str] = set()
         self._landed: list[OutboxRow] = []
+        # Accounts whose write a look found applied (already there, or this step's lost send
+        # landed), as that look read them: the caller shows them to the mirror (`take_read`).
+        self._applied: set[str] = set()
+        self._read: dict[str, Mapping[str, Any]] = {}
         # Records whose values a look recorded as crm-sync's (found already there): what the
         # caller read of the state's record for them before the look is out of date.
         self.recorded: set[str] = set()
@@ -113,6 +117,18 @@ class LastLook:
         """The rows the looks since the last call found applied by this step's own lost sends."""
         landed, self._landed = self._landed, []
         return landed
+
+    def take_read(self) -> dict[str, Mapping[str, Any]]:
+        """The Vitally accounts (id -> the account as read) whose writes the looks since the last
+        call found applied. Such a write gets no answer to show the mirror, as a PUT's does: an
+        event's mini-cycle that plans the account from the mirror before the next cycle's read
+        would take the value it replaced for a person's, and report a conflict."""
+        read, self._read = self._read, {}
+        return read
+
+    def _keep_read(self, raws: Mapping[str, Mapping[str, Any]]) -> None:
+        self._read.update((record, raw) for record, raw in raws.items() if record in self._applied)
+        self._applied.clear()
 
     # -- Vitally accounts -----------------------------------------------------------------------
 
@@ -146,6 +162,7 @@ class LastLook:
         )
         fresh = {record: traits for record, traits in self._changed.items() if record in groups}
         self._check(groups, fresh, exempt=frozenset())
+        self._keep_read(changed)
 
     def written(self, records: Iterable[str]) -> None:
         """These accounts' writes are done and their echoes in the mirror: no later page of this
@@ -161,6 +178,7 @@ class LastLook:
         then waits unread, `may_create_task`), as the cycle's read reports a malformed record."""
         assert self._read_account is not None
         fresh: dict[str, Mapping[str, Any]] = {}
+        raws: dict[str, Mapping[str, Any]] = {}
         gone: set[str] = set()
         churned: set[str] = set()
         for record in list(groups):
@@ -177,10 +195,11 @@ class LastLook:
             elif raw.get("churnedAt") is not None:
                 churned.add(record)
             else:
-                fresh[record] = _traits(raw)
+                fresh[record], raws[record] = _traits(raw), raw
         _hold(groups, gone)
         self._drop_churned(groups, churned)
         self._check(groups, fresh, exempt=frozenset())
+        self._keep_read(raws)
 
     def may_create_task(self, row: OutboxRow) -> bool:
         """For a task to create on an account an event's mini-cycle planned from the mirror
@@ -334,6 +353,8 @@ class LastLook:
             self.state.supersede([row.id], f"a person changed {', '.join(sorted(changed))} before it was sent", at)
             self.report.counts["dropped"] += 1
             return False
+        if applied and write.system == "vitally":
+            self._applied.add(write.record)
         if applied and write.record in self._lost:
             self._landed.append(row)
             return False

@@ -13,7 +13,17 @@ from typing import Any
 
 import pytest
 from support import band_account, person_sets_lead
-from test_minicycle import DEMO_REQUEST, NOW, World, _restricted, _web_to_lead, _whole_plan, _world
+from test_minicycle import (
+    DEMO_REQUEST,
+    NOW,
+    World,
+    _account_of,
+    _opened_on,
+    _restricted,
+    _web_to_lead,
+    _whole_plan,
+    _world,
+)
 from test_people_win import _full_cycle, _person_patches_lead, _world_of, deactivate, routed_demo_request
 
 from sandbox.store import DEFAULT_OWNER_USER_ID
@@ -180,6 +190,85 @@ def test_crm_syncs_own_stage_landed_before_a_kill_9_stays_its_own(
     report = _cycle(world, 20)
     assert [c for c in report.conflicts if c.record == "acc_0003"] == []
     assert _account(world, "acc_0003")["traits"]["lifecycle_stage"] != "New business lead"
+
+
+# -- crm-sync's own writes, before the next cycle reads them back ----------------------------------
+
+SF_ACCOUNT = "001000000000077AAA"
+OPPORTUNITY = "006000000000077AAA"
+
+
+def _killed_after_the_put(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pending event's mini-cycle killed between its PUT and the PUT's record, then restarted."""
+    real = Applier._traits_done
+
+    def killed(self: Applier, done: Any, groups: Any, merged: Any) -> None:
+        if done:
+            raise Killed
+        real(self, done, groups, merged)
+
+    monkeypatch.setattr(Applier, "_traits_done", killed)
+    with pytest.raises(Killed):
+        _mini(world, 5)
+    monkeypatch.setattr(Applier, "_traits_done", real)
+    world.state.close()
+    world.state = StateDB.open(world.path)
+    assert _mini(world, 6).counts["already_there"] == 1
+
+
+@pytest.mark.parametrize("how", ["answered", "kill-9-after-the-put", "lost-answer"])
+def test_the_next_event_plans_from_a_mirror_that_shows_crm_syncs_own_writes(
+    world: World, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A BDR lead of acc_0005 sends its Outbound Message: the mini-cycle moves the account's stage
+    to "New business lead" (a PUT) and routes the lead to a TAE (a Lead update). Then, before the
+    next cycle, a rep opens an opportunity on the account: its event plans the account and its
+    linked lead from the mirror. Neither of crm-sync's writes is a person's: the stage moves on to
+    "Technical account executive" and no conflict is reported. A review found the lead's owner
+    reported as a conflict in every case (a Lead update's answer has no record, so the mirror
+    kept the owner it replaced) and the stage too when the PUT's answer never came (lost, or the
+    process killed before recording it: the last look found the stage there, the mirror did not
+    show it), until the next cycle read both back."""
+    _account_of(world, "acc_0005", SF_ACCOUNT)
+    _cycle(world, 0)
+    before = _account(world, "acc_0005")["traits"]["lifecycle_stage"]
+    [lead_id] = _web_to_lead(world, {**BDR_LEAD, "Vitally_Account_Id__c": "acc_0005"})
+    world.event("salesforce", lead_id)
+    if how == "kill-9-after-the-put":
+        _killed_after_the_put(world, monkeypatch)
+    else:
+        if how == "lost-answer":
+            world.sandbox.add_fault("drop_response", method="PUT", path_prefix="/resources/accounts/acc_0005", count=1)
+        _mini(world, 5)
+    assert _account(world, "acc_0005")["traits"]["lifecycle_stage"] == "New business lead" != before
+    [lead] = world.leads()
+    assert lead["OwnerId"] in {m.user_id for m in world.config.pools["TAE", "US"].members}
+    _opened_on(world, SF_ACCOUNT, OPPORTUNITY)
+    world.event("salesforce", OPPORTUNITY)
+
+    report = _mini(world, 8)
+
+    assert [(c.record, c.field, c.theirs) for c in report.conflicts] == []
+    assert _account(world, "acc_0005")["traits"]["lifecycle_stage"] == "Technical account executive"
+    assert [lead["OwnerId"] for lead in world.leads()] == [lead["OwnerId"]]
+    after = _cycle(world, 10)  # reads both writes back: the same, nothing more to do
+    assert after.conflicts == [] and world.state.open_conflicts() == {}
+    assert [w for w in after.plan if w.record in {"acc_0005", lead_id}] == []
+
+
+def test_a_lead_status_crm_sync_wrote_is_dated_by_the_read_that_brings_it(world: World) -> None:
+    """The mirror is shown a Lead update's fields but its `Status`: the version read next dates a
+    new status (the lead's status since, which its account's cool-off reads), and one already
+    shown would be dated from the version before it."""
+    _cycle(world, 0)
+    [lead_id] = _web_to_lead(world, BDR_LEAD)
+    _cycle(world, 1)
+    held = world.state.sf_raw("Lead", lead_id) or {}
+    with world.state.atomic():
+        world.state.echo_sf_writes("Lead", {lead_id: {"Status": "Disqualified", "Lead_Score__c": 12}})
+    shown = world.state.sf_raw("Lead", lead_id) or {}
+    assert (shown["Status"], shown["Lead_Score__c"]) == (held["Status"], 12)
+    assert shown["SystemModstamp"] == held["SystemModstamp"]  # the next read replaces the row
 
 
 # -- a lead whose round-robin owner leaves -----------------------------------------------------------
