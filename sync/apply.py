@@ -429,8 +429,10 @@ class Applier:
             return None
         version = updated.get("updatedAt")
         held = self.state.account_raw(record)
-        if held is None or not isinstance(version, str):
-            return None  # the next read brings the account whole
+        if held is None or not isinstance(version, str) or not _storable_text(version):
+            # The next read brings the account whole (and reports a version SQLite cannot store:
+            # a lone surrogate, `sync.ingest`).
+            return None
         if held.get("segments") != updated.get("segments"):
             version = str(held.get("updatedAt"))
         raw = {**updated, "segments": held.get("segments"), "updatedAt": version}
@@ -810,3 +812,12 @@ class Applier:
         self.report.counts["parked" if park else "failed"] += len(ids)
         self.report.failures.append(error)
         self.hooks.log("write_failed", {"run_id": self.report.run_id, "rows": ids, "error": error, "parked": park})
+
+
+def _storable_text(value: str) -> bool:
+    """Whether SQLite can store `value` (UTF-8: no lone surrogate)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -355,6 +355,10 @@ class LastLook:
             return False
         if applied and write.system == "vitally":
             self._applied.add(write.record)
+        elif applied and write.op == "update_lead":
+            # The mirror shown the lead as the update left it (`_read` keeps accounts whole; the
+            # look read only some of a lead's fields), as an answered update shows it.
+            self.state.echo_sf_writes("Lead", {write.record: write.payload})
         if applied and write.record in self._lost:
             self._landed.append(row)
             return False

@@ -256,6 +256,47 @@ def test_the_next_event_plans_from_a_mirror_that_shows_crm_syncs_own_writes(
     assert [w for w in after.plan if w.record in {"acc_0005", lead_id}] == []
 
 
+def test_a_lead_update_that_landed_before_a_kill_9_is_crm_syncs_for_the_next_events(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole cycle routes a BDR lead to a TAE; Salesforce commits the update and the process is
+    killed before recording it. An opportunity's event confirms the pending update: its last look
+    finds the owner already there (crm-sync's). A second event before the next cycle plans the
+    lead from the mirror again: no conflict. A review found the mirror still showing the owner
+    the update replaced, reported as a person's (the look showed the mirror the Vitally writes it
+    found applied, not the Lead updates)."""
+    _account_of(world, "acc_0005", SF_ACCOUNT)
+    _cycle(world, 0)
+    [lead_id] = _web_to_lead(world, {**BDR_LEAD, "Vitally_Account_Id__c": "acc_0005"})
+    real = Applier._record_results
+
+    def killed(self: Applier, results: Any, groups: Any, merged: Any) -> None:
+        if any(r.ok for r in results) and any(rows[0].write.op == "update_lead" for rows in groups.values()):
+            raise Killed  # Salesforce committed the update; the state never heard of it
+        real(self, results, groups, merged)
+
+    monkeypatch.setattr(Applier, "_record_results", killed)
+    with pytest.raises(Killed):
+        _cycle(world, 5)
+    monkeypatch.setattr(Applier, "_record_results", real)
+    world.state.close()
+    world.state = StateDB.open(world.path)  # the restart
+    [lead] = world.leads()
+    tae = {m.user_id for m in world.config.pools["TAE", "US"].members}
+    assert lead["OwnerId"] in tae and (world.state.sf_raw("Lead", lead_id) or {}).get("OwnerId") not in tae
+    _opened_on(world, SF_ACCOUNT, OPPORTUNITY)
+    world.event("salesforce", OPPORTUNITY)
+    first = _mini(world, 8)
+    _opened_on(world, SF_ACCOUNT, "006000000000078AAA")
+    world.event("salesforce", "006000000000078AAA")
+
+    second = _mini(world, 9)
+
+    assert first.counts["already_there"] >= 1
+    assert [(c.record, c.field, c.theirs) for c in [*first.conflicts, *second.conflicts]] == []
+    assert [lead["OwnerId"] for lead in world.leads()] == [lead["OwnerId"]]
+
+
 def test_a_lead_status_crm_sync_wrote_is_dated_by_the_read_that_brings_it(world: World) -> None:
     """The mirror is shown a Lead update's fields but its `Status`: the version read next dates a
     new status (the lead's status since, which its account's cool-off reads), and one already

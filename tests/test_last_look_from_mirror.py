@@ -7,6 +7,7 @@ a review's reproductions (2026-12-07), with a stand-in for the Vitally connector
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -221,3 +222,36 @@ def test_a_malformed_account_read_before_a_put_holds_that_account_s_writes_alone
     ]
     assert [(e.record_id, e.field) for e in report.record_errors] == [(ACC, "(body)")]
     assert vitally.asked == [ACC, other], "the account was read again before its task"
+
+
+def test_an_account_the_look_read_with_a_version_sqlite_cannot_store_stops_no_step(tmp_path: Path) -> None:
+    """The last look finds acc_1's stage already there, and reads its `updatedAt` with a lone
+    surrogate (JSON may escape one). Showing the mirror that account (as a PUT's answer is shown)
+    would store text SQLite refuses: it is left to the next read, which reports it with its id and
+    field. The other account is written. A review found the step failing as a whole
+    (`UnicodeEncodeError`)."""
+    state, run = _state(tmp_path)
+    other = "acc_2"
+    held = {"updatedAt": "2026-12-01T00:00:00.000Z", "traits": {"lifecycle_stage": "Y"}}
+    with state.atomic():
+        state.upsert_accounts(
+            [{"id": a, "updated_at": held["updatedAt"], "raw": json.dumps({"id": a, **held})} for a in (ACC, other)]
+        )
+        state.enqueue([replace(_stage("X", expects="Y"), record=a) for a in (ACC, other)], run, iso(NOW))
+    vitally = _Accounts(malformed="")
+    hostile = {"id": ACC, "updatedAt": iso(NOW) + "\ud800", "churnedAt": None, "traits": {"lifecycle_stage": "X"}}
+    read = vitally.get_account
+    vitally.get_account = lambda account_id: hostile if account_id == ACC else read(account_id)  # type: ignore[method-assign]
+    report = CycleReport(run_id=run, dry_run=False, now=NOW)
+    port = cast(VitallyPort, vitally)
+    look = LastLook(state, port, None, report, lambda: NOW, read_account=vitally.get_account, from_mirror={ACC, other})
+    applier = Applier(state, port, None, report, clock=lambda: NOW, look=look, write_workers=1, hooks=Hooks())
+
+    applier._apply_vitally()
+
+    assert vitally.puts == [other]
+    assert state.db.execute("SELECT record, status FROM outbox ORDER BY id").fetchall() == [
+        (ACC, "done"),
+        (other, "done"),
+    ]
+    assert (state.account_raw(ACC) or {}).get("updatedAt") == held["updatedAt"]  # the mirror: as read
