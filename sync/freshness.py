@@ -207,11 +207,14 @@ class LastLook:
         the look before its PUT may have read it already). A task on an account that churned
         since is dropped, with the reason, as `_drop_churned` drops trait writes; one on an
         account that is gone stays pending, as `_hold` keeps trait writes. Other tasks are not
-        looked at. Raises the connector's `SyncError` (the task stays pending, as trait writes do
-        when their look fails)."""
+        looked at, unless the look before a PUT read their account already (gone, malformed or
+        churned: the task waits or is dropped as its trait writes were). Raises the connector's
+        `SyncError` (the task stays pending, as trait writes do when their look fails)."""
         account = row.write.account or ""
-        if self._read_account is None or account not in self._from_mirror:
+        if self._read_account is None:
             return True
+        if account not in self._from_mirror and account not in self._churn_seen:
+            return True  # read by the mini-cycle moments before, and not since
         if account not in self._churn_seen:
             raw = self._read_account(account)
             self._churn_seen[account] = None if raw is None else raw.get("churnedAt") is not None

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
+
 from connectors.base import VitallyPort
 from core.errors import ContractError, RetriableError
 from state import StateDB
@@ -195,11 +197,17 @@ class _Accounts(_Vitally):
             yield record, {"id": record, "updatedAt": iso(NOW), "traits": dict(traits)}
 
 
-def test_a_malformed_account_read_before_a_put_holds_that_account_s_writes_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("planned_from_mirror", [True, False], ids=["from-the-mirror", "read-by-its-event"])
+def test_a_malformed_account_read_before_a_put_holds_that_account_s_writes_alone(
+    tmp_path: Path, planned_from_mirror: bool
+) -> None:
     """The last look before a PUT reads each account an event planned from the mirror; one answer
     is malformed. That account's trait write and its task stay pending, reported once with its id
-    (as the look before a task reports it); the other account is written. A review's finding: the
-    look before a PUT raised the `ContractError`, and the event's mini-cycle failed as a whole."""
+    (as the look before a task reports it); the other account is written. The same for accounts
+    the events named themselves (read by the mini-cycle, not planned from the mirror): the look
+    read them, and the task waits with its account's traits. Reviews' findings: the look before a
+    PUT raised the `ContractError`, and the event's mini-cycle failed as a whole; then such an
+    account's task was sent while its traits waited."""
     state, run = _state(tmp_path)
     other = "acc_2"
     writes = [replace(_stage("X", expects="Y"), record=account) for account in (ACC, other)]
@@ -208,7 +216,8 @@ def test_a_malformed_account_read_before_a_put_holds_that_account_s_writes_alone
     vitally = _Accounts(malformed=ACC)
     report = CycleReport(run_id=run, dry_run=False, now=NOW)
     port = cast(VitallyPort, vitally)
-    look = LastLook(state, port, None, report, lambda: NOW, read_account=vitally.get_account, from_mirror={ACC, other})
+    from_mirror = {ACC, other} if planned_from_mirror else set()
+    look = LastLook(state, port, None, report, lambda: NOW, read_account=vitally.get_account, from_mirror=from_mirror)
     applier = Applier(state, port, None, report, clock=lambda: NOW, look=look, write_workers=1, hooks=Hooks())
 
     applier._apply_vitally()
