@@ -1076,30 +1076,14 @@ class StateDB:
         is read), for these well-formed mirrored `sobject` records that have one."""
         if column not in SF_LINK_FIELDS:
             raise ValueError(f"not a stored field: {column!r}")
-        found: dict[str, str] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = self.db.conn.execute(
-                f"SELECT id, {column} FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))}) "
-                f"AND coalesce(error, '') = '' AND {column} != ''",
-                [sobject, *chunk],
-            )
-            found.update((str(record_id), str(value)) for record_id, value in rows)
-        return found
+        rows = self._sf_by_ids(f"id, {column}", sobject, ids, f" AND coalesce(error, '') = '' AND {column} != ''")
+        return {str(record_id): str(value) for record_id, value in rows}
 
     def sf_digests(self, sobject: str, ids: Sequence[str], *, well_formed: bool = False) -> dict[str, bytes]:
         """Record id → the digest of its raw JSON, for these mirrored `sobject` records (those held;
         `well_formed`: those held without a parse error)."""
-        found: dict[str, bytes] = {}
         only = " AND coalesce(error, '') = ''" if well_formed else ""
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = self.db.conn.execute(
-                f"SELECT id, digest FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))}){only}",
-                [sobject, *chunk],
-            )
-            found.update((str(record_id), digest) for record_id, digest in rows)
-        return found
+        return {str(record_id): digest for record_id, digest in self._sf_by_ids("id, digest", sobject, ids, only)}
 
     def iter_lead_links(
         self, statuses: Sequence[str]
@@ -1155,14 +1139,19 @@ class StateDB:
         time: a caller that keeps something smaller than the fields (a parsed record) never holds
         every decoded record at once (at 100,000 accounts the linked leads' decoded JSON alone was
         44 MiB of a repeat cycle's peak)."""
+        for record_id, raw in self._sf_by_ids("id, raw", sobject, ids):
+            yield str(record_id), dict(json.loads(raw))
+
+    def _sf_by_ids(self, columns: str, sobject: str, ids: Sequence[str], also: str = "") -> Iterator[tuple[Any, ...]]:
+        """The `columns` of these mirrored `sobject` records, 500 ids a query (under SQLite's
+        bound on a statement's parameters), each query's rows fetched whole before they are
+        yielded (a caller may write between two); `also`: more of the WHERE clause."""
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            rows = self.db.conn.execute(
-                f"SELECT id, raw FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))})",
+            yield from self.db.conn.execute(
+                f"SELECT {columns} FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))}){also}",
                 [sobject, *chunk],
             ).fetchall()
-            for record_id, raw in rows:
-                yield str(record_id), dict(json.loads(raw))
 
     def has_sf(self, sobject: str) -> bool:
         """Whether the mirror holds any `sobject` record."""
@@ -1268,18 +1257,11 @@ class StateDB:
         in), which a status already there would date from the version before. A record the mirror
         does not hold, or holds as malformed, is left to that read."""
         rows: list[dict[str, Any]] = []
-        ids = list(written)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            held = self.db.conn.execute(
-                f"SELECT id, modstamp, raw FROM sf_records WHERE object = ? AND coalesce(error, '') = '' "
-                f"AND id IN ({','.join('?' * len(chunk))})",
-                [sobject, *chunk],
-            ).fetchall()
-            for record_id, modstamp, raw_json in held:
-                fields = {k: v for k, v in written[record_id].items() if not (sobject == "Lead" and k == "Status")}
-                raw = {**json.loads(raw_json), **fields}
-                rows.append({"object": sobject, "id": record_id, "modstamp": modstamp, "raw": json.dumps(raw)})
+        held = self._sf_by_ids("id, modstamp, raw", sobject, list(written), " AND coalesce(error, '') = ''")
+        for record_id, modstamp, raw_json in held:
+            fields = {k: v for k, v in written[record_id].items() if not (sobject == "Lead" and k == "Status")}
+            raw = {**json.loads(raw_json), **fields}
+            rows.append({"object": sobject, "id": record_id, "modstamp": modstamp, "raw": json.dumps(raw)})
         self.upsert_sf(rows)
 
     def sf_raw(self, sobject: str, record_id: str) -> dict[str, Any] | None:

@@ -155,6 +155,33 @@ def _cycle(world: World, minutes: int) -> CycleReport:
     return run_cycle(world.config, world.state, world.vitally, world.salesforce, clock=clock, now=clock())
 
 
+def _kill_9(
+    world: World, monkeypatch: pytest.MonkeyPatch, step: str, when: Callable[..., bool], run: Callable[[], object]
+) -> None:
+    """`run` killed (kill -9: `Killed`) as soon as `Applier.<step>` is called with arguments
+    `when` accepts, before the step runs; then the daemon restarted on the same state file."""
+    real = getattr(Applier, step)
+
+    def killed(self: Applier, *arguments: Any) -> None:
+        if when(*arguments):
+            raise Killed
+        real(self, *arguments)
+
+    monkeypatch.setattr(Applier, step, killed)
+    with pytest.raises(Killed):
+        run()
+    monkeypatch.setattr(Applier, step, real)
+    world.state.close()
+    world.state = StateDB.open(world.path)
+
+
+def _killed_after_the_put(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pending event's mini-cycle killed between its PUT and the PUT's record, then restarted:
+    the event's next mini-cycle finds the PUT's values there."""
+    _kill_9(world, monkeypatch, "_traits_done", lambda done, *_: bool(done), lambda: _mini(world, 5))
+    assert _mini(world, 6).counts["already_there"] == 1
+
+
 def test_crm_syncs_own_stage_landed_before_a_kill_9_stays_its_own(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -166,23 +193,10 @@ def test_crm_syncs_own_stage_landed_before_a_kill_9_stays_its_own(
     _cycle(world, 0)
     [lead_id] = _web_to_lead(world, BDR_LEAD)
     world.event("salesforce", lead_id)
-    real = Applier._traits_done
 
-    def killed(self: Applier, done: Any, groups: Any, merged: Any) -> None:
-        if done:
-            raise Killed
-        real(self, done, groups, merged)
+    _killed_after_the_put(world, monkeypatch)
 
-    monkeypatch.setattr(Applier, "_traits_done", killed)
-    with pytest.raises(Killed):
-        _mini(world, 5)
-    monkeypatch.setattr(Applier, "_traits_done", real)
     assert _account(world, "acc_0003")["traits"]["lifecycle_stage"] == "New business lead"  # the PUT landed
-    world.state.close()
-    world.state = StateDB.open(world.path)  # the restart
-
-    assert _mini(world, 6).counts["already_there"] == 1
-
     written, _ = world.state.written_values_of("vitally", ["acc_0003"])
     assert written["acc_0003"]["lifecycle_stage"] == "New business lead"
     _cycle(world, 10)
@@ -196,24 +210,6 @@ def test_crm_syncs_own_stage_landed_before_a_kill_9_stays_its_own(
 
 SF_ACCOUNT = "001000000000077AAA"
 OPPORTUNITY = "006000000000077AAA"
-
-
-def _killed_after_the_put(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pending event's mini-cycle killed between its PUT and the PUT's record, then restarted."""
-    real = Applier._traits_done
-
-    def killed(self: Applier, done: Any, groups: Any, merged: Any) -> None:
-        if done:
-            raise Killed
-        real(self, done, groups, merged)
-
-    monkeypatch.setattr(Applier, "_traits_done", killed)
-    with pytest.raises(Killed):
-        _mini(world, 5)
-    monkeypatch.setattr(Applier, "_traits_done", real)
-    world.state.close()
-    world.state = StateDB.open(world.path)
-    assert _mini(world, 6).counts["already_there"] == 1
 
 
 @pytest.mark.parametrize("how", ["answered", "kill-9-after-the-put", "lost-answer"])
@@ -268,19 +264,11 @@ def test_a_lead_update_that_landed_before_a_kill_9_is_crm_syncs_for_the_next_eve
     _account_of(world, "acc_0005", SF_ACCOUNT)
     _cycle(world, 0)
     [lead_id] = _web_to_lead(world, {**BDR_LEAD, "Vitally_Account_Id__c": "acc_0005"})
-    real = Applier._record_results
 
-    def killed(self: Applier, results: Any, groups: Any, merged: Any) -> None:
-        if any(r.ok for r in results) and any(rows[0].write.op == "update_lead" for rows in groups.values()):
-            raise Killed  # Salesforce committed the update; the state never heard of it
-        real(self, results, groups, merged)
+    def committed(results: Any, groups: Any, *_: Any) -> bool:  # Salesforce committed the update
+        return any(r.ok for r in results) and any(rows[0].write.op == "update_lead" for rows in groups.values())
 
-    monkeypatch.setattr(Applier, "_record_results", killed)
-    with pytest.raises(Killed):
-        _cycle(world, 5)
-    monkeypatch.setattr(Applier, "_record_results", real)
-    world.state.close()
-    world.state = StateDB.open(world.path)  # the restart
+    _kill_9(world, monkeypatch, "_record_results", committed, lambda: _cycle(world, 5))
     [lead] = world.leads()
     tae = {m.user_id for m in world.config.pools["TAE", "US"].members}
     assert lead["OwnerId"] in tae and (world.state.sf_raw("Lead", lead_id) or {}).get("OwnerId") not in tae
