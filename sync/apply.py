@@ -27,7 +27,6 @@ singled out and parked (`_single_out`), so that lead holds back no other.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -53,7 +52,7 @@ from rules.context import closed_statuses
 from rules.policy import Policy
 from state import OutboxRow, StateDB
 from sync.followups import FollowUps, FollowUpSender, Outlets
-from sync.freshness import RECHECK_EVERY, LastLook
+from sync.freshness import RECHECK_EVERY, LastLook, account_echo
 from sync.vocabulary import PAGE, CycleReport, Hooks, iso
 from sync.wire import WRITTEN_TRAIT, read_written_trait, written_trait, written_trait_at
 
@@ -372,7 +371,6 @@ class Applier:
         try:
             self.look.accounts(remaining)
             self._landed()
-            self._echo_read()
         except RetriableError as exc:
             rows = sum(len(rows) for rows in remaining.values())
             self.report.counts["failed"] += rows
@@ -407,36 +405,9 @@ class Applier:
         self.look.written(record for record, _ in done)
         done.clear()
 
-    def _echo_read(self) -> None:
-        """The accounts whose writes the look found applied, as it read them, into the mirror
-        (`LastLook.take_read`), as a PUT's answer goes (`_echo`)."""
-        read = self.look.take_read()
-        echoes = [echo for record, raw in sorted(read.items()) if (echo := self._echo(record, raw)) is not None]
-        if echoes:
-            with self.state.atomic():
-                self.state.upsert_accounts(echoes, read_run=self.report.run_id)
-
     def _echo(self, record: str, updated: Any) -> dict[str, Any] | None:
-        """The mirror's row for an account as our PUT's answer shows it, so that the next read
-        drops the echo as unchanged; None when the answer is not that account.
-
-        What Vitally computes is never taken from the answer: a segment follows its trait only
-        when the Playbook runs, later (about hourly), so the answer shows the segments as they
-        were. The mirror keeps the segments it read; when the answer's differ (a person, or a
-        Playbook, moved one since the read), the row keeps the version it had, so the next read
-        takes the account as it then is."""
-        if not isinstance(updated, dict) or updated.get("id") != record:
-            return None
-        version = updated.get("updatedAt")
-        held = self.state.account_raw(record)
-        if held is None or not isinstance(version, str) or not _storable_text(version):
-            # The next read brings the account whole (and reports a version SQLite cannot store:
-            # a lone surrogate, `sync.ingest`).
-            return None
-        if held.get("segments") != updated.get("segments"):
-            version = str(held.get("updatedAt"))
-        raw = {**updated, "segments": held.get("segments"), "updatedAt": version}
-        return {"id": record, "updated_at": version, "raw": json.dumps(raw), "error": None}
+        """The mirror's row for an account as our PUT's answer shows it (`account_echo`)."""
+        return account_echo(self.state, record, updated)
 
     # -- Salesforce -----------------------------------------------------------------------------
 
@@ -812,12 +783,3 @@ class Applier:
         self.report.counts["parked" if park else "failed"] += len(ids)
         self.report.failures.append(error)
         self.hooks.log("write_failed", {"run_id": self.report.run_id, "rows": ids, "error": error, "parked": park})
-
-
-def _storable_text(value: str) -> bool:
-    """Whether SQLite can store `value` (UTF-8: no lone surrogate)."""
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True

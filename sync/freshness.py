@@ -32,6 +32,7 @@ planned is dropped.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping
 from datetime import datetime
 from functools import partial
@@ -98,10 +99,9 @@ class LastLook:
         # a look finds applied landed, and are the caller's to record (`take_landed`).
         self._lost: set[str] = set()
         self._landed: list[OutboxRow] = []
-        # Accounts whose write a look found applied (already there, or this step's lost send
-        # landed), as that look read them: the caller shows them to the mirror (`take_read`).
+        # Accounts whose write the running look found applied (already there, or this step's lost
+        # send landed): shown to the mirror as the look read them (`_check`).
         self._applied: set[str] = set()
-        self._read: dict[str, Mapping[str, Any]] = {}
         # Records whose values a look recorded as crm-sync's (found already there): what the
         # caller read of the state's record for them before the look is out of date.
         self.recorded: set[str] = set()
@@ -117,18 +117,6 @@ class LastLook:
         """The rows the looks since the last call found applied by this step's own lost sends."""
         landed, self._landed = self._landed, []
         return landed
-
-    def take_read(self) -> dict[str, Mapping[str, Any]]:
-        """The Vitally accounts (id -> the account as read) whose writes the looks since the last
-        call found applied. Such a write gets no answer to show the mirror, as a PUT's does: an
-        event's mini-cycle that plans the account from the mirror before the next cycle's read
-        would take the value it replaced for a person's, and report a conflict."""
-        read, self._read = self._read, {}
-        return read
-
-    def _keep_read(self, raws: Mapping[str, Mapping[str, Any]]) -> None:
-        self._read.update((record, raw) for record, raw in raws.items() if record in self._applied)
-        self._applied.clear()
 
     # -- Vitally accounts -----------------------------------------------------------------------
 
@@ -155,14 +143,15 @@ class LastLook:
                 newest = _later(newest, updated)
         self._watermark = newest
         _hold(groups, unreadable)
-        self._drop_churned(groups, {record for record, raw in changed.items() if raw.get("churnedAt") is not None})
+        churned = {record for record, raw in changed.items() if raw.get("churnedAt") is not None}
+        self._churn_seen.update(dict.fromkeys(churned, True))  # their tasks too (`may_create_task`)
+        self._drop_churned(groups, churned)
         held = self.state.account_versions(list(changed))
         self._changed.update(
             (record, _traits(raw)) for record, raw in changed.items() if held.get(record) != raw["updatedAt"]
         )
         fresh = {record: traits for record, traits in self._changed.items() if record in groups}
-        self._check(groups, fresh, exempt=frozenset())
-        self._keep_read(changed)
+        self._check(groups, fresh, exempt=frozenset(), read=changed)
 
     def written(self, records: Iterable[str]) -> None:
         """These accounts' writes are done and their echoes in the mirror: no later page of this
@@ -198,8 +187,7 @@ class LastLook:
                 fresh[record], raws[record] = _traits(raw), raw
         _hold(groups, gone)
         self._drop_churned(groups, churned)
-        self._check(groups, fresh, exempt=frozenset())
-        self._keep_read(raws)
+        self._check(groups, fresh, exempt=frozenset(), read=raws)
 
     def may_create_task(self, row: OutboxRow) -> bool:
         """For a task to create on an account an event's mini-cycle planned from the mirror
@@ -207,15 +195,15 @@ class LastLook:
         the look before its PUT may have read it already). A task on an account that churned
         since is dropped, with the reason, as `_drop_churned` drops trait writes; one on an
         account that is gone stays pending, as `_hold` keeps trait writes. Other tasks are not
-        looked at, unless the look before a PUT read their account already (gone, malformed or
-        churned: the task waits or is dropped as its trait writes were). Raises the connector's
-        `SyncError` (the task stays pending, as trait writes do when their look fails)."""
+        looked at, unless a look before a PUT saw their account already (churned, in a whole
+        cycle's list too; gone or malformed, read by id: the task is dropped or waits, as its trait
+        writes were). Raises the connector's `SyncError` (the task stays pending, as trait writes
+        do when their look fails)."""
         account = row.write.account or ""
-        if self._read_account is None:
-            return True
-        if account not in self._from_mirror and account not in self._churn_seen:
-            return True  # read by the mini-cycle moments before, and not since
+        if account not in self._churn_seen and (self._read_account is None or account not in self._from_mirror):
+            return True  # read by this cycle or mini-cycle, and not seen churned or gone since
         if account not in self._churn_seen:
+            assert self._read_account is not None
             raw = self._read_account(account)
             self._churn_seen[account] = None if raw is None else raw.get("churnedAt") is not None
         churned = self._churn_seen[account]
@@ -311,10 +299,20 @@ class LastLook:
     # -- the check --------------------------------------------------------------------------------
 
     def _check(
-        self, groups: _Groups, fresh: Mapping[str, Mapping[str, Any]], exempt: frozenset[str], *, leads: bool = False
+        self,
+        groups: _Groups,
+        fresh: Mapping[str, Mapping[str, Any]],
+        exempt: frozenset[str],
+        *,
+        leads: bool = False,
+        read: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         """Keep in `groups` only the writes still to send (`_still_wanted`); for `leads`, none to a
-        lead a person closed or converted since the cycle read it (`_closed_state`)."""
+        lead a person closed or converted since the cycle read it (`_closed_state`). The Vitally
+        accounts whose writes are applied already are shown to the mirror as the look `read` them
+        (`account_echo`), in the transaction that marks those writes done: such a write gets no
+        answer to show it, as a PUT's does, and an event's mini-cycle planning the account from
+        the mirror before the next cycle's read would take the value it replaced for a person's."""
         at = iso(self.clock())
         with self.state.atomic():
             for record, current in fresh.items():
@@ -330,6 +328,11 @@ class LastLook:
                 else:
                     del groups[record]
             self.conflicts.save(close_unseen=False)
+            applied, self._applied = sorted(self._applied), set()
+            shown = read or {}
+            echoes = [e for r in applied if r in shown and (e := account_echo(self.state, r, shown[r])) is not None]
+            if echoes:
+                self.state.upsert_accounts(echoes, read_run=self.report.run_id)
 
     def _still_wanted(
         self, row: OutboxRow, current: Mapping[str, Any], exempt: frozenset[str], at: str, closed: str | None
@@ -359,8 +362,8 @@ class LastLook:
         if applied and write.system == "vitally":
             self._applied.add(write.record)
         elif applied and write.op == "update_lead":
-            # The mirror shown the lead as the update left it (`_read` keeps accounts whole; the
-            # look read only some of a lead's fields), as an answered update shows it.
+            # The mirror shown the lead as the update left it (the look read only some of its
+            # fields), as an answered update shows it.
             self.state.echo_sf_writes("Lead", {write.record: write.payload})
         if applied and write.record in self._lost:
             self._landed.append(row)
@@ -424,6 +427,37 @@ def _closed_state(lead: Mapping[str, Any], closed: frozenset[str]) -> str | None
 def _closed_by(rows: list[OutboxRow], lead: Mapping[str, Any]) -> bool:
     """Whether one of a lead's rows sets the `Status` the lead now has."""
     return any("Status" in row.write.payload and row.write.payload["Status"] == lead.get("Status") for row in rows)
+
+
+def account_echo(state: StateDB, record: str, updated: Any) -> dict[str, Any] | None:
+    """The mirror's row for an account as Vitally just showed it (a PUT's answer, or the account a
+    look read and found a write applied to), so that the next read drops the echo as unchanged;
+    None when it is not that account, or the mirror does not hold it.
+
+    What Vitally computes is never taken from it: a segment follows its trait only when the
+    Playbook runs, later (about hourly), so the answer shows the segments as they were. The mirror
+    keeps the segments it read; when the answer's differ (a person, or a Playbook, moved one since
+    the read), the row keeps the version it had, so the next read takes the account as it then is.
+    A version SQLite cannot store (a lone surrogate) is left to that read, which reports it."""
+    if not isinstance(updated, dict) or updated.get("id") != record:
+        return None
+    version = updated.get("updatedAt")
+    held = state.account_raw(record)
+    if held is None or not isinstance(version, str) or not _storable_text(version):
+        return None
+    if held.get("segments") != updated.get("segments"):
+        version = str(held.get("updatedAt"))
+    raw = {**updated, "segments": held.get("segments"), "updatedAt": version}
+    return {"id": record, "updated_at": version, "raw": json.dumps(raw), "error": None}
+
+
+def _storable_text(value: str) -> bool:
+    """Whether SQLite can store `value` (UTF-8: no lone surrogate)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _hold(groups: _Groups, records: set[str]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import band_account, person_sets_lead
+from support import band_account, new_payer, person_sets_lead
 from test_minicycle import (
     DEMO_REQUEST,
     NOW,
@@ -250,6 +250,55 @@ def test_the_next_event_plans_from_a_mirror_that_shows_crm_syncs_own_writes(
     after = _cycle(world, 10)  # reads both writes back: the same, nothing more to do
     assert after.conflicts == [] and world.state.open_conflicts() == {}
     assert [w for w in after.plan if w.record in {"acc_0005", lead_id}] == []
+
+
+def test_a_kill_9_right_after_the_look_found_the_stage_there_leaves_the_mirror_showing_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, with a second kill -9: the restarted mini-cycle's last look finds the stage
+    already there, marks the write done, and the process dies before anything else. The mirror
+    shows the stage all the same (it is written in the look's own transaction), so the next event
+    reports no conflict and moves the stage on. A review found the mirror written in a second
+    transaction: a kill between the two brought the false conflict back."""
+    _account_of(world, "acc_0005", SF_ACCOUNT)
+    _cycle(world, 0)
+    [lead_id] = _web_to_lead(world, {**BDR_LEAD, "Vitally_Account_Id__c": "acc_0005"})
+    world.event("salesforce", lead_id)
+    _kill_9(world, monkeypatch, "_traits_done", lambda done, *_: bool(done), lambda: _mini(world, 5))
+    _kill_9(world, monkeypatch, "_landed", lambda *_: True, lambda: _mini(world, 6))
+    assert [r for r in world.state.outbox("pending", "vitally") if r.write.record == "acc_0005"] == []
+    assert (world.state.account_raw("acc_0005") or {})["traits"]["lifecycle_stage"] == "New business lead"
+    _opened_on(world, SF_ACCOUNT, OPPORTUNITY)
+    world.event("salesforce", OPPORTUNITY)
+
+    report = _mini(world, 8)
+
+    assert [(c.record, c.field, c.theirs) for c in report.conflicts] == []
+    assert _account(world, "acc_0005")["traits"]["lifecycle_stage"] == "Technical account executive"
+
+
+def test_a_whole_cycle_creates_no_task_on_an_account_its_look_found_churned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new payer waits for an onboarding specialist (a trait and a task); it churns between the
+    whole cycle's read and its apply step. The look before the PUTs, which lists the accounts
+    changed since the read, drops the trait; the task is not created either (a review found it
+    created: only an event's mini-cycle looked at a task's account)."""
+    real = Applier.run
+    for world in _world_of(tmp_path, new_payer("US")):
+
+        def churn_then_apply(self: Applier, world: World = world) -> None:
+            stamp = _later(world)
+            _set_account(world, "acc_0001", churnedAt=stamp, updatedAt=stamp)
+            real(self)
+
+        monkeypatch.setattr(Applier, "run", churn_then_apply)
+        report = world.cycle()
+
+        planned = {(w.op, w.account or w.record) for w in report.plan if w.system == "vitally"}
+        assert {("create_task", "acc_0001"), ("set_traits", "acc_0001")} <= planned
+        assert report.counts["dropped"] >= 2
+        assert [t for t in world.sandbox.state()["vitally"]["tasks"] if t.get("accountId") == "acc_0001"] == []
 
 
 def test_a_lead_update_that_landed_before_a_kill_9_is_crm_syncs_for_the_next_events(
