@@ -295,6 +295,9 @@ _STEP = st.one_of(
     # (`sync.signups`), which a change to that account alone must bring to the others' judgements.
     st.tuples(st.just("big_signup"), st.integers(0, len(BIG_DOMAINS) - 1), st.integers(0, 20)),
     st.tuples(st.just("domain"), st.integers(0, 200), st.integers(0, len(BIG_DOMAINS) - 1)),
+    # A person moves an account's headquarters and users to another country: its region, which
+    # pool its owners and specialist are drawn from (and whether one serves it).
+    st.tuples(st.just("country"), st.integers(0, 200), st.sampled_from(["US", "DE", "SG", "BR"])),
 )
 
 
@@ -358,13 +361,15 @@ def _apply(
         sandbox.load({"vitally": {"accounts": [account]}})
         accounts.append(account["id"])
         return
-    if kind == "domain":
+    if kind in ("domain", "country"):
         account_id = accounts[step[1] % len(accounts)]
+        traits = (
+            {"domain": BIG_DOMAINS[step[2]]}
+            if kind == "domain"
+            else {"country": step[2], "users_by_country": {step[2]: 5}}
+        )
         requests.put(  # a person's edit through Vitally's API (refused for a malformed account: no matter)
-            f"{sandbox.url}/resources/accounts/{account_id}",
-            json={"traits": {"domain": BIG_DOMAINS[step[2]]}},
-            auth=("a-person", ""),
-            timeout=10,
+            f"{sandbox.url}/resources/accounts/{account_id}", json={"traits": traits}, auth=("a-person", ""), timeout=10
         )
         return
     if kind == "simulate":
@@ -391,18 +396,26 @@ def _apply(
     steps=st.lists(_STEP, min_size=1, max_size=4),
     triggers=st.sampled_from(sorted(TRIGGERS)),
     llm=st.booleans(),
+    us_pools_only=st.booleans(),
 )
 def test_incremental_cycles_plan_exactly_what_full_ones_plan(
-    seed: int, steps: list[tuple[Any, ...]], triggers: str, llm: bool
+    seed: int, steps: list[tuple[Any, ...]], triggers: str, llm: bool, us_pools_only: bool
 ) -> None:
     """Over random books, changes to accounts, leads, opportunities and the Salesforce Accounts they
     hang from, the signups of a large company's orgs and a person moving accounts between its
     domains, LLM verdicts and clock moves, a cycle that
-    skips the accounts and leads whose judgements hold plans exactly what judging everything plans."""
+    skips the accounts and leads whose judgements hold plans exactly what judging everything plans.
+    `us_pools_only`: the TAE and Onboarding pools serve the US only (as the TAM pools serve three
+    regions), so that inbound leads, new business and onboarding accounts elsewhere get no owner
+    and no specialist: judgements that hold while they wait for nothing a cycle could bring."""
     seeded = generate_book(80, seed=seed, now=NOW)
     with Sandbox(seeded, now=NOW) as sandbox, tempfile.TemporaryDirectory() as tmp:
         config = example_against(sandbox.url)
         config = with_triggers(config, triggers)  # `days_since_created` read by a `when`, or a text
+        if us_pools_only:
+            pools = {key: pool for key, pool in config.pools.items() if key not in {("TAE", "*"), ("Onboarding", "*")}}
+            onboarding = replace(config.pools["Onboarding", "*"], region="US")
+            config = replace(config, pools={**pools, ("Onboarding", "US"): onboarding})
         if llm:  # demo requests wait for the LLM's verdict, which the state remembers per lead
             policy = config.policy
             config = replace(config, policy=replace(policy, demo=replace(policy.demo, classifier="llm")))
