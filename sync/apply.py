@@ -258,7 +258,13 @@ class Applier:
         """`LastLook.may_create_task`, its read's failure handled as the look before a PUT handles
         it: the task stays pending, counted as failed, its attempts untouched (nothing was sent);
         an account whose answer is malformed is reported (id, body) and its task waits too; an
-        error that stops the whole service is raised."""
+        error that stops the whole service is raised. A whole cycle's step that sends a task before
+        any look listed the accounts lists them first (`LastLook.before_task`): its failure is the
+        same wait; a malformed list stops the step, as it stops the look before a PUT."""
+        try:
+            self.look.before_task()
+        except RetriableError as exc:
+            return self._task_look_failed(exc)
         try:
             return self.look.may_create_task(row)
         except ContractError as bad:  # this account's answer, not the service, is broken
@@ -266,12 +272,13 @@ class Applier:
             self.report.record_errors.append(RecordError("vitally", account, "(body)", str(bad)[:200]))
             return False
         except RetriableError as exc:
-            self.report.counts["failed"] += 1
-            self.report.failures.append(f"vitally: the last look before a task failed ({exc}); it waits")
-            self.hooks.log(
-                "write_failed", {"run_id": self.report.run_id, "rows": [], "error": str(exc), "parked": False}
-            )
-            return False
+            return self._task_look_failed(exc)
+
+    def _task_look_failed(self, exc: RetriableError) -> bool:
+        self.report.counts["failed"] += 1
+        self.report.failures.append(f"vitally: the last look before a task failed ({exc}); it waits")
+        self.hooks.log("write_failed", {"run_id": self.report.run_id, "rows": [], "error": str(exc), "parked": False})
+        return False
 
     def _put_traits(self, groups: _Groups) -> None:
         """The PUTs of `groups` (`_put_traits_once`); those whose answers were lost are looked at

@@ -24,8 +24,9 @@ learns that nothing changed.
 
 It includes, on purpose, the last looks that keep crm-sync from undoing a person's change made
 after the cycle's read (`sync.freshness`): one page of Vitally's accounts list before every
-`RECHECK_EVERY` (50) account PUTs (it holds the previous 50 PUTs' echoes: one page), and one SOQL
-query before each collection of up to 200 lead updates. That is 2 % more Vitally requests and
+`RECHECK_EVERY` (50) account PUTs (it holds the previous 50 PUTs' echoes: one page), or one before
+the tasks of a step that writes no trait (a task on an account a person churned since the read is
+not created), and one SOQL query before each collection of up to 200 lead updates. That is 2 % more Vitally requests and
 one Salesforce read per update collection. Pure functions only: no I/O, no clock.
 """
 
@@ -126,7 +127,7 @@ def minimum(workload: Workload) -> dict[Kind, int]:
     """The fewest requests of each kind that carry `workload`.
 
     - `vitally_read`: ceil(accounts_read / 100), at least 1, + one last look per started run of
-      50 changed accounts;
+      50 changed accounts, or one for the tasks when no account changes;
     - `sf_read`: per object ceil(records / 2,000), at least 1 per object, + one last look per
       collection of lead updates;
     - `vitally_write`: one PUT per changed account; `vitally_task`: one POST per task;
@@ -139,7 +140,7 @@ def minimum(workload: Workload) -> dict[Kind, int]:
     """
     return {
         "vitally_read": pages(workload.accounts_read, VITALLY_PAGE_SIZE)
-        + batches(workload.accounts_changed, RECHECK_EVERY),
+        + max(batches(workload.accounts_changed, RECHECK_EVERY), min(workload.tasks, 1)),
         "vitally_write": workload.accounts_changed,
         "vitally_task": workload.tasks,
         "sf_read": sum(pages(records, SF_PAGE_SIZE) for records in workload.sf_read.values())

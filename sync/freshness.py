@@ -83,6 +83,7 @@ class LastLook:
         self._closed = closed
         self._from_mirror = frozenset(from_mirror)
         self._churn_seen: dict[str, bool | None] = {}  # account → churned (None: gone), as read by id
+        self._listed = False  # a look listed the accounts changed since the cycle's read, in this step
         self._vitally = vitally
         self._read_account = read_account
         self._salesforce = salesforce
@@ -129,6 +130,7 @@ class LastLook:
             return
         if self._watermark is None:
             return  # this cycle read no account: there is nothing to write either
+        self._listed = True
         changed: dict[str, dict[str, Any]] = {}
         newest = self._watermark
         unreadable: set[str] = set()
@@ -152,6 +154,16 @@ class LastLook:
         )
         fresh = {record: traits for record, traits in self._changed.items() if record in groups}
         self._check(groups, fresh, exempt=frozenset(), read=changed)
+
+    def before_task(self) -> None:
+        """Before a whole cycle's task, when no look of this step has listed the accounts yet (a
+        step with tasks and no trait write: a nurture task of a new period, a task whose send
+        failed before): list the accounts changed since the cycle's read, once, so that a task on
+        an account a person churned meanwhile is dropped (`may_create_task`), as its trait writes
+        would be. A step that writes traits has listed them already, before its first PUT, and
+        sends each page's tasks right after its PUTs. Raises what `accounts` raises."""
+        if self._read_account is None and not self._listed:
+            self.accounts({})
 
     def written(self, records: Iterable[str]) -> None:
         """These accounts' writes are done and their echoes in the mirror: no later page of this
@@ -197,8 +209,8 @@ class LastLook:
         account that is gone stays pending, as `_hold` keeps trait writes. Other tasks are not
         looked at, unless a look before a PUT saw their account already (churned, in a whole
         cycle's list too; gone or malformed, read by id: the task is dropped or waits, as its trait
-        writes were). Raises the connector's `SyncError` (the task stays pending, as trait writes
-        do when their look fails)."""
+        writes were; a step with tasks only lists them first, `before_task`). Raises the
+        connector's `SyncError` (the task stays pending, as trait writes do when their look fails)."""
         account = row.write.account or ""
         if account not in self._churn_seen and (self._read_account is None or account not in self._from_mirror):
             return True  # read by this cycle or mini-cycle, and not seen churned or gone since

@@ -418,5 +418,10 @@ def test_budget_minimum_counts_pages_and_batches_per_endpoint() -> None:
     # collection of lead updates; none when nothing is written.
     looks = minimum(Workload(accounts_read=1, accounts_changed=101, sf_updates=401))
     assert looks["vitally_read"] == 1 + 3 and looks["sf_read"] == 3
+    # Tasks with no trait write: one look before them (a task on an account churned since is not
+    # created); with trait writes, the looks before the PUTs come first and cover them.
+    assert minimum(Workload(accounts_read=1, tasks=3))["vitally_read"] == 1 + 1
+    assert minimum(Workload(accounts_read=1, accounts_changed=1, tasks=3))["vitally_read"] == 1 + 1
+    assert minimum(Workload(accounts_read=1))["vitally_read"] == 1
     assert minimum(Workload(accounts_read=1))["vitally_read"] == 1
     assert incremental_accounts_read(0, 5) == 1 and incremental_accounts_read(9, 5) == 5

@@ -301,6 +301,44 @@ def test_a_whole_cycle_creates_no_task_on_an_account_its_look_found_churned(
         assert [t for t in world.sandbox.state()["vitally"]["tasks"] if t.get("accountId") == "acc_0001"] == []
 
 
+def test_a_whole_cycle_that_sends_only_a_task_lists_the_accounts_first(tmp_path: Path) -> None:
+    """A new payer's specialist trait goes out, its task fails (Vitally answers 503 to every task
+    POST). At the next whole cycle the task is the step's only write, and the account churns
+    between the cycle's read and its apply step. With no trait write there was no look before a
+    PUT: the task was created on the churned account (found by the last session's note). Now the
+    step lists the accounts changed since the read before its first task, once (one page of the
+    accounts list, no other request), and drops the task with the reason."""
+    for world in _world_of(tmp_path, new_payer("US")):
+        world.sandbox.add_fault("status", method="POST", path_prefix="/resources/tasks", status=503, share=1.0)
+        first = world.cycle()
+        assert first.counts["failed"] >= 1
+        assert _account(world, "acc_0001")["traits"].get("onboarding_specialist")  # the trait went out
+        world.sandbox.clear_faults()
+        [task] = world.state.outbox("pending", "vitally")
+        assert task.write.op == "create_task"
+        stamp = _later(world)
+        real = Applier.run
+
+        def churn_then_apply(
+            self: Applier, world: World = world, stamp: str = stamp, real: Callable[[Applier], None] = real
+        ) -> None:
+            _set_account(world, "acc_0001", churnedAt=stamp, updatedAt=stamp)
+            real(self)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Applier, "run", churn_then_apply)
+            before = world.sandbox.counters()["vitally"]
+            report = world.cycle()
+            after = world.sandbox.counters()["vitally"]
+
+        assert report.counts["dropped"] == 1
+        assert [r.id for r in world.state.outbox("pending", "vitally")] == []
+        assert [t for t in world.sandbox.state()["vitally"]["tasks"] if t.get("accountId") == "acc_0001"] == []
+        assert after.get("POST /resources/tasks", 0) == before.get("POST /resources/tasks", 0)
+        spent = {route: after[route] - before.get(route, 0) for route in after if after[route] != before.get(route, 0)}
+        assert spent == {"GET /resources/accounts": 2}  # the cycle's read, then the look: one page each
+
+
 def test_a_lead_update_that_landed_before_a_kill_9_is_crm_syncs_for_the_next_events(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
