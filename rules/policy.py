@@ -616,6 +616,11 @@ class QualificationPolicy:
       ≥ `headcount_growth_pct` %, sets aside the two quick filters on current spend (`low_mrr`
       with no growth, `single_product_spend_under`); the reason says so, and the lead is judged
       on its path, products and profile like any other.
+    - *too small to realistically hit $20k ARR* (step 5, pass): no realistic path, fewer than
+      `employees_min` employees (an unknown count is no evidence) and no growth trajectory.
+    - *expansion lever* (step 5: "flat or declining with no expansion lever" is passed): a
+      multi-product opportunity or a growth trajectory; unknown products are no evidence.
+    - *a plausible first message* (step 5, qualify): at least one opening-message signal.
     """
 
     low_mrr: float = _dollars(500, "Disqualify: MRR under this many dollars with no growth trend ...")
@@ -1057,7 +1062,9 @@ RULE_DOCS: Mapping[str, str] = {
     "lifecycle.csm_downgrade": "A CSM account below the CSM ARR → segment `Account review`.",
     "lifecycle.stage": "The account's stage in the accounts-overview flowchart → trait `lifecycle_stage`.",
     "qualification.recommendation": "Each product-led lead: `qualify`, `nurture` or `disqualify` with the handbook's "
-    "filters and opening-message signals (once the lead's owner decided, in progress or nurturing, their decision) → "
+    "filters, its step 5 (pass a company too small to realistically hit $20k ARR, or flat or declining spend with no "
+    "expansion lever; qualify only with a plausible first message: an opening-message signal) and the "
+    "opening-message signals (once the lead's owner decided, in progress or nurturing, their decision) → "
     "trait `qualification`, segment `Nurture`, Lead `Qualification__c`, `Qualification_Reason__c`.",
     "episode.nurture_follow_up": "A lead its owner set to nurturing → a Vitally task to revisit it, once per lead.",
     "episode.qualified_window": "A qualified product-led lead → a Vitally task to decide within the window, once per "

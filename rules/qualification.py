@@ -6,13 +6,17 @@ Order of the verdict (first that holds wins):
 1. ``disqualify`` – already owned or worked (a routing guard holds, the cool-off aside), or one of
    the handbook's quick filters: MRR under 500 with no growth trend; all spend from one product and
    under 200; startup credits with 12+ months left and low burn.
-2. ``nurture`` – spend growing but MRR under 1,000; implementation too early (mostly
+2. ``disqualify`` – step 5's "pass or disqualify": a company too small to realistically hit 20k
+   ARR (no realistic path, under 50 employees, no funding or hiring), or spend flat or declining
+   with no expansion lever (no growth trend, no multi-product opportunity, no funding or hiring).
+3. ``nurture`` – spend growing but MRR under 1,000; implementation too early (mostly
    autocapture, few custom events). The handbook says "don't add yet" for these even when the
    account otherwise looks good, so they win over ``qualify``.
-3. ``qualify`` – all three of: a realistic path to 20k ARR from the trajectory of the last 3
-   invoices, a clear multi-product opportunity, a company profile that can grow.
-4. ``nurture`` – potential without an urgency signal: at least one of the three holds.
-5. ``disqualify`` – none of them: flat spend with no expansion lever, or a company too small.
+4. ``qualify`` – all four of step 5: a realistic path to 20k ARR from the trajectory of the last
+   3 invoices, a clear multi-product opportunity, a company profile that can grow, and a plausible
+   first message (at least one opening-message signal). The first three without a signal:
+   ``nurture`` ("no opening message yet").
+5. ``nurture`` – potential without an urgency signal: the rest.
 
 Unknown MRR or invoices make the rule not fire (and are named). Other unknown inputs make the
 check that needs them fail, and the reason says so.
@@ -440,6 +444,23 @@ def recommend(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     filters, overridden = _filters(account, mrr, q, facts, now)
     if filters:
         return verdict("disqualify", filters)
+    return verdict(*_step_five(account, mrr, paid, activated, policy, facts, overridden, bool(signals), now))
+
+
+def _step_five(
+    account: Account,
+    mrr: float,
+    paid: set[str] | None,
+    activated: set[str] | None,
+    policy: Policy,
+    facts: _Facts,
+    overridden: list[str],
+    signalled: bool,
+    now: datetime,
+) -> tuple[Recommendation, list[str]]:
+    """Step 5, "is it qualified?", for a lead no quick filter deprioritised: pass, nurture or
+    qualify (the module's docstring gives the order), with the reasons."""
+    q = policy.qualification
     nurture: list[str] = []
     if facts.growing and mrr < q.nurture_mrr_under:
         nurture.append(f"spend growing ({facts.growth_text}) but mrr {fmt_num(mrr)} < {fmt_num(q.nurture_mrr_under)}")
@@ -448,13 +469,50 @@ def recommend(account: Account, ctx: AccountContext, policy: Policy, now: dateti
         nurture.append(early)
     checks = [_path(mrr, q, facts), _multi(paid, activated, _primary(policy), q, facts), _can_grow(account, q, now)]
     texts = [*overridden, *(text for _, text in checks)]
+    (path, _), (multi, _), (can_grow, _) = checks
+    passed = _pass(account, paid, activated, q, facts, path=path, multi=multi, can_grow=can_grow, now=now)
+    if passed:
+        return "disqualify", [passed, facts.growth_text, *texts]
     if nurture:
-        return verdict("nurture", nurture + texts)
+        return "nurture", nurture + texts
     if all(ok for ok, _ in checks):
-        return verdict("qualify", [facts.growth_text, *texts])
-    if any(ok for ok, _ in checks):
-        return verdict("nurture", ["potential without an urgency signal", facts.growth_text, *texts])
-    return verdict("disqualify", ["no expansion lever", facts.growth_text, *texts])
+        if signalled:
+            return "qualify", [facts.growth_text, *texts]
+        return "nurture", ["no opening message yet (no signal found)", facts.growth_text, *texts]
+    return "nurture", ["potential without an urgency signal", facts.growth_text, *texts]
+
+
+def _pass(
+    account: Account,
+    paid: set[str] | None,
+    activated: set[str] | None,
+    q: QualificationPolicy,
+    facts: _Facts,
+    *,
+    path: bool,
+    multi: bool,
+    can_grow: bool,
+    now: datetime,
+) -> str | None:
+    """Step 5's "pass or disqualify", where the account shows it (None otherwise):
+
+    - "company is too small to realistically hit $20k ARR": no realistic path, fewer employees
+      than `employees_min` (known, not missing) and no growth trajectory (funding, hiring);
+    - "spend is flat or declining with no expansion lever": no growth trend, no multi-product
+      opportunity (products known, not missing) and no growth trajectory.
+
+    Missing data is no evidence: an account whose size or products are unknown is not passed on
+    their account. "Usage looks like a misconfiguration" is left to the TAM (README, "What the
+    handbook leaves to people"): a spike on one product is also the handbook's growth anomaly to
+    open with, and billing alone cannot tell the two apart."""
+    if not path and not can_grow and account.employee_count is not None:
+        return f"company too small to realistically hit {fmt_num(q.target_arr)} ARR"
+    if facts.growing or multi or (paid is None and activated is None):
+        return None
+    rising, _ = _trajectory(account, q, now)
+    if rising:
+        return None
+    return "spend flat or declining with no expansion lever (no multi-product opportunity, no funding or hiring)"
 
 
 # Asked by `evaluate_account` for the product-led lead routing has just chosen, and only then.

@@ -240,6 +240,7 @@ def _case(name: str) -> tuple[Account, AccountContext, date]:
         account = _account(
             mrr=520, employee_count=60, user_count=9, country="DE", icp_score=12, plan="Scale", invoices=invoices,
             paid_products=("Product analytics",), product_spend={"Product analytics": 520.0},
+            activated_products=("Feature flags",),  # a lever: flat spend without one is passed on anyway
             startup_credits_total=10_000.0, startup_credits_used=100.0, startup_plan_ends_at=ends,
         )  # fmt: skip
         return account, AccountContext(()), date(2027, 1, 23)  # 11 months left: 2027-01-23 → 2028-01-22

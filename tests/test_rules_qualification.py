@@ -25,7 +25,8 @@ def invoices(*amounts: float) -> tuple[Invoice, ...]:
 
 
 def account(**kw: Any) -> Account:
-    """A lead that qualifies: $1,500 MRR growing ~22 %/month, two primary products, 64 people."""
+    """A lead that qualifies: $1,500 MRR growing ~22 %/month, two primary products, 64 people, and an
+    opening message (two billing page views this month)."""
     base: dict[str, Any] = {
         "id": "acc_1",
         "name": "Acme",
@@ -40,7 +41,7 @@ def account(**kw: Any) -> Account:
         "custom_event_pct": 30,
         "actions_count": 5,
         "project_count": 1,
-        "billing_page_views_30d": 0,
+        "billing_page_views_30d": 2,
         "data_destinations": (),
     }
     base.update(kw)
@@ -60,13 +61,15 @@ def test_recommendation_qualifies_with_reason_and_trait() -> None:
     assert decision.inputs["recommendation"] == "qualify"
     assert decision.reason == (
         "qualify: growth 22.5 %/month over 3 invoices ≥ 5 %; projected ARR 205,031 in 12 months ≥ 20,000; "
-        "paying for 2 primary products ≥ 2; employees 64 ≥ 50; signals: none"
+        "paying for 2 primary products ≥ 2; employees 64 ≥ 50; signals: 2 billing page views in 30 days"
     )
     assert decision.traits == {"qualification": f"qualification.recommendation: {decision.reason}"}
     assert decision.segments == frozenset()
     assert decision.manages == {"Nurture"}
-    assert decision.signals == ()
+    assert decision.signals == ("billing_page_views",)
 
+
+ONE_PRODUCT: dict[str, Any] = {"paid_products": ("product_analytics",), "activated_products": ("product_analytics",)}
 
 LABELS: list[tuple[str, dict[str, Any], str]] = [
     ("baseline", {}, "qualify"),
@@ -134,7 +137,7 @@ LABELS: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("headcount +20 %", {"employee_count": None, "harmonic_headcount": 120, "harmonic_headcount_180d": 100}, "qualify"),
     ("headcount +19 %", {"employee_count": None, "harmonic_headcount": 119, "harmonic_headcount_180d": 100}, "nurture"),
-    # None of the three and flat: no expansion lever.
+    # Step 5, "pass or disqualify".
     (
         "flat, one product, small",
         {
@@ -146,6 +149,55 @@ LABELS: list[tuple[str, dict[str, Any], str]] = [
         },
         "disqualify",
     ),
+    # "Spend is flat or declining with no expansion lever", however large the company.
+    ("flat, one product, 64 people", {"mrr": 800, "invoices": invoices(800, 800, 800), **ONE_PRODUCT}, "disqualify"),
+    ("declining, one product", {"mrr": 800, "invoices": invoices(1000, 900, 800), **ONE_PRODUCT}, "disqualify"),
+    ("growing 4 %, one product", {"mrr": 1600, "invoices": invoices(1479, 1538, 1600), **ONE_PRODUCT}, "disqualify"),
+    ("flat, two products: a lever", {"mrr": 800, "invoices": invoices(800, 800, 800)}, "nurture"),
+    (
+        "flat, one product, funded: a lever",
+        {
+            "mrr": 800,
+            "invoices": invoices(800, 800, 800),
+            "harmonic_last_funding_date": date(2026, 6, 1),
+            **ONE_PRODUCT,
+        },
+        "nurture",
+    ),
+    (
+        "flat, products unknown: no evidence",
+        {"mrr": 800, "invoices": invoices(800, 800, 800), "paid_products": None, "activated_products": None},
+        "nurture",
+    ),
+    # "Company is too small to realistically hit $20k ARR".
+    (
+        "flat 800, 8 people, two products",
+        {"mrr": 800, "invoices": invoices(800, 800, 800), "employee_count": 8},
+        "disqualify",
+    ),
+    (
+        "flat 800, size unknown: no evidence",
+        {"mrr": 800, "invoices": invoices(800, 800, 800), "employee_count": None},
+        "nurture",
+    ),
+    (
+        "flat 1,667, 8 people: on the path already",
+        {"mrr": 1667, "invoices": invoices(1667, 1667, 1667), "employee_count": 8},
+        "nurture",
+    ),
+    (
+        "growing 900, 10 people: a path",
+        {"mrr": 900, "invoices": invoices(600, 750, 900), "employee_count": 10},
+        "nurture",
+    ),
+    (
+        "growing 5 % from 450, 10 people: no realistic path",
+        {"mrr": 496, "invoices": invoices(450, 472.5, 496), "employee_count": 10},
+        "disqualify",
+    ),
+    # "You have a plausible first message that leads with specific value".
+    ("all three, no signal", {"billing_page_views_30d": 0}, "nurture"),
+    ("all three, a warehouse", {"billing_page_views_30d": 0, "data_destinations": ("Snowflake",)}, "qualify"),
 ]
 
 
@@ -245,7 +297,7 @@ SIGNAL_CASES: list[tuple[str, dict[str, Any], str | None]] = [
 
 @pytest.mark.parametrize(("signal", "kw", "text"), SIGNAL_CASES)
 def test_recommendation_signals(signal: str, kw: dict[str, Any], text: str | None) -> None:
-    decision = recommend(account(**kw), EMPTY, Policy(), NOW)
+    decision = recommend(account(**{"billing_page_views_30d": 0, **kw}), EMPTY, Policy(), NOW)  # this one alone
     if text is None:
         assert signal not in decision.signals
     else:
@@ -262,7 +314,7 @@ def test_recommendation_signals_are_reported_on_disqualified_leads_too() -> None
 
 def test_recommendation_policy_thresholds_are_tunable() -> None:
     strict = QualificationPolicy(employees_min=100, several_projects=2)
-    decision = recommend(account(project_count=2), EMPTY, Policy(qualification=strict), NOW)
+    decision = recommend(account(project_count=2, billing_page_views_30d=0), EMPTY, Policy(qualification=strict), NOW)
     assert decision.inputs["recommendation"] == "nurture"
     assert decision.signals == ("multi_project",)
 
