@@ -32,6 +32,7 @@ __all__ = [
     "picklist_key",
     "picklist_keys",
     "same_picklist",
+    "support_request",
 ]
 
 T = TypeVar("T")
@@ -88,6 +89,30 @@ def closed_statuses(policy: Policy) -> frozenset[str]:
 # `closed_statuses`' answers by the identity of the policy asked about (a policy is immutable; it
 # is kept with its answer, so its id is not reused while the answer is here).
 _CLOSED_BY_POLICY: dict[int, tuple[Policy, frozenset[str]]] = {}
+
+
+@lru_cache(maxsize=1)
+def _default_new() -> frozenset[str]:
+    """`[rules.episodes] new_statuses` of the default policy, folded."""
+    from rules.policy import EpisodePolicy  # the policy module reads this one's constants
+
+    return folded_statuses(EpisodePolicy().new_statuses)
+
+
+def support_request(lead: Lead, new: frozenset[str] | None = None) -> bool:
+    """Whether the demo triage classified the lead a support request (`Classification__c`, any
+    case, spaces around it ignored) and nobody has moved it from a new status since (`new`: the
+    folded `[rules.episodes] new_statuses`, the default policy's when None; no status counts as
+    new). Such a lead skipped the round robin and became a Zendesk ticket (lead-routing-and-scoring.md:
+    "If 'support' or 'spam', it'll skip round robin"); with `[rules.demo] support_status` unset it
+    stays open in its status, but it is nobody's sales engagement with its account: it is not one
+    of the account's open leads (`AccountContext.open_leads`). A person who moves it on (works,
+    nurtures, qualifies it) makes it one."""
+    classification = lead.classification
+    if classification is None or classification.strip().casefold() != "support":
+        return False
+    status = (lead.status or "").strip().casefold()
+    return not status or status in (_default_new() if new is None else new)
 
 
 def is_closed(status: str | None, closed: frozenset[str] = _DEFAULT_CLOSED) -> bool:
@@ -194,17 +219,24 @@ class AccountContext:
     # first signup: (its id, when it was created); None when none is known (`sync.signups`, asked
     # only for a Big Fish candidate).
     earlier_signup: tuple[str, datetime] | None = None
+    # The open lead statuses nobody has moved a lead to (`[rules.episodes] new_statuses`, folded;
+    # None: the default policy's): a support request still in one is no open lead (`support_request`).
+    new: frozenset[str] | None = None
 
     # Cached on the (frozen) context: the guards, the onboarding rules and the lifecycle stage all
     # ask for them while judging one account.
     @_computed_once
     def open_leads(self) -> tuple[Lead, ...]:
-        """Leads not converted, not deleted and not in a closed status (`closed`)."""
+        """Leads not converted, not deleted, not in a closed status (`closed`) and not a support
+        request nobody moved on (`support_request`)."""
         closed = self.closed
         return tuple(
             lead
             for lead in self.leads
-            if not lead.is_converted and not lead.is_deleted and not is_closed(lead.status, closed)
+            if not lead.is_converted
+            and not lead.is_deleted
+            and not is_closed(lead.status, closed)
+            and not (lead.classification is not None and support_request(lead, self.new))
         )
 
     @_computed_once

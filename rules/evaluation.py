@@ -181,7 +181,12 @@ def _stage(
         else:
             planned = _planned_lead(winner.rule, winner.lead.lead_source, now)
             ctx = AccountContext(
-                (*ctx.leads, planned), ctx.opportunities, ctx.otherwise_lead, ctx.assigned_owners, ctx.closed
+                (*ctx.leads, planned),
+                ctx.opportunities,
+                ctx.otherwise_lead,
+                ctx.assigned_owners,
+                ctx.closed,
+                new=ctx.new,
             )
     return lifecycle.stage_with(account, segments, ctx, policy, now)
 
@@ -282,7 +287,7 @@ def evaluate_account(
     # onboarding.lead: a routing trigger, the handover or a New Owner already makes it a lead.
     claimed = ctx
     if (winner is not None or _allocates(owner[0] if owner else None, policy)) and not ctx.otherwise_lead:
-        claimed = AccountContext(ctx.leads, ctx.opportunities, True, ctx.assigned_owners, ctx.closed)
+        claimed = AccountContext(ctx.leads, ctx.opportunities, True, ctx.assigned_owners, ctx.closed, new=ctx.new)
     for rule in _AFTER_ROUTING:
         if full or rule.may_fire(account, claimed, policy, now):
             decisions.append(rule.decide(account, claimed, policy, now))
@@ -323,7 +328,7 @@ def _evaluate_fast(
     # onboarding.lead: a routing trigger, the handover or a New Owner already makes it a lead.
     claimed = ctx
     if (winner is not None or _allocates(owner, policy)) and not ctx.otherwise_lead:
-        claimed = AccountContext(ctx.leads, ctx.opportunities, True, ctx.assigned_owners, ctx.closed)
+        claimed = AccountContext(ctx.leads, ctx.opportunities, True, ctx.assigned_owners, ctx.closed, new=ctx.new)
     for may_fire, decide in _AFTER_ROUTING_GATED:
         if may_fire(account, claimed, policy, now):
             decisions.append(decide(account, claimed, policy, now))

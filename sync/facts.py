@@ -165,6 +165,9 @@ class SalesforceFacts:
     disqualified_statuses: tuple[str, ...] = DISQUALIFIED_STATUSES
     # The lead statuses that close a lead (`rules.context.closed_statuses`), given to every context.
     closed: frozenset[str] = field(default_factory=lambda: closed_statuses(Policy()))
+    # The open lead statuses nobody has moved a lead to (`[rules.episodes] new_statuses`, folded),
+    # given to every context (`rules.context.support_request`).
+    new: frozenset[str] = field(default_factory=lambda: folded_statuses(Policy().episodes.new_statuses))
     # `disqualified_statuses` as every status is compared (`rules.context.folded_statuses`).
     _disqualified_folded: frozenset[str] = field(init=False)
     users: dict[str, SfUser] = field(default_factory=dict)
@@ -224,7 +227,8 @@ class SalesforceFacts:
     def _of(cls, state: StateDB, policy: Policy | None, **more: Any) -> SalesforceFacts:
         """Empty facts that read `policy`'s lead statuses (the defaults' when None)."""
         policy = policy or Policy()
-        return cls(state, policy.episodes.disqualified_statuses, closed_statuses(policy), **more)
+        new = folded_statuses(policy.episodes.new_statuses)
+        return cls(state, policy.episodes.disqualified_statuses, closed_statuses(policy), new, **more)
 
     @classmethod
     def load(cls, state: StateDB, *, lazy: bool = False, policy: Policy | None = None) -> SalesforceFacts:
@@ -829,6 +833,7 @@ class SalesforceFacts:
             opportunities=tuple(opportunities or ()),
             assigned_owners=self._assigned_by_account.get(account_id) or {},
             closed=self.closed,
+            new=self.new,
         )
 
     def triage_of(self, lead_id: str) -> Remembered | None:
