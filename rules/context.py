@@ -203,7 +203,9 @@ class AccountContext:
 
     `otherwise_lead` is what `evaluate_account` tells the rules after routing and allocation: a
     routing trigger or the direct handover won, or allocation chose a New Owner, in this
-    evaluation, so the account is already a lead for someone.
+    evaluation, so the account is already a lead for someone; or a trigger matched it and a guard
+    held it back (the cool-off after a person's "no", a Slack channel, ...): the account is a lead
+    by the handbook's criteria, held, not an onboarding lead (`otherwise_why` says which).
 
     `assigned_owners` maps the Id of a lead crm-sync created to the `OwnerId` crm-sync gave it: a
     different owner on the lead now means a person reassigned it (the lead is being worked).
@@ -222,6 +224,8 @@ class AccountContext:
     # The open lead statuses nobody has moved a lead to (`[rules.episodes] new_statuses`, folded;
     # None: the default policy's): a support request still in one is no open lead (`support_request`).
     new: frozenset[str] | None = None
+    # Why `otherwise_lead` holds, as the onboarding rule reports it.
+    otherwise_why: str = "a routing rule fired"
 
     # Cached on the (frozen) context: the guards, the onboarding rules and the lifecycle stage all
     # ask for them while judging one account.

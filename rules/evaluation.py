@@ -284,10 +284,7 @@ def evaluate_account(
         handover = [routed if d is winner else d for d in handover]
         winner = routed if routed.fired else None
     decisions = [*qualified, *routing, *handover, *owner]
-    # onboarding.lead: a routing trigger, the handover or a New Owner already makes it a lead.
-    claimed = ctx
-    if (winner is not None or _allocates(owner[0] if owner else None, policy)) and not ctx.otherwise_lead:
-        claimed = AccountContext(ctx.leads, ctx.opportunities, True, ctx.assigned_owners, ctx.closed, new=ctx.new)
+    claimed = _claimed(ctx, winner is not None or _allocates(owner[0] if owner else None, policy), routing, handover)
     for rule in _AFTER_ROUTING:
         if full or rule.may_fire(account, claimed, policy, now):
             decisions.append(rule.decide(account, claimed, policy, now))
@@ -325,15 +322,31 @@ def _evaluate_fast(
         decisions.append(handover)
     if owner is not None:
         decisions.append(owner)
-    # onboarding.lead: a routing trigger, the handover or a New Owner already makes it a lead.
-    claimed = ctx
-    if (winner is not None or _allocates(owner, policy)) and not ctx.otherwise_lead:
-        claimed = AccountContext(ctx.leads, ctx.opportunities, True, ctx.assigned_owners, ctx.closed, new=ctx.new)
+    claimed = _claimed(ctx, winner is not None or _allocates(owner, policy), routing, (handover,) if handover else ())
     for may_fire, decide in _AFTER_ROUTING_GATED:
         if may_fire(account, claimed, policy, now):
             decisions.append(decide(account, claimed, policy, now))
     decisions.append(_stage(account, ctx, policy, now, decisions, winner))
     return decisions
+
+
+def _claimed(ctx: AccountContext, won: bool, *verdicts: Sequence[Decision]) -> AccountContext:
+    """The context onboarding.lead reads: a routing trigger, the handover or a New Owner already
+    makes the account a lead (`won`), and so does a trigger that matched it and a guard held back
+    (the cool-off after a person's "no", ...): a lead by the handbook's criteria, held, is not
+    "otherwise" an onboarding lead (accounts-overview.md: "Not otherwise a lead")."""
+    if ctx.otherwise_lead:
+        return ctx
+    if won:
+        why = "a routing rule fired"
+    else:
+        held = next((d for group in verdicts for d in group if d.guarded_by is not None), None)
+        if held is None:
+            return ctx
+        why = f"{held.rule} matched, held back: {held.guarded_by}"
+    return AccountContext(
+        ctx.leads, ctx.opportunities, True, ctx.assigned_owners, ctx.closed, new=ctx.new, otherwise_why=why
+    )
 
 
 _HANDOVER_MAY_FIRE = onboarding.DIRECT_HANDOVER.may_fire

@@ -141,7 +141,9 @@ def lead(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -
     onboarding lead: segment Onboarding, and an onboarding specialist from the onboarding pool.
 
     "Otherwise a lead" is `ctx.otherwise_lead` (a routing rule or allocation fired for the account in this
-    evaluation) or what the account shows: an owner key role (TAM, CSM, Account Executive), an owned or active-sales
+    evaluation, or a routing trigger matched it and a guard held it back: a TAM's "no" to its product-led
+    lead, in the cool-off, does not make it an onboarding lead instead) or what the account shows: an
+    owner key role (TAM, CSM, Account Executive), an owned or active-sales
     segment, or an open lead or opportunity in Salesforce. An Onboarding Specialist key role does not stop
     the rule (the account stays in the segment while the specialist works it); the reason names them.
     """
@@ -199,7 +201,7 @@ def lead(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -
     passed, reason, unknown = summarise(checks)
     if not passed:
         return Decision(_LEAD, account.id, False, reason, inputs, unknown, manages=manages, team="Onboarding")
-    why_not = "a routing rule fired" if otherwise_lead else _already_a_lead(account, ctx, policy, now)
+    why_not = ctx.otherwise_why if otherwise_lead else _already_a_lead(account, ctx, policy, now)
     if why_not is not None:
         return Decision(
             _LEAD,
@@ -468,13 +470,13 @@ def circle_back(account: Account, ctx: AccountContext, policy: Policy, now: date
     passed, reason, unknown = summarise(checks)
     if not passed:
         return Decision(_CIRCLE_BACK, account.id, False, reason, inputs, unknown)
+    guard = routing_guard(account, ctx, policy, now)
+    if guard is not None:
+        return Decision(_CIRCLE_BACK, account.id, False, f"{reason}; but {guard}", inputs, guarded_by=guard)
     if ctx.otherwise_lead:
         # Routed to Sales in this very evaluation: there is nothing to circle back to.
         why = "routed to Sales in this cycle"
         return Decision(_CIRCLE_BACK, account.id, False, f"{reason}; but {why}", inputs, guarded_by=why)
-    guard = routing_guard(account, ctx, policy, now)
-    if guard is not None:
-        return Decision(_CIRCLE_BACK, account.id, False, f"{reason}; but {guard}", inputs, guarded_by=guard)
     # The task is once per period: the next period's is another task (`rules.clock`).
     clock.changes_on_month(_next_period(now, rules.task_period))
     task = TaskIntent(

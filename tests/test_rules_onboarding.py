@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from core.model import Account, Invoice, Lead, Opportunity
-from rules import Policy
+from rules import Policy, evaluate_account
 from rules.base import TaskIntent
 from rules.context import EMPTY, AccountContext
 from rules.onboarding import circle_back, direct_handover, lead, task_period
@@ -438,3 +438,66 @@ def test_a_growing_self_serve_account_gets_no_circle_back_task_outside_onboardin
     decision = circle(account(mrr=640, invoices=(*history, *invoices(400, 520, 610))))
     assert decision.fired is False and decision.task is None
     assert decision.reason.startswith("not in onboarding")
+
+
+# "Not otherwise a lead" (accounts-overview.md): a lead by the criteria, held back, is not an
+# onboarding lead instead. Found by two reviews against the handbook (2026-12-07): a TAM's "no" to
+# crm-sync's product-led lead made the account an onboarding lead in the same cycle (segment,
+# specialist drawn, task), and the first bill's age dropped it again weeks later.
+
+
+def _band_payer(**kw: Any) -> Account:
+    """A new payer product_led.mrr_band matches: MRR 600 for three months, 51 employees, 8 users, US."""
+    base: dict[str, Any] = {
+        "mrr": 600,
+        "employee_count": 51,
+        "user_count": 8,
+        "country": "US",
+        "first_paid_at": date(2026, 8, 22),
+        "business_email": True,
+        "invoices": invoices(600, 600, 600),
+    }
+    return account(**{**base, **kw})
+
+
+def _their_no(days: int = 3) -> AccountContext:
+    """crm-sync's product-led lead, disqualified by its TAM `days` days ago."""
+    ours = Lead(
+        id="00QA",
+        system_modstamp=NOW,
+        created_date=datetime(2026, 11, 1, tzinfo=UTC),
+        status="Disqualified",
+        status_since=datetime(2026, 11, 22 - days, 10, tzinfo=UTC),
+        sync_key="crm-sync-acc_1-1",
+        routing_rule="product_led.mrr_band",
+        lead_source="Product-led",
+        vitally_account_id="acc_1",
+    )
+    return AccountContext(leads=(ours,))
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["explain", "cycle"])
+@pytest.mark.parametrize(
+    ("acc", "ctx"),
+    [
+        (_band_payer(), _their_no()),
+        (_band_payer(lead_disqualified_at=date(2026, 11, 19)), EMPTY),  # the Vitally trait says it
+    ],
+    ids=["lead-disqualified-in-salesforce", "trait-lead-disqualified-at"],
+)
+def test_an_account_held_by_the_cool_off_is_not_an_onboarding_lead(
+    acc: Account, ctx: AccountContext, full: bool
+) -> None:
+    verdicts = {d.rule: d for d in evaluate_account(acc, ctx, Policy(), NOW, full=full)}
+    assert [rule for rule, d in verdicts.items() if d.fired and rule != "lifecycle.stage"] == []
+    onboarding = verdicts["onboarding.lead"]
+    assert onboarding.guarded_by is not None
+    assert onboarding.guarded_by.startswith("product_led.mrr_band matched, held back: ")
+    assert "cool-off 90 days" in onboarding.reason
+
+
+def test_a_new_payer_no_trigger_matches_is_still_an_onboarding_lead() -> None:
+    """The same payer below the band's employee count: no trigger matches, onboarding.lead fires."""
+    for full in (True, False):
+        verdicts = evaluate_account(_band_payer(employee_count=20), EMPTY, Policy(), NOW, full=full)
+        assert [d.rule for d in verdicts if d.fired and d.rule != "lifecycle.stage"] == ["onboarding.lead"]
