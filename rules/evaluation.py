@@ -151,9 +151,10 @@ def managed_by(rule: str, policy: Policy, custom: Sequence[CompiledTrigger] = ()
 def _qualification(
     account: Account, ctx: AccountContext, policy: Policy, now: datetime, winner: Decision | None, full: bool
 ) -> list[Decision]:
-    """Qualification of the product-led lead routing has just chosen; otherwise nothing to qualify
-    (said only when every verdict is explained)."""
-    if winner is not None and winner.team == "TAM":
+    """Qualification of the product-led lead routing has just chosen, or of the one its owner
+    decided (`qualification.owner_decided`: the recommendation follows them); otherwise nothing to
+    qualify (said only when every verdict is explained)."""
+    if (winner is not None and winner.team == "TAM") or qualification.owner_decided(account, ctx, policy):
         return [qualification.RECOMMENDATION.decide(account, ctx, policy, now)]
     return [qualification.not_product_led(account, policy)] if full else []
 
@@ -279,7 +280,7 @@ def evaluate_account(
         handover.append(decision)
     qualified = _qualification(routed_as, ctx, policy, now, winner, full)
     if winner is not None:
-        routed = _attribute(winner, qualified, policy)
+        routed = _attribute(winner, qualified if winner.team == "TAM" else [], policy)
         routing = [routed if d is winner else d for d in routing]
         handover = [routed if d is winner else d for d in handover]
         winner = routed if routed.fired else None
@@ -311,9 +312,13 @@ def _evaluate_fast(
         handover, winner = _contend(onboarding.DIRECT_HANDOVER.decide(routed_as, ctx, policy, now), winner)
     if winner is None:
         decisions = routing
+        if qualification.owner_decided(account, ctx, policy):
+            decisions = [qualification.RECOMMENDATION.decide(routed_as, ctx, policy, now), *routing]
     else:
-        qualified = [qualification.RECOMMENDATION.decide(routed_as, ctx, policy, now)] if winner.team == "TAM" else []
-        routed = _attribute(winner, qualified, policy)
+        tam = winner.team == "TAM"
+        asked = tam or qualification.owner_decided(account, ctx, policy)
+        qualified = [qualification.RECOMMENDATION.decide(routed_as, ctx, policy, now)] if asked else []
+        routed = _attribute(winner, qualified if tam else [], policy)
         decisions = [*qualified, *[routed if d is winner else d for d in routing]]
         if handover is winner:
             handover = routed

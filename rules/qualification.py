@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Literal
 from core.model import Account, Invoice
 from rules import clock
 from rules.base import AccountRule, Decision, Rule, fmt_num, months_between, per_policy, product_key
-from rules.episodes import episodes
+from rules.episodes import _policy_statuses, episodes
 from rules.guards import routing_guard
 from rules.policy import QualificationPolicy
 
@@ -53,6 +53,7 @@ __all__ = [
     "Recommendation",
     "monthly_growth",
     "not_product_led",
+    "owner_decided",
     "recommend",
 ]
 
@@ -383,6 +384,21 @@ def _owner_decided(account: Account, ctx: AccountContext, policy: Policy) -> tup
 _DECIDED: dict[str, Recommendation] = {"qualified": "qualify", "nurturing": "nurture"}
 
 
+def owner_decided(account: Account, ctx: AccountContext, policy: Policy) -> bool:
+    """Whether the account's product-led lead is one its owner decided (in progress or nurturing):
+    the recommendation then follows them whether or not routing chose the account again
+    (`evaluate_account`). A TAM qualifying it as the handbook says, themselves as Account
+    Executive and the Leads segment, makes the account owned: no trigger routes it any more, and
+    the recommendation written before their decision would stay. Most accounts have no lead in
+    such a status: they are answered without reading their episodes."""
+    if not ctx.leads:
+        return False
+    _, _, nurturing, qualified, _ = _policy_statuses(policy)
+    if not any((lead.status or "").strip().casefold() in (nurturing | qualified) for lead in ctx.leads):
+        return False
+    return _owner_decided(account, ctx, policy) is not None
+
+
 def recommend(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """A product-led lead is disqualified, nurtured or qualified the way a TAM would judge it:
     a realistic path to $20k ARR, a clear multi-product opportunity and a company that can grow.
@@ -418,10 +434,10 @@ def recommend(account: Account, ctx: AccountContext, policy: Policy, now: dateti
             signals=signal_names,
         )
 
-    decided: tuple[Recommendation, list[str]] | None = (
-        ("disqualify", [f"already worked: {already_worked}"])
-        if already_worked
-        else _owner_decided(account, ctx, policy)
+    # The owner's decision first: a TAM who qualifies the lead the handbook's way (status in
+    # progress, themselves as Account Executive, the Leads segment) makes the account owned.
+    decided = _owner_decided(account, ctx, policy) or (
+        ("disqualify", [f"already worked: {already_worked}"]) if already_worked else None
     )
     if decided is not None:
         return verdict(*decided)

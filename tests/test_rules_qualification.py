@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.model import Account, Invoice, Lead
-from rules import Policy
+from rules import Policy, evaluate_account
 from rules.context import EMPTY, AccountContext
 from rules.policy import QualificationPolicy
 from rules.qualification import SIGNALS, monthly_growth, recommend
@@ -484,3 +484,35 @@ def test_the_recommendation_is_the_rules_while_nobody_decided(status: str) -> No
     decision = recommend(account(**GROWING_SMALL), _our_lead(status), Policy(), NOW)
     assert decision.inputs["recommendation"] == "nurture"
     assert "decided by" not in decision.reason
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["explain", "cycle"])
+@pytest.mark.parametrize(
+    ("status", "expected", "segments"),
+    [("In progress", "qualify", frozenset()), ("Nurturing", "nurture", frozenset({"Nurture"}))],
+)
+def test_the_recommendation_follows_a_tam_who_qualifies_the_handbooks_way(
+    full: bool, status: str, expected: str, segments: frozenset[str]
+) -> None:
+    """plg-lead-qualification.md, step 5: "Add yourself as the Account Executive in Vitally and use
+    the 'Leads' segment to track it separately." That makes the account owned: no trigger routes it
+    again, and the recommendation, asked only of a routed account, stayed the rules' "nurture"
+    written before the TAM's decision (found by a review against the handbook, 2026-12-07). It is
+    now asked of an account whose product-led lead its owner decided, routed or not."""
+    taken = account(**GROWING_SMALL, key_roles={"Account Executive": "005TAM"}, segments=frozenset({"Leads"}))
+    verdicts = {d.rule: d for d in evaluate_account(taken, _our_lead(status), Policy(), NOW, full=full)}
+    assert [rule for rule, d in verdicts.items() if d.fired and rule.startswith("product_led.")] == []  # owned
+    decision = verdicts["qualification.recommendation"]
+    assert decision.fired and decision.inputs["recommendation"] == expected
+    # "In progress" with the TAM as Account Executive and the Leads segment reads as the Vitally side says it
+    why = "Account Executive 005TAM and segment Leads" if status == "In progress" else f"lead 00Q9 status {status}"
+    assert decision.reason.startswith(f"{expected}: decided by the lead's owner: {why}")
+    assert decision.segments == segments
+
+
+@pytest.mark.parametrize("status", ["Open - Not Contacted", "Working - Contacted", "Disqualified"])
+def test_an_owned_account_whose_lead_nobody_decided_asks_no_recommendation(status: str) -> None:
+    """Owned, its lead open, worked or closed: nothing to qualify, as before (a cycle asks nothing)."""
+    taken = account(**GROWING_SMALL, key_roles={"Account Executive": "005TAM"})
+    verdicts = [d.rule for d in evaluate_account(taken, _our_lead(status), Policy(), NOW, full=False)]
+    assert "qualification.recommendation" not in verdicts
