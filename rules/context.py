@@ -257,10 +257,16 @@ EMPTY = AccountContext()
 
 @dataclass(frozen=True)
 class LeadContext:
-    """What the lead rules read besides the lead: the latest day a lead of the same company was
-    disqualified (None when none was, or it is unknown), and the triage verdict the state
-    remembers for the lead's submission (the LLM's, asked by `sync` before any rule reads it; with
-    another classifier, that classifier's own verdict, kept by `sync` between cycles)."""
+    """What the lead rules read besides the lead: the latest day a lead of the same company, or of
+    the account it is linked to, was disqualified (None when none was, or it is unknown), and the
+    triage verdict the state remembers for the lead's submission (the LLM's, asked by `sync` before
+    any rule reads it; with another classifier, that classifier's own verdict, kept by `sync`
+    between cycles)."""
 
     company_disqualified_at: date | None = None
     triage: Remembered | None = None
+    # The latest day a lead of the Vitally account the lead is linked to (`Vitally_Account_Id__c`)
+    # was disqualified by a person, or the account's `lead_disqualified_at` trait says one was
+    # (None when neither, or the lead is linked to no account): lead-routing-and-scoring.md, "If an
+    # account has had a lead disqualified within the last month, we no longer show the scheduler".
+    account_disqualified_at: date | None = None

@@ -28,6 +28,7 @@ __all__ = [
     "Classifier",
     "KeywordClassifier",
     "Label",
+    "awaits_scheduler",
     "awaits_triage",
     "classifier_for",
     "classify_demo",
@@ -271,11 +272,18 @@ def _title_matches(title: str, keywords: tuple[str, ...]) -> list[str]:
     return [k for k in keywords if re.search(r"(?<![a-z0-9])" + re.escape(k.casefold()), folded)]
 
 
+def awaits_scheduler(lead: Lead, policy: Policy) -> bool:
+    """Whether the instant scheduler judges this lead (a demo request), so that `sync` gathers what
+    it reads of the lead's account only for those."""
+    return same_picklist(lead.lead_source, policy.demo.lead_source)
+
+
 def scheduler_eligible(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -> Decision:
     """A demo request sees the instant scheduler when it shows a strong ICP fit (a lead score of at
     least 20 out of 70: "those <20 are for the TAE to manually review and schedule"), meets 2 of 3
-    requirements (revenue, title, industry) and no lead of its company was disqualified within the
-    last month (`ctx`).
+    requirements (revenue, title, industry) and no lead of its company, or of the account it is
+    linked to, was disqualified within the last month (`ctx`: "If an account has had a lead
+    disqualified within the last month, we no longer show the scheduler").
 
     Informational: it writes nothing. An unknown requirement counts as not met and is named.
     "Within the last month" (lead-routing-and-scoring.md) is a calendar month: on or after the same
@@ -288,6 +296,7 @@ def scheduler_eligible(lead: Lead, ctx: LeadContext, policy: Policy, now: dateti
         "title": lead.title,
         "industry": lead.industry,
         "company_disqualified_at": company_disqualified_at,
+        "account_disqualified_at": ctx.account_disqualified_at,
     }
     if not same_picklist(lead.lead_source, demo.lead_source):
         return Decision(SCHEDULER_RULE, lead.id, False, f"not a demo request (LeadSource {lead.lead_source})", inputs)
@@ -332,8 +341,13 @@ def scheduler_eligible(lead: Lead, ctx: LeadContext, policy: Policy, now: dateti
     inputs["score"] = score
     parts.append(f"score {score} {'≥' if strong else '<'} {demo.scheduler_min_score}")
     blocked = False
-    if company_disqualified_at is not None:
-        blocked, text = _blocked(company_disqualified_at, demo, now, inputs)
+    latest = max(
+        ((day, who) for day, who in ((company_disqualified_at, "company"), (ctx.account_disqualified_at, "account"))
+         if day is not None),
+        default=None,
+    )  # fmt: skip
+    if latest is not None:
+        blocked, text = _blocked(latest[0], demo, now, inputs, latest[1])
         parts.append(text)
     inputs |= {"met": tuple(met), "blocked": blocked}
     eligible = enough and strong and not blocked
@@ -342,9 +356,12 @@ def scheduler_eligible(lead: Lead, ctx: LeadContext, policy: Policy, now: dateti
     return Decision(SCHEDULER_RULE, lead.id, eligible, reason, inputs, tuple(unknown))
 
 
-def _blocked(disqualified: date, demo: DemoPolicy, now: datetime, inputs: dict[str, object]) -> tuple[bool, str]:
-    """Whether a lead of the company was disqualified within the last `disqualified_block_months`
-    ("within the last month": on or after the same day that many months ago), and why."""
+def _blocked(
+    disqualified: date, demo: DemoPolicy, now: datetime, inputs: dict[str, object], who: str = "company"
+) -> tuple[bool, str]:
+    """Whether a lead of the company (or of the account, `who`) was disqualified within the last
+    `disqualified_block_months` ("within the last month": on or after the same day that many
+    months ago), and why."""
     days = (now.date() - disqualified).days
     inputs["days_since_disqualified"] = days
     since = add_months(now.date(), -demo.disqualified_block_months)
@@ -355,9 +372,10 @@ def _blocked(disqualified: date, demo: DemoPolicy, now: datetime, inputs: dict[s
     if blocked:
         return (
             True,
-            f"a company lead was disqualified {disqualified} ({days} days ago), within {months} (since {since})",
+            f"a{'n' if who == 'account' else ''} {who} lead was disqualified {disqualified} ({days} days ago), "
+            f"within {months} (since {since})",
         )
-    return False, f"last company disqualification {disqualified} ({days} days ago), over {months} ago (before {since})"
+    return False, f"last {who} disqualification {disqualified} ({days} days ago), over {months} ago (before {since})"
 
 
 # Informational: it fires when the scheduler is shown, and writes nothing.

@@ -877,6 +877,22 @@ class StateDB:
         )
         return {str(lead): (str(company), str(context)) for lead, company, context in rows}
 
+    def lead_links(self, ids: Collection[str]) -> dict[str, tuple[str, Any]]:
+        """Lead id → (the Vitally account it is linked to, its `LeadSource`) as the mirror holds it,
+        for those of `ids` linked to one (read beside the record: `sf_records.vitally_id`)."""
+        found: dict[str, tuple[str, Any]] = {}
+        wanted = list(ids)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = self.db.conn.execute(
+                "SELECT id, vitally_id, CASE WHEN json_valid(raw) THEN json_extract(raw, '$.LeadSource') END "
+                f"FROM sf_records WHERE object = 'Lead' AND id IN ({','.join('?' * len(chunk))}) "
+                "AND vitally_id IS NOT NULL",
+                chunk,
+            )
+            found.update((str(lead), (str(account), source)) for lead, account, source in rows)
+        return found
+
     def save_lead_inputs(self, rows: Iterable[tuple[str, str, str, str, float, float]]) -> None:
         """Rows of (id, company key, context fingerprint, rules fingerprint, valid_from, valid_until)."""
         self.db.conn.executemany("INSERT OR REPLACE INTO lead_inputs VALUES (?, ?, ?, ?, ?, ?)", rows)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 
 from core.model import Account, Lead
 from rules import CompiledTrigger, Decision, Policy, evaluate_account, evaluate_lead
 from rules.allocation import owner_region
 from rules.base import wanting_nothing
 from rules.context import LeadContext
-from rules.demo import awaits_triage
+from rules.demo import awaits_scheduler, awaits_triage
 from rules.new_business import big_fish_candidate
 from sync.config import Config
 from sync.facts import SalesforceFacts
@@ -71,6 +71,8 @@ class Decider:
     # Each company's first signup in the mirror (`sync.signups`), asked for a Big Fish candidate;
     # without it (a book with no mirror) every candidate is taken for its company's first.
     signups: Signups | None = None
+    # The Vitally trait that holds when a lead of the account was disqualified (`[vitally.traits]`).
+    disqualified_trait: str = "lead_disqualified_at"
 
     @classmethod
     def of(
@@ -89,7 +91,8 @@ class Decider:
         if disabled:
             order = tuple(rule for rule in policy.routing.order if rule not in disabled)
             policy = replace(policy, routing=replace(policy.routing, order=order))
-        return cls(policy, facts, now, custom, disabled, verdicts, signups)
+        trait = config.vitally.trait_keys.get("lead_disqualified_at", "lead_disqualified_at")
+        return cls(policy, facts, now, custom, disabled, verdicts, signups, trait)
 
     def account(self, account: Account, *, full: bool = True) -> list[Decision]:
         """Every rule's verdict on one account, with its Salesforce context, in the configured
@@ -117,9 +120,23 @@ class Decider:
             triage = self.verdicts.verdict(lead)
         else:
             triage = None
-        context = LeadContext(self.facts.company_disqualified_at(lead.company), triage)
+        account = lead.vitally_account_id
+        linked = self._account_disqualified_at(account, lead.id) if account and awaits_scheduler(lead, policy) else None
+        context = LeadContext(self.facts.company_disqualified_at(lead.company), triage, linked)
         decisions = evaluate_lead(lead, context, self.policy, self.now, full=full)
         return _off(decisions, self.disabled) if self.disabled else decisions
+
+    def _account_disqualified_at(self, account_id: str, lead_id: str) -> date | None:
+        """The latest day a lead of the Vitally account was disqualified: another lead linked to it,
+        in Salesforce, or the account's own `lead_disqualified_at` trait as the mirror holds it (one
+        that does not read as a date is no day: the account's read reports it)."""
+        found = self.facts.account_disqualified_at(account_id, but=lead_id)
+        trait = self.facts.state.account_traits([account_id], self.disqualified_trait).get(account_id)
+        try:
+            noted = date.fromisoformat(trait[:10]) if isinstance(trait, str) else None
+        except ValueError:
+            noted = None
+        return max((day for day in (found, noted) if day is not None), default=None)
 
     def region(self, account: Account) -> str:
         """The region whose pools own the account's lead: where most of its users are, else its HQ

@@ -841,6 +841,23 @@ class SalesforceFacts:
         is for the submission the lead carries now)."""
         return self._triage.get(lead_id)
 
+    def linked_leads_digest(self, account_id: str) -> str:
+        """A digest of the account's linked leads as the mirror holds them (each one's Id and raw
+        JSON's digest, `load`'s), without this cycle's planned writes: equal digests, equal
+        `account_disqualified_at` (a lead's context, `sync.incremental.LeadBook`)."""
+        return hashlib.blake2b(self._lead_facts.get(account_id, b""), digest_size=16).hexdigest()
+
+    def account_disqualified_at(self, account_id: str, but: str | None = None) -> date | None:
+        """The latest day a lead linked to this Vitally account (other than `but`) was disqualified
+        by a person (not one the demo triage dropped as spam), dated as `company_disqualified_at`
+        dates a company's: the first version crm-sync read in that status, else its last change."""
+        days = [
+            (lead.status_since or lead.system_modstamp).date()
+            for lead in self.context_for(account_id).leads
+            if lead.id != but and self._is_disqualified(lead.status) and not dropped_as_spam(lead)
+        ]
+        return max(days, default=None)
+
     def company_disqualified_at(self, company: str | None) -> date | None:
         """The latest day a lead of this company was disqualified, when known (by a person: not one
         the demo triage dropped as spam)."""

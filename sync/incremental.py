@@ -81,6 +81,7 @@ from typing import Any
 
 from core.model import Account, Lead
 from core.triage import Remembered
+from rules.context import same_picklist
 from state import StateDB
 from sync.config import Config
 from sync.facts import SalesforceFacts, company_key
@@ -326,6 +327,11 @@ class LeadBook:
     _learnt: list[tuple[str, str, str, str, float, float]] = field(default_factory=list)
     _stale: list[str] = field(default_factory=list)
     _fingerprints: dict[tuple[str, Remembered | None], str] = field(default_factory=dict)
+    # The instant scheduler also reads the account a demo request is linked to (its other leads and
+    # its `lead_disqualified_at` trait, `sync.decider`): the demo lead source and that trait's key.
+    demo_source: str = "Demo request"
+    trait_key: str = "lead_disqualified_at"
+    _accounts: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -347,7 +353,10 @@ class LeadBook:
         (its owner write a person's conflict, held) has it taken back and drawn again, as a whole
         evaluation would; one that asks for no owner then holds again."""
         rules = rules_fingerprint(config, now)
-        book = cls(state, facts, rules, now, learn=learn)
+        trait_key = config.vitally.trait_keys.get("lead_disqualified_at", "lead_disqualified_at")
+        book = cls(
+            state, facts, rules, now, learn=learn, demo_source=config.policy.demo.lead_source, trait_key=trait_key
+        )
         if unavailable:
             book.owner_gone = frozenset(state.assigned_to(unavailable))
         if not full:
@@ -358,17 +367,50 @@ class LeadBook:
             # (company, remembered verdict), not once per lead.
             known: dict[tuple[str, Remembered | None], str] = {}
             holding = []
-            for lead, (company, context) in state.leads_judged(rules, at).items():
+            judged = state.leads_judged(rules, at)
+            linked = book._scheduled_accounts(judged)
+            for lead, (company, context) in judged.items():
                 key = (company, triage_of(lead))
                 current = known.get(key)
                 if current is None:
                     current = known[key] = book._shared_fingerprint(lead, company or None)
+                account = linked.get(lead)
+                if account is not None:
+                    current += book._account_fingerprint(account)
                 if lead in book.owner_gone:
                     current = _OWNER_GONE + current
                 if current == context:
                     holding.append(lead)
             book.holding = frozenset(holding)
         return book
+
+    def _scheduled_accounts(self, leads: Collection[str]) -> dict[str, str]:
+        """Lead id → the Vitally account it is linked to, for the demo requests among `leads` (the
+        instant scheduler reads that account); their accounts' traits are read at once."""
+        found = {
+            lead: account
+            for lead, (account, source) in self.state.lead_links(leads).items()
+            if isinstance(source, str) and same_picklist(source, self.demo_source)
+        }
+        missing = sorted(set(found.values()) - self._accounts.keys())
+        if missing:
+            traits = self.state.account_traits(missing, self.trait_key)
+            for account in missing:
+                self._accounts[account] = self._account_digest(account, traits.get(account))
+        return found
+
+    def _account_digest(self, account: str, trait: object) -> str:
+        text = repr((self.facts.linked_leads_digest(account), trait))
+        return "|account:" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+    def _account_fingerprint(self, account: str) -> str:
+        """What the scheduler reads of the account a demo request is linked to: its linked leads as
+        the mirror holds them and its `lead_disqualified_at` trait (`Decider.lead`)."""
+        known = self._accounts.get(account)
+        if known is None:
+            trait = self.state.account_traits([account], self.trait_key).get(account)
+            known = self._accounts[account] = self._account_digest(account, trait)
+        return known
 
     @classmethod
     def everything(cls, config: Config, state: StateDB, facts: SalesforceFacts, now: datetime) -> LeadBook:
@@ -403,6 +445,9 @@ class LeadBook:
         else:
             company = company_key(lead.company or "")
             context = self._context_fingerprint(lead.id, lead.company)
+            account = lead.vitally_account_id
+            if account and lead.lead_source and same_picklist(lead.lead_source, self.demo_source):
+                context += self._account_fingerprint(account)
             self._learnt.append((lead.id, company, context, self.rules, *_lead_window(self.now, until)))
         if len(self._learnt) + len(self._stale) >= _BATCH:
             self.save()

@@ -269,3 +269,95 @@ def test_leads_that_name_no_company_share_no_disqualification() -> None:
     )
     assert SalesforceFacts.load_for(scoped_state, [], ["00QZ"]).company_disqualified_at("N/A") is None
     assert SalesforceFacts.load(state, lazy=False).company_disqualified_at("Acme, Inc.") == date(2026, 11, 10)
+
+
+# "If an account has had a lead disqualified within the last month" (lead-routing-and-scoring.md):
+# the account the demo request is linked to (`Vitally_Account_Id__c`), besides its company as the
+# `Company` field spells it. Found by a review against the handbook (2026-12-07): only the company
+# was read, so a lead of the same account under another company name, or the account's own
+# `lead_disqualified_at` trait, left the scheduler shown.
+
+
+def _demo_request(**more: Any) -> dict[str, Any]:
+    """A demo request of a strong fit (the scheduler is shown when nothing blocks it), linked to acc_1."""
+    raw = json.loads(_lead("00QZ", "Northwind", "Open - Not Contacted")["raw"])
+    raw.update(
+        LeadSource="Demo request",
+        Vitally_Account_Id__c="acc_1",
+        NumberOfEmployees=5000,
+        AnnualRevenue=500_000_000,
+        Title="CTO",
+        Industry="Software",
+        Country="US",
+        SystemModstamp="2026-11-21T10:00:00.000+0000",
+        **more,
+    )
+    return {"object": "Lead", "id": "00QZ", "modstamp": raw["SystemModstamp"], "raw": json.dumps(raw), "error": None}
+
+
+def _linked(record_id: str, company: str, status: str) -> dict[str, Any]:
+    row = _lead(record_id, company, status)
+    return {**row, "raw": json.dumps({**json.loads(row["raw"]), "Vitally_Account_Id__c": "acc_1"})}
+
+
+def _scheduler(state: StateDB, *, trait_key: str = "lead_disqualified_at") -> Any:
+    from sync.config import example_against
+    from sync.decider import Decider
+
+    config = example_against("http://127.0.0.1:1")
+    traits = {**config.vitally.trait_keys, "lead_disqualified_at": trait_key}
+    config = replace(config, vitally=replace(config.vitally, trait_keys=traits))
+    facts = SalesforceFacts.load(state, policy=config.policy)
+    decider = Decider.of(config, facts, NOW)
+    [request] = [lead for lead, _ in facts.iter_leads() if lead.id == "00QZ"]
+    return {d.rule: d for d in decider.lead(request)}["demo.instant_scheduler"]
+
+
+def _with_account(state: StateDB, **traits: Any) -> None:
+    account = {"id": "acc_1", "name": "Northwind", "updatedAt": "2026-11-20T10:00:00.000Z", "traits": traits}
+    state.upsert_accounts([{"id": "acc_1", "updated_at": account["updatedAt"], "raw": json.dumps(account)}])
+
+
+def test_a_lead_of_the_same_account_under_another_company_name_hides_the_scheduler() -> None:
+    state = StateDB.memory()
+    state.upsert_sf([_demo_request(), _linked("00QY", "NW Robotics Labs", "Disqualified")])
+    verdict = _scheduler(state)
+    assert not verdict.fired
+    assert "an account lead was disqualified 2026-11-10 (12 days ago), within 1 month" in verdict.reason
+    assert verdict.inputs["account_disqualified_at"] == date(2026, 11, 10)
+
+    alone = StateDB.memory()
+    alone.upsert_sf([_demo_request(), _lead("00QY", "NW Robotics Labs", "Disqualified")])  # not linked
+    assert _scheduler(alone).fired
+
+
+@pytest.mark.parametrize("key", ["lead_disqualified_at", "Lead Disqualified At"])
+def test_the_accounts_lead_disqualified_at_trait_hides_the_scheduler(key: str) -> None:
+    state = StateDB.memory()
+    state.upsert_sf([_demo_request()])
+    _with_account(state, **{key: "2026-11-15"})
+    verdict = _scheduler(state, trait_key=key)
+    assert not verdict.fired
+    assert "an account lead was disqualified 2026-11-15" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("noted", "shown"),
+    [("2026-10-21", True), ("2026-10-22", False), ("not a date", True), (None, True)],
+)
+def test_the_trait_counts_within_the_calendar_month_only(noted: str | None, shown: bool) -> None:
+    """On or after the same day a month ago (2026-10-22 for 2026-11-22); a trait that reads as no
+    date is none (the account's read reports it)."""
+    state = StateDB.memory()
+    state.upsert_sf([_demo_request()])
+    _with_account(state, lead_disqualified_at=noted)
+    assert _scheduler(state).fired is shown
+
+
+def test_the_latest_of_company_and_account_decides() -> None:
+    state = StateDB.memory()
+    state.upsert_sf([_demo_request(), _lead("00QA", "Northwind", "Disqualified")])  # the company: 2026-11-10
+    _with_account(state, lead_disqualified_at="2026-09-01")  # the account: long ago
+    verdict = _scheduler(state)
+    assert not verdict.fired
+    assert "a company lead was disqualified 2026-11-10" in verdict.reason

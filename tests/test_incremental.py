@@ -640,7 +640,9 @@ def test_the_lead_context_fingerprint_changes_with_every_field_of_the_lead_conte
     from rules.context import LeadContext
     from sync.incremental import lead_inputs_fingerprint
 
-    assert {f.name for f in fields(LeadContext)} == {"company_disqualified_at", "triage"}  # else: extend this
+    # else: extend this (`account_disqualified_at` is the account's part, `LeadBook._account_fingerprint`:
+    # test_scheduler_account.py)
+    assert {f.name for f in fields(LeadContext)} == {"company_disqualified_at", "triage", "account_disqualified_at"}
     # Digested by repr, as it is: only while these hold text and numbers (the same in every process).
     for record in (Remembered, Triage):
         assert {str(f.type) for f in fields(record)} <= {"str", "float", "Label", "Triage"}, record.__name__
