@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Literal
 from core.model import Account, Lead
 from rules import clock
 from rules.base import AccountRule, Decision, Rule, TaskIntent, add_months, per_policy
-from rules.context import CLOSED_LOST, dropped_as_spam, in_picklist, is_stage
+from rules.context import CLOSED_LOST, dropped_as_spam, in_picklist, is_stage, support_request
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
@@ -232,9 +232,15 @@ def _onboarding(account: Account, policy: Policy) -> Episode | None:
 
 
 def episodes(account: Account, ctx: AccountContext, policy: Policy) -> tuple[Episode, ...]:
-    """The account's episode in each family that has one, in `FAMILIES` order."""
+    """The account's episode in each family that has one, in `FAMILIES` order. A support request
+    nobody moved on (`rules.context.support_request`) is no family's episode: it skipped the round
+    robin for Zendesk, and taken for the newest lead of its family it would hide a person's "no"
+    before it (a disqualified lead's cool-off; found by a review)."""
     newest: dict[Family, Lead] = {}
+    new = ctx.new
     for lead in ctx.leads:
+        if lead.classification is not None and support_request(lead, new):
+            continue
         family = family_of_lead(lead, policy)
         known = newest.get(family)
         if known is None or _created(lead) > _created(known):

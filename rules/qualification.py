@@ -14,9 +14,10 @@ Order of the verdict (first that holds wins):
    account otherwise looks good, so they win over ``qualify``.
 4. ``qualify`` – all four of step 5: a realistic path to 20k ARR from the trajectory of the last
    3 invoices, a clear multi-product opportunity, a company profile that can grow, and a plausible
-   first message (at least one opening-message signal). The first three without a signal:
-   ``nurture`` ("no opening message yet").
-5. ``nurture`` – potential without an urgency signal: the rest.
+   first message (at least one of `OPENING_SIGNALS`). The first three without one: ``nurture``
+   ("no opening message yet").
+5. ``nurture`` – potential without an urgency signal (one of the three holds), or too little known
+   to pass or qualify it (none holds, for want of data).
 
 Unknown MRR or invoices make the rule not fire (and are named). Other unknown inputs make the
 check that needs them fail, and the reason says so.
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from rules.policy import Policy
 
 __all__ = [
+    "OPENING_SIGNALS",
     "RECOMMENDATION",
     "RULE_ID",
     "SIGNALS",
@@ -76,6 +78,12 @@ SIGNALS = (
     "multi_project",
 )
 """Every signal name `recommend` can report, in the order it reports them."""
+
+OPENING_SIGNALS = frozenset(SIGNALS) - {"competitor_destination", "warehouse_destination", "multi_project"}
+"""The signals a first message can lead with (plg-lead-qualification.md, "What makes a strong
+opening message": optimisation, a missing product, a growth anomaly, billing; and the annual plan
+and the billing limit the steps name as hooks), which "qualify" needs. Data to a competitor is a
+risk, to a warehouse stickiness, several projects a bigger surface: reported, not an opening."""
 
 
 def monthly_growth(invoices: tuple[Invoice, ...], window: int = 3) -> float | None:
@@ -393,9 +401,13 @@ def owner_decided(account: Account, ctx: AccountContext, policy: Policy) -> bool
     such a status: they are answered without reading their episodes."""
     if not ctx.leads:
         return False
-    _, _, nurturing, qualified, _ = _policy_statuses(policy)
-    if not any((lead.status or "").strip().casefold() in (nurturing | qualified) for lead in ctx.leads):
-        return False
+    # The TAM as Account Executive with the account in Leads is their "yes" whatever the lead's
+    # status (`rules.episodes`); else only a lead in a decided status may be one.
+    taken = policy.episodes.leads_segment in account.segments and policy.lifecycle.ae_role in account.roles
+    if not taken:
+        _, _, nurturing, qualified, _ = _policy_statuses(policy)
+        if not any((lead.status or "").strip().casefold() in (nurturing | qualified) for lead in ctx.leads):
+            return False
     return _owner_decided(account, ctx, policy) is not None
 
 
@@ -460,7 +472,8 @@ def recommend(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     filters, overridden = _filters(account, mrr, q, facts, now)
     if filters:
         return verdict("disqualify", filters)
-    return verdict(*_step_five(account, mrr, paid, activated, policy, facts, overridden, bool(signals), now))
+    opening = any(name in OPENING_SIGNALS for name in signal_names)
+    return verdict(*_step_five(account, mrr, paid, activated, policy, facts, overridden, opening, now))
 
 
 def _step_five(
@@ -494,8 +507,10 @@ def _step_five(
     if all(ok for ok, _ in checks):
         if signalled:
             return "qualify", [facts.growth_text, *texts]
-        return "nurture", ["no opening message yet (no signal found)", facts.growth_text, *texts]
-    return "nurture", ["potential without an urgency signal", facts.growth_text, *texts]
+        return "nurture", ["no opening message yet (no opening signal found)", facts.growth_text, *texts]
+    if any(ok for ok, _ in checks):
+        return "nurture", ["potential without an urgency signal", facts.growth_text, *texts]
+    return "nurture", ["too little known to pass or qualify it", facts.growth_text, *texts]
 
 
 def _pass(
@@ -517,14 +532,14 @@ def _pass(
     - "spend is flat or declining with no expansion lever": no growth trend, no multi-product
       opportunity (products known, not missing) and no growth trajectory.
 
-    Missing data is no evidence: an account whose size or products are unknown is not passed on
-    their account. "Usage looks like a misconfiguration" is left to the TAM (README, "What the
-    handbook leaves to people"): a spike on one product is also the handbook's growth anomaly to
-    open with, and billing alone cannot tell the two apart."""
+    Missing data is no evidence: an account whose size, products or trend (fewer than 2 invoices)
+    is unknown is not passed on their account. "Usage looks like a misconfiguration" is left to
+    the TAM (README, "What the handbook leaves to people"): a spike on one product is also the
+    handbook's growth anomaly to open with, and billing alone cannot tell the two apart."""
     if not path and not can_grow and account.employee_count is not None:
         return f"company too small to realistically hit {fmt_num(q.target_arr)} ARR"
-    if facts.growing or multi or (paid is None and activated is None):
-        return None
+    if facts.growing or facts.growth is None or multi or (paid is None and activated is None):
+        return None  # growing, or a trend the invoices cannot show yet (fewer than 2): no evidence
     rising, _ = _trajectory(account, q, now)
     if rising:
         return None

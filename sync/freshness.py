@@ -130,7 +130,6 @@ class LastLook:
             return
         if self._watermark is None:
             return  # this cycle read no account: there is nothing to write either
-        self._listed = True
         changed: dict[str, dict[str, Any]] = {}
         newest = self._watermark
         unreadable: set[str] = set()
@@ -144,6 +143,7 @@ class LastLook:
                 changed[record] = raw
                 newest = _later(newest, updated)
         self._watermark = newest
+        self._listed = True  # listed whole: a failed list leaves the next task's look to come
         _hold(groups, unreadable)
         churned = {record for record, raw in changed.items() if raw.get("churnedAt") is not None}
         self._churn_seen.update(dict.fromkeys(churned, True))  # their tasks too (`may_create_task`)

@@ -26,6 +26,7 @@ from test_minicycle import (
 )
 from test_people_win import _full_cycle, _person_patches_lead, _world_of, deactivate, routed_demo_request
 
+from core.errors import RetriableError
 from sandbox.store import DEFAULT_OWNER_USER_ID
 from state import StateDB
 from sync.apply import Applier
@@ -337,6 +338,42 @@ def test_a_whole_cycle_that_sends_only_a_task_lists_the_accounts_first(tmp_path:
         assert after.get("POST /resources/tasks", 0) == before.get("POST /resources/tasks", 0)
         spent = {route: after[route] - before.get(route, 0) for route in after if after[route] != before.get(route, 0)}
         assert spent == {"GET /resources/accounts": 2}  # the cycle's read, then the look: one page each
+
+
+def test_a_failed_look_before_tasks_leaves_every_task_waiting(tmp_path: Path) -> None:
+    """As above, with two payers, and Vitally answering 503 to every list of the accounts during the
+    apply step: no task may go out unlooked. A review found only the first task waiting: the look
+    was marked done before its list answered, and the second task was sent unchecked."""
+    payers = [
+        {**new_payer("US"), "id": f"acc_000{i}", "externalId": f"org_{i}", "name": f"Company {i}"} for i in (1, 2)
+    ]
+    for world in _world_of(tmp_path, *payers):
+        world.sandbox.add_fault("status", method="POST", path_prefix="/resources/tasks", status=503, share=1.0)
+        world.cycle()
+        world.sandbox.clear_faults()
+        assert sorted(r.write.account or "" for r in world.state.outbox("pending", "vitally")) == [
+            "acc_0001",
+            "acc_0002",
+        ]
+        real = Applier.run
+
+        def list_fails_then_apply(self: Applier, real: Callable[[Applier], None] = real) -> None:
+            # The accounts list alone (a sandbox fault on its path would fail the task look-ups too).
+            def down(*_: Any, **__: Any) -> Any:
+                raise RetriableError("vitally GET /resources/accounts: HTTP 503")
+
+            with pytest.MonkeyPatch.context() as inner:
+                inner.setattr(self.look._vitally, "iter_accounts_since", down)
+                real(self)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Applier, "run", list_fails_then_apply)
+            report = world.cycle()
+
+        assert report.counts["failed"] == 2  # each task waits, counted
+        assert world.sandbox.state()["vitally"]["tasks"] == []
+        assert len(world.state.outbox("pending", "vitally")) == 2
+        assert world.cycle().counts["applied"] == 2  # the next cycle's look answers: both go out
 
 
 def test_a_lead_update_that_landed_before_a_kill_9_is_crm_syncs_for_the_next_events(

@@ -197,7 +197,13 @@ LABELS: list[tuple[str, dict[str, Any], str]] = [
     ),
     # "You have a plausible first message that leads with specific value".
     ("all three, no signal", {"billing_page_views_30d": 0}, "nurture"),
-    ("all three, a warehouse", {"billing_page_views_30d": 0, "data_destinations": ("Snowflake",)}, "qualify"),
+    ("all three, an annual plan to offer", {"billing_page_views_30d": 0, "annual_plan": False}, "qualify"),
+    # ... which a risk or a stickiness signal is not (found by a review): reported, no message to lead with
+    ("all three, data to a warehouse", {"billing_page_views_30d": 0, "data_destinations": ("Snowflake",)}, "nurture"),
+    ("all three, data to a competitor", {"billing_page_views_30d": 0, "data_destinations": ("Amplitude",)}, "nurture"),
+    ("all three, 3 projects", {"billing_page_views_30d": 0, "project_count": 3}, "nurture"),
+    # A trend one invoice cannot show is no evidence of flat spend (found by a review).
+    ("one invoice, one product", {"mrr": 1500, "invoices": invoices(1500), **ONE_PRODUCT}, "nurture"),
 ]
 
 
@@ -489,7 +495,13 @@ def test_the_recommendation_is_the_rules_while_nobody_decided(status: str) -> No
 @pytest.mark.parametrize("full", [True, False], ids=["explain", "cycle"])
 @pytest.mark.parametrize(
     ("status", "expected", "segments"),
-    [("In progress", "qualify", frozenset()), ("Nurturing", "nurture", frozenset({"Nurture"}))],
+    [
+        ("In progress", "qualify", frozenset()),
+        ("Nurturing", "nurture", frozenset({"Nurture"})),
+        # Account Executive and Leads are the TAM's "yes" whatever the lead's status (found by a review)
+        ("Open - Not Contacted", "qualify", frozenset()),
+        ("Working - Contacted", "qualify", frozenset()),
+    ],
 )
 def test_the_recommendation_follows_a_tam_who_qualifies_the_handbooks_way(
     full: bool, status: str, expected: str, segments: frozenset[str]
@@ -505,7 +517,7 @@ def test_the_recommendation_follows_a_tam_who_qualifies_the_handbooks_way(
     decision = verdicts["qualification.recommendation"]
     assert decision.fired and decision.inputs["recommendation"] == expected
     # "In progress" with the TAM as Account Executive and the Leads segment reads as the Vitally side says it
-    why = "Account Executive 005TAM and segment Leads" if status == "In progress" else f"lead 00Q9 status {status}"
+    why = f"lead 00Q9 status {status}" if status == "Nurturing" else "Account Executive 005TAM and segment Leads"
     assert decision.reason.startswith(f"{expected}: decided by the lead's owner: {why}")
     assert decision.segments == segments
 
@@ -516,3 +528,12 @@ def test_an_owned_account_whose_lead_nobody_decided_asks_no_recommendation(statu
     taken = account(**GROWING_SMALL, key_roles={"Account Executive": "005TAM"})
     verdicts = [d.rule for d in evaluate_account(taken, _our_lead(status), Policy(), NOW, full=False)]
     assert "qualification.recommendation" not in verdicts
+
+
+def test_a_recommendation_with_nothing_known_says_so() -> None:
+    """Size, products and trend unknown: no evidence to pass it, no potential shown (a review found
+    "potential without an urgency signal" said of an account that showed none)."""
+    unknown = account(mrr=600, invoices=invoices(600), employee_count=None, paid_products=None, activated_products=None)
+    decision = recommend(unknown, EMPTY, Policy(), NOW)
+    assert decision.inputs["recommendation"] == "nurture"
+    assert decision.reason.startswith("nurture: too little known to pass or qualify it")

@@ -84,6 +84,25 @@ def test_the_account_of_an_open_support_request_is_routed() -> None:
         assert _routed(_band(), AccountContext(leads=(lead,))) == [], lead
 
 
+def test_a_support_request_does_not_hide_a_persons_no_before_it() -> None:
+    """A person disqualified a demo request of the account 20 days ago (the 90-day cool-off holds);
+    a later one is a support request. Taken for the newest lead of its family, the support request
+    made the episode "open" and hid the cool-off: the account was routed (found by a review)."""
+    theirs = _demo(
+        id="00Q1",
+        classification="sales",
+        status="Closed - Not Converted",
+        created_date=NOW - timedelta(days=40),
+        system_modstamp=NOW - timedelta(days=20),
+        status_since=NOW - timedelta(days=20),
+    )
+    for leads in ((theirs,), (theirs, _demo())):
+        ctx = AccountContext(leads=leads)
+        assert _routed(_band(), ctx) == [], leads
+        [guarded] = [d for d in evaluate_account(_band(), ctx, Policy(), NOW) if d.rule == "product_led.mrr_band"]
+        assert "lead 00Q1 disqualified in Salesforce 20 days ago (cool-off 90 days)" in guarded.reason
+
+
 def test_an_org_s_own_new_status_counts() -> None:
     """`[rules.episodes] new_statuses` names the org's default status; the context carries it."""
     lead = _demo(status="Inbound")
