@@ -178,7 +178,11 @@ def lead_episode(lead: Lead, family: Family, ctx: AccountContext, policy: Policy
     )
     for statuses, state in states:
         if status in statuses:
-            since = _day(_status_day(lead)) if state == "disqualified" else _day(_created(lead))
+            # Disqualified and qualified are dated by the move to the status (the cool-off; the
+            # three months a TAM has once they qualify: "Qualifying a lead means you're investing
+            # time in it ... You have up to 3 months"); nurturing by the lead's creation.
+            dated = state in ("disqualified", "qualified")
+            since = _day(_status_day(lead)) if dated else _day(_created(lead))
             return Episode(family, state, lead, since, f"{named} status {shown}", ours)
     if status in working:
         return Episode(family, "working", lead, _day(_created(lead)), f"{named} status {shown}", ours)
@@ -485,7 +489,9 @@ def _may_qualified(account: Account, ctx: AccountContext, policy: Policy, now: d
 def qualified_window(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """A product-led lead its TAM qualified gets a Vitally task due when the three months to decide
     whether it belongs in their book end ("You have up to 3 months to figure out whether a new lead
-    belongs in your book"), counted from the lead's creation; once per lead."""
+    belongs in your book"), counted from the day they qualified it (the first version of the lead
+    crm-sync read in that status; before 2026-12-07 from the lead's creation, which gave a lead
+    nurtured for months before its "yes" no time at all); once per lead."""
     rules = policy.episodes
     if not _may_qualified(account, ctx, policy, now):  # `explain` asks of every account: most have no lead
         return Decision(_QUALIFIED_RULE, account.id, False, "no lead of the account, not in segment Leads")

@@ -22,7 +22,7 @@ from core.model import Account
 from rules import clock
 from rules.base import Decision, Team, months_between
 from rules.context import CLOSED_WON, AccountContext, is_stage
-from rules.episodes import answered, hold
+from rules.episodes import Family, _policy_statuses, answered, family_of_lead, family_of_rule, hold
 
 if TYPE_CHECKING:
     from rules.policy import Policy
@@ -129,8 +129,13 @@ def routing_guard(
     *,
     cool_off: bool = True,
     referral: str | None = None,
+    family: Family | None = None,
 ) -> str | None:
     """The reason an account must not be routed (already owned or already being worked), or None.
+
+    `family`: the family of the trigger asking (`rules.episodes.family_of_rule`): a lead crm-sync
+    created for another family that a person is working is someone's engagement too (a TAE
+    working an AE referral's lead holds the product-led triggers back; `worked_in_salesforce`).
 
     `cool_off=False` skips the recent-disqualification guard and the hold after a conversion without
     an opportunity (manual referrals: a person asking again is new information), except, for the
@@ -151,7 +156,7 @@ def routing_guard(
     if owned is not None:
         return f"already owned (segment {owned})"
     if ctx.leads or ctx.opportunities:  # most accounts have nothing in Salesforce
-        worked = worked_in_salesforce(ctx) or nurtured_after_close(ctx, policy, now)
+        worked = worked_in_salesforce(ctx, family, policy) or nurtured_after_close(ctx, policy, now)
         if worked is not None:
             return worked
     active = _first_in(guards.active_sales_segments, segments) if segments else None
@@ -207,8 +212,13 @@ def nurtured_after_close(ctx: AccountContext, policy: Policy, now: datetime) -> 
     )
 
 
-def worked_in_salesforce(ctx: AccountContext) -> str | None:
-    """An open opportunity, or an open lead someone other than crm-sync created."""
+def worked_in_salesforce(ctx: AccountContext, family: Family | None = None, policy: Policy | None = None) -> str | None:
+    """An open opportunity, or an open lead someone other than crm-sync created; with `family`
+    (a trigger's), also a lead crm-sync created for another family that a person is working (its
+    status one of `[rules.episodes]` working, qualified or nurturing statuses): plg-lead-qualification.md,
+    "Pass or disqualify when ... Already being worked by someone else". crm-sync's own lead of the
+    same family is the lead an earlier cycle routed (guarding on it would make the routing flap),
+    and one nobody has moved yet is nobody's engagement."""
     opportunities = ctx.open_opportunities
     if opportunities:
         opportunity = opportunities[0]
@@ -216,6 +226,13 @@ def worked_in_salesforce(ctx: AccountContext) -> str | None:
     lead = next((lead for lead in ctx.open_leads if not lead.sync_key), None)
     if lead is not None:
         return f"open lead {lead.id} ({lead.status or 'no status'}) in Salesforce"
+    if family is not None and policy is not None:
+        _, _, nurturing, qualified, working = _policy_statuses(policy)
+        moved = nurturing | qualified | working
+        for ours in ctx.open_leads:
+            if (ours.status or "").strip().casefold() in moved and family_of_lead(ours, policy) != family:
+                other = family_of_lead(ours, policy).replace("_", "-")
+                return f"crm-sync's {other} lead {ours.id} ({ours.status}) being worked in Salesforce"
     return None
 
 
@@ -249,7 +266,9 @@ def trigger_decision(
     passed, reason, unknown = summarise(checks)
     if not passed:
         return Decision(rule, account.id, False, reason, inputs, unknown, manages=manages, team=team)
-    guard = routing_guard(account, ctx, policy, now, cool_off=not manual, referral=rule if manual else None)
+    guard = routing_guard(
+        account, ctx, policy, now, cool_off=not manual, referral=rule if manual else None, family=family_of_rule(rule)
+    )
     if guard is not None:
         return Decision(
             rule,

@@ -886,7 +886,8 @@ class EpisodePolicy:
     nurture_task_name: str = setting("Revisit nurtured lead", "The name of the nurture revisit task.")
     qualified_window_months: int = _months(
         3,
-        "episode.qualified_window: months from the lead's creation to decide whether it belongs in the book.",
+        "episode.qualified_window: months from the day the lead's owner qualified it to decide whether it belongs "
+        "in the book.",
         maximum=120,
     )
     qualified_task_name: str = setting(

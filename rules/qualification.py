@@ -420,7 +420,7 @@ def recommend(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     only about an account a product-led trigger has just routed, which no guard held back.
     """
     q = policy.qualification
-    already_worked = routing_guard(account, ctx, policy, now, cool_off=False)
+    already_worked = routing_guard(account, ctx, policy, now, cool_off=False, family="product_led")
     manages = frozenset({q.segment})
     paid, activated = _products(account.paid_products), _products(account.activated_products)
     signals = _signals(account, paid, activated, policy)

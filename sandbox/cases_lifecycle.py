@@ -100,7 +100,7 @@ CASES: tuple[LifecycleCase, ...] = (
     LifecycleCase(("episode.qualified",), "band", {}, (LinkedLead("In progress", age_days=40, modified_days=3),)),
     # Qualified four months ago: the three months to decide are over, the task is due now.
     LifecycleCase(("episode.qualified_window_over",), "band", {},
-                  (LinkedLead("In progress", age_days=120, modified_days=90),)),
+                  (LinkedLead("In progress", age_days=120, modified_days=100),)),  # qualified 100 days ago: over
     LifecycleCase(("episode.working",), "band", {}, (LinkedLead("Working", age_days=12, modified_days=2),)),
     # A TAM qualified it: themselves as Account Executive, the account in `Leads`; $20k+ ARR, so
     # allocation would take it for unowned if it did not read the episode.

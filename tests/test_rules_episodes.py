@@ -328,10 +328,10 @@ def test_nurture_days_is_a_setting() -> None:
     assert task is not None and task.due == (NOW + timedelta(days=60)).date()
 
 
-def test_qualified_window_task_due_three_months_after_the_lead() -> None:
+def test_qualified_window_task_due_three_months_after_the_lead_was_qualified() -> None:
     """ "You have up to 3 months to figure out whether a new lead belongs in your book"."""
-    created = datetime(2026, 10, 31, 12, tzinfo=UTC)
-    decision = qualified_window(account(), ctx(lead("In progress", created_date=created)), POLICY, NOW)
+    qualified = datetime(2026, 10, 31, 12, tzinfo=UTC)
+    decision = qualified_window(account(), ctx(lead("In progress", status_since=qualified)), POLICY, NOW)
     assert decision.fired
     assert decision.task is not None
     assert decision.task.key == "episode.qualified_window:acc_1:00QA"
@@ -340,10 +340,20 @@ def test_qualified_window_task_due_three_months_after_the_lead() -> None:
 
 
 def test_qualified_window_past_its_end_is_due_now() -> None:
-    old = lead("In progress", created_date=days_ago(120))
+    old = lead("In progress", created_date=days_ago(130), status_since=days_ago(120))
     decision = qualified_window(account(), ctx(old), POLICY, NOW)
     assert decision.task is not None and decision.task.due == NOW.date()
     assert "decide now" in decision.reason
+
+
+def test_qualified_window_counts_from_the_yes_not_from_the_leads_creation() -> None:
+    """ "Qualifying a lead means you're investing time in it ... You have up to 3 months": a lead
+    nurtured for months before its TAM's "yes" keeps its three months (found by a review: counted
+    from the lead's creation, it was told its window had ended the day it was qualified)."""
+    late = lead("In progress", created_date=days_ago(200), status_since=days_ago(10))
+    decision = qualified_window(account(), ctx(late), POLICY, NOW)
+    assert decision.task is not None and decision.task.due == date(2027, 2, 12)
+    assert f"3 months from {days_ago(10).date()}" in decision.reason and "decide by 2027-02-12" in decision.reason
 
 
 def test_qualified_window_for_a_tam_qualifying_in_vitally_without_a_lead() -> None:
