@@ -477,9 +477,7 @@ def nurture_follow_up(account: Account, ctx: AccountContext, policy: Policy, now
         due=(now + timedelta(days=rules.nurture_days)).date(),
         assignee=_assignee(account, episode.family, policy),
         tags=rules.task_tags,
-        # Only a noted status day dates a spell: SystemModstamp moves with every edit, and each
-        # edit would look like a new "not yet" (a lead without the note keeps one task).
-        spell=None if lead.status_since is None else lead.status_since.date(),
+        spell=_status_day(lead).date(),
     )
     return Decision(_NURTURE_RULE, account.id, True, reason, _task_inputs(episode), task=task)
 
