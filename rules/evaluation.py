@@ -103,7 +103,7 @@ def _custom(account: Account, ctx: AccountContext, policy: Policy, now: datetime
     decision = trigger.evaluate(account, ctx, now)
     if not decision.fired:
         return decision
-    guard = _guards.routing_guard(account, ctx, policy, now)
+    guard = _guards.routing_guard(account, ctx, policy, now, family=_routing.family_of_team(decision.team))
     if guard is not None:
         return replace(decision, fired=False, traits={}, guarded_by=guard, reason=f"{decision.reason}; but {guard}")
     if decision.team == "TAM":

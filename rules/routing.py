@@ -24,7 +24,7 @@ from core.model import Account, Lead
 from rules import bdr, new_business, product_led, signals
 from rules.base import AccountRule, Decision, LeadIntent, LeadRule, per_policy
 from rules.context import AccountContext, LeadContext
-from rules.episodes import family_of_rule
+from rules.episodes import Family, family_of_rule
 from rules.guards import may_be_routed
 from rules.policy import RoutingPolicy
 
@@ -212,7 +212,13 @@ _REFERRAL_SOURCES: Mapping[str, str] = {
     "onboarding.direct_handover": "onboarding_referral_source",
 }
 # The family of a config-defined trigger's lead, by its team.
-_TEAM_FAMILIES: Mapping[str, str] = {"TAE": "new_business", "BDR": "bdr"}
+_TEAM_FAMILIES: Mapping[str, Family] = {"TAE": "new_business", "BDR": "bdr"}
+
+
+def family_of_team(team: str | None) -> Family:
+    """The family of a config-defined trigger, by its team (its lead's LeadSource says the same):
+    TAE new business, BDR the BDRs', any other team (a TAM's) product-led."""
+    return _TEAM_FAMILIES.get(team or "", "product_led")
 
 
 def lead_source_for(rule: str, team: str | None = None, routing: RoutingPolicy | None = None) -> str:
@@ -224,7 +230,7 @@ def lead_source_for(rule: str, team: str | None = None, routing: RoutingPolicy |
     referral = _REFERRAL_SOURCES.get(rule)
     if referral is not None:
         return str(getattr(routing, referral))
-    family = family_of_rule(rule) or _TEAM_FAMILIES.get(team or "", "product_led")
+    family = family_of_rule(rule) or family_of_team(team)
     if family == "new_business":
         return routing.new_business_source
     if family == "bdr":

@@ -86,3 +86,31 @@ def test_the_referral_itself_still_holds_its_own_lead(full: bool) -> None:
 def test_an_untouched_lead_or_one_of_the_same_family_holds_nothing_back(rule: str, status: str, source: str) -> None:
     for full in (True, False):
         assert _verdicts(_band(), _ours(rule, status, source), full)["product_led.mrr_band"].fired
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["explain", "cycle"])
+def test_a_config_defined_tam_trigger_is_held_back_too(full: bool) -> None:
+    """The guards of every routing rule and custom trigger (docs/rules.md): a custom trigger's family
+    is its team's (a TAM's: product-led). A review found custom triggers left out."""
+    from rules.expressions import CustomTrigger, compile_trigger
+
+    policy = Policy()
+    custom = [
+        compile_trigger(
+            CustomTrigger(id="custom.big_mrr", team="TAM", when="mrr > 500", reason="mrr {mrr}"), policy=policy
+        )
+    ]
+    lead = _ours("new_business.ae_referral", "Working - Contacted", "AE referral")
+    verdicts = {
+        d.rule: d for d in evaluate_account(_band(), AccountContext(leads=(lead,)), policy, NOW, custom, full=full)
+    }
+    assert not verdicts["custom.big_mrr"].fired
+    assert verdicts["custom.big_mrr"].guarded_by == (
+        "crm-sync's new-business lead 00Q2 (Working - Contacted) being worked in Salesforce"
+    )
+    # a TAE trigger of the config is of the lead's own family: the lead it routed holds nothing back
+    tae = [
+        compile_trigger(CustomTrigger(id="custom.tae", team="TAE", when="mrr > 500", reason="mrr {mrr}"), policy=policy)
+    ]
+    mine = {d.rule: d for d in evaluate_account(_band(), AccountContext(leads=(lead,)), policy, NOW, tae, full=full)}
+    assert mine["custom.tae"].guarded_by is None
