@@ -887,7 +887,7 @@ class StateDB:
             rows = self.db.conn.execute(
                 "SELECT id, vitally_id, CASE WHEN json_valid(raw) THEN json_extract(raw, '$.LeadSource') END "
                 f"FROM sf_records WHERE object = 'Lead' AND id IN ({','.join('?' * len(chunk))}) "
-                "AND vitally_id IS NOT NULL",
+                "AND vitally_id IS NOT NULL AND vitally_id != ''",
                 chunk,
             )
             found.update((str(lead), (str(account), source)) for lead, account, source in rows)
