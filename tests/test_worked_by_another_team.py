@@ -8,32 +8,15 @@ own lead of the same family is the lead an earlier cycle routed, and still holds
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from test_support_requests import NOW, _band
 
 from core.model import Account, Lead
 from rules import Policy, evaluate_account
 from rules.context import AccountContext
-
-NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
-
-
-def _band(**kw: Any) -> Account:
-    """An account product_led.mrr_band routes (MRR 1,000, 51 employees, 8 users, US, paying 3 months)."""
-    base: dict[str, Any] = {
-        "id": "acc_1",
-        "name": "Acme",
-        "updated_at": NOW,
-        "created_at": NOW - timedelta(days=400),
-        "mrr": 1000,
-        "employee_count": 51,
-        "user_count": 8,
-        "country": "US",
-        "first_paid_at": date(2026, 8, 1),
-    }
-    return Account(**{**base, **kw})
 
 
 def _ours(rule: str, status: str, source: str) -> Lead:
