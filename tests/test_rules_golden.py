@@ -265,9 +265,30 @@ def _digest(real_org: bool) -> tuple[str, int, int]:
 # verdict at acce7ec against the change, 3 accounts of the legacy book moved (24 lifecycle.stage
 # verdicts, "open lead … (source BDR) → New business lead"), none of the real-org book; none fired
 # more or less. At acce7ec: 298d2dec…, 289,522, 29,534 (the real-org digest unchanged).
+# Then the handbook reviews of 2026-12-07 (d2bfc98..5c731dc): compared verdict by verdict at
+# d2bfc98 against 6790ae6 (legacy book, then real-org), only these moved:
+# - qualification.recommendation, 66 and 67 accounts: step 5's passes ("nurture: potential without
+#   an urgency signal" → "disqualify: company too small …" 154 / 138 verdicts, "… spend flat or
+#   declining with no expansion lever" 92 / 76; an early implementation that is also one of them
+#   is passed); "qualify" without an opening signal → "nurture: no opening message yet" (32 / 12);
+#   and the recommendation now asked of an account whose product-led lead its owner decided, routed
+#   or not (36 verdicts each that explain said "not a product-led lead", and 36 more a cycle keeps:
+#   fired +72 and verdicts +36 in each book);
+# - what reads that recommendation: the lead intent of the routing winner (product_led.mrr_band,
+#   product_led.am_referral, product_led.forecast_spike, custom.surveys_upsell; fired as before) and
+#   lifecycle.stage's inputs (the Nurture segment), 55 / 52 accounts;
+# - episode.qualified_window, 7 accounts each: three months from the owner's "yes", not the lead's
+#   creation ("the window ended …: decide now" → "decide by …");
+# - demo.instant_scheduler: its inputs name `account_disqualified_at` (None: the golden leads'
+#   context is built here without an account), no verdict fired more or less;
+# - onboarding.lead's input `otherwise_lead` (542 / 500 verdicts: an account a trigger matched and
+#   a guard held is otherwise a lead), and for 18 of the legacy book's its reason and guard ("…
+#   matched, held back: …" for the guard the account shows); none fired more or less;
+# - one lead of the lifecycle cases, qualified 100 days ago instead of 90 (its labels moved).
+# At 6790ae6: 98b640ac…, 289,558, 29,606 and 195aeb84…, 277,762, 28,590.
 GOLDEN: dict[bool, tuple[str, int, int]] = {
-    False: ("f1715436acba45097c57c6a9754e65243660c7264a2aa230d3fda4bcee506e00", 289522, 29534),
-    True: ("a3a4a5773a835ad9d26fc17bdd8c8dca3f43717bead0ec2fb6a194f4b4f34d47", 277726, 28518),
+    False: ("98b640ac02a56ca35e4f25e6cede438583e51726830b21b7877c0151136d1579", 289558, 29606),
+    True: ("195aeb84e3af25278e4f4855f840db1e25d65205e4b57099b4359c91faa70a2d", 277762, 28590),
 }
 
 
