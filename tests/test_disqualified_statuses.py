@@ -25,6 +25,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.model import Lead
+from core.records import parse_lead
 from rules import Policy, evaluate_lead
 from rules.context import LeadContext
 from rules.policy import DISQUALIFIED_STATUSES, EpisodePolicy
@@ -90,18 +91,7 @@ def test_the_configured_statuses_are_the_ones_read(state: StateDB, lazy: bool) -
 def test_the_instant_scheduler_is_hidden_after_a_standard_picklist_disqualification(state: StateDB) -> None:
     facts = SalesforceFacts.load(state)
     policy = Policy()
-    request = Lead(
-        id="00QZ",
-        system_modstamp=NOW,
-        lead_source="Demo request",
-        status="Open - Not Contacted",
-        company="Acme",
-        employees=5000,
-        annual_revenue=500_000_000,
-        title="CTO",
-        industry="Software",
-        country="US",
-    )
+    request = strong_demo_request(Company="Acme", Vitally_Account_Id__c=None)
     hidden = {
         d.rule: d for d in evaluate_lead(request, LeadContext(facts.company_disqualified_at("Acme")), policy, NOW)
     }
@@ -278,19 +268,27 @@ def test_leads_that_name_no_company_share_no_disqualification() -> None:
 # `lead_disqualified_at` trait, left the scheduler shown.
 
 
+def strong_demo_request(**more: Any) -> Lead:
+    """`_demo_request`'s lead, parsed (`more`: fields of the raw record to set)."""
+    return parse_lead(json.loads(_demo_request(**more)["raw"]))
+
+
 def _demo_request(**more: Any) -> dict[str, Any]:
-    """A demo request of a strong fit (the scheduler is shown when nothing blocks it), linked to acc_1."""
+    """A demo request of a strong fit (the scheduler is shown when nothing blocks it), linked to acc_1
+    unless `more` says otherwise, as the mirror holds it."""
     raw = json.loads(_lead("00QZ", "Northwind", "Open - Not Contacted")["raw"])
     raw.update(
-        LeadSource="Demo request",
-        Vitally_Account_Id__c="acc_1",
-        NumberOfEmployees=5000,
-        AnnualRevenue=500_000_000,
-        Title="CTO",
-        Industry="Software",
-        Country="US",
-        SystemModstamp="2026-11-21T10:00:00.000+0000",
-        **more,
+        {
+            "LeadSource": "Demo request",
+            "Vitally_Account_Id__c": "acc_1",
+            "NumberOfEmployees": 5000,
+            "AnnualRevenue": 500_000_000,
+            "Title": "CTO",
+            "Industry": "Software",
+            "Country": "US",
+            "SystemModstamp": "2026-11-21T10:00:00.000+0000",
+            **more,
+        }
     )
     return {"object": "Lead", "id": "00QZ", "modstamp": raw["SystemModstamp"], "raw": json.dumps(raw), "error": None}
 

@@ -11,6 +11,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 from support import acted
+from test_disqualified_statuses import strong_demo_request
 
 from core.model import Account, Invoice, Lead, Opportunity
 from rules import Policy, evaluate_account, evaluate_lead
@@ -300,18 +301,7 @@ def test_a_demo_requests_block_after_a_company_disqualification_ends_on_the_day_
     """The instant scheduler is not shown while a lead of the company was disqualified within the
     last month (on or after the same day a month ago): disqualified on 10 November, the block holds
     through 10 December and ends on the 11th, the day noted (a lead's judgement holds until then)."""
-    lead = Lead(
-        id="00QD",
-        system_modstamp=NOW,
-        lead_source="Demo request",
-        company="Acme",
-        status="Open - Not Contacted",
-        country="US",
-        employees=500,
-        annual_revenue=50_000_000.0,
-        title="VP Engineering",
-        industry="Software",
-    )
+    lead = strong_demo_request(Company="Acme", Vitally_Account_Id__c=None)  # shown unless a block holds
     assert POLICY.demo.disqualified_block_months == 1
     context = LeadContext(company_disqualified_at=date(2026, 11, 10))
 
