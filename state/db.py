@@ -558,6 +558,13 @@ def _carry_events(db: sqlite_utils.Database, inbox: sqlite3.Connection) -> None:
 MIRROR_ORDER = "rowid"
 
 
+# A lead crm-sync created (it carries a `Sync_Key__c`) that a person deleted, kept in the mirror
+# marked deleted (`sync.ingest`): read as their "no".
+_OWN_DELETED_LEAD = (
+    "(coalesce(json_extract(raw, '$.IsDeleted'), 0) = 1 AND coalesce(json_extract(raw, '$.Sync_Key__c'), '') != '')"
+)
+
+
 class StateDB:
     """Typed access to the state tables. Construct with `open`, `snapshot` or `memory`."""
 
@@ -1359,9 +1366,42 @@ class StateDB:
 
     def reset_mirror(self) -> None:
         """Forget the mirror and its cursors (`resync`): the next read takes everything again from
-        both services. What crm-sync wrote, its outbox, owners and history stay."""
-        for table in ("cursors", "accounts", "sf_records", "malformed", "lead_merges", "account_merges"):
+        both services. What crm-sync wrote, its outbox, owners and history stay, and so does what
+        it learnt from reading that no read can bring back:
+        - since when each lead holds its status (`core.records.STATUS_SINCE`: Salesforce keeps no
+          such date), kept in `lead_status_notes` until the read brings the lead back;
+        - its own leads a person deleted (their "no", `rules.episodes`): QueryAll returns a deleted
+          record only until the recycle bin is emptied (15 days at most);
+        - which record each merged-away lead or account lives on in (`MasterRecordId`, read from
+          those deleted records too)."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO lead_status_notes (id, status, since) "
+            f"SELECT id, json_extract(raw, '$.Status'), coalesce(json_extract(raw, '$.{STATUS_SINCE}'), modstamp) "
+            f"FROM sf_records WHERE object = 'Lead' AND json_valid(raw) AND NOT {_OWN_DELETED_LEAD}"
+        )
+        self.db.execute(
+            f"DELETE FROM sf_records WHERE NOT (object = 'Lead' AND json_valid(raw) AND {_OWN_DELETED_LEAD})"
+        )
+        for table in ("cursors", "accounts", "malformed"):
             self.db.execute(f"DELETE FROM {table}")
+
+    def status_notes(self, ids: Sequence[str]) -> dict[str, tuple[Any, str]]:
+        """Lead id → (its `Status`, since when) as the mirror held it before a `resync`, for those
+        of `ids` whose note waits (`reset_mirror`)."""
+        found: dict[str, tuple[Any, str]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.db.conn.execute(
+                f"SELECT id, status, since FROM lead_status_notes WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            found.update((str(record_id), (status, str(since))) for record_id, status, since in rows)
+        return found
+
+    def drop_status_notes(self, ids: Sequence[str]) -> None:
+        """Forget the waiting notes of these leads (mirrored again)."""
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            self.db.conn.execute(f"DELETE FROM lead_status_notes WHERE id IN ({','.join('?' * len(chunk))})", chunk)
 
     def cursor(self, name: str) -> str | None:
         row = self.db.execute("SELECT value FROM cursors WHERE name = ?", [name]).fetchone()

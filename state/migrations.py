@@ -425,6 +425,15 @@ def _v19(db: sqlite_utils.Database) -> None:
         )
 
 
+def _v20(db: sqlite_utils.Database) -> None:
+    """Since when each lead held its status, kept across `resync` (`StateDB.reset_mirror`): the
+    note lives in the mirrored lead (`core.records.STATUS_SINCE`) and Salesforce keeps no such
+    date, so a resync that forgot it dated every lead by its current SystemModstamp, and a lead
+    disqualified months ago but touched since started its account's cool-off again. The notes of
+    the mirror a resync forgets wait here until the read brings each lead back (`sync.ingest`)."""
+    db.execute("CREATE TABLE lead_status_notes (id TEXT PRIMARY KEY, status TEXT, since TEXT NOT NULL)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1,
     _v2,
@@ -445,6 +454,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v17,
     _v18,
     _v19,
+    _v20,
 ]
 
 

@@ -165,6 +165,7 @@ class _Reader:
         self.hooks = hooks
         self.reconcile_hours = reconcile_hours
         self.reconcile_max_share = reconcile_max_share
+        self._noted: list[str] = []  # leads whose note, kept by a resync, this page used or passed
 
     # -- Vitally --------------------------------------------------------------------------------
 
@@ -454,13 +455,20 @@ class _Reader:
             held[record_id] = stamp
             if problem is None or problem["field"] != "SystemModstamp":  # an unreadable stamp is no cursor
                 newest = _newest(stamp, newest)
-        self.state.upsert_sf(rows.values())
+        self._upsert_sf(rows.values())
         if gone:
             self.state.remove_sf(sobject, gone)
         merges = {"Lead": self._merges, "Account": self._account_merges}.get(sobject)
         if merges is not None:
             merges(page)
         return newest
+
+    def _upsert_sf(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Mirror `rows`; the notes a `resync` kept for the page's leads have then served."""
+        self.state.upsert_sf(rows)
+        if self._noted:
+            self.state.drop_status_notes(self._noted)
+            self._noted = []
 
     def _status_since(self, sobject: str, page: list[dict[str, Any] | Unreadable]) -> list[dict[str, Any] | Unreadable]:
         """For Leads, each lead of `page` with crm-sync's note of since when it holds its `Status`
@@ -473,11 +481,17 @@ class _Reader:
 
         A lead the mirror holds in the same status without a readable note (mirrored by a release
         that kept none) is dated by the version it holds: the status was there then. A note later
-        than the version read (a clock or a state gone wrong) is not kept."""
+        than the version read (a clock or a state gone wrong) is not kept. A lead the mirror no
+        longer holds after a `resync` keeps the note it had (`StateDB.reset_mirror`); the note is
+        forgotten once the lead is mirrored again (`_store_sf`)."""
         if sobject != "Lead":
             return page
         ids = [str(raw.get("Id")) for raw in page if isinstance(raw, dict)]
         known = self.state.lead_statuses(ids) if ids else {}
+        unknown = [record_id for record_id in ids if record_id not in known]
+        waiting = self.state.status_notes(unknown) if unknown else {}
+        self._noted.extend(waiting)
+        known.update((record_id, (status, since, since)) for record_id, (status, since) in waiting.items())
         noted: list[dict[str, Any] | Unreadable] = []
         for raw in page:
             if isinstance(raw, dict):
