@@ -564,6 +564,15 @@ _OWN_DELETED_LEAD = (
     "(coalesce(json_extract(raw, '$.IsDeleted'), 0) = 1 AND coalesce(json_extract(raw, '$.Sync_Key__c'), '') != '')"
 )
 
+# The notes of the mirrored leads a query's further conditions select, kept for when each is read
+# again (`lead_status_notes`).
+_KEEP_NOTES = (
+    "INSERT OR REPLACE INTO lead_status_notes (id, status, since) "
+    f"SELECT id, json_extract(raw, '$.Status'), coalesce(json_extract(raw, '$.{STATUS_SINCE}'), modstamp) "
+    f"FROM sf_records WHERE object = 'Lead' AND json_valid(raw) "
+    f"AND coalesce(json_extract(raw, '$.{STATUS_SINCE}'), modstamp) IS NOT NULL"
+)
+
 
 class StateDB:
     """Typed access to the state tables. Construct with `open`, `snapshot` or `memory`."""
@@ -992,9 +1001,16 @@ class StateDB:
         self.db.conn.executemany(_UPSERT_SF, ((*_sf_row(row), _sf_digest(row["raw"])) for row in rows))
 
     def remove_sf(self, sobject: str, ids: Sequence[str]) -> None:
-        """Forget these mirrored `sobject` records (deleted in Salesforce)."""
+        """Forget these mirrored `sobject` records (deleted in Salesforce, or out of sight). A
+        lead's note of since when it holds its status waits in `lead_status_notes`, as after a
+        `resync` (`reset_mirror`): a lead restored from the recycle bin, or back in sight, is
+        mirrored again with the note it had when its status is the one it had."""
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
+            if sobject == "Lead":
+                self.db.conn.execute(
+                    f"{_KEEP_NOTES} AND id IN ({','.join('?' * len(chunk))}) AND NOT {_OWN_DELETED_LEAD}", chunk
+                )
             self.db.conn.execute(
                 f"DELETE FROM sf_records WHERE object = ? AND id IN ({','.join('?' * len(chunk))})", [sobject, *chunk]
             )
@@ -1374,11 +1390,7 @@ class StateDB:
           record only until the recycle bin is emptied (15 days at most);
         - which record each merged-away lead or account lives on in (`MasterRecordId`, read from
           those deleted records too)."""
-        self.db.execute(
-            "INSERT OR REPLACE INTO lead_status_notes (id, status, since) "
-            f"SELECT id, json_extract(raw, '$.Status'), coalesce(json_extract(raw, '$.{STATUS_SINCE}'), modstamp) "
-            f"FROM sf_records WHERE object = 'Lead' AND json_valid(raw) AND NOT {_OWN_DELETED_LEAD}"
-        )
+        self.db.execute(f"{_KEEP_NOTES} AND NOT {_OWN_DELETED_LEAD}")
         self.db.execute(
             f"DELETE FROM sf_records WHERE NOT (object = 'Lead' AND json_valid(raw) AND {_OWN_DELETED_LEAD})"
         )

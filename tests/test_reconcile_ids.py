@@ -120,3 +120,27 @@ def test_a_read_from_the_start_over_a_mirror_already_holding_leads_compares_at_o
 
     assert salesforce.scans == 1
     assert state.sf_raw("Lead", leads[0]["Id"]) is None
+
+
+def test_a_lead_out_of_sight_and_back_keeps_since_when_it_holds_its_status() -> None:
+    """Its note waits while it is away (`StateDB.remove_sf`): back with a later SystemModstamp (a
+    restore from the recycle bin moves it, so does any edit), it is dated as before, not as new."""
+    leads = [_lead(i, Status="Nurturing") for i in range(30)]
+    state, salesforce = StateDB.memory(), _Salesforce(leads, NOW)
+    _read(state, salesforce)
+    salesforce.live = leads[1:]
+    _a_day_later(salesforce)
+    _read(state, salesforce)
+    assert state.sf_raw("Lead", leads[0]["Id"]) is None
+
+    edited = "2026-11-24T09:00:00.000+0000"
+    salesforce.live = [{**leads[0], "SystemModstamp": edited}, *leads[1:]]
+    _a_day_later(salesforce, days=2)
+    _read(state, salesforce)
+    moved = {**leads[1], "SystemModstamp": edited, "Status": "Working"}  # another status: dated anew
+    salesforce.changed = [moved]
+    _read(state, salesforce)
+
+    assert (state.sf_raw("Lead", leads[0]["Id"]) or {})[STATUS_SINCE] == STAMP
+    assert (state.sf_raw("Lead", moved["Id"]) or {})[STATUS_SINCE] == edited
+    assert state.status_notes([lead["Id"] for lead in leads]) == {}  # each note served once
