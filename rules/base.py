@@ -93,7 +93,7 @@ class TaskIntent:
 
     `key` names the rule, the account and the period (the same all period long, so a re-run finds
     the task it created instead of adding one); `assignee` is a Vitally user id, None leaves the
-    task unassigned. `sync/wire.py` makes it a Vitally task.
+    task unassigned; `spell`, see there. `sync/wire.py` makes it a Vitally task.
     """
 
     key: str
@@ -103,6 +103,10 @@ class TaskIntent:
     due: date
     assignee: str | None
     tags: tuple[str, ...] = ()
+    # A task due once per spell of a state that comes back (a lead nurtured, qualified, nurtured
+    # again): the day this spell began. The first spell's task keeps `key`; a task sent under it
+    # before this day was another spell's, and this one is created under `key:<day>` (`sync.plan`).
+    spell: date | None = None
 
 
 # A default of `Decision.__new__` standing for "a new empty dict", as the fields' default_factory.

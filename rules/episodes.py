@@ -450,7 +450,10 @@ def _may_nurture(account: Account, ctx: AccountContext, policy: Policy, now: dat
 
 def nurture_follow_up(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> Decision:
     """A lead its owner set to "Nurturing" gets a Vitally task to revisit the account in 30-60 days
-    (45 by default), once per lead ("Track as a nurture ... Set a Vitally task to revisit in 30-60 days")."""
+    (45 by default), once each time they do ("Track as a nurture ... Set a Vitally task to revisit
+    in 30-60 days"; "If the answer is 'not yet,' change status to 'nurturing' and come back"): the
+    spell begins the day crm-sync first read the lead in that status (`TaskIntent.spell`; before
+    2026-12-07 once per lead, and a second "not yet" got no task)."""
     rules = policy.episodes
     if not ctx.leads:  # `explain` asks of every account: most have no lead at all
         return Decision(_NURTURE_RULE, account.id, False, "no lead of the account in Salesforce")
@@ -474,6 +477,9 @@ def nurture_follow_up(account: Account, ctx: AccountContext, policy: Policy, now
         due=(now + timedelta(days=rules.nurture_days)).date(),
         assignee=_assignee(account, episode.family, policy),
         tags=rules.task_tags,
+        # Only a noted status day dates a spell: SystemModstamp moves with every edit, and each
+        # edit would look like a new "not yet" (a lead without the note keeps one task).
+        spell=None if lead.status_since is None else lead.status_since.date(),
     )
     return Decision(_NURTURE_RULE, account.id, True, reason, _task_inputs(episode), task=task)
 

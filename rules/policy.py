@@ -1067,7 +1067,7 @@ RULE_DOCS: Mapping[str, str] = {
     "expansion lever; qualify only with a plausible first message: an opening-message signal) and the "
     "opening-message signals (once the lead's owner decided, in progress or nurturing, their decision) → "
     "trait `qualification`, segment `Nurture`, Lead `Qualification__c`, `Qualification_Reason__c`.",
-    "episode.nurture_follow_up": "A lead its owner set to nurturing → a Vitally task to revisit it, once per lead.",
+    "episode.nurture_follow_up": "A lead its owner set to nurturing → a Vitally task to revisit it, once each time.",
     "episode.qualified_window": "A qualified product-led lead → a Vitally task to decide within the window, once per "
     "lead.",
     "scoring.lead_score": "The handbook's lead score, component by component → Lead `Lead_Score__c` on open leads "

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import partial
 from typing import Any
@@ -70,6 +70,7 @@ from sync.signups import Signups
 from sync.verdicts import Verdicts
 from sync.vocabulary import PAGE, Conflict, CycleReport, Progress, iso
 from sync.wire import (
+    TASK_KEY_PREFIX,
     WRITTEN_TRAIT,
     Truncation,
     fit_lead_fields,
@@ -169,10 +170,6 @@ def handover_state(lead: Lead, last: Mapping[tuple[str, str], Any], routing: Rou
 
 def _lead_fields(decision: Decision) -> Mapping[str, Any]:
     return lead_fields(decision.lead)
-
-
-def _task(decision: Decision) -> Mapping[str, Any] | None:
-    return None if decision.task is None else vitally_task(decision.task)
 
 
 def _our_leads(facts: SalesforceFacts, account_id: str) -> list[Lead]:
@@ -591,7 +588,7 @@ class Planner:
         for decision in decisions:
             if not decision.fired:
                 continue
-            task = _task(decision)
+            task = self._task(decision)
             if task is not None:
                 self._plan_task(account.id, task, decision.rule, decision.reason)
             ours = self._ours_vitally(account)
@@ -641,6 +638,20 @@ class Planner:
                         account.id, segment, trait, join=join, was_in=was_in, held=held, decision=decision
                     )
                 )
+
+    def _task(self, decision: Decision) -> Mapping[str, Any] | None:
+        """The Vitally task `decision` wants, if any. A task due once per spell (`TaskIntent.spell`:
+        a lead nurtured again) keeps its key in its first spell, and in a later one takes the key
+        `<key>:<day the spell began>` when a task was sent under its key before that day."""
+        intent = decision.task
+        if intent is None:
+            return None
+        if intent.spell is not None:
+            first = f"{TASK_KEY_PREFIX}{intent.key}"
+            sent = self._last_vitally.written_at(first, "task")
+            if sent is not None and sent[:10] < intent.spell.isoformat():
+                intent = replace(intent, key=f"{intent.key}:{intent.spell.isoformat()}")
+        return vitally_task(intent)
 
     def _plan_task(self, account_id: str, task: Mapping[str, Any], rule: str, reason: str) -> None:
         """A task is created once: its externalId names the account and period, and once it was

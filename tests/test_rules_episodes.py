@@ -10,6 +10,7 @@ import pytest
 
 from core.model import Account, Lead, Opportunity
 from rules import Policy, evaluate_account
+from rules.base import TaskIntent
 from rules.context import EMPTY, AccountContext
 from rules.episodes import (
     Episode,
@@ -314,6 +315,20 @@ def test_nurture_follow_up_task_once_per_lead() -> None:
     assert decision.reason == ("product_led lead 00QA is nurturing (status Nurturing, owner 005T): revisit in 45 days")
     again = nurture_follow_up(acc, ctx(lead("Nurturing")), POLICY, NOW + timedelta(days=3))
     assert again.task is not None and again.task.key == task.key
+
+
+def test_nurture_follow_up_spell_is_the_noted_status_day_only() -> None:
+    """The spell is the day crm-sync first read the lead nurturing (`status_since`); a lead without
+    that note has no spell (its SystemModstamp moves with every edit: each would be a new "not yet",
+    and a new task), so it keeps one task, as before."""
+    noted = lead("Nurturing", status_since=days_ago(3))
+    assert (nurture_follow_up(account(), ctx(noted), POLICY, NOW).task or _NO_TASK).spell == days_ago(3).date()
+    for edited in (days_ago(2), days_ago(1)):
+        bare = lead("Nurturing", system_modstamp=edited)  # no note
+        assert (nurture_follow_up(account(), ctx(bare), POLICY, NOW).task or _NO_TASK).spell is None
+
+
+_NO_TASK = TaskIntent("none", "acc_1", "", "", NOW.date(), None)
 
 
 @pytest.mark.parametrize("status", ["Open - Not Contacted", "Working", "In progress", "Disqualified"])

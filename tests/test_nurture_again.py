@@ -1,0 +1,85 @@
+"""A lead nurtured again gets another revisit task (plg-lead-qualification.md: "If the answer is
+'not yet,' change status to 'nurturing' and come back"; "Set a Vitally task to revisit in 30-60
+days"). The task was once per lead: a TAM who nurtured a lead, qualified it, then said "not yet"
+again got no reminder the second time (found by a review of a lead's life, 2026-12-07). The first
+spell keeps the task key crm-sync has always used, so an upgrade creates no second task for it.
+Against the in-process sandbox, cycles run at moving times."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import band_account
+from test_minicycle import NOW, World
+from test_people_win import _person_patches_lead, _world_of
+
+from sync.cycle import run_cycle
+from sync.vocabulary import CycleReport
+
+NURTURE = "crm-sync:episode.nurture_follow_up:acc_0001:"
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    yield from _world_of(tmp_path, band_account("acc_0001", "Band Co", "bandco.com"))
+
+
+def _cycle_at(world: World, when: datetime) -> CycleReport:
+    world.sandbox.set_clock(when)
+    return run_cycle(world.config, world.state, world.vitally, world.salesforce, clock=lambda: when, now=when)
+
+
+def _nurture_tasks(world: World) -> list[dict[str, Any]]:
+    tasks = world.sandbox.state()["vitally"]["tasks"]
+    return sorted((t for t in tasks if str(t.get("externalId", "")).startswith(NURTURE)), key=lambda t: t["externalId"])
+
+
+def test_each_not_yet_gets_its_revisit_task_once(world: World) -> None:
+    _cycle_at(world, NOW)
+    [lead] = [lead for lead in world.leads() if lead.get("Sync_Key__c")]
+    lead_id = lead["Id"]
+
+    first = NOW + timedelta(days=1)
+    world.sandbox.set_clock(first)
+    _person_patches_lead(world, lead_id, Status="Nurturing")
+    for day in (1, 2, 3):
+        _cycle_at(world, NOW + timedelta(days=day, hours=1))
+    assert [t["externalId"] for t in _nurture_tasks(world)] == [f"{NURTURE}{lead_id}"]  # the key as it always was
+
+    world.sandbox.set_clock(NOW + timedelta(days=100))
+    _person_patches_lead(world, lead_id, Status="In progress")
+    _cycle_at(world, NOW + timedelta(days=100, hours=1))
+    again = NOW + timedelta(days=120)
+    world.sandbox.set_clock(again)
+    _person_patches_lead(world, lead_id, Status="Nurturing")
+    for day in (120, 121, 122):
+        _cycle_at(world, NOW + timedelta(days=day, hours=1))
+
+    tasks = _nurture_tasks(world)
+    assert [t["externalId"] for t in tasks] == [f"{NURTURE}{lead_id}", f"{NURTURE}{lead_id}:{again.date()}"]
+    assert tasks[1]["dueDate"] == (again + timedelta(days=45, hours=1)).date().isoformat()
+
+
+def test_a_resync_after_the_lead_was_touched_adds_no_second_task(world: World) -> None:
+    """The review that had the first version reverted: `resync` forgot the status notes, so the
+    spell was dated by the lead's SystemModstamp, after the task already sent, and looked new."""
+    _cycle_at(world, NOW)
+    [lead] = [lead for lead in world.leads() if lead.get("Sync_Key__c")]
+    world.sandbox.set_clock(NOW + timedelta(days=1))
+    _person_patches_lead(world, lead["Id"], Status="Nurturing")
+    _cycle_at(world, NOW + timedelta(days=1, hours=1))
+    touched = NOW + timedelta(days=30)
+    world.sandbox.set_clock(touched)
+    _person_patches_lead(world, lead["Id"], Description="Opened the nurture email")  # a marketing tool
+    _cycle_at(world, touched + timedelta(hours=1))
+
+    with world.state.atomic():
+        world.state.reset_mirror()  # what `crm-sync resync` does before its full read
+    for day in (31, 32):
+        _cycle_at(world, NOW + timedelta(days=day))
+
+    assert [t["externalId"] for t in _nurture_tasks(world)] == [f"{NURTURE}{lead['Id']}"]
