@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from operator import attrgetter
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -297,7 +298,18 @@ def _invoices(value: object) -> tuple[Invoice, ...]:
         if len(month) != 7 or month[4] != "-" or not (month[:4] + month[5:]).isdigit():
             raise _Bad(f"expected an invoice month YYYY-MM, got {_show(month)}")
         invoices.append(Invoice(month, _money(item["amount"])))
-    return tuple(invoices)
+    return _by_month(invoices)
+
+
+def _by_month(invoices: list[Invoice]) -> tuple[Invoice, ...]:
+    """The invoices oldest first, as every rule reads them (the last one is the latest month's):
+    the trait's list is a billing system's export, in whatever order it keeps (found by a review:
+    a list newest first made "a last invoice greater than $1500" read the oldest). Invoices of one
+    month keep their order."""
+    return tuple(sorted(invoices, key=_MONTH))
+
+
+_MONTH = attrgetter("month")
 
 
 _TRAIT_PARSERS: Mapping[str, Callable[[object], object]] = {
@@ -706,7 +718,7 @@ def _typed_invoices(invoices: list[Invoice]) -> tuple[Invoice, ...]:
             raise _Bad("invoice month")  # `_invoices` words the error: the caller asks it
         if not 0 <= amount <= MAX_MAGNITUDE:
             raise _Bad("invoice amount")  # `_money`'s range, as `_Money` holds it elsewhere
-    return tuple(invoices)
+    return _by_month(invoices)
 
 
 # Each parser's type for msgspec, and what is done to the value msgspec gives (None: nothing).
