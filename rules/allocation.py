@@ -22,10 +22,19 @@ RULE_ID = "allocation.new_owner"
 
 
 def owner_region(account: Account, policy: Policy) -> tuple[str | None, str]:
-    """The region where most of the account's users are; a tie or no users → the HQ country's region.
+    """The region where most of the account's users are (see `_region`): (region or None when
+    unknown, explanation)."""
+    region, why, _ = _region(account, policy)
+    return region, why
 
-    Returns (region or None when unknown, explanation).
-    """
+
+def _region(account: Account, policy: Policy) -> tuple[str | None, str, bool]:
+    """(the region where most of the account's users are, the explanation, whether a person should
+    review it). Users are counted by region ("where the most users are"); where regions tie, the
+    HQ country's region breaks the tie if it is one of them, and without users at all it is the
+    region. A tie the HQ cannot break (the HQ is in none of the tied regions, or unknown) is the
+    handbook's "judgement call": the first tied region by name, to review (before, the HQ's region
+    won even where the account had no user: found by a review against account-allocation.md)."""
     territories = policy.territories
     by_region: Counter[str] = Counter()
     for country, count in (account.users_by_country or {}).items():
@@ -36,12 +45,16 @@ def owner_region(account: Account, policy: Policy) -> tuple[str | None, str]:
     )
     ranked = by_region.most_common()
     if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
-        return ranked[0][0], f"most users in {ranked[0][0]} ({detail})"
+        return ranked[0][0], f"most users in {ranked[0][0]} ({detail})", False
+    tied = sorted(region for region, count in ranked if count == ranked[0][1]) if ranked else []
     why = f"users tied ({detail})" if ranked else "no users by country"
-    if account.country is None:
-        return None, f"{why} and HQ country unknown"
-    region = territories.region_of(account.country)
-    return region, f"{why}; HQ country {account.country} → {region}"
+    home = None if account.country is None else territories.region_of(account.country)
+    if home is not None and (not tied or home in tied):
+        return home, f"{why}; HQ country {account.country} → {home}", False
+    if not tied:
+        return None, f"{why} and HQ country unknown", False
+    hq = "HQ country unknown" if home is None else f"HQ country {account.country} → {home}, where none of them is"
+    return tied[0], f"{why}; {hq}: {tied[0]}, the first of {', '.join(tied)} (a judgement call: review)", True
 
 
 def _situation(
@@ -53,24 +66,27 @@ def _situation(
     with whoever qualifies it; an Account Executive hands over only after the sale (see `_after_sale`)."""
     rules = policy.allocation
     roles = account.roles
-    if "CSM" in roles:
-        return False, f"already owned by a CSM ({roles['CSM']})"
+    # The key roles as the workspace labels them (`[rules.lifecycle]`), as the guards and the stage read them.
+    csm, tam, executive = policy.lifecycle.csm_role, policy.lifecycle.tam_role, policy.lifecycle.ae_role
+    if csm in roles:
+        return False, f"already owned by a CSM ({roles[csm]})"
     # A TAM owns the account by key role, or by a segment meaning it is in a TAM's managed book
     # (`AM Managed`: lifecycle.stage and the routing guards read it the same way).
-    managed = "TAM" if "TAM" in roles else _owned_segment(account, policy)
+    by_role = tam in roles
+    managed = tam if by_role else _owned_segment(account, policy)
     if managed is not None:
         if team != "CSM":
-            owned = "TAM-owned" if managed == "TAM" else f"TAM-owned (segment {managed})"
+            owned = "TAM-owned" if by_role else f"TAM-owned (segment {managed})"
             return False, (
                 f"{owned} and pays for {paying} primary products "
                 f"(< {rules.csm_min_primary_products}: stays with the TAM)"
             )
-        return True, "TAM → CSM handover" if managed == "TAM" else f"TAM → CSM handover (segment {managed})"
+        return True, "TAM → CSM handover" if by_role else f"TAM → CSM handover (segment {managed})"
     leads = policy.episodes.leads_segment
     if leads in account.segments:
-        who = f"Account Executive {roles['Account Executive']}" if "Account Executive" in roles else "someone"
+        who = f"Account Executive {roles[executive]}" if executive in roles else "someone"
         return False, f"being worked: {who} is qualifying it (segment {leads}), not unowned"
-    if "Account Executive" in roles:
+    if executive in roles:
         return _after_sale(ctx, rules, now)
     if ctx.opportunities:
         held = _sale_in_salesforce(ctx, policy, now)
@@ -151,7 +167,9 @@ def _primary(policy: Policy) -> frozenset[str]:
 def _may_new_owner(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
     """A known ARR at or above the threshold, and no CSM (a CSM keeps the account: `_situation`)."""
     return (
-        account.mrr is not None and 12 * account.mrr >= policy.allocation.arr_threshold and "CSM" not in account.roles
+        account.mrr is not None
+        and 12 * account.mrr >= policy.allocation.arr_threshold
+        and policy.lifecycle.csm_role not in account.roles
     )
 
 
@@ -190,14 +208,14 @@ def new_owner(account: Account, ctx: AccountContext, policy: Policy, now: dateti
     if not moves:
         return no(situation)
 
-    region, region_why = owner_region(account, policy)
+    region, region_why, judgement = _region(account, policy)
     if region is None:
         return no(f"region unknown: {region_why}", ("users_by_country", "country"))
 
     choice, fallback_note = _option(f"{region} {team}", rules)
     if choice is None:
         return no(fallback_note)
-    review = bool(fallback_note)
+    review = bool(fallback_note) or judgement
 
     comparison = "≥" if team == "CSM" else "<"
     reason = (

@@ -11,7 +11,7 @@ from core.model import Account
 from rules import Policy
 from rules.allocation import new_owner, owner_region
 from rules.context import EMPTY
-from rules.policy import GuardPolicy
+from rules.policy import GuardPolicy, LifecyclePolicy
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 ALL = ("product_analytics", "session_replay", "feature_flags", "surveys")
@@ -95,6 +95,9 @@ def test_new_owner_unknown_mrr_is_named_not_zero() -> None:
     ("users", "country", "region"),
     [
         ({"DE": 3, "US": 3}, "GB", "EU"),  # tie → HQ
+        ({"DE": 3, "US": 3}, "US", "US"),
+        ({"US": 5, "DE": 5}, "JP", "EU"),  # the HQ's region has no user: the first tied region (review)
+        ({"US": 5, "DE": 5}, None, "EU"),
         ({}, "JP", "Singapore"),  # no users → HQ
         ({"US": 1, "CA": 1, "DE": 1}, "DE", "US"),  # regions, not countries, are counted
         ({"BR": 5, "FR": 2}, "FR", "US"),
@@ -131,3 +134,38 @@ def test_the_owned_segments_are_the_configured_ones() -> None:
     )
     assert new_owner(in_other, EMPTY, policy, NOW).fired
     assert not new_owner(in_configured, EMPTY, policy, NOW).fired
+
+
+def test_a_tie_the_hq_cannot_break_is_a_judgement_call_to_review() -> None:
+    """account-allocation.md: "Looking at the user list in Vitally will show you where the most
+    users are so make a judgement call". Before, users in the US and in Germany, five each, and an
+    HQ in Japan made a Singapore owner, where the account has no user (found by a review)."""
+    tied = account(mrr=2500, paid_products=ALL, users_by_country={"US": 5, "DE": 5}, country="JP")
+    broken = account(mrr=2500, paid_products=ALL, users_by_country={"US": 5, "DE": 5}, country="DE")
+
+    decision = new_owner(tied, EMPTY, Policy(), NOW)
+    by_hq = new_owner(broken, EMPTY, Policy(), NOW)
+
+    assert decision.traits == {"new_owner": "EU CSM"} and decision.review
+    assert "HQ country JP → Singapore, where none of them is: EU, the first of EU, US" in decision.reason
+    assert by_hq.traits == {"new_owner": "EU CSM"} and not by_hq.review
+
+
+def test_allocation_reads_the_key_roles_as_the_workspace_labels_them() -> None:
+    """`[rules.lifecycle]` names the key roles (the guards and the stage read them); allocation
+    read the literal "CSM", "TAM" and "Account Executive", and proposed a New Owner for an
+    account its CSM, TAM or Account Executive owned under another label (found by a review)."""
+    policy = Policy(lifecycle=LifecyclePolicy(csm_role="Success Manager", tam_role="Technical AM", ae_role="AE"))
+    csm = account(mrr=2500, paid_products=ALL[:2], key_roles={"Success Manager": "Ana"})
+    tam = account(mrr=2500, paid_products=ALL[:2], key_roles={"Technical AM": "Tom"})
+    ae = account(mrr=2500, paid_products=ALL[:2], key_roles={"AE": "Eve"})
+
+    assert not new_owner(csm, EMPTY, policy, NOW).fired
+    assert "TAM-owned and pays for 2 primary products" in new_owner(tam, EMPTY, policy, NOW).reason
+    assert not new_owner(tam, EMPTY, policy, NOW).fired
+    # The Account Executive's account: handed over after the sale (none in Salesforce here), not "no owner".
+    assert "post-sale handover" in new_owner(ae, EMPTY, policy, NOW).reason
+    assert (
+        "no owner"
+        in new_owner(account(mrr=2500, paid_products=ALL[:2], key_roles={"AE": "Eve"}), EMPTY, Policy(), NOW).reason
+    )
