@@ -471,6 +471,11 @@ def circle_back(account: Account, ctx: AccountContext, policy: Policy, now: date
     if not passed:
         return Decision(_CIRCLE_BACK, account.id, False, reason, inputs, unknown)
     guard = routing_guard(account, ctx, policy, now)
+    if guard is None and ctx.open_leads:
+        # crm-sync's own open lead too (the routing guard leaves it to the trigger that made it):
+        # Sales has the account, whatever trigger matches it today (found by a review: a direct
+        # handover's lead being worked, the MRR dipped below $1,000, and a circle-back task came).
+        guard = f"open lead {ctx.open_leads[0].id} in Salesforce"
     if guard is not None:
         return Decision(_CIRCLE_BACK, account.id, False, f"{reason}; but {guard}", inputs, guarded_by=guard)
     if ctx.otherwise_lead:

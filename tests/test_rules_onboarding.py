@@ -379,6 +379,29 @@ def test_circle_back_not_for_accounts_already_with_sales() -> None:
     assert decision.guarded_by == "already owned (TAM key role)"
 
 
+@pytest.mark.parametrize("status", ["Working - Contacted", "Open - Not Contacted"])
+def test_circle_back_not_while_crm_sync_s_own_lead_is_open(status: str) -> None:
+    """A direct handover's lead (crm-sync's) is with a TAE; the MRR dipped to $990 while the
+    invoices still grow: the specialist is not asked to circle back to an account Sales has (found
+    by a review: the routing guard leaves crm-sync's own leads to the trigger that made them)."""
+    ours = Lead(
+        id="00Q9",
+        system_modstamp=NOW,
+        created_date=datetime(2026, 11, 1, tzinfo=UTC),
+        status=status,
+        sync_key="crm-sync-acc_1-1",
+        routing_rule="onboarding.direct_handover",
+        lead_source="Onboarding referral",
+        vitally_account_id="acc_1",
+    )
+    acc = account(mrr=990, invoices=invoices(700, 850, 990), key_roles={"Onboarding Specialist": "u9"})
+
+    decision = circle_back(acc, AccountContext(leads=(ours,)), Policy(onboarding=RULES), NOW)
+
+    assert decision.fired is False and decision.task is None
+    assert decision.guarded_by == "open lead 00Q9 in Salesforce"
+
+
 # The onboarding team's scope (sales-handover.md is the onboarding specialists' page; in the
 # accounts-overview flowchart a self-serve account reaches Sales only through Account review or an
 # expansion trigger, never as an onboarding referral).
