@@ -227,12 +227,23 @@ def worked_in_salesforce(ctx: AccountContext, family: Family | None = None, poli
     if lead is not None:
         return f"open lead {lead.id} ({lead.status or 'no status'}) in Salesforce"
     if family is not None and policy is not None:
-        _, _, nurturing, qualified, working = _policy_statuses(policy)
-        moved = nurturing | qualified | working
-        for ours in ctx.open_leads:
-            if (ours.status or "").strip().casefold() in moved and family_of_lead(ours, policy) != family:
-                other = family_of_lead(ours, policy).replace("_", "-")
-                return f"crm-sync's {other} lead {ours.id} ({ours.status}) being worked in Salesforce"
+        return ours_being_worked(ctx, policy, other_than=family)
+    return None
+
+
+def ours_being_worked(ctx: AccountContext, policy: Policy, *, other_than: Family | None = None) -> str | None:
+    """Why an open lead crm-sync created is being worked by a person (its status one of
+    `[rules.episodes]` working, qualified or nurturing statuses), of any family but `other_than`;
+    None when none is."""
+    _, _, nurturing, qualified, working = _policy_statuses(policy)
+    moved = nurturing | qualified | working
+    for ours in ctx.open_leads:
+        if ours.sync_key and (ours.status or "").strip().casefold() in moved:
+            family = family_of_lead(ours, policy)
+            if family != other_than:
+                return (
+                    f"crm-sync's {family.replace('_', '-')} lead {ours.id} ({ours.status}) being worked in Salesforce"
+                )
     return None
 
 

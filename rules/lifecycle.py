@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from rules.base import AccountRule, Decision, Rule, fmt_num
 from rules.context import in_picklist, same_picklist
-from rules.guards import nurtured_after_close, owned_by, worked_in_salesforce
+from rules.guards import nurtured_after_close, ours_being_worked, owned_by, worked_in_salesforce
 from rules.policy import (
     BDR,
     CSM,
@@ -61,18 +61,26 @@ def account_review(account: Account, ctx: AccountContext, policy: Policy, now: d
     """A self-serve account (no TAM, CSM or Account Executive) that grows organically to $2,000+ MRR goes to
     Account review, where Simon decides whether it meets the TAM criteria (accounts-overview.md).
 
-    An Onboarding Specialist does not make an account owned; `AM Managed` does. Growth is not organic
+    `AM Managed` makes an account owned. An account with its onboarding specialist (the key role,
+    or the `Onboarding` segment: the stage "Onboarding specialist") is not self serve yet: in the
+    flowchart the specialist decides "$20k+ potential?" (a direct handover to a TAE, or self
+    serve), and Account review is self serve's branch only (found by a review: an onboarding
+    account was handed to a TAE and put in Account review in one cycle). Growth is not organic
     while sales works the account in Salesforce: an open opportunity, a deal closed won that the
-    Account Executive still nurtures (`rules.guards.nurtured_after_close`), or an open lead someone other
-    than crm-sync created (crm-sync's own routed lead is no one's engagement yet, as for the routing
-    guards: otherwise an account routed and reviewed in one cycle would leave review on the next).
+    Account Executive still nurtures (`rules.guards.nurtured_after_close`), an open lead someone other
+    than crm-sync created, or crm-sync's own lead once a person works it (a working, qualified or
+    nurturing status: `rules.guards.ours_being_worked`). crm-sync's own routed lead nobody has moved
+    is no one's engagement yet, as for the routing guards: otherwise an account routed and reviewed
+    in one cycle would leave review on the next.
     """
     rules = policy.lifecycle
     manages = frozenset({rules.segment})
     inputs: dict[str, object] = {"mrr": account.mrr, "key_roles": dict(account.key_roles)}
     owner = _owner(account, policy, rules)
+    if owner is None:
+        owner = _with_specialist(account, rules)
     if owner is None and (ctx.leads or ctx.opportunities):
-        owner = worked_in_salesforce(ctx) or nurtured_after_close(ctx, policy, now)
+        owner = worked_in_salesforce(ctx) or ours_being_worked(ctx, policy) or nurtured_after_close(ctx, policy, now)
     if owner is not None:
         return Decision(_ACCOUNT_REVIEW, account.id, False, f"not self serve ({owner})", inputs, manages=manages)
     if account.mrr is None:
@@ -85,6 +93,16 @@ def account_review(account: Account, ctx: AccountContext, policy: Policy, now: d
 
 
 ACCOUNT_REVIEW: AccountRule = Rule(_ACCOUNT_REVIEW, account_review, _may_account_review)
+
+
+def _with_specialist(account: Account, rules: LifecyclePolicy) -> str | None:
+    """Why the account is with its onboarding specialist (the stage "Onboarding specialist"), or None."""
+    specialist = account.roles.get(rules.specialist_role)
+    if specialist:
+        return f"with its onboarding specialist: {rules.specialist_role} {specialist}"
+    if rules.onboarding_segment in account.segments:
+        return f"with its onboarding specialist: segment {rules.onboarding_segment}"
+    return None
 
 
 def _may_csm_downgrade(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:

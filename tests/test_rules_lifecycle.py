@@ -49,7 +49,10 @@ OPEN_OPPORTUNITY = Opportunity("006A", "001A", "Discovery", None, None, "u1")
         ({"mrr": 2500, "key_roles": {"CSM": "u1"}}, False, ()),
         ({"mrr": 2500, "key_roles": {"Account Executive": "u1"}}, False, ()),
         ({"mrr": 2500, "segments": frozenset({"AM Managed"})}, False, ()),
-        ({"mrr": 2500, "key_roles": {"Onboarding Specialist": "u9"}}, True, ()),  # a specialist is not an owner
+        # With its onboarding specialist: not self serve yet (accounts-overview.md's flowchart, the
+        # specialist decides "$20k+ potential?"; Account review is self serve's branch), as the stage says.
+        ({"mrr": 2500, "key_roles": {"Onboarding Specialist": "u9"}}, False, ()),
+        ({"mrr": 2500, "segments": frozenset({"Onboarding"})}, False, ()),
     ],
 )
 def test_account_review_table(kw: dict[str, Any], fired: bool, unknown: tuple[str, ...]) -> None:
@@ -381,3 +384,20 @@ def test_a_bdr_lead_a_bdr_qualified_for_a_tae_is_a_new_business_lead() -> None:
     disabled = Policy(enabled={"new_business.bdr_qualified": False})
     lead = Lead("00QB", NOW, lead_source="BDR", status="Working", owner_id=queue)
     assert stage(account(mrr=100), AccountContext(leads=(lead,)), disabled, NOW).traits == {"lifecycle_stage": "BDR"}
+
+
+@pytest.mark.parametrize(
+    ("status", "reviewed"),
+    [("Working - Contacted", False), ("Nurturing", False), ("In progress", False), ("Open - Not Contacted", True)],
+)
+def test_account_review_not_while_a_person_works_crm_sync_s_lead(status: str, reviewed: bool) -> None:
+    """crm-sync's product-led lead that a TAM works: the account is an expansion lead with Sales, not
+    self serve growing organically (found by a review). One nobody has moved yet is no one's
+    engagement: the account routed and reviewed in one cycle stays in review on the next."""
+    ours = replace(
+        open_lead("Product-led"), status=status, sync_key="crm-sync-acc_1-1", routing_rule="product_led.mrr_band"
+    )
+    decision = account_review(account(mrr=2500), AccountContext(leads=(ours,)), Policy(), NOW)
+    assert decision.fired is reviewed, decision.reason
+    if not reviewed:
+        assert f"crm-sync's product-led lead 00Q1 ({status}) being worked" in decision.reason
