@@ -18,11 +18,13 @@ the second half forgets the mirror as `resync` does and runs real cycles against
 from __future__ import annotations
 
 import io
+import sqlite3
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import requests
 from real_org_world import NOW, after_first_cycle, crm_sync_s_lead, cycle_at, real_org_book, routed
-from support import person_sets_lead, sandbox_org_config
+from support import back_to_schema, person_sets_lead, sandbox_org_config
 
 from core.records import parse_lead
 from sandbox import Sandbox, SandboxConfig
@@ -149,3 +151,23 @@ def test_a_resync_forgets_what_it_can_read_again() -> None:
     assert min(before.values()) > 0
     assert after == {"accounts": 0, "sf_records": 0, "cursors": 0}  # none of its own leads deleted here
     assert notes == leads > 0  # a note for every lead, until the read brings it back
+
+
+def test_a_state_of_schema_19_is_migrated_and_keeps_notes_across_a_resync(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    StateDB.open(path).close()
+    conn = sqlite3.connect(path)
+    back_to_schema(conn, 19)
+    conn.commit()
+    conn.close()
+
+    state = StateDB.open(path)  # state migration 20
+    state.upsert_sf(
+        [{"object": "Lead", "id": "00Q1", "modstamp": "2026-11-21T09:00:00.000+0000", "error": None,
+          "raw": '{"Id": "00Q1", "Status": "Disqualified", "crm_sync_status_since": "2026-08-01T09:00:00.000+0000"}'}]
+    )  # fmt: skip
+    with state.atomic():
+        state.reset_mirror()
+
+    assert state.status_notes(["00Q1"]) == {"00Q1": ("Disqualified", "2026-08-01T09:00:00.000+0000")}
+    state.close()
