@@ -41,16 +41,22 @@ TIER1_COUNTRIES = ("AT", "CA", "FR", "DE", "JP", "NO", "SE", "GB", "US")
 TIER2_COUNTRIES = ("AU", "BE", "EE", "FI", "GE", "GG", "NL", "NZ", "PL", "PT", "SG")
 
 
-# The rule ids of rules.md §1, in its order (the default evaluation order).
+# The routing rule ids in their default order (`[rules] order`): the first that matches wins.
 ROUTING_RULE_IDS: tuple[str, ...] = (
+    # A person's referral first: the segment they added names the team they ask for ("add a Segment
+    # for `AM referral` (product-led sales) or `AE referral` (new business)"; the onboarding
+    # specialist's lead "tagged as 'Onboarding referral'"). Behind a signal that also matches, the
+    # lead went to the signal's team under the signal's source (found by two reviews).
+    "product_led.am_referral",
+    "new_business.onboarding_referral",
+    "new_business.ae_referral",
+    # Then the signals, in the handbook's listing: product-led, new business, BDR.
     "product_led.mrr_band",
     "product_led.scale_high_icp",
     "product_led.startup_rolloff",
     "product_led.forecast_spike",
-    "product_led.am_referral",
     "new_business.demo_request",
     "new_business.sales_email",
-    "new_business.onboarding_referral",
     "new_business.big_fish",
     "new_business.startup_credits",
     "new_business.cool_company",
@@ -60,7 +66,6 @@ ROUTING_RULE_IDS: tuple[str, ...] = (
     "new_business.trust_center",
     "new_business.campaign",
     "new_business.bdr_qualified",
-    "new_business.ae_referral",
     "bdr.closed_lost_unresponsive",
     "bdr.low_usage",
 )

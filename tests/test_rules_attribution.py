@@ -76,12 +76,12 @@ def test_product_led_lead_carries_its_trigger_and_the_qualification_apart(full: 
 
 def test_arbitration_losers_stay_visible_as_also_matched() -> None:
     decisions = evaluate(account(forecasted_mrr=2500, segments=frozenset({"AM referral"})))
-    winner = decisions["product_led.mrr_band"]
-    assert winner.also_matched == ("product_led.forecast_spike", "product_led.am_referral")
+    winner = decisions["product_led.am_referral"]  # a person's referral first (`[rules] order`)
+    assert winner.also_matched == ("product_led.mrr_band", "product_led.forecast_spike")
     for rule in winner.also_matched:
         loser = decisions[rule]
         assert loser.fired and not loser.traits and loser.lead is None
-        assert loser.reason.endswith("(also matched; product_led.mrr_band wins)")
+        assert loser.reason.endswith("(also matched; product_led.am_referral wins)")
 
 
 def test_new_business_lead_has_no_qualification() -> None:

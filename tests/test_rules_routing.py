@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.model import Account, Invoice, Lead, Opportunity
-from rules import Decision, Policy
+from rules import Decision, Policy, evaluate_account
 from rules.base import LeadIntent
 from rules.bdr import closed_lost_unresponsive
 from rules.context import EMPTY, AccountContext, LeadContext
@@ -21,6 +21,7 @@ from rules.new_business import ae_referral, big_fish, onboarding_referral, start
 from rules.policy import ROUTING_RULE_IDS, RoutingPolicy
 from rules.product_led import am_referral, forecast_spike, scale_high_icp, startup_rolloff
 from rules.routing import ACCOUNT_TRIGGERS, LEAD_TRIGGERS, route_account, route_lead
+from sync.decider import routing_winner
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
 TODAY = NOW.date()
@@ -402,8 +403,7 @@ def test_triggers_name_unknown_inputs(
 def test_routing_guard_says_which_guard(kw: dict[str, Any], ctx: AccountContext, guard: str | None) -> None:
     assert routing_guard(account(**kw), ctx, POLICY, NOW) == guard
     winner, decisions = route_account(account(**BAND, **kw), ctx, POLICY, NOW)
-    band = decisions[0]
-    assert band.rule == "product_led.mrr_band"
+    [band] = [d for d in decisions if d.rule == "product_led.mrr_band"]
     assert band.guarded_by == guard
     assert band.fired is (guard is None)
     if guard is not None:
@@ -450,15 +450,15 @@ def test_automatic_triggers_respect_the_cool_off() -> None:
 
 
 def test_route_account_first_match_wins_and_lists_the_others() -> None:
-    acc = account(**BAND, forecasted_mrr=2000, segments=frozenset({"AM referral", "AE referral"}))
+    acc = account(**BAND, forecasted_mrr=2000)
     winner, decisions = route_account(acc, EMPTY, POLICY, NOW)
     assert winner is not None
     assert winner.rule == "product_led.mrr_band"
-    assert winner.also_matched == ("product_led.forecast_spike", "product_led.am_referral", "new_business.ae_referral")
+    assert winner.also_matched == ("product_led.forecast_spike",)
     assert winner.traits == {"routing_reason": f"product_led.mrr_band: {winner.reason}"}
     assert winner.segments == {SEGMENT}
-    assert decisions[0] == winner
-    losers = [d for d in decisions[1:] if d.fired]
+    assert winner in decisions
+    losers = [d for d in decisions if d.fired and d is not winner]
     assert [d.rule for d in losers] == list(winner.also_matched)
     assert all(not d.traits and not d.segments for d in losers)
 
@@ -486,7 +486,38 @@ def test_route_account_follows_the_configured_order() -> None:
 def test_route_account_without_a_match_returns_none() -> None:
     winner, decisions = route_account(account(**{**BAND, "mrr": 400}), EMPTY, POLICY, NOW)
     assert winner is None
-    assert decisions[0].reason.startswith("mrr 400 not in [500, 1,667]")
+    [band] = [d for d in decisions if d.rule == "product_led.mrr_band"]
+    assert band.reason.startswith("mrr 400 not in [500, 1,667]")
+
+
+@pytest.mark.parametrize(
+    ("segment", "rule", "team", "source"),
+    [
+        ("AM referral", "product_led.am_referral", "TAM", "AM referral"),
+        ("AE referral", "new_business.ae_referral", "TAE", "AE referral"),
+        ("Onboarding referral", "new_business.onboarding_referral", "TAE", "Onboarding referral"),
+    ],
+)
+def test_a_person_s_referral_wins_over_the_signals_it_also_matches(
+    segment: str, rule: str, team: str, source: str
+) -> None:
+    """ "To create a lead, go to the customer's Vitally record and add a Segment for `AM referral`
+    (product-led sales) or `AE referral` (new business)"; the onboarding specialist's referral
+    appears "tagged as 'Onboarding referral'" (lead-routing-and-scoring.md, sales-handover.md).
+    Behind a signal the account also matched, the lead went to the signal's team under its source
+    (found by two reviews): the person's segment names the team they ask for."""
+    acc = account(**BAND, forecasted_mrr=2000, segments=frozenset({segment}))
+    winner = routing_winner(evaluate_account(acc, EMPTY, POLICY, NOW))
+    assert winner is not None and winner.rule == rule
+    assert winner.team == team and winner.lead is not None and winner.lead.lead_source == source
+    assert winner.also_matched == ("product_led.mrr_band", "product_led.forecast_spike")
+
+
+def test_two_referrals_go_as_the_handbook_lists_them() -> None:
+    acc = account(**BAND, segments=frozenset({"AM referral", "AE referral", "Onboarding referral"}))
+    winner, _ = route_account(acc, EMPTY, POLICY, NOW)
+    assert winner is not None and winner.rule == "product_led.am_referral"
+    assert winner.also_matched[:2] == ("new_business.onboarding_referral", "new_business.ae_referral")
 
 
 def test_routing_policy_defaults_match_rules_md() -> None:
