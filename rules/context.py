@@ -270,3 +270,8 @@ class LeadContext:
     # (None when neither, or the lead is linked to no account): lead-routing-and-scoring.md, "If an
     # account has had a lead disqualified within the last month, we no longer show the scheduler".
     account_disqualified_at: date | None = None
+    # The lead's `Classification__c` when a person set it: crm-sync did not write that value (or
+    # wrote another since). The person's label decides the round robin, not the triage's
+    # (lead-routing-and-scoring.md: "If 'support' or 'spam', it'll skip round robin"; a TAE who
+    # reads a lead the triage called support and sets "sales" wants it owned: found by a review).
+    person_classification: str | None = None

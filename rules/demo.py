@@ -207,6 +207,10 @@ def _verdict(lead: Lead, ctx: LeadContext, demo: DemoPolicy) -> Triage | None:
     return classifier_for(demo).classify(submission)
 
 
+# The labels a person may set in `Classification__c`, read in any case.
+_LABELS: Mapping[str, Label] = {"sales": "sales", "support": "support", "spam": "spam"}
+
+
 def _triage_reason(label: Label, triage: Triage, demo: DemoPolicy) -> str:
     reason = f"classified {label} ({_short(triage.reason)})"
     if label == "support":
@@ -250,6 +254,12 @@ def classify_demo(lead: Lead, ctx: LeadContext, policy: Policy, now: datetime) -
         return no(f"not a demo request (LeadSource {lead.lead_source})")
     if not awaits_triage(lead, policy):
         return no("lead converted" if lead.is_converted else f"lead closed (status {lead.status})")
+    set_by_person = ctx.person_classification or ""
+    person = _LABELS.get(set_by_person.strip().casefold())
+    if person is not None:
+        # A person's label is theirs: it decides the round robin, and crm-sync writes none over it.
+        inputs |= {"label": person, "skip_round_robin": person != "sales", "by": "a person"}
+        return no(f"classified {person} by a person (Classification__c {_short(set_by_person, 20)}): theirs")
     triage = _verdict(lead, ctx, demo)
     if triage is None:
         inputs |= {"label": None, "skip_round_robin": True}

@@ -122,9 +122,21 @@ class Decider:
             triage = None
         account = lead.vitally_account_id
         linked = self._account_disqualified_at(account, lead.id) if account and awaits_scheduler(lead, policy) else None
-        context = LeadContext(self.facts.company_disqualified_at(lead.company), triage, linked)
+        context = LeadContext(
+            self.facts.company_disqualified_at(lead.company), triage, linked, self._person_classification(lead)
+        )
         decisions = evaluate_lead(lead, context, self.policy, self.now, full=full)
         return _off(decisions, self.disabled) if self.disabled else decisions
+
+    def _person_classification(self, lead: Lead) -> str | None:
+        """The lead's `Classification__c` when a person set it: a demo request still awaiting the
+        triage whose value is not the one crm-sync last wrote there (one lookup in the state, for
+        the few leads that hold a value at all)."""
+        value = lead.classification
+        if not value or not value.strip() or not awaits_triage(lead, self.policy):
+            return None
+        written = self.facts.state.written_values("salesforce", lead.id).get("Classification__c")
+        return None if written == value else value
 
     def _account_disqualified_at(self, account_id: str, lead_id: str) -> date | None:
         """The latest day a lead of the Vitally account was disqualified: another lead linked to it,

@@ -172,8 +172,39 @@ def test_a_persons_classification_keeps_the_spam_verdict_from_closing_the_lead(w
     _person_patches_lead(world, lead_id, Classification__c="sales")  # a TAE: "this one is real"
     report = world.cycle()
     [lead] = world.leads()
-    assert ("Classification__c", "sales") in [(c.field, c.theirs) for c in report.conflicts]
+    # The person's label decides (`rules.demo.classify_demo`): no spam verdict is planned over it,
+    # so there is nothing to hold back as a conflict either.
+    assert [c for c in report.conflicts if c.record == lead_id] == []
+    assert not [w for w in report.plan if w.record == lead_id and "Classification__c" in w.fields]
     assert (lead["Classification__c"], lead["Status"]) == ("sales", "Open - Not Contacted")
+
+
+def _pool_members(world: World) -> set[str]:
+    return {
+        member.user_id for (team, _), pool in world.config.pools.items() if team == "TAE" for member in pool.members
+    }
+
+
+@pytest.mark.parametrize("before_ours", [True, False], ids=["before-crm-sync-wrote", "over-crm-sync-s-label"])
+def test_a_persons_sales_label_puts_a_triaged_demo_request_in_the_round_robin(world: World, before_ours: bool) -> None:
+    """ "If 'support' or 'spam', it'll skip round robin" (lead-routing-and-scoring.md): the label a
+    TAE sets is the one that counts. Before, the triage's own label kept deciding: the person's
+    "sales" was left alone (a conflict) but the lead skipped the round robin for good, unowned
+    (found by a review)."""
+    world.cycle()
+    [lead_id] = _web_to_lead(world, SPAM)
+    queue = world.leads()[0]["OwnerId"]
+    if not before_ours:
+        world.cycle()  # the triage labels it spam (and drops it: Disqualified)
+        assert world.leads()[0]["Classification__c"] == "spam"
+        _person_patches_lead(world, lead_id, Status="Open - Not Contacted")  # a TAE reopens it
+    _person_patches_lead(world, lead_id, Classification__c="sales")  # a TAE: "this one is real"
+
+    world.cycle()
+    [lead] = world.leads()
+
+    assert lead["Classification__c"] == "sales"
+    assert lead["OwnerId"] != queue and lead["OwnerId"] in _pool_members(world)  # drawn by the round robin
 
 
 def test_a_demo_request_a_rep_is_working_is_not_closed_as_spam(world: World) -> None:
