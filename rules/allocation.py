@@ -10,7 +10,6 @@ from core.model import Account
 from rules import clock
 from rules.base import AccountRule, Decision, Rule, fmt_num, months_between, per_policy, product_key
 from rules.context import CLOSED_WON, is_stage
-from rules.guards import nurtured_after_close
 
 if TYPE_CHECKING:
     from rules.context import AccountContext
@@ -97,20 +96,11 @@ def _situation(
 
 def _sale_in_salesforce(ctx: AccountContext, policy: Policy, now: datetime) -> str | None:
     """Why an account whose Vitally record names no Account Executive is still the Account
-    Executive's in Salesforce, or None: a deal open there ("after the initial contract is signed"),
-    or one Closed Won within the 12 months of nurture that follow it ("Close then nurture for 12
-    months", which the routing guards and the lifecycle stage read with or without the key role:
-    `rules.guards.nurtured_after_close`). Salesforce shows the sale whether or not anyone keyed the
-    role in Vitally."""
-    open_opportunities = ctx.open_opportunities
-    if open_opportunities:
-        first = open_opportunities[0]
-        return (
-            f"opportunity {first.id} is open in Salesforce ({first.stage_name or 'no stage'}): "
-            "hand over after the initial contract is signed"
-        )
-    nurtured = nurtured_after_close(ctx, policy, now)
-    return None if nurtured is None else f"{nurtured} before a handover"
+    Executive's in Salesforce, or None: as for one that names them (`_after_sale`), a deal open
+    before the initial contract, or the 12 months of nurture from it. Salesforce shows the sale
+    whether or not anyone keyed the role in Vitally."""
+    moves, why = _after_sale(ctx, policy.allocation, now)
+    return None if moves else why
 
 
 def _owned_segment(account: Account, policy: Policy) -> str | None:
@@ -121,30 +111,35 @@ def _owned_segment(account: Account, policy: Policy) -> str | None:
 
 def _after_sale(ctx: AccountContext, rules: AllocationPolicy, now: datetime) -> tuple[bool, str]:
     """An Account Executive's account is handed over "after the initial contract is signed"
-    (account-allocation.md: no open opportunity) and after the TAE's 12 months of nurture that
-    follow the close (accounts-overview.md: "Close then nurture for 12 months"), counted from the
-    last Closed Won opportunity. Without any opportunity in Salesforce the sale is not visible, and
-    the handover is proposed (a person reviews every New Owner)."""
-    open_opportunities = ctx.open_opportunities
-    if open_opportunities:
-        first = open_opportunities[0]
-        return False, (
-            f"Account Executive's opportunity {first.id} is still open ({first.stage_name or 'no stage'}): "
-            "hand over after the initial contract is signed"
-        )
+    (account-allocation.md) and the TAE's 12 months of nurture that follow it (accounts-overview.md:
+    "Close then nurture for 12 months"), counted from the first Closed Won opportunity. A deal open
+    before any closed holds the account with the Account Executive; one opened later (a renewal,
+    an expansion) does not, nor does a later close start the 12 months again (before, both did,
+    and an account renewing every year stayed with its TAE for good: found by a review). The
+    routing guards still read the last close (`rules.guards.nurtured_after_close`: no other team's
+    signal while the TAE nurtures a fresh deal). Without any opportunity in Salesforce the sale is
+    not visible, and the handover is proposed (a person reviews every New Owner)."""
     won = [o.close_date for o in ctx.opportunities if o.close_date and is_stage(o.stage_name, CLOSED_WON)]
     if not won:
+        open_opportunities = ctx.open_opportunities
+        if open_opportunities:
+            first = open_opportunities[0]
+            return False, (
+                f"Account Executive's opportunity {first.id} is still open ({first.stage_name or 'no stage'}): "
+                "hand over after the initial contract is signed"
+            )
         return True, "post-sale handover from the Account Executive"
-    closed = max(won)
+    closed = min(won)
     months = months_between(closed, now)
     wait = rules.handover_after_close_months
     clock.changes_when_months_reach(closed, wait)
     if months < wait:
         return False, (
-            f"closed won {closed} ({months} months ago): the Account Executive nurtures it for {wait} months "
-            "before a handover"
+            f"initial contract closed won {closed} ({months} months ago): the Account Executive nurtures it "
+            f"for {wait} months before a handover"
         )
-    return True, f"post-sale handover from the Account Executive (closed won {closed}, {months} months ≥ {wait})"
+    initial = f"initial contract closed won {closed}, {months} months ≥ {wait}"
+    return True, f"post-sale handover from the Account Executive ({initial})"
 
 
 def _option(wanted: str, rules: AllocationPolicy) -> tuple[str | None, str]:

@@ -142,4 +142,4 @@ def test_allocation_waits_for_an_open_deal_without_the_account_executive_key_rol
     open_deal = AccountContext(opportunities=(Opportunity("006D", "001A", "Discovery", None, None, "005TAE"),))
     owner = _verdicts(_twenty_k(), open_deal)["allocation.new_owner"]
     assert not owner.fired and owner.traits == {}
-    assert "opportunity 006D is open in Salesforce (Discovery)" in owner.reason
+    assert "opportunity 006D is still open (Discovery): hand over after the initial contract is signed" in owner.reason

@@ -125,8 +125,8 @@ def test_a_disqualify_recommendation_creates_no_lead_when_configured() -> None:
 BIG: dict[str, Any] = {"mrr": 2500, "paid_products": ("product_analytics",), "users_by_country": {"US": 5}}
 
 
-def opp(stage: str, closed: date | None) -> Opportunity:
-    return Opportunity("006A", "001A", stage, closed, None, "005T")
+def opp(stage: str, closed: date | None, oid: str = "006A") -> Opportunity:
+    return Opportunity(oid, "001A", stage, closed, None, "005T")
 
 
 def test_allocation_leaves_a_lead_a_tam_is_qualifying() -> None:
@@ -146,10 +146,17 @@ def test_allocation_leaves_a_lead_a_tam_is_qualifying() -> None:
          "Account Executive's opportunity 006A is still open (Negotiation/Review): hand over after the initial "
          "contract is signed"),
         ((opp("Closed Won", date(2026, 5, 22)),), False,
-         "closed won 2026-05-22 (6 months ago): the Account Executive nurtures it for 12 months before a handover"),
+         "initial contract closed won 2026-05-22 (6 months ago): the Account Executive nurtures it for 12 months "
+         "before a handover"),
         ((opp("Closed Won", date(2025, 11, 23)),), False, "(11 months ago)"),
         ((opp("Closed Won", date(2025, 11, 22)),), True,
-         "post-sale handover from the Account Executive (closed won 2025-11-22, 12 months ≥ 12)"),
+         "post-sale handover from the Account Executive (initial contract closed won 2025-11-22, 12 months ≥ 12)"),
+        # account-allocation.md: "after the initial contract is signed": a renewal or an expansion
+        # closed or open since does not hold the account with its TAE (found by a review).
+        ((opp("Closed Won", date(2024, 10, 1)), opp("Closed Won", date(2026, 9, 1), "006R")), True,
+         "(initial contract closed won 2024-10-01, 25 months ≥ 12)"),
+        ((opp("Closed Won", date(2024, 10, 1)), opp("Proposal", date(2026, 12, 20), "006R")), True,
+         "(initial contract closed won 2024-10-01, 25 months ≥ 12)"),
         ((opp("Closed Lost", date(2026, 10, 1)),), True, "post-sale handover from the Account Executive"),
     ],
 )  # fmt: skip
