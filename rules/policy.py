@@ -281,9 +281,9 @@ class AllocationPolicy:
     segment: str = setting("TAM/CSM Candidate", "The Vitally segment of accounts that need a TAM or CSM.")
     handover_after_close_months: int = _months(
         12,
-        "An Account Executive's account is handed over once its contract is signed (no open opportunity) and "
-        "this many months after its last Closed Won opportunity (the flowchart's 'close then nurture for 12 months'); "
-        "until then no routing rule routes it (the routing guards).",
+        "An Account Executive's account is handed over this many months after its initial contract (its first "
+        "Closed Won opportunity; the flowchart's 'close then nurture for 12 months'); no routing rule routes it "
+        "within this many months of its last Closed Won (the routing guards).",
         maximum=120,
     )
 
