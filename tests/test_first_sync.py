@@ -149,7 +149,13 @@ def test_a_cycle_that_stops_progressing_is_503_stalled_then_200_when_it_moves_ag
         **{"timeout_seconds = 10": "timeout_seconds = 6", "stalled_after_seconds = 900": "stalled_after_seconds = 2"},
     )
     try:
-        _, body = wait_for("a stalled cycle", lambda: (h := healthz(port)) and h[0] == 503 and h, timeout=60)
+        # The writes' stall, not a read's: on a loaded machine a read may itself go 2 s without
+        # progress (stalled, rightly, until it moves), which a first scrape would catch instead.
+        _, body = wait_for(
+            "a stalled cycle in its writes",
+            lambda: (h := healthz(port)) and h[0] == 503 and h[1].get("phase") == "writes sent" and h,
+            timeout=60,
+        )
         assert (body["status"], body["cycle_running"], body["phase"]) == ("stalled", True, "writes sent")
         assert body["since_progress_seconds"] >= 2 and body["stalled_after_seconds"] == 2
         live = try_get(port, "/livez")

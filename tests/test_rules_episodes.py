@@ -257,7 +257,7 @@ def test_a_person_disqualifying_in_salesforce_holds_signals_and_the_same_teams_r
     disqualified = ctx(lead("Disqualified", system_modstamp=days_ago(20)))
     winner, decisions = route_account(account(), disqualified, POLICY, NOW)
     assert winner is None
-    band = decisions[0]
+    [band] = [d for d in decisions if d.rule == "product_led.mrr_band"]
     assert band.guarded_by == "lead 00QA disqualified in Salesforce 20 days ago (cool-off 90 days)"
     am = account(segments=frozenset({"AM referral"}), mrr=420)
     winner, decisions = route_account(am, disqualified, POLICY, NOW)
