@@ -641,8 +641,15 @@ def test_the_lead_context_fingerprint_changes_with_every_field_of_the_lead_conte
     from sync.incremental import lead_inputs_fingerprint
 
     # else: extend this (`account_disqualified_at` is the account's part, `LeadBook._account_fingerprint`:
-    # test_scheduler_account.py)
-    assert {f.name for f in fields(LeadContext)} == {"company_disqualified_at", "triage", "account_disqualified_at"}
+    # test_scheduler_account.py; `person_classification` is the lead's own `Classification__c` against
+    # the value crm-sync last wrote there, which only crm-sync's write of the lead changes: either
+    # changes the lead, and a changed lead is judged again: test_people_win.py)
+    assert {f.name for f in fields(LeadContext)} == {
+        "company_disqualified_at",
+        "triage",
+        "account_disqualified_at",
+        "person_classification",
+    }
     # Digested by repr, as it is: only while these hold text and numbers (the same in every process).
     for record in (Remembered, Triage):
         assert {str(f.type) for f in fields(record)} <= {"str", "float", "Label", "Triage"}, record.__name__
