@@ -214,11 +214,13 @@ def nurtured_after_close(ctx: AccountContext, policy: Policy, now: datetime) -> 
 
 def worked_in_salesforce(ctx: AccountContext, family: Family | None = None, policy: Policy | None = None) -> str | None:
     """An open opportunity, or an open lead someone other than crm-sync created; with `family`
-    (a trigger's), also a lead crm-sync created for another family that a person is working (its
-    status one of `[rules.episodes]` working, qualified or nurturing statuses): plg-lead-qualification.md,
-    "Pass or disqualify when ... Already being worked by someone else". crm-sync's own lead of the
-    same family is the lead an earlier cycle routed (guarding on it would make the routing flap),
-    and one nobody has moved yet is nobody's engagement."""
+    (a trigger's), also an open lead crm-sync created for another family: one a person is working
+    (its status one of `[rules.episodes]` working, qualified or nurturing statuses:
+    plg-lead-qualification.md, "Pass or disqualify when ... Already being worked by someone else"),
+    or one nobody has moved yet, which keeps its own trigger's segment and reason. crm-sync's own
+    lead of the same family is the lead an earlier cycle routed (guarding on it would make the
+    routing flap). Without `family` (lifecycle.account_review), crm-sync's own leads hold nothing
+    here: one nobody has moved yet is nobody's engagement."""
     opportunities = ctx.open_opportunities
     if opportunities:
         opportunity = opportunities[0]
@@ -227,7 +229,18 @@ def worked_in_salesforce(ctx: AccountContext, family: Family | None = None, poli
     if lead is not None:
         return f"open lead {lead.id} ({lead.status or 'no status'}) in Salesforce"
     if family is not None and policy is not None:
-        return ours_being_worked(ctx, policy, other_than=family)
+        worked = ours_being_worked(ctx, policy, other_than=family)
+        if worked is not None:
+            return worked
+        # Nobody moved it yet, but it is open: its trigger keeps the account's segment and routing
+        # reason, and no second lead goes out beside it (`sync.plan`). Another team's trigger
+        # winning meanwhile rewrote them for a lead it could not create (found by a review once a
+        # person's referral came first in `[rules] order`: an `AE referral` on an account with
+        # crm-sync's open product-led lead took its segments away).
+        for ours in ctx.open_leads:
+            if ours.sync_key and family_of_lead(ours, policy) != family:
+                other = family_of_lead(ours, policy).replace("_", "-")
+                return f"crm-sync's {other} lead {ours.id} ({ours.status or 'no status'}) is open in Salesforce"
     return None
 
 

@@ -389,7 +389,9 @@ def test_triggers_name_unknown_inputs(
         # ... into an opportunity, which decides: lost long ago, nothing holds it.
         ({}, AccountContext(leads=(lead(is_converted=True, converted_opportunity_id="006C"),),
                             opportunities=(opp("Closed Lost", "Price", days_ago(200), "006C"),)), None),
-        ({}, AccountContext(leads=(lead(sync_key="crm-sync:acc_1"),)), None),  # the daemon's own lead
+        # the daemon's own lead: routed by the band, it holds nothing back (the routing guards of no
+        # family, and its own trigger's)
+        ({}, AccountContext(leads=(lead(sync_key="crm-sync:acc_1", routing_rule="product_led.mrr_band"),)), None),
         ({"segments": frozenset({"Active Trial"})}, EMPTY, "in active sales segment Active Trial"),
         ({"segments": frozenset({"Annual Plan"})}, EMPTY, "in active sales segment Annual Plan"),
         ({"segments": frozenset({"Leads"})}, EMPTY, "in active sales segment Leads"),

@@ -59,16 +59,23 @@ def test_the_referral_itself_still_holds_its_own_lead(full: bool) -> None:
     assert not verdicts["product_led.mrr_band"].fired
 
 
-@pytest.mark.parametrize(
-    ("rule", "status", "source"),
-    [
-        ("new_business.ae_referral", "Open - Not Contacted", "AE referral"),  # nobody works it yet
-        ("product_led.mrr_band", "Working - Contacted", "Product-led"),  # its own family: the lead it routed
-    ],
-)
-def test_an_untouched_lead_or_one_of_the_same_family_holds_nothing_back(rule: str, status: str, source: str) -> None:
-    for full in (True, False):
-        assert _verdicts(_band(), _ours(rule, status, source), full)["product_led.mrr_band"].fired
+def test_a_lead_of_the_same_family_holds_nothing_back() -> None:
+    for full in (True, False):  # its own family: the lead it routed
+        assert _verdicts(_band(), _ours("product_led.mrr_band", "Working - Contacted", "Product-led"), full)[
+            "product_led.mrr_band"
+        ].fired
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["explain", "cycle"])
+def test_an_untouched_lead_of_another_family_holds_the_other_triggers_back(full: bool) -> None:
+    """Nobody works crm-sync's AE referral lead yet, but it is open: no second lead goes out beside it
+    (`sync.plan`), and its trigger keeps the account's reason. Before, the product-led band won
+    meanwhile and rewrote the account's segments for a lead it could not create (found by a review
+    once a person's referral came first in `[rules] order`: the same from the other side)."""
+    verdicts = _verdicts(_band(), _ours("new_business.ae_referral", "Open - Not Contacted", "AE referral"), full)
+    band = verdicts["product_led.mrr_band"]
+    assert not band.fired
+    assert band.guarded_by == "crm-sync's new-business lead 00Q2 (Open - Not Contacted) is open in Salesforce"
 
 
 @pytest.mark.parametrize("full", [True, False], ids=["explain", "cycle"])
@@ -97,3 +104,17 @@ def test_a_config_defined_tam_trigger_is_held_back_too(full: bool) -> None:
     ]
     mine = {d.rule: d for d in evaluate_account(_band(), AccountContext(leads=(lead,)), policy, NOW, tae, full=full)}
     assert mine["custom.tae"].guarded_by is None
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["explain", "cycle"])
+def test_a_referral_added_beside_crm_sync_s_open_lead_of_another_team_waits_for_it(full: bool) -> None:
+    """The review's case: the account routed by the product-led band, its lead open and untouched,
+    and a person adds `AE referral`. The referral comes first in `[rules] order`; winning, it rewrote
+    the account's routing reason and took the `Product-led lead` and `Nurture` segments away, while
+    no second lead could go out. It waits for the TAM's lead now, and the band keeps its segment."""
+    account = _band(segments=frozenset({"AE referral"}))
+    verdicts = _verdicts(account, _ours("product_led.mrr_band", "Open - Not Contacted", "Product-led"), full)
+    referral = verdicts["new_business.ae_referral"]
+    assert not referral.fired
+    assert referral.guarded_by == "crm-sync's product-led lead 00Q2 (Open - Not Contacted) is open in Salesforce"
+    assert verdicts["product_led.mrr_band"].fired and "Product-led lead" in verdicts["product_led.mrr_band"].segments
