@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from rules import clock
 from rules.base import AccountRule, Decision, Rule, fmt_num
 from rules.context import in_picklist, same_picklist
 from rules.guards import nurtured_after_close, ours_being_worked, owned_by, worked_in_salesforce
+from rules.onboarding import _first_bill, _month_number
 from rules.policy import (
     BDR,
     CSM,
@@ -78,7 +80,7 @@ def account_review(account: Account, ctx: AccountContext, policy: Policy, now: d
     inputs: dict[str, object] = {"mrr": account.mrr, "key_roles": dict(account.key_roles)}
     owner = _owner(account, policy, rules)
     if owner is None:
-        owner = _with_specialist(account, rules)
+        owner = _with_specialist(account, policy, now)
     if owner is None and (ctx.leads or ctx.opportunities):
         owner = worked_in_salesforce(ctx) or ours_being_worked(ctx, policy) or nurtured_after_close(ctx, policy, now)
     if owner is not None:
@@ -95,14 +97,29 @@ def account_review(account: Account, ctx: AccountContext, policy: Policy, now: d
 ACCOUNT_REVIEW: AccountRule = Rule(_ACCOUNT_REVIEW, account_review, _may_account_review)
 
 
-def _with_specialist(account: Account, rules: LifecyclePolicy) -> str | None:
-    """Why the account is with its onboarding specialist (the stage "Onboarding specialist"), or None."""
-    specialist = account.roles.get(rules.specialist_role)
-    if specialist:
-        return f"with its onboarding specialist: {rules.specialist_role} {specialist}"
+def _with_specialist(account: Account, policy: Policy, now: datetime) -> str | None:
+    """Why the account is with its onboarding specialist, or None: in the `Onboarding` segment, or
+    with the `Onboarding Specialist` key role while its first bill is at most
+    `[rules.onboarding] first_bill_max_age_months` old (or of an age the invoices do not show). A
+    person sets the key role and nothing takes it away: held for good, a long-standing self-serve
+    account that once had a specialist never reached Account review (found by an adversarial
+    review)."""
+    rules = policy.lifecycle
     if rules.onboarding_segment in account.segments:
         return f"with its onboarding specialist: segment {rules.onboarding_segment}"
-    return None
+    specialist = account.roles.get(rules.specialist_role)
+    if not specialist:
+        return None
+    onboarding = policy.onboarding
+    first = _first_bill(account.invoices, onboarding.first_bill_skips_zero) if account.invoices else None
+    month = None if first is None else _month_number(first.month)
+    if month is None:
+        return f"with its onboarding specialist: {rules.specialist_role} {specialist}"
+    clock.changes_on_month(month + onboarding.first_bill_max_age_months + 1)  # the first bill grows too old
+    age = max(0, now.year * 12 + now.month - month)
+    if age > onboarding.first_bill_max_age_months:
+        return None
+    return f"with its onboarding specialist: {rules.specialist_role} {specialist}, first billed {age} months ago"
 
 
 def _may_csm_downgrade(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.model import Account, Lead, Opportunity
+from core.model import Account, Invoice, Lead, Opportunity
 from rules import Policy
 from rules.context import EMPTY, AccountContext
 from rules.episodes import family_of_lead
@@ -51,7 +51,19 @@ OPEN_OPPORTUNITY = Opportunity("006A", "001A", "Discovery", None, None, "u1")
         ({"mrr": 2500, "segments": frozenset({"AM Managed"})}, False, ()),
         # With its onboarding specialist: not self serve yet (accounts-overview.md's flowchart, the
         # specialist decides "$20k+ potential?"; Account review is self serve's branch), as the stage says.
-        ({"mrr": 2500, "key_roles": {"Onboarding Specialist": "u9"}}, False, ()),
+        ({"mrr": 2500, "key_roles": {"Onboarding Specialist": "u9"}}, False, ()),  # first bill unknown
+        (
+            {"mrr": 2500, "key_roles": {"Onboarding Specialist": "u9"}, "invoices": (Invoice("2026-09", 2500),)},
+            False,
+            (),
+        ),
+        # A key role nobody took away, years after onboarding: self serve again (an adversarial
+        # review: held for good, such an account never reached Account review).
+        (
+            {"mrr": 2500, "key_roles": {"Onboarding Specialist": "u9"}, "invoices": (Invoice("2024-09", 2500),)},
+            True,
+            (),
+        ),
         ({"mrr": 2500, "segments": frozenset({"Onboarding"})}, False, ()),
     ],
 )
