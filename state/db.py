@@ -564,11 +564,16 @@ _OWN_DELETED_LEAD = (
     "(coalesce(json_extract(raw, '$.IsDeleted'), 0) = 1 AND coalesce(json_extract(raw, '$.Sync_Key__c'), '') != '')"
 )
 
+# The state's clock, as SQLite reads it (UTC, ISO 8601, as every stamp of the state).
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+# How long a kept note waits for its lead: the cool-off it dates (`[rules.guards] cool_off_days`,
+# 90 by default) is over by then; a lead restored from the recycle bin is back within 15 days.
+_NOTES_KEPT = "-90 days"
 # The notes of the mirrored leads a query's further conditions select, kept for when each is read
 # again (`lead_status_notes`).
 _KEEP_NOTES = (
-    "INSERT OR REPLACE INTO lead_status_notes (id, status, since) "
-    f"SELECT id, json_extract(raw, '$.Status'), coalesce(json_extract(raw, '$.{STATUS_SINCE}'), modstamp) "
+    "INSERT OR REPLACE INTO lead_status_notes (id, status, since, kept_at) "
+    f"SELECT id, json_extract(raw, '$.Status'), coalesce(json_extract(raw, '$.{STATUS_SINCE}'), modstamp), {_NOW} "
     f"FROM sf_records WHERE object = 'Lead' AND json_valid(raw) "
     f"AND coalesce(json_extract(raw, '$.{STATUS_SINCE}'), modstamp) IS NOT NULL"
 )
@@ -1005,6 +1010,8 @@ class StateDB:
         lead's note of since when it holds its status waits in `lead_status_notes`, as after a
         `resync` (`reset_mirror`): a lead restored from the recycle bin, or back in sight, is
         mirrored again with the note it had when its status is the one it had."""
+        if sobject == "Lead" and ids:
+            self._prune_notes()
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             if sobject == "Lead":
@@ -1385,17 +1392,26 @@ class StateDB:
         both services. What crm-sync wrote, its outbox, owners and history stay, and so does what
         it learnt from reading that no read can bring back:
         - since when each lead holds its status (`core.records.STATUS_SINCE`: Salesforce keeps no
-          such date), kept in `lead_status_notes` until the read brings the lead back;
+          such date), kept in `lead_status_notes` until the read brings the lead back (90 days at most);
         - its own leads a person deleted (their "no", `rules.episodes`): QueryAll returns a deleted
           record only until the recycle bin is emptied (15 days at most);
         - which record each merged-away lead or account lives on in (`MasterRecordId`, read from
           those deleted records too)."""
+        self._prune_notes()
         self.db.execute(f"{_KEEP_NOTES} AND NOT {_OWN_DELETED_LEAD}")
         self.db.execute(
             f"DELETE FROM sf_records WHERE NOT (object = 'Lead' AND json_valid(raw) AND {_OWN_DELETED_LEAD})"
         )
         for table in ("cursors", "accounts", "malformed"):
             self.db.execute(f"DELETE FROM {table}")
+
+    def _prune_notes(self) -> None:
+        """Forget the notes kept longer than 90 days (`_NOTES_KEPT`): a lead deleted for good, or
+        purged from the recycle bin, never comes back for its note (found by a review: every lead
+        deleted in Salesforce left one for good)."""
+        self.db.conn.execute(
+            "DELETE FROM lead_status_notes WHERE kept_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)", [_NOTES_KEPT]
+        )
 
     def status_notes(self, ids: Sequence[str]) -> dict[str, tuple[Any, str]]:
         """Lead id → (its `Status`, since when) as the mirror held it before a `resync`, for those

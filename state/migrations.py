@@ -430,8 +430,11 @@ def _v20(db: sqlite_utils.Database) -> None:
     note lives in the mirrored lead (`core.records.STATUS_SINCE`) and Salesforce keeps no such
     date, so a resync that forgot it dated every lead by its current SystemModstamp, and a lead
     disqualified months ago but touched since started its account's cool-off again. The notes of
-    the mirror a resync forgets wait here until the read brings each lead back (`sync.ingest`)."""
-    db.execute("CREATE TABLE lead_status_notes (id TEXT PRIMARY KEY, status TEXT, since TEXT NOT NULL)")
+    the mirror a resync forgets, and of the leads that leave it, wait here until the read brings
+    each lead back (`sync.ingest`), for 90 days at most from `kept_at` (`StateDB.remove_sf`)."""
+    db.execute(
+        "CREATE TABLE lead_status_notes (id TEXT PRIMARY KEY, status TEXT, since TEXT NOT NULL, kept_at TEXT NOT NULL)"
+    )
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [

@@ -171,3 +171,22 @@ def test_a_state_of_schema_19_is_migrated_and_keeps_notes_across_a_resync(tmp_pa
 
     assert state.status_notes(["00Q1"]) == {"00Q1": ("Disqualified", "2026-08-01T09:00:00.000+0000")}
     state.close()
+
+
+def test_notes_of_leads_that_never_come_back_are_forgotten_after_90_days() -> None:
+    """A lead deleted for good, or purged from the recycle bin, never comes back for its note (found
+    by an adversarial review: every lead deleted in Salesforce left one for good)."""
+    state = StateDB.memory()
+    stamp = "2026-11-21T09:00:00.000+0000"
+    state.upsert_sf(
+        [{"object": "Lead", "id": f"00Q{n}", "modstamp": stamp, "error": None,
+          "raw": f'{{"Id": "00Q{n}", "Status": "Disqualified", "SystemModstamp": "{stamp}"}}'} for n in range(3)]
+    )  # fmt: skip
+    state.remove_sf("Lead", ["00Q0", "00Q1"])
+    state.db.execute(
+        "UPDATE lead_status_notes SET kept_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-91 days') WHERE id = '00Q0'"
+    )
+
+    state.remove_sf("Lead", ["00Q2"])  # the next lead to leave the mirror
+
+    assert sorted(state.status_notes(["00Q0", "00Q1", "00Q2"])) == ["00Q1", "00Q2"]
