@@ -1405,6 +1405,13 @@ class StateDB:
         for table in ("cursors", "accounts", "malformed"):
             self.db.execute(f"DELETE FROM {table}")
 
+    def mark(self, name: str, value: str) -> str:
+        """The value of the state's mark `name` (table `marks`, kept by a resync), set to `value`
+        by the first caller."""
+        self.db.conn.execute("INSERT OR IGNORE INTO marks (name, value) VALUES (?, ?)", [name, value])
+        row = self.db.conn.execute("SELECT value FROM marks WHERE name = ?", [name]).fetchone()
+        return str(row[0])
+
     def _prune_notes(self) -> None:
         """Forget the notes kept longer than 90 days (`_NOTES_KEPT`): a lead deleted for good, or
         purged from the recycle bin, never comes back for its note (found by a review: every lead

@@ -435,6 +435,9 @@ def _v20(db: sqlite_utils.Database) -> None:
     db.execute(
         "CREATE TABLE lead_status_notes (id TEXT PRIMARY KEY, status TEXT, since TEXT NOT NULL, kept_at TEXT NOT NULL)"
     )
+    # Facts of the state's own history a resync keeps (`StateDB.mark`): the first cycle that dated
+    # nurture spells (`sync.plan.Planner._task`).
+    db.execute("CREATE TABLE marks (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [

@@ -218,6 +218,7 @@ class Planner:
     ) -> None:
         self.config = config
         self.state = state
+        self._spells_day: str | None = None
         self.report = report
         self.plan = plan
         self.now = now
@@ -250,6 +251,7 @@ class Planner:
         conflicts, in the caller's transaction."""
         # One watch of the rules' clock for the whole plan, cleared before each record is judged:
         # what its dates say of when its judgement may change (`rules.clock`).
+        self._spells_since()  # marked by the first cycle that plans: every later spell counts
         with watching(self.now) as self._horizon:
             self._run()
 
@@ -642,16 +644,27 @@ class Planner:
     def _task(self, decision: Decision) -> Mapping[str, Any] | None:
         """The Vitally task `decision` wants, if any. A task due once per spell (`TaskIntent.spell`:
         a lead nurtured again) keeps its key in its first spell, and in a later one takes the key
-        `<key>:<day the spell began>` when a task was sent under its key before that day."""
+        `<key>:<day the spell began>` when a task was sent under its key before that day. Only a
+        spell that began once spells were dated counts (the state's mark `nurture_spells_since`,
+        the first cycle that asked): a state resynced, or a lead out of sight and back, before the
+        status dates survived either had its leads dated anew, after the task already sent for
+        the same "not yet" (found by an adversarial review)."""
         intent = decision.task
         if intent is None:
             return None
         if intent.spell is not None:
             first = f"{TASK_KEY_PREFIX}{intent.key}"
             sent = self._last_vitally.written_at(first, "task")
-            if sent is not None and sent[:10] < intent.spell.isoformat():
-                intent = replace(intent, key=f"{intent.key}:{intent.spell.isoformat()}")
+            day = intent.spell.isoformat()
+            if sent is not None and sent[:10] < day and self._spells_since() <= day:
+                intent = replace(intent, key=f"{intent.key}:{day}")
         return vitally_task(intent)
+
+    def _spells_since(self) -> str:
+        """The first day nurture spells were dated in this state (`StateDB.mark`)."""
+        if self._spells_day is None:
+            self._spells_day = self.state.mark("nurture_spells_since", self.now.date().isoformat())[:10]
+        return self._spells_day
 
     def _plan_task(self, account_id: str, task: Mapping[str, Any], rule: str, reason: str) -> None:
         """A task is created once: its externalId names the account and period, and once it was

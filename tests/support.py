@@ -321,9 +321,10 @@ def back_to_schema(conn: sqlite3.Connection, version: int) -> None:
     tests of an upgrade start before (13 changed no schema; 14 made `llm_calls`, 15 `lead_merges`,
     16 the column `converted_opp` in the index `sf_records_links`, and `lead_merges_master`, 17
     `account_merges`, 18 the indexes of the judgements and of the malformed accounts, 19 the
-    companies' signups and their triggers, 20 `lead_status_notes`), and set its version."""
+    companies' signups and their triggers, 20 `lead_status_notes` and `marks`), and set its version."""
     if version < 20:
         conn.execute("DROP TABLE lead_status_notes")
+        conn.execute("DROP TABLE marks")
     if version < 19:
         for event in ("insert", "update", "delete"):
             conn.execute(f"DROP TRIGGER signups_on_{event}")

@@ -83,3 +83,38 @@ def test_a_resync_after_the_lead_was_touched_adds_no_second_task(world: World) -
         _cycle_at(world, NOW + timedelta(days=day))
 
     assert [t["externalId"] for t in _nurture_tasks(world)] == [f"{NURTURE}{lead['Id']}"]
+
+
+def test_a_state_resynced_before_status_dates_survived_adds_no_second_task(world: World) -> None:
+    """The adversarial review's upgrade case: a resync of the release before dated every lead by
+    its SystemModstamp (the notes gone), after the task sent for the lead's "not yet". Spells
+    count from the state's first cycle that dated them (`nurture_spells_since`), so that date is
+    the same spell's, and a "not yet" after it still gets its task."""
+    _cycle_at(world, NOW)
+    [lead] = [lead for lead in world.leads() if lead.get("Sync_Key__c")]
+    world.sandbox.set_clock(NOW + timedelta(days=1))
+    _person_patches_lead(world, lead["Id"], Status="Nurturing")
+    _cycle_at(world, NOW + timedelta(days=1, hours=1))
+    touched = NOW + timedelta(days=30)
+    world.sandbox.set_clock(touched)
+    _person_patches_lead(world, lead["Id"], Description="Opened the nurture email")
+    _cycle_at(world, touched + timedelta(hours=1))
+    with world.state.atomic():  # the old release's resync: the mirror and its notes gone
+        for table in ("cursors", "accounts", "sf_records", "lead_status_notes"):
+            world.state.db.execute(f"DELETE FROM {table}")
+        world.state.db.execute("DELETE FROM marks")  # and the state is one of that release
+    for day in (31, 32):
+        _cycle_at(world, NOW + timedelta(days=day))
+    assert [t["externalId"] for t in _nurture_tasks(world)] == [f"{NURTURE}{lead['Id']}"]
+
+    world.sandbox.set_clock(NOW + timedelta(days=60))
+    _person_patches_lead(world, lead["Id"], Status="In progress")
+    _cycle_at(world, NOW + timedelta(days=60, hours=1))
+    again = NOW + timedelta(days=80)
+    world.sandbox.set_clock(again)
+    _person_patches_lead(world, lead["Id"], Status="Nurturing")
+    _cycle_at(world, again + timedelta(hours=1))
+    assert [t["externalId"] for t in _nurture_tasks(world)] == [
+        f"{NURTURE}{lead['Id']}",
+        f"{NURTURE}{lead['Id']}:{again.date()}",
+    ]
