@@ -64,9 +64,9 @@ def test_each_not_yet_gets_its_revisit_task_once(world: World) -> None:
     assert tasks[1]["dueDate"] == (again + timedelta(days=45, hours=1)).date().isoformat()
 
 
-def test_a_resync_after_the_lead_was_touched_adds_no_second_task(world: World) -> None:
-    """The review that had the first version reverted: `resync` forgot the status notes, so the
-    spell was dated by the lead's SystemModstamp, after the task already sent, and looked new."""
+def _nurtured_then_touched(world: World) -> dict[str, Any]:
+    """crm-sync's lead, nurtured by its owner a day after `NOW` (its revisit task sent), then edited
+    by a marketing tool 30 days after `NOW`, each read by a cycle; the lead as first read."""
     _cycle_at(world, NOW)
     [lead] = [lead for lead in world.leads() if lead.get("Sync_Key__c")]
     world.sandbox.set_clock(NOW + timedelta(days=1))
@@ -76,6 +76,13 @@ def test_a_resync_after_the_lead_was_touched_adds_no_second_task(world: World) -
     world.sandbox.set_clock(touched)
     _person_patches_lead(world, lead["Id"], Description="Opened the nurture email")  # a marketing tool
     _cycle_at(world, touched + timedelta(hours=1))
+    return lead
+
+
+def test_a_resync_after_the_lead_was_touched_adds_no_second_task(world: World) -> None:
+    """The review that had the first version reverted: `resync` forgot the status notes, so the
+    spell was dated by the lead's SystemModstamp, after the task already sent, and looked new."""
+    lead = _nurtured_then_touched(world)
 
     with world.state.atomic():
         world.state.reset_mirror()  # what `crm-sync resync` does before its full read
@@ -90,15 +97,7 @@ def test_a_state_resynced_before_status_dates_survived_adds_no_second_task(world
     its SystemModstamp (the notes gone), after the task sent for the lead's "not yet". Spells
     count from the state's first cycle that dated them (`nurture_spells_since`), so that date is
     the same spell's, and a "not yet" after it still gets its task."""
-    _cycle_at(world, NOW)
-    [lead] = [lead for lead in world.leads() if lead.get("Sync_Key__c")]
-    world.sandbox.set_clock(NOW + timedelta(days=1))
-    _person_patches_lead(world, lead["Id"], Status="Nurturing")
-    _cycle_at(world, NOW + timedelta(days=1, hours=1))
-    touched = NOW + timedelta(days=30)
-    world.sandbox.set_clock(touched)
-    _person_patches_lead(world, lead["Id"], Description="Opened the nurture email")
-    _cycle_at(world, touched + timedelta(hours=1))
+    lead = _nurtured_then_touched(world)
     with world.state.atomic():  # the old release's resync: the mirror and its notes gone
         for table in ("cursors", "accounts", "sf_records", "lead_status_notes"):
             world.state.db.execute(f"DELETE FROM {table}")

@@ -11,8 +11,9 @@ mirror held cannot be read again, and forgetting it undid what people had done:
 - which lead a merged-away lead lives on in (`MasterRecordId`, read from that deleted record).
 
 Each test's first half is the scenario of the test that covers it without a resync
-(tests/test_status_since.py, tests/test_salesforce_deleted.py, tests/test_salesforce_merged.py);
-the second half forgets the mirror as `resync` does and runs real cycles against the sandbox.
+(tests/test_salesforce_deleted.py, tests/test_salesforce_merged.py); the second half forgets the
+mirror as `resync` does and runs real cycles against the sandbox. The cool-off dated across a
+resync is tests/test_status_since.py's, run both ways.
 """
 
 from __future__ import annotations
@@ -42,32 +43,6 @@ def _resync(config: Config, state: StateDB, sandbox: Sandbox, at: datetime) -> C
         state.reset_mirror()
     sandbox.set_clock(at)
     return cycle_at(config, state, at)
-
-
-def test_a_resync_keeps_since_when_a_lead_holds_its_status() -> None:
-    with after_first_cycle() as (sandbox, config, state, account):
-        lead_id = crm_sync_s_lead(sandbox, account)["Id"]
-        no_day = NOW + timedelta(hours=1)
-        sandbox.set_clock(no_day)
-        person_sets_lead(sandbox.url, lead_id, Status="Disqualified")  # the owner's "no"
-        cycle_at(config, state, no_day + timedelta(minutes=5))
-        touched = NOW + timedelta(days=60)
-        sandbox.set_clock(touched)
-        person_sets_lead(sandbox.url, lead_id, Description="Opened the nurture email")  # a marketing tool
-
-        _resync(config, state, sandbox, touched + timedelta(minutes=5))
-        mirrored = parse_lead(state.sf_raw("Lead", lead_id) or {})
-        waiting = state.db.execute("SELECT count(*) FROM lead_status_notes").fetchone()[0]
-        after = NOW + timedelta(days=92)  # past the 90 days from the "no", not from the touch
-        sandbox.set_clock(after)
-        report = cycle_at(config, state, after)
-        out = io.StringIO()
-        explain(config, state, account, after, out, io.StringIO())
-
-    assert mirrored.system_modstamp.date() == touched.date()
-    assert mirrored.status_since is not None and mirrored.status_since.date() == no_day.date()
-    assert waiting == 0  # the note is back in the mirrored lead
-    assert account in routed(report), out.getvalue()  # the cool-off ended 90 days after the "no"
 
 
 def test_a_status_changed_before_the_resync_read_is_dated_by_the_version_read() -> None:

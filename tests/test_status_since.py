@@ -15,30 +15,49 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import pytest
 from real_org_world import NOW, after_first_cycle, crm_sync_s_lead, cycle_at, routed
 from support import person_sets_lead
 from test_ingest_mirror import _read, _Salesforce
 
 from core.records import STATUS_SINCE, parse_lead
+from sandbox import Sandbox
 from state import StateDB
+from sync.config import Config
 from sync.explain import explain
 
 
-def test_a_disqualified_lead_touched_later_keeps_its_cool_off_from_the_disqualification() -> None:
-    with after_first_cycle() as (sandbox, config, state, account):
-        lead_id = crm_sync_s_lead(sandbox, account)["Id"]
+def disqualified_then_touched(
+    sandbox: Sandbox, config: Config, state: StateDB, account: str
+) -> tuple[str, datetime, datetime]:
+    """The owner disqualifies crm-sync's lead for `account` an hour after `NOW` (a cycle reads it),
+    and a marketing tool edits the lead 60 days after `NOW`: (the lead's Id, the day of the "no",
+    the moment of the edit)."""
+    lead_id = crm_sync_s_lead(sandbox, account)["Id"]
+    no_day = NOW + timedelta(hours=1)
+    sandbox.set_clock(no_day)
+    person_sets_lead(sandbox.url, lead_id, Status="Disqualified")  # the owner's "no"
+    cycle_at(config, state, no_day + timedelta(minutes=5))
+    touched = NOW + timedelta(days=60)
+    sandbox.set_clock(touched)
+    person_sets_lead(sandbox.url, lead_id, Description="Opened the nurture email")  # a marketing tool
+    return lead_id, no_day, touched
 
-        no_day = NOW + timedelta(hours=1)
-        sandbox.set_clock(no_day)
-        person_sets_lead(sandbox.url, lead_id, Status="Disqualified")  # the owner's "no"
-        cycle_at(config, state, no_day + timedelta(minutes=5))
-        touched = NOW + timedelta(days=60)
-        sandbox.set_clock(touched)
-        person_sets_lead(sandbox.url, lead_id, Description="Opened the nurture email")  # a marketing tool
+
+@pytest.mark.parametrize("resync", [False, True], ids=["incremental", "after-a-resync"])
+def test_a_disqualified_lead_touched_later_keeps_its_cool_off_from_the_disqualification(resync: bool) -> None:
+    """Also after `crm-sync resync` forgot the mirror (tests/test_resync_remembers.py): the note
+    waits in `lead_status_notes` until the full read brings the lead back."""
+    with after_first_cycle() as (sandbox, config, state, account):
+        lead_id, no_day, touched = disqualified_then_touched(sandbox, config, state, account)
+        if resync:
+            with state.atomic():
+                state.reset_mirror()
         cycle_at(config, state, touched + timedelta(minutes=5))
         mirrored = parse_lead(state.sf_raw("Lead", lead_id) or {})
+        assert state.status_notes([lead_id]) == {}  # none waits: the note is in the mirrored lead
 
         after = NOW + timedelta(days=92)  # past the 90 days from the "no", not from the touch
         sandbox.set_clock(after)
