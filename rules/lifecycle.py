@@ -99,14 +99,22 @@ ACCOUNT_REVIEW: AccountRule = Rule(_ACCOUNT_REVIEW, account_review, _may_account
 
 def _with_specialist(account: Account, policy: Policy, now: datetime) -> str | None:
     """Why the account is with its onboarding specialist, or None: in the `Onboarding` segment, or
-    with the `Onboarding Specialist` key role while its first bill is at most
-    `[rules.onboarding] first_bill_max_age_months` old (or of an age the invoices do not show). A
-    person sets the key role and nothing takes it away: held for good, a long-standing self-serve
-    account that once had a specialist never reached Account review (found by an adversarial
-    review)."""
+    with the `Onboarding Specialist` key role while it is current (`_specialist_current`)."""
     rules = policy.lifecycle
     if rules.onboarding_segment in account.segments:
         return f"with its onboarding specialist: segment {rules.onboarding_segment}"
+    current = _specialist_current(account, policy, now)
+    return None if current is None else f"with its onboarding specialist: {current}"
+
+
+def _specialist_current(account: Account, policy: Policy, now: datetime) -> str | None:
+    """The `Onboarding Specialist` key role while the account's first bill is at most
+    `[rules.onboarding] first_bill_max_age_months` old (or of an age the invoices do not show), as
+    "<role> <holder>[, first billed N months ago]"; else None. A person sets the key role and
+    nothing takes it away: read for good, a long-standing self-serve account that once had a
+    specialist never reached Account review, and its stage stayed "Onboarding specialist" (found
+    by two adversarial reviews)."""
+    rules = policy.lifecycle
     specialist = account.roles.get(rules.specialist_role)
     if not specialist:
         return None
@@ -114,12 +122,12 @@ def _with_specialist(account: Account, policy: Policy, now: datetime) -> str | N
     first = _first_bill(account.invoices, onboarding.first_bill_skips_zero) if account.invoices else None
     month = None if first is None else _month_number(first.month)
     if month is None:
-        return f"with its onboarding specialist: {rules.specialist_role} {specialist}"
+        return f"{rules.specialist_role} {specialist}"
     clock.changes_on_month(month + onboarding.first_bill_max_age_months + 1)  # the first bill grows too old
     age = max(0, now.year * 12 + now.month - month)
     if age > onboarding.first_bill_max_age_months:
         return None
-    return f"with its onboarding specialist: {rules.specialist_role} {specialist}, first billed {age} months ago"
+    return f"{rules.specialist_role} {specialist}, first billed {age} months ago"
 
 
 def _may_csm_downgrade(account: Account, ctx: AccountContext, policy: Policy, now: datetime) -> bool:
@@ -293,8 +301,10 @@ def _role_holder(account: Account, role: str) -> str:
     return f"{how} ({account.roles[role]})"
 
 
-def _flagged_stage(account: Account, segments: frozenset[str], rules: LifecyclePolicy) -> tuple[str, str] | None:
-    """The stage a segment or the onboarding specialist gives an account nobody owns yet."""
+def _flagged_stage(account: Account, segments: frozenset[str], policy: Policy, now: datetime) -> tuple[str, str] | None:
+    """The stage a segment or the onboarding specialist gives an account nobody owns yet (the key
+    role while it is current, as Account review reads it: `_specialist_current`)."""
+    rules = policy.lifecycle
     if segments:
         for flagged, name in (
             (rules.expansion_segments, EXPANSION_LEAD),
@@ -306,7 +316,7 @@ def _flagged_stage(account: Account, segments: frozenset[str], rules: LifecycleP
         if rules.segment in segments:
             return REVIEW, f"segment {rules.segment}"
     roles = account.roles
-    if rules.specialist_role in roles:
+    if rules.specialist_role in roles and _specialist_current(account, policy, now) is not None:
         return ONBOARDING_SPECIALIST, f"{rules.specialist_role} key role ({roles[rules.specialist_role]})"
     if rules.onboarding_segment in segments:
         return ONBOARDING_SPECIALIST, f"segment {rules.onboarding_segment}"
@@ -319,12 +329,13 @@ def _stage(
     open_leads: tuple[Lead, ...],
     open_opportunities: tuple[Opportunity, ...],
     policy: Policy,
+    now: datetime,
     nurtured: str | None = None,
 ) -> tuple[str | None, str]:
     rules = policy.lifecycle
     if account.roles or segments or open_leads or open_opportunities or nurtured:  # most have none: by MRR
         found = _owned_stage(account, segments, open_leads, open_opportunities, policy, nurtured) or _flagged_stage(
-            account, segments, rules
+            account, segments, policy, now
         )
         if found is not None:
             return found
@@ -352,9 +363,10 @@ def stage(account: Account, ctx: AccountContext, policy: Policy, now: datetime) 
     "Expansion lead" for `Product-led` and `AM referral`, otherwise "New business lead"); a referral or
     product-led segment ("Expansion lead" for `Product-led lead` and `AM referral`, "New business lead"
     for `Onboarding referral` and `AE referral`); the `Account review`
-    segment ("Account review"); an Onboarding Specialist key role or the `Onboarding` segment
-    ("Onboarding specialist"); then by MRR: ≥ 2,000 "Account review", below "Self serve". Only an
-    account that reaches the MRR step with MRR unknown has no stage (the rule does not fire).
+    segment ("Account review"); an Onboarding Specialist key role while the first bill is at most
+    `first_bill_max_age_months` old, or the `Onboarding` segment ("Onboarding specialist"); then by
+    MRR: ≥ 2,000 "Account review", below "Self serve". Only an account that reaches the MRR step
+    with MRR unknown has no stage (the rule does not fire).
     """
     return stage_with(account, account.segments, ctx, policy, now)
 
@@ -369,7 +381,7 @@ def stage_with(
     else:  # most accounts: nothing in Salesforce
         open_leads, open_opportunities = (), ()
     nurtured = nurtured_after_close(ctx, policy, now) if ctx.opportunities else None
-    name, why = _stage(account, segments, open_leads, open_opportunities, policy, nurtured)
+    name, why = _stage(account, segments, open_leads, open_opportunities, policy, now, nurtured)
     inputs: dict[str, object] = {
         "key_roles": dict(account.key_roles) if account.key_roles else {},
         "segments": sorted(segments) if segments else [],

@@ -645,8 +645,8 @@ class Planner:
         """The Vitally task `decision` wants, if any. A task due once per spell (`TaskIntent.spell`:
         a lead nurtured again) keeps its key in its first spell, and in a later one takes the key
         `<key>:<day the spell began>` when a task was sent under its key before that day. Only a
-        spell that began once spells were dated counts (the state's mark `nurture_spells_since`,
-        the first cycle that asked): a state resynced, or a lead out of sight and back, before the
+        spell that began after spells were dated counts (the state's mark `nurture_spells_since`,
+        the first planning cycle): a state resynced, or a lead out of sight and back, before the
         status dates survived either had its leads dated anew, after the task already sent for
         the same "not yet" (found by an adversarial review)."""
         intent = decision.task
@@ -656,14 +656,17 @@ class Planner:
             first = f"{TASK_KEY_PREFIX}{intent.key}"
             sent = self._last_vitally.written_at(first, "task")
             day = intent.spell.isoformat()
-            if sent is not None and sent[:10] < day and self._spells_since() <= day:
+            if sent is not None and sent[:10] < day and self._spells_since() < day:
                 intent = replace(intent, key=f"{intent.key}:{day}")
         return vitally_task(intent)
 
     def _spells_since(self) -> str:
-        """The first day nurture spells were dated in this state (`StateDB.mark`)."""
+        """The day nurture spells began to be dated in this state (`StateDB.mark`, by the wall clock
+        of its first planning cycle, not the rules' `--now`); a spell counts from the day after it,
+        as a lead an earlier release re-dated may carry that very day (found by an adversarial
+        review: the old release's resync and the upgrade on the day a tool touched the lead)."""
         if self._spells_day is None:
-            self._spells_day = self.state.mark("nurture_spells_since", self.now.date().isoformat())[:10]
+            self._spells_day = self.state.mark("nurture_spells_since", iso(self.clock()))[:10]
         return self._spells_day
 
     def _plan_task(self, account_id: str, task: Mapping[str, Any], rule: str, reason: str) -> None:

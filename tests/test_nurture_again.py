@@ -117,3 +117,43 @@ def test_a_state_resynced_before_status_dates_survived_adds_no_second_task(world
         f"{NURTURE}{lead['Id']}",
         f"{NURTURE}{lead['Id']}:{again.date()}",
     ]
+
+
+def _old_release_resync(world: World) -> None:
+    """What a resync of the release before status dates survived left: the mirror and its notes
+    gone, and no mark of when spells began to be dated."""
+    with world.state.atomic():
+        for table in ("cursors", "accounts", "sf_records", "lead_status_notes", "marks"):
+            world.state.db.execute(f"DELETE FROM {table}")
+
+
+def test_an_old_resync_and_the_upgrade_on_the_day_a_tool_touched_the_lead_add_no_second_task(world: World) -> None:
+    """A second adversarial review: the upgrade's first cycle ran the day a marketing tool touched
+    the lead, so the re-dated spell began on the mark's very day. A spell counts from the day after."""
+    _cycle_at(world, NOW)
+    [lead] = [lead for lead in world.leads() if lead.get("Sync_Key__c")]
+    world.sandbox.set_clock(NOW + timedelta(days=1))
+    _person_patches_lead(world, lead["Id"], Status="Nurturing")
+    _cycle_at(world, NOW + timedelta(days=1, hours=1))
+    touched = NOW + timedelta(days=30)
+    world.sandbox.set_clock(touched)
+    _person_patches_lead(world, lead["Id"], Description="Opened the nurture email")
+    _old_release_resync(world)
+    _cycle_at(world, touched + timedelta(hours=2))
+    _cycle_at(world, touched + timedelta(days=1))
+    assert [t["externalId"] for t in _nurture_tasks(world)] == [f"{NURTURE}{lead['Id']}"]
+
+
+def test_the_mark_is_the_wall_clock_s_not_the_rules_now(world: World) -> None:
+    """`crm-sync run --now <a past day>` as the upgrade's first cycle marked that past day for good
+    (a second adversarial review): the mark takes the cycle's wall clock."""
+    lead = _nurtured_then_touched(world)
+    _old_release_resync(world)
+    real = NOW + timedelta(days=31)
+    world.sandbox.set_clock(real)
+    run_cycle(
+        world.config, world.state, world.vitally, world.salesforce, clock=lambda: real, now=NOW - timedelta(days=200)
+    )
+    _cycle_at(world, NOW + timedelta(days=32))
+    assert world.state.db.execute("SELECT value FROM marks").fetchall()[0][0][:10] == real.date().isoformat()
+    assert [t["externalId"] for t in _nurture_tasks(world)] == [f"{NURTURE}{lead['Id']}"]

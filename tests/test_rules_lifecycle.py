@@ -413,3 +413,14 @@ def test_account_review_not_while_a_person_works_crm_sync_s_lead(status: str, re
     assert decision.fired is reviewed, decision.reason
     if not reviewed:
         assert f"crm-sync's product-led lead 00Q1 ({status}) being worked" in decision.reason
+
+
+def test_the_stage_and_account_review_agree_on_a_key_role_left_from_onboarding() -> None:
+    """A second adversarial review: Account review read an Onboarding Specialist key role years after
+    the first bill as self serve, while the stage still said "Onboarding specialist" for good."""
+    aged = account(mrr=1500, key_roles={"Onboarding Specialist": "u9"}, invoices=(Invoice("2024-09", 1500),))
+    current = account(mrr=1500, key_roles={"Onboarding Specialist": "u9"}, invoices=(Invoice("2026-10", 1500),))
+
+    assert account_review(aged, EMPTY, Policy(), NOW).reason == "self serve; mrr 1,500 < 2,000"
+    assert stage(aged, EMPTY, Policy(), NOW).traits == {"lifecycle_stage": "Self serve"}
+    assert stage(current, EMPTY, Policy(), NOW).traits == {"lifecycle_stage": "Onboarding specialist"}
