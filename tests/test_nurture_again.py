@@ -64,18 +64,21 @@ def test_each_not_yet_gets_its_revisit_task_once(world: World) -> None:
     assert tasks[1]["dueDate"] == (again + timedelta(days=45, hours=1)).date().isoformat()
 
 
-def _nurtured_then_touched(world: World) -> dict[str, Any]:
+TOUCHED = NOW + timedelta(days=30)
+
+
+def _nurtured_then_touched(world: World, *, read: bool = True) -> dict[str, Any]:
     """crm-sync's lead, nurtured by its owner a day after `NOW` (its revisit task sent), then edited
-    by a marketing tool 30 days after `NOW`, each read by a cycle; the lead as first read."""
+    by a marketing tool at `TOUCHED`, the edit read by a cycle unless not `read`; the lead as first read."""
     _cycle_at(world, NOW)
     [lead] = [lead for lead in world.leads() if lead.get("Sync_Key__c")]
     world.sandbox.set_clock(NOW + timedelta(days=1))
     _person_patches_lead(world, lead["Id"], Status="Nurturing")
     _cycle_at(world, NOW + timedelta(days=1, hours=1))
-    touched = NOW + timedelta(days=30)
-    world.sandbox.set_clock(touched)
+    world.sandbox.set_clock(TOUCHED)
     _person_patches_lead(world, lead["Id"], Description="Opened the nurture email")  # a marketing tool
-    _cycle_at(world, touched + timedelta(hours=1))
+    if read:
+        _cycle_at(world, TOUCHED + timedelta(hours=1))
     return lead
 
 
@@ -130,17 +133,10 @@ def _old_release_resync(world: World) -> None:
 def test_an_old_resync_and_the_upgrade_on_the_day_a_tool_touched_the_lead_add_no_second_task(world: World) -> None:
     """A second adversarial review: the upgrade's first cycle ran the day a marketing tool touched
     the lead, so the re-dated spell began on the mark's very day. A spell counts from the day after."""
-    _cycle_at(world, NOW)
-    [lead] = [lead for lead in world.leads() if lead.get("Sync_Key__c")]
-    world.sandbox.set_clock(NOW + timedelta(days=1))
-    _person_patches_lead(world, lead["Id"], Status="Nurturing")
-    _cycle_at(world, NOW + timedelta(days=1, hours=1))
-    touched = NOW + timedelta(days=30)
-    world.sandbox.set_clock(touched)
-    _person_patches_lead(world, lead["Id"], Description="Opened the nurture email")
+    lead = _nurtured_then_touched(world, read=False)
     _old_release_resync(world)
-    _cycle_at(world, touched + timedelta(hours=2))
-    _cycle_at(world, touched + timedelta(days=1))
+    _cycle_at(world, TOUCHED + timedelta(hours=2))
+    _cycle_at(world, TOUCHED + timedelta(days=1))
     assert [t["externalId"] for t in _nurture_tasks(world)] == [f"{NURTURE}{lead['Id']}"]
 
 
